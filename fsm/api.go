@@ -1,0 +1,141 @@
+// Package fsm is Keelson's replicated state machine: a deterministic,
+// multi-version key-value store with etcd v3 semantics.
+//
+// The raft log feeds it commands (Store.Apply); every server that applies the
+// same commands at the same indexes reaches the same bytes. There is no clock,
+// network or randomness in here: lease expiry, lease IDs and compaction points
+// are decided by the leader and arrive as commands.
+//
+// The revision of a write is the raft index of the command that made it, so
+// revisions are increasing but sparse. Reads go through an immutable View that
+// costs nothing to take (the trees are persistent), which is also what a raft
+// snapshot streams.
+package fsm
+
+import (
+	"errors"
+	"io"
+
+	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
+	"go.etcd.io/etcd/api/v3/mvccpb"
+)
+
+// Command types. The first byte of every command names its type; the rest is
+// the protobuf encoding of the etcd request it carries. Apply refuses unknown
+// types loudly (ErrUnknownCommand) instead of skipping them, so a server that
+// is too old for a log entry stops rather than diverging.
+const (
+	// CmdTxn carries a pb.TxnRequest. Put, DeleteRange and Txn are all sent as
+	// transactions (a Put is a Txn with no compares and one success op).
+	CmdTxn byte = 1
+	// CmdCompact carries a pb.CompactionRequest.
+	CmdCompact byte = 2
+	// CmdLeaseGrant carries a pb.LeaseGrantRequest whose ID was chosen by the
+	// leader (never 0).
+	CmdLeaseGrant byte = 3
+	// CmdLeaseRevoke carries a pb.LeaseRevokeRequest from a client.
+	CmdLeaseRevoke byte = 4
+	// CmdLeaseExpire carries a pb.LeaseRevokeRequest proposed by the leader's
+	// expiry loop. Unlike a revoke, expiring a lease that no longer exists is
+	// not an error (a client may have revoked it concurrently).
+	CmdLeaseExpire byte = 5
+)
+
+// Errors returned in Result.Err or by reads. kvserver maps them to etcd's gRPC
+// errors.
+var (
+	ErrCompacted      = errors.New("fsm: required revision has been compacted")
+	ErrFutureRev      = errors.New("fsm: required revision is a future revision")
+	ErrLeaseNotFound  = errors.New("fsm: requested lease not found")
+	ErrLeaseExists    = errors.New("fsm: lease already exists")
+	ErrDuplicateKey   = errors.New("fsm: duplicate key given in txn request")
+	ErrKeyNotFound    = errors.New("fsm: key not found") // put with ignore_value/ignore_lease on a missing key
+	ErrUnknownCommand = errors.New("fsm: unknown command type")
+	ErrBadCommand     = errors.New("fsm: malformed command")
+)
+
+// Result is what Apply returns for one command. Exactly one of the response
+// fields is set when Err is nil.
+type Result struct {
+	// Rev is the store revision after the command (the command's index if it
+	// wrote, else the previous revision).
+	Rev int64
+	// Err is a semantic failure of the command (a lease that does not exist,
+	// a compaction of the future, ...). The command still consumed its index.
+	Err error
+
+	Txn         *pb.TxnResponse
+	Compact     *pb.CompactionResponse
+	LeaseGrant  *pb.LeaseGrantResponse
+	LeaseRevoke *pb.LeaseRevokeResponse
+}
+
+// Event is one change to one key, as a watcher sees it. PrevKv is the key's
+// previous value, nil when the key did not exist. Events of one revision come
+// in the order the transaction made them.
+type Event struct {
+	Type   mvccpb.Event_EventType
+	Kv     *mvccpb.KeyValue
+	PrevKv *mvccpb.KeyValue
+}
+
+// Lease is a lease as the state machine knows it: its ID, granted TTL in
+// seconds and the keys attached to it. Remaining time is the leader's business.
+type Lease struct {
+	ID  int64
+	TTL int64
+}
+
+// The interfaces below document the contract of the concrete types in this
+// package (Store, View, Snapshot); they are not used for indirection.
+
+// storeAPI is implemented by *Store. Apply is called from one goroutine (the
+// raft FSM); everything else is safe for concurrent use.
+type storeAPI interface {
+	// Apply applies the command at raft index `index`. Indexes must increase.
+	Apply(index uint64, cmd []byte) Result
+	// View returns the current immutable view. O(1).
+	View() *View
+	// Changed returns a channel closed at the next Apply that changes the
+	// view (used by watchers to wait for new events).
+	Changed() <-chan struct{}
+	// Restore replaces the whole state with a snapshot written by
+	// View.WriteSnapshot. Watchers woken by it see the new view.
+	Restore(r io.Reader) error
+}
+
+// viewAPI is implemented by *View, an immutable state at one applied index.
+type viewAPI interface {
+	Index() uint64     // last applied raft index
+	Rev() int64        // current revision (index of the last write; 0 if none)
+	CompactRev() int64 // revisions below it are gone
+	// Range answers a RangeRequest (key/range_end as etcd, limit, revision,
+	// count_only, keys_only, sort, min/max mod/create revision filters).
+	// Errors: ErrCompacted, ErrFutureRev.
+	Range(r *pb.RangeRequest) (*pb.RangeResponse, error)
+	// Events calls fn for every event with revision in [from, Rev()] whose key
+	// is in [key, end) (end as in etcd: nil = just key, "\x00" = from key on),
+	// in revision order, until fn returns false. Returns ErrCompacted when
+	// from < CompactRev().
+	Events(from int64, key, end []byte, fn func(rev int64, ev Event) bool) error
+	// Lease looks up a lease and its attached keys.
+	Lease(id int64) (Lease, [][]byte, bool)
+	// Leases lists every lease in ID order.
+	Leases() []Lease
+	// Hash is a digest of the whole logical state (keys with their metadata,
+	// leases, revision, compact revision, retained history), equal on every
+	// server at the same index.
+	Hash() uint64
+	// WriteSnapshot streams the view in the versioned snapshot format.
+	WriteSnapshot(w io.Writer) error
+}
+
+// Encode builds a command of type typ carrying msg. It is the only way
+// commands are made, so the wire format lives in one place.
+//
+//	func Encode(typ byte, msg proto.Message) ([]byte, error)
+
+var (
+	_ storeAPI = (*Store)(nil)
+	_ viewAPI  = (*View)(nil)
+)
