@@ -52,6 +52,15 @@ var (
 	ErrKeyNotFound    = errors.New("fsm: key not found") // put with ignore_value/ignore_lease on a missing key
 	ErrUnknownCommand = errors.New("fsm: unknown command type")
 	ErrBadCommand     = errors.New("fsm: malformed command")
+	// ErrInvalidSortOption is returned by a Range whose sort order or target
+	// is not one etcd defines (etcd's API layer refuses these too).
+	ErrInvalidSortOption = errors.New("fsm: invalid sort option")
+	// ErrStaleIndex is returned by Apply when the index does not increase;
+	// the command is not applied.
+	ErrStaleIndex = errors.New("fsm: raft index does not increase")
+	// ErrBadSnapshot wraps every snapshot decoding failure (magic, format
+	// version, checksum, truncation).
+	ErrBadSnapshot = errors.New("fsm: bad snapshot")
 )
 
 // Result is what Apply returns for one command. Exactly one of the response

@@ -1,0 +1,403 @@
+package fsm
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"hash"
+	"hash/crc64"
+	"io"
+
+	iradix "github.com/hashicorp/go-immutable-radix/v2"
+	"go.etcd.io/etcd/api/v3/mvccpb"
+)
+
+// Snapshot format, version 1 (all integers varint/uvarint unless noted):
+//
+//	magic "KEELFSM\n" | format version (uint32 big endian)
+//	index | rev | compactRev
+//	lease count | (id, ttl)...
+//	version count | (key bytes, rev, kv-or-tombstone)...
+//	event revision count | (rev, event count, (type, kv, prevkv)...)...
+//	CRC-64/ECMA of everything above (uint64 big endian)
+//
+// The versions and events trees are written as they are, so a restore gives
+// back exactly the same history (and Hash); the live keys and the lease
+// index are derived from them.
+const (
+	snapMagic   = "KEELFSM\n"
+	snapVersion = 1
+	// maxSnapBytes bounds one length-prefixed field so a corrupt length
+	// cannot make Restore allocate without limit.
+	maxSnapBytes = 1 << 30
+)
+
+var crcTable = crc64.MakeTable(crc64.ECMA)
+
+// WriteSnapshot streams the view in the versioned snapshot format.
+func (v *View) WriteSnapshot(w io.Writer) error {
+	e := &snapEncoder{w: w, crc: crc64.New(crcTable)}
+	e.buf = append(e.buf, snapMagic...)
+	e.buf = binary.BigEndian.AppendUint32(e.buf, snapVersion)
+	e.u64(v.index)
+	e.i64(v.rev)
+	e.i64(v.compactRev)
+	leases := v.Leases()
+	e.u64(uint64(len(leases)))
+	for _, l := range leases {
+		e.i64(l.ID)
+		e.i64(l.TTL)
+	}
+	e.u64(uint64(v.versions.Len()))
+	it := v.versions.Root().Iterator()
+	for vk, kv, ok := it.Next(); ok && e.err == nil; vk, kv, ok = it.Next() {
+		group, rev := splitVersionKey(vk)
+		key, valid := unescapeKey(group)
+		if !valid {
+			return fmt.Errorf("writing snapshot: corrupt version key %q", vk)
+		}
+		e.bytes(key)
+		e.i64(rev)
+		e.kv(kv)
+	}
+	e.u64(uint64(v.events.Len()))
+	eit := v.events.Root().Iterator()
+	for k, evs, ok := eit.Next(); ok && e.err == nil; k, evs, ok = eit.Next() {
+		e.i64(int64(binary.BigEndian.Uint64(k)))
+		e.u64(uint64(len(evs)))
+		for _, ev := range evs {
+			e.i64(int64(ev.Type))
+			e.kv(ev.Kv)
+			e.kv(ev.PrevKv)
+		}
+	}
+	e.flush()
+	if e.err != nil {
+		return fmt.Errorf("writing snapshot at index %d: %w", v.index, e.err)
+	}
+	if _, err := w.Write(binary.BigEndian.AppendUint64(nil, e.crc.Sum64())); err != nil {
+		return fmt.Errorf("writing snapshot checksum at index %d: %w", v.index, err)
+	}
+	return nil
+}
+
+// snapEncoder buffers output and checksums it as it is flushed.
+type snapEncoder struct {
+	w   io.Writer
+	crc hash.Hash64
+	buf []byte
+	err error
+}
+
+func (e *snapEncoder) maybeFlush() {
+	if len(e.buf) >= 64<<10 {
+		e.flush()
+	}
+}
+
+func (e *snapEncoder) flush() {
+	if e.err != nil || len(e.buf) == 0 {
+		return
+	}
+	e.crc.Write(e.buf)
+	_, e.err = e.w.Write(e.buf)
+	e.buf = e.buf[:0]
+}
+
+func (e *snapEncoder) u64(x uint64) { e.buf = binary.AppendUvarint(e.buf, x); e.maybeFlush() }
+func (e *snapEncoder) i64(x int64)  { e.buf = binary.AppendVarint(e.buf, x); e.maybeFlush() }
+func (e *snapEncoder) bytes(b []byte) {
+	e.buf = binary.AppendUvarint(e.buf, uint64(len(b)))
+	e.buf = append(e.buf, b...)
+	e.maybeFlush()
+}
+
+func (e *snapEncoder) kv(kv *mvccpb.KeyValue) {
+	if kv == nil {
+		e.buf = append(e.buf, 0)
+		return
+	}
+	e.buf = append(e.buf, 1)
+	e.bytes(kv.Key)
+	e.i64(kv.CreateRevision)
+	e.i64(kv.ModRevision)
+	e.i64(kv.Version)
+	e.bytes(kv.Value)
+	e.i64(kv.Lease)
+}
+
+// Restore replaces the whole state with a snapshot written by
+// View.WriteSnapshot and publishes it. On error the store is unchanged.
+func (s *Store) Restore(r io.Reader) error {
+	st, err := readSnapshot(r)
+	if err != nil {
+		return err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.publish(st)
+	return nil
+}
+
+func readSnapshot(r io.Reader) (state, error) {
+	d := &snapDecoder{r: bufio.NewReaderSize(r, 64<<10), crc: crc64.New(crcTable)}
+	st, err := d.state()
+	if err != nil {
+		return state{}, fmt.Errorf("%w: %w", ErrBadSnapshot, err)
+	}
+	var sum [8]byte
+	if _, err := io.ReadFull(d.r, sum[:]); err != nil {
+		return state{}, fmt.Errorf("%w: reading checksum: %w", ErrBadSnapshot, err)
+	}
+	if want, got := binary.BigEndian.Uint64(sum[:]), d.crc.Sum64(); want != got {
+		return state{}, fmt.Errorf("%w: checksum mismatch: stored %016x, computed %016x", ErrBadSnapshot, want, got)
+	}
+	if _, err := d.r.ReadByte(); err != io.EOF {
+		return state{}, fmt.Errorf("%w: trailing data after checksum", ErrBadSnapshot)
+	}
+	return st, nil
+}
+
+// snapDecoder reads the fields WriteSnapshot writes, checksumming every
+// byte it consumes (but not the trailing checksum itself).
+type snapDecoder struct {
+	r   *bufio.Reader
+	crc hash.Hash64
+	one [1]byte
+}
+
+func (d *snapDecoder) ReadByte() (byte, error) {
+	b, err := d.r.ReadByte()
+	if err != nil {
+		return 0, err
+	}
+	d.one[0] = b
+	d.crc.Write(d.one[:])
+	return b, nil
+}
+
+func (d *snapDecoder) full(n int, what string) ([]byte, error) {
+	b := make([]byte, n)
+	if _, err := io.ReadFull(d.r, b); err != nil {
+		return nil, fmt.Errorf("reading %s: %w", what, eofIsUnexpected(err))
+	}
+	d.crc.Write(b)
+	return b, nil
+}
+
+func (d *snapDecoder) u64(what string) (uint64, error) {
+	x, err := binary.ReadUvarint(d)
+	if err != nil {
+		return 0, fmt.Errorf("reading %s: %w", what, eofIsUnexpected(err))
+	}
+	return x, nil
+}
+
+func (d *snapDecoder) i64(what string) (int64, error) {
+	x, err := binary.ReadVarint(d)
+	if err != nil {
+		return 0, fmt.Errorf("reading %s: %w", what, eofIsUnexpected(err))
+	}
+	return x, nil
+}
+
+func (d *snapDecoder) bytes(what string) ([]byte, error) {
+	n, err := d.u64(what + " length")
+	if err != nil {
+		return nil, err
+	}
+	if n > maxSnapBytes {
+		return nil, fmt.Errorf("reading %s: length %d exceeds %d", what, n, maxSnapBytes)
+	}
+	return d.full(int(n), what)
+}
+
+func (d *snapDecoder) kv(what string) (*mvccpb.KeyValue, error) {
+	flag, err := d.ReadByte()
+	if err != nil {
+		return nil, fmt.Errorf("reading %s: %w", what, eofIsUnexpected(err))
+	}
+	switch flag {
+	case 0:
+		return nil, nil
+	case 1:
+	default:
+		return nil, fmt.Errorf("reading %s: bad presence flag %d", what, flag)
+	}
+	kv := &mvccpb.KeyValue{}
+	if kv.Key, err = d.bytes(what + " key"); err != nil {
+		return nil, err
+	}
+	if kv.CreateRevision, err = d.i64(what + " create revision"); err != nil {
+		return nil, err
+	}
+	if kv.ModRevision, err = d.i64(what + " mod revision"); err != nil {
+		return nil, err
+	}
+	if kv.Version, err = d.i64(what + " version"); err != nil {
+		return nil, err
+	}
+	if kv.Value, err = d.bytes(what + " value"); err != nil {
+		return nil, err
+	}
+	if kv.Lease, err = d.i64(what + " lease"); err != nil {
+		return nil, err
+	}
+	return kv, nil
+}
+
+func eofIsUnexpected(err error) error {
+	if errors.Is(err, io.EOF) {
+		return io.ErrUnexpectedEOF
+	}
+	return err
+}
+
+func (d *snapDecoder) state() (state, error) {
+	hdr, err := d.full(len(snapMagic)+4, "header")
+	if err != nil {
+		return state{}, err
+	}
+	if !bytes.Equal(hdr[:len(snapMagic)], []byte(snapMagic)) {
+		return state{}, fmt.Errorf("magic %q is not a keelson fsm snapshot", hdr[:len(snapMagic)])
+	}
+	if ver := binary.BigEndian.Uint32(hdr[len(snapMagic):]); ver != snapVersion {
+		return state{}, fmt.Errorf("unsupported snapshot format version %d (this build reads %d)", ver, snapVersion)
+	}
+	st := emptyState()
+	if st.index, err = d.u64("index"); err != nil {
+		return state{}, err
+	}
+	if st.rev, err = d.i64("revision"); err != nil {
+		return state{}, err
+	}
+	if st.compactRev, err = d.i64("compact revision"); err != nil {
+		return state{}, err
+	}
+	if st.leases, err = d.leases(); err != nil {
+		return state{}, err
+	}
+	if st.versions, err = d.versions(); err != nil {
+		return state{}, err
+	}
+	if st.events, err = d.events(); err != nil {
+		return state{}, err
+	}
+	st.current, st.leaseKeys = deriveCurrent(st.versions)
+	return st, nil
+}
+
+func (d *snapDecoder) leases() (*iradix.Tree[Lease], error) {
+	n, err := d.u64("lease count")
+	if err != nil {
+		return nil, err
+	}
+	txn := iradix.New[Lease]().Txn()
+	for i := uint64(0); i < n; i++ {
+		var l Lease
+		if l.ID, err = d.i64(fmt.Sprintf("lease %d id", i)); err != nil {
+			return nil, err
+		}
+		if l.TTL, err = d.i64(fmt.Sprintf("lease %d ttl", i)); err != nil {
+			return nil, err
+		}
+		txn.Insert(idKey(l.ID), l)
+	}
+	return txn.Commit(), nil
+}
+
+func (d *snapDecoder) versions() (*iradix.Tree[*mvccpb.KeyValue], error) {
+	n, err := d.u64("version count")
+	if err != nil {
+		return nil, err
+	}
+	txn := iradix.New[*mvccpb.KeyValue]().Txn()
+	for i := uint64(0); i < n; i++ {
+		key, err := d.bytes("version key")
+		if err != nil {
+			return nil, err
+		}
+		rev, err := d.i64(fmt.Sprintf("revision of version %q", key))
+		if err != nil {
+			return nil, err
+		}
+		kv, err := d.kv(fmt.Sprintf("version %q@%d", key, rev))
+		if err != nil {
+			return nil, err
+		}
+		if kv != nil && !bytes.Equal(kv.Key, key) {
+			return nil, fmt.Errorf("version %q@%d holds key %q", key, rev, kv.Key)
+		}
+		txn.Insert(versionKey(key, rev), kv)
+	}
+	return txn.Commit(), nil
+}
+
+func (d *snapDecoder) events() (*iradix.Tree[[]Event], error) {
+	n, err := d.u64("event revision count")
+	if err != nil {
+		return nil, err
+	}
+	txn := iradix.New[[]Event]().Txn()
+	for i := uint64(0); i < n; i++ {
+		rev, err := d.i64("event revision")
+		if err != nil {
+			return nil, err
+		}
+		m, err := d.u64(fmt.Sprintf("event count at revision %d", rev))
+		if err != nil {
+			return nil, err
+		}
+		var evs []Event
+		for j := uint64(0); j < m; j++ {
+			what := fmt.Sprintf("event %d at revision %d", j, rev)
+			typ, err := d.i64(what + " type")
+			if err != nil {
+				return nil, err
+			}
+			ev := Event{Type: mvccpb.Event_EventType(typ)}
+			if ev.Kv, err = d.kv(what + " kv"); err != nil {
+				return nil, err
+			}
+			if ev.Kv == nil {
+				return nil, fmt.Errorf("%s has no kv", what)
+			}
+			if ev.PrevKv, err = d.kv(what + " prev kv"); err != nil {
+				return nil, err
+			}
+			evs = append(evs, ev)
+		}
+		txn.Insert(revKey(rev), evs)
+	}
+	return txn.Commit(), nil
+}
+
+// deriveCurrent rebuilds the live keys (each key's newest version unless it
+// is a tombstone) and the lease index from the versions tree.
+func deriveCurrent(versions *iradix.Tree[*mvccpb.KeyValue]) (*iradix.Tree[*mvccpb.KeyValue], *iradix.Tree[struct{}]) {
+	cur := iradix.New[*mvccpb.KeyValue]().Txn()
+	lk := iradix.New[struct{}]().Txn()
+	var group []byte
+	var last *mvccpb.KeyValue
+	finish := func() {
+		if last != nil {
+			cur.Insert(last.Key, last)
+			if last.Lease != 0 {
+				lk.Insert(leaseKeyKey(last.Lease, last.Key), struct{}{})
+			}
+		}
+	}
+	it := versions.Root().Iterator()
+	for vk, kv, ok := it.Next(); ok; vk, kv, ok = it.Next() {
+		g, _ := splitVersionKey(vk)
+		if !bytes.Equal(g, group) {
+			finish()
+			group = g
+		}
+		last = kv
+	}
+	finish()
+	return cur.Commit(), lk.Commit()
+}

@@ -1,0 +1,210 @@
+package fsm
+
+import (
+	"bytes"
+	"fmt"
+
+	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
+	"go.etcd.io/etcd/api/v3/mvccpb"
+)
+
+// applyTxn runs a TxnRequest the way etcd does: refuse duplicate writes,
+// evaluate every compare on the path against the state before the txn,
+// validate the chosen ops, then execute them in order at one revision.
+func applyTxn(st state, r *pb.TxnRequest) (state, Result) {
+	if err := checkDuplicates(r); err != nil {
+		return st, Result{Rev: st.rev, Err: err}
+	}
+	b := newBatch(st)
+	p := planTxn(b.reader(), r)
+	if err := checkPlan(b, p); err != nil {
+		return st, Result{Rev: st.rev, Err: err}
+	}
+	resp := b.execute(p)
+	next := b.commit()
+	return next, Result{Rev: next.rev, Txn: resp}
+}
+
+// plan is one txn with its compare outcome decided, like etcd's txnPath.
+type plan struct {
+	succeeded bool
+	ops       []*pb.RequestOp
+	sub       []*plan // per op: the nested txn's plan, nil for other ops
+}
+
+// planTxn evaluates compares of r and of every nested txn on the chosen
+// path against rd. etcd decides the whole path before the first write, so a
+// nested compare does not see writes made earlier in the same txn.
+func planTxn(rd reader, r *pb.TxnRequest) *plan {
+	p := &plan{succeeded: compareAll(rd, r.GetCompare())}
+	p.ops = r.GetSuccess()
+	if !p.succeeded {
+		p.ops = r.GetFailure()
+	}
+	p.sub = make([]*plan, len(p.ops))
+	for i, op := range p.ops {
+		if t, ok := op.GetRequest().(*pb.RequestOp_RequestTxn); ok {
+			p.sub[i] = planTxn(rd, t.RequestTxn)
+		}
+	}
+	return p
+}
+
+// checkPlan validates the ops on the path before anything is written, so a
+// failing txn writes nothing.
+func checkPlan(b *batch, p *plan) error {
+	rd := b.reader()
+	for i, op := range p.ops {
+		switch t := op.GetRequest().(type) {
+		case *pb.RequestOp_RequestRange:
+			if err := rd.checkRev(t.RequestRange.GetRevision()); err != nil {
+				return err
+			}
+			if err := checkSort(t.RequestRange); err != nil {
+				return err
+			}
+		case *pb.RequestOp_RequestPut:
+			if err := checkPut(b, t.RequestPut); err != nil {
+				return err
+			}
+		case *pb.RequestOp_RequestTxn:
+			if err := checkPlan(b, p.sub[i]); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+func checkPut(b *batch, r *pb.PutRequest) error {
+	if r.GetIgnoreValue() || r.GetIgnoreLease() {
+		if _, ok := b.cur.Get(r.GetKey()); !ok {
+			return fmt.Errorf("%w: %q (put with ignore_value/ignore_lease)", ErrKeyNotFound, r.GetKey())
+		}
+	}
+	if id := r.GetLease(); id != 0 {
+		if _, ok := b.base.leases.Get(idKey(id)); !ok {
+			return fmt.Errorf("%w: %d (put %q)", ErrLeaseNotFound, id, r.GetKey())
+		}
+	}
+	return nil
+}
+
+// execute runs the planned ops and builds etcd's TxnResponse. Headers are
+// left nil; the caller fills them.
+func (b *batch) execute(p *plan) *pb.TxnResponse {
+	resp := &pb.TxnResponse{Succeeded: p.succeeded, Responses: make([]*pb.ResponseOp, len(p.ops))}
+	for i, op := range p.ops {
+		ro := &pb.ResponseOp{}
+		switch t := op.GetRequest().(type) {
+		case *pb.RequestOp_RequestRange:
+			rr, err := b.reader().rangeKVs(t.RequestRange)
+			if err != nil {
+				rr = &pb.RangeResponse{} // unreachable: checkPlan validated it
+			}
+			ro.Response = &pb.ResponseOp_ResponseRange{ResponseRange: rr}
+		case *pb.RequestOp_RequestPut:
+			ro.Response = &pb.ResponseOp_ResponsePut{ResponsePut: b.execPut(t.RequestPut)}
+		case *pb.RequestOp_RequestDeleteRange:
+			ro.Response = &pb.ResponseOp_ResponseDeleteRange{ResponseDeleteRange: b.execDelete(t.RequestDeleteRange)}
+		case *pb.RequestOp_RequestTxn:
+			ro.Response = &pb.ResponseOp_ResponseTxn{ResponseTxn: b.execute(p.sub[i])}
+		}
+		resp.Responses[i] = ro
+	}
+	return resp
+}
+
+func (b *batch) execPut(r *pb.PutRequest) *pb.PutResponse {
+	value, lease := r.GetValue(), r.GetLease()
+	if old, ok := b.cur.Get(r.GetKey()); ok {
+		if r.GetIgnoreValue() {
+			value = old.Value
+		}
+		if r.GetIgnoreLease() {
+			lease = old.Lease
+		}
+	}
+	prev := b.put(r.GetKey(), value, lease)
+	resp := &pb.PutResponse{}
+	if r.GetPrevKv() && prev != nil {
+		resp.PrevKv = cloneKV(prev)
+	}
+	return resp
+}
+
+func (b *batch) execDelete(r *pb.DeleteRangeRequest) *pb.DeleteRangeResponse {
+	prevs := b.deleteSpan(newSpan(r.GetKey(), r.GetRangeEnd()))
+	resp := &pb.DeleteRangeResponse{Deleted: int64(len(prevs))}
+	if r.GetPrevKv() && len(prevs) > 0 {
+		resp.PrevKvs = make([]*mvccpb.KeyValue, len(prevs))
+		for i, kv := range prevs {
+			resp.PrevKvs[i] = cloneKV(kv)
+		}
+	}
+	return resp
+}
+
+// compareAll reports whether every compare holds. A compare over a range
+// holds when every key in the range satisfies it; over no key at all it is
+// evaluated against an empty KeyValue, except VALUE, which then fails.
+func compareAll(rd reader, cs []*pb.Compare) bool {
+	for _, c := range cs {
+		ok, seen := true, false
+		rd.scanCurrent(newSpan(c.GetKey(), c.GetRangeEnd()), func(kv *mvccpb.KeyValue) bool {
+			seen = true
+			ok = compareKV(c, kv)
+			return ok
+		})
+		if !seen {
+			ok = c.GetTarget() != pb.Compare_VALUE && compareKV(c, &mvccpb.KeyValue{})
+		}
+		if !ok {
+			return false
+		}
+	}
+	return true
+}
+
+// compareKV is etcd's compareKV: unset targets compare against zero values
+// and an unknown result operator holds.
+func compareKV(c *pb.Compare, kv *mvccpb.KeyValue) bool {
+	var res int
+	switch c.GetTarget() {
+	case pb.Compare_VALUE:
+		v := c.GetValue()
+		if v == nil {
+			v = []byte{}
+		}
+		res = bytes.Compare(kv.Value, v)
+	case pb.Compare_CREATE:
+		res = cmpInt(kv.CreateRevision, c.GetCreateRevision())
+	case pb.Compare_MOD:
+		res = cmpInt(kv.ModRevision, c.GetModRevision())
+	case pb.Compare_VERSION:
+		res = cmpInt(kv.Version, c.GetVersion())
+	case pb.Compare_LEASE:
+		res = cmpInt(kv.Lease, c.GetLease())
+	}
+	switch c.GetResult() {
+	case pb.Compare_EQUAL:
+		return res == 0
+	case pb.Compare_NOT_EQUAL:
+		return res != 0
+	case pb.Compare_GREATER:
+		return res > 0
+	case pb.Compare_LESS:
+		return res < 0
+	}
+	return true
+}
+
+func cmpInt(a, b int64) int {
+	switch {
+	case a < b:
+		return -1
+	case a > b:
+		return 1
+	}
+	return 0
+}

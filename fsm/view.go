@@ -1,0 +1,161 @@
+package fsm
+
+import (
+	"encoding/binary"
+	"fmt"
+	"hash"
+	"hash/fnv"
+
+	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
+	"go.etcd.io/etcd/api/v3/mvccpb"
+)
+
+// View is the immutable state at one applied index. It is safe for
+// concurrent use and stays valid (and unchanged) after newer views are
+// published. KeyValues inside Events are shared with the store and must be
+// treated as read-only; Range returns copies.
+type View struct {
+	state
+	next chan struct{} // closed when a newer view is published
+}
+
+// Index is the last applied raft index.
+func (v *View) Index() uint64 { return v.index }
+
+// Rev is the current revision: the index of the last command that wrote.
+func (v *View) Rev() int64 { return v.rev }
+
+// CompactRev is the revision the store was last compacted to; reads and
+// watches below it fail with ErrCompacted.
+func (v *View) CompactRev() int64 { return v.compactRev }
+
+// Next returns a channel closed once a newer view than v is published.
+func (v *View) Next() <-chan struct{} { return v.next }
+
+// Range answers a RangeRequest as etcd does. The response header is nil.
+func (v *View) Range(r *pb.RangeRequest) (*pb.RangeResponse, error) {
+	resp, err := v.reader().rangeKVs(r)
+	if err != nil {
+		return nil, fmt.Errorf("range %q..%q at revision %d: %w", r.GetKey(), r.GetRangeEnd(), r.GetRevision(), err)
+	}
+	return resp, nil
+}
+
+// Events calls fn for every event with revision >= from whose key is in
+// [key, end) (end as in etcd), in revision order and, within a revision, in
+// the order the command made them, until fn returns false.
+func (v *View) Events(from int64, key, end []byte, fn func(rev int64, ev Event) bool) error {
+	if from < v.compactRev {
+		return fmt.Errorf("events from revision %d: %w (compacted to %d)", from, ErrCompacted, v.compactRev)
+	}
+	if from < 0 {
+		from = 0
+	}
+	sp := newSpan(key, end)
+	it := v.events.Root().Iterator()
+	it.SeekLowerBound(revKey(from))
+	for k, evs, ok := it.Next(); ok; k, evs, ok = it.Next() {
+		rev := int64(binary.BigEndian.Uint64(k))
+		for _, ev := range evs {
+			if sp.contains(ev.Kv.Key) && !fn(rev, ev) {
+				return nil
+			}
+		}
+	}
+	return nil
+}
+
+// Lease looks up a lease and the keys attached to it, in key order.
+func (v *View) Lease(id int64) (Lease, [][]byte, bool) {
+	l, ok := v.leases.Get(idKey(id))
+	if !ok {
+		return Lease{}, nil, false
+	}
+	return l, attachedKeys(v.state, id), true
+}
+
+// Leases lists every lease in ID order.
+func (v *View) Leases() []Lease {
+	var out []Lease
+	it := v.leases.Root().Iterator()
+	for _, l, ok := it.Next(); ok; _, l, ok = it.Next() {
+		out = append(out, l)
+	}
+	return out
+}
+
+// Hash is an FNV-64a digest of the whole logical state in a canonical
+// order: index, revisions, live keys, every retained version, every
+// retained event, leases and lease attachments.
+func (v *View) Hash() uint64 {
+	h := hasher{h: fnv.New64a()}
+	h.u64(v.index)
+	h.i64(v.rev)
+	h.i64(v.compactRev)
+	h.section('c', v.current.Len())
+	it := v.current.Root().Iterator()
+	for k, kv, ok := it.Next(); ok; k, kv, ok = it.Next() {
+		h.bytes(k)
+		h.kv(kv)
+	}
+	h.section('v', v.versions.Len())
+	it = v.versions.Root().Iterator()
+	for k, kv, ok := it.Next(); ok; k, kv, ok = it.Next() {
+		h.bytes(k)
+		h.kv(kv)
+	}
+	h.section('e', v.events.Len())
+	eit := v.events.Root().Iterator()
+	for k, evs, ok := eit.Next(); ok; k, evs, ok = eit.Next() {
+		h.bytes(k)
+		h.u64(uint64(len(evs)))
+		for _, ev := range evs {
+			h.i64(int64(ev.Type))
+			h.kv(ev.Kv)
+			h.kv(ev.PrevKv)
+		}
+	}
+	h.section('l', v.leases.Len())
+	for _, l := range v.Leases() {
+		h.i64(l.ID)
+		h.i64(l.TTL)
+	}
+	h.section('a', v.leaseKeys.Len())
+	ait := v.leaseKeys.Root().Iterator()
+	for k, _, ok := ait.Next(); ok; k, _, ok = ait.Next() {
+		h.bytes(k)
+	}
+	return h.h.Sum64()
+}
+
+// hasher feeds length-prefixed fields into a hash so that field boundaries
+// are unambiguous.
+type hasher struct {
+	h   hash.Hash64
+	buf [binary.MaxVarintLen64]byte
+}
+
+func (h *hasher) u64(x uint64) { h.h.Write(binary.AppendUvarint(h.buf[:0], x)) }
+func (h *hasher) i64(x int64)  { h.h.Write(binary.AppendVarint(h.buf[:0], x)) }
+func (h *hasher) bytes(b []byte) {
+	h.u64(uint64(len(b)))
+	h.h.Write(b)
+}
+func (h *hasher) section(tag byte, n int) {
+	h.h.Write([]byte{tag})
+	h.u64(uint64(n))
+}
+
+func (h *hasher) kv(kv *mvccpb.KeyValue) {
+	if kv == nil {
+		h.h.Write([]byte{0})
+		return
+	}
+	h.h.Write([]byte{1})
+	h.bytes(kv.Key)
+	h.i64(kv.CreateRevision)
+	h.i64(kv.ModRevision)
+	h.i64(kv.Version)
+	h.bytes(kv.Value)
+	h.i64(kv.Lease)
+}
