@@ -1,0 +1,153 @@
+package raftnode
+
+import (
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"time"
+)
+
+// Config configures one raft server. Start from DefaultConfig and set NodeID,
+// DataDir and BindAddr; every other field has a working default.
+type Config struct {
+	// NodeID is this server's permanent raft identity. It must be unique in
+	// the cluster and must not change across restarts on the same DataDir.
+	NodeID string
+
+	// DataDir holds raft.db (log and stable store) and snapshots/. It is
+	// created if missing.
+	DataDir string
+
+	// BindAddr is the host:port the raft TCP transport listens on. Port 0
+	// picks a free port (tests); then AdvertiseAddr must be empty so the
+	// bound address is advertised.
+	BindAddr string
+
+	// AdvertiseAddr is the host:port other servers dial to reach this one.
+	// Empty means the bound listener address, which must then be routable
+	// (not 0.0.0.0).
+	AdvertiseAddr string
+
+	// Bootstrap makes this server bootstrap a single-voter cluster of itself
+	// when DataDir holds no raft state. On existing state it is a no-op, so
+	// it is safe to leave set across restarts.
+	Bootstrap bool
+
+	// SnapshotThreshold is how many log entries since the last snapshot
+	// trigger a new one. Default 8192.
+	SnapshotThreshold uint64
+
+	// SnapshotInterval is how often raft checks whether SnapshotThreshold is
+	// exceeded. Default 30s.
+	SnapshotInterval time.Duration
+
+	// TrailingLogs is how many entries are kept in the log after a snapshot
+	// so a slightly lagging follower can catch up without a full snapshot
+	// install. Default 10240.
+	TrailingLogs uint64
+
+	// HeartbeatTimeout is how long a follower waits without hearing from the
+	// leader before starting an election. Default 1s.
+	HeartbeatTimeout time.Duration
+
+	// ElectionTimeout is how long a candidate waits for an election to
+	// finish before retrying. Default 1s.
+	ElectionTimeout time.Duration
+
+	// LeaderLeaseTimeout is how long a leader stays leader without contact
+	// from a quorum. It must not exceed HeartbeatTimeout. Default 500ms.
+	LeaderLeaseTimeout time.Duration
+
+	// CommitTimeout bounds how long the leader waits before sending an
+	// AppendEntries without new entries, which is what propagates the commit
+	// index to followers when the cluster is idle. Default 50ms.
+	CommitTimeout time.Duration
+
+	// ApplyTimeout bounds how long Apply waits for raft to accept (enqueue)
+	// a command when the caller's context has no earlier deadline. After
+	// enqueue, only the caller's context bounds the wait. Default 10s.
+	ApplyTimeout time.Duration
+
+	// TLS, when set, wraps every raft connection in TLS. For mutual TLS it
+	// must carry Certificates, RootCAs, ClientCAs and
+	// ClientAuth = tls.RequireAndVerifyClientCert; the same config is used
+	// for dialing and accepting.
+	TLS *tls.Config
+
+	// Logger receives raft's own log lines (bridged from hclog) and
+	// raftnode's. Default slog.Default().
+	Logger *slog.Logger
+}
+
+// DefaultConfig returns a Config with every tunable at its default; the
+// caller fills in NodeID, DataDir and BindAddr.
+func DefaultConfig() Config {
+	return Config{
+		SnapshotThreshold:  8192,
+		SnapshotInterval:   30 * time.Second,
+		TrailingLogs:       10240,
+		HeartbeatTimeout:   time.Second,
+		ElectionTimeout:    time.Second,
+		LeaderLeaseTimeout: 500 * time.Millisecond,
+		CommitTimeout:      50 * time.Millisecond,
+		ApplyTimeout:       10 * time.Second,
+	}
+}
+
+// Validate reports the first field that is missing or inconsistent, by name.
+func (c Config) Validate() error {
+	var errs []error
+	if c.NodeID == "" {
+		errs = append(errs, errors.New("NodeID is required"))
+	}
+	if c.DataDir == "" {
+		errs = append(errs, errors.New("DataDir is required"))
+	}
+	if _, _, err := net.SplitHostPort(c.BindAddr); err != nil {
+		errs = append(errs, fmt.Errorf("BindAddr %q is not host:port: %w", c.BindAddr, err))
+	}
+	if c.AdvertiseAddr != "" {
+		host, port, err := net.SplitHostPort(c.AdvertiseAddr)
+		switch {
+		case err != nil:
+			errs = append(errs, fmt.Errorf("AdvertiseAddr %q is not host:port: %w", c.AdvertiseAddr, err))
+		case port == "0":
+			errs = append(errs, fmt.Errorf("AdvertiseAddr %q: port 0 cannot be dialed", c.AdvertiseAddr))
+		case net.ParseIP(host) != nil && net.ParseIP(host).IsUnspecified():
+			errs = append(errs, fmt.Errorf("AdvertiseAddr %q: unspecified address cannot be dialed", c.AdvertiseAddr))
+		}
+	}
+	positive := []struct {
+		name string
+		v    time.Duration
+	}{
+		{"SnapshotInterval", c.SnapshotInterval},
+		{"HeartbeatTimeout", c.HeartbeatTimeout},
+		{"ElectionTimeout", c.ElectionTimeout},
+		{"LeaderLeaseTimeout", c.LeaderLeaseTimeout},
+		{"CommitTimeout", c.CommitTimeout},
+		{"ApplyTimeout", c.ApplyTimeout},
+	}
+	for _, p := range positive {
+		if p.v <= 0 {
+			errs = append(errs, fmt.Errorf("%s must be > 0, got %v", p.name, p.v))
+		}
+	}
+	if c.SnapshotThreshold == 0 {
+		errs = append(errs, errors.New("SnapshotThreshold must be > 0"))
+	}
+	if c.LeaderLeaseTimeout > c.HeartbeatTimeout {
+		errs = append(errs, fmt.Errorf("LeaderLeaseTimeout (%v) must not exceed HeartbeatTimeout (%v)",
+			c.LeaderLeaseTimeout, c.HeartbeatTimeout))
+	}
+	if c.ElectionTimeout < c.HeartbeatTimeout {
+		errs = append(errs, fmt.Errorf("ElectionTimeout (%v) must be >= HeartbeatTimeout (%v)",
+			c.ElectionTimeout, c.HeartbeatTimeout))
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("raftnode config: %w", err)
+	}
+	return nil
+}

@@ -1,0 +1,84 @@
+package raftnode
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/hashicorp/raft"
+)
+
+var (
+	// ErrNotLeader is matched (errors.Is) by every NotLeaderError. Nothing was
+	// proposed; the caller may retry against the leader.
+	ErrNotLeader = errors.New("raftnode: not the leader")
+
+	// ErrUnknownOutcome means the command was handed to raft but this node
+	// cannot tell whether it committed: leadership was lost or transferred
+	// mid-flight, the caller's context ended, or the node shut down. The
+	// write may still become visible later; it must never be reported to a
+	// client as failed, nor blindly retried if it is not idempotent.
+	ErrUnknownOutcome = errors.New("raftnode: outcome of the write is unknown")
+
+	// ErrShutdown means the node is shutting down or has shut down.
+	ErrShutdown = errors.New("raftnode: node is shut down")
+
+	// ErrNotApplied means raft refused the command before enqueueing it
+	// (enqueue timeout under back-pressure). Nothing was proposed; it is
+	// safe to retry.
+	ErrNotApplied = errors.New("raftnode: command was not proposed")
+)
+
+// NotLeaderError says this node is not the leader and, when known, who is.
+// LeaderAddr is the raft transport address; the HA layer maps it to an API
+// address through membership tags.
+type NotLeaderError struct {
+	LeaderAddr string
+	LeaderID   string
+}
+
+func (e *NotLeaderError) Error() string {
+	if e.LeaderAddr == "" {
+		return "raftnode: not the leader (leader unknown)"
+	}
+	return fmt.Sprintf("raftnode: not the leader (leader is %s at %s)", e.LeaderID, e.LeaderAddr)
+}
+
+// Is makes errors.Is(err, ErrNotLeader) true for every NotLeaderError.
+func (e *NotLeaderError) Is(target error) bool { return target == ErrNotLeader }
+
+// mapApplyError translates a raft future error into this package's contract.
+// enqueued says whether raft accepted the command: every failure after that
+// point is an unknown outcome, because the entry may already be replicated.
+func (n *Node) mapApplyError(err error, enqueued bool) error {
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, raft.ErrNotLeader):
+		// Raft only answers ErrNotLeader before the entry gets an index, so
+		// nothing was proposed.
+		return n.notLeader()
+	case errors.Is(err, raft.ErrEnqueueTimeout):
+		return fmt.Errorf("%w: %w", ErrNotApplied, err)
+	case errors.Is(err, raft.ErrLeadershipLost),
+		errors.Is(err, raft.ErrLeadershipTransferInProgress),
+		errors.Is(err, context.Canceled),
+		errors.Is(err, context.DeadlineExceeded):
+		return fmt.Errorf("%w: %w", ErrUnknownOutcome, err)
+	case errors.Is(err, raft.ErrRaftShutdown), errors.Is(err, ErrShutdown):
+		if enqueued {
+			return fmt.Errorf("%w: %w", ErrUnknownOutcome, ErrShutdown)
+		}
+		return fmt.Errorf("%w: %w", ErrShutdown, err)
+	default:
+		if enqueued {
+			return fmt.Errorf("%w: %w", ErrUnknownOutcome, err)
+		}
+		return fmt.Errorf("raftnode: apply: %w", err)
+	}
+}
+
+func (n *Node) notLeader() error {
+	addr, id := n.Leader()
+	return &NotLeaderError{LeaderAddr: addr, LeaderID: id}
+}

@@ -1,0 +1,183 @@
+package raftnode
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/raft"
+)
+
+// StateMachine is what raft applies. The caller adapts fsm.Store to it.
+type StateMachine interface {
+	// Apply applies one committed command. It must be deterministic; its
+	// result is returned to the proposer by Node.Apply.
+	Apply(index uint64, cmd []byte) any
+	// Snapshot returns an immutable view of the current state. It is called
+	// on raft's FSM goroutine and must be O(1); the write happens later,
+	// concurrently with further applies.
+	Snapshot() (SnapshotWriter, error)
+	// Restore replaces all state with the snapshot read from r.
+	Restore(r io.Reader) error
+}
+
+// SnapshotWriter streams a snapshot taken by StateMachine.Snapshot. The
+// method is named after fsm.View.WriteSnapshot so a *fsm.View satisfies it
+// as is (and so vet does not confuse it with io.WriterTo).
+type SnapshotWriter interface {
+	WriteSnapshot(w io.Writer) error
+}
+
+// fsmAdapter turns a StateMachine into a raft.FSM and tracks the index the
+// state machine has applied, which is what reads wait on.
+type fsmAdapter struct {
+	sm StateMachine
+
+	mu      sync.Mutex
+	applied uint64
+	// lastOpened is the index of the snapshot raft most recently opened; see
+	// Restore.
+	lastOpened uint64
+	// changed is closed and replaced whenever applied moves, waking every
+	// WaitApplied caller without a per-waiter registry.
+	changed chan struct{}
+}
+
+func newFSMAdapter(sm StateMachine) *fsmAdapter {
+	return &fsmAdapter{sm: sm, changed: make(chan struct{})}
+}
+
+// Apply is called by raft for LogCommand entries only: raft filters barrier,
+// no-op and configuration entries before the FSM (configuration entries go
+// to ConfigurationStore, which this adapter does not implement).
+func (f *fsmAdapter) Apply(l *raft.Log) any {
+	var res any
+	if l.Type == raft.LogCommand {
+		res = f.sm.Apply(l.Index, l.Data)
+	}
+	f.setApplied(l.Index)
+	return res
+}
+
+func (f *fsmAdapter) Snapshot() (raft.FSMSnapshot, error) {
+	w, err := f.sm.Snapshot()
+	if err != nil {
+		return nil, fmt.Errorf("state machine snapshot: %w", err)
+	}
+	return &fsmSnapshot{w: w}, nil
+}
+
+// Restore replaces the state machine with a snapshot. raft.FSM.Restore is
+// not told the snapshot's index, so indexTrackingStore records the index of
+// the snapshot raft opened just before calling Restore (raft always opens
+// then restores on the same goroutine) and Restore publishes it as applied.
+func (f *fsmAdapter) Restore(rc io.ReadCloser) error {
+	defer rc.Close()
+	if err := f.sm.Restore(rc); err != nil {
+		return fmt.Errorf("state machine restore: %w", err)
+	}
+	f.mu.Lock()
+	index := f.lastOpened
+	f.mu.Unlock()
+	f.setApplied(index)
+	return nil
+}
+
+// noteOpened records the index of a snapshot opened for reading.
+func (f *fsmAdapter) noteOpened(index uint64) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.lastOpened = index
+}
+
+// setApplied advances the applied index; it never moves it backwards, because
+// an index learned from a completed barrier can be ahead of the last command.
+func (f *fsmAdapter) setApplied(index uint64) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if index <= f.applied {
+		return
+	}
+	f.applied = index
+	close(f.changed)
+	f.changed = make(chan struct{})
+}
+
+func (f *fsmAdapter) appliedIndex() uint64 {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.applied
+}
+
+// appliedPoll is how often waitApplied re-checks covered when the state
+// machine does not move: entries that are not commands (no-ops, barriers,
+// configuration changes) never reach the adapter, so nothing wakes us when
+// raft applies them.
+const appliedPoll = 2 * time.Millisecond
+
+// waitApplied blocks until applied >= index or covered(index, applied)
+// reports that every entry in (applied, index] has no effect on the state
+// machine; or until ctx ends or stop is closed.
+func (f *fsmAdapter) waitApplied(ctx context.Context, stop <-chan struct{}, index uint64,
+	covered func(index, applied uint64) bool) error {
+	var timer *time.Timer
+	defer func() {
+		if timer != nil {
+			timer.Stop()
+		}
+	}()
+	for {
+		f.mu.Lock()
+		applied, changed := f.applied, f.changed
+		f.mu.Unlock()
+		if applied >= index || covered(index, applied) {
+			return nil
+		}
+		if timer == nil {
+			timer = time.NewTimer(appliedPoll)
+		} else {
+			timer.Reset(appliedPoll)
+		}
+		select {
+		case <-changed:
+		case <-timer.C:
+		case <-ctx.Done():
+			return fmt.Errorf("wait for applied index %d (at %d): %w", index, applied, context.Cause(ctx))
+		case <-stop:
+			return fmt.Errorf("wait for applied index %d (at %d): %w", index, applied, ErrShutdown)
+		}
+	}
+}
+
+type fsmSnapshot struct{ w SnapshotWriter }
+
+func (s *fsmSnapshot) Persist(sink raft.SnapshotSink) error {
+	if err := s.w.WriteSnapshot(sink); err != nil {
+		_ = sink.Cancel()
+		return fmt.Errorf("persist snapshot %s: %w", sink.ID(), err)
+	}
+	if err := sink.Close(); err != nil {
+		return fmt.Errorf("close snapshot %s: %w", sink.ID(), err)
+	}
+	return nil
+}
+
+func (s *fsmSnapshot) Release() {}
+
+// indexTrackingStore is a raft.SnapshotStore that tells the adapter which
+// snapshot is about to be restored.
+type indexTrackingStore struct {
+	raft.SnapshotStore
+	fsm *fsmAdapter
+}
+
+func (s *indexTrackingStore) Open(id string) (*raft.SnapshotMeta, io.ReadCloser, error) {
+	meta, rc, err := s.SnapshotStore.Open(id)
+	if err != nil {
+		return nil, nil, fmt.Errorf("open snapshot %s: %w", id, err)
+	}
+	s.fsm.noteOpened(meta.Index)
+	return meta, rc, nil
+}

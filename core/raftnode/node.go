@@ -1,0 +1,397 @@
+package raftnode
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/raft"
+	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
+	"go.etcd.io/bbolt"
+)
+
+const (
+	logCacheSize      = 512
+	snapshotsRetained = 2
+	transportPool     = 3
+	transportTimeout  = 10 * time.Second
+	// notifyBuffer decouples raft from our observer goroutine; raft blocks
+	// on NotifyCh, so it must never fill while we are busy.
+	notifyBuffer = 64
+)
+
+// Node is one raft server plus the bookkeeping the store needs on top of it:
+// the FSM-applied index, the per-term barrier that gates linearizable reads,
+// and fan-out of leadership changes.
+type Node struct {
+	cfg       Config
+	log       *slog.Logger
+	raft      *raft.Raft
+	fsm       *fsmAdapter
+	transport *raft.NetworkTransport
+	bolt      *raftboltdb.BoltStore
+	logs      raft.LogStore
+
+	notifyCh chan bool
+	stop     chan struct{}
+	wg       sync.WaitGroup
+
+	shutdownOnce sync.Once
+	shutdownErr  error
+
+	leadership leadership
+}
+
+// New opens (or creates) the raft state in cfg.DataDir, starts the transport
+// and the raft server, and bootstraps a single-server cluster when
+// cfg.Bootstrap is set and there is no existing state. On a restart the FSM
+// is restored from the newest snapshot before New returns; log entries after
+// it are replayed in the background as raft learns the commit index.
+func New(cfg Config, sm StateMachine) (*Node, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if sm == nil {
+		return nil, errors.New("raftnode: nil StateMachine")
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	n := &Node{
+		cfg:      cfg,
+		log:      cfg.Logger.With("component", "raftnode", "node_id", cfg.NodeID),
+		fsm:      newFSMAdapter(sm),
+		notifyCh: make(chan bool, notifyBuffer),
+		stop:     make(chan struct{}),
+	}
+	n.leadership.init()
+	if err := n.open(); err != nil {
+		n.closeStores()
+		return nil, err
+	}
+	n.wg.Add(1)
+	go n.observeLeadership()
+	return n, nil
+}
+
+func (n *Node) open() error {
+	cfg := n.cfg
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return fmt.Errorf("raftnode: create DataDir %q: %w", cfg.DataDir, err)
+	}
+	dbPath := filepath.Join(cfg.DataDir, "raft.db")
+	bolt, err := raftboltdb.New(raftboltdb.Options{
+		Path: dbPath,
+		// A second process on the same DataDir fails fast instead of
+		// blocking forever on bolt's file lock.
+		BoltOptions: &bbolt.Options{Timeout: time.Second},
+	})
+	if err != nil {
+		return fmt.Errorf("raftnode: open log store %q: %w", dbPath, err)
+	}
+	n.bolt = bolt
+	logs, err := raft.NewLogCache(logCacheSize, bolt)
+	if err != nil {
+		return fmt.Errorf("raftnode: log cache: %w", err)
+	}
+	n.logs = logs
+	hl := newHCLog(cfg.Logger, "raft")
+	fileSnaps, err := raft.NewFileSnapshotStoreWithLogger(cfg.DataDir, snapshotsRetained, hl.Named("snapshot"))
+	if err != nil {
+		return fmt.Errorf("raftnode: open snapshot store in %q: %w", cfg.DataDir, err)
+	}
+	snaps := &indexTrackingStore{SnapshotStore: fileSnaps, fsm: n.fsm}
+
+	stream, err := newStreamLayer(cfg.BindAddr, cfg.AdvertiseAddr, cfg.TLS)
+	if err != nil {
+		return err
+	}
+	n.transport = raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
+		Stream:  stream,
+		MaxPool: transportPool,
+		Timeout: transportTimeout,
+		Logger:  hl.Named("transport"),
+	})
+
+	rc := n.raftConfig(hl)
+	if err := raft.ValidateConfig(rc); err != nil {
+		return fmt.Errorf("raftnode: raft config for node %q: %w", cfg.NodeID, err)
+	}
+	hasState, err := raft.HasExistingState(logs, bolt, snaps)
+	if err != nil {
+		return fmt.Errorf("raftnode: inspect existing state in %q: %w", cfg.DataDir, err)
+	}
+	r, err := raft.NewRaft(rc, n.fsm, logs, bolt, snaps, n.transport)
+	if err != nil {
+		return fmt.Errorf("raftnode: start raft in %q: %w", cfg.DataDir, err)
+	}
+	n.raft = r
+	if cfg.Bootstrap && !hasState {
+		self := raft.Server{
+			Suffrage: raft.Voter,
+			ID:       raft.ServerID(cfg.NodeID),
+			Address:  n.transport.LocalAddr(),
+		}
+		if err := r.BootstrapCluster(raft.Configuration{Servers: []raft.Server{self}}).Error(); err != nil {
+			return fmt.Errorf("raftnode: bootstrap node %q at %s: %w", cfg.NodeID, self.Address, err)
+		}
+		n.log.Info("bootstrapped single-server cluster", "addr", self.Address)
+	}
+	n.log.Info("raft started", "addr", n.transport.LocalAddr(), "existing_state", hasState,
+		"applied_index", n.fsm.appliedIndex())
+	return nil
+}
+
+func (n *Node) raftConfig(hl *hclogAdapter) *raft.Config {
+	rc := raft.DefaultConfig()
+	rc.LocalID = raft.ServerID(n.cfg.NodeID)
+	rc.HeartbeatTimeout = n.cfg.HeartbeatTimeout
+	rc.ElectionTimeout = n.cfg.ElectionTimeout
+	rc.LeaderLeaseTimeout = n.cfg.LeaderLeaseTimeout
+	rc.CommitTimeout = n.cfg.CommitTimeout
+	rc.SnapshotThreshold = n.cfg.SnapshotThreshold
+	rc.SnapshotInterval = n.cfg.SnapshotInterval
+	rc.TrailingLogs = n.cfg.TrailingLogs
+	rc.NotifyCh = n.notifyCh
+	rc.Logger = hl
+	rc.NoLegacyTelemetry = true
+	return rc
+}
+
+// closeStores releases whatever open managed to create; used when New fails
+// half-way and by Shutdown.
+func (n *Node) closeStores() error {
+	var errs []error
+	if n.raft != nil {
+		if err := n.raft.Shutdown().Error(); err != nil {
+			errs = append(errs, fmt.Errorf("raft shutdown: %w", err))
+		}
+	}
+	if n.transport != nil {
+		if err := n.transport.Close(); err != nil {
+			errs = append(errs, fmt.Errorf("close transport: %w", err))
+		}
+	}
+	if n.bolt != nil {
+		if err := n.bolt.Close(); err != nil {
+			errs = append(errs, fmt.Errorf("close log store: %w", err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// Shutdown stops raft, the transport and the background goroutines and
+// closes the stores. In-flight Apply calls return ErrUnknownOutcome.
+// Subscriber channels are closed. It is safe to call more than once.
+func (n *Node) Shutdown() error {
+	n.shutdownOnce.Do(func() {
+		close(n.stop)
+		n.shutdownErr = n.closeStores()
+		n.wg.Wait()
+		n.leadership.closeAll()
+		if n.shutdownErr != nil {
+			n.shutdownErr = fmt.Errorf("raftnode: shutdown node %q: %w", n.cfg.NodeID, n.shutdownErr)
+		}
+		n.log.Info("raft stopped")
+	})
+	return n.shutdownErr
+}
+
+func (n *Node) stopped() bool {
+	select {
+	case <-n.stop:
+		return true
+	default:
+		return false
+	}
+}
+
+// futureErr waits for a raft future without tying the caller to it: raft
+// drops futures queued for the FSM at shutdown without answering them, so
+// callers select on the returned channel together with ctx and n.stop.
+func futureErr(f raft.Future) <-chan error {
+	ch := make(chan error, 1)
+	go func() { ch <- f.Error() }()
+	return ch
+}
+
+// Apply proposes cmd and returns the state machine's result and the log
+// index once the entry is committed and applied locally. Errors:
+//   - NotLeaderError (errors.Is ErrNotLeader): not proposed; retry on the leader.
+//   - ErrNotApplied: raft did not accept the command in time (enqueue
+//     timeout, or ctx ended before enqueue); not proposed; safe to retry.
+//   - ErrUnknownOutcome: the command was enqueued but leadership was lost
+//     or is being transferred, ctx ended, or the node shut down before the
+//     result arrived. The entry may still commit; never report it as failed.
+//   - ErrShutdown: the node was shut down before the call; not proposed.
+func (n *Node) Apply(ctx context.Context, cmd []byte) (any, uint64, error) {
+	if n.stopped() {
+		return nil, 0, ErrShutdown
+	}
+	if n.raft.State() != raft.Leader {
+		return nil, 0, n.notLeader()
+	}
+	timeout := n.cfg.ApplyTimeout
+	if dl, ok := ctx.Deadline(); ok {
+		timeout = min(timeout, time.Until(dl))
+	}
+	if err := ctx.Err(); err != nil || timeout <= 0 {
+		return nil, 0, fmt.Errorf("%w: context ended before proposing: %w", ErrNotApplied, context.Cause(ctx))
+	}
+	f := n.raft.Apply(cmd, timeout)
+	select {
+	case err := <-futureErr(f):
+		if err != nil {
+			return nil, 0, n.mapApplyError(err, true)
+		}
+		return f.Response(), f.Index(), nil
+	case <-ctx.Done():
+		return nil, 0, fmt.Errorf("%w: %w", ErrUnknownOutcome, context.Cause(ctx))
+	case <-n.stop:
+		return nil, 0, fmt.Errorf("%w: %w", ErrUnknownOutcome, ErrShutdown)
+	}
+}
+
+// LinearizableRead returns a read index: once it returns, the local state
+// machine has applied every entry committed before the call, so a read of
+// local state is linearizable. On the leader it waits for the current term's
+// barrier (so entries from earlier terms are applied), takes the commit
+// index, confirms leadership with a quorum (VerifyLeader) and waits until
+// the FSM has applied that index. On a follower it returns NotLeaderError;
+// read-index forwarding to the leader is the HA layer's job.
+func (n *Node) LinearizableRead(ctx context.Context) (uint64, error) {
+	if n.stopped() {
+		return 0, ErrShutdown
+	}
+	term, err := n.waitTermReady(ctx)
+	if err != nil {
+		return 0, err
+	}
+	index := n.raft.CommitIndex()
+	select {
+	case err := <-futureErr(n.raft.VerifyLeader()):
+		if err != nil {
+			if errors.Is(err, raft.ErrRaftShutdown) {
+				return 0, fmt.Errorf("raftnode: verify leadership: %w", ErrShutdown)
+			}
+			return 0, n.notLeader()
+		}
+	case <-ctx.Done():
+		return 0, fmt.Errorf("raftnode: verify leadership: %w", context.Cause(ctx))
+	case <-n.stop:
+		return 0, ErrShutdown
+	}
+	// VerifyLeader proves leadership now; an unchanged term proves it is the
+	// same leadership whose barrier we waited for, so index covers every
+	// earlier term.
+	if n.raft.CurrentTerm() != term {
+		return 0, n.notLeader()
+	}
+	if err := n.WaitApplied(ctx, index); err != nil {
+		return 0, err
+	}
+	return index, nil
+}
+
+// WaitApplied blocks until the local state machine reflects every entry up to
+// index: either it has applied index itself, or raft has applied index and
+// the entries after the last applied command are no-ops, barriers or
+// configuration changes, which never reach the state machine.
+func (n *Node) WaitApplied(ctx context.Context, index uint64) error {
+	if err := n.fsm.waitApplied(ctx, n.stop, index, n.onlyNonCommands); err != nil {
+		return fmt.Errorf("raftnode: %w", err)
+	}
+	return nil
+}
+
+// maxNonCommandScan bounds the log scan in onlyNonCommands; runs of
+// non-command entries are short (one no-op and one barrier per election, a
+// few configuration changes), so a longer gap means the FSM is behind.
+const maxNonCommandScan = 64
+
+// onlyNonCommands reports whether raft has applied index and no entry in
+// (applied, index] is a command, i.e. the state machine already reflects
+// index. Requiring raft's applied index first matters on followers: entries
+// beyond it may be uncommitted leftovers that the leader will overwrite.
+func (n *Node) onlyNonCommands(index, applied uint64) bool {
+	if index-applied > maxNonCommandScan || n.raft.AppliedIndex() < index {
+		return false
+	}
+	for i := index; i > applied; i-- {
+		var l raft.Log
+		if err := n.logs.GetLog(i, &l); err != nil {
+			// Compacted entries were first captured in a snapshot of (or
+			// restored into) this state machine, so it already holds them.
+			return errors.Is(err, raft.ErrLogNotFound)
+		}
+		if l.Type == raft.LogCommand {
+			return false
+		}
+	}
+	return true
+}
+
+// AppliedIndex is the last index the state machine has applied (or restored
+// from a snapshot).
+func (n *Node) AppliedIndex() uint64 { return n.fsm.appliedIndex() }
+
+// IsLeader reports whether this node currently believes it is the leader.
+func (n *Node) IsLeader() bool { return n.raft.State() == raft.Leader }
+
+// Leader returns the current leader's transport address and ID, empty if
+// unknown.
+func (n *Node) Leader() (addr, id string) {
+	a, i := n.raft.LeaderWithID()
+	return string(a), string(i)
+}
+
+// Term is the current raft term.
+func (n *Node) Term() uint64 { return n.raft.CurrentTerm() }
+
+// Addr is the transport address peers use to reach this node.
+func (n *Node) Addr() string { return string(n.transport.LocalAddr()) }
+
+// ID is this node's raft server ID.
+func (n *Node) ID() string { return n.cfg.NodeID }
+
+// Stats returns raft's stats plus fsm_applied_index.
+func (n *Node) Stats() map[string]string {
+	s := n.raft.Stats()
+	s["fsm_applied_index"] = strconv.FormatUint(n.fsm.appliedIndex(), 10)
+	return s
+}
+
+// Raft is the escape hatch for operator commands (peers, snapshot restore).
+func (n *Node) Raft() *raft.Raft { return n.raft }
+
+// AddVoter adds (or re-addresses) a voting server. Only the leader can.
+func (n *Node) AddVoter(ctx context.Context, id, addr string) error {
+	f := n.raft.AddVoter(raft.ServerID(id), raft.ServerAddress(addr), 0, n.cfg.ApplyTimeout)
+	return n.waitConfigChange(ctx, f, "add voter "+id+" at "+addr)
+}
+
+// RemoveServer removes a server from the configuration. Only the leader can.
+func (n *Node) RemoveServer(ctx context.Context, id string) error {
+	f := n.raft.RemoveServer(raft.ServerID(id), 0, n.cfg.ApplyTimeout)
+	return n.waitConfigChange(ctx, f, "remove server "+id)
+}
+
+func (n *Node) waitConfigChange(ctx context.Context, f raft.Future, what string) error {
+	select {
+	case err := <-futureErr(f):
+		if err != nil {
+			return fmt.Errorf("raftnode: %s: %w", what, n.mapApplyError(err, true))
+		}
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("raftnode: %s: %w: %w", what, ErrUnknownOutcome, context.Cause(ctx))
+	case <-n.stop:
+		return fmt.Errorf("raftnode: %s: %w: %w", what, ErrUnknownOutcome, ErrShutdown)
+	}
+}
