@@ -1,0 +1,124 @@
+package config
+
+import (
+	"fmt"
+	"log/slog"
+	"os"
+	"strings"
+
+	"github.com/spf13/pflag"
+	"sigs.k8s.io/yaml"
+)
+
+// ServerFlags registers every Server field as a flag bound to c. Call it with
+// c set to DefaultServer() so --help shows the defaults.
+func ServerFlags(fs *pflag.FlagSet, c *Server) {
+	fs.StringVar(&c.DataDir, "data-dir", c.DataDir, "directory for the raft log, snapshots, certificates and sockets")
+	fs.StringVar(&c.NodeName, "node-name", c.NodeName, "name of this server (default: the hostname)")
+	fs.StringVar(&c.BindAddress, "bind-address", c.BindAddress, "IP address every listener binds (API, raft, etcd API)")
+	fs.StringVar(&c.AdvertiseAddress, "advertise-address", c.AdvertiseAddress, "IP address other members reach this server by (default: the bind address)")
+	fs.StringVar(&c.RaftBind, "raft-bind", c.RaftBind, "host:port of the raft transport (default: bind address, port 6444)")
+	fs.StringVar(&c.EtcdListen, "etcd-listen", c.EtcdListen, "also serve the etcd v3 API on this TCP host:port, for etcdctl (always served on DATA_DIR/etcd.sock)")
+	fs.BoolVar(&c.DisableAPIServer, "disable-apiserver", c.DisableAPIServer, "run only the replicated store, without kube-apiserver")
+	fs.BoolVar(&c.DisableAgent, "disable-agent", c.DisableAgent, "do not run a node agent on this server")
+
+	fs.IntVar(&c.APIServer.Port, "api-port", c.APIServer.Port, "HTTPS port of the Kubernetes API")
+	fs.StringVar(&c.APIServer.ServiceCIDR, "service-cidr", c.APIServer.ServiceCIDR, "range ClusterIPs are allocated from")
+	fs.StringVar(&c.APIServer.NodePortRange, "service-node-port-range", c.APIServer.NodePortRange, "range NodePorts are allocated from")
+	fs.StringVar(&c.APIServer.ClusterDomain, "cluster-domain", c.APIServer.ClusterDomain, "DNS domain of the cluster")
+	fs.StringToStringVar(&c.APIServer.ExtraArgs, "kube-apiserver-arg", c.APIServer.ExtraArgs, "extra kube-apiserver flag as key=value (repeatable)")
+
+	fs.DurationVar(&c.Raft.HeartbeatTimeout.Duration, "raft-heartbeat-timeout", c.Raft.HeartbeatTimeout.Duration, "raft heartbeat timeout")
+	fs.DurationVar(&c.Raft.ElectionTimeout.Duration, "raft-election-timeout", c.Raft.ElectionTimeout.Duration, "raft election timeout")
+	fs.DurationVar(&c.Raft.LeaderLeaseTimeout.Duration, "raft-leader-lease-timeout", c.Raft.LeaderLeaseTimeout.Duration, "how long a leader serves without contact with a quorum")
+	fs.Uint64Var(&c.Raft.SnapshotThreshold, "raft-snapshot-threshold", c.Raft.SnapshotThreshold, "log entries since the last snapshot that trigger a new one")
+	fs.DurationVar(&c.Raft.SnapshotInterval.Duration, "raft-snapshot-interval", c.Raft.SnapshotInterval.Duration, "how often the snapshot threshold is checked")
+	fs.Uint64Var(&c.Raft.TrailingLogs, "raft-trailing-logs", c.Raft.TrailingLogs, "log entries kept after a snapshot")
+	fs.DurationVar(&c.Raft.ApplyTimeout.Duration, "raft-apply-timeout", c.Raft.ApplyTimeout.Duration, "how long a write waits for commit before its outcome is reported unknown")
+
+	fs.IntVar(&c.Store.MaxRequestBytes, "max-request-bytes", c.Store.MaxRequestBytes, "largest etcd request accepted, in bytes")
+	fs.IntVar(&c.Store.MaxTxnOps, "max-txn-ops", c.Store.MaxTxnOps, "most operations in one transaction")
+	fs.Int64Var(&c.Store.HistoryRevisions, "history-revisions", c.Store.HistoryRevisions, "revisions of history kept for watches and past reads (0: until a client compacts)")
+	fs.DurationVar(&c.Store.LeaseMinTTL.Duration, "lease-min-ttl", c.Store.LeaseMinTTL.Duration, "shortest lease TTL granted")
+
+	fs.StringVar(&c.Log.Level, "log-level", c.Log.Level, "log level: debug, info, warn or error")
+	fs.StringVar(&c.Log.Format, "log-format", c.Log.Format, "log format: text or json")
+}
+
+// LoadServer builds the effective configuration: defaults, then the YAML
+// file at path (if any), then every flag set on the command line in fs. The
+// result is validated.
+func LoadServer(path string, fs *pflag.FlagSet) (Server, error) {
+	cfg := DefaultServer()
+	if path != "" {
+		if err := readYAML(path, &cfg); err != nil {
+			return cfg, err
+		}
+	}
+	if err := overlayFlags(fs, func(target *pflag.FlagSet) { ServerFlags(target, &cfg) }); err != nil {
+		return cfg, err
+	}
+	if err := cfg.Validate(); err != nil {
+		src := "flags"
+		if path != "" {
+			src = fmt.Sprintf("config file %s and flags", path)
+		}
+		return cfg, fmt.Errorf("invalid configuration (%s):\n%w", src, err)
+	}
+	return cfg, nil
+}
+
+// readYAML decodes path strictly: an unknown key is an error naming it, so
+// a typo never silently falls back to a default.
+func readYAML(path string, into any) error {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return fmt.Errorf("config file: %w", err)
+	}
+	if err := yaml.UnmarshalStrict(b, into); err != nil {
+		msg := err.Error()
+		msg = strings.TrimPrefix(msg, "error unmarshaling JSON: while decoding JSON: ")
+		return fmt.Errorf("config file %s: %s", path, msg)
+	}
+	return nil
+}
+
+// overlayFlags re-applies every flag the user set in parsed onto a flag set
+// bound to the final config, so flags win over the file.
+func overlayFlags(parsed *pflag.FlagSet, bind func(*pflag.FlagSet)) error {
+	if parsed == nil {
+		return nil
+	}
+	target := pflag.NewFlagSet("overlay", pflag.ContinueOnError)
+	bind(target)
+	var err error
+	parsed.Visit(func(f *pflag.Flag) {
+		dst := target.Lookup(f.Name)
+		if dst == nil || err != nil {
+			return
+		}
+		if sv, ok := f.Value.(pflag.SliceValue); ok {
+			if dsv, ok := dst.Value.(pflag.SliceValue); ok {
+				err = dsv.Replace(sv.GetSlice())
+				return
+			}
+		}
+		v := f.Value.String()
+		if f.Value.Type() == "stringToString" {
+			v = strings.TrimSuffix(strings.TrimPrefix(v, "["), "]")
+		}
+		if e := target.Set(f.Name, v); e != nil {
+			err = fmt.Errorf("flag --%s: %w", f.Name, e)
+		}
+	})
+	return err
+}
+
+// ParseLevel parses a log level name.
+func ParseLevel(s string) (slog.Level, error) {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(s)); err != nil {
+		return 0, fmt.Errorf("%q is not a log level; use debug, info, warn or error", s)
+	}
+	return l, nil
+}

@@ -1,0 +1,108 @@
+package config
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/spf13/pflag"
+)
+
+func parse(t *testing.T, args ...string) *pflag.FlagSet {
+	t.Helper()
+	fs := pflag.NewFlagSet("test", pflag.ContinueOnError)
+	c := DefaultServer()
+	ServerFlags(fs, &c)
+	if err := fs.Parse(args); err != nil {
+		t.Fatal(err)
+	}
+	return fs
+}
+
+func writeFile(t *testing.T, body string) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "keelson.yaml")
+	if err := os.WriteFile(p, []byte(body), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func TestLoadServerPrecedence(t *testing.T) {
+	file := writeFile(t, `
+dataDir: /srv/keelson
+bindAddress: 10.0.0.5
+raft:
+  electionTimeout: 3s
+apiServer:
+  extraArgs: {v: "2"}
+`)
+	cfg, err := LoadServer(file, parse(t, "--bind-address", "127.0.0.2", "--kube-apiserver-arg", "a=b,c=d"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.DataDir != "/srv/keelson" {
+		t.Errorf("dataDir from file: got %q", cfg.DataDir)
+	}
+	if cfg.BindAddress != "127.0.0.2" {
+		t.Errorf("flag must win over file: bindAddress = %q", cfg.BindAddress)
+	}
+	if cfg.Raft.ElectionTimeout.Duration != 3*time.Second {
+		t.Errorf("electionTimeout from file: got %s", cfg.Raft.ElectionTimeout)
+	}
+	if cfg.Raft.HeartbeatTimeout != DefaultServer().Raft.HeartbeatTimeout {
+		t.Errorf("unset field must keep its default, got %s", cfg.Raft.HeartbeatTimeout)
+	}
+	if got := cfg.APIServer.ExtraArgs; len(got) != 2 || got["a"] != "b" || got["c"] != "d" {
+		t.Errorf("map flag must replace the file's map: got %v", got)
+	}
+	if cfg.RaftAddr() != "127.0.0.2:6444" {
+		t.Errorf("raft address follows bind address: got %s", cfg.RaftAddr())
+	}
+}
+
+func TestLoadServerErrorsNameTheField(t *testing.T) {
+	cases := []struct {
+		name, file string
+		args       []string
+		want       []string
+	}{
+		{"unknown key", "dataDri: /x\n", nil, []string{`unknown field "dataDri"`}},
+		{"bad duration", "raft:\n  electionTimeout: soon\n", nil, []string{`invalid duration "soon"`}},
+		{"relative data dir", "", []string{"--data-dir", "rel"}, []string{"dataDir (--data-dir)", "absolute"}},
+		{"bad bind", "", []string{"--bind-address", "localhost"}, []string{"bindAddress (--bind-address)"}},
+		{"bad cidr", "", []string{"--service-cidr", "10.0.0.0"}, []string{"apiServer.serviceCIDR (--service-cidr)"}},
+		{"bad port range", "", []string{"--service-node-port-range", "5-1"}, []string{"apiServer.nodePortRange"}},
+		{"node name", "", []string{"--node-name", "Upper"}, []string{"nodeName (--node-name)"}},
+		{"lease over heartbeat", "", []string{"--raft-leader-lease-timeout", "5s"}, []string{"raft.leaderLeaseTimeout"}},
+		{"two errors at once", "", []string{"--max-txn-ops", "0", "--api-port", "0"}, []string{"store.maxTxnOps", "apiServer.port"}},
+		{"etcd listen", "", []string{"--etcd-listen", "nohost"}, []string{"etcdListen (--etcd-listen)"}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			path := ""
+			if tc.file != "" {
+				path = writeFile(t, tc.file)
+			}
+			_, err := LoadServer(path, parse(t, tc.args...))
+			if err == nil {
+				t.Fatal("expected an error")
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error %q does not mention %q", err, w)
+				}
+			}
+		})
+	}
+}
+
+func TestDefaultServerIsValid(t *testing.T) {
+	c := DefaultServer()
+	c.NodeName = "node-1"
+	if err := c.Validate(); err != nil {
+		t.Fatal(err)
+	}
+}

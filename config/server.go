@@ -1,0 +1,338 @@
+// Package config holds the configuration of Keelson's processes: the types,
+// their defaults, loading from a YAML file and flags (flags win), and
+// validation with errors that name the field and say how to fix it.
+package config
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Default ports. Every listener of a server binds the same address
+// (--bind-address) with its own port, so several servers can share a host on
+// different loopback addresses.
+const (
+	DefaultAPIPort  = 6443
+	DefaultRaftPort = 6444
+	DefaultEtcdPort = 2379
+)
+
+// Server is the configuration of `keelson server`. Field names are the YAML
+// keys; every field is also a flag (see ServerFlags).
+type Server struct {
+	// DataDir holds the raft log, snapshots, certificates and sockets.
+	DataDir string `json:"dataDir"`
+	// NodeName identifies this server in raft and, later, as a Node.
+	NodeName string `json:"nodeName"`
+	// BindAddress is the IP every listener binds (API, raft, etcd API).
+	BindAddress string `json:"bindAddress"`
+	// AdvertiseAddress is the IP other members use to reach this server,
+	// when it differs from BindAddress (NAT, 0.0.0.0 binds).
+	AdvertiseAddress string `json:"advertiseAddress"`
+	// RaftBind overrides the raft transport's host:port.
+	RaftBind string `json:"raftBind"`
+	// EtcdListen, when set, also serves the etcd v3 API on this TCP
+	// host:port for operators (etcdctl). It is always served on the unix
+	// socket DataDir/etcd.sock.
+	EtcdListen string `json:"etcdListen"`
+	// DisableAPIServer runs only the replicated store (benchmarks, store-only
+	// members).
+	DisableAPIServer bool `json:"disableAPIServer"`
+	// DisableAgent runs no node agent on this server.
+	DisableAgent bool `json:"disableAgent"`
+
+	APIServer APIServer `json:"apiServer"`
+	Raft      Raft      `json:"raft"`
+	Store     Store     `json:"store"`
+	Log       Log       `json:"log"`
+}
+
+// APIServer configures the embedded kube-apiserver.
+type APIServer struct {
+	// Port is the HTTPS port of the Kubernetes API.
+	Port int `json:"port"`
+	// ServiceCIDR is the range ClusterIPs are allocated from.
+	ServiceCIDR string `json:"serviceCIDR"`
+	// NodePortRange is the range NodePorts are allocated from, "low-high".
+	NodePortRange string `json:"nodePortRange"`
+	// ClusterDomain is the DNS suffix of services.
+	ClusterDomain string `json:"clusterDomain"`
+	// ExtraArgs are passed to kube-apiserver as --key=value, last.
+	ExtraArgs map[string]string `json:"extraArgs"`
+}
+
+// Raft tunes the consensus layer.
+type Raft struct {
+	// HeartbeatTimeout and ElectionTimeout bound how fast a dead leader is
+	// noticed; LeaderLeaseTimeout how long a leader keeps serving without
+	// hearing from a quorum.
+	HeartbeatTimeout   Duration `json:"heartbeatTimeout"`
+	ElectionTimeout    Duration `json:"electionTimeout"`
+	LeaderLeaseTimeout Duration `json:"leaderLeaseTimeout"`
+	// SnapshotThreshold is how many log entries since the last snapshot
+	// trigger a new one; SnapshotInterval how often that is checked.
+	SnapshotThreshold uint64   `json:"snapshotThreshold"`
+	SnapshotInterval  Duration `json:"snapshotInterval"`
+	// TrailingLogs is how many entries stay in the log after a snapshot, so
+	// a slightly lagging follower catches up without a snapshot transfer.
+	TrailingLogs uint64 `json:"trailingLogs"`
+	// ApplyTimeout bounds how long a write waits to be committed before it
+	// is reported as having an unknown outcome.
+	ApplyTimeout Duration `json:"applyTimeout"`
+}
+
+// Store tunes the etcd API in front of the state machine.
+type Store struct {
+	// MaxRequestBytes is the largest request accepted (etcd's
+	// --max-request-bytes).
+	MaxRequestBytes int `json:"maxRequestBytes"`
+	// MaxTxnOps is the most operations in one transaction (etcd's
+	// --max-txn-ops).
+	MaxTxnOps int `json:"maxTxnOps"`
+	// HistoryRevisions bounds the history kept for watches and past reads:
+	// the leader compacts everything older than this many revisions. 0 keeps
+	// everything until a client compacts (kube-apiserver compacts every 5m).
+	HistoryRevisions int64 `json:"historyRevisions"`
+	// LeaseMinTTL is the shortest lease granted; shorter requests are raised
+	// to it, as etcd does, so leases survive a leader election.
+	LeaseMinTTL Duration `json:"leaseMinTTL"`
+}
+
+// Log configures logging.
+type Log struct {
+	Level  string `json:"level"`  // debug, info, warn, error
+	Format string `json:"format"` // text or json
+}
+
+// DefaultServer returns the configuration a server runs with when nothing is
+// set.
+func DefaultServer() Server {
+	host, _ := os.Hostname()
+	return Server{
+		DataDir:     "/var/lib/keelson",
+		NodeName:    strings.ToLower(host),
+		BindAddress: "0.0.0.0",
+		APIServer: APIServer{
+			Port:          DefaultAPIPort,
+			ServiceCIDR:   "10.43.0.0/16",
+			NodePortRange: "30000-32767",
+			ClusterDomain: "cluster.local",
+		},
+		Raft: Raft{
+			HeartbeatTimeout:   Duration{1000 * time.Millisecond},
+			ElectionTimeout:    Duration{1000 * time.Millisecond},
+			LeaderLeaseTimeout: Duration{500 * time.Millisecond},
+			SnapshotThreshold:  8192,
+			SnapshotInterval:   Duration{30 * time.Second},
+			TrailingLogs:       10240,
+			ApplyTimeout:       Duration{10 * time.Second},
+		},
+		Store: Store{
+			MaxRequestBytes:  1536 * 1024,
+			MaxTxnOps:        128,
+			HistoryRevisions: 100000,
+			LeaseMinTTL:      Duration{5 * time.Second},
+		},
+		Log: Log{Level: "info", Format: "text"},
+	}
+}
+
+// Validate checks every field and returns all problems at once, each naming
+// the field (as its YAML key and flag) and what to do.
+func (c *Server) Validate() error {
+	var errs []error
+	bad := func(field, format string, args ...any) {
+		errs = append(errs, fmt.Errorf("%s: %s", field, fmt.Sprintf(format, args...)))
+	}
+	if c.DataDir == "" {
+		bad("dataDir (--data-dir)", "must not be empty; give a directory such as /var/lib/keelson")
+	} else if !filepath.IsAbs(c.DataDir) {
+		bad("dataDir (--data-dir)", "%q must be an absolute path", c.DataDir)
+	}
+	if c.NodeName == "" {
+		bad("nodeName (--node-name)", "must not be empty; the hostname could not be read, so set it")
+	} else if err := validDNSLabelish(c.NodeName); err != nil {
+		bad("nodeName (--node-name)", "%q %v", c.NodeName, err)
+	}
+	if net.ParseIP(c.BindAddress) == nil {
+		bad("bindAddress (--bind-address)", "%q is not an IP address", c.BindAddress)
+	}
+	if c.AdvertiseAddress != "" {
+		if ip := net.ParseIP(c.AdvertiseAddress); ip == nil || ip.IsUnspecified() {
+			bad("advertiseAddress (--advertise-address)", "%q is not a usable IP address", c.AdvertiseAddress)
+		}
+	}
+	for _, hp := range []struct{ field, value string }{
+		{"raftBind (--raft-bind)", c.RaftBind},
+		{"etcdListen (--etcd-listen)", c.EtcdListen},
+	} {
+		if hp.value == "" {
+			continue
+		}
+		if err := validHostPort(hp.value); err != nil {
+			bad(hp.field, "%q %v", hp.value, err)
+		}
+	}
+	errs = append(errs, c.APIServer.validate()...)
+	errs = append(errs, c.Raft.validate()...)
+	errs = append(errs, c.Store.validate()...)
+	if _, err := ParseLevel(c.Log.Level); err != nil {
+		bad("log.level (--log-level)", "%v", err)
+	}
+	if c.Log.Format != "text" && c.Log.Format != "json" {
+		bad("log.format (--log-format)", "%q is not text or json", c.Log.Format)
+	}
+	return errors.Join(errs...)
+}
+
+func (a *APIServer) validate() []error {
+	var errs []error
+	if a.Port < 1 || a.Port > 65535 {
+		errs = append(errs, fmt.Errorf("apiServer.port (--api-port): %d is not a port (1-65535)", a.Port))
+	}
+	if _, _, err := net.ParseCIDR(a.ServiceCIDR); err != nil {
+		errs = append(errs, fmt.Errorf("apiServer.serviceCIDR (--service-cidr): %q is not a CIDR such as 10.43.0.0/16", a.ServiceCIDR))
+	}
+	if _, _, err := ParsePortRange(a.NodePortRange); err != nil {
+		errs = append(errs, fmt.Errorf("apiServer.nodePortRange (--service-node-port-range): %w", err))
+	}
+	if a.ClusterDomain == "" || strings.HasPrefix(a.ClusterDomain, ".") || strings.HasSuffix(a.ClusterDomain, ".") {
+		errs = append(errs, fmt.Errorf("apiServer.clusterDomain (--cluster-domain): %q must be a domain such as cluster.local", a.ClusterDomain))
+	}
+	return errs
+}
+
+func (r *Raft) validate() []error {
+	var errs []error
+	min := 5 * time.Millisecond
+	for _, d := range []struct {
+		field string
+		v     time.Duration
+	}{
+		{"raft.heartbeatTimeout (--raft-heartbeat-timeout)", r.HeartbeatTimeout.Duration},
+		{"raft.electionTimeout (--raft-election-timeout)", r.ElectionTimeout.Duration},
+		{"raft.leaderLeaseTimeout (--raft-leader-lease-timeout)", r.LeaderLeaseTimeout.Duration},
+		{"raft.snapshotInterval (--raft-snapshot-interval)", r.SnapshotInterval.Duration},
+		{"raft.applyTimeout (--raft-apply-timeout)", r.ApplyTimeout.Duration},
+	} {
+		if d.v < min {
+			errs = append(errs, fmt.Errorf("%s: %s is too short; use at least %s", d.field, d.v, min))
+		}
+	}
+	if r.LeaderLeaseTimeout.Duration > r.HeartbeatTimeout.Duration {
+		errs = append(errs, fmt.Errorf("raft.leaderLeaseTimeout (--raft-leader-lease-timeout): %s must not exceed raft.heartbeatTimeout (%s)", r.LeaderLeaseTimeout.Duration, r.HeartbeatTimeout.Duration))
+	}
+	if r.SnapshotThreshold == 0 {
+		errs = append(errs, errors.New("raft.snapshotThreshold (--raft-snapshot-threshold): must be at least 1"))
+	}
+	return errs
+}
+
+func (s *Store) validate() []error {
+	var errs []error
+	if s.MaxRequestBytes < 1024 || s.MaxRequestBytes > 64<<20 {
+		errs = append(errs, fmt.Errorf("store.maxRequestBytes (--max-request-bytes): %d is outside 1024..%d", s.MaxRequestBytes, 64<<20))
+	}
+	if s.MaxTxnOps < 1 {
+		errs = append(errs, fmt.Errorf("store.maxTxnOps (--max-txn-ops): %d must be at least 1", s.MaxTxnOps))
+	}
+	if s.HistoryRevisions < 0 {
+		errs = append(errs, fmt.Errorf("store.historyRevisions (--history-revisions): %d must be 0 (keep all) or positive", s.HistoryRevisions))
+	}
+	if s.LeaseMinTTL.Duration < time.Second {
+		errs = append(errs, fmt.Errorf("store.leaseMinTTL (--lease-min-ttl): %s must be at least 1s", s.LeaseMinTTL.Duration))
+	}
+	return errs
+}
+
+// RaftAddr is the raft transport's bind address. With an unspecified bind
+// address raft stays on loopback: its transport is not authenticated until
+// the HA work adds mutual TLS, so it must not face the network by default.
+func (c *Server) RaftAddr() string {
+	if c.RaftBind != "" {
+		return c.RaftBind
+	}
+	host := c.BindAddress
+	if ip := net.ParseIP(host); ip == nil || ip.IsUnspecified() {
+		host = "127.0.0.1"
+	}
+	return net.JoinHostPort(host, strconv.Itoa(DefaultRaftPort))
+}
+
+// RaftAdvertise is the raft address other servers dial.
+func (c *Server) RaftAdvertise() string {
+	_, port, _ := net.SplitHostPort(c.RaftAddr())
+	return net.JoinHostPort(c.AdvertiseIP(), port)
+}
+
+// AdvertiseIP is the address others reach this server by.
+func (c *Server) AdvertiseIP() string {
+	if c.AdvertiseAddress != "" {
+		return c.AdvertiseAddress
+	}
+	if ip := net.ParseIP(c.BindAddress); ip != nil && !ip.IsUnspecified() {
+		return c.BindAddress
+	}
+	host, _, err := net.SplitHostPort(c.RaftBind)
+	if ip := net.ParseIP(host); err == nil && ip != nil && !ip.IsUnspecified() {
+		return host
+	}
+	return "127.0.0.1"
+}
+
+// EtcdSocket is the unix socket the etcd API is always served on; the
+// embedded kube-apiserver talks to it.
+func (c *Server) EtcdSocket() string { return filepath.Join(c.DataDir, "etcd.sock") }
+
+// ParsePortRange parses "low-high".
+func ParsePortRange(s string) (low, high int, err error) {
+	lo, hi, ok := strings.Cut(s, "-")
+	if ok {
+		low, err = strconv.Atoi(lo)
+		if err == nil {
+			high, err = strconv.Atoi(hi)
+		}
+	}
+	if !ok || err != nil || low < 1 || high > 65535 || low > high {
+		return 0, 0, fmt.Errorf("%q is not a port range such as 30000-32767", s)
+	}
+	return low, high, nil
+}
+
+func validHostPort(s string) error {
+	host, port, err := net.SplitHostPort(s)
+	if err != nil {
+		return errors.New("is not host:port, such as 127.0.0.1:2379")
+	}
+	if net.ParseIP(host) == nil {
+		return errors.New("must use an IP address as host")
+	}
+	if p, err := strconv.Atoi(port); err != nil || p < 0 || p > 65535 {
+		return errors.New("has an invalid port")
+	}
+	return nil
+}
+
+// validDNSLabelish accepts what Kubernetes accepts as a node name: a DNS
+// subdomain (lowercase alphanumerics, '-' and '.', at most 253 characters).
+func validDNSLabelish(s string) error {
+	if len(s) > 253 {
+		return errors.New("is longer than 253 characters")
+	}
+	for i, r := range s {
+		ok := r >= 'a' && r <= 'z' || r >= '0' && r <= '9' || r == '-' || r == '.'
+		if !ok {
+			return fmt.Errorf("has %q at position %d; use lowercase letters, digits, '-' and '.'", r, i)
+		}
+	}
+	if s[0] == '-' || s[0] == '.' || s[len(s)-1] == '-' || s[len(s)-1] == '.' {
+		return errors.New("must start and end with a letter or digit")
+	}
+	return nil
+}

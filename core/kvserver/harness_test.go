@@ -1,0 +1,123 @@
+package kvserver
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"net"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/keelson/keelson/core/raftnode"
+	"github.com/keelson/keelson/fsm"
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.uber.org/zap"
+	"google.golang.org/grpc"
+)
+
+// node is one single-server store (fsm + raft + etcd API) on loopback, as
+// `keelson server --disable-apiserver` runs it.
+type node struct {
+	t       *testing.T
+	dir     string
+	cfg     Config
+	raft    *raftnode.Node
+	kv      *Server
+	grpc    *grpc.Server
+	addr    string
+	clients []*clientv3.Client
+}
+
+type testMachine struct{ s *fsm.Store }
+
+func (m testMachine) Apply(i uint64, cmd []byte) any             { return m.s.Apply(i, cmd) }
+func (m testMachine) Snapshot() (raftnode.SnapshotWriter, error) { return m.s.View(), nil }
+func (m testMachine) Restore(r io.Reader) error                  { return m.s.Restore(r) }
+
+func startNode(t *testing.T, dir string, mutate func(*Config)) *node {
+	t.Helper()
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	store := fsm.New()
+	rc := raftnode.DefaultConfig()
+	rc.NodeID = "n1"
+	rc.DataDir = filepath.Join(dir, "raft")
+	rc.BindAddr = "127.0.0.1:0"
+	rc.Bootstrap = true
+	rc.HeartbeatTimeout = 100 * time.Millisecond
+	rc.ElectionTimeout = 100 * time.Millisecond
+	rc.LeaderLeaseTimeout = 50 * time.Millisecond
+	rc.Logger = log
+	r, err := raftnode.New(rc, testMachine{store})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := DefaultConfig()
+	cfg.MemberID, cfg.ClusterID = MemberID("n1"), 42
+	cfg.LeaseMinTTL = time.Second
+	cfg.Logger = log
+	if mutate != nil {
+		mutate(&cfg)
+	}
+	kv := New(cfg, store, r)
+	kv.Start()
+	g := kv.NewGRPCServer()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go Serve(g, l)
+	n := &node{t: t, dir: dir, cfg: cfg, raft: r, kv: kv, grpc: g, addr: l.Addr().String()}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	for {
+		if _, err := r.LinearizableRead(ctx); err == nil {
+			break
+		}
+		if ctx.Err() != nil {
+			t.Fatal("no leader within 10s")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Cleanup(n.stop)
+	return n
+}
+
+func (n *node) client() *clientv3.Client {
+	n.t.Helper()
+	c, err := clientv3.New(clientv3.Config{Endpoints: []string{n.addr}, DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
+	if err != nil {
+		n.t.Fatal(err)
+	}
+	n.clients = append(n.clients, c)
+	return c
+}
+
+func (n *node) stop() {
+	if n.grpc == nil {
+		return
+	}
+	for _, c := range n.clients {
+		c.Close()
+	}
+	n.grpc.Stop()
+	n.kv.Stop()
+	if err := n.raft.Shutdown(); err != nil {
+		n.t.Errorf("raft shutdown: %v", err)
+	}
+	n.grpc = nil
+}
+
+// restart stops the node and starts a new one on the same data dir, as a
+// process restart would (the in-memory store is rebuilt from raft's snapshot
+// and log).
+func (n *node) restart() *node {
+	n.stop()
+	return startNode(n.t, n.dir, nil)
+}
+
+func ctxT(t *testing.T) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	t.Cleanup(cancel)
+	return ctx
+}

@@ -1,0 +1,114 @@
+package kvserver
+
+import (
+	"context"
+	"errors"
+	"hash/fnv"
+	"time"
+
+	"github.com/keelson/keelson/fsm"
+	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
+)
+
+// compactEvery is how often the leader checks the history window.
+const compactEvery = 5 * time.Second
+
+// MemberID derives a stable etcd member ID from a raft server ID.
+func MemberID(serverID string) uint64 {
+	h := fnv.New64a()
+	h.Write([]byte(serverID))
+	return h.Sum64()
+}
+
+// runCompactor keeps the retained history within HistoryRevisions on the
+// leader, so a cluster without kube-apiserver's compactor (etcdctl users)
+// still has bounded memory.
+func (s *Server) runCompactor(ctx context.Context) {
+	if s.cfg.HistoryRevisions <= 0 {
+		return
+	}
+	t := time.NewTicker(compactEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		if !s.raft.IsLeader() {
+			continue
+		}
+		v := s.store.View()
+		target := v.Rev() - s.cfg.HistoryRevisions
+		if target <= v.CompactRev() {
+			continue
+		}
+		cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		_, err := s.propose(cctx, fsm.CmdCompact, &pb.CompactionRequest{Revision: target})
+		cancel()
+		if err != nil && !errors.Is(toGRPCError(err), toGRPCError(fsm.ErrCompacted)) {
+			s.log.Warn("compacting history", "revision", target, "err", err)
+			continue
+		}
+		s.log.Debug("compacted history", "revision", target)
+	}
+}
+
+// Status reports this member's state; kube-apiserver reads Version from it
+// to decide which etcd features it may use.
+func (s *Server) Status(ctx context.Context, _ *pb.StatusRequest) (*pb.StatusResponse, error) {
+	v := s.store.View()
+	_, leaderID := s.raft.Leader()
+	resp := &pb.StatusResponse{
+		Header:           s.header(v.Rev()),
+		Version:          s.cfg.Version,
+		RaftIndex:        v.Index(),
+		RaftTerm:         s.raft.Term(),
+		RaftAppliedIndex: v.Index(),
+		StorageVersion:   s.cfg.Version,
+	}
+	if leaderID != "" {
+		resp.Leader = MemberID(leaderID)
+	}
+	return resp, nil
+}
+
+// Alarm reports no alarms: the store keeps no database file that could fill
+// up (space alarms come from the raft log's disk, reported by the server).
+func (s *Server) Alarm(ctx context.Context, r *pb.AlarmRequest) (*pb.AlarmResponse, error) {
+	return &pb.AlarmResponse{Header: s.header(s.store.View().Rev())}, nil
+}
+
+// Defragment has nothing to do: the state is an in-memory persistent tree
+// whose garbage the Go runtime collects. It answers as etcd does on success.
+func (s *Server) Defragment(ctx context.Context, _ *pb.DefragmentRequest) (*pb.DefragmentResponse, error) {
+	return &pb.DefragmentResponse{Header: s.header(s.store.View().Rev())}, nil
+}
+
+// HashKV returns the digest of the whole state machine at the current
+// revision. Two members at the same index report the same hash, which is how
+// the e2e suite checks that replicas agree.
+func (s *Server) HashKV(ctx context.Context, r *pb.HashKVRequest) (*pb.HashKVResponse, error) {
+	v, err := s.readView(ctx, true)
+	if err != nil {
+		return nil, err
+	}
+	h := v.Hash()
+	return &pb.HashKVResponse{
+		Header:          s.header(v.Rev()),
+		Hash:            uint32(h ^ h>>32),
+		CompactRevision: v.CompactRev(),
+		HashRevision:    v.Rev(),
+	}, nil
+}
+
+// MemberList lists the members known to this server.
+func (s *Server) MemberList(ctx context.Context, _ *pb.MemberListRequest) (*pb.MemberListResponse, error) {
+	resp := &pb.MemberListResponse{Header: s.header(s.store.View().Rev())}
+	if s.cfg.Members != nil {
+		resp.Members = s.cfg.Members()
+	} else {
+		resp.Members = []*pb.Member{{ID: s.cfg.MemberID, Name: s.cfg.MemberName, ClientURLs: s.cfg.ClientURLs}}
+	}
+	return resp, nil
+}

@@ -1,0 +1,258 @@
+// Package kvserver serves the etcd v3 gRPC API (KV, Watch, Lease,
+// Maintenance, Cluster) from the replicated state machine: writes become raft
+// commands, reads come from the local fsm view after a linearizable barrier,
+// watches stream the fsm's event history.
+//
+// The semantics are etcd's, because the embedded kube-apiserver and operators'
+// etcdctl rely on them: global revisions, compare-and-swap transactions,
+// compaction errors, leases, watch progress notifications.
+package kvserver
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math"
+	"net"
+	"sync"
+	"time"
+
+	"github.com/keelson/keelson/core/raftnode"
+	"github.com/keelson/keelson/fsm"
+	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/keepalive"
+	"google.golang.org/protobuf/proto"
+)
+
+// Raft is what the server needs from the consensus layer; *raftnode.Node
+// implements it.
+type Raft interface {
+	// Apply proposes cmd and returns the state machine's result once it is
+	// committed and applied locally.
+	Apply(ctx context.Context, cmd []byte) (result any, index uint64, err error)
+	// LinearizableRead returns once the local state machine reflects every
+	// write committed before the call.
+	LinearizableRead(ctx context.Context) (uint64, error)
+	IsLeader() bool
+	Term() uint64
+	Leader() (addr, id string)
+}
+
+// Config configures a Server.
+type Config struct {
+	// ClusterID and MemberID fill etcd response headers.
+	ClusterID, MemberID uint64
+	// MemberName and ClientURLs describe this member in MemberList.
+	MemberName string
+	ClientURLs []string
+	// Members, when set, lists every member for MemberList (from the raft
+	// configuration); otherwise only this member is listed.
+	Members func() []*pb.Member
+	// MaxRequestBytes bounds request size (etcd: 1.5 MiB).
+	MaxRequestBytes int
+	// MaxTxnOps bounds the operations in one transaction (etcd: 128).
+	MaxTxnOps int
+	// HistoryRevisions is the history window the leader keeps by compacting
+	// older revisions; 0 disables automatic compaction.
+	HistoryRevisions int64
+	// LeaseMinTTL is the shortest lease granted.
+	LeaseMinTTL time.Duration
+	// ProgressNotifyInterval is how often watchers that asked for progress
+	// notifications get one (etcd: 10m).
+	ProgressNotifyInterval time.Duration
+	// Version is reported by Maintenance.Status; kube-apiserver reads it to
+	// decide which etcd features to use.
+	Version string
+	Logger  *slog.Logger
+}
+
+// DefaultConfig returns etcd's defaults.
+func DefaultConfig() Config {
+	return Config{
+		MaxRequestBytes:        1536 * 1024,
+		MaxTxnOps:              128,
+		HistoryRevisions:       100000,
+		LeaseMinTTL:            5 * time.Second,
+		ProgressNotifyInterval: 10 * time.Minute,
+		Version:                "3.6.0",
+		MemberName:             "default",
+	}
+}
+
+// Server implements the etcd v3 services over an fsm.Store and a Raft.
+type Server struct {
+	pb.UnimplementedKVServer
+	pb.UnimplementedWatchServer
+	pb.UnimplementedLeaseServer
+	pb.UnimplementedMaintenanceServer
+	pb.UnimplementedClusterServer
+
+	cfg    Config
+	store  *fsm.Store
+	raft   Raft
+	log    *slog.Logger
+	lessor *lessor
+
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+}
+
+// New returns a server; Start runs its leader-side loops (lease expiry,
+// history compaction).
+func New(cfg Config, store *fsm.Store, r Raft) *Server {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	def := DefaultConfig()
+	if cfg.MaxRequestBytes == 0 {
+		cfg.MaxRequestBytes = def.MaxRequestBytes
+	}
+	if cfg.MaxTxnOps == 0 {
+		cfg.MaxTxnOps = def.MaxTxnOps
+	}
+	if cfg.LeaseMinTTL == 0 {
+		cfg.LeaseMinTTL = def.LeaseMinTTL
+	}
+	if cfg.ProgressNotifyInterval == 0 {
+		cfg.ProgressNotifyInterval = def.ProgressNotifyInterval
+	}
+	if cfg.Version == "" {
+		cfg.Version = def.Version
+	}
+	s := &Server{cfg: cfg, store: store, raft: r, log: cfg.Logger.With("component", "kvserver")}
+	s.lessor = newLessor(s)
+	return s
+}
+
+// Start runs the leader-side background loops until Stop.
+func (s *Server) Start() {
+	ctx, cancel := context.WithCancel(context.Background())
+	s.cancel = cancel
+	s.wg.Add(2)
+	go func() { defer s.wg.Done(); s.lessor.run(ctx) }()
+	go func() { defer s.wg.Done(); s.runCompactor(ctx) }()
+}
+
+// Stop ends the background loops and waits for them.
+func (s *Server) Stop() {
+	if s.cancel != nil {
+		s.cancel()
+	}
+	s.wg.Wait()
+}
+
+// NewGRPCServer returns a gRPC server with every etcd service registered,
+// sized like etcd's (request limit plus gRPC overhead, unbounded responses).
+func (s *Server) NewGRPCServer(opts ...grpc.ServerOption) *grpc.Server {
+	opts = append([]grpc.ServerOption{
+		grpc.MaxRecvMsgSize(s.cfg.MaxRequestBytes + 512*1024),
+		grpc.MaxSendMsgSize(math.MaxInt32),
+		grpc.MaxConcurrentStreams(math.MaxUint32),
+		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 5 * time.Second, PermitWithoutStream: true}),
+	}, opts...)
+	g := grpc.NewServer(opts...)
+	s.Register(g)
+	return g
+}
+
+// Register adds the etcd services to g.
+func (s *Server) Register(g *grpc.Server) {
+	pb.RegisterKVServer(g, s)
+	pb.RegisterWatchServer(g, s)
+	pb.RegisterLeaseServer(g, s)
+	pb.RegisterMaintenanceServer(g, s)
+	pb.RegisterClusterServer(g, s)
+	hs := health.NewServer()
+	hs.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
+	healthpb.RegisterHealthServer(g, hs)
+}
+
+// Serve serves g on l until it is stopped; a closed listener is not an error.
+func Serve(g *grpc.Server, l net.Listener) error {
+	if err := g.Serve(l); err != nil && !errors.Is(err, grpc.ErrServerStopped) && !errors.Is(err, net.ErrClosed) {
+		return fmt.Errorf("serving etcd API on %s: %w", l.Addr(), err)
+	}
+	return nil
+}
+
+func (s *Server) header(rev int64) *pb.ResponseHeader {
+	return &pb.ResponseHeader{
+		ClusterId: s.cfg.ClusterID,
+		MemberId:  s.cfg.MemberID,
+		Revision:  rev,
+		RaftTerm:  s.raft.Term(),
+	}
+}
+
+// propose runs one command through raft and returns the fsm's result.
+func (s *Server) propose(ctx context.Context, typ byte, msg proto.Message) (fsm.Result, error) {
+	cmd, err := fsm.Encode(typ, msg)
+	if err != nil {
+		return fsm.Result{}, fmt.Errorf("encoding command type %d: %w", typ, err)
+	}
+	if len(cmd) > s.cfg.MaxRequestBytes {
+		return fsm.Result{}, rpctypes.ErrGRPCRequestTooLarge
+	}
+	out, _, err := s.raft.Apply(ctx, cmd)
+	if err != nil {
+		return fsm.Result{}, toGRPCError(err)
+	}
+	res, ok := out.(fsm.Result)
+	if !ok {
+		return fsm.Result{}, fmt.Errorf("state machine returned %T, want fsm.Result", out)
+	}
+	if res.Err != nil {
+		return res, toGRPCError(res.Err)
+	}
+	return res, nil
+}
+
+// readView returns a view that reflects every write acknowledged before the
+// call (linearizable), or the local view when serializable.
+func (s *Server) readView(ctx context.Context, serializable bool) (*fsm.View, error) {
+	if !serializable {
+		if _, err := s.raft.LinearizableRead(ctx); err != nil {
+			return nil, toGRPCError(err)
+		}
+	}
+	return s.store.View(), nil
+}
+
+// toGRPCError maps store and consensus errors to the errors etcd returns, so
+// clients (kube-apiserver's etcd3 storage, etcdctl) react as they do to etcd.
+func toGRPCError(err error) error {
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, fsm.ErrCompacted):
+		return rpctypes.ErrGRPCCompacted
+	case errors.Is(err, fsm.ErrFutureRev):
+		return rpctypes.ErrGRPCFutureRev
+	case errors.Is(err, fsm.ErrLeaseNotFound):
+		return rpctypes.ErrGRPCLeaseNotFound
+	case errors.Is(err, fsm.ErrLeaseExists):
+		return rpctypes.ErrGRPCLeaseExist
+	case errors.Is(err, fsm.ErrDuplicateKey):
+		return rpctypes.ErrGRPCDuplicateKey
+	case errors.Is(err, fsm.ErrKeyNotFound):
+		return rpctypes.ErrGRPCKeyNotFound
+	case errors.Is(err, raftnode.ErrUnknownOutcome):
+		// The entry may still commit: etcd's "timed out, possibly due to
+		// previous leader failure" tells clients the outcome is unknown.
+		return rpctypes.ErrGRPCTimeoutDueToLeaderFail
+	case errors.Is(err, raftnode.ErrNotLeader):
+		return rpctypes.ErrGRPCNoLeader
+	case errors.Is(err, raftnode.ErrShutdown):
+		return rpctypes.ErrGRPCStopped
+	case errors.Is(err, context.DeadlineExceeded):
+		return rpctypes.ErrGRPCTimeout
+	case errors.Is(err, context.Canceled):
+		return rpctypes.ErrGRPCCanceled
+	}
+	return err
+}
