@@ -50,14 +50,20 @@ func (e *NotLeaderError) Is(target error) bool { return target == ErrNotLeader }
 // mapApplyError translates a raft future error into this package's contract.
 // enqueued says whether raft accepted the command: every failure after that
 // point is an unknown outcome, because the entry may already be replicated.
-func (n *Node) mapApplyError(err error, enqueued bool) error {
+// notLeader is called only when the answer is ErrNotLeader, to look up the
+// current leader.
+//
+// raft.ErrLeadershipTransferInProgress is, in raft v1.7.3, answered before
+// the entry is appended; it is still treated as unknown because nothing in
+// raft's API promises that, and reporting unknown is never wrong.
+func mapApplyError(err error, enqueued bool, notLeader func() error) error {
 	switch {
 	case err == nil:
 		return nil
 	case errors.Is(err, raft.ErrNotLeader):
 		// Raft only answers ErrNotLeader before the entry gets an index, so
 		// nothing was proposed.
-		return n.notLeader()
+		return notLeader()
 	case errors.Is(err, raft.ErrEnqueueTimeout):
 		return fmt.Errorf("%w: %w", ErrNotApplied, err)
 	case errors.Is(err, raft.ErrLeadershipLost),
@@ -66,6 +72,8 @@ func (n *Node) mapApplyError(err error, enqueued bool) error {
 		errors.Is(err, context.DeadlineExceeded):
 		return fmt.Errorf("%w: %w", ErrUnknownOutcome, err)
 	case errors.Is(err, raft.ErrRaftShutdown), errors.Is(err, ErrShutdown):
+		// raft also answers ErrRaftShutdown for futures it dropped after
+		// enqueue, and the two cases are indistinguishable from here.
 		if enqueued {
 			return fmt.Errorf("%w: %w", ErrUnknownOutcome, ErrShutdown)
 		}

@@ -248,7 +248,7 @@ func (n *Node) Apply(ctx context.Context, cmd []byte) (any, uint64, error) {
 	select {
 	case err := <-futureErr(f):
 		if err != nil {
-			return nil, 0, n.mapApplyError(err, true)
+			return nil, 0, mapApplyError(err, true, n.notLeader)
 		}
 		return f.Response(), f.Index(), nil
 	case <-ctx.Done():
@@ -386,7 +386,7 @@ func (n *Node) waitConfigChange(ctx context.Context, f raft.Future, what string)
 	select {
 	case err := <-futureErr(f):
 		if err != nil {
-			return fmt.Errorf("raftnode: %s: %w", what, n.mapApplyError(err, true))
+			return fmt.Errorf("raftnode: %s: %w", what, mapApplyError(err, true, n.notLeader))
 		}
 		return nil
 	case <-ctx.Done():
