@@ -138,6 +138,9 @@ func (c Config) Validate() error {
 	if c.SnapshotThreshold == 0 {
 		errs = append(errs, errors.New("SnapshotThreshold must be > 0"))
 	}
+	if c.TLS != nil && len(c.TLS.Certificates) == 0 && c.TLS.GetCertificate == nil {
+		errs = append(errs, errors.New("TLS has no certificate: set TLS.Certificates (used both to serve and as the client certificate)"))
+	}
 	if c.LeaderLeaseTimeout > c.HeartbeatTimeout {
 		errs = append(errs, fmt.Errorf("LeaderLeaseTimeout (%v) must not exceed HeartbeatTimeout (%v)",
 			c.LeaderLeaseTimeout, c.HeartbeatTimeout))

@@ -1,6 +1,7 @@
 package raftnode
 
 import (
+	"crypto/tls"
 	"strings"
 	"testing"
 	"time"
@@ -26,6 +27,7 @@ func TestConfigValidate(t *testing.T) {
 		{"advertise unspecified", func(c *Config) { c.AdvertiseAddr = "0.0.0.0:7000" }, "AdvertiseAddr"},
 		{"zero heartbeat", func(c *Config) { c.HeartbeatTimeout = 0 }, "HeartbeatTimeout"},
 		{"zero apply timeout", func(c *Config) { c.ApplyTimeout = 0 }, "ApplyTimeout"},
+		{"TLS without certificate", func(c *Config) { c.TLS = &tls.Config{} }, "TLS"},
 		{"zero threshold", func(c *Config) { c.SnapshotThreshold = 0 }, "SnapshotThreshold"},
 		{"lease above heartbeat", func(c *Config) { c.LeaderLeaseTimeout = 2 * time.Second }, "LeaderLeaseTimeout"},
 		{"election below heartbeat", func(c *Config) { c.ElectionTimeout = 100 * time.Millisecond }, "ElectionTimeout"},

@@ -71,8 +71,12 @@ func (f *fsmAdapter) Snapshot() (raft.FSMSnapshot, error) {
 
 // Restore replaces the state machine with a snapshot. raft.FSM.Restore is
 // not told the snapshot's index, so indexTrackingStore records the index of
-// the snapshot raft opened just before calling Restore (raft always opens
-// then restores on the same goroutine) and Restore publishes it as applied.
+// the snapshot raft opened just before calling Restore (at startup and in
+// raft's FSM goroutine, raft opens and then restores on the same goroutine)
+// and Restore publishes it as applied. The leader also opens snapshots to
+// send them to followers; that can only race with an operator-initiated
+// restore on the leader, where it could record the wrong index until the
+// next apply.
 func (f *fsmAdapter) Restore(rc io.ReadCloser) error {
 	defer rc.Close()
 	if err := f.sm.Restore(rc); err != nil {

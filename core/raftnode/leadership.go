@@ -22,12 +22,11 @@ type LeadershipEvent struct {
 // slow subscriber only needs the latest state (see fanOut).
 const subscriberBuffer = 4
 
-// leadership holds the state derived from NotifyCh: the subscribers, the last
-// event, and the term whose post-election barrier has completed.
+// leadership holds the state derived from NotifyCh: the subscribers and the
+// term whose post-election barrier has completed.
 type leadership struct {
 	mu     sync.Mutex
 	subs   map[chan LeadershipEvent]struct{}
-	last   LeadershipEvent
 	closed bool
 	// readyTerm is the term in which this node, as leader, has applied a
 	// barrier; reads in that term may be served from the local FSM.
@@ -126,7 +125,6 @@ func (n *Node) onLeadership(isLeader bool) {
 	n.log.Info("leadership changed", "leader", isLeader, "term", term)
 	l := &n.leadership
 	l.mu.Lock()
-	l.last = ev
 	l.fanOutLocked(ev)
 	l.signalLocked()
 	l.mu.Unlock()

@@ -212,3 +212,35 @@ func TestShutdownLeaksNoGoroutines(t *testing.T) {
 		t.Fatalf("goroutines: %d before, %d after Shutdown\n%s", before, after, buf[:runtime.Stack(buf, true)])
 	}
 }
+
+// TestReadIndexOnNonCommandEntry: when the newest committed entries never
+// reach the state machine (a barrier here, also no-ops and configuration
+// changes), LinearizableRead must still complete.
+func TestReadIndexOnNonCommandEntry(t *testing.T) {
+	cfg := fastConfig(t, "n1", t.TempDir())
+	cfg.Bootstrap = true
+	n := mustNew(t, cfg, newKV())
+	defer n.Shutdown()
+	waitLeader(t, n)
+	ctx := ctxT(t, 10*time.Second)
+	_, cmdIdx, err := n.Apply(ctx, setCmd("a", "1"))
+	if err != nil {
+		t.Fatalf("Apply: %v", err)
+	}
+	if err := n.Raft().Barrier(0).Error(); err != nil {
+		t.Fatalf("Barrier: %v", err)
+	}
+	idx, err := n.LinearizableRead(ctx)
+	if err != nil {
+		t.Fatalf("LinearizableRead with a barrier at the head of the log: %v", err)
+	}
+	if idx <= cmdIdx {
+		t.Fatalf("read index %d, want the barrier's index above command %d", idx, cmdIdx)
+	}
+
+	short, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	if err := n.WaitApplied(short, idx+100); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("WaitApplied on a future index: %v, want DeadlineExceeded", err)
+	}
+}
