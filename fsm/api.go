@@ -64,7 +64,8 @@ var (
 )
 
 // Result is what Apply returns for one command. Exactly one of the response
-// fields is set when Err is nil.
+// fields is set when Err is nil. Response headers (top level and nested) are
+// left nil: kvserver fills them (cluster/member IDs, raft term, revision).
 type Result struct {
 	// Rev is the store revision after the command (the command's index if it
 	// wrote, else the previous revision).

@@ -54,8 +54,10 @@ func (v *View) WriteSnapshot(w io.Writer) error {
 	it := v.versions.Root().Iterator()
 	for vk, kv, ok := it.Next(); ok && e.err == nil; vk, kv, ok = it.Next() {
 		group, rev := splitVersionKey(vk)
-		key, valid := unescapeKey(group)
-		if !valid {
+		var key []byte
+		if kv != nil {
+			key = kv.Key
+		} else if key, ok = unescapeKey(group); !ok {
 			return fmt.Errorf("writing snapshot: corrupt version key %q", vk)
 		}
 		e.bytes(key)

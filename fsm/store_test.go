@@ -110,7 +110,7 @@ func cmpOp(key string, target pb.Compare_CompareTarget, result pb.Compare_Compar
 func TestTxnCompares(t *testing.T) {
 	s := New()
 	applyOK(t, s, mustEncode(t, CmdLeaseGrant, &pb.LeaseGrantRequest{ID: 7, TTL: 10})) // index 1
-	applyOK(t, s, txnCmd(t, putOp("a", "x")))                                         // 2
+	applyOK(t, s, txnCmd(t, putOp("a", "x")))                                          // 2
 	applyOK(t, s, txnCmd(t, putReqOp(&pb.PutRequest{Key: []byte("b"), Value: []byte("y"), Lease: 7})))
 	applyOK(t, s, txnCmd(t, putOp("a", "z"))) // 4: a create 2, mod 4, ver 2
 	tests := []struct {
@@ -281,7 +281,9 @@ func TestPutFlags(t *testing.T) {
 
 func TestLeases(t *testing.T) {
 	s := New()
-	grant := func(id, ttl int64) []byte { return mustEncode(t, CmdLeaseGrant, &pb.LeaseGrantRequest{ID: id, TTL: ttl}) }
+	grant := func(id, ttl int64) []byte {
+		return mustEncode(t, CmdLeaseGrant, &pb.LeaseGrantRequest{ID: id, TTL: ttl})
+	}
 	revoke := func(id int64) []byte { return mustEncode(t, CmdLeaseRevoke, &pb.LeaseRevokeRequest{ID: id}) }
 	expire := func(id int64) []byte { return mustEncode(t, CmdLeaseExpire, &pb.LeaseRevokeRequest{ID: id}) }
 	if res := applyOK(t, s, grant(5, 30)); !protoEqual(res.LeaseGrant, &pb.LeaseGrantResponse{ID: 5, TTL: 30}) || res.Rev != 0 {
@@ -343,7 +345,7 @@ func TestCompaction(t *testing.T) {
 	applyOK(t, s, txnCmd(t, putOp("a", "1"))) // 1
 	applyOK(t, s, txnCmd(t, putOp("b", "1"))) // 2
 	applyOK(t, s, txnCmd(t, putOp("a", "2"))) // 3
-	applyOK(t, s, txnCmd(t, delOp("b", ""))) // 4
+	applyOK(t, s, txnCmd(t, delOp("b", "")))  // 4
 	applyOK(t, s, txnCmd(t, putOp("c", "1"))) // 5
 	compact := func(rev int64) []byte { return mustEncode(t, CmdCompact, &pb.CompactionRequest{Revision: rev}) }
 	steps := []struct {
