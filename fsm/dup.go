@@ -73,9 +73,7 @@ func checkIntervals(reqs []*pb.RequestOp) (map[string]struct{}, intervals, error
 		if err != nil {
 			return nil, nil, err
 		}
-		// Map iteration order does not matter: any conflict is an error and
-		// the error value does not depend on which key is found first...
-		// except for its message, so walk the keys in sorted order.
+		// Sorted, so the key named in the error is the same on every server.
 		for _, k := range sortedKeys(putsThen) {
 			if _, dup := puts[k]; dup || dels.hasPoint([]byte(k)) {
 				return nil, nil, dupErr(k)
