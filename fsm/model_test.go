@@ -39,7 +39,7 @@ type modelEvent struct {
 }
 
 func newModel() *model {
-	return &model{kvs: map[string]*mvccpb.KeyValue{}, leases: map[int64]int64{}}
+	return &model{kvs: map[string]*mvccpb.KeyValue{}, leases: map[int64]int64{}, rev: 1} // an empty store is at revision 1, as etcd
 }
 
 // at returns the key map as of revision rev (0 = current).

@@ -31,8 +31,13 @@ type state struct {
 	leaseKeys *iradix.Tree[struct{}]
 }
 
+// emptyState is the store before any write. Its revision is 1, as in etcd:
+// clients (kube-apiserver) treat revision 0 as "no revision". Raft index 1
+// is the bootstrap configuration entry, never a command, so no write can
+// carry revision 1 and revisions stay strictly increasing.
 func emptyState() state {
 	return state{
+		rev:       1,
 		current:   iradix.New[*mvccpb.KeyValue](),
 		versions:  iradix.New[*mvccpb.KeyValue](),
 		events:    iradix.New[[]Event](),
@@ -52,7 +57,7 @@ type Store struct {
 	cur atomic.Pointer[View]
 }
 
-// New returns an empty store at index 0, revision 0.
+// New returns an empty store at index 0, revision 1.
 func New() *Store {
 	s := &Store{}
 	s.cur.Store(&View{state: emptyState(), next: make(chan struct{})})

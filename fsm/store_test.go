@@ -286,7 +286,7 @@ func TestLeases(t *testing.T) {
 	}
 	revoke := func(id int64) []byte { return mustEncode(t, CmdLeaseRevoke, &pb.LeaseRevokeRequest{ID: id}) }
 	expire := func(id int64) []byte { return mustEncode(t, CmdLeaseExpire, &pb.LeaseRevokeRequest{ID: id}) }
-	if res := applyOK(t, s, grant(5, 30)); !protoEqual(res.LeaseGrant, &pb.LeaseGrantResponse{ID: 5, TTL: 30}) || res.Rev != 0 {
+	if res := applyOK(t, s, grant(5, 30)); !protoEqual(res.LeaseGrant, &pb.LeaseGrantResponse{ID: 5, TTL: 30}) || res.Rev != 1 {
 		t.Errorf("grant: %v rev %d", res.LeaseGrant, res.Rev)
 	}
 	for _, k := range []string{"c", "a", "b"} {
@@ -454,8 +454,8 @@ func TestBadCommands(t *testing.T) {
 			if !errors.Is(res.Err, tc.err) {
 				t.Fatalf("err = %v, want %v", res.Err, tc.err)
 			}
-			if s.View().Index() != 1 || s.View().Rev() != 0 {
-				t.Errorf("index %d rev %d after bad command, want 1, 0", s.View().Index(), s.View().Rev())
+			if s.View().Index() != 1 || s.View().Rev() != 1 {
+				t.Errorf("index %d rev %d after bad command, want 1, 1", s.View().Index(), s.View().Rev())
 			}
 		})
 	}

@@ -207,7 +207,6 @@ func (ws *watchStream) run(ctx context.Context, w *watcher, next int64) {
 	}
 	quietSinceTick := true
 	for {
-		changed := ws.s.store.Changed() // before View, so no apply is missed
 		v := ws.s.store.View()
 		if v.Rev() >= next {
 			sentAny, ok := ws.deliver(w, v, next)
@@ -220,7 +219,7 @@ func (ws *watchStream) run(ctx context.Context, w *watcher, next int64) {
 		select {
 		case <-ctx.Done():
 			return
-		case <-changed:
+		case <-v.Next(): // closed once a newer view exists: no apply is missed
 		case <-tick:
 			if quietSinceTick && next > v.Rev() {
 				ws.mu.Lock()

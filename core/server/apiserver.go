@@ -1,0 +1,68 @@
+package server
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"path/filepath"
+	"strconv"
+	"time"
+
+	"github.com/keelson/keelson/core/apiserver"
+	"github.com/keelson/keelson/core/pki"
+)
+
+// AdminKubeconfig is where a server writes the admin kubeconfig; `keelson
+// kubectl` reads it from the default data dir.
+func AdminKubeconfig(dataDir string) string { return filepath.Join(dataDir, "admin.kubeconfig") }
+
+// runAPIServer ensures the cluster PKI and admin kubeconfig, then runs the
+// embedded kube-apiserver on the store's unix socket until ctx ends.
+func (s *Server) runAPIServer(ctx context.Context, start time.Time) error {
+	cfg := s.cfg
+	var ips []net.IP
+	for _, a := range []string{cfg.BindAddress, cfg.AdvertiseIP()} {
+		if ip := net.ParseIP(a); ip != nil {
+			ips = append(ips, ip)
+		}
+	}
+	bundle, err := pki.Ensure(filepath.Join(cfg.DataDir, "pki"), pki.Options{
+		ClusterDomain: cfg.APIServer.ClusterDomain,
+		ServiceCIDR:   cfg.APIServer.ServiceCIDR,
+		IPs:           ips,
+		Logger:        s.log,
+	})
+	if err != nil {
+		return fmt.Errorf("cluster certificates in %s: %w", filepath.Join(cfg.DataDir, "pki"), err)
+	}
+	url := "https://" + net.JoinHostPort(apiserver.LocalHost(cfg.BindAddress), strconv.Itoa(cfg.APIServer.Port))
+	kubeconfig := AdminKubeconfig(cfg.DataDir)
+	if _, err := pki.WriteKubeconfig(kubeconfig, url, bundle.CA.CertFile, bundle.Admin); err != nil {
+		return fmt.Errorf("writing admin kubeconfig %s: %w", kubeconfig, err)
+	}
+	s.log.Info("admin kubeconfig written", "path", kubeconfig)
+
+	advertise := ""
+	if ip := net.ParseIP(cfg.AdvertiseIP()); ip != nil && !ip.IsLoopback() && !ip.IsUnspecified() {
+		// kube-apiserver refuses loopback endpoints for the kubernetes
+		// service; with none given it picks the default-route address.
+		advertise = ip.String()
+	}
+	return apiserver.Run(ctx, apiserver.Config{
+		DataDir:          cfg.DataDir,
+		BindAddress:      cfg.BindAddress,
+		AdvertiseAddress: advertise,
+		SecurePort:       cfg.APIServer.Port,
+		ServiceCIDR:      cfg.APIServer.ServiceCIDR,
+		NodePortRange:    cfg.APIServer.NodePortRange,
+		ClusterDomain:    cfg.APIServer.ClusterDomain,
+		EtcdServers:      []string{"unix://" + cfg.EtcdSocket()},
+		Bundle:           bundle,
+		ExtraArgs:        cfg.APIServer.ExtraArgs,
+		Logger:           s.log,
+	}, func(elapsed time.Duration) {
+		s.log.Info("keelson server ready", "elapsed", time.Since(start).Round(time.Millisecond),
+			"apiserver_elapsed", elapsed.Round(time.Millisecond), "api", url,
+			"try", fmt.Sprintf("keelson kubectl --kubeconfig %s get nodes,namespaces", kubeconfig))
+	})
+}

@@ -1,0 +1,250 @@
+// Package server assembles a Keelson control node from its parts: the
+// state machine, raft, the etcd API in front of them and, unless disabled,
+// the embedded kube-apiserver.
+package server
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/keelson/keelson/config"
+	"github.com/keelson/keelson/core/kvserver"
+	"github.com/keelson/keelson/core/raftnode"
+	"github.com/keelson/keelson/fsm"
+	"google.golang.org/grpc"
+)
+
+// Version is the version of the etcd API the store implements, reported to
+// clients through Maintenance.Status.
+const etcdAPIVersion = "3.6.0"
+
+// machine adapts fsm.Store to raftnode.StateMachine.
+type machine struct {
+	store *fsm.Store
+	log   *slog.Logger
+}
+
+func (m machine) Apply(index uint64, cmd []byte) any {
+	res := m.store.Apply(index, cmd)
+	if errors.Is(res.Err, fsm.ErrUnknownCommand) || errors.Is(res.Err, fsm.ErrBadCommand) {
+		// Only a newer or broken server can have proposed this: say so
+		// loudly, on every server, at the same index.
+		m.log.Error("raft log entry refused by the state machine", "index", index, "err", res.Err)
+	}
+	return res
+}
+
+func (m machine) Snapshot() (raftnode.SnapshotWriter, error) { return m.store.View(), nil }
+func (m machine) Restore(r io.Reader) error                  { return m.store.Restore(r) }
+
+// Server is a running control node.
+type Server struct {
+	cfg   config.Server
+	log   *slog.Logger
+	store *fsm.Store
+	raft  *raftnode.Node
+	kv    *kvserver.Server
+	grpc  *grpc.Server
+}
+
+// Run starts a control node and blocks until ctx is canceled, then shuts it
+// down in order. It returns the first fatal error of any component.
+func Run(ctx context.Context, cfg config.Server, log *slog.Logger) error {
+	start := time.Now()
+	s, err := open(cfg, log)
+	if err != nil {
+		return err
+	}
+	defer s.close()
+
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	errc := make(chan error, 4)
+	listeners, err := s.listen()
+	if err != nil {
+		return err
+	}
+	for _, l := range listeners {
+		go func(l net.Listener) { errc <- kvserver.Serve(s.grpc, l) }(l)
+		log.Info("serving etcd API", "address", l.Addr().String())
+	}
+	if err := s.waitForLeader(ctx); err != nil {
+		return err
+	}
+	log.Info("store ready", "elapsed", time.Since(start).Round(time.Millisecond), "raft_address", s.raft.Addr())
+
+	if !cfg.DisableAPIServer {
+		go func() { errc <- s.runAPIServer(ctx, start) }()
+	}
+	select {
+	case <-ctx.Done():
+		log.Info("shutting down")
+		return nil
+	case err := <-errc:
+		if err != nil {
+			return err
+		}
+		<-ctx.Done()
+		return nil
+	}
+}
+
+func open(cfg config.Server, log *slog.Logger) (*Server, error) {
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return nil, fmt.Errorf("creating data dir (--data-dir) %s: %w", cfg.DataDir, err)
+	}
+	clusterID, err := loadOrCreateID(filepath.Join(cfg.DataDir, "cluster-id"))
+	if err != nil {
+		return nil, err
+	}
+	s := &Server{cfg: cfg, log: log, store: fsm.New()}
+
+	rc := raftnode.DefaultConfig()
+	rc.NodeID = cfg.NodeName
+	rc.DataDir = filepath.Join(cfg.DataDir, "raft")
+	rc.BindAddr = cfg.RaftAddr()
+	rc.AdvertiseAddr = cfg.RaftAdvertise()
+	if strings.HasSuffix(rc.BindAddr, ":0") {
+		rc.AdvertiseAddr = "" // a test picked a free port: advertise what was bound
+	}
+	rc.Bootstrap = true
+	rc.HeartbeatTimeout = cfg.Raft.HeartbeatTimeout.Duration
+	rc.ElectionTimeout = cfg.Raft.ElectionTimeout.Duration
+	rc.LeaderLeaseTimeout = cfg.Raft.LeaderLeaseTimeout.Duration
+	rc.SnapshotThreshold = cfg.Raft.SnapshotThreshold
+	rc.SnapshotInterval = cfg.Raft.SnapshotInterval.Duration
+	rc.TrailingLogs = cfg.Raft.TrailingLogs
+	rc.ApplyTimeout = cfg.Raft.ApplyTimeout.Duration
+	rc.Logger = log
+	node, err := raftnode.New(rc, machine{store: s.store, log: log})
+	if err != nil {
+		return nil, fmt.Errorf("starting raft on %s: %w", rc.BindAddr, err)
+	}
+	s.raft = node
+
+	kc := kvserver.DefaultConfig()
+	kc.ClusterID = clusterID
+	kc.MemberID = kvserver.MemberID(cfg.NodeName)
+	kc.MemberName = cfg.NodeName
+	kc.MaxRequestBytes = cfg.Store.MaxRequestBytes
+	kc.MaxTxnOps = cfg.Store.MaxTxnOps
+	kc.HistoryRevisions = cfg.Store.HistoryRevisions
+	kc.LeaseMinTTL = cfg.Store.LeaseMinTTL.Duration
+	kc.Version = etcdAPIVersion
+	kc.Logger = log
+	if cfg.EtcdListen != "" {
+		kc.ClientURLs = []string{"http://" + cfg.EtcdListen}
+	}
+	s.kv = kvserver.New(kc, s.store, node)
+	s.kv.Start()
+	s.grpc = s.kv.NewGRPCServer()
+	return s, nil
+}
+
+// listen opens the unix socket (always; kube-apiserver uses it) and the
+// optional TCP listener for operators.
+func (s *Server) listen() ([]net.Listener, error) {
+	sock := s.cfg.EtcdSocket()
+	if err := removeStaleSocket(sock); err != nil {
+		return nil, err
+	}
+	ul, err := net.Listen("unix", sock)
+	if err != nil {
+		return nil, fmt.Errorf("listening on etcd socket %s: %w", sock, err)
+	}
+	if err := os.Chmod(sock, 0o600); err != nil {
+		ul.Close()
+		return nil, fmt.Errorf("restricting etcd socket %s: %w", sock, err)
+	}
+	ls := []net.Listener{ul}
+	if s.cfg.EtcdListen != "" {
+		tl, err := net.Listen("tcp", s.cfg.EtcdListen)
+		if err != nil {
+			ul.Close()
+			return nil, fmt.Errorf("listening on --etcd-listen %s: %w", s.cfg.EtcdListen, err)
+		}
+		ls = append(ls, tl)
+	}
+	return ls, nil
+}
+
+// removeStaleSocket removes a socket file left by a crashed process, but
+// refuses to steal one that a live server still answers on.
+func removeStaleSocket(path string) error {
+	if _, err := os.Stat(path); errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if c, err := net.DialTimeout("unix", path, time.Second); err == nil {
+		c.Close()
+		return fmt.Errorf("another keelson server is running on this data dir (%s answers); stop it first", path)
+	}
+	if err := os.Remove(path); err != nil {
+		return fmt.Errorf("removing stale socket %s: %w", path, err)
+	}
+	return nil
+}
+
+func (s *Server) waitForLeader(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+	defer cancel()
+	for {
+		if _, err := s.raft.LinearizableRead(ctx); err == nil {
+			return nil
+		} else if ctx.Err() != nil {
+			return fmt.Errorf("waiting for a raft leader: %w", err)
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+func (s *Server) close() {
+	done := make(chan struct{})
+	go func() { s.grpc.GracefulStop(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		s.grpc.Stop()
+	}
+	s.kv.Stop()
+	if err := s.raft.Shutdown(); err != nil {
+		s.log.Error("raft shutdown", "err", err)
+	}
+}
+
+// loadOrCreateID returns the 64-bit ID stored in path, creating it once.
+func loadOrCreateID(path string) (uint64, error) {
+	b, err := os.ReadFile(path)
+	if err == nil {
+		id, perr := strconv.ParseUint(strings.TrimSpace(string(b)), 16, 64)
+		if perr != nil {
+			return 0, fmt.Errorf("%s is corrupt (%v): restore it from a backup or remove the whole data dir", path, perr)
+		}
+		return id, nil
+	}
+	if !errors.Is(err, os.ErrNotExist) {
+		return 0, fmt.Errorf("reading %s: %w", path, err)
+	}
+	var buf [8]byte
+	if _, err := rand.Read(buf[:]); err != nil {
+		return 0, err
+	}
+	id := binary.BigEndian.Uint64(buf[:]) | 1
+	if err := os.WriteFile(path, []byte(strconv.FormatUint(id, 16)+"\n"), 0o600); err != nil {
+		return 0, fmt.Errorf("writing %s: %w", path, err)
+	}
+	return id, nil
+}
