@@ -63,6 +63,16 @@ func TestReadyReported(t *testing.T) {
 	if !strings.Contains(logs, "component=kube-apiserver") {
 		t.Error("kube-apiserver's klog output did not reach the slog logger")
 	}
+	for _, line := range strings.Split(logs, "\n") {
+		if strings.Contains(line, "apiserver ready") {
+			t.Log(line)
+		}
+	}
+	if path := os.Getenv("KEELSON_TEST_LOG"); path != "" {
+		if err := os.WriteFile(path, []byte(logs), 0o600); err != nil {
+			t.Error(err)
+		}
+	}
 }
 
 func TestDefaultNamespacesAndKubernetesService(t *testing.T) {

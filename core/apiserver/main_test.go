@@ -3,6 +3,7 @@ package apiserver
 import (
 	"bytes"
 	"context"
+	"flag"
 	"fmt"
 	"log/slog"
 	"net"
@@ -16,6 +17,7 @@ import (
 	"time"
 
 	"go.etcd.io/etcd/server/v3/embed"
+	"go.uber.org/zap"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
@@ -61,6 +63,7 @@ func (b *lockedBuffer) tail(n int) string {
 }
 
 func TestMain(m *testing.M) {
+	flag.Parse()
 	os.Exit(runMain(m))
 }
 
@@ -112,7 +115,9 @@ func runMain(m *testing.M) int {
 func startEtcd(dir string) (*embed.Etcd, error) {
 	cfg := embed.NewConfig()
 	cfg.Dir = dir
-	cfg.LogLevel = "error"
+	// Its own logs are noise here (it logs errors on a normal Close); failures
+	// surface through StartEtcd and e.Err().
+	cfg.ZapLoggerBuilder = embed.NewZapLoggerBuilder(zap.NewNop())
 	client, peer := url.URL{Scheme: "http", Host: freeAddr()}, url.URL{Scheme: "http", Host: freeAddr()}
 	cfg.ListenClientUrls, cfg.AdvertiseClientUrls = []url.URL{client}, []url.URL{client}
 	cfg.ListenPeerUrls, cfg.AdvertisePeerUrls = []url.URL{peer}, []url.URL{peer}
@@ -175,6 +180,8 @@ func startAPIServer(ctx context.Context, dir, etcdAddr string, runErr chan error
 	if err != nil {
 		return err
 	}
+	// client-go's default 5 QPS would make the tests measure its rate limiter.
+	env.rest.QPS, env.rest.Burst = 200, 400
 	env.client, err = kubernetes.NewForConfig(env.rest)
 	return err
 }
