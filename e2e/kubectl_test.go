@@ -1,0 +1,174 @@
+package e2e
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// kubectlTimeout bounds one kubectl invocation.
+const kubectlTimeout = 2 * time.Minute
+
+// kubectlResult is what one `keelson kubectl` run printed and returned.
+type kubectlResult struct {
+	Stdout, Stderr string
+	ExitCode       int
+}
+
+func (r kubectlResult) String() string {
+	return "exit " + strconv.Itoa(r.ExitCode) + "\nstdout:\n" + r.Stdout + "\nstderr:\n" + r.Stderr
+}
+
+func kubectlArgs(s *server, args []string) []string {
+	return append([]string{"kubectl",
+		"--kubeconfig", s.kubeconfig(),
+		"--cache-dir", filepath.Join(s.dataDir, "kubectl-cache"),
+	}, args...)
+}
+
+// kubectl runs `keelson kubectl --kubeconfig ADMIN args...` with stdin as
+// input (may be empty) and returns whatever happened; it fails the test only
+// if kubectl could not be run at all.
+func (s *server) kubectlIn(t testing.TB, stdin string, args ...string) kubectlResult {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), kubectlTimeout)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, s.bin, kubectlArgs(s, args)...)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if stdin != "" {
+		cmd.Stdin = strings.NewReader(stdin)
+	}
+	err := cmd.Run()
+	r := kubectlResult{Stdout: stdout.String(), Stderr: stderr.String()}
+	var exitErr *exec.ExitError
+	switch {
+	case err == nil:
+	case errors.As(err, &exitErr) && ctx.Err() == nil:
+		r.ExitCode = exitErr.ExitCode()
+	default:
+		t.Fatalf("kubectl %s: %v\n%s", strings.Join(args, " "), err, r)
+	}
+	return r
+}
+
+func (s *server) kubectl(t testing.TB, args ...string) kubectlResult {
+	t.Helper()
+	return s.kubectlIn(t, "", args...)
+}
+
+// mustKubectl runs kubectl and fails the test unless it exits 0; it returns
+// stdout.
+func (s *server) mustKubectl(t testing.TB, args ...string) string {
+	t.Helper()
+	r := s.kubectl(t, args...)
+	if r.ExitCode != 0 {
+		t.Fatalf("kubectl %s failed:\n%s", strings.Join(args, " "), r)
+	}
+	return r.Stdout
+}
+
+// backgroundKubectl is a long-running kubectl (a --watch) whose output lines
+// are collected as they come.
+type backgroundKubectl struct {
+	cmd   *exec.Cmd
+	mu    sync.Mutex
+	lines []string
+	more  chan struct{} // signalled after each new line
+	done  chan struct{} // closed when stdout is closed
+	errb  lockedBuffer
+}
+
+// lockedBuffer is a bytes.Buffer that exec's copying goroutine and the test
+// may use at the same time.
+type lockedBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.buf.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.buf.String()
+}
+
+// startKubectl starts kubectl in the background; it is killed when the test
+// ends.
+func (s *server) startKubectl(t testing.TB, args ...string) *backgroundKubectl {
+	t.Helper()
+	b := &backgroundKubectl{more: make(chan struct{}, 1), done: make(chan struct{})}
+	b.cmd = exec.Command(s.bin, kubectlArgs(s, args)...)
+	b.cmd.SysProcAttr = childProcAttr()
+	b.cmd.Stderr = &b.errb
+	out, err := b.cmd.StdoutPipe()
+	if err != nil {
+		t.Fatalf("kubectl stdout pipe: %v", err)
+	}
+	if err := b.cmd.Start(); err != nil {
+		t.Fatalf("starting kubectl %s: %v", strings.Join(args, " "), err)
+	}
+	go func() {
+		defer close(b.done)
+		sc := bufio.NewScanner(out)
+		for sc.Scan() {
+			b.mu.Lock()
+			b.lines = append(b.lines, sc.Text())
+			b.mu.Unlock()
+			select {
+			case b.more <- struct{}{}:
+			default:
+			}
+		}
+	}()
+	t.Cleanup(func() {
+		_ = b.cmd.Process.Kill()
+		<-b.done
+		_ = b.cmd.Wait()
+	})
+	return b
+}
+
+// waitLine waits until the background kubectl has printed a line equal to
+// want, failing the test after timeout or if kubectl exits first.
+func (b *backgroundKubectl) waitLine(t testing.TB, want string, timeout time.Duration) {
+	t.Helper()
+	deadline := time.After(timeout)
+	for {
+		b.mu.Lock()
+		for _, l := range b.lines {
+			if strings.TrimSpace(l) == want {
+				b.mu.Unlock()
+				return
+			}
+		}
+		got := append([]string(nil), b.lines...)
+		b.mu.Unlock()
+		select {
+		case <-b.more:
+		case <-b.done:
+			// Drain lines printed just before exit, then give up.
+			b.mu.Lock()
+			n := len(b.lines)
+			b.mu.Unlock()
+			if n == len(got) {
+				t.Fatalf("kubectl exited without printing %q; printed %q; stderr: %s", want, got, b.errb.String())
+			}
+		case <-deadline:
+			t.Fatalf("kubectl did not print %q within %s; printed %q", want, timeout, got)
+		}
+	}
+}
