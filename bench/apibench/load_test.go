@@ -1,0 +1,70 @@
+package main
+
+import (
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestPercentile(t *testing.T) {
+	hundred := make([]time.Duration, 100)
+	for i := range hundred {
+		hundred[i] = time.Duration(i+1) * time.Millisecond
+	}
+	tests := []struct {
+		name   string
+		sorted []time.Duration
+		q      float64
+		want   time.Duration
+	}{
+		{"empty", nil, 0.5, 0},
+		{"single", []time.Duration{7}, 0.99, 7},
+		{"median of 100", hundred, 0.50, 50 * time.Millisecond},
+		{"p99 of 100", hundred, 0.99, 99 * time.Millisecond},
+		{"p99.9 of 100 is the max", hundred, 0.999, 100 * time.Millisecond},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := percentile(tt.sorted, tt.q); got != tt.want {
+				t.Errorf("percentile(%v) = %v, want %v", tt.q, got, tt.want)
+			}
+		})
+	}
+}
+
+func TestSummarize(t *testing.T) {
+	w := workload{Workers: 2, Total: 4}
+	tests := []struct {
+		name      string
+		elapsed   time.Duration
+		lat       []time.Duration
+		creates   int
+		rate      float64
+		maxMs     float64
+		truncated bool
+	}{
+		{"all done", 2 * time.Second, []time.Duration{3 * time.Millisecond, time.Millisecond, 5 * time.Millisecond, 2 * time.Millisecond}, 4, 2, 5, false},
+		{"time cap", time.Second, []time.Duration{time.Millisecond}, 1, 1, 1, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := summarize(w, tt.elapsed, tt.lat)
+			if r.Creates != tt.creates || r.CreatesPerSec != tt.rate || r.MaxMs != tt.maxMs || r.Truncated != tt.truncated {
+				t.Errorf("summarize = %+v, want %d creates at %v/s, max %vms, truncated %v",
+					r, tt.creates, tt.rate, tt.maxMs, tt.truncated)
+			}
+		})
+	}
+}
+
+func TestConfigMapDataSize(t *testing.T) {
+	data := workload{DataKeys: 10, ValueSize: 32}.configMapData()
+	if len(data) != 10 {
+		t.Fatalf("configMapData has %d keys, want 10", len(data))
+	}
+	for k, v := range data {
+		if len(v) != 32 || strings.TrimLeft(v, "abcdefghijklmnopqrstuvwxyz") != "" {
+			t.Errorf("data[%q] = %q: want 32 printable bytes", k, v)
+		}
+	}
+}

@@ -1,0 +1,156 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"math"
+	"os"
+	"runtime"
+	"strings"
+	"text/tabwriter"
+)
+
+// sideReport is every figure taken from one side.
+type sideReport struct {
+	Label     string   `json:"label"`
+	Processes []string `json:"processes"` // name: command line
+	// ReadySec is from the first process start to the first /readyz 200;
+	// Stages splits it per process.
+	ReadySec      float64   `json:"ready_seconds"`
+	Stages        []stage   `json:"ready_stages"`
+	Create        result    `json:"create"`
+	Idle          memorySet `json:"memory_idle"`
+	Loaded        memorySet `json:"memory_after_creates"`
+	LoadAvgBefore string    `json:"load_average_before"`
+	LoadAvgAfter  string    `json:"load_average_after"`
+}
+
+// fullReport is the -json document: the setup and every figure.
+type fullReport struct {
+	GoVersion string       `json:"go_version"`
+	Platform  string       `json:"platform"`
+	CPUs      int          `json:"cpus"`
+	Workload  workload     `json:"workload"`
+	SettleSec float64      `json:"settle_seconds"`
+	Notes     []string     `json:"notes"`
+	Sides     []sideReport `json:"sides"`
+}
+
+func newReport(o options) fullReport {
+	return fullReport{
+		GoVersion: runtime.Version(),
+		Platform:  runtime.GOOS + "/" + runtime.GOARCH,
+		CPUs:      runtime.NumCPU(),
+		Workload:  o.workload,
+		SettleSec: o.settle.Seconds(),
+		Notes: []string{
+			o.workload.describe(),
+			"sides run one after the other (never at once), each on fresh temp dirs under " + o.workDir + ", on 127.0.0.1 only",
+			"upstream: kube-apiserver with the flags keelson gives its embedded one, on a single-member etcd over http; its certificates are made before the clock starts",
+			"keelson: one process (store, etcd API, kube-apiserver); time to ready includes making its certificates",
+			fmt.Sprintf("memory read %v after ready and %v after the creates; upstream sums kube-apiserver and etcd (summed HWM = sum of each peak)", o.settle, o.settle),
+			"the load generator runs on the same CPUs as the servers",
+		},
+	}
+}
+
+// printTable writes the figures with one column per side.
+func printTable(out io.Writer, rep fullReport) {
+	fmt.Fprintf(out, "apibench: %s %s, %d CPUs\n", rep.GoVersion, rep.Platform, rep.CPUs)
+	for _, n := range rep.Notes {
+		fmt.Fprintln(out, "  -", n)
+	}
+	fmt.Fprintln(out)
+	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
+	row := func(name string, cell func(sideReport) string) {
+		cells := []string{name}
+		for _, s := range rep.Sides {
+			cells = append(cells, cell(s))
+		}
+		fmt.Fprintln(tw, strings.Join(cells, "\t|\t")+"\t")
+	}
+	row("", func(s sideReport) string { return s.Label })
+	row("time to ready (s)", func(s sideReport) string { return readyCell(s) })
+	row(fmt.Sprintf("creates/s (%d workers)", rep.Workload.Workers), func(s sideReport) string { return rateCell(s.Create) })
+	row("create p50 / p99 (ms)", func(s sideReport) string {
+		return fmt.Sprintf("%.1f / %.1f", s.Create.P50Ms, s.Create.P99Ms)
+	})
+	row("VmRSS idle (MiB)", func(s sideReport) string { return memCell(s.Idle, false) })
+	row("VmHWM idle (MiB)", func(s sideReport) string { return memCell(s.Idle, true) })
+	row(fmt.Sprintf("VmRSS after %d ConfigMaps (MiB)", rep.Workload.Total), func(s sideReport) string { return memCell(s.Loaded, false) })
+	row(fmt.Sprintf("VmHWM after %d ConfigMaps (MiB)", rep.Workload.Total), func(s sideReport) string { return memCell(s.Loaded, true) })
+	row("load average before / after", func(s sideReport) string { return s.LoadAvgBefore + " / " + s.LoadAvgAfter })
+	tw.Flush()
+	if len(rep.Sides) == 2 && rep.Sides[0].Create.CreatesPerSec > 0 && rep.Sides[0].Loaded.VmRSSKiB > 0 {
+		a, b := rep.Sides[0], rep.Sides[1]
+		fmt.Fprintf(out, "\n%s / %s: creates/s %.2fx, p99 %.2fx, time to ready %.2fx, VmRSS after creates %.2fx\n",
+			b.Label, a.Label, b.Create.CreatesPerSec/a.Create.CreatesPerSec, b.Create.P99Ms/a.Create.P99Ms,
+			b.ReadySec/a.ReadySec, float64(b.Loaded.VmRSSKiB)/float64(a.Loaded.VmRSSKiB))
+	}
+}
+
+func readyCell(s sideReport) string {
+	c := fmt.Sprintf("%.2f", s.ReadySec)
+	if len(s.Stages) > 1 {
+		var parts []string
+		for _, st := range s.Stages {
+			parts = append(parts, fmt.Sprintf("%s %.2f", strings.Fields(st.Name)[0], st.Seconds))
+		}
+		c += " (" + strings.Join(parts, " + ") + ")"
+	}
+	return c
+}
+
+func rateCell(r result) string {
+	c := fmt.Sprintf("%.0f", r.CreatesPerSec)
+	if r.Truncated {
+		c += fmt.Sprintf(" (%d created, time cap)", r.Creates)
+	}
+	return c
+}
+
+func memCell(m memorySet, hwm bool) string {
+	pick := func(rss, peak int64) int64 {
+		if hwm {
+			return peak
+		}
+		return rss
+	}
+	c := fmt.Sprintf("%.1f", mib(pick(m.VmRSSKiB, m.VmHWMKiB)))
+	if len(m.Processes) > 1 {
+		var parts []string
+		for _, p := range m.Processes {
+			parts = append(parts, fmt.Sprintf("%s %.1f", p.Name, mib(pick(p.VmRSSKiB, p.VmHWMKiB))))
+		}
+		c += " (" + strings.Join(parts, " + ") + ")"
+	}
+	return c
+}
+
+// loadAvg returns the 1-minute load average, or "?" where /proc is absent.
+func loadAvg() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return "?"
+	}
+	if f := strings.Fields(string(b)); len(f) > 0 {
+		return f[0]
+	}
+	return "?"
+}
+
+func mib(kib int64) float64 { return float64(kib) / 1024 }
+
+func round(v float64) float64 { return math.Round(v*100) / 100 }
+
+func writeJSON(path string, v any) error {
+	b, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		return fmt.Errorf("encode figures: %w", err)
+	}
+	if err := os.WriteFile(path, append(b, '\n'), 0o644); err != nil {
+		return fmt.Errorf("write -json %s: %w", path, err)
+	}
+	return nil
+}

@@ -1,0 +1,126 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"os"
+	"slices"
+	"strconv"
+	"time"
+
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
+)
+
+// readyPollInterval bounds the error of the time-to-ready figures.
+const readyPollInterval = 50 * time.Millisecond
+
+// stage is one step of a side's startup, timed from that step's start.
+type stage struct {
+	Name    string  `json:"name"`
+	Seconds float64 `json:"seconds"`
+}
+
+// stack is one side of the comparison while it runs: its processes, the
+// admin client config, and how long it took to become ready.
+type stack struct {
+	label string
+	dir   string  // temp dir holding every data dir and log; removed by stop
+	procs []*proc // in start order
+	cfg   *rest.Config
+	// readySec is from the first process start to the first /readyz 200.
+	readySec float64
+	stages   []stage
+}
+
+// stop stops the processes in reverse start order (kube-apiserver before its
+// etcd) and removes the temp dir.
+func (s *stack) stop() {
+	for _, p := range slices.Backward(s.procs) {
+		p.stop()
+	}
+	_ = os.RemoveAll(s.dir) // best effort; a leftover temp dir is harmless
+}
+
+// alive reports the first process of s that has exited.
+func (s *stack) alive() error {
+	for _, p := range s.procs {
+		if err := p.exitedErr(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// waitFor polls probe every readyPollInterval until it succeeds, a process of
+// s exits, or timeout passes; errors carry the log of last (the process being
+// waited for). It returns when probe first succeeded.
+func (s *stack) waitFor(ctx context.Context, last *proc, what string, timeout time.Duration, probe func(context.Context) error) (time.Time, error) {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	tick := time.NewTicker(readyPollInterval)
+	defer tick.Stop()
+	lastErr := fmt.Errorf("not probed yet")
+	for {
+		if err := s.alive(); err != nil {
+			return time.Time{}, err
+		}
+		pctx, pcancel := context.WithTimeout(ctx, 2*time.Second)
+		lastErr = probe(pctx)
+		pcancel()
+		if lastErr == nil {
+			return time.Now(), nil
+		}
+		select {
+		case <-ctx.Done():
+			if context.Cause(ctx) == context.Canceled {
+				return time.Time{}, ctx.Err()
+			}
+			return time.Time{}, last.failure(fmt.Errorf("%s not ready after %v: %w", what, timeout, lastErr))
+		case <-tick.C:
+		}
+	}
+}
+
+// loadKubeconfig reads an admin kubeconfig into a client config that does not
+// throttle the bench's own load.
+func loadKubeconfig(path string) (*rest.Config, error) {
+	cfg, err := clientcmd.BuildConfigFromFlags("", path)
+	if err != nil {
+		return nil, fmt.Errorf("load kubeconfig %s: %w", path, err)
+	}
+	cfg.QPS, cfg.Burst = clientQPS, clientBurst
+	cfg.ContentType = "application/vnd.kubernetes.protobuf"
+	cfg.AcceptContentTypes = "application/vnd.kubernetes.protobuf,application/json"
+	cfg.UserAgent = "apibench"
+	return cfg, nil
+}
+
+// readyzProbe returns a probe that GETs /readyz with cfg's identity and wants 200.
+func readyzProbe(cfg *rest.Config) (func(context.Context) error, error) {
+	hc, err := rest.HTTPClientFor(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("HTTP client for %s: %w", cfg.Host, err)
+	}
+	url := cfg.Host + "/readyz"
+	return func(ctx context.Context) error { return httpOK(ctx, hc, url) }, nil
+}
+
+func httpOK(ctx context.Context, hc *http.Client, url string) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return err
+	}
+	resp, err := hc.Do(req)
+	if err != nil {
+		return err
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("GET %s: %s", url, resp.Status)
+	}
+	return nil
+}
+
+func hostPort(port int) string { return "127.0.0.1:" + strconv.Itoa(port) }

@@ -1,0 +1,156 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"time"
+
+	"github.com/keelson/keelson/config"
+	"github.com/keelson/keelson/core/pki"
+)
+
+// etcdArgs is a single-member etcd on loopback without TLS, as kvbench starts it.
+func etcdArgs(dataDir string, clientPort, peerPort int) []string {
+	client, peer := "http://"+hostPort(clientPort), "http://"+hostPort(peerPort)
+	return []string{"--name", "default", "--data-dir", dataDir,
+		"--listen-client-urls", client, "--advertise-client-urls", client,
+		"--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
+		"--initial-cluster", "default=" + peer}
+}
+
+// kubeAPIServerArgs mirrors the flags core/apiserver (config.go, args())
+// gives keelson's embedded kube-apiserver, with keelson's defaults for the
+// ranges and domain, so both sides run the same admission, authorization and
+// authentication chain. Only the storage differs: etcd over TCP here, the
+// keelson store's unix socket there. Keep it in step with args().
+func kubeAPIServerArgs(b *pki.Bundle, certDir string, securePort int, etcdURL string) []string {
+	api := config.DefaultServer().APIServer
+	issuer := "https://kubernetes.default.svc." + api.ClusterDomain // apiserver.Issuer
+	flags := map[string]string{
+		"bind-address":                       "127.0.0.1",
+		"secure-port":                        strconv.Itoa(securePort),
+		"cert-dir":                           certDir,
+		"tls-cert-file":                      b.Serving.CertFile,
+		"tls-private-key-file":               b.Serving.KeyFile,
+		"client-ca-file":                     b.CA.CertFile,
+		"service-cluster-ip-range":           api.ServiceCIDR,
+		"service-node-port-range":            api.NodePortRange,
+		"etcd-servers":                       etcdURL,
+		"storage-backend":                    "etcd3",
+		"authorization-mode":                 "Node,RBAC",
+		"anonymous-auth":                     "false",
+		"enable-admission-plugins":           "NodeRestriction",
+		"allow-privileged":                   "true",
+		"service-account-issuer":             issuer,
+		"api-audiences":                      issuer,
+		"service-account-key-file":           b.ServiceAccountPublicKey,
+		"service-account-signing-key-file":   b.ServiceAccountKey,
+		"kubelet-client-certificate":         b.KubeletClient.CertFile,
+		"kubelet-client-key":                 b.KubeletClient.KeyFile,
+		"requestheader-client-ca-file":       b.FrontProxyCA.CertFile,
+		"requestheader-allowed-names":        pki.FrontProxyClientUser,
+		"requestheader-username-headers":     "X-Remote-User",
+		"requestheader-group-headers":        "X-Remote-Group",
+		"requestheader-extra-headers-prefix": "X-Remote-Extra-",
+		"requestheader-uid-headers":          "X-Remote-Uid",
+		"proxy-client-cert-file":             b.FrontProxyClient.CertFile,
+		"proxy-client-key-file":              b.FrontProxyClient.KeyFile,
+		"profiling":                          "false",
+		"enable-bootstrap-token-auth":        "true",
+	}
+	names := make([]string, 0, len(flags))
+	for k := range flags {
+		names = append(names, k)
+	}
+	slices.Sort(names)
+	args := make([]string, 0, len(names))
+	for _, k := range names {
+		args = append(args, "--"+k+"="+flags[k])
+	}
+	return args
+}
+
+// startUpstream makes the certificates, starts etcd, waits for its /health,
+// then starts kube-apiserver on it and waits for /readyz 200. The
+// certificates are made before the clock starts: keelson makes its own as
+// part of its startup, so this favours upstream slightly.
+func startUpstream(ctx context.Context, log *slog.Logger, apiserverBin, etcdBin, workDir string, timeout time.Duration) (*stack, error) {
+	dir, err := os.MkdirTemp(workDir, "apibench-upstream-")
+	if err != nil {
+		return nil, fmt.Errorf("create temp dir for upstream under %s: %w", workDir, err)
+	}
+	s := &stack{label: "upstream", dir: dir}
+	if err := s.startUpstream(ctx, log, apiserverBin, etcdBin, timeout); err != nil {
+		s.stop()
+		return nil, err
+	}
+	return s, nil
+}
+
+func (s *stack) startUpstream(ctx context.Context, log *slog.Logger, apiserverBin, etcdBin string, timeout time.Duration) error {
+	ports, err := freePorts(3)
+	if err != nil {
+		return err
+	}
+	etcdClient, etcdPeer, apiPort := ports[0], ports[1], ports[2]
+	pkiStart := time.Now()
+	bundle, err := pki.Ensure(filepath.Join(s.dir, "pki"), pki.Options{
+		ServiceCIDR: config.DefaultServer().APIServer.ServiceCIDR,
+		IPs:         []net.IP{net.IPv4(127, 0, 0, 1)},
+		Logger:      slog.New(slog.DiscardHandler), // one line per file; the summary below is enough
+	})
+	if err != nil {
+		return fmt.Errorf("certificates for upstream kube-apiserver: %w", err)
+	}
+	kubeconfig := filepath.Join(s.dir, "admin.kubeconfig")
+	if _, err := pki.WriteKubeconfig(kubeconfig, "https://"+hostPort(apiPort), bundle.CA.CertFile, bundle.Admin); err != nil {
+		return fmt.Errorf("admin kubeconfig for upstream: %w", err)
+	}
+	if s.cfg, err = loadKubeconfig(kubeconfig); err != nil {
+		return err
+	}
+	readyz, err := readyzProbe(s.cfg)
+	if err != nil {
+		return err
+	}
+	log.Info("upstream certificates made (not counted in time to ready)", "seconds", time.Since(pkiStart).Seconds())
+
+	etcd, err := startProc("etcd", etcdBin, etcdArgs(filepath.Join(s.dir, "etcd"), etcdClient, etcdPeer), filepath.Join(s.dir, "etcd.log"))
+	if err != nil {
+		return err
+	}
+	s.procs = append(s.procs, etcd)
+	health := "http://" + hostPort(etcdClient) + "/health"
+	plain := &http.Client{Transport: &http.Transport{Proxy: nil}}
+	etcdAt, err := s.waitFor(ctx, etcd, "etcd /health", timeout, func(ctx context.Context) error {
+		return httpOK(ctx, plain, health)
+	})
+	if err != nil {
+		return err
+	}
+
+	kas, err := startProc("kube-apiserver", apiserverBin,
+		kubeAPIServerArgs(bundle, filepath.Join(s.dir, "apiserver"), apiPort, "http://"+hostPort(etcdClient)),
+		filepath.Join(s.dir, "kube-apiserver.log"))
+	if err != nil {
+		return err
+	}
+	s.procs = append(s.procs, kas)
+	readyAt, err := s.waitFor(ctx, kas, "kube-apiserver /readyz", timeout, readyz)
+	if err != nil {
+		return err
+	}
+	s.readySec = readyAt.Sub(etcd.started).Seconds()
+	s.stages = []stage{
+		{Name: "etcd start to /health 200", Seconds: etcdAt.Sub(etcd.started).Seconds()},
+		{Name: "kube-apiserver start to /readyz 200", Seconds: readyAt.Sub(kas.started).Seconds()},
+	}
+	return nil
+}
