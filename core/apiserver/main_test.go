@@ -96,8 +96,10 @@ func runMain(m *testing.M) int {
 	}
 	code := m.Run()
 	cancel()
+	stopping := time.Now()
 	select {
 	case err := <-runErr:
+		fmt.Printf("kube-apiserver stopped %v after its context ended\n", time.Since(stopping).Round(time.Millisecond))
 		if err != nil {
 			fmt.Fprintln(os.Stderr, "Run returned after shutdown:", err)
 			code = 1
