@@ -452,3 +452,18 @@ func copyFile(t *testing.T, from, to string) {
 	}
 	write(t, to, data)
 }
+
+// BenchmarkEnsureReload measures what every server start pays to load and check
+// an existing PKI directory.
+func BenchmarkEnsureReload(b *testing.B) {
+	dir := b.TempDir()
+	var log bytes.Buffer
+	if _, err := Ensure(dir, testOpts(&log, t0)); err != nil {
+		b.Fatal(err)
+	}
+	for b.Loop() {
+		if _, err := Ensure(dir, testOpts(&log, t0)); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
