@@ -84,20 +84,30 @@ func Run(ctx context.Context, cfg config.Server, log *slog.Logger) error {
 	}
 	log.Info("store ready", "elapsed", time.Since(start).Round(time.Millisecond), "raft_address", s.raft.Addr())
 
+	// The API server stops before the store it depends on: cancel it and
+	// wait for it to return before the deferred close shuts raft down.
+	apiDone := make(chan error, 1)
 	if !cfg.DisableAPIServer {
-		go func() { errc <- s.runAPIServer(ctx, start) }()
+		go func() { apiDone <- s.runAPIServer(ctx, start) }()
+	} else {
+		apiDone <- nil
 	}
+	var err error
 	select {
 	case <-ctx.Done():
 		log.Info("shutting down")
-		return nil
-	case err := <-errc:
-		if err != nil {
-			return err
+	case err = <-errc:
+	case err = <-apiDone:
+		apiDone <- err
+		if err == nil {
+			<-ctx.Done() // the API server ended cleanly; keep the store up
 		}
-		<-ctx.Done()
-		return nil
 	}
+	cancel()
+	if apiErr := <-apiDone; err == nil {
+		err = apiErr
+	}
+	return err
 }
 
 func open(cfg config.Server, log *slog.Logger) (*Server, error) {
