@@ -26,6 +26,7 @@ type options struct {
 	apiserverBin string
 	etcdBin      string
 	sides        []string
+	rounds       int
 	workload     workload
 	settle       time.Duration
 	readyTimeout time.Duration
@@ -44,6 +45,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.StringVar(&o.apiserverBin, "apiserver-bin", "bin/kube-apiserver-ref", "upstream kube-apiserver binary (see scripts/bench-api.sh)")
 	fs.StringVar(&o.etcdBin, "etcd-bin", "bin/etcd-ref", "reference etcd binary (go build -C bench/etcdref -o $PWD/bin/etcd-ref .)")
 	fs.StringVar(&sides, "sides", strings.Join(allSides, ","), "sides to run, in this order, one after the other")
+	fs.IntVar(&o.rounds, "rounds", 1, "run every side this many times, alternating the order, and report medians")
 	fs.IntVar(&o.workload.Workers, "workers", 32, "concurrent client-go workers, each with one create in flight")
 	fs.IntVar(&o.workload.Total, "configmaps", 10000, "ConfigMaps to create")
 	fs.IntVar(&o.workload.DataKeys, "data-keys", 10, "data keys per ConfigMap")
@@ -64,6 +66,9 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 			return o, fmt.Errorf("-sides %q: want a list of distinct names from %v", sides, allSides)
 		}
 		o.sides = append(o.sides, s)
+	}
+	if o.rounds < 1 {
+		return o, fmt.Errorf("-rounds %d: want at least 1", o.rounds)
 	}
 	if o.workload.Workers < 1 || o.workload.Total < 1 || o.workload.DataKeys < 0 || o.workload.ValueSize < 0 {
 		return o, errors.New("-workers and -configmaps must be at least 1; -data-keys and -value-bytes at least 0")
@@ -101,20 +106,29 @@ func run(ctx context.Context, log *slog.Logger, o options, out io.Writer) error 
 		}
 	}
 	rep := newReport(o)
-	for _, side := range o.sides {
-		start := func() (*stack, error) {
-			return startKeelson(ctx, abs(o.keelsonBin), o.workDir, o.readyTimeout)
-		}
-		if side == "upstream" {
-			start = func() (*stack, error) {
-				return startUpstream(ctx, log, abs(o.apiserverBin), abs(o.etcdBin), o.workDir, o.readyTimeout)
+	perSide := map[string][]sideReport{}
+	for r := range o.rounds {
+		round := []sideReport{}
+		for _, side := range sideOrder(o.sides, r) {
+			start := func() (*stack, error) {
+				return startKeelson(ctx, abs(o.keelsonBin), o.workDir, o.readyTimeout)
 			}
+			if side == "upstream" {
+				start = func() (*stack, error) {
+					return startUpstream(ctx, log, abs(o.apiserverBin), abs(o.etcdBin), o.workDir, o.readyTimeout)
+				}
+			}
+			sr, err := measure(ctx, log, side, start, o)
+			if err != nil {
+				return fmt.Errorf("%s (round %d of %d): %w", side, r+1, o.rounds, err)
+			}
+			round = append(round, sr)
+			perSide[side] = append(perSide[side], sr)
 		}
-		r, err := measure(ctx, log, side, start, o)
-		if err != nil {
-			return fmt.Errorf("%s: %w", side, err)
-		}
-		rep.Sides = append(rep.Sides, r)
+		rep.Rounds = append(rep.Rounds, round)
+	}
+	for _, side := range o.sides {
+		rep.Sides = append(rep.Sides, medianReport(perSide[side]))
 	}
 	printTable(out, rep)
 	if o.jsonPath != "" {

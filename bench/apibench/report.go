@@ -28,13 +28,17 @@ type sideReport struct {
 
 // fullReport is the -json document: the setup and every figure.
 type fullReport struct {
-	GoVersion string       `json:"go_version"`
-	Platform  string       `json:"platform"`
-	CPUs      int          `json:"cpus"`
-	Workload  workload     `json:"workload"`
-	SettleSec float64      `json:"settle_seconds"`
-	Notes     []string     `json:"notes"`
-	Sides     []sideReport `json:"sides"`
+	GoVersion string   `json:"go_version"`
+	Platform  string   `json:"platform"`
+	CPUs      int      `json:"cpus"`
+	Workload  workload `json:"workload"`
+	SettleSec float64  `json:"settle_seconds"`
+	Notes     []string `json:"notes"`
+	// Sides holds the figures printed: with one round that round's, with
+	// more the median of each figure over the rounds.
+	Sides []sideReport `json:"sides"`
+	// Rounds holds every round's figures, in the order the sides ran.
+	Rounds [][]sideReport `json:"rounds"`
 }
 
 func newReport(o options) fullReport {
@@ -47,6 +51,7 @@ func newReport(o options) fullReport {
 		Notes: []string{
 			o.workload.describe(),
 			"sides run one after the other (never at once), each on fresh temp dirs under " + o.workDir + ", on 127.0.0.1 only",
+			fmt.Sprintf("%d round(s), the order of the sides alternating per round; with more than one, every figure is the median over the rounds", o.rounds),
 			"upstream: kube-apiserver with the flags keelson gives its embedded one, on a single-member etcd over http; its certificates are made before the clock starts",
 			"keelson: one process (store, etcd API, kube-apiserver); time to ready includes making its certificates",
 			fmt.Sprintf("memory read %v after ready and %v after the creates; upstream sums kube-apiserver and etcd (summed HWM = sum of each peak)", o.settle, o.settle),
@@ -82,11 +87,29 @@ func printTable(out io.Writer, rep fullReport) {
 	row(fmt.Sprintf("VmHWM after %d ConfigMaps (MiB)", rep.Workload.Total), func(s sideReport) string { return memCell(s.Loaded, true) })
 	row("load average before / after", func(s sideReport) string { return s.LoadAvgBefore + " / " + s.LoadAvgAfter })
 	tw.Flush()
-	if len(rep.Sides) == 2 && rep.Sides[0].Create.CreatesPerSec > 0 && rep.Sides[0].Loaded.VmRSSKiB > 0 {
-		a, b := rep.Sides[0], rep.Sides[1]
-		fmt.Fprintf(out, "\n%s / %s: creates/s %.2fx, p99 %.2fx, time to ready %.2fx, VmRSS after creates %.2fx\n",
-			b.Label, a.Label, b.Create.CreatesPerSec/a.Create.CreatesPerSec, b.Create.P99Ms/a.Create.P99Ms,
-			b.ReadySec/a.ReadySec, float64(b.Loaded.VmRSSKiB)/float64(a.Loaded.VmRSSKiB))
+	if len(rep.Rounds) > 1 {
+		fmt.Fprintln(out, "\nper round (creates/s, p99 ms, VmRSS after MiB):")
+		for i, round := range rep.Rounds {
+			var parts []string
+			for _, s := range round {
+				parts = append(parts, fmt.Sprintf("%s %.0f/s %.1f ms %.1f MiB", s.Label, s.Create.CreatesPerSec, s.Create.P99Ms, mib(s.Loaded.VmRSSKiB)))
+			}
+			fmt.Fprintf(out, "  round %d: %s\n", i+1, strings.Join(parts, "; "))
+		}
+	}
+	var up, ks *sideReport
+	for i := range rep.Sides {
+		switch rep.Sides[i].Label {
+		case "upstream":
+			up = &rep.Sides[i]
+		case "keelson":
+			ks = &rep.Sides[i]
+		}
+	}
+	if up != nil && ks != nil && up.Create.CreatesPerSec > 0 && up.Create.P99Ms > 0 && up.ReadySec > 0 && up.Loaded.VmRSSKiB > 0 {
+		fmt.Fprintf(out, "\nkeelson / upstream: creates/s %.2fx, p99 %.2fx, time to ready %.2fx, VmRSS idle %.2fx, VmRSS after creates %.2fx\n",
+			ks.Create.CreatesPerSec/up.Create.CreatesPerSec, ks.Create.P99Ms/up.Create.P99Ms, ks.ReadySec/up.ReadySec,
+			float64(ks.Idle.VmRSSKiB)/float64(up.Idle.VmRSSKiB), float64(ks.Loaded.VmRSSKiB)/float64(up.Loaded.VmRSSKiB))
 	}
 }
 
