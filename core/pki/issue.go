@@ -27,6 +27,7 @@ type leafTemplate struct {
 	cn     string
 	orgs   []string
 	server bool // serving certificate (ServerAuth + SANs) instead of a client one
+	peer   bool // with server: also ClientAuth, for mutual TLS between servers
 	dns    []string
 	ips    []net.IP
 }
@@ -226,6 +227,9 @@ func issueLeaf(pair Pair, want leafTemplate, key crypto.Signer, ca *authority, o
 	}
 	if want.server {
 		tmpl.ExtKeyUsage = []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}
+		if want.peer {
+			tmpl.ExtKeyUsage = append(tmpl.ExtKeyUsage, x509.ExtKeyUsageClientAuth)
+		}
 		tmpl.DNSNames = want.dns
 		tmpl.IPAddresses = want.ips
 	}

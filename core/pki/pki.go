@@ -40,6 +40,9 @@ const (
 	// FrontProxyClientUser is the CN the aggregator presents to extension API
 	// servers; it must be in --requestheader-allowed-names.
 	FrontProxyClientUser = "front-proxy-client"
+	// PeerPrefix starts the CN of every server's peer certificate; peers
+	// refuse any other client certificate of the cluster CA.
+	PeerPrefix = "keelson-server:"
 )
 
 // Options says which names and addresses the serving certificate must cover.
@@ -58,6 +61,8 @@ type Options struct {
 	DNSNames []string
 	// Hostname is added to the serving certificate; default os.Hostname().
 	Hostname string
+	// NodeName names this server in its peer certificate; default Hostname.
+	NodeName string
 	// Now is the clock; default time.Now. Tests inject a fixed clock.
 	Now func() time.Time
 	// Logger receives reissue and permission-repair events; default slog.Default().
@@ -91,6 +96,10 @@ type Bundle struct {
 	// ServiceAccountPublicKey verifies them (PEM PKIX public key).
 	ServiceAccountKey       string
 	ServiceAccountPublicKey string
+	// Peer is this server's identity towards other servers (raft, internal
+	// RPC, the supervisor endpoint): CN "keelson-server:<node name>", usable
+	// for both ends of mutual TLS.
+	Peer Pair
 	// ServingNames are the DNS names and IPs in the serving certificate.
 	ServingDNSNames []string
 	ServingIPs      []net.IP
@@ -116,6 +125,9 @@ func (o Options) withDefaults() (Options, error) {
 		}
 		o.Hostname = h
 	}
+	if o.NodeName == "" {
+		o.NodeName = o.Hostname
+	}
 	return o, nil
 }
 
@@ -131,6 +143,7 @@ func newBundle(dir string) *Bundle {
 		KubeletClient:           p("apiserver-kubelet-client"),
 		FrontProxyCA:            p("front-proxy-ca"),
 		FrontProxyClient:        p("front-proxy-client"),
+		Peer:                    p("peer"),
 		ServiceAccountKey:       join(dir, "sa.key"),
 		ServiceAccountPublicKey: join(dir, "sa.pub"),
 	}
@@ -168,6 +181,7 @@ func Ensure(dir string, opts Options) (*Bundle, error) {
 		{b.Admin, leafTemplate{cn: AdminUser, orgs: []string{MastersGroup}}, ca},
 		{b.KubeletClient, leafTemplate{cn: KubeletClientUser, orgs: []string{MastersGroup}}, ca},
 		{b.FrontProxyClient, leafTemplate{cn: FrontProxyClientUser}, fpCA},
+		{b.Peer, leafTemplate{cn: PeerPrefix + opts.NodeName, server: true, peer: true, dns: []string{opts.NodeName}, ips: ips}, ca},
 	}
 	for _, l := range leaves {
 		cert, err := ensureLeaf(l.pair, l.tmpl, l.ca, opts)
