@@ -249,13 +249,19 @@ func (s *server) dumpLogs(t testing.TB) {
 	}
 }
 
-// tail returns the last n lines of a file.
+// tail returns the last n lines of a file, leaving out grpc-go's connection
+// chatter, which buries everything else once a server stops.
 func tail(path string, n int) string {
 	b, err := os.ReadFile(path)
 	if err != nil {
 		return fmt.Sprintf("(reading %s: %v)", path, err)
 	}
-	lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
+	var lines []string
+	for _, l := range strings.Split(strings.TrimRight(string(b), "\n"), "\n") {
+		if !strings.Contains(l, `msg="[core] `) {
+			lines = append(lines, l)
+		}
+	}
 	if len(lines) > n {
 		lines = lines[len(lines)-n:]
 	}
