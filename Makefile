@@ -49,6 +49,7 @@ test: build
 bench: build
 	$(GO) test -run '^$$' -bench . -benchtime 2000x ./fsm/ ./core/raftnode/
 	scripts/bench-kv.sh
+	scripts/bench-api.sh
 
 lint:
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || (gofmt -l $$(git ls-files '*.go'); exit 1)

@@ -15,7 +15,7 @@ func TestKubeAPIServerArgs(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	args := kubeAPIServerArgs(b, filepath.Join(dir, "apiserver"), 16443, "http://127.0.0.1:23790")
+	args := kubeAPIServerArgs(b, dir, 16443, "http://127.0.0.1:23790")
 	if !slices.IsSorted(args) {
 		t.Errorf("args not sorted by flag name: %v", args)
 	}

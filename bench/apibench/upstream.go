@@ -8,11 +8,10 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
-	"slices"
-	"strconv"
 	"time"
 
 	"github.com/keelson/keelson/config"
+	"github.com/keelson/keelson/core/apiserver"
 	"github.com/keelson/keelson/core/pki"
 )
 
@@ -25,56 +24,18 @@ func etcdArgs(dataDir string, clientPort, peerPort int) []string {
 		"--initial-cluster", "default=" + peer}
 }
 
-// kubeAPIServerArgs mirrors the flags core/apiserver (config.go, args())
-// gives keelson's embedded kube-apiserver, with keelson's defaults for the
-// ranges and domain, so both sides run the same admission, authorization and
+// kubeAPIServerArgs is the command line keelson embeds kube-apiserver with
+// (core/apiserver), so both sides run the same admission, authorization and
 // authentication chain. Only the storage differs: etcd over TCP here, the
-// keelson store's unix socket there. Keep it in step with args().
-func kubeAPIServerArgs(b *pki.Bundle, certDir string, securePort int, etcdURL string) []string {
-	api := config.DefaultServer().APIServer
-	issuer := "https://kubernetes.default.svc." + api.ClusterDomain // apiserver.Issuer
-	flags := map[string]string{
-		"bind-address":                       "127.0.0.1",
-		"secure-port":                        strconv.Itoa(securePort),
-		"cert-dir":                           certDir,
-		"tls-cert-file":                      b.Serving.CertFile,
-		"tls-private-key-file":               b.Serving.KeyFile,
-		"client-ca-file":                     b.CA.CertFile,
-		"service-cluster-ip-range":           api.ServiceCIDR,
-		"service-node-port-range":            api.NodePortRange,
-		"etcd-servers":                       etcdURL,
-		"storage-backend":                    "etcd3",
-		"authorization-mode":                 "Node,RBAC",
-		"anonymous-auth":                     "false",
-		"enable-admission-plugins":           "NodeRestriction",
-		"allow-privileged":                   "true",
-		"service-account-issuer":             issuer,
-		"api-audiences":                      issuer,
-		"service-account-key-file":           b.ServiceAccountPublicKey,
-		"service-account-signing-key-file":   b.ServiceAccountKey,
-		"kubelet-client-certificate":         b.KubeletClient.CertFile,
-		"kubelet-client-key":                 b.KubeletClient.KeyFile,
-		"requestheader-client-ca-file":       b.FrontProxyCA.CertFile,
-		"requestheader-allowed-names":        pki.FrontProxyClientUser,
-		"requestheader-username-headers":     "X-Remote-User",
-		"requestheader-group-headers":        "X-Remote-Group",
-		"requestheader-extra-headers-prefix": "X-Remote-Extra-",
-		"requestheader-uid-headers":          "X-Remote-Uid",
-		"proxy-client-cert-file":             b.FrontProxyClient.CertFile,
-		"proxy-client-key-file":              b.FrontProxyClient.KeyFile,
-		"profiling":                          "false",
-		"enable-bootstrap-token-auth":        "true",
-	}
-	names := make([]string, 0, len(flags))
-	for k := range flags {
-		names = append(names, k)
-	}
-	slices.Sort(names)
-	args := make([]string, 0, len(names))
-	for _, k := range names {
-		args = append(args, "--"+k+"="+flags[k])
-	}
-	return args
+// keelson store's unix socket there. dataDir/apiserver is the cert dir.
+func kubeAPIServerArgs(b *pki.Bundle, dataDir string, securePort int, etcdURL string) []string {
+	return apiserver.Config{
+		DataDir:     dataDir,
+		BindAddress: "127.0.0.1",
+		SecurePort:  securePort,
+		EtcdServers: []string{etcdURL},
+		Bundle:      b,
+	}.Args()
 }
 
 // startUpstream makes the certificates, starts etcd, waits for its /health,
@@ -137,7 +98,7 @@ func (s *stack) startUpstream(ctx context.Context, log *slog.Logger, apiserverBi
 	}
 
 	kas, err := startProc("kube-apiserver", apiserverBin,
-		kubeAPIServerArgs(bundle, filepath.Join(s.dir, "apiserver"), apiPort, "http://"+hostPort(etcdClient)),
+		kubeAPIServerArgs(bundle, s.dir, apiPort, "http://"+hostPort(etcdClient)),
 		filepath.Join(s.dir, "kube-apiserver.log"))
 	if err != nil {
 		return err

@@ -128,6 +128,11 @@ func validatePortRange(r string) error {
 	return nil
 }
 
+// Args returns the kube-apiserver command line Run would use for c, with
+// defaults applied: benchmarks start an upstream kube-apiserver with exactly
+// the flags keelson embeds it with.
+func (c Config) Args() []string { return c.withDefaults().args() }
+
 // Issuer is the service-account token issuer URL for a cluster domain.
 func Issuer(clusterDomain string) string {
 	return "https://kubernetes.default.svc." + clusterDomain
