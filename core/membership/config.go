@@ -111,6 +111,12 @@ type Config struct {
 	// it is declared failed. Default 4.
 	SuspicionMult int
 
+	// DeadNodeReclaimTime is how long after a member failed or left another
+	// node may take over its name from a different address (a server that
+	// came back with a new IP). memberlist's default, never, would lock the
+	// name out until serf reaps the member days later. Default 30s.
+	DeadNodeReclaimTime time.Duration
+
 	// LeavePropagateDelay is how long Leave waits for the leave message to
 	// spread before returning. Default 1s.
 	LeavePropagateDelay time.Duration
@@ -147,6 +153,7 @@ func DefaultConfig() Config {
 		PushPullInterval:     30 * time.Second,
 		TCPTimeout:           10 * time.Second,
 		SuspicionMult:        4,
+		DeadNodeReclaimTime:  30 * time.Second,
 		LeavePropagateDelay:  time.Second,
 		RetryJoinInterval:    time.Second,
 		RetryJoinMaxInterval: 30 * time.Second,
@@ -224,6 +231,7 @@ func (c Config) Validate() error {
 		{"RetryJoinInterval", c.RetryJoinInterval},
 		{"RetryJoinMaxInterval", c.RetryJoinMaxInterval},
 		{"ReconcileInterval", c.ReconcileInterval},
+		{"DeadNodeReclaimTime", c.DeadNodeReclaimTime},
 	} {
 		if d.v <= 0 {
 			errs = append(errs, fmt.Errorf("%s %v: must be positive", d.name, d.v))

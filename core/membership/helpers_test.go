@@ -63,6 +63,7 @@ func fastConfig(t *testing.T, name string) Config {
 	c.TCPTimeout = time.Second
 	c.SuspicionMult = 2
 	c.LeavePropagateDelay = 200 * time.Millisecond
+	c.DeadNodeReclaimTime = 100 * time.Millisecond
 	c.RetryJoinInterval = 50 * time.Millisecond
 	c.RetryJoinMaxInterval = 200 * time.Millisecond
 	c.ReconcileInterval = 100 * time.Millisecond

@@ -125,6 +125,7 @@ func (p *Pool) serfConfig() (*serf.Config, error) {
 	mc.PushPullInterval = cfg.PushPullInterval
 	mc.TCPTimeout = cfg.TCPTimeout
 	mc.SuspicionMult = cfg.SuspicionMult
+	mc.DeadNodeReclaimTime = cfg.DeadNodeReclaimTime
 	mc.Logger = std
 
 	sc := serf.DefaultConfig()
@@ -323,8 +324,9 @@ func (p *Pool) Local() Member { return p.withSince(fromSerf(p.serf.LocalMember()
 func (p *Pool) Addr() string { return p.serfAddr }
 
 // SetBootstrapped publishes that this server now holds raft state, so no
-// other server will bootstrap a new cluster with it. Call it after
-// bootstrapping and once raft has joined a cluster.
+// other server will bootstrap a new cluster with it. Call it right after
+// bootstrapping raft; Reconcile calls it once this server appears in the
+// raft configuration.
 func (p *Pool) SetBootstrapped() error {
 	p.mu.Lock()
 	if p.bootstrapped {
@@ -334,6 +336,9 @@ func (p *Pool) SetBootstrapped() error {
 	p.bootstrapped = true
 	p.mu.Unlock()
 	if err := p.serf.SetTags(p.cfg.tags(p.serfAddr, true)); err != nil {
+		p.mu.Lock()
+		p.bootstrapped = false
+		p.mu.Unlock()
 		return fmt.Errorf("membership: publish bootstrapped tag for %q: %w", p.cfg.NodeName, err)
 	}
 	return nil

@@ -135,3 +135,35 @@ func TestLeaveVersusFail(t *testing.T) {
 		t.Errorf("s2 status after s3 failed = %q, want left", got)
 	}
 }
+
+// TestRestartRejoinsFromSnapshot: a member with a data dir that crashed and
+// comes back (here on another port, as after an address change) rejoins the
+// members it knew without any Join address.
+func TestRestartRejoinsFromSnapshot(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	p1 := startPool(t, ctx, fastConfig(t, "s1"))
+
+	c2 := fastConfig(t, "s2")
+	c2.DataDir = t.TempDir()
+	c2.Join = []string{p1.Addr()}
+	first, err := Start(ctx, c2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "s1 sees s2", func() bool { return statusOf(p1, "s2") == StatusAlive })
+	if err := first.Shutdown(); err != nil { // crash: no Leave
+		t.Fatal(err)
+	}
+	eventually(t, "s1 sees s2 failed", func() bool { return statusOf(p1, "s2") == StatusFailed })
+
+	c2.Join = nil
+	second := startPool(t, ctx, c2)
+	if second.Addr() == first.Addr() {
+		t.Logf("restarted on the same address %s", second.Addr())
+	}
+	eventually(t, "s1 sees the restarted s2 alive at its new address", func() bool {
+		m, _ := member(p1, "s2")
+		return m.Status == StatusAlive && m.SerfAddr == second.Addr()
+	})
+}

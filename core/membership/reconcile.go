@@ -32,9 +32,11 @@ type RaftMembership interface {
 
 // Reconcile keeps raft's configuration in step with the pool while this node
 // is the raft leader, and returns when ctx ends or the pool shuts down. It
-// runs a round on every membership change and every ReconcileInterval; a
-// round does nothing on a follower, so it may run for the server's whole
-// life or only while leading.
+// runs a round on every membership change and every ReconcileInterval. Run
+// it on every server for the server's whole life: on any server a round
+// publishes the bootstrapped tag once this server is in the raft
+// configuration (so no one bootstraps a second cluster with it); only on the
+// leader does it change raft.
 //
 // A round, following hashicorp/raft-autopilot:
 //   - removes servers that left the pool gracefully, at once;
@@ -50,7 +52,8 @@ type RaftMembership interface {
 // The grace clocks live in memory: a new leader (or a restarted pool) starts
 // them afresh, which only delays removals.
 func (p *Pool) Reconcile(ctx context.Context, r RaftMembership) error {
-	rec := &reconciler{cfg: p.cfg, log: p.log, members: p.Members, raft: r, missing: map[string]time.Time{}}
+	rec := &reconciler{cfg: p.cfg, log: p.log, members: p.Members, raft: r,
+		markBootstrapped: p.SetBootstrapped, missing: map[string]time.Time{}}
 	tick := time.NewTicker(p.cfg.ReconcileInterval)
 	defer tick.Stop()
 	for {
@@ -70,23 +73,31 @@ func (p *Pool) Reconcile(ctx context.Context, r RaftMembership) error {
 }
 
 type reconciler struct {
-	cfg       Config
-	log       *slog.Logger
-	members   func() []Member
-	raft      RaftMembership
-	missing   map[string]time.Time // raft server ID -> first round it was not in the pool
-	lastHolds string
+	cfg     Config
+	log     *slog.Logger
+	members func() []Member
+	raft    RaftMembership
+	// markBootstrapped publishes that this server is in a raft
+	// configuration; nil in tests that only exercise the raft side.
+	markBootstrapped func() error
+	missing          map[string]time.Time // raft server ID -> first round it was not in the pool
+	lastHolds        string
 }
 
 func (r *reconciler) round(ctx context.Context, now time.Time) error {
+	servers, err := r.raft.Servers()
+	if err != nil {
+		return fmt.Errorf("read raft configuration: %w", err)
+	}
+	if r.markBootstrapped != nil && slices.ContainsFunc(servers, func(s RaftServer) bool { return s.ID == r.cfg.NodeName }) {
+		if err := r.markBootstrapped(); err != nil {
+			return err
+		}
+	}
 	if !r.raft.IsLeader() {
 		clear(r.missing)
 		r.lastHolds = ""
 		return nil
-	}
-	servers, err := r.raft.Servers()
-	if err != nil {
-		return fmt.Errorf("read raft configuration: %w", err)
 	}
 	members := r.members()
 	r.trackMissing(servers, members, now)

@@ -360,3 +360,35 @@ func TestReconcileLoopWithPools(t *testing.T) {
 		t.Errorf("changes = %s", got)
 	}
 }
+
+// TestReconcileMarksBootstrapped: a follower that finds itself in the raft
+// configuration publishes the bootstrapped tag and changes nothing in raft.
+func TestReconcileMarksBootstrapped(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	p1 := startPool(t, ctx, fastConfig(t, "s1"))
+	c2 := fastConfig(t, "s2")
+	c2.Join = []string{p1.Addr()}
+	p2 := startPool(t, ctx, c2)
+
+	fr := newFakeRaft("s1") // s2 not added yet
+	fr.leader = false
+	done := make(chan error, 1)
+	go func() { done <- p2.Reconcile(ctx, fr) }()
+	eventually(t, "s1 sees s2", func() bool { return statusOf(p1, "s2") == StatusAlive })
+	if m, _ := member(p1, "s2"); m.Bootstrapped {
+		t.Fatal("s2 claims raft state before it is in the configuration")
+	}
+
+	if err := fr.AddVoter(ctx, "s2", "s2:8300"); err != nil { // the leader adds it
+		t.Fatal(err)
+	}
+	eventually(t, "s1 sees s2 bootstrapped", func() bool { m, _ := member(p1, "s2"); return m.Bootstrapped })
+	cancel()
+	if err := <-done; err != nil {
+		t.Errorf("Reconcile = %v", err)
+	}
+	if got := strings.Join(fr.log, "; "); got != "add s2" {
+		t.Errorf("follower changed raft: %q", got)
+	}
+}
