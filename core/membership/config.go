@@ -175,7 +175,7 @@ func (c Config) Validate() error {
 	switch c.Role {
 	case RoleServer:
 		if c.RaftAddr == "" {
-			errs = append(errs, errors.New("RaftAddr: required for a server (the raft transport host:port)"))
+			errs = append(errs, errors.New("missing RaftAddr: a server needs its raft transport host:port"))
 		} else if _, err := splitAddr(c.RaftAddr, -1); err != nil {
 			errs = append(errs, fmt.Errorf("RaftAddr: %w", err))
 		}
@@ -190,7 +190,7 @@ func (c Config) Validate() error {
 		errs = append(errs, fmt.Errorf("Role %q: must be %q or %q", c.Role, RoleServer, RoleAgent))
 	}
 	if c.Token == "" {
-		errs = append(errs, errors.New("Token: required (the cluster token; see --token)"))
+		errs = append(errs, errors.New("missing Token: the cluster token (see --token) is required"))
 	}
 	if _, err := splitAddr(c.BindAddr, DefaultPort); err != nil {
 		errs = append(errs, fmt.Errorf("BindAddr: %w", err))
@@ -207,7 +207,7 @@ func (c Config) Validate() error {
 	}
 	for i, j := range c.Join {
 		if _, err := splitAddr(j, DefaultPort); err != nil {
-			errs = append(errs, fmt.Errorf("Join[%d]: %w", i, err))
+			errs = append(errs, fmt.Errorf("entry %d of Join: %w", i, err))
 		}
 	}
 	if c.BootstrapExpect < 0 {

@@ -28,7 +28,7 @@ func TestConfigValidate(t *testing.T) {
 		{"agent with expect", func(c *Config) { c.Role, c.RaftAddr, c.BootstrapExpect = RoleAgent, "", 3 }, "BootstrapExpect"},
 		{"no token", func(c *Config) { c.Token = "" }, "Token"},
 		{"bad bind", func(c *Config) { c.BindAddr = "1.2.3.4:http" }, "BindAddr"},
-		{"bad join", func(c *Config) { c.Join = []string{"ok:1", ":99"} }, "Join[1]"},
+		{"bad join", func(c *Config) { c.Join = []string{"ok:1", ":99"} }, "entry 1 of Join"},
 		{"negative expect", func(c *Config) { c.BootstrapExpect = -1 }, "BootstrapExpect"},
 		{"zero probe", func(c *Config) { c.ProbeInterval = 0 }, "ProbeInterval"},
 		{"timeout over interval", func(c *Config) { c.ProbeTimeout = 2 * c.ProbeInterval }, "ProbeTimeout"},
