@@ -209,6 +209,19 @@ func (s *server) waitReadyz(t testing.TB) {
 	t.Fatalf("/readyz did not answer ok: %v; log tail:\n%s", last, tail(s.logPath, 40))
 }
 
+// running reports whether the current process is still alive.
+func (s *server) running() bool {
+	if s.cmd == nil {
+		return false
+	}
+	select {
+	case <-s.exited:
+		return false
+	default:
+		return true
+	}
+}
+
 // kill sends SIGKILL to the current process, if any, and reaps it.
 func (s *server) kill() {
 	if s.cmd == nil {
