@@ -78,3 +78,48 @@ func BenchmarkLinearizableRead(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkForwardedApply compares a write proposed on the leader of a
+// 3-node loopback cluster with the same write sent to a follower, which
+// forwards it to the leader and waits for its own FSM to apply it. The
+// difference is the cost of forwarding; compare with BenchmarkApply for the
+// cost of replication itself.
+func BenchmarkForwardedApply(b *testing.B) {
+	for _, on := range []string{"leader", "follower"} {
+		for _, parallel := range []bool{false, true} {
+			name := on + "/sequential"
+			if parallel {
+				name = on + "/parallel"
+			}
+			b.Run(name, func(b *testing.B) {
+				c := startCluster(b, 3, func(cfg *Config) { cfg.SnapshotThreshold = 1 << 20 })
+				n := c.nodes[c.leader(b)]
+				if on == "follower" {
+					n = c.nodes[c.followers(b)[0]]
+				}
+				cmd := cmd256(b)
+				ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+				defer cancel()
+				b.SetBytes(int64(len(cmd)))
+				b.ResetTimer()
+				if !parallel {
+					for b.Loop() {
+						if _, _, err := n.Apply(ctx, cmd); err != nil {
+							b.Fatal(err)
+						}
+					}
+					return
+				}
+				b.SetParallelism(16)
+				b.RunParallel(func(pb *testing.PB) {
+					for pb.Next() {
+						if _, _, err := n.Apply(ctx, cmd); err != nil {
+							b.Error(err)
+							return
+						}
+					}
+				})
+			})
+		}
+	}
+}

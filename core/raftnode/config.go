@@ -20,7 +20,8 @@ type Config struct {
 	// created if missing.
 	DataDir string
 
-	// BindAddr is the host:port the raft TCP transport listens on. Port 0
+	// BindAddr is the host:port the raft port listens on; it carries raft
+	// and the forwarding of writes and reads to the leader. Port 0
 	// picks a free port (tests); then AdvertiseAddr must be empty so the
 	// bound address is advertised.
 	BindAddr string
@@ -70,7 +71,16 @@ type Config struct {
 	// enqueue, only the caller's context bounds the wait. Default 10s.
 	ApplyTimeout time.Duration
 
-	// TLS, when set, wraps every raft connection in TLS. For mutual TLS it
+	// LeaderWaitTimeout bounds how long Apply and LinearizableRead on a
+	// server that is not the leader wait for a leader to be known, including
+	// retries after the leader they asked stepped down, before failing with
+	// ErrNoLeader. The caller's context can only shorten it. Zero means
+	// ApplyTimeout.
+	LeaderWaitTimeout time.Duration
+
+	// TLS, when set, wraps every connection to the raft port in TLS: raft's
+	// own and the forwarding of writes and read-index requests to the
+	// leader. For mutual TLS it
 	// must carry Certificates, RootCAs, ClientCAs and
 	// ClientAuth = tls.RequireAndVerifyClientCert; the same config is used
 	// for dialing and accepting.
@@ -134,6 +144,9 @@ func (c Config) Validate() error {
 		if p.v <= 0 {
 			errs = append(errs, fmt.Errorf("%s must be > 0, got %v", p.name, p.v))
 		}
+	}
+	if c.LeaderWaitTimeout < 0 {
+		errs = append(errs, fmt.Errorf("LeaderWaitTimeout must be >= 0 (0 means ApplyTimeout), got %v", c.LeaderWaitTimeout))
 	}
 	if c.SnapshotThreshold == 0 {
 		errs = append(errs, errors.New("SnapshotThreshold must be > 0"))

@@ -23,6 +23,11 @@ var (
 	// ErrShutdown means the node is shutting down or has shut down.
 	ErrShutdown = errors.New("raftnode: node is shut down")
 
+	// ErrNoLeader means no leader was known within LeaderWaitTimeout (or the
+	// caller's context), so nothing was proposed; it also matches
+	// ErrNotLeader. Safe to retry.
+	ErrNoLeader = errors.New("raftnode: no leader")
+
 	// ErrNotApplied means raft refused the command before enqueueing it
 	// (enqueue timeout under back-pressure). Nothing was proposed; it is
 	// safe to retry.

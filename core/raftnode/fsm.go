@@ -43,10 +43,12 @@ type fsmAdapter struct {
 	// changed is closed and replaced whenever applied moves, waking every
 	// WaitApplied caller without a per-waiter registry.
 	changed chan struct{}
+
+	results heldResults
 }
 
 func newFSMAdapter(sm StateMachine) *fsmAdapter {
-	return &fsmAdapter{sm: sm, changed: make(chan struct{})}
+	return &fsmAdapter{sm: sm, changed: make(chan struct{}), results: newHeldResults()}
 }
 
 // Apply is called by raft for LogCommand entries only: raft filters barrier,
@@ -57,8 +59,40 @@ func (f *fsmAdapter) Apply(l *raft.Log) any {
 	if l.Type == raft.LogCommand {
 		res = f.sm.Apply(l.Index, l.Data)
 	}
-	f.setApplied(l.Index)
+	f.mu.Lock()
+	// The result is held before applied moves, so a forwarder woken by the
+	// move finds it.
+	if l.Type == raft.LogCommand {
+		f.results.record(l.Index, res)
+	}
+	f.setAppliedLocked(l.Index)
+	f.mu.Unlock()
 	return res
+}
+
+// holdResults makes the adapter keep the result of every command applied
+// from now on until release is called; see heldResults.
+func (f *fsmAdapter) holdResults() (release func()) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	floor := f.applied
+	f.results.hold(floor)
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			f.mu.Lock()
+			defer f.mu.Unlock()
+			f.results.release(floor)
+		})
+	}
+}
+
+// takeResult returns the state machine's result for the command at index,
+// if it is held.
+func (f *fsmAdapter) takeResult(index uint64) (any, bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.results.take(index)
 }
 
 func (f *fsmAdapter) Snapshot() (raft.FSMSnapshot, error) {
@@ -101,6 +135,10 @@ func (f *fsmAdapter) noteOpened(index uint64) {
 func (f *fsmAdapter) setApplied(index uint64) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	f.setAppliedLocked(index)
+}
+
+func (f *fsmAdapter) setAppliedLocked(index uint64) {
 	if index <= f.applied {
 		return
 	}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -38,9 +39,21 @@ type Node struct {
 	bolt      *raftboltdb.BoltStore
 	logs      raft.LogStore
 
+	// mux owns the raft port; rpc answers other servers' forwarded writes
+	// and reads on it, rpcc forwards this server's to the leader.
+	mux  *mux
+	rpc  *rpcServer
+	rpcc *rpcClient
+	// nudge limits the barriers the leader appends for forwarded writes.
+	nudge nudge
+
 	notifyCh chan bool
 	stop     chan struct{}
-	wg       sync.WaitGroup
+	// stopCtx is cancelled (cause ErrShutdown) when stop is closed, for
+	// code that takes a context.
+	stopCtx    context.Context
+	stopCancel context.CancelCauseFunc
+	wg         sync.WaitGroup
 
 	shutdownOnce sync.Once
 	shutdownErr  error
@@ -69,9 +82,12 @@ func New(cfg Config, sm StateMachine) (*Node, error) {
 		fsm:      newFSMAdapter(sm),
 		notifyCh: make(chan bool, notifyBuffer),
 		stop:     make(chan struct{}),
+		rpcc:     &rpcClient{tls: cfg.TLS, idle: map[string][]*rpcConn{}},
 	}
+	n.stopCtx, n.stopCancel = context.WithCancelCause(context.Background())
 	n.leadership.init()
 	if err := n.open(); err != nil {
+		n.stopCancel(ErrShutdown)
 		n.closeStores()
 		return nil, err
 	}
@@ -110,12 +126,13 @@ func (n *Node) open() error {
 	}
 	snaps := &indexTrackingStore{SnapshotStore: fileSnaps, fsm: n.fsm}
 
-	stream, err := newStreamLayer(cfg.BindAddr, cfg.AdvertiseAddr, cfg.TLS)
+	m, err := newMux(cfg.BindAddr, cfg.AdvertiseAddr, cfg.TLS, n.log)
 	if err != nil {
 		return err
 	}
+	n.mux = m
 	n.transport = raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
-		Stream:  stream,
+		Stream:  &streamLayer{Listener: m.listener(connRaft), tls: cfg.TLS},
 		MaxPool: transportPool,
 		Timeout: transportTimeout,
 		Logger:  hl.Named("transport"),
@@ -145,6 +162,9 @@ func (n *Node) open() error {
 		}
 		n.log.Info("bootstrapped single-server cluster", "addr", self.Address)
 	}
+	n.rpc = &rpcServer{n: n, ln: m.listener(connRPC), conns: map[net.Conn]struct{}{}}
+	n.wg.Add(1)
+	go n.rpc.serve()
 	n.log.Info("raft started", "addr", n.transport.LocalAddr(), "existing_state", hasState,
 		"applied_index", n.fsm.appliedIndex())
 	return nil
@@ -184,6 +204,14 @@ func (n *Node) closeStores() error {
 			errs = append(errs, fmt.Errorf("close transport: %w", err))
 		}
 	}
+	if n.mux != nil {
+		// Already closed with the transport unless open failed before it.
+		_ = n.mux.Close()
+	}
+	if n.rpc != nil {
+		n.rpc.close()
+	}
+	n.rpcc.close()
 	if n.bolt != nil {
 		if err := n.bolt.Close(); err != nil {
 			errs = append(errs, fmt.Errorf("close log store: %w", err))
@@ -198,6 +226,7 @@ func (n *Node) closeStores() error {
 func (n *Node) Shutdown() error {
 	n.shutdownOnce.Do(func() {
 		close(n.stop)
+		n.stopCancel(ErrShutdown)
 		n.shutdownErr = n.closeStores()
 		n.wg.Wait()
 		n.leadership.closeAll()
@@ -228,18 +257,45 @@ func futureErr(f raft.Future) <-chan error {
 }
 
 // Apply proposes cmd and returns the state machine's result and the log
-// index once the entry is committed and applied locally. Errors:
-//   - NotLeaderError (errors.Is ErrNotLeader): not proposed; retry on the leader.
+// index once the entry is committed and applied locally. It can be called on
+// any server: a follower forwards cmd to the leader (waiting up to
+// LeaderWaitTimeout for one to be known), then waits until its own state
+// machine has applied the entry and returns its own result, which is the
+// leader's, the state machine being deterministic. Errors:
+//   - ErrNoLeader (also ErrNotLeader): no leader within LeaderWaitTimeout or
+//     ctx; not proposed; safe to retry.
 //   - ErrNotApplied: raft did not accept the command in time (enqueue
 //     timeout, or ctx ended before enqueue); not proposed; safe to retry.
-//   - ErrUnknownOutcome: the command was enqueued but leadership was lost
-//     or is being transferred, ctx ended, or the node shut down before the
-//     result arrived. The entry may still commit; never report it as failed.
+//   - ErrUnknownOutcome: the command was sent to or enqueued by the leader
+//     but leadership was lost or is being transferred, the connection to
+//     the leader failed, ctx ended, or a node shut down before the result
+//     arrived. The entry may still commit; never report it as failed. When
+//     the leader did commit it at a known index but this server could not
+//     produce the result (ctx ended before the local apply, or a snapshot
+//     install skipped the entry), that index is returned too.
 //   - ErrShutdown: the node was shut down before the call; not proposed.
 func (n *Node) Apply(ctx context.Context, cmd []byte) (any, uint64, error) {
 	if n.stopped() {
 		return nil, 0, ErrShutdown
 	}
+	var (
+		res   any
+		index uint64
+	)
+	err := n.onLeader(ctx, func(ctx context.Context, addr string) (retry bool, err error) {
+		if addr == "" {
+			res, index, err = n.applyLocal(ctx, cmd)
+			// Not leader any more, and nothing was proposed.
+			return errors.Is(err, ErrNotLeader), err
+		}
+		res, index, retry, err = n.forwardApply(ctx, addr, cmd)
+		return retry, err
+	})
+	return res, index, err
+}
+
+// applyLocal is Apply on the leader.
+func (n *Node) applyLocal(ctx context.Context, cmd []byte) (any, uint64, error) {
 	if n.raft.State() != raft.Leader {
 		return nil, 0, n.notLeader()
 	}
@@ -266,15 +322,39 @@ func (n *Node) Apply(ctx context.Context, cmd []byte) (any, uint64, error) {
 
 // LinearizableRead returns a read index: once it returns, the local state
 // machine has applied every entry committed before the call, so a read of
-// local state is linearizable. On the leader it waits for the current term's
-// barrier (so entries from earlier terms are applied), takes the commit
-// index, confirms leadership with a quorum (VerifyLeader) and waits until
-// the FSM has applied that index. On a follower it returns NotLeaderError;
-// read-index forwarding to the leader is the HA layer's job.
+// local state is linearizable. It can be called on any server. On the
+// leader it waits for the current term's barrier (so entries from earlier
+// terms are applied), takes the commit index, confirms leadership with a
+// quorum (VerifyLeader) and waits until the FSM has applied that index. A
+// follower asks the leader for that same confirmed index (read-index,
+// waiting up to LeaderWaitTimeout for a leader to be known) and waits until
+// its own FSM has applied it.
 func (n *Node) LinearizableRead(ctx context.Context) (uint64, error) {
 	if n.stopped() {
 		return 0, ErrShutdown
 	}
+	var index uint64
+	err := n.onLeader(ctx, func(ctx context.Context, addr string) (retry bool, err error) {
+		if addr == "" {
+			index, err = n.readIndex(ctx)
+			return errors.Is(err, ErrNotLeader), err
+		}
+		index, retry, err = n.forwardReadIndex(ctx, addr)
+		return retry, err
+	})
+	if err != nil {
+		return 0, err
+	}
+	if err := n.WaitApplied(ctx, index); err != nil {
+		return 0, err
+	}
+	return index, nil
+}
+
+// readIndex is the leader's half of LinearizableRead: an index that covers
+// every write acknowledged before the call, confirmed by a quorum, without
+// waiting for the local FSM.
+func (n *Node) readIndex(ctx context.Context) (uint64, error) {
 	term, err := n.waitTermReady(ctx)
 	if err != nil {
 		return 0, err
@@ -298,9 +378,6 @@ func (n *Node) LinearizableRead(ctx context.Context) (uint64, error) {
 	// earlier term.
 	if n.raft.CurrentTerm() != term {
 		return 0, n.notLeader()
-	}
-	if err := n.WaitApplied(ctx, index); err != nil {
-		return 0, err
 	}
 	return index, nil
 }

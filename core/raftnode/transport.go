@@ -1,26 +1,52 @@
 package raftnode
 
 import (
+	"context"
 	"crypto/tls"
+	"errors"
 	"fmt"
+	"log/slog"
 	"net"
+	"sync"
 	"time"
 
 	"github.com/hashicorp/raft"
 )
 
-// streamLayer is raft's network: a TCP listener and dialer, optionally wrapped
-// in TLS. Owning it (rather than raft.NewTCPTransport) is what lets us add
-// mutual TLS and, later, multiplex raft with other traffic on one port.
-type streamLayer struct {
-	net.Listener
+// Connection kinds: the first byte a dialer writes on a connection to the
+// raft port (inside TLS when TLS is on, so only cluster members can even
+// choose a kind). The values are part of the wire protocol between servers;
+// never renumber them.
+const (
+	connRaft byte = 1 // hashicorp/raft NetworkTransport
+	connRPC  byte = 2 // keelson's forwarding RPC (forward.go)
+)
+
+// routeTimeout bounds the TLS handshake plus the kind byte of an accepted
+// connection, so a peer that connects and stays silent only costs one
+// goroutine for that long.
+const routeTimeout = 10 * time.Second
+
+// mux owns the raft port: it accepts TCP connections, completes the server
+// TLS handshake when configured, reads the kind byte and hands the
+// connection to the raft transport or to the RPC server. Consul and Nomad
+// share their server port the same way.
+type mux struct {
+	ln        net.Listener
 	advertise net.Addr
 	tls       *tls.Config
+	log       *slog.Logger
+
+	raft, rpc chan net.Conn
+	done      chan struct{}
+	closeOnce sync.Once
+	closeErr  error
+	wg        sync.WaitGroup
 }
 
-// newStreamLayer listens on bind. advertise may be empty, in which case the
-// bound address is advertised and must be dialable.
-func newStreamLayer(bind, advertise string, tlsCfg *tls.Config) (*streamLayer, error) {
+// newMux listens on bind and starts accepting. advertise may be empty, in
+// which case the bound address is advertised and must be dialable.
+func newMux(bind, advertise string, tlsCfg *tls.Config, log *slog.Logger) (*mux, error) {
 	ln, err := net.Listen("tcp", bind)
 	if err != nil {
 		return nil, fmt.Errorf("raft transport: listen on BindAddr %q: %w", bind, err)
@@ -38,42 +64,167 @@ func newStreamLayer(bind, advertise string, tlsCfg *tls.Config) (*streamLayer, e
 		ln.Close()
 		return nil, fmt.Errorf("raft transport: advertised address %s is not dialable; set AdvertiseAddr", adv)
 	}
-	if tlsCfg != nil {
-		// The server handshake runs lazily on raft's per-connection
-		// goroutine (first Read), so a slow or hostile client cannot stall
-		// Accept, and one without a valid certificate never gets a byte
-		// decoded.
-		ln = tls.NewListener(ln, tlsCfg)
+	m := &mux{
+		ln: ln, advertise: adv, tls: tlsCfg, log: log,
+		raft: make(chan net.Conn), rpc: make(chan net.Conn),
+		done: make(chan struct{}),
 	}
-	return &streamLayer{Listener: ln, advertise: adv, tls: tlsCfg}, nil
+	m.wg.Add(1)
+	go m.acceptLoop()
+	return m, nil
 }
 
-// Addr is what raft advertises to peers.
-func (s *streamLayer) Addr() net.Addr { return s.advertise }
+func (m *mux) acceptLoop() {
+	defer m.wg.Done()
+	backoff := 5 * time.Millisecond
+	for {
+		conn, err := m.ln.Accept()
+		if err != nil {
+			select {
+			case <-m.done:
+				return
+			default:
+			}
+			// Out of file descriptors and similar: back off, keep serving.
+			m.log.Warn("raft port: accept failed", "err", err)
+			select {
+			case <-time.After(backoff):
+			case <-m.done:
+				return
+			}
+			backoff = min(2*backoff, time.Second)
+			continue
+		}
+		backoff = 5 * time.Millisecond
+		m.wg.Add(1)
+		go m.route(conn)
+	}
+}
 
-// Dial connects to a peer. With TLS the handshake is completed here, inside
-// the timeout, so a peer with a bad certificate fails the dial instead of the
-// first RPC.
-func (s *streamLayer) Dial(address raft.ServerAddress, timeout time.Duration) (net.Conn, error) {
-	d := &net.Dialer{Timeout: timeout}
-	if s.tls == nil {
-		conn, err := d.Dial("tcp", string(address))
-		if err != nil {
-			return nil, fmt.Errorf("dial raft peer %s: %w", address, err)
-		}
-		return conn, nil
+// route runs the handshake and reads the kind byte on the connection's own
+// goroutine, so a slow or hostile client cannot stall Accept, and one
+// without a valid certificate never reaches raft or the RPC server.
+func (m *mux) route(conn net.Conn) {
+	defer m.wg.Done()
+	if m.tls != nil {
+		conn = tls.Server(conn, m.tls)
 	}
-	cfg := s.tls.Clone()
-	if cfg.ServerName == "" {
-		host, _, err := net.SplitHostPort(string(address))
-		if err != nil {
-			return nil, fmt.Errorf("dial raft peer %s: %w", address, err)
-		}
-		cfg.ServerName = host
+	_ = conn.SetDeadline(time.Now().Add(routeTimeout))
+	var kind [1]byte
+	if _, err := conn.Read(kind[:]); err != nil {
+		m.log.Debug("raft port: dropped connection before its kind byte", "remote", conn.RemoteAddr(), "err", err)
+		conn.Close()
+		return
 	}
-	conn, err := tls.DialWithDialer(d, "tcp", string(address), cfg)
+	_ = conn.SetDeadline(time.Time{})
+	var to chan net.Conn
+	switch kind[0] {
+	case connRaft:
+		to = m.raft
+	case connRPC:
+		to = m.rpc
+	default:
+		m.log.Warn("raft port: unknown connection kind", "remote", conn.RemoteAddr(), "kind", kind[0])
+		conn.Close()
+		return
+	}
+	select {
+	case to <- conn:
+	case <-m.done:
+		conn.Close()
+	}
+}
+
+// Close stops accepting and closes the listener; connections already handed
+// out belong to their consumer. Safe to call more than once.
+func (m *mux) Close() error {
+	m.closeOnce.Do(func() {
+		close(m.done)
+		m.closeErr = m.ln.Close()
+		m.wg.Wait()
+	})
+	return m.closeErr
+}
+
+// listener returns a net.Listener yielding the connections of one kind.
+func (m *mux) listener(kind byte) net.Listener {
+	ch := m.raft
+	if kind == connRPC {
+		ch = m.rpc
+	}
+	return &muxListener{m: m, ch: ch}
+}
+
+type muxListener struct {
+	m  *mux
+	ch chan net.Conn
+}
+
+func (l *muxListener) Accept() (net.Conn, error) {
+	select {
+	case c := <-l.ch:
+		return c, nil
+	case <-l.m.done:
+		return nil, net.ErrClosed
+	}
+}
+
+// Close closes the whole mux: raft's transport and the RPC server are shut
+// down together, at Node.Shutdown.
+func (l *muxListener) Close() error   { return l.m.Close() }
+func (l *muxListener) Addr() net.Addr { return l.m.advertise }
+
+// dialKind connects to a server's raft port and announces kind. With TLS the
+// handshake is completed inside the dial, so a peer with a bad certificate
+// fails the dial instead of the first request.
+func dialKind(ctx context.Context, address string, tlsCfg *tls.Config, kind byte) (net.Conn, error) {
+	nd := &net.Dialer{}
+	var conn net.Conn
+	var err error
+	if tlsCfg == nil {
+		conn, err = nd.DialContext(ctx, "tcp", address)
+	} else {
+		cfg := tlsCfg.Clone()
+		if cfg.ServerName == "" {
+			host, _, serr := net.SplitHostPort(address)
+			if serr != nil {
+				return nil, fmt.Errorf("dial %s: %w", address, serr)
+			}
+			cfg.ServerName = host
+		}
+		conn, err = (&tls.Dialer{NetDialer: nd, Config: cfg}).DialContext(ctx, "tcp", address)
+	}
 	if err != nil {
-		return nil, fmt.Errorf("dial raft peer %s over TLS: %w", address, err)
+		return nil, fmt.Errorf("dial %s: %w", address, err)
+	}
+	if dl, ok := ctx.Deadline(); ok {
+		_ = conn.SetWriteDeadline(dl)
+	}
+	if _, err := conn.Write([]byte{kind}); err != nil {
+		conn.Close()
+		return nil, fmt.Errorf("dial %s: announce connection kind: %w", address, err)
+	}
+	_ = conn.SetWriteDeadline(time.Time{})
+	return conn, nil
+}
+
+// streamLayer is raft's network: the raft connections of the mux, and a
+// dialer that announces itself as raft.
+type streamLayer struct {
+	net.Listener
+	tls *tls.Config
+}
+
+// Dial connects to a peer's raft transport.
+func (s *streamLayer) Dial(address raft.ServerAddress, timeout time.Duration) (net.Conn, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	conn, err := dialKind(ctx, string(address), s.tls, connRaft)
+	if err != nil {
+		if errors.Is(err, context.DeadlineExceeded) {
+			return nil, fmt.Errorf("raft peer: %w (timeout %v)", err, timeout)
+		}
+		return nil, fmt.Errorf("raft peer: %w", err)
 	}
 	return conn, nil
 }
