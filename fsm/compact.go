@@ -1,11 +1,8 @@
 package fsm
 
 import (
-	"bytes"
-	"encoding/binary"
 	"fmt"
-
-	iradix "github.com/hashicorp/go-immutable-radix/v2"
+	"math"
 
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	"go.etcd.io/etcd/api/v3/mvccpb"
@@ -14,55 +11,71 @@ import (
 // applyCompact drops history below r. Reads and watches at r itself stay
 // valid: each key keeps its newest version <= r (unless that is a delete)
 // and events at r and later are kept.
-func applyCompact(st state, r *pb.CompactionRequest) (state, Result) {
+func (w *writer) applyCompact(r *pb.CompactionRequest) Result {
 	rev := r.GetRevision()
-	if rev <= st.compactRev {
-		return st, Result{Rev: st.rev, Err: fmt.Errorf("%w: compact to %d, already compacted to %d", ErrCompacted, rev, st.compactRev)}
+	if rev <= w.compactRev {
+		return Result{Rev: w.rev, Err: fmt.Errorf("%w: compact to %d, already compacted to %d", ErrCompacted, rev, w.compactRev)}
 	}
-	if rev > st.rev {
-		return st, Result{Rev: st.rev, Err: fmt.Errorf("%w: compact to %d, current revision %d", ErrFutureRev, rev, st.rev)}
+	if rev > w.rev {
+		return Result{Rev: w.rev, Err: fmt.Errorf("%w: compact to %d, current revision %d", ErrFutureRev, rev, w.rev)}
 	}
-	st.versions = compactVersions(st.versions, rev)
-	et := st.events.Txn()
-	it := st.events.Root().Iterator()
-	for k, _, ok := it.Next(); ok; k, _, ok = it.Next() {
-		if int64(binary.BigEndian.Uint64(k)) >= rev {
-			break
-		}
-		et.Delete(k)
-	}
-	st.events = et.Commit()
-	st.compactRev = rev
-	return st, Result{Rev: st.rev, Compact: &pb.CompactionResponse{}}
+	w.compactVersions(rev)
+	w.events = w.events.dropBefore(rev)
+	w.compactRev = rev
+	return Result{Rev: w.rev, Compact: &pb.CompactionResponse{}}
 }
 
 // compactVersions deletes, per key, every version <= rev except the newest
 // one, and that one too when it is a tombstone.
-func compactVersions(t *iradix.Tree[*mvccpb.KeyValue], rev int64) *iradix.Tree[*mvccpb.KeyValue] {
-	txn := t.Txn()
-	var group, keep []byte // keep: newest version <= rev seen in group
-	var keepKV *mvccpb.KeyValue
-	finish := func() {
-		if keep != nil && keepKV == nil {
-			txn.Delete(keep) // a key deleted at or before rev leaves nothing
+//
+// Only keys written since the last compaction can have anything to drop:
+// the last compaction left every other key at most one version at or below
+// it, and a live one. Those keys are exactly the keys of the events still
+// retained up to rev, so the work is proportional to the history dropped,
+// not to the size of the store.
+func (w *writer) compactVersions(rev int64) {
+	seen := map[string]struct{}{}
+	var keys [][]byte
+	for pos := w.events.start; pos < w.events.end; pos++ {
+		e := w.events.at(pos)
+		if e.rev > rev {
+			break
 		}
-		keep, keepKV = nil, nil
+		if _, ok := seen[string(e.ev.Kv.Key)]; !ok {
+			seen[string(e.ev.Kv.Key)] = struct{}{}
+			keys = append(keys, e.ev.Kv.Key)
+		}
 	}
-	it := t.Root().Iterator()
-	for vk, kv, ok := it.Next(); ok; vk, kv, ok = it.Next() {
-		g, r := splitVersionKey(vk)
-		if !bytes.Equal(g, group) {
-			finish()
-			group = g
-		}
-		if r > rev {
-			continue
+	var drop []*mvccpb.KeyValue
+	for _, key := range keys {
+		drop = appendDroppable(drop, w.versions.w, &w.probe, key, rev)
+	}
+	if len(drop) == 0 {
+		return
+	}
+	t := w.versions.mut()
+	for _, kv := range drop {
+		t.Delete(kv)
+	}
+}
+
+// appendDroppable appends the versions of key that compacting to rev drops.
+func appendDroppable(drop []*mvccpb.KeyValue, t *kvTree, probe *mvccpb.KeyValue, key []byte, rev int64) []*mvccpb.KeyValue {
+	var keep *mvccpb.KeyValue // newest version <= rev so far
+	probe.Key, probe.ModRevision = key, math.MinInt64
+	defer func() { probe.Key, probe.ModRevision = nil, 0 }()
+	t.Ascend(probe, func(kv *mvccpb.KeyValue) bool {
+		if kv.ModRevision > rev || string(kv.Key) != string(key) {
+			return false
 		}
 		if keep != nil {
-			txn.Delete(keep)
+			drop = append(drop, keep)
 		}
-		keep, keepKV = vk, kv
+		keep = kv
+		return true
+	})
+	if keep != nil && isTombstone(keep) {
+		drop = append(drop, keep) // a key deleted at or before rev leaves nothing
 	}
-	finish()
-	return txn.Commit()
+	return drop
 }

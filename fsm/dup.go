@@ -13,11 +13,29 @@ import (
 // txn) covers it. Then and else of a nested txn may put the same key, since
 // only one runs. Each of the top-level branches is checked on its own.
 func checkDuplicates(r *pb.TxnRequest) error {
+	if atMostOneWrite(r.GetSuccess()) && atMostOneWrite(r.GetFailure()) {
+		return nil // the common case (one put or delete) cannot repeat a key
+	}
 	if _, _, err := checkIntervals(r.GetSuccess()); err != nil {
 		return err
 	}
 	_, _, err := checkIntervals(r.GetFailure())
 	return err
+}
+
+// atMostOneWrite reports whether a branch has no nested txn and at most one
+// put or delete, so that checkIntervals could not find a duplicate in it.
+func atMostOneWrite(reqs []*pb.RequestOp) bool {
+	writes := 0
+	for _, op := range reqs {
+		switch op.GetRequest().(type) {
+		case *pb.RequestOp_RequestTxn:
+			return false
+		case *pb.RequestOp_RequestPut, *pb.RequestOp_RequestDeleteRange:
+			writes++
+		}
+	}
+	return writes <= 1
 }
 
 // interval is a delete's key interval in etcd's adt terms: [begin, end),

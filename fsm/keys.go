@@ -6,13 +6,15 @@ import (
 	"slices"
 )
 
-// Tree key layouts. Every tree is ordered by its byte keys, so the encodings
-// below are chosen so that byte order is the order we iterate in.
+// Byte layouts of the state's entries. The state is held in typed trees,
+// but Hash digests these byte keys, whose byte order is the iteration
+// order, so the digest is independent of the in-memory layout.
 
-// verTerm ends an escaped key inside a versions-tree key. 0x00 inside a user
-// key is escaped to 0x00 0xFF, so 0x00 0x01 can only be the terminator, and a
+// verTerm ends an escaped key inside a version key. 0x00 inside a user key
+// is escaped to 0x00 0xFF, so 0x00 0x01 can only be the terminator, and a
 // key that is a prefix of another sorts first (0x01 < 0xFF and 0x00 < any
-// other byte). This keeps the versions tree ordered by (key, revision).
+// other byte). This keeps version keys ordered by (key, revision), the
+// order of the versions tree.
 var verTerm = [2]byte{0x00, 0x01}
 
 // escapeKey appends the escaped form of key plus the terminator to dst.
@@ -27,59 +29,15 @@ func escapeKey(dst, key []byte) []byte {
 	return append(dst, verTerm[0], verTerm[1])
 }
 
-// unescapeKey reverses escapeKey on a group prefix (escaped key plus
-// terminator). ok is false when group is not a valid escaped key.
-func unescapeKey(group []byte) (key []byte, ok bool) {
-	if len(group) < 2 || group[len(group)-2] != verTerm[0] || group[len(group)-1] != verTerm[1] {
-		return nil, false
-	}
-	body := group[:len(group)-2]
-	key = make([]byte, 0, len(body))
-	for i := 0; i < len(body); i++ {
-		if body[i] != 0x00 {
-			key = append(key, body[i])
-			continue
-		}
-		if i+1 >= len(body) || body[i+1] != 0xFF {
-			return nil, false
-		}
-		key = append(key, 0x00)
-		i++
-	}
-	return key, true
+// appendVersionKey appends the byte key of key's version at rev to dst.
+func appendVersionKey(dst, key []byte, rev int64) []byte {
+	return binary.BigEndian.AppendUint64(escapeKey(dst, key), uint64(rev))
 }
 
-// versionKey is the versions-tree key of key at revision rev.
-func versionKey(key []byte, rev int64) []byte {
-	k := escapeKey(make([]byte, 0, len(key)+10), key)
-	return binary.BigEndian.AppendUint64(k, uint64(rev))
-}
-
-// splitVersionKey returns the group (escaped key plus terminator) and the
-// revision of a versions-tree key.
-func splitVersionKey(vk []byte) (group []byte, rev int64) {
-	if len(vk) < 10 {
-		return vk, 0
-	}
-	n := len(vk) - 8
-	return vk[:n], int64(binary.BigEndian.Uint64(vk[n:]))
-}
-
-// revKey is the events-tree key of a revision.
-func revKey(rev int64) []byte {
-	return binary.BigEndian.AppendUint64(make([]byte, 0, 8), uint64(rev))
-}
-
-// idKey is the leases-tree key of a lease ID (IDs are positive, so byte
-// order is numeric order).
-func idKey(id int64) []byte {
-	return binary.BigEndian.AppendUint64(make([]byte, 0, 8), uint64(id))
-}
-
-// leaseKeyKey is the lease-index key attaching key to lease id.
-func leaseKeyKey(id int64, key []byte) []byte {
-	k := binary.BigEndian.AppendUint64(make([]byte, 0, 8+len(key)), uint64(id))
-	return append(k, key...)
+// appendLeaseKeyKey appends the byte key attaching key to lease id (IDs
+// are positive, so byte order is numeric order).
+func appendLeaseKeyKey(dst []byte, id int64, key []byte) []byte {
+	return append(binary.BigEndian.AppendUint64(dst, uint64(id)), key...)
 }
 
 // span is a key interval in etcd's notation, normalized: single means just

@@ -3,50 +3,52 @@ package fsm
 import (
 	"fmt"
 
+	"github.com/tidwall/btree"
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 )
 
 // applyLeaseGrant records a lease whose ID and TTL the leader chose.
-func applyLeaseGrant(st state, r *pb.LeaseGrantRequest) (state, Result) {
+func (w *writer) applyLeaseGrant(r *pb.LeaseGrantRequest) Result {
 	id := r.GetID()
 	if id <= 0 {
-		return st, Result{Rev: st.rev, Err: fmt.Errorf("%w: lease grant with ID %d (the leader must choose a positive ID)", ErrBadCommand, id)}
+		return Result{Rev: w.rev, Err: fmt.Errorf("%w: lease grant with ID %d (the leader must choose a positive ID)", ErrBadCommand, id)}
 	}
-	if _, ok := st.leases.Get(idKey(id)); ok {
-		return st, Result{Rev: st.rev, Err: fmt.Errorf("%w: %d", ErrLeaseExists, id)}
+	if w.hasLease(id) {
+		return Result{Rev: w.rev, Err: fmt.Errorf("%w: %d", ErrLeaseExists, id)}
 	}
-	st.leases, _, _ = st.leases.Insert(idKey(id), Lease{ID: id, TTL: r.GetTTL()})
-	return st, Result{Rev: st.rev, LeaseGrant: &pb.LeaseGrantResponse{ID: id, TTL: r.GetTTL()}}
+	w.leases.mut().Set(Lease{ID: id, TTL: r.GetTTL()})
+	return Result{Rev: w.rev, LeaseGrant: &pb.LeaseGrantResponse{ID: id, TTL: r.GetTTL()}}
 }
 
 // applyLeaseRevoke removes a lease and deletes its keys, in key order, at
 // this command's revision. An expiry of a lease that is already gone is not
 // an error (a client may have revoked it first).
-func applyLeaseRevoke(st state, r *pb.LeaseRevokeRequest, expire bool) (state, Result) {
+func (w *writer) applyLeaseRevoke(r *pb.LeaseRevokeRequest, expire bool) Result {
 	id := r.GetID()
-	if _, ok := st.leases.Get(idKey(id)); !ok {
+	if !w.hasLease(id) {
 		if expire {
-			return st, Result{Rev: st.rev, LeaseRevoke: &pb.LeaseRevokeResponse{}}
+			return Result{Rev: w.rev, LeaseRevoke: &pb.LeaseRevokeResponse{}}
 		}
-		return st, Result{Rev: st.rev, Err: fmt.Errorf("%w: %d", ErrLeaseNotFound, id)}
+		return Result{Rev: w.rev, Err: fmt.Errorf("%w: %d", ErrLeaseNotFound, id)}
 	}
-	b := newBatch(st)
-	for _, k := range attachedKeys(st, id) {
+	b := newBatch(w)
+	for _, k := range attachedKeys(w.leaseKeys.w, id) {
 		b.del(k)
 	}
-	next := b.commit()
-	next.leases, _, _ = next.leases.Delete(idKey(id))
-	return next, Result{Rev: next.rev, LeaseRevoke: &pb.LeaseRevokeResponse{}}
+	b.commit()
+	w.leases.mut().Delete(Lease{ID: id})
+	return Result{Rev: w.rev, LeaseRevoke: &pb.LeaseRevokeResponse{}}
 }
 
 // attachedKeys lists the keys attached to lease id in key order.
-func attachedKeys(st state, id int64) [][]byte {
+func attachedKeys(t *btree.BTreeG[leaseKey], id int64) [][]byte {
 	var keys [][]byte
-	prefix := idKey(id)
-	it := st.leaseKeys.Root().Iterator()
-	it.SeekPrefix(prefix)
-	for k, _, ok := it.Next(); ok; k, _, ok = it.Next() {
-		keys = append(keys, k[len(prefix):])
-	}
+	t.Ascend(leaseKey{id: id}, func(lk leaseKey) bool {
+		if lk.id != id {
+			return false
+		}
+		keys = append(keys, lk.key)
+		return true
+	})
 	return keys
 }

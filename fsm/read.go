@@ -3,80 +3,107 @@ package fsm
 import (
 	"bytes"
 	"fmt"
+	"math"
 	"sort"
 
-	iradix "github.com/hashicorp/go-immutable-radix/v2"
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	"go.etcd.io/etcd/api/v3/mvccpb"
 )
 
-// reader reads keys from tree roots, either a published view's or the
-// uncommitted roots of a transaction in progress (so a txn's ranges see its
-// own earlier writes, as in etcd).
+// reader reads keys from trees, either a published view's or the writer's
+// own during a transaction (so a txn's ranges see its own earlier writes, as
+// in etcd).
 type reader struct {
-	cur        *iradix.Node[*mvccpb.KeyValue]
-	ver        *iradix.Node[*mvccpb.KeyValue]
+	cur        *kvTree
+	ver        *kvTree
 	rev        int64 // revision the current tree is at
 	compactRev int64
+	// probe is the search item for lookups; owned by whoever made the
+	// reader, and never held across a call to a visitor.
+	probe *mvccpb.KeyValue
 }
 
 // scanCurrent calls fn for every live key in sp in key order until fn
 // returns false.
 func (rd reader) scanCurrent(sp span, fn func(kv *mvccpb.KeyValue) bool) {
 	if sp.single {
-		if kv, ok := rd.cur.Get(sp.key); ok {
+		if kv, ok := getKV(rd.cur, rd.probe, sp.key); ok {
 			fn(kv)
 		}
 		return
 	}
-	it := rd.cur.Iterator()
-	it.SeekLowerBound(sp.key)
-	for k, kv, ok := it.Next(); ok; k, kv, ok = it.Next() {
-		if sp.beyond(k) || !fn(kv) {
+	it := rd.cur.Iter()
+	defer it.Release()
+	rd.probe.Key = sp.key
+	ok := it.Seek(rd.probe)
+	rd.probe.Key = nil
+	for ; ok; ok = it.Next() {
+		kv := it.Item()
+		if sp.beyond(kv.Key) || !fn(kv) {
 			return
 		}
 	}
 }
 
+// linearSteps is how many versions of one key scanAt steps through before
+// it seeks instead: most keys have a few versions, and stepping is cheaper
+// than a seek for those.
+const linearSteps = 8
+
 // scanAt calls fn for every key in sp that was live at revision rev, with
-// its value at rev, in key order until fn returns false.
+// its value at rev, in key order until fn returns false. Per key it finds
+// the newest version <= rev by stepping through a few versions and seeking
+// past long histories.
 func (rd reader) scanAt(sp span, rev int64, fn func(kv *mvccpb.KeyValue) bool) {
-	// Escaping preserves order, so the span can be checked on groups.
-	lo := escapeKey(nil, sp.key)
-	var hi []byte
-	if sp.single {
-		hi = append(bytes.Clone(lo), 0x00) // just past the group itself
-	} else if sp.end != nil {
-		hi = escapeKey(nil, sp.end)
+	it := rd.ver.Iter()
+	defer it.Release()
+	seek := func(key []byte, r int64) bool {
+		rd.probe.Key, rd.probe.ModRevision = key, r
+		ok := it.Seek(rd.probe)
+		rd.probe.Key, rd.probe.ModRevision = nil, 0
+		return ok
 	}
-	it := rd.ver.Iterator()
-	it.SeekLowerBound(lo)
-	var group []byte
-	var best *mvccpb.KeyValue
-	flush := func() bool {
-		if best != nil {
-			kv := best
-			best = nil
-			return fn(kv)
-		}
-		return true
-	}
-	for vk, kv, ok := it.Next(); ok; vk, kv, ok = it.Next() {
-		g, r := splitVersionKey(vk)
-		if hi != nil && bytes.Compare(g, hi) >= 0 {
-			break
-		}
-		if !bytes.Equal(g, group) {
-			if !flush() {
+	ok := seek(sp.key, math.MinInt64)
+	for ok {
+		first := it.Item()
+		key := first.Key
+		if !sp.contains(key) {
+			if sp.beyond(key) {
 				return
 			}
-			group = g
+			ok = it.Next() // unreachable: the seek starts inside the span
+			continue
 		}
-		if r <= rev {
-			best = kv // nil for a tombstone: the key is gone at rev
+		var best *mvccpb.KeyValue
+		for steps := 0; ok; steps++ {
+			kv := it.Item()
+			if !bytes.Equal(kv.Key, key) || kv.ModRevision > rev {
+				break
+			}
+			if steps == linearSteps {
+				// Long history: land on the newest version <= rev directly.
+				if seek(key, rev+1) {
+					it.Prev()
+				} else {
+					it.Last()
+				}
+				kv = it.Item()
+			}
+			best = kv
+			ok = it.Next()
+		}
+		if best != nil && !isTombstone(best) && !fn(best) {
+			return
+		}
+		// Skip the rest of this key's versions (newer than rev).
+		for steps := 0; ok && bytes.Equal(it.Item().Key, key); steps++ {
+			if steps == linearSteps {
+				ok = seek(key, math.MaxInt64)
+				break
+			}
+			ok = it.Next()
 		}
 	}
-	flush()
 }
 
 // scan visits sp at revision rev (0 = current).

@@ -9,8 +9,9 @@ import (
 	"hash"
 	"hash/crc64"
 	"io"
+	"math"
 
-	iradix "github.com/hashicorp/go-immutable-radix/v2"
+	"github.com/tidwall/btree"
 	"go.etcd.io/etcd/api/v3/mvccpb"
 )
 
@@ -23,9 +24,9 @@ import (
 //	event revision count | (rev, event count, (type, kv, prevkv)...)...
 //	CRC-64/ECMA of everything above (uint64 big endian)
 //
-// The versions and events trees are written as they are, so a restore gives
-// back exactly the same history (and Hash); the live keys and the lease
-// index are derived from them.
+// Versions are written in (key, revision) order and events in revision
+// order, as they are held, so a restore gives back exactly the same history
+// (and Hash); the live keys and the lease index are derived from them.
 const (
 	snapMagic   = "KEELFSM\n"
 	snapVersion = 1
@@ -51,30 +52,24 @@ func (v *View) WriteSnapshot(w io.Writer) error {
 		e.i64(l.TTL)
 	}
 	e.u64(uint64(v.versions.Len()))
-	it := v.versions.Root().Iterator()
-	for vk, kv, ok := it.Next(); ok && e.err == nil; vk, kv, ok = it.Next() {
-		group, rev := splitVersionKey(vk)
-		var key []byte
-		if kv != nil {
-			key = kv.Key
-		} else if key, ok = unescapeKey(group); !ok {
-			return fmt.Errorf("writing snapshot: corrupt version key %q", vk)
-		}
-		e.bytes(key)
+	v.versions.Scan(func(kv *mvccpb.KeyValue) bool {
+		e.bytes(kv.Key)
+		e.i64(kv.ModRevision)
+		e.kv(liveOrNil(kv))
+		return e.err == nil
+	})
+	e.u64(uint64(v.events.revisionCount()))
+	v.events.revisions(func(rev int64, lo, hi int) bool {
 		e.i64(rev)
-		e.kv(kv)
-	}
-	e.u64(uint64(v.events.Len()))
-	eit := v.events.Root().Iterator()
-	for k, evs, ok := eit.Next(); ok && e.err == nil; k, evs, ok = eit.Next() {
-		e.i64(int64(binary.BigEndian.Uint64(k)))
-		e.u64(uint64(len(evs)))
-		for _, ev := range evs {
+		e.u64(uint64(hi - lo))
+		for pos := lo; pos < hi; pos++ {
+			ev := v.events.at(pos).ev
 			e.i64(int64(ev.Type))
 			e.kv(ev.Kv)
 			e.kv(ev.PrevKv)
 		}
-	}
+		return e.err == nil
+	})
 	e.flush()
 	if e.err != nil {
 		return fmt.Errorf("writing snapshot at index %d: %w", v.index, e.err)
@@ -133,31 +128,32 @@ func (e *snapEncoder) kv(kv *mvccpb.KeyValue) {
 // Restore replaces the whole state with a snapshot written by
 // View.WriteSnapshot and publishes it. On error the store is unchanged.
 func (s *Store) Restore(r io.Reader) error {
-	st, err := readSnapshot(r)
+	w, err := readSnapshot(r)
 	if err != nil {
 		return err
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.publish(st)
+	s.w = w
+	s.publish()
 	return nil
 }
 
-func readSnapshot(r io.Reader) (state, error) {
+func readSnapshot(r io.Reader) (*writer, error) {
 	d := &snapDecoder{r: bufio.NewReaderSize(r, 64<<10), crc: crc64.New(crcTable)}
 	st, err := d.state()
 	if err != nil {
-		return state{}, fmt.Errorf("%w: %w", ErrBadSnapshot, err)
+		return nil, fmt.Errorf("%w: %w", ErrBadSnapshot, err)
 	}
 	var sum [8]byte
 	if _, err := io.ReadFull(d.r, sum[:]); err != nil {
-		return state{}, fmt.Errorf("%w: reading checksum: %w", ErrBadSnapshot, err)
+		return nil, fmt.Errorf("%w: reading checksum: %w", ErrBadSnapshot, err)
 	}
 	if want, got := binary.BigEndian.Uint64(sum[:]), d.crc.Sum64(); want != got {
-		return state{}, fmt.Errorf("%w: checksum mismatch: stored %016x, computed %016x", ErrBadSnapshot, want, got)
+		return nil, fmt.Errorf("%w: checksum mismatch: stored %016x, computed %016x", ErrBadSnapshot, want, got)
 	}
 	if _, err := d.r.ReadByte(); err != io.EOF {
-		return state{}, fmt.Errorf("%w: trailing data after checksum", ErrBadSnapshot)
+		return nil, fmt.Errorf("%w: trailing data after checksum", ErrBadSnapshot)
 	}
 	return st, nil
 }
@@ -257,149 +253,172 @@ func eofIsUnexpected(err error) error {
 	return err
 }
 
-func (d *snapDecoder) state() (state, error) {
+func (d *snapDecoder) state() (*writer, error) {
 	hdr, err := d.full(len(snapMagic)+4, "header")
-	if err != nil {
-		return state{}, err
-	}
-	if !bytes.Equal(hdr[:len(snapMagic)], []byte(snapMagic)) {
-		return state{}, fmt.Errorf("magic %q is not a keelson fsm snapshot", hdr[:len(snapMagic)])
-	}
-	if ver := binary.BigEndian.Uint32(hdr[len(snapMagic):]); ver != snapVersion {
-		return state{}, fmt.Errorf("unsupported snapshot format version %d (this build reads %d)", ver, snapVersion)
-	}
-	st := emptyState()
-	if st.index, err = d.u64("index"); err != nil {
-		return state{}, err
-	}
-	if st.rev, err = d.i64("revision"); err != nil {
-		return state{}, err
-	}
-	if st.compactRev, err = d.i64("compact revision"); err != nil {
-		return state{}, err
-	}
-	if st.leases, err = d.leases(); err != nil {
-		return state{}, err
-	}
-	if st.versions, err = d.versions(); err != nil {
-		return state{}, err
-	}
-	if st.events, err = d.events(); err != nil {
-		return state{}, err
-	}
-	st.current, st.leaseKeys = deriveCurrent(st.versions)
-	return st, nil
-}
-
-func (d *snapDecoder) leases() (*iradix.Tree[Lease], error) {
-	n, err := d.u64("lease count")
 	if err != nil {
 		return nil, err
 	}
-	txn := iradix.New[Lease]().Txn()
+	if !bytes.Equal(hdr[:len(snapMagic)], []byte(snapMagic)) {
+		return nil, fmt.Errorf("magic %q is not a keelson fsm snapshot", hdr[:len(snapMagic)])
+	}
+	if ver := binary.BigEndian.Uint32(hdr[len(snapMagic):]); ver != snapVersion {
+		return nil, fmt.Errorf("unsupported snapshot format version %d (this build reads %d)", ver, snapVersion)
+	}
+	w := newWriter()
+	if w.index, err = d.u64("index"); err != nil {
+		return nil, err
+	}
+	if w.rev, err = d.i64("revision"); err != nil {
+		return nil, err
+	}
+	if w.compactRev, err = d.i64("compact revision"); err != nil {
+		return nil, err
+	}
+	if err := d.leases(w.leases.w); err != nil {
+		return nil, err
+	}
+	if err := d.versions(w.versions.w); err != nil {
+		return nil, err
+	}
+	if err := d.events(w); err != nil {
+		return nil, err
+	}
+	w.deriveCurrent()
+	return w, nil
+}
+
+func (d *snapDecoder) leases(t *btree.BTreeG[Lease]) error {
+	n, err := d.u64("lease count")
+	if err != nil {
+		return err
+	}
 	for i := uint64(0); i < n; i++ {
 		var l Lease
 		if l.ID, err = d.i64(fmt.Sprintf("lease %d id", i)); err != nil {
-			return nil, err
+			return err
 		}
 		if l.TTL, err = d.i64(fmt.Sprintf("lease %d ttl", i)); err != nil {
-			return nil, err
+			return err
 		}
-		txn.Insert(idKey(l.ID), l)
+		t.Set(l)
 	}
-	return txn.Commit(), nil
+	return nil
 }
 
-func (d *snapDecoder) versions() (*iradix.Tree[*mvccpb.KeyValue], error) {
+func (d *snapDecoder) versions(t *kvTree) error {
 	n, err := d.u64("version count")
 	if err != nil {
-		return nil, err
+		return err
 	}
-	txn := iradix.New[*mvccpb.KeyValue]().Txn()
 	for i := uint64(0); i < n; i++ {
 		key, err := d.bytes("version key")
 		if err != nil {
-			return nil, err
+			return err
 		}
 		rev, err := d.i64(fmt.Sprintf("revision of version %q", key))
 		if err != nil {
-			return nil, err
+			return err
 		}
 		kv, err := d.kv(fmt.Sprintf("version %q@%d", key, rev))
 		if err != nil {
-			return nil, err
+			return err
 		}
-		if kv != nil && !bytes.Equal(kv.Key, key) {
-			return nil, fmt.Errorf("version %q@%d holds key %q", key, rev, kv.Key)
+		switch {
+		case kv == nil:
+			kv = &mvccpb.KeyValue{Key: key, ModRevision: rev} // tombstone
+		case !bytes.Equal(kv.Key, key):
+			return fmt.Errorf("version %q@%d holds key %q", key, rev, kv.Key)
+		case kv.ModRevision != rev || kv.Version < 1:
+			return fmt.Errorf("version %q@%d has mod revision %d and version %d", key, rev, kv.ModRevision, kv.Version)
 		}
-		txn.Insert(versionKey(key, rev), kv)
+		t.Load(kv) // appends in O(1) when the input is in order, as written
 	}
-	return txn.Commit(), nil
+	return nil
 }
 
-func (d *snapDecoder) events() (*iradix.Tree[[]Event], error) {
+func (d *snapDecoder) events(w *writer) error {
 	n, err := d.u64("event revision count")
 	if err != nil {
-		return nil, err
+		return err
 	}
-	txn := iradix.New[[]Event]().Txn()
+	last := int64(math.MinInt64)
 	for i := uint64(0); i < n; i++ {
 		rev, err := d.i64("event revision")
 		if err != nil {
-			return nil, err
+			return err
 		}
+		if rev <= last {
+			return fmt.Errorf("event revision %d after %d", rev, last)
+		}
+		last = rev
 		m, err := d.u64(fmt.Sprintf("event count at revision %d", rev))
 		if err != nil {
-			return nil, err
+			return err
 		}
-		var evs []Event
+		if m == 0 {
+			return fmt.Errorf("revision %d has no events", rev)
+		}
 		for j := uint64(0); j < m; j++ {
 			what := fmt.Sprintf("event %d at revision %d", j, rev)
 			typ, err := d.i64(what + " type")
 			if err != nil {
-				return nil, err
+				return err
 			}
 			ev := Event{Type: mvccpb.Event_EventType(typ)}
 			if ev.Kv, err = d.kv(what + " kv"); err != nil {
-				return nil, err
+				return err
 			}
 			if ev.Kv == nil {
-				return nil, fmt.Errorf("%s has no kv", what)
+				return fmt.Errorf("%s has no kv", what)
 			}
 			if ev.PrevKv, err = d.kv(what + " prev kv"); err != nil {
-				return nil, err
+				return err
 			}
-			evs = append(evs, ev)
+			ev.Kv = w.shared(ev.Kv)
+			ev.PrevKv = w.shared(ev.PrevKv)
+			w.events.append(rev, ev)
 		}
-		txn.Insert(revKey(rev), evs)
 	}
-	return txn.Commit(), nil
+	return nil
+}
+
+// shared returns the retained version equal to kv if there is one, so that
+// a restored store holds each KeyValue once, as a live one does.
+func (w *writer) shared(kv *mvccpb.KeyValue) *mvccpb.KeyValue {
+	if kv == nil {
+		return nil
+	}
+	v, ok := w.versions.w.Get(kv)
+	if !ok || !sameKV(v, kv) {
+		return kv
+	}
+	return v
+}
+
+func sameKV(a, b *mvccpb.KeyValue) bool {
+	return bytes.Equal(a.Key, b.Key) && bytes.Equal(a.Value, b.Value) && a.CreateRevision == b.CreateRevision &&
+		a.ModRevision == b.ModRevision && a.Version == b.Version && a.Lease == b.Lease
 }
 
 // deriveCurrent rebuilds the live keys (each key's newest version unless it
-// is a tombstone) and the lease index from the versions tree.
-func deriveCurrent(versions *iradix.Tree[*mvccpb.KeyValue]) (*iradix.Tree[*mvccpb.KeyValue], *iradix.Tree[struct{}]) {
-	cur := iradix.New[*mvccpb.KeyValue]().Txn()
-	lk := iradix.New[struct{}]().Txn()
-	var group []byte
+// is a tombstone) and the lease index from the versions.
+func (w *writer) deriveCurrent() {
+	cur, lk := w.current.mut(), w.leaseKeys.mut()
 	var last *mvccpb.KeyValue
 	finish := func() {
-		if last != nil {
-			cur.Insert(last.Key, last)
+		if last != nil && !isTombstone(last) {
+			cur.Load(last)
 			if last.Lease != 0 {
-				lk.Insert(leaseKeyKey(last.Lease, last.Key), struct{}{})
+				lk.Set(leaseKey{last.Lease, last.Key})
 			}
 		}
 	}
-	it := versions.Root().Iterator()
-	for vk, kv, ok := it.Next(); ok; vk, kv, ok = it.Next() {
-		g, _ := splitVersionKey(vk)
-		if !bytes.Equal(g, group) {
+	w.versions.w.Scan(func(kv *mvccpb.KeyValue) bool {
+		if last != nil && !bytes.Equal(last.Key, kv.Key) {
 			finish()
-			group = g
 		}
 		last = kv
-	}
+		return true
+	})
 	finish()
-	return cur.Commit(), lk.Commit()
 }

@@ -5,62 +5,109 @@ import (
 	"sync"
 	"sync/atomic"
 
-	iradix "github.com/hashicorp/go-immutable-radix/v2"
+	"github.com/tidwall/btree"
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	"go.etcd.io/etcd/api/v3/mvccpb"
 	"google.golang.org/protobuf/proto"
 )
 
 // state is the whole logical state at one applied index. It is immutable
-// once published: every tree is persistent, so copying a state is O(1).
+// once published: its trees are frozen copies (see cow) and its event log a
+// bounded window on append-only chunks, so taking a state is O(1).
 type state struct {
 	index      uint64
 	rev        int64
 	compactRev int64
-	// current maps key -> live KeyValue.
-	current *iradix.Tree[*mvccpb.KeyValue]
-	// versions maps versionKey(key, rev) -> KeyValue written at rev, or nil
-	// for a delete (tombstone). Only the final value of a key in a revision
-	// is kept; events keep every step.
-	versions *iradix.Tree[*mvccpb.KeyValue]
-	// events maps revKey(rev) -> the revision's events in op order.
-	events *iradix.Tree[[]Event]
-	// leases maps idKey(id) -> Lease.
-	leases *iradix.Tree[Lease]
-	// leaseKeys indexes leaseKeyKey(lease, key) for every attached key.
-	leaseKeys *iradix.Tree[struct{}]
+	// current holds the live KeyValues ordered by key.
+	current *kvTree
+	// versions holds every retained version ordered by (key, revision): the
+	// KeyValue written at that revision, or a tombstone for a delete. Only
+	// the final value of a key in a revision is kept; events keep every step.
+	versions *kvTree
+	// events is the retained history in revision order.
+	events eventLog
+	// leases holds every lease ordered by ID.
+	leases *btree.BTreeG[Lease]
+	// leaseKeys indexes (lease, key) for every attached key.
+	leaseKeys *btree.BTreeG[leaseKey]
 }
 
-// emptyState is the store before any write. Its revision is 1, as in etcd:
+// probes recycles the search items of view readers: a probe handed to the
+// trees' comparator escapes, so a fresh one per read would be an allocation.
+var probes = sync.Pool{New: func() any { return new(mvccpb.KeyValue) }}
+
+// reader returns a reader of the state; put its probe back in probes
+// when done.
+func (st *state) reader() reader {
+	p := probes.Get().(*mvccpb.KeyValue)
+	return reader{cur: st.current, ver: st.versions, rev: st.rev, compactRev: st.compactRev, probe: p}
+}
+
+// writer is the state the Apply goroutine changes in place. Its trees are
+// private; freeze publishes copies of them.
+type writer struct {
+	index      uint64
+	rev        int64
+	compactRev int64
+	current    cow[*mvccpb.KeyValue]
+	versions   cow[*mvccpb.KeyValue]
+	events     eventLog
+	leases     cow[Lease]
+	leaseKeys  cow[leaseKey]
+	// probe is the search item of the writer's own lookups.
+	probe mvccpb.KeyValue
+}
+
+// newWriter is the store before any write. Its revision is 1, as in etcd:
 // clients (kube-apiserver) treat revision 0 as "no revision". Raft index 1
 // is the bootstrap configuration entry, never a command, so no write can
 // carry revision 1 and revisions stay strictly increasing.
-func emptyState() state {
-	return state{
+func newWriter() *writer {
+	return &writer{
 		rev:       1,
-		current:   iradix.New[*mvccpb.KeyValue](),
-		versions:  iradix.New[*mvccpb.KeyValue](),
-		events:    iradix.New[[]Event](),
-		leases:    iradix.New[Lease](),
-		leaseKeys: iradix.New[struct{}](),
+		current:   newCow(byKey),
+		versions:  newCow(byKeyRev),
+		leases:    newCow(byLeaseID),
+		leaseKeys: newCow(byLeaseKey),
 	}
 }
 
-func (st *state) reader() reader {
-	return reader{cur: st.current.Root(), ver: st.versions.Root(), rev: st.rev, compactRev: st.compactRev}
+// freeze returns the writer's state as an immutable state.
+func (w *writer) freeze() state {
+	return state{
+		index:      w.index,
+		rev:        w.rev,
+		compactRev: w.compactRev,
+		current:    w.current.frozen(),
+		versions:   w.versions.frozen(),
+		events:     w.events,
+		leases:     w.leases.frozen(),
+		leaseKeys:  w.leaseKeys.frozen(),
+	}
+}
+
+// get returns key's live value in the writer's state.
+func (w *writer) get(key []byte) (*mvccpb.KeyValue, bool) {
+	return getKV(w.current.w, &w.probe, key)
+}
+
+func (w *writer) hasLease(id int64) bool {
+	_, ok := w.leases.w.Get(Lease{ID: id})
+	return ok
 }
 
 // Store is the state machine. Apply and Restore are called by one writer
 // (the raft FSM); View and Changed are safe for any number of readers.
 type Store struct {
 	mu  sync.Mutex // serializes writers; readers never take it
+	w   *writer    // guarded by mu
 	cur atomic.Pointer[View]
 }
 
 // New returns an empty store at index 0, revision 1.
 func New() *Store {
-	s := &Store{}
-	s.cur.Store(&View{state: emptyState(), next: make(chan struct{})})
+	s := &Store{w: newWriter()}
+	s.cur.Store(&View{state: s.w.freeze(), next: make(chan struct{})})
 	return s
 }
 
@@ -72,9 +119,10 @@ func (s *Store) View() *View { return s.cur.Load() }
 // use that view's Next instead (no window between the two calls).
 func (s *Store) Changed() <-chan struct{} { return s.cur.Load().next }
 
-// publish makes st the current view and wakes everyone waiting on the old.
-func (s *Store) publish(st state) {
-	old := s.cur.Swap(&View{state: st, next: make(chan struct{})})
+// publish makes the writer's state the current view and wakes everyone
+// waiting on the old.
+func (s *Store) publish() {
+	old := s.cur.Swap(&View{state: s.w.freeze(), next: make(chan struct{})})
 	close(old.next)
 }
 
@@ -83,41 +131,41 @@ func (s *Store) publish(st state) {
 func (s *Store) Apply(index uint64, cmd []byte) Result {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	cur := s.View()
-	if index <= cur.index {
-		return Result{Rev: cur.rev, Err: fmt.Errorf("%w: index %d after applied index %d", ErrStaleIndex, index, cur.index)}
+	if index <= s.w.index {
+		return Result{Rev: s.w.rev, Err: fmt.Errorf("%w: index %d after applied index %d", ErrStaleIndex, index, s.w.index)}
 	}
-	next, res := apply(cur.state, index, cmd)
-	s.publish(next)
+	res := s.w.apply(index, cmd)
+	s.publish()
 	return res
 }
 
-// apply is the pure transition function: the same state, index and command
-// always give the same next state and result.
-func apply(st state, index uint64, cmd []byte) (state, Result) {
-	st.index = index
+// apply is the deterministic transition: the same state, index and command
+// always give the same next state and result. A command that fails changes
+// nothing but the index: every command validates before its first write.
+func (w *writer) apply(index uint64, cmd []byte) Result {
+	w.index = index
 	if len(cmd) == 0 {
-		return st, Result{Rev: st.rev, Err: fmt.Errorf("%w: empty command at index %d", ErrBadCommand, index)}
+		return Result{Rev: w.rev, Err: fmt.Errorf("%w: empty command at index %d", ErrBadCommand, index)}
 	}
 	typ, body := cmd[0], cmd[1:]
 	msg, err := newMessage(typ)
 	if err != nil {
-		return st, Result{Rev: st.rev, Err: fmt.Errorf("index %d: %w", index, err)}
+		return Result{Rev: w.rev, Err: fmt.Errorf("index %d: %w", index, err)}
 	}
 	if err := proto.Unmarshal(body, msg); err != nil {
-		return st, Result{Rev: st.rev, Err: fmt.Errorf("%w: command type %d at index %d: %w", ErrBadCommand, typ, index, err)}
+		return Result{Rev: w.rev, Err: fmt.Errorf("%w: command type %d at index %d: %w", ErrBadCommand, typ, index, err)}
 	}
 	switch m := msg.(type) {
 	case *pb.TxnRequest:
-		return applyTxn(st, m)
+		return w.applyTxn(m)
 	case *pb.CompactionRequest:
-		return applyCompact(st, m)
+		return w.applyCompact(m)
 	case *pb.LeaseGrantRequest:
-		return applyLeaseGrant(st, m)
+		return w.applyLeaseGrant(m)
 	case *pb.LeaseRevokeRequest:
-		return applyLeaseRevoke(st, m, typ == CmdLeaseExpire)
+		return w.applyLeaseRevoke(m, typ == CmdLeaseExpire)
 	}
-	return st, Result{Rev: st.rev, Err: fmt.Errorf("%w: %d", ErrUnknownCommand, typ)}
+	return Result{Rev: w.rev, Err: fmt.Errorf("%w: %d", ErrUnknownCommand, typ)}
 }
 
 // newMessage returns an empty request of the type a command carries.

@@ -11,18 +11,18 @@ import (
 // applyTxn runs a TxnRequest the way etcd does: refuse duplicate writes,
 // evaluate every compare on the path against the state before the txn,
 // validate the chosen ops, then execute them in order at one revision.
-func applyTxn(st state, r *pb.TxnRequest) (state, Result) {
+func (w *writer) applyTxn(r *pb.TxnRequest) Result {
 	if err := checkDuplicates(r); err != nil {
-		return st, Result{Rev: st.rev, Err: err}
+		return Result{Rev: w.rev, Err: err}
 	}
-	b := newBatch(st)
+	b := newBatch(w)
 	p := planTxn(b.reader(), r)
 	if err := checkPlan(b, p); err != nil {
-		return st, Result{Rev: st.rev, Err: err}
+		return Result{Rev: w.rev, Err: err}
 	}
 	resp := b.execute(p)
-	next := b.commit()
-	return next, Result{Rev: next.rev, Txn: resp}
+	b.commit()
+	return Result{Rev: w.rev, Txn: resp}
 }
 
 // plan is one txn with its compare outcome decided, like etcd's txnPath.
@@ -78,12 +78,12 @@ func checkPlan(b *batch, p *plan) error {
 
 func checkPut(b *batch, r *pb.PutRequest) error {
 	if r.GetIgnoreValue() || r.GetIgnoreLease() {
-		if _, ok := b.cur.Get(r.GetKey()); !ok {
+		if _, ok := b.w.get(r.GetKey()); !ok {
 			return fmt.Errorf("%w: %q (put with ignore_value/ignore_lease)", ErrKeyNotFound, r.GetKey())
 		}
 	}
 	if id := r.GetLease(); id != 0 {
-		if _, ok := b.base.leases.Get(idKey(id)); !ok {
+		if !b.w.hasLease(id) {
 			return fmt.Errorf("%w: %d (put %q)", ErrLeaseNotFound, id, r.GetKey())
 		}
 	}
@@ -117,7 +117,7 @@ func (b *batch) execute(p *plan) *pb.TxnResponse {
 
 func (b *batch) execPut(r *pb.PutRequest) *pb.PutResponse {
 	value, lease := r.GetValue(), r.GetLease()
-	if old, ok := b.cur.Get(r.GetKey()); ok {
+	if old, ok := b.w.get(r.GetKey()); ok {
 		if r.GetIgnoreValue() {
 			value = old.Value
 		}

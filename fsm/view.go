@@ -34,7 +34,9 @@ func (v *View) Next() <-chan struct{} { return v.next }
 
 // Range answers a RangeRequest as etcd does. The response header is nil.
 func (v *View) Range(r *pb.RangeRequest) (*pb.RangeResponse, error) {
-	resp, err := v.reader().rangeKVs(r)
+	rd := v.reader()
+	defer probes.Put(rd.probe)
+	resp, err := rd.rangeKVs(r)
 	if err != nil {
 		return nil, fmt.Errorf("range %q..%q at revision %d: %w", r.GetKey(), r.GetRangeEnd(), r.GetRevision(), err)
 	}
@@ -48,18 +50,11 @@ func (v *View) Events(from int64, key, end []byte, fn func(rev int64, ev Event) 
 	if from < v.compactRev {
 		return fmt.Errorf("events from revision %d: %w (compacted to %d)", from, ErrCompacted, v.compactRev)
 	}
-	if from < 0 {
-		from = 0
-	}
 	sp := newSpan(key, end)
-	it := v.events.Root().Iterator()
-	it.SeekLowerBound(revKey(from))
-	for k, evs, ok := it.Next(); ok; k, evs, ok = it.Next() {
-		rev := int64(binary.BigEndian.Uint64(k))
-		for _, ev := range evs {
-			if sp.contains(ev.Kv.Key) && !fn(rev, ev) {
-				return nil
-			}
+	for pos := v.events.search(from); pos < v.events.end; pos++ {
+		e := v.events.at(pos)
+		if sp.contains(e.ev.Kv.Key) && !fn(e.rev, e.ev) {
+			return nil
 		}
 	}
 	return nil
@@ -67,64 +62,71 @@ func (v *View) Events(from int64, key, end []byte, fn func(rev int64, ev Event) 
 
 // Lease looks up a lease and the keys attached to it, in key order.
 func (v *View) Lease(id int64) (Lease, [][]byte, bool) {
-	l, ok := v.leases.Get(idKey(id))
+	l, ok := v.leases.Get(Lease{ID: id})
 	if !ok {
 		return Lease{}, nil, false
 	}
-	return l, attachedKeys(v.state, id), true
+	return l, attachedKeys(v.leaseKeys, id), true
 }
 
 // Leases lists every lease in ID order.
 func (v *View) Leases() []Lease {
 	var out []Lease
-	it := v.leases.Root().Iterator()
-	for _, l, ok := it.Next(); ok; _, l, ok = it.Next() {
+	v.leases.Scan(func(l Lease) bool {
 		out = append(out, l)
-	}
+		return true
+	})
 	return out
 }
 
 // Hash is an FNV-64a digest of the whole logical state in a canonical
 // order: index, revisions, live keys, every retained version, every
-// retained event, leases and lease attachments.
+// retained event, leases and lease attachments. Entries are hashed with
+// the byte keys of keys.go, so the digest does not depend on how the state
+// is held in memory.
 func (v *View) Hash() uint64 {
 	h := hasher{h: fnv.New64a()}
 	h.u64(v.index)
 	h.i64(v.rev)
 	h.i64(v.compactRev)
 	h.section('c', v.current.Len())
-	it := v.current.Root().Iterator()
-	for k, kv, ok := it.Next(); ok; k, kv, ok = it.Next() {
-		h.bytes(k)
+	v.current.Scan(func(kv *mvccpb.KeyValue) bool {
+		h.bytes(kv.Key)
 		h.kv(kv)
-	}
+		return true
+	})
 	h.section('v', v.versions.Len())
-	it = v.versions.Root().Iterator()
-	for k, kv, ok := it.Next(); ok; k, kv, ok = it.Next() {
-		h.bytes(k)
-		h.kv(kv)
-	}
-	h.section('e', v.events.Len())
-	eit := v.events.Root().Iterator()
-	for k, evs, ok := eit.Next(); ok; k, evs, ok = eit.Next() {
-		h.bytes(k)
-		h.u64(uint64(len(evs)))
-		for _, ev := range evs {
+	var kbuf []byte
+	v.versions.Scan(func(kv *mvccpb.KeyValue) bool {
+		kbuf = appendVersionKey(kbuf[:0], kv.Key, kv.ModRevision)
+		h.bytes(kbuf)
+		h.kv(liveOrNil(kv))
+		return true
+	})
+	h.section('e', v.events.revisionCount())
+	v.events.revisions(func(rev int64, lo, hi int) bool {
+		kbuf = binary.BigEndian.AppendUint64(kbuf[:0], uint64(rev))
+		h.bytes(kbuf)
+		h.u64(uint64(hi - lo))
+		for pos := lo; pos < hi; pos++ {
+			ev := v.events.at(pos).ev
 			h.i64(int64(ev.Type))
 			h.kv(ev.Kv)
 			h.kv(ev.PrevKv)
 		}
-	}
+		return true
+	})
 	h.section('l', v.leases.Len())
 	for _, l := range v.Leases() {
 		h.i64(l.ID)
 		h.i64(l.TTL)
 	}
 	h.section('a', v.leaseKeys.Len())
-	ait := v.leaseKeys.Root().Iterator()
-	for k, _, ok := ait.Next(); ok; k, _, ok = ait.Next() {
-		h.bytes(k)
-	}
+	v.leaseKeys.Scan(func(lk leaseKey) bool {
+		kbuf = appendLeaseKeyKey(kbuf[:0], lk.id, lk.key)
+		h.bytes(kbuf)
+		return true
+	})
 	return h.h.Sum64()
 }
 

@@ -1,74 +1,70 @@
 package fsm
 
 import (
-	iradix "github.com/hashicorp/go-immutable-radix/v2"
 	"go.etcd.io/etcd/api/v3/mvccpb"
 )
 
-// batch collects the writes of one command. All writes share the revision
-// index; one iradix Txn per tree means one commit per tree per command.
+// batch makes the writes of one command in the writer's state. All writes
+// share the revision index; nothing is visible to readers until the Store
+// publishes the writer's state after the command.
 type batch struct {
-	base      state
-	rev       int64 // the command's revision (its raft index)
-	wrote     bool
-	cur       *iradix.Txn[*mvccpb.KeyValue]
-	ver       *iradix.Txn[*mvccpb.KeyValue]
-	leaseKeys *iradix.Txn[struct{}]
-	events    []Event
+	w     *writer
+	base  int64 // revision before the command
+	rev   int64 // the command's revision (its raft index)
+	wrote bool
 }
 
-func newBatch(st state) *batch {
-	return &batch{
-		base:      st,
-		rev:       int64(st.index),
-		cur:       st.current.Txn(),
-		ver:       st.versions.Txn(),
-		leaseKeys: st.leaseKeys.Txn(),
-	}
+func newBatch(w *writer) *batch {
+	return &batch{w: w, base: w.rev, rev: int64(w.index)}
 }
 
 // reader sees the batch's own writes, as a range inside an etcd txn does.
 func (b *batch) reader() reader {
-	rev := b.base.rev
+	rev := b.base
 	if b.wrote {
 		rev = b.rev
 	}
-	return reader{cur: b.cur.Root(), ver: b.ver.Root(), rev: rev, compactRev: b.base.compactRev}
+	return reader{cur: b.w.current.w, ver: b.w.versions.w, rev: rev, compactRev: b.w.compactRev, probe: &b.w.probe}
 }
 
 // put writes key=value attached to lease and returns the previous value.
 func (b *batch) put(key, value []byte, lease int64) (prev *mvccpb.KeyValue) {
-	prev, _ = b.cur.Get(key)
+	w := b.w
+	prev, _ = w.get(key)
 	kv := &mvccpb.KeyValue{Key: key, Value: value, Lease: lease, CreateRevision: b.rev, ModRevision: b.rev, Version: 1}
 	if prev != nil {
 		kv.CreateRevision = prev.CreateRevision
 		kv.Version = prev.Version + 1
 		if prev.Lease != 0 && prev.Lease != lease {
-			b.leaseKeys.Delete(leaseKeyKey(prev.Lease, key))
+			w.leaseKeys.mut().Delete(leaseKey{prev.Lease, key})
 		}
 	}
-	if lease != 0 {
-		b.leaseKeys.Insert(leaseKeyKey(lease, key), struct{}{})
+	if lease != 0 && (prev == nil || prev.Lease != lease) {
+		w.leaseKeys.mut().Set(leaseKey{lease, key})
 	}
-	b.cur.Insert(key, kv)
-	b.ver.Insert(versionKey(key, b.rev), kv)
-	b.events = append(b.events, Event{Type: mvccpb.PUT, Kv: kv, PrevKv: prev})
+	w.current.mut().Set(kv)
+	w.versions.mut().Set(kv)
+	w.events.append(b.rev, Event{Type: mvccpb.PUT, Kv: kv, PrevKv: prev})
 	b.wrote = true
 	return prev
 }
 
 // del deletes key if it exists and returns its previous value.
 func (b *batch) del(key []byte) (prev *mvccpb.KeyValue) {
-	prev, ok := b.cur.Delete(key)
+	w := b.w
+	prev, ok := w.get(key)
 	if !ok {
 		return nil
 	}
+	w.current.mut().Delete(prev)
 	if prev.Lease != 0 {
-		b.leaseKeys.Delete(leaseKeyKey(prev.Lease, key))
+		w.leaseKeys.mut().Delete(leaseKey{prev.Lease, prev.Key})
 	}
-	b.ver.Insert(versionKey(key, b.rev), nil)
 	// Like etcd, a delete event's Kv is the key with the delete's revision.
-	b.events = append(b.events, Event{Type: mvccpb.DELETE, Kv: &mvccpb.KeyValue{Key: prev.Key, ModRevision: b.rev}, PrevKv: prev})
+	// It doubles as the tombstone version (Version 0).
+	tomb := &mvccpb.KeyValue{Key: prev.Key, ModRevision: b.rev}
+	w.versions.mut().Set(tomb)
+	w.events.append(b.rev, Event{Type: mvccpb.DELETE, Kv: tomb, PrevKv: prev})
 	b.wrote = true
 	return prev
 }
@@ -88,17 +84,9 @@ func (b *batch) deleteSpan(sp span) []*mvccpb.KeyValue {
 	return prevs
 }
 
-// commit returns the state with the batch's writes. A batch that wrote
-// nothing leaves the revision and trees untouched.
-func (b *batch) commit() state {
-	st := b.base
-	if !b.wrote {
-		return st
+// commit ends the command: a batch that wrote moves the revision.
+func (b *batch) commit() {
+	if b.wrote {
+		b.w.rev = b.rev
 	}
-	st.rev = b.rev
-	st.current = b.cur.Commit()
-	st.versions = b.ver.Commit()
-	st.leaseKeys = b.leaseKeys.Commit()
-	st.events, _, _ = st.events.Insert(revKey(b.rev), b.events)
-	return st
 }

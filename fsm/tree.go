@@ -1,0 +1,106 @@
+package fsm
+
+import (
+	"bytes"
+
+	"github.com/tidwall/btree"
+	"go.etcd.io/etcd/api/v3/mvccpb"
+)
+
+// The keyed state lives in copy-on-write B-trees (github.com/tidwall/btree).
+//
+// Concurrency contract, checked against btreeg.go of v1.8.2:
+//   - Trees are built with NoLocks, so no method takes a lock and read-only
+//     methods (Get, Ascend, Scan, Iter with Seek/Next/Prev, Len) write
+//     nothing: they walk nodes through isoLoad(cn, mut=false), which returns
+//     the node without touching it.
+//   - Every node carries the isoid of the tree that created it, and a
+//     mutating method clones any node whose isoid differs from its tree's
+//     (isoLoad(cn, true), nodeSet) before writing it.
+//   - Copy() gives both the source and the copy fresh isoids, so after it
+//     no tree owns the shared nodes and neither side can write them again.
+//
+// So the writer keeps one private tree per kind (cow.w) that it mutates in
+// place, and publishes cow.w.Copy() (cow.r). Published copies are never
+// mutated nor copied again (Copy writes its source's isoid), so readers of
+// any published view race with nothing; the atomic publication of the View
+// orders the writer's node writes before every read.
+type cow[T any] struct {
+	w *btree.BTreeG[T] // the writer's tree; only the Apply goroutine touches it
+	r *btree.BTreeG[T] // frozen copy of w, nil when w changed since the last
+}
+
+// treeDegree makes nodes of up to 2*treeDegree-1 items. Small nodes keep
+// the path a write clones short; see BenchmarkApplyPut.
+const treeDegree = 16
+
+func newCow[T any](less func(a, b T) bool) cow[T] {
+	return cow[T]{w: btree.NewBTreeGOptions(less, btree.Options{Degree: treeDegree, NoLocks: true})}
+}
+
+// mut returns the writer's tree for a write and forgets the frozen copy.
+func (c *cow[T]) mut() *btree.BTreeG[T] {
+	c.r = nil
+	return c.w
+}
+
+// frozen returns an immutable copy of the writer's tree, reusing the last
+// one when nothing was written since.
+func (c *cow[T]) frozen() *btree.BTreeG[T] {
+	if c.r == nil {
+		c.r = c.w.Copy()
+	}
+	return c.r
+}
+
+// kvTree holds *mvccpb.KeyValue ordered by key (current) or by key then
+// ModRevision (versions).
+type kvTree = btree.BTreeG[*mvccpb.KeyValue]
+
+func byKey(a, b *mvccpb.KeyValue) bool { return bytes.Compare(a.Key, b.Key) < 0 }
+
+// byKeyRev orders versions by (key, revision). A version's revision is the
+// ModRevision of its KeyValue; a tombstone (a delete) is a KeyValue with
+// Version 0, exactly the delete event's Kv, which it shares.
+func byKeyRev(a, b *mvccpb.KeyValue) bool {
+	if c := bytes.Compare(a.Key, b.Key); c != 0 {
+		return c < 0
+	}
+	return a.ModRevision < b.ModRevision
+}
+
+// isTombstone reports whether a version records a delete. Every put makes
+// Version >= 1, so Version 0 only appears on tombstones.
+func isTombstone(kv *mvccpb.KeyValue) bool { return kv.Version == 0 }
+
+// liveOrNil maps a tombstone to nil, the "no value" of the read paths.
+func liveOrNil(kv *mvccpb.KeyValue) *mvccpb.KeyValue {
+	if isTombstone(kv) {
+		return nil
+	}
+	return kv
+}
+
+// leaseKey attaches key to lease id in the lease index.
+type leaseKey struct {
+	id  int64
+	key []byte
+}
+
+func byLeaseKey(a, b leaseKey) bool {
+	if a.id != b.id {
+		return a.id < b.id
+	}
+	return bytes.Compare(a.key, b.key) < 0
+}
+
+func byLeaseID(a, b Lease) bool { return a.ID < b.ID }
+
+// getKV looks key up in a tree ordered by key, using probe (owned by the
+// caller) as the search item so the lookup does not allocate.
+func getKV(t *kvTree, probe *mvccpb.KeyValue, key []byte) (*mvccpb.KeyValue, bool) {
+	probe.Key = key
+	kv, ok := t.Get(probe)
+	probe.Key = nil
+	return kv, ok
+}
