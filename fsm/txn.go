@@ -29,7 +29,7 @@ func (w *writer) applyTxn(r *pb.TxnRequest) Result {
 type plan struct {
 	succeeded bool
 	ops       []*pb.RequestOp
-	sub       []*plan // per op: the nested txn's plan, nil for other ops
+	sub       []*plan // per op: the nested txn's plan, nil for other ops (all nil without nested txns)
 }
 
 // planTxn evaluates compares of r and of every nested txn on the chosen
@@ -41,9 +41,11 @@ func planTxn(rd reader, r *pb.TxnRequest) *plan {
 	if !p.succeeded {
 		p.ops = r.GetFailure()
 	}
-	p.sub = make([]*plan, len(p.ops))
 	for i, op := range p.ops {
 		if t, ok := op.GetRequest().(*pb.RequestOp_RequestTxn); ok {
+			if p.sub == nil {
+				p.sub = make([]*plan, len(p.ops)) // only txns with nested txns need it
+			}
 			p.sub[i] = planTxn(rd, t.RequestTxn)
 		}
 	}
