@@ -20,10 +20,10 @@ type Config struct {
 	// created if missing.
 	DataDir string
 
-	// BindAddr is the host:port the raft port listens on; it carries raft
-	// and the forwarding of writes and reads to the leader. Port 0
-	// picks a free port (tests); then AdvertiseAddr must be empty so the
-	// bound address is advertised.
+	// BindAddr is the host:port of the raft port, which carries raft itself
+	// and the forwarding of writes and reads to the leader. Port 0 picks a
+	// free port (tests); then AdvertiseAddr must be empty so the bound
+	// address is advertised.
 	BindAddr string
 
 	// AdvertiseAddr is the host:port other servers dial to reach this one.
@@ -80,8 +80,8 @@ type Config struct {
 
 	// TLS, when set, wraps every connection to the raft port in TLS: raft's
 	// own and the forwarding of writes and read-index requests to the
-	// leader. For mutual TLS it
-	// must carry Certificates, RootCAs, ClientCAs and
+	// leader. For mutual TLS (so only cluster members can forward) it must
+	// carry Certificates, RootCAs, ClientCAs and
 	// ClientAuth = tls.RequireAndVerifyClientCert; the same config is used
 	// for dialing and accepting.
 	TLS *tls.Config

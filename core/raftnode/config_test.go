@@ -26,6 +26,8 @@ func TestConfigValidate(t *testing.T) {
 		{"advertise port 0", func(c *Config) { c.AdvertiseAddr = "10.0.0.1:0" }, "AdvertiseAddr"},
 		{"advertise unspecified", func(c *Config) { c.AdvertiseAddr = "0.0.0.0:7000" }, "AdvertiseAddr"},
 		{"zero heartbeat", func(c *Config) { c.HeartbeatTimeout = 0 }, "HeartbeatTimeout"},
+		{"leader wait defaults to apply timeout", func(c *Config) { c.LeaderWaitTimeout = 0 }, ""},
+		{"negative leader wait", func(c *Config) { c.LeaderWaitTimeout = -time.Second }, "LeaderWaitTimeout"},
 		{"zero apply timeout", func(c *Config) { c.ApplyTimeout = 0 }, "ApplyTimeout"},
 		{"TLS without certificate", func(c *Config) { c.TLS = &tls.Config{} }, "TLS"},
 		{"zero threshold", func(c *Config) { c.SnapshotThreshold = 0 }, "SnapshotThreshold"},

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -289,5 +290,29 @@ func TestForwardRequiresClusterCertificate(t *testing.T) {
 	}
 	if _, ok := c.sms[0].get("x"); ok {
 		t.Fatal("a write forwarded with a foreign certificate was applied")
+	}
+}
+
+// TestMuxDropsUnknownConnectionKind: a connection announcing neither raft
+// nor the RPC is closed, and the port keeps serving both.
+func TestMuxDropsUnknownConnectionKind(t *testing.T) {
+	c := startCluster(t, 1, nil)
+	conn, err := net.DialTimeout("tcp", c.nodes[0].Addr(), 5*time.Second)
+	if err != nil {
+		t.Fatalf("dial: %v", err)
+	}
+	defer conn.Close()
+	_ = conn.SetDeadline(time.Now().Add(5 * time.Second))
+	if _, err := conn.Write([]byte{0xff, 0, 0, 0}); err != nil {
+		t.Fatalf("write: %v", err)
+	}
+	// EOF, or a reset because the server closed with our bytes unread.
+	_, err = conn.Read(make([]byte, 1))
+	var ne net.Error
+	if err == nil || (errors.As(err, &ne) && ne.Timeout()) {
+		t.Fatalf("read on a connection of unknown kind: %v, want it closed by the server", err)
+	}
+	if _, _, err := c.nodes[0].Apply(ctxT(t, 5*time.Second), setCmd("still", "works")); err != nil {
+		t.Fatalf("Apply after a bad connection: %v", err)
 	}
 }
