@@ -19,6 +19,11 @@ func ServerFlags(fs *pflag.FlagSet, c *Server) {
 	fs.StringVar(&c.AdvertiseAddress, "advertise-address", c.AdvertiseAddress, "IP address other members reach this server by (default: the bind address)")
 	fs.StringVar(&c.RaftBind, "raft-bind", c.RaftBind, "host:port of the raft transport (default: bind address, port 6444)")
 	fs.StringVar(&c.EtcdListen, "etcd-listen", c.EtcdListen, "also serve the etcd v3 API on this TCP host:port, for etcdctl (always served on DATA_DIR/etcd.sock)")
+	fs.StringVar(&c.Token, "token", c.Token, "cluster token; joining servers need the full token the first server printed (default: generated into DATA_DIR/token)")
+	fs.StringSliceVar(&c.Join, "join", c.Join, "address of an existing server to join (host[:gossip port]); repeatable")
+	fs.IntVar(&c.BootstrapExpect, "bootstrap-expect", c.BootstrapExpect, "servers to wait for before bootstrapping a new cluster")
+	fs.IntVar(&c.SerfPort, "serf-port", c.SerfPort, "gossip (membership) port")
+	fs.IntVar(&c.SupervisorPort, "supervisor-port", c.SupervisorPort, "port serving cluster secrets to joining servers")
 	fs.BoolVar(&c.DisableAPIServer, "disable-apiserver", c.DisableAPIServer, "run only the replicated store, without kube-apiserver")
 	fs.BoolVar(&c.DisableAgent, "disable-agent", c.DisableAgent, "do not run a node agent on this server")
 

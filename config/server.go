@@ -21,6 +21,10 @@ const (
 	DefaultAPIPort  = 6443
 	DefaultRaftPort = 6444
 	DefaultEtcdPort = 2379
+	// DefaultSupervisorPort serves the cluster secrets to joining servers.
+	DefaultSupervisorPort = 6445
+	// DefaultSerfPort is the gossip port, serf's own default.
+	DefaultSerfPort = 7946
 )
 
 // Server is the configuration of `keelson server`. Field names are the YAML
@@ -41,6 +45,20 @@ type Server struct {
 	// host:port for operators (etcdctl). It is always served on the unix
 	// socket DataDir/etcd.sock.
 	EtcdListen string `json:"etcdListen"`
+	// Token is the cluster's shared secret: the first server generates one
+	// (DataDir/token) and prints the full join token; joining servers pass
+	// that full token ("K10<ca hash>::<secret>").
+	Token string `json:"token"`
+	// Join lists addresses of existing servers (host or host:port of their
+	// gossip port, default 7946) to join.
+	Join []string `json:"join"`
+	// BootstrapExpect is how many servers to wait for before bootstrapping
+	// a new cluster; 1 bootstraps alone unless Join is set.
+	BootstrapExpect int `json:"bootstrapExpect"`
+	// SerfPort is the gossip (membership) port.
+	SerfPort int `json:"serfPort"`
+	// SupervisorPort serves joining servers their cluster secrets.
+	SupervisorPort int `json:"supervisorPort"`
 	// DisableAPIServer runs only the replicated store (benchmarks, store-only
 	// members).
 	DisableAPIServer bool `json:"disableAPIServer"`
@@ -115,9 +133,12 @@ type Log struct {
 func DefaultServer() Server {
 	host, _ := os.Hostname()
 	return Server{
-		DataDir:     "/var/lib/keelson",
-		NodeName:    strings.ToLower(host),
-		BindAddress: "0.0.0.0",
+		DataDir:         "/var/lib/keelson",
+		NodeName:        strings.ToLower(host),
+		BindAddress:     "0.0.0.0",
+		BootstrapExpect: 1,
+		SerfPort:        DefaultSerfPort,
+		SupervisorPort:  DefaultSupervisorPort,
 		APIServer: APIServer{
 			Port:          DefaultAPIPort,
 			ServiceCIDR:   "10.43.0.0/16",
@@ -177,6 +198,25 @@ func (c *Server) Validate() error {
 		}
 		if err := validHostPort(hp.value); err != nil {
 			bad(hp.field, "%q %v", hp.value, err)
+		}
+	}
+	if c.BootstrapExpect < 1 {
+		bad("bootstrapExpect (--bootstrap-expect)", "%d must be at least 1", c.BootstrapExpect)
+	}
+	if c.BootstrapExpect > 1 && c.BootstrapExpect%2 == 0 {
+		bad("bootstrapExpect (--bootstrap-expect)", "%d servers tolerate no more failures than %d; use an odd number", c.BootstrapExpect, c.BootstrapExpect-1)
+	}
+	for _, p := range []struct {
+		field string
+		v     int
+	}{{"serfPort (--serf-port)", c.SerfPort}, {"supervisorPort (--supervisor-port)", c.SupervisorPort}} {
+		if p.v < 0 || p.v > 65535 {
+			bad(p.field, "%d is not a port (0-65535)", p.v)
+		}
+	}
+	for i, j := range c.Join {
+		if j == "" {
+			bad("join (--join)", "entry %d is empty", i)
 		}
 	}
 	errs = append(errs, c.APIServer.validate()...)
@@ -251,18 +291,12 @@ func (s *Store) validate() []error {
 	return errs
 }
 
-// RaftAddr is the raft transport's bind address. With an unspecified bind
-// address raft stays on loopback: its transport is not authenticated until
-// the HA work adds mutual TLS, so it must not face the network by default.
+// RaftAddr is the raft transport's bind address.
 func (c *Server) RaftAddr() string {
 	if c.RaftBind != "" {
 		return c.RaftBind
 	}
-	host := c.BindAddress
-	if ip := net.ParseIP(host); ip == nil || ip.IsUnspecified() {
-		host = "127.0.0.1"
-	}
-	return net.JoinHostPort(host, strconv.Itoa(DefaultRaftPort))
+	return net.JoinHostPort(c.BindAddress, strconv.Itoa(DefaultRaftPort))
 }
 
 // RaftAdvertise is the raft address other servers dial.
@@ -271,7 +305,9 @@ func (c *Server) RaftAdvertise() string {
 	return net.JoinHostPort(c.AdvertiseIP(), port)
 }
 
-// AdvertiseIP is the address others reach this server by.
+// AdvertiseIP is the address others reach this server by: the advertise
+// address, else a specific bind address, else this host's first global
+// unicast IPv4 address (loopback when it has none).
 func (c *Server) AdvertiseIP() string {
 	if c.AdvertiseAddress != "" {
 		return c.AdvertiseAddress
@@ -282,6 +318,28 @@ func (c *Server) AdvertiseIP() string {
 	host, _, err := net.SplitHostPort(c.RaftBind)
 	if ip := net.ParseIP(host); err == nil && ip != nil && !ip.IsUnspecified() {
 		return host
+	}
+	return hostIP()
+}
+
+func hostIP() string {
+	ifaces, err := net.Interfaces()
+	if err != nil {
+		return "127.0.0.1"
+	}
+	for _, ifc := range ifaces {
+		if ifc.Flags&net.FlagUp == 0 || ifc.Flags&net.FlagLoopback != 0 {
+			continue
+		}
+		addrs, err := ifc.Addrs()
+		if err != nil {
+			continue
+		}
+		for _, a := range addrs {
+			if ipn, ok := a.(*net.IPNet); ok && ipn.IP.To4() != nil && ipn.IP.IsGlobalUnicast() {
+				return ipn.IP.String()
+			}
+		}
 	}
 	return "127.0.0.1"
 }

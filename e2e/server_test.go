@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"runtime"
 	"strconv"
 	"strings"
@@ -49,6 +50,23 @@ func keelsonBin(t testing.TB) string {
 	return abs
 }
 
+// serverFlags returns the long flags `keelson server --help` lists.
+func serverFlags(t testing.TB, bin string) map[string]bool {
+	t.Helper()
+	out, err := exec.Command(bin, "server", "--help").CombinedOutput()
+	if err != nil {
+		t.Fatalf("%s server --help: %v\n%s", bin, err, out)
+	}
+	flags := map[string]bool{}
+	for _, m := range regexp.MustCompile(`(?m)^\s+(?:-\w, )?--([a-z0-9-]+)`).FindAllStringSubmatch(string(out), -1) {
+		flags[m[1]] = true
+	}
+	if !flags["data-dir"] {
+		t.Fatalf("%s server --help lists no --data-dir; is it a keelson binary?\n%s", bin, out)
+	}
+	return flags
+}
+
 // freePort returns a loopback TCP port that was free a moment ago.
 func freePort(t testing.TB) int {
 	t.Helper()
@@ -79,6 +97,9 @@ type server struct {
 	apiPort  int
 	raftPort int
 	etcdPort int
+	serfPort int // gossip and supervisor ports: free ones, so servers can run side by side
+	supPort  int
+	flags    map[string]bool // flags this binary's `server` accepts
 
 	runs    int    // processes started so far; names the log files
 	logPath string // log of the current process
@@ -100,7 +121,10 @@ func startServer(t testing.TB, opts serverOptions) *server {
 		apiPort:  freePort(t),
 		raftPort: freePort(t),
 		etcdPort: freePort(t),
+		serfPort: freePort(t),
+		supPort:  freePort(t),
 	}
+	s.flags = serverFlags(t, s.bin)
 	t.Cleanup(func() {
 		s.kill()
 		if t.Failed() {
@@ -120,6 +144,13 @@ func (s *server) args() []string {
 		"--raft-bind", "127.0.0.1:" + strconv.Itoa(s.raftPort),
 		"--etcd-listen", s.etcdAddr(),
 		"--disable-agent",
+	}
+	// Ports of parts a binary may predate; their defaults would collide
+	// with other servers on the host.
+	for flag, port := range map[string]int{"serf-port": s.serfPort, "supervisor-port": s.supPort} {
+		if s.flags[flag] {
+			a = append(a, "--"+flag, strconv.Itoa(port))
+		}
 	}
 	if s.opts.DisableAPIServer {
 		a = append(a, "--disable-apiserver")

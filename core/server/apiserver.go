@@ -20,21 +20,7 @@ func AdminKubeconfig(dataDir string) string { return filepath.Join(dataDir, "adm
 // embedded kube-apiserver on the store's unix socket until ctx ends.
 func (s *Server) runAPIServer(ctx context.Context, start time.Time) error {
 	cfg := s.cfg
-	var ips []net.IP
-	for _, a := range []string{cfg.BindAddress, cfg.AdvertiseIP()} {
-		if ip := net.ParseIP(a); ip != nil {
-			ips = append(ips, ip)
-		}
-	}
-	bundle, err := pki.Ensure(filepath.Join(cfg.DataDir, "pki"), pki.Options{
-		ClusterDomain: cfg.APIServer.ClusterDomain,
-		ServiceCIDR:   cfg.APIServer.ServiceCIDR,
-		IPs:           ips,
-		Logger:        s.log,
-	})
-	if err != nil {
-		return fmt.Errorf("cluster certificates in %s: %w", filepath.Join(cfg.DataDir, "pki"), err)
-	}
+	bundle := s.bundle
 	url := "https://" + net.JoinHostPort(apiserver.LocalHost(cfg.BindAddress), strconv.Itoa(cfg.APIServer.Port))
 	kubeconfig := AdminKubeconfig(cfg.DataDir)
 	if _, err := pki.WriteKubeconfig(kubeconfig, url, bundle.CA.CertFile, bundle.Admin); err != nil {

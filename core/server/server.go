@@ -5,8 +5,6 @@ package server
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -14,12 +12,13 @@ import (
 	"net"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"time"
 
 	"github.com/keelson/keelson/config"
 	"github.com/keelson/keelson/core/kvserver"
+	"github.com/keelson/keelson/core/membership"
+	"github.com/keelson/keelson/core/pki"
 	"github.com/keelson/keelson/core/raftnode"
 	"github.com/keelson/keelson/fsm"
 	"google.golang.org/grpc"
@@ -50,27 +49,31 @@ func (m machine) Restore(r io.Reader) error                  { return m.store.Re
 
 // Server is a running control node.
 type Server struct {
-	cfg   config.Server
-	log   *slog.Logger
-	store *fsm.Store
-	raft  *raftnode.Node
-	kv    *kvserver.Server
-	grpc  *grpc.Server
+	cfg    config.Server
+	log    *slog.Logger
+	bundle *pki.Bundle
+	secret string
+	store  *fsm.Store
+	raft   *raftnode.Node
+	kv     *kvserver.Server
+	grpc   *grpc.Server
+	pool   *membership.Pool
 }
 
 // Run starts a control node and blocks until ctx is canceled, then shuts it
 // down in order. It returns the first fatal error of any component.
 func Run(ctx context.Context, cfg config.Server, log *slog.Logger) error {
 	start := time.Now()
-	s, err := open(cfg, log)
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	s, err := open(ctx, cfg, log)
 	if err != nil {
 		return err
 	}
 	defer s.close()
 
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
 	errc := make(chan error, 4)
+	go func() { errc <- s.serveSupervisor(ctx) }()
 	listeners, err := s.listen()
 	if err != nil {
 		return err
@@ -92,7 +95,7 @@ func Run(ctx context.Context, cfg config.Server, log *slog.Logger) error {
 	} else {
 		apiDone <- nil
 	}
-	var err error
+	err = nil
 	select {
 	case <-ctx.Done():
 		log.Info("shutting down")
@@ -110,15 +113,19 @@ func Run(ctx context.Context, cfg config.Server, log *slog.Logger) error {
 	return err
 }
 
-func open(cfg config.Server, log *slog.Logger) (*Server, error) {
+func open(ctx context.Context, cfg config.Server, log *slog.Logger) (*Server, error) {
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return nil, fmt.Errorf("creating data dir (--data-dir) %s: %w", cfg.DataDir, err)
 	}
-	clusterID, err := loadOrCreateID(filepath.Join(cfg.DataDir, "cluster-id"))
+	s := &Server{cfg: cfg, log: log, store: fsm.New()}
+	id, err := s.ensureIdentity(ctx)
 	if err != nil {
 		return nil, err
 	}
-	s := &Server{cfg: cfg, log: log, store: fsm.New()}
+	peerTLS, err := s.bundle.PeerTLS()
+	if err != nil {
+		return nil, err
+	}
 
 	rc := raftnode.DefaultConfig()
 	rc.NodeID = cfg.NodeName
@@ -128,7 +135,10 @@ func open(cfg config.Server, log *slog.Logger) (*Server, error) {
 	if strings.HasSuffix(rc.BindAddr, ":0") {
 		rc.AdvertiseAddr = "" // a test picked a free port: advertise what was bound
 	}
-	rc.Bootstrap = true
+	// A lone server bootstraps itself; with --join or --bootstrap-expect the
+	// membership pool decides (see startMembership).
+	rc.Bootstrap = cfg.BootstrapExpect <= 1 && len(cfg.Join) == 0
+	rc.TLS = peerTLS
 	rc.HeartbeatTimeout = cfg.Raft.HeartbeatTimeout.Duration
 	rc.ElectionTimeout = cfg.Raft.ElectionTimeout.Duration
 	rc.LeaderLeaseTimeout = cfg.Raft.LeaderLeaseTimeout.Duration
@@ -144,7 +154,7 @@ func open(cfg config.Server, log *slog.Logger) (*Server, error) {
 	s.raft = node
 
 	kc := kvserver.DefaultConfig()
-	kc.ClusterID = clusterID
+	kc.ClusterID = id.clusterID
 	kc.MemberID = kvserver.MemberID(cfg.NodeName)
 	kc.MemberName = cfg.NodeName
 	kc.MaxRequestBytes = cfg.Store.MaxRequestBytes
@@ -153,12 +163,18 @@ func open(cfg config.Server, log *slog.Logger) (*Server, error) {
 	kc.LeaseMinTTL = cfg.Store.LeaseMinTTL.Duration
 	kc.Version = etcdAPIVersion
 	kc.Logger = log
+	kc.Members = s.etcdMembers
 	if cfg.EtcdListen != "" {
 		kc.ClientURLs = []string{"http://" + cfg.EtcdListen}
 	}
 	s.kv = kvserver.New(kc, s.store, node)
 	s.kv.Start()
 	s.grpc = s.kv.NewGRPCServer()
+
+	if err := s.startMembership(ctx, id.secret); err != nil {
+		s.close()
+		return nil, err
+	}
 	return s, nil
 }
 
@@ -222,6 +238,7 @@ func (s *Server) waitForLeader(ctx context.Context) error {
 }
 
 func (s *Server) close() {
+	s.leave()
 	done := make(chan struct{})
 	go func() { s.grpc.GracefulStop(); close(done) }()
 	select {
@@ -233,28 +250,4 @@ func (s *Server) close() {
 	if err := s.raft.Shutdown(); err != nil {
 		s.log.Error("raft shutdown", "err", err)
 	}
-}
-
-// loadOrCreateID returns the 64-bit ID stored in path, creating it once.
-func loadOrCreateID(path string) (uint64, error) {
-	b, err := os.ReadFile(path)
-	if err == nil {
-		id, perr := strconv.ParseUint(strings.TrimSpace(string(b)), 16, 64)
-		if perr != nil {
-			return 0, fmt.Errorf("%s is corrupt (%v): restore it from a backup or remove the whole data dir", path, perr)
-		}
-		return id, nil
-	}
-	if !errors.Is(err, os.ErrNotExist) {
-		return 0, fmt.Errorf("reading %s: %w", path, err)
-	}
-	var buf [8]byte
-	if _, err := rand.Read(buf[:]); err != nil {
-		return 0, err
-	}
-	id := binary.BigEndian.Uint64(buf[:]) | 1
-	if err := os.WriteFile(path, []byte(strconv.FormatUint(id, 16)+"\n"), 0o600); err != nil {
-		return 0, fmt.Errorf("writing %s: %w", path, err)
-	}
-	return id, nil
 }

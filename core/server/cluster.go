@@ -1,0 +1,226 @@
+package server
+
+import (
+	"context"
+	"encoding/binary"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"time"
+
+	"github.com/keelson/keelson/core/kvserver"
+	"github.com/keelson/keelson/core/membership"
+	"github.com/keelson/keelson/core/pki"
+	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
+)
+
+type identity struct {
+	clusterID uint64
+	secret    string
+}
+
+// JoinTokenFile holds the full join token other servers need.
+func JoinTokenFile(dataDir string) string { return filepath.Join(dataDir, "join-token") }
+
+// ensureIdentity makes this server part of a cluster identity: the first
+// server creates the CAs and service-account key; a server started with
+// --join and no PKI of its own fetches them from a cluster member, pinned by
+// the token. Either way it then issues its own leaf certificates.
+func (s *Server) ensureIdentity(ctx context.Context) (identity, error) {
+	cfg := s.cfg
+	pkiDir := filepath.Join(cfg.DataDir, "pki")
+	var tok JoinToken
+	if cfg.Token != "" {
+		var err error
+		if tok, err = ParseToken(cfg.Token); err != nil {
+			return identity{}, err
+		}
+	}
+	if _, err := os.Stat(filepath.Join(pkiDir, "ca.crt")); errors.Is(err, os.ErrNotExist) && len(cfg.Join) > 0 {
+		secrets, err := s.fetchSecretsWithRetry(ctx, tok)
+		if err != nil {
+			return identity{}, err
+		}
+		if err := pki.ImportCluster(pkiDir, secrets); err != nil {
+			return identity{}, err
+		}
+		s.log.Info("received the cluster's CA and service-account keys", "from", cfg.Join)
+	}
+	var ips []net.IP
+	for _, a := range []string{cfg.BindAddress, cfg.AdvertiseIP()} {
+		if ip := net.ParseIP(a); ip != nil {
+			ips = append(ips, ip)
+		}
+	}
+	bundle, err := pki.Ensure(pkiDir, pki.Options{
+		ClusterDomain: cfg.APIServer.ClusterDomain,
+		ServiceCIDR:   cfg.APIServer.ServiceCIDR,
+		IPs:           ips,
+		NodeName:      cfg.NodeName,
+		Logger:        s.log,
+	})
+	if err != nil {
+		return identity{}, fmt.Errorf("cluster certificates in %s: %w", pkiDir, err)
+	}
+	s.bundle = bundle
+	caHash, err := pki.CAHash(bundle.CA.CertFile)
+	if err != nil {
+		return identity{}, err
+	}
+	if tok.CAHash != "" && tok.CAHash != caHash {
+		return identity{}, fmt.Errorf("token (--token) belongs to another cluster (CA hash %.12s..., this data dir has %.12s...): use this cluster's token or a fresh --data-dir", tok.CAHash, caHash)
+	}
+	secret, err := membership.LoadOrCreateToken(cfg.DataDir, tok.Secret)
+	if err != nil {
+		return identity{}, fmt.Errorf("token (--token): %w", err)
+	}
+	s.secret = secret
+	full := JoinToken{CAHash: caHash, Secret: secret}.String()
+	if err := os.WriteFile(JoinTokenFile(cfg.DataDir), []byte(full+"\n"), 0o600); err != nil {
+		return identity{}, fmt.Errorf("writing join token: %w", err)
+	}
+	s.log.Info("join other servers with the token in "+JoinTokenFile(cfg.DataDir), "join_address", net.JoinHostPort(cfg.AdvertiseIP(), strconv.Itoa(cfg.SerfPort)))
+	raw, _ := hex.DecodeString(caHash)
+	return identity{clusterID: binary.BigEndian.Uint64(raw[:8]), secret: secret}, nil
+}
+
+// fetchSecretsWithRetry asks the --join servers for the cluster secrets until
+// one answers: they may still be starting.
+func (s *Server) fetchSecretsWithRetry(ctx context.Context, tok JoinToken) (*pki.ClusterSecrets, error) {
+	var addrs []string
+	for _, j := range s.cfg.Join {
+		host, _, err := net.SplitHostPort(j)
+		if err != nil {
+			host = j
+		}
+		addrs = append(addrs, net.JoinHostPort(host, strconv.Itoa(s.cfg.SupervisorPort)))
+	}
+	wait := 500 * time.Millisecond
+	for {
+		secrets, err := fetchClusterSecrets(ctx, addrs, tok)
+		if err == nil {
+			return secrets, nil
+		}
+		if tok.CAHash == "" || errors.Is(err, errWrongCluster) {
+			return nil, err
+		}
+		s.log.Warn("waiting for a server to join", "servers", addrs, "err", err)
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("joining %v: %w", addrs, err)
+		case <-time.After(wait):
+		}
+		wait = min(2*wait, 10*time.Second)
+	}
+}
+
+// serveSupervisor serves joining servers on the supervisor port.
+func (s *Server) serveSupervisor(ctx context.Context) error {
+	addr := net.JoinHostPort(s.cfg.BindAddress, strconv.Itoa(s.cfg.SupervisorPort))
+	l, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("listening on supervisor port (--supervisor-port) %s: %w", addr, err)
+	}
+	sv := &supervisor{pkiDir: s.bundle.Dir, secret: s.secret, log: s.log.With("component", "supervisor")}
+	return sv.serve(ctx, l, s.bundle)
+}
+
+// startMembership joins the gossip pool, runs the raft reconciler and, for
+// a new cluster with --bootstrap-expect, bootstraps raft once enough servers
+// are seen.
+func (s *Server) startMembership(ctx context.Context, secret string) error {
+	cfg := s.cfg
+	mc := membership.DefaultConfig()
+	mc.NodeName = cfg.NodeName
+	mc.Role = membership.RoleServer
+	mc.BindAddr = net.JoinHostPort(cfg.BindAddress, strconv.Itoa(cfg.SerfPort))
+	if ip := net.ParseIP(cfg.BindAddress); ip != nil && ip.IsUnspecified() || cfg.AdvertiseAddress != "" {
+		mc.AdvertiseAddr = net.JoinHostPort(cfg.AdvertiseIP(), strconv.Itoa(cfg.SerfPort))
+	}
+	mc.APIAddr = net.JoinHostPort(cfg.AdvertiseIP(), strconv.Itoa(cfg.APIServer.Port))
+	mc.RaftAddr = s.raft.Addr()
+	mc.Token = secret
+	for _, j := range cfg.Join {
+		if _, _, err := net.SplitHostPort(j); err != nil {
+			j = net.JoinHostPort(j, strconv.Itoa(cfg.SerfPort))
+		}
+		mc.Join = append(mc.Join, j)
+	}
+	mc.BootstrapExpect = cfg.BootstrapExpect
+	mc.DataDir = cfg.DataDir
+	mc.Logger = s.log
+	servers, err := membership.FromRaft(s.raft).Servers()
+	if err != nil {
+		return fmt.Errorf("reading raft configuration: %w", err)
+	}
+	mc.Bootstrapped = len(servers) > 0
+	pool, err := membership.Start(ctx, mc)
+	if err != nil {
+		return fmt.Errorf("starting gossip on %s: %w", mc.BindAddr, err)
+	}
+	s.pool = pool
+	go pool.Reconcile(ctx, membership.FromRaft(s.raft))
+	if !mc.Bootstrapped && cfg.BootstrapExpect > 1 {
+		go s.bootstrapWhenExpected(ctx)
+	}
+	return nil
+}
+
+func (s *Server) bootstrapWhenExpected(ctx context.Context) {
+	n := s.cfg.BootstrapExpect
+	s.log.Info("waiting for servers to bootstrap the cluster", "bootstrap_expect", n)
+	members, err := s.pool.WaitForBootstrap(ctx, n)
+	if errors.Is(err, membership.ErrClusterExists) {
+		s.log.Info("a cluster already exists; waiting for its leader to add this server")
+		return
+	}
+	if err != nil {
+		if ctx.Err() == nil {
+			s.log.Error("bootstrap-expect", "err", err)
+		}
+		return
+	}
+	if err := s.raft.Raft().BootstrapCluster(membership.BootstrapConfiguration(members)).Error(); err != nil {
+		s.log.Error("bootstrapping raft", "err", err)
+		return
+	}
+	s.pool.SetBootstrapped()
+	s.log.Info("bootstrapped the cluster", "servers", len(members))
+}
+
+// etcdMembers lists the raft servers as etcd members for MemberList.
+func (s *Server) etcdMembers() []*pb.Member {
+	servers, err := membership.FromRaft(s.raft).Servers()
+	if err != nil {
+		return nil
+	}
+	var out []*pb.Member
+	for _, srv := range servers {
+		out = append(out, &pb.Member{ID: kvserver.MemberID(srv.ID), Name: srv.ID, PeerURLs: []string{"https://" + srv.Address}, IsLearner: !srv.Voter})
+	}
+	return out
+}
+
+// leave hands leadership over before this server stops, so writes resume
+// without waiting for an election timeout. Like Consul servers, it does not
+// leave the pool: a restarting server stays a raft voter, and only one that
+// stays dead past the reconciler's grace period is removed.
+func (s *Server) leave() {
+	if s.pool == nil {
+		return
+	}
+	if s.raft.IsLeader() {
+		if servers, err := membership.FromRaft(s.raft).Servers(); err == nil && len(servers) > 1 {
+			if err := s.raft.Raft().LeadershipTransfer().Error(); err != nil {
+				s.log.Warn("leadership transfer before leaving", "err", err)
+			}
+		}
+	}
+	if err := s.pool.Shutdown(); err != nil {
+		s.log.Warn("gossip shutdown", "err", err)
+	}
+}
