@@ -154,9 +154,29 @@ func TestStoreSurvivesKill(t *testing.T) {
 		}
 	})
 
-	if err := s.stop(); err != nil {
-		t.Errorf("SIGTERM: %v", err)
-	}
+	t.Run("SIGTERM and restart", func(t *testing.T) {
+		before, err := cli.Get(ctx, prefix, clientv3.WithPrefix())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := s.stop(); err != nil {
+			t.Errorf("SIGTERM: want a clean exit, got %v", err)
+		}
+		s.start(t)
+		after, err := cli.Get(ctx, prefix, clientv3.WithPrefix())
+		if err != nil {
+			t.Fatalf("get after a graceful restart: %v", err)
+		}
+		if got, want := keyValues(after.Kvs), keyValues(before.Kvs); !slices.Equal(got, want) {
+			t.Errorf("keys after SIGTERM and restart differ:\n got %+v\nwant %+v", got, want)
+		}
+		if after.Header.Revision != before.Header.Revision {
+			t.Errorf("header revision after a graceful restart is %d, was %d", after.Header.Revision, before.Header.Revision)
+		}
+		if _, err := cli.Put(ctx, prefix+"after-restart", "ok"); err != nil {
+			t.Errorf("put after a graceful restart: %v", err)
+		}
+	})
 }
 
 func keyValuesOf(r *clientv3.GetResponse) []keyValue {
