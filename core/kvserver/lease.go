@@ -101,7 +101,7 @@ func (l *lessor) tick(ctx context.Context) {
 // renew restarts a lease's TTL; it reports the TTL, or 0 if the lease is gone.
 func (l *lessor) renew(ctx context.Context, id int64) (int64, error) {
 	if !l.s.raft.IsLeader() {
-		return 0, rpctypes.ErrGRPCNotLeader
+		return l.s.forwardKeepAlive(ctx, id)
 	}
 	if _, err := l.s.raft.LinearizableRead(ctx); err != nil {
 		return 0, toGRPCError(err)
@@ -117,7 +117,7 @@ func (l *lessor) renew(ctx context.Context, id int64) (int64, error) {
 }
 
 // remaining is the lease's time left in whole seconds (rounded up), or its
-// full TTL when this server does not track it (a follower).
+// full TTL when the leader has not started tracking it yet.
 func (l *lessor) remaining(le fsm.Lease) int64 {
 	l.mu.Lock()
 	d, ok := l.deadlines[le.ID]
@@ -196,6 +196,14 @@ func (s *Server) LeaseKeepAlive(stream grpc.BidiStreamingServer[pb.LeaseKeepAliv
 // LeaseTimeToLive reports a lease's remaining TTL (-1 when it does not exist,
 // as etcd) and optionally its keys.
 func (s *Server) LeaseTimeToLive(ctx context.Context, r *pb.LeaseTimeToLiveRequest) (*pb.LeaseTimeToLiveResponse, error) {
+	if !s.raft.IsLeader() {
+		// Only the leader knows how much time a lease has left.
+		conn, err := s.leader.get()
+		if err != nil {
+			return nil, err
+		}
+		return pb.NewLeaseClient(conn).LeaseTimeToLive(ctx, r)
+	}
 	v, err := s.readView(ctx, false)
 	if err != nil {
 		return nil, err

@@ -41,6 +41,9 @@ type Raft interface {
 	IsLeader() bool
 	Term() uint64
 	Leader() (addr, id string)
+	// DialPeer connects to another server's peer service (where this
+	// server's gRPC is also served), for requests only the leader answers.
+	DialPeer(ctx context.Context, raftAddr string) (net.Conn, error)
 }
 
 // Config configures a Server.
@@ -97,6 +100,7 @@ type Server struct {
 	raft   Raft
 	log    *slog.Logger
 	lessor *lessor
+	leader leaderConn
 
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
@@ -126,6 +130,7 @@ func New(cfg Config, store *fsm.Store, r Raft) *Server {
 	}
 	s := &Server{cfg: cfg, store: store, raft: r, log: cfg.Logger.With("component", "kvserver")}
 	s.lessor = newLessor(s)
+	s.leader.raft = r
 	return s
 }
 
@@ -144,6 +149,7 @@ func (s *Server) Stop() {
 		s.cancel()
 	}
 	s.wg.Wait()
+	s.leader.close()
 }
 
 // NewGRPCServer returns a gRPC server with every etcd service registered,

@@ -443,6 +443,20 @@ func (n *Node) Addr() string { return string(n.transport.LocalAddr()) }
 // ID is this node's raft server ID.
 func (n *Node) ID() string { return n.cfg.NodeID }
 
+// PeerListener yields the connections other servers open with DialPeer: a
+// service of the caller's (kvserver's etcd API, for lease keep-alives) on the
+// raft port, behind the same mutual TLS as raft. Closing it stops only it.
+// Call it at most once.
+func (n *Node) PeerListener() net.Listener {
+	return &peerListener{m: n.mux, done: make(chan struct{})}
+}
+
+// DialPeer connects to the PeerListener of the server whose raft address is
+// address.
+func (n *Node) DialPeer(ctx context.Context, address string) (net.Conn, error) {
+	return dialKind(ctx, address, n.cfg.TLS, connPeer)
+}
+
 // Stats returns raft's stats plus fsm_applied_index.
 func (n *Node) Stats() map[string]string {
 	s := n.raft.Stats()

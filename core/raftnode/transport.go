@@ -20,6 +20,7 @@ import (
 const (
 	connRaft byte = 1 // hashicorp/raft NetworkTransport
 	connRPC  byte = 2 // keelson's forwarding RPC (forward.go)
+	connPeer byte = 3 // a caller's own service between servers (PeerListener)
 )
 
 // routeTimeout bounds the TLS handshake plus the kind byte of an accepted
@@ -37,11 +38,11 @@ type mux struct {
 	tls       *tls.Config
 	log       *slog.Logger
 
-	raft, rpc chan net.Conn
-	done      chan struct{}
-	closeOnce sync.Once
-	closeErr  error
-	wg        sync.WaitGroup
+	raft, rpc, peer chan net.Conn
+	done            chan struct{}
+	closeOnce       sync.Once
+	closeErr        error
+	wg              sync.WaitGroup
 }
 
 // newMux listens on bind and starts accepting. advertise may be empty, in
@@ -66,7 +67,7 @@ func newMux(bind, advertise string, tlsCfg *tls.Config, log *slog.Logger) (*mux,
 	}
 	m := &mux{
 		ln: ln, advertise: adv, tls: tlsCfg, log: log,
-		raft: make(chan net.Conn), rpc: make(chan net.Conn),
+		raft: make(chan net.Conn), rpc: make(chan net.Conn), peer: make(chan net.Conn),
 		done: make(chan struct{}),
 	}
 	m.wg.Add(1)
@@ -123,6 +124,8 @@ func (m *mux) route(conn net.Conn) {
 		to = m.raft
 	case connRPC:
 		to = m.rpc
+	case connPeer:
+		to = m.peer
 	default:
 		m.log.Warn("raft port: unknown connection kind", "remote", conn.RemoteAddr(), "kind", kind[0])
 		conn.Close()
@@ -173,6 +176,33 @@ func (l *muxListener) Accept() (net.Conn, error) {
 // down together, at Node.Shutdown.
 func (l *muxListener) Close() error   { return l.m.Close() }
 func (l *muxListener) Addr() net.Addr { return l.m.advertise }
+
+// peerListener yields the connPeer connections. Unlike muxListener, closing
+// it stops only this listener: its server (gRPC) may be stopped while raft
+// keeps running.
+type peerListener struct {
+	m         *mux
+	done      chan struct{}
+	closeOnce sync.Once
+}
+
+func (l *peerListener) Accept() (net.Conn, error) {
+	select {
+	case c := <-l.m.peer:
+		return c, nil
+	case <-l.done:
+		return nil, net.ErrClosed
+	case <-l.m.done:
+		return nil, net.ErrClosed
+	}
+}
+
+func (l *peerListener) Close() error {
+	l.closeOnce.Do(func() { close(l.done) })
+	return nil
+}
+
+func (l *peerListener) Addr() net.Addr { return l.m.advertise }
 
 // dialKind connects to a server's raft port and announces kind. With TLS the
 // handshake is completed inside the dial, so a peer with a bad certificate

@@ -107,11 +107,20 @@ func Run(ctx context.Context, cfg config.Server, log *slog.Logger) error {
 		}
 	}
 	cancel()
-	if apiErr := <-apiDone; err == nil {
-		err = apiErr
+	select {
+	case apiErr := <-apiDone:
+		if err == nil {
+			err = apiErr
+		}
+	case <-time.After(apiServerStopTimeout):
+		log.Warn("kube-apiserver did not stop in time; stopping the store under it", "waited", apiServerStopTimeout)
 	}
 	return err
 }
+
+// apiServerStopTimeout bounds how long shutdown waits for kube-apiserver
+// before stopping the store anyway, so SIGTERM always ends the process.
+const apiServerStopTimeout = 30 * time.Second
 
 func open(ctx context.Context, cfg config.Server, log *slog.Logger) (*Server, error) {
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
@@ -193,7 +202,9 @@ func (s *Server) listen() ([]net.Listener, error) {
 		ul.Close()
 		return nil, fmt.Errorf("restricting etcd socket %s: %w", sock, err)
 	}
-	ls := []net.Listener{ul}
+	// The raft port's peer service: other servers reach the leader's etcd API
+	// here for lease keep-alives, behind raft's mutual TLS.
+	ls := []net.Listener{ul, s.raft.PeerListener()}
 	if s.cfg.EtcdListen != "" {
 		tl, err := net.Listen("tcp", s.cfg.EtcdListen)
 		if err != nil {
