@@ -37,13 +37,20 @@ func (m testMachine) Restore(r io.Reader) error                  { return m.s.Re
 
 func startNode(t *testing.T, dir string, mutate func(*Config)) *node {
 	t.Helper()
+	return startMember(t, dir, "n1", true, mutate)
+}
+
+// startMember starts one server; only a bootstrapping one waits for
+// leadership (the others wait to be added as voters).
+func startMember(t *testing.T, dir, id string, bootstrap bool, mutate func(*Config)) *node {
+	t.Helper()
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	store := fsm.New()
 	rc := raftnode.DefaultConfig()
-	rc.NodeID = "n1"
+	rc.NodeID = id
 	rc.DataDir = filepath.Join(dir, "raft")
 	rc.BindAddr = "127.0.0.1:0"
-	rc.Bootstrap = true
+	rc.Bootstrap = bootstrap
 	rc.HeartbeatTimeout = 100 * time.Millisecond
 	rc.ElectionTimeout = 100 * time.Millisecond
 	rc.LeaderLeaseTimeout = 50 * time.Millisecond
@@ -53,7 +60,7 @@ func startNode(t *testing.T, dir string, mutate func(*Config)) *node {
 		t.Fatal(err)
 	}
 	cfg := DefaultConfig()
-	cfg.MemberID, cfg.ClusterID = MemberID("n1"), 42
+	cfg.MemberID, cfg.ClusterID = MemberID(id), 42
 	cfg.LeaseMinTTL = time.Second
 	cfg.Logger = log
 	if mutate != nil {
@@ -67,7 +74,12 @@ func startNode(t *testing.T, dir string, mutate func(*Config)) *node {
 		t.Fatal(err)
 	}
 	go Serve(g, l)
+	go Serve(g, r.PeerListener())
 	n := &node{t: t, dir: dir, cfg: cfg, raft: r, kv: kv, grpc: g, addr: l.Addr().String()}
+	if !bootstrap {
+		t.Cleanup(n.stop)
+		return n
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	for {
@@ -114,6 +126,20 @@ func (n *node) stop() {
 func (n *node) restart() *node {
 	n.stop()
 	return startNode(n.t, n.dir, nil)
+}
+
+// startCluster starts three members: n1 bootstraps and adds the others.
+func startCluster(t *testing.T) []*node {
+	t.Helper()
+	nodes := []*node{startNode(t, t.TempDir(), nil)}
+	for _, id := range []string{"n2", "n3"} {
+		m := startMember(t, t.TempDir(), id, false, nil)
+		if err := nodes[0].raft.AddVoter(ctxT(t), id, m.raft.Addr()); err != nil {
+			t.Fatal(err)
+		}
+		nodes = append(nodes, m)
+	}
+	return nodes
 }
 
 func ctxT(t *testing.T) context.Context {
