@@ -1,0 +1,276 @@
+package ha
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/keelson/keelson/core/kvserver"
+)
+
+// Options shape a cluster.
+type Options struct {
+	// Servers is how many servers to run (default 3).
+	Servers int
+	// APIServer runs the embedded kube-apiserver too; by default servers run
+	// the store only (--disable-apiserver), which starts much faster.
+	APIServer bool
+	// DiskSize, when set (e.g. "48m"), puts every data dir on a tmpfs of
+	// that size, so a test can fill it.
+	DiskSize string
+	// Args are extra `keelson server` flags for every server.
+	Args []string
+}
+
+// Cluster is a running set of servers on their own network.
+type Cluster struct {
+	Net     *Network
+	Servers []*Server
+	byID    map[uint64]*Server // etcd member ID -> server
+}
+
+// NewCluster starts the servers, each in its own namespace: the first
+// bootstraps, the others join it with its token. It returns once every store
+// is ready and a leader is known. Everything is stopped and removed when the
+// test ends.
+func NewCluster(t testing.TB, opts Options) *Cluster {
+	t.Helper()
+	bin := KeelsonBin(t)
+	if opts.Servers == 0 {
+		opts.Servers = 3
+	}
+	var names []string
+	for i := range opts.Servers {
+		names = append(names, fmt.Sprintf("s%d", i+1))
+	}
+	c := &Cluster{Net: NewNetwork(t, names...), byID: map[uint64]*Server{}}
+	for _, h := range c.Net.Hosts() {
+		s := &Server{Host: h, bin: bin, dataDir: filepath.Join(t.TempDir(), h.Name), apiOn: opts.APIServer}
+		if err := os.MkdirAll(s.dataDir, 0o700); err != nil {
+			t.Fatalf("data dir: %v", err)
+		}
+		if opts.DiskSize != "" {
+			mountTmpfs(t, s.dataDir, opts.DiskSize)
+		}
+		c.Servers = append(c.Servers, s)
+		c.byID[kvserver.MemberID(s.Name)] = s
+	}
+	// Servers stop before their network and mounts go (cleanups run last
+	// registered first).
+	t.Cleanup(func() {
+		for _, s := range c.Servers {
+			s.Kill()
+			if s.client != nil {
+				s.client.Close()
+			}
+		}
+		if t.Failed() {
+			for _, s := range c.Servers {
+				s.dumpLogs(t)
+			}
+		}
+	})
+
+	start := time.Now()
+	first := c.Servers[0]
+	for i, s := range c.Servers {
+		s.args = []string{
+			"--data-dir", s.dataDir,
+			"--node-name", s.Name,
+			"--bind-address", s.IP,
+			"--bootstrap-expect", fmt.Sprint(opts.Servers),
+			"--etcd-listen", s.EtcdAddr(),
+			"--disable-agent",
+		}
+		if !opts.APIServer {
+			s.args = append(s.args, "--disable-apiserver")
+		}
+		if i > 0 {
+			s.args = append(s.args, "--join", first.IP, "--token", readJoinToken(t, first))
+		}
+		s.args = append(s.args, opts.Args...)
+		s.newClient(t)
+		s.launch(t)
+	}
+	for _, s := range c.Servers {
+		s.WaitReady(t)
+	}
+	leader, term := c.WaitLeader(t, time.Minute, nil)
+	t.Logf("cluster of %d ready after %s: leader %s, term %d", opts.Servers, time.Since(start).Round(time.Millisecond), leader.Name, term)
+	return c
+}
+
+// readJoinToken waits for the first server to write its join token.
+func readJoinToken(t testing.TB, s *Server) string {
+	t.Helper()
+	path := filepath.Join(s.dataDir, "join-token")
+	deadline := time.Now().Add(storeReadyTimeout)
+	for time.Now().Before(deadline) {
+		if b, err := os.ReadFile(path); err == nil && len(strings.TrimSpace(string(b))) > 0 {
+			return strings.TrimSpace(string(b))
+		}
+		if !s.Running() {
+			t.Fatalf("%s exited before writing %s: %v; log tail:\n%s", s.Name, path, s.exitErr(), tail(s.logPath, 40))
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	t.Fatalf("%s wrote no %s within %s", s.Name, path, storeReadyTimeout)
+	return ""
+}
+
+func mountTmpfs(t testing.TB, dir, size string) {
+	t.Helper()
+	mustRun(t, "mount", "-t", "tmpfs", "-o", "size="+size+",mode=0700", "tmpfs", dir)
+	t.Cleanup(func() {
+		if out, err := exec.Command("umount", dir).CombinedOutput(); err != nil {
+			t.Logf("cleanup: umount %s: %v: %s", dir, err, out)
+		}
+	})
+}
+
+// Leader asks every serving server for its view (etcd Status) and returns
+// the leader that a majority of servers agree on, the leader itself
+// included, with its term.
+func (c *Cluster) Leader(ctx context.Context) (*Server, uint64, error) {
+	votes := map[uint64]int{}
+	var terms = map[uint64]uint64{}
+	var errs []error
+	for _, s := range c.Servers {
+		if !s.Serving() {
+			continue
+		}
+		sctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		st, err := s.client.Status(sctx, s.EtcdAddr())
+		cancel()
+		if err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", s.Name, err))
+			continue
+		}
+		if st.Leader == 0 {
+			errs = append(errs, fmt.Errorf("%s knows no leader (term %d)", s.Name, st.RaftTerm))
+			continue
+		}
+		votes[st.Leader]++
+		if c.byID[st.Leader] == s {
+			terms[st.Leader] = st.RaftTerm
+		}
+	}
+	for id, n := range votes {
+		l, ok := c.byID[id]
+		if !ok {
+			return nil, 0, fmt.Errorf("leader id %x is no server of this cluster", id)
+		}
+		term, self := terms[id]
+		if n > len(c.Servers)/2 && self {
+			return l, term, nil
+		}
+	}
+	return nil, 0, fmt.Errorf("no leader agreed by a majority (votes %v): %w", votes, errors.Join(errs...))
+}
+
+// WaitLeader waits for a leader that accept (when not nil) accepts, and
+// returns it with its term.
+func (c *Cluster) WaitLeader(t testing.TB, timeout time.Duration, accept func(*Server, uint64) bool) (*Server, uint64) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	var last error
+	for ctx.Err() == nil {
+		l, term, err := c.Leader(ctx)
+		if err == nil && (accept == nil || accept(l, term)) {
+			return l, term
+		}
+		if err == nil {
+			err = fmt.Errorf("leader %s (term %d) is not the one awaited", l.Name, term)
+		}
+		last = err
+		time.Sleep(200 * time.Millisecond)
+	}
+	t.Fatalf("no leader within %s: %v", timeout, last)
+	return nil, 0
+}
+
+// Followers returns every server but s.
+func (c *Cluster) Followers(s *Server) []*Server {
+	var out []*Server
+	for _, o := range c.Servers {
+		if o != s {
+			out = append(out, o)
+		}
+	}
+	return out
+}
+
+// WaitWritable waits until a put through every serving server succeeds,
+// which is what recovery means to a client.
+func (c *Cluster) WaitWritable(t testing.TB, timeout time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for _, s := range c.Servers {
+		if !s.Serving() {
+			continue
+		}
+		for {
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			_, err := s.client.Put(ctx, "/ha-probe/"+s.Name, time.Now().String())
+			cancel()
+			if err == nil {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("no write through %s succeeded within %s: %v", s.Name, timeout, err)
+			}
+			time.Sleep(200 * time.Millisecond)
+		}
+	}
+}
+
+// CheckHashes waits until every serving server reports its state machine
+// hash at the same revision, and fails if the hashes differ there.
+func (c *Cluster) CheckHashes(t testing.TB, timeout time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for attempt := 1; ; attempt++ {
+		revs := map[int64]map[uint32][]string{}
+		var errs []error
+		for _, s := range c.Servers {
+			if !s.Serving() {
+				continue
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			h, err := s.client.HashKV(ctx, s.EtcdAddr(), 0)
+			cancel()
+			if err != nil {
+				errs = append(errs, fmt.Errorf("%s: %w", s.Name, err))
+				continue
+			}
+			if revs[h.HashRevision] == nil {
+				revs[h.HashRevision] = map[uint32][]string{}
+			}
+			revs[h.HashRevision][h.Hash] = append(revs[h.HashRevision][h.Hash], s.Name)
+		}
+		if len(errs) == 0 && len(revs) == 1 {
+			for rev, hashes := range revs {
+				if len(hashes) != 1 {
+					t.Errorf("state machine hashes differ at revision %d: %v", rev, hashes)
+					return
+				}
+				for h, names := range hashes {
+					t.Logf("hashes: %s agree on %08x at revision %d (attempt %d)", strings.Join(names, ","), h, rev, attempt)
+				}
+			}
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Errorf("servers never reported hashes at one revision within %s: %v %v", timeout, revs, errors.Join(errs...))
+			return
+		}
+		time.Sleep(300 * time.Millisecond)
+	}
+}

@@ -1,0 +1,270 @@
+package ha
+
+import (
+	"bytes"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.uber.org/zap"
+)
+
+// Generous deadlines: the machine is shared and slow at times. They bound
+// waiting only; no test asserts how long anything took.
+const (
+	storeReadyTimeout  = 2 * time.Minute
+	serverReadyTimeout = 4 * time.Minute
+)
+
+// KeelsonBin returns the binary under test (KEELSON_BIN, or bin/keelson at
+// the repository root), or skips the test when it has not been built.
+func KeelsonBin(t testing.TB) string {
+	t.Helper()
+	bin := os.Getenv("KEELSON_BIN")
+	if bin == "" {
+		_, file, _, _ := runtime.Caller(0)
+		bin = filepath.Join(filepath.Dir(file), "..", "..", "bin", "keelson")
+	}
+	abs, err := filepath.Abs(bin)
+	if err != nil {
+		t.Fatalf("resolving KEELSON_BIN %q: %v", bin, err)
+	}
+	if _, err := os.Stat(abs); err != nil {
+		t.Skipf("keelson binary not found at %s (%v): run `make build` first, or set KEELSON_BIN", abs, err)
+	}
+	return abs
+}
+
+// Server is one `keelson server` in its own namespace. Its data dir
+// outlives the process, so it can be restarted after a kill.
+type Server struct {
+	*Host
+	bin     string
+	dataDir string
+	args    []string // flags after `keelson server`
+	apiOn   bool     // kube-apiserver runs (no --disable-apiserver)
+
+	mu      sync.Mutex
+	runs    int // processes started so far; names the log files
+	logPath string
+	cmd     *exec.Cmd
+	exited  chan struct{}
+	waitErr error
+	paused  bool
+
+	client *clientv3.Client
+}
+
+// EtcdAddr is the server's etcd API address on the bridge.
+func (s *Server) EtcdAddr() string { return s.IP + ":2379" }
+
+// DataDir is where the server keeps its raft log, snapshots and logs.
+func (s *Server) DataDir() string { return s.dataDir }
+
+// Client is an etcd client of this server only (no failover to others), so
+// that a workload chooses which server serves each request. It reconnects by
+// itself across restarts.
+func (s *Server) Client() *clientv3.Client { return s.client }
+
+func (s *Server) newClient(t testing.TB) {
+	t.Helper()
+	c, err := clientv3.New(clientv3.Config{
+		Endpoints:   []string{s.EtcdAddr()},
+		DialTimeout: 5 * time.Second,
+		Logger:      zap.NewNop(),
+	})
+	if err != nil {
+		t.Fatalf("etcd client for %s: %v", s.EtcdAddr(), err)
+	}
+	s.client = c
+}
+
+// Start runs a new process on the data dir and waits until its store is
+// ready (and the Kubernetes API, when it runs one).
+func (s *Server) Start(t testing.TB) {
+	t.Helper()
+	s.launch(t)
+	s.WaitReady(t)
+}
+
+// launch starts the process without waiting for it to be ready: a joining
+// server is not ready before the cluster has bootstrapped.
+func (s *Server) launch(t testing.TB) {
+	t.Helper()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.cmd != nil {
+		t.Fatalf("%s already running (pid %d)", s.Name, s.cmd.Process.Pid)
+	}
+	s.runs++
+	s.logPath = filepath.Join(s.dataDir, fmt.Sprintf("server-%d.log", s.runs))
+	logFile, err := os.Create(s.logPath)
+	if err != nil {
+		t.Fatalf("creating server log: %v", err)
+	}
+	// ip netns exec and unshare exec without forking, and sh execs keelson:
+	// the PID we hold is keelson's, which is what the signals must reach.
+	// Each server gets its own UTS namespace because the embedded
+	// kube-apiserver names its identity lease after the hostname.
+	argv := []string{"netns", "exec", s.NS, "unshare", "--uts", "sh", "-c", `hostname "$0" && exec "$@"`,
+		s.Name, s.bin, "server"}
+	cmd := exec.Command("ip", append(argv, s.args...)...)
+	cmd.Stdout = logFile
+	cmd.Stderr = logFile
+	// The kernel kills the server if the test binary dies without running
+	// its cleanups (a panic, or go test's -timeout).
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if err := cmd.Start(); err != nil {
+		logFile.Close()
+		t.Fatalf("starting %s: %v", s.Name, err)
+	}
+	t.Logf("%s: started pid %d (run %d), log %s", s.Name, cmd.Process.Pid, s.runs, s.logPath)
+	s.cmd = cmd
+	s.paused = false
+	exited := make(chan struct{})
+	s.exited = exited
+	go func() {
+		err := cmd.Wait()
+		logFile.Close()
+		s.mu.Lock()
+		s.waitErr = err
+		s.mu.Unlock()
+		close(exited)
+	}()
+}
+
+// WaitReady waits until the current process logs that its store is ready
+// (and its Kubernetes API, when it runs one).
+func (s *Server) WaitReady(t testing.TB) {
+	t.Helper()
+	s.waitLog(t, `msg="store ready"`, storeReadyTimeout)
+	if s.apiOn {
+		s.waitLog(t, `msg="keelson server ready"`, serverReadyTimeout)
+	}
+}
+
+func (s *Server) waitLog(t testing.TB, want string, timeout time.Duration) {
+	t.Helper()
+	s.mu.Lock()
+	logPath, exited := s.logPath, s.exited
+	s.mu.Unlock()
+	deadline := time.Now().Add(timeout)
+	for {
+		b, _ := os.ReadFile(logPath)
+		if bytes.Contains(b, []byte(want)) {
+			return
+		}
+		select {
+		case <-exited:
+			t.Fatalf("%s exited (%v) before logging %s; log tail:\n%s", s.Name, s.exitErr(), want, tail(logPath, 40))
+		case <-time.After(100 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s did not log %s within %s; log tail:\n%s", s.Name, want, timeout, tail(logPath, 40))
+		}
+	}
+}
+
+func (s *Server) exitErr() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.waitErr
+}
+
+// Running reports whether a process is alive (paused or not).
+func (s *Server) Running() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.cmd == nil {
+		return false
+	}
+	select {
+	case <-s.exited:
+		return false
+	default:
+		return true
+	}
+}
+
+// Serving reports whether the server runs and is not paused.
+func (s *Server) Serving() bool {
+	s.mu.Lock()
+	paused := s.paused
+	s.mu.Unlock()
+	return !paused && s.Running()
+}
+
+// Kill sends SIGKILL to the current process, if any, and reaps it.
+func (s *Server) Kill() {
+	s.mu.Lock()
+	cmd, exited := s.cmd, s.exited
+	s.cmd = nil
+	s.paused = false
+	s.mu.Unlock()
+	if cmd == nil {
+		return
+	}
+	_ = cmd.Process.Signal(syscall.SIGKILL)
+	<-exited
+}
+
+// Restart is a crash and a restart on the same data dir and address.
+func (s *Server) Restart(t testing.TB) {
+	t.Helper()
+	s.Kill()
+	s.Start(t)
+}
+
+// Pause stops the process with SIGSTOP; it keeps its sockets, so peers see
+// a server that has simply gone silent.
+func (s *Server) Pause(t testing.TB) { s.signal(t, syscall.SIGSTOP, true) }
+
+// Resume continues a paused process with SIGCONT.
+func (s *Server) Resume(t testing.TB) { s.signal(t, syscall.SIGCONT, false) }
+
+func (s *Server) signal(t testing.TB, sig syscall.Signal, paused bool) {
+	t.Helper()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.cmd == nil {
+		t.Fatalf("%s: %v to a server that is not running", s.Name, sig)
+	}
+	if err := s.cmd.Process.Signal(sig); err != nil {
+		t.Fatalf("%s: %v to pid %d: %v", s.Name, sig, s.cmd.Process.Pid, err)
+	}
+	s.paused = paused
+}
+
+func (s *Server) dumpLogs(t testing.TB) {
+	for i := 1; i <= s.runs; i++ {
+		p := filepath.Join(s.dataDir, fmt.Sprintf("server-%d.log", i))
+		t.Logf("---- %s: tail of %s ----\n%s", s.Name, p, tail(p, 50))
+	}
+}
+
+// tail returns the last n lines of a file, leaving out grpc-go's connection
+// chatter, which buries everything else once peers go away.
+func tail(path string, n int) string {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return fmt.Sprintf("(reading %s: %v)", path, err)
+	}
+	var lines []string
+	for _, l := range strings.Split(strings.TrimRight(string(b), "\n"), "\n") {
+		if !strings.Contains(l, `msg="[core] `) {
+			lines = append(lines, l)
+		}
+	}
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
+}
