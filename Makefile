@@ -23,7 +23,7 @@ VERSION_LDFLAGS := -X main.keelsonVersion=$(KEELSON_VERSION) \
 GOFLAGS_BUILD := -trimpath -ldflags "$(VERSION_LDFLAGS)"
 TEST_TIMEOUT  ?= 25m
 
-.PHONY: all build run test test-unit test-integration bench lint deps clean
+.PHONY: all build run test bench soak lint deps clean
 
 all: build
 
@@ -50,6 +50,12 @@ bench: build
 	$(GO) test -run '^$$' -bench . -benchtime 2000x ./fsm/ ./core/raftnode/
 	scripts/bench-kv.sh
 	scripts/bench-api.sh
+
+# soak runs the HA fault-injection scenarios in random order for SOAK_TIME
+# (as root: network namespaces, iptables).
+SOAK_TIME ?= 30m
+soak: build
+	KEELSON_BIN=$(KEELSON) KEELSON_SOAK=$(SOAK_TIME) $(GO) test -run Soak -timeout 0 -count=1 -v ./e2e/ha/
 
 lint:
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || (gofmt -l $$(git ls-files '*.go'); exit 1)
