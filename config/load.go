@@ -24,6 +24,7 @@ func ServerFlags(fs *pflag.FlagSet, c *Server) {
 	fs.IntVar(&c.BootstrapExpect, "bootstrap-expect", c.BootstrapExpect, "servers to wait for before bootstrapping a new cluster")
 	fs.IntVar(&c.SerfPort, "serf-port", c.SerfPort, "gossip (membership) port")
 	fs.IntVar(&c.SupervisorPort, "supervisor-port", c.SupervisorPort, "port serving cluster secrets to joining servers")
+	fs.StringVar(&c.DebugListen, "debug-listen", c.DebugListen, "serve Go pprof profiles on this host:port (keep it on loopback)")
 	fs.BoolVar(&c.DisableAPIServer, "disable-apiserver", c.DisableAPIServer, "run only the replicated store, without kube-apiserver")
 	fs.BoolVar(&c.DisableAgent, "disable-agent", c.DisableAgent, "do not run a node agent on this server")
 

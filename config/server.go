@@ -59,6 +59,9 @@ type Server struct {
 	SerfPort int `json:"serfPort"`
 	// SupervisorPort serves joining servers their cluster secrets.
 	SupervisorPort int `json:"supervisorPort"`
+	// DebugListen, when set, serves Go's pprof profiles on this host:port
+	// (keep it on loopback).
+	DebugListen string `json:"debugListen"`
 	// DisableAPIServer runs only the replicated store (benchmarks, store-only
 	// members).
 	DisableAPIServer bool `json:"disableAPIServer"`
@@ -192,6 +195,7 @@ func (c *Server) Validate() error {
 	for _, hp := range []struct{ field, value string }{
 		{"raftBind (--raft-bind)", c.RaftBind},
 		{"etcdListen (--etcd-listen)", c.EtcdListen},
+		{"debugListen (--debug-listen)", c.DebugListen},
 	} {
 		if hp.value == "" {
 			continue

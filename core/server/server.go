@@ -72,14 +72,24 @@ func Run(ctx context.Context, cfg config.Server, log *slog.Logger) error {
 	}
 	defer s.close()
 
-	errc := make(chan error, 4)
-	go func() { errc <- s.serveSupervisor(ctx) }()
+	// Only failures are reported: a component that returns nil has simply
+	// nothing (more) to do, which must not stop the server.
+	errc := make(chan error, 8)
+	run := func(f func() error) {
+		go func() {
+			if err := f(); err != nil {
+				errc <- err
+			}
+		}()
+	}
+	run(func() error { return s.serveSupervisor(ctx) })
+	run(func() error { return s.serveDebug(ctx) })
 	listeners, err := s.listen()
 	if err != nil {
 		return err
 	}
 	for _, l := range listeners {
-		go func(l net.Listener) { errc <- kvserver.Serve(s.grpc, l) }(l)
+		run(func() error { return kvserver.Serve(s.grpc, l) })
 		log.Info("serving etcd API", "address", l.Addr().String())
 	}
 	if err := s.waitForLeader(ctx); err != nil {
@@ -232,14 +242,24 @@ func removeStaleSocket(path string) error {
 	return nil
 }
 
+// waitForLeader returns once a linearizable read succeeds: this server is in
+// a cluster with a leader and has caught up. A joining server may wait here
+// until the leader adds it; it says so every half minute.
 func (s *Server) waitForLeader(ctx context.Context) error {
-	ctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
-	defer cancel()
+	next := time.Now().Add(30 * time.Second)
 	for {
-		if _, err := s.raft.LinearizableRead(ctx); err == nil {
+		rctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		_, err := s.raft.LinearizableRead(rctx)
+		cancel()
+		if err == nil {
 			return nil
-		} else if ctx.Err() != nil {
-			return fmt.Errorf("waiting for a raft leader: %w", err)
+		}
+		if ctx.Err() != nil {
+			return fmt.Errorf("waiting for a raft leader: %w", ctx.Err())
+		}
+		if time.Now().After(next) {
+			s.log.Warn("still waiting for a raft leader", "err", err)
+			next = time.Now().Add(30 * time.Second)
 		}
 		select {
 		case <-ctx.Done():
