@@ -1,0 +1,30 @@
+package ha
+
+import "testing"
+
+// Each scenario runs its own three-server cluster (store only), a
+// compare-and-swap workload through every server, one fault, and every
+// check; see Scenario.Run.
+
+func TestKillLeader(t *testing.T) {
+	Scenario{Faults: []Fault{&KillLeader{}}}.Run(t, NewCluster(t, Options{}))
+}
+
+func TestPauseLeader(t *testing.T) {
+	Scenario{Faults: []Fault{&PauseLeader{}}}.Run(t, NewCluster(t, Options{}))
+}
+
+func TestPartitionLeader(t *testing.T) {
+	RequireIptables(t)
+	Scenario{Faults: []Fault{&IsolateLeader{}}}.Run(t, NewCluster(t, Options{}))
+}
+
+func TestPartitionMinority(t *testing.T) {
+	RequireIptables(t)
+	Scenario{Faults: []Fault{&IsolateFollower{}}}.Run(t, NewCluster(t, Options{}))
+}
+
+func TestOneWayPartitionLeader(t *testing.T) {
+	RequireIptables(t)
+	Scenario{Faults: []Fault{&OneWayLeader{}}}.Run(t, NewCluster(t, Options{}))
+}
