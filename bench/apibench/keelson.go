@@ -8,6 +8,8 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/keelson/keelson/bench/internal/childproc"
+	"github.com/keelson/keelson/bench/internal/loopback"
 	"k8s.io/client-go/rest"
 )
 
@@ -16,7 +18,7 @@ import (
 func keelsonArgs(dataDir string, apiPort, raftPort int) []string {
 	return []string{"server", "--data-dir", dataDir, "--node-name", "bench",
 		"--bind-address", "127.0.0.1", "--api-port", strconv.Itoa(apiPort),
-		"--raft-bind", hostPort(raftPort), "--disable-agent"}
+		"--raft-bind", loopback.HostPort(raftPort), "--disable-agent"}
 }
 
 // startKeelson starts bin in a fresh temp dir under workDir and returns once
@@ -28,13 +30,13 @@ func startKeelson(ctx context.Context, bin, workDir string, timeout time.Duratio
 		return nil, fmt.Errorf("create temp dir for keelson under %s: %w", workDir, err)
 	}
 	s := &stack{label: "keelson", dir: dir}
-	ports, err := freePorts(2)
+	ports, err := loopback.FreePorts(2)
 	if err != nil {
 		s.stop()
 		return nil, err
 	}
 	dataDir := filepath.Join(dir, "data")
-	p, err := startProc("keelson", bin, keelsonArgs(dataDir, ports[0], ports[1]), filepath.Join(dir, "keelson.log"))
+	p, err := childproc.Start("keelson", bin, keelsonArgs(dataDir, ports[0], ports[1]), filepath.Join(dir, "keelson.log"))
 	if err != nil {
 		s.stop()
 		return nil, err
@@ -67,7 +69,7 @@ func startKeelson(ctx context.Context, bin, workDir string, timeout time.Duratio
 		return nil, err
 	}
 	s.cfg = cfg
-	s.readySec = readyAt.Sub(p.started).Seconds()
+	s.readySec = readyAt.Sub(p.Started).Seconds()
 	s.stages = []stage{{Name: "keelson start to /readyz 200", Seconds: s.readySec}}
 	return s, nil
 }

@@ -11,6 +11,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/keelson/keelson/bench/internal/latency"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -127,36 +128,18 @@ func createLoop(ctx context.Context, fail context.CancelCauseFunc, cs kubernetes
 }
 
 func summarize(w workload, elapsed time.Duration, lat []time.Duration) result {
-	slices.Sort(lat)
-	r := result{
-		Creates:    len(lat),
-		ElapsedSec: elapsed.Seconds(),
-		P50Ms:      ms(percentile(lat, 0.50)),
-		P99Ms:      ms(percentile(lat, 0.99)),
-		P999Ms:     ms(percentile(lat, 0.999)),
-		Truncated:  len(lat) < w.Total,
+	s := latency.Summarize(lat)
+	return result{
+		Creates:       len(lat),
+		ElapsedSec:    elapsed.Seconds(),
+		CreatesPerSec: latency.Rate(len(lat), elapsed),
+		P50Ms:         s.P50Ms,
+		P99Ms:         s.P99Ms,
+		P999Ms:        s.P999Ms,
+		MaxMs:         s.MaxMs,
+		Truncated:     len(lat) < w.Total,
 	}
-	if len(lat) > 0 {
-		r.MaxMs = ms(lat[len(lat)-1])
-	}
-	if elapsed > 0 {
-		r.CreatesPerSec = float64(len(lat)) / elapsed.Seconds()
-	}
-	return r
 }
-
-// percentile returns the q-quantile (0 < q <= 1) of sorted by the
-// nearest-rank method, or 0 for an empty slice.
-func percentile(sorted []time.Duration, q float64) time.Duration {
-	if len(sorted) == 0 {
-		return 0
-	}
-	rank := int(q*float64(len(sorted)) + 0.999999999)
-	rank = max(1, min(rank, len(sorted)))
-	return sorted[rank-1]
-}
-
-func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
 
 // describe is the workload in one line for the report header.
 func (w workload) describe() string {

@@ -5,33 +5,9 @@ import (
 	"strings"
 	"testing"
 	"time"
-)
 
-func TestPercentile(t *testing.T) {
-	hundred := make([]time.Duration, 100)
-	for i := range hundred {
-		hundred[i] = time.Duration(i+1) * time.Millisecond
-	}
-	tests := []struct {
-		name   string
-		sorted []time.Duration
-		q      float64
-		want   time.Duration
-	}{
-		{"empty", nil, 0.5, 0},
-		{"single", []time.Duration{7}, 0.99, 7},
-		{"median of 100", hundred, 0.50, 50 * time.Millisecond},
-		{"p99 of 100", hundred, 0.99, 99 * time.Millisecond},
-		{"p99.9 of 100 is the max", hundred, 0.999, 100 * time.Millisecond},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			if got := percentile(tt.sorted, tt.q); got != tt.want {
-				t.Errorf("percentile(%v) = %v, want %v", tt.q, got, tt.want)
-			}
-		})
-	}
-}
+	"github.com/keelson/keelson/bench/internal/procstat"
+)
 
 func TestSummarize(t *testing.T) {
 	w := workload{Workers: 2, Total: 4}
@@ -74,7 +50,7 @@ func TestMedianReport(t *testing.T) {
 	side := func(rate, p99 float64, rss int64) sideReport {
 		return sideReport{Label: "x", ReadySec: rate / 100, Stages: []stage{{Name: "a", Seconds: rate / 100}},
 			Create: result{CreatesPerSec: rate, P99Ms: p99},
-			Loaded: memorySet{Processes: []procMemory{{Name: "p", PID: 9, VmRSSKiB: rss}}, VmRSSKiB: rss}}
+			Loaded: memorySet{Processes: []procMemory{{Name: "p", PID: 9, Memory: procstat.Memory{VmRSSKiB: rss}}}, VmRSSKiB: rss}}
 	}
 	tests := []struct {
 		name     string

@@ -13,12 +13,14 @@ import (
 	"io"
 	"log/slog"
 	"os"
-	"os/signal"
 	"path/filepath"
 	"slices"
 	"strings"
-	"syscall"
 	"time"
+
+	"github.com/keelson/keelson/bench/internal/command"
+	"github.com/keelson/keelson/bench/internal/procstat"
+	"github.com/keelson/keelson/bench/internal/report"
 )
 
 type options struct {
@@ -77,21 +79,10 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 }
 
 func main() {
-	o, err := parseFlags(os.Args[1:], os.Stderr)
-	if errors.Is(err, flag.ErrHelp) {
-		return
-	}
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "apibench:", err)
-		os.Exit(2)
-	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
-	if err := run(ctx, log, o, os.Stdout); err != nil {
-		fmt.Fprintln(os.Stderr, "apibench:", err)
-		os.Exit(1)
-	}
+	os.Exit(command.Main("apibench", os.Args[1:], os.Stderr, parseFlags, func(ctx context.Context, o options) error {
+		log := slog.New(slog.NewTextHandler(os.Stderr, nil))
+		return run(ctx, log, o, os.Stdout)
+	}))
 }
 
 func run(ctx context.Context, log *slog.Logger, o options, out io.Writer) error {
@@ -132,7 +123,7 @@ func run(ctx context.Context, log *slog.Logger, o options, out io.Writer) error 
 	}
 	printTable(out, rep)
 	if o.jsonPath != "" {
-		return writeJSON(o.jsonPath, rep)
+		return report.WriteJSON(o.jsonPath, rep)
 	}
 	return nil
 }
@@ -140,7 +131,7 @@ func run(ctx context.Context, log *slog.Logger, o options, out io.Writer) error 
 // measure starts one side, reads its memory idle, runs the creates, reads its
 // memory again, and always stops it.
 func measure(ctx context.Context, log *slog.Logger, label string, start func() (*stack, error), o options) (sideReport, error) {
-	r := sideReport{Label: label, LoadAvgBefore: loadAvg()}
+	r := sideReport{Label: label, LoadAvgBefore: procstat.LoadAvg()}
 	log.Info("starting", "side", label)
 	s, err := start()
 	if err != nil {
@@ -151,7 +142,7 @@ func measure(ctx context.Context, log *slog.Logger, label string, start func() (
 		log.Info("stopped", "side", label)
 	}()
 	for _, p := range s.procs {
-		r.Processes = append(r.Processes, p.name+": "+p.bin+" "+strings.Join(p.cmd.Args[1:], " "))
+		r.Processes = append(r.Processes, p.Name+": "+p.CommandLine())
 	}
 	r.ReadySec, r.Stages = s.readySec, s.stages
 	log.Info("ready", "side", label, "seconds", round(r.ReadySec), "dir", s.dir)
@@ -167,14 +158,14 @@ func measure(ctx context.Context, log *slog.Logger, label string, start func() (
 		if dead := s.alive(); dead != nil {
 			return r, dead
 		}
-		return r, s.procs[len(s.procs)-1].failure(err)
+		return r, s.procs[len(s.procs)-1].Failure(err)
 	}
 	log.Info("created", "side", label, "configmaps", r.Create.Creates, "per_second", int(r.Create.CreatesPerSec),
 		"p50_ms", round(r.Create.P50Ms), "p99_ms", round(r.Create.P99Ms))
 	if r.Loaded, err = settleAndRead(ctx, s, o.settle); err != nil {
 		return r, err
 	}
-	r.LoadAvgAfter = loadAvg()
+	r.LoadAvgAfter = procstat.LoadAvg()
 	return r, nil
 }
 

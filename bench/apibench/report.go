@@ -1,14 +1,14 @@
 package main
 
 import (
-	"encoding/json"
 	"fmt"
 	"io"
 	"math"
-	"os"
-	"runtime"
 	"strings"
 	"text/tabwriter"
+
+	"github.com/keelson/keelson/bench/internal/procstat"
+	"github.com/keelson/keelson/bench/internal/report"
 )
 
 // sideReport is every figure taken from one side.
@@ -28,9 +28,7 @@ type sideReport struct {
 
 // fullReport is the -json document: the setup and every figure.
 type fullReport struct {
-	GoVersion string   `json:"go_version"`
-	Platform  string   `json:"platform"`
-	CPUs      int      `json:"cpus"`
+	report.Machine
 	Workload  workload `json:"workload"`
 	SettleSec float64  `json:"settle_seconds"`
 	Notes     []string `json:"notes"`
@@ -43,9 +41,7 @@ type fullReport struct {
 
 func newReport(o options) fullReport {
 	return fullReport{
-		GoVersion: runtime.Version(),
-		Platform:  runtime.GOOS + "/" + runtime.GOARCH,
-		CPUs:      runtime.NumCPU(),
+		Machine:   report.ThisMachine(),
 		Workload:  o.workload,
 		SettleSec: o.settle.Seconds(),
 		Notes: []string{
@@ -63,10 +59,7 @@ func newReport(o options) fullReport {
 // printTable writes the figures with one column per side.
 func printTable(out io.Writer, rep fullReport) {
 	fmt.Fprintf(out, "apibench: %s %s, %d CPUs\n", rep.GoVersion, rep.Platform, rep.CPUs)
-	for _, n := range rep.Notes {
-		fmt.Fprintln(out, "  -", n)
-	}
-	fmt.Fprintln(out)
+	report.PrintNotes(out, rep.Notes)
 	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
 	row := func(name string, cell func(sideReport) string) {
 		cells := []string{name}
@@ -92,7 +85,7 @@ func printTable(out io.Writer, rep fullReport) {
 		for i, round := range rep.Rounds {
 			var parts []string
 			for _, s := range round {
-				parts = append(parts, fmt.Sprintf("%s %.0f/s %.1f ms %.1f MiB", s.Label, s.Create.CreatesPerSec, s.Create.P99Ms, mib(s.Loaded.VmRSSKiB)))
+				parts = append(parts, fmt.Sprintf("%s %.0f/s %.1f ms %.1f MiB", s.Label, s.Create.CreatesPerSec, s.Create.P99Ms, procstat.MiB(s.Loaded.VmRSSKiB)))
 			}
 			fmt.Fprintf(out, "  round %d: %s\n", i+1, strings.Join(parts, "; "))
 		}
@@ -140,40 +133,15 @@ func memCell(m memorySet, hwm bool) string {
 		}
 		return rss
 	}
-	c := fmt.Sprintf("%.1f", mib(pick(m.VmRSSKiB, m.VmHWMKiB)))
+	c := fmt.Sprintf("%.1f", procstat.MiB(pick(m.VmRSSKiB, m.VmHWMKiB)))
 	if len(m.Processes) > 1 {
 		var parts []string
 		for _, p := range m.Processes {
-			parts = append(parts, fmt.Sprintf("%s %.1f", p.Name, mib(pick(p.VmRSSKiB, p.VmHWMKiB))))
+			parts = append(parts, fmt.Sprintf("%s %.1f", p.Name, procstat.MiB(pick(p.VmRSSKiB, p.VmHWMKiB))))
 		}
 		c += " (" + strings.Join(parts, " + ") + ")"
 	}
 	return c
 }
 
-// loadAvg returns the 1-minute load average, or "?" where /proc is absent.
-func loadAvg() string {
-	b, err := os.ReadFile("/proc/loadavg")
-	if err != nil {
-		return "?"
-	}
-	if f := strings.Fields(string(b)); len(f) > 0 {
-		return f[0]
-	}
-	return "?"
-}
-
-func mib(kib int64) float64 { return float64(kib) / 1024 }
-
 func round(v float64) float64 { return math.Round(v*100) / 100 }
-
-func writeJSON(path string, v any) error {
-	b, err := json.MarshalIndent(v, "", "  ")
-	if err != nil {
-		return fmt.Errorf("encode figures: %w", err)
-	}
-	if err := os.WriteFile(path, append(b, '\n'), 0o644); err != nil {
-		return fmt.Errorf("write -json %s: %w", path, err)
-	}
-	return nil
-}

@@ -6,15 +6,20 @@ import (
 	"net/http"
 	"os"
 	"slices"
-	"strconv"
 	"time"
 
+	"github.com/keelson/keelson/bench/internal/childproc"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 )
 
-// readyPollInterval bounds the error of the time-to-ready figures.
-const readyPollInterval = 50 * time.Millisecond
+const (
+	// readyPollInterval bounds the error of the time-to-ready figures.
+	readyPollInterval = 50 * time.Millisecond
+	// stopTimeout is how long a server gets to exit after SIGTERM before
+	// SIGKILL; kube-apiserver drains requests on SIGTERM.
+	stopTimeout = 15 * time.Second
+)
 
 // stage is one step of a side's startup, timed from that step's start.
 type stage struct {
@@ -26,8 +31,8 @@ type stage struct {
 // admin client config, and how long it took to become ready.
 type stack struct {
 	label string
-	dir   string  // temp dir holding every data dir and log; removed by stop
-	procs []*proc // in start order
+	dir   string               // temp dir holding every data dir and log; removed by stop
+	procs []*childproc.Process // in start order
 	cfg   *rest.Config
 	// readySec is from the first process start to the first /readyz 200.
 	readySec float64
@@ -38,7 +43,7 @@ type stack struct {
 // etcd) and removes the temp dir.
 func (s *stack) stop() {
 	for _, p := range slices.Backward(s.procs) {
-		p.stop()
+		p.Stop(stopTimeout)
 	}
 	_ = os.RemoveAll(s.dir) // best effort; a leftover temp dir is harmless
 }
@@ -46,7 +51,7 @@ func (s *stack) stop() {
 // alive reports the first process of s that has exited.
 func (s *stack) alive() error {
 	for _, p := range s.procs {
-		if err := p.exitedErr(); err != nil {
+		if err := p.ExitedErr(); err != nil {
 			return err
 		}
 	}
@@ -56,7 +61,7 @@ func (s *stack) alive() error {
 // waitFor polls probe every readyPollInterval until it succeeds, a process of
 // s exits, or timeout passes; errors carry the log of last (the process being
 // waited for). It returns when probe first succeeded.
-func (s *stack) waitFor(ctx context.Context, last *proc, what string, timeout time.Duration, probe func(context.Context) error) (time.Time, error) {
+func (s *stack) waitFor(ctx context.Context, last *childproc.Process, what string, timeout time.Duration, probe func(context.Context) error) (time.Time, error) {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	tick := time.NewTicker(readyPollInterval)
@@ -77,7 +82,7 @@ func (s *stack) waitFor(ctx context.Context, last *proc, what string, timeout ti
 			if context.Cause(ctx) == context.Canceled {
 				return time.Time{}, ctx.Err()
 			}
-			return time.Time{}, last.failure(fmt.Errorf("%s not ready after %v: %w", what, timeout, lastErr))
+			return time.Time{}, last.Failure(fmt.Errorf("%s not ready after %v: %w", what, timeout, lastErr))
 		case <-tick.C:
 		}
 	}
@@ -122,5 +127,3 @@ func httpOK(ctx context.Context, hc *http.Client, url string) error {
 	}
 	return nil
 }
-
-func hostPort(port int) string { return "127.0.0.1:" + strconv.Itoa(port) }

@@ -10,6 +10,8 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/keelson/keelson/bench/internal/childproc"
+	"github.com/keelson/keelson/bench/internal/loopback"
 	"github.com/keelson/keelson/config"
 	"github.com/keelson/keelson/core/apiserver"
 	"github.com/keelson/keelson/core/pki"
@@ -17,7 +19,7 @@ import (
 
 // etcdArgs is a single-member etcd on loopback without TLS, as kvbench starts it.
 func etcdArgs(dataDir string, clientPort, peerPort int) []string {
-	client, peer := "http://"+hostPort(clientPort), "http://"+hostPort(peerPort)
+	client, peer := "http://"+loopback.HostPort(clientPort), "http://"+loopback.HostPort(peerPort)
 	return []string{"--name", "default", "--data-dir", dataDir,
 		"--listen-client-urls", client, "--advertise-client-urls", client,
 		"--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
@@ -56,7 +58,7 @@ func startUpstream(ctx context.Context, log *slog.Logger, apiserverBin, etcdBin,
 }
 
 func (s *stack) startUpstream(ctx context.Context, log *slog.Logger, apiserverBin, etcdBin string, timeout time.Duration) error {
-	ports, err := freePorts(3)
+	ports, err := loopback.FreePorts(3)
 	if err != nil {
 		return err
 	}
@@ -71,7 +73,7 @@ func (s *stack) startUpstream(ctx context.Context, log *slog.Logger, apiserverBi
 		return fmt.Errorf("certificates for upstream kube-apiserver: %w", err)
 	}
 	kubeconfig := filepath.Join(s.dir, "admin.kubeconfig")
-	if _, err := pki.WriteKubeconfig(kubeconfig, "https://"+hostPort(apiPort), bundle.CA.CertFile, bundle.Admin); err != nil {
+	if _, err := pki.WriteKubeconfig(kubeconfig, "https://"+loopback.HostPort(apiPort), bundle.CA.CertFile, bundle.Admin); err != nil {
 		return fmt.Errorf("admin kubeconfig for upstream: %w", err)
 	}
 	if s.cfg, err = loadKubeconfig(kubeconfig); err != nil {
@@ -83,12 +85,12 @@ func (s *stack) startUpstream(ctx context.Context, log *slog.Logger, apiserverBi
 	}
 	log.Info("upstream certificates made (not counted in time to ready)", "seconds", time.Since(pkiStart).Seconds())
 
-	etcd, err := startProc("etcd", etcdBin, etcdArgs(filepath.Join(s.dir, "etcd"), etcdClient, etcdPeer), filepath.Join(s.dir, "etcd.log"))
+	etcd, err := childproc.Start("etcd", etcdBin, etcdArgs(filepath.Join(s.dir, "etcd"), etcdClient, etcdPeer), filepath.Join(s.dir, "etcd.log"))
 	if err != nil {
 		return err
 	}
 	s.procs = append(s.procs, etcd)
-	health := "http://" + hostPort(etcdClient) + "/health"
+	health := "http://" + loopback.HostPort(etcdClient) + "/health"
 	plain := &http.Client{Transport: &http.Transport{Proxy: nil}}
 	etcdAt, err := s.waitFor(ctx, etcd, "etcd /health", timeout, func(ctx context.Context) error {
 		return httpOK(ctx, plain, health)
@@ -97,8 +99,8 @@ func (s *stack) startUpstream(ctx context.Context, log *slog.Logger, apiserverBi
 		return err
 	}
 
-	kas, err := startProc("kube-apiserver", apiserverBin,
-		kubeAPIServerArgs(bundle, s.dir, apiPort, "http://"+hostPort(etcdClient)),
+	kas, err := childproc.Start("kube-apiserver", apiserverBin,
+		kubeAPIServerArgs(bundle, s.dir, apiPort, "http://"+loopback.HostPort(etcdClient)),
 		filepath.Join(s.dir, "kube-apiserver.log"))
 	if err != nil {
 		return err
@@ -108,10 +110,10 @@ func (s *stack) startUpstream(ctx context.Context, log *slog.Logger, apiserverBi
 	if err != nil {
 		return err
 	}
-	s.readySec = readyAt.Sub(etcd.started).Seconds()
+	s.readySec = readyAt.Sub(etcd.Started).Seconds()
 	s.stages = []stage{
-		{Name: "etcd start to /health 200", Seconds: etcdAt.Sub(etcd.started).Seconds()},
-		{Name: "kube-apiserver start to /readyz 200", Seconds: readyAt.Sub(kas.started).Seconds()},
+		{Name: "etcd start to /health 200", Seconds: etcdAt.Sub(etcd.Started).Seconds()},
+		{Name: "kube-apiserver start to /readyz 200", Seconds: readyAt.Sub(kas.Started).Seconds()},
 	}
 	return nil
 }

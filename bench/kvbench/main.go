@@ -14,10 +14,12 @@ import (
 	"io"
 	"log/slog"
 	"os"
-	"os/signal"
 	"strings"
-	"syscall"
 	"time"
+
+	"github.com/keelson/keelson/bench/internal/command"
+	"github.com/keelson/keelson/bench/internal/procstat"
+	"github.com/keelson/keelson/bench/internal/report"
 )
 
 type options struct {
@@ -75,30 +77,17 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 }
 
 func main() {
-	o, err := parseFlags(os.Args[1:], os.Stderr)
-	if errors.Is(err, flag.ErrHelp) {
-		return
-	}
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "kvbench:", err)
-		os.Exit(2)
-	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	level := slog.LevelInfo
-	if o.verbose {
-		level = slog.LevelDebug
-	}
-	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
-	if o.endpoints != "" {
-		err = runEndpoints(ctx, o, os.Stdout)
-	} else {
-		err = runCompare(ctx, log, o, os.Stdout)
-	}
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "kvbench:", err)
-		os.Exit(1)
-	}
+	os.Exit(command.Main("kvbench", os.Args[1:], os.Stderr, parseFlags, func(ctx context.Context, o options) error {
+		if o.endpoints != "" {
+			return runEndpoints(ctx, o, os.Stdout)
+		}
+		level := slog.LevelInfo
+		if o.verbose {
+			level = slog.LevelDebug
+		}
+		log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+		return runCompare(ctx, log, o, os.Stdout)
+	}))
 }
 
 func runEndpoints(ctx context.Context, o options, out io.Writer) error {
@@ -111,7 +100,7 @@ func runEndpoints(ctx context.Context, o options, out io.Writer) error {
 	r := summarize(w, s)
 	printResult(out, o.endpoints, r)
 	if o.jsonPath != "" {
-		return writeJSON(o.jsonPath, r)
+		return report.WriteJSON(o.jsonPath, r)
 	}
 	return nil
 }
@@ -142,16 +131,16 @@ func runCompare(ctx context.Context, log *slog.Logger, o options, out io.Writer)
 			return fmt.Errorf("%s %s: %w (build it first; see bench/README.md)", flagName, bin, err)
 		}
 	}
-	loadBefore := loadAvg()
+	loadBefore := procstat.LoadAvg()
 	reports, err := compare(ctx, log, serverSpec{Label: "etcd", Bin: o.etcdBin, Flavor: flavorEtcd}, keelson, o.plan())
 	if err != nil {
 		return err
 	}
 	full := newReport(o.plan(), reports[:])
-	full.Notes = append(full.Notes, fmt.Sprintf("1-minute load average before %s, after %s (other processes skew figures on a shared machine)", loadBefore, loadAvg()))
+	full.Notes = append(full.Notes, fmt.Sprintf("1-minute load average before %s, after %s (other processes skew figures on a shared machine)", loadBefore, procstat.LoadAvg()))
 	printTable(out, full)
 	if o.jsonPath != "" {
-		return writeJSON(o.jsonPath, full)
+		return report.WriteJSON(o.jsonPath, full)
 	}
 	return nil
 }

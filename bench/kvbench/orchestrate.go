@@ -4,6 +4,8 @@ import (
 	"context"
 	"log/slog"
 	"time"
+
+	"github.com/keelson/keelson/bench/internal/procstat"
 )
 
 // plan is what the orchestrator runs against every server.
@@ -22,13 +24,13 @@ type plan struct {
 
 // serverReport is every figure taken from one server.
 type serverReport struct {
-	Label    string   `json:"label"`
-	Bin      string   `json:"bin"`
-	Flavor   flavor   `json:"flavor"`
-	Results  []result `json:"results"`
-	Fill     result   `json:"fill"`
-	Memory   memory   `json:"memory_after_fill"`
-	FillKeys int      `json:"fill_keys"`
+	Label    string          `json:"label"`
+	Bin      string          `json:"bin"`
+	Flavor   flavor          `json:"flavor"`
+	Results  []result        `json:"results"`
+	Fill     result          `json:"fill"`
+	Memory   procstat.Memory `json:"memory_after_fill"`
+	FillKeys int             `json:"fill_keys"`
 }
 
 // compare measures servers a and b: the runs with both instances up and the
@@ -112,7 +114,7 @@ func fillAndMeasure(ctx context.Context, log *slog.Logger, s *server, p plan, re
 		return ctx.Err()
 	case <-time.After(p.Settle):
 	}
-	if rep.Memory, err = readMemory(s.pid()); err != nil {
+	if rep.Memory, err = procstat.ReadMemory(s.pid()); err != nil {
 		return s.failure(err)
 	}
 	return nil

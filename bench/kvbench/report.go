@@ -1,33 +1,28 @@
 package main
 
 import (
-	"encoding/json"
 	"fmt"
 	"io"
-	"os"
-	"runtime"
-	"strings"
 	"text/tabwriter"
+
+	"github.com/keelson/keelson/bench/internal/procstat"
+	"github.com/keelson/keelson/bench/internal/report"
 )
 
 // fullReport is the -json document: the setup and every figure.
 type fullReport struct {
-	GoVersion string         `json:"go_version"`
-	Platform  string         `json:"platform"`
-	CPUs      int            `json:"cpus"`
-	KeyBytes  int            `json:"key_bytes"`
-	ValBytes  int            `json:"value_bytes"`
-	Notes     []string       `json:"notes"`
-	Servers   []serverReport `json:"servers"`
+	report.Machine
+	KeyBytes int            `json:"key_bytes"`
+	ValBytes int            `json:"value_bytes"`
+	Notes    []string       `json:"notes"`
+	Servers  []serverReport `json:"servers"`
 }
 
 func newReport(p plan, servers []serverReport) fullReport {
 	return fullReport{
-		GoVersion: runtime.Version(),
-		Platform:  runtime.GOOS + "/" + runtime.GOARCH,
-		CPUs:      runtime.NumCPU(),
-		KeyBytes:  keySize,
-		ValBytes:  valueSize,
+		Machine:  report.ThisMachine(),
+		KeyBytes: keySize,
+		ValBytes: valueSize,
 		Notes: []string{
 			"single member each, on 127.0.0.1 without TLS, fresh data dir under " + p.WorkDir,
 			"both servers fsync their log before acknowledging a put (etcd: WAL; keelson: raft log)",
@@ -43,10 +38,7 @@ func newReport(p plan, servers []serverReport) fullReport {
 func printTable(out io.Writer, rep fullReport) {
 	fmt.Fprintf(out, "kvbench: %d-byte keys, %d-byte values, %s %s, %d CPUs\n",
 		rep.KeyBytes, rep.ValBytes, rep.GoVersion, rep.Platform, rep.CPUs)
-	for _, n := range rep.Notes {
-		fmt.Fprintln(out, "  -", n)
-	}
-	fmt.Fprintln(out)
+	report.PrintNotes(out, rep.Notes)
 	a, b := rep.Servers[0], rep.Servers[1]
 	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintf(tw, "workload\tconns\t|\t%s puts/s\tp50 ms\tp99 ms\t|\t%s puts/s\tp50 ms\tp99 ms\t\n", a.Label, b.Label)
@@ -60,7 +52,7 @@ func printTable(out io.Writer, rep fullReport) {
 	tw = tabwriter.NewWriter(out, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintf(tw, "memory\t|\t%s VmRSS MiB\tVmHWM MiB\t|\t%s VmRSS MiB\tVmHWM MiB\t\n", a.Label, b.Label)
 	fmt.Fprintf(tw, "after %d keys\t|\t%.1f\t%.1f\t|\t%.1f\t%.1f\t\n", a.FillKeys,
-		mib(a.Memory.VmRSSKiB), mib(a.Memory.VmHWMKiB), mib(b.Memory.VmRSSKiB), mib(b.Memory.VmHWMKiB))
+		procstat.MiB(a.Memory.VmRSSKiB), procstat.MiB(a.Memory.VmHWMKiB), procstat.MiB(b.Memory.VmRSSKiB), procstat.MiB(b.Memory.VmHWMKiB))
 	tw.Flush()
 	fmt.Fprintf(out, "(fill at %d clients: %s %s puts/s, %s %s puts/s; RSS read after the settle time)\n",
 		a.Fill.Clients, a.Label, rate(a.Fill), b.Label, rate(b.Fill))
@@ -79,20 +71,6 @@ func rate(r result) string {
 	return s
 }
 
-// loadAvg returns the 1-minute load average, or "?" where /proc is absent.
-func loadAvg() string {
-	b, err := os.ReadFile("/proc/loadavg")
-	if err != nil {
-		return "?"
-	}
-	if f := strings.Fields(string(b)); len(f) > 0 {
-		return f[0]
-	}
-	return "?"
-}
-
-func mib(kib int64) float64 { return float64(kib) / 1024 }
-
 func printResult(out io.Writer, endpoints string, r result) {
 	fmt.Fprintf(out, "%s against %s: %d puts (%d-byte keys, %d-byte values), %d clients over %d shared gRPC connections\n",
 		r.Workload, endpoints, r.Puts, keySize, valueSize, r.Clients, r.Conns)
@@ -101,15 +79,4 @@ func printResult(out io.Writer, endpoints string, r result) {
 	if r.Truncated {
 		fmt.Fprintln(out, "  stopped early by -max-duration")
 	}
-}
-
-func writeJSON(path string, v any) error {
-	b, err := json.MarshalIndent(v, "", "  ")
-	if err != nil {
-		return fmt.Errorf("encode figures: %w", err)
-	}
-	if err := os.WriteFile(path, append(b, '\n'), 0o644); err != nil {
-		return fmt.Errorf("write -json %s: %w", path, err)
-	}
-	return nil
 }

@@ -1,20 +1,14 @@
 package main
 
 import (
-	"bufio"
-	"bytes"
 	"context"
-	"errors"
 	"fmt"
-	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"strconv"
-	"strings"
-	"syscall"
 	"time"
 
+	"github.com/keelson/keelson/bench/internal/childproc"
+	"github.com/keelson/keelson/bench/internal/loopback"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
 )
@@ -39,32 +33,17 @@ type server struct {
 	spec     serverSpec
 	dir      string // removed by stop
 	endpoint string
-	logPath  string
-	cmd      *exec.Cmd
-	exited   chan struct{} // closed when the process has been reaped
-	waitErr  error         // valid after exited is closed
+	proc     *childproc.Process
 }
 
 const (
 	readyTimeout = 60 * time.Second
 	stopTimeout  = 10 * time.Second
-	logTailLines = 20
 )
 
-// freePort asks the kernel for an unused loopback port. The port is released
-// before the server binds it; a collision shows up as a start failure.
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, fmt.Errorf("find free loopback port: %w", err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
-}
-
 func serverArgs(f flavor, dataDir string, clientPort, peerPort int) []string {
-	client := "127.0.0.1:" + strconv.Itoa(clientPort)
-	peer := "127.0.0.1:" + strconv.Itoa(peerPort)
+	client := loopback.HostPort(clientPort)
+	peer := loopback.HostPort(peerPort)
 	if f == flavorKeelson {
 		return []string{"server", "--data-dir", dataDir, "--etcd-listen", client,
 			"--raft-bind", peer, "--disable-apiserver", "--disable-agent"}
@@ -102,32 +81,17 @@ func startServer(ctx context.Context, spec serverSpec, workDir string) (*server,
 }
 
 func launch(spec serverSpec, abs, dir string) (*server, error) {
-	clientPort, err := freePort()
+	ports, err := loopback.FreePorts(2)
 	if err != nil {
 		return nil, err
 	}
-	peerPort, err := freePort()
+	clientPort, peerPort := ports[0], ports[1]
+	p, err := childproc.Start(spec.Label, abs, serverArgs(spec.Flavor, filepath.Join(dir, "data"), clientPort, peerPort),
+		filepath.Join(dir, "server.log"))
 	if err != nil {
 		return nil, err
 	}
-	logPath := filepath.Join(dir, "server.log")
-	logFile, err := os.Create(logPath)
-	if err != nil {
-		return nil, fmt.Errorf("create log for %s: %w", spec.Label, err)
-	}
-	defer logFile.Close() // the child holds its own descriptor
-	cmd := exec.Command(abs, serverArgs(spec.Flavor, filepath.Join(dir, "data"), clientPort, peerPort)...)
-	cmd.Stdout, cmd.Stderr = logFile, logFile
-	if err := cmd.Start(); err != nil {
-		return nil, fmt.Errorf("start %s (%s): %w", spec.Label, abs, err)
-	}
-	s := &server{spec: spec, dir: dir, logPath: logPath, cmd: cmd, exited: make(chan struct{}),
-		endpoint: "127.0.0.1:" + strconv.Itoa(clientPort)}
-	go func() {
-		s.waitErr = cmd.Wait()
-		close(s.exited)
-	}()
-	return s, nil
+	return &server{spec: spec, dir: dir, proc: p, endpoint: loopback.HostPort(clientPort)}, nil
 }
 
 // waitReady polls Status and then a linearizable Get: the latter only
@@ -146,8 +110,8 @@ func (s *server) waitReady(ctx context.Context) error {
 	var lastErr error
 	for {
 		select {
-		case <-s.exited:
-			return s.failure(fmt.Errorf("exited before serving: %v", s.waitErr))
+		case <-s.proc.Exited():
+			return s.failure(fmt.Errorf("exited before serving: %v", s.proc.WaitErr()))
 		case <-ctx.Done():
 			return s.failure(fmt.Errorf("not ready on %s after %v: %w", s.endpoint, readyTimeout, lastErr))
 		case <-tick.C:
@@ -170,47 +134,15 @@ func probe(ctx context.Context, cli *clientv3.Client, endpoint string) error {
 	return nil
 }
 
-// failure wraps err with the server's identity and the tail of its log, so
-// a failed start can be diagnosed from the bench output alone.
-func (s *server) failure(err error) error {
-	// The log's directory is removed on stop, so its tail is copied here.
-	return fmt.Errorf("%s (%s %s): %w\n--- last %d lines of its output ---\n%s",
-		s.spec.Label, s.spec.Bin, strings.Join(s.cmd.Args[1:], " "), err,
-		logTailLines, tail(s.logPath, logTailLines))
-}
+// failure wraps err with the server's command line and the tail of its log,
+// so a failed start can be diagnosed from the bench output alone.
+func (s *server) failure(err error) error { return s.proc.Failure(err) }
 
-func tail(path string, n int) string {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return fmt.Sprintf("(cannot read log: %v)", err)
-	}
-	var lines []string
-	sc := bufio.NewScanner(bytes.NewReader(b))
-	sc.Buffer(nil, 1<<20)
-	for sc.Scan() {
-		lines = append(lines, sc.Text())
-	}
-	return strings.Join(lines[max(0, len(lines)-n):], "\n")
-}
-
-func (s *server) pid() int { return s.cmd.Process.Pid }
+func (s *server) pid() int { return s.proc.PID() }
 
 // stop sends SIGTERM, escalates to SIGKILL after stopTimeout, and removes
 // the data dir.
 func (s *server) stop() {
 	defer os.RemoveAll(s.dir)
-	select {
-	case <-s.exited:
-		return
-	default:
-	}
-	if err := s.cmd.Process.Signal(syscall.SIGTERM); err != nil && !errors.Is(err, os.ErrProcessDone) {
-		_ = s.cmd.Process.Kill()
-	}
-	select {
-	case <-s.exited:
-	case <-time.After(stopTimeout):
-		_ = s.cmd.Process.Kill() // it ignored SIGTERM; the figures are already taken
-		<-s.exited
-	}
+	s.proc.Stop(stopTimeout)
 }

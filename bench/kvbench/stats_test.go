@@ -5,32 +5,6 @@ import (
 	"time"
 )
 
-func TestPercentile(t *testing.T) {
-	hundred := make([]time.Duration, 100)
-	for i := range hundred {
-		hundred[i] = time.Duration(i+1) * time.Millisecond
-	}
-	tests := []struct {
-		name   string
-		sorted []time.Duration
-		q      float64
-		want   time.Duration
-	}{
-		{"empty", nil, 0.5, 0},
-		{"single", []time.Duration{7}, 0.99, 7},
-		{"median of 100", hundred, 0.50, 50 * time.Millisecond},
-		{"p99 of 100", hundred, 0.99, 99 * time.Millisecond},
-		{"p99.9 of 100 is the max", hundred, 0.999, 100 * time.Millisecond},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			if got := percentile(tt.sorted, tt.q); got != tt.want {
-				t.Errorf("percentile(%v) = %v, want %v", tt.q, got, tt.want)
-			}
-		})
-	}
-}
-
 func TestSummarize(t *testing.T) {
 	w := workload{Name: "w", Clients: 2, Total: 4}
 	pass := func(d time.Duration, lat ...time.Duration) sample {

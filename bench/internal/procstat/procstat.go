@@ -1,0 +1,88 @@
+// Package procstat reads the resource figures the benchmarks report from the
+// Linux /proc file system.
+package procstat
+
+import (
+	"bufio"
+	"fmt"
+	"io"
+	"os"
+	"strconv"
+	"strings"
+)
+
+// Memory is a process's resident set as the kernel reports it.
+type Memory struct {
+	VmRSSKiB int64 `json:"vm_rss_kib"` // resident now
+	VmHWMKiB int64 `json:"vm_hwm_kib"` // peak resident since start
+}
+
+// ReadMemory reads the resident set of process pid from /proc/PID/status.
+func ReadMemory(pid int) (Memory, error) {
+	path := fmt.Sprintf("/proc/%d/status", pid)
+	f, err := os.Open(path)
+	if err != nil {
+		return Memory{}, fmt.Errorf("read %s: %w", path, err)
+	}
+	defer f.Close()
+	m, err := ParseStatus(f)
+	if err != nil {
+		return Memory{}, fmt.Errorf("parse %s: %w", path, err)
+	}
+	return m, nil
+}
+
+// ParseStatus extracts VmRSS and VmHWM (in kB) from /proc/PID/status.
+func ParseStatus(r io.Reader) (Memory, error) {
+	var m Memory
+	found := 0
+	sc := bufio.NewScanner(r)
+	for sc.Scan() {
+		name, rest, ok := strings.Cut(sc.Text(), ":")
+		if !ok || (name != "VmRSS" && name != "VmHWM") {
+			continue
+		}
+		fields := strings.Fields(rest)
+		if len(fields) != 2 || fields[1] != "kB" {
+			return m, fmt.Errorf("unexpected %s line %q", name, sc.Text())
+		}
+		v, err := strconv.ParseInt(fields[0], 10, 64)
+		if err != nil {
+			return m, fmt.Errorf("%s value %q: %w", name, fields[0], err)
+		}
+		if name == "VmRSS" {
+			m.VmRSSKiB = v
+		} else {
+			m.VmHWMKiB = v
+		}
+		found++
+	}
+	if err := sc.Err(); err != nil {
+		return m, err
+	}
+	if found != 2 {
+		return m, fmt.Errorf("VmRSS or VmHWM missing (process exited?)")
+	}
+	return m, nil
+}
+
+// MiB converts a figure in KiB (the kernel's "kB") to MiB.
+func MiB(kib int64) float64 { return float64(kib) / 1024 }
+
+// LoadAvg returns the 1-minute load average as /proc/loadavg spells it, or
+// "?" where /proc is absent: the reports print it as a caveat, never compute
+// with it.
+func LoadAvg() string {
+	return loadAvg("/proc/loadavg")
+}
+
+func loadAvg(path string) string {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return "?"
+	}
+	if f := strings.Fields(string(b)); len(f) > 0 {
+		return f[0]
+	}
+	return "?"
+}

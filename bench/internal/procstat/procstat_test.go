@@ -1,0 +1,84 @@
+package procstat
+
+import (
+	"os"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"testing"
+)
+
+func TestParseStatus(t *testing.T) {
+	tests := []struct {
+		name    string
+		in      string
+		want    Memory
+		wantErr bool
+	}{
+		{"both", "Name:\tetcd\nVmHWM:\t  2048 kB\nVmRSS:\t  1024 kB\nThreads:\t9\n", Memory{VmRSSKiB: 1024, VmHWMKiB: 2048}, false},
+		{"zombie has neither", "Name:\tetcd\nState:\tZ (zombie)\n", Memory{}, true},
+		{"only one", "VmRSS:\t1 kB\n", Memory{}, true},
+		{"unexpected unit", "VmHWM:\t2 MB\nVmRSS:\t1 kB\n", Memory{}, true},
+		{"not a number", "VmHWM:\tx kB\nVmRSS:\t1 kB\n", Memory{}, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := ParseStatus(strings.NewReader(tt.in))
+			if (err != nil) != tt.wantErr || (!tt.wantErr && got != tt.want) {
+				t.Errorf("ParseStatus = %+v, %v; want %+v, error %v", got, err, tt.want, tt.wantErr)
+			}
+		})
+	}
+}
+
+func TestReadMemoryOfSelf(t *testing.T) {
+	if runtime.GOOS != "linux" {
+		t.Skip("no /proc on " + runtime.GOOS)
+	}
+	m, err := ReadMemory(os.Getpid())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m.VmRSSKiB <= 0 || m.VmHWMKiB < m.VmRSSKiB {
+		t.Errorf("own memory %+v: want 0 < VmRSS <= VmHWM", m)
+	}
+}
+
+func TestReadMemoryOfMissingProcessNamesThePath(t *testing.T) {
+	_, err := ReadMemory(-1)
+	if err == nil || !strings.Contains(err.Error(), "/proc/-1/status") {
+		t.Errorf("ReadMemory(-1) error = %v, want it to name /proc/-1/status", err)
+	}
+}
+
+func TestLoadAvg(t *testing.T) {
+	tests := []struct {
+		name    string
+		content string
+		noFile  bool // no /proc/loadavg at all
+		want    string
+	}{
+		{"first field", "0.52 0.58 0.59 1/467 12345\n", false, "0.52"},
+		{"empty file", "", false, "?"},
+		{"no file", "", true, "?"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "loadavg")
+			if !tt.noFile {
+				if err := os.WriteFile(path, []byte(tt.content), 0o644); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if got := loadAvg(path); got != tt.want {
+				t.Errorf("loadAvg = %q, want %q", got, tt.want)
+			}
+		})
+	}
+}
+
+func TestMiB(t *testing.T) {
+	if got := MiB(1536); got != 1.5 {
+		t.Errorf("MiB(1536) = %v, want 1.5", got)
+	}
+}
