@@ -50,9 +50,10 @@ func printTable(out io.Writer, rep fullReport) {
 	tw.Flush()
 	fmt.Fprintln(out)
 	tw = tabwriter.NewWriter(out, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintf(tw, "memory\t|\t%s VmRSS MiB\tVmHWM MiB\t|\t%s VmRSS MiB\tVmHWM MiB\t\n", a.Label, b.Label)
-	fmt.Fprintf(tw, "after %d keys\t|\t%.1f\t%.1f\t|\t%.1f\t%.1f\t\n", a.FillKeys,
-		procstat.MiB(a.Memory.VmRSSKiB), procstat.MiB(a.Memory.VmHWMKiB), procstat.MiB(b.Memory.VmRSSKiB), procstat.MiB(b.Memory.VmHWMKiB))
+	fmt.Fprintf(tw, "memory\t|\t%s VmRSS MiB\tVmHWM MiB\tRssAnon MiB\t|\t%s VmRSS MiB\tVmHWM MiB\tRssAnon MiB\t\n", a.Label, b.Label)
+	fmt.Fprintf(tw, "after %d keys\t|\t%.1f\t%.1f\t%.1f\t|\t%.1f\t%.1f\t%.1f\t\n", a.FillKeys,
+		procstat.MiB(a.Memory.VmRSSKiB), procstat.MiB(a.Memory.VmHWMKiB), procstat.MiB(a.Memory.RssAnonKiB),
+		procstat.MiB(b.Memory.VmRSSKiB), procstat.MiB(b.Memory.VmHWMKiB), procstat.MiB(b.Memory.RssAnonKiB))
 	tw.Flush()
 	fmt.Fprintf(out, "(fill at %d clients: %s %s puts/s, %s %s puts/s; RSS read after the settle time)\n",
 		a.Fill.Clients, a.Label, rate(a.Fill), b.Label, rate(b.Fill))

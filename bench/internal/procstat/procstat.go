@@ -15,6 +15,10 @@ import (
 type Memory struct {
 	VmRSSKiB int64 `json:"vm_rss_kib"` // resident now
 	VmHWMKiB int64 `json:"vm_hwm_kib"` // peak resident since start
+	// RssAnonKiB is the private (anonymous) part of VmRSS: heap, stacks. The
+	// rest is file-backed (the binary's pages, mmapped databases), shared
+	// and reclaimable by the kernel. Optional: 0 where the kernel lacks it.
+	RssAnonKiB int64 `json:"rss_anon_kib"`
 }
 
 // ReadMemory reads the resident set of process pid from /proc/PID/status.
@@ -39,7 +43,7 @@ func ParseStatus(r io.Reader) (Memory, error) {
 	sc := bufio.NewScanner(r)
 	for sc.Scan() {
 		name, rest, ok := strings.Cut(sc.Text(), ":")
-		if !ok || (name != "VmRSS" && name != "VmHWM") {
+		if !ok || (name != "VmRSS" && name != "VmHWM" && name != "RssAnon") {
 			continue
 		}
 		fields := strings.Fields(rest)
@@ -50,12 +54,16 @@ func ParseStatus(r io.Reader) (Memory, error) {
 		if err != nil {
 			return m, fmt.Errorf("%s value %q: %w", name, fields[0], err)
 		}
-		if name == "VmRSS" {
+		switch name {
+		case "VmRSS":
 			m.VmRSSKiB = v
-		} else {
+			found++
+		case "VmHWM":
 			m.VmHWMKiB = v
+			found++
+		case "RssAnon":
+			m.RssAnonKiB = v
 		}
-		found++
 	}
 	if err := sc.Err(); err != nil {
 		return m, err

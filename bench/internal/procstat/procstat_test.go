@@ -16,6 +16,7 @@ func TestParseStatus(t *testing.T) {
 		wantErr bool
 	}{
 		{"both", "Name:\tetcd\nVmHWM:\t  2048 kB\nVmRSS:\t  1024 kB\nThreads:\t9\n", Memory{VmRSSKiB: 1024, VmHWMKiB: 2048}, false},
+		{"with anon", "VmHWM:\t  2048 kB\nVmRSS:\t  1024 kB\nRssAnon:\t  300 kB\nRssFile:\t 724 kB\n", Memory{VmRSSKiB: 1024, VmHWMKiB: 2048, RssAnonKiB: 300}, false},
 		{"zombie has neither", "Name:\tetcd\nState:\tZ (zombie)\n", Memory{}, true},
 		{"only one", "VmRSS:\t1 kB\n", Memory{}, true},
 		{"unexpected unit", "VmHWM:\t2 MB\nVmRSS:\t1 kB\n", Memory{}, true},
