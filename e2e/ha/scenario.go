@@ -54,12 +54,8 @@ func (sc Scenario) Run(t testing.TB, c *Cluster) {
 	verdict := CheckLinearizable(t, RegisterModel(InitialValue), h.Ops, sc.CheckTimeout)
 	c.CheckHashes(t, time.Minute)
 
-	result := "PASS"
-	if t.Failed() {
-		result = "FAIL"
-	}
 	t.Logf("SCENARIO %s: %s\n  faults: %s\n  operations: %s\n  watch: %d events, %d re-watches after errors\n  linearizability: %s",
-		t.Name(), result, strings.Join(injected, "; "), h.Summary(), rep.Events, rep.Restarts, verdict)
+		t.Name(), passFail(t), strings.Join(injected, "; "), h.Summary(), rep.Events, rep.Restarts, verdict)
 }
 
 // inject applies one fault for Hold, heals it and waits for recovery,
@@ -84,4 +80,11 @@ func (sc Scenario) inject(t testing.TB, c *Cluster, f Fault) string {
 	desc += fmt.Sprintf(", healed: leader %s term %d, writes through every server after %s", l.Name, term, time.Since(healed).Round(time.Millisecond))
 	t.Logf("fault %s: %s", f.Name(), desc)
 	return desc
+}
+
+func passFail(t testing.TB) string {
+	if t.Failed() {
+		return "FAIL"
+	}
+	return "PASS"
 }

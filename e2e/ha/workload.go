@@ -126,21 +126,35 @@ func InitKeys(t testing.TB, c *Cluster, cfg CASConfig) int64 {
 	return rev
 }
 
-// StartCAS starts ClientsPerServer clients on every server. Each loops:
-// pick a key, then read it, write a unique value, or compare-and-swap from
-// the value it last read (comparing the value or, equivalently since values
-// are unique, the mod revision).
+// StartCAS starts ClientsPerServer clients on every server's etcd API.
+// Each loops: pick a key, then read it, write a unique value, or
+// compare-and-swap from the value it last read (comparing the value or,
+// equivalently since values are unique, the mod revision).
 func StartCAS(t testing.TB, c *Cluster, cfg CASConfig) *CASWorkload {
+	t.Helper()
+	var regs []register
+	for _, s := range c.Servers {
+		regs = append(regs, etcdRegister{s.client})
+	}
+	return startWorkload(t, cfg, regs)
+}
+
+// register is one client's way to a server's registers.
+type register interface {
+	do(ctx context.Context, in RegisterInput, prev *readState, useRev bool) (RegisterOutput, error)
+}
+
+func startWorkload(t testing.TB, cfg CASConfig, regs []register) *CASWorkload {
 	t.Helper()
 	cfg.defaults()
 	ctx, cancel := context.WithCancel(context.Background())
 	w := &CASWorkload{cfg: cfg, base: time.Now(), cancel: cancel,
 		hist: History{Prefix: cfg.Prefix, Written: map[string]bool{}}}
 	id := 0
-	for _, s := range c.Servers {
+	for _, r := range regs {
 		for range cfg.ClientsPerServer {
 			w.wg.Add(1)
-			go w.client(ctx, id, s, rand.New(rand.NewPCG(cfg.Seed, uint64(id))))
+			go w.client(ctx, id, r, rand.New(rand.NewPCG(cfg.Seed, uint64(id))))
 			id++
 		}
 	}
@@ -159,7 +173,7 @@ func (w *CASWorkload) Stop() *History {
 
 func (w *CASWorkload) now() int64 { return int64(time.Since(w.base)) }
 
-func (w *CASWorkload) client(ctx context.Context, id int, s *Server, rng *rand.Rand) {
+func (w *CASWorkload) client(ctx context.Context, id int, reg register, rng *rand.Rand) {
 	defer w.wg.Done()
 	keys := w.cfg.keys()
 	seen := map[string]*readState{} // key -> what this client last read
@@ -184,7 +198,7 @@ func (w *CASWorkload) client(ctx context.Context, id int, s *Server, rng *rand.R
 		useRev := prev != nil && rng.IntN(2) == 0
 		call := w.now()
 		rctx, cancel := context.WithTimeout(ctx, w.cfg.RequestTimeout)
-		out, err := w.do(rctx, s.client, in, prev, useRev)
+		out, err := reg.do(rctx, in, prev, useRev)
 		cancel()
 		ret := w.now()
 		if err != nil {
@@ -213,7 +227,11 @@ func (w *CASWorkload) client(ctx context.Context, id int, s *Server, rng *rand.R
 	}
 }
 
-func (w *CASWorkload) do(ctx context.Context, c *clientv3.Client, in RegisterInput, prev *readState, useRev bool) (RegisterOutput, error) {
+// etcdRegister keeps registers in keys of the etcd API.
+type etcdRegister struct{ c *clientv3.Client }
+
+func (r etcdRegister) do(ctx context.Context, in RegisterInput, prev *readState, useRev bool) (RegisterOutput, error) {
+	c := r.c
 	switch in.Kind {
 	case OpRead:
 		resp, err := c.Get(ctx, in.Key)
