@@ -41,7 +41,9 @@ func (s *Server) Clientset(t testing.TB) *kubernetes.Clientset {
 // GET (a quorum read), a write an unconditional update, a compare-and-swap
 // an update with the resourceVersion the client last read as precondition
 // (409 Conflict when it no longer holds).
-type kubeRegister struct{ cms typedcorev1.ConfigMapInterface }
+type kubeRegister struct {
+	cms typedcorev1.ConfigMapInterface
+}
 
 func configMap(name, value, rv string) *corev1.ConfigMap {
 	return &corev1.ConfigMap{
