@@ -51,7 +51,8 @@ func NewCluster(t testing.TB, opts Options) *Cluster {
 	}
 	c := &Cluster{Net: NewNetwork(t, names...), byID: map[uint64]*Server{}}
 	for _, h := range c.Net.Hosts() {
-		s := &Server{Host: h, bin: bin, dataDir: filepath.Join(t.TempDir(), h.Name), apiOn: opts.APIServer}
+		dir := t.TempDir()
+		s := &Server{Host: h, bin: bin, dataDir: filepath.Join(dir, "data"), logDir: dir, apiOn: opts.APIServer}
 		if err := os.MkdirAll(s.dataDir, 0o700); err != nil {
 			t.Fatalf("data dir: %v", err)
 		}

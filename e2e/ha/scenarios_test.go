@@ -28,3 +28,7 @@ func TestOneWayPartitionLeader(t *testing.T) {
 	RequireIptables(t)
 	Scenario{Faults: []Fault{&OneWayLeader{}}}.Run(t, NewCluster(t, Options{}))
 }
+
+func TestFullDiskLeader(t *testing.T) {
+	Scenario{Faults: []Fault{&FillLeaderDisk{}}}.Run(t, NewCluster(t, Options{DiskSize: "64m"}))
+}

@@ -49,6 +49,7 @@ type Server struct {
 	*Host
 	bin     string
 	dataDir string
+	logDir  string // beside the data dir, so a full data disk keeps the logs
 	args    []string // flags after `keelson server`
 	apiOn   bool     // kube-apiserver runs (no --disable-apiserver)
 
@@ -105,7 +106,7 @@ func (s *Server) launch(t testing.TB) {
 		t.Fatalf("%s already running (pid %d)", s.Name, s.cmd.Process.Pid)
 	}
 	s.runs++
-	s.logPath = filepath.Join(s.dataDir, fmt.Sprintf("server-%d.log", s.runs))
+	s.logPath = filepath.Join(s.logDir, fmt.Sprintf("server-%d.log", s.runs))
 	logFile, err := os.Create(s.logPath)
 	if err != nil {
 		t.Fatalf("creating server log: %v", err)
@@ -245,7 +246,7 @@ func (s *Server) signal(t testing.TB, sig syscall.Signal, paused bool) {
 
 func (s *Server) dumpLogs(t testing.TB) {
 	for i := 1; i <= s.runs; i++ {
-		p := filepath.Join(s.dataDir, fmt.Sprintf("server-%d.log", i))
+		p := filepath.Join(s.logDir, fmt.Sprintf("server-%d.log", i))
 		t.Logf("---- %s: tail of %s ----\n%s", s.Name, p, tail(p, 50))
 	}
 }
