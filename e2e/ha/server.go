@@ -49,7 +49,7 @@ type Server struct {
 	*Host
 	bin     string
 	dataDir string
-	logDir  string // beside the data dir, so a full data disk keeps the logs
+	logDir  string   // beside the data dir, so a full data disk keeps the logs
 	args    []string // flags after `keelson server`
 	apiOn   bool     // kube-apiserver runs (no --disable-apiserver)
 
