@@ -57,9 +57,12 @@ SOAK_TIME ?= 30m
 soak: build
 	KEELSON_BIN=$(KEELSON) KEELSON_SOAK=$(SOAK_TIME) $(GO) test -run Soak -timeout 0 -count=1 -v ./e2e/ha/
 
+STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
+
 lint:
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || (gofmt -l $$(git ls-files '*.go'); exit 1)
 	$(GO) vet ./...
+	$(GO) run $(STATICCHECK) ./...
 
 clean:
 	rm -rf $(BIN)

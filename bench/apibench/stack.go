@@ -66,7 +66,7 @@ func (s *stack) waitFor(ctx context.Context, last *childproc.Process, what strin
 	defer cancel()
 	tick := time.NewTicker(readyPollInterval)
 	defer tick.Stop()
-	lastErr := fmt.Errorf("not probed yet")
+	var lastErr error
 	for {
 		if err := s.alive(); err != nil {
 			return time.Time{}, err

@@ -90,7 +90,7 @@ func (c Config) validate() error {
 		errs = append(errs, errors.New("EtcdServers is required (the kvserver endpoint, e.g. unix:///var/lib/keelson/etcd.sock)"))
 	}
 	if c.Bundle == nil {
-		errs = append(errs, errors.New("Bundle is required (from pki.Ensure)"))
+		errs = append(errs, errors.New("the certificate bundle (Config.Bundle) is required: get it from pki.Ensure"))
 	}
 	if net.ParseIP(c.BindAddress) == nil {
 		errs = append(errs, fmt.Errorf("BindAddress %q is not an IP address", c.BindAddress))

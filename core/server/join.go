@@ -173,6 +173,10 @@ func fetchClusterSecrets(ctx context.Context, addrs []string, tok JoinToken) (*p
 		}
 		body, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
 		resp.Body.Close()
+		if err != nil {
+			errs = append(errs, fmt.Errorf("%s: reading the answer: %w", addr, err))
+			continue
+		}
 		if resp.StatusCode == http.StatusUnauthorized {
 			errs = append(errs, fmt.Errorf("%s: %w: the server refused the token's secret", addr, errWrongCluster))
 			continue
