@@ -22,6 +22,7 @@ func main() {
 		SilenceErrors: true,
 	}
 	root.AddCommand(newServerCommand(), newVersionCommand(), newKubectlCommand())
+	root.AddCommand(newRaftCommand(), newSnapshotCommand(), newClusterResetCommand())
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	if err := root.ExecuteContext(ctx); err != nil {

@@ -83,6 +83,7 @@ func Run(ctx context.Context, cfg config.Server, log *slog.Logger) error {
 		}()
 	}
 	run(func() error { return s.serveSupervisor(ctx) })
+	run(func() error { return s.serveAdmin(ctx) })
 	run(func() error { return s.serveDebug(ctx) })
 	listeners, err := s.listen()
 	if err != nil {

@@ -1,0 +1,69 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"time"
+
+	"github.com/keelson/keelson/core/ops"
+	"google.golang.org/grpc"
+)
+
+// serveAdmin serves the operator commands (`keelson raft`, `keelson snapshot
+// save`) on DATA_DIR/admin.sock until ctx ends. It is a gRPC server of its
+// own, never on the TCP etcd listener, so only a local user who can open the
+// data dir reaches it. It returns nil when ctx ends and an error only when it
+// cannot serve.
+func (s *Server) serveAdmin(ctx context.Context) error {
+	sock := ops.AdminSocket(s.cfg.DataDir)
+	if err := removeStaleSocket(sock); err != nil {
+		return err
+	}
+	l, err := net.Listen("unix", sock)
+	if err != nil {
+		return fmt.Errorf("listening on admin socket %s: %w", sock, err)
+	}
+	if err := os.Chmod(sock, 0o600); err != nil {
+		l.Close()
+		return fmt.Errorf("restricting admin socket %s: %w", sock, err)
+	}
+	svc := ops.NewService(ops.ServiceConfig{Node: s.raft, Store: s.store, Gossip: s.gossipStatus})
+	defer svc.Close()
+	g := ops.NewGRPCServer(svc)
+	errc := make(chan error, 1)
+	go func() { errc <- g.Serve(l) }()
+	select {
+	case err := <-errc:
+		if err != nil && !errors.Is(err, grpc.ErrServerStopped) {
+			return fmt.Errorf("serving admin socket %s: %w", sock, err)
+		}
+		return nil
+	case <-ctx.Done():
+	}
+	stopped := make(chan struct{})
+	go func() { g.GracefulStop(); close(stopped) }()
+	select {
+	case <-stopped:
+	case <-time.After(5 * time.Second):
+		g.Stop() // a snapshot being streamed to a stuck client
+	}
+	<-errc
+	return nil
+}
+
+// gossipStatus is the pool's view of every server, by name.
+func (s *Server) gossipStatus() map[string]string {
+	out := map[string]string{}
+	if s.pool == nil {
+		return out
+	}
+	for _, m := range s.pool.Members() {
+		if m.IsServer() {
+			out[m.Name] = string(m.Status)
+		}
+	}
+	return out
+}
