@@ -24,14 +24,24 @@ type Options struct {
 	// DiskSize, when set (e.g. "48m"), puts every data dir on a tmpfs of
 	// that size, so a test can fill it.
 	DiskSize string
+	// RaftProxy sends every raft connection between servers through a
+	// userspace Proxy in the test process (an iptables DNAT rule in each
+	// server's namespace), so faults can delay and drop that traffic.
+	RaftProxy bool
 	// Args are extra `keelson server` flags for every server.
 	Args []string
 }
+
+// raftPort is the servers' default raft port.
+const raftPort = 6444
 
 // Cluster is a running set of servers on their own network.
 type Cluster struct {
 	Net     *Network
 	Servers []*Server
+	// Proxies, with Options.RaftProxy, carry the raft connections to each
+	// server (keyed by the server they lead to).
+	Proxies map[*Server]*Proxy
 	byID    map[uint64]*Server // etcd member ID -> server
 }
 
@@ -78,6 +88,10 @@ func NewCluster(t testing.TB, opts Options) *Cluster {
 		}
 	})
 
+	if opts.RaftProxy {
+		c.startRaftProxies(t)
+	}
+
 	start := time.Now()
 	first := c.Servers[0]
 	for i, s := range c.Servers {
@@ -105,6 +119,24 @@ func NewCluster(t testing.TB, opts Options) *Cluster {
 	leader, term := c.WaitLeader(t, time.Minute, nil)
 	t.Logf("cluster of %d ready after %s: leader %s, term %d", opts.Servers, time.Since(start).Round(time.Millisecond), leader.Name, term)
 	return c
+}
+
+// startRaftProxies puts a Proxy in front of every server's raft port and
+// makes every other server's connections to it go there.
+func (c *Cluster) startRaftProxies(t testing.TB) {
+	t.Helper()
+	RequireIptables(t)
+	c.Proxies = map[*Server]*Proxy{}
+	for _, s := range c.Servers {
+		p := StartProxy(t, c.Net.BridgeIP()+":0", fmt.Sprintf("%s:%d", s.IP, raftPort))
+		c.Proxies[s] = p
+		for _, o := range c.Followers(s) {
+			if _, err := o.Exec("iptables", "-w", "-t", "nat", "-A", "OUTPUT", "-p", "tcp", "-d", s.IP,
+				"--dport", fmt.Sprint(raftPort), "-j", "DNAT", "--to-destination", p.Addr().String()); err != nil {
+				t.Fatalf("routing %s's raft traffic to %s through the proxy: %v", o.Name, s.Name, err)
+			}
+		}
+	}
 }
 
 // readJoinToken waits for the first server to write its join token.

@@ -137,6 +137,40 @@ func (f *FillLeaderDisk) Heal(t testing.TB, c *Cluster) {
 	}
 }
 
+// DegradeNetwork delays and drops every raft connection between servers
+// through the cluster's proxies (Options.RaftProxy); Heal restores them.
+type DegradeNetwork struct {
+	Delay, Jitter time.Duration
+	Drop          float64 // probability per forwarded chunk of resetting its connection
+	before        map[*Proxy][2]int
+}
+
+func (f *DegradeNetwork) Name() string        { return "degraded-raft-network" }
+func (f *DegradeNetwork) DeposesLeader() bool { return false }
+func (f *DegradeNetwork) Inject(t testing.TB, c *Cluster) string {
+	if len(c.Proxies) == 0 {
+		t.Fatalf("%s needs a cluster with Options.RaftProxy", f.Name())
+	}
+	f.before = map[*Proxy][2]int{}
+	for _, p := range c.Proxies {
+		total, dropped := p.Stats()
+		f.before[p] = [2]int{total, dropped}
+		p.Set(f.Delay, f.Jitter, f.Drop)
+	}
+	return fmt.Sprintf("raft traffic delayed %s+%s per chunk, connections reset with p=%.3f per chunk", f.Delay, f.Jitter, f.Drop)
+}
+func (f *DegradeNetwork) Heal(t testing.TB, c *Cluster) {
+	var all, conns, resets int
+	for _, p := range c.Proxies {
+		p.Set(0, 0, 0)
+		total, dropped := p.Stats()
+		all += total
+		conns += total - f.before[p][0]
+		resets += dropped - f.before[p][1]
+	}
+	t.Logf("%s: %d raft connections through the proxies so far, %d opened while degraded, %d reset by the proxies", f.Name(), all, conns, resets)
+}
+
 func block(t testing.TB, s *Server, in, out bool, peers []*Server) {
 	t.Helper()
 	var hosts []*Host

@@ -1,6 +1,9 @@
 package ha
 
-import "testing"
+import (
+	"testing"
+	"time"
+)
 
 // Each scenario runs its own three-server cluster (store only), a
 // compare-and-swap workload through every server, one fault, and every
@@ -31,4 +34,12 @@ func TestOneWayPartitionLeader(t *testing.T) {
 
 func TestFullDiskLeader(t *testing.T) {
 	Scenario{Faults: []Fault{&FillLeaderDisk{}}}.Run(t, NewCluster(t, Options{DiskSize: "64m"}))
+}
+
+func TestDegradedRaftNetwork(t *testing.T) {
+	RequireIptables(t)
+	Scenario{
+		Faults: []Fault{&DegradeNetwork{Delay: 150 * time.Millisecond, Jitter: 100 * time.Millisecond, Drop: 0.01}},
+		Hold:   8 * time.Second,
+	}.Run(t, NewCluster(t, Options{RaftProxy: true}))
 }

@@ -40,9 +40,12 @@ func TestSoak(t *testing.T) {
 		faults = append(faults,
 			func() Fault { return &IsolateLeader{} },
 			func() Fault { return &IsolateFollower{} },
-			func() Fault { return &OneWayLeader{} })
+			func() Fault { return &OneWayLeader{} },
+			func() Fault {
+				return &DegradeNetwork{Delay: 100 * time.Millisecond, Jitter: 200 * time.Millisecond, Drop: 0.02}
+			})
 	}
-	c := NewCluster(t, Options{DiskSize: "512m"})
+	c := NewCluster(t, Options{DiskSize: "512m", RaftProxy: haveIptables()})
 	end := time.Now().Add(d)
 	counts := map[string]int{}
 	for round := 1; time.Now().Before(end); round++ {
