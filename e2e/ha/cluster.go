@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -42,6 +43,7 @@ type Cluster struct {
 	// Proxies, with Options.RaftProxy, carry the raft connections to each
 	// server (keyed by the server they lead to).
 	Proxies map[*Server]*Proxy
+	blocks  blockSet
 	byID    map[uint64]*Server // etcd member ID -> server
 }
 
@@ -128,7 +130,7 @@ func (c *Cluster) startRaftProxies(t testing.TB) {
 	RequireIptables(t)
 	c.Proxies = map[*Server]*Proxy{}
 	for _, s := range c.Servers {
-		p := StartProxy(t, c.Net.BridgeIP()+":0", fmt.Sprintf("%s:%d", s.IP, raftPort))
+		p := StartProxy(t, c.Net.BridgeIP()+":0", fmt.Sprintf("%s:%d", s.IP, raftPort), c.blocks.blocked)
 		c.Proxies[s] = p
 		for _, o := range c.Followers(s) {
 			if _, err := o.Exec("iptables", "-w", "-t", "nat", "-A", "OUTPUT", "-p", "tcp", "-d", s.IP,
@@ -136,6 +138,66 @@ func (c *Cluster) startRaftProxies(t testing.TB) {
 				t.Fatalf("routing %s's raft traffic to %s through the proxy: %v", o.Name, s.Name, err)
 			}
 		}
+	}
+}
+
+// blockSet is the (from, to) address pairs a partition cuts. iptables
+// rules in the namespaces cut direct traffic; the raft proxies consult this
+// for what they carry, since DNAT hides the peers' addresses from those
+// rules.
+type blockSet struct {
+	mu    sync.Mutex
+	pairs map[[2]string]bool
+}
+
+func (b *blockSet) blocked(from, to string) bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.pairs[[2]string{from, to}]
+}
+
+func (b *blockSet) set(from, to string, on bool) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.pairs == nil {
+		b.pairs = map[[2]string]bool{}
+	}
+	if on {
+		b.pairs[[2]string{from, to}] = true
+	} else {
+		delete(b.pairs, [2]string{from, to})
+	}
+}
+
+// Block cuts traffic between s and peers: in, what s receives from them;
+// out, what s sends to them. Both together are a two-way partition.
+// Clients (the test process) still reach every server.
+func (c *Cluster) Block(t testing.TB, s *Server, in, out bool, peers []*Server) {
+	t.Helper()
+	var hosts []*Host
+	for _, p := range peers {
+		hosts = append(hosts, p.Host)
+		if in {
+			c.blocks.set(p.IP, s.IP, true)
+		}
+		if out {
+			c.blocks.set(s.IP, p.IP, true)
+		}
+	}
+	if err := s.Block(in, out, hosts...); err != nil {
+		t.Fatalf("partitioning %s: %v", s.Name, err)
+	}
+}
+
+// Unblock removes every cut Block made around s.
+func (c *Cluster) Unblock(t testing.TB, s *Server) {
+	t.Helper()
+	if err := s.Unblock(); err != nil {
+		t.Fatalf("healing the partition of %s: %v", s.Name, err)
+	}
+	for _, p := range c.Servers {
+		c.blocks.set(p.IP, s.IP, false)
+		c.blocks.set(s.IP, p.IP, false)
 	}
 }
 

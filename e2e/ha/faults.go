@@ -69,10 +69,10 @@ func (f *IsolateLeader) DeposesLeader() bool { return true }
 func (f *IsolateLeader) Inject(t testing.TB, c *Cluster) string {
 	RequireIptables(t)
 	f.victim, _ = c.WaitLeader(t, time.Minute, nil)
-	block(t, f.victim, true, true, c.Followers(f.victim))
+	c.Block(t, f.victim, true, true, c.Followers(f.victim))
 	return "two-way partition: leader " + f.victim.Name + " | " + names(c.Followers(f.victim))
 }
-func (f *IsolateLeader) Heal(t testing.TB, c *Cluster) { unblock(t, f.victim) }
+func (f *IsolateLeader) Heal(t testing.TB, c *Cluster) { c.Unblock(t, f.victim) }
 
 // IsolateFollower cuts one follower (a minority) off from the majority,
 // both ways; the leader keeps its quorum.
@@ -84,10 +84,10 @@ func (f *IsolateFollower) Inject(t testing.TB, c *Cluster) string {
 	RequireIptables(t)
 	l, _ := c.WaitLeader(t, time.Minute, nil)
 	f.victim = c.Followers(l)[0]
-	block(t, f.victim, true, true, c.Followers(f.victim))
+	c.Block(t, f.victim, true, true, c.Followers(f.victim))
 	return "two-way partition: minority " + f.victim.Name + " | majority " + names(c.Followers(f.victim)) + " (leader " + l.Name + ")"
 }
-func (f *IsolateFollower) Heal(t testing.TB, c *Cluster) { unblock(t, f.victim) }
+func (f *IsolateFollower) Heal(t testing.TB, c *Cluster) { c.Unblock(t, f.victim) }
 
 // OneWayLeader drops, in the leader's namespace, what the leader sends to
 // the followers, while it still receives from them: the followers hear no
@@ -99,10 +99,10 @@ func (f *OneWayLeader) DeposesLeader() bool { return true }
 func (f *OneWayLeader) Inject(t testing.TB, c *Cluster) string {
 	RequireIptables(t)
 	f.victim, _ = c.WaitLeader(t, time.Minute, nil)
-	block(t, f.victim, false, true, c.Followers(f.victim))
+	c.Block(t, f.victim, false, true, c.Followers(f.victim))
 	return "one-way partition: leader " + f.victim.Name + " -> " + names(c.Followers(f.victim)) + " dropped, the other way open"
 }
-func (f *OneWayLeader) Heal(t testing.TB, c *Cluster) { unblock(t, f.victim) }
+func (f *OneWayLeader) Heal(t testing.TB, c *Cluster) { c.Unblock(t, f.victim) }
 
 // FillLeaderDisk fills the leader's data dir (a tmpfs of the cluster's
 // DiskSize) until writes fail with ENOSPC; Heal deletes the filler.
@@ -169,24 +169,6 @@ func (f *DegradeNetwork) Heal(t testing.TB, c *Cluster) {
 		resets += dropped - f.before[p][1]
 	}
 	t.Logf("%s: %d raft connections through the proxies so far, %d opened while degraded, %d reset by the proxies", f.Name(), all, conns, resets)
-}
-
-func block(t testing.TB, s *Server, in, out bool, peers []*Server) {
-	t.Helper()
-	var hosts []*Host
-	for _, p := range peers {
-		hosts = append(hosts, p.Host)
-	}
-	if err := s.Block(in, out, hosts...); err != nil {
-		t.Fatalf("partitioning %s: %v", s.Name, err)
-	}
-}
-
-func unblock(t testing.TB, s *Server) {
-	t.Helper()
-	if err := s.Unblock(); err != nil {
-		t.Fatalf("healing the partition of %s: %v", s.Name, err)
-	}
 }
 
 func names(ss []*Server) string {

@@ -18,6 +18,10 @@ import (
 type Proxy struct {
 	ln     net.Listener
 	target string
+	// blocked, when set, says whether bytes from one IP to another are cut
+	// off by a partition: they are held, as TCP would keep retransmitting
+	// them, until it says otherwise.
+	blocked func(from, to string) bool
 
 	mu      sync.Mutex
 	delay   time.Duration
@@ -32,13 +36,13 @@ type Proxy struct {
 
 // StartProxy listens on addr (host:0 for a free port) and forwards every
 // connection to target. It is closed when the test ends.
-func StartProxy(t testing.TB, addr, target string) *Proxy {
+func StartProxy(t testing.TB, addr, target string, blocked func(from, to string) bool) *Proxy {
 	t.Helper()
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		t.Fatalf("proxy listening on %s: %v", addr, err)
 	}
-	p := &Proxy{ln: ln, target: target, conns: map[net.Conn]struct{}{}}
+	p := &Proxy{ln: ln, target: target, blocked: blocked, conns: map[net.Conn]struct{}{}}
 	p.wg.Add(1)
 	go p.accept()
 	t.Cleanup(p.Close)
@@ -140,8 +144,10 @@ func (p *Proxy) serve(in net.Conn) {
 	}
 	var wg sync.WaitGroup
 	wg.Add(2)
-	go func() { defer wg.Done(); p.pipe(out, in, reset) }()
-	go func() { defer wg.Done(); p.pipe(in, out, reset) }()
+	src := hostIP(in.RemoteAddr())
+	dst := hostIP(out.RemoteAddr())
+	go func() { defer wg.Done(); p.pipe(out, in, src, dst, reset) }()
+	go func() { defer wg.Done(); p.pipe(in, out, dst, src, reset) }()
 	wg.Wait()
 	reset(false)
 }
@@ -153,7 +159,7 @@ type chunk struct {
 
 // pipe copies src to dst, each chunk after the delay in force when it was
 // read. Either side ending ends both.
-func (p *Proxy) pipe(dst, src net.Conn, reset func(dropped bool)) {
+func (p *Proxy) pipe(dst, src net.Conn, fromIP, toIP string, reset func(dropped bool)) {
 	ch := make(chan chunk, 256)
 	go func() {
 		defer close(ch)
@@ -182,6 +188,9 @@ func (p *Proxy) pipe(dst, src net.Conn, reset func(dropped bool)) {
 		if d := time.Until(c.at); d > 0 {
 			time.Sleep(d)
 		}
+		for p.blocked != nil && p.blocked(fromIP, toIP) && !p.isClosed() {
+			time.Sleep(50 * time.Millisecond)
+		}
 		if _, err := dst.Write(c.b); err != nil {
 			if !errors.Is(err, net.ErrClosed) && !errors.Is(err, io.EOF) {
 				reset(false)
@@ -192,4 +201,18 @@ func (p *Proxy) pipe(dst, src net.Conn, reset func(dropped bool)) {
 	for range ch { // let the reader finish after a failed write
 	}
 	reset(false)
+}
+
+func (p *Proxy) isClosed() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.closed
+}
+
+func hostIP(a net.Addr) string {
+	if tcp, ok := a.(*net.TCPAddr); ok {
+		return tcp.IP.String()
+	}
+	host, _, _ := net.SplitHostPort(a.String())
+	return host
 }

@@ -205,8 +205,9 @@ func (w *CASWorkload) client(ctx context.Context, id int, reg register, rng *ran
 			if ctx.Err() != nil && in.Kind == OpRead {
 				return
 			}
-			if in.Kind == OpRead {
-				// A failed read changed nothing: leave it out.
+			if in.Kind == OpRead || neverSent(err) {
+				// A failed read, or a request that never reached a
+				// server, changed nothing: leave it out.
 				sleepCtx(ctx, 100*time.Millisecond)
 				continue
 			}
@@ -268,6 +269,13 @@ func (w *CASWorkload) record(id int, in RegisterInput, out RegisterOutput, call,
 	if !out.Unknown && (in.Kind == OpWrite || in.Kind == OpCAS && out.OK) {
 		w.hist.Acks = append(w.hist.Acks, Ack{Key: in.Key, Value: in.Value, Rev: out.Rev})
 	}
+}
+
+// neverSent reports whether err says the connection to the server could not
+// be made, so the request cannot have taken effect. Anything else that
+// failed may have been applied and is recorded as unknown.
+func neverSent(err error) bool {
+	return strings.Contains(err.Error(), "connect: connection refused")
 }
 
 // readState is a value a client read and its mod revision, the base of its
