@@ -1,0 +1,102 @@
+package host
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/jonboulle/clockwork"
+
+	"github.com/keelson/keelson/plugins/proto"
+)
+
+// CredentialsFunc issues a plugin's API identity (client certificate or
+// token) for a raft term; the API server's admission rejects writes carrying
+// an older term, which fences a deposed leader's plugins.
+type CredentialsFunc func(ctx context.Context, plugin string, term uint64) (proto.Credentials, error)
+
+// Config tunes a Supervisor. Zero durations take DefaultConfig's values.
+type Config struct {
+	// APIEndpoint is the URL plugins use to reach the API server.
+	APIEndpoint string
+	// CAPEM is the CA bundle plugins trust for the API server.
+	CAPEM []byte
+	// Credentials is called before every (re)start of a plugin. Required.
+	Credentials CredentialsFunc
+	// Logger receives the supervisor's events and every plugin's log lines,
+	// tagged plugin=<name>.
+	Logger *slog.Logger
+	// Clock drives pings, backoff and timeouts.
+	Clock clockwork.Clock
+
+	// PingInterval is how often a running plugin is health-checked.
+	PingInterval time.Duration
+	// PingTimeout is how long a ping may take before the plugin is treated
+	// as hung and killed.
+	PingTimeout time.Duration
+	// StartTimeout bounds the go-plugin handshake and Describe/Configure.
+	StartTimeout time.Duration
+	// StopGrace is how long a plugin gets to stop before it is killed.
+	StopGrace time.Duration
+	// InitialBackoff is the wait before the first restart of a failed
+	// plugin; it doubles on every further failure up to MaxBackoff.
+	InitialBackoff time.Duration
+	MaxBackoff     time.Duration
+	// BackoffReset is how long a plugin must have been ready for its next
+	// failure to start again from InitialBackoff.
+	BackoffReset time.Duration
+}
+
+// DefaultConfig returns the production tuning (without endpoint, CA and
+// credentials, which only the server knows).
+func DefaultConfig() Config {
+	return Config{
+		Logger:         slog.Default(),
+		Clock:          clockwork.NewRealClock(),
+		PingInterval:   5 * time.Second,
+		PingTimeout:    5 * time.Second,
+		StartTimeout:   30 * time.Second,
+		StopGrace:      10 * time.Second,
+		InitialBackoff: time.Second,
+		MaxBackoff:     time.Minute,
+		BackoffReset:   5 * time.Minute,
+	}
+}
+
+// withDefaults fills zero fields from DefaultConfig.
+func (c Config) withDefaults() Config {
+	d := DefaultConfig()
+	if c.Logger == nil {
+		c.Logger = d.Logger
+	}
+	if c.Clock == nil {
+		c.Clock = d.Clock
+	}
+	for _, f := range []struct{ v, def *time.Duration }{
+		{&c.PingInterval, &d.PingInterval}, {&c.PingTimeout, &d.PingTimeout},
+		{&c.StartTimeout, &d.StartTimeout}, {&c.StopGrace, &d.StopGrace},
+		{&c.InitialBackoff, &d.InitialBackoff}, {&c.MaxBackoff, &d.MaxBackoff},
+		{&c.BackoffReset, &d.BackoffReset},
+	} {
+		if *f.v == 0 {
+			*f.v = *f.def
+		}
+	}
+	return c
+}
+
+// Validate reports the first unusable field.
+func (c Config) Validate() error {
+	switch {
+	case c.APIEndpoint == "":
+		return fmt.Errorf("plugin host: APIEndpoint is empty")
+	case c.Credentials == nil:
+		return fmt.Errorf("plugin host: Credentials is nil; every plugin needs its own API identity")
+	case c.PingInterval < 0 || c.PingTimeout < 0 || c.StartTimeout < 0 || c.StopGrace < 0:
+		return fmt.Errorf("plugin host: negative ping, start or stop timeout")
+	case c.InitialBackoff < 0 || c.MaxBackoff < c.InitialBackoff:
+		return fmt.Errorf("plugin host: backoff must satisfy 0 <= InitialBackoff (%s) <= MaxBackoff (%s)", c.InitialBackoff, c.MaxBackoff)
+	}
+	return nil
+}

@@ -1,0 +1,155 @@
+package host
+
+import (
+	"context"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os/exec"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/hashicorp/go-plugin"
+	"google.golang.org/grpc/status"
+
+	"github.com/keelson/keelson/plugins/proto"
+)
+
+// launch is one run of one plugin process.
+type launch struct {
+	sp     Spec
+	cmd    *exec.Cmd
+	client *plugin.Client
+	rpc    plugin.ClientProtocol
+	pc     *proto.Client
+	log    *slog.Logger
+	stderr io.WriteCloser
+	// hung makes the cleanup SIGKILL the process before asking go-plugin to
+	// shut it down, which would wait on an RPC the plugin cannot answer.
+	hung bool
+}
+
+// runOnce starts the plugin, configures it and watches it until it fails or
+// ctx ends (then it stops the plugin gracefully). It returns when the
+// process is gone, with when the plugin first reported ready (zero if never).
+func (s *Supervisor) runOnce(ctx context.Context, sp Spec, term uint64) (readyAt time.Time, err error) {
+	l, err := s.launch(sp)
+	if err != nil {
+		return time.Time{}, err
+	}
+	defer func() {
+		s.cleanup(l)
+		var ref *refusal
+		if err != nil && !errors.As(err, &ref) && l.cmd.ProcessState != nil {
+			err = fmt.Errorf("%w (process %s)", err, l.cmd.ProcessState)
+		}
+	}()
+	if err := s.connect(ctx, l, term); err != nil {
+		return time.Time{}, err
+	}
+	return s.watch(ctx, l)
+}
+
+// launch builds the go-plugin client for sp; the process starts in connect.
+func (s *Supervisor) launch(sp Spec) (*launch, error) {
+	sum, err := sp.checksum()
+	if err != nil {
+		return nil, &refusal{msg: err.Error()}
+	}
+	log := s.cfg.Logger.With("plugin", sp.Name)
+	cmd := exec.Command(sp.Path, sp.Args...)
+	cmd.Env = []string{} // SkipHostEnv: the host's environment holds its secrets
+	if !s.noParentDeathSignal {
+		setParentDeathSignal(cmd)
+	}
+	l := &launch{sp: sp, cmd: cmd, log: log, stderr: lineLogger(log, "stderr")}
+	cc := &plugin.ClientConfig{
+		HandshakeConfig:  proto.Handshake,
+		VersionedPlugins: proto.HostPluginSets(),
+		Cmd:              cmd,
+		AutoMTLS:         true,
+		AllowedProtocols: []plugin.Protocol{plugin.ProtocolGRPC},
+		SkipHostEnv:      true,
+		Logger:           newHCLog(log),
+		StartTimeout:     s.cfg.StartTimeout,
+		SyncStderr:       l.stderr,
+	}
+	if sum != nil {
+		cc.SecureConfig = &plugin.SecureConfig{Checksum: sum, Hash: sha256.New()}
+	}
+	l.client = plugin.NewClient(cc)
+	return l, nil
+}
+
+// connect starts the process, checks who it is and configures it.
+func (s *Supervisor) connect(ctx context.Context, l *launch, term uint64) error {
+	sp := l.sp
+	rpc, err := l.client.Client()
+	if err != nil {
+		return s.startError(sp, err)
+	}
+	l.rpc = rpc
+	if l.cmd.Process != nil {
+		s.update(sp.Name, func(st *PluginStatus) { st.PID = l.cmd.Process.Pid })
+	}
+	raw, err := rpc.Dispense(proto.PluginName)
+	if err != nil {
+		return fmt.Errorf("plugin %s: dispensing the plugin: %w", sp.Name, err)
+	}
+	pc, ok := raw.(*proto.Client)
+	if !ok {
+		return fmt.Errorf("plugin %s: dispensed %T, not a plugin client", sp.Name, raw)
+	}
+	l.pc = pc
+
+	callCtx, cancel := context.WithTimeout(ctx, s.cfg.StartTimeout)
+	defer cancel()
+	desc, err := pc.Describe(callCtx)
+	if err != nil {
+		return fmt.Errorf("plugin %s: Describe: %w", sp.Name, err)
+	}
+	if err := desc.Kind.Validate(); err != nil {
+		return refusef("plugin %s: refused %s: %v", sp.Name, sp.Path, err)
+	}
+	if v := l.client.NegotiatedVersion(); !slices.Contains(desc.ProtocolVersions, v) {
+		return refusef("plugin %s: refused %s: it negotiated protocol version %d but describes itself as speaking %v",
+			sp.Name, sp.Path, v, desc.ProtocolVersions)
+	}
+	s.update(sp.Name, func(st *PluginStatus) { st.Kind, st.Version = desc.Kind, desc.Version })
+
+	creds, err := s.cfg.Credentials(callCtx, sp.Name, term)
+	if err != nil {
+		return fmt.Errorf("plugin %s: issuing API credentials for term %d: %w", sp.Name, term, err)
+	}
+	err = pc.Configure(callCtx, proto.Configuration{
+		APIEndpoint: s.cfg.APIEndpoint,
+		CAPEM:       s.cfg.CAPEM,
+		Credentials: creds,
+		Term:        term,
+		Config:      sp.Config,
+	})
+	if err != nil {
+		return fmt.Errorf("plugin %s: Configure: %s", sp.Name, status.Convert(err).Message())
+	}
+	return nil
+}
+
+// startError explains why go-plugin could not start the process.
+func (s *Supervisor) startError(sp Spec, err error) error {
+	switch {
+	case errors.Is(err, plugin.ErrChecksumsDoNotMatch):
+		got, herr := fileSHA256(sp.Path)
+		if herr != nil {
+			got = "unreadable: " + herr.Error()
+		}
+		return refusef("plugin %s: refused %s: its sha256 is %s but the configuration expects %s; "+
+			"reinstall the plugin or update its checksum", sp.Name, sp.Path, got, strings.ToLower(sp.SHA256))
+	case strings.Contains(err.Error(), "incompatible API version"):
+		return refusef("plugin %s: refused %s: it does not speak plugin protocol version %d, the only version this keelson speaks (%v); "+
+			"install a build of the plugin for this keelson release", sp.Name, sp.Path, proto.ProtocolVersion, err)
+	}
+	return fmt.Errorf("plugin %s: starting %s: %w", sp.Name, sp.Path, err)
+}

@@ -1,0 +1,218 @@
+// Package host launches and supervises Keelson's plugin processes on the
+// raft leader: it starts every enabled plugin over go-plugin (gRPC, AutoMTLS,
+// checksummed third-party binaries), hands each its API identity and term,
+// watches its health, restarts it with backoff and reports its state.
+package host
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/keelson/keelson/plugins/proto"
+)
+
+// State is a plugin's lifecycle state as users see it.
+type State string
+
+// The plugin states.
+const (
+	// StateStarting: the process is launching or has not reported ready.
+	StateStarting State = "starting"
+	// StateRunning: the plugin reported ready at least once in this run.
+	StateRunning State = "running"
+	// StateCrashLooping: the plugin failed and waits for its restart.
+	StateCrashLooping State = "crash-looping"
+	// StateDisabled: the plugin is configured off.
+	StateDisabled State = "disabled"
+	// StateRefused: the host will not run the binary (checksum mismatch,
+	// missing checksum, incompatible protocol) until the next Start.
+	StateRefused State = "refused"
+	// StateStopped: the supervisor is not running (this server is not the
+	// leader).
+	StateStopped State = "stopped"
+)
+
+// PluginStatus is one plugin's state, for `keelson plugins` and the
+// cluster's plugin status object.
+type PluginStatus struct {
+	Name    string
+	Kind    proto.Kind
+	Version string
+	State   State
+	// Ready and Message are the plugin's latest health report.
+	Ready   bool
+	Message string
+	// LastError is why the plugin last failed or was refused.
+	LastError string
+	// Restarts counts restarts since Start.
+	Restarts int
+	// Backoff is the wait before the pending restart (crash-looping only).
+	Backoff time.Duration
+	// PID is the plugin's process id while it runs, else 0.
+	PID int
+	// Term is the raft term the plugin was started in.
+	Term uint64
+	// Since is when State last changed.
+	Since time.Time
+}
+
+// Supervisor runs a fixed set of plugins while this server leads.
+type Supervisor struct {
+	cfg   Config
+	specs []Spec
+	// noParentDeathSignal lets tests prove the SDK's watchdog alone ends
+	// orphaned plugins.
+	noParentDeathSignal bool
+
+	mu      sync.Mutex
+	status  map[string]*PluginStatus
+	cancel  context.CancelFunc
+	wg      sync.WaitGroup
+	running bool
+}
+
+// New checks cfg and specs; nothing starts before Start.
+func New(cfg Config, specs []Spec) (*Supervisor, error) {
+	cfg = cfg.withDefaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	s := &Supervisor{cfg: cfg, specs: slices.Clone(specs), status: make(map[string]*PluginStatus)}
+	for _, sp := range specs {
+		if err := sp.validate(); err != nil {
+			return nil, err
+		}
+		if _, dup := s.status[sp.Name]; dup {
+			return nil, fmt.Errorf("plugin %s is configured twice", sp.Name)
+		}
+		st := &PluginStatus{Name: sp.Name, State: StateStopped, Since: cfg.Clock.Now()}
+		if sp.Disabled {
+			st.State = StateDisabled
+		}
+		s.status[sp.Name] = st
+	}
+	return s, nil
+}
+
+// Start launches every enabled plugin for the given raft term and returns;
+// plugins run until Stop or until ctx (the leadership) ends.
+func (s *Supervisor) Start(ctx context.Context, term uint64) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.running {
+		return errors.New("plugin host: already started; Stop before starting for a new term")
+	}
+	ctx, s.cancel = context.WithCancel(ctx)
+	s.running = true
+	for _, sp := range s.specs {
+		if sp.Disabled {
+			continue
+		}
+		st := s.status[sp.Name]
+		*st = PluginStatus{Name: sp.Name, State: StateStarting, Term: term, Since: s.cfg.Clock.Now()}
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			s.supervise(ctx, sp, term)
+		}()
+	}
+	return nil
+}
+
+// Stop stops every plugin and returns when all their processes are gone.
+func (s *Supervisor) Stop() {
+	s.mu.Lock()
+	if !s.running {
+		s.mu.Unlock()
+		return
+	}
+	s.cancel()
+	s.mu.Unlock()
+	s.wg.Wait()
+	s.mu.Lock()
+	s.running = false
+	s.mu.Unlock()
+}
+
+// Status returns every plugin's state, in configuration order.
+func (s *Supervisor) Status() []PluginStatus {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]PluginStatus, 0, len(s.specs))
+	for _, sp := range s.specs {
+		out = append(out, *s.status[sp.Name])
+	}
+	return out
+}
+
+// update changes one plugin's status under the lock, stamping Since when
+// the state changes.
+func (s *Supervisor) update(name string, f func(st *PluginStatus)) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	st := s.status[name]
+	before := st.State
+	f(st)
+	if st.State != before {
+		st.Since = s.cfg.Clock.Now()
+	}
+}
+
+// supervise restarts one plugin with exponential backoff until ctx ends or
+// the plugin is refused.
+func (s *Supervisor) supervise(ctx context.Context, sp Spec, term uint64) {
+	log := s.cfg.Logger.With("plugin", sp.Name)
+	backoff := s.cfg.InitialBackoff
+	for {
+		readyAt, err := s.runOnce(ctx, sp, term)
+		if ctx.Err() != nil {
+			s.markStopped(sp.Name)
+			return
+		}
+		var ref *refusal
+		if errors.As(err, &ref) {
+			log.Error("plugin refused", "error", err)
+			s.update(sp.Name, func(st *PluginStatus) {
+				st.State, st.Ready, st.PID, st.LastError = StateRefused, false, 0, err.Error()
+			})
+			return
+		}
+		if !readyAt.IsZero() && s.cfg.Clock.Since(readyAt) >= s.cfg.BackoffReset {
+			backoff = s.cfg.InitialBackoff
+		}
+		log.Warn("plugin failed; restarting after backoff", "error", err, "backoff", backoff)
+		s.update(sp.Name, func(st *PluginStatus) {
+			st.State, st.Ready, st.PID = StateCrashLooping, false, 0
+			st.LastError, st.Backoff = err.Error(), backoff
+			st.Restarts++
+		})
+		select {
+		case <-ctx.Done():
+			s.markStopped(sp.Name)
+			return
+		case <-s.cfg.Clock.After(backoff):
+		}
+		backoff = min(2*backoff, s.cfg.MaxBackoff)
+		s.update(sp.Name, func(st *PluginStatus) { st.State, st.Backoff = StateStarting, 0 })
+	}
+}
+
+func (s *Supervisor) markStopped(name string) {
+	s.update(name, func(st *PluginStatus) {
+		st.State, st.Ready, st.PID, st.Backoff = StateStopped, false, 0, 0
+		st.Message = "stopped: this server is not the leader"
+	})
+}
+
+// refusal is a failure that restarting cannot fix.
+type refusal struct{ msg string }
+
+func (r *refusal) Error() string { return r.msg }
+
+func refusef(format string, args ...any) error {
+	return &refusal{msg: fmt.Sprintf(format, args...)}
+}

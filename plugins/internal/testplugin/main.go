@@ -1,0 +1,76 @@
+// Command testplugin is a plugin built from the SDK for the host's tests.
+// Its config section picks a behaviour:
+//
+//	{"mode": "healthy"}                  run until stopped
+//	{"mode": "crash", "after": "200ms"}  Run fails with an error after a while
+//	{"mode": "hang", "after": "200ms"}   SIGSTOP itself: stops answering pings
+//	{"mode": "exit"}                     exit with status 3 at once
+//
+// With the argument "v2" it serves plugin protocol version 2 only.
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"syscall"
+	"time"
+
+	"github.com/keelson/keelson/plugins/sdk"
+)
+
+type config struct {
+	Mode  string `json:"mode"`
+	After string `json:"after"`
+}
+
+func main() {
+	p := sdk.Plugin{Name: "testplugin", Kind: sdk.KindController, Version: "0.0.1-test", Run: run}
+	if len(os.Args) > 1 && os.Args[1] == "v2" {
+		sdk.ServeVersions(p, 2)
+		return
+	}
+	sdk.Serve(p)
+}
+
+func run(ctx context.Context, env sdk.Env) error {
+	var c config
+	if len(env.Config) > 0 {
+		if err := json.Unmarshal(env.Config, &c); err != nil {
+			return fmt.Errorf("testplugin: config: %w", err)
+		}
+	}
+	after := 200 * time.Millisecond
+	if c.After != "" {
+		d, err := time.ParseDuration(c.After)
+		if err != nil {
+			return fmt.Errorf("testplugin: config after: %w", err)
+		}
+		after = d
+	}
+	if c.Mode == "exit" {
+		os.Exit(3)
+	}
+	env.Logger.Info("testplugin running", "mode", c.Mode, "term", env.Term)
+	env.Ready(fmt.Sprintf("term=%d host=%s", env.Term, env.RESTConfig.Host))
+	switch c.Mode {
+	case "crash":
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(after):
+			return errors.New("testplugin crashed on purpose")
+		}
+	case "hang":
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(after):
+			_ = syscall.Kill(os.Getpid(), syscall.SIGSTOP)
+		}
+	}
+	<-ctx.Done()
+	return nil
+}

@@ -1,0 +1,137 @@
+// Package sdk is what a Keelson plugin author imports: one call serves a
+// plugin to the host over go-plugin, hands it a ready rest.Config for the
+// API server, reports its health on the host's Run stream and makes the
+// process exit when the host dies.
+package sdk
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/hashicorp/go-plugin"
+	"k8s.io/client-go/rest"
+
+	"github.com/keelson/keelson/plugins/proto"
+)
+
+// Kind says what a plugin does; see proto.Kind.
+type Kind = proto.Kind
+
+// The plugin kinds, re-exported so authors need not import proto.
+const (
+	KindController    = proto.KindController
+	KindScheduler     = proto.KindScheduler
+	KindCloudProvider = proto.KindCloudProvider
+	KindIngress       = proto.KindIngress
+)
+
+// Plugin describes a plugin and its work.
+type Plugin struct {
+	Name    string
+	Kind    Kind
+	Version string
+	// Run does the plugin's work until ctx is cancelled (the host asked it to
+	// stop, or lost leadership) and returns nil; an error means the plugin
+	// failed, and the host restarts it with backoff.
+	Run func(ctx context.Context, env Env) error
+	// ManualReady makes the plugin call Env.Ready itself (e.g. after its
+	// caches synced). Otherwise it is reported ready as soon as Run starts.
+	ManualReady bool
+}
+
+func (p Plugin) validate() error {
+	if p.Name == "" {
+		return fmt.Errorf("sdk: Plugin.Name is empty")
+	}
+	if err := p.Kind.Validate(); err != nil {
+		return fmt.Errorf("sdk: plugin %q: %w", p.Name, err)
+	}
+	if p.Run == nil {
+		return fmt.Errorf("sdk: plugin %q has no Run func", p.Name)
+	}
+	return nil
+}
+
+// Env is what Run gets from the host.
+type Env struct {
+	// RESTConfig reaches the API server with this plugin's own identity,
+	// speaking protobuf where the API has it.
+	RESTConfig *rest.Config
+	// Term is the raft term of the leader that started the plugin; the API
+	// server rejects writes made under an older term.
+	Term uint64
+	// Config is the plugin's section of the server configuration (raw JSON;
+	// may be empty).
+	Config json.RawMessage
+	// Logger writes to the host's log, tagged with the plugin's name.
+	Logger *slog.Logger
+
+	report func(proto.Status)
+}
+
+// Ready reports the plugin healthy on the host's Run stream.
+func (e Env) Ready(message string) { e.report(proto.Status{Ready: true, Message: message}) }
+
+// NotReady reports the plugin unhealthy, with why.
+func (e Env) NotReady(message string, err error) {
+	st := proto.Status{Message: message}
+	if err != nil {
+		st.Error = err.Error()
+	}
+	e.report(st)
+}
+
+// Serve serves p to the host and returns when the host shut the plugin down.
+// It never returns early on bad input: a misconfigured plugin exits with a
+// message on stderr, which the host logs.
+func Serve(p Plugin) {
+	stderr := os.Stderr // go-plugin swaps os.Stderr for its stdio stream
+	if err := p.validate(); err != nil {
+		fmt.Fprintln(stderr, err)
+		os.Exit(1)
+	}
+	logger := NewLogger(stderr)
+	srv := newServer(p, logger)
+	wd := &watchdog{
+		ppid:     os.Getppid(),
+		getppid:  os.Getppid,
+		interval: time.Second,
+		logger:   logger,
+		exit:     func() { os.Exit(1) },
+	}
+	srv.hostLost = wd.hostLost
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go wd.run(ctx)
+	serve(srv, stderr, proto.PluginSets(srv))
+}
+
+// ServeVersions is Serve for a plugin that speaks only the given protocol
+// versions; it exists to test the host's version negotiation.
+func ServeVersions(p Plugin, versions ...int) {
+	stderr := os.Stderr
+	if err := p.validate(); err != nil {
+		fmt.Fprintln(stderr, err)
+		os.Exit(1)
+	}
+	srv := newServer(p, NewLogger(stderr))
+	srv.versions = versions
+	serve(srv, stderr, proto.PluginSets(srv, versions...))
+}
+
+func serve(srv *server, stderr io.Writer, sets map[int]plugin.PluginSet) {
+	plugin.Serve(&plugin.ServeConfig{
+		HandshakeConfig:  proto.Handshake,
+		VersionedPlugins: sets,
+		GRPCServer:       plugin.DefaultGRPCServer,
+		Logger: hclog.New(&hclog.LoggerOptions{
+			Name: srv.p.Name, Output: stderr, JSONFormat: true, Level: hclog.Info,
+		}),
+	})
+}
