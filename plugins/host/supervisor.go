@@ -166,7 +166,7 @@ func (s *Supervisor) update(name string, f func(st *PluginStatus)) {
 // the plugin is refused.
 func (s *Supervisor) supervise(ctx context.Context, sp Spec, term uint64) {
 	log := s.cfg.Logger.With("plugin", sp.Name)
-	backoff := s.cfg.InitialBackoff
+	bo := backoff{initial: s.cfg.InitialBackoff, max: s.cfg.MaxBackoff, reset: s.cfg.BackoffReset}
 	for {
 		readyAt, err := s.runOnce(ctx, sp, term)
 		if ctx.Err() != nil {
@@ -181,22 +181,23 @@ func (s *Supervisor) supervise(ctx context.Context, sp Spec, term uint64) {
 			})
 			return
 		}
-		if !readyAt.IsZero() && s.cfg.Clock.Since(readyAt) >= s.cfg.BackoffReset {
-			backoff = s.cfg.InitialBackoff
+		var healthyFor time.Duration
+		if !readyAt.IsZero() {
+			healthyFor = s.cfg.Clock.Since(readyAt)
 		}
-		log.Warn("plugin failed; restarting after backoff", "error", err, "backoff", backoff)
+		wait := bo.failed(healthyFor)
+		log.Warn("plugin failed; restarting after backoff", "error", err, "backoff", wait)
 		s.update(sp.Name, func(st *PluginStatus) {
 			st.State, st.Ready, st.PID = StateCrashLooping, false, 0
-			st.LastError, st.Backoff = err.Error(), backoff
+			st.LastError, st.Backoff = err.Error(), wait
 			st.Restarts++
 		})
 		select {
 		case <-ctx.Done():
 			s.markStopped(sp.Name)
 			return
-		case <-s.cfg.Clock.After(backoff):
+		case <-s.cfg.Clock.After(wait):
 		}
-		backoff = min(2*backoff, s.cfg.MaxBackoff)
 		s.update(sp.Name, func(st *PluginStatus) { st.State, st.Backoff = StateStarting, 0 })
 	}
 }
@@ -206,6 +207,24 @@ func (s *Supervisor) markStopped(name string) {
 		st.State, st.Ready, st.PID, st.Backoff = StateStopped, false, 0, 0
 		st.Message = "stopped: this server is not the leader"
 	})
+}
+
+// backoff is the restart delay policy: initial, doubling up to max, back to
+// initial once a run stayed ready for reset.
+type backoff struct {
+	initial, max, reset time.Duration
+	next                time.Duration
+}
+
+// failed records a failure after a run that was ready for healthyFor and
+// returns how long to wait before the restart.
+func (b *backoff) failed(healthyFor time.Duration) time.Duration {
+	if b.next == 0 || healthyFor >= b.reset {
+		b.next = b.initial
+	}
+	wait := b.next
+	b.next = min(2*b.next, b.max)
+	return wait
 }
 
 // refusal is a failure that restarting cannot fix.
