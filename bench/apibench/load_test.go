@@ -2,54 +2,16 @@ package main
 
 import (
 	"slices"
-	"strings"
 	"testing"
-	"time"
 
+	"github.com/keelson/keelson/bench/internal/configmapload"
 	"github.com/keelson/keelson/bench/internal/procstat"
 )
-
-func TestSummarize(t *testing.T) {
-	w := workload{Workers: 2, Total: 4}
-	tests := []struct {
-		name      string
-		elapsed   time.Duration
-		lat       []time.Duration
-		creates   int
-		rate      float64
-		maxMs     float64
-		truncated bool
-	}{
-		{"all done", 2 * time.Second, []time.Duration{3 * time.Millisecond, time.Millisecond, 5 * time.Millisecond, 2 * time.Millisecond}, 4, 2, 5, false},
-		{"time cap", time.Second, []time.Duration{time.Millisecond}, 1, 1, 1, true},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			r := summarize(w, tt.elapsed, tt.lat)
-			if r.Creates != tt.creates || r.CreatesPerSec != tt.rate || r.MaxMs != tt.maxMs || r.Truncated != tt.truncated {
-				t.Errorf("summarize = %+v, want %d creates at %v/s, max %vms, truncated %v",
-					r, tt.creates, tt.rate, tt.maxMs, tt.truncated)
-			}
-		})
-	}
-}
-
-func TestConfigMapDataSize(t *testing.T) {
-	data := workload{DataKeys: 10, ValueSize: 32}.configMapData()
-	if len(data) != 10 {
-		t.Fatalf("configMapData has %d keys, want 10", len(data))
-	}
-	for k, v := range data {
-		if len(v) != 32 || strings.TrimLeft(v, "abcdefghijklmnopqrstuvwxyz") != "" {
-			t.Errorf("data[%q] = %q: want 32 printable bytes", k, v)
-		}
-	}
-}
 
 func TestMedianReport(t *testing.T) {
 	side := func(rate, p99 float64, rss int64) sideReport {
 		return sideReport{Label: "x", ReadySec: rate / 100, Stages: []stage{{Name: "a", Seconds: rate / 100}},
-			Create: result{CreatesPerSec: rate, P99Ms: p99},
+			Create: configmapload.Result{CreatesPerSec: rate, P99Ms: p99},
 			Loaded: memorySet{Processes: []procMemory{{Name: "p", PID: 9, Memory: procstat.Memory{VmRSSKiB: rss}}}, VmRSSKiB: rss}}
 	}
 	tests := []struct {

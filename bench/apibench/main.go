@@ -19,9 +19,13 @@ import (
 	"time"
 
 	"github.com/keelson/keelson/bench/internal/command"
+	"github.com/keelson/keelson/bench/internal/configmapload"
 	"github.com/keelson/keelson/bench/internal/procstat"
 	"github.com/keelson/keelson/bench/internal/report"
 )
+
+// benchNamespace holds the ConfigMaps the creates make.
+const benchNamespace = "apibench"
 
 type options struct {
 	keelsonBin   string
@@ -29,7 +33,7 @@ type options struct {
 	etcdBin      string
 	sides        []string
 	rounds       int
-	workload     workload
+	workload     configmapload.Workload
 	settle       time.Duration
 	readyTimeout time.Duration
 	workDir      string
@@ -151,7 +155,7 @@ func measure(ctx context.Context, log *slog.Logger, label string, start func() (
 		return r, err
 	}
 	log.Info("creating", "side", label, "configmaps", o.workload.Total, "workers", o.workload.Workers)
-	if r.Create, err = runCreates(ctx, s.cfg, o.workload); err != nil {
+	if r.Create, err = configmapload.Run(ctx, s.cfg, benchNamespace, o.workload); err != nil {
 		if ctx.Err() != nil {
 			return r, fmt.Errorf("interrupted during the creates: %w", ctx.Err())
 		}

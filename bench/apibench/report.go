@@ -7,6 +7,7 @@ import (
 	"strings"
 	"text/tabwriter"
 
+	"github.com/keelson/keelson/bench/internal/configmapload"
 	"github.com/keelson/keelson/bench/internal/procstat"
 	"github.com/keelson/keelson/bench/internal/report"
 )
@@ -17,21 +18,21 @@ type sideReport struct {
 	Processes []string `json:"processes"` // name: command line
 	// ReadySec is from the first process start to the first /readyz 200;
 	// Stages splits it per process.
-	ReadySec      float64   `json:"ready_seconds"`
-	Stages        []stage   `json:"ready_stages"`
-	Create        result    `json:"create"`
-	Idle          memorySet `json:"memory_idle"`
-	Loaded        memorySet `json:"memory_after_creates"`
-	LoadAvgBefore string    `json:"load_average_before"`
-	LoadAvgAfter  string    `json:"load_average_after"`
+	ReadySec      float64              `json:"ready_seconds"`
+	Stages        []stage              `json:"ready_stages"`
+	Create        configmapload.Result `json:"create"`
+	Idle          memorySet            `json:"memory_idle"`
+	Loaded        memorySet            `json:"memory_after_creates"`
+	LoadAvgBefore string               `json:"load_average_before"`
+	LoadAvgAfter  string               `json:"load_average_after"`
 }
 
 // fullReport is the -json document: the setup and every figure.
 type fullReport struct {
 	report.Machine
-	Workload  workload `json:"workload"`
-	SettleSec float64  `json:"settle_seconds"`
-	Notes     []string `json:"notes"`
+	Workload  configmapload.Workload `json:"workload"`
+	SettleSec float64                `json:"settle_seconds"`
+	Notes     []string               `json:"notes"`
 	// Sides holds the figures printed: with one round that round's, with
 	// more the median of each figure over the rounds.
 	Sides []sideReport `json:"sides"`
@@ -45,7 +46,7 @@ func newReport(o options) fullReport {
 		Workload:  o.workload,
 		SettleSec: o.settle.Seconds(),
 		Notes: []string{
-			o.workload.describe(),
+			o.workload.Describe(),
 			"sides run one after the other (never at once), each on fresh temp dirs under " + o.workDir + ", on 127.0.0.1 only",
 			fmt.Sprintf("%d round(s), the order of the sides alternating per round; with more than one, every figure is the median over the rounds", o.rounds),
 			"upstream: kube-apiserver with the flags keelson gives its embedded one, on a single-member etcd over http; its certificates are made before the clock starts",
@@ -118,7 +119,7 @@ func readyCell(s sideReport) string {
 	return c
 }
 
-func rateCell(r result) string {
+func rateCell(r configmapload.Result) string {
 	c := fmt.Sprintf("%.0f", r.CreatesPerSec)
 	if r.Truncated {
 		c += fmt.Sprintf(" (%d created, time cap)", r.Creates)

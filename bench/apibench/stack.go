@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/keelson/keelson/bench/internal/childproc"
+	"github.com/keelson/keelson/bench/internal/configmapload"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 )
@@ -95,10 +96,7 @@ func loadKubeconfig(path string) (*rest.Config, error) {
 	if err != nil {
 		return nil, fmt.Errorf("load kubeconfig %s: %w", path, err)
 	}
-	cfg.QPS, cfg.Burst = clientQPS, clientBurst
-	cfg.ContentType = "application/vnd.kubernetes.protobuf"
-	cfg.AcceptContentTypes = "application/vnd.kubernetes.protobuf,application/json"
-	cfg.UserAgent = "apibench"
+	configmapload.Tune(cfg, "apibench")
 	return cfg, nil
 }
 

@@ -1,4 +1,7 @@
-package main
+// Package configmapload is the ConfigMap create workload the API benchmarks
+// run: concurrent client-go workers creating ConfigMaps, each with one request
+// in flight, timed per request.
+package configmapload
 
 import (
 	"context"
@@ -20,18 +23,18 @@ import (
 )
 
 const (
-	// clientQPS and clientBurst lift client-go's default rate limit (5 QPS)
-	// far above what either server sustains here, so the servers set the pace.
-	clientQPS   = 5000
-	clientBurst = 5000
+	// ClientQPS and ClientBurst lift client-go's default rate limit (5 QPS)
+	// far above what a server sustains here, so the server sets the pace.
+	ClientQPS   = 5000
+	ClientBurst = 5000
 	// createTimeout bounds one request so a wedged server fails the run
 	// instead of hanging it.
-	createTimeout  = 30 * time.Second
-	benchNamespace = "apibench"
+	createTimeout = 30 * time.Second
 )
 
-// workload is the ConfigMap create run, identical for both sides.
-type workload struct {
+// Workload is one create run. The same Workload gives every server the same
+// objects.
+type Workload struct {
 	Workers   int           `json:"workers"`
 	Total     int           `json:"configmaps"`
 	DataKeys  int           `json:"data_keys"`
@@ -39,8 +42,8 @@ type workload struct {
 	MaxTime   time.Duration `json:"-"`
 }
 
-// result is the create run's figures on one side.
-type result struct {
+// Result is one create run's figures.
+type Result struct {
 	Creates       int     `json:"creates"`
 	ElapsedSec    float64 `json:"elapsed_seconds"`
 	CreatesPerSec float64 `json:"creates_per_second"`
@@ -51,9 +54,18 @@ type result struct {
 	Truncated     bool    `json:"truncated"` // stopped by the time cap before Total
 }
 
+// Tune sets what the workload needs of a client config: no client-side
+// throttling, protobuf, and userAgent so the server's logs name the bench.
+func Tune(cfg *rest.Config, userAgent string) {
+	cfg.QPS, cfg.Burst = ClientQPS, ClientBurst
+	cfg.ContentType = "application/vnd.kubernetes.protobuf"
+	cfg.AcceptContentTypes = "application/vnd.kubernetes.protobuf,application/json"
+	cfg.UserAgent = userAgent
+}
+
 // configMapData is the payload of every ConfigMap: DataKeys printable
 // values of ValueSize bytes.
-func (w workload) configMapData() map[string]string {
+func (w Workload) configMapData() map[string]string {
 	v := make([]byte, w.ValueSize)
 	for i := range v {
 		v[i] = 'a' + byte(i%26)
@@ -65,18 +77,18 @@ func (w workload) configMapData() map[string]string {
 	return data
 }
 
-// runCreates creates w.Total ConfigMaps in benchNamespace from w.Workers
-// goroutines sharing one clientset (one rest config, one connection pool),
-// each with at most one request in flight. Any failed create fails the run:
-// throughput with errors is not comparable.
-func runCreates(ctx context.Context, cfg *rest.Config, w workload) (result, error) {
+// Run creates w.Total ConfigMaps cm-000000... in namespace (made if missing)
+// from w.Workers goroutines sharing one clientset (one rest config, one
+// connection pool), each with at most one request in flight. Any failed
+// create fails the run: throughput with errors is not comparable.
+func Run(ctx context.Context, cfg *rest.Config, namespace string, w Workload) (Result, error) {
 	cs, err := kubernetes.NewForConfig(cfg)
 	if err != nil {
-		return result{}, fmt.Errorf("clientset for %s: %w", cfg.Host, err)
+		return Result{}, fmt.Errorf("clientset for %s: %w", cfg.Host, err)
 	}
-	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: benchNamespace}}
+	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: namespace}}
 	if _, err := cs.CoreV1().Namespaces().Create(ctx, ns, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
-		return result{}, fmt.Errorf("create namespace %s: %w", benchNamespace, err)
+		return Result{}, fmt.Errorf("create namespace %s: %w", namespace, err)
 	}
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
@@ -88,26 +100,30 @@ func runCreates(ctx context.Context, cfg *rest.Config, w workload) (result, erro
 	var wg sync.WaitGroup
 	for g := range w.Workers {
 		wg.Go(func() {
-			lat[g] = createLoop(ctx, cancel, cs, w, &next, stopAt, data)
+			lat[g] = createLoop(ctx, cancel, cs.CoreV1().ConfigMaps(namespace), namespace, w.Total, &next, stopAt, data)
 		})
 	}
 	wg.Wait()
 	elapsed := time.Since(start)
 	if err := context.Cause(ctx); err != nil {
-		return result{}, err
+		return Result{}, err
 	}
 	return summarize(w, elapsed, slices.Concat(lat...)), nil
 }
 
-// createLoop is one worker: it claims object indexes until Total is reached
+// configMaps is the part of the ConfigMap client a worker uses.
+type configMaps interface {
+	Create(context.Context, *corev1.ConfigMap, metav1.CreateOptions) (*corev1.ConfigMap, error)
+}
+
+// createLoop is one worker: it claims object indexes until total is reached
 // or the time cap passes, and returns each create's latency.
-func createLoop(ctx context.Context, fail context.CancelCauseFunc, cs kubernetes.Interface, w workload,
+func createLoop(ctx context.Context, fail context.CancelCauseFunc, cms configMaps, namespace string, total int,
 	next *atomic.Int64, stopAt time.Time, data map[string]string) []time.Duration {
 	var lat []time.Duration
-	cms := cs.CoreV1().ConfigMaps(benchNamespace)
 	for ctx.Err() == nil && time.Now().Before(stopAt) {
 		i := next.Add(1) - 1
-		if i >= int64(w.Total) {
+		if i >= int64(total) {
 			break
 		}
 		cm := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("cm-%06d", i)}, Data: data}
@@ -118,7 +134,7 @@ func createLoop(ctx context.Context, fail context.CancelCauseFunc, cs kubernetes
 		cancel()
 		if err != nil {
 			if !errors.Is(err, context.Canceled) {
-				fail(fmt.Errorf("create configmap %s/%s: %w", benchNamespace, cm.Name, err))
+				fail(fmt.Errorf("create configmap %s/%s: %w", namespace, cm.Name, err))
 			}
 			break
 		}
@@ -127,9 +143,9 @@ func createLoop(ctx context.Context, fail context.CancelCauseFunc, cs kubernetes
 	return lat
 }
 
-func summarize(w workload, elapsed time.Duration, lat []time.Duration) result {
+func summarize(w Workload, elapsed time.Duration, lat []time.Duration) Result {
 	s := latency.Summarize(lat)
-	return result{
+	return Result{
 		Creates:       len(lat),
 		ElapsedSec:    elapsed.Seconds(),
 		CreatesPerSec: latency.Rate(len(lat), elapsed),
@@ -141,10 +157,10 @@ func summarize(w workload, elapsed time.Duration, lat []time.Duration) result {
 	}
 }
 
-// describe is the workload in one line for the report header.
-func (w workload) describe() string {
+// Describe is the workload in one line for a report header.
+func (w Workload) Describe() string {
 	return strings.Join([]string{
 		fmt.Sprintf("%d ConfigMaps (%d keys x %d bytes)", w.Total, w.DataKeys, w.ValueSize),
-		fmt.Sprintf("%d client-go workers sharing one rest config (QPS %d, burst %d, protobuf)", w.Workers, clientQPS, clientBurst),
+		fmt.Sprintf("%d client-go workers sharing one rest config (QPS %d, burst %d, protobuf)", w.Workers, ClientQPS, ClientBurst),
 	}, ", ")
 }

@@ -1,0 +1,63 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+
+	"github.com/keelson/keelson/bench/internal/configmapload"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
+)
+
+// restConfig is s's admin kubeconfig (which every server writes into its
+// data dir once its PKI exists), aimed at s's own API port.
+func (c *cluster) restConfig(s *server) (*rest.Config, error) {
+	if s.rest != nil {
+		return s.rest, nil
+	}
+	path := filepath.Join(s.dataDir, "admin.kubeconfig")
+	if _, err := os.Stat(path); err != nil {
+		return nil, fmt.Errorf("admin kubeconfig not written yet: %w", err)
+	}
+	cfg, err := clientcmd.BuildConfigFromFlags("", path)
+	if err != nil {
+		return nil, fmt.Errorf("load kubeconfig %s: %w", path, err)
+	}
+	cfg.Host = "https://" + net.JoinHostPort(s.ip, strconv.Itoa(c.ports.API))
+	configmapload.Tune(cfg, "habench")
+	s.rest = cfg
+	return cfg, nil
+}
+
+// readyz GETs s's /readyz with the admin identity and wants 200.
+func (c *cluster) readyz(ctx context.Context, s *server) error {
+	cfg, err := c.restConfig(s)
+	if err != nil {
+		return err
+	}
+	hc, err := rest.HTTPClientFor(cfg)
+	if err != nil {
+		return fmt.Errorf("HTTP client for %s: %w", cfg.Host, err)
+	}
+	defer hc.CloseIdleConnections()
+	ctx, cancel := context.WithTimeout(ctx, probeTimeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, cfg.Host+"/readyz", nil)
+	if err != nil {
+		return err
+	}
+	resp, err := hc.Do(req)
+	if err != nil {
+		return err
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("GET %s/readyz: %s", cfg.Host, resp.Status)
+	}
+	return nil
+}

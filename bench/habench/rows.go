@@ -1,0 +1,176 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/keelson/keelson/bench/internal/configmapload"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+)
+
+// failoverNamespace holds the ConfigMaps the failover writer creates.
+const failoverNamespace = "habench-failover"
+
+// repetition is one leader kill and what followed.
+type repetition struct {
+	Rep       int    `json:"rep"`
+	Killed    string `json:"killed_leader"`
+	Target    string `json:"written_through"`
+	NewLeader string `json:"new_leader"`
+	TermAfter uint64 `json:"term_after"`
+	outcome
+	// TimedOut: no write succeeded within -failover-timeout; FailoverSec
+	// then holds that timeout.
+	TimedOut bool `json:"timed_out"`
+	// RejoinSec is from restarting the killed server to the whole cluster
+	// healthy again.
+	RejoinSec float64 `json:"rejoin_seconds"`
+}
+
+// failoverRow is one way of writing (Kubernetes API or etcd API) and its
+// repetitions.
+type failoverRow struct {
+	Name        string       `json:"name"`
+	Description string       `json:"description"`
+	Failover    summary      `json:"failover"`
+	FirstAck    summary      `json:"first_ack"`
+	Reps        []repetition `json:"repetitions"`
+}
+
+// runFailover kills the leader of c o.reps times, each time writing through
+// a follower (the two followers in turn) and restarting the killed server
+// after the first successful write.
+func runFailover(ctx context.Context, log *slog.Logger, c *cluster, name string, o options) (failoverRow, error) {
+	row := failoverRow{Name: name}
+	if c.apiOn {
+		row.Description = "ConfigMap create through a follower's Kubernetes API (client-go)"
+	} else {
+		row.Description = "etcd Put through a follower's etcd API, store only (--disable-apiserver)"
+	}
+	var failover, firstAck []float64
+	for rep := range o.reps {
+		r, err := oneFailover(ctx, log, c, rep, o)
+		if err != nil {
+			return row, fmt.Errorf("%s failover, repetition %d of %d: %w", name, rep+1, o.reps, err)
+		}
+		log.Info("failover", "row", name, "rep", rep+1, "killed", r.Killed, "through", r.Target, "new_leader", r.NewLeader,
+			"failover_s", round3(r.FailoverSec), "first_ack_s", round3(r.FirstAckSec), "failed_attempts", r.Failed,
+			"timed_out", r.TimedOut, "rejoin_s", round3(r.RejoinSec))
+		row.Reps = append(row.Reps, r)
+		failover = append(failover, r.FailoverSec)
+		firstAck = append(firstAck, r.FirstAckSec)
+	}
+	row.Failover, row.FirstAck = summarizeSeconds(failover), summarizeSeconds(firstAck)
+	return row, nil
+}
+
+func oneFailover(ctx context.Context, log *slog.Logger, c *cluster, rep int, o options) (repetition, error) {
+	leader, _, err := c.waitHealthy(ctx, o.readyTimeout)
+	if err != nil {
+		return repetition{}, err
+	}
+	if err := sleep(ctx, o.settle); err != nil {
+		return repetition{}, err
+	}
+	target := c.followers(leader)[rep%2]
+	r := repetition{Rep: rep + 1, Killed: leader.name, Target: target.name}
+	write, err := c.writeFunc(target, rep)
+	if err != nil {
+		return r, err
+	}
+	w, stop := startWriter(ctx, o.writer, write)
+	// Writes must be flowing before the kill, or the figure would include
+	// the writer's own start.
+	if err := w.waitSuccessAfter(ctx, time.Now().Add(o.writer.Interval), 10*time.Second); err != nil {
+		stop()
+		return r, target.proc.Failure(fmt.Errorf("writes through %s before the kill: %w", target.name, err))
+	}
+	t0, err := c.kill(leader)
+	if err != nil {
+		stop()
+		return r, err
+	}
+	waitErr := w.waitSuccessAfter(ctx, t0, o.failoverTimeout)
+	attempts := stop()
+	if ctx.Err() != nil {
+		return r, ctx.Err()
+	}
+	out, ok := measure(attempts, t0)
+	r.outcome = out
+	if !ok {
+		log.Warn("no write succeeded after the kill", "through", target.name, "err", waitErr)
+		r.TimedOut, r.FailoverSec, r.FirstAckSec = true, o.failoverTimeout.Seconds(), o.failoverTimeout.Seconds()
+	}
+	sctx, cancel := context.WithTimeout(ctx, probeTimeout)
+	if st, err := target.etcd.Status(sctx, target.etcdAddr(c.ports)); err == nil {
+		r.TermAfter = st.RaftTerm
+		if s := c.byID(st.Leader); s != nil {
+			r.NewLeader = s.name
+		}
+	}
+	cancel()
+
+	rejoinStart := time.Now()
+	if err := c.launch(leader); err != nil {
+		return r, err
+	}
+	if _, _, err := c.waitHealthy(ctx, o.readyTimeout); err != nil {
+		return r, fmt.Errorf("after restarting %s: %w", leader.name, err)
+	}
+	r.RejoinSec = time.Since(rejoinStart).Seconds()
+	return r, nil
+}
+
+// writeFunc is the failover write through target: a ConfigMap create when
+// the servers run kube-apiserver, else an etcd Put of a new key.
+func (c *cluster) writeFunc(target *server, rep int) (writeFunc, error) {
+	if !c.apiOn {
+		return func(ctx context.Context, seq int) error {
+			_, err := target.etcd.Put(ctx, fmt.Sprintf("/habench/failover/%02d/%06d", rep, seq), "x")
+			return err
+		}, nil
+	}
+	cfg, err := c.restConfig(target)
+	if err != nil {
+		return nil, err
+	}
+	cs, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("clientset for %s: %w", cfg.Host, err)
+	}
+	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: failoverNamespace}}
+	if _, err := cs.CoreV1().Namespaces().Create(context.Background(), ns, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
+		return nil, fmt.Errorf("create namespace %s through %s: %w", failoverNamespace, target.name, err)
+	}
+	return apiWrite(cs, failoverNamespace, rep), nil
+}
+
+// throughputRow is the create workload against one server.
+type throughputRow struct {
+	Name   string               `json:"name"`
+	Result configmapload.Result `json:"result"`
+}
+
+// runThroughput runs the create workload against s in its own namespace.
+func runThroughput(ctx context.Context, log *slog.Logger, c *cluster, s *server, name, namespace string, w configmapload.Workload) (throughputRow, error) {
+	cfg, err := c.restConfig(s)
+	if err != nil {
+		return throughputRow{}, err
+	}
+	log.Info("creating", "row", name, "server", s.name, "configmaps", w.Total, "workers", w.Workers)
+	res, err := configmapload.Run(ctx, cfg, namespace, w)
+	if err != nil {
+		if ctx.Err() != nil {
+			return throughputRow{}, ctx.Err()
+		}
+		return throughputRow{}, s.proc.Failure(fmt.Errorf("%s: %w", name, err))
+	}
+	log.Info("created", "row", name, "configmaps", res.Creates, "per_second", int(res.CreatesPerSec),
+		"p50_ms", round3(res.P50Ms), "p99_ms", round3(res.P99Ms))
+	return throughputRow{Name: name, Result: res}, nil
+}
