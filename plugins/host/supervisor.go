@@ -99,7 +99,9 @@ func New(cfg Config, specs []Spec) (*Supervisor, error) {
 }
 
 // Start launches every enabled plugin for the given raft term and returns;
-// plugins run until Stop or until ctx (the leadership) ends.
+// plugins run until Stop or until ctx (the leadership) ends. Call Stop
+// before starting again for a new term, even when ctx ended: Stop is what
+// waits for the old term's processes to be gone.
 func (s *Supervisor) Start(ctx context.Context, term uint64) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
