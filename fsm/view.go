@@ -130,6 +130,35 @@ func (v *View) Hash() uint64 {
 	return h.h.Sum64()
 }
 
+// HashKV is a digest of the key-value history up to revision rev (0: the
+// current revision), like etcd's HashKV: every retained version and deletion
+// with a mod revision <= rev, plus the compact revision. Unlike Hash it leaves
+// out the applied index and the leases, which move without revisions (a
+// failed compare-and-swap, a lease grant), so servers can be compared at
+// one revision while clients keep writing. Errors: ErrFutureRev,
+// ErrCompacted.
+func (v *View) HashKV(rev int64) (uint64, error) {
+	if rev == 0 {
+		rev = v.rev
+	}
+	if rev > v.rev {
+		return 0, fmt.Errorf("hash at revision %d (current %d): %w", rev, v.rev, ErrFutureRev)
+	}
+	if rev < v.compactRev {
+		return 0, fmt.Errorf("hash at revision %d (compacted at %d): %w", rev, v.compactRev, ErrCompacted)
+	}
+	h := hasher{h: fnv.New64a()}
+	h.i64(rev)
+	h.i64(v.compactRev)
+	v.versions.Scan(func(kv *mvccpb.KeyValue) bool {
+		if kv.ModRevision <= rev {
+			h.kv(kv)
+		}
+		return true
+	})
+	return h.h.Sum64(), nil
+}
+
 // hasher feeds length-prefixed fields into a hash so that field boundaries
 // are unambiguous.
 type hasher struct {

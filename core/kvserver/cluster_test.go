@@ -13,7 +13,7 @@ import (
 func TestFollowerServesEverything(t *testing.T) {
 	nodes := startCluster(t)
 	ctx := ctxT(t)
-	leader, follower := nodes[0].client(), nodes[2].client()
+	leader, follower := leaderOf(t, nodes).client(), nodes[2].client()
 
 	g, err := follower.Grant(ctx, 2)
 	if err != nil {

@@ -51,9 +51,9 @@ func startMember(t *testing.T, dir, id string, bootstrap bool, mutate func(*Conf
 	rc.DataDir = filepath.Join(dir, "raft")
 	rc.BindAddr = "127.0.0.1:0"
 	rc.Bootstrap = bootstrap
-	rc.HeartbeatTimeout = 100 * time.Millisecond
-	rc.ElectionTimeout = 100 * time.Millisecond
-	rc.LeaderLeaseTimeout = 50 * time.Millisecond
+	rc.HeartbeatTimeout = 300 * time.Millisecond
+	rc.ElectionTimeout = 300 * time.Millisecond
+	rc.LeaderLeaseTimeout = 200 * time.Millisecond
 	rc.Logger = log
 	r, err := raftnode.New(rc, testMachine{store})
 	if err != nil {
@@ -134,12 +134,47 @@ func startCluster(t *testing.T) []*node {
 	nodes := []*node{startNode(t, t.TempDir(), nil)}
 	for _, id := range []string{"n2", "n3"} {
 		m := startMember(t, t.TempDir(), id, false, nil)
-		if err := nodes[0].raft.AddVoter(ctxT(t), id, m.raft.Addr()); err != nil {
-			t.Fatal(err)
+		// On a busy machine the leader may step down while a new voter
+		// catches up; retry the change and wait until the member serves.
+		ctx := ctxT(t)
+		for {
+			err := leaderOf(t, nodes).raft.AddVoter(ctx, id, m.raft.Addr())
+			if err == nil {
+				break
+			}
+			if ctx.Err() != nil {
+				t.Fatalf("adding %s: %v", id, err)
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+		for {
+			if _, err := m.raft.LinearizableRead(ctx); err == nil {
+				break
+			}
+			if ctx.Err() != nil {
+				t.Fatalf("%s never caught up", id)
+			}
+			time.Sleep(50 * time.Millisecond)
 		}
 		nodes = append(nodes, m)
 	}
 	return nodes
+}
+
+// leaderOf waits for one of nodes to lead.
+func leaderOf(t *testing.T, nodes []*node) *node {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for time.Now().Before(deadline) {
+		for _, n := range nodes {
+			if n.raft.IsLeader() {
+				return n
+			}
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Fatal("no leader")
+	return nil
 }
 
 func ctxT(t *testing.T) context.Context {

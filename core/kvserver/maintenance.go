@@ -85,20 +85,29 @@ func (s *Server) Defragment(ctx context.Context, _ *pb.DefragmentRequest) (*pb.D
 	return &pb.DefragmentResponse{Header: s.header(s.store.View().Rev())}, nil
 }
 
-// HashKV returns the digest of the whole state machine at the current
-// revision. Two members at the same index report the same hash, which is how
-// the e2e suite checks that replicas agree.
+// HashKV returns the digest of the key-value history up to the requested
+// revision (0: current), as etcd does: members with the same compact
+// revision report the same hash for the same revision, however far each has
+// applied since. That is how the e2e suite checks that replicas agree while
+// kube-apiserver keeps writing.
 func (s *Server) HashKV(ctx context.Context, r *pb.HashKVRequest) (*pb.HashKVResponse, error) {
 	v, err := s.readView(ctx, true)
 	if err != nil {
 		return nil, err
 	}
-	h := v.Hash()
+	rev := r.Revision
+	if rev == 0 {
+		rev = v.Rev()
+	}
+	h, err := v.HashKV(rev)
+	if err != nil {
+		return nil, toGRPCError(err)
+	}
 	return &pb.HashKVResponse{
 		Header:          s.header(v.Rev()),
 		Hash:            uint32(h ^ h>>32),
 		CompactRevision: v.CompactRev(),
-		HashRevision:    v.Rev(),
+		HashRevision:    rev,
 	}, nil
 }
 
