@@ -12,8 +12,10 @@ import (
 	"sync"
 	"time"
 
+	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/raft"
 	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
+	"github.com/keelson/keelson/internal/hclogbridge"
 	"go.etcd.io/bbolt"
 )
 
@@ -119,7 +121,7 @@ func (n *Node) open() error {
 		return fmt.Errorf("raftnode: log cache: %w", err)
 	}
 	n.logs = logs
-	hl := newHCLog(cfg.Logger, "raft")
+	hl := hclogbridge.New(cfg.Logger, "raft")
 	fileSnaps, err := raft.NewFileSnapshotStoreWithLogger(cfg.DataDir, snapshotsRetained, hl.Named("snapshot"))
 	if err != nil {
 		return fmt.Errorf("raftnode: open snapshot store in %q: %w", cfg.DataDir, err)
@@ -170,7 +172,7 @@ func (n *Node) open() error {
 	return nil
 }
 
-func (n *Node) raftConfig(hl *hclogAdapter) *raft.Config {
+func (n *Node) raftConfig(hl hclog.Logger) *raft.Config {
 	rc := raft.DefaultConfig()
 	rc.LocalID = raft.ServerID(n.cfg.NodeID)
 	rc.HeartbeatTimeout = n.cfg.HeartbeatTimeout

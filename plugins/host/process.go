@@ -15,6 +15,7 @@ import (
 	"github.com/hashicorp/go-plugin"
 	"google.golang.org/grpc/status"
 
+	"github.com/keelson/keelson/internal/hclogbridge"
 	"github.com/keelson/keelson/plugins/proto"
 )
 
@@ -73,7 +74,7 @@ func (s *Supervisor) launch(sp Spec) (*launch, error) {
 		AutoMTLS:         true,
 		AllowedProtocols: []plugin.Protocol{plugin.ProtocolGRPC},
 		SkipHostEnv:      true,
-		Logger:           newHCLog(log),
+		Logger:           hclogbridge.New(log, ""),
 		StartTimeout:     s.cfg.StartTimeout,
 		SyncStderr:       l.stderr,
 	}

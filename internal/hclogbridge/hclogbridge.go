@@ -1,20 +1,22 @@
-package host
+// Package hclogbridge turns slog into an hclog.Logger, so libraries that log
+// through hclog (hashicorp/raft, go-plugin) write one structured record per
+// event into the process's own slog stream.
+package hclogbridge
 
 import (
-	"bufio"
 	"context"
 	"io"
 	"log"
 	"log/slog"
-	"strings"
 
 	"github.com/hashicorp/go-hclog"
 )
 
-// hclogAdapter is an hclog.Logger writing to slog: go-plugin re-logs every
-// line a plugin writes to stderr through it, so plugin logs come out as
-// structured records in the server's log, tagged plugin=<name>.
+// hclogAdapter is an hclog.Logger that writes to slog.
 type hclogAdapter struct {
+	// base is the caller's logger; l is base plus component and implied
+	// attributes. slog cannot remove attributes, so ResetNamed rebuilds l
+	// from base.
 	base    *slog.Logger
 	l       *slog.Logger
 	name    string
@@ -22,8 +24,17 @@ type hclogAdapter struct {
 	level   hclog.Level
 }
 
-func newHCLog(l *slog.Logger) *hclogAdapter {
-	return &hclogAdapter{base: l, l: l, level: hclog.Debug}
+// New returns an hclog.Logger writing to l. A non-empty component tags every
+// record component=<component> (sub-loggers: component=<component>.<name>);
+// with an empty one, records carry only l's own attributes and sub-logger
+// names are dropped (go-plugin names its loggers after executables, which
+// says nothing a reader needs when l is already tagged plugin=<name>).
+func New(l *slog.Logger, component string) hclog.Logger {
+	a := &hclogAdapter{base: l, l: l, name: component, level: hclog.Debug}
+	if component != "" {
+		a.l = l.With("component", component)
+	}
+	return a
 }
 
 func slogLevel(l hclog.Level) slog.Level {
@@ -48,7 +59,9 @@ func (a *hclogAdapter) Log(level hclog.Level, msg string, args ...any) {
 	a.l.Log(context.Background(), slogLevel(level), msg, normalizeArgs(args)...)
 }
 
-// normalizeArgs keeps hclog's loose key/value pairs valid slog attributes.
+// normalizeArgs keeps hclog's key/value pairs valid slog attributes: hclog
+// tolerates a trailing lone value and non-string keys, slog would print
+// !BADKEY.
 func normalizeArgs(args []any) []any {
 	out := make([]any, 0, len(args)+1)
 	for i := 0; i < len(args); i += 2 {
@@ -96,8 +109,6 @@ func (a *hclogAdapter) With(args ...any) hclog.Logger {
 
 func (a *hclogAdapter) Name() string { return a.name }
 
-// Named keeps the plugin=<name> tag from base; go-plugin's sub-names (the
-// executable's base name) add nothing a reader needs.
 func (a *hclogAdapter) Named(name string) hclog.Logger {
 	if a.name != "" {
 		name = a.name + "." + name
@@ -107,8 +118,12 @@ func (a *hclogAdapter) Named(name string) hclog.Logger {
 
 func (a *hclogAdapter) ResetNamed(name string) hclog.Logger {
 	c := *a
+	if a.name == "" {
+		c.l = a.base.With(normalizeArgs(a.implied)...)
+		return &c
+	}
 	c.name = name
-	c.l = a.base.With(normalizeArgs(a.implied)...)
+	c.l = a.base.With("component", name).With(normalizeArgs(a.implied)...)
 	return &c
 }
 
@@ -119,23 +134,6 @@ func (a *hclogAdapter) StandardLogger(opts *hclog.StandardLoggerOptions) *log.Lo
 	return log.New(a.StandardWriter(opts), "", 0)
 }
 
-func (a *hclogAdapter) StandardWriter(*hclog.StandardLoggerOptions) io.Writer {
+func (a *hclogAdapter) StandardWriter(opts *hclog.StandardLoggerOptions) io.Writer {
 	return slog.NewLogLogger(a.l.Handler(), slog.LevelInfo).Writer()
-}
-
-// lineLogger turns raw writes (what a plugin prints to os.Stderr after
-// go-plugin redirected it, e.g. klog) into one slog record per line.
-func lineLogger(l *slog.Logger, stream string) io.WriteCloser {
-	r, w := io.Pipe()
-	go func() {
-		sc := bufio.NewScanner(r)
-		sc.Buffer(make([]byte, 64*1024), 1024*1024)
-		for sc.Scan() {
-			if line := strings.TrimRight(sc.Text(), "\r"); line != "" {
-				l.Info(line, "stream", stream)
-			}
-		}
-		_ = r.CloseWithError(sc.Err())
-	}()
-	return w
 }

@@ -1,4 +1,4 @@
-package raftnode
+package hclogbridge
 
 import (
 	"bytes"
@@ -33,7 +33,7 @@ func TestHCLogBridge(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			var buf bytes.Buffer
 			base := slog.New(slog.NewJSONHandler(&buf, &slog.HandlerOptions{Level: slog.LevelDebug}))
-			tt.log(newHCLog(base, "raft"))
+			tt.log(New(base, "raft"))
 			out := strings.TrimSpace(buf.String())
 			if tt.wantMsg == "" {
 				if out != "" {
@@ -60,8 +60,21 @@ func TestHCLogBridge(t *testing.T) {
 	}
 }
 
+func TestUntaggedKeepsOnlyCallerAttributes(t *testing.T) {
+	var buf bytes.Buffer
+	base := slog.New(slog.NewJSONHandler(&buf, nil)).With("plugin", "p1")
+	New(base, "").Named("keelson-plugin").Info("started", "pid", 7)
+	var rec map[string]any
+	if err := json.Unmarshal(buf.Bytes(), &rec); err != nil {
+		t.Fatal(err)
+	}
+	if rec["plugin"] != "p1" || rec["pid"] != float64(7) || rec["component"] != nil {
+		t.Fatalf("record %v", rec)
+	}
+}
+
 func TestHCLogLevelFollowsHandler(t *testing.T) {
-	l := newHCLog(slog.New(slog.NewTextHandler(&bytes.Buffer{}, &slog.HandlerOptions{Level: slog.LevelWarn})), "raft")
+	l := New(slog.New(slog.NewTextHandler(&bytes.Buffer{}, &slog.HandlerOptions{Level: slog.LevelWarn})), "raft")
 	if l.IsDebug() || l.IsInfo() || !l.IsWarn() || !l.IsError() {
 		t.Fatalf("IsDebug=%v IsInfo=%v IsWarn=%v IsError=%v for a warn-level handler",
 			l.IsDebug(), l.IsInfo(), l.IsWarn(), l.IsError())
