@@ -61,6 +61,7 @@ type cluster struct {
 	bin     string
 	dir     string // temp dir of every data dir and log; removed by stop
 	apiOn   bool   // servers run the embedded kube-apiserver
+	extra   []string
 	ports   ports
 	servers []*server
 }
@@ -72,6 +73,7 @@ type clusterSpec struct {
 	workDir   string
 	addrs     []string // one server per address; the first bootstraps
 	apiServer bool     // without it: --disable-apiserver (store and etcd API only)
+	extraArgs []string // appended to every server's flags
 }
 
 // startCluster starts one server per address, the first bootstrapping and
@@ -82,7 +84,7 @@ func startCluster(ctx context.Context, log *slog.Logger, spec clusterSpec, timeo
 	if err != nil {
 		return nil, fmt.Errorf("create temp dir under %s: %w", spec.workDir, err)
 	}
-	c := &cluster{log: log.With("cluster", spec.label), bin: spec.bin, dir: dir, apiOn: spec.apiServer}
+	c := &cluster{log: log.With("cluster", spec.label), bin: spec.bin, dir: dir, apiOn: spec.apiServer, extra: spec.extraArgs}
 	if err := c.start(ctx, spec, timeout); err != nil {
 		c.stop()
 		return nil, err
@@ -139,7 +141,7 @@ func (c *cluster) serverArgs(s *server, n int) []string {
 	if !c.apiOn {
 		args = append(args, "--disable-apiserver")
 	}
-	return args
+	return append(args, c.extra...)
 }
 
 // launch starts (or restarts) s with its flags and a fresh log file.

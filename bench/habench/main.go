@@ -30,6 +30,7 @@ import (
 
 type options struct {
 	keelsonBin      string
+	serverArgs      []string
 	addrs           []string
 	reps            int
 	rows            []string
@@ -50,10 +51,11 @@ var allRows = []string{"api", "etcd"}
 
 func parseFlags(args []string, stderr io.Writer) (options, error) {
 	var o options
-	var addrs, rows string
+	var addrs, rows, serverArgs string
 	fs := flag.NewFlagSet("habench", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.StringVar(&o.keelsonBin, "keelson-bin", "bin/keelson", "keelson binary (make build)")
+	fs.StringVar(&serverArgs, "server-args", "", "extra `keelson server` flags for every server, space-separated (e.g. \"--raft-heartbeat-timeout 500ms\"); default: none, keelson's defaults")
 	fs.StringVar(&addrs, "addrs", "127.0.0.1,127.0.0.2,127.0.0.3", "loopback addresses of the three servers; the first also serves the single-server run")
 	fs.IntVar(&o.reps, "reps", 20, "leader kills per failover row")
 	fs.StringVar(&rows, "failover", strings.Join(allRows, ","), "failover rows to run: api (ConfigMap creates), etcd (Puts, store-only cluster); empty for none")
@@ -77,6 +79,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	if fs.NArg() > 0 {
 		return o, fmt.Errorf("unexpected arguments %q", fs.Args())
 	}
+	o.serverArgs = strings.Fields(serverArgs)
 	o.addrs = strings.Split(addrs, ",")
 	if len(o.addrs) != 3 {
 		return o, fmt.Errorf("-addrs %q: want three addresses", addrs)
@@ -113,8 +116,7 @@ func main() {
 		log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
 		// client-go logs every request the failover writer's timeout cancels;
 		// the writer records those outcomes itself.
-		klog.LogToStderr(false)
-		klog.SetOutput(io.Discard)
+		klog.SetSlogLogger(slog.New(slog.DiscardHandler))
 		return run(ctx, log, o, os.Stdout)
 	}))
 }
@@ -133,7 +135,7 @@ func run(ctx context.Context, log *slog.Logger, o options, out io.Writer) error 
 		rep.Throughput = rows
 	}
 	for _, name := range o.rows {
-		spec := clusterSpec{label: name, bin: bin, workDir: o.workDir, addrs: o.addrs, apiServer: name == "api"}
+		spec := clusterSpec{label: name, bin: bin, workDir: o.workDir, addrs: o.addrs, apiServer: name == "api", extraArgs: o.serverArgs}
 		row, err := withCluster(ctx, log, spec, o.readyTimeout, func(c *cluster) (failoverRow, error) {
 			return runFailover(ctx, log, c, name, o)
 		})
@@ -154,14 +156,14 @@ func run(ctx context.Context, log *slog.Logger, o options, out io.Writer) error 
 // through a follower and through the leader of a 3-server cluster, one
 // cluster at a time.
 func throughputRows(ctx context.Context, log *slog.Logger, bin string, o options) ([]throughputRow, error) {
-	single := clusterSpec{label: "single", bin: bin, workDir: o.workDir, addrs: o.addrs[:1], apiServer: true}
+	single := clusterSpec{label: "single", bin: bin, workDir: o.workDir, addrs: o.addrs[:1], apiServer: true, extraArgs: o.serverArgs}
 	one, err := withCluster(ctx, log, single, o.readyTimeout, func(c *cluster) (throughputRow, error) {
 		return runThroughput(ctx, log, c, c.servers[0], "1 server", "habench-single", o.workload)
 	})
 	if err != nil {
 		return nil, err
 	}
-	three := clusterSpec{label: "three", bin: bin, workDir: o.workDir, addrs: o.addrs, apiServer: true}
+	three := clusterSpec{label: "three", bin: bin, workDir: o.workDir, addrs: o.addrs, apiServer: true, extraArgs: o.serverArgs}
 	rows, err := withCluster(ctx, log, three, o.readyTimeout, func(c *cluster) ([]throughputRow, error) {
 		leader, _, err := c.waitHealthy(ctx, o.readyTimeout)
 		if err != nil {

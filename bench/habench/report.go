@@ -23,12 +23,16 @@ type fullReport struct {
 }
 
 func newReport(o options) fullReport {
+	raft := "keelson's default raft timeouts (heartbeat and election 1 s)"
+	if len(o.serverArgs) > 0 {
+		raft = "extra server flags: " + strings.Join(o.serverArgs, " ")
+	}
 	return fullReport{
 		Machine:       report.ThisMachine(),
 		Workload:      o.workload,
 		LoadAvgBefore: procstat.LoadAvg(),
 		Notes: []string{
-			fmt.Sprintf("servers on %s, one cluster at a time, fresh temp dirs under %s; keelson's default raft timeouts (heartbeat and election 1 s)", strings.Join(o.addrs, ", "), o.workDir),
+			fmt.Sprintf("servers on %s, one cluster at a time, fresh temp dirs under %s; %s", strings.Join(o.addrs, ", "), o.workDir, raft),
 			fmt.Sprintf("failover: %d repetitions per row: kill -9 the leader, write through a follower (the two in turn), restart the killed server, wait until every server names the same leader (and /readyz 200)", o.reps),
 			fmt.Sprintf("failover writer: a new write every %v, each with a %v timeout, up to %d in flight; failover = kill to the acknowledgement of the first successful write issued after the kill (necessarily the new leader's); first ack = kill to the first success acknowledged after the kill, whenever issued", o.writer.Interval, o.writer.Timeout, o.writer.MaxInFlight),
 			"throughput: " + o.workload.Describe() + "; a single-server cluster, then one 3-server cluster through a follower, then through the leader",
@@ -56,7 +60,7 @@ func printReport(out io.Writer, rep fullReport) {
 		return
 	}
 	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "failover (s)\t|\treps\t|\tp50\t|\tp99\t|\tmax\t|\tfirst ack p50 / p99\t|\ttimed out\t")
+	fmt.Fprintln(tw, "failover (s)\t|\treps\t|\tp50\t|\tp99\t|\tmax\t|\tfirst ack p50 / p99\t|\telected p50 / p99\t|\ttimed out\t")
 	for _, r := range rep.Failover {
 		timedOut := 0
 		for _, x := range r.Reps {
@@ -64,24 +68,33 @@ func printReport(out io.Writer, rep fullReport) {
 				timedOut++
 			}
 		}
-		fmt.Fprintf(tw, "%s: %s\t|\t%d\t|\t%.3f\t|\t%.3f\t|\t%.3f\t|\t%.3f / %.3f\t|\t%d\t\n", r.Name, r.Description,
-			len(r.Reps), r.Failover.P50Sec, r.Failover.P99Sec, r.Failover.MaxSec, r.FirstAck.P50Sec, r.FirstAck.P99Sec, timedOut)
+		fmt.Fprintf(tw, "%s: %s\t|\t%d\t|\t%.3f\t|\t%.3f\t|\t%.3f\t|\t%.3f / %.3f\t|\t%.3f / %.3f\t|\t%d\t\n", r.Name, r.Description,
+			len(r.Reps), r.Failover.P50Sec, r.Failover.P99Sec, r.Failover.MaxSec, r.FirstAck.P50Sec, r.FirstAck.P99Sec,
+			r.Elected.P50Sec, r.Elected.P99Sec, timedOut)
 	}
 	tw.Flush()
 	for _, r := range rep.Failover {
 		fmt.Fprintf(out, "\n%s repetitions:\n", r.Name)
 		tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
-		fmt.Fprintln(tw, "  rep\tkilled\tthrough\tnew leader\tterm\tfailover s\tfirst ack s\tfailed writes\trejoin s\t")
+		fmt.Fprintln(tw, "  rep\tkilled\tthrough\tnew leader\tterm\telection start s\telected s\tfailover s\tfirst ack s\tfailed writes\trejoin s\t")
 		for _, x := range r.Reps {
 			f := fmt.Sprintf("%.3f", x.FailoverSec)
 			if x.TimedOut {
 				f = "> " + f + " (timed out)"
 			}
-			fmt.Fprintf(tw, "  %d\t%s\t%s\t%s\t%d\t%s\t%.3f\t%d\t%.1f\t\n", x.Rep, x.Killed, x.Target, x.NewLeader, x.TermAfter,
-				f, x.FirstAckSec, x.Failed, x.RejoinSec)
+			fmt.Fprintf(tw, "  %d\t%s\t%s\t%s\t%d\t%s\t%s\t%s\t%.3f\t%d\t%.1f\t\n", x.Rep, x.Killed, x.Target, x.NewLeader, x.TermAfter,
+				step(x.DetectSec), step(x.ElectedSec), f, x.FirstAckSec, x.Failed, x.RejoinSec)
 		}
 		tw.Flush()
 	}
+}
+
+// step formats a raft step's time, "?" when its log line was not found.
+func step(sec float64) string {
+	if sec < 0 {
+		return "?"
+	}
+	return fmt.Sprintf("%.3f", sec)
 }
 
 func rateCell(r configmapload.Result) string {

@@ -24,6 +24,12 @@ type repetition struct {
 	NewLeader string `json:"new_leader"`
 	TermAfter uint64 `json:"term_after"`
 	outcome
+	// DetectSec is from the kill to the first survivor logging that its
+	// heartbeat timeout passed and it starts an election; ElectedSec to the
+	// new leader logging that it entered the leader state. Both from the
+	// servers' logs (millisecond stamps); -1 when the line was not found.
+	DetectSec  float64 `json:"election_start_seconds"`
+	ElectedSec float64 `json:"elected_seconds"`
 	// TimedOut: no write succeeded within -failover-timeout; FailoverSec
 	// then holds that timeout.
 	TimedOut bool `json:"timed_out"`
@@ -39,6 +45,7 @@ type failoverRow struct {
 	Description string       `json:"description"`
 	Failover    summary      `json:"failover"`
 	FirstAck    summary      `json:"first_ack"`
+	Elected     summary      `json:"elected"`
 	Reps        []repetition `json:"repetitions"`
 }
 
@@ -52,20 +59,23 @@ func runFailover(ctx context.Context, log *slog.Logger, c *cluster, name string,
 	} else {
 		row.Description = "etcd Put through a follower's etcd API, store only (--disable-apiserver)"
 	}
-	var failover, firstAck []float64
+	var failover, firstAck, elected []float64
 	for rep := range o.reps {
 		r, err := oneFailover(ctx, log, c, rep, o)
 		if err != nil {
 			return row, fmt.Errorf("%s failover, repetition %d of %d: %w", name, rep+1, o.reps, err)
 		}
 		log.Info("failover", "row", name, "rep", rep+1, "killed", r.Killed, "through", r.Target, "new_leader", r.NewLeader,
-			"failover_s", round3(r.FailoverSec), "first_ack_s", round3(r.FirstAckSec), "failed_attempts", r.Failed,
+			"failover_s", round3(r.FailoverSec), "elected_s", round3(r.ElectedSec), "first_ack_s", round3(r.FirstAckSec), "failed_attempts", r.Failed,
 			"timed_out", r.TimedOut, "rejoin_s", round3(r.RejoinSec))
 		row.Reps = append(row.Reps, r)
 		failover = append(failover, r.FailoverSec)
 		firstAck = append(firstAck, r.FirstAckSec)
+		if r.ElectedSec >= 0 {
+			elected = append(elected, r.ElectedSec)
+		}
 	}
-	row.Failover, row.FirstAck = summarizeSeconds(failover), summarizeSeconds(firstAck)
+	row.Failover, row.FirstAck, row.Elected = summarizeSeconds(failover), summarizeSeconds(firstAck), summarizeSeconds(elected)
 	return row, nil
 }
 
@@ -114,6 +124,13 @@ func oneFailover(ctx context.Context, log *slog.Logger, c *cluster, rep int, o o
 		}
 	}
 	cancel()
+	var newLeader *server
+	for _, s := range c.servers {
+		if s.name == r.NewLeader {
+			newLeader = s
+		}
+	}
+	r.DetectSec, r.ElectedSec = raftSteps(c.followers(leader), newLeader, t0)
 
 	rejoinStart := time.Now()
 	if err := c.launch(leader); err != nil {
