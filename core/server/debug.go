@@ -32,6 +32,7 @@ func (s *Server) serveDebug(ctx context.Context) error {
 		srv.Close()
 	}()
 	s.log.Info("serving pprof", "address", l.Addr().String())
+	warnIfExposed(s.log, "--debug-listen", addr, "profiles reveal memory contents")
 	if err := srv.Serve(l); err != nil && !errors.Is(err, http.ErrServerClosed) {
 		return fmt.Errorf("debug server on %s: %w", addr, err)
 	}

@@ -223,8 +223,18 @@ func (s *Server) listen() ([]net.Listener, error) {
 			return nil, fmt.Errorf("listening on --etcd-listen %s: %w", s.cfg.EtcdListen, err)
 		}
 		ls = append(ls, tl)
+		warnIfExposed(s.log, "--etcd-listen", s.cfg.EtcdListen, "it serves every object, secrets included, without authentication")
 	}
 	return ls, nil
+}
+
+// warnIfExposed logs when an unauthenticated listener is reachable from
+// beyond this host.
+func warnIfExposed(log *slog.Logger, flag, addr, why string) {
+	host, _, err := net.SplitHostPort(addr)
+	if ip := net.ParseIP(host); err == nil && ip != nil && !ip.IsLoopback() {
+		log.Warn(flag+" is not a loopback address: "+why+"; keep it on 127.0.0.1 or firewall it", "address", addr)
+	}
 }
 
 // removeStaleSocket removes a socket file left by a crashed process, but
