@@ -50,6 +50,7 @@ bench: build
 	$(GO) test -run '^$$' -bench . -benchtime 2000x ./fsm/ ./core/raftnode/
 	scripts/bench-kv.sh
 	scripts/bench-api.sh
+	scripts/bench-ha.sh
 
 # soak runs the HA fault-injection scenarios in random order for SOAK_TIME
 # (as root: network namespaces, iptables).

@@ -23,7 +23,7 @@ type fullReport struct {
 }
 
 func newReport(o options) fullReport {
-	raft := "keelson's default raft timeouts (heartbeat and election 1 s)"
+	raft := "keelson's default raft timeouts (config.DefaultServer: heartbeat and election 500 ms)"
 	if len(o.serverArgs) > 0 {
 		raft = "extra server flags: " + strings.Join(o.serverArgs, " ")
 	}
