@@ -14,8 +14,8 @@ import (
 // c set to DefaultServer() so --help shows the defaults.
 func ServerFlags(fs *pflag.FlagSet, c *Server) {
 	fs.StringVar(&c.DataDir, "data-dir", c.DataDir, "directory for the raft log, snapshots, certificates and sockets")
-	fs.StringVar(&c.NodeName, "node-name", c.NodeName, "name of this server (default: the hostname)")
-	fs.StringVar(&c.BindAddress, "bind-address", c.BindAddress, "IP address every listener binds (API, raft, etcd API)")
+	fs.StringVar(&c.NodeName, "node-name", c.NodeName, "name of this server, its raft ID (must not change once used)")
+	fs.StringVar(&c.BindAddress, "bind-address", c.BindAddress, "IP address every listener binds: API, raft, gossip, supervisor")
 	fs.StringVar(&c.AdvertiseAddress, "advertise-address", c.AdvertiseAddress, "IP address other members reach this server by (default: the bind address)")
 	fs.StringVar(&c.RaftBind, "raft-bind", c.RaftBind, "host:port of the raft transport (default: bind address, port 6444)")
 	fs.StringVar(&c.EtcdListen, "etcd-listen", c.EtcdListen, "also serve the etcd v3 API on this TCP host:port, for etcdctl (always served on DATA_DIR/etcd.sock)")
@@ -26,7 +26,7 @@ func ServerFlags(fs *pflag.FlagSet, c *Server) {
 	fs.IntVar(&c.SupervisorPort, "supervisor-port", c.SupervisorPort, "port serving cluster secrets to joining servers")
 	fs.StringVar(&c.DebugListen, "debug-listen", c.DebugListen, "serve Go pprof profiles on this host:port (keep it on loopback)")
 	fs.BoolVar(&c.DisableAPIServer, "disable-apiserver", c.DisableAPIServer, "run only the replicated store, without kube-apiserver")
-	fs.BoolVar(&c.DisableAgent, "disable-agent", c.DisableAgent, "do not run a node agent on this server")
+	fs.BoolVar(&c.DisableAgent, "disable-agent", c.DisableAgent, "do not run a node agent on this server (the agent is not built yet, so no server runs one)")
 
 	fs.IntVar(&c.APIServer.Port, "api-port", c.APIServer.Port, "HTTPS port of the Kubernetes API")
 	fs.StringVar(&c.APIServer.ServiceCIDR, "service-cidr", c.APIServer.ServiceCIDR, "range ClusterIPs are allocated from")

@@ -12,9 +12,14 @@ import (
 	"syscall"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 )
 
 func main() {
+	// Imported Kubernetes packages register flags (--version, klog's) on
+	// the global flag set at init; cobra would show them on every command.
+	// kubectl builds its own flag set, so nothing here needs them.
+	pflag.CommandLine = pflag.NewFlagSet(os.Args[0], pflag.ExitOnError)
 	root := &cobra.Command{
 		Use:           "keelson",
 		Short:         "A small-footprint Kubernetes in one binary",
