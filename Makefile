@@ -47,7 +47,7 @@ test: build
 	KEELSON_BIN=$(KEELSON) $(GO) test -ldflags "$(VERSION_LDFLAGS)" -timeout $(TEST_TIMEOUT) -count=1 ./...
 
 bench: build
-	$(GO) test -run '^$$' -bench . -benchtime 2000x ./fsm/ ./core/raftnode/
+	$(GO) test -run '^$$' -bench . -benchmem ./fsm/ ./core/raftnode/ ./core/kvserver/
 	scripts/bench-kv.sh
 	scripts/bench-api.sh
 	scripts/bench-ha.sh

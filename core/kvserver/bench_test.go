@@ -14,9 +14,7 @@ import (
 // raft with fsync, fsm) with 100 concurrent clients on 10 connections, the
 // shape of `make bench`'s store workload.
 func BenchmarkPutConcurrent(b *testing.B) {
-	t := &testing.T{}
-	n := startNode(t, b.TempDir(), nil)
-	defer n.stop()
+	n := startNode(b, b.TempDir(), nil)
 	var conns []*clientv3.Client
 	for i := 0; i < 10; i++ {
 		conns = append(conns, n.client())

@@ -19,7 +19,7 @@ import (
 // node is one single-server store (fsm + raft + etcd API) on loopback, as
 // `keelson server --disable-apiserver` runs it.
 type node struct {
-	t       *testing.T
+	t       testing.TB
 	dir     string
 	cfg     Config
 	raft    *raftnode.Node
@@ -35,14 +35,14 @@ func (m testMachine) Apply(i uint64, cmd []byte) any             { return m.s.Ap
 func (m testMachine) Snapshot() (raftnode.SnapshotWriter, error) { return m.s.View(), nil }
 func (m testMachine) Restore(r io.Reader) error                  { return m.s.Restore(r) }
 
-func startNode(t *testing.T, dir string, mutate func(*Config)) *node {
+func startNode(t testing.TB, dir string, mutate func(*Config)) *node {
 	t.Helper()
 	return startMember(t, dir, "n1", true, mutate)
 }
 
 // startMember starts one server; only a bootstrapping one waits for
 // leadership (the others wait to be added as voters).
-func startMember(t *testing.T, dir, id string, bootstrap bool, mutate func(*Config)) *node {
+func startMember(t testing.TB, dir, id string, bootstrap bool, mutate func(*Config)) *node {
 	t.Helper()
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	store := fsm.New()
@@ -177,7 +177,7 @@ func leaderOf(t *testing.T, nodes []*node) *node {
 	return nil
 }
 
-func ctxT(t *testing.T) context.Context {
+func ctxT(t testing.TB) context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	t.Cleanup(cancel)
 	return ctx
