@@ -44,7 +44,7 @@ run: deps build
 # Tests get the same version stamp as the binary: kube-apiserver refuses to
 # start with an unparseable version.
 test: build
-	KEELSON_BIN=$(KEELSON) $(GO) test -ldflags "$(VERSION_LDFLAGS)" -timeout $(TEST_TIMEOUT) -count=1 ./...
+	KEELSON_BIN=$(KEELSON) $(GO) test -trimpath -ldflags "$(VERSION_LDFLAGS)" -timeout $(TEST_TIMEOUT) -count=1 ./...
 
 bench: build
 	$(GO) test -run '^$$' -bench . -benchmem ./fsm/ ./core/raftnode/ ./core/kvserver/
