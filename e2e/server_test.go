@@ -9,13 +9,13 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
-	"runtime"
 	"strconv"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/keelson/keelson/e2e/harness"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
 	"k8s.io/client-go/kubernetes"
@@ -30,25 +30,6 @@ const (
 	serverReadyTimeout = 3 * time.Minute
 	stopTimeout        = 30 * time.Second
 )
-
-// keelsonBin returns the binary under test, or skips the test when it has
-// not been built.
-func keelsonBin(t testing.TB) string {
-	t.Helper()
-	bin := os.Getenv("KEELSON_BIN")
-	if bin == "" {
-		_, file, _, _ := runtime.Caller(0)
-		bin = filepath.Join(filepath.Dir(file), "..", "bin", "keelson")
-	}
-	abs, err := filepath.Abs(bin)
-	if err != nil {
-		t.Fatalf("resolving KEELSON_BIN %q: %v", bin, err)
-	}
-	if _, err := os.Stat(abs); err != nil {
-		t.Skipf("keelson binary not found at %s (%v): run `make build` first, or set KEELSON_BIN", abs, err)
-	}
-	return abs
-}
 
 // serverFlags returns the long flags `keelson server --help` lists.
 func serverFlags(t testing.TB, bin string) map[string]bool {
@@ -115,7 +96,7 @@ type server struct {
 func startServer(t testing.TB, opts serverOptions) *server {
 	t.Helper()
 	s := &server{
-		bin:      keelsonBin(t),
+		bin:      harness.KeelsonBin(t),
 		opts:     opts,
 		dataDir:  t.TempDir(),
 		apiPort:  freePort(t),
@@ -213,11 +194,11 @@ func (s *server) waitLog(t testing.TB, want string, timeout time.Duration) {
 		}
 		select {
 		case <-s.exited:
-			t.Fatalf("keelson server exited (%v) before logging %s; log tail:\n%s", s.waitErr, want, tail(s.logPath, 40))
+			t.Fatalf("keelson server exited (%v) before logging %s; log tail:\n%s", s.waitErr, want, harness.Tail(s.logPath, 40))
 		case <-time.After(100 * time.Millisecond):
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("keelson server did not log %s within %s; log tail:\n%s", want, timeout, tail(s.logPath, 40))
+			t.Fatalf("keelson server did not log %s within %s; log tail:\n%s", want, timeout, harness.Tail(s.logPath, 40))
 		}
 	}
 }
@@ -237,7 +218,7 @@ func (s *server) waitReadyz(t testing.TB) {
 		last = fmt.Errorf("%v: %s", err, body)
 		time.Sleep(200 * time.Millisecond)
 	}
-	t.Fatalf("/readyz did not answer ok: %v; log tail:\n%s", last, tail(s.logPath, 40))
+	t.Fatalf("/readyz did not answer ok: %v; log tail:\n%s", last, harness.Tail(s.logPath, 40))
 }
 
 // running reports whether the current process is still alive.
@@ -289,27 +270,8 @@ func (s *server) restartAfterKill(t testing.TB) {
 func (s *server) dumpLogs(t testing.TB) {
 	for i := 1; i <= s.runs; i++ {
 		p := filepath.Join(s.dataDir, fmt.Sprintf("server-%d.log", i))
-		t.Logf("---- tail of %s ----\n%s", p, tail(p, 60))
+		t.Logf("---- tail of %s ----\n%s", p, harness.Tail(p, 60))
 	}
-}
-
-// tail returns the last n lines of a file, leaving out grpc-go's connection
-// chatter, which buries everything else once a server stops.
-func tail(path string, n int) string {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return fmt.Sprintf("(reading %s: %v)", path, err)
-	}
-	var lines []string
-	for _, l := range strings.Split(strings.TrimRight(string(b), "\n"), "\n") {
-		if !strings.Contains(l, `msg="[core] `) {
-			lines = append(lines, l)
-		}
-	}
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return strings.Join(lines, "\n")
 }
 
 // etcd returns an etcd v3 client of the server's TCP etcd API, closed when

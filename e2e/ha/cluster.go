@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/keelson/keelson/core/kvserver"
+	"github.com/keelson/keelson/e2e/harness"
 )
 
 // Options shape a cluster.
@@ -53,7 +54,7 @@ type Cluster struct {
 // test ends.
 func NewCluster(t testing.TB, opts Options) *Cluster {
 	t.Helper()
-	bin := KeelsonBin(t)
+	bin := harness.KeelsonBin(t)
 	if opts.Servers == 0 {
 		opts.Servers = 3
 	}
@@ -211,7 +212,7 @@ func readJoinToken(t testing.TB, s *Server) string {
 			return strings.TrimSpace(string(b))
 		}
 		if !s.Running() {
-			t.Fatalf("%s exited before writing %s: %v; log tail:\n%s", s.Name, path, s.exitErr(), tail(s.logPath, 40))
+			t.Fatalf("%s exited before writing %s: %v; log tail:\n%s", s.Name, path, s.exitErr(), harness.Tail(s.logPath, 40))
 		}
 		time.Sleep(100 * time.Millisecond)
 	}

@@ -6,8 +6,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
-	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -15,6 +13,8 @@ import (
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
+
+	"github.com/keelson/keelson/e2e/harness"
 )
 
 // Generous deadlines: the machine is shared and slow at times. They bound
@@ -23,25 +23,6 @@ const (
 	storeReadyTimeout  = 2 * time.Minute
 	serverReadyTimeout = 4 * time.Minute
 )
-
-// KeelsonBin returns the binary under test (KEELSON_BIN, or bin/keelson at
-// the repository root), or skips the test when it has not been built.
-func KeelsonBin(t testing.TB) string {
-	t.Helper()
-	bin := os.Getenv("KEELSON_BIN")
-	if bin == "" {
-		_, file, _, _ := runtime.Caller(0)
-		bin = filepath.Join(filepath.Dir(file), "..", "..", "bin", "keelson")
-	}
-	abs, err := filepath.Abs(bin)
-	if err != nil {
-		t.Fatalf("resolving KEELSON_BIN %q: %v", bin, err)
-	}
-	if _, err := os.Stat(abs); err != nil {
-		t.Skipf("keelson binary not found at %s (%v): run `make build` first, or set KEELSON_BIN", abs, err)
-	}
-	return abs
-}
 
 // Server is one `keelson server` in its own namespace. Its data dir
 // outlives the process, so it can be restarted after a kill.
@@ -165,11 +146,11 @@ func (s *Server) waitLog(t testing.TB, want string, timeout time.Duration) {
 		}
 		select {
 		case <-exited:
-			t.Fatalf("%s exited (%v) before logging %s; log tail:\n%s", s.Name, s.exitErr(), want, tail(logPath, 40))
+			t.Fatalf("%s exited (%v) before logging %s; log tail:\n%s", s.Name, s.exitErr(), want, harness.Tail(logPath, 40))
 		case <-time.After(100 * time.Millisecond):
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("%s did not log %s within %s; log tail:\n%s", s.Name, want, timeout, tail(logPath, 40))
+			t.Fatalf("%s did not log %s within %s; log tail:\n%s", s.Name, want, timeout, harness.Tail(logPath, 40))
 		}
 	}
 }
@@ -247,25 +228,6 @@ func (s *Server) signal(t testing.TB, sig syscall.Signal, paused bool) {
 func (s *Server) dumpLogs(t testing.TB) {
 	for i := 1; i <= s.runs; i++ {
 		p := filepath.Join(s.logDir, fmt.Sprintf("server-%d.log", i))
-		t.Logf("---- %s: tail of %s ----\n%s", s.Name, p, tail(p, 50))
+		t.Logf("---- %s: tail of %s ----\n%s", s.Name, p, harness.Tail(p, 50))
 	}
-}
-
-// tail returns the last n lines of a file, leaving out grpc-go's connection
-// chatter, which buries everything else once peers go away.
-func tail(path string, n int) string {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return fmt.Sprintf("(reading %s: %v)", path, err)
-	}
-	var lines []string
-	for _, l := range strings.Split(strings.TrimRight(string(b), "\n"), "\n") {
-		if !strings.Contains(l, `msg="[core] `) {
-			lines = append(lines, l)
-		}
-	}
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return strings.Join(lines, "\n")
 }
