@@ -106,3 +106,15 @@ func TestDefaultServerIsValid(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// The example shipped beside the code must stay loadable and mean what it
+// says.
+func TestExampleServerConfigLoads(t *testing.T) {
+	cfg, err := LoadServer("example-server.yaml", parse(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.NodeName != "server-1" || cfg.BootstrapExpect != 3 || len(cfg.Join) != 1 || cfg.APIServer.ExtraArgs["audit-log-maxage"] != "7" {
+		t.Fatalf("example config read as %+v", cfg)
+	}
+}
