@@ -48,6 +48,23 @@ func serialNumber() (*big.Int, error) {
 	return n, nil
 }
 
+// readPair reads a certificate and its key and checks they belong together;
+// fix tells the user what to do when they do not.
+func readPair(pair Pair, fix string) (*x509.Certificate, crypto.Signer, error) {
+	cert, err := readCert(pair.CertFile)
+	if err != nil {
+		return nil, nil, err
+	}
+	key, err := readKey(pair.KeyFile)
+	if err != nil {
+		return nil, nil, err
+	}
+	if !samePublicKey(cert.PublicKey, key.Public()) {
+		return nil, nil, fmt.Errorf("pki: key %s does not match certificate %s: %s: %w", pair.KeyFile, pair.CertFile, fix, ErrCorrupt)
+	}
+	return cert, key, nil
+}
+
 // ensureCA loads the CA in pair, or creates it when neither file exists.
 func ensureCA(pair Pair, cn string, opts Options) (*authority, error) {
 	present, err := presence(pair.CertFile, pair.KeyFile)
@@ -62,16 +79,9 @@ func ensureCA(pair Pair, cn string, opts Options) (*authority, error) {
 		return nil, fmt.Errorf("pki: %s exists but %s is missing: restore %s from backup (a new CA would invalidate every certificate and kubeconfig it issued); only on a brand-new cluster remove %s: %w",
 			have, missing, missing, have, ErrCorrupt)
 	}
-	cert, err := readCert(pair.CertFile)
+	cert, key, err := readPair(pair, "restore the matching pair from backup")
 	if err != nil {
 		return nil, err
-	}
-	key, err := readKey(pair.KeyFile)
-	if err != nil {
-		return nil, err
-	}
-	if !samePublicKey(cert.PublicKey, key.Public()) {
-		return nil, fmt.Errorf("pki: CA key %s does not match certificate %s: restore the matching pair from backup: %w", pair.KeyFile, pair.CertFile, ErrCorrupt)
 	}
 	if !cert.IsCA {
 		return nil, fmt.Errorf("pki: %s is not a CA certificate: %w", pair.CertFile, ErrCorrupt)
@@ -167,16 +177,9 @@ func ensureLeaf(pair Pair, want leafTemplate, ca *authority, opts Options) (*x50
 	case 1:
 		return nil, halfPresentError(present[0], other(pair, present[0]), "certificate and key")
 	}
-	cert, err := readCert(pair.CertFile)
+	cert, key, err := readPair(pair, "remove both to have them reissued")
 	if err != nil {
 		return nil, err
-	}
-	key, err := readKey(pair.KeyFile)
-	if err != nil {
-		return nil, err
-	}
-	if !samePublicKey(cert.PublicKey, key.Public()) {
-		return nil, fmt.Errorf("pki: key %s does not match certificate %s: remove both to have them reissued: %w", pair.KeyFile, pair.CertFile, ErrCorrupt)
 	}
 	if err := cert.CheckSignatureFrom(ca.cert); err != nil {
 		return nil, fmt.Errorf("pki: %s was not issued by the CA in %s (%w): remove %s and %s to have them reissued (%w)",
