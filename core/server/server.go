@@ -137,6 +137,9 @@ func open(ctx context.Context, cfg config.Server, log *slog.Logger) (*Server, er
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return nil, fmt.Errorf("creating data dir (--data-dir) %s: %w", cfg.DataDir, err)
 	}
+	if err := checkNodeName(cfg.DataDir, cfg.NodeName); err != nil {
+		return nil, err
+	}
 	s := &Server{cfg: cfg, log: log, store: fsm.New()}
 	id, err := s.ensureIdentity(ctx)
 	if err != nil {
