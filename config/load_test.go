@@ -70,7 +70,7 @@ func TestLoadServerErrorsNameTheField(t *testing.T) {
 		want       []string
 	}{
 		{"unknown key", "dataDri: /x\n", nil, []string{`unknown field "dataDri"`}},
-		{"bad duration", "raft:\n  electionTimeout: soon\n", nil, []string{`invalid duration "soon"`}},
+		{"bad duration", "raft:\n  electionTimeout: soon\n", nil, []string{`raft.electionTimeout (--raft-election-timeout): invalid duration soon`}},
 		{"relative data dir", "", []string{"--data-dir", "rel"}, []string{"dataDir (--data-dir)", "absolute"}},
 		{"bad bind", "", []string{"--bind-address", "localhost"}, []string{"bindAddress (--bind-address)"}},
 		{"bad cidr", "", []string{"--service-cidr", "10.0.0.0"}, []string{"apiServer.serviceCIDR (--service-cidr)"}},

@@ -153,19 +153,19 @@ func DefaultServer() Server {
 			// timeout (etcd's election timeout, 1s there); the leader
 			// heartbeats every tenth of it. 500ms keeps failover under 3s
 			// (make bench: bench-ha) while tolerating GC pauses.
-			HeartbeatTimeout:   Duration{500 * time.Millisecond},
-			ElectionTimeout:    Duration{500 * time.Millisecond},
-			LeaderLeaseTimeout: Duration{250 * time.Millisecond},
+			HeartbeatTimeout:   Duration{Duration: 500 * time.Millisecond},
+			ElectionTimeout:    Duration{Duration: 500 * time.Millisecond},
+			LeaderLeaseTimeout: Duration{Duration: 250 * time.Millisecond},
 			SnapshotThreshold:  8192,
-			SnapshotInterval:   Duration{30 * time.Second},
+			SnapshotInterval:   Duration{Duration: 30 * time.Second},
 			TrailingLogs:       10240,
-			ApplyTimeout:       Duration{10 * time.Second},
+			ApplyTimeout:       Duration{Duration: 10 * time.Second},
 		},
 		Store: Store{
 			MaxRequestBytes:  1536 * 1024,
 			MaxTxnOps:        128,
 			HistoryRevisions: 100000,
-			LeaseMinTTL:      Duration{5 * time.Second},
+			LeaseMinTTL:      Duration{Duration: 5 * time.Second},
 		},
 		Log: Log{Level: "info", Format: "text"},
 	}
@@ -261,16 +261,18 @@ func (r *Raft) validate() []error {
 	min := 5 * time.Millisecond
 	for _, d := range []struct {
 		field string
-		v     time.Duration
+		v     Duration
 	}{
-		{"raft.heartbeatTimeout (--raft-heartbeat-timeout)", r.HeartbeatTimeout.Duration},
-		{"raft.electionTimeout (--raft-election-timeout)", r.ElectionTimeout.Duration},
-		{"raft.leaderLeaseTimeout (--raft-leader-lease-timeout)", r.LeaderLeaseTimeout.Duration},
-		{"raft.snapshotInterval (--raft-snapshot-interval)", r.SnapshotInterval.Duration},
-		{"raft.applyTimeout (--raft-apply-timeout)", r.ApplyTimeout.Duration},
+		{"raft.heartbeatTimeout (--raft-heartbeat-timeout)", r.HeartbeatTimeout},
+		{"raft.electionTimeout (--raft-election-timeout)", r.ElectionTimeout},
+		{"raft.leaderLeaseTimeout (--raft-leader-lease-timeout)", r.LeaderLeaseTimeout},
+		{"raft.snapshotInterval (--raft-snapshot-interval)", r.SnapshotInterval},
+		{"raft.applyTimeout (--raft-apply-timeout)", r.ApplyTimeout},
 	} {
-		if d.v < min {
-			errs = append(errs, fmt.Errorf("%s: %s is too short; use at least %s", d.field, d.v, min))
+		if err := d.v.check(); err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", d.field, err))
+		} else if d.v.Duration < min {
+			errs = append(errs, fmt.Errorf("%s: %s is too short; use at least %s", d.field, d.v.Duration, min))
 		}
 	}
 	if r.LeaderLeaseTimeout.Duration > r.HeartbeatTimeout.Duration {
@@ -293,7 +295,9 @@ func (s *Store) validate() []error {
 	if s.HistoryRevisions < 0 {
 		errs = append(errs, fmt.Errorf("store.historyRevisions (--history-revisions): %d must be 0 (keep all) or positive", s.HistoryRevisions))
 	}
-	if s.LeaseMinTTL.Duration < time.Second {
+	if err := s.LeaseMinTTL.check(); err != nil {
+		errs = append(errs, fmt.Errorf("store.leaseMinTTL (--lease-min-ttl): %w", err))
+	} else if s.LeaseMinTTL.Duration < time.Second {
 		errs = append(errs, fmt.Errorf("store.leaseMinTTL (--lease-min-ttl): %s must be at least 1s", s.LeaseMinTTL.Duration))
 	}
 	return errs

@@ -16,6 +16,7 @@ import (
 	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
 	"github.com/keelson/keelson/fsm"
 	"go.etcd.io/bbolt"
+	bolterrors "go.etcd.io/bbolt/errors"
 )
 
 // Layout of a server's data dir, as core/server and core/raftnode create it.
@@ -250,7 +251,7 @@ func openRaftState(raftDir string) (*raftState, error) {
 		Path:        dbPath,
 		BoltOptions: &bbolt.Options{Timeout: lockWaitTime, NoFreelistSync: true},
 	})
-	if errors.Is(err, bbolt.ErrTimeout) {
+	if errors.Is(err, bolterrors.ErrTimeout) {
 		return nil, fmt.Errorf("%s is locked by another process: a keelson server is running on this data dir; stop it first", dbPath)
 	}
 	if err != nil {

@@ -17,6 +17,7 @@ import (
 	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
 	"github.com/keelson/keelson/internal/hclogbridge"
 	"go.etcd.io/bbolt"
+	bolterrors "go.etcd.io/bbolt/errors"
 )
 
 const (
@@ -112,6 +113,9 @@ func (n *Node) open() error {
 		// written on every commit, which saves a page write per log batch.
 		BoltOptions: &bbolt.Options{Timeout: time.Second, NoFreelistSync: true},
 	})
+	if errors.Is(err, bolterrors.ErrTimeout) {
+		return fmt.Errorf("raftnode: raft log %s is locked by another process: is another keelson server running on this data dir? (%w)", dbPath, err)
+	}
 	if err != nil {
 		return fmt.Errorf("raftnode: open log store %q: %w", dbPath, err)
 	}
