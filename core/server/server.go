@@ -24,8 +24,8 @@ import (
 	"google.golang.org/grpc"
 )
 
-// Version is the version of the etcd API the store implements, reported to
-// clients through Maintenance.Status.
+// etcdAPIVersion is the etcd version whose API the store implements,
+// reported through Maintenance.Status (kube-apiserver picks features by it).
 const etcdAPIVersion = "3.6.0"
 
 // machine adapts fsm.Store to raftnode.StateMachine.
@@ -100,31 +100,36 @@ func Run(ctx context.Context, cfg config.Server, log *slog.Logger) error {
 
 	// The API server stops before the store it depends on: cancel it and
 	// wait for it to return before the deferred close shuts raft down.
-	apiDone := make(chan error, 1)
+	var apiDone chan error // nil (never ready) without an API server
 	if !cfg.DisableAPIServer {
+		apiDone = make(chan error, 1)
 		go func() { apiDone <- s.runAPIServer(ctx, start) }()
-	} else {
-		apiDone <- nil
 	}
+	apiRunning := apiDone != nil
 	err = nil
 	select {
 	case <-ctx.Done():
 		log.Info("shutting down")
 	case err = <-errc:
 	case err = <-apiDone:
-		apiDone <- err
-		if err == nil {
-			<-ctx.Done() // the API server ended cleanly; keep the store up
+		apiRunning = false
+		if err == nil { // it ended cleanly: keep the store up
+			select {
+			case <-ctx.Done():
+			case err = <-errc:
+			}
 		}
 	}
 	cancel()
-	select {
-	case apiErr := <-apiDone:
-		if err == nil {
-			err = apiErr
+	if apiRunning {
+		select {
+		case apiErr := <-apiDone:
+			if err == nil {
+				err = apiErr
+			}
+		case <-time.After(apiServerStopTimeout):
+			log.Warn("kube-apiserver did not stop in time; stopping the store under it", "waited", apiServerStopTimeout)
 		}
-	case <-time.After(apiServerStopTimeout):
-		log.Warn("kube-apiserver did not stop in time; stopping the store under it", "waited", apiServerStopTimeout)
 	}
 	return err
 }
