@@ -106,9 +106,6 @@ type storeAPI interface {
 	Apply(index uint64, cmd []byte) Result
 	// View returns the current immutable view. O(1).
 	View() *View
-	// Changed returns a channel closed at the next Apply that changes the
-	// view (used by watchers to wait for new events).
-	Changed() <-chan struct{}
 	// Restore replaces the whole state with a snapshot written by
 	// View.WriteSnapshot. Watchers woken by it see the new view.
 	Restore(r io.Reader) error

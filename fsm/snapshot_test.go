@@ -95,7 +95,7 @@ func TestSnapshotRestore(t *testing.T) {
 			r1, r2 := New(), New()
 			r1.Apply(1, txnCmd(t, putOp("stale", "x")))
 			r1.Apply(2, mustEncode(t, CmdLeaseGrant, &pb.LeaseGrantRequest{ID: 99, TTL: 1}))
-			changed := r1.Changed()
+			changed := r1.View().Next()
 			for _, r := range []*Store{r1, r2} {
 				if err := r.Restore(bytes.NewReader(snap)); err != nil {
 					t.Fatalf("Restore: %v", err)
@@ -104,7 +104,7 @@ func TestSnapshotRestore(t *testing.T) {
 			select {
 			case <-changed:
 			default:
-				t.Error("Restore did not close Changed")
+				t.Error("Restore did not close the old view's Next")
 			}
 			if h := a.View().Hash(); r1.View().Hash() != h || r2.View().Hash() != h {
 				t.Fatalf("hash after restore %x/%x, want %x", r1.View().Hash(), r2.View().Hash(), h)

@@ -97,7 +97,7 @@ func (w *writer) hasLease(id int64) bool {
 }
 
 // Store is the state machine. Apply and Restore are called by one writer
-// (the raft FSM); View and Changed are safe for any number of readers.
+// (the raft FSM); View and each view's Next are safe for any number of readers.
 type Store struct {
 	mu  sync.Mutex // serializes writers; readers never take it
 	w   *writer    // guarded by mu
@@ -113,11 +113,6 @@ func New() *Store {
 
 // View returns the current immutable view. O(1).
 func (s *Store) View() *View { return s.cur.Load() }
-
-// Changed returns a channel closed when a view newer than the current one
-// is published. To wait for something newer than a view you already hold,
-// use that view's Next instead (no window between the two calls).
-func (s *Store) Changed() <-chan struct{} { return s.cur.Load().next }
 
 // publish makes the writer's state the current view and wakes everyone
 // waiting on the old.

@@ -472,20 +472,20 @@ func TestBadCommands(t *testing.T) {
 	}
 }
 
-func TestChangedClosesOnApplyAndRestore(t *testing.T) {
+func TestNextClosesOnApplyAndRestore(t *testing.T) {
 	s := New()
 	v0 := s.View()
-	ch := s.Changed()
+	ch := s.View().Next()
 	select {
 	case <-ch:
-		t.Fatal("Changed closed before any apply")
+		t.Fatal("Next closed before any apply")
 	default:
 	}
 	s.Apply(1, []byte{77}) // even a refused command consumes its index
 	select {
 	case <-ch:
 	default:
-		t.Fatal("Changed not closed by Apply")
+		t.Fatal("Next not closed by Apply")
 	}
 	select {
 	case <-v0.Next():
