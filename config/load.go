@@ -55,7 +55,13 @@ func ServerFlags(fs *pflag.FlagSet, c *Server) {
 // file at path (if any), then every flag set on the command line in fs. The
 // result is validated.
 func LoadServer(path string, fs *pflag.FlagSet) (Server, error) {
-	cfg := DefaultServer()
+	return LoadServerFrom(DefaultServer(), path, fs)
+}
+
+// LoadServerFrom is LoadServer starting from base instead of DefaultServer
+// (a caller whose defaults come from the environment).
+func LoadServerFrom(base Server, path string, fs *pflag.FlagSet) (Server, error) {
+	cfg := base
 	if path != "" {
 		if err := readYAML(path, &cfg); err != nil {
 			return cfg, err

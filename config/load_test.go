@@ -118,3 +118,21 @@ func TestExampleServerConfigLoads(t *testing.T) {
 		t.Fatalf("example config read as %+v", cfg)
 	}
 }
+
+// A base from the environment is a default: the file and flags still win.
+func TestLoadServerFromBase(t *testing.T) {
+	base := DefaultServer()
+	base.DataDir = "/srv/keelson"
+	cfg, err := LoadServerFrom(base, "", parse(t))
+	if err != nil || cfg.DataDir != "/srv/keelson" {
+		t.Fatalf("base data dir: %q %v", cfg.DataDir, err)
+	}
+	cfg, err = LoadServerFrom(base, writeFile(t, "dataDir: /from/file\n"), parse(t))
+	if err != nil || cfg.DataDir != "/from/file" {
+		t.Fatalf("file over base: %q %v", cfg.DataDir, err)
+	}
+	cfg, err = LoadServerFrom(base, writeFile(t, "dataDir: /from/file\n"), parse(t, "--data-dir", "/from/flag"))
+	if err != nil || cfg.DataDir != "/from/flag" {
+		t.Fatalf("flag over file: %q %v", cfg.DataDir, err)
+	}
+}

@@ -27,6 +27,9 @@ const (
 	DefaultSerfPort = 7946
 )
 
+// DefaultDataDir is where a server keeps its state unless told otherwise.
+const DefaultDataDir = "/var/lib/keelson"
+
 // Server is the configuration of `keelson server`. Field names are the YAML
 // keys; every field is also a flag (see ServerFlags).
 type Server struct {

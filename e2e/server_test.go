@@ -8,7 +8,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"regexp"
 	"strconv"
 	"strings"
 	"syscall"
@@ -30,23 +29,6 @@ const (
 	serverReadyTimeout = 3 * time.Minute
 	stopTimeout        = 30 * time.Second
 )
-
-// serverFlags returns the long flags `keelson server --help` lists.
-func serverFlags(t testing.TB, bin string) map[string]bool {
-	t.Helper()
-	out, err := exec.Command(bin, "server", "--help").CombinedOutput()
-	if err != nil {
-		t.Fatalf("%s server --help: %v\n%s", bin, err, out)
-	}
-	flags := map[string]bool{}
-	for _, m := range regexp.MustCompile(`(?m)^\s+(?:-\w, )?--([a-z0-9-]+)`).FindAllStringSubmatch(string(out), -1) {
-		flags[m[1]] = true
-	}
-	if !flags["data-dir"] {
-		t.Fatalf("%s server --help lists no --data-dir; is it a keelson binary?\n%s", bin, out)
-	}
-	return flags
-}
 
 // freePort returns a loopback TCP port that was free a moment ago.
 func freePort(t testing.TB) int {
@@ -80,7 +62,6 @@ type server struct {
 	etcdPort int
 	serfPort int // gossip and supervisor ports: free ones, so servers can run side by side
 	supPort  int
-	flags    map[string]bool // flags this binary's `server` accepts
 
 	runs    int    // processes started so far; names the log files
 	logPath string // log of the current process
@@ -105,7 +86,6 @@ func startServer(t testing.TB, opts serverOptions) *server {
 		serfPort: freePort(t),
 		supPort:  freePort(t),
 	}
-	s.flags = serverFlags(t, s.bin)
 	t.Cleanup(func() {
 		s.kill()
 		if t.Failed() {
@@ -124,14 +104,9 @@ func (s *server) args() []string {
 		"--api-port", strconv.Itoa(s.apiPort),
 		"--raft-bind", "127.0.0.1:" + strconv.Itoa(s.raftPort),
 		"--etcd-listen", s.etcdAddr(),
+		"--serf-port", strconv.Itoa(s.serfPort),
+		"--supervisor-port", strconv.Itoa(s.supPort),
 		"--disable-agent",
-	}
-	// Ports of parts a binary may predate; their defaults would collide
-	// with other servers on the host.
-	for flag, port := range map[string]int{"serf-port": s.serfPort, "supervisor-port": s.supPort} {
-		if s.flags[flag] {
-			a = append(a, "--"+flag, strconv.Itoa(port))
-		}
 	}
 	if s.opts.DisableAPIServer {
 		a = append(a, "--disable-apiserver")

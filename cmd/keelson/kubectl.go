@@ -4,9 +4,10 @@ import (
 	"errors"
 	"io/fs"
 	"os"
-	"path/filepath"
 	"strings"
 
+	"github.com/keelson/keelson/config"
+	"github.com/keelson/keelson/core/server"
 	"github.com/spf13/cobra"
 	"k8s.io/cli-runtime/pkg/genericclioptions"
 	"k8s.io/cli-runtime/pkg/genericiooptions"
@@ -16,14 +17,17 @@ import (
 	cmdutil "k8s.io/kubectl/pkg/cmd/util"
 )
 
-const (
-	// defaultDataDir is where `keelson server` keeps its state unless told otherwise.
-	defaultDataDir = "/var/lib/keelson"
-	// dataDirEnv overrides defaultDataDir for `keelson kubectl`.
-	dataDirEnv = "KEELSON_DATA_DIR"
-	// adminKubeconfigName is the admin kubeconfig the server writes into its data dir.
-	adminKubeconfigName = "admin.kubeconfig"
-)
+// dataDirEnv overrides config.DefaultDataDir for every command that finds a
+// server by its data dir (server, kubectl, raft, snapshot, cluster-reset).
+const dataDirEnv = "KEELSON_DATA_DIR"
+
+// defaultDataDir is $KEELSON_DATA_DIR, else config.DefaultDataDir.
+func defaultDataDir(getenv func(string) string) string {
+	if dir := getenv(dataDirEnv); dir != "" {
+		return dir
+	}
+	return config.DefaultDataDir
+}
 
 // newKubectlCommand returns `keelson kubectl`: the upstream kubectl, unchanged,
 // which on a server talks to the local cluster without any setup (k3s style).
@@ -68,11 +72,7 @@ func defaultKubeconfig(args []string, getenv func(string) string, exists func(st
 	if getenv("KUBECONFIG") != "" || hasKubeconfigFlag(args) {
 		return "", false
 	}
-	dir := getenv(dataDirEnv)
-	if dir == "" {
-		dir = defaultDataDir
-	}
-	path := filepath.Join(dir, adminKubeconfigName)
+	path := server.AdminKubeconfig(defaultDataDir(getenv))
 	return path, exists(path)
 }
 

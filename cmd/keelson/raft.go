@@ -21,11 +21,7 @@ const adminTimeout = 30 * time.Second
 // dataDirFlag registers --data-dir with the default `keelson kubectl` uses:
 // $KEELSON_DATA_DIR, else /var/lib/keelson.
 func dataDirFlag(cmd *cobra.Command, dir *string) {
-	def := os.Getenv(dataDirEnv)
-	if def == "" {
-		def = defaultDataDir
-	}
-	cmd.Flags().StringVar(dir, "data-dir", def, "data dir of the server (env "+dataDirEnv+")")
+	cmd.Flags().StringVar(dir, "data-dir", defaultDataDir(os.Getenv), "data dir of the server (env "+dataDirEnv+")")
 }
 
 // identityFlags registers --node-name and --raft-advertise for the offline

@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/keelson/keelson/config"
 	"github.com/keelson/keelson/core/ops"
 )
 
@@ -50,7 +51,7 @@ func TestPrintPeersExplainsWhoAnswered(t *testing.T) {
 }
 
 func TestDataDirFlagDefault(t *testing.T) {
-	for _, c := range []struct{ env, want string }{{"", defaultDataDir}, {"/srv/keelson", "/srv/keelson"}} {
+	for _, c := range []struct{ env, want string }{{"", config.DefaultDataDir}, {"/srv/keelson", "/srv/keelson"}} {
 		t.Setenv(dataDirEnv, c.env)
 		cmd := newRaftPeersCommand()
 		if got := cmd.Flags().Lookup("data-dir").DefValue; got != c.want {

@@ -2,6 +2,7 @@ package main
 
 import (
 	"log/slog"
+	"os"
 
 	"github.com/keelson/keelson/config"
 	"github.com/keelson/keelson/core/server"
@@ -11,12 +12,15 @@ import (
 func newServerCommand() *cobra.Command {
 	var configFile string
 	defaults := config.DefaultServer()
+	defaults.DataDir = defaultDataDir(os.Getenv)
 	cmd := &cobra.Command{
 		Use:   "server",
 		Short: "Run a control node: replicated store, etcd API and Kubernetes API",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			cfg, err := config.LoadServer(configFile, cmd.Flags())
+			base := config.DefaultServer()
+			base.DataDir = defaultDataDir(os.Getenv)
+			cfg, err := config.LoadServerFrom(base, configFile, cmd.Flags())
 			if err != nil {
 				return err
 			}
