@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"runtime"
 
+	"github.com/keelson/keelson/core/kvserver"
 	"github.com/spf13/cobra"
 	kubeversion "k8s.io/component-base/version"
 )
@@ -18,7 +19,7 @@ func newVersionCommand() *cobra.Command {
 		Args:  cobra.NoArgs,
 		Run: func(cmd *cobra.Command, _ []string) {
 			fmt.Fprintf(cmd.OutOrStdout(), "keelson %s\nkubernetes %s\netcd API %s\n%s %s/%s\n",
-				keelsonVersion, kubeversion.Get().GitVersion, "3.6", runtime.Version(), runtime.GOOS, runtime.GOARCH)
+				keelsonVersion, kubeversion.Get().GitVersion, kvserver.EtcdVersion, runtime.Version(), runtime.GOOS, runtime.GOARCH)
 		},
 	}
 }

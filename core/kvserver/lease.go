@@ -60,15 +60,23 @@ func (l *lessor) tick(ctx context.Context) {
 	}
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
-	// The barrier makes the view include every lease granted in earlier terms.
-	if _, err := r.LinearizableRead(ctx); err != nil {
-		return
+	l.mu.Lock()
+	known := l.term
+	l.mu.Unlock()
+	term := r.Term()
+	if term != known {
+		// Once per term: the barrier makes the view include every lease
+		// granted in earlier terms. Within the term the leader's own view
+		// already holds everything it committed, so ticks read it directly.
+		if _, err := r.LinearizableRead(ctx); err != nil {
+			return
+		}
 	}
 	leases := l.s.store.View().Leases()
 	now := time.Now()
 	var expired []int64
 	l.mu.Lock()
-	if term := r.Term(); term != l.term {
+	if term != l.term {
 		l.term, l.deadlines = term, map[int64]time.Time{}
 	}
 	live := make(map[int64]bool, len(leases))

@@ -74,6 +74,11 @@ type Config struct {
 	Logger  *slog.Logger
 }
 
+// EtcdVersion is the etcd release whose API and semantics the server
+// implements, reported through Maintenance.Status: kube-apiserver decides
+// from it which etcd features (progress requests, ...) it may use.
+const EtcdVersion = "3.6.0"
+
 // DefaultConfig returns etcd's defaults.
 func DefaultConfig() Config {
 	return Config{
@@ -82,7 +87,7 @@ func DefaultConfig() Config {
 		HistoryRevisions:       100000,
 		LeaseMinTTL:            5 * time.Second,
 		ProgressNotifyInterval: 10 * time.Minute,
-		Version:                "3.6.0",
+		Version:                EtcdVersion,
 		MemberName:             "default",
 	}
 }

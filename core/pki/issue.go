@@ -120,15 +120,8 @@ func createCA(pair Pair, cn string, opts Options) (*authority, error) {
 		BasicConstraintsValid: true,
 		IsCA:                  true,
 	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, key.Public(), key)
+	cert, err := signAndWrite(pair, tmpl, tmpl, key, key)
 	if err != nil {
-		return nil, fmt.Errorf("pki: create CA %s: %w", pair.CertFile, err)
-	}
-	cert, err := x509.ParseCertificate(der)
-	if err != nil {
-		return nil, fmt.Errorf("pki: parse new CA %s: %w", pair.CertFile, err)
-	}
-	if err := writePair(pair, der, key); err != nil {
 		return nil, err
 	}
 	opts.Logger.Info("created certificate authority", "file", pair.CertFile, "cn", cn, "notAfter", cert.NotAfter)
@@ -239,9 +232,15 @@ func issueLeaf(pair Pair, want leafTemplate, key crypto.Signer, ca *authority, o
 	if tmpl.NotAfter.After(ca.cert.NotAfter) {
 		tmpl.NotAfter = ca.cert.NotAfter
 	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.cert, key.Public(), ca.key)
+	return signAndWrite(pair, tmpl, ca.cert, key, ca.key)
+}
+
+// signAndWrite signs tmpl (for key's public half) by parent/signer, writes
+// the pair and returns the parsed certificate.
+func signAndWrite(pair Pair, tmpl, parent *x509.Certificate, key, signer crypto.Signer) (*x509.Certificate, error) {
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, parent, key.Public(), signer)
 	if err != nil {
-		return nil, fmt.Errorf("pki: issue %s: %w", pair.CertFile, err)
+		return nil, fmt.Errorf("pki: sign %s: %w", pair.CertFile, err)
 	}
 	cert, err := x509.ParseCertificate(der)
 	if err != nil {

@@ -24,10 +24,6 @@ import (
 	"google.golang.org/grpc"
 )
 
-// etcdAPIVersion is the etcd version whose API the store implements,
-// reported through Maintenance.Status (kube-apiserver picks features by it).
-const etcdAPIVersion = "3.6.0"
-
 // machine adapts fsm.Store to raftnode.StateMachine.
 type machine struct {
 	store *fsm.Store
@@ -189,7 +185,6 @@ func open(ctx context.Context, cfg config.Server, log *slog.Logger) (*Server, er
 	kc.MaxTxnOps = cfg.Store.MaxTxnOps
 	kc.HistoryRevisions = cfg.Store.HistoryRevisions
 	kc.LeaseMinTTL = cfg.Store.LeaseMinTTL.Duration
-	kc.Version = etcdAPIVersion
 	kc.Logger = log
 	kc.Members = s.etcdMembers
 	if cfg.EtcdListen != "" {
