@@ -280,18 +280,20 @@ func TestLeasesExpireTheirKeys(t *testing.T) {
 	}
 
 	// A kept-alive lease outlives its TTL; a revoked one takes its keys.
-	k, err := c.Grant(ctx, 1)
+	// TTL 2s renewed every 500ms for 4s: the key outlives twice its TTL,
+	// with a 1.5s margin per renewal for a busy machine.
+	k, err := c.Grant(ctx, 2)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if _, err := c.Put(ctx, "/lease/b", "x", clientv3.WithLease(k.ID)); err != nil {
 		t.Fatal(err)
 	}
-	for i := 0; i < 6; i++ {
+	for i := 0; i < 8; i++ {
 		if _, err := c.KeepAliveOnce(ctx, k.ID); err != nil {
 			t.Fatal(err)
 		}
-		time.Sleep(400 * time.Millisecond)
+		time.Sleep(500 * time.Millisecond)
 	}
 	if r, _ := c.Get(ctx, "/lease/b"); len(r.Kvs) != 1 {
 		t.Fatal("kept-alive key expired")
