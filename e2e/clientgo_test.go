@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"context"
+	"github.com/keelson/keelson/e2e/harness"
 	"net/netip"
 	"strings"
 	"testing"
@@ -45,9 +46,9 @@ func service(name, clusterIP string) *corev1.Service {
 	}
 }
 
-func testServiceClusterIP(t *testing.T, s *server) {
+func testServiceClusterIP(t *testing.T, s *harness.Server) {
 	ctx := context.Background()
-	cs := s.clientset(t)
+	cs := s.Clientset(t)
 	ns := clientNamespace(t, cs)
 	svcs := cs.CoreV1().Services(ns)
 
@@ -70,9 +71,9 @@ func testServiceClusterIP(t *testing.T, s *server) {
 	}
 }
 
-func testInvalidNames(t *testing.T, s *server) {
+func testInvalidNames(t *testing.T, s *harness.Server) {
 	ctx := context.Background()
-	cs := s.clientset(t)
+	cs := s.Clientset(t)
 	ns := clientNamespace(t, cs)
 	for _, name := range []string{"UpperCase", strings.Repeat("a", 254)} {
 		cm := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: name}}
@@ -88,9 +89,9 @@ func testInvalidNames(t *testing.T, s *server) {
 	}
 }
 
-func testConflict(t *testing.T, s *server) {
+func testConflict(t *testing.T, s *harness.Server) {
 	ctx := context.Background()
-	cs := s.clientset(t)
+	cs := s.Clientset(t)
 	ns := clientNamespace(t, cs)
 	cms := cs.CoreV1().ConfigMaps(ns)
 	stale, err := cms.Create(ctx, &corev1.ConfigMap{

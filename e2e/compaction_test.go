@@ -3,6 +3,7 @@ package e2e
 import (
 	"context"
 	"errors"
+	"github.com/keelson/keelson/e2e/harness"
 	"net/http"
 	"slices"
 	"strconv"
@@ -112,14 +113,14 @@ func exactRV(rv string) metav1.ListOptions {
 // resourceVersion that compaction removed: 410 Gone, so it relists.
 // Config maps are served through the watch cache; pod templates are not
 // (watch-cache-sizes=podtemplates#0), so they reach Keelson directly.
-func testCompacted(t *testing.T, s *server) {
+func testCompacted(t *testing.T, s *harness.Server) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	cs := s.clientset(t)
+	cs := s.Clientset(t)
 	ns := clientNamespace(t, cs)
 	cm, pt := writeHistory(ctx, t, cs, ns)
 
-	cli := s.etcd(t)
+	cli := s.Etcd(t)
 	rev := compactLikeKubeAPIServer(ctx, t, cli)
 	oldRev, _ := strconv.ParseInt(cm.created, 10, 64)
 	if _, err := cli.Get(ctx, "/registry/configmaps/"+ns+"/compacted", clientv3.WithRev(oldRev)); !errors.Is(err, rpctypes.ErrCompacted) {

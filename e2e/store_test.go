@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/keelson/keelson/e2e/harness"
 	"slices"
 	"testing"
 	"time"
@@ -48,8 +49,8 @@ func keyValues(kvs []*mvccpb.KeyValue) []keyValue {
 // on the same data dir and checks that nothing acknowledged was lost or
 // renumbered, that history replays, and that leases still expire.
 func TestStoreSurvivesKill(t *testing.T) {
-	s := startServer(t, serverOptions{DisableAPIServer: true})
-	cli := s.etcd(t)
+	s := harness.StartServer(t, harness.ServerOptions{DisableAPIServer: true})
+	cli := s.Etcd(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 
@@ -100,7 +101,7 @@ func TestStoreSurvivesKill(t *testing.T) {
 		t.Fatalf("header revision %d after the last write at %d", before.Header.Revision, lastRev)
 	}
 
-	s.restartAfterKill(t)
+	s.RestartAfterKill(t)
 
 	after, err := cli.Get(ctx, prefix, clientv3.WithPrefix())
 	if err != nil {
@@ -159,10 +160,10 @@ func TestStoreSurvivesKill(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if err := s.stop(); err != nil {
+		if err := s.Stop(); err != nil {
 			t.Errorf("SIGTERM: want a clean exit, got %v", err)
 		}
-		s.start(t)
+		s.Start(t)
 		after, err := cli.Get(ctx, prefix, clientv3.WithPrefix())
 		if err != nil {
 			t.Fatalf("get after a graceful restart: %v", err)

@@ -19,6 +19,7 @@ import (
 	"slices"
 
 	"github.com/hashicorp/go-plugin"
+	rbacv1 "k8s.io/api/rbac/v1"
 )
 
 // ProtocolVersion is the plugin protocol this package speaks. A host offers
@@ -66,6 +67,11 @@ type Description struct {
 	Version string `json:"version"`
 	// ProtocolVersions are the plugin protocol versions the binary can serve.
 	ProtocolVersions []int `json:"protocolVersions"`
+	// Rules are the API permissions the plugin needs. The host grants
+	// exactly these to the plugin's own identity (a ClusterRole per plugin)
+	// unless the server configuration overrides them; checksumming a
+	// third-party binary is what approves the rules it declares.
+	Rules []rbacv1.PolicyRule `json:"rules,omitempty"`
 }
 
 // Credentials is the plugin's API identity: a client certificate or a bearer

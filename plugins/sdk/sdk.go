@@ -15,6 +15,7 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/go-plugin"
+	rbacv1 "k8s.io/api/rbac/v1"
 	"k8s.io/client-go/rest"
 
 	"github.com/keelson/keelson/plugins/proto"
@@ -43,6 +44,10 @@ type Plugin struct {
 	// ManualReady makes the plugin call Env.Ready itself (e.g. after its
 	// caches synced). Otherwise it is reported ready as soon as Run starts.
 	ManualReady bool
+	// Rules are the API permissions the plugin needs; the host grants
+	// exactly these to the plugin's identity (least privilege), so a
+	// request outside them is refused with 403 Forbidden.
+	Rules []rbacv1.PolicyRule
 }
 
 func (p Plugin) validate() error {

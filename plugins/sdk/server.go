@@ -35,7 +35,7 @@ func newServer(p Plugin, logger *slog.Logger) *server {
 }
 
 func (s *server) Describe(context.Context) (proto.Description, error) {
-	return proto.Description{Name: s.p.Name, Kind: s.p.Kind, Version: s.p.Version, ProtocolVersions: s.versions}, nil
+	return proto.Description{Name: s.p.Name, Kind: s.p.Kind, Version: s.p.Version, ProtocolVersions: s.versions, Rules: s.p.Rules}, nil
 }
 
 func (s *server) Configure(_ context.Context, c proto.Configuration) error {

@@ -1,4 +1,4 @@
-package e2e
+package harness
 
 import (
 	"bufio"
@@ -14,41 +14,41 @@ import (
 	"time"
 )
 
-// kubectlTimeout bounds one kubectl invocation.
-const kubectlTimeout = 2 * time.Minute
+// KubectlTimeout bounds one kubectl invocation.
+const KubectlTimeout = 2 * time.Minute
 
-// kubectlResult is what one `keelson kubectl` run printed and returned.
-type kubectlResult struct {
+// KubectlResult is what one `keelson kubectl` run printed and returned.
+type KubectlResult struct {
 	Stdout, Stderr string
 	ExitCode       int
 }
 
-func (r kubectlResult) String() string {
+func (r KubectlResult) String() string {
 	return "exit " + strconv.Itoa(r.ExitCode) + "\nstdout:\n" + r.Stdout + "\nstderr:\n" + r.Stderr
 }
 
-func kubectlArgs(s *server, args []string) []string {
+func kubectlArgs(s *Server, args []string) []string {
 	return append([]string{"kubectl",
-		"--kubeconfig", s.kubeconfig(),
-		"--cache-dir", filepath.Join(s.dataDir, "kubectl-cache"),
+		"--kubeconfig", s.Kubeconfig(),
+		"--cache-dir", filepath.Join(s.DataDir, "kubectl-cache"),
 	}, args...)
 }
 
 // kubectl runs `keelson kubectl --kubeconfig ADMIN args...` with stdin as
 // input (may be empty) and returns whatever happened; it fails the test only
 // if kubectl could not be run at all.
-func (s *server) kubectlIn(t testing.TB, stdin string, args ...string) kubectlResult {
+func (s *Server) KubectlIn(t testing.TB, stdin string, args ...string) KubectlResult {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), kubectlTimeout)
+	ctx, cancel := context.WithTimeout(context.Background(), KubectlTimeout)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, s.bin, kubectlArgs(s, args)...)
+	cmd := exec.CommandContext(ctx, s.Bin, kubectlArgs(s, args)...)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	if stdin != "" {
 		cmd.Stdin = strings.NewReader(stdin)
 	}
 	err := cmd.Run()
-	r := kubectlResult{Stdout: stdout.String(), Stderr: stderr.String()}
+	r := KubectlResult{Stdout: stdout.String(), Stderr: stderr.String()}
 	var exitErr *exec.ExitError
 	switch {
 	case err == nil:
@@ -60,25 +60,25 @@ func (s *server) kubectlIn(t testing.TB, stdin string, args ...string) kubectlRe
 	return r
 }
 
-func (s *server) kubectl(t testing.TB, args ...string) kubectlResult {
+func (s *Server) Kubectl(t testing.TB, args ...string) KubectlResult {
 	t.Helper()
-	return s.kubectlIn(t, "", args...)
+	return s.KubectlIn(t, "", args...)
 }
 
 // mustKubectl runs kubectl and fails the test unless it exits 0; it returns
 // stdout.
-func (s *server) mustKubectl(t testing.TB, args ...string) string {
+func (s *Server) MustKubectl(t testing.TB, args ...string) string {
 	t.Helper()
-	r := s.kubectl(t, args...)
+	r := s.Kubectl(t, args...)
 	if r.ExitCode != 0 {
 		t.Fatalf("kubectl %s failed:\n%s", strings.Join(args, " "), r)
 	}
 	return r.Stdout
 }
 
-// backgroundKubectl is a long-running kubectl (a --watch) whose output lines
+// BackgroundKubectl is a long-running kubectl (a --watch) whose output lines
 // are collected as they come.
-type backgroundKubectl struct {
+type BackgroundKubectl struct {
 	cmd   *exec.Cmd
 	mu    sync.Mutex
 	lines []string
@@ -108,10 +108,10 @@ func (l *lockedBuffer) String() string {
 
 // startKubectl starts kubectl in the background; it is killed when the test
 // ends.
-func (s *server) startKubectl(t testing.TB, args ...string) *backgroundKubectl {
+func (s *Server) StartKubectl(t testing.TB, args ...string) *BackgroundKubectl {
 	t.Helper()
-	b := &backgroundKubectl{more: make(chan struct{}, 1), done: make(chan struct{})}
-	b.cmd = exec.Command(s.bin, kubectlArgs(s, args)...)
+	b := &BackgroundKubectl{more: make(chan struct{}, 1), done: make(chan struct{})}
+	b.cmd = exec.Command(s.Bin, kubectlArgs(s, args)...)
 	b.cmd.SysProcAttr = childProcAttr()
 	b.cmd.Stderr = &b.errb
 	out, err := b.cmd.StdoutPipe()
@@ -144,7 +144,7 @@ func (s *server) startKubectl(t testing.TB, args ...string) *backgroundKubectl {
 
 // waitLine waits until the background kubectl has printed a line equal to
 // want, failing the test after timeout or if kubectl exits first.
-func (b *backgroundKubectl) waitLine(t testing.TB, want string, timeout time.Duration) {
+func (b *BackgroundKubectl) WaitLine(t testing.TB, want string, timeout time.Duration) {
 	t.Helper()
 	deadline := time.After(timeout)
 	for {

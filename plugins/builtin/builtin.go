@@ -1,0 +1,40 @@
+// Package builtin lists the plugins compiled into the keelson binary. The
+// host runs each of them as its own process (`keelson plugin NAME`), exactly
+// like a third-party plugin, so a crash or a leak in one controller never
+// takes the control node or another controller with it.
+//
+// Each built-in lives in its own package under plugins/builtin/ and exports
+// Plugin() sdk.Plugin; it imports plugins/sdk and client libraries only,
+// never core or agent.
+package builtin
+
+import (
+	"slices"
+
+	"github.com/keelson/keelson/plugins/sdk"
+)
+
+// All returns every built-in plugin, in the order the host starts them.
+func All() []sdk.Plugin {
+	return []sdk.Plugin{}
+}
+
+// Names returns the names of All, sorted.
+func Names() []string {
+	var names []string
+	for _, p := range All() {
+		names = append(names, p.Name)
+	}
+	slices.Sort(names)
+	return names
+}
+
+// Lookup returns the built-in plugin called name.
+func Lookup(name string) (sdk.Plugin, bool) {
+	for _, p := range All() {
+		if p.Name == name {
+			return p, true
+		}
+	}
+	return sdk.Plugin{}, false
+}
