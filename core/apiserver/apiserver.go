@@ -57,6 +57,10 @@ func Run(ctx context.Context, cfg Config, ready func(elapsed time.Duration)) err
 
 	args := cfg.args()
 	opts := options.NewServerRunOptions()
+	if cfg.CurrentTerm != nil {
+		adm := opts.Admission.GenericAdmission
+		newTermFence(cfg.CurrentTerm).register(adm.Plugins, &adm.RecommendedPluginOrder)
+	}
 	fs := pflag.NewFlagSet("kube-apiserver", pflag.ContinueOnError)
 	for _, f := range opts.Flags().FlagSets {
 		fs.AddFlagSet(f)

@@ -52,6 +52,10 @@ type Config struct {
 	// ExtraArgs are kube-apiserver flags (name without "--" to value) that are
 	// added to, or replace, the ones derived from the fields above.
 	ExtraArgs map[string]string
+	// CurrentTerm returns the raft term this server knows; the term fence
+	// (see TermFenceName) refuses writes of plugins started in an older
+	// term. Nil disables the fence (an API server without plugins).
+	CurrentTerm func() uint64
 	// Logger receives kube-apiserver's logs (klog is routed into it) and the
 	// readiness report; default slog.Default().
 	Logger *slog.Logger

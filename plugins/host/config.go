@@ -13,8 +13,13 @@ import (
 
 // CredentialsFunc issues a plugin's API identity (client certificate or
 // token) for a raft term; the API server's admission rejects writes carrying
-// an older term, which fences a deposed leader's plugins.
-type CredentialsFunc func(ctx context.Context, plugin string, term uint64) (proto.Credentials, error)
+// an older term, which fences a deposed leader's plugins. renewAt is when the
+// plugin must be restarted with fresh credentials (zero: never).
+type CredentialsFunc func(ctx context.Context, plugin string, term uint64) (creds proto.Credentials, renewAt time.Time, err error)
+
+// AuthorizeFunc grants a plugin the API permissions it needs, after it
+// described itself and before it gets its credentials.
+type AuthorizeFunc func(ctx context.Context, spec Spec, desc proto.Description) error
 
 // Config tunes a Supervisor. Zero durations take DefaultConfig's values.
 type Config struct {
@@ -24,6 +29,13 @@ type Config struct {
 	CAPEM []byte
 	// Credentials is called before every (re)start of a plugin. Required.
 	Credentials CredentialsFunc
+	// Authorize, when set, is called before Credentials on every (re)start.
+	// An error fails this start (the plugin is retried with backoff).
+	Authorize AuthorizeFunc
+	// OnChange, when set, receives a copy of a plugin's status after every
+	// change. It is called without the supervisor's lock held, from the
+	// plugin's goroutine: it must not block for long.
+	OnChange func(PluginStatus)
 	// Logger receives the supervisor's events and every plugin's log lines,
 	// tagged plugin=<name>.
 	Logger *slog.Logger

@@ -31,6 +31,9 @@ type launch struct {
 	// hung makes the cleanup SIGKILL the process before asking go-plugin to
 	// shut it down, which would wait on an RPC the plugin cannot answer.
 	hung bool
+	// renewAt is when the plugin's credentials must be replaced: it is
+	// stopped gracefully and started again with new ones (zero: never).
+	renewAt time.Time
 }
 
 // runOnce starts the plugin, configures it and watches it until it fails or
@@ -120,11 +123,16 @@ func (s *Supervisor) connect(ctx context.Context, l *launch, term uint64) error 
 			sp.Name, sp.Path, v, desc.ProtocolVersions)
 	}
 	s.update(sp.Name, func(st *PluginStatus) { st.Kind, st.Version = desc.Kind, desc.Version })
-
-	creds, err := s.cfg.Credentials(callCtx, sp.Name, term)
+	if s.cfg.Authorize != nil {
+		if err := s.cfg.Authorize(callCtx, sp, desc); err != nil {
+			return fmt.Errorf("plugin %s: granting its API permissions: %w", sp.Name, err)
+		}
+	}
+	creds, renewAt, err := s.cfg.Credentials(callCtx, sp.Name, term)
 	if err != nil {
 		return fmt.Errorf("plugin %s: issuing API credentials for term %d: %w", sp.Name, term, err)
 	}
+	l.renewAt = renewAt
 	err = pc.Configure(callCtx, proto.Configuration{
 		APIEndpoint: s.cfg.APIEndpoint,
 		CAPEM:       s.cfg.CAPEM,

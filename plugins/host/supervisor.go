@@ -116,6 +116,11 @@ func (s *Supervisor) Start(ctx context.Context, term uint64) error {
 		}
 		st := s.status[sp.Name]
 		*st = PluginStatus{Name: sp.Name, State: StateStarting, Term: term, Since: s.cfg.Clock.Now()}
+		if s.cfg.OnChange != nil {
+			// Under the lock, unlike update: a plugin goroutine's first change
+			// must not overtake this one.
+			s.cfg.OnChange(*st)
+		}
 		s.wg.Add(1)
 		go func() {
 			defer s.wg.Done()
@@ -155,12 +160,16 @@ func (s *Supervisor) Status() []PluginStatus {
 // the state changes.
 func (s *Supervisor) update(name string, f func(st *PluginStatus)) {
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	st := s.status[name]
-	before := st.State
+	before := *st
 	f(st)
-	if st.State != before {
+	if st.State != before.State {
 		st.Since = s.cfg.Clock.Now()
+	}
+	after := *st
+	s.mu.Unlock()
+	if s.cfg.OnChange != nil && after != before {
+		s.cfg.OnChange(after)
 	}
 }
 
@@ -174,6 +183,10 @@ func (s *Supervisor) supervise(ctx context.Context, sp Spec, term uint64) {
 		if ctx.Err() != nil {
 			s.markStopped(sp.Name)
 			return
+		}
+		if errors.Is(err, errRenew) {
+			s.update(sp.Name, func(st *PluginStatus) { st.State, st.Ready, st.PID = StateStarting, false, 0 })
+			continue
 		}
 		var ref *refusal
 		if errors.As(err, &ref) {

@@ -13,6 +13,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -72,8 +73,8 @@ func (s *syncBuffer) String() string {
 func testConfig(logs *syncBuffer) Config {
 	return Config{
 		APIEndpoint: "https://127.0.0.1:6443",
-		Credentials: func(_ context.Context, plugin string, term uint64) (proto.Credentials, error) {
-			return proto.Credentials{BearerToken: fmt.Sprintf("token-%s-%d", plugin, term)}, nil
+		Credentials: func(_ context.Context, plugin string, term uint64) (proto.Credentials, time.Time, error) {
+			return proto.Credentials{BearerToken: fmt.Sprintf("token-%s-%d", plugin, term)}, time.Time{}, nil
 		},
 		Logger:         slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
 		PingInterval:   100 * time.Millisecond,
@@ -327,5 +328,67 @@ func TestKilledHostLeavesNoPlugin(t *testing.T) {
 				time.Sleep(20 * time.Millisecond)
 			}
 		})
+	}
+}
+
+func TestCredentialsAreRenewedByARestartThatIsNotAFailure(t *testing.T) {
+	cfg := testConfig(&syncBuffer{})
+	var mu sync.Mutex
+	issued := 0
+	cfg.Credentials = func(_ context.Context, plugin string, term uint64) (proto.Credentials, time.Time, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		issued++
+		return proto.Credentials{BearerToken: fmt.Sprintf("token-%d", issued)}, time.Now().Add(300 * time.Millisecond), nil
+	}
+	s := startSupervisor(t, cfg, spec("renewing", "healthy"))
+	first := waitFor(t, s, "renewing", func(st PluginStatus) bool { return st.State == StateRunning && st.PID != 0 })
+	second := waitFor(t, s, "renewing", func(st PluginStatus) bool {
+		return st.State == StateRunning && st.PID != 0 && st.PID != first.PID
+	})
+	if second.Restarts != 0 || second.LastError != "" {
+		t.Errorf("a renewal was counted as a failure: %+v", second)
+	}
+	if !processGone(first.PID) {
+		t.Errorf("the process with the old credentials (pid %d) still runs", first.PID)
+	}
+}
+
+func TestAuthorizeSeesTheDescriptionAndItsErrorFailsTheStart(t *testing.T) {
+	cfg := testConfig(&syncBuffer{})
+	var mu sync.Mutex
+	var seen []proto.Description
+	cfg.Authorize = func(_ context.Context, sp Spec, desc proto.Description) error {
+		mu.Lock()
+		defer mu.Unlock()
+		seen = append(seen, desc)
+		if sp.Name == "denied" {
+			return errors.New("cannot write its ClusterRole")
+		}
+		return nil
+	}
+	var changes []State
+	cfg.OnChange = func(st PluginStatus) {
+		mu.Lock()
+		defer mu.Unlock()
+		if st.Name == "allowed" && (len(changes) == 0 || changes[len(changes)-1] != st.State) {
+			changes = append(changes, st.State)
+		}
+	}
+	s := startSupervisor(t, cfg, spec("allowed", "healthy"), spec("denied", "healthy"))
+	waitFor(t, s, "allowed", func(st PluginStatus) bool { return st.State == StateRunning })
+	st := waitFor(t, s, "denied", func(st PluginStatus) bool { return st.State == StateCrashLooping })
+	if !strings.Contains(st.LastError, "granting its API permissions: cannot write its ClusterRole") {
+		t.Errorf("last error %q does not explain the failed grant", st.LastError)
+	}
+	s.Stop()
+	mu.Lock()
+	defer mu.Unlock()
+	if len(seen) == 0 || seen[0].Name != "testplugin" || seen[0].Kind != proto.KindController {
+		t.Errorf("Authorize saw %+v, want the plugin's description", seen)
+	}
+	want := []State{StateStarting, StateRunning, StateStopped}
+	if !slices.Equal(changes, want) {
+		t.Errorf("OnChange saw states %v, want %v", changes, want)
 	}
 }

@@ -43,11 +43,19 @@ func (s *Supervisor) watch(ctx context.Context, l *launch) (readyAt time.Time, e
 
 	ping := s.cfg.Clock.NewTicker(s.cfg.PingInterval)
 	defer ping.Stop()
+	var renew <-chan time.Time // nil: never
+	if !l.renewAt.IsZero() {
+		renew = s.cfg.Clock.After(l.renewAt.Sub(s.cfg.Clock.Now()))
+	}
 	for {
 		select {
 		case <-ctx.Done():
 			s.stopPlugin(l)
 			return readyAt, nil
+		case <-renew:
+			l.log.Info("restarting plugin to renew its API credentials")
+			s.stopPlugin(l)
+			return readyAt, errRenew
 		case st := <-updates:
 			if st.Ready && readyAt.IsZero() {
 				readyAt = s.cfg.Clock.Now()
@@ -71,6 +79,10 @@ func (s *Supervisor) watch(ctx context.Context, l *launch) (readyAt time.Time, e
 		}
 	}
 }
+
+// errRenew ends a run whose credentials are due for renewal: the plugin is
+// started again at once, which is not a failure.
+var errRenew = errors.New("credentials renewal")
 
 func streamEndError(name string, err error) error {
 	if errors.Is(err, io.EOF) {
