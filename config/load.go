@@ -28,6 +28,11 @@ func ServerFlags(fs *pflag.FlagSet, c *Server) {
 	fs.BoolVar(&c.DisableAPIServer, "disable-apiserver", c.DisableAPIServer, "run only the replicated store, without kube-apiserver")
 	fs.BoolVar(&c.DisableAgent, "disable-agent", c.DisableAgent, "do not run a node agent on this server (the agent is not built yet, so no server runs one)")
 
+	fs.StringVar(&c.Plugins.Dir, "plugin-dir", c.Plugins.Dir, "directory of third-party plugin executables (default DATA_DIR/plugins)")
+	fs.StringSliceVar(&c.Plugins.Disable, "disable-plugin", c.Plugins.Disable, "built-in plugin not to run, or '*' for all (repeatable)")
+	fs.Var(&externalPluginsValue{&c.Plugins.External}, "plugin", "third-party plugin NAME=SHA256: runs the executable NAME in the plugin dir if its checksum matches (repeatable)")
+	fs.Var(&pluginConfigValue{&c.Plugins.Config}, "plugin-config", "a plugin's configuration as NAME=JSON (repeatable)")
+
 	fs.IntVar(&c.APIServer.Port, "api-port", c.APIServer.Port, "HTTPS port of the Kubernetes API")
 	fs.StringVar(&c.APIServer.ServiceCIDR, "service-cidr", c.APIServer.ServiceCIDR, "range ClusterIPs are allocated from")
 	fs.StringVar(&c.APIServer.NodePortRange, "service-node-port-range", c.APIServer.NodePortRange, "range NodePorts are allocated from")

@@ -72,6 +72,7 @@ type Server struct {
 	DisableAgent bool `json:"disableAgent"`
 
 	APIServer APIServer `json:"apiServer"`
+	Plugins   Plugins   `json:"plugins"`
 	Raft      Raft      `json:"raft"`
 	Store     Store     `json:"store"`
 	Log       Log       `json:"log"`
@@ -395,6 +396,9 @@ func validHostPort(s string) error {
 // validDNSLabelish accepts what Kubernetes accepts as a node name: a DNS
 // subdomain (lowercase alphanumerics, '-' and '.', at most 253 characters).
 func validDNSLabelish(s string) error {
+	if s == "" {
+		return errors.New("is empty")
+	}
 	if len(s) > 253 {
 		return errors.New("is longer than 253 characters")
 	}

@@ -38,30 +38,49 @@ func newKubectlCommand() *cobra.Command {
 		// kubectl parses its own flags; cobra would reject every one it does not know.
 		DisableFlagParsing: true,
 		SilenceUsage:       true,
+		RunE:               runKubectl,
+	}
+}
+
+// newPluginsCommand returns `keelson plugins`: every plugin's state as the
+// leader's plugin host published it (kubectl get plugins.keelson.io -o wide);
+// kubectl flags such as --watch or --kubeconfig pass through.
+func newPluginsCommand() *cobra.Command {
+	return &cobra.Command{
+		Use:                "plugins [kubectl get flags]",
+		Short:              "Show every plugin's state: running, crash-looping (with its last error), refused, disabled",
+		DisableFlagParsing: true,
+		SilenceUsage:       true,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if path, ok := defaultKubeconfig(args, os.Getenv, fileExists); ok {
-				if err := os.Setenv("KUBECONFIG", path); err != nil {
-					return err
-				}
-			}
-			streams := genericiooptions.IOStreams{In: cmd.InOrStdin(), Out: cmd.OutOrStdout(), ErrOut: cmd.ErrOrStderr()}
-			kubectl := kubectlcmd.NewDefaultKubectlCommandWithArgs(kubectlcmd.KubectlOptions{
-				PluginHandler: kubectlcmd.NewDefaultPluginHandler(plugin.ValidPluginFilenamePrefixes),
-				// kubectl looks plugins up from its own argv; it must not see "keelson".
-				Arguments: append([]string{"kubectl"}, args...),
-				ConfigFlags: genericclioptions.NewConfigFlags(true).WithDeprecatedPasswordFlag().
-					WithDiscoveryBurst(300).WithDiscoveryQPS(50.0).WithWarningPrinter(streams),
-				IOStreams: streams,
-			})
-			kubectl.SetArgs(args)
-			if err := cli.RunNoErrOutput(kubectl); err != nil {
-				// As upstream kubectl's main: print the error the kubectl way and
-				// exit with kubectl's exit code, which scripts depend on.
-				cmdutil.CheckErr(err)
-			}
-			return nil
+			return runKubectl(cmd, append([]string{"get", "plugins.keelson.io", "-o", "wide"}, args...))
 		},
 	}
+}
+
+// runKubectl runs the upstream kubectl with args, defaulting to the local
+// server's admin kubeconfig.
+func runKubectl(cmd *cobra.Command, args []string) error {
+	if path, ok := defaultKubeconfig(args, os.Getenv, fileExists); ok {
+		if err := os.Setenv("KUBECONFIG", path); err != nil {
+			return err
+		}
+	}
+	streams := genericiooptions.IOStreams{In: cmd.InOrStdin(), Out: cmd.OutOrStdout(), ErrOut: cmd.ErrOrStderr()}
+	kubectl := kubectlcmd.NewDefaultKubectlCommandWithArgs(kubectlcmd.KubectlOptions{
+		PluginHandler: kubectlcmd.NewDefaultPluginHandler(plugin.ValidPluginFilenamePrefixes),
+		// kubectl looks plugins up from its own argv; it must not see "keelson".
+		Arguments: append([]string{"kubectl"}, args...),
+		ConfigFlags: genericclioptions.NewConfigFlags(true).WithDeprecatedPasswordFlag().
+			WithDiscoveryBurst(300).WithDiscoveryQPS(50.0).WithWarningPrinter(streams),
+		IOStreams: streams,
+	})
+	kubectl.SetArgs(args)
+	if err := cli.RunNoErrOutput(kubectl); err != nil {
+		// As upstream kubectl's main: print the error the kubectl way and
+		// exit with kubectl's exit code, which scripts depend on.
+		cmdutil.CheckErr(err)
+	}
+	return nil
 }
 
 // defaultKubeconfig returns the server's admin kubeconfig when the user chose no

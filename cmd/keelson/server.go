@@ -6,6 +6,7 @@ import (
 
 	"github.com/keelson/keelson/config"
 	"github.com/keelson/keelson/core/server"
+	"github.com/keelson/keelson/plugins/builtin"
 	"github.com/spf13/cobra"
 )
 
@@ -28,7 +29,7 @@ func newServerCommand() *cobra.Command {
 			log := newLogger(level, cfg.Log.Format)
 			slog.SetDefault(log)
 			log.Info("starting keelson server", "version", keelsonVersion, "node", cfg.NodeName, "data_dir", cfg.DataDir)
-			return server.Run(cmd.Context(), cfg, log)
+			return server.Run(cmd.Context(), cfg, log, server.Options{BuiltinPlugins: builtin.Names()})
 		},
 	}
 	cmd.Flags().StringVar(&configFile, "config", "", "YAML configuration file (flags override it)")

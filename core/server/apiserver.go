@@ -18,7 +18,7 @@ func AdminKubeconfig(dataDir string) string { return filepath.Join(dataDir, "adm
 
 // runAPIServer ensures the cluster PKI and admin kubeconfig, then runs the
 // embedded kube-apiserver on the store's unix socket until ctx ends.
-func (s *Server) runAPIServer(ctx context.Context, start time.Time) error {
+func (s *Server) runAPIServer(ctx context.Context, start time.Time, ready chan<- struct{}) error {
 	cfg := s.cfg
 	bundle := s.bundle
 	url := "https://" + net.JoinHostPort(apiserver.LocalHost(cfg.BindAddress), strconv.Itoa(cfg.APIServer.Port))
@@ -45,8 +45,10 @@ func (s *Server) runAPIServer(ctx context.Context, start time.Time) error {
 		EtcdServers:      []string{"unix://" + cfg.EtcdSocket()},
 		Bundle:           bundle,
 		ExtraArgs:        cfg.APIServer.ExtraArgs,
+		CurrentTerm:      s.raft.Term,
 		Logger:           s.log,
 	}, func(elapsed time.Duration) {
+		close(ready)
 		s.log.Info("keelson server ready", "elapsed", time.Since(start).Round(time.Millisecond),
 			"apiserver_elapsed", elapsed.Round(time.Millisecond), "api", url,
 			"try", fmt.Sprintf("keelson kubectl --kubeconfig %s get nodes,namespaces", kubeconfig))

@@ -43,9 +43,17 @@ func (m machine) Apply(index uint64, cmd []byte) any {
 func (m machine) Snapshot() (raftnode.SnapshotWriter, error) { return m.store.View(), nil }
 func (m machine) Restore(r io.Reader) error                  { return m.store.Restore(r) }
 
+// Options carry what the binary knows and the configuration does not.
+type Options struct {
+	// BuiltinPlugins names the plugins compiled into the binary; the leader
+	// runs each (unless disabled) as `keelson plugin NAME`.
+	BuiltinPlugins []string
+}
+
 // Server is a running control node.
 type Server struct {
 	cfg    config.Server
+	opts   Options
 	log    *slog.Logger
 	bundle *pki.Bundle
 	secret string
@@ -58,14 +66,18 @@ type Server struct {
 
 // Run starts a control node and blocks until ctx is canceled, then shuts it
 // down in order. It returns the first fatal error of any component.
-func Run(ctx context.Context, cfg config.Server, log *slog.Logger) error {
+func Run(ctx context.Context, cfg config.Server, log *slog.Logger, opts Options) error {
 	start := time.Now()
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	if err := cfg.Plugins.ValidatePlugins(opts.BuiltinPlugins); err != nil {
+		return fmt.Errorf("invalid configuration:\n%w", err)
+	}
 	s, err := open(ctx, cfg, log)
 	if err != nil {
 		return err
 	}
+	s.opts = opts
 	defer s.close()
 
 	// Only failures are reported: a component that returns nil has simply
@@ -97,9 +109,20 @@ func Run(ctx context.Context, cfg config.Server, log *slog.Logger) error {
 	// The API server stops before the store it depends on: cancel it and
 	// wait for it to return before the deferred close shuts raft down.
 	var apiDone chan error // nil (never ready) without an API server
+	// Plugins stop first, while the API server they talk to still serves.
+	pluginsCtx, stopPlugins := context.WithCancel(ctx)
+	defer stopPlugins()
+	pluginsDone := make(chan struct{})
 	if !cfg.DisableAPIServer {
 		apiDone = make(chan error, 1)
-		go func() { apiDone <- s.runAPIServer(ctx, start) }()
+		apiReady := make(chan struct{})
+		go func() { apiDone <- s.runAPIServer(ctx, start, apiReady) }()
+		run(func() error {
+			defer close(pluginsDone)
+			return s.runPlugins(pluginsCtx, apiReady)
+		})
+	} else {
+		close(pluginsDone)
 	}
 	apiRunning := apiDone != nil
 	err = nil
@@ -116,6 +139,12 @@ func Run(ctx context.Context, cfg config.Server, log *slog.Logger) error {
 			}
 		}
 	}
+	stopPlugins()
+	select {
+	case <-pluginsDone:
+	case <-time.After(pluginsStopTimeout):
+		log.Warn("plugins did not stop in time; the kernel ends them with this process", "waited", pluginsStopTimeout)
+	}
 	cancel()
 	if apiRunning {
 		select {
@@ -129,6 +158,10 @@ func Run(ctx context.Context, cfg config.Server, log *slog.Logger) error {
 	}
 	return err
 }
+
+// pluginsStopTimeout bounds how long shutdown waits for the plugins to stop
+// gracefully (they get host.Config.StopGrace each, in parallel).
+const pluginsStopTimeout = 20 * time.Second
 
 // apiServerStopTimeout bounds how long shutdown waits for kube-apiserver
 // before stopping the store anyway, so SIGTERM always ends the process.

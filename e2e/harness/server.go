@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -19,6 +20,8 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
+
+	"github.com/keelson/keelson/plugins/builtin"
 )
 
 // Generous deadlines: the machine is shared and slow at times. They bound
@@ -48,6 +51,13 @@ type ServerOptions struct {
 	KubeAPIServerArgs map[string]string
 	// Args are extra flags, last.
 	Args []string
+	// IP is the loopback address every listener binds; default 127.0.0.1.
+	IP string
+	// NodeName is the server's --node-name; default e2e-0.
+	NodeName string
+	// Plugins lists the built-in plugins to run; nil runs none, so tests
+	// that do not exercise plugins start fast and quiet. ["*"] runs all.
+	Plugins []string
 }
 
 // server is one `keelson server` process and its data dir, which outlives
@@ -75,6 +85,21 @@ type Server struct {
 // log is printed.
 func StartServer(t testing.TB, opts ServerOptions) *Server {
 	t.Helper()
+	s := newServer(t, opts)
+	s.Start(t)
+	return s
+}
+
+// newServer prepares a server on free ports and a fresh data dir without
+// starting it; its processes are killed when the test ends.
+func newServer(t testing.TB, opts ServerOptions) *Server {
+	t.Helper()
+	if opts.IP == "" {
+		opts.IP = "127.0.0.1"
+	}
+	if opts.NodeName == "" {
+		opts.NodeName = "e2e-0"
+	}
 	s := &Server{
 		Bin:      KeelsonBin(t),
 		opts:     opts,
@@ -91,17 +116,16 @@ func StartServer(t testing.TB, opts ServerOptions) *Server {
 			s.DumpLogs(t)
 		}
 	})
-	s.Start(t)
 	return s
 }
 
 func (s *Server) args() []string {
 	a := []string{"server",
 		"--data-dir", s.DataDir,
-		"--node-name", "e2e-0",
-		"--bind-address", "127.0.0.1",
+		"--node-name", s.opts.NodeName,
+		"--bind-address", s.opts.IP,
 		"--api-port", strconv.Itoa(s.APIPort),
-		"--raft-bind", "127.0.0.1:" + strconv.Itoa(s.raftPort),
+		"--raft-bind", net.JoinHostPort(s.opts.IP, strconv.Itoa(s.raftPort)),
 		"--etcd-listen", s.EtcdAddr(),
 		"--serf-port", strconv.Itoa(s.serfPort),
 		"--supervisor-port", strconv.Itoa(s.supPort),
@@ -110,18 +134,49 @@ func (s *Server) args() []string {
 	if s.opts.DisableAPIServer {
 		a = append(a, "--disable-apiserver")
 	}
+	if !slices.Contains(s.opts.Plugins, "*") {
+		off := []string{"*"}
+		if len(s.opts.Plugins) > 0 {
+			off = slices.DeleteFunc(builtin.Names(), func(n string) bool { return slices.Contains(s.opts.Plugins, n) })
+		}
+		for _, name := range off {
+			a = append(a, "--disable-plugin", name)
+		}
+	}
 	for k, v := range s.opts.KubeAPIServerArgs {
 		a = append(a, "--kube-apiserver-arg", k+"="+v)
 	}
 	return append(a, s.opts.Args...)
 }
 
-func (s *Server) EtcdAddr() string { return "127.0.0.1:" + strconv.Itoa(s.etcdPort) }
+// EtcdAddr is the server's plain etcd API (--etcd-listen).
+func (s *Server) EtcdAddr() string { return net.JoinHostPort(s.opts.IP, strconv.Itoa(s.etcdPort)) }
+
+// Name is the server's node name.
+func (s *Server) Name() string { return s.opts.NodeName }
 
 func (s *Server) Kubeconfig() string { return filepath.Join(s.DataDir, "admin.kubeconfig") }
 
-// start runs a new process on the data dir and waits until it is ready.
+// Start runs a new process on the data dir and waits until it is ready.
 func (s *Server) Start(t testing.TB) {
+	t.Helper()
+	s.launch(t)
+	s.WaitReady(t)
+}
+
+// WaitReady waits until the store and, unless disabled, the API server of
+// the current process are ready.
+func (s *Server) WaitReady(t testing.TB) {
+	t.Helper()
+	s.WaitLog(t, `msg="store ready"`, StoreReadyTimeout)
+	if !s.opts.DisableAPIServer {
+		s.WaitLog(t, `msg="keelson server ready"`, ServerReadyTimeout)
+		s.WaitReadyz(t)
+	}
+}
+
+// launch starts a new process on the data dir without waiting.
+func (s *Server) launch(t testing.TB) {
 	t.Helper()
 	if s.cmd != nil {
 		t.Fatalf("server already running (pid %d)", s.cmd.Process.Pid)
@@ -149,11 +204,6 @@ func (s *Server) Start(t testing.TB) {
 		logFile.Close()
 		close(exited)
 	}()
-	s.WaitLog(t, `msg="store ready"`, StoreReadyTimeout)
-	if !s.opts.DisableAPIServer {
-		s.WaitLog(t, `msg="keelson server ready"`, ServerReadyTimeout)
-		s.WaitReadyz(t)
-	}
 }
 
 // waitLog waits until the current process logs a line containing want, and

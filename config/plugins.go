@@ -1,0 +1,116 @@
+package config
+
+import (
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"path/filepath"
+	"slices"
+	"strings"
+
+	rbacv1 "k8s.io/api/rbac/v1"
+)
+
+// AllBuiltinPlugins in Plugins.Disable turns every built-in plugin off (to
+// run upstream controllers against a keelson server, say).
+const AllBuiltinPlugins = "*"
+
+// Plugins configures the controllers, scheduler, cloud provider and ingress
+// plugins the raft leader runs. Built-in plugins run unless disabled;
+// third-party ones are executables in Dir, listed in External.
+type Plugins struct {
+	// Dir holds third-party plugin executables; default DATA_DIR/plugins.
+	Dir string `json:"dir"`
+	// Disable lists built-in plugins not to run; "*" disables them all.
+	Disable []string `json:"disable"`
+	// Config holds each plugin's own configuration section, by plugin name
+	// (built-in or third-party). The plugin receives it as JSON.
+	Config map[string]json.RawMessage `json:"config"`
+	// External lists the third-party plugins to run.
+	External []ExternalPlugin `json:"external"`
+}
+
+// ExternalPlugin is one third-party plugin executable.
+type ExternalPlugin struct {
+	// Name identifies the plugin in status, logs and its API identity.
+	Name string `json:"name"`
+	// File is the executable's name in Plugins.Dir; default Name.
+	File string `json:"file"`
+	// SHA256 is the executable's hex checksum: the host refuses to run a
+	// binary that does not match it. Required.
+	SHA256 string `json:"sha256"`
+	// Rules, when set, replace the API permissions the plugin declares.
+	Rules []rbacv1.PolicyRule `json:"rules,omitempty"`
+}
+
+// PluginDir is the effective third-party plugin directory.
+func (c *Server) PluginDir() string {
+	if c.Plugins.Dir != "" {
+		return c.Plugins.Dir
+	}
+	return filepath.Join(c.DataDir, "plugins")
+}
+
+// BuiltinDisabled reports whether built-in plugin name is disabled.
+func (p *Plugins) BuiltinDisabled(name string) bool {
+	return slices.Contains(p.Disable, AllBuiltinPlugins) || slices.Contains(p.Disable, name)
+}
+
+// ValidatePlugins checks the plugins section against the names of the
+// built-in plugins, which only the binary knows.
+func (p *Plugins) ValidatePlugins(builtins []string) error {
+	var errs []string
+	bad := func(format string, args ...any) { errs = append(errs, fmt.Sprintf(format, args...)) }
+	if p.Dir != "" && !filepath.IsAbs(p.Dir) {
+		bad("plugins.dir (--plugin-dir): %q must be an absolute path", p.Dir)
+	}
+	for _, d := range p.Disable {
+		if d != AllBuiltinPlugins && !slices.Contains(builtins, d) {
+			bad("plugins.disable (--disable-plugin): %q is not a built-in plugin; built-ins are %s (or %q for all)",
+				d, strings.Join(builtins, ", "), AllBuiltinPlugins)
+		}
+	}
+	seen := map[string]bool{}
+	for i, e := range p.External {
+		field := fmt.Sprintf("plugins.external[%d]", i)
+		if e.Name == "" {
+			bad("%s.name: must not be empty", field)
+			continue
+		}
+		switch err := validDNSLabelish(e.Name); {
+		case err != nil:
+			bad("%s.name: %q %v", field, e.Name, err)
+		case slices.Contains(builtins, e.Name):
+			bad("%s.name: %q is the name of a built-in plugin; choose another", field, e.Name)
+		case seen[e.Name]:
+			bad("%s.name: %q is listed twice", field, e.Name)
+		}
+		seen[e.Name] = true
+		if e.File != "" && (strings.Contains(e.File, "/") || e.File == "." || e.File == "..") {
+			bad("%s.file: %q must be a file name inside plugins.dir, not a path", field, e.File)
+		}
+		if sum, err := hex.DecodeString(e.SHA256); err != nil || len(sum) != 32 {
+			bad("%s.sha256: %q is not a SHA-256 checksum; compute it with: sha256sum %s", field, e.SHA256,
+				filepath.Join(p.Dir, e.FileName()))
+		}
+	}
+	for name, raw := range p.Config {
+		if !slices.Contains(builtins, name) && !seen[name] {
+			bad("plugins.config.%s (--plugin-config): no built-in or external plugin is called %q", name, name)
+		} else if !json.Valid(raw) {
+			bad("plugins.config.%s (--plugin-config): not valid JSON", name)
+		}
+	}
+	if len(errs) > 0 {
+		return fmt.Errorf("%s", strings.Join(errs, "\n"))
+	}
+	return nil
+}
+
+// FileName is the executable's file name in the plugin directory.
+func (e ExternalPlugin) FileName() string {
+	if e.File != "" {
+		return e.File
+	}
+	return e.Name
+}

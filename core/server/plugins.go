@@ -1,0 +1,198 @@
+package server
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"strconv"
+	"time"
+
+	rbacv1 "k8s.io/api/rbac/v1"
+	apiextensions "k8s.io/apiextensions-apiserver/pkg/client/clientset/clientset"
+	"k8s.io/client-go/dynamic"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+
+	"github.com/keelson/keelson/config"
+	"github.com/keelson/keelson/core/apiserver"
+	"github.com/keelson/keelson/core/raftnode"
+	"github.com/keelson/keelson/plugins/host"
+	"github.com/keelson/keelson/plugins/proto"
+)
+
+// PluginCredentialLifetime is how long a plugin's client certificate is
+// valid; the host restarts the plugin with a new one after two thirds of it.
+const PluginCredentialLifetime = 7 * 24 * time.Hour
+
+// pluginHost runs the configured plugins while this server is the raft
+// leader: it installs the Plugin CRD, grants each plugin its RBAC, issues it
+// a certificate bound to the leader's term and publishes its state.
+type pluginHost struct {
+	log    *slog.Logger
+	sup    *host.Supervisor
+	specs  []host.Spec
+	rules  map[string][]rbacv1.PolicyRule
+	kube   kubernetes.Interface
+	dyn    dynamic.Interface
+	crds   apiextensions.Interface
+	status *statusWriter
+}
+
+// pluginSpecs turns the configuration into launch specs: every built-in
+// (disabled ones listed so their state shows), then the third-party ones.
+func pluginSpecs(cfg config.Server, builtins []string) ([]host.Spec, error) {
+	var specs []host.Spec
+	for _, name := range builtins {
+		sp, err := host.BuiltinSpec(name, cfg.Plugins.Config[name])
+		if err != nil {
+			return nil, err
+		}
+		sp.Disabled = cfg.Plugins.BuiltinDisabled(name)
+		specs = append(specs, sp)
+	}
+	for _, e := range cfg.Plugins.External {
+		specs = append(specs, host.ThirdPartySpec(e.Name, cfg.PluginDir(), e.FileName(), e.SHA256, cfg.Plugins.Config[e.Name]))
+	}
+	return specs, nil
+}
+
+func (s *Server) newPluginHost(admin *rest.Config, url string) (*pluginHost, error) {
+	specs, err := pluginSpecs(s.cfg, s.opts.BuiltinPlugins)
+	if err != nil {
+		return nil, err
+	}
+	caPEM, err := os.ReadFile(s.bundle.CA.CertFile)
+	if err != nil {
+		return nil, fmt.Errorf("plugin host: reading the cluster CA: %w", err)
+	}
+	h := &pluginHost{log: s.log.With("component", "plugin-host"), specs: specs, rules: map[string][]rbacv1.PolicyRule{}}
+	for _, e := range s.cfg.Plugins.External {
+		if e.Rules != nil {
+			h.rules[e.Name] = e.Rules
+		}
+	}
+	if h.kube, err = kubernetes.NewForConfig(admin); err != nil {
+		return nil, err
+	}
+	if h.dyn, err = dynamic.NewForConfig(admin); err != nil {
+		return nil, err
+	}
+	if h.crds, err = apiextensions.NewForConfig(admin); err != nil {
+		return nil, err
+	}
+	h.status = newStatusWriter(h.dyn, s.cfg.NodeName, specs, h.log)
+	bundle := s.bundle
+	h.sup, err = host.New(host.Config{
+		APIEndpoint: url,
+		CAPEM:       caPEM,
+		Logger:      h.log,
+		Authorize:   h.authorize,
+		OnChange:    h.status.set,
+		Credentials: func(_ context.Context, name string, term uint64) (proto.Credentials, time.Time, error) {
+			now := time.Now()
+			c, err := bundle.IssuePlugin(name, term, PluginCredentialLifetime, now)
+			if err != nil {
+				return proto.Credentials{}, time.Time{}, err
+			}
+			renew := now.Add(c.NotAfter.Sub(now) * 2 / 3)
+			return proto.Credentials{ClientCertPEM: c.CertPEM, ClientKeyPEM: c.KeyPEM}, renew, nil
+		},
+	}, specs)
+	return h, err
+}
+
+// authorize grants the plugin the rules it declared, or the ones the
+// configuration sets for it instead.
+func (h *pluginHost) authorize(ctx context.Context, sp host.Spec, desc proto.Description) error {
+	rules := desc.Rules
+	if override, ok := h.rules[sp.Name]; ok {
+		rules = override
+	}
+	return grantRules(ctx, h.kube, sp.Name, rules)
+}
+
+// prepare makes the API ready for a new term's plugins.
+func (h *pluginHost) prepare(ctx context.Context) error {
+	if err := ensurePluginCRD(ctx, h.crds); err != nil {
+		return err
+	}
+	var names []string
+	for _, sp := range h.specs {
+		names = append(names, sp.Name)
+	}
+	return pruneUnconfigured(ctx, h.kube, h.dyn, names)
+}
+
+// runPlugins starts the plugins whenever this server becomes the leader
+// and stops them when it is not any more, until ctx ends. It starts once
+// the local API server is ready (plugins reach the cluster through it).
+func (s *Server) runPlugins(ctx context.Context, apiReady <-chan struct{}) error {
+	select {
+	case <-ctx.Done():
+		return nil
+	case <-apiReady:
+	}
+	url := "https://" + net.JoinHostPort(apiserver.LocalHost(s.cfg.BindAddress), strconv.Itoa(s.cfg.APIServer.Port))
+	admin := &rest.Config{
+		Host:            url,
+		TLSClientConfig: rest.TLSClientConfig{CAFile: s.bundle.CA.CertFile, CertFile: s.bundle.Admin.CertFile, KeyFile: s.bundle.Admin.KeyFile},
+		UserAgent:       "keelson-plugin-host",
+		QPS:             20, Burst: 40,
+	}
+	h, err := s.newPluginHost(admin, url)
+	if err != nil {
+		return fmt.Errorf("plugin host: %w", err)
+	}
+	go h.status.run(ctx)
+	events, unsubscribe := s.raft.Subscribe()
+	defer unsubscribe()
+	return h.follow(ctx, events)
+}
+
+// follow reconciles the running plugins with the leadership events: the
+// plugins run exactly while this server leads, in the term it leads.
+func (h *pluginHost) follow(ctx context.Context, events <-chan raftnode.LeadershipEvent) error {
+	var (
+		want    raftnode.LeadershipEvent // the latest leadership state
+		running uint64                   // the term the plugins run in; 0: stopped
+		retry   <-chan time.Time         // set while a failed start waits
+	)
+	defer h.sup.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case ev, ok := <-events:
+			if !ok {
+				return nil
+			}
+			want = ev
+		case <-retry:
+		}
+		retry = nil
+		if running != 0 && (!want.IsLeader || want.Term != running) {
+			h.log.Info("stopping plugins", "term", running, "leader", want.IsLeader)
+			h.sup.Stop()
+			running = 0
+		}
+		if !want.IsLeader || running != 0 {
+			continue
+		}
+		start := time.Now()
+		if err := h.prepare(ctx); err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			h.log.Warn("preparing the API for plugins; retrying", "term", want.Term, "err", err)
+			retry = time.After(time.Second)
+			continue
+		}
+		if err := h.sup.Start(ctx, want.Term); err != nil {
+			return err
+		}
+		running = want.Term
+		h.log.Info("started plugins as leader", "term", running, "plugins", len(h.specs), "prepare", time.Since(start).Round(time.Millisecond))
+	}
+}
