@@ -51,6 +51,7 @@ bench: build
 	scripts/bench-kv.sh
 	scripts/bench-api.sh
 	scripts/bench-ha.sh
+	$(GO) run ./bench/pluginbench -keelson-bin $(KEELSON)
 
 # soak runs the HA fault-injection scenarios in random order for SOAK_TIME
 # (as root: network namespaces, iptables).

@@ -1,0 +1,109 @@
+// Package keelsonproc starts a single keelson server for a benchmark: on
+// loopback, in a fresh data dir, without a node agent, and returns once its
+// Kubernetes API is ready.
+package keelsonproc
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
+
+	"github.com/keelson/keelson/bench/internal/childproc"
+	"github.com/keelson/keelson/bench/internal/loopback"
+)
+
+// stopTimeout is how long the server gets to exit after SIGTERM.
+const stopTimeout = 20 * time.Second
+
+// Server is a running keelson server.
+type Server struct {
+	Proc       *childproc.Process
+	Dir        string // temp dir holding the data dir and the log; removed by Stop
+	DataDir    string
+	Kubeconfig string // the admin kubeconfig
+	// REST reaches the API as the admin, with QPS limits raised for load.
+	REST *rest.Config
+	// Ready is how long the server took from start to /readyz 200.
+	Ready time.Duration
+}
+
+// Start runs `bin server` with extraArgs appended (e.g. --disable-plugin
+// '*') in a new temp dir under workDir.
+func Start(ctx context.Context, bin, workDir string, timeout time.Duration, extraArgs ...string) (*Server, error) {
+	dir, err := os.MkdirTemp(workDir, "keelson-bench-")
+	if err != nil {
+		return nil, fmt.Errorf("temp dir under %s: %w", workDir, err)
+	}
+	s := &Server{Dir: dir, DataDir: filepath.Join(dir, "data")}
+	s.Kubeconfig = filepath.Join(s.DataDir, "admin.kubeconfig")
+	ports, err := loopback.FreePorts(4)
+	if err != nil {
+		s.Stop()
+		return nil, err
+	}
+	args := append([]string{"server", "--data-dir", s.DataDir, "--node-name", "bench",
+		"--bind-address", "127.0.0.1", "--api-port", strconv.Itoa(ports[0]),
+		"--raft-bind", loopback.HostPort(ports[1]), "--serf-port", strconv.Itoa(ports[2]),
+		"--supervisor-port", strconv.Itoa(ports[3]), "--disable-agent"}, extraArgs...)
+	if s.Proc, err = childproc.Start("keelson", bin, args, filepath.Join(dir, "keelson.log")); err != nil {
+		s.Stop()
+		return nil, err
+	}
+	if err := s.waitReady(ctx, timeout); err != nil {
+		s.Stop()
+		return nil, err
+	}
+	return s, nil
+}
+
+func (s *Server) waitReady(ctx context.Context, timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	var last error
+	for time.Now().Before(deadline) {
+		select {
+		case <-s.Proc.Exited():
+			return s.Proc.ExitedErr()
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(50 * time.Millisecond):
+		}
+		if s.REST == nil {
+			cfg, err := clientcmd.BuildConfigFromFlags("", s.Kubeconfig)
+			if err != nil {
+				last = err
+				continue
+			}
+			cfg.QPS, cfg.Burst = 5000, 5000
+			s.REST = cfg
+		}
+		cs, err := kubernetes.NewForConfig(s.REST)
+		if err != nil {
+			return err
+		}
+		rctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		body, err := cs.Discovery().RESTClient().Get().AbsPath("/readyz").DoRaw(rctx)
+		cancel()
+		if err == nil && strings.TrimSpace(string(body)) == "ok" {
+			s.Ready = time.Since(s.Proc.Started)
+			return nil
+		}
+		last = fmt.Errorf("/readyz: %v %s", err, body)
+	}
+	return s.Proc.Failure(fmt.Errorf("keelson not ready within %s: %v", timeout, last))
+}
+
+// Stop stops the server and removes its temp dir.
+func (s *Server) Stop() {
+	if s.Proc != nil {
+		s.Proc.Stop(stopTimeout)
+	}
+	_ = os.RemoveAll(s.Dir)
+}
