@@ -112,6 +112,11 @@ func (s *Supervisor) Start(ctx context.Context, term uint64) error {
 	s.running = true
 	for _, sp := range s.specs {
 		if sp.Disabled {
+			// Published once per term, so users see what is configured off.
+			if st := s.status[sp.Name]; s.cfg.OnChange != nil {
+				st.Term = term
+				s.cfg.OnChange(*st)
+			}
 			continue
 		}
 		st := s.status[sp.Name]
