@@ -94,3 +94,53 @@ func loadAvg(path string) string {
 	}
 	return "?"
 }
+
+// ReadPSS returns process pid's proportional set size in KiB (from
+// /proc/PID/smaps_rollup): private pages in full, shared pages divided by
+// the number of processes sharing them. It is the fair way to add up the
+// memory of processes that map the same binary.
+func ReadPSS(pid int) (int64, error) {
+	path := fmt.Sprintf("/proc/%d/smaps_rollup", pid)
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return 0, fmt.Errorf("read %s: %w", path, err)
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if rest, ok := strings.CutPrefix(line, "Pss:"); ok {
+			fields := strings.Fields(rest)
+			if len(fields) != 2 {
+				break
+			}
+			return strconv.ParseInt(fields[0], 10, 64)
+		}
+	}
+	return 0, fmt.Errorf("no Pss line in %s", path)
+}
+
+// Children returns the PIDs of the running processes whose parent is ppid,
+// with each one's command line (arguments separated by spaces).
+func Children(ppid int) (map[int]string, error) {
+	entries, err := os.ReadDir("/proc")
+	if err != nil {
+		return nil, err
+	}
+	out := map[int]string{}
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+		if err != nil {
+			continue // exited meanwhile
+		}
+		s := string(stat)
+		fields := strings.Fields(s[strings.LastIndexByte(s, ')')+1:])
+		if len(fields) < 2 || fields[1] != strconv.Itoa(ppid) {
+			continue
+		}
+		cmdline, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
+		out[pid] = strings.TrimSpace(strings.ReplaceAll(string(cmdline), "\x00", " "))
+	}
+	return out, nil
+}

@@ -1,0 +1,184 @@
+// Command ctrlmembench compares the memory of keelson's controller plugins,
+// all processes together, with upstream kube-controller-manager running the
+// same controllers, each against its own keelson server holding the same
+// workload (by default 10,000 pods from 100 Deployments, with a Service per
+// Deployment).
+//
+// Plugins are separate processes mapping the same keelson binary, so their
+// plain RSS would count the binary's shared pages once per process: the
+// figures are PSS (shared pages divided among the processes sharing them)
+// and RssAnon (private memory only).
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"sort"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"k8s.io/client-go/kubernetes"
+
+	"github.com/keelson/keelson/bench/internal/childproc"
+	"github.com/keelson/keelson/bench/internal/keelsonproc"
+	"github.com/keelson/keelson/bench/internal/procstat"
+)
+
+// upstreamControllers maps keelson's built-in controller plugins to the
+// kube-controller-manager controllers doing the same work. Plugins not
+// listed (the scheduler, ingress, cloud provider) are not controllers of
+// kube-controller-manager and are left out of both sides.
+var upstreamControllers = map[string]string{
+	"replicaset":             "replicaset-controller",
+	"replicationcontroller":  "replicationcontroller-controller",
+	"deployment":             "deployment-controller",
+	"garbagecollector":       "garbage-collector-controller",
+	"namespace":              "namespace-controller",
+	"serviceaccount":         "serviceaccount-controller",
+	"token":                  "serviceaccount-token-controller",
+	"endpoints":              "endpoints-controller",
+	"endpointslice":          "endpointslice-controller",
+	"endpointslicemirroring": "endpointslice-mirroring-controller",
+	"nodeipam":               "node-ipam-controller",
+	"nodelifecycle":          "node-lifecycle-controller",
+	"rootcacertpublisher":    "root-ca-certificate-publisher-controller",
+}
+
+type side struct {
+	label     string
+	processes map[string]procstat.Memory // by name
+	pss       map[string]int64           // KiB
+}
+
+func main() {
+	keelsonBin := flag.String("keelson-bin", "bin/keelson", "keelson binary")
+	kcmBin := flag.String("kcm-bin", "bin/kube-controller-manager-ref", "upstream kube-controller-manager binary")
+	deployments := flag.Int("deployments", 100, "Deployments (each with a Service selecting its pods)")
+	replicas := flag.Int("replicas", 100, "replicas per Deployment")
+	settle := flag.Duration("settle", 30*time.Second, "wait after the last pod exists before measuring")
+	workDir := flag.String("work-dir", os.TempDir(), "where temp dirs go")
+	flag.Parse()
+	w := workload{deployments: *deployments, replicas: *replicas}
+	var sides []side
+	for _, upstream := range []bool{false, true} {
+		s, err := measure(*keelsonBin, *kcmBin, *workDir, w, upstream, *settle)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "ctrlmembench:", err)
+			os.Exit(1)
+		}
+		sides = append(sides, s)
+	}
+	report(sides, w)
+}
+
+// measure runs one side: keelson's plugins, or kube-controller-manager.
+func measure(keelsonBin, kcmBin, workDir string, w workload, upstream bool, settle time.Duration) (side, error) {
+	ctx := context.Background()
+	args := []string{}
+	if upstream {
+		args = append(args, "--disable-plugin", "*")
+	}
+	srv, err := keelsonproc.Start(ctx, keelsonBin, workDir, 3*time.Minute, args...)
+	if err != nil {
+		return side{}, err
+	}
+	defer srv.Stop()
+	s := side{label: "keelson plugins", processes: map[string]procstat.Memory{}, pss: map[string]int64{}}
+	pids := map[string]int{}
+	if upstream {
+		s.label = "kube-controller-manager"
+		kcm, err := startKCM(kcmBin, srv)
+		if err != nil {
+			return s, err
+		}
+		defer kcm.Stop(20 * time.Second)
+		pids["kube-controller-manager"] = kcm.PID()
+	}
+	cs, err := kubernetes.NewForConfig(srv.REST)
+	if err != nil {
+		return s, err
+	}
+	start := time.Now()
+	if err := w.create(ctx, cs); err != nil {
+		return s, err
+	}
+	if err := w.waitPods(ctx, cs, 15*time.Minute); err != nil {
+		return s, fmt.Errorf("%s: %w", s.label, err)
+	}
+	fmt.Printf("%s: %d pods exist after %s; settling %s\n", s.label, w.pods(), time.Since(start).Round(time.Second), settle)
+	time.Sleep(settle)
+	if !upstream {
+		children, err := procstat.Children(srv.Proc.PID())
+		if err != nil {
+			return s, err
+		}
+		for pid, cmd := range children {
+			f := strings.Fields(cmd)
+			if len(f) >= 3 && f[1] == "plugin" && upstreamControllers[f[2]] != "" {
+				pids[f[2]] = pid
+			}
+		}
+	}
+	for name, pid := range pids {
+		m, err := procstat.ReadMemory(pid)
+		if err != nil {
+			return s, err
+		}
+		pss, err := procstat.ReadPSS(pid)
+		if err != nil {
+			return s, err
+		}
+		s.processes[name], s.pss[name] = m, pss
+	}
+	return s, nil
+}
+
+// startKCM runs kube-controller-manager with the controllers keelson has as
+// plugins, against srv as the admin.
+func startKCM(bin string, srv *keelsonproc.Server) (*childproc.Process, error) {
+	if _, err := os.Stat(bin); err != nil {
+		return nil, fmt.Errorf("%s: %w (scripts/bench-controllers.sh builds it)", bin, err)
+	}
+	var ctrls []string
+	for _, c := range upstreamControllers {
+		ctrls = append(ctrls, c)
+	}
+	slices.Sort(ctrls)
+	pki := filepath.Join(srv.DataDir, "pki")
+	args := []string{
+		"--kubeconfig", srv.Kubeconfig, "--leader-elect=false", "--secure-port=0",
+		"--controllers", strings.Join(ctrls, ","), "--use-service-account-credentials=false",
+		"--service-account-private-key-file", filepath.Join(pki, "sa.key"),
+		"--root-ca-file", filepath.Join(pki, "ca.crt"),
+		"--allocate-node-cidrs", "--cluster-cidr", "10.42.0.0/16",
+		"--kube-api-qps", "50", "--kube-api-burst", "100",
+	}
+	return childproc.Start("kube-controller-manager", bin, args, filepath.Join(srv.Dir, "kcm.log"))
+}
+
+func report(sides []side, w workload) {
+	fmt.Printf("\nController memory with %d pods (%d Deployments x %d replicas, a Service each); load %s\n",
+		w.pods(), w.deployments, w.replicas, procstat.LoadAvg())
+	tw := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "side\tprocess\tPSS MiB\tRssAnon MiB\tVmRSS MiB")
+	for _, s := range sides {
+		names := make([]string, 0, len(s.pss))
+		for n := range s.pss {
+			names = append(names, n)
+		}
+		sort.Strings(names)
+		var pss, anon, rss int64
+		for _, n := range names {
+			m := s.processes[n]
+			fmt.Fprintf(tw, "%s\t%s\t%.1f\t%.1f\t%.1f\n", s.label, n, procstat.MiB(s.pss[n]), procstat.MiB(m.RssAnonKiB), procstat.MiB(m.VmRSSKiB))
+			pss, anon, rss = pss+s.pss[n], anon+m.RssAnonKiB, rss+m.VmRSSKiB
+		}
+		fmt.Fprintf(tw, "%s\tTOTAL (%d processes)\t%.1f\t%.1f\t%.1f\n", s.label, len(names), procstat.MiB(pss), procstat.MiB(anon), procstat.MiB(rss))
+	}
+	tw.Flush()
+}
