@@ -11,12 +11,28 @@ package builtin
 import (
 	"slices"
 
+	"github.com/keelson/keelson/plugins/builtin/endpoints"
+	"github.com/keelson/keelson/plugins/builtin/endpointslice"
+	"github.com/keelson/keelson/plugins/builtin/endpointslicemirroring"
+	"github.com/keelson/keelson/plugins/builtin/garbagecollector"
+	"github.com/keelson/keelson/plugins/builtin/namespace"
+	"github.com/keelson/keelson/plugins/builtin/serviceaccount"
+	"github.com/keelson/keelson/plugins/builtin/token"
 	"github.com/keelson/keelson/plugins/sdk"
 )
 
 // All returns every built-in plugin, in the order the host starts them.
 func All() []sdk.Plugin {
-	return []sdk.Plugin{}
+	return []sdk.Plugin{
+		// Namespaces become usable (default ServiceAccount, root CA) first.
+		serviceaccount.Plugin(),
+		token.Plugin(),
+		namespace.Plugin(),
+		garbagecollector.Plugin(),
+		endpoints.Plugin(),
+		endpointslice.Plugin(),
+		endpointslicemirroring.Plugin(),
+	}
 }
 
 // Names returns the names of All, sorted.
