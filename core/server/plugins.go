@@ -1,7 +1,9 @@
 package server
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"log/slog"
 	"net"
@@ -40,6 +42,34 @@ type pluginHost struct {
 	status *statusWriter
 }
 
+// tokenPlugin is the built-in that fills legacy service-account token
+// Secrets (plugins/builtin/token); it signs them with the cluster's
+// service-account key, which it reads from its config section's
+// serviceAccountKeyPEM because a plugin never reads the server's files.
+const tokenPlugin = "token"
+
+// withServiceAccountKey adds the PEM of the service-account signing key
+// (keyFile) to a plugin's config section, unless the operator set one.
+func withServiceAccountKey(section json.RawMessage, keyFile string) (json.RawMessage, error) {
+	fields := map[string]json.RawMessage{}
+	if len(bytes.TrimSpace(section)) > 0 {
+		if err := json.Unmarshal(section, &fields); err != nil {
+			return nil, fmt.Errorf("plugin %s: config section: %w", tokenPlugin, err)
+		}
+	}
+	if _, set := fields["serviceAccountKeyPEM"]; set {
+		return section, nil
+	}
+	key, err := os.ReadFile(keyFile)
+	if err != nil {
+		return nil, fmt.Errorf("plugin %s: reading the service-account signing key: %w", tokenPlugin, err)
+	}
+	if fields["serviceAccountKeyPEM"], err = json.Marshal(string(key)); err != nil {
+		return nil, err
+	}
+	return json.Marshal(fields)
+}
+
 // pluginSpecs turns the configuration into launch specs: every built-in
 // (disabled ones listed so their state shows), then the third-party ones.
 func pluginSpecs(cfg config.Server, builtins []string) ([]host.Spec, error) {
@@ -62,6 +92,13 @@ func (s *Server) newPluginHost(admin *rest.Config, url string) (*pluginHost, err
 	specs, err := pluginSpecs(s.cfg, s.opts.BuiltinPlugins)
 	if err != nil {
 		return nil, err
+	}
+	for i := range specs {
+		if specs[i].Builtin && specs[i].Name == tokenPlugin {
+			if specs[i].Config, err = withServiceAccountKey(specs[i].Config, s.bundle.ServiceAccountKey); err != nil {
+				return nil, err
+			}
+		}
 	}
 	caPEM, err := os.ReadFile(s.bundle.CA.CertFile)
 	if err != nil {
