@@ -7,20 +7,17 @@ package lifecycle
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"log/slog"
-	"os"
-	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
@@ -33,7 +30,6 @@ import (
 	"github.com/keelson/keelson/plugins/builtin/namespace"
 	"github.com/keelson/keelson/plugins/builtin/serviceaccount"
 	"github.com/keelson/keelson/plugins/builtin/token"
-	"github.com/keelson/keelson/plugins/sdk"
 )
 
 // Generous: the machine is shared and slow at times. These bound waiting
@@ -43,16 +39,15 @@ const (
 	pollInterval = 200 * time.Millisecond
 )
 
-// cluster is a server with the lifecycle plugins running against it.
+// cluster is a server running the lifecycle plugins.
 type cluster struct {
-	srv    *harness.Server
-	cfg    *rest.Config
-	kube   kubernetes.Interface
-	dyn    dynamic.Interface
-	logDir string
+	srv  *harness.Server
+	cfg  *rest.Config
+	kube kubernetes.Interface
+	dyn  dynamic.Interface
 }
 
-// TestLifecycleControllers starts one server and the plugins once, and
+// TestLifecycleControllers starts one server with the plugins once, and
 // runs every scenario in its own namespace.
 func TestLifecycleControllers(t *testing.T) {
 	c := startCluster(t)
@@ -72,13 +67,21 @@ func TestLifecycleControllers(t *testing.T) {
 	t.Run("UnknownNodeEvent", c.testUnknownNodeEvent)
 }
 
+// lifecyclePlugins are the plugins under test; the server runs them (and no
+// other built-in) through its plugin host, each as its own process with its
+// own least-privilege identity.
+var lifecyclePlugins = []string{serviceaccount.Name, token.Name, namespace.Name, garbagecollector.Name,
+	endpoints.Name, endpointslice.Name, endpointslicemirroring.Name}
+
+var pluginGVR = schema.GroupVersionResource{Group: "keelson.io", Version: "v1alpha1", Resource: "plugins"}
+
 func startCluster(t *testing.T) *cluster {
 	t.Helper()
-	srv := harness.StartServer(t, harness.ServerOptions{})
+	srv := harness.StartServer(t, harness.ServerOptions{Plugins: lifecyclePlugins})
 	cfg := srv.RESTConfig(t)
 	// The tests read and write v1 Endpoints on purpose.
 	cfg.WarningHandler = rest.NoWarnings{}
-	c := &cluster{srv: srv, cfg: cfg, logDir: t.TempDir()}
+	c := &cluster{srv: srv, cfg: cfg}
 	var err error
 	if c.kube, err = kubernetes.NewForConfig(cfg); err != nil {
 		t.Fatalf("clientset: %v", err)
@@ -86,70 +89,42 @@ func startCluster(t *testing.T) *cluster {
 	if c.dyn, err = dynamic.NewForConfig(cfg); err != nil {
 		t.Fatalf("dynamic client: %v", err)
 	}
-	key, err := os.ReadFile(filepath.Join(srv.DataDir, "pki", "sa.key"))
-	if err != nil {
-		t.Fatalf("reading the service-account signing key: %v", err)
-	}
-	tokenCfg, _ := json.Marshal(map[string]string{"serviceAccountKeyPEM": string(key)})
-	c.runPlugins(t, map[string]json.RawMessage{token.Name: tokenCfg},
-		serviceaccount.Plugin(), token.Plugin(), namespace.Plugin(), garbagecollector.Plugin(),
-		endpoints.Plugin(), endpointslice.Plugin(), endpointslicemirroring.Plugin())
-	return c
-}
-
-// runPlugins runs each plugin in-process with the admin's credentials until
-// the test ends, waits until each reports ready, and prints their logs if
-// the test failed.
-func (c *cluster) runPlugins(t *testing.T, configs map[string]json.RawMessage, plugins ...sdk.Plugin) {
-	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	var wg sync.WaitGroup
-	ready := make(chan string, len(plugins))
-	failed := make(chan error, len(plugins))
-	for _, p := range plugins {
-		path := filepath.Join(c.logDir, p.Name+".log")
-		f, err := os.Create(path)
-		if err != nil {
-			t.Fatalf("creating plugin log: %v", err)
-		}
-		var once sync.Once
-		wg.Go(func() {
-			defer f.Close()
-			err := sdk.RunLocal(ctx, p, sdk.LocalOptions{
-				RESTConfig: c.cfg,
-				Config:     configs[p.Name],
-				Logger:     slog.New(slog.NewTextHandler(f, &slog.HandlerOptions{Level: slog.LevelDebug})),
-				Status: func(ok bool, _, _ string) {
-					if ok {
-						once.Do(func() { ready <- p.Name })
-					}
-				},
-			})
+	for _, name := range lifecyclePlugins {
+		eventually(t, "plugin "+name+" ready", func() error {
+			st, err := c.pluginStatus(name)
 			if err != nil {
-				failed <- fmt.Errorf("plugin %s: %w", p.Name, err)
+				return err
 			}
+			if ready, _, _ := unstructured.NestedBool(st, "ready"); !ready {
+				return fmt.Errorf("status %v", st)
+			}
+			return nil
 		})
 	}
 	t.Cleanup(func() {
-		cancel()
-		wg.Wait()
-		if t.Failed() || os.Getenv("DEBUGLOGS") != "" {
-			for _, p := range plugins {
-				path := filepath.Join(c.logDir, p.Name+".log")
-				t.Logf("---- tail of plugin %s ----\n%s", p.Name, harness.Tail(path, 40))
+		// No plugin crashed along the way.
+		for _, name := range lifecyclePlugins {
+			st, err := c.pluginStatus(name)
+			if err != nil {
+				t.Errorf("plugin %s: %v", name, err)
+				continue
+			}
+			if n, _, _ := unstructured.NestedInt64(st, "restarts"); n != 0 {
+				t.Errorf("plugin %s restarted %d times: %v", name, n, st)
 			}
 		}
 	})
-	deadline := time.After(waitTimeout)
-	for range plugins {
-		select {
-		case <-ready:
-		case err := <-failed:
-			t.Fatal(err)
-		case <-deadline:
-			t.Fatalf("plugins not ready within %s", waitTimeout)
-		}
+	return c
+}
+
+// pluginStatus is the status the host publishes for a plugin.
+func (c *cluster) pluginStatus(name string) (map[string]any, error) {
+	obj, err := c.dyn.Resource(pluginGVR).Get(context.Background(), name, metav1.GetOptions{})
+	if err != nil {
+		return nil, err
 	}
+	st, _, _ := unstructured.NestedMap(obj.Object, "status")
+	return st, nil
 }
 
 // eventually polls check until it returns nil, failing the test with its

@@ -43,7 +43,8 @@ func StripManagedFields(obj any) (any, error) {
 // sends (which client-go otherwise prints on stderr for every request),
 // for a plugin that uses a deprecated API on purpose: the endpoints
 // controllers keep v1 Endpoints, deprecated since 1.33, up to date for the
-// clients that still read them.
+// clients that still read them, and the garbage collector and namespace
+// controller handle every resource the API serves, deprecated ones too.
 func IgnoreAPIWarnings(p Plugin) Plugin {
 	run := p.Run
 	p.Run = func(ctx context.Context, env Env) error {

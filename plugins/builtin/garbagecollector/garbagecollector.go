@@ -62,7 +62,7 @@ type Config struct {
 
 // Plugin returns the garbage collector plugin.
 func Plugin() sdk.Plugin {
-	return sdk.Plugin{
+	return sdk.IgnoreAPIWarnings(sdk.Plugin{
 		Name:        Name,
 		Kind:        sdk.KindController,
 		Version:     "0.1.0",
@@ -73,7 +73,7 @@ func Plugin() sdk.Plugin {
 			{APIGroups: []string{"*"}, Resources: []string{"*"}, Verbs: []string{"get", "list", "watch", "patch", "update", "delete"}},
 			sdk.EventRule,
 		},
-	}
+	})
 }
 
 // objectKey identifies an object across renames and recreations.

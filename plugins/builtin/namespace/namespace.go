@@ -51,7 +51,7 @@ func Plugin() sdk.Plugin {
 		{APIGroups: []string{""}, Resources: []string{"namespaces/finalize", "namespaces/status"}, Verbs: []string{"update"}},
 		{APIGroups: []string{"*"}, Resources: []string{"*"}, Verbs: []string{"get", "list", "watch", "delete", "deletecollection"}},
 	}
-	return p
+	return sdk.IgnoreAPIWarnings(p)
 }
 
 type controller struct {
