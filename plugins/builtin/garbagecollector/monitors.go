@@ -44,8 +44,11 @@ type resource struct {
 type monitor struct {
 	resource
 	informer cache.SharedIndexInformer
-	stop     context.CancelFunc
-	started  time.Time
+	// hasSynced reports whether the cache holds every object (the
+	// informer's HasSynced; tests fill caches by hand).
+	hasSynced func() bool
+	stop      context.CancelFunc
+	started   time.Time
 }
 
 // item is a cached object and the resource it belongs to.
@@ -187,7 +190,7 @@ func (ms *monitors) start(ctx context.Context, r *resource) *monitor {
 		ms.logger.Error("setting transform", "resource", r.gvr.String(), "error", err)
 	}
 	ctx, cancel := context.WithCancel(ctx)
-	m := &monitor{resource: *r, informer: inf, stop: cancel, started: time.Now()}
+	m := &monitor{resource: *r, informer: inf, hasSynced: inf.HasSynced, stop: cancel, started: time.Now()}
 	if _, err := inf.AddEventHandler(ms.handler(m)); err != nil {
 		ms.logger.Error("adding event handler", "resource", r.gvr.String(), "error", err)
 	}
@@ -212,7 +215,7 @@ func (ms *monitors) synced(patience time.Duration) bool {
 	ms.mu.RLock()
 	defer ms.mu.RUnlock()
 	for _, m := range ms.byGR {
-		if !m.informer.HasSynced() && time.Since(m.started) < patience {
+		if !m.hasSynced() && time.Since(m.started) < patience {
 			return false
 		}
 	}
