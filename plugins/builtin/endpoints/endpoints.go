@@ -1,3 +1,5 @@
+//lint:file-ignore SA1019 v1 Endpoints are deprecated but still served and read; this controller keeps them (or mirrors them) on purpose.
+
 // Package endpoints is the endpoints controller as a built-in plugin: it
 // keeps an Endpoints object, named like its Service, listing the ready and
 // not-ready addresses of the pods every Service with a selector selects,

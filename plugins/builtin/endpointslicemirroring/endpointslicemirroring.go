@@ -1,3 +1,5 @@
+//lint:file-ignore SA1019 v1 Endpoints are deprecated but still served and read; this controller keeps them (or mirrors them) on purpose.
+
 // Package endpointslicemirroring is the EndpointSlice mirroring controller
 // as a built-in plugin: the Endpoints of a Service without a selector
 // (written by hand or by another controller) are mirrored into

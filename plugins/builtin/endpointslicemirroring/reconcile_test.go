@@ -1,3 +1,5 @@
+//lint:file-ignore SA1019 v1 Endpoints are deprecated but still served and read; these tests check what the endpoints controllers write there.
+
 package endpointslicemirroring
 
 import (
