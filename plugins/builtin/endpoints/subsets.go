@@ -4,6 +4,7 @@ package endpoints
 
 import (
 	"cmp"
+	"maps"
 	"math"
 	"slices"
 	"strconv"
@@ -123,6 +124,11 @@ func canonical(subsets []corev1.EndpointSubset) []corev1.EndpointSubset {
 			}
 		}
 	}
+	// Addresses are added in (IP, key) order, so every subset's lists come
+	// out sorted.
+	slices.SortFunc(order, func(a, b string) int {
+		return cmp.Or(strings.Compare(entries[a].addr.IP, entries[b].addr.IP), strings.Compare(a, b))
+	})
 	groups := map[string]*corev1.EndpointSubset{}
 	group := func(ports map[string]corev1.EndpointPort) *corev1.EndpointSubset {
 		list := sortedPorts(ports)
@@ -145,17 +151,9 @@ func canonical(subsets []corev1.EndpointSubset) []corev1.EndpointSubset {
 			g.NotReadyAddresses = append(g.NotReadyAddresses, e.addr)
 		}
 	}
-	keys := make([]string, 0, len(groups))
-	for k := range groups {
-		keys = append(keys, k)
-	}
-	slices.Sort(keys)
-	out := make([]corev1.EndpointSubset, 0, len(keys))
-	for _, k := range keys {
-		g := groups[k]
-		slices.SortFunc(g.Addresses, compareAddresses)
-		slices.SortFunc(g.NotReadyAddresses, compareAddresses)
-		out = append(out, *g)
+	out := make([]corev1.EndpointSubset, 0, len(groups))
+	for _, k := range slices.Sorted(maps.Keys(groups)) {
+		out = append(out, *groups[k])
 	}
 	return out
 }
@@ -199,10 +197,6 @@ func portsKey(ports []corev1.EndpointPort) string {
 		keys[i] = portKey(p)
 	}
 	return strings.Join(keys, ",")
-}
-
-func compareAddresses(a, b corev1.EndpointAddress) int {
-	return cmp.Or(strings.Compare(a.IP, b.IP), strings.Compare(addressKey(a), addressKey(b)))
 }
 
 // truncate keeps at most maxAddresses addresses, ready ones first, taking

@@ -65,7 +65,7 @@ type fixture struct {
 // newFixture builds a collector whose caches hold cached and whose API
 // holds live (objects may differ between the two, as they do when a cache
 // lags).
-func newFixture(t *testing.T, cached, live []*metav1.PartialObjectMetadata) *fixture {
+func newFixture(t testing.TB, cached, live []*metav1.PartialObjectMetadata) *fixture {
 	t.Helper()
 	scheme := runtime.NewScheme()
 	for _, r := range testRes {

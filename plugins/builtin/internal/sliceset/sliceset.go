@@ -7,11 +7,13 @@ package sliceset
 
 import (
 	"cmp"
+	"maps"
 	"slices"
 	"strconv"
 	"strings"
 	"sync"
 
+	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
 	"k8s.io/apimachinery/pkg/types"
@@ -58,16 +60,29 @@ func (s Set) PopSorted(n int) []discoveryv1.Endpoint {
 
 // SameEndpoint reports whether two endpoints with the same key are equal
 // in everything else (conditions, node, zone, hints, target), ignoring the
-// target's resourceVersion.
+// target's resourceVersion. It compares field by field: it runs for every
+// endpoint of a Service on every pod event.
 func SameEndpoint(a, b *discoveryv1.Endpoint) bool {
-	a2, b2 := a.DeepCopy(), b.DeepCopy()
-	a2.Addresses, b2.Addresses = nil, nil
-	for _, e := range []*discoveryv1.Endpoint{a2, b2} {
-		if e.TargetRef != nil {
-			e.TargetRef.ResourceVersion = ""
-		}
+	return boolPtr(a.Conditions.Ready, b.Conditions.Ready) &&
+		boolPtr(a.Conditions.Serving, b.Conditions.Serving) &&
+		boolPtr(a.Conditions.Terminating, b.Conditions.Terminating) &&
+		strPtr(a.NodeName, b.NodeName) && strPtr(a.Zone, b.Zone) && strPtr(a.Hostname, b.Hostname) &&
+		sameTarget(a.TargetRef, b.TargetRef) &&
+		maps.Equal(a.DeprecatedTopology, b.DeprecatedTopology) &&
+		((a.Hints == nil && b.Hints == nil) || equality.Semantic.DeepEqual(a.Hints, b.Hints))
+}
+
+func boolPtr(a, b *bool) bool { return (a == nil) == (b == nil) && (a == nil || *a == *b) }
+
+func strPtr(a, b *string) bool { return (a == nil) == (b == nil) && (a == nil || *a == *b) }
+
+func sameTarget(a, b *corev1.ObjectReference) bool {
+	if a == nil || b == nil {
+		return a == b
 	}
-	return equality.Semantic.DeepEqual(a2, b2)
+	a2, b2 := *a, *b
+	a2.ResourceVersion, b2.ResourceVersion = "", ""
+	return a2 == b2
 }
 
 // PortsKey identifies a set of ports regardless of order.
