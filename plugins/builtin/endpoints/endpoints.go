@@ -119,11 +119,7 @@ func (c *controller) register(f informers.SharedInformerFactory) error {
 	}); err != nil {
 		return fmt.Errorf("watching services: %w", err)
 	}
-	if _, err := f.Core().V1().Pods().Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
-		AddFunc:    func(obj any) { c.podChanged(nil, obj) },
-		UpdateFunc: c.podChanged,
-		DeleteFunc: func(obj any) { c.podChanged(obj, nil) },
-	}); err != nil {
+	if _, err := f.Core().V1().Pods().Informer().AddEventHandler(servicepods.PodHandler(c.services, c.queue.Add, c.logger)); err != nil {
 		return fmt.Errorf("watching pods: %w", err)
 	}
 	// A deleted Endpoints object of a selecting Service is recreated.
@@ -133,28 +129,6 @@ func (c *controller) register(f informers.SharedInformerFactory) error {
 		return fmt.Errorf("watching endpoints: %w", err)
 	}
 	return nil
-}
-
-// podChanged queues the services that select the pod before or after the
-// change, unless nothing the endpoints show changed.
-func (c *controller) podChanged(oldObj, newObj any) {
-	oldPod, newPod := servicepods.PodFromEvent(oldObj), servicepods.PodFromEvent(newObj)
-	if oldPod != nil && newPod != nil && servicepods.Unchanged(oldPod, newPod) {
-		return
-	}
-	for _, pod := range []*corev1.Pod{oldPod, newPod} {
-		if pod == nil {
-			continue
-		}
-		keys, err := servicepods.ServicesFor(c.services, pod)
-		if err != nil {
-			c.logger.Warn("finding the services of a pod", "pod", pod.Namespace+"/"+pod.Name, "error", err)
-			continue
-		}
-		for _, k := range keys {
-			c.queue.Add(k)
-		}
-	}
 }
 
 // queueLeftovers queues every Endpoints object once at start, so that those

@@ -12,7 +12,6 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
@@ -20,7 +19,6 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/client-go/informers"
-	discoveryinformers "k8s.io/client-go/informers/discovery/v1"
 	"k8s.io/client-go/kubernetes"
 	corelisters "k8s.io/client-go/listers/core/v1"
 	discoverylisters "k8s.io/client-go/listers/discovery/v1"
@@ -110,25 +108,18 @@ func setup(ctx context.Context, env sdk.Env, client kubernetes.Interface, f info
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
-	// Only the slices this controller manages are cached.
-	sliceInformer := f.InformerFor(&discoveryv1.EndpointSlice{}, func(c kubernetes.Interface, resync time.Duration) cache.SharedIndexInformer {
-		return discoveryinformers.NewFilteredEndpointSliceInformer(c, metav1.NamespaceAll, resync,
-			cache.Indexers{cache.NamespaceIndex: cache.MetaNamespaceIndexFunc},
-			func(o *metav1.ListOptions) { o.LabelSelector = discoveryv1.LabelManagedBy + "=" + controllerName })
-	})
 	c := &controller{
 		client:   client,
 		services: f.Core().V1().Services().Lister(),
 		pods:     f.Core().V1().Pods().Lister(),
 		nodes:    f.Core().V1().Nodes().Lister(),
-		slices:   discoverylisters.NewEndpointSliceLister(sliceInformer.GetIndexer()),
 		recorder: sdk.NewEventRecorder(ctx, client, eventSource),
 		queue:    sdk.NewQueue[string](Name),
 		tracker:  sliceset.NewTracker(),
 		maxPer:   cfg.MaxEndpointsPerSlice,
 		logger:   env.Logger,
 	}
-	if err := c.register(f, sliceInformer); err != nil {
+	if err := c.register(f); err != nil {
 		return nil, err
 	}
 	return func(ctx context.Context) error {
@@ -137,7 +128,7 @@ func setup(ctx context.Context, env sdk.Env, client kubernetes.Interface, f info
 	}, nil
 }
 
-func (c *controller) register(f informers.SharedInformerFactory, sliceInformer cache.SharedIndexInformer) error {
+func (c *controller) register(f informers.SharedInformerFactory) error {
 	enqueue := func(obj any) {
 		if key, err := cache.DeletionHandlingMetaNamespaceKeyFunc(obj); err == nil {
 			c.queue.Add(key)
@@ -148,76 +139,17 @@ func (c *controller) register(f informers.SharedInformerFactory, sliceInformer c
 	}); err != nil {
 		return fmt.Errorf("watching services: %w", err)
 	}
-	if _, err := f.Core().V1().Pods().Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
-		AddFunc:    func(obj any) { c.podChanged(nil, obj) },
-		UpdateFunc: c.podChanged,
-		DeleteFunc: func(obj any) { c.podChanged(obj, nil) },
-	}); err != nil {
+	if _, err := f.Core().V1().Pods().Informer().AddEventHandler(servicepods.PodHandler(c.services, c.queue.Add, c.logger)); err != nil {
 		return fmt.Errorf("watching pods: %w", err)
 	}
 	if _, err := f.Core().V1().Nodes().Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{}); err != nil {
 		return fmt.Errorf("watching nodes: %w", err)
 	}
-	// Any change to a managed slice is checked against the Service; the
-	// check is a no-op for the controller's own writes.
-	if _, err := sliceInformer.AddEventHandler(cache.ResourceEventHandlerFuncs{
-		AddFunc:    c.sliceChanged,
-		UpdateFunc: func(_, obj any) { c.sliceChanged(obj) },
-		DeleteFunc: c.sliceDeleted,
-	}); err != nil {
+	var err error
+	if c.slices, err = sliceset.Watch(f, controllerName, c.tracker, c.queue.Add); err != nil {
 		return fmt.Errorf("watching endpointslices: %w", err)
 	}
 	return nil
-}
-
-func (c *controller) podChanged(oldObj, newObj any) {
-	oldPod, newPod := servicepods.PodFromEvent(oldObj), servicepods.PodFromEvent(newObj)
-	if oldPod != nil && newPod != nil && servicepods.Unchanged(oldPod, newPod) {
-		return
-	}
-	for _, pod := range []*corev1.Pod{oldPod, newPod} {
-		if pod == nil {
-			continue
-		}
-		keys, err := servicepods.ServicesFor(c.services, pod)
-		if err != nil {
-			c.logger.Warn("finding the services of a pod", "pod", pod.Namespace+"/"+pod.Name, "error", err)
-			continue
-		}
-		for _, k := range keys {
-			c.queue.Add(k)
-		}
-	}
-}
-
-func serviceKey(s *discoveryv1.EndpointSlice) (string, bool) {
-	name := s.Labels[discoveryv1.LabelServiceName]
-	return s.Namespace + "/" + name, name != ""
-}
-
-func (c *controller) sliceChanged(obj any) {
-	if s, ok := obj.(*discoveryv1.EndpointSlice); ok {
-		if key, ok := serviceKey(s); ok {
-			c.queue.Add(key)
-		}
-	}
-}
-
-func (c *controller) sliceDeleted(obj any) {
-	if t, ok := obj.(cache.DeletedFinalStateUnknown); ok {
-		obj = t.Obj
-	}
-	s, ok := obj.(*discoveryv1.EndpointSlice)
-	if !ok {
-		return
-	}
-	key, ok := serviceKey(s)
-	if !ok {
-		return
-	}
-	if !c.tracker.ObserveDeletion(key, s) {
-		c.queue.Add(key)
-	}
 }
 
 // servicesSlices returns the cached slices this controller manages for a

@@ -9,7 +9,6 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/util/validation"
 	"k8s.io/utils/ptr"
 
 	"github.com/keelson/keelson/plugins/builtin/internal/servicepods"
@@ -281,7 +280,7 @@ func (pl *planner) newSlice(ports []discoveryv1.EndpointPort, t discoveryv1.Addr
 	}
 	return &discoveryv1.EndpointSlice{
 		ObjectMeta: metav1.ObjectMeta{
-			GenerateName: namePrefix(pl.svc.Name),
+			GenerateName: sliceset.NamePrefix(pl.svc.Name),
 			Namespace:    pl.svc.Namespace,
 			Labels:       pl.labels(),
 			OwnerReferences: []metav1.OwnerReference{{
@@ -311,15 +310,6 @@ func (pl *planner) labels() map[string]string {
 	out[discoveryv1.LabelServiceName] = pl.svc.Name
 	out[discoveryv1.LabelManagedBy] = controllerName
 	return out
-}
-
-// namePrefix is the generateName of a Service's slices: its name and a
-// dash, when that is still a valid name.
-func namePrefix(service string) string {
-	if len(validation.IsDNS1123Subdomain(service+"-a")) == 0 {
-		return service + "-"
-	}
-	return service
 }
 
 func ownedBy(s *discoveryv1.EndpointSlice, svc *corev1.Service) bool {

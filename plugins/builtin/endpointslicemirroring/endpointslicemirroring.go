@@ -12,15 +12,12 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/client-go/informers"
-	discoveryinformers "k8s.io/client-go/informers/discovery/v1"
 	"k8s.io/client-go/kubernetes"
 	corelisters "k8s.io/client-go/listers/core/v1"
 	discoverylisters "k8s.io/client-go/listers/discovery/v1"
@@ -89,23 +86,17 @@ func setup(ctx context.Context, env sdk.Env, client kubernetes.Interface, f info
 	if cfg.MaxEndpointsPerSubset < 1 {
 		return nil, fmt.Errorf("plugin config: maxEndpointsPerSubset must be at least 1, got %d", cfg.MaxEndpointsPerSubset)
 	}
-	sliceInformer := f.InformerFor(&discoveryv1.EndpointSlice{}, func(c kubernetes.Interface, resync time.Duration) cache.SharedIndexInformer {
-		return discoveryinformers.NewFilteredEndpointSliceInformer(c, metav1.NamespaceAll, resync,
-			cache.Indexers{cache.NamespaceIndex: cache.MetaNamespaceIndexFunc},
-			func(o *metav1.ListOptions) { o.LabelSelector = discoveryv1.LabelManagedBy + "=" + controllerName })
-	})
 	c := &controller{
 		client:    client,
 		services:  f.Core().V1().Services().Lister(),
 		endpoints: f.Core().V1().Endpoints().Lister(),
-		slices:    discoverylisters.NewEndpointSliceLister(sliceInformer.GetIndexer()),
 		recorder:  sdk.NewEventRecorder(ctx, client, eventSource),
 		queue:     sdk.NewQueue[string](Name),
 		tracker:   sliceset.NewTracker(),
 		maxPer:    cfg.MaxEndpointsPerSubset,
 		logger:    env.Logger,
 	}
-	if err := c.register(f, sliceInformer); err != nil {
+	if err := c.register(f); err != nil {
 		return nil, err
 	}
 	return func(ctx context.Context) error {
@@ -114,7 +105,7 @@ func setup(ctx context.Context, env sdk.Env, client kubernetes.Interface, f info
 	}, nil
 }
 
-func (c *controller) register(f informers.SharedInformerFactory, sliceInformer cache.SharedIndexInformer) error {
+func (c *controller) register(f informers.SharedInformerFactory) error {
 	enqueue := func(obj any) {
 		if key, err := cache.DeletionHandlingMetaNamespaceKeyFunc(obj); err == nil {
 			c.queue.Add(key)
@@ -139,40 +130,11 @@ func (c *controller) register(f informers.SharedInformerFactory, sliceInformer c
 	}); err != nil {
 		return fmt.Errorf("watching endpoints: %w", err)
 	}
-	if _, err := sliceInformer.AddEventHandler(cache.ResourceEventHandlerFuncs{
-		AddFunc:    c.sliceChanged,
-		UpdateFunc: func(_, obj any) { c.sliceChanged(obj) },
-		DeleteFunc: c.sliceDeleted,
-	}); err != nil {
+	var err error
+	if c.slices, err = sliceset.Watch(f, controllerName, c.tracker, c.queue.Add); err != nil {
 		return fmt.Errorf("watching endpointslices: %w", err)
 	}
 	return nil
-}
-
-func ownerKey(s *discoveryv1.EndpointSlice) (string, bool) {
-	name := s.Labels[discoveryv1.LabelServiceName]
-	return s.Namespace + "/" + name, name != ""
-}
-
-func (c *controller) sliceChanged(obj any) {
-	if s, ok := obj.(*discoveryv1.EndpointSlice); ok {
-		if key, ok := ownerKey(s); ok {
-			c.queue.Add(key)
-		}
-	}
-}
-
-func (c *controller) sliceDeleted(obj any) {
-	if t, ok := obj.(cache.DeletedFinalStateUnknown); ok {
-		obj = t.Obj
-	}
-	s, ok := obj.(*discoveryv1.EndpointSlice)
-	if !ok {
-		return
-	}
-	if key, ok := ownerKey(s); ok && !c.tracker.ObserveDeletion(key, s) {
-		c.queue.Add(key)
-	}
 }
 
 // shouldMirror leaves out Endpoints labelled to skip mirroring and those

@@ -14,7 +14,6 @@ import (
 	discoveryv1 "k8s.io/api/discovery/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/util/validation"
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/utils/ptr"
 
@@ -166,7 +165,7 @@ func slicePorts(ports []corev1.EndpointPort) []discoveryv1.EndpointPort {
 func newSlice(ep *corev1.Endpoints, ports []discoveryv1.EndpointPort, t discoveryv1.AddressType) *discoveryv1.EndpointSlice {
 	s := &discoveryv1.EndpointSlice{
 		ObjectMeta: metav1.ObjectMeta{
-			GenerateName: namePrefix(ep.Name),
+			GenerateName: sliceset.NamePrefix(ep.Name),
 			Namespace:    ep.Namespace,
 			Labels:       maps.Clone(ep.Labels),
 			Annotations:  maps.Clone(ep.Annotations),
@@ -187,13 +186,6 @@ func newSlice(ep *corev1.Endpoints, ports []discoveryv1.EndpointPort, t discover
 	delete(s.Annotations, corev1.EndpointsLastChangeTriggerTime)
 	delete(s.Annotations, corev1.LastAppliedConfigAnnotation)
 	return s
-}
-
-func namePrefix(name string) string {
-	if len(validation.IsDNS1123Subdomain(name+"-a")) == 0 {
-		return name + "-"
-	}
-	return name
 }
 
 type plan struct {

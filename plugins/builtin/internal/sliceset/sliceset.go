@@ -1,8 +1,9 @@
 // Package sliceset holds what the endpointslice and endpointslicemirroring
 // controllers share about EndpointSlices: the identity of an endpoint
 // across rewrites (so a pod becoming ready updates its endpoint in place
-// rather than moving it), the key of a port set, and a tracker that tells
-// when the informer cache is older than the controller's own last write.
+// rather than moving it), the key of a port set, a tracker that tells when
+// the informer cache is older than the controller's own last write, and
+// the watch of the slices a controller manages.
 package sliceset
 
 import (
