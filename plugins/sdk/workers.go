@@ -7,6 +7,7 @@ import (
 	"time"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/util/workqueue"
 )
 
@@ -78,4 +79,15 @@ func processNext[K comparable](ctx context.Context, q workqueue.TypedRateLimitin
 		q.Forget(key)
 	}
 	return true
+}
+
+// EnqueueObjects is an informer event handler that adds the
+// namespace/name key of every added, updated or deleted object to q.
+func EnqueueObjects(q workqueue.TypedInterface[string]) cache.ResourceEventHandlerFuncs {
+	add := func(obj any) {
+		if key, err := cache.DeletionHandlingMetaNamespaceKeyFunc(obj); err == nil {
+			q.Add(key)
+		}
+	}
+	return cache.ResourceEventHandlerFuncs{AddFunc: add, UpdateFunc: func(_, obj any) { add(obj) }, DeleteFunc: add}
 }

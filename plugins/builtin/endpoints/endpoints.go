@@ -109,23 +109,15 @@ func setup(ctx context.Context, env sdk.Env, client kubernetes.Interface, f info
 }
 
 func (c *controller) register(f informers.SharedInformerFactory) error {
-	enqueue := func(obj any) {
-		if key, err := cache.DeletionHandlingMetaNamespaceKeyFunc(obj); err == nil {
-			c.queue.Add(key)
-		}
-	}
-	if _, err := f.Core().V1().Services().Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
-		AddFunc: enqueue, UpdateFunc: func(_, obj any) { enqueue(obj) }, DeleteFunc: enqueue,
-	}); err != nil {
+	enqueue := sdk.EnqueueObjects(c.queue)
+	if _, err := f.Core().V1().Services().Informer().AddEventHandler(enqueue); err != nil {
 		return fmt.Errorf("watching services: %w", err)
 	}
 	if _, err := f.Core().V1().Pods().Informer().AddEventHandler(servicepods.PodHandler(c.services, c.queue.Add, c.logger)); err != nil {
 		return fmt.Errorf("watching pods: %w", err)
 	}
 	// A deleted Endpoints object of a selecting Service is recreated.
-	if _, err := f.Core().V1().Endpoints().Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
-		DeleteFunc: enqueue,
-	}); err != nil {
+	if _, err := f.Core().V1().Endpoints().Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{DeleteFunc: enqueue.DeleteFunc}); err != nil {
 		return fmt.Errorf("watching endpoints: %w", err)
 	}
 	return nil

@@ -129,14 +129,8 @@ func setup(ctx context.Context, env sdk.Env, client kubernetes.Interface, f info
 }
 
 func (c *controller) register(f informers.SharedInformerFactory) error {
-	enqueue := func(obj any) {
-		if key, err := cache.DeletionHandlingMetaNamespaceKeyFunc(obj); err == nil {
-			c.queue.Add(key)
-		}
-	}
-	if _, err := f.Core().V1().Services().Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
-		AddFunc: enqueue, UpdateFunc: func(_, obj any) { enqueue(obj) }, DeleteFunc: enqueue,
-	}); err != nil {
+	enqueue := sdk.EnqueueObjects(c.queue)
+	if _, err := f.Core().V1().Services().Informer().AddEventHandler(enqueue); err != nil {
 		return fmt.Errorf("watching services: %w", err)
 	}
 	if _, err := f.Core().V1().Pods().Informer().AddEventHandler(servicepods.PodHandler(c.services, c.queue.Add, c.logger)); err != nil {

@@ -15,11 +15,6 @@ import (
 	"github.com/keelson/keelson/plugins/builtin/internal/sliceset"
 )
 
-// plan is what one reconcile writes.
-type plan struct {
-	create, update, delete []*discoveryv1.EndpointSlice
-}
-
 // nodeLookup returns a node's zone (nil when unlabelled) and whether the
 // node exists.
 type nodeLookup func(name string) (zone *string, found bool)
@@ -37,25 +32,26 @@ type planner struct {
 // (svc's slices managed by this controller) and returns the changes, plus
 // the pods it had to leave out (their node is not known yet).
 func computePlan(svc *corev1.Service, pods []*corev1.Pod, existing []*discoveryv1.EndpointSlice,
-	nodes nodeLookup, maxPer int) (plan, []error) {
+	nodes nodeLookup, maxPer int) (sliceset.Changes, []error) {
 	pl := &planner{svc: svc, nodes: nodes, maxPer: maxPer, existing: existing}
-	var out plan
+	var out sliceset.Changes
 	types := addressTypes(svc)
 	byType := map[discoveryv1.AddressType][]*discoveryv1.EndpointSlice{}
 	for _, s := range existing {
 		if !slices.Contains(types, s.AddressType) {
-			out.delete = append(out.delete, s)
+			out.Delete = append(out.Delete, s)
 			continue
 		}
 		byType[s.AddressType] = append(byType[s.AddressType], s)
 	}
 	for _, t := range types {
 		p := pl.forAddressType(t, pods, byType[t])
-		out.create = append(out.create, p.create...)
-		out.update = append(out.update, p.update...)
-		out.delete = append(out.delete, p.delete...)
+		out.Create = append(out.Create, p.Create...)
+		out.Update = append(out.Update, p.Update...)
+		out.Delete = append(out.Delete, p.Delete...)
 	}
-	return recycle(out, svc), pl.skipped
+	out.Recycle(func(old *discoveryv1.EndpointSlice) bool { return ownedBy(old, svc) })
+	return out, pl.skipped
 }
 
 // addressTypes are the slice address types of svc: one per IP family,
@@ -89,12 +85,12 @@ type portGroup struct {
 	set   sliceset.Set
 }
 
-func (pl *planner) forAddressType(t discoveryv1.AddressType, pods []*corev1.Pod, existing []*discoveryv1.EndpointSlice) plan {
-	var out plan
+func (pl *planner) forAddressType(t discoveryv1.AddressType, pods []*corev1.Pod, existing []*discoveryv1.EndpointSlice) sliceset.Changes {
+	var out sliceset.Changes
 	existingByPorts := map[string][]*discoveryv1.EndpointSlice{}
 	for _, s := range existing {
 		if !ownedBy(s, pl.svc) {
-			out.delete = append(out.delete, s) // left over from a Service of the same name
+			out.Delete = append(out.Delete, s) // left over from a Service of the same name
 			continue
 		}
 		k := sliceset.PortsKey(s.Ports)
@@ -103,28 +99,28 @@ func (pl *planner) forAddressType(t discoveryv1.AddressType, pods []*corev1.Pod,
 	desired := pl.desired(t, pods)
 	for _, k := range slices.Sorted(maps.Keys(desired)) {
 		p := pl.byPorts(existingByPorts[k], desired[k], t)
-		out.create = append(out.create, p.create...)
-		out.update = append(out.update, p.update...)
-		out.delete = append(out.delete, p.delete...)
+		out.Create = append(out.Create, p.Create...)
+		out.Update = append(out.Update, p.Update...)
+		out.Delete = append(out.Delete, p.Delete...)
 	}
 	for _, k := range slices.Sorted(maps.Keys(existingByPorts)) {
 		if _, ok := desired[k]; !ok {
-			out.delete = append(out.delete, existingByPorts[k]...)
+			out.Delete = append(out.Delete, existingByPorts[k]...)
 		}
 	}
 	// A Service with no endpoints still gets one empty slice, so consumers
 	// can tell "no endpoints" from "not processed yet".
-	if len(existing) == len(out.delete) && len(out.create) == 0 {
+	if len(existing) == len(out.Delete) && len(out.Create) == 0 {
 		placeholder := pl.newSlice(nil, t)
-		if len(out.delete) == 1 && isPlaceholder(out.delete[0], t) {
-			if kept := out.delete[0]; !maps.Equal(kept.Labels, placeholder.Labels) {
+		if len(out.Delete) == 1 && isPlaceholder(out.Delete[0], t) {
+			if kept := out.Delete[0]; !maps.Equal(kept.Labels, placeholder.Labels) {
 				s := kept.DeepCopy()
 				s.Labels = placeholder.Labels
-				out.update = append(out.update, s)
+				out.Update = append(out.Update, s)
 			}
-			out.delete = nil
+			out.Delete = nil
 		} else {
-			out.create = append(out.create, placeholder)
+			out.Create = append(out.Create, placeholder)
 		}
 	}
 	return out
@@ -203,8 +199,8 @@ func (pl *planner) ports(pod *corev1.Pod) []discoveryv1.EndpointPort {
 // desired endpoints, changing as few slices as it can: endpoints stay in
 // the slice they are in, new ones fill slices being rewritten anyway, then
 // the unchanged slice they fit best, and only then new slices.
-func (pl *planner) byPorts(existing []*discoveryv1.EndpointSlice, want *portGroup, t discoveryv1.AddressType) plan {
-	var out plan
+func (pl *planner) byPorts(existing []*discoveryv1.EndpointSlice, want *portGroup, t discoveryv1.AddressType) sliceset.Changes {
+	var out sliceset.Changes
 	var updated, unchanged []*discoveryv1.EndpointSlice
 	slices.SortFunc(existing, func(a, b *discoveryv1.EndpointSlice) int { return cmp.Compare(a.Name, b.Name) })
 	for _, s := range existing {
@@ -223,7 +219,7 @@ func (pl *planner) byPorts(existing []*discoveryv1.EndpointSlice, want *portGrou
 		labels := pl.labels()
 		switch {
 		case len(kept) == 0:
-			out.delete = append(out.delete, s)
+			out.Delete = append(out.Delete, s)
 		case changed || len(kept) != len(s.Endpoints) || !maps.Equal(labels, s.Labels):
 			c := s.DeepCopy()
 			c.Endpoints, c.Labels = kept, labels
@@ -252,12 +248,12 @@ func (pl *planner) byPorts(existing []*discoveryv1.EndpointSlice, want *portGrou
 		}
 		fill.Endpoints = append(fill.Endpoints, want.set.PopSorted(pl.maxPer-len(fill.Endpoints))...)
 		if fill.Name == "" {
-			out.create = append(out.create, fill)
+			out.Create = append(out.Create, fill)
 		} else {
 			updated = append(updated, fill)
 		}
 	}
-	out.update = updated
+	out.Update = updated
 	return out
 }
 
@@ -323,23 +319,4 @@ func ownedBy(s *discoveryv1.EndpointSlice, svc *corev1.Service) bool {
 
 func isPlaceholder(s *discoveryv1.EndpointSlice, t discoveryv1.AddressType) bool {
 	return len(s.Endpoints) == 0 && len(s.Ports) == 0 && s.AddressType == t
-}
-
-// recycle turns a create paired with a delete of the same address type
-// into an update of the slice that would be deleted, saving a write and
-// keeping slice names stable.
-func recycle(p plan, svc *corev1.Service) plan {
-	for i := 0; i < len(p.delete) && len(p.create) > 0; {
-		old := p.delete[i]
-		c := p.create[len(p.create)-1]
-		if old.AddressType != c.AddressType || !ownedBy(old, svc) {
-			i++
-			continue
-		}
-		c.Name, c.GenerateName, c.ResourceVersion = old.Name, "", old.ResourceVersion
-		p.create = p.create[:len(p.create)-1]
-		p.update = append(p.update, c)
-		p.delete = slices.Delete(p.delete, i, i+1)
-	}
-	return p
 }

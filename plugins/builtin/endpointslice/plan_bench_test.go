@@ -31,7 +31,7 @@ func BenchmarkPlan1000Pods(b *testing.B) {
 	stored := apply(nil, p, &n)
 	b.Run("Unchanged", func(b *testing.B) {
 		for b.Loop() {
-			if p, _ := computePlan(svc, pods, stored, nodes, 100); len(p.update) != 0 {
+			if p, _ := computePlan(svc, pods, stored, nodes, 100); len(p.Update) != 0 {
 				b.Fatal("steady state rewritten")
 			}
 		}

@@ -12,6 +12,8 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/utils/ptr"
+
+	"github.com/keelson/keelson/plugins/builtin/internal/sliceset"
 )
 
 func service(spec corev1.ServiceSpec) *corev1.Service {
@@ -58,18 +60,18 @@ func nodes(name string) (*string, bool) {
 
 // apply plays a plan against the stored slices, as the API server would,
 // naming created slices web-1, web-2, ...
-func apply(stored []*discoveryv1.EndpointSlice, p plan, next *int) []*discoveryv1.EndpointSlice {
+func apply(stored []*discoveryv1.EndpointSlice, p sliceset.Changes, next *int) []*discoveryv1.EndpointSlice {
 	byName := map[string]*discoveryv1.EndpointSlice{}
 	for _, s := range stored {
 		byName[s.Name] = s
 	}
-	for _, s := range p.delete {
+	for _, s := range p.Delete {
 		delete(byName, s.Name)
 	}
-	for _, s := range p.update {
+	for _, s := range p.Update {
 		byName[s.Name] = s.DeepCopy()
 	}
-	for _, s := range p.create {
+	for _, s := range p.Create {
 		*next++
 		c := s.DeepCopy()
 		c.Name = fmt.Sprintf("web-%d", *next)
@@ -132,7 +134,7 @@ func TestPlanFromScratchAndStable(t *testing.T) {
 		t.Errorf("generateName %q", s.GenerateName)
 	}
 	// Nothing changed: nothing to write.
-	if p, _ := computePlan(svc, pods, stored, nodes, 100); len(p.create)+len(p.update)+len(p.delete) != 0 {
+	if p, _ := computePlan(svc, pods, stored, nodes, 100); len(p.Create)+len(p.Update)+len(p.Delete) != 0 {
 		t.Errorf("stable state rewritten: %+v", p)
 	}
 }
@@ -149,8 +151,8 @@ func TestPlanUpdatesInPlace(t *testing.T) {
 	pods[0].DeletionTimestamp = &now
 	pods[1] = pod("b", "10.0.0.2", "node-a", 8080, true)
 	p, _ = computePlan(svc, pods, stored, nodes, 100)
-	if len(p.create) != 0 || len(p.delete) != 0 || len(p.update) != 1 {
-		t.Fatalf("plan %d creates, %d updates, %d deletes; want one update", len(p.create), len(p.update), len(p.delete))
+	if len(p.Create) != 0 || len(p.Delete) != 0 || len(p.Update) != 1 {
+		t.Fatalf("plan %d creates, %d updates, %d deletes; want one update", len(p.Create), len(p.Update), len(p.Delete))
 	}
 	stored = apply(stored, p, &n)
 	want := []string{"web-1 IPv4 [http=8080] 10.0.0.1:false/true/true@zone-a 10.0.0.2:true/true/false@zone-a"}
@@ -165,7 +167,7 @@ func TestPlanUpdatesInPlace(t *testing.T) {
 	if got := describe(stored); !slices.Equal(got, want) {
 		t.Errorf("without pods: %v, want %v (one empty slice)", got, want)
 	}
-	if p, _ := computePlan(svc, nil, stored, nodes, 100); len(p.create)+len(p.update)+len(p.delete) != 0 {
+	if p, _ := computePlan(svc, nil, stored, nodes, 100); len(p.Create)+len(p.Update)+len(p.Delete) != 0 {
 		t.Errorf("placeholder rewritten: %+v", p)
 	}
 }
@@ -184,8 +186,8 @@ func TestPlanSplitsAtMaxAndFillsUp(t *testing.T) {
 	}
 	// Removing one pod rewrites only the slice it was in.
 	p, _ = computePlan(svc, pods[1:], stored, nodes, 2)
-	if len(p.create) != 0 || len(p.update)+len(p.delete) != 1 {
-		t.Errorf("removing one endpoint: %d creates, %d updates, %d deletes", len(p.create), len(p.update), len(p.delete))
+	if len(p.Create) != 0 || len(p.Update)+len(p.Delete) != 1 {
+		t.Errorf("removing one endpoint: %d creates, %d updates, %d deletes", len(p.Create), len(p.Update), len(p.Delete))
 	}
 	stored = apply(stored, p, &n)
 	total := 0
@@ -207,12 +209,12 @@ func TestPlanUnknownNodeAndAddressTypes(t *testing.T) {
 	if len(skipped) != 1 || !strings.Contains(skipped[0].Error(), `node "ghost" not found`) {
 		t.Errorf("skipped = %v", skipped)
 	}
-	if len(p.create) != 1 || len(p.create[0].Endpoints) != 0 {
-		t.Errorf("want only the placeholder, got %v", describe(p.create))
+	if len(p.Create) != 1 || len(p.Create[0].Endpoints) != 0 {
+		t.Errorf("want only the placeholder, got %v", describe(p.Create))
 	}
 	svc.Spec.PublishNotReadyAddresses = true
-	if p, skipped := computePlan(svc, pods, nil, nodes, 100); len(skipped) != 0 || len(p.create[0].Endpoints) != 1 {
-		t.Errorf("publishNotReadyAddresses publishes a pod on an unknown node: skipped %v, %v", skipped, describe(p.create))
+	if p, skipped := computePlan(svc, pods, nil, nodes, 100); len(skipped) != 0 || len(p.Create[0].Endpoints) != 1 {
+		t.Errorf("publishNotReadyAddresses publishes a pod on an unknown node: skipped %v, %v", skipped, describe(p.Create))
 	}
 
 	// A headless service without families gets both address types; a
@@ -223,7 +225,7 @@ func TestPlanUnknownNodeAndAddressTypes(t *testing.T) {
 	}
 	stale := &discoveryv1.EndpointSlice{ObjectMeta: metav1.ObjectMeta{Name: "old"}, AddressType: discoveryv1.AddressTypeFQDN}
 	p, _ = computePlan(service(corev1.ServiceSpec{}), nil, []*discoveryv1.EndpointSlice{stale}, nodes, 100)
-	if len(p.delete) != 1 || p.delete[0].Name != "old" {
+	if len(p.Delete) != 1 || p.Delete[0].Name != "old" {
 		t.Errorf("stale address type not deleted: %+v", p)
 	}
 }
@@ -237,7 +239,7 @@ func TestPlanRecyclesSliceOfPreviousService(t *testing.T) {
 		AddressType: discoveryv1.AddressTypeIPv4,
 	}
 	p, _ := computePlan(svc, []*corev1.Pod{pod("a", "10.0.0.1", "node-a", 8080, true)}, []*discoveryv1.EndpointSlice{old}, nodes, 100)
-	if len(p.create) != 1 || len(p.delete) != 1 || len(p.update) != 0 {
-		t.Errorf("plan %d creates, %d updates, %d deletes; want the foreign slice replaced", len(p.create), len(p.update), len(p.delete))
+	if len(p.Create) != 1 || len(p.Delete) != 1 || len(p.Update) != 0 {
+		t.Errorf("plan %d creates, %d updates, %d deletes; want the foreign slice replaced", len(p.Create), len(p.Update), len(p.Delete))
 	}
 }

@@ -12,6 +12,7 @@ import (
 	"k8s.io/client-go/tools/cache"
 
 	"github.com/keelson/keelson/plugins/builtin/internal/servicepods"
+	"github.com/keelson/keelson/plugins/builtin/internal/sliceset"
 	"github.com/keelson/keelson/plugins/sdk"
 )
 
@@ -69,11 +70,11 @@ func (c *controller) nodeZone(name string) (*string, bool) {
 
 // apply writes p: creates (unless the Service is being deleted, when the
 // garbage collector would race them), updates, then deletes.
-func (c *controller) apply(ctx context.Context, svc *corev1.Service, p plan) error {
+func (c *controller) apply(ctx context.Context, svc *corev1.Service, p sliceset.Changes) error {
 	key := svc.Namespace + "/" + svc.Name
 	api := c.client.DiscoveryV1().EndpointSlices(svc.Namespace)
 	if svc.DeletionTimestamp == nil {
-		for _, s := range p.create {
+		for _, s := range p.Create {
 			created, err := api.Create(ctx, s, metav1.CreateOptions{})
 			if err != nil {
 				if apierrors.HasStatusCause(err, corev1.NamespaceTerminatingCause) {
@@ -85,7 +86,7 @@ func (c *controller) apply(ctx context.Context, svc *corev1.Service, p plan) err
 			c.logger.Info("created endpointslice", "service", key, "slice", created.Name, "addressType", created.AddressType, "endpoints", len(created.Endpoints))
 		}
 	}
-	for _, s := range p.update {
+	for _, s := range p.Update {
 		updated, err := api.Update(ctx, s, metav1.UpdateOptions{})
 		if err != nil {
 			return fmt.Errorf("updating EndpointSlice %s for service %s: %w", s.Name, key, err)
@@ -93,7 +94,7 @@ func (c *controller) apply(ctx context.Context, svc *corev1.Service, p plan) err
 		c.tracker.Wrote(key, updated)
 		c.logger.Info("updated endpointslice", "service", key, "slice", s.Name, "endpoints", len(s.Endpoints))
 	}
-	for _, s := range p.delete {
+	for _, s := range p.Delete {
 		err := api.Delete(ctx, s.Name, metav1.DeleteOptions{Preconditions: &metav1.Preconditions{UID: &s.UID}})
 		if err != nil && !apierrors.IsNotFound(err) {
 			return fmt.Errorf("deleting EndpointSlice %s for service %s: %w", s.Name, key, err)

@@ -106,28 +106,22 @@ func setup(ctx context.Context, env sdk.Env, client kubernetes.Interface, f info
 }
 
 func (c *controller) register(f informers.SharedInformerFactory) error {
-	enqueue := func(obj any) {
-		if key, err := cache.DeletionHandlingMetaNamespaceKeyFunc(obj); err == nil {
-			c.queue.Add(key)
-		}
-	}
+	enqueue := sdk.EnqueueObjects(c.queue)
 	// A Service event matters when it gains or loses its selector, or
 	// appears or goes; Endpoints and slice events always do.
 	if _, err := f.Core().V1().Services().Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
-		AddFunc: enqueue,
+		AddFunc: enqueue.AddFunc,
 		UpdateFunc: func(oldObj, newObj any) {
 			o, n := oldObj.(*corev1.Service), newObj.(*corev1.Service)
 			if (o.Spec.Selector == nil) != (n.Spec.Selector == nil) {
-				enqueue(newObj)
+				enqueue.OnUpdate(oldObj, newObj)
 			}
 		},
-		DeleteFunc: enqueue,
+		DeleteFunc: enqueue.DeleteFunc,
 	}); err != nil {
 		return fmt.Errorf("watching services: %w", err)
 	}
-	if _, err := f.Core().V1().Endpoints().Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
-		AddFunc: enqueue, UpdateFunc: func(_, obj any) { enqueue(obj) }, DeleteFunc: enqueue,
-	}); err != nil {
+	if _, err := f.Core().V1().Endpoints().Informer().AddEventHandler(enqueue); err != nil {
 		return fmt.Errorf("watching endpoints: %w", err)
 	}
 	var err error

@@ -188,50 +188,35 @@ func newSlice(ep *corev1.Endpoints, ports []discoveryv1.EndpointPort, t discover
 	return s
 }
 
-type plan struct {
-	create, update, delete []*discoveryv1.EndpointSlice
-}
-
 // planMirror keeps one slice per address type and port set: the first
 // existing one, rewritten only if it differs; any others are deleted.
-func planMirror(want map[string]*discoveryv1.EndpointSlice, existing []*discoveryv1.EndpointSlice) plan {
+func planMirror(want map[string]*discoveryv1.EndpointSlice, existing []*discoveryv1.EndpointSlice) sliceset.Changes {
 	byKey := map[string][]*discoveryv1.EndpointSlice{}
 	for _, s := range existing {
 		k := string(s.AddressType) + "/" + sliceset.PortsKey(s.Ports)
 		byKey[k] = append(byKey[k], s)
 	}
-	var p plan
+	var p sliceset.Changes
 	for _, k := range slices.Sorted(maps.Keys(want)) {
 		w, have := want[k], byKey[k]
 		slices.SortFunc(have, func(a, b *discoveryv1.EndpointSlice) int { return cmp.Compare(a.Name, b.Name) })
 		switch {
 		case len(have) == 0:
-			p.create = append(p.create, w)
+			p.Create = append(p.Create, w)
 		case !sameSlice(have[0], w):
 			w.Name, w.GenerateName, w.ResourceVersion = have[0].Name, "", have[0].ResourceVersion
-			p.update = append(p.update, w)
+			p.Update = append(p.Update, w)
 		}
 		if len(have) > 1 {
-			p.delete = append(p.delete, have[1:]...)
+			p.Delete = append(p.Delete, have[1:]...)
 		}
 	}
 	for _, k := range slices.Sorted(maps.Keys(byKey)) {
 		if _, ok := want[k]; !ok {
-			p.delete = append(p.delete, byKey[k]...)
+			p.Delete = append(p.Delete, byKey[k]...)
 		}
 	}
-	// Reuse a slice about to be deleted for one about to be created.
-	for i := 0; i < len(p.delete) && len(p.create) > 0; {
-		old, c := p.delete[i], p.create[len(p.create)-1]
-		if old.AddressType != c.AddressType {
-			i++
-			continue
-		}
-		c.Name, c.GenerateName, c.ResourceVersion = old.Name, "", old.ResourceVersion
-		p.create = p.create[:len(p.create)-1]
-		p.update = append(p.update, c)
-		p.delete = slices.Delete(p.delete, i, i+1)
-	}
+	p.Recycle(func(*discoveryv1.EndpointSlice) bool { return true })
 	return p
 }
 
@@ -254,10 +239,10 @@ func sameSlice(have, want *discoveryv1.EndpointSlice) bool {
 	return true
 }
 
-func (c *controller) apply(ctx context.Context, key string, ep *corev1.Endpoints, p plan) error {
+func (c *controller) apply(ctx context.Context, key string, ep *corev1.Endpoints, p sliceset.Changes) error {
 	api := c.client.DiscoveryV1().EndpointSlices(ep.Namespace)
 	if ep.DeletionTimestamp == nil {
-		for _, s := range p.create {
+		for _, s := range p.Create {
 			created, err := api.Create(ctx, s, metav1.CreateOptions{})
 			if err != nil {
 				if apierrors.HasStatusCause(err, corev1.NamespaceTerminatingCause) {
@@ -269,7 +254,7 @@ func (c *controller) apply(ctx context.Context, key string, ep *corev1.Endpoints
 			c.logger.Info("created mirrored endpointslice", "endpoints", key, "slice", created.Name, "endpoints_count", len(created.Endpoints))
 		}
 	}
-	for _, s := range p.update {
+	for _, s := range p.Update {
 		updated, err := api.Update(ctx, s, metav1.UpdateOptions{})
 		if err != nil {
 			return fmt.Errorf("updating EndpointSlice %s mirroring endpoints %s: %w", s.Name, key, err)
@@ -277,7 +262,7 @@ func (c *controller) apply(ctx context.Context, key string, ep *corev1.Endpoints
 		c.tracker.Wrote(key, updated)
 		c.logger.Info("updated mirrored endpointslice", "endpoints", key, "slice", s.Name, "endpoints_count", len(s.Endpoints))
 	}
-	return c.deleteSlices(ctx, key, p.delete)
+	return c.deleteSlices(ctx, key, p.Delete)
 }
 
 func (c *controller) deleteAll(ctx context.Context, key string, existing []*discoveryv1.EndpointSlice) error {

@@ -128,7 +128,7 @@ func TestPlanMirror(t *testing.T) {
 	want, _, _ := desiredSlices(ep, 1000)
 	current := named(want["IPv4/"+portsKeyOf(want)], "db-abc")
 
-	if pl := planMirror(want, []*discoveryv1.EndpointSlice{current}); len(pl.create)+len(pl.update)+len(pl.delete) != 0 {
+	if pl := planMirror(want, []*discoveryv1.EndpointSlice{current}); len(pl.Create)+len(pl.Update)+len(pl.Delete) != 0 {
 		t.Errorf("in sync, yet plan %+v", pl)
 	}
 	// A duplicate is deleted; a changed endpoint updates the first slice.
@@ -136,18 +136,18 @@ func TestPlanMirror(t *testing.T) {
 	ep2 := endpoints(corev1.EndpointSubset{Addresses: addrs("10.0.0.2"), Ports: p})
 	want2, _, _ := desiredSlices(ep2, 1000)
 	pl := planMirror(want2, []*discoveryv1.EndpointSlice{dup, current})
-	if len(pl.update) != 1 || pl.update[0].Name != "db-abc" || len(pl.delete) != 1 || pl.delete[0].Name != "db-xyz" || len(pl.create) != 0 {
-		t.Errorf("plan: update %v delete %v create %d", names(pl.update), names(pl.delete), len(pl.create))
+	if len(pl.Update) != 1 || pl.Update[0].Name != "db-abc" || len(pl.Delete) != 1 || pl.Delete[0].Name != "db-xyz" || len(pl.Create) != 0 {
+		t.Errorf("plan: update %v delete %v create %d", names(pl.Update), names(pl.Delete), len(pl.Create))
 	}
 	// A port change recycles the old slice rather than delete and create.
 	ep3 := endpoints(corev1.EndpointSubset{Addresses: addrs("10.0.0.1"), Ports: []corev1.EndpointPort{{Name: "pg", Port: 6432}}})
 	want3, _, _ := desiredSlices(ep3, 1000)
 	pl = planMirror(want3, []*discoveryv1.EndpointSlice{current})
-	if len(pl.update) != 1 || pl.update[0].Name != "db-abc" || len(pl.create)+len(pl.delete) != 0 {
-		t.Errorf("port change: update %v delete %v create %d", names(pl.update), names(pl.delete), len(pl.create))
+	if len(pl.Update) != 1 || pl.Update[0].Name != "db-abc" || len(pl.Create)+len(pl.Delete) != 0 {
+		t.Errorf("port change: update %v delete %v create %d", names(pl.Update), names(pl.Delete), len(pl.Create))
 	}
-	if pl.update[0].ResourceVersion != "1" || *pl.update[0].Ports[0].Port != 6432 {
-		t.Errorf("recycled slice %+v", pl.update[0])
+	if pl.Update[0].ResourceVersion != "1" || *pl.Update[0].Ports[0].Port != 6432 {
+		t.Errorf("recycled slice %+v", pl.Update[0])
 	}
 }
 

@@ -207,3 +207,28 @@ func (t *Tracker) Stale(owner string, cached []*discoveryv1.EndpointSlice) bool 
 	}
 	return stale
 }
+
+// Changes are the slice writes of one reconcile.
+type Changes struct {
+	Create, Update, Delete []*discoveryv1.EndpointSlice
+}
+
+// Empty reports whether there is nothing to write.
+func (c Changes) Empty() bool { return len(c.Create)+len(c.Update)+len(c.Delete) == 0 }
+
+// Recycle turns a create paired with a delete of a slice of the same
+// address type that reusable accepts into an update of that slice, saving
+// a write and keeping slice names stable.
+func (c *Changes) Recycle(reusable func(*discoveryv1.EndpointSlice) bool) {
+	for i := 0; i < len(c.Delete) && len(c.Create) > 0; {
+		old, s := c.Delete[i], c.Create[len(c.Create)-1]
+		if old.AddressType != s.AddressType || !reusable(old) {
+			i++
+			continue
+		}
+		s.Name, s.GenerateName, s.ResourceVersion = old.Name, "", old.ResourceVersion
+		c.Create = c.Create[:len(c.Create)-1]
+		c.Update = append(c.Update, s)
+		c.Delete = slices.Delete(c.Delete, i, i+1)
+	}
+}
