@@ -36,8 +36,9 @@ func NewQueue[K comparable](name string) workqueue.TypedRateLimitingInterface[K]
 // RunWorkers runs n workers that take keys from q and reconcile them, until
 // ctx is cancelled; it then shuts q down and returns once every worker has
 // finished its current key. Errors are logged and the key retried with the
-// queue's backoff; conflicts (someone else wrote first) are expected and
-// logged at debug level only.
+// queue's backoff; conflicts and already-existing objects (someone else,
+// or the controller's own write its cache has not shown yet, got there
+// first) are expected and logged at debug level only.
 func RunWorkers[K comparable](ctx context.Context, q workqueue.TypedRateLimitingInterface[K], n int,
 	reconcile ReconcileFunc[K], logger *slog.Logger) {
 	var wg sync.WaitGroup
@@ -66,8 +67,8 @@ func processNext[K comparable](ctx context.Context, q workqueue.TypedRateLimitin
 			return true
 		}
 		level := slog.LevelWarn
-		if apierrors.IsConflict(err) {
-			level = slog.LevelDebug
+		if apierrors.IsConflict(err) || apierrors.IsAlreadyExists(err) {
+			level = slog.LevelDebug // someone (or our own last write) got there first
 		}
 		logger.Log(ctx, level, "reconcile failed; will retry", "key", key, "error", err,
 			"retries", q.NumRequeues(key))

@@ -17,6 +17,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"slices"
 	"time"
 
 	rbacv1 "k8s.io/api/rbac/v1"
@@ -261,11 +262,11 @@ func (gc *collector) observe(m *monitor, old, cur *metav1.PartialObjectMetadata)
 			gc.enqueue(d.res, d.obj)
 		}
 	}
-	var refs []metav1.OwnerReference
+	var oldRefs []metav1.OwnerReference
 	if old != nil {
-		refs = old.OwnerReferences
+		oldRefs = old.OwnerReferences
 	}
-	gc.enqueueWaitingOwners(cur, append(refs, cur.OwnerReferences...))
+	gc.enqueueWaitingOwners(cur, slices.Concat(oldRefs, cur.OwnerReferences))
 }
 
 func (gc *collector) observeDeletion(m *monitor, obj *metav1.PartialObjectMetadata) {
