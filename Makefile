@@ -47,7 +47,7 @@ test: build
 	KEELSON_BIN=$(KEELSON) $(GO) test -trimpath -ldflags "$(VERSION_LDFLAGS)" -timeout $(TEST_TIMEOUT) -count=1 ./...
 
 bench: build
-	$(GO) test -run '^$$' -bench . -benchmem ./fsm/ ./core/raftnode/ ./core/kvserver/ ./plugins/builtin/endpoints/ ./plugins/builtin/endpointslice/ ./plugins/builtin/garbagecollector/
+	$(GO) test -run '^$$' -bench . -benchmem ./fsm/ ./core/raftnode/ ./core/kvserver/ ./plugins/builtin/endpoints/ ./plugins/builtin/endpointslice/ ./plugins/builtin/garbagecollector/ ./plugins/builtin/internal/servicepods/
 	scripts/bench-kv.sh
 	scripts/bench-api.sh
 	scripts/bench-ha.sh
