@@ -32,7 +32,7 @@ func realisticPod(i int) *corev1.Pod {
 			Containers: []corev1.Container{{
 				Name: "app", Image: "registry.example.com/team/web:1.42.0",
 				Ports: []corev1.ContainerPort{{Name: "http", ContainerPort: 8080, Protocol: corev1.ProtocolTCP}},
-				Env: []corev1.EnvVar{{Name: "MODE", Value: "production"}, {Name: "LOG_LEVEL", Value: "info"}, {Name: "PORT", Value: "8080"}},
+				Env:   []corev1.EnvVar{{Name: "MODE", Value: "production"}, {Name: "LOG_LEVEL", Value: "info"}, {Name: "PORT", Value: "8080"}},
 				Resources: corev1.ResourceRequirements{Requests: corev1.ResourceList{
 					corev1.ResourceCPU: resource.MustParse("100m"), corev1.ResourceMemory: resource.MustParse("128Mi")}},
 				VolumeMounts:   []corev1.VolumeMount{{Name: "kube-api-access-x7k2p", MountPath: "/var/run/secrets/kubernetes.io/serviceaccount", ReadOnly: true}},
@@ -52,9 +52,9 @@ func realisticPod(i int) *corev1.Pod {
 				{Type: corev1.PodScheduled, Status: corev1.ConditionTrue, LastTransitionTime: now},
 			},
 			ContainerStatuses: []corev1.ContainerStatus{{Name: "app", Ready: true, Image: "registry.example.com/team/web:1.42.0",
-				ImageID: "registry.example.com/team/web@sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef",
+				ImageID:     "registry.example.com/team/web@sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef",
 				ContainerID: "containerd://0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef",
-				State: corev1.ContainerState{Running: &corev1.ContainerStateRunning{StartedAt: now}}}},
+				State:       corev1.ContainerState{Running: &corev1.ContainerStateRunning{StartedAt: now}}}},
 		},
 	}
 }
