@@ -3,6 +3,7 @@ package servicepods
 import (
 	"fmt"
 	"runtime"
+	"strings"
 	"testing"
 
 	corev1 "k8s.io/api/core/v1"
@@ -24,8 +25,8 @@ func realisticPod(i int) *corev1.Pod {
 			OwnerReferences: []metav1.OwnerReference{{APIVersion: "apps/v1", Kind: "ReplicaSet", Name: "web-7d9c8f6b5",
 				UID: "0d9e8f7a-6b5c-4d3e-2f1a-0b9c8d7e6f5a"}},
 			ManagedFields: []metav1.ManagedFieldsEntry{{Manager: "kube-controller-manager", Operation: metav1.ManagedFieldsOperationUpdate,
-				FieldsV1: &metav1.FieldsV1{Raw: make([]byte, 1200)}}, {Manager: "kubelet", Operation: metav1.ManagedFieldsOperationUpdate,
-				Subresource: "status", FieldsV1: &metav1.FieldsV1{Raw: make([]byte, 1500)}}},
+				FieldsV1: metav1.NewFieldsV1(strings.Repeat("x", 1200))}, {Manager: "kubelet", Operation: metav1.ManagedFieldsOperationUpdate,
+				Subresource: "status", FieldsV1: metav1.NewFieldsV1(strings.Repeat("x", 1500))}},
 		},
 		Spec: corev1.PodSpec{
 			NodeName: "node-17", ServiceAccountName: "default",
