@@ -11,12 +11,17 @@ package builtin
 import (
 	"slices"
 
+	"github.com/keelson/keelson/plugins/builtin/replicaset"
+	"github.com/keelson/keelson/plugins/builtin/replicationcontroller"
 	"github.com/keelson/keelson/plugins/sdk"
 )
 
 // All returns every built-in plugin, in the order the host starts them.
 func All() []sdk.Plugin {
-	return []sdk.Plugin{}
+	return []sdk.Plugin{
+		replicaset.Plugin(),
+		replicationcontroller.Plugin(),
+	}
 }
 
 // Names returns the names of All, sorted.

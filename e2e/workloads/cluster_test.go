@@ -1,0 +1,204 @@
+package workloads
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	appsv1 "k8s.io/api/apps/v1"
+	v1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/kubernetes"
+
+	"github.com/keelson/keelson/e2e/harness"
+	"github.com/keelson/keelson/e2e/podready"
+	"github.com/keelson/keelson/plugins/builtin"
+	"github.com/keelson/keelson/plugins/sdk"
+)
+
+// waitTimeout bounds every wait; generous, the machine is shared.
+const waitTimeout = 2 * time.Minute
+
+// cluster is a keelson server with the workload plugins running against it.
+type cluster struct {
+	*harness.Server
+	client kubernetes.Interface
+}
+
+// startCluster starts a server and the named built-in plugins, in this
+// process through sdk.RunLocal with the admin's credentials, until the test
+// ends; the garbage collector too once it is built in (see orphanDelete).
+func startCluster(t *testing.T, plugins ...string) *cluster {
+	t.Helper()
+	s := harness.StartServer(t, harness.ServerOptions{})
+	c := &cluster{Server: s, client: s.Clientset(t)}
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	t.Cleanup(func() {
+		cancel()
+		wg.Wait()
+	})
+	logFile, err := os.Create(filepath.Join(s.DataDir, "plugins.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("---- tail of %s ----\n%s", logFile.Name(), harness.Tail(logFile.Name(), 80))
+		}
+		logFile.Close()
+	})
+	logger := slog.New(slog.NewTextHandler(logFile, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	if _, ok := builtin.Lookup(gcPlugin); ok {
+		plugins = append(plugins, gcPlugin)
+	}
+	for _, name := range plugins {
+		p, ok := builtin.Lookup(name)
+		if !ok {
+			t.Fatalf("no built-in plugin %q (have %v)", name, builtin.Names())
+		}
+		wg.Go(func() {
+			err := sdk.RunLocal(ctx, p, sdk.LocalOptions{RESTConfig: s.RESTConfig(t), Logger: logger})
+			if err != nil && ctx.Err() == nil {
+				t.Errorf("plugin %s failed: %v", name, err)
+			}
+		})
+	}
+	return c
+}
+
+// namespace creates namespace name with its default ServiceAccount, which
+// pod admission requires (the serviceaccount plugin would create it).
+func (c *cluster) namespace(t *testing.T, name string) {
+	t.Helper()
+	ctx := context.Background()
+	if _, err := c.client.CoreV1().Namespaces().Create(ctx, &v1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name}}, metav1.CreateOptions{}); err != nil {
+		t.Fatalf("creating namespace %s: %v", name, err)
+	}
+	sa := &v1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: "default"}}
+	if _, err := c.client.CoreV1().ServiceAccounts(name).Create(ctx, sa, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
+		t.Fatalf("creating the default ServiceAccount of %s: %v", name, err)
+	}
+}
+
+// readyPods marks the pods of namespace ready as they appear (except those
+// hold returns true for) until the test ends.
+func (c *cluster) readyPods(t *testing.T, namespace string, hold func(*v1.Pod) bool) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	if err := (podready.Driver{Hold: hold}).Run(ctx, c.client, namespace); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// kubectl runs kubectl in namespace and returns stdout, failing the test on
+// a non-zero exit.
+func (c *cluster) kubectl(t *testing.T, namespace string, args ...string) string {
+	t.Helper()
+	return c.MustKubectl(t, append([]string{"-n", namespace}, args...)...)
+}
+
+// eventually polls cond until it returns nil, failing the test with its
+// last error after waitTimeout.
+func eventually(t *testing.T, what string, cond func() error) {
+	t.Helper()
+	deadline := time.Now().Add(waitTimeout)
+	for {
+		err := cond()
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not within %s: %v", what, waitTimeout, err)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+// podsControlledBy lists the pods of namespace whose controller is uid,
+// leaving out those being deleted.
+func (c *cluster) podsControlledBy(t *testing.T, namespace string, uid types.UID) []v1.Pod {
+	t.Helper()
+	list, err := c.client.CoreV1().Pods(namespace).List(context.Background(), metav1.ListOptions{})
+	if err != nil {
+		t.Fatalf("listing pods: %v", err)
+	}
+	var out []v1.Pod
+	for _, p := range list.Items {
+		if ref := metav1.GetControllerOf(&p); ref != nil && ref.UID == uid && p.DeletionTimestamp == nil {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// checkControllerRefs fails unless every pod names its controller with
+// controller=true and blockOwnerDeletion=true, as the garbage collector
+// requires.
+func checkControllerRefs(t *testing.T, ps []v1.Pod, kind, name string) {
+	t.Helper()
+	for _, p := range ps {
+		ref := metav1.GetControllerOf(&p)
+		if ref == nil || ref.Kind != kind || ref.Name != name || ref.BlockOwnerDeletion == nil || !*ref.BlockOwnerDeletion {
+			t.Errorf("pod %s: controller reference %+v, want %s %s with blockOwnerDeletion", p.Name, ref, kind, name)
+		}
+	}
+}
+
+// waitReplicaSetStatus waits until the ReplicaSet's status, for its current
+// generation, has the given counts.
+func (c *cluster) waitReplicaSetStatus(t *testing.T, namespace, name string, replicas, ready, available int32) *appsv1.ReplicaSet {
+	t.Helper()
+	var rs *appsv1.ReplicaSet
+	eventually(t, fmt.Sprintf("ReplicaSet %s status replicas=%d ready=%d available=%d", name, replicas, ready, available), func() error {
+		var err error
+		rs, err = c.client.AppsV1().ReplicaSets(namespace).Get(context.Background(), name, metav1.GetOptions{})
+		if err != nil {
+			return err
+		}
+		st := rs.Status
+		if st.ObservedGeneration < rs.Generation || st.Replicas != replicas || st.ReadyReplicas != ready || st.AvailableReplicas != available {
+			return fmt.Errorf("status %+v at generation %d", st, rs.Generation)
+		}
+		return nil
+	})
+	return rs
+}
+
+// eventsOf returns "Reason: message" of the Events about the object uid.
+func (c *cluster) eventsOf(t *testing.T, namespace string, uid types.UID) []string {
+	t.Helper()
+	list, err := c.client.CoreV1().Events(namespace).List(context.Background(), metav1.ListOptions{FieldSelector: "involvedObject.uid=" + string(uid)})
+	if err != nil {
+		t.Fatalf("listing events: %v", err)
+	}
+	var out []string
+	for _, e := range list.Items {
+		out = append(out, e.Reason+": "+e.Message)
+	}
+	return out
+}
+
+// waitEvent waits for an Event about uid whose "Reason: message" starts
+// with prefix.
+func (c *cluster) waitEvent(t *testing.T, namespace string, uid types.UID, prefix string) {
+	t.Helper()
+	eventually(t, "event "+prefix, func() error {
+		evs := c.eventsOf(t, namespace, uid)
+		for _, e := range evs {
+			if strings.HasPrefix(e, prefix) {
+				return nil
+			}
+		}
+		return fmt.Errorf("events: %q", evs)
+	})
+}
