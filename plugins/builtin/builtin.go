@@ -11,6 +11,7 @@ package builtin
 import (
 	"slices"
 
+	"github.com/keelson/keelson/plugins/builtin/deployment"
 	"github.com/keelson/keelson/plugins/builtin/replicaset"
 	"github.com/keelson/keelson/plugins/builtin/replicationcontroller"
 	"github.com/keelson/keelson/plugins/sdk"
@@ -21,6 +22,7 @@ func All() []sdk.Plugin {
 	return []sdk.Plugin{
 		replicaset.Plugin(),
 		replicationcontroller.Plugin(),
+		deployment.Plugin(),
 	}
 }
 

@@ -1,0 +1,102 @@
+// Package deployment is the built-in Deployment controller plugin: one
+// ReplicaSet per pod template (named by its hash), rolled out with the
+// RollingUpdate (maxSurge/maxUnavailable) or Recreate strategy; revisions
+// and change-cause kept for `kubectl rollout history|undo`; old revisions
+// cleaned up beyond revisionHistoryLimit; pause and resume; Progressing and
+// Available conditions with progressDeadlineSeconds; a Deployment scaled
+// mid-rollout scales its ReplicaSets proportionally. Its behaviour follows
+// kube-controller-manager's deployment controller.
+package deployment
+
+import (
+	"context"
+	"fmt"
+
+	appsv1 "k8s.io/api/apps/v1"
+	v1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/informers"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/utils/clock"
+
+	"github.com/keelson/keelson/plugins/builtin/internal/pluginconfig"
+	"github.com/keelson/keelson/plugins/sdk"
+)
+
+// Name is the plugin's name (`keelson plugin deployment`).
+const Name = "deployment"
+
+const version = "0.1.0"
+
+// Config is the plugin's configuration section.
+type Config struct {
+	// Workers is how many Deployments are reconciled at once (default 5,
+	// as kube-controller-manager's --concurrent-deployment-syncs).
+	Workers int `json:"workers"`
+}
+
+// ParseConfig reads raw (may be empty) over the defaults and validates it.
+func ParseConfig(raw []byte) (Config, error) {
+	c := Config{Workers: 5}
+	if err := pluginconfig.Decode(Name, raw, &c); err != nil {
+		return Config{}, err
+	}
+	if c.Workers < 1 || c.Workers > 64 {
+		return Config{}, fmt.Errorf("plugin %s config: workers is %d: set it between 1 and 64", Name, c.Workers)
+	}
+	return c, nil
+}
+
+// Plugin returns the plugin.
+func Plugin() sdk.Plugin {
+	setup := func(ctx context.Context, env sdk.Env, client kubernetes.Interface, factory informers.SharedInformerFactory) (func(context.Context) error, error) {
+		cfg, err := ParseConfig(env.Config)
+		if err != nil {
+			return nil, err
+		}
+		c, err := New(cfg, client, factory, env.Logger, clock.RealClock{})
+		if err != nil {
+			return nil, err
+		}
+		return c.Run, nil
+	}
+	p := sdk.InformerPlugin(Name, version, setup, informers.WithTransform(Transform))
+	p.Rules = []rbacv1.PolicyRule{
+		// update: clearing a deprecated rollbackTo request.
+		{APIGroups: []string{"apps"}, Resources: []string{"deployments"}, Verbs: []string{"get", "list", "watch", "update"}},
+		// finalizers: a ReplicaSet's ownerReference blocks the
+		// Deployment's deletion, which takes update on its finalizers.
+		{APIGroups: []string{"apps"}, Resources: []string{"deployments/status", "deployments/finalizers"}, Verbs: []string{"update"}},
+		{APIGroups: []string{"apps"}, Resources: []string{"replicasets"}, Verbs: []string{"get", "list", "watch", "create", "update", "patch", "delete"}},
+		{APIGroups: []string{""}, Resources: []string{"pods"}, Verbs: []string{"list", "watch"}},
+		{APIGroups: []string{""}, Resources: []string{"events"}, Verbs: []string{"create", "update", "patch"}},
+	}
+	return p
+}
+
+// Transform keeps in the caches only what the controller reads:
+// Deployments and ReplicaSets lose their managedFields (they are written
+// back whole); pods keep only their identity, controller reference and
+// phase (Recreate waits for old pods to finish).
+func Transform(obj any) (any, error) {
+	switch o := obj.(type) {
+	case *v1.Pod:
+		slim := &v1.Pod{
+			TypeMeta: o.TypeMeta,
+			ObjectMeta: metav1.ObjectMeta{
+				Name: o.Name, Namespace: o.Namespace, UID: o.UID, ResourceVersion: o.ResourceVersion,
+			},
+			Status: v1.PodStatus{Phase: o.Status.Phase},
+		}
+		if ref := metav1.GetControllerOfNoCopy(o); ref != nil {
+			slim.OwnerReferences = []metav1.OwnerReference{*ref}
+		}
+		return slim, nil
+	case *appsv1.Deployment:
+		o.ManagedFields = nil
+	case *appsv1.ReplicaSet:
+		o.ManagedFields = nil
+	}
+	return obj, nil
+}
