@@ -59,9 +59,22 @@ type Driver struct {
 	Workers int
 }
 
-// Run marks pods of namespace ready until ctx is cancelled. It returns once
-// its cache has synced; errors are retried.
-func (d Driver) Run(ctx context.Context, client kubernetes.Interface, namespace string) error {
+// Running is a started Driver.
+type Running struct {
+	queue workqueue.TypedRateLimitingInterface[string]
+	pods  cache.Indexer
+}
+
+// Recheck considers every pod again: call it after Hold changed its mind.
+func (r *Running) Recheck() {
+	for _, obj := range r.pods.List() {
+		r.queue.Add(obj.(*v1.Pod).Name)
+	}
+}
+
+// Start marks pods of namespace ready until ctx is cancelled. It returns
+// once its cache has synced; failed patches are retried.
+func (d Driver) Start(ctx context.Context, client kubernetes.Interface, namespace string) (*Running, error) {
 	factory := informers.NewSharedInformerFactoryWithOptions(client, 0, informers.WithNamespace(namespace))
 	inf := factory.Core().V1().Pods().Informer()
 	q := workqueue.NewTypedRateLimitingQueue(workqueue.DefaultTypedControllerRateLimiter[string]())
@@ -76,13 +89,13 @@ func (d Driver) Run(ctx context.Context, client kubernetes.Interface, namespace 
 		AddFunc:    consider,
 		UpdateFunc: func(_, o any) { consider(o) },
 	}); err != nil {
-		return err
+		return nil, err
 	}
 	factory.Start(ctx.Done())
 	if !cache.WaitForCacheSync(ctx.Done(), inf.HasSynced) {
 		q.ShutDown()
 		factory.Shutdown()
-		return fmt.Errorf("pod cache of %s did not sync", namespace)
+		return nil, fmt.Errorf("pod cache of %s did not sync", namespace)
 	}
 	workers := d.Workers
 	if workers <= 0 {
@@ -96,7 +109,7 @@ func (d Driver) Run(ctx context.Context, client kubernetes.Interface, namespace 
 		q.ShutDown()
 		factory.Shutdown()
 	}()
-	return nil
+	return &Running{queue: q, pods: inf.GetIndexer()}, nil
 }
 
 func (d Driver) work(ctx context.Context, client kubernetes.Interface, namespace string, idx cache.Indexer, q workqueue.TypedRateLimitingInterface[string]) {

@@ -65,8 +65,11 @@ func startCluster(t *testing.T, plugins ...string) *cluster {
 		if !ok {
 			t.Fatalf("no built-in plugin %q (have %v)", name, builtin.Names())
 		}
+		// The plugin host's client limits (sdk), not client-go's defaults.
+		cfg := s.RESTConfig(t)
+		cfg.QPS, cfg.Burst = 50, 100
 		wg.Go(func() {
-			err := sdk.RunLocal(ctx, p, sdk.LocalOptions{RESTConfig: s.RESTConfig(t), Logger: logger})
+			err := sdk.RunLocal(ctx, p, sdk.LocalOptions{RESTConfig: cfg, Logger: logger})
 			if err != nil && ctx.Err() == nil {
 				t.Errorf("plugin %s failed: %v", name, err)
 			}
@@ -91,13 +94,15 @@ func (c *cluster) namespace(t *testing.T, name string) {
 
 // readyPods marks the pods of namespace ready as they appear (except those
 // hold returns true for) until the test ends.
-func (c *cluster) readyPods(t *testing.T, namespace string, hold func(*v1.Pod) bool) {
+func (c *cluster) readyPods(t *testing.T, namespace string, hold func(*v1.Pod) bool) *podready.Running {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
-	if err := (podready.Driver{Hold: hold}).Run(ctx, c.client, namespace); err != nil {
+	r, err := (podready.Driver{Hold: hold}).Start(ctx, c.client, namespace)
+	if err != nil {
 		t.Fatal(err)
 	}
+	return r
 }
 
 // kubectl runs kubectl in namespace and returns stdout, failing the test on

@@ -22,14 +22,14 @@ import (
 const gcPlugin = "garbagecollector"
 
 // orphanDelete runs `kubectl delete RESOURCE NAME --cascade=orphan` and
-// waits until the object is gone with its pods left behind without an
-// owner reference to it.
+// waits until the object is gone with its dependents (of resource
+// dependents) left behind without an owner reference to it.
 //
 // The API server only marks the object (deletionTimestamp and the orphan
 // finalizer); the garbage collector then strips the dependents' owner
 // references and removes the finalizer. When the garbage collector plugin
 // is not built in yet, the test does exactly those two writes itself.
-func (c *cluster) orphanDelete(t *testing.T, namespace string, gvr schema.GroupVersionResource, name string, uid types.UID) {
+func (c *cluster) orphanDelete(t *testing.T, namespace string, gvr schema.GroupVersionResource, name string, uid types.UID, dependents schema.GroupVersionResource) {
 	t.Helper()
 	c.kubectl(t, namespace, "delete", gvr.Resource+"."+gvr.Group, name, "--cascade=orphan", "--wait=false")
 	ctx := context.Background()
@@ -49,14 +49,21 @@ func (c *cluster) orphanDelete(t *testing.T, namespace string, gvr schema.GroupV
 			}
 			return nil
 		})
-		for _, p := range c.podsControlledBy(t, namespace, uid) {
-			patch := fmt.Sprintf(`{"metadata":{"ownerReferences":[{"$patch":"delete","uid":%q}],"uid":%q}}`, uid, p.UID)
-			if _, err := c.client.CoreV1().Pods(namespace).Patch(ctx, p.Name, types.StrategicMergePatchType, []byte(patch), metav1.PatchOptions{}); err != nil {
-				t.Fatalf("orphaning pod %s: %v", p.Name, err)
+		deps, err := dyn.Resource(dependents).Namespace(namespace).List(ctx, metav1.ListOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, dep := range deps.Items {
+			if ref := metav1.GetControllerOf(&dep); ref == nil || ref.UID != uid {
+				continue
+			}
+			patch := fmt.Sprintf(`{"metadata":{"ownerReferences":[{"$patch":"delete","uid":%q}],"uid":%q}}`, uid, dep.GetUID())
+			if _, err := dyn.Resource(dependents).Namespace(namespace).Patch(ctx, dep.GetName(), types.StrategicMergePatchType, []byte(patch), metav1.PatchOptions{}); err != nil {
+				t.Fatalf("orphaning %s %s: %v", dependents.Resource, dep.GetName(), err)
 			}
 		}
 		// The owner's controller may write its status meanwhile.
-		err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		err = retry.RetryOnConflict(retry.DefaultRetry, func() error {
 			obj, err := res.Get(ctx, name, metav1.GetOptions{})
 			if err != nil {
 				return err

@@ -103,7 +103,7 @@ func TestReplicaSetFrontend(t *testing.T) {
 		for _, p := range c.podsControlledBy(t, ns, rs.UID) {
 			before = append(before, p.Name)
 		}
-		c.orphanDelete(t, ns, appsv1.SchemeGroupVersion.WithResource("replicasets"), "frontend", rs.UID)
+		c.orphanDelete(t, ns, appsv1.SchemeGroupVersion.WithResource("replicasets"), "frontend", rs.UID, v1.SchemeGroupVersion.WithResource("pods"))
 		c.kubectl(t, ns, "apply", "-f", "testdata/frontend-replicaset.yaml")
 		fresh := c.waitReplicaSetStatus(t, ns, "frontend", 3, 3, 3)
 		if fresh.UID == rs.UID {
