@@ -146,6 +146,27 @@ func (c *cluster) podsControlledBy(t *testing.T, namespace string, uid types.UID
 	return out
 }
 
+// waitControlled waits until n ready pods of namespace are controlled by
+// uid and returns them.
+func (c *cluster) waitControlled(t *testing.T, namespace string, uid types.UID, n int) []v1.Pod {
+	t.Helper()
+	var ps []v1.Pod
+	eventually(t, fmt.Sprintf("%d ready pods controlled by %s", n, uid), func() error {
+		ps = c.podsControlledBy(t, namespace, uid)
+		ready := 0
+		for i := range ps {
+			if podready.IsReady(&ps[i]) {
+				ready++
+			}
+		}
+		if len(ps) != n || ready != n {
+			return fmt.Errorf("%d pods, %d ready", len(ps), ready)
+		}
+		return nil
+	})
+	return ps
+}
+
 // checkControllerRefs fails unless every pod names its controller with
 // controller=true and blockOwnerDeletion=true, as the garbage collector
 // requires.

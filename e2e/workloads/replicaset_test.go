@@ -66,6 +66,9 @@ func TestReplicaSetFrontend(t *testing.T) {
 				unready = append(unready, p.Name)
 			}
 		}
+		if len(unready) != 2 {
+			t.Fatalf("unready pods %v, want the 2 new ones", unready)
+		}
 		c.kubectl(t, ns, "scale", "rs", "frontend", "--replicas=10")
 		c.waitReplicaSetStatus(t, ns, "frontend", 10, 10, 10)
 		holding.Store(false)
@@ -90,19 +93,21 @@ func TestReplicaSetFrontend(t *testing.T) {
 			}
 			return nil
 		})
-		c.waitReplicaSetStatus(t, ns, "frontend", 10, 10, 10)
-		if n := len(c.podsControlledBy(t, ns, rs.UID)); n != 10 {
-			t.Errorf("%d pods controlled after the release, want 10 (a replacement)", n)
+		for _, p := range c.waitControlled(t, ns, rs.UID, 10) {
+			if p.Name == victim {
+				t.Errorf("released pod %s is still controlled", victim)
+			}
 		}
+		c.waitReplicaSetStatus(t, ns, "frontend", 10, 10, 10)
 	})
 
 	t.Run("orphaned pods are adopted by a new ReplicaSet", func(t *testing.T) {
 		c.kubectl(t, ns, "scale", "rs", "frontend", "--replicas=3")
-		c.waitReplicaSetStatus(t, ns, "frontend", 3, 3, 3)
 		var before []string
-		for _, p := range c.podsControlledBy(t, ns, rs.UID) {
+		for _, p := range c.waitControlled(t, ns, rs.UID, 3) {
 			before = append(before, p.Name)
 		}
+		c.waitReplicaSetStatus(t, ns, "frontend", 3, 3, 3)
 		c.orphanDelete(t, ns, appsv1.SchemeGroupVersion.WithResource("replicasets"), "frontend", rs.UID, v1.SchemeGroupVersion.WithResource("pods"))
 		c.kubectl(t, ns, "apply", "-f", "testdata/frontend-replicaset.yaml")
 		fresh := c.waitReplicaSetStatus(t, ns, "frontend", 3, 3, 3)
