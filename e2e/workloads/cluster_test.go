@@ -3,11 +3,7 @@ package workloads
 import (
 	"context"
 	"fmt"
-	"log/slog"
-	"os"
-	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -15,13 +11,15 @@ import (
 	v1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/keelson/keelson/e2e/harness"
 	"github.com/keelson/keelson/e2e/podready"
 	"github.com/keelson/keelson/plugins/builtin"
-	"github.com/keelson/keelson/plugins/sdk"
 )
 
 // waitTimeout bounds every wait; generous, the machine is shared.
@@ -33,46 +31,36 @@ type cluster struct {
 	client kubernetes.Interface
 }
 
-// startCluster starts a server and the named built-in plugins, in this
-// process through sdk.RunLocal with the admin's credentials, until the test
-// ends; the garbage collector too once it is built in (see orphanDelete).
+var pluginGVR = schema.GroupVersionResource{Group: "keelson.io", Version: "v1alpha1", Resource: "plugins"}
+
+// startCluster starts a server that runs the named built-in plugins (and
+// the garbage collector once it is built in, see orphanDelete) as its
+// plugin host does in production: each its own `keelson plugin NAME`
+// process with its own least-privilege identity. It returns once every
+// one of them reports ready.
 func startCluster(t *testing.T, plugins ...string) *cluster {
 	t.Helper()
-	s := harness.StartServer(t, harness.ServerOptions{})
-	c := &cluster{Server: s, client: s.Clientset(t)}
-	ctx, cancel := context.WithCancel(context.Background())
-	var wg sync.WaitGroup
-	t.Cleanup(func() {
-		cancel()
-		wg.Wait()
-	})
-	logFile, err := os.Create(filepath.Join(s.DataDir, "plugins.log"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if t.Failed() {
-			t.Logf("---- tail of %s ----\n%s", logFile.Name(), harness.Tail(logFile.Name(), 80))
-		}
-		logFile.Close()
-	})
-	logger := slog.New(slog.NewTextHandler(logFile, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	if _, ok := builtin.Lookup(gcPlugin); ok {
 		plugins = append(plugins, gcPlugin)
 	}
+	s := harness.StartServer(t, harness.ServerOptions{Plugins: plugins})
+	c := &cluster{Server: s, client: s.Clientset(t)}
+	dyn, err := dynamic.NewForConfig(s.RESTConfig(t))
+	if err != nil {
+		t.Fatal(err)
+	}
 	for _, name := range plugins {
-		p, ok := builtin.Lookup(name)
-		if !ok {
-			t.Fatalf("no built-in plugin %q (have %v)", name, builtin.Names())
-		}
-		// The plugin host's client limits (sdk), not client-go's defaults.
-		cfg := s.RESTConfig(t)
-		cfg.QPS, cfg.Burst = 50, 100
-		wg.Go(func() {
-			err := sdk.RunLocal(ctx, p, sdk.LocalOptions{RESTConfig: cfg, Logger: logger})
-			if err != nil && ctx.Err() == nil {
-				t.Errorf("plugin %s failed: %v", name, err)
+		eventually(t, "plugin "+name+" running", func() error {
+			obj, err := dyn.Resource(pluginGVR).Get(context.Background(), name, metav1.GetOptions{})
+			if err != nil {
+				return err
 			}
+			state, _, _ := unstructured.NestedString(obj.Object, "status", "state")
+			ready, _, _ := unstructured.NestedBool(obj.Object, "status", "ready")
+			if state != "running" || !ready {
+				return fmt.Errorf("state %q ready %v: %v", state, ready, obj.Object["status"])
+			}
+			return nil
 		})
 	}
 	return c
