@@ -34,6 +34,7 @@ type Config struct {
 	// Workers is how many Deployments are reconciled at once (default 5,
 	// as kube-controller-manager's --concurrent-deployment-syncs).
 	Workers int `json:"workers"`
+	pluginconfig.ClientLimits
 }
 
 // ParseConfig reads raw (may be empty) over the defaults and validates it.
@@ -45,23 +46,30 @@ func ParseConfig(raw []byte) (Config, error) {
 	if c.Workers < 1 || c.Workers > 64 {
 		return Config{}, fmt.Errorf("plugin %s config: workers is %d: set it between 1 and 64", Name, c.Workers)
 	}
+	if err := c.ClientLimits.Validate(Name); err != nil {
+		return Config{}, err
+	}
 	return c, nil
 }
 
 // Plugin returns the plugin.
 func Plugin() sdk.Plugin {
-	setup := func(ctx context.Context, env sdk.Env, client kubernetes.Interface, factory informers.SharedInformerFactory) (func(context.Context) error, error) {
+	p := sdk.Plugin{Name: Name, Kind: sdk.KindController, Version: version, ManualReady: true}
+	p.Run = func(ctx context.Context, env sdk.Env) error {
 		cfg, err := ParseConfig(env.Config)
 		if err != nil {
-			return nil, err
+			return err
 		}
-		c, err := New(cfg, client, factory, env.Logger, clock.RealClock{})
-		if err != nil {
-			return nil, err
+		env.RESTConfig = cfg.ClientLimits.Apply(env.RESTConfig)
+		setup := func(ctx context.Context, env sdk.Env, client kubernetes.Interface, factory informers.SharedInformerFactory) (func(context.Context) error, error) {
+			c, err := New(cfg, client, factory, env.Logger, clock.RealClock{})
+			if err != nil {
+				return nil, err
+			}
+			return c.Run, nil
 		}
-		return c.Run, nil
+		return sdk.InformerPlugin(Name, version, setup, informers.WithTransform(Transform)).Run(ctx, env)
 	}
-	p := sdk.InformerPlugin(Name, version, setup, informers.WithTransform(Transform))
 	p.Rules = []rbacv1.PolicyRule{
 		// update: clearing a deprecated rollbackTo request.
 		{APIGroups: []string{"apps"}, Resources: []string{"deployments"}, Verbs: []string{"get", "list", "watch", "update"}},

@@ -29,6 +29,11 @@ func (c *Controller) sync(ctx context.Context, key string) error {
 	withDefaults(d)
 	log := c.logger.With("deployment", key)
 
+	if d.Spec.Selector == nil {
+		// The API server requires a selector; retrying cannot add one.
+		log.Error("not reconciling a deployment without spec.selector")
+		return nil
+	}
 	if reflect.DeepEqual(d.Spec.Selector, &metav1.LabelSelector{}) {
 		c.events.Eventf(d, v1.EventTypeWarning, "SelectingAll", "This deployment is selecting all pods. A non-empty selector is required.")
 		if d.Status.ObservedGeneration < d.Generation {

@@ -29,7 +29,7 @@ func readyAt(t time.Time) func(*v1.Pod) {
 }
 
 func phase(ph v1.PodPhase) func(*v1.Pod) { return func(p *v1.Pod) { p.Status.Phase = ph } }
-func node(n string) func(*v1.Pod)      { return func(p *v1.Pod) { p.Spec.NodeName = n } }
+func node(n string) func(*v1.Pod)        { return func(p *v1.Pod) { p.Spec.NodeName = n } }
 func created(t time.Time) func(*v1.Pod) {
 	return func(p *v1.Pod) { p.CreationTimestamp = metav1.NewTime(t) }
 }
@@ -101,7 +101,7 @@ func TestAvailability(t *testing.T) {
 }
 
 func TestNextAvailabilityCheckIsTheEarliestPendingPod(t *testing.T) {
-	ps := []*v1.Pod{pod("late", readyAt(t0.Add(5 * time.Second))), pod("early", readyAt(t0)), pod("unready")}
+	ps := []*v1.Pod{pod("late", readyAt(t0.Add(5*time.Second))), pod("early", readyAt(t0)), pod("unready")}
 	got := NextAvailabilityCheck(ps, 10, t0.Add(2*time.Second), t0.Add(3*time.Second))
 	if got == nil || *got != 7*time.Second {
 		t.Errorf("next check = %v, want 7s (early pod, measured again at the later now)", got)

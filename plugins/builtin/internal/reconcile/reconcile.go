@@ -27,6 +27,9 @@ type Options struct {
 	// Permanent, when set, reports errors that retrying cannot fix: the key
 	// is dropped at once.
 	Permanent func(error) bool
+	// Expected, when set, reports errors that are part of normal operation
+	// (a cache not caught up yet): retried like others, logged at debug.
+	Expected func(error) bool
 	// Logger receives one line per failed reconcile.
 	Logger *slog.Logger
 }
@@ -98,6 +101,9 @@ func (l *Loop) next(ctx context.Context, fn Func) bool {
 	case l.opts.MaxRetries > 0 && l.queue.NumRequeues(key) >= l.opts.MaxRetries:
 		l.opts.Logger.Warn("reconcile failed too often; dropping until the next change", "queue", l.opts.Name, "key", key, "error", err)
 		l.queue.Forget(key)
+	case l.opts.Expected != nil && l.opts.Expected(err):
+		l.opts.Logger.Debug("reconcile deferred; retrying", "queue", l.opts.Name, "key", key, "reason", err)
+		l.queue.AddRateLimited(key)
 	default:
 		l.opts.Logger.Info("reconcile failed; retrying", "queue", l.opts.Name, "key", key, "error", err)
 		l.queue.AddRateLimited(key)

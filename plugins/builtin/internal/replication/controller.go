@@ -2,6 +2,7 @@ package replication
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"reflect"
@@ -61,7 +62,7 @@ func New(kind Kind, cfg Config, client kubernetes.Interface, factory informers.S
 		pods:   factory.Core().V1().Pods().Informer(),
 		exp:    expectations.New(clk, expectations.DefaultTTL),
 	}
-	c.loop = reconcile.New(reconcile.Options{Name: kind.Resource.Resource, Logger: c.logger})
+	c.loop = reconcile.New(reconcile.Options{Name: kind.Resource.Resource, Logger: c.logger, Expected: isStale})
 	c.fresh = freshness.New(map[string]freshness.Cache{podsCache: c.pods.GetStore(), ownersCache: c.owners.GetStore()})
 	if err := c.owners.AddIndexers(cache.Indexers{byOwnerController: indexByOwnerController}); err != nil {
 		return nil, fmt.Errorf("indexing %s by controller: %w", kind.Resource, err)
@@ -91,6 +92,13 @@ func (c *Controller) Run(ctx context.Context) error {
 	c.loop.Run(ctx, c.cfg.Workers, c.sync)
 	c.logger.Info("controller stopped")
 	return nil
+}
+
+// isStale reports the freshness guard holding a sync back: routine while
+// the controller writes faster than its watch delivers.
+func isStale(err error) bool {
+	var stale *freshness.StaleError
+	return errors.As(err, &stale)
 }
 
 func (c *Controller) enqueue(obj any) {

@@ -56,6 +56,7 @@ type Config struct {
 	// sync (default 500, as upstream); the rest follow once the informer
 	// has seen these.
 	BurstReplicas int `json:"burstReplicas"`
+	pluginconfig.ClientLimits
 }
 
 // DefaultConfig returns the defaults.
@@ -72,6 +73,9 @@ func ParseConfig(plugin string, raw []byte) (Config, error) {
 	}
 	if c.BurstReplicas < 1 {
 		return Config{}, fmt.Errorf("plugin %s config: burstReplicas is %d: set it to at least 1", plugin, c.BurstReplicas)
+	}
+	if err := c.ClientLimits.Validate(plugin); err != nil {
+		return Config{}, err
 	}
 	return c, nil
 }

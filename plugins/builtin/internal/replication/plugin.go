@@ -15,20 +15,28 @@ import (
 // (access to the owner resource) added to what every replication
 // controller needs on pods and events.
 func Plugin(kind Kind, name, version string, kindRules ...rbacv1.PolicyRule) sdk.Plugin {
-	setup := func(ctx context.Context, env sdk.Env, client kubernetes.Interface, factory informers.SharedInformerFactory) (func(context.Context) error, error) {
-		cfg, err := ParseConfig(name, env.Config)
-		if err != nil {
-			return nil, err
-		}
-		c, err := New(kind, cfg, client, factory, env.Logger, clock.RealClock{})
-		if err != nil {
-			return nil, err
-		}
-		return c.Run, nil
+	return sdk.Plugin{
+		Name:        name,
+		Kind:        sdk.KindController,
+		Version:     version,
+		ManualReady: true,
+		Rules:       append(kindRules, PodRules()...),
+		Run: func(ctx context.Context, env sdk.Env) error {
+			cfg, err := ParseConfig(name, env.Config)
+			if err != nil {
+				return err
+			}
+			env.RESTConfig = cfg.ClientLimits.Apply(env.RESTConfig)
+			setup := func(ctx context.Context, env sdk.Env, client kubernetes.Interface, factory informers.SharedInformerFactory) (func(context.Context) error, error) {
+				c, err := New(kind, cfg, client, factory, env.Logger, clock.RealClock{})
+				if err != nil {
+					return nil, err
+				}
+				return c.Run, nil
+			}
+			return sdk.InformerPlugin(name, version, setup, informers.WithTransform(Transform)).Run(ctx, env)
+		},
 	}
-	p := sdk.InformerPlugin(name, version, setup, informers.WithTransform(Transform))
-	p.Rules = append(kindRules, PodRules()...)
-	return p
 }
 
 // PodRules are the permissions on pods and events that managing replicas
