@@ -134,6 +134,21 @@ func (c *cluster) podsControlledBy(t *testing.T, namespace string, uid types.UID
 	return out
 }
 
+// waitReleased waits until the pod name has no owner reference left.
+func (c *cluster) waitReleased(t *testing.T, namespace, name string) {
+	t.Helper()
+	eventually(t, "pod "+name+" released", func() error {
+		p, err := c.client.CoreV1().Pods(namespace).Get(context.Background(), name, metav1.GetOptions{})
+		if err != nil {
+			return err
+		}
+		if len(p.OwnerReferences) != 0 {
+			return fmt.Errorf("owner references %v", p.OwnerReferences)
+		}
+		return nil
+	})
+}
+
 // waitControlled waits until n ready pods of namespace are controlled by
 // uid and returns them.
 func (c *cluster) waitControlled(t *testing.T, namespace string, uid types.UID, n int) []v1.Pod {

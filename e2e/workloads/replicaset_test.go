@@ -1,8 +1,6 @@
 package workloads
 
 import (
-	"context"
-	"fmt"
 	"slices"
 	"strings"
 	"sync/atomic"
@@ -10,7 +8,6 @@ import (
 
 	appsv1 "k8s.io/api/apps/v1"
 	v1 "k8s.io/api/core/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/keelson/keelson/e2e/podready"
 	"github.com/keelson/keelson/plugins/builtin/replicaset"
@@ -26,7 +23,6 @@ func TestReplicaSetFrontend(t *testing.T) {
 	c.namespace(t, ns)
 	var holding atomic.Bool
 	c.readyPods(t, ns, func(*v1.Pod) bool { return holding.Load() })
-	ctx := context.Background()
 
 	c.kubectl(t, ns, "apply", "-f", "testdata/frontend-replicaset.yaml")
 	rs := c.waitReplicaSetStatus(t, ns, "frontend", 3, 3, 3)
@@ -83,16 +79,7 @@ func TestReplicaSetFrontend(t *testing.T) {
 	t.Run("relabelled pod is released and replaced", func(t *testing.T) {
 		victim := c.podsControlledBy(t, ns, rs.UID)[0].Name
 		c.kubectl(t, ns, "label", "pod", victim, "tier=debug", "--overwrite")
-		eventually(t, "pod released", func() error {
-			p, err := c.client.CoreV1().Pods(ns).Get(ctx, victim, metav1.GetOptions{})
-			if err != nil {
-				return err
-			}
-			if len(p.OwnerReferences) != 0 {
-				return fmt.Errorf("owner references %v", p.OwnerReferences)
-			}
-			return nil
-		})
+		c.waitReleased(t, ns, victim)
 		for _, p := range c.waitControlled(t, ns, rs.UID, 10) {
 			if p.Name == victim {
 				t.Errorf("released pod %s is still controlled", victim)

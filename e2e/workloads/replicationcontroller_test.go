@@ -42,7 +42,6 @@ func TestReplicationControllerNginx(t *testing.T) {
 	const ns = "rc"
 	c.namespace(t, ns)
 	c.readyPods(t, ns, nil)
-	ctx := context.Background()
 
 	c.kubectl(t, ns, "apply", "-f", "testdata/nginx-replicationcontroller.yaml")
 	rc := c.waitRCStatus(t, ns, "nginx", 3, 3, 3)
@@ -60,16 +59,7 @@ func TestReplicationControllerNginx(t *testing.T) {
 
 	victim := c.podsControlledBy(t, ns, rc.UID)[0].Name
 	c.kubectl(t, ns, "label", "pod", victim, "app=debug", "--overwrite")
-	eventually(t, "pod released", func() error {
-		p, err := c.client.CoreV1().Pods(ns).Get(ctx, victim, metav1.GetOptions{})
-		if err != nil {
-			return err
-		}
-		if len(p.OwnerReferences) != 0 {
-			return fmt.Errorf("owner references %v", p.OwnerReferences)
-		}
-		return nil
-	})
+	c.waitReleased(t, ns, victim)
 	var before []string
 	for _, p := range c.waitControlled(t, ns, rc.UID, 3) {
 		if p.Name == victim {

@@ -22,6 +22,7 @@ import (
 	"github.com/keelson/keelson/plugins/builtin/internal/ownership"
 	"github.com/keelson/keelson/plugins/builtin/internal/reconcile"
 	"github.com/keelson/keelson/plugins/builtin/internal/recorder"
+	"github.com/keelson/keelson/plugins/builtin/internal/tombstone"
 )
 
 var (
@@ -202,15 +203,9 @@ func (c *Controller) updateReplicaSet(oldObj, newObj any) {
 }
 
 func (c *Controller) deleteReplicaSet(obj any) {
-	rs, ok := obj.(*appsv1.ReplicaSet)
+	rs, ok := tombstone.Object[*appsv1.ReplicaSet](obj)
 	if !ok {
-		tomb, ok := obj.(cache.DeletedFinalStateUnknown)
-		if !ok {
-			return
-		}
-		if rs, ok = tomb.Obj.(*appsv1.ReplicaSet); !ok {
-			return
-		}
+		return
 	}
 	if d := c.deploymentOf(rs.Namespace, metav1.GetControllerOfNoCopy(rs)); d != nil {
 		c.loop.Add(keyOf(d))
@@ -220,15 +215,9 @@ func (c *Controller) deleteReplicaSet(obj any) {
 // deletePod wakes a Recreate Deployment: it waits for every old pod to be
 // gone before it scales up the new ReplicaSet.
 func (c *Controller) deletePod(obj any) {
-	pod, ok := obj.(*v1.Pod)
+	pod, ok := tombstone.Object[*v1.Pod](obj)
 	if !ok {
-		tomb, ok := obj.(cache.DeletedFinalStateUnknown)
-		if !ok {
-			return
-		}
-		if pod, ok = tomb.Obj.(*v1.Pod); !ok {
-			return
-		}
+		return
 	}
 	ref := metav1.GetControllerOfNoCopy(pod)
 	if ref == nil || ref.Kind != replicaSetKind.Kind {

@@ -23,6 +23,7 @@ import (
 	"github.com/keelson/keelson/plugins/builtin/internal/pods"
 	"github.com/keelson/keelson/plugins/builtin/internal/reconcile"
 	"github.com/keelson/keelson/plugins/builtin/internal/recorder"
+	"github.com/keelson/keelson/plugins/builtin/internal/tombstone"
 )
 
 // Names of the caches the freshness guard watches.
@@ -246,15 +247,9 @@ func (c *Controller) updatePod(oldObj, newObj any) {
 }
 
 func (c *Controller) deletePod(obj any) {
-	pod, ok := obj.(*v1.Pod)
+	pod, ok := tombstone.Object[*v1.Pod](obj)
 	if !ok {
-		tomb, ok := obj.(cache.DeletedFinalStateUnknown)
-		if !ok {
-			return
-		}
-		if pod, ok = tomb.Obj.(*v1.Pod); !ok {
-			return
-		}
+		return
 	}
 	rs := c.ownerOf(pod.Namespace, metav1.GetControllerOfNoCopy(pod))
 	if rs == nil {
