@@ -68,6 +68,9 @@ func New(cfg Config, client kubernetes.Interface, factory informers.SharedInform
 	c.loop = reconcile.New(reconcile.Options{
 		Name: "deployments", Logger: logger, MaxRetries: maxRetries,
 		Permanent: func(err error) bool { return apierrors.HasStatusCause(err, v1.NamespaceTerminatingCause) },
+		// A write racing another writer (a user's kubectl) is retried on
+		// the newer object.
+		Expected: apierrors.IsConflict,
 	})
 	if err := c.pods.AddIndexers(cache.Indexers{podsByReplicaSet: indexPodByReplicaSet}); err != nil {
 		return nil, fmt.Errorf("indexing pods: %w", err)

@@ -10,6 +10,7 @@ import (
 
 	appsv1 "k8s.io/api/apps/v1"
 	v1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/client-go/informers"
@@ -63,7 +64,7 @@ func New(kind Kind, cfg Config, client kubernetes.Interface, factory informers.S
 		pods:   factory.Core().V1().Pods().Informer(),
 		exp:    expectations.New(clk, expectations.DefaultTTL),
 	}
-	c.loop = reconcile.New(reconcile.Options{Name: kind.Resource.Resource, Logger: c.logger, Expected: isStale})
+	c.loop = reconcile.New(reconcile.Options{Name: kind.Resource.Resource, Logger: c.logger, Expected: routine})
 	c.fresh = freshness.New(map[string]freshness.Cache{podsCache: c.pods.GetStore(), ownersCache: c.owners.GetStore()})
 	if err := c.owners.AddIndexers(cache.Indexers{byOwnerController: indexByOwnerController}); err != nil {
 		return nil, fmt.Errorf("indexing %s by controller: %w", kind.Resource, err)
@@ -95,11 +96,13 @@ func (c *Controller) Run(ctx context.Context) error {
 	return nil
 }
 
-// isStale reports the freshness guard holding a sync back: routine while
-// the controller writes faster than its watch delivers.
-func isStale(err error) bool {
+// routine reports errors that are part of normal operation: the freshness
+// guard holding a sync back while the controller writes faster than its
+// watch delivers, or a write that lost a race with another writer (the
+// retry reads the newer object).
+func routine(err error) bool {
 	var stale *freshness.StaleError
-	return errors.As(err, &stale)
+	return errors.As(err, &stale) || apierrors.IsConflict(err)
 }
 
 func (c *Controller) enqueue(obj any) {
