@@ -138,8 +138,10 @@ func print(rep Report) {
 	row("deployment available", func(r Result) string { return secs(r.Available) })
 	row("rolling update complete", func(r Result) string { return secs(r.RolledOut) })
 	row("controller CPU", func(r Result) string { return fmt.Sprintf("%.1f s", r.CPUSeconds) })
-	row("controller peak RSS", func(r Result) string { return fmt.Sprintf("%.0f MiB", procstat.MiB(r.PeakRSSKiB)) })
-	row("controller RssAnon at end", func(r Result) string { return fmt.Sprintf("%.0f MiB", procstat.MiB(r.AnonRSSKiB)) })
+	row("controller PSS at end (RssAnon)", func(r Result) string {
+		return fmt.Sprintf("%.0f MiB (%.0f)", procstat.MiB(r.PSSKiB), procstat.MiB(r.AnonRSSKiB))
+	})
+	row("controller peak RSS, summed", func(r Result) string { return fmt.Sprintf("%.0f MiB", procstat.MiB(r.PeakRSSKiB)) })
 	row("load average before", func(r Result) string { return r.LoadBefore })
 	tw.Flush()
 	fmt.Println()

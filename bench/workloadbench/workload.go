@@ -29,6 +29,9 @@ type Result struct {
 	RolledOut  time.Duration `json:"rolling_update_ns"`
 	CPUSeconds float64       `json:"controller_cpu_seconds"`
 	PeakRSSKiB int64         `json:"controller_peak_rss_kib"`
+	// PSSKiB divides the pages processes share (keelson's plugins all map
+	// the keelson binary) among them: the fair sum, at the end.
+	PSSKiB int64 `json:"controller_pss_kib"`
 	// AnonRSSKiB is the private part of the resident set at the end (heap
 	// and stacks, not the binary's shared pages).
 	AnonRSSKiB int64  `json:"controller_rss_anon_kib"`
@@ -113,6 +116,11 @@ func measure(ctx context.Context, o options, s side) (Result, error) {
 		}
 		r.PeakRSSKiB += m.VmHWMKiB
 		r.AnonRSSKiB += m.RssAnonKiB
+		pss, err := procstat.ReadPSS(pid)
+		if err != nil {
+			return r, err
+		}
+		r.PSSKiB += pss
 	}
 	fmt.Fprintf(os.Stderr, "workloadbench: %s: created %s, available %s, rolled out %s\n", r.Controller,
 		r.Created.Round(time.Millisecond), r.Available.Round(time.Millisecond), r.RolledOut.Round(time.Millisecond))
