@@ -30,10 +30,6 @@ var (
 	replicaSetKind = appsv1.SchemeGroupVersion.WithKind("ReplicaSet")
 )
 
-// podsByReplicaSet indexes the pod cache by the UID of the pod's
-// controlling ReplicaSet.
-const podsByReplicaSet = "replicaSetUID"
-
 // maxRetries drops a Deployment from the queue after this many failed
 // syncs in a row (its next change brings it back), as upstream.
 const maxRetries = 15
@@ -47,14 +43,15 @@ type Controller struct {
 
 	deployments cache.SharedIndexInformer
 	replicaSets cache.SharedIndexInformer
-	pods        cache.SharedIndexInformer
 
 	loop   *reconcile.Loop
 	events record.EventRecorder
 }
 
-// New registers the Deployment, ReplicaSet and pod informers on factory
-// (which must apply Transform) and returns the controller.
+// New registers the Deployment and ReplicaSet informers on factory (which
+// must apply Transform) and returns the controller. It watches no pods:
+// what it needs of them (Recreate waits until the old ones are gone) it
+// reads from its ReplicaSets' status.
 func New(cfg Config, client kubernetes.Interface, factory informers.SharedInformerFactory, logger *slog.Logger, clk clock.Clock) (*Controller, error) {
 	c := &Controller{
 		cfg:         cfg,
@@ -63,7 +60,6 @@ func New(cfg Config, client kubernetes.Interface, factory informers.SharedInform
 		clock:       clk,
 		deployments: factory.Apps().V1().Deployments().Informer(),
 		replicaSets: factory.Apps().V1().ReplicaSets().Informer(),
-		pods:        factory.Core().V1().Pods().Informer(),
 	}
 	c.loop = reconcile.New(reconcile.Options{
 		Name: "deployments", Logger: logger, MaxRetries: maxRetries,
@@ -72,16 +68,12 @@ func New(cfg Config, client kubernetes.Interface, factory informers.SharedInform
 		// the newer object.
 		Expected: apierrors.IsConflict,
 	})
-	if err := c.pods.AddIndexers(cache.Indexers{podsByReplicaSet: indexPodByReplicaSet}); err != nil {
-		return nil, fmt.Errorf("indexing pods: %w", err)
-	}
 	handlers := []struct {
 		inf cache.SharedIndexInformer
 		h   cache.ResourceEventHandler
 	}{
 		{c.deployments, cache.ResourceEventHandlerFuncs{AddFunc: c.enqueue, UpdateFunc: func(_, o any) { c.enqueue(o) }, DeleteFunc: c.enqueue}},
 		{c.replicaSets, cache.ResourceEventHandlerFuncs{AddFunc: c.addReplicaSet, UpdateFunc: c.updateReplicaSet, DeleteFunc: c.deleteReplicaSet}},
-		{c.pods, cache.ResourceEventHandlerFuncs{DeleteFunc: c.deletePod}},
 	}
 	for _, h := range handlers {
 		if _, err := h.inf.AddEventHandler(h.h); err != nil {
@@ -89,17 +81,6 @@ func New(cfg Config, client kubernetes.Interface, factory informers.SharedInform
 		}
 	}
 	return c, nil
-}
-
-func indexPodByReplicaSet(obj any) ([]string, error) {
-	p, ok := obj.(*v1.Pod)
-	if !ok {
-		return nil, nil
-	}
-	if ref := metav1.GetControllerOfNoCopy(p); ref != nil && ref.Kind == replicaSetKind.Kind {
-		return []string{string(ref.UID)}, nil
-	}
-	return nil, nil
 }
 
 // Run reconciles until ctx is cancelled.
@@ -215,30 +196,6 @@ func (c *Controller) deleteReplicaSet(obj any) {
 	}
 }
 
-// deletePod wakes a Recreate Deployment: it waits for every old pod to be
-// gone before it scales up the new ReplicaSet.
-func (c *Controller) deletePod(obj any) {
-	pod, ok := tombstone.Object[*v1.Pod](obj)
-	if !ok {
-		return
-	}
-	ref := metav1.GetControllerOfNoCopy(pod)
-	if ref == nil || ref.Kind != replicaSetKind.Kind {
-		return
-	}
-	obj, exists, err := c.replicaSets.GetIndexer().GetByKey(cache.NewObjectName(pod.Namespace, ref.Name).String())
-	if err != nil || !exists {
-		return
-	}
-	rs := obj.(*appsv1.ReplicaSet)
-	if rs.UID != ref.UID {
-		return
-	}
-	if d := c.deploymentOf(rs.Namespace, metav1.GetControllerOfNoCopy(rs)); d != nil && d.Spec.Strategy.Type == appsv1.RecreateDeploymentStrategyType {
-		c.loop.Add(keyOf(d))
-	}
-}
-
 // claimReplicaSets returns the ReplicaSets d controls, adopting matching
 // orphans and releasing controlled ones that no longer match.
 func (c *Controller) claimReplicaSets(ctx context.Context, d *appsv1.Deployment) ([]*appsv1.ReplicaSet, error) {
@@ -265,21 +222,6 @@ func (c *Controller) claimReplicaSets(ctx context.Context, d *appsv1.Deployment)
 	return ownership.Claim(ctx, claimer, all, func(rs *appsv1.ReplicaSet) bool {
 		return sel.Matches(labels.Set(rs.Labels))
 	})
-}
-
-// podsOf returns, per ReplicaSet of rss, the cached pods it controls.
-func (c *Controller) podsOf(rss []*appsv1.ReplicaSet) (map[types.UID][]*v1.Pod, error) {
-	out := make(map[types.UID][]*v1.Pod, len(rss))
-	for _, rs := range rss {
-		objs, err := c.pods.GetIndexer().ByIndex(podsByReplicaSet, string(rs.UID))
-		if err != nil {
-			return nil, fmt.Errorf("listing pods of %s: %w", rs.Name, err)
-		}
-		for _, o := range objs {
-			out[rs.UID] = append(out[rs.UID], o.(*v1.Pod))
-		}
-	}
-	return out, nil
 }
 
 // errUnknownStrategy is returned for a strategy this controller does not

@@ -207,8 +207,6 @@ func newFixture(t *testing.T, objs ...runtime.Object) *fixture {
 			err = c.deployments.GetIndexer().Add(o)
 		case *appsv1.ReplicaSet:
 			err = c.replicaSets.GetIndexer().Add(o)
-		case *v1.Pod:
-			err = c.pods.GetIndexer().Add(o)
 		}
 		if err != nil {
 			t.Fatal(err)
@@ -326,17 +324,46 @@ func TestRecreateScalesOldToZeroBeforeCreating(t *testing.T) {
 	if got := f.sizes(); got["web-old"] != 0 || len(got) != 1 {
 		t.Errorf("actions %v, want only web-old scaled to 0", got)
 	}
-	// Old ReplicaSet at zero but a pod still running: still no new one.
-	old0 := rsOf("web-old", "1", 0, 0, nginxTemplate("nginx:1"), sizedFor("3", "3"))
-	yes := true
-	running := &v1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "p", Namespace: "ns", OwnerReferences: []metav1.OwnerReference{{Kind: "ReplicaSet", Name: "web-old", UID: "web-old", Controller: &yes}}},
-		Status: v1.PodStatus{Phase: v1.PodRunning}}
-	f = newFixture(t, d, old0, running)
-	if err := f.c.sync(context.Background(), "ns/web"); err != nil {
-		t.Fatal(err)
+	for _, tc := range []struct {
+		name    string
+		status  appsv1.ReplicaSetStatus
+		pods    []runtime.Object
+		waiting bool
+	}{
+		{"replicas still counted", appsv1.ReplicaSetStatus{Replicas: 1, TerminatingReplicas: ptr(0)}, nil, true},
+		{"pods terminating", appsv1.ReplicaSetStatus{TerminatingReplicas: ptr(2)}, nil, true},
+		{"all gone", appsv1.ReplicaSetStatus{TerminatingReplicas: ptr(0)}, nil, false},
+		{"no terminatingReplicas, a pod running", appsv1.ReplicaSetStatus{}, []runtime.Object{podOf("web-old", v1.PodRunning)}, true},
+		{"no terminatingReplicas, pods finished", appsv1.ReplicaSetStatus{}, []runtime.Object{podOf("web-old", v1.PodSucceeded), podOf("web-old", v1.PodFailed)}, false},
+		{"no terminatingReplicas, another's pod", appsv1.ReplicaSetStatus{}, []runtime.Object{podOf("someone-else", v1.PodRunning)}, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			old0 := rsOf("web-old", "1", 0, 0, nginxTemplate("nginx:1"), sizedFor("3", "3"))
+			old0.Status = tc.status
+			f := newFixture(t, append([]runtime.Object{d, old0}, tc.pods...)...)
+			if err := f.c.sync(context.Background(), "ns/web"); err != nil {
+				t.Fatal(err)
+			}
+			created := len(f.sizes()) > 0
+			if created == tc.waiting {
+				t.Errorf("new replica set created: %v (actions %v), want %v", created, f.sizes(), !tc.waiting)
+			}
+		})
 	}
-	if got := f.sizes(); len(got) != 0 {
-		t.Errorf("actions %v with an old pod running, want none", got)
+}
+
+func ptr(n int32) *int32 { return &n }
+
+// podOf is a pod of phase controlled by the ReplicaSet uid (= its name in
+// these tests).
+func podOf(uid string, phase v1.PodPhase) *v1.Pod {
+	yes := true
+	return &v1.Pod{
+		ObjectMeta: metav1.ObjectMeta{
+			Name: uid + "-" + string(phase), Namespace: "ns", Labels: map[string]string{"app": "nginx"},
+			OwnerReferences: []metav1.OwnerReference{{Kind: "ReplicaSet", Name: uid, UID: types.UID(uid), Controller: &yes}},
+		},
+		Status: v1.PodStatus{Phase: phase},
 	}
 }
 

@@ -12,8 +12,6 @@ import (
 	"context"
 	"fmt"
 
-	appsv1 "k8s.io/api/apps/v1"
-	v1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/informers"
@@ -77,34 +75,19 @@ func Plugin() sdk.Plugin {
 		// Deployment's deletion, which takes update on its finalizers.
 		{APIGroups: []string{"apps"}, Resources: []string{"deployments/status", "deployments/finalizers"}, Verbs: []string{"update"}},
 		{APIGroups: []string{"apps"}, Resources: []string{"replicasets"}, Verbs: []string{"get", "list", "watch", "create", "update", "patch", "delete"}},
-		{APIGroups: []string{""}, Resources: []string{"pods"}, Verbs: []string{"list", "watch"}},
+		// list: the pods of an old ReplicaSet whose status lacks
+		// terminatingReplicas (Recreate).
+		{APIGroups: []string{""}, Resources: []string{"pods"}, Verbs: []string{"list"}},
 		{APIGroups: []string{""}, Resources: []string{"events"}, Verbs: []string{"create", "update", "patch"}},
 	}
 	return p
 }
 
-// Transform keeps in the caches only what the controller reads:
-// Deployments and ReplicaSets lose their managedFields (they are written
-// back whole); pods keep only their identity, controller reference and
-// phase (Recreate waits for old pods to finish).
+// Transform drops managedFields from the cached Deployments and
+// ReplicaSets (they are written back whole, so nothing else can go).
 func Transform(obj any) (any, error) {
-	switch o := obj.(type) {
-	case *v1.Pod:
-		slim := &v1.Pod{
-			TypeMeta: o.TypeMeta,
-			ObjectMeta: metav1.ObjectMeta{
-				Name: o.Name, Namespace: o.Namespace, UID: o.UID, ResourceVersion: o.ResourceVersion,
-			},
-			Status: v1.PodStatus{Phase: o.Status.Phase},
-		}
-		if ref := metav1.GetControllerOfNoCopy(o); ref != nil {
-			slim.OwnerReferences = []metav1.OwnerReference{*ref}
-		}
-		return slim, nil
-	case *appsv1.Deployment:
-		o.ManagedFields = nil
-	case *appsv1.ReplicaSet:
-		o.ManagedFields = nil
+	if o, ok := obj.(metav1.Object); ok {
+		o.SetManagedFields(nil)
 	}
 	return obj, nil
 }
