@@ -11,11 +11,14 @@ package builtin
 import (
 	"slices"
 
+	"github.com/keelson/keelson/plugins/builtin/deployment"
 	"github.com/keelson/keelson/plugins/builtin/endpoints"
 	"github.com/keelson/keelson/plugins/builtin/endpointslice"
 	"github.com/keelson/keelson/plugins/builtin/endpointslicemirroring"
 	"github.com/keelson/keelson/plugins/builtin/garbagecollector"
 	"github.com/keelson/keelson/plugins/builtin/namespace"
+	"github.com/keelson/keelson/plugins/builtin/replicaset"
+	"github.com/keelson/keelson/plugins/builtin/replicationcontroller"
 	"github.com/keelson/keelson/plugins/builtin/serviceaccount"
 	"github.com/keelson/keelson/plugins/builtin/token"
 	"github.com/keelson/keelson/plugins/sdk"
@@ -32,6 +35,9 @@ func All() []sdk.Plugin {
 		endpoints.Plugin(),
 		endpointslice.Plugin(),
 		endpointslicemirroring.Plugin(),
+		replicaset.Plugin(),
+		replicationcontroller.Plugin(),
+		deployment.Plugin(),
 	}
 }
 
