@@ -11,12 +11,13 @@ package builtin
 import (
 	"slices"
 
+	"github.com/keelson/keelson/plugins/builtin/scheduler"
 	"github.com/keelson/keelson/plugins/sdk"
 )
 
 // All returns every built-in plugin, in the order the host starts them.
 func All() []sdk.Plugin {
-	return []sdk.Plugin{}
+	return []sdk.Plugin{scheduler.Plugin()}
 }
 
 // Names returns the names of All, sorted.
