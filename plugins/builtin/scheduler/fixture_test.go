@@ -121,7 +121,9 @@ func labels(kv ...string) nodeOpt {
 }
 
 func taint(key, value string, effect v1.TaintEffect) nodeOpt {
-	return func(n *v1.Node) { n.Spec.Taints = append(n.Spec.Taints, v1.Taint{Key: key, Value: value, Effect: effect}) }
+	return func(n *v1.Node) {
+		n.Spec.Taints = append(n.Spec.Taints, v1.Taint{Key: key, Value: value, Effect: effect})
+	}
 }
 
 func capacity(cpu, memory string, pods int64) nodeOpt {

@@ -57,7 +57,7 @@ type (
 	}
 	// moveEvent reports a change of objects that some filters read
 	// through listers (claims, volumes, classes, namespaces).
-	moveEvent struct{ filters placement.FilterSet }
+	moveEvent  struct{ filters placement.FilterSet }
 	bindResult struct {
 		qp   *queue.QueuedPod
 		node string

@@ -74,9 +74,9 @@ type QueuedPod struct {
 
 // Queue holds the pending pods; see the package comment.
 type Queue struct {
-	cfg           Config
-	clock         clockwork.Clock
-	pods          map[types.UID]*QueuedPod
+	cfg     Config
+	clock   clockwork.Clock
+	pods    map[types.UID]*QueuedPod
 	active  podHeap
 	backoff podHeap
 	// errorBackoff holds pods whose attempt failed with an error: unlike
