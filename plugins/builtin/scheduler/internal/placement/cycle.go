@@ -30,7 +30,8 @@ type cycle struct {
 	nsLabels labels.Set
 
 	// restricted lists the only nodes worth filtering when the pod names
-	// them (spec.nodeName, matchFields on metadata.name); nil means all.
+	// them (spec.nodeName, matchFields on metadata.name) and restrictedBy
+	// is not empty.
 	restricted   []*cluster.NodeInfo
 	restrictedBy FilterSet
 

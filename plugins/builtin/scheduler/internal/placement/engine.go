@@ -144,20 +144,23 @@ func (e *Engine) Schedule(ctx context.Context, snap Snapshot, nom Nominator, pi 
 		return Result{}, &FitError{Pod: pi.Pod, NumAllNodes: len(nodes), Diagnosis: diag}
 	}
 	candidates := nodes
-	if c.restricted != nil {
+	if c.restrictedBy != 0 {
 		candidates = c.restricted
 		diag.absent = rejectHard(c.restrictedBy.first(), fmt.Sprintf("node(s) didn't satisfy plugin(s) %v", c.restrictedBy.sortedNames()))
 	}
 
 	// A pod nominated by an earlier preemption tries its node first.
 	if nnn := pi.Pod.Status.NominatedNodeName; nnn != "" {
-		if n := snap.Node(nnn); n != nil && (c.restricted == nil || containsNode(c.restricted, n)) {
+		if n := snap.Node(nnn); n != nil && (c.restrictedBy == 0 || containsNode(c.restricted, n)) {
 			if st := c.filterWithNominated(n); st.OK() {
 				return Result{Node: n.Name, Evaluated: 1, Feasible: 1}, nil
 			}
 		}
 	}
 
+	if len(candidates) == 0 {
+		return Result{}, &FitError{Pod: pi.Pod, NumAllNodes: len(nodes), Diagnosis: diag}
+	}
 	want := e.numFeasibleNodesToFind(len(candidates))
 	if !e.cfg.Weights.any() {
 		want = 1
