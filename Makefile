@@ -1,7 +1,7 @@
 # Keelson: one binary, everything through make.
 #   make run    build and run a single-node cluster in the foreground (data in .run/)
 #   make test   every test (unit, integration; as root also the e2e suite)
-#   make bench  benchmarks side by side with upstream (etcd, ...)
+#   make bench  benchmarks side by side with upstream (etcd, kube-apiserver, kube-scheduler, ...)
 
 SHELL         := /bin/bash
 GO            ?= go
@@ -52,6 +52,7 @@ bench: build
 	scripts/bench-api.sh
 	scripts/bench-ha.sh
 	$(GO) run ./bench/pluginbench -keelson-bin $(KEELSON)
+	scripts/bench-sched.sh
 
 # soak runs the HA fault-injection scenarios in random order for SOAK_TIME
 # (as root: network namespaces, iptables).

@@ -111,9 +111,11 @@ func (n *NodeInfo) account(pi *PodInfo, sign int64) {
 }
 
 // Clone returns a copy whose pods and aggregates can be changed without
-// touching n (preemption tries removing pods on a copy).
+// touching n (preemption tries removing pods on a copy). The copy has
+// generation 0: it is no version of the node that caches may key on.
 func (n *NodeInfo) Clone() *NodeInfo {
 	c := *n
+	c.Generation = 0
 	c.Allocatable = n.Allocatable.Clone()
 	c.Requested = n.Requested.Clone()
 	c.Pods = slices.Clone(n.Pods)

@@ -102,6 +102,7 @@ type Engine struct {
 	// sample different nodes (upstream's nextStartNodeIndex).
 	nextStart int
 	scratch   scanScratch
+	counts    *matchCounts
 }
 
 // New returns an Engine; rnd breaks score ties (seed it in tests).
@@ -109,7 +110,7 @@ func New(cfg Config, listers Listers, rnd *rand.Rand) *Engine {
 	if cfg.Parallelism < 1 {
 		cfg.Parallelism = 1
 	}
-	return &Engine{cfg: cfg, listers: listers, rand: rnd}
+	return &Engine{cfg: cfg, listers: listers, rand: rnd, counts: newMatchCounts()}
 }
 
 // Result is where a pod goes.

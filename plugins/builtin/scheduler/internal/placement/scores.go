@@ -67,7 +67,7 @@ func (c *cycle) prioritize(feasible []*cluster.NodeInfo) ([]int64, error) {
 		if s != nil {
 			c.e.parallel(len(feasible), func(lo, hi int) {
 				for j := lo; j < hi; j++ {
-					raw[j] = s.score(c, j, feasible[j])
+					raw[j] = s.score(j, feasible[j])
 				}
 			})
 			s.normalize(raw)

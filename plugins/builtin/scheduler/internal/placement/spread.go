@@ -135,6 +135,17 @@ func countMatching(n *cluster.NodeInfo, sel labels.Selector, ns string) int {
 	return count
 }
 
+// counters returns a cached matching-pod counter per constraint, pruned of
+// gone nodes.
+func (c *cycle) counters(cs []spreadConstraint) []*nodeCounter {
+	out := make([]*nodeCounter, len(cs))
+	for i := range cs {
+		out[i] = c.e.counts.forSelector(cs[i].selector, c.pod.Namespace)
+		out[i].prune(c.allNodes)
+	}
+	return out
+}
+
 // spreadState holds, for each hard constraint, how many matching pods each
 // domain has and the two least loaded domains.
 type spreadState struct {
@@ -190,6 +201,7 @@ func (c *cycle) preFilterSpread() (Status, error) {
 	for i := range cs {
 		s.counts[i] = map[string]int{}
 	}
+	counters := c.counters(cs)
 	for _, n := range c.allNodes {
 		if !hasAllKeys(n.Node.Labels, cs) {
 			continue
@@ -198,7 +210,7 @@ func (c *cycle) preFilterSpread() (Status, error) {
 			if !c.includes(&cs[i], n) {
 				continue
 			}
-			s.counts[i][n.Node.Labels[cs[i].topologyKey]] += countMatching(n, cs[i].selector, c.pod.Namespace)
+			s.counts[i][n.Node.Labels[cs[i].topologyKey]] += counters[i].count(n)
 		}
 	}
 	for i := range cs {
@@ -329,7 +341,10 @@ type spreadScore struct {
 	constraints []spreadConstraint
 	ignored     []bool // by feasible index: nodes missing a topology label
 	counts      []map[string]int64
-	weights     []float64
+	// hostCounts holds, for hostname constraints, the matching pods of
+	// each feasible node (counted once, before the parallel scoring).
+	hostCounts [][]int64
+	weights    []float64
 }
 
 // preScoreSpread prepares scoring of the feasible nodes; nil when the pod
@@ -370,18 +385,29 @@ func (c *cycle) preScoreSpread(feasible []*cluster.NodeInfo) (*spreadScore, erro
 		}
 		s.weights[i] = math.Log(float64(size + 2))
 	}
+	counters := c.counters(cs)
 	for _, n := range c.allNodes {
 		if requireAll && !hasAllKeys(n.Node.Labels, cs) {
 			continue
 		}
 		for i := range cs {
-			if !c.includes(&cs[i], n) {
+			if cs[i].topologyKey == v1.LabelHostname || !c.includes(&cs[i], n) {
 				continue
 			}
 			v := n.Node.Labels[cs[i].topologyKey]
 			if _, ok := s.counts[i][v]; ok {
-				s.counts[i][v] += int64(countMatching(n, cs[i].selector, c.pod.Namespace))
+				s.counts[i][v] += int64(counters[i].count(n))
 			}
+		}
+	}
+	s.hostCounts = make([][]int64, len(cs))
+	for i := range cs {
+		if cs[i].topologyKey != v1.LabelHostname {
+			continue
+		}
+		s.hostCounts[i] = make([]int64, len(feasible))
+		for j, n := range feasible {
+			s.hostCounts[i][j] = int64(counters[i].count(n))
 		}
 	}
 	return s, nil
@@ -389,7 +415,7 @@ func (c *cycle) preScoreSpread(feasible []*cluster.NodeInfo) (*spreadScore, erro
 
 // score is higher for nodes in domains with more matching pods; the
 // normalization inverts it.
-func (s *spreadScore) score(c *cycle, j int, n *cluster.NodeInfo) int64 {
+func (s *spreadScore) score(j int, n *cluster.NodeInfo) int64 {
 	if s.ignored[j] {
 		return 0
 	}
@@ -402,7 +428,7 @@ func (s *spreadScore) score(c *cycle, j int, n *cluster.NodeInfo) int64 {
 		}
 		var cnt int64
 		if sc.topologyKey == v1.LabelHostname {
-			cnt = int64(countMatching(n, sc.selector, c.pod.Namespace))
+			cnt = s.hostCounts[i][j]
 		} else {
 			cnt = s.counts[i][v]
 		}
