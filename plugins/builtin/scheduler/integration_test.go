@@ -334,7 +334,9 @@ func testVolumes(t *testing.T, srv *harness.Server) {
 		if _, err := f.cs.CoreV1().PersistentVolumes().Create(ctx, pv, metav1.CreateOptions{}); err != nil {
 			t.Fatalf("creating PV %s: %v", pv.Name, err)
 		}
-		t.Cleanup(func() { _ = f.cs.CoreV1().PersistentVolumes().Delete(context.Background(), pv.Name, metav1.DeleteOptions{}) })
+		t.Cleanup(func() {
+			_ = f.cs.CoreV1().PersistentVolumes().Delete(context.Background(), pv.Name, metav1.DeleteOptions{})
+		})
 		// No PersistentVolume controller runs: bind the claim by hand, as
 		// it would (volumeName, bind-completed, phase Bound).
 		pvc := &v1.PersistentVolumeClaim{
