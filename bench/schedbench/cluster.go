@@ -4,10 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net/http"
-	"os"
-	"path/filepath"
-	"strconv"
 	"sync"
 	"time"
 
@@ -17,104 +13,19 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
-	"k8s.io/client-go/tools/clientcmd"
 	"k8s.io/utils/ptr"
 
-	"github.com/keelson/keelson/bench/internal/childproc"
 	"github.com/keelson/keelson/bench/internal/configmapload"
-	"github.com/keelson/keelson/bench/internal/loopback"
+	"github.com/keelson/keelson/bench/internal/keelsonproc"
 )
 
 const (
-	namespace   = "schedbench"
+	namespace = "schedbench"
+	// stopTimeout is how long a scheduler gets to exit after SIGTERM.
 	stopTimeout = 30 * time.Second
 	// zones spreads the nodes over this many topology zones.
 	zones = 4
 )
-
-// server is the keelson server both schedulers use.
-type server struct {
-	proc       *childproc.Process
-	kubeconfig string
-	cfg        *rest.Config
-	readySec   float64
-}
-
-func (s *server) stop() { s.proc.Stop(stopTimeout) }
-
-// startServer starts a single keelson server with the embedded API server
-// and no agent. No plugin runs in it: the bench starts each scheduler
-// itself.
-func startServer(ctx context.Context, bin, dir string, timeout time.Duration) (*server, error) {
-	ports, err := loopback.FreePorts(6)
-	if err != nil {
-		return nil, err
-	}
-	dataDir := filepath.Join(dir, "data")
-	args := []string{"server", "--data-dir", dataDir, "--node-name", "bench",
-		"--bind-address", "127.0.0.1", "--api-port", strconv.Itoa(ports[0]),
-		"--raft-bind", loopback.HostPort(ports[1]), "--etcd-listen", loopback.HostPort(ports[2]),
-		"--serf-port", strconv.Itoa(ports[3]), "--supervisor-port", strconv.Itoa(ports[4]),
-		"--disable-agent", "--disable-plugin", "*"}
-	p, err := childproc.Start("keelson", bin, args, filepath.Join(dir, "keelson.log"))
-	if err != nil {
-		return nil, err
-	}
-	s := &server{proc: p, kubeconfig: filepath.Join(dataDir, "admin.kubeconfig")}
-	deadline := time.Now().Add(timeout)
-	for {
-		if err := p.ExitedErr(); err != nil {
-			return nil, err
-		}
-		if err := s.probe(ctx); err == nil {
-			s.readySec = time.Since(p.Started).Seconds()
-			return s, nil
-		} else if time.Now().After(deadline) {
-			s.stop()
-			return nil, p.Failure(fmt.Errorf("not ready after %s: %w", timeout, err))
-		}
-		select {
-		case <-ctx.Done():
-			s.stop()
-			return nil, ctx.Err()
-		case <-time.After(100 * time.Millisecond):
-		}
-	}
-}
-
-// probe loads the admin kubeconfig once it exists and wants /readyz 200.
-func (s *server) probe(ctx context.Context) error {
-	if s.cfg == nil {
-		if _, err := os.Stat(s.kubeconfig); err != nil {
-			return err
-		}
-		cfg, err := clientcmd.BuildConfigFromFlags("", s.kubeconfig)
-		if err != nil {
-			return err
-		}
-		configmapload.Tune(cfg, "schedbench")
-		s.cfg = cfg
-	}
-	hc, err := rest.HTTPClientFor(s.cfg)
-	if err != nil {
-		return err
-	}
-	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, s.cfg.Host+"/readyz", nil)
-	if err != nil {
-		return err
-	}
-	resp, err := hc.Do(req)
-	if err != nil {
-		return err
-	}
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("/readyz: %s", resp.Status)
-	}
-	return nil
-}
 
 // clusterClient creates and removes the bench's nodes and pods.
 type clusterClient struct {
@@ -123,10 +34,12 @@ type clusterClient struct {
 	nodes   int
 }
 
-func newClusterClient(s *server, workers int) (*clusterClient, error) {
-	cs, err := kubernetes.NewForConfig(s.cfg)
+func newClusterClient(s *keelsonproc.Server, workers int) (*clusterClient, error) {
+	cfg := rest.CopyConfig(s.REST)
+	configmapload.Tune(cfg, "schedbench")
+	cs, err := kubernetes.NewForConfig(cfg)
 	if err != nil {
-		return nil, fmt.Errorf("client for %s: %w", s.cfg.Host, err)
+		return nil, fmt.Errorf("client for %s: %w", cfg.Host, err)
 	}
 	return &clusterClient{cs: cs, workers: workers}, nil
 }

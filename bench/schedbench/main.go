@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/keelson/keelson/bench/internal/command"
+	"github.com/keelson/keelson/bench/internal/keelsonproc"
 	"github.com/keelson/keelson/bench/internal/report"
 )
 
@@ -44,6 +45,10 @@ type options struct {
 	// profileDir, when set, makes the keelson child write a CPU profile
 	// there (a tool for finding where its time goes).
 	profileDir string
+	// serverArgs are extra flags for the keelson server.
+	serverArgs string
+	// keelsonConfig is keelson's scheduler configuration section (JSON).
+	keelsonConfig string
 }
 
 var allSides = []string{"keelson", "upstream"}
@@ -67,6 +72,8 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.StringVar(&o.jsonPath, "json", "", "also write the figures as JSON to this file")
 	fs.StringVar(&o.childKubeconfig, "run-keelson-scheduler", "", "internal: run keelson's scheduler against this kubeconfig until SIGTERM")
 	fs.StringVar(&o.childConfig, "keelson-scheduler-config", "", "internal: the scheduler's JSON config section")
+	fs.StringVar(&o.keelsonConfig, "keelson-config", "", "keelson's scheduler configuration section (JSON); the client rate limits of -client-qps are added")
+	fs.StringVar(&o.serverArgs, "server-args", "", "extra flags for the keelson server, space-separated (e.g. \"--debug-listen 127.0.0.1:6060\")")
 	fs.StringVar(&o.profileDir, "profile-dir", "", "write a CPU profile of keelson's scheduler per measurement into this directory")
 	if err := fs.Parse(args); err != nil {
 		return o, err
@@ -130,18 +137,15 @@ func run(ctx context.Context, log *slog.Logger, o options, out io.Writer) error 
 	if err != nil {
 		return fmt.Errorf("finding this binary to run keelson's scheduler: %w", err)
 	}
-	dir, err := os.MkdirTemp(o.workDir, "schedbench-")
-	if err != nil {
-		return fmt.Errorf("creating a temp dir under %s: %w", o.workDir, err)
-	}
-	defer os.RemoveAll(dir)
-
-	srv, err := startServer(ctx, abs(o.keelsonBin), dir, o.readyTimeout)
+	// No plugin runs in the server: the bench starts each scheduler itself.
+	srv, err := keelsonproc.Start(ctx, abs(o.keelsonBin), o.workDir, o.readyTimeout,
+		append([]string{"--disable-plugin", "*"}, strings.Fields(o.serverArgs)...)...)
 	if err != nil {
 		return err
 	}
-	defer srv.stop()
-	log.Info("keelson server ready", "seconds", srv.readySec)
+	defer srv.Stop()
+	dir := srv.Dir
+	log.Info("keelson server ready", "seconds", srv.Ready.Seconds())
 	cl, err := newClusterClient(srv, o.workers)
 	if err != nil {
 		return err
@@ -151,8 +155,8 @@ func run(ctx context.Context, log *slog.Logger, o options, out io.Writer) error 
 	}
 	rep := Report{Machine: report.ThisMachine(), Pods: o.pods, Rounds: o.rounds, ClientQPS: o.qps}
 	starters := map[string]schedulerStarter{
-		"keelson":  keelsonStarter(self, srv.kubeconfig, o.qps, o.profileDir),
-		"upstream": upstreamStarter(abs(o.upstreamBin), srv.kubeconfig, o.qps),
+		"keelson":  keelsonStarter(self, srv.Kubeconfig, o.keelsonConfig, o.qps, o.profileDir),
+		"upstream": upstreamStarter(abs(o.upstreamBin), srv.Kubeconfig, o.qps),
 	}
 	for _, nodes := range o.nodeCounts {
 		log.Info("creating nodes", "total", nodes)

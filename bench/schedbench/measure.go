@@ -8,10 +8,12 @@ import (
 	"time"
 
 	v1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/watch"
 
 	"github.com/keelson/keelson/bench/internal/childproc"
+	"github.com/keelson/keelson/bench/internal/keelsonproc"
 	"github.com/keelson/keelson/bench/internal/procstat"
 )
 
@@ -59,7 +61,7 @@ type Spread struct {
 // measure creates the pending pods with no scheduler running, starts the
 // scheduler, times the binds as a watch reports them, reads the
 // scheduler's CPU and memory, stops it, and measures the spread.
-func measure(ctx context.Context, log *slog.Logger, cl *clusterClient, srv *server, start schedulerStarter, spec measureSpec) (Measurement, error) {
+func measure(ctx context.Context, log *slog.Logger, cl *clusterClient, srv *keelsonproc.Server, start schedulerStarter, spec measureSpec) (Measurement, error) {
 	m := Measurement{Side: spec.side, Nodes: spec.nodes, Pods: spec.pods, LoadAvgBefore: procstat.LoadAvg()}
 	if err := cl.deletePods(ctx); err != nil {
 		return m, err
@@ -76,7 +78,7 @@ func measure(ctx context.Context, log *slog.Logger, cl *clusterClient, srv *serv
 
 	ctx, cancel := context.WithTimeout(ctx, spec.timeout)
 	defer cancel()
-	serverCPU0, err := procstat.CPUSeconds(srv.proc.PID())
+	serverCPU0, err := procstat.CPUSeconds(srv.Proc.PID())
 	if err != nil {
 		return m, err
 	}
@@ -85,14 +87,14 @@ func measure(ctx context.Context, log *slog.Logger, cl *clusterClient, srv *serv
 		return m, err
 	}
 	defer p.Stop(stopTimeout)
-	first, last, err := watchBinds(ctx, cl, rv, spec.pods, p)
+	first, last, err := watchBinds(ctx, log, cl, rv, spec.pods, p)
 	if err != nil {
 		return m, err
 	}
 	if m.CPUSec, err = procstat.CPUSeconds(p.PID()); err != nil {
 		return m, err
 	}
-	serverCPU1, err := procstat.CPUSeconds(srv.proc.PID())
+	serverCPU1, err := procstat.CPUSeconds(srv.Proc.PID())
 	if err != nil {
 		return m, err
 	}
@@ -112,26 +114,59 @@ func measure(ctx context.Context, log *slog.Logger, cl *clusterClient, srv *serv
 }
 
 // watchBinds follows the pods from resource version rv until want of them
-// are bound, and returns when the first and the last bind were seen. It
+// are bound, and returns when the first and the last bind were seen. A
+// watch that breaks (a loaded server may drop the connection) resumes from
+// the last version seen, or from a fresh list if that version is gone. It
 // fails if the scheduler exits or ctx ends first.
-func watchBinds(ctx context.Context, cl *clusterClient, rv string, want int, sched *childproc.Process) (first, last time.Time, err error) {
+func watchBinds(ctx context.Context, log *slog.Logger, cl *clusterClient, rv string, want int, sched *childproc.Process) (first, last time.Time, err error) {
 	bound := make(map[string]bool, want)
 	for len(bound) < want {
 		w, err := cl.cs.CoreV1().Pods(namespace).Watch(ctx, metav1.ListOptions{ResourceVersion: rv, AllowWatchBookmarks: true})
+		if apierrors.IsResourceExpired(err) || apierrors.IsGone(err) {
+			log.Warn("watch version expired; listing", "rv", rv)
+			if rv, err = listBound(ctx, cl, bound, &first, &last); err != nil {
+				return first, last, err
+			}
+			continue
+		}
 		if err != nil {
 			return first, last, fmt.Errorf("watching the bench pods: %w", err)
 		}
-		rv, err = consume(ctx, w, bound, want, sched, &first, &last)
+		next, err := consume(ctx, w, bound, want, sched, &first, &last)
 		w.Stop()
 		if err != nil {
 			return first, last, err
+		}
+		if next != "" {
+			rv = next
 		}
 	}
 	return first, last, nil
 }
 
+// listBound records the bound pods a list shows (a bind seen this way is
+// timed now) and returns the list's resource version.
+func listBound(ctx context.Context, cl *clusterClient, bound map[string]bool, first, last *time.Time) (string, error) {
+	list, err := cl.cs.CoreV1().Pods(namespace).List(ctx, metav1.ListOptions{})
+	if err != nil {
+		return "", fmt.Errorf("listing the bench pods: %w", err)
+	}
+	now := time.Now()
+	for i := range list.Items {
+		if p := &list.Items[i]; p.Spec.NodeName != "" && !bound[p.Name] {
+			if len(bound) == 0 {
+				*first = now
+			}
+			bound[p.Name] = true
+			*last = now
+		}
+	}
+	return list.ResourceVersion, nil
+}
+
 // consume reads one watch until it ends or want pods are bound, and
-// returns the resource version to resume from.
+// returns the resource version to resume from. A watch error ends the
+// watch, to be resumed.
 func consume(ctx context.Context, w watch.Interface, bound map[string]bool, want int, sched *childproc.Process, first, last *time.Time) (string, error) {
 	var rv string
 	for len(bound) < want {
@@ -141,14 +176,11 @@ func consume(ctx context.Context, w watch.Interface, bound map[string]bool, want
 		case <-sched.Exited():
 			return rv, sched.Failure(fmt.Errorf("exited with %d of %d pods bound: %v", len(bound), want, sched.WaitErr()))
 		case ev, ok := <-w.ResultChan():
-			if !ok {
+			if !ok || ev.Type == watch.Error {
 				return rv, nil
 			}
 			pod, isPod := ev.Object.(*v1.Pod)
 			if !isPod {
-				if ev.Type == watch.Error {
-					return rv, fmt.Errorf("watch error: %v", ev.Object)
-				}
 				continue
 			}
 			rv = pod.ResourceVersion

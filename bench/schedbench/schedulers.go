@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"log/slog"
 	"os"
@@ -24,9 +25,20 @@ type schedulerStarter func(dir string) (*childproc.Process, error)
 // binary (-run-keelson-scheduler), with the admin kubeconfig: the same code
 // the server's plugin host runs, minus the go-plugin health stream, and a
 // process of its own whose CPU and memory are measured like upstream's.
-func keelsonStarter(self, kubeconfig string, qps int, profileDir string) schedulerStarter {
+func keelsonStarter(self, kubeconfig, config string, qps int, profileDir string) schedulerStarter {
 	return func(dir string) (*childproc.Process, error) {
-		cfg := fmt.Sprintf(`{"clientQPS": %d, "clientBurst": %d}`, qps, 2*qps)
+		section := map[string]any{}
+		if config != "" {
+			if err := json.Unmarshal([]byte(config), &section); err != nil {
+				return nil, fmt.Errorf("-keelson-config: %w", err)
+			}
+		}
+		section["clientQPS"], section["clientBurst"] = qps, 2*qps
+		b, err := json.Marshal(section)
+		if err != nil {
+			return nil, err
+		}
+		cfg := string(b)
 		args := []string{"-run-keelson-scheduler", kubeconfig, "-keelson-scheduler-config", cfg}
 		if profileDir != "" {
 			args = append(args, "-profile-dir", profileDir)

@@ -24,6 +24,8 @@ func TestScheduler(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts a keelson server")
 	}
+	// The server runs no plugin (the harness default): each subtest runs
+	// the scheduler in this process, with its own configuration.
 	srv := harness.StartServer(t, harness.ServerOptions{})
 	createPriorityClasses(t, srv)
 
