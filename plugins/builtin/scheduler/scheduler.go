@@ -149,7 +149,7 @@ func (s *Scheduler) scheduleOne(ctx context.Context, qp *queue.QueuedPod) {
 func (s *Scheduler) handleFailure(ctx context.Context, qp *queue.QueuedPod, err error) {
 	pod := qp.Info.Pod
 	reason := v1.PodReasonUnschedulable
-	nomination := keepNomination
+	var nomination nominationChange
 	var fitErr *placement.FitError
 	switch {
 	case errors.Is(err, placement.ErrNoNodes):
