@@ -198,52 +198,39 @@ func sameConditionStatus(a, b *v1.Node) bool {
 	return true
 }
 
-// podHandlers turns pod informer notifications into inbox items.
+// podHandlers and nodeHandlers turn informer notifications into inbox
+// items.
 func (s *Scheduler) podHandlers() cache.ResourceEventHandlerFuncs {
-	return cache.ResourceEventHandlerFuncs{
-		AddFunc: func(obj any) {
-			if p, ok := obj.(*v1.Pod); ok {
-				s.inbox.push(podEvent{cur: p})
-			}
-		},
-		UpdateFunc: func(oldObj, newObj any) {
-			o, ok1 := oldObj.(*v1.Pod)
-			n, ok2 := newObj.(*v1.Pod)
-			if ok1 && ok2 {
-				s.inbox.push(podEvent{old: o, cur: n})
-			}
-		},
-		DeleteFunc: func(obj any) {
-			if t, ok := obj.(cache.DeletedFinalStateUnknown); ok {
-				obj = t.Obj
-			}
-			if p, ok := obj.(*v1.Pod); ok {
-				s.inbox.push(podEvent{cur: p, deleted: true})
-			}
-		},
-	}
+	return handlers(func(old, cur *v1.Pod, deleted bool) { s.inbox.push(podEvent{old: old, cur: cur, deleted: deleted}) })
 }
 
 func (s *Scheduler) nodeHandlers() cache.ResourceEventHandlerFuncs {
+	return handlers(func(old, cur *v1.Node, deleted bool) { s.inbox.push(nodeEvent{old: old, cur: cur, deleted: deleted}) })
+}
+
+// handlers calls push with typed objects: (nil, new) on add, (old, new) on
+// update, (nil, last known) on delete, unwrapping tombstones.
+func handlers[T any](push func(old, cur T, deleted bool)) cache.ResourceEventHandlerFuncs {
+	var none T
 	return cache.ResourceEventHandlerFuncs{
 		AddFunc: func(obj any) {
-			if n, ok := obj.(*v1.Node); ok {
-				s.inbox.push(nodeEvent{cur: n})
+			if o, ok := obj.(T); ok {
+				push(none, o, false)
 			}
 		},
 		UpdateFunc: func(oldObj, newObj any) {
-			o, ok1 := oldObj.(*v1.Node)
-			n, ok2 := newObj.(*v1.Node)
+			o, ok1 := oldObj.(T)
+			n, ok2 := newObj.(T)
 			if ok1 && ok2 {
-				s.inbox.push(nodeEvent{old: o, cur: n})
+				push(o, n, false)
 			}
 		},
 		DeleteFunc: func(obj any) {
 			if t, ok := obj.(cache.DeletedFinalStateUnknown); ok {
 				obj = t.Obj
 			}
-			if n, ok := obj.(*v1.Node); ok {
-				s.inbox.push(nodeEvent{cur: n, deleted: true})
+			if o, ok := obj.(T); ok {
+				push(none, o, true)
 			}
 		},
 	}

@@ -125,6 +125,15 @@ func (n *NodeInfo) Clone() *NodeInfo {
 	return &c
 }
 
+// pressureTaints are the taints of the pressure conditions, set while the
+// condition is True.
+var pressureTaints = map[v1.NodeConditionType]string{
+	v1.NodeMemoryPressure:     v1.TaintNodeMemoryPressure,
+	v1.NodeDiskPressure:       v1.TaintNodeDiskPressure,
+	v1.NodePIDPressure:        v1.TaintNodePIDPressure,
+	v1.NodeNetworkUnavailable: v1.TaintNodeNetworkUnavailable,
+}
+
 // conditionTaints are the taints upstream's node lifecycle controller puts
 // on a node for its conditions (TaintNodesByCondition). The scheduler
 // derives them itself, so a node that is not Ready is left alone from the
@@ -134,25 +143,10 @@ func conditionTaints(node *v1.Node) []v1.Taint {
 	ready := v1.ConditionUnknown
 	for i := range node.Status.Conditions {
 		c := &node.Status.Conditions[i]
-		switch c.Type {
-		case v1.NodeReady:
+		if c.Type == v1.NodeReady {
 			ready = c.Status
-		case v1.NodeMemoryPressure:
-			if c.Status == v1.ConditionTrue {
-				taints = append(taints, v1.Taint{Key: v1.TaintNodeMemoryPressure, Effect: v1.TaintEffectNoSchedule})
-			}
-		case v1.NodeDiskPressure:
-			if c.Status == v1.ConditionTrue {
-				taints = append(taints, v1.Taint{Key: v1.TaintNodeDiskPressure, Effect: v1.TaintEffectNoSchedule})
-			}
-		case v1.NodePIDPressure:
-			if c.Status == v1.ConditionTrue {
-				taints = append(taints, v1.Taint{Key: v1.TaintNodePIDPressure, Effect: v1.TaintEffectNoSchedule})
-			}
-		case v1.NodeNetworkUnavailable:
-			if c.Status == v1.ConditionTrue {
-				taints = append(taints, v1.Taint{Key: v1.TaintNodeNetworkUnavailable, Effect: v1.TaintEffectNoSchedule})
-			}
+		} else if key, ok := pressureTaints[c.Type]; ok && c.Status == v1.ConditionTrue {
+			taints = append(taints, v1.Taint{Key: key, Effect: v1.TaintEffectNoSchedule})
 		}
 	}
 	switch ready {
