@@ -28,6 +28,9 @@ type Cache struct {
 	orderStale bool
 	pods       map[types.UID]*podState
 	generation int64
+	// freeSlots are the slots of removed nodes, reused before new ones.
+	freeSlots []int
+	nextSlot  int
 }
 
 type podState struct {
@@ -51,10 +54,23 @@ func (c *Cache) touch(n *NodeInfo) {
 func (c *Cache) nodeInfo(name string) *NodeInfo {
 	n, ok := c.nodes[name]
 	if !ok {
-		n = newNodeInfo(name)
+		slot := c.nextSlot
+		if k := len(c.freeSlots); k > 0 {
+			slot, c.freeSlots = c.freeSlots[k-1], c.freeSlots[:k-1]
+		} else {
+			c.nextSlot++
+		}
+		n = newNodeInfo(name, slot)
+		c.touch(n)
 		c.nodes[name] = n
 	}
 	return n
+}
+
+// deleteNode drops the entry of a node and frees its slot.
+func (c *Cache) deleteNode(n *NodeInfo) {
+	delete(c.nodes, n.Name)
+	c.freeSlots = append(c.freeSlots, n.Slot)
 }
 
 // SetNode adds or updates a node.
@@ -76,7 +92,7 @@ func (c *Cache) RemoveNode(name string) {
 	}
 	c.orderStale = true
 	if len(n.Pods) == 0 {
-		delete(c.nodes, name)
+		c.deleteNode(n)
 		return
 	}
 	n.Node = nil
@@ -141,7 +157,7 @@ func (c *Cache) RemovePod(uid types.UID) string {
 // dropIfGone deletes the entry of a removed node once its last pod is gone.
 func (c *Cache) dropIfGone(n *NodeInfo) {
 	if n.Node == nil && len(n.Pods) == 0 {
-		delete(c.nodes, n.Name)
+		c.deleteNode(n)
 	}
 }
 

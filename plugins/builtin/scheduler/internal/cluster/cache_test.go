@@ -134,3 +134,19 @@ func TestHostPorts(t *testing.T) {
 		t.Fatal("port still taken after both uses were removed")
 	}
 }
+
+func TestSlotsAreReused(t *testing.T) {
+	c := NewCache()
+	c.SetNode(testNode("a", ""))
+	c.SetNode(testNode("b", ""))
+	a, b := c.Node("a"), c.Node("b")
+	if a.Slot == b.Slot {
+		t.Fatalf("nodes a and b share slot %d", a.Slot)
+	}
+	gen := a.Generation
+	c.RemoveNode("a")
+	c.SetNode(testNode("c", ""))
+	if got := c.Node("c"); got.Slot != a.Slot || got.Generation <= gen {
+		t.Fatalf("node c: slot %d generation %d; want a's slot %d with a newer generation than %d", got.Slot, got.Generation, a.Slot, gen)
+	}
+}

@@ -14,6 +14,10 @@ type NodeInfo struct {
 	// NodeInfo only keeps their accounting until they go too.
 	Node *v1.Node
 	Name string
+	// Slot is a small number unique among the cache's current nodes (a
+	// gone node's slot is reused), so per-node data can live in slices
+	// indexed by it; a reused slot comes with a new generation.
+	Slot int
 
 	Allocatable Resources
 	Requested   Resources
@@ -38,8 +42,8 @@ type NodeInfo struct {
 	Generation int64
 }
 
-func newNodeInfo(name string) *NodeInfo {
-	return &NodeInfo{Name: name}
+func newNodeInfo(name string, slot int) *NodeInfo {
+	return &NodeInfo{Name: name, Slot: slot}
 }
 
 // setNode records the node object and what the filters derive from it.

@@ -17,7 +17,8 @@ const maxCountEntries = 256
 // with the node's generation when counted. A later cycle for a pod of the
 // same workload (the replicas of a Deployment share a selector) recounts
 // only the nodes whose pods changed since, instead of matching every pod
-// in the cluster again. Only the loop goroutine uses it.
+// in the cluster again. Counts live in slices indexed by the nodes' slots:
+// no hashing per node. Only the loop goroutine uses it.
 type matchCounts struct {
 	entries map[countKey]*list.Element
 	lru     *list.List // of *countEntry, most recent first
@@ -28,8 +29,9 @@ type countKey struct {
 }
 
 type countEntry struct {
-	key    countKey
-	byNode map[string]countAt
+	key countKey
+	// bySlot is indexed by NodeInfo.Slot; a zero generation is no count.
+	bySlot []countAt
 }
 
 type countAt struct {
@@ -48,7 +50,7 @@ func (m *matchCounts) forSelector(sel labels.Selector, ns string) *nodeCounter {
 	if ok {
 		m.lru.MoveToFront(el)
 	} else {
-		el = m.lru.PushFront(&countEntry{key: key, byNode: map[string]countAt{}})
+		el = m.lru.PushFront(&countEntry{key: key})
 		m.entries[key] = el
 		if m.lru.Len() > maxCountEntries {
 			oldest := m.lru.Back()
@@ -72,25 +74,15 @@ func (c *nodeCounter) count(n *cluster.NodeInfo) int {
 	if n.Generation == 0 {
 		return countMatching(n, c.sel, c.ns)
 	}
-	if at, ok := c.entry.byNode[n.Name]; ok && at.generation == n.Generation {
-		return at.n
+	slots := c.entry.bySlot
+	if n.Slot < len(slots) && slots[n.Slot].generation == n.Generation {
+		return slots[n.Slot].n
 	}
 	k := countMatching(n, c.sel, c.ns)
-	c.entry.byNode[n.Name] = countAt{generation: n.Generation, n: k}
+	if n.Slot >= len(slots) {
+		slots = append(slots, make([]countAt, n.Slot+1-len(slots))...)
+		c.entry.bySlot = slots
+	}
+	slots[n.Slot] = countAt{generation: n.Generation, n: k}
 	return k
-}
-
-// prune forgets nodes that no longer exist, once the entry holds many more
-// nodes than the cluster has.
-func (c *nodeCounter) prune(nodes []*cluster.NodeInfo) {
-	if len(c.entry.byNode) <= 2*len(nodes)+16 {
-		return
-	}
-	live := make(map[string]countAt, len(nodes))
-	for _, n := range nodes {
-		if at, ok := c.entry.byNode[n.Name]; ok {
-			live[n.Name] = at
-		}
-	}
-	c.entry.byNode = live
 }

@@ -135,13 +135,11 @@ func countMatching(n *cluster.NodeInfo, sel labels.Selector, ns string) int {
 	return count
 }
 
-// counters returns a cached matching-pod counter per constraint, pruned of
-// gone nodes.
+// counters returns a cached matching-pod counter per constraint.
 func (c *cycle) counters(cs []spreadConstraint) []*nodeCounter {
 	out := make([]*nodeCounter, len(cs))
 	for i := range cs {
 		out[i] = c.e.counts.forSelector(cs[i].selector, c.pod.Namespace)
-		out[i].prune(c.allNodes)
 	}
 	return out
 }
@@ -385,18 +383,26 @@ func (c *cycle) preScoreSpread(feasible []*cluster.NodeInfo) (*spreadScore, erro
 		}
 		s.weights[i] = math.Log(float64(size + 2))
 	}
+	// Hostname domains are single nodes, counted below for the feasible
+	// ones only; this loop over every node (the hot one for the replicas
+	// of big workloads) reads each other key once per node.
 	counters := c.counters(cs)
+	values := make([]string, len(cs))
+nodes:
 	for _, n := range c.allNodes {
-		if requireAll && !hasAllKeys(n.Node.Labels, cs) {
-			continue
+		for i := range cs {
+			v, ok := n.Node.Labels[cs[i].topologyKey]
+			if requireAll && !ok {
+				continue nodes
+			}
+			values[i] = v
 		}
 		for i := range cs {
 			if cs[i].topologyKey == v1.LabelHostname || !c.includes(&cs[i], n) {
 				continue
 			}
-			v := n.Node.Labels[cs[i].topologyKey]
-			if _, ok := s.counts[i][v]; ok {
-				s.counts[i][v] += int64(counters[i].count(n))
+			if cnt, ok := s.counts[i][values[i]]; ok {
+				s.counts[i][values[i]] = cnt + int64(counters[i].count(n))
 			}
 		}
 	}
