@@ -47,7 +47,7 @@ test: build
 	KEELSON_BIN=$(KEELSON) $(GO) test -trimpath -ldflags "$(VERSION_LDFLAGS)" -timeout $(TEST_TIMEOUT) -count=1 ./...
 
 bench: build
-	$(GO) test -run '^$$' -bench . -benchmem ./fsm/ ./core/raftnode/ ./core/kvserver/
+	$(GO) test -run '^$$' -bench . -benchmem ./fsm/ ./core/raftnode/ ./core/kvserver/ ./plugins/builtin/scheduler/internal/placement/
 	scripts/bench-kv.sh
 	scripts/bench-api.sh
 	scripts/bench-ha.sh
