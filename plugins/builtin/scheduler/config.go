@@ -111,83 +111,23 @@ func parseConfig(raw []byte) (settings, error) {
 	return c.resolve()
 }
 
+// fieldErrors collects "scheduler config: FIELD: what is wrong" errors.
+type fieldErrors []error
+
+func (e *fieldErrors) bad(field, format string, args ...any) {
+	*e = append(*e, fmt.Errorf("scheduler config: %s: %s", field, fmt.Sprintf(format, args...)))
+}
+
 func (c *Config) resolve() (settings, error) {
-	var errs []error
-	bad := func(field, format string, args ...any) {
-		errs = append(errs, fmt.Errorf("scheduler config: %s: %s", field, fmt.Sprintf(format, args...)))
-	}
-	s := settings{
-		schedulerName: or(c.SchedulerName, "default-scheduler"),
-		engine: placement.Config{
-			Weights:                     placement.DefaultWeights(),
-			HardPodAffinityWeight:       1,
-			SystemDefaultSpreading:      true,
-			Preemption:                  !c.Preemption.Disabled,
-			MinCandidateNodesPercentage: 10,
-			MinCandidateNodesAbsolute:   100,
-			Parallelism:                 c.Parallelism,
-		},
-		bindConcurrency: c.BindConcurrency,
-		clientQPS:       c.ClientQPS,
-		clientBurst:     c.ClientBurst,
-	}
-	if p := c.PercentageOfNodesToScore; p != nil {
-		if *p < 0 || *p > 100 {
-			bad("percentageOfNodesToScore", "must be between 0 (adaptive) and 100, got %d", *p)
-		}
-		s.engine.PercentageOfNodesToScore = *p
-	}
-	for _, name := range slices.Sorted(maps.Keys(c.Scores)) {
-		field, ok := scoreNames[name]
-		if !ok {
-			bad("scores."+name, "unknown score; known scores: %s", strings.Join(slices.Sorted(maps.Keys(scoreNames)), ", "))
-			continue
-		}
-		w := c.Scores[name]
-		if w < 0 || w > maxScoreWeight {
-			bad("scores."+name, "weight must be between 0 (off) and %d, got %d", maxScoreWeight, w)
-		}
-		*field(&s.engine.Weights) = w
-	}
-	if w := c.HardPodAffinityWeight; w != nil {
-		if *w < 0 || *w > 100 {
-			bad("hardPodAffinityWeight", "must be between 0 and 100, got %d", *w)
-		}
-		s.engine.HardPodAffinityWeight = *w
-	}
-	switch c.DefaultTopologySpread {
-	case "", "System":
-	case "None":
-		s.engine.SystemDefaultSpreading = false
-	default:
-		bad("defaultTopologySpread", "must be System or None, got %q", c.DefaultTopologySpread)
-	}
-	if p := c.Preemption.MinCandidateNodesPercentage; p != nil {
-		if *p < 0 || *p > 100 {
-			bad("preemption.minCandidateNodesPercentage", "must be between 0 and 100, got %d", *p)
-		}
-		s.engine.MinCandidateNodesPercentage = *p
-	}
-	if a := c.Preemption.MinCandidateNodesAbsolute; a != nil {
-		if *a < 0 {
-			bad("preemption.minCandidateNodesAbsolute", "must not be negative, got %d", *a)
-		}
-		s.engine.MinCandidateNodesAbsolute = *a
-	}
-	if s.engine.MinCandidateNodesPercentage == 0 && s.engine.MinCandidateNodesAbsolute == 0 {
-		bad("preemption", "minCandidateNodesPercentage and minCandidateNodesAbsolute cannot both be 0")
-	}
-	s.queue.InitialBackoff = duration(c.PodInitialBackoff, "podInitialBackoff", time.Second, bad)
-	s.queue.MaxBackoff = duration(c.PodMaxBackoff, "podMaxBackoff", 10*time.Second, bad)
-	s.queue.MaxInUnschedulable = duration(c.PodMaxInUnschedulable, "podMaxInUnschedulable", 5*time.Minute, bad)
-	if s.queue.MaxBackoff < s.queue.InitialBackoff {
-		bad("podMaxBackoff", "must be at least podInitialBackoff (%s), got %s", s.queue.InitialBackoff, s.queue.MaxBackoff)
-	}
+	var errs fieldErrors
+	s := settings{schedulerName: or(c.SchedulerName, "default-scheduler")}
+	s.engine = c.engineConfig(&errs)
+	s.queue = c.queueConfig(&errs)
 	nonNegative := func(field string, v int, def int) int {
 		if v < 0 {
-			bad(field, "must not be negative, got %d", v)
+			errs.bad(field, "must not be negative, got %d", v)
 		}
-		if v == 0 {
+		if v <= 0 {
 			return def
 		}
 		return v
@@ -195,8 +135,9 @@ func (c *Config) resolve() (settings, error) {
 	s.engine.Parallelism = nonNegative("parallelism", c.Parallelism, runtime.GOMAXPROCS(0))
 	s.bindConcurrency = nonNegative("bindConcurrency", c.BindConcurrency, defaultBindConcurrency)
 	s.clientBurst = nonNegative("clientBurst", c.ClientBurst, defaultClientBurst)
+	s.clientQPS = c.ClientQPS
 	if c.ClientQPS < 0 {
-		bad("clientQPS", "must not be negative, got %g", c.ClientQPS)
+		errs.bad("clientQPS", "must not be negative, got %g", c.ClientQPS)
 	}
 	if s.clientQPS <= 0 {
 		s.clientQPS = defaultClientQPS
@@ -204,18 +145,91 @@ func (c *Config) resolve() (settings, error) {
 	return s, errors.Join(errs...)
 }
 
+// engineConfig resolves what placement needs: sampling, weights,
+// spreading and preemption.
+func (c *Config) engineConfig(errs *fieldErrors) placement.Config {
+	e := placement.Config{
+		Weights:                     placement.DefaultWeights(),
+		HardPodAffinityWeight:       1,
+		SystemDefaultSpreading:      true,
+		Preemption:                  !c.Preemption.Disabled,
+		MinCandidateNodesPercentage: 10,
+		MinCandidateNodesAbsolute:   100,
+	}
+	if p := c.PercentageOfNodesToScore; p != nil {
+		if *p < 0 || *p > 100 {
+			errs.bad("percentageOfNodesToScore", "must be between 0 (adaptive) and 100, got %d", *p)
+		}
+		e.PercentageOfNodesToScore = *p
+	}
+	for _, name := range slices.Sorted(maps.Keys(c.Scores)) {
+		field, ok := scoreNames[name]
+		if !ok {
+			errs.bad("scores."+name, "unknown score; known scores: %s", strings.Join(slices.Sorted(maps.Keys(scoreNames)), ", "))
+			continue
+		}
+		w := c.Scores[name]
+		if w < 0 || w > maxScoreWeight {
+			errs.bad("scores."+name, "weight must be between 0 (off) and %d, got %d", maxScoreWeight, w)
+		}
+		*field(&e.Weights) = w
+	}
+	if w := c.HardPodAffinityWeight; w != nil {
+		if *w < 0 || *w > 100 {
+			errs.bad("hardPodAffinityWeight", "must be between 0 and 100, got %d", *w)
+		}
+		e.HardPodAffinityWeight = *w
+	}
+	switch c.DefaultTopologySpread {
+	case "", "System":
+	case "None":
+		e.SystemDefaultSpreading = false
+	default:
+		errs.bad("defaultTopologySpread", "must be System or None, got %q", c.DefaultTopologySpread)
+	}
+	if p := c.Preemption.MinCandidateNodesPercentage; p != nil {
+		if *p < 0 || *p > 100 {
+			errs.bad("preemption.minCandidateNodesPercentage", "must be between 0 and 100, got %d", *p)
+		}
+		e.MinCandidateNodesPercentage = *p
+	}
+	if a := c.Preemption.MinCandidateNodesAbsolute; a != nil {
+		if *a < 0 {
+			errs.bad("preemption.minCandidateNodesAbsolute", "must not be negative, got %d", *a)
+		}
+		e.MinCandidateNodesAbsolute = *a
+	}
+	if e.MinCandidateNodesPercentage == 0 && e.MinCandidateNodesAbsolute == 0 {
+		errs.bad("preemption", "minCandidateNodesPercentage and minCandidateNodesAbsolute cannot both be 0")
+	}
+	return e
+}
+
+// queueConfig resolves the retry timings.
+func (c *Config) queueConfig(errs *fieldErrors) queue.Config {
+	q := queue.Config{
+		InitialBackoff:     duration(c.PodInitialBackoff, "podInitialBackoff", time.Second, errs),
+		MaxBackoff:         duration(c.PodMaxBackoff, "podMaxBackoff", 10*time.Second, errs),
+		MaxInUnschedulable: duration(c.PodMaxInUnschedulable, "podMaxInUnschedulable", 5*time.Minute, errs),
+	}
+	if q.MaxBackoff < q.InitialBackoff {
+		errs.bad("podMaxBackoff", "must be at least podInitialBackoff (%s), got %s", q.InitialBackoff, q.MaxBackoff)
+	}
+	return q
+}
+
 // duration parses a Go duration field; empty means def.
-func duration(v, field string, def time.Duration, bad func(string, string, ...any)) time.Duration {
+func duration(v, field string, def time.Duration, errs *fieldErrors) time.Duration {
 	if v == "" {
 		return def
 	}
 	d, err := time.ParseDuration(v)
 	if err != nil {
-		bad(field, "invalid duration %q (write e.g. \"1s\" or \"500ms\")", v)
+		errs.bad(field, "invalid duration %q (write e.g. \"1s\" or \"500ms\")", v)
 		return def
 	}
 	if d <= 0 {
-		bad(field, "must be positive, got %s", v)
+		errs.bad(field, "must be positive, got %s", v)
 		return def
 	}
 	return d

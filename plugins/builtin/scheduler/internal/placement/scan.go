@@ -29,23 +29,35 @@ type scanScratch struct {
 // returns the feasible nodes with how many positions were consumed (where
 // the next scan resumes).
 func (e *Engine) findFeasible(c *cycle, nodes []*cluster.NodeInfo, want int, diag *Diagnosis) ([]*cluster.NodeInfo, int) {
+	if e.cfg.Parallelism <= 1 || len(nodes) < parallelMin {
+		return e.scanInline(c, nodes, want, diag)
+	}
+	return e.scanParallel(c, nodes, want, diag)
+}
+
+func (e *Engine) scanInline(c *cycle, nodes []*cluster.NodeInfo, want int, diag *Diagnosis) ([]*cluster.NodeInfo, int) {
 	n := len(nodes)
 	start := e.nextStart % n
 	feasible := make([]*cluster.NodeInfo, 0, want)
-	if e.cfg.Parallelism <= 1 || n < parallelMin {
-		scanned := 0
-		for i := 0; i < n && len(feasible) < want; i++ {
-			node := nodes[(start+i)%n]
-			scanned++
-			if st := c.filterWithNominated(node); st.OK() {
-				feasible = append(feasible, node)
-			} else {
-				diag.add(node, st)
-			}
+	scanned := 0
+	for i := 0; i < n && len(feasible) < want; i++ {
+		node := nodes[(start+i)%n]
+		scanned++
+		if st := c.filterWithNominated(node); st.OK() {
+			feasible = append(feasible, node)
+		} else {
+			diag.add(node, st)
 		}
-		return feasible, scanned
 	}
+	return feasible, scanned
+}
 
+// scanParallel has workers claim chunks of positions in order until enough
+// nodes passed, then reads the verdicts back in position order, so the
+// result is the one a sequential scan of the same positions would give.
+func (e *Engine) scanParallel(c *cycle, nodes []*cluster.NodeInfo, want int, diag *Diagnosis) ([]*cluster.NodeInfo, int) {
+	n := len(nodes)
+	start := e.nextStart % n
 	if cap(e.scratch.verdicts) < n {
 		e.scratch.verdicts = make([]uint8, n)
 		e.scratch.statuses = make([]Status, n)
@@ -81,8 +93,9 @@ func (e *Engine) findFeasible(c *cycle, nodes []*cluster.NodeInfo, want int, dia
 	wg.Wait()
 
 	// Every chunk claimed was scanned in full, so positions below the
-	// claimed ones are all decided; read them in order.
+	// claimed ones are all decided.
 	limit := min(int(next.Load())*scanChunk, n)
+	feasible := make([]*cluster.NodeInfo, 0, want)
 	scanned := limit
 gather:
 	for i := 0; i < limit; i++ {

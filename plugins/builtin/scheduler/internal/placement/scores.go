@@ -17,77 +17,107 @@ const maxNodeScore = 100
 func (c *cycle) prioritize(feasible []*cluster.NodeInfo) ([]int64, error) {
 	w := c.e.cfg.Weights
 	totals := make([]int64, len(feasible))
+	c.scoreResources(feasible, totals)
+	// The other scores are normalized over the feasible nodes before
+	// weighting; each fills raw.
 	raw := make([]int64, len(feasible))
-	addRaw := func(weight int64) {
+	steps := []struct {
+		weight int64
+		score  func([]*cluster.NodeInfo, []int64) (bool, error)
+	}{
+		{w.TaintToleration, c.scoreTaints},
+		{w.NodeAffinity, c.scoreNodeAffinity},
+		{w.PodTopologySpread, c.scoreSpread},
+		{w.InterPodAffinity, c.scoreAffinity},
+	}
+	for _, step := range steps {
+		if step.weight == 0 {
+			continue
+		}
+		scored, err := step.score(feasible, raw)
+		if err != nil {
+			return nil, err
+		}
+		if !scored {
+			continue
+		}
 		for j, v := range raw {
-			totals[j] += weight * v
-		}
-	}
-
-	if w.NodeResourcesFit != 0 || w.BalancedAllocation != 0 {
-		balanced := w.BalancedAllocation != 0 && (c.pi.Requests.MilliCPU != 0 || c.pi.Requests.Memory != 0)
-		c.e.parallel(len(feasible), func(lo, hi int) {
-			for j := lo; j < hi; j++ {
-				n := feasible[j]
-				if w.NodeResourcesFit != 0 {
-					totals[j] += w.NodeResourcesFit * leastAllocated(c.pi, n)
-				}
-				if balanced {
-					totals[j] += w.BalancedAllocation * balancedAllocation(c.pi, n)
-				}
-			}
-		})
-	}
-	if w.TaintToleration != 0 {
-		tolerations := preferNoScheduleTolerations(c.pod.Spec.Tolerations)
-		for j, n := range feasible {
-			raw[j] = intolerablePreferNoSchedule(n, tolerations)
-		}
-		defaultNormalize(raw, true)
-		addRaw(w.TaintToleration)
-	}
-	if w.NodeAffinity != 0 {
-		if a := c.pod.Spec.Affinity; a != nil && a.NodeAffinity != nil && len(a.NodeAffinity.PreferredDuringSchedulingIgnoredDuringExecution) > 0 {
-			terms, err := nodeaffinity.NewPreferredSchedulingTerms(a.NodeAffinity.PreferredDuringSchedulingIgnoredDuringExecution)
-			if err != nil {
-				return nil, fmt.Errorf("parsing preferred node affinity: %w", err)
-			}
-			for j, n := range feasible {
-				raw[j] = terms.Score(n.Node)
-			}
-			defaultNormalize(raw, false)
-			addRaw(w.NodeAffinity)
-		}
-	}
-	if w.PodTopologySpread != 0 {
-		s, err := c.preScoreSpread(feasible)
-		if err != nil {
-			return nil, err
-		}
-		if s != nil {
-			c.e.parallel(len(feasible), func(lo, hi int) {
-				for j := lo; j < hi; j++ {
-					raw[j] = s.score(j, feasible[j])
-				}
-			})
-			s.normalize(raw)
-			addRaw(w.PodTopologySpread)
-		}
-	}
-	if w.InterPodAffinity != 0 {
-		s, err := c.preScoreAffinity()
-		if err != nil {
-			return nil, err
-		}
-		if s != nil {
-			for j, n := range feasible {
-				raw[j] = s.score(n)
-			}
-			s.normalize(raw)
-			addRaw(w.InterPodAffinity)
+			totals[j] += step.weight * v
 		}
 	}
 	return totals, nil
+}
+
+// scoreResources adds the weighted least-allocated and balanced-allocation
+// scores, which need no normalization.
+func (c *cycle) scoreResources(feasible []*cluster.NodeInfo, totals []int64) {
+	w := c.e.cfg.Weights
+	balanced := w.BalancedAllocation != 0 && (c.pi.Requests.MilliCPU != 0 || c.pi.Requests.Memory != 0)
+	if w.NodeResourcesFit == 0 && !balanced {
+		return
+	}
+	c.e.parallel(len(feasible), func(lo, hi int) {
+		for j := lo; j < hi; j++ {
+			n := feasible[j]
+			if w.NodeResourcesFit != 0 {
+				totals[j] += w.NodeResourcesFit * leastAllocated(c.pi, n)
+			}
+			if balanced {
+				totals[j] += w.BalancedAllocation * balancedAllocation(c.pi, n)
+			}
+		}
+	})
+}
+
+func (c *cycle) scoreTaints(feasible []*cluster.NodeInfo, raw []int64) (bool, error) {
+	tolerations := preferNoScheduleTolerations(c.pod.Spec.Tolerations)
+	for j, n := range feasible {
+		raw[j] = intolerablePreferNoSchedule(n, tolerations)
+	}
+	defaultNormalize(raw, true)
+	return true, nil
+}
+
+func (c *cycle) scoreNodeAffinity(feasible []*cluster.NodeInfo, raw []int64) (bool, error) {
+	a := c.pod.Spec.Affinity
+	if a == nil || a.NodeAffinity == nil || len(a.NodeAffinity.PreferredDuringSchedulingIgnoredDuringExecution) == 0 {
+		return false, nil
+	}
+	terms, err := nodeaffinity.NewPreferredSchedulingTerms(a.NodeAffinity.PreferredDuringSchedulingIgnoredDuringExecution)
+	if err != nil {
+		return false, fmt.Errorf("parsing preferred node affinity: %w", err)
+	}
+	for j, n := range feasible {
+		raw[j] = terms.Score(n.Node)
+	}
+	defaultNormalize(raw, false)
+	return true, nil
+}
+
+func (c *cycle) scoreSpread(feasible []*cluster.NodeInfo, raw []int64) (bool, error) {
+	s, err := c.preScoreSpread(feasible)
+	if err != nil || s == nil {
+		return false, err
+	}
+	c.e.parallel(len(feasible), func(lo, hi int) {
+		for j := lo; j < hi; j++ {
+			raw[j] = s.score(j, feasible[j])
+		}
+	})
+	s.normalize(raw)
+	return true, nil
+}
+
+func (c *cycle) scoreAffinity(feasible []*cluster.NodeInfo, raw []int64) (bool, error) {
+	s, err := c.preScoreAffinity()
+	if err != nil || s == nil {
+		return false, err
+	}
+	for j, n := range feasible {
+		raw[j] = s.score(n)
+	}
+	s.normalize(raw)
+	return true, nil
 }
 
 // leastAllocated favours nodes with the most cpu and memory left after the

@@ -352,8 +352,29 @@ func (c *cycle) preScoreSpread(feasible []*cluster.NodeInfo) (*spreadScore, erro
 	if err != nil || len(cs) == 0 {
 		return nil, err
 	}
-	requireAll := !defaulted
 	s := &spreadScore{constraints: cs, ignored: make([]bool, len(feasible)), counts: make([]map[string]int64, len(cs)), weights: make([]float64, len(cs))}
+	requireAll := !defaulted
+	s.registerDomains(feasible, requireAll)
+	counters := c.counters(cs)
+	c.countDomains(s, counters, requireAll)
+	s.hostCounts = make([][]int64, len(cs))
+	for i := range cs {
+		if cs[i].topologyKey != v1.LabelHostname {
+			continue
+		}
+		s.hostCounts[i] = make([]int64, len(feasible))
+		for j, n := range feasible {
+			s.hostCounts[i][j] = int64(counters[i].count(n))
+		}
+	}
+	return s, nil
+}
+
+// registerDomains records the domains of the feasible nodes (only those get
+// counted) and weighs each constraint by the log of its domain count; with
+// requireAll, nodes missing a key are ignored.
+func (s *spreadScore) registerDomains(feasible []*cluster.NodeInfo, requireAll bool) {
+	cs := s.constraints
 	for i := range cs {
 		s.counts[i] = map[string]int64{}
 	}
@@ -383,10 +404,14 @@ func (c *cycle) preScoreSpread(feasible []*cluster.NodeInfo) (*spreadScore, erro
 		}
 		s.weights[i] = math.Log(float64(size + 2))
 	}
-	// Hostname domains are single nodes, counted below for the feasible
-	// ones only; this loop over every node (the hot one for the replicas
-	// of big workloads) reads each other key once per node.
-	counters := c.counters(cs)
+}
+
+// countDomains adds up the matching pods of every node into the registered
+// domains. Hostname domains are single nodes, counted for the feasible ones
+// only; this loop over every node (the hot one for the replicas of big
+// workloads) reads each other key once per node.
+func (c *cycle) countDomains(s *spreadScore, counters []*nodeCounter, requireAll bool) {
+	cs := s.constraints
 	values := make([]string, len(cs))
 nodes:
 	for _, n := range c.allNodes {
@@ -406,17 +431,6 @@ nodes:
 			}
 		}
 	}
-	s.hostCounts = make([][]int64, len(cs))
-	for i := range cs {
-		if cs[i].topologyKey != v1.LabelHostname {
-			continue
-		}
-		s.hostCounts[i] = make([]int64, len(feasible))
-		for j, n := range feasible {
-			s.hostCounts[i][j] = int64(counters[i].count(n))
-		}
-	}
-	return s, nil
 }
 
 // score is higher for nodes in domains with more matching pods; the
