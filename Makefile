@@ -1,7 +1,7 @@
 # Keelson: one binary, everything through make.
 #   make run    build and run a single-node cluster in the foreground (data in .run/)
 #   make test   every test (unit, integration; as root also the e2e suite)
-#   make bench  benchmarks side by side with upstream (etcd, ...)
+#   make bench  benchmarks side by side with upstream (etcd, kube-apiserver, kube-scheduler, ...)
 
 SHELL         := /bin/bash
 GO            ?= go
@@ -47,12 +47,13 @@ test: build
 	KEELSON_BIN=$(KEELSON) $(GO) test -trimpath -ldflags "$(VERSION_LDFLAGS)" -timeout $(TEST_TIMEOUT) -count=1 ./...
 
 bench: build
-	$(GO) test -run '^$$' -bench . -benchmem ./fsm/ ./core/raftnode/ ./core/kvserver/ ./plugins/builtin/endpoints/ ./plugins/builtin/endpointslice/ ./plugins/builtin/garbagecollector/ ./plugins/builtin/internal/servicepods/
+	$(GO) test -run '^$$' -bench . -benchmem ./fsm/ ./core/raftnode/ ./core/kvserver/ ./plugins/builtin/endpoints/ ./plugins/builtin/endpointslice/ ./plugins/builtin/garbagecollector/ ./plugins/builtin/internal/servicepods/ ./plugins/builtin/scheduler/internal/placement/
 	scripts/bench-kv.sh
 	scripts/bench-api.sh
 	scripts/bench-ha.sh
 	$(GO) run ./bench/pluginbench -keelson-bin $(KEELSON)
 	scripts/bench-workloads.sh
+	scripts/bench-sched.sh
 
 # soak runs the HA fault-injection scenarios in random order for SOAK_TIME
 # (as root: network namespaces, iptables).

@@ -19,6 +19,7 @@ import (
 	"github.com/keelson/keelson/plugins/builtin/namespace"
 	"github.com/keelson/keelson/plugins/builtin/replicaset"
 	"github.com/keelson/keelson/plugins/builtin/replicationcontroller"
+	"github.com/keelson/keelson/plugins/builtin/scheduler"
 	"github.com/keelson/keelson/plugins/builtin/serviceaccount"
 	"github.com/keelson/keelson/plugins/builtin/token"
 	"github.com/keelson/keelson/plugins/sdk"
@@ -38,6 +39,7 @@ func All() []sdk.Plugin {
 		replicaset.Plugin(),
 		replicationcontroller.Plugin(),
 		deployment.Plugin(),
+		scheduler.Plugin(),
 	}
 }
 

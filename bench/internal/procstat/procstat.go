@@ -144,3 +144,46 @@ func Children(ppid int) (map[int]string, error) {
 	}
 	return out, nil
 }
+
+// userHZ is the unit of the times in /proc/PID/stat: USER_HZ, which Linux
+// fixes at 100 for user space whatever the kernel's tick rate.
+const userHZ = 100
+
+// CPUSeconds reads the CPU time (user + system) process pid has used so
+// far, from /proc/PID/stat.
+func CPUSeconds(pid int) (float64, error) {
+	path := fmt.Sprintf("/proc/%d/stat", pid)
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return 0, fmt.Errorf("read %s: %w", path, err)
+	}
+	s, err := ParseStatCPU(string(b))
+	if err != nil {
+		return 0, fmt.Errorf("parse %s: %w", path, err)
+	}
+	return s, nil
+}
+
+// ParseStatCPU extracts utime + stime, in seconds, from a /proc/PID/stat
+// line. The command name (field 2) may contain spaces and parentheses, so
+// fields are counted from its last ')'.
+func ParseStatCPU(stat string) (float64, error) {
+	i := strings.LastIndexByte(stat, ')')
+	if i < 0 {
+		return 0, fmt.Errorf("no command name in %q", stat)
+	}
+	// After the name: state (field 3) ... utime (14), stime (15).
+	fields := strings.Fields(stat[i+1:])
+	if len(fields) < 13 {
+		return 0, fmt.Errorf("too few fields in %q", stat)
+	}
+	var ticks int64
+	for _, f := range fields[11:13] {
+		v, err := strconv.ParseInt(f, 10, 64)
+		if err != nil {
+			return 0, fmt.Errorf("cpu time %q: %w", f, err)
+		}
+		ticks += v
+	}
+	return float64(ticks) / userHZ, nil
+}

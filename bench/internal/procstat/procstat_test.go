@@ -83,3 +83,20 @@ func TestMiB(t *testing.T) {
 		t.Errorf("MiB(1536) = %v, want 1.5", got)
 	}
 }
+
+func TestParseStatCPU(t *testing.T) {
+	line := "4242 (kube (sched)) S 1 4242 4242 0 -1 4194560 1234 0 0 0 250 75 0 0 20 0 12 0 100 1000 200 18446744073709551615"
+	got, err := ParseStatCPU(line)
+	if err != nil || got != 3.25 {
+		t.Fatalf("ParseStatCPU = %v, %v; want 3.25 s (250 + 75 ticks)", got, err)
+	}
+	if _, err := ParseStatCPU("garbage"); err == nil {
+		t.Fatal("no error for a line without a command name")
+	}
+}
+
+func TestCPUSecondsOfThisProcess(t *testing.T) {
+	if _, err := CPUSeconds(os.Getpid()); err != nil {
+		t.Fatal(err)
+	}
+}
