@@ -2,6 +2,8 @@ package membership
 
 import (
 	"context"
+	"errors"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -166,4 +168,64 @@ func TestRestartRejoinsFromSnapshot(t *testing.T) {
 		m, _ := member(p1, "s2")
 		return m.Status == StatusAlive && m.SerfAddr == second.Addr()
 	})
+}
+
+// TestCrossCheck: the other servers probe a member on request and report
+// what they see, so the leader can confirm a failure before acting on it.
+func TestCrossCheck(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	p1 := startPool(t, ctx, fastConfig(t, "s1"))
+	for _, n := range []string{"s2", "s3"} {
+		c := fastConfig(t, n)
+		c.Join = []string{p1.Addr()}
+		startPool(t, ctx, c)
+	}
+	a := fastConfig(t, "agent1")
+	a.Role, a.RaftAddr = RoleAgent, ""
+	a.Join = []string{p1.Addr()}
+	agent := startPool(t, ctx, a)
+	eventually(t, "four alive", func() bool {
+		return len(p1.Members()) == 4 && statusOf(p1, "agent1") == StatusAlive &&
+			statusOf(p1, "s2") == StatusAlive && statusOf(p1, "s3") == StatusAlive
+	})
+
+	if ok, err := p1.Probe(ctx, "agent1"); !ok || err != nil {
+		t.Errorf("Probe(agent1) of a live agent = %v, %v; want true", ok, err)
+	}
+	ops, asked, err := p1.CrossCheck(ctx, "agent1")
+	if err != nil || asked != 2 {
+		t.Fatalf("CrossCheck(agent1) asked %d servers, err %v; want s2 and s3", asked, err)
+	}
+	if got := opinionsString(ops); got != "s2=alive/reachable,s3=alive/reachable" {
+		t.Errorf("opinions about a live agent: %s", got)
+	}
+
+	if err := agent.Shutdown(); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "s1 sees agent1 failed", func() bool { return statusOf(p1, "agent1") == StatusFailed })
+	if ok, err := p1.Probe(ctx, "agent1"); ok || err != nil {
+		t.Errorf("Probe(agent1) of a stopped agent = %v, %v; want false", ok, err)
+	}
+	eventually(t, "s2 and s3 see agent1 failed too", func() bool {
+		ops, _, err := p1.CrossCheck(ctx, "agent1")
+		return err == nil && opinionsString(ops) == "s2=failed/unreachable,s3=failed/unreachable"
+	})
+	if _, err := p1.Probe(ctx, "nobody"); !errors.Is(err, ErrUnknownMember) {
+		t.Errorf("Probe(nobody) error = %v, want ErrUnknownMember", err)
+	}
+}
+
+func opinionsString(ops []Opinion) string {
+	var out []string
+	for _, o := range ops {
+		r := "unreachable"
+		if o.Reachable {
+			r = "reachable"
+		}
+		out = append(out, o.Server+"="+string(o.Status)+"/"+r)
+	}
+	slices.Sort(out)
+	return strings.Join(out, ",")
 }
