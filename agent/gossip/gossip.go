@@ -3,7 +3,7 @@
 // node's heartbeat: the raft leader sees it alive through gossip, at no raft
 // write, and sets the Node's Ready condition to Unknown only after the
 // member has been unreachable for the grace period. A node in the pool need
-// not renew its Lease in kube-node-lease (see sdk.NodeLivenessAnnotation).
+// not renew its Lease in kube-node-lease (see nodehealth.LivenessAnnotation in plugins/sdk/nodehealth).
 //
 // The agent calls Join once at start and Leave when it is decommissioned
 // (a plain stop is Close: the node then looks failed, as a crashed node
