@@ -11,12 +11,17 @@ package builtin
 import (
 	"slices"
 
+	"github.com/keelson/keelson/plugins/builtin/nodeipam"
+	"github.com/keelson/keelson/plugins/builtin/nodelifecycle"
 	"github.com/keelson/keelson/plugins/sdk"
 )
 
 // All returns every built-in plugin, in the order the host starts them.
 func All() []sdk.Plugin {
-	return []sdk.Plugin{}
+	return []sdk.Plugin{
+		nodeipam.Plugin(),
+		nodelifecycle.Plugin(),
+	}
 }
 
 // Names returns the names of All, sorted.
