@@ -54,6 +54,7 @@ bench: build
 	$(GO) run ./bench/pluginbench -keelson-bin $(KEELSON)
 	scripts/bench-workloads.sh
 	scripts/bench-sched.sh
+	$(GO) run ./bench/nodebench -keelson-bin $(KEELSON)
 
 # soak runs the HA fault-injection scenarios in random order for SOAK_TIME
 # (as root: network namespaces, iptables).

@@ -26,6 +26,8 @@ func ServerFlags(fs *pflag.FlagSet, c *Server) {
 	fs.IntVar(&c.SupervisorPort, "supervisor-port", c.SupervisorPort, "port serving cluster secrets to joining servers")
 	fs.StringVar(&c.DebugListen, "debug-listen", c.DebugListen, "serve Go pprof profiles on this host:port (keep it on loopback)")
 	fs.BoolVar(&c.DisableAPIServer, "disable-apiserver", c.DisableAPIServer, "run only the replicated store, without kube-apiserver")
+	fs.StringVar(&c.ClusterCIDR, "cluster-cidr", c.ClusterCIDR, "pod IP range each node gets a slice of (spec.podCIDRs); an IPv4 and an IPv6 CIDR separated by a comma for dual-stack")
+	fs.DurationVar(&c.NodeMonitorGracePeriod.Duration, "node-monitor-grace-period", c.NodeMonitorGracePeriod.Duration, "how long a node may go without contact before its Ready condition becomes Unknown")
 	fs.BoolVar(&c.DisableAgent, "disable-agent", c.DisableAgent, "do not run a node agent on this server (the agent is not built yet, so no server runs one)")
 
 	fs.StringVar(&c.Plugins.Dir, "plugin-dir", c.Plugins.Dir, "directory of third-party plugin executables (default DATA_DIR/plugins)")

@@ -79,6 +79,10 @@ func TestLoadServerErrorsNameTheField(t *testing.T) {
 		{"lease over heartbeat", "", []string{"--raft-leader-lease-timeout", "5s"}, []string{"raft.leaderLeaseTimeout"}},
 		{"two errors at once", "", []string{"--max-txn-ops", "0", "--api-port", "0"}, []string{"store.maxTxnOps", "apiServer.port"}},
 		{"etcd listen", "", []string{"--etcd-listen", "nohost"}, []string{"etcdListen (--etcd-listen)"}},
+		{"cluster cidr", "", []string{"--cluster-cidr", "10.42.0.0"}, []string{"clusterCIDR (--cluster-cidr)", "not a CIDR"}},
+		{"cluster cidr host bits", "clusterCIDR: 10.42.1.0/16\n", nil, []string{"clusterCIDR (--cluster-cidr)", "10.42.0.0/16"}},
+		{"grace period", "", []string{"--node-monitor-grace-period", "10ms"}, []string{"nodeMonitorGracePeriod (--node-monitor-grace-period)", "at least 1s"}},
+		{"grace period in file", "nodeMonitorGracePeriod: soon\n", nil, []string{"nodeMonitorGracePeriod (--node-monitor-grace-period): invalid duration soon"}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

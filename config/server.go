@@ -30,6 +30,9 @@ const (
 // DefaultDataDir is where a server keeps its state unless told otherwise.
 const DefaultDataDir = "/var/lib/keelson"
 
+// DefaultClusterCIDR is the pod IP range, k3s's default.
+const DefaultClusterCIDR = "10.42.0.0/16"
+
 // Server is the configuration of `keelson server`. Field names are the YAML
 // keys; every field is also a flag (see ServerFlags).
 type Server struct {
@@ -70,6 +73,14 @@ type Server struct {
 	DisableAPIServer bool `json:"disableAPIServer"`
 	// DisableAgent runs no node agent on this server.
 	DisableAgent bool `json:"disableAgent"`
+	// ClusterCIDR is the range pod IPs come from: the nodeipam plugin gives
+	// every Node a slice of it (spec.podCIDRs). One CIDR, or an IPv4 and an
+	// IPv6 CIDR separated by a comma for dual-stack.
+	ClusterCIDR string `json:"clusterCIDR"`
+	// NodeMonitorGracePeriod is how long a node may go without contact (no
+	// gossip, or no Lease renewal for nodes outside the gossip pool) before
+	// its Node's Ready condition becomes Unknown.
+	NodeMonitorGracePeriod Duration `json:"nodeMonitorGracePeriod"`
 
 	APIServer APIServer `json:"apiServer"`
 	Plugins   Plugins   `json:"plugins"`
@@ -146,6 +157,10 @@ func DefaultServer() Server {
 		BootstrapExpect: 1,
 		SerfPort:        DefaultSerfPort,
 		SupervisorPort:  DefaultSupervisorPort,
+		ClusterCIDR:     DefaultClusterCIDR,
+		// kube-controller-manager's --node-monitor-grace-period before 1.32
+		// (the Kubernetes docs' figure); upstream now defaults to 50s.
+		NodeMonitorGracePeriod: Duration{Duration: 40 * time.Second},
 		APIServer: APIServer{
 			Port:          DefaultAPIPort,
 			ServiceCIDR:   "10.43.0.0/16",
@@ -230,6 +245,14 @@ func (c *Server) Validate() error {
 		if j == "" {
 			bad("join (--join)", "entry %d is empty", i)
 		}
+	}
+	if _, err := ParseClusterCIDRs(c.ClusterCIDR); err != nil {
+		bad("clusterCIDR (--cluster-cidr)", "%v", err)
+	}
+	if err := c.NodeMonitorGracePeriod.check(); err != nil {
+		bad("nodeMonitorGracePeriod (--node-monitor-grace-period)", "%v", err)
+	} else if c.NodeMonitorGracePeriod.Duration < time.Second {
+		bad("nodeMonitorGracePeriod (--node-monitor-grace-period)", "%s is too short; use at least 1s (the default is 40s)", c.NodeMonitorGracePeriod.Duration)
 	}
 	errs = append(errs, c.APIServer.validate()...)
 	errs = append(errs, c.Raft.validate()...)

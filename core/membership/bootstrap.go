@@ -39,7 +39,7 @@ func (p *Pool) WaitForBootstrap(ctx context.Context, expect int) ([]Member, erro
 	}
 	logged := -1
 	for {
-		changed := p.changes()
+		changed := p.Changes()
 		servers, err := bootstrapServers(p.Members(), expect)
 		if err != nil || len(servers) >= expect {
 			if err == nil {

@@ -154,27 +154,32 @@ func (p *Pool) eventLoop() {
 		case <-p.stop:
 			return
 		case e := <-p.events:
-			me, ok := e.(serf.MemberEvent)
-			if !ok {
-				continue
+			switch e := e.(type) {
+			case serf.MemberEvent:
+				p.memberEvent(e)
+			case *serf.Query:
+				p.query(e)
 			}
-			typ, ok := fromSerfEventType(me.Type)
-			if !ok {
-				continue
-			}
-			for _, sm := range me.Members {
-				m := p.withSince(fromSerf(sm))
-				if typ == EventReap {
-					p.forget(m.Name)
-				}
-				p.log.Info("member "+string(typ), "member", m.Name, "role", m.Role, "status", m.Status, "addr", m.SerfAddr)
-				if p.cfg.OnEvent != nil {
-					p.cfg.OnEvent(Event{Type: typ, Member: m})
-				}
-			}
-			p.notifyChanged()
 		}
 	}
+}
+
+func (p *Pool) memberEvent(me serf.MemberEvent) {
+	typ, ok := fromSerfEventType(me.Type)
+	if !ok {
+		return
+	}
+	for _, sm := range me.Members {
+		m := p.withSince(fromSerf(sm))
+		if typ == EventReap {
+			p.forget(m.Name)
+		}
+		p.log.Info("member "+string(typ), "member", m.Name, "role", m.Role, "status", m.Status, "addr", m.SerfAddr)
+		if p.cfg.OnEvent != nil {
+			p.cfg.OnEvent(Event{Type: typ, Member: m})
+		}
+	}
+	p.notifyChanged()
 }
 
 // withSince fills m.Since, recording now when m's status is new to us.
@@ -203,8 +208,10 @@ func (p *Pool) notifyChanged() {
 	p.mu.Unlock()
 }
 
-// changes returns a channel closed at the next membership change.
-func (p *Pool) changes() <-chan struct{} {
+// Changes returns a channel closed at the next membership change (a member
+// joined, failed, left, was reaped or changed its tags). Take it before
+// reading Members, so no change between the two is missed.
+func (p *Pool) Changes() <-chan struct{} {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return p.changed

@@ -2,6 +2,8 @@ package membership
 
 import (
 	"context"
+	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -166,4 +168,92 @@ func TestRestartRejoinsFromSnapshot(t *testing.T) {
 		m, _ := member(p1, "s2")
 		return m.Status == StatusAlive && m.SerfAddr == second.Addr()
 	})
+}
+
+// TestCrossCheck: the other servers probe a member on request and report
+// what they see, so the leader can confirm a failure before acting on it.
+func TestCrossCheck(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	p1 := startPool(t, ctx, fastConfig(t, "s1"))
+	for _, n := range []string{"s2", "s3"} {
+		c := fastConfig(t, n)
+		c.Join = []string{p1.Addr()}
+		startPool(t, ctx, c)
+	}
+	a := fastConfig(t, "agent1")
+	a.Role, a.RaftAddr = RoleAgent, ""
+	a.Join = []string{p1.Addr()}
+	agent := startPool(t, ctx, a)
+	eventually(t, "four alive", func() bool {
+		return len(p1.Members()) == 4 && statusOf(p1, "agent1") == StatusAlive &&
+			statusOf(p1, "s2") == StatusAlive && statusOf(p1, "s3") == StatusAlive
+	})
+
+	// A ping may miss its ProbeInterval (100ms here) on a busy machine:
+	// retry until the live members answer.
+	eventually(t, "a direct probe reaches agent1 and s2", func() bool {
+		got := p1.Probe(ctx, "agent1", "s2", "nobody")
+		if got["nobody"] || len(got) != 3 {
+			t.Fatalf("Probe(agent1, s2, nobody) = %v; an unknown member must count as unreachable", got)
+		}
+		return got["agent1"] && got["s2"]
+	})
+	eventually(t, "s2 and s3 both reach agent1", func() bool {
+		ops, asked, err := p1.CrossCheck(ctx, []string{"agent1"})
+		if err != nil || asked != 2 {
+			t.Fatalf("CrossCheck(agent1) asked %d servers, err %v; want s2 and s3", asked, err)
+		}
+		return opinionsString(ops["agent1"]) == "s2=alive/reachable,s3=alive/reachable"
+	})
+
+	if err := agent.Shutdown(); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "s1 sees agent1 failed", func() bool { return statusOf(p1, "agent1") == StatusFailed })
+	if got := p1.Probe(ctx, "agent1"); got["agent1"] {
+		t.Errorf("Probe(agent1) of a stopped agent = %v; want unreachable", got)
+	}
+	eventually(t, "s2 and s3 see agent1 failed too", func() bool {
+		ops, _, err := p1.CrossCheck(ctx, []string{"agent1"})
+		return err == nil && opinionsString(ops["agent1"]) == "s2=failed/unreachable,s3=failed/unreachable"
+	})
+}
+
+// TestCrossCheckBatches: many members are asked about in queries small
+// enough for serf's size limits, and every member gets every answer.
+func TestCrossCheckBatches(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	p1 := startPool(t, ctx, fastConfig(t, "s1"))
+	c := fastConfig(t, "s2")
+	c.Join = []string{p1.Addr()}
+	startPool(t, ctx, c)
+	eventually(t, "s1 sees s2", func() bool { return statusOf(p1, "s2") == StatusAlive })
+	var names []string
+	for i := range 60 {
+		names = append(names, fmt.Sprintf("a-rather-long-node-name-in-zone-b-%03d", i))
+	}
+	ops, asked, err := p1.CrossCheck(ctx, names)
+	if err != nil || asked != 1 {
+		t.Fatalf("CrossCheck: asked %d, err %v", asked, err)
+	}
+	for _, n := range names {
+		if got := opinionsString(ops[n]); got != "s2=/unreachable" {
+			t.Fatalf("opinion about unknown member %s: %q, want s2's (no status, unreachable)", n, got)
+		}
+	}
+}
+
+func opinionsString(ops []Opinion) string {
+	var out []string
+	for _, o := range ops {
+		r := "unreachable"
+		if o.Reachable {
+			r = "reachable"
+		}
+		out = append(out, o.Server+"="+string(o.Status)+"/"+r)
+	}
+	slices.Sort(out)
+	return strings.Join(out, ",")
 }

@@ -57,7 +57,7 @@ func (p *Pool) Reconcile(ctx context.Context, r RaftMembership) error {
 	tick := time.NewTicker(p.cfg.ReconcileInterval)
 	defer tick.Stop()
 	for {
-		changed := p.changes()
+		changed := p.Changes()
 		if err := rec.round(ctx, time.Now()); err != nil && ctx.Err() == nil {
 			p.log.Warn("raft reconcile failed; retrying", "error", err)
 		}

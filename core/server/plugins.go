@@ -74,8 +74,13 @@ func withServiceAccountKey(section json.RawMessage, keyFile string) (json.RawMes
 // (disabled ones listed so their state shows), then the third-party ones.
 func pluginSpecs(cfg config.Server, builtins []string) ([]host.Spec, error) {
 	var specs []host.Spec
+	derived := derivedPluginConfig(cfg)
 	for _, name := range builtins {
-		sp, err := host.BuiltinSpec(name, cfg.Plugins.Config[name])
+		section, err := withDefaults(cfg.Plugins.Config[name], derived[name])
+		if err != nil {
+			return nil, fmt.Errorf("plugins.config.%s (--plugin-config): %w", name, err)
+		}
+		sp, err := host.BuiltinSpec(name, section)
 		if err != nil {
 			return nil, err
 		}
@@ -162,6 +167,17 @@ func (h *pluginHost) prepare(ctx context.Context) error {
 	return pruneUnconfigured(ctx, h.kube, h.dyn, names)
 }
 
+// adminRESTConfig reaches the local API server as the cluster admin, for
+// the control plane's own work on the leader.
+func (s *Server) adminRESTConfig(userAgent string) *rest.Config {
+	return &rest.Config{
+		Host:            "https://" + net.JoinHostPort(apiserver.LocalHost(s.cfg.BindAddress), strconv.Itoa(s.cfg.APIServer.Port)),
+		TLSClientConfig: rest.TLSClientConfig{CAFile: s.bundle.CA.CertFile, CertFile: s.bundle.Admin.CertFile, KeyFile: s.bundle.Admin.KeyFile},
+		UserAgent:       userAgent,
+		QPS:             20, Burst: 40,
+	}
+}
+
 // runPlugins starts the plugins whenever this server becomes the leader
 // and stops them when it is not any more, until ctx ends. It starts once
 // the local API server is ready (plugins reach the cluster through it).
@@ -171,14 +187,8 @@ func (s *Server) runPlugins(ctx context.Context, apiReady <-chan struct{}) error
 		return nil
 	case <-apiReady:
 	}
-	url := "https://" + net.JoinHostPort(apiserver.LocalHost(s.cfg.BindAddress), strconv.Itoa(s.cfg.APIServer.Port))
-	admin := &rest.Config{
-		Host:            url,
-		TLSClientConfig: rest.TLSClientConfig{CAFile: s.bundle.CA.CertFile, CertFile: s.bundle.Admin.CertFile, KeyFile: s.bundle.Admin.KeyFile},
-		UserAgent:       "keelson-plugin-host",
-		QPS:             20, Burst: 40,
-	}
-	h, err := s.newPluginHost(admin, url)
+	admin := s.adminRESTConfig("keelson-plugin-host")
+	h, err := s.newPluginHost(admin, admin.Host)
 	if err != nil {
 		return fmt.Errorf("plugin host: %w", err)
 	}

@@ -121,6 +121,7 @@ func Run(ctx context.Context, cfg config.Server, log *slog.Logger, opts Options)
 			defer close(pluginsDone)
 			return s.runPlugins(pluginsCtx, apiReady)
 		})
+		run(func() error { return s.runLiveness(pluginsCtx, apiReady) })
 	} else {
 		close(pluginsDone)
 	}

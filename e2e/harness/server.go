@@ -149,6 +149,9 @@ func (s *Server) args() []string {
 	return append(a, s.opts.Args...)
 }
 
+// SerfAddr is the server's gossip address, for members that join its pool.
+func (s *Server) SerfAddr() string { return net.JoinHostPort(s.opts.IP, strconv.Itoa(s.serfPort)) }
+
 // EtcdAddr is the server's plain etcd API (--etcd-listen).
 func (s *Server) EtcdAddr() string { return net.JoinHostPort(s.opts.IP, strconv.Itoa(s.etcdPort)) }
 

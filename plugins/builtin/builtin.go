@@ -17,6 +17,8 @@ import (
 	"github.com/keelson/keelson/plugins/builtin/endpointslicemirroring"
 	"github.com/keelson/keelson/plugins/builtin/garbagecollector"
 	"github.com/keelson/keelson/plugins/builtin/namespace"
+	"github.com/keelson/keelson/plugins/builtin/nodeipam"
+	"github.com/keelson/keelson/plugins/builtin/nodelifecycle"
 	"github.com/keelson/keelson/plugins/builtin/replicaset"
 	"github.com/keelson/keelson/plugins/builtin/replicationcontroller"
 	"github.com/keelson/keelson/plugins/builtin/scheduler"
@@ -40,6 +42,8 @@ func All() []sdk.Plugin {
 		replicationcontroller.Plugin(),
 		deployment.Plugin(),
 		scheduler.Plugin(),
+		nodeipam.Plugin(),
+		nodelifecycle.Plugin(),
 	}
 }
 

@@ -29,6 +29,8 @@ type Server struct {
 	Dir        string // temp dir holding the data dir and the log; removed by Stop
 	DataDir    string
 	Kubeconfig string // the admin kubeconfig
+	// SerfAddr is the server's gossip address, for members joining its pool.
+	SerfAddr string
 	// REST reaches the API as the admin, with QPS limits raised for load.
 	REST *rest.Config
 	// Ready is how long the server took from start to /readyz 200.
@@ -49,6 +51,7 @@ func Start(ctx context.Context, bin, workDir string, timeout time.Duration, extr
 		s.Stop()
 		return nil, err
 	}
+	s.SerfAddr = loopback.HostPort(ports[2])
 	args := append([]string{"server", "--data-dir", s.DataDir, "--node-name", "bench",
 		"--bind-address", "127.0.0.1", "--api-port", strconv.Itoa(ports[0]),
 		"--raft-bind", loopback.HostPort(ports[1]), "--serf-port", strconv.Itoa(ports[2]),

@@ -1,0 +1,39 @@
+package config
+
+import (
+	"fmt"
+	"net/netip"
+	"strings"
+)
+
+// ParseClusterCIDRs parses a cluster CIDR setting: one CIDR, or an IPv4 and
+// an IPv6 one separated by a comma (dual-stack), each a network address
+// (no host bits set).
+func ParseClusterCIDRs(s string) ([]netip.Prefix, error) {
+	if strings.TrimSpace(s) == "" {
+		return nil, fmt.Errorf("must not be empty; the default is %s", DefaultClusterCIDR)
+	}
+	parts := strings.Split(s, ",")
+	if len(parts) > 2 {
+		return nil, fmt.Errorf("%q has %d CIDRs; give one, or one IPv4 and one IPv6 CIDR separated by a comma", s, len(parts))
+	}
+	var out []netip.Prefix
+	for _, part := range parts {
+		part = strings.TrimSpace(part)
+		p, err := netip.ParsePrefix(part)
+		if err != nil {
+			return nil, fmt.Errorf("%q is not a CIDR such as %s", part, DefaultClusterCIDR)
+		}
+		if p != p.Masked() {
+			return nil, fmt.Errorf("%q has host bits set; use the network address %s", part, p.Masked())
+		}
+		if p.Addr().Is4In6() {
+			return nil, fmt.Errorf("%q is an IPv4-mapped IPv6 CIDR; write it as IPv4", part)
+		}
+		out = append(out, p)
+	}
+	if len(out) == 2 && out[0].Addr().Is4() == out[1].Addr().Is4() {
+		return nil, fmt.Errorf("%q has two CIDRs of the same IP family; dual-stack takes one IPv4 and one IPv6 CIDR", s)
+	}
+	return out, nil
+}
