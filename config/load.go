@@ -26,7 +26,7 @@ func ServerFlags(fs *pflag.FlagSet, c *Server) {
 	fs.IntVar(&c.SupervisorPort, "supervisor-port", c.SupervisorPort, "port serving cluster secrets to joining servers")
 	fs.StringVar(&c.DebugListen, "debug-listen", c.DebugListen, "serve Go pprof profiles on this host:port (keep it on loopback)")
 	fs.BoolVar(&c.DisableAPIServer, "disable-apiserver", c.DisableAPIServer, "run only the replicated store, without kube-apiserver")
-	fs.BoolVar(&c.DisableAgent, "disable-agent", c.DisableAgent, "do not run a node agent on this server (the agent is not built yet, so no server runs one)")
+	fs.BoolVar(&c.DisableAgent, "disable-agent", c.DisableAgent, "do not run a node agent on this server (it then runs no pods)")
 
 	fs.IntVar(&c.APIServer.Port, "api-port", c.APIServer.Port, "HTTPS port of the Kubernetes API")
 	fs.StringVar(&c.APIServer.ServiceCIDR, "service-cidr", c.APIServer.ServiceCIDR, "range ClusterIPs are allocated from")
@@ -49,6 +49,7 @@ func ServerFlags(fs *pflag.FlagSet, c *Server) {
 
 	fs.StringVar(&c.Log.Level, "log-level", c.Log.Level, "log level: debug, info, warn or error")
 	fs.StringVar(&c.Log.Format, "log-format", c.Log.Format, "log format: text or json")
+	NodeFlags(fs, &c.Agent)
 }
 
 // LoadServer builds the effective configuration: defaults, then the YAML

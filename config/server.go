@@ -70,6 +70,9 @@ type Server struct {
 	DisableAPIServer bool `json:"disableAPIServer"`
 	// DisableAgent runs no node agent on this server.
 	DisableAgent bool `json:"disableAgent"`
+	// Agent configures the node agent the server runs (unless
+	// DisableAgent): runtime, pod network and kubelet API.
+	Agent Node `json:"agent"`
 
 	APIServer APIServer `json:"apiServer"`
 	Raft      Raft      `json:"raft"`
@@ -170,7 +173,8 @@ func DefaultServer() Server {
 			HistoryRevisions: 100000,
 			LeaseMinTTL:      Duration{Duration: 5 * time.Second},
 		},
-		Log: Log{Level: "info", Format: "text"},
+		Log:   Log{Level: "info", Format: "text"},
+		Agent: DefaultNode(),
 	}
 }
 
@@ -233,6 +237,9 @@ func (c *Server) Validate() error {
 	errs = append(errs, c.APIServer.validate()...)
 	errs = append(errs, c.Raft.validate()...)
 	errs = append(errs, c.Store.validate()...)
+	if !c.DisableAgent {
+		errs = append(errs, c.Agent.Validate("agent.")...)
+	}
 	if _, err := ParseLevel(c.Log.Level); err != nil {
 		bad("log.level (--log-level)", "%v", err)
 	}
