@@ -50,6 +50,21 @@ func (b *backoff) wait(key string, failedAt time.Time) time.Duration {
 	return 0
 }
 
+// waitSinceUpdate is how long a retry of key must still wait after its
+// last recorded failure.
+func (b *backoff) waitSinceUpdate(key string) time.Duration {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	e, ok := b.perKey[key]
+	if !ok {
+		return 0
+	}
+	if left := e.delay - b.clock.Since(e.lastUpdate); left > 0 {
+		return left
+	}
+	return 0
+}
+
 // next records a retry after a failure at failedAt, growing the delay for
 // the following one.
 func (b *backoff) next(key string, failedAt time.Time) {

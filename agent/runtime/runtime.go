@@ -34,6 +34,8 @@ const (
 	labelFinishedAt = "keelson.io/finished-at"
 	labelExitCode   = "keelson.io/exit-code"
 	labelOOM        = "keelson.io/oom-killed"
+	labelReason     = "keelson.io/exit-reason"
+	labelMessage    = "keelson.io/exit-message"
 	labelImageRef   = "keelson.io/image-ref"
 )
 
@@ -115,17 +117,22 @@ func (s State) String() string {
 
 // Container is what the runtime knows of one container.
 type Container struct {
-	ID         string
-	Labels     map[string]string
-	Image      string // the reference it was created from
-	ImageRef   string // name@digest of the image it runs
-	State      State
-	Pid        uint32
-	ExitCode   int32
-	OOMKilled  bool
-	CreatedAt  time.Time
-	StartedAt  time.Time
-	FinishedAt time.Time
+	ID        string
+	Labels    map[string]string
+	Image     string // the reference it was created from
+	ImageRef  string // name@digest of the image it runs
+	State     State
+	Pid       uint32
+	ExitCode  int32
+	OOMKilled bool
+	// Reaped: the exit is recorded and the task gone (see Reap).
+	Reaped bool
+	// Reason and Message explain an exit the runtime recorded itself (a
+	// failed start, a lost task); empty for a process's own exit.
+	Reason, Message string
+	CreatedAt       time.Time
+	StartedAt       time.Time
+	FinishedAt      time.Time
 }
 
 // List returns the containers whose labels include every pair in match.
@@ -191,10 +198,12 @@ func (r *Runtime) inspect(ctx context.Context, c containerd.Container) (Containe
 	if fin, ok := info.Labels[labelFinishedAt]; ok {
 		// The task was reaped: everything is in the labels.
 		out.State = StateExited
+		out.Reaped = true
 		out.FinishedAt = parseTime(fin)
 		code, _ := strconv.Atoi(info.Labels[labelExitCode])
 		out.ExitCode = int32(code)
 		out.OOMKilled = info.Labels[labelOOM] == "true"
+		out.Reason, out.Message = info.Labels[labelReason], info.Labels[labelMessage]
 		return out, nil
 	}
 	task, err := c.Task(ctx, nil)
@@ -362,6 +371,38 @@ func (r *Runtime) Reap(ctx context.Context, id string) error {
 	r.ios.close(id)
 	return nil
 }
+
+// RecordExit records an exit the runtime decided itself: a container that
+// could not start, or whose task was lost. Its task, if any, is removed.
+func (r *Runtime) RecordExit(ctx context.Context, id string, code int, reason, message string) error {
+	ctx = r.ns(ctx)
+	c, err := r.client.LoadContainer(ctx, id)
+	if err != nil {
+		return fmt.Errorf("runtime: container %s: %w", id, err)
+	}
+	if task, err := c.Task(ctx, nil); err == nil {
+		if _, err := task.Delete(ctx, containerd.WithProcessKill); err != nil && !errdefs.IsNotFound(err) {
+			return fmt.Errorf("runtime: deleting the task of %s: %w", id, err)
+		}
+	}
+	r.ios.close(id)
+	if len(message) > maxMessage {
+		message = message[:maxMessage]
+	}
+	labels := map[string]string{
+		labelFinishedAt: time.Now().UTC().Format(time.RFC3339Nano),
+		labelExitCode:   strconv.Itoa(code),
+		labelReason:     reason,
+		labelMessage:    message,
+	}
+	if _, err := c.SetLabels(ctx, labels); err != nil {
+		return fmt.Errorf("runtime: recording the exit of %s: %w", id, err)
+	}
+	return nil
+}
+
+// maxMessage bounds a recorded message: labels are small.
+const maxMessage = 1024
 
 // MarkOOMKilled records that the kernel's OOM killer hit the container.
 func (r *Runtime) MarkOOMKilled(ctx context.Context, id string) error {
