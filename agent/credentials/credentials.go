@@ -49,6 +49,9 @@ type Options struct {
 	Now func() time.Time
 	// Logger receives issue and renewal events.
 	Logger *slog.Logger
+	// OnServers, when set, learns the cluster's servers from a supervisor's
+	// answer.
+	OnServers func([]join.Server)
 }
 
 // Store holds a node's current certificates. Its files are what client-go
@@ -210,6 +213,9 @@ func (s *Store) request(ctx context.Context) error {
 		}
 		if err := s.store(got, clientKey, servingKey); err != nil {
 			return err
+		}
+		if s.opts.OnServers != nil {
+			s.opts.OnServers(got.Servers)
 		}
 		s.opts.Logger.Info("received node credentials", "node", s.opts.NodeName, "from", addr)
 		return nil

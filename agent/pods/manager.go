@@ -22,6 +22,7 @@ import (
 	"github.com/jonboulle/clockwork"
 	"github.com/keelson/keelson/agent/cni"
 	"github.com/keelson/keelson/agent/runtime"
+	"github.com/keelson/keelson/agent/stats"
 	"github.com/keelson/keelson/agent/volumes"
 	v1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/types"
@@ -78,6 +79,7 @@ type Manager struct {
 	restarts *backoff
 	pulls    *backoff
 	probes   *prober
+	rates    stats.Rates // CPU rates for the summary API
 
 	mu      sync.Mutex
 	pods    map[types.UID]*v1.Pod // latest seen; absent once deleted
@@ -179,6 +181,19 @@ func (m *Manager) kick(uid types.UID) {
 		m.wg.Go(func() { w.run(m.ctx) })
 	}
 	w.wake()
+}
+
+// KickAll wakes every pod's worker (the node got its pod CIDR).
+func (m *Manager) KickAll() {
+	m.mu.Lock()
+	uids := make([]types.UID, 0, len(m.pods))
+	for uid := range m.pods {
+		uids = append(uids, uid)
+	}
+	m.mu.Unlock()
+	for _, uid := range uids {
+		m.kick(uid)
+	}
 }
 
 // workerDone removes a worker that finished its pod, unless the pod came

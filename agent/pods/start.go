@@ -372,4 +372,3 @@ func (m *Manager) pullCredentials(ctx context.Context, pod *v1.Pod) runtime.Cred
 		return a.Username, a.Password, nil
 	}
 }
-

@@ -334,4 +334,3 @@ func removeCgroups(rel string) {
 		}
 	}
 }
-

@@ -172,10 +172,14 @@ func (w *worker) containers(ctx context.Context) (podContainers, error) {
 		out[name] = append(out[name], c)
 	}
 	for name := range out {
-		l := out[name]
-		sort.Slice(l, func(i, j int) bool { return attemptNumber(&l[i]) > attemptNumber(&l[j]) })
+		sortAttempts(out[name])
 	}
 	return out, nil
+}
+
+// sortAttempts orders a container's attempts newest first.
+func sortAttempts(l []runtime.Container) {
+	sort.Slice(l, func(i, j int) bool { return attemptNumber(&l[i]) > attemptNumber(&l[j]) })
 }
 
 // running drives a pod that should run.

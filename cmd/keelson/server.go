@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"log/slog"
 	"os"
 
@@ -28,10 +29,38 @@ func newServerCommand() *cobra.Command {
 			log := newLogger(level, cfg.Log.Format)
 			slog.SetDefault(log)
 			log.Info("starting keelson server", "version", keelsonVersion, "node", cfg.NodeName, "data_dir", cfg.DataDir)
-			return server.Run(cmd.Context(), cfg, log)
+			if cfg.DisableAgent {
+				return server.Run(cmd.Context(), cfg, log)
+			}
+			return runServerWithAgent(cmd.Context(), cfg, log)
 		},
 	}
 	cmd.Flags().StringVar(&configFile, "config", "", "YAML configuration file (flags override it)")
 	config.ServerFlags(cmd.Flags(), &defaults)
 	return cmd
+}
+
+// runServerWithAgent runs the server and its node agent; either failing
+// stops both, the agent first.
+func runServerWithAgent(ctx context.Context, cfg config.Server, log *slog.Logger) error {
+	agentCtx, stopAgent := context.WithCancel(ctx)
+	defer stopAgent()
+	serverCtx, stopServer := context.WithCancel(ctx)
+	defer stopServer()
+	agentDone := make(chan error, 1)
+	go func() { agentDone <- runEmbeddedAgent(agentCtx, cfg, log) }()
+	serverDone := make(chan error, 1)
+	go func() { serverDone <- server.Run(serverCtx, cfg, log) }()
+	select {
+	case err := <-agentDone:
+		stopServer()
+		if serr := <-serverDone; err == nil {
+			err = serr
+		}
+		return err
+	case err := <-serverDone:
+		stopAgent()
+		<-agentDone
+		return err
+	}
 }

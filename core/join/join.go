@@ -85,11 +85,21 @@ type NodeCredentialsRequest struct {
 	ServingCSR []byte `json:"servingCSR"`
 }
 
-// NodeCredentials are the issued certificates, PEM encoded.
+// NodeCredentials are the issued certificates, PEM encoded, and where the
+// cluster's servers are.
 type NodeCredentials struct {
-	CACert      []byte `json:"caCert"`
-	ClientCert  []byte `json:"clientCert"`
-	ServingCert []byte `json:"servingCert"`
+	CACert      []byte   `json:"caCert"`
+	ClientCert  []byte   `json:"clientCert"`
+	ServingCert []byte   `json:"servingCert"`
+	Servers     []Server `json:"servers"`
+}
+
+// Server is how a node reaches one server.
+type Server struct {
+	// API is host:port of its Kubernetes API.
+	API string `json:"api"`
+	// Gossip is host:port of its serf member, which agents join.
+	Gossip string `json:"gossip"`
 }
 
 // PinnedClient returns an HTTPS client that trusts only a server whose chain

@@ -126,8 +126,23 @@ func (s *Server) serveSupervisor(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("listening on supervisor port (--supervisor-port) %s: %w", addr, err)
 	}
-	sv := &supervisor{pkiDir: s.bundle.Dir, secret: s.secret, log: s.log.With("component", "supervisor")}
+	sv := &supervisor{pkiDir: s.bundle.Dir, secret: s.secret, log: s.log.With("component", "supervisor"), servers: s.serverAddresses}
 	return sv.serve(ctx, l, s.bundle)
+}
+
+// serverAddresses lists the live servers' API and gossip addresses, which
+// joining agents use to reach any of them.
+func (s *Server) serverAddresses() []join.Server {
+	if s.pool == nil {
+		return nil
+	}
+	var out []join.Server
+	for _, m := range s.pool.Members() {
+		if m.IsServer() && m.Status == membership.StatusAlive && m.APIAddr != "" {
+			out = append(out, join.Server{API: m.APIAddr, Gossip: m.SerfAddr})
+		}
+	}
+	return out
 }
 
 // startMembership joins the gossip pool, runs the raft reconciler and, for

@@ -26,6 +26,9 @@ type supervisor struct {
 	pkiDir string
 	secret string
 	log    *slog.Logger
+	// servers lists the cluster's live servers for joining agents; nil
+	// answers none.
+	servers func() []join.Server
 }
 
 func (sv *supervisor) handler() http.Handler {
@@ -82,7 +85,11 @@ func (sv *supervisor) nodeCredentials(w http.ResponseWriter, r *http.Request) {
 	}
 	sv.log.Info("issued node credentials", "node", req.NodeName, "remote", r.RemoteAddr)
 	w.Header().Set("Content-Type", "application/json")
-	json.NewEncoder(w).Encode(join.NodeCredentials{CACert: certs.CA, ClientCert: certs.Client, ServingCert: certs.Serving})
+	resp := join.NodeCredentials{CACert: certs.CA, ClientCert: certs.Client, ServingCert: certs.Serving}
+	if sv.servers != nil {
+		resp.Servers = sv.servers()
+	}
+	json.NewEncoder(w).Encode(resp)
 }
 
 // serveSupervisor serves the supervisor endpoint on l until ctx ends. The TLS
