@@ -82,14 +82,15 @@ func FormatMap(m map[string]string) string {
 
 // Resource is a container's request or limit divided by the divisor,
 // rounded up; an unset limit is the node's allocatable. The reference's
-// container name, when set, wins over container (the one asking).
-func Resource(pod *v1.Pod, container string, ref *v1.ResourceFieldSelector, allocatable v1.ResourceList) (string, error) {
-	if ref.ContainerName != "" {
-		container = ref.ContainerName
+// container name, when set, names the container; else it is c (the one
+// asking, for an environment variable).
+func Resource(pod *v1.Pod, c *v1.Container, ref *v1.ResourceFieldSelector, allocatable v1.ResourceList) (string, error) {
+	target := c
+	if ref.ContainerName != "" && (c == nil || c.Name != ref.ContainerName) {
+		target = findContainer(pod, ref.ContainerName)
 	}
-	target := findContainer(pod, container)
 	if target == nil {
-		return "", fmt.Errorf("resourceFieldRef: no container %q in the pod", container)
+		return "", fmt.Errorf("resourceFieldRef: no container %q in the pod", ref.ContainerName)
 	}
 	kind, name, ok := strings.Cut(ref.Resource, ".")
 	if !ok || (kind != "limits" && kind != "requests") {

@@ -134,7 +134,7 @@ func envValueFrom(pod *v1.Pod, c *v1.Container, e v1.EnvVar, src envSources) (st
 		}
 		return v, true, nil
 	case vf.ResourceFieldRef != nil:
-		v, err := downward.Resource(pod, c.Name, vf.ResourceFieldRef, src.allocatable)
+		v, err := downward.Resource(pod, c, vf.ResourceFieldRef, src.allocatable)
 		if err != nil {
 			return "", false, configError{err.Error()}
 		}

@@ -87,7 +87,7 @@ func downwardPayload(pod *v1.Pod, items []v1.DownwardAPIVolumeFile, mode *int32,
 		case it.FieldRef != nil:
 			v, err = downward.Field(pod, it.FieldRef.FieldPath, env.PodIPs, env.HostIPs)
 		case it.ResourceFieldRef != nil:
-			v, err = downward.Resource(pod, "", it.ResourceFieldRef, env.Allocatable)
+			v, err = downward.Resource(pod, nil, it.ResourceFieldRef, env.Allocatable)
 		default:
 			err = fmt.Errorf("item %s has no fieldRef or resourceFieldRef", it.Path)
 		}
