@@ -45,7 +45,7 @@ type cluster struct {
 }
 
 // needs skips the test unless the machine can run pods.
-func needs(t *testing.T) {
+func needs(t testing.TB) {
 	t.Helper()
 	if os.Getuid() != 0 {
 		t.Skip("needs root to run pods")
@@ -71,7 +71,7 @@ func randomSuffix() string {
 // startCluster starts the server, the registry and the agent, sets the
 // node's pod CIDR (as the nodeipam plugin will) and waits for the node to
 // be Ready. Everything it made is removed when the test ends.
-func startCluster(t *testing.T) *cluster {
+func startCluster(t testing.TB) *cluster {
 	t.Helper()
 	needs(t)
 	s := harness.StartServer(t, harness.ServerOptions{})
@@ -111,7 +111,7 @@ func startCluster(t *testing.T) *cluster {
 	return c
 }
 
-func (c *cluster) agentArgs(t *testing.T) []string {
+func (c *cluster) agentArgs(t testing.TB) []string {
 	return []string{"agent",
 		"--data-dir", c.dataDir,
 		"--node-name", c.node,
@@ -131,7 +131,7 @@ func (c *cluster) agentArgs(t *testing.T) []string {
 	}
 }
 
-func (c *cluster) startAgent(t *testing.T) {
+func (c *cluster) startAgent(t testing.TB) {
 	t.Helper()
 	c.agentLog = filepath.Join(c.server.DataDir, "agent.log")
 	f, err := os.OpenFile(c.agentLog, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
@@ -172,7 +172,7 @@ func (c *cluster) stopAgent() {
 
 // waitForNode waits for the agent's Node, gives it its pod CIDR and waits
 // until it is Ready.
-func (c *cluster) waitForNode(t *testing.T) {
+func (c *cluster) waitForNode(t testing.TB) {
 	t.Helper()
 	ctx := context.Background()
 	eventually(t, 3*time.Minute, "the agent registers its node", func() (bool, string) {
@@ -199,7 +199,7 @@ func (c *cluster) waitForNode(t *testing.T) {
 
 // namespace creates a namespace with the default service account and the
 // root CA ConfigMap, which controllers not running here would create.
-func (c *cluster) namespace(t *testing.T, name string) string {
+func (c *cluster) namespace(t testing.TB, name string) string {
 	t.Helper()
 	ctx := context.Background()
 	ns := name + "-" + randomSuffix()
@@ -221,7 +221,7 @@ func (c *cluster) namespace(t *testing.T, name string) string {
 }
 
 // apply runs kubectl apply -f - in a namespace.
-func (c *cluster) apply(t *testing.T, ns, manifest string) {
+func (c *cluster) apply(t testing.TB, ns, manifest string) {
 	t.Helper()
 	r := c.server.KubectlIn(t, manifest, "apply", "-n", ns, "-f", "-")
 	if r.ExitCode != 0 {
@@ -230,7 +230,7 @@ func (c *cluster) apply(t *testing.T, ns, manifest string) {
 }
 
 // waitPod waits until cond holds for the pod and returns it.
-func (c *cluster) waitPod(t *testing.T, ns, name string, timeout time.Duration, what string, cond func(*v1.Pod) bool) *v1.Pod {
+func (c *cluster) waitPod(t testing.TB, ns, name string, timeout time.Duration, what string, cond func(*v1.Pod) bool) *v1.Pod {
 	t.Helper()
 	var last *v1.Pod
 	eventually(t, timeout, fmt.Sprintf("pod %s/%s: %s", ns, name, what), func() (bool, string) {
@@ -264,7 +264,7 @@ func describe(p *v1.Pod) string {
 
 // eventually polls cond until it holds; the deadline is generous because
 // the machine is shared.
-func eventually(t *testing.T, timeout time.Duration, what string, cond func() (bool, string)) {
+func eventually(t testing.TB, timeout time.Duration, what string, cond func() (bool, string)) {
 	t.Helper()
 	deadline := time.Now().Add(timeout)
 	last := ""
@@ -284,7 +284,7 @@ func eventually(t *testing.T, timeout time.Duration, what string, cond func() (b
 // cleanup deletes every pod, lets the agent remove their containers and
 // network, stops the agent and removes what is left: the bridge, the cgroup
 // root, mounts and the data dir.
-func (c *cluster) cleanup(t *testing.T) {
+func (c *cluster) cleanup(t testing.TB) {
 	ctx := context.Background()
 	if c.agent != nil {
 		if list, err := c.client.CoreV1().Pods("").List(ctx, metav1.ListOptions{}); err == nil {
@@ -321,7 +321,7 @@ func (c *cluster) cleanup(t *testing.T) {
 // killShims kills the containerd shims of the test's containerd, found by
 // the socket on their command line: the agent's containerd is gone, and
 // shims outlive it by design.
-func killShims(t *testing.T, socket string) {
+func killShims(t testing.TB, socket string) {
 	procs, _ := filepath.Glob("/proc/[0-9]*/cmdline")
 	for _, p := range procs {
 		b, err := os.ReadFile(p)
@@ -338,7 +338,7 @@ func killShims(t *testing.T, socket string) {
 }
 
 // unmountUnder unmounts everything mounted below dir, deepest first.
-func unmountUnder(t *testing.T, dir string) {
+func unmountUnder(t testing.TB, dir string) {
 	b, err := os.ReadFile("/proc/self/mountinfo")
 	if err != nil {
 		return
