@@ -14,7 +14,7 @@ import (
 func TestContainerEnv(t *testing.T) {
 	pod := &v1.Pod{
 		ObjectMeta: metav1.ObjectMeta{Name: "web", Namespace: "prod", UID: "u-1", Labels: map[string]string{"app": "web"}},
-		Spec: v1.PodSpec{NodeName: "n1", ServiceAccountName: "sa", EnableServiceLinks: ptr.To(true)},
+		Spec:       v1.PodSpec{NodeName: "n1", ServiceAccountName: "sa", EnableServiceLinks: ptr.To(true)},
 	}
 	c := &v1.Container{
 		Name: "app",

@@ -48,6 +48,19 @@ func startRuntime(t *testing.T, registries map[string]config.Registry) *Runtime 
 	return rt
 }
 
+// testCgroup is a cgroup path of the test's own, removed at its end.
+func testCgroup(t *testing.T, id string) string {
+	parent := "/keelson-rt-test-" + id[:8]
+	t.Cleanup(func() {
+		roots, _ := filepath.Glob("/sys/fs/cgroup/*")
+		for _, r := range append(roots, "/sys/fs/cgroup") {
+			os.Remove(filepath.Join(r, parent, id))
+			os.Remove(filepath.Join(r, parent))
+		}
+	})
+	return parent + "/" + id
+}
+
 func importBusybox(t *testing.T, rt *Runtime, ref string) {
 	t.Helper()
 	img, err := testimage.Busybox()
@@ -119,12 +132,13 @@ func TestContainerLifecycle(t *testing.T) {
 
 	id := NewID()
 	err := rt.Create(ctx, id, ContainerSpec{
-		Image:    ref,
-		Labels:   map[string]string{"test": "lifecycle"},
-		Command:  []string{"sh", "-c"},
-		Args:     []string{`echo out; echo err >&2; hostname; echo "$GREETING"; exit 3`},
-		Env:      []string{"GREETING=hello"},
-		Hostname: "box",
+		Image:       ref,
+		Labels:      map[string]string{"test": "lifecycle"},
+		Command:     []string{"sh", "-c"},
+		Args:        []string{`echo out; echo err >&2; hostname; echo "$GREETING"; exit 3`},
+		Env:         []string{"GREETING=hello"},
+		Hostname:    "box",
+		CgroupsPath: testCgroup(t, id),
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -169,7 +183,7 @@ func TestExecAndSignal(t *testing.T) {
 	const ref = "docker.io/library/busybox:test"
 	importBusybox(t, rt, ref)
 	id := NewID()
-	if err := rt.Create(ctx, id, ContainerSpec{Image: ref, Command: []string{"sleep", "600"}}); err != nil {
+	if err := rt.Create(ctx, id, ContainerSpec{Image: ref, Command: []string{"sleep", "600"}, CgroupsPath: testCgroup(t, id)}); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { rt.Remove(ctx, id) })

@@ -178,4 +178,3 @@ func TestProjectedVolumeAndTokenRotation(t *testing.T) {
 		t.Errorf("token not rotated after 80%% of its lifetime: %d requests, file %q", issued, read(t, filepath.Join(api, "token")))
 	}
 }
-
