@@ -16,7 +16,6 @@ import (
 	"path/filepath"
 	"slices"
 	"strconv"
-	"sync"
 	"time"
 
 	"github.com/keelson/keelson/agent/apiproxy"
@@ -301,10 +300,9 @@ func maxLogSize(s string) int64 {
 
 // metrics are the agent's Prometheus metrics.
 type metrics struct {
-	registry     *prometheus.Registry
-	podStartup   prometheus.Histogram
-	runningPods  prometheus.GaugeFunc
-	registerOnce sync.Once
+	registry    *prometheus.Registry
+	podStartup  prometheus.Histogram
+	runningPods prometheus.GaugeFunc
 }
 
 func newMetrics(running func() float64) *metrics {

@@ -11,7 +11,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
-	"os"
 	"sort"
 	"sync"
 	"time"
@@ -224,16 +223,12 @@ func (n *Node) Register(ctx context.Context) error {
 }
 
 func (n *Node) labels() map[string]string {
-	host, _ := os.Hostname()
 	l := map[string]string{
 		v1.LabelHostname:          n.opts.Name,
 		v1.LabelOSStable:          "linux",
 		v1.LabelArchStable:        n.machine.arch,
 		"beta.kubernetes.io/os":   "linux",
 		"beta.kubernetes.io/arch": n.machine.arch,
-	}
-	if host == "" {
-		l[v1.LabelHostname] = n.opts.Name
 	}
 	for k, v := range n.opts.Labels {
 		l[k] = v

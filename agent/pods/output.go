@@ -3,8 +3,6 @@ package pods
 import (
 	"context"
 	"encoding/base64"
-	"errors"
-	"fmt"
 	"io"
 	"os"
 	"path/filepath"
@@ -233,13 +231,3 @@ func decodeBase64(s string) (string, error) {
 }
 
 func isNotFound(err error) bool { return apierrors.IsNotFound(err) }
-
-// errGone says a container no longer runs.
-var errGone = errors.New("container is not running")
-
-func wrapf(err error, format string, args ...any) error {
-	if err == nil {
-		return nil
-	}
-	return fmt.Errorf(format+": %w", append(args, err)...)
-}

@@ -20,6 +20,15 @@ func TestAgent(t *testing.T) {
 	t.Run("NodeRegistration", c.testNodeRegistration)
 	t.Run("MyAppPodLogs", c.testMyAppPod)
 	t.Run("HostAliasesPod", c.testHostAliases)
+	t.Run("InitContainers", c.testInitContainers)
+	t.Run("ReadinessNeverReady", c.testReadinessNeverReady)
+	t.Run("Exec", c.testExec)
+	t.Run("PortForward", c.testPortForward)
+	t.Run("LogsOptions", c.testLogsOptions)
+	t.Run("VolumesAndEnv", c.testVolumesAndEnv)
+	t.Run("ImagePullBackOff", c.testImagePullBackOff)
+	t.Run("DeleteRunsPreStopAndRespectsGrace", c.testDeleteRunsPreStopAndRespectsGrace)
+	t.Run("LivenessBackOff", c.testLivenessBackOff)
 }
 
 func (c *cluster) testNodeRegistration(t *testing.T) {

@@ -127,6 +127,7 @@ func (c *cluster) agentArgs(t testing.TB) []string {
 		"--registry-mirror", "docker.io=http://" + c.registry.Host,
 		"--insecure-registry", c.registry.Host,
 		"--node-label", "keelson.io/e2e=true",
+		"--sync-frequency", "10s",
 		"--log-level", "debug",
 	}
 }
