@@ -136,29 +136,24 @@ func (m *Manager) Attach(ctx context.Context, namespace, name string, uid types.
 	if errw != nil {
 		defer o.stderr.subscribe(errw)()
 	}
-	inDone := make(chan struct{})
 	if in != nil && o.stdin != nil {
 		go func() {
-			defer close(inDone)
 			o.stdin.mu.Lock()
 			defer o.stdin.mu.Unlock()
 			_, _ = io.Copy(o.stdin.w, in)
 			if o.stdin.once {
-				o.stdin.w.Close()
+				o.stdin.w.Close() // stdinOnce: the first client's end is the input's
 			}
 		}()
 	}
+	// Output flows until the client goes or the container ends, also after
+	// the client's input ended (as containerd's attach does).
 	t := time.NewTicker(200 * time.Millisecond)
 	defer t.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return nil
-		case <-inDone:
-			if !o.stdin.once {
-				return nil // the client closed its input
-			}
-			inDone = nil
 		case <-t.C:
 			if gone, _ := m.stopped(ctx, c.ID); gone {
 				return nil

@@ -4,10 +4,13 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/keelson/keelson/internal/testimage"
 	v1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
@@ -23,11 +26,16 @@ func TestAgent(t *testing.T) {
 	t.Run("InitContainers", c.testInitContainers)
 	t.Run("ReadinessNeverReady", c.testReadinessNeverReady)
 	t.Run("Exec", c.testExec)
+	t.Run("Attach", c.testAttach)
+	t.Run("ImagesImport", c.testImagesImport)
 	t.Run("PortForward", c.testPortForward)
 	t.Run("LogsOptions", c.testLogsOptions)
 	t.Run("VolumesAndEnv", c.testVolumesAndEnv)
 	t.Run("ImagePullBackOff", c.testImagePullBackOff)
 	t.Run("DeleteRunsPreStopAndRespectsGrace", c.testDeleteRunsPreStopAndRespectsGrace)
+	t.Run("KubeletEndpoints", c.testKubeletEndpoints)
+	t.Run("OOMKilled", c.testOOMKilled)
+	t.Run("AgentRestart", c.testAgentRestart)
 	t.Run("LivenessBackOff", c.testLivenessBackOff)
 }
 
@@ -164,4 +172,36 @@ spec:
 	if f := strings.Fields(out); len(f) < 3 || f[1] != "0/1" || f[2] != "Completed" {
 		t.Errorf("kubectl get pod: %q, want READY 0/1 STATUS Completed", out)
 	}
+}
+
+// testImagesImport: `keelson images import` loads a tarball into the
+// agent's containerd; a pod that must not pull then runs it.
+func (c *cluster) testImagesImport(t *testing.T) {
+	img, err := testimage.Busybox()
+	if err != nil {
+		t.Fatal(err)
+	}
+	tarball := filepath.Join(t.TempDir(), "cli.tar")
+	if err := testimage.WriteTarball(tarball, "keelson.test/cli:1", img); err != nil {
+		t.Fatal(err)
+	}
+	out, err := exec.Command(c.server.Bin, "images", "import", "--data-dir", c.dataDir, tarball).CombinedOutput()
+	if err != nil || string(out) != "imported keelson.test/cli:1\n" {
+		t.Fatalf("keelson images import: %v\n%s", err, out)
+	}
+	ns := c.namespace(t, "imported")
+	c.apply(t, ns, `apiVersion: v1
+kind: Pod
+metadata:
+  name: offline
+spec:
+  nodeName: `+c.node+`
+  restartPolicy: Never
+  containers:
+  - name: app
+    image: keelson.test/cli:1
+    imagePullPolicy: Never
+    command: ['echo', 'imported']
+`)
+	c.waitPod(t, ns, "offline", 3*time.Minute, "succeeded", func(p *v1.Pod) bool { return p.Status.Phase == v1.PodSucceeded })
 }

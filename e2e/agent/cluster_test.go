@@ -28,13 +28,15 @@ import (
 // joined to it, on loopback, with a bridge, pod CIDR and cgroup root of its
 // own and a registry serving the busybox image.
 type cluster struct {
-	server   *harness.Server
-	client   kubernetes.Interface
-	node     string
-	dataDir  string
-	bridge   string
-	podCIDR  string
-	registry *testimage.Registry
+	server  *harness.Server
+	client  kubernetes.Interface
+	node    string
+	dataDir string
+	bridge  string
+	podCIDR string
+	// cgroupRoot is the parent of the pods' cgroups, removed at the end.
+	cgroupRoot string
+	registry   *testimage.Registry
 	// busybox is the image reference pods use from the registry;
 	// "busybox" (docker.io) is served too, through a mirror.
 	busybox string
@@ -42,6 +44,8 @@ type cluster struct {
 	agent    *exec.Cmd
 	agentLog string
 	exited   chan struct{}
+	// embedded: the server runs the agent itself.
+	embedded bool
 }
 
 // needs skips the test unless the machine can run pods.
@@ -76,6 +80,7 @@ func startCluster(t testing.TB) *cluster {
 	needs(t)
 	s := harness.StartServer(t, harness.ServerOptions{})
 	c := &cluster{server: s, client: s.Clientset(t), node: "agent-" + randomSuffix(), bridge: testnet.BridgeName()}
+	c.cgroupRoot = "/keelson-e2e-" + c.node
 	var err error
 	if c.podCIDR, err = testnet.PodCIDR(); err != nil {
 		t.Fatal(err)
@@ -123,7 +128,7 @@ func (c *cluster) agentArgs(t testing.TB) []string {
 		"--kubelet-port", strconv.Itoa(harness.FreePort(t)),
 		"--cni-bridge", c.bridge,
 		"--cni-masquerade=false",
-		"--cgroup-root", "/keelson-e2e-" + c.node,
+		"--cgroup-root", c.cgroupRoot,
 		"--registry-mirror", "docker.io=http://" + c.registry.Host,
 		"--insecure-registry", c.registry.Host,
 		"--node-label", "keelson.io/e2e=true",
@@ -287,7 +292,7 @@ func eventually(t testing.TB, timeout time.Duration, what string, cond func() (b
 // root, mounts and the data dir.
 func (c *cluster) cleanup(t testing.TB) {
 	ctx := context.Background()
-	if c.agent != nil {
+	if c.agent != nil || c.embedded {
 		if list, err := c.client.CoreV1().Pods("").List(ctx, metav1.ListOptions{}); err == nil {
 			zero := int64(0)
 			for _, p := range list.Items {
@@ -302,21 +307,26 @@ func (c *cluster) cleanup(t testing.TB) {
 			}
 			time.Sleep(250 * time.Millisecond)
 		}
-		if t.Failed() {
+		if t.Failed() && !c.embedded {
 			t.Logf("---- tail of %s ----\n%s", c.agentLog, harness.Tail(c.agentLog, 150))
 		}
 		c.stopAgent()
+		if c.embedded {
+			c.server.Kill()
+		}
 	}
 	killShims(t, filepath.Join(c.dataDir, "agent", "containerd", "containerd.sock"))
 	unmountUnder(t, c.dataDir)
 	if err := testnet.DeleteLink(c.bridge); err != nil {
 		t.Error(err)
 	}
-	removeCgroupTree("/keelson-e2e-" + c.node)
+	removeCgroupTree(c.cgroupRoot)
 	if c.registry != nil {
 		c.registry.Close()
 	}
-	os.RemoveAll(c.dataDir)
+	if !c.embedded { // the server's data dir is the test's, removed with it
+		os.RemoveAll(c.dataDir)
+	}
 }
 
 // killShims kills the containerd shims of the test's containerd, found by

@@ -112,3 +112,24 @@ spec:
 	c.server.MustKubectl(t, "exec", "-n", ns, "chatty", "--", "sh", "-c", "echo followed > /proc/1/fd/1")
 	f.WaitLine(t, "followed", time.Minute)
 }
+
+// testAttach: kubectl attach streams a running container's output.
+func (c *cluster) testAttach(t *testing.T) {
+	ns := c.namespace(t, "attach")
+	c.apply(t, ns, `apiVersion: v1
+kind: Pod
+metadata:
+  name: ticker
+spec:
+  nodeName: `+c.node+`
+  containers:
+  - name: app
+    image: `+c.busybox+`
+    stdin: true
+    command: ['sh', '-c', 'while read line; do echo "got $line"; done']
+`)
+	c.waitPod(t, ns, "ticker", 3*time.Minute, "running", func(p *v1.Pod) bool { return p.Status.Phase == v1.PodRunning })
+	// Input goes to the container's stdin, its answer comes back.
+	a := c.server.StartKubectlIn(t, "ping\n", "attach", "-i", "-n", ns, "ticker")
+	a.WaitLine(t, "got ping", time.Minute)
+}
