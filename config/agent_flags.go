@@ -58,23 +58,7 @@ func NodeFlags(fs *pflag.FlagSet, n *Node) {
 // YAML file at path (if any), then every flag set in fs. The result is
 // validated.
 func LoadAgent(base Agent, path string, fs *pflag.FlagSet) (Agent, error) {
-	cfg := base
-	if path != "" {
-		if err := readYAML(path, &cfg); err != nil {
-			return cfg, err
-		}
-	}
-	if err := overlayFlags(fs, func(target *pflag.FlagSet) { AgentFlags(target, &cfg) }); err != nil {
-		return cfg, err
-	}
-	if err := cfg.Validate(); err != nil {
-		src := "flags"
-		if path != "" {
-			src = fmt.Sprintf("config file %s and flags", path)
-		}
-		return cfg, fmt.Errorf("invalid configuration (%s):\n%w", src, err)
-	}
-	return cfg, nil
+	return load(base, path, fs, AgentFlags, (*Agent).Validate)
 }
 
 // registryMirrorFlag sets Registry.Mirrors from HOST=URL entries. Flags win

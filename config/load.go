@@ -62,16 +62,22 @@ func LoadServer(path string, fs *pflag.FlagSet) (Server, error) {
 // LoadServerFrom is LoadServer starting from base instead of DefaultServer
 // (a caller whose defaults come from the environment).
 func LoadServerFrom(base Server, path string, fs *pflag.FlagSet) (Server, error) {
+	return load(base, path, fs, ServerFlags, (*Server).Validate)
+}
+
+// load is the one way every process reads its configuration: base, then the
+// file, then the flags set in fs (re-bound through bind), then validate.
+func load[T any](base T, path string, fs *pflag.FlagSet, bind func(*pflag.FlagSet, *T), validate func(*T) error) (T, error) {
 	cfg := base
 	if path != "" {
 		if err := readYAML(path, &cfg); err != nil {
 			return cfg, err
 		}
 	}
-	if err := overlayFlags(fs, func(target *pflag.FlagSet) { ServerFlags(target, &cfg) }); err != nil {
+	if err := overlayFlags(fs, func(target *pflag.FlagSet) { bind(target, &cfg) }); err != nil {
 		return cfg, err
 	}
-	if err := cfg.Validate(); err != nil {
+	if err := validate(&cfg); err != nil {
 		src := "flags"
 		if path != "" {
 			src = fmt.Sprintf("config file %s and flags", path)

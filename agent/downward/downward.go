@@ -87,7 +87,7 @@ func FormatMap(m map[string]string) string {
 func Resource(pod *v1.Pod, c *v1.Container, ref *v1.ResourceFieldSelector, allocatable v1.ResourceList) (string, error) {
 	target := c
 	if ref.ContainerName != "" && (c == nil || c.Name != ref.ContainerName) {
-		target = findContainer(pod, ref.ContainerName)
+		target = Container(pod, ref.ContainerName)
 	}
 	if target == nil {
 		return "", fmt.Errorf("resourceFieldRef: no container %q in the pod", ref.ContainerName)
@@ -126,7 +126,8 @@ func Resource(pod *v1.Pod, c *v1.Container, ref *v1.ResourceFieldSelector, alloc
 	return strconv.FormatInt(int64(math.Ceil(float64(q.Value())/float64(divisor.Value()))), 10), nil
 }
 
-func findContainer(pod *v1.Pod, name string) *v1.Container {
+// Container finds a container (init or app) of pod by name.
+func Container(pod *v1.Pod, name string) *v1.Container {
 	for i := range pod.Spec.Containers {
 		if pod.Spec.Containers[i].Name == name {
 			return &pod.Spec.Containers[i]

@@ -283,16 +283,4 @@ func netJoin(ip string, port int32) string {
 	return ip + ":" + strconv.Itoa(int(port))
 }
 
-func findContainer(pod *v1.Pod, name string) *v1.Container {
-	for i := range pod.Spec.Containers {
-		if pod.Spec.Containers[i].Name == name {
-			return &pod.Spec.Containers[i]
-		}
-	}
-	for i := range pod.Spec.InitContainers {
-		if pod.Spec.InitContainers[i].Name == name {
-			return &pod.Spec.InitContainers[i]
-		}
-	}
-	return nil
-}
+func findContainer(pod *v1.Pod, name string) *v1.Container { return downward.Container(pod, name) }

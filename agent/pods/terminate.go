@@ -177,24 +177,10 @@ func (w *worker) stopAll(ctx context.Context, pod *v1.Pod, cs podContainers, gra
 // releases its network, reports its final status and lets the API server
 // remove it.
 func (w *worker) terminating(ctx context.Context, pod *v1.Pod) (time.Duration, error) {
-	cs, err := w.containers(ctx)
-	if err != nil {
+	if err := w.stopAndReport(ctx, pod); err != nil {
 		return 0, err
 	}
-	if err := w.stopAll(ctx, pod, cs, podGrace(pod)); err != nil {
-		return 0, err
-	}
-	if cs, err = w.containers(ctx); err != nil {
-		return 0, err
-	}
-	if err := w.releaseNetwork(ctx, pod); err != nil {
-		return 0, err
-	}
-	w.syncProbes(pod, cs)
-	if err := w.writeStatus(ctx, pod, w.status(pod, cs, false, true)); err != nil {
-		return 0, err
-	}
-	err = w.m.opts.Client.CoreV1().Pods(pod.Namespace).Delete(ctx, pod.Name, metav1.DeleteOptions{
+	err := w.m.opts.Client.CoreV1().Pods(pod.Namespace).Delete(ctx, pod.Name, metav1.DeleteOptions{
 		GracePeriodSeconds: ptr.To[int64](0),
 		Preconditions:      &metav1.Preconditions{UID: &pod.UID},
 	})
@@ -208,24 +194,27 @@ func (w *worker) terminating(ctx context.Context, pod *v1.Pod) (time.Duration, e
 // containers and logs stay until the pod is deleted, its address is
 // released.
 func (w *worker) finished(ctx context.Context, pod *v1.Pod) (time.Duration, error) {
+	return w.m.opts.SyncInterval, w.stopAndReport(ctx, pod)
+}
+
+// stopAndReport stops the pod's running containers within its grace
+// period, releases its network and writes its terminal status.
+func (w *worker) stopAndReport(ctx context.Context, pod *v1.Pod) error {
 	cs, err := w.containers(ctx)
 	if err != nil {
-		return 0, err
+		return err
 	}
 	if err := w.stopAll(ctx, pod, cs, podGrace(pod)); err != nil {
-		return 0, err
+		return err
 	}
 	if cs, err = w.containers(ctx); err != nil {
-		return 0, err
+		return err
 	}
 	if err := w.releaseNetwork(ctx, pod); err != nil {
-		return 0, err
+		return err
 	}
 	w.syncProbes(pod, cs)
-	if err := w.writeStatus(ctx, pod, w.status(pod, cs, false, true)); err != nil {
-		return 0, err
-	}
-	return w.m.opts.SyncInterval, nil
+	return w.writeStatus(ctx, pod, w.status(pod, cs, false, true))
 }
 
 func (w *worker) releaseNetwork(ctx context.Context, pod *v1.Pod) error {
