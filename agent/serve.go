@@ -158,8 +158,12 @@ func (a *Agent) serve(ctx context.Context) error {
 		}
 	})
 	wg.Go(func() { a.node.Run(ctx) })
+	current, err := podInformers.Core().V1().Pods().Lister().List(everything)
+	if err != nil {
+		return err
+	}
 	wg.Go(func() {
-		if err := a.pods.Run(ctx); err != nil {
+		if err := a.pods.Run(ctx, current); err != nil {
 			errc <- fmt.Errorf("agent: pods: %w", err)
 		}
 	})

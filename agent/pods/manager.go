@@ -210,15 +210,22 @@ func (m *Manager) workerDone(uid types.UID, w *worker) bool {
 
 // Run starts the manager: it re-attaches to the containers a previous run
 // left, finds pods that are gone, follows container exits, and stops every
-// worker when ctx ends (the containers keep running). Call it after the
-// informer has synced, so that a pod absent from it is really gone.
-func (m *Manager) Run(ctx context.Context) error {
+// worker when ctx ends (the containers keep running). current is the synced
+// informer's content: a pod absent from it is really gone, even if its add
+// event has not been delivered yet.
+func (m *Manager) Run(ctx context.Context, current []*v1.Pod) error {
 	m.mu.Lock()
 	m.ctx = ctx
+	for _, p := range current {
+		if p.Spec.NodeName == m.opts.NodeName {
+			m.pods[p.UID] = p
+		}
+	}
 	m.mu.Unlock()
 	if err := m.recover(ctx); err != nil {
 		return err
 	}
+	m.KickAll() // pods whose events came before Run had no worker yet
 	m.wg.Go(func() {
 		m.rt.Watch(ctx, func(e runtime.Event) {
 			c, err := m.rt.Inspect(ctx, e.ContainerID)

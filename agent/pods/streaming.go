@@ -49,10 +49,7 @@ func (m *Manager) containerAttempt(ctx context.Context, pod *v1.Pod, name string
 	if err != nil {
 		return nil, err
 	}
-	pc := podContainers{}
-	for _, c := range list {
-		pc[name] = append(pc[name], c)
-	}
+	pc := podContainers{name: list}
 	sortAttempts(pc[name])
 	if previous {
 		if p := pc.previous(name); p != nil {

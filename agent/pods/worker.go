@@ -189,7 +189,7 @@ func (w *worker) running(ctx context.Context, pod *v1.Pod) (time.Duration, error
 		return 0, err
 	}
 	sb, sbErr := w.ensureSandbox(ctx, pod)
-	next := w.m.opts.SyncInterval
+	var next time.Duration
 	if sbErr == nil {
 		if next, err = w.step(ctx, pod, sb, cs); err != nil {
 			return 0, err

@@ -14,16 +14,16 @@ import (
 	"github.com/containerd/containerd"
 	"github.com/containerd/containerd/archive/compression"
 	"github.com/containerd/containerd/errdefs"
-	"github.com/containerd/containerd/reference/docker"
 	dockerremote "github.com/containerd/containerd/remotes/docker"
 	"github.com/containerd/platforms"
+	"github.com/distribution/reference"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 )
 
 // NormalizeImage returns the full reference of an image name as Kubernetes
 // understands it: "busybox" is "docker.io/library/busybox:latest".
 func NormalizeImage(name string) (string, error) {
-	named, err := docker.ParseDockerRef(name)
+	named, err := reference.ParseDockerRef(name)
 	if err != nil {
 		return "", fmt.Errorf("invalid image name %q: %w", name, err)
 	}

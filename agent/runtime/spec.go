@@ -7,7 +7,7 @@ import (
 	"github.com/containerd/containerd"
 	"github.com/containerd/containerd/containers"
 	"github.com/containerd/containerd/oci"
-	"github.com/containerd/containerd/reference/docker"
+	"github.com/distribution/reference"
 	"github.com/opencontainers/runtime-spec/specs-go"
 )
 
@@ -260,9 +260,9 @@ func capNames(caps []string) []string {
 // imageRef is name@digest of an image, as container statuses report it.
 func imageRef(img containerd.Image) string {
 	digest := img.Target().Digest.String()
-	named, err := docker.ParseNormalizedNamed(img.Name())
+	named, err := reference.ParseNormalizedNamed(img.Name())
 	if err != nil {
 		return digest
 	}
-	return docker.TrimNamed(named).String() + "@" + digest
+	return reference.TrimNamed(named).String() + "@" + digest
 }

@@ -2,7 +2,14 @@ package agent
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -12,8 +19,10 @@ import (
 	statsv1alpha1 "k8s.io/kubelet/pkg/apis/stats/v1alpha1"
 )
 
-// testKubeletEndpoints: the summary, metrics and health endpoints answer
-// through the API server's node proxy (mutual TLS to the agent).
+// testKubeletEndpoints: the summary, metrics and health endpoints answer a
+// client with a certificate of the cluster CA that may use them, and refuse
+// an anonymous one. (The API server's node proxy refuses loopback node
+// addresses, which test nodes have, so they are called directly.)
 func (c *cluster) testKubeletEndpoints(t *testing.T) {
 	ns := c.namespace(t, "stats")
 	c.apply(t, ns, `apiVersion: v1
@@ -30,14 +39,17 @@ spec:
       limits: {cpu: 100m}
 `)
 	c.waitPod(t, ns, "busy", 3*time.Minute, "running", func(p *v1.Pod) bool { return p.Status.Phase == v1.PodRunning })
-	base := "/api/v1/nodes/" + c.node + "/proxy"
-	if out := c.server.MustKubectl(t, "get", "--raw", base+"/healthz"); out != "ok" {
-		t.Errorf("healthz: %q", out)
+	get := c.kubeletClient(t)
+	if code, out := get("/healthz", true); code != 200 || out != "ok" {
+		t.Errorf("healthz: %d %q", code, out)
+	}
+	if code, _ := get("/healthz", false); code != http.StatusUnauthorized {
+		t.Errorf("healthz without a client certificate: %d, want 401", code)
 	}
 	// CPU rates need two readings.
-	c.server.MustKubectl(t, "get", "--raw", base+"/stats/summary")
+	get("/stats/summary", true)
 	eventually(t, time.Minute, "the summary reports the pod's CPU and memory", func() (bool, string) {
-		out := c.server.MustKubectl(t, "get", "--raw", base+"/stats/summary")
+		_, out := get("/stats/summary", true)
 		var sum statsv1alpha1.Summary
 		if err := json.Unmarshal([]byte(out), &sum); err != nil {
 			return false, err.Error()
@@ -55,11 +67,47 @@ spec:
 		}
 		return false, "pod missing: " + out
 	})
-	metrics := c.server.MustKubectl(t, "get", "--raw", base+"/metrics")
+	_, metrics := get("/metrics", true)
 	for _, want := range []string{"keelson_agent_pod_start_duration_seconds_count", "keelson_agent_pods ", "go_goroutines"} {
 		if !strings.Contains(metrics, want) {
 			t.Errorf("metrics lack %s", want)
 		}
+	}
+}
+
+// kubeletClient returns a GET on the agent's kubelet API, with the admin's
+// client certificate or none, verifying the agent by the cluster CA.
+func (c *cluster) kubeletClient(t *testing.T) func(path string, withCert bool) (int, string) {
+	t.Helper()
+	n, err := c.client.CoreV1().Nodes().Get(context.Background(), c.node, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pki := filepath.Join(c.server.DataDir, "pki")
+	ca, err := os.ReadFile(filepath.Join(pki, "ca.crt"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(ca)
+	admin, err := tls.LoadX509KeyPair(filepath.Join(pki, "admin.crt"), filepath.Join(pki, "admin.key"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	url := fmt.Sprintf("https://127.0.0.1:%d", n.Status.DaemonEndpoints.KubeletEndpoint.Port)
+	return func(path string, withCert bool) (int, string) {
+		cfg := &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
+		if withCert {
+			cfg.Certificates = []tls.Certificate{admin}
+		}
+		client := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{TLSClientConfig: cfg}}
+		resp, err := client.Get(url + path)
+		if err != nil {
+			t.Fatalf("GET %s: %v", path, err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
 	}
 }
 
@@ -103,6 +151,10 @@ spec:
     command: ['sh', '-c', 'i=0; while true; do echo tick $i; i=$((i+1)); sleep 1; done']
 `)
 	before := c.waitPod(t, ns, "survivor", 3*time.Minute, "running", func(p *v1.Pod) bool { return p.Status.Phase == v1.PodRunning })
+	eventually(t, time.Minute, "the first ticks are logged", func() (bool, string) {
+		r := c.server.Kubectl(t, "logs", "-n", ns, "survivor")
+		return strings.HasPrefix(r.Stdout, "tick 0\ntick 1\n"), r.String()
+	})
 	c.stopAgent()
 	time.Sleep(2 * time.Second) // the container keeps writing meanwhile
 	c.startAgent(t)
