@@ -286,6 +286,9 @@ func (r *Runtime) Start(ctx context.Context, id string, io IO) error {
 	if err != nil {
 		return fmt.Errorf("runtime: creating task of %s: %w", id, err)
 	}
+	// Taken before Start returns: a process that exits at once must not
+	// look as if it finished before it started.
+	started := time.Now().UTC()
 	if err := task.Start(ctx); err != nil {
 		if _, derr := task.Delete(ctx, containerd.WithProcessKill); derr != nil {
 			r.log.Warn("removing a task that failed to start", "container", id, "err", derr)
@@ -293,7 +296,7 @@ func (r *Runtime) Start(ctx context.Context, id string, io IO) error {
 		return fmt.Errorf("runtime: starting %s: %w", id, err)
 	}
 	r.ios.put(id, task.IO())
-	if _, err := c.SetLabels(ctx, map[string]string{labelStartedAt: time.Now().UTC().Format(time.RFC3339Nano)}); err != nil {
+	if _, err := c.SetLabels(ctx, map[string]string{labelStartedAt: started.Format(time.RFC3339Nano)}); err != nil {
 		return fmt.Errorf("runtime: recording the start of %s: %w", id, err)
 	}
 	return nil
