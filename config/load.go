@@ -28,7 +28,7 @@ func ServerFlags(fs *pflag.FlagSet, c *Server) {
 	fs.BoolVar(&c.DisableAPIServer, "disable-apiserver", c.DisableAPIServer, "run only the replicated store, without kube-apiserver")
 	fs.StringVar(&c.ClusterCIDR, "cluster-cidr", c.ClusterCIDR, "pod IP range each node gets a slice of (spec.podCIDRs); an IPv4 and an IPv6 CIDR separated by a comma for dual-stack")
 	fs.DurationVar(&c.NodeMonitorGracePeriod.Duration, "node-monitor-grace-period", c.NodeMonitorGracePeriod.Duration, "how long a node may go without contact before its Ready condition becomes Unknown")
-	fs.BoolVar(&c.DisableAgent, "disable-agent", c.DisableAgent, "do not run a node agent on this server (the agent is not built yet, so no server runs one)")
+	fs.BoolVar(&c.DisableAgent, "disable-agent", c.DisableAgent, "do not run a node agent on this server (it then runs no pods)")
 
 	fs.StringVar(&c.Plugins.Dir, "plugin-dir", c.Plugins.Dir, "directory of third-party plugin executables (default DATA_DIR/plugins)")
 	fs.StringSliceVar(&c.Plugins.Disable, "disable-plugin", c.Plugins.Disable, "built-in plugin not to run, or '*' for all (repeatable)")
@@ -56,6 +56,7 @@ func ServerFlags(fs *pflag.FlagSet, c *Server) {
 
 	fs.StringVar(&c.Log.Level, "log-level", c.Log.Level, "log level: debug, info, warn or error")
 	fs.StringVar(&c.Log.Format, "log-format", c.Log.Format, "log format: text or json")
+	NodeFlags(fs, &c.Agent)
 }
 
 // LoadServer builds the effective configuration: defaults, then the YAML
@@ -68,16 +69,22 @@ func LoadServer(path string, fs *pflag.FlagSet) (Server, error) {
 // LoadServerFrom is LoadServer starting from base instead of DefaultServer
 // (a caller whose defaults come from the environment).
 func LoadServerFrom(base Server, path string, fs *pflag.FlagSet) (Server, error) {
+	return load(base, path, fs, ServerFlags, (*Server).Validate)
+}
+
+// load is the one way every process reads its configuration: base, then the
+// file, then the flags set in fs (re-bound through bind), then validate.
+func load[T any](base T, path string, fs *pflag.FlagSet, bind func(*pflag.FlagSet, *T), validate func(*T) error) (T, error) {
 	cfg := base
 	if path != "" {
 		if err := readYAML(path, &cfg); err != nil {
 			return cfg, err
 		}
 	}
-	if err := overlayFlags(fs, func(target *pflag.FlagSet) { ServerFlags(target, &cfg) }); err != nil {
+	if err := overlayFlags(fs, func(target *pflag.FlagSet) { bind(target, &cfg) }); err != nil {
 		return cfg, err
 	}
-	if err := cfg.Validate(); err != nil {
+	if err := validate(&cfg); err != nil {
 		src := "flags"
 		if path != "" {
 			src = fmt.Sprintf("config file %s and flags", path)

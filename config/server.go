@@ -81,6 +81,9 @@ type Server struct {
 	// gossip, or no Lease renewal for nodes outside the gossip pool) before
 	// its Node's Ready condition becomes Unknown.
 	NodeMonitorGracePeriod Duration `json:"nodeMonitorGracePeriod"`
+	// Agent configures the node agent the server runs (unless
+	// DisableAgent): runtime, pod network and kubelet API.
+	Agent Node `json:"agent"`
 
 	APIServer APIServer `json:"apiServer"`
 	Plugins   Plugins   `json:"plugins"`
@@ -186,7 +189,8 @@ func DefaultServer() Server {
 			HistoryRevisions: 100000,
 			LeaseMinTTL:      Duration{Duration: 5 * time.Second},
 		},
-		Log: Log{Level: "info", Format: "text"},
+		Log:   Log{Level: "info", Format: "text"},
+		Agent: DefaultNode(),
 	}
 }
 
@@ -257,6 +261,9 @@ func (c *Server) Validate() error {
 	errs = append(errs, c.APIServer.validate()...)
 	errs = append(errs, c.Raft.validate()...)
 	errs = append(errs, c.Store.validate()...)
+	if !c.DisableAgent {
+		errs = append(errs, c.Agent.Validate("agent.")...)
+	}
 	if _, err := ParseLevel(c.Log.Level); err != nil {
 		bad("log.level (--log-level)", "%v", err)
 	}

@@ -26,7 +26,7 @@ func main() {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(newServerCommand(), newVersionCommand(), newKubectlCommand())
+	root.AddCommand(newServerCommand(), newAgentCommand(), newImagesCommand(), newVersionCommand(), newKubectlCommand())
 	root.AddCommand(newRaftCommand(), newSnapshotCommand(), newClusterResetCommand(), newPluginCommand(), newPluginsCommand())
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"log/slog"
 	"os"
 
@@ -29,10 +30,44 @@ func newServerCommand() *cobra.Command {
 			log := newLogger(level, cfg.Log.Format)
 			slog.SetDefault(log)
 			log.Info("starting keelson server", "version", keelsonVersion, "node", cfg.NodeName, "data_dir", cfg.DataDir)
-			return server.Run(cmd.Context(), cfg, log, server.Options{BuiltinPlugins: builtin.Names()})
+			if cfg.DisableAgent {
+				return server.Run(cmd.Context(), cfg, log, serverOptions())
+			}
+			return runServerWithAgent(cmd.Context(), cfg, log)
 		},
 	}
 	cmd.Flags().StringVar(&configFile, "config", "", "YAML configuration file (flags override it)")
 	config.ServerFlags(cmd.Flags(), &defaults)
 	return cmd
+}
+
+// serverOptions are what the server binary adds to its configuration: the
+// built-in plugins compiled into it.
+func serverOptions() server.Options {
+	return server.Options{BuiltinPlugins: builtin.Names()}
+}
+
+// runServerWithAgent runs the server and its node agent; either failing
+// stops both, the agent first.
+func runServerWithAgent(ctx context.Context, cfg config.Server, log *slog.Logger) error {
+	agentCtx, stopAgent := context.WithCancel(ctx)
+	defer stopAgent()
+	serverCtx, stopServer := context.WithCancel(ctx)
+	defer stopServer()
+	agentDone := make(chan error, 1)
+	go func() { agentDone <- runEmbeddedAgent(agentCtx, cfg, log) }()
+	serverDone := make(chan error, 1)
+	go func() { serverDone <- server.Run(serverCtx, cfg, log, serverOptions()) }()
+	select {
+	case err := <-agentDone:
+		stopServer()
+		if serr := <-serverDone; err == nil {
+			err = serr
+		}
+		return err
+	case err := <-serverDone:
+		stopAgent()
+		<-agentDone
+		return err
+	}
 }

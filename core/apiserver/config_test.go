@@ -38,6 +38,8 @@ func TestArgs(t *testing.T) {
 				"--service-account-key-file=/d/tls/sa.pub", "--service-account-signing-key-file=/d/tls/sa.key",
 				"--client-ca-file=/d/tls/ca.crt", "--tls-cert-file=/d/tls/apiserver.crt", "--tls-private-key-file=/d/tls/apiserver.key",
 				"--kubelet-client-certificate=/d/tls/kubelet.crt", "--kubelet-client-key=/d/tls/kubelet.key",
+				"--kubelet-certificate-authority=/d/tls/ca.crt",
+				"--kubelet-preferred-address-types=InternalIP,Hostname,InternalDNS,ExternalDNS,ExternalIP",
 				"--requestheader-client-ca-file=/d/tls/fpca.crt", "--requestheader-allowed-names=front-proxy-client",
 				"--proxy-client-cert-file=/d/tls/fpc.crt", "--proxy-client-key-file=/d/tls/fpc.key",
 				"--cert-dir=/d/apiserver",

@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/keelson/keelson/core/join"
 	"github.com/keelson/keelson/core/kvserver"
 	"github.com/keelson/keelson/core/membership"
 	"github.com/keelson/keelson/core/pki"
@@ -33,10 +34,10 @@ func JoinTokenFile(dataDir string) string { return filepath.Join(dataDir, "join-
 func (s *Server) ensureIdentity(ctx context.Context) (identity, error) {
 	cfg := s.cfg
 	pkiDir := filepath.Join(cfg.DataDir, "pki")
-	var tok JoinToken
+	var tok join.Token
 	if cfg.Token != "" {
 		var err error
-		if tok, err = ParseToken(cfg.Token); err != nil {
+		if tok, err = join.ParseToken(cfg.Token); err != nil {
 			return identity{}, err
 		}
 	}
@@ -79,7 +80,7 @@ func (s *Server) ensureIdentity(ctx context.Context) (identity, error) {
 		return identity{}, fmt.Errorf("token (--token): %w", err)
 	}
 	s.secret = secret
-	full := JoinToken{CAHash: caHash, Secret: secret}.String()
+	full := join.Token{CAHash: caHash, Secret: secret}.String()
 	if err := os.WriteFile(JoinTokenFile(cfg.DataDir), []byte(full+"\n"), 0o600); err != nil {
 		return identity{}, fmt.Errorf("writing join token: %w", err)
 	}
@@ -90,7 +91,7 @@ func (s *Server) ensureIdentity(ctx context.Context) (identity, error) {
 
 // fetchSecretsWithRetry asks the --join servers for the cluster secrets until
 // one answers: they may still be starting.
-func (s *Server) fetchSecretsWithRetry(ctx context.Context, tok JoinToken) (*pki.ClusterSecrets, error) {
+func (s *Server) fetchSecretsWithRetry(ctx context.Context, tok join.Token) (*pki.ClusterSecrets, error) {
 	var addrs []string
 	for _, j := range s.cfg.Join {
 		host, _, err := net.SplitHostPort(j)
@@ -105,7 +106,7 @@ func (s *Server) fetchSecretsWithRetry(ctx context.Context, tok JoinToken) (*pki
 		if err == nil {
 			return secrets, nil
 		}
-		if tok.CAHash == "" || errors.Is(err, errWrongCluster) {
+		if tok.CAHash == "" || errors.Is(err, join.ErrWrongCluster) {
 			return nil, err
 		}
 		s.log.Warn("waiting for a server to join", "servers", addrs, "err", err)
@@ -125,8 +126,23 @@ func (s *Server) serveSupervisor(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("listening on supervisor port (--supervisor-port) %s: %w", addr, err)
 	}
-	sv := &supervisor{pkiDir: s.bundle.Dir, secret: s.secret, log: s.log.With("component", "supervisor")}
+	sv := &supervisor{pkiDir: s.bundle.Dir, secret: s.secret, log: s.log.With("component", "supervisor"), servers: s.serverAddresses}
 	return sv.serve(ctx, l, s.bundle)
+}
+
+// serverAddresses lists the live servers' API and gossip addresses, which
+// joining agents use to reach any of them.
+func (s *Server) serverAddresses() []join.Server {
+	if s.pool == nil {
+		return nil
+	}
+	var out []join.Server
+	for _, m := range s.pool.Members() {
+		if m.IsServer() && m.Status == membership.StatusAlive && m.APIAddr != "" {
+			out = append(out, join.Server{API: m.APIAddr, Gossip: m.SerfAddr})
+		}
+	}
+	return out
 }
 
 // startMembership joins the gossip pool, runs the raft reconciler and, for

@@ -110,8 +110,17 @@ func (l *lockedBuffer) String() string {
 // ends.
 func (s *Server) StartKubectl(t testing.TB, args ...string) *BackgroundKubectl {
 	t.Helper()
+	return s.StartKubectlIn(t, "", args...)
+}
+
+// StartKubectlIn is StartKubectl with stdin as kubectl's input.
+func (s *Server) StartKubectlIn(t testing.TB, stdin string, args ...string) *BackgroundKubectl {
+	t.Helper()
 	b := &BackgroundKubectl{more: make(chan struct{}, 1), done: make(chan struct{})}
 	b.cmd = exec.Command(s.Bin, kubectlArgs(s, args)...)
+	if stdin != "" {
+		b.cmd.Stdin = strings.NewReader(stdin)
+	}
 	b.cmd.SysProcAttr = childProcAttr()
 	b.cmd.Stderr = &b.errb
 	out, err := b.cmd.StdoutPipe()

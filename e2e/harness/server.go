@@ -158,6 +158,23 @@ func (s *Server) EtcdAddr() string { return net.JoinHostPort(s.opts.IP, strconv.
 // Name is the server's node name.
 func (s *Server) Name() string { return s.opts.NodeName }
 
+// SupervisorPort is the port that issues credentials to joining servers
+// and node agents.
+func (s *Server) SupervisorPort() int { return s.supPort }
+
+// SerfPort is the server's gossip port.
+func (s *Server) SerfPort() int { return s.serfPort }
+
+// JoinToken is the full token agents and servers join with.
+func (s *Server) JoinToken(t testing.TB) string {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(s.DataDir, "join-token"))
+	if err != nil {
+		t.Fatalf("reading the join token: %v", err)
+	}
+	return strings.TrimSpace(string(b))
+}
+
 func (s *Server) Kubeconfig() string { return filepath.Join(s.DataDir, "admin.kubeconfig") }
 
 // Start runs a new process on the data dir and waits until it is ready.

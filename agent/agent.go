@@ -1,0 +1,327 @@
+// Package agent assembles a Keelson node agent, the kubelet of a node: it
+// obtains node credentials with the cluster token, reaches every server
+// through a failover proxy, runs containerd, registers the Node and keeps its
+// Lease, runs the pods bound to the node and serves the kubelet API.
+package agent
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/url"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"time"
+
+	"github.com/keelson/keelson/agent/apiproxy"
+	"github.com/keelson/keelson/agent/cni"
+	"github.com/keelson/keelson/agent/credentials"
+	"github.com/keelson/keelson/agent/images"
+	"github.com/keelson/keelson/agent/node"
+	"github.com/keelson/keelson/agent/pods"
+	"github.com/keelson/keelson/agent/runtime"
+	"github.com/keelson/keelson/config"
+	"github.com/keelson/keelson/core/join"
+	"github.com/keelson/keelson/core/membership"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"k8s.io/apimachinery/pkg/api/resource"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+)
+
+// Options are what the configuration file does not say.
+type Options struct {
+	// Embedded: the agent runs inside a server, which is already the
+	// node's member of the gossip pool.
+	Embedded bool
+	// KubeletVersion is reported in the Node's info.
+	KubeletVersion string
+	Logger         *slog.Logger
+	// Ready, when set, is called once the agent serves its pods.
+	Ready func()
+}
+
+// Agent is a running node agent.
+type Agent struct {
+	cfg  config.Agent
+	opts Options
+	log  *slog.Logger
+	dir  string
+	tok  join.Token
+	ip   net.IP
+
+	creds   *credentials.Store
+	proxy   *apiproxy.Proxy
+	client  kubernetes.Interface
+	rest    *rest.Config
+	daemon  *runtime.Daemon
+	rt      *runtime.Runtime
+	network *cni.Network
+	node    *node.Node
+	pods    *pods.Manager
+	pool    *membership.Pool
+	metrics *metrics
+}
+
+// Run runs the agent until ctx ends; containers keep running after it.
+func Run(ctx context.Context, cfg config.Agent, opts Options) error {
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	a := &Agent{cfg: cfg, opts: opts, log: opts.Logger, dir: config.AgentDir(cfg.DataDir)}
+	if err := os.MkdirAll(a.dir, 0o700); err != nil {
+		return fmt.Errorf("agent: data dir: %w", err)
+	}
+	tok, err := join.ParseToken(cfg.Token)
+	if err != nil {
+		return err
+	}
+	a.tok = tok
+	if a.ip, err = nodeIP(cfg); err != nil {
+		return err
+	}
+	defer a.close()
+	if err := a.connect(ctx); err != nil {
+		return err
+	}
+	if err := a.startRuntime(ctx); err != nil {
+		return err
+	}
+	return a.serve(ctx)
+}
+
+// nodeIP is the configured node IP, else the local address this host uses
+// to reach the server.
+func nodeIP(cfg config.Agent) (net.IP, error) {
+	if cfg.NodeIP != "" {
+		return net.ParseIP(cfg.NodeIP), nil
+	}
+	u, err := url.Parse(cfg.Server)
+	if err != nil {
+		return nil, fmt.Errorf("server (--server): %w", err)
+	}
+	port := u.Port()
+	if port == "" {
+		port = "443"
+	}
+	c, err := net.Dial("udp", net.JoinHostPort(u.Hostname(), port))
+	if err != nil {
+		return nil, fmt.Errorf("finding the node IP from the route to %s (set --node-ip): %w", u.Host, err)
+	}
+	defer c.Close()
+	return c.LocalAddr().(*net.UDPAddr).IP, nil
+}
+
+// knownServers is the file that remembers every server the agent learned
+// of, so a restarted agent reaches one even if the --server one is gone.
+func (a *Agent) knownServersFile() string { return filepath.Join(a.dir, "servers.json") }
+
+func (a *Agent) loadServers() []join.Server {
+	var s []join.Server
+	if b, err := os.ReadFile(a.knownServersFile()); err == nil {
+		_ = json.Unmarshal(b, &s)
+	}
+	return s
+}
+
+func (a *Agent) saveServers(s []join.Server) {
+	b, err := json.Marshal(s)
+	if err == nil {
+		tmp := a.knownServersFile() + ".tmp"
+		if err = os.WriteFile(tmp, b, 0o600); err == nil {
+			err = os.Rename(tmp, a.knownServersFile())
+		}
+	}
+	if err != nil {
+		a.log.Warn("remembering the servers", "err", err)
+	}
+}
+
+// apiServers lists host:port of the known API servers, --server first.
+func (a *Agent) apiServers() []string {
+	u, _ := url.Parse(a.cfg.Server)
+	out := []string{u.Host}
+	for _, s := range a.loadServers() {
+		if s.API != "" && !slices.Contains(out, s.API) {
+			out = append(out, s.API)
+		}
+	}
+	return out
+}
+
+// supervisors lists host:port of the known servers' supervisor ports.
+func (a *Agent) supervisors() []string {
+	var out []string
+	for _, s := range a.apiServers() {
+		host, _, err := net.SplitHostPort(s)
+		if err != nil {
+			continue
+		}
+		sv := net.JoinHostPort(host, strconv.Itoa(a.cfg.SupervisorPort))
+		if !slices.Contains(out, sv) {
+			out = append(out, sv)
+		}
+	}
+	return out
+}
+
+// connect obtains credentials and builds the API clients, through the
+// failover proxy.
+func (a *Agent) connect(ctx context.Context) error {
+	host, _ := os.Hostname()
+	dns := []string{a.cfg.NodeName}
+	if host != "" && host != a.cfg.NodeName {
+		dns = append(dns, host)
+	}
+	creds, err := credentials.Ensure(ctx, credentials.Options{
+		Dir:             filepath.Join(a.dir, "pki"),
+		NodeName:        a.cfg.NodeName,
+		Token:           a.tok,
+		Supervisors:     a.supervisors,
+		ServingIPs:      []net.IP{a.ip},
+		ServingDNSNames: dns,
+		Logger:          a.log,
+		OnServers:       a.learnServers,
+	})
+	if err != nil {
+		return fmt.Errorf("agent: node credentials: %w", err)
+	}
+	a.creds = creds
+	if a.proxy, err = apiproxy.Listen(a.apiServers(), a.log); err != nil {
+		return fmt.Errorf("agent: %w", err)
+	}
+	a.rest = &rest.Config{
+		Host: a.proxy.URL(),
+		TLSClientConfig: rest.TLSClientConfig{
+			CAFile:   creds.CAFile(),
+			CertFile: creds.ClientCert(),
+			KeyFile:  creds.ClientKey(),
+			// Every server's certificate names 127.0.0.1, the proxy.
+			ServerName: "127.0.0.1",
+		},
+		ContentConfig: rest.ContentConfig{ContentType: "application/vnd.kubernetes.protobuf"},
+		QPS:           50,
+		Burst:         100,
+		UserAgent:     "keelson-agent/" + a.cfg.NodeName,
+	}
+	if a.client, err = kubernetes.NewForConfig(a.rest); err != nil {
+		return fmt.Errorf("agent: API client: %w", err)
+	}
+	return nil
+}
+
+// learnServers records the servers a supervisor or the gossip pool told of.
+func (a *Agent) learnServers(s []join.Server) {
+	if len(s) == 0 {
+		return
+	}
+	known := a.loadServers()
+	changed := false
+	for _, n := range s {
+		if !slices.Contains(known, n) {
+			known = append(known, n)
+			changed = true
+		}
+	}
+	if changed {
+		a.saveServers(known)
+	}
+	if a.proxy != nil {
+		a.proxy.SetServers(a.apiServers())
+	}
+}
+
+// startRuntime runs containerd (unless one is given), connects to it and
+// imports the images directory.
+func (a *Agent) startRuntime(ctx context.Context) error {
+	socket := a.cfg.Runtime.Containerd
+	if socket == "" {
+		d, err := runtime.StartDaemon(ctx, runtime.DaemonOptions{Bin: a.cfg.Runtime.ContainerdBin, Dir: filepath.Join(a.dir, "containerd"), Logger: a.log})
+		if err != nil {
+			return fmt.Errorf("agent: %w", err)
+		}
+		a.daemon = d
+		socket = d.Socket()
+	}
+	rt, err := runtime.New(ctx, runtime.Options{
+		Socket:      socket,
+		Dir:         filepath.Join(a.dir, "runtime"),
+		Snapshotter: a.cfg.Runtime.Snapshotter,
+		Registries:  a.cfg.Registries,
+		Logger:      a.log,
+	})
+	if err != nil {
+		return fmt.Errorf("agent: %w", err)
+	}
+	a.rt = rt
+	a.network, err = cni.New(cni.Options{
+		BinDir:     a.cfg.Network.CNIBinDir,
+		Dir:        filepath.Join(a.dir, "cni"),
+		Bridge:     a.cfg.Network.Bridge,
+		MTU:        a.cfg.Network.MTU,
+		Masquerade: a.cfg.Network.Masquerade,
+	})
+	if err != nil {
+		return fmt.Errorf("agent: %w", err)
+	}
+	imgs := images.NewDir(config.ImagesDir(a.cfg.DataDir), filepath.Join(a.dir, "imported-images.json"), rt, a.log)
+	if err := imgs.Scan(ctx); err != nil {
+		a.log.Warn("importing images", "err", err)
+	}
+	return nil
+}
+
+func (a *Agent) close() {
+	if a.pool != nil {
+		if err := a.pool.Leave(); err != nil {
+			a.log.Warn("leaving the gossip pool", "err", err)
+		}
+		_ = a.pool.Shutdown()
+	}
+	if a.rt != nil {
+		a.rt.Close()
+	}
+	if a.daemon != nil {
+		a.daemon.Stop()
+	}
+}
+
+// maxLogSize parses the validated container log size.
+func maxLogSize(s string) int64 {
+	q := resource.MustParse(s)
+	return q.Value()
+}
+
+// metrics are the agent's Prometheus metrics.
+type metrics struct {
+	registry    *prometheus.Registry
+	podStartup  prometheus.Histogram
+	runningPods prometheus.GaugeFunc
+}
+
+func newMetrics(running func() float64) *metrics {
+	m := &metrics{registry: prometheus.NewRegistry()}
+	m.podStartup = prometheus.NewHistogram(prometheus.HistogramOpts{
+		Name:    "keelson_agent_pod_start_duration_seconds",
+		Help:    "Time from the agent first seeing a pod until all its containers run.",
+		Buckets: prometheus.ExponentialBuckets(0.05, 2, 14),
+	})
+	m.runningPods = prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "keelson_agent_pods",
+		Help: "Pods bound to this node that the agent knows.",
+	}, running)
+	m.registry.MustRegister(m.podStartup, m.runningPods, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return m
+}
+
+// errStopped ends serve when the agent's own containerd dies.
+var errStopped = errors.New("agent: containerd exited")
+
+// waitTimeout bounds how long the agent waits for the API at start.
+const waitTimeout = 5 * time.Minute

@@ -1,0 +1,267 @@
+// Package cni gives each pod its own network namespace and an address from
+// the node's pod CIDR, through the standard CNI plugins (bridge with
+// host-local IPAM, loopback, and portmap for host ports) driven by libcni.
+package cni
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"sync"
+
+	"github.com/containernetworking/cni/libcni"
+	"github.com/containernetworking/cni/pkg/types"
+	types100 "github.com/containernetworking/cni/pkg/types/100"
+)
+
+// networkName names Keelson's pod network in CNI's caches.
+const networkName = "keelson"
+
+// Options configures the pod network.
+type Options struct {
+	// BinDir holds the CNI plugins.
+	BinDir string
+	// Dir holds generated configuration, libcni's cache, host-local's
+	// address leases and the pods' network namespace files.
+	Dir string
+	// Bridge is the Linux bridge pods are attached to; it gets the first
+	// address of the pod CIDR and is the pods' gateway.
+	Bridge string
+	// MTU of the pods' interfaces; 0 lets the plugin choose.
+	MTU int
+	// Masquerade SNATs traffic leaving the pod CIDR.
+	Masquerade bool
+}
+
+// Pod identifies the pod a namespace is for.
+type Pod struct {
+	Namespace, Name, UID string
+}
+
+// PortMapping is a container port published on the node.
+type PortMapping struct {
+	HostPort      int32  `json:"hostPort"`
+	ContainerPort int32  `json:"containerPort"`
+	Protocol      string `json:"protocol"` // tcp, udp or sctp
+	HostIP        string `json:"hostIP,omitempty"`
+}
+
+// Network wires pods to the node's pod network.
+type Network struct {
+	opts Options
+	cni  *libcni.CNIConfig
+
+	mu      sync.Mutex
+	podCIDR string
+}
+
+// New checks the plugins are installed and prepares the directories.
+func New(opts Options) (*Network, error) {
+	for _, p := range []string{"bridge", "host-local", "loopback", "portmap"} {
+		if _, err := os.Stat(filepath.Join(opts.BinDir, p)); err != nil {
+			return nil, fmt.Errorf("cni: plugin %s not found in %s (install containernetworking-plugins or set network.cniBinDir): %w", p, opts.BinDir, err)
+		}
+	}
+	for _, d := range []string{opts.confDir(), opts.cacheDir(), opts.ipamDir(), opts.netnsDir()} {
+		if err := os.MkdirAll(d, 0o700); err != nil {
+			return nil, fmt.Errorf("cni: %w", err)
+		}
+	}
+	return &Network{opts: opts, cni: libcni.NewCNIConfigWithCacheDir([]string{opts.BinDir}, opts.cacheDir(), nil)}, nil
+}
+
+func (o Options) confDir() string  { return filepath.Join(o.Dir, "conf") }
+func (o Options) cacheDir() string { return filepath.Join(o.Dir, "cache") }
+func (o Options) ipamDir() string  { return filepath.Join(o.Dir, "ipam") }
+func (o Options) netnsDir() string { return filepath.Join(o.Dir, "netns") }
+
+// SetPodCIDR configures the network for the node's pod CIDR. Pods can be
+// wired only once it is set.
+func (n *Network) SetPodCIDR(cidr string) error {
+	if _, _, err := net.ParseCIDR(cidr); err != nil {
+		return fmt.Errorf("cni: pod CIDR %q: %w", cidr, err)
+	}
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.podCIDR == cidr {
+		return nil
+	}
+	conf, err := n.conflist(cidr, true)
+	if err != nil {
+		return err
+	}
+	// Written for operators to read; pods are wired from memory.
+	if err := os.WriteFile(filepath.Join(n.opts.confDir(), "10-keelson.conflist"), conf, 0o600); err != nil {
+		return fmt.Errorf("cni: %w", err)
+	}
+	n.podCIDR = cidr
+	return nil
+}
+
+// PodCIDR is the configured pod CIDR, empty before SetPodCIDR.
+func (n *Network) PodCIDR() string {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.podCIDR
+}
+
+// conflist is the CNI configuration for cidr; portmap is chained only for
+// pods with host ports, so that the others touch no iptables chain.
+func (n *Network) conflist(cidr string, portmap bool) ([]byte, error) {
+	bridge := map[string]any{
+		"type":        "bridge",
+		"bridge":      n.opts.Bridge,
+		"isGateway":   true,
+		"ipMasq":      n.opts.Masquerade,
+		"hairpinMode": true,
+		"ipam": map[string]any{
+			"type":    "host-local",
+			"ranges":  [][]map[string]string{{{"subnet": cidr}}},
+			"routes":  []map[string]string{{"dst": "0.0.0.0/0"}},
+			"dataDir": n.opts.ipamDir(),
+		},
+	}
+	if n.opts.MTU > 0 {
+		bridge["mtu"] = n.opts.MTU
+	}
+	plugins := []any{bridge}
+	if portmap {
+		plugins = append(plugins, map[string]any{"type": "portmap", "capabilities": map[string]bool{"portMappings": true}, "snat": true})
+	}
+	return json.MarshalIndent(map[string]any{"cniVersion": "1.0.0", "name": networkName, "plugins": plugins}, "", "  ")
+}
+
+func loopbackList() (*libcni.NetworkConfigList, error) {
+	return libcni.ConfListFromBytes([]byte(`{"cniVersion":"1.0.0","name":"` + networkName + `-lo","plugins":[{"type":"loopback"}]}`))
+}
+
+// NetNSPath is where a pod's network namespace is mounted.
+func (n *Network) NetNSPath(uid string) string { return filepath.Join(n.opts.netnsDir(), uid) }
+
+// ErrNoPodCIDR is returned by Setup before the node has a pod CIDR.
+var ErrNoPodCIDR = errors.New("cni: the node has no pod CIDR yet")
+
+func (n *Network) runtimeConf(pod Pod, ports []PortMapping) *libcni.RuntimeConf {
+	rt := &libcni.RuntimeConf{
+		ContainerID: pod.UID,
+		NetNS:       n.NetNSPath(pod.UID),
+		IfName:      "eth0",
+		Args: [][2]string{
+			{"IgnoreUnknown", "1"},
+			{"K8S_POD_NAMESPACE", pod.Namespace},
+			{"K8S_POD_NAME", pod.Name},
+			{"K8S_POD_INFRA_CONTAINER_ID", pod.UID},
+			{"K8S_POD_UID", pod.UID},
+		},
+	}
+	if len(ports) > 0 {
+		rt.CapabilityArgs = map[string]any{"portMappings": ports}
+	}
+	return rt
+}
+
+// Setup creates the pod's network namespace and wires it, or returns its
+// address if that was done before. It returns the namespace's path and the
+// pod's IP.
+func (n *Network) Setup(ctx context.Context, pod Pod, ports []PortMapping) (string, net.IP, error) {
+	cidr := n.PodCIDR()
+	if cidr == "" {
+		return "", nil, ErrNoPodCIDR
+	}
+	nsPath := n.NetNSPath(pod.UID)
+	rt := n.runtimeConf(pod, ports)
+	conf, err := n.conflist(cidr, len(ports) > 0)
+	if err != nil {
+		return "", nil, err
+	}
+	list, err := libcni.ConfListFromBytes(conf)
+	if err != nil {
+		return "", nil, fmt.Errorf("cni: %w", err)
+	}
+	if isNetNS(nsPath) {
+		if res, err := n.cni.GetNetworkListCachedResult(list, rt); err == nil && res != nil {
+			if ip, err := podIP(res); err == nil {
+				return nsPath, ip, nil
+			}
+		}
+	} else if err := createNetNS(nsPath); err != nil {
+		return "", nil, err
+	}
+	lo, err := loopbackList()
+	if err != nil {
+		return "", nil, err
+	}
+	if _, err := n.cni.AddNetworkList(ctx, lo, &libcni.RuntimeConf{ContainerID: pod.UID, NetNS: nsPath, IfName: "lo"}); err != nil {
+		return "", nil, fmt.Errorf("cni: loopback of pod %s/%s: %w", pod.Namespace, pod.Name, err)
+	}
+	res, err := n.cni.AddNetworkList(ctx, list, rt)
+	if err != nil {
+		// Leave nothing half-configured: the next attempt starts clean.
+		_ = n.cni.DelNetworkList(context.WithoutCancel(ctx), list, rt)
+		return "", nil, fmt.Errorf("cni: wiring pod %s/%s: %w", pod.Namespace, pod.Name, err)
+	}
+	ip, err := podIP(res)
+	if err != nil {
+		return "", nil, fmt.Errorf("cni: pod %s/%s: %w", pod.Namespace, pod.Name, err)
+	}
+	return nsPath, ip, nil
+}
+
+// Teardown releases the pod's address, port mappings and network
+// namespace. It is idempotent.
+func (n *Network) Teardown(ctx context.Context, pod Pod) error {
+	rt := n.runtimeConf(pod, nil)
+	// Delete with the configuration the pod was wired with, so that a
+	// chained portmap removes its rules too.
+	cached, cachedRT, err := n.cni.GetNetworkListCachedConfig(&libcni.NetworkConfigList{Name: networkName}, rt)
+	if err == nil && cached != nil {
+		list, err := libcni.ConfListFromBytes(cached)
+		if err != nil {
+			return fmt.Errorf("cni: cached configuration of pod %s: %w", pod.UID, err)
+		}
+		if cachedRT != nil {
+			rt.CapabilityArgs = cachedRT.CapabilityArgs
+		}
+		if !isNetNS(rt.NetNS) {
+			rt.NetNS = "" // plugins then release what lives outside the namespace
+		}
+		if err := n.cni.DelNetworkList(ctx, list, rt); err != nil {
+			return fmt.Errorf("cni: unwiring pod %s/%s: %w", pod.Namespace, pod.Name, err)
+		}
+	}
+	return removeNetNS(n.NetNSPath(pod.UID))
+}
+
+// NetNSes lists the pod UIDs that have a network namespace here, for
+// cleaning up after pods the agent no longer knows.
+func (n *Network) NetNSes() ([]string, error) {
+	entries, err := os.ReadDir(n.opts.netnsDir())
+	if err != nil {
+		return nil, fmt.Errorf("cni: %w", err)
+	}
+	var uids []string
+	for _, e := range entries {
+		uids = append(uids, e.Name())
+	}
+	return uids, nil
+}
+
+func podIP(res types.Result) (net.IP, error) {
+	r, err := types100.NewResultFromResult(res)
+	if err != nil {
+		return nil, fmt.Errorf("reading the plugin's result: %w", err)
+	}
+	for _, ip := range r.IPs {
+		if ip.Address.IP.To4() != nil {
+			return ip.Address.IP, nil
+		}
+	}
+	if len(r.IPs) > 0 {
+		return r.IPs[0].Address.IP, nil
+	}
+	return nil, errors.New("the plugin assigned no address")
+}

@@ -1,0 +1,138 @@
+package pods
+
+import (
+	"context"
+	"errors"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/keelson/keelson/agent/runtime"
+	"github.com/keelson/keelson/agent/stats"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	statsv1alpha1 "k8s.io/kubelet/pkg/apis/stats/v1alpha1"
+)
+
+// Summary is the kubelet summary API's answer: the node's CPU, memory and
+// filesystem, and each running pod's and container's CPU and memory from
+// their cgroups.
+func (m *Manager) Summary(ctx context.Context) (*statsv1alpha1.Summary, error) {
+	now := metav1.NewTime(time.Now())
+	node, err := stats.Node()
+	if err != nil {
+		return nil, err
+	}
+	sum := &statsv1alpha1.Summary{Node: statsv1alpha1.NodeStats{
+		NodeName: m.opts.NodeName,
+		CPU:      m.cpuStats("node", node),
+		Memory:   memStats(node),
+	}}
+	if fs, err := stats.Filesystem(m.opts.Dir); err == nil {
+		s := fsStats(now, fs)
+		sum.Node.Fs = s
+		sum.Node.Runtime = &statsv1alpha1.RuntimeStats{ImageFs: s, ContainerFs: s}
+	}
+	if max, used, err := pidStats(); err == nil {
+		sum.Node.Rlimit = &statsv1alpha1.RlimitStats{Time: now, MaxPID: &max, NumOfRunningProcesses: &used}
+	}
+	keep := map[string]bool{"node": true}
+	for _, pod := range m.Pods() {
+		list, err := m.rt.List(ctx, map[string]string{labelPodUID: string(pod.UID)})
+		if err != nil {
+			return nil, err
+		}
+		ps := statsv1alpha1.PodStats{
+			PodRef:    statsv1alpha1.PodReference{Name: pod.Name, Namespace: pod.Namespace, UID: string(pod.UID)},
+			StartTime: now,
+		}
+		if pod.Status.StartTime != nil {
+			ps.StartTime = *pod.Status.StartTime
+		}
+		var podUsage stats.Usage
+		running := 0
+		for _, c := range list {
+			if c.State != runtime.StateRunning {
+				continue
+			}
+			u, err := stats.Cgroup(m.cgroupPath(pod.UID, c.ID))
+			if err != nil {
+				continue // exited meanwhile
+			}
+			keep[c.ID] = true
+			running++
+			ps.Containers = append(ps.Containers, statsv1alpha1.ContainerStats{
+				Name:      c.Labels[labelContainerName],
+				StartTime: metav1.NewTime(c.StartedAt),
+				CPU:       m.cpuStats(c.ID, u),
+				Memory:    memStats(u),
+			})
+			podUsage.Time = u.Time
+			podUsage.CPUNanos += u.CPUNanos
+			podUsage.MemoryUsage += u.MemoryUsage
+			podUsage.WorkingSet += u.WorkingSet
+			podUsage.RSS += u.RSS
+		}
+		if running > 0 {
+			key := "pod/" + string(pod.UID)
+			keep[key] = true
+			ps.CPU = m.cpuStats(key, podUsage)
+			ps.Memory = memStats(podUsage)
+		}
+		sum.Pods = append(sum.Pods, ps)
+	}
+	m.rates.Forget(keep)
+	return sum, nil
+}
+
+func (m *Manager) cpuStats(key string, u stats.Usage) *statsv1alpha1.CPUStats {
+	total := u.CPUNanos
+	s := &statsv1alpha1.CPUStats{Time: metav1.NewTime(u.Time), UsageCoreNanoSeconds: &total}
+	if rate, ok := m.rates.NanoCores(key, u); ok {
+		s.UsageNanoCores = &rate
+	}
+	return s
+}
+
+func memStats(u stats.Usage) *statsv1alpha1.MemoryStats {
+	usage, ws, rss := u.MemoryUsage, u.WorkingSet, u.RSS
+	s := &statsv1alpha1.MemoryStats{Time: metav1.NewTime(u.Time), UsageBytes: &usage, WorkingSetBytes: &ws, RSSBytes: &rss}
+	if u.MemoryLimit > 0 {
+		avail := u.MemoryLimit - min(ws, u.MemoryLimit)
+		s.AvailableBytes = &avail
+	}
+	return s
+}
+
+func fsStats(now metav1.Time, fs stats.FS) *statsv1alpha1.FsStats {
+	c, a, used, in, inf := fs.Capacity, fs.Available, fs.Used, fs.Inodes, fs.InodesFree
+	inUsed := in - inf
+	return &statsv1alpha1.FsStats{Time: now, CapacityBytes: &c, AvailableBytes: &a, UsedBytes: &used, Inodes: &in, InodesFree: &inf, InodesUsed: &inUsed}
+}
+
+// pidStats is the PID limit and the processes (threads) running.
+func pidStats() (int64, int64, error) {
+	max, err := readInt("/proc/sys/kernel/pid_max")
+	if err != nil {
+		return 0, 0, err
+	}
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return 0, 0, err
+	}
+	f := strings.Fields(string(b))
+	if len(f) < 4 {
+		return 0, 0, errors.New("unexpected /proc/loadavg")
+	}
+	_, total, _ := strings.Cut(f[3], "/")
+	used, err := strconv.ParseInt(total, 10, 64)
+	return max, used, err
+}
+
+func readInt(path string) (int64, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return 0, err
+	}
+	return strconv.ParseInt(strings.TrimSpace(string(b)), 10, 64)
+}

@@ -1,0 +1,555 @@
+package pods
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"sort"
+	"strconv"
+	"time"
+
+	"github.com/keelson/keelson/agent/cni"
+	"github.com/keelson/keelson/agent/runtime"
+	v1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+)
+
+// Labels the agent puts on its containers.
+const (
+	labelManaged       = "keelson.io/managed"
+	labelPodUID        = "io.kubernetes.pod.uid"
+	labelPodName       = "io.kubernetes.pod.name"
+	labelPodNamespace  = "io.kubernetes.pod.namespace"
+	labelContainerName = "io.kubernetes.container.name"
+	labelAttempt       = "keelson.io/attempt"
+	labelInit          = "keelson.io/init-container"
+)
+
+// retryInterval is how soon a sync that failed (the API or the runtime
+// refused something) is retried.
+const retryInterval = 2 * time.Second
+
+// worker reconciles one pod. Its fields are owned by its goroutine.
+type worker struct {
+	m      *Manager
+	uid    types.UID
+	wakeCh chan struct{}
+
+	lastPod   *v1.Pod // last version seen, for the cleanup after deletion
+	waiting   map[string]*v1.ContainerStateWaiting
+	written   *v1.PodStatus // the status last written
+	sandbox   *sandbox
+	volumesAt time.Time // when volumes were last refreshed
+	firstSeen time.Time
+	started   bool // all containers ran once (for the startup latency)
+}
+
+func newWorker(m *Manager, uid types.UID) *worker {
+	return &worker{m: m, uid: uid, wakeCh: make(chan struct{}, 1), waiting: map[string]*v1.ContainerStateWaiting{}}
+}
+
+func (w *worker) wake() {
+	select {
+	case w.wakeCh <- struct{}{}:
+	default:
+	}
+}
+
+func (w *worker) pending() bool { return len(w.wakeCh) > 0 }
+
+func (w *worker) run(ctx context.Context) {
+	for {
+		next, done := w.sync(ctx)
+		if done && w.m.workerDone(w.uid, w) {
+			return
+		}
+		if next <= 0 || next > w.m.opts.SyncInterval {
+			next = w.m.opts.SyncInterval
+		}
+		t := time.NewTimer(next)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return
+		case <-w.wakeCh:
+		case <-t.C:
+		}
+		t.Stop()
+	}
+}
+
+// sync takes the next steps for the pod and says when to look again, or
+// that the pod is gone and cleaned up.
+func (w *worker) sync(ctx context.Context) (time.Duration, bool) {
+	pod := w.m.pod(w.uid)
+	if pod != nil {
+		w.lastPod = pod
+		if w.firstSeen.IsZero() {
+			w.firstSeen = w.m.clock.Now()
+		}
+	}
+	var next time.Duration
+	var err error
+	switch {
+	case pod == nil:
+		if err = w.cleanup(ctx); err == nil {
+			return 0, true
+		}
+	case pod.DeletionTimestamp != nil:
+		next, err = w.terminating(ctx, pod)
+	case pod.Status.Phase == v1.PodSucceeded || pod.Status.Phase == v1.PodFailed:
+		next, err = w.finished(ctx, pod)
+	default:
+		next, err = w.running(ctx, pod)
+	}
+	if err != nil {
+		if ctx.Err() == nil {
+			key := string(w.uid)
+			if w.lastPod != nil {
+				key = podKey(w.lastPod)
+			}
+			w.m.log.Warn("syncing pod", "pod", key, "err", err)
+		}
+		return retryInterval, false
+	}
+	return next, false
+}
+
+// podContainers are a pod's containers by name, newest attempt first.
+type podContainers map[string][]runtime.Container
+
+func (pc podContainers) latest(name string) *runtime.Container {
+	if l := pc[name]; len(l) > 0 {
+		return &l[0]
+	}
+	return nil
+}
+
+func (pc podContainers) previous(name string) *runtime.Container {
+	if l := pc[name]; len(l) > 1 {
+		return &l[1]
+	}
+	return nil
+}
+
+func attemptNumber(c *runtime.Container) int32 {
+	n, _ := strconv.Atoi(c.Labels[labelAttempt])
+	return int32(n)
+}
+
+// containers reads the pod's containers from the runtime and reaps the
+// exited ones (records their exit, releases their shim and output).
+func (w *worker) containers(ctx context.Context) (podContainers, error) {
+	list, err := w.m.rt.List(ctx, map[string]string{labelPodUID: string(w.uid)})
+	if err != nil {
+		return nil, err
+	}
+	out := podContainers{}
+	for _, c := range list {
+		if c.State == runtime.StateExited && !c.Reaped {
+			if err := w.m.reap(ctx, c.ID); err != nil {
+				return nil, err
+			}
+			if c, err = w.m.rt.Inspect(ctx, c.ID); err != nil {
+				return nil, err
+			}
+		}
+		if c.State == runtime.StateUnknown {
+			// The task is gone without an exit record (containerd lost
+			// it): record it as kubelet reports such a container.
+			if err := w.m.rt.RecordExit(ctx, c.ID, 137, "ContainerStatusUnknown", "The container could not be located when the pod was terminated"); err != nil {
+				return nil, err
+			}
+			if c, err = w.m.rt.Inspect(ctx, c.ID); err != nil {
+				return nil, err
+			}
+		}
+		name := c.Labels[labelContainerName]
+		out[name] = append(out[name], c)
+	}
+	for name := range out {
+		sortAttempts(out[name])
+	}
+	return out, nil
+}
+
+// sortAttempts orders a container's attempts newest first.
+func sortAttempts(l []runtime.Container) {
+	sort.Slice(l, func(i, j int) bool { return attemptNumber(&l[i]) > attemptNumber(&l[j]) })
+}
+
+// running drives a pod that should run.
+func (w *worker) running(ctx context.Context, pod *v1.Pod) (time.Duration, error) {
+	cs, err := w.containers(ctx)
+	if err != nil {
+		return 0, err
+	}
+	sb, sbErr := w.ensureSandbox(ctx, pod)
+	var next time.Duration
+	if sbErr == nil {
+		if next, err = w.step(ctx, pod, sb, cs); err != nil {
+			return 0, err
+		}
+		if cs, err = w.containers(ctx); err != nil {
+			return 0, err
+		}
+	} else {
+		if !errors.Is(sbErr, cni.ErrNoPodCIDR) && ctx.Err() == nil {
+			w.m.event(pod, v1.EventTypeWarning, "FailedCreatePodSandBox", "%v", sbErr)
+		}
+		next = retryInterval
+	}
+	w.syncProbes(pod, cs)
+	st := w.status(pod, cs, sbErr == nil, false)
+	if err := w.writeStatus(ctx, pod, st); err != nil {
+		return 0, err
+	}
+	w.reportStarted(pod, st)
+	return next, nil
+}
+
+// step starts, restarts or kills containers: init containers one at a time
+// in order, then every app container. It returns when to look again.
+func (w *worker) step(ctx context.Context, pod *v1.Pod, sb *sandbox, cs podContainers) (time.Duration, error) {
+	next := w.m.opts.SyncInterval
+	wake := func(d time.Duration) {
+		if d > 0 && d < next {
+			next = d
+		}
+	}
+	initialized := false
+	for _, c := range pod.Spec.Containers {
+		if cs.latest(c.Name) != nil {
+			initialized = true
+		}
+	}
+	if !initialized {
+		for i := range pod.Spec.InitContainers {
+			c := &pod.Spec.InitContainers[i]
+			cur := cs.latest(c.Name)
+			if cur != nil && cur.State == runtime.StateExited && cur.ExitCode == 0 {
+				delete(w.waiting, c.Name)
+				continue // done
+			}
+			if cur != nil && cur.State == runtime.StateRunning {
+				return next, nil
+			}
+			if cur != nil && pod.Spec.RestartPolicy == v1.RestartPolicyNever {
+				return next, nil // failed for good: the pod fails
+			}
+			d, err := w.startOrBackOff(ctx, pod, c, true, sb, cs)
+			wake(d)
+			return next, err
+		}
+	}
+	for i := range pod.Spec.Containers {
+		c := &pod.Spec.Containers[i]
+		cur := cs.latest(c.Name)
+		switch {
+		case cur == nil:
+		case cur.State == runtime.StateRunning:
+			_, _, kill := w.m.probes.verdicts(c, cur.ID)
+			if kill != "" {
+				w.m.event(pod, v1.EventTypeNormal, "Killing", "Container %s %s, will be restarted", c.Name, kill)
+				grace := probeGrace(pod, c, kill)
+				if err := w.m.killContainer(ctx, pod, c, cur.ID, grace, false); err != nil {
+					return 0, err
+				}
+				wake(time.Millisecond) // restart it on the next pass
+			}
+			continue
+		case cur.State == runtime.StateExited:
+			if !shouldRestart(pod.Spec.RestartPolicy, cur.ExitCode) {
+				delete(w.waiting, c.Name)
+				continue
+			}
+		}
+		d, err := w.startOrBackOff(ctx, pod, c, false, sb, cs)
+		if err != nil {
+			return 0, err
+		}
+		wake(d)
+	}
+	return next, nil
+}
+
+func shouldRestart(policy v1.RestartPolicy, exitCode int32) bool {
+	switch policy {
+	case v1.RestartPolicyNever:
+		return false
+	case v1.RestartPolicyOnFailure:
+		return exitCode != 0
+	}
+	return true
+}
+
+// probeGrace is the grace period of a kill for a failed probe: the probe's
+// own, else the pod's.
+func probeGrace(pod *v1.Pod, c *v1.Container, why string) time.Duration {
+	p := c.LivenessProbe
+	if why == "failed startup probe" {
+		p = c.StartupProbe
+	}
+	if p != nil && p.TerminationGracePeriodSeconds != nil {
+		return time.Duration(*p.TerminationGracePeriodSeconds) * time.Second
+	}
+	return podGrace(pod)
+}
+
+// podGrace is the pod's termination grace period.
+func podGrace(pod *v1.Pod) time.Duration {
+	if pod.DeletionGracePeriodSeconds != nil {
+		return time.Duration(*pod.DeletionGracePeriodSeconds) * time.Second
+	}
+	if pod.Spec.TerminationGracePeriodSeconds != nil {
+		return time.Duration(*pod.Spec.TerminationGracePeriodSeconds) * time.Second
+	}
+	return 30 * time.Second
+}
+
+// startOrBackOff starts the next attempt of a container unless its last
+// failure is still backing off; it returns when the back-off ends.
+func (w *worker) startOrBackOff(ctx context.Context, pod *v1.Pod, c *v1.Container, isInit bool, sb *sandbox, cs podContainers) (time.Duration, error) {
+	cur := cs.latest(c.Name)
+	number := int32(0)
+	if cur != nil {
+		number = attemptNumber(cur) + 1
+		if cur.State == runtime.StateCreated {
+			// Created but never started (the agent stopped in between):
+			// replace it.
+			if err := w.m.removeContainer(ctx, cur.ID); err != nil {
+				return 0, err
+			}
+			number--
+		} else {
+			key := string(pod.UID) + "/" + c.Name
+			if wait := w.m.restarts.wait(key, cur.FinishedAt); wait > 0 {
+				w.waiting[c.Name] = &v1.ContainerStateWaiting{
+					Reason:  reasonCrashLoopBackOff,
+					Message: fmt.Sprintf("back-off %s restarting failed container=%s pod=%s", w.m.restarts.delay(key), c.Name, formatPod(pod)),
+				}
+				w.m.event(pod, v1.EventTypeWarning, "BackOff", "Back-off restarting failed container %s in pod %s", c.Name, formatPod(pod))
+				return wait, nil
+			}
+			w.m.restarts.next(key, cur.FinishedAt)
+		}
+	}
+	waiting, retry, err := w.m.startContainer(ctx, pod, c, number, isInit, sb)
+	if err != nil {
+		return 0, err
+	}
+	if waiting != nil {
+		w.waiting[c.Name] = waiting
+		return retry, nil
+	}
+	delete(w.waiting, c.Name)
+	// Keep the new attempt and the one before it (for --previous and the
+	// last state); older ones go.
+	if l := cs[c.Name]; len(l) > 1 {
+		for _, old := range l[1:] {
+			if err := w.m.removeContainer(ctx, old.ID); err != nil {
+				return 0, err
+			}
+		}
+	}
+	return 0, nil
+}
+
+// status computes the pod's status from what runs.
+func (w *worker) status(pod *v1.Pod, cs podContainers, sandboxReady, terminal bool) v1.PodStatus {
+	old := pod.Status
+	if w.written != nil {
+		old = *w.written
+	}
+	defaultWaiting := reasonContainerCreating
+	initStatuses := make([]v1.ContainerStatus, 0, len(pod.Spec.InitContainers))
+	for i := range pod.Spec.InitContainers {
+		c := &pod.Spec.InitContainers[i]
+		initStatuses = append(initStatuses, containerStatus(c, w.observed(pod, c, cs), reasonPodInitializing, true))
+	}
+	if len(pod.Spec.InitContainers) > 0 {
+		defaultWaiting = reasonPodInitializing
+	}
+	statuses := make([]v1.ContainerStatus, 0, len(pod.Spec.Containers))
+	for i := range pod.Spec.Containers {
+		c := &pod.Spec.Containers[i]
+		statuses = append(statuses, containerStatus(c, w.observed(pod, c, cs), defaultWaiting, false))
+	}
+	st := v1.PodStatus{
+		Phase:                 podPhase(&pod.Spec, initStatuses, statuses, terminal),
+		InitContainerStatuses: initStatuses,
+		ContainerStatuses:     statuses,
+		QOSClass:              pod.Status.QOSClass,
+		ObservedGeneration:    pod.Generation,
+		StartTime:             pod.Status.StartTime,
+	}
+	if len(initStatuses) == 0 {
+		st.InitContainerStatuses = nil
+	}
+	// A terminal phase never changes back.
+	if old.Phase == v1.PodSucceeded || old.Phase == v1.PodFailed {
+		st.Phase = old.Phase
+	}
+	if st.Phase == old.Phase {
+		st.Reason, st.Message = old.Reason, old.Message
+	}
+	if st.StartTime == nil {
+		now := metav1.NewTime(w.m.clock.Now())
+		st.StartTime = &now
+	}
+	hostIPs := w.m.opts.Node.HostIPs()
+	if len(hostIPs) > 0 {
+		st.HostIP = hostIPs[0]
+		for _, ip := range hostIPs {
+			st.HostIPs = append(st.HostIPs, v1.HostIP{IP: ip})
+		}
+	}
+	podIP := ""
+	if w.sandbox != nil {
+		podIP = w.sandbox.podIP
+	} else if old.PodIP != "" {
+		podIP = old.PodIP
+	}
+	if podIP != "" {
+		st.PodIP = podIP
+		st.PodIPs = []v1.PodIP{{IP: podIP}}
+	}
+	var others []v1.PodCondition
+	for _, c := range pod.Status.Conditions {
+		if !ownedByAgent(c.Type) {
+			others = append(others, c)
+		}
+	}
+	st.Conditions = append(append([]v1.PodCondition{}, others...), podConditions(pod, st.Phase, initStatuses, statuses, sandboxReady && !terminal, others)...)
+	keepTransitionTimes(st.Conditions, old.Conditions, metav1.NewTime(w.m.clock.Now()))
+	return st
+}
+
+// observed gathers what the agent knows of one container.
+func (w *worker) observed(pod *v1.Pod, c *v1.Container, cs podContainers) observed {
+	var obs observed
+	if cur := cs.latest(c.Name); cur != nil {
+		obs.current = w.m.attemptOf(pod, c, cur)
+		if cur.State == runtime.StateRunning {
+			obs.started, obs.ready, _ = w.m.probes.verdicts(c, cur.ID)
+		}
+	}
+	if prev := cs.previous(c.Name); prev != nil {
+		obs.previous = w.m.attemptOf(pod, c, prev)
+	}
+	obs.waiting = w.waiting[c.Name]
+	if obs.current != nil && obs.current.running {
+		obs.waiting = nil
+	}
+	return obs
+}
+
+// writeStatus writes st when it differs from what was written last.
+func (w *worker) writeStatus(ctx context.Context, pod *v1.Pod, st v1.PodStatus) error {
+	if w.written != nil && equality.Semantic.DeepEqual(*w.written, st) {
+		return nil
+	}
+	if w.written == nil && equality.Semantic.DeepEqual(pod.Status, st) {
+		w.written = &st
+		return nil
+	}
+	cur := pod.DeepCopy()
+	for attempt := 0; ; attempt++ {
+		cur.Status = st
+		_, err := w.m.opts.Client.CoreV1().Pods(pod.Namespace).UpdateStatus(ctx, cur, metav1.UpdateOptions{})
+		if err == nil {
+			w.written = &st
+			return nil
+		}
+		if apierrors.IsNotFound(err) {
+			return nil // deleted meanwhile; the informer will say so
+		}
+		if !apierrors.IsConflict(err) || attempt >= 3 {
+			return fmt.Errorf("updating status: %w", err)
+		}
+		fresh, gerr := w.m.opts.Client.CoreV1().Pods(pod.Namespace).Get(ctx, pod.Name, metav1.GetOptions{})
+		if gerr != nil {
+			return fmt.Errorf("updating status: %w", gerr)
+		}
+		if fresh.UID != pod.UID {
+			return nil
+		}
+		// Keep the conditions others set meanwhile (readiness gates).
+		var others []v1.PodCondition
+		for _, c := range fresh.Status.Conditions {
+			if !ownedByAgent(c.Type) {
+				others = append(others, c)
+			}
+		}
+		var mine []v1.PodCondition
+		for _, c := range st.Conditions {
+			if ownedByAgent(c.Type) {
+				mine = append(mine, c)
+			}
+		}
+		st.Conditions = append(others, mine...)
+		cur = fresh
+	}
+}
+
+// reportStarted reports, once, how long the pod took until all of its
+// containers ran.
+func (w *worker) reportStarted(pod *v1.Pod, st v1.PodStatus) {
+	if w.started || w.m.opts.PodStarted == nil || st.Phase != v1.PodRunning {
+		return
+	}
+	for _, s := range st.ContainerStatuses {
+		if s.State.Running == nil {
+			return
+		}
+	}
+	w.started = true
+	w.m.opts.PodStarted(pod, w.m.clock.Since(w.firstSeen))
+}
+
+// attemptOf describes one container run for the status.
+func (m *Manager) attemptOf(pod *v1.Pod, c *v1.Container, rc *runtime.Container) *attempt {
+	a := &attempt{
+		id:       rc.ID,
+		number:   attemptNumber(rc),
+		image:    rc.Image,
+		imageRef: rc.ImageRef,
+		running:  rc.State == runtime.StateRunning,
+		exited:   rc.State == runtime.StateExited,
+		created:  metav1.NewTime(rc.CreatedAt),
+		started:  metav1.NewTime(rc.StartedAt),
+		finished: metav1.NewTime(rc.FinishedAt),
+		exitCode: rc.ExitCode,
+	}
+	if a.exited {
+		a.reason = rc.Reason
+		if a.reason == "" {
+			a.reason = exitReason(rc.ExitCode, rc.OOMKilled)
+		}
+		a.message = rc.Message
+		if a.message == "" {
+			a.message = m.terminationMessage(pod, c, rc)
+		}
+	}
+	return a
+}
+
+// podRef is the CNI identity of a pod.
+func podRef(pod *v1.Pod, uid types.UID) cni.Pod {
+	if pod == nil {
+		return cni.Pod{UID: string(uid)}
+	}
+	return cni.Pod{Namespace: pod.Namespace, Name: pod.Name, UID: string(pod.UID)}
+}
+
+// removeAll removes path, ignoring a path already gone.
+func removeAll(path string) error {
+	if err := os.RemoveAll(path); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return err
+	}
+	return nil
+}

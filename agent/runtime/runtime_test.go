@@ -1,0 +1,211 @@
+package runtime
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/keelson/keelson/config"
+	"github.com/keelson/keelson/internal/testimage"
+)
+
+// startRuntime runs a private containerd for the test, as the agent does,
+// and connects to it. It skips without root or containerd.
+func startRuntime(t *testing.T, registries map[string]config.Registry) *Runtime {
+	t.Helper()
+	if os.Getuid() != 0 {
+		t.Skip("needs root to run containers")
+	}
+	if _, err := exec.LookPath("containerd"); err != nil {
+		t.Skip("containerd is not installed")
+	}
+	dir, err := os.MkdirTemp("", "krt")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	d, err := StartDaemon(ctx, DaemonOptions{Bin: "containerd", Dir: filepath.Join(dir, "containerd"), Logger: log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(d.Stop)
+	rt, err := New(ctx, Options{Socket: d.Socket(), Dir: filepath.Join(dir, "rt"), Snapshotter: "overlayfs", Registries: registries, Logger: log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { rt.Close() })
+	return rt
+}
+
+// testCgroup is a cgroup path of the test's own, removed at its end.
+func testCgroup(t *testing.T, id string) string {
+	parent := "/keelson-rt-test-" + id[:8]
+	t.Cleanup(func() {
+		roots, _ := filepath.Glob("/sys/fs/cgroup/*")
+		for _, r := range append(roots, "/sys/fs/cgroup") {
+			os.Remove(filepath.Join(r, parent, id))
+			os.Remove(filepath.Join(r, parent))
+		}
+	})
+	return parent + "/" + id
+}
+
+func importBusybox(t *testing.T, rt *Runtime, ref string) {
+	t.Helper()
+	img, err := testimage.Busybox()
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), "busybox.tar")
+	if err := testimage.WriteTarball(path, ref, img); err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	names, err := rt.Import(context.Background(), f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(names) != 1 || names[0] != ref {
+		t.Fatalf("imported %v, want [%s]", names, ref)
+	}
+}
+
+// syncBuffer is a bytes.Buffer safe for the copier goroutines.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+func waitState(t *testing.T, rt *Runtime, id string, want State) Container {
+	t.Helper()
+	deadline := time.Now().Add(time.Minute)
+	for {
+		c, err := rt.Inspect(context.Background(), id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if c.State == want {
+			return c
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("container %s is %s, want %s", id, c.State, want)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+func TestContainerLifecycle(t *testing.T) {
+	rt := startRuntime(t, nil)
+	ctx := context.Background()
+	const ref = "docker.io/library/busybox:test"
+	importBusybox(t, rt, ref)
+	if ok, err := rt.HasImage(ctx, ref); err != nil || !ok {
+		t.Fatalf("imported image not present: %v %v", ok, err)
+	}
+
+	id := NewID()
+	err := rt.Create(ctx, id, ContainerSpec{
+		Image:       ref,
+		Labels:      map[string]string{"test": "lifecycle"},
+		Command:     []string{"sh", "-c"},
+		Args:        []string{`echo out; echo err >&2; hostname; echo "$GREETING"; exit 3`},
+		Env:         []string{"GREETING=hello"},
+		Hostname:    "box",
+		CgroupsPath: testCgroup(t, id),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { rt.Remove(ctx, id) })
+	var stdout, stderr syncBuffer
+	if err := rt.Start(ctx, id, IO{Stdout: &stdout, Stderr: &stderr}); err != nil {
+		t.Fatal(err)
+	}
+	waitState(t, rt, id, StateExited)
+	if err := rt.Reap(ctx, id); err != nil {
+		t.Fatal(err)
+	}
+	c := waitState(t, rt, id, StateExited)
+	if c.ExitCode != 3 || c.StartedAt.IsZero() || c.FinishedAt.Before(c.StartedAt) {
+		t.Errorf("exit record %+v", c)
+	}
+	if got, want := stdout.String(), "out\nbox\nhello\n"; got != want {
+		t.Errorf("stdout %q, want %q", got, want)
+	}
+	if got := stderr.String(); got != "err\n" {
+		t.Errorf("stderr %q", got)
+	}
+	if !strings.HasPrefix(c.ImageRef, "docker.io/library/busybox@sha256:") {
+		t.Errorf("image ref %q", c.ImageRef)
+	}
+	list, err := rt.List(ctx, map[string]string{"test": "lifecycle"})
+	if err != nil || len(list) != 1 || list[0].ID != id {
+		t.Fatalf("list by label: %v %v", list, err)
+	}
+	if err := rt.Remove(ctx, id); err != nil {
+		t.Fatal(err)
+	}
+	if list, _ := rt.List(ctx, map[string]string{"test": "lifecycle"}); len(list) != 0 {
+		t.Fatalf("removed container still listed: %v", list)
+	}
+}
+
+func TestExecAndSignal(t *testing.T) {
+	rt := startRuntime(t, nil)
+	ctx := context.Background()
+	const ref = "docker.io/library/busybox:test"
+	importBusybox(t, rt, ref)
+	id := NewID()
+	if err := rt.Create(ctx, id, ContainerSpec{Image: ref, Command: []string{"sleep", "600"}, CgroupsPath: testCgroup(t, id)}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { rt.Remove(ctx, id) })
+	if err := rt.Start(ctx, id, IO{Stdout: io.Discard, Stderr: io.Discard}); err != nil {
+		t.Fatal(err)
+	}
+	waitState(t, rt, id, StateRunning)
+
+	var out syncBuffer
+	err := rt.Exec(ctx, id, ExecOptions{Cmd: []string{"sh", "-c", "cat; exit 7"}, Stdin: strings.NewReader("piped\n"), Stdout: &out})
+	if code, ok := IsExitError(err); !ok || code != 7 {
+		t.Fatalf("exec exit: %v", err)
+	}
+	if out.String() != "piped\n" {
+		t.Errorf("exec output %q", out.String())
+	}
+
+	if err := rt.Signal(ctx, id, 9); err != nil {
+		t.Fatal(err)
+	}
+	c := waitState(t, rt, id, StateExited)
+	if c.ExitCode != 137 {
+		t.Errorf("killed container exit code %d, want 137", c.ExitCode)
+	}
+}

@@ -1,0 +1,321 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/keelson/keelson/agent/images"
+	"github.com/keelson/keelson/agent/kubeletapi"
+	"github.com/keelson/keelson/agent/node"
+	"github.com/keelson/keelson/agent/pods"
+	"github.com/keelson/keelson/agent/runtime"
+	"github.com/keelson/keelson/agent/volumes"
+	"github.com/keelson/keelson/config"
+	"github.com/keelson/keelson/core/join"
+	"github.com/keelson/keelson/core/membership"
+	v1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/fields"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/client-go/informers"
+	"k8s.io/client-go/kubernetes/scheme"
+	typedcorev1 "k8s.io/client-go/kubernetes/typed/core/v1"
+	"k8s.io/client-go/tools/cache"
+	"k8s.io/client-go/tools/record"
+)
+
+// serve registers the node and runs everything until ctx ends.
+func (a *Agent) serve(ctx context.Context) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	defer cancel()
+	wg.Go(func() { a.proxy.Serve(ctx) })
+	if err := a.waitForAPI(ctx); err != nil {
+		return err
+	}
+	var err error
+	a.node, err = node.New(node.Options{
+		Name:           a.cfg.NodeName,
+		IP:             a.ip,
+		KubeletPort:    a.cfg.Kubelet.Port,
+		Labels:         a.cfg.NodeLabels,
+		MaxPods:        a.cfg.Kubelet.MaxPods,
+		SystemReserved: a.cfg.Kubelet.SystemReserved,
+		EvictionHard:   a.cfg.Kubelet.EvictionHard,
+		DataDir:        a.dir,
+		KubeletVersion: a.opts.KubeletVersion,
+		LeaseDuration:  a.cfg.Kubelet.NodeLeaseDuration.Duration,
+		StatusInterval: a.cfg.Kubelet.NodeStatusUpdateFrequency.Duration,
+		Client:         a.client,
+		Runtime:        nodeRuntime{a.rt},
+		Logger:         a.log,
+	})
+	if err != nil {
+		return fmt.Errorf("agent: %w", err)
+	}
+	a.node.SetNetworkReady(func() bool { return a.node.PodCIDR() != "" })
+	if err := retry(ctx, a.log, "registering the node", a.node.Register); err != nil {
+		return err
+	}
+
+	broadcaster := record.NewBroadcaster(record.WithContext(ctx))
+	broadcaster.StartRecordingToSink(&typedcorev1.EventSinkImpl{Interface: a.client.CoreV1().Events("")})
+	defer broadcaster.Shutdown()
+	recorder := broadcaster.NewRecorder(scheme.Scheme, v1.EventSource{Component: "kubelet", Host: a.cfg.NodeName})
+
+	nodeInformers := informers.NewSharedInformerFactoryWithOptions(a.client, 0, informers.WithTweakListOptions(func(o *metav1.ListOptions) {
+		o.FieldSelector = fields.OneTermEqualSelector("metadata.name", a.cfg.NodeName).String()
+	}))
+	podInformers := informers.NewSharedInformerFactoryWithOptions(a.client, 0,
+		informers.WithTweakListOptions(func(o *metav1.ListOptions) {
+			o.FieldSelector = fields.OneTermEqualSelector("spec.nodeName", a.cfg.NodeName).String()
+		}),
+		informers.WithTransform(stripManagedFields))
+	svcInformers := informers.NewSharedInformerFactoryWithOptions(a.client, 0, informers.WithTransform(stripManagedFields))
+	services := svcInformers.Core().V1().Services()
+
+	a.metrics = newMetrics(func() float64 { return float64(len(a.pods.Pods())) })
+	a.pods = pods.New(pods.Options{
+		NodeName:      a.cfg.NodeName,
+		ClusterDomain: a.cfg.ClusterDomain,
+		ClusterDNS:    a.cfg.Kubelet.ClusterDNS,
+		ResolvConf:    a.cfg.Kubelet.ResolvConf,
+		Dir:           filepath.Join(a.dir, "pods"),
+		CgroupRoot:    a.cfg.Kubelet.CgroupRoot,
+		LogMaxSize:    maxLogSize(a.cfg.Kubelet.ContainerLogMaxSize),
+		LogMaxFiles:   a.cfg.Kubelet.ContainerLogMaxFiles,
+		SyncInterval:  a.cfg.Kubelet.SyncFrequency.Duration,
+		Client:        a.client,
+		Runtime:       a.rt,
+		Network:       a.network,
+		Volumes:       volumes.New(volumes.Options{Client: a.client, Logger: a.log}),
+		Node:          a.node,
+		Services: func() []*v1.Service {
+			list, _ := services.Lister().List(everything)
+			return list
+		},
+		Recorder: recorder,
+		Logger:   a.log,
+		PodStarted: func(_ *v1.Pod, d time.Duration) {
+			a.metrics.podStartup.Observe(d.Seconds())
+		},
+	})
+	if _, err := nodeInformers.Core().V1().Nodes().Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
+		AddFunc:    func(obj any) { a.observeNode(obj) },
+		UpdateFunc: func(_, obj any) { a.observeNode(obj) },
+	}); err != nil {
+		return err
+	}
+	if _, err := podInformers.Core().V1().Pods().Informer().AddEventHandler(a.pods.Handler()); err != nil {
+		return err
+	}
+	services.Informer() // registered before Start
+	for _, f := range []informers.SharedInformerFactory{nodeInformers, podInformers, svcInformers} {
+		f.Start(ctx.Done())
+		defer f.Shutdown()
+	}
+	for _, f := range []informers.SharedInformerFactory{nodeInformers, podInformers, svcInformers} {
+		for typ, ok := range f.WaitForCacheSync(ctx.Done()) {
+			if !ok {
+				return fmt.Errorf("agent: syncing the %v cache: %w", typ, ctx.Err())
+			}
+		}
+	}
+
+	caPool, err := a.creds.CAPool()
+	if err != nil {
+		return err
+	}
+	api, err := kubeletapi.Listen(kubeletapi.Options{
+		Address:        net.JoinHostPort(a.cfg.Kubelet.Address, strconv.Itoa(a.cfg.Kubelet.Port)),
+		NodeName:       a.cfg.NodeName,
+		GetCertificate: a.creds.GetServingCertificate,
+		ClientCAs:      caPool,
+		Client:         a.client,
+		Backend:        a.pods,
+		Errors: kubeletapi.Classifier{
+			NotFound:   func(err error) bool { return errors.Is(err, pods.ErrNotFound) },
+			BadRequest: func(err error) bool { var b pods.BadRequestError; return errors.As(err, &b) },
+		},
+		Registry: a.metrics.registry,
+		Logger:   a.log,
+	})
+	if err != nil {
+		return err
+	}
+	errc := make(chan error, 4)
+	wg.Go(func() {
+		if err := api.Serve(ctx); err != nil {
+			errc <- fmt.Errorf("agent: kubelet API: %w", err)
+		}
+	})
+	wg.Go(func() { a.node.Run(ctx) })
+	current, err := podInformers.Core().V1().Pods().Lister().List(everything)
+	if err != nil {
+		return err
+	}
+	wg.Go(func() {
+		if err := a.pods.Run(ctx, current); err != nil {
+			errc <- fmt.Errorf("agent: pods: %w", err)
+		}
+	})
+	wg.Go(func() { a.creds.RenewLoop(ctx, time.Hour) })
+	imgs := images.NewDir(config.ImagesDir(a.cfg.DataDir), filepath.Join(a.dir, "imported-images.json"), a.rt, a.log)
+	wg.Go(func() { imgs.Run(ctx, 5*time.Second) })
+	if !a.opts.Embedded {
+		if err := a.joinGossip(ctx); err != nil {
+			return err
+		}
+		wg.Go(func() { a.followServers(ctx) })
+	}
+	a.log.Info("agent ready", "node", a.cfg.NodeName, "ip", a.ip, "kubelet_api", api.Addr().String())
+	if a.opts.Ready != nil {
+		a.opts.Ready()
+	}
+	var daemonDone <-chan struct{}
+	if a.daemon != nil {
+		daemonDone = a.daemon.Done()
+	}
+	select {
+	case <-ctx.Done():
+		return nil
+	case err := <-errc:
+		return err
+	case <-daemonDone:
+		return fmt.Errorf("%w: %v; see %s", errStopped, a.daemon.Err(), filepath.Join(a.dir, "containerd", "containerd.log"))
+	}
+}
+
+// observeNode follows the node's object: its pod CIDR wires the pod
+// network, and pods waiting for it are woken.
+func (a *Agent) observeNode(obj any) {
+	n, ok := obj.(*v1.Node)
+	if !ok {
+		return
+	}
+	a.node.Observe(n)
+	if cidr := n.Spec.PodCIDR; cidr != "" && cidr != a.network.PodCIDR() {
+		if err := a.network.SetPodCIDR(cidr); err != nil {
+			a.log.Error("configuring the pod network", "podCIDR", cidr, "err", err)
+			return
+		}
+		a.log.Info("pod network configured", "podCIDR", cidr)
+		a.pods.KickAll()
+		go func() {
+			if err := a.node.SyncStatus(context.Background()); err != nil {
+				a.log.Warn("updating node status", "err", err)
+			}
+		}()
+	}
+}
+
+// waitForAPI waits until the API server answers.
+func (a *Agent) waitForAPI(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, waitTimeout)
+	defer cancel()
+	return retry(ctx, a.log, "waiting for the API server", func(context.Context) error {
+		_, err := a.client.Discovery().ServerVersion()
+		return err
+	})
+}
+
+// retry calls f until it succeeds or ctx ends, backing off to 10 s.
+func retry(ctx context.Context, log interface{ Warn(string, ...any) }, what string, f func(context.Context) error) error {
+	wait := 200 * time.Millisecond
+	for {
+		err := f(ctx)
+		if err == nil {
+			return nil
+		}
+		if ctx.Err() != nil {
+			return fmt.Errorf("agent: %s: %w", what, err)
+		}
+		log.Warn(what, "err", err)
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("agent: %s: %w", what, err)
+		case <-time.After(wait):
+		}
+		wait = min(2*wait, 10*time.Second)
+	}
+}
+
+// joinGossip makes the agent a member of the serf pool.
+func (a *Agent) joinGossip(ctx context.Context) error {
+	mc := membership.DefaultConfig()
+	mc.NodeName = a.cfg.NodeName
+	mc.Role = membership.RoleAgent
+	mc.BindAddr = net.JoinHostPort(a.ip.String(), strconv.Itoa(a.cfg.SerfPort))
+	mc.APIAddr = net.JoinHostPort(a.ip.String(), strconv.Itoa(a.cfg.Kubelet.Port))
+	mc.Token = a.tok.Secret
+	mc.DataDir = a.dir
+	mc.Logger = a.log
+	for _, s := range a.loadServers() {
+		if s.Gossip != "" {
+			mc.Join = append(mc.Join, s.Gossip)
+		}
+	}
+	pool, err := membership.Start(ctx, mc)
+	if err != nil {
+		return fmt.Errorf("agent: joining the gossip pool: %w", err)
+	}
+	a.pool = pool
+	return nil
+}
+
+// followServers keeps the list of servers current from the gossip pool.
+func (a *Agent) followServers(ctx context.Context) {
+	t := time.NewTicker(10 * time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		var servers []join.Server
+		for _, m := range a.pool.Members() {
+			if m.IsServer() && m.Status == membership.StatusAlive && m.APIAddr != "" {
+				servers = append(servers, join.Server{API: m.APIAddr, Gossip: m.SerfAddr})
+			}
+		}
+		a.learnServers(servers)
+	}
+}
+
+// nodeRuntime adapts the runtime to what the node reports.
+type nodeRuntime struct{ rt *runtime.Runtime }
+
+func (n nodeRuntime) Version(ctx context.Context) (string, error) { return n.rt.Version(ctx) }
+
+func (n nodeRuntime) Images(ctx context.Context) ([]node.Image, error) {
+	imgs, err := n.rt.Images(ctx)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]node.Image, len(imgs))
+	for i, img := range imgs {
+		out[i] = node.Image{Names: append(img.Names, img.Ref), Size: img.Size}
+	}
+	return out, nil
+}
+
+// everything selects all objects of a lister.
+var everything = labels.Everything()
+
+// stripManagedFields keeps informer caches small: the agent never reads
+// managed fields.
+func stripManagedFields(obj any) (any, error) {
+	if a, ok := obj.(metav1.Object); ok {
+		a.SetManagedFields(nil)
+	}
+	return obj, nil
+}

@@ -1,0 +1,146 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/keelson/keelson/agent"
+	"github.com/keelson/keelson/agent/runtime"
+	"github.com/keelson/keelson/config"
+	"github.com/keelson/keelson/core/apiserver"
+	"github.com/keelson/keelson/core/server"
+	"github.com/spf13/cobra"
+	kubeversion "k8s.io/component-base/version"
+)
+
+func newAgentCommand() *cobra.Command {
+	var configFile string
+	defaults := config.DefaultAgent()
+	defaults.DataDir = defaultDataDir(os.Getenv)
+	cmd := &cobra.Command{
+		Use:   "agent",
+		Short: "Run a node agent: join a cluster with its token and run the pods bound to this node",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			base := config.DefaultAgent()
+			base.DataDir = defaultDataDir(os.Getenv)
+			cfg, err := config.LoadAgent(base, configFile, cmd.Flags())
+			if err != nil {
+				return err
+			}
+			level, _ := config.ParseLevel(cfg.Log.Level) // validated by LoadAgent
+			log := newLogger(level, cfg.Log.Format)
+			slog.SetDefault(log)
+			log.Info("starting keelson agent", "version", keelsonVersion, "node", cfg.NodeName, "server", cfg.Server, "data_dir", cfg.DataDir)
+			return agent.Run(cmd.Context(), cfg, agent.Options{KubeletVersion: kubeversion.Get().GitVersion, Logger: log})
+		},
+	}
+	cmd.Flags().StringVar(&configFile, "config", "", "YAML configuration file (flags override it)")
+	config.AgentFlags(cmd.Flags(), &defaults)
+	return cmd
+}
+
+// embeddedAgent is the configuration of the agent a server runs: the
+// server's node name and data dir, its own API and supervisor, the join
+// token it wrote.
+func embeddedAgent(cfg config.Server, token string) config.Agent {
+	a := config.DefaultAgent()
+	a.DataDir = cfg.DataDir
+	a.NodeName = cfg.NodeName
+	host := apiserver.LocalHost(cfg.BindAddress)
+	a.Server = "https://" + net.JoinHostPort(host, strconv.Itoa(cfg.APIServer.Port))
+	a.Token = token
+	a.SupervisorPort = cfg.SupervisorPort
+	a.ClusterDomain = cfg.APIServer.ClusterDomain
+	a.Log = cfg.Log
+	a.Node = cfg.Agent
+	if a.NodeIP == "" {
+		a.NodeIP = cfg.AdvertiseIP()
+	}
+	return a
+}
+
+// runEmbeddedAgent runs the server's agent once the server has written its
+// join token; it returns when ctx ends or the agent fails.
+func runEmbeddedAgent(ctx context.Context, cfg config.Server, log *slog.Logger) error {
+	path := server.JoinTokenFile(cfg.DataDir)
+	var token string
+	for {
+		b, err := os.ReadFile(path)
+		if err == nil && len(strings.TrimSpace(string(b))) > 0 {
+			token = strings.TrimSpace(string(b))
+			break
+		}
+		if err != nil && !errors.Is(err, os.ErrNotExist) {
+			return fmt.Errorf("agent: reading the join token: %w", err)
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+	acfg := embeddedAgent(cfg, token)
+	if err := acfg.Validate(); err != nil {
+		return fmt.Errorf("the server's agent configuration (the config file's agent key):\n%w", err)
+	}
+	err := agent.Run(ctx, acfg, agent.Options{Embedded: true, KubeletVersion: kubeversion.Get().GitVersion, Logger: log.With("component", "agent")})
+	if err != nil {
+		return fmt.Errorf("%w (run the server with --disable-agent to run no pods on it)", err)
+	}
+	return nil
+}
+
+func newImagesCommand() *cobra.Command {
+	cmd := &cobra.Command{Use: "images", Short: "Manage the images of this node's agent"}
+	var dataDir, socket string
+	imp := &cobra.Command{
+		Use:   "import FILE...",
+		Short: "Import image tarballs (docker save or OCI layout, optionally compressed) into the agent's containerd",
+		Args:  cobra.MinimumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if socket == "" {
+				socket = config.ContainerdSocket(dataDir)
+			}
+			if _, err := os.Stat(socket); err != nil {
+				return fmt.Errorf("containerd socket %s: %w (is the agent running? point --containerd at its socket otherwise)", socket, err)
+			}
+			dir, err := os.MkdirTemp("", "keelson-images")
+			if err != nil {
+				return err
+			}
+			defer os.RemoveAll(dir)
+			rt, err := runtime.New(cmd.Context(), runtime.Options{Socket: socket, Dir: dir, Snapshotter: config.DefaultNode().Runtime.Snapshotter, Logger: slog.Default()})
+			if err != nil {
+				return err
+			}
+			defer rt.Close()
+			for _, f := range args {
+				file, err := os.Open(f)
+				if err != nil {
+					return err
+				}
+				names, err := rt.Import(cmd.Context(), file)
+				file.Close()
+				if err != nil {
+					return fmt.Errorf("%s: %w", f, err)
+				}
+				for _, n := range names {
+					fmt.Fprintf(cmd.OutOrStdout(), "imported %s\n", n)
+				}
+			}
+			return nil
+		},
+	}
+	imp.Flags().StringVar(&dataDir, "data-dir", defaultDataDir(os.Getenv), "the agent's data dir (its containerd socket is under it)")
+	imp.Flags().StringVar(&socket, "containerd", "", "containerd socket (default: the agent's own, under --data-dir)")
+	cmd.AddCommand(imp)
+	return cmd
+}

@@ -1,0 +1,353 @@
+package config
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"k8s.io/apimachinery/pkg/api/resource"
+)
+
+// Default ports of a node agent.
+const (
+	// DefaultKubeletPort is the kubelet API port (logs, exec, port-forward).
+	DefaultKubeletPort = 10250
+)
+
+// Agent is the configuration of `keelson agent`. Field names are the YAML
+// keys; every field is also a flag (see AgentFlags).
+type Agent struct {
+	// DataDir holds the agent's state under DataDir/agent (credentials,
+	// containerd's root and state, pod volumes and logs) and the image
+	// tarballs it imports from DataDir/images.
+	DataDir string `json:"dataDir"`
+	// NodeName is the name of this node's Node object.
+	NodeName string `json:"nodeName"`
+	// Server is the URL of any server's Kubernetes API, https://ADDR:6443.
+	Server string `json:"server"`
+	// Token is the full join token printed by the first server
+	// (DATA_DIR/join-token there).
+	Token string `json:"token"`
+	// SupervisorPort is the servers' supervisor port, which issues node
+	// credentials against the token.
+	SupervisorPort int `json:"supervisorPort"`
+	// SerfPort is this agent's gossip port; 0 picks a free one.
+	SerfPort int `json:"serfPort"`
+	// ClusterDomain is the cluster's DNS suffix, for pods' resolv.conf and
+	// /etc/hosts.
+	ClusterDomain string `json:"clusterDomain"`
+	// Log configures logging.
+	Log Log `json:"log"`
+
+	// Node holds what an agent and a server's embedded agent share.
+	Node `json:",inline"`
+}
+
+// Node is the node-local part of an agent's configuration: how it runs
+// containers, wires pods to the network and serves the kubelet API. A
+// server's embedded agent reads it from the server config's `agent` key.
+type Node struct {
+	// NodeIP is the node's InternalIP. Empty: the local address this host
+	// uses to reach the server.
+	NodeIP string `json:"nodeIP"`
+	// NodeLabels are added to the Node at registration.
+	NodeLabels map[string]string `json:"nodeLabels"`
+	Kubelet    Kubelet           `json:"kubelet"`
+	Runtime    Runtime           `json:"runtime"`
+	Network    Network           `json:"network"`
+	// Registries configures image registries by host ("docker.io",
+	// "registry.local:5000"): mirrors tried first and plain-HTTP access.
+	Registries map[string]Registry `json:"registries"`
+}
+
+// Kubelet configures the node's pod lifecycle and its kubelet API.
+type Kubelet struct {
+	// Address is the IP the kubelet API listens on.
+	Address string `json:"address"`
+	// Port is the kubelet API's HTTPS port.
+	Port int `json:"port"`
+	// MaxPods is the pod capacity the node reports.
+	MaxPods int `json:"maxPods"`
+	// ClusterDNS are the nameservers of ClusterFirst pods; empty gives them
+	// the node's resolv.conf, as kubelet does without cluster DNS.
+	ClusterDNS []string `json:"clusterDNS"`
+	// ResolvConf is the node's resolver file that Default pods inherit.
+	ResolvConf string `json:"resolvConf"`
+	// SystemReserved is held back from allocatable for the system
+	// ("cpu": "100m", "memory": "256Mi", "ephemeral-storage": "1Gi").
+	SystemReserved map[string]string `json:"systemReserved"`
+	// EvictionHard are the thresholds under which the node reports
+	// MemoryPressure (memory.available), DiskPressure (nodefs.available) and
+	// PIDPressure (pid.available), as quantities or percentages.
+	EvictionHard map[string]string `json:"evictionHard"`
+	// ContainerLogMaxSize rotates a container's log file past this size;
+	// ContainerLogMaxFiles is how many files (current included) are kept.
+	ContainerLogMaxSize  string `json:"containerLogMaxSize"`
+	ContainerLogMaxFiles int    `json:"containerLogMaxFiles"`
+	// CgroupRoot is the cgroup under which pods' cgroups are created.
+	CgroupRoot string `json:"cgroupRoot"`
+	// SyncFrequency is how often every pod is re-synced even without a
+	// change (refreshing configMap, secret and token volumes).
+	SyncFrequency Duration `json:"syncFrequency"`
+	// NodeLeaseDuration is the Lease's duration; it is renewed every quarter
+	// of it.
+	NodeLeaseDuration Duration `json:"nodeLeaseDuration"`
+	// NodeStatusUpdateFrequency is how often the node's status is measured;
+	// it is written only when it changed.
+	NodeStatusUpdateFrequency Duration `json:"nodeStatusUpdateFrequency"`
+}
+
+// Runtime configures the container runtime.
+type Runtime struct {
+	// Containerd is the socket of an existing containerd. Empty: the agent
+	// runs its own, with root and state under DATA_DIR/agent/containerd.
+	Containerd string `json:"containerd"`
+	// ContainerdBin is the containerd binary the agent runs.
+	ContainerdBin string `json:"containerdBin"`
+	// Snapshotter prepares containers' root filesystems.
+	Snapshotter string `json:"snapshotter"`
+}
+
+// Network configures pods' networking through CNI.
+type Network struct {
+	// CNIBinDir holds the CNI plugins (bridge, host-local, loopback, portmap).
+	CNIBinDir string `json:"cniBinDir"`
+	// Bridge is the Linux bridge pods are attached to.
+	Bridge string `json:"bridge"`
+	// MTU of pods' interfaces; 0 lets the bridge plugin choose.
+	MTU int `json:"mtu"`
+	// Masquerade SNATs traffic from pods leaving the pod CIDR.
+	Masquerade bool `json:"masquerade"`
+}
+
+// Registry configures one image registry.
+type Registry struct {
+	// Mirrors are endpoints (https://mirror:5000) tried, in order, before
+	// the registry itself.
+	Mirrors []string `json:"mirrors"`
+	// Insecure allows plain HTTP and unverified TLS to the registry and its
+	// mirrors.
+	Insecure bool `json:"insecure"`
+}
+
+// Eviction signals the agent measures.
+const (
+	SignalMemoryAvailable = "memory.available"
+	SignalNodeFSAvailable = "nodefs.available"
+	SignalPIDAvailable    = "pid.available"
+)
+
+// DefaultNode returns the node-local defaults.
+func DefaultNode() Node {
+	return Node{
+		Kubelet: Kubelet{
+			Address:    "0.0.0.0",
+			Port:       DefaultKubeletPort,
+			MaxPods:    110,
+			ResolvConf: "/etc/resolv.conf",
+			EvictionHard: map[string]string{
+				SignalMemoryAvailable: "100Mi",
+				SignalNodeFSAvailable: "10%",
+				SignalPIDAvailable:    "5%",
+			},
+			ContainerLogMaxSize:       "10Mi",
+			ContainerLogMaxFiles:      5,
+			CgroupRoot:                "/keelson",
+			SyncFrequency:             Duration{Duration: time.Minute},
+			NodeLeaseDuration:         Duration{Duration: 40 * time.Second},
+			NodeStatusUpdateFrequency: Duration{Duration: 10 * time.Second},
+		},
+		Runtime: Runtime{ContainerdBin: "containerd", Snapshotter: "overlayfs"},
+		Network: Network{CNIBinDir: "/usr/lib/cni", Bridge: "keelson0", Masquerade: true},
+	}
+}
+
+// DefaultAgent returns the configuration an agent runs with when nothing is
+// set.
+func DefaultAgent() Agent {
+	host, _ := os.Hostname()
+	return Agent{
+		DataDir:        DefaultDataDir,
+		NodeName:       strings.ToLower(host),
+		SupervisorPort: DefaultSupervisorPort,
+		SerfPort:       DefaultSerfPort,
+		ClusterDomain:  "cluster.local",
+		Log:            Log{Level: "info", Format: "text"},
+		Node:           DefaultNode(),
+	}
+}
+
+// AgentDir is where an agent with data dir dataDir keeps its state.
+func AgentDir(dataDir string) string { return filepath.Join(dataDir, "agent") }
+
+// ImagesDir is where an agent with data dir dataDir imports image tarballs
+// from.
+func ImagesDir(dataDir string) string { return filepath.Join(dataDir, "images") }
+
+// ContainerdSocket is the socket of the containerd an agent runs itself.
+func ContainerdSocket(dataDir string) string {
+	return filepath.Join(AgentDir(dataDir), "containerd", "containerd.sock")
+}
+
+// Validate checks every field and returns all problems at once, each naming
+// the field (as its YAML key and flag) and what to do.
+func (c *Agent) Validate() error {
+	var errs []error
+	bad := func(field, format string, args ...any) {
+		errs = append(errs, fmt.Errorf("%s: %s", field, fmt.Sprintf(format, args...)))
+	}
+	if c.DataDir == "" || !filepath.IsAbs(c.DataDir) {
+		bad("dataDir (--data-dir)", "%q must be an absolute path such as /var/lib/keelson", c.DataDir)
+	}
+	if c.NodeName == "" {
+		bad("nodeName (--node-name)", "must not be empty; the hostname could not be read, so set it")
+	} else if err := validDNSLabelish(c.NodeName); err != nil {
+		bad("nodeName (--node-name)", "%q %v", c.NodeName, err)
+	}
+	if u, err := url.Parse(c.Server); c.Server == "" || err != nil || u.Scheme != "https" || u.Host == "" {
+		bad("server (--server)", "%q must be the URL of a server's Kubernetes API, such as https://10.0.0.1:6443", c.Server)
+	}
+	if c.Token == "" {
+		bad("token (--token)", "must be set to the join token in a server's DATA_DIR/join-token")
+	}
+	for _, p := range []struct {
+		field string
+		v     int
+	}{{"supervisorPort (--supervisor-port)", c.SupervisorPort}, {"serfPort (--serf-port)", c.SerfPort}} {
+		if p.v < 0 || p.v > 65535 {
+			bad(p.field, "%d is not a port (0-65535)", p.v)
+		}
+	}
+	if c.ClusterDomain == "" || strings.HasPrefix(c.ClusterDomain, ".") || strings.HasSuffix(c.ClusterDomain, ".") {
+		bad("clusterDomain (--cluster-domain)", "%q must be a domain such as cluster.local", c.ClusterDomain)
+	}
+	errs = append(errs, c.Node.Validate("")...)
+	if _, err := ParseLevel(c.Log.Level); err != nil {
+		bad("log.level (--log-level)", "%v", err)
+	}
+	if c.Log.Format != "text" && c.Log.Format != "json" {
+		bad("log.format (--log-format)", "%q is not text or json", c.Log.Format)
+	}
+	return errors.Join(errs...)
+}
+
+// Validate checks the node-local fields; prefix is prepended to every YAML
+// key ("agent." in a server's config).
+func (n *Node) Validate(prefix string) []error {
+	var errs []error
+	bad := func(field, flag, format string, args ...any) {
+		errs = append(errs, fmt.Errorf("%s%s (--%s): %s", prefix, field, flag, fmt.Sprintf(format, args...)))
+	}
+	if n.NodeIP != "" {
+		if ip := net.ParseIP(n.NodeIP); ip == nil || ip.IsUnspecified() {
+			bad("nodeIP", "node-ip", "%q is not a usable IP address", n.NodeIP)
+		}
+	}
+	for k := range n.NodeLabels {
+		if k == "" || strings.ContainsAny(k, " =,") {
+			bad("nodeLabels", "node-label", "%q is not a label key", k)
+		}
+	}
+	k := &n.Kubelet
+	if net.ParseIP(k.Address) == nil {
+		bad("kubelet.address", "kubelet-address", "%q is not an IP address", k.Address)
+	}
+	if k.Port < 0 || k.Port > 65535 {
+		bad("kubelet.port", "kubelet-port", "%d is not a port (0-65535)", k.Port)
+	}
+	if k.MaxPods < 1 {
+		bad("kubelet.maxPods", "max-pods", "%d must be at least 1", k.MaxPods)
+	}
+	for _, d := range k.ClusterDNS {
+		if net.ParseIP(d) == nil {
+			bad("kubelet.clusterDNS", "cluster-dns", "%q is not an IP address", d)
+		}
+	}
+	for name, v := range k.SystemReserved {
+		if name != "cpu" && name != "memory" && name != "ephemeral-storage" && name != "pid" {
+			bad("kubelet.systemReserved", "system-reserved", "%q is not cpu, memory, ephemeral-storage or pid", name)
+		} else if _, err := resource.ParseQuantity(v); err != nil {
+			bad("kubelet.systemReserved", "system-reserved", "%s=%q is not a quantity such as 100m or 256Mi", name, v)
+		}
+	}
+	for signal, v := range k.EvictionHard {
+		if signal != SignalMemoryAvailable && signal != SignalNodeFSAvailable && signal != SignalPIDAvailable {
+			bad("kubelet.evictionHard", "eviction-hard", "%q is not one of %s, %s, %s", signal, SignalMemoryAvailable, SignalNodeFSAvailable, SignalPIDAvailable)
+		} else if _, _, err := ParseThreshold(v); err != nil {
+			bad("kubelet.evictionHard", "eviction-hard", "%s: %v", signal, err)
+		}
+	}
+	if q, err := resource.ParseQuantity(k.ContainerLogMaxSize); err != nil || q.Value() < 1024 {
+		bad("kubelet.containerLogMaxSize", "container-log-max-size", "%q must be a size of at least 1Ki, such as 10Mi", k.ContainerLogMaxSize)
+	}
+	if k.ContainerLogMaxFiles < 1 {
+		bad("kubelet.containerLogMaxFiles", "container-log-max-files", "%d must be at least 1", k.ContainerLogMaxFiles)
+	}
+	if !strings.HasPrefix(k.CgroupRoot, "/") || strings.Contains(k.CgroupRoot, "..") {
+		bad("kubelet.cgroupRoot", "cgroup-root", "%q must be an absolute cgroup path such as /keelson", k.CgroupRoot)
+	}
+	for _, d := range []struct {
+		field, flag string
+		v           Duration
+		min         time.Duration
+	}{
+		{"kubelet.syncFrequency", "sync-frequency", k.SyncFrequency, time.Second},
+		{"kubelet.nodeLeaseDuration", "node-lease-duration", k.NodeLeaseDuration, 4 * time.Second},
+		{"kubelet.nodeStatusUpdateFrequency", "node-status-update-frequency", k.NodeStatusUpdateFrequency, time.Second},
+	} {
+		if err := d.v.check(); err != nil {
+			bad(d.field, d.flag, "%v", err)
+		} else if d.v.Duration < d.min {
+			bad(d.field, d.flag, "%s is too short; use at least %s", d.v.Duration, d.min)
+		}
+	}
+	if n.Runtime.Containerd == "" && n.Runtime.ContainerdBin == "" {
+		bad("runtime.containerdBin", "containerd-bin", "must name the containerd binary when runtime.containerd (--containerd) is empty")
+	}
+	if n.Runtime.Snapshotter == "" {
+		bad("runtime.snapshotter", "snapshotter", "must not be empty; overlayfs works on most hosts, native everywhere")
+	}
+	if n.Network.CNIBinDir == "" {
+		bad("network.cniBinDir", "cni-bin-dir", "must name the directory of the CNI plugins (Debian: /usr/lib/cni)")
+	}
+	if b := n.Network.Bridge; b == "" || len(b) > 15 || strings.ContainsAny(b, "/ ") {
+		bad("network.bridge", "cni-bridge", "%q must be an interface name of 1 to 15 characters", b)
+	}
+	if n.Network.MTU != 0 && (n.Network.MTU < 576 || n.Network.MTU > 65535) {
+		bad("network.mtu", "cni-mtu", "%d must be 0 (default) or between 576 and 65535", n.Network.MTU)
+	}
+	for host, r := range n.Registries {
+		if host == "" || strings.Contains(host, "/") {
+			bad("registries", "registry-mirror", "%q must be a registry host such as docker.io or registry.local:5000", host)
+		}
+		for _, m := range r.Mirrors {
+			if u, err := url.Parse(m); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+				bad("registries."+host+".mirrors", "registry-mirror", "%q must be a URL such as https://mirror.local:5000", m)
+			}
+		}
+	}
+	return errs
+}
+
+// ParseThreshold parses an eviction threshold: a quantity ("100Mi", "1000")
+// or a percentage ("10%"). It returns the quantity or the fraction.
+func ParseThreshold(s string) (quantity int64, fraction float64, err error) {
+	if p, ok := strings.CutSuffix(s, "%"); ok {
+		f, err := strconv.ParseFloat(p, 64)
+		if err != nil || f < 0 || f > 100 {
+			return 0, 0, fmt.Errorf("%q is not a percentage between 0%% and 100%%", s)
+		}
+		return 0, f / 100, nil
+	}
+	q, err := resource.ParseQuantity(s)
+	if err != nil || q.Sign() < 0 {
+		return 0, 0, fmt.Errorf("%q is not a quantity (100Mi) or a percentage (10%%)", s)
+	}
+	return q.Value(), 0, nil
+}

@@ -1,0 +1,158 @@
+package config
+
+import (
+	"fmt"
+	"slices"
+	"sort"
+	"strings"
+
+	"github.com/spf13/pflag"
+)
+
+// AgentFlags registers every Agent field as a flag bound to c. Call it with c
+// set to DefaultAgent() so --help shows the defaults.
+func AgentFlags(fs *pflag.FlagSet, c *Agent) {
+	fs.StringVar(&c.DataDir, "data-dir", c.DataDir, "directory for the agent's state (DATA_DIR/agent) and image tarballs to import (DATA_DIR/images)")
+	fs.StringVar(&c.NodeName, "node-name", c.NodeName, "name of this node")
+	fs.StringVar(&c.Server, "server", c.Server, "URL of a server's Kubernetes API, https://ADDR:6443")
+	fs.StringVar(&c.Token, "token", c.Token, "join token from a server's DATA_DIR/join-token")
+	fs.IntVar(&c.SupervisorPort, "supervisor-port", c.SupervisorPort, "the servers' supervisor port, which issues node credentials")
+	fs.IntVar(&c.SerfPort, "serf-port", c.SerfPort, "gossip port of this agent (0: a free one)")
+	fs.StringVar(&c.ClusterDomain, "cluster-domain", c.ClusterDomain, "DNS domain of the cluster")
+	fs.StringVar(&c.Log.Level, "log-level", c.Log.Level, "log level: debug, info, warn or error")
+	fs.StringVar(&c.Log.Format, "log-format", c.Log.Format, "log format: text or json")
+	NodeFlags(fs, &c.Node)
+}
+
+// NodeFlags registers the node-local fields, which `keelson server` shares
+// for its embedded agent. No name collides with a server flag.
+func NodeFlags(fs *pflag.FlagSet, n *Node) {
+	fs.StringVar(&n.NodeIP, "node-ip", n.NodeIP, "InternalIP of this node (default: the address used to reach the server)")
+	fs.StringToStringVar(&n.NodeLabels, "node-label", n.NodeLabels, "label added to the Node as key=value (repeatable)")
+	k := &n.Kubelet
+	fs.StringVar(&k.Address, "kubelet-address", k.Address, "IP address the kubelet API listens on")
+	fs.IntVar(&k.Port, "kubelet-port", k.Port, "HTTPS port of the kubelet API (logs, exec, port-forward)")
+	fs.IntVar(&k.MaxPods, "max-pods", k.MaxPods, "pods this node accepts")
+	fs.StringSliceVar(&k.ClusterDNS, "cluster-dns", k.ClusterDNS, "nameserver of ClusterFirst pods (repeatable; default: the node's resolv.conf)")
+	fs.StringVar(&k.ResolvConf, "resolv-conf", k.ResolvConf, "resolver file Default pods inherit")
+	fs.StringToStringVar(&k.SystemReserved, "system-reserved", k.SystemReserved, "resources held back from allocatable, e.g. cpu=100m,memory=256Mi")
+	fs.StringToStringVar(&k.EvictionHard, "eviction-hard", k.EvictionHard, "pressure thresholds, e.g. memory.available=100Mi,nodefs.available=10%,pid.available=5%")
+	fs.StringVar(&k.ContainerLogMaxSize, "container-log-max-size", k.ContainerLogMaxSize, "size at which a container log file is rotated")
+	fs.IntVar(&k.ContainerLogMaxFiles, "container-log-max-files", k.ContainerLogMaxFiles, "log files kept per container, the current one included")
+	fs.StringVar(&k.CgroupRoot, "cgroup-root", k.CgroupRoot, "cgroup under which pods' cgroups are created")
+	fs.DurationVar(&k.SyncFrequency.Duration, "sync-frequency", k.SyncFrequency.Duration, "how often every pod is re-synced (refreshes configMap, secret and token volumes)")
+	fs.DurationVar(&k.NodeLeaseDuration.Duration, "node-lease-duration", k.NodeLeaseDuration.Duration, "duration of the node's Lease, renewed every quarter of it")
+	fs.DurationVar(&k.NodeStatusUpdateFrequency.Duration, "node-status-update-frequency", k.NodeStatusUpdateFrequency.Duration, "how often the node's status is measured (written only on change)")
+	fs.StringVar(&n.Runtime.Containerd, "containerd", n.Runtime.Containerd, "socket of an existing containerd (default: run one under DATA_DIR/agent/containerd)")
+	fs.StringVar(&n.Runtime.ContainerdBin, "containerd-bin", n.Runtime.ContainerdBin, "containerd binary to run")
+	fs.StringVar(&n.Runtime.Snapshotter, "snapshotter", n.Runtime.Snapshotter, "containerd snapshotter for root filesystems")
+	fs.StringVar(&n.Network.CNIBinDir, "cni-bin-dir", n.Network.CNIBinDir, "directory of the CNI plugins")
+	fs.StringVar(&n.Network.Bridge, "cni-bridge", n.Network.Bridge, "Linux bridge pods are attached to")
+	fs.IntVar(&n.Network.MTU, "cni-mtu", n.Network.MTU, "MTU of pods' interfaces (0: default)")
+	fs.BoolVar(&n.Network.Masquerade, "cni-masquerade", n.Network.Masquerade, "SNAT pod traffic leaving the pod CIDR")
+	fs.Var(&registryMirrorFlag{m: &n.Registries}, "registry-mirror", "mirror of a registry as HOST=URL, tried before HOST (repeatable)")
+	fs.Var(&insecureRegistryFlag{m: &n.Registries}, "insecure-registry", "registry HOST reached over plain HTTP or unverified TLS (repeatable)")
+}
+
+// LoadAgent builds the effective agent configuration: defaults, then the
+// YAML file at path (if any), then every flag set in fs. The result is
+// validated.
+func LoadAgent(base Agent, path string, fs *pflag.FlagSet) (Agent, error) {
+	return load(base, path, fs, AgentFlags, (*Agent).Validate)
+}
+
+// registryMirrorFlag sets Registry.Mirrors from HOST=URL entries. Flags win
+// over the file per host: the hosts named on the command line get exactly
+// the mirrors given there.
+type registryMirrorFlag struct {
+	m       *map[string]Registry
+	entries []string
+}
+
+func (f *registryMirrorFlag) String() string { return "[" + strings.Join(f.entries, ",") + "]" }
+func (f *registryMirrorFlag) Type() string   { return "HOST=URL" }
+
+func (f *registryMirrorFlag) Set(v string) error {
+	for _, e := range strings.Split(v, ",") {
+		if err := f.Append(e); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (f *registryMirrorFlag) Append(e string) error {
+	host, mirror, ok := strings.Cut(strings.TrimSpace(e), "=")
+	if !ok || host == "" || mirror == "" {
+		return fmt.Errorf("%q is not HOST=URL, such as docker.io=https://mirror.local:5000", e)
+	}
+	if *f.m == nil {
+		*f.m = map[string]Registry{}
+	}
+	r := (*f.m)[host]
+	if !slices.ContainsFunc(f.entries, func(s string) bool { return strings.HasPrefix(s, host+"=") }) {
+		r.Mirrors = nil // the first mirror named on the command line replaces the file's
+	}
+	r.Mirrors = append(r.Mirrors, mirror)
+	(*f.m)[host] = r
+	f.entries = append(f.entries, host+"="+mirror)
+	return nil
+}
+
+func (f *registryMirrorFlag) Replace(vals []string) error {
+	f.entries = nil
+	for _, v := range vals {
+		if err := f.Append(v); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (f *registryMirrorFlag) GetSlice() []string { return slices.Clone(f.entries) }
+
+// insecureRegistryFlag marks registries insecure.
+type insecureRegistryFlag struct {
+	m     *map[string]Registry
+	hosts []string
+}
+
+func (f *insecureRegistryFlag) String() string { return "[" + strings.Join(f.hosts, ",") + "]" }
+func (f *insecureRegistryFlag) Type() string   { return "HOST" }
+
+func (f *insecureRegistryFlag) Set(v string) error {
+	for _, h := range strings.Split(v, ",") {
+		if err := f.Append(h); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (f *insecureRegistryFlag) Append(h string) error {
+	h = strings.TrimSpace(h)
+	if h == "" {
+		return fmt.Errorf("empty registry host")
+	}
+	if *f.m == nil {
+		*f.m = map[string]Registry{}
+	}
+	r := (*f.m)[h]
+	r.Insecure = true
+	(*f.m)[h] = r
+	f.hosts = append(f.hosts, h)
+	sort.Strings(f.hosts)
+	return nil
+}
+
+func (f *insecureRegistryFlag) Replace(vals []string) error {
+	f.hosts = nil
+	for _, v := range vals {
+		if err := f.Append(v); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (f *insecureRegistryFlag) GetSlice() []string { return slices.Clone(f.hosts) }

@@ -1,0 +1,388 @@
+package agent
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/keelson/keelson/e2e/harness"
+	"github.com/keelson/keelson/internal/testimage"
+	"github.com/keelson/keelson/internal/testnet"
+	v1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/kubernetes"
+)
+
+// cluster is one server (no agent of its own) and one `keelson agent`
+// joined to it, on loopback, with a bridge, pod CIDR and cgroup root of its
+// own and a registry serving the busybox image.
+type cluster struct {
+	server  *harness.Server
+	client  kubernetes.Interface
+	node    string
+	dataDir string
+	bridge  string
+	podCIDR string
+	// cgroupRoot is the parent of the pods' cgroups, removed at the end.
+	cgroupRoot string
+	registry   *testimage.Registry
+	// busybox is the image reference pods use from the registry;
+	// "busybox" (docker.io) is served too, through a mirror.
+	busybox string
+
+	agent    *exec.Cmd
+	agentLog string
+	exited   chan struct{}
+	// embedded: the server runs the agent itself.
+	embedded bool
+}
+
+// needs skips the test unless the machine can run pods.
+func needs(t testing.TB) {
+	t.Helper()
+	if os.Getuid() != 0 {
+		t.Skip("needs root to run pods")
+	}
+	for _, bin := range []string{"containerd", "runc", "containerd-shim-runc-v2", "iptables"} {
+		if _, err := exec.LookPath(bin); err != nil {
+			t.Skipf("%s is not installed", bin)
+		}
+	}
+	for _, f := range []string{"/usr/lib/cni/bridge", testimage.BusyboxPath} {
+		if _, err := os.Stat(f); err != nil {
+			t.Skipf("%s is not installed", f)
+		}
+	}
+}
+
+func randomSuffix() string {
+	var b [3]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+// startCluster starts the server, the registry and the agent, sets the
+// node's pod CIDR (as the nodeipam plugin will) and waits for the node to
+// be Ready. Everything it made is removed when the test ends.
+func startCluster(t testing.TB) *cluster {
+	t.Helper()
+	needs(t)
+	s := harness.StartServer(t, harness.ServerOptions{})
+	c := &cluster{server: s, client: s.Clientset(t), node: "agent-" + randomSuffix(), bridge: testnet.BridgeName()}
+	c.cgroupRoot = "/keelson-e2e-" + c.node
+	var err error
+	if c.podCIDR, err = testnet.PodCIDR(); err != nil {
+		t.Fatal(err)
+	}
+	// Unix socket paths are short: a data dir of its own under /tmp.
+	if c.dataDir, err = os.MkdirTemp("", "ka"); err != nil {
+		t.Fatal(err)
+	}
+	img, err := testimage.Busybox()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.registry, err = testimage.ServeRegistry(); err != nil {
+		t.Fatal(err)
+	}
+	if c.busybox, err = c.registry.Push("busybox:test", img); err != nil {
+		t.Fatal(err)
+	}
+	// The seed's pods say "busybox": docker.io's, reached through a mirror.
+	if _, err = c.registry.Push("library/busybox:latest", img); err != nil {
+		t.Fatal(err)
+	}
+	// An air-gapped import, too: a tarball in the images directory.
+	if err := os.MkdirAll(filepath.Join(c.dataDir, "images"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := testimage.WriteTarball(filepath.Join(c.dataDir, "images", "busybox.tar"), "keelson.test/busybox:imported", img); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.cleanup(t) })
+	c.startAgent(t)
+	c.waitForNode(t)
+	return c
+}
+
+func (c *cluster) agentArgs(t testing.TB) []string {
+	return []string{"agent",
+		"--data-dir", c.dataDir,
+		"--node-name", c.node,
+		"--server", "https://127.0.0.1:" + strconv.Itoa(c.server.APIPort),
+		"--token", c.server.JoinToken(t),
+		"--supervisor-port", strconv.Itoa(c.server.SupervisorPort()),
+		"--serf-port", strconv.Itoa(harness.FreePort(t)),
+		"--kubelet-address", "127.0.0.1",
+		"--kubelet-port", strconv.Itoa(harness.FreePort(t)),
+		"--cni-bridge", c.bridge,
+		"--cni-masquerade=false",
+		"--cgroup-root", c.cgroupRoot,
+		"--registry-mirror", "docker.io=http://" + c.registry.Host,
+		"--insecure-registry", c.registry.Host,
+		"--node-label", "keelson.io/e2e=true",
+		"--sync-frequency", "10s",
+		"--log-level", "debug",
+	}
+}
+
+func (c *cluster) startAgent(t testing.TB) {
+	t.Helper()
+	c.agentLog = filepath.Join(c.server.DataDir, "agent.log")
+	f, err := os.OpenFile(c.agentLog, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(c.server.Bin, c.agentArgs(t)...)
+	cmd.Stdout, cmd.Stderr = f, f
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if err := cmd.Start(); err != nil {
+		f.Close()
+		t.Fatal(err)
+	}
+	t.Logf("started keelson agent pid %d, log %s", cmd.Process.Pid, c.agentLog)
+	c.agent = cmd
+	c.exited = make(chan struct{})
+	go func() {
+		_ = cmd.Wait()
+		f.Close()
+		close(c.exited)
+	}()
+}
+
+// stopAgent ends the agent with SIGTERM (SIGKILL after a minute).
+func (c *cluster) stopAgent() {
+	if c.agent == nil {
+		return
+	}
+	_ = c.agent.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-c.exited:
+	case <-time.After(time.Minute):
+		_ = c.agent.Process.Kill()
+		<-c.exited
+	}
+	c.agent = nil
+}
+
+// waitForNode waits for the agent's Node, gives it its pod CIDR and waits
+// until it is Ready.
+func (c *cluster) waitForNode(t testing.TB) {
+	t.Helper()
+	ctx := context.Background()
+	eventually(t, 3*time.Minute, "the agent registers its node", func() (bool, string) {
+		_, err := c.client.CoreV1().Nodes().Get(ctx, c.node, metav1.GetOptions{})
+		return err == nil, fmt.Sprint(err)
+	})
+	patch := fmt.Sprintf(`{"spec":{"podCIDR":%q,"podCIDRs":[%q]}}`, c.podCIDR, c.podCIDR)
+	if _, err := c.client.CoreV1().Nodes().Patch(ctx, c.node, types.StrategicMergePatchType, []byte(patch), metav1.PatchOptions{}); err != nil {
+		t.Fatalf("setting the pod CIDR: %v", err)
+	}
+	eventually(t, 2*time.Minute, "the node becomes Ready", func() (bool, string) {
+		n, err := c.client.CoreV1().Nodes().Get(ctx, c.node, metav1.GetOptions{})
+		if err != nil {
+			return false, err.Error()
+		}
+		for _, cond := range n.Status.Conditions {
+			if cond.Type == v1.NodeReady {
+				return cond.Status == v1.ConditionTrue, cond.Message
+			}
+		}
+		return false, "no Ready condition"
+	})
+}
+
+// namespace creates a namespace with the default service account and the
+// root CA ConfigMap, which controllers not running here would create.
+func (c *cluster) namespace(t testing.TB, name string) string {
+	t.Helper()
+	ctx := context.Background()
+	ns := name + "-" + randomSuffix()
+	if _, err := c.client.CoreV1().Namespaces().Create(ctx, &v1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.client.CoreV1().ServiceAccounts(ns).Create(ctx, &v1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: "default"}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	ca, err := os.ReadFile(filepath.Join(c.server.DataDir, "pki", "ca.crt"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cm := &v1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "kube-root-ca.crt"}, Data: map[string]string{"ca.crt": string(ca)}}
+	if _, err := c.client.CoreV1().ConfigMaps(ns).Create(ctx, cm, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	return ns
+}
+
+// apply runs kubectl apply -f - in a namespace.
+func (c *cluster) apply(t testing.TB, ns, manifest string) {
+	t.Helper()
+	r := c.server.KubectlIn(t, manifest, "apply", "-n", ns, "-f", "-")
+	if r.ExitCode != 0 {
+		t.Fatalf("kubectl apply failed:\n%s", r)
+	}
+}
+
+// waitPod waits until cond holds for the pod and returns it.
+func (c *cluster) waitPod(t testing.TB, ns, name string, timeout time.Duration, what string, cond func(*v1.Pod) bool) *v1.Pod {
+	t.Helper()
+	var last *v1.Pod
+	eventually(t, timeout, fmt.Sprintf("pod %s/%s: %s", ns, name, what), func() (bool, string) {
+		p, err := c.client.CoreV1().Pods(ns).Get(context.Background(), name, metav1.GetOptions{})
+		if err != nil {
+			return false, err.Error()
+		}
+		last = p
+		return cond(p), describe(p)
+	})
+	return last
+}
+
+func describe(p *v1.Pod) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "phase=%s ip=%s", p.Status.Phase, p.Status.PodIP)
+	for _, s := range append(append([]v1.ContainerStatus{}, p.Status.InitContainerStatuses...), p.Status.ContainerStatuses...) {
+		fmt.Fprintf(&b, " [%s restarts=%d ready=%v", s.Name, s.RestartCount, s.Ready)
+		switch {
+		case s.State.Waiting != nil:
+			fmt.Fprintf(&b, " waiting %s: %s", s.State.Waiting.Reason, s.State.Waiting.Message)
+		case s.State.Running != nil:
+			b.WriteString(" running")
+		case s.State.Terminated != nil:
+			fmt.Fprintf(&b, " terminated %s (%d)", s.State.Terminated.Reason, s.State.Terminated.ExitCode)
+		}
+		b.WriteString("]")
+	}
+	return b.String()
+}
+
+// eventually polls cond until it holds; the deadline is generous because
+// the machine is shared.
+func eventually(t testing.TB, timeout time.Duration, what string, cond func() (bool, string)) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	last := ""
+	for {
+		ok, state := cond()
+		if ok {
+			return
+		}
+		last = state
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %s waiting for: %s (last: %s)", timeout, what, last)
+		}
+		time.Sleep(250 * time.Millisecond)
+	}
+}
+
+// cleanup deletes every pod, lets the agent remove their containers and
+// network, stops the agent and removes what is left: the bridge, the cgroup
+// root, mounts and the data dir.
+func (c *cluster) cleanup(t testing.TB) {
+	ctx := context.Background()
+	if c.agent != nil || c.embedded {
+		if list, err := c.client.CoreV1().Pods("").List(ctx, metav1.ListOptions{}); err == nil {
+			zero := int64(0)
+			for _, p := range list.Items {
+				_ = c.client.CoreV1().Pods(p.Namespace).Delete(ctx, p.Name, metav1.DeleteOptions{GracePeriodSeconds: &zero})
+			}
+		}
+		deadline := time.Now().Add(time.Minute)
+		for time.Now().Before(deadline) {
+			entries, _ := os.ReadDir(filepath.Join(c.dataDir, "agent", "pods"))
+			if len(entries) == 0 {
+				break
+			}
+			time.Sleep(250 * time.Millisecond)
+		}
+		if t.Failed() && !c.embedded {
+			t.Logf("---- tail of %s ----\n%s", c.agentLog, harness.Tail(c.agentLog, 150))
+		}
+		c.stopAgent()
+		if c.embedded {
+			c.server.Kill()
+		}
+	}
+	killShims(t, filepath.Join(c.dataDir, "agent", "containerd", "containerd.sock"))
+	unmountUnder(t, c.dataDir)
+	if err := testnet.DeleteLink(c.bridge); err != nil {
+		t.Error(err)
+	}
+	removeCgroupTree(c.cgroupRoot)
+	if c.registry != nil {
+		c.registry.Close()
+	}
+	if !c.embedded { // the server's data dir is the test's, removed with it
+		os.RemoveAll(c.dataDir)
+	}
+}
+
+// killShims kills the containerd shims of the test's containerd, found by
+// the socket on their command line: the agent's containerd is gone, and
+// shims outlive it by design.
+func killShims(t testing.TB, socket string) {
+	procs, _ := filepath.Glob("/proc/[0-9]*/cmdline")
+	for _, p := range procs {
+		b, err := os.ReadFile(p)
+		if err != nil || !bytes.Contains(b, []byte(socket)) {
+			continue
+		}
+		pid, err := strconv.Atoi(filepath.Base(filepath.Dir(p)))
+		if err != nil {
+			continue
+		}
+		t.Logf("killing leftover shim %d", pid)
+		_ = syscall.Kill(pid, syscall.SIGKILL)
+	}
+}
+
+// unmountUnder unmounts everything mounted below dir, deepest first.
+func unmountUnder(t testing.TB, dir string) {
+	b, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		return
+	}
+	var points []string
+	for _, line := range strings.Split(string(b), "\n") {
+		f := strings.Fields(line)
+		if len(f) > 4 && strings.HasPrefix(f[4], dir) {
+			points = append(points, f[4])
+		}
+	}
+	for i := len(points) - 1; i >= 0; i-- {
+		if err := syscall.Unmount(points[i], syscall.MNT_DETACH); err != nil {
+			t.Logf("unmounting %s: %v", points[i], err)
+		}
+	}
+}
+
+// removeCgroupTree removes an (emptied) cgroup subtree in every hierarchy.
+func removeCgroupTree(rel string) {
+	roots, _ := filepath.Glob("/sys/fs/cgroup/*")
+	roots = append(roots, "/sys/fs/cgroup")
+	for _, r := range roots {
+		dir := filepath.Join(r, rel)
+		var dirs []string
+		_ = filepath.WalkDir(dir, func(p string, d os.DirEntry, err error) error {
+			if err == nil && d.IsDir() {
+				dirs = append(dirs, p)
+			}
+			return nil
+		})
+		for i := len(dirs) - 1; i >= 0; i-- {
+			_ = os.Remove(dirs[i])
+		}
+	}
+}

@@ -1,0 +1,139 @@
+// Package testimage builds container images for tests and benchmarks from
+// the host's static busybox (Debian's busybox-static), so that nothing is
+// downloaded: as a docker-save tarball to import, or served by an in-process
+// registry to pull from.
+package testimage
+
+import (
+	"archive/tar"
+	"bytes"
+	"fmt"
+	"io"
+	"log"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	goruntime "runtime"
+	"strings"
+	"time"
+
+	"github.com/google/go-containerregistry/pkg/name"
+	"github.com/google/go-containerregistry/pkg/registry"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/empty"
+	"github.com/google/go-containerregistry/pkg/v1/mutate"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/google/go-containerregistry/pkg/v1/tarball"
+)
+
+// BusyboxPath is where Debian's busybox-static installs the binary.
+const BusyboxPath = "/bin/busybox"
+
+// Busybox returns an image whose root filesystem holds /bin/busybox, a link
+// per applet in /bin, /etc/passwd and /etc/group (root and nobody), /tmp and
+// /root. Its command is "sh".
+func Busybox() (v1.Image, error) {
+	bin, err := os.ReadFile(BusyboxPath)
+	if err != nil {
+		return nil, fmt.Errorf("testimage: %w (install busybox-static)", err)
+	}
+	out, err := exec.Command(BusyboxPath, "--list").Output()
+	if err != nil {
+		return nil, fmt.Errorf("testimage: listing busybox applets: %w", err)
+	}
+	var buf bytes.Buffer
+	tw := tar.NewWriter(&buf)
+	mtime := time.Unix(0, 0)
+	dir := func(p string, mode int64) {
+		_ = tw.WriteHeader(&tar.Header{Typeflag: tar.TypeDir, Name: p + "/", Mode: mode, ModTime: mtime})
+	}
+	file := func(p string, mode int64, data []byte) {
+		_ = tw.WriteHeader(&tar.Header{Typeflag: tar.TypeReg, Name: p, Mode: mode, Size: int64(len(data)), ModTime: mtime})
+		_, _ = tw.Write(data)
+	}
+	for _, d := range []string{"bin", "etc", "root", "proc", "sys", "dev", "var", "usr", "usr/bin"} {
+		dir(d, 0o755)
+	}
+	dir("tmp", 0o1777)
+	file("bin/busybox", 0o755, bin)
+	for _, applet := range strings.Fields(string(out)) {
+		if applet == "busybox" || strings.Contains(applet, "/") {
+			continue
+		}
+		_ = tw.WriteHeader(&tar.Header{Typeflag: tar.TypeSymlink, Name: "bin/" + applet, Linkname: "busybox", Mode: 0o777, ModTime: mtime})
+	}
+	file("etc/passwd", 0o644, []byte("root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n"))
+	file("etc/group", 0o644, []byte("root:x:0:\nnogroup:x:65534:\n"))
+	if err := tw.Close(); err != nil {
+		return nil, err
+	}
+	data := buf.Bytes()
+	layer, err := tarball.LayerFromOpener(func() (io.ReadCloser, error) {
+		return io.NopCloser(bytes.NewReader(data)), nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("testimage: layer: %w", err)
+	}
+	img, err := mutate.AppendLayers(empty.Image, layer)
+	if err != nil {
+		return nil, err
+	}
+	cf, err := img.ConfigFile()
+	if err != nil {
+		return nil, err
+	}
+	cf = cf.DeepCopy()
+	cf.OS, cf.Architecture = "linux", goruntime.GOARCH
+	cf.Created = v1.Time{Time: mtime}
+	cf.Config.Cmd = []string{"sh"}
+	cf.Config.Env = []string{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"}
+	return mutate.ConfigFile(img, cf)
+}
+
+// WriteTarball writes img, named ref, as a docker-save tarball at path.
+func WriteTarball(path, ref string, img v1.Image) error {
+	tag, err := name.NewTag(ref)
+	if err != nil {
+		return fmt.Errorf("testimage: %w", err)
+	}
+	if err := tarball.WriteToFile(path, tag, img); err != nil {
+		return fmt.Errorf("testimage: writing %s: %w", path, err)
+	}
+	return nil
+}
+
+// Registry is an in-process OCI registry on a loopback port.
+type Registry struct {
+	// Host is host:port, the registry part of image references.
+	Host string
+	srv  *http.Server
+}
+
+// ServeRegistry starts a registry on 127.0.0.1.
+func ServeRegistry() (*Registry, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, fmt.Errorf("testimage: %w", err)
+	}
+	srv := &http.Server{Handler: registry.New(registry.Logger(log.New(io.Discard, "", 0))), ReadHeaderTimeout: 10 * time.Second}
+	go func() { _ = srv.Serve(l) }()
+	return &Registry{Host: l.Addr().String(), srv: srv}, nil
+}
+
+// Push stores img in the registry as repo:tag ("busybox:test") and returns
+// its full reference.
+func (r *Registry) Push(repoTag string, img v1.Image) (string, error) {
+	ref := r.Host + "/" + repoTag
+	tag, err := name.NewTag(ref, name.Insecure)
+	if err != nil {
+		return "", fmt.Errorf("testimage: %w", err)
+	}
+	if err := remote.Write(tag, img); err != nil {
+		return "", fmt.Errorf("testimage: pushing %s: %w", ref, err)
+	}
+	return ref, nil
+}
+
+// Close stops the registry.
+func (r *Registry) Close() error { return r.srv.Close() }
