@@ -5,8 +5,8 @@ import (
 	"net/netip"
 
 	"github.com/vishvananda/netlink"
-	v1 "k8s.io/api/core/v1"
 	"golang.org/x/sys/unix"
+	v1 "k8s.io/api/core/v1"
 )
 
 // conntrackCleaner deletes connection-tracking entries that new rules would

@@ -21,8 +21,8 @@ func addrs(eps []Endpoint) []string {
 func TestSnapshotEndpointSelection(t *testing.T) {
 	f, tr := ptr.To(false), ptr.To(true)
 	tests := []struct {
-		name          string
-		eps           []ep
+		name           string
+		eps            []ep
 		cluster, local []string
 	}{
 		{"ready endpoints serve; nil conditions mean ready",
@@ -77,7 +77,11 @@ func TestSnapshotPortsAndServices(t *testing.T) {
 	v6.AddressType = discovery.AddressTypeIPv6
 	v6.Ports = s1.Ports
 	headless := svc("shop", "db", v1.ClusterIPNone)
-	external := svc("shop", "ext", "", func(s *v1.Service) { s.Spec.Type = v1.ServiceTypeExternalName; s.Spec.ClusterIP = ""; s.Spec.ClusterIPs = nil })
+	external := svc("shop", "ext", "", func(s *v1.Service) {
+		s.Spec.Type = v1.ServiceTypeExternalName
+		s.Spec.ClusterIP = ""
+		s.Spec.ClusterIPs = nil
+	})
 	lb := svc("shop", "lb", "10.96.0.40", func(s *v1.Service) {
 		s.Spec.Type = v1.ServiceTypeLoadBalancer
 		s.Spec.Ports[0].NodePort = 30080
