@@ -25,9 +25,9 @@ func TestDesired(t *testing.T) {
 		node("n1", []string{"10.244.1.0/24"}, internal("192.168.5.11")),
 		node("n2", []string{"10.244.2.0/24", "fd00:244:2::/64"}, v1.NodeAddress{Type: v1.NodeHostName, Address: "n2"},
 			internal("192.168.5.12"), internal("fd00::12")),
-		node("n3", nil, internal("192.168.5.13")),                                                          // no CIDR yet
+		node("n3", nil, internal("192.168.5.13")),                                                              // no CIDR yet
 		node("n4", []string{"10.244.4.0/24"}, v1.NodeAddress{Type: v1.NodeExternalIP, Address: "203.0.113.4"}), // no internal IP
-		node("n5", []string{"10.244.5.1/24"}, internal("192.168.5.15")),                                     // host bits set
+		node("n5", []string{"10.244.5.1/24"}, internal("192.168.5.15")),                                        // host bits set
 	}
 	got, problems := Desired(nodes, "n1")
 	want := []Route{
