@@ -11,6 +11,10 @@ import (
 	discovery "k8s.io/api/discovery/v1"
 )
 
+// LabelServiceProxyName on a Service hands it to another proxy
+// implementation; kube-proxy and this proxy leave it alone.
+const LabelServiceProxyName = "service.kubernetes.io/service-proxy-name"
+
 // ServicePort is one port of one Service as the proxy programs it, for one
 // IP family: the addresses it is reached at and the endpoints behind it.
 type ServicePort struct {
@@ -114,6 +118,9 @@ func Snapshot(services []*v1.Service, epSlices []*discovery.EndpointSlice, nodeN
 		clusterIP, ok := familyIP(svc.Spec.ClusterIPs, svc.Spec.ClusterIP, family)
 		if !ok || svc.Spec.Type == v1.ServiceTypeExternalName {
 			continue
+		}
+		if _, other := svc.Labels[LabelServiceProxyName]; other {
+			continue // another proxy implementation serves it
 		}
 		for i := range svc.Spec.Ports {
 			sp, errs := servicePort(svc, &svc.Spec.Ports[i], clusterIP, family)

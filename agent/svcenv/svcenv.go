@@ -24,9 +24,9 @@ import (
 // Var is one environment variable.
 type Var struct{ Name, Value string }
 
-// masterServices are the services of the default namespace every pod gets
+// masterService is the service of the default namespace every pod gets
 // variables for, whether or not service links are enabled.
-var masterServices = []string{"kubernetes"}
+const masterService = "kubernetes"
 
 // FromServices returns the variables of services for a pod in namespace,
 // sorted by name. Services without a cluster IP (headless, ExternalName)
@@ -42,7 +42,7 @@ func FromServices(namespace string, services []*v1.Service, enableServiceLinks *
 			continue
 		}
 		switch {
-		case s.Namespace == "default" && slices.Contains(masterServices, s.Name):
+		case s.Namespace == "default" && s.Name == masterService:
 			if _, ok := chosen[s.Name]; !ok {
 				chosen[s.Name] = s
 			}

@@ -221,3 +221,25 @@ func (t *IPTables) Cleanup(ctx context.Context, jumps []Jump, tables []string, o
 	}
 	return errors.Join(errs...)
 }
+
+// JumpsTo lists the rules of a built-in chain that jump to target, as Jumps
+// that DeleteJump removes: for cleaning up jumps whose exact arguments
+// depend on configuration the cleaner may not have.
+func (t *IPTables) JumpsTo(table, chain, target string) ([]Jump, error) {
+	rules, err := t.ipt.List(table, chain)
+	if err != nil {
+		return nil, fmt.Errorf("listing %s %s/%s: %w", t.family, table, chain, err)
+	}
+	var out []Jump
+	for _, r := range rules {
+		f := strings.Fields(r)
+		if len(f) < 4 || f[0] != "-A" || f[len(f)-2] != "-j" || f[len(f)-1] != target {
+			continue
+		}
+		if strings.Contains(r, `"`) {
+			continue // quoted arguments cannot be split back; Keelson writes none here
+		}
+		out = append(out, Jump{Table: table, Chain: chain, Args: f[2:]})
+	}
+	return out, nil
+}
