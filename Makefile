@@ -52,6 +52,7 @@ bench: build
 	scripts/bench-api.sh
 	scripts/bench-ha.sh
 	$(GO) run ./bench/pluginbench -keelson-bin $(KEELSON)
+	$(GO) run ./bench/proxybench
 
 # soak runs the HA fault-injection scenarios in random order for SOAK_TIME
 # (as root: network namespaces, iptables).
