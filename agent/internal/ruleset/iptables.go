@@ -163,9 +163,19 @@ func (t *IPTables) EnsureJump(j Jump) error {
 // traffic (the proxy's, a firewall's) must not come before rules that deny
 // it. It moves the rule when something was inserted above it.
 func (t *IPTables) EnsureFirst(j Jump) error {
-	first, err := t.ipt.ListById(j.Table, j.Chain, 1)
-	if err == nil && sameRule(first, j) {
-		return nil
+	// Listing the whole chain, not rule 1: go-iptables' ListById panics on
+	// an empty chain.
+	rules, err := t.ipt.List(j.Table, j.Chain)
+	if err != nil {
+		return fmt.Errorf("listing %s %s/%s: %w", t.family, j.Table, j.Chain, err)
+	}
+	for _, r := range rules {
+		if strings.HasPrefix(r, "-A ") {
+			if sameRule(r, j) {
+				return nil
+			}
+			break
+		}
 	}
 	if err := t.DeleteJump(j); err != nil {
 		return err
