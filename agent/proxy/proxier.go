@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"log/slog"
 	"net/netip"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	v1 "k8s.io/api/core/v1"
@@ -40,9 +42,15 @@ type Config struct {
 	Exempt []netip.Addr
 	// MinSyncPeriod is the least time between two syncs (default 1s).
 	MinSyncPeriod time.Duration
-	// SyncPeriod is the most time between two syncs; each such periodic
-	// sync rewrites every chain and checks the jumps (default 1m).
+	// SyncPeriod is the most time between two full syncs, which rewrite
+	// every chain and check the jumps; other syncs write only the chains
+	// that changed (default 1h, as kube-proxy: a full sync of 10,000
+	// services takes minutes of iptables-restore on the nft backend).
+	// Every CanaryPeriod the proxy checks that its services chain still
+	// exists, and syncs in full at once if something flushed the tables.
 	SyncPeriod time.Duration
+	// CanaryPeriod is how often the services chain is checked (default 30s).
+	CanaryPeriod time.Duration
 	// OnSync, if set, is called after each successful sync.
 	OnSync func(SyncStats)
 }
@@ -70,7 +78,10 @@ func (c *Config) ApplyDefaults() {
 		c.MinSyncPeriod = time.Second
 	}
 	if c.SyncPeriod == 0 {
-		c.SyncPeriod = time.Minute
+		c.SyncPeriod = time.Hour
+	}
+	if c.CanaryPeriod == 0 {
+		c.CanaryPeriod = 30 * time.Second
 	}
 }
 
@@ -128,6 +139,8 @@ type familyProxier struct {
 	writer    *ruleset.Writer
 	rules     RulesConfig
 	lastFull  time.Time
+	forceFull atomic.Bool // set by the canary check
+	installed atomic.Bool // a sync has succeeded
 	conntrack *conntrackCleaner
 	jumps     []ruleset.Jump
 }
@@ -194,8 +207,38 @@ func (p *Proxier) Run(ctx context.Context) error {
 		return fmt.Errorf("proxy: caches did not sync: %w", ctx.Err())
 	}
 	p.log.Info("proxy started", "node", p.cfg.NodeName, "families", p.cfg.Families)
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		p.canary(ctx)
+	}()
 	p.loop.Run(ctx)
+	wg.Wait()
 	return nil
+}
+
+// canary resyncs in full when the services chain disappeared (a firewall
+// reload, an iptables -F -X by hand): partial syncs assume the chains they
+// wrote are still there.
+func (p *Proxier) canary(ctx context.Context) {
+	t := time.NewTicker(p.cfg.CanaryPeriod)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		for _, f := range p.families {
+			ok, err := f.ipt.ChainExists("nat", chainServices)
+			if err == nil && !ok && f.installed.Load() {
+				p.log.Warn("the proxy's chains are gone; resyncing in full", "family", f.family)
+				f.forceFull.Store(true)
+				p.loop.Trigger()
+			}
+		}
+	}
 }
 
 // Sync programs the current state once: one iptables-restore per family.
@@ -223,14 +266,17 @@ func (p *Proxier) syncFamily(ctx context.Context, f *familyProxier, services []*
 	for _, e := range problems {
 		p.log.Warn("skipping an invalid address", "err", e)
 	}
-	full := !f.writer.Known() || time.Since(f.lastFull) >= p.cfg.SyncPeriod
+	full := f.forceFull.Swap(false) || !f.writer.Known() || time.Since(f.lastFull) >= p.cfg.SyncPeriod
 	if full {
 		f.writer.Forget()
 	}
 	rs := Rules(ports, f.rules)
 	var existing map[string][]string
 	if !f.writer.Known() {
-		existing, _ = f.ipt.ExistingChains([]string{"nat", "filter"}, Owned)
+		var err error
+		if existing, err = f.ipt.ExistingChains([]string{"nat", "filter"}, Owned); err != nil {
+			return fmt.Errorf("proxy: %w", err)
+		}
 	}
 	payload := f.writer.Payload(rs, existing)
 	if err := f.ipt.Restore(ctx, payload.Data); err != nil {
@@ -238,6 +284,7 @@ func (p *Proxier) syncFamily(ctx context.Context, f *familyProxier, services []*
 		return fmt.Errorf("proxy: %s rules: %w", f.family, err)
 	}
 	f.writer.Done(payload)
+	f.installed.Store(true)
 	if full {
 		if err := ensureJumps(f.ipt, f.jumps); err != nil {
 			f.writer.Forget()

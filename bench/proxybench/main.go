@@ -68,11 +68,13 @@ func main() {
 	}
 	var naiveRate float64 // rules per second of the naive approach at the largest size run
 	for _, n := range ns {
+		fmt.Fprintf(os.Stderr, "proxybench: programming %d services with %d endpoints each\n", n, *endpoints)
 		r, err := benchProgram(ctx, n, *endpoints, *changes)
 		if err != nil {
 			fail(err)
 		}
 		if *naiveBudget > 0 && n <= *naiveMax {
+			fmt.Fprintf(os.Stderr, "proxybench: the same rules one iptables call at a time (budget %s)\n", *naiveBudget)
 			r.Naive, err = benchNaive(ctx, n, *endpoints, *naiveBudget)
 			if err != nil {
 				fail(err)
@@ -84,6 +86,7 @@ func main() {
 		}
 		res.Program = append(res.Program, r)
 	}
+	fmt.Fprintf(os.Stderr, "proxybench: DNS queries for %d services for %s\n", ns[len(ns)-1], *dnsDuration)
 	d, err := benchDNS(ctx, ns[len(ns)-1], *dnsDuration, *dnsClients)
 	if err != nil {
 		fail(err)

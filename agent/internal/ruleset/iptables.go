@@ -253,3 +253,8 @@ func (t *IPTables) JumpsTo(table, chain, target string) ([]Jump, error) {
 	}
 	return out, nil
 }
+
+// ChainExists reports whether a chain exists in a table.
+func (t *IPTables) ChainExists(table, chain string) (bool, error) {
+	return t.ipt.ChainExists(table, chain)
+}
