@@ -270,7 +270,9 @@ func (p *Proxier) syncFamily(ctx context.Context, f *familyProxier, services []*
 	if full {
 		f.writer.Forget()
 	}
-	rs := Rules(ports, f.rules)
+	cfg := f.rules
+	cfg.NoComments = countEndpoints(ports) > LargeClusterEndpoints
+	rs := Rules(ports, cfg)
 	var existing map[string][]string
 	if !f.writer.Known() {
 		var err error
@@ -300,6 +302,14 @@ func (p *Proxier) syncFamily(ctx context.Context, f *familyProxier, services []*
 		p.cfg.OnSync(stats)
 	}
 	return nil
+}
+
+func countEndpoints(ports []ServicePort) int {
+	n := 0
+	for i := range ports {
+		n += len(ports[i].Endpoints)
+	}
+	return n
 }
 
 // Jumps are the proxy's rules in the built-in chains, top to bottom.

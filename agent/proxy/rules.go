@@ -70,7 +70,15 @@ type RulesConfig struct {
 	// RandomFully adds --random-fully to MASQUERADE (avoids source port
 	// collisions under load) when iptables supports it.
 	RandomFully bool
+	// NoComments leaves out the per-service comments: on large clusters
+	// they cost more restore time than they are worth (kube-proxy drops
+	// them above 1,000 endpoints too; see LargeClusterEndpoints).
+	NoComments bool
 }
+
+// LargeClusterEndpoints is the number of endpoints above which the proxier
+// writes rules without comments.
+const LargeClusterEndpoints = 1000
 
 // Rules computes the proxy's chains for ports: a pure function, so that
 // rules are tested as data and a sync is a diff of two results.
@@ -91,6 +99,14 @@ type rulegen struct {
 	mark string
 }
 
+// comment is ruleset.Comment unless comments are off.
+func (g *rulegen) comment(text string) []string {
+	if g.cfg.NoComments {
+		return nil
+	}
+	return ruleset.Comment(text)
+}
+
 func (g *rulegen) nat(chain string) *ruleset.Chain    { return g.rs.Chain("nat", chain) }
 func (g *rulegen) filter(chain string) *ruleset.Chain { return g.rs.Chain("filter", chain) }
 
@@ -100,9 +116,9 @@ func (g *rulegen) fixed() {
 	for _, a := range g.cfg.Exempt {
 		if isFamily(a, g.cfg.Family) {
 			dst := []string{"-d", hostCIDR(a)}
-			svcs.Add(append(append(dst, ruleset.Comment("served by the node")...), "-j", "RETURN")...)
-			filterSvcs.Add(append(append(dst, ruleset.Comment("served by the node")...), "-j", "RETURN")...)
-			extSvcs.Add(append(append(dst, ruleset.Comment("served by the node")...), "-j", "RETURN")...)
+			svcs.Add(append(append(dst, g.comment("served by the node")...), "-j", "RETURN")...)
+			filterSvcs.Add(append(append(dst, g.comment("served by the node")...), "-j", "RETURN")...)
+			extSvcs.Add(append(append(dst, g.comment("served by the node")...), "-j", "RETURN")...)
 		}
 	}
 	g.nat(chainNodePorts)
@@ -111,7 +127,7 @@ func (g *rulegen) fixed() {
 	// Clear the bit so that a packet re-entering the stack (e.g. over a
 	// tunnel or a bridge) is not masqueraded twice.
 	post.Add("-j", "MARK", "--xor-mark", fmt.Sprintf("%#x", g.cfg.MasqueradeMark))
-	masq := append(ruleset.Comment("keelson service traffic requiring SNAT"), "-j", "MASQUERADE")
+	masq := append(g.comment("keelson service traffic requiring SNAT"), "-j", "MASQUERADE")
 	if g.cfg.RandomFully {
 		masq = append(masq, "--random-fully")
 	}
@@ -122,15 +138,15 @@ func (g *rulegen) fixed() {
 	// Packets conntrack cannot place would bypass DNAT's reverse
 	// translation and reach clients with a pod's address: drop them.
 	fwd.Add("-m", "conntrack", "--ctstate", "INVALID", "-j", "DROP")
-	fwd.Add(append(ruleset.Comment("keelson forwarding rules"), "-m", "mark", "--mark", g.mark, "-j", "ACCEPT")...)
-	fwd.Add(append(ruleset.Comment("keelson forwarding conntrack rule"), "-m", "conntrack", "--ctstate", "RELATED,ESTABLISHED", "-j", "ACCEPT")...)
+	fwd.Add(append(g.comment("keelson forwarding rules"), "-m", "mark", "--mark", g.mark, "-j", "ACCEPT")...)
+	fwd.Add(append(g.comment("keelson forwarding conntrack rule"), "-m", "conntrack", "--ctstate", "RELATED,ESTABLISHED", "-j", "ACCEPT")...)
 }
 
 // nodePortsJump ends KEELSON-SERVICES: what matched no service address and
 // is addressed to the node goes to the node ports.
 func (g *rulegen) nodePortsJump() {
 	svcs := g.nat(chainServices)
-	comment := ruleset.Comment("keelson service nodeports; must be the last rule in this chain")
+	comment := g.comment("keelson service nodeports; must be the last rule in this chain")
 	if len(g.cfg.NodePortAddresses) == 0 {
 		loopback := "127.0.0.0/8"
 		if g.cfg.Family == v1.IPv6Protocol {
@@ -176,17 +192,17 @@ func (g *rulegen) port(sp *ServicePort) {
 	}
 	clusterDst := append([]string{"-d", hostCIDR(sp.ClusterIP)}, append(match, "--dport", portString(sp.Port))...)
 	if len(internalEps) > 0 {
-		g.nat(chainServices).Add(cat(ruleset.Comment(sp.String()+" cluster IP"), clusterDst, []string{"-j", internalChain})...)
+		g.nat(chainServices).Add(cat(g.comment(sp.String()+" cluster IP"), clusterDst, []string{"-j", internalChain})...)
 	}
 	if usesExt {
 		for _, a := range sp.ExternalIPs {
-			g.nat(chainServices).Add(cat(ruleset.Comment(sp.String()+" external IP"), []string{"-d", hostCIDR(a)}, match, []string{"--dport", portString(sp.Port), "-j", ext})...)
+			g.nat(chainServices).Add(cat(g.comment(sp.String()+" external IP"), []string{"-d", hostCIDR(a)}, match, []string{"--dport", portString(sp.Port), "-j", ext})...)
 		}
 		for _, a := range sp.LoadBalancerIPs {
-			g.nat(chainServices).Add(cat(ruleset.Comment(sp.String()+" loadbalancer IP"), []string{"-d", hostCIDR(a)}, match, []string{"--dport", portString(sp.Port), "-j", ext})...)
+			g.nat(chainServices).Add(cat(g.comment(sp.String()+" loadbalancer IP"), []string{"-d", hostCIDR(a)}, match, []string{"--dport", portString(sp.Port), "-j", ext})...)
 		}
 		if sp.NodePort != 0 {
-			g.nat(chainNodePorts).Add(cat(ruleset.Comment(sp.String()), match, []string{"--dport", portString(sp.NodePort), "-j", ext})...)
+			g.nat(chainNodePorts).Add(cat(g.comment(sp.String()), match, []string{"--dport", portString(sp.NodePort), "-j", ext})...)
 		}
 		g.extChain(sp, ext, svc, svl, len(localEps) > 0)
 	}
@@ -194,9 +210,9 @@ func (g *rulegen) port(sp *ServicePort) {
 	if usesSVC {
 		c := g.nat(svc)
 		if g.cfg.MasqueradeAll {
-			c.Add(cat(ruleset.Comment(sp.String()+" cluster IP"), clusterDst, []string{"-j", chainMarkMasq})...)
+			c.Add(cat(g.comment(sp.String()+" cluster IP"), clusterDst, []string{"-j", chainMarkMasq})...)
 		} else if g.cfg.ClusterCIDR.IsValid() {
-			c.Add(cat(ruleset.Comment(sp.String()+" cluster IP"), clusterDst, []string{"!", "-s", g.cfg.ClusterCIDR.Masked().String(), "-j", chainMarkMasq})...)
+			c.Add(cat(g.comment(sp.String()+" cluster IP"), clusterDst, []string{"!", "-s", g.cfg.ClusterCIDR.Masked().String(), "-j", chainMarkMasq})...)
 		}
 		g.balance(c, sp, clusterEps)
 	}
@@ -212,7 +228,7 @@ func (g *rulegen) extChain(sp *ServicePort, ext, svc, svl string, hasLocal bool)
 	c := g.nat(ext)
 	if !sp.ExternalLocal {
 		// Replies must come back through this node to be un-DNATed.
-		c.Add(append(ruleset.Comment("masquerade traffic for "+sp.String()+" external destinations"), "-j", chainMarkMasq)...)
+		c.Add(append(g.comment("masquerade traffic for "+sp.String()+" external destinations"), "-j", chainMarkMasq)...)
 		c.Add("-j", svc)
 		return
 	}
@@ -220,10 +236,10 @@ func (g *rulegen) extChain(sp *ServicePort, ext, svc, svl string, hasLocal bool)
 	// endpoints may answer; pods and the node itself are not external
 	// clients and get the cluster policy.
 	if g.cfg.ClusterCIDR.IsValid() {
-		c.Add(cat(ruleset.Comment("pod traffic for "+sp.String()+" external destinations"), []string{"-s", g.cfg.ClusterCIDR.Masked().String(), "-j", svc})...)
+		c.Add(cat(g.comment("pod traffic for "+sp.String()+" external destinations"), []string{"-s", g.cfg.ClusterCIDR.Masked().String(), "-j", svc})...)
 	}
-	c.Add(append(ruleset.Comment("masquerade LOCAL traffic for "+sp.String()+" external destinations"), "-m", "addrtype", "--src-type", "LOCAL", "-j", chainMarkMasq)...)
-	c.Add(append(ruleset.Comment("route LOCAL traffic for "+sp.String()+" external destinations"), "-m", "addrtype", "--src-type", "LOCAL", "-j", svc)...)
+	c.Add(append(g.comment("masquerade LOCAL traffic for "+sp.String()+" external destinations"), "-m", "addrtype", "--src-type", "LOCAL", "-j", chainMarkMasq)...)
+	c.Add(append(g.comment("route LOCAL traffic for "+sp.String()+" external destinations"), "-m", "addrtype", "--src-type", "LOCAL", "-j", svc)...)
 	if hasLocal {
 		c.Add("-j", svl)
 	}
@@ -247,12 +263,12 @@ func (g *rulegen) filterRules(sp *ServicePort, clusterDst, match []string, clust
 	}
 	why := map[string]string{"REJECT": " has no endpoints", "DROP": " has no local endpoints"}
 	if internalVerdict != "" {
-		g.filter(chainServices).Add(cat(ruleset.Comment(sp.String()+why[internalVerdict]), clusterDst, []string{"-j", internalVerdict})...)
+		g.filter(chainServices).Add(cat(g.comment(sp.String()+why[internalVerdict]), clusterDst, []string{"-j", internalVerdict})...)
 	}
 	if externalVerdict == "" {
 		return
 	}
-	comment := ruleset.Comment(sp.String() + why[externalVerdict])
+	comment := g.comment(sp.String() + why[externalVerdict])
 	ext := g.filter(chainExternalServices)
 	dport := []string{"--dport", portString(sp.Port), "-j", externalVerdict}
 	for _, a := range sp.ExternalIPs {
@@ -273,14 +289,14 @@ func (g *rulegen) balance(c *ruleset.Chain, sp *ServicePort, eps []Endpoint) {
 	if sp.AffinitySeconds > 0 {
 		for _, ep := range eps {
 			sep := chainName(prefixSEP, sp.id()+ep.Addr.String())
-			c.Add(cat(ruleset.Comment(sp.String()+" -> "+ep.Addr.String()),
+			c.Add(cat(g.comment(sp.String()+" -> "+ep.Addr.String()),
 				[]string{"-m", "recent", "--name", sep, "--rcheck", "--seconds", fmt.Sprint(sp.AffinitySeconds), "--reap", "-j", sep})...)
 		}
 	}
 	n := len(eps)
 	for i, ep := range eps {
 		sep := chainName(prefixSEP, sp.id()+ep.Addr.String())
-		args := ruleset.Comment(sp.String() + " -> " + ep.Addr.String())
+		args := g.comment(sp.String() + " -> " + ep.Addr.String())
 		if i < n-1 {
 			args = append(args, "-m", "statistic", "--mode", "random", "--probability", fmt.Sprintf("%0.10f", 1.0/float64(n-i)))
 		}
@@ -305,7 +321,7 @@ func (g *rulegen) endpointChains(sp *ServicePort, proto string, cluster bool, cl
 		seen[ep.Addr] = true
 		sep := chainName(prefixSEP, sp.id()+ep.Addr.String())
 		c := g.nat(sep)
-		comment := ruleset.Comment(sp.String())
+		comment := g.comment(sp.String())
 		// A pod reaching itself through the service (hairpin) must see
 		// the reply come from the service address.
 		c.Add(cat(comment, []string{"-s", hostCIDR(ep.Addr.Addr()), "-j", chainMarkMasq})...)

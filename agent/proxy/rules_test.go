@@ -260,3 +260,22 @@ func TestProtocolsAndChainNames(t *testing.T) {
 }
 
 func ptrTo[T any](v T) *T { return &v }
+
+func TestLargeClusterRulesHaveNoComments(t *testing.T) {
+	cfg := testConfig()
+	cfg.NoComments = true
+	tr := build(t, cfg, []*v1.Service{svc("default", "web", "10.96.0.20", nodePort(30080))}, twoEndpoints())
+	for _, table := range tr.rs.Tables() {
+		for _, c := range tr.rs.Chains(table) {
+			for _, l := range c.Lines() {
+				if strings.Contains(l, "comment") {
+					t.Fatalf("rule with a comment: %s", l)
+				}
+			}
+		}
+	}
+	// Same behaviour without them.
+	if got := tr.nat(tcp(outsider.String(), nodeIP.String(), 30080)); !slices.Equal(got, []outcome{{ep1, true}, {ep2, true}}) {
+		t.Errorf("outsider -> node port: %v", got)
+	}
+}
