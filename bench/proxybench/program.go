@@ -155,6 +155,9 @@ func benchNaive(ctx context.Context, n, e int, budget time.Duration) (naiveResul
 	defer func() { _ = proxy.Cleanup(ctx, []v1.IPFamily{v1.IPv4Protocol}) }()
 	for _, table := range rs.Tables() {
 		for _, c := range rs.Chains(table) {
+			if time.Now().After(deadline) {
+				return finishNaive(res, start, total), nil
+			}
 			if err := ipt.NewChain(table, c.Name); err != nil {
 				return res, fmt.Errorf("naive: creating %s: %w", c.Name, err)
 			}

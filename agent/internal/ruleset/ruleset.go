@@ -191,13 +191,19 @@ func (w *Writer) Payload(rs *Ruleset, existing map[string][]string) Payload {
 		fps := map[string]uint64{}
 		next[tableName] = fps
 		var declare, rules, deletes bytes.Buffer
-		for _, c := range rs.Chains(tableName) {
+		var declared []string
+		// Chains go out sorted by name: iptables-nft keeps its chain
+		// cache sorted, and inserting in any other order makes a large
+		// restore quadratic (2,000 services: 30-80 s unsorted, 3 s sorted).
+		chains := rs.Chains(tableName)
+		slices.SortFunc(chains, func(a, b *Chain) int { return strings.Compare(a.Name, b.Name) })
+		for _, c := range chains {
 			fp := maphash.Bytes(w.seed, c.buf.Bytes())
 			fps[c.Name] = fp
 			if old, ok := prev[c.Name]; ok && old == fp && w.last != nil {
 				continue
 			}
-			declare.WriteString(":" + c.Name + " - [0:0]\n")
+			declared = append(declared, c.Name)
 			rules.Write(c.buf.Bytes())
 			p.Chains++
 		}
@@ -220,12 +226,16 @@ func (w *Writer) Payload(rs *Ruleset, existing map[string][]string) Payload {
 		for _, name := range gone {
 			// Declaring flushes the chain, so that it can be deleted even
 			// if it still has rules that jump to other chains.
-			declare.WriteString(":" + name + " - [0:0]\n")
+			declared = append(declared, name)
 			deletes.WriteString("-X " + name + "\n")
 			p.Chains++
 		}
-		if declare.Len() == 0 {
+		if len(declared) == 0 {
 			continue
+		}
+		slices.Sort(declared)
+		for _, name := range declared {
+			declare.WriteString(":" + name + " - [0:0]\n")
 		}
 		out.WriteString("*" + tableName + "\n")
 		out.Write(declare.Bytes())

@@ -22,9 +22,9 @@ func TestFirstPayloadIsCompleteAndDeletesLeftovers(t *testing.T) {
 	w := NewWriter(own)
 	p := w.Payload(build("a"), map[string][]string{"nat": {"KT-SERVICES", "KT-OLD"}, "filter": {"KT-FORWARD"}})
 	want := `*nat
+:KT-OLD - [0:0]
 :KT-SERVICES - [0:0]
 :KT-SVC-a - [0:0]
-:KT-OLD - [0:0]
 -A KT-SERVICES -d a -j KT-SVC-a
 -A KT-SVC-a -m comment --comment "svc a" -j DNAT --to-destination a:80
 -X KT-OLD
@@ -54,8 +54,8 @@ func TestLaterPayloadsWriteOnlyChanges(t *testing.T) {
 	p := w.Payload(build("a", "c"), nil)
 	want := `*nat
 :KT-SERVICES - [0:0]
-:KT-SVC-c - [0:0]
 :KT-SVC-b - [0:0]
+:KT-SVC-c - [0:0]
 -A KT-SERVICES -d a -j KT-SVC-a
 -A KT-SERVICES -d c -j KT-SVC-c
 -A KT-SVC-c -m comment --comment "svc c" -j DNAT --to-destination c:80
@@ -73,6 +73,21 @@ COMMIT
 	w.Forget()
 	if p := w.Payload(build("a", "c"), nil); !strings.Contains(string(p.Data), ":KT-SVC-a - [0:0]") || !strings.Contains(string(p.Data), "*filter") {
 		t.Errorf("payload after Forget is not complete:\n%s", p.Data)
+	}
+}
+
+// iptables-nft keeps chains sorted by name; a payload in any other order
+// makes large restores quadratic.
+func TestChainsGoOutSortedByName(t *testing.T) {
+	rs := New()
+	for _, name := range []string{"KT-Z", "KT-A", "KT-M"} {
+		rs.Chain("nat", name).Add("-j", "RETURN")
+	}
+	got := string(NewWriter(own).Payload(rs, map[string][]string{"nat": {"KT-B"}}).Data)
+	want := "*nat\n:KT-A - [0:0]\n:KT-B - [0:0]\n:KT-M - [0:0]\n:KT-Z - [0:0]\n" +
+		"-A KT-A -j RETURN\n-A KT-M -j RETURN\n-A KT-Z -j RETURN\n-X KT-B\nCOMMIT\n"
+	if got != want {
+		t.Errorf("payload:\n%s\nwant:\n%s", got, want)
 	}
 }
 
