@@ -2,8 +2,6 @@ package netpol
 
 import (
 	"cmp"
-	"crypto/sha256"
-	"encoding/base32"
 	"fmt"
 	"net/netip"
 	"slices"
@@ -102,8 +100,8 @@ func Compile(in Input, cfg Config) (*ruleset.Ruleset, []error) {
 	top := c.rs.Chain("filter", chainNetpol)
 	top.Add("-m", "conntrack", "--ctstate", "RELATED,ESTABLISHED", "-j", "RETURN")
 	for _, a := range cfg.Exempt {
-		if isFamily(a, cfg.Family) {
-			top.Add(cat([]string{"-d", hostCIDR(a)}, ruleset.Comment("served by the node"), []string{"-j", "RETURN"})...)
+		if ruleset.IsFamily(a, cfg.Family) {
+			top.Add(ruleset.Args([]string{"-d", ruleset.HostCIDR(a)}, ruleset.Comment("served by the node"), []string{"-j", "RETURN"})...)
 		}
 	}
 	for _, p := range c.pods {
@@ -134,7 +132,7 @@ func podOf(p *v1.Pod, node string, family v1.IPFamily) (*pod, bool) {
 		ips = []v1.PodIP{{IP: p.Status.PodIP}}
 	}
 	for _, ip := range ips {
-		if a, err := netip.ParseAddr(ip.IP); err == nil && isFamily(a, family) {
+		if a, err := netip.ParseAddr(ip.IP); err == nil && ruleset.IsFamily(a, family) {
 			out.ips = append(out.ips, a.Unmap())
 		}
 	}
@@ -179,8 +177,8 @@ func (c *compiler) podChains(p *pod, policies []*networking.NetworkPolicy) {
 }
 
 func (c *compiler) podChain(p *pod, ip netip.Addr, dir direction, policies []*networking.NetworkPolicy) {
-	name := chainName(dir.prefix, ip.String())
-	c.rs.Chain("filter", chainNetpol).Add(cat([]string{dir.podMatch, hostCIDR(ip)},
+	name := ruleset.ChainName(dir.prefix, ip.String())
+	c.rs.Chain("filter", chainNetpol).Add(ruleset.Args([]string{dir.podMatch, ruleset.HostCIDR(ip)},
 		ruleset.Comment(p.namespace+"/"+p.name+" "+dir.name), []string{"-j", name})...)
 	ch := c.rs.Chain("filter", name)
 	ch.Add("-j", "MARK", "--set-xmark", fmt.Sprintf("0x0/%#x", c.cfg.AllowMark))
@@ -191,13 +189,13 @@ func (c *compiler) podChain(p *pod, ip netip.Addr, dir direction, policies []*ne
 			n = len(pol.Spec.Egress)
 		}
 		for i := range n {
-			rule := chainName(prefixRule, fmt.Sprintf("%s/%s/%s/%s/%d", ip, pol.Namespace, pol.Name, dir.name, i))
+			rule := ruleset.ChainName(prefixRule, fmt.Sprintf("%s/%s/%s/%s/%d", ip, pol.Namespace, pol.Name, dir.name, i))
 			c.ruleChain(rule, pol, dir, i, p)
-			ch.Add(cat(ruleset.Comment(fmt.Sprintf("policy %s/%s %s rule %d", pol.Namespace, pol.Name, dir.name, i)), []string{"-j", rule})...)
+			ch.Add(ruleset.Args(ruleset.Comment(fmt.Sprintf("policy %s/%s %s rule %d", pol.Namespace, pol.Name, dir.name, i)), []string{"-j", rule})...)
 			ch.Add(allowed...)
 		}
 	}
-	ch.Add(cat(ruleset.Comment(p.namespace+"/"+p.name+" "+dir.name+" not allowed by any policy"), []string{"-j", "REJECT"})...)
+	ch.Add(ruleset.Args(ruleset.Comment(p.namespace+"/"+p.name+" "+dir.name+" not allowed by any policy"), []string{"-j", "REJECT"})...)
 }
 
 // ruleChain writes one policy rule as it applies to pod p: it sets the
@@ -220,7 +218,7 @@ func (c *compiler) ruleChain(name string, pol *networking.NetworkPolicy, dir dir
 			for _, q := range c.pods {
 				for _, ip := range q.ips {
 					for _, pm := range c.portMatches(ports, q) {
-						ch.Add(cat([]string{"-d", hostCIDR(ip)}, pm, set)...)
+						ch.Add(ruleset.Args([]string{"-d", ruleset.HostCIDR(ip)}, pm, set)...)
 					}
 				}
 			}
@@ -228,7 +226,7 @@ func (c *compiler) ruleChain(name string, pol *networking.NetworkPolicy, dir dir
 			return
 		}
 		for _, pm := range c.portMatches(ports, p) {
-			ch.Add(cat(pm, set)...)
+			ch.Add(ruleset.Args(pm, set)...)
 		}
 		return
 	}
@@ -244,7 +242,7 @@ func (c *compiler) ruleChain(name string, pol *networking.NetworkPolicy, dir dir
 			}
 			for _, ip := range q.ips {
 				for _, pm := range c.portMatches(ports, target) {
-					ch.Add(cat([]string{dir.peerMatch, hostCIDR(ip)}, pm, set)...)
+					ch.Add(ruleset.Args([]string{dir.peerMatch, ruleset.HostCIDR(ip)}, pm, set)...)
 				}
 			}
 		}
@@ -264,7 +262,7 @@ func (c *compiler) unnamedPorts(ch *ruleset.Chain, ports []networking.NetworkPol
 		return
 	}
 	for _, pm := range c.portMatches(numeric, nil) {
-		ch.Add(cat(pm, set)...)
+		ch.Add(ruleset.Args(pm, set)...)
 	}
 }
 
@@ -276,10 +274,10 @@ func (c *compiler) ipBlock(ch *ruleset.Chain, rule string, i int, b *networking.
 		c.errs = append(c.errs, fmt.Errorf("networkpolicy %s/%s: ipBlock.cidr %q: %w", pol.Namespace, pol.Name, b.CIDR, err))
 		return
 	}
-	if !isFamily(cidr.Addr(), c.cfg.Family) {
+	if !ruleset.IsFamily(cidr.Addr(), c.cfg.Family) {
 		return
 	}
-	block := chainName(prefixBlock, fmt.Sprintf("%s/%d", rule, i))
+	block := ruleset.ChainName(prefixBlock, fmt.Sprintf("%s/%d", rule, i))
 	bc := c.rs.Chain("filter", block)
 	for _, e := range b.Except {
 		ex, err := netip.ParsePrefix(e)
@@ -287,17 +285,17 @@ func (c *compiler) ipBlock(ch *ruleset.Chain, rule string, i int, b *networking.
 			c.errs = append(c.errs, fmt.Errorf("networkpolicy %s/%s: ipBlock.except %q: %w", pol.Namespace, pol.Name, e, err))
 			continue
 		}
-		if isFamily(ex.Addr(), c.cfg.Family) {
+		if ruleset.IsFamily(ex.Addr(), c.cfg.Family) {
 			bc.Add(dir.peerMatch, ex.Masked().String(), "-j", "RETURN")
 		}
 	}
-	bc.Add(cat([]string{dir.peerMatch, cidr.Masked().String()}, set)...)
+	bc.Add(ruleset.Args([]string{dir.peerMatch, cidr.Masked().String()}, set)...)
 	target := p
 	if dir == egress {
 		target = nil // named ports cannot be resolved on addresses
 	}
 	for _, pm := range c.portMatches(ports, target) {
-		ch.Add(cat(pm, []string{"-j", block})...)
+		ch.Add(ruleset.Args(pm, []string{"-j", block})...)
 	}
 }
 
@@ -364,13 +362,13 @@ func (c *compiler) portMatches(ports []networking.NetworkPolicyPort, target *pod
 			for _, cp := range target.ports {
 				cpProto := cmp.Or(cp.Protocol, v1.ProtocolTCP)
 				if cp.Name == pt.Port.StrVal && cpProto == proto {
-					out = append(out, cat(base, []string{"--dport", strconv.Itoa(int(cp.ContainerPort))}))
+					out = append(out, ruleset.Args(base, []string{"--dport", strconv.Itoa(int(cp.ContainerPort))}))
 				}
 			}
 		case pt.EndPort != nil && *pt.EndPort > pt.Port.IntVal:
-			out = append(out, cat(base, []string{"--dport", fmt.Sprintf("%d:%d", pt.Port.IntVal, *pt.EndPort)}))
+			out = append(out, ruleset.Args(base, []string{"--dport", fmt.Sprintf("%d:%d", pt.Port.IntVal, *pt.EndPort)}))
 		default:
-			out = append(out, cat(base, []string{"--dport", strconv.Itoa(int(pt.Port.IntVal))}))
+			out = append(out, ruleset.Args(base, []string{"--dport", strconv.Itoa(int(pt.Port.IntVal))}))
 		}
 	}
 	return out
@@ -396,30 +394,4 @@ func hasType(pol *networking.NetworkPolicy, t networking.PolicyType) bool {
 		}
 	}
 	return slices.Contains(types, t)
-}
-
-func chainName(prefix, id string) string {
-	h := sha256.Sum256([]byte(id))
-	return prefix + base32.StdEncoding.EncodeToString(h[:])[:16]
-}
-
-func isFamily(a netip.Addr, family v1.IPFamily) bool {
-	if family == v1.IPv6Protocol {
-		return a.Unmap().Is6()
-	}
-	return a.Unmap().Is4()
-}
-
-func hostCIDR(a netip.Addr) string { return netip.PrefixFrom(a, a.BitLen()).String() }
-
-func cat(parts ...[]string) []string {
-	n := 0
-	for _, p := range parts {
-		n += len(p)
-	}
-	out := make([]string, 0, n)
-	for _, p := range parts {
-		out = append(out, p...)
-	}
-	return out
 }

@@ -83,7 +83,7 @@ type Enforcer struct {
 type familyEnforcer struct {
 	family   v1.IPFamily
 	ipt      *ruleset.IPTables
-	writer   *ruleset.Writer
+	applier  *ruleset.Applier
 	lastFull time.Time
 }
 
@@ -106,15 +106,11 @@ func New(opts Options, policies, pods, namespaces cache.SharedIndexInformer, log
 		log:        log.With("component", "netpol"),
 	}
 	for _, f := range opts.Families {
-		fam := ruleset.IPv4
-		if f == v1.IPv6Protocol {
-			fam = ruleset.IPv6
-		}
-		ipt, err := ruleset.NewIPTables(fam)
+		ipt, err := ruleset.NewIPTables(ruleset.FamilyOf(f))
 		if err != nil {
 			return nil, fmt.Errorf("netpol: %w", err)
 		}
-		e.families = append(e.families, &familyEnforcer{family: f, ipt: ipt, writer: ruleset.NewWriter(Owned)})
+		e.families = append(e.families, &familyEnforcer{family: f, ipt: ipt, applier: ruleset.NewApplier(ipt, []string{"filter"}, Owned)})
 	}
 	e.loop = syncloop.New(e.Sync, syncloop.Options{Name: "netpol", MinInterval: opts.MinSyncPeriod, MaxInterval: opts.SyncPeriod, Logger: e.log})
 	h := cache.ResourceEventHandlerFuncs{
@@ -179,24 +175,15 @@ func (e *Enforcer) syncFamily(ctx context.Context, f *familyEnforcer, in Input) 
 	for _, p := range problems {
 		e.log.Warn("ignoring part of a policy", "err", p)
 	}
-	full := !f.writer.Known() || time.Since(f.lastFull) >= e.opts.SyncPeriod
-	if full {
-		f.writer.Forget()
-	}
-	var existing map[string][]string
-	if !f.writer.Known() {
-		existing, _ = f.ipt.ExistingChains([]string{"filter"}, Owned)
-	}
-	p := f.writer.Payload(rs, existing)
-	if err := f.ipt.Restore(ctx, p.Data); err != nil {
-		f.writer.Forget()
+	full := !f.applier.Known() || time.Since(f.lastFull) >= e.opts.SyncPeriod
+	p, err := f.applier.Apply(ctx, rs, full)
+	if err != nil {
 		return fmt.Errorf("netpol: %s rules: %w", f.family, err)
 	}
-	f.writer.Done(p)
 	if full {
 		for _, j := range Jumps() {
 			if err := f.ipt.EnsureFirst(j); err != nil {
-				f.writer.Forget()
+				f.applier.Forget()
 				return fmt.Errorf("netpol: %w", err)
 			}
 		}
@@ -206,24 +193,11 @@ func (e *Enforcer) syncFamily(ctx context.Context, f *familyEnforcer, in Input) 
 	return nil
 }
 
-// Cleanup removes every rule and chain the enforcer installs.
+// Cleanup removes every rule and chain the enforcer installs; all
+// families when families is empty.
 func Cleanup(ctx context.Context, families []v1.IPFamily) error {
-	if len(families) == 0 {
-		families = []v1.IPFamily{v1.IPv4Protocol, v1.IPv6Protocol}
+	if err := ruleset.CleanupFamilies(ctx, families, Jumps(), []string{"filter"}, Owned); err != nil {
+		return fmt.Errorf("netpol cleanup: %w", err)
 	}
-	var errs []error
-	for _, f := range families {
-		fam := ruleset.IPv4
-		if f == v1.IPv6Protocol {
-			fam = ruleset.IPv6
-		}
-		ipt, err := ruleset.NewIPTables(fam)
-		if err != nil {
-			continue
-		}
-		if err := ipt.Cleanup(ctx, Jumps(), []string{"filter"}, Owned); err != nil {
-			errs = append(errs, fmt.Errorf("netpol cleanup: %w", err))
-		}
-	}
-	return errors.Join(errs...)
+	return nil
 }

@@ -50,7 +50,7 @@ func TestConfigValidation(t *testing.T) {
 func TestTrimKeepsWhatComponentsRead(t *testing.T) {
 	pod := &v1.Pod{
 		ObjectMeta: metav1.ObjectMeta{Name: "p", Namespace: "ns", Labels: map[string]string{"app": "x"},
-			Annotations: map[string]string{"big": strings.Repeat("x", 1000)},
+			Annotations:   map[string]string{"big": strings.Repeat("x", 1000)},
 			ManagedFields: []metav1.ManagedFieldsEntry{{Manager: "kubectl"}}},
 		Spec: v1.PodSpec{NodeName: "n1", Containers: []v1.Container{
 			{Name: "app", Image: "nginx", Env: []v1.EnvVar{{Name: "A", Value: "b"}}, Ports: []v1.ContainerPort{{Name: "http", ContainerPort: 80}}},

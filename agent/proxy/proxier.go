@@ -136,7 +136,7 @@ type Proxier struct {
 type familyProxier struct {
 	family    v1.IPFamily
 	ipt       *ruleset.IPTables
-	writer    *ruleset.Writer
+	applier   *ruleset.Applier
 	rules     RulesConfig
 	lastFull  time.Time
 	forceFull atomic.Bool // set by the canary check
@@ -164,11 +164,7 @@ func New(cfg Config, services, slices cache.SharedIndexInformer, log *slog.Logge
 		log:      log.With("component", "proxy"),
 	}
 	for _, f := range cfg.Families {
-		fam := ruleset.IPv4
-		if f == v1.IPv6Protocol {
-			fam = ruleset.IPv6
-		}
-		ipt, err := ruleset.NewIPTables(fam)
+		ipt, err := ruleset.NewIPTables(ruleset.FamilyOf(f))
 		if err != nil {
 			return nil, fmt.Errorf("proxy: %w", err)
 		}
@@ -182,7 +178,7 @@ func New(cfg Config, services, slices cache.SharedIndexInformer, log *slog.Logge
 			}
 		}
 		p.families = append(p.families, &familyProxier{
-			family: f, ipt: ipt, writer: ruleset.NewWriter(Owned), rules: rc,
+			family: f, ipt: ipt, applier: ruleset.NewApplier(ipt, []string{"nat", "filter"}, Owned), rules: rc,
 			conntrack: newConntrackCleaner(f), jumps: Jumps(),
 		})
 	}
@@ -266,30 +262,18 @@ func (p *Proxier) syncFamily(ctx context.Context, f *familyProxier, services []*
 	for _, e := range problems {
 		p.log.Warn("skipping an invalid address", "err", e)
 	}
-	full := f.forceFull.Swap(false) || !f.writer.Known() || time.Since(f.lastFull) >= p.cfg.SyncPeriod
-	if full {
-		f.writer.Forget()
-	}
+	full := f.forceFull.Swap(false) || !f.applier.Known() || time.Since(f.lastFull) >= p.cfg.SyncPeriod
 	cfg := f.rules
 	cfg.NoComments = countEndpoints(ports) > LargeClusterEndpoints
 	rs := Rules(ports, cfg)
-	var existing map[string][]string
-	if !f.writer.Known() {
-		var err error
-		if existing, err = f.ipt.ExistingChains([]string{"nat", "filter"}, Owned); err != nil {
-			return fmt.Errorf("proxy: %w", err)
-		}
-	}
-	payload := f.writer.Payload(rs, existing)
-	if err := f.ipt.Restore(ctx, payload.Data); err != nil {
-		f.writer.Forget()
+	payload, err := f.applier.Apply(ctx, rs, full)
+	if err != nil {
 		return fmt.Errorf("proxy: %s rules: %w", f.family, err)
 	}
-	f.writer.Done(payload)
 	f.installed.Store(true)
 	if full {
 		if err := ensureJumps(f.ipt, f.jumps); err != nil {
-			f.writer.Forget()
+			f.applier.Forget()
 			return fmt.Errorf("proxy: %w", err)
 		}
 		f.lastFull = start
@@ -317,14 +301,14 @@ func Jumps() []ruleset.Jump {
 	newConn := []string{"-m", "conntrack", "--ctstate", "NEW"}
 	comment := func(c string) []string { return []string{"-m", "comment", "--comment", c} }
 	return []ruleset.Jump{
-		{Table: "nat", Chain: "PREROUTING", Args: cat(comment("keelson-service-portals"), []string{"-j", chainServices})},
-		{Table: "nat", Chain: "OUTPUT", Args: cat(comment("keelson-service-portals"), []string{"-j", chainServices})},
-		{Table: "nat", Chain: "POSTROUTING", Args: cat(comment("keelson-postrouting"), []string{"-j", chainPostrouting})},
-		{Table: "filter", Chain: "FORWARD", Args: cat(comment("keelson-forward"), []string{"-j", chainForward})},
-		{Table: "filter", Chain: "FORWARD", Args: cat(newConn, comment("keelson-service-portals"), []string{"-j", chainServices})},
-		{Table: "filter", Chain: "FORWARD", Args: cat(newConn, comment("keelson-external-services"), []string{"-j", chainExternalServices})},
-		{Table: "filter", Chain: "OUTPUT", Args: cat(newConn, comment("keelson-service-portals"), []string{"-j", chainServices})},
-		{Table: "filter", Chain: "INPUT", Args: cat(newConn, comment("keelson-external-services"), []string{"-j", chainExternalServices})},
+		{Table: "nat", Chain: "PREROUTING", Args: ruleset.Args(comment("keelson-service-portals"), []string{"-j", chainServices})},
+		{Table: "nat", Chain: "OUTPUT", Args: ruleset.Args(comment("keelson-service-portals"), []string{"-j", chainServices})},
+		{Table: "nat", Chain: "POSTROUTING", Args: ruleset.Args(comment("keelson-postrouting"), []string{"-j", chainPostrouting})},
+		{Table: "filter", Chain: "FORWARD", Args: ruleset.Args(comment("keelson-forward"), []string{"-j", chainForward})},
+		{Table: "filter", Chain: "FORWARD", Args: ruleset.Args(newConn, comment("keelson-service-portals"), []string{"-j", chainServices})},
+		{Table: "filter", Chain: "FORWARD", Args: ruleset.Args(newConn, comment("keelson-external-services"), []string{"-j", chainExternalServices})},
+		{Table: "filter", Chain: "OUTPUT", Args: ruleset.Args(newConn, comment("keelson-service-portals"), []string{"-j", chainServices})},
+		{Table: "filter", Chain: "INPUT", Args: ruleset.Args(newConn, comment("keelson-external-services"), []string{"-j", chainExternalServices})},
 	}
 }
 
@@ -340,24 +324,11 @@ func ensureJumps(ipt *ruleset.IPTables, jumps []ruleset.Jump) error {
 }
 
 // Cleanup removes every rule and chain the proxy installs, for each family
-// whose iptables is installed (keelson agent --cleanup, and shutdown).
+// whose iptables is installed (keelson agent --cleanup, and shutdown); all
+// families when families is empty.
 func Cleanup(ctx context.Context, families []v1.IPFamily) error {
-	if len(families) == 0 {
-		families = []v1.IPFamily{v1.IPv4Protocol, v1.IPv6Protocol}
+	if err := ruleset.CleanupFamilies(ctx, families, Jumps(), []string{"nat", "filter"}, Owned); err != nil {
+		return fmt.Errorf("proxy cleanup: %w", err)
 	}
-	var errs []error
-	for _, f := range families {
-		fam := ruleset.IPv4
-		if f == v1.IPv6Protocol {
-			fam = ruleset.IPv6
-		}
-		ipt, err := ruleset.NewIPTables(fam)
-		if err != nil {
-			continue // nothing can have been installed without iptables
-		}
-		if err := ipt.Cleanup(ctx, Jumps(), []string{"nat", "filter"}, Owned); err != nil {
-			errs = append(errs, fmt.Errorf("proxy cleanup: %w", err))
-		}
-	}
-	return errors.Join(errs...)
+	return nil
 }

@@ -1,8 +1,6 @@
 package proxy
 
 import (
-	"crypto/sha256"
-	"encoding/base32"
 	"fmt"
 	"net/netip"
 	"strings"
@@ -114,8 +112,8 @@ func (g *rulegen) filter(chain string) *ruleset.Chain { return g.rs.Chain("filte
 func (g *rulegen) fixed() {
 	svcs, filterSvcs, extSvcs := g.nat(chainServices), g.filter(chainServices), g.filter(chainExternalServices)
 	for _, a := range g.cfg.Exempt {
-		if isFamily(a, g.cfg.Family) {
-			dst := []string{"-d", hostCIDR(a)}
+		if ruleset.IsFamily(a, g.cfg.Family) {
+			dst := []string{"-d", ruleset.HostCIDR(a)}
 			svcs.Add(append(append(dst, g.comment("served by the node")...), "-j", "RETURN")...)
 			filterSvcs.Add(append(append(dst, g.comment("served by the node")...), "-j", "RETURN")...)
 			extSvcs.Add(append(append(dst, g.comment("served by the node")...), "-j", "RETURN")...)
@@ -158,7 +156,7 @@ func (g *rulegen) nodePortsJump() {
 		return
 	}
 	for _, p := range g.cfg.NodePortAddresses {
-		if isFamily(p.Addr(), g.cfg.Family) {
+		if ruleset.IsFamily(p.Addr(), g.cfg.Family) {
 			svcs.Add(append(comment, "-d", p.Masked().String(), "-j", chainNodePorts)...)
 		}
 	}
@@ -175,7 +173,7 @@ func (g *rulegen) port(sp *ServicePort) {
 		externalEps = localEps
 	}
 	id := sp.id()
-	svc, svl, ext := chainName(prefixSVC, id), chainName(prefixSVL, id), chainName(prefixEXT, id)
+	svc, svl, ext := ruleset.ChainName(prefixSVC, id), ruleset.ChainName(prefixSVL, id), ruleset.ChainName(prefixEXT, id)
 	proto := strings.ToLower(string(sp.Protocol))
 	match := []string{"-p", proto, "-m", proto}
 	hasEndpoints := len(clusterEps) > 0
@@ -190,19 +188,19 @@ func (g *rulegen) port(sp *ServicePort) {
 	if sp.InternalLocal {
 		internalChain = svl
 	}
-	clusterDst := append([]string{"-d", hostCIDR(sp.ClusterIP)}, append(match, "--dport", portString(sp.Port))...)
+	clusterDst := append([]string{"-d", ruleset.HostCIDR(sp.ClusterIP)}, append(match, "--dport", portString(sp.Port))...)
 	if len(internalEps) > 0 {
-		g.nat(chainServices).Add(cat(g.comment(sp.String()+" cluster IP"), clusterDst, []string{"-j", internalChain})...)
+		g.nat(chainServices).Add(ruleset.Args(g.comment(sp.String()+" cluster IP"), clusterDst, []string{"-j", internalChain})...)
 	}
 	if usesExt {
 		for _, a := range sp.ExternalIPs {
-			g.nat(chainServices).Add(cat(g.comment(sp.String()+" external IP"), []string{"-d", hostCIDR(a)}, match, []string{"--dport", portString(sp.Port), "-j", ext})...)
+			g.nat(chainServices).Add(ruleset.Args(g.comment(sp.String()+" external IP"), []string{"-d", ruleset.HostCIDR(a)}, match, []string{"--dport", portString(sp.Port), "-j", ext})...)
 		}
 		for _, a := range sp.LoadBalancerIPs {
-			g.nat(chainServices).Add(cat(g.comment(sp.String()+" loadbalancer IP"), []string{"-d", hostCIDR(a)}, match, []string{"--dport", portString(sp.Port), "-j", ext})...)
+			g.nat(chainServices).Add(ruleset.Args(g.comment(sp.String()+" loadbalancer IP"), []string{"-d", ruleset.HostCIDR(a)}, match, []string{"--dport", portString(sp.Port), "-j", ext})...)
 		}
 		if sp.NodePort != 0 {
-			g.nat(chainNodePorts).Add(cat(g.comment(sp.String()), match, []string{"--dport", portString(sp.NodePort), "-j", ext})...)
+			g.nat(chainNodePorts).Add(ruleset.Args(g.comment(sp.String()), match, []string{"--dport", portString(sp.NodePort), "-j", ext})...)
 		}
 		g.extChain(sp, ext, svc, svl, len(localEps) > 0)
 	}
@@ -210,9 +208,9 @@ func (g *rulegen) port(sp *ServicePort) {
 	if usesSVC {
 		c := g.nat(svc)
 		if g.cfg.MasqueradeAll {
-			c.Add(cat(g.comment(sp.String()+" cluster IP"), clusterDst, []string{"-j", chainMarkMasq})...)
+			c.Add(ruleset.Args(g.comment(sp.String()+" cluster IP"), clusterDst, []string{"-j", chainMarkMasq})...)
 		} else if g.cfg.ClusterCIDR.IsValid() {
-			c.Add(cat(g.comment(sp.String()+" cluster IP"), clusterDst, []string{"!", "-s", g.cfg.ClusterCIDR.Masked().String(), "-j", chainMarkMasq})...)
+			c.Add(ruleset.Args(g.comment(sp.String()+" cluster IP"), clusterDst, []string{"!", "-s", g.cfg.ClusterCIDR.Masked().String(), "-j", chainMarkMasq})...)
 		}
 		g.balance(c, sp, clusterEps)
 	}
@@ -236,7 +234,7 @@ func (g *rulegen) extChain(sp *ServicePort, ext, svc, svl string, hasLocal bool)
 	// endpoints may answer; pods and the node itself are not external
 	// clients and get the cluster policy.
 	if g.cfg.ClusterCIDR.IsValid() {
-		c.Add(cat(g.comment("pod traffic for "+sp.String()+" external destinations"), []string{"-s", g.cfg.ClusterCIDR.Masked().String(), "-j", svc})...)
+		c.Add(ruleset.Args(g.comment("pod traffic for "+sp.String()+" external destinations"), []string{"-s", g.cfg.ClusterCIDR.Masked().String(), "-j", svc})...)
 	}
 	c.Add(append(g.comment("masquerade LOCAL traffic for "+sp.String()+" external destinations"), "-m", "addrtype", "--src-type", "LOCAL", "-j", chainMarkMasq)...)
 	c.Add(append(g.comment("route LOCAL traffic for "+sp.String()+" external destinations"), "-m", "addrtype", "--src-type", "LOCAL", "-j", svc)...)
@@ -263,7 +261,7 @@ func (g *rulegen) filterRules(sp *ServicePort, clusterDst, match []string, clust
 	}
 	why := map[string]string{"REJECT": " has no endpoints", "DROP": " has no local endpoints"}
 	if internalVerdict != "" {
-		g.filter(chainServices).Add(cat(g.comment(sp.String()+why[internalVerdict]), clusterDst, []string{"-j", internalVerdict})...)
+		g.filter(chainServices).Add(ruleset.Args(g.comment(sp.String()+why[internalVerdict]), clusterDst, []string{"-j", internalVerdict})...)
 	}
 	if externalVerdict == "" {
 		return
@@ -272,13 +270,13 @@ func (g *rulegen) filterRules(sp *ServicePort, clusterDst, match []string, clust
 	ext := g.filter(chainExternalServices)
 	dport := []string{"--dport", portString(sp.Port), "-j", externalVerdict}
 	for _, a := range sp.ExternalIPs {
-		ext.Add(cat(comment, []string{"-d", hostCIDR(a)}, match, dport)...)
+		ext.Add(ruleset.Args(comment, []string{"-d", ruleset.HostCIDR(a)}, match, dport)...)
 	}
 	for _, a := range sp.LoadBalancerIPs {
-		ext.Add(cat(comment, []string{"-d", hostCIDR(a)}, match, dport)...)
+		ext.Add(ruleset.Args(comment, []string{"-d", ruleset.HostCIDR(a)}, match, dport)...)
 	}
 	if sp.NodePort != 0 {
-		ext.Add(cat(comment, []string{"-m", "addrtype", "--dst-type", "LOCAL"}, match, []string{"--dport", portString(sp.NodePort), "-j", externalVerdict})...)
+		ext.Add(ruleset.Args(comment, []string{"-m", "addrtype", "--dst-type", "LOCAL"}, match, []string{"--dport", portString(sp.NodePort), "-j", externalVerdict})...)
 	}
 }
 
@@ -288,14 +286,14 @@ func (g *rulegen) filterRules(sp *ServicePort, clusterDst, match []string, clust
 func (g *rulegen) balance(c *ruleset.Chain, sp *ServicePort, eps []Endpoint) {
 	if sp.AffinitySeconds > 0 {
 		for _, ep := range eps {
-			sep := chainName(prefixSEP, sp.id()+ep.Addr.String())
-			c.Add(cat(g.comment(sp.String()+" -> "+ep.Addr.String()),
+			sep := ruleset.ChainName(prefixSEP, sp.id()+ep.Addr.String())
+			c.Add(ruleset.Args(g.comment(sp.String()+" -> "+ep.Addr.String()),
 				[]string{"-m", "recent", "--name", sep, "--rcheck", "--seconds", fmt.Sprint(sp.AffinitySeconds), "--reap", "-j", sep})...)
 		}
 	}
 	n := len(eps)
 	for i, ep := range eps {
-		sep := chainName(prefixSEP, sp.id()+ep.Addr.String())
+		sep := ruleset.ChainName(prefixSEP, sp.id()+ep.Addr.String())
 		args := g.comment(sp.String() + " -> " + ep.Addr.String())
 		if i < n-1 {
 			args = append(args, "-m", "statistic", "--mode", "random", "--probability", fmt.Sprintf("%0.10f", 1.0/float64(n-i)))
@@ -319,39 +317,16 @@ func (g *rulegen) endpointChains(sp *ServicePort, proto string, cluster bool, cl
 			continue
 		}
 		seen[ep.Addr] = true
-		sep := chainName(prefixSEP, sp.id()+ep.Addr.String())
+		sep := ruleset.ChainName(prefixSEP, sp.id()+ep.Addr.String())
 		c := g.nat(sep)
 		comment := g.comment(sp.String())
 		// A pod reaching itself through the service (hairpin) must see
 		// the reply come from the service address.
-		c.Add(cat(comment, []string{"-s", hostCIDR(ep.Addr.Addr()), "-j", chainMarkMasq})...)
+		c.Add(ruleset.Args(comment, []string{"-s", ruleset.HostCIDR(ep.Addr.Addr()), "-j", chainMarkMasq})...)
 		args := comment
 		if sp.AffinitySeconds > 0 {
 			args = append(args, "-m", "recent", "--name", sep, "--set", "--rsource")
 		}
 		c.Add(append(args, "-p", proto, "-m", proto, "-j", "DNAT", "--to-destination", ep.Addr.String())...)
 	}
-}
-
-// chainName derives a chain name from a stable id: prefix plus 16
-// characters of its hash, within iptables' 28-character limit.
-func chainName(prefix, id string) string {
-	h := sha256.Sum256([]byte(id))
-	return prefix + base32.StdEncoding.EncodeToString(h[:])[:16]
-}
-
-func hostCIDR(a netip.Addr) string {
-	return netip.PrefixFrom(a, a.BitLen()).String()
-}
-
-func cat(parts ...[]string) []string {
-	n := 0
-	for _, p := range parts {
-		n += len(p)
-	}
-	out := make([]string, 0, n)
-	for _, p := range parts {
-		out = append(out, p...)
-	}
-	return out
 }

@@ -8,6 +8,8 @@ import (
 
 	v1 "k8s.io/api/core/v1"
 	discovery "k8s.io/api/discovery/v1"
+
+	"github.com/keelson/keelson/agent/internal/ruleset"
 )
 
 var (
@@ -189,7 +191,7 @@ func TestBalancingAndAffinityRules(t *testing.T) {
 	affinity := func(s *v1.Service) { s.Spec.SessionAffinity = v1.ServiceAffinityClientIP }
 	ports, _ := Snapshot([]*v1.Service{svc("default", "web", "10.96.0.20", affinity)}, []*discovery.EndpointSlice{three}, "n1", v1.IPv4Protocol)
 	rs := Rules(ports, testConfig())
-	svcChain := chainName(prefixSVC, ports[0].id())
+	svcChain := ruleset.ChainName(prefixSVC, ports[0].id())
 	var lines []string
 	for _, c := range rs.Chains("nat") {
 		if c.Name == svcChain {

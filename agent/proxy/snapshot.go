@@ -9,6 +9,8 @@ import (
 
 	v1 "k8s.io/api/core/v1"
 	discovery "k8s.io/api/discovery/v1"
+
+	"github.com/keelson/keelson/agent/internal/ruleset"
 )
 
 // LabelServiceProxyName on a Service hands it to another proxy
@@ -150,19 +152,11 @@ func familyIP(ips []string, single string, family v1.IPFamily) (netip.Addr, bool
 		if s == v1.ClusterIPNone {
 			return netip.Addr{}, false
 		}
-		if a, err := netip.ParseAddr(s); err == nil && isFamily(a, family) {
+		if a, err := netip.ParseAddr(s); err == nil && ruleset.IsFamily(a, family) {
 			return a, true
 		}
 	}
 	return netip.Addr{}, false
-}
-
-func isFamily(a netip.Addr, family v1.IPFamily) bool {
-	a = a.Unmap()
-	if family == v1.IPv6Protocol {
-		return a.Is6()
-	}
-	return a.Is4()
 }
 
 func servicePort(svc *v1.Service, p *v1.ServicePort, clusterIP netip.Addr, family v1.IPFamily) (ServicePort, []error) {
@@ -181,7 +175,7 @@ func servicePort(svc *v1.Service, p *v1.ServicePort, clusterIP netip.Addr, famil
 			problems = append(problems, fmt.Errorf("service %s: spec.externalIPs: %q is not an IP address: %w", sp.String(), s, err))
 			continue
 		}
-		if isFamily(a, family) {
+		if ruleset.IsFamily(a, family) {
 			sp.ExternalIPs = append(sp.ExternalIPs, a.Unmap())
 		}
 	}
@@ -197,7 +191,7 @@ func servicePort(svc *v1.Service, p *v1.ServicePort, clusterIP netip.Addr, famil
 				problems = append(problems, fmt.Errorf("service %s: status.loadBalancer.ingress: %q is not an IP address: %w", sp.String(), ing.IP, err))
 				continue
 			}
-			if isFamily(a, family) {
+			if ruleset.IsFamily(a, family) {
 				sp.LoadBalancerIPs = append(sp.LoadBalancerIPs, a.Unmap())
 			}
 		}

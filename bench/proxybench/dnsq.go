@@ -13,9 +13,7 @@ import (
 	"time"
 
 	"github.com/miekg/dns"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/informers"
-	"k8s.io/client-go/kubernetes/fake"
 	"k8s.io/client-go/tools/cache"
 
 	keelsondns "github.com/keelson/keelson/agent/dns"
@@ -36,16 +34,9 @@ type dnsResult struct {
 func benchDNS(ctx context.Context, n int, d time.Duration, clients int) (dnsResult, error) {
 	res := dnsResult{Services: n, Clients: clients}
 	svcs, slices := cluster(n, 1)
-	client := fake.NewClientset()
-	for _, s := range svcs {
-		if _, err := client.CoreV1().Services(s.Namespace).Create(ctx, s, metav1.CreateOptions{}); err != nil {
-			return res, err
-		}
-	}
-	for _, s := range slices {
-		if _, err := client.DiscoveryV1().EndpointSlices(s.Namespace).Create(ctx, s, metav1.CreateOptions{}); err != nil {
-			return res, err
-		}
+	client, err := fakeAPI(ctx, svcs, slices)
+	if err != nil {
+		return res, err
 	}
 	factory := informers.NewSharedInformerFactory(client, 0)
 	svcInf, sliceInf := factory.Core().V1().Services().Informer(), factory.Discovery().V1().EndpointSlices().Informer()

@@ -80,16 +80,9 @@ func endpoint(i, j int) discovery.Endpoint {
 func benchProgram(ctx context.Context, n, e, changes int) (programResult, error) {
 	res := programResult{Services: n, Endpoints: e}
 	svcs, slices := cluster(n, e)
-	client := fake.NewClientset()
-	for _, s := range svcs {
-		if _, err := client.CoreV1().Services(s.Namespace).Create(ctx, s, metav1.CreateOptions{}); err != nil {
-			return res, err
-		}
-	}
-	for _, s := range slices {
-		if _, err := client.DiscoveryV1().EndpointSlices(s.Namespace).Create(ctx, s, metav1.CreateOptions{}); err != nil {
-			return res, err
-		}
+	client, err := fakeAPI(ctx, svcs, slices)
+	if err != nil {
+		return res, err
 	}
 	factory := informers.NewSharedInformerFactory(client, 0)
 	svcInf, sliceInf := factory.Core().V1().Services().Informer(), factory.Discovery().V1().EndpointSlices().Informer()
@@ -139,7 +132,10 @@ func benchNaive(ctx context.Context, n, e int, budget time.Duration) (naiveResul
 	var res naiveResult
 	svcs, slices := cluster(n, e)
 	ports, _ := proxy.Snapshot(svcs, slices, "bench-node", v1.IPv4Protocol)
-	rs := proxy.Rules(ports, proxy.RulesConfig{Family: v1.IPv4Protocol, ClusterCIDR: netip.MustParsePrefix("10.128.0.0/9"), MasqueradeMark: 0x4000})
+	// The rules the proxier writes at this size: without comments above
+	// proxy.LargeClusterEndpoints endpoints.
+	rs := proxy.Rules(ports, proxy.RulesConfig{Family: v1.IPv4Protocol, ClusterCIDR: netip.MustParsePrefix("10.128.0.0/9"),
+		MasqueradeMark: 0x4000, NoComments: n*e > proxy.LargeClusterEndpoints})
 	ipt, err := iptables.New()
 	if err != nil {
 		return res, err
@@ -170,7 +166,7 @@ func benchNaive(ctx context.Context, n, e int, budget time.Duration) (naiveResul
 				if time.Now().After(deadline) {
 					return finishNaive(res, start, total), nil
 				}
-				args := split(line)[2:]
+				args := strings.Fields(line)[2:] // no quoted comments at these sizes
 				if err := ipt.Append(table, c.Name, args...); err != nil {
 					return res, fmt.Errorf("naive: %s: %w", line, err)
 				}
@@ -191,24 +187,18 @@ func finishNaive(res naiveResult, start time.Time, total int) naiveResult {
 	return res
 }
 
-// split splits a restore line into arguments, unquoting quoted ones.
-func split(line string) []string {
-	var out []string
-	for len(line) > 0 {
-		line = strings.TrimLeft(line, " ")
-		if strings.HasPrefix(line, `"`) {
-			end := strings.Index(line[1:], `"`) + 1
-			out = append(out, line[1:end])
-			line = line[end+1:]
-			continue
+// fakeAPI is a fake API server holding services and slices.
+func fakeAPI(ctx context.Context, svcs []*v1.Service, slices []*discovery.EndpointSlice) (*fake.Clientset, error) {
+	client := fake.NewClientset()
+	for _, s := range svcs {
+		if _, err := client.CoreV1().Services(s.Namespace).Create(ctx, s, metav1.CreateOptions{}); err != nil {
+			return nil, err
 		}
-		i := strings.IndexByte(line, ' ')
-		if i < 0 {
-			out = append(out, line)
-			break
-		}
-		out = append(out, line[:i])
-		line = line[i+1:]
 	}
-	return out
+	for _, s := range slices {
+		if _, err := client.DiscoveryV1().EndpointSlices(s.Namespace).Create(ctx, s, metav1.CreateOptions{}); err != nil {
+			return nil, err
+		}
+	}
+	return client, nil
 }
