@@ -58,6 +58,7 @@ bench: build
 	@if [ "$$(id -u)" = 0 ]; then \
 		KEELSON_BIN=$(KEELSON) $(GO) test -run '^$$' -bench PodStartup -benchtime 3x -timeout 30m ./e2e/agent/; \
 	else echo "bench: pod startup needs root (containers); skipped"; fi
+	$(GO) run ./bench/proxybench
 
 # soak runs the HA fault-injection scenarios in random order for SOAK_TIME
 # (as root: network namespaces, iptables).

@@ -1,0 +1,334 @@
+package proxy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	v1 "k8s.io/api/core/v1"
+	discovery "k8s.io/api/discovery/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	corelisters "k8s.io/client-go/listers/core/v1"
+	discoverylisters "k8s.io/client-go/listers/discovery/v1"
+	"k8s.io/client-go/tools/cache"
+
+	"github.com/keelson/keelson/agent/internal/ruleset"
+	"github.com/keelson/keelson/agent/internal/syncloop"
+)
+
+// Config configures the proxy of one node.
+type Config struct {
+	// NodeName is this node's name: endpoints on it are local.
+	NodeName string
+	// Families are the IP families to program (default IPv4 only).
+	Families []v1.IPFamily
+	// ClusterCIDRs are the pods' address ranges, at most one per family
+	// (see RulesConfig.ClusterCIDR).
+	ClusterCIDRs []netip.Prefix
+	// NodePortAddresses limits node ports to local addresses in these
+	// ranges (--nodeport-addresses); empty: every non-loopback address.
+	NodePortAddresses []netip.Prefix
+	// MasqueradeAll masquerades all traffic to cluster IPs.
+	MasqueradeAll bool
+	// MasqueradeBit is the packet mark bit (0-31) for masquerade; 14 as
+	// kube-proxy when zero.
+	MasqueradeBit int
+	// Exempt are addresses the node serves itself (cluster DNS).
+	Exempt []netip.Addr
+	// MinSyncPeriod is the least time between two syncs (default 1s).
+	MinSyncPeriod time.Duration
+	// SyncPeriod is the most time between two full syncs, which rewrite
+	// every chain and check the jumps; other syncs write only the chains
+	// that changed (default 1h, as kube-proxy: a full sync of 10,000
+	// services takes minutes of iptables-restore on the nft backend).
+	// Every CanaryPeriod the proxy checks that its services chain still
+	// exists, and syncs in full at once if something flushed the tables.
+	SyncPeriod time.Duration
+	// CanaryPeriod is how often the services chain is checked (default 30s).
+	CanaryPeriod time.Duration
+	// OnSync, if set, is called after each successful sync.
+	OnSync func(SyncStats)
+}
+
+// SyncStats describe one sync.
+type SyncStats struct {
+	Family   v1.IPFamily
+	Start    time.Time
+	Duration time.Duration
+	Full     bool // every chain written and jumps checked
+	Ports    int  // service ports programmed
+	Rules    int  // rules in the proxy's chains
+	Chains   int  // chains written or deleted by this sync
+}
+
+// ApplyDefaults fills zero fields with defaults.
+func (c *Config) ApplyDefaults() {
+	if len(c.Families) == 0 {
+		c.Families = []v1.IPFamily{v1.IPv4Protocol}
+	}
+	if c.MasqueradeBit == 0 {
+		c.MasqueradeBit = 14
+	}
+	if c.MinSyncPeriod == 0 {
+		c.MinSyncPeriod = time.Second
+	}
+	if c.SyncPeriod == 0 {
+		c.SyncPeriod = time.Hour
+	}
+	if c.CanaryPeriod == 0 {
+		c.CanaryPeriod = 30 * time.Second
+	}
+}
+
+// Validate checks the configuration, naming the field at fault.
+func (c *Config) Validate() error {
+	var errs []error
+	if c.NodeName == "" {
+		errs = append(errs, errors.New("proxy: nodeName is empty; set the node's name"))
+	}
+	if c.MasqueradeBit < 0 || c.MasqueradeBit > 31 {
+		errs = append(errs, fmt.Errorf("proxy: masqueradeBit %d is out of range; use 0-31", c.MasqueradeBit))
+	}
+	seen := map[v1.IPFamily]bool{}
+	for _, p := range c.ClusterCIDRs {
+		f := familyOf(p.Addr())
+		if seen[f] {
+			errs = append(errs, fmt.Errorf("proxy: clusterCIDRs has two %s ranges; give at most one per family", f))
+		}
+		seen[f] = true
+	}
+	for _, f := range c.Families {
+		if f != v1.IPv4Protocol && f != v1.IPv6Protocol {
+			errs = append(errs, fmt.Errorf("proxy: families: %q is not IPv4 or IPv6", f))
+		}
+	}
+	if c.MinSyncPeriod < 0 || c.SyncPeriod < c.MinSyncPeriod {
+		errs = append(errs, fmt.Errorf("proxy: syncPeriod %s must be at least minSyncPeriod %s", c.SyncPeriod, c.MinSyncPeriod))
+	}
+	return errors.Join(errs...)
+}
+
+func familyOf(a netip.Addr) v1.IPFamily {
+	if a.Unmap().Is4() {
+		return v1.IPv4Protocol
+	}
+	return v1.IPv6Protocol
+}
+
+// Proxier keeps this node's service rules in step with Services and
+// EndpointSlices.
+type Proxier struct {
+	cfg      Config
+	services corelisters.ServiceLister
+	slices   discoverylisters.EndpointSliceLister
+	synced   []cache.InformerSynced
+	families []*familyProxier
+	loop     *syncloop.Loop
+	log      *slog.Logger
+}
+
+// familyProxier is the state of one IP family's tables.
+type familyProxier struct {
+	family    v1.IPFamily
+	ipt       *ruleset.IPTables
+	applier   *ruleset.Applier
+	rules     RulesConfig
+	lastFull  time.Time
+	forceFull atomic.Bool // set by the canary check
+	installed atomic.Bool // a sync has succeeded
+	conntrack *conntrackCleaner
+	jumps     []ruleset.Jump
+}
+
+// New returns a proxier fed by the given informers (of Services and of
+// EndpointSlices, which may be shared with other components: the proxier
+// only reads them). Run starts it.
+func New(cfg Config, services, slices cache.SharedIndexInformer, log *slog.Logger) (*Proxier, error) {
+	cfg.ApplyDefaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if log == nil {
+		log = slog.Default()
+	}
+	p := &Proxier{
+		cfg:      cfg,
+		services: corelisters.NewServiceLister(services.GetIndexer()),
+		slices:   discoverylisters.NewEndpointSliceLister(slices.GetIndexer()),
+		synced:   []cache.InformerSynced{services.HasSynced, slices.HasSynced},
+		log:      log.With("component", "proxy"),
+	}
+	for _, f := range cfg.Families {
+		ipt, err := ruleset.NewIPTables(ruleset.FamilyOf(f))
+		if err != nil {
+			return nil, fmt.Errorf("proxy: %w", err)
+		}
+		rc := RulesConfig{
+			Family: f, MasqueradeAll: cfg.MasqueradeAll, MasqueradeMark: 1 << cfg.MasqueradeBit,
+			NodePortAddresses: cfg.NodePortAddresses, Exempt: cfg.Exempt, RandomFully: ipt.HasRandomFully(),
+		}
+		for _, c := range cfg.ClusterCIDRs {
+			if familyOf(c.Addr()) == f {
+				rc.ClusterCIDR = c
+			}
+		}
+		p.families = append(p.families, &familyProxier{
+			family: f, ipt: ipt, applier: ruleset.NewApplier(ipt, []string{"nat", "filter"}, Owned), rules: rc,
+			conntrack: newConntrackCleaner(f), jumps: Jumps(),
+		})
+	}
+	p.loop = syncloop.New(p.Sync, syncloop.Options{Name: "proxy", MinInterval: cfg.MinSyncPeriod, MaxInterval: cfg.SyncPeriod, Logger: p.log})
+	handler := cache.ResourceEventHandlerFuncs{
+		AddFunc:    func(any) { p.loop.Trigger() },
+		UpdateFunc: func(old, cur any) { p.loop.Trigger() },
+		DeleteFunc: func(any) { p.loop.Trigger() },
+	}
+	for _, inf := range []cache.SharedIndexInformer{services, slices} {
+		if _, err := inf.AddEventHandler(handler); err != nil {
+			return nil, fmt.Errorf("proxy: watching: %w", err)
+		}
+	}
+	return p, nil
+}
+
+// Run programs the rules until ctx ends; it waits for the caches first, so
+// that a restart never installs a partial view.
+func (p *Proxier) Run(ctx context.Context) error {
+	if !cache.WaitForCacheSync(ctx.Done(), p.synced...) {
+		return fmt.Errorf("proxy: caches did not sync: %w", ctx.Err())
+	}
+	p.log.Info("proxy started", "node", p.cfg.NodeName, "families", p.cfg.Families)
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		p.canary(ctx)
+	}()
+	p.loop.Run(ctx)
+	wg.Wait()
+	return nil
+}
+
+// canary resyncs in full when the services chain disappeared (a firewall
+// reload, an iptables -F -X by hand): partial syncs assume the chains they
+// wrote are still there.
+func (p *Proxier) canary(ctx context.Context) {
+	t := time.NewTicker(p.cfg.CanaryPeriod)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		for _, f := range p.families {
+			ok, err := f.ipt.ChainExists("nat", chainServices)
+			if err == nil && !ok && f.installed.Load() {
+				p.log.Warn("the proxy's chains are gone; resyncing in full", "family", f.family)
+				f.forceFull.Store(true)
+				p.loop.Trigger()
+			}
+		}
+	}
+}
+
+// Sync programs the current state once: one iptables-restore per family.
+func (p *Proxier) Sync(ctx context.Context) error {
+	services, err := p.services.List(labels.Everything())
+	if err != nil {
+		return fmt.Errorf("proxy: listing services: %w", err)
+	}
+	slices, err := p.slices.List(labels.Everything())
+	if err != nil {
+		return fmt.Errorf("proxy: listing endpointslices: %w", err)
+	}
+	var errs []error
+	for _, f := range p.families {
+		if err := p.syncFamily(ctx, f, services, slices); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func (p *Proxier) syncFamily(ctx context.Context, f *familyProxier, services []*v1.Service, slices []*discovery.EndpointSlice) error {
+	start := time.Now()
+	ports, problems := Snapshot(services, slices, p.cfg.NodeName, f.family)
+	for _, e := range problems {
+		p.log.Warn("skipping an invalid address", "err", e)
+	}
+	full := f.forceFull.Swap(false) || !f.applier.Known() || time.Since(f.lastFull) >= p.cfg.SyncPeriod
+	cfg := f.rules
+	cfg.NoComments = countEndpoints(ports) > LargeClusterEndpoints
+	rs := Rules(ports, cfg)
+	payload, err := f.applier.Apply(ctx, rs, full)
+	if err != nil {
+		return fmt.Errorf("proxy: %s rules: %w", f.family, err)
+	}
+	f.installed.Store(true)
+	if full {
+		if err := ensureJumps(f.ipt, f.jumps); err != nil {
+			f.applier.Forget()
+			return fmt.Errorf("proxy: %w", err)
+		}
+		f.lastFull = start
+	}
+	f.conntrack.afterSync(ports, p.log)
+	stats := SyncStats{Family: f.family, Start: start, Duration: time.Since(start), Full: full,
+		Ports: len(ports), Rules: rs.Rules(), Chains: payload.Chains}
+	p.log.Debug("synced", "family", f.family, "ports", stats.Ports, "rules", stats.Rules, "chainsWritten", stats.Chains, "full", full, "took", stats.Duration)
+	if p.cfg.OnSync != nil {
+		p.cfg.OnSync(stats)
+	}
+	return nil
+}
+
+func countEndpoints(ports []ServicePort) int {
+	n := 0
+	for i := range ports {
+		n += len(ports[i].Endpoints)
+	}
+	return n
+}
+
+// Jumps are the proxy's rules in the built-in chains, top to bottom.
+func Jumps() []ruleset.Jump {
+	newConn := []string{"-m", "conntrack", "--ctstate", "NEW"}
+	comment := func(c string) []string { return []string{"-m", "comment", "--comment", c} }
+	return []ruleset.Jump{
+		{Table: "nat", Chain: "PREROUTING", Args: ruleset.Args(comment("keelson-service-portals"), []string{"-j", chainServices})},
+		{Table: "nat", Chain: "OUTPUT", Args: ruleset.Args(comment("keelson-service-portals"), []string{"-j", chainServices})},
+		{Table: "nat", Chain: "POSTROUTING", Args: ruleset.Args(comment("keelson-postrouting"), []string{"-j", chainPostrouting})},
+		{Table: "filter", Chain: "FORWARD", Args: ruleset.Args(comment("keelson-forward"), []string{"-j", chainForward})},
+		{Table: "filter", Chain: "FORWARD", Args: ruleset.Args(newConn, comment("keelson-service-portals"), []string{"-j", chainServices})},
+		{Table: "filter", Chain: "FORWARD", Args: ruleset.Args(newConn, comment("keelson-external-services"), []string{"-j", chainExternalServices})},
+		{Table: "filter", Chain: "OUTPUT", Args: ruleset.Args(newConn, comment("keelson-service-portals"), []string{"-j", chainServices})},
+		{Table: "filter", Chain: "INPUT", Args: ruleset.Args(newConn, comment("keelson-external-services"), []string{"-j", chainExternalServices})},
+	}
+}
+
+// ensureJumps inserts missing jumps; inserting bottom-up keeps a chain's
+// jumps in the listed order.
+func ensureJumps(ipt *ruleset.IPTables, jumps []ruleset.Jump) error {
+	for i := len(jumps) - 1; i >= 0; i-- {
+		if err := ipt.EnsureJump(jumps[i]); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Cleanup removes every rule and chain the proxy installs, for each family
+// whose iptables is installed (keelson agent --cleanup, and shutdown); all
+// families when families is empty.
+func Cleanup(ctx context.Context, families []v1.IPFamily) error {
+	if err := ruleset.CleanupFamilies(ctx, families, Jumps(), []string{"nat", "filter"}, Owned); err != nil {
+		return fmt.Errorf("proxy cleanup: %w", err)
+	}
+	return nil
+}

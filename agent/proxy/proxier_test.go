@@ -1,0 +1,91 @@
+package proxy
+
+import (
+	"context"
+	"net/netip"
+	"strings"
+	"testing"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/informers"
+	"k8s.io/client-go/kubernetes/fake"
+
+	"github.com/keelson/keelson/agent/internal/netnstest"
+)
+
+// TestProxierFollowsTheAPIAndRepairsFlushedTables runs a Proxier over a
+// fake API in a private network namespace: rules follow service and
+// endpoint changes, and come back after someone flushes the tables.
+func TestProxierFollowsTheAPIAndRepairsFlushedTables(t *testing.T) {
+	if !netnstest.Isolate(t) {
+		return
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	client := fake.NewClientset(svc("default", "web", "10.96.0.20"), twoEndpoints())
+	factory := informers.NewSharedInformerFactory(client, 0)
+	syncs := make(chan SyncStats, 100)
+	p, err := New(Config{NodeName: "n1", ClusterCIDRs: []netip.Prefix{netip.MustParsePrefix("10.244.0.0/16")},
+		MinSyncPeriod: 50 * time.Millisecond, CanaryPeriod: 200 * time.Millisecond,
+		OnSync: func(s SyncStats) { syncs <- s }},
+		factory.Core().V1().Services().Informer(), factory.Discovery().V1().EndpointSlices().Informer(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	factory.Start(ctx.Done())
+	done := make(chan error, 1)
+	go func() { done <- p.Run(ctx) }()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Error(err)
+		}
+		if err := Cleanup(context.Background(), nil); err != nil {
+			t.Error(err)
+		}
+	}()
+	waitRules := func(what string, ok func(save string) bool) {
+		t.Helper()
+		deadline := time.After(60 * time.Second)
+		for {
+			save := netnstest.Run(t, "iptables-save")
+			if ok(save) {
+				return
+			}
+			select {
+			case <-syncs:
+			case <-time.After(100 * time.Millisecond):
+			case <-deadline:
+				t.Fatalf("%s: rules are still\n%s", what, save)
+			}
+		}
+	}
+	waitRules("both endpoints programmed", func(s string) bool {
+		return strings.Contains(s, "10.244.1.2:8080") && strings.Contains(s, "10.244.2.2:8080")
+	})
+	if first := <-syncs; !first.Full || first.Ports != 1 {
+		t.Errorf("first sync %+v, want a full sync of one port", first)
+	}
+	one := slice("default", "web", "web-1", 8080, readyEP("10.244.1.2", "n1"))
+	if _, err := client.DiscoveryV1().EndpointSlices("default").Update(ctx, one, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	waitRules("the removed endpoint gone", func(s string) bool {
+		return strings.Contains(s, "10.244.1.2:8080") && !strings.Contains(s, "10.244.2.2:8080")
+	})
+	if err := client.CoreV1().Services("default").Delete(ctx, "web", metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	waitRules("the deleted service gone", func(s string) bool { return !strings.Contains(s, "10.96.0.20") })
+	if _, err := client.CoreV1().Services("default").Create(ctx, svc("default", "web", "10.96.0.21"), metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	waitRules("the new service programmed", func(s string) bool { return strings.Contains(s, "-d 10.96.0.21/32") })
+	// Someone flushes everything: the canary notices and the proxy
+	// rewrites every chain and jump.
+	netnstest.Run(t, "iptables", "-t", "nat", "-F")
+	netnstest.Run(t, "iptables", "-t", "nat", "-X")
+	waitRules("rules restored after a flush", func(s string) bool {
+		return strings.Contains(s, "-d 10.96.0.21/32") && strings.Contains(s, "-A PREROUTING -m comment --comment keelson-service-portals -j KEELSON-SERVICES")
+	})
+}
