@@ -21,13 +21,13 @@ import (
 	"github.com/keelson/keelson/agent/apiproxy"
 	"github.com/keelson/keelson/agent/cni"
 	"github.com/keelson/keelson/agent/credentials"
+	"github.com/keelson/keelson/agent/gossip"
 	"github.com/keelson/keelson/agent/images"
 	"github.com/keelson/keelson/agent/node"
 	"github.com/keelson/keelson/agent/pods"
 	"github.com/keelson/keelson/agent/runtime"
 	"github.com/keelson/keelson/config"
 	"github.com/keelson/keelson/core/join"
-	"github.com/keelson/keelson/core/membership"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"k8s.io/apimachinery/pkg/api/resource"
@@ -65,7 +65,7 @@ type Agent struct {
 	network *cni.Network
 	node    *node.Node
 	pods    *pods.Manager
-	pool    *membership.Pool
+	gossip  *gossip.Member
 	metrics *metrics
 }
 
@@ -265,7 +265,7 @@ func (a *Agent) startRuntime(ctx context.Context) error {
 		Dir:        filepath.Join(a.dir, "cni"),
 		Bridge:     a.cfg.Network.Bridge,
 		MTU:        a.cfg.Network.MTU,
-		Masquerade: a.cfg.Network.Masquerade,
+		Masquerade: podMasquerade(a.cfg),
 	})
 	if err != nil {
 		return fmt.Errorf("agent: %w", err)
@@ -278,11 +278,12 @@ func (a *Agent) startRuntime(ctx context.Context) error {
 }
 
 func (a *Agent) close() {
-	if a.pool != nil {
-		if err := a.pool.Leave(); err != nil {
-			a.log.Warn("leaving the gossip pool", "err", err)
+	if a.gossip != nil {
+		// A stop is not a decommission: to the pool the node looks failed,
+		// as a crashed one does, and rejoins when the agent starts again.
+		if err := a.gossip.Close(); err != nil {
+			a.log.Warn("stopping the gossip member", "err", err)
 		}
-		_ = a.pool.Shutdown()
 	}
 	if a.rt != nil {
 		a.rt.Close()

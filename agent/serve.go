@@ -10,15 +10,16 @@ import (
 	"sync"
 	"time"
 
+	"github.com/keelson/keelson/agent/gossip"
 	"github.com/keelson/keelson/agent/images"
 	"github.com/keelson/keelson/agent/kubeletapi"
+	"github.com/keelson/keelson/agent/network"
 	"github.com/keelson/keelson/agent/node"
 	"github.com/keelson/keelson/agent/pods"
 	"github.com/keelson/keelson/agent/runtime"
 	"github.com/keelson/keelson/agent/volumes"
 	"github.com/keelson/keelson/config"
 	"github.com/keelson/keelson/core/join"
-	"github.com/keelson/keelson/core/membership"
 	v1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/fields"
@@ -86,7 +87,7 @@ func (a *Agent) serve(ctx context.Context) error {
 	a.pods = pods.New(pods.Options{
 		NodeName:      a.cfg.NodeName,
 		ClusterDomain: a.cfg.ClusterDomain,
-		ClusterDNS:    a.cfg.Kubelet.ClusterDNS,
+		ClusterDNS:    ClusterDNS(a.cfg),
 		ResolvConf:    a.cfg.Kubelet.ResolvConf,
 		Dir:           filepath.Join(a.dir, "pods"),
 		CgroupRoot:    a.cfg.Kubelet.CgroupRoot,
@@ -168,6 +169,21 @@ func (a *Agent) serve(ctx context.Context) error {
 		}
 	})
 	wg.Go(func() { a.creds.RenewLoop(ctx, time.Hour) })
+	if !a.cfg.Network.DisableServiceNetwork {
+		netCfg, err := NetworkConfig(a.cfg)
+		if err != nil {
+			return fmt.Errorf("agent: %w", err)
+		}
+		n, err := network.New(a.client, netCfg, a.log.With("component", "network"))
+		if err != nil {
+			return fmt.Errorf("agent: %w", err)
+		}
+		wg.Go(func() {
+			if err := n.Run(ctx); err != nil {
+				errc <- fmt.Errorf("agent: service network: %w", err)
+			}
+		})
+	}
 	imgs := images.NewDir(config.ImagesDir(a.cfg.DataDir), filepath.Join(a.dir, "imported-images.json"), a.rt, a.log)
 	wg.Go(func() { imgs.Run(ctx, 5*time.Second) })
 	if !a.opts.Embedded {
@@ -248,26 +264,29 @@ func retry(ctx context.Context, log interface{ Warn(string, ...any) }, what stri
 	}
 }
 
-// joinGossip makes the agent a member of the serf pool.
+// joinGossip makes the agent a member of the serf pool: its heartbeat, at
+// no raft write (see agent/gossip).
 func (a *Agent) joinGossip(ctx context.Context) error {
-	mc := membership.DefaultConfig()
-	mc.NodeName = a.cfg.NodeName
-	mc.Role = membership.RoleAgent
-	mc.BindAddr = net.JoinHostPort(a.ip.String(), strconv.Itoa(a.cfg.SerfPort))
-	mc.APIAddr = net.JoinHostPort(a.ip.String(), strconv.Itoa(a.cfg.Kubelet.Port))
-	mc.Token = a.tok.Secret
-	mc.DataDir = a.dir
-	mc.Logger = a.log
+	var servers []string
 	for _, s := range a.loadServers() {
 		if s.Gossip != "" {
-			mc.Join = append(mc.Join, s.Gossip)
+			servers = append(servers, s.Gossip)
 		}
 	}
-	pool, err := membership.Start(ctx, mc)
+	m, err := gossip.Join(ctx, gossip.Config{
+		NodeName:    a.cfg.NodeName,
+		Zone:        a.cfg.NodeLabels[v1.LabelTopologyZone],
+		KubeletAddr: net.JoinHostPort(a.ip.String(), strconv.Itoa(a.cfg.Kubelet.Port)),
+		Token:       a.tok.Secret,
+		Servers:     servers,
+		BindAddr:    net.JoinHostPort(a.ip.String(), strconv.Itoa(a.cfg.SerfPort)),
+		DataDir:     a.dir,
+		Logger:      a.log,
+	})
 	if err != nil {
-		return fmt.Errorf("agent: joining the gossip pool: %w", err)
+		return fmt.Errorf("agent: %w", err)
 	}
-	a.pool = pool
+	a.gossip = m
 	return nil
 }
 
@@ -282,8 +301,8 @@ func (a *Agent) followServers(ctx context.Context) {
 		case <-t.C:
 		}
 		var servers []join.Server
-		for _, m := range a.pool.Members() {
-			if m.IsServer() && m.Status == membership.StatusAlive && m.APIAddr != "" {
+		for _, m := range a.gossip.Servers() {
+			if m.APIAddr != "" {
 				servers = append(servers, join.Server{API: m.APIAddr, Gossip: m.SerfAddr})
 			}
 		}

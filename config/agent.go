@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -42,6 +43,10 @@ type Agent struct {
 	// ClusterDomain is the cluster's DNS suffix, for pods' resolv.conf and
 	// /etc/hosts.
 	ClusterDomain string `json:"clusterDomain"`
+	// ClusterCIDR is the cluster's pod range, the servers' --cluster-cidr:
+	// traffic inside it is never NATed. One CIDR, or an IPv4 and an IPv6
+	// CIDR separated by a comma.
+	ClusterCIDR string `json:"clusterCIDR"`
 	// Log configures logging.
 	Log Log `json:"log"`
 
@@ -114,7 +119,9 @@ type Runtime struct {
 	Snapshotter string `json:"snapshotter"`
 }
 
-// Network configures pods' networking through CNI.
+// Network configures pods' networking through CNI and the node's service
+// networking (service proxy, cluster DNS, NetworkPolicy, routes to the
+// other nodes' pods).
 type Network struct {
 	// CNIBinDir holds the CNI plugins (bridge, host-local, loopback, portmap).
 	CNIBinDir string `json:"cniBinDir"`
@@ -122,9 +129,24 @@ type Network struct {
 	Bridge string `json:"bridge"`
 	// MTU of pods' interfaces; 0 lets the bridge plugin choose.
 	MTU int `json:"mtu"`
-	// Masquerade SNATs traffic from pods leaving the pod CIDR.
+	// Masquerade SNATs traffic from pods leaving the cluster's pod range
+	// (only the node's pod CIDR when the service network is disabled).
 	Masquerade bool `json:"masquerade"`
+	// DisableServiceNetwork runs no service proxy, cluster DNS, NetworkPolicy
+	// enforcement nor routes to other nodes' pods on this node, for nodes
+	// whose network another component programs.
+	DisableServiceNetwork bool `json:"disableServiceNetwork"`
+	// DisableNetworkPolicy leaves NetworkPolicies unenforced on this node.
+	DisableNetworkPolicy bool `json:"disableNetworkPolicy"`
+	// NodePortAddresses limits node ports to the local addresses in these
+	// ranges; empty: every non-loopback address.
+	NodePortAddresses []string `json:"nodePortAddresses"`
 }
+
+// DefaultClusterDNS is the cluster DNS address ClusterFirst pods use when
+// kubelet.clusterDNS is empty and the node runs its service network: the
+// tenth address of the default service range, as k3s does.
+const DefaultClusterDNS = "10.43.0.10"
 
 // Registry configures one image registry.
 type Registry struct {
@@ -178,6 +200,7 @@ func DefaultAgent() Agent {
 		SupervisorPort: DefaultSupervisorPort,
 		SerfPort:       DefaultSerfPort,
 		ClusterDomain:  "cluster.local",
+		ClusterCIDR:    DefaultClusterCIDR,
 		Log:            Log{Level: "info", Format: "text"},
 		Node:           DefaultNode(),
 	}
@@ -226,6 +249,9 @@ func (c *Agent) Validate() error {
 	}
 	if c.ClusterDomain == "" || strings.HasPrefix(c.ClusterDomain, ".") || strings.HasSuffix(c.ClusterDomain, ".") {
 		bad("clusterDomain (--cluster-domain)", "%q must be a domain such as cluster.local", c.ClusterDomain)
+	}
+	if _, err := ParseClusterCIDRs(c.ClusterCIDR); err != nil {
+		bad("clusterCIDR (--cluster-cidr)", "%v; it must be the servers' --cluster-cidr", err)
 	}
 	errs = append(errs, c.Node.Validate("")...)
 	if _, err := ParseLevel(c.Log.Level); err != nil {
@@ -321,6 +347,11 @@ func (n *Node) Validate(prefix string) []error {
 	}
 	if n.Network.MTU != 0 && (n.Network.MTU < 576 || n.Network.MTU > 65535) {
 		bad("network.mtu", "cni-mtu", "%d must be 0 (default) or between 576 and 65535", n.Network.MTU)
+	}
+	for _, a := range n.Network.NodePortAddresses {
+		if _, err := netip.ParsePrefix(a); err != nil {
+			bad("network.nodePortAddresses", "nodeport-addresses", "%q is not a CIDR such as 10.0.0.0/8 (use /32 for one address)", a)
+		}
 	}
 	for host, r := range n.Registries {
 		if host == "" || strings.Contains(host, "/") {

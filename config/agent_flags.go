@@ -19,6 +19,7 @@ func AgentFlags(fs *pflag.FlagSet, c *Agent) {
 	fs.IntVar(&c.SupervisorPort, "supervisor-port", c.SupervisorPort, "the servers' supervisor port, which issues node credentials")
 	fs.IntVar(&c.SerfPort, "serf-port", c.SerfPort, "gossip port of this agent (0: a free one)")
 	fs.StringVar(&c.ClusterDomain, "cluster-domain", c.ClusterDomain, "DNS domain of the cluster")
+	fs.StringVar(&c.ClusterCIDR, "cluster-cidr", c.ClusterCIDR, "the cluster's pod range, as the servers' --cluster-cidr (traffic inside it is not NATed)")
 	fs.StringVar(&c.Log.Level, "log-level", c.Log.Level, "log level: debug, info, warn or error")
 	fs.StringVar(&c.Log.Format, "log-format", c.Log.Format, "log format: text or json")
 	NodeFlags(fs, &c.Node)
@@ -33,7 +34,7 @@ func NodeFlags(fs *pflag.FlagSet, n *Node) {
 	fs.StringVar(&k.Address, "kubelet-address", k.Address, "IP address the kubelet API listens on")
 	fs.IntVar(&k.Port, "kubelet-port", k.Port, "HTTPS port of the kubelet API (logs, exec, port-forward)")
 	fs.IntVar(&k.MaxPods, "max-pods", k.MaxPods, "pods this node accepts")
-	fs.StringSliceVar(&k.ClusterDNS, "cluster-dns", k.ClusterDNS, "nameserver of ClusterFirst pods (repeatable; default: the node's resolv.conf)")
+	fs.StringSliceVar(&k.ClusterDNS, "cluster-dns", k.ClusterDNS, "nameserver of ClusterFirst pods, served by this node (repeatable; default: "+DefaultClusterDNS+", or the node's resolv.conf with --disable-service-network)")
 	fs.StringVar(&k.ResolvConf, "resolv-conf", k.ResolvConf, "resolver file Default pods inherit")
 	fs.StringToStringVar(&k.SystemReserved, "system-reserved", k.SystemReserved, "resources held back from allocatable, e.g. cpu=100m,memory=256Mi")
 	fs.StringToStringVar(&k.EvictionHard, "eviction-hard", k.EvictionHard, "pressure thresholds, e.g. memory.available=100Mi,nodefs.available=10%,pid.available=5%")
@@ -49,7 +50,10 @@ func NodeFlags(fs *pflag.FlagSet, n *Node) {
 	fs.StringVar(&n.Network.CNIBinDir, "cni-bin-dir", n.Network.CNIBinDir, "directory of the CNI plugins")
 	fs.StringVar(&n.Network.Bridge, "cni-bridge", n.Network.Bridge, "Linux bridge pods are attached to")
 	fs.IntVar(&n.Network.MTU, "cni-mtu", n.Network.MTU, "MTU of pods' interfaces (0: default)")
-	fs.BoolVar(&n.Network.Masquerade, "cni-masquerade", n.Network.Masquerade, "SNAT pod traffic leaving the pod CIDR")
+	fs.BoolVar(&n.Network.Masquerade, "cni-masquerade", n.Network.Masquerade, "SNAT pod traffic leaving the cluster's pod range")
+	fs.BoolVar(&n.Network.DisableServiceNetwork, "disable-service-network", n.Network.DisableServiceNetwork, "run no service proxy, cluster DNS, NetworkPolicy enforcement nor routes to other nodes' pods here")
+	fs.BoolVar(&n.Network.DisableNetworkPolicy, "disable-network-policy", n.Network.DisableNetworkPolicy, "do not enforce NetworkPolicies on this node")
+	fs.StringSliceVar(&n.Network.NodePortAddresses, "nodeport-addresses", n.Network.NodePortAddresses, "serve node ports only on local addresses in these CIDRs (default: every non-loopback address)")
 	fs.Var(&registryMirrorFlag{m: &n.Registries}, "registry-mirror", "mirror of a registry as HOST=URL, tried before HOST (repeatable)")
 	fs.Var(&insecureRegistryFlag{m: &n.Registries}, "insecure-registry", "registry HOST reached over plain HTTP or unverified TLS (repeatable)")
 }
@@ -59,6 +63,13 @@ func NodeFlags(fs *pflag.FlagSet, n *Node) {
 // validated.
 func LoadAgent(base Agent, path string, fs *pflag.FlagSet) (Agent, error) {
 	return load(base, path, fs, AgentFlags, (*Agent).Validate)
+}
+
+// LoadAgentUnvalidated reads the agent configuration like LoadAgent
+// without validating it, for commands that need only part of it (such as
+// `keelson agent --cleanup`, which needs no server nor token).
+func LoadAgentUnvalidated(base Agent, path string, fs *pflag.FlagSet) (Agent, error) {
+	return load(base, path, fs, AgentFlags, func(*Agent) error { return nil })
 }
 
 // registryMirrorFlag sets Registry.Mirrors from HOST=URL entries. Flags win

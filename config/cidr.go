@@ -37,3 +37,21 @@ func ParseClusterCIDRs(s string) ([]netip.Prefix, error) {
 	}
 	return out, nil
 }
+
+// ServiceIP is the n-th address of a service range (the first range of a
+// dual-stack setting): the cluster DNS server's is the tenth, as in k3s.
+func ServiceIP(serviceCIDR string, n int) (netip.Addr, error) {
+	first, _, _ := strings.Cut(serviceCIDR, ",")
+	p, err := netip.ParsePrefix(strings.TrimSpace(first))
+	if err != nil {
+		return netip.Addr{}, fmt.Errorf("%q is not a CIDR such as 10.43.0.0/16", serviceCIDR)
+	}
+	a := p.Masked().Addr()
+	for range n {
+		a = a.Next()
+	}
+	if !p.Contains(a) {
+		return netip.Addr{}, fmt.Errorf("%s has no address number %d", p, n)
+	}
+	return a, nil
+}

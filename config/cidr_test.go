@@ -38,3 +38,23 @@ func TestParseClusterCIDRs(t *testing.T) {
 		}
 	}
 }
+
+func TestServiceIP(t *testing.T) {
+	for _, tt := range []struct {
+		cidr    string
+		n       int
+		want    string
+		wantErr bool
+	}{
+		{"10.43.0.0/16", 10, "10.43.0.10", false},
+		{"10.96.0.0/12,fd00::/108", 10, "10.96.0.10", false},
+		{"fd00:43::/108", 10, "fd00:43::a", false},
+		{"10.43.0.0/29", 10, "", true},
+		{"nonsense", 10, "", true},
+	} {
+		got, err := ServiceIP(tt.cidr, tt.n)
+		if (err != nil) != tt.wantErr || (err == nil && got.String() != tt.want) {
+			t.Errorf("ServiceIP(%q, %d) = %v, %v; want %q (error: %v)", tt.cidr, tt.n, got, err, tt.want, tt.wantErr)
+		}
+	}
+}

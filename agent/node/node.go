@@ -24,6 +24,8 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/utils/ptr"
+
+	"github.com/keelson/keelson/plugins/sdk/nodehealth"
 )
 
 // LeaseNamespace holds the nodes' heartbeat Leases.
@@ -376,11 +378,15 @@ func nodeImages(imgs []Image) []v1.ContainerImage {
 	return out
 }
 
-// leaseLoop renews the node's Lease every quarter of its duration.
+// leaseLoop renews the node's Lease every quarter of its duration, while
+// the node's liveness does not come from the gossip pool: a gossip node's
+// heartbeat costs no write at all (see plugins/sdk/nodehealth).
 func (n *Node) leaseLoop(ctx context.Context) {
 	interval := n.opts.LeaseDuration / 4
 	for {
-		if err := n.renewLease(ctx); err != nil && ctx.Err() == nil {
+		if cur := n.get(); cur != nil && nodehealth.IsGossip(cur) {
+			interval = n.opts.LeaseDuration / 4
+		} else if err := n.renewLease(ctx); err != nil && ctx.Err() == nil {
 			n.log.Warn("renewing the node lease", "node", n.opts.Name, "err", err)
 			interval = min(max(interval/2, 200*time.Millisecond), n.opts.LeaseDuration/4)
 		} else {

@@ -6,12 +6,14 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/netip"
 	"os"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/keelson/keelson/agent"
+	"github.com/keelson/keelson/agent/network"
 	"github.com/keelson/keelson/agent/runtime"
 	"github.com/keelson/keelson/config"
 	"github.com/keelson/keelson/core/apiserver"
@@ -22,6 +24,7 @@ import (
 
 func newAgentCommand() *cobra.Command {
 	var configFile string
+	var cleanup bool
 	defaults := config.DefaultAgent()
 	defaults.DataDir = defaultDataDir(os.Getenv)
 	cmd := &cobra.Command{
@@ -31,6 +34,9 @@ func newAgentCommand() *cobra.Command {
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			base := config.DefaultAgent()
 			base.DataDir = defaultDataDir(os.Getenv)
+			if cleanup {
+				return cleanupNetwork(cmd, base, configFile)
+			}
 			cfg, err := config.LoadAgent(base, configFile, cmd.Flags())
 			if err != nil {
 				return err
@@ -43,8 +49,33 @@ func newAgentCommand() *cobra.Command {
 		},
 	}
 	cmd.Flags().StringVar(&configFile, "config", "", "YAML configuration file (flags override it)")
+	cmd.Flags().BoolVar(&cleanup, "cleanup", false, "remove the service network's iptables rules, routes and cluster DNS address from this node, then exit")
 	config.AgentFlags(cmd.Flags(), &defaults)
 	return cmd
+}
+
+// cleanupNetwork removes what the agent's service network installed. It
+// needs no server nor token, only the addresses the configuration names.
+func cleanupNetwork(cmd *cobra.Command, base config.Agent, configFile string) error {
+	// Neither --server nor --token is needed to clean up: the file and
+	// flags are read without validating the whole agent configuration.
+	cfg, err := config.LoadAgentUnvalidated(base, configFile, cmd.Flags())
+	if err != nil {
+		return err
+	}
+	var nc network.Config
+	for _, s := range agent.ClusterDNS(cfg) {
+		a, err := netip.ParseAddr(s)
+		if err != nil {
+			return fmt.Errorf("kubelet.clusterDNS (--cluster-dns): %q is not an IP address", s)
+		}
+		nc.ClusterDNS = append(nc.ClusterDNS, a)
+	}
+	if err := network.Cleanup(cmd.Context(), nc); err != nil {
+		return fmt.Errorf("cleaning up the service network: %w", err)
+	}
+	fmt.Fprintln(cmd.OutOrStdout(), "removed the service network's rules, routes and cluster DNS addresses")
+	return nil
 }
 
 // embeddedAgent is the configuration of the agent a server runs: the
@@ -59,8 +90,15 @@ func embeddedAgent(cfg config.Server, token string) config.Agent {
 	a.Token = token
 	a.SupervisorPort = cfg.SupervisorPort
 	a.ClusterDomain = cfg.APIServer.ClusterDomain
+	a.ClusterCIDR = cfg.ClusterCIDR
 	a.Log = cfg.Log
 	a.Node = cfg.Agent
+	if len(a.Kubelet.ClusterDNS) == 0 && !a.Network.DisableServiceNetwork {
+		// The tenth address of the service range, as k3s's default.
+		if ip, err := config.ServiceIP(cfg.APIServer.ServiceCIDR, 10); err == nil {
+			a.Kubelet.ClusterDNS = []string{ip.String()}
+		}
+	}
 	if a.NodeIP == "" {
 		a.NodeIP = cfg.AdvertiseIP()
 	}

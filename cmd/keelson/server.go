@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"os"
 
+	"github.com/keelson/keelson/agent/network"
 	"github.com/keelson/keelson/config"
 	"github.com/keelson/keelson/core/server"
 	"github.com/keelson/keelson/plugins/builtin"
@@ -42,9 +43,9 @@ func newServerCommand() *cobra.Command {
 }
 
 // serverOptions are what the server binary adds to its configuration: the
-// built-in plugins compiled into it.
+// built-in plugins compiled into it and what its node agents read.
 func serverOptions() server.Options {
-	return server.Options{BuiltinPlugins: builtin.Names()}
+	return server.Options{BuiltinPlugins: builtin.Names(), NodeRules: network.RBACRules()}
 }
 
 // runServerWithAgent runs the server and its node agent; either failing

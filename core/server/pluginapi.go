@@ -146,6 +146,16 @@ func ensurePluginCRD(ctx context.Context, c apiextensions.Interface) error {
 // rule, so the plugin does not start into a wall of 403s.
 func grantRules(ctx context.Context, c kubernetes.Interface, name string, rules []rbacv1.PolicyRule) error {
 	meta := metav1.ObjectMeta{Name: pluginRoleName(name), Labels: map[string]string{pluginLabel: name}}
+	subject := rbacv1.Subject{APIGroup: rbacv1.GroupName, Kind: rbacv1.UserKind, Name: pki.PluginUser(name)}
+	if err := ensureClusterRole(ctx, c, meta, rules, subject); err != nil {
+		return err
+	}
+	return waitAllowed(ctx, c, name, rules)
+}
+
+// ensureClusterRole makes a ClusterRole with exactly rules and a
+// ClusterRoleBinding of the same name to subject.
+func ensureClusterRole(ctx context.Context, c kubernetes.Interface, meta metav1.ObjectMeta, rules []rbacv1.PolicyRule, subject rbacv1.Subject) error {
 	role := &rbacv1.ClusterRole{ObjectMeta: meta, Rules: rules}
 	roles := c.RbacV1().ClusterRoles()
 	got, err := roles.Get(ctx, role.Name, metav1.GetOptions{})
@@ -162,7 +172,7 @@ func grantRules(ctx context.Context, c kubernetes.Interface, name string, rules 
 	binding := &rbacv1.ClusterRoleBinding{
 		ObjectMeta: meta,
 		RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: role.Name},
-		Subjects:   []rbacv1.Subject{{APIGroup: rbacv1.GroupName, Kind: rbacv1.UserKind, Name: pki.PluginUser(name)}},
+		Subjects:   []rbacv1.Subject{subject},
 	}
 	bindings := c.RbacV1().ClusterRoleBindings()
 	if _, err := bindings.Get(ctx, binding.Name, metav1.GetOptions{}); apierrors.IsNotFound(err) {
@@ -172,7 +182,7 @@ func grantRules(ctx context.Context, c kubernetes.Interface, name string, rules 
 	} else if err != nil {
 		return fmt.Errorf("ClusterRoleBinding %s: %w", binding.Name, err)
 	}
-	return waitAllowed(ctx, c, name, rules)
+	return nil
 }
 
 // waitAllowed polls a SubjectAccessReview for the plugin's first rule until

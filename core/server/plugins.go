@@ -13,12 +13,14 @@ import (
 
 	rbacv1 "k8s.io/api/rbac/v1"
 	apiextensions "k8s.io/apiextensions-apiserver/pkg/client/clientset/clientset"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 
 	"github.com/keelson/keelson/config"
 	"github.com/keelson/keelson/core/apiserver"
+	"github.com/keelson/keelson/core/pki"
 	"github.com/keelson/keelson/core/raftnode"
 	"github.com/keelson/keelson/plugins/host"
 	"github.com/keelson/keelson/plugins/proto"
@@ -32,15 +34,21 @@ const PluginCredentialLifetime = 7 * 24 * time.Hour
 // leader: it installs the Plugin CRD, grants each plugin its RBAC, issues it
 // a certificate bound to the leader's term and publishes its state.
 type pluginHost struct {
-	log    *slog.Logger
-	sup    *host.Supervisor
-	specs  []host.Spec
-	rules  map[string][]rbacv1.PolicyRule
-	kube   kubernetes.Interface
-	dyn    dynamic.Interface
-	crds   apiextensions.Interface
-	status *statusWriter
+	log   *slog.Logger
+	sup   *host.Supervisor
+	specs []host.Spec
+	rules map[string][]rbacv1.PolicyRule
+	// nodeRules are Options.NodeRules, granted to every node.
+	nodeRules []rbacv1.PolicyRule
+	kube      kubernetes.Interface
+	dyn       dynamic.Interface
+	crds      apiextensions.Interface
+	status    *statusWriter
 }
+
+// nodeRoleName names the ClusterRole (and its binding) of what every node
+// agent may read beyond the Node authorizer's grants.
+const nodeRoleName = "keelson:node"
 
 // tokenPlugin is the built-in that fills legacy service-account token
 // Secrets (plugins/builtin/token); it signs them with the cluster's
@@ -109,7 +117,7 @@ func (s *Server) newPluginHost(admin *rest.Config, url string) (*pluginHost, err
 	if err != nil {
 		return nil, fmt.Errorf("plugin host: reading the cluster CA: %w", err)
 	}
-	h := &pluginHost{log: s.log.With("component", "plugin-host"), specs: specs, rules: map[string][]rbacv1.PolicyRule{}}
+	h := &pluginHost{log: s.log.With("component", "plugin-host"), specs: specs, rules: map[string][]rbacv1.PolicyRule{}, nodeRules: s.opts.NodeRules}
 	for _, e := range s.cfg.Plugins.External {
 		if e.Rules != nil {
 			h.rules[e.Name] = e.Rules
@@ -159,6 +167,13 @@ func (h *pluginHost) authorize(ctx context.Context, sp host.Spec, desc proto.Des
 func (h *pluginHost) prepare(ctx context.Context) error {
 	if err := ensurePluginCRD(ctx, h.crds); err != nil {
 		return err
+	}
+	if len(h.nodeRules) > 0 {
+		meta := metav1.ObjectMeta{Name: nodeRoleName}
+		nodes := rbacv1.Subject{APIGroup: rbacv1.GroupName, Kind: rbacv1.GroupKind, Name: pki.NodesGroup}
+		if err := ensureClusterRole(ctx, h.kube, meta, h.nodeRules, nodes); err != nil {
+			return err
+		}
 	}
 	var names []string
 	for _, sp := range h.specs {

@@ -22,6 +22,7 @@ import (
 	"github.com/keelson/keelson/core/raftnode"
 	"github.com/keelson/keelson/fsm"
 	"google.golang.org/grpc"
+	rbacv1 "k8s.io/api/rbac/v1"
 )
 
 // machine adapts fsm.Store to raftnode.StateMachine.
@@ -48,6 +49,11 @@ type Options struct {
 	// BuiltinPlugins names the plugins compiled into the binary; the leader
 	// runs each (unless disabled) as `keelson plugin NAME`.
 	BuiltinPlugins []string
+	// NodeRules are the API permissions every node agent needs beyond what
+	// the Node authorizer grants (its service network reads every Service,
+	// EndpointSlice, NetworkPolicy and pod): the leader keeps them in the
+	// ClusterRole keelson:node, bound to the group system:nodes.
+	NodeRules []rbacv1.PolicyRule
 }
 
 // Server is a running control node.

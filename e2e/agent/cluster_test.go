@@ -128,6 +128,9 @@ func (c *cluster) agentArgs(t testing.TB) []string {
 		"--kubelet-port", strconv.Itoa(harness.FreePort(t)),
 		"--cni-bridge", c.bridge,
 		"--cni-masquerade=false",
+		// The host's own network namespace: no service proxy, DNS or
+		// routes here (e2e/cluster runs them in namespaces of its own).
+		"--disable-service-network",
 		"--cgroup-root", c.cgroupRoot,
 		"--registry-mirror", "docker.io=http://" + c.registry.Host,
 		"--insecure-registry", c.registry.Host,

@@ -36,6 +36,9 @@ func TestServerRunsItsOwnAgent(t *testing.T) {
 		"--kubelet-port", strconv.Itoa(harness.FreePort(t)),
 		"--cni-bridge", c.bridge,
 		"--cni-masquerade=false",
+		// The host's own network namespace: no service proxy, DNS or
+		// routes here (e2e/cluster runs them in namespaces of its own).
+		"--disable-service-network",
 		"--cgroup-root", c.cgroupRoot,
 		"--insecure-registry", c.registry.Host,
 	}})
