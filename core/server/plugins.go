@@ -40,6 +40,8 @@ type pluginHost struct {
 	rules map[string][]rbacv1.PolicyRule
 	// nodeRules are Options.NodeRules, granted to every node.
 	nodeRules []rbacv1.PolicyRule
+	// clusterDNS is the cluster DNS address the kube-dns Service holds.
+	clusterDNS string
 	kube      kubernetes.Interface
 	dyn       dynamic.Interface
 	crds      apiextensions.Interface
@@ -118,6 +120,9 @@ func (s *Server) newPluginHost(admin *rest.Config, url string) (*pluginHost, err
 		return nil, fmt.Errorf("plugin host: reading the cluster CA: %w", err)
 	}
 	h := &pluginHost{log: s.log.With("component", "plugin-host"), specs: specs, rules: map[string][]rbacv1.PolicyRule{}, nodeRules: s.opts.NodeRules}
+	if ip, err := config.ServiceIP(s.cfg.APIServer.ServiceCIDR, 10); err == nil {
+		h.clusterDNS = ip.String()
+	}
 	for _, e := range s.cfg.Plugins.External {
 		if e.Rules != nil {
 			h.rules[e.Name] = e.Rules
@@ -167,6 +172,13 @@ func (h *pluginHost) authorize(ctx context.Context, sp host.Spec, desc proto.Des
 func (h *pluginHost) prepare(ctx context.Context) error {
 	if err := ensurePluginCRD(ctx, h.crds); err != nil {
 		return err
+	}
+	if h.clusterDNS != "" {
+		if err := ensureClusterDNSService(ctx, h.kube, h.clusterDNS); err != nil {
+			// Not fatal for the plugins: pods still resolve through the
+			// agents; the address is merely not reserved.
+			h.log.Warn("reserving the cluster DNS address", "err", err)
+		}
 	}
 	if len(h.nodeRules) > 0 {
 		meta := metav1.ObjectMeta{Name: nodeRoleName}
