@@ -42,10 +42,10 @@ type pluginHost struct {
 	nodeRules []rbacv1.PolicyRule
 	// clusterDNS is the cluster DNS address the kube-dns Service holds.
 	clusterDNS string
-	kube      kubernetes.Interface
-	dyn       dynamic.Interface
-	crds      apiextensions.Interface
-	status    *statusWriter
+	kube       kubernetes.Interface
+	dyn        dynamic.Interface
+	crds       apiextensions.Interface
+	status     *statusWriter
 }
 
 // nodeRoleName names the ClusterRole (and its binding) of what every node
