@@ -53,6 +53,7 @@ bench: build
 	scripts/bench-ha.sh
 	$(GO) run ./bench/pluginbench -keelson-bin $(KEELSON)
 	scripts/bench-workloads.sh
+	scripts/bench-controllers.sh
 	scripts/bench-sched.sh
 	$(GO) run ./bench/nodebench -keelson-bin $(KEELSON)
 	@if [ "$$(id -u)" = 0 ]; then \
