@@ -44,6 +44,21 @@ func TestCluster(t *testing.T) {
 	nodes := &nodeScenario{c: c}
 	t.Run("NodesJoin", nodes.testNodesJoin)
 	t.Run("DeploymentSpreads", nodes.testDeploymentSpreads)
+
+	svc := &serviceScenario{c: c}
+	if t.Run("Expose", svc.testExpose) {
+		t.Run("PodsWithoutNAT", svc.testPodsWithoutNAT)
+		t.Run("ClusterIP", svc.testClusterIP)
+		t.Run("DNS", svc.testDNS)
+		t.Run("Environment", svc.testEnvironment)
+		t.Run("NodePort", svc.testNodePort)
+		t.Run("Headless", svc.testHeadless)
+		t.Run("SessionAffinity", svc.testSessionAffinity)
+		t.Run("RemovedEndpoint", svc.testRemovedEndpoint)
+		t.Run("NetworkPolicy", svc.testNetworkPolicy)
+	}
+	svc.cleanup(t)
+
 	t.Run("NodeKilled", nodes.testNodeKilled)
 	t.Run("JoinServerKilled", nodes.testJoinServerKilled)
 }
@@ -95,8 +110,7 @@ func startCluster(t *testing.T) *testCluster {
 			"--token", token,
 			"--node-ip", h.IP,
 			"--kubelet-address", h.IP,
-			// Pods reach each other by their own addresses across nodes.
-			"--cni-masquerade=false",
+			"--cluster-cidr", cidr,
 		}})
 		a.Start(t)
 		c.agents[name] = a
