@@ -70,6 +70,9 @@ func (s *nodeScenario) testNodesJoin(t *testing.T) {
 		if got := internalIP(n); got != want {
 			t.Errorf("node %s reports InternalIP %q, want its address %s", name, got, want)
 		}
+		if pids := s.c.agents[name].Containerd(); len(pids) != 1 {
+			t.Errorf("agent %s runs %d containerd daemons (%v), want its own one", name, len(pids), pids)
+		}
 	}
 }
 
@@ -116,8 +119,16 @@ func (s *nodeScenario) testNodeKilled(t *testing.T) {
 		t.Fatalf("no sleeper runs on %s", victim)
 	}
 	killed := time.Now()
-	s.c.agents[victim].Kill()
+	agent := s.c.agents[victim]
+	agent.Kill()
 	t.Logf("killed agent %s (kill -9) under pods %v", victim, evicted)
+	eventually(t, "the agent's containerd dies with it", func() (bool, string) {
+		pids := agent.Containerd()
+		return len(pids) == 0, fmt.Sprintf("containerd pids %v", pids)
+	})
+	if len(agent.Shims()) == 0 {
+		t.Errorf("no containerd shim outlived the agent: the pods' containers should keep running on a crashed agent's node")
+	}
 
 	s.c.waitNode(t, victim, "Ready=Unknown", func(n *v1.Node) bool { return ready(n) == v1.ConditionUnknown })
 	t.Logf("%s Ready=Unknown %s after the kill (grace period %s)", victim, time.Since(killed).Round(time.Second), gracePeriod)
@@ -143,7 +154,7 @@ func (s *nodeScenario) testNodeKilled(t *testing.T) {
 		t.Errorf("the healthy node was touched: %s", describeNode(n))
 	}
 
-	s.c.agents[victim].Start(t)
+	agent.Start(t)
 	s.c.waitNode(t, victim, "Ready again without taints", func(n *v1.Node) bool {
 		return ready(n) == v1.ConditionTrue && len(n.Spec.Taints) == 0
 	})
@@ -156,6 +167,10 @@ func (s *nodeScenario) testNodeKilled(t *testing.T) {
 			}
 		}
 		return true
+	})
+	eventually(t, "no container left running on "+victim, func() (bool, string) {
+		shims := agent.Shims()
+		return len(shims) == 0, fmt.Sprintf("containerd shims %v", shims)
 	})
 }
 

@@ -14,6 +14,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -238,21 +239,50 @@ func (a *Agent) cleanup(t testing.TB) {
 	os.RemoveAll(a.DataDir)
 }
 
-// KillShims kills the containerd shims started by the containerd listening
-// on socket (found by the socket on their command line), which kills the
-// containers they run: once the agent's containerd is gone, nothing else
-// would.
-func KillShims(t testing.TB, socket string) {
+// Shims returns the PIDs of the containerd shims of the agent's containerd,
+// one per container it runs (including those a killed agent left).
+func (a *Agent) Shims() []int {
+	return shims(filepath.Join(a.DataDir, "agent", "containerd", "containerd.sock"))
+}
+
+// Containerd returns the PIDs of the containerd daemons the agent started
+// (one while it runs, none once it is gone).
+func (a *Agent) Containerd() []int {
+	dir := []byte(filepath.Join(a.DataDir, "agent", "containerd") + "/")
+	return processes(func(argv [][]byte) bool {
+		return filepath.Base(string(argv[0])) == "containerd" && slices.ContainsFunc(argv, func(arg []byte) bool { return bytes.HasPrefix(arg, dir) })
+	})
+}
+
+// shims finds the containerd shims started by the containerd listening on
+// socket by the socket on their command line.
+func shims(socket string) []int {
+	return processes(func(argv [][]byte) bool {
+		return slices.ContainsFunc(argv, func(arg []byte) bool { return string(arg) == socket })
+	})
+}
+
+// processes returns the PIDs of the processes whose command line matches.
+func processes(match func(argv [][]byte) bool) []int {
+	var pids []int
 	procs, _ := filepath.Glob("/proc/[0-9]*/cmdline")
 	for _, p := range procs {
 		b, err := os.ReadFile(p)
-		if err != nil || !bytes.Contains(b, []byte(socket)) {
+		if err != nil || len(b) == 0 || !match(bytes.Split(bytes.TrimRight(b, "\x00"), []byte{0})) {
 			continue
 		}
-		pid, err := strconv.Atoi(filepath.Base(filepath.Dir(p)))
-		if err != nil {
-			continue
+		if pid, err := strconv.Atoi(filepath.Base(filepath.Dir(p))); err == nil {
+			pids = append(pids, pid)
 		}
+	}
+	return pids
+}
+
+// KillShims kills the containerd shims started by the containerd listening
+// on socket, which kills the containers they run: once the agent's
+// containerd is gone, nothing else would.
+func KillShims(t testing.TB, socket string) {
+	for _, pid := range shims(socket) {
 		t.Logf("killing leftover shim %d", pid)
 		_ = syscall.Kill(pid, syscall.SIGKILL)
 	}
