@@ -166,7 +166,7 @@ func (c *cluster) stopAgent() {
 func (c *cluster) waitForNode(t testing.TB) {
 	t.Helper()
 	ctx := context.Background()
-	eventually(t, 3*time.Minute, "the agent registers its node", func() (bool, string) {
+	harness.Eventually(t, 3*time.Minute, "the agent registers its node", func() (bool, string) {
 		_, err := c.client.CoreV1().Nodes().Get(ctx, c.node, metav1.GetOptions{})
 		return err == nil, fmt.Sprint(err)
 	})
@@ -174,7 +174,7 @@ func (c *cluster) waitForNode(t testing.TB) {
 	if _, err := c.client.CoreV1().Nodes().Patch(ctx, c.node, types.StrategicMergePatchType, []byte(patch), metav1.PatchOptions{}); err != nil {
 		t.Fatalf("setting the pod CIDR: %v", err)
 	}
-	eventually(t, 2*time.Minute, "the node becomes Ready", func() (bool, string) {
+	harness.Eventually(t, 2*time.Minute, "the node becomes Ready", func() (bool, string) {
 		n, err := c.client.CoreV1().Nodes().Get(ctx, c.node, metav1.GetOptions{})
 		if err != nil {
 			return false, err.Error()
@@ -224,7 +224,7 @@ func (c *cluster) apply(t testing.TB, ns, manifest string) {
 func (c *cluster) waitPod(t testing.TB, ns, name string, timeout time.Duration, what string, cond func(*v1.Pod) bool) *v1.Pod {
 	t.Helper()
 	var last *v1.Pod
-	eventually(t, timeout, fmt.Sprintf("pod %s/%s: %s", ns, name, what), func() (bool, string) {
+	harness.Eventually(t, timeout, fmt.Sprintf("pod %s/%s: %s", ns, name, what), func() (bool, string) {
 		p, err := c.client.CoreV1().Pods(ns).Get(context.Background(), name, metav1.GetOptions{})
 		if err != nil {
 			return false, err.Error()
@@ -251,25 +251,6 @@ func describe(p *v1.Pod) string {
 		b.WriteString("]")
 	}
 	return b.String()
-}
-
-// eventually polls cond until it holds; the deadline is generous because
-// the machine is shared.
-func eventually(t testing.TB, timeout time.Duration, what string, cond func() (bool, string)) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	last := ""
-	for {
-		ok, state := cond()
-		if ok {
-			return
-		}
-		last = state
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for: %s (last: %s)", timeout, what, last)
-		}
-		time.Sleep(250 * time.Millisecond)
-	}
 }
 
 // cleanup deletes every pod, lets the agent remove their containers and

@@ -275,23 +275,10 @@ func describePods(pods []v1.Pod) string {
 	return fmt.Sprintf("%d pods: %s", len(pods), strings.Join(s, " "))
 }
 
-// eventually polls cond until it holds, failing the test after deadline
-// with the last state cond described.
+// eventually waits for cond (see harness.Eventually) up to deadline.
 func eventually(t testing.TB, what string, cond func() (bool, string)) {
 	t.Helper()
-	end := time.Now().Add(deadline)
-	last := ""
-	for {
-		ok, state := cond()
-		if ok {
-			return
-		}
-		last = state
-		if time.Now().After(end) {
-			t.Fatalf("timed out after %s waiting for %s; last seen: %s", deadline, what, last)
-		}
-		time.Sleep(250 * time.Millisecond)
-	}
+	harness.Eventually(t, deadline, what, cond)
 }
 
 func randomHex(n int) string {
