@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/keelson/keelson/e2e/harness"
 	"github.com/keelson/keelson/internal/testimage"
 	v1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -82,7 +83,7 @@ func (c *cluster) testNodeRegistration(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, time.Minute, "the node lease is renewed", func() (bool, string) {
+	harness.Eventually(t, time.Minute, "the node lease is renewed", func() (bool, string) {
 		l2, err := c.client.CoordinationV1().Leases("kube-node-lease").Get(ctx, c.node, metav1.GetOptions{})
 		if err != nil {
 			return false, err.Error()
@@ -112,7 +113,7 @@ spec:
 	if !cidr.Contains(net.ParseIP(p.Status.PodIP)) {
 		t.Errorf("pod IP %q not in the node's pod CIDR %s", p.Status.PodIP, c.podCIDR)
 	}
-	eventually(t, time.Minute, "kubectl logs shows the greeting", func() (bool, string) {
+	harness.Eventually(t, time.Minute, "kubectl logs shows the greeting", func() (bool, string) {
 		r := c.server.Kubectl(t, "logs", "-n", ns, "myapp-pod")
 		return r.ExitCode == 0 && r.Stdout == "Hello Kubernetes!\n", r.String()
 	})

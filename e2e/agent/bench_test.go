@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/keelson/keelson/e2e/harness"
 	v1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/watch"
@@ -152,7 +153,7 @@ func (c *cluster) deletePods(b *testing.B, ns string) {
 	if err := c.client.CoreV1().Pods(ns).DeleteCollection(ctx, metav1.DeleteOptions{GracePeriodSeconds: ptr.To[int64](0)}, metav1.ListOptions{}); err != nil {
 		b.Fatal(err)
 	}
-	eventually(b, 5*time.Minute, "the pods are gone", func() (bool, string) {
+	harness.Eventually(b, 5*time.Minute, "the pods are gone", func() (bool, string) {
 		l, err := c.client.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{})
 		if err != nil {
 			return false, err.Error()

@@ -1,7 +1,6 @@
 package agent
 
 import (
-	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -16,6 +15,7 @@ import (
 	"time"
 
 	"github.com/keelson/keelson/e2e/harness"
+	"github.com/keelson/keelson/e2e/nodeagent"
 	"github.com/keelson/keelson/internal/testimage"
 	"github.com/keelson/keelson/internal/testnet"
 	v1 "k8s.io/api/core/v1"
@@ -48,24 +48,6 @@ type cluster struct {
 	embedded bool
 }
 
-// needs skips the test unless the machine can run pods.
-func needs(t testing.TB) {
-	t.Helper()
-	if os.Getuid() != 0 {
-		t.Skip("needs root to run pods")
-	}
-	for _, bin := range []string{"containerd", "runc", "containerd-shim-runc-v2", "iptables"} {
-		if _, err := exec.LookPath(bin); err != nil {
-			t.Skipf("%s is not installed", bin)
-		}
-	}
-	for _, f := range []string{"/usr/lib/cni/bridge", testimage.BusyboxPath} {
-		if _, err := os.Stat(f); err != nil {
-			t.Skipf("%s is not installed", f)
-		}
-	}
-}
-
 func randomSuffix() string {
 	var b [3]byte
 	_, _ = rand.Read(b[:])
@@ -77,7 +59,7 @@ func randomSuffix() string {
 // be Ready. Everything it made is removed when the test ends.
 func startCluster(t testing.TB) *cluster {
 	t.Helper()
-	needs(t)
+	nodeagent.Require(t)
 	s := harness.StartServer(t, harness.ServerOptions{})
 	c := &cluster{server: s, client: s.Clientset(t), node: "agent-" + randomSuffix(), bridge: testnet.BridgeName()}
 	c.cgroupRoot = "/keelson-e2e-" + c.node
@@ -184,7 +166,7 @@ func (c *cluster) stopAgent() {
 func (c *cluster) waitForNode(t testing.TB) {
 	t.Helper()
 	ctx := context.Background()
-	eventually(t, 3*time.Minute, "the agent registers its node", func() (bool, string) {
+	harness.Eventually(t, 3*time.Minute, "the agent registers its node", func() (bool, string) {
 		_, err := c.client.CoreV1().Nodes().Get(ctx, c.node, metav1.GetOptions{})
 		return err == nil, fmt.Sprint(err)
 	})
@@ -192,7 +174,7 @@ func (c *cluster) waitForNode(t testing.TB) {
 	if _, err := c.client.CoreV1().Nodes().Patch(ctx, c.node, types.StrategicMergePatchType, []byte(patch), metav1.PatchOptions{}); err != nil {
 		t.Fatalf("setting the pod CIDR: %v", err)
 	}
-	eventually(t, 2*time.Minute, "the node becomes Ready", func() (bool, string) {
+	harness.Eventually(t, 2*time.Minute, "the node becomes Ready", func() (bool, string) {
 		n, err := c.client.CoreV1().Nodes().Get(ctx, c.node, metav1.GetOptions{})
 		if err != nil {
 			return false, err.Error()
@@ -242,7 +224,7 @@ func (c *cluster) apply(t testing.TB, ns, manifest string) {
 func (c *cluster) waitPod(t testing.TB, ns, name string, timeout time.Duration, what string, cond func(*v1.Pod) bool) *v1.Pod {
 	t.Helper()
 	var last *v1.Pod
-	eventually(t, timeout, fmt.Sprintf("pod %s/%s: %s", ns, name, what), func() (bool, string) {
+	harness.Eventually(t, timeout, fmt.Sprintf("pod %s/%s: %s", ns, name, what), func() (bool, string) {
 		p, err := c.client.CoreV1().Pods(ns).Get(context.Background(), name, metav1.GetOptions{})
 		if err != nil {
 			return false, err.Error()
@@ -269,25 +251,6 @@ func describe(p *v1.Pod) string {
 		b.WriteString("]")
 	}
 	return b.String()
-}
-
-// eventually polls cond until it holds; the deadline is generous because
-// the machine is shared.
-func eventually(t testing.TB, timeout time.Duration, what string, cond func() (bool, string)) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	last := ""
-	for {
-		ok, state := cond()
-		if ok {
-			return
-		}
-		last = state
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for: %s (last: %s)", timeout, what, last)
-		}
-		time.Sleep(250 * time.Millisecond)
-	}
 }
 
 // cleanup deletes every pod, lets the agent remove their containers and
@@ -318,74 +281,16 @@ func (c *cluster) cleanup(t testing.TB) {
 			c.server.Kill()
 		}
 	}
-	killShims(t, filepath.Join(c.dataDir, "agent", "containerd", "containerd.sock"))
-	unmountUnder(t, c.dataDir)
+	nodeagent.KillShims(t, filepath.Join(c.dataDir, "agent", "containerd", "containerd.sock"))
+	nodeagent.UnmountUnder(t, c.dataDir)
 	if err := testnet.DeleteLink(c.bridge); err != nil {
 		t.Error(err)
 	}
-	removeCgroupTree(c.cgroupRoot)
+	nodeagent.RemoveCgroupTree(c.cgroupRoot)
 	if c.registry != nil {
 		c.registry.Close()
 	}
 	if !c.embedded { // the server's data dir is the test's, removed with it
 		os.RemoveAll(c.dataDir)
-	}
-}
-
-// killShims kills the containerd shims of the test's containerd, found by
-// the socket on their command line: the agent's containerd is gone, and
-// shims outlive it by design.
-func killShims(t testing.TB, socket string) {
-	procs, _ := filepath.Glob("/proc/[0-9]*/cmdline")
-	for _, p := range procs {
-		b, err := os.ReadFile(p)
-		if err != nil || !bytes.Contains(b, []byte(socket)) {
-			continue
-		}
-		pid, err := strconv.Atoi(filepath.Base(filepath.Dir(p)))
-		if err != nil {
-			continue
-		}
-		t.Logf("killing leftover shim %d", pid)
-		_ = syscall.Kill(pid, syscall.SIGKILL)
-	}
-}
-
-// unmountUnder unmounts everything mounted below dir, deepest first.
-func unmountUnder(t testing.TB, dir string) {
-	b, err := os.ReadFile("/proc/self/mountinfo")
-	if err != nil {
-		return
-	}
-	var points []string
-	for _, line := range strings.Split(string(b), "\n") {
-		f := strings.Fields(line)
-		if len(f) > 4 && strings.HasPrefix(f[4], dir) {
-			points = append(points, f[4])
-		}
-	}
-	for i := len(points) - 1; i >= 0; i-- {
-		if err := syscall.Unmount(points[i], syscall.MNT_DETACH); err != nil {
-			t.Logf("unmounting %s: %v", points[i], err)
-		}
-	}
-}
-
-// removeCgroupTree removes an (emptied) cgroup subtree in every hierarchy.
-func removeCgroupTree(rel string) {
-	roots, _ := filepath.Glob("/sys/fs/cgroup/*")
-	roots = append(roots, "/sys/fs/cgroup")
-	for _, r := range roots {
-		dir := filepath.Join(r, rel)
-		var dirs []string
-		_ = filepath.WalkDir(dir, func(p string, d os.DirEntry, err error) error {
-			if err == nil && d.IsDir() {
-				dirs = append(dirs, p)
-			}
-			return nil
-		})
-		for i := len(dirs) - 1; i >= 0; i-- {
-			_ = os.Remove(dirs[i])
-		}
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/keelson/keelson/e2e/harness"
 	v1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -78,7 +79,7 @@ spec:
 // containing msg.
 func (c *cluster) expectEvent(t *testing.T, ns, pod, reason, msg string) {
 	t.Helper()
-	eventually(t, time.Minute, fmt.Sprintf("event %s %q on %s", reason, msg, pod), func() (bool, string) {
+	harness.Eventually(t, time.Minute, fmt.Sprintf("event %s %q on %s", reason, msg, pod), func() (bool, string) {
 		evs, err := c.client.CoreV1().Events(ns).List(context.Background(), metav1.ListOptions{})
 		if err != nil {
 			return false, err.Error()
@@ -206,7 +207,7 @@ spec:
 			t.Errorf("init container %s: %+v", s.Name, s.State)
 		}
 	}
-	eventually(t, time.Minute, "the app saw both init containers, in order", func() (bool, string) {
+	harness.Eventually(t, time.Minute, "the app saw both init containers, in order", func() (bool, string) {
 		r := c.server.Kubectl(t, "logs", "-n", ns, "ordered", "-c", "app")
 		return r.Stdout == "first\nsecond\napp\n", r.String()
 	})
@@ -269,7 +270,7 @@ spec:
           command: ['sh', '-c', 'echo prestop >> /log/events']
 `)
 	c.waitPod(t, ns, "graceful", 3*time.Minute, "running", func(p *v1.Pod) bool { return p.Status.Phase == v1.PodRunning })
-	eventually(t, time.Minute, "the container started", func() (bool, string) {
+	harness.Eventually(t, time.Minute, "the container started", func() (bool, string) {
 		b, _ := os.ReadFile(filepath.Join(dir, "events"))
 		return string(b) == "started\n", string(b)
 	})
@@ -277,7 +278,7 @@ spec:
 	if err := c.client.CoreV1().Pods(ns).Delete(context.Background(), "graceful", metav1.DeleteOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 2*time.Minute, "the pod is gone", func() (bool, string) {
+	harness.Eventually(t, 2*time.Minute, "the pod is gone", func() (bool, string) {
 		_, err := c.client.CoreV1().Pods(ns).Get(context.Background(), "graceful", metav1.GetOptions{})
 		return apierrors.IsNotFound(err), fmt.Sprint(err)
 	})

@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/keelson/keelson/e2e/harness"
 	v1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	statsv1alpha1 "k8s.io/kubelet/pkg/apis/stats/v1alpha1"
@@ -48,7 +49,7 @@ spec:
 	}
 	// CPU rates need two readings.
 	get("/stats/summary", true)
-	eventually(t, time.Minute, "the summary reports the pod's CPU and memory", func() (bool, string) {
+	harness.Eventually(t, time.Minute, "the summary reports the pod's CPU and memory", func() (bool, string) {
 		_, out := get("/stats/summary", true)
 		var sum statsv1alpha1.Summary
 		if err := json.Unmarshal([]byte(out), &sum); err != nil {
@@ -151,14 +152,14 @@ spec:
     command: ['sh', '-c', 'i=0; while true; do echo tick $i; i=$((i+1)); sleep 1; done']
 `)
 	before := c.waitPod(t, ns, "survivor", 3*time.Minute, "running", func(p *v1.Pod) bool { return p.Status.Phase == v1.PodRunning })
-	eventually(t, time.Minute, "the first ticks are logged", func() (bool, string) {
+	harness.Eventually(t, time.Minute, "the first ticks are logged", func() (bool, string) {
 		r := c.server.Kubectl(t, "logs", "-n", ns, "survivor")
 		return strings.HasPrefix(r.Stdout, "tick 0\ntick 1\n"), r.String()
 	})
 	c.stopAgent()
 	time.Sleep(2 * time.Second) // the container keeps writing meanwhile
 	c.startAgent(t)
-	eventually(t, 3*time.Minute, "the restarted agent serves logs again, with output written while it was away", func() (bool, string) {
+	harness.Eventually(t, 3*time.Minute, "the restarted agent serves logs again, with output written while it was away", func() (bool, string) {
 		r := c.server.Kubectl(t, "logs", "-n", ns, "survivor")
 		return r.ExitCode == 0 && strings.Count(r.Stdout, "tick") >= 6 && strings.HasPrefix(r.Stdout, "tick 0\n"), r.String()
 	})
@@ -172,7 +173,7 @@ spec:
 	}
 	// The restarted agent still follows the container: new output arrives.
 	r := c.server.Kubectl(t, "logs", "-n", ns, "survivor", "--tail", "1")
-	eventually(t, time.Minute, "new output after the restart", func() (bool, string) {
+	harness.Eventually(t, time.Minute, "new output after the restart", func() (bool, string) {
 		r2 := c.server.Kubectl(t, "logs", "-n", ns, "survivor", "--tail", "1")
 		return r2.Stdout != r.Stdout, r2.String()
 	})

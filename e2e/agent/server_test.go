@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/keelson/keelson/e2e/harness"
+	"github.com/keelson/keelson/e2e/nodeagent"
 	"github.com/keelson/keelson/internal/testimage"
 	"github.com/keelson/keelson/internal/testnet"
 	v1 "k8s.io/api/core/v1"
@@ -14,7 +15,7 @@ import (
 // TestServerRunsItsOwnAgent: without --disable-agent a server registers
 // itself as a node and runs pods, the way a one-machine cluster runs.
 func TestServerRunsItsOwnAgent(t *testing.T) {
-	needs(t)
+	nodeagent.Require(t)
 	c := &cluster{node: "e2e-0", bridge: testnet.BridgeName(), embedded: true, cgroupRoot: "/keelson-e2e-server-" + randomSuffix()}
 	var err error
 	if c.podCIDR, err = testnet.PodCIDR(); err != nil {

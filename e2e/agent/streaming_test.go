@@ -59,7 +59,7 @@ spec:
 	pf.WaitLine(t, fmt.Sprintf("Forwarding from 127.0.0.1:%d -> 8080", port), time.Minute)
 	// The server listens on the pod's loopback only: reaching it proves the
 	// forward runs inside the pod's network namespace.
-	eventually(t, time.Minute, "GET through the forwarded port", func() (bool, string) {
+	harness.Eventually(t, time.Minute, "GET through the forwarded port", func() (bool, string) {
 		resp, err := http.Get("http://127.0.0.1:" + strconv.Itoa(port) + "/index.html")
 		if err != nil {
 			return false, err.Error()
@@ -97,7 +97,7 @@ spec:
 	if r.Stdout != "line 1\nline 2\nline 3\nline 4\nline 5\n" {
 		t.Errorf("--previous: %s", r)
 	}
-	eventually(t, time.Minute, "--tail 2", func() (bool, string) {
+	harness.Eventually(t, time.Minute, "--tail 2", func() (bool, string) {
 		r := c.server.Kubectl(t, "logs", "-n", ns, "chatty", "--tail", "2")
 		return r.Stdout == "line 4\nline 5\n", r.String()
 	})

@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/keelson/keelson/e2e/harness"
 	v1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
@@ -97,7 +98,7 @@ spec:
 		"cfg=hello", "sec=s3cret", `labels=tier="backend"`, "mem=64", "env=mounts 64 hello", "ip=" + p.Status.PodIP,
 		"ns=" + ns, "token=present", "localhost=from-web", "shared=from-web",
 	}, "\n") + "\n"
-	eventually(t, 2*time.Minute, "the reader printed every source", func() (bool, string) {
+	harness.Eventually(t, 2*time.Minute, "the reader printed every source", func() (bool, string) {
 		r := c.server.Kubectl(t, "logs", "-n", ns, "mounts", "-c", "reader")
 		return r.Stdout == want, r.String()
 	})
@@ -110,7 +111,7 @@ spec:
 	if _, err := c.client.CoreV1().ConfigMaps(ns).Update(context.Background(), cm, metav1.UpdateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 3*time.Minute, "the configMap volume is refreshed", func() (bool, string) {
+	harness.Eventually(t, 3*time.Minute, "the configMap volume is refreshed", func() (bool, string) {
 		r := c.server.Kubectl(t, "exec", "-n", ns, "mounts", "-c", "reader", "--", "cat", "/cfg/greeting")
 		return r.Stdout == "updated", r.String()
 	})

@@ -32,6 +32,9 @@ type Options struct {
 	RaftProxy bool
 	// Args are extra `keelson server` flags for every server.
 	Args []string
+	// Hosts are more namespaces on the same bridge that run no server
+	// (node agents, clients), named as given; Net.Host finds them.
+	Hosts []string
 }
 
 // raftPort is the servers' default raft port.
@@ -62,8 +65,8 @@ func NewCluster(t testing.TB, opts Options) *Cluster {
 	for i := range opts.Servers {
 		names = append(names, fmt.Sprintf("s%d", i+1))
 	}
-	c := &Cluster{Net: NewNetwork(t, names...), byID: map[uint64]*Server{}}
-	for _, h := range c.Net.Hosts() {
+	c := &Cluster{Net: NewNetwork(t, append(names, opts.Hosts...)...), byID: map[uint64]*Server{}}
+	for _, h := range c.Net.Hosts()[:opts.Servers] {
 		dir := t.TempDir()
 		s := &Server{Host: h, bin: bin, dataDir: filepath.Join(dir, "data"), logDir: dir, apiOn: opts.APIServer}
 		if err := os.MkdirAll(s.dataDir, 0o700); err != nil {
@@ -110,7 +113,7 @@ func NewCluster(t testing.TB, opts Options) *Cluster {
 			s.args = append(s.args, "--disable-apiserver")
 		}
 		if i > 0 {
-			s.args = append(s.args, "--join", first.IP, "--token", readJoinToken(t, first))
+			s.args = append(s.args, "--join", first.IP, "--token", first.JoinToken(t))
 		}
 		s.args = append(s.args, opts.Args...)
 		s.newClient(t)
@@ -202,8 +205,9 @@ func (c *Cluster) Unblock(t testing.TB, s *Server) {
 	}
 }
 
-// readJoinToken waits for the first server to write its join token.
-func readJoinToken(t testing.TB, s *Server) string {
+// JoinToken waits for the server to write its join token (every server
+// does at start) and returns it: servers and node agents join with it.
+func (s *Server) JoinToken(t testing.TB) string {
 	t.Helper()
 	path := filepath.Join(s.dataDir, "join-token")
 	deadline := time.Now().Add(storeReadyTimeout)

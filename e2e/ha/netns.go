@@ -97,6 +97,16 @@ func NewNetwork(t testing.TB, names ...string) *Network {
 // Hosts returns the namespaces in creation order.
 func (n *Network) Hosts() []*Host { return n.hosts }
 
+// Host returns the host called name, or nil.
+func (n *Network) Host(name string) *Host {
+	for _, h := range n.hosts {
+		if h.Name == name {
+			return h
+		}
+	}
+	return nil
+}
+
 // BridgeIP is the test process's own address on the bridge.
 func (n *Network) BridgeIP() string { return n.subnet + ".1" }
 

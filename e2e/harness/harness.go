@@ -10,6 +10,7 @@ import (
 	"runtime"
 	"strings"
 	"testing"
+	"time"
 )
 
 // KeelsonBin returns the binary under test (KEELSON_BIN, or bin/keelson at
@@ -48,4 +49,22 @@ func Tail(path string, n int) string {
 		lines = lines[len(lines)-n:]
 	}
 	return strings.Join(lines, "\n")
+}
+
+// Eventually polls cond every 250 ms until it holds, and fails the test
+// after timeout with what it waited for and the last state cond described.
+// The timeout is a hang guard on a busy machine, not a timing claim.
+func Eventually(t testing.TB, timeout time.Duration, what string, cond func() (ok bool, state string)) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		ok, state := cond()
+		if ok {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %s waiting for %s; last seen: %s", timeout, what, state)
+		}
+		time.Sleep(250 * time.Millisecond)
+	}
 }

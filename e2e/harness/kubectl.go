@@ -27,21 +27,30 @@ func (r KubectlResult) String() string {
 	return "exit " + strconv.Itoa(r.ExitCode) + "\nstdout:\n" + r.Stdout + "\nstderr:\n" + r.Stderr
 }
 
-func kubectlArgs(s *Server, args []string) []string {
-	return append([]string{"kubectl",
-		"--kubeconfig", s.Kubeconfig(),
-		"--cache-dir", filepath.Join(s.DataDir, "kubectl-cache"),
-	}, args...)
+// Kubectl runs `keelson kubectl` (Bin) with one admin kubeconfig, against
+// any server a test started.
+type Kubectl struct {
+	Bin, Kubeconfig string
+	// CacheDir is kubectl's discovery cache; default beside the kubeconfig.
+	CacheDir string
 }
 
-// kubectl runs `keelson kubectl --kubeconfig ADMIN args...` with stdin as
-// input (may be empty) and returns whatever happened; it fails the test only
-// if kubectl could not be run at all.
-func (s *Server) KubectlIn(t testing.TB, stdin string, args ...string) KubectlResult {
+func (k Kubectl) args(args []string) []string {
+	cache := k.CacheDir
+	if cache == "" {
+		cache = filepath.Join(filepath.Dir(k.Kubeconfig), "kubectl-cache")
+	}
+	return append([]string{"kubectl", "--kubeconfig", k.Kubeconfig, "--cache-dir", cache}, args...)
+}
+
+// RunIn runs kubectl with stdin as input (may be empty) and returns
+// whatever happened; it fails the test only if kubectl could not be run at
+// all.
+func (k Kubectl) RunIn(t testing.TB, stdin string, args ...string) KubectlResult {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), KubectlTimeout)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, s.Bin, kubectlArgs(s, args)...)
+	cmd := exec.CommandContext(ctx, k.Bin, k.args(args)...)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	if stdin != "" {
@@ -60,6 +69,35 @@ func (s *Server) KubectlIn(t testing.TB, stdin string, args ...string) KubectlRe
 	return r
 }
 
+// Must runs kubectl and fails the test unless it exits 0; it returns
+// stdout.
+func (k Kubectl) Must(t testing.TB, args ...string) string {
+	t.Helper()
+	return k.MustIn(t, "", args...)
+}
+
+// MustIn is Must with stdin as kubectl's input.
+func (k Kubectl) MustIn(t testing.TB, stdin string, args ...string) string {
+	t.Helper()
+	r := k.RunIn(t, stdin, args...)
+	if r.ExitCode != 0 {
+		t.Fatalf("kubectl %s failed:\n%s", strings.Join(args, " "), r)
+	}
+	return r.Stdout
+}
+
+func (s *Server) kubectl() Kubectl {
+	return Kubectl{Bin: s.Bin, Kubeconfig: s.Kubeconfig(), CacheDir: filepath.Join(s.DataDir, "kubectl-cache")}
+}
+
+// KubectlIn runs `keelson kubectl --kubeconfig ADMIN args...` with stdin as
+// input (may be empty) and returns whatever happened; it fails the test only
+// if kubectl could not be run at all.
+func (s *Server) KubectlIn(t testing.TB, stdin string, args ...string) KubectlResult {
+	t.Helper()
+	return s.kubectl().RunIn(t, stdin, args...)
+}
+
 func (s *Server) Kubectl(t testing.TB, args ...string) KubectlResult {
 	t.Helper()
 	return s.KubectlIn(t, "", args...)
@@ -69,11 +107,7 @@ func (s *Server) Kubectl(t testing.TB, args ...string) KubectlResult {
 // stdout.
 func (s *Server) MustKubectl(t testing.TB, args ...string) string {
 	t.Helper()
-	r := s.Kubectl(t, args...)
-	if r.ExitCode != 0 {
-		t.Fatalf("kubectl %s failed:\n%s", strings.Join(args, " "), r)
-	}
-	return r.Stdout
+	return s.kubectl().Must(t, args...)
 }
 
 // BackgroundKubectl is a long-running kubectl (a --watch) whose output lines
@@ -117,7 +151,7 @@ func (s *Server) StartKubectl(t testing.TB, args ...string) *BackgroundKubectl {
 func (s *Server) StartKubectlIn(t testing.TB, stdin string, args ...string) *BackgroundKubectl {
 	t.Helper()
 	b := &BackgroundKubectl{more: make(chan struct{}, 1), done: make(chan struct{})}
-	b.cmd = exec.Command(s.Bin, kubectlArgs(s, args)...)
+	b.cmd = exec.Command(s.Bin, s.kubectl().args(args)...)
 	if stdin != "" {
 		b.cmd.Stdin = strings.NewReader(stdin)
 	}

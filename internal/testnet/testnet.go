@@ -22,9 +22,45 @@ func BridgeName() string {
 
 // PodCIDR returns a 10.244.x.0/24 that no route of this host overlaps.
 func PodCIDR() (string, error) {
+	return freeRange(func(x int64) string { return fmt.Sprintf("10.244.%d.0/24", 50+x) })
+}
+
+// ClusterCIDR returns a 10.x.0.0/16 (x from 160 to 239) that no route of
+// this host overlaps, for a cluster whose nodes each take a /24 of it.
+func ClusterCIDR() (string, error) {
+	return freeRange(func(x int64) string { return fmt.Sprintf("10.%d.0.0/16", 160+x%80) })
+}
+
+// freeRange tries random candidates until one overlaps no route.
+func freeRange(candidate func(x int64) string) (string, error) {
+	used, err := routes()
+	if err != nil {
+		return "", err
+	}
+	for range 200 {
+		x, _ := rand.Int(rand.Reader, big.NewInt(200))
+		cidr := candidate(x.Int64())
+		_, cand, _ := net.ParseCIDR(cidr)
+		free := true
+		for _, u := range used {
+			if u.Contains(cand.IP) || cand.Contains(u.IP) {
+				free = false
+				break
+			}
+		}
+		if free {
+			return cidr, nil
+		}
+	}
+	return "", fmt.Errorf("testnet: no free range like %s", candidate(0))
+}
+
+// routes lists the destinations of every IPv4 route of this host, the
+// default route aside.
+func routes() ([]*net.IPNet, error) {
 	out, err := exec.Command("ip", "-4", "route", "show", "table", "all").Output()
 	if err != nil {
-		return "", fmt.Errorf("testnet: listing routes: %w", err)
+		return nil, fmt.Errorf("testnet: listing routes: %w", err)
 	}
 	var used []*net.IPNet
 	for _, line := range strings.Split(string(out), "\n") {
@@ -46,22 +82,7 @@ func PodCIDR() (string, error) {
 			used = append(used, n)
 		}
 	}
-	for range 200 {
-		x, _ := rand.Int(rand.Reader, big.NewInt(200))
-		cidr := fmt.Sprintf("10.244.%d.0/24", 50+x.Int64())
-		_, cand, _ := net.ParseCIDR(cidr)
-		free := true
-		for _, u := range used {
-			if u.Contains(cand.IP) || cand.Contains(u.IP) {
-				free = false
-				break
-			}
-		}
-		if free {
-			return cidr, nil
-		}
-	}
-	return "", fmt.Errorf("testnet: no free 10.244.x.0/24")
+	return used, nil
 }
 
 // DeleteLink removes a network interface if it exists.
