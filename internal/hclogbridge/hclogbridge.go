@@ -8,6 +8,7 @@ import (
 	"io"
 	"log"
 	"log/slog"
+	"slices"
 
 	"github.com/hashicorp/go-hclog"
 )
@@ -22,6 +23,7 @@ type hclogAdapter struct {
 	name    string
 	implied []any
 	level   hclog.Level
+	drop    []string // keys left out of every record
 }
 
 // New returns an hclog.Logger writing to l. A non-empty component tags every
@@ -29,8 +31,9 @@ type hclogAdapter struct {
 // with an empty one, records carry only l's own attributes and sub-logger
 // names are dropped (go-plugin names its loggers after executables, which
 // says nothing a reader needs when l is already tagged plugin=<name>).
-func New(l *slog.Logger, component string) hclog.Logger {
-	a := &hclogAdapter{base: l, l: l, name: component, level: hclog.Debug}
+// Attributes with a key in drop are left out of every record.
+func New(l *slog.Logger, component string, drop ...string) hclog.Logger {
+	a := &hclogAdapter{base: l, l: l, name: component, level: hclog.Debug, drop: drop}
 	if component != "" {
 		a.l = l.With("component", component)
 	}
@@ -56,13 +59,13 @@ func (a *hclogAdapter) Log(level hclog.Level, msg string, args ...any) {
 	if level == hclog.Off || (level != hclog.NoLevel && level < a.level) {
 		return
 	}
-	a.l.Log(context.Background(), slogLevel(level), msg, normalizeArgs(args)...)
+	a.l.Log(context.Background(), slogLevel(level), msg, normalizeArgs(args, a.drop)...)
 }
 
 // normalizeArgs keeps hclog's key/value pairs valid slog attributes: hclog
 // tolerates a trailing lone value and non-string keys, slog would print
-// !BADKEY.
-func normalizeArgs(args []any) []any {
+// !BADKEY. Pairs whose key is in drop are left out.
+func normalizeArgs(args []any, drop []string) []any {
 	out := make([]any, 0, len(args)+1)
 	for i := 0; i < len(args); i += 2 {
 		if i+1 == len(args) {
@@ -72,6 +75,9 @@ func normalizeArgs(args []any) []any {
 		key, ok := args[i].(string)
 		if !ok {
 			key = "BADKEY"
+		}
+		if slices.Contains(drop, key) {
+			continue
 		}
 		val := args[i+1]
 		if err, ok := val.(error); ok {
@@ -103,7 +109,7 @@ func (a *hclogAdapter) ImpliedArgs() []any { return a.implied }
 func (a *hclogAdapter) With(args ...any) hclog.Logger {
 	c := *a
 	c.implied = append(append([]any(nil), a.implied...), args...)
-	c.l = a.l.With(normalizeArgs(args)...)
+	c.l = a.l.With(normalizeArgs(args, a.drop)...)
 	return &c
 }
 
@@ -119,11 +125,11 @@ func (a *hclogAdapter) Named(name string) hclog.Logger {
 func (a *hclogAdapter) ResetNamed(name string) hclog.Logger {
 	c := *a
 	if a.name == "" {
-		c.l = a.base.With(normalizeArgs(a.implied)...)
+		c.l = a.base.With(normalizeArgs(a.implied, a.drop)...)
 		return &c
 	}
 	c.name = name
-	c.l = a.base.With("component", name).With(normalizeArgs(a.implied)...)
+	c.l = a.base.With("component", name).With(normalizeArgs(a.implied, a.drop)...)
 	return &c
 }
 

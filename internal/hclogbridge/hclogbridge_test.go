@@ -80,3 +80,16 @@ func TestHCLogLevelFollowsHandler(t *testing.T) {
 			l.IsDebug(), l.IsInfo(), l.IsWarn(), l.IsError())
 	}
 }
+
+func TestDroppedKeys(t *testing.T) {
+	var buf bytes.Buffer
+	base := slog.New(slog.NewJSONHandler(&buf, nil))
+	New(base, "", "timestamp").With("timestamp", "x").Info("line", "timestamp", "0001-01-01T00:00:00.000Z", "n", 1)
+	var rec map[string]any
+	if err := json.Unmarshal(buf.Bytes(), &rec); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := rec["timestamp"]; ok || rec["n"] != float64(1) {
+		t.Fatalf("record %v: want n kept and timestamp dropped", rec)
+	}
+}

@@ -77,9 +77,12 @@ func (s *Supervisor) launch(sp Spec) (*launch, error) {
 		AutoMTLS:         true,
 		AllowedProtocols: []plugin.Protocol{plugin.ProtocolGRPC},
 		SkipHostEnv:      true,
-		Logger:           hclogbridge.New(log, ""),
-		StartTimeout:     s.cfg.StartTimeout,
-		SyncStderr:       l.stderr,
+		// go-plugin adds the time a plugin's JSON log line carries as
+		// "timestamp" (zero: the SDK leaves stamping to the host, whose
+		// slog records have their own time).
+		Logger:       hclogbridge.New(log, "", "timestamp"),
+		StartTimeout: s.cfg.StartTimeout,
+		SyncStderr:   l.stderr,
 	}
 	if sum != nil {
 		cc.SecureConfig = &plugin.SecureConfig{Checksum: sum, Hash: sha256.New()}
