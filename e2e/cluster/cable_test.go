@@ -231,5 +231,7 @@ func (h *readyHistory) check(t *testing.T, back time.Time) {
 	if !ok {
 		t.Errorf("node %s's Ready went %s; want True, Unknown, then True only after the cable was back at %s",
 			h.node, strings.Join(got, " -> "), back.Format("15:04:05.000"))
+		return
 	}
+	t.Logf("node %s's Ready went %s", h.node, strings.Join(got, " -> "))
 }
