@@ -38,7 +38,7 @@ var agentNames = []string{"a1", "a2"}
 
 // TestCluster runs every scenario on one cluster, in an order where each
 // leaves the cluster usable for the next: the destructive ones (an agent
-// killed, the join server killed) come last.
+// killed, the other one's cable pulled, the join server killed) come last.
 func TestCluster(t *testing.T) {
 	c := startCluster(t)
 	nodes := &nodeScenario{c: c}
@@ -60,6 +60,7 @@ func TestCluster(t *testing.T) {
 	svc.cleanup(t)
 
 	t.Run("NodeKilled", nodes.testNodeKilled)
+	t.Run("CableUnplugged", nodes.testCableUnplugged)
 	t.Run("JoinServerKilled", nodes.testJoinServerKilled)
 }
 

@@ -5,7 +5,9 @@
 // user would, with kubectl and client-go: nodes join with the token and get
 // pod CIDRs, a Deployment's pods spread over both nodes and run on
 // containerd, a node killed with kill -9 goes Unknown, is tainted and its
-// pods are replaced on the other node, an agent outlives the server it
+// pods are replaced on the other node, a node whose cable is pulled (its
+// agent still running) is evicted the same way and cleans up after itself
+// when the cable is back, an agent outlives the server it
 // joined through, and the seed's Services walkthrough works across nodes.
 //
 // It needs root, containerd, runc, iptables and the CNI plugins; tests

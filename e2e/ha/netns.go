@@ -186,6 +186,22 @@ func (h *Host) Block(in, out bool, peers ...*Host) error {
 	return nil
 }
 
+// Unplug sets the bridge end of the host's veth pair down, as if its
+// cable were pulled: the host keeps its address and its processes run, but
+// every packet to or from it is lost, whoever the peer (the test process
+// included). Plug puts the cable back.
+func (h *Host) Unplug() error { return h.setLink("down") }
+
+// Plug undoes Unplug.
+func (h *Host) Plug() error { return h.setLink("up") }
+
+func (h *Host) setLink(state string) error {
+	if out, err := exec.Command("ip", "link", "set", h.veth, state).CombinedOutput(); err != nil {
+		return fmt.Errorf("ip link set %s %s (host %s): %w: %s", h.veth, state, h.Name, err, out)
+	}
+	return nil
+}
+
 // Unblock removes every rule Block added in h's namespace.
 func (h *Host) Unblock() error {
 	for _, chain := range []string{"INPUT", "OUTPUT"} {
