@@ -25,10 +25,7 @@ import (
 	"github.com/keelson/keelson/plugins/builtin/internal/tombstone"
 )
 
-var (
-	deploymentKind = appsv1.SchemeGroupVersion.WithKind("Deployment")
-	replicaSetKind = appsv1.SchemeGroupVersion.WithKind("ReplicaSet")
-)
+var deploymentKind = appsv1.SchemeGroupVersion.WithKind("Deployment")
 
 // maxRetries drops a Deployment from the queue after this many failed
 // syncs in a row (its next change brings it back), as upstream.
