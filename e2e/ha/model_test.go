@@ -1,6 +1,8 @@
 package ha
 
 import (
+	"fmt"
+	"slices"
 	"testing"
 	"time"
 
@@ -74,6 +76,27 @@ func TestDiffEvents(t *testing.T) {
 	} {
 		if d := diffEvents(a, tt.got); (d == "") != tt.same {
 			t.Errorf("%s: diffEvents = %q", tt.name, d)
+		}
+	}
+}
+
+// TestThrough: a watcher's events past the sentinel (a write whose outcome
+// was unknown, committed late) are left out of the comparison; a duplicate
+// or disorder before it is not.
+func TestThrough(t *testing.T) {
+	e := func(rev int64) Event { return Event{Key: "k", Value: fmt.Sprint(rev), Rev: rev} }
+	for _, tt := range []struct {
+		name string
+		evs  []Event
+		want []Event
+	}{
+		{"late write", []Event{e(5), e(6), e(7), e(8)}, []Event{e(5), e(6), e(7)}},
+		{"nothing after", []Event{e(5), e(7)}, []Event{e(5), e(7)}},
+		{"duplicate kept", []Event{e(5), e(6), e(6), e(7), e(9)}, []Event{e(5), e(6), e(6), e(7)}},
+		{"disorder kept", []Event{e(6), e(5), e(7)}, []Event{e(6), e(5), e(7)}},
+	} {
+		if got := through(tt.evs, 7); !slices.Equal(got, tt.want) {
+			t.Errorf("%s: through = %v, want %v", tt.name, got, tt.want)
 		}
 	}
 }
