@@ -12,7 +12,10 @@ import (
 
 	"github.com/keelson/keelson/e2e/harness"
 	"github.com/keelson/keelson/internal/testimage"
+	"github.com/keelson/keelson/plugins/sdk/nodehealth"
+	coordinationv1 "k8s.io/api/coordination/v1"
 	v1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
@@ -36,6 +39,7 @@ func TestAgent(t *testing.T) {
 	t.Run("DeleteRunsPreStopAndRespectsGrace", c.testDeleteRunsPreStopAndRespectsGrace)
 	t.Run("KubeletEndpoints", c.testKubeletEndpoints)
 	t.Run("OOMKilled", c.testOOMKilled)
+	t.Run("NoLeaseHeartbeat", c.testNoLeaseHeartbeat) // before the agent restarts
 	t.Run("AgentRestart", c.testAgentRestart)
 	t.Run("LivenessBackOff", c.testLivenessBackOff)
 }
@@ -78,18 +82,52 @@ func (c *cluster) testNodeRegistration(t *testing.T) {
 	if n.Status.DaemonEndpoints.KubeletEndpoint.Port == 0 {
 		t.Error("no kubelet endpoint")
 	}
-	// The Lease is renewed.
-	l1, err := c.client.CoordinationV1().Leases("kube-node-lease").Get(ctx, c.node, metav1.GetOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	harness.Eventually(t, time.Minute, "the node lease is renewed", func() (bool, string) {
-		l2, err := c.client.CoordinationV1().Leases("kube-node-lease").Get(ctx, c.node, metav1.GetOptions{})
+	// The agent is a member of the servers' gossip pool: the raft leader
+	// takes the node's liveness from it and marks the Node so.
+	harness.Eventually(t, time.Minute, "the leader marks the node's liveness as gossip", func() (bool, string) {
+		n, err := c.client.CoreV1().Nodes().Get(ctx, c.node, metav1.GetOptions{})
 		if err != nil {
 			return false, err.Error()
 		}
-		return l2.Spec.RenewTime.After(l1.Spec.RenewTime.Time), fmt.Sprint(l2.Spec.RenewTime)
+		return nodehealth.IsGossip(n), fmt.Sprint(n.Annotations)
 	})
+	c.lease = c.nodeLease(t)
+	c.leaseSeen = time.Now()
+}
+
+// testNoLeaseHeartbeat: a gossip node's heartbeat costs no API write, so
+// its agent leaves the Lease (written at most once, before the agent saw
+// its Node marked) as it was when NodeRegistration looked, however long
+// the scenarios in between ran.
+func (c *cluster) testNoLeaseHeartbeat(t *testing.T) {
+	// A Lease node renews every quarter of the Lease's 40 s: wait two
+	// renewal periods at least (the scenarios in between usually took
+	// longer) before concluding that none came.
+	if wait := time.Until(c.leaseSeen.Add(25 * time.Second)); wait > 0 {
+		time.Sleep(wait)
+	}
+	before, now := c.lease, c.nodeLease(t)
+	switch {
+	case before == nil && now != nil:
+		t.Errorf("the agent of a gossip node created its Lease (renewed %v)", now.Spec.RenewTime)
+	case before != nil && now == nil:
+		t.Errorf("the node's Lease was deleted")
+	case before != nil && now.ResourceVersion != before.ResourceVersion:
+		t.Errorf("the agent of a gossip node renewed its Lease: renew time %v, then %v", before.Spec.RenewTime, now.Spec.RenewTime)
+	}
+}
+
+// nodeLease returns the node's Lease, nil if there is none.
+func (c *cluster) nodeLease(t *testing.T) *coordinationv1.Lease {
+	t.Helper()
+	l, err := c.client.CoordinationV1().Leases(v1.NamespaceNodeLease).Get(context.Background(), c.node, metav1.GetOptions{})
+	if apierrors.IsNotFound(err) {
+		return nil
+	}
+	if err != nil {
+		t.Fatalf("reading the node's Lease: %v", err)
+	}
+	return l
 }
 
 // testMyAppPod runs the seed's myapp-pod and reads its log through kubectl.

@@ -18,6 +18,7 @@ import (
 	"github.com/keelson/keelson/e2e/nodeagent"
 	"github.com/keelson/keelson/internal/testimage"
 	"github.com/keelson/keelson/internal/testnet"
+	coordinationv1 "k8s.io/api/coordination/v1"
 	v1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
@@ -46,6 +47,11 @@ type cluster struct {
 	exited   chan struct{}
 	// embedded: the server runs the agent itself.
 	embedded bool
+
+	// lease is the node's Lease as NodeRegistration saw it at leaseSeen
+	// (nil: none), for NoLeaseHeartbeat.
+	lease     *coordinationv1.Lease
+	leaseSeen time.Time
 }
 
 func randomSuffix() string {
