@@ -33,7 +33,8 @@ func KeelsonBin(t testing.TB) string {
 }
 
 // Tail returns the last n lines of a log file, leaving out grpc-go's
-// connection chatter, which buries everything else once peers go away.
+// connection chatter and the embedded kube-apiserver's etcd client retries,
+// which bury everything else once peers go away or the raft leader changes.
 func Tail(path string, n int) string {
 	b, err := os.ReadFile(path)
 	if err != nil {
@@ -41,7 +42,7 @@ func Tail(path string, n int) string {
 	}
 	var lines []string
 	for _, l := range strings.Split(strings.TrimRight(string(b), "\n"), "\n") {
-		if !strings.Contains(l, `msg="[core] `) {
+		if !strings.Contains(l, `msg="[core] `) && !strings.Contains(l, `"msg":"retrying of unary invoker failed"`) {
 			lines = append(lines, l)
 		}
 	}
