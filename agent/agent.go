@@ -16,6 +16,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/keelson/keelson/agent/apiproxy"
@@ -65,8 +66,11 @@ type Agent struct {
 	network *cni.Network
 	node    *node.Node
 	pods    *pods.Manager
-	gossip  *gossip.Member
-	metrics *metrics
+	// gossipMu guards gossip, which watchAPI closes while no server
+	// answers and opens again when one does.
+	gossipMu sync.Mutex
+	gossip   *gossip.Member
+	metrics  *metrics
 }
 
 // Run runs the agent until ctx ends; containers keep running after it.
@@ -278,13 +282,9 @@ func (a *Agent) startRuntime(ctx context.Context) error {
 }
 
 func (a *Agent) close() {
-	if a.gossip != nil {
-		// A stop is not a decommission: to the pool the node looks failed,
-		// as a crashed one does, and rejoins when the agent starts again.
-		if err := a.gossip.Close(); err != nil {
-			a.log.Warn("stopping the gossip member", "err", err)
-		}
-	}
+	// A stop is not a decommission: to the pool the node looks failed, as
+	// a crashed one does, and rejoins when the agent starts again.
+	a.closeGossip()
 	if a.rt != nil {
 		a.rt.Close()
 	}

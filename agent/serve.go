@@ -191,6 +191,7 @@ func (a *Agent) serve(ctx context.Context) error {
 			return err
 		}
 		wg.Go(func() { a.followServers(ctx) })
+		wg.Go(func() { a.watchAPI(ctx, apiProbeInterval, apiUnreachableAfter) })
 	}
 	a.log.Info("agent ready", "node", a.cfg.NodeName, "ip", a.ip, "kubelet_api", api.Addr().String())
 	if a.opts.Ready != nil {
@@ -286,8 +287,30 @@ func (a *Agent) joinGossip(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("agent: %w", err)
 	}
+	a.gossipMu.Lock()
 	a.gossip = m
+	a.gossipMu.Unlock()
 	return nil
+}
+
+// member is the node's gossip membership, nil while it is closed.
+func (a *Agent) member() *gossip.Member {
+	a.gossipMu.Lock()
+	defer a.gossipMu.Unlock()
+	return a.gossip
+}
+
+// closeGossip stops the node's gossip membership, if it runs.
+func (a *Agent) closeGossip() {
+	a.gossipMu.Lock()
+	m := a.gossip
+	a.gossip = nil
+	a.gossipMu.Unlock()
+	if m != nil {
+		if err := m.Close(); err != nil {
+			a.log.Warn("stopping the gossip member", "err", err)
+		}
+	}
 }
 
 // followServers keeps the list of servers current from the gossip pool.
@@ -300,8 +323,12 @@ func (a *Agent) followServers(ctx context.Context) {
 			return
 		case <-t.C:
 		}
+		member := a.member()
+		if member == nil {
+			continue
+		}
 		var servers []join.Server
-		for _, m := range a.gossip.Servers() {
+		for _, m := range member.Servers() {
 			if m.APIAddr != "" {
 				servers = append(servers, join.Server{API: m.APIAddr, Gossip: m.SerfAddr})
 			}

@@ -235,3 +235,47 @@ func (h *readyHistory) check(t *testing.T, back time.Time) {
 	}
 	t.Logf("node %s's Ready went %s", h.node, strings.Join(got, " -> "))
 }
+
+// testServersUnreachable cuts a node off from every server while the other
+// node still reaches both: gossip alone would keep it alive (the other node
+// relays the servers' probes and its refutations), but its agent, finding
+// no API server, leaves the pool, so the leader marks it Unknown and taints
+// it as for a pulled cable. Once the servers are reachable again the agent
+// rejoins and the node is Ready and untainted.
+func (s *nodeScenario) testServersUnreachable(t *testing.T) {
+	const victim = "a2"
+	s.c.waitNode(t, victim, "Ready without taints", func(n *v1.Node) bool {
+		return ready(n) == v1.ConditionTrue && len(n.Spec.Taints) == 0
+	})
+	host := s.c.Net.Host(victim)
+	var servers []*ha.Host
+	for _, name := range []string{"s1", "s2", "s3"} {
+		servers = append(servers, s.c.Net.Host(name))
+	}
+	cut := time.Now()
+	if err := host.Block(true, true, servers...); err != nil {
+		t.Fatal(err)
+	}
+	blocked := true
+	t.Cleanup(func() {
+		if blocked {
+			if err := host.Unblock(); err != nil {
+				t.Errorf("unblocking %s: %v", victim, err)
+			}
+		}
+	})
+	s.c.waitNode(t, victim, "Ready=Unknown and tainted unreachable", func(n *v1.Node) bool {
+		return ready(n) == v1.ConditionUnknown && hasTaint(n, v1.TaintNodeUnreachable, v1.TaintEffectNoExecute)
+	})
+	t.Logf("%s, cut off from the servers only, Ready=Unknown and tainted %s after the cut (grace period %s)",
+		victim, time.Since(cut).Round(time.Second), gracePeriod)
+	if err := host.Unblock(); err != nil {
+		t.Fatal(err)
+	}
+	blocked = false
+	back := time.Now()
+	s.c.waitNode(t, victim, "Ready again with the agent's own conditions, untainted", func(n *v1.Node) bool {
+		return ready(n) == v1.ConditionTrue && !anyUnknown(n) && len(n.Spec.Taints) == 0
+	})
+	t.Logf("%s Ready again %s after the servers were reachable again", victim, time.Since(back).Round(time.Second))
+}

@@ -61,6 +61,7 @@ func TestCluster(t *testing.T) {
 
 	t.Run("NodeKilled", nodes.testNodeKilled)
 	t.Run("CableUnplugged", nodes.testCableUnplugged)
+	t.Run("ServersUnreachable", nodes.testServersUnreachable)
 	t.Run("JoinServerKilled", nodes.testJoinServerKilled)
 }
 

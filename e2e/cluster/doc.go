@@ -7,7 +7,8 @@
 // containerd, a node killed with kill -9 goes Unknown, is tainted and its
 // pods are replaced on the other node, a node whose cable is pulled (its
 // agent still running) is evicted the same way and cleans up after itself
-// when the cable is back, an agent outlives the server it
+// when the cable is back, a node cut off from the servers alone (the other
+// node still reaching it) goes Unknown too, an agent outlives the server it
 // joined through, and the seed's Services walkthrough works across nodes.
 //
 // It needs root, containerd, runc, iptables and the CNI plugins; tests

@@ -173,12 +173,12 @@ func (h *Host) Exec(args ...string) (string, error) {
 func (h *Host) Block(in, out bool, peers ...*Host) error {
 	for _, p := range peers {
 		if in {
-			if _, err := h.Exec("iptables", "-w", "-A", "INPUT", "-s", p.IP, "-j", "DROP"); err != nil {
+			if _, err := h.Exec("iptables", "-w", "-I", "INPUT", "-s", p.IP, "-m", "comment", "--comment", blockComment, "-j", "DROP"); err != nil {
 				return err
 			}
 		}
 		if out {
-			if _, err := h.Exec("iptables", "-w", "-A", "OUTPUT", "-d", p.IP, "-j", "DROP"); err != nil {
+			if _, err := h.Exec("iptables", "-w", "-I", "OUTPUT", "-d", p.IP, "-m", "comment", "--comment", blockComment, "-j", "DROP"); err != nil {
 				return err
 			}
 		}
@@ -205,12 +205,27 @@ func (h *Host) setLink(state string) error {
 // Unblock removes every rule Block added in h's namespace.
 func (h *Host) Unblock() error {
 	for _, chain := range []string{"INPUT", "OUTPUT"} {
-		if _, err := h.Exec("iptables", "-w", "-F", chain); err != nil {
+		rules, err := h.Exec("iptables", "-w", "-S", chain)
+		if err != nil {
 			return err
+		}
+		for _, rule := range strings.Split(rules, "\n") {
+			if !strings.Contains(rule, blockComment) {
+				continue
+			}
+			// "-A INPUT -s ... -j DROP" deleted as "-D INPUT -s ... -j DROP".
+			args := strings.Fields(strings.Replace(rule, "-A ", "-D ", 1))
+			if _, err := h.Exec(append([]string{"iptables", "-w"}, args...)...); err != nil {
+				return err
+			}
 		}
 	}
 	return nil
 }
+
+// blockComment marks the rules Block inserts, so that Unblock removes
+// those alone (an agent's service proxy has rules of its own there).
+const blockComment = "keelson-e2e-block"
 
 func mustRun(t testing.TB, name string, args ...string) {
 	t.Helper()
