@@ -65,3 +65,41 @@ func TestLeaseOnlyOutsideGossip(t *testing.T) {
 		})
 	}
 }
+
+// TestKeepLeaderVerdict: while the leader holds a gossip node Unknown, the
+// agent's measured conditions do not overwrite Ready and the pressures;
+// otherwise (Lease node, or Ready not the leader's Unknown) they do.
+func TestKeepLeaderVerdict(t *testing.T) {
+	now := metav1.NewTime(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC))
+	measured := []v1.NodeCondition{
+		{Type: v1.NodeMemoryPressure, Status: v1.ConditionFalse, Reason: "KubeletHasSufficientMemory"},
+		{Type: v1.NodeReady, Status: v1.ConditionTrue, Reason: "KubeletReady", LastHeartbeatTime: now},
+	}
+	unknown := []v1.NodeCondition{
+		{Type: v1.NodeMemoryPressure, Status: v1.ConditionUnknown, Reason: nodehealth.ReasonUnknown},
+		{Type: v1.NodeReady, Status: v1.ConditionUnknown, Reason: nodehealth.ReasonUnknown},
+	}
+	gossip := map[string]string{nodehealth.LivenessAnnotation: nodehealth.LivenessGossip}
+	for _, tt := range []struct {
+		name        string
+		annotations map[string]string
+		current     []v1.NodeCondition
+		wantReady   v1.ConditionStatus
+	}{
+		{"gossip node held Unknown by the leader", gossip, unknown, v1.ConditionUnknown},
+		{"lease node Unknown", nil, unknown, v1.ConditionTrue},
+		{"gossip node Ready", gossip, measured, v1.ConditionTrue},
+		{"gossip node Unknown for another reason", gossip, []v1.NodeCondition{{Type: v1.NodeReady, Status: v1.ConditionUnknown, Reason: "Other"}}, v1.ConditionTrue},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			cur := &v1.Node{ObjectMeta: metav1.ObjectMeta{Name: "n1", Annotations: tt.annotations}, Status: v1.NodeStatus{Conditions: tt.current}}
+			got := keepLeaderVerdict(cur, measured)
+			if c := cond(got, v1.NodeReady); c.Status != tt.wantReady {
+				t.Errorf("Ready = %s (%s), want %s", c.Status, c.Reason, tt.wantReady)
+			}
+			if tt.wantReady == v1.ConditionUnknown && cond(got, v1.NodeMemoryPressure).Status != v1.ConditionUnknown {
+				t.Errorf("MemoryPressure overwritten while the leader holds the node Unknown: %+v", got)
+			}
+		})
+	}
+}

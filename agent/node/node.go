@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"slices"
 	"sort"
 	"sync"
 	"time"
@@ -357,8 +358,30 @@ func (n *Node) desiredStatus(ctx context.Context, cur *v1.Node) v1.NodeStatus {
 	if cur != nil {
 		old = cur.Status.Conditions
 	}
-	st.Conditions = conditions(meas, err == nil, n.thresholds, runtimeReady, networkReady, old, metav1.NewTime(n.clock.Now()))
+	st.Conditions = keepLeaderVerdict(cur, conditions(meas, err == nil, n.thresholds, runtimeReady, networkReady, old, metav1.NewTime(n.clock.Now())))
 	return st
+}
+
+// keepLeaderVerdict leaves the raft leader's verdict on a gossip node in
+// place: once the leader has set Ready to Unknown because the node's
+// gossip member is unreachable, the leader alone sets it back (when the
+// member is alive again), and the agent's own conditions wait until then.
+// Writing them over the verdict would flap Ready between the leader's
+// Unknown and the agent's True, each flip moving the node's taints and so
+// the eviction clock, whenever the agent reaches the API but its gossip
+// does not reach the servers.
+func keepLeaderVerdict(cur *v1.Node, conds []v1.NodeCondition) []v1.NodeCondition {
+	if cur == nil || !nodehealth.IsGossip(cur) || !nodehealth.UnknownByController(cur) {
+		return conds
+	}
+	out := make([]v1.NodeCondition, 0, len(conds))
+	for _, c := range conds {
+		if prev := nodehealth.Condition(cur, c.Type); prev != nil && slices.Contains(nodehealth.AgentConditions, c.Type) {
+			c = *prev
+		}
+		out = append(out, c)
+	}
+	return out
 }
 
 // maxImages is how many images kubelet reports in a node's status.
