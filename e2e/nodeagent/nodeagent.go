@@ -232,7 +232,8 @@ func (a *Agent) cleanup(t testing.TB) {
 			t.Error(err)
 		}
 	}
-	// The pods' processes die with their shims, a moment later.
+	// RemoveCgroupTree kills the pods' processes; they leave their cgroups
+	// a moment later.
 	for deadline := time.Now().Add(10 * time.Second); RemoveCgroupTree(a.CgroupRoot) && time.Now().Before(deadline); {
 		time.Sleep(200 * time.Millisecond)
 	}
@@ -279,8 +280,8 @@ func processes(match func(argv [][]byte) bool) []int {
 }
 
 // KillShims kills the containerd shims started by the containerd listening
-// on socket, which kills the containers they run: once the agent's
-// containerd is gone, nothing else would.
+// on socket: once the agent's containerd is gone, nothing else would. The
+// containers' processes outlive their shim; RemoveCgroupTree kills them.
 func KillShims(t testing.TB, socket string) {
 	for _, pid := range shims(socket) {
 		t.Logf("killing leftover shim %d", pid)
@@ -308,8 +309,10 @@ func UnmountUnder(t testing.TB, dir string) {
 	}
 }
 
-// RemoveCgroupTree removes an (emptied) cgroup subtree in every hierarchy;
-// it reports whether some of it is left (processes still in it).
+// RemoveCgroupTree kills every process left in a test agent's cgroup
+// subtree (containers whose shim is gone keep running otherwise) and
+// removes the subtree in every hierarchy; it reports whether some of it is
+// left (processes not gone yet: call it again).
 func RemoveCgroupTree(rel string) (left bool) {
 	roots, _ := filepath.Glob("/sys/fs/cgroup/*")
 	roots = append(roots, "/sys/fs/cgroup")
@@ -322,6 +325,14 @@ func RemoveCgroupTree(rel string) (left bool) {
 			}
 			return nil
 		})
+		for _, d := range dirs {
+			b, _ := os.ReadFile(filepath.Join(d, "cgroup.procs"))
+			for _, f := range strings.Fields(string(b)) {
+				if pid, err := strconv.Atoi(f); err == nil && pid > 1 {
+					_ = syscall.Kill(pid, syscall.SIGKILL)
+				}
+			}
+		}
 		for i := len(dirs) - 1; i >= 0; i-- {
 			if err := os.Remove(dirs[i]); err != nil && !os.IsNotExist(err) {
 				left = true
