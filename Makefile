@@ -47,7 +47,7 @@ run: deps build
 # side by side starve each other's raft timers on a 2-core machine.
 GO_TEST = KEELSON_BIN=$(KEELSON) $(GO) test -trimpath -ldflags "$(VERSION_LDFLAGS)" -timeout $(TEST_TIMEOUT) -count=1
 test: build
-	$(GO_TEST) $$($(GO) list ./... | grep -v '/e2e/')
+	$(GO_TEST) $$($(GO) list ./... | grep -v -e '/e2e$$' -e '/e2e/')
 	$(GO_TEST) -p 1 ./e2e/...
 
 bench: build
