@@ -41,8 +41,7 @@ func NetworkConfig(cfg config.Agent) (network.Config, error) {
 		ResolvConf:           cfg.Kubelet.ResolvConf,
 		NoPodMasquerade:      !cfg.Network.Masquerade,
 		DisableNetworkPolicy: cfg.Network.DisableNetworkPolicy,
-		// Pods keep running while the agent restarts; so do their services.
-		KeepRulesOnShutdown: true,
+		KeepRulesOnShutdown:  cfg.Network.KeepRulesOnShutdown,
 	}
 	for _, s := range ClusterDNS(cfg) {
 		a, err := netip.ParseAddr(s)

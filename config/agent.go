@@ -141,6 +141,11 @@ type Network struct {
 	// NodePortAddresses limits node ports to the local addresses in these
 	// ranges; empty: every non-loopback address.
 	NodePortAddresses []string `json:"nodePortAddresses"`
+	// KeepRulesOnShutdown leaves the service network's rules, routes and
+	// DNS address in place when the agent stops, so that pods keep their
+	// services across an agent restart (kube-proxy's behaviour); by default
+	// a stopping agent removes them, as `keelson agent --cleanup` does.
+	KeepRulesOnShutdown bool `json:"keepRulesOnShutdown"`
 }
 
 // DefaultClusterDNS is the cluster DNS address ClusterFirst pods use when
