@@ -231,7 +231,7 @@ func (c *Agent) Validate() error {
 		errs = append(errs, fmt.Errorf("%s: %s", field, fmt.Sprintf(format, args...)))
 	}
 	if c.DataDir == "" || !filepath.IsAbs(c.DataDir) {
-		bad("dataDir (--data-dir)", "%q must be an absolute path such as /var/lib/keelson", c.DataDir)
+		bad("dataDir (--data-dir)", "%q must be an absolute path such as %s", c.DataDir, DefaultDataDir)
 	}
 	if c.NodeName == "" {
 		bad("nodeName (--node-name)", "must not be empty; the hostname could not be read, so set it")

@@ -154,7 +154,7 @@ type Log struct {
 func DefaultServer() Server {
 	host, _ := os.Hostname()
 	return Server{
-		DataDir:         "/var/lib/keelson",
+		DataDir:         DefaultDataDir,
 		NodeName:        strings.ToLower(host),
 		BindAddress:     "0.0.0.0",
 		BootstrapExpect: 1,
@@ -202,7 +202,7 @@ func (c *Server) Validate() error {
 		errs = append(errs, fmt.Errorf("%s: %s", field, fmt.Sprintf(format, args...)))
 	}
 	if c.DataDir == "" {
-		bad("dataDir (--data-dir)", "must not be empty; give a directory such as /var/lib/keelson")
+		bad("dataDir (--data-dir)", "must not be empty; give a directory such as %s", DefaultDataDir)
 	} else if !filepath.IsAbs(c.DataDir) {
 		bad("dataDir (--data-dir)", "%q must be an absolute path", c.DataDir)
 	}

@@ -3,12 +3,13 @@ package pods
 import (
 	"fmt"
 	"sort"
-	"strconv"
 	"strings"
 
-	"github.com/keelson/keelson/agent/downward"
 	v1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/util/validation"
+
+	"github.com/keelson/keelson/agent/downward"
+	"github.com/keelson/keelson/agent/svcenv"
 )
 
 // envSources is where a container's environment comes from besides its
@@ -44,9 +45,8 @@ func containerEnv(pod *v1.Pod, c *v1.Container, src envSources) ([]string, error
 		}
 		vars[k] = v
 	}
-	links := pod.Spec.EnableServiceLinks == nil || *pod.Spec.EnableServiceLinks
-	for _, kv := range serviceEnv(pod.Namespace, src.services, links) {
-		set(kv[0], kv[1])
+	for _, v := range svcenv.FromServices(pod.Namespace, src.services, pod.Spec.EnableServiceLinks) {
+		set(v.Name, v.Value)
 	}
 	for _, from := range c.EnvFrom {
 		data, err := envFromData(from, src)
@@ -219,68 +219,6 @@ func expand(s string, vars map[string]string) string {
 		}
 	}
 	return b.String()
-}
-
-// serviceEnv is the docker-links style variables of services: those of the
-// pod's namespace when links are enabled, and always the kubernetes service
-// of the default namespace.
-func serviceEnv(namespace string, services []*v1.Service, links bool) [][2]string {
-	var out [][2]string
-	seen := map[string]bool{}
-	for _, svc := range services {
-		if svc.Spec.ClusterIP == "" || svc.Spec.ClusterIP == v1.ClusterIPNone {
-			continue
-		}
-		master := svc.Namespace == "default" && svc.Name == "kubernetes"
-		if !master && (!links || svc.Namespace != namespace) {
-			continue
-		}
-		if seen[svc.Name] && !master {
-			continue
-		}
-		seen[svc.Name] = true
-		out = append(out, serviceVars(svc)...)
-	}
-	return out
-}
-
-func serviceVars(svc *v1.Service) [][2]string {
-	prefix := strings.ToUpper(strings.ReplaceAll(svc.Name, "-", "_"))
-	ip := svc.Spec.ClusterIP
-	var out [][2]string
-	add := func(k, v string) { out = append(out, [2]string{k, v}) }
-	add(prefix+"_SERVICE_HOST", ip)
-	for i, p := range svc.Spec.Ports {
-		if i == 0 {
-			add(prefix+"_SERVICE_PORT", strconv.Itoa(int(p.Port)))
-		}
-		if p.Name != "" {
-			add(prefix+"_SERVICE_PORT_"+strings.ToUpper(strings.ReplaceAll(p.Name, "-", "_")), strconv.Itoa(int(p.Port)))
-		}
-	}
-	for i, p := range svc.Spec.Ports {
-		proto := strings.ToLower(string(p.Protocol))
-		if proto == "" {
-			proto = "tcp"
-		}
-		url := fmt.Sprintf("%s://%s", proto, netJoin(ip, p.Port))
-		if i == 0 {
-			add(prefix+"_PORT", url)
-		}
-		base := fmt.Sprintf("%s_PORT_%d_%s", prefix, p.Port, strings.ToUpper(proto))
-		add(base, url)
-		add(base+"_PROTO", proto)
-		add(base+"_PORT", strconv.Itoa(int(p.Port)))
-		add(base+"_ADDR", ip)
-	}
-	return out
-}
-
-func netJoin(ip string, port int32) string {
-	if strings.Contains(ip, ":") {
-		return "[" + ip + "]:" + strconv.Itoa(int(port))
-	}
-	return ip + ":" + strconv.Itoa(int(port))
 }
 
 func findContainer(pod *v1.Pod, name string) *v1.Container { return downward.Container(pod, name) }

@@ -1,30 +1,12 @@
 package sdk
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
-	"fmt"
 
 	"k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/cache"
 )
-
-// DecodeConfig decodes a plugin's config section into v, refusing unknown
-// fields so a misspelt key is reported instead of silently ignored. An empty
-// section leaves v as it is (the plugin's defaults).
-func DecodeConfig(raw json.RawMessage, v any) error {
-	if len(bytes.TrimSpace(raw)) == 0 {
-		return nil
-	}
-	dec := json.NewDecoder(bytes.NewReader(raw))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(v); err != nil {
-		return fmt.Errorf("plugin config section: %w", err)
-	}
-	return nil
-}
 
 // StripManagedFields is an informer transform that drops metadata.managedFields,
 // which no controller reads and which is often the largest part of an object.

@@ -27,7 +27,8 @@ type LocalOptions struct {
 // RunLocal runs p's work in this process, without go-plugin, until ctx is
 // cancelled: for tests of a plugin's logic and for benchmarks comparing a
 // controller in-process with the same controller behind the plugin
-// boundary. It returns what p.Run returns.
+// boundary. It returns what p.Run returns (a configuration error prefixed
+// as Serve prefixes it).
 func RunLocal(ctx context.Context, p Plugin, o LocalOptions) error {
 	if err := p.validate(); err != nil {
 		return err
@@ -43,5 +44,5 @@ func RunLocal(ctx context.Context, p Plugin, o LocalOptions) error {
 			o.Status(st.Ready, st.Message, st.Error)
 		}
 	}
-	return p.Run(ctx, env)
+	return withConfigPrefix(p.Name, p.Run(ctx, env))
 }

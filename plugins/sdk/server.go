@@ -151,7 +151,7 @@ func (s *server) runPlugin(ctx context.Context, env Env) (err error) {
 			err = fmt.Errorf("plugin %s panicked: %v", s.p.Name, r)
 		}
 	}()
-	err = s.p.Run(ctx, env)
+	err = withConfigPrefix(s.p.Name, s.p.Run(ctx, env))
 	if err == nil && ctx.Err() == nil {
 		err = errors.New("Run returned before the host asked the plugin to stop")
 	}

@@ -17,12 +17,13 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/tools/record"
+	"k8s.io/client-go/util/workqueue"
 	"k8s.io/utils/clock"
 
 	"github.com/keelson/keelson/plugins/builtin/internal/ownership"
-	"github.com/keelson/keelson/plugins/builtin/internal/reconcile"
 	"github.com/keelson/keelson/plugins/builtin/internal/recorder"
 	"github.com/keelson/keelson/plugins/builtin/internal/tombstone"
+	"github.com/keelson/keelson/plugins/sdk"
 )
 
 var deploymentKind = appsv1.SchemeGroupVersion.WithKind("Deployment")
@@ -41,7 +42,7 @@ type Controller struct {
 	deployments cache.SharedIndexInformer
 	replicaSets cache.SharedIndexInformer
 
-	loop   *reconcile.Loop
+	loop   workqueue.TypedRateLimitingInterface[string]
 	events record.EventRecorder
 }
 
@@ -58,13 +59,7 @@ func New(cfg Config, client kubernetes.Interface, factory informers.SharedInform
 		deployments: factory.Apps().V1().Deployments().Informer(),
 		replicaSets: factory.Apps().V1().ReplicaSets().Informer(),
 	}
-	c.loop = reconcile.New(reconcile.Options{
-		Name: "deployments", Logger: logger, MaxRetries: maxRetries,
-		Permanent: func(err error) bool { return apierrors.HasStatusCause(err, v1.NamespaceTerminatingCause) },
-		// A write racing another writer (a user's kubectl) is retried on
-		// the newer object.
-		Expected: apierrors.IsConflict,
-	})
+	c.loop = sdk.NewQueue[string]("deployments")
 	handlers := []struct {
 		inf cache.SharedIndexInformer
 		h   cache.ResourceEventHandler
@@ -86,9 +81,21 @@ func (c *Controller) Run(ctx context.Context) error {
 	defer stop()
 	c.events = events
 	c.logger.Info("controller started", "workers", c.cfg.Workers)
-	c.loop.Run(ctx, c.cfg.Workers, c.sync)
+	// A write racing another writer (a user's kubectl) is a conflict, which
+	// the loop retries on the newer object and logs at debug level.
+	sdk.RunWorkers(ctx, c.loop, c.cfg.Workers, c.reconcile, c.logger, sdk.WithMaxRetries(maxRetries))
 	c.logger.Info("controller stopped")
 	return nil
+}
+
+// reconcile adapts sync to the SDK's loop: a Deployment in a namespace
+// being deleted cannot get new ReplicaSets, so that failure is terminal.
+func (c *Controller) reconcile(ctx context.Context, key string) (sdk.Result, error) {
+	err := c.sync(ctx, key)
+	if apierrors.HasStatusCause(err, v1.NamespaceTerminatingCause) {
+		return sdk.Result{}, sdk.TerminalError(err)
+	}
+	return sdk.Result{}, err
 }
 
 func (c *Controller) enqueue(obj any) {

@@ -18,7 +18,6 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/utils/clock"
 
-	"github.com/keelson/keelson/plugins/builtin/internal/pluginconfig"
 	"github.com/keelson/keelson/plugins/sdk"
 )
 
@@ -32,20 +31,20 @@ type Config struct {
 	// Workers is how many Deployments are reconciled at once (default 5,
 	// as kube-controller-manager's --concurrent-deployment-syncs).
 	Workers int `json:"workers"`
-	pluginconfig.ClientLimits
+	sdk.ClientLimits
 }
 
 // ParseConfig reads raw (may be empty) over the defaults and validates it.
 func ParseConfig(raw []byte) (Config, error) {
 	c := Config{Workers: 5}
-	if err := pluginconfig.Decode(Name, raw, &c); err != nil {
-		return Config{}, err
+	if err := sdk.DecodeConfig(raw, &c); err != nil {
+		return Config{}, fmt.Errorf("plugins.config.%s: %w", Name, err)
 	}
 	if c.Workers < 1 || c.Workers > 64 {
-		return Config{}, fmt.Errorf("plugin %s config: workers is %d: set it between 1 and 64", Name, c.Workers)
+		return Config{}, fmt.Errorf("plugins.config.%s: %w", Name, sdk.ConfigErrorf("workers", "workers is %d: set it between 1 and 64", c.Workers))
 	}
-	if err := c.ClientLimits.Validate(Name); err != nil {
-		return Config{}, err
+	if err := c.ClientLimits.Validate(); err != nil {
+		return Config{}, fmt.Errorf("plugins.config.%s: %w", Name, err)
 	}
 	return c, nil
 }

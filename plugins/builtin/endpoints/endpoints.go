@@ -86,7 +86,7 @@ func setup(ctx context.Context, env sdk.Env, client kubernetes.Interface, f info
 		return nil, err
 	}
 	if cfg.Workers < 1 {
-		return nil, fmt.Errorf("plugin config: workers must be at least 1, got %d", cfg.Workers)
+		return nil, sdk.ConfigErrorf("workers", "workers must be at least 1, got %d", cfg.Workers)
 	}
 	c := &controller{
 		client:    client,

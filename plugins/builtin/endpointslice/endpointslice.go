@@ -52,10 +52,10 @@ type Config struct {
 
 func (c Config) validate() error {
 	if c.Workers < 1 {
-		return fmt.Errorf("plugin config: workers must be at least 1, got %d", c.Workers)
+		return sdk.ConfigErrorf("workers", "workers must be at least 1, got %d", c.Workers)
 	}
 	if c.MaxEndpointsPerSlice < 1 || c.MaxEndpointsPerSlice > 1000 {
-		return fmt.Errorf("plugin config: maxEndpointsPerSlice must be between 1 and 1000, got %d", c.MaxEndpointsPerSlice)
+		return sdk.ConfigErrorf("maxEndpointsPerSlice", "maxEndpointsPerSlice must be between 1 and 1000, got %d", c.MaxEndpointsPerSlice)
 	}
 	return nil
 }

@@ -81,10 +81,10 @@ func setup(ctx context.Context, env sdk.Env, client kubernetes.Interface, f info
 		return nil, err
 	}
 	if cfg.Workers < 1 {
-		return nil, fmt.Errorf("plugin config: workers must be at least 1, got %d", cfg.Workers)
+		return nil, sdk.ConfigErrorf("workers", "workers must be at least 1, got %d", cfg.Workers)
 	}
 	if cfg.MaxEndpointsPerSubset < 1 {
-		return nil, fmt.Errorf("plugin config: maxEndpointsPerSubset must be at least 1, got %d", cfg.MaxEndpointsPerSubset)
+		return nil, sdk.ConfigErrorf("maxEndpointsPerSubset", "maxEndpointsPerSubset must be at least 1, got %d", cfg.MaxEndpointsPerSubset)
 	}
 	c := &controller{
 		client:    client,

@@ -107,7 +107,7 @@ func run(ctx context.Context, env sdk.Env) error {
 		return err
 	}
 	if cfg.Workers < 1 {
-		return fmt.Errorf("plugin config: workers must be at least 1, got %d", cfg.Workers)
+		return sdk.ConfigErrorf("workers", "workers must be at least 1, got %d", cfg.Workers)
 	}
 	md, err := metadata.NewForConfig(env.RESTConfig)
 	if err != nil {

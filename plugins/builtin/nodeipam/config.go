@@ -7,7 +7,7 @@ import (
 	"net/netip"
 	"strings"
 
-	"github.com/keelson/keelson/plugins/builtin/internal/strictjson"
+	"github.com/keelson/keelson/plugins/sdk"
 )
 
 // Config is the plugin's section of the server configuration
@@ -47,7 +47,7 @@ type ranges struct {
 // error naming it), and validates it; every error names its field.
 func parseConfig(raw json.RawMessage) (Config, ranges, error) {
 	cfg := DefaultConfig()
-	if err := strictjson.Decode(raw, &cfg); err != nil {
+	if err := sdk.DecodeConfig(raw, &cfg); err != nil {
 		return cfg, ranges{}, fmt.Errorf("plugins.config.nodeipam: %w", err)
 	}
 	r, err := cfg.validate()

@@ -18,6 +18,8 @@ import (
 	corelisters "k8s.io/client-go/listers/core/v1"
 	"k8s.io/client-go/tools/record"
 	"k8s.io/client-go/util/workqueue"
+
+	"github.com/keelson/keelson/plugins/sdk"
 )
 
 // allocator is the controller's state: one cidrSet per cluster range and
@@ -149,31 +151,12 @@ func (c *controller) rebuild() error {
 	return nil
 }
 
+// run allocates until ctx ends, with one worker: the allocator is not
+// shared between goroutines.
 func (c *controller) run(ctx context.Context) {
-	defer c.queue.ShutDown()
-	go func() {
-		<-ctx.Done()
-		c.queue.ShutDown()
-	}()
-	for c.next(ctx) {
-	}
-}
-
-func (c *controller) next(ctx context.Context) bool {
-	name, shutdown := c.queue.Get()
-	if shutdown {
-		return false
-	}
-	defer c.queue.Done(name)
-	if err := c.sync(ctx, name); err != nil {
-		if ctx.Err() == nil {
-			c.log.Warn("allocating pod CIDRs failed; retrying", "node", name, "error", err)
-		}
-		c.queue.AddRateLimited(name)
-		return true
-	}
-	c.queue.Forget(name)
-	return true
+	sdk.RunWorkers(ctx, c.queue, 1, func(ctx context.Context, name string) (sdk.Result, error) {
+		return sdk.Result{}, c.sync(ctx, name)
+	}, c.log)
 }
 
 // sync makes one Node hold exactly its ranges in the map, allocating them

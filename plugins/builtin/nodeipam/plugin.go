@@ -20,9 +20,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/kubernetes/scheme"
 	typedcorev1 "k8s.io/client-go/kubernetes/typed/core/v1"
-	"k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/tools/record"
-	"k8s.io/client-go/util/workqueue"
 
 	"github.com/keelson/keelson/plugins/sdk"
 )
@@ -56,20 +54,10 @@ func setup(ctx context.Context, env sdk.Env, client kubernetes.Interface, factor
 		client: client,
 		nodes:  nodes.Lister(),
 		alloc:  alloc,
-		queue: workqueue.NewTypedRateLimitingQueueWithConfig(workqueue.DefaultTypedControllerRateLimiter[string](),
-			workqueue.TypedRateLimitingQueueConfig[string]{Name: Name}),
-		log: env.Logger,
+		queue:  sdk.NewQueue[string](Name),
+		log:    env.Logger,
 	}
-	enqueue := func(obj any) {
-		if key, err := cache.DeletionHandlingMetaNamespaceKeyFunc(obj); err == nil {
-			c.queue.Add(key)
-		}
-	}
-	if _, err := nodes.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
-		AddFunc:    enqueue,
-		UpdateFunc: func(_, obj any) { enqueue(obj) },
-		DeleteFunc: enqueue,
-	}); err != nil {
+	if _, err := nodes.Informer().AddEventHandler(sdk.EnqueueObjects(c.queue)); err != nil {
 		return nil, fmt.Errorf("watching nodes: %w", err)
 	}
 	return func(ctx context.Context) error {

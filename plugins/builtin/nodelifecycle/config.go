@@ -6,7 +6,7 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/keelson/keelson/plugins/builtin/internal/strictjson"
+	"github.com/keelson/keelson/plugins/sdk"
 )
 
 // Config is the plugin's section of the server configuration
@@ -60,7 +60,7 @@ func DefaultConfig() Config {
 // error naming it), and validates it; every error names its field.
 func parseConfig(raw json.RawMessage) (Config, error) {
 	cfg := DefaultConfig()
-	if err := strictjson.Decode(raw, &cfg); err != nil {
+	if err := sdk.DecodeConfig(raw, &cfg); err != nil {
 		return cfg, fmt.Errorf("plugins.config.nodelifecycle: %w", err)
 	}
 	if err := cfg.validate(); err != nil {

@@ -19,6 +19,7 @@ import (
 	nodetopology "k8s.io/component-helpers/node/topology"
 	"k8s.io/utils/clock"
 
+	"github.com/keelson/keelson/plugins/sdk"
 	"github.com/keelson/keelson/plugins/sdk/nodehealth"
 )
 
@@ -69,8 +70,7 @@ type controller struct {
 func newController(cfg Config, clk clock.WithTicker, client kubernetes.Interface, log *slog.Logger) *controller {
 	return &controller{
 		cfg: cfg, clock: clk, client: client, log: log,
-		queue: workqueue.NewTypedRateLimitingQueueWithConfig(workqueue.DefaultTypedControllerRateLimiter[string](),
-			workqueue.TypedRateLimitingQueueConfig[string]{Name: Name, Clock: clk}),
+		queue:      sdk.NewQueue[string](Name, sdk.WithClock(clk)),
 		health:     newHealthTracker(cfg),
 		disruption: &disruption{cfg: cfg, states: map[string]zoneState{}},
 		lastReady:  map[string]corev1.ConditionStatus{},
@@ -82,14 +82,7 @@ func newController(cfg Config, clk clock.WithTicker, client kubernetes.Interface
 
 // handlers are the informers' event handlers: every change to a node or to
 // a pod bound to it queues the node.
-func (c *controller) nodeHandler() cache.ResourceEventHandler {
-	enqueue := func(obj any) {
-		if key, err := cache.DeletionHandlingMetaNamespaceKeyFunc(obj); err == nil {
-			c.queue.Add(key)
-		}
-	}
-	return cache.ResourceEventHandlerFuncs{AddFunc: enqueue, UpdateFunc: func(_, obj any) { enqueue(obj) }, DeleteFunc: enqueue}
-}
+func (c *controller) nodeHandler() cache.ResourceEventHandler { return sdk.EnqueueObjects(c.queue) }
 
 func (c *controller) podHandler() cache.ResourceEventHandler {
 	enqueue := func(obj any) {
@@ -107,16 +100,11 @@ func (c *controller) podHandler() cache.ResourceEventHandler {
 func (c *controller) run(ctx context.Context) {
 	var wg sync.WaitGroup
 	defer wg.Wait()
-	defer c.queue.ShutDown()
-	for range workers {
-		wg.Go(func() {
-			for c.next(ctx) {
-			}
-		})
-	}
 	wg.Go(func() { c.every(ctx, taintingPeriod, c.taintingPass) })
 	wg.Go(func() { c.every(ctx, c.cfg.NodeMonitorPeriod.Duration, c.monitor) })
-	<-ctx.Done()
+	sdk.RunWorkers(ctx, c.queue, workers, func(ctx context.Context, name string) (sdk.Result, error) {
+		return sdk.Result{}, c.sync(ctx, name)
+	}, c.log)
 }
 
 // every runs f now and then every period until ctx ends.
@@ -131,23 +119,6 @@ func (c *controller) every(ctx context.Context, period time.Duration, f func(con
 		case <-t.C():
 		}
 	}
-}
-
-func (c *controller) next(ctx context.Context) bool {
-	name, shutdown := c.queue.Get()
-	if shutdown {
-		return false
-	}
-	defer c.queue.Done(name)
-	if err := c.sync(ctx, name); err != nil {
-		if ctx.Err() == nil {
-			c.log.Warn("node lifecycle: syncing node failed; retrying", "node", name, "error", err)
-		}
-		c.queue.AddRateLimited(name)
-		return true
-	}
-	c.queue.Forget(name)
-	return true
 }
 
 // monitor is one monitor pass: it marks silent Lease nodes Unknown, queues

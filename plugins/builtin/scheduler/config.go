@@ -1,8 +1,6 @@
 package scheduler
 
 import (
-	"bytes"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"maps"
@@ -13,6 +11,7 @@ import (
 
 	"github.com/keelson/keelson/plugins/builtin/scheduler/internal/placement"
 	"github.com/keelson/keelson/plugins/builtin/scheduler/internal/queue"
+	"github.com/keelson/keelson/plugins/sdk"
 )
 
 // Config is the scheduler's section of the server configuration (JSON).
@@ -101,21 +100,19 @@ const (
 // section means all defaults. Errors name the field and what is allowed.
 func parseConfig(raw []byte) (settings, error) {
 	var c Config
-	if len(bytes.TrimSpace(raw)) > 0 && !bytes.Equal(bytes.TrimSpace(raw), []byte("null")) {
-		dec := json.NewDecoder(bytes.NewReader(raw))
-		dec.DisallowUnknownFields()
-		if err := dec.Decode(&c); err != nil {
-			return settings{}, fmt.Errorf("scheduler config: %w", err)
-		}
+	if err := sdk.DecodeConfig(raw, &c); err != nil {
+		return settings{}, fmt.Errorf("plugins.config.%s: %w", Name, err)
 	}
 	return c.resolve()
 }
 
-// fieldErrors collects "scheduler config: FIELD: what is wrong" errors.
+// fieldErrors collects "plugins.config.scheduler: FIELD: what is wrong"
+// errors.
 type fieldErrors []error
 
 func (e *fieldErrors) bad(field, format string, args ...any) {
-	*e = append(*e, fmt.Errorf("scheduler config: %s: %s", field, fmt.Sprintf(format, args...)))
+	*e = append(*e, fmt.Errorf("plugins.config.%s: %w", Name,
+		sdk.ConfigErrorf(field, "%s: %s", field, fmt.Sprintf(format, args...))))
 }
 
 func (c *Config) resolve() (settings, error) {

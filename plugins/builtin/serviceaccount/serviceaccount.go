@@ -77,7 +77,7 @@ func setup(_ context.Context, env sdk.Env, client kubernetes.Interface, f inform
 		return nil, err
 	}
 	if cfg.Workers < 1 {
-		return nil, fmt.Errorf("plugin config: workers must be at least 1, got %d", cfg.Workers)
+		return nil, sdk.ConfigErrorf("workers", "workers must be at least 1, got %d", cfg.Workers)
 	}
 	ca, err := clusterCA(env.RESTConfig)
 	if err != nil {

@@ -17,7 +17,6 @@ package token
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"time"
@@ -100,14 +99,14 @@ func setup(_ context.Context, env sdk.Env, client kubernetes.Interface, f inform
 		return nil, err
 	}
 	if cfg.ServiceAccountKeyPEM == "" {
-		return nil, errors.New(`plugin config: serviceAccountKeyPEM is required: the PEM private key the API server verifies service-account tokens with`)
+		return nil, sdk.ConfigErrorf("serviceAccountKeyPEM", `serviceAccountKeyPEM is required: the PEM private key the API server verifies service-account tokens with`)
 	}
 	if cfg.Workers < 1 {
-		return nil, fmt.Errorf("plugin config: workers must be at least 1, got %d", cfg.Workers)
+		return nil, sdk.ConfigErrorf("workers", "workers must be at least 1, got %d", cfg.Workers)
 	}
 	s, err := newSigner([]byte(cfg.ServiceAccountKeyPEM))
 	if err != nil {
-		return nil, fmt.Errorf("plugin config: %w", err)
+		return nil, &sdk.ConfigError{Key: "serviceAccountKeyPEM", Err: fmt.Errorf("serviceAccountKeyPEM: %w", err)}
 	}
 	rc := rest.CopyConfig(env.RESTConfig)
 	if err := rest.LoadTLSFiles(rc); err != nil {

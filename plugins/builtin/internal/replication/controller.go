@@ -10,21 +10,21 @@ import (
 
 	appsv1 "k8s.io/api/apps/v1"
 	v1 "k8s.io/api/core/v1"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/tools/record"
+	"k8s.io/client-go/util/workqueue"
 	"k8s.io/utils/clock"
 
 	"github.com/keelson/keelson/plugins/builtin/internal/expectations"
 	"github.com/keelson/keelson/plugins/builtin/internal/freshness"
 	"github.com/keelson/keelson/plugins/builtin/internal/pods"
-	"github.com/keelson/keelson/plugins/builtin/internal/reconcile"
 	"github.com/keelson/keelson/plugins/builtin/internal/recorder"
 	"github.com/keelson/keelson/plugins/builtin/internal/tombstone"
+	"github.com/keelson/keelson/plugins/sdk"
 )
 
 // Names of the caches the freshness guard watches.
@@ -46,7 +46,7 @@ type Controller struct {
 
 	exp    *expectations.Store
 	fresh  *freshness.Guard
-	loop   *reconcile.Loop
+	loop   workqueue.TypedRateLimitingInterface[string]
 	events record.EventRecorder
 }
 
@@ -64,7 +64,7 @@ func New(kind Kind, cfg Config, client kubernetes.Interface, factory informers.S
 		pods:   factory.Core().V1().Pods().Informer(),
 		exp:    expectations.New(clk, expectations.DefaultTTL),
 	}
-	c.loop = reconcile.New(reconcile.Options{Name: kind.Resource.Resource, Logger: c.logger, Expected: routine})
+	c.loop = sdk.NewQueue[string](kind.Resource.Resource)
 	c.fresh = freshness.New(map[string]freshness.Cache{podsCache: c.pods.GetStore(), ownersCache: c.owners.GetStore()})
 	if err := c.owners.AddIndexers(cache.Indexers{byOwnerController: indexByOwnerController}); err != nil {
 		return nil, fmt.Errorf("indexing %s by controller: %w", kind.Resource, err)
@@ -91,18 +91,20 @@ func (c *Controller) Run(ctx context.Context) error {
 	defer stop()
 	c.events = events
 	c.logger.Info("controller started", "workers", c.cfg.Workers, "burstReplicas", c.cfg.BurstReplicas)
-	c.loop.Run(ctx, c.cfg.Workers, c.sync)
+	sdk.RunWorkers(ctx, c.loop, c.cfg.Workers, func(ctx context.Context, key string) (sdk.Result, error) {
+		return sdk.Result{}, c.sync(ctx, key)
+	}, c.logger, sdk.WithExpectedErrors(routine))
 	c.logger.Info("controller stopped")
 	return nil
 }
 
 // routine reports errors that are part of normal operation: the freshness
 // guard holding a sync back while the controller writes faster than its
-// watch delivers, or a write that lost a race with another writer (the
-// retry reads the newer object).
+// watch delivers. (A write that lost a race with another writer, a
+// conflict, is one for every SDK loop: the retry reads the newer object.)
 func routine(err error) bool {
 	var stale *freshness.StaleError
-	return errors.As(err, &stale) || apierrors.IsConflict(err)
+	return errors.As(err, &stale)
 }
 
 func (c *Controller) enqueue(obj any) {

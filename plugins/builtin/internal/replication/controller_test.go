@@ -25,7 +25,7 @@ import (
 	"k8s.io/client-go/tools/record"
 	clocktesting "k8s.io/utils/clock/testing"
 
-	"github.com/keelson/keelson/plugins/builtin/internal/pluginconfig"
+	"github.com/keelson/keelson/plugins/sdk"
 )
 
 var now = time.Date(2026, 3, 4, 5, 6, 7, 0, time.UTC)
@@ -345,7 +345,7 @@ func TestParseConfig(t *testing.T) {
 		{`{"workers": 0}`, "workers is 0", Config{}},
 		{`{"burstReplicas": -1}`, "burstReplicas is -1", Config{}},
 		{`{"wrokers": 2}`, `unknown field "wrokers"`, Config{}},
-		{`{"kubeAPIQPS": 20, "kubeAPIBurst": 30}`, "", Config{Workers: 5, BurstReplicas: 500, ClientLimits: pluginconfig.ClientLimits{KubeAPIQPS: 20, KubeAPIBurst: 30}}},
+		{`{"kubeAPIQPS": 20, "kubeAPIBurst": 30}`, "", Config{Workers: 5, BurstReplicas: 500, ClientLimits: sdk.ClientLimits{KubeAPIQPS: 20, KubeAPIBurst: 30}}},
 		{`{"kubeAPIQPS": -1}`, "kubeAPIQPS is -1", Config{}},
 	} {
 		got, err := ParseConfig("replicaset", []byte(tc.raw))

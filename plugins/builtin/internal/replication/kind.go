@@ -20,7 +20,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/cache"
 
-	"github.com/keelson/keelson/plugins/builtin/internal/pluginconfig"
+	"github.com/keelson/keelson/plugins/sdk"
 )
 
 // Kind adapts one owner API kind to the reconciler.
@@ -56,7 +56,7 @@ type Config struct {
 	// sync (default 500, as upstream); the rest follow once the informer
 	// has seen these.
 	BurstReplicas int `json:"burstReplicas"`
-	pluginconfig.ClientLimits
+	sdk.ClientLimits
 }
 
 // DefaultConfig returns the defaults.
@@ -65,17 +65,18 @@ func DefaultConfig() Config { return Config{Workers: 5, BurstReplicas: 500} }
 // ParseConfig reads raw (may be empty) over the defaults and validates it.
 func ParseConfig(plugin string, raw []byte) (Config, error) {
 	c := DefaultConfig()
-	if err := pluginconfig.Decode(plugin, raw, &c); err != nil {
-		return Config{}, err
+	err := sdk.DecodeConfig(raw, &c)
+	switch {
+	case err != nil:
+	case c.Workers < 1 || c.Workers > 64:
+		err = sdk.ConfigErrorf("workers", "workers is %d: set it between 1 and 64", c.Workers)
+	case c.BurstReplicas < 1:
+		err = sdk.ConfigErrorf("burstReplicas", "burstReplicas is %d: set it to at least 1", c.BurstReplicas)
+	default:
+		err = c.ClientLimits.Validate()
 	}
-	if c.Workers < 1 || c.Workers > 64 {
-		return Config{}, fmt.Errorf("plugin %s config: workers is %d: set it between 1 and 64", plugin, c.Workers)
-	}
-	if c.BurstReplicas < 1 {
-		return Config{}, fmt.Errorf("plugin %s config: burstReplicas is %d: set it to at least 1", plugin, c.BurstReplicas)
-	}
-	if err := c.ClientLimits.Validate(plugin); err != nil {
-		return Config{}, err
+	if err != nil {
+		return Config{}, fmt.Errorf("plugins.config.%s: %w", plugin, err)
 	}
 	return c, nil
 }
