@@ -8,8 +8,8 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/keelson/keelson/bench/internal/childproc"
 	"github.com/keelson/keelson/bench/internal/loopback"
+	"github.com/keelson/keelson/internal/testproc"
 	"k8s.io/client-go/rest"
 )
 
@@ -36,7 +36,7 @@ func startKeelson(ctx context.Context, bin, workDir string, timeout time.Duratio
 		return nil, err
 	}
 	dataDir := filepath.Join(dir, "data")
-	p, err := childproc.Start("keelson", bin, keelsonArgs(dataDir, ports[0], ports[1]), filepath.Join(dir, "keelson.log"))
+	p, err := testproc.Start(testproc.Spec{Name: "keelson", Bin: bin, Args: keelsonArgs(dataDir, ports[0], ports[1]), LogPath: filepath.Join(dir, "keelson.log"), ProcessGroup: true})
 	if err != nil {
 		s.stop()
 		return nil, err

@@ -1,8 +1,8 @@
 package main
 
 import (
-	"github.com/keelson/keelson/bench/internal/childproc"
 	"github.com/keelson/keelson/bench/internal/procstat"
+	"github.com/keelson/keelson/internal/testproc"
 )
 
 // procMemory is one process's resident set as the kernel reports it.
@@ -21,7 +21,7 @@ type memorySet struct {
 	VmHWMKiB int64 `json:"vm_hwm_kib"`
 }
 
-func readMemorySet(procs []*childproc.Process) (memorySet, error) {
+func readMemorySet(procs []*testproc.Process) (memorySet, error) {
 	var s memorySet
 	for _, p := range procs {
 		m, err := procstat.ReadMemory(p.PID())

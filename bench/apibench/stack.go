@@ -8,8 +8,8 @@ import (
 	"slices"
 	"time"
 
-	"github.com/keelson/keelson/bench/internal/childproc"
 	"github.com/keelson/keelson/bench/internal/configmapload"
+	"github.com/keelson/keelson/internal/testproc"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 )
@@ -32,8 +32,8 @@ type stage struct {
 // admin client config, and how long it took to become ready.
 type stack struct {
 	label string
-	dir   string               // temp dir holding every data dir and log; removed by stop
-	procs []*childproc.Process // in start order
+	dir   string              // temp dir holding every data dir and log; removed by stop
+	procs []*testproc.Process // in start order
 	cfg   *rest.Config
 	// readySec is from the first process start to the first /readyz 200.
 	readySec float64
@@ -62,7 +62,7 @@ func (s *stack) alive() error {
 // waitFor polls probe every readyPollInterval until it succeeds, a process of
 // s exits, or timeout passes; errors carry the log of last (the process being
 // waited for). It returns when probe first succeeded.
-func (s *stack) waitFor(ctx context.Context, last *childproc.Process, what string, timeout time.Duration, probe func(context.Context) error) (time.Time, error) {
+func (s *stack) waitFor(ctx context.Context, last *testproc.Process, what string, timeout time.Duration, probe func(context.Context) error) (time.Time, error) {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	tick := time.NewTicker(readyPollInterval)

@@ -10,11 +10,11 @@ import (
 	"path/filepath"
 	"time"
 
-	"github.com/keelson/keelson/bench/internal/childproc"
 	"github.com/keelson/keelson/bench/internal/loopback"
 	"github.com/keelson/keelson/config"
 	"github.com/keelson/keelson/core/apiserver"
 	"github.com/keelson/keelson/core/pki"
+	"github.com/keelson/keelson/internal/testproc"
 )
 
 // etcdArgs is a single-member etcd on loopback without TLS, as kvbench starts it.
@@ -85,7 +85,7 @@ func (s *stack) startUpstream(ctx context.Context, log *slog.Logger, apiserverBi
 	}
 	log.Info("upstream certificates made (not counted in time to ready)", "seconds", time.Since(pkiStart).Seconds())
 
-	etcd, err := childproc.Start("etcd", etcdBin, etcdArgs(filepath.Join(s.dir, "etcd"), etcdClient, etcdPeer), filepath.Join(s.dir, "etcd.log"))
+	etcd, err := testproc.Start(testproc.Spec{Name: "etcd", Bin: etcdBin, Args: etcdArgs(filepath.Join(s.dir, "etcd"), etcdClient, etcdPeer), LogPath: filepath.Join(s.dir, "etcd.log"), ProcessGroup: true})
 	if err != nil {
 		return err
 	}
@@ -99,9 +99,7 @@ func (s *stack) startUpstream(ctx context.Context, log *slog.Logger, apiserverBi
 		return err
 	}
 
-	kas, err := childproc.Start("kube-apiserver", apiserverBin,
-		kubeAPIServerArgs(bundle, s.dir, apiPort, "http://"+loopback.HostPort(etcdClient)),
-		filepath.Join(s.dir, "kube-apiserver.log"))
+	kas, err := testproc.Start(testproc.Spec{Name: "kube-apiserver", Bin: apiserverBin, Args: kubeAPIServerArgs(bundle, s.dir, apiPort, "http://"+loopback.HostPort(etcdClient)), LogPath: filepath.Join(s.dir, "kube-apiserver.log"), ProcessGroup: true})
 	if err != nil {
 		return err
 	}

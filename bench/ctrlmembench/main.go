@@ -24,9 +24,9 @@ import (
 
 	"k8s.io/client-go/kubernetes"
 
-	"github.com/keelson/keelson/bench/internal/childproc"
 	"github.com/keelson/keelson/bench/internal/keelsonproc"
 	"github.com/keelson/keelson/bench/internal/procstat"
+	"github.com/keelson/keelson/internal/testproc"
 )
 
 // upstreamControllers maps keelson's built-in controller plugins to the
@@ -140,7 +140,7 @@ func measure(keelsonBin, kcmBin, workDir string, w workload, upstream bool, sett
 
 // startKCM runs kube-controller-manager with the controllers keelson has as
 // plugins, against srv as the admin.
-func startKCM(bin string, srv *keelsonproc.Server) (*childproc.Process, error) {
+func startKCM(bin string, srv *keelsonproc.Server) (*testproc.Process, error) {
 	if _, err := os.Stat(bin); err != nil {
 		return nil, fmt.Errorf("%s: %w (scripts/bench-controllers.sh builds it)", bin, err)
 	}
@@ -158,7 +158,7 @@ func startKCM(bin string, srv *keelsonproc.Server) (*childproc.Process, error) {
 		"--allocate-node-cidrs", "--cluster-cidr", "10.42.0.0/16",
 		"--kube-api-qps", "50", "--kube-api-burst", "100",
 	}
-	return childproc.Start("kube-controller-manager", bin, args, filepath.Join(srv.Dir, "kcm.log"))
+	return testproc.Start(testproc.Spec{Name: "kube-controller-manager", Bin: bin, Args: args, LogPath: filepath.Join(srv.Dir, "kcm.log"), ProcessGroup: true})
 }
 
 func report(sides []side, w workload) {

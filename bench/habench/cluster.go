@@ -13,8 +13,8 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/keelson/keelson/bench/internal/childproc"
 	"github.com/keelson/keelson/core/kvserver"
+	"github.com/keelson/keelson/internal/testproc"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
 	"google.golang.org/grpc"
@@ -45,7 +45,7 @@ type server struct {
 	dataDir string
 	args    []string // after `keelson server`; the same on every start
 	starts  int      // how many times it was started (names the log files)
-	proc    *childproc.Process
+	proc    *testproc.Process
 	etcd    *clientv3.Client // this server's --etcd-listen endpoint only
 	rest    *rest.Config     // nil until the server wrote its admin kubeconfig
 }
@@ -148,7 +148,7 @@ func (c *cluster) serverArgs(s *server, n int) []string {
 func (c *cluster) launch(s *server) error {
 	s.starts++
 	logPath := filepath.Join(c.dir, fmt.Sprintf("%s.%d.log", s.name, s.starts))
-	p, err := childproc.Start(s.name, c.bin, s.args, logPath)
+	p, err := testproc.Start(testproc.Spec{Name: s.name, Bin: c.bin, Args: s.args, LogPath: logPath, ProcessGroup: true})
 	if err != nil {
 		return err
 	}

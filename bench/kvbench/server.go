@@ -7,8 +7,8 @@ import (
 	"path/filepath"
 	"time"
 
-	"github.com/keelson/keelson/bench/internal/childproc"
 	"github.com/keelson/keelson/bench/internal/loopback"
+	"github.com/keelson/keelson/internal/testproc"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
 )
@@ -33,7 +33,7 @@ type server struct {
 	spec     serverSpec
 	dir      string // removed by stop
 	endpoint string
-	proc     *childproc.Process
+	proc     *testproc.Process
 }
 
 const (
@@ -86,8 +86,7 @@ func launch(spec serverSpec, abs, dir string) (*server, error) {
 		return nil, err
 	}
 	clientPort, peerPort := ports[0], ports[1]
-	p, err := childproc.Start(spec.Label, abs, serverArgs(spec.Flavor, filepath.Join(dir, "data"), clientPort, peerPort),
-		filepath.Join(dir, "server.log"))
+	p, err := testproc.Start(testproc.Spec{Name: spec.Label, Bin: abs, Args: serverArgs(spec.Flavor, filepath.Join(dir, "data"), clientPort, peerPort), LogPath: filepath.Join(dir, "server.log"), ProcessGroup: true})
 	if err != nil {
 		return nil, err
 	}

@@ -12,9 +12,9 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/watch"
 
-	"github.com/keelson/keelson/bench/internal/childproc"
 	"github.com/keelson/keelson/bench/internal/keelsonproc"
 	"github.com/keelson/keelson/bench/internal/procstat"
+	"github.com/keelson/keelson/internal/testproc"
 )
 
 type measureSpec struct {
@@ -118,7 +118,7 @@ func measure(ctx context.Context, log *slog.Logger, cl *clusterClient, srv *keel
 // watch that breaks (a loaded server may drop the connection) resumes from
 // the last version seen, or from a fresh list if that version is gone. It
 // fails if the scheduler exits or ctx ends first.
-func watchBinds(ctx context.Context, log *slog.Logger, cl *clusterClient, rv string, want int, sched *childproc.Process) (first, last time.Time, err error) {
+func watchBinds(ctx context.Context, log *slog.Logger, cl *clusterClient, rv string, want int, sched *testproc.Process) (first, last time.Time, err error) {
 	bound := make(map[string]bool, want)
 	for len(bound) < want {
 		w, err := cl.cs.CoreV1().Pods(namespace).Watch(ctx, metav1.ListOptions{ResourceVersion: rv, AllowWatchBookmarks: true})
@@ -167,7 +167,7 @@ func listBound(ctx context.Context, cl *clusterClient, bound map[string]bool, fi
 // consume reads one watch until it ends or want pods are bound, and
 // returns the resource version to resume from. A watch error ends the
 // watch, to be resumed.
-func consume(ctx context.Context, w watch.Interface, bound map[string]bool, want int, sched *childproc.Process, first, last *time.Time) (string, error) {
+func consume(ctx context.Context, w watch.Interface, bound map[string]bool, want int, sched *testproc.Process, first, last *time.Time) (string, error) {
 	var rv string
 	for len(bound) < want {
 		select {

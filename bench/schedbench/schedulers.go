@@ -13,20 +13,20 @@ import (
 
 	"k8s.io/client-go/tools/clientcmd"
 
-	"github.com/keelson/keelson/bench/internal/childproc"
+	"github.com/keelson/keelson/internal/testproc"
 	"github.com/keelson/keelson/plugins/builtin/scheduler"
 	"github.com/keelson/keelson/plugins/sdk"
 )
 
 // schedulerStarter starts one scheduler process, logging into dir.
-type schedulerStarter func(dir string) (*childproc.Process, error)
+type schedulerStarter func(dir string) (*testproc.Process, error)
 
 // keelsonStarter runs keelson's scheduler plugin in a child process of this
 // binary (-run-keelson-scheduler), with the admin kubeconfig: the same code
 // the server's plugin host runs, minus the go-plugin health stream, and a
 // process of its own whose CPU and memory are measured like upstream's.
 func keelsonStarter(self, kubeconfig, config string, qps int, profileDir string) schedulerStarter {
-	return func(dir string) (*childproc.Process, error) {
+	return func(dir string) (*testproc.Process, error) {
 		section := map[string]any{}
 		if config != "" {
 			if err := json.Unmarshal([]byte(config), &section); err != nil {
@@ -43,14 +43,14 @@ func keelsonStarter(self, kubeconfig, config string, qps int, profileDir string)
 		if profileDir != "" {
 			args = append(args, "-profile-dir", profileDir)
 		}
-		return childproc.Start("keelson-scheduler", self, args, filepath.Join(dir, "keelson-scheduler.log"))
+		return testproc.Start(testproc.Spec{Name: "keelson-scheduler", Bin: self, Args: args, LogPath: filepath.Join(dir, "keelson-scheduler.log"), ProcessGroup: true})
 	}
 }
 
 // upstreamStarter runs kube-scheduler with its default profile, leader
 // election off, no serving port, and the same client rate limits.
 func upstreamStarter(bin, kubeconfig string, qps int) schedulerStarter {
-	return func(dir string) (*childproc.Process, error) {
+	return func(dir string) (*testproc.Process, error) {
 		cfgPath := filepath.Join(dir, "kube-scheduler.yaml")
 		cfg := fmt.Sprintf(`apiVersion: kubescheduler.config.k8s.io/v1
 kind: KubeSchedulerConfiguration
@@ -64,9 +64,7 @@ leaderElection:
 		if err := os.WriteFile(cfgPath, []byte(cfg), 0o644); err != nil {
 			return nil, fmt.Errorf("writing %s: %w", cfgPath, err)
 		}
-		return childproc.Start("kube-scheduler", bin,
-			[]string{"--config", cfgPath, "--secure-port", strconv.Itoa(0)},
-			filepath.Join(dir, "kube-scheduler.log"))
+		return testproc.Start(testproc.Spec{Name: "kube-scheduler", Bin: bin, Args: []string{"--config", cfgPath, "--secure-port", strconv.Itoa(0)}, LogPath: filepath.Join(dir, "kube-scheduler.log"), ProcessGroup: true})
 	}
 }
 

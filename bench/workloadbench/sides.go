@@ -14,8 +14,8 @@ import (
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/client-go/dynamic"
 
-	"github.com/keelson/keelson/bench/internal/childproc"
 	"github.com/keelson/keelson/bench/internal/keelsonproc"
+	"github.com/keelson/keelson/internal/testproc"
 	"github.com/keelson/keelson/plugins/builtin"
 	"github.com/keelson/keelson/plugins/builtin/deployment"
 	"github.com/keelson/keelson/plugins/builtin/replicaset"
@@ -127,7 +127,7 @@ func (k kcmSide) start(ctx context.Context, o options) (*keelsonproc.Server, []i
 	if k.qps > 0 {
 		args = append(args, "--kube-api-qps", strconv.Itoa(k.qps), "--kube-api-burst", strconv.Itoa(k.burst))
 	}
-	proc, err := childproc.Start("kube-controller-manager", k.bin, args, filepath.Join(srv.Dir, "kcm.log"))
+	proc, err := testproc.Start(testproc.Spec{Name: "kube-controller-manager", Bin: k.bin, Args: args, LogPath: filepath.Join(srv.Dir, "kcm.log"), ProcessGroup: true})
 	if err != nil {
 		srv.Stop()
 		return nil, nil, nil, err

@@ -47,7 +47,7 @@ func BenchmarkPodStartup(b *testing.B) {
 				lat := c.startPods(b, ns, n, i)
 				all = append(all, lat...)
 				if i == b.N-1 && n == 30 {
-					rss, anon = residentMiB(b, c.agent.Process.Pid)
+					rss, anon = residentMiB(b, c.agent.PID())
 				}
 				c.deletePods(b, ns)
 			}

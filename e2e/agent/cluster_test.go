@@ -6,11 +6,9 @@ import (
 	"encoding/hex"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -18,6 +16,7 @@ import (
 	"github.com/keelson/keelson/e2e/nodeagent"
 	"github.com/keelson/keelson/internal/testimage"
 	"github.com/keelson/keelson/internal/testnet"
+	"github.com/keelson/keelson/internal/testproc"
 	coordinationv1 "k8s.io/api/coordination/v1"
 	v1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -42,9 +41,8 @@ type cluster struct {
 	// "busybox" (docker.io) is served too, through a mirror.
 	busybox string
 
-	agent    *exec.Cmd
+	agent    *testproc.Process
 	agentLog string
-	exited   chan struct{}
 	// embedded: the server runs the agent itself.
 	embedded bool
 
@@ -131,25 +129,13 @@ func (c *cluster) agentArgs(t testing.TB) []string {
 func (c *cluster) startAgent(t testing.TB) {
 	t.Helper()
 	c.agentLog = filepath.Join(c.server.DataDir, "agent.log")
-	f, err := os.OpenFile(c.agentLog, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	p, err := testproc.Start(testproc.Spec{Name: "keelson agent", Bin: c.server.Bin, Args: c.agentArgs(t),
+		LogPath: c.agentLog, AppendLog: true})
 	if err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command(c.server.Bin, c.agentArgs(t)...)
-	cmd.Stdout, cmd.Stderr = f, f
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
-		f.Close()
-		t.Fatal(err)
-	}
-	t.Logf("started keelson agent pid %d, log %s", cmd.Process.Pid, c.agentLog)
-	c.agent = cmd
-	c.exited = make(chan struct{})
-	go func() {
-		_ = cmd.Wait()
-		f.Close()
-		close(c.exited)
-	}()
+	t.Logf("started keelson agent pid %d, log %s", p.PID(), c.agentLog)
+	c.agent = p
 }
 
 // stopAgent ends the agent with SIGTERM (SIGKILL after a minute).
@@ -157,13 +143,7 @@ func (c *cluster) stopAgent() {
 	if c.agent == nil {
 		return
 	}
-	_ = c.agent.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-c.exited:
-	case <-time.After(time.Minute):
-		_ = c.agent.Process.Kill()
-		<-c.exited
-	}
+	_ = c.agent.Stop(time.Minute)
 	c.agent = nil
 }
 
@@ -280,7 +260,7 @@ func (c *cluster) cleanup(t testing.TB) {
 			time.Sleep(250 * time.Millisecond)
 		}
 		if t.Failed() && !c.embedded {
-			t.Logf("---- tail of %s ----\n%s", c.agentLog, harness.Tail(c.agentLog, 150))
+			t.Logf("---- tail of %s ----\n%s", c.agentLog, testproc.Tail(c.agentLog, 150))
 		}
 		c.stopAgent()
 		if c.embedded {
@@ -292,7 +272,7 @@ func (c *cluster) cleanup(t testing.TB) {
 	if err := testnet.DeleteLink(c.bridge); err != nil {
 		t.Error(err)
 	}
-	nodeagent.RemoveCgroupTree(c.cgroupRoot)
+	testproc.RemoveCgroupTree(c.cgroupRoot)
 	if c.registry != nil {
 		c.registry.Close()
 	}

@@ -14,6 +14,7 @@ import (
 
 	"github.com/keelson/keelson/core/kvserver"
 	"github.com/keelson/keelson/e2e/harness"
+	"github.com/keelson/keelson/internal/testproc"
 )
 
 // Options shape a cluster.
@@ -216,7 +217,7 @@ func (s *Server) JoinToken(t testing.TB) string {
 			return strings.TrimSpace(string(b))
 		}
 		if !s.Running() {
-			t.Fatalf("%s exited before writing %s: %v; log tail:\n%s", s.Name, path, s.exitErr(), harness.Tail(s.logPath, 40))
+			t.Fatalf("%s exited before writing %s: %v; log tail:\n%s", s.Name, path, s.exitErr(), testproc.Tail(s.logPath, 40))
 		}
 		time.Sleep(100 * time.Millisecond)
 	}

@@ -1,10 +1,7 @@
 package ha
 
 import (
-	"bytes"
 	"fmt"
-	"os"
-	"os/exec"
 	"path/filepath"
 	"sync"
 	"syscall"
@@ -14,7 +11,7 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
 
-	"github.com/keelson/keelson/e2e/harness"
+	"github.com/keelson/keelson/internal/testproc"
 )
 
 // Generous deadlines: the machine is shared and slow at times. They bound
@@ -37,9 +34,7 @@ type Server struct {
 	mu      sync.Mutex
 	runs    int // processes started so far; names the log files
 	logPath string
-	cmd     *exec.Cmd
-	exited  chan struct{}
-	waitErr error
+	proc    *testproc.Process
 	paused  bool
 
 	client *clientv3.Client
@@ -83,44 +78,24 @@ func (s *Server) launch(t testing.TB) {
 	t.Helper()
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.cmd != nil {
-		t.Fatalf("%s already running (pid %d)", s.Name, s.cmd.Process.Pid)
+	if s.proc != nil {
+		t.Fatalf("%s already running (pid %d)", s.Name, s.proc.PID())
 	}
 	s.runs++
 	s.logPath = filepath.Join(s.logDir, fmt.Sprintf("server-%d.log", s.runs))
-	logFile, err := os.Create(s.logPath)
-	if err != nil {
-		t.Fatalf("creating server log: %v", err)
-	}
 	// ip netns exec and unshare exec without forking, and sh execs keelson:
 	// the PID we hold is keelson's, which is what the signals must reach.
 	// Each server gets its own UTS namespace because the embedded
 	// kube-apiserver names its identity lease after the hostname.
 	argv := []string{"netns", "exec", s.NS, "unshare", "--uts", "sh", "-c", `hostname "$0" && exec "$@"`,
 		s.Name, s.bin, "server"}
-	cmd := exec.Command("ip", append(argv, s.args...)...)
-	cmd.Stdout = logFile
-	cmd.Stderr = logFile
-	// The kernel kills the server if the test binary dies without running
-	// its cleanups (a panic, or go test's -timeout).
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
-		logFile.Close()
-		t.Fatalf("starting %s: %v", s.Name, err)
+	p, err := testproc.Start(testproc.Spec{Name: s.Name, Bin: "ip", Args: append(argv, s.args...), LogPath: s.logPath})
+	if err != nil {
+		t.Fatal(err)
 	}
-	t.Logf("%s: started pid %d (run %d), log %s", s.Name, cmd.Process.Pid, s.runs, s.logPath)
-	s.cmd = cmd
+	t.Logf("%s: started pid %d (run %d), log %s", s.Name, p.PID(), s.runs, s.logPath)
+	s.proc = p
 	s.paused = false
-	exited := make(chan struct{})
-	s.exited = exited
-	go func() {
-		err := cmd.Wait()
-		logFile.Close()
-		s.mu.Lock()
-		s.waitErr = err
-		s.mu.Unlock()
-		close(exited)
-	}()
 }
 
 // WaitReady waits until the current process logs that its store is ready
@@ -136,44 +111,31 @@ func (s *Server) WaitReady(t testing.TB) {
 func (s *Server) waitLog(t testing.TB, want string, timeout time.Duration) {
 	t.Helper()
 	s.mu.Lock()
-	logPath, exited := s.logPath, s.exited
+	p := s.proc
 	s.mu.Unlock()
-	deadline := time.Now().Add(timeout)
-	for {
-		b, _ := os.ReadFile(logPath)
-		if bytes.Contains(b, []byte(want)) {
-			return
-		}
-		select {
-		case <-exited:
-			t.Fatalf("%s exited (%v) before logging %s; log tail:\n%s", s.Name, s.exitErr(), want, harness.Tail(logPath, 40))
-		case <-time.After(100 * time.Millisecond):
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s did not log %s within %s; log tail:\n%s", s.Name, want, timeout, harness.Tail(logPath, 40))
-		}
+	if p == nil {
+		t.Fatalf("%s: waiting for %s from a server that is not running", s.Name, want)
 	}
-}
-
-func (s *Server) exitErr() error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.waitErr
+	if err := p.WaitLog(want, timeout); err != nil {
+		t.Fatal(err)
+	}
 }
 
 // Running reports whether a process is alive (paused or not).
 func (s *Server) Running() bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.cmd == nil {
-		return false
+	return s.proc != nil && s.proc.Running()
+}
+
+// exitErr is how the current process exited; nil while it runs.
+func (s *Server) exitErr() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.proc == nil || s.proc.Running() {
+		return nil
 	}
-	select {
-	case <-s.exited:
-		return false
-	default:
-		return true
-	}
+	return s.proc.WaitErr()
 }
 
 // Serving reports whether the server runs and is not paused.
@@ -187,15 +149,13 @@ func (s *Server) Serving() bool {
 // Kill sends SIGKILL to the current process, if any, and reaps it.
 func (s *Server) Kill() {
 	s.mu.Lock()
-	cmd, exited := s.cmd, s.exited
-	s.cmd = nil
+	p := s.proc
+	s.proc = nil
 	s.paused = false
 	s.mu.Unlock()
-	if cmd == nil {
-		return
+	if p != nil {
+		p.Kill()
 	}
-	_ = cmd.Process.Signal(syscall.SIGKILL)
-	<-exited
 }
 
 // Restart is a crash and a restart on the same data dir and address.
@@ -216,11 +176,11 @@ func (s *Server) signal(t testing.TB, sig syscall.Signal, paused bool) {
 	t.Helper()
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.cmd == nil {
+	if s.proc == nil {
 		t.Fatalf("%s: %v to a server that is not running", s.Name, sig)
 	}
-	if err := s.cmd.Process.Signal(sig); err != nil {
-		t.Fatalf("%s: %v to pid %d: %v", s.Name, sig, s.cmd.Process.Pid, err)
+	if err := s.proc.Signal(sig); err != nil {
+		t.Fatal(err)
 	}
 	s.paused = paused
 }
@@ -228,6 +188,6 @@ func (s *Server) signal(t testing.TB, sig syscall.Signal, paused bool) {
 func (s *Server) dumpLogs(t testing.TB) {
 	for i := 1; i <= s.runs; i++ {
 		p := filepath.Join(s.logDir, fmt.Sprintf("server-%d.log", i))
-		t.Logf("---- %s: tail of %s ----\n%s", s.Name, p, harness.Tail(p, 50))
+		t.Logf("---- %s: tail of %s ----\n%s", s.Name, p, testproc.Tail(p, 50))
 	}
 }

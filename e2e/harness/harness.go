@@ -1,14 +1,13 @@
 // Package harness holds what every end-to-end test package needs to run
-// real keelson processes: finding the binary under test and reading the
-// tails of their logs.
+// real keelson processes: finding the binary under test, servers and
+// clusters of them, kubectl. The processes themselves are started and
+// stopped by internal/testproc, which the benchmarks share.
 package harness
 
 import (
-	"fmt"
 	"os"
 	"path/filepath"
 	"runtime"
-	"strings"
 	"testing"
 	"time"
 )
@@ -30,26 +29,6 @@ func KeelsonBin(t testing.TB) string {
 		t.Skipf("keelson binary not found at %s (%v): run `make build` first, or set KEELSON_BIN", abs, err)
 	}
 	return abs
-}
-
-// Tail returns the last n lines of a log file, leaving out grpc-go's
-// connection chatter and the embedded kube-apiserver's etcd client retries,
-// which bury everything else once peers go away or the raft leader changes.
-func Tail(path string, n int) string {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return fmt.Sprintf("(reading %s: %v)", path, err)
-	}
-	var lines []string
-	for _, l := range strings.Split(strings.TrimRight(string(b), "\n"), "\n") {
-		if !strings.Contains(l, `msg="[core] `) && !strings.Contains(l, `"msg":"retrying of unary invoker failed"`) {
-			lines = append(lines, l)
-		}
-	}
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return strings.Join(lines, "\n")
 }
 
 // Eventually polls cond every 250 ms until it holds, and fails the test

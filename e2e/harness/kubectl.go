@@ -12,6 +12,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/keelson/keelson/internal/testproc"
 )
 
 // KubectlTimeout bounds one kubectl invocation.
@@ -155,7 +157,7 @@ func (s *Server) StartKubectlIn(t testing.TB, stdin string, args ...string) *Bac
 	if stdin != "" {
 		b.cmd.Stdin = strings.NewReader(stdin)
 	}
-	b.cmd.SysProcAttr = childProcAttr()
+	b.cmd.SysProcAttr = testproc.ChildAttr()
 	b.cmd.Stderr = &b.errb
 	out, err := b.cmd.StdoutPipe()
 	if err != nil {

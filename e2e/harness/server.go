@@ -1,17 +1,14 @@
 package harness
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -21,6 +18,7 @@ import (
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 
+	"github.com/keelson/keelson/internal/testproc"
 	"github.com/keelson/keelson/plugins/builtin"
 )
 
@@ -74,9 +72,7 @@ type Server struct {
 
 	runs    int    // processes started so far; names the log files
 	LogPath string // log of the current process
-	cmd     *exec.Cmd
-	exited  chan struct{} // closed when the current process has been reaped
-	waitErr error         // valid after exited is closed
+	proc    *testproc.Process
 }
 
 // StartServer starts a server on free ports and a fresh data dir and waits
@@ -198,110 +194,64 @@ func (s *Server) WaitReady(t testing.TB) {
 // launch starts a new process on the data dir without waiting.
 func (s *Server) launch(t testing.TB) {
 	t.Helper()
-	if s.cmd != nil {
-		t.Fatalf("server already running (pid %d)", s.cmd.Process.Pid)
+	if s.proc != nil {
+		t.Fatalf("server already running (pid %d)", s.proc.PID())
 	}
 	s.runs++
 	s.LogPath = filepath.Join(s.DataDir, fmt.Sprintf("server-%d.log", s.runs))
-	logFile, err := os.Create(s.LogPath)
+	p, err := testproc.Start(testproc.Spec{Name: "keelson server", Bin: s.Bin, Args: s.args(), LogPath: s.LogPath})
 	if err != nil {
-		t.Fatalf("creating server log: %v", err)
+		t.Fatal(err)
 	}
-	cmd := exec.Command(s.Bin, s.args()...)
-	cmd.Stdout = logFile
-	cmd.Stderr = logFile
-	cmd.SysProcAttr = childProcAttr()
-	if err := cmd.Start(); err != nil {
-		logFile.Close()
-		t.Fatalf("starting %s: %v", s.Bin, err)
-	}
-	t.Logf("started keelson server pid %d (run %d), log %s", cmd.Process.Pid, s.runs, s.LogPath)
-	s.cmd = cmd
-	exited := make(chan struct{})
-	s.exited = exited
-	go func() {
-		s.waitErr = cmd.Wait()
-		logFile.Close()
-		close(exited)
-	}()
+	t.Logf("started keelson server pid %d (run %d), log %s", p.PID(), s.runs, s.LogPath)
+	s.proc = p
 }
 
-// waitLog waits until the current process logs a line containing want, and
+// WaitLog waits until the current process logs a line containing want, and
 // fails early if the process exits first.
 func (s *Server) WaitLog(t testing.TB, want string, timeout time.Duration) {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		b, _ := os.ReadFile(s.LogPath)
-		if bytes.Contains(b, []byte(want)) {
-			return
-		}
-		select {
-		case <-s.exited:
-			t.Fatalf("keelson server exited (%v) before logging %s; log tail:\n%s", s.waitErr, want, Tail(s.LogPath, 40))
-		case <-time.After(100 * time.Millisecond):
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("keelson server did not log %s within %s; log tail:\n%s", want, timeout, Tail(s.LogPath, 40))
-		}
+	if err := s.proc.WaitLog(want, timeout); err != nil {
+		t.Fatal(err)
 	}
 }
 
-// waitReadyz polls /readyz as the admin until it answers ok.
+// WaitReadyz polls /readyz as the admin until it answers ok.
 func (s *Server) WaitReadyz(t testing.TB) {
 	t.Helper()
 	rc := s.Clientset(t).Discovery().RESTClient()
-	ctx, cancel := context.WithTimeout(context.Background(), ServerReadyTimeout)
-	defer cancel()
-	var last error
-	for ctx.Err() == nil {
+	err := s.proc.WaitReady(context.Background(), ServerReadyTimeout, 200*time.Millisecond, func(ctx context.Context) error {
 		body, err := rc.Get().AbsPath("/readyz").DoRaw(ctx)
-		if err == nil && strings.TrimSpace(string(body)) == "ok" {
-			return
+		if err != nil || strings.TrimSpace(string(body)) != "ok" {
+			return fmt.Errorf("/readyz: %v: %s", err, body)
 		}
-		last = fmt.Errorf("%v: %s", err, body)
-		time.Sleep(200 * time.Millisecond)
-	}
-	t.Fatalf("/readyz did not answer ok: %v; log tail:\n%s", last, Tail(s.LogPath, 40))
-}
-
-// running reports whether the current process is still alive.
-func (s *Server) Running() bool {
-	if s.cmd == nil {
-		return false
-	}
-	select {
-	case <-s.exited:
-		return false
-	default:
-		return true
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
 	}
 }
 
-// kill sends SIGKILL to the current process, if any, and reaps it.
+// Running reports whether the current process is still alive.
+func (s *Server) Running() bool { return s.proc != nil && s.proc.Running() }
+
+// Kill sends SIGKILL to the current process, if any, and reaps it.
 func (s *Server) Kill() {
-	if s.cmd == nil {
+	if s.proc == nil {
 		return
 	}
-	_ = s.cmd.Process.Signal(syscall.SIGKILL)
-	<-s.exited
-	s.cmd = nil
+	s.proc.Kill()
+	s.proc = nil
 }
 
-// stop sends SIGTERM and waits for a clean exit (SIGKILL after StopTimeout).
+// Stop sends SIGTERM and waits for a clean exit (SIGKILL after StopTimeout).
 func (s *Server) Stop() error {
-	if s.cmd == nil {
+	if s.proc == nil {
 		return nil
 	}
-	_ = s.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-s.exited:
-	case <-time.After(StopTimeout):
-		s.Kill()
-		return fmt.Errorf("keelson server did not exit within %s of SIGTERM", StopTimeout)
-	}
-	s.cmd = nil
-	return s.waitErr
+	err := s.proc.Stop(StopTimeout)
+	s.proc = nil
+	return err
 }
 
 // restartAfterKill is a crash and a restart on the same data dir and ports.

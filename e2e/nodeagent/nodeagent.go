@@ -3,7 +3,8 @@
 // agent leaves behind when it is killed: the containerd shims (they outlive
 // containerd by design, and with them the pods' processes), the mounts
 // under its data dir (pod network namespaces, volumes, root filesystems),
-// its pod bridge and its cgroup tree.
+// its pod bridge and its cgroup tree. The processes themselves are
+// started and stopped by internal/testproc.
 package nodeagent
 
 import (
@@ -25,6 +26,7 @@ import (
 	"github.com/keelson/keelson/e2e/harness"
 	"github.com/keelson/keelson/internal/testimage"
 	"github.com/keelson/keelson/internal/testnet"
+	"github.com/keelson/keelson/internal/testproc"
 )
 
 // BusyboxImage is the reference under which New imports the test busybox
@@ -82,8 +84,7 @@ type Agent struct {
 	mu      sync.Mutex
 	runs    int
 	logPath string
-	cmd     *exec.Cmd
-	exited  chan struct{}
+	proc    *testproc.Process
 }
 
 // New prepares an agent with a fresh data dir holding the busybox image
@@ -132,89 +133,61 @@ func (a *Agent) Start(t testing.TB) {
 	t.Helper()
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	if a.cmd != nil {
-		t.Fatalf("agent %s already running (pid %d)", a.Name, a.cmd.Process.Pid)
+	if a.proc != nil {
+		t.Fatalf("agent %s already running (pid %d)", a.Name, a.proc.PID())
 	}
 	a.runs++
 	a.logPath = filepath.Join(a.DataDir, fmt.Sprintf("agent-%d.log", a.runs))
-	f, err := os.Create(a.logPath)
+	// In a namespace, nsenter switches the network namespace only: `ip
+	// netns exec` would also give the agent a mount namespace without
+	// /sys/fs/cgroup. The kernel kills the agent (and so its containerd)
+	// if the test binary dies without running its cleanups.
+	p, err := testproc.Start(testproc.Spec{
+		Name: "agent " + a.Name, Bin: a.bin, NetNS: a.opts.NetNS, LogPath: a.logPath,
+		Args: append([]string{"agent",
+			"--data-dir", a.DataDir,
+			"--node-name", a.Name,
+			"--cni-bridge", a.Bridge,
+			"--cgroup-root", a.CgroupRoot,
+		}, a.opts.Args...),
+	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	argv := append([]string{a.bin, "agent",
-		"--data-dir", a.DataDir,
-		"--node-name", a.Name,
-		"--cni-bridge", a.Bridge,
-		"--cgroup-root", a.CgroupRoot,
-	}, a.opts.Args...)
-	if a.opts.NetNS != "" {
-		// nsenter switches the network namespace only and execs: the PID
-		// is the agent's. (`ip netns exec` would also give it a mount
-		// namespace without /sys/fs/cgroup.)
-		argv = append([]string{"nsenter", "--net=/run/netns/" + a.opts.NetNS, "--"}, argv...)
-	}
-	cmd := exec.Command(argv[0], argv[1:]...)
-	cmd.Stdout, cmd.Stderr = f, f
-	// The kernel kills the agent (and so its containerd) if the test binary
-	// dies without running its cleanups.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
-		f.Close()
-		t.Fatalf("starting agent %s: %v", a.Name, err)
-	}
-	t.Logf("agent %s: started pid %d (run %d), log %s", a.Name, cmd.Process.Pid, a.runs, a.logPath)
-	a.cmd = cmd
-	exited := make(chan struct{})
-	a.exited = exited
-	go func() {
-		_ = cmd.Wait()
-		f.Close()
-		close(exited)
-	}()
+	t.Logf("agent %s: started pid %d (run %d), log %s", a.Name, p.PID(), a.runs, a.logPath)
+	a.proc = p
 }
 
 // Running reports whether the agent process is alive.
 func (a *Agent) Running() bool {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	if a.cmd == nil {
-		return false
-	}
-	select {
-	case <-a.exited:
-		return false
-	default:
-		return true
-	}
+	return a.proc != nil && a.proc.Running()
 }
 
 // Kill is a crash: SIGKILL to the agent, whose containerd dies with it
 // (parent-death signal); the pods' shims and processes stay, as on a node
 // whose agent crashed.
-func (a *Agent) Kill() { a.signal(syscall.SIGKILL, 0) }
+func (a *Agent) Kill() {
+	if p := a.take(); p != nil {
+		p.Kill()
+	}
+}
 
 // Stop ends the agent with SIGTERM, SIGKILL after a minute.
-func (a *Agent) Stop() { a.signal(syscall.SIGTERM, time.Minute) }
+func (a *Agent) Stop() {
+	if p := a.take(); p != nil {
+		_ = p.Stop(time.Minute)
+	}
+}
 
-func (a *Agent) signal(sig syscall.Signal, grace time.Duration) {
+// take returns the running process, if any, and forgets it.
+func (a *Agent) take() *testproc.Process {
 	a.mu.Lock()
-	cmd, exited := a.cmd, a.exited
-	a.cmd = nil
-	a.mu.Unlock()
-	if cmd == nil {
-		return
-	}
-	_ = cmd.Process.Signal(sig)
-	if sig == syscall.SIGKILL {
-		<-exited
-		return
-	}
-	select {
-	case <-exited:
-	case <-time.After(grace):
-		_ = cmd.Process.Kill()
-		<-exited
-	}
+	defer a.mu.Unlock()
+	p := a.proc
+	a.proc = nil
+	return p
 }
 
 // cleanup kills the agent and everything it left running, then removes its
@@ -222,7 +195,7 @@ func (a *Agent) signal(sig syscall.Signal, grace time.Duration) {
 // API: the cluster is going away too.
 func (a *Agent) cleanup(t testing.TB) {
 	if t.Failed() && a.LogPath() != "" {
-		t.Logf("---- agent %s: tail of %s ----\n%s", a.Name, a.LogPath(), harness.Tail(a.LogPath(), 80))
+		t.Logf("---- agent %s: tail of %s ----\n%s", a.Name, a.LogPath(), testproc.Tail(a.LogPath(), 80))
 	}
 	a.Kill()
 	KillShims(t, filepath.Join(a.DataDir, "agent", "containerd", "containerd.sock"))
@@ -234,7 +207,7 @@ func (a *Agent) cleanup(t testing.TB) {
 	}
 	// RemoveCgroupTree kills the pods' processes; they leave their cgroups
 	// a moment later.
-	for deadline := time.Now().Add(10 * time.Second); RemoveCgroupTree(a.CgroupRoot) && time.Now().Before(deadline); {
+	for deadline := time.Now().Add(10 * time.Second); testproc.RemoveCgroupTree(a.CgroupRoot) && time.Now().Before(deadline); {
 		time.Sleep(200 * time.Millisecond)
 	}
 	os.RemoveAll(a.DataDir)
@@ -307,39 +280,6 @@ func UnmountUnder(t testing.TB, dir string) {
 			t.Logf("unmounting %s: %v", points[i], err)
 		}
 	}
-}
-
-// RemoveCgroupTree kills every process left in a test agent's cgroup
-// subtree (containers whose shim is gone keep running otherwise) and
-// removes the subtree in every hierarchy; it reports whether some of it is
-// left (processes not gone yet: call it again).
-func RemoveCgroupTree(rel string) (left bool) {
-	roots, _ := filepath.Glob("/sys/fs/cgroup/*")
-	roots = append(roots, "/sys/fs/cgroup")
-	for _, r := range roots {
-		dir := filepath.Join(r, rel)
-		var dirs []string
-		_ = filepath.WalkDir(dir, func(p string, d os.DirEntry, err error) error {
-			if err == nil && d.IsDir() {
-				dirs = append(dirs, p)
-			}
-			return nil
-		})
-		for _, d := range dirs {
-			b, _ := os.ReadFile(filepath.Join(d, "cgroup.procs"))
-			for _, f := range strings.Fields(string(b)) {
-				if pid, err := strconv.Atoi(f); err == nil && pid > 1 {
-					_ = syscall.Kill(pid, syscall.SIGKILL)
-				}
-			}
-		}
-		for i := len(dirs) - 1; i >= 0; i-- {
-			if err := os.Remove(dirs[i]); err != nil && !os.IsNotExist(err) {
-				left = true
-			}
-		}
-	}
-	return left
 }
 
 func randomHex(n int) string {

@@ -16,8 +16,8 @@ import (
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 
-	"github.com/keelson/keelson/bench/internal/childproc"
 	"github.com/keelson/keelson/bench/internal/loopback"
+	"github.com/keelson/keelson/internal/testproc"
 )
 
 // stopTimeout is how long the server gets to exit after SIGTERM.
@@ -25,7 +25,7 @@ const stopTimeout = 20 * time.Second
 
 // Server is a running keelson server.
 type Server struct {
-	Proc       *childproc.Process
+	Proc       *testproc.Process
 	Dir        string // temp dir holding the data dir and the log; removed by Stop
 	DataDir    string
 	Kubeconfig string // the admin kubeconfig
@@ -56,7 +56,7 @@ func Start(ctx context.Context, bin, workDir string, timeout time.Duration, extr
 		"--bind-address", "127.0.0.1", "--api-port", strconv.Itoa(ports[0]),
 		"--raft-bind", loopback.HostPort(ports[1]), "--serf-port", strconv.Itoa(ports[2]),
 		"--supervisor-port", strconv.Itoa(ports[3]), "--disable-agent"}, extraArgs...)
-	if s.Proc, err = childproc.Start("keelson", bin, args, filepath.Join(dir, "keelson.log")); err != nil {
+	if s.Proc, err = testproc.Start(testproc.Spec{Name: "keelson", Bin: bin, Args: args, LogPath: filepath.Join(dir, "keelson.log"), ProcessGroup: true}); err != nil {
 		s.Stop()
 		return nil, err
 	}
@@ -68,21 +68,11 @@ func Start(ctx context.Context, bin, workDir string, timeout time.Duration, extr
 }
 
 func (s *Server) waitReady(ctx context.Context, timeout time.Duration) error {
-	deadline := time.Now().Add(timeout)
-	var last error
-	for time.Now().Before(deadline) {
-		select {
-		case <-s.Proc.Exited():
-			return s.Proc.ExitedErr()
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(50 * time.Millisecond):
-		}
+	return s.Proc.WaitReady(ctx, timeout, 50*time.Millisecond, func(ctx context.Context) error {
 		if s.REST == nil {
 			cfg, err := clientcmd.BuildConfigFromFlags("", s.Kubeconfig)
 			if err != nil {
-				last = err
-				continue
+				return err
 			}
 			cfg.QPS, cfg.Burst = 5000, 5000
 			s.REST = cfg
@@ -94,13 +84,12 @@ func (s *Server) waitReady(ctx context.Context, timeout time.Duration) error {
 		rctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 		body, err := cs.Discovery().RESTClient().Get().AbsPath("/readyz").DoRaw(rctx)
 		cancel()
-		if err == nil && strings.TrimSpace(string(body)) == "ok" {
-			s.Ready = time.Since(s.Proc.Started)
-			return nil
+		if err != nil || strings.TrimSpace(string(body)) != "ok" {
+			return fmt.Errorf("/readyz: %v %s", err, body)
 		}
-		last = fmt.Errorf("/readyz: %v %s", err, body)
-	}
-	return s.Proc.Failure(fmt.Errorf("keelson not ready within %s: %v", timeout, last))
+		s.Ready = time.Since(s.Proc.Started)
+		return nil
+	})
 }
 
 // Stop stops the server and removes its temp dir.
