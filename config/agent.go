@@ -285,7 +285,16 @@ func (n *Node) Validate(prefix string) []error {
 			bad("nodeLabels", "node-label", "%q is not a label key", k)
 		}
 	}
-	k := &n.Kubelet
+	n.Kubelet.validate(bad)
+	n.validateRuntimeAndNetwork(bad)
+	return errs
+}
+
+// fieldError reports a bad field, with its flag and what is wrong.
+type fieldError func(field, flag, format string, args ...any)
+
+// validate checks the kubelet section.
+func (k *Kubelet) validate(bad fieldError) {
 	if net.ParseIP(k.Address) == nil {
 		bad("kubelet.address", "kubelet-address", "%q is not an IP address", k.Address)
 	}
@@ -338,6 +347,11 @@ func (n *Node) Validate(prefix string) []error {
 			bad(d.field, d.flag, "%s is too short; use at least %s", d.v.Duration, d.min)
 		}
 	}
+}
+
+// validateRuntimeAndNetwork checks the runtime, network and registries
+// sections.
+func (n *Node) validateRuntimeAndNetwork(bad fieldError) {
 	if n.Runtime.Containerd == "" && n.Runtime.ContainerdBin == "" {
 		bad("runtime.containerdBin", "containerd-bin", "must name the containerd binary when runtime.containerd (--containerd) is empty")
 	}
@@ -368,7 +382,6 @@ func (n *Node) Validate(prefix string) []error {
 			}
 		}
 	}
-	return errs
 }
 
 // ParseThreshold parses an eviction threshold: a quantity ("100Mi", "1000")
