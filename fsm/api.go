@@ -39,17 +39,23 @@ const (
 	// expiry loop. Unlike a revoke, expiring a lease that no longer exists is
 	// not an error (a client may have revoked it concurrently).
 	CmdLeaseExpire byte = 5
+	// CmdAlarm carries a pb.AlarmRequest (ACTIVATE or DEACTIVATE) that
+	// raises or clears an alarm; see quota.go.
+	CmdAlarm byte = 6
 )
 
 // Errors returned in Result.Err or by reads. kvserver maps them to etcd's gRPC
 // errors.
 var (
-	ErrCompacted      = errors.New("fsm: required revision has been compacted")
-	ErrFutureRev      = errors.New("fsm: required revision is a future revision")
-	ErrLeaseNotFound  = errors.New("fsm: requested lease not found")
-	ErrLeaseExists    = errors.New("fsm: lease already exists")
-	ErrDuplicateKey   = errors.New("fsm: duplicate key given in txn request")
-	ErrKeyNotFound    = errors.New("fsm: key not found") // put with ignore_value/ignore_lease on a missing key
+	ErrCompacted     = errors.New("fsm: required revision has been compacted")
+	ErrFutureRev     = errors.New("fsm: required revision is a future revision")
+	ErrLeaseNotFound = errors.New("fsm: requested lease not found")
+	ErrLeaseExists   = errors.New("fsm: lease already exists")
+	ErrDuplicateKey  = errors.New("fsm: duplicate key given in txn request")
+	ErrKeyNotFound   = errors.New("fsm: key not found") // put with ignore_value/ignore_lease on a missing key
+	// ErrNoSpace refuses a command that could grow the store while the
+	// NOSPACE alarm is raised (etcd's "mvcc: database space exceeded").
+	ErrNoSpace        = errors.New("fsm: database space exceeded")
 	ErrUnknownCommand = errors.New("fsm: unknown command type")
 	ErrBadCommand     = errors.New("fsm: malformed command")
 	// ErrInvalidSortOption is returned by a Range whose sort order or target
@@ -78,6 +84,7 @@ type Result struct {
 	Compact     *pb.CompactionResponse
 	LeaseGrant  *pb.LeaseGrantResponse
 	LeaseRevoke *pb.LeaseRevokeResponse
+	Alarm       *pb.AlarmResponse
 }
 
 // Event is one change to one key, as a watcher sees it. PrevKv is the key's

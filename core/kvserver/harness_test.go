@@ -131,9 +131,16 @@ func (n *node) restart() *node {
 // startCluster starts three members: n1 bootstraps and adds the others.
 func startCluster(t *testing.T) []*node {
 	t.Helper()
-	nodes := []*node{startNode(t, t.TempDir(), nil)}
+	return startClusterWith(t, nil)
+}
+
+// startClusterWith is startCluster with every member's Config changed by
+// mutate.
+func startClusterWith(t *testing.T, mutate func(*Config)) []*node {
+	t.Helper()
+	nodes := []*node{startNode(t, t.TempDir(), mutate)}
 	for _, id := range []string{"n2", "n3"} {
-		m := startMember(t, t.TempDir(), id, false, nil)
+		m := startMember(t, t.TempDir(), id, false, mutate)
 		// On a busy machine the leader may step down while a new voter
 		// catches up; retry the change and wait until the member serves.
 		ctx := ctxT(t)

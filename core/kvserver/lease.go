@@ -150,6 +150,9 @@ func (s *Server) LeaseGrant(ctx context.Context, r *pb.LeaseGrantRequest) (*pb.L
 	if req.ID < 0 {
 		return nil, rpctypes.ErrGRPCLeaseNotFound
 	}
+	if err := s.checkQuota(ctx, fsm.LeaseCost); err != nil {
+		return nil, err
+	}
 	if req.ID == 0 {
 		v := s.store.View()
 		for {

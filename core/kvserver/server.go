@@ -63,6 +63,9 @@ type Config struct {
 	// HistoryRevisions is the history window the leader keeps by compacting
 	// older revisions; 0 disables automatic compaction.
 	HistoryRevisions int64
+	// QuotaBytes is the store size past which this server raises the
+	// NOSPACE alarm (etcd's --quota-backend-bytes); 0 disables the check.
+	QuotaBytes int64
 	// LeaseMinTTL is the shortest lease granted.
 	LeaseMinTTL time.Duration
 	// ProgressNotifyInterval is how often watchers that asked for progress
@@ -252,6 +255,8 @@ func toGRPCError(err error) error {
 		return rpctypes.ErrGRPCDuplicateKey
 	case errors.Is(err, fsm.ErrKeyNotFound):
 		return rpctypes.ErrGRPCKeyNotFound
+	case errors.Is(err, fsm.ErrNoSpace):
+		return rpctypes.ErrGRPCNoSpace
 	case errors.Is(err, raftnode.ErrUnknownOutcome):
 		// The entry may still commit: etcd's "timed out, possibly due to
 		// previous leader failure" tells clients the outcome is unknown.

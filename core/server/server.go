@@ -225,6 +225,7 @@ func open(ctx context.Context, cfg config.Server, log *slog.Logger) (*Server, er
 	kc.MaxTxnOps = cfg.Store.MaxTxnOps
 	kc.HistoryRevisions = cfg.Store.HistoryRevisions
 	kc.LeaseMinTTL = cfg.Store.LeaseMinTTL.Duration
+	kc.QuotaBytes = cfg.Store.QuotaBytes
 	kc.Logger = log
 	kc.Members = s.etcdMembers
 	if cfg.EtcdListen != "" {
