@@ -183,10 +183,9 @@ func DefaultServer() Server {
 			ClusterDomain: "cluster.local",
 		},
 		Raft: Raft{
-			// hashicorp/raft's HeartbeatTimeout is a follower's "no contact"
-			// timeout (etcd's election timeout, 1s there); the leader
-			// heartbeats every tenth of it. 500ms keeps failover under 3s
-			// (make bench: bench-ha) while tolerating GC pauses.
+			// raftnode.DefaultConfig's figures, explained there; config
+			// does not import core, and core/server's TestRaftDefaultsAgree
+			// keeps the two equal.
 			HeartbeatTimeout:   Duration{Duration: 500 * time.Millisecond},
 			ElectionTimeout:    Duration{Duration: 500 * time.Millisecond},
 			LeaderLeaseTimeout: Duration{Duration: 250 * time.Millisecond},

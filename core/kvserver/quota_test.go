@@ -6,9 +6,12 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/keelson/keelson/fsm"
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 )
 
 // TestQuotaFillsAndRecovers fills a three-server store past a small quota
@@ -100,5 +103,34 @@ func TestQuotaFillsAndRecovers(t *testing.T) {
 	}
 	if al, err := leader.AlarmList(ctx); err != nil || len(al.Alarms) != 0 {
 		t.Fatalf("alarms after disarm: %v %v", err, al)
+	}
+}
+
+// TestFeatureGateHoldsBackNewCommands: while the gate says some server
+// cannot apply alarms (a rolling upgrade), disarming is refused with
+// FailedPrecondition and a write over the quota is still refused, without
+// proposing the alarm.
+func TestFeatureGateHoldsBackNewCommands(t *testing.T) {
+	gate := func(typ byte) error {
+		if typ == fsm.CmdAlarm {
+			return errors.New("server s2 is at level 1")
+		}
+		return nil
+	}
+	n := startNode(t, t.TempDir(), func(c *Config) { c.QuotaBytes = 4 << 10; c.CommandGate = gate })
+	cli := n.client()
+	ctx := ctxT(t)
+	_, err := cli.AlarmDisarm(ctx, &clientv3.AlarmMember{MemberID: 1, Alarm: pb.AlarmType_NOSPACE})
+	if status.Code(err) != codes.FailedPrecondition || !strings.Contains(err.Error(), "server s2 is at level 1") {
+		t.Fatalf("gated alarm command: %v, want FailedPrecondition naming the server", err)
+	}
+	if _, err := cli.Put(ctx, "/big", strings.Repeat("x", 8<<10)); !errors.Is(err, rpctypes.ErrNoSpace) {
+		t.Fatalf("put over the quota: %v", err)
+	}
+	if al, err := cli.AlarmList(ctx); err != nil || len(al.Alarms) != 0 {
+		t.Fatalf("a gated alarm was raised: %v %v", err, al)
+	}
+	if _, err := cli.Put(ctx, "/small", "v"); err != nil {
+		t.Fatalf("a put within the quota: %v", err)
 	}
 }
