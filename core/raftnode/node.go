@@ -139,7 +139,7 @@ func (n *Node) open() error {
 	}
 	snaps := &indexTrackingStore{SnapshotStore: fileSnaps, fsm: n.fsm}
 
-	m, err := newMux(cfg.BindAddr, cfg.AdvertiseAddr, cfg.TLS, n.log)
+	m, err := newMux(cfg.BindAddr, cfg.AdvertiseAddr, cfg.TLS, n.log, defaultMuxLimits())
 	if err != nil {
 		return err
 	}
