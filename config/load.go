@@ -52,6 +52,7 @@ func ServerFlags(fs *pflag.FlagSet, c *Server) {
 	fs.IntVar(&c.Store.MaxRequestBytes, "max-request-bytes", c.Store.MaxRequestBytes, "largest etcd request accepted, in bytes")
 	fs.IntVar(&c.Store.MaxTxnOps, "max-txn-ops", c.Store.MaxTxnOps, "most operations in one transaction")
 	fs.Int64Var(&c.Store.HistoryRevisions, "history-revisions", c.Store.HistoryRevisions, "revisions of history kept for watches and past reads (0: until a client compacts)")
+	fs.Int64Var(&c.Store.QuotaBytes, "store-quota-bytes", c.Store.QuotaBytes, "store size in bytes past which writes are refused with \"mvcc: database space exceeded\" and the NOSPACE alarm is raised (etcd's --quota-backend-bytes)")
 	fs.DurationVar(&c.Store.LeaseMinTTL.Duration, "lease-min-ttl", c.Store.LeaseMinTTL.Duration, "shortest lease TTL granted")
 
 	fs.StringVar(&c.Log.Level, "log-level", c.Log.Level, "log level: debug, info, warn or error")

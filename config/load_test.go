@@ -82,6 +82,8 @@ func TestLoadServerErrorsNameTheField(t *testing.T) {
 		{"cluster cidr", "", []string{"--cluster-cidr", "10.42.0.0"}, []string{"clusterCIDR (--cluster-cidr)", "not a CIDR"}},
 		{"cluster cidr host bits", "clusterCIDR: 10.42.1.0/16\n", nil, []string{"clusterCIDR (--cluster-cidr)", "10.42.0.0/16"}},
 		{"grace period", "", []string{"--node-monitor-grace-period", "10ms"}, []string{"nodeMonitorGracePeriod (--node-monitor-grace-period)", "at least 1s"}},
+		{"store quota flag", "", []string{"--store-quota-bytes", "512"}, []string{"store.quotaBytes (--store-quota-bytes): 512 is below the minimum"}},
+		{"store quota in file", "store:\n  quotaBytes: 1099511627776000\n", nil, []string{"store.quotaBytes (--store-quota-bytes)", "memory"}},
 		{"grace period in file", "nodeMonitorGracePeriod: soon\n", nil, []string{"nodeMonitorGracePeriod (--node-monitor-grace-period): invalid duration soon"}},
 	}
 	for _, tc := range cases {

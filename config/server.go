@@ -141,7 +141,19 @@ type Store struct {
 	// LeaseMinTTL is the shortest lease granted; shorter requests are raised
 	// to it, as etcd does, so leases survive a leader election.
 	LeaseMinTTL Duration `json:"leaseMinTTL"`
+	// QuotaBytes is the store size (every retained version and lease, held
+	// in memory on every server) past which writes that grow it are refused
+	// with etcd's "mvcc: database space exceeded" and the NOSPACE alarm is
+	// raised (etcd's --quota-backend-bytes). It must fit in memory.
+	QuotaBytes int64 `json:"quotaBytes"`
 }
+
+// DefaultStoreQuotaBytes is etcd's default backend quota, 2 GiB.
+const DefaultStoreQuotaBytes = 2 << 30
+
+// minStoreQuotaBytes is the smallest quota that leaves room for a cluster's
+// own objects (RBAC bootstrap, leases, events).
+const minStoreQuotaBytes = 1 << 20
 
 // Log configures logging.
 type Log struct {
@@ -171,10 +183,9 @@ func DefaultServer() Server {
 			ClusterDomain: "cluster.local",
 		},
 		Raft: Raft{
-			// hashicorp/raft's HeartbeatTimeout is a follower's "no contact"
-			// timeout (etcd's election timeout, 1s there); the leader
-			// heartbeats every tenth of it. 500ms keeps failover under 3s
-			// (make bench: bench-ha) while tolerating GC pauses.
+			// raftnode.DefaultConfig's figures, explained there; config
+			// does not import core, and core/server's TestRaftDefaultsAgree
+			// keeps the two equal.
 			HeartbeatTimeout:   Duration{Duration: 500 * time.Millisecond},
 			ElectionTimeout:    Duration{Duration: 500 * time.Millisecond},
 			LeaderLeaseTimeout: Duration{Duration: 250 * time.Millisecond},
@@ -188,6 +199,7 @@ func DefaultServer() Server {
 			MaxTxnOps:        128,
 			HistoryRevisions: 100000,
 			LeaseMinTTL:      Duration{Duration: 5 * time.Second},
+			QuotaBytes:       DefaultStoreQuotaBytes,
 		},
 		Log:   Log{Level: "info", Format: "text"},
 		Agent: DefaultNode(),
@@ -260,7 +272,7 @@ func (c *Server) Validate() error {
 	}
 	errs = append(errs, c.APIServer.validate()...)
 	errs = append(errs, c.Raft.validate()...)
-	errs = append(errs, c.Store.validate()...)
+	errs = append(errs, c.Store.validate(systemMemoryBytes())...)
 	if !c.DisableAgent {
 		errs = append(errs, c.Agent.Validate("agent.")...)
 	}
@@ -318,8 +330,18 @@ func (r *Raft) validate() []error {
 	return errs
 }
 
-func (s *Store) validate() []error {
+// validate checks the store settings; memBytes is the machine's memory (0
+// when unknown, then the quota is not checked against it).
+func (s *Store) validate(memBytes int64) []error {
 	var errs []error
+	switch {
+	case s.QuotaBytes < minStoreQuotaBytes:
+		errs = append(errs, fmt.Errorf("store.quotaBytes (--store-quota-bytes): %d is below the minimum %d (1 MiB); the default is %d (2 GiB)", s.QuotaBytes, minStoreQuotaBytes, DefaultStoreQuotaBytes))
+	case memBytes > 0 && s.QuotaBytes > memBytes:
+		// The store lives in memory on every server: a quota above the
+		// memory would let every server run out of it before the alarm.
+		errs = append(errs, fmt.Errorf("store.quotaBytes (--store-quota-bytes): %d bytes is more than this machine's %d bytes of memory; the store is held in memory, so set at most %d (half the memory leaves room for kube-apiserver's cache)", s.QuotaBytes, memBytes, memBytes/2))
+	}
 	if s.MaxRequestBytes < 1024 || s.MaxRequestBytes > 64<<20 {
 		errs = append(errs, fmt.Errorf("store.maxRequestBytes (--max-request-bytes): %d is outside 1024..%d", s.MaxRequestBytes, 64<<20))
 	}

@@ -14,7 +14,6 @@ package fsm
 
 import (
 	"errors"
-	"io"
 
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	"go.etcd.io/etcd/api/v3/mvccpb"
@@ -22,8 +21,10 @@ import (
 
 // Command types. The first byte of every command names its type; the rest is
 // the protobuf encoding of the etcd request it carries. Apply refuses unknown
-// types loudly (ErrUnknownCommand) instead of skipping them, so a server that
-// is too old for a log entry stops rather than diverging.
+// types loudly (ErrUnknownCommand); kvserver.Machine then halts the raft
+// node instead of skipping the entry, so a server that is too old for a log
+// entry stops rather than diverging (see features.go for how new types are
+// introduced).
 const (
 	// CmdTxn carries a pb.TxnRequest. Put, DeleteRange and Txn are all sent as
 	// transactions (a Put is a Txn with no compares and one success op).
@@ -39,17 +40,23 @@ const (
 	// expiry loop. Unlike a revoke, expiring a lease that no longer exists is
 	// not an error (a client may have revoked it concurrently).
 	CmdLeaseExpire byte = 5
+	// CmdAlarm carries a pb.AlarmRequest (ACTIVATE or DEACTIVATE) that
+	// raises or clears an alarm; see quota.go.
+	CmdAlarm byte = 6
 )
 
 // Errors returned in Result.Err or by reads. kvserver maps them to etcd's gRPC
 // errors.
 var (
-	ErrCompacted      = errors.New("fsm: required revision has been compacted")
-	ErrFutureRev      = errors.New("fsm: required revision is a future revision")
-	ErrLeaseNotFound  = errors.New("fsm: requested lease not found")
-	ErrLeaseExists    = errors.New("fsm: lease already exists")
-	ErrDuplicateKey   = errors.New("fsm: duplicate key given in txn request")
-	ErrKeyNotFound    = errors.New("fsm: key not found") // put with ignore_value/ignore_lease on a missing key
+	ErrCompacted     = errors.New("fsm: required revision has been compacted")
+	ErrFutureRev     = errors.New("fsm: required revision is a future revision")
+	ErrLeaseNotFound = errors.New("fsm: requested lease not found")
+	ErrLeaseExists   = errors.New("fsm: lease already exists")
+	ErrDuplicateKey  = errors.New("fsm: duplicate key given in txn request")
+	ErrKeyNotFound   = errors.New("fsm: key not found") // put with ignore_value/ignore_lease on a missing key
+	// ErrNoSpace refuses a command that could grow the store while the
+	// NOSPACE alarm is raised (etcd's "mvcc: database space exceeded").
+	ErrNoSpace        = errors.New("fsm: database space exceeded")
 	ErrUnknownCommand = errors.New("fsm: unknown command type")
 	ErrBadCommand     = errors.New("fsm: malformed command")
 	// ErrInvalidSortOption is returned by a Range whose sort order or target
@@ -78,6 +85,7 @@ type Result struct {
 	Compact     *pb.CompactionResponse
 	LeaseGrant  *pb.LeaseGrantResponse
 	LeaseRevoke *pb.LeaseRevokeResponse
+	Alarm       *pb.AlarmResponse
 }
 
 // Event is one change to one key, as a watcher sees it. PrevKv is the key's
@@ -96,53 +104,10 @@ type Lease struct {
 	TTL int64
 }
 
-// The interfaces below document the contract of the concrete types in this
-// package (Store, View, Snapshot); they are not used for indirection.
-
-// storeAPI is implemented by *Store. Apply is called from one goroutine (the
-// raft FSM); everything else is safe for concurrent use.
-type storeAPI interface {
-	// Apply applies the command at raft index `index`. Indexes must increase.
-	Apply(index uint64, cmd []byte) Result
-	// View returns the current immutable view. O(1).
-	View() *View
-	// Restore replaces the whole state with a snapshot written by
-	// View.WriteSnapshot. Watchers woken by it see the new view.
-	Restore(r io.Reader) error
-}
-
-// viewAPI is implemented by *View, an immutable state at one applied index.
-type viewAPI interface {
-	Index() uint64     // last applied raft index
-	Rev() int64        // current revision (index of the last write; 0 if none)
-	CompactRev() int64 // revisions below it are gone
-	// Range answers a RangeRequest (key/range_end as etcd, limit, revision,
-	// count_only, keys_only, sort, min/max mod/create revision filters).
-	// Errors: ErrCompacted, ErrFutureRev.
-	Range(r *pb.RangeRequest) (*pb.RangeResponse, error)
-	// Events calls fn for every event with revision in [from, Rev()] whose key
-	// is in [key, end) (end as in etcd: nil = just key, "\x00" = from key on),
-	// in revision order, until fn returns false. Returns ErrCompacted when
-	// from < CompactRev().
-	Events(from int64, key, end []byte, fn func(rev int64, ev Event) bool) error
-	// Lease looks up a lease and its attached keys.
-	Lease(id int64) (Lease, [][]byte, bool)
-	// Leases lists every lease in ID order.
-	Leases() []Lease
-	// Hash is a digest of the whole logical state (keys with their metadata,
-	// leases, revision, compact revision, retained history), equal on every
-	// server at the same index.
-	Hash() uint64
-	// WriteSnapshot streams the view in the versioned snapshot format.
-	WriteSnapshot(w io.Writer) error
-}
-
-// Encode builds a command of type typ carrying msg. It is the only way
-// commands are made, so the wire format lives in one place.
-//
-//	func Encode(typ byte, msg proto.Message) ([]byte, error)
-
-var (
-	_ storeAPI = (*Store)(nil)
-	_ viewAPI  = (*View)(nil)
-)
+// The package's surface is its concrete types, documented where they are
+// defined: Store (Apply from the raft FSM goroutine, View and Restore from
+// anywhere), View (an immutable state: Index, Rev, CompactRev, Next, Range,
+// Events, Lease, Leases, Hash, HashKV, Size, Alarms, WriteSnapshot),
+// Encode (the only way commands are made) and the quota and feature-level
+// helpers (VersionCost, TxnCost, CommandLevel). There are no interfaces
+// mirroring them: they drifted from the code they described.

@@ -53,9 +53,8 @@ func (w *writer) compactVersions(rev int64) {
 	if len(drop) == 0 {
 		return
 	}
-	t := w.versions.mut()
 	for _, kv := range drop {
-		t.Delete(kv)
+		w.deleteVersion(kv)
 	}
 }
 

@@ -16,7 +16,11 @@ func (w *writer) applyLeaseGrant(r *pb.LeaseGrantRequest) Result {
 	if w.hasLease(id) {
 		return Result{Rev: w.rev, Err: fmt.Errorf("%w: %d", ErrLeaseExists, id)}
 	}
+	if hasAlarm(w.alarms, pb.AlarmType_NOSPACE) {
+		return Result{Rev: w.rev, Err: fmt.Errorf("%w: lease grant %d refused while the NOSPACE alarm is raised", ErrNoSpace, id)}
+	}
 	w.leases.mut().Set(Lease{ID: id, TTL: r.GetTTL()})
+	w.size += leaseOverhead
 	return Result{Rev: w.rev, LeaseGrant: &pb.LeaseGrantResponse{ID: id, TTL: r.GetTTL()}}
 }
 
@@ -37,6 +41,7 @@ func (w *writer) applyLeaseRevoke(r *pb.LeaseRevokeRequest, expire bool) Result 
 	}
 	b.commit()
 	w.leases.mut().Delete(Lease{ID: id})
+	w.size -= leaseOverhead
 	return Result{Rev: w.rev, LeaseRevoke: &pb.LeaseRevokeResponse{}}
 }
 

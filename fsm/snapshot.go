@@ -12,24 +12,28 @@ import (
 	"math"
 
 	"github.com/tidwall/btree"
+	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	"go.etcd.io/etcd/api/v3/mvccpb"
 )
 
-// Snapshot format, version 1 (all integers varint/uvarint unless noted):
+// Snapshot format, version 2 (all integers varint/uvarint unless noted):
 //
 //	magic "KEELFSM\n" | format version (uint32 big endian)
 //	index | rev | compactRev
 //	lease count | (id, ttl)...
 //	version count | (key bytes, rev, kv-or-tombstone)...
 //	event revision count | (rev, event count, (type, kv, prevkv)...)...
+//	alarm count | (member id, alarm type)...     (version 2 and later)
 //	CRC-64/ECMA of everything above (uint64 big endian)
+//
+// Version 1 (no alarm section) is still read: it restores with no alarms.
 //
 // Versions are written in (key, revision) order and events in revision
 // order, as they are held, so a restore gives back exactly the same history
 // (and Hash); the live keys and the lease index are derived from them.
 const (
 	snapMagic   = "KEELFSM\n"
-	snapVersion = 1
+	snapVersion = 2
 	// maxSnapBytes bounds one length-prefixed field so a corrupt length
 	// cannot make Restore allocate without limit.
 	maxSnapBytes = 1 << 30
@@ -70,6 +74,11 @@ func (v *View) WriteSnapshot(w io.Writer) error {
 		}
 		return e.err == nil
 	})
+	e.u64(uint64(len(v.alarms)))
+	for _, a := range v.alarms {
+		e.u64(a.MemberID)
+		e.i64(int64(a.Type))
+	}
 	e.flush()
 	if e.err != nil {
 		return fmt.Errorf("writing snapshot at index %d: %w", v.index, e.err)
@@ -261,8 +270,9 @@ func (d *snapDecoder) state() (*writer, error) {
 	if !bytes.Equal(hdr[:len(snapMagic)], []byte(snapMagic)) {
 		return nil, fmt.Errorf("magic %q is not a keelson fsm snapshot", hdr[:len(snapMagic)])
 	}
-	if ver := binary.BigEndian.Uint32(hdr[len(snapMagic):]); ver != snapVersion {
-		return nil, fmt.Errorf("unsupported snapshot format version %d (this build reads %d)", ver, snapVersion)
+	ver := binary.BigEndian.Uint32(hdr[len(snapMagic):])
+	if ver < 1 || ver > snapVersion {
+		return nil, fmt.Errorf("unsupported snapshot format version %d (this build reads 1 to %d)", ver, snapVersion)
 	}
 	w := newWriter()
 	if w.index, err = d.u64("index"); err != nil {
@@ -283,7 +293,13 @@ func (d *snapDecoder) state() (*writer, error) {
 	if err := d.events(w); err != nil {
 		return nil, err
 	}
+	if ver >= 2 {
+		if w.alarms, err = d.alarms(); err != nil {
+			return nil, err
+		}
+	}
 	w.deriveCurrent()
+	w.recomputeSize()
 	return w, nil
 }
 
@@ -303,6 +319,30 @@ func (d *snapDecoder) leases(t *btree.BTreeG[Lease]) error {
 		t.Set(l)
 	}
 	return nil
+}
+
+func (d *snapDecoder) alarms() ([]Alarm, error) {
+	n, err := d.u64("alarm count")
+	if err != nil {
+		return nil, err
+	}
+	var out []Alarm
+	for i := uint64(0); i < n; i++ {
+		var a Alarm
+		if a.MemberID, err = d.u64(fmt.Sprintf("alarm %d member", i)); err != nil {
+			return nil, err
+		}
+		t, err := d.i64(fmt.Sprintf("alarm %d type", i))
+		if err != nil {
+			return nil, err
+		}
+		a.Type = pb.AlarmType(t)
+		if len(out) > 0 && alarmLess(out[len(out)-1], a) >= 0 {
+			return nil, fmt.Errorf("alarm %d (%d, %s) out of order", i, a.MemberID, a.Type)
+		}
+		out = append(out, a)
+	}
+	return out, nil
 }
 
 func (d *snapDecoder) versions(t *kvTree) error {

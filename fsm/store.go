@@ -30,6 +30,10 @@ type state struct {
 	leases *btree.BTreeG[Lease]
 	// leaseKeys indexes (lease, key) for every attached key.
 	leaseKeys *btree.BTreeG[leaseKey]
+	// size is the accounted size (see quota.go); alarms the raised alarms,
+	// sorted, never changed in place.
+	size   int64
+	alarms []Alarm
 }
 
 // probes recycles the search items of view readers: a probe handed to the
@@ -54,6 +58,8 @@ type writer struct {
 	events     eventLog
 	leases     cow[Lease]
 	leaseKeys  cow[leaseKey]
+	size       int64
+	alarms     []Alarm
 	// probe is the search item of the writer's own lookups.
 	probe mvccpb.KeyValue
 }
@@ -83,6 +89,8 @@ func (w *writer) freeze() state {
 		events:     w.events,
 		leases:     w.leases.frozen(),
 		leaseKeys:  w.leaseKeys.frozen(),
+		size:       w.size,
+		alarms:     w.alarms,
 	}
 }
 
@@ -159,6 +167,8 @@ func (w *writer) apply(index uint64, cmd []byte) Result {
 		return w.applyLeaseGrant(m)
 	case *pb.LeaseRevokeRequest:
 		return w.applyLeaseRevoke(m, typ == CmdLeaseExpire)
+	case *pb.AlarmRequest:
+		return w.applyAlarm(m)
 	}
 	return Result{Rev: w.rev, Err: fmt.Errorf("%w: %d", ErrUnknownCommand, typ)}
 }
@@ -174,6 +184,8 @@ func newMessage(typ byte) (proto.Message, error) {
 		return &pb.LeaseGrantRequest{}, nil
 	case CmdLeaseRevoke, CmdLeaseExpire:
 		return &pb.LeaseRevokeRequest{}, nil
+	case CmdAlarm:
+		return &pb.AlarmRequest{}, nil
 	}
 	return nil, fmt.Errorf("%w: %d", ErrUnknownCommand, typ)
 }

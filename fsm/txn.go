@@ -15,6 +15,9 @@ func (w *writer) applyTxn(r *pb.TxnRequest) Result {
 	if err := checkDuplicates(r); err != nil {
 		return Result{Rev: w.rev, Err: err}
 	}
+	if hasAlarm(w.alarms, pb.AlarmType_NOSPACE) && txnHasPut(r) {
+		return Result{Rev: w.rev, Err: fmt.Errorf("%w: a transaction that puts is refused while the NOSPACE alarm is raised", ErrNoSpace)}
+	}
 	b := newBatch(w)
 	p := planTxn(b.reader(), r)
 	if err := checkPlan(b, p); err != nil {

@@ -81,7 +81,7 @@ func (v *View) Leases() []Lease {
 
 // Hash is an FNV-64a digest of the whole logical state in a canonical
 // order: index, revisions, live keys, every retained version, every
-// retained event, leases and lease attachments. Entries are hashed with
+// retained event, leases, lease attachments and alarms. Entries are hashed with
 // the byte keys of keys.go, so the digest does not depend on how the state
 // is held in memory.
 func (v *View) Hash() uint64 {
@@ -127,6 +127,11 @@ func (v *View) Hash() uint64 {
 		h.bytes(kbuf)
 		return true
 	})
+	h.section('m', len(v.alarms))
+	for _, a := range v.alarms {
+		h.u64(a.MemberID)
+		h.i64(int64(a.Type))
+	}
 	return h.h.Sum64()
 }
 

@@ -43,7 +43,7 @@ func (b *batch) put(key, value []byte, lease int64) (prev *mvccpb.KeyValue) {
 		w.leaseKeys.mut().Set(leaseKey{lease, key})
 	}
 	w.current.mut().Set(kv)
-	w.versions.mut().Set(kv)
+	w.setVersion(kv)
 	w.events.append(b.rev, Event{Type: mvccpb.PUT, Kv: kv, PrevKv: prev})
 	b.wrote = true
 	return prev
@@ -63,7 +63,7 @@ func (b *batch) del(key []byte) (prev *mvccpb.KeyValue) {
 	// Like etcd, a delete event's Kv is the key with the delete's revision.
 	// It doubles as the tombstone version (Version 0).
 	tomb := &mvccpb.KeyValue{Key: prev.Key, ModRevision: b.rev}
-	w.versions.mut().Set(tomb)
+	w.setVersion(tomb)
 	w.events.append(b.rev, Event{Type: mvccpb.DELETE, Kv: tomb, PrevKv: prev})
 	b.wrote = true
 	return prev

@@ -45,7 +45,7 @@ func newServerCommand() *cobra.Command {
 // serverOptions are what the server binary adds to its configuration: the
 // built-in plugins compiled into it and what its node agents read.
 func serverOptions() server.Options {
-	return server.Options{BuiltinPlugins: builtin.Names(), NodeRules: network.RBACRules()}
+	return server.Options{BuiltinPlugins: builtin.Names(), NodeRules: network.RBACRules(), Version: keelsonVersion}
 }
 
 // runServerWithAgent runs the server and its node agent; either failing

@@ -1,9 +1,11 @@
 package kvserver
 
 import (
+	"runtime"
 	"testing"
 	"time"
 
+	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	clientv3 "go.etcd.io/etcd/client/v3"
 )
 
@@ -46,5 +48,49 @@ func TestFollowerServesEverything(t *testing.T) {
 	w := follower.Watch(ctx, "/f/k", clientv3.WithRev(put.Header.Revision+1))
 	if ev := collect(t, w, 1)[0]; ev.Type != clientv3.EventTypeDelete {
 		t.Fatalf("expiry event %v", ev)
+	}
+}
+
+// TestFollowerKeepAlivesReuseOneStream renews a lease many times over one
+// client stream on a follower: the goroutines of the process (every member
+// runs in it) must not grow with the number of renewals, as they did when
+// each renewal opened its own stream to the leader.
+func TestFollowerKeepAlivesReuseOneStream(t *testing.T) {
+	nodes := startCluster(t)
+	ctx := ctxT(t)
+	leader := leaderOf(t, nodes)
+	var follower *node
+	for _, n := range nodes {
+		if n != leader {
+			follower = n
+			break
+		}
+	}
+	cli := follower.client()
+	g, err := cli.Grant(ctx, 30)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stream, err := pb.NewLeaseClient(cli.ActiveConnection()).LeaseKeepAlive(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	renew := func() {
+		t.Helper()
+		if err := stream.Send(&pb.LeaseKeepAliveRequest{ID: int64(g.ID)}); err != nil {
+			t.Fatal(err)
+		}
+		resp, err := stream.Recv()
+		if err != nil || resp.TTL != 30 {
+			t.Fatalf("keep-alive through a follower: %v %+v", err, resp)
+		}
+	}
+	renew() // opens the forwarded stream
+	before := runtime.NumGoroutine()
+	for range 200 {
+		renew()
+	}
+	if grown := runtime.NumGoroutine() - before; grown > 20 {
+		t.Fatalf("%d more goroutines after 200 renewals on one stream", grown)
 	}
 }

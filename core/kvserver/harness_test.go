@@ -29,12 +29,6 @@ type node struct {
 	clients []*clientv3.Client
 }
 
-type testMachine struct{ s *fsm.Store }
-
-func (m testMachine) Apply(i uint64, cmd []byte) any             { return m.s.Apply(i, cmd) }
-func (m testMachine) Snapshot() (raftnode.SnapshotWriter, error) { return m.s.View(), nil }
-func (m testMachine) Restore(r io.Reader) error                  { return m.s.Restore(r) }
-
 func startNode(t testing.TB, dir string, mutate func(*Config)) *node {
 	t.Helper()
 	return startMember(t, dir, "n1", true, mutate)
@@ -55,7 +49,7 @@ func startMember(t testing.TB, dir, id string, bootstrap bool, mutate func(*Conf
 	rc.ElectionTimeout = 300 * time.Millisecond
 	rc.LeaderLeaseTimeout = 200 * time.Millisecond
 	rc.Logger = log
-	r, err := raftnode.New(rc, testMachine{store})
+	r, err := raftnode.New(rc, Machine{Store: store, Log: log})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -131,9 +125,16 @@ func (n *node) restart() *node {
 // startCluster starts three members: n1 bootstraps and adds the others.
 func startCluster(t *testing.T) []*node {
 	t.Helper()
-	nodes := []*node{startNode(t, t.TempDir(), nil)}
+	return startClusterWith(t, nil)
+}
+
+// startClusterWith is startCluster with every member's Config changed by
+// mutate.
+func startClusterWith(t *testing.T, mutate func(*Config)) []*node {
+	t.Helper()
+	nodes := []*node{startNode(t, t.TempDir(), mutate)}
 	for _, id := range []string{"n2", "n3"} {
-		m := startMember(t, t.TempDir(), id, false, nil)
+		m := startMember(t, t.TempDir(), id, false, mutate)
 		// On a busy machine the leader may step down while a new voter
 		// catches up; retry the change and wait until the member serves.
 		ctx := ctxT(t)

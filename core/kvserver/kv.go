@@ -70,6 +70,9 @@ func (s *Server) Put(ctx context.Context, r *pb.PutRequest) (*pb.PutResponse, er
 	if err := checkPut(r); err != nil {
 		return nil, err
 	}
+	if err := s.checkQuota(ctx, fsm.VersionCost(r.Key, r.Value)); err != nil {
+		return nil, err
+	}
 	txn := &pb.TxnRequest{Success: []*pb.RequestOp{{Request: &pb.RequestOp_RequestPut{RequestPut: r}}}}
 	res, err := s.propose(ctx, fsm.CmdTxn, txn)
 	if err != nil {
@@ -98,6 +101,9 @@ func (s *Server) DeleteRange(ctx context.Context, r *pb.DeleteRangeRequest) (*pb
 // Txn runs a compare-then-else transaction atomically at one revision.
 func (s *Server) Txn(ctx context.Context, r *pb.TxnRequest) (*pb.TxnResponse, error) {
 	if err := checkTxn(r, s.cfg.MaxTxnOps); err != nil {
+		return nil, err
+	}
+	if err := s.checkQuota(ctx, fsm.TxnCost(r)); err != nil {
 		return nil, err
 	}
 	res, err := s.propose(ctx, fsm.CmdTxn, r)

@@ -57,23 +57,53 @@ func (l *leaderConn) close() {
 	}
 }
 
-// forwardKeepAlive renews one lease on the leader.
-func (s *Server) forwardKeepAlive(ctx context.Context, id int64) (int64, error) {
-	conn, err := s.leader.get()
+// keepAliveForwarder renews leases on the leader for one client's
+// LeaseKeepAlive stream on a follower, over one long-lived stream to the
+// leader: a stream per renewal would cost a stream and its goroutines on
+// both sides for as long as the client's stream lives. The stream is
+// reopened when the leader changes or it fails. Not safe for concurrent
+// use: one client stream renews one lease at a time.
+type keepAliveForwarder struct {
+	s      *Server
+	conn   *grpc.ClientConn
+	stream pb.Lease_LeaseKeepAliveClient
+	cancel context.CancelFunc
+}
+
+// renew renews lease id on the leader; ctx is the client stream's context,
+// which the forwarded stream lives within.
+func (f *keepAliveForwarder) renew(ctx context.Context, id int64) (int64, error) {
+	conn, err := f.s.leader.get()
 	if err != nil {
 		return 0, err
 	}
-	ka, err := pb.NewLeaseClient(conn).LeaseKeepAlive(ctx)
-	if err != nil {
+	if f.stream == nil || f.conn != conn {
+		f.close()
+		sctx, cancel := context.WithCancel(ctx)
+		stream, err := pb.NewLeaseClient(conn).LeaseKeepAlive(sctx)
+		if err != nil {
+			cancel()
+			return 0, err
+		}
+		f.conn, f.stream, f.cancel = conn, stream, cancel
+	}
+	if err := f.stream.Send(&pb.LeaseKeepAliveRequest{ID: id}); err != nil {
+		f.close()
 		return 0, err
 	}
-	defer ka.CloseSend()
-	if err := ka.Send(&pb.LeaseKeepAliveRequest{ID: id}); err != nil {
-		return 0, err
-	}
-	resp, err := ka.Recv()
+	resp, err := f.stream.Recv()
 	if err != nil {
+		f.close()
 		return 0, err
 	}
 	return resp.TTL, nil
+}
+
+// close ends the forwarded stream, if any.
+func (f *keepAliveForwarder) close() {
+	if f.cancel != nil {
+		_ = f.stream.CloseSend()
+		f.cancel()
+	}
+	f.conn, f.stream, f.cancel = nil, nil, nil
 }

@@ -106,10 +106,11 @@ func (l *lessor) tick(ctx context.Context) {
 	}
 }
 
-// renew restarts a lease's TTL; it reports the TTL, or 0 if the lease is gone.
-func (l *lessor) renew(ctx context.Context, id int64) (int64, error) {
+// renew restarts a lease's TTL; it reports the TTL, or 0 if the lease is
+// gone. A follower renews through fwd, its client stream's forwarder.
+func (l *lessor) renew(ctx context.Context, id int64, fwd *keepAliveForwarder) (int64, error) {
 	if !l.s.raft.IsLeader() {
-		return l.s.forwardKeepAlive(ctx, id)
+		return fwd.renew(ctx, id)
 	}
 	if _, err := l.s.raft.LinearizableRead(ctx); err != nil {
 		return 0, toGRPCError(err)
@@ -150,6 +151,9 @@ func (s *Server) LeaseGrant(ctx context.Context, r *pb.LeaseGrantRequest) (*pb.L
 	if req.ID < 0 {
 		return nil, rpctypes.ErrGRPCLeaseNotFound
 	}
+	if err := s.checkQuota(ctx, fsm.LeaseCost); err != nil {
+		return nil, err
+	}
 	if req.ID == 0 {
 		v := s.store.View()
 		for {
@@ -182,6 +186,8 @@ func (s *Server) LeaseRevoke(ctx context.Context, r *pb.LeaseRevokeRequest) (*pb
 
 // LeaseKeepAlive renews leases for as long as the client streams requests.
 func (s *Server) LeaseKeepAlive(stream grpc.BidiStreamingServer[pb.LeaseKeepAliveRequest, pb.LeaseKeepAliveResponse]) error {
+	fwd := &keepAliveForwarder{s: s}
+	defer fwd.close()
 	for {
 		req, err := stream.Recv()
 		if errors.Is(err, io.EOF) {
@@ -190,7 +196,7 @@ func (s *Server) LeaseKeepAlive(stream grpc.BidiStreamingServer[pb.LeaseKeepAliv
 		if err != nil {
 			return err
 		}
-		ttl, err := s.lessor.renew(stream.Context(), req.ID)
+		ttl, err := s.lessor.renew(stream.Context(), req.ID, fwd)
 		if err != nil {
 			return err
 		}

@@ -66,17 +66,15 @@ func (s *Server) Status(ctx context.Context, _ *pb.StatusRequest) (*pb.StatusRes
 		RaftTerm:         s.raft.Term(),
 		RaftAppliedIndex: v.Index(),
 		StorageVersion:   s.cfg.Version,
+		DbSize:           v.Size(),
+		DbSizeInUse:      v.Size(),
+		DbSizeQuota:      s.cfg.QuotaBytes,
+		Errors:           alarmStrings(v.Alarms()),
 	}
 	if leaderID != "" {
 		resp.Leader = MemberID(leaderID)
 	}
 	return resp, nil
-}
-
-// Alarm reports no alarms: the store keeps no database file that could fill
-// up (space alarms come from the raft log's disk, reported by the server).
-func (s *Server) Alarm(ctx context.Context, r *pb.AlarmRequest) (*pb.AlarmResponse, error) {
-	return &pb.AlarmResponse{Header: s.header(s.store.View().Rev())}, nil
 }
 
 // Defragment has nothing to do: the state is an in-memory persistent tree

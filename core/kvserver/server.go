@@ -23,9 +23,11 @@ import (
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/keepalive"
+	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 )
 
@@ -63,6 +65,13 @@ type Config struct {
 	// HistoryRevisions is the history window the leader keeps by compacting
 	// older revisions; 0 disables automatic compaction.
 	HistoryRevisions int64
+	// QuotaBytes is the store size past which this server raises the
+	// NOSPACE alarm (etcd's --quota-backend-bytes); 0 disables the check.
+	QuotaBytes int64
+	// CommandGate, when set, is asked before every proposal whether every
+	// server can apply the command type (the cluster-wide feature gate);
+	// a refusal fails the request with FailedPrecondition.
+	CommandGate func(typ byte) error
 	// LeaseMinTTL is the shortest lease granted.
 	LeaseMinTTL time.Duration
 	// ProgressNotifyInterval is how often watchers that asked for progress
@@ -202,6 +211,11 @@ func (s *Server) header(rev int64) *pb.ResponseHeader {
 
 // propose runs one command through raft and returns the fsm's result.
 func (s *Server) propose(ctx context.Context, typ byte, msg proto.Message) (fsm.Result, error) {
+	if s.cfg.CommandGate != nil {
+		if err := s.cfg.CommandGate(typ); err != nil {
+			return fsm.Result{}, status.Error(codes.FailedPrecondition, err.Error())
+		}
+	}
 	cmd, err := fsm.Encode(typ, msg)
 	if err != nil {
 		return fsm.Result{}, fmt.Errorf("encoding command type %d: %w", typ, err)
@@ -252,6 +266,8 @@ func toGRPCError(err error) error {
 		return rpctypes.ErrGRPCDuplicateKey
 	case errors.Is(err, fsm.ErrKeyNotFound):
 		return rpctypes.ErrGRPCKeyNotFound
+	case errors.Is(err, fsm.ErrNoSpace):
+		return rpctypes.ErrGRPCNoSpace
 	case errors.Is(err, raftnode.ErrUnknownOutcome):
 		// The entry may still commit: etcd's "timed out, possibly due to
 		// previous leader failure" tells clients the outcome is unknown.
@@ -260,6 +276,10 @@ func toGRPCError(err error) error {
 		return rpctypes.ErrGRPCNoLeader
 	case errors.Is(err, raftnode.ErrShutdown):
 		return rpctypes.ErrGRPCStopped
+	case errors.Is(err, raftnode.ErrHalted):
+		// This server cannot apply the log (a newer version wrote it): it
+		// must not answer from a state the others have left behind.
+		return status.Error(codes.Unavailable, err.Error())
 	case errors.Is(err, context.DeadlineExceeded):
 		return rpctypes.ErrGRPCTimeout
 	case errors.Is(err, context.Canceled):

@@ -53,6 +53,11 @@ type Config struct {
 	// Zone is the failure zone published as a tag; optional.
 	Zone string
 
+	// FeatureLevel is the store feature level a server advertises
+	// (fsm.FeatureLevel), so the others propose new command types only once
+	// every server can apply them; 0 advertises none.
+	FeatureLevel int
+
 	// Token is the cluster token (see LoadOrCreateToken). The gossip
 	// encryption key is derived from it; members with different tokens
 	// cannot talk to each other.

@@ -31,7 +31,10 @@ type Member struct {
 	Bootstrapped bool
 	// BootstrapExpect is the member's --bootstrap-expect (0 if unset).
 	BootstrapExpect int
-	Status          Status
+	// FeatureLevel is the store feature level a server advertises
+	// (fsm.FeatureLevel of its build); 0 when it advertises none.
+	FeatureLevel int
+	Status       Status
 	// Since is when this pool first saw the member in its current Status.
 	// After a restart it is when the pool learned of the member, so grace
 	// periods measured from it only ever grow longer.
@@ -51,6 +54,7 @@ const (
 	tagZone         = "zone"
 	tagBootstrapped = "bootstrapped"
 	tagExpect       = "expect"
+	tagFeatures     = "fsm"
 )
 
 func (c Config) tags(serfAddr string, bootstrapped bool) map[string]string {
@@ -66,11 +70,15 @@ func (c Config) tags(serfAddr string, bootstrapped bool) map[string]string {
 	if c.BootstrapExpect > 0 {
 		t[tagExpect] = strconv.Itoa(c.BootstrapExpect)
 	}
+	if c.FeatureLevel > 0 {
+		t[tagFeatures] = strconv.Itoa(c.FeatureLevel)
+	}
 	return t
 }
 
 func fromSerf(m serf.Member) Member {
 	expect, _ := strconv.Atoi(m.Tags[tagExpect])
+	level, _ := strconv.Atoi(m.Tags[tagFeatures])
 	serfAddr := m.Tags[tagSerf]
 	if serfAddr == "" && m.Addr != nil {
 		serfAddr = net.JoinHostPort(m.Addr.String(), strconv.Itoa(int(m.Port)))
@@ -84,6 +92,7 @@ func fromSerf(m serf.Member) Member {
 		Zone:            m.Tags[tagZone],
 		Bootstrapped:    m.Tags[tagBootstrapped] == "1",
 		BootstrapExpect: expect,
+		FeatureLevel:    level,
 		Status:          fromSerfStatus(m.Status),
 	}
 }

@@ -20,9 +20,9 @@ const testWait = 60 * time.Second
 // machine adapts fsm.Store to raftnode.StateMachine, as core/server does.
 type machine struct{ store *fsm.Store }
 
-func (m machine) Apply(index uint64, cmd []byte) any         { return m.store.Apply(index, cmd) }
-func (m machine) Snapshot() (raftnode.SnapshotWriter, error) { return m.store.View(), nil }
-func (m machine) Restore(r io.Reader) error                  { return m.store.Restore(r) }
+func (m machine) Apply(index uint64, cmd []byte) (any, error) { return m.store.Apply(index, cmd), nil }
+func (m machine) Snapshot() (raftnode.SnapshotWriter, error)  { return m.store.View(), nil }
+func (m machine) Restore(r io.Reader) error                   { return m.store.Restore(r) }
 
 // testNode is one in-process server: a store and raft on a loopback port.
 type testNode struct {

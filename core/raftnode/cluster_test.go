@@ -225,7 +225,7 @@ func TestStreamLayerTLS(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			m, err := newMux("127.0.0.1:0", "", ca.mtlsConfig(t, "server"), testLogger(t))
+			m, err := newMux("127.0.0.1:0", "", ca.mtlsConfig(t, "server"), testLogger(t), defaultMuxLimits())
 			if err != nil {
 				t.Fatalf("server mux: %v", err)
 			}

@@ -32,7 +32,41 @@ var (
 	// (enqueue timeout under back-pressure). Nothing was proposed; it is
 	// safe to retry.
 	ErrNotApplied = errors.New("raftnode: command was not proposed")
+
+	// ErrHalted is matched by every HaltError: the state machine could not
+	// apply a committed entry, so this node applies nothing more and serves
+	// no reads or writes until it is restarted with software that can.
+	ErrHalted = errors.New("raftnode: the state machine stopped applying")
 )
+
+// HaltError is why a node stopped applying: the entry at Index, appended by
+// Writer (the leader's Config.Version, "" when it did not record one), was
+// refused by the state machine with Err.
+type HaltError struct {
+	Index  uint64
+	Writer string
+	Self   string // this node's Config.Version
+	Err    error
+}
+
+func (e *HaltError) Error() string {
+	writer := e.Writer
+	if writer == "" {
+		writer = "an unrecorded version"
+	}
+	self := e.Self
+	if self == "" {
+		self = "unknown"
+	}
+	return fmt.Sprintf("raftnode: raft log entry %d, written by %s, cannot be applied by this server (version %s): %v; "+
+		"it stopped applying instead of skipping the entry and diverging: upgrade this server to at least the version that wrote the entry and restart it",
+		e.Index, writer, self, e.Err)
+}
+
+// Is makes errors.Is(err, ErrHalted) true for every HaltError.
+func (e *HaltError) Is(target error) bool { return target == ErrHalted }
+
+func (e *HaltError) Unwrap() error { return e.Err }
 
 // NotLeaderError says this node is not the leader and, when known, who is.
 // LeaderAddr is the raft transport address; the HA layer maps it to an API

@@ -13,8 +13,12 @@ import (
 // StateMachine is what raft applies. The caller adapts fsm.Store to it.
 type StateMachine interface {
 	// Apply applies one committed command. It must be deterministic; its
-	// result is returned to the proposer by Node.Apply.
-	Apply(index uint64, cmd []byte) any
+	// result is returned to the proposer by Node.Apply. A non-nil error
+	// means the state machine cannot apply this entry at all (a command
+	// type it does not know): the node then stops applying (Node.Halted)
+	// rather than skip the entry and diverge from the servers that can.
+	// Semantic failures of a known command belong in the result.
+	Apply(index uint64, cmd []byte) (any, error)
 	// Snapshot returns an immutable view of the current state. It is called
 	// on raft's FSM goroutine and must be O(1); the write happens later,
 	// concurrently with further applies.
@@ -45,19 +49,37 @@ type fsmAdapter struct {
 	changed chan struct{}
 
 	results heldResults
+
+	// version is this node's Config.Version, for HaltError.
+	version string
+	// haltErr is set, and halted closed, when the state machine refused an
+	// entry; from then on nothing is applied, snapshotted or restored.
+	haltErr *HaltError
+	halted  chan struct{}
 }
 
-func newFSMAdapter(sm StateMachine) *fsmAdapter {
-	return &fsmAdapter{sm: sm, changed: make(chan struct{}), results: newHeldResults()}
+func newFSMAdapter(sm StateMachine, version string) *fsmAdapter {
+	return &fsmAdapter{sm: sm, changed: make(chan struct{}), results: newHeldResults(), version: version, halted: make(chan struct{})}
 }
 
 // Apply is called by raft for LogCommand entries only: raft filters barrier,
 // no-op and configuration entries before the FSM (configuration entries go
 // to ConfigurationStore, which this adapter does not implement).
+//
+// Once the state machine refused an entry, every later entry is refused
+// too and the applied index stays below the refused one, so nothing reads
+// a state that skipped it, and no snapshot claims to cover it: after an
+// upgrade and restart the entry is replayed from the log.
 func (f *fsmAdapter) Apply(l *raft.Log) any {
+	if err := f.haltError(); err != nil {
+		return err
+	}
 	var res any
 	if l.Type == raft.LogCommand {
-		res = f.sm.Apply(l.Index, l.Data)
+		var err error
+		if res, err = f.sm.Apply(l.Index, l.Data); err != nil {
+			return f.halt(l, err)
+		}
 	}
 	f.mu.Lock()
 	// The result is held before applied moves, so a forwarder woken by the
@@ -68,6 +90,24 @@ func (f *fsmAdapter) Apply(l *raft.Log) any {
 	f.setAppliedLocked(l.Index)
 	f.mu.Unlock()
 	return res
+}
+
+func (f *fsmAdapter) haltError() error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.haltErr == nil {
+		return nil // not a typed nil: callers compare with nil
+	}
+	return f.haltErr
+}
+
+// halt records why the state machine stopped and wakes everyone waiting.
+func (f *fsmAdapter) halt(l *raft.Log, err error) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.haltErr = &HaltError{Index: l.Index, Writer: string(l.Extensions), Self: f.version, Err: err}
+	close(f.halted)
+	return f.haltErr
 }
 
 // holdResults makes the adapter keep the result of every command applied
@@ -96,6 +136,9 @@ func (f *fsmAdapter) takeResult(index uint64) (any, bool) {
 }
 
 func (f *fsmAdapter) Snapshot() (raft.FSMSnapshot, error) {
+	if err := f.haltError(); err != nil {
+		return nil, fmt.Errorf("no snapshot of a halted state machine: %w", err)
+	}
 	w, err := f.sm.Snapshot()
 	if err != nil {
 		return nil, fmt.Errorf("state machine snapshot: %w", err)
@@ -113,6 +156,9 @@ func (f *fsmAdapter) Snapshot() (raft.FSMSnapshot, error) {
 // next apply.
 func (f *fsmAdapter) Restore(rc io.ReadCloser) error {
 	defer rc.Close()
+	if err := f.haltError(); err != nil {
+		return fmt.Errorf("no restore into a halted state machine: %w", err)
+	}
 	if err := f.sm.Restore(rc); err != nil {
 		return fmt.Errorf("state machine restore: %w", err)
 	}
@@ -189,6 +235,8 @@ func (f *fsmAdapter) waitApplied(ctx context.Context, stop <-chan struct{}, inde
 			return fmt.Errorf("wait for applied index %d (at %d): %w", index, applied, context.Cause(ctx))
 		case <-stop:
 			return fmt.Errorf("wait for applied index %d (at %d): %w", index, applied, ErrShutdown)
+		case <-f.halted:
+			return fmt.Errorf("wait for applied index %d (at %d): %w", index, applied, f.haltError())
 		}
 	}
 }

@@ -20,6 +20,7 @@ type kvSM struct {
 	mu       sync.Mutex
 	data     map[string]string
 	applied  []uint64 // indexes seen by Apply, to check non-command entries never arrive
+	knowsNew bool     // a newer version: "new K V" sets like "set"; older ones halt on it
 	restores int
 }
 
@@ -27,17 +28,23 @@ func newKV() *kvSM { return &kvSM{data: map[string]string{}} }
 
 func setCmd(k, v string) []byte { return []byte("set " + k + " " + v) }
 
-func (s *kvSM) Apply(index uint64, cmd []byte) any {
+// Apply understands "set K V"; "new K V" is a command only a newer version
+// (knowsNew) knows, which halts an older node; anything else is a semantic
+// failure reported in the result.
+func (s *kvSM) Apply(index uint64, cmd []byte) (any, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if strings.HasPrefix(string(cmd), "new ") && !s.knowsNew {
+		return nil, fmt.Errorf("unknown command %q", cmd)
+	}
 	s.applied = append(s.applied, index)
 	parts := strings.SplitN(string(cmd), " ", 3)
-	if len(parts) != 3 || parts[0] != "set" {
-		return fmt.Errorf("bad command %q", cmd)
+	if len(parts) != 3 || (parts[0] != "set" && parts[0] != "new") {
+		return fmt.Errorf("bad command %q", cmd), nil
 	}
 	prev := s.data[parts[1]]
 	s.data[parts[1]] = parts[2]
-	return prev
+	return prev, nil
 }
 
 type kvSnap map[string]string

@@ -58,6 +58,10 @@ type Node struct {
 	stopCancel context.CancelCauseFunc
 	wg         sync.WaitGroup
 
+	// extensions is recorded with every entry this node appends (its
+	// Config.Version).
+	extensions []byte
+
 	shutdownOnce sync.Once
 	shutdownErr  error
 
@@ -82,10 +86,13 @@ func New(cfg Config, sm StateMachine) (*Node, error) {
 	n := &Node{
 		cfg:      cfg,
 		log:      cfg.Logger.With("component", "raftnode", "node_id", cfg.NodeID),
-		fsm:      newFSMAdapter(sm),
+		fsm:      newFSMAdapter(sm, cfg.Version),
 		notifyCh: make(chan bool, notifyBuffer),
 		stop:     make(chan struct{}),
 		rpcc:     &rpcClient{tls: cfg.TLS, idle: map[string][]*rpcConn{}},
+	}
+	if cfg.Version != "" {
+		n.extensions = []byte(cfg.Version)
 	}
 	n.stopCtx, n.stopCancel = context.WithCancelCause(context.Background())
 	n.leadership.init()
@@ -132,7 +139,7 @@ func (n *Node) open() error {
 	}
 	snaps := &indexTrackingStore{SnapshotStore: fileSnaps, fsm: n.fsm}
 
-	m, err := newMux(cfg.BindAddr, cfg.AdvertiseAddr, cfg.TLS, n.log)
+	m, err := newMux(cfg.BindAddr, cfg.AdvertiseAddr, cfg.TLS, n.log, defaultMuxLimits())
 	if err != nil {
 		return err
 	}
@@ -284,6 +291,9 @@ func (n *Node) Apply(ctx context.Context, cmd []byte) (any, uint64, error) {
 	if n.stopped() {
 		return nil, 0, ErrShutdown
 	}
+	if err := n.fsm.haltError(); err != nil {
+		return nil, 0, err
+	}
 	var (
 		res   any
 		index uint64
@@ -312,11 +322,16 @@ func (n *Node) applyLocal(ctx context.Context, cmd []byte) (any, uint64, error) 
 	if err := ctx.Err(); err != nil || timeout <= 0 {
 		return nil, 0, fmt.Errorf("%w: context ended before proposing: %w", ErrNotApplied, context.Cause(ctx))
 	}
-	f := n.raft.Apply(cmd, timeout)
+	// The entry records who wrote it, so a server too old to apply it can
+	// say which version it needs.
+	f := n.raft.ApplyLog(raft.Log{Data: cmd, Extensions: n.extensions}, timeout)
 	select {
 	case err := <-futureErr(f):
 		if err != nil {
 			return nil, 0, mapApplyError(err, true, n.notLeader)
+		}
+		if herr, ok := f.Response().(*HaltError); ok {
+			return nil, f.Index(), herr
 		}
 		return f.Response(), f.Index(), nil
 	case <-ctx.Done():
@@ -338,6 +353,9 @@ func (n *Node) applyLocal(ctx context.Context, cmd []byte) (any, uint64, error) 
 func (n *Node) LinearizableRead(ctx context.Context) (uint64, error) {
 	if n.stopped() {
 		return 0, ErrShutdown
+	}
+	if err := n.fsm.haltError(); err != nil {
+		return 0, err
 	}
 	var index uint64
 	err := n.onLeader(ctx, func(ctx context.Context, addr string) (retry bool, err error) {
@@ -429,6 +447,15 @@ func (n *Node) onlyNonCommands(index, applied uint64) bool {
 // AppliedIndex is the last index the state machine has applied (or restored
 // from a snapshot).
 func (n *Node) AppliedIndex() uint64 { return n.fsm.appliedIndex() }
+
+// Halted is closed when the state machine refused a committed entry; the
+// node then applies nothing more and Apply, LinearizableRead and
+// WaitApplied fail with a HaltError (see HaltErr). Restarting the process
+// with software that can apply the entry resumes from the log.
+func (n *Node) Halted() <-chan struct{} { return n.fsm.halted }
+
+// HaltErr is why the node halted (a *HaltError), or nil.
+func (n *Node) HaltErr() error { return n.fsm.haltError() }
 
 // IsLeader reports whether this node currently believes it is the leader.
 func (n *Node) IsLeader() bool { return n.raft.State() == raft.Leader }

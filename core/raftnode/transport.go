@@ -23,10 +23,24 @@ const (
 	connPeer byte = 3 // a caller's own service between servers (PeerListener)
 )
 
-// routeTimeout bounds the TLS handshake plus the kind byte of an accepted
-// connection, so a peer that connects and stays silent only costs one
-// goroutine for that long.
-const routeTimeout = 10 * time.Second
+// muxLimits bound what connections that have not finished their TLS
+// handshake and kind byte may cost: anyone who can reach the raft port can
+// open them, certificate or not.
+type muxLimits struct {
+	// handshakeTimeout bounds the TLS handshake plus the kind byte, so a
+	// peer that connects and stays silent holds its slot only that long.
+	handshakeTimeout time.Duration
+	// maxPending is how many connections may be in their handshake at
+	// once; more are closed on accept, without a goroutine.
+	maxPending int
+}
+
+// defaultMuxLimits: a cluster has a handful of servers, each opening a few
+// connections (transportPool, forwarding, peer gRPC), so 128 handshakes at
+// once is far above legitimate use while bounding a flood.
+func defaultMuxLimits() muxLimits {
+	return muxLimits{handshakeTimeout: 10 * time.Second, maxPending: 128}
+}
 
 // mux owns the raft port: it accepts TCP connections, completes the server
 // TLS handshake when configured, reads the kind byte and hands the
@@ -38,6 +52,10 @@ type mux struct {
 	tls       *tls.Config
 	log       *slog.Logger
 
+	limits muxLimits
+	// pending holds a token per connection in its handshake (route).
+	pending chan struct{}
+
 	raft, rpc, peer chan net.Conn
 	done            chan struct{}
 	closeOnce       sync.Once
@@ -47,7 +65,7 @@ type mux struct {
 
 // newMux listens on bind and starts accepting. advertise may be empty, in
 // which case the bound address is advertised and must be dialable.
-func newMux(bind, advertise string, tlsCfg *tls.Config, log *slog.Logger) (*mux, error) {
+func newMux(bind, advertise string, tlsCfg *tls.Config, log *slog.Logger, limits muxLimits) (*mux, error) {
 	ln, err := net.Listen("tcp", bind)
 	if err != nil {
 		return nil, fmt.Errorf("raft transport: listen on BindAddr %q: %w", bind, err)
@@ -67,6 +85,7 @@ func newMux(bind, advertise string, tlsCfg *tls.Config, log *slog.Logger) (*mux,
 	}
 	m := &mux{
 		ln: ln, advertise: adv, tls: tlsCfg, log: log,
+		limits: limits, pending: make(chan struct{}, limits.maxPending),
 		raft: make(chan net.Conn), rpc: make(chan net.Conn), peer: make(chan net.Conn),
 		done: make(chan struct{}),
 	}
@@ -97,9 +116,23 @@ func (m *mux) acceptLoop() {
 			continue
 		}
 		backoff = 5 * time.Millisecond
+		select {
+		case m.pending <- struct{}{}:
+		default:
+			m.refused(conn)
+			continue
+		}
 		m.wg.Add(1)
 		go m.route(conn)
 	}
+}
+
+// refused closes a connection that arrived while maxPending others were
+// still in their handshake.
+func (m *mux) refused(conn net.Conn) {
+	m.log.Warn("raft port: too many connections in their handshake; closing a new one",
+		"remote", conn.RemoteAddr(), "max_pending", m.limits.maxPending)
+	conn.Close()
 }
 
 // route runs the handshake and reads the kind byte on the connection's own
@@ -107,19 +140,13 @@ func (m *mux) acceptLoop() {
 // without a valid certificate never reaches raft or the RPC server.
 func (m *mux) route(conn net.Conn) {
 	defer m.wg.Done()
-	if m.tls != nil {
-		conn = tls.Server(conn, m.tls)
-	}
-	_ = conn.SetDeadline(time.Now().Add(routeTimeout))
-	var kind [1]byte
-	if _, err := conn.Read(kind[:]); err != nil {
-		m.log.Debug("raft port: dropped connection before its kind byte", "remote", conn.RemoteAddr(), "err", err)
-		conn.Close()
+	kind, ok := m.handshake(conn)
+	if !ok {
 		return
 	}
-	_ = conn.SetDeadline(time.Time{})
+	conn = kind.conn
 	var to chan net.Conn
-	switch kind[0] {
+	switch kind.kind {
 	case connRaft:
 		to = m.raft
 	case connRPC:
@@ -127,7 +154,7 @@ func (m *mux) route(conn net.Conn) {
 	case connPeer:
 		to = m.peer
 	default:
-		m.log.Warn("raft port: unknown connection kind", "remote", conn.RemoteAddr(), "kind", kind[0])
+		m.log.Warn("raft port: unknown connection kind", "remote", conn.RemoteAddr(), "kind", kind.kind)
 		conn.Close()
 		return
 	}
@@ -136,6 +163,30 @@ func (m *mux) route(conn net.Conn) {
 	case <-m.done:
 		conn.Close()
 	}
+}
+
+type routed struct {
+	conn net.Conn
+	kind byte
+}
+
+// handshake completes TLS and reads the kind byte within handshakeTimeout,
+// then gives back the connection's pending slot. A connection that fails is
+// closed.
+func (m *mux) handshake(conn net.Conn) (routed, bool) {
+	defer func() { <-m.pending }()
+	if m.tls != nil {
+		conn = tls.Server(conn, m.tls)
+	}
+	_ = conn.SetDeadline(time.Now().Add(m.limits.handshakeTimeout))
+	var kind [1]byte
+	if _, err := conn.Read(kind[:]); err != nil {
+		m.log.Debug("raft port: dropped connection before its kind byte", "remote", conn.RemoteAddr(), "err", err)
+		conn.Close()
+		return routed{}, false
+	}
+	_ = conn.SetDeadline(time.Time{})
+	return routed{conn: conn, kind: kind[0]}, true
 }
 
 // Close stops accepting and closes the listener; connections already handed

@@ -16,6 +16,7 @@ import (
 	"github.com/keelson/keelson/core/kvserver"
 	"github.com/keelson/keelson/core/membership"
 	"github.com/keelson/keelson/core/pki"
+	"github.com/keelson/keelson/fsm"
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 )
 
@@ -159,6 +160,7 @@ func (s *Server) startMembership(ctx context.Context, secret string) error {
 	}
 	mc.APIAddr = net.JoinHostPort(cfg.AdvertiseIP(), strconv.Itoa(cfg.APIServer.Port))
 	mc.RaftAddr = s.raft.Addr()
+	mc.FeatureLevel = fsm.FeatureLevel
 	mc.Token = secret
 	for _, j := range cfg.Join {
 		if _, _, err := net.SplitHostPort(j); err != nil {

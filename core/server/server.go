@@ -7,7 +7,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net"
 	"os"
@@ -25,30 +24,14 @@ import (
 	rbacv1 "k8s.io/api/rbac/v1"
 )
 
-// machine adapts fsm.Store to raftnode.StateMachine.
-type machine struct {
-	store *fsm.Store
-	log   *slog.Logger
-}
-
-func (m machine) Apply(index uint64, cmd []byte) any {
-	res := m.store.Apply(index, cmd)
-	if errors.Is(res.Err, fsm.ErrUnknownCommand) || errors.Is(res.Err, fsm.ErrBadCommand) {
-		// Only a newer or broken server can have proposed this: say so
-		// loudly, on every server, at the same index.
-		m.log.Error("raft log entry refused by the state machine", "index", index, "err", res.Err)
-	}
-	return res
-}
-
-func (m machine) Snapshot() (raftnode.SnapshotWriter, error) { return m.store.View(), nil }
-func (m machine) Restore(r io.Reader) error                  { return m.store.Restore(r) }
-
 // Options carry what the binary knows and the configuration does not.
 type Options struct {
 	// BuiltinPlugins names the plugins compiled into the binary; the leader
 	// runs each (unless disabled) as `keelson plugin NAME`.
 	BuiltinPlugins []string
+	// Version is the keelson version, recorded with every raft entry this
+	// server appends as leader and advertised to the other servers.
+	Version string
 	// NodeRules are the API permissions every node agent needs beyond what
 	// the Node authorizer grants (its service network reads every Service,
 	// EndpointSlice, NetworkPolicy and pod): the leader keeps them in the
@@ -79,11 +62,10 @@ func Run(ctx context.Context, cfg config.Server, log *slog.Logger, opts Options)
 	if err := cfg.Plugins.ValidatePlugins(opts.BuiltinPlugins); err != nil {
 		return fmt.Errorf("invalid configuration:\n%w", err)
 	}
-	s, err := open(ctx, cfg, log)
+	s, err := open(ctx, cfg, log, opts)
 	if err != nil {
 		return err
 	}
-	s.opts = opts
 	defer s.close()
 
 	// Only failures are reported: a component that returns nil has simply
@@ -107,6 +89,7 @@ func Run(ctx context.Context, cfg config.Server, log *slog.Logger, opts Options)
 		run(func() error { return kvserver.Serve(s.grpc, l) })
 		log.Info("serving etcd API", "address", l.Addr().String())
 	}
+	run(func() error { return s.watchHalt(ctx) })
 	if err := s.waitForLeader(ctx); err != nil {
 		return err
 	}
@@ -174,14 +157,14 @@ const pluginsStopTimeout = 20 * time.Second
 // before stopping the store anyway, so SIGTERM always ends the process.
 const apiServerStopTimeout = 30 * time.Second
 
-func open(ctx context.Context, cfg config.Server, log *slog.Logger) (*Server, error) {
+func open(ctx context.Context, cfg config.Server, log *slog.Logger, opts Options) (*Server, error) {
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return nil, fmt.Errorf("creating data dir (--data-dir) %s: %w", cfg.DataDir, err)
 	}
 	if err := checkNodeName(cfg.DataDir, cfg.NodeName); err != nil {
 		return nil, err
 	}
-	s := &Server{cfg: cfg, log: log, store: fsm.New()}
+	s := &Server{cfg: cfg, opts: opts, log: log, store: fsm.New()}
 	id, err := s.ensureIdentity(ctx)
 	if err != nil {
 		return nil, err
@@ -211,7 +194,8 @@ func open(ctx context.Context, cfg config.Server, log *slog.Logger) (*Server, er
 	rc.TrailingLogs = cfg.Raft.TrailingLogs
 	rc.ApplyTimeout = cfg.Raft.ApplyTimeout.Duration
 	rc.Logger = log
-	node, err := raftnode.New(rc, machine{store: s.store, log: log})
+	rc.Version = "keelson " + opts.Version
+	node, err := raftnode.New(rc, kvserver.Machine{Store: s.store, Log: log})
 	if err != nil {
 		return nil, fmt.Errorf("starting raft on %s: %w", rc.BindAddr, err)
 	}
@@ -225,6 +209,8 @@ func open(ctx context.Context, cfg config.Server, log *slog.Logger) (*Server, er
 	kc.MaxTxnOps = cfg.Store.MaxTxnOps
 	kc.HistoryRevisions = cfg.Store.HistoryRevisions
 	kc.LeaseMinTTL = cfg.Store.LeaseMinTTL.Duration
+	kc.QuotaBytes = cfg.Store.QuotaBytes
+	kc.CommandGate = s.commandGate
 	kc.Logger = log
 	kc.Members = s.etcdMembers
 	if cfg.EtcdListen != "" {
@@ -308,6 +294,9 @@ func (s *Server) waitForLeader(ctx context.Context) error {
 		if err == nil {
 			return nil
 		}
+		if errors.Is(err, raftnode.ErrHalted) {
+			return fmt.Errorf("the store cannot start: %w", err)
+		}
 		if ctx.Err() != nil {
 			return fmt.Errorf("waiting for a raft leader: %w", ctx.Err())
 		}
@@ -319,6 +308,21 @@ func (s *Server) waitForLeader(ctx context.Context) error {
 		case <-ctx.Done():
 		case <-time.After(50 * time.Millisecond):
 		}
+	}
+}
+
+// watchHalt ends the server when the state machine stops applying (a
+// raft entry this version does not know): a server that cannot apply the
+// log must not go on serving a state the others have left behind. The
+// error names the entry and the version that wrote it.
+func (s *Server) watchHalt(ctx context.Context) error {
+	select {
+	case <-ctx.Done():
+		return nil
+	case <-s.raft.Halted():
+		err := s.raft.HaltErr()
+		s.log.Error("the store stopped applying the raft log; shutting down", "err", err)
+		return err
 	}
 }
 

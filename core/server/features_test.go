@@ -1,0 +1,41 @@
+package server
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/keelson/keelson/core/membership"
+	"github.com/keelson/keelson/fsm"
+)
+
+func TestCheckFeatureLevel(t *testing.T) {
+	servers := []membership.RaftServer{{ID: "s1", Voter: true}, {ID: "s2", Voter: true}, {ID: "s3", Voter: true}}
+	member := func(name string, level int) membership.Member {
+		return membership.Member{Name: name, Role: membership.RoleServer, FeatureLevel: level}
+	}
+	tests := []struct {
+		name    string
+		members []membership.Member
+		want    string // "" allowed
+	}{
+		{"all upgraded", []membership.Member{member("s1", 2), member("s2", 2), member("s3", 3)}, ""},
+		{"one old", []membership.Member{member("s1", 2), member("s2", 1), member("s3", 2)}, "server s2 is at level 1"},
+		{"one advertising nothing", []membership.Member{member("s1", 2), member("s2", 2), member("s3", 0)}, "server s3 is at level 1"},
+		{"one not in the pool", []membership.Member{member("s1", 2), member("s2", 2)}, "server s3 is at level 1"},
+		{"an agent's tag does not count", []membership.Member{member("s1", 2), member("s2", 2), {Name: "s3", Role: membership.RoleAgent, FeatureLevel: 2}}, "server s3"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			err := checkFeatureLevel(fsm.CmdAlarm, fsm.CommandLevel(fsm.CmdAlarm), servers, tc.members)
+			if tc.want == "" {
+				if err != nil {
+					t.Fatal(err)
+				}
+				return
+			}
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("err %v, want %q", err, tc.want)
+			}
+		})
+	}
+}
