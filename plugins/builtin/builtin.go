@@ -16,6 +16,9 @@ import (
 	"github.com/keelson/keelson/plugins/builtin/endpointslice"
 	"github.com/keelson/keelson/plugins/builtin/endpointslicemirroring"
 	"github.com/keelson/keelson/plugins/builtin/garbagecollector"
+	"github.com/keelson/keelson/plugins/builtin/job"
+	"github.com/keelson/keelson/plugins/builtin/cronjob"
+	"github.com/keelson/keelson/plugins/builtin/ttlafterfinished"
 	"github.com/keelson/keelson/plugins/builtin/namespace"
 	"github.com/keelson/keelson/plugins/builtin/nodeipam"
 	"github.com/keelson/keelson/plugins/builtin/nodelifecycle"
@@ -41,6 +44,9 @@ func All() []sdk.Plugin {
 		replicaset.Plugin(),
 		replicationcontroller.Plugin(),
 		deployment.Plugin(),
+		job.Plugin(),
+		cronjob.Plugin(),
+		ttlafterfinished.Plugin(),
 		scheduler.Plugin(),
 		nodeipam.Plugin(),
 		nodelifecycle.Plugin(),
