@@ -76,6 +76,25 @@ spec:
 		t.Errorf("manual job annotations %v owners %v", manual.Annotations, manual.OwnerReferences)
 	}
 	c.waitJob(t, ns, "manual", 2*time.Minute, "a pod running", func(j *batchv1.Job) bool { return j.Status.Active == 1 })
+
+	r := c.server.KubectlIn(t, `apiVersion: batch/v1
+kind: CronJob
+metadata:
+  name: tz
+spec:
+  schedule: 'CRON_TZ=UTC * * * * *'
+  jobTemplate:
+    spec:
+      template:
+        spec:
+          restartPolicy: Never
+          containers:
+          - name: work
+            image: busybox
+`, "apply", "-n", ns, "-f", "-")
+	if r.ExitCode == 0 || !strings.Contains(r.Stderr, "use timeZone field instead") {
+		t.Errorf("a CRON_TZ schedule was not refused: %s", r)
+	}
 }
 
 func keys(m map[string]int) []string {
