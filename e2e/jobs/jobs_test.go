@@ -43,7 +43,7 @@ spec:
       containers:
       - name: work
         image: `+c.busybox+`
-        command: ['sh', '-c', 'test "$(hostname)" = "ix-$JOB_COMPLETION_INDEX" && echo "index $JOB_COMPLETION_INDEX"']
+        command: ['sh', '-c', 'echo "index $JOB_COMPLETION_INDEX host $(hostname)"']
 `)
 	j := c.waitJob(t, ns, "ix", 6*time.Minute, "Complete", func(j *batchv1.Job) bool {
 		return condition(j, batchv1.JobComplete) != nil || condition(j, batchv1.JobFailed) != nil
@@ -74,7 +74,7 @@ spec:
 		t.Errorf("%d pods, want 10", len(pods))
 	}
 	out := c.server.MustKubectl(t, "-n", ns, "logs", "-l", "batch.kubernetes.io/job-completion-index=7")
-	if strings.TrimSpace(out) != "index 7" {
+	if strings.TrimSpace(out) != "index 7 host ix-7" {
 		t.Errorf("logs of index 7: %q", out)
 	}
 	if ev := c.events(t, ns, "ix"); ev["SuccessfulCreate"] < 10 || ev["Completed"] != 1 {
