@@ -41,7 +41,8 @@ func randomSuffix() string {
 }
 
 // startCluster starts the server with its agent and the job, cronjob,
-// ttlafterfinished, scheduler and garbage collector plugins, and waits for
+// ttlafterfinished, scheduler, garbage collector and node lifecycle (it lifts
+// the node's not-ready taint) plugins, and waits for
 // its node to be Ready. Everything it made is removed when the test ends.
 func startCluster(t *testing.T) *cluster {
 	t.Helper()
@@ -64,7 +65,7 @@ func startCluster(t *testing.T) *cluster {
 	}
 	c.server = harness.StartServer(t, harness.ServerOptions{
 		NodeName: c.node,
-		Plugins:  []string{"job", "cronjob", "ttlafterfinished", "scheduler", "garbagecollector"},
+		Plugins:  []string{"job", "cronjob", "ttlafterfinished", "scheduler", "garbagecollector", "nodelifecycle"},
 		Args: []string{
 			"--disable-agent=false",
 			"--kubelet-address", "127.0.0.1",
