@@ -11,11 +11,13 @@ package builtin
 import (
 	"slices"
 
+	"github.com/keelson/keelson/plugins/builtin/cronjob"
 	"github.com/keelson/keelson/plugins/builtin/deployment"
 	"github.com/keelson/keelson/plugins/builtin/endpoints"
 	"github.com/keelson/keelson/plugins/builtin/endpointslice"
 	"github.com/keelson/keelson/plugins/builtin/endpointslicemirroring"
 	"github.com/keelson/keelson/plugins/builtin/garbagecollector"
+	"github.com/keelson/keelson/plugins/builtin/job"
 	"github.com/keelson/keelson/plugins/builtin/namespace"
 	"github.com/keelson/keelson/plugins/builtin/nodeipam"
 	"github.com/keelson/keelson/plugins/builtin/nodelifecycle"
@@ -24,6 +26,7 @@ import (
 	"github.com/keelson/keelson/plugins/builtin/scheduler"
 	"github.com/keelson/keelson/plugins/builtin/serviceaccount"
 	"github.com/keelson/keelson/plugins/builtin/token"
+	"github.com/keelson/keelson/plugins/builtin/ttlafterfinished"
 	"github.com/keelson/keelson/plugins/sdk"
 )
 
@@ -41,6 +44,9 @@ func All() []sdk.Plugin {
 		replicaset.Plugin(),
 		replicationcontroller.Plugin(),
 		deployment.Plugin(),
+		job.Plugin(),
+		cronjob.Plugin(),
+		ttlafterfinished.Plugin(),
 		scheduler.Plugin(),
 		nodeipam.Plugin(),
 		nodelifecycle.Plugin(),
