@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/keelson/keelson/core/ops"
+	"github.com/keelson/keelson/internal/testproc"
 )
 
 // Cluster is several keelson servers on loopback addresses of this host,
@@ -63,7 +64,7 @@ func (c *Cluster) joinToken(t testing.TB) string {
 			return strings.TrimSpace(string(b))
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("%s did not write %s; log tail:\n%s", c.Servers[0].Name(), path, Tail(c.Servers[0].LogPath, 40))
+			t.Fatalf("%s did not write %s; log tail:\n%s", c.Servers[0].Name(), path, testproc.Tail(c.Servers[0].LogPath, 40))
 		}
 		time.Sleep(50 * time.Millisecond)
 	}

@@ -264,7 +264,7 @@ func (s *Server) RestartAfterKill(t testing.TB) {
 func (s *Server) DumpLogs(t testing.TB) {
 	for i := 1; i <= s.runs; i++ {
 		p := filepath.Join(s.DataDir, fmt.Sprintf("server-%d.log", i))
-		t.Logf("---- tail of %s ----\n%s", p, Tail(p, 60))
+		t.Logf("---- tail of %s ----\n%s", p, testproc.Tail(p, 60))
 	}
 }
 
