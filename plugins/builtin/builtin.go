@@ -12,6 +12,7 @@ import (
 	"slices"
 
 	"github.com/keelson/keelson/plugins/builtin/clusterroleaggregation"
+	"github.com/keelson/keelson/plugins/builtin/csrcleaner"
 	"github.com/keelson/keelson/plugins/builtin/deployment"
 	"github.com/keelson/keelson/plugins/builtin/endpoints"
 	"github.com/keelson/keelson/plugins/builtin/endpointslice"
@@ -48,6 +49,7 @@ func All() []sdk.Plugin {
 		nodelifecycle.Plugin(),
 		clusterroleaggregation.Plugin(),
 		resourcequota.Plugin(),
+		csrcleaner.Plugin(),
 	}
 }
 
