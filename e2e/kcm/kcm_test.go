@@ -60,8 +60,11 @@ func testAggregation(t *testing.T, srv *harness.Server) {
 	if r := srv.Kubectl(t, "auth", "can-i", "create", "deployments", "-n", "default", "--as=alice"); strings.TrimSpace(r.Stdout) != "no" {
 		t.Errorf("alice may create deployments outside team:\n%s", r)
 	}
-	srv.MustKubectl(t, "create", "clusterrole", "crontab-reader", "--verb=get,list,watch", "--resource=crontabs.stable.example.com")
-	srv.MustKubectl(t, "label", "clusterrole", "crontab-reader", "rbac.authorization.k8s.io/aggregate-to-view=true")
+	// A CRD's role, written as a manifest: `kubectl create clusterrole`
+	// refuses resources the server does not serve yet.
+	if r := srv.KubectlIn(t, crontabReader, "create", "-f", "-"); r.ExitCode != 0 {
+		t.Fatalf("creating the crontab-reader role:\n%s", r)
+	}
 	harness.Eventually(t, waitTimeout, "crontabs in view", func() (bool, string) {
 		r := srv.Kubectl(t, "get", "clusterrole", "view", "-o", "jsonpath={.rules[*].resources}")
 		return strings.Contains(r.Stdout, "crontabs"), r.String()
@@ -77,6 +80,18 @@ func testAggregation(t *testing.T, srv *harness.Server) {
 		return r.ExitCode == 0 && !strings.Contains(r.Stdout, "crontabs"), r.String()
 	})
 }
+
+const crontabReader = `apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRole
+metadata:
+  name: crontab-reader
+  labels:
+    rbac.authorization.k8s.io/aggregate-to-view: "true"
+rules:
+- apiGroups: ["stable.example.com"]
+  resources: ["crontabs"]
+  verbs: ["get", "list", "watch"]
+`
 
 const podYAML = `apiVersion: v1
 kind: Pod
