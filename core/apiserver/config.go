@@ -182,7 +182,11 @@ func (c Config) args() []string {
 		"proxy-client-cert-file":             b.FrontProxyClient.CertFile,
 		"proxy-client-key-file":              b.FrontProxyClient.KeyFile,
 		"profiling":                          "false",
-		"enable-bootstrap-token-auth":        "true",
+		// Nodes join with the cluster token through the supervisor, and
+		// nothing in Keelson issues, signs or cleans bootstrap tokens (upstream
+		// kube-controller-manager leaves bootstrapsigner and tokencleaner off
+		// by default too), so the authenticator stays off: no half feature.
+		"enable-bootstrap-token-auth": "false",
 	}
 	if c.AdvertiseAddress != "" {
 		flags["advertise-address"] = c.AdvertiseAddress

@@ -32,7 +32,7 @@ func TestArgs(t *testing.T) {
 				"--bind-address=0.0.0.0", "--secure-port=6443", "--service-cluster-ip-range=10.43.0.0/16",
 				"--service-node-port-range=30000-32767", "--etcd-servers=unix:///d/etcd.sock", "--storage-backend=etcd3",
 				"--authorization-mode=Node,RBAC", "--anonymous-auth=false", "--enable-admission-plugins=NodeRestriction",
-				"--allow-privileged=true", "--profiling=false", "--enable-bootstrap-token-auth=true",
+				"--allow-privileged=true", "--profiling=false", "--enable-bootstrap-token-auth=false",
 				"--service-account-issuer=https://kubernetes.default.svc.cluster.local",
 				"--api-audiences=https://kubernetes.default.svc.cluster.local",
 				"--service-account-key-file=/d/tls/sa.pub", "--service-account-signing-key-file=/d/tls/sa.key",

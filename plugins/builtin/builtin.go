@@ -11,7 +11,9 @@ package builtin
 import (
 	"slices"
 
+	"github.com/keelson/keelson/plugins/builtin/clusterroleaggregation"
 	"github.com/keelson/keelson/plugins/builtin/cronjob"
+	"github.com/keelson/keelson/plugins/builtin/csrcleaner"
 	"github.com/keelson/keelson/plugins/builtin/deployment"
 	"github.com/keelson/keelson/plugins/builtin/endpoints"
 	"github.com/keelson/keelson/plugins/builtin/endpointslice"
@@ -23,6 +25,7 @@ import (
 	"github.com/keelson/keelson/plugins/builtin/nodelifecycle"
 	"github.com/keelson/keelson/plugins/builtin/replicaset"
 	"github.com/keelson/keelson/plugins/builtin/replicationcontroller"
+	"github.com/keelson/keelson/plugins/builtin/resourcequota"
 	"github.com/keelson/keelson/plugins/builtin/scheduler"
 	"github.com/keelson/keelson/plugins/builtin/serviceaccount"
 	"github.com/keelson/keelson/plugins/builtin/token"
@@ -50,6 +53,9 @@ func All() []sdk.Plugin {
 		scheduler.Plugin(),
 		nodeipam.Plugin(),
 		nodelifecycle.Plugin(),
+		clusterroleaggregation.Plugin(),
+		resourcequota.Plugin(),
+		csrcleaner.Plugin(),
 	}
 }
 
