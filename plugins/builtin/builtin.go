@@ -23,6 +23,7 @@ import (
 	"github.com/keelson/keelson/plugins/builtin/replicationcontroller"
 	"github.com/keelson/keelson/plugins/builtin/scheduler"
 	"github.com/keelson/keelson/plugins/builtin/serviceaccount"
+	"github.com/keelson/keelson/plugins/builtin/statefulset"
 	"github.com/keelson/keelson/plugins/builtin/token"
 	"github.com/keelson/keelson/plugins/sdk"
 )
@@ -41,6 +42,7 @@ func All() []sdk.Plugin {
 		replicaset.Plugin(),
 		replicationcontroller.Plugin(),
 		deployment.Plugin(),
+		statefulset.Plugin(),
 		scheduler.Plugin(),
 		nodeipam.Plugin(),
 		nodelifecycle.Plugin(),
