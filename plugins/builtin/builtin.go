@@ -11,6 +11,7 @@ package builtin
 import (
 	"slices"
 
+	"github.com/keelson/keelson/plugins/builtin/daemonset"
 	"github.com/keelson/keelson/plugins/builtin/deployment"
 	"github.com/keelson/keelson/plugins/builtin/endpoints"
 	"github.com/keelson/keelson/plugins/builtin/endpointslice"
@@ -43,6 +44,7 @@ func All() []sdk.Plugin {
 		replicationcontroller.Plugin(),
 		deployment.Plugin(),
 		statefulset.Plugin(),
+		daemonset.Plugin(),
 		scheduler.Plugin(),
 		nodeipam.Plugin(),
 		nodelifecycle.Plugin(),
