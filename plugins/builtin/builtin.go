@@ -14,6 +14,7 @@ import (
 	"github.com/keelson/keelson/plugins/builtin/clusterroleaggregation"
 	"github.com/keelson/keelson/plugins/builtin/cronjob"
 	"github.com/keelson/keelson/plugins/builtin/csrcleaner"
+	"github.com/keelson/keelson/plugins/builtin/daemonset"
 	"github.com/keelson/keelson/plugins/builtin/deployment"
 	"github.com/keelson/keelson/plugins/builtin/endpoints"
 	"github.com/keelson/keelson/plugins/builtin/endpointslice"
@@ -28,6 +29,7 @@ import (
 	"github.com/keelson/keelson/plugins/builtin/resourcequota"
 	"github.com/keelson/keelson/plugins/builtin/scheduler"
 	"github.com/keelson/keelson/plugins/builtin/serviceaccount"
+	"github.com/keelson/keelson/plugins/builtin/statefulset"
 	"github.com/keelson/keelson/plugins/builtin/token"
 	"github.com/keelson/keelson/plugins/builtin/ttlafterfinished"
 	"github.com/keelson/keelson/plugins/sdk"
@@ -50,6 +52,8 @@ func All() []sdk.Plugin {
 		job.Plugin(),
 		cronjob.Plugin(),
 		ttlafterfinished.Plugin(),
+		statefulset.Plugin(),
+		daemonset.Plugin(),
 		scheduler.Plugin(),
 		nodeipam.Plugin(),
 		nodelifecycle.Plugin(),

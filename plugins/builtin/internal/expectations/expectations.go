@@ -110,3 +110,15 @@ func (s *Store) Delete(key string) {
 	defer s.mu.Unlock()
 	delete(s.m, key)
 }
+
+// Expect replaces key's expectations with n creations and the deletion of
+// the pods named by podKeys, for a controller that does both in one sync.
+func (s *Store) Expect(key string, n int, podKeys []string) {
+	deleting := make(map[string]bool, len(podKeys))
+	for _, k := range podKeys {
+		deleting[k] = true
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.m[key] = &record{adds: int64(n), dels: int64(len(deleting)), deleting: deleting, since: s.clock.Now()}
+}

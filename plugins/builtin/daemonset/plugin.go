@@ -1,0 +1,287 @@
+// Package daemonset is the built-in DaemonSet controller plugin: one pod
+// per eligible node (nodeSelector, required node affinity, taints against
+// the template's tolerations plus those upstream adds to every daemon
+// pod), bound through the scheduler by a required node affinity on the
+// node's metadata.name; pods follow nodes joining, leaving and changing;
+// a new template rolls out with RollingUpdate (maxUnavailable, maxSurge)
+// or when the user deletes pods (OnDelete), its revisions kept as
+// ControllerRevisions for `kubectl rollout`. It follows
+// kube-controller-manager's daemonset controller.
+package daemonset
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"reflect"
+
+	appsv1 "k8s.io/api/apps/v1"
+	v1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/client-go/informers"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/cache"
+	"k8s.io/client-go/tools/record"
+	"k8s.io/client-go/util/workqueue"
+	"k8s.io/utils/clock"
+
+	"github.com/keelson/keelson/plugins/builtin/internal/expectations"
+	"github.com/keelson/keelson/plugins/builtin/internal/pods"
+	"github.com/keelson/keelson/plugins/builtin/internal/tombstone"
+	"github.com/keelson/keelson/plugins/sdk"
+)
+
+// Name is the plugin's name (`keelson plugin daemonset`).
+const Name = "daemonset"
+
+const (
+	version      = "0.1.0"
+	component    = "daemonset-controller"
+	byController = "controller"
+)
+
+var kind = appsv1.SchemeGroupVersion.WithKind("DaemonSet")
+
+// Config is the plugin's configuration section.
+type Config struct {
+	// Workers is how many DaemonSets are reconciled at once (default 2,
+	// as kube-controller-manager's --concurrent-daemonset-syncs).
+	Workers int `json:"workers"`
+	// BurstReplicas caps the pods created or deleted for one DaemonSet in
+	// one sync (default 250, as upstream).
+	BurstReplicas int `json:"burstReplicas"`
+}
+
+// Plugin returns the plugin.
+func Plugin() sdk.Plugin {
+	p := sdk.InformerPlugin(Name, version, setup, informers.WithTransform(transform))
+	p.Rules = []rbacv1.PolicyRule{
+		{APIGroups: []string{"apps"}, Resources: []string{"daemonsets"}, Verbs: []string{"get", "list", "watch"}},
+		{APIGroups: []string{"apps"}, Resources: []string{"daemonsets/status", "daemonsets/finalizers"}, Verbs: []string{"update"}},
+		{APIGroups: []string{"apps"}, Resources: []string{"controllerrevisions"}, Verbs: []string{"get", "list", "watch", "create", "update", "patch", "delete"}},
+		{APIGroups: []string{""}, Resources: []string{"pods"}, Verbs: []string{"list", "watch", "create", "delete", "patch"}},
+		{APIGroups: []string{""}, Resources: []string{"nodes"}, Verbs: []string{"list", "watch"}},
+		sdk.EventRule,
+	}
+	return p
+}
+
+type controller struct {
+	client kubernetes.Interface
+	sets   cache.Indexer
+	pods   cache.Indexer
+	revs   cache.Indexer
+	nodes  cache.Indexer
+	queue  workqueue.TypedRateLimitingInterface[string]
+	exp    *expectations.Store
+	events record.EventRecorder
+	clock  clock.Clock
+	logger *slog.Logger
+	burst  int
+}
+
+func setup(ctx context.Context, env sdk.Env, client kubernetes.Interface, f informers.SharedInformerFactory) (func(context.Context) error, error) {
+	cfg := Config{Workers: 2, BurstReplicas: 250}
+	if err := sdk.DecodeConfig(env.Config, &cfg); err != nil {
+		return nil, err
+	}
+	if cfg.Workers < 1 || cfg.Workers > 64 {
+		return nil, fmt.Errorf("plugin %s config: workers is %d: set it between 1 and 64", Name, cfg.Workers)
+	}
+	if cfg.BurstReplicas < 1 {
+		return nil, fmt.Errorf("plugin %s config: burstReplicas is %d: set it to at least 1", Name, cfg.BurstReplicas)
+	}
+	sets := f.Apps().V1().DaemonSets().Informer()
+	podInf := f.Core().V1().Pods().Informer()
+	revInf := f.Apps().V1().ControllerRevisions().Informer()
+	nodeInf := f.Core().V1().Nodes().Informer()
+	for what, inf := range map[string]cache.SharedIndexInformer{"pods": podInf, "controllerrevisions": revInf} {
+		if err := inf.AddIndexers(cache.Indexers{byController: indexByController}); err != nil {
+			return nil, fmt.Errorf("indexing %s by controller: %w", what, err)
+		}
+	}
+	clk := clock.RealClock{}
+	c := &controller{
+		client: client, sets: sets.GetIndexer(), pods: podInf.GetIndexer(), revs: revInf.GetIndexer(), nodes: nodeInf.GetIndexer(),
+		queue: sdk.NewQueue[string](Name), exp: expectations.New(clk, expectations.DefaultTTL),
+		clock: clk, logger: env.Logger, burst: cfg.BurstReplicas,
+	}
+	handlers := []struct {
+		what string
+		inf  cache.SharedIndexInformer
+		h    cache.ResourceEventHandler
+	}{
+		{"daemonsets", sets, cache.ResourceEventHandlerFuncs{AddFunc: c.enqueue, UpdateFunc: func(_, o any) { c.enqueue(o) }, DeleteFunc: c.deleteSet}},
+		{"pods", podInf, cache.ResourceEventHandlerFuncs{AddFunc: c.addPod, UpdateFunc: c.updatePod, DeleteFunc: c.deletePod}},
+		{"controllerrevisions", revInf, cache.ResourceEventHandlerFuncs{AddFunc: c.enqueueOwner, UpdateFunc: func(_, o any) { c.enqueueOwner(o) }, DeleteFunc: c.enqueueOwner}},
+		{"nodes", nodeInf, cache.ResourceEventHandlerFuncs{AddFunc: c.enqueueAll, UpdateFunc: c.updateNode, DeleteFunc: c.enqueueAll}},
+	}
+	for _, h := range handlers {
+		if _, err := h.inf.AddEventHandler(h.h); err != nil {
+			return nil, fmt.Errorf("watching %s: %w", h.what, err)
+		}
+	}
+	return func(ctx context.Context) error {
+		c.events = sdk.NewEventRecorder(ctx, client, component)
+		c.logger.Info("controller started", "workers", cfg.Workers)
+		sdk.RunWorkers(ctx, c.queue, cfg.Workers, c.reconcile, c.logger)
+		return nil
+	}, nil
+}
+
+func indexByController(obj any) ([]string, error) {
+	m, ok := obj.(metav1.Object)
+	if !ok {
+		return nil, nil
+	}
+	if ref := metav1.GetControllerOfNoCopy(m); ref != nil {
+		return []string{m.GetNamespace() + "/" + string(ref.UID)}, nil
+	}
+	return []string{m.GetNamespace()}, nil
+}
+
+// transform keeps of a pod its identity, owner, revision labels, target
+// node (nodeName or the affinity naming it), phase and readiness; of a node
+// its name, labels, taints and unschedulable flag (its status, most of its
+// size and most of its updates, is never read).
+func transform(obj any) (any, error) {
+	switch o := obj.(type) {
+	case *v1.Pod:
+		s := &v1.Pod{
+			ObjectMeta: metav1.ObjectMeta{
+				Name: o.Name, Namespace: o.Namespace, UID: o.UID, ResourceVersion: o.ResourceVersion,
+				Labels: o.Labels, OwnerReferences: o.OwnerReferences,
+				CreationTimestamp: o.CreationTimestamp, DeletionTimestamp: o.DeletionTimestamp,
+			},
+			Spec:   v1.PodSpec{NodeName: o.Spec.NodeName},
+			Status: v1.PodStatus{Phase: o.Status.Phase},
+		}
+		if o.Spec.NodeName == "" {
+			if n := targetNode(o); n != "" {
+				s.Spec.Affinity = nodeAffinity(nil, n)
+			}
+		}
+		if c := pods.ReadyCondition(o); c != nil {
+			s.Status.Conditions = []v1.PodCondition{{Type: c.Type, Status: c.Status, LastTransitionTime: c.LastTransitionTime}}
+		}
+		return s, nil
+	case *v1.Node:
+		return &v1.Node{
+			ObjectMeta: metav1.ObjectMeta{Name: o.Name, UID: o.UID, ResourceVersion: o.ResourceVersion, Labels: o.Labels},
+			Spec:       v1.NodeSpec{Taints: o.Spec.Taints, Unschedulable: o.Spec.Unschedulable},
+		}, nil
+	}
+	return sdk.StripManagedFields(obj)
+}
+
+func (c *controller) enqueue(obj any) {
+	if key, err := cache.DeletionHandlingMetaNamespaceKeyFunc(obj); err == nil {
+		c.queue.Add(key)
+	}
+}
+
+func (c *controller) enqueueAll(any) {
+	for _, k := range c.sets.ListKeys() {
+		c.queue.Add(k)
+	}
+}
+
+func (c *controller) updateNode(oldObj, newObj any) {
+	old, cur := oldObj.(*v1.Node), newObj.(*v1.Node)
+	if !reflect.DeepEqual(old.Labels, cur.Labels) || !reflect.DeepEqual(old.Spec, cur.Spec) {
+		c.enqueueAll(cur)
+	}
+}
+
+func (c *controller) deleteSet(obj any) {
+	if key, err := cache.DeletionHandlingMetaNamespaceKeyFunc(obj); err == nil {
+		c.exp.Delete(key)
+		c.queue.Add(key)
+	}
+}
+
+func (c *controller) ownerKey(m metav1.Object) (string, bool) {
+	ref := metav1.GetControllerOfNoCopy(m)
+	if ref == nil || ref.Kind != kind.Kind {
+		return "", false
+	}
+	key := m.GetNamespace() + "/" + ref.Name
+	obj, ok, _ := c.sets.GetByKey(key)
+	if !ok || obj.(*appsv1.DaemonSet).UID != ref.UID {
+		return "", false
+	}
+	return key, true
+}
+
+func (c *controller) enqueueOwner(obj any) {
+	if m, ok := tombstone.Object[metav1.Object](obj); ok {
+		if key, ok := c.ownerKey(m); ok {
+			c.queue.Add(key)
+		}
+	}
+}
+
+func (c *controller) enqueueSelecting(p *v1.Pod) {
+	objs, _ := c.sets.ByIndex(cache.NamespaceIndex, p.Namespace)
+	for _, o := range objs {
+		ds := o.(*appsv1.DaemonSet)
+		sel, err := metav1.LabelSelectorAsSelector(ds.Spec.Selector)
+		if err == nil && !sel.Empty() && sel.Matches(labels.Set(p.Labels)) {
+			c.enqueue(ds)
+		}
+	}
+}
+
+func (c *controller) addPod(obj any) {
+	p := obj.(*v1.Pod)
+	if p.DeletionTimestamp != nil {
+		c.deletePod(p)
+		return
+	}
+	if key, ok := c.ownerKey(p); ok {
+		c.exp.CreationObserved(key)
+		c.queue.Add(key)
+		return
+	}
+	if metav1.GetControllerOfNoCopy(p) == nil {
+		c.enqueueSelecting(p)
+	}
+}
+
+func (c *controller) updatePod(oldObj, newObj any) {
+	old, cur := oldObj.(*v1.Pod), newObj.(*v1.Pod)
+	if old.ResourceVersion == cur.ResourceVersion {
+		return
+	}
+	if cur.DeletionTimestamp != nil {
+		c.deletePod(cur)
+		return
+	}
+	key, ok := c.ownerKey(cur)
+	if !ok {
+		if metav1.GetControllerOfNoCopy(cur) == nil && !reflect.DeepEqual(old.Labels, cur.Labels) {
+			c.enqueueSelecting(cur)
+		}
+		return
+	}
+	c.queue.Add(key)
+	if !pods.IsReady(old) && pods.IsReady(cur) {
+		obj, _, _ := c.sets.GetByKey(key)
+		if ds, ok := obj.(*appsv1.DaemonSet); ok && ds.Spec.MinReadySeconds > 0 {
+			c.queue.AddAfter(key, secondsDuration(ds.Spec.MinReadySeconds))
+		}
+	}
+}
+
+func (c *controller) deletePod(obj any) {
+	p, ok := tombstone.Object[*v1.Pod](obj)
+	if !ok {
+		return
+	}
+	if key, ok := c.ownerKey(p); ok {
+		c.exp.DeletionObserved(key, p.Namespace+"/"+p.Name)
+		c.queue.Add(key)
+	}
+}
