@@ -173,11 +173,17 @@ func startCluster(t *testing.T, cfg settings, imgs []Image, runDir string) clust
 	if err := os.WriteFile(repoList, []byte(RepoList(reg.Host)), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	tarball := filepath.Join(runDir, "images.tar")
+	// Beside the agents' data dirs (under the temp dir), so it is linked
+	// into each, not copied.
+	tmp, err := os.MkdirTemp("", "kconf")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(tmp) })
+	tarball := filepath.Join(tmp, "images.tar")
 	if err := WriteTarball(tarball, reg.Host, imgs); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { os.Remove(tarball) })
 
 	join := hc.Servers[0]
 	token := join.JoinToken(t)
