@@ -2,6 +2,9 @@
 #   make run    build and run a single-node cluster in the foreground (data in .run/)
 #   make test   every test (unit, integration; as root also the e2e suite)
 #   make bench  benchmarks side by side with upstream (etcd, kube-apiserver, kube-scheduler, ...)
+#   make conformance        upstream [Conformance] specs against a real cluster, offline
+#                           (FOCUS=regexp SKIP=regexp HA=1; as root)
+#   make conformance-smoke  the ~30 specs of conformance/smoke.txt
 
 SHELL         := /bin/bash
 GO            ?= go
@@ -23,7 +26,7 @@ VERSION_LDFLAGS := -X main.keelsonVersion=$(KEELSON_VERSION) \
 GOFLAGS_BUILD := -trimpath -ldflags "$(VERSION_LDFLAGS)"
 TEST_TIMEOUT  ?= 25m
 
-.PHONY: all build run test bench soak lint deps clean
+.PHONY: all build run test bench soak lint deps clean conformance conformance-smoke conformance-bins
 
 all: build
 
@@ -71,6 +74,46 @@ SOAK_TIME ?= 30m
 soak: build
 	KEELSON_BIN=$(KEELSON) KEELSON_SOAK=$(SOAK_TIME) $(GO) test -run Soak -timeout 0 -count=1 -v ./e2e/ha/
 
+# conformance builds, once (cached in .conformance/, rebuilt when
+# conformance/e2ebin's go.mod changes), the upstream e2e.test v1.37.2 and the
+# test images' programs from their Go sources, in the module of their own
+# conformance/e2ebin; then runs e2e/conformance under the e2e lock. Its
+# report is .conformance/report.md (each run's files in .conformance/runs/).
+CONFORMANCE_DIR ?= $(CURDIR)/.conformance
+E2EBIN          := $(CURDIR)/conformance/e2ebin
+E2EBIN_DEPS     := $(E2EBIN)/go.mod $(E2EBIN)/go.sum
+E2E_LDFLAGS     := -X k8s.io/component-base/version.gitVersion=$(K8S_VERSION) \
+	-X k8s.io/component-base/version.gitMajor=1 -X k8s.io/component-base/version.gitMinor=37
+CONFORMANCE_BINS := $(CONFORMANCE_DIR)/e2e.test $(CONFORMANCE_DIR)/bin/agnhost \
+	$(CONFORMANCE_DIR)/bin/sample-apiserver $(CONFORMANCE_DIR)/bin/nnp $(CONFORMANCE_DIR)/bin/porter/localhost.crt
+export FOCUS SKIP HA E2E_TIMEOUT SMOKE_LIST
+
+conformance-bins: $(CONFORMANCE_BINS)
+
+$(CONFORMANCE_DIR)/e2e.test: $(E2EBIN_DEPS)
+	cd $(E2EBIN) && $(GO) test -c -trimpath -ldflags "$(E2E_LDFLAGS)" -o $@ k8s.io/kubernetes/test/e2e
+
+$(CONFORMANCE_DIR)/bin/agnhost: $(E2EBIN_DEPS)
+	cd $(E2EBIN) && $(GO) build -trimpath -o $@ k8s.io/kubernetes/test/images/agnhost
+
+$(CONFORMANCE_DIR)/bin/sample-apiserver: $(E2EBIN_DEPS)
+	cd $(E2EBIN) && $(GO) build -trimpath -o $@ k8s.io/sample-apiserver
+
+$(CONFORMANCE_DIR)/bin/nnp: $(E2EBIN_DEPS)
+	cd $(E2EBIN) && $(GO) build -trimpath -o $@ k8s.io/kubernetes/test/images/nonewprivs
+
+$(CONFORMANCE_DIR)/bin/porter/localhost.crt: $(E2EBIN_DEPS)
+	@mkdir -p $(@D)
+	cd $(E2EBIN) && cp "$$($(GO) list -m -f '{{.Dir}}' k8s.io/kubernetes)"/test/images/agnhost/porter/localhost.{crt,key} $(@D)/ && chmod 644 $(@D)/localhost.*
+
+conformance: build conformance-bins
+	flock /tmp/keelson-e2e.lock env KEELSON_BIN=$(KEELSON) KEELSON_CONFORMANCE_DIR=$(CONFORMANCE_DIR) KEELSON_COMMIT=$(GIT_COMMIT) \
+		$(GO) test -trimpath -ldflags "$(VERSION_LDFLAGS)" -timeout 0 -count=1 -v -run '^TestConformance$$' ./e2e/conformance/
+	@cat $(CONFORMANCE_DIR)/report.md
+
+conformance-smoke:
+	$(MAKE) conformance SMOKE_LIST=$(CURDIR)/conformance/smoke.txt
+
 STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 
 lint:
@@ -79,4 +122,4 @@ lint:
 	$(GO) run $(STATICCHECK) ./...
 
 clean:
-	rm -rf $(BIN)
+	rm -rf $(BIN) $(CONFORMANCE_DIR)

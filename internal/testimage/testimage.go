@@ -111,8 +111,13 @@ type Registry struct {
 }
 
 // ServeRegistry starts a registry on 127.0.0.1.
-func ServeRegistry() (*Registry, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+func ServeRegistry() (*Registry, error) { return ServeRegistryAt("127.0.0.1:0") }
+
+// ServeRegistryAt starts a registry listening on addr (host:port, port 0
+// for any free one), e.g. a test network's bridge address that nodes in
+// network namespaces reach.
+func ServeRegistryAt(addr string) (*Registry, error) {
+	l, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("testimage: %w", err)
 	}

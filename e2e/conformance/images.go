@@ -1,0 +1,314 @@
+package conformance
+
+import (
+	"archive/tar"
+	"bytes"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/google/go-containerregistry/pkg/name"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/mutate"
+	"github.com/google/go-containerregistry/pkg/v1/tarball"
+
+	"github.com/keelson/keelson/internal/testimage"
+)
+
+// Binaries are the programs built from Go sources (conformance/e2ebin) that
+// go into the images.
+type Binaries struct {
+	Agnhost         string // k8s.io/kubernetes/test/images/agnhost
+	SampleAPIServer string // k8s.io/sample-apiserver
+	Nonewprivs      string // k8s.io/kubernetes/test/images/nonewprivs (nnp)
+	// PorterCerts is test/images/agnhost/porter, whose localhost.crt and
+	// localhost.key agnhost's image carries at /.
+	PorterCerts string
+}
+
+// Image is one image the specs ask for, by its repository path below a
+// registry (as test/utils/image/manifest.go at v1.37.2 names it).
+type Image struct {
+	// Registry is the key of the registry in KUBE_TEST_REPO_LIST
+	// ("promoterE2eRegistry", "gcRegistry") and Upstream its default.
+	Registry, Upstream string
+	// Path is "agnhost:2.66.1" or "pause:3.10.2", below the registry.
+	Path string
+	// StandIn says why the image is not what upstream builds, if it is not.
+	StandIn string
+	Image   v1.Image
+}
+
+// registryDefaults are manifest.go's registries that images here live in.
+var registryDefaults = map[string]string{
+	"promoterE2eRegistry": "registry.k8s.io/e2e-test-images",
+	"gcRegistry":          "registry.k8s.io",
+}
+
+// nginxStandIn says what the nginx images are.
+const nginxStandIn = "busybox httpd serving /usr/share/nginx/html on port 80 (Debian's nginx needs its shared libraries assembled; not done yet)"
+
+// BuildImages assembles every image of the run from Debian's busybox-static
+// and the given binaries. Layers are shared, so the images together cost
+// little more than their largest binary.
+func BuildImages(bins Binaries) ([]Image, error) {
+	base, err := testimage.Busybox()
+	if err != nil {
+		return nil, err
+	}
+	agnhost, err := agnhostImage(base, bins)
+	if err != nil {
+		return nil, err
+	}
+	pause, err := layered(base, nil, map[string]file{"pause": {src: bins.Agnhost, mode: 0o755}},
+		func(c *v1.Config) { c.Entrypoint, c.Cmd = []string{"/pause"}, []string{"pause"} })
+	if err != nil {
+		return nil, err
+	}
+	nonroot, err := mutateConfig(base, func(c *v1.Config) { c.User = "1234" })
+	if err != nil {
+		return nil, err
+	}
+	nnp, err := layered(base, []string{"usr/local", "usr/local/bin"}, map[string]file{"usr/local/bin/nnp": {src: bins.Nonewprivs, mode: 0o4755}},
+		func(c *v1.Config) { c.Cmd = []string{"nnp"} })
+	if err != nil {
+		return nil, err
+	}
+	apiserver, err := layered(base, nil, map[string]file{"sample-apiserver": {src: bins.SampleAPIServer, mode: 0o755}},
+		func(c *v1.Config) { c.Entrypoint, c.Cmd = []string{"/sample-apiserver"}, nil })
+	if err != nil {
+		return nil, err
+	}
+	nginx, err := layered(base, []string{"usr/share", "usr/share/nginx", "usr/share/nginx/html"},
+		map[string]file{"usr/share/nginx/html/index.html": {data: []byte("<!DOCTYPE html>\n<html><head><title>Welcome to nginx!</title></head><body><h1>Welcome to nginx!</h1></body></html>\n"), mode: 0o644}},
+		func(c *v1.Config) {
+			c.Entrypoint, c.Cmd = []string{"httpd", "-f", "-v", "-p", "80", "-h", "/usr/share/nginx/html"}, nil
+			c.ExposedPorts = map[string]struct{}{"80/tcp": {}}
+		})
+	if err != nil {
+		return nil, err
+	}
+	e2e := "promoterE2eRegistry"
+	return []Image{
+		{Registry: e2e, Path: "agnhost:2.66.1", Image: agnhost, StandIn: agnhostStandIn},
+		{Registry: e2e, Path: "agnhost:2.55", Image: agnhost, StandIn: "agnhost built from v1.37.2's sources (2.66.1), named 2.55; " + agnhostStandIn},
+		{Registry: e2e, Path: "busybox:1.37.0-2", Image: base, StandIn: "Debian's busybox-static (no printenv applet)"},
+		{Registry: e2e, Path: "nonroot:1.5", Image: nonroot, StandIn: "busybox-static with USER 1234 (upstream: debian-base)"},
+		{Registry: e2e, Path: "nonewprivs:1.4", Image: nnp},
+		{Registry: e2e, Path: "sample-apiserver:1.29.2", Image: apiserver, StandIn: "k8s.io/sample-apiserver v0.37.2 on busybox-static"},
+		{Registry: e2e, Path: "nginx:1.27.0-2", Image: nginx, StandIn: nginxStandIn},
+		{Registry: e2e, Path: "nginx:1.28.0-2", Image: nginx, StandIn: nginxStandIn},
+		{Registry: "gcRegistry", Path: "pause:3.10.2", Image: pause, StandIn: "agnhost's pause subcommand"},
+	}, nil
+}
+
+const agnhostStandIn = "agnhost on busybox-static: no dig, curl, iperf, socat, coredns or fake registry data (upstream: alpine with those)"
+
+// agnhostImage is agnhost as its Dockerfile lays it out: /agnhost (and
+// /agnhost-2), porter's certificates, /uploads, a user and a group defined
+// in the image; entrypoint /agnhost, command pause.
+func agnhostImage(base v1.Image, bins Binaries) (v1.Image, error) {
+	passwd := "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\nuser-defined-in-image:x:1000:1000::/home/user-defined-in-image:/bin/sh\n"
+	group := "root:x:0:\nnogroup:x:65534:\nuser-defined-in-image:x:1000:\ngroup-defined-in-image:x:50000:user-defined-in-image\n"
+	files := map[string]file{
+		"agnhost":       {src: bins.Agnhost, mode: 0o755},
+		"agnhost-2":     {link: "agnhost"},
+		"localhost.crt": {src: filepath.Join(bins.PorterCerts, "localhost.crt"), mode: 0o644},
+		"localhost.key": {src: filepath.Join(bins.PorterCerts, "localhost.key"), mode: 0o644},
+		"etc/passwd":    {data: []byte(passwd), mode: 0o644},
+		"etc/group":     {data: []byte(group), mode: 0o644},
+	}
+	return layered(base, []string{"uploads", "home", "home/user-defined-in-image"}, files, func(c *v1.Config) {
+		c.Entrypoint, c.Cmd = []string{"/agnhost"}, []string{"pause"}
+		c.ExposedPorts = map[string]struct{}{"80/tcp": {}, "8080/tcp": {}, "8081/tcp": {}, "9376/tcp": {}, "5000/tcp": {}}
+	})
+}
+
+// file is one entry of a layer: a copy of src, literal data, or a symlink.
+type file struct {
+	src  string
+	data []byte
+	link string
+	mode int64
+}
+
+// layered adds one layer with dirs and files on top of base and edits the
+// image configuration. The shared libraries the binaries among files link
+// (they are built with cgo, like the rest of the project, so they share its
+// build cache) come from this Debian host, at the paths ldd names.
+func layered(base v1.Image, dirs []string, files map[string]file, edit func(*v1.Config)) (v1.Image, error) {
+	files, dirs, err := withLibs(files, dirs)
+	if err != nil {
+		return nil, err
+	}
+	var buf bytes.Buffer
+	tw := tar.NewWriter(&buf)
+	mtime := time.Unix(0, 0)
+	for _, d := range dirs {
+		if err := tw.WriteHeader(&tar.Header{Typeflag: tar.TypeDir, Name: d + "/", Mode: 0o755, ModTime: mtime}); err != nil {
+			return nil, err
+		}
+	}
+	names := make([]string, 0, len(files))
+	for n := range files {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	for _, n := range names {
+		f := files[n]
+		if f.link != "" {
+			if err := tw.WriteHeader(&tar.Header{Typeflag: tar.TypeSymlink, Name: n, Linkname: f.link, Mode: 0o777, ModTime: mtime}); err != nil {
+				return nil, err
+			}
+			continue
+		}
+		data := f.data
+		if f.src != "" {
+			b, err := os.ReadFile(f.src)
+			if err != nil {
+				return nil, fmt.Errorf("image file %s: %w (run make conformance-bins)", n, err)
+			}
+			data = b
+		}
+		if err := tw.WriteHeader(&tar.Header{Typeflag: tar.TypeReg, Name: n, Mode: f.mode, Size: int64(len(data)), ModTime: mtime}); err != nil {
+			return nil, err
+		}
+		if _, err := tw.Write(data); err != nil {
+			return nil, err
+		}
+	}
+	if err := tw.Close(); err != nil {
+		return nil, err
+	}
+	data := buf.Bytes()
+	layer, err := tarball.LayerFromOpener(func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(data)), nil })
+	if err != nil {
+		return nil, fmt.Errorf("image layer: %w", err)
+	}
+	img, err := mutate.AppendLayers(base, layer)
+	if err != nil {
+		return nil, err
+	}
+	return mutateConfig(img, edit)
+}
+
+// withLibs adds to files the shared libraries (and dynamic loader) that the
+// binaries among them need, and their directories to dirs.
+func withLibs(files map[string]file, dirs []string) (map[string]file, []string, error) {
+	out := map[string]file{}
+	for n, f := range files {
+		out[n] = f
+	}
+	seenDir := map[string]bool{}
+	for _, d := range dirs {
+		seenDir[d] = true
+	}
+	for _, f := range files {
+		if f.src == "" || f.mode&0o111 == 0 {
+			continue
+		}
+		libs, err := sharedLibs(f.src)
+		if err != nil {
+			return nil, nil, err
+		}
+		for _, l := range libs {
+			rel := strings.TrimPrefix(l, "/")
+			if _, ok := out[rel]; ok {
+				continue
+			}
+			out[rel] = file{src: l, mode: 0o755}
+			for d := filepath.Dir(rel); d != "." && !seenDir[d]; d = filepath.Dir(d) {
+				seenDir[d] = true
+			}
+		}
+	}
+	dirs = dirs[:0:0]
+	for d := range seenDir {
+		dirs = append(dirs, d)
+	}
+	sort.Strings(dirs) // parents before children
+	return out, dirs, nil
+}
+
+// sharedLibs lists the absolute paths of the libraries ldd reports for a
+// binary; none for a static one.
+func sharedLibs(bin string) ([]string, error) {
+	out, err := exec.Command("ldd", bin).CombinedOutput()
+	if err != nil {
+		if strings.Contains(string(out), "not a dynamic executable") {
+			return nil, nil
+		}
+		return nil, fmt.Errorf("ldd %s: %w: %s", bin, err, out)
+	}
+	var libs []string
+	for _, l := range strings.Split(string(out), "\n") {
+		f := strings.Fields(l)
+		switch {
+		case len(f) >= 3 && f[1] == "=>" && strings.HasPrefix(f[2], "/"):
+			libs = append(libs, f[2])
+		case len(f) >= 1 && strings.HasPrefix(f[0], "/"):
+			libs = append(libs, f[0])
+		}
+	}
+	return libs, nil
+}
+
+func mutateConfig(img v1.Image, edit func(*v1.Config)) (v1.Image, error) {
+	cf, err := img.ConfigFile()
+	if err != nil {
+		return nil, err
+	}
+	cf = cf.DeepCopy()
+	edit(&cf.Config)
+	return mutate.ConfigFile(img, cf)
+}
+
+// Refs are the names an image is known by: upstream's
+// (registry.k8s.io/...) and the mapped one on the run's registry.
+func (im Image) Refs(registryHost string) []string {
+	sub := ""
+	if im.Registry == "promoterE2eRegistry" {
+		sub = "/e2e-test-images"
+	}
+	return []string{registryDefaults[im.Registry] + "/" + im.Path, registryHost + sub + "/" + im.Path}
+}
+
+// RepoPath is the image's path on the run's registry: the same below the
+// host as upstream's, so the registry also serves as a mirror of
+// registry.k8s.io.
+func (im Image) RepoPath() string {
+	if im.Registry == "promoterE2eRegistry" {
+		return "e2e-test-images/" + im.Path
+	}
+	return im.Path
+}
+
+// WriteTarball writes every image under every name into one docker-save
+// tarball (shared layers once), for the agents' images directories.
+func WriteTarball(path, registryHost string, imgs []Image) error {
+	refs := map[name.Reference]v1.Image{}
+	for _, im := range imgs {
+		for _, r := range im.Refs(registryHost) {
+			tag, err := name.NewTag(r, name.Insecure)
+			if err != nil {
+				return fmt.Errorf("image name %s: %w", r, err)
+			}
+			refs[tag] = im.Image
+		}
+	}
+	if err := tarball.MultiRefWriteToFile(path, refs); err != nil {
+		return fmt.Errorf("writing images to %s: %w", path, err)
+	}
+	return nil
+}
+
+// RepoList is the KUBE_TEST_REPO_LIST file mapping manifest.go's
+// registries to the run's registry.
+func RepoList(registryHost string) string {
+	return fmt.Sprintf("promoterE2eRegistry: %[1]s/e2e-test-images\ngcRegistry: %[1]s\ngcEtcdRegistry: %[1]s\nbuildImageRegistry: %[1]s/build-image\nsigStorageRegistry: %[1]s/sig-storage\ndockerLibraryRegistry: %[1]s/library\ncloudProviderGcpRegistry: %[1]s/cloud-provider-gcp\n", registryHost)
+}
