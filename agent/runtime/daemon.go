@@ -8,12 +8,13 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	goruntime "runtime"
 	"strings"
 	"syscall"
 	"time"
 
 	"github.com/containerd/containerd"
+
+	"github.com/keelson/keelson/internal/forkthread"
 )
 
 // DaemonOptions says how to run the agent's own containerd.
@@ -67,30 +68,22 @@ func StartDaemon(ctx context.Context, opts DaemonOptions) (*Daemon, error) {
 		return nil, fmt.Errorf("runtime: %w", err)
 	}
 	d := &Daemon{socket: socket, done: make(chan struct{}), log: opts.Logger}
-	started := make(chan error, 1)
-	// PR_SET_PDEATHSIG fires when the thread that forked the child exits, so
-	// that thread is kept, locked, for the child's whole life.
+	cmd := exec.Command(bin, "--config", conf)
+	cmd.Stdout, cmd.Stderr = logFile, logFile
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL, Setpgid: true}
+	cmd.Env = append(os.Environ(), "TMPDIR="+filepath.Join(opts.Dir, "state"))
+	// PR_SET_PDEATHSIG fires when the thread that forked the child exits:
+	// forkthread forks from a thread that lives as long as the agent.
+	if err := forkthread.Start(cmd); err != nil {
+		logFile.Close()
+		return nil, fmt.Errorf("runtime: starting %s: %w", bin, err)
+	}
+	d.cmd = cmd
 	go func() {
-		goruntime.LockOSThread()
-		defer goruntime.UnlockOSThread()
 		defer logFile.Close()
-		cmd := exec.Command(bin, "--config", conf)
-		cmd.Stdout, cmd.Stderr = logFile, logFile
-		cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL, Setpgid: true}
-		cmd.Env = append(os.Environ(), "TMPDIR="+filepath.Join(opts.Dir, "state"))
-		if err := cmd.Start(); err != nil {
-			started <- fmt.Errorf("runtime: starting %s: %w", bin, err)
-			close(d.done)
-			return
-		}
-		d.cmd = cmd
-		started <- nil
 		d.err = cmd.Wait()
 		close(d.done)
 	}()
-	if err := <-started; err != nil {
-		return nil, err
-	}
 	opts.Logger.Info("started containerd", "pid", d.cmd.Process.Pid, "socket", socket, "log", logPath)
 	if err := d.waitReady(ctx, logPath); err != nil {
 		d.Stop()

@@ -6,9 +6,9 @@ import (
 )
 
 // setParentDeathSignal makes the kernel SIGKILL the plugin when the host
-// dies, even by SIGKILL. It fires when the forking OS thread exits, which Go
-// only does for a goroutine that exits while locked to its thread; the SDK's
-// watchdog covers that case and other platforms.
+// dies, even by SIGKILL. It fires when the forking OS thread exits, so
+// plugins are forked from forkthread's thread, which lives as long as the
+// host; the SDK's watchdog covers other platforms.
 func setParentDeathSignal(cmd *exec.Cmd) {
 	if cmd.SysProcAttr == nil {
 		cmd.SysProcAttr = &syscall.SysProcAttr{}

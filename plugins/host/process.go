@@ -73,7 +73,6 @@ func (s *Supervisor) launch(sp Spec) (*launch, error) {
 	cc := &plugin.ClientConfig{
 		HandshakeConfig:  proto.Handshake,
 		VersionedPlugins: proto.HostPluginSets(),
-		Cmd:              cmd,
 		AutoMTLS:         true,
 		AllowedProtocols: []plugin.Protocol{plugin.ProtocolGRPC},
 		SkipHostEnv:      true,
@@ -84,9 +83,7 @@ func (s *Supervisor) launch(sp Spec) (*launch, error) {
 		StartTimeout: s.cfg.StartTimeout,
 		SyncStderr:   l.stderr,
 	}
-	if sum != nil {
-		cc.SecureConfig = &plugin.SecureConfig{Checksum: sum, Hash: sha256.New()}
-	}
+	cc.RunnerFunc = l.runnerFunc(sum, sha256.New)
 	l.client = plugin.NewClient(cc)
 	return l, nil
 }

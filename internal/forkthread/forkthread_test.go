@@ -1,0 +1,76 @@
+package forkthread
+
+import (
+	"bytes"
+	"fmt"
+	"os"
+	"os/exec"
+	"runtime"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// running reports whether pid is a live process (not gone, not a zombie).
+func running(pid int) bool {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return false
+	}
+	fields := strings.Fields(string(b[bytes.LastIndexByte(b, ')')+1:]))
+	return len(fields) > 0 && fields[0] != "Z"
+}
+
+// retireThreads ends OS threads the way network-namespace work does:
+// goroutines that lock their thread and return without unlocking it.
+func retireThreads(n int) {
+	var wg sync.WaitGroup
+	for range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			runtime.LockOSThread()
+			time.Sleep(time.Millisecond)
+		}()
+	}
+	wg.Wait()
+}
+
+// TestChildrenOutliveRetiredThreads: children started here with a
+// parent-death signal keep running while the process retires threads.
+func TestChildrenOutliveRetiredThreads(t *testing.T) {
+	var cmds []*exec.Cmd
+	for range 3 {
+		cmd := exec.Command("sleep", "600")
+		cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+		if err := Start(cmd); err != nil {
+			t.Fatal(err)
+		}
+		cmds = append(cmds, cmd)
+		t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+		// Threads retire between the starts too.
+		retireThreads(20)
+	}
+	for range 20 {
+		retireThreads(50)
+	}
+	// A retired thread's signal is sent as it exits, just after its
+	// goroutine is done: look a few times.
+	for range 10 {
+		for _, cmd := range cmds {
+			if !running(cmd.Process.Pid) {
+				t.Fatalf("child %d died when other threads of its parent were retired", cmd.Process.Pid)
+			}
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+func TestStartReportsTheError(t *testing.T) {
+	err := Start(exec.Command("/nonexistent/forkthread-test"))
+	if err == nil || !strings.Contains(err.Error(), "/nonexistent/forkthread-test") {
+		t.Fatalf("Start of a missing binary: %v", err)
+	}
+}
