@@ -93,19 +93,18 @@ type pluginRun struct {
 	lastError string
 }
 
-func readPlugins(t *testing.T, dyn dynamic.Interface, names []string) map[string]pluginRun {
-	t.Helper()
+func readPlugins(dyn dynamic.Interface, names []string) (map[string]pluginRun, error) {
 	runs := map[string]pluginRun{}
 	for _, name := range names {
 		obj, err := dyn.Resource(pluginGVR).Get(context.Background(), name, metav1.GetOptions{})
 		if err != nil {
-			t.Fatalf("plugin %s: %v", name, err)
+			return nil, fmt.Errorf("plugin %s: %w", name, err)
 		}
 		str := func(f string) string { v, _, _ := unstructured.NestedString(obj.Object, "status", f); return v }
 		num := func(f string) int64 { v, _, _ := unstructured.NestedInt64(obj.Object, "status", f); return v }
 		runs[name] = pluginRun{state: str("state"), restarts: num("restarts"), pid: num("pid"), lastError: str("lastError")}
 	}
-	return runs
+	return runs, nil
 }
 
 // TestServerPodChurnKeepsItsPlugins: creating and deleting pods on a
@@ -121,7 +120,9 @@ func TestServerPodChurnKeepsItsPlugins(t *testing.T) {
 	}
 	var before map[string]pluginRun
 	harness.Eventually(t, 2*time.Minute, "every plugin runs", func() (bool, string) {
-		before = readPlugins(t, dyn, plugins)
+		if before, err = readPlugins(dyn, plugins); err != nil {
+			return false, err.Error()
+		}
 		for _, r := range before {
 			if r.state != "running" || r.pid == 0 {
 				return false, fmt.Sprint(before)
@@ -171,7 +172,10 @@ spec:
 			return err == nil && len(entries) == 0, fmt.Sprint(len(entries), err)
 		})
 	}
-	after := readPlugins(t, dyn, plugins)
+	after, err := readPlugins(dyn, plugins)
+	if err != nil {
+		t.Fatal(err)
+	}
 	for name, r := range after {
 		if r.restarts != 0 || r.pid != before[name].pid || r.state != "running" {
 			t.Errorf("plugin %s: %d restarts, pid %d (was %d), state %s, last error %q",
