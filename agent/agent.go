@@ -28,7 +28,7 @@ import (
 	"github.com/keelson/keelson/agent/pods"
 	"github.com/keelson/keelson/agent/runtime"
 	"github.com/keelson/keelson/config"
-	"github.com/keelson/keelson/core/join"
+	"github.com/keelson/keelson/internal/join"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"k8s.io/apimachinery/pkg/api/resource"

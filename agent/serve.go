@@ -19,7 +19,7 @@ import (
 	"github.com/keelson/keelson/agent/runtime"
 	"github.com/keelson/keelson/agent/volumes"
 	"github.com/keelson/keelson/config"
-	"github.com/keelson/keelson/core/join"
+	"github.com/keelson/keelson/internal/join"
 	v1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/fields"

@@ -27,7 +27,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/keelson/keelson/core/join"
+	"github.com/keelson/keelson/internal/join"
 )
 
 // Options says which node asks and where.

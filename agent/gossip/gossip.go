@@ -19,7 +19,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/keelson/keelson/core/membership"
+	"github.com/keelson/keelson/internal/serfpool"
 )
 
 // DefaultRejoinInterval is how often a member that sees no alive server
@@ -60,7 +60,7 @@ type Config struct {
 	RejoinInterval time.Duration
 	// Tune, when set, adjusts the pool configuration before it starts
 	// (tests and benchmarks shorten gossip timings with it).
-	Tune func(*membership.Config)
+	Tune func(*serfpool.Config)
 }
 
 func (c Config) validate() error {
@@ -83,7 +83,7 @@ func (c Config) validate() error {
 // Member is the node's membership in the pool.
 type Member struct {
 	cfg  Config
-	pool *membership.Pool
+	pool *serfpool.Pool
 	log  *slog.Logger
 
 	mu    sync.Mutex
@@ -109,9 +109,9 @@ func Join(ctx context.Context, cfg Config) (*Member, error) {
 	if cfg.RejoinInterval == 0 {
 		cfg.RejoinInterval = DefaultRejoinInterval
 	}
-	mc := membership.DefaultConfig()
+	mc := serfpool.DefaultConfig()
 	mc.NodeName = cfg.NodeName
-	mc.Role = membership.RoleAgent
+	mc.Role = serfpool.RoleAgent
 	if cfg.BindAddr != "" {
 		mc.BindAddr = cfg.BindAddr
 	}
@@ -125,7 +125,7 @@ func Join(ctx context.Context, cfg Config) (*Member, error) {
 	if cfg.Tune != nil {
 		cfg.Tune(&mc)
 	}
-	pool, err := membership.Start(ctx, mc)
+	pool, err := serfpool.Start(ctx, mc)
 	if err != nil {
 		return nil, fmt.Errorf("gossip: joining the pool as node %q: %w", cfg.NodeName, err)
 	}
@@ -140,10 +140,10 @@ func Join(ctx context.Context, cfg Config) (*Member, error) {
 func (m *Member) Addr() string { return m.pool.Addr() }
 
 // Servers returns the servers the member sees alive, by name.
-func (m *Member) Servers() []membership.Member {
-	var out []membership.Member
+func (m *Member) Servers() []serfpool.Member {
+	var out []serfpool.Member
 	for _, s := range m.pool.Members() {
-		if s.IsServer() && s.Status == membership.StatusAlive {
+		if s.IsServer() && s.Status == serfpool.StatusAlive {
 			out = append(out, s)
 		}
 	}

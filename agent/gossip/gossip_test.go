@@ -10,7 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/keelson/keelson/core/membership"
+	"github.com/keelson/keelson/internal/serfpool"
 )
 
 const token = "test-cluster-token-0123456789"
@@ -24,7 +24,7 @@ func logger(t *testing.T) *slog.Logger {
 }
 
 // fast shortens gossip timings so failures are seen within a second.
-func fast(c *membership.Config) {
+func fast(c *serfpool.Config) {
 	c.ProbeInterval = 100 * time.Millisecond
 	c.ProbeTimeout = 50 * time.Millisecond
 	c.GossipInterval = 20 * time.Millisecond
@@ -37,15 +37,15 @@ func fast(c *membership.Config) {
 	c.RetryJoinMaxInterval = 200 * time.Millisecond
 }
 
-func startServer(t *testing.T, name, bind string, join ...string) *membership.Pool {
+func startServer(t *testing.T, name, bind string, join ...string) *serfpool.Pool {
 	t.Helper()
-	c := membership.DefaultConfig()
-	c.NodeName, c.Role, c.Token = name, membership.RoleServer, token
+	c := serfpool.DefaultConfig()
+	c.NodeName, c.Role, c.Token = name, serfpool.RoleServer, token
 	c.BindAddr, c.RaftAddr = bind, name+":8300"
 	c.Join = join
 	c.Logger = logger(t)
 	fast(&c)
-	p, err := membership.Start(context.Background(), c)
+	p, err := serfpool.Start(context.Background(), c)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -64,7 +64,7 @@ func eventually(t *testing.T, what string, cond func() bool) {
 	}
 }
 
-func status(p *membership.Pool, name string) membership.Status {
+func status(p *serfpool.Pool, name string) serfpool.Status {
 	for _, m := range p.Members() {
 		if m.Name == name {
 			return m.Status
@@ -93,9 +93,9 @@ func TestJoinPublishesTheNode(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer m.Close()
-	eventually(t, "s1 sees node-a", func() bool { return status(s1, "node-a") == membership.StatusAlive })
+	eventually(t, "s1 sees node-a", func() bool { return status(s1, "node-a") == serfpool.StatusAlive })
 	for _, mb := range s1.Members() {
-		if mb.Name == "node-a" && (mb.Role != membership.RoleAgent || mb.Zone != "zone-1" || mb.APIAddr != "127.0.0.1:10250") {
+		if mb.Name == "node-a" && (mb.Role != serfpool.RoleAgent || mb.Zone != "zone-1" || mb.APIAddr != "127.0.0.1:10250") {
 			t.Errorf("s1 sees node-a as %+v, want an agent in zone-1 with kubelet 127.0.0.1:10250", mb)
 		}
 	}
@@ -117,12 +117,12 @@ func TestMemberOutlivesItsFirstServer(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer m.Close()
-	eventually(t, "s2 sees node-a", func() bool { return status(s2, "node-a") == membership.StatusAlive })
+	eventually(t, "s2 sees node-a", func() bool { return status(s2, "node-a") == serfpool.StatusAlive })
 	if err := s1.Shutdown(); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "s2 sees s1 failed", func() bool { return status(s2, "s1") == membership.StatusFailed })
-	if got := status(s2, "node-a"); got != membership.StatusAlive {
+	eventually(t, "s2 sees s1 failed", func() bool { return status(s2, "s1") == serfpool.StatusFailed })
+	if got := status(s2, "node-a"); got != serfpool.StatusAlive {
 		t.Fatalf("s2 sees node-a %s after s1 stopped, want alive", got)
 	}
 	if got := m.Servers(); len(got) != 1 || got[0].Name != "s2" {
@@ -144,14 +144,14 @@ func TestRejoinAfterServersForgetIt(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer m.Close()
-	eventually(t, "s1 sees node-a", func() bool { return status(s1, "node-a") == membership.StatusAlive })
+	eventually(t, "s1 sees node-a", func() bool { return status(s1, "node-a") == serfpool.StatusAlive })
 	if err := s1.Shutdown(); err != nil {
 		t.Fatal(err)
 	}
 	eventually(t, "node-a sees no server", func() bool { return len(m.Servers()) == 0 })
 
 	again := startServer(t, "s1", addr) // no Join: only the agent can bring them together
-	eventually(t, "the restarted s1 sees node-a", func() bool { return status(again, "node-a") == membership.StatusAlive })
+	eventually(t, "the restarted s1 sees node-a", func() bool { return status(again, "node-a") == serfpool.StatusAlive })
 }
 
 func TestLeaveIsSeenAsLeft(t *testing.T) {
@@ -163,11 +163,11 @@ func TestLeaveIsSeenAsLeft(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "s1 sees node-a", func() bool { return status(s1, "node-a") == membership.StatusAlive })
+	eventually(t, "s1 sees node-a", func() bool { return status(s1, "node-a") == serfpool.StatusAlive })
 	if err := m.Leave(); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "s1 sees node-a left", func() bool { return status(s1, "node-a") == membership.StatusLeft })
+	eventually(t, "s1 sees node-a left", func() bool { return status(s1, "node-a") == serfpool.StatusLeft })
 	if err := m.Close(); err != nil {
 		t.Errorf("Close after Leave: %v", err)
 	}

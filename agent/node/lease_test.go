@@ -13,7 +13,7 @@ import (
 	"k8s.io/client-go/kubernetes/fake"
 	k8stesting "k8s.io/client-go/testing"
 
-	"github.com/keelson/keelson/plugins/sdk/nodehealth"
+	"github.com/keelson/keelson/internal/nodehealth"
 )
 
 // TestLeaseOnlyOutsideGossip: a node whose liveness the leader takes from

@@ -35,7 +35,7 @@ import (
 	"github.com/keelson/keelson/bench/internal/keelsonproc"
 	"github.com/keelson/keelson/bench/internal/procstat"
 	"github.com/keelson/keelson/core/ops"
-	"github.com/keelson/keelson/plugins/sdk/nodehealth"
+	"github.com/keelson/keelson/internal/nodehealth"
 )
 
 func main() {

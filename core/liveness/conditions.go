@@ -4,7 +4,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
-	"github.com/keelson/keelson/plugins/sdk/nodehealth"
+	"github.com/keelson/keelson/internal/nodehealth"
 )
 
 // Ready's reason and message when a node reachable again is restored.

@@ -35,22 +35,22 @@ import (
 	"k8s.io/client-go/kubernetes"
 	corelisters "k8s.io/client-go/listers/core/v1"
 
-	"github.com/keelson/keelson/core/membership"
-	"github.com/keelson/keelson/plugins/sdk/nodehealth"
+	"github.com/keelson/keelson/internal/nodehealth"
+	"github.com/keelson/keelson/internal/serfpool"
 )
 
-// Pool is what liveness reads from the gossip pool; *membership.Pool
+// Pool is what liveness reads from the gossip pool; *serfpool.Pool
 // implements it.
 type Pool interface {
 	// Members lists every member the pool knows, with its status and since
 	// when it has had it.
-	Members() []membership.Member
+	Members() []serfpool.Member
 	// Changes returns a channel closed at the next membership change.
 	Changes() <-chan struct{}
 	// Probe pings members directly and reports which answered.
 	Probe(ctx context.Context, names ...string) map[string]bool
 	// CrossCheck asks the other servers to probe members.
-	CrossCheck(ctx context.Context, names []string) (map[string][]membership.Opinion, int, error)
+	CrossCheck(ctx context.Context, names []string) (map[string][]serfpool.Opinion, int, error)
 }
 
 // Config tunes the liveness check.
@@ -151,7 +151,7 @@ func (r *runner) round(ctx context.Context) error {
 		return fmt.Errorf("listing nodes from the cache: %w", err)
 	}
 	now := r.cfg.Clock.Now()
-	members := map[string]membership.Member{}
+	members := map[string]serfpool.Member{}
 	for _, m := range r.pool.Members() {
 		members[m.Name] = m
 	}
@@ -186,7 +186,7 @@ func (r *runner) round(ctx context.Context) error {
 // trackMissing records since when gossip-managed Nodes have been absent
 // from the pool (never joined since this server started, or reaped), and
 // forgets Nodes that are back or gone.
-func (r *runner) trackMissing(nodes []*corev1.Node, members map[string]membership.Member, now time.Time) {
+func (r *runner) trackMissing(nodes []*corev1.Node, members map[string]serfpool.Member, now time.Time) {
 	seen := map[string]bool{}
 	for _, n := range nodes {
 		if _, inPool := members[n.Name]; inPool || !nodehealth.IsGossip(n) {
@@ -309,7 +309,7 @@ func (r *runner) confirmDown(ctx context.Context, names []string) []string {
 
 // disagreement says why the other servers' opinions do not confirm that a
 // member is down, or "" when they do.
-func disagreement(ops []membership.Opinion, asked int) string {
+func disagreement(ops []serfpool.Opinion, asked int) string {
 	if asked > 0 && len(ops) == 0 {
 		return fmt.Sprintf("none of the %d other servers answered the cross-check", asked)
 	}
@@ -317,7 +317,7 @@ func disagreement(ops []membership.Opinion, asked int) string {
 		if o.Reachable {
 			return "server " + o.Server + " reaches it"
 		}
-		if alive(membership.Member{Status: o.Status}) {
+		if alive(serfpool.Member{Status: o.Status}) {
 			return "server " + o.Server + " sees it alive"
 		}
 	}

@@ -5,8 +5,8 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 
-	"github.com/keelson/keelson/core/membership"
-	"github.com/keelson/keelson/plugins/sdk/nodehealth"
+	"github.com/keelson/keelson/internal/nodehealth"
+	"github.com/keelson/keelson/internal/serfpool"
 )
 
 // stepKind is what one round does to one Node.
@@ -50,7 +50,7 @@ type planInput struct {
 	leaderSince time.Time
 	grace       time.Duration
 	nodes       []*corev1.Node
-	members     map[string]membership.Member
+	members     map[string]serfpool.Member
 	// missingSince is, for gossip-managed Nodes absent from the pool, when
 	// this leader first noticed the absence.
 	missingSince map[string]time.Time
@@ -86,7 +86,7 @@ func plan(in planInput) []step {
 // downFor is how long the node has been down as far as this leader can
 // tell: since the member failed or left (or went missing from the pool),
 // but never longer than this server has led.
-func downFor(in planInput, name string, m membership.Member, inPool bool) time.Duration {
+func downFor(in planInput, name string, m serfpool.Member, inPool bool) time.Duration {
 	since, ok := in.missingSince[name]
 	if inPool {
 		since, ok = m.Since, true
@@ -101,6 +101,6 @@ func downFor(in planInput, name string, m membership.Member, inPool bool) time.D
 }
 
 // alive: a leaving member is still there until it has left.
-func alive(m membership.Member) bool {
-	return m.Status == membership.StatusAlive || m.Status == membership.StatusLeaving
+func alive(m serfpool.Member) bool {
+	return m.Status == serfpool.StatusAlive || m.Status == serfpool.StatusLeaving
 }

@@ -10,8 +10,8 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
-	"github.com/keelson/keelson/core/membership"
-	"github.com/keelson/keelson/plugins/sdk/nodehealth"
+	"github.com/keelson/keelson/internal/nodehealth"
+	"github.com/keelson/keelson/internal/serfpool"
 )
 
 var t0 = time.Date(2026, 1, 1, 12, 0, 0, 0, time.UTC)
@@ -45,8 +45,8 @@ func allUnknownNode(name string) *corev1.Node {
 	return n
 }
 
-func member(name string, st membership.Status, ago time.Duration) membership.Member {
-	return membership.Member{Name: name, Role: membership.RoleAgent, Status: st, Since: t0.Add(-ago)}
+func member(name string, st serfpool.Status, ago time.Duration) serfpool.Member {
+	return serfpool.Member{Name: name, Role: serfpool.RoleAgent, Status: st, Since: t0.Add(-ago)}
 }
 
 func TestPlan(t *testing.T) {
@@ -54,67 +54,67 @@ func TestPlan(t *testing.T) {
 	tests := []struct {
 		name        string
 		nodes       []*corev1.Node
-		members     []membership.Member
+		members     []serfpool.Member
 		missing     map[string]time.Duration // node -> missing for
 		leaderSince time.Time
 		want        string
 	}{
 		{name: "steady state: alive member, Ready node: nothing to write",
 			nodes:   []*corev1.Node{node("n1", true, corev1.ConditionTrue, "KubeletReady")},
-			members: []membership.Member{member("n1", membership.StatusAlive, time.Hour)}, leaderSince: ledLong},
+			members: []serfpool.Member{member("n1", serfpool.StatusAlive, time.Hour)}, leaderSince: ledLong},
 		{name: "a member's Node is marked gossip-managed once",
 			nodes:   []*corev1.Node{node("n1", false, corev1.ConditionTrue, "KubeletReady")},
-			members: []membership.Member{member("n1", membership.StatusAlive, time.Second)}, leaderSince: ledLong,
+			members: []serfpool.Member{member("n1", serfpool.StatusAlive, time.Second)}, leaderSince: ledLong,
 			want: "annotate n1"},
 		{name: "a Node without a member is the Lease path's",
 			nodes: []*corev1.Node{node("kwok-1", false, corev1.ConditionTrue, "")}, leaderSince: ledLong},
 		{name: "an unmarked Node whose member failed is not marked now",
 			nodes:   []*corev1.Node{node("n1", false, corev1.ConditionTrue, "")},
-			members: []membership.Member{member("n1", membership.StatusFailed, time.Hour)}, leaderSince: ledLong},
+			members: []serfpool.Member{member("n1", serfpool.StatusFailed, time.Hour)}, leaderSince: ledLong},
 		{name: "failed for less than the grace period: wait",
 			nodes:   []*corev1.Node{node("n1", true, corev1.ConditionTrue, "")},
-			members: []membership.Member{member("n1", membership.StatusFailed, grace-time.Second)}, leaderSince: ledLong},
+			members: []serfpool.Member{member("n1", serfpool.StatusFailed, grace-time.Second)}, leaderSince: ledLong},
 		{name: "failed for the grace period: mark down",
 			nodes:   []*corev1.Node{node("n1", true, corev1.ConditionTrue, "")},
-			members: []membership.Member{member("n1", membership.StatusFailed, grace)}, leaderSince: ledLong,
+			members: []serfpool.Member{member("n1", serfpool.StatusFailed, grace)}, leaderSince: ledLong,
 			want: "mark-down n1"},
 		{name: "a new leader waits a full grace period whatever its pool says",
 			nodes:   []*corev1.Node{node("n1", true, corev1.ConditionTrue, ""), node("n2", true, corev1.ConditionTrue, "")},
-			members: []membership.Member{member("n1", membership.StatusFailed, time.Hour), member("n2", membership.StatusFailed, time.Hour)},
+			members: []serfpool.Member{member("n1", serfpool.StatusFailed, time.Hour), member("n2", serfpool.StatusFailed, time.Hour)},
 			missing: nil, leaderSince: t0.Add(-grace + time.Second)},
 		{name: "a leader of a full grace period marks down",
 			nodes:       []*corev1.Node{node("n1", true, corev1.ConditionTrue, "")},
-			members:     []membership.Member{member("n1", membership.StatusFailed, time.Hour)},
+			members:     []serfpool.Member{member("n1", serfpool.StatusFailed, time.Hour)},
 			leaderSince: t0.Add(-grace), want: "mark-down n1"},
 		{name: "a node that left is down too",
 			nodes:   []*corev1.Node{node("n1", true, corev1.ConditionFalse, "KubeletNotReady")},
-			members: []membership.Member{member("n1", membership.StatusLeft, time.Hour)}, leaderSince: ledLong,
+			members: []serfpool.Member{member("n1", serfpool.StatusLeft, time.Hour)}, leaderSince: ledLong,
 			want: "mark-down n1"},
 		{name: "a leaving member is still alive",
 			nodes:   []*corev1.Node{node("n1", true, corev1.ConditionTrue, "")},
-			members: []membership.Member{member("n1", membership.StatusLeaving, time.Hour)}, leaderSince: ledLong},
+			members: []serfpool.Member{member("n1", serfpool.StatusLeaving, time.Hour)}, leaderSince: ledLong},
 		{name: "already Unknown: no second write",
 			nodes:   []*corev1.Node{allUnknownNode("n1")},
-			members: []membership.Member{member("n1", membership.StatusFailed, time.Hour)}, leaderSince: ledLong},
+			members: []serfpool.Member{member("n1", serfpool.StatusFailed, time.Hour)}, leaderSince: ledLong},
 		{name: "missing from the pool for the grace period: mark down",
 			nodes:   []*corev1.Node{node("n1", true, corev1.ConditionTrue, ""), node("n2", true, corev1.ConditionTrue, "")},
 			missing: map[string]time.Duration{"n1": grace, "n2": time.Second}, leaderSince: ledLong,
 			want: "mark-down n1"},
 		{name: "alive again after a liveness Unknown: restore Ready",
 			nodes:   []*corev1.Node{node("n1", true, corev1.ConditionUnknown, nodehealth.ReasonUnknown)},
-			members: []membership.Member{member("n1", membership.StatusAlive, time.Second)}, leaderSince: ledLong,
+			members: []serfpool.Member{member("n1", serfpool.StatusAlive, time.Second)}, leaderSince: ledLong,
 			want: "restore n1"},
 		{name: "a node whose agent never posted status is not made Ready",
 			nodes:   []*corev1.Node{node("n1", true, corev1.ConditionUnknown, nodehealth.ReasonNeverUpdated)},
-			members: []membership.Member{member("n1", membership.StatusAlive, time.Second)}, leaderSince: ledLong},
+			members: []serfpool.Member{member("n1", serfpool.StatusAlive, time.Second)}, leaderSince: ledLong},
 		{name: "an agent's own NotReady is left alone",
 			nodes:   []*corev1.Node{node("n1", true, corev1.ConditionFalse, "KubeletNotReady")},
-			members: []membership.Member{member("n1", membership.StatusAlive, time.Hour)}, leaderSince: ledLong},
+			members: []serfpool.Member{member("n1", serfpool.StatusAlive, time.Hour)}, leaderSince: ledLong},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			in := planInput{now: t0, leaderSince: tc.leaderSince, grace: grace, nodes: tc.nodes,
-				members: map[string]membership.Member{}, missingSince: map[string]time.Time{}}
+				members: map[string]serfpool.Member{}, missingSince: map[string]time.Time{}}
 			for _, m := range tc.members {
 				in.members[m.Name] = m
 			}

@@ -12,31 +12,31 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes/fake"
 
-	"github.com/keelson/keelson/core/membership"
-	"github.com/keelson/keelson/plugins/sdk/nodehealth"
+	"github.com/keelson/keelson/internal/nodehealth"
+	"github.com/keelson/keelson/internal/serfpool"
 )
 
 // fakePool is a pool whose members, probes and cross-check answers the test
 // sets.
 type fakePool struct {
 	mu        sync.Mutex
-	members   map[string]membership.Member
-	reachable map[string]bool                 // direct probes from this server
-	opinions  map[string][]membership.Opinion // the other servers' answers
-	asked     int                             // other servers asked; 0: a lone server
+	members   map[string]serfpool.Member
+	reachable map[string]bool               // direct probes from this server
+	opinions  map[string][]serfpool.Opinion // the other servers' answers
+	asked     int                           // other servers asked; 0: a lone server
 	changed   chan struct{}
 	crossed   int // cross-check calls
 }
 
 func newFakePool() *fakePool {
-	return &fakePool{members: map[string]membership.Member{}, reachable: map[string]bool{},
-		opinions: map[string][]membership.Opinion{}, changed: make(chan struct{})}
+	return &fakePool{members: map[string]serfpool.Member{}, reachable: map[string]bool{},
+		opinions: map[string][]serfpool.Opinion{}, changed: make(chan struct{})}
 }
 
-func (p *fakePool) Members() []membership.Member {
+func (p *fakePool) Members() []serfpool.Member {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	var out []membership.Member
+	var out []serfpool.Member
 	for _, m := range p.members {
 		out = append(out, m)
 	}
@@ -59,11 +59,11 @@ func (p *fakePool) Probe(_ context.Context, names ...string) map[string]bool {
 	return out
 }
 
-func (p *fakePool) CrossCheck(_ context.Context, names []string) (map[string][]membership.Opinion, int, error) {
+func (p *fakePool) CrossCheck(_ context.Context, names []string) (map[string][]serfpool.Opinion, int, error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.crossed++
-	out := map[string][]membership.Opinion{}
+	out := map[string][]serfpool.Opinion{}
 	for _, n := range names {
 		out[n] = p.opinions[n]
 	}
@@ -71,7 +71,7 @@ func (p *fakePool) CrossCheck(_ context.Context, names []string) (map[string][]m
 }
 
 // set changes a member and wakes the runner, as a serf event does.
-func (p *fakePool) set(m membership.Member) {
+func (p *fakePool) set(m serfpool.Member) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.members[m.Name] = m
@@ -181,8 +181,8 @@ func (h *harness) tick(d time.Duration) {
 
 func TestRunWritesOnlyOnTransitions(t *testing.T) {
 	h := start(t, readyNode("n1", false), readyNode("n2", false))
-	h.pool.set(member("n1", membership.StatusAlive, time.Hour))
-	h.pool.set(member("n2", membership.StatusAlive, time.Hour))
+	h.pool.set(member("n1", serfpool.StatusAlive, time.Hour))
+	h.pool.set(member("n2", serfpool.StatusAlive, time.Hour))
 	waitFor(t, "both nodes gossip-managed", func() bool {
 		for _, name := range []string{"n1", "n2"} {
 			n, _ := h.cs.CoreV1().Nodes().Get(context.Background(), name, metav1.GetOptions{})
@@ -202,9 +202,9 @@ func TestRunWritesOnlyOnTransitions(t *testing.T) {
 	// n1 fails: nothing until the grace period has passed.
 	h.pool.mu.Lock()
 	h.pool.asked = 2
-	h.pool.opinions["n1"] = []membership.Opinion{{Server: "s2", Status: membership.StatusFailed}, {Server: "s3", Status: membership.StatusFailed}}
+	h.pool.opinions["n1"] = []serfpool.Opinion{{Server: "s2", Status: serfpool.StatusFailed}, {Server: "s3", Status: serfpool.StatusFailed}}
 	h.pool.mu.Unlock()
-	h.pool.set(membership.Member{Name: "n1", Role: membership.RoleAgent, Status: membership.StatusFailed, Since: h.clock.Now()})
+	h.pool.set(serfpool.Member{Name: "n1", Role: serfpool.RoleAgent, Status: serfpool.StatusFailed, Since: h.clock.Now()})
 	h.tick(grace - 2*time.Second)
 	if c := readyOf(t, h.cs, "n1"); c.Status != corev1.ConditionTrue {
 		t.Fatalf("n1 Ready = %s before the grace period ended", c.Status)
@@ -224,7 +224,7 @@ func TestRunWritesOnlyOnTransitions(t *testing.T) {
 	}
 
 	// n1 is back: Ready again, at once.
-	h.pool.set(member("n1", membership.StatusAlive, 0))
+	h.pool.set(member("n1", serfpool.StatusAlive, 0))
 	waitFor(t, "n1 Ready=True", func() bool { return readyOf(t, h.cs, "n1").Status == corev1.ConditionTrue })
 }
 
@@ -232,12 +232,12 @@ func TestRunHoldsWhenAnotherServerReachesTheNode(t *testing.T) {
 	h := start(t, readyNode("n1", true), readyNode("n2", true), readyNode("n3", true))
 	h.pool.mu.Lock()
 	h.pool.asked = 2
-	h.pool.opinions["n1"] = []membership.Opinion{{Server: "s2", Status: membership.StatusFailed}, {Server: "s3", Status: membership.StatusAlive, Reachable: true}}
-	h.pool.opinions["n2"] = []membership.Opinion{{Server: "s2", Status: membership.StatusFailed}, {Server: "s3", Status: membership.StatusFailed}}
+	h.pool.opinions["n1"] = []serfpool.Opinion{{Server: "s2", Status: serfpool.StatusFailed}, {Server: "s3", Status: serfpool.StatusAlive, Reachable: true}}
+	h.pool.opinions["n2"] = []serfpool.Opinion{{Server: "s2", Status: serfpool.StatusFailed}, {Server: "s3", Status: serfpool.StatusFailed}}
 	h.pool.reachable["n3"] = true // this server's own direct probe gets an answer
 	h.pool.mu.Unlock()
 	for _, n := range []string{"n1", "n2", "n3"} {
-		h.pool.set(membership.Member{Name: n, Status: membership.StatusFailed, Since: h.clock.Now()})
+		h.pool.set(serfpool.Member{Name: n, Status: serfpool.StatusFailed, Since: h.clock.Now()})
 	}
 	h.tick(grace + 2*time.Second)
 	waitFor(t, "n2 Ready=Unknown", func() bool { return readyOf(t, h.cs, "n2").Status == corev1.ConditionUnknown })
@@ -268,7 +268,7 @@ func TestRunHoldsWhenAnotherServerReachesTheNode(t *testing.T) {
 // failed long ago, yet marks nothing before it has led a grace period.
 func TestRunNewLeaderWaits(t *testing.T) {
 	h := start(t, readyNode("n1", true))
-	h.pool.set(membership.Member{Name: "n1", Status: membership.StatusFailed, Since: t0.Add(-time.Hour)})
+	h.pool.set(serfpool.Member{Name: "n1", Status: serfpool.StatusFailed, Since: t0.Add(-time.Hour)})
 	h.tick(grace - 2*time.Second)
 	if c := readyOf(t, h.cs, "n1"); c.Status != corev1.ConditionTrue {
 		t.Fatalf("n1 Ready = %s within the new leader's first grace period", c.Status)

@@ -1,6 +1,8 @@
 package membership
 
 import (
+	"github.com/keelson/keelson/internal/serfpool"
+
 	"context"
 	"errors"
 	"fmt"
@@ -30,9 +32,9 @@ const bootstrapPoll = time.Second
 // (the resulting identical entry at index 1 is consistent). Start exactly
 // expect servers with --bootstrap-expect; servers started later join the
 // existing cluster through the leader's reconciler.
-func (p *Pool) WaitForBootstrap(ctx context.Context, expect int) ([]Member, error) {
-	if p.cfg.Role != RoleServer {
-		return nil, fmt.Errorf("membership: WaitForBootstrap on %q: only servers bootstrap raft", p.cfg.NodeName)
+func WaitForBootstrap(ctx context.Context, p *serfpool.Pool, expect int) ([]serfpool.Member, error) {
+	if p.Config().Role != serfpool.RoleServer {
+		return nil, fmt.Errorf("membership: WaitForBootstrap on %q: only servers bootstrap raft", p.Config().NodeName)
 	}
 	if expect < 1 {
 		return nil, fmt.Errorf("membership: BootstrapExpect %d: must be at least 1 to bootstrap", expect)
@@ -44,16 +46,16 @@ func (p *Pool) WaitForBootstrap(ctx context.Context, expect int) ([]Member, erro
 		if err != nil || len(servers) >= expect {
 			if err == nil {
 				if len(servers) > expect {
-					p.log.Warn("more servers than bootstrap-expect; bootstrapping with all of them",
+					p.Logger().Warn("more servers than bootstrap-expect; bootstrapping with all of them",
 						"expect", expect, "servers", len(servers))
 				}
-				p.log.Info("bootstrap-expect reached", "expect", expect, "servers", memberNames(servers))
+				p.Logger().Info("bootstrap-expect reached", "expect", expect, "servers", memberNames(servers))
 			}
 			return servers, err
 		}
 		if len(servers) != logged {
 			logged = len(servers)
-			p.log.Info("waiting for servers to bootstrap", "expect", expect, "seen", memberNames(servers))
+			p.Logger().Info("waiting for servers to bootstrap", "expect", expect, "seen", memberNames(servers))
 		}
 		t := time.NewTimer(bootstrapPoll)
 		select {
@@ -63,7 +65,7 @@ func (p *Pool) WaitForBootstrap(ctx context.Context, expect int) ([]Member, erro
 			t.Stop()
 			return nil, fmt.Errorf("membership: waiting for %d servers to bootstrap (saw %d): %w",
 				expect, len(servers), context.Cause(ctx))
-		case <-p.stop:
+		case <-p.Done():
 			t.Stop()
 			return nil, errors.New("membership: pool shut down while waiting to bootstrap")
 		}
@@ -73,10 +75,10 @@ func (p *Pool) WaitForBootstrap(ctx context.Context, expect int) ([]Member, erro
 
 // bootstrapServers picks the alive servers from members (sorted by name) and
 // checks that none has raft state and that all agree on expect.
-func bootstrapServers(members []Member, expect int) ([]Member, error) {
-	var servers []Member
+func bootstrapServers(members []serfpool.Member, expect int) ([]serfpool.Member, error) {
+	var servers []serfpool.Member
 	for _, m := range members {
-		if !m.IsServer() || m.Status != StatusAlive || m.RaftAddr == "" {
+		if !m.IsServer() || m.Status != serfpool.StatusAlive || m.RaftAddr == "" {
 			continue
 		}
 		if m.Bootstrapped {
@@ -94,7 +96,7 @@ func bootstrapServers(members []Member, expect int) ([]Member, error) {
 // BootstrapConfiguration is the raft configuration to bootstrap with: every
 // given server as a voter, ID = node name, in name order, so every server
 // computes the identical configuration.
-func BootstrapConfiguration(servers []Member) raft.Configuration {
+func BootstrapConfiguration(servers []serfpool.Member) raft.Configuration {
 	var c raft.Configuration
 	for _, m := range sortedByName(servers) {
 		c.Servers = append(c.Servers, raft.Server{
@@ -106,7 +108,7 @@ func BootstrapConfiguration(servers []Member) raft.Configuration {
 	return c
 }
 
-func memberNames(ms []Member) []string {
+func memberNames(ms []serfpool.Member) []string {
 	out := make([]string, len(ms))
 	for i, m := range ms {
 		out[i] = m.Name

@@ -1,6 +1,8 @@
 package membership
 
 import (
+	"github.com/keelson/keelson/internal/serfpool"
+
 	"context"
 	"errors"
 	"reflect"
@@ -14,7 +16,7 @@ import (
 func TestWaitForBootstrapThreeServers(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	var pools []*Pool
+	var pools []*serfpool.Pool
 	for i, n := range []string{"s3", "s1", "s2"} {
 		c := fastConfig(t, n)
 		c.BootstrapExpect = 3
@@ -24,13 +26,13 @@ func TestWaitForBootstrapThreeServers(t *testing.T) {
 		pools = append(pools, startPool(t, ctx, c))
 	}
 	type result struct {
-		servers []Member
+		servers []serfpool.Member
 		err     error
 	}
 	results := make(chan result, len(pools))
 	for _, p := range pools {
 		go func() {
-			s, err := p.WaitForBootstrap(ctx, 3)
+			s, err := WaitForBootstrap(ctx, p, 3)
 			results <- result{s, err}
 		}()
 	}
@@ -64,12 +66,12 @@ func TestWaitForBootstrapRefusesExistingCluster(t *testing.T) {
 
 	waitErr := make(chan error, 1)
 	go func() {
-		_, err := p1.WaitForBootstrap(ctx, 3) // cannot be reached: only two servers
+		_, err := WaitForBootstrap(ctx, p1, 3) // cannot be reached: only two servers
 		waitErr <- err
 	}()
 	// A server that gains raft state (it joined a cluster) must stop
 	// everyone else from bootstrapping a new one.
-	eventually(t, "s1 sees old", func() bool { return statusOf(p1, "old") == StatusAlive })
+	eventually(t, "s1 sees old", func() bool { return statusOf(p1, "old") == serfpool.StatusAlive })
 	if err := p2.SetBootstrapped(); err != nil {
 		t.Fatal(err)
 	}
@@ -82,27 +84,27 @@ func TestWaitForBootstrapRefusesExistingCluster(t *testing.T) {
 	c3 := fastConfig(t, "restarted")
 	c3.Bootstrapped = true
 	p3 := startPool(t, ctx, c3)
-	if _, err := p3.WaitForBootstrap(ctx, 1); !errors.Is(err, ErrClusterExists) {
+	if _, err := WaitForBootstrap(ctx, p3, 1); !errors.Is(err, ErrClusterExists) {
 		t.Errorf("WaitForBootstrap on a bootstrapped server = %v, want ErrClusterExists", err)
 	}
 }
 
 func TestBootstrapServersRules(t *testing.T) {
-	alive := func(name string, expect int) Member {
-		return Member{Name: name, Role: RoleServer, RaftAddr: name + ":8300", Status: StatusAlive, BootstrapExpect: expect}
+	alive := func(name string, expect int) serfpool.Member {
+		return serfpool.Member{Name: name, Role: serfpool.RoleServer, RaftAddr: name + ":8300", Status: serfpool.StatusAlive, BootstrapExpect: expect}
 	}
 	failed := alive("f", 3)
-	failed.Status = StatusFailed
-	agent := Member{Name: "a", Role: RoleAgent, Status: StatusAlive}
+	failed.Status = serfpool.StatusFailed
+	agent := serfpool.Member{Name: "a", Role: serfpool.RoleAgent, Status: serfpool.StatusAlive}
 	tests := []struct {
 		name    string
-		members []Member
+		members []serfpool.Member
 		want    string
 		wantErr string
 	}{
-		{"counts alive servers only", []Member{alive("s1", 3), failed, agent, alive("s2", 3)}, "s1,s2", ""},
-		{"expect mismatch", []Member{alive("s1", 3), alive("s2", 5)}, "", "BootstrapExpect"},
-		{"unset expect is fine", []Member{alive("s1", 3), alive("s2", 0)}, "s1,s2", ""},
+		{"counts alive servers only", []serfpool.Member{alive("s1", 3), failed, agent, alive("s2", 3)}, "s1,s2", ""},
+		{"expect mismatch", []serfpool.Member{alive("s1", 3), alive("s2", 5)}, "", "BootstrapExpect"},
+		{"unset expect is fine", []serfpool.Member{alive("s1", 3), alive("s2", 0)}, "s1,s2", ""},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -130,7 +132,7 @@ func TestWaitForBootstrapStopsWithContext(t *testing.T) {
 	p := startPool(t, context.Background(), c)
 	done := make(chan error, 1)
 	go func() {
-		_, err := p.WaitForBootstrap(ctx, 3)
+		_, err := WaitForBootstrap(ctx, p, 3)
 		done <- err
 	}()
 	cancel()

@@ -3,15 +3,18 @@ package membership
 import (
 	"bytes"
 	"context"
+	"github.com/keelson/keelson/internal/serfpool"
 	"log/slog"
 	"os"
-	"strings"
 	"sync"
 	"testing"
 	"time"
 )
 
 const testToken = "test-cluster-token-0123456789"
+
+// The helpers below start real serf pools on loopback, like the serfpool
+// package's own tests do.
 
 // logBuffer collects log output for assertions and dumps it on failure.
 type logBuffer struct {
@@ -44,12 +47,12 @@ func testLogger(t *testing.T) (*slog.Logger, *logBuffer) {
 
 // fastConfig is a server config with gossip timings short enough that
 // failure detection and leave propagation take well under a second.
-func fastConfig(t *testing.T, name string) Config {
+func fastConfig(t *testing.T, name string) serfpool.Config {
 	t.Helper()
 	log, _ := testLogger(t)
-	c := DefaultConfig()
+	c := serfpool.DefaultConfig()
 	c.NodeName = name
-	c.Role = RoleServer
+	c.Role = serfpool.RoleServer
 	c.BindAddr = "127.0.0.1:0"
 	c.RaftAddr = name + ":8300" // never dialled
 	c.APIAddr = "127.0.0.1:6443"
@@ -70,9 +73,9 @@ func fastConfig(t *testing.T, name string) Config {
 	return c
 }
 
-func startPool(t *testing.T, ctx context.Context, cfg Config) *Pool {
+func startPool(t *testing.T, ctx context.Context, cfg serfpool.Config) *serfpool.Pool {
 	t.Helper()
-	p, err := Start(ctx, cfg)
+	p, err := serfpool.Start(ctx, cfg)
 	if err != nil {
 		t.Fatalf("Start(%s): %v", cfg.NodeName, err)
 	}
@@ -97,27 +100,19 @@ func eventually(t *testing.T, what string, cond func() bool) {
 	}
 }
 
-func member(p *Pool, name string) (Member, bool) {
+func member(p *serfpool.Pool, name string) (serfpool.Member, bool) {
 	for _, m := range p.Members() {
 		if m.Name == name {
 			return m, true
 		}
 	}
-	return Member{}, false
+	return serfpool.Member{}, false
 }
 
-func statusOf(p *Pool, name string) Status {
+func statusOf(p *serfpool.Pool, name string) serfpool.Status {
 	m, ok := member(p, name)
 	if !ok {
 		return ""
 	}
 	return m.Status
-}
-
-func names(ms []Member) string {
-	var s []string
-	for _, m := range ms {
-		s = append(s, m.Name+"="+string(m.Status))
-	}
-	return strings.Join(s, ",")
 }

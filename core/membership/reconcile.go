@@ -1,6 +1,8 @@
 package membership
 
 import (
+	"github.com/keelson/keelson/internal/serfpool"
+
 	"context"
 	"fmt"
 	"log/slog"
@@ -51,31 +53,31 @@ type RaftMembership interface {
 //
 // The grace clocks live in memory: a new leader (or a restarted pool) starts
 // them afresh, which only delays removals.
-func (p *Pool) Reconcile(ctx context.Context, r RaftMembership) error {
-	rec := &reconciler{cfg: p.cfg, log: p.log, members: p.Members, raft: r,
+func Reconcile(ctx context.Context, p *serfpool.Pool, r RaftMembership) error {
+	rec := &reconciler{cfg: p.Config(), log: p.Logger(), members: p.Members, raft: r,
 		markBootstrapped: p.SetBootstrapped, missing: map[string]time.Time{}}
-	tick := time.NewTicker(p.cfg.ReconcileInterval)
+	tick := time.NewTicker(p.Config().ReconcileInterval)
 	defer tick.Stop()
 	for {
 		changed := p.Changes()
 		if err := rec.round(ctx, time.Now()); err != nil && ctx.Err() == nil {
-			p.log.Warn("raft reconcile failed; retrying", "error", err)
+			p.Logger().Warn("raft reconcile failed; retrying", "error", err)
 		}
 		select {
 		case <-changed:
 		case <-tick.C:
 		case <-ctx.Done():
 			return nil
-		case <-p.stop:
+		case <-p.Done():
 			return nil
 		}
 	}
 }
 
 type reconciler struct {
-	cfg     Config
+	cfg     serfpool.Config
 	log     *slog.Logger
-	members func() []Member
+	members func() []serfpool.Member
 	raft    RaftMembership
 	// markBootstrapped publishes that this server is in a raft
 	// configuration; nil in tests that only exercise the raft side.
@@ -139,7 +141,7 @@ func (r *reconciler) round(ctx context.Context, now time.Time) error {
 
 // trackMissing records when each raft server was first seen absent from the
 // pool, and forgets servers that are back or no longer in raft.
-func (r *reconciler) trackMissing(servers []RaftServer, members []Member, now time.Time) {
+func (r *reconciler) trackMissing(servers []RaftServer, members []serfpool.Member, now time.Time) {
 	known := map[string]bool{}
 	for _, m := range members {
 		if m.IsServer() {
@@ -173,7 +175,7 @@ type action struct {
 
 type planInput struct {
 	self      string
-	members   []Member
+	members   []serfpool.Member
 	servers   []RaftServer
 	missing   map[string]time.Time
 	now       time.Time
@@ -190,7 +192,7 @@ type decision struct {
 // tested exhaustively.
 func plan(in planInput) decision {
 	var d decision
-	members := map[string]Member{}
+	members := map[string]serfpool.Member{}
 	for _, m := range in.members {
 		if m.IsServer() {
 			members[m.Name] = m
@@ -209,7 +211,7 @@ func plan(in planInput) decision {
 
 	// Servers that left said they are not coming back: remove them first.
 	for _, s := range servers {
-		if m, ok := members[s.ID]; ok && m.Status == StatusLeft && s.ID != in.self {
+		if m, ok := members[s.ID]; ok && m.Status == serfpool.StatusLeft && s.ID != in.self {
 			d.actions = append(d.actions, action{kind: actRemove, id: s.ID, reason: "left the pool"})
 			if s.Voter {
 				voters--
@@ -219,7 +221,7 @@ func plan(in planInput) decision {
 
 	var adds []action
 	for _, m := range sortedByName(in.members) {
-		if !m.IsServer() || m.Status != StatusAlive || m.RaftAddr == "" || m.Name == in.self {
+		if !m.IsServer() || m.Status != serfpool.StatusAlive || m.RaftAddr == "" || m.Name == in.self {
 			continue
 		}
 		s, ok := inRaft[m.Name]
@@ -261,7 +263,7 @@ func plan(in planInput) decision {
 // deadRemovals picks which dead servers may be removed now: stale ones (in
 // raft, unknown to the pool) before failed ones, each past the grace period,
 // with raft-autopilot's adjudicateRemoval limits on voters.
-func deadRemovals(in planInput, servers []RaftServer, members map[string]Member, voters int) ([]action, []string) {
+func deadRemovals(in planInput, servers []RaftServer, members map[string]serfpool.Member, voters int) ([]action, []string) {
 	var stale, failed []RaftServer
 	var holds []string
 	for _, s := range servers {
@@ -276,7 +278,7 @@ func deadRemovals(in planInput, servers []RaftServer, members map[string]Member,
 			if since.IsZero() {
 				since = in.now
 			}
-		case m.Status == StatusFailed:
+		case m.Status == serfpool.StatusFailed:
 			since = m.Since
 		default:
 			continue
@@ -319,9 +321,9 @@ func deadRemovals(in planInput, servers []RaftServer, members map[string]Member,
 	return out, holds
 }
 
-func sortedByName(ms []Member) []Member {
+func sortedByName(ms []serfpool.Member) []serfpool.Member {
 	out := slices.Clone(ms)
-	slices.SortFunc(out, func(a, b Member) int { return strings.Compare(a.Name, b.Name) })
+	slices.SortFunc(out, func(a, b serfpool.Member) int { return strings.Compare(a.Name, b.Name) })
 	return out
 }
 

@@ -1,6 +1,8 @@
 package membership
 
 import (
+	"github.com/keelson/keelson/internal/serfpool"
+
 	"context"
 	"errors"
 	"fmt"
@@ -87,8 +89,8 @@ var t0 = time.Date(2026, 1, 1, 12, 0, 0, 0, time.UTC)
 const grace = time.Minute
 
 // srv is a server member whose status began at t0-ago.
-func srv(name string, st Status, ago time.Duration) Member {
-	return Member{Name: name, Role: RoleServer, RaftAddr: name + ":8300", Status: st, Since: t0.Add(-ago)}
+func srv(name string, st serfpool.Status, ago time.Duration) serfpool.Member {
+	return serfpool.Member{Name: name, Role: serfpool.RoleServer, RaftAddr: name + ":8300", Status: st, Since: t0.Add(-ago)}
 }
 
 func voters(ids ...string) []RaftServer {
@@ -112,11 +114,11 @@ func actionsString(as []action) string {
 }
 
 func TestPlan(t *testing.T) {
-	alive := func(n string) Member { return srv(n, StatusAlive, time.Hour) }
-	failedFor := func(n string, d time.Duration) Member { return srv(n, StatusFailed, d) }
+	alive := func(n string) serfpool.Member { return srv(n, serfpool.StatusAlive, time.Hour) }
+	failedFor := func(n string, d time.Duration) serfpool.Member { return srv(n, serfpool.StatusFailed, d) }
 	tests := []struct {
 		name      string
-		members   []Member
+		members   []serfpool.Member
 		servers   []RaftServer
 		missing   map[string]time.Time
 		minVoters int
@@ -125,119 +127,119 @@ func TestPlan(t *testing.T) {
 	}{
 		{
 			name:    "steady state does nothing",
-			members: []Member{alive("s1"), alive("s2"), alive("s3")},
+			members: []serfpool.Member{alive("s1"), alive("s2"), alive("s3")},
 			servers: voters("s1", "s2", "s3"),
 		},
 		{
 			name:    "alive server missing from raft is added",
-			members: []Member{alive("s1"), alive("s2"), alive("s3"), alive("s4")},
+			members: []serfpool.Member{alive("s1"), alive("s2"), alive("s3"), alive("s4")},
 			servers: voters("s1", "s2", "s3"),
 			want:    "add voter s4@s4:8300",
 		},
 		{
 			name: "agents, servers without raft address and non-alive servers are not added",
-			members: []Member{alive("s1"), {Name: "a1", Role: RoleAgent, Status: StatusAlive},
-				{Name: "s9", Role: RoleServer, Status: StatusAlive}, failedFor("s8", time.Hour), srv("s7", StatusLeaving, 0)},
+			members: []serfpool.Member{alive("s1"), {Name: "a1", Role: serfpool.RoleAgent, Status: serfpool.StatusAlive},
+				{Name: "s9", Role: serfpool.RoleServer, Status: serfpool.StatusAlive}, failedFor("s8", time.Hour), srv("s7", serfpool.StatusLeaving, 0)},
 			servers: voters("s1"),
 		},
 		{
 			name:    "changed raft address re-adds the voter",
-			members: []Member{alive("s1"), {Name: "s2", Role: RoleServer, RaftAddr: "10.0.0.2:8300", Status: StatusAlive}},
+			members: []serfpool.Member{alive("s1"), {Name: "s2", Role: serfpool.RoleServer, RaftAddr: "10.0.0.2:8300", Status: serfpool.StatusAlive}},
 			servers: voters("s1", "s2"),
 			want:    "add voter s2@10.0.0.2:8300",
 		},
 		{
 			name:    "non-voter is promoted",
-			members: []Member{alive("s1"), alive("s2")},
+			members: []serfpool.Member{alive("s1"), alive("s2")},
 			servers: append(voters("s1"), RaftServer{ID: "s2", Address: "s2:8300"}),
 			want:    "add voter s2@s2:8300",
 		},
 		{
 			name:      "left server is removed at once, even below the floor",
-			members:   []Member{alive("s1"), alive("s2"), srv("s3", StatusLeft, 0)},
+			members:   []serfpool.Member{alive("s1"), alive("s2"), srv("s3", serfpool.StatusLeft, 0)},
 			servers:   voters("s1", "s2", "s3"),
 			minVoters: 3,
 			want:      "remove server s3",
 		},
 		{
 			name:    "leaving server is left alone until it has left",
-			members: []Member{alive("s1"), alive("s2"), srv("s3", StatusLeaving, time.Hour)},
+			members: []serfpool.Member{alive("s1"), alive("s2"), srv("s3", serfpool.StatusLeaving, time.Hour)},
 			servers: voters("s1", "s2", "s3"),
 		},
 		{
 			name:     "failed server within the grace period is kept",
-			members:  []Member{alive("s1"), alive("s2"), failedFor("s3", grace/2)},
+			members:  []serfpool.Member{alive("s1"), alive("s2"), failedFor("s3", grace/2)},
 			servers:  voters("s1", "s2", "s3"),
 			wantHold: "s3: dead for 30s",
 		},
 		{
 			name:    "failed server past the grace period is removed",
-			members: []Member{alive("s1"), alive("s2"), failedFor("s3", grace)},
+			members: []serfpool.Member{alive("s1"), alive("s2"), failedFor("s3", grace)},
 			servers: voters("s1", "s2", "s3"),
 			want:    "remove server s3",
 		},
 		{
 			name:      "never below BootstrapExpect/MinQuorum",
-			members:   []Member{alive("s1"), alive("s2"), failedFor("s3", time.Hour)},
+			members:   []serfpool.Member{alive("s1"), alive("s2"), failedFor("s3", time.Hour)},
 			servers:   voters("s1", "s2", "s3"),
 			minVoters: 3,
 			wantHold:  "fewer than 3 voters",
 		},
 		{
 			name:      "above the floor a failed server is removed",
-			members:   []Member{alive("s1"), alive("s2"), alive("s3"), failedFor("s4", time.Hour)},
+			members:   []serfpool.Member{alive("s1"), alive("s2"), alive("s3"), failedFor("s4", time.Hour)},
 			servers:   voters("s1", "s2", "s3", "s4"),
 			minVoters: 3,
 			want:      "remove server s4",
 		},
 		{
 			name:     "never a majority at once: one of three",
-			members:  []Member{alive("s1"), failedFor("s2", time.Hour), failedFor("s3", time.Hour)},
+			members:  []serfpool.Member{alive("s1"), failedFor("s2", time.Hour), failedFor("s3", time.Hour)},
 			servers:  voters("s1", "s2", "s3"),
 			want:     "remove server s2",
 			wantHold: "s3: removing it would remove a majority of the 3 voters",
 		},
 		{
 			name: "two of five",
-			members: []Member{alive("s1"), alive("s2"), alive("s3"),
+			members: []serfpool.Member{alive("s1"), alive("s2"), alive("s3"),
 				failedFor("s4", time.Hour), failedFor("s5", time.Hour)},
 			servers: voters("s1", "s2", "s3", "s4", "s5"),
 			want:    "remove server s4; remove server s5",
 		},
 		{
 			name:    "the leader never removes itself",
-			members: []Member{failedFor("s1", time.Hour), alive("s2"), alive("s3")},
+			members: []serfpool.Member{failedFor("s1", time.Hour), alive("s2"), alive("s3")},
 			servers: voters("s1", "s2", "s3"),
 		},
 		{
 			name:    "odd voters: remove the dead voter before adding",
-			members: []Member{alive("s1"), alive("s2"), failedFor("s3", time.Hour), alive("s4")},
+			members: []serfpool.Member{alive("s1"), alive("s2"), failedFor("s3", time.Hour), alive("s4")},
 			servers: voters("s1", "s2", "s3"),
 			want:    "remove server s3; add voter s4@s4:8300",
 		},
 		{
 			name:    "even voters: add first, removals in a later round",
-			members: []Member{alive("s1"), alive("s2"), alive("s3"), failedFor("s4", time.Hour), alive("s5")},
+			members: []serfpool.Member{alive("s1"), alive("s2"), alive("s3"), failedFor("s4", time.Hour), alive("s5")},
 			servers: voters("s1", "s2", "s3", "s4"),
 			want:    "add voter s5@s5:8300",
 		},
 		{
 			name:    "raft server unknown to the pool past the grace period is removed",
-			members: []Member{alive("s1"), alive("s2"), alive("s3")},
+			members: []serfpool.Member{alive("s1"), alive("s2"), alive("s3")},
 			servers: voters("s1", "s2", "s3", "ghost"),
 			missing: map[string]time.Time{"ghost": t0.Add(-grace)},
 			want:    "remove server ghost",
 		},
 		{
 			name:     "raft server just missing from the pool is kept",
-			members:  []Member{alive("s1"), alive("s2"), alive("s3")},
+			members:  []serfpool.Member{alive("s1"), alive("s2"), alive("s3")},
 			servers:  voters("s1", "s2", "s3", "ghost"),
 			missing:  map[string]time.Time{"ghost": t0.Add(-time.Second)},
 			wantHold: "ghost: dead for 1s",
 		},
 		{
 			name:      "failed non-voter is removed regardless of the floor",
-			members:   []Member{alive("s1"), failedFor("s2", time.Hour)},
+			members:   []serfpool.Member{alive("s1"), failedFor("s2", time.Hour)},
 			servers:   append(voters("s1"), RaftServer{ID: "s2", Address: "s2:8300"}),
 			minVoters: 3,
 			want:      "remove server s2",
@@ -265,12 +267,12 @@ func TestPlan(t *testing.T) {
 // BootstrapExpect floor.
 func TestReconcileRoundsConverge(t *testing.T) {
 	log, _ := testLogger(t)
-	cfg := DefaultConfig()
+	cfg := serfpool.DefaultConfig()
 	cfg.NodeName, cfg.BootstrapExpect, cfg.DeadServerGrace = "s1", 3, grace
-	members := []Member{srv("s1", StatusAlive, time.Hour), srv("s2", StatusAlive, time.Hour),
-		srv("s3", StatusFailed, time.Hour), srv("s4", StatusAlive, time.Minute)}
+	members := []serfpool.Member{srv("s1", serfpool.StatusAlive, time.Hour), srv("s2", serfpool.StatusAlive, time.Hour),
+		srv("s3", serfpool.StatusFailed, time.Hour), srv("s4", serfpool.StatusAlive, time.Minute)}
 	fr := newFakeRaft("s1", "s2", "s3")
-	rec := &reconciler{cfg: cfg, log: log, members: func() []Member { return members }, raft: fr, missing: map[string]time.Time{}}
+	rec := &reconciler{cfg: cfg, log: log, members: func() []serfpool.Member { return members }, raft: fr, missing: map[string]time.Time{}}
 	ctx := context.Background()
 	for i := 0; i < 4; i++ {
 		if err := rec.round(ctx, t0); err != nil {
@@ -285,7 +287,7 @@ func TestReconcileRoundsConverge(t *testing.T) {
 	}
 
 	// A follower changes nothing.
-	members = append(members, srv("s5", StatusAlive, 0))
+	members = append(members, srv("s5", serfpool.StatusAlive, 0))
 	fr.leader = false
 	if err := rec.round(ctx, t0); err != nil || fr.voters() != "s1,s2,s4" {
 		t.Errorf("follower round: err=%v voters=%s", err, fr.voters())
@@ -307,11 +309,11 @@ func TestReconcileRoundsConverge(t *testing.T) {
 // the first round that noticed.
 func TestReconcileStaleServerGrace(t *testing.T) {
 	log, _ := testLogger(t)
-	cfg := DefaultConfig()
+	cfg := serfpool.DefaultConfig()
 	cfg.NodeName, cfg.DeadServerGrace = "s1", grace
-	members := []Member{srv("s1", StatusAlive, 0), srv("s2", StatusAlive, 0), srv("s3", StatusAlive, 0)}
+	members := []serfpool.Member{srv("s1", serfpool.StatusAlive, 0), srv("s2", serfpool.StatusAlive, 0), srv("s3", serfpool.StatusAlive, 0)}
 	fr := newFakeRaft("s1", "s2", "s3", "ghost")
-	rec := &reconciler{cfg: cfg, log: log, members: func() []Member { return members }, raft: fr, missing: map[string]time.Time{}}
+	rec := &reconciler{cfg: cfg, log: log, members: func() []serfpool.Member { return members }, raft: fr, missing: map[string]time.Time{}}
 	for _, at := range []time.Duration{0, grace / 2, grace - time.Second} {
 		if err := rec.round(context.Background(), t0.Add(at)); err != nil {
 			t.Fatal(err)
@@ -337,9 +339,9 @@ func TestReconcileLoopWithPools(t *testing.T) {
 	p1 := startPool(t, ctx, fastConfig(t, "s1"))
 	fr := newFakeRaft("s1")
 	done := make(chan error, 1)
-	go func() { done <- p1.Reconcile(ctx, fr) }()
+	go func() { done <- Reconcile(ctx, p1, fr) }()
 
-	var pools []*Pool
+	var pools []*serfpool.Pool
 	for _, n := range []string{"s2", "s3"} {
 		c := fastConfig(t, n)
 		c.Join = []string{p1.Addr()}
@@ -374,8 +376,8 @@ func TestReconcileMarksBootstrapped(t *testing.T) {
 	fr := newFakeRaft("s1") // s2 not added yet
 	fr.leader = false
 	done := make(chan error, 1)
-	go func() { done <- p2.Reconcile(ctx, fr) }()
-	eventually(t, "s1 sees s2", func() bool { return statusOf(p1, "s2") == StatusAlive })
+	go func() { done <- Reconcile(ctx, p2, fr) }()
+	eventually(t, "s1 sees s2", func() bool { return statusOf(p1, "s2") == serfpool.StatusAlive })
 	if m, _ := member(p1, "s2"); m.Bootstrapped {
 		t.Fatal("s2 claims raft state before it is in the configuration")
 	}

@@ -12,11 +12,12 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/keelson/keelson/core/join"
 	"github.com/keelson/keelson/core/kvserver"
 	"github.com/keelson/keelson/core/membership"
 	"github.com/keelson/keelson/core/pki"
 	"github.com/keelson/keelson/fsm"
+	"github.com/keelson/keelson/internal/join"
+	"github.com/keelson/keelson/internal/serfpool"
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 )
 
@@ -76,7 +77,7 @@ func (s *Server) ensureIdentity(ctx context.Context) (identity, error) {
 	if tok.CAHash != "" && tok.CAHash != caHash {
 		return identity{}, fmt.Errorf("token (--token) belongs to another cluster (CA hash %.12s..., this data dir has %.12s...): use this cluster's token or a fresh --data-dir", tok.CAHash, caHash)
 	}
-	secret, err := membership.LoadOrCreateToken(cfg.DataDir, tok.Secret)
+	secret, err := serfpool.LoadOrCreateToken(cfg.DataDir, tok.Secret)
 	if err != nil {
 		return identity{}, fmt.Errorf("token (--token): %w", err)
 	}
@@ -139,7 +140,7 @@ func (s *Server) serverAddresses() []join.Server {
 	}
 	var out []join.Server
 	for _, m := range s.pool.Members() {
-		if m.IsServer() && m.Status == membership.StatusAlive && m.APIAddr != "" {
+		if m.IsServer() && m.Status == serfpool.StatusAlive && m.APIAddr != "" {
 			out = append(out, join.Server{API: m.APIAddr, Gossip: m.SerfAddr})
 		}
 	}
@@ -151,9 +152,9 @@ func (s *Server) serverAddresses() []join.Server {
 // are seen.
 func (s *Server) startMembership(ctx context.Context, secret string) error {
 	cfg := s.cfg
-	mc := membership.DefaultConfig()
+	mc := serfpool.DefaultConfig()
 	mc.NodeName = cfg.NodeName
-	mc.Role = membership.RoleServer
+	mc.Role = serfpool.RoleServer
 	mc.BindAddr = net.JoinHostPort(cfg.BindAddress, strconv.Itoa(cfg.SerfPort))
 	if ip := net.ParseIP(cfg.BindAddress); ip != nil && ip.IsUnspecified() || cfg.AdvertiseAddress != "" {
 		mc.AdvertiseAddr = net.JoinHostPort(cfg.AdvertiseIP(), strconv.Itoa(cfg.SerfPort))
@@ -176,12 +177,12 @@ func (s *Server) startMembership(ctx context.Context, secret string) error {
 		return fmt.Errorf("reading raft configuration: %w", err)
 	}
 	mc.Bootstrapped = len(servers) > 0
-	pool, err := membership.Start(ctx, mc)
+	pool, err := serfpool.Start(ctx, mc)
 	if err != nil {
 		return fmt.Errorf("starting gossip on %s: %w", mc.BindAddr, err)
 	}
 	s.pool = pool
-	go pool.Reconcile(ctx, membership.FromRaft(s.raft))
+	go membership.Reconcile(ctx, pool, membership.FromRaft(s.raft))
 	if !mc.Bootstrapped && cfg.BootstrapExpect > 1 {
 		go s.bootstrapWhenExpected(ctx)
 	}
@@ -191,7 +192,7 @@ func (s *Server) startMembership(ctx context.Context, secret string) error {
 func (s *Server) bootstrapWhenExpected(ctx context.Context) {
 	n := s.cfg.BootstrapExpect
 	s.log.Info("waiting for servers to bootstrap the cluster", "bootstrap_expect", n)
-	members, err := s.pool.WaitForBootstrap(ctx, n)
+	members, err := membership.WaitForBootstrap(ctx, s.pool, n)
 	if errors.Is(err, membership.ErrClusterExists) {
 		s.log.Info("a cluster already exists; waiting for its leader to add this server")
 		return

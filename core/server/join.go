@@ -14,8 +14,8 @@ import (
 	"strings"
 	"time"
 
-	"github.com/keelson/keelson/core/join"
 	"github.com/keelson/keelson/core/pki"
+	"github.com/keelson/keelson/internal/join"
 	"k8s.io/apimachinery/pkg/util/validation"
 )
 

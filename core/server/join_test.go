@@ -17,8 +17,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/keelson/keelson/core/join"
 	"github.com/keelson/keelson/core/pki"
+	"github.com/keelson/keelson/internal/join"
 )
 
 func TestJoinFetchesClusterSecrets(t *testing.T) {

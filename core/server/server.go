@@ -16,10 +16,10 @@ import (
 
 	"github.com/keelson/keelson/config"
 	"github.com/keelson/keelson/core/kvserver"
-	"github.com/keelson/keelson/core/membership"
 	"github.com/keelson/keelson/core/pki"
 	"github.com/keelson/keelson/core/raftnode"
 	"github.com/keelson/keelson/fsm"
+	"github.com/keelson/keelson/internal/serfpool"
 	"google.golang.org/grpc"
 	rbacv1 "k8s.io/api/rbac/v1"
 )
@@ -50,7 +50,7 @@ type Server struct {
 	raft   *raftnode.Node
 	kv     *kvserver.Server
 	grpc   *grpc.Server
-	pool   *membership.Pool
+	pool   *serfpool.Pool
 }
 
 // Run starts a control node and blocks until ctx is canceled, then shuts it

@@ -11,8 +11,8 @@ import (
 	"time"
 
 	"github.com/keelson/keelson/e2e/harness"
+	"github.com/keelson/keelson/internal/nodehealth"
 	"github.com/keelson/keelson/internal/testimage"
-	"github.com/keelson/keelson/plugins/sdk/nodehealth"
 	coordinationv1 "k8s.io/api/coordination/v1"
 	v1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"

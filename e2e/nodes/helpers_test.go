@@ -23,7 +23,7 @@ import (
 
 	"github.com/keelson/keelson/agent/gossip"
 	"github.com/keelson/keelson/e2e/harness"
-	"github.com/keelson/keelson/plugins/sdk/nodehealth"
+	"github.com/keelson/keelson/internal/nodehealth"
 )
 
 // deadline bounds every wait; it is a hang guard, not a timing claim.

@@ -16,7 +16,7 @@ import (
 	"k8s.io/utils/ptr"
 
 	"github.com/keelson/keelson/e2e/harness"
-	"github.com/keelson/keelson/plugins/sdk/nodehealth"
+	"github.com/keelson/keelson/internal/nodehealth"
 )
 
 // TestNodeIPAM: the nodeipam plugin process gives every Node its own

@@ -1,4 +1,4 @@
-package membership
+package serfpool
 
 import (
 	"context"
@@ -326,6 +326,16 @@ func (p *Pool) Members() []Member {
 
 // Local returns this node's own member record.
 func (p *Pool) Local() Member { return p.withSince(fromSerf(p.serf.LocalMember())) }
+
+// Config returns the configuration the pool was started with (defaults
+// applied).
+func (p *Pool) Config() Config { return p.cfg }
+
+// Logger returns the pool's logger.
+func (p *Pool) Logger() *slog.Logger { return p.log }
+
+// Done is closed when the pool shuts down.
+func (p *Pool) Done() <-chan struct{} { return p.stop }
 
 // Addr is the host:port other members reach this one at.
 func (p *Pool) Addr() string { return p.serfAddr }
