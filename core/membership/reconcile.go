@@ -111,7 +111,7 @@ func (r *reconciler) round(ctx context.Context, now time.Time) error {
 		missing:   r.missing,
 		now:       now,
 		grace:     cfg.DeadServerGrace,
-		minVoters: cfg.minVoters(),
+		minVoters: max(cfg.MinQuorum, cfg.BootstrapExpect),
 	})
 	if holds := strings.Join(d.holds, "; "); holds != r.lastHolds {
 		r.lastHolds = holds

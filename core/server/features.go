@@ -5,6 +5,7 @@ import (
 
 	"github.com/keelson/keelson/core/membership"
 	"github.com/keelson/keelson/fsm"
+	"github.com/keelson/keelson/internal/serfpool"
 )
 
 // commandGate is the cluster-wide feature gate of the store (see
@@ -22,7 +23,7 @@ func (s *Server) commandGate(typ byte) error {
 	if err != nil {
 		return fmt.Errorf("reading the raft configuration for the feature gate: %w", err)
 	}
-	var members []membership.Member
+	var members []serfpool.Member
 	if s.pool != nil {
 		members = s.pool.Members()
 	}
@@ -31,7 +32,7 @@ func (s *Server) commandGate(typ byte) error {
 
 // checkFeatureLevel reports the first server whose advertised level is
 // below need.
-func checkFeatureLevel(typ byte, need int, servers []membership.RaftServer, members []membership.Member) error {
+func checkFeatureLevel(typ byte, need int, servers []membership.RaftServer, members []serfpool.Member) error {
 	levels := make(map[string]int, len(members))
 	for _, m := range members {
 		if m.IsServer() {

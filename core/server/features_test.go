@@ -1,6 +1,7 @@
 package server
 
 import (
+	"github.com/keelson/keelson/internal/serfpool"
 	"strings"
 	"testing"
 
@@ -10,19 +11,19 @@ import (
 
 func TestCheckFeatureLevel(t *testing.T) {
 	servers := []membership.RaftServer{{ID: "s1", Voter: true}, {ID: "s2", Voter: true}, {ID: "s3", Voter: true}}
-	member := func(name string, level int) membership.Member {
-		return membership.Member{Name: name, Role: membership.RoleServer, FeatureLevel: level}
+	member := func(name string, level int) serfpool.Member {
+		return serfpool.Member{Name: name, Role: serfpool.RoleServer, FeatureLevel: level}
 	}
 	tests := []struct {
 		name    string
-		members []membership.Member
+		members []serfpool.Member
 		want    string // "" allowed
 	}{
-		{"all upgraded", []membership.Member{member("s1", 2), member("s2", 2), member("s3", 3)}, ""},
-		{"one old", []membership.Member{member("s1", 2), member("s2", 1), member("s3", 2)}, "server s2 is at level 1"},
-		{"one advertising nothing", []membership.Member{member("s1", 2), member("s2", 2), member("s3", 0)}, "server s3 is at level 1"},
-		{"one not in the pool", []membership.Member{member("s1", 2), member("s2", 2)}, "server s3 is at level 1"},
-		{"an agent's tag does not count", []membership.Member{member("s1", 2), member("s2", 2), {Name: "s3", Role: membership.RoleAgent, FeatureLevel: 2}}, "server s3"},
+		{"all upgraded", []serfpool.Member{member("s1", 2), member("s2", 2), member("s3", 3)}, ""},
+		{"one old", []serfpool.Member{member("s1", 2), member("s2", 1), member("s3", 2)}, "server s2 is at level 1"},
+		{"one advertising nothing", []serfpool.Member{member("s1", 2), member("s2", 2), member("s3", 0)}, "server s3 is at level 1"},
+		{"one not in the pool", []serfpool.Member{member("s1", 2), member("s2", 2)}, "server s3 is at level 1"},
+		{"an agent's tag does not count", []serfpool.Member{member("s1", 2), member("s2", 2), {Name: "s3", Role: serfpool.RoleAgent, FeatureLevel: 2}}, "server s3"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -21,6 +21,7 @@ import (
 	"github.com/keelson/keelson/e2e/nodeagent"
 	"github.com/keelson/keelson/internal/testimage"
 	"github.com/keelson/keelson/internal/testnet"
+	"github.com/keelson/keelson/internal/testproc"
 )
 
 // cluster is one server that runs its own agent and the plugins under test.
@@ -213,6 +214,6 @@ func (c *cluster) cleanup(t *testing.T) {
 	if err := testnet.DeleteLink(c.bridge); err != nil {
 		t.Error(err)
 	}
-	nodeagent.RemoveCgroupTree(c.cgroupRoot)
+	testproc.RemoveCgroupTree(c.cgroupRoot)
 	c.registry.Close()
 }

@@ -260,9 +260,6 @@ func (c Config) Validate() error {
 	return nil
 }
 
-// minVoters is the floor the reconciler keeps when removing dead voters.
-func (c Config) minVoters() int { return max(c.MinQuorum, c.BootstrapExpect) }
-
 // hostPort is a parsed host:port.
 type hostPort struct {
 	host string
