@@ -146,7 +146,11 @@ func TestHealthyPluginRunsReadyAndStopEndsEveryProcess(t *testing.T) {
 
 	var pids []int
 	for _, name := range []string{"alpha", "beta"} {
-		st := waitFor(t, s, name, func(st PluginStatus) bool { return st.State == StateRunning && st.Ready })
+		// The SDK reports a plugin without ManualReady ready ("running") as
+		// Run starts, and the plugin's own Ready message follows: wait for it.
+		st := waitFor(t, s, name, func(st PluginStatus) bool {
+			return st.State == StateRunning && st.Ready && st.Message != "running"
+		})
 		if st.Message != "term=7 host=https://127.0.0.1:6443" {
 			t.Errorf("%s: message %q does not show the configured term and endpoint", name, st.Message)
 		}
