@@ -178,7 +178,22 @@ func TestDaemonSet(t *testing.T) {
 	ctx := context.Background()
 	mkNode := func(name string, taints ...v1.Taint) {
 		n := &v1.Node{ObjectMeta: metav1.ObjectMeta{Name: name, Labels: map[string]string{"kubernetes.io/hostname": name}}, Spec: v1.NodeSpec{Taints: taints}}
-		if _, err := c.client.CoreV1().Nodes().Create(ctx, n, metav1.CreateOptions{}); err != nil {
+		created, err := c.client.CoreV1().Nodes().Create(ctx, n, metav1.CreateOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		// kube-apiserver taints a new Node not-ready:NoSchedule, which a
+		// DaemonSet does not tolerate (as upstream); the nodelifecycle
+		// plugin lifts it once the node reports Ready. This test plays
+		// that part for its API-only nodes.
+		var kept []v1.Taint
+		for _, tn := range created.Spec.Taints {
+			if tn.Key != v1.TaintNodeNotReady {
+				kept = append(kept, tn)
+			}
+		}
+		created.Spec.Taints = kept
+		if _, err := c.client.CoreV1().Nodes().Update(ctx, created, metav1.UpdateOptions{}); err != nil {
 			t.Fatal(err)
 		}
 		t.Cleanup(func() { _ = c.client.CoreV1().Nodes().Delete(context.Background(), name, metav1.DeleteOptions{}) })
