@@ -22,8 +22,8 @@ import (
 	testingclock "k8s.io/utils/clock/testing"
 	"k8s.io/utils/ptr"
 
-	"github.com/keelson/keelson/plugins/sdk/nodehealth"
 	"github.com/keelson/keelson/plugins/sdk"
+	"github.com/keelson/keelson/plugins/sdk/nodehealth"
 )
 
 // fixture is the controller against a fake API and a fake clock; the test

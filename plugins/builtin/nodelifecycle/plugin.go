@@ -42,8 +42,8 @@ import (
 	"k8s.io/client-go/tools/record"
 	"k8s.io/utils/clock"
 
-	"github.com/keelson/keelson/plugins/sdk/nodehealth"
 	"github.com/keelson/keelson/plugins/sdk"
+	"github.com/keelson/keelson/plugins/sdk/nodehealth"
 )
 
 // Name is the plugin's name (`keelson plugin nodelifecycle`).
