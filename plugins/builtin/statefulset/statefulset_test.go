@@ -140,10 +140,7 @@ func (f *fixture) actions() []string {
 			continue
 		}
 		switch a := a.(type) {
-		case k8stesting.CreateAction:
-			m := a.GetObject().(metav1.Object)
-			out = append(out, fmt.Sprintf("%s %s/%s", a.GetVerb(), res, m.GetName()))
-		case k8stesting.UpdateAction:
+		case k8stesting.CreateAction: // updates too: both carry the object
 			m := a.GetObject().(metav1.Object)
 			out = append(out, fmt.Sprintf("%s %s/%s", a.GetVerb(), res, m.GetName()))
 		case k8stesting.DeleteAction:
