@@ -24,11 +24,11 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
-	"runtime"
 	"strings"
-	"sync"
 	"syscall"
 	"time"
+
+	"github.com/keelson/keelson/internal/forkthread"
 )
 
 // Spec describes a process to start.
@@ -92,7 +92,9 @@ func Start(spec Spec) (*Process, error) {
 	cmd.SysProcAttr = sysProcAttr(spec)
 	p := &Process{Spec: spec, cmd: cmd, exited: make(chan struct{})}
 	p.Started = time.Now()
-	if err := onForkThread(cmd.Start); err != nil {
+	// Forked from the one thread that never exits (see internal/forkthread),
+	// so the child's Pdeathsig fires only when the test process dies.
+	if err := forkthread.Start(cmd); err != nil {
 		return nil, fmt.Errorf("start %s (%s): %w", spec.Name, spec.Bin, err)
 	}
 	// Ends when the process exits, which Stop and Kill force.
@@ -101,29 +103,6 @@ func Start(spec Spec) (*Process, error) {
 		close(p.exited)
 	}()
 	return p, nil
-}
-
-var (
-	forkOnce sync.Once
-	forkReqs chan func()
-)
-
-// onForkThread runs start on the one OS thread that forks every child. The
-// thread is locked and its goroutine never returns, so the thread lives as
-// long as the process and no child's parent-death signal fires early.
-func onForkThread(start func() error) error {
-	forkOnce.Do(func() {
-		forkReqs = make(chan func())
-		go func() {
-			runtime.LockOSThread() // never unlocked: see above
-			for f := range forkReqs {
-				f()
-			}
-		}()
-	})
-	errc := make(chan error, 1)
-	forkReqs <- func() { errc <- start() }
-	return <-errc
 }
 
 // PID is the process's id.
