@@ -35,35 +35,37 @@ type lessor struct {
 
 func newLessor(s *Server) *lessor { return &lessor{s: s, deadlines: map[int64]time.Time{}} }
 
-func (l *lessor) run(ctx context.Context) {
+// RunLessor expires leases for one raft term this server leads, until ctx
+// ends (leadership lost or the server stopping); core/server/leader.go
+// starts it with the other leader duties. Deadlines start afresh each term.
+func (s *Server) RunLessor(ctx context.Context, term uint64) {
+	l := s.lessor
+	defer func() {
+		l.mu.Lock()
+		l.term, l.deadlines = 0, map[int64]time.Time{}
+		l.mu.Unlock()
+	}()
 	t := time.NewTicker(250 * time.Millisecond)
 	defer t.Stop()
 	for {
+		l.tick(ctx, term)
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
-			l.tick(ctx)
 		}
 	}
 }
 
 // tick reconciles the deadline table with the leases in the state machine and
 // expires the overdue ones.
-func (l *lessor) tick(ctx context.Context) {
+func (l *lessor) tick(ctx context.Context, term uint64) {
 	r := l.s.raft
-	if !r.IsLeader() {
-		l.mu.Lock()
-		l.term, l.deadlines = 0, map[int64]time.Time{}
-		l.mu.Unlock()
-		return
-	}
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
 	l.mu.Lock()
 	known := l.term
 	l.mu.Unlock()
-	term := r.Term()
 	if term != known {
 		// Once per term: the barrier makes the view include every lease
 		// granted in earlier terms. Within the term the leader's own view

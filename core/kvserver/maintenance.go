@@ -20,10 +20,11 @@ func MemberID(serverID string) uint64 {
 	return h.Sum64()
 }
 
-// runCompactor keeps the retained history within HistoryRevisions on the
-// leader, so a cluster without kube-apiserver's compactor (etcdctl users)
-// still has bounded memory.
-func (s *Server) runCompactor(ctx context.Context) {
+// RunCompactor keeps the retained history within HistoryRevisions for one
+// raft term this server leads, until ctx ends, so a cluster without
+// kube-apiserver's compactor (etcdctl users) still has bounded memory;
+// core/server/leader.go starts it with the other leader duties.
+func (s *Server) RunCompactor(ctx context.Context, _ uint64) {
 	if s.cfg.HistoryRevisions <= 0 {
 		return
 	}
@@ -34,9 +35,6 @@ func (s *Server) runCompactor(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-t.C:
-		}
-		if !s.raft.IsLeader() {
-			continue
 		}
 		v := s.store.View()
 		target := v.Rev() - s.cfg.HistoryRevisions

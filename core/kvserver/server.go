@@ -120,8 +120,9 @@ type Server struct {
 	wg     sync.WaitGroup
 }
 
-// New returns a server; Start runs its leader-side loops (lease expiry,
-// history compaction).
+// New returns a server. Its leader duties (RunLessor, RunCompactor) run in
+// each term the caller's raft node leads: core/server starts them, Start
+// runs them for a standalone Server.
 func New(cfg Config, store *fsm.Store, r Raft) *Server {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
@@ -148,13 +149,31 @@ func New(cfg Config, store *fsm.Store, r Raft) *Server {
 	return s
 }
 
-// Start runs the leader-side background loops until Stop.
+// Start runs the leader duties (RunLessor, RunCompactor) itself, in each
+// term the raft node leads, until Stop: for a Server used on its own (tests,
+// tools) over a raft that offers Subscribe. core/server does not call it: it
+// lists these duties with its others in leader.go.
 func (s *Server) Start() {
+	sub, ok := s.raft.(interface {
+		Subscribe() (<-chan raftnode.LeadershipEvent, func())
+	})
+	if !ok {
+		return
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	s.cancel = cancel
-	s.wg.Add(2)
-	go func() { defer s.wg.Done(); s.lessor.run(ctx) }()
-	go func() { defer s.wg.Done(); s.runCompactor(ctx) }()
+	events, unsubscribe := sub.Subscribe()
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		defer unsubscribe()
+		_ = raftnode.FollowLeadership(ctx, events, func(ctx context.Context, term uint64) {
+			done := make(chan struct{})
+			go func() { defer close(done); s.RunCompactor(ctx, term) }()
+			s.RunLessor(ctx, term)
+			<-done
+		})
+	}()
 }
 
 // Stop ends the background loops and waits for them.

@@ -32,13 +32,12 @@ type RaftMembership interface {
 	RemoveServer(ctx context.Context, id string) error
 }
 
-// Reconcile keeps raft's configuration in step with the pool while this node
-// is the raft leader, and returns when ctx ends or the pool shuts down. It
-// runs a round on every membership change and every ReconcileInterval. Run
-// it on every server for the server's whole life: on any server a round
-// publishes the bootstrapped tag once this server is in the raft
-// configuration (so no one bootstraps a second cluster with it); only on the
-// leader does it change raft.
+// Reconcile keeps raft's configuration in step with the pool for one raft
+// term this server leads, and returns when ctx ends (leadership lost, the
+// server stopping) or the pool shuts down. It runs a round on every
+// membership change and every ReconcileInterval. core/server/leader.go starts
+// it with the other leader duties; a round that finds this node no longer
+// leader changes nothing.
 //
 // A round, following hashicorp/raft-autopilot:
 //   - removes servers that left the pool gracefully, at once;
@@ -51,11 +50,16 @@ type RaftMembership interface {
 //     never a majority of the voters at once, and never below
 //     max(MinQuorum, BootstrapExpect) voters.
 //
-// The grace clocks live in memory: a new leader (or a restarted pool) starts
-// them afresh, which only delays removals.
-func Reconcile(ctx context.Context, p *serfpool.Pool, r RaftMembership) error {
-	rec := &reconciler{cfg: p.Config(), log: p.Logger(), members: p.Members, raft: r,
-		markBootstrapped: p.SetBootstrapped, missing: map[string]time.Time{}}
+// The grace clocks live in memory: a new term starts them afresh, which only
+// delays removals.
+//
+// A gossip member's tags are only its claim to be a server: before adding one
+// as a voter the round asks prove to check that the member's raft address
+// answers with that server's peer identity (see ProveServer). A member that
+// cannot prove it is held out of raft, logged once per distinct reason.
+func Reconcile(ctx context.Context, p *serfpool.Pool, r RaftMembership, prove ProveServer) error {
+	rec := &reconciler{cfg: p.Config(), log: p.Logger(), members: p.Members, raft: r, prove: prove,
+		markBootstrapped: p.SetBootstrapped, missing: map[string]time.Time{}, refused: map[string]string{}}
 	tick := time.NewTicker(p.Config().ReconcileInterval)
 	defer tick.Stop()
 	for {
@@ -74,11 +78,51 @@ func Reconcile(ctx context.Context, p *serfpool.Pool, r RaftMembership) error {
 	}
 }
 
+// PublishBootstrapped sets this server's bootstrapped tag once the server is
+// in the raft configuration, so that no server starting with
+// --bootstrap-expect ever counts it towards a second cluster. Every server
+// runs it, leader or not, until the tag is published, ctx ends or the pool
+// shuts down.
+func PublishBootstrapped(ctx context.Context, p *serfpool.Pool, r RaftMembership) {
+	self := p.Config().NodeName
+	tick := time.NewTicker(p.Config().ReconcileInterval)
+	defer tick.Stop()
+	for {
+		changed := p.Changes()
+		servers, err := r.Servers()
+		if err == nil && slices.ContainsFunc(servers, func(s RaftServer) bool { return s.ID == self }) {
+			if err := p.SetBootstrapped(); err == nil {
+				return
+			}
+			p.Logger().Warn("publishing the bootstrapped tag; retrying", "error", err)
+		}
+		select {
+		case <-changed:
+		case <-tick.C:
+		case <-ctx.Done():
+			return
+		case <-p.Done():
+			return
+		}
+	}
+}
+
+// ProveServer checks that the server answering at the raft address addr holds
+// the peer identity of server id (a certificate only the cluster's servers
+// can obtain), before the leader makes it a voter. Holding the gossip key is
+// not enough to become one.
+type ProveServer func(ctx context.Context, id, addr string) error
+
 type reconciler struct {
 	cfg     serfpool.Config
 	log     *slog.Logger
 	members func() []serfpool.Member
 	raft    RaftMembership
+	// prove, when set, must accept a member before it is added as a voter.
+	prove ProveServer
+	// refused: server ID -> the last reason it was held out, so each
+	// reason is logged once.
+	refused map[string]string
 	// markBootstrapped publishes that this server is in a raft
 	// configuration; nil in tests that only exercise the raft side.
 	markBootstrapped func() error
@@ -123,6 +167,9 @@ func (r *reconciler) round(ctx context.Context, now time.Time) error {
 		if ctx.Err() != nil || !r.raft.IsLeader() {
 			return nil
 		}
+		if a.kind == actAdd && !r.proven(ctx, a) {
+			continue
+		}
 		r.log.Info("raft reconcile: "+string(a.kind), "server", a.id, "addr", a.addr, "reason", a.reason)
 		switch a.kind {
 		case actAdd:
@@ -137,6 +184,26 @@ func (r *reconciler) round(ctx context.Context, now time.Time) error {
 		}
 	}
 	return nil
+}
+
+// proven reports whether the member to add proved its server identity.
+func (r *reconciler) proven(ctx context.Context, a action) bool {
+	if r.prove == nil {
+		return true
+	}
+	pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	err := r.prove(pctx, a.id, a.addr)
+	if err == nil {
+		delete(r.refused, a.id)
+		return true
+	}
+	if reason := err.Error(); r.refused[a.id] != reason {
+		r.refused[a.id] = reason
+		r.log.Warn("raft reconcile: not adding a gossip member that claims to be a server: it did not prove a server identity on its raft address",
+			"server", a.id, "addr", a.addr, "error", err)
+	}
+	return false
 }
 
 // trackMissing records when each raft server was first seen absent from the

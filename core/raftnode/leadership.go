@@ -207,3 +207,51 @@ func (n *Node) waitTermReady(ctx context.Context) (uint64, error) {
 		}
 	}
 }
+
+// FollowLeadership runs work in its own goroutine for each term this node
+// leads, as read from events (Subscribe), cancelling it when leadership is
+// lost or the term changes, and returns once ctx ends or events is closed
+// and the last run has returned. This is how every leader duty is started
+// and stopped: from NotifyCh transitions, never by polling IsLeader.
+func FollowLeadership(ctx context.Context, events <-chan LeadershipEvent, work func(ctx context.Context, term uint64)) error {
+	var (
+		term uint64 // the term work runs in; 0: not running
+		stop = func() {}
+	)
+	defer func() { stop() }()
+	for {
+		var ev LeadershipEvent
+		select {
+		case <-ctx.Done():
+			return nil
+		case e, ok := <-events:
+			if !ok {
+				return nil
+			}
+			ev = e
+		}
+		if term != 0 && (!ev.IsLeader || ev.Term != term) {
+			stop()
+			term, stop = 0, func() {}
+		}
+		if !ev.IsLeader || term != 0 {
+			continue
+		}
+		term, stop = ev.Term, startTerm(ctx, ev.Term, work)
+	}
+}
+
+// startTerm runs work in a goroutine and returns the function that cancels
+// it and waits for it to return.
+func startTerm(ctx context.Context, term uint64, work func(context.Context, uint64)) (stop func()) {
+	ctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		work(ctx, term)
+	}()
+	return func() {
+		cancel()
+		<-done
+	}
+}

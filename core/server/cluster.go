@@ -182,7 +182,9 @@ func (s *Server) startMembership(ctx context.Context, secret string) error {
 		return fmt.Errorf("starting gossip on %s: %w", mc.BindAddr, err)
 	}
 	s.pool = pool
-	go membership.Reconcile(ctx, pool, membership.FromRaft(s.raft))
+	// The voter reconciler is a leader duty (leader.go); every server
+	// publishes that it holds raft state.
+	go membership.PublishBootstrapped(ctx, pool, membership.FromRaft(s.raft))
 	if !mc.Bootstrapped && cfg.BootstrapExpect > 1 {
 		go s.bootstrapWhenExpected(ctx)
 	}

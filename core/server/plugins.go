@@ -21,7 +21,6 @@ import (
 	"github.com/keelson/keelson/config"
 	"github.com/keelson/keelson/core/apiserver"
 	"github.com/keelson/keelson/core/pki"
-	"github.com/keelson/keelson/core/raftnode"
 	"github.com/keelson/keelson/plugins/host"
 	"github.com/keelson/keelson/plugins/proto"
 )
@@ -205,68 +204,32 @@ func (s *Server) adminRESTConfig(userAgent string) *rest.Config {
 	}
 }
 
-// runPlugins starts the plugins whenever this server becomes the leader
-// and stops them when it is not any more, until ctx ends. It starts once
-// the local API server is ready (plugins reach the cluster through it).
-func (s *Server) runPlugins(ctx context.Context, apiReady <-chan struct{}) error {
-	select {
-	case <-ctx.Done():
-		return nil
-	case <-apiReady:
-	}
-	admin := s.adminRESTConfig("keelson-plugin-host")
-	h, err := s.newPluginHost(admin, admin.Host)
-	if err != nil {
-		return fmt.Errorf("plugin host: %w", err)
-	}
-	go h.status.run(ctx)
-	events, unsubscribe := s.raft.Subscribe()
-	defer unsubscribe()
-	return h.follow(ctx, events)
-}
-
-// follow reconciles the running plugins with the leadership events: the
-// plugins run exactly while this server leads, in the term it leads.
-func (h *pluginHost) follow(ctx context.Context, events <-chan raftnode.LeadershipEvent) error {
-	var (
-		want    raftnode.LeadershipEvent // the latest leadership state
-		running uint64                   // the term the plugins run in; 0: stopped
-		retry   <-chan time.Time         // set while a failed start waits
-	)
-	defer h.sup.Stop()
+// lead runs the plugins for one term this server leads: it prepares the
+// API for them (retrying until it succeeds or ctx ends), starts every
+// plugin with credentials bound to term, and stops them when ctx ends.
+func (h *pluginHost) lead(ctx context.Context, term uint64) {
+	start := time.Now()
 	for {
+		err := h.prepare(ctx)
+		if err == nil {
+			break
+		}
+		if ctx.Err() != nil {
+			return
+		}
+		h.log.Warn("preparing the API for plugins; retrying", "term", term, "err", err)
 		select {
 		case <-ctx.Done():
-			return nil
-		case ev, ok := <-events:
-			if !ok {
-				return nil
-			}
-			want = ev
-		case <-retry:
+			return
+		case <-time.After(time.Second):
 		}
-		retry = nil
-		if running != 0 && (!want.IsLeader || want.Term != running) {
-			h.log.Info("stopping plugins", "term", running, "leader", want.IsLeader)
-			h.sup.Stop()
-			running = 0
-		}
-		if !want.IsLeader || running != 0 {
-			continue
-		}
-		start := time.Now()
-		if err := h.prepare(ctx); err != nil {
-			if ctx.Err() != nil {
-				return nil
-			}
-			h.log.Warn("preparing the API for plugins; retrying", "term", want.Term, "err", err)
-			retry = time.After(time.Second)
-			continue
-		}
-		if err := h.sup.Start(ctx, want.Term); err != nil {
-			return err
-		}
-		running = want.Term
-		h.log.Info("started plugins as leader", "term", running, "plugins", len(h.specs), "prepare", time.Since(start).Round(time.Millisecond))
 	}
+	if err := h.sup.Start(ctx, term); err != nil {
+		h.log.Error("starting plugins", "term", term, "err", err)
+		return
+	}
+	h.log.Info("started plugins as leader", "term", term, "plugins", len(h.specs), "prepare", time.Since(start).Round(time.Millisecond))
+	<-ctx.Done()
+	h.log.Info("stopping plugins", "term", term)
+	h.sup.Stop()
 }

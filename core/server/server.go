@@ -5,6 +5,7 @@ package server
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -45,12 +46,15 @@ type Server struct {
 	opts   Options
 	log    *slog.Logger
 	bundle *pki.Bundle
-	secret string
-	store  *fsm.Store
-	raft   *raftnode.Node
-	kv     *kvserver.Server
-	grpc   *grpc.Server
-	pool   *serfpool.Pool
+	// peerTLS is the raft port's mutual TLS; the voter reconciler proves
+	// a server's identity with it before making it a voter.
+	peerTLS *tls.Config
+	secret  string
+	store   *fsm.Store
+	raft    *raftnode.Node
+	kv      *kvserver.Server
+	grpc    *grpc.Server
+	pool    *serfpool.Pool
 }
 
 // Run starts a control node and blocks until ctx is canceled, then shuts it
@@ -98,22 +102,21 @@ func Run(ctx context.Context, cfg config.Server, log *slog.Logger, opts Options)
 	// The API server stops before the store it depends on: cancel it and
 	// wait for it to return before the deferred close shuts raft down.
 	var apiDone chan error // nil (never ready) without an API server
-	// Plugins stop first, while the API server they talk to still serves.
-	pluginsCtx, stopPlugins := context.WithCancel(ctx)
-	defer stopPlugins()
-	pluginsDone := make(chan struct{})
+	// Leader duties (plugins first among them) stop first, while the API
+	// server they talk to still serves.
+	leaderCtx, stopLeader := context.WithCancel(ctx)
+	defer stopLeader()
+	leaderDone := make(chan struct{})
+	var apiReady chan struct{} // nil: no API server
 	if !cfg.DisableAPIServer {
 		apiDone = make(chan error, 1)
-		apiReady := make(chan struct{})
+		apiReady = make(chan struct{})
 		go func() { apiDone <- s.runAPIServer(ctx, start, apiReady) }()
-		run(func() error {
-			defer close(pluginsDone)
-			return s.runPlugins(pluginsCtx, apiReady)
-		})
-		run(func() error { return s.runLiveness(pluginsCtx, apiReady) })
-	} else {
-		close(pluginsDone)
 	}
+	run(func() error {
+		defer close(leaderDone)
+		return s.runLeaderDuties(leaderCtx, apiReady)
+	})
 	apiRunning := apiDone != nil
 	err = nil
 	select {
@@ -129,11 +132,11 @@ func Run(ctx context.Context, cfg config.Server, log *slog.Logger, opts Options)
 			}
 		}
 	}
-	stopPlugins()
+	stopLeader()
 	select {
-	case <-pluginsDone:
+	case <-leaderDone:
 	case <-time.After(pluginsStopTimeout):
-		log.Warn("plugins did not stop in time; the kernel ends them with this process", "waited", pluginsStopTimeout)
+		log.Warn("leader duties (plugins) did not stop in time; the kernel ends them with this process", "waited", pluginsStopTimeout)
 	}
 	cancel()
 	if apiRunning {
@@ -173,6 +176,7 @@ func open(ctx context.Context, cfg config.Server, log *slog.Logger, opts Options
 	if err != nil {
 		return nil, err
 	}
+	s.peerTLS = peerTLS
 
 	rc := raftnode.DefaultConfig()
 	rc.NodeID = cfg.NodeName
@@ -217,7 +221,6 @@ func open(ctx context.Context, cfg config.Server, log *slog.Logger, opts Options
 		kc.ClientURLs = []string{"http://" + cfg.EtcdListen}
 	}
 	s.kv = kvserver.New(kc, s.store, node)
-	s.kv.Start()
 	s.grpc = s.kv.NewGRPCServer()
 
 	if err := s.startMembership(ctx, id.secret); err != nil {
