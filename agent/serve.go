@@ -333,7 +333,7 @@ func (a *Agent) followServers(ctx context.Context) {
 				servers = append(servers, join.Server{API: m.APIAddr, Gossip: m.SerfAddr})
 			}
 		}
-		a.learnServers(servers)
+		a.learnServers(a.provenServers(ctx, servers))
 	}
 }
 

@@ -339,7 +339,7 @@ func TestReconcileLoopWithPools(t *testing.T) {
 	p1 := startPool(t, ctx, fastConfig(t, "s1"))
 	fr := newFakeRaft("s1")
 	done := make(chan error, 1)
-	go func() { done <- Reconcile(ctx, p1, fr) }()
+	go func() { done <- Reconcile(ctx, p1, fr, nil) }()
 
 	var pools []*serfpool.Pool
 	for _, n := range []string{"s2", "s3"} {
@@ -376,7 +376,7 @@ func TestReconcileMarksBootstrapped(t *testing.T) {
 	fr := newFakeRaft("s1") // s2 not added yet
 	fr.leader = false
 	done := make(chan error, 1)
-	go func() { done <- Reconcile(ctx, p2, fr) }()
+	go func() { done <- Reconcile(ctx, p2, fr, nil) }()
 	eventually(t, "s1 sees s2", func() bool { return statusOf(p1, "s2") == serfpool.StatusAlive })
 	if m, _ := member(p1, "s2"); m.Bootstrapped {
 		t.Fatal("s2 claims raft state before it is in the configuration")
@@ -392,5 +392,50 @@ func TestReconcileMarksBootstrapped(t *testing.T) {
 	}
 	if got := strings.Join(fr.log, "; "); got != "add s2" {
 		t.Errorf("follower changed raft: %q", got)
+	}
+}
+
+// TestReconcileAddsOnlyProvenServers: a gossip member claiming role=server
+// becomes a voter only once it proves the server identity; until then it is
+// held out (and logged once), and the other changes of the round still happen.
+func TestReconcileAddsOnlyProvenServers(t *testing.T) {
+	log, logs := testLogger(t)
+	cfg := serfpool.DefaultConfig()
+	cfg.NodeName, cfg.DeadServerGrace = "s1", grace
+	members := []serfpool.Member{srv("s1", serfpool.StatusAlive, time.Hour), srv("s2", serfpool.StatusAlive, time.Hour),
+		srv("s3", serfpool.StatusAlive, time.Hour), srv("intruder", serfpool.StatusAlive, time.Minute)}
+	fr := newFakeRaft("s1", "s2", "s3")
+	var asked []string
+	prove := func(_ context.Context, id, addr string) error {
+		asked = append(asked, id+"@"+addr)
+		if id == "intruder" {
+			return errors.New("presents the peer certificate \"\", not \"keelson-server:intruder\"")
+		}
+		return nil
+	}
+	rec := &reconciler{cfg: cfg, log: log, members: func() []serfpool.Member { return members }, raft: fr,
+		prove: prove, missing: map[string]time.Time{}, refused: map[string]string{}}
+	for i := 0; i < 3; i++ {
+		if err := rec.round(context.Background(), t0); err != nil {
+			t.Fatalf("round %d: %v", i, err)
+		}
+	}
+	if got := fr.voters(); got != "s1,s2,s3" {
+		t.Errorf("voters = %s, want s1,s2,s3 (the unproven member held out)", got)
+	}
+	if len(asked) != 3 || !strings.HasPrefix(asked[0], "intruder@") {
+		t.Errorf("proofs asked = %v, want the intruder's, once per round", asked)
+	}
+	if n := strings.Count(logs.String(), "did not prove a server identity"); n != 1 {
+		t.Errorf("refusal logged %d times, want once:\n%s", n, logs.String())
+	}
+	// Once it proves the identity (a real server), it is added.
+	prove2 := func(context.Context, string, string) error { return nil }
+	rec.prove = prove2
+	if err := rec.round(context.Background(), t0); err != nil {
+		t.Fatal(err)
+	}
+	if got := fr.voters(); got != "intruder,s1,s2,s3" && got != "s1,s2,s3,intruder" {
+		t.Errorf("voters after proof = %s, want the member added", got)
 	}
 }
