@@ -38,11 +38,13 @@ build:
 deps:
 	@scripts/install-deps.sh
 
+# run is a single-node cluster: its one server is also its only node, so it
+# runs ordinary pods (--schedulable-control-plane: no control-plane taint).
 run: deps build
 	@mkdir -p $(RUN_DIR)
 	@echo "keelson: data in $(RUN_DIR); in another shell:"
 	@echo "  KUBECONFIG=$(RUN_DIR)/admin.kubeconfig $(KEELSON) kubectl get namespaces"
-	$(KEELSON) server --data-dir $(RUN_DIR) $(ARGS)
+	$(KEELSON) server --data-dir $(RUN_DIR) --schedulable-control-plane $(ARGS)
 
 # Tests get the same version stamp as the binary: kube-apiserver refuses to
 # start with an unparseable version. The end-to-end packages run one at a

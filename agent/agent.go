@@ -19,6 +19,8 @@ import (
 	"sync"
 	"time"
 
+	v1 "k8s.io/api/core/v1"
+
 	"github.com/keelson/keelson/agent/apiproxy"
 	"github.com/keelson/keelson/agent/cni"
 	"github.com/keelson/keelson/agent/credentials"
@@ -41,6 +43,10 @@ type Options struct {
 	// Embedded: the agent runs inside a server, which is already the
 	// node's member of the gossip pool.
 	Embedded bool
+	// RegisterTaints are set on the Node when the agent creates it
+	// (kubelet's --register-with-taints): a server's node carries the
+	// control-plane taint. A node may not change its own taints later.
+	RegisterTaints []v1.Taint
 	// KubeletVersion is reported in the Node's info.
 	KubeletVersion string
 	Logger         *slog.Logger

@@ -48,6 +48,7 @@ func (a *Agent) serve(ctx context.Context) error {
 		IP:             a.ip,
 		KubeletPort:    a.cfg.Kubelet.Port,
 		Labels:         a.cfg.NodeLabels,
+		Taints:         a.opts.RegisterTaints,
 		MaxPods:        a.cfg.Kubelet.MaxPods,
 		SystemReserved: a.cfg.Kubelet.SystemReserved,
 		EvictionHard:   a.cfg.Kubelet.EvictionHard,

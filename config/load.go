@@ -29,6 +29,7 @@ func ServerFlags(fs *pflag.FlagSet, c *Server) {
 	fs.StringVar(&c.ClusterCIDR, "cluster-cidr", c.ClusterCIDR, "pod IP range each node gets a slice of (spec.podCIDRs); an IPv4 and an IPv6 CIDR separated by a comma for dual-stack")
 	fs.DurationVar(&c.NodeMonitorGracePeriod.Duration, "node-monitor-grace-period", c.NodeMonitorGracePeriod.Duration, "how long a node may go without contact before its Ready condition becomes Unknown")
 	fs.BoolVar(&c.DisableAgent, "disable-agent", c.DisableAgent, "do not run a node agent on this server (it then runs no pods)")
+	fs.BoolVar(&c.SchedulableControlPlane, "schedulable-control-plane", c.SchedulableControlPlane, "register this server's node without the node-role.kubernetes.io/control-plane:NoSchedule taint, so ordinary pods run on it (single-node clusters)")
 
 	fs.StringVar(&c.Plugins.Dir, "plugin-dir", c.Plugins.Dir, "directory of third-party plugin executables (default DATA_DIR/plugins)")
 	fs.StringSliceVar(&c.Plugins.Disable, "disable-plugin", c.Plugins.Disable, "built-in plugin not to run, or '*' for all (repeatable)")
@@ -39,6 +40,10 @@ func ServerFlags(fs *pflag.FlagSet, c *Server) {
 	fs.StringVar(&c.APIServer.ServiceCIDR, "service-cidr", c.APIServer.ServiceCIDR, "range ClusterIPs are allocated from")
 	fs.StringVar(&c.APIServer.NodePortRange, "service-node-port-range", c.APIServer.NodePortRange, "range NodePorts are allocated from")
 	fs.StringVar(&c.APIServer.ClusterDomain, "cluster-domain", c.APIServer.ClusterDomain, "DNS domain of the cluster")
+	fs.StringVar(&c.APIServer.PodSecurity.Enforce, "pod-security-enforce", c.APIServer.PodSecurity.Enforce, "Pod Security level enforced in namespaces without their own label: privileged, baseline or restricted")
+	fs.StringVar(&c.APIServer.PodSecurity.Warn, "pod-security-warn", c.APIServer.PodSecurity.Warn, "Pod Security level warned about: privileged, baseline or restricted")
+	fs.StringVar(&c.APIServer.PodSecurity.Audit, "pod-security-audit", c.APIServer.PodSecurity.Audit, "Pod Security level audited: privileged, baseline or restricted")
+	fs.StringSliceVar(&c.APIServer.PodSecurity.ExemptNamespaces, "pod-security-exempt-namespace", c.APIServer.PodSecurity.ExemptNamespaces, "namespace Pod Security never checks (repeatable)")
 	fs.StringToStringVar(&c.APIServer.ExtraArgs, "kube-apiserver-arg", c.APIServer.ExtraArgs, "extra kube-apiserver flag as key=value (repeatable)")
 
 	fs.DurationVar(&c.Raft.HeartbeatTimeout.Duration, "raft-heartbeat-timeout", c.Raft.HeartbeatTimeout.Duration, "raft heartbeat timeout")

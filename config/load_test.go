@@ -85,6 +85,9 @@ func TestLoadServerErrorsNameTheField(t *testing.T) {
 		{"store quota flag", "", []string{"--store-quota-bytes", "512"}, []string{"store.quotaBytes (--store-quota-bytes): 512 is below the minimum"}},
 		{"store quota in file", "store:\n  quotaBytes: 1099511627776000\n", nil, []string{"store.quotaBytes (--store-quota-bytes)", "memory"}},
 		{"grace period in file", "nodeMonitorGracePeriod: soon\n", nil, []string{"nodeMonitorGracePeriod (--node-monitor-grace-period): invalid duration soon"}},
+		{"pod security level", "apiServer:\n  podSecurity:\n    warn: strict\n", nil, []string{`apiServer.podSecurity.warn (--pod-security-warn): "strict" is not a level; use privileged, baseline or restricted`}},
+		{"pod security flag", "", []string{"--pod-security-enforce", "Baseline"}, []string{"apiServer.podSecurity.enforce (--pod-security-enforce)"}},
+		{"pod security exemption", "", []string{"--pod-security-exempt-namespace", "Kube_System"}, []string{"apiServer.podSecurity.exemptNamespaces"}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -102,6 +105,18 @@ func TestLoadServerErrorsNameTheField(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+func TestPodSecurityFileKeepsOtherDefaults(t *testing.T) {
+	cfg, err := LoadServer(writeFile(t, "apiServer:\n  podSecurity:\n    enforce: restricted\n"), parse(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := PodSecurity{Enforce: "restricted", Warn: "restricted", Audit: "restricted", ExemptNamespaces: []string{"kube-system"}}
+	got := cfg.APIServer.PodSecurity
+	if got.Enforce != want.Enforce || got.Warn != want.Warn || got.Audit != want.Audit || strings.Join(got.ExemptNamespaces, ",") != "kube-system" {
+		t.Errorf("podSecurity: got %+v, want %+v", got, want)
 	}
 }
 

@@ -73,6 +73,11 @@ type Server struct {
 	DisableAPIServer bool `json:"disableAPIServer"`
 	// DisableAgent runs no node agent on this server.
 	DisableAgent bool `json:"disableAgent"`
+	// SchedulableControlPlane registers this server's node without the
+	// node-role.kubernetes.io/control-plane:NoSchedule taint, so that
+	// ordinary pods run on it: for single-node clusters (make run sets it).
+	// Off, only pods tolerating the taint run beside the cluster's keys.
+	SchedulableControlPlane bool `json:"schedulableControlPlane"`
 	// ClusterCIDR is the range pod IPs come from: the nodeipam plugin gives
 	// every Node a slice of it (spec.podCIDRs). One CIDR, or an IPv4 and an
 	// IPv6 CIDR separated by a comma for dual-stack.
@@ -102,7 +107,11 @@ type APIServer struct {
 	NodePortRange string `json:"nodePortRange"`
 	// ClusterDomain is the DNS suffix of services.
 	ClusterDomain string `json:"clusterDomain"`
-	// ExtraArgs are passed to kube-apiserver as --key=value, last.
+	// PodSecurity is the Pod Security admission default: baseline
+	// enforced, restricted warned and audited, kube-system exempt.
+	PodSecurity PodSecurity `json:"podSecurity"`
+	// ExtraArgs are passed to kube-apiserver as --key=value, last; an
+	// admission-control-config-file there replaces PodSecurity.
 	ExtraArgs map[string]string `json:"extraArgs"`
 }
 
@@ -181,6 +190,7 @@ func DefaultServer() Server {
 			ServiceCIDR:   "10.43.0.0/16",
 			NodePortRange: "30000-32767",
 			ClusterDomain: "cluster.local",
+			PodSecurity:   DefaultPodSecurity(),
 		},
 		Raft: Raft{
 			// raftnode.DefaultConfig's figures, explained there; config
@@ -299,7 +309,7 @@ func (a *APIServer) validate() []error {
 	if a.ClusterDomain == "" || strings.HasPrefix(a.ClusterDomain, ".") || strings.HasSuffix(a.ClusterDomain, ".") {
 		errs = append(errs, fmt.Errorf("apiServer.clusterDomain (--cluster-domain): %q must be a domain such as cluster.local", a.ClusterDomain))
 	}
-	return errs
+	return append(errs, a.PodSecurity.validate()...)
 }
 
 func (r *Raft) validate() []error {

@@ -46,10 +46,13 @@ type Image struct {
 
 // Options configures a Node.
 type Options struct {
-	Name           string
-	IP             net.IP
-	KubeletPort    int
-	Labels         map[string]string
+	Name        string
+	IP          net.IP
+	KubeletPort int
+	Labels      map[string]string
+	// Taints are set when the Node is created, never changed afterwards
+	// (NodeRestriction forbids a node to change its own taints).
+	Taints         []v1.Taint
 	MaxPods        int
 	SystemReserved map[string]string
 	EvictionHard   map[string]string
@@ -187,7 +190,7 @@ func (n *Node) get() *v1.Node {
 // writes its status.
 func (n *Node) Register(ctx context.Context) error {
 	nodes := n.opts.Client.CoreV1().Nodes()
-	want := &v1.Node{ObjectMeta: metav1.ObjectMeta{Name: n.opts.Name, Labels: n.labels()}}
+	want := &v1.Node{ObjectMeta: metav1.ObjectMeta{Name: n.opts.Name, Labels: n.labels()}, Spec: v1.NodeSpec{Taints: n.opts.Taints}}
 	want.Status = n.desiredStatus(ctx, nil)
 	created, err := nodes.Create(ctx, want, metav1.CreateOptions{})
 	switch {
@@ -221,8 +224,24 @@ func (n *Node) Register(ctx context.Context) error {
 		}
 	}
 	n.Observe(existing)
+	n.warnMissingTaints(existing)
 	n.log.Info("node already registered; taking it over", "node", n.opts.Name)
 	return n.writeStatus(ctx, existing, n.desiredStatus(ctx, existing))
+}
+
+// warnMissingTaints says which registration taints an existing Node lacks:
+// the node may not add them itself, an administrator must.
+func (n *Node) warnMissingTaints(existing *v1.Node) {
+	for _, want := range n.opts.Taints {
+		found := false
+		for _, t := range existing.Spec.Taints {
+			found = found || t.MatchTaint(&want)
+		}
+		if !found {
+			n.log.Warn("the registered node lacks a taint it is configured with; a node may not taint itself, so add it with kubectl",
+				"node", n.opts.Name, "taint", want.ToString(), "fix", fmt.Sprintf("kubectl taint node %s %s", n.opts.Name, want.ToString()))
+		}
+	}
 }
 
 func (n *Node) labels() map[string]string {

@@ -19,6 +19,7 @@ import (
 	"github.com/keelson/keelson/core/apiserver"
 	"github.com/keelson/keelson/core/server"
 	"github.com/spf13/cobra"
+	v1 "k8s.io/api/core/v1"
 	kubeversion "k8s.io/component-base/version"
 )
 
@@ -105,6 +106,10 @@ func embeddedAgent(cfg config.Server, token string) config.Agent {
 	return a
 }
 
+// controlPlaneTaint keeps ordinary pods off a server's node, where the
+// cluster's keys are (kubeadm's taint): only pods tolerating it run there.
+var controlPlaneTaint = v1.Taint{Key: "node-role.kubernetes.io/control-plane", Effect: v1.TaintEffectNoSchedule}
+
 // runEmbeddedAgent runs the server's agent once the server has written its
 // join token; it returns when ctx ends or the agent fails.
 func runEmbeddedAgent(ctx context.Context, cfg config.Server, log *slog.Logger) error {
@@ -129,7 +134,11 @@ func runEmbeddedAgent(ctx context.Context, cfg config.Server, log *slog.Logger) 
 	if err := acfg.Validate(); err != nil {
 		return fmt.Errorf("the server's agent configuration (the config file's agent key):\n%w", err)
 	}
-	err := agent.Run(ctx, acfg, agent.Options{Embedded: true, KubeletVersion: kubeversion.Get().GitVersion, Logger: log.With("component", "agent")})
+	opts := agent.Options{Embedded: true, KubeletVersion: kubeversion.Get().GitVersion, Logger: log.With("component", "agent")}
+	if !cfg.SchedulableControlPlane {
+		opts.RegisterTaints = []v1.Taint{controlPlaneTaint}
+	}
+	err := agent.Run(ctx, acfg, opts)
 	if err != nil {
 		return fmt.Errorf("%w (run the server with --disable-agent to run no pods on it)", err)
 	}

@@ -55,6 +55,11 @@ func Run(ctx context.Context, cfg Config, ready func(elapsed time.Duration)) err
 	// and so loop the process's own logs through klog.
 	klog.SetSlogLogger(log.With("component", "kube-apiserver"))
 
+	if cfg.ownsAdmissionConfig() {
+		if err := cfg.writeAdmissionConfig(); err != nil {
+			return err
+		}
+	}
 	args := cfg.args()
 	opts := options.NewServerRunOptions()
 	if cfg.CurrentTerm != nil {

@@ -52,6 +52,10 @@ type Config struct {
 	// ExtraArgs are kube-apiserver flags (name without "--" to value) that are
 	// added to, or replace, the ones derived from the fields above.
 	ExtraArgs map[string]string
+	// PodSecurity is the PodSecurity admission plugin's cluster default;
+	// empty levels take DefaultPodSecurity's. ExtraArgs naming an
+	// admission-control-config-file replace it.
+	PodSecurity PodSecurity
 	// CurrentTerm returns the raft term this server knows; the term fence
 	// (see TermFenceName) refuses writes of plugins started in an older
 	// term. Nil disables the fence (an API server without plugins).
@@ -79,6 +83,19 @@ func (c Config) withDefaults() Config {
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
+	}
+	def := DefaultPodSecurity()
+	if c.PodSecurity.Enforce == "" {
+		c.PodSecurity.Enforce = def.Enforce
+	}
+	if c.PodSecurity.Warn == "" {
+		c.PodSecurity.Warn = def.Warn
+	}
+	if c.PodSecurity.Audit == "" {
+		c.PodSecurity.Audit = def.Audit
+	}
+	if c.PodSecurity.ExemptNamespaces == nil {
+		c.PodSecurity.ExemptNamespaces = def.ExemptNamespaces
 	}
 	return c
 }
@@ -115,6 +132,9 @@ func (c Config) validate() error {
 	}
 	if err := validatePortRange(c.NodePortRange); err != nil {
 		errs = append(errs, fmt.Errorf("NodePortRange: %w", err))
+	}
+	if err := c.PodSecurity.validate(); err != nil {
+		errs = append(errs, err)
 	}
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("apiserver: invalid config: %w", err)
@@ -190,6 +210,9 @@ func (c Config) args() []string {
 	}
 	if c.AdvertiseAddress != "" {
 		flags["advertise-address"] = c.AdvertiseAddress
+	}
+	if c.ownsAdmissionConfig() {
+		flags["admission-control-config-file"] = admissionConfigPath(c.DataDir)
 	}
 	for k, v := range c.ExtraArgs {
 		flags[strings.TrimLeft(k, "-")] = v

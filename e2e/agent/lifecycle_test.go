@@ -244,6 +244,10 @@ spec:
 // grace period ends.
 func (c *cluster) testDeleteRunsPreStopAndRespectsGrace(t *testing.T) {
 	ns := c.namespace(t, "prestop")
+	// A hostPath volume: Pod Security's baseline default refuses it.
+	if r := c.server.Kubectl(t, "label", "namespace", ns, "pod-security.kubernetes.io/enforce=privileged"); r.ExitCode != 0 {
+		t.Fatalf("labelling %s privileged: %s", ns, r)
+	}
 	dir, err := os.MkdirTemp("", "kprestop")
 	if err != nil {
 		t.Fatal(err)

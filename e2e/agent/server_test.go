@@ -43,6 +43,7 @@ func startEmbedded(t *testing.T, plugins []string, extra ...string) *cluster {
 	}
 	c.server = harness.StartServer(t, harness.ServerOptions{Plugins: plugins, Args: append([]string{
 		"--disable-agent=false",
+		"--schedulable-control-plane", // its own agent is the only node
 		"--kubelet-address", "127.0.0.1",
 		"--kubelet-port", strconv.Itoa(harness.FreePort(t)),
 		"--cni-bridge", c.bridge,

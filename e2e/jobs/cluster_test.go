@@ -69,6 +69,8 @@ func startCluster(t *testing.T) *cluster {
 		Plugins:  []string{"job", "cronjob", "ttlafterfinished", "scheduler", "garbagecollector", "nodelifecycle"},
 		Args: []string{
 			"--disable-agent=false",
+			// The server is the only node: it runs the Jobs' pods.
+			"--schedulable-control-plane",
 			"--kubelet-address", "127.0.0.1",
 			"--kubelet-port", strconv.Itoa(harness.FreePort(t)),
 			"--cni-bridge", c.bridge,
