@@ -33,7 +33,8 @@ func ServerFlags(fs *pflag.FlagSet, c *Server) {
 
 	fs.StringVar(&c.Plugins.Dir, "plugin-dir", c.Plugins.Dir, "directory of third-party plugin executables (default DATA_DIR/plugins)")
 	fs.StringSliceVar(&c.Plugins.Disable, "disable-plugin", c.Plugins.Disable, "built-in plugin not to run, or '*' for all (repeatable)")
-	fs.Var(&externalPluginsValue{&c.Plugins.External}, "plugin", "third-party plugin NAME=SHA256: runs the executable NAME in the plugin dir if its checksum matches (repeatable)")
+	fs.Var(&externalPluginsValue{&c.Plugins.External}, "plugin", "third-party plugin NAME=SHA256[:PRESET]: runs the executable NAME in the plugin dir if its checksum matches, with at most the API permissions of PRESET (read-only, cloud-provider, ingress-controller) or of its rules in the config file (repeatable)")
+	fs.StringVar(&c.Plugins.RunAs, "plugin-run-as", c.Plugins.RunAs, "UID:GID third-party plugins run as when the server runs as root (default "+DefaultPluginRunAs+", nobody); \""+PluginRunAsServer+"\" runs them as the server")
 	fs.Var(&pluginConfigValue{&c.Plugins.Config}, "plugin-config", "a plugin's configuration as NAME=JSON (repeatable)")
 
 	fs.IntVar(&c.APIServer.Port, "api-port", c.APIServer.Port, "HTTPS port of the Kubernetes API")

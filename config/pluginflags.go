@@ -7,7 +7,7 @@ import (
 	"strings"
 )
 
-// externalPluginsValue is --plugin NAME=SHA256, repeatable. It implements
+// externalPluginsValue is --plugin NAME=SHA256[:PRESET], repeatable. It implements
 // pflag.SliceValue so that flags replace the file's list (see overlayFlags).
 type externalPluginsValue struct{ list *[]ExternalPlugin }
 
@@ -23,11 +23,12 @@ func (v *externalPluginsValue) String() string {
 func (v *externalPluginsValue) Set(s string) error { return v.Append(s) }
 
 func (v *externalPluginsValue) Append(s string) error {
-	name, sum, ok := strings.Cut(s, "=")
+	name, rest, ok := strings.Cut(s, "=")
+	sum, preset, _ := strings.Cut(rest, ":")
 	if !ok || name == "" || sum == "" {
-		return fmt.Errorf("%q is not NAME=SHA256 (the executable NAME in the plugin dir and its sha256sum)", s)
+		return fmt.Errorf("%q is not NAME=SHA256[:PRESET] (the executable NAME in the plugin dir, its sha256sum and the preset of API permissions approved for it)", s)
 	}
-	*v.list = append(*v.list, ExternalPlugin{Name: name, SHA256: sum})
+	*v.list = append(*v.list, ExternalPlugin{Name: name, SHA256: sum, Preset: preset})
 	return nil
 }
 
@@ -44,7 +45,11 @@ func (v *externalPluginsValue) Replace(ss []string) error {
 func (v *externalPluginsValue) GetSlice() []string {
 	var out []string
 	for _, e := range *v.list {
-		out = append(out, e.Name+"="+e.SHA256)
+		s := e.Name + "=" + e.SHA256
+		if e.Preset != "" {
+			s += ":" + e.Preset
+		}
+		out = append(out, s)
 	}
 	return out
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 
 	rbacv1 "k8s.io/api/rbac/v1"
@@ -28,6 +29,38 @@ type Plugins struct {
 	Config map[string]json.RawMessage `json:"config"`
 	// External lists the third-party plugins to run.
 	External []ExternalPlugin `json:"external"`
+	// RunAs is the "UID:GID" third-party plugins run as when the server
+	// runs as root: an unprivileged identity with no access to the data
+	// directory. "server" runs them as the server itself. Default
+	// DefaultPluginRunAs (nobody:nogroup).
+	RunAs string `json:"runAs"`
+}
+
+// DefaultPluginRunAs is nobody:nogroup on Debian.
+const DefaultPluginRunAs = "65534:65534"
+
+// PluginRunAsServer in Plugins.RunAs runs third-party plugins as the server.
+const PluginRunAsServer = "server"
+
+// PluginIdentity parses RunAs; ok is false for PluginRunAsServer.
+func (p *Plugins) PluginIdentity() (uid, gid uint32, ok bool, err error) {
+	v := p.RunAs
+	if v == "" {
+		v = DefaultPluginRunAs
+	}
+	if v == PluginRunAsServer {
+		return 0, 0, false, nil
+	}
+	u, g, found := strings.Cut(v, ":")
+	uid64, uerr := strconv.ParseUint(u, 10, 32)
+	gid64, gerr := strconv.ParseUint(g, 10, 32)
+	if !found || uerr != nil || gerr != nil {
+		return 0, 0, false, fmt.Errorf("plugins.runAs (--plugin-run-as): %q is not UID:GID (numbers, such as %s) nor %q", p.RunAs, DefaultPluginRunAs, PluginRunAsServer)
+	}
+	if uid64 == 0 {
+		return 0, 0, false, fmt.Errorf("plugins.runAs (--plugin-run-as): %q is root; use %q to run third-party plugins as the server, or an unprivileged UID:GID", p.RunAs, PluginRunAsServer)
+	}
+	return uint32(uid64), uint32(gid64), true, nil
 }
 
 // ExternalPlugin is one third-party plugin executable.
@@ -39,8 +72,13 @@ type ExternalPlugin struct {
 	// SHA256 is the executable's hex checksum: the host refuses to run a
 	// binary that does not match it. Required.
 	SHA256 string `json:"sha256"`
-	// Rules, when set, replace the API permissions the plugin declares.
-	Rules []rbacv1.PolicyRule `json:"rules,omitempty"`
+	// Rules are the API permissions the operator approves for the plugin;
+	// Preset names a documented set of them (see pluginPresets). One of
+	// the two is required. The plugin is granted the rules it declares,
+	// and refused (state Refused, naming the rule) if it declares any rule
+	// they do not cover.
+	Rules  []rbacv1.PolicyRule `json:"rules,omitempty"`
+	Preset string              `json:"preset,omitempty"`
 }
 
 // PluginDir is the effective third-party plugin directory.
@@ -70,6 +108,9 @@ func (p *Plugins) ValidatePlugins(builtins []string) error {
 				d, strings.Join(builtins, ", "), AllBuiltinPlugins)
 		}
 	}
+	if _, _, _, err := p.PluginIdentity(); err != nil {
+		bad("%v", err)
+	}
 	seen := map[string]bool{}
 	for i, e := range p.External {
 		field := fmt.Sprintf("plugins.external[%d]", i)
@@ -93,6 +134,7 @@ func (p *Plugins) ValidatePlugins(builtins []string) error {
 			bad("%s.sha256: %q is not a SHA-256 checksum; compute it with: sha256sum %s", field, e.SHA256,
 				filepath.Join(p.Dir, e.FileName()))
 		}
+		errs = append(errs, e.validateApproval(field)...)
 	}
 	for name, raw := range p.Config {
 		if !slices.Contains(builtins, name) && !seen[name] {

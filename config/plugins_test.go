@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/spf13/pflag"
+	rbacv1 "k8s.io/api/rbac/v1"
 )
 
 const sum = "3b1f4cd2a8f0e9d7c6b5a4938271605f4e3d2c1b0a99887766554433221100ff"
@@ -47,11 +48,11 @@ plugins:
 		t.Errorf("valid plugins refused: %v", err)
 	}
 
-	cfg, err = LoadServer(file, parse(t, "--plugin", "other="+sum, "--disable-plugin", "*"))
+	cfg, err = LoadServer(file, parse(t, "--plugin", "other="+sum+":read-only", "--disable-plugin", "*"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(cfg.Plugins.External) != 1 || cfg.Plugins.External[0].Name != "other" {
+	if len(cfg.Plugins.External) != 1 || cfg.Plugins.External[0].Name != "other" || cfg.Plugins.External[0].Preset != "read-only" {
 		t.Errorf("--plugin did not replace the file's list: %+v", cfg.Plugins.External)
 	}
 	if !cfg.Plugins.BuiltinDisabled("replicaset") {
@@ -82,6 +83,12 @@ func TestPluginsValidation(t *testing.T) {
 		{"path as file", Plugins{External: []ExternalPlugin{{Name: "a", File: "../a", SHA256: sum}}}, "plugins.external[0].file"},
 		{"no checksum", Plugins{External: []ExternalPlugin{{Name: "a"}}}, "plugins.external[0].sha256: \"\" is not a SHA-256 checksum; compute it with: sha256sum"},
 		{"short checksum", Plugins{External: []ExternalPlugin{{Name: "a", SHA256: "abcd"}}}, "plugins.external[0].sha256"},
+		{"no approval", Plugins{External: []ExternalPlugin{{Name: "a", SHA256: sum}}}, `plugins.external[0].rules: approve the API permissions of third-party plugin "a"`},
+		{"unknown preset", Plugins{External: []ExternalPlugin{{Name: "a", SHA256: sum, Preset: "admin"}}}, `plugins.external[0].preset: "admin" is not a preset; presets are cloud-provider, ingress-controller, read-only`},
+		{"rule without verbs", Plugins{External: []ExternalPlugin{{Name: "a", SHA256: sum, Rules: []rbacv1.PolicyRule{{APIGroups: []string{""}, Resources: []string{"pods"}}}}}}, "plugins.external[0].rules[0].verbs"},
+		{"rule without group", Plugins{External: []ExternalPlugin{{Name: "a", SHA256: sum, Rules: []rbacv1.PolicyRule{{Resources: []string{"pods"}, Verbs: []string{"get"}}}}}}, "plugins.external[0].rules[0].apiGroups"},
+		{"run as words", Plugins{RunAs: "nobody"}, `plugins.runAs (--plugin-run-as): "nobody" is not UID:GID`},
+		{"run as root", Plugins{RunAs: "0:0"}, `plugins.runAs (--plugin-run-as): "0:0" is root; use "server"`},
 		{"config for nobody", Plugins{Config: map[string]json.RawMessage{"ghost": json.RawMessage(`{}`)}}, `plugins.config.ghost (--plugin-config): no built-in or external plugin is called "ghost"`},
 	}
 	for _, tt := range tests {
@@ -104,6 +111,25 @@ func TestPluginFlagsRefuseBadValues(t *testing.T) {
 		ServerFlags(set, &c)
 		if err := set.Parse(args); err == nil {
 			t.Errorf("%v accepted", args)
+		}
+	}
+}
+
+// TestPluginPresetsHoldNoEscalation: a preset never carries a wildcard nor
+// the escalate, bind or impersonate verbs, nor access to RBAC or
+// certificates: those a plugin gets only where the operator wrote them.
+func TestPluginPresetsHoldNoEscalation(t *testing.T) {
+	for name, rules := range pluginPresets {
+		for i, r := range rules {
+			for _, list := range [][]string{r.Verbs, r.APIGroups, r.Resources, r.NonResourceURLs} {
+				for _, v := range list {
+					switch {
+					case strings.Contains(v, "*"), v == "escalate", v == "bind", v == "impersonate",
+						v == "rbac.authorization.k8s.io", v == "certificates.k8s.io":
+						t.Errorf("preset %s rule %d holds %q", name, i, v)
+					}
+				}
+			}
 		}
 	}
 }

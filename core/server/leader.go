@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 	"fmt"
+	"os"
 	"sync"
 	"time"
 
@@ -144,6 +145,12 @@ func (s *Server) buildAPIDuties(ctx context.Context, api *apiDuties) error {
 		return fmt.Errorf("node liveness: API client: %w", err)
 	}
 	go h.status.run(ctx)
+	if ra := h.sup.RunAs(); ra != nil {
+		go func() {
+			<-ctx.Done()
+			os.RemoveAll(ra.ExecDir)
+		}()
+	}
 	api.host, api.client = h, client
 	close(api.ready)
 	return nil

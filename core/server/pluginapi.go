@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -21,6 +22,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
+	rbacvalidation "k8s.io/component-helpers/auth/rbac/validation"
 	"k8s.io/utils/ptr"
 
 	"github.com/keelson/keelson/core/pki"
@@ -378,4 +380,40 @@ func (w *statusWriter) write(ctx context.Context, st host.PluginStatus) error {
 		return fmt.Errorf("plugin %s changed while writing its status (term %s); retrying: %w", st.Name, strconv.FormatUint(st.Term, 10), err)
 	}
 	return err
+}
+
+// withinApproval checks a third-party plugin's declared rules against the
+// rules its operator approved, with the RBAC escalation check's comparison
+// (a declared rule must be covered verb by verb, resource by resource).
+func withinApproval(name string, approved, declared []rbacv1.PolicyRule) error {
+	ok, uncovered := rbacvalidation.Covers(approved, declared)
+	if ok {
+		return nil
+	}
+	var beyond []string
+	for _, r := range uncovered {
+		beyond = append(beyond, ruleString(r))
+	}
+	return fmt.Errorf("plugin %s declares API permissions beyond what plugins.external approves for it: %s; "+
+		"approve them in its rules (or a preset) if you trust it with them", name, strings.Join(beyond, ", "))
+}
+
+// ruleString renders a rule as kubectl describe clusterrole lists it:
+// resources (with group) or URLs, resource names, verbs.
+func ruleString(r rbacv1.PolicyRule) string {
+	var what []string
+	for _, res := range r.Resources {
+		for _, g := range r.APIGroups {
+			if g != "" {
+				res += "." + g
+			}
+			what = append(what, res)
+		}
+	}
+	what = append(what, r.NonResourceURLs...)
+	s := strings.Join(what, ",")
+	if len(r.ResourceNames) > 0 {
+		s += " [" + strings.Join(r.ResourceNames, ",") + "]"
+	}
+	return s + " verbs=[" + strings.Join(r.Verbs, ",") + "]"
 }

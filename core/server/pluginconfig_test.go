@@ -2,7 +2,10 @@ package server
 
 import (
 	"encoding/json"
+	"strings"
 	"testing"
+
+	rbacv1 "k8s.io/api/rbac/v1"
 
 	"github.com/keelson/keelson/config"
 )
@@ -43,5 +46,33 @@ func TestPluginSectionsGetServerDefaults(t *testing.T) {
 	cfg.Plugins.Config = map[string]json.RawMessage{"nodeipam": json.RawMessage(`[1]`)}
 	if _, err := pluginSpecs(cfg, []string{"nodeipam"}); err == nil {
 		t.Error("a nodeipam section that is not an object was accepted")
+	}
+}
+
+// TestWithinApproval: a third-party plugin's declared rules must be covered
+// by the approved ones; a rule beyond them (a verb, a resource, escalate via
+// RBAC) is named in the refusal.
+func TestWithinApproval(t *testing.T) {
+	approved := []rbacv1.PolicyRule{
+		{APIGroups: []string{""}, Resources: []string{"configmaps"}, Verbs: []string{"get", "list", "watch", "create", "update"}},
+		{APIGroups: []string{""}, Resources: []string{"namespaces"}, Verbs: []string{"get", "list", "watch"}},
+	}
+	within := []rbacv1.PolicyRule{{APIGroups: []string{""}, Resources: []string{"configmaps", "namespaces"}, Verbs: []string{"list", "watch"}}}
+	if err := withinApproval("p", approved, within); err != nil {
+		t.Errorf("covered rules refused: %v", err)
+	}
+	for _, tc := range []struct {
+		declared rbacv1.PolicyRule
+		want     string
+	}{
+		{rbacv1.PolicyRule{APIGroups: []string{""}, Resources: []string{"configmaps"}, Verbs: []string{"delete"}}, "configmaps verbs=[delete]"},
+		{rbacv1.PolicyRule{APIGroups: []string{""}, Resources: []string{"secrets"}, Verbs: []string{"get"}}, "secrets verbs=[get]"},
+		{rbacv1.PolicyRule{APIGroups: []string{"rbac.authorization.k8s.io"}, Resources: []string{"clusterroles"}, Verbs: []string{"escalate"}}, "clusterroles.rbac.authorization.k8s.io verbs=[escalate]"},
+		{rbacv1.PolicyRule{APIGroups: []string{"*"}, Resources: []string{"*"}, Verbs: []string{"*"}}, "verbs=[*]"},
+	} {
+		err := withinApproval("p", approved, append(within, tc.declared))
+		if err == nil || !strings.Contains(err.Error(), tc.want) || !strings.Contains(err.Error(), "plugin p declares API permissions beyond") {
+			t.Errorf("declared %v: %v, want a refusal naming %q", tc.declared, err, tc.want)
+		}
 	}
 }

@@ -123,9 +123,7 @@ func (s *Server) newPluginHost(admin *rest.Config, url string) (*pluginHost, err
 		h.clusterDNS = ip.String()
 	}
 	for _, e := range s.cfg.Plugins.External {
-		if e.Rules != nil {
-			h.rules[e.Name] = e.Rules
-		}
+		h.rules[e.Name] = e.ApprovedRules()
 	}
 	if h.kube, err = kubernetes.NewForConfig(admin); err != nil {
 		return nil, err
@@ -137,8 +135,13 @@ func (s *Server) newPluginHost(admin *rest.Config, url string) (*pluginHost, err
 		return nil, err
 	}
 	h.status = newStatusWriter(h.dyn, s.cfg.NodeName, specs, h.log)
+	runAs, err := s.pluginRunAs()
+	if err != nil {
+		return nil, err
+	}
 	bundle := s.bundle
 	h.sup, err = host.New(host.Config{
+		RunAs:       runAs,
 		APIEndpoint: url,
 		CAPEM:       caPEM,
 		Logger:      h.log,
@@ -157,14 +160,39 @@ func (s *Server) newPluginHost(admin *rest.Config, url string) (*pluginHost, err
 	return h, err
 }
 
-// authorize grants the plugin the rules it declared, or the ones the
-// configuration sets for it instead.
-func (h *pluginHost) authorize(ctx context.Context, sp host.Spec, desc proto.Description) error {
-	rules := desc.Rules
-	if override, ok := h.rules[sp.Name]; ok {
-		rules = override
+// pluginRunAs is the identity third-party plugins run as (nil: as the
+// server), with a fresh directory, private to this run of the server, for
+// the verified copies of their executables.
+func (s *Server) pluginRunAs() (*host.RunAs, error) {
+	uid, gid, ok, err := s.cfg.Plugins.PluginIdentity()
+	if err != nil || !ok || len(s.cfg.Plugins.External) == 0 {
+		return nil, err
 	}
-	return grantRules(ctx, h.kube, sp.Name, rules)
+	if os.Geteuid() != 0 {
+		s.log.Warn("third-party plugins run as the server's own user: changing their user needs root", "plugins.runAs", s.cfg.Plugins.RunAs)
+		return nil, nil
+	}
+	dir, err := os.MkdirTemp("", "keelson-plugins-")
+	if err != nil {
+		return nil, fmt.Errorf("plugin host: directory for third-party executables: %w", err)
+	}
+	if err := os.Chmod(dir, 0o755); err != nil {
+		return nil, fmt.Errorf("plugin host: %w", err)
+	}
+	return &host.RunAs{UID: uid, GID: gid, ExecDir: dir}, nil
+}
+
+// authorize grants the plugin the rules it declared. A third-party plugin's
+// declared rules must fall within what the operator approved for it
+// (plugins.external[i].rules and preset); otherwise it is refused, naming
+// every rule beyond the approval, and gets nothing.
+func (h *pluginHost) authorize(ctx context.Context, sp host.Spec, desc proto.Description) error {
+	if approved, ok := h.rules[sp.Name]; ok {
+		if err := withinApproval(sp.Name, approved, desc.Rules); err != nil {
+			return host.Refuse(err)
+		}
+	}
+	return grantRules(ctx, h.kube, sp.Name, desc.Rules)
 }
 
 // prepare makes the API ready for a new term's plugins.

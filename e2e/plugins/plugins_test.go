@@ -205,9 +205,13 @@ func TestPluginHost(t *testing.T) {
 	})
 	s := harness.StartServer(t, harness.ServerOptions{Args: []string{
 		"--plugin-dir", dir,
-		"--plugin", "configmap-everywhere=" + sums["configmap-everywhere"],
-		"--plugin", "crashy=" + sums["crashy"],
-		"--plugin", "tampered=" + strings.Repeat("0", 64),
+		"--config", externalPlugins(t,
+			"{name: configmap-everywhere, sha256: "+sums["configmap-everywhere"]+", rules: "+operatorRules+"}",
+			// The operator, approved to read only: refused, as it also
+			// declares writes to ConfigMaps.
+			"{name: greedy, file: configmap-everywhere, sha256: "+sums["configmap-everywhere"]+", preset: read-only}",
+			"{name: crashy, sha256: "+sums["crashy"]+", preset: read-only}",
+			"{name: tampered, sha256: "+strings.Repeat("0", 64)+", preset: read-only}"),
 		"--plugin-config", `crashy={"mode":"crash","after":"300ms"}`,
 		"--plugin-config", `configmap-everywhere={"name":"cluster-info","data":{"region":"eu-1"}}`,
 	}})
@@ -230,6 +234,20 @@ func TestPluginHost(t *testing.T) {
 	}
 	if tampered.PID != 0 || tampered.Restarts != 0 {
 		t.Errorf("a refused plugin ran: %+v", tampered)
+	}
+	greedy := waitPlugin(t, dyn, "greedy", func(st pluginStatus) bool { return st.State == "refused" })
+	for _, want := range []string{"declares API permissions beyond what plugins.external approves", "configmaps verbs=[create]"} {
+		if !strings.Contains(greedy.LastError, want) {
+			t.Errorf("refusal %q does not say %q", greedy.LastError, want)
+		}
+	}
+	if _, err := cs.RbacV1().ClusterRoles().Get(context.Background(), "keelson:plugin:greedy", metav1.GetOptions{}); !apierrors.IsNotFound(err) {
+		t.Errorf("the refused plugin's ClusterRole: %v, want none granted", err)
+	}
+	if os.Geteuid() == 0 {
+		if uid := procUID(t, op.PID); uid != "65534" {
+			t.Errorf("third-party plugin runs as uid %s, want 65534 (nobody)", uid)
+		}
 	}
 
 	t.Run("keelson plugins", func(t *testing.T) {
@@ -298,8 +316,9 @@ func TestPluginsFollowTheLeader(t *testing.T) {
 	dir, sums := pluginDir(t, map[string]string{"configmap-everywhere": operatorBin, "steady": testPlugin})
 	c := harness.StartCluster(t, 3, harness.ServerOptions{Args: []string{
 		"--plugin-dir", dir,
-		"--plugin", "configmap-everywhere=" + sums["configmap-everywhere"],
-		"--plugin", "steady=" + sums["steady"],
+		"--config", externalPlugins(t,
+			"{name: configmap-everywhere, sha256: "+sums["configmap-everywhere"]+", rules: "+operatorRules+"}",
+			"{name: steady, sha256: "+sums["steady"]+", preset: read-only}"),
 		"--plugin-config", `steady={"mode":"healthy"}`,
 	}})
 	leader, term := c.Leader(t)
@@ -335,4 +354,38 @@ func TestPluginsFollowTheLeader(t *testing.T) {
 	}
 	waitConfigMap(t, cs, "after-failover", "cluster-info")
 	checkFence(t, follower, newTerm)
+}
+
+// operatorRules approves what examples/plugins/configmap-everywhere declares.
+const operatorRules = `[{apiGroups: [""], resources: [namespaces], verbs: [get, list, watch]}, ` +
+	`{apiGroups: [""], resources: [configmaps], verbs: [get, list, watch, create, update]}]`
+
+// externalPlugins writes a server configuration file listing the given
+// plugins.external entries (YAML flow mappings) and returns its path.
+func externalPlugins(t *testing.T, entries ...string) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "server.yaml")
+	body := "plugins:\n  external:\n"
+	for _, e := range entries {
+		body += "  - " + e + "\n"
+	}
+	if err := os.WriteFile(path, []byte(body), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// procUID is the real uid of pid, from /proc.
+func procUID(t *testing.T, pid int64) string {
+	t.Helper()
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "Uid:"); ok {
+			return strings.Fields(v)[0]
+		}
+	}
+	return ""
 }

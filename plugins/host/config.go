@@ -42,6 +42,10 @@ type Config struct {
 	// Clock drives pings, backoff and timeouts.
 	Clock clockwork.Clock
 
+	// RunAs, when set, is the unprivileged identity third-party plugins run
+	// as (built-ins run as the host).
+	RunAs *RunAs
+
 	// PingInterval is how often a running plugin is health-checked.
 	PingInterval time.Duration
 	// PingTimeout is how long a ping may take before the plugin is treated

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"os/exec"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -31,6 +32,9 @@ type launch struct {
 	// hung makes the cleanup SIGKILL the process before asking go-plugin to
 	// shut it down, which would wait on an RPC the plugin cannot answer.
 	hung bool
+	// runAs, for a third-party plugin when Config.RunAs is set, is the
+	// identity it runs as.
+	runAs *RunAs
 	// renewAt is when the plugin's credentials must be replaced: it is
 	// stopped gracefully and started again with new ones (zero: never).
 	renewAt time.Time
@@ -70,6 +74,9 @@ func (s *Supervisor) launch(sp Spec) (*launch, error) {
 		setParentDeathSignal(cmd)
 	}
 	l := &launch{sp: sp, cmd: cmd, log: log, stderr: lineLogger(log, "stderr")}
+	if !sp.Builtin {
+		l.runAs = s.cfg.RunAs
+	}
 	cc := &plugin.ClientConfig{
 		HandshakeConfig:  proto.Handshake,
 		VersionedPlugins: proto.HostPluginSets(),
@@ -82,6 +89,11 @@ func (s *Supervisor) launch(sp Spec) (*launch, error) {
 		Logger:       hclogbridge.New(log, "", "timestamp"),
 		StartTimeout: s.cfg.StartTimeout,
 		SyncStderr:   l.stderr,
+	}
+	if l.runAs != nil {
+		// go-plugin's socket directory is the host's; the plugin's group
+		// may create its socket there.
+		cc.UnixSocketConfig = &plugin.UnixSocketConfig{Group: strconv.FormatUint(uint64(l.runAs.GID), 10)}
 	}
 	cc.RunnerFunc = l.runnerFunc(sum, sha256.New)
 	l.client = plugin.NewClient(cc)

@@ -34,7 +34,11 @@ var _ runner.Runner = (*processRunner)(nil)
 // go-plugin's handshake environment and stdin from its template command.
 func (l *launch) runnerFunc(sum []byte, newHash func() hash.Hash) func(hclog.Logger, *exec.Cmd, string) (runner.Runner, error) {
 	return func(_ hclog.Logger, template *exec.Cmd, _ string) (runner.Runner, error) {
-		if sum != nil {
+		if sum != nil && l.runAs != nil {
+			if err := l.runAs.prepare(l.cmd, l.sp.Name, sum); err != nil {
+				return nil, err
+			}
+		} else if sum != nil {
 			sc := plugin.SecureConfig{Checksum: sum, Hash: newHash()}
 			ok, err := sc.Check(l.cmd.Path)
 			if err != nil {

@@ -255,3 +255,8 @@ func (r *refusal) Error() string { return r.msg }
 func refusef(format string, args ...any) error {
 	return &refusal{msg: fmt.Sprintf(format, args...)}
 }
+
+// Refuse marks err as a failure restarting cannot fix: returned from an
+// AuthorizeFunc, the plugin is left in state Refused with err as its last
+// error instead of being restarted with backoff.
+func Refuse(err error) error { return &refusal{msg: err.Error()} }
