@@ -15,6 +15,7 @@ import (
 	"github.com/keelson/keelson/agent/runtime"
 	v1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/component-helpers/node/util/sysctl"
 )
 
 // startContainer pulls the container's image if needed, creates the
@@ -28,6 +29,9 @@ func (m *Manager) startContainer(ctx context.Context, pod *v1.Pod, c *v1.Contain
 		return waiting, retry, nil
 	}
 	spec, err := m.containerSpec(ctx, pod, c, sb)
+	if err == nil {
+		err = m.checkRunAsNonRoot(ctx, pod, c, ref)
+	}
 	if err != nil {
 		var ce configError
 		if errors.As(err, &ce) {
@@ -169,6 +173,9 @@ func (m *Manager) containerSpec(ctx context.Context, pod *v1.Pod, c *v1.Containe
 	}
 	spec.Mounts = mounts
 	applySecurity(&spec, pod, c)
+	if err := m.opts.Security.profiles(&spec, pod, c); err != nil {
+		return runtime.ContainerSpec{}, err
+	}
 	applyResources(&spec, c)
 	return spec, nil
 }
@@ -226,7 +233,7 @@ func applySecurity(spec *runtime.ContainerSpec, pod *v1.Pod, c *v1.Container) {
 		if len(psc.Sysctls) > 0 {
 			spec.Sysctls = map[string]string{}
 			for _, s := range psc.Sysctls {
-				spec.Sysctls[s.Name] = s.Value
+				spec.Sysctls[sysctl.NormalizeName(s.Name)] = s.Value
 			}
 		}
 	}
