@@ -15,7 +15,6 @@ import (
 	"k8s.io/utils/ptr"
 )
 
-
 func secPod(psc *v1.PodSecurityContext, sc *v1.SecurityContext) *v1.Pod {
 	return &v1.Pod{
 		ObjectMeta: metav1.ObjectMeta{Name: "p", Namespace: "ns", UID: "u1"},
