@@ -63,6 +63,12 @@ func TestSubPathMountsTheOpenedDirectory(t *testing.T) {
 	if fi, err := os.Stat(filepath.Join(vol, "new", "dir")); err != nil || !fi.IsDir() {
 		t.Fatalf("missing subPath not created: %v", err)
 	}
+	if err := os.WriteFile(filepath.Join(vol, "new", "dir", "f"), []byte("new"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if b, err := os.ReadFile(filepath.Join(target, "f")); err != nil || string(b) != "new" {
+		t.Fatalf("created subPath not mounted: %q %v", b, err)
+	}
 	// A file subPath through an in-volume symlink (as configMap keys are).
 	if err := os.Symlink("a/etc/marker", filepath.Join(vol, "key")); err != nil {
 		t.Fatal(err)
