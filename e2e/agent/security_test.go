@@ -88,6 +88,15 @@ spec:
 	}
 	c.expectEvent(t, ns, "unsafe-sysctl", "SysctlForbidden", `forbidden sysctl: "kernel.msgmax" not allowlisted`)
 	c.waitPod(t, ns, "confined", 3*time.Minute, "running", func(p *v1.Pod) bool { return p.Status.Phase == v1.PodRunning })
+	// By now the agent has synced the failed pod again: it stays as
+	// kubelet leaves a rejected pod, with no container statuses.
+	p, err := c.client.CoreV1().Pods(ns).Get(context.Background(), "unsafe-sysctl", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p.Status.Reason != "SysctlForbidden" || len(p.Status.ContainerStatuses) != 0 {
+		t.Errorf("rejected pod later: %s reason %q, want SysctlForbidden and no container statuses", describe(p), p.Status.Reason)
+	}
 	harness.Eventually(t, time.Minute, "the confined pod reports its sysctl, seccomp mode and subPath file", func() (bool, string) {
 		r := c.server.Kubectl(t, "logs", "-n", ns, "confined")
 		want := "80\nSeccomp:\t2\nhello\n"
