@@ -127,16 +127,23 @@ func (s *Security) profiles(spec *runtime.ContainerSpec, pod *v1.Pod, c *v1.Cont
 		}
 		spec.Seccomp = runtime.SecurityProfile{Type: runtime.ProfileLocalhost, Localhost: p}
 	}
-	if p := appArmorProfile(pod, c); p != nil && s.AppArmor {
-		switch p.Type {
-		case v1.AppArmorProfileTypeRuntimeDefault:
-			spec.AppArmor = runtime.SecurityProfile{Type: runtime.ProfileRuntimeDefault}
-		case v1.AppArmorProfileTypeLocalhost:
-			if p.LocalhostProfile == nil || strings.TrimSpace(*p.LocalhostProfile) == "" {
-				return configErrorf("appArmorProfile: missing localhost apparmor profile name")
-			}
-			spec.AppArmor = runtime.SecurityProfile{Type: runtime.ProfileLocalhost, Localhost: *p.LocalhostProfile}
+	if !s.AppArmor {
+		return nil
+	}
+	// With no profile named, containerd's CRI confines a container with
+	// its default profile: so does the agent.
+	p := appArmorProfile(pod, c)
+	if p == nil {
+		p = &v1.AppArmorProfile{Type: v1.AppArmorProfileTypeRuntimeDefault}
+	}
+	switch p.Type {
+	case v1.AppArmorProfileTypeRuntimeDefault:
+		spec.AppArmor = runtime.SecurityProfile{Type: runtime.ProfileRuntimeDefault}
+	case v1.AppArmorProfileTypeLocalhost:
+		if p.LocalhostProfile == nil || strings.TrimSpace(*p.LocalhostProfile) == "" {
+			return configErrorf("appArmorProfile: missing localhost apparmor profile name")
 		}
+		spec.AppArmor = runtime.SecurityProfile{Type: runtime.ProfileLocalhost, Localhost: *p.LocalhostProfile}
 	}
 	return nil
 }

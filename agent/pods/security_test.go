@@ -164,6 +164,25 @@ func TestAppArmor(t *testing.T) {
 	if err := on.profiles(&spec, pod, &pod.Spec.Containers[0]); err != nil || spec.AppArmor.Type != runtime.ProfileRuntimeDefault {
 		t.Fatalf("pod's RuntimeDefault: %+v %v", spec.AppArmor, err)
 	}
+	// Naming none gets the runtime's default (containerd's CRI does so);
+	// Unconfined gets none.
+	for _, tc := range []struct {
+		pod  *v1.Pod
+		want runtime.ProfileType
+	}{
+		{secPod(nil, nil), runtime.ProfileRuntimeDefault},
+		{secPod(&v1.PodSecurityContext{AppArmorProfile: unconfined}, nil), runtime.ProfileUnconfined},
+	} {
+		spec = runtime.ContainerSpec{}
+		if err := on.profiles(&spec, tc.pod, &tc.pod.Spec.Containers[0]); err != nil || spec.AppArmor.Type != tc.want {
+			t.Fatalf("apparmor %+v %v, want type %d", spec.AppArmor, err, tc.want)
+		}
+	}
+	// Without AppArmor nothing is applied (admission refused what asked).
+	spec = runtime.ContainerSpec{}
+	if err := off.profiles(&spec, secPod(nil, nil), &v1.Container{Name: "c"}); err != nil || spec.AppArmor.Type != runtime.ProfileUnconfined {
+		t.Fatalf("without AppArmor: %+v %v", spec.AppArmor, err)
+	}
 }
 
 func TestSysctlAdmission(t *testing.T) {

@@ -43,26 +43,47 @@ const DefaultAppArmorProfile = "cri-containerd.apparmor.d"
 
 // securityOpts confines the container with its seccomp and AppArmor
 // profiles. They must come after the capabilities are set: the default
-// seccomp profile allows the syscalls the capabilities need. A privileged
-// container gets neither, as containerd's CRI plugin does.
+// seccomp profile allows the syscalls the capabilities need. As in
+// containerd's CRI plugin, a privileged container gets no seccomp profile
+// and no default AppArmor profile, but a Localhost AppArmor profile it
+// asks for by name.
 func securityOpts(spec ContainerSpec) []oci.SpecOpts {
-	if spec.Privileged {
-		return nil
-	}
 	var opts []oci.SpecOpts
-	switch spec.Seccomp.Type {
-	case ProfileRuntimeDefault:
+	switch {
+	case spec.Privileged:
+	case spec.Seccomp.Type == ProfileRuntimeDefault:
 		opts = append(opts, seccomp.WithDefaultProfile())
-	case ProfileLocalhost:
+	case spec.Seccomp.Type == ProfileLocalhost:
 		opts = append(opts, withSeccompFile(spec.Seccomp.Localhost))
 	}
-	switch spec.AppArmor.Type {
-	case ProfileRuntimeDefault:
+	switch {
+	case spec.AppArmor.Type == ProfileRuntimeDefault && !spec.Privileged:
 		opts = append(opts, apparmor.WithDefaultProfile(DefaultAppArmorProfile))
-	case ProfileLocalhost:
-		opts = append(opts, apparmor.WithProfile(spec.AppArmor.Localhost))
+	case spec.AppArmor.Type == ProfileLocalhost:
+		opts = append(opts, withLoadedAppArmor(appArmorProfilesFile, spec.AppArmor.Localhost))
 	}
 	return opts
+}
+
+// appArmorProfilesFile lists the kernel's loaded AppArmor profiles.
+const appArmorProfilesFile = "/sys/kernel/security/apparmor/profiles"
+
+// withLoadedAppArmor confines the process with a profile the node has
+// loaded, refusing one it has not (runc would fail less clearly).
+func withLoadedAppArmor(profiles, name string) oci.SpecOpts {
+	return func(_ context.Context, _ oci.Client, _ *containers.Container, s *oci.Spec) error {
+		b, err := os.ReadFile(profiles)
+		if err != nil {
+			return fmt.Errorf("appArmorProfile.localhostProfile %q: reading the loaded profiles: %w", name, err)
+		}
+		for _, line := range strings.Split(string(b), "\n") {
+			if strings.HasPrefix(line, name+" (") {
+				s.Process.ApparmorProfile = name
+				return nil
+			}
+		}
+		return fmt.Errorf("appArmorProfile.localhostProfile: apparmor profile not found %s (load it on the node with apparmor_parser)", name)
+	}
 }
 
 // withSeccompFile loads a Localhost seccomp profile, saying which file and

@@ -72,16 +72,48 @@ func TestSeccompSpec(t *testing.T) {
 }
 
 func TestAppArmorSpec(t *testing.T) {
-	s, err := applySecurity(t, ContainerSpec{AppArmor: SecurityProfile{Type: ProfileLocalhost, Localhost: "k8s-deny-write"}})
-	if err != nil || s.Process.ApparmorProfile != "k8s-deny-write" {
-		t.Fatalf("Localhost: %q, %v", s.Process.ApparmorProfile, err)
-	}
-	s, err = applySecurity(t, ContainerSpec{Privileged: true, AppArmor: SecurityProfile{Type: ProfileLocalhost, Localhost: "k8s-deny-write"}})
-	if err != nil || s.Process.ApparmorProfile != "" {
-		t.Fatalf("privileged: %q, %v", s.Process.ApparmorProfile, err)
-	}
-	s, err = applySecurity(t, ContainerSpec{})
+	s, err := applySecurity(t, ContainerSpec{})
 	if err != nil || s.Process.ApparmorProfile != "" {
 		t.Fatalf("Unconfined: %q, %v", s.Process.ApparmorProfile, err)
+	}
+	// A privileged container gets no default profile (which would load
+	// one into the kernel); nothing is applied.
+	s, err = applySecurity(t, ContainerSpec{Privileged: true, AppArmor: SecurityProfile{Type: ProfileRuntimeDefault}})
+	if err != nil || s.Process.ApparmorProfile != "" {
+		t.Fatalf("privileged RuntimeDefault: %q, %v", s.Process.ApparmorProfile, err)
+	}
+
+	profiles := filepath.Join(t.TempDir(), "profiles")
+	if err := os.WriteFile(profiles, []byte("cri-containerd.apparmor.d (enforce)\nk8s-deny-write (enforce)\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	ctx := namespaces.WithNamespace(context.Background(), "test")
+	for _, tc := range []struct {
+		name, want, wantErr string
+	}{
+		{name: "k8s-deny-write", want: "k8s-deny-write"},
+		{name: "k8s-deny", wantErr: "apparmor profile not found k8s-deny"},
+	} {
+		s, err := oci.GenerateSpec(ctx, nil, &containers.Container{ID: "c"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		err = withLoadedAppArmor(profiles, tc.name)(ctx, nil, nil, s)
+		if tc.wantErr != "" {
+			if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+				t.Fatalf("%s: %v, want %q", tc.name, err, tc.wantErr)
+			}
+			continue
+		}
+		if err != nil || s.Process.ApparmorProfile != tc.want {
+			t.Fatalf("%s: %q, %v", tc.name, s.Process.ApparmorProfile, err)
+		}
+	}
+	if _, err := os.Stat(appArmorProfilesFile); err != nil {
+		// Without AppArmor in the kernel, naming a profile fails clearly.
+		_, err := applySecurity(t, ContainerSpec{AppArmor: SecurityProfile{Type: ProfileLocalhost, Localhost: "x"}})
+		if err == nil || !strings.Contains(err.Error(), "appArmorProfile.localhostProfile") {
+			t.Fatalf("Localhost without AppArmor: %v", err)
+		}
 	}
 }
