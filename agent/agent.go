@@ -6,7 +6,6 @@ package agent
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -31,6 +30,7 @@ import (
 	"github.com/keelson/keelson/agent/runtime"
 	"github.com/keelson/keelson/config"
 	"github.com/keelson/keelson/internal/join"
+	"github.com/keelson/keelson/internal/statefile"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"k8s.io/apimachinery/pkg/api/resource"
@@ -132,24 +132,20 @@ func nodeIP(cfg config.Agent) (net.IP, error) {
 // of, so a restarted agent reaches one even if the --server one is gone.
 func (a *Agent) knownServersFile() string { return filepath.Join(a.dir, "servers.json") }
 
+// loadServers reads the known servers. A corrupt file is moved aside and the agent starts fresh: the list is a
+// cache of what gossip teaches again, and --server still names a server.
 func (a *Agent) loadServers() []join.Server {
 	var s []join.Server
-	if b, err := os.ReadFile(a.knownServersFile()); err == nil {
-		_ = json.Unmarshal(b, &s)
+	if err := statefile.LoadJSON(a.knownServersFile(), &s, time.Now()); err != nil {
+		a.log.Error("the known-servers file is unreadable: starting from --server alone until gossip lists the servers again", "file", a.knownServersFile(), "err", err)
+		return nil
 	}
 	return s
 }
 
 func (a *Agent) saveServers(s []join.Server) {
-	b, err := json.Marshal(s)
-	if err == nil {
-		tmp := a.knownServersFile() + ".tmp"
-		if err = os.WriteFile(tmp, b, 0o600); err == nil {
-			err = os.Rename(tmp, a.knownServersFile())
-		}
-	}
-	if err != nil {
-		a.log.Warn("remembering the servers", "err", err)
+	if err := statefile.WriteJSON(a.knownServersFile(), s, 0o600); err != nil {
+		a.log.Warn("remembering the servers", "file", a.knownServersFile(), "err", err)
 	}
 }
 

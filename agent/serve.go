@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"os"
 	"path/filepath"
 	"strconv"
 	"sync"
@@ -84,6 +85,10 @@ func (a *Agent) serve(ctx context.Context) error {
 	svcInformers := informers.NewSharedInformerFactoryWithOptions(a.client, 0, informers.WithTransform(stripManagedFields))
 	services := svcInformers.Core().V1().Services()
 
+	security, err := a.podSecurity()
+	if err != nil {
+		return err
+	}
 	a.metrics = newMetrics(func() float64 { return float64(len(a.pods.Pods())) })
 	a.pods = pods.New(pods.Options{
 		NodeName:      a.cfg.NodeName,
@@ -95,6 +100,7 @@ func (a *Agent) serve(ctx context.Context) error {
 		LogMaxSize:    maxLogSize(a.cfg.Kubelet.ContainerLogMaxSize),
 		LogMaxFiles:   a.cfg.Kubelet.ContainerLogMaxFiles,
 		SyncInterval:  a.cfg.Kubelet.SyncFrequency.Duration,
+		Security:      security,
 		Client:        a.client,
 		Runtime:       a.rt,
 		Network:       a.network,
@@ -365,4 +371,25 @@ func stripManagedFields(obj any) (any, error) {
 		a.SetManagedFields(nil)
 	}
 	return obj, nil
+}
+
+// podSecurity is what the pods manager enforces of security contexts, from
+// the kubelet settings.
+func (a *Agent) podSecurity() (pods.Security, error) {
+	root := a.cfg.Kubelet.SeccompProfileRoot
+	if root == "" {
+		root = filepath.Join(a.dir, "seccomp")
+		if err := os.MkdirAll(root, 0o700); err != nil {
+			return pods.Security{}, fmt.Errorf("agent: seccomp profile root: %w", err)
+		}
+	}
+	sysctls, err := pods.NewSysctlAllowlist(a.cfg.Kubelet.AllowedUnsafeSysctls)
+	if err != nil {
+		return pods.Security{}, fmt.Errorf("agent: %w", err)
+	}
+	s := pods.Security{SeccompProfileRoot: root, SeccompDefault: a.cfg.Kubelet.SeccompDefault, AppArmor: pods.AppArmorEnabled(), Sysctls: sysctls}
+	if !s.AppArmor {
+		a.log.Info("AppArmor is not enabled on this host: pods asking for an AppArmor profile are refused")
+	}
+	return s, nil
 }

@@ -97,6 +97,17 @@ type Kubelet struct {
 	ContainerLogMaxFiles int    `json:"containerLogMaxFiles"`
 	// CgroupRoot is the cgroup under which pods' cgroups are created.
 	CgroupRoot string `json:"cgroupRoot"`
+	// SeccompProfileRoot holds the seccomp profiles (JSON) that pods name
+	// with seccompProfile type Localhost. Empty: DATA_DIR/agent/seccomp,
+	// kubelet's ROOT_DIR/seccomp.
+	SeccompProfileRoot string `json:"seccompProfileRoot"`
+	// SeccompDefault confines containers that name no seccomp profile with
+	// the runtime's default one (kubelet's seccompDefault, off by default).
+	SeccompDefault bool `json:"seccompDefault"`
+	// AllowedUnsafeSysctls are the sysctls, or patterns ending in *, that
+	// pods may set beyond kubelet's safe set ("kernel.msg*",
+	// "net.core.somaxconn"). Each must be namespaced.
+	AllowedUnsafeSysctls []string `json:"allowedUnsafeSysctls"`
 	// SyncFrequency is how often every pod is re-synced even without a
 	// change (refreshing configMap, secret and token volumes).
 	SyncFrequency Duration `json:"syncFrequency"`
@@ -331,6 +342,14 @@ func (k *Kubelet) validate(bad fieldError) {
 	}
 	if !strings.HasPrefix(k.CgroupRoot, "/") || strings.Contains(k.CgroupRoot, "..") {
 		bad("kubelet.cgroupRoot", "cgroup-root", "%q must be an absolute cgroup path such as /keelson", k.CgroupRoot)
+	}
+	if k.SeccompProfileRoot != "" && !filepath.IsAbs(k.SeccompProfileRoot) {
+		bad("kubelet.seccompProfileRoot", "seccomp-profile-root", "%q must be an absolute directory such as /var/lib/kubelet/seccomp", k.SeccompProfileRoot)
+	}
+	for _, p := range k.AllowedUnsafeSysctls {
+		if err := CheckSysctlPattern(p); err != nil {
+			bad("kubelet.allowedUnsafeSysctls", "allowed-unsafe-sysctls", "%v", err)
+		}
 	}
 	for _, d := range []struct {
 		field, flag string

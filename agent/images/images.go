@@ -5,7 +5,6 @@ package images
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"log/slog"
@@ -13,6 +12,8 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
+
+	"github.com/keelson/keelson/internal/statefile"
 )
 
 // Importer loads tarballs into the runtime.
@@ -120,23 +121,21 @@ func hasSuffix(name string) bool {
 	return false
 }
 
+// load reads what was imported. A corrupt record is moved aside and the
+// scan starts fresh: losing it only costs re-importing the tarballs, which
+// is idempotent.
 func (d *Dir) load() map[string]stamp {
 	out := map[string]stamp{}
-	b, err := os.ReadFile(d.state)
-	if err == nil {
-		_ = json.Unmarshal(b, &out)
+	if err := statefile.LoadJSON(d.state, &out, time.Now()); err != nil {
+		d.log.Error("the imported-images record is unreadable: every tarball in the images directory is imported again", "file", d.state, "err", err)
+		return map[string]stamp{}
 	}
 	return out
 }
 
 func (d *Dir) save(done map[string]stamp) error {
-	b, err := json.MarshalIndent(done, "", "  ")
-	if err != nil {
-		return err
-	}
-	tmp := d.state + ".tmp"
-	if err := os.WriteFile(tmp, b, 0o600); err != nil {
+	if err := statefile.WriteJSON(d.state, done, 0o600); err != nil {
 		return fmt.Errorf("images: %w", err)
 	}
-	return os.Rename(tmp, d.state)
+	return nil
 }

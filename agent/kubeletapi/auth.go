@@ -6,20 +6,23 @@ import (
 	"errors"
 	"net/http"
 	"strings"
-	"sync"
 	"time"
 
 	authnv1 "k8s.io/api/authentication/v1"
 	authzv1 "k8s.io/api/authorization/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/cache"
 	"k8s.io/client-go/kubernetes"
 )
 
-// Cache lifetimes of review answers, kubelet's webhook defaults.
+// Cache lifetimes of review answers, kubelet's webhook defaults: a refused
+// token or request is asked again sooner than an accepted one.
 const (
-	tokenTTL   = 2 * time.Minute
-	allowedTTL = 5 * time.Minute
-	deniedTTL  = 30 * time.Second
+	tokenTTL        = 2 * time.Minute
+	badTokenTTL     = 30 * time.Second
+	allowedTTL      = 5 * time.Minute
+	deniedTTL       = 30 * time.Second
+	cacheMaxEntries = 4096 // per cache; the least recently used go first
 )
 
 type user struct {
@@ -35,14 +38,18 @@ type authorizer struct {
 	client kubernetes.Interface
 	node   string
 
-	mu      sync.Mutex
-	tokens  map[[32]byte]cached[user]
-	answers map[string]cached[answer]
+	// tokens maps a token's SHA-256 to its review (a user, or
+	// errUnauthenticated); answers maps a request's attributes to the
+	// access review's answer. Both expire entries and stay bounded, so a
+	// client spraying tokens can neither grow the agent nor make every
+	// request a TokenReview.
+	tokens  *cache.LRUExpireCache
+	answers *cache.LRUExpireCache
 }
 
-type cached[T any] struct {
-	v       T
-	expires time.Time
+type tokenReview struct {
+	u  user
+	ok bool
 }
 
 type answer struct {
@@ -50,8 +57,13 @@ type answer struct {
 	reason  string
 }
 
-func newAuthorizer(client kubernetes.Interface, node string) *authorizer {
-	return &authorizer{client: client, node: node, tokens: map[[32]byte]cached[user]{}, answers: map[string]cached[answer]{}}
+func newAuthorizer(client kubernetes.Interface, node string, clock cache.Clock) *authorizer {
+	return &authorizer{
+		client:  client,
+		node:    node,
+		tokens:  cache.NewLRUExpireCacheWithClock(cacheMaxEntries, clock),
+		answers: cache.NewLRUExpireCacheWithClock(cacheMaxEntries, clock),
+	}
 }
 
 var errUnauthenticated = errors.New("unauthenticated")
@@ -68,35 +80,37 @@ func (a *authorizer) authenticate(r *http.Request) (user, error) {
 		return user{}, errUnauthenticated
 	}
 	key := sha256.Sum256([]byte(tok))
-	a.mu.Lock()
-	if c, ok := a.tokens[key]; ok && time.Now().Before(c.expires) {
-		a.mu.Unlock()
-		return c.v, nil
+	if c, ok := a.tokens.Get(key); ok {
+		if r := c.(tokenReview); r.ok {
+			return r.u, nil
+		}
+		return user{}, errUnauthenticated
 	}
-	a.mu.Unlock()
 	tr, err := a.client.AuthenticationV1().TokenReviews().Create(r.Context(), &authnv1.TokenReview{Spec: authnv1.TokenReviewSpec{Token: tok}}, metav1.CreateOptions{})
-	if err != nil || !tr.Status.Authenticated {
+	if err != nil {
+		// The API server did not answer: nothing is known of the token,
+		// so nothing is cached.
+		return user{}, errUnauthenticated
+	}
+	if !tr.Status.Authenticated {
+		a.tokens.Add(key, tokenReview{}, badTokenTTL)
 		return user{}, errUnauthenticated
 	}
 	u := user{name: tr.Status.User.Username, uid: tr.Status.User.UID, groups: tr.Status.User.Groups, extra: map[string]authzv1.ExtraValue{}}
 	for k, v := range tr.Status.User.Extra {
 		u.extra[k] = authzv1.ExtraValue(v)
 	}
-	a.mu.Lock()
-	a.tokens[key] = cached[user]{v: u, expires: time.Now().Add(tokenTTL)}
-	a.mu.Unlock()
+	a.tokens.Add(key, tokenReview{u: u, ok: true}, tokenTTL)
 	return u, nil
 }
 
 // authorize asks the API server whether u may verb the node's subresource.
 func (a *authorizer) authorize(ctx context.Context, u user, verb, subresource string) (bool, string, error) {
 	key := u.name + "\x00" + strings.Join(u.groups, ",") + "\x00" + verb + "\x00" + subresource
-	a.mu.Lock()
-	if c, ok := a.answers[key]; ok && time.Now().Before(c.expires) {
-		a.mu.Unlock()
-		return c.v.allowed, c.v.reason, nil
+	if c, ok := a.answers.Get(key); ok {
+		ans := c.(answer)
+		return ans.allowed, ans.reason, nil
 	}
-	a.mu.Unlock()
 	sar := &authzv1.SubjectAccessReview{Spec: authzv1.SubjectAccessReviewSpec{
 		User: u.name, UID: u.uid, Groups: u.groups, Extra: u.extra,
 		ResourceAttributes: &authzv1.ResourceAttributes{Verb: verb, Resource: "nodes", Subresource: subresource, Name: a.node},
@@ -110,8 +124,6 @@ func (a *authorizer) authorize(ctx context.Context, u user, verb, subresource st
 	if ans.allowed {
 		ttl = allowedTTL
 	}
-	a.mu.Lock()
-	a.answers[key] = cached[answer]{v: ans, expires: time.Now().Add(ttl)}
-	a.mu.Unlock()
+	a.answers.Add(key, ans, ttl)
 	return ans.allowed, ans.reason, nil
 }

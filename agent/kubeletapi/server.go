@@ -21,6 +21,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/jonboulle/clockwork"
 	"github.com/keelson/keelson/agent/logs"
 	"github.com/keelson/keelson/agent/runtime"
 	"github.com/prometheus/client_golang/prometheus"
@@ -66,6 +67,8 @@ type Options struct {
 	Errors   Classifier
 	Registry *prometheus.Registry
 	Logger   *slog.Logger
+	// Clock times the review caches; nil is the real clock.
+	Clock clockwork.Clock
 }
 
 // Timeouts of streaming sessions, kubelet's defaults.
@@ -88,7 +91,10 @@ func Listen(opts Options) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("kubeletapi: listening on %s: %w", opts.Address, err)
 	}
-	s := &Server{opts: opts, l: l, auth: newAuthorizer(opts.Client, opts.NodeName)}
+	if opts.Clock == nil {
+		opts.Clock = clockwork.NewRealClock()
+	}
+	s := &Server{opts: opts, l: l, auth: newAuthorizer(opts.Client, opts.NodeName, opts.Clock)}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "ok") })
 	mux.HandleFunc("GET /pods", s.pods)

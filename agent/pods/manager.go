@@ -55,6 +55,9 @@ type Options struct {
 	LogMaxSize   int64
 	LogMaxFiles  int
 	SyncInterval time.Duration
+	// Security is what the agent enforces of security contexts (seccomp,
+	// AppArmor, sysctls).
+	Security Security
 
 	Client   kubernetes.Interface
 	Runtime  *runtime.Runtime
@@ -96,6 +99,9 @@ func New(opts Options) *Manager {
 	}
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
+	}
+	if opts.Security.Sysctls == nil {
+		opts.Security.Sysctls, _ = NewSysctlAllowlist(nil) // no pattern, no error
 	}
 	m := &Manager{
 		opts:     opts,

@@ -11,10 +11,11 @@ import (
 	"strings"
 	"time"
 
-	securejoin "github.com/cyphar/filepath-securejoin"
 	"github.com/keelson/keelson/agent/runtime"
+	"github.com/keelson/keelson/agent/volumes"
 	v1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/component-helpers/node/util/sysctl"
 )
 
 // startContainer pulls the container's image if needed, creates the
@@ -28,6 +29,9 @@ func (m *Manager) startContainer(ctx context.Context, pod *v1.Pod, c *v1.Contain
 		return waiting, retry, nil
 	}
 	spec, err := m.containerSpec(ctx, pod, c, sb)
+	if err == nil {
+		err = m.checkRunAsNonRoot(ctx, pod, c, ref)
+	}
 	if err != nil {
 		var ce configError
 		if errors.As(err, &ce) {
@@ -169,6 +173,9 @@ func (m *Manager) containerSpec(ctx context.Context, pod *v1.Pod, c *v1.Containe
 	}
 	spec.Mounts = mounts
 	applySecurity(&spec, pod, c)
+	if err := m.opts.Security.profiles(&spec, pod, c); err != nil {
+		return runtime.ContainerSpec{}, err
+	}
 	applyResources(&spec, c)
 	return spec, nil
 }
@@ -177,7 +184,7 @@ func (m *Manager) containerSpec(ctx context.Context, pod *v1.Pod, c *v1.Containe
 func (m *Manager) mounts(pod *v1.Pod, c *v1.Container, sb *sandbox, vars map[string]string) ([]runtime.Mount, error) {
 	var out []runtime.Mount
 	managed := map[string]string{"/etc/hosts": sb.hosts, "/etc/resolv.conf": sb.resolv, "/etc/hostname": sb.hostFile}
-	for _, vm := range c.VolumeMounts {
+	for i, vm := range c.VolumeMounts {
 		vol, ok := sb.volumes[vm.Name]
 		if !ok {
 			return nil, configErrorf("volumeMount %q refers to no volume of the pod", vm.Name)
@@ -188,17 +195,11 @@ func (m *Manager) mounts(pod *v1.Pod, c *v1.Container, sb *sandbox, vars map[str
 			sub = expand(vm.SubPathExpr, vars)
 		}
 		if sub != "" {
-			if filepath.IsAbs(sub) || strings.Contains(sub, "..") {
-				return nil, configErrorf("subPath %q must be a relative path without '..'", sub)
-			}
-			p, err := securejoin.SecureJoin(vol.Path, sub)
+			// The container gets an agent-owned bind of the opened
+			// subPath, never a path a container could re-point.
+			p, err := volumes.SubPath(sb.dir, vm.Name, vol.Path, c.Name, i, sub)
 			if err != nil {
-				return nil, configErrorf("subPath %q: %v", sub, err)
-			}
-			if _, err := os.Stat(p); errors.Is(err, os.ErrNotExist) {
-				if err := os.MkdirAll(p, 0o777); err != nil {
-					return nil, err
-				}
+				return nil, configErrorf("%v", err)
 			}
 			src = p
 		}
@@ -226,7 +227,7 @@ func applySecurity(spec *runtime.ContainerSpec, pod *v1.Pod, c *v1.Container) {
 		if len(psc.Sysctls) > 0 {
 			spec.Sysctls = map[string]string{}
 			for _, s := range psc.Sysctls {
-				spec.Sysctls[s.Name] = s.Value
+				spec.Sysctls[sysctl.NormalizeName(s.Name)] = s.Value
 			}
 		}
 	}

@@ -194,6 +194,14 @@ func (w *worker) terminating(ctx context.Context, pod *v1.Pod) (time.Duration, e
 // containers and logs stay until the pod is deleted, its address is
 // released.
 func (w *worker) finished(ctx context.Context, pod *v1.Pod) (time.Duration, error) {
+	if rejectedAtAdmission(pod) {
+		cs, err := w.containers(ctx)
+		if err != nil || len(cs) == 0 {
+			// The node never ran it: its status stays the rejection,
+			// with no container statuses, as kubelet leaves it.
+			return w.m.opts.SyncInterval, err
+		}
+	}
 	return w.m.opts.SyncInterval, w.stopAndReport(ctx, pod)
 }
 

@@ -46,6 +46,7 @@ type worker struct {
 	volumesAt time.Time // when volumes were last refreshed
 	firstSeen time.Time
 	started   bool // all containers ran once (for the startup latency)
+	admitted  bool // the node accepted the pod (sysctls, AppArmor)
 }
 
 func newWorker(m *Manager, uid types.UID) *worker {
@@ -103,6 +104,8 @@ func (w *worker) sync(ctx context.Context) (time.Duration, bool) {
 		next, err = w.terminating(ctx, pod)
 	case pod.Status.Phase == v1.PodSucceeded || pod.Status.Phase == v1.PodFailed:
 		next, err = w.finished(ctx, pod)
+	case !w.admit(pod):
+		next, err = w.reject(ctx, pod)
 	default:
 		next, err = w.running(ctx, pod)
 	}

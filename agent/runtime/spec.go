@@ -43,6 +43,10 @@ type ContainerSpec struct {
 	ReadOnlyRootfs  bool
 	NoNewPrivileges bool
 	Sysctls         map[string]string
+	// Seccomp and AppArmor confine an unprivileged container; the zero
+	// value is Unconfined.
+	Seccomp  SecurityProfile
+	AppArmor SecurityProfile
 
 	// Resources; zero values leave the runtime's defaults.
 	CPUShares   uint64
@@ -117,6 +121,7 @@ func specOpts(img containerd.Image, spec ContainerSpec) []oci.SpecOpts {
 	if len(spec.CapDrop) > 0 {
 		opts = append(opts, oci.WithDroppedCapabilities(capNames(spec.CapDrop)))
 	}
+	opts = append(opts, securityOpts(spec)...)
 	if spec.ReadOnlyRootfs {
 		opts = append(opts, oci.WithRootFSReadonly())
 	}

@@ -200,8 +200,10 @@ func mountTmpfs(dir string, size int64) error {
 	return nil
 }
 
-// Teardown unmounts every mount under the pod's volume directory (tmpfs
-// volumes) and forgets the pod's tokens. The caller removes the directory.
+// Teardown unmounts every mount under the pod's volume and subPath
+// directories (tmpfs volumes, subPath binds) and forgets the pod's tokens.
+// The caller removes the directory: a mount left there would let the
+// removal reach into a hostPath.
 func (m *Manager) Teardown(podUID, podDir string) error {
 	m.mu.Lock()
 	for k := range m.tokens {
@@ -210,7 +212,7 @@ func (m *Manager) Teardown(podUID, podDir string) error {
 		}
 	}
 	m.mu.Unlock()
-	return UnmountAll(Dir(podDir))
+	return errors.Join(UnmountAll(SubPathDir(podDir)), UnmountAll(Dir(podDir)))
 }
 
 // UnmountAll unmounts every mount at or below dir, deepest first.
