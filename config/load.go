@@ -40,6 +40,8 @@ func ServerFlags(fs *pflag.FlagSet, c *Server) {
 	fs.StringVar(&c.APIServer.NodePortRange, "service-node-port-range", c.APIServer.NodePortRange, "range NodePorts are allocated from")
 	fs.StringVar(&c.APIServer.ClusterDomain, "cluster-domain", c.APIServer.ClusterDomain, "DNS domain of the cluster")
 	fs.StringToStringVar(&c.APIServer.ExtraArgs, "kube-apiserver-arg", c.APIServer.ExtraArgs, "extra kube-apiserver flag as key=value (repeatable)")
+	fs.StringVar(&c.APIServer.EncryptionConfig, "encryption-config", c.APIServer.EncryptionConfig, "kube-apiserver EncryptionConfiguration file to use instead of the generated DATA_DIR/pki/encryption-config.yaml (the same file on every server)")
+	fs.BoolVar(&c.APIServer.DisableSecretsEncryption, "disable-secrets-encryption", c.APIServer.DisableSecretsEncryption, "store Secrets in clear (they are encrypted at rest by default)")
 
 	fs.DurationVar(&c.Raft.HeartbeatTimeout.Duration, "raft-heartbeat-timeout", c.Raft.HeartbeatTimeout.Duration, "raft heartbeat timeout")
 	fs.DurationVar(&c.Raft.ElectionTimeout.Duration, "raft-election-timeout", c.Raft.ElectionTimeout.Duration, "raft election timeout")
