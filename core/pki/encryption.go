@@ -63,7 +63,7 @@ func EncryptionConfiguration(key []byte) ([]byte, error) {
 func ensureEncryptionConfig(path string, ca *authority, opts Options) error {
 	switch _, err := os.Stat(path); {
 	case err == nil:
-		if err := checkEncryptionConfig(path); err != nil {
+		if err := CheckEncryptionConfig(path); err != nil {
 			return err
 		}
 		return tightenKeyMode(path, opts.Logger)
@@ -97,11 +97,11 @@ func ensureEncryptionConfig(path string, ca *authority, opts Options) error {
 	return nil
 }
 
-// checkEncryptionConfig refuses a configuration kube-apiserver could not
+// CheckEncryptionConfig refuses a configuration kube-apiserver could not
 // read, naming the file, before the API server fails on it less clearly.
 // Its content is the operator's (rotation edits it), so only the shape is
 // checked here; kube-apiserver validates the providers.
-func checkEncryptionConfig(path string) error {
+func CheckEncryptionConfig(path string) error {
 	data, err := os.ReadFile(path)
 	if err != nil {
 		return fmt.Errorf("pki: read %s: %w", path, err)

@@ -37,6 +37,10 @@ type Options struct {
 	// EndpointSlice, NetworkPolicy and pod): the leader keeps them in the
 	// ClusterRole keelson:node, bound to the group system:nodes.
 	NodeRules []rbacv1.PolicyRule
+	// LeafCertLifetime overrides how long this server's own certificates
+	// (API serving, peer, admin, kubelet and front-proxy client) are valid;
+	// zero is pki.LeafLifetime. Tests shorten it to watch renewals happen.
+	LeafCertLifetime time.Duration
 }
 
 // Server is a running control node.
@@ -45,12 +49,14 @@ type Server struct {
 	opts   Options
 	log    *slog.Logger
 	bundle *pki.Bundle
-	secret string
-	store  *fsm.Store
-	raft   *raftnode.Node
-	kv     *kvserver.Server
-	grpc   *grpc.Server
-	pool   *serfpool.Pool
+	// pkiOpts are the options the bundle was ensured with; renewals reuse them.
+	pkiOpts pki.Options
+	secret  string
+	store   *fsm.Store
+	raft    *raftnode.Node
+	kv      *kvserver.Server
+	grpc    *grpc.Server
+	pool    *serfpool.Pool
 }
 
 // Run starts a control node and blocks until ctx is canceled, then shuts it
@@ -81,6 +87,7 @@ func Run(ctx context.Context, cfg config.Server, log *slog.Logger, opts Options)
 	run(func() error { return s.serveSupervisor(ctx) })
 	run(func() error { return s.serveAdmin(ctx) })
 	run(func() error { return s.serveDebug(ctx) })
+	run(func() error { return s.renewCertificates(ctx) })
 	listeners, err := s.listen()
 	if err != nil {
 		return err
