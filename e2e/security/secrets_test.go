@@ -258,3 +258,59 @@ func raftAddr(t *testing.T, s *harness.Server) string {
 	}
 	return string(m[1])
 }
+
+// TestClusterSharesSecretsKeyAndRenews runs three servers with 30-second
+// certificates: the joining servers received the first one's encryption
+// configuration, so a Secret written through one reads back through the
+// others, and after every server's first certificates expired, writes
+// through each server (a follower forwards to the leader over the peer
+// port) and reads of every Secret still work.
+func TestClusterSharesSecretsKeyAndRenews(t *testing.T) {
+	c := harness.StartCluster(t, 3, harness.ServerOptions{Args: []string{"--leaf-cert-lifetime", "30s"}})
+	want, err := os.ReadFile(filepath.Join(c.Servers[0].DataDir, "pki", "encryption-config.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range c.Servers[1:] {
+		got, err := os.ReadFile(filepath.Join(s.DataDir, "pki", "encryption-config.yaml"))
+		if err != nil || !bytes.Equal(got, want) {
+			t.Fatalf("%s's encryption configuration differs from %s's (err %v)", s.Name(), c.Servers[0].Name(), err)
+		}
+	}
+	ctx := context.Background()
+	start := time.Now()
+	writeAndReadEverywhere := func(round string) {
+		for _, w := range c.Servers {
+			name := fmt.Sprintf("%s-via-%s", round, w.Name())
+			plaintext := []byte("cluster-" + randomHex(t))
+			_, err := w.Clientset(t).CoreV1().Secrets("default").Create(ctx, &corev1.Secret{
+				ObjectMeta: metav1.ObjectMeta{Name: name},
+				Data:       map[string][]byte{"v": plaintext},
+			}, metav1.CreateOptions{})
+			if err != nil {
+				t.Fatalf("creating Secret %s through %s: %v", name, w.Name(), err)
+			}
+			for _, r := range c.Servers {
+				harness.Eventually(t, time.Minute, "Secret "+name+" through "+r.Name(), func() (bool, string) {
+					got, err := r.Clientset(t).CoreV1().Secrets("default").Get(ctx, name, metav1.GetOptions{})
+					if err != nil {
+						return false, err.Error()
+					}
+					return bytes.Equal(got.Data["v"], plaintext), fmt.Sprintf("data %q", got.Data["v"])
+				})
+			}
+		}
+	}
+	writeAndReadEverywhere("first")
+	// Every server's first certificates expire 30 s after it started.
+	time.Sleep(time.Until(start.Add(40 * time.Second)))
+	writeAndReadEverywhere("after-expiry")
+	for _, s := range c.Servers {
+		if !s.Running() {
+			t.Fatalf("%s stopped", s.Name())
+		}
+		if !fileContains(t, s.LogPath, []byte("renewed certificates on the running server")) {
+			t.Errorf("%s did not renew its certificates", s.Name())
+		}
+	}
+}
