@@ -314,3 +314,70 @@ func TestClusterSharesSecretsKeyAndRenews(t *testing.T) {
 		}
 	}
 }
+
+// TestSecretsEncryptionTurnedOnLater is an existing cluster that stored
+// Secrets in clear and turns encryption on: after the restart the old
+// Secret still reads (identity is the read fallback), new ones are stored
+// encrypted, and the README's rewrite step encrypts the old one.
+func TestSecretsEncryptionTurnedOnLater(t *testing.T) {
+	cfgFile := filepath.Join(t.TempDir(), "server.yaml")
+	writeCfg := func(disable bool) {
+		data := fmt.Sprintf("apiServer:\n  disableSecretsEncryption: %v\n", disable)
+		if err := os.WriteFile(cfgFile, []byte(data), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	writeCfg(true)
+	s := harness.StartServer(t, harness.ServerOptions{Args: []string{"--config", cfgFile}})
+	ctx := context.Background()
+	plaintext := []byte("before-encryption-" + randomHex(t))
+	if _, err := s.Clientset(t).CoreV1().Secrets("default").Create(ctx, &corev1.Secret{
+		ObjectMeta: metav1.ObjectMeta{Name: "old"},
+		Data:       map[string][]byte{"v": plaintext},
+	}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	stored := func(name string) []byte {
+		resp, err := s.Etcd(t).Get(ctx, "/registry/secrets/default/"+name)
+		if err != nil || len(resp.Kvs) != 1 {
+			t.Fatalf("reading stored Secret %s: %v", name, err)
+		}
+		return resp.Kvs[0].Value
+	}
+	if !bytes.Contains(stored("old"), plaintext) {
+		t.Fatal("with encryption disabled the Secret is not stored in clear")
+	}
+	if err := s.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	writeCfg(false)
+	s.Start(t)
+	cs := s.Clientset(t)
+	old, err := cs.CoreV1().Secrets("default").Get(ctx, "old", metav1.GetOptions{})
+	if err != nil || !bytes.Equal(old.Data["v"], plaintext) {
+		t.Fatalf("the Secret stored in clear reads back %q, %v", old.Data["v"], err)
+	}
+	if _, err := cs.CoreV1().Secrets("default").Create(ctx, &corev1.Secret{
+		ObjectMeta: metav1.ObjectMeta{Name: "new"},
+		Data:       map[string][]byte{"v": plaintext},
+	}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if v := stored("new"); !bytes.HasPrefix(v, []byte("k8s:enc:secretbox:v1:key1:")) {
+		t.Fatalf("a new Secret is stored as %q", v[:min(len(v), 32)])
+	}
+	// The README's step: keelson kubectl get secrets -A -o json | keelson kubectl replace -f -
+	get := exec.Command(s.Bin, "kubectl", "--kubeconfig", s.Kubeconfig(), "get", "secrets", "-A", "-o", "json")
+	list, err := get.Output()
+	if err != nil {
+		t.Fatalf("kubectl get secrets: %v", err)
+	}
+	replace := exec.Command(s.Bin, "kubectl", "--kubeconfig", s.Kubeconfig(), "replace", "-f", "-")
+	replace.Stdin = bytes.NewReader(list)
+	if out, err := replace.CombinedOutput(); err != nil {
+		t.Fatalf("kubectl replace: %v\n%s", err, out)
+	}
+	if v := stored("old"); !bytes.HasPrefix(v, []byte("k8s:enc:secretbox:v1:key1:")) || bytes.Contains(v, plaintext) {
+		t.Fatalf("after the rewrite the old Secret is stored as %q", v[:min(len(v), 32)])
+	}
+}
