@@ -16,7 +16,7 @@ import (
 
 func newServerCommand() *cobra.Command {
 	var configFile string
-	var leafLifetime time.Duration
+	var leafLifetime, caLifetime time.Duration
 	defaults := config.DefaultServer()
 	defaults.DataDir = defaultDataDir(os.Getenv)
 	cmd := &cobra.Command{
@@ -37,8 +37,11 @@ func newServerCommand() *cobra.Command {
 			if leafLifetime != 0 && leafLifetime < minLeafLifetime {
 				return fmt.Errorf("--leaf-cert-lifetime %s: use at least %s", leafLifetime, minLeafLifetime)
 			}
+			if caLifetime != 0 && caLifetime < minLeafLifetime {
+				return fmt.Errorf("--ca-cert-lifetime %s: use at least %s", caLifetime, minLeafLifetime)
+			}
 			opts := serverOptions()
-			opts.LeafCertLifetime = leafLifetime
+			opts.LeafCertLifetime, opts.CACertLifetime = leafLifetime, caLifetime
 			if cfg.DisableAgent {
 				return server.Run(cmd.Context(), cfg, log, opts)
 			}
@@ -50,7 +53,9 @@ func newServerCommand() *cobra.Command {
 	// A test knob, not a setting: tests issue seconds-long certificates to
 	// watch a running server renew them.
 	cmd.Flags().DurationVar(&leafLifetime, "leaf-cert-lifetime", 0, "lifetime of the server's own certificates (testing only; default 365 days)")
+	cmd.Flags().DurationVar(&caLifetime, "ca-cert-lifetime", 0, "lifetime of the CAs a new cluster creates (testing only; default 10 years)")
 	cmd.Flags().MarkHidden("leaf-cert-lifetime")
+	cmd.Flags().MarkHidden("ca-cert-lifetime")
 	return cmd
 }
 

@@ -117,7 +117,7 @@ func createCA(pair Pair, cn string, opts Options) (*authority, error) {
 		SerialNumber:          serial,
 		Subject:               pkix.Name{CommonName: cn, Organization: []string{"keelson"}},
 		NotBefore:             now.Add(-clockSkew),
-		NotAfter:              now.Add(CALifetime),
+		NotAfter:              now.Add(opts.CALifetime),
 		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageCRLSign | x509.KeyUsageDigitalSignature,
 		BasicConstraintsValid: true,
 		IsCA:                  true,

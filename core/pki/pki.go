@@ -72,6 +72,9 @@ type Options struct {
 	// LeafLifetime is how long the leaf certificates issued here are valid;
 	// default LeafLifetime. Tests shorten it to watch renewals happen.
 	LeafLifetime time.Duration
+	// CALifetime is how long a CA created here is valid; default CALifetime.
+	// Tests shorten it to see the expiry warnings.
+	CALifetime time.Duration
 	// Logger receives reissue and permission-repair events; default slog.Default().
 	Logger *slog.Logger
 }
@@ -131,8 +134,11 @@ func (o Options) withDefaults() (Options, error) {
 	if o.LeafLifetime == 0 {
 		o.LeafLifetime = LeafLifetime
 	}
-	if o.LeafLifetime < 0 {
-		return o, fmt.Errorf("pki: leaf certificate lifetime %s must be positive", o.LeafLifetime)
+	if o.CALifetime == 0 {
+		o.CALifetime = CALifetime
+	}
+	if o.LeafLifetime < 0 || o.CALifetime < 0 {
+		return o, fmt.Errorf("pki: certificate lifetimes (leaf %s, CA %s) must be positive", o.LeafLifetime, o.CALifetime)
 	}
 	if o.Hostname == "" {
 		h, err := os.Hostname()

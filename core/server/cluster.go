@@ -65,6 +65,7 @@ func (s *Server) ensureIdentity(ctx context.Context) (identity, error) {
 		IPs:           ips,
 		NodeName:      cfg.NodeName,
 		LeafLifetime:  s.opts.LeafCertLifetime,
+		CALifetime:    s.opts.CACertLifetime,
 		Logger:        s.log,
 	}
 	bundle, err := pki.Ensure(pkiDir, s.pkiOpts)

@@ -41,6 +41,9 @@ type Options struct {
 	// (API serving, peer, admin, kubelet and front-proxy client) are valid;
 	// zero is pki.LeafLifetime. Tests shorten it to watch renewals happen.
 	LeafCertLifetime time.Duration
+	// CACertLifetime overrides how long a CA this server creates is valid;
+	// zero is pki.CALifetime. Tests shorten it to see expiry warnings.
+	CACertLifetime time.Duration
 }
 
 // Server is a running control node.

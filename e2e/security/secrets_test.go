@@ -381,3 +381,27 @@ func TestSecretsEncryptionTurnedOnLater(t *testing.T) {
 		t.Fatalf("after the rewrite the old Secret is stored as %q", v[:min(len(v), 32)])
 	}
 }
+
+// TestCAExpiryWarned: a CA cannot be renewed, so a server whose CA expires
+// within 30 days says so in its log and `keelson certificate check` reports
+// it (exit status 1); a fresh cluster's check is clean.
+func TestCAExpiryWarned(t *testing.T) {
+	check := func(s *harness.Server) (string, error) {
+		out, err := exec.Command(s.Bin, "certificate", "check", "--data-dir", s.DataDir).CombinedOutput()
+		return string(out), err
+	}
+	fresh := harness.StartServer(t, harness.ServerOptions{DisableAPIServer: true})
+	if out, err := check(fresh); err != nil || strings.Contains(out, "WARNING") {
+		t.Fatalf("a fresh cluster's certificate check: %v\n%s", err, out)
+	}
+	fresh.Kill()
+
+	s := harness.StartServer(t, harness.ServerOptions{DisableAPIServer: true, Args: []string{"--ca-cert-lifetime", "480h"}})
+	out, err := check(s)
+	if err == nil || !strings.Contains(out, "WARNING: expires in") || !strings.Contains(out, "rotate the CA") {
+		t.Fatalf("certificate check with a CA expiring in 20 days: %v\n%s", err, out)
+	}
+	if !fileContains(t, s.LogPath, []byte(`msg="certificate needs attention: expires in`)) {
+		t.Fatal("the server did not log the CA's coming expiry")
+	}
+}
