@@ -46,6 +46,8 @@ func ServerFlags(fs *pflag.FlagSet, c *Server) {
 	fs.StringVar(&c.APIServer.PodSecurity.Audit, "pod-security-audit", c.APIServer.PodSecurity.Audit, "Pod Security level audited: privileged, baseline or restricted")
 	fs.StringSliceVar(&c.APIServer.PodSecurity.ExemptNamespaces, "pod-security-exempt-namespace", c.APIServer.PodSecurity.ExemptNamespaces, "namespace Pod Security never checks (repeatable)")
 	fs.StringToStringVar(&c.APIServer.ExtraArgs, "kube-apiserver-arg", c.APIServer.ExtraArgs, "extra kube-apiserver flag as key=value (repeatable)")
+	fs.StringVar(&c.APIServer.EncryptionConfig, "encryption-config", c.APIServer.EncryptionConfig, "kube-apiserver EncryptionConfiguration file to use instead of the generated DATA_DIR/pki/encryption-config.yaml (the same file on every server)")
+	fs.BoolVar(&c.APIServer.DisableSecretsEncryption, "disable-secrets-encryption", c.APIServer.DisableSecretsEncryption, "store Secrets in clear (they are encrypted at rest by default)")
 
 	fs.DurationVar(&c.Raft.HeartbeatTimeout.Duration, "raft-heartbeat-timeout", c.Raft.HeartbeatTimeout.Duration, "raft heartbeat timeout")
 	fs.DurationVar(&c.Raft.ElectionTimeout.Duration, "raft-election-timeout", c.Raft.ElectionTimeout.Duration, "raft election timeout")

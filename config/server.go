@@ -113,6 +113,15 @@ type APIServer struct {
 	// ExtraArgs are passed to kube-apiserver as --key=value, last; an
 	// admission-control-config-file there replaces PodSecurity.
 	ExtraArgs map[string]string `json:"extraArgs"`
+	// EncryptionConfig is the path of a kube-apiserver
+	// EncryptionConfiguration to use instead of the one every server
+	// generates and shares (DATA_DIR/pki/encryption-config.yaml, which
+	// encrypts Secrets with secretbox). Every server needs the same file.
+	EncryptionConfig string `json:"encryptionConfig"`
+	// DisableSecretsEncryption stores Secrets in clear in the raft log,
+	// snapshots and backups. Secrets already encrypted stay unreadable
+	// until it is turned back off.
+	DisableSecretsEncryption bool `json:"disableSecretsEncryption"`
 }
 
 // Raft tunes the consensus layer.
@@ -309,7 +318,24 @@ func (a *APIServer) validate() []error {
 	if a.ClusterDomain == "" || strings.HasPrefix(a.ClusterDomain, ".") || strings.HasSuffix(a.ClusterDomain, ".") {
 		errs = append(errs, fmt.Errorf("apiServer.clusterDomain (--cluster-domain): %q must be a domain such as cluster.local", a.ClusterDomain))
 	}
-	return append(errs, a.PodSecurity.validate()...)
+	errs = append(errs, a.PodSecurity.validate()...)
+	return append(errs, a.validateEncryption()...)
+}
+
+// validateEncryption checks the secrets-at-rest settings; the file's
+// content is checked when the server starts (it may be written later).
+func (a *APIServer) validateEncryption() []error {
+	var errs []error
+	if a.EncryptionConfig != "" && !filepath.IsAbs(a.EncryptionConfig) {
+		errs = append(errs, fmt.Errorf("apiServer.encryptionConfig (--encryption-config): %q must be an absolute path", a.EncryptionConfig))
+	}
+	if a.EncryptionConfig != "" && a.DisableSecretsEncryption {
+		errs = append(errs, errors.New("apiServer.encryptionConfig (--encryption-config) and apiServer.disableSecretsEncryption (--disable-secrets-encryption) contradict each other: set one of them"))
+	}
+	if _, ok := a.ExtraArgs["encryption-provider-config"]; ok && (a.EncryptionConfig != "" || a.DisableSecretsEncryption) {
+		errs = append(errs, errors.New("apiServer.extraArgs (--kube-apiserver-arg) sets encryption-provider-config: use apiServer.encryptionConfig (--encryption-config) instead, not both"))
+	}
+	return errs
 }
 
 func (r *Raft) validate() []error {

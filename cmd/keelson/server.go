@@ -2,8 +2,10 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"os"
+	"time"
 
 	"github.com/keelson/keelson/agent/network"
 	"github.com/keelson/keelson/config"
@@ -14,6 +16,7 @@ import (
 
 func newServerCommand() *cobra.Command {
 	var configFile string
+	var leafLifetime, caLifetime time.Duration
 	defaults := config.DefaultServer()
 	defaults.DataDir = defaultDataDir(os.Getenv)
 	cmd := &cobra.Command{
@@ -31,16 +34,34 @@ func newServerCommand() *cobra.Command {
 			log := newLogger(level, cfg.Log.Format)
 			slog.SetDefault(log)
 			log.Info("starting keelson server", "version", keelsonVersion, "node", cfg.NodeName, "data_dir", cfg.DataDir)
-			if cfg.DisableAgent {
-				return server.Run(cmd.Context(), cfg, log, serverOptions())
+			if leafLifetime != 0 && leafLifetime < minLeafLifetime {
+				return fmt.Errorf("--leaf-cert-lifetime %s: use at least %s", leafLifetime, minLeafLifetime)
 			}
-			return runServerWithAgent(cmd.Context(), cfg, log)
+			if caLifetime != 0 && caLifetime < minLeafLifetime {
+				return fmt.Errorf("--ca-cert-lifetime %s: use at least %s", caLifetime, minLeafLifetime)
+			}
+			opts := serverOptions()
+			opts.LeafCertLifetime, opts.CACertLifetime = leafLifetime, caLifetime
+			if cfg.DisableAgent {
+				return server.Run(cmd.Context(), cfg, log, opts)
+			}
+			return runServerWithAgent(cmd.Context(), cfg, log, opts)
 		},
 	}
 	cmd.Flags().StringVar(&configFile, "config", "", "YAML configuration file (flags override it)")
 	config.ServerFlags(cmd.Flags(), &defaults)
+	// A test knob, not a setting: tests issue seconds-long certificates to
+	// watch a running server renew them.
+	cmd.Flags().DurationVar(&leafLifetime, "leaf-cert-lifetime", 0, "lifetime of the server's own certificates (testing only; default 365 days)")
+	cmd.Flags().DurationVar(&caLifetime, "ca-cert-lifetime", 0, "lifetime of the CAs a new cluster creates (testing only; default 10 years)")
+	cmd.Flags().MarkHidden("leaf-cert-lifetime")
+	cmd.Flags().MarkHidden("ca-cert-lifetime")
 	return cmd
 }
+
+// minLeafLifetime keeps a test's short certificates renewable: the server
+// checks every second and renews at two thirds of the lifetime.
+const minLeafLifetime = 10 * time.Second
 
 // serverOptions are what the server binary adds to its configuration: the
 // built-in plugins compiled into it and what its node agents read.
@@ -50,7 +71,7 @@ func serverOptions() server.Options {
 
 // runServerWithAgent runs the server and its node agent; either failing
 // stops both, the agent first.
-func runServerWithAgent(ctx context.Context, cfg config.Server, log *slog.Logger) error {
+func runServerWithAgent(ctx context.Context, cfg config.Server, log *slog.Logger, opts server.Options) error {
 	agentCtx, stopAgent := context.WithCancel(ctx)
 	defer stopAgent()
 	serverCtx, stopServer := context.WithCancel(ctx)
@@ -58,7 +79,7 @@ func runServerWithAgent(ctx context.Context, cfg config.Server, log *slog.Logger
 	agentDone := make(chan error, 1)
 	go func() { agentDone <- runEmbeddedAgent(agentCtx, cfg, log) }()
 	serverDone := make(chan error, 1)
-	go func() { serverDone <- server.Run(serverCtx, cfg, log, serverOptions()) }()
+	go func() { serverDone <- server.Run(serverCtx, cfg, log, opts) }()
 	select {
 	case err := <-agentDone:
 		stopServer()

@@ -91,9 +91,10 @@ snapshot's keys at their revisions. Other servers join it with fresh data dirs.`
 			fmt.Fprintf(out, "restored %s (index %d, revision %d, %d keys) into %s as a new single-server cluster: server %s, raft address %s\n",
 				args[0], h.Index, h.Revision, h.Keys, res.RaftDir, res.Server.NodeName, res.Server.RaftAddr)
 			fmt.Fprintf(out, `next:
-  1. To keep the old cluster's identity (CA, service-account keys, so existing
-     kubeconfigs and tokens stay valid), copy the old server's %s
-     directory into %s before the first start; otherwise the server creates a new CA.
+  1. To keep the old cluster's identity (CA and service-account keys, so existing
+     kubeconfigs and tokens stay valid) and the key that encrypts Secrets (without
+     it the snapshot's Secrets cannot be read), copy the old server's %s
+     directory into %s before the first start; otherwise the server creates new ones.
   2. Start the server: keelson server --data-dir %s --node-name %s
      with --raft-bind/--advertise-address such that its raft address is %s.
   3. Join the other servers with fresh data dirs (--join, and the token in %s).

@@ -19,6 +19,7 @@ import (
 	"github.com/spf13/pflag"
 	utilerrors "k8s.io/apimachinery/pkg/util/errors"
 	"k8s.io/client-go/rest"
+	"k8s.io/client-go/transport"
 	"k8s.io/component-base/featuregate"
 	"k8s.io/klog/v2"
 	"k8s.io/kubernetes/cmd/kube-apiserver/app"
@@ -84,6 +85,9 @@ func Run(ctx context.Context, cfg Config, ready func(elapsed time.Duration)) err
 	// warnings about the deprecated APIs it serves. Clients that want warnings
 	// set rest.Config.WarningHandler, which takes precedence.
 	rest.SetDefaultWarningHandler(rest.NoWarnings{})
+	if cfg.CertReloadInterval > 0 && cfg.CertReloadInterval < transport.CertCallbackRefreshDuration {
+		transport.CertCallbackRefreshDuration = cfg.CertReloadInterval
+	}
 
 	completed, err := opts.Complete(ctx)
 	if err != nil {

@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/keelson/keelson/core/pki"
 )
@@ -49,6 +50,15 @@ type Config struct {
 	EtcdServers []string
 	// Bundle holds the certificates and keys from pki.Ensure. Required.
 	Bundle *pki.Bundle
+	// EncryptionConfig is the EncryptionConfiguration file that encrypts
+	// resources (Secrets) at rest; kube-apiserver re-reads it when it
+	// changes, so a key rotation needs no restart. Empty stores in clear.
+	EncryptionConfig string
+	// CertReloadInterval, when set, is how often the client certificates
+	// kube-apiserver presents from files (to kubelets) are re-read; upstream
+	// checks every 5 minutes, too rarely for a test's seconds-long
+	// certificates. It is process-wide client-go state.
+	CertReloadInterval time.Duration
 	// ExtraArgs are kube-apiserver flags (name without "--" to value) that are
 	// added to, or replace, the ones derived from the fields above.
 	ExtraArgs map[string]string
@@ -213,6 +223,10 @@ func (c Config) args() []string {
 	}
 	if c.ownsAdmissionConfig() {
 		flags["admission-control-config-file"] = admissionConfigPath(c.DataDir)
+	}
+	if c.EncryptionConfig != "" {
+		flags["encryption-provider-config"] = c.EncryptionConfig
+		flags["encryption-provider-config-automatic-reload"] = "true"
 	}
 	for k, v := range c.ExtraArgs {
 		flags[strings.TrimLeft(k, "-")] = v

@@ -44,7 +44,13 @@ func TestArgs(t *testing.T) {
 				"--proxy-client-cert-file=/d/tls/fpc.crt", "--proxy-client-key-file=/d/tls/fpc.key",
 				"--cert-dir=/d/apiserver",
 			},
-			notWant: []string{"--advertise-address"},
+			notWant: []string{"--advertise-address", "--encryption-provider-config"},
+		},
+		{
+			name:   "secrets encrypted at rest, reloaded on change",
+			mutate: func(c *Config) { c.EncryptionConfig = "/d/tls/encryption-config.yaml" },
+			want: []string{"--encryption-provider-config=/d/tls/encryption-config.yaml",
+				"--encryption-provider-config-automatic-reload=true"},
 		},
 		{
 			name: "custom network and domain",
@@ -90,15 +96,17 @@ func TestArgs(t *testing.T) {
 				}
 			}
 			seen := map[string]bool{}
+			var names []string
 			for _, a := range args {
 				name, _, _ := strings.Cut(a, "=")
 				if seen[name] {
 					t.Errorf("flag %s given twice", name)
 				}
 				seen[name] = true
+				names = append(names, name)
 			}
-			if !slices.IsSorted(args) {
-				t.Errorf("args not sorted: %v", args)
+			if !slices.IsSorted(names) {
+				t.Errorf("args not sorted by flag name: %v", args)
 			}
 		})
 	}

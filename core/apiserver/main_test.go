@@ -18,6 +18,7 @@ import (
 
 	"go.etcd.io/etcd/server/v3/embed"
 	"go.uber.org/zap"
+	encryptioncontroller "k8s.io/apiserver/pkg/server/options/encryptionconfig/controller"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
@@ -34,6 +35,7 @@ var env struct {
 	client     kubernetes.Interface
 	logs       *lockedBuffer
 	elapsed    time.Duration
+	etcd       string // host:port of the etcd kube-apiserver stores in
 }
 
 // lockedBuffer collects the server's logs; they are printed only on failure.
@@ -162,8 +164,13 @@ func startAPIServer(ctx context.Context, dir, etcdAddr string, runErr chan error
 		SecurePort:       mustAtoi(port),
 		EtcdServers:      []string{"http://" + etcdAddr},
 		Bundle:           bundle,
+		EncryptionConfig: bundle.EncryptionConfig,
 		Logger:           logger,
 	}
+	env.etcd = etcdAddr
+	// Upstream polls the encryption configuration every minute; the
+	// rotation test should not wait that long.
+	encryptioncontroller.EncryptionConfigFileChangePollDuration = time.Second
 	ready := make(chan time.Duration, 1)
 	go func() { runErr <- Run(ctx, env.cfg, func(d time.Duration) { ready <- d }) }()
 	select {

@@ -24,21 +24,28 @@ type ClusterSecrets struct {
 	FrontProxyCAKey  []byte `json:"frontProxyCAKey"`
 	SAKey            []byte `json:"saKey"`
 	SAPub            []byte `json:"saPub"`
+	// EncryptionConfig is the EncryptionConfiguration (with its keys) that
+	// encrypts Secrets at rest: every server must hold the same one to read
+	// what the others wrote. Empty from a server older than this field; the
+	// joiner then derives the key as an upgraded server does.
+	EncryptionConfig []byte `json:"encryptionConfig,omitempty"`
 }
 
-func (s *ClusterSecrets) files(b *Bundle) []struct {
-	path string
-	data *[]byte
-	mode os.FileMode
-} {
-	return []struct {
-		path string
-		data *[]byte
-		mode os.FileMode
-	}{
-		{b.CA.CertFile, &s.CACert, 0o644}, {b.CA.KeyFile, &s.CAKey, 0o600},
-		{b.FrontProxyCA.CertFile, &s.FrontProxyCACert, 0o644}, {b.FrontProxyCA.KeyFile, &s.FrontProxyCAKey, 0o600},
-		{b.ServiceAccountKey, &s.SAKey, 0o600}, {b.ServiceAccountPublicKey, &s.SAPub, 0o644},
+// secretFile is one file of the cluster secrets; an optional one may be
+// absent on the sending side.
+type secretFile struct {
+	path     string
+	data     *[]byte
+	mode     os.FileMode
+	optional bool
+}
+
+func (s *ClusterSecrets) files(b *Bundle) []secretFile {
+	return []secretFile{
+		{b.CA.CertFile, &s.CACert, 0o644, false}, {b.CA.KeyFile, &s.CAKey, 0o600, false},
+		{b.FrontProxyCA.CertFile, &s.FrontProxyCACert, 0o644, false}, {b.FrontProxyCA.KeyFile, &s.FrontProxyCAKey, 0o600, false},
+		{b.ServiceAccountKey, &s.SAKey, 0o600, false}, {b.ServiceAccountPublicKey, &s.SAPub, 0o644, false},
+		{b.EncryptionConfig, &s.EncryptionConfig, 0o600, true},
 	}
 }
 
@@ -47,6 +54,9 @@ func ExportCluster(dir string) (*ClusterSecrets, error) {
 	s := &ClusterSecrets{}
 	for _, f := range s.files(newBundle(dir)) {
 		b, err := os.ReadFile(f.path)
+		if f.optional && errors.Is(err, os.ErrNotExist) {
+			continue
+		}
 		if err != nil {
 			return nil, fmt.Errorf("pki: export cluster secrets: %w", err)
 		}
@@ -66,6 +76,9 @@ func ImportCluster(dir string, s *ClusterSecrets) error {
 		return fmt.Errorf("pki: received cluster CA is unusable: %w", err)
 	}
 	for _, f := range s.files(newBundle(dir)) {
+		if f.optional && len(*f.data) == 0 {
+			continue
+		}
 		have, err := os.ReadFile(f.path)
 		switch {
 		case err == nil && bytes.Equal(have, *f.data):
@@ -96,9 +109,10 @@ func CAHash(caCertFile string) (string, error) {
 // PeerTLS returns the mutual-TLS configuration servers use between each
 // other: both sides present their peer certificate and accept only peer
 // certificates of the cluster CA. Servers dial each other by address, so the
-// chain and the peer CN prefix are verified instead of a host name.
+// chain and the peer CN prefix are verified instead of a host name. The peer
+// certificate is re-read when Renew replaces it (see CertReloader).
 func (b *Bundle) PeerTLS() (*tls.Config, error) {
-	pair, err := tls.LoadX509KeyPair(b.Peer.CertFile, b.Peer.KeyFile)
+	pair, err := NewCertReloader(b.Peer)
 	if err != nil {
 		return nil, fmt.Errorf("pki: peer certificate: %w", err)
 	}
@@ -125,7 +139,8 @@ func (b *Bundle) PeerTLS() (*tls.Config, error) {
 		return nil
 	}
 	return &tls.Config{
-		Certificates: []tls.Certificate{pair},
+		GetCertificate:       pair.GetCertificate,
+		GetClientCertificate: pair.GetClientCertificate,
 		// Chain and CN are checked in VerifyPeerCertificate, on both ends.
 		InsecureSkipVerify:    true, //nolint:gosec // verified below against the cluster CA
 		ClientAuth:            tls.RequireAnyClientCert,

@@ -20,6 +20,8 @@ type authority struct {
 	cert *x509.Certificate
 	key  crypto.Signer
 	file string
+	// created says the CA was made in this call, i.e. the cluster is new.
+	created bool
 }
 
 // leafTemplate is what a leaf certificate must say.
@@ -65,14 +67,18 @@ func readPair(pair Pair, fix string) (*x509.Certificate, crypto.Signer, error) {
 	return cert, key, nil
 }
 
-// ensureCA loads the CA in pair, or creates it when neither file exists.
-func ensureCA(pair Pair, cn string, opts Options) (*authority, error) {
+// ensureCA loads the CA in pair, or, when create is set, creates it when
+// neither file exists.
+func ensureCA(pair Pair, cn string, create bool, opts Options) (*authority, error) {
 	present, err := presence(pair.CertFile, pair.KeyFile)
 	if err != nil {
 		return nil, err
 	}
 	switch len(present) {
 	case 0:
+		if !create {
+			return nil, fmt.Errorf("pki: CA %s and %s are gone: restore them from backup or from another server of the cluster: %w", pair.CertFile, pair.KeyFile, ErrCorrupt)
+		}
 		return createCA(pair, cn, opts)
 	case 1:
 		have, missing := present[0], other(pair, present[0])
@@ -90,10 +96,6 @@ func ensureCA(pair Pair, cn string, opts Options) (*authority, error) {
 	if now.After(cert.NotAfter) {
 		return nil, fmt.Errorf("pki: CA %s expired on %s; the CA is never regenerated automatically, rotate it by hand: %w",
 			pair.CertFile, cert.NotAfter.Format(time.RFC3339), ErrCorrupt)
-	}
-	if needsRenewal(cert, now) {
-		opts.Logger.Warn("CA is past two thirds of its lifetime; plan a CA rotation, it is never replaced automatically",
-			"file", pair.CertFile, "notAfter", cert.NotAfter)
 	}
 	if err := tightenKeyMode(pair.KeyFile, opts.Logger); err != nil {
 		return nil, err
@@ -115,7 +117,7 @@ func createCA(pair Pair, cn string, opts Options) (*authority, error) {
 		SerialNumber:          serial,
 		Subject:               pkix.Name{CommonName: cn, Organization: []string{"keelson"}},
 		NotBefore:             now.Add(-clockSkew),
-		NotAfter:              now.Add(CALifetime),
+		NotAfter:              now.Add(opts.CALifetime),
 		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageCRLSign | x509.KeyUsageDigitalSignature,
 		BasicConstraintsValid: true,
 		IsCA:                  true,
@@ -125,7 +127,7 @@ func createCA(pair Pair, cn string, opts Options) (*authority, error) {
 		return nil, err
 	}
 	opts.Logger.Info("created certificate authority", "file", pair.CertFile, "cn", cn, "notAfter", cert.NotAfter)
-	return &authority{cert: cert, key: key, file: pair.CertFile}, nil
+	return &authority{cert: cert, key: key, file: pair.CertFile, created: true}, nil
 }
 
 // writePair writes the key before the certificate so that a crash in between
@@ -150,36 +152,37 @@ func other(pair Pair, path string) string {
 
 // ensureLeaf loads the leaf in pair, issuing it when absent and reissuing it (same
 // key, same CA) when it is old or, for the serving certificate, lacks a name.
-func ensureLeaf(pair Pair, want leafTemplate, ca *authority, opts Options) (*x509.Certificate, error) {
+// changed says whether it wrote a new certificate.
+func ensureLeaf(pair Pair, want leafTemplate, ca *authority, opts Options) (cert *x509.Certificate, changed bool, err error) {
 	present, err := presence(pair.CertFile, pair.KeyFile)
 	if err != nil {
-		return nil, err
+		return nil, false, err
 	}
 	switch len(present) {
 	case 0:
 		key, err := newKey()
 		if err != nil {
-			return nil, err
+			return nil, false, err
 		}
 		cert, err := issueLeaf(pair, want, key, ca, opts)
 		if err != nil {
-			return nil, err
+			return nil, false, err
 		}
 		opts.Logger.Info("issued certificate", "file", pair.CertFile, "cn", want.cn, "notAfter", cert.NotAfter)
-		return cert, nil
+		return cert, true, nil
 	case 1:
-		return nil, halfPresentError(present[0], other(pair, present[0]), "certificate and key")
+		return nil, false, halfPresentError(present[0], other(pair, present[0]), "certificate and key")
 	}
 	cert, key, err := readPair(pair, "remove both to have them reissued")
 	if err != nil {
-		return nil, err
+		return nil, false, err
 	}
 	if err := cert.CheckSignatureFrom(ca.cert); err != nil {
-		return nil, fmt.Errorf("pki: %s was not issued by the CA in %s (%w): remove %s and %s to have them reissued (%w)",
+		return nil, false, fmt.Errorf("pki: %s was not issued by the CA in %s (%w): remove %s and %s to have them reissued (%w)",
 			pair.CertFile, ca.file, err, pair.CertFile, pair.KeyFile, ErrCorrupt)
 	}
 	if err := tightenKeyMode(pair.KeyFile, opts.Logger); err != nil {
-		return nil, err
+		return nil, false, err
 	}
 	var reasons []string
 	if needsRenewal(cert, opts.Now()) {
@@ -196,15 +199,15 @@ func ensureLeaf(pair Pair, want leafTemplate, ca *authority, opts Options) (*x50
 		}
 	}
 	if len(reasons) == 0 {
-		return cert, nil
+		return cert, false, nil
 	}
 	newCert, err := issueLeaf(pair, want, key, ca, opts)
 	if err != nil {
-		return nil, err
+		return nil, false, err
 	}
 	opts.Logger.Info("reissued certificate", "file", pair.CertFile, "cn", want.cn, "reason", strings.Join(reasons, "; "),
 		"oldNotAfter", cert.NotAfter, "notAfter", newCert.NotAfter)
-	return newCert, nil
+	return newCert, true, nil
 }
 
 func issueLeaf(pair Pair, want leafTemplate, key crypto.Signer, ca *authority, opts Options) (*x509.Certificate, error) {
@@ -216,8 +219,8 @@ func issueLeaf(pair Pair, want leafTemplate, key crypto.Signer, ca *authority, o
 	tmpl := &x509.Certificate{
 		SerialNumber: serial,
 		Subject:      pkix.Name{CommonName: want.cn, Organization: want.orgs},
-		NotBefore:    now.Add(-clockSkew),
-		NotAfter:     now.Add(LeafLifetime),
+		NotBefore:    now.Add(-backdate(opts.LeafLifetime)),
+		NotAfter:     now.Add(opts.LeafLifetime),
 		KeyUsage:     x509.KeyUsageDigitalSignature,
 		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
 	}

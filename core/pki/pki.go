@@ -21,9 +21,13 @@ import (
 const (
 	// CALifetime is how long a new CA (cluster or front-proxy) is valid.
 	CALifetime = 10 * 365 * 24 * time.Hour
-	// LeafLifetime is how long an issued leaf certificate is valid. Leaves are
-	// reissued at start once two thirds of it have passed.
+	// LeafLifetime is how long an issued leaf certificate is valid by default.
+	// Leaves are reissued once two thirds of it have passed: at start, and
+	// on a running server by Renew.
 	LeafLifetime = 365 * 24 * time.Hour
+	// CAExpiryWarning is how long before a CA expires that it is reported:
+	// a CA is never replaced automatically.
+	CAExpiryWarning = 30 * 24 * time.Hour
 	// clockSkew backdates NotBefore so a peer whose clock is slightly behind
 	// accepts a certificate issued a moment ago.
 	clockSkew = 5 * time.Minute
@@ -65,6 +69,12 @@ type Options struct {
 	NodeName string
 	// Now is the clock; default time.Now. Tests inject a fixed clock.
 	Now func() time.Time
+	// LeafLifetime is how long the leaf certificates issued here are valid;
+	// default LeafLifetime. Tests shorten it to watch renewals happen.
+	LeafLifetime time.Duration
+	// CALifetime is how long a CA created here is valid; default CALifetime.
+	// Tests shorten it to see the expiry warnings.
+	CALifetime time.Duration
 	// Logger receives reissue and permission-repair events; default slog.Default().
 	Logger *slog.Logger
 }
@@ -103,6 +113,9 @@ type Bundle struct {
 	// ServingNames are the DNS names and IPs in the serving certificate.
 	ServingDNSNames []string
 	ServingIPs      []net.IP
+	// EncryptionConfig is kube-apiserver's EncryptionConfiguration that
+	// encrypts Secrets at rest (mode 0600); it is a cluster secret.
+	EncryptionConfig string
 }
 
 // ErrCorrupt marks a file that exists but cannot be used as it is.
@@ -117,6 +130,15 @@ func (o Options) withDefaults() (Options, error) {
 	}
 	if o.Logger == nil {
 		o.Logger = slog.Default()
+	}
+	if o.LeafLifetime == 0 {
+		o.LeafLifetime = LeafLifetime
+	}
+	if o.CALifetime == 0 {
+		o.CALifetime = CALifetime
+	}
+	if o.LeafLifetime < 0 || o.CALifetime < 0 {
+		return o, fmt.Errorf("pki: certificate lifetimes (leaf %s, CA %s) must be positive", o.LeafLifetime, o.CALifetime)
 	}
 	if o.Hostname == "" {
 		h, err := os.Hostname()
@@ -146,6 +168,7 @@ func newBundle(dir string) *Bundle {
 		Peer:                    p("peer"),
 		ServiceAccountKey:       join(dir, "sa.key"),
 		ServiceAccountPublicKey: join(dir, "sa.pub"),
+		EncryptionConfig:        join(dir, "encryption-config.yaml"),
 	}
 }
 
@@ -160,14 +183,59 @@ func Ensure(dir string, opts Options) (*Bundle, error) {
 		return nil, fmt.Errorf("pki: create directory %s: %w", dir, err)
 	}
 	b := newBundle(dir)
-	ca, err := ensureCA(b.CA, "keelson-ca", opts)
+	ca, fpCA, err := b.ensureCAs(opts, true)
 	if err != nil {
 		return nil, err
 	}
-	fpCA, err := ensureCA(b.FrontProxyCA, "keelson-front-proxy-ca", opts)
+	for _, a := range []*authority{ca, fpCA} {
+		if needsRenewal(a.cert, opts.Now()) {
+			opts.Logger.Warn("CA is past two thirds of its lifetime; plan a CA rotation, it is never replaced automatically",
+				"file", a.file, "notAfter", a.cert.NotAfter)
+		}
+	}
+	if err := ensureEncryptionConfig(b.EncryptionConfig, ca, opts); err != nil {
+		return nil, err
+	}
+	if _, err := b.ensureLeaves(ca, fpCA, opts); err != nil {
+		return nil, err
+	}
+	if err := ensureServiceAccountKey(b.ServiceAccountKey, b.ServiceAccountPublicKey, opts); err != nil {
+		return nil, err
+	}
+	return b, nil
+}
+
+// Renew reissues, from the existing CAs, the leaf certificates that are past
+// two thirds of their lifetime or lack a name opts now asks for, and returns
+// the certificate files it rewrote. Unlike Ensure it never creates a CA.
+// Consumers pick the new files up without a restart: kube-apiserver watches
+// its serving and client files, and PeerTLS reloads on change.
+func (b *Bundle) Renew(opts Options) ([]string, error) {
+	opts, err := opts.withDefaults()
 	if err != nil {
 		return nil, err
 	}
+	ca, fpCA, err := b.ensureCAs(opts, false)
+	if err != nil {
+		return nil, err
+	}
+	return b.ensureLeaves(ca, fpCA, opts)
+}
+
+// ensureCAs loads (or, with create, makes) the cluster and front-proxy CAs.
+func (b *Bundle) ensureCAs(opts Options, create bool) (ca, fpCA *authority, err error) {
+	if ca, err = ensureCA(b.CA, "keelson-ca", create, opts); err != nil {
+		return nil, nil, err
+	}
+	if fpCA, err = ensureCA(b.FrontProxyCA, "keelson-front-proxy-ca", create, opts); err != nil {
+		return nil, nil, err
+	}
+	return ca, fpCA, nil
+}
+
+// ensureLeaves issues or reissues every leaf certificate of the bundle and
+// records the serving names; it returns the certificate files it wrote.
+func (b *Bundle) ensureLeaves(ca, fpCA *authority, opts Options) (renewed []string, err error) {
 	dnsNames, ips, err := servingNames(opts)
 	if err != nil {
 		return nil, err
@@ -184,22 +252,41 @@ func Ensure(dir string, opts Options) (*Bundle, error) {
 		{b.Peer, leafTemplate{cn: PeerPrefix + opts.NodeName, server: true, peer: true, dns: []string{opts.NodeName}, ips: ips}, ca},
 	}
 	for _, l := range leaves {
-		cert, err := ensureLeaf(l.pair, l.tmpl, l.ca, opts)
+		cert, changed, err := ensureLeaf(l.pair, l.tmpl, l.ca, opts)
 		if err != nil {
 			return nil, err
+		}
+		if changed {
+			renewed = append(renewed, l.pair.CertFile)
 		}
 		if l.pair == b.Serving {
 			b.ServingDNSNames, b.ServingIPs = cert.DNSNames, cert.IPAddresses
 		}
 	}
-	if err := ensureServiceAccountKey(b.ServiceAccountKey, b.ServiceAccountPublicKey, opts); err != nil {
-		return nil, err
-	}
-	return b, nil
+	return renewed, nil
 }
 
 // needsRenewal reports whether cert has used up two thirds of its lifetime.
 func needsRenewal(cert *x509.Certificate, now time.Time) bool {
+	return now.After(renewalTime(cert))
+}
+
+// renewalTime is when two thirds of cert's lifetime have passed.
+func renewalTime(cert *x509.Certificate) time.Time {
 	life := cert.NotAfter.Sub(cert.NotBefore)
-	return now.After(cert.NotBefore.Add(life * 2 / 3))
+	return cert.NotBefore.Add(life * 2 / 3)
+}
+
+// backdate is how far before its issue a certificate of lifetime starts to
+// be valid: clockSkew, or a tenth of a short lifetime, so that the backdated
+// part never decides when the certificate is renewed.
+func backdate(lifetime time.Duration) time.Duration {
+	return min(clockSkew, lifetime/10)
+}
+
+// RenewCheckInterval is how often a running server checks whether its leaf
+// certificates of lifetime are due: often enough that a renewal at two
+// thirds of the lifetime is never late by more than a tenth of it.
+func RenewCheckInterval(lifetime time.Duration) time.Duration {
+	return max(time.Second, min(time.Minute, lifetime/10))
 }

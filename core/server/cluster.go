@@ -51,7 +51,7 @@ func (s *Server) ensureIdentity(ctx context.Context) (identity, error) {
 		if err := pki.ImportCluster(pkiDir, secrets); err != nil {
 			return identity{}, err
 		}
-		s.log.Info("received the cluster's CA and service-account keys", "from", cfg.Join)
+		s.log.Info("received the cluster's CA, service-account and encryption keys", "from", cfg.Join)
 	}
 	var ips []net.IP
 	for _, a := range []string{cfg.BindAddress, cfg.AdvertiseIP()} {
@@ -59,13 +59,16 @@ func (s *Server) ensureIdentity(ctx context.Context) (identity, error) {
 			ips = append(ips, ip)
 		}
 	}
-	bundle, err := pki.Ensure(pkiDir, pki.Options{
+	s.pkiOpts = pki.Options{
 		ClusterDomain: cfg.APIServer.ClusterDomain,
 		ServiceCIDR:   cfg.APIServer.ServiceCIDR,
 		IPs:           ips,
 		NodeName:      cfg.NodeName,
+		LeafLifetime:  s.opts.LeafCertLifetime,
+		CALifetime:    s.opts.CACertLifetime,
 		Logger:        s.log,
-	})
+	}
+	bundle, err := pki.Ensure(pkiDir, s.pkiOpts)
 	if err != nil {
 		return identity{}, fmt.Errorf("cluster certificates in %s: %w", pkiDir, err)
 	}

@@ -93,20 +93,16 @@ func (sv *supervisor) nodeCredentials(w http.ResponseWriter, r *http.Request) {
 }
 
 // serveSupervisor serves the supervisor endpoint on l until ctx ends. The TLS
-// chain includes the CA so a joiner can check it against its token's hash.
+// chain includes the CA so a joiner can check it against its token's hash;
+// the peer certificate is re-read when it is renewed.
 func (sv *supervisor) serve(ctx context.Context, l net.Listener, b *pki.Bundle) error {
-	pair, err := tls.LoadX509KeyPair(b.Peer.CertFile, b.Peer.KeyFile)
+	pair, err := pki.NewCertReloader(b.Peer, b.CA.CertFile)
 	if err != nil {
 		return fmt.Errorf("supervisor certificate: %w", err)
 	}
-	ca, err := tls.LoadX509KeyPair(b.CA.CertFile, b.CA.KeyFile)
-	if err != nil {
-		return fmt.Errorf("supervisor CA: %w", err)
-	}
-	pair.Certificate = append(pair.Certificate, ca.Certificate[0])
 	srv := &http.Server{
 		Handler:           sv.handler(),
-		TLSConfig:         &tls.Config{Certificates: []tls.Certificate{pair}, MinVersion: tls.VersionTLS12},
+		TLSConfig:         &tls.Config{GetCertificate: pair.GetCertificate, MinVersion: tls.VersionTLS12},
 		ReadHeaderTimeout: 10 * time.Second,
 		ErrorLog:          slog.NewLogLogger(sv.log.Handler(), slog.LevelDebug),
 	}

@@ -38,6 +38,13 @@ type Options struct {
 	// EndpointSlice, NetworkPolicy and pod): the leader keeps them in the
 	// ClusterRole keelson:node, bound to the group system:nodes.
 	NodeRules []rbacv1.PolicyRule
+	// LeafCertLifetime overrides how long this server's own certificates
+	// (API serving, peer, admin, kubelet and front-proxy client) are valid;
+	// zero is pki.LeafLifetime. Tests shorten it to watch renewals happen.
+	LeafCertLifetime time.Duration
+	// CACertLifetime overrides how long a CA this server creates is valid;
+	// zero is pki.CALifetime. Tests shorten it to see expiry warnings.
+	CACertLifetime time.Duration
 }
 
 // Server is a running control node.
@@ -49,6 +56,8 @@ type Server struct {
 	// peerTLS is the raft port's mutual TLS; the voter reconciler proves
 	// a server's identity with it before making it a voter.
 	peerTLS *tls.Config
+	// pkiOpts are the options the bundle was ensured with; renewals reuse them.
+	pkiOpts pki.Options
 	secret  string
 	store   *fsm.Store
 	raft    *raftnode.Node
@@ -85,6 +94,7 @@ func Run(ctx context.Context, cfg config.Server, log *slog.Logger, opts Options)
 	run(func() error { return s.serveSupervisor(ctx) })
 	run(func() error { return s.serveAdmin(ctx) })
 	run(func() error { return s.serveDebug(ctx) })
+	run(func() error { return s.renewCertificates(ctx) })
 	listeners, err := s.listen()
 	if err != nil {
 		return err
