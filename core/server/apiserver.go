@@ -59,8 +59,8 @@ func (s *Server) runAPIServer(ctx context.Context, start time.Time, ready chan<-
 			Enforce: cfg.APIServer.PodSecurity.Enforce, Warn: cfg.APIServer.PodSecurity.Warn,
 			Audit: cfg.APIServer.PodSecurity.Audit, ExemptNamespaces: cfg.APIServer.PodSecurity.ExemptNamespaces,
 		},
-		CurrentTerm:        s.raft.Term,
-		Logger:             s.log,
+		CurrentTerm: s.raft.Term,
+		Logger:      s.log,
 	}, func(elapsed time.Duration) {
 		close(ready)
 		s.log.Info("keelson server ready", "elapsed", time.Since(start).Round(time.Millisecond),
