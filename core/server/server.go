@@ -111,6 +111,7 @@ func Run(ctx context.Context, cfg config.Server, log *slog.Logger, opts Options)
 			return s.runPlugins(pluginsCtx, apiReady)
 		})
 		run(func() error { return s.runLiveness(pluginsCtx, apiReady) })
+		run(func() error { return s.ensureAgentToken(ctx, apiReady) })
 	} else {
 		close(pluginsDone)
 	}
@@ -214,7 +215,11 @@ func open(ctx context.Context, cfg config.Server, log *slog.Logger, opts Options
 	kc.Logger = log
 	kc.Members = s.etcdMembers
 	if cfg.EtcdListen != "" {
-		kc.ClientURLs = []string{"http://" + cfg.EtcdListen}
+		scheme := "http://"
+		if cfg.EtcdClientCA != "" {
+			scheme = "https://"
+		}
+		kc.ClientURLs = []string{scheme + cfg.EtcdListen}
 	}
 	s.kv = kvserver.New(kc, s.store, node)
 	s.kv.Start()
@@ -246,13 +251,12 @@ func (s *Server) listen() ([]net.Listener, error) {
 	// here for lease keep-alives, behind raft's mutual TLS.
 	ls := []net.Listener{ul, s.raft.PeerListener()}
 	if s.cfg.EtcdListen != "" {
-		tl, err := net.Listen("tcp", s.cfg.EtcdListen)
+		tl, err := s.etcdListener()
 		if err != nil {
 			ul.Close()
-			return nil, fmt.Errorf("listening on --etcd-listen %s: %w", s.cfg.EtcdListen, err)
+			return nil, err
 		}
 		ls = append(ls, tl)
-		warnIfExposed(s.log, "--etcd-listen", s.cfg.EtcdListen, "it serves every object, secrets included, without authentication")
 	}
 	return ls, nil
 }
