@@ -247,7 +247,7 @@ func (c *Agent) Validate() error {
 	if err := tokenFromFile(&c.Token, c.TokenFile, "token (--token)", "tokenFile (--token-file)"); err != nil {
 		errs = append(errs, err)
 	} else if c.Token == "" {
-		bad("tokenFile (--token-file)", "must name a file holding the agent token (a server's DATA_DIR/agent-token)")
+		bad("token (--token) or tokenFile (--token-file)", "must give the agent token (a file holding a copy of a server's DATA_DIR/agent-token)")
 	}
 	for _, p := range []struct {
 		field string

@@ -80,7 +80,7 @@ func (c *Server) etcdListenErrors() []error {
 	if c.EtcdListen == "" || err != nil {
 		return nil // validHostPort reports a malformed address
 	}
-	if ip := net.ParseIP(host); ip != nil && ip.IsLoopback() || host == "localhost" {
+	if ip := net.ParseIP(host); ip != nil && ip.IsLoopback() {
 		return nil
 	}
 	return []error{fmt.Errorf("etcdListen (--etcd-listen): %q is not a loopback address, and it would serve the whole store, Secrets included, "+

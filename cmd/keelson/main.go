@@ -27,7 +27,7 @@ func main() {
 		SilenceErrors: true,
 	}
 	root.AddCommand(newServerCommand(), newAgentCommand(), newImagesCommand(), newVersionCommand(), newKubectlCommand())
-	root.AddCommand(newRaftCommand(), newSnapshotCommand(), newClusterResetCommand(), newPluginCommand(), newPluginsCommand())
+	root.AddCommand(newRaftCommand(), newSnapshotCommand(), newClusterResetCommand(), newPluginCommand(), newPluginsCommand(), newTokenCommand())
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	if err := root.ExecuteContext(ctx); err != nil {
