@@ -101,13 +101,18 @@ func NewCluster(t testing.TB, opts Options) *Cluster {
 
 	start := time.Now()
 	first := c.Servers[0]
+	// The servers' etcd API is on the bridge, not loopback: it must require
+	// client certificates.
+	etcdCA := harness.NewEtcdClientCA(t)
 	for i, s := range c.Servers {
+		s.etcdTLS = etcdCA.TLS(s.dataDir)
 		s.args = []string{
 			"--data-dir", s.dataDir,
 			"--node-name", s.Name,
 			"--bind-address", s.IP,
 			"--bootstrap-expect", fmt.Sprint(opts.Servers),
 			"--etcd-listen", s.EtcdAddr(),
+			"--etcd-client-ca", etcdCA.File,
 			"--disable-agent",
 		}
 		if !opts.APIServer {
@@ -222,6 +227,26 @@ func (s *Server) JoinToken(t testing.TB) string {
 		time.Sleep(100 * time.Millisecond)
 	}
 	t.Fatalf("%s wrote no %s within %s", s.Name, path, storeReadyTimeout)
+	return ""
+}
+
+// AgentTokenFile waits for the server to write the cluster's agent token
+// (the server that creates it does, once its API server is ready) and
+// returns the file, for node agents' --token-file.
+func (s *Server) AgentTokenFile(t testing.TB) string {
+	t.Helper()
+	path := filepath.Join(s.dataDir, "agent-token")
+	deadline := time.Now().Add(serverReadyTimeout)
+	for time.Now().Before(deadline) {
+		if b, err := os.ReadFile(path); err == nil && len(strings.TrimSpace(string(b))) > 0 {
+			return path
+		}
+		if !s.Running() {
+			t.Fatalf("%s exited before writing %s: %v; log tail:\n%s", s.Name, path, s.exitErr(), testproc.Tail(s.logPath, 40))
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	t.Fatalf("%s wrote no %s within %s", s.Name, path, serverReadyTimeout)
 	return ""
 }
 

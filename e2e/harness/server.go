@@ -171,6 +171,23 @@ func (s *Server) JoinToken(t testing.TB) string {
 	return strings.TrimSpace(string(b))
 }
 
+// AgentTokenFile waits for the server to write the cluster's agent token
+// (the first server does, once its API server is ready) and returns the
+// file, for node agents' --token-file.
+func (s *Server) AgentTokenFile(t testing.TB) string {
+	t.Helper()
+	path := filepath.Join(s.DataDir, "agent-token")
+	deadline := time.Now().Add(ServerReadyTimeout)
+	for time.Now().Before(deadline) {
+		if b, err := os.ReadFile(path); err == nil && len(strings.TrimSpace(string(b))) > 0 {
+			return path
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	t.Fatalf("%s wrote no %s within %s", s.opts.NodeName, path, ServerReadyTimeout)
+	return ""
+}
+
 func (s *Server) Kubeconfig() string { return filepath.Join(s.DataDir, "admin.kubeconfig") }
 
 // Start runs a new process on the data dir and waits until it is ready.
