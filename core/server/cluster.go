@@ -155,7 +155,7 @@ func (s *Server) newSupervisor() (*supervisor, error) {
 	if err != nil {
 		return nil, fmt.Errorf("supervisor: API client: %w", err)
 	}
-	if sv.nodes, err = newNodeIdentities(kube, s.cfg.APIServer.ServiceCIDR, s.serverIPs); err != nil {
+	if sv.nodes, err = newNodeIdentities(kube, s.cfg.APIServer.ServiceCIDR, s.serverIdentities); err != nil {
 		return nil, err
 	}
 	sv.agentTokens = func(ctx context.Context, secret string) (bool, error) {
@@ -164,10 +164,10 @@ func (s *Server) newSupervisor() (*supervisor, error) {
 	return sv, nil
 }
 
-// serverIPs lists the addresses of this server and of every server in the
-// gossip pool: no agent may claim them in its serving certificate.
-func (s *Server) serverIPs() []net.IP {
-	var out []net.IP
+// serverIdentities lists the node names and addresses of this server and of
+// every server in the gossip pool: no agent may claim them.
+func (s *Server) serverIdentities() (names []string, out []net.IP) {
+	names = append(names, s.cfg.NodeName)
 	add := func(hostport string) {
 		host, _, err := net.SplitHostPort(hostport)
 		if err != nil {
@@ -182,12 +182,13 @@ func (s *Server) serverIPs() []net.IP {
 	if s.pool != nil {
 		for _, m := range s.pool.Members() {
 			if m.IsServer() {
+				names = append(names, m.Name)
 				add(m.SerfAddr)
 				add(m.APIAddr)
 			}
 		}
 	}
-	return out
+	return names, out
 }
 
 // ensureAgentToken makes sure, once the API server is ready, that the

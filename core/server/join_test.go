@@ -98,7 +98,7 @@ func startTestSupervisor(t *testing.T) *testSupervisor {
 	if _, err := agenttoken.Ensure(ctx, kube, t.TempDir(), agentSecret, hash, slog.New(slog.DiscardHandler)); err != nil {
 		t.Fatal(err)
 	}
-	nodes, err := newNodeIdentities(kube, "10.43.0.0/16", func() []net.IP { return []net.IP{net.ParseIP("10.0.0.1")} })
+	nodes, err := newNodeIdentities(kube, "10.43.0.0/16", func() ([]string, []net.IP) { return []string{"s1"}, []net.IP{net.ParseIP("10.0.0.1")} })
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -245,6 +245,10 @@ func TestSupervisorServingSANs(t *testing.T) {
 	if _, err := ts.kube.CoreV1().Nodes().Create(context.Background(), other, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
+	// A node that registered but has reported no address yet.
+	if _, err := ts.credentials(t, agentSecret, "fresh", newKey(t), []string{"fresh"}, "10.0.0.60"); err != nil {
+		t.Fatal(err)
+	}
 	for _, tc := range []struct {
 		name string
 		dns  []string
@@ -258,6 +262,7 @@ func TestSupervisorServingSANs(t *testing.T) {
 		{"server IP", []string{"w"}, []string{"10.0.0.1"}, "server or another node"},
 		{"other node's IP", []string{"w"}, []string{"10.0.0.50"}, "server or another node"},
 		{"other node's name", []string{"w", "other"}, []string{"10.0.0.7"}, `"other"`},
+		{"registered node's address", []string{"w"}, []string{"10.0.0.60"}, "server or another node"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := ts.credentials(t, agentSecret, "w", newKey(t), tc.dns, tc.ips...)
@@ -266,6 +271,9 @@ func TestSupervisorServingSANs(t *testing.T) {
 	}
 	if _, err := ts.credentials(t, agentSecret, "kubernetes", newKey(t), []string{"kubernetes"}, "10.0.0.7"); err == nil || !strings.Contains(err.Error(), "reserved") {
 		t.Errorf("node named kubernetes: %v, want refused as reserved", err)
+	}
+	if _, err := ts.credentials(t, agentSecret, "s1", newKey(t), []string{"s1"}, "10.0.0.7"); err == nil || !strings.Contains(err.Error(), "is a server's") {
+		t.Errorf("agent token for a server's node name: %v, want refused", err)
 	}
 	// A server's own agent joins with the server token on a single host.
 	if _, err := ts.credentials(t, serverSecret, "s1", newKey(t), []string{"s1"}, "127.0.0.1"); err != nil {

@@ -4,8 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"net"
 	"net/http"
+	"slices"
 	"strings"
 
 	"github.com/keelson/keelson/core/pki"
@@ -23,20 +25,29 @@ import (
 // agrees; NodeRestriction keeps other nodes from touching it.
 const NodeKeyAnnotation = "keelson.dev/node-key-sha256"
 
+// NodeAddressesAnnotation on a Node lists, comma-separated, the IPs of the
+// last serving certificate issued to it: the node's addresses before its
+// agent has reported any, which no other node may claim.
+const NodeAddressesAnnotation = "keelson.dev/serving-ips"
+
 // errNodeBound refuses a node name bound to another key.
 var errNodeBound = errors.New("is registered with another key")
+
+// errServerName refuses an agent token a server's node name.
+var errServerName = errors.New("an agent token may not register it")
 
 // nodeIdentities decides which node credentials the supervisor may issue.
 type nodeIdentities struct {
 	kube kubernetes.Interface
 	// serviceNets are the service ranges: no node address is in them.
 	serviceNets []*net.IPNet
-	// serverIPs lists the servers' addresses, which an agent may not claim.
-	serverIPs func() []net.IP
+	// servers lists the servers' names and addresses, which an agent may
+	// not claim.
+	servers func() (names []string, ips []net.IP)
 }
 
-func newNodeIdentities(kube kubernetes.Interface, serviceCIDR string, serverIPs func() []net.IP) (*nodeIdentities, error) {
-	n := &nodeIdentities{kube: kube, serverIPs: serverIPs}
+func newNodeIdentities(kube kubernetes.Interface, serviceCIDR string, servers func() ([]string, []net.IP)) (*nodeIdentities, error) {
+	n := &nodeIdentities{kube: kube, servers: servers}
 	for _, c := range strings.Split(serviceCIDR, ",") {
 		if c = strings.TrimSpace(c); c == "" {
 			continue
@@ -55,6 +66,9 @@ func newNodeIdentities(kube kubernetes.Interface, serviceCIDR string, serverIPs 
 // name is free). It returns the HTTP status to refuse with.
 func (n *nodeIdentities) admit(ctx context.Context, req *pki.NodeRequest, serverToken bool) (int, error) {
 	policy, err := n.policy(ctx, req.Name, serverToken)
+	if errors.Is(err, errServerName) {
+		return http.StatusForbidden, fmt.Errorf("%w; only the server token registers a server's own node", err)
+	}
 	if err != nil {
 		return http.StatusServiceUnavailable, err
 	}
@@ -65,7 +79,7 @@ func (n *nodeIdentities) admit(ctx context.Context, req *pki.NodeRequest, server
 	if err != nil {
 		return http.StatusBadRequest, err
 	}
-	err = n.bind(ctx, req.Name, key)
+	err = n.bind(ctx, req.Name, key, req.Serving.IPAddresses)
 	if errors.Is(err, errNodeBound) {
 		return http.StatusForbidden, fmt.Errorf("node name %q %w: a node keeps its key in its data dir; "+
 			"if this is a reinstalled node, delete its Node object first (keelson kubectl delete node %s), or choose another --node-name", req.Name, err, req.Name)
@@ -85,8 +99,12 @@ func (n *nodeIdentities) policy(ctx context.Context, name string, serverToken bo
 	if serverToken {
 		return p, nil
 	}
-	if n.serverIPs != nil {
-		p.DeniedIPs = append(p.DeniedIPs, n.serverIPs()...)
+	if n.servers != nil {
+		names, ips := n.servers()
+		if slices.Contains(names, name) {
+			return p, fmt.Errorf("node name %q is a server's: %w", name, errServerName)
+		}
+		p.DeniedIPs = append(p.DeniedIPs, ips...)
 	}
 	nodes, err := n.kube.CoreV1().Nodes().List(ctx, metav1.ListOptions{})
 	if err != nil {
@@ -101,21 +119,30 @@ func (n *nodeIdentities) policy(ctx context.Context, name string, serverToken bo
 				p.DeniedIPs = append(p.DeniedIPs, ip)
 			}
 		}
+		for _, a := range strings.Split(node.Annotations[NodeAddressesAnnotation], ",") {
+			if ip := net.ParseIP(a); ip != nil {
+				p.DeniedIPs = append(p.DeniedIPs, ip)
+			}
+		}
 	}
 	return p, nil
 }
 
-// bind records key as the owner of the node name, or returns errNodeBound
-// when another key owns it. A missing Node is created with the binding, so
-// the name is held from the first request on; the agent takes the Node over
-// when it registers.
-func (n *nodeIdentities) bind(ctx context.Context, name, key string) error {
+// bind records key as the owner of the node name, and ips as its serving
+// addresses, or returns errNodeBound when another key owns the name. A
+// missing Node is created with the binding, so the name is held from the
+// first request on; the agent takes the Node over when it registers.
+func (n *nodeIdentities) bind(ctx context.Context, name, key string, ips []net.IP) error {
+	var addrs []string
+	for _, ip := range ips {
+		addrs = append(addrs, ip.String())
+	}
+	want := map[string]string{NodeKeyAnnotation: key, NodeAddressesAnnotation: strings.Join(addrs, ",")}
 	nodes := n.kube.CoreV1().Nodes()
 	for range 5 {
 		node, err := nodes.Get(ctx, name, metav1.GetOptions{})
 		if apierrors.IsNotFound(err) {
-			_, err = nodes.Create(ctx, &v1.Node{ObjectMeta: metav1.ObjectMeta{Name: name,
-				Annotations: map[string]string{NodeKeyAnnotation: key}}}, metav1.CreateOptions{})
+			_, err = nodes.Create(ctx, &v1.Node{ObjectMeta: metav1.ObjectMeta{Name: name, Annotations: want}}, metav1.CreateOptions{})
 			if apierrors.IsAlreadyExists(err) {
 				continue
 			}
@@ -124,17 +151,16 @@ func (n *nodeIdentities) bind(ctx context.Context, name, key string) error {
 		if err != nil {
 			return wrapBind(name, err)
 		}
-		switch cur := node.Annotations[NodeKeyAnnotation]; cur {
-		case key:
-			return nil
-		case "":
-		default:
+		if cur := node.Annotations[NodeKeyAnnotation]; cur != "" && cur != key {
 			return errNodeBound
+		}
+		if node.Annotations[NodeKeyAnnotation] == key && node.Annotations[NodeAddressesAnnotation] == want[NodeAddressesAnnotation] {
+			return nil
 		}
 		if node.Annotations == nil {
 			node.Annotations = map[string]string{}
 		}
-		node.Annotations[NodeKeyAnnotation] = key
+		maps.Copy(node.Annotations, want)
 		_, err = nodes.Update(ctx, node, metav1.UpdateOptions{})
 		if apierrors.IsConflict(err) {
 			continue
