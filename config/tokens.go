@@ -6,8 +6,6 @@ import (
 	"net"
 	"os"
 	"strings"
-
-	"github.com/keelson/keelson/internal/join"
 )
 
 // Tokens are best passed in files (tokenFile, agentTokenFile): a token on
@@ -34,9 +32,8 @@ func tokenFromFile(value *string, file, valueField, fileField string) error {
 	return nil
 }
 
-// resolveTokens reads a server's token files and checks a chosen agent
-// token (a chosen server token is checked when the data dir first stores
-// it, so a cluster created before the entropy rule keeps its token).
+// resolveTokens reads a server's token files. The tokens' strength is
+// checked where they are used (core/server): config imports nothing of ours.
 func (c *Server) resolveTokens() []error {
 	var errs []error
 	if err := tokenFromFile(&c.Token, c.TokenFile, "token (--token)", "tokenFile (--token-file)"); err != nil {
@@ -44,21 +41,6 @@ func (c *Server) resolveTokens() []error {
 	}
 	if err := tokenFromFile(&c.AgentToken, c.AgentTokenFile, "agentToken (--agent-token)", "agentTokenFile (--agent-token-file)"); err != nil {
 		errs = append(errs, err)
-	}
-	if c.AgentToken != "" {
-		tok, err := join.ParseToken(c.AgentToken)
-		if err == nil {
-			err = join.CheckSecret(tok.Secret, "agentToken (--agent-token)")
-			c.AgentToken = tok.Secret
-		}
-		if err != nil {
-			errs = append(errs, err)
-		}
-		if c.Token != "" {
-			if st, err := join.ParseToken(c.Token); err == nil && st.Secret == tok.Secret {
-				errs = append(errs, errors.New("agentToken (--agent-token): must differ from the server token (--token): the agent token must not open the cluster's secrets"))
-			}
-		}
 	}
 	return errs
 }

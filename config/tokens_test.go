@@ -38,9 +38,6 @@ func TestServerTokenFiles(t *testing.T) {
 		{[]string{"--token", "x-0123456789abcdef", "--token-file", server}, "token (--token) and tokenFile (--token-file): set only one"},
 		{[]string{"--token-file", "/nonexistent/token"}, "tokenFile (--token-file): open /nonexistent/token"},
 		{[]string{"--agent-token-file", secretFile(t, "\n")}, "agentTokenFile (--agent-token-file): "},
-		{[]string{"--agent-token", "passwordpassword"}, "agentToken (--agent-token): the token is too guessable"},
-		{[]string{"--agent-token", "short"}, "keelson token generate"},
-		{[]string{"--token", "same-secret-0123456789abcdef", "--agent-token", "same-secret-0123456789abcdef"}, "must differ from the server token"},
 	} {
 		_, err := LoadServer("", parse(t, tc.args...))
 		if err == nil || !strings.Contains(err.Error(), tc.want) {

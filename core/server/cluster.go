@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/keelson/keelson/config"
 	"github.com/keelson/keelson/core/agenttoken"
 	"github.com/keelson/keelson/core/kvserver"
 	"github.com/keelson/keelson/core/membership"
@@ -91,6 +92,27 @@ func (s *Server) ensureIdentity(ctx context.Context) (identity, error) {
 	s.log.Info("join other servers with the server token in "+JoinTokenFile(cfg.DataDir)+" (cluster root: node agents join with "+agenttoken.File(cfg.DataDir)+")", "join_address", net.JoinHostPort(cfg.AdvertiseIP(), strconv.Itoa(cfg.SerfPort)))
 	raw, _ := hex.DecodeString(caHash)
 	return identity{clusterID: binary.BigEndian.Uint64(raw[:8]), secret: secret}, nil
+}
+
+// agentTokenSecret is the secret of --agent-token, checked: random enough
+// and not the server token's.
+func agentTokenSecret(cfg config.Server) (string, error) {
+	if cfg.AgentToken == "" {
+		return "", nil
+	}
+	tok, err := join.ParseToken(cfg.AgentToken)
+	if err != nil {
+		return "", fmt.Errorf("agentToken (--agent-token): %w", err)
+	}
+	if err := join.CheckSecret(tok.Secret, "agentToken (--agent-token)"); err != nil {
+		return "", err
+	}
+	if cfg.Token != "" {
+		if st, err := join.ParseToken(cfg.Token); err == nil && st.Secret == tok.Secret {
+			return "", errors.New("agentToken (--agent-token): must differ from the server token (--token): an agent token must not open the cluster's secrets")
+		}
+	}
+	return tok.Secret, nil
 }
 
 // fetchSecretsWithRetry asks the --join servers for the cluster secrets until
@@ -210,7 +232,7 @@ func (s *Server) ensureAgentToken(ctx context.Context, apiReady <-chan struct{})
 	}
 	wait := 500 * time.Millisecond
 	for {
-		created, err := agenttoken.Ensure(ctx, kube, s.cfg.DataDir, s.cfg.AgentToken, caHash, s.log)
+		created, err := agenttoken.Ensure(ctx, kube, s.cfg.DataDir, s.agentSecret, caHash, s.log)
 		if err == nil {
 			if created {
 				s.log.Info("created the cluster's agent token: join node agents with "+

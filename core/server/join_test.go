@@ -18,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/keelson/keelson/config"
 	"github.com/keelson/keelson/core/agenttoken"
 	"github.com/keelson/keelson/core/pki"
 	"github.com/keelson/keelson/internal/join"
@@ -323,4 +324,25 @@ func parsePEMCert(t *testing.T, data []byte) *x509.Certificate {
 		t.Fatal(err)
 	}
 	return c
+}
+
+func TestAgentTokenSecretIsChecked(t *testing.T) {
+	for _, tc := range []struct {
+		token, agent, want string // want: "" accepted
+	}{
+		{"", "", ""},
+		{"", "9c4f1e7a2b6d3058a1e4f7c2b9d60315", ""},
+		{"", "K10" + strings.Repeat("ab", 32) + "::9c4f1e7a2b6d3058a1e4f7c2b9d60315", ""},
+		{"", "passwordpassword", "agentToken (--agent-token): the token is too guessable"},
+		{"", "short", "keelson token generate"},
+		{"same-secret-9c4f1e7a2b6d3058", "same-secret-9c4f1e7a2b6d3058", "must differ from the server token"},
+	} {
+		got, err := agentTokenSecret(config.Server{Token: tc.token, AgentToken: tc.agent})
+		switch {
+		case tc.want == "" && (err != nil || !strings.HasSuffix(tc.agent, got)):
+			t.Errorf("%q: %q %v, want its secret", tc.agent, got, err)
+		case tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want)):
+			t.Errorf("%q: %v, want an error containing %q", tc.agent, err, tc.want)
+		}
+	}
 }

@@ -46,11 +46,13 @@ type Server struct {
 	log    *slog.Logger
 	bundle *pki.Bundle
 	secret string
-	store  *fsm.Store
-	raft   *raftnode.Node
-	kv     *kvserver.Server
-	grpc   *grpc.Server
-	pool   *serfpool.Pool
+	// agentSecret is --agent-token's secret, for a cluster that has none.
+	agentSecret string
+	store       *fsm.Store
+	raft        *raftnode.Node
+	kv          *kvserver.Server
+	grpc        *grpc.Server
+	pool        *serfpool.Pool
 }
 
 // Run starts a control node and blocks until ctx is canceled, then shuts it
@@ -165,7 +167,11 @@ func open(ctx context.Context, cfg config.Server, log *slog.Logger, opts Options
 	if err := checkNodeName(cfg.DataDir, cfg.NodeName); err != nil {
 		return nil, err
 	}
-	s := &Server{cfg: cfg, opts: opts, log: log, store: fsm.New()}
+	agentSecret, err := agentTokenSecret(cfg)
+	if err != nil {
+		return nil, err
+	}
+	s := &Server{cfg: cfg, opts: opts, log: log, store: fsm.New(), agentSecret: agentSecret}
 	id, err := s.ensureIdentity(ctx)
 	if err != nil {
 		return nil, err
