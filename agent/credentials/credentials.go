@@ -72,11 +72,11 @@ type Store struct {
 }
 
 // Paths of a Store's files.
-func (s *Store) CAFile() string      { return filepath.Join(s.opts.Dir, "ca.crt") }
-func (s *Store) ClientCert() string  { return filepath.Join(s.opts.Dir, "client.crt") }
-func (s *Store) ClientKey() string   { return filepath.Join(s.opts.Dir, "client.key") }
-func (s *Store) servingCert() string { return filepath.Join(s.opts.Dir, "serving.crt") }
-func (s *Store) servingKey() string  { return filepath.Join(s.opts.Dir, "serving.key") }
+func (s *Store) CAFile() string        { return filepath.Join(s.opts.Dir, "ca.crt") }
+func (s *Store) ClientCert() string    { return filepath.Join(s.opts.Dir, "client.crt") }
+func (s *Store) ClientKey() string     { return filepath.Join(s.opts.Dir, "client.key") }
+func (s *Store) servingCert() string   { return filepath.Join(s.opts.Dir, "serving.crt") }
+func (s *Store) servingKey() string    { return filepath.Join(s.opts.Dir, "serving.key") }
 func (s *Store) gossipKeyFile() string { return filepath.Join(s.opts.Dir, "gossip.key") }
 
 // GossipKey returns the cluster's gossip encryption key, as the last
