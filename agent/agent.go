@@ -186,6 +186,7 @@ func (a *Agent) connect(ctx context.Context) error {
 		Dir:             filepath.Join(a.dir, "pki"),
 		NodeName:        a.cfg.NodeName,
 		Token:           a.tok,
+		TokenFile:       a.cfg.TokenFile,
 		Supervisors:     a.supervisors,
 		ServingIPs:      []net.IP{a.ip},
 		ServingDNSNames: dns,

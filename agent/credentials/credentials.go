@@ -43,8 +43,12 @@ type Options struct {
 	// NodeName is the node's name: the client certificate's CN is
 	// system:node:NodeName.
 	NodeName string
-	// Token is the cluster's join token.
+	// Token is the cluster's agent token.
 	Token join.Token
+	// TokenFile, when set, holds the token and is read again before each
+	// request, so renewals use a rotated token written into it without a
+	// restart.
+	TokenFile string
 	// Supervisors are host:port of servers' supervisor ports, tried in order.
 	Supervisors func() []string
 	// ServingIPs and ServingDNSNames must be in the serving certificate:
@@ -206,7 +210,11 @@ func (s *Store) needsRenewal() bool {
 
 // request asks the supervisors in turn for new certificates and stores them.
 func (s *Store) request(ctx context.Context) error {
-	client, err := join.PinnedClient(s.opts.Token)
+	tok, err := s.token()
+	if err != nil {
+		return err
+	}
+	client, err := join.PinnedClient(tok)
 	if err != nil {
 		return err
 	}
@@ -234,7 +242,7 @@ func (s *Store) request(ctx context.Context) error {
 	var errs []error
 	for _, addr := range s.opts.Supervisors() {
 		var got join.NodeCredentials
-		err := join.Call(ctx, client, addr, http.MethodPost, join.NodeCredentialsPath, s.opts.Token, req, &got)
+		err := join.Call(ctx, client, addr, http.MethodPost, join.NodeCredentialsPath, tok, req, &got)
 		if errors.Is(err, join.ErrWrongCluster) {
 			return err
 		}
@@ -325,6 +333,22 @@ func (s *Store) RenewLoop(ctx context.Context, interval time.Duration) {
 			s.opts.Logger.Warn("renewing node credentials", "err", err)
 		}
 	}
+}
+
+// token is the agent token: TokenFile's current content, else Token.
+func (s *Store) token() (join.Token, error) {
+	if s.opts.TokenFile == "" {
+		return s.opts.Token, nil
+	}
+	b, err := os.ReadFile(s.opts.TokenFile)
+	if err != nil {
+		return join.Token{}, fmt.Errorf("credentials: token file (--token-file): %w", err)
+	}
+	tok, err := join.ParseToken(string(b))
+	if err != nil {
+		return join.Token{}, fmt.Errorf("credentials: token file (--token-file) %s: %w", s.opts.TokenFile, err)
+	}
+	return tok, nil
 }
 
 // clientSigner is the node's stored client key, or a new one for a node
