@@ -212,7 +212,8 @@ func (c *Cluster) Unblock(t testing.TB, s *Server) {
 }
 
 // JoinToken waits for the server to write its join token (every server
-// does at start) and returns it: servers and node agents join with it.
+// does at start) and returns it: servers join with it (node agents with
+// AgentTokenFile).
 func (s *Server) JoinToken(t testing.TB) string {
 	t.Helper()
 	path := filepath.Join(s.dataDir, "join-token")

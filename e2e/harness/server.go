@@ -161,7 +161,8 @@ func (s *Server) SupervisorPort() int { return s.supPort }
 // SerfPort is the server's gossip port.
 func (s *Server) SerfPort() int { return s.serfPort }
 
-// JoinToken is the full token agents and servers join with.
+// JoinToken is the full server token (cluster root) servers join with;
+// node agents join with AgentTokenFile.
 func (s *Server) JoinToken(t testing.TB) string {
 	t.Helper()
 	b, err := os.ReadFile(filepath.Join(s.DataDir, "join-token"))
