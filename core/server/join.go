@@ -48,6 +48,16 @@ const (
 	kindServer           // everything
 )
 
+func (k tokenKind) String() string {
+	switch k {
+	case kindAgent:
+		return "agent"
+	case kindServer:
+		return "server"
+	}
+	return "none"
+}
+
 func (sv *supervisor) handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET "+join.ClusterSecretsPath, func(w http.ResponseWriter, r *http.Request) {
@@ -69,7 +79,8 @@ func (sv *supervisor) handler() http.Handler {
 }
 
 // authorize checks the token secret a request presents and that it may do
-// at least least; it answers the refusal itself and returns kindNone.
+// at least what least allows; it answers a refusal itself and returns
+// kindNone.
 func (sv *supervisor) authorize(w http.ResponseWriter, r *http.Request, least tokenKind) tokenKind {
 	got := strings.TrimPrefix(r.Header.Get("Authorization"), "Bearer ")
 	if subtle.ConstantTimeCompare([]byte(got), []byte(sv.secret)) == 1 {
@@ -141,7 +152,7 @@ func (sv *supervisor) nodeCredentials(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, err.Error(), http.StatusInternalServerError)
 		return
 	}
-	log.Info("issued node credentials", "token", map[tokenKind]string{kindAgent: "agent", kindServer: "server"}[kind])
+	log.Info("issued node credentials", "token", kind.String())
 	w.Header().Set("Content-Type", "application/json")
 	resp := join.NodeCredentials{CACert: certs.CA, ClientCert: certs.Client, ServingCert: certs.Serving, GossipKey: sv.gossipKey}
 	if sv.servers != nil {
