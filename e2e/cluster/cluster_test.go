@@ -105,7 +105,7 @@ func startCluster(t *testing.T) *testCluster {
 	})
 	c.joinServer = c.Servers[0]
 	// Agents hold only the agent token, never the server token.
-	tokenFile := c.joinServer.AgentTokenFile(t)
+	tokenFile := c.AgentTokenFile(t)
 	for _, name := range agentNames {
 		h := c.Net.Host(name)
 		a := nodeagent.New(t, nodeagent.Options{Name: name, NetNS: h.NS, Args: []string{

@@ -186,7 +186,7 @@ func startCluster(t *testing.T, cfg settings, imgs []Image, runDir string) clust
 	}
 
 	join := hc.Servers[0]
-	tokenFile := join.AgentTokenFile(t)
+	tokenFile := hc.AgentTokenFile(t)
 	var agents []*nodeagent.Agent
 	for _, name := range agentNames {
 		h := hc.Net.Host(name)

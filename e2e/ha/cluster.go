@@ -231,23 +231,22 @@ func (s *Server) JoinToken(t testing.TB) string {
 	return ""
 }
 
-// AgentTokenFile waits for the server to write the cluster's agent token
-// (the server that creates it does, once its API server is ready) and
-// returns the file, for node agents' --token-file.
-func (s *Server) AgentTokenFile(t testing.TB) string {
+// AgentTokenFile waits for the cluster's agent token and returns its file,
+// for node agents' --token-file. Whichever server's API server is ready
+// first creates the token and writes the file; the others have none.
+func (c *Cluster) AgentTokenFile(t testing.TB) string {
 	t.Helper()
-	path := filepath.Join(s.dataDir, "agent-token")
 	deadline := time.Now().Add(serverReadyTimeout)
 	for time.Now().Before(deadline) {
-		if b, err := os.ReadFile(path); err == nil && len(strings.TrimSpace(string(b))) > 0 {
-			return path
-		}
-		if !s.Running() {
-			t.Fatalf("%s exited before writing %s: %v; log tail:\n%s", s.Name, path, s.exitErr(), testproc.Tail(s.logPath, 40))
+		for _, s := range c.Servers {
+			path := filepath.Join(s.dataDir, "agent-token")
+			if b, err := os.ReadFile(path); err == nil && len(strings.TrimSpace(string(b))) > 0 {
+				return path
+			}
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	t.Fatalf("%s wrote no %s within %s", s.Name, path, serverReadyTimeout)
+	t.Fatalf("no server wrote DATA_DIR/agent-token within %s", serverReadyTimeout)
 	return ""
 }
 
