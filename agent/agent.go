@@ -180,15 +180,15 @@ func (a *Agent) supervisors() []string {
 // connect obtains credentials and builds the API clients, through the
 // failover proxy.
 func (a *Agent) connect(ctx context.Context) error {
-	host, _ := os.Hostname()
+	// Only the node's name: a server signs no other name for an agent, and
+	// kube-apiserver reaches the kubelet by its IP or its name (the Node's
+	// InternalIP and Hostname addresses).
 	dns := []string{a.cfg.NodeName}
-	if host != "" && host != a.cfg.NodeName {
-		dns = append(dns, host)
-	}
 	creds, err := credentials.Ensure(ctx, credentials.Options{
 		Dir:             filepath.Join(a.dir, "pki"),
 		NodeName:        a.cfg.NodeName,
 		Token:           a.tok,
+		TokenFile:       a.cfg.TokenFile,
 		Supervisors:     a.supervisors,
 		ServingIPs:      []net.IP{a.ip},
 		ServingDNSNames: dns,

@@ -281,11 +281,15 @@ func (a *Agent) joinGossip(ctx context.Context) error {
 			servers = append(servers, s.Gossip)
 		}
 	}
+	key, err := a.creds.GossipKey()
+	if err != nil {
+		return fmt.Errorf("agent: %w", err)
+	}
 	m, err := gossip.Join(ctx, gossip.Config{
 		NodeName:    a.cfg.NodeName,
 		Zone:        a.cfg.NodeLabels[v1.LabelTopologyZone],
 		KubeletAddr: net.JoinHostPort(a.ip.String(), strconv.Itoa(a.cfg.Kubelet.Port)),
-		Token:       a.tok.Secret,
+		GossipKey:   key,
 		Servers:     servers,
 		BindAddr:    net.JoinHostPort(a.ip.String(), strconv.Itoa(a.cfg.SerfPort)),
 		DataDir:     a.dir,

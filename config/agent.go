@@ -32,9 +32,12 @@ type Agent struct {
 	NodeName string `json:"nodeName"`
 	// Server is the URL of any server's Kubernetes API, https://ADDR:6443.
 	Server string `json:"server"`
-	// Token is the full join token printed by the first server
-	// (DATA_DIR/join-token there).
+	// Token is the full agent token (DATA_DIR/agent-token on the server
+	// that created it); a server token works too but is cluster root.
 	Token string `json:"token"`
+	// TokenFile is a file holding Token: the way to pass it, since a flag
+	// shows in ps.
+	TokenFile string `json:"tokenFile"`
 	// SupervisorPort is the servers' supervisor port, which issues node
 	// credentials against the token.
 	SupervisorPort int `json:"supervisorPort"`
@@ -252,8 +255,10 @@ func (c *Agent) Validate() error {
 	if u, err := url.Parse(c.Server); c.Server == "" || err != nil || u.Scheme != "https" || u.Host == "" {
 		bad("server (--server)", "%q must be the URL of a server's Kubernetes API, such as https://10.0.0.1:6443", c.Server)
 	}
-	if c.Token == "" {
-		bad("token (--token)", "must be set to the join token in a server's DATA_DIR/join-token")
+	if err := tokenFromFile(&c.Token, c.TokenFile, "token (--token)", "tokenFile (--token-file)"); err != nil {
+		errs = append(errs, err)
+	} else if c.Token == "" {
+		bad("token (--token) or tokenFile (--token-file)", "must give the agent token (a file holding a copy of a server's DATA_DIR/agent-token)")
 	}
 	for _, p := range []struct {
 		field string

@@ -51,10 +51,25 @@ type Server struct {
 	// host:port for operators (etcdctl). It is always served on the unix
 	// socket DataDir/etcd.sock.
 	EtcdListen string `json:"etcdListen"`
-	// Token is the cluster's shared secret: the first server generates one
-	// (DataDir/token) and prints the full join token; joining servers pass
-	// that full token ("K10<ca hash>::<secret>").
+	// EtcdClientCA is a PEM CA file: with it the EtcdListen listener serves
+	// TLS and requires a client certificate that this CA signed, as etcd's
+	// --client-cert-auth. A non-loopback EtcdListen requires it.
+	EtcdClientCA string `json:"etcdClientCA"`
+	// Token is the server token, cluster root: the first server generates
+	// one (DataDir/token) and writes the full token to DataDir/join-token;
+	// joining servers pass that full token ("K10<ca hash>::<secret>"). A
+	// token chosen by hand needs 16 or more random characters.
 	Token string `json:"token"`
+	// TokenFile is a file holding Token: the way to pass it, since a flag
+	// shows in ps.
+	TokenFile string `json:"tokenFile"`
+	// AgentToken is the secret node agents join with, which can only obtain
+	// node credentials. Used when the cluster has none yet; default: a new
+	// random one. The server that creates it writes the full token to
+	// DataDir/agent-token. Rotate it with `keelson token rotate`.
+	AgentToken string `json:"agentToken"`
+	// AgentTokenFile is a file holding AgentToken.
+	AgentTokenFile string `json:"agentTokenFile"`
 	// Join lists addresses of existing servers (host or host:port of their
 	// gossip port, default 7946) to join.
 	Join []string `json:"join"`
@@ -262,6 +277,8 @@ func (c *Server) Validate() error {
 			bad(hp.field, "%q %v", hp.value, err)
 		}
 	}
+	errs = append(errs, c.resolveTokens()...)
+	errs = append(errs, c.etcdListenErrors()...)
 	if c.BootstrapExpect < 1 {
 		bad("bootstrapExpect (--bootstrap-expect)", "%d must be at least 1", c.BootstrapExpect)
 	}

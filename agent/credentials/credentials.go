@@ -1,8 +1,14 @@
 // Package credentials obtains and keeps a node agent's certificates: with the
-// cluster's join token it asks a server's supervisor port for a client
+// cluster's agent token it asks a server's supervisor port for a client
 // certificate (the node's API identity, system:node:NAME) and a serving
 // certificate for its kubelet API, and renews them before they expire. The
 // private keys never leave the node: the supervisor signs requests.
+//
+// The client key is made once and kept: the cluster binds the node's name to
+// it on first contact and refuses the name to any other key, so renewals
+// reuse it. The serving certificate names only the node's name and its IP,
+// all a server signs for an agent. The answer also carries the gossip key,
+// kept beside the certificates (gossip.key) for the node's gossip member.
 package credentials
 
 import (
@@ -37,8 +43,12 @@ type Options struct {
 	// NodeName is the node's name: the client certificate's CN is
 	// system:node:NodeName.
 	NodeName string
-	// Token is the cluster's join token.
+	// Token is the cluster's agent token.
 	Token join.Token
+	// TokenFile, when set, holds the token and is read again before each
+	// request, so renewals use a rotated token written into it without a
+	// restart.
+	TokenFile string
 	// Supervisors are host:port of servers' supervisor ports, tried in order.
 	Supervisors func() []string
 	// ServingIPs and ServingDNSNames must be in the serving certificate:
@@ -66,11 +76,25 @@ type Store struct {
 }
 
 // Paths of a Store's files.
-func (s *Store) CAFile() string      { return filepath.Join(s.opts.Dir, "ca.crt") }
-func (s *Store) ClientCert() string  { return filepath.Join(s.opts.Dir, "client.crt") }
-func (s *Store) ClientKey() string   { return filepath.Join(s.opts.Dir, "client.key") }
-func (s *Store) servingCert() string { return filepath.Join(s.opts.Dir, "serving.crt") }
-func (s *Store) servingKey() string  { return filepath.Join(s.opts.Dir, "serving.key") }
+func (s *Store) CAFile() string        { return filepath.Join(s.opts.Dir, "ca.crt") }
+func (s *Store) ClientCert() string    { return filepath.Join(s.opts.Dir, "client.crt") }
+func (s *Store) ClientKey() string     { return filepath.Join(s.opts.Dir, "client.key") }
+func (s *Store) servingCert() string   { return filepath.Join(s.opts.Dir, "serving.crt") }
+func (s *Store) servingKey() string    { return filepath.Join(s.opts.Dir, "serving.key") }
+func (s *Store) gossipKeyFile() string { return filepath.Join(s.opts.Dir, "gossip.key") }
+
+// GossipKey returns the cluster's gossip encryption key, as the last
+// supervisor answer carried it.
+func (s *Store) GossipKey() ([]byte, error) {
+	b, err := os.ReadFile(s.gossipKeyFile())
+	if err != nil {
+		return nil, fmt.Errorf("credentials: gossip key: %w", err)
+	}
+	if len(b) != 32 {
+		return nil, fmt.Errorf("credentials: gossip key %s: %d bytes, want 32", s.gossipKeyFile(), len(b))
+	}
+	return b, nil
+}
 
 // Ensure returns a Store with valid certificates: the stored ones when they
 // still fit the node and are not past two thirds of their lifetime, else new
@@ -133,6 +157,9 @@ func (s *Store) load() string {
 	if err != nil {
 		return "serving certificate unreadable"
 	}
+	if _, err := s.GossipKey(); err != nil {
+		return "no gossip key"
+	}
 	cl, sv := client.Leaf, serving.Leaf
 	if cl.Subject.CommonName != "system:node:"+s.opts.NodeName {
 		return "client certificate is for " + cl.Subject.CommonName
@@ -183,15 +210,27 @@ func (s *Store) needsRenewal() bool {
 
 // request asks the supervisors in turn for new certificates and stores them.
 func (s *Store) request(ctx context.Context) error {
-	client, err := join.PinnedClient(s.opts.Token)
+	tok, err := s.token()
 	if err != nil {
 		return err
 	}
-	clientKey, clientCSR, err := newCSR(&x509.CertificateRequest{Subject: pkix.Name{CommonName: "system:node:" + s.opts.NodeName}})
+	client, err := join.PinnedClient(tok)
 	if err != nil {
 		return err
 	}
-	servingKey, servingCSR, err := newCSR(&x509.CertificateRequest{
+	clientKey, err := s.clientSigner()
+	if err != nil {
+		return err
+	}
+	clientCSR, err := newCSR(clientKey, &x509.CertificateRequest{Subject: pkix.Name{CommonName: "system:node:" + s.opts.NodeName}})
+	if err != nil {
+		return err
+	}
+	servingKey, err := newKey()
+	if err != nil {
+		return err
+	}
+	servingCSR, err := newCSR(servingKey, &x509.CertificateRequest{
 		Subject:     pkix.Name{CommonName: s.opts.NodeName},
 		DNSNames:    s.opts.ServingDNSNames,
 		IPAddresses: s.opts.ServingIPs,
@@ -203,13 +242,16 @@ func (s *Store) request(ctx context.Context) error {
 	var errs []error
 	for _, addr := range s.opts.Supervisors() {
 		var got join.NodeCredentials
-		err := join.Call(ctx, client, addr, http.MethodPost, join.NodeCredentialsPath, s.opts.Token, req, &got)
+		err := join.Call(ctx, client, addr, http.MethodPost, join.NodeCredentialsPath, tok, req, &got)
 		if errors.Is(err, join.ErrWrongCluster) {
 			return err
 		}
 		if err != nil {
 			errs = append(errs, err)
 			continue
+		}
+		if len(got.GossipKey) != 32 {
+			return fmt.Errorf("credentials: %s sent no gossip key (a server older than this agent?)", addr)
 		}
 		if err := s.store(got, clientKey, servingKey); err != nil {
 			return err
@@ -237,6 +279,7 @@ func (s *Store) store(got join.NodeCredentials, clientKey, servingKey crypto.Sig
 		{s.ClientCert(), func() ([]byte, error) { return got.ClientCert, nil }, 0o644},
 		{s.servingKey(), func() ([]byte, error) { return encodeKey(servingKey) }, 0o600},
 		{s.servingCert(), func() ([]byte, error) { return got.ServingCert, nil }, 0o644},
+		{s.gossipKeyFile(), func() ([]byte, error) { return got.GossipKey, nil }, 0o600},
 	}
 	for _, f := range files {
 		data, err := f.data()
@@ -292,16 +335,58 @@ func (s *Store) RenewLoop(ctx context.Context, interval time.Duration) {
 	}
 }
 
-func newCSR(tmpl *x509.CertificateRequest) (crypto.Signer, []byte, error) {
+// token is the agent token: TokenFile's current content, else Token.
+func (s *Store) token() (join.Token, error) {
+	if s.opts.TokenFile == "" {
+		return s.opts.Token, nil
+	}
+	b, err := os.ReadFile(s.opts.TokenFile)
+	if err != nil {
+		return join.Token{}, fmt.Errorf("credentials: token file (--token-file): %w", err)
+	}
+	tok, err := join.ParseToken(string(b))
+	if err != nil {
+		return join.Token{}, fmt.Errorf("credentials: token file (--token-file) %s: %w", s.opts.TokenFile, err)
+	}
+	return tok, nil
+}
+
+// clientSigner is the node's stored client key, or a new one for a node
+// that has none yet: the cluster knows the node by this key.
+func (s *Store) clientSigner() (crypto.Signer, error) {
+	b, err := os.ReadFile(s.ClientKey())
+	if errors.Is(err, os.ErrNotExist) {
+		return newKey()
+	}
+	if err != nil {
+		return nil, fmt.Errorf("credentials: %w", err)
+	}
+	block, _ := pem.Decode(b)
+	if block == nil {
+		return nil, fmt.Errorf("credentials: %s holds no PEM key; restore it, or remove it and delete this node's Node object so the cluster accepts a new key", s.ClientKey())
+	}
+	key, err := x509.ParsePKCS8PrivateKey(block.Bytes)
+	signer, ok := key.(crypto.Signer)
+	if err != nil || !ok {
+		return nil, fmt.Errorf("credentials: %s is not a PKCS#8 private key (%v); restore it, or remove it and delete this node's Node object so the cluster accepts a new key", s.ClientKey(), err)
+	}
+	return signer, nil
+}
+
+func newKey() (crypto.Signer, error) {
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
-		return nil, nil, fmt.Errorf("credentials: generate key: %w", err)
+		return nil, fmt.Errorf("credentials: generate key: %w", err)
 	}
+	return key, nil
+}
+
+func newCSR(key crypto.Signer, tmpl *x509.CertificateRequest) ([]byte, error) {
 	der, err := x509.CreateCertificateRequest(rand.Reader, tmpl, key)
 	if err != nil {
-		return nil, nil, fmt.Errorf("credentials: certificate request: %w", err)
+		return nil, fmt.Errorf("credentials: certificate request: %w", err)
 	}
-	return key, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE REQUEST", Bytes: der}), nil
+	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE REQUEST", Bytes: der}), nil
 }
 
 func encodeKey(key crypto.Signer) ([]byte, error) {

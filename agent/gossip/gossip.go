@@ -37,9 +37,9 @@ type Config struct {
 	// KubeletAddr is the host:port of the node's kubelet API, published to
 	// the pool; optional.
 	KubeletAddr string
-	// Token is the cluster secret (the part after "::" of the join token):
-	// the pool's encryption key is derived from it.
-	Token string
+	// GossipKey is the pool's 32-byte encryption key, which a server sends
+	// the node with its credentials (see join.NodeCredentials).
+	GossipKey []byte
 	// Servers lists host[:port] gossip addresses of servers (port 7946 when
 	// missing). One answering server is enough; the member then learns
 	// every server from the pool.
@@ -118,7 +118,7 @@ func Join(ctx context.Context, cfg Config) (*Member, error) {
 	mc.AdvertiseAddr = cfg.AdvertiseAddr
 	mc.APIAddr = cfg.KubeletAddr
 	mc.Zone = cfg.Zone
-	mc.Token = cfg.Token
+	mc.GossipKey = cfg.GossipKey
 	mc.Join = slices.Clone(cfg.Servers)
 	mc.DataDir = cfg.DataDir
 	mc.Logger = cfg.Logger

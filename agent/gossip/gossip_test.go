@@ -37,6 +37,17 @@ func fast(c *serfpool.Config) {
 	c.RetryJoinMaxInterval = 200 * time.Millisecond
 }
 
+// gossipKey is the key servers derive from the token, which agents receive
+// with their credentials: the two must meet in one pool.
+func gossipKey(t *testing.T) []byte {
+	t.Helper()
+	k, err := serfpool.GossipKey(token)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return k
+}
+
 func startServer(t *testing.T, name, bind string, join ...string) *serfpool.Pool {
 	t.Helper()
 	c := serfpool.DefaultConfig()
@@ -87,7 +98,7 @@ func TestJoinPublishesTheNode(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	s1 := startServer(t, "s1", "127.0.0.1:0")
-	m, err := Join(ctx, Config{NodeName: "node-a", Zone: "zone-1", KubeletAddr: "127.0.0.1:10250", Token: token,
+	m, err := Join(ctx, Config{NodeName: "node-a", Zone: "zone-1", KubeletAddr: "127.0.0.1:10250", GossipKey: gossipKey(t),
 		Servers: []string{s1.Addr()}, BindAddr: "127.0.0.1:0", Logger: logger(t), Tune: fast})
 	if err != nil {
 		t.Fatal(err)
@@ -111,7 +122,7 @@ func TestMemberOutlivesItsFirstServer(t *testing.T) {
 	defer cancel()
 	s1 := startServer(t, "s1", "127.0.0.1:0")
 	s2 := startServer(t, "s2", "127.0.0.1:0", s1.Addr())
-	m, err := Join(ctx, Config{NodeName: "node-a", Token: token, Servers: []string{s1.Addr()},
+	m, err := Join(ctx, Config{NodeName: "node-a", GossipKey: gossipKey(t), Servers: []string{s1.Addr()},
 		BindAddr: "127.0.0.1:0", Logger: logger(t), Tune: fast, RejoinInterval: 100 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
@@ -138,7 +149,7 @@ func TestRejoinAfterServersForgetIt(t *testing.T) {
 	defer cancel()
 	addr := freeAddr(t)
 	s1 := startServer(t, "s1", addr)
-	m, err := Join(ctx, Config{NodeName: "node-a", Token: token, Servers: []string{addr},
+	m, err := Join(ctx, Config{NodeName: "node-a", GossipKey: gossipKey(t), Servers: []string{addr},
 		BindAddr: "127.0.0.1:0", Logger: logger(t), Tune: fast, RejoinInterval: 100 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
@@ -158,7 +169,7 @@ func TestLeaveIsSeenAsLeft(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	s1 := startServer(t, "s1", "127.0.0.1:0")
-	m, err := Join(ctx, Config{NodeName: "node-a", Token: token, Servers: []string{s1.Addr()},
+	m, err := Join(ctx, Config{NodeName: "node-a", GossipKey: gossipKey(t), Servers: []string{s1.Addr()},
 		BindAddr: "127.0.0.1:0", Logger: logger(t), Tune: fast})
 	if err != nil {
 		t.Fatal(err)
@@ -174,12 +185,12 @@ func TestLeaveIsSeenAsLeft(t *testing.T) {
 }
 
 func TestConfigErrorsNameTheField(t *testing.T) {
-	_, err := Join(context.Background(), Config{Token: token})
+	_, err := Join(context.Background(), Config{GossipKey: gossipKey(t)})
 	if err == nil || !strings.Contains(err.Error(), "NodeName") || !strings.Contains(err.Error(), "Servers") {
 		t.Fatalf("Join with no name and no servers: %v; want errors naming NodeName and Servers", err)
 	}
 	_, err = Join(context.Background(), Config{NodeName: "n", Servers: []string{"127.0.0.1"}})
-	if err == nil || !strings.Contains(err.Error(), "Token") {
-		t.Fatalf("Join without a token: %v; want an error naming Token", err)
+	if err == nil || !strings.Contains(err.Error(), "GossipKey") {
+		t.Fatalf("Join without a gossip key: %v; want an error naming GossipKey", err)
 	}
 }

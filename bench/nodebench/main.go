@@ -36,6 +36,7 @@ import (
 	"github.com/keelson/keelson/bench/internal/procstat"
 	"github.com/keelson/keelson/core/ops"
 	"github.com/keelson/keelson/internal/nodehealth"
+	"github.com/keelson/keelson/internal/serfpool"
 )
 
 func main() {
@@ -246,6 +247,10 @@ func (b bench) gossipNodes(ctx context.Context, srv *keelsonproc.Server, cs kube
 	if err != nil {
 		return nil, fmt.Errorf("reading the cluster secret: %w", err)
 	}
+	key, err := serfpool.GossipKey(strings.TrimSpace(string(token)))
+	if err != nil {
+		return nil, err
+	}
 	names, err := b.registerNodes(ctx, cs, "gossip")
 	if err != nil {
 		return nil, err
@@ -257,7 +262,7 @@ func (b bench) gossipNodes(ctx context.Context, srv *keelsonproc.Server, cs kube
 		}
 	}
 	for _, name := range names {
-		m, err := gossip.Join(ctx, gossip.Config{NodeName: name, Token: strings.TrimSpace(string(token)),
+		m, err := gossip.Join(ctx, gossip.Config{NodeName: name, GossipKey: key,
 			Servers: []string{srv.SerfAddr}, BindAddr: "127.0.0.1:0", Logger: slog.New(slog.DiscardHandler)})
 		if err != nil {
 			stop()

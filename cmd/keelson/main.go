@@ -27,7 +27,7 @@ func main() {
 		SilenceErrors: true,
 	}
 	root.AddCommand(newServerCommand(), newAgentCommand(), newImagesCommand(), newVersionCommand(), newKubectlCommand())
-	root.AddCommand(newRaftCommand(), newSnapshotCommand(), newClusterResetCommand(), newPluginCommand(), newPluginsCommand())
+	root.AddCommand(newRaftCommand(), newSnapshotCommand(), newClusterResetCommand(), newPluginCommand(), newPluginsCommand(), newTokenCommand())
 	root.AddCommand(newCertificateCommand())
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()

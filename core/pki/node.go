@@ -2,8 +2,10 @@ package pki
 
 import (
 	"crypto/rand"
+	"crypto/sha256"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"encoding/hex"
 	"encoding/pem"
 	"errors"
 	"fmt"
@@ -25,19 +27,18 @@ type NodeCertificates struct {
 	Serving []byte // the kubelet API's serving certificate
 }
 
-// IssueNodeCertificates signs a node's two certificate requests with the
-// cluster CA in dir. The client certificate's subject is fixed to the node's
-// identity whatever the request says; the serving certificate carries the
-// DNS names and IPs of its request (the caller has authenticated the node
-// with the cluster token, which admits it to the cluster).
-func IssueNodeCertificates(dir, nodeName string, clientCSR, servingCSR []byte, now time.Time) (*NodeCertificates, error) {
+// NodeRequest is a node's parsed pair of certificate requests.
+type NodeRequest struct {
+	Name    string
+	Client  *x509.CertificateRequest
+	Serving *x509.CertificateRequest
+}
+
+// ParseNodeRequest parses and checks the signatures of a node's two
+// certificate requests.
+func ParseNodeRequest(nodeName string, clientCSR, servingCSR []byte) (*NodeRequest, error) {
 	if nodeName == "" {
 		return nil, errors.New("pki: node name is empty")
-	}
-	b := newBundle(dir)
-	caCert, caKey, err := readPair(b.CA, "restore the cluster CA from backup")
-	if err != nil {
-		return nil, err
 	}
 	client, err := parseCSR(clientCSR, "client")
 	if err != nil {
@@ -49,6 +50,30 @@ func IssueNodeCertificates(dir, nodeName string, clientCSR, servingCSR []byte, n
 	}
 	if len(serving.DNSNames)+len(serving.IPAddresses) == 0 {
 		return nil, errors.New("pki: the serving certificate request names no DNS name or IP address")
+	}
+	return &NodeRequest{Name: nodeName, Client: client, Serving: serving}, nil
+}
+
+// KeyHash identifies the node's client key: the hex SHA-256 of its public
+// key (PKIX DER). A node name is bound to the first key that registers it.
+func (r *NodeRequest) KeyHash() (string, error) {
+	der, err := x509.MarshalPKIXPublicKey(r.Client.PublicKey)
+	if err != nil {
+		return "", fmt.Errorf("pki: the client certificate request's key: %w", err)
+	}
+	sum := sha256.Sum256(der)
+	return hex.EncodeToString(sum[:]), nil
+}
+
+// Issue signs the node's two certificates with the cluster CA in dir. The
+// client certificate's subject is fixed to the node's identity whatever the
+// request says; the serving certificate carries the request's DNS names and
+// IPs, which the caller has checked (ServingPolicy.Check).
+func (r *NodeRequest) Issue(dir string, now time.Time) (*NodeCertificates, error) {
+	b := newBundle(dir)
+	caCert, caKey, err := readPair(b.CA, "restore the cluster CA from backup")
+	if err != nil {
+		return nil, err
 	}
 	issue := func(csr *x509.CertificateRequest, tmpl *x509.Certificate) ([]byte, error) {
 		serial, err := serialNumber()
@@ -68,18 +93,18 @@ func IssueNodeCertificates(dir, nodeName string, clientCSR, servingCSR []byte, n
 		}
 		return encodeCert(der), nil
 	}
-	clientPEM, err := issue(client, &x509.Certificate{
-		Subject:     pkix.Name{CommonName: NodeUserPrefix + nodeName, Organization: []string{NodesGroup}},
+	clientPEM, err := issue(r.Client, &x509.Certificate{
+		Subject:     pkix.Name{CommonName: NodeUserPrefix + r.Name, Organization: []string{NodesGroup}},
 		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
 	})
 	if err != nil {
 		return nil, err
 	}
-	servingPEM, err := issue(serving, &x509.Certificate{
-		Subject:     pkix.Name{CommonName: nodeName, Organization: []string{NodesGroup}},
+	servingPEM, err := issue(r.Serving, &x509.Certificate{
+		Subject:     pkix.Name{CommonName: r.Name, Organization: []string{NodesGroup}},
 		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-		DNSNames:    serving.DNSNames,
-		IPAddresses: serving.IPAddresses,
+		DNSNames:    r.Serving.DNSNames,
+		IPAddresses: r.Serving.IPAddresses,
 	})
 	if err != nil {
 		return nil, err

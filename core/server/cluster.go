@@ -12,6 +12,8 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/keelson/keelson/config"
+	"github.com/keelson/keelson/core/agenttoken"
 	"github.com/keelson/keelson/core/kvserver"
 	"github.com/keelson/keelson/core/membership"
 	"github.com/keelson/keelson/core/pki"
@@ -19,6 +21,7 @@ import (
 	"github.com/keelson/keelson/internal/join"
 	"github.com/keelson/keelson/internal/serfpool"
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
+	"k8s.io/client-go/kubernetes"
 )
 
 type identity struct {
@@ -89,9 +92,30 @@ func (s *Server) ensureIdentity(ctx context.Context) (identity, error) {
 	if err := os.WriteFile(JoinTokenFile(cfg.DataDir), []byte(full+"\n"), 0o600); err != nil {
 		return identity{}, fmt.Errorf("writing join token: %w", err)
 	}
-	s.log.Info("join other servers with the token in "+JoinTokenFile(cfg.DataDir), "join_address", net.JoinHostPort(cfg.AdvertiseIP(), strconv.Itoa(cfg.SerfPort)))
+	s.log.Info("join other servers with the server token in "+JoinTokenFile(cfg.DataDir)+" (cluster root: node agents join with "+agenttoken.File(cfg.DataDir)+")", "join_address", net.JoinHostPort(cfg.AdvertiseIP(), strconv.Itoa(cfg.SerfPort)))
 	raw, _ := hex.DecodeString(caHash)
 	return identity{clusterID: binary.BigEndian.Uint64(raw[:8]), secret: secret}, nil
+}
+
+// agentTokenSecret is the secret of --agent-token, checked: random enough
+// and not the server token's.
+func agentTokenSecret(cfg config.Server) (string, error) {
+	if cfg.AgentToken == "" {
+		return "", nil
+	}
+	tok, err := join.ParseToken(cfg.AgentToken)
+	if err != nil {
+		return "", fmt.Errorf("agentToken (--agent-token): %w", err)
+	}
+	if err := join.CheckSecret(tok.Secret, "agentToken (--agent-token)"); err != nil {
+		return "", err
+	}
+	if cfg.Token != "" {
+		if st, err := join.ParseToken(cfg.Token); err == nil && st.Secret == tok.Secret {
+			return "", errors.New("agentToken (--agent-token): must differ from the server token (--token): an agent token must not open the cluster's secrets")
+		}
+	}
+	return tok.Secret, nil
 }
 
 // fetchSecretsWithRetry asks the --join servers for the cluster secrets until
@@ -131,8 +155,103 @@ func (s *Server) serveSupervisor(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("listening on supervisor port (--supervisor-port) %s: %w", addr, err)
 	}
-	sv := &supervisor{pkiDir: s.bundle.Dir, secret: s.secret, log: s.log.With("component", "supervisor"), servers: s.serverAddresses}
+	sv, err := s.newSupervisor()
+	if err != nil {
+		l.Close()
+		return err
+	}
 	return sv.serve(ctx, l, s.bundle)
+}
+
+// newSupervisor wires the supervisor to this server's token, its gossip key
+// and, with an API server, the agent token's record and the node bindings.
+func (s *Server) newSupervisor() (*supervisor, error) {
+	key, err := serfpool.GossipKey(s.secret)
+	if err != nil {
+		return nil, err
+	}
+	sv := &supervisor{pkiDir: s.bundle.Dir, secret: s.secret, gossipKey: key, log: s.log.With("component", "supervisor"), servers: s.serverAddresses}
+	if s.cfg.DisableAPIServer {
+		return sv, nil
+	}
+	rc := s.adminRESTConfig("keelson-supervisor")
+	rc.Timeout = 10 * time.Second
+	kube, err := kubernetes.NewForConfig(rc)
+	if err != nil {
+		return nil, fmt.Errorf("supervisor: API client: %w", err)
+	}
+	if sv.nodes, err = newNodeIdentities(kube, s.cfg.APIServer.ServiceCIDR, s.serverIdentities); err != nil {
+		return nil, err
+	}
+	sv.agentTokens = func(ctx context.Context, secret string) (bool, error) {
+		return agenttoken.Verify(ctx, kube, secret)
+	}
+	return sv, nil
+}
+
+// serverIdentities lists the node names and addresses of this server and of
+// every server in the gossip pool: no agent may claim them.
+func (s *Server) serverIdentities() (names []string, out []net.IP) {
+	names = append(names, s.cfg.NodeName)
+	add := func(hostport string) {
+		host, _, err := net.SplitHostPort(hostport)
+		if err != nil {
+			host = hostport
+		}
+		if ip := net.ParseIP(host); ip != nil && !ip.IsUnspecified() {
+			out = append(out, ip)
+		}
+	}
+	add(s.cfg.BindAddress)
+	add(s.cfg.AdvertiseIP())
+	if s.pool != nil {
+		for _, m := range s.pool.Members() {
+			if m.IsServer() {
+				names = append(names, m.Name)
+				add(m.SerfAddr)
+				add(m.APIAddr)
+			}
+		}
+	}
+	return names, out
+}
+
+// ensureAgentToken makes sure, once the API server is ready, that the
+// cluster has an agent token (see core/agenttoken), retrying until the
+// store answers; the server that creates it says how agents join.
+func (s *Server) ensureAgentToken(ctx context.Context, apiReady <-chan struct{}) error {
+	select {
+	case <-ctx.Done():
+		return nil
+	case <-apiReady:
+	}
+	kube, err := kubernetes.NewForConfig(s.adminRESTConfig("keelson-agent-token"))
+	if err != nil {
+		return fmt.Errorf("agent token: API client: %w", err)
+	}
+	caHash, err := pki.CAHash(s.bundle.CA.CertFile)
+	if err != nil {
+		return err
+	}
+	wait := 500 * time.Millisecond
+	for {
+		created, err := agenttoken.Ensure(ctx, kube, s.cfg.DataDir, s.agentSecret, caHash, s.log)
+		if err == nil {
+			if created {
+				s.log.Info("created the cluster's agent token: join node agents with "+
+					"`keelson agent --server https://"+net.JoinHostPort(s.cfg.AdvertiseIP(), strconv.Itoa(s.cfg.APIServer.Port))+
+					" --token-file FILE`, FILE a copy of "+agenttoken.File(s.cfg.DataDir), "file", agenttoken.File(s.cfg.DataDir))
+			}
+			return nil
+		}
+		s.log.Warn("waiting to store the agent token", "err", err)
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(wait):
+		}
+		wait = min(2*wait, 10*time.Second)
+	}
 }
 
 // serverAddresses lists the live servers' API and gossip addresses, which

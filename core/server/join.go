@@ -20,21 +20,48 @@ import (
 )
 
 // supervisor serves joining servers (cluster secrets) and node agents (node
-// credentials) over TLS with this server's peer certificate, authenticated by
-// the token secret.
+// credentials) over TLS with this server's peer certificate. A request
+// carries a token secret: the server token may do both, an agent token only
+// obtain node credentials (see internal/join and core/agenttoken).
 type supervisor struct {
 	pkiDir string
-	secret string
-	log    *slog.Logger
+	// secret is the server token's secret; gossipKey is derived from it.
+	secret    string
+	gossipKey []byte
+	log       *slog.Logger
 	// servers lists the cluster's live servers for joining agents; nil
 	// answers none.
 	servers func() []join.Server
+	// nodes binds node names to keys and says which addresses a node may
+	// claim; it and agentTokens need the local API server. Without one
+	// (--disable-apiserver) only joining servers are served.
+	nodes       *nodeIdentities
+	agentTokens func(ctx context.Context, secret string) (bool, error)
+}
+
+// tokenKind is what a request's token may do.
+type tokenKind int
+
+const (
+	kindNone   tokenKind = iota
+	kindAgent            // node credentials only
+	kindServer           // everything
+)
+
+func (k tokenKind) String() string {
+	switch k {
+	case kindAgent:
+		return "agent"
+	case kindServer:
+		return "server"
+	}
+	return "none"
 }
 
 func (sv *supervisor) handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET "+join.ClusterSecretsPath, func(w http.ResponseWriter, r *http.Request) {
-		if !sv.authorized(w, r) {
+		if sv.authorize(w, r, kindServer) == kindNone {
 			return
 		}
 		secrets, err := pki.ExportCluster(sv.pkiDir)
@@ -51,41 +78,83 @@ func (sv *supervisor) handler() http.Handler {
 	return mux
 }
 
-// authorized checks the token secret a joiner presents.
-func (sv *supervisor) authorized(w http.ResponseWriter, r *http.Request) bool {
+// authorize checks the token secret a request presents and that it may do
+// at least what least allows; it answers a refusal itself and returns
+// kindNone.
+func (sv *supervisor) authorize(w http.ResponseWriter, r *http.Request, least tokenKind) tokenKind {
 	got := strings.TrimPrefix(r.Header.Get("Authorization"), "Bearer ")
-	if subtle.ConstantTimeCompare([]byte(got), []byte(sv.secret)) != 1 {
+	if subtle.ConstantTimeCompare([]byte(got), []byte(sv.secret)) == 1 {
+		return kindServer
+	}
+	kind := kindNone
+	if got != "" && sv.agentTokens != nil {
+		ok, err := sv.agentTokens(r.Context(), got)
+		if err != nil {
+			// Not a refusal: the joiner retries until the store answers.
+			sv.log.Warn("cannot check an agent token yet", "remote", r.RemoteAddr, "err", err)
+			http.Error(w, "cannot check the token yet: "+err.Error(), http.StatusServiceUnavailable)
+			return kindNone
+		}
+		if ok {
+			kind = kindAgent
+		}
+	}
+	switch {
+	case kind == kindNone:
 		sv.log.Warn("refused a join: wrong token", "remote", r.RemoteAddr, "path", r.URL.Path)
 		http.Error(w, "wrong token", http.StatusUnauthorized)
-		return false
+		return kindNone
+	case kind < least:
+		sv.log.Warn("refused an agent token on a server-only path", "remote", r.RemoteAddr, "path", r.URL.Path)
+		http.Error(w, "an agent token may only obtain node credentials; joining a server needs the server token (DATA_DIR/join-token)", http.StatusForbidden)
+		return kindNone
 	}
-	return true
+	return kind
 }
 
 // nodeCredentials issues a node agent its client and kubelet serving
-// certificates from the certificate requests it sends with the token.
+// certificates from the certificate requests it sends with a token, once
+// the node name is bound to the request's client key and the serving
+// certificate names only the node's own name and addresses.
 func (sv *supervisor) nodeCredentials(w http.ResponseWriter, r *http.Request) {
-	if !sv.authorized(w, r) {
+	if sv.nodes == nil {
+		http.Error(w, "this server runs no API server (--disable-apiserver) and cannot register nodes; ask another server", http.StatusServiceUnavailable)
 		return
 	}
-	var req join.NodeCredentialsRequest
-	if err := json.NewDecoder(io.LimitReader(r.Body, 64<<10)).Decode(&req); err != nil {
+	kind := sv.authorize(w, r, kindAgent)
+	if kind == kindNone {
+		return
+	}
+	var body join.NodeCredentialsRequest
+	if err := json.NewDecoder(io.LimitReader(r.Body, 64<<10)).Decode(&body); err != nil {
 		http.Error(w, "bad request: "+err.Error(), http.StatusBadRequest)
 		return
 	}
-	if errs := validation.IsDNS1123Subdomain(req.NodeName); len(errs) > 0 {
-		http.Error(w, fmt.Sprintf("node name %q: %s", req.NodeName, strings.Join(errs, "; ")), http.StatusBadRequest)
+	if errs := validation.IsDNS1123Subdomain(body.NodeName); len(errs) > 0 {
+		http.Error(w, fmt.Sprintf("node name %q: %s", body.NodeName, strings.Join(errs, "; ")), http.StatusBadRequest)
 		return
 	}
-	certs, err := pki.IssueNodeCertificates(sv.pkiDir, req.NodeName, req.ClientCSR, req.ServingCSR, time.Now())
+	req, err := pki.ParseNodeRequest(body.NodeName, body.ClientCSR, body.ServingCSR)
 	if err != nil {
-		sv.log.Warn("refused node credentials", "node", req.NodeName, "remote", r.RemoteAddr, "err", err)
 		http.Error(w, err.Error(), http.StatusBadRequest)
 		return
 	}
-	sv.log.Info("issued node credentials", "node", req.NodeName, "remote", r.RemoteAddr)
+	log := sv.log.With("node", body.NodeName, "remote", r.RemoteAddr)
+	status, err := sv.nodes.admit(r.Context(), req, kind == kindServer)
+	if err != nil {
+		log.Warn("refused node credentials", "err", err)
+		http.Error(w, err.Error(), status)
+		return
+	}
+	certs, err := req.Issue(sv.pkiDir, time.Now())
+	if err != nil {
+		log.Error("issuing node credentials", "err", err)
+		http.Error(w, err.Error(), http.StatusInternalServerError)
+		return
+	}
+	log.Info("issued node credentials", "token", kind.String())
 	w.Header().Set("Content-Type", "application/json")
-	resp := join.NodeCredentials{CACert: certs.CA, ClientCert: certs.Client, ServingCert: certs.Serving}
+	resp := join.NodeCredentials{CACert: certs.CA, ClientCert: certs.Client, ServingCert: certs.Serving, GossipKey: sv.gossipKey}
 	if sv.servers != nil {
 		resp.Servers = sv.servers()
 	}

@@ -59,11 +59,13 @@ type Server struct {
 	// pkiOpts are the options the bundle was ensured with; renewals reuse them.
 	pkiOpts pki.Options
 	secret  string
-	store   *fsm.Store
-	raft    *raftnode.Node
-	kv      *kvserver.Server
-	grpc    *grpc.Server
-	pool    *serfpool.Pool
+	// agentSecret is --agent-token's secret, for a cluster that has none.
+	agentSecret string
+	store       *fsm.Store
+	raft        *raftnode.Node
+	kv          *kvserver.Server
+	grpc        *grpc.Server
+	pool        *serfpool.Pool
 }
 
 // Run starts a control node and blocks until ctx is canceled, then shuts it
@@ -122,6 +124,7 @@ func Run(ctx context.Context, cfg config.Server, log *slog.Logger, opts Options)
 		apiDone = make(chan error, 1)
 		apiReady = make(chan struct{})
 		go func() { apiDone <- s.runAPIServer(ctx, start, apiReady) }()
+		run(func() error { return s.ensureAgentToken(ctx, apiReady) })
 	}
 	run(func() error {
 		defer close(leaderDone)
@@ -177,7 +180,11 @@ func open(ctx context.Context, cfg config.Server, log *slog.Logger, opts Options
 	if err := checkNodeName(cfg.DataDir, cfg.NodeName); err != nil {
 		return nil, err
 	}
-	s := &Server{cfg: cfg, opts: opts, log: log, store: fsm.New()}
+	agentSecret, err := agentTokenSecret(cfg)
+	if err != nil {
+		return nil, err
+	}
+	s := &Server{cfg: cfg, opts: opts, log: log, store: fsm.New(), agentSecret: agentSecret}
 	id, err := s.ensureIdentity(ctx)
 	if err != nil {
 		return nil, err
@@ -228,7 +235,11 @@ func open(ctx context.Context, cfg config.Server, log *slog.Logger, opts Options
 	kc.Logger = log
 	kc.Members = s.etcdMembers
 	if cfg.EtcdListen != "" {
-		kc.ClientURLs = []string{"http://" + cfg.EtcdListen}
+		scheme := "http://"
+		if cfg.EtcdClientCA != "" {
+			scheme = "https://"
+		}
+		kc.ClientURLs = []string{scheme + cfg.EtcdListen}
 	}
 	s.kv = kvserver.New(kc, s.store, node)
 	s.grpc = s.kv.NewGRPCServer()
@@ -259,13 +270,12 @@ func (s *Server) listen() ([]net.Listener, error) {
 	// here for lease keep-alives, behind raft's mutual TLS.
 	ls := []net.Listener{ul, s.raft.PeerListener()}
 	if s.cfg.EtcdListen != "" {
-		tl, err := net.Listen("tcp", s.cfg.EtcdListen)
+		tl, err := s.etcdListener()
 		if err != nil {
 			ul.Close()
-			return nil, fmt.Errorf("listening on --etcd-listen %s: %w", s.cfg.EtcdListen, err)
+			return nil, err
 		}
 		ls = append(ls, tl)
-		warnIfExposed(s.log, "--etcd-listen", s.cfg.EtcdListen, "it serves every object, secrets included, without authentication")
 	}
 	return ls, nil
 }

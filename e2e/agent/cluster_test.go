@@ -107,6 +107,8 @@ func (c *cluster) agentArgs(t testing.TB) []string {
 		"--data-dir", c.dataDir,
 		"--node-name", c.node,
 		"--server", "https://127.0.0.1:" + strconv.Itoa(c.server.APIPort),
+		// The server token, not the agent token: this agent's kubelet
+		// serves on 127.0.0.1, which only a server's own agent may claim.
 		"--token", c.server.JoinToken(t),
 		"--supervisor-port", strconv.Itoa(c.server.SupervisorPort()),
 		"--serf-port", strconv.Itoa(harness.FreePort(t)),

@@ -104,12 +104,13 @@ func startCluster(t *testing.T) *testCluster {
 		},
 	})
 	c.joinServer = c.Servers[0]
-	token := c.joinServer.JoinToken(t)
+	// Agents hold only the agent token, never the server token.
+	tokenFile := c.AgentTokenFile(t)
 	for _, name := range agentNames {
 		h := c.Net.Host(name)
 		a := nodeagent.New(t, nodeagent.Options{Name: name, NetNS: h.NS, Args: []string{
 			"--server", "https://" + net.JoinHostPort(c.joinServer.IP, "6443"),
-			"--token", token,
+			"--token-file", tokenFile,
 			"--node-ip", h.IP,
 			"--kubelet-address", h.IP,
 			"--cluster-cidr", cidr,

@@ -186,13 +186,13 @@ func startCluster(t *testing.T, cfg settings, imgs []Image, runDir string) clust
 	}
 
 	join := hc.Servers[0]
-	token := join.JoinToken(t)
+	tokenFile := hc.AgentTokenFile(t)
 	var agents []*nodeagent.Agent
 	for _, name := range agentNames {
 		h := hc.Net.Host(name)
 		a := nodeagent.New(t, nodeagent.Options{Name: name, NetNS: h.NS, Args: []string{
 			"--server", "https://" + net.JoinHostPort(join.IP, "6443"),
-			"--token", token,
+			"--token-file", tokenFile,
 			"--node-ip", h.IP,
 			"--kubelet-address", h.IP,
 			"--cluster-cidr", cidr,

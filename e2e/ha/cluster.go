@@ -101,13 +101,18 @@ func NewCluster(t testing.TB, opts Options) *Cluster {
 
 	start := time.Now()
 	first := c.Servers[0]
+	// The servers' etcd API is on the bridge, not loopback: it must require
+	// client certificates.
+	etcdCA := harness.NewEtcdClientCA(t)
 	for i, s := range c.Servers {
+		s.etcdTLS = etcdCA.TLS(s.dataDir)
 		s.args = []string{
 			"--data-dir", s.dataDir,
 			"--node-name", s.Name,
 			"--bind-address", s.IP,
 			"--bootstrap-expect", fmt.Sprint(opts.Servers),
 			"--etcd-listen", s.EtcdAddr(),
+			"--etcd-client-ca", etcdCA.File,
 			"--disable-agent",
 		}
 		if !opts.APIServer {
@@ -207,7 +212,8 @@ func (c *Cluster) Unblock(t testing.TB, s *Server) {
 }
 
 // JoinToken waits for the server to write its join token (every server
-// does at start) and returns it: servers and node agents join with it.
+// does at start) and returns it: servers join with it (node agents with
+// AgentTokenFile).
 func (s *Server) JoinToken(t testing.TB) string {
 	t.Helper()
 	path := filepath.Join(s.dataDir, "join-token")
@@ -222,6 +228,25 @@ func (s *Server) JoinToken(t testing.TB) string {
 		time.Sleep(100 * time.Millisecond)
 	}
 	t.Fatalf("%s wrote no %s within %s", s.Name, path, storeReadyTimeout)
+	return ""
+}
+
+// AgentTokenFile waits for the cluster's agent token and returns its file,
+// for node agents' --token-file. Whichever server's API server is ready
+// first creates the token and writes the file; the others have none.
+func (c *Cluster) AgentTokenFile(t testing.TB) string {
+	t.Helper()
+	deadline := time.Now().Add(serverReadyTimeout)
+	for time.Now().Before(deadline) {
+		for _, s := range c.Servers {
+			path := filepath.Join(s.dataDir, "agent-token")
+			if b, err := os.ReadFile(path); err == nil && len(strings.TrimSpace(string(b))) > 0 {
+				return path
+			}
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	t.Fatalf("no server wrote DATA_DIR/agent-token within %s", serverReadyTimeout)
 	return ""
 }
 

@@ -1,6 +1,7 @@
 package ha
 
 import (
+	"crypto/tls"
 	"fmt"
 	"path/filepath"
 	"sync"
@@ -37,7 +38,8 @@ type Server struct {
 	proc    *testproc.Process
 	paused  bool
 
-	client *clientv3.Client
+	client  *clientv3.Client
+	etcdTLS *tls.Config // the etcd listener is off loopback: client certificates
 }
 
 // EtcdAddr is the server's etcd API address on the bridge.
@@ -55,6 +57,7 @@ func (s *Server) newClient(t testing.TB) {
 	t.Helper()
 	c, err := clientv3.New(clientv3.Config{
 		Endpoints:   []string{s.EtcdAddr()},
+		TLS:         s.etcdTLS,
 		DialTimeout: 5 * time.Second,
 		Logger:      zap.NewNop(),
 	})

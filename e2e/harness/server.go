@@ -161,7 +161,8 @@ func (s *Server) SupervisorPort() int { return s.supPort }
 // SerfPort is the server's gossip port.
 func (s *Server) SerfPort() int { return s.serfPort }
 
-// JoinToken is the full token agents and servers join with.
+// JoinToken is the full server token (cluster root) servers join with;
+// node agents join with AgentTokenFile.
 func (s *Server) JoinToken(t testing.TB) string {
 	t.Helper()
 	b, err := os.ReadFile(filepath.Join(s.DataDir, "join-token"))
@@ -169,6 +170,23 @@ func (s *Server) JoinToken(t testing.TB) string {
 		t.Fatalf("reading the join token: %v", err)
 	}
 	return strings.TrimSpace(string(b))
+}
+
+// AgentTokenFile waits for the server to write the cluster's agent token
+// (the first server does, once its API server is ready) and returns the
+// file, for node agents' --token-file.
+func (s *Server) AgentTokenFile(t testing.TB) string {
+	t.Helper()
+	path := filepath.Join(s.DataDir, "agent-token")
+	deadline := time.Now().Add(ServerReadyTimeout)
+	for time.Now().Before(deadline) {
+		if b, err := os.ReadFile(path); err == nil && len(strings.TrimSpace(string(b))) > 0 {
+			return path
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	t.Fatalf("%s wrote no %s within %s", s.opts.NodeName, path, ServerReadyTimeout)
+	return ""
 }
 
 func (s *Server) Kubeconfig() string { return filepath.Join(s.DataDir, "admin.kubeconfig") }

@@ -24,6 +24,7 @@ import (
 	"github.com/keelson/keelson/agent/gossip"
 	"github.com/keelson/keelson/e2e/harness"
 	"github.com/keelson/keelson/internal/nodehealth"
+	"github.com/keelson/keelson/internal/serfpool"
 )
 
 // deadline bounds every wait; it is a hang guard, not a timing claim.
@@ -147,12 +148,17 @@ func simulatedAgent(t *testing.T, name string, servers ...*harness.Server) *goss
 	if err != nil {
 		t.Fatalf("reading the cluster secret: %v", err)
 	}
+	// A real agent receives the gossip key with its node credentials.
+	key, err := serfpool.GossipKey(strings.TrimSpace(string(token)))
+	if err != nil {
+		t.Fatal(err)
+	}
 	var addrs []string
 	for _, s := range servers {
 		addrs = append(addrs, s.SerfAddr())
 	}
 	m, err := gossip.Join(context.Background(), gossip.Config{
-		NodeName: name, Zone: "zone-a", KubeletAddr: "127.0.0.1:10250", Token: strings.TrimSpace(string(token)),
+		NodeName: name, Zone: "zone-a", KubeletAddr: "127.0.0.1:10250", GossipKey: key,
 		Servers: addrs, BindAddr: "127.0.0.1:0", Logger: testLogger(t, name),
 	})
 	if err != nil {

@@ -1,7 +1,16 @@
 // Package join is the wire side of a server's supervisor port, shared by the
 // servers that serve it and the servers and agents that join through it: the
-// join token, TLS pinned by the token's CA hash, and the node credentials an
-// agent obtains with the token.
+// join tokens, TLS pinned by a token's CA hash, and the node credentials an
+// agent obtains with a token.
+//
+// A cluster has two tokens, as k3s does. Both read "K10<CA hash>::<secret>".
+// The server token (DATA_DIR/join-token) is cluster root: with it a server
+// obtains the cluster's CA and signing keys (ClusterSecretsPath), and the
+// gossip encryption key is derived from its secret. The agent token
+// (DATA_DIR/agent-token) only obtains node credentials (NodeCredentialsPath);
+// it is an independent random secret, so holding it reveals nothing of the
+// server token, and the gossip key reaches agents inside their credentials.
+// A server token can do everything an agent token can.
 package join
 
 import (
@@ -26,7 +35,7 @@ import (
 // gossip encryption).
 const tokenPrefix = "K10"
 
-// Token is a parsed --token.
+// Token is a parsed server or agent token.
 type Token struct {
 	CAHash string // empty for a bare secret
 	Secret string
@@ -92,6 +101,10 @@ type NodeCredentials struct {
 	ClientCert  []byte   `json:"clientCert"`
 	ServingCert []byte   `json:"servingCert"`
 	Servers     []Server `json:"servers"`
+	// GossipKey is the 32-byte encryption key of the cluster's gossip pool,
+	// which a node joins as its heartbeat. Servers derive it from the
+	// server token; agents only ever receive it here.
+	GossipKey []byte `json:"gossipKey"`
 }
 
 // Server is how a node reaches one server.

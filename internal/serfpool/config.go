@@ -63,6 +63,11 @@ type Config struct {
 	// cannot talk to each other.
 	Token string
 
+	// GossipKey, when set, is the 32-byte gossip encryption key itself,
+	// used instead of deriving it from Token: node agents receive it from a
+	// server with their credentials and never hold the server token.
+	GossipKey []byte
+
 	// Join lists host[:port] addresses of existing members. Start keeps
 	// trying them with backoff until one answers or its context ends.
 	Join []string
@@ -194,8 +199,11 @@ func (c Config) Validate() error {
 	default:
 		errs = append(errs, fmt.Errorf("Role %q: must be %q or %q", c.Role, RoleServer, RoleAgent))
 	}
-	if c.Token == "" {
-		errs = append(errs, errors.New("missing Token: the cluster token (see --token) is required"))
+	switch {
+	case c.Token == "" && len(c.GossipKey) == 0:
+		errs = append(errs, errors.New("missing Token: the cluster token (see --token) or the GossipKey derived from it is required"))
+	case len(c.GossipKey) != 0 && len(c.GossipKey) != 32:
+		errs = append(errs, fmt.Errorf("GossipKey: %d bytes, want 32 (AES-256)", len(c.GossipKey)))
 	}
 	if _, err := splitAddr(c.BindAddr, DefaultPort); err != nil {
 		errs = append(errs, fmt.Errorf("BindAddr: %w", err))

@@ -4,8 +4,9 @@
 //
 // The pool carries each member's role, node name, API, raft and serf
 // addresses and zone as serf tags; its gossip is encrypted with an AES-256
-// key derived from the cluster token (GossipKey), so a node with another
-// token cannot join. Probe and CrossCheck let servers ask other members
+// key derived from the server token (GossipKey), so a node with another
+// token cannot join. Node agents never hold the server token: a server hands
+// them the key itself with their credentials (Config.GossipKey). Probe and CrossCheck let servers ask other members
 // whether a node answers. What only servers do with the pool (bootstrap-expect
 // and the raft voter reconciler) is in core/membership.
 //

@@ -98,9 +98,12 @@ func Start(ctx context.Context, cfg Config) (*Pool, error) {
 
 func (p *Pool) serfConfig() (*serf.Config, error) {
 	cfg := p.cfg
-	key, err := GossipKey(cfg.Token)
-	if err != nil {
-		return nil, err
+	key := cfg.GossipKey
+	if len(key) == 0 {
+		var err error
+		if key, err = GossipKey(cfg.Token); err != nil {
+			return nil, err
+		}
 	}
 	keyring, err := memberlist.NewKeyring(nil, key)
 	if err != nil {

@@ -3,15 +3,15 @@ package serfpool
 import (
 	"bytes"
 	"crypto/hkdf"
-	"crypto/rand"
 	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
+
+	"github.com/keelson/keelson/internal/join"
 )
 
 const (
@@ -37,11 +37,6 @@ func LoadOrCreateToken(dataDir, given string) (string, error) {
 	if dataDir == "" {
 		return "", errors.New("membership: token: data dir is empty")
 	}
-	if given != "" {
-		if err := checkToken(given); err != nil {
-			return "", err
-		}
-	}
 	path := filepath.Join(dataDir, TokenFile)
 	stored, err := os.ReadFile(path)
 	switch {
@@ -60,13 +55,15 @@ func LoadOrCreateToken(dataDir, given string) (string, error) {
 	default:
 		return "", fmt.Errorf("membership: read token file: %w", err)
 	}
+	// Only a new token is held to the entropy rule: a cluster created
+	// before it keeps working with the token it has.
 	tok := given
-	if tok == "" {
-		var b [32]byte
-		if _, err := rand.Read(b[:]); err != nil {
-			return "", fmt.Errorf("membership: generate token: %w", err)
+	if tok != "" {
+		if err := join.CheckSecret(tok, "token (--token)"); err != nil {
+			return "", err
 		}
-		tok = hex.EncodeToString(b[:])
+	} else if tok, err = join.GenerateSecret(); err != nil {
+		return "", fmt.Errorf("membership: %w", err)
 	}
 	if err := writeFileAtomic(path, []byte(tok+"\n"), 0o600); err != nil {
 		return "", fmt.Errorf("membership: store token: %w", err)
@@ -74,9 +71,10 @@ func LoadOrCreateToken(dataDir, given string) (string, error) {
 	return tok, nil
 }
 
+// checkToken is the rule for a stored token: long enough and printable.
 func checkToken(tok string) error {
 	if len(tok) < minTokenLen {
-		return fmt.Errorf("membership: --token is %d characters, want at least %d", len(tok), minTokenLen)
+		return fmt.Errorf("membership: the token is %d characters, want at least %d", len(tok), minTokenLen)
 	}
 	if strings.ContainsFunc(tok, func(r rune) bool { return r <= ' ' || r == 0x7f }) {
 		return errors.New("membership: --token must not contain spaces or control characters")

@@ -49,6 +49,17 @@ func TestLoadOrCreateToken(t *testing.T) {
 	if _, err := LoadOrCreateToken(t.TempDir(), "short"); err == nil || !strings.Contains(err.Error(), "--token") {
 		t.Errorf("short token = %v, want an error naming --token", err)
 	}
+	if _, err := LoadOrCreateToken(t.TempDir(), "passwordpassword"); err == nil || !strings.Contains(err.Error(), "openssl rand -hex 32") {
+		t.Errorf("guessable token = %v, want an error saying how to generate one", err)
+	}
+	// A stored token made before the entropy rule keeps working.
+	old := t.TempDir()
+	if err := os.WriteFile(filepath.Join(old, TokenFile), []byte("passwordpassword\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if tok, err := LoadOrCreateToken(old, "passwordpassword"); err != nil || tok != "passwordpassword" {
+		t.Errorf("stored pre-rule token = %q, %v; want it kept", tok, err)
+	}
 }
 
 func TestGossipKey(t *testing.T) {
