@@ -191,6 +191,7 @@ func (a *Agent) connect(ctx context.Context) error {
 		TokenFile:       a.cfg.TokenFile,
 		Supervisors:     a.supervisors,
 		ServingIPs:      []net.IP{a.ip},
+		RegisterTaints:  a.opts.RegisterTaints,
 		ServingDNSNames: dns,
 		Logger:          a.log,
 		OnServers:       a.learnServers,

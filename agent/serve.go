@@ -21,6 +21,7 @@ import (
 	"github.com/keelson/keelson/agent/volumes"
 	"github.com/keelson/keelson/config"
 	"github.com/keelson/keelson/internal/join"
+	"github.com/keelson/keelson/internal/nodeproof"
 	v1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/fields"
@@ -45,11 +46,14 @@ func (a *Agent) serve(ctx context.Context) error {
 	}
 	var err error
 	a.node, err = node.New(node.Options{
-		Name:           a.cfg.NodeName,
-		IP:             a.ip,
-		KubeletPort:    a.cfg.Kubelet.Port,
-		Labels:         a.cfg.NodeLabels,
-		Taints:         a.opts.RegisterTaints,
+		Name:        a.cfg.NodeName,
+		IP:          a.ip,
+		KubeletPort: a.cfg.Kubelet.Port,
+		Labels:      a.cfg.NodeLabels,
+		Taints:      a.opts.RegisterTaints,
+		// This agent proves its gossip membership with its node key: the
+		// leader accepts no unproven member as this node's heartbeat.
+		Annotations:    map[string]string{nodeproof.RequiredAnnotation: "true"},
 		MaxPods:        a.cfg.Kubelet.MaxPods,
 		SystemReserved: a.cfg.Kubelet.SystemReserved,
 		EvictionHard:   a.cfg.Kubelet.EvictionHard,
@@ -290,6 +294,7 @@ func (a *Agent) joinGossip(ctx context.Context) error {
 		Zone:        a.cfg.NodeLabels[v1.LabelTopologyZone],
 		KubeletAddr: net.JoinHostPort(a.ip.String(), strconv.Itoa(a.cfg.Kubelet.Port)),
 		GossipKey:   key,
+		Proof:       a.creds.GossipProof,
 		Servers:     servers,
 		BindAddr:    net.JoinHostPort(a.ip.String(), strconv.Itoa(a.cfg.SerfPort)),
 		DataDir:     a.dir,

@@ -33,13 +33,19 @@ import (
 	"sync"
 	"time"
 
+	v1 "k8s.io/api/core/v1"
+
 	"github.com/keelson/keelson/internal/join"
+	"github.com/keelson/keelson/internal/nodeproof"
 )
 
 // Options says which node asks and where.
 type Options struct {
 	// Dir holds the certificates and keys.
 	Dir string
+	// RegisterTaints go with the node's first request: the supervisor sets
+	// them on the Node it creates to hold the name.
+	RegisterTaints []v1.Taint
 	// NodeName is the node's name: the client certificate's CN is
 	// system:node:NodeName.
 	NodeName string
@@ -238,7 +244,7 @@ func (s *Store) request(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	req := join.NodeCredentialsRequest{NodeName: s.opts.NodeName, ClientCSR: clientCSR, ServingCSR: servingCSR}
+	req := join.NodeCredentialsRequest{NodeName: s.opts.NodeName, ClientCSR: clientCSR, ServingCSR: servingCSR, RegisterTaints: s.opts.RegisterTaints}
 	var errs []error
 	for _, addr := range s.opts.Supervisors() {
 		var got join.NodeCredentials
@@ -432,4 +438,18 @@ func writeAtomic(path string, data []byte, mode os.FileMode) error {
 		return fmt.Errorf("credentials: write %s: %w", path, err)
 	}
 	return nil
+}
+
+// GossipProof returns the tag proving that this agent holds the key its node
+// name is bound to, gossiping at addr (internal/nodeproof).
+func (s *Store) GossipProof(addr string) (string, error) {
+	signer, err := s.clientSigner()
+	if err != nil {
+		return "", err
+	}
+	key, ok := signer.(*ecdsa.PrivateKey)
+	if !ok {
+		return "", fmt.Errorf("credentials: %s is not an ECDSA key; the gossip proof needs one", s.ClientKey())
+	}
+	return nodeproof.Sign(key, s.opts.NodeName, addr)
 }

@@ -58,6 +58,9 @@ type Config struct {
 	// RejoinInterval is how often the member, seeing no alive server, joins
 	// again through every server address it has known; default 10s.
 	RejoinInterval time.Duration
+	// Proof, when set, returns the tag proving the node's identity for the
+	// address it gossips on (internal/nodeproof).
+	Proof func(gossipAddr string) (string, error)
 	// Tune, when set, adjusts the pool configuration before it starts
 	// (tests and benchmarks shorten gossip timings with it).
 	Tune func(*serfpool.Config)
@@ -121,6 +124,7 @@ func Join(ctx context.Context, cfg Config) (*Member, error) {
 	mc.GossipKey = cfg.GossipKey
 	mc.Join = slices.Clone(cfg.Servers)
 	mc.DataDir = cfg.DataDir
+	mc.Proof = cfg.Proof
 	mc.Logger = cfg.Logger
 	if cfg.Tune != nil {
 		cfg.Tune(&mc)

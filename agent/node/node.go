@@ -10,6 +10,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net"
 	"slices"
 	"sort"
@@ -52,7 +53,9 @@ type Options struct {
 	Labels      map[string]string
 	// Taints are set when the Node is created, never changed afterwards
 	// (NodeRestriction forbids a node to change its own taints).
-	Taints         []v1.Taint
+	Taints []v1.Taint
+	// Annotations are kept on the Node (the node may write its own).
+	Annotations    map[string]string
 	MaxPods        int
 	SystemReserved map[string]string
 	EvictionHard   map[string]string
@@ -190,7 +193,7 @@ func (n *Node) get() *v1.Node {
 // writes its status.
 func (n *Node) Register(ctx context.Context) error {
 	nodes := n.opts.Client.CoreV1().Nodes()
-	want := &v1.Node{ObjectMeta: metav1.ObjectMeta{Name: n.opts.Name, Labels: n.labels()}, Spec: v1.NodeSpec{Taints: n.opts.Taints}}
+	want := &v1.Node{ObjectMeta: metav1.ObjectMeta{Name: n.opts.Name, Labels: n.labels(), Annotations: n.opts.Annotations}, Spec: v1.NodeSpec{Taints: n.opts.Taints}}
 	want.Status = n.desiredStatus(ctx, nil)
 	created, err := nodes.Create(ctx, want, metav1.CreateOptions{})
 	switch {
@@ -205,22 +208,12 @@ func (n *Node) Register(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("node: reading %s: %w", n.opts.Name, err)
 	}
-	missing := false
-	for k, v := range want.Labels {
-		if existing.Labels[k] != v {
-			missing = true
-		}
-	}
-	if missing {
+	if lacks(existing.Labels, want.Labels) || lacks(existing.Annotations, want.Annotations) {
 		upd := existing.DeepCopy()
-		if upd.Labels == nil {
-			upd.Labels = map[string]string{}
-		}
-		for k, v := range want.Labels {
-			upd.Labels[k] = v
-		}
+		upd.Labels = merged(upd.Labels, want.Labels)
+		upd.Annotations = merged(upd.Annotations, want.Annotations)
 		if existing, err = nodes.Update(ctx, upd, metav1.UpdateOptions{}); err != nil {
-			return fmt.Errorf("node: updating the labels of %s: %w", n.opts.Name, err)
+			return fmt.Errorf("node: updating the labels and annotations of %s: %w", n.opts.Name, err)
 		}
 	}
 	n.Observe(existing)
@@ -468,4 +461,23 @@ func (n *Node) setLease(l *coordv1.Lease, now metav1.MicroTime) {
 		// The Node owns its Lease: deleting the Node removes it.
 		l.OwnerReferences = []metav1.OwnerReference{{APIVersion: "v1", Kind: "Node", Name: cur.Name, UID: cur.UID}}
 	}
+}
+
+// lacks reports whether have misses a key of want or holds another value.
+func lacks(have, want map[string]string) bool {
+	for k, v := range want {
+		if have[k] != v {
+			return true
+		}
+	}
+	return false
+}
+
+// merged is have with want's keys set.
+func merged(have, want map[string]string) map[string]string {
+	if have == nil && len(want) > 0 {
+		have = map[string]string{}
+	}
+	maps.Copy(have, want)
+	return have
 }

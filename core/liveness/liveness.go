@@ -36,6 +36,7 @@ import (
 	corelisters "k8s.io/client-go/listers/core/v1"
 
 	"github.com/keelson/keelson/internal/nodehealth"
+	"github.com/keelson/keelson/internal/nodeproof"
 	"github.com/keelson/keelson/internal/serfpool"
 )
 
@@ -100,7 +101,8 @@ func Run(ctx context.Context, cfg Config, pool Pool, client kubernetes.Interface
 		return fmt.Errorf("liveness: GracePeriod %v and Interval %v must not be negative", cfg.GracePeriod, cfg.Interval)
 	}
 	r := &runner{cfg: cfg, log: cfg.Logger.With("component", "node-liveness"), pool: pool, client: client,
-		leaderSince: cfg.Clock.Now(), missingSince: map[string]time.Time{}, held: map[string]string{}}
+		leaderSince: cfg.Clock.Now(), missingSince: map[string]time.Time{}, held: map[string]string{},
+		proofs: map[string]proofCheck{}, unproven: map[string]bool{}}
 	factory := informers.NewSharedInformerFactoryWithOptions(client, 0, informers.WithTransform(trimNode))
 	r.nodes = factory.Core().V1().Nodes().Lister()
 	factory.Core().V1().Nodes().Informer()
@@ -139,6 +141,10 @@ type runner struct {
 	leaderSince time.Time
 	// missingSince: gossip-managed Nodes absent from the pool, since when.
 	missingSince map[string]time.Time
+	// proofs caches each node's last proof check (see proof.go);
+	// unproven lists, this round, the nodes whose member failed it.
+	proofs   map[string]proofCheck
+	unproven map[string]bool
 	// held: nodes whose mark-down the cross-check held back, and why (each
 	// reason is logged once).
 	held map[string]string
@@ -155,6 +161,7 @@ func (r *runner) round(ctx context.Context) error {
 	for _, m := range r.pool.Members() {
 		members[m.Name] = m
 	}
+	r.dropUnproven(nodes, members)
 	r.trackMissing(nodes, members, now)
 	if r.cfg.afterRound != nil {
 		defer r.cfg.afterRound(now)
@@ -277,9 +284,22 @@ func (r *runner) confirmDown(ctx context.Context, names []string) []string {
 	if len(names) == 0 {
 		return nil
 	}
-	reached := r.pool.Probe(ctx, names...)
-	var candidates []string
+	// A member that answers under the name of a node without its proof is
+	// not that node: its reachability says nothing.
+	var out, probe []string
 	for _, name := range names {
+		if r.unproven[name] {
+			out = append(out, name)
+		} else {
+			probe = append(probe, name)
+		}
+	}
+	if len(probe) == 0 {
+		return out
+	}
+	reached := r.pool.Probe(ctx, probe...)
+	var candidates []string
+	for _, name := range probe {
 		if reached[name] {
 			r.hold(name, "it answers a direct probe from this server")
 		} else {
@@ -287,16 +307,15 @@ func (r *runner) confirmDown(ctx context.Context, names []string) []string {
 		}
 	}
 	if len(candidates) == 0 {
-		return nil
+		return out
 	}
 	opinions, asked, err := r.pool.CrossCheck(ctx, candidates)
 	if err != nil {
 		for _, name := range candidates {
 			r.hold(name, "the cross-check with the other servers failed: "+err.Error())
 		}
-		return nil
+		return out
 	}
-	var out []string
 	for _, name := range candidates {
 		if why := disagreement(opinions[name], asked); why != "" {
 			r.hold(name, why)
@@ -351,8 +370,13 @@ func trimNode(obj any) (any, error) {
 	out := &corev1.Node{ObjectMeta: metav1.ObjectMeta{
 		Name: n.Name, UID: n.UID, ResourceVersion: n.ResourceVersion, CreationTimestamp: n.CreationTimestamp,
 	}}
-	if v, ok := n.Annotations[nodehealth.LivenessAnnotation]; ok {
-		out.Annotations = map[string]string{nodehealth.LivenessAnnotation: v}
+	for _, k := range []string{nodehealth.LivenessAnnotation, nodeproof.RequiredAnnotation, nodeproof.KeyAnnotation} {
+		if v, ok := n.Annotations[k]; ok {
+			if out.Annotations == nil {
+				out.Annotations = map[string]string{}
+			}
+			out.Annotations[k] = v
+		}
 	}
 	out.Status.Conditions = n.Status.Conditions
 	return out, nil

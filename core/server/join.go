@@ -140,7 +140,7 @@ func (sv *supervisor) nodeCredentials(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	log := sv.log.With("node", body.NodeName, "remote", r.RemoteAddr)
-	status, err := sv.nodes.admit(r.Context(), req, kind == kindServer)
+	status, err := sv.nodes.admit(r.Context(), req, body.RegisterTaints, kind == kindServer)
 	if err != nil {
 		log.Warn("refused node credentials", "err", err)
 		http.Error(w, err.Error(), status)

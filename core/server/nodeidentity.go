@@ -11,9 +11,11 @@ import (
 	"strings"
 
 	"github.com/keelson/keelson/core/pki"
+	"github.com/keelson/keelson/internal/nodeproof"
 	v1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/validation"
 	"k8s.io/client-go/kubernetes"
 )
 
@@ -23,7 +25,7 @@ import (
 // to any other key while it is there: deleting the Node releases the name.
 // Living on the Node, the binding is replicated with it, so every server
 // agrees; NodeRestriction keeps other nodes from touching it.
-const NodeKeyAnnotation = "keelson.dev/node-key-sha256"
+const NodeKeyAnnotation = nodeproof.KeyAnnotation
 
 // NodeAddressesAnnotation on a Node lists, comma-separated, the IPs of the
 // last serving certificate issued to it: the node's addresses before its
@@ -64,7 +66,12 @@ func newNodeIdentities(kube kubernetes.Interface, serviceCIDR string, servers fu
 // admit checks a node's request: its serving names against the policy for
 // its token, then its key against the name's binding (binding it if the
 // name is free). It returns the HTTP status to refuse with.
-func (n *nodeIdentities) admit(ctx context.Context, req *pki.NodeRequest, serverToken bool) (int, error) {
+func (n *nodeIdentities) admit(ctx context.Context, req *pki.NodeRequest, taints []v1.Taint, serverToken bool) (int, error) {
+	for _, t := range taints {
+		if errs := validation.IsQualifiedName(t.Key); len(errs) > 0 || (t.Effect != v1.TaintEffectNoSchedule && t.Effect != v1.TaintEffectPreferNoSchedule && t.Effect != v1.TaintEffectNoExecute) {
+			return http.StatusBadRequest, fmt.Errorf("registerTaints: %q is not a taint (a qualified key and effect NoSchedule, PreferNoSchedule or NoExecute)", t.ToString())
+		}
+	}
 	policy, err := n.policy(ctx, req.Name, serverToken)
 	if errors.Is(err, errServerName) {
 		return http.StatusForbidden, fmt.Errorf("%w; only the server token registers a server's own node", err)
@@ -79,7 +86,7 @@ func (n *nodeIdentities) admit(ctx context.Context, req *pki.NodeRequest, server
 	if err != nil {
 		return http.StatusBadRequest, err
 	}
-	err = n.bind(ctx, req.Name, key, req.Serving.IPAddresses)
+	err = n.bind(ctx, req.Name, key, req.Serving.IPAddresses, taints)
 	if errors.Is(err, errNodeBound) {
 		return http.StatusForbidden, fmt.Errorf("node name %q %w: a node keeps its key in its data dir; "+
 			"if this is a reinstalled node, delete its Node object first (keelson kubectl delete node %s), or choose another --node-name", req.Name, err, req.Name)
@@ -132,7 +139,7 @@ func (n *nodeIdentities) policy(ctx context.Context, name string, serverToken bo
 // addresses, or returns errNodeBound when another key owns the name. A
 // missing Node is created with the binding, so the name is held from the
 // first request on; the agent takes the Node over when it registers.
-func (n *nodeIdentities) bind(ctx context.Context, name, key string, ips []net.IP) error {
+func (n *nodeIdentities) bind(ctx context.Context, name, key string, ips []net.IP, taints []v1.Taint) error {
 	var addrs []string
 	for _, ip := range ips {
 		addrs = append(addrs, ip.String())
@@ -142,7 +149,7 @@ func (n *nodeIdentities) bind(ctx context.Context, name, key string, ips []net.I
 	for range 5 {
 		node, err := nodes.Get(ctx, name, metav1.GetOptions{})
 		if apierrors.IsNotFound(err) {
-			_, err = nodes.Create(ctx, &v1.Node{ObjectMeta: metav1.ObjectMeta{Name: name, Annotations: want}}, metav1.CreateOptions{})
+			_, err = nodes.Create(ctx, &v1.Node{ObjectMeta: metav1.ObjectMeta{Name: name, Annotations: want}, Spec: v1.NodeSpec{Taints: taints}}, metav1.CreateOptions{})
 			if apierrors.IsAlreadyExists(err) {
 				continue
 			}

@@ -24,6 +24,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	corev1 "k8s.io/api/core/v1"
 	"net/http"
 	"strings"
 	"time"
@@ -92,6 +93,10 @@ type NodeCredentialsRequest struct {
 	// ServingCSR becomes the kubelet API's serving certificate for the
 	// request's DNS names and IP addresses.
 	ServingCSR []byte `json:"servingCSR"`
+	// RegisterTaints are set on the Node if this request creates it (the
+	// supervisor holds the name from the first request, before the agent
+	// registers, and a node may not taint itself afterwards).
+	RegisterTaints []corev1.Taint `json:"registerTaints,omitempty"`
 }
 
 // NodeCredentials are the issued certificates, PEM encoded, and where the

@@ -45,6 +45,12 @@ type Config struct {
 	// for servers, the kubelet-compatible server for agents). Published as a
 	// tag; optional.
 	APIAddr string
+	// Proof, when set, returns the tag value proving this member's node
+	// identity for the address it gossips on (internal/nodeproof); agents
+	// set it.
+	Proof func(gossipAddr string) (string, error)
+	// proof is Proof's answer, published with the other tags.
+	proof string
 
 	// RaftAddr is the raft transport host:port of a server; required for
 	// servers, must be empty for agents.

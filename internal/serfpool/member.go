@@ -24,6 +24,12 @@ type Member struct {
 	Name     string
 	Role     Role
 	SerfAddr string // host:port the member gossips on
+	// GossipAddr is the address the pool probes the member at (memberlist's,
+	// not a tag), which a node's proof must sign.
+	GossipAddr string
+	// Proof is a node agent's proof of its node key (internal/nodeproof);
+	// empty for servers and agents that publish none.
+	Proof    string
 	APIAddr  string
 	RaftAddr string // servers only
 	Zone     string
@@ -55,6 +61,7 @@ const (
 	tagBootstrapped = "bootstrapped"
 	tagExpect       = "expect"
 	tagFeatures     = "fsm"
+	tagProof        = "id"
 )
 
 func (c Config) tags(serfAddr string, bootstrapped bool) map[string]string {
@@ -73,6 +80,9 @@ func (c Config) tags(serfAddr string, bootstrapped bool) map[string]string {
 	if c.FeatureLevel > 0 {
 		t[tagFeatures] = strconv.Itoa(c.FeatureLevel)
 	}
+	if c.proof != "" {
+		t[tagProof] = c.proof
+	}
 	return t
 }
 
@@ -83,8 +93,14 @@ func fromSerf(m serf.Member) Member {
 	if serfAddr == "" && m.Addr != nil {
 		serfAddr = net.JoinHostPort(m.Addr.String(), strconv.Itoa(int(m.Port)))
 	}
+	var gossipAddr string
+	if m.Addr != nil {
+		gossipAddr = net.JoinHostPort(m.Addr.String(), strconv.Itoa(int(m.Port)))
+	}
 	return Member{
 		Name:            m.Name,
+		GossipAddr:      gossipAddr,
+		Proof:           m.Tags[tagProof],
 		Role:            Role(m.Tags[tagRole]),
 		SerfAddr:        serfAddr,
 		APIAddr:         m.Tags[tagAPI],

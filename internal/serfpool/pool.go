@@ -84,6 +84,12 @@ func Start(ctx context.Context, cfg Config) (*Pool, error) {
 	// With port 0 the real port is known only now; publish it.
 	ln := s.Memberlist().LocalNode()
 	p.serfAddr = net.JoinHostPort(ln.Addr.String(), strconv.Itoa(int(ln.Port)))
+	if cfg.Proof != nil {
+		if p.cfg.proof, err = cfg.Proof(p.serfAddr); err != nil {
+			_ = p.Shutdown()
+			return nil, fmt.Errorf("membership: proving node %q's identity: %w", cfg.NodeName, err)
+		}
+	}
 	if err := s.SetTags(p.cfg.tags(p.serfAddr, p.bootstrapped)); err != nil {
 		_ = p.Shutdown()
 		return nil, fmt.Errorf("membership: set tags for %q: %w", cfg.NodeName, err)

@@ -37,7 +37,8 @@ func TestPoolsJoinAndSeeTags(t *testing.T) {
 	a := fastConfig(t, "agent1")
 	a.Role, a.RaftAddr, a.APIAddr = RoleAgent, "", "127.0.0.1:10250"
 	a.Join = []string{p1.Addr()}
-	startPool(t, ctx, a)
+	a.Proof = func(addr string) (string, error) { return "signed:" + addr, nil }
+	pa := startPool(t, ctx, a)
 
 	for _, p := range []*Pool{p1, p2, p3} {
 		eventually(t, p.cfg.NodeName+" sees all four alive", func() bool {
@@ -55,13 +56,17 @@ func TestPoolsJoinAndSeeTags(t *testing.T) {
 	}
 
 	m3, _ := member(p1, "s3")
-	want := Member{Name: "s3", Role: RoleServer, SerfAddr: p3.Addr(), APIAddr: "127.0.0.1:6443",
+	want := Member{Name: "s3", Role: RoleServer, SerfAddr: p3.Addr(), GossipAddr: p3.Addr(), APIAddr: "127.0.0.1:6443",
 		RaftAddr: "s3:8300", Zone: "zone-b", Status: StatusAlive}
 	m3.Since = want.Since
 	if m3 != want {
 		t.Errorf("s1 sees s3 as %+v, want %+v", m3, want)
 	}
 	ag, _ := member(p3, "agent1")
+	// The proof is made for the address the pool probes, and published.
+	if ag.GossipAddr != pa.Addr() || ag.Proof != "signed:"+pa.Addr() {
+		t.Errorf("agent1's proof %q at %q, want one signed for %q", ag.Proof, ag.GossipAddr, pa.Addr())
+	}
 	if ag.Role != RoleAgent || ag.RaftAddr != "" || ag.APIAddr != "127.0.0.1:10250" || ag.IsServer() {
 		t.Errorf("s3 sees agent1 as %+v, want an agent with API 127.0.0.1:10250 and no raft address", ag)
 	}
