@@ -31,13 +31,21 @@ func etcdArgs(dataDir string, clientPort, peerPort int) []string {
 // authentication chain. Only the storage differs: etcd over TCP here, the
 // keelson store's unix socket there. dataDir/apiserver is the cert dir.
 func kubeAPIServerArgs(b *pki.Bundle, dataDir string, securePort int, etcdURL string) []string {
+	return upstreamConfig(b, dataDir, securePort, etcdURL).Args()
+}
+
+// upstreamConfig is keelson's kube-apiserver configuration for the upstream
+// binary: the same flags, and the same Pod Security admission default (its
+// file is written by startUpstream).
+func upstreamConfig(b *pki.Bundle, dataDir string, securePort int, etcdURL string) apiserver.Config {
 	return apiserver.Config{
 		DataDir:     dataDir,
 		BindAddress: "127.0.0.1",
 		SecurePort:  securePort,
 		EtcdServers: []string{etcdURL},
 		Bundle:      b,
-	}.Args()
+		PodSecurity: apiserver.DefaultPodSecurity(),
+	}
 }
 
 // startUpstream makes the certificates, starts etcd, waits for its /health,
@@ -99,7 +107,11 @@ func (s *stack) startUpstream(ctx context.Context, log *slog.Logger, apiserverBi
 		return err
 	}
 
-	kas, err := testproc.Start(testproc.Spec{Name: "kube-apiserver", Bin: apiserverBin, Args: kubeAPIServerArgs(bundle, s.dir, apiPort, "http://"+loopback.HostPort(etcdClient)), LogPath: filepath.Join(s.dir, "kube-apiserver.log"), ProcessGroup: true})
+	kcfg := upstreamConfig(bundle, s.dir, apiPort, "http://"+loopback.HostPort(etcdClient))
+	if err := kcfg.WriteAdmissionConfig(); err != nil {
+		return err
+	}
+	kas, err := testproc.Start(testproc.Spec{Name: "kube-apiserver", Bin: apiserverBin, Args: kcfg.Args(), LogPath: filepath.Join(s.dir, "kube-apiserver.log"), ProcessGroup: true})
 	if err != nil {
 		return err
 	}

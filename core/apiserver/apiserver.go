@@ -57,7 +57,7 @@ func Run(ctx context.Context, cfg Config, ready func(elapsed time.Duration)) err
 	klog.SetSlogLogger(log.With("component", "kube-apiserver"))
 
 	if cfg.ownsAdmissionConfig() {
-		if err := cfg.writeAdmissionConfig(); err != nil {
+		if err := cfg.WriteAdmissionConfig(); err != nil {
 			return err
 		}
 	}

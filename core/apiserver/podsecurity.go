@@ -66,9 +66,9 @@ func (p PodSecurity) validate() error {
 	return nil
 }
 
-// writeAdmissionConfig writes the admission configuration file under
+// WriteAdmissionConfig writes the admission configuration file under
 // DataDir/apiserver, where the flag from args points.
-func (c Config) writeAdmissionConfig() error {
+func (c Config) WriteAdmissionConfig() error {
 	b, err := c.PodSecurity.admissionConfig()
 	if err != nil {
 		return fmt.Errorf("apiserver: admission configuration: %w", err)

@@ -16,7 +16,7 @@ import (
 // PodSecurity plugin reads its section of it.
 func loadPodSecurity(t *testing.T, c Config) *psaapi.PodSecurityConfiguration {
 	t.Helper()
-	if err := c.writeAdmissionConfig(); err != nil {
+	if err := c.WriteAdmissionConfig(); err != nil {
 		t.Fatal(err)
 	}
 	b, err := os.ReadFile(admissionConfigPath(c.DataDir))

@@ -148,8 +148,16 @@ func (s *Server) args() []string {
 // SerfAddr is the server's gossip address, for members that join its pool.
 func (s *Server) SerfAddr() string { return net.JoinHostPort(s.opts.IP, strconv.Itoa(s.serfPort)) }
 
-// EtcdAddr is the server's plain etcd API (--etcd-listen).
-func (s *Server) EtcdAddr() string { return net.JoinHostPort(s.opts.IP, strconv.Itoa(s.etcdPort)) }
+// EtcdAddr is the server's plain etcd API (--etcd-listen): on the server's
+// IP when that is a loopback address, else on 127.0.0.1, since a server
+// refuses a plain etcd listener off loopback.
+func (s *Server) EtcdAddr() string {
+	host := s.opts.IP
+	if ip := net.ParseIP(host); ip == nil || !ip.IsLoopback() {
+		host = "127.0.0.1"
+	}
+	return net.JoinHostPort(host, strconv.Itoa(s.etcdPort))
+}
 
 // Name is the server's node name.
 func (s *Server) Name() string { return s.opts.NodeName }

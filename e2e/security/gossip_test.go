@@ -11,7 +11,14 @@ import (
 	"testing"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+
+	"github.com/keelson/keelson/agent/gossip"
 	"github.com/keelson/keelson/e2e/harness"
+	"github.com/keelson/keelson/internal/nodehealth"
+	"github.com/keelson/keelson/internal/nodeproof"
 	"github.com/keelson/keelson/internal/serfpool"
 )
 
@@ -99,4 +106,103 @@ func marshalPKCS8PEM(key any) ([]byte, error) {
 		return nil, err
 	}
 	return pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), nil
+}
+
+// TestGossipKeyDoesNotKeepANodeReady: a node's agent proves its gossip
+// membership with its bound key. Once it dies, a worker holding only the
+// gossip key joins the pool under the dead node's name (replaying the
+// node's published proof from its own address): the node must stay
+// Unknown, not come back Ready.
+func TestGossipKeyDoesNotKeepANodeReady(t *testing.T) {
+	s := harness.StartServer(t, harness.ServerOptions{NodeName: "sec-server", Args: []string{"--node-monitor-grace-period", "3s"}})
+	sup := SupervisorOf(s)
+	agentTok := ReadToken(t, s.AgentTokenFile(t))
+	key := NewKey(t)
+	creds, err := sup.NodeCredentials(t, agentTok, "victim", key, []string{"victim"}, "10.200.0.7")
+	if err != nil {
+		t.Fatalf("the victim's node credentials: %v", err)
+	}
+	cs := s.Clientset(t)
+	ctx := context.Background()
+	// What the victim's agent writes when it registers: its Ready status
+	// and that it proves its membership.
+	n, err := cs.CoreV1().Nodes().Get(ctx, "victim", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	n.Annotations[nodeproof.RequiredAnnotation] = "true"
+	if n, err = cs.CoreV1().Nodes().Update(ctx, n, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	now := metav1.Now()
+	n.Status.Conditions = []corev1.NodeCondition{{Type: corev1.NodeReady, Status: corev1.ConditionTrue, Reason: "KubeletReady", LastHeartbeatTime: now, LastTransitionTime: now}}
+	if _, err := cs.CoreV1().Nodes().UpdateStatus(ctx, n, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+
+	var published string
+	victim, err := gossip.Join(ctx, gossip.Config{NodeName: "victim", GossipKey: creds.GossipKey, Servers: []string{s.SerfAddr()},
+		BindAddr: "127.0.0.1:0", Logger: slog.New(slog.DiscardHandler), Tune: fastGossip,
+		Proof: func(addr string) (string, error) {
+			var err error
+			published, err = nodeproof.Sign(key, "victim", addr)
+			return published, err
+		}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	harness.Eventually(t, time.Minute, "the victim gossip-managed and Ready", func() (bool, string) {
+		n, err := cs.CoreV1().Nodes().Get(ctx, "victim", metav1.GetOptions{})
+		if err != nil {
+			return false, err.Error()
+		}
+		return n.Annotations[nodehealth.LivenessAnnotation] == nodehealth.LivenessGossip && readyStatus(n) == corev1.ConditionTrue, fmt.Sprint(n.Annotations, readyStatus(n))
+	})
+	_ = victim.Close() // the node dies
+	waitReady(t, cs, "victim", corev1.ConditionUnknown, 2*time.Minute)
+
+	impostor, err := gossip.Join(ctx, gossip.Config{NodeName: "victim", GossipKey: creds.GossipKey, Servers: []string{s.SerfAddr()},
+		BindAddr: "127.0.0.1:0", Logger: slog.New(slog.DiscardHandler), Tune: fastGossip,
+		Proof: func(string) (string, error) { return published, nil }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = impostor.Close() })
+	// The server reclaims the dead member's name for the impostor (serf's
+	// dead-node reclaim time), then the leader judges its proof.
+	s.WaitLog(t, "ignoring a gossip member that claims a node's name without proving its key", 2*time.Minute)
+	time.Sleep(5 * time.Second) // rounds that would restore Ready without the proof check
+	n, err = cs.CoreV1().Nodes().Get(ctx, "victim", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st := readyStatus(n); st != corev1.ConditionUnknown {
+		t.Fatalf("the dead node's Ready is %s with an impostor in the pool, want Unknown", st)
+	}
+}
+
+// fastGossip shortens the simulated members' failure detection.
+func fastGossip(c *serfpool.Config) {
+	c.ProbeInterval, c.ProbeTimeout, c.GossipInterval = 200*time.Millisecond, 100*time.Millisecond, 50*time.Millisecond
+	c.RetryJoinInterval, c.RetryJoinMaxInterval = 500*time.Millisecond, 2*time.Second
+}
+
+func readyStatus(n *corev1.Node) corev1.ConditionStatus {
+	for _, c := range n.Status.Conditions {
+		if c.Type == corev1.NodeReady {
+			return c.Status
+		}
+	}
+	return ""
+}
+
+func waitReady(t *testing.T, cs kubernetes.Interface, name string, want corev1.ConditionStatus, timeout time.Duration) {
+	t.Helper()
+	harness.Eventually(t, timeout, fmt.Sprintf("node %s Ready %s", name, want), func() (bool, string) {
+		n, err := cs.CoreV1().Nodes().Get(context.Background(), name, metav1.GetOptions{})
+		if err != nil {
+			return false, err.Error()
+		}
+		return readyStatus(n) == want, string(readyStatus(n))
+	})
 }

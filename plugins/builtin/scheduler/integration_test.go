@@ -26,7 +26,8 @@ func TestScheduler(t *testing.T) {
 	}
 	// The server runs no plugin (the harness default): each subtest runs
 	// the scheduler in this process, with its own configuration.
-	srv := harness.StartServer(t, harness.ServerOptions{})
+	// hostPort pods are not baseline: this test is about placement, not admission.
+	srv := harness.StartServer(t, harness.ServerOptions{Args: []string{"--pod-security-enforce", "privileged"}})
 	createPriorityClasses(t, srv)
 
 	t.Run("SpreadsPodsOverEqualNodes", func(t *testing.T) { testSpread(t, srv) })
