@@ -339,22 +339,6 @@ func (a *APIServer) validate() []error {
 	return append(errs, a.validateEncryption()...)
 }
 
-// validateEncryption checks the secrets-at-rest settings; the file's
-// content is checked when the server starts (it may be written later).
-func (a *APIServer) validateEncryption() []error {
-	var errs []error
-	if a.EncryptionConfig != "" && !filepath.IsAbs(a.EncryptionConfig) {
-		errs = append(errs, fmt.Errorf("apiServer.encryptionConfig (--encryption-config): %q must be an absolute path", a.EncryptionConfig))
-	}
-	if a.EncryptionConfig != "" && a.DisableSecretsEncryption {
-		errs = append(errs, errors.New("apiServer.encryptionConfig (--encryption-config) and apiServer.disableSecretsEncryption (--disable-secrets-encryption) contradict each other: set one of them"))
-	}
-	if _, ok := a.ExtraArgs["encryption-provider-config"]; ok && (a.EncryptionConfig != "" || a.DisableSecretsEncryption) {
-		errs = append(errs, errors.New("apiServer.extraArgs (--kube-apiserver-arg) sets encryption-provider-config: use apiServer.encryptionConfig (--encryption-config) instead, not both"))
-	}
-	return errs
-}
-
 func (r *Raft) validate() []error {
 	var errs []error
 	min := 5 * time.Millisecond
@@ -383,34 +367,6 @@ func (r *Raft) validate() []error {
 	return errs
 }
 
-// validate checks the store settings; memBytes is the machine's memory (0
-// when unknown, then the quota is not checked against it).
-func (s *Store) validate(memBytes int64) []error {
-	var errs []error
-	switch {
-	case s.QuotaBytes < minStoreQuotaBytes:
-		errs = append(errs, fmt.Errorf("store.quotaBytes (--store-quota-bytes): %d is below the minimum %d (1 MiB); the default is %d (2 GiB)", s.QuotaBytes, minStoreQuotaBytes, DefaultStoreQuotaBytes))
-	case memBytes > 0 && s.QuotaBytes > memBytes:
-		// The store lives in memory on every server: a quota above the
-		// memory would let every server run out of it before the alarm.
-		errs = append(errs, fmt.Errorf("store.quotaBytes (--store-quota-bytes): %d bytes is more than this machine's %d bytes of memory; the store is held in memory, so set at most %d (half the memory leaves room for kube-apiserver's cache)", s.QuotaBytes, memBytes, memBytes/2))
-	}
-	if s.MaxRequestBytes < 1024 || s.MaxRequestBytes > 64<<20 {
-		errs = append(errs, fmt.Errorf("store.maxRequestBytes (--max-request-bytes): %d is outside 1024..%d", s.MaxRequestBytes, 64<<20))
-	}
-	if s.MaxTxnOps < 1 {
-		errs = append(errs, fmt.Errorf("store.maxTxnOps (--max-txn-ops): %d must be at least 1", s.MaxTxnOps))
-	}
-	if s.HistoryRevisions < 0 {
-		errs = append(errs, fmt.Errorf("store.historyRevisions (--history-revisions): %d must be 0 (keep all) or positive", s.HistoryRevisions))
-	}
-	if err := s.LeaseMinTTL.check(); err != nil {
-		errs = append(errs, fmt.Errorf("store.leaseMinTTL (--lease-min-ttl): %w", err))
-	} else if s.LeaseMinTTL.Duration < time.Second {
-		errs = append(errs, fmt.Errorf("store.leaseMinTTL (--lease-min-ttl): %s must be at least 1s", s.LeaseMinTTL.Duration))
-	}
-	return errs
-}
 
 // RaftAddr is the raft transport's bind address.
 func (c *Server) RaftAddr() string {
