@@ -367,7 +367,6 @@ func (r *Raft) validate() []error {
 	return errs
 }
 
-
 // RaftAddr is the raft transport's bind address.
 func (c *Server) RaftAddr() string {
 	if c.RaftBind != "" {
