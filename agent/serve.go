@@ -27,13 +27,16 @@ import (
 	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/client-go/informers"
+	coreinformers "k8s.io/client-go/informers/core/v1"
 	"k8s.io/client-go/kubernetes/scheme"
 	typedcorev1 "k8s.io/client-go/kubernetes/typed/core/v1"
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/tools/record"
 )
 
-// serve registers the node and runs everything until ctx ends.
+// serve registers the node and runs everything until ctx ends: the node
+// object, the informers, the pods, the kubelet API, the service network, the
+// images directory and (for a standalone agent) gossip.
 func (a *Agent) serve(ctx context.Context) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -44,6 +47,83 @@ func (a *Agent) serve(ctx context.Context) error {
 	if err := a.waitForAPI(ctx); err != nil {
 		return err
 	}
+	if err := a.registerNode(ctx); err != nil {
+		return err
+	}
+	broadcaster := record.NewBroadcaster(record.WithContext(ctx))
+	broadcaster.StartRecordingToSink(&typedcorev1.EventSinkImpl{Interface: a.client.CoreV1().Events("")})
+	defer broadcaster.Shutdown()
+	recorder := broadcaster.NewRecorder(scheme.Scheme, v1.EventSource{Component: "kubelet", Host: a.cfg.NodeName})
+
+	inf := a.newInformers()
+	if err := a.newPods(inf, recorder); err != nil {
+		return err
+	}
+	defer func() {
+		cancel() // Shutdown waits for the informers, which stop with ctx
+		inf.shutdown()
+	}()
+	if err := inf.start(ctx, a); err != nil {
+		return err
+	}
+	errc := make(chan error, 4)
+	fail := func(what string) func(error) {
+		return func(err error) {
+			if err != nil {
+				errc <- fmt.Errorf("agent: %s: %w", what, err)
+			}
+		}
+	}
+	api, err := a.kubeletAPI()
+	if err != nil {
+		return err
+	}
+	wg.Go(func() { fail("kubelet API")(api.Serve(ctx)) })
+	wg.Go(func() { a.node.Run(ctx) })
+	current, err := inf.pods.Lister().List(everything)
+	if err != nil {
+		return err
+	}
+	wg.Go(func() { fail("pods")(a.pods.Run(ctx, current)) })
+	wg.Go(func() { a.creds.RenewLoop(ctx, time.Hour) })
+	if err := a.startServiceNetwork(ctx, &wg, fail("service network")); err != nil {
+		return err
+	}
+	imgs := images.NewDir(config.ImagesDir(a.cfg.DataDir), filepath.Join(a.dir, "imported-images.json"), a.rt, a.log)
+	wg.Go(func() { imgs.Run(ctx, 5*time.Second) })
+	if !a.opts.Embedded {
+		if err := a.joinGossip(ctx); err != nil {
+			return err
+		}
+		wg.Go(func() { a.followServers(ctx) })
+		wg.Go(func() { a.watchAPI(ctx, apiProbeInterval, apiUnreachableAfter) })
+	}
+	a.log.Info("agent ready", "node", a.cfg.NodeName, "ip", a.ip, "kubelet_api", api.Addr().String())
+	if a.opts.Ready != nil {
+		a.opts.Ready()
+	}
+	return a.waitForStop(ctx, errc)
+}
+
+// waitForStop returns when ctx ends (nil), a part fails, or the agent's own
+// containerd exits.
+func (a *Agent) waitForStop(ctx context.Context, errc <-chan error) error {
+	var daemonDone <-chan struct{}
+	if a.daemon != nil {
+		daemonDone = a.daemon.Done()
+	}
+	select {
+	case <-ctx.Done():
+		return nil
+	case err := <-errc:
+		return err
+	case <-daemonDone:
+		return fmt.Errorf("%w: %v; see %s", errStopped, a.daemon.Err(), filepath.Join(a.dir, "containerd", "containerd.log"))
+	}
+}
+
+// registerNode creates (or takes over) the Node object.
+func (a *Agent) registerNode(ctx context.Context) error {
 	var err error
 	a.node, err = node.New(node.Options{
 		Name:        a.cfg.NodeName,
@@ -69,15 +149,19 @@ func (a *Agent) serve(ctx context.Context) error {
 		return fmt.Errorf("agent: %w", err)
 	}
 	a.node.SetNetworkReady(func() bool { return a.node.PodCIDR() != "" })
-	if err := retry(ctx, a.log, "registering the node", a.node.Register); err != nil {
-		return err
-	}
+	return retry(ctx, a.log, "registering the node", a.node.Register)
+}
 
-	broadcaster := record.NewBroadcaster(record.WithContext(ctx))
-	broadcaster.StartRecordingToSink(&typedcorev1.EventSinkImpl{Interface: a.client.CoreV1().Events("")})
-	defer broadcaster.Shutdown()
-	recorder := broadcaster.NewRecorder(scheme.Scheme, v1.EventSource{Component: "kubelet", Host: a.cfg.NodeName})
+// agentInformers are the agent's caches: its own Node, its pods (both
+// field-selected) and every Service (for the pods' environment).
+type agentInformers struct {
+	factories []informers.SharedInformerFactory
+	node      coreinformers.NodeInformer
+	pods      coreinformers.PodInformer
+	services  coreinformers.ServiceInformer
+}
 
+func (a *Agent) newInformers() *agentInformers {
 	nodeInformers := informers.NewSharedInformerFactoryWithOptions(a.client, 0, informers.WithTweakListOptions(func(o *metav1.ListOptions) {
 		o.FieldSelector = fields.OneTermEqualSelector("metadata.name", a.cfg.NodeName).String()
 	}))
@@ -87,8 +171,47 @@ func (a *Agent) serve(ctx context.Context) error {
 		}),
 		informers.WithTransform(stripManagedFields))
 	svcInformers := informers.NewSharedInformerFactoryWithOptions(a.client, 0, informers.WithTransform(stripManagedFields))
-	services := svcInformers.Core().V1().Services()
+	return &agentInformers{
+		factories: []informers.SharedInformerFactory{nodeInformers, podInformers, svcInformers},
+		node:      nodeInformers.Core().V1().Nodes(),
+		pods:      podInformers.Core().V1().Pods(),
+		services:  svcInformers.Core().V1().Services(),
+	}
+}
 
+// start registers the handlers, starts the caches and waits for them.
+func (inf *agentInformers) start(ctx context.Context, a *Agent) error {
+	if _, err := inf.node.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
+		AddFunc:    func(obj any) { a.observeNode(obj) },
+		UpdateFunc: func(_, obj any) { a.observeNode(obj) },
+	}); err != nil {
+		return err
+	}
+	if _, err := inf.pods.Informer().AddEventHandler(a.pods.Handler()); err != nil {
+		return err
+	}
+	inf.services.Informer() // registered before Start
+	for _, f := range inf.factories {
+		f.Start(ctx.Done())
+	}
+	for _, f := range inf.factories {
+		for typ, ok := range f.WaitForCacheSync(ctx.Done()) {
+			if !ok {
+				return fmt.Errorf("agent: syncing the %v cache: %w", typ, ctx.Err())
+			}
+		}
+	}
+	return nil
+}
+
+func (inf *agentInformers) shutdown() {
+	for _, f := range inf.factories {
+		f.Shutdown()
+	}
+}
+
+// newPods makes the pod manager.
+func (a *Agent) newPods(inf *agentInformers, recorder record.EventRecorder) error {
 	security, err := a.podSecurity()
 	if err != nil {
 		return err
@@ -111,7 +234,7 @@ func (a *Agent) serve(ctx context.Context) error {
 		Volumes:       volumes.New(volumes.Options{Client: a.client, Logger: a.log}),
 		Node:          a.node,
 		Services: func() []*v1.Service {
-			list, _ := services.Lister().List(everything)
+			list, _ := inf.services.Lister().List(everything)
 			return list
 		},
 		Recorder: recorder,
@@ -120,33 +243,17 @@ func (a *Agent) serve(ctx context.Context) error {
 			a.metrics.podStartup.Observe(d.Seconds())
 		},
 	})
-	if _, err := nodeInformers.Core().V1().Nodes().Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
-		AddFunc:    func(obj any) { a.observeNode(obj) },
-		UpdateFunc: func(_, obj any) { a.observeNode(obj) },
-	}); err != nil {
-		return err
-	}
-	if _, err := podInformers.Core().V1().Pods().Informer().AddEventHandler(a.pods.Handler()); err != nil {
-		return err
-	}
-	services.Informer() // registered before Start
-	for _, f := range []informers.SharedInformerFactory{nodeInformers, podInformers, svcInformers} {
-		f.Start(ctx.Done())
-		defer f.Shutdown()
-	}
-	for _, f := range []informers.SharedInformerFactory{nodeInformers, podInformers, svcInformers} {
-		for typ, ok := range f.WaitForCacheSync(ctx.Done()) {
-			if !ok {
-				return fmt.Errorf("agent: syncing the %v cache: %w", typ, ctx.Err())
-			}
-		}
-	}
+	return nil
+}
 
+// kubeletAPI listens for the kubelet API (logs, exec, attach, port-forward,
+// stats) with the node's serving certificate.
+func (a *Agent) kubeletAPI() (*kubeletapi.Server, error) {
 	caPool, err := a.creds.CAPool()
 	if err != nil {
-		return err
+		return nil, err
 	}
-	api, err := kubeletapi.Listen(kubeletapi.Options{
+	return kubeletapi.Listen(kubeletapi.Options{
 		Address:        net.JoinHostPort(a.cfg.Kubelet.Address, strconv.Itoa(a.cfg.Kubelet.Port)),
 		NodeName:       a.cfg.NodeName,
 		GetCertificate: a.creds.GetServingCertificate,
@@ -160,66 +267,24 @@ func (a *Agent) serve(ctx context.Context) error {
 		Registry: a.metrics.registry,
 		Logger:   a.log,
 	})
-	if err != nil {
-		return err
-	}
-	errc := make(chan error, 4)
-	wg.Go(func() {
-		if err := api.Serve(ctx); err != nil {
-			errc <- fmt.Errorf("agent: kubelet API: %w", err)
-		}
-	})
-	wg.Go(func() { a.node.Run(ctx) })
-	current, err := podInformers.Core().V1().Pods().Lister().List(everything)
-	if err != nil {
-		return err
-	}
-	wg.Go(func() {
-		if err := a.pods.Run(ctx, current); err != nil {
-			errc <- fmt.Errorf("agent: pods: %w", err)
-		}
-	})
-	wg.Go(func() { a.creds.RenewLoop(ctx, time.Hour) })
-	if !a.cfg.Network.DisableServiceNetwork {
-		netCfg, err := NetworkConfig(a.cfg)
-		if err != nil {
-			return fmt.Errorf("agent: %w", err)
-		}
-		n, err := network.New(a.client, netCfg, a.log.With("component", "network"))
-		if err != nil {
-			return fmt.Errorf("agent: %w", err)
-		}
-		wg.Go(func() {
-			if err := n.Run(ctx); err != nil {
-				errc <- fmt.Errorf("agent: service network: %w", err)
-			}
-		})
-	}
-	imgs := images.NewDir(config.ImagesDir(a.cfg.DataDir), filepath.Join(a.dir, "imported-images.json"), a.rt, a.log)
-	wg.Go(func() { imgs.Run(ctx, 5*time.Second) })
-	if !a.opts.Embedded {
-		if err := a.joinGossip(ctx); err != nil {
-			return err
-		}
-		wg.Go(func() { a.followServers(ctx) })
-		wg.Go(func() { a.watchAPI(ctx, apiProbeInterval, apiUnreachableAfter) })
-	}
-	a.log.Info("agent ready", "node", a.cfg.NodeName, "ip", a.ip, "kubelet_api", api.Addr().String())
-	if a.opts.Ready != nil {
-		a.opts.Ready()
-	}
-	var daemonDone <-chan struct{}
-	if a.daemon != nil {
-		daemonDone = a.daemon.Done()
-	}
-	select {
-	case <-ctx.Done():
+}
+
+// startServiceNetwork runs the service proxy, DNS and network policy
+// (agent/network) unless turned off.
+func (a *Agent) startServiceNetwork(ctx context.Context, wg *sync.WaitGroup, fail func(error)) error {
+	if a.cfg.Network.DisableServiceNetwork {
 		return nil
-	case err := <-errc:
-		return err
-	case <-daemonDone:
-		return fmt.Errorf("%w: %v; see %s", errStopped, a.daemon.Err(), filepath.Join(a.dir, "containerd", "containerd.log"))
 	}
+	netCfg, err := NetworkConfig(a.cfg)
+	if err != nil {
+		return fmt.Errorf("agent: %w", err)
+	}
+	n, err := network.New(a.client, netCfg, a.log.With("component", "network"))
+	if err != nil {
+		return fmt.Errorf("agent: %w", err)
+	}
+	wg.Go(func() { fail(n.Run(ctx)) })
+	return nil
 }
 
 // observeNode follows the node's object: its pod CIDR wires the pod
