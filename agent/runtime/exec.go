@@ -102,6 +102,22 @@ func (r *Runtime) Exec(ctx context.Context, id string, opts ExecOptions) error {
 		direct.Close()
 		return fmt.Errorf("runtime: starting exec in %s: %w", id, err)
 	}
+	r.feed(process, direct, opts)
+	var status containerd.ExitStatus
+	select {
+	case status = <-exited:
+	case <-ctx.Done():
+		_ = process.Kill(r.ns(context.Background()), syscall.SIGKILL)
+		status = <-exited
+	}
+	copies.Wait()
+	direct.Close()
+	return execResult(ctx, id, status)
+}
+
+// feed copies opts.Stdin to the process and applies terminal resizes, in the
+// background, until they end.
+func (r *Runtime) feed(process containerd.Process, direct *cio.DirectIO, opts ExecOptions) {
 	if opts.Stdin != nil {
 		go func() {
 			_, _ = io.Copy(direct.Stdin, opts.Stdin)
@@ -120,15 +136,10 @@ func (r *Runtime) Exec(ctx context.Context, id string, opts ExecOptions) error {
 			}
 		}()
 	}
-	var status containerd.ExitStatus
-	select {
-	case status = <-exited:
-	case <-ctx.Done():
-		_ = process.Kill(r.ns(context.Background()), syscall.SIGKILL)
-		status = <-exited
-	}
-	copies.Wait()
-	direct.Close()
+}
+
+// execResult is an exec's outcome: its exit, or ctx's error if ctx ended it.
+func execResult(ctx context.Context, id string, status containerd.ExitStatus) error {
 	if err := status.Error(); err != nil {
 		return fmt.Errorf("runtime: exec in %s: %w", id, err)
 	}

@@ -61,46 +61,10 @@ func Run(ctx context.Context, cfg Config, ready func(elapsed time.Duration)) err
 			return err
 		}
 	}
-	args := cfg.args()
-	opts := options.NewServerRunOptions()
-	if cfg.CurrentTerm != nil {
-		adm := opts.Admission.GenericAdmission
-		newTermFence(cfg.CurrentTerm).register(adm.Plugins, &adm.RecommendedPluginOrder)
-	}
-	fs := pflag.NewFlagSet("kube-apiserver", pflag.ContinueOnError)
-	for _, f := range opts.Flags().FlagSets {
-		fs.AddFlagSet(f)
-	}
-	if err := fs.Parse(args); err != nil {
-		return fmt.Errorf("apiserver: kube-apiserver flags %v: %w", args, err)
-	}
-	if err := setKlogVerbosity(int(opts.Logs.Verbosity)); err != nil {
+	completed, err := completedOptions(ctx, cfg)
+	if err != nil {
 		return err
 	}
-	registry := opts.GenericServerRunOptions.ComponentGlobalsRegistry
-	if err := registry.Set(); err != nil {
-		return fmt.Errorf("apiserver: apply feature gates and emulation version: %w", err)
-	}
-	// As upstream does: the server's own loopback clients would otherwise log
-	// warnings about the deprecated APIs it serves. Clients that want warnings
-	// set rest.Config.WarningHandler, which takes precedence.
-	rest.SetDefaultWarningHandler(rest.NoWarnings{})
-	if cfg.CertReloadInterval > 0 && cfg.CertReloadInterval < transport.CertCallbackRefreshDuration {
-		transport.CertCallbackRefreshDuration = cfg.CertReloadInterval
-	}
-
-	completed, err := opts.Complete(ctx)
-	if err != nil {
-		return fmt.Errorf("apiserver: complete options: %w", err)
-	}
-	if errs := completed.Validate(); len(errs) != 0 {
-		return fmt.Errorf("apiserver: validate options: %w", utilerrors.NewAggregate(errs))
-	}
-	if fg, ok := registry.FeatureGateFor(basecompatibility.DefaultKubeComponent).(featuregate.MutableFeatureGate); ok {
-		fg.AddMetrics()
-	}
-	registry.AddMetrics()
-
 	probe, err := newReadyProbe(cfg)
 	if err != nil {
 		return err
@@ -127,6 +91,53 @@ func Run(ctx context.Context, cfg Config, ready func(elapsed time.Duration)) err
 		return fmt.Errorf("apiserver: kube-apiserver: %w", err)
 	}
 	return nil
+}
+
+// completedOptions parses cfg's flags into kube-apiserver's options, applies
+// the process-wide settings they carry (klog verbosity, feature gates,
+// warning handler, certificate reload) and completes and validates them.
+func completedOptions(ctx context.Context, cfg Config) (options.CompletedOptions, error) {
+	args := cfg.args()
+	opts := options.NewServerRunOptions()
+	if cfg.CurrentTerm != nil {
+		adm := opts.Admission.GenericAdmission
+		newTermFence(cfg.CurrentTerm).register(adm.Plugins, &adm.RecommendedPluginOrder)
+	}
+	fs := pflag.NewFlagSet("kube-apiserver", pflag.ContinueOnError)
+	for _, f := range opts.Flags().FlagSets {
+		fs.AddFlagSet(f)
+	}
+	if err := fs.Parse(args); err != nil {
+		return options.CompletedOptions{}, fmt.Errorf("apiserver: kube-apiserver flags %v: %w", args, err)
+	}
+	if err := setKlogVerbosity(int(opts.Logs.Verbosity)); err != nil {
+		return options.CompletedOptions{}, err
+	}
+	registry := opts.GenericServerRunOptions.ComponentGlobalsRegistry
+	if err := registry.Set(); err != nil {
+		return options.CompletedOptions{}, fmt.Errorf("apiserver: apply feature gates and emulation version: %w", err)
+	}
+	// As upstream does: the server's own loopback clients would otherwise log
+	// warnings about the deprecated APIs it serves. Clients that want warnings
+	// set rest.Config.WarningHandler, which takes precedence.
+	rest.SetDefaultWarningHandler(rest.NoWarnings{})
+	if cfg.CertReloadInterval > 0 && cfg.CertReloadInterval < transport.CertCallbackRefreshDuration {
+		transport.CertCallbackRefreshDuration = cfg.CertReloadInterval
+	}
+
+	completed, err := opts.Complete(ctx)
+	if err != nil {
+		return completed, fmt.Errorf("apiserver: complete options: %w", err)
+	}
+	if errs := completed.Validate(); len(errs) != 0 {
+		return completed, fmt.Errorf("apiserver: validate options: %w", utilerrors.NewAggregate(errs))
+	}
+	if fg, ok := registry.FeatureGateFor(basecompatibility.DefaultKubeComponent).(featuregate.MutableFeatureGate); ok {
+		fg.AddMetrics()
+	}
+	registry.AddMetrics()
+
+	return completed, nil
 }
 
 // setKlogVerbosity applies --v from ExtraArgs to klog, which gates V(n) logs

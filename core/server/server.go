@@ -97,13 +97,8 @@ func Run(ctx context.Context, cfg config.Server, log *slog.Logger, opts Options)
 	run(func() error { return s.serveAdmin(ctx) })
 	run(func() error { return s.serveDebug(ctx) })
 	run(func() error { return s.renewCertificates(ctx) })
-	listeners, err := s.listen()
-	if err != nil {
+	if err := s.serveEtcdAPI(run); err != nil {
 		return err
-	}
-	for _, l := range listeners {
-		run(func() error { return kvserver.Serve(s.grpc, l) })
-		log.Info("serving etcd API", "address", l.Addr().String())
 	}
 	run(func() error { return s.watchHalt(ctx) })
 	if err := s.waitForLeader(ctx); err != nil {
@@ -146,21 +141,46 @@ func Run(ctx context.Context, cfg config.Server, log *slog.Logger, opts Options)
 		}
 	}
 	stopLeader()
+	waitLeaderDuties(log, leaderDone)
+	cancel()
+	if apiRunning {
+		err = waitAPIServer(log, apiDone, err)
+	}
+	return err
+}
+
+// serveEtcdAPI serves the etcd API on every listener, through run.
+func (s *Server) serveEtcdAPI(run func(func() error)) error {
+	listeners, err := s.listen()
+	if err != nil {
+		return err
+	}
+	for _, l := range listeners {
+		run(func() error { return kvserver.Serve(s.grpc, l) })
+		s.log.Info("serving etcd API", "address", l.Addr().String())
+	}
+	return nil
+}
+
+// waitLeaderDuties waits, bounded, for the leader duties to stop.
+func waitLeaderDuties(log *slog.Logger, done <-chan struct{}) {
 	select {
-	case <-leaderDone:
+	case <-done:
 	case <-time.After(pluginsStopTimeout):
 		log.Warn("leader duties (plugins) did not stop in time; the kernel ends them with this process", "waited", pluginsStopTimeout)
 	}
-	cancel()
-	if apiRunning {
-		select {
-		case apiErr := <-apiDone:
-			if err == nil {
-				err = apiErr
-			}
-		case <-time.After(apiServerStopTimeout):
-			log.Warn("kube-apiserver did not stop in time; stopping the store under it", "waited", apiServerStopTimeout)
+}
+
+// waitAPIServer waits, bounded, for the cancelled API server to return; its
+// error is the server's if err is nil.
+func waitAPIServer(log *slog.Logger, apiDone <-chan error, err error) error {
+	select {
+	case apiErr := <-apiDone:
+		if err == nil {
+			err = apiErr
 		}
+	case <-time.After(apiServerStopTimeout):
+		log.Warn("kube-apiserver did not stop in time; stopping the store under it", "waited", apiServerStopTimeout)
 	}
 	return err
 }

@@ -229,6 +229,16 @@ func (c Config) Validate() error {
 			errs = append(errs, fmt.Errorf("entry %d of Join: %w", i, err))
 		}
 	}
+	errs = append(errs, c.validateTimings()...)
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("membership: invalid config: %w", err)
+	}
+	return nil
+}
+
+// validateTimings checks the counts and durations.
+func (c Config) validateTimings() []error {
+	var errs []error
 	if c.BootstrapExpect < 0 {
 		errs = append(errs, fmt.Errorf("BootstrapExpect %d: must not be negative", c.BootstrapExpect))
 	}
@@ -268,10 +278,7 @@ func (c Config) Validate() error {
 	if c.RetryJoinMaxInterval < c.RetryJoinInterval {
 		errs = append(errs, fmt.Errorf("RetryJoinMaxInterval %v: must not be less than RetryJoinInterval %v", c.RetryJoinMaxInterval, c.RetryJoinInterval))
 	}
-	if err := errors.Join(errs...); err != nil {
-		return fmt.Errorf("membership: invalid config: %w", err)
-	}
-	return nil
+	return errs
 }
 
 // hostPort is a parsed host:port.

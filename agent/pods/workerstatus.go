@@ -1,0 +1,191 @@
+package pods
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/keelson/keelson/agent/runtime"
+	v1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+// status computes the pod's status from what runs.
+func (w *worker) status(pod *v1.Pod, cs podContainers, sandboxReady, terminal bool) v1.PodStatus {
+	old := pod.Status
+	if w.written != nil {
+		old = *w.written
+	}
+	defaultWaiting := reasonContainerCreating
+	initStatuses := make([]v1.ContainerStatus, 0, len(pod.Spec.InitContainers))
+	for i := range pod.Spec.InitContainers {
+		c := &pod.Spec.InitContainers[i]
+		initStatuses = append(initStatuses, containerStatus(c, w.observed(pod, c, cs), reasonPodInitializing, true))
+	}
+	if len(pod.Spec.InitContainers) > 0 {
+		defaultWaiting = reasonPodInitializing
+	}
+	statuses := make([]v1.ContainerStatus, 0, len(pod.Spec.Containers))
+	for i := range pod.Spec.Containers {
+		c := &pod.Spec.Containers[i]
+		statuses = append(statuses, containerStatus(c, w.observed(pod, c, cs), defaultWaiting, false))
+	}
+	st := v1.PodStatus{
+		Phase:                 podPhase(&pod.Spec, initStatuses, statuses, terminal),
+		InitContainerStatuses: initStatuses,
+		ContainerStatuses:     statuses,
+		QOSClass:              pod.Status.QOSClass,
+		ObservedGeneration:    pod.Generation,
+		StartTime:             pod.Status.StartTime,
+	}
+	if len(initStatuses) == 0 {
+		st.InitContainerStatuses = nil
+	}
+	// A terminal phase never changes back.
+	if old.Phase == v1.PodSucceeded || old.Phase == v1.PodFailed {
+		st.Phase = old.Phase
+	}
+	if st.Phase == old.Phase {
+		st.Reason, st.Message = old.Reason, old.Message
+	}
+	if st.StartTime == nil {
+		now := metav1.NewTime(w.m.clock.Now())
+		st.StartTime = &now
+	}
+	hostIPs := w.m.opts.Node.HostIPs()
+	if len(hostIPs) > 0 {
+		st.HostIP = hostIPs[0]
+		for _, ip := range hostIPs {
+			st.HostIPs = append(st.HostIPs, v1.HostIP{IP: ip})
+		}
+	}
+	podIP := ""
+	if w.sandbox != nil {
+		podIP = w.sandbox.podIP
+	} else if old.PodIP != "" {
+		podIP = old.PodIP
+	}
+	if podIP != "" {
+		st.PodIP = podIP
+		st.PodIPs = []v1.PodIP{{IP: podIP}}
+	}
+	var others []v1.PodCondition
+	for _, c := range pod.Status.Conditions {
+		if !ownedByAgent(c.Type) {
+			others = append(others, c)
+		}
+	}
+	st.Conditions = append(append([]v1.PodCondition{}, others...), podConditions(pod, st.Phase, initStatuses, statuses, sandboxReady && !terminal, others)...)
+	keepTransitionTimes(st.Conditions, old.Conditions, metav1.NewTime(w.m.clock.Now()))
+	return st
+}
+
+// observed gathers what the agent knows of one container.
+func (w *worker) observed(pod *v1.Pod, c *v1.Container, cs podContainers) observed {
+	var obs observed
+	if cur := cs.latest(c.Name); cur != nil {
+		obs.current = w.m.attemptOf(pod, c, cur)
+		if cur.State == runtime.StateRunning {
+			obs.started, obs.ready, _ = w.m.probes.verdicts(c, cur.ID)
+		}
+	}
+	if prev := cs.previous(c.Name); prev != nil {
+		obs.previous = w.m.attemptOf(pod, c, prev)
+	}
+	obs.waiting = w.waiting[c.Name]
+	if obs.current != nil && obs.current.running {
+		obs.waiting = nil
+	}
+	return obs
+}
+
+// writeStatus writes st when it differs from what was written last.
+func (w *worker) writeStatus(ctx context.Context, pod *v1.Pod, st v1.PodStatus) error {
+	if w.written != nil && equality.Semantic.DeepEqual(*w.written, st) {
+		return nil
+	}
+	if w.written == nil && equality.Semantic.DeepEqual(pod.Status, st) {
+		w.written = &st
+		return nil
+	}
+	cur := pod.DeepCopy()
+	for attempt := 0; ; attempt++ {
+		cur.Status = st
+		_, err := w.m.opts.Client.CoreV1().Pods(pod.Namespace).UpdateStatus(ctx, cur, metav1.UpdateOptions{})
+		if err == nil {
+			w.written = &st
+			return nil
+		}
+		if apierrors.IsNotFound(err) {
+			return nil // deleted meanwhile; the informer will say so
+		}
+		if !apierrors.IsConflict(err) || attempt >= 3 {
+			return fmt.Errorf("updating status: %w", err)
+		}
+		fresh, gerr := w.m.opts.Client.CoreV1().Pods(pod.Namespace).Get(ctx, pod.Name, metav1.GetOptions{})
+		if gerr != nil {
+			return fmt.Errorf("updating status: %w", gerr)
+		}
+		if fresh.UID != pod.UID {
+			return nil
+		}
+		// Keep the conditions others set meanwhile (readiness gates).
+		var others []v1.PodCondition
+		for _, c := range fresh.Status.Conditions {
+			if !ownedByAgent(c.Type) {
+				others = append(others, c)
+			}
+		}
+		var mine []v1.PodCondition
+		for _, c := range st.Conditions {
+			if ownedByAgent(c.Type) {
+				mine = append(mine, c)
+			}
+		}
+		st.Conditions = append(others, mine...)
+		cur = fresh
+	}
+}
+
+// reportStarted reports, once, how long the pod took until all of its
+// containers ran.
+func (w *worker) reportStarted(pod *v1.Pod, st v1.PodStatus) {
+	if w.started || w.m.opts.PodStarted == nil || st.Phase != v1.PodRunning {
+		return
+	}
+	for _, s := range st.ContainerStatuses {
+		if s.State.Running == nil {
+			return
+		}
+	}
+	w.started = true
+	w.m.opts.PodStarted(pod, w.m.clock.Since(w.firstSeen))
+}
+
+// attemptOf describes one container run for the status.
+func (m *Manager) attemptOf(pod *v1.Pod, c *v1.Container, rc *runtime.Container) *attempt {
+	a := &attempt{
+		id:       rc.ID,
+		number:   attemptNumber(rc),
+		image:    rc.Image,
+		imageRef: rc.ImageRef,
+		running:  rc.State == runtime.StateRunning,
+		exited:   rc.State == runtime.StateExited,
+		created:  metav1.NewTime(rc.CreatedAt),
+		started:  metav1.NewTime(rc.StartedAt),
+		finished: metav1.NewTime(rc.FinishedAt),
+		exitCode: rc.ExitCode,
+	}
+	if a.exited {
+		a.reason = rc.Reason
+		if a.reason == "" {
+			a.reason = exitReason(rc.ExitCode, rc.OOMKilled)
+		}
+		a.message = rc.Message
+		if a.message == "" {
+			a.message = m.terminationMessage(pod, c, rc)
+		}
+	}
+	return a
+}
