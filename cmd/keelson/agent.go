@@ -2,22 +2,18 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"net/netip"
 	"os"
 	"strconv"
-	"strings"
-	"time"
 
 	"github.com/keelson/keelson/agent"
 	"github.com/keelson/keelson/agent/network"
 	"github.com/keelson/keelson/agent/runtime"
 	"github.com/keelson/keelson/config"
 	"github.com/keelson/keelson/core/apiserver"
-	"github.com/keelson/keelson/core/server"
 	"github.com/spf13/cobra"
 	v1 "k8s.io/api/core/v1"
 	kubeversion "k8s.io/component-base/version"
@@ -110,25 +106,15 @@ func embeddedAgent(cfg config.Server, token string) config.Agent {
 // cluster's keys are (kubeadm's taint): only pods tolerating it run there.
 var controlPlaneTaint = v1.Taint{Key: "node-role.kubernetes.io/control-plane", Effect: v1.TaintEffectNoSchedule}
 
-// runEmbeddedAgent runs the server's agent once the server has written its
-// join token; it returns when ctx ends or the agent fails.
-func runEmbeddedAgent(ctx context.Context, cfg config.Server, log *slog.Logger) error {
-	path := server.JoinTokenFile(cfg.DataDir)
+// runEmbeddedAgent runs the server's agent once the server hands it the join
+// token (server.Options.OnJoinToken, on tokens); it returns when ctx ends or
+// the agent fails.
+func runEmbeddedAgent(ctx context.Context, cfg config.Server, log *slog.Logger, tokens <-chan string) error {
 	var token string
-	for {
-		b, err := os.ReadFile(path)
-		if err == nil && len(strings.TrimSpace(string(b))) > 0 {
-			token = strings.TrimSpace(string(b))
-			break
-		}
-		if err != nil && !errors.Is(err, os.ErrNotExist) {
-			return fmt.Errorf("agent: reading the join token: %w", err)
-		}
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-time.After(200 * time.Millisecond):
-		}
+	select {
+	case <-ctx.Done():
+		return nil
+	case token = <-tokens:
 	}
 	acfg := embeddedAgent(cfg, token)
 	if err := acfg.Validate(); err != nil {

@@ -77,7 +77,14 @@ func runServerWithAgent(ctx context.Context, cfg config.Server, log *slog.Logger
 	serverCtx, stopServer := context.WithCancel(ctx)
 	defer stopServer()
 	agentDone := make(chan error, 1)
-	go func() { agentDone <- runEmbeddedAgent(agentCtx, cfg, log) }()
+	token := make(chan string, 1)
+	opts.OnJoinToken = func(t string) {
+		select {
+		case token <- t:
+		default:
+		}
+	}
+	go func() { agentDone <- runEmbeddedAgent(agentCtx, cfg, log, token) }()
 	serverDone := make(chan error, 1)
 	go func() { serverDone <- server.Run(serverCtx, cfg, log, opts) }()
 	select {

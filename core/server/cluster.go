@@ -92,6 +92,9 @@ func (s *Server) ensureIdentity(ctx context.Context) (identity, error) {
 	if err := os.WriteFile(JoinTokenFile(cfg.DataDir), []byte(full+"\n"), 0o600); err != nil {
 		return identity{}, fmt.Errorf("writing join token: %w", err)
 	}
+	if s.opts.OnJoinToken != nil {
+		s.opts.OnJoinToken(full)
+	}
 	s.log.Info("join other servers with the server token in "+JoinTokenFile(cfg.DataDir)+" (cluster root: node agents join with "+agenttoken.File(cfg.DataDir)+")", "join_address", net.JoinHostPort(cfg.AdvertiseIP(), strconv.Itoa(cfg.SerfPort)))
 	raw, _ := hex.DecodeString(caHash)
 	return identity{clusterID: binary.BigEndian.Uint64(raw[:8]), secret: secret}, nil

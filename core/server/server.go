@@ -45,6 +45,9 @@ type Options struct {
 	// CACertLifetime overrides how long a CA this server creates is valid;
 	// zero is pki.CALifetime. Tests shorten it to see expiry warnings.
 	CACertLifetime time.Duration
+	// OnJoinToken, when set, receives the full server token once the
+	// server has its identity (the server's own agent joins with it).
+	OnJoinToken func(token string)
 }
 
 // Server is a running control node.
