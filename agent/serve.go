@@ -14,10 +14,10 @@ import (
 	"github.com/keelson/keelson/agent/gossip"
 	"github.com/keelson/keelson/agent/images"
 	"github.com/keelson/keelson/agent/kubeletapi"
-	"github.com/keelson/keelson/agent/network"
 	"github.com/keelson/keelson/agent/node"
 	"github.com/keelson/keelson/agent/pods"
 	"github.com/keelson/keelson/agent/runtime"
+	"github.com/keelson/keelson/agent/servicenet"
 	"github.com/keelson/keelson/agent/volumes"
 	"github.com/keelson/keelson/config"
 	"github.com/keelson/keelson/internal/join"
@@ -270,7 +270,7 @@ func (a *Agent) kubeletAPI() (*kubeletapi.Server, error) {
 }
 
 // startServiceNetwork runs the service proxy, DNS and network policy
-// (agent/network) unless turned off.
+// (agent/servicenet) unless turned off.
 func (a *Agent) startServiceNetwork(ctx context.Context, wg *sync.WaitGroup, fail func(error)) error {
 	if a.cfg.Network.DisableServiceNetwork {
 		return nil
@@ -279,7 +279,7 @@ func (a *Agent) startServiceNetwork(ctx context.Context, wg *sync.WaitGroup, fai
 	if err != nil {
 		return fmt.Errorf("agent: %w", err)
 	}
-	n, err := network.New(a.client, netCfg, a.log.With("component", "network"))
+	n, err := servicenet.New(a.client, netCfg, a.log.With("component", "network"))
 	if err != nil {
 		return fmt.Errorf("agent: %w", err)
 	}

@@ -4,7 +4,7 @@ import (
 	"fmt"
 	"net/netip"
 
-	"github.com/keelson/keelson/agent/network"
+	"github.com/keelson/keelson/agent/servicenet"
 	"github.com/keelson/keelson/config"
 )
 
@@ -28,13 +28,13 @@ func podMasquerade(cfg config.Agent) bool {
 
 // NetworkConfig is the service network configuration of an agent: its
 // proxy, cluster DNS, NetworkPolicy enforcement and routes to other nodes'
-// pods (agent/network). `keelson agent --cleanup` removes what it installs.
-func NetworkConfig(cfg config.Agent) (network.Config, error) {
+// pods (agent/servicenet). `keelson agent --cleanup` removes what it installs.
+func NetworkConfig(cfg config.Agent) (servicenet.Config, error) {
 	cidrs, err := config.ParseClusterCIDRs(cfg.ClusterCIDR)
 	if err != nil {
-		return network.Config{}, fmt.Errorf("clusterCIDR (--cluster-cidr): %w", err)
+		return servicenet.Config{}, fmt.Errorf("clusterCIDR (--cluster-cidr): %w", err)
 	}
-	nc := network.Config{
+	nc := servicenet.Config{
 		NodeName:             cfg.NodeName,
 		ClusterCIDRs:         cidrs,
 		ClusterDomain:        cfg.ClusterDomain,
@@ -46,20 +46,20 @@ func NetworkConfig(cfg config.Agent) (network.Config, error) {
 	for _, s := range ClusterDNS(cfg) {
 		a, err := netip.ParseAddr(s)
 		if err != nil {
-			return network.Config{}, fmt.Errorf("kubelet.clusterDNS (--cluster-dns): %q is not an IP address", s)
+			return servicenet.Config{}, fmt.Errorf("kubelet.clusterDNS (--cluster-dns): %q is not an IP address", s)
 		}
 		nc.ClusterDNS = append(nc.ClusterDNS, a)
 	}
 	for _, s := range cfg.Network.NodePortAddresses {
 		p, err := netip.ParsePrefix(s)
 		if err != nil {
-			return network.Config{}, fmt.Errorf("network.nodePortAddresses (--nodeport-addresses): %q is not a CIDR", s)
+			return servicenet.Config{}, fmt.Errorf("network.nodePortAddresses (--nodeport-addresses): %q is not a CIDR", s)
 		}
 		nc.NodePortAddresses = append(nc.NodePortAddresses, p)
 	}
 	nc.ApplyDefaults()
 	if err := nc.Validate(); err != nil {
-		return network.Config{}, err
+		return servicenet.Config{}, err
 	}
 	return nc, nil
 }

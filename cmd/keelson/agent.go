@@ -10,8 +10,8 @@ import (
 	"strconv"
 
 	"github.com/keelson/keelson/agent"
-	"github.com/keelson/keelson/agent/network"
 	"github.com/keelson/keelson/agent/runtime"
+	"github.com/keelson/keelson/agent/servicenet"
 	"github.com/keelson/keelson/config"
 	"github.com/keelson/keelson/core/apiserver"
 	"github.com/spf13/cobra"
@@ -60,7 +60,7 @@ func cleanupNetwork(cmd *cobra.Command, base config.Agent, configFile string) er
 	if err != nil {
 		return err
 	}
-	var nc network.Config
+	var nc servicenet.Config
 	for _, s := range agent.ClusterDNS(cfg) {
 		a, err := netip.ParseAddr(s)
 		if err != nil {
@@ -68,7 +68,7 @@ func cleanupNetwork(cmd *cobra.Command, base config.Agent, configFile string) er
 		}
 		nc.ClusterDNS = append(nc.ClusterDNS, a)
 	}
-	if err := network.Cleanup(cmd.Context(), nc); err != nil {
+	if err := servicenet.Cleanup(cmd.Context(), nc); err != nil {
 		return fmt.Errorf("cleaning up the service network: %w", err)
 	}
 	fmt.Fprintln(cmd.OutOrStdout(), "removed the service network's rules, routes and cluster DNS addresses")

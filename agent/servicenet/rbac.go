@@ -1,4 +1,4 @@
-package network
+package servicenet
 
 import rbacv1 "k8s.io/api/rbac/v1"
 

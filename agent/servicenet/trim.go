@@ -1,4 +1,4 @@
-package network
+package servicenet
 
 import (
 	v1 "k8s.io/api/core/v1"

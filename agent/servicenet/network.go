@@ -1,4 +1,4 @@
-// Package network runs a node's service networking: the service proxy
+// Package servicenet runs a node's service networking: the service proxy
 // (agent/proxy), the cluster DNS server (agent/dns), NetworkPolicy
 // enforcement (agent/netpol) and the routes to other nodes' pods
 // (agent/routes), fed by one set of informers with caches trimmed to what
@@ -11,7 +11,7 @@
 //	n, err := network.New(client, network.Config{NodeName: node, ClusterCIDRs: cidrs, ClusterDNS: dns}, log)
 //	go n.Run(ctx)                        // until the agent stops
 //	network.Cleanup(ctx, cfg)            // keelson agent --cleanup
-package network
+package servicenet
 
 import (
 	"context"
