@@ -11,7 +11,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/keelson/keelson/agent/gossip"
 	"github.com/keelson/keelson/agent/images"
 	"github.com/keelson/keelson/agent/kubeletapi"
 	"github.com/keelson/keelson/agent/node"
@@ -20,7 +19,6 @@ import (
 	"github.com/keelson/keelson/agent/servicenet"
 	"github.com/keelson/keelson/agent/volumes"
 	"github.com/keelson/keelson/config"
-	"github.com/keelson/keelson/internal/join"
 	"github.com/keelson/keelson/internal/nodeproof"
 	v1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -30,6 +28,7 @@ import (
 	coreinformers "k8s.io/client-go/informers/core/v1"
 	"k8s.io/client-go/kubernetes/scheme"
 	typedcorev1 "k8s.io/client-go/kubernetes/typed/core/v1"
+	corelisters "k8s.io/client-go/listers/core/v1"
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/tools/record"
 )
@@ -55,8 +54,23 @@ func (a *Agent) serve(ctx context.Context) error {
 	defer broadcaster.Shutdown()
 	recorder := broadcaster.NewRecorder(scheme.Scheme, v1.EventSource{Component: "kubelet", Host: a.cfg.NodeName})
 
-	inf := a.newInformers()
-	if err := a.newPods(inf, recorder); err != nil {
+	errc := make(chan error, 4)
+	fail := func(what string) func(error) {
+		return func(err error) {
+			if err != nil {
+				errc <- fmt.Errorf("agent: %s: %w", what, err)
+			}
+		}
+	}
+	// The service network, when it runs, caches every Service: the pods
+	// read theirs from it rather than from a second watch.
+	svcnet, err := a.startServiceNetwork(ctx, &wg, fail("service network"))
+	if err != nil {
+		return err
+	}
+	inf := a.newInformers(svcnet == nil)
+	services := inf.servicesFunc(svcnet)
+	if err := a.newPods(services, recorder); err != nil {
 		return err
 	}
 	defer func() {
@@ -66,12 +80,9 @@ func (a *Agent) serve(ctx context.Context) error {
 	if err := inf.start(ctx, a); err != nil {
 		return err
 	}
-	errc := make(chan error, 4)
-	fail := func(what string) func(error) {
-		return func(err error) {
-			if err != nil {
-				errc <- fmt.Errorf("agent: %s: %w", what, err)
-			}
+	if svcnet != nil {
+		if err := waitForServices(ctx, svcnet, errc); err != nil || ctx.Err() != nil {
+			return err
 		}
 	}
 	api, err := a.kubeletAPI()
@@ -86,9 +97,6 @@ func (a *Agent) serve(ctx context.Context) error {
 	}
 	wg.Go(func() { fail("pods")(a.pods.Run(ctx, current)) })
 	wg.Go(func() { a.creds.RenewLoop(ctx, time.Hour) })
-	if err := a.startServiceNetwork(ctx, &wg, fail("service network")); err != nil {
-		return err
-	}
 	imgs := images.NewDir(config.ImagesDir(a.cfg.DataDir), filepath.Join(a.dir, "imported-images.json"), a.rt, a.log)
 	wg.Go(func() { imgs.Run(ctx, 5*time.Second) })
 	if !a.opts.Embedded {
@@ -103,6 +111,27 @@ func (a *Agent) serve(ctx context.Context) error {
 		a.opts.Ready()
 	}
 	return a.waitForStop(ctx, errc)
+}
+
+// waitForServices waits until the service network's Services cache has
+// synced, returning early with the network's failure (or nil when ctx ends).
+func waitForServices(ctx context.Context, svcnet *servicenet.Network, errc <-chan error) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	synced := make(chan struct{})
+	go func() {
+		if svcnet.WaitForServices(ctx) {
+			close(synced)
+		}
+	}()
+	select {
+	case <-synced:
+		return nil
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+		return nil
+	}
 }
 
 // waitForStop returns when ctx ends (nil), a part fails, or the agent's own
@@ -153,15 +182,31 @@ func (a *Agent) registerNode(ctx context.Context) error {
 }
 
 // agentInformers are the agent's caches: its own Node, its pods (both
-// field-selected) and every Service (for the pods' environment).
+// field-selected) and, without a service network (which caches them),
+// every Service for the pods' environment.
 type agentInformers struct {
 	factories []informers.SharedInformerFactory
 	node      coreinformers.NodeInformer
 	pods      coreinformers.PodInformer
-	services  coreinformers.ServiceInformer
+	services  coreinformers.ServiceInformer // nil: the service network's
 }
 
-func (a *Agent) newInformers() *agentInformers {
+// servicesFunc lists the Services the pods see: from the service network's
+// cache when it runs, else from the agent's own.
+func (inf *agentInformers) servicesFunc(svcnet *servicenet.Network) func() []*v1.Service {
+	lister := func() corelisters.ServiceLister {
+		if svcnet != nil {
+			return svcnet.Services()
+		}
+		return inf.services.Lister()
+	}()
+	return func() []*v1.Service {
+		list, _ := lister.List(everything)
+		return list
+	}
+}
+
+func (a *Agent) newInformers(watchServices bool) *agentInformers {
 	nodeInformers := informers.NewSharedInformerFactoryWithOptions(a.client, 0, informers.WithTweakListOptions(func(o *metav1.ListOptions) {
 		o.FieldSelector = fields.OneTermEqualSelector("metadata.name", a.cfg.NodeName).String()
 	}))
@@ -170,13 +215,17 @@ func (a *Agent) newInformers() *agentInformers {
 			o.FieldSelector = fields.OneTermEqualSelector("spec.nodeName", a.cfg.NodeName).String()
 		}),
 		informers.WithTransform(stripManagedFields))
-	svcInformers := informers.NewSharedInformerFactoryWithOptions(a.client, 0, informers.WithTransform(stripManagedFields))
-	return &agentInformers{
-		factories: []informers.SharedInformerFactory{nodeInformers, podInformers, svcInformers},
+	inf := &agentInformers{
+		factories: []informers.SharedInformerFactory{nodeInformers, podInformers},
 		node:      nodeInformers.Core().V1().Nodes(),
 		pods:      podInformers.Core().V1().Pods(),
-		services:  svcInformers.Core().V1().Services(),
 	}
+	if watchServices {
+		svcInformers := informers.NewSharedInformerFactoryWithOptions(a.client, 0, informers.WithTransform(stripManagedFields))
+		inf.factories = append(inf.factories, svcInformers)
+		inf.services = svcInformers.Core().V1().Services()
+	}
+	return inf
 }
 
 // start registers the handlers, starts the caches and waits for them.
@@ -190,7 +239,9 @@ func (inf *agentInformers) start(ctx context.Context, a *Agent) error {
 	if _, err := inf.pods.Informer().AddEventHandler(a.pods.Handler()); err != nil {
 		return err
 	}
-	inf.services.Informer() // registered before Start
+	if inf.services != nil {
+		inf.services.Informer() // registered before Start
+	}
 	for _, f := range inf.factories {
 		f.Start(ctx.Done())
 	}
@@ -211,7 +262,7 @@ func (inf *agentInformers) shutdown() {
 }
 
 // newPods makes the pod manager.
-func (a *Agent) newPods(inf *agentInformers, recorder record.EventRecorder) error {
+func (a *Agent) newPods(services func() []*v1.Service, recorder record.EventRecorder) error {
 	security, err := a.podSecurity()
 	if err != nil {
 		return err
@@ -233,12 +284,9 @@ func (a *Agent) newPods(inf *agentInformers, recorder record.EventRecorder) erro
 		Network:       a.network,
 		Volumes:       volumes.New(volumes.Options{Client: a.client, Logger: a.log}),
 		Node:          a.node,
-		Services: func() []*v1.Service {
-			list, _ := inf.services.Lister().List(everything)
-			return list
-		},
-		Recorder: recorder,
-		Logger:   a.log,
+		Services:      services,
+		Recorder:      recorder,
+		Logger:        a.log,
 		PodStarted: func(_ *v1.Pod, d time.Duration) {
 			a.metrics.podStartup.Observe(d.Seconds())
 		},
@@ -270,21 +318,21 @@ func (a *Agent) kubeletAPI() (*kubeletapi.Server, error) {
 }
 
 // startServiceNetwork runs the service proxy, DNS and network policy
-// (agent/servicenet) unless turned off.
-func (a *Agent) startServiceNetwork(ctx context.Context, wg *sync.WaitGroup, fail func(error)) error {
+// (agent/servicenet) unless turned off (then it returns nil).
+func (a *Agent) startServiceNetwork(ctx context.Context, wg *sync.WaitGroup, fail func(error)) (*servicenet.Network, error) {
 	if a.cfg.Network.DisableServiceNetwork {
-		return nil
+		return nil, nil
 	}
 	netCfg, err := NetworkConfig(a.cfg)
 	if err != nil {
-		return fmt.Errorf("agent: %w", err)
+		return nil, fmt.Errorf("agent: %w", err)
 	}
 	n, err := servicenet.New(a.client, netCfg, a.log.With("component", "network"))
 	if err != nil {
-		return fmt.Errorf("agent: %w", err)
+		return nil, fmt.Errorf("agent: %w", err)
 	}
 	wg.Go(func() { fail(n.Run(ctx)) })
-	return nil
+	return n, nil
 }
 
 // observeNode follows the node's object: its pod CIDR wires the pod
@@ -338,83 +386,6 @@ func retry(ctx context.Context, log interface{ Warn(string, ...any) }, what stri
 		case <-time.After(wait):
 		}
 		wait = min(2*wait, 10*time.Second)
-	}
-}
-
-// joinGossip makes the agent a member of the serf pool: its heartbeat, at
-// no raft write (see agent/gossip).
-func (a *Agent) joinGossip(ctx context.Context) error {
-	var servers []string
-	for _, s := range a.loadServers() {
-		if s.Gossip != "" {
-			servers = append(servers, s.Gossip)
-		}
-	}
-	key, err := a.creds.GossipKey()
-	if err != nil {
-		return fmt.Errorf("agent: %w", err)
-	}
-	m, err := gossip.Join(ctx, gossip.Config{
-		NodeName:    a.cfg.NodeName,
-		Zone:        a.cfg.NodeLabels[v1.LabelTopologyZone],
-		KubeletAddr: net.JoinHostPort(a.ip.String(), strconv.Itoa(a.cfg.Kubelet.Port)),
-		GossipKey:   key,
-		Proof:       a.creds.GossipProof,
-		Servers:     servers,
-		BindAddr:    net.JoinHostPort(a.ip.String(), strconv.Itoa(a.cfg.SerfPort)),
-		DataDir:     a.dir,
-		Logger:      a.log,
-	})
-	if err != nil {
-		return fmt.Errorf("agent: %w", err)
-	}
-	a.gossipMu.Lock()
-	a.gossip = m
-	a.gossipMu.Unlock()
-	return nil
-}
-
-// member is the node's gossip membership, nil while it is closed.
-func (a *Agent) member() *gossip.Member {
-	a.gossipMu.Lock()
-	defer a.gossipMu.Unlock()
-	return a.gossip
-}
-
-// closeGossip stops the node's gossip membership, if it runs.
-func (a *Agent) closeGossip() {
-	a.gossipMu.Lock()
-	m := a.gossip
-	a.gossip = nil
-	a.gossipMu.Unlock()
-	if m != nil {
-		if err := m.Close(); err != nil {
-			a.log.Warn("stopping the gossip member", "err", err)
-		}
-	}
-}
-
-// followServers keeps the list of servers current from the gossip pool.
-func (a *Agent) followServers(ctx context.Context) {
-	t := time.NewTicker(10 * time.Second)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-		member := a.member()
-		if member == nil {
-			continue
-		}
-		var servers []join.Server
-		for _, m := range member.Servers() {
-			if m.APIAddr != "" {
-				servers = append(servers, join.Server{API: m.APIAddr, Gossip: m.SerfAddr})
-			}
-		}
-		a.learnServers(a.provenServers(ctx, servers))
 	}
 }
 

@@ -24,6 +24,8 @@ import (
 	v1 "k8s.io/api/core/v1"
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
+	corelisters "k8s.io/client-go/listers/core/v1"
+	"k8s.io/client-go/tools/cache"
 
 	"github.com/keelson/keelson/agent/dns"
 	"github.com/keelson/keelson/agent/netpol"
@@ -130,7 +132,10 @@ func (n *Network) Run(ctx context.Context) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	n.factory.Start(ctx.Done())
-	defer n.factory.Shutdown()
+	defer func() {
+		cancel() // Shutdown waits for the informers, which stop with ctx
+		n.factory.Shutdown()
+	}()
 	if n.podMasq != nil {
 		if err := n.podMasq.apply(ctx); err != nil {
 			return err
@@ -192,4 +197,17 @@ func Cleanup(ctx context.Context, cfg Config) error {
 	errs = append(errs, proxy.Cleanup(ctx, nil), netpol.Cleanup(ctx, nil), cleanupPodMasquerade(ctx), routes.Cleanup())
 	errs = append(errs, removeDNSAddresses(cfg.DNSLink, cfg.ClusterDNS))
 	return errors.Join(errs...)
+}
+
+// Services lists the cluster's Services from the network's own cache, so
+// that the agent's pods (their service environment variables) need no
+// second watch of every Service. Valid once WaitForServices returned true.
+func (n *Network) Services() corelisters.ServiceLister {
+	return n.factory.Core().V1().Services().Lister()
+}
+
+// WaitForServices waits, once Run has started, until the Services cache has
+// synced; false if ctx ended first.
+func (n *Network) WaitForServices(ctx context.Context) bool {
+	return cache.WaitForCacheSync(ctx.Done(), n.factory.Core().V1().Services().Informer().HasSynced)
 }
