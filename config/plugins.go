@@ -131,7 +131,11 @@ func (p *Plugins) ValidatePlugins(builtins []string) error {
 			bad("%s.file: %q must be a file name inside plugins.dir, not a path", field, e.File)
 		}
 		if sum, err := hex.DecodeString(e.SHA256); err != nil || len(sum) != 32 {
-			bad("%s.sha256: %q is not a SHA-256 checksum; compute it with: sha256sum %s", field, e.SHA256,
+			hint := ""
+			if _, err := strconv.ParseFloat(e.SHA256, 64); err == nil && e.SHA256 != "" {
+				hint = ` (quote it in YAML: a checksum of digits reads as a number)`
+			}
+			bad("%s.sha256: %q is not a SHA-256 checksum%s; compute it with: sha256sum %s", field, e.SHA256, hint,
 				filepath.Join(p.Dir, e.FileName()))
 		}
 		errs = append(errs, e.validateApproval(field)...)

@@ -206,12 +206,12 @@ func TestPluginHost(t *testing.T) {
 	s := harness.StartServer(t, harness.ServerOptions{Args: []string{
 		"--plugin-dir", dir,
 		"--config", externalPlugins(t,
-			"{name: configmap-everywhere, sha256: "+sums["configmap-everywhere"]+", rules: "+operatorRules+"}",
+			"{name: configmap-everywhere, sha256: \""+sums["configmap-everywhere"]+"\", rules: "+operatorRules+"}",
 			// The operator, approved to read only: refused, as it also
 			// declares writes to ConfigMaps.
-			"{name: greedy, file: configmap-everywhere, sha256: "+sums["configmap-everywhere"]+", preset: read-only}",
-			"{name: crashy, sha256: "+sums["crashy"]+", preset: read-only}",
-			"{name: tampered, sha256: "+strings.Repeat("0", 64)+", preset: read-only}"),
+			"{name: greedy, file: configmap-everywhere, sha256: \""+sums["configmap-everywhere"]+"\", preset: read-only}",
+			"{name: crashy, sha256: \""+sums["crashy"]+"\", preset: read-only}",
+			"{name: tampered, sha256: \""+strings.Repeat("0", 64)+"\", preset: read-only}"),
 		"--plugin-config", `crashy={"mode":"crash","after":"300ms"}`,
 		"--plugin-config", `configmap-everywhere={"name":"cluster-info","data":{"region":"eu-1"}}`,
 	}})
@@ -317,8 +317,8 @@ func TestPluginsFollowTheLeader(t *testing.T) {
 	c := harness.StartCluster(t, 3, harness.ServerOptions{Args: []string{
 		"--plugin-dir", dir,
 		"--config", externalPlugins(t,
-			"{name: configmap-everywhere, sha256: "+sums["configmap-everywhere"]+", rules: "+operatorRules+"}",
-			"{name: steady, sha256: "+sums["steady"]+", preset: read-only}"),
+			"{name: configmap-everywhere, sha256: \""+sums["configmap-everywhere"]+"\", rules: "+operatorRules+"}",
+			"{name: steady, sha256: \""+sums["steady"]+"\", preset: read-only}"),
 		"--plugin-config", `steady={"mode":"healthy"}`,
 	}})
 	leader, term := c.Leader(t)
