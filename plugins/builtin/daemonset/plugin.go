@@ -19,7 +19,6 @@ import (
 	v1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/cache"
@@ -28,8 +27,8 @@ import (
 	"k8s.io/utils/clock"
 
 	"github.com/keelson/keelson/plugins/builtin/internal/expectations"
+	"github.com/keelson/keelson/plugins/builtin/internal/ownedpods"
 	"github.com/keelson/keelson/plugins/builtin/internal/pods"
-	"github.com/keelson/keelson/plugins/builtin/internal/tombstone"
 	"github.com/keelson/keelson/plugins/sdk"
 )
 
@@ -76,6 +75,8 @@ type controller struct {
 	nodes  cache.Indexer
 	queue  workqueue.TypedRateLimitingInterface[string]
 	exp    *expectations.Store
+	// owned maps owner, pod and revision events to owner keys.
+	owned  *ownedpods.Handlers[*appsv1.DaemonSet]
 	events record.EventRecorder
 	clock  clock.Clock
 	logger *slog.Logger
@@ -108,14 +109,18 @@ func setup(ctx context.Context, env sdk.Env, client kubernetes.Interface, f info
 		queue: sdk.NewQueue[string](Name), exp: expectations.New(clk, expectations.DefaultTTL),
 		clock: clk, logger: env.Logger, burst: cfg.BurstReplicas,
 	}
+	c.owned = &ownedpods.Handlers[*appsv1.DaemonSet]{Kind: kind.Kind, Owners: c.sets, Queue: c.queue, Exp: c.exp,
+		Selector:        func(o *appsv1.DaemonSet) *metav1.LabelSelector { return o.Spec.Selector },
+		MinReadySeconds: func(o *appsv1.DaemonSet) int32 { return o.Spec.MinReadySeconds }}
+
 	handlers := []struct {
 		what string
 		inf  cache.SharedIndexInformer
 		h    cache.ResourceEventHandler
 	}{
-		{"daemonsets", sets, cache.ResourceEventHandlerFuncs{AddFunc: c.enqueue, UpdateFunc: func(_, o any) { c.enqueue(o) }, DeleteFunc: c.deleteSet}},
-		{"pods", podInf, cache.ResourceEventHandlerFuncs{AddFunc: c.addPod, UpdateFunc: c.updatePod, DeleteFunc: c.deletePod}},
-		{"controllerrevisions", revInf, cache.ResourceEventHandlerFuncs{AddFunc: c.enqueueOwner, UpdateFunc: func(_, o any) { c.enqueueOwner(o) }, DeleteFunc: c.enqueueOwner}},
+		{"daemonsets", sets, c.owned.OwnerEvents()},
+		{"pods", podInf, c.owned.PodEvents()},
+		{"controllerrevisions", revInf, c.owned.OwnedEvents()},
 		{"nodes", nodeInf, cache.ResourceEventHandlerFuncs{AddFunc: c.enqueueAll, UpdateFunc: c.updateNode, DeleteFunc: c.enqueueAll}},
 	}
 	for _, h := range handlers {
@@ -176,12 +181,6 @@ func transform(obj any) (any, error) {
 	return sdk.StripManagedFields(obj)
 }
 
-func (c *controller) enqueue(obj any) {
-	if key, err := cache.DeletionHandlingMetaNamespaceKeyFunc(obj); err == nil {
-		c.queue.Add(key)
-	}
-}
-
 func (c *controller) enqueueAll(any) {
 	for _, k := range c.sets.ListKeys() {
 		c.queue.Add(k)
@@ -192,96 +191,5 @@ func (c *controller) updateNode(oldObj, newObj any) {
 	old, cur := oldObj.(*v1.Node), newObj.(*v1.Node)
 	if !reflect.DeepEqual(old.Labels, cur.Labels) || !reflect.DeepEqual(old.Spec, cur.Spec) {
 		c.enqueueAll(cur)
-	}
-}
-
-func (c *controller) deleteSet(obj any) {
-	if key, err := cache.DeletionHandlingMetaNamespaceKeyFunc(obj); err == nil {
-		c.exp.Delete(key)
-		c.queue.Add(key)
-	}
-}
-
-func (c *controller) ownerKey(m metav1.Object) (string, bool) {
-	ref := metav1.GetControllerOfNoCopy(m)
-	if ref == nil || ref.Kind != kind.Kind {
-		return "", false
-	}
-	key := m.GetNamespace() + "/" + ref.Name
-	obj, ok, _ := c.sets.GetByKey(key)
-	if !ok || obj.(*appsv1.DaemonSet).UID != ref.UID {
-		return "", false
-	}
-	return key, true
-}
-
-func (c *controller) enqueueOwner(obj any) {
-	if m, ok := tombstone.Object[metav1.Object](obj); ok {
-		if key, ok := c.ownerKey(m); ok {
-			c.queue.Add(key)
-		}
-	}
-}
-
-func (c *controller) enqueueSelecting(p *v1.Pod) {
-	objs, _ := c.sets.ByIndex(cache.NamespaceIndex, p.Namespace)
-	for _, o := range objs {
-		ds := o.(*appsv1.DaemonSet)
-		sel, err := metav1.LabelSelectorAsSelector(ds.Spec.Selector)
-		if err == nil && !sel.Empty() && sel.Matches(labels.Set(p.Labels)) {
-			c.enqueue(ds)
-		}
-	}
-}
-
-func (c *controller) addPod(obj any) {
-	p := obj.(*v1.Pod)
-	if p.DeletionTimestamp != nil {
-		c.deletePod(p)
-		return
-	}
-	if key, ok := c.ownerKey(p); ok {
-		c.exp.CreationObserved(key)
-		c.queue.Add(key)
-		return
-	}
-	if metav1.GetControllerOfNoCopy(p) == nil {
-		c.enqueueSelecting(p)
-	}
-}
-
-func (c *controller) updatePod(oldObj, newObj any) {
-	old, cur := oldObj.(*v1.Pod), newObj.(*v1.Pod)
-	if old.ResourceVersion == cur.ResourceVersion {
-		return
-	}
-	if cur.DeletionTimestamp != nil {
-		c.deletePod(cur)
-		return
-	}
-	key, ok := c.ownerKey(cur)
-	if !ok {
-		if metav1.GetControllerOfNoCopy(cur) == nil && !reflect.DeepEqual(old.Labels, cur.Labels) {
-			c.enqueueSelecting(cur)
-		}
-		return
-	}
-	c.queue.Add(key)
-	if !pods.IsReady(old) && pods.IsReady(cur) {
-		obj, _, _ := c.sets.GetByKey(key)
-		if ds, ok := obj.(*appsv1.DaemonSet); ok && ds.Spec.MinReadySeconds > 0 {
-			c.queue.AddAfter(key, secondsDuration(ds.Spec.MinReadySeconds))
-		}
-	}
-}
-
-func (c *controller) deletePod(obj any) {
-	p, ok := tombstone.Object[*v1.Pod](obj)
-	if !ok {
-		return
-	}
-	if key, ok := c.ownerKey(p); ok {
-		c.exp.DeletionObserved(key, p.Namespace+"/"+p.Name)
-		c.queue.Add(key)
 	}
 }
