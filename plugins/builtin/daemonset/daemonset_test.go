@@ -24,6 +24,7 @@ import (
 
 	"github.com/keelson/keelson/plugins/builtin/internal/expectations"
 	"github.com/keelson/keelson/plugins/builtin/internal/history"
+	"github.com/keelson/keelson/plugins/builtin/internal/ownedpods"
 )
 
 var now = time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
@@ -101,7 +102,7 @@ func newFixture(ds *appsv1.DaemonSet, objs ...any) *fixture {
 		}
 		return cache.NewIndexer(cache.MetaNamespaceKeyFunc, ix)
 	}
-	byCtl := cache.Indexers{byController: indexByController}
+	byCtl := cache.Indexers{byController: ownedpods.IndexByController}
 	clk := clocktesting.NewFakeClock(now)
 	c := &controller{
 		sets: idx(nil), pods: idx(byCtl), revs: idx(byCtl), nodes: idx(nil),

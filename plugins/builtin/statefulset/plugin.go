@@ -40,7 +40,7 @@ const (
 	component = "statefulset-controller"
 	// byController indexes pods and revisions by "namespace/controllerUID",
 	// orphans by "namespace".
-	byController = "controller"
+	byController = ownedpods.ByController
 )
 
 var kind = appsv1.SchemeGroupVersion.WithKind("StatefulSet")
@@ -95,7 +95,7 @@ func setup(ctx context.Context, env sdk.Env, client kubernetes.Interface, f info
 	revInf := f.Apps().V1().ControllerRevisions().Informer()
 	claimInf := f.Core().V1().PersistentVolumeClaims().Informer()
 	for what, inf := range map[string]cache.SharedIndexInformer{"pods": podInf, "controllerrevisions": revInf} {
-		if err := inf.AddIndexers(cache.Indexers{byController: indexByController}); err != nil {
+		if err := inf.AddIndexers(cache.Indexers{byController: ownedpods.IndexByController}); err != nil {
 			return nil, fmt.Errorf("indexing %s by controller: %w", what, err)
 		}
 	}
@@ -129,17 +129,6 @@ func setup(ctx context.Context, env sdk.Env, client kubernetes.Interface, f info
 		sdk.RunWorkers(ctx, c.queue, cfg.Workers, c.reconcile, c.logger)
 		return nil
 	}, nil
-}
-
-func indexByController(obj any) ([]string, error) {
-	m, ok := obj.(metav1.Object)
-	if !ok {
-		return nil, nil
-	}
-	if ref := metav1.GetControllerOfNoCopy(m); ref != nil {
-		return []string{m.GetNamespace() + "/" + string(ref.UID)}, nil
-	}
-	return []string{m.GetNamespace()}, nil
 }
 
 // transform keeps of a pod only what the controller reads (its identity,

@@ -22,6 +22,7 @@ import (
 
 	"github.com/keelson/keelson/plugins/builtin/internal/expectations"
 	"github.com/keelson/keelson/plugins/builtin/internal/history"
+	"github.com/keelson/keelson/plugins/builtin/internal/ownedpods"
 )
 
 var now = time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
@@ -64,7 +65,7 @@ func newFixture(t *testing.T, set *appsv1.StatefulSet, objs ...any) *fixture {
 		}
 		return cache.NewIndexer(cache.MetaNamespaceKeyFunc, ix)
 	}
-	byCtl := cache.Indexers{byController: indexByController}
+	byCtl := cache.Indexers{byController: ownedpods.IndexByController}
 	clk := clocktesting.NewFakeClock(now)
 	c := &controller{
 		sets: idx(nil), pods: idx(byCtl), revs: idx(byCtl), claims: idx(nil),

@@ -164,3 +164,20 @@ func (h *Handlers[T]) deletePod(obj any) {
 		h.Queue.Add(key)
 	}
 }
+
+// ByController is the index IndexByController builds.
+const ByController = "controller"
+
+// IndexByController indexes pods and revisions by "namespace/controllerUID",
+// and the ones without a controller by their namespace alone (orphans an
+// owner may adopt).
+func IndexByController(obj any) ([]string, error) {
+	m, ok := obj.(metav1.Object)
+	if !ok {
+		return nil, nil
+	}
+	if ref := metav1.GetControllerOfNoCopy(m); ref != nil {
+		return []string{m.GetNamespace() + "/" + string(ref.UID)}, nil
+	}
+	return []string{m.GetNamespace()}, nil
+}
