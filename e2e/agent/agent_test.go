@@ -41,6 +41,7 @@ func TestAgent(t *testing.T) {
 	t.Run("KubeletEndpoints", c.testKubeletEndpoints)
 	t.Run("OOMKilled", c.testOOMKilled)
 	t.Run("NoLeaseHeartbeat", c.testNoLeaseHeartbeat) // before the agent restarts
+	t.Run("GossipAPIAddressMustBeProven", c.testGossipAPIAddressMustBeProven)
 	t.Run("AgentRestart", c.testAgentRestart)
 	t.Run("LivenessBackOff", c.testLivenessBackOff)
 }
