@@ -73,7 +73,8 @@ func TestKeyHashIdentifiesTheClientKey(t *testing.T) {
 		}
 		return s
 	}
-	if h(k1) != h(k1) || h(k1) == h(k2) || len(h(k1)) != 64 {
+	first, again := h(k1), h(k1)
+	if first != again || first == h(k2) || len(first) != 64 {
 		t.Errorf("KeyHash: %s %s", h(k1), h(k2))
 	}
 }

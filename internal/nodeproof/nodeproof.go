@@ -61,7 +61,12 @@ func Sign(key *ecdsa.PrivateKey, name, addr string) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	compressed := elliptic.MarshalCompressed(elliptic.P256(), key.X, key.Y) //nolint:staticcheck // the compressed form keeps the tag short
+	raw, err := key.PublicKey.Bytes() // 0x04 || X || Y
+	if err != nil {
+		return "", err
+	}
+	// The compressed form (parity of Y, then X) keeps the tag short.
+	compressed := append([]byte{2 | raw[64]&1}, raw[1:33]...)
 	enc := base64.RawURLEncoding
 	return enc.EncodeToString(compressed) + "." + enc.EncodeToString(sig), nil
 }
@@ -79,11 +84,10 @@ func Verify(tag, name, addr, keyHash string) error {
 	if !ok || perr != nil || serr != nil {
 		return errors.New("malformed proof")
 	}
-	x, y := elliptic.UnmarshalCompressed(elliptic.P256(), point) //nolint:staticcheck // the compressed form only
-	if x == nil {
-		return errors.New("malformed public key in the proof")
+	pub, err := decompress(point)
+	if err != nil {
+		return err
 	}
-	pub := &ecdsa.PublicKey{Curve: elliptic.P256(), X: x, Y: y}
 	got, err := KeyHash(pub)
 	if err != nil {
 		return err
@@ -96,6 +100,23 @@ func Verify(tag, name, addr, keyHash string) error {
 		return fmt.Errorf("the proof does not sign node %s at %s", name, addr)
 	}
 	return nil
+}
+
+// decompress parses a compressed P-256 point into a public key.
+func decompress(point []byte) (*ecdsa.PublicKey, error) {
+	x, y := elliptic.UnmarshalCompressed(elliptic.P256(), point)
+	if x == nil {
+		return nil, errors.New("malformed public key in the proof")
+	}
+	raw := make([]byte, 65)
+	raw[0] = 4
+	x.FillBytes(raw[1:33])
+	y.FillBytes(raw[33:])
+	pub, err := ecdsa.ParseUncompressedPublicKey(elliptic.P256(), raw)
+	if err != nil {
+		return nil, fmt.Errorf("malformed public key in the proof: %w", err)
+	}
+	return pub, nil
 }
 
 // message is what a proof signs; addr is normalised so both sides agree.

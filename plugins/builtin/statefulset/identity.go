@@ -192,5 +192,3 @@ func partitionOf(set *appsv1.StatefulSet) int {
 	}
 	return 0
 }
-
-func secondsDuration(s int32) time.Duration { return time.Duration(s) * time.Second }
