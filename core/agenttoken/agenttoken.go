@@ -23,7 +23,6 @@ package agenttoken
 
 import (
 	"context"
-	"crypto/subtle"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -53,20 +52,6 @@ var ErrNoRecord = errors.New("the cluster has no agent token yet")
 
 // File is the agent token file in a server's data dir.
 func File(dataDir string) string { return filepath.Join(dataDir, FileName) }
-
-// Verify reports whether secret is the cluster's agent token secret.
-func Verify(ctx context.Context, c kubernetes.Interface, secret string) (bool, error) {
-	s, err := c.CoreV1().Secrets(Namespace).Get(ctx, SecretName, metav1.GetOptions{})
-	if apierrors.IsNotFound(err) {
-		return false, ErrNoRecord
-	}
-	if err != nil {
-		return false, fmt.Errorf("reading the agent token record: %w", err)
-	}
-	want := s.Data[HashKey]
-	got := join.SecretHash(secret)
-	return len(want) > 0 && subtle.ConstantTimeCompare(want, []byte(got)) == 1, nil
-}
 
 // Ensure makes sure the cluster has an agent token. given is the secret
 // from --agent-token, or "". With no record it creates one (from given, the

@@ -186,9 +186,7 @@ func (s *Server) newSupervisor() (*supervisor, error) {
 	if sv.nodes, err = newNodeIdentities(kube, s.cfg.APIServer.ServiceCIDR, s.serverIdentities); err != nil {
 		return nil, err
 	}
-	sv.agentTokens = func(ctx context.Context, secret string) (bool, error) {
-		return agenttoken.Verify(ctx, kube, secret)
-	}
+	sv.agentTokens = agenttoken.NewVerifier(kube).Verify
 	return sv, nil
 }
 

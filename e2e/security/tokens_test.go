@@ -22,6 +22,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/keelson/keelson/core/agenttoken"
 	"github.com/keelson/keelson/core/pki"
 	"github.com/keelson/keelson/e2e/harness"
 	"github.com/keelson/keelson/internal/join"
@@ -186,6 +187,8 @@ func testRotate(t *testing.T, s *harness.Server, sup Supervisor, old join.Token,
 	if file := ReadToken(t, s.AgentTokenFile(t)); file != rotated {
 		t.Errorf("agent-token file holds %v after rotate, want the printed token", file)
 	}
+	// A supervisor trusts the record it read for agenttoken.RecordTTL.
+	time.Sleep(agenttoken.RecordTTL)
 	_, err = sup.NodeCredentials(t, old, "latecomer", NewKey(t), []string{"latecomer"}, "10.200.0.9")
 	if !errors.Is(err, join.ErrWrongCluster) {
 		t.Errorf("the old agent token after rotate: %v, want refused as a wrong token", err)
