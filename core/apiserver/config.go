@@ -183,7 +183,7 @@ func (c Config) args() []string {
 		"cert-dir":                         filepath.Join(c.DataDir, "apiserver"),
 		"tls-cert-file":                    b.Serving.CertFile,
 		"tls-private-key-file":             b.Serving.KeyFile,
-		"client-ca-file":                   b.CA.CertFile,
+		"client-ca-file":                   b.ClientCA,
 		"service-cluster-ip-range":         c.ServiceCIDR,
 		"service-node-port-range":          c.NodePortRange,
 		"etcd-servers":                     strings.Join(c.EtcdServers, ","),

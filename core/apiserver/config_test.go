@@ -15,6 +15,7 @@ func testBundle() *pki.Bundle {
 	return &pki.Bundle{
 		Dir: "/d/tls", CA: p("ca"), Serving: p("apiserver"), Admin: p("admin"), KubeletClient: p("kubelet"),
 		FrontProxyCA: p("fpca"), FrontProxyClient: p("fpc"), ServiceAccountKey: "/d/tls/sa.key", ServiceAccountPublicKey: "/d/tls/sa.pub",
+		ClientCA: "/d/tls/client-ca.crt",
 	}
 }
 
@@ -36,7 +37,7 @@ func TestArgs(t *testing.T) {
 				"--service-account-issuer=https://kubernetes.default.svc.cluster.local",
 				"--api-audiences=https://kubernetes.default.svc.cluster.local",
 				"--service-account-key-file=/d/tls/sa.pub", "--service-account-signing-key-file=/d/tls/sa.key",
-				"--client-ca-file=/d/tls/ca.crt", "--tls-cert-file=/d/tls/apiserver.crt", "--tls-private-key-file=/d/tls/apiserver.key",
+				"--client-ca-file=/d/tls/client-ca.crt", "--tls-cert-file=/d/tls/apiserver.crt", "--tls-private-key-file=/d/tls/apiserver.key",
 				"--kubelet-client-certificate=/d/tls/kubelet.crt", "--kubelet-client-key=/d/tls/kubelet.key",
 				"--kubelet-certificate-authority=/d/tls/ca.crt",
 				"--kubelet-preferred-address-types=InternalIP,Hostname,InternalDNS,ExternalDNS,ExternalIP",

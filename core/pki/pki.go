@@ -116,6 +116,11 @@ type Bundle struct {
 	// EncryptionConfig is kube-apiserver's EncryptionConfiguration that
 	// encrypts Secrets at rest (mode 0600); it is a cluster secret.
 	EncryptionConfig string
+	// CSRSigner is the CA the csrsigning plugin signs approved
+	// CertificateSigningRequests with; derived from CA (see ensureCSRSigner).
+	CSRSigner Pair
+	// ClientCA is the API server's --client-ca-file: CA and CSRSigner.
+	ClientCA string
 }
 
 // ErrCorrupt marks a file that exists but cannot be used as it is.
@@ -169,6 +174,8 @@ func newBundle(dir string) *Bundle {
 		ServiceAccountKey:       join(dir, "sa.key"),
 		ServiceAccountPublicKey: join(dir, "sa.pub"),
 		EncryptionConfig:        join(dir, "encryption-config.yaml"),
+		CSRSigner:               p("csr-signer-ca"),
+		ClientCA:                join(dir, "client-ca.crt"),
 	}
 }
 
@@ -194,6 +201,9 @@ func Ensure(dir string, opts Options) (*Bundle, error) {
 		}
 	}
 	if err := ensureEncryptionConfig(b.EncryptionConfig, ca, opts); err != nil {
+		return nil, err
+	}
+	if err := b.ensureCSRSigner(ca, opts); err != nil {
 		return nil, err
 	}
 	if _, err := b.ensureLeaves(ca, fpCA, opts); err != nil {

@@ -51,32 +51,35 @@ type pluginHost struct {
 // agent may read beyond the Node authorizer's grants.
 const nodeRoleName = "keelson:node"
 
-// tokenPlugin is the built-in that fills legacy service-account token
-// Secrets (plugins/builtin/token); it signs them with the cluster's
-// service-account key, which it reads from its config section's
-// serviceAccountKeyPEM because a plugin never reads the server's files.
-const tokenPlugin = "token"
+// keyFiles names, by built-in plugin and key of its config section, the
+// server files whose contents that plugin needs to do its job: a plugin
+// never reads the server's files, so they travel in its configuration.
+// token signs legacy service-account tokens (plugins/builtin/token);
+// csrsigning signs approved CertificateSigningRequests with the signer CA,
+// which can mint API client certificates only (see pki.Bundle.CSRSigner).
+func keyFiles(b *pki.Bundle) map[string]map[string]string {
+	return map[string]map[string]string{
+		"token":      {"serviceAccountKeyPEM": b.ServiceAccountKey},
+		"csrsigning": {"caCertPEM": b.CSRSigner.CertFile, "caKeyPEM": b.CSRSigner.KeyFile},
+	}
+}
 
-// withServiceAccountKey adds the PEM of the service-account signing key
-// (keyFile) to a plugin's config section, unless the operator set one.
-func withServiceAccountKey(section json.RawMessage, keyFile string) (json.RawMessage, error) {
-	fields := map[string]json.RawMessage{}
-	if len(bytes.TrimSpace(section)) > 0 {
-		if err := json.Unmarshal(section, &fields); err != nil {
-			return nil, fmt.Errorf("plugin %s: config section: %w", tokenPlugin, err)
+// withKeyFiles adds the contents of files (config key -> path) to a
+// plugin's config section, each unless the operator set that key.
+func withKeyFiles(plugin string, section json.RawMessage, files map[string]string) (json.RawMessage, error) {
+	contents := map[string]any{}
+	for key, path := range files {
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return nil, fmt.Errorf("plugin %s: reading %s for its %s: %w", plugin, path, key, err)
 		}
+		contents[key] = string(b)
 	}
-	if _, set := fields["serviceAccountKeyPEM"]; set {
-		return section, nil
-	}
-	key, err := os.ReadFile(keyFile)
+	out, err := withDefaults(section, contents)
 	if err != nil {
-		return nil, fmt.Errorf("plugin %s: reading the service-account signing key: %w", tokenPlugin, err)
+		return nil, fmt.Errorf("plugin %s: config section %w", plugin, err)
 	}
-	if fields["serviceAccountKeyPEM"], err = json.Marshal(string(key)); err != nil {
-		return nil, err
-	}
-	return json.Marshal(fields)
+	return out, nil
 }
 
 // pluginSpecs turns the configuration into launch specs: every built-in
@@ -107,9 +110,10 @@ func (s *Server) newPluginHost(admin *rest.Config, url string) (*pluginHost, err
 	if err != nil {
 		return nil, err
 	}
+	keys := keyFiles(s.bundle)
 	for i := range specs {
-		if specs[i].Builtin && specs[i].Name == tokenPlugin {
-			if specs[i].Config, err = withServiceAccountKey(specs[i].Config, s.bundle.ServiceAccountKey); err != nil {
+		if files := keys[specs[i].Name]; specs[i].Builtin && !specs[i].Disabled && files != nil {
+			if specs[i].Config, err = withKeyFiles(specs[i].Name, specs[i].Config, files); err != nil {
 				return nil, err
 			}
 		}

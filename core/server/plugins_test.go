@@ -4,10 +4,13 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
+
+	"github.com/keelson/keelson/core/pki"
 )
 
-func TestTokenPluginGetsTheServiceAccountKey(t *testing.T) {
+func TestBuiltinsGetTheirKeyFiles(t *testing.T) {
 	keyFile := filepath.Join(t.TempDir(), "sa.key")
 	if err := os.WriteFile(keyFile, []byte("-----BEGIN PRIVATE KEY-----\nabc\n-----END PRIVATE KEY-----\n"), 0o600); err != nil {
 		t.Fatal(err)
@@ -21,7 +24,7 @@ func TestTokenPluginGetsTheServiceAccountKey(t *testing.T) {
 		{"operator's key wins", `{"serviceAccountKeyPEM":"mine"}`, "mine", false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			out, err := withServiceAccountKey(json.RawMessage(tc.section), keyFile)
+			out, err := withKeyFiles("token", json.RawMessage(tc.section), map[string]string{"serviceAccountKeyPEM": keyFile})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -37,7 +40,31 @@ func TestTokenPluginGetsTheServiceAccountKey(t *testing.T) {
 			}
 		})
 	}
-	if _, err := withServiceAccountKey(json.RawMessage(`[1]`), keyFile); err == nil {
+	if _, err := withKeyFiles("token", json.RawMessage(`[1]`), map[string]string{"serviceAccountKeyPEM": keyFile}); err == nil {
 		t.Error("a section that is not an object accepted")
+	}
+	if _, err := withKeyFiles("token", nil, map[string]string{"serviceAccountKeyPEM": keyFile + ".gone"}); err == nil ||
+		!strings.Contains(err.Error(), "serviceAccountKeyPEM") {
+		t.Errorf("a missing key file: %v", err)
+	}
+}
+
+// The CSR signing plugin gets the signer CA, which mints API clients only,
+// and never the cluster CA's key.
+func TestCSRSigningGetsTheSignerCAOnly(t *testing.T) {
+	b, err := pki.Ensure(t.TempDir(), pki.Options{Hostname: "s1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	files := keyFiles(b)["csrsigning"]
+	if files["caCertPEM"] != b.CSRSigner.CertFile || files["caKeyPEM"] != b.CSRSigner.KeyFile {
+		t.Errorf("csrsigning gets %v, want the signer CA %v", files, b.CSRSigner)
+	}
+	for plugin, fs := range keyFiles(b) {
+		for key, path := range fs {
+			if path == b.CA.KeyFile || path == b.FrontProxyCA.KeyFile {
+				t.Errorf("plugin %s gets a cluster CA key as %s", plugin, key)
+			}
+		}
 	}
 }

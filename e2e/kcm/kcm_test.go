@@ -1,6 +1,6 @@
 // Package kcm tests the kube-controller-manager controllers that keep API
 // objects themselves consistent (ClusterRole aggregation, resource quota
-// status) against a real keelson server running their plugins, the way a
+// status, certificate signing and approval) against a real keelson server running their plugins, the way a
 // user sees them: with kubectl.
 package kcm
 
@@ -18,6 +18,8 @@ import (
 
 	"github.com/keelson/keelson/e2e/harness"
 	"github.com/keelson/keelson/plugins/builtin/clusterroleaggregation"
+	"github.com/keelson/keelson/plugins/builtin/csrapproving"
+	"github.com/keelson/keelson/plugins/builtin/csrsigning"
 	"github.com/keelson/keelson/plugins/builtin/resourcequota"
 	"github.com/keelson/keelson/plugins/builtin/serviceaccount"
 )
@@ -26,7 +28,7 @@ import (
 // controller took.
 const waitTimeout = 2 * time.Minute
 
-var plugins = []string{serviceaccount.Name, clusterroleaggregation.Name, resourcequota.Name}
+var plugins = []string{serviceaccount.Name, clusterroleaggregation.Name, resourcequota.Name, csrsigning.Name, csrapproving.Name}
 
 var pluginGVR = schema.GroupVersionResource{Group: "keelson.io", Version: "v1alpha1", Resource: "plugins"}
 
@@ -48,6 +50,7 @@ func TestControllers(t *testing.T) {
 	}
 	t.Run("ClusterRoleAggregation", func(t *testing.T) { testAggregation(t, srv) })
 	t.Run("ResourceQuota", func(t *testing.T) { testQuota(t, srv) })
+	t.Run("Certificates", func(t *testing.T) { testCertificates(t, srv) })
 }
 
 func testAggregation(t *testing.T, srv *harness.Server) {

@@ -13,7 +13,9 @@ import (
 
 	"github.com/keelson/keelson/plugins/builtin/clusterroleaggregation"
 	"github.com/keelson/keelson/plugins/builtin/cronjob"
+	"github.com/keelson/keelson/plugins/builtin/csrapproving"
 	"github.com/keelson/keelson/plugins/builtin/csrcleaner"
+	"github.com/keelson/keelson/plugins/builtin/csrsigning"
 	"github.com/keelson/keelson/plugins/builtin/daemonset"
 	"github.com/keelson/keelson/plugins/builtin/deployment"
 	"github.com/keelson/keelson/plugins/builtin/endpoints"
@@ -59,6 +61,8 @@ func All() []sdk.Plugin {
 		nodelifecycle.Plugin(),
 		clusterroleaggregation.Plugin(),
 		resourcequota.Plugin(),
+		csrapproving.Plugin(),
+		csrsigning.Plugin(),
 		csrcleaner.Plugin(),
 	}
 }
