@@ -93,7 +93,7 @@ export FOCUS SKIP HA E2E_TIMEOUT SMOKE_LIST
 conformance-bins: $(CONFORMANCE_BINS)
 
 $(CONFORMANCE_DIR)/e2e.test: $(E2EBIN_DEPS)
-	cd $(E2EBIN) && $(GO) test -c -trimpath -ldflags "$(E2E_LDFLAGS)" -o $@ k8s.io/kubernetes/test/e2e
+	cd $(E2EBIN) && $(GO) test -c -vet=off -trimpath -ldflags "$(E2E_LDFLAGS)" -o $@ k8s.io/kubernetes/test/e2e
 
 $(CONFORMANCE_DIR)/bin/agnhost: $(E2EBIN_DEPS)
 	cd $(E2EBIN) && $(GO) build -trimpath -o $@ k8s.io/kubernetes/test/images/agnhost
