@@ -80,10 +80,16 @@ type testCluster struct {
 	clients map[*ha.Server]*kubernetes.Clientset
 }
 
-// startCluster starts the servers, then the agents joining through the
+// startCluster starts three servers, then the agents joining through the
 // first server with its token, and waits until both Nodes are Ready.
 // Everything is stopped and removed when the test ends.
 func startCluster(t *testing.T) *testCluster {
+	t.Helper()
+	return startClusterOf(t, 3)
+}
+
+// startClusterOf is startCluster with the given number of servers.
+func startClusterOf(t *testing.T, servers int) *testCluster {
 	t.Helper()
 	nodeagent.Require(t)
 	ha.RequireNetns(t)
@@ -94,6 +100,7 @@ func startCluster(t *testing.T) *testCluster {
 	c := &testCluster{clusterCIDR: cidr, agents: map[string]*nodeagent.Agent{}, clients: map[*ha.Server]*kubernetes.Clientset{}}
 	start := time.Now()
 	c.Cluster = ha.NewCluster(t, ha.Options{
+		Servers:   servers,
 		APIServer: true,
 		Hosts:     agentNames,
 		Args: []string{

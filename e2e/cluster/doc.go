@@ -10,6 +10,8 @@
 // when the cable is back, a node cut off from the servers alone (the other
 // node still reaching it) goes Unknown too, an agent outlives the server it
 // joined through, and the seed's Services walkthrough works across nodes.
+// TestDrain (one server, two agents) drains an agent under a
+// PodDisruptionBudget.
 //
 // It needs root, containerd, runc, iptables and the CNI plugins; tests
 // skip without them. Traffic stays on the bridge and inside the namespaces

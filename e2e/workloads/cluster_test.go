@@ -40,10 +40,17 @@ var pluginGVR = schema.GroupVersionResource{Group: "keelson.io", Version: "v1alp
 // one of them reports ready.
 func startCluster(t *testing.T, plugins ...string) *cluster {
 	t.Helper()
+	return startClusterWith(t, nil, plugins...)
+}
+
+// startClusterWith is startCluster with extra `keelson server` flags
+// (plugin configuration, say).
+func startClusterWith(t *testing.T, args []string, plugins ...string) *cluster {
+	t.Helper()
 	if _, ok := builtin.Lookup(gcPlugin); ok {
 		plugins = append(plugins, gcPlugin)
 	}
-	s := harness.StartServer(t, harness.ServerOptions{Plugins: plugins})
+	s := harness.StartServer(t, harness.ServerOptions{Plugins: plugins, Args: args})
 	c := &cluster{Server: s, client: s.Clientset(t)}
 	dyn, err := dynamic.NewForConfig(s.RESTConfig(t))
 	if err != nil {

@@ -18,6 +18,7 @@ import (
 	"github.com/keelson/keelson/plugins/builtin/csrsigning"
 	"github.com/keelson/keelson/plugins/builtin/daemonset"
 	"github.com/keelson/keelson/plugins/builtin/deployment"
+	"github.com/keelson/keelson/plugins/builtin/disruption"
 	"github.com/keelson/keelson/plugins/builtin/endpoints"
 	"github.com/keelson/keelson/plugins/builtin/endpointslice"
 	"github.com/keelson/keelson/plugins/builtin/endpointslicemirroring"
@@ -26,6 +27,7 @@ import (
 	"github.com/keelson/keelson/plugins/builtin/namespace"
 	"github.com/keelson/keelson/plugins/builtin/nodeipam"
 	"github.com/keelson/keelson/plugins/builtin/nodelifecycle"
+	"github.com/keelson/keelson/plugins/builtin/podgc"
 	"github.com/keelson/keelson/plugins/builtin/replicaset"
 	"github.com/keelson/keelson/plugins/builtin/replicationcontroller"
 	"github.com/keelson/keelson/plugins/builtin/resourcequota"
@@ -56,6 +58,8 @@ func All() []sdk.Plugin {
 		ttlafterfinished.Plugin(),
 		statefulset.Plugin(),
 		daemonset.Plugin(),
+		disruption.Plugin(),
+		podgc.Plugin(),
 		scheduler.Plugin(),
 		nodeipam.Plugin(),
 		nodelifecycle.Plugin(),
