@@ -22,13 +22,14 @@ import (
 	"github.com/keelson/keelson/plugins/builtin/csrsigning"
 	"github.com/keelson/keelson/plugins/builtin/resourcequota"
 	"github.com/keelson/keelson/plugins/builtin/serviceaccount"
+	"github.com/keelson/keelson/plugins/builtin/servicecidr"
 )
 
 // waitTimeout bounds waiting on a busy machine; nothing asserts how long a
 // controller took.
 const waitTimeout = 2 * time.Minute
 
-var plugins = []string{serviceaccount.Name, clusterroleaggregation.Name, resourcequota.Name, csrsigning.Name, csrapproving.Name}
+var plugins = []string{serviceaccount.Name, clusterroleaggregation.Name, resourcequota.Name, csrsigning.Name, csrapproving.Name, servicecidr.Name}
 
 var pluginGVR = schema.GroupVersionResource{Group: "keelson.io", Version: "v1alpha1", Resource: "plugins"}
 
@@ -51,6 +52,7 @@ func TestControllers(t *testing.T) {
 	t.Run("ClusterRoleAggregation", func(t *testing.T) { testAggregation(t, srv) })
 	t.Run("ResourceQuota", func(t *testing.T) { testQuota(t, srv) })
 	t.Run("Certificates", func(t *testing.T) { testCertificates(t, srv) })
+	t.Run("ServiceCIDR", func(t *testing.T) { testServiceCIDR(t, srv) })
 }
 
 func testAggregation(t *testing.T, srv *harness.Server) {

@@ -31,6 +31,7 @@ import (
 	"github.com/keelson/keelson/plugins/builtin/resourcequota"
 	"github.com/keelson/keelson/plugins/builtin/scheduler"
 	"github.com/keelson/keelson/plugins/builtin/serviceaccount"
+	"github.com/keelson/keelson/plugins/builtin/servicecidr"
 	"github.com/keelson/keelson/plugins/builtin/statefulset"
 	"github.com/keelson/keelson/plugins/builtin/token"
 	"github.com/keelson/keelson/plugins/builtin/ttlafterfinished"
@@ -64,6 +65,7 @@ func All() []sdk.Plugin {
 		csrapproving.Plugin(),
 		csrsigning.Plugin(),
 		csrcleaner.Plugin(),
+		servicecidr.Plugin(),
 	}
 }
 
