@@ -35,6 +35,7 @@ import (
 	"github.com/keelson/keelson/plugins/builtin/statefulset"
 	"github.com/keelson/keelson/plugins/builtin/token"
 	"github.com/keelson/keelson/plugins/builtin/ttlafterfinished"
+	"github.com/keelson/keelson/plugins/builtin/vapstatus"
 	"github.com/keelson/keelson/plugins/sdk"
 )
 
@@ -66,6 +67,7 @@ func All() []sdk.Plugin {
 		csrsigning.Plugin(),
 		csrcleaner.Plugin(),
 		servicecidr.Plugin(),
+		vapstatus.Plugin(),
 	}
 }
 
