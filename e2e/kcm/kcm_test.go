@@ -22,8 +22,8 @@ import (
 	"github.com/keelson/keelson/plugins/builtin/csrsigning"
 	"github.com/keelson/keelson/plugins/builtin/resourcequota"
 	"github.com/keelson/keelson/plugins/builtin/serviceaccount"
-	"github.com/keelson/keelson/plugins/builtin/vapstatus"
 	"github.com/keelson/keelson/plugins/builtin/servicecidr"
+	"github.com/keelson/keelson/plugins/builtin/vapstatus"
 )
 
 // waitTimeout bounds waiting on a busy machine; nothing asserts how long a
