@@ -22,13 +22,15 @@ import (
 	"github.com/keelson/keelson/plugins/builtin/csrsigning"
 	"github.com/keelson/keelson/plugins/builtin/resourcequota"
 	"github.com/keelson/keelson/plugins/builtin/serviceaccount"
+	"github.com/keelson/keelson/plugins/builtin/servicecidr"
+	"github.com/keelson/keelson/plugins/builtin/vapstatus"
 )
 
 // waitTimeout bounds waiting on a busy machine; nothing asserts how long a
 // controller took.
 const waitTimeout = 2 * time.Minute
 
-var plugins = []string{serviceaccount.Name, clusterroleaggregation.Name, resourcequota.Name, csrsigning.Name, csrapproving.Name}
+var plugins = []string{serviceaccount.Name, clusterroleaggregation.Name, resourcequota.Name, csrsigning.Name, csrapproving.Name, servicecidr.Name, vapstatus.Name}
 
 var pluginGVR = schema.GroupVersionResource{Group: "keelson.io", Version: "v1alpha1", Resource: "plugins"}
 
@@ -51,6 +53,8 @@ func TestControllers(t *testing.T) {
 	t.Run("ClusterRoleAggregation", func(t *testing.T) { testAggregation(t, srv) })
 	t.Run("ResourceQuota", func(t *testing.T) { testQuota(t, srv) })
 	t.Run("Certificates", func(t *testing.T) { testCertificates(t, srv) })
+	t.Run("ServiceCIDR", func(t *testing.T) { testServiceCIDR(t, srv) })
+	t.Run("ValidatingAdmissionPolicyStatus", func(t *testing.T) { testPolicyStatus(t, srv) })
 }
 
 func testAggregation(t *testing.T, srv *harness.Server) {

@@ -33,9 +33,11 @@ import (
 	"github.com/keelson/keelson/plugins/builtin/resourcequota"
 	"github.com/keelson/keelson/plugins/builtin/scheduler"
 	"github.com/keelson/keelson/plugins/builtin/serviceaccount"
+	"github.com/keelson/keelson/plugins/builtin/servicecidr"
 	"github.com/keelson/keelson/plugins/builtin/statefulset"
 	"github.com/keelson/keelson/plugins/builtin/token"
 	"github.com/keelson/keelson/plugins/builtin/ttlafterfinished"
+	"github.com/keelson/keelson/plugins/builtin/vapstatus"
 	"github.com/keelson/keelson/plugins/sdk"
 )
 
@@ -68,6 +70,8 @@ func All() []sdk.Plugin {
 		csrapproving.Plugin(),
 		csrsigning.Plugin(),
 		csrcleaner.Plugin(),
+		servicecidr.Plugin(),
+		vapstatus.Plugin(),
 	}
 }
 

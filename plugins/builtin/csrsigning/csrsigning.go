@@ -59,7 +59,7 @@ func Plugin() sdk.Plugin {
 			Verbs: []string{"update"}},
 		{APIGroups: []string{certificatesv1.GroupName}, Resources: []string{"signers"},
 			ResourceNames: csrrules.Signers, Verbs: []string{"sign"}},
-		{APIGroups: []string{""}, Resources: []string{"events"}, Verbs: []string{"create", "patch", "update"}},
+		sdk.EventRule,
 	}
 	return p
 }
