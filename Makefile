@@ -109,6 +109,8 @@ $(CONFORMANCE_DIR)/bin/porter/localhost.crt: $(E2EBIN_DEPS)
 	cd $(E2EBIN) && cp "$$($(GO) list -m -f '{{.Dir}}' k8s.io/kubernetes)"/test/images/agnhost/porter/localhost.{crt,key} $(@D)/ && chmod 644 $(@D)/localhost.*
 
 conformance: build conformance-bins
+	@command -v curl >/dev/null && command -v nc.openbsd >/dev/null && command -v dig >/dev/null || \
+		(apt-get update -q && apt-get install -y -q curl netcat-openbsd bind9-dnsutils)
 	flock /tmp/keelson-e2e.lock env KEELSON_BIN=$(KEELSON) KEELSON_CONFORMANCE_DIR=$(CONFORMANCE_DIR) KEELSON_COMMIT=$(GIT_COMMIT) \
 		$(GO) test -trimpath -ldflags "$(VERSION_LDFLAGS)" -timeout 0 -count=1 -v -run '^TestConformance$$' ./e2e/conformance/
 	@cat $(CONFORMANCE_DIR)/report.md

@@ -148,12 +148,14 @@ func (s *stream) Write(p []byte) (int, error) {
 	return n, nil
 }
 
-// Close writes an unfinished last line as a full record: the stream ended.
+// Close writes an unfinished last line as a partial record, as containerd
+// does: the output did not end with a newline, so readers (kubectl logs, a
+// FallbackToLogsOnError termination message) must not add one.
 func (s *stream) Close() error {
 	if len(s.pending) == 0 {
 		return nil
 	}
-	err := s.file.record(s.name, 'F', s.pending)
+	err := s.file.record(s.name, 'P', s.pending)
 	s.pending = nil
 	return err
 }

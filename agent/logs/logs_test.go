@@ -46,7 +46,7 @@ func TestWriterRecords(t *testing.T) {
 		"2024-01-01T00:00:01Z stdout F hello",
 		"2024-01-01T00:00:02Z stderr F oops",
 		"2024-01-01T00:00:03Z stdout F world",
-		"2024-01-01T00:00:04Z stdout F no newline",
+		"2024-01-01T00:00:04Z stdout P no newline",
 		"",
 	}, "\n")
 	if string(data) != want {
@@ -178,4 +178,18 @@ func (s *syncBuf) String() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.buf.String()
+}
+
+// Output that ends without a newline reads back without one, as from
+// containerd's logs: `echo -n DONE` is "DONE", not "DONE\n".
+func TestUnfinishedLastLineReadsBackAsWritten(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "0.log")
+	writeLog(t, path, [2]string{"stdout", "first\nDONE"}).Close()
+	var out strings.Builder
+	if err := Read(context.Background(), path, ReadOptions{TailLines: 80}, &out, nil); err != nil {
+		t.Fatal(err)
+	}
+	if out.String() != "first\nDONE" {
+		t.Errorf("read back %q, want %q", out.String(), "first\nDONE")
+	}
 }

@@ -158,7 +158,9 @@ func startCluster(t *testing.T, cfg settings, imgs []Image, runDir string) clust
 	if err != nil {
 		t.Fatal(err)
 	}
-	hc := ha.NewCluster(t, ha.Options{Servers: cfg.servers, APIServer: true, Hosts: agentNames, Args: []string{"--cluster-cidr", cidr}})
+	// Each server runs its own agent, as a control-plane node does: its
+	// kube-apiserver reaches pods through the routes that agent programs.
+	hc := ha.NewCluster(t, ha.Options{Servers: cfg.servers, APIServer: true, Agent: true, Hosts: agentNames, Args: []string{"--cluster-cidr", cidr}})
 	reg, err := testimage.ServeRegistryAt(hc.Net.BridgeIP() + ":0")
 	if err != nil {
 		t.Fatal(err)
@@ -185,6 +187,17 @@ func startCluster(t *testing.T, cfg settings, imgs []Image, runDir string) clust
 		t.Fatal(err)
 	}
 
+	// The servers' agents import the images from their images directory
+	// (polled), under every name the specs use.
+	for _, s := range hc.Servers {
+		dir := filepath.Join(s.DataDir(), "images")
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Link(tarball, filepath.Join(dir, "conformance.tar")); err != nil {
+			t.Fatal(err)
+		}
+	}
 	join := hc.Servers[0]
 	tokenFile := hc.AgentTokenFile(t)
 	var agents []*nodeagent.Agent
@@ -218,6 +231,9 @@ func startCluster(t *testing.T, cfg settings, imgs []Image, runDir string) clust
 	kube := join.Clientset(t)
 	for _, name := range agentNames {
 		waitNodeReady(t, kube.CoreV1().Nodes(), name)
+	}
+	for _, s := range hc.Servers {
+		waitNodeReady(t, kube.CoreV1().Nodes(), s.Name)
 	}
 	return cluster{kubeconfig: writeKubeconfig(t, join, runDir), repoList: repoList}
 }

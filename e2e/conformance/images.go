@@ -107,7 +107,14 @@ func BuildImages(bins Binaries) ([]Image, error) {
 	}, nil
 }
 
-const agnhostStandIn = "agnhost on busybox-static: no dig, curl, iperf, socat, coredns or fake registry data (upstream: alpine with those)"
+const agnhostStandIn = "agnhost on busybox-static with Debian's curl, nc (OpenBSD) and dig: no iperf, socat, coredns or fake registry data (upstream: alpine with those)"
+
+// HostTools are the programs, by name in the image, that agnhost carries
+// from this host; HostToolPackages installs them.
+var HostTools = map[string]string{"curl": "/usr/bin/curl", "nc": "/bin/nc.openbsd", "dig": "/usr/bin/dig"}
+
+// HostToolPackages are the Debian packages of HostTools.
+const HostToolPackages = "curl netcat-openbsd bind9-dnsutils"
 
 // agnhostImage is agnhost as its Dockerfile lays it out: /agnhost (and
 // /agnhost-2), porter's certificates, /uploads, a user and a group defined
@@ -123,7 +130,16 @@ func agnhostImage(base v1.Image, bins Binaries) (v1.Image, error) {
 		"etc/passwd":    {data: []byte(passwd), mode: 0o644},
 		"etc/group":     {data: []byte(group), mode: 0o644},
 	}
-	return layered(base, []string{"uploads", "home", "home/user-defined-in-image"}, files, func(c *v1.Config) {
+	// The network specs run curl, nc and dig inside agnhost (upstream's
+	// is alpine with those): Debian's, with the libraries ldd names, ahead
+	// of busybox's applets on PATH (busybox nc lacks -v, -z, -u, -W).
+	for name, src := range HostTools {
+		if _, err := os.Stat(src); err != nil {
+			return nil, fmt.Errorf("agnhost needs %s from this host: %w (apt-get install -y %s)", src, err, HostToolPackages)
+		}
+		files["usr/local/bin/"+name] = file{src: src, mode: 0o755}
+	}
+	return layered(base, []string{"uploads", "home", "home/user-defined-in-image", "usr/local", "usr/local/bin"}, files, func(c *v1.Config) {
 		c.Entrypoint, c.Cmd = []string{"/agnhost"}, []string{"pause"}
 		c.ExposedPorts = map[string]struct{}{"80/tcp": {}, "8080/tcp": {}, "8081/tcp": {}, "9376/tcp": {}, "5000/tcp": {}}
 	})

@@ -36,6 +36,10 @@ type Options struct {
 	// Hosts are more namespaces on the same bridge that run no server
 	// (node agents, clients), named as given; Net.Host finds them.
 	Hosts []string
+	// Agent runs each server's own node agent (no --disable-agent), so the
+	// server is a node: its kube-apiserver reaches pods (proxy, webhooks,
+	// aggregated APIs) through the routes the agent programs.
+	Agent bool
 }
 
 // raftPort is the servers' default raft port.
@@ -113,7 +117,9 @@ func NewCluster(t testing.TB, opts Options) *Cluster {
 			"--bootstrap-expect", fmt.Sprint(opts.Servers),
 			"--etcd-listen", s.EtcdAddr(),
 			"--etcd-client-ca", etcdCA.File,
-			"--disable-agent",
+		}
+		if !opts.Agent {
+			s.args = append(s.args, "--disable-agent")
 		}
 		if !opts.APIServer {
 			s.args = append(s.args, "--disable-apiserver")
