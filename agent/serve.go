@@ -160,9 +160,7 @@ func (a *Agent) registerNode(ctx context.Context) error {
 		KubeletPort: a.cfg.Kubelet.Port,
 		Labels:      a.cfg.NodeLabels,
 		Taints:      a.opts.RegisterTaints,
-		// This agent proves its gossip membership with its node key: the
-		// leader accepts no unproven member as this node's heartbeat.
-		Annotations:    map[string]string{nodeproof.RequiredAnnotation: "true"},
+		Annotations: proofAnnotations(a.opts.Embedded),
 		MaxPods:        a.cfg.Kubelet.MaxPods,
 		SystemReserved: a.cfg.Kubelet.SystemReserved,
 		EvictionHard:   a.cfg.Kubelet.EvictionHard,
@@ -179,6 +177,20 @@ func (a *Agent) registerNode(ctx context.Context) error {
 	}
 	a.node.SetNetworkReady(func() bool { return a.node.PodCIDR() != "" })
 	return retry(ctx, a.log, "registering the node", a.node.Register)
+}
+
+// proofAnnotations are the Node annotations that tell the leader how this
+// node's gossip heartbeat is proven. A standalone agent is its own gossip
+// member and proves it with its node key: the leader accepts no unproven
+// member as its heartbeat. An embedded agent has no member of its own: its
+// node's heartbeat is its server's member, which carries no node-key proof,
+// so requiring one would mark every server's node unreachable 40 s after
+// it starts.
+func proofAnnotations(embedded bool) map[string]string {
+	if embedded {
+		return nil
+	}
+	return map[string]string{nodeproof.RequiredAnnotation: "true"}
 }
 
 // agentInformers are the agent's caches: its own Node, its pods (both
