@@ -3,6 +3,7 @@ package sdk
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"sync"
 	"time"
@@ -209,4 +210,21 @@ func EnqueueObjects(q workqueue.TypedInterface[string]) cache.ResourceEventHandl
 		}
 	}
 	return cache.ResourceEventHandlerFuncs{AddFunc: add, UpdateFunc: func(_, obj any) { add(obj) }, DeleteFunc: add}
+}
+
+// ReconcileObjects is the whole loop of a controller that reconciles the
+// objects of one informer by key: every added, updated or deleted object's
+// namespace/name goes on a new queue named name, and the returned run
+// works them off with n workers (RunWorkers) until its ctx is cancelled.
+// Register it before the informer factory starts.
+func ReconcileObjects(name string, inf cache.SharedInformer, n int, reconcile ReconcileFunc[string],
+	logger *slog.Logger, opts ...WorkerOption) (run func(context.Context) error, err error) {
+	q := NewQueue[string](name)
+	if _, err := inf.AddEventHandler(EnqueueObjects(q)); err != nil {
+		return nil, fmt.Errorf("%s: watching its objects: %w", name, err)
+	}
+	return func(ctx context.Context) error {
+		RunWorkers(ctx, q, n, reconcile, logger, opts...)
+		return nil
+	}, nil
 }

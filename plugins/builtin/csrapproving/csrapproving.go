@@ -22,7 +22,6 @@ import (
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
 	certlisters "k8s.io/client-go/listers/certificates/v1"
-	"k8s.io/client-go/util/workqueue"
 
 	"github.com/keelson/keelson/plugins/builtin/internal/csrrules"
 	"github.com/keelson/keelson/plugins/sdk"
@@ -64,7 +63,6 @@ var recognizers = []recognizer{
 type controller struct {
 	client kubernetes.Interface
 	csrs   certlisters.CertificateSigningRequestLister
-	queue  workqueue.TypedRateLimitingInterface[string]
 	logger *slog.Logger
 }
 
@@ -73,14 +71,8 @@ func setup(_ context.Context, env sdk.Env, client kubernetes.Interface, f inform
 		return nil, fmt.Errorf("plugin %s takes no configuration: %w", Name, err)
 	}
 	inf := f.Certificates().V1().CertificateSigningRequests()
-	c := &controller{client: client, csrs: inf.Lister(), queue: sdk.NewQueue[string](Name), logger: env.Logger}
-	if _, err := inf.Informer().AddEventHandler(sdk.EnqueueObjects(c.queue)); err != nil {
-		return nil, fmt.Errorf("watching certificatesigningrequests: %w", err)
-	}
-	return func(ctx context.Context) error {
-		sdk.RunWorkers(ctx, c.queue, 1, c.reconcile, c.logger)
-		return nil
-	}, nil
+	c := &controller{client: client, csrs: inf.Lister(), logger: env.Logger}
+	return sdk.ReconcileObjects(Name, inf.Informer(), 1, c.reconcile, c.logger)
 }
 
 func (c *controller) reconcile(ctx context.Context, name string) (sdk.Result, error) {

@@ -22,7 +22,6 @@ import (
 	k8stesting "k8s.io/client-go/testing"
 
 	"github.com/keelson/keelson/plugins/builtin/internal/csrrules"
-	"github.com/keelson/keelson/plugins/sdk"
 )
 
 func request(t *testing.T, subject pkix.Name, dns ...string) []byte {
@@ -78,7 +77,7 @@ func TestApproval(t *testing.T) {
 			ctx := context.Background()
 			f.Start(ctx.Done())
 			f.WaitForCacheSync(ctx.Done())
-			c := &controller{client: cs, csrs: lister, queue: sdk.NewQueue[string](Name), logger: slog.New(slog.NewTextHandler(io.Discard, nil))}
+			c := &controller{client: cs, csrs: lister, logger: slog.New(slog.NewTextHandler(io.Discard, nil))}
 			if _, err := c.reconcile(ctx, "r"); err != nil {
 				t.Fatal(err)
 			}

@@ -21,7 +21,6 @@ import (
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
 	certlisters "k8s.io/client-go/listers/certificates/v1"
-	"k8s.io/client-go/util/workqueue"
 	"k8s.io/utils/clock"
 
 	"github.com/keelson/keelson/plugins/sdk"
@@ -61,7 +60,6 @@ func transform(obj any) (any, error) {
 type controller struct {
 	client kubernetes.Interface
 	csrs   certlisters.CertificateSigningRequestLister
-	queue  workqueue.TypedRateLimitingInterface[string]
 	clock  clock.Clock
 	logger *slog.Logger
 }
@@ -71,14 +69,8 @@ func setup(_ context.Context, env sdk.Env, client kubernetes.Interface, f inform
 		return nil, fmt.Errorf("plugin %s takes no configuration: %w", Name, err)
 	}
 	inf := f.Certificates().V1().CertificateSigningRequests()
-	c := &controller{client: client, csrs: inf.Lister(), queue: sdk.NewQueue[string](Name), clock: clock.RealClock{}, logger: env.Logger}
-	if _, err := inf.Informer().AddEventHandler(sdk.EnqueueObjects(c.queue)); err != nil {
-		return nil, fmt.Errorf("watching certificatesigningrequests: %w", err)
-	}
-	return func(ctx context.Context) error {
-		sdk.RunWorkers(ctx, c.queue, 1, c.reconcile, c.logger)
-		return nil
-	}, nil
+	c := &controller{client: client, csrs: inf.Lister(), clock: clock.RealClock{}, logger: env.Logger}
+	return sdk.ReconcileObjects(Name, inf.Informer(), 1, c.reconcile, c.logger)
 }
 
 // reconcile deletes the CSR once its deadline has passed, and otherwise

@@ -25,7 +25,6 @@ import (
 	"k8s.io/client-go/kubernetes"
 	certlisters "k8s.io/client-go/listers/certificates/v1"
 	"k8s.io/client-go/tools/record"
-	"k8s.io/client-go/util/workqueue"
 	"k8s.io/utils/clock"
 
 	"github.com/keelson/keelson/plugins/builtin/internal/csrrules"
@@ -67,7 +66,6 @@ func Plugin() sdk.Plugin {
 type controller struct {
 	client kubernetes.Interface
 	csrs   certlisters.CertificateSigningRequestLister
-	queue  workqueue.TypedRateLimitingInterface[string]
 	ca     *authority
 	events record.EventRecorder
 	logger *slog.Logger
@@ -83,15 +81,8 @@ func setup(ctx context.Context, env sdk.Env, client kubernetes.Interface, f info
 		return nil, fmt.Errorf("plugins.config.%s: %w", Name, err)
 	}
 	inf := f.Certificates().V1().CertificateSigningRequests()
-	c := &controller{client: client, csrs: inf.Lister(), queue: sdk.NewQueue[string](Name), ca: ca,
-		events: sdk.NewEventRecorder(ctx, client, Name), logger: env.Logger}
-	if _, err := inf.Informer().AddEventHandler(sdk.EnqueueObjects(c.queue)); err != nil {
-		return nil, fmt.Errorf("watching certificatesigningrequests: %w", err)
-	}
-	return func(ctx context.Context) error {
-		sdk.RunWorkers(ctx, c.queue, 1, c.reconcile, c.logger)
-		return nil
-	}, nil
+	c := &controller{client: client, csrs: inf.Lister(), ca: ca, events: sdk.NewEventRecorder(ctx, client, Name), logger: env.Logger}
+	return sdk.ReconcileObjects(Name, inf.Informer(), 1, c.reconcile, c.logger)
 }
 
 // reconcile issues the certificate of an approved CSR of one of our

@@ -25,7 +25,6 @@ import (
 	clocktesting "k8s.io/utils/clock/testing"
 
 	"github.com/keelson/keelson/plugins/builtin/internal/csrrules"
-	"github.com/keelson/keelson/plugins/sdk"
 )
 
 var now = time.Date(2027, 3, 1, 12, 0, 0, 0, time.UTC)
@@ -202,7 +201,7 @@ func TestReconcile(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c := &controller{client: client, csrs: lister, queue: sdk.NewQueue[string](Name), ca: ca,
+	c := &controller{client: client, csrs: lister, ca: ca,
 		events: record.NewFakeRecorder(10), logger: slog.New(slog.NewTextHandler(io.Discard, nil))}
 	for _, name := range []string{"issued", "invalid", "pending", "denied", "foreign"} {
 		if _, err := c.reconcile(ctx, name); err != nil {

@@ -24,7 +24,6 @@ import (
 	"k8s.io/client-go/kubernetes"
 	admissionlisters "k8s.io/client-go/listers/admissionregistration/v1"
 	"k8s.io/client-go/restmapper"
-	"k8s.io/client-go/util/workqueue"
 
 	"github.com/keelson/keelson/plugins/sdk"
 )
@@ -53,7 +52,6 @@ func Plugin() sdk.Plugin {
 type controller struct {
 	client   kubernetes.Interface
 	policies admissionlisters.ValidatingAdmissionPolicyLister
-	queue    workqueue.TypedRateLimitingInterface[string]
 	checker  interface {
 		Check(*admissionregistrationv1.ValidatingAdmissionPolicy) []admissionregistrationv1.ExpressionWarning
 	}
@@ -71,15 +69,8 @@ func setup(_ context.Context, env sdk.Env, client kubernetes.Interface, f inform
 	mapper := restmapper.NewDeferredDiscoveryRESTMapper(disco)
 	checker := &validating.TypeChecker{SchemaResolver: &resolver.ClientDiscoveryResolver{Discovery: disco}, RestMapper: mapper}
 	inf := f.Admissionregistration().V1().ValidatingAdmissionPolicies()
-	c := &controller{client: client, policies: inf.Lister(), queue: sdk.NewQueue[string](Name), checker: checker,
-		rediscover: mapper.Reset, logger: env.Logger}
-	if _, err := inf.Informer().AddEventHandler(sdk.EnqueueObjects(c.queue)); err != nil {
-		return nil, fmt.Errorf("watching validatingadmissionpolicies: %w", err)
-	}
-	return func(ctx context.Context) error {
-		sdk.RunWorkers(ctx, c.queue, 1, c.reconcile, c.logger)
-		return nil
-	}, nil
+	c := &controller{client: client, policies: inf.Lister(), checker: checker, rediscover: mapper.Reset, logger: env.Logger}
+	return sdk.ReconcileObjects(Name, inf.Informer(), 1, c.reconcile, c.logger)
 }
 
 // reconcile type-checks a policy whose spec (generation) has not been

@@ -10,8 +10,6 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes/fake"
-
-	"github.com/keelson/keelson/plugins/sdk"
 )
 
 // checker warns about every expression that mentions "nonexistent".
@@ -60,7 +58,7 @@ func TestReconcile(t *testing.T) {
 			f.Start(ctx.Done())
 			f.WaitForCacheSync(ctx.Done())
 			ch := &checker{}
-			c := &controller{client: client, policies: lister, queue: sdk.NewQueue[string](Name), checker: ch,
+			c := &controller{client: client, policies: lister, checker: ch,
 				logger: slog.New(slog.NewTextHandler(io.Discard, nil))}
 			if _, err := c.reconcile(ctx, "p"); err != nil {
 				t.Fatal(err)
