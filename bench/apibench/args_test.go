@@ -21,7 +21,7 @@ func TestKubeAPIServerArgs(t *testing.T) {
 	}
 	for _, want := range []string{
 		"--bind-address=127.0.0.1", "--secure-port=16443", "--etcd-servers=http://127.0.0.1:23790",
-		"--authorization-mode=Node,RBAC", "--anonymous-auth=false", "--client-ca-file=" + b.CA.CertFile,
+		"--authorization-mode=Node,RBAC", "--anonymous-auth=false", "--client-ca-file=" + b.ClientCA,
 		"--tls-cert-file=" + b.Serving.CertFile, "--service-account-signing-key-file=" + b.ServiceAccountKey,
 		"--service-cluster-ip-range=10.43.0.0/16", "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
 	} {
