@@ -107,11 +107,14 @@ func BuildImages(bins Binaries) ([]Image, error) {
 	}, nil
 }
 
-const agnhostStandIn = "agnhost on busybox-static with Debian's curl, nc (OpenBSD) and dig: no iperf, socat, coredns or fake registry data (upstream: alpine with those)"
+const agnhostStandIn = "agnhost on busybox-static with Debian's dash as /bin/sh, curl, nc (OpenBSD) and dig: no iperf, socat, coredns or fake registry data (upstream: alpine with those)"
 
 // HostTools are the programs, by name in the image, that agnhost carries
 // from this host; HostToolPackages installs them.
 var HostTools = map[string]string{"curl": "/usr/bin/curl", "nc": "/bin/nc.openbsd", "dig": "/usr/bin/dig"}
+
+// hostShell is agnhost's /bin/sh (Debian's dash, an essential package).
+const hostShell = "/bin/dash"
 
 // HostToolPackages are the Debian packages of HostTools.
 const HostToolPackages = "curl netcat-openbsd bind9-dnsutils"
@@ -139,6 +142,11 @@ func agnhostImage(base v1.Image, bins Binaries) (v1.Image, error) {
 		}
 		files["usr/local/bin/"+name] = file{src: src, mode: 0o755}
 	}
+	// busybox's sh runs its own applets before anything on PATH (a static
+	// build prefers applets), so the specs' `sh -c "nc -v ..."` would
+	// never reach the nc above: /bin/sh is Debian's dash, which looks on
+	// PATH and finds busybox's applets through their /bin links.
+	files["bin/sh"] = file{src: hostShell, mode: 0o755}
 	return layered(base, []string{"uploads", "home", "home/user-defined-in-image", "usr/local", "usr/local/bin"}, files, func(c *v1.Config) {
 		c.Entrypoint, c.Cmd = []string{"/agnhost"}, []string{"pause"}
 		c.ExposedPorts = map[string]struct{}{"80/tcp": {}, "8080/tcp": {}, "8081/tcp": {}, "9376/tcp": {}, "5000/tcp": {}}
