@@ -220,5 +220,3 @@ func expand(s string, vars map[string]string) string {
 	}
 	return b.String()
 }
-
-func findContainer(pod *v1.Pod, name string) *v1.Container { return downward.Container(pod, name) }

@@ -23,7 +23,7 @@ import (
 // problem), it returns why the container waits and when to retry; a failed
 // start is recorded as the attempt's exit (StartError), which the restart
 // policy then handles.
-func (m *Manager) startContainer(ctx context.Context, pod *v1.Pod, c *v1.Container, number int32, isInit bool, sb *sandbox) (*v1.ContainerStateWaiting, time.Duration, error) {
+func (m *Manager) startContainer(ctx context.Context, pod *v1.Pod, c *v1.Container, number int32, kind containerKind, sb *sandbox) (*v1.ContainerStateWaiting, time.Duration, error) {
 	ref, waiting, retry := m.ensureImage(ctx, pod, c)
 	if waiting != nil {
 		return waiting, retry, nil
@@ -31,6 +31,9 @@ func (m *Manager) startContainer(ctx context.Context, pod *v1.Pod, c *v1.Contain
 	spec, err := m.containerSpec(ctx, pod, c, sb)
 	if err == nil {
 		err = m.checkRunAsNonRoot(ctx, pod, c, ref)
+	}
+	if err == nil && kind == kindEphemeral {
+		spec.PIDNS, err = m.targetPIDNamespace(ctx, pod, c.Name)
 	}
 	if err != nil {
 		var ce configError
@@ -49,7 +52,7 @@ func (m *Manager) startContainer(ctx context.Context, pod *v1.Pod, c *v1.Contain
 		labelPodNamespace:  pod.Namespace,
 		labelContainerName: c.Name,
 		labelAttempt:       strconv.Itoa(int(number)),
-		labelInit:          strconv.FormatBool(isInit),
+		labelInit:          strconv.FormatBool(kind == kindInit || kind == kindSidecar),
 	}
 	spec.CgroupsPath = m.cgroupPath(pod.UID, id)
 	termPath := m.terminationFile(pod.UID, id)
@@ -88,7 +91,7 @@ func (m *Manager) startContainer(ctx context.Context, pod *v1.Pod, c *v1.Contain
 	if c.Lifecycle != nil && c.Lifecycle.PostStart != nil {
 		if err := m.runHook(ctx, pod, c, id, sb.podIP, c.Lifecycle.PostStart); err != nil {
 			m.event(pod, v1.EventTypeWarning, "FailedPostStartHook", "PostStartHook failed: %v", err)
-			if kerr := m.killContainer(ctx, pod, c, id, podGrace(pod), true); kerr != nil {
+			if kerr := m.killContainer(ctx, pod, c, id, podGrace(pod), true, nil); kerr != nil {
 				return nil, 0, kerr
 			}
 		}

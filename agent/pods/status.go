@@ -89,7 +89,17 @@ func exitReason(code int32, oom bool) string {
 
 // containerStatus turns what the agent observed into a container's status.
 // defaultWaiting is the waiting reason of a container never run.
-func containerStatus(c *v1.Container, obs observed, defaultWaiting string, isInit bool) v1.ContainerStatus {
+func containerStatus(c *v1.Container, obs observed, defaultWaiting string, kind containerKind) v1.ContainerStatus {
+	st := containerStatusOf(c, obs, defaultWaiting, kind)
+	if kind == kindEphemeral {
+		// No probes run in an ephemeral container: kubelet reports it
+		// neither started nor ready.
+		st.Started, st.Ready = nil, false
+	}
+	return st
+}
+
+func containerStatusOf(c *v1.Container, obs observed, defaultWaiting string, kind containerKind) v1.ContainerStatus {
 	st := v1.ContainerStatus{Name: c.Name, Image: c.Image, Started: new(bool)}
 	cur := obs.current
 	if cur == nil {
@@ -119,8 +129,9 @@ func containerStatus(c *v1.Container, obs observed, defaultWaiting string, isIni
 		st.LastTerminationState.Terminated = cur.terminated()
 	case cur.exited:
 		st.State.Terminated = cur.terminated()
-		// A completed init container counts as ready, as in kubelet.
-		st.Ready = isInit && cur.exitCode == 0
+		// A completed init container counts as ready, as in kubelet; an
+		// exited sidecar does not.
+		st.Ready = kind == kindInit && cur.exitCode == 0
 	default:
 		w := obs.waiting
 		if w == nil {
@@ -133,67 +144,24 @@ func containerStatus(c *v1.Container, obs observed, defaultWaiting string, isIni
 
 // podPhase follows kubelet's rules: failed init containers with restart
 // policy Never fail the pod; pending init work or waiting containers keep it
-// Pending; a running container makes it Running; all terminated makes it
-// Succeeded or Failed unless containers restart.
-func podPhase(spec *v1.PodSpec, initStatuses, statuses []v1.ContainerStatus, terminal bool) v1.PodPhase {
-	pendingInit, failedInit := 0, 0
-	for _, c := range spec.InitContainers {
-		s, ok := findStatus(initStatuses, c.Name)
-		switch {
-		case !ok:
-			pendingInit++
-		case s.State.Running != nil:
-			pendingInit++
-		case s.State.Terminated != nil:
-			if s.State.Terminated.ExitCode != 0 {
-				failedInit++
-			}
-		case s.State.Waiting != nil:
-			if s.LastTerminationState.Terminated != nil {
-				if s.LastTerminationState.Terminated.ExitCode != 0 {
-					failedInit++
-				}
-			} else {
-				pendingInit++
-			}
-		default:
-			pendingInit++
-		}
-	}
-	unknown, running, waiting, stopped, succeeded := 0, 0, 0, 0, 0
-	for _, c := range spec.Containers {
-		s, ok := findStatus(statuses, c.Name)
-		switch {
-		case !ok:
-			unknown++
-		case s.State.Running != nil:
-			running++
-		case s.State.Terminated != nil:
-			stopped++
-			if s.State.Terminated.ExitCode == 0 {
-				succeeded++
-			}
-		case s.State.Waiting != nil:
-			if s.LastTerminationState.Terminated != nil {
-				stopped++
-			} else {
-				waiting++
-			}
-		default:
-			unknown++
-		}
-	}
-	if failedInit > 0 && spec.RestartPolicy == v1.RestartPolicyNever {
+// Pending; a running container (a sidecar too) makes it Running; all regular
+// containers terminated makes it Succeeded or Failed unless they restart.
+// Exited sidecars never count: they restart, or were stopped after the
+// regular containers. initialized says a regular container was created, so
+// that a restarting sidecar does not put the pod back to Pending.
+func podPhase(spec *v1.PodSpec, initStatuses, statuses []v1.ContainerStatus, terminal, initialized bool) v1.PodPhase {
+	n := countContainers(spec, initStatuses, statuses)
+	if n.failedInit > 0 && spec.RestartPolicy == v1.RestartPolicyNever {
 		return v1.PodFailed
 	}
 	switch {
-	case pendingInit > 0, waiting > 0:
+	case n.pendingInit > 0, n.pendingSidecars > 0 && !initialized, n.waiting > 0:
 		return v1.PodPending
-	case running > 0 && unknown == 0:
+	case n.running > 0 && n.unknown == 0:
 		return v1.PodRunning
-	case running == 0 && stopped > 0 && unknown == 0:
+	case n.running == 0 && n.stopped > 0 && n.unknown == 0:
 		if terminal {
-			if stopped == succeeded {
+			if n.stopped == n.succeeded {
 				return v1.PodSucceeded
 			}
 			return v1.PodFailed
@@ -201,7 +169,7 @@ func podPhase(spec *v1.PodSpec, initStatuses, statuses []v1.ContainerStatus, ter
 		if spec.RestartPolicy == v1.RestartPolicyAlways {
 			return v1.PodRunning
 		}
-		if stopped == succeeded {
+		if n.stopped == n.succeeded {
 			return v1.PodSucceeded
 		}
 		if spec.RestartPolicy == v1.RestartPolicyNever {
@@ -210,6 +178,79 @@ func podPhase(spec *v1.PodSpec, initStatuses, statuses []v1.ContainerStatus, ter
 		return v1.PodRunning
 	default:
 		return v1.PodPending
+	}
+}
+
+// phaseCounts classifies a pod's containers for its phase.
+type phaseCounts struct {
+	pendingInit, failedInit, pendingSidecars      int
+	unknown, running, waiting, stopped, succeeded int
+}
+
+func countContainers(spec *v1.PodSpec, initStatuses, statuses []v1.ContainerStatus) phaseCounts {
+	var n phaseCounts
+	for i := range spec.InitContainers {
+		c := &spec.InitContainers[i]
+		s, ok := findStatus(initStatuses, c.Name)
+		switch {
+		case isSidecar(c):
+			n.countSidecar(s, ok)
+		case !ok, s.State.Running != nil:
+			n.pendingInit++
+		case s.State.Terminated != nil:
+			if s.State.Terminated.ExitCode != 0 {
+				n.failedInit++
+			}
+		case s.State.Waiting != nil && s.LastTerminationState.Terminated != nil:
+			if s.LastTerminationState.Terminated.ExitCode != 0 {
+				n.failedInit++
+			}
+		default:
+			n.pendingInit++
+		}
+	}
+	for _, c := range spec.Containers {
+		s, ok := findStatus(statuses, c.Name)
+		switch {
+		case !ok:
+			n.unknown++
+		case s.State.Running != nil:
+			n.running++
+		case s.State.Terminated != nil:
+			n.stopped++
+			if s.State.Terminated.ExitCode == 0 {
+				n.succeeded++
+			}
+		case s.State.Waiting != nil && s.LastTerminationState.Terminated != nil:
+			n.stopped++
+		case s.State.Waiting != nil:
+			n.waiting++
+		default:
+			n.unknown++
+		}
+	}
+	return n
+}
+
+// countSidecar: a running sidecar counts as running (and pending until
+// started), one never run as waiting, an exited one not at all.
+func (n *phaseCounts) countSidecar(s v1.ContainerStatus, ok bool) {
+	switch {
+	case !ok:
+		n.unknown++
+	case s.State.Running != nil:
+		if s.Started == nil || !*s.Started {
+			n.pendingSidecars++
+		}
+		n.running++
+	case s.State.Terminated != nil:
+	case s.State.Waiting != nil && s.LastTerminationState.Terminated != nil:
+	case s.State.Waiting != nil:
+		n.pendingSidecars++
+		n.waiting++
+	default:
+		n.pendingSidecars++
+		n.unknown++
 	}
 }
 
@@ -238,7 +279,7 @@ func podConditions(pod *v1.Pod, phase v1.PodPhase, initStatuses, statuses []v1.C
 	var out []v1.PodCondition
 	out = append(out, cond(v1.PodReadyToStartContainers, sandboxReady, "", ""))
 	out = append(out, initializedCondition(pod, phase, initStatuses, statuses, cond))
-	cr := containersReadyCondition(pod, phase, statuses, cond)
+	cr := containersReadyCondition(pod, phase, initStatuses, statuses, cond)
 	ready := cr
 	ready.Type = v1.PodReady
 	if cr.Status == v1.ConditionTrue {
@@ -258,7 +299,9 @@ func initializedCondition(pod *v1.Pod, phase v1.PodPhase, initStatuses, statuses
 			unknown = append(unknown, c.Name)
 			continue
 		}
-		if !s.Ready {
+		// A sidecar has done its part once started, another init
+		// container once completed.
+		if isSidecar(&c) && (s.Started == nil || !*s.Started) || !isSidecar(&c) && !s.Ready {
 			incomplete = append(incomplete, c.Name)
 		}
 	}
@@ -285,16 +328,26 @@ func initializedCondition(pod *v1.Pod, phase v1.PodPhase, initStatuses, statuses
 	return cond(v1.PodInitialized, true, "", "")
 }
 
-func containersReadyCondition(pod *v1.Pod, phase v1.PodPhase, statuses []v1.ContainerStatus, cond condFunc) v1.PodCondition {
+// containersReadyCondition: the sidecars and the regular containers are
+// ready.
+func containersReadyCondition(pod *v1.Pod, phase v1.PodPhase, initStatuses, statuses []v1.ContainerStatus, cond condFunc) v1.PodCondition {
 	var unknown, unready []string
-	for _, c := range pod.Spec.Containers {
-		s, ok := findStatus(statuses, c.Name)
+	check := func(list []v1.ContainerStatus, name string) {
+		s, ok := findStatus(list, name)
 		switch {
 		case !ok:
-			unknown = append(unknown, c.Name)
+			unknown = append(unknown, name)
 		case !s.Ready:
-			unready = append(unready, c.Name)
+			unready = append(unready, name)
 		}
+	}
+	for i := range pod.Spec.InitContainers {
+		if isSidecar(&pod.Spec.InitContainers[i]) {
+			check(initStatuses, pod.Spec.InitContainers[i].Name)
+		}
+	}
+	for _, c := range pod.Spec.Containers {
+		check(statuses, c.Name)
 	}
 	if phase == v1.PodSucceeded && len(unknown) == 0 {
 		return cond(v1.ContainersReady, false, condReasonPodCompleted, "")

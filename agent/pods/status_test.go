@@ -63,7 +63,7 @@ func TestPodPhase(t *testing.T) {
 		{"inits done, apps running", spec(v1.RestartPolicyAlways, 2), []v1.ContainerStatus{named(terminated(0), "init0"), named(terminated(0), "init1")}, []v1.ContainerStatus{named(running(), "a"), named(running(), "b")}, false, v1.PodRunning},
 	}
 	for _, tc := range cases {
-		if got := podPhase(tc.spec, tc.init, tc.apps, tc.terminal); got != tc.want {
+		if got := podPhase(tc.spec, tc.init, tc.apps, tc.terminal, false); got != tc.want {
 			t.Errorf("%s: phase %s, want %s", tc.name, got, tc.want)
 		}
 	}
@@ -168,7 +168,7 @@ func TestContainerStatus(t *testing.T) {
 	crash := &v1.ContainerStateWaiting{Reason: reasonCrashLoopBackOff, Message: "back-off 10s"}
 
 	// Waiting to be restarted: the exit is the last state.
-	s := containerStatus(c, observed{current: cur, previous: prev, waiting: crash}, reasonContainerCreating, false)
+	s := containerStatus(c, observed{current: cur, previous: prev, waiting: crash}, reasonContainerCreating, kindRegular)
 	if s.State.Waiting != crash || s.LastTerminationState.Terminated == nil || s.LastTerminationState.Terminated.Reason != reasonOOMKilled || s.RestartCount != 1 {
 		t.Errorf("crash-looping status %+v", s)
 	}
@@ -176,30 +176,38 @@ func TestContainerStatus(t *testing.T) {
 		t.Errorf("ids %q %q %q", s.ContainerID, s.ImageID, s.Image)
 	}
 	// Not restarted: terminated, with the previous attempt as last state.
-	s = containerStatus(c, observed{current: cur, previous: prev}, reasonContainerCreating, false)
+	s = containerStatus(c, observed{current: cur, previous: prev}, reasonContainerCreating, kindRegular)
 	if s.State.Terminated == nil || s.State.Terminated.ExitCode != 137 || s.LastTerminationState.Terminated.ExitCode != 1 {
 		t.Errorf("terminated status %+v", s)
 	}
 	// Running and ready.
 	run := &attempt{id: "r", number: 2, running: true, started: t0}
-	s = containerStatus(c, observed{current: run, ready: true, started: true}, reasonContainerCreating, false)
+	s = containerStatus(c, observed{current: run, ready: true, started: true}, reasonContainerCreating, kindRegular)
 	if s.State.Running == nil || !s.Ready || s.Started == nil || !*s.Started {
 		t.Errorf("running status %+v", s)
 	}
 	// Never run: the default waiting reason, or why it waits.
-	s = containerStatus(c, observed{}, reasonPodInitializing, false)
+	s = containerStatus(c, observed{}, reasonPodInitializing, kindRegular)
 	if s.State.Waiting == nil || s.State.Waiting.Reason != reasonPodInitializing || s.Ready {
 		t.Errorf("never-run status %+v", s)
 	}
 	pull := &v1.ContainerStateWaiting{Reason: reasonImagePullBackOff}
-	s = containerStatus(c, observed{waiting: pull}, reasonContainerCreating, false)
+	s = containerStatus(c, observed{waiting: pull}, reasonContainerCreating, kindRegular)
 	if s.State.Waiting != pull {
 		t.Errorf("image back-off status %+v", s)
 	}
 	// A completed init container is ready.
 	ok := &attempt{id: "i", exited: true, exitCode: 0, reason: reasonCompleted}
-	if s := containerStatus(c, observed{current: ok}, "", true); !s.Ready {
+	if s := containerStatus(c, observed{current: ok}, "", kindInit); !s.Ready {
 		t.Errorf("completed init container not ready: %+v", s)
+	}
+	// An exited sidecar is not ready; an ephemeral container is neither
+	// started nor ready, running or not.
+	if s := containerStatus(c, observed{current: ok}, "", kindSidecar); s.Ready {
+		t.Errorf("exited sidecar ready: %+v", s)
+	}
+	if s := containerStatus(c, observed{current: run, ready: true, started: true}, "", kindEphemeral); s.Ready || s.Started != nil || s.State.Running == nil {
+		t.Errorf("ephemeral container status %+v, want running, Started unset, not ready", s)
 	}
 }
 
@@ -211,5 +219,79 @@ func TestKeepTransitionTimes(t *testing.T) {
 	keepTransitionTimes(conds, old, now)
 	if !conds[0].LastTransitionTime.Equal(&then) || !conds[1].LastTransitionTime.Equal(&now) {
 		t.Errorf("transition times %v %v", conds[0].LastTransitionTime, conds[1].LastTransitionTime)
+	}
+}
+
+func startedRunning(started bool) v1.ContainerStatus {
+	s := running()
+	s.Started = &started
+	return s
+}
+
+// TestPodPhaseSidecars: sidecars keep a pod Running but never decide its
+// outcome; one not started yet keeps an uninitialized pod Pending.
+func TestPodPhaseSidecars(t *testing.T) {
+	always := v1.ContainerRestartPolicyAlways
+	spec := func(policy v1.RestartPolicy) *v1.PodSpec {
+		return &v1.PodSpec{RestartPolicy: policy,
+			InitContainers: []v1.Container{{Name: "proxy", RestartPolicy: &always}, {Name: "setup"}},
+			Containers:     []v1.Container{{Name: "app"}}}
+	}
+	app := func(s v1.ContainerStatus) []v1.ContainerStatus { return []v1.ContainerStatus{named(s, "app")} }
+	cases := []struct {
+		name        string
+		policy      v1.RestartPolicy
+		init        []v1.ContainerStatus
+		apps        []v1.ContainerStatus
+		initialized bool
+		want        v1.PodPhase
+	}{
+		{"sidecar starting", v1.RestartPolicyNever, []v1.ContainerStatus{named(startedRunning(false), "proxy"), named(waiting(), "setup")}, app(waiting()), false, v1.PodPending},
+		{"sidecar started, init runs", v1.RestartPolicyNever, []v1.ContainerStatus{named(startedRunning(true), "proxy"), named(running(), "setup")}, app(waiting()), false, v1.PodPending},
+		{"sidecar and app run", v1.RestartPolicyNever, []v1.ContainerStatus{named(startedRunning(true), "proxy"), named(terminated(0), "setup")}, app(running()), true, v1.PodRunning},
+		{"app done, sidecar still runs", v1.RestartPolicyNever, []v1.ContainerStatus{named(startedRunning(true), "proxy"), named(terminated(0), "setup")}, app(terminated(0)), true, v1.PodRunning},
+		{"app done, sidecar stopped", v1.RestartPolicyNever, []v1.ContainerStatus{named(terminated(143), "proxy"), named(terminated(0), "setup")}, app(terminated(0)), true, v1.PodSucceeded},
+		{"app failed, sidecar stopped", v1.RestartPolicyNever, []v1.ContainerStatus{named(terminated(0), "proxy"), named(terminated(0), "setup")}, app(terminated(3)), true, v1.PodFailed},
+		{"app done on failure, sidecar stopped", v1.RestartPolicyOnFailure, []v1.ContainerStatus{named(terminated(137), "proxy"), named(terminated(0), "setup")}, app(terminated(0)), true, v1.PodSucceeded},
+		{"sidecar crash-looping after init", v1.RestartPolicyAlways, []v1.ContainerStatus{named(waitingAfter(1), "proxy"), named(terminated(0), "setup")}, app(running()), true, v1.PodRunning},
+		{"sidecar restarting, not started, after init", v1.RestartPolicyAlways, []v1.ContainerStatus{named(startedRunning(false), "proxy"), named(terminated(0), "setup")}, app(running()), true, v1.PodRunning},
+		{"sidecar never ran", v1.RestartPolicyAlways, []v1.ContainerStatus{named(waiting(), "proxy"), named(waiting(), "setup")}, app(waiting()), false, v1.PodPending},
+		{"init failed, never", v1.RestartPolicyNever, []v1.ContainerStatus{named(startedRunning(true), "proxy"), named(terminated(1), "setup")}, app(waiting()), false, v1.PodFailed},
+	}
+	for _, tc := range cases {
+		if got := podPhase(spec(tc.policy), tc.init, tc.apps, false, tc.initialized); got != tc.want {
+			t.Errorf("%s: phase %s, want %s", tc.name, got, tc.want)
+		}
+	}
+}
+
+// TestPodConditionsSidecars: a sidecar counts as initialized once started
+// and its readiness counts in ContainersReady.
+func TestPodConditionsSidecars(t *testing.T) {
+	always := v1.ContainerRestartPolicyAlways
+	pod := &v1.Pod{Spec: v1.PodSpec{
+		InitContainers: []v1.Container{{Name: "proxy", RestartPolicy: &always}, {Name: "setup"}},
+		Containers:     []v1.Container{{Name: "app"}},
+	}}
+	ready := func(s v1.ContainerStatus) v1.ContainerStatus { s.Ready = true; return s }
+	// The sidecar runs but its startup probe has not passed.
+	conds := podConditions(pod, v1.PodPending, []v1.ContainerStatus{named(startedRunning(false), "proxy"), named(waiting(), "setup")},
+		[]v1.ContainerStatus{named(waiting(), "app")}, true, nil)
+	if c := condition(conds, v1.PodInitialized); c.Status != v1.ConditionFalse || c.Message != "containers with incomplete status: [proxy setup]" {
+		t.Errorf("Initialized before the sidecar started: %+v", c)
+	}
+	// Started but not ready: initialized, not ready.
+	inits := []v1.ContainerStatus{named(startedRunning(true), "proxy"), ready(named(terminated(0), "setup"))}
+	conds = podConditions(pod, v1.PodRunning, inits, []v1.ContainerStatus{ready(named(running(), "app"))}, true, nil)
+	if c := condition(conds, v1.PodInitialized); c.Status != v1.ConditionTrue {
+		t.Errorf("Initialized with the sidecar started: %+v", c)
+	}
+	if c := condition(conds, v1.ContainersReady); c.Status != v1.ConditionFalse || c.Message != "containers with unready status: [proxy]" {
+		t.Errorf("ContainersReady with an unready sidecar: %+v", c)
+	}
+	inits[0] = ready(inits[0])
+	conds = podConditions(pod, v1.PodRunning, inits, []v1.ContainerStatus{ready(named(running(), "app"))}, true, nil)
+	if c := condition(conds, v1.PodReady); c.Status != v1.ConditionTrue {
+		t.Errorf("Ready with sidecar and app ready: %+v", c)
 	}
 }

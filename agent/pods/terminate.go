@@ -26,9 +26,11 @@ const minGrace = 2 * time.Second
 const killWait = 10 * time.Second
 
 // killContainer stops a running container: its preStop hook (unless
-// skipped) within the grace period, then its stop signal, then SIGKILL once
-// the rest of the grace period has passed.
-func (m *Manager) killContainer(ctx context.Context, pod *v1.Pod, c *v1.Container, id string, grace time.Duration, skipPreStop bool) error {
+// skipped) within the grace period, then, once every channel of after is
+// closed (the containers it must outlive have stopped) or the grace period
+// ran out, its stop signal, then SIGKILL once the rest of the grace period
+// has passed.
+func (m *Manager) killContainer(ctx context.Context, pod *v1.Pod, c *v1.Container, id string, grace time.Duration, skipPreStop bool, after []<-chan struct{}) error {
 	start := m.clock.Now()
 	if !skipPreStop && c != nil && c.Lifecycle != nil && c.Lifecycle.PreStop != nil {
 		hctx, cancel := context.WithTimeout(ctx, grace)
@@ -38,6 +40,7 @@ func (m *Manager) killContainer(ctx context.Context, pod *v1.Pod, c *v1.Containe
 			m.event(pod, v1.EventTypeWarning, "FailedPreStopHook", "PreStopHook failed: %v", err)
 		}
 	}
+	waitTurn(ctx, after, grace-m.clock.Since(start))
 	left := max(grace-m.clock.Since(start), minGrace)
 	sig := syscall.SIGTERM
 	if rc, err := m.rt.Inspect(ctx, id); err == nil {
@@ -148,21 +151,55 @@ func parseSignal(s string) (syscall.Signal, bool) {
 	return 0, false
 }
 
-// stopAll stops every running container of the pod in parallel.
-func (w *worker) stopAll(ctx context.Context, pod *v1.Pod, cs podContainers, grace time.Duration) error {
-	var wg sync.WaitGroup
-	errs := make(chan error, len(cs))
-	for name, list := range cs {
-		cur := &list[0]
-		if cur.State != runtime.StateRunning {
-			continue
+// waitTurn waits until every channel of after is closed, at most d.
+func waitTurn(ctx context.Context, after []<-chan struct{}, d time.Duration) {
+	if len(after) == 0 || d <= 0 {
+		return
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	for _, ch := range after {
+		select {
+		case <-ch:
+		case <-t.C:
+			return
+		case <-ctx.Done():
+			return
 		}
+	}
+}
+
+// stopAll stops every running container of the pod within grace, in
+// kubelet's order: the regular and ephemeral containers at once, each
+// sidecar once the regular containers and the sidecars after it stopped.
+func (w *worker) stopAll(ctx context.Context, pod *v1.Pod, cs podContainers, grace time.Duration) error {
+	running := map[string]string{} // name -> container ID
+	for name, list := range cs {
+		if list[0].State == runtime.StateRunning {
+			running[name] = list[0].ID
+		}
+	}
+	stopped := make(map[string]chan struct{}, len(running))
+	for name := range running {
+		stopped[name] = make(chan struct{})
+	}
+	order := stopOrder(pod, running)
+	var wg sync.WaitGroup
+	errs := make(chan error, len(running))
+	for name, id := range running {
 		var spec *v1.Container
 		if pod != nil {
 			spec = findContainer(pod, name)
 		}
+		var after []<-chan struct{}
+		for _, first := range order[name] {
+			after = append(after, stopped[first])
+		}
 		w.m.event(pod, v1.EventTypeNormal, "Killing", "Stopping container %s", name)
-		wg.Go(func() { errs <- w.m.killContainer(ctx, pod, spec, cur.ID, grace, false) })
+		wg.Go(func() {
+			defer close(stopped[name])
+			errs <- w.m.killContainer(ctx, pod, spec, id, grace, false, after)
+		})
 	}
 	wg.Wait()
 	close(errs)
@@ -171,6 +208,32 @@ func (w *worker) stopAll(ctx context.Context, pod *v1.Pod, cs podContainers, gra
 		all = append(all, err)
 	}
 	return errors.Join(all...)
+}
+
+// stopOrder says, for each running sidecar, which running containers must
+// stop before it gets its stop signal: every regular container and every
+// sidecar declared after it. The others stop at once.
+func stopOrder(pod *v1.Pod, running map[string]string) map[string][]string {
+	if pod == nil {
+		return nil
+	}
+	var mains []string
+	for _, c := range pod.Spec.Containers {
+		if _, ok := running[c.Name]; ok {
+			mains = append(mains, c.Name)
+		}
+	}
+	order := map[string][]string{}
+	var later []string // running sidecars after the current one
+	for i := len(pod.Spec.InitContainers) - 1; i >= 0; i-- {
+		c := &pod.Spec.InitContainers[i]
+		if _, ok := running[c.Name]; !ok || !isSidecar(c) {
+			continue
+		}
+		order[c.Name] = append(append([]string{}, mains...), later...)
+		later = append(later, c.Name)
+	}
+	return order
 }
 
 // terminating stops a deleted pod's containers within its grace period,

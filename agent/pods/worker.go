@@ -99,12 +99,15 @@ func (w *worker) sync(ctx context.Context) (time.Duration, bool) {
 		}
 	case pod.DeletionTimestamp != nil:
 		next, err = w.terminating(ctx, pod)
-	case pod.Status.Phase == v1.PodSucceeded || pod.Status.Phase == v1.PodFailed:
+	case w.terminal(pod):
 		next, err = w.finished(ctx, pod)
+	case w.pastDeadline(pod):
+		next, err = w.deadlineExceeded(ctx, pod)
 	case !w.admit(pod):
 		next, err = w.reject(ctx, pod)
 	default:
 		next, err = w.running(ctx, pod)
+		next = w.untilDeadline(pod, next)
 	}
 	if err != nil {
 		if ctx.Err() == nil {
@@ -117,6 +120,18 @@ func (w *worker) sync(ctx context.Context) (time.Duration, bool) {
 		return retryInterval, false
 	}
 	return next, false
+}
+
+// terminal: the pod's phase is Succeeded or Failed, as the API says or as
+// this worker last wrote it (the informer may not have caught up yet).
+func (w *worker) terminal(pod *v1.Pod) bool {
+	phase := pod.Status.Phase
+	if w.written != nil {
+		if p := w.written.Phase; p == v1.PodSucceeded || p == v1.PodFailed {
+			phase = p
+		}
+	}
+	return phase == v1.PodSucceeded || phase == v1.PodFailed
 }
 
 // podContainers are a pod's containers by name, newest attempt first.
@@ -212,8 +227,10 @@ func (w *worker) running(ctx context.Context, pod *v1.Pod) (time.Duration, error
 	return next, nil
 }
 
-// step starts, restarts or kills containers: init containers one at a time
-// in order, then every app container. It returns when to look again.
+// step carries out the pod's plan: it kills what probes condemn, starts
+// what should run (each after its back-off), or, once the regular
+// containers are done for good, stops what still runs. It returns when to
+// look again.
 func (w *worker) step(ctx context.Context, pod *v1.Pod, sb *sandbox, cs podContainers) (time.Duration, error) {
 	next := w.m.opts.SyncInterval
 	wake := func(d time.Duration) {
@@ -221,60 +238,62 @@ func (w *worker) step(ctx context.Context, pod *v1.Pod, sb *sandbox, cs podConta
 			next = d
 		}
 	}
-	initialized := false
-	for _, c := range pod.Spec.Containers {
-		if cs.latest(c.Name) != nil {
-			initialized = true
+	plan := planPod(pod, w.stateOf(cs))
+	starting := map[string]bool{}
+	for _, a := range plan.start {
+		starting[a.c.Name] = true
+	}
+	for name := range w.waiting {
+		if !starting[name] {
+			delete(w.waiting, name) // runs, or is done for good
 		}
 	}
-	if !initialized {
-		for i := range pod.Spec.InitContainers {
-			c := &pod.Spec.InitContainers[i]
-			cur := cs.latest(c.Name)
-			if cur != nil && cur.State == runtime.StateExited && cur.ExitCode == 0 {
-				delete(w.waiting, c.Name)
-				continue // done
-			}
-			if cur != nil && cur.State == runtime.StateRunning {
-				return next, nil
-			}
-			if cur != nil && pod.Spec.RestartPolicy == v1.RestartPolicyNever {
-				return next, nil // failed for good: the pod fails
-			}
-			d, err := w.startOrBackOff(ctx, pod, c, true, sb, cs)
-			wake(d)
-			return next, err
-		}
+	if plan.stopAll {
+		return next, w.stopAll(ctx, pod, cs, podGrace(pod))
 	}
-	for i := range pod.Spec.Containers {
-		c := &pod.Spec.Containers[i]
-		cur := cs.latest(c.Name)
-		switch {
-		case cur == nil:
-		case cur.State == runtime.StateRunning:
-			_, _, kill := w.m.probes.verdicts(c, cur.ID)
-			if kill != "" {
-				w.m.event(pod, v1.EventTypeNormal, "Killing", "Container %s %s, will be restarted", c.Name, kill)
-				grace := probeGrace(pod, c, kill)
-				if err := w.m.killContainer(ctx, pod, c, cur.ID, grace, false); err != nil {
-					return 0, err
-				}
-				wake(time.Millisecond) // restart it on the next pass
-			}
-			continue
-		case cur.State == runtime.StateExited:
-			if !shouldRestart(pod.Spec.RestartPolicy, cur.ExitCode) {
-				delete(w.waiting, c.Name)
-				continue
-			}
+	for _, a := range plan.kill {
+		// kubelet's words: a sidecar's kill always restarts it.
+		msg := fmt.Sprintf("Container %s %s", a.c.Name, a.why)
+		if a.kind == kindSidecar {
+			msg = fmt.Sprintf("Init container %s %s", a.c.Name, a.why)
+		} else if a.restart {
+			msg += ", will be restarted"
 		}
-		d, err := w.startOrBackOff(ctx, pod, c, false, sb, cs)
+		w.m.event(pod, v1.EventTypeNormal, "Killing", "%s", msg)
+		if err := w.m.killContainer(ctx, pod, a.c, cs.latest(a.c.Name).ID, probeGrace(pod, a.c, a.why), false, nil); err != nil {
+			return 0, err
+		}
+		wake(time.Millisecond) // restart it on the next pass
+	}
+	for _, a := range plan.start {
+		d, err := w.startOrBackOff(ctx, pod, a.c, a.kind, sb, cs)
 		if err != nil {
 			return 0, err
 		}
 		wake(d)
+		if d == 0 && a.kind == kindSidecar && !plan.initialized {
+			// The next init container starts once this one runs (and its
+			// startup probe passed, which wakes the worker itself).
+			wake(time.Millisecond)
+		}
 	}
 	return next, nil
+}
+
+// stateOf gives the planner each container's newest attempt and the
+// verdicts of its probes.
+func (w *worker) stateOf(cs podContainers) func(c *v1.Container) containerState {
+	return func(c *v1.Container) containerState {
+		cur := cs.latest(c.Name)
+		if cur == nil {
+			return containerState{}
+		}
+		st := containerState{exists: true, running: cur.State == runtime.StateRunning, exited: cur.State == runtime.StateExited, exitCode: cur.ExitCode}
+		if st.running {
+			st.started, _, st.kill = w.m.probes.verdicts(c, cur.ID)
+		}
+		return st
+	}
 }
 
 func shouldRestart(policy v1.RestartPolicy, exitCode int32) bool {
@@ -313,7 +332,7 @@ func podGrace(pod *v1.Pod) time.Duration {
 
 // startOrBackOff starts the next attempt of a container unless its last
 // failure is still backing off; it returns when the back-off ends.
-func (w *worker) startOrBackOff(ctx context.Context, pod *v1.Pod, c *v1.Container, isInit bool, sb *sandbox, cs podContainers) (time.Duration, error) {
+func (w *worker) startOrBackOff(ctx context.Context, pod *v1.Pod, c *v1.Container, kind containerKind, sb *sandbox, cs podContainers) (time.Duration, error) {
 	cur := cs.latest(c.Name)
 	number := int32(0)
 	if cur != nil {
@@ -338,7 +357,7 @@ func (w *worker) startOrBackOff(ctx context.Context, pod *v1.Pod, c *v1.Containe
 			w.m.restarts.next(key, cur.FinishedAt)
 		}
 	}
-	waiting, retry, err := w.m.startContainer(ctx, pod, c, number, isInit, sb)
+	waiting, retry, err := w.m.startContainer(ctx, pod, c, number, kind, sb)
 	if err != nil {
 		return 0, err
 	}

@@ -17,34 +17,27 @@ func (w *worker) status(pod *v1.Pod, cs podContainers, sandboxReady, terminal bo
 	if w.written != nil {
 		old = *w.written
 	}
-	defaultWaiting := reasonContainerCreating
-	initStatuses := make([]v1.ContainerStatus, 0, len(pod.Spec.InitContainers))
-	for i := range pod.Spec.InitContainers {
-		c := &pod.Spec.InitContainers[i]
-		initStatuses = append(initStatuses, containerStatus(c, w.observed(pod, c, cs), reasonPodInitializing, true))
-	}
-	if len(pod.Spec.InitContainers) > 0 {
-		defaultWaiting = reasonPodInitializing
-	}
-	statuses := make([]v1.ContainerStatus, 0, len(pod.Spec.Containers))
+	initStatuses, statuses, ephemeral := w.containerStatuses(pod, cs)
+	initialized := false // a regular container was created
 	for i := range pod.Spec.Containers {
-		c := &pod.Spec.Containers[i]
-		statuses = append(statuses, containerStatus(c, w.observed(pod, c, cs), defaultWaiting, false))
+		initialized = initialized || cs.latest(pod.Spec.Containers[i].Name) != nil
 	}
 	st := v1.PodStatus{
-		Phase:                 podPhase(&pod.Spec, initStatuses, statuses, terminal),
-		InitContainerStatuses: initStatuses,
-		ContainerStatuses:     statuses,
-		QOSClass:              pod.Status.QOSClass,
-		ObservedGeneration:    pod.Generation,
-		StartTime:             pod.Status.StartTime,
+		Phase:                      podPhase(&pod.Spec, initStatuses, statuses, terminal, initialized),
+		InitContainerStatuses:      initStatuses,
+		ContainerStatuses:          statuses,
+		EphemeralContainerStatuses: ephemeral,
+		QOSClass:                   pod.Status.QOSClass,
+		ObservedGeneration:         pod.Generation,
+		StartTime:                  pod.Status.StartTime,
 	}
-	if len(initStatuses) == 0 {
-		st.InitContainerStatuses = nil
-	}
-	// A terminal phase never changes back.
-	if old.Phase == v1.PodSucceeded || old.Phase == v1.PodFailed {
-		st.Phase = old.Phase
+	switch {
+	case old.Phase == v1.PodSucceeded || old.Phase == v1.PodFailed:
+		st.Phase = old.Phase // a terminal phase never changes back
+	case w.pastDeadline(pod):
+		// As kubelet's active deadline handler: the pod fails whatever
+		// its containers do.
+		st.Phase, st.Reason, st.Message = v1.PodFailed, reasonDeadlineExceeded, messageDeadlineExceeded
 	}
 	if st.Phase == old.Phase {
 		st.Reason, st.Message = old.Reason, old.Message
@@ -79,6 +72,31 @@ func (w *worker) status(pod *v1.Pod, cs podContainers, sandboxReady, terminal bo
 	st.Conditions = append(append([]v1.PodCondition{}, others...), podConditions(pod, st.Phase, initStatuses, statuses, sandboxReady && !terminal, others)...)
 	keepTransitionTimes(st.Conditions, old.Conditions, metav1.NewTime(w.m.clock.Now()))
 	return st
+}
+
+// containerStatuses are the statuses of the pod's init, regular and
+// ephemeral containers (nil for a kind the pod has none of).
+func (w *worker) containerStatuses(pod *v1.Pod, cs podContainers) (initStatuses, statuses, ephemeral []v1.ContainerStatus) {
+	defaultWaiting := reasonContainerCreating
+	for i := range pod.Spec.InitContainers {
+		c := &pod.Spec.InitContainers[i]
+		kind := kindInit
+		if isSidecar(c) {
+			kind = kindSidecar
+		}
+		initStatuses = append(initStatuses, containerStatus(c, w.observed(pod, c, cs), reasonPodInitializing, kind))
+		defaultWaiting = reasonPodInitializing
+	}
+	statuses = make([]v1.ContainerStatus, 0, len(pod.Spec.Containers))
+	for i := range pod.Spec.Containers {
+		c := &pod.Spec.Containers[i]
+		statuses = append(statuses, containerStatus(c, w.observed(pod, c, cs), defaultWaiting, kindRegular))
+	}
+	for i := range pod.Spec.EphemeralContainers {
+		c := (*v1.Container)(&pod.Spec.EphemeralContainers[i].EphemeralContainerCommon)
+		ephemeral = append(ephemeral, containerStatus(c, w.observed(pod, c, cs), defaultWaiting, kindEphemeral))
+	}
+	return initStatuses, statuses, ephemeral
 }
 
 // observed gathers what the agent knows of one container.

@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -207,5 +208,49 @@ func TestExecAndSignal(t *testing.T) {
 	c := waitState(t, rt, id, StateExited)
 	if c.ExitCode != 137 {
 		t.Errorf("killed container exit code %d, want 137", c.ExitCode)
+	}
+}
+
+// TestJoinPIDNamespace: a container given another's PID namespace (an
+// ephemeral container with a target) sees that container's processes; one
+// without sees only its own.
+func TestJoinPIDNamespace(t *testing.T) {
+	rt := startRuntime(t, nil)
+	ctx := context.Background()
+	const ref = "docker.io/library/busybox:test"
+	importBusybox(t, rt, ref)
+	target := NewID()
+	if err := rt.Create(ctx, target, ContainerSpec{Image: ref, Command: []string{"sleep", "600"}, CgroupsPath: testCgroup(t, target)}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { rt.Remove(ctx, target) })
+	if err := rt.Start(ctx, target, IO{Stdout: io.Discard, Stderr: io.Discard}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = rt.Signal(ctx, target, 9) })
+	tc := waitState(t, rt, target, StateRunning)
+	for _, tc := range []struct {
+		name, pidns string
+		seesTarget  bool
+	}{
+		{"joined", "/proc/" + strconv.Itoa(int(tc.Pid)) + "/ns/pid", true},
+		{"own", "", false},
+	} {
+		id := NewID()
+		if err := rt.Create(ctx, id, ContainerSpec{Image: ref, Command: []string{"ps", "-o", "args"}, PIDNS: tc.pidns, CgroupsPath: testCgroup(t, id)}); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { rt.Remove(ctx, id) })
+		var out syncBuffer
+		if err := rt.Start(ctx, id, IO{Stdout: &out, Stderr: &out}); err != nil {
+			t.Fatal(err)
+		}
+		waitState(t, rt, id, StateExited)
+		if err := rt.Reap(ctx, id); err != nil {
+			t.Fatal(err)
+		}
+		if got := strings.Contains(out.String(), "sleep 600"); got != tc.seesTarget {
+			t.Errorf("%s PID namespace: ps shows the target's sleep: %v, want %v; ps:\n%s", tc.name, got, tc.seesTarget, out.String())
+		}
 	}
 }

@@ -32,7 +32,11 @@ type ContainerSpec struct {
 	Hostname string
 	// NetNS is the path of the network namespace to join; empty shares the
 	// host's network.
-	NetNS  string
+	NetNS string
+	// PIDNS, when set, is the path of a PID namespace to join (another
+	// container's, for an ephemeral container that targets it); empty gives
+	// the container a PID namespace of its own.
+	PIDNS  string
 	Mounts []Mount
 	// TTY gives the process a terminal; Stdin keeps its standard input open.
 	TTY   bool
@@ -105,6 +109,9 @@ func specOpts(img containerd.Image, spec ContainerSpec) []oci.SpecOpts {
 		opts = append(opts, oci.WithLinuxNamespace(specs.LinuxNamespace{Type: specs.NetworkNamespace, Path: spec.NetNS}))
 	} else {
 		opts = append(opts, oci.WithHostNamespace(specs.NetworkNamespace))
+	}
+	if spec.PIDNS != "" {
+		opts = append(opts, oci.WithLinuxNamespace(specs.LinuxNamespace{Type: specs.PIDNamespace, Path: spec.PIDNS}))
 	}
 	if len(spec.Mounts) > 0 {
 		opts = append(opts, withMounts(spec.Mounts))
