@@ -24,6 +24,7 @@ import (
 	"github.com/keelson/keelson/plugins/builtin/namespace"
 	"github.com/keelson/keelson/plugins/builtin/nodeipam"
 	"github.com/keelson/keelson/plugins/builtin/nodelifecycle"
+	"github.com/keelson/keelson/plugins/builtin/persistentvolume"
 	"github.com/keelson/keelson/plugins/builtin/replicaset"
 	"github.com/keelson/keelson/plugins/builtin/replicationcontroller"
 	"github.com/keelson/keelson/plugins/builtin/resourcequota"
@@ -54,6 +55,7 @@ func All() []sdk.Plugin {
 		ttlafterfinished.Plugin(),
 		statefulset.Plugin(),
 		daemonset.Plugin(),
+		persistentvolume.Plugin(),
 		scheduler.Plugin(),
 		nodeipam.Plugin(),
 		nodelifecycle.Plugin(),
