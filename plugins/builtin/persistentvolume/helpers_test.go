@@ -125,7 +125,7 @@ func pvModes(m ...v1.PersistentVolumeAccessMode) pvOpt {
 	return func(pv *v1.PersistentVolume) { pv.Spec.AccessModes = m }
 }
 func pvLabels(l map[string]string) pvOpt { return func(pv *v1.PersistentVolume) { pv.Labels = l } }
-func pvBlock(pv *v1.PersistentVolume) { pv.Spec.VolumeMode = ptr.To(v1.PersistentVolumeBlock) }
+func pvBlock(pv *v1.PersistentVolume)    { pv.Spec.VolumeMode = ptr.To(v1.PersistentVolumeBlock) }
 func pvPhase(p v1.PersistentVolumePhase) pvOpt {
 	return func(pv *v1.PersistentVolume) { pv.Status.Phase = p }
 }

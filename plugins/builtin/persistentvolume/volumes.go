@@ -14,8 +14,8 @@ import (
 
 // Event reasons of volumes, as upstream's.
 const (
-	reasonVolumeFailedDelete        = "VolumeFailedDelete"
-	reasonVolumeFailedRecycle       = "VolumeFailedRecycle"
+	reasonVolumeFailedDelete         = "VolumeFailedDelete"
+	reasonVolumeFailedRecycle        = "VolumeFailedRecycle"
 	reasonVolumeUnknownReclaimPolicy = "VolumeUnknownReclaimPolicy"
 )
 
