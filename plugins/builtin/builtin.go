@@ -21,6 +21,7 @@ import (
 	"github.com/keelson/keelson/plugins/builtin/endpointslicemirroring"
 	"github.com/keelson/keelson/plugins/builtin/garbagecollector"
 	"github.com/keelson/keelson/plugins/builtin/job"
+	"github.com/keelson/keelson/plugins/builtin/localpath"
 	"github.com/keelson/keelson/plugins/builtin/namespace"
 	"github.com/keelson/keelson/plugins/builtin/nodeipam"
 	"github.com/keelson/keelson/plugins/builtin/nodelifecycle"
@@ -56,6 +57,7 @@ func All() []sdk.Plugin {
 		statefulset.Plugin(),
 		daemonset.Plugin(),
 		persistentvolume.Plugin(),
+		localpath.Plugin(),
 		scheduler.Plugin(),
 		nodeipam.Plugin(),
 		nodelifecycle.Plugin(),
