@@ -19,6 +19,7 @@ import (
 	"github.com/keelson/keelson/agent/servicenet"
 	"github.com/keelson/keelson/agent/volumes"
 	"github.com/keelson/keelson/config"
+	"github.com/keelson/keelson/internal/localstorage"
 	"github.com/keelson/keelson/internal/nodeproof"
 	v1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -162,7 +163,8 @@ func (a *Agent) registerNode(ctx context.Context) error {
 		Taints:      a.opts.RegisterTaints,
 		// This agent proves its gossip membership with its node key: the
 		// leader accepts no unproven member as this node's heartbeat.
-		Annotations:    map[string]string{nodeproof.RequiredAnnotation: "true"},
+		// Where its local-path volumes live, for the provisioner.
+		Annotations:    map[string]string{nodeproof.RequiredAnnotation: "true", localstorage.StorageDirAnnotation: a.storageDir()},
 		MaxPods:        a.cfg.Kubelet.MaxPods,
 		SystemReserved: a.cfg.Kubelet.SystemReserved,
 		EvictionHard:   a.cfg.Kubelet.EvictionHard,
@@ -268,6 +270,7 @@ func (a *Agent) newPods(services func() []*v1.Service, recorder record.EventReco
 		return err
 	}
 	a.metrics = newMetrics(func() float64 { return float64(len(a.pods.Pods())) })
+	a.volumes = volumes.New(volumes.Options{Client: a.client, Logger: a.log, StorageDir: a.storageDir()})
 	a.pods = pods.New(pods.Options{
 		NodeName:      a.cfg.NodeName,
 		ClusterDomain: a.cfg.ClusterDomain,
@@ -282,7 +285,7 @@ func (a *Agent) newPods(services func() []*v1.Service, recorder record.EventReco
 		Client:        a.client,
 		Runtime:       a.rt,
 		Network:       a.network,
-		Volumes:       volumes.New(volumes.Options{Client: a.client, Logger: a.log}),
+		Volumes:       a.volumes,
 		Node:          a.node,
 		Services:      services,
 		Recorder:      recorder,
@@ -308,9 +311,14 @@ func (a *Agent) kubeletAPI() (*kubeletapi.Server, error) {
 		ClientCAs:      caPool,
 		Client:         a.client,
 		Backend:        a.pods,
+		Volumes:        a.volumes,
 		Errors: kubeletapi.Classifier{
-			NotFound:   func(err error) bool { return errors.Is(err, pods.ErrNotFound) },
-			BadRequest: func(err error) bool { var b pods.BadRequestError; return errors.As(err, &b) },
+			NotFound: func(err error) bool { return errors.Is(err, pods.ErrNotFound) },
+			BadRequest: func(err error) bool {
+				var b pods.BadRequestError
+				return errors.As(err, &b) || errors.Is(err, volumes.ErrBadVolumeName)
+			},
+			Conflict: func(err error) bool { return errors.Is(err, volumes.ErrVolumeInUse) },
 		},
 		Registry: a.metrics.registry,
 		Logger:   a.log,
