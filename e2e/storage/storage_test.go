@@ -189,7 +189,9 @@ func (c *cluster) testStaticHostPath(t *testing.T) {
 	if _, err := c.client.CoreV1().PersistentVolumes().Create(ctx, pv, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { _ = c.client.CoreV1().PersistentVolumes().Delete(context.Background(), pv.Name, metav1.DeleteOptions{}) })
+	t.Cleanup(func() {
+		_ = c.client.CoreV1().PersistentVolumes().Delete(context.Background(), pv.Name, metav1.DeleteOptions{})
+	})
 	c.claim(t, ns, "mine", "512Mi", ptr.To(""))
 	mine := c.waitClaimBound(t, ns, "mine")
 	if mine.Spec.VolumeName != pv.Name {
@@ -227,7 +229,9 @@ func (c *cluster) testNodeAffinityConflict(t *testing.T) {
 	if _, err := c.client.CoreV1().PersistentVolumes().Create(ctx, pv, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { _ = c.client.CoreV1().PersistentVolumes().Delete(context.Background(), pv.Name, metav1.DeleteOptions{}) })
+	t.Cleanup(func() {
+		_ = c.client.CoreV1().PersistentVolumes().Delete(context.Background(), pv.Name, metav1.DeleteOptions{})
+	})
 	c.claim(t, ns, "data", "1Gi", ptr.To(""))
 	c.waitClaimBound(t, ns, "data")
 	c.shellPod(t, ns, "misplaced", "data", "true", func(p *v1.Pod) { p.Spec.NodeName = c.node })
