@@ -200,3 +200,49 @@ func TestBindMountsOfSeesForeignMounts(t *testing.T) {
 		t.Errorf("an unrelated directory is mounted at %v", other)
 	}
 }
+
+// TestOwnershipOnRootMismatch: with OnRootMismatch a root that already has
+// the group and bits is left alone (files below keep theirs); otherwise
+// every file gets the group and group read-write.
+func TestOwnershipOnRootMismatch(t *testing.T) {
+	requireRoot(t)
+	dir := t.TempDir()
+	file := filepath.Join(dir, "f")
+	if err := os.WriteFile(file, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	gidOf := func(p string) (uint32, os.FileMode) {
+		st, err := os.Stat(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return st.Sys().(*syscall.Stat_t).Gid, st.Mode()
+	}
+	onMismatch := ptr.To(v1.FSGroupChangeOnRootMismatch)
+	if err := setOwnership(dir, 4321, onMismatch); err != nil {
+		t.Fatal(err)
+	}
+	if gid, mode := gidOf(file); gid != 4321 || mode.Perm() != 0o660 {
+		t.Fatalf("file gid %d mode %v after a mismatching root, want 4321 0660", gid, mode)
+	}
+	if gid, mode := gidOf(dir); gid != 4321 || mode&os.ModeSetgid == 0 || mode.Perm()&0o070 != 0o070 {
+		t.Fatalf("root gid %d mode %v", gid, mode)
+	}
+	// A file changed behind the volume's back is not visited again while
+	// the root matches, as kubelet skips it.
+	if err := os.Chown(file, -1, 0); err != nil {
+		t.Fatal(err)
+	}
+	if err := setOwnership(dir, 4321, onMismatch); err != nil {
+		t.Fatal(err)
+	}
+	if gid, _ := gidOf(file); gid != 0 {
+		t.Errorf("OnRootMismatch walked a matching root (file gid %d)", gid)
+	}
+	if err := setOwnership(dir, 4321, nil); err != nil {
+		t.Fatal(err)
+	}
+	if gid, _ := gidOf(file); gid != 4321 {
+		t.Errorf("the default policy (Always) left file gid %d", gid)
+	}
+}

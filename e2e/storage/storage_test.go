@@ -48,9 +48,9 @@ func (c *cluster) testDefaultClass(t *testing.T) {
 }
 
 // testDataOutlivesItsPods: a claim of the default class binds when its pod
-// is scheduled, on that pod's node; what the pod wrote is read back by the
-// next pod (with the fsGroup it asks for); deleting the claim deletes the
-// volume and its directory.
+// is scheduled, on that pod's node; what the pod wrote (through the volume
+// and a subPath of it) is read back by the next pod (with the fsGroup it
+// asks for); deleting the claim deletes the volume and its directory.
 func (c *cluster) testDataOutlivesItsPods(t *testing.T) {
 	ctx := context.Background()
 	ns := c.namespace(t, "keep")
@@ -59,7 +59,9 @@ func (c *cluster) testDataOutlivesItsPods(t *testing.T) {
 		ev := c.events(ns, "PersistentVolumeClaim", "data")
 		return strings.Contains(ev, "WaitForFirstConsumer"), ev
 	})
-	c.shellPod(t, ns, "writer", "data", "echo persisted > /data/file")
+	c.shellPod(t, ns, "writer", "data", "echo persisted > /data/file && echo nested > /sub/n", func(p *v1.Pod) {
+		p.Spec.Containers[0].VolumeMounts = append(p.Spec.Containers[0].VolumeMounts, v1.VolumeMount{Name: "data", MountPath: "/sub", SubPath: "nested"})
+	})
 	writer := c.waitPod(t, ns, "writer", v1.PodSucceeded)
 	pvc := c.waitClaimBound(t, ns, "data")
 	if ptr.Deref(pvc.Spec.StorageClassName, "") != "local-path" || pvc.Annotations[volume.AnnSelectedNode] != c.node {
@@ -78,6 +80,9 @@ func (c *cluster) testDataOutlivesItsPods(t *testing.T) {
 	}
 	if b, err := os.ReadFile(filepath.Join(dir, "file")); err != nil || string(b) != "persisted\n" {
 		t.Fatalf("the volume's directory holds %q (%v)", b, err)
+	}
+	if b, err := os.ReadFile(filepath.Join(dir, "nested", "n")); err != nil || string(b) != "nested\n" {
+		t.Errorf("the subPath mount wrote %q (%v), want it under nested/", b, err)
 	}
 	c.deletePod(t, ns, "writer")
 
