@@ -13,6 +13,7 @@ import (
 	storagev1 "k8s.io/api/storage/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/component-helpers/storage/volume"
 	"k8s.io/utils/ptr"
 
@@ -50,7 +51,8 @@ func (c *cluster) testDefaultClass(t *testing.T) {
 // testDataOutlivesItsPods: a claim of the default class binds when its pod
 // is scheduled, on that pod's node; what the pod wrote (through the volume
 // and a subPath of it) is read back by the next pod (with the fsGroup it
-// asks for); deleting the claim deletes the volume and its directory.
+// asks for); an expansion reaches the claim's status; deleting the claim
+// deletes the volume and its directory.
 func (c *cluster) testDataOutlivesItsPods(t *testing.T) {
 	ctx := context.Background()
 	ns := c.namespace(t, "keep")
@@ -97,6 +99,7 @@ func (c *cluster) testDataOutlivesItsPods(t *testing.T) {
 		t.Errorf("directory %v %v: want group 3000 and setgid", st.Mode(), err)
 	}
 	c.deletePod(t, ns, "reader")
+	c.expand(t, ns, "data", "128Mi")
 
 	if err := c.client.CoreV1().PersistentVolumeClaims(ns).Delete(ctx, "data", metav1.DeleteOptions{}); err != nil {
 		t.Fatal(err)
@@ -112,6 +115,30 @@ func (c *cluster) testDataOutlivesItsPods(t *testing.T) {
 	if _, err := os.Stat(dir); !os.IsNotExist(err) {
 		t.Errorf("directory %s still there after its volume was deleted: %v", dir, err)
 	}
+}
+
+// expand asks for size and waits for the claim's status and its volume to
+// have it (the local-path class allows expansion; the size is not enforced).
+func (c *cluster) expand(t *testing.T, ns, name, size string) {
+	t.Helper()
+	ctx := context.Background()
+	patch := fmt.Sprintf(`{"spec":{"resources":{"requests":{"storage":%q}}}}`, size)
+	if _, err := c.client.CoreV1().PersistentVolumeClaims(ns).Patch(ctx, name, types.MergePatchType, []byte(patch), metav1.PatchOptions{}); err != nil {
+		t.Fatalf("expanding claim %s/%s: %v", ns, name, err)
+	}
+	harness.Eventually(t, waitTimeout, "claim "+name+" has "+size, func() (bool, string) {
+		pvc, err := c.client.CoreV1().PersistentVolumeClaims(ns).Get(ctx, name, metav1.GetOptions{})
+		if err != nil {
+			return false, err.Error()
+		}
+		pv, err := c.client.CoreV1().PersistentVolumes().Get(ctx, pvc.Spec.VolumeName, metav1.GetOptions{})
+		if err != nil {
+			return false, err.Error()
+		}
+		got, pvGot := pvc.Status.Capacity[v1.ResourceStorage], pv.Spec.Capacity[v1.ResourceStorage]
+		return got.String() == size && pvGot.String() == size && len(pvc.Status.AllocatedResourceStatuses) == 0,
+			fmt.Sprintf("claim %s (%v), volume %s; events: %s", got.String(), pvc.Status.AllocatedResourceStatuses, pvGot.String(), c.events(ns, "PersistentVolumeClaim", name))
+	})
 }
 
 // testNamespaceDeletion: deleting a namespace whose running pod holds a

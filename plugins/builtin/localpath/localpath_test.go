@@ -299,3 +299,48 @@ func TestDefaultClass(t *testing.T) {
 		t.Error("the administrator's class was changed")
 	}
 }
+
+// TestResize: a larger request on a bound claim of a provisioned volume
+// goes to the volume's capacity and the claim's status; other volumes are
+// not this resizer's.
+func TestResize(t *testing.T) {
+	bound := func(pvName string) *v1.PersistentVolumeClaim {
+		return claim(func(c *v1.PersistentVolumeClaim) {
+			c.Spec.VolumeName = pvName
+			c.Spec.Resources.Requests[v1.ResourceStorage] = resource.MustParse("128Mi")
+			c.Status.Phase = v1.ClaimBound
+			c.Status.Capacity = v1.ResourceList{v1.ResourceStorage: resource.MustParse("64Mi")}
+		})
+	}
+	f := newFixture(t, bound("pvc-1234"), provisioned(v1.VolumeBound))
+	if _, err := f.c.syncClaim(context.Background(), "ns/data"); err != nil {
+		t.Fatal(err)
+	}
+	pv, _ := f.client.CoreV1().PersistentVolumes().Get(context.Background(), "pvc-1234", metav1.GetOptions{})
+	if q := pv.Spec.Capacity[v1.ResourceStorage]; q.String() != "128Mi" {
+		t.Errorf("volume capacity %s, want 128Mi", q.String())
+	}
+	c, _ := f.client.CoreV1().PersistentVolumeClaims("ns").Get(context.Background(), "data", metav1.GetOptions{})
+	if q := c.Status.Capacity[v1.ResourceStorage]; q.String() != "128Mi" {
+		t.Errorf("claim capacity %s, want 128Mi", q.String())
+	}
+	if q := c.Status.AllocatedResources[v1.ResourceStorage]; q.String() != "128Mi" || len(c.Status.AllocatedResourceStatuses) != 0 || len(c.Status.Conditions) != 0 {
+		t.Errorf("claim status %+v: want 128Mi allocated, no resize in progress", c.Status)
+	}
+	if ev := f.drainEvents(); !strings.Contains(ev, "Resizing External resizer is resizing volume pvc-1234") || !strings.Contains(ev, "VolumeResizeSuccessful") {
+		t.Errorf("events %q", ev)
+	}
+	if pv.Annotations[AnnCapacityEnforced] != "false" {
+		t.Errorf("volume annotations %v: the unenforced capacity must be said", pv.Annotations)
+	}
+
+	foreign := newVolume(claim(), DefaultClass(), node("n1", "/s"), "/s")
+	foreign.Name, foreign.Annotations = "static", nil
+	f = newFixture(t, bound("static"), foreign)
+	if _, err := f.c.syncClaim(context.Background(), "ns/data"); err != nil {
+		t.Fatal(err)
+	}
+	if c, _ := f.client.CoreV1().PersistentVolumeClaims("ns").Get(context.Background(), "data", metav1.GetOptions{}); c.Status.Capacity.Storage().String() != "64Mi" {
+		t.Errorf("another provisioner's volume was resized")
+	}
+}

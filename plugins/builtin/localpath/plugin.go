@@ -8,7 +8,10 @@
 // when a pod mounts the volume and removes it when this plugin asks, after
 // the volume was released with reclaim Delete; the volume object goes
 // only after its directory did (the external-provisioner finalizer holds
-// it). It follows the semantics of sig-storage's external provisioners.
+// it). A larger request on a bound claim is applied to the volume's
+// capacity and the claim's status, as an external resizer does (the
+// capacity is not enforced: the volume says so). It follows the semantics
+// of sig-storage's external provisioner and resizer.
 package localpath
 
 import (
@@ -56,6 +59,8 @@ func Plugin() sdk.Plugin {
 	p := sdk.InformerPlugin(Name, version, setup, informers.WithTransform(transform))
 	p.Rules = []rbacv1.PolicyRule{
 		{APIGroups: []string{""}, Resources: []string{"persistentvolumeclaims"}, Verbs: []string{"get", "list", "watch", "update", "patch"}},
+		// Resizing: the claims' allocated resources, capacity and conditions.
+		{APIGroups: []string{""}, Resources: []string{"persistentvolumeclaims/status"}, Verbs: []string{"update", "patch"}},
 		{APIGroups: []string{""}, Resources: []string{"persistentvolumes"}, Verbs: []string{"get", "list", "watch", "create", "update", "patch", "delete"}},
 		{APIGroups: []string{""}, Resources: []string{"nodes"}, Verbs: []string{"get", "list", "watch"}},
 		// The agents' kubelet API removes a volume's directory for this.

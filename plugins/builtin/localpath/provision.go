@@ -37,6 +37,11 @@ const (
 
 var claimKind = schema.GroupVersionKind{Version: "v1", Kind: "PersistentVolumeClaim"}
 
+// AnnCapacityEnforced on a provisioned volume says whether its capacity is
+// a limit. A local-path volume is a plain directory: it may grow past its
+// capacity until the node's disk is full, and says so ("false").
+const AnnCapacityEnforced = "keelson.io/capacity-enforced"
+
 // errFinal marks a provisioning failure that retrying on the same node
 // cannot fix: the scheduler is asked to choose again. errUnsupported marks
 // a claim this provisioner cannot serve at all: it is not retried until
@@ -58,11 +63,17 @@ func (c *controller) syncClaim(ctx context.Context, key string) (sdk.Result, err
 		return sdk.Result{}, nil
 	}
 	claim, err := c.claims.PersistentVolumeClaims(ns).Get(name)
-	if apierrors.IsNotFound(err) || err == nil && !wantsProvisioning(claim) {
+	if apierrors.IsNotFound(err) {
 		return sdk.Result{}, nil
 	}
 	if err != nil {
 		return sdk.Result{}, err
+	}
+	if claim.Spec.VolumeName != "" {
+		return sdk.Result{}, c.resize(ctx, claim)
+	}
+	if !wantsProvisioning(claim) {
+		return sdk.Result{}, nil
 	}
 	class, err := c.classes.Get(volume.GetPersistentVolumeClaimClass(claim))
 	if apierrors.IsNotFound(err) || err == nil && class.Provisioner != localstorage.Provisioner {
@@ -158,8 +169,9 @@ func newVolume(claim *v1.PersistentVolumeClaim, class *storagev1.StorageClass, n
 	}
 	pv := &v1.PersistentVolume{
 		ObjectMeta: metav1.ObjectMeta{
-			Name:        name,
-			Annotations: map[string]string{annProvisionedBy: localstorage.Provisioner, localstorage.NodeAnnotation: n.Name},
+			Name: name,
+			Annotations: map[string]string{annProvisionedBy: localstorage.Provisioner, localstorage.NodeAnnotation: n.Name,
+				AnnCapacityEnforced: "false"},
 		},
 		Spec: v1.PersistentVolumeSpec{
 			Capacity:    v1.ResourceList{v1.ResourceStorage: claim.Spec.Resources.Requests[v1.ResourceStorage]},

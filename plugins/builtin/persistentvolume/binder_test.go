@@ -6,6 +6,7 @@ import (
 
 	v1 "k8s.io/api/core/v1"
 	storagev1 "k8s.io/api/storage/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/component-helpers/storage/volume"
@@ -289,5 +290,25 @@ func TestBoundClaim(t *testing.T) {
 				t.Errorf("events %q, want one with %q", events, tc.event)
 			}
 		})
+	}
+}
+
+// TestExpansionWaitsForAResizer: a bound claim asking for more than its
+// capacity is reported as waiting for an external resizer.
+func TestExpansionWaitsForAResizer(t *testing.T) {
+	claim := newPVC("c", "128Mi", pvcVolume("pv"), pvcAnn(volume.AnnBindCompleted, "yes"), func(c *v1.PersistentVolumeClaim) {
+		c.Status.Phase = v1.ClaimBound
+		c.Status.Capacity = v1.ResourceList{v1.ResourceStorage: resource.MustParse("64Mi")}
+		c.Status.AccessModes = []v1.PersistentVolumeAccessMode{v1.ReadWriteOnce}
+	})
+	f := newFixture(t, claim, newPV("pv", "64Mi", pvClaimRef("c", "uid-c"), pvPhase(v1.VolumeBound)))
+	if _, err := f.c.syncClaimKey(context.Background(), "ns/c"); err != nil {
+		t.Fatal(err)
+	}
+	if ev := f.drainEvents(); !hasEvent(ev, "ExternalExpanding waiting for an external controller to expand this PVC") {
+		t.Errorf("events %q", ev)
+	}
+	if got := f.pvc(t, "c").Status.Capacity[v1.ResourceStorage]; got.String() != "64Mi" {
+		t.Errorf("the binder changed the capacity to %s", got.String())
 	}
 }

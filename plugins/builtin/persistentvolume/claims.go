@@ -26,6 +26,7 @@ const (
 	reasonWaitForPodScheduled  = "WaitForPodScheduled"
 	reasonClaimLost            = "ClaimLost"
 	reasonClaimMisbound        = "ClaimMisbound"
+	reasonExternalExpanding    = "ExternalExpanding"
 )
 
 // Default-class annotations of a StorageClass (GA and beta).
@@ -42,7 +43,24 @@ func (c *controller) syncClaimKey(ctx context.Context, key string) (sdk.Result, 
 	if !metav1.HasAnnotation(claim.ObjectMeta, volume.AnnBindCompleted) {
 		return sdk.Result{}, c.syncUnboundClaim(ctx, claim)
 	}
-	return sdk.Result{}, c.syncBoundClaim(ctx, claim)
+	if err := c.syncBoundClaim(ctx, claim); err != nil {
+		return sdk.Result{}, err
+	}
+	c.noteExpansion(claim)
+	return sdk.Result{}, nil
+}
+
+// noteExpansion says, as upstream's expand controller does for a volume
+// no in-tree plugin can grow, that a bound claim asking for more than it
+// has waits for an external resizer (the local-path provisioner is one),
+// until that resizer starts.
+func (c *controller) noteExpansion(claim *v1.PersistentVolumeClaim) {
+	want := claim.Spec.Resources.Requests[v1.ResourceStorage]
+	have, ok := claim.Status.Capacity[v1.ResourceStorage]
+	if claim.Status.Phase != v1.ClaimBound || !ok || want.Cmp(have) <= 0 || claim.Status.AllocatedResourceStatuses[v1.ResourceStorage] != "" {
+		return
+	}
+	c.events.Event(claim, v1.EventTypeNormal, reasonExternalExpanding, "waiting for an external controller to expand this PVC")
 }
 
 // syncUnboundClaim binds a claim that has not completed binding: to the
