@@ -13,7 +13,6 @@ package persistentvolume
 
 import (
 	"context"
-	"fmt"
 	"time"
 
 	v1 "k8s.io/api/core/v1"
@@ -143,6 +142,3 @@ func containerStates(in []v1.ContainerStatus) []v1.ContainerStatus {
 	}
 	return out
 }
-
-// errorf wraps an error with the object it is about.
-func errorf(format string, args ...any) error { return fmt.Errorf(format, args...) }
