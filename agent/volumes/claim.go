@@ -57,7 +57,7 @@ func (m *Manager) claimVolume(ctx context.Context, pod *v1.Pod, vol *v1.Volume, 
 		v.ReadOnly = readOnly
 		return v, err
 	case pv.Spec.Local != nil:
-		return m.localVolume(pod, pv, podDir, readOnly, gid)
+		return m.localVolume(pod, ClaimVolume{Name: vol.Name, Namespace: pod.Namespace, Claim: name}, pv, podDir, readOnly, gid)
 	}
 	return Volume{}, fmt.Errorf("persistentvolume %q is of a type this agent cannot mount: it mounts hostPath and local volumes", pv.Name)
 }

@@ -159,11 +159,17 @@ func TestLocalPathVolumeLifecycle(t *testing.T) {
 	if _, err := m.Setup(context.Background(), pod, podDir, nodeEnv); err != nil {
 		t.Fatalf("a second sync: %v", err)
 	}
+	if cvs := m.ClaimVolumes(string(pod.UID)); len(cvs) != 1 || cvs[0] != (ClaimVolume{Name: "data", Namespace: "ns", Claim: "data", Path: target}) {
+		t.Errorf("claim volumes %+v, want data at %s", cvs, target)
+	}
 	if err := m.RemoveLocalVolume(name); !errors.Is(err, ErrVolumeInUse) {
 		t.Fatalf("removal while mounted: %v, want ErrVolumeInUse", err)
 	}
 	if err := m.Teardown(string(pod.UID), podDir); err != nil {
 		t.Fatal(err)
+	}
+	if cvs := m.ClaimVolumes(string(pod.UID)); len(cvs) != 0 {
+		t.Errorf("claim volumes %+v after teardown", cvs)
 	}
 	if err := m.RemoveLocalVolume(name); err != nil {
 		t.Fatal(err)

@@ -31,13 +31,14 @@ var ErrBadVolumeName = errors.New("not a volume name")
 // only when the pod says so) and, on the first mount, gives it the pod's
 // fsGroup. The directory of a volume this node's local-path provisioner
 // made is created here, on first use.
-func (m *Manager) localVolume(pod *v1.Pod, pv *v1.PersistentVolume, podDir string, readOnly bool, gid int) (Volume, error) {
+func (m *Manager) localVolume(pod *v1.Pod, cv ClaimVolume, pv *v1.PersistentVolume, podDir string, readOnly bool, gid int) (Volume, error) {
 	src := filepath.Clean(pv.Spec.Local.Path)
 	if err := m.ensureLocalDir(pv, src); err != nil {
 		return Volume{}, err
 	}
 	target := filepath.Join(Dir(podDir), "kubernetes.io~local-volume", pv.Name)
-	m.trackLocal(pv.Name, string(pod.UID))
+	cv.Path = target
+	m.trackLocal(pv.Name, string(pod.UID), cv)
 	mounted, err := mountinfo.Mounted(target)
 	if err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return Volume{}, err
@@ -100,13 +101,24 @@ func (m *Manager) provisionedHere(pv *v1.PersistentVolume, path string) bool {
 		localstorage.CheckVolumeName(pv.Name) == nil && path == localstorage.VolumeDir(m.storageDir, pv.Name)
 }
 
-func (m *Manager) trackLocal(volumeName, podUID string) {
+// ClaimVolume is a pod's volume backed by a claim, mounted at Path.
+type ClaimVolume struct {
+	// Name is the volume's name in the pod; Claim its claim.
+	Name, Namespace, Claim string
+	Path                   string
+}
+
+func (m *Manager) trackLocal(volumeName, podUID string, cv ClaimVolume) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.local[volumeName] == nil {
 		m.local[volumeName] = map[string]bool{}
 	}
 	m.local[volumeName][podUID] = true
+	if m.claims[podUID] == nil {
+		m.claims[podUID] = map[string]ClaimVolume{}
+	}
+	m.claims[podUID][cv.Name] = cv
 }
 
 // untrackLocal forgets a pod's local volumes.
@@ -119,6 +131,20 @@ func (m *Manager) untrackLocal(podUID string) {
 			delete(m.local, name)
 		}
 	}
+	delete(m.claims, podUID)
+}
+
+// ClaimVolumes lists the pod's mounted local volumes, by name, for the
+// volume statistics of the summary API.
+func (m *Manager) ClaimVolumes(podUID string) []ClaimVolume {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	out := make([]ClaimVolume, 0, len(m.claims[podUID]))
+	for _, cv := range m.claims[podUID] {
+		out = append(out, cv)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out
 }
 
 // RemoveLocalVolume removes the directory of local-path volume name from

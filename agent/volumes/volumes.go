@@ -50,8 +50,10 @@ type Manager struct {
 
 	mu     sync.Mutex
 	tokens map[string]token // by pod UID, audience and lifetime
-	// local maps a local volume to the pods it is mounted for.
-	local map[string]map[string]bool
+	// local maps a local volume to the pods it is mounted for; claims
+	// holds each pod's mounted local volumes by name.
+	local  map[string]map[string]bool
+	claims map[string]map[string]ClaimVolume
 }
 
 type token struct {
@@ -69,7 +71,7 @@ func New(opts Options) *Manager {
 		opts.Logger = slog.Default()
 	}
 	return &Manager{client: opts.Client, log: opts.Logger, clock: opts.Clock, storageDir: opts.StorageDir,
-		tokens: map[string]token{}, local: map[string]map[string]bool{}}
+		tokens: map[string]token{}, local: map[string]map[string]bool{}, claims: map[string]map[string]ClaimVolume{}}
 }
 
 // Volume is a set-up volume.

@@ -29,8 +29,9 @@ const waitTimeout = 3 * time.Minute
 // and binds delayed claims, persistentvolume binds and protects, localpath
 // provisions, namespace and garbagecollector clean up, serviceaccount
 // gives namespaces their default ServiceAccount and root CA, nodelifecycle
-// lifts the not-ready taint new nodes get at admission.
-var plugins = []string{"scheduler", "persistentvolume", "localpath", "namespace", "garbagecollector", "serviceaccount", "nodelifecycle"}
+// lifts the not-ready taint new nodes get at admission, statefulset makes
+// claims from volumeClaimTemplates.
+var plugins = []string{"scheduler", "persistentvolume", "localpath", "namespace", "garbagecollector", "serviceaccount", "nodelifecycle", "statefulset"}
 
 // cluster is a server and one agent on loopback.
 type cluster struct {

@@ -2,6 +2,7 @@ package storage
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -9,12 +10,14 @@ import (
 	"syscall"
 	"testing"
 
+	appsv1 "k8s.io/api/apps/v1"
 	v1 "k8s.io/api/core/v1"
 	storagev1 "k8s.io/api/storage/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/component-helpers/storage/volume"
+	statsv1alpha1 "k8s.io/kubelet/pkg/apis/stats/v1alpha1"
 	"k8s.io/utils/ptr"
 
 	"github.com/keelson/keelson/e2e/harness"
@@ -31,6 +34,7 @@ func TestPersistentStorage(t *testing.T) {
 	t.Run("StaticHostPathClaimRef", c.testStaticHostPath)
 	t.Run("NodeAffinityConflict", c.testNodeAffinityConflict)
 	t.Run("EphemeralVolume", c.testEphemeral)
+	t.Run("StatefulSetKeepsItsData", c.testStatefulSet)
 }
 
 // testDefaultClass: the localpath plugin made the default class.
@@ -151,6 +155,7 @@ func (c *cluster) testNamespaceDeletion(t *testing.T) {
 	c.waitPod(t, ns, "holder", v1.PodRunning)
 	pvc := c.waitClaimBound(t, ns, "data")
 	dir := filepath.Join(c.storageDir(), pvc.Spec.VolumeName)
+	c.checkVolumeStats(t, ns, "holder", "data")
 	if err := c.client.CoreV1().Namespaces().Delete(ctx, ns, metav1.DeleteOptions{}); err != nil {
 		t.Fatal(err)
 	}
@@ -165,6 +170,34 @@ func (c *cluster) testNamespaceDeletion(t *testing.T) {
 	if _, err := os.Stat(dir); !os.IsNotExist(err) {
 		t.Errorf("directory %s still there: %v", dir, err)
 	}
+}
+
+// checkVolumeStats: the node's summary API (as `kubectl get --raw` reaches
+// it) reports the pod's volume with its claim.
+func (c *cluster) checkVolumeStats(t *testing.T, ns, pod, claim string) {
+	t.Helper()
+	harness.Eventually(t, waitTimeout, "the summary API reports the volume of "+pod, func() (bool, string) {
+		raw, err := c.client.CoreV1().RESTClient().Get().AbsPath("/api/v1/nodes", c.node, "proxy", "stats", "summary").DoRaw(context.Background())
+		if err != nil {
+			return false, err.Error()
+		}
+		var sum statsv1alpha1.Summary
+		if err := json.Unmarshal(raw, &sum); err != nil {
+			return false, err.Error()
+		}
+		for _, p := range sum.Pods {
+			if p.PodRef.Namespace != ns || p.PodRef.Name != pod {
+				continue
+			}
+			for _, v := range p.VolumeStats {
+				if v.PVCRef != nil && v.PVCRef.Name == claim && v.CapacityBytes != nil && *v.CapacityBytes > 0 && v.UsedBytes != nil {
+					return true, ""
+				}
+			}
+			return false, fmt.Sprintf("volume stats %+v", p.VolumeStats)
+		}
+		return false, "pod not in the summary"
+	})
 }
 
 // testRetain: with reclaim Retain the released volume and its directory
@@ -317,5 +350,54 @@ func (c *cluster) testEphemeral(t *testing.T) {
 	waitGone(t, "volume "+pvc.Spec.VolumeName, func() error {
 		_, err := c.client.CoreV1().PersistentVolumes().Get(ctx, pvc.Spec.VolumeName, metav1.GetOptions{})
 		return err
+	})
+}
+
+// testStatefulSet: a StatefulSet's pod gets the claim of its
+// volumeClaimTemplate and finds its data again when it is re-created.
+func (c *cluster) testStatefulSet(t *testing.T) {
+	ctx := context.Background()
+	ns := c.namespace(t, "sts")
+	script := "if [ -f /data/id ]; then echo found $(cat /data/id); else echo first > /data/id; echo wrote; fi; exec sleep 3600"
+	set := &appsv1.StatefulSet{
+		ObjectMeta: metav1.ObjectMeta{Name: "web"},
+		Spec: appsv1.StatefulSetSpec{
+			Replicas:    ptr.To[int32](1),
+			ServiceName: "web",
+			Selector:    &metav1.LabelSelector{MatchLabels: map[string]string{"app": "web"}},
+			Template: v1.PodTemplateSpec{
+				ObjectMeta: metav1.ObjectMeta{Labels: map[string]string{"app": "web"}},
+				Spec: v1.PodSpec{
+					TerminationGracePeriodSeconds: ptr.To[int64](1),
+					Containers: []v1.Container{{Name: "sh", Image: "keelson.test/busybox:e2e", ImagePullPolicy: v1.PullNever,
+						Command: []string{"sh", "-c", script}, VolumeMounts: []v1.VolumeMount{{Name: "data", MountPath: "/data"}}}},
+				},
+			},
+			VolumeClaimTemplates: []v1.PersistentVolumeClaim{{
+				ObjectMeta: metav1.ObjectMeta{Name: "data"},
+				Spec: v1.PersistentVolumeClaimSpec{
+					AccessModes: []v1.PersistentVolumeAccessMode{v1.ReadWriteOnce},
+					Resources:   v1.VolumeResourceRequirements{Requests: v1.ResourceList{v1.ResourceStorage: resource.MustParse("16Mi")}},
+				},
+			}},
+		},
+	}
+	if _, err := c.client.AppsV1().StatefulSets(ns).Create(ctx, set, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	first := c.waitPod(t, ns, "web-0", v1.PodRunning)
+	c.waitClaimBound(t, ns, "data-web-0")
+	harness.Eventually(t, waitTimeout, "web-0 wrote its id", func() (bool, string) {
+		out := c.logs(t, ns, "web-0")
+		return out == "wrote\n", out
+	})
+	c.deletePod(t, ns, "web-0")
+	harness.Eventually(t, waitTimeout, "web-0 is re-created and finds its id", func() (bool, string) {
+		p, err := c.client.CoreV1().Pods(ns).Get(ctx, "web-0", metav1.GetOptions{})
+		if err != nil || p.UID == first.UID || p.Status.Phase != v1.PodRunning {
+			return false, fmt.Sprint(err)
+		}
+		out := c.logs(t, ns, "web-0")
+		return out == "found first\n", out
 	})
 }
