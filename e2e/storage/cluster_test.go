@@ -2,7 +2,12 @@ package storage
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"fmt"
+	"io"
+	"net/http"
+	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -270,4 +275,38 @@ func waitGone(t *testing.T, what string, get func() error) {
 		err := get()
 		return apierrors.IsNotFound(err), fmt.Sprint(err)
 	})
+}
+
+// kubeletGet calls the agent's kubelet API with the admin's certificate.
+// (The API server's node proxy refuses the loopback address test nodes
+// have, so the API is called directly.)
+func (c *cluster) kubeletGet(t *testing.T, path string) ([]byte, error) {
+	t.Helper()
+	n, err := c.client.CoreV1().Nodes().Get(context.Background(), c.node, metav1.GetOptions{})
+	if err != nil {
+		return nil, err
+	}
+	pki := filepath.Join(c.server.DataDir, "pki")
+	ca, err := os.ReadFile(filepath.Join(pki, "ca.crt"))
+	if err != nil {
+		return nil, err
+	}
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(ca)
+	admin, err := tls.LoadX509KeyPair(filepath.Join(pki, "admin.crt"), filepath.Join(pki, "admin.key"))
+	if err != nil {
+		return nil, err
+	}
+	client := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{
+		TLSClientConfig: &tls.Config{RootCAs: pool, Certificates: []tls.Certificate{admin}, MinVersion: tls.VersionTLS12}}}
+	resp, err := client.Get(fmt.Sprintf("https://127.0.0.1:%d%s", n.Status.DaemonEndpoints.KubeletEndpoint.Port, path))
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err == nil && resp.StatusCode != http.StatusOK {
+		err = fmt.Errorf("GET %s: %s: %s", path, resp.Status, b)
+	}
+	return b, err
 }

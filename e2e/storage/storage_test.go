@@ -172,12 +172,12 @@ func (c *cluster) testNamespaceDeletion(t *testing.T) {
 	}
 }
 
-// checkVolumeStats: the node's summary API (as `kubectl get --raw` reaches
-// it) reports the pod's volume with its claim.
+// checkVolumeStats: the node's summary API reports the pod's volume with
+// its claim.
 func (c *cluster) checkVolumeStats(t *testing.T, ns, pod, claim string) {
 	t.Helper()
 	harness.Eventually(t, waitTimeout, "the summary API reports the volume of "+pod, func() (bool, string) {
-		raw, err := c.client.CoreV1().RESTClient().Get().AbsPath("/api/v1/nodes", c.node, "proxy", "stats", "summary").DoRaw(context.Background())
+		raw, err := c.kubeletGet(t, "/stats/summary")
 		if err != nil {
 			return false, err.Error()
 		}
@@ -391,7 +391,11 @@ func (c *cluster) testStatefulSet(t *testing.T) {
 		out := c.logs(t, ns, "web-0")
 		return out == "wrote\n", out
 	})
-	c.deletePod(t, ns, "web-0")
+	// The controller makes web-0 again under the same name: wait for a
+	// new UID, not for the name to be gone.
+	if err := c.client.CoreV1().Pods(ns).Delete(ctx, "web-0", metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
 	harness.Eventually(t, waitTimeout, "web-0 is re-created and finds its id", func() (bool, string) {
 		p, err := c.client.CoreV1().Pods(ns).Get(ctx, "web-0", metav1.GetOptions{})
 		if err != nil || p.UID == first.UID || p.Status.Phase != v1.PodRunning {
