@@ -138,7 +138,8 @@ func (c *controller) provision(ctx context.Context, claim *v1.PersistentVolumeCl
 		return fmt.Errorf("creating PersistentVolume %s: %w", pv.Name, err)
 	}
 	c.events.Event(claim, v1.EventTypeNormal, reasonProvisioningSucceeded, fmt.Sprintf("Successfully provisioned volume %s", pv.Name))
-	c.logger.Info("provisioned volume", "claim", claim.Namespace+"/"+claim.Name, "volume", pv.Name, "node", node, "path", pv.Spec.Local.Path)
+	c.logger.Info("provisioned volume", "claim", claim.Namespace+"/"+claim.Name, "volume", pv.Name, "node", node,
+		"path", pv.Spec.Local.Path, "capacityEnforced", false)
 	return nil
 }
 
