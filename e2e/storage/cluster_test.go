@@ -46,7 +46,7 @@ type cluster struct {
 	node   string
 }
 
-func startCluster(t *testing.T) *cluster {
+func startCluster(t testing.TB) *cluster {
 	t.Helper()
 	nodeagent.Require(t)
 	s := harness.StartServer(t, harness.ServerOptions{Plugins: plugins})
@@ -92,7 +92,7 @@ func (c *cluster) deleteAllPods() {
 
 // waitForNode gives the node a pod CIDR (no nodeipam runs) and waits for
 // it to be Ready.
-func (c *cluster) waitForNode(t *testing.T) {
+func (c *cluster) waitForNode(t testing.TB) {
 	t.Helper()
 	ctx := context.Background()
 	harness.Eventually(t, waitTimeout, "the agent registers its node", func() (bool, string) {
@@ -125,7 +125,7 @@ func (c *cluster) waitForNode(t *testing.T) {
 func (c *cluster) storageDir() string { return filepath.Join(c.agent.DataDir, "storage") }
 
 // namespace creates a namespace and waits for its default ServiceAccount.
-func (c *cluster) namespace(t *testing.T, name string) string {
+func (c *cluster) namespace(t testing.TB, name string) string {
 	t.Helper()
 	ctx := context.Background()
 	if _, err := c.client.CoreV1().Namespaces().Create(ctx, &v1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name}}, metav1.CreateOptions{}); err != nil {
@@ -139,7 +139,7 @@ func (c *cluster) namespace(t *testing.T, name string) string {
 }
 
 // claim creates a claim of size in ns; class nil leaves it to the default.
-func (c *cluster) claim(t *testing.T, ns, name, size string, class *string) *v1.PersistentVolumeClaim {
+func (c *cluster) claim(t testing.TB, ns, name, size string, class *string) *v1.PersistentVolumeClaim {
 	t.Helper()
 	pvc := &v1.PersistentVolumeClaim{
 		ObjectMeta: metav1.ObjectMeta{Name: name},
@@ -157,7 +157,7 @@ func (c *cluster) claim(t *testing.T, ns, name, size string, class *string) *v1.
 }
 
 // shellPod runs script in busybox with the claim mounted at /data.
-func (c *cluster) shellPod(t *testing.T, ns, name, claim, script string, mutate ...func(*v1.Pod)) *v1.Pod {
+func (c *cluster) shellPod(t testing.TB, ns, name, claim, script string, mutate ...func(*v1.Pod)) *v1.Pod {
 	t.Helper()
 	p := &v1.Pod{
 		ObjectMeta: metav1.ObjectMeta{Name: name},
@@ -269,7 +269,7 @@ func (c *cluster) waitClaimBound(t *testing.T, ns, name string) *v1.PersistentVo
 }
 
 // waitGone waits until get reports NotFound.
-func waitGone(t *testing.T, what string, get func() error) {
+func waitGone(t testing.TB, what string, get func() error) {
 	t.Helper()
 	harness.Eventually(t, waitTimeout, what+" is gone", func() (bool, string) {
 		err := get()
