@@ -67,7 +67,8 @@ bench: build
 	$(GO) run ./bench/nodebench -keelson-bin $(KEELSON)
 	@if [ "$$(id -u)" = 0 ]; then \
 		KEELSON_BIN=$(KEELSON) $(GO) test -run '^$$' -bench PodStartup -benchtime 3x -timeout 30m ./e2e/agent/; \
-	else echo "bench: pod startup needs root (containers); skipped"; fi
+		KEELSON_BIN=$(KEELSON) $(GO) test -run '^$$' -bench ProvisionAndBind -benchtime 1x -timeout 30m ./e2e/storage/; \
+	else echo "bench: pod startup and volume provisioning need root (containers); skipped"; fi
 	$(GO) run ./bench/proxybench
 
 # soak runs the HA fault-injection scenarios in random order for SOAK_TIME

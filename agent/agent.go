@@ -28,6 +28,7 @@ import (
 	"github.com/keelson/keelson/agent/node"
 	"github.com/keelson/keelson/agent/pods"
 	"github.com/keelson/keelson/agent/runtime"
+	"github.com/keelson/keelson/agent/volumes"
 	"github.com/keelson/keelson/config"
 	"github.com/keelson/keelson/internal/join"
 	"github.com/keelson/keelson/internal/statefile"
@@ -72,12 +73,16 @@ type Agent struct {
 	network *cni.Network
 	node    *node.Node
 	pods    *pods.Manager
+	volumes *volumes.Manager
 	// gossipMu guards gossip, which watchAPI closes while no server
 	// answers and opens again when one does.
 	gossipMu sync.Mutex
 	gossip   *gossip.Member
 	metrics  *metrics
 }
+
+// storageDir holds this node's local-path volumes.
+func (a *Agent) storageDir() string { return config.StorageDir(a.cfg.DataDir, a.cfg.StorageDir) }
 
 // Run runs the agent until ctx ends; containers keep running after it.
 func Run(ctx context.Context, cfg config.Agent, opts Options) error {
@@ -87,6 +92,11 @@ func Run(ctx context.Context, cfg config.Agent, opts Options) error {
 	a := &Agent{cfg: cfg, opts: opts, log: opts.Logger, dir: config.AgentDir(cfg.DataDir)}
 	if err := os.MkdirAll(a.dir, 0o700); err != nil {
 		return fmt.Errorf("agent: data dir: %w", err)
+	}
+	// Traversable, not listable: volume directories inside are 0777 for
+	// the pods' users.
+	if err := os.MkdirAll(a.storageDir(), 0o711); err != nil {
+		return fmt.Errorf("agent: storage dir (storageDir, --storage-dir): %w", err)
 	}
 	tok, err := join.ParseToken(cfg.Token)
 	if err != nil {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"net"
 	"os"
 	"path/filepath"
@@ -19,6 +20,7 @@ import (
 	"github.com/keelson/keelson/agent/servicenet"
 	"github.com/keelson/keelson/agent/volumes"
 	"github.com/keelson/keelson/config"
+	"github.com/keelson/keelson/internal/localstorage"
 	"github.com/keelson/keelson/internal/nodeproof"
 	v1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -160,7 +162,9 @@ func (a *Agent) registerNode(ctx context.Context) error {
 		KubeletPort: a.cfg.Kubelet.Port,
 		Labels:      a.cfg.NodeLabels,
 		Taints:      a.opts.RegisterTaints,
-		Annotations: proofAnnotations(a.opts.Embedded),
+		// How this node's heartbeat is proven, and where its local-path
+		// volumes live (for the provisioner).
+		Annotations:    a.nodeAnnotations(),
 		MaxPods:        a.cfg.Kubelet.MaxPods,
 		SystemReserved: a.cfg.Kubelet.SystemReserved,
 		EvictionHard:   a.cfg.Kubelet.EvictionHard,
@@ -177,6 +181,13 @@ func (a *Agent) registerNode(ctx context.Context) error {
 	}
 	a.node.SetNetworkReady(func() bool { return a.node.PodCIDR() != "" })
 	return retry(ctx, a.log, "registering the node", a.node.Register)
+}
+
+// nodeAnnotations are the annotations the agent keeps on its Node.
+func (a *Agent) nodeAnnotations() map[string]string {
+	ann := map[string]string{localstorage.StorageDirAnnotation: a.storageDir()}
+	maps.Copy(ann, proofAnnotations(a.opts.Embedded))
+	return ann
 }
 
 // proofAnnotations are the Node annotations that tell the leader how this
@@ -280,6 +291,7 @@ func (a *Agent) newPods(services func() []*v1.Service, recorder record.EventReco
 		return err
 	}
 	a.metrics = newMetrics(func() float64 { return float64(len(a.pods.Pods())) })
+	a.volumes = volumes.New(volumes.Options{Client: a.client, Logger: a.log, StorageDir: a.storageDir()})
 	a.pods = pods.New(pods.Options{
 		NodeName:      a.cfg.NodeName,
 		ClusterDomain: a.cfg.ClusterDomain,
@@ -294,7 +306,7 @@ func (a *Agent) newPods(services func() []*v1.Service, recorder record.EventReco
 		Client:        a.client,
 		Runtime:       a.rt,
 		Network:       a.network,
-		Volumes:       volumes.New(volumes.Options{Client: a.client, Logger: a.log}),
+		Volumes:       a.volumes,
 		Node:          a.node,
 		Services:      services,
 		Recorder:      recorder,
@@ -320,9 +332,14 @@ func (a *Agent) kubeletAPI() (*kubeletapi.Server, error) {
 		ClientCAs:      caPool,
 		Client:         a.client,
 		Backend:        a.pods,
+		Volumes:        a.volumes,
 		Errors: kubeletapi.Classifier{
-			NotFound:   func(err error) bool { return errors.Is(err, pods.ErrNotFound) },
-			BadRequest: func(err error) bool { var b pods.BadRequestError; return errors.As(err, &b) },
+			NotFound: func(err error) bool { return errors.Is(err, pods.ErrNotFound) },
+			BadRequest: func(err error) bool {
+				var b pods.BadRequestError
+				return errors.As(err, &b) || errors.Is(err, volumes.ErrBadVolumeName)
+			},
+			Conflict: func(err error) bool { return errors.Is(err, volumes.ErrVolumeInUse) },
 		},
 		Registry: a.metrics.registry,
 		Logger:   a.log,

@@ -66,9 +66,12 @@ type Node struct {
 	NodeIP string `json:"nodeIP"`
 	// NodeLabels are added to the Node at registration.
 	NodeLabels map[string]string `json:"nodeLabels"`
-	Kubelet    Kubelet           `json:"kubelet"`
-	Runtime    Runtime           `json:"runtime"`
-	Network    Network           `json:"network"`
+	// StorageDir holds the directories of local-path volumes provisioned
+	// on this node, one per PersistentVolume. Empty: DATA_DIR/storage.
+	StorageDir string  `json:"storageDir"`
+	Kubelet    Kubelet `json:"kubelet"`
+	Runtime    Runtime `json:"runtime"`
+	Network    Network `json:"network"`
 	// Registries configures image registries by host ("docker.io",
 	// "registry.local:5000"): mirrors tried first and plain-HTTP access.
 	Registries map[string]Registry `json:"registries"`
@@ -232,6 +235,15 @@ func AgentDir(dataDir string) string { return filepath.Join(dataDir, "agent") }
 // from.
 func ImagesDir(dataDir string) string { return filepath.Join(dataDir, "images") }
 
+// StorageDir is where a node with data dir dataDir keeps its local-path
+// volumes: storageDir when set, else DATA_DIR/storage.
+func StorageDir(dataDir, storageDir string) string {
+	if storageDir != "" {
+		return storageDir
+	}
+	return filepath.Join(dataDir, "storage")
+}
+
 // ContainerdSocket is the socket of the containerd an agent runs itself.
 func ContainerdSocket(dataDir string) string {
 	return filepath.Join(AgentDir(dataDir), "containerd", "containerd.sock")
@@ -295,6 +307,9 @@ func (n *Node) Validate(prefix string) []error {
 		if ip := net.ParseIP(n.NodeIP); ip == nil || ip.IsUnspecified() {
 			bad("nodeIP", "node-ip", "%q is not a usable IP address", n.NodeIP)
 		}
+	}
+	if n.StorageDir != "" && !filepath.IsAbs(n.StorageDir) {
+		bad("storageDir", "storage-dir", "%q must be an absolute directory such as /var/lib/keelson/storage", n.StorageDir)
 	}
 	for k := range n.NodeLabels {
 		if k == "" || strings.ContainsAny(k, " =,") {

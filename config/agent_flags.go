@@ -31,6 +31,7 @@ func AgentFlags(fs *pflag.FlagSet, c *Agent) {
 func NodeFlags(fs *pflag.FlagSet, n *Node) {
 	fs.StringVar(&n.NodeIP, "node-ip", n.NodeIP, "InternalIP of this node (default: the address used to reach the server)")
 	fs.StringToStringVar(&n.NodeLabels, "node-label", n.NodeLabels, "label added to the Node as key=value (repeatable)")
+	fs.StringVar(&n.StorageDir, "storage-dir", n.StorageDir, "directory of the local-path volumes on this node (default: DATA_DIR/storage)")
 	k := &n.Kubelet
 	fs.StringVar(&k.Address, "kubelet-address", k.Address, "IP address the kubelet API listens on")
 	fs.IntVar(&k.Port, "kubelet-port", k.Port, "HTTPS port of the kubelet API (logs, exec, port-forward)")

@@ -24,6 +24,7 @@ import (
 	"github.com/jonboulle/clockwork"
 	"github.com/keelson/keelson/agent/logs"
 	"github.com/keelson/keelson/agent/runtime"
+	"github.com/keelson/keelson/internal/localstorage"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	v1 "k8s.io/api/core/v1"
@@ -50,6 +51,12 @@ type Backend interface {
 type Classifier struct {
 	NotFound   func(error) bool
 	BadRequest func(error) bool
+	Conflict   func(error) bool
+}
+
+// LocalVolumes removes the directories of local-path volumes on this node.
+type LocalVolumes interface {
+	RemoveLocalVolume(name string) error
 }
 
 // Options configures the server.
@@ -62,8 +69,10 @@ type Options struct {
 	// ClientCAs verify client certificates (the cluster CA).
 	ClientCAs *x509.CertPool
 	// Client reviews tokens and access.
-	Client   kubernetes.Interface
-	Backend  Backend
+	Client  kubernetes.Interface
+	Backend Backend
+	// Volumes serves DELETE /storage/local-path/NAME (nil: not served).
+	Volumes  LocalVolumes
 	Errors   Classifier
 	Registry *prometheus.Registry
 	Logger   *slog.Logger
@@ -108,6 +117,9 @@ func Listen(opts Options) (*Server, error) {
 		mux.HandleFunc(m+" /portForward/{namespace}/{pod}/{uid}", s.portForward)
 	}
 	mux.HandleFunc("GET /stats/summary", s.summary)
+	if opts.Volumes != nil {
+		mux.HandleFunc("DELETE "+localstorage.VolumeAPIPath("{name}"), s.removeLocalVolume)
+	}
 	if opts.Registry != nil {
 		mux.Handle("GET /metrics", promhttp.HandlerFor(opts.Registry, promhttp.HandlerOpts{}))
 	}
@@ -193,6 +205,10 @@ func attributes(r *http.Request) (verb, subresource string) {
 		subresource = "metrics"
 	case strings.HasPrefix(p, "/logs"):
 		subresource = "log"
+	case localstorage.IsAPIPath(p):
+		// Its own subresource, so that the provisioner needs no
+		// nodes/proxy (which would let it exec into every pod).
+		subresource = localstorage.Subresource
 	default:
 		subresource = "proxy"
 	}
@@ -205,9 +221,21 @@ func (s *Server) fail(w http.ResponseWriter, err error) {
 		http.Error(w, err.Error(), http.StatusNotFound)
 	case s.opts.Errors.BadRequest != nil && s.opts.Errors.BadRequest(err):
 		http.Error(w, err.Error(), http.StatusBadRequest)
+	case s.opts.Errors.Conflict != nil && s.opts.Errors.Conflict(err):
+		http.Error(w, err.Error(), http.StatusConflict)
 	default:
 		http.Error(w, err.Error(), http.StatusInternalServerError)
 	}
+}
+
+// removeLocalVolume removes a local-path volume's directory, at the
+// provisioner's request, once the volume was released.
+func (s *Server) removeLocalVolume(w http.ResponseWriter, r *http.Request) {
+	if err := s.opts.Volumes.RemoveLocalVolume(r.PathValue("name")); err != nil {
+		s.fail(w, err)
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
 }
 
 func (s *Server) pods(w http.ResponseWriter, _ *http.Request) {

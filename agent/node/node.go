@@ -171,6 +171,17 @@ func (n *Node) PodCIDR() string {
 	return n.current.Spec.PodCIDR
 }
 
+// Labels are the node's labels as last seen (those it registers with until
+// then), which PersistentVolumes' node affinity selects on.
+func (n *Node) Labels() map[string]string {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.current == nil {
+		return n.labels()
+	}
+	return n.current.Labels
+}
+
 // Observe records the node as the API server has it (from an informer).
 func (n *Node) Observe(node *v1.Node) {
 	if node.Name != n.opts.Name {

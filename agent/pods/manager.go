@@ -39,6 +39,8 @@ type NodeInfo interface {
 	Allocatable() v1.ResourceList
 	// PodCIDR is the node's pod CIDR, empty until assigned.
 	PodCIDR() string
+	// Labels are the node's labels.
+	Labels() map[string]string
 }
 
 // Options configures a Manager.

@@ -61,7 +61,8 @@ func (w *worker) ensureSandbox(ctx context.Context, pod *v1.Pod) (*sandbox, erro
 		sb.netns, sb.podIP = path, ip.String()
 	}
 	if sb.volumes == nil || m.clock.Since(w.volumesAt) >= m.opts.SyncInterval {
-		vols, err := m.opts.Volumes.Setup(ctx, pod, sb.dir, volumes.Env{PodIPs: []string{sb.podIP}, HostIPs: hostIPs, Allocatable: m.opts.Node.Allocatable()})
+		vols, err := m.opts.Volumes.Setup(ctx, pod, sb.dir, volumes.Env{PodIPs: []string{sb.podIP}, HostIPs: hostIPs,
+			Allocatable: m.opts.Node.Allocatable(), NodeName: m.opts.NodeName, NodeLabels: m.opts.Node.Labels()})
 		if err != nil {
 			m.event(pod, v1.EventTypeWarning, "FailedMount", "MountVolume.SetUp failed for %v", err)
 			return nil, fmt.Errorf("setting up volumes: %w", err)

@@ -10,13 +10,14 @@ import (
 
 	"github.com/keelson/keelson/agent/runtime"
 	"github.com/keelson/keelson/agent/stats"
+	v1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	statsv1alpha1 "k8s.io/kubelet/pkg/apis/stats/v1alpha1"
 )
 
 // Summary is the kubelet summary API's answer: the node's CPU, memory and
 // filesystem, and each running pod's and container's CPU and memory from
-// their cgroups.
+// their cgroups, and the pods' local volumes with their claims.
 func (m *Manager) Summary(ctx context.Context) (*statsv1alpha1.Summary, error) {
 	now := metav1.NewTime(time.Now())
 	node, err := stats.Node()
@@ -79,10 +80,27 @@ func (m *Manager) Summary(ctx context.Context) (*statsv1alpha1.Summary, error) {
 			ps.CPU = m.cpuStats(key, podUsage)
 			ps.Memory = memStats(podUsage)
 		}
+		ps.VolumeStats = m.claimVolumeStats(now, pod)
 		sum.Pods = append(sum.Pods, ps)
 	}
 	m.rates.Forget(keep)
 	return sum, nil
+}
+
+// claimVolumeStats are the filesystem statistics of the pod's local
+// volumes, with their claims, as kubelet reports them (statfs of the
+// mount: the filesystem holding the volume).
+func (m *Manager) claimVolumeStats(now metav1.Time, pod *v1.Pod) []statsv1alpha1.VolumeStats {
+	var out []statsv1alpha1.VolumeStats
+	for _, cv := range m.opts.Volumes.ClaimVolumes(string(pod.UID)) {
+		fs, err := stats.Filesystem(cv.Path)
+		if err != nil {
+			continue
+		}
+		out = append(out, statsv1alpha1.VolumeStats{Name: cv.Name, FsStats: *fsStats(now, fs),
+			PVCRef: &statsv1alpha1.PVCReference{Name: cv.Claim, Namespace: cv.Namespace}})
+	}
+	return out
 }
 
 func (m *Manager) cpuStats(key string, u stats.Usage) *statsv1alpha1.CPUStats {

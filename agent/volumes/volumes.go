@@ -1,8 +1,11 @@
 // Package volumes materializes a pod's volumes on the node: emptyDir
-// (on disk or tmpfs), hostPath (with its type checks), and the projected
+// (on disk or tmpfs), hostPath (with its type checks), the projected
 // kinds kubelet keeps current (configMap, secret, downwardAPI, projected
 // with the pod's bound service-account token, rotated before it expires),
-// in kubelet's directory layout under the pod's directory.
+// and claims (persistentVolumeClaim and generic ephemeral volumes) bound to
+// hostPath or local PersistentVolumes, in kubelet's directory layout under
+// the pod's directory. It also removes the directories of local-path
+// volumes released on this node.
 package volumes
 
 import (
@@ -32,6 +35,9 @@ type Options struct {
 	Client kubernetes.Interface
 	Logger *slog.Logger
 	Clock  clockwork.Clock
+	// StorageDir holds this node's local-path volumes (the agent's
+	// --storage-dir); empty: none are made or removed here.
+	StorageDir string
 }
 
 // Manager sets up and tears down pods' volumes.
@@ -40,8 +46,14 @@ type Manager struct {
 	log    *slog.Logger
 	clock  clockwork.Clock
 
+	storageDir string
+
 	mu     sync.Mutex
 	tokens map[string]token // by pod UID, audience and lifetime
+	// local maps a local volume to the pods it is mounted for; claims
+	// holds each pod's mounted local volumes by name.
+	local  map[string]map[string]bool
+	claims map[string]map[string]ClaimVolume
 }
 
 type token struct {
@@ -58,7 +70,8 @@ func New(opts Options) *Manager {
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
-	return &Manager{client: opts.Client, log: opts.Logger, clock: opts.Clock, tokens: map[string]token{}}
+	return &Manager{client: opts.Client, log: opts.Logger, clock: opts.Clock, storageDir: opts.StorageDir,
+		tokens: map[string]token{}, local: map[string]map[string]bool{}, claims: map[string]map[string]ClaimVolume{}}
 }
 
 // Volume is a set-up volume.
@@ -70,10 +83,13 @@ type Volume struct {
 	ReadOnly bool
 }
 
-// Env is what the downward API needs beyond the pod.
+// Env is what the downward API needs beyond the pod, and the node's name
+// and labels, which a PersistentVolume's node affinity must select.
 type Env struct {
 	PodIPs, HostIPs []string
 	Allocatable     v1.ResourceList
+	NodeName        string
+	NodeLabels      map[string]string
 }
 
 // Dir is where a pod's volumes live under the pod's directory.
@@ -107,6 +123,8 @@ func (m *Manager) setup(ctx context.Context, pod *v1.Pod, vol *v1.Volume, podDir
 		return m.emptyDir(src.EmptyDir, dir("empty-dir"), env, gid)
 	case src.HostPath != nil:
 		return hostPath(src.HostPath)
+	case src.PersistentVolumeClaim != nil || src.Ephemeral != nil:
+		return m.claimVolume(ctx, pod, vol, podDir, env, gid)
 	case src.ConfigMap != nil:
 		payload, err := m.configMapPayload(ctx, pod.Namespace, src.ConfigMap.LocalObjectReference.Name, src.ConfigMap.Items, src.ConfigMap.DefaultMode, src.ConfigMap.Optional)
 		if err != nil {
@@ -132,7 +150,7 @@ func (m *Manager) setup(ctx context.Context, pod *v1.Pod, vol *v1.Volume, podDir
 		}
 		return project(dir("projected"), payload, gid, true)
 	}
-	return Volume{}, errors.New("unsupported volume type: this agent supports emptyDir, hostPath, configMap, secret, downwardAPI and projected")
+	return Volume{}, errors.New("unsupported volume type: this agent supports emptyDir, hostPath, configMap, secret, downwardAPI, projected, persistentVolumeClaim and ephemeral")
 }
 
 // project writes a payload atomically; on tmpfs when it holds secrets, so
@@ -212,7 +230,11 @@ func (m *Manager) Teardown(podUID, podDir string) error {
 		}
 	}
 	m.mu.Unlock()
-	return errors.Join(UnmountAll(SubPathDir(podDir)), UnmountAll(Dir(podDir)))
+	err := errors.Join(UnmountAll(SubPathDir(podDir)), UnmountAll(Dir(podDir)))
+	if err == nil {
+		m.untrackLocal(podUID)
+	}
+	return err
 }
 
 // UnmountAll unmounts every mount at or below dir, deepest first.

@@ -24,9 +24,11 @@ import (
 	"github.com/keelson/keelson/plugins/builtin/endpointslicemirroring"
 	"github.com/keelson/keelson/plugins/builtin/garbagecollector"
 	"github.com/keelson/keelson/plugins/builtin/job"
+	"github.com/keelson/keelson/plugins/builtin/localpath"
 	"github.com/keelson/keelson/plugins/builtin/namespace"
 	"github.com/keelson/keelson/plugins/builtin/nodeipam"
 	"github.com/keelson/keelson/plugins/builtin/nodelifecycle"
+	"github.com/keelson/keelson/plugins/builtin/persistentvolume"
 	"github.com/keelson/keelson/plugins/builtin/podgc"
 	"github.com/keelson/keelson/plugins/builtin/replicaset"
 	"github.com/keelson/keelson/plugins/builtin/replicationcontroller"
@@ -62,6 +64,8 @@ func All() []sdk.Plugin {
 		daemonset.Plugin(),
 		disruption.Plugin(),
 		podgc.Plugin(),
+		persistentvolume.Plugin(),
+		localpath.Plugin(),
 		scheduler.Plugin(),
 		nodeipam.Plugin(),
 		nodelifecycle.Plugin(),

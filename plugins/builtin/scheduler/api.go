@@ -22,31 +22,60 @@ const noteLengthLimit = 1024
 // bind posts the pod's Binding in the background; the loop has already
 // assumed the pod on the node, so the next pods see its requests. It waits
 // for a free slot first, which holds the loop back when the API server is
-// the bottleneck.
-func (s *Scheduler) bind(ctx context.Context, qp *queue.QueuedPod, assumed *cluster.PodInfo, node string) {
-	select {
-	case s.bindSlots <- struct{}{}:
-	case <-ctx.Done():
-		s.cache.ForgetPod(assumed.Pod.UID)
+// the bottleneck. A pod with a volume plan first has its volumes bound,
+// without holding a slot while the claims are provisioned.
+func (s *Scheduler) bind(ctx context.Context, qp *queue.QueuedPod, assumed *cluster.PodInfo, node string, plan *placement.VolumePlan) {
+	pod := assumed.Pod
+	if plan != nil {
+		s.inflight.Add(1)
+		go func() {
+			defer s.inflight.Done()
+			err := s.bindVolumes(ctx, pod, plan)
+			if err == nil {
+				err = s.acquireBindSlot(ctx)
+			}
+			if err != nil {
+				s.inbox.push(bindResult{qp: qp, node: node, err: fmt.Errorf("running PreBind plugin \"VolumeBinding\": %w", err)})
+				return
+			}
+			s.postBinding(ctx, qp, pod, node)
+		}()
 		return
 	}
-	pod := assumed.Pod
+	if err := s.acquireBindSlot(ctx); err != nil {
+		s.cache.ForgetPod(pod.UID)
+		return
+	}
 	s.inflight.Add(1)
 	go func() {
 		defer s.inflight.Done()
-		defer func() { <-s.bindSlots }()
-		b := &v1.Binding{
-			ObjectMeta: metav1.ObjectMeta{Namespace: pod.Namespace, Name: pod.Name, UID: pod.UID},
-			Target:     v1.ObjectReference{Kind: "Node", Name: node},
-		}
-		err := s.client.CoreV1().Pods(pod.Namespace).Bind(ctx, b, metav1.CreateOptions{})
-		if err != nil {
-			err = fmt.Errorf("binding pod %s to node %s: %w", podKey(pod), node, err)
-		} else {
-			s.recorder.Eventf(pod, nil, v1.EventTypeNormal, "Scheduled", "Binding", "Successfully assigned %v/%v to %v", pod.Namespace, pod.Name, node)
-		}
-		s.inbox.push(bindResult{qp: qp, node: node, err: err})
+		s.postBinding(ctx, qp, pod, node)
 	}()
+}
+
+func (s *Scheduler) acquireBindSlot(ctx context.Context) error {
+	select {
+	case s.bindSlots <- struct{}{}:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// postBinding binds the pod to the node, holding a bind slot it releases.
+func (s *Scheduler) postBinding(ctx context.Context, qp *queue.QueuedPod, pod *v1.Pod, node string) {
+	defer func() { <-s.bindSlots }()
+	b := &v1.Binding{
+		ObjectMeta: metav1.ObjectMeta{Namespace: pod.Namespace, Name: pod.Name, UID: pod.UID},
+		Target:     v1.ObjectReference{Kind: "Node", Name: node},
+	}
+	err := s.client.CoreV1().Pods(pod.Namespace).Bind(ctx, b, metav1.CreateOptions{})
+	if err != nil {
+		err = fmt.Errorf("binding pod %s to node %s: %w", podKey(pod), node, err)
+	} else {
+		s.recorder.Eventf(pod, nil, v1.EventTypeNormal, "Scheduled", "Binding", "Successfully assigned %v/%v to %v", pod.Namespace, pod.Name, node)
+	}
+	s.inbox.push(bindResult{qp: qp, node: node, err: err})
 }
 
 // recordFailure emits the FailedScheduling event and sets the pod's

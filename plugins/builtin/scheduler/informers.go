@@ -8,6 +8,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/component-helpers/storage/volume"
 
 	"github.com/keelson/keelson/plugins/builtin/scheduler/internal/placement"
 )
@@ -38,18 +39,12 @@ func slim(obj any) (any, error) {
 	case *v1.Namespace:
 		return &v1.Namespace{ObjectMeta: slimMeta(&o.ObjectMeta, nil)}, nil
 	case *v1.PersistentVolumeClaim:
-		return &v1.PersistentVolumeClaim{
-			ObjectMeta: slimMeta(&o.ObjectMeta, []string{placement.AnnBindCompleted, v1.BetaStorageClassAnnotation}),
-			Spec:       v1.PersistentVolumeClaimSpec{VolumeName: o.Spec.VolumeName, StorageClassName: o.Spec.StorageClassName},
-			Status:     v1.PersistentVolumeClaimStatus{Phase: o.Status.Phase},
-		}, nil
+		return slimClaim(o), nil
 	case *v1.PersistentVolume:
-		return &v1.PersistentVolume{
-			ObjectMeta: slimMeta(&o.ObjectMeta, nil),
-			Spec:       v1.PersistentVolumeSpec{NodeAffinity: o.Spec.NodeAffinity, StorageClassName: o.Spec.StorageClassName},
-		}, nil
+		return slimVolume(o), nil
 	case *storagev1.StorageClass:
-		return &storagev1.StorageClass{ObjectMeta: slimMeta(&o.ObjectMeta, nil), Provisioner: o.Provisioner, VolumeBindingMode: o.VolumeBindingMode}, nil
+		return &storagev1.StorageClass{ObjectMeta: slimMeta(&o.ObjectMeta, nil), Provisioner: o.Provisioner,
+			VolumeBindingMode: o.VolumeBindingMode, AllowedTopologies: o.AllowedTopologies}, nil
 	case *v1.Service:
 		return &v1.Service{ObjectMeta: slimMeta(&o.ObjectMeta, nil), Spec: v1.ServiceSpec{Selector: o.Spec.Selector}}, nil
 	case *v1.ReplicationController:
@@ -166,4 +161,31 @@ func slimContainerStatuses(cs []v1.ContainerStatus) []v1.ContainerStatus {
 		out[i] = v1.ContainerStatus{Name: cs[i].Name, AllocatedResources: cs[i].AllocatedResources, Resources: cs[i].Resources}
 	}
 	return out
+}
+
+// slimClaim keeps what volume binding reads: what the claim asks for (to
+// match volumes), its class, binding and selected node.
+func slimClaim(o *v1.PersistentVolumeClaim) *v1.PersistentVolumeClaim {
+	return &v1.PersistentVolumeClaim{
+		ObjectMeta: slimMeta(&o.ObjectMeta, []string{placement.AnnBindCompleted, v1.BetaStorageClassAnnotation, volume.AnnSelectedNode}),
+		Spec: v1.PersistentVolumeClaimSpec{
+			VolumeName: o.Spec.VolumeName, StorageClassName: o.Spec.StorageClassName, AccessModes: o.Spec.AccessModes,
+			Selector: o.Spec.Selector, VolumeMode: o.Spec.VolumeMode, VolumeAttributesClassName: o.Spec.VolumeAttributesClassName,
+			Resources: v1.VolumeResourceRequirements{Requests: o.Spec.Resources.Requests},
+		},
+		Status: v1.PersistentVolumeClaimStatus{Phase: o.Status.Phase},
+	}
+}
+
+// slimVolume keeps what matching a claim and the node reads.
+func slimVolume(o *v1.PersistentVolume) *v1.PersistentVolume {
+	return &v1.PersistentVolume{
+		ObjectMeta: slimMeta(&o.ObjectMeta, []string{volume.AnnBoundByController, v1.BetaStorageClassAnnotation}),
+		Spec: v1.PersistentVolumeSpec{
+			NodeAffinity: o.Spec.NodeAffinity, StorageClassName: o.Spec.StorageClassName, Capacity: o.Spec.Capacity,
+			AccessModes: o.Spec.AccessModes, ClaimRef: o.Spec.ClaimRef, VolumeMode: o.Spec.VolumeMode,
+			VolumeAttributesClassName: o.Spec.VolumeAttributesClassName,
+		},
+		Status: v1.PersistentVolumeStatus{Phase: o.Status.Phase},
+	}
 }

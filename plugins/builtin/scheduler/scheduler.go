@@ -37,12 +37,15 @@ type Scheduler struct {
 	recorder events.EventRecorder
 	clock    clockwork.Clock
 	pods     corelisters.PodLister
+	volumes  volumeListers
 
 	cache     *cluster.Cache
 	queue     *queue.Queue
 	engine    *placement.Engine
 	nominator *nominator
 	inbox     inbox
+	// assumed are the volume choices of bindings in flight.
+	assumed *volumeAssumptions
 
 	// bindSlots bounds the bindings in flight; apiSlots the other writes
 	// (status updates, preemption).
@@ -63,13 +66,14 @@ type deps struct {
 }
 
 func newScheduler(cfg settings, d deps) *Scheduler {
-	return &Scheduler{
+	s := &Scheduler{
 		cfg:       cfg,
 		log:       d.log,
 		client:    d.client,
 		recorder:  d.recorder,
 		clock:     d.clock,
 		pods:      d.pods,
+		volumes:   volumeListers{claims: d.listers.PVCs, volumes: d.listers.PVs},
 		cache:     cluster.NewCache(),
 		queue:     queue.New(cfg.queue, d.clock),
 		engine:    placement.New(cfg.engine, d.listers, d.rand),
@@ -77,7 +81,10 @@ func newScheduler(cfg settings, d deps) *Scheduler {
 		inbox:     newInbox(),
 		bindSlots: make(chan struct{}, cfg.bindConcurrency),
 		apiSlots:  make(chan struct{}, cfg.bindConcurrency),
+		assumed:   newVolumeAssumptions(),
 	}
+	s.engine.SetVolumeAssumptions(s.assumed)
+	return s
 }
 
 // Run schedules pods until ctx is cancelled, then waits for the API calls
@@ -139,7 +146,10 @@ func (s *Scheduler) scheduleOne(ctx context.Context, qp *queue.QueuedPod) {
 		return
 	}
 	s.nominator.remove(pi.Pod.UID)
-	s.bind(ctx, qp, assumed, res.Node)
+	if res.Volumes != nil {
+		s.assumed.assume(pi.Pod.UID, res.Volumes)
+	}
+	s.bind(ctx, qp, assumed, res.Node, res.Volumes)
 }
 
 // handleFailure requeues a pod that could not be placed and tells its
@@ -228,6 +238,7 @@ func (s *Scheduler) tryPreemption(ctx context.Context, pi *cluster.PodInfo, fitE
 // which frees its room for pods waiting on it, and the pod is retried with
 // backoff unless it was deleted or bound meanwhile.
 func (s *Scheduler) onBindResult(ctx context.Context, r bindResult) {
+	s.assumed.release(r.qp.Info.Pod.UID)
 	if r.err == nil {
 		return
 	}

@@ -103,6 +103,7 @@ type Engine struct {
 	nextStart int
 	scratch   scanScratch
 	counts    *matchCounts
+	assumed   VolumeAssumptions
 }
 
 // New returns an Engine; rnd breaks score ties (seed it in tests).
@@ -116,6 +117,9 @@ func New(cfg Config, listers Listers, rnd *rand.Rand) *Engine {
 // Result is where a pod goes.
 type Result struct {
 	Node string
+	// Volumes is how the pod's claims that wait for their first consumer
+	// get volumes on Node; nil when it has none.
+	Volumes *VolumePlan
 	// Evaluated counts the nodes filtered, Feasible those that passed.
 	Evaluated, Feasible int
 }
@@ -154,7 +158,7 @@ func (e *Engine) Schedule(ctx context.Context, snap Snapshot, nom Nominator, pi 
 	if nnn := pi.Pod.Status.NominatedNodeName; nnn != "" {
 		if n := snap.Node(nnn); n != nil && (c.restrictedBy == 0 || containsNode(c.restricted, n)) {
 			if st := c.filterWithNominated(n); st.OK() {
-				return Result{Node: n.Name, Evaluated: 1, Feasible: 1}, nil
+				return c.withVolumes(Result{Node: n.Name, Evaluated: 1, Feasible: 1})
 			}
 		}
 	}
@@ -174,13 +178,23 @@ func (e *Engine) Schedule(ctx context.Context, snap Snapshot, nom Nominator, pi 
 	res := Result{Evaluated: len(feasible) + len(diag.rejected), Feasible: len(feasible)}
 	if len(feasible) == 1 {
 		res.Node = feasible[0].Name
-		return res, nil
+		return c.withVolumes(res)
 	}
 	totals, err := c.prioritize(feasible)
 	if err != nil {
 		return Result{}, err
 	}
 	res.Node = feasible[e.selectHost(totals)].Name
+	return c.withVolumes(res)
+}
+
+// withVolumes adds the volume plan for the chosen node.
+func (c *cycle) withVolumes(res Result) (Result, error) {
+	plan, err := c.plan(res.Node)
+	if err != nil {
+		return Result{}, err
+	}
+	res.Volumes = plan
 	return res, nil
 }
 

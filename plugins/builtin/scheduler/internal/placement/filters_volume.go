@@ -18,11 +18,6 @@ import (
 // is fully bound; a volumeName alone is a binding in progress.
 const AnnBindCompleted = "pv.kubernetes.io/bind-completed"
 
-// reasonDelayedBinding reports a claim that waits for its first consumer:
-// binding such a claim (choosing or provisioning a volume for the chosen
-// node) is not implemented by this scheduler yet.
-const reasonDelayedBinding = "pod has unbound PersistentVolumeClaims with WaitForFirstConsumer binding, which this scheduler does not bind yet"
-
 // topologyLabels are the PersistentVolume labels that pin a volume to
 // zones or regions.
 var topologyLabels = []string{
@@ -32,12 +27,15 @@ var topologyLabels = []string{
 	v1.LabelTopologyRegion,
 }
 
-// volumeState is what the volume filters need of the pod's bound claims.
+// volumeState is what the volume filters need of the pod's claims.
 type volumeState struct {
 	// affinities are the node affinities of the bound volumes.
 	affinities []*nodeaffinity.NodeSelector
 	// zones are the zone and region sets the bound volumes live in.
 	zones []pvTopology
+	// delayed are the claims that wait for their first consumer: they get
+	// their volumes on the node the pod is placed on.
+	delayed delayedClaims
 }
 
 type pvTopology struct {
@@ -48,10 +46,11 @@ type pvTopology struct {
 // preFilterVolumes reads the pod's claims. Like upstream, a missing or
 // deleted claim, a lost one and an unbound claim with immediate binding
 // reject the pod outright; for a bound claim it records where its volume
-// can be reached.
+// can be reached, and it collects the claims waiting for their first
+// consumer, which the filter binds per node.
 func (c *cycle) preFilterVolumes() (Status, error) {
 	var s volumeState
-	var unboundImmediate, delayed bool
+	var unboundImmediate bool
 	for i := range c.pod.Spec.Volumes {
 		vol := &c.pod.Spec.Volumes[i]
 		pvc, st, err := c.claimOf(vol)
@@ -69,18 +68,17 @@ func (c *cycle) preFilterVolumes() (Status, error) {
 			return Status{}, err
 		}
 		if isDelayed && pvc.Spec.VolumeName == "" {
-			delayed = true
+			if err := c.addDelayed(&s, pvc); err != nil {
+				return Status{}, err
+			}
 		} else {
 			unboundImmediate = true
 		}
 	}
-	switch {
-	case unboundImmediate:
+	if unboundImmediate {
 		return rejectHard(FilterVolumeBinding, reasonUnboundImmediate), nil
-	case delayed:
-		return rejectHard(FilterVolumeBinding, reasonDelayedBinding), nil
 	}
-	if len(s.affinities) > 0 || len(s.zones) > 0 {
+	if len(s.affinities) > 0 || len(s.zones) > 0 || len(s.delayed.claims) > 0 {
 		c.volumes = &s
 	}
 	return Status{}, nil
@@ -182,9 +180,10 @@ func claimClass(pvc *v1.PersistentVolumeClaim) string {
 }
 
 // filterVolumeBinding: every bound volume's node affinity admits the node
-// (matched on labels, as upstream).
+// (matched on labels, as upstream), and every claim waiting for its first
+// consumer can get a volume there.
 func (c *cycle) filterVolumeBinding(n *cluster.NodeInfo) Status {
-	if c.volumes == nil || len(c.volumes.affinities) == 0 {
+	if c.volumes == nil {
 		return Status{}
 	}
 	byLabels := &v1.Node{ObjectMeta: metav1.ObjectMeta{Labels: n.Node.Labels}}
@@ -192,6 +191,15 @@ func (c *cycle) filterVolumeBinding(n *cluster.NodeInfo) Status {
 		if !sel.Match(byLabels) {
 			return rejectHard(FilterVolumeBinding, reasonPVNodeAffinity)
 		}
+	}
+	if len(c.volumes.delayed.claims) == 0 {
+		return Status{}
+	}
+	if _, reason, err := c.planVolumes(n); err != nil || reason != "" {
+		if err != nil {
+			reason = err.Error()
+		}
+		return rejectHard(FilterVolumeBinding, reason)
 	}
 	return Status{}
 }

@@ -1,0 +1,68 @@
+// Package localstorage is what the local-path provisioner (a plugin) and
+// the node agents share about node-local volumes: the provisioner's name,
+// how a node tells where its volumes live, where a volume's directory is,
+// and the kubelet-API call that removes one. Plugins reach it through
+// plugins/sdk/localstorage, which re-exports it.
+//
+// The directory of a provisioned volume is made by the agent of its node
+// when a pod first mounts it, and removed by that agent when the
+// provisioner asks (the volume was released with reclaim policy Delete):
+// no helper pod ever runs a shell on the node.
+package localstorage
+
+import (
+	"fmt"
+	"path/filepath"
+	"strings"
+
+	"k8s.io/apimachinery/pkg/util/validation"
+)
+
+const (
+	// Provisioner is the provisioner name of the local-path StorageClass,
+	// and the value of pv.kubernetes.io/provisioned-by on its volumes.
+	Provisioner = "keelson.io/local-path"
+
+	// StorageDirAnnotation on a Node is the agent's storage directory
+	// (--storage-dir): a provisioned volume's directory is
+	// VolumeDir(that directory, volume name). A node without it runs no
+	// Keelson agent and cannot hold local-path volumes.
+	StorageDirAnnotation = "keelson.io/storage-dir"
+
+	// NodeAnnotation on a provisioned PersistentVolume names the node that
+	// holds its directory (its node affinity says the same in labels).
+	NodeAnnotation = "keelson.io/local-path-node"
+
+	// Subresource is the node subresource a client must be allowed to
+	// delete (RBAC: nodes/storage) to remove a volume's directory through
+	// the kubelet API.
+	Subresource = "storage"
+
+	// apiPrefix is the kubelet-API path under which volumes are addressed.
+	apiPrefix = "/storage/local-path/"
+)
+
+// VolumeDir is the directory of volume name under storageDir.
+func VolumeDir(storageDir, name string) string { return filepath.Join(storageDir, name) }
+
+// VolumeAPIPath is the kubelet-API path of volume name: DELETE removes its
+// directory.
+func VolumeAPIPath(name string) string { return apiPrefix + name }
+
+// VolumeFromAPIPath returns the volume a kubelet-API path names.
+func VolumeFromAPIPath(path string) (string, bool) {
+	return strings.CutPrefix(path, apiPrefix)
+}
+
+// IsAPIPath reports whether path is under the volumes' kubelet-API path.
+func IsAPIPath(path string) bool { return strings.HasPrefix(path, strings.TrimSuffix(apiPrefix, "/")) }
+
+// CheckVolumeName refuses what is not a PersistentVolume name: the name
+// becomes a directory under the storage directory, so it must never hold
+// a path separator or be "." or "..".
+func CheckVolumeName(name string) error {
+	if errs := validation.IsDNS1123Subdomain(name); len(errs) > 0 {
+		return fmt.Errorf("%q is not a PersistentVolume name: %s", name, strings.Join(errs, "; "))
+	}
+	return nil
+}
