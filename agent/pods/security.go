@@ -239,7 +239,7 @@ func (w *worker) reject(ctx context.Context, pod *v1.Pod) (time.Duration, error)
 	return w.m.opts.SyncInterval, w.writeStatus(ctx, pod, st)
 }
 
-// rejectedAtAdmission: the pod failed because the node refused it.
-func rejectedAtAdmission(pod *v1.Pod) bool {
-	return pod.Status.Phase == v1.PodFailed && (pod.Status.Reason == reasonSysctlForbidden || pod.Status.Reason == reasonAppArmor)
+// rejectedAtAdmission: the status says the node refused the pod.
+func rejectedAtAdmission(st *v1.PodStatus) bool {
+	return st != nil && st.Phase == v1.PodFailed && (st.Reason == reasonSysctlForbidden || st.Reason == reasonAppArmor)
 }

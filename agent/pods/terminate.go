@@ -257,7 +257,8 @@ func (w *worker) terminating(ctx context.Context, pod *v1.Pod) (time.Duration, e
 // containers and logs stay until the pod is deleted, its address is
 // released.
 func (w *worker) finished(ctx context.Context, pod *v1.Pod) (time.Duration, error) {
-	if rejectedAtAdmission(pod) {
+	// The rejection this worker wrote counts before the informer shows it.
+	if rejectedAtAdmission(&pod.Status) || rejectedAtAdmission(w.written) {
 		cs, err := w.containers(ctx)
 		if err != nil || len(cs) == 0 {
 			// The node never ran it: its status stays the rejection,
