@@ -281,6 +281,17 @@ func (n *Node) Apply(ctx context.Context, cmd []byte) (any, uint64, error) {
 	if err := n.fsm.haltError(); err != nil {
 		return nil, 0, err
 	}
+	// On the leader, propose at once: onLeader's leader wait, retry timer
+	// and shutdown-bound context cost three allocations and a lock shared
+	// by every concurrent writer, and applyLocal watches ctx and shutdown
+	// itself. Only a leader that stepped down before proposing goes on to
+	// look for the new one.
+	if n.raft.State() == raft.Leader {
+		res, index, err := n.applyLocal(ctx, cmd)
+		if !errors.Is(err, ErrNotLeader) {
+			return res, index, err
+		}
+	}
 	var (
 		res   any
 		index uint64
