@@ -144,7 +144,7 @@ func keepBolt(holder, walDir string, bolt *raftboltdb.BoltStore) (string, error)
 		return "", fmt.Errorf("record the log store in raft.db: %w", err)
 	}
 	if holder == "" {
-		return "configured; new log in raft.db", nil
+		return "configured; new log", nil
 	}
 	return "configured; the data dir's log is in raft.db", nil
 }
