@@ -31,9 +31,8 @@ type walLog struct {
 	dir         string
 	segmentSize int
 	log         hclog.Logger
-	// wrapMeta, when set, wraps raft-wal's metadata store (tests inject
-	// write failures with it).
-	wrapMeta func(types.MetaStore) types.MetaStore
+	// faults, in tests, wrap raft-wal's files to make writes fail.
+	faults walFaults
 
 	// mu guards w: appends, reads and truncations hold it shared (raft-wal
 	// is safe for concurrent use); a reopen holds it exclusively.
@@ -48,13 +47,19 @@ var (
 
 // openWALLog opens (or creates) the write-ahead log in dir, which must exist.
 func openWALLog(dir string, segmentSize int, log hclog.Logger) (*walLog, error) {
-	return openWALLogWith(dir, segmentSize, log, nil)
+	return openWALLogWith(dir, segmentSize, log, walFaults{})
 }
 
-// openWALLogWith is openWALLog with raft-wal's metadata store wrapped by
-// wrapMeta, if not nil.
-func openWALLogWith(dir string, segmentSize int, log hclog.Logger, wrapMeta func(types.MetaStore) types.MetaStore) (*walLog, error) {
-	l := &walLog{dir: dir, segmentSize: segmentSize, log: log, wrapMeta: wrapMeta}
+// walFaults wrap raft-wal's metadata store and segment files, where set;
+// tests make their writes fail with them, as a full disk does.
+type walFaults struct {
+	meta     func(types.MetaStore) types.MetaStore
+	segments func(types.SegmentFiler) types.SegmentFiler
+}
+
+// openWALLogWith is openWALLog with faults.
+func openWALLogWith(dir string, segmentSize int, log hclog.Logger, faults walFaults) (*walLog, error) {
+	l := &walLog{dir: dir, segmentSize: segmentSize, log: log, faults: faults}
 	w, err := l.open()
 	if err != nil {
 		return nil, err
@@ -65,11 +70,16 @@ func openWALLogWith(dir string, segmentSize int, log hclog.Logger, wrapMeta func
 
 func (l *walLog) open() (*wal.WAL, error) {
 	var inner types.MetaStore = &metadb.BoltMetaDB{}
-	if l.wrapMeta != nil {
-		inner = l.wrapMeta(inner)
+	if l.faults.meta != nil {
+		inner = l.faults.meta(inner)
 	}
 	meta := &rotationRepair{MetaStore: inner, segmentSize: l.segmentSize, log: l.log}
-	w, err := wal.Open(l.dir, wal.WithSegmentSize(l.segmentSize), wal.WithLogger(l.log), wal.WithMetaStore(meta))
+	var segments types.SegmentFiler = segment.NewFiler(l.dir, fs.New())
+	if l.faults.segments != nil {
+		segments = l.faults.segments(segments)
+	}
+	w, err := wal.Open(l.dir, wal.WithSegmentSize(l.segmentSize), wal.WithLogger(l.log), wal.WithMetaStore(meta),
+		wal.WithSegmentFiler(segments))
 	if err != nil {
 		_ = meta.Close()
 		return nil, fmt.Errorf("open raft log WAL in %s: %w", l.dir, err)

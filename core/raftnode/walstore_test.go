@@ -13,6 +13,7 @@ import (
 	"github.com/hashicorp/raft"
 	wal "github.com/hashicorp/raft-wal"
 	"github.com/hashicorp/raft-wal/metadb"
+	"github.com/hashicorp/raft-wal/segment"
 	"github.com/hashicorp/raft-wal/types"
 )
 
@@ -260,9 +261,9 @@ func TestWALLogFinishesInterruptedSegmentSwitch(t *testing.T) {
 	t.Run("in the running process", func(t *testing.T) {
 		dir := t.TempDir()
 		fail := new(bool)
-		w, err := openWALLogWith(dir, testSegmentSize, quietHCLog(), func(s types.MetaStore) types.MetaStore {
+		w, err := openWALLogWith(dir, testSegmentSize, quietHCLog(), walFaults{meta: func(s types.MetaStore) types.MetaStore {
 			return &failingMeta{MetaStore: s, fail: fail}
-		})
+		}})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -283,6 +284,63 @@ func TestWALLogFinishesInterruptedSegmentSwitch(t *testing.T) {
 		m.store(entries(next, next+3, 1))
 		m.checkAgainst(t, w, "after the switch")
 	})
+	t.Run("new segment file cannot be created", func(t *testing.T) {
+		// The switch is recorded, and its file is left empty: reopening
+		// recovers that file as the tail, so no append fails at all.
+		dir := t.TempDir()
+		fail := new(bool)
+		segs := &failingSegments{dir: dir, fail: fail}
+		w, err := openWALLogWith(dir, testSegmentSize, quietHCLog(), walFaults{segments: func(s types.SegmentFiler) types.SegmentFiler {
+			segs.SegmentFiler = s
+			return segs
+		}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = w.Close() })
+		var m logModel
+		*fail = true
+		for i := uint64(1); i <= 200; i++ {
+			if err := w.StoreLogs([]*raft.Log{entry(i, 1)}); err != nil {
+				t.Fatalf("append %d while segment files cannot be created: %v", i, err)
+			}
+			m.store([]*raft.Log{entry(i, 1)})
+		}
+		*fail = false
+		if segs.refused == 0 {
+			t.Fatal("no segment switch happened while creating segment files failed")
+		}
+		if err := w.StoreLogs(entries(201, 210, 1)); err != nil {
+			t.Fatal(err)
+		}
+		m.store(entries(201, 210, 1))
+		m.checkAgainst(t, w, "after the failed switches")
+		if err := w.Close(); err != nil {
+			t.Fatal(err)
+		}
+		m.checkAgainst(t, newTestWAL(t, dir), "restarted")
+	})
+}
+
+// failingSegments is raft-wal's segment filer whose new segment files, while
+// fail is set, are left empty and refused, as when preallocating them runs
+// out of space.
+type failingSegments struct {
+	types.SegmentFiler
+	dir     string
+	fail    *bool
+	refused int
+}
+
+func (f *failingSegments) Create(info types.SegmentInfo) (types.SegmentWriter, error) {
+	if *f.fail {
+		f.refused++
+		if err := os.WriteFile(filepath.Join(f.dir, segment.FileName(info)), nil, 0o600); err != nil {
+			return nil, err
+		}
+		return nil, errors.New("injected: no space left on device")
+	}
+	return f.SegmentFiler.Create(info)
 }
 
 // segmentFiles lists the WAL's segment files in dir.
