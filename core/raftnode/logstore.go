@@ -28,6 +28,7 @@ const (
 )
 
 const (
+	raftDBName = "raft.db"
 	walDirName = "wal"
 	// copyBatch is how many entries a migration moves per write.
 	copyBatch = 512
@@ -43,21 +44,12 @@ var logStoreKey = []byte("keelson.raft-log-store")
 // openStores opens raft.db (the stable store) and the log Config.LogStore
 // names, behind raft's log cache.
 func (n *Node) openStores(hl hclog.Logger) error {
-	dbPath := filepath.Join(n.cfg.DataDir, "raft.db")
-	bolt, err := raftboltdb.New(raftboltdb.Options{
-		Path: dbPath,
-		// A second process on the same DataDir fails fast instead of
-		// blocking forever on bolt's file lock; raft.db is opened before
-		// the WAL, whose own lock has no timeout.
-		// NoFreelistSync: the freelist is rebuilt on open instead of being
-		// written on every commit, which saves a page write per log batch.
-		BoltOptions: &bbolt.Options{Timeout: time.Second, NoFreelistSync: true},
-	})
+	bolt, err := openRaftDB(n.cfg.DataDir)
 	if errors.Is(err, bolterrors.ErrTimeout) {
-		return fmt.Errorf("raftnode: raft.db %s is locked by another process: is another keelson server running on this data dir? (%w)", dbPath, err)
+		return fmt.Errorf("%w: is another keelson server running on this data dir?", err)
 	}
 	if err != nil {
-		return fmt.Errorf("raftnode: open %q: %w", dbPath, err)
+		return err
 	}
 	n.bolt = bolt
 	logs, w, err := openLog(n.cfg, bolt, n.log, hl.Named("wal"))
@@ -69,6 +61,71 @@ func (n *Node) openStores(hl hclog.Logger) error {
 		return fmt.Errorf("raftnode: log cache: %w", err)
 	}
 	return nil
+}
+
+// openRaftDB opens dir's raft.db. Another process holding it makes it fail
+// within a second with an error wrapping bbolt's ErrTimeout, instead of
+// blocking on bbolt's file lock; raft.db is opened before the WAL, whose
+// own lock has no timeout.
+func openRaftDB(dir string) (*raftboltdb.BoltStore, error) {
+	path := filepath.Join(dir, raftDBName)
+	bolt, err := raftboltdb.New(raftboltdb.Options{
+		Path: path,
+		// NoFreelistSync: the freelist is rebuilt on open instead of being
+		// written on every commit, which saves a page write per commit.
+		BoltOptions: &bbolt.Options{Timeout: time.Second, NoFreelistSync: true},
+	})
+	if errors.Is(err, bolterrors.ErrTimeout) {
+		return nil, fmt.Errorf("raftnode: %s is locked by another process (%w)", path, err)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("raftnode: open %s: %w", path, err)
+	}
+	return bolt, nil
+}
+
+// OfflineStores are a stopped server's raft stores, for operator commands
+// that work on its data dir directly (cluster-reset).
+type OfflineStores struct {
+	// Stable is raft.db: term and vote.
+	Stable *raftboltdb.BoltStore
+	// Log is the raft log, in whichever store holds it.
+	Log raft.LogStore
+	wal *walLog
+}
+
+// OpenOffline opens the raft stores in dir (a server's Config.DataDir) as
+// they are: the log where the data dir keeps it, nothing moved. It fails
+// with an error wrapping bbolt's ErrTimeout when a server holds them.
+func OpenOffline(dir string) (*OfflineStores, error) {
+	bolt, err := openRaftDB(dir)
+	if err != nil {
+		return nil, err
+	}
+	walDir := filepath.Join(dir, walDirName)
+	holder, err := logHolder(bolt, walDir)
+	if err != nil {
+		_ = bolt.Close()
+		return nil, err
+	}
+	if holder != LogStoreWAL {
+		return &OfflineStores{Stable: bolt, Log: bolt}, nil
+	}
+	w, err := openWALLog(walDir, DefaultConfig().WALSegmentSize, hclog.NewNullLogger())
+	if err != nil {
+		_ = bolt.Close()
+		return nil, fmt.Errorf("raftnode: %w", err)
+	}
+	return &OfflineStores{Stable: bolt, Log: w, wal: w}, nil
+}
+
+// Close closes the stores.
+func (s *OfflineStores) Close() error {
+	var errs []error
+	if s.wal != nil {
+		errs = append(errs, s.wal.Close())
+	}
+	return errors.Join(append(errs, s.Stable.Close())...)
 }
 
 // openLog returns the raft log in the store cfg.LogStore names, first moving

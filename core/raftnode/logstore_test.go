@@ -289,3 +289,36 @@ func TestNodeSwitchesLogStore(t *testing.T) {
 		}
 	}
 }
+
+// TestOpenOfflineLeavesTheLogWhereItIs: operator commands see the log in the
+// store that holds it, and opening it moves or records nothing.
+func TestOpenOfflineLeavesTheLogWhereItIs(t *testing.T) {
+	dir, m := legacyDir(t)
+	s, err := OpenOffline(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m.checkAgainst(t, s.Log, "legacy raft.db")
+	if _, err := s.Stable.Get(logStoreKey); err == nil {
+		t.Error("opening offline recorded a log store")
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, walDirName)); !os.IsNotExist(err) {
+		t.Errorf("opening offline made a WAL: %v", err)
+	}
+
+	logs, bolt, _ := mustOpenTestLog(t, dir, LogStoreWAL)
+	closeAll(t, logs, bolt)
+	s, err = OpenOffline(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if _, ok := s.Log.(*walLog); !ok {
+		t.Fatalf("offline log of a WAL data dir is %T", s.Log)
+	}
+	m.checkAgainst(t, s.Log, "moved to the WAL")
+	wantEmpty(t, s.Stable, "raft.db")
+}
