@@ -6,7 +6,6 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
-
 	"time"
 
 	"github.com/hashicorp/go-hclog"
