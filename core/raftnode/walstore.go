@@ -20,7 +20,8 @@ import (
 // StoreLogs batch is one write and one fsync of a preallocated segment file
 // (raft-boltdb fsyncs twice per batch, data pages then meta page).
 //
-// It covers one gap of raft-wal v0.4.2: a segment fills in the append that
+// It covers two gaps of raft-wal v0.4.2. It serves entries below a head
+// truncation (see GetLog). And a segment fills in the append that
 // seals it, and the switch to the next segment (recorded in wal-meta.db)
 // happens after that append returns. If the process dies between the two, or
 // the switch fails (a full disk), raft-wal keeps the sealed segment as its
