@@ -60,6 +60,7 @@ func ServerFlags(fs *pflag.FlagSet, c *Server) {
 	fs.DurationVar(&c.Raft.SnapshotInterval.Duration, "raft-snapshot-interval", c.Raft.SnapshotInterval.Duration, "how often the snapshot threshold is checked")
 	fs.Uint64Var(&c.Raft.TrailingLogs, "raft-trailing-logs", c.Raft.TrailingLogs, "log entries kept after a snapshot")
 	fs.DurationVar(&c.Raft.ApplyTimeout.Duration, "raft-apply-timeout", c.Raft.ApplyTimeout.Duration, "how long a write waits for commit before its outcome is reported unknown")
+	fs.StringVar(&c.Raft.LogStore, "raft-log-store", c.Raft.LogStore, "where the raft log is kept: wal (one fsync per batch) or boltdb (raft.db); a data dir whose log is in the other store has it moved on start")
 
 	fs.IntVar(&c.Store.MaxRequestBytes, "max-request-bytes", c.Store.MaxRequestBytes, "largest etcd request accepted, in bytes")
 	fs.IntVar(&c.Store.MaxTxnOps, "max-txn-ops", c.Store.MaxTxnOps, "most operations in one transaction")

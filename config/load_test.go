@@ -76,6 +76,8 @@ func TestLoadServerErrorsNameTheField(t *testing.T) {
 		{"bad cidr", "", []string{"--service-cidr", "10.0.0.0"}, []string{"apiServer.serviceCIDR (--service-cidr)"}},
 		{"bad port range", "", []string{"--service-node-port-range", "5-1"}, []string{"apiServer.nodePortRange"}},
 		{"node name", "", []string{"--node-name", "Upper"}, []string{"nodeName (--node-name)"}},
+		{"raft log store flag", "", []string{"--raft-log-store", "bolt"}, []string{`raft.logStore (--raft-log-store): "bolt" is not a log store; use wal or boltdb`}},
+		{"raft log store in file", "raft:\n  logStore: WAL\n", nil, []string{`raft.logStore (--raft-log-store): "WAL"`}},
 		{"lease over heartbeat", "", []string{"--raft-leader-lease-timeout", "5s"}, []string{"raft.leaderLeaseTimeout"}},
 		{"two errors at once", "", []string{"--max-txn-ops", "0", "--api-port", "0"}, []string{"store.maxTxnOps", "apiServer.port"}},
 		{"etcd listen", "", []string{"--etcd-listen", "nohost"}, []string{"etcdListen (--etcd-listen)"}},

@@ -157,7 +157,18 @@ type Raft struct {
 	// ApplyTimeout bounds how long a write waits to be committed before it
 	// is reported as having an unknown outcome.
 	ApplyTimeout Duration `json:"applyTimeout"`
+	// LogStore is where the raft log is kept: "wal", a write-ahead log with
+	// one fsync per batch of writes, or "boltdb", raft.db as before. A data
+	// dir whose log is in the other store has it moved on start.
+	LogStore string `json:"logStore"`
 }
+
+// The raft log stores (raft.logStore); raftnode.LogStoreWAL and
+// LogStoreBoltDB spell the same names.
+const (
+	RaftLogStoreWAL    = "wal"
+	RaftLogStoreBoltDB = "boltdb"
+)
 
 // Store tunes the etcd API in front of the state machine.
 type Store struct {
@@ -227,6 +238,7 @@ func DefaultServer() Server {
 			SnapshotInterval:   Duration{Duration: 30 * time.Second},
 			TrailingLogs:       10240,
 			ApplyTimeout:       Duration{Duration: 10 * time.Second},
+			LogStore:           RaftLogStoreWAL,
 		},
 		Store: Store{
 			MaxRequestBytes:  1536 * 1024,
@@ -363,6 +375,9 @@ func (r *Raft) validate() []error {
 	}
 	if r.SnapshotThreshold == 0 {
 		errs = append(errs, errors.New("raft.snapshotThreshold (--raft-snapshot-threshold): must be at least 1"))
+	}
+	if r.LogStore != RaftLogStoreWAL && r.LogStore != RaftLogStoreBoltDB {
+		errs = append(errs, fmt.Errorf("raft.logStore (--raft-log-store): %q is not a log store; use %s or %s", r.LogStore, RaftLogStoreWAL, RaftLogStoreBoltDB))
 	}
 	return errs
 }

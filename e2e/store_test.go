@@ -47,9 +47,16 @@ func keyValues(kvs []*mvccpb.KeyValue) []keyValue {
 // TestStoreSurvivesKill writes through the etcd API of a store-only server,
 // kills it with SIGKILL right after the writes are acknowledged, restarts it
 // on the same data dir and checks that nothing acknowledged was lost or
-// renumbered, that history replays, and that leases still expire.
+// renumbered, that history replays, and that leases still expire; with each
+// raft log store.
 func TestStoreSurvivesKill(t *testing.T) {
-	s := harness.StartServer(t, harness.ServerOptions{DisableAPIServer: true})
+	for _, store := range []string{"wal", "boltdb"} {
+		t.Run(store, func(t *testing.T) { storeSurvivesKill(t, store) })
+	}
+}
+
+func storeSurvivesKill(t *testing.T, logStore string) {
+	s := harness.StartServer(t, harness.ServerOptions{DisableAPIServer: true, Args: []string{"--raft-log-store", logStore}})
 	cli := s.Etcd(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()

@@ -200,9 +200,15 @@ func Encode(typ byte, msg proto.Message) ([]byte, error) {
 	if msg == nil || want.ProtoReflect().Descriptor() != msg.ProtoReflect().Descriptor() {
 		return nil, fmt.Errorf("%w: command type %d carries %T, got %T", ErrBadCommand, typ, want, msg)
 	}
-	body, err := proto.MarshalOptions{Deterministic: true}.Marshal(msg)
+	// One allocation of the final size, the type byte first: marshalling
+	// into a fresh slice and prepending the byte would copy every command.
+	o := proto.MarshalOptions{Deterministic: true}
+	cmd := make([]byte, 1, 1+o.Size(msg))
+	cmd[0] = typ
+	o.UseCachedSize = true // Size just computed them
+	cmd, err = o.MarshalAppend(cmd, msg)
 	if err != nil {
 		return nil, fmt.Errorf("encoding command type %d: %w", typ, err)
 	}
-	return append([]byte{typ}, body...), nil
+	return cmd, nil
 }

@@ -34,7 +34,14 @@ type testNode struct {
 
 func startNode(t *testing.T, id, dir, bind string, bootstrap bool) *testNode {
 	t.Helper()
+	return startNodeLog(t, id, dir, bind, bootstrap, raftnode.LogStoreWAL)
+}
+
+// startNodeLog is startNode with the raft log in logStore.
+func startNodeLog(t *testing.T, id, dir, bind string, bootstrap bool, logStore string) *testNode {
+	t.Helper()
 	rc := raftnode.DefaultConfig()
+	rc.LogStore = logStore
 	rc.NodeID = id
 	rc.DataDir = filepath.Join(dir, raftDirName)
 	rc.BindAddr = bind
@@ -101,10 +108,16 @@ func (n *testNode) get(t *testing.T, key string) (string, int64) {
 // startCluster starts n nodes; the first bootstraps and adds the others.
 func startCluster(t *testing.T, n int) []*testNode {
 	t.Helper()
-	nodes := []*testNode{startNode(t, "n0", t.TempDir(), "127.0.0.1:0", true)}
+	return startClusterLog(t, n, raftnode.LogStoreWAL)
+}
+
+// startClusterLog is startCluster with every raft log in logStore.
+func startClusterLog(t *testing.T, n int, logStore string) []*testNode {
+	t.Helper()
+	nodes := []*testNode{startNodeLog(t, "n0", t.TempDir(), "127.0.0.1:0", true, logStore)}
 	waitFor(t, "n0 to lead", func() bool { return nodes[0].node.IsLeader() })
 	for i := 1; i < n; i++ {
-		nd := startNode(t, "n"+string(rune('0'+i)), t.TempDir(), "127.0.0.1:0", false)
+		nd := startNodeLog(t, "n"+string(rune('0'+i)), t.TempDir(), "127.0.0.1:0", false, logStore)
 		ctx, cancel := context.WithTimeout(context.Background(), testWait)
 		err := nodes[0].node.AddVoter(ctx, nd.id, nd.node.Addr())
 		cancel()

@@ -13,9 +13,8 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/raft"
-	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
+	"github.com/keelson/keelson/core/raftnode"
 	"github.com/keelson/keelson/fsm"
-	"go.etcd.io/bbolt"
 	bolterrors "go.etcd.io/bbolt/errors"
 )
 
@@ -231,7 +230,7 @@ func ResetCluster(dataDir string, id ServerIdentity) (ResetResult, error) {
 	conf.NoLegacyTelemetry = true
 	_, trans := raft.NewInmemTransport(raft.ServerAddress(id.RaftAddr))
 	defer trans.Close()
-	if err := raft.RecoverCluster(conf, offlineFSM{store}, st.bolt, st.bolt, st.snaps, trans, id.configuration()); err != nil {
+	if err := raft.RecoverCluster(conf, offlineFSM{store}, st.stores.Log, st.stores.Stable, st.snaps, trans, id.configuration()); err != nil {
 		return res, fmt.Errorf("resetting the raft configuration in %s: %w", raftDir, err)
 	}
 	res.Index, res.Revision = store.View().Index(), store.View().Rev()
@@ -240,32 +239,28 @@ func ResetCluster(dataDir string, id ServerIdentity) (ResetResult, error) {
 
 // raftState is a stopped server's raft stores, opened directly.
 type raftState struct {
-	dir   string
-	bolt  *raftboltdb.BoltStore
-	snaps *raft.FileSnapshotStore
+	dir    string
+	stores *raftnode.OfflineStores
+	snaps  *raft.FileSnapshotStore
 }
 
 func openRaftState(raftDir string) (*raftState, error) {
-	dbPath := filepath.Join(raftDir, raftDBName)
-	bolt, err := raftboltdb.New(raftboltdb.Options{
-		Path:        dbPath,
-		BoltOptions: &bbolt.Options{Timeout: lockWaitTime, NoFreelistSync: true},
-	})
+	stores, err := raftnode.OpenOffline(raftDir)
 	if errors.Is(err, bolterrors.ErrTimeout) {
-		return nil, fmt.Errorf("%s is locked by another process: a keelson server is running on this data dir; stop it first", dbPath)
+		return nil, fmt.Errorf("%s is locked by another process: a keelson server is running on this data dir; stop it first", filepath.Join(raftDir, raftDBName))
 	}
 	if err != nil {
-		return nil, fmt.Errorf("opening raft log %s: %w", dbPath, err)
+		return nil, fmt.Errorf("opening the raft log in %s: %w", raftDir, err)
 	}
 	snaps, err := raft.NewFileSnapshotStoreWithLogger(raftDir, snapsRetain, quietLogger())
 	if err != nil {
-		bolt.Close()
+		_ = stores.Close()
 		return nil, fmt.Errorf("opening snapshot store in %s: %w", raftDir, err)
 	}
-	return &raftState{dir: raftDir, bolt: bolt, snaps: snaps}, nil
+	return &raftState{dir: raftDir, stores: stores, snaps: snaps}, nil
 }
 
-func (st *raftState) close() { st.bolt.Close() }
+func (st *raftState) close() { _ = st.stores.Close() }
 
 // configuration is the latest raft configuration in the stores: the newest
 // snapshot's, replaced by any configuration entry in the log after it. Like
@@ -280,17 +275,18 @@ func (st *raftState) configuration() (raft.Configuration, error) {
 	if len(metas) > 0 {
 		conf, after = metas[0].Configuration, metas[0].Index
 	}
-	first, err := st.bolt.FirstIndex()
+	log := st.stores.Log
+	first, err := log.FirstIndex()
 	if err != nil {
 		return conf, fmt.Errorf("reading raft log in %s: %w", st.dir, err)
 	}
-	last, err := st.bolt.LastIndex()
+	last, err := log.LastIndex()
 	if err != nil {
 		return conf, fmt.Errorf("reading raft log in %s: %w", st.dir, err)
 	}
 	for i := max(first, after+1); i <= last && i > 0; i++ {
 		var l raft.Log
-		if err := st.bolt.GetLog(i, &l); err != nil {
+		if err := log.GetLog(i, &l); err != nil {
 			return conf, fmt.Errorf("reading raft log entry %d in %s: %w", i, st.dir, err)
 		}
 		if l.Type == raft.LogConfiguration {

@@ -8,6 +8,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/keelson/keelson/core/raftnode"
 )
 
 // saveFromNode saves a snapshot file of n through the admin service.
@@ -109,9 +111,15 @@ func TestRestoreSnapshotRefuses(t *testing.T) {
 }
 
 // After losing two of three servers for good, cluster-reset on the survivor's
-// data dir lets it start alone with all its data.
+// data dir lets it start alone with all its data, wherever its raft log is.
 func TestResetClusterRecoversSurvivor(t *testing.T) {
-	nodes := startCluster(t, 3)
+	for _, store := range []string{raftnode.LogStoreWAL, raftnode.LogStoreBoltDB} {
+		t.Run(store, func(t *testing.T) { resetClusterRecoversSurvivor(t, store) })
+	}
+}
+
+func resetClusterRecoversSurvivor(t *testing.T, logStore string) {
+	nodes := startClusterLog(t, 3, logStore)
 	leader := leaderOf(nodes)
 	rev := leader.put(t, "/registry/kept", "yes")
 	survivor := nodes[1]
@@ -129,7 +137,7 @@ func TestResetClusterRecoversSurvivor(t *testing.T) {
 		t.Errorf("reset result %+v; want 3 previous servers and n1's address %s kept", res, addr)
 	}
 
-	n := startNode(t, "n1", survivor.dir, addr, false)
+	n := startNodeLog(t, "n1", survivor.dir, addr, false, logStore)
 	waitFor(t, "the survivor to lead alone", n.node.IsLeader)
 	if v, got := n.get(t, "/registry/kept"); v != "yes" || got != rev {
 		t.Errorf("kept key = %q at revision %d; want yes at %d", v, got, rev)

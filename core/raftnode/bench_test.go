@@ -7,10 +7,11 @@ import (
 	"time"
 )
 
-func benchNode(b *testing.B) *Node {
+func benchNode(b *testing.B, store string) *Node {
 	b.Helper()
 	cfg := fastConfig(b, "bench", b.TempDir())
 	cfg.Bootstrap = true
+	cfg.LogStore = store
 	cfg.SnapshotThreshold = 1 << 20
 	n := mustNew(b, cfg, newKV())
 	b.Cleanup(func() { _ = n.Shutdown() })
@@ -30,46 +31,48 @@ func cmd256(b *testing.B) []byte {
 }
 
 // BenchmarkApply measures a committed, fsync'd, FSM-applied write on a single
-// node with 256-byte commands.
+// node with 256-byte commands, with each log store.
 func BenchmarkApply(b *testing.B) {
-	b.Run("sequential", func(b *testing.B) {
-		n := benchNode(b)
-		cmd := cmd256(b)
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
-		defer cancel()
-		b.SetBytes(int64(len(cmd)))
-		b.ResetTimer()
-		for b.Loop() {
-			if _, _, err := n.Apply(ctx, cmd); err != nil {
-				b.Fatal(err)
-			}
-		}
-	})
-	b.Run("parallel", func(b *testing.B) {
-		n := benchNode(b)
-		cmd := cmd256(b)
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
-		defer cancel()
-		b.SetBytes(int64(len(cmd)))
-		// Many concurrent proposers, as under kube-apiserver load: raft
-		// batches them into one fsync.
-		b.SetParallelism(16)
-		b.ResetTimer()
-		b.RunParallel(func(pb *testing.PB) {
-			for pb.Next() {
+	for _, store := range []string{LogStoreWAL, LogStoreBoltDB} {
+		b.Run(store+"/sequential", func(b *testing.B) {
+			n := benchNode(b, store)
+			cmd := cmd256(b)
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+			defer cancel()
+			b.SetBytes(int64(len(cmd)))
+			b.ResetTimer()
+			for b.Loop() {
 				if _, _, err := n.Apply(ctx, cmd); err != nil {
-					b.Error(err)
-					return
+					b.Fatal(err)
 				}
 			}
 		})
-	})
+		b.Run(store+"/parallel", func(b *testing.B) {
+			n := benchNode(b, store)
+			cmd := cmd256(b)
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+			defer cancel()
+			b.SetBytes(int64(len(cmd)))
+			// Many concurrent proposers, as under kube-apiserver load: raft
+			// batches them into one fsync.
+			b.SetParallelism(16)
+			b.ResetTimer()
+			b.RunParallel(func(pb *testing.PB) {
+				for pb.Next() {
+					if _, _, err := n.Apply(ctx, cmd); err != nil {
+						b.Error(err)
+						return
+					}
+				}
+			})
+		})
+	}
 }
 
 // BenchmarkLinearizableRead measures the leader read path (VerifyLeader plus
 // the applied-index wait) on a single node.
 func BenchmarkLinearizableRead(b *testing.B) {
-	n := benchNode(b)
+	n := benchNode(b, LogStoreWAL)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
 	for b.Loop() {

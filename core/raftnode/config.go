@@ -16,9 +16,22 @@ type Config struct {
 	// the cluster and must not change across restarts on the same DataDir.
 	NodeID string
 
-	// DataDir holds raft.db (log and stable store) and snapshots/. It is
-	// created if missing.
+	// DataDir holds raft.db (the stable store: term and vote), the log (in
+	// wal/ or in raft.db, see LogStore) and snapshots/. It is created if
+	// missing.
 	DataDir string
+
+	// LogStore is where the raft log is kept: LogStoreWAL (default), a
+	// segmented write-ahead log with one fsync per batch of entries, or
+	// LogStoreBoltDB, raft.db as before the WAL existed. A data dir whose
+	// log is in the other store has it moved on start (one log line says
+	// which store is used and why).
+	LogStore string
+
+	// WALSegmentSize is the size in bytes each WAL segment file is
+	// preallocated to; the log is truncated a segment at a time. Default
+	// 16 MiB.
+	WALSegmentSize int
 
 	// BindAddr is the host:port of the raft port, which carries raft itself
 	// and the forwarding of writes and reads to the leader. Port 0 picks a
@@ -100,12 +113,20 @@ type Config struct {
 	Logger *slog.Logger
 }
 
+// WALSegmentSize bounds: a page, and raft-wal's largest file.
+const (
+	minWALSegmentSize = 4 << 10
+	maxWALSegmentSize = 1 << 30
+)
+
 // DefaultConfig returns a Config with every tunable at its default; the
 // caller fills in NodeID, DataDir and BindAddr. These are the defaults a
 // server runs: config.DefaultServer spells the same figures for its flags,
 // and core/server's TestRaftDefaultsAgree keeps the two equal.
 func DefaultConfig() Config {
 	return Config{
+		LogStore:           LogStoreWAL,
+		WALSegmentSize:     16 << 20,
 		SnapshotThreshold:  8192,
 		SnapshotInterval:   30 * time.Second,
 		TrailingLogs:       10240,
@@ -158,6 +179,12 @@ func (c Config) Validate() error {
 	}
 	if c.LeaderWaitTimeout < 0 {
 		errs = append(errs, fmt.Errorf("LeaderWaitTimeout must be >= 0 (0 means ApplyTimeout), got %v", c.LeaderWaitTimeout))
+	}
+	if c.LogStore != LogStoreWAL && c.LogStore != LogStoreBoltDB {
+		errs = append(errs, fmt.Errorf("LogStore %q is not a raft log store: use %q or %q", c.LogStore, LogStoreWAL, LogStoreBoltDB))
+	}
+	if c.WALSegmentSize < minWALSegmentSize || c.WALSegmentSize > maxWALSegmentSize {
+		errs = append(errs, fmt.Errorf("WALSegmentSize must be between %d and %d bytes, got %d", minWALSegmentSize, maxWALSegmentSize, c.WALSegmentSize))
 	}
 	if c.SnapshotThreshold == 0 {
 		errs = append(errs, errors.New("SnapshotThreshold must be > 0"))

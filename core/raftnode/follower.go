@@ -59,10 +59,13 @@ func (n *Node) onLeader(ctx context.Context, attempt func(ctx context.Context, a
 		hint    string // the leader named by the last target that refused
 		last    error
 		backoff = leaderPoll
-		timer   = time.NewTimer(time.Hour)
+		timer   *time.Timer // made on the first wait: most calls never wait
 	)
-	timer.Stop()
-	defer timer.Stop()
+	defer func() {
+		if timer != nil {
+			timer.Stop()
+		}
+	}()
 	for {
 		addr, ok := n.leaderTarget(hint)
 		hint = ""
@@ -90,7 +93,12 @@ func (n *Node) onLeader(ctx context.Context, attempt func(ctx context.Context, a
 		if ok {
 			backoff = min(2*backoff, leaderRetryMax)
 		}
-		timer.Reset(min(backoff, max(time.Until(giveUp), 0)))
+		d := min(backoff, max(time.Until(giveUp), 0))
+		if timer == nil {
+			timer = time.NewTimer(d)
+		} else {
+			timer.Reset(d)
+		}
 		select {
 		case <-timer.C:
 		case <-ctx.Done():

@@ -44,8 +44,10 @@ type fsmAdapter struct {
 	// lastOpened is the index of the snapshot raft most recently opened; see
 	// Restore.
 	lastOpened uint64
-	// changed is closed and replaced whenever applied moves, waking every
-	// WaitApplied caller without a per-waiter registry.
+	// changed is closed whenever applied moves, waking every WaitApplied
+	// caller without a per-waiter registry. It is nil while nobody waits,
+	// so an apply nobody waits for (every write on the leader) allocates no
+	// channel; a waiter makes it (changedLocked).
 	changed chan struct{}
 
 	results heldResults
@@ -59,7 +61,7 @@ type fsmAdapter struct {
 }
 
 func newFSMAdapter(sm StateMachine, version string) *fsmAdapter {
-	return &fsmAdapter{sm: sm, changed: make(chan struct{}), results: newHeldResults(), version: version, halted: make(chan struct{})}
+	return &fsmAdapter{sm: sm, results: newHeldResults(), version: version, halted: make(chan struct{})}
 }
 
 // Apply is called by raft for LogCommand entries only: raft filters barrier,
@@ -189,8 +191,18 @@ func (f *fsmAdapter) setAppliedLocked(index uint64) {
 		return
 	}
 	f.applied = index
-	close(f.changed)
-	f.changed = make(chan struct{})
+	if f.changed != nil {
+		close(f.changed)
+		f.changed = nil
+	}
+}
+
+// changedLocked returns the channel closed when applied next moves.
+func (f *fsmAdapter) changedLocked() chan struct{} {
+	if f.changed == nil {
+		f.changed = make(chan struct{})
+	}
+	return f.changed
 }
 
 func (f *fsmAdapter) appliedIndex() uint64 {
@@ -218,7 +230,11 @@ func (f *fsmAdapter) waitApplied(ctx context.Context, stop <-chan struct{}, inde
 	}()
 	for {
 		f.mu.Lock()
-		applied, changed := f.applied, f.changed
+		applied := f.applied
+		var changed chan struct{}
+		if applied < index {
+			changed = f.changedLocked()
+		}
 		f.mu.Unlock()
 		if applied >= index || covered(index, applied) {
 			return nil

@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"net"
 	"os"
-	"path/filepath"
 	"strconv"
 	"sync"
 	"time"
@@ -16,8 +15,6 @@ import (
 	"github.com/hashicorp/raft"
 	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
 	"github.com/keelson/keelson/internal/hclogbridge"
-	"go.etcd.io/bbolt"
-	bolterrors "go.etcd.io/bbolt/errors"
 )
 
 const (
@@ -39,8 +36,11 @@ type Node struct {
 	raft      *raft.Raft
 	fsm       *fsmAdapter
 	transport *raft.NetworkTransport
-	bolt      *raftboltdb.BoltStore
-	logs      raft.LogStore
+	// bolt is raft.db, the stable store (and the log with LogStoreBoltDB);
+	// wal is the log with LogStoreWAL; logs is the log behind raft's cache.
+	bolt *raftboltdb.BoltStore
+	wal  *walLog
+	logs raft.LogStore
 
 	// mux owns the raft port; rpc answers other servers' forwarded writes
 	// and reads on it, rpcc forwards this server's to the leader.
@@ -111,28 +111,10 @@ func (n *Node) open() error {
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return fmt.Errorf("raftnode: create DataDir %q: %w", cfg.DataDir, err)
 	}
-	dbPath := filepath.Join(cfg.DataDir, "raft.db")
-	bolt, err := raftboltdb.New(raftboltdb.Options{
-		Path: dbPath,
-		// A second process on the same DataDir fails fast instead of
-		// blocking forever on bolt's file lock.
-		// NoFreelistSync: the freelist is rebuilt on open instead of being
-		// written on every commit, which saves a page write per log batch.
-		BoltOptions: &bbolt.Options{Timeout: time.Second, NoFreelistSync: true},
-	})
-	if errors.Is(err, bolterrors.ErrTimeout) {
-		return fmt.Errorf("raftnode: raft log %s is locked by another process: is another keelson server running on this data dir? (%w)", dbPath, err)
-	}
-	if err != nil {
-		return fmt.Errorf("raftnode: open log store %q: %w", dbPath, err)
-	}
-	n.bolt = bolt
-	logs, err := raft.NewLogCache(logCacheSize, bolt)
-	if err != nil {
-		return fmt.Errorf("raftnode: log cache: %w", err)
-	}
-	n.logs = logs
 	hl := hclogbridge.New(cfg.Logger, "raft")
+	if err := n.openStores(hl); err != nil {
+		return err
+	}
 	fileSnaps, err := raft.NewFileSnapshotStoreWithLogger(cfg.DataDir, snapshotsRetained, hl.Named("snapshot"))
 	if err != nil {
 		return fmt.Errorf("raftnode: open snapshot store in %q: %w", cfg.DataDir, err)
@@ -155,11 +137,11 @@ func (n *Node) open() error {
 	if err := raft.ValidateConfig(rc); err != nil {
 		return fmt.Errorf("raftnode: raft config for node %q: %w", cfg.NodeID, err)
 	}
-	hasState, err := raft.HasExistingState(logs, bolt, snaps)
+	hasState, err := raft.HasExistingState(n.logs, n.bolt, snaps)
 	if err != nil {
 		return fmt.Errorf("raftnode: inspect existing state in %q: %w", cfg.DataDir, err)
 	}
-	r, err := raft.NewRaft(rc, n.fsm, logs, bolt, snaps, n.transport)
+	r, err := raft.NewRaft(rc, n.fsm, n.logs, n.bolt, snaps, n.transport)
 	if err != nil {
 		return fmt.Errorf("raftnode: start raft in %q: %w", cfg.DataDir, err)
 	}
@@ -225,9 +207,14 @@ func (n *Node) closeStores() error {
 		n.rpc.close()
 	}
 	n.rpcc.close()
+	if n.wal != nil {
+		if err := n.wal.Close(); err != nil {
+			errs = append(errs, fmt.Errorf("close log WAL: %w", err))
+		}
+	}
 	if n.bolt != nil {
 		if err := n.bolt.Close(); err != nil {
-			errs = append(errs, fmt.Errorf("close log store: %w", err))
+			errs = append(errs, fmt.Errorf("close raft.db: %w", err))
 		}
 	}
 	return errors.Join(errs...)
@@ -293,6 +280,17 @@ func (n *Node) Apply(ctx context.Context, cmd []byte) (any, uint64, error) {
 	}
 	if err := n.fsm.haltError(); err != nil {
 		return nil, 0, err
+	}
+	// On the leader, propose at once: onLeader's leader wait, retry timer
+	// and shutdown-bound context cost three allocations and a lock shared
+	// by every concurrent writer, and applyLocal watches ctx and shutdown
+	// itself. Only a leader that stepped down before proposing goes on to
+	// look for the new one.
+	if n.raft.State() == raft.Leader {
+		res, index, err := n.applyLocal(ctx, cmd)
+		if !errors.Is(err, ErrNotLeader) {
+			return res, index, err
+		}
 	}
 	var (
 		res   any

@@ -23,6 +23,7 @@ func TestRaftDefaultsAgree(t *testing.T) {
 		{"snapshotInterval", c.SnapshotInterval.Duration, r.SnapshotInterval},
 		{"trailingLogs", c.TrailingLogs, r.TrailingLogs},
 		{"applyTimeout", c.ApplyTimeout.Duration, r.ApplyTimeout},
+		{"logStore", c.LogStore, r.LogStore},
 	} {
 		if f.cfg != f.node {
 			t.Errorf("raft.%s: config default %v, raftnode default %v", f.name, f.cfg, f.node)

@@ -237,6 +237,7 @@ func open(ctx context.Context, cfg config.Server, log *slog.Logger, opts Options
 	rc.SnapshotInterval = cfg.Raft.SnapshotInterval.Duration
 	rc.TrailingLogs = cfg.Raft.TrailingLogs
 	rc.ApplyTimeout = cfg.Raft.ApplyTimeout.Duration
+	rc.LogStore = cfg.Raft.LogStore
 	rc.Logger = log
 	rc.Version = "keelson " + opts.Version
 	node, err := raftnode.New(rc, kvserver.Machine{Store: s.store, Log: log})

@@ -43,3 +43,15 @@ func TestDegradedRaftNetwork(t *testing.T) {
 		Hold:   8 * time.Second,
 	}.Run(t, NewCluster(t, Options{RaftProxy: true}))
 }
+
+// The faults that hit a server's disk, with the raft log in raft.db
+// (--raft-log-store=boltdb) instead of the default WAL.
+var boltDBLog = []string{"--raft-log-store", "boltdb"}
+
+func TestKillLeaderBoltDBLog(t *testing.T) {
+	Scenario{Faults: []Fault{&KillLeader{}}}.Run(t, NewCluster(t, Options{Args: boltDBLog}))
+}
+
+func TestFullDiskLeaderBoltDBLog(t *testing.T) {
+	Scenario{Faults: []Fault{&FillLeaderDisk{}}}.Run(t, NewCluster(t, Options{DiskSize: "64m", Args: boltDBLog}))
+}

@@ -50,7 +50,7 @@ func TestSecretsEncryptedAtRest(t *testing.T) {
 				t.Fatalf("keelson snapshot save: %v\n%s", err, out)
 			}
 			places := map[string][]string{
-				"raft log":       {filepath.Join(s.DataDir, "raft", "raft.db")},
+				"raft log":       raftLogFiles(t, s),
 				"raft snapshot":  snapshotFilesAfter(t, s, rv),
 				"saved snapshot": {saved},
 			}
@@ -73,6 +73,17 @@ func TestSecretsEncryptedAtRest(t *testing.T) {
 			}
 		})
 	}
+}
+
+// raftLogFiles are the files the raft log can be in: raft.db, and the WAL's
+// segments (the default --raft-log-store).
+func raftLogFiles(t *testing.T, s *harness.Server) []string {
+	t.Helper()
+	segments, err := filepath.Glob(filepath.Join(s.DataDir, "raft", "wal", "*.wal"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return append(segments, filepath.Join(s.DataDir, "raft", "raft.db"))
 }
 
 // createSecretAndSnapshot creates the Secret, writes enough to pass the
