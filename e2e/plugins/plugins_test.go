@@ -251,14 +251,28 @@ func TestPluginHost(t *testing.T) {
 	}
 
 	t.Run("keelson plugins", func(t *testing.T) {
-		out, err := exec.Command(s.Bin, "plugins", "--kubeconfig", s.Kubeconfig()).CombinedOutput()
-		if err != nil {
-			t.Fatalf("keelson plugins: %v\n%s", err, out)
-		}
-		for _, want := range []string{"LAST-ERROR", "configmap-everywhere", "running", "crash-looping", "refused", "crashed on purpose"} {
-			if !strings.Contains(string(out), want) {
-				t.Errorf("keelson plugins does not show %q:\n%s", want, out)
+		// crashy moves between crash-looping and starting as it is
+		// restarted, so the listing is read until it is seen waiting.
+		var out []byte
+		var missing []string
+		for end := time.Now().Add(deadline); ; time.Sleep(200 * time.Millisecond) {
+			var err error
+			out, err = exec.Command(s.Bin, "plugins", "--kubeconfig", s.Kubeconfig()).CombinedOutput()
+			if err != nil {
+				t.Fatalf("keelson plugins: %v\n%s", err, out)
 			}
+			missing = missing[:0]
+			for _, want := range []string{"LAST-ERROR", "configmap-everywhere", "running", "crash-looping", "refused", "crashed on purpose"} {
+				if !strings.Contains(string(out), want) {
+					missing = append(missing, want)
+				}
+			}
+			if len(missing) == 0 || time.Now().After(end) {
+				break
+			}
+		}
+		if len(missing) > 0 {
+			t.Errorf("keelson plugins does not show %q:\n%s", missing, out)
 		}
 	})
 
