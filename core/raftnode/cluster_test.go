@@ -36,11 +36,26 @@ func startCluster(t testing.TB, size int, tune func(*Config)) *testCluster {
 			waitLeader(t, n)
 			continue
 		}
-		if err := c.nodes[0].AddVoter(ctxT(t, 10*time.Second), n.ID(), n.Addr()); err != nil {
-			t.Fatalf("AddVoter %s: %v", n.ID(), err)
-		}
+		c.addVoter(t, n)
 	}
 	return c
+}
+
+// addVoter adds n through whichever node leads: on a loaded machine the
+// fast test timeouts may move leadership while the cluster forms.
+func (c *testCluster) addVoter(t testing.TB, n *Node) {
+	t.Helper()
+	err := errors.New("no leader")
+	for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
+		for _, m := range c.nodes {
+			if m != n && m.IsLeader() {
+				if err = m.AddVoter(ctxT(t, 5*time.Second), n.ID(), n.Addr()); err == nil {
+					return
+				}
+			}
+		}
+	}
+	t.Fatalf("AddVoter %s: %v", n.ID(), err)
 }
 
 // leader waits until exactly one live node is leader and returns its index.
