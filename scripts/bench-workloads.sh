@@ -1,14 +1,16 @@
 #!/usr/bin/env bash
-# bench-workloads.sh: keelson's replicaset and deployment plugins against
-# upstream kube-controller-manager, each on a fresh keelson server, side by
-# side: a Deployment of 1,000 replicas created and rolled to a new image
-# (see bench/README.md).
+# bench-workloads.sh: keelson's workload plugins against upstream
+# kube-controller-manager, each on a fresh keelson server, side by side
+# (see bench/README.md): a Deployment of 1,000 replicas created and rolled
+# to a new image, an Indexed Job of 1,000 completions, and a DaemonSet over
+# 1,000 API-created nodes rolled to a new image. With arguments, one run of
+# workloadbench with them, e.g.
+#   scripts/bench-workloads.sh -workload job -size 300 -json bench/out/job.json
 #
 # Builds bin/kube-controller-manager-ref (k8s.io/kubernetes/cmd/kube-controller-manager
 # from the module proxy, through the bench/kcmref module, with the
 # Makefile's version stamp) if it is missing; bin/keelson must already exist
-# (`make build`). Extra arguments go to workloadbench, e.g.
-#   scripts/bench-workloads.sh -replicas 300 -json bench/out/workloads.json
+# (`make build`).
 # Environment: KEELSON_BIN, KCM_BIN override the binaries.
 set -euo pipefail
 
@@ -28,4 +30,9 @@ if [[ ! -x "$kcm_bin" ]]; then
 	go build -C bench/kcmref -trimpath -ldflags "$ldflags" -o "$kcm_bin" k8s.io/kubernetes/cmd/kube-controller-manager
 fi
 
-exec go run ./bench/workloadbench -keelson-bin "$keelson_bin" -kcm-bin "$kcm_bin" "$@"
+if [[ $# -gt 0 ]]; then
+	exec go run ./bench/workloadbench -keelson-bin "$keelson_bin" -kcm-bin "$kcm_bin" "$@"
+fi
+for w in deployment job daemonset; do
+	go run ./bench/workloadbench -keelson-bin "$keelson_bin" -kcm-bin "$kcm_bin" -workload "$w"
+done

@@ -17,20 +17,15 @@ import (
 	"github.com/keelson/keelson/bench/internal/keelsonproc"
 	"github.com/keelson/keelson/internal/testproc"
 	"github.com/keelson/keelson/plugins/builtin"
-	"github.com/keelson/keelson/plugins/builtin/deployment"
-	"github.com/keelson/keelson/plugins/builtin/replicaset"
 )
 
 // side is one set of controllers under test.
 type side interface {
 	label() string
-	// start starts a fresh server with the controllers and returns it, the
+	// start starts a fresh server with w's controllers and returns it, the
 	// controllers' process ids, and how to stop everything.
-	start(ctx context.Context, o options) (*keelsonproc.Server, []int, func(), error)
+	start(ctx context.Context, o options, w workload) (*keelsonproc.Server, []int, func(), error)
 }
-
-// controllers are the plugins (and upstream controllers) the bench runs.
-var controllers = []string{replicaset.Name, deployment.Name}
 
 // limits are client-side API limits; zero keeps the controller's own.
 type limits struct{ qps, burst int }
@@ -46,7 +41,8 @@ type keelsonSide struct{ limits }
 
 func (k keelsonSide) label() string { return "keelson plugins, " + k.limits.String() }
 
-func (k keelsonSide) start(ctx context.Context, o options) (*keelsonproc.Server, []int, func(), error) {
+func (k keelsonSide) start(ctx context.Context, o options, w workload) (*keelsonproc.Server, []int, func(), error) {
+	controllers := w.plugins()
 	var args []string
 	for _, name := range builtin.Names() {
 		if !slices.Contains(controllers, name) {
@@ -112,14 +108,14 @@ type kcmSide struct {
 
 func (k kcmSide) label() string { return "kube-controller-manager, " + k.limits.String() }
 
-func (k kcmSide) start(ctx context.Context, o options) (*keelsonproc.Server, []int, func(), error) {
+func (k kcmSide) start(ctx context.Context, o options, w workload) (*keelsonproc.Server, []int, func(), error) {
 	srv, err := keelsonproc.Start(ctx, o.keelsonBin, o.workDir, 3*time.Minute, "--disable-plugin", "*")
 	if err != nil {
 		return nil, nil, nil, err
 	}
 	args := []string{
 		"--kubeconfig", srv.Kubeconfig,
-		"--controllers", "replicaset,deployment",
+		"--controllers", w.kcmControllers(),
 		"--use-service-account-credentials=false",
 		"--leader-elect=false",
 		"--secure-port=0",

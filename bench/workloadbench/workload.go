@@ -12,7 +12,6 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	v1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/cache"
@@ -23,12 +22,10 @@ import (
 
 // Result is one controller's figures.
 type Result struct {
-	Controller string        `json:"controller"`
-	Created    time.Duration `json:"all_pods_created_ns"`
-	Available  time.Duration `json:"available_ns"`
-	RolledOut  time.Duration `json:"rolling_update_ns"`
-	CPUSeconds float64       `json:"controller_cpu_seconds"`
-	PeakRSSKiB int64         `json:"controller_peak_rss_kib"`
+	Controller string  `json:"controller"`
+	Phases     []Phase `json:"phases"`
+	CPUSeconds float64 `json:"controller_cpu_seconds"`
+	PeakRSSKiB int64   `json:"controller_peak_rss_kib"`
 	// PSSKiB divides the pages processes share (keelson's plugins all map
 	// the keelson binary) among them: the fair sum, at the end.
 	PSSKiB int64 `json:"controller_pss_kib"`
@@ -36,16 +33,17 @@ type Result struct {
 	// and stacks, not the binary's shared pages).
 	AnonRSSKiB int64  `json:"controller_rss_anon_kib"`
 	LoadBefore string `json:"load_before"`
-	// FirstReplicaSet names the ReplicaSet of the first template: the
-	// same name under both controllers shows the same template hash.
-	FirstReplicaSet string `json:"first_replicaset"`
+	// FirstReplicaSet names the ReplicaSet of the first template
+	// (deployment workload): the same name under both controllers shows
+	// the same template hash.
+	FirstReplicaSet string `json:"first_replicaset,omitempty"`
 }
 
 const ns = "bench"
 
-func measure(ctx context.Context, o options, s side) (Result, error) {
+func measure(ctx context.Context, o options, w workload, s side) (Result, error) {
 	r := Result{Controller: s.label(), LoadBefore: procstat.LoadAvg()}
-	srv, pids, stop, err := s.start(ctx, o)
+	srv, pids, stop, err := s.start(ctx, o, w)
 	if err != nil {
 		return r, err
 	}
@@ -54,56 +52,32 @@ func measure(ctx context.Context, o options, s side) (Result, error) {
 	if err != nil {
 		return r, err
 	}
-	if err := prepare(ctx, client); err != nil {
+	if err := prepare(ctx, client, w); err != nil {
+		return r, err
+	}
+	if err := w.setup(ctx, client, o.size); err != nil {
 		return r, err
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	if _, err := (podready.Driver{Workers: 16}).Start(ctx, client, ns); err != nil {
+	if _, err := (podready.Driver{Workers: 16, Complete: w.completes()}).Start(ctx, client, ns); err != nil {
 		return r, err
 	}
-	factory := informers.NewSharedInformerFactoryWithOptions(client, 0, informers.WithNamespace(ns))
-	podInf := factory.Core().V1().Pods().Informer()
-	depInf := factory.Apps().V1().Deployments().Informer()
-	factory.Start(ctx.Done())
+	b := &bench{client: client, size: o.size, timeout: o.timeout,
+		factory: informers.NewSharedInformerFactoryWithOptions(client, 0, informers.WithNamespace(ns))}
 	// Shutdown waits for the informers, which stop with ctx: cancel first.
 	defer func() {
 		cancel()
-		factory.Shutdown()
+		b.factory.Shutdown()
 	}()
-	if !cache.WaitForCacheSync(ctx.Done(), podInf.HasSynced, depInf.HasSynced) {
-		return r, fmt.Errorf("bench caches did not sync")
-	}
 	cpu0, err := cpuSeconds(pids)
 	if err != nil {
 		return r, err
 	}
-
-	start := time.Now()
-	if _, err := client.AppsV1().Deployments(ns).Create(ctx, benchDeployment(o.replicas), metav1.CreateOptions{}); err != nil {
-		return r, fmt.Errorf("creating the deployment: %w", err)
-	}
-	if r.Created, err = until(ctx, o.timeout, start, func() bool { return livePods(podInf) >= o.replicas }); err != nil {
-		return r, fmt.Errorf("waiting for %d pods (have %d): %w", o.replicas, livePods(podInf), err)
-	}
-	if r.Available, err = until(ctx, o.timeout, start, func() bool { return rolledOut(depInf, o.replicas, 1) }); err != nil {
-		return r, fmt.Errorf("waiting for the deployment to be available: %w", err)
-	}
-	r.FirstReplicaSet, err = firstReplicaSet(ctx, client)
-	if err != nil {
+	if err := w.run(ctx, b); err != nil {
 		return r, err
 	}
-
-	start = time.Now()
-	patch := []byte(`{"spec":{"template":{"spec":{"containers":[{"name":"app","image":"registry.invalid/app:2"}]}}}}`)
-	updated, err := client.AppsV1().Deployments(ns).Patch(ctx, "bench", types.StrategicMergePatchType, patch, metav1.PatchOptions{})
-	if err != nil {
-		return r, fmt.Errorf("updating the image: %w", err)
-	}
-	if r.RolledOut, err = until(ctx, o.timeout, start, func() bool { return rolledOut(depInf, o.replicas, updated.Generation) }); err != nil {
-		return r, fmt.Errorf("waiting for the rolling update: %w", err)
-	}
-
+	r.Phases, r.FirstReplicaSet = b.phases, b.firstReplicaSet
 	cpu1, err := cpuSeconds(pids)
 	if err != nil {
 		return r, err
@@ -122,34 +96,28 @@ func measure(ctx context.Context, o options, s side) (Result, error) {
 		}
 		r.PSSKiB += pss
 	}
-	fmt.Fprintf(os.Stderr, "workloadbench: %s: created %s, available %s, rolled out %s\n", r.Controller,
-		r.Created.Round(time.Millisecond), r.Available.Round(time.Millisecond), r.RolledOut.Round(time.Millisecond))
+	for _, p := range r.Phases {
+		fmt.Fprintf(os.Stderr, "workloadbench: %s: %s %s\n", r.Controller, p.Name, p.Duration.Round(time.Millisecond))
+	}
 	return r, nil
 }
 
 // prepare creates the namespace with its default ServiceAccount (no
-// serviceaccount controller runs) and waits until the controllers act: a
-// probe Deployment of 0 replicas gets a ReplicaSet whose status is written.
-func prepare(ctx context.Context, client kubernetes.Interface) error {
+// serviceaccount controller runs) and waits until the workload's
+// controllers act on a probe object.
+func prepare(ctx context.Context, client kubernetes.Interface, w workload) error {
 	if _, err := client.CoreV1().Namespaces().Create(ctx, &v1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{}); err != nil {
 		return err
 	}
 	if _, err := client.CoreV1().ServiceAccounts(ns).Create(ctx, &v1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: "default"}}, metav1.CreateOptions{}); err != nil {
 		return err
 	}
-	probe := benchDeployment(0)
-	probe.Name = "probe"
-	probe.Spec.Selector.MatchLabels["app"] = "probe"
-	probe.Spec.Template.Labels["app"] = "probe"
-	if _, err := client.AppsV1().Deployments(ns).Create(ctx, probe, metav1.CreateOptions{}); err != nil {
+	acted, err := w.probe(ctx, client)
+	if err != nil {
 		return err
 	}
-	_, err := until(ctx, 3*time.Minute, time.Now(), func() bool {
-		list, err := client.AppsV1().ReplicaSets(ns).List(ctx, metav1.ListOptions{LabelSelector: "app=probe"})
-		return err == nil && len(list.Items) == 1 && list.Items[0].Status.ObservedGeneration >= 1
-	})
-	if err != nil {
-		return fmt.Errorf("the controllers did not act on a probe deployment: %w", err)
+	if _, err := until(ctx, 3*time.Minute, time.Now(), acted); err != nil {
+		return fmt.Errorf("the controllers did not act on a probe %s: %w", w.name(), err)
 	}
 	return nil
 }

@@ -50,11 +50,35 @@ func MarkReady(ctx context.Context, client kubernetes.Interface, namespace, name
 	return nil
 }
 
-// Driver marks every pod of a namespace ready shortly after it appears,
-// unless Hold says otherwise.
+// MarkSucceeded patches the pod namespace/name's status to Succeeded, its
+// containers terminated with exit code 0 now, as a kubelet reports a pod
+// that ran to completion.
+func MarkSucceeded(ctx context.Context, client kubernetes.Interface, p *v1.Pod) error {
+	now := metav1.Now()
+	st := v1.PodStatus{Phase: v1.PodSucceeded, StartTime: &now}
+	for _, c := range p.Spec.Containers {
+		st.ContainerStatuses = append(st.ContainerStatuses, v1.ContainerStatus{Name: c.Name, Image: c.Image,
+			State: v1.ContainerState{Terminated: &v1.ContainerStateTerminated{ExitCode: 0, Reason: "Completed", StartedAt: now, FinishedAt: now}}})
+	}
+	patch, err := json.Marshal(map[string]any{"status": st})
+	if err != nil {
+		return err
+	}
+	_, err = client.CoreV1().Pods(p.Namespace).Patch(ctx, p.Name, types.StrategicMergePatchType, patch, metav1.PatchOptions{}, "status")
+	if err != nil {
+		return fmt.Errorf("marking pod %s/%s succeeded: %w", p.Namespace, p.Name, err)
+	}
+	return nil
+}
+
+// Driver marks every pod of a namespace ready shortly after it appears
+// (or, with Complete, succeeded), unless Hold says otherwise.
 type Driver struct {
 	// Hold, when set, leaves the pods it returns true for as they are.
 	Hold func(*v1.Pod) bool
+	// Complete marks pods Succeeded instead of Running and Ready: the
+	// pods of Jobs.
+	Complete bool
 	// Workers is how many status patches are in flight (default 8).
 	Workers int
 }
@@ -79,11 +103,9 @@ func (d Driver) Start(ctx context.Context, client kubernetes.Interface, namespac
 	inf := factory.Core().V1().Pods().Informer()
 	q := workqueue.NewTypedRateLimitingQueue(workqueue.DefaultTypedControllerRateLimiter[string]())
 	consider := func(obj any) {
-		p, ok := obj.(*v1.Pod)
-		if !ok || p.DeletionTimestamp != nil || IsReady(p) || (d.Hold != nil && d.Hold(p)) {
-			return
+		if p, ok := obj.(*v1.Pod); ok && !d.done(p) {
+			q.Add(p.Name)
 		}
-		q.Add(p.Name)
 	}
 	if _, err := inf.AddEventHandler(cache.ResourceEventHandlerFuncs{
 		AddFunc:    consider,
@@ -120,16 +142,34 @@ func (d Driver) work(ctx context.Context, client kubernetes.Interface, namespace
 		}
 		obj, ok, _ := idx.GetByKey(namespace + "/" + name)
 		p, _ := obj.(*v1.Pod)
-		switch {
-		case !ok || p.DeletionTimestamp != nil || IsReady(p) || (d.Hold != nil && d.Hold(p)):
+		if !ok || d.done(p) {
 			q.Forget(name)
-		default:
-			if err := MarkReady(ctx, client, namespace, name); err != nil && ctx.Err() == nil {
-				q.AddRateLimited(name)
-			} else {
-				q.Forget(name)
-			}
+			q.Done(name)
+			continue
+		}
+		var err error
+		if d.Complete {
+			err = MarkSucceeded(ctx, client, p)
+		} else {
+			err = MarkReady(ctx, client, namespace, name)
+		}
+		if err != nil && ctx.Err() == nil {
+			q.AddRateLimited(name)
+		} else {
+			q.Forget(name)
 		}
 		q.Done(name)
 	}
+}
+
+// done reports whether p needs nothing from the driver: deleted, held, or
+// already ready (succeeded, with Complete).
+func (d Driver) done(p *v1.Pod) bool {
+	if p.DeletionTimestamp != nil || (d.Hold != nil && d.Hold(p)) {
+		return true
+	}
+	if d.Complete {
+		return p.Status.Phase == v1.PodSucceeded || p.Status.Phase == v1.PodFailed
+	}
+	return IsReady(p)
 }
