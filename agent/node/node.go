@@ -14,6 +14,7 @@ import (
 	"net"
 	"slices"
 	"sort"
+	"strconv"
 	"sync"
 	"time"
 
@@ -180,6 +181,26 @@ func (n *Node) Labels() map[string]string {
 		return n.labels()
 	}
 	return n.current.Labels
+}
+
+// TTLAnnotation is the node annotation, in seconds, that the ttl
+// controller (the nodelifecycle plugin) sets from the cluster's size: how
+// long a node may reuse the ConfigMaps and Secrets it read.
+const TTLAnnotation = "node.alpha.kubernetes.io/ttl"
+
+// ObjectTTL is the node's TTL annotation as last seen; zero when absent or
+// not a non-negative number of seconds.
+func (n *Node) ObjectTTL() time.Duration {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.current == nil {
+		return 0
+	}
+	secs, err := strconv.Atoi(n.current.Annotations[TTLAnnotation])
+	if err != nil || secs < 0 {
+		return 0
+	}
+	return time.Duration(secs) * time.Second
 }
 
 // Observe records the node as the API server has it (from an informer).

@@ -83,3 +83,20 @@ func TestAllocatable(t *testing.T) {
 		}
 	}
 }
+
+func TestObjectTTLFromTheAnnotation(t *testing.T) {
+	n := &Node{opts: Options{Name: "n1"}}
+	if got := n.ObjectTTL(); got != 0 {
+		t.Errorf("before the node is seen: %s, want 0", got)
+	}
+	for _, tc := range []struct {
+		value string
+		want  time.Duration
+	}{{"15", 15 * time.Second}, {"0", 0}, {"-3", 0}, {"soon", 0}, {"", 0}} {
+		n.Observe(&v1.Node{ObjectMeta: metav1.ObjectMeta{Name: "n1", ResourceVersion: tc.value + "x",
+			Annotations: map[string]string{TTLAnnotation: tc.value}}})
+		if got := n.ObjectTTL(); got != tc.want {
+			t.Errorf("annotation %q: %s, want %s", tc.value, got, tc.want)
+		}
+	}
+}

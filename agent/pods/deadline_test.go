@@ -41,6 +41,7 @@ func (fakeNode) HostIPs() []string            { return []string{"10.0.0.1"} }
 func (fakeNode) Allocatable() v1.ResourceList { return nil }
 func (fakeNode) PodCIDR() string              { return "10.244.0.0/24" }
 func (fakeNode) Labels() map[string]string    { return nil }
+func (fakeNode) ObjectTTL() time.Duration     { return 0 }
 
 // TestStatusPastDeadline: a pod past its active deadline is reported
 // Failed with kubelet's reason and message and is no longer ready, whatever

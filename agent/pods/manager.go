@@ -41,6 +41,9 @@ type NodeInfo interface {
 	PodCIDR() string
 	// Labels are the node's labels.
 	Labels() map[string]string
+	// ObjectTTL is how long ConfigMaps and Secrets read for volumes may be
+	// reused (the node's TTL annotation; zero: read them every sync).
+	ObjectTTL() time.Duration
 }
 
 // Options configures a Manager.

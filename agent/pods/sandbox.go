@@ -60,7 +60,7 @@ func (w *worker) ensureSandbox(ctx context.Context, pod *v1.Pod) (*sandbox, erro
 		}
 		sb.netns, sb.podIP = path, ip.String()
 	}
-	if sb.volumes == nil || m.clock.Since(w.volumesAt) >= m.opts.SyncInterval {
+	if sb.volumes == nil || m.clock.Since(w.volumesAt) >= max(m.opts.SyncInterval, m.opts.Node.ObjectTTL()) {
 		vols, err := m.opts.Volumes.Setup(ctx, pod, sb.dir, volumes.Env{PodIPs: []string{sb.podIP}, HostIPs: hostIPs,
 			Allocatable: m.opts.Node.Allocatable(), NodeName: m.opts.NodeName, NodeLabels: m.opts.Node.Labels()})
 		if err != nil {

@@ -19,6 +19,7 @@ import (
 	"github.com/keelson/keelson/e2e/harness"
 	"github.com/keelson/keelson/plugins/builtin/clusterroleaggregation"
 	"github.com/keelson/keelson/plugins/builtin/csrapproving"
+	"github.com/keelson/keelson/plugins/builtin/csrcleaner"
 	"github.com/keelson/keelson/plugins/builtin/csrsigning"
 	"github.com/keelson/keelson/plugins/builtin/resourcequota"
 	"github.com/keelson/keelson/plugins/builtin/serviceaccount"
@@ -30,7 +31,8 @@ import (
 // controller took.
 const waitTimeout = 2 * time.Minute
 
-var plugins = []string{serviceaccount.Name, clusterroleaggregation.Name, resourcequota.Name, csrsigning.Name, csrapproving.Name, servicecidr.Name, vapstatus.Name}
+var plugins = []string{serviceaccount.Name, clusterroleaggregation.Name, resourcequota.Name, csrsigning.Name, csrapproving.Name,
+	csrcleaner.Name, servicecidr.Name, vapstatus.Name}
 
 var pluginGVR = schema.GroupVersionResource{Group: "keelson.io", Version: "v1alpha1", Resource: "plugins"}
 
@@ -55,6 +57,7 @@ func TestControllers(t *testing.T) {
 	t.Run("Certificates", func(t *testing.T) { testCertificates(t, srv) })
 	t.Run("ServiceCIDR", func(t *testing.T) { testServiceCIDR(t, srv) })
 	t.Run("ValidatingAdmissionPolicyStatus", func(t *testing.T) { testPolicyStatus(t, srv) })
+	t.Run("TrustBundleAndCleaners", func(t *testing.T) { testTrustBundle(t, srv) })
 }
 
 func testAggregation(t *testing.T, srv *harness.Server) {

@@ -3,7 +3,10 @@
 // kube-controller-manager's certificatesigningrequest-cleaner does:
 // approved and issued, denied or failed ones an hour after that happened,
 // pending ones a day after they were made, and issued ones as soon as their
-// certificate has expired.
+// certificate has expired. It also deletes PodCertificateRequests
+// PodCertificateRequestExpiration after they were made, as the
+// podcertificaterequest-cleaner does (kubelet's requests complete within
+// seconds; an old one is abandoned).
 package csrcleaner
 
 import (
@@ -21,6 +24,7 @@ import (
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
 	certlisters "k8s.io/client-go/listers/certificates/v1"
+	"k8s.io/client-go/tools/cache"
 	"k8s.io/utils/clock"
 
 	"github.com/keelson/keelson/plugins/sdk"
@@ -35,6 +39,10 @@ const (
 	DeniedExpiration   = time.Hour      // after denial
 	FailedExpiration   = time.Hour      // after the signer failed it
 	PendingExpiration  = 24 * time.Hour // after creation, with no decision
+
+	// PodCertificateRequestExpiration is how long a PodCertificateRequest
+	// is kept after it was made, whatever its state (upstream's threshold).
+	PodCertificateRequestExpiration = 15 * time.Minute
 )
 
 // Plugin returns the csrcleaner plugin.
@@ -42,6 +50,8 @@ func Plugin() sdk.Plugin {
 	p := sdk.InformerPlugin(Name, "0.1.0", setup, informers.WithTransform(transform))
 	p.Rules = []rbacv1.PolicyRule{
 		{APIGroups: []string{certificatesv1.GroupName}, Resources: []string{"certificatesigningrequests"},
+			Verbs: []string{"list", "watch", "delete"}},
+		{APIGroups: []string{certificatesv1.GroupName}, Resources: []string{"podcertificaterequests"},
 			Verbs: []string{"list", "watch", "delete"}},
 	}
 	return p
@@ -51,8 +61,14 @@ func Plugin() sdk.Plugin {
 // CSR's PEM and identity) and managedFields.
 func transform(obj any) (any, error) {
 	obj, _ = sdk.StripManagedFields(obj)
-	if csr, ok := obj.(*certificatesv1.CertificateSigningRequest); ok {
-		csr.Spec = certificatesv1.CertificateSigningRequestSpec{}
+	switch o := obj.(type) {
+	case *certificatesv1.CertificateSigningRequest:
+		o.Spec = certificatesv1.CertificateSigningRequestSpec{}
+	case *certificatesv1.PodCertificateRequest:
+		// Only its identity and age are read.
+		return &certificatesv1.PodCertificateRequest{ObjectMeta: metav1.ObjectMeta{
+			Name: o.Name, Namespace: o.Namespace, UID: o.UID, ResourceVersion: o.ResourceVersion,
+			CreationTimestamp: o.CreationTimestamp}}, nil
 	}
 	return obj, nil
 }
@@ -60,6 +76,7 @@ func transform(obj any) (any, error) {
 type controller struct {
 	client kubernetes.Interface
 	csrs   certlisters.CertificateSigningRequestLister
+	pcrs   certlisters.PodCertificateRequestLister
 	clock  clock.Clock
 	logger *slog.Logger
 }
@@ -69,8 +86,48 @@ func setup(_ context.Context, env sdk.Env, client kubernetes.Interface, f inform
 		return nil, fmt.Errorf("plugin %s takes no configuration: %w", Name, err)
 	}
 	inf := f.Certificates().V1().CertificateSigningRequests()
-	c := &controller{client: client, csrs: inf.Lister(), clock: clock.RealClock{}, logger: env.Logger}
-	return sdk.ReconcileObjects(Name, inf.Informer(), 1, c.reconcile, c.logger)
+	pcrs := f.Certificates().V1().PodCertificateRequests()
+	c := &controller{client: client, csrs: inf.Lister(), pcrs: pcrs.Lister(), clock: clock.RealClock{}, logger: env.Logger}
+	runCSRs, err := sdk.ReconcileObjects(Name, inf.Informer(), 1, c.reconcile, c.logger)
+	if err != nil {
+		return nil, err
+	}
+	runPCRs, err := sdk.ReconcileObjects(Name+"-pcr", pcrs.Informer(), 1, c.reconcilePCR, c.logger)
+	if err != nil {
+		return nil, err
+	}
+	return func(ctx context.Context) error {
+		go runPCRs(ctx)
+		return runCSRs(ctx)
+	}, nil
+}
+
+// reconcilePCR deletes the PodCertificateRequest key once it is
+// PodCertificateRequestExpiration old, and otherwise looks at it again
+// then.
+func (c *controller) reconcilePCR(ctx context.Context, key string) (sdk.Result, error) {
+	ns, name, err := cache.SplitMetaNamespaceKey(key)
+	if err != nil {
+		return sdk.Result{}, nil
+	}
+	pcr, err := c.pcrs.PodCertificateRequests(ns).Get(name)
+	if apierrors.IsNotFound(err) {
+		return sdk.Result{}, nil
+	}
+	if err != nil {
+		return sdk.Result{}, err
+	}
+	if wait := pcr.CreationTimestamp.Add(PodCertificateRequestExpiration).Sub(c.clock.Now()); wait > 0 {
+		return sdk.Result{RequeueAfter: wait}, nil
+	}
+	uid := pcr.UID
+	err = c.client.CertificatesV1().PodCertificateRequests(ns).Delete(ctx, name,
+		metav1.DeleteOptions{Preconditions: &metav1.Preconditions{UID: &uid}})
+	if err != nil && !apierrors.IsNotFound(err) {
+		return sdk.Result{}, fmt.Errorf("deleting podcertificaterequest %s: %w", key, err)
+	}
+	c.logger.Info("deleted podcertificaterequest made over 15 minutes ago", "podcertificaterequest", key)
+	return sdk.Result{}, nil
 }
 
 // reconcile deletes the CSR once its deadline has passed, and otherwise

@@ -97,3 +97,42 @@ func TestTransformDropsTheRequest(t *testing.T) {
 		t.Errorf("transform kept %+v", got)
 	}
 }
+
+func TestPodCertificateRequestsLastFifteenMinutes(t *testing.T) {
+	for _, tc := range []struct {
+		age     time.Duration
+		deleted bool
+		requeue time.Duration
+	}{
+		{16 * time.Minute, true, 0},
+		{15 * time.Minute, true, 0},
+		{time.Minute, false, 14 * time.Minute},
+	} {
+		t.Run(tc.age.String(), func(t *testing.T) {
+			pcr := &certificatesv1.PodCertificateRequest{ObjectMeta: metav1.ObjectMeta{
+				Name: "r", Namespace: "ns", UID: "u", CreationTimestamp: metav1.NewTime(now.Add(-tc.age))}}
+			idx := cache.NewIndexer(cache.MetaNamespaceKeyFunc, cache.Indexers{cache.NamespaceIndex: cache.MetaNamespaceIndexFunc})
+			_ = idx.Add(pcr)
+			client := fake.NewClientset(pcr)
+			c := &controller{client: client, pcrs: certlisters.NewPodCertificateRequestLister(idx),
+				clock: clocktesting.NewFakeClock(now), logger: slog.New(slog.NewTextHandler(io.Discard, nil))}
+			res, err := c.reconcilePCR(context.Background(), "ns/r")
+			if err != nil {
+				t.Fatal(err)
+			}
+			_, getErr := client.CertificatesV1().PodCertificateRequests("ns").Get(context.Background(), "r", metav1.GetOptions{})
+			if deleted := getErr != nil; deleted != tc.deleted {
+				t.Errorf("deleted %v, want %v", deleted, tc.deleted)
+			}
+			if res.RequeueAfter.Round(time.Second) != tc.requeue {
+				t.Errorf("requeue after %s, want %s", res.RequeueAfter, tc.requeue)
+			}
+		})
+	}
+	// The cache keeps a request's identity and age only.
+	out, _ := transform(&certificatesv1.PodCertificateRequest{ObjectMeta: metav1.ObjectMeta{Name: "r", Namespace: "ns"},
+		Spec: certificatesv1.PodCertificateRequestSpec{SignerName: "example.com/s", PodName: "p"}})
+	if got := out.(*certificatesv1.PodCertificateRequest); got.Spec.PodName != "" || got.Name != "r" {
+		t.Errorf("transform kept %+v", got)
+	}
+}

@@ -65,6 +65,8 @@ type controller struct {
 	// scheduled are the pods with an eviction time in the future, and their
 	// nodes, so that a cancelled eviction is reported as upstream does.
 	scheduled map[string]string
+	// ttlStep is the cluster-size step of the nodes' TTL (ttl.go).
+	ttlStep int
 }
 
 func newController(cfg Config, clk clock.WithTicker, client kubernetes.Interface, log *slog.Logger) *controller {

@@ -36,6 +36,7 @@ func (c *controller) sync(ctx context.Context, name string) error {
 			c.log.Info("node taints changed", "node", name, "added", taintKeys(add), "removed", taintKeys(remove), "reason", "node conditions")
 		}
 	}
+	errs = append(errs, c.syncTTL(ctx, n))
 	pods := c.podsOn(name)
 	errs = append(errs, c.markPodsNotReady(ctx, n, pods))
 	errs = append(errs, c.evictPods(ctx, n, pods))

@@ -18,7 +18,9 @@
 //     tolerations run out (tolerationSeconds; DefaultTolerationSeconds
 //     admission gives every pod 300 s for not-ready and unreachable),
 //     marked as disruption targets first; pods of a node that stopped being
-//     ready are marked NotReady.
+//     ready are marked NotReady;
+//   - every node carries the TTL annotation for the cluster's size, as
+//     upstream's ttl controller sets it (ttl.go).
 package nodelifecycle
 
 import (
@@ -136,7 +138,7 @@ func trim(obj any) (any, error) {
 			Name: o.Name, UID: o.UID, ResourceVersion: o.ResourceVersion, CreationTimestamp: o.CreationTimestamp,
 			Labels: pick(o.Labels, corev1.LabelTopologyRegion, corev1.LabelTopologyZone,
 				corev1.LabelFailureDomainBetaRegion, corev1.LabelFailureDomainBetaZone, labelExcludeDisruption),
-			Annotations: pick(o.Annotations, nodehealth.LivenessAnnotation),
+			Annotations: pick(o.Annotations, nodehealth.LivenessAnnotation, TTLAnnotation),
 		}}
 		n.Spec.Taints, n.Spec.Unschedulable = o.Spec.Taints, o.Spec.Unschedulable
 		n.Status.Conditions = o.Status.Conditions

@@ -2,8 +2,11 @@
 // namespace usable by pods: it creates the namespace's "default"
 // ServiceAccount (pods cannot be created before it exists) and publishes
 // the cluster CA in the "kube-root-ca.crt" ConfigMap, which projected
-// service-account volumes mount. It does what kube-controller-manager's
-// serviceaccount-controller and root-ca-cert-publisher do.
+// service-account volumes mount, and as the ClusterTrustBundle of the
+// kubernetes.io/kube-apiserver-serving signer (trustbundle.go). It does
+// what kube-controller-manager's serviceaccount-controller,
+// root-ca-cert-publisher and
+// kube-apiserver-serving-clustertrustbundle-publisher do.
 package serviceaccount
 
 import (
@@ -56,6 +59,9 @@ func Plugin() sdk.Plugin {
 		{APIGroups: []string{""}, Resources: []string{"namespaces"}, Verbs: []string{"get", "list", "watch"}},
 		{APIGroups: []string{""}, Resources: []string{"serviceaccounts"}, Verbs: []string{"get", "list", "watch", "create"}},
 		{APIGroups: []string{""}, Resources: []string{"configmaps"}, Verbs: []string{"get", "list", "watch", "create", "update"}},
+		{APIGroups: []string{"certificates.k8s.io"}, Resources: []string{"clustertrustbundles"}, Verbs: []string{"list", "watch", "create", "update", "delete"}},
+		// Publishing a bundle for a signer needs the right to attest for it.
+		{APIGroups: []string{"certificates.k8s.io"}, Resources: []string{"signers"}, Verbs: []string{"attest"}, ResourceNames: []string{ServingSigner}},
 		sdk.EventRule,
 	}
 	return p
@@ -136,7 +142,12 @@ func setup(_ context.Context, env sdk.Env, client kubernetes.Interface, f inform
 			return nil, fmt.Errorf("watching %s: %w", h.what, err)
 		}
 	}
+	runBundles, err := watchTrustBundles(f, client, ca, env)
+	if err != nil {
+		return nil, err
+	}
 	return func(ctx context.Context) error {
+		go runBundles(ctx)
 		sdk.RunWorkers(ctx, c.queue, cfg.Workers, c.reconcile, c.logger)
 		return nil
 	}, nil

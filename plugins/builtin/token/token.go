@@ -6,7 +6,8 @@
 // such Secrets when their ServiceAccount is deleted; and drops a deleted
 // Secret's reference from its ServiceAccount. Like upstream since 1.24, it
 // never creates token Secrets by itself: pods get bound, expiring tokens
-// through the TokenRequest API instead.
+// through the TokenRequest API instead. It also runs the legacy token
+// cleaner (cleaner.go).
 //
 // The TokenRequest API cannot mint these tokens (it only issues bound,
 // expiring ones), so the plugin signs them itself, as kube-controller-manager
@@ -33,6 +34,7 @@ import (
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/util/workqueue"
+	"k8s.io/utils/clock"
 
 	"github.com/keelson/keelson/plugins/sdk"
 )
@@ -48,6 +50,14 @@ type Config struct {
 	ServiceAccountKeyPEM string `json:"serviceAccountKeyPEM"`
 	// Workers is how many objects are synced at once (default 1).
 	Workers int `json:"workers"`
+	// CleanUpPeriod is how long an auto-generated token must have gone
+	// unused before it is labelled invalid, and then how long it stays
+	// invalid before it is deleted (kube-controller-manager's
+	// --legacy-service-account-token-clean-up-period; default a year).
+	CleanUpPeriod metav1.Duration `json:"cleanUpPeriod"`
+	// CleanerInterval is how often the legacy tokens are looked at
+	// (default a day).
+	CleanerInterval metav1.Duration `json:"cleanerInterval"`
 }
 
 // Plugin returns the token plugin.
@@ -55,7 +65,11 @@ func Plugin() sdk.Plugin {
 	p := sdk.InformerPlugin(Name, "0.1.0", setup, informers.WithTransform(transform))
 	p.Rules = []rbacv1.PolicyRule{
 		{APIGroups: []string{""}, Resources: []string{"serviceaccounts"}, Verbs: []string{"get", "list", "watch", "update"}},
-		{APIGroups: []string{""}, Resources: []string{"secrets"}, Verbs: []string{"get", "list", "watch", "update", "delete"}},
+		{APIGroups: []string{""}, Resources: []string{"secrets"}, Verbs: []string{"get", "list", "watch", "update", "patch", "delete"}},
+		// The legacy token cleaner: which pods use a token, and since when
+		// kube-apiserver records token usage.
+		{APIGroups: []string{""}, Resources: []string{"pods"}, Verbs: []string{"list"}},
+		{APIGroups: []string{""}, Resources: []string{"configmaps"}, Verbs: []string{"get"}, ResourceNames: []string{trackingConfigMap}},
 	}
 	return p
 }
@@ -91,12 +105,22 @@ type controller struct {
 	rootCA   []byte
 	queue    workqueue.TypedRateLimitingInterface[key]
 	logger   *slog.Logger
+
+	clock         clock.Clock
+	cleanUpPeriod time.Duration
 }
 
 func setup(_ context.Context, env sdk.Env, client kubernetes.Interface, f informers.SharedInformerFactory) (func(context.Context) error, error) {
-	cfg := Config{Workers: 1}
+	cfg := Config{Workers: 1, CleanUpPeriod: metav1.Duration{Duration: DefaultCleanUpPeriod},
+		CleanerInterval: metav1.Duration{Duration: DefaultCleanerInterval}}
 	if err := sdk.DecodeConfig(env.Config, &cfg); err != nil {
 		return nil, err
+	}
+	if cfg.CleanUpPeriod.Duration < 24*time.Hour {
+		return nil, sdk.ConfigErrorf("cleanUpPeriod", "cleanUpPeriod is %s: usage is recorded by the day, so it must be at least 24h", cfg.CleanUpPeriod.Duration)
+	}
+	if cfg.CleanerInterval.Duration <= 0 {
+		return nil, sdk.ConfigErrorf("cleanerInterval", "cleanerInterval is %s: it must be positive (default 24h)", cfg.CleanerInterval.Duration)
 	}
 	if cfg.ServiceAccountKeyPEM == "" {
 		return nil, sdk.ConfigErrorf("serviceAccountKeyPEM", `serviceAccountKeyPEM is required: the PEM private key the API server verifies service-account tokens with`)
@@ -127,6 +151,9 @@ func setup(_ context.Context, env sdk.Env, client kubernetes.Interface, f inform
 		rootCA:   rc.CAData,
 		queue:    sdk.NewQueue[key](Name),
 		logger:   env.Logger,
+
+		clock:         clock.RealClock{},
+		cleanUpPeriod: cfg.CleanUpPeriod.Duration,
 	}
 	if _, err := f.Core().V1().ServiceAccounts().Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
 		AddFunc: c.queueAccount, UpdateFunc: func(_, obj any) { c.queueAccount(obj) }, DeleteFunc: c.queueAccount,
@@ -139,6 +166,7 @@ func setup(_ context.Context, env sdk.Env, client kubernetes.Interface, f inform
 		return nil, fmt.Errorf("watching secrets: %w", err)
 	}
 	return func(ctx context.Context) error {
+		go c.runCleaner(ctx, cfg.CleanerInterval.Duration)
 		sdk.RunWorkers(ctx, c.queue, cfg.Workers, c.reconcile, c.logger)
 		return nil
 	}, nil
