@@ -51,11 +51,40 @@ type Config struct {
 	// BurstReplicas caps the pods created or deleted for one DaemonSet in
 	// one sync (default 250, as upstream).
 	BurstReplicas int `json:"burstReplicas"`
+	sdk.ClientLimits
+}
+
+// parseConfig reads raw (may be empty) over the defaults and validates it.
+func parseConfig(raw []byte) (Config, error) {
+	cfg := Config{Workers: 2, BurstReplicas: 250}
+	if err := sdk.DecodeConfig(raw, &cfg); err != nil {
+		return cfg, err
+	}
+	if cfg.Workers < 1 || cfg.Workers > 64 {
+		return cfg, fmt.Errorf("plugin %s config: %w", Name, sdk.ConfigErrorf("workers", "workers is %d: set it between 1 and 64", cfg.Workers))
+	}
+	if cfg.BurstReplicas < 1 {
+		return cfg, fmt.Errorf("plugin %s config: %w", Name, sdk.ConfigErrorf("burstReplicas", "burstReplicas is %d: set it to at least 1", cfg.BurstReplicas))
+	}
+	if err := cfg.ClientLimits.Validate(); err != nil {
+		return cfg, fmt.Errorf("plugin %s config: %w", Name, err)
+	}
+	return cfg, nil
 }
 
 // Plugin returns the plugin.
 func Plugin() sdk.Plugin {
 	p := sdk.InformerPlugin(Name, version, setup, informers.WithTransform(transform))
+	run := p.Run
+	p.Run = func(ctx context.Context, env sdk.Env) error {
+		// The client limits apply to the client the SDK makes for setup.
+		cfg, err := parseConfig(env.Config)
+		if err != nil {
+			return err
+		}
+		env.RESTConfig = cfg.ClientLimits.Apply(env.RESTConfig)
+		return run(ctx, env)
+	}
 	p.Rules = []rbacv1.PolicyRule{
 		{APIGroups: []string{"apps"}, Resources: []string{"daemonsets"}, Verbs: []string{"get", "list", "watch"}},
 		{APIGroups: []string{"apps"}, Resources: []string{"daemonsets/status", "daemonsets/finalizers"}, Verbs: []string{"update"}},
@@ -84,15 +113,9 @@ type controller struct {
 }
 
 func setup(ctx context.Context, env sdk.Env, client kubernetes.Interface, f informers.SharedInformerFactory) (func(context.Context) error, error) {
-	cfg := Config{Workers: 2, BurstReplicas: 250}
-	if err := sdk.DecodeConfig(env.Config, &cfg); err != nil {
+	cfg, err := parseConfig(env.Config)
+	if err != nil {
 		return nil, err
-	}
-	if cfg.Workers < 1 || cfg.Workers > 64 {
-		return nil, fmt.Errorf("plugin %s config: workers is %d: set it between 1 and 64", Name, cfg.Workers)
-	}
-	if cfg.BurstReplicas < 1 {
-		return nil, fmt.Errorf("plugin %s config: burstReplicas is %d: set it to at least 1", Name, cfg.BurstReplicas)
 	}
 	sets := f.Apps().V1().DaemonSets().Informer()
 	podInf := f.Core().V1().Pods().Informer()

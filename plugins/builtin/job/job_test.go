@@ -39,7 +39,7 @@ func newFixture(t *testing.T, job *batchv1.Job) *fixture {
 	client := fake.NewClientset(job)
 	clk := clocktesting.NewFakeClock(t0)
 	factory := informers.NewSharedInformerFactory(client, 0)
-	c, err := New(Config{Workers: 1, QPS: 1, Burst: 1}, client, factory, slog.New(slog.NewTextHandler(io.Discard, nil)), clk)
+	c, err := New(Config{Workers: 1}, client, factory, slog.New(slog.NewTextHandler(io.Discard, nil)), clk)
 	if err != nil {
 		t.Fatal(err)
 	}

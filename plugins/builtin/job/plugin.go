@@ -33,22 +33,20 @@ type Config struct {
 	// Workers is how many Jobs are reconciled at once (default 5, as
 	// kube-controller-manager's --concurrent-job-syncs).
 	Workers int `json:"workers"`
-	// QPS and Burst limit the plugin's API client (default 50 and 100).
-	QPS   float32 `json:"qps"`
-	Burst int     `json:"burst"`
+	sdk.ClientLimits
 }
 
 // ParseConfig reads raw (may be empty) over the defaults and validates it.
 func ParseConfig(raw []byte) (Config, error) {
-	c := Config{Workers: 5, QPS: 50, Burst: 100}
+	c := Config{Workers: 5}
 	if err := sdk.DecodeConfig(raw, &c); err != nil {
 		return Config{}, fmt.Errorf("plugin %s: %w", Name, err)
 	}
 	if c.Workers < 1 || c.Workers > 64 {
 		return Config{}, fmt.Errorf("plugin %s config: workers is %d: set it between 1 and 64", Name, c.Workers)
 	}
-	if c.QPS <= 0 || c.Burst < 1 {
-		return Config{}, fmt.Errorf("plugin %s config: qps %v and burst %d must be positive", Name, c.QPS, c.Burst)
+	if err := c.ClientLimits.Validate(); err != nil {
+		return Config{}, fmt.Errorf("plugin %s config: %w", Name, err)
 	}
 	return c, nil
 }
@@ -61,7 +59,7 @@ func Plugin() sdk.Plugin {
 		if err != nil {
 			return err
 		}
-		env.RESTConfig.QPS, env.RESTConfig.Burst = cfg.QPS, cfg.Burst
+		env.RESTConfig = cfg.ClientLimits.Apply(env.RESTConfig)
 		setup := func(ctx context.Context, env sdk.Env, client kubernetes.Interface, factory informers.SharedInformerFactory) (func(context.Context) error, error) {
 			c, err := New(cfg, client, factory, env.Logger, clock.RealClock{})
 			if err != nil {
