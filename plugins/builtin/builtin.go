@@ -23,6 +23,7 @@ import (
 	"github.com/keelson/keelson/plugins/builtin/endpointslice"
 	"github.com/keelson/keelson/plugins/builtin/endpointslicemirroring"
 	"github.com/keelson/keelson/plugins/builtin/garbagecollector"
+	"github.com/keelson/keelson/plugins/builtin/horizontalpodautoscaler"
 	"github.com/keelson/keelson/plugins/builtin/job"
 	"github.com/keelson/keelson/plugins/builtin/localpath"
 	"github.com/keelson/keelson/plugins/builtin/namespace"
@@ -63,6 +64,7 @@ func All() []sdk.Plugin {
 		statefulset.Plugin(),
 		daemonset.Plugin(),
 		disruption.Plugin(),
+		horizontalpodautoscaler.Plugin(),
 		podgc.Plugin(),
 		persistentvolume.Plugin(),
 		localpath.Plugin(),
