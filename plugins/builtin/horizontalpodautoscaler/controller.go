@@ -129,7 +129,7 @@ func transform(obj any) (any, error) {
 	s := &corev1.Pod{
 		ObjectMeta: metav1.ObjectMeta{Name: p.Name, Namespace: p.Namespace, UID: p.UID, Labels: p.Labels,
 			ResourceVersion: p.ResourceVersion, DeletionTimestamp: p.DeletionTimestamp},
-		Spec: corev1.PodSpec{Resources: p.Spec.Resources, Overhead: p.Spec.Overhead},
+		Spec:   corev1.PodSpec{Resources: p.Spec.Resources, Overhead: p.Spec.Overhead},
 		Status: corev1.PodStatus{Phase: p.Status.Phase, StartTime: p.Status.StartTime},
 	}
 	for _, ct := range p.Spec.Containers {
