@@ -1,62 +1,21 @@
 package horizontalpodautoscaler
 
 import (
-	"fmt"
 	"math"
 	"time"
 
 	autoscalingv2 "k8s.io/api/autoscaling/v2"
-	corev1 "k8s.io/api/core/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
 )
-
-// setCondition sets a condition of hpa's status; its transition time
-// moves only when its status changes.
-func setCondition(hpa *autoscalingv2.HorizontalPodAutoscaler, t autoscalingv2.HorizontalPodAutoscalerConditionType,
-	status corev1.ConditionStatus, reason, format string, args ...any) {
-	conds := hpa.Status.Conditions
-	i := 0
-	for i < len(conds) && conds[i].Type != t {
-		i++
-	}
-	if i == len(conds) {
-		conds = append(conds, autoscalingv2.HorizontalPodAutoscalerCondition{Type: t})
-	}
-	if conds[i].Status != status {
-		conds[i].LastTransitionTime = metav1.Now()
-	}
-	conds[i].Status, conds[i].Reason, conds[i].Message = status, reason, fmt.Sprintf(format, args...)
-	hpa.Status.Conditions = conds
-}
-
-// limit reports the ScalingLimited condition: True when the final count
-// differs from the stabilized recommendation.
-func limit(hpa *autoscalingv2.HorizontalPodAutoscaler, final, recommended int32, reason, message string) {
-	status := corev1.ConditionFalse
-	if final != recommended {
-		status = corev1.ConditionTrue
-	}
-	setCondition(hpa, autoscalingv2.ScalingLimited, status, reason, "%s", message)
-}
-
-// stabilized reports AbleToScale after stabilization.
-func stabilized(hpa *autoscalingv2.HorizontalPodAutoscaler, stable, desired int32, reason, message string) {
-	if stable != desired {
-		setCondition(hpa, autoscalingv2.AbleToScale, corev1.ConditionTrue, reason, "%s", message)
-		return
-	}
-	setCondition(hpa, autoscalingv2.AbleToScale, corev1.ConditionTrue, "ReadyForNewScale", "recommended size matches current size")
-}
 
 // normalize (an HPA without behavior) stabilizes desired over the
 // downscale window, then bounds it by min/max replicas and the default
 // scale-up rate.
 func (c *controller) normalize(hpa *autoscalingv2.HorizontalPodAutoscaler, key string, current, desired, minReplicas int32) int32 {
 	stable := c.history.stabilize(key, desired, c.cfg.DownscaleStabilization.Duration)
-	stabilized(hpa, stable, desired, "ScaleDownStabilized", "recent recommendations were higher than current one, applying the highest recent recommendation")
+	c.stabilized(hpa, stable, desired, "ScaleDownStabilized", "recent recommendations were higher than current one, applying the highest recent recommendation")
 	final, reason, message := boundByRules(current, stable, minReplicas, hpa.Spec.MaxReplicas)
-	limit(hpa, final, stable, reason, message)
+	c.limit(hpa, final, stable, reason, message)
 	return final
 }
 
@@ -83,9 +42,9 @@ func (c *controller) normalizeWithBehavior(hpa *autoscalingv2.HorizontalPodAutos
 	upWindow := time.Duration(ptr.Deref(up.StabilizationWindowSeconds, 0)) * time.Second
 	downWindow := time.Duration(*down.StabilizationWindowSeconds) * time.Second
 	stable, reason, message := c.history.stabilizeWithBehavior(key, current, desired, upWindow, downWindow)
-	stabilized(hpa, stable, desired, reason, message)
+	c.stabilized(hpa, stable, desired, reason, message)
 	final, reason, message := c.boundByBehavior(key, current, stable, minReplicas, hpa.Spec.MaxReplicas, up, down)
-	limit(hpa, final, stable, reason, message)
+	c.limit(hpa, final, stable, reason, message)
 	return final
 }
 

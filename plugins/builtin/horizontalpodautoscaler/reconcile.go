@@ -24,10 +24,10 @@ func (c *controller) reconcile(ctx context.Context, hpa *autoscalingv2.Horizonta
 	sc, gr, err := c.targets.get(ctx, hpa.Namespace, hpa.Spec.ScaleTargetRef)
 	if err != nil {
 		c.events.Event(hpa, corev1.EventTypeWarning, "FailedGetScale", err.Error())
-		setCondition(hpa, autoscalingv2.AbleToScale, corev1.ConditionFalse, "FailedGetScale", "the HPA controller was unable to get the target's current scale: %v", err)
+		c.setCondition(hpa, autoscalingv2.AbleToScale, corev1.ConditionFalse, "FailedGetScale", "the HPA controller was unable to get the target's current scale: %v", err)
 		return errors.Join(fmt.Errorf("failed to query scale subresource for %s: %w", ref, err), c.updateStatusIfNeeded(ctx, original, hpa))
 	}
-	setCondition(hpa, autoscalingv2.AbleToScale, corev1.ConditionTrue, "SucceededGetScale", "the HPA controller was able to get the target's current scale")
+	c.setCondition(hpa, autoscalingv2.AbleToScale, corev1.ConditionTrue, "SucceededGetScale", "the HPA controller was able to get the target's current scale")
 	current := sc.Spec.Replicas
 	c.history.recordInitial(key, current)
 	minReplicas := ptr.Deref(hpa.Spec.MinReplicas, 1)
@@ -44,7 +44,7 @@ func (c *controller) reconcile(ctx context.Context, hpa *autoscalingv2.Horizonta
 		// Scaling from zero is the HPAScaleToZero feature, which Keelson
 		// does not implement: a target scaled to zero is left alone.
 		desired, rescale = 0, false
-		setCondition(hpa, autoscalingv2.ScalingActive, corev1.ConditionFalse, "ScalingDisabled", "scaling is disabled since the replica count of the target is zero")
+		c.setCondition(hpa, autoscalingv2.ScalingActive, corev1.ConditionFalse, "ScalingDisabled", "scaling is disabled since the replica count of the target is zero")
 	case current > hpa.Spec.MaxReplicas:
 		desired, reason = hpa.Spec.MaxReplicas, "Current number of replicas above Spec.MaxReplicas"
 	case current < minReplicas:
@@ -65,11 +65,11 @@ func (c *controller) reconcile(ctx context.Context, hpa *autoscalingv2.Horizonta
 	if rescale {
 		if err := c.writeScale(ctx, hpa, sc, gr, desired); err != nil {
 			c.events.Eventf(hpa, corev1.EventTypeWarning, "FailedRescale", "New size: %d; reason: %s; error: %v", desired, reason, err.Error())
-			setCondition(hpa, autoscalingv2.AbleToScale, corev1.ConditionFalse, "FailedUpdateScale", "the HPA controller was unable to update the target scale: %v", err)
+			c.setCondition(hpa, autoscalingv2.AbleToScale, corev1.ConditionFalse, "FailedUpdateScale", "the HPA controller was unable to update the target scale: %v", err)
 			c.setStatus(hpa, current, hpa.Status.DesiredReplicas, statuses, false)
 			return errors.Join(fmt.Errorf("failed to rescale %s: %w", ref, err), c.updateStatusIfNeeded(ctx, original, hpa))
 		}
-		setCondition(hpa, autoscalingv2.AbleToScale, corev1.ConditionTrue, "SucceededRescale", "the HPA controller was able to update the target scale to %d", desired)
+		c.setCondition(hpa, autoscalingv2.AbleToScale, corev1.ConditionTrue, "SucceededRescale", "the HPA controller was able to update the target scale to %d", desired)
 		c.events.Eventf(hpa, corev1.EventTypeNormal, "SuccessfulRescale", "New size: %d; reason: %s", desired, reason)
 		c.history.recordScale(key, hpa.Spec.Behavior, current, desired)
 		c.logger.Info("rescaled", "hpa", key, "target", ref, "from", current, "to", desired, "reason", reason)
@@ -135,10 +135,10 @@ func (c *controller) proposeAll(ctx context.Context, hpa *autoscalingv2.Horizont
 		invalidErr = fmt.Errorf("invalid metrics (%v invalid out of %v), first error is: %w", invalid, len(hpa.Spec.Metrics), firstErr)
 	}
 	if invalid >= len(hpa.Spec.Metrics) || (invalid > 0 && replicas < t.specReplicas) {
-		setCondition(hpa, autoscalingv2.ScalingActive, corev1.ConditionFalse, firstErr.reason, "the HPA was unable to compute the replica count: %v", firstErr.err)
+		c.setCondition(hpa, autoscalingv2.ScalingActive, corev1.ConditionFalse, firstErr.reason, "the HPA was unable to compute the replica count: %v", firstErr.err)
 		return -1, "", statuses, invalidErr
 	}
-	setCondition(hpa, autoscalingv2.ScalingActive, corev1.ConditionTrue, "ValidMetricFound", "the HPA was able to successfully calculate a replica count from %s", metric)
+	c.setCondition(hpa, autoscalingv2.ScalingActive, corev1.ConditionTrue, "ValidMetricFound", "the HPA was able to successfully calculate a replica count from %s", metric)
 	return replicas, metric, statuses, invalidErr
 }
 

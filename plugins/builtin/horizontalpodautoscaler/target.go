@@ -109,14 +109,14 @@ func (s *selectors) matching(namespace string, pods []*corev1.Pod) []string {
 func (c *controller) parseSelector(hpa *autoscalingv2.HorizontalPodAutoscaler, selector string) (labels.Selector, error) {
 	if selector == "" {
 		c.events.Event(hpa, corev1.EventTypeWarning, "SelectorRequired", "selector is required")
-		setCondition(hpa, autoscalingv2.ScalingActive, corev1.ConditionFalse, "InvalidSelector", "the HPA target's scale is missing a selector")
+		c.setCondition(hpa, autoscalingv2.ScalingActive, corev1.ConditionFalse, "InvalidSelector", "the HPA target's scale is missing a selector")
 		return nil, errors.New("selector is required")
 	}
 	sel, err := labels.Parse(selector)
 	if err != nil {
 		msg := fmt.Sprintf("couldn't convert selector into a corresponding internal selector object: %v", err)
 		c.events.Event(hpa, corev1.EventTypeWarning, "InvalidSelector", msg)
-		setCondition(hpa, autoscalingv2.ScalingActive, corev1.ConditionFalse, "InvalidSelector", "%s", msg)
+		c.setCondition(hpa, autoscalingv2.ScalingActive, corev1.ConditionFalse, "InvalidSelector", "%s", msg)
 		return nil, errors.New(msg)
 	}
 	c.selectors.put(hpa.Namespace, hpa.Name, sel)
@@ -127,7 +127,7 @@ func (c *controller) parseSelector(hpa *autoscalingv2.HorizontalPodAutoscaler, s
 	if others := c.selectors.matching(hpa.Namespace, pods); len(others) > 1 {
 		msg := fmt.Sprintf("pods by selector %v are controlled by more than one HPA (e.g. [%s])", selector, strings.Join(others, " "))
 		c.events.Event(hpa, corev1.EventTypeWarning, "AmbiguousSelector", msg)
-		setCondition(hpa, autoscalingv2.ScalingActive, corev1.ConditionFalse, "AmbiguousSelector", "%s", msg)
+		c.setCondition(hpa, autoscalingv2.ScalingActive, corev1.ConditionFalse, "AmbiguousSelector", "%s", msg)
 		return nil, errors.New(msg)
 	}
 	return sel, nil
