@@ -193,4 +193,3 @@ func equal(a, b []int32) bool {
 	}
 	return true
 }
-

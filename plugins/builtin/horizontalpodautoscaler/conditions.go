@@ -45,4 +45,3 @@ func (c *controller) stabilized(hpa *autoscalingv2.HorizontalPodAutoscaler, stab
 	}
 	c.setCondition(hpa, autoscalingv2.AbleToScale, corev1.ConditionTrue, "ReadyForNewScale", "recommended size matches current size")
 }
-
