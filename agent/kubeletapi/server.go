@@ -74,8 +74,8 @@ type Options struct {
 	Client  kubernetes.Interface
 	Backend Backend
 	// Volumes serves DELETE /storage/local-path/NAME (nil: not served).
-	Volumes  LocalVolumes
-	Errors   Classifier
+	Volumes LocalVolumes
+	Errors  Classifier
 	// Registry serves /metrics (nil: not served).
 	Registry *prometheus.Registry
 	// Probes serves /metrics/probes (nil: not served).
