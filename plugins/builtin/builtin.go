@@ -25,6 +25,7 @@ import (
 	"github.com/keelson/keelson/plugins/builtin/garbagecollector"
 	"github.com/keelson/keelson/plugins/builtin/job"
 	"github.com/keelson/keelson/plugins/builtin/localpath"
+	"github.com/keelson/keelson/plugins/builtin/metricsserver"
 	"github.com/keelson/keelson/plugins/builtin/namespace"
 	"github.com/keelson/keelson/plugins/builtin/nodeipam"
 	"github.com/keelson/keelson/plugins/builtin/nodelifecycle"
@@ -76,6 +77,7 @@ func All() []sdk.Plugin {
 		csrcleaner.Plugin(),
 		servicecidr.Plugin(),
 		vapstatus.Plugin(),
+		metricsserver.Plugin(),
 	}
 }
 
