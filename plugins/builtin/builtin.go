@@ -26,6 +26,7 @@ import (
 	"github.com/keelson/keelson/plugins/builtin/horizontalpodautoscaler"
 	"github.com/keelson/keelson/plugins/builtin/job"
 	"github.com/keelson/keelson/plugins/builtin/localpath"
+	"github.com/keelson/keelson/plugins/builtin/metricsserver"
 	"github.com/keelson/keelson/plugins/builtin/namespace"
 	"github.com/keelson/keelson/plugins/builtin/nodeipam"
 	"github.com/keelson/keelson/plugins/builtin/nodelifecycle"
@@ -78,6 +79,7 @@ func All() []sdk.Plugin {
 		csrcleaner.Plugin(),
 		servicecidr.Plugin(),
 		vapstatus.Plugin(),
+		metricsserver.Plugin(),
 	}
 }
 
