@@ -6,66 +6,98 @@ import (
 	"crypto/x509"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
-	"strconv"
 	"testing"
 	"time"
 
 	v1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
 	"k8s.io/utils/ptr"
 
+	"github.com/keelson/keelson/e2e/ha"
 	"github.com/keelson/keelson/e2e/harness"
 	"github.com/keelson/keelson/e2e/nodeagent"
 	"github.com/keelson/keelson/internal/testnet"
 )
 
-// waitTimeout bounds every wait; generous, the machine is shared.
+// waitTimeout bounds every wait; a hang guard on a busy shared machine,
+// not a timing claim.
 const waitTimeout = 3 * time.Minute
 
-// plugins: the scheduler places pods, serviceaccount gives namespaces
-// their default ServiceAccount, nodelifecycle lifts the not-ready taint,
-// clusterroleaggregation folds the metrics reader role into view, and
-// metricsserver serves the metrics API.
-var plugins = []string{"scheduler", "serviceaccount", "nodelifecycle", "clusterroleaggregation", "metricsserver", "namespace", "garbagecollector"}
+// agentName is the node agent's host and Node name.
+const agentName = "m1"
 
-// cluster is a server and one agent on loopback.
+// cluster is one server (every built-in plugin, metricsserver among them,
+// on its leader) and one agent, each in its own network namespace: the
+// metrics API's endpoint is the server's bridge address, which an
+// EndpointSlice may hold (a loopback one it may not).
 type cluster struct {
-	server *harness.Server
+	*ha.Cluster
+	server *ha.Server
 	client kubernetes.Interface
-	agent  *nodeagent.Agent
 	node   string
+	nodeIP string
 }
 
-func startCluster(t testing.TB) *cluster {
+func startCluster(t *testing.T) *cluster {
 	t.Helper()
 	nodeagent.Require(t)
-	s := harness.StartServer(t, harness.ServerOptions{Plugins: plugins, Args: []string{
-		// A free port: other tests' servers may hold the default.
-		"--plugin-config", fmt.Sprintf(`metricsserver={"port":%d}`, harness.FreePort(t)),
+	ha.RequireNetns(t)
+	cidr, err := testnet.ClusterCIDR()
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := &cluster{node: agentName}
+	c.Cluster = ha.NewCluster(t, ha.Options{Servers: 1, APIServer: true, Hosts: []string{agentName},
+		Args: []string{"--cluster-cidr", cidr}})
+	c.server = c.Servers[0]
+	c.client = c.server.Clientset(t)
+	h := c.Net.Host(agentName)
+	c.nodeIP = h.IP
+	a := nodeagent.New(t, nodeagent.Options{Name: agentName, NetNS: h.NS, Args: []string{
+		"--server", "https://" + net.JoinHostPort(c.server.IP, "6443"),
+		"--token-file", c.AgentTokenFile(t),
+		"--node-ip", h.IP,
+		"--kubelet-address", h.IP,
+		"--cluster-cidr", cidr,
 	}})
-	c := &cluster{server: s, client: s.Clientset(t), node: "metrics-" + strconv.FormatInt(time.Now().UnixNano()%1e6, 36)}
-	c.agent = nodeagent.New(t, nodeagent.Options{Name: c.node, Args: []string{
-		"--server", "https://127.0.0.1:" + strconv.Itoa(s.APIPort),
-		// The server token: this agent's kubelet serves on 127.0.0.1,
-		// which only a server's own agent may claim.
-		"--token", s.JoinToken(t),
-		"--supervisor-port", strconv.Itoa(s.SupervisorPort()),
-		"--serf-port", strconv.Itoa(harness.FreePort(t)),
-		"--kubelet-address", "127.0.0.1",
-		"--kubelet-port", strconv.Itoa(harness.FreePort(t)),
-		"--cni-masquerade=false",
-		"--disable-service-network",
-		"--sync-frequency", "10s",
-	}})
-	c.agent.Start(t)
+	a.Start(t)
 	t.Cleanup(func() { c.deleteAllPods() })
-	c.waitForNode(t)
+	harness.Eventually(t, waitTimeout, "node "+agentName+" is Ready with a pod CIDR", func() (bool, string) {
+		n, err := c.client.CoreV1().Nodes().Get(context.Background(), agentName, metav1.GetOptions{})
+		if err != nil {
+			return false, err.Error()
+		}
+		for _, cond := range n.Status.Conditions {
+			if cond.Type == v1.NodeReady {
+				return cond.Status == v1.ConditionTrue && n.Spec.PodCIDR != "", cond.Message
+			}
+		}
+		return false, "no Ready condition"
+	})
 	return c
+}
+
+// kubectl runs `keelson kubectl` as the admin.
+func (c *cluster) kubectl(t testing.TB) harness.Kubectl {
+	return harness.Kubectl{Bin: harness.KeelsonBin(t), Kubeconfig: filepath.Join(c.server.DataDir(), "admin.kubeconfig")}
+}
+
+// restConfig is the admin's, to the server's bridge address.
+func (c *cluster) restConfig(t testing.TB) *rest.Config {
+	t.Helper()
+	cfg, err := clientcmd.BuildConfigFromFlags("", filepath.Join(c.server.DataDir(), "admin.kubeconfig"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.Host = "https://" + net.JoinHostPort(c.server.IP, "6443")
+	return cfg
 }
 
 // deleteAllPods lets the agent stop its pods before it is killed.
@@ -87,37 +119,6 @@ func (c *cluster) deleteAllPods() {
 	}
 }
 
-// waitForNode gives the node a pod CIDR (no nodeipam runs) and waits for
-// it to be Ready.
-func (c *cluster) waitForNode(t testing.TB) {
-	t.Helper()
-	ctx := context.Background()
-	harness.Eventually(t, waitTimeout, "the agent registers its node", func() (bool, string) {
-		_, err := c.client.CoreV1().Nodes().Get(ctx, c.node, metav1.GetOptions{})
-		return err == nil, fmt.Sprint(err)
-	})
-	cidr, err := testnet.PodCIDR()
-	if err != nil {
-		t.Fatal(err)
-	}
-	patch := fmt.Sprintf(`{"spec":{"podCIDR":%q,"podCIDRs":[%q]}}`, cidr, cidr)
-	if _, err := c.client.CoreV1().Nodes().Patch(ctx, c.node, types.StrategicMergePatchType, []byte(patch), metav1.PatchOptions{}); err != nil {
-		t.Fatalf("setting the pod CIDR: %v", err)
-	}
-	harness.Eventually(t, waitTimeout, "the node becomes Ready", func() (bool, string) {
-		n, err := c.client.CoreV1().Nodes().Get(ctx, c.node, metav1.GetOptions{})
-		if err != nil {
-			return false, err.Error()
-		}
-		for _, cond := range n.Status.Conditions {
-			if cond.Type == v1.NodeReady {
-				return cond.Status == v1.ConditionTrue, cond.Message
-			}
-		}
-		return false, "no Ready condition"
-	})
-}
-
 // namespace creates a namespace and waits for its default ServiceAccount.
 func (c *cluster) namespace(t testing.TB, name string) string {
 	t.Helper()
@@ -132,7 +133,8 @@ func (c *cluster) namespace(t testing.TB, name string) string {
 	return name
 }
 
-// shellPod runs script in busybox, labelled app=name.
+// shellPod runs script in busybox, labelled app=name, and waits for it to
+// run.
 func (c *cluster) shellPod(t testing.TB, ns, name, container, script string) {
 	t.Helper()
 	p := &v1.Pod{
@@ -157,15 +159,13 @@ func (c *cluster) shellPod(t testing.TB, ns, name, container, script string) {
 
 // kubeletGet calls the agent's kubelet API with the given bearer token
 // (the admin's certificate when empty) and returns the status and body.
-// (The API server's node proxy refuses the loopback address test nodes
-// have, so the API is called directly.)
 func (c *cluster) kubeletGet(t *testing.T, path, token string) (int, string) {
 	t.Helper()
 	n, err := c.client.CoreV1().Nodes().Get(context.Background(), c.node, metav1.GetOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	pki := filepath.Join(c.server.DataDir, "pki")
+	pki := filepath.Join(c.server.DataDir(), "pki")
 	ca, err := os.ReadFile(filepath.Join(pki, "ca.crt"))
 	if err != nil {
 		t.Fatal(err)
@@ -181,13 +181,14 @@ func (c *cluster) kubeletGet(t *testing.T, path, token string) (int, string) {
 		tc.Certificates = []tls.Certificate{admin}
 	}
 	client := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{TLSClientConfig: tc}}
-	req, _ := http.NewRequest("GET", fmt.Sprintf("https://127.0.0.1:%d%s", n.Status.DaemonEndpoints.KubeletEndpoint.Port, path), nil)
+	url := fmt.Sprintf("https://%s%s", net.JoinHostPort(c.nodeIP, fmt.Sprint(n.Status.DaemonEndpoints.KubeletEndpoint.Port)), path)
+	req, _ := http.NewRequest("GET", url, nil)
 	if token != "" {
 		req.Header.Set("Authorization", "Bearer "+token)
 	}
 	resp, err := client.Do(req)
 	if err != nil {
-		t.Fatalf("GET %s: %v", path, err)
+		t.Fatalf("GET %s: %v", url, err)
 	}
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(resp.Body)

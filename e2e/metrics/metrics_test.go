@@ -44,7 +44,7 @@ func (c *cluster) topRow(t *testing.T, key []string, cpu int, args ...string) []
 	var row []string
 	args = append([]string{"top"}, append(args, "--no-headers")...)
 	harness.Eventually(t, waitTimeout, "kubectl "+strings.Join(args, " ")+" shows "+strings.Join(key, " ")+" busy", func() (bool, string) {
-		r := c.server.Kubectl(t, args...)
+		r := c.kubectl(t).RunIn(t, "", args...)
 		if r.ExitCode != 0 {
 			return false, r.String()
 		}
@@ -72,14 +72,14 @@ func (c *cluster) topNodes(t *testing.T, running time.Time) {
 
 func (c *cluster) topPods(t *testing.T, ns string) {
 	c.topRow(t, []string{"busy"}, 1, "pods", "-n", ns, "-l", "app=busy")
-	out := c.server.MustKubectl(t, "top", "pods", "-n", ns, "-l", "app=busy", "--no-headers")
+	out := c.kubectl(t).Must(t, "top", "pods", "-n", ns, "-l", "app=busy", "--no-headers")
 	if strings.Contains(out, "quiet") {
 		t.Errorf("the label selector app=busy shows the quiet pod:\n%s", out)
 	}
 	row := c.topRow(t, []string{"busy", "loop"}, 2, "pods", "-n", ns, "-l", "app=busy", "--containers")
 	t.Logf("--containers: %v", row)
 	c.topRow(t, []string{ns, "busy"}, 2, "pods", "-A")
-	all := c.server.MustKubectl(t, "top", "pods", "-A", "--no-headers")
+	all := c.kubectl(t).Must(t, "top", "pods", "-A", "--no-headers")
 	if !strings.Contains(all, "quiet") {
 		t.Errorf("kubectl top pods -A lacks the quiet pod:\n%s", all)
 	}
@@ -121,7 +121,7 @@ func (c *cluster) bindCluster(t *testing.T, ns, sa, role string, namespaced bool
 func (c *cluster) metricsRBAC(t *testing.T, ns string) {
 	c.bindCluster(t, ns, "viewer", "view", true)
 	tok := c.token(t, ns, "viewer")
-	cfg := rest.AnonymousClientConfig(c.server.RESTConfig(t))
+	cfg := rest.AnonymousClientConfig(c.restConfig(t))
 	cfg.BearerToken = tok
 	mc, err := metricsclient.NewForConfig(cfg)
 	if err != nil {
@@ -170,7 +170,7 @@ func (c *cluster) kubeletMetrics(t *testing.T, ns string) {
 		t.Errorf("/metrics/resource with nodes/metrics: %d, want 200 with %s:\n%s", code, want, body)
 	}
 	for path, want := range map[string]string{
-		"/metrics/cadvisor": fmt.Sprintf(`container_memory_working_set_bytes{container="loop",id=`),
+		"/metrics/cadvisor": `container_memory_working_set_bytes{container="loop",id=`,
 		"/metrics/probes":   "",
 	} {
 		code, body := c.kubeletGet(t, path, scraper)

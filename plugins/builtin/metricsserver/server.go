@@ -50,6 +50,16 @@ func (s *server) run(ctx context.Context) error {
 	}
 	host := serviceName + "." + namespace + ".svc"
 	advertise := net.ParseIP(s.cfg.AdvertiseAddress)
+	if advertise.IsLoopback() {
+		// An EndpointSlice may not hold a loopback address, so
+		// kube-apiserver could never be sent here: say so on the
+		// plugin's status rather than fail (a restart cannot help).
+		err := sdk.ConfigErrorf("advertiseAddress", "advertiseAddress %s is a loopback address, which kube-apiserver's aggregator cannot be pointed at: run the server with --advertise-address (or --bind-address) set to a non-loopback IP, or disable the %s plugin", advertise, Name)
+		s.env.NotReady("the metrics API cannot be published", err)
+		s.env.Logger.Error("not serving the metrics API", "err", err)
+		<-ctx.Done()
+		return nil
+	}
 	certPEM, keyPEM, err := certutil.GenerateSelfSignedCertKey(host, []net.IP{advertise}, []string{serviceName, serviceName + "." + namespace})
 	if err != nil {
 		return fmt.Errorf("making the serving certificate: %w", err)
