@@ -2,179 +2,122 @@ package autoscaling
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"fmt"
-	"os"
-	"path/filepath"
-	"strconv"
+	"net"
+	"strings"
 	"testing"
 	"time"
 
 	v1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/utils/ptr"
 
+	"github.com/keelson/keelson/e2e/ha"
 	"github.com/keelson/keelson/e2e/harness"
 	"github.com/keelson/keelson/e2e/nodeagent"
-	"github.com/keelson/keelson/internal/testimage"
 	"github.com/keelson/keelson/internal/testnet"
-	"github.com/keelson/keelson/internal/testproc"
 )
 
-// metricsPlugin serves metrics.k8s.io (as metrics-server does).
-const metricsPlugin = "metricsserver"
+// waitTimeout bounds the setup waits; a hang guard on a busy shared
+// machine, not a timing claim.
+const waitTimeout = 3 * time.Minute
+
+// agentName is the node agent's host and Node name.
+const agentName = "w1"
 
 // hpaConfig shortens the HPA's sync period and downscale stabilization
 // (5 min upstream) so a scale-down is seen within the test.
 const hpaConfig = `horizontalpodautoscaler={"syncPeriod":"5s","downscaleStabilization":"30s"}`
 
-// cluster is one server that runs its own agent and the plugins under test.
+// cluster is one server (every built-in plugin on its leader: the workload
+// controllers, the scheduler, metricsserver and horizontalpodautoscaler
+// among them) and one agent, each in its own network namespace, since the
+// metrics API's endpoint must be a non-loopback address.
 type cluster struct {
-	server     *harness.Server
-	client     kubernetes.Interface
-	node       string
-	bridge     string
-	cgroupRoot string
-	registry   *testimage.Registry
-	busybox    string
+	*ha.Cluster
+	server *ha.Server
+	client kubernetes.Interface
 }
 
-func randomSuffix() string {
-	var b [3]byte
-	_, _ = rand.Read(b[:])
-	return hex.EncodeToString(b[:])
-}
-
-// startCluster starts the server with its agent, the workload controllers,
-// the scheduler, node lifecycle (it lifts the node's not-ready taint), the
-// metrics API and the HPA plugin, and waits for its node to be Ready.
-// Everything it made is removed when the test ends.
 func startCluster(t *testing.T) *cluster {
 	t.Helper()
 	nodeagent.Require(t)
-	c := &cluster{node: "hpa-" + randomSuffix(), bridge: testnet.BridgeName()}
-	c.cgroupRoot = "/keelson-e2e-" + c.node
-	podCIDR, err := testnet.PodCIDR()
+	ha.RequireNetns(t)
+	cidr, err := testnet.ClusterCIDR()
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c.registry, err = testimage.ServeRegistry(); err != nil {
-		t.Fatal(err)
-	}
-	img, err := testimage.Busybox()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if c.busybox, err = c.registry.Push("busybox:test", img); err != nil {
-		t.Fatal(err)
-	}
-	c.server = harness.StartServer(t, harness.ServerOptions{
-		NodeName: c.node,
-		Plugins: []string{"deployment", "replicaset", "statefulset", "scheduler", "garbagecollector", "nodelifecycle",
-			metricsPlugin, "horizontalpodautoscaler"},
-		Args: []string{
-			"--disable-agent=false",
-			"--schedulable-control-plane",
-			"--kubelet-address", "127.0.0.1",
-			"--kubelet-port", strconv.Itoa(harness.FreePort(t)),
-			"--cni-bridge", c.bridge,
-			"--cni-masquerade=false",
-			"--disable-service-network",
-			"--cgroup-root", c.cgroupRoot,
-			"--insecure-registry", c.registry.Host,
-			"--plugin-config", hpaConfig,
-			// A free port: other tests' servers may hold the default.
-			"--plugin-config", fmt.Sprintf(`metricsserver={"port":%d}`, harness.FreePort(t)),
-		},
-	})
+	c := &cluster{}
+	c.Cluster = ha.NewCluster(t, ha.Options{Servers: 1, APIServer: true, Hosts: []string{agentName},
+		Args: []string{"--cluster-cidr", cidr, "--plugin-config", hpaConfig}})
+	c.server = c.Servers[0]
 	c.client = c.server.Clientset(t)
-	t.Cleanup(func() { c.cleanup(t) })
-	c.waitForNode(t, podCIDR)
-	return c
-}
-
-func (c *cluster) waitForNode(t *testing.T, podCIDR string) {
-	t.Helper()
-	ctx := context.Background()
-	harness.Eventually(t, 3*time.Minute, "the server's agent registers its node", func() (bool, string) {
-		_, err := c.client.CoreV1().Nodes().Get(ctx, c.node, metav1.GetOptions{})
-		return err == nil, fmt.Sprint(err)
-	})
-	patch := fmt.Sprintf(`{"spec":{"podCIDR":%q,"podCIDRs":[%q]}}`, podCIDR, podCIDR)
-	if _, err := c.client.CoreV1().Nodes().Patch(ctx, c.node, types.StrategicMergePatchType, []byte(patch), metav1.PatchOptions{}); err != nil {
-		t.Fatalf("setting the pod CIDR: %v", err)
-	}
-	harness.Eventually(t, 2*time.Minute, "the node becomes Ready", func() (bool, string) {
-		n, err := c.client.CoreV1().Nodes().Get(ctx, c.node, metav1.GetOptions{})
+	h := c.Net.Host(agentName)
+	a := nodeagent.New(t, nodeagent.Options{Name: agentName, NetNS: h.NS, Args: []string{
+		"--server", "https://" + net.JoinHostPort(c.server.IP, "6443"),
+		"--token-file", c.AgentTokenFile(t),
+		"--node-ip", h.IP,
+		"--kubelet-address", h.IP,
+		"--cluster-cidr", cidr,
+	}})
+	a.Start(t)
+	t.Cleanup(c.deleteAllPods)
+	harness.Eventually(t, waitTimeout, "node "+agentName+" is Ready with a pod CIDR", func() (bool, string) {
+		n, err := c.client.CoreV1().Nodes().Get(context.Background(), agentName, metav1.GetOptions{})
 		if err != nil {
 			return false, err.Error()
 		}
 		for _, cond := range n.Status.Conditions {
 			if cond.Type == v1.NodeReady {
-				return cond.Status == v1.ConditionTrue, cond.Message
+				return cond.Status == v1.ConditionTrue && n.Spec.PodCIDR != "", cond.Message
 			}
 		}
 		return false, "no Ready condition"
 	})
+	return c
 }
 
-// namespace creates a namespace with its default ServiceAccount and root
-// CA ConfigMap (their controllers do not run here).
+// namespace creates a namespace and waits for its default ServiceAccount.
 func (c *cluster) namespace(t *testing.T, name string) string {
 	t.Helper()
 	ctx := context.Background()
-	ns := name + "-" + randomSuffix()
-	if _, err := c.client.CoreV1().Namespaces().Create(ctx, &v1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{}); err != nil {
+	if _, err := c.client.CoreV1().Namespaces().Create(ctx, &v1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name}}, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := c.client.CoreV1().ServiceAccounts(ns).Create(ctx, &v1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: "default"}}, metav1.CreateOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	ca, err := os.ReadFile(filepath.Join(c.server.DataDir, "pki", "ca.crt"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	cm := &v1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "kube-root-ca.crt"}, Data: map[string]string{"ca.crt": string(ca)}}
-	if _, err := c.client.CoreV1().ConfigMaps(ns).Create(ctx, cm, metav1.CreateOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	return ns
+	harness.Eventually(t, waitTimeout, "namespace "+name+" has its default ServiceAccount", func() (bool, string) {
+		_, err := c.client.CoreV1().ServiceAccounts(name).Get(ctx, "default", metav1.GetOptions{})
+		return err == nil, fmt.Sprint(err)
+	})
+	return name
 }
 
-func (c *cluster) apply(t *testing.T, ns, manifest string) {
+// kubectl runs `keelson kubectl` as the admin and returns its output.
+func (c *cluster) kubectl(t *testing.T, stdin string, args ...string) string {
 	t.Helper()
-	if r := c.server.KubectlIn(t, manifest, "apply", "-n", ns, "-f", "-"); r.ExitCode != 0 {
-		t.Fatalf("kubectl apply failed:\n%s", r)
+	k := harness.Kubectl{Bin: harness.KeelsonBin(t), Kubeconfig: c.server.DataDir() + "/admin.kubeconfig"}
+	r := k.RunIn(t, stdin, args...)
+	if r.ExitCode != 0 {
+		t.Fatalf("kubectl %s failed:\n%s", strings.Join(args, " "), r)
 	}
+	return r.Stdout
 }
 
-// cleanup deletes every pod, lets the agent remove their containers, stops
-// the server and removes the bridge, cgroups and mounts.
-func (c *cluster) cleanup(t *testing.T) {
+// deleteAllPods lets the agent stop its pods before it is killed.
+func (c *cluster) deleteAllPods() {
 	ctx := context.Background()
-	dataDir := c.server.DataDir
-	if list, err := c.client.CoreV1().Pods("").List(ctx, metav1.ListOptions{}); err == nil {
-		zero := int64(0)
-		for _, p := range list.Items {
-			_ = c.client.CoreV1().Pods(p.Namespace).Delete(ctx, p.Name, metav1.DeleteOptions{GracePeriodSeconds: &zero})
-		}
+	list, err := c.client.CoreV1().Pods("").List(ctx, metav1.ListOptions{})
+	if err != nil {
+		return
+	}
+	for _, p := range list.Items {
+		_ = c.client.CoreV1().Pods(p.Namespace).Delete(ctx, p.Name, metav1.DeleteOptions{GracePeriodSeconds: ptr.To[int64](0)})
 	}
 	deadline := time.Now().Add(time.Minute)
 	for time.Now().Before(deadline) {
-		entries, _ := os.ReadDir(filepath.Join(dataDir, "agent", "pods"))
-		if len(entries) == 0 {
-			break
+		if l, err := c.client.CoreV1().Pods("").List(ctx, metav1.ListOptions{}); err == nil && len(l.Items) == 0 {
+			return
 		}
-		time.Sleep(250 * time.Millisecond)
+		time.Sleep(500 * time.Millisecond)
 	}
-	c.server.Kill()
-	nodeagent.KillShims(t, filepath.Join(dataDir, "agent", "containerd", "containerd.sock"))
-	nodeagent.UnmountUnder(t, dataDir)
-	if err := testnet.DeleteLink(c.bridge); err != nil {
-		t.Error(err)
-	}
-	testproc.RemoveCgroupTree(c.cgroupRoot)
-	c.registry.Close()
 }

@@ -13,6 +13,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime/schema"
 
 	"github.com/keelson/keelson/e2e/harness"
+	"github.com/keelson/keelson/e2e/nodeagent"
 )
 
 // workload is a Deployment or StatefulSet "burn" of one pod requesting
@@ -39,6 +40,7 @@ spec:
       containers:
       - name: burn
         image: %s
+        imagePullPolicy: Never
         command: ["sh", "-c", "while [ \"$(date +%%s)\" -lt %d ]; do :; done; exec sleep 100000"]
         resources:
           requests: {cpu: 100m}
@@ -65,8 +67,8 @@ const loadDuration = 150 * time.Second
 func autoscale(t *testing.T, c *cluster, kind string, gr schema.GroupResource) {
 	ns := c.namespace(t, strings.ToLower(kind))
 	deadline := time.Now().Add(loadDuration)
-	c.apply(t, ns, workload(kind, c.busybox, deadline.Unix()))
-	c.server.MustKubectl(t, "-n", ns, "autoscale", strings.ToLower(kind)+"/burn", "--cpu-percent=50", "--min=1", "--max=3")
+	c.kubectl(t, workload(kind, nodeagent.BusyboxImage, deadline.Unix()), "apply", "-n", ns, "-f", "-")
+	c.kubectl(t, "", "-n", ns, "autoscale", strings.ToLower(kind)+"/burn", "--cpu-percent=50", "--min=1", "--max=3")
 
 	// Scale-up: to the maximum, limited by it (the burning pods ask for
 	// far more), with the metric in status.
@@ -105,7 +107,7 @@ func autoscale(t *testing.T, c *cluster, kind string, gr schema.GroupResource) {
 	c.waitHPA(t, ns, time.Minute, "limited by minReplicas", func(h *autoscalingv2.HorizontalPodAutoscaler) bool {
 		return hasCondition(h, autoscalingv2.ScalingLimited, v1.ConditionTrue, "TooFewReplicas")
 	})
-	if out := c.server.MustKubectl(t, "-n", ns, "describe", "hpa", "burn"); !strings.Contains(out, "SuccessfulRescale") || !strings.Contains(out, "ScalingActive") {
+	if out := c.kubectl(t, "", "-n", ns, "describe", "hpa", "burn"); !strings.Contains(out, "SuccessfulRescale") || !strings.Contains(out, "ScalingActive") {
 		t.Errorf("kubectl describe hpa shows no rescale or conditions:\n%s", out)
 	}
 }
