@@ -277,8 +277,8 @@ func TestUnknownTarget(t *testing.T) {
 	}
 }
 
-// A target at zero replicas is left alone (the HPAScaleToZero feature is
-// not implemented); one above the maximum is brought down to it.
+// A target at zero replicas that this controller did not scale there is
+// left alone; one above the maximum is brought down to it.
 func TestOutOfRangeTargets(t *testing.T) {
 	h := newHarness(t, 0, cpuHPA(nil))
 	hpa := h.sync(t)

@@ -12,8 +12,9 @@
 // The package reads from pure to effectful: replicas.go and usage.go (the
 // replica calculator over pods and metric values), behavior.go (the
 // recommendation history and scaling rules), metricspec.go (one metric
-// spec to a proposal and a status), metrics.go (the metrics APIs),
-// reconcile.go (one HPA sync and its writes).
+// spec to a proposal and a status), zero.go (scaling to and from zero),
+// metrics.go (the metrics APIs), reconcile.go (one HPA sync and its
+// writes).
 package horizontalpodautoscaler
 
 import (

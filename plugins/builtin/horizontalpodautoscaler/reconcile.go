@@ -40,14 +40,12 @@ func (c *controller) reconcile(ctx context.Context, hpa *autoscalingv2.Horizonta
 		syncErr  error
 	)
 	switch {
-	case current == 0:
-		// Scaling from zero is the HPAScaleToZero feature, which Keelson
-		// does not implement: a target scaled to zero is left alone.
+	case current == 0 && !syncsFromZero(hpa, minReplicas):
 		desired, rescale = 0, false
 		c.setCondition(hpa, autoscalingv2.ScalingActive, corev1.ConditionFalse, "ScalingDisabled", "scaling is disabled since the replica count of the target is zero")
 	case current > hpa.Spec.MaxReplicas:
 		desired, reason = hpa.Spec.MaxReplicas, "Current number of replicas above Spec.MaxReplicas"
-	case current < minReplicas:
+	case current != 0 && current < minReplicas:
 		desired, reason = minReplicas, "Current number of replicas below Spec.MinReplicas"
 	default:
 		var proposed int32
@@ -60,6 +58,13 @@ func (c *controller) reconcile(ctx context.Context, hpa *autoscalingv2.Horizonta
 				c.updateStatusIfNeeded(ctx, original, hpa))
 		}
 		desired, reason = c.decide(hpa, key, current, proposed, minReplicas, metric)
+		if current == 0 && minReplicas != 0 && scaledToZero(hpa) && desired < minReplicas {
+			// Back from zero: at least the minimum.
+			desired = minReplicas
+			if reason == "" {
+				reason = "Current number of replicas below Spec.MinReplicas"
+			}
+		}
 		rescale = desired != current
 	}
 	if rescale {
@@ -72,6 +77,7 @@ func (c *controller) reconcile(ctx context.Context, hpa *autoscalingv2.Horizonta
 		c.setCondition(hpa, autoscalingv2.AbleToScale, corev1.ConditionTrue, "SucceededRescale", "the HPA controller was able to update the target scale to %d", desired)
 		c.events.Eventf(hpa, corev1.EventTypeNormal, "SuccessfulRescale", "New size: %d; reason: %s", desired, reason)
 		c.history.recordScale(key, hpa.Spec.Behavior, current, desired)
+		c.reportScaledToZero(hpa, current, desired, minReplicas)
 		c.logger.Info("rescaled", "hpa", key, "target", ref, "from", current, "to", desired, "reason", reason)
 	} else {
 		desired = current

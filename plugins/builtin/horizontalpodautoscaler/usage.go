@@ -75,7 +75,16 @@ func (c *calculator) objectPerPodReplicas(statusReplicas int32, target int64, na
 	if !tol.within(float64(usage) / (float64(target) * float64(replicas))) {
 		replicas = int32(math.Ceil(float64(usage) / float64(target)))
 	}
-	return replicas, int64(math.Ceil(float64(usage) / float64(statusReplicas))), ts, nil
+	return replicas, perReplica(usage, statusReplicas), ts, nil
+}
+
+// perReplica is usage shared over replicas, rounded up (all of it when
+// there are none: a target scaled to zero).
+func perReplica(usage int64, replicas int32) int64 {
+	if replicas == 0 {
+		return usage
+	}
+	return int64(math.Ceil(float64(usage) / float64(replicas)))
 }
 
 // externalSum reads an external metric's values and sums them, saturating.
@@ -124,5 +133,5 @@ func (c *calculator) externalPerPodReplicas(statusReplicas int32, target int64, 
 	if usage == math.MaxInt64 {
 		return replicas, usage, ts, nil
 	}
-	return replicas, int64(math.Ceil(float64(usage) / float64(statusReplicas))), ts, nil
+	return replicas, perReplica(usage, statusReplicas), ts, nil
 }
