@@ -81,6 +81,20 @@ spec:
 		return nil
 	})
 
+	// minReplicas 0 is accepted (HPAScaleToZero is on in 1.37); a target
+	// at zero replicas the HPA did not scale there is left alone.
+	c.KubectlIn(t, `apiVersion: autoscaling/v2
+kind: HorizontalPodAutoscaler
+metadata: {name: idle}
+spec:
+  scaleTargetRef: {apiVersion: autoscale.example.com/v1, kind: Widget, name: idle}
+  minReplicas: 0
+  maxReplicas: 2
+  metrics: [{type: External, external: {metric: {name: queue}, target: {type: Value, value: "1"}}}]
+`, "apply", "-n", ns, "-f", "-")
+	c.KubectlIn(t, "apiVersion: autoscale.example.com/v1\nkind: Widget\nmetadata: {name: idle}\nspec: {replicas: 0}\nstatus: {selector: app=idle}\n", "apply", "-n", ns, "-f", "-")
+	c.waitHPACondition(t, ns, "idle", autoscalingv2.ScalingActive, v1.ConditionFalse, "ScalingDisabled", "scaling is disabled since the replica count of the target is zero")
+
 	// An HPA naming a kind the API does not serve.
 	c.KubectlIn(t, `apiVersion: autoscaling/v2
 kind: HorizontalPodAutoscaler
