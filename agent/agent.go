@@ -317,10 +317,12 @@ type metrics struct {
 	registry    *prometheus.Registry
 	podStartup  prometheus.Histogram
 	runningPods prometheus.GaugeFunc
+	// probes are served at /metrics/probes, apart, as kubelet does.
+	probes *pods.ProbeMetrics
 }
 
 func newMetrics(running func() float64) *metrics {
-	m := &metrics{registry: prometheus.NewRegistry()}
+	m := &metrics{registry: prometheus.NewRegistry(), probes: pods.NewProbeMetrics()}
 	m.podStartup = prometheus.NewHistogram(prometheus.HistogramOpts{
 		Name:    "keelson_agent_pod_start_duration_seconds",
 		Help:    "Time from the agent first seeing a pod until all its containers run.",

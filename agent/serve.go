@@ -314,6 +314,7 @@ func (a *Agent) newPods(services func() []*v1.Service, recorder record.EventReco
 		PodStarted: func(_ *v1.Pod, d time.Duration) {
 			a.metrics.podStartup.Observe(d.Seconds())
 		},
+		ProbeMetrics: a.metrics.probes,
 	})
 	return nil
 }
@@ -342,6 +343,7 @@ func (a *Agent) kubeletAPI() (*kubeletapi.Server, error) {
 			Conflict: func(err error) bool { return errors.Is(err, volumes.ErrVolumeInUse) },
 		},
 		Registry: a.metrics.registry,
+		Probes:   a.metrics.probes.Registry,
 		Logger:   a.log,
 	})
 }

@@ -1,7 +1,8 @@
 // Package kubeletapi serves the kubelet API that kube-apiserver proxies to:
 // container logs, exec, attach and port-forward (SPDY and WebSocket, through
-// k8s.io/cri-streaming), the pods it runs, /stats/summary, /healthz and
-// /metrics. It listens with TLS, authenticates clients by certificate of the
+// k8s.io/cri-streaming), the pods it runs, /stats/summary, /healthz,
+// /metrics, and kubelet's /metrics/resource, /metrics/cadvisor and
+// /metrics/probes. It listens with TLS, authenticates clients by certificate of the
 // cluster CA or by bearer token (TokenReview), and authorizes every request
 // with a SubjectAccessReview on the node, as kubelet's webhook mode does.
 package kubeletapi
@@ -45,6 +46,7 @@ type Backend interface {
 	Attach(ctx context.Context, namespace, name string, uid types.UID, container string, in io.Reader, out, errw io.Writer) error
 	PortForward(ctx context.Context, namespace, name string, uid types.UID, port int32, stream io.ReadWriteCloser) error
 	Summary(ctx context.Context) (*statsv1alpha1.Summary, error)
+	UsageReader
 }
 
 // Classifier maps backend errors to HTTP statuses.
@@ -72,10 +74,13 @@ type Options struct {
 	Client  kubernetes.Interface
 	Backend Backend
 	// Volumes serves DELETE /storage/local-path/NAME (nil: not served).
-	Volumes  LocalVolumes
-	Errors   Classifier
+	Volumes LocalVolumes
+	Errors  Classifier
+	// Registry serves /metrics (nil: not served).
 	Registry *prometheus.Registry
-	Logger   *slog.Logger
+	// Probes serves /metrics/probes (nil: not served).
+	Probes prometheus.Gatherer
+	Logger *slog.Logger
 	// Clock times the review caches; nil is the real clock.
 	Clock clockwork.Clock
 }
@@ -122,6 +127,13 @@ func Listen(opts Options) (*Server, error) {
 	}
 	if opts.Registry != nil {
 		mux.Handle("GET /metrics", promhttp.HandlerFor(opts.Registry, promhttp.HandlerOpts{}))
+	}
+	// Resource and container metrics, read from the cgroups at each
+	// scrape (kubelet's /metrics/resource and /metrics/cadvisor).
+	mux.Handle("GET /metrics/resource", promhttp.HandlerFor(newResourceRegistry(opts.Backend), promhttp.HandlerOpts{}))
+	mux.Handle("GET /metrics/cadvisor", promhttp.HandlerFor(newCadvisorRegistry(opts.Backend), promhttp.HandlerOpts{}))
+	if opts.Probes != nil {
+		mux.Handle("GET /metrics/probes", promhttp.HandlerFor(opts.Probes, promhttp.HandlerOpts{}))
 	}
 	s.srv = &http.Server{
 		Handler: s.authenticated(mux),

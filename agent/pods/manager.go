@@ -76,6 +76,8 @@ type Options struct {
 	// PodStarted, when set, is called once per pod when all its
 	// containers run, with the time since the agent first saw the pod.
 	PodStarted func(pod *v1.Pod, latency time.Duration)
+	// ProbeMetrics, when set, counts and times every probe.
+	ProbeMetrics *ProbeMetrics
 }
 
 // Manager runs the pods of this node.

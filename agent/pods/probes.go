@@ -163,6 +163,7 @@ func (p *prober) run(w *probeWorker, t target, spec *v1.Probe) {
 	delay := time.Until(t.startedAt.Add(time.Duration(spec.InitialDelaySeconds) * time.Second))
 	timer := time.NewTimer(max(delay, 0))
 	defer timer.Stop()
+	defer p.m.opts.ProbeMetrics.forget(t.pod, t.container.Name, w.kind)
 	for {
 		select {
 		case <-w.stop:
@@ -183,8 +184,10 @@ func (p *prober) run(w *probeWorker, t target, spec *v1.Probe) {
 			continue // the container is being restarted
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), timeout)
+		began := time.Now()
 		out, err := p.probe(ctx, t, spec)
 		cancel()
+		p.m.opts.ProbeMetrics.observe(t.pod, t.container.Name, w.kind, err == nil, time.Since(began))
 		if err == nil {
 			successes, failures = successes+1, 0
 			if successes >= needSuccess {

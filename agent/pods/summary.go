@@ -15,19 +15,53 @@ import (
 	statsv1alpha1 "k8s.io/kubelet/pkg/apis/stats/v1alpha1"
 )
 
+// Usage reads the node's usage and each running container's from its
+// cgroup, grouped by pod. Containers that exit while being read are left
+// out.
+func (m *Manager) Usage(ctx context.Context) (stats.Snapshot, error) {
+	node, err := stats.Node()
+	if err != nil {
+		return stats.Snapshot{}, err
+	}
+	snap := stats.Snapshot{Node: node}
+	for _, pod := range m.Pods() {
+		list, err := m.rt.List(ctx, map[string]string{labelPodUID: string(pod.UID)})
+		if err != nil {
+			return stats.Snapshot{}, err
+		}
+		pu := stats.PodUsage{Namespace: pod.Namespace, Name: pod.Name, UID: string(pod.UID)}
+		if pod.Status.StartTime != nil {
+			pu.StartTime = pod.Status.StartTime.Time
+		}
+		for _, c := range list {
+			if c.State != runtime.StateRunning {
+				continue
+			}
+			cg := m.cgroupPath(pod.UID, c.ID)
+			u, err := stats.Cgroup(cg)
+			if err != nil {
+				continue // exited meanwhile
+			}
+			pu.Add(stats.ContainerUsage{Name: c.Labels[labelContainerName], ID: c.ID, Image: c.Image, Cgroup: cg, StartedAt: c.StartedAt, Usage: u})
+		}
+		snap.Pods = append(snap.Pods, pu)
+	}
+	return snap, nil
+}
+
 // Summary is the kubelet summary API's answer: the node's CPU, memory and
 // filesystem, and each running pod's and container's CPU and memory from
 // their cgroups, and the pods' local volumes with their claims.
 func (m *Manager) Summary(ctx context.Context) (*statsv1alpha1.Summary, error) {
 	now := metav1.NewTime(time.Now())
-	node, err := stats.Node()
+	snap, err := m.Usage(ctx)
 	if err != nil {
 		return nil, err
 	}
 	sum := &statsv1alpha1.Summary{Node: statsv1alpha1.NodeStats{
 		NodeName: m.opts.NodeName,
-		CPU:      m.cpuStats("node", node),
-		Memory:   memStats(node),
+		CPU:      m.cpuStats("node", snap.Node),
+		Memory:   memStats(snap.Node),
 	}}
 	if fs, err := stats.Filesystem(m.opts.Dir); err == nil {
 		s := fsStats(now, fs)
@@ -37,50 +71,37 @@ func (m *Manager) Summary(ctx context.Context) (*statsv1alpha1.Summary, error) {
 	if max, used, err := pidStats(); err == nil {
 		sum.Node.Rlimit = &statsv1alpha1.RlimitStats{Time: now, MaxPID: &max, NumOfRunningProcesses: &used}
 	}
+	pods := map[string]*v1.Pod{}
+	for _, p := range m.Pods() {
+		pods[string(p.UID)] = p
+	}
 	keep := map[string]bool{"node": true}
-	for _, pod := range m.Pods() {
-		list, err := m.rt.List(ctx, map[string]string{labelPodUID: string(pod.UID)})
-		if err != nil {
-			return nil, err
-		}
+	for _, pu := range snap.Pods {
 		ps := statsv1alpha1.PodStats{
-			PodRef:    statsv1alpha1.PodReference{Name: pod.Name, Namespace: pod.Namespace, UID: string(pod.UID)},
+			PodRef:    statsv1alpha1.PodReference{Name: pu.Name, Namespace: pu.Namespace, UID: pu.UID},
 			StartTime: now,
 		}
-		if pod.Status.StartTime != nil {
-			ps.StartTime = *pod.Status.StartTime
+		if !pu.StartTime.IsZero() {
+			ps.StartTime = metav1.NewTime(pu.StartTime)
 		}
-		var podUsage stats.Usage
-		running := 0
-		for _, c := range list {
-			if c.State != runtime.StateRunning {
-				continue
-			}
-			u, err := stats.Cgroup(m.cgroupPath(pod.UID, c.ID))
-			if err != nil {
-				continue // exited meanwhile
-			}
+		for _, c := range pu.Containers {
 			keep[c.ID] = true
-			running++
 			ps.Containers = append(ps.Containers, statsv1alpha1.ContainerStats{
-				Name:      c.Labels[labelContainerName],
+				Name:      c.Name,
 				StartTime: metav1.NewTime(c.StartedAt),
-				CPU:       m.cpuStats(c.ID, u),
-				Memory:    memStats(u),
+				CPU:       m.cpuStats(c.ID, c.Usage),
+				Memory:    memStats(c.Usage),
 			})
-			podUsage.Time = u.Time
-			podUsage.CPUNanos += u.CPUNanos
-			podUsage.MemoryUsage += u.MemoryUsage
-			podUsage.WorkingSet += u.WorkingSet
-			podUsage.RSS += u.RSS
 		}
-		if running > 0 {
-			key := "pod/" + string(pod.UID)
+		if len(pu.Containers) > 0 {
+			key := "pod/" + pu.UID
 			keep[key] = true
-			ps.CPU = m.cpuStats(key, podUsage)
-			ps.Memory = memStats(podUsage)
+			ps.CPU = m.cpuStats(key, pu.Usage)
+			ps.Memory = memStats(pu.Usage)
 		}
-		ps.VolumeStats = m.claimVolumeStats(now, pod)
+		if pod := pods[pu.UID]; pod != nil {
+			ps.VolumeStats = m.claimVolumeStats(now, pod)
+		}
 		sum.Pods = append(sum.Pods, ps)
 	}
 	m.rates.Forget(keep)

@@ -211,7 +211,11 @@ func (c Config) args() []string {
 		"requestheader-uid-headers":          "X-Remote-Uid",
 		"proxy-client-cert-file":             b.FrontProxyClient.CertFile,
 		"proxy-client-key-file":              b.FrontProxyClient.KeyFile,
-		"profiling":                          "false",
+		// Aggregated APIs (the metricsserver plugin's metrics.k8s.io) are
+		// dialed at their endpoint, so a server without a service proxy
+		// (--disable-agent) reaches them.
+		"enable-aggregator-routing": "true",
+		"profiling":                 "false",
 		// Nodes join with the cluster token through the supervisor, and
 		// nothing in Keelson issues, signs or cleans bootstrap tokens (upstream
 		// kube-controller-manager leaves bootstrapsigner and tokencleaner off

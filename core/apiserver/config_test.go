@@ -42,7 +42,7 @@ func TestArgs(t *testing.T) {
 				"--kubelet-certificate-authority=/d/tls/ca.crt",
 				"--kubelet-preferred-address-types=InternalIP,Hostname,InternalDNS,ExternalDNS,ExternalIP",
 				"--requestheader-client-ca-file=/d/tls/fpca.crt", "--requestheader-allowed-names=front-proxy-client",
-				"--proxy-client-cert-file=/d/tls/fpc.crt", "--proxy-client-key-file=/d/tls/fpc.key",
+				"--proxy-client-cert-file=/d/tls/fpc.crt", "--proxy-client-key-file=/d/tls/fpc.key", "--enable-aggregator-routing=true",
 				"--cert-dir=/d/apiserver",
 			},
 			notWant: []string{"--advertise-address", "--encryption-provider-config"},

@@ -20,6 +20,9 @@ func derivedPluginConfig(cfg config.Server) map[string]map[string]any {
 		// Nodes outside the gossip pool (Lease heartbeats) get the same grace
 		// period as gossip nodes.
 		"nodelifecycle": {"nodeMonitorGracePeriod": cfg.NodeMonitorGracePeriod.Duration.String()},
+		// The metrics API listens where the server does and is reached
+		// where the server is.
+		"metricsserver": {"bindAddress": cfg.BindAddress, "advertiseAddress": cfg.AdvertiseIP()},
 	}
 }
 

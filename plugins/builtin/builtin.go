@@ -23,8 +23,10 @@ import (
 	"github.com/keelson/keelson/plugins/builtin/endpointslice"
 	"github.com/keelson/keelson/plugins/builtin/endpointslicemirroring"
 	"github.com/keelson/keelson/plugins/builtin/garbagecollector"
+	"github.com/keelson/keelson/plugins/builtin/horizontalpodautoscaler"
 	"github.com/keelson/keelson/plugins/builtin/job"
 	"github.com/keelson/keelson/plugins/builtin/localpath"
+	"github.com/keelson/keelson/plugins/builtin/metricsserver"
 	"github.com/keelson/keelson/plugins/builtin/namespace"
 	"github.com/keelson/keelson/plugins/builtin/nodeipam"
 	"github.com/keelson/keelson/plugins/builtin/nodelifecycle"
@@ -63,6 +65,7 @@ func All() []sdk.Plugin {
 		statefulset.Plugin(),
 		daemonset.Plugin(),
 		disruption.Plugin(),
+		horizontalpodautoscaler.Plugin(),
 		podgc.Plugin(),
 		persistentvolume.Plugin(),
 		localpath.Plugin(),
@@ -76,6 +79,7 @@ func All() []sdk.Plugin {
 		csrcleaner.Plugin(),
 		servicecidr.Plugin(),
 		vapstatus.Plugin(),
+		metricsserver.Plugin(),
 	}
 }
 
