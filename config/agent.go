@@ -52,9 +52,21 @@ type Agent struct {
 	ClusterCIDR string `json:"clusterCIDR"`
 	// Log configures logging.
 	Log Log `json:"log"`
+	// PluginDir holds the executables of third-party node plugins, which
+	// the servers declare (plugins.external with scope node) and pin by
+	// SHA-256; default DATA_DIR/plugins.
+	PluginDirectory string `json:"pluginDir"`
 
 	// Node holds what an agent and a server's embedded agent share.
 	Node `json:",inline"`
+}
+
+// PluginDir is the effective node plugin directory.
+func (c *Agent) PluginDir() string {
+	if c.PluginDirectory != "" {
+		return c.PluginDirectory
+	}
+	return filepath.Join(c.DataDir, "plugins")
 }
 
 // Node is the node-local part of an agent's configuration: how it runs
@@ -258,6 +270,9 @@ func (c *Agent) Validate() error {
 	}
 	if c.DataDir == "" || !filepath.IsAbs(c.DataDir) {
 		bad("dataDir (--data-dir)", "%q must be an absolute path such as %s", c.DataDir, DefaultDataDir)
+	}
+	if c.PluginDirectory != "" && !filepath.IsAbs(c.PluginDirectory) {
+		bad("pluginDir (--plugin-dir)", "%q must be an absolute path", c.PluginDirectory)
 	}
 	if c.NodeName == "" {
 		bad("nodeName (--node-name)", "must not be empty; the hostname could not be read, so set it")

@@ -21,6 +21,7 @@ func AgentFlags(fs *pflag.FlagSet, c *Agent) {
 	fs.IntVar(&c.SerfPort, "serf-port", c.SerfPort, "gossip port of this agent (0: a free one)")
 	fs.StringVar(&c.ClusterDomain, "cluster-domain", c.ClusterDomain, "DNS domain of the cluster")
 	fs.StringVar(&c.ClusterCIDR, "cluster-cidr", c.ClusterCIDR, "the cluster's pod range, as the servers' --cluster-cidr (traffic inside it is not NATed)")
+	fs.StringVar(&c.PluginDirectory, "plugin-dir", c.PluginDirectory, "directory of third-party node plugin executables (default DATA_DIR/plugins)")
 	fs.StringVar(&c.Log.Level, "log-level", c.Log.Level, "log level: debug, info, warn or error")
 	fs.StringVar(&c.Log.Format, "log-format", c.Log.Format, "log format: text or json")
 	NodeFlags(fs, &c.Node)
