@@ -63,7 +63,7 @@ func (a *Agent) runNodePlugins(ctx context.Context) {
 		Logger:    a.log.With("component", "node-plugins"),
 	}
 	if env.Members == nil && !a.opts.Embedded {
-		env.Members = &gossipView{agent: a, poll: 100 * time.Millisecond}
+		env.Members = &gossipView{agent: a, poll: time.Second}
 	}
 	if err := a.opts.NodePlugins(ctx, env); err != nil && ctx.Err() == nil {
 		a.log.Error("node plugin host stopped", "err", err)
@@ -71,8 +71,8 @@ func (a *Agent) runNodePlugins(ctx context.Context) {
 }
 
 // gossipView serves the node's gossip membership to node plugins
-// (proto.MembersServer). Suspicion is memberlist-internal and raises no
-// serf event, so the view is also polled.
+// (proto.MembersServer): the list after every membership change, and
+// polled too, since the member itself is replaced when the agent rejoins.
 type gossipView struct {
 	agent *Agent
 	poll  time.Duration
@@ -88,12 +88,8 @@ func (g *gossipView) Watch(ctx context.Context, send func(proto.MemberList) erro
 		cur := []proto.Member{}
 		if m := g.agent.member(); m != nil {
 			changed = m.Changes()
-			members, suspected := m.Members()
-			for _, sm := range members {
+			for _, sm := range m.Members() {
 				pm := proto.Member{Name: sm.Name, Server: sm.IsServer(), Status: proto.MemberStatus(sm.Status)}
-				if suspected[sm.Name] && sm.Status == "alive" {
-					pm.Status = proto.MemberSuspect
-				}
 				if host, _, err := net.SplitHostPort(sm.GossipAddr); err == nil {
 					pm.Addr = host
 				}

@@ -143,11 +143,8 @@ func Join(ctx context.Context, cfg Config) (*Member, error) {
 // Addr is the host:port the member gossips on.
 func (m *Member) Addr() string { return m.pool.Addr() }
 
-// Members returns every member of the pool, by name, and the names of the
-// members memberlist suspects of having failed (see serfpool.Suspected).
-func (m *Member) Members() ([]serfpool.Member, map[string]bool) {
-	return m.pool.Members(), m.pool.Suspected()
-}
+// Members returns every member of the pool, by name.
+func (m *Member) Members() []serfpool.Member { return m.pool.Members() }
 
 // Changes is closed at the next membership change (see serfpool.Changes).
 func (m *Member) Changes() <-chan struct{} { return m.pool.Changes() }

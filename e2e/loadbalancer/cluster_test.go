@@ -61,6 +61,10 @@ func startCluster(t testing.TB) *lbCluster {
 		args := []string{
 			"--server", "https://" + net.JoinHostPort(c.server.IP, "6443"),
 			"--token-file", tokenFile, "--node-ip", h.IP, "--kubelet-address", h.IP, "--cluster-cidr", cidr,
+			// Fast failure detection (README, Load balancers: announcing):
+			// a dead node is declared failed about a second after it is
+			// first suspected, not four.
+			"--gossip-probe-interval", "500ms", "--gossip-probe-timeout", "250ms", "--gossip-suspicion-mult", "2",
 		}
 		if name == excludedNode {
 			args = append(args, "--node-label", v1.LabelNodeExcludeBalancers+"=true")

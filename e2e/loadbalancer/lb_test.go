@@ -96,7 +96,8 @@ func (c *lbCluster) testLocalPolicy(t *testing.T, macs map[string]string) {
 	if owner := c.announcer(t, ip, macs); owner != "a2" {
 		t.Errorf("%s announced by %q; want a2, the only node with a local endpoint", ip, owner)
 	}
-	if f := strings.Fields(body); len(f) != 2 || f[1] != c.client.IP {
+	// busybox httpd prints the peer as an IPv4-mapped IPv6 address.
+	if f := strings.Fields(body); len(f) != 2 || strings.Trim(strings.TrimPrefix(strings.Trim(f[1], "[]"), "::ffff:"), "[]") != c.client.IP {
 		t.Errorf("the backend answered %q; want its name and the client's own address %s", body, c.client.IP)
 	}
 	port := svc.Spec.HealthCheckNodePort
@@ -117,7 +118,19 @@ func (c *lbCluster) testLocalPolicy(t *testing.T, macs map[string]string) {
 // pulled); the other node takes the IP over and the client is served
 // again. The gap is logged; `make bench` measures it over 20 kills.
 func (c *lbCluster) testFailover(t *testing.T, ip, owner string, macs map[string]string) {
-	gap, failures, took := c.killAndMeasure(t, ip, owner)
+	gap, failures, took := c.killAndMeasureThen(t, ip, owner, func() {
+		// The IP moved on gossip's word: the dead node's Ready condition
+		// (20 s grace period) has not changed yet.
+		n, err := c.kube.CoreV1().Nodes().Get(context.Background(), owner, metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, cond := range n.Status.Conditions {
+			if cond.Type == v1.NodeReady && cond.Status != v1.ConditionTrue {
+				t.Errorf("node %s was already %s when the IP moved: the announcer waited for the Node condition, not gossip", owner, cond.Status)
+			}
+		}
+	})
 	now := c.announcer(t, ip, macs)
 	if now == owner || now == "" || now == excludedNode {
 		t.Fatalf("after %s died, %s is announced by %q", owner, ip, now)
@@ -133,6 +146,12 @@ func (c *lbCluster) testFailover(t *testing.T, ip, owner string, macs map[string
 // killAndMeasure kills owner's agent, pulls its cable, and polls ip until
 // it answers again; it brings the node back before returning.
 func (c *lbCluster) killAndMeasure(t testing.TB, ip, owner string) (gap time.Duration, failures int, took time.Duration) {
+	return c.killAndMeasureThen(t, ip, owner, func() {})
+}
+
+// killAndMeasureThen is killAndMeasure, calling recovered once the IP
+// answers again, before the node comes back.
+func (c *lbCluster) killAndMeasureThen(t testing.TB, ip, owner string, recovered func()) (gap time.Duration, failures int, took time.Duration) {
 	t.Helper()
 	h := c.Net.Host(owner)
 	kill := time.Now()
@@ -142,6 +161,7 @@ func (c *lbCluster) killAndMeasure(t testing.TB, ip, owner string) (gap time.Dur
 	}
 	gap, failures = c.pollUntilRecovered(t, ip, kill)
 	took = time.Since(kill)
+	recovered()
 	if err := h.Plug(); err != nil {
 		t.Fatal(err)
 	}

@@ -106,7 +106,6 @@ func (c *lbCluster) deploy(t testing.TB, name, node string, replicas int, policy
 
 func ptrMode(m v1.LoadBalancerIPMode) *v1.LoadBalancerIPMode { return &m }
 
-
 // pollUntilRecovered polls ip from the client with short requests, back
 // to back, from the fault at after on. It returns the gap between the
 // first failed request's start and the end of the first successful one

@@ -333,20 +333,6 @@ func (p *Pool) Members() []Member {
 	return out
 }
 
-// Suspected returns the names of the members memberlist currently suspects:
-// they missed a probe and have not refuted it yet. Serf reports them alive
-// until the suspicion times out (seconds); a data plane that must fail over
-// fast (the LoadBalancer announcer) acts on the suspicion instead.
-func (p *Pool) Suspected() map[string]bool {
-	out := map[string]bool{}
-	for _, n := range p.serf.Memberlist().Members() {
-		if n.State == memberlist.StateSuspect {
-			out[n.Name] = true
-		}
-	}
-	return out
-}
-
 // Local returns this node's own member record.
 func (p *Pool) Local() Member { return p.withSince(fromSerf(p.serf.LocalMember())) }
 

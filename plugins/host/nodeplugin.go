@@ -80,4 +80,3 @@ func DecodeNodePlugins(s string) ([]NodePlugin, error) {
 	}
 	return out, nil
 }
-

@@ -21,14 +21,14 @@ const MembersServiceName = "keelson.plugin.v1.Members"
 // MemberStatus is a gossip member's state as the node sees it.
 type MemberStatus string
 
-// The member states. Suspect is memberlist's own: a member that missed a
-// probe and has not yet refuted it; it is usually dead, and a node plugin
-// may act on it before the pool declares it failed.
+// The member states, serf's: a failed member stopped answering probes
+// (and did not refute the suspicion in time), a leaving or left one said
+// goodbye.
 const (
 	MemberAlive   MemberStatus = "alive"
-	MemberSuspect MemberStatus = "suspect"
-	MemberFailed  MemberStatus = "failed"
+	MemberLeaving MemberStatus = "leaving"
 	MemberLeft    MemberStatus = "left"
+	MemberFailed  MemberStatus = "failed"
 )
 
 // Member is one member of the gossip pool.

@@ -95,9 +95,9 @@ type Member = proto.Member
 // The gossip member states, re-exported from proto.
 const (
 	MemberAlive   = proto.MemberAlive
-	MemberSuspect = proto.MemberSuspect
-	MemberFailed  = proto.MemberFailed
+	MemberLeaving = proto.MemberLeaving
 	MemberLeft    = proto.MemberLeft
+	MemberFailed  = proto.MemberFailed
 )
 
 // WatchMembers calls fn with the node's view of the gossip pool, then after
