@@ -70,11 +70,9 @@ func parseARPRequest(b []byte) (q arpQuestion, ok bool) {
 	return q, true
 }
 
-// arpResponder answers ARP requests for a set of IPv4 addresses on one
-// interface from a raw AF_PACKET socket (CAP_NET_RAW), as MetalLB's layer-2
-// mode does: the address is never added to the interface, so the kernel
-// neither owns it nor keeps answering for it after this process dies.
-type arpResponder struct {
+// rawSocket is an AF_PACKET socket on one interface for one ethertype,
+// with the set of addresses its responder answers for.
+type rawSocket struct {
 	ifc *net.Interface
 	fd  int
 	log *slog.Logger
@@ -85,26 +83,26 @@ type arpResponder struct {
 
 func htons(v uint16) uint16 { return v<<8 | v>>8 }
 
-func newARPResponder(ifc *net.Interface, log *slog.Logger) (*arpResponder, error) {
-	fd, err := unix.Socket(unix.AF_PACKET, unix.SOCK_RAW|unix.SOCK_CLOEXEC, int(htons(unix.ETH_P_ARP)))
+func openRawSocket(ifc *net.Interface, ethType uint16, log *slog.Logger) (*rawSocket, error) {
+	fd, err := unix.Socket(unix.AF_PACKET, unix.SOCK_RAW|unix.SOCK_CLOEXEC, int(htons(ethType)))
 	if err != nil {
-		return nil, fmt.Errorf("opening a raw ARP socket on %s (needs CAP_NET_RAW): %w", ifc.Name, err)
+		return nil, fmt.Errorf("opening a raw socket on %s (needs CAP_NET_RAW): %w", ifc.Name, err)
 	}
-	if err := unix.Bind(fd, &unix.SockaddrLinklayer{Protocol: htons(unix.ETH_P_ARP), Ifindex: ifc.Index}); err != nil {
+	if err := unix.Bind(fd, &unix.SockaddrLinklayer{Protocol: htons(ethType), Ifindex: ifc.Index}); err != nil {
 		unix.Close(fd)
-		return nil, fmt.Errorf("binding the ARP socket to %s: %w", ifc.Name, err)
+		return nil, fmt.Errorf("binding the raw socket to %s: %w", ifc.Name, err)
 	}
 	// A receive timeout lets the read loop notice its end.
 	tv := unix.NsecToTimeval((200 * time.Millisecond).Nanoseconds())
 	if err := unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &tv); err != nil {
 		unix.Close(fd)
-		return nil, fmt.Errorf("ARP socket on %s: %w", ifc.Name, err)
+		return nil, fmt.Errorf("raw socket on %s: %w", ifc.Name, err)
 	}
-	return &arpResponder{ifc: ifc, fd: fd, log: log, ips: map[netip.Addr]bool{}}, nil
+	return &rawSocket{ifc: ifc, fd: fd, log: log, ips: map[netip.Addr]bool{}}, nil
 }
 
 // set replaces the addresses answered for and returns the new ones.
-func (r *arpResponder) set(ips map[netip.Addr]bool) []netip.Addr {
+func (r *rawSocket) set(ips map[netip.Addr]bool) []netip.Addr {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	var added []netip.Addr
@@ -117,14 +115,15 @@ func (r *arpResponder) set(ips map[netip.Addr]bool) []netip.Addr {
 	return added
 }
 
-func (r *arpResponder) answers(ip netip.Addr) bool {
+func (r *rawSocket) answers(ip netip.Addr) bool {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return r.ips[ip]
 }
 
-// run answers requests until ctx ends, then closes the socket.
-func (r *arpResponder) run(ctx context.Context) {
+// serve hands every frame read to handle until ctx ends, then closes the
+// socket.
+func (r *rawSocket) serve(ctx context.Context, handle func([]byte)) {
 	defer unix.Close(r.fd)
 	buf := make([]byte, 1500)
 	for ctx.Err() == nil {
@@ -133,19 +132,46 @@ func (r *arpResponder) run(ctx context.Context) {
 			if errors.Is(err, unix.EAGAIN) || errors.Is(err, unix.EINTR) {
 				continue
 			}
-			r.log.Warn("reading ARP", "interface", r.ifc.Name, "err", err)
+			r.log.Warn("reading a raw socket", "interface", r.ifc.Name, "err", err)
 			time.Sleep(100 * time.Millisecond)
 			continue
 		}
-		q, ok := parseARPRequest(buf[:n])
+		handle(buf[:n])
+	}
+}
+
+func (r *rawSocket) send(ethType uint16, dst net.HardwareAddr, frame []byte) error {
+	sa := &unix.SockaddrLinklayer{Protocol: htons(ethType), Ifindex: r.ifc.Index, Halen: 6}
+	copy(sa.Addr[:], dst)
+	return unix.Sendto(r.fd, frame, 0, sa)
+}
+
+// arpResponder answers ARP requests for a set of IPv4 addresses on one
+// interface from a raw AF_PACKET socket (CAP_NET_RAW), as MetalLB's layer-2
+// mode does: the address is never added to the interface, so the kernel
+// neither owns it nor keeps answering for it after this process dies.
+type arpResponder struct{ *rawSocket }
+
+func newARPResponder(ifc *net.Interface, log *slog.Logger) (*arpResponder, error) {
+	rs, err := openRawSocket(ifc, unix.ETH_P_ARP, log)
+	if err != nil {
+		return nil, err
+	}
+	return &arpResponder{rs}, nil
+}
+
+// run answers requests until ctx ends.
+func (r *arpResponder) run(ctx context.Context) {
+	r.serve(ctx, func(frame []byte) {
+		q, ok := parseARPRequest(frame)
 		if !ok || !r.answers(q.target) {
-			continue
+			return
 		}
-		frame := arpFrame(arpReply, q.senderMAC, r.ifc.HardwareAddr, q.target, q.senderMAC, q.senderIP)
-		if err := r.send(q.senderMAC, frame); err != nil {
+		reply := arpFrame(arpReply, q.senderMAC, r.ifc.HardwareAddr, q.target, q.senderMAC, q.senderIP)
+		if err := r.send(unix.ETH_P_ARP, q.senderMAC, reply); err != nil {
 			r.log.Warn("answering ARP", "interface", r.ifc.Name, "ip", q.target, "err", err)
 		}
-	}
+	})
 }
 
 // gratuitous tells the segment ip is at this interface now: a broadcast
@@ -154,15 +180,9 @@ func (r *arpResponder) run(ctx context.Context) {
 func (r *arpResponder) gratuitous(ip netip.Addr) error {
 	mac := r.ifc.HardwareAddr
 	for _, op := range []uint16{arpRequest, arpReply} {
-		if err := r.send(broadcastMAC, arpFrame(op, broadcastMAC, mac, ip, broadcastMAC, ip)); err != nil {
+		if err := r.send(unix.ETH_P_ARP, broadcastMAC, arpFrame(op, broadcastMAC, mac, ip, broadcastMAC, ip)); err != nil {
 			return err
 		}
 	}
 	return nil
-}
-
-func (r *arpResponder) send(dst net.HardwareAddr, frame []byte) error {
-	sa := &unix.SockaddrLinklayer{Protocol: htons(unix.ETH_P_ARP), Ifindex: r.ifc.Index, Halen: 6}
-	copy(sa.Addr[:], dst)
-	return unix.Sendto(r.fd, frame, 0, sa)
 }

@@ -102,7 +102,7 @@ func (a *announcer) sync(ctx context.Context, alive map[string]bool) error {
 	}
 	msg := fmt.Sprintf("announcing %d of %d LoadBalancer IPs", len(mine)-len(unplaced), len(plan))
 	if len(unplaced) > 0 {
-		msg += fmt.Sprintf("; %v not announced: no interface of this node is on their subnet (IPv6 is not announced)", unplaced)
+		msg += fmt.Sprintf("; %v not announced: no interface of this node is on their subnet", unplaced)
 	}
 	a.env.Ready(msg)
 	return nil

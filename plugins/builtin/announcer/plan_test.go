@@ -157,15 +157,19 @@ func TestLocalEndpoints(t *testing.T) {
 
 func TestByInterface(t *testing.T) {
 	ifcs := []ifaceAddrs{
-		{prefixes: []netip.Prefix{netip.MustParsePrefix("10.99.1.11/24")}},
-		{prefixes: []netip.Prefix{netip.MustParsePrefix("10.42.0.1/24")}},
+		{prefixes: []netip.Prefix{netip.MustParsePrefix("10.99.1.11/24"), netip.MustParsePrefix("fd00:99::11/64"), netip.MustParsePrefix("fe80::1/64")}},
+		{prefixes: []netip.Prefix{netip.MustParsePrefix("10.42.0.1/24"), netip.MustParsePrefix("fe80::2/64")}},
 	}
 	ifcs[0].ifc.Name, ifcs[1].ifc.Name = "eth0", "cni0"
-	got, unplaced := byInterface(ifcs, []netip.Addr{netip.MustParseAddr("10.99.1.200"), netip.MustParseAddr("192.168.9.9"), netip.MustParseAddr("fd00::5")})
-	if len(got) != 1 || !got["eth0"][netip.MustParseAddr("10.99.1.200")] {
-		t.Errorf("placed %v; want 10.99.1.200 on eth0 only", got)
+	got, unplaced := byInterface(ifcs, []netip.Addr{netip.MustParseAddr("10.99.1.200"), netip.MustParseAddr("192.168.9.9"),
+		netip.MustParseAddr("fd00:99::200"), netip.MustParseAddr("fe80::99"), netip.MustParseAddr("fd00:1::5")})
+	if len(got) != 2 || !got["eth0/arp"][netip.MustParseAddr("10.99.1.200")] || !got["eth0/ndp"][netip.MustParseAddr("fd00:99::200")] {
+		t.Errorf("placed %v; want 10.99.1.200 (ARP) and fd00:99::200 (NDP) on eth0 only", got)
 	}
-	if fmt.Sprint(unplaced) != "[192.168.9.9 fd00::5]" {
-		t.Errorf("unplaced %v; want the address on no subnet and the IPv6 one", unplaced)
+	if fmt.Sprint(unplaced) != "[192.168.9.9 fe80::99 fd00:1::5]" {
+		t.Errorf("unplaced %v; want the addresses on no subnet (a link-local one never placed)", unplaced)
+	}
+	if ll := ifcs[0].linkLocal(); ll != netip.MustParseAddr("fe80::1") {
+		t.Errorf("link-local of eth0 = %v", ll)
 	}
 }

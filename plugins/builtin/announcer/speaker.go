@@ -10,10 +10,10 @@ import (
 	"time"
 )
 
-// speaker announces a set of IPs on this node: one ARP responder per
-// interface whose IPv4 subnet holds an announced address (the segment the
-// clients of that address are on), a gratuitous ARP on every address it
-// takes over.
+// speaker announces a set of IPs on this node: an ARP (IPv4) or NDP
+// (IPv6) responder per interface whose subnet holds an announced address
+// (the segment the clients of that address are on), a gratuitous ARP or
+// unsolicited neighbour advertisement on every address it takes over.
 type speaker struct {
 	log *slog.Logger
 	// interfaces lists the node's interfaces and their prefixes (injected
@@ -26,8 +26,17 @@ type speaker struct {
 	responders map[string]*runningResponder
 }
 
+// responder answers address resolution for a set of addresses on one
+// interface (arpResponder, ndpResponder).
+type responder interface {
+	set(ips map[netip.Addr]bool) []netip.Addr
+	answers(ip netip.Addr) bool
+	run(ctx context.Context)
+	gratuitous(ip netip.Addr) error
+}
+
 type runningResponder struct {
-	*arpResponder
+	responder
 	cancel context.CancelFunc
 }
 
@@ -62,19 +71,37 @@ func systemInterfaces() ([]ifaceAddrs, error) {
 	return out, nil
 }
 
-// byInterface places each IPv4 address on the interfaces whose subnet
-// holds it; the rest are returned as unplaced (IPv6, or no such subnet).
+// linkLocal is the interface's IPv6 link-local address, if any.
+func (ia ifaceAddrs) linkLocal() netip.Addr {
+	for _, p := range ia.prefixes {
+		if p.Addr().Is6() && p.Addr().IsLinkLocalUnicast() {
+			return p.Addr()
+		}
+	}
+	return netip.Addr{}
+}
+
+// byInterface places each address on the interfaces whose subnet (of its
+// family, never link-local) holds it, keyed INTERFACE/arp or
+// INTERFACE/ndp; the rest are returned as unplaced.
 func byInterface(ifcs []ifaceAddrs, ips []netip.Addr) (map[string]map[netip.Addr]bool, []netip.Addr) {
 	out := map[string]map[netip.Addr]bool{}
 	var unplaced []netip.Addr
 	for _, ip := range ips {
 		placed := false
 		for _, ia := range ifcs {
-			if ip.Is4() && slices.ContainsFunc(ia.prefixes, func(p netip.Prefix) bool { return p.Addr().Is4() && p.Contains(ip) }) {
-				if out[ia.ifc.Name] == nil {
-					out[ia.ifc.Name] = map[netip.Addr]bool{}
+			onLink := func(p netip.Prefix) bool {
+				return p.Addr().Is4() == ip.Is4() && !p.Addr().IsLinkLocalUnicast() && p.Contains(ip)
+			}
+			if slices.ContainsFunc(ia.prefixes, onLink) {
+				key := ia.ifc.Name + "/arp"
+				if ip.Is6() {
+					key = ia.ifc.Name + "/ndp"
 				}
-				out[ia.ifc.Name][ip] = true
+				if out[key] == nil {
+					out[key] = map[netip.Addr]bool{}
+				}
+				out[key][ip] = true
 				placed = true
 			}
 		}
@@ -93,34 +120,36 @@ func (s *speaker) apply(ctx context.Context, ips []netip.Addr) ([]netip.Addr, er
 		return nil, err
 	}
 	want, unplaced := byInterface(ifcs, ips)
-	for name, r := range s.responders {
-		if _, ok := want[name]; !ok {
+	for key, r := range s.responders {
+		if _, ok := want[key]; !ok {
 			r.cancel()
-			delete(s.responders, name)
-			s.log.Info("stopped answering ARP", "interface", name)
+			delete(s.responders, key)
+			s.log.Info("stopped answering address resolution", "responder", key)
 		}
 	}
 	var errs []error
 	for _, ia := range ifcs {
-		set, ok := want[ia.ifc.Name]
-		if !ok {
-			continue
-		}
-		r := s.responders[ia.ifc.Name]
-		if r == nil {
-			ifc := ia.ifc
-			ar, err := newARPResponder(&ifc, s.log)
-			if err != nil {
-				errs = append(errs, err)
+		for _, proto := range []string{"arp", "ndp"} {
+			key := ia.ifc.Name + "/" + proto
+			set, ok := want[key]
+			if !ok {
 				continue
 			}
-			rctx, cancel := context.WithCancel(ctx)
-			r = &runningResponder{arpResponder: ar, cancel: cancel}
-			s.responders[ia.ifc.Name] = r
-			go ar.run(rctx)
-		}
-		for _, ip := range r.set(set) {
-			s.takeOver(ctx, r.arpResponder, ip)
+			r := s.responders[key]
+			if r == nil {
+				resp, err := newResponder(ia, proto, s.log)
+				if err != nil {
+					errs = append(errs, err)
+					continue
+				}
+				rctx, cancel := context.WithCancel(ctx)
+				r = &runningResponder{responder: resp, cancel: cancel}
+				s.responders[key] = r
+				go resp.run(rctx)
+			}
+			for _, ip := range r.set(set) {
+				s.takeOver(ctx, r.responder, key, ip)
+			}
 		}
 	}
 	if len(errs) > 0 {
@@ -129,12 +158,21 @@ func (s *speaker) apply(ctx context.Context, ips []netip.Addr) ([]netip.Addr, er
 	return unplaced, nil
 }
 
-// takeOver sends the gratuitous ARP for ip now and once more a little
-// later, while this node still announces it.
-func (s *speaker) takeOver(ctx context.Context, r *arpResponder, ip netip.Addr) {
-	s.log.Info("announcing", "ip", ip, "interface", r.ifc.Name)
+func newResponder(ia ifaceAddrs, proto string, log *slog.Logger) (responder, error) {
+	ifc := ia.ifc
+	if proto == "ndp" {
+		return newNDPResponder(&ifc, ia.linkLocal(), log)
+	}
+	return newARPResponder(&ifc, log)
+}
+
+// takeOver sends the gratuitous ARP (unsolicited neighbour advertisement)
+// for ip now and once more a little later, while this node still
+// announces it.
+func (s *speaker) takeOver(ctx context.Context, r responder, key string, ip netip.Addr) {
+	s.log.Info("announcing", "ip", ip, "responder", key)
 	if err := r.gratuitous(ip); err != nil {
-		s.log.Warn("gratuitous ARP", "ip", ip, "interface", r.ifc.Name, "err", err)
+		s.log.Warn("announcing a takeover", "ip", ip, "responder", key, "err", err)
 	}
 	go func() {
 		select {
