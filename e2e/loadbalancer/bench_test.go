@@ -2,9 +2,9 @@ package loadbalancer
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"slices"
-	"strings"
 	"testing"
 	"time"
 
@@ -36,11 +36,12 @@ func BenchmarkLoadBalancerFailover(b *testing.B) {
 	for i := 0; i < b.N; i++ {
 		for k := 0; k < failoverKills; k++ {
 			owner := c.waitStableOwner(b, ip, macs)
+			oldPID := c.announcerStatus(b, owner).PID
 			gap, failures, took := c.killAndMeasure(b, ip, owner)
 			b.Logf("kill %d of %s: outage %s (%d failed requests), kill to recovery %s", k+1, owner, gap.Round(time.Millisecond), failures, took.Round(time.Millisecond))
 			gaps, recoveries = append(gaps, gap), append(recoveries, took)
 			c.waitNodeReady(b, owner)
-			c.waitAnnouncerRunning(b, owner)
+			c.waitAnnouncerRunning(b, owner, oldPID)
 		}
 	}
 	b.StopTimer()
@@ -63,16 +64,35 @@ func (c *lbCluster) waitStableOwner(t testing.TB, ip string, macs map[string]str
 	return owner
 }
 
-// waitAnnouncerRunning waits until node's announcer reports running again.
-func (c *lbCluster) waitAnnouncerRunning(t testing.TB, node string) {
+type pluginStatus struct {
+	State string `json:"state"`
+	Ready bool   `json:"ready"`
+	PID   int64  `json:"pid"`
+}
+
+// announcerStatus reads the Plugin object announcer.NODE.
+func (c *lbCluster) announcerStatus(t testing.TB, node string) pluginStatus {
 	t.Helper()
-	harness.Eventually(t, deadline, "the announcer runs again on "+node, func() (bool, string) {
-		obj, err := c.kube.CoreV1().RESTClient().Get().AbsPath("/apis/keelson.io/v1alpha1/plugins/announcer." + node).DoRaw(context.Background())
-		if err != nil {
-			return false, err.Error()
-		}
-		s := string(obj)
-		return strings.Contains(s, `"state":"running"`) && strings.Contains(s, `"ready":true`), s
+	raw, err := c.kube.CoreV1().RESTClient().Get().AbsPath("/apis/keelson.io/v1alpha1/plugins/announcer." + node).DoRaw(context.Background())
+	if err != nil {
+		t.Fatalf("reading the announcer's status on %s: %v", node, err)
+	}
+	var obj struct {
+		Status pluginStatus `json:"status"`
+	}
+	if err := json.Unmarshal(raw, &obj); err != nil {
+		t.Fatal(err)
+	}
+	return obj.Status
+}
+
+// waitAnnouncerRunning waits until node's announcer runs again, as a new
+// process (the killed agent's last report still says running).
+func (c *lbCluster) waitAnnouncerRunning(t testing.TB, node string, oldPID int64) {
+	t.Helper()
+	harness.Eventually(t, deadline, "a new announcer runs on "+node, func() (bool, string) {
+		st := c.announcerStatus(t, node)
+		return st.State == "running" && st.Ready && st.PID != oldPID, fmt.Sprintf("%+v", st)
 	})
 }
 
