@@ -32,6 +32,7 @@ import (
 	"github.com/keelson/keelson/config"
 	"github.com/keelson/keelson/internal/join"
 	"github.com/keelson/keelson/internal/statefile"
+	"github.com/keelson/keelson/plugins/proto"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"k8s.io/apimachinery/pkg/api/resource"
@@ -53,6 +54,12 @@ type Options struct {
 	Logger         *slog.Logger
 	// Ready, when set, is called once the agent serves its pods.
 	Ready func()
+	// NodePlugins, when set, runs the node plugin host (plugins/host/nodehost)
+	// until ctx ends, once the agent serves its pods.
+	NodePlugins func(ctx context.Context, env NodePluginEnv) error
+	// Members, when set, is the gossip view node plugins get (a server's
+	// embedded agent has no member of its own).
+	Members proto.MembersServer
 }
 
 // Agent is a running node agent.

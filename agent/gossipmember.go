@@ -9,6 +9,7 @@ import (
 
 	"github.com/keelson/keelson/agent/gossip"
 	"github.com/keelson/keelson/internal/join"
+	"github.com/keelson/keelson/internal/serfpool"
 	v1 "k8s.io/api/core/v1"
 )
 
@@ -35,6 +36,12 @@ func (a *Agent) joinGossip(ctx context.Context) error {
 		BindAddr:    net.JoinHostPort(a.ip.String(), strconv.Itoa(a.cfg.SerfPort)),
 		DataDir:     a.dir,
 		Logger:      a.log,
+		Tune: func(c *serfpool.Config) {
+			// Zero (a config built in code, not loaded): the pool's default.
+			if g := a.cfg.Gossip; g.ProbeInterval.Duration > 0 {
+				c.ProbeInterval, c.ProbeTimeout, c.SuspicionMult = g.ProbeInterval.Duration, g.ProbeTimeout.Duration, g.SuspicionMult
+			}
+		},
 	})
 	if err != nil {
 		return fmt.Errorf("agent: %w", err)

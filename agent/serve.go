@@ -108,6 +108,7 @@ func (a *Agent) serve(ctx context.Context) error {
 		wg.Go(func() { a.followServers(ctx) })
 		wg.Go(func() { a.watchAPI(ctx, apiProbeInterval, apiUnreachableAfter) })
 	}
+	wg.Go(func() { a.runNodePlugins(ctx) })
 	a.log.Info("agent ready", "node", a.cfg.NodeName, "ip", a.ip, "kubelet_api", api.Addr().String())
 	if a.opts.Ready != nil {
 		a.opts.Ready()

@@ -52,9 +52,58 @@ type Agent struct {
 	ClusterCIDR string `json:"clusterCIDR"`
 	// Log configures logging.
 	Log Log `json:"log"`
+	// PluginDir holds the executables of third-party node plugins, which
+	// the servers declare (plugins.external with scope node) and pin by
+	// SHA-256; default DATA_DIR/plugins.
+	PluginDirectory string `json:"pluginDir"`
+	// Gossip tunes how fast this agent's member of the gossip pool detects
+	// a failed member. A member this agent declares failed is failed for the
+	// whole pool, and the LoadBalancer announcer moves IPs when it is.
+	Gossip AgentGossip `json:"gossip"`
 
 	// Node holds what an agent and a server's embedded agent share.
 	Node `json:",inline"`
+}
+
+// AgentGossip is an agent's failure detection timing (memberlist's).
+type AgentGossip struct {
+	// ProbeInterval is how often the agent probes a random member; default
+	// 1s (memberlist's LAN profile).
+	ProbeInterval Duration `json:"probeInterval"`
+	// ProbeTimeout is how long a probe waits for its ack before indirect
+	// probes; default 500ms, at most ProbeInterval.
+	ProbeTimeout Duration `json:"probeTimeout"`
+	// SuspicionMult scales how long a suspected member has to refute before
+	// it is declared failed (SuspicionMult x ProbeInterval at least, for
+	// pools under ten members); default 4.
+	SuspicionMult int `json:"suspicionMult"`
+}
+
+func (g AgentGossip) validate(bad func(field, format string, args ...any)) {
+	for _, d := range []struct {
+		field string
+		v     Duration
+	}{{"gossip.probeInterval (--gossip-probe-interval)", g.ProbeInterval}, {"gossip.probeTimeout (--gossip-probe-timeout)", g.ProbeTimeout}} {
+		if err := d.v.check(); err != nil {
+			bad(d.field, "%v", err)
+		} else if d.v.Duration < 50*time.Millisecond {
+			bad(d.field, "%s is too short; use at least 50ms", d.v.Duration)
+		}
+	}
+	if g.ProbeTimeout.Duration > g.ProbeInterval.Duration {
+		bad("gossip.probeTimeout (--gossip-probe-timeout)", "%s exceeds gossip.probeInterval %s; make it at most the interval", g.ProbeTimeout.Duration, g.ProbeInterval.Duration)
+	}
+	if g.SuspicionMult < 1 {
+		bad("gossip.suspicionMult (--gossip-suspicion-mult)", "%d must be at least 1", g.SuspicionMult)
+	}
+}
+
+// PluginDir is the effective node plugin directory.
+func (c *Agent) PluginDir() string {
+	if c.PluginDirectory != "" {
+		return c.PluginDirectory
+	}
+	return filepath.Join(c.DataDir, "plugins")
 }
 
 // Node is the node-local part of an agent's configuration: how it runs
@@ -224,7 +273,9 @@ func DefaultAgent() Agent {
 		ClusterDomain:  "cluster.local",
 		ClusterCIDR:    DefaultClusterCIDR,
 		Log:            Log{Level: "info", Format: "text"},
-		Node:           DefaultNode(),
+		Gossip: AgentGossip{ProbeInterval: Duration{Duration: time.Second}, ProbeTimeout: Duration{Duration: 500 * time.Millisecond},
+			SuspicionMult: 4},
+		Node: DefaultNode(),
 	}
 }
 
@@ -258,6 +309,10 @@ func (c *Agent) Validate() error {
 	}
 	if c.DataDir == "" || !filepath.IsAbs(c.DataDir) {
 		bad("dataDir (--data-dir)", "%q must be an absolute path such as %s", c.DataDir, DefaultDataDir)
+	}
+	c.Gossip.validate(bad)
+	if c.PluginDirectory != "" && !filepath.IsAbs(c.PluginDirectory) {
+		bad("pluginDir (--plugin-dir)", "%q must be an absolute path", c.PluginDirectory)
 	}
 	if c.NodeName == "" {
 		bad("nodeName (--node-name)", "must not be empty; the hostname could not be read, so set it")

@@ -64,6 +64,10 @@ func TestAgentValidationNamesTheField(t *testing.T) {
 		{"server: https://a:6443\ntoken: x\nregistries: {docker.io: {mirrors: [ftp://x]}}\n", "registries.docker.io.mirrors"},
 		{"server: https://a:6443\ntoken: x\nkubelet: {clusterDNS: [not-an-ip]}\n", "kubelet.clusterDNS (--cluster-dns)"},
 		{"server: https://a:6443\ntoken: x\nkubelet: {bogus: 1}\n", `unknown field "bogus"`},
+		{"server: https://a:6443\ntoken: x\ngossip: {probeInterval: 1s, probeTimeout: 2s}\n", "gossip.probeTimeout (--gossip-probe-timeout)"},
+		{"server: https://a:6443\ntoken: x\ngossip: {suspicionMult: 0}\n", "gossip.suspicionMult (--gossip-suspicion-mult)"},
+		{"server: https://a:6443\ntoken: x\ngossip: {probeInterval: soon}\n", "gossip.probeInterval (--gossip-probe-interval)"},
+		{"server: https://a:6443\ntoken: x\npluginDir: plugins\n", "pluginDir (--plugin-dir)"},
 	}
 	for _, tc := range cases {
 		_, err := LoadAgent(DefaultAgent(), writeFile(t, tc.yaml), nil)

@@ -29,6 +29,10 @@ type Plugins struct {
 	Config map[string]json.RawMessage `json:"config"`
 	// External lists the third-party plugins to run.
 	External []ExternalPlugin `json:"external"`
+	// NodeSelector limits a built-in node plugin (such as the LoadBalancer
+	// announcer) to the Nodes carrying all the given labels, by plugin
+	// name. External node plugins carry their own (ExternalPlugin).
+	NodeSelector map[string]map[string]string `json:"nodeSelector"`
 	// RunAs is the "UID:GID" third-party plugins run as when the server
 	// runs as root: an unprivileged identity with no access to the data
 	// directory. "server" runs them as the server itself. Default
@@ -79,7 +83,27 @@ type ExternalPlugin struct {
 	// they do not cover.
 	Rules  []rbacv1.PolicyRule `json:"rules,omitempty"`
 	Preset string              `json:"preset,omitempty"`
+	// Scope says who runs the plugin: "leader" (default) the raft leader,
+	// "node" every node agent selected by NodeSelector (the executable in
+	// each agent's plugin dir, pinned by SHA256, acting as that node),
+	// "both" each part of a product that ships them in one binary.
+	Scope string `json:"scope,omitempty"`
+	// NodeSelector limits a node-scoped plugin to Nodes with these labels.
+	NodeSelector map[string]string `json:"nodeSelector,omitempty"`
 }
+
+// The plugin scopes.
+const (
+	ScopeLeader = "leader"
+	ScopeNode   = "node"
+	ScopeBoth   = "both"
+)
+
+// RunsOnLeader reports whether the leader runs the plugin.
+func (e ExternalPlugin) RunsOnLeader() bool { return e.Scope != ScopeNode }
+
+// RunsOnNodes reports whether node agents run the plugin.
+func (e ExternalPlugin) RunsOnNodes() bool { return e.Scope == ScopeNode || e.Scope == ScopeBoth }
 
 // PluginDir is the effective third-party plugin directory.
 func (c *Server) PluginDir() string {
@@ -138,7 +162,22 @@ func (p *Plugins) ValidatePlugins(builtins []string) error {
 			bad("%s.sha256: %q is not a SHA-256 checksum%s; compute it with: sha256sum %s", field, e.SHA256, hint,
 				filepath.Join(p.Dir, e.FileName()))
 		}
-		errs = append(errs, e.validateApproval(field)...)
+		switch e.Scope {
+		case "", ScopeLeader, ScopeNode, ScopeBoth:
+		default:
+			bad("%s.scope: %q is not a scope; use %s, %s or %s", field, e.Scope, ScopeLeader, ScopeNode, ScopeBoth)
+		}
+		if len(e.NodeSelector) > 0 && !e.RunsOnNodes() {
+			bad("%s.nodeSelector: only a plugin with scope %s or %s runs on nodes; set its scope or drop the selector", field, ScopeNode, ScopeBoth)
+		}
+		if e.RunsOnLeader() {
+			errs = append(errs, e.validateApproval(field)...)
+		}
+	}
+	for name := range p.NodeSelector {
+		if !slices.Contains(builtins, name) {
+			bad("plugins.nodeSelector.%s: no built-in plugin is called %q; an external node plugin takes plugins.external[i].nodeSelector", name, name)
+		}
 	}
 	for name, raw := range p.Config {
 		if !slices.Contains(builtins, name) && !seen[name] {

@@ -90,6 +90,9 @@ func TestPluginsValidation(t *testing.T) {
 		{"run as words", Plugins{RunAs: "nobody"}, `plugins.runAs (--plugin-run-as): "nobody" is not UID:GID`},
 		{"run as root", Plugins{RunAs: "0:0"}, `plugins.runAs (--plugin-run-as): "0:0" is root; use "server"`},
 		{"config for nobody", Plugins{Config: map[string]json.RawMessage{"ghost": json.RawMessage(`{}`)}}, `plugins.config.ghost (--plugin-config): no built-in or external plugin is called "ghost"`},
+		{"unknown scope", Plugins{External: []ExternalPlugin{{Name: "a", SHA256: sum, Preset: "read-only", Scope: "cluster"}}}, `plugins.external[0].scope: "cluster" is not a scope; use leader, node or both`},
+		{"selector on a leader plugin", Plugins{External: []ExternalPlugin{{Name: "a", SHA256: sum, Preset: "read-only", NodeSelector: map[string]string{"k": "v"}}}}, "plugins.external[0].nodeSelector: only a plugin with scope node or both runs on nodes"},
+		{"selector for no built-in", Plugins{NodeSelector: map[string]map[string]string{"announcr": {"k": "v"}}}, `plugins.nodeSelector.announcr: no built-in plugin is called "announcr"`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -98,6 +101,21 @@ func TestPluginsValidation(t *testing.T) {
 				t.Errorf("error %v, want it to contain %q", err, tt.want)
 			}
 		})
+	}
+}
+
+// A node-only plugin acts as each node: no leader rules to approve.
+func TestNodeScopedPluginNeedsNoApproval(t *testing.T) {
+	p := Plugins{External: []ExternalPlugin{{Name: "edge", SHA256: sum, Scope: ScopeNode, NodeSelector: map[string]string{"edge": "true"}}}}
+	if err := p.ValidatePlugins(nil); err != nil {
+		t.Errorf("a node-scoped plugin without rules refused: %v", err)
+	}
+	if e := p.External[0]; e.RunsOnLeader() || !e.RunsOnNodes() {
+		t.Errorf("scope node: leader %v nodes %v", e.RunsOnLeader(), e.RunsOnNodes())
+	}
+	both := ExternalPlugin{Scope: ScopeBoth}
+	if !both.RunsOnLeader() || !both.RunsOnNodes() || (ExternalPlugin{}).RunsOnNodes() {
+		t.Error("scope both runs on neither, or the default scope runs on nodes")
 	}
 }
 

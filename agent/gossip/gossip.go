@@ -143,6 +143,12 @@ func Join(ctx context.Context, cfg Config) (*Member, error) {
 // Addr is the host:port the member gossips on.
 func (m *Member) Addr() string { return m.pool.Addr() }
 
+// Members returns every member of the pool, by name.
+func (m *Member) Members() []serfpool.Member { return m.pool.Members() }
+
+// Changes is closed at the next membership change (see serfpool.Changes).
+func (m *Member) Changes() <-chan struct{} { return m.pool.Changes() }
+
 // Servers returns the servers the member sees alive, by name.
 func (m *Member) Servers() []serfpool.Member {
 	var out []serfpool.Member

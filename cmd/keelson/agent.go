@@ -42,7 +42,7 @@ func newAgentCommand() *cobra.Command {
 			log := newLogger(level, cfg.Log.Format)
 			slog.SetDefault(log)
 			log.Info("starting keelson agent", "version", keelsonVersion, "node", cfg.NodeName, "server", cfg.Server, "data_dir", cfg.DataDir)
-			return agent.Run(cmd.Context(), cfg, agent.Options{KubeletVersion: kubeversion.Get().GitVersion, Logger: log})
+			return agent.Run(cmd.Context(), cfg, agent.Options{KubeletVersion: kubeversion.Get().GitVersion, Logger: log, NodePlugins: runNodePlugins})
 		},
 	}
 	cmd.Flags().StringVar(&configFile, "config", "", "YAML configuration file (flags override it)")
@@ -89,6 +89,7 @@ func embeddedAgent(cfg config.Server, token string) config.Agent {
 	a.ClusterDomain = cfg.APIServer.ClusterDomain
 	a.ClusterCIDR = cfg.ClusterCIDR
 	a.Log = cfg.Log
+	a.PluginDirectory = cfg.PluginDir()
 	a.Node = cfg.Agent
 	if len(a.Kubelet.ClusterDNS) == 0 && !a.Network.DisableServiceNetwork {
 		// The tenth address of the service range, as k3s's default.
@@ -120,7 +121,7 @@ func runEmbeddedAgent(ctx context.Context, cfg config.Server, log *slog.Logger, 
 	if err := acfg.Validate(); err != nil {
 		return fmt.Errorf("the server's agent configuration (the config file's agent key):\n%w", err)
 	}
-	opts := agent.Options{Embedded: true, KubeletVersion: kubeversion.Get().GitVersion, Logger: log.With("component", "agent")}
+	opts := agent.Options{Embedded: true, KubeletVersion: kubeversion.Get().GitVersion, Logger: log.With("component", "agent"), NodePlugins: runNodePlugins}
 	if !cfg.SchedulableControlPlane {
 		opts.RegisterTaints = []v1.Taint{controlPlaneTaint}
 	}

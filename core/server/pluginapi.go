@@ -62,13 +62,14 @@ func pluginCRD() *apiextensionsv1.CustomResourceDefinition {
 				Name: pluginGVR.Version, Served: true, Storage: true,
 				Schema: &apiextensionsv1.CustomResourceValidation{OpenAPIV3Schema: &apiextensionsv1.JSONSchemaProps{
 					Type:        "object",
-					Description: "A plugin run by the raft leader's plugin host; written by keelson, read-only for users.",
+					Description: "A plugin run by the raft leader's plugin host, or a node plugin's state on one node (PLUGIN.NODE); written by keelson, read-only for users.",
 					Properties: map[string]apiextensionsv1.JSONSchemaProps{
 						"apiVersion": {Type: "string"},
 						"kind":       {Type: "string"},
 						"metadata":   {Type: "object"},
 						"spec": {Type: "object", Properties: map[string]apiextensionsv1.JSONSchemaProps{
 							"builtin": {Type: "boolean", Description: "compiled into keelson"},
+							"scope":   str("node for a node plugin's state on one node; empty for the leader's plugins"),
 							"path":    str("the executable"),
 							"sha256":  str("the checksum a third-party executable must match"),
 						}},
@@ -82,6 +83,7 @@ func pluginCRD() *apiextensionsv1.CustomResourceDefinition {
 							"kind":      str("controller, scheduler, cloud-provider or ingress"),
 							"version":   str("the plugin's own version"),
 							"server":    str("the server (raft leader) running it"),
+							"node":      str("the node running it (node plugins)"),
 							"pid":       num("process id on that server"),
 							"term":      num("raft term it was started in"),
 							"since":     {Type: "string", Format: "date-time", Description: "when state last changed"},
@@ -94,6 +96,7 @@ func pluginCRD() *apiextensionsv1.CustomResourceDefinition {
 					col("Ready", "boolean", ".status.ready", 0),
 					col("Restarts", "integer", ".status.restarts", 0),
 					col("Server", "string", ".status.server", 0),
+					col("Node", "string", ".status.node", 0),
 					col("Term", "integer", ".status.term", 0),
 					col("Age", "date", ".metadata.creationTimestamp", 0),
 					col("Version", "string", ".status.version", 1),
@@ -230,13 +233,16 @@ func waitAllowed(ctx context.Context, c kubernetes.Interface, name string, rules
 // pruneUnconfigured deletes the Plugin objects and RBAC of plugins that are
 // no longer configured, so `kubectl get plugins` never shows a ghost and a
 // removed plugin keeps no permissions.
-func pruneUnconfigured(ctx context.Context, c kubernetes.Interface, dyn dynamic.Interface, configured []string) error {
+func pruneUnconfigured(ctx context.Context, c kubernetes.Interface, dyn dynamic.Interface, configured, nodePlugins []string) error {
 	var errs []error
 	list, err := dyn.Resource(pluginGVR).List(ctx, metav1.ListOptions{})
 	if err != nil {
 		return fmt.Errorf("listing plugins: %w", err)
 	}
 	for _, obj := range list.Items {
+		if p, ok := obj.GetLabels()[nodePluginLabel]; ok && slices.Contains(nodePlugins, p) {
+			continue // a declared node plugin's state on one node
+		}
 		if !slices.Contains(configured, obj.GetName()) {
 			if err := dyn.Resource(pluginGVR).Delete(ctx, obj.GetName(), metav1.DeleteOptions{}); err != nil && !apierrors.IsNotFound(err) {
 				errs = append(errs, err)

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"slices"
 	"strconv"
 	"time"
 
@@ -38,6 +39,8 @@ type pluginHost struct {
 	rules map[string][]rbacv1.PolicyRule
 	// nodeRules are Options.NodeRules, granted to every node.
 	nodeRules []rbacv1.PolicyRule
+	// nodePlugins are the node plugin declarations the leader publishes.
+	nodePlugins []host.NodePlugin
 	// clusterDNS is the cluster DNS address the kube-dns Service holds.
 	clusterDNS string
 	kube       kubernetes.Interface
@@ -99,9 +102,39 @@ func pluginSpecs(cfg config.Server, builtins []string) ([]host.Spec, error) {
 		specs = append(specs, sp)
 	}
 	for _, e := range cfg.Plugins.External {
-		specs = append(specs, host.ThirdPartySpec(e.Name, cfg.PluginDir(), e.FileName(), e.SHA256, cfg.Plugins.Config[e.Name]))
+		if e.RunsOnLeader() {
+			specs = append(specs, host.ThirdPartySpec(e.Name, cfg.PluginDir(), e.FileName(), e.SHA256, cfg.Plugins.Config[e.Name]))
+		}
 	}
 	return specs, nil
+}
+
+// nodePluginDecls are the node plugins the agents run: the enabled
+// built-in node plugins, then the external plugins of scope node or both.
+// A built-in also gets its node selector in its config section
+// (nodeSelector), so it knows which nodes run it.
+func nodePluginDecls(cfg config.Server, builtins []string) ([]host.NodePlugin, error) {
+	var out []host.NodePlugin
+	for _, name := range builtins {
+		if cfg.Plugins.BuiltinDisabled(name) {
+			continue
+		}
+		sel := cfg.Plugins.NodeSelector[name]
+		section := cfg.Plugins.Config[name]
+		if len(sel) > 0 {
+			var err error
+			if section, err = withDefaults(section, map[string]any{"nodeSelector": sel}); err != nil {
+				return nil, fmt.Errorf("plugins.config.%s (--plugin-config): %w", name, err)
+			}
+		}
+		out = append(out, host.NodePlugin{Name: name, Builtin: true, NodeSelector: sel, Config: section})
+	}
+	for _, e := range cfg.Plugins.External {
+		if e.RunsOnNodes() {
+			out = append(out, host.NodePlugin{Name: e.Name, File: e.FileName(), SHA256: e.SHA256, NodeSelector: e.NodeSelector, Config: cfg.Plugins.Config[e.Name]})
+		}
+	}
+	return out, nil
 }
 
 func (s *Server) newPluginHost(admin *rest.Config, url string) (*pluginHost, error) {
@@ -121,7 +154,13 @@ func (s *Server) newPluginHost(admin *rest.Config, url string) (*pluginHost, err
 	if err != nil {
 		return nil, fmt.Errorf("plugin host: reading the cluster CA: %w", err)
 	}
-	h := &pluginHost{log: s.log.With("component", "plugin-host"), specs: specs, rules: map[string][]rbacv1.PolicyRule{}, nodeRules: s.opts.NodeRules}
+	nodePlugins, err := nodePluginDecls(s.cfg, s.opts.BuiltinNodePlugins)
+	if err != nil {
+		return nil, err
+	}
+	h := &pluginHost{log: s.log.With("component", "plugin-host"), specs: specs, rules: map[string][]rbacv1.PolicyRule{},
+		nodeRules:   append(slices.Clone(s.opts.NodeRules), nodePluginRules()...),
+		nodePlugins: nodePlugins}
 	if ip, err := config.ServiceIP(s.cfg.APIServer.ServiceCIDR, 10); err == nil {
 		h.clusterDNS = ip.String()
 	}
@@ -217,11 +256,17 @@ func (h *pluginHost) prepare(ctx context.Context) error {
 			return err
 		}
 	}
-	var names []string
+	if err := publishNodePlugins(ctx, h.kube, h.nodePlugins); err != nil {
+		return err
+	}
+	var names, nodeNames []string
 	for _, sp := range h.specs {
 		names = append(names, sp.Name)
 	}
-	return pruneUnconfigured(ctx, h.kube, h.dyn, names)
+	for _, d := range h.nodePlugins {
+		nodeNames = append(nodeNames, d.Name)
+	}
+	return pruneUnconfigured(ctx, h.kube, h.dyn, names, nodeNames)
 }
 
 // adminRESTConfig reaches the local API server as the cluster admin, for

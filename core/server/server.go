@@ -12,6 +12,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -30,6 +31,10 @@ type Options struct {
 	// BuiltinPlugins names the plugins compiled into the binary; the leader
 	// runs each (unless disabled) as `keelson plugin NAME`.
 	BuiltinPlugins []string
+	// BuiltinNodePlugins names the built-in node plugins: every agent runs
+	// each (unless disabled, on the Nodes plugins.nodeSelector selects) as
+	// `keelson plugin NAME`; the leader only publishes their declarations.
+	BuiltinNodePlugins []string
 	// Version is the keelson version, recorded with every raft entry this
 	// server appends as leader and advertised to the other servers.
 	Version string
@@ -77,7 +82,7 @@ func Run(ctx context.Context, cfg config.Server, log *slog.Logger, opts Options)
 	start := time.Now()
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	if err := cfg.Plugins.ValidatePlugins(opts.BuiltinPlugins); err != nil {
+	if err := cfg.Plugins.ValidatePlugins(append(slices.Clone(opts.BuiltinPlugins), opts.BuiltinNodePlugins...)); err != nil {
 		return fmt.Errorf("invalid configuration:\n%w", err)
 	}
 	s, err := open(ctx, cfg, log, opts)

@@ -11,6 +11,7 @@ package builtin
 import (
 	"slices"
 
+	"github.com/keelson/keelson/plugins/builtin/announcer"
 	"github.com/keelson/keelson/plugins/builtin/clusterroleaggregation"
 	"github.com/keelson/keelson/plugins/builtin/cronjob"
 	"github.com/keelson/keelson/plugins/builtin/csrapproving"
@@ -83,6 +84,22 @@ func All() []sdk.Plugin {
 	}
 }
 
+// NodePlugins returns every built-in node plugin: node agents run them
+// (scope node), never the leader.
+func NodePlugins() []sdk.Plugin {
+	return []sdk.Plugin{announcer.Plugin()}
+}
+
+// NodeNames returns the names of NodePlugins, sorted.
+func NodeNames() []string {
+	var names []string
+	for _, p := range NodePlugins() {
+		names = append(names, p.Name)
+	}
+	slices.Sort(names)
+	return names
+}
+
 // Names returns the names of All, sorted.
 func Names() []string {
 	var names []string
@@ -95,7 +112,7 @@ func Names() []string {
 
 // Lookup returns the built-in plugin called name.
 func Lookup(name string) (sdk.Plugin, bool) {
-	for _, p := range All() {
+	for _, p := range append(All(), NodePlugins()...) {
 		if p.Name == name {
 			return p, true
 		}

@@ -19,7 +19,7 @@ import (
 // sdk.DecodeConfig does (encoding/json alone would take "clusterCidr" for
 // nodeipam's clusterCIDR).
 func TestEveryPluginRefusesMiscasedKeys(t *testing.T) {
-	for _, p := range All() {
+	for _, p := range append(All(), NodePlugins()...) {
 		for _, key := range []string{"clusterCidr", "Workers"} {
 			t.Run(p.Name+"/"+key, func(t *testing.T) {
 				ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
@@ -30,6 +30,7 @@ func TestEveryPluginRefusesMiscasedKeys(t *testing.T) {
 					RESTConfig: &rest.Config{Host: "https://127.0.0.1:1"},
 					Config:     json.RawMessage(`{"` + key + `": "10.42.0.0/16"}`),
 					Logger:     slog.New(slog.DiscardHandler),
+					Node:       nodeName(p),
 				})
 				want := "plugins.config." + p.Name + ": "
 				if err == nil || !strings.HasPrefix(err.Error(), want) || !strings.Contains(err.Error(), `unknown field "`+key+`"`) {
@@ -38,4 +39,12 @@ func TestEveryPluginRefusesMiscasedKeys(t *testing.T) {
 			})
 		}
 	}
+}
+
+// nodeName is the node a node-only plugin runs as in these tests.
+func nodeName(p sdk.Plugin) string {
+	if p.Run == nil {
+		return "node-1"
+	}
+	return ""
 }

@@ -42,6 +42,16 @@ type Config struct {
 	// Clock drives pings, backoff and timeouts.
 	Clock clockwork.Clock
 
+	// NodeName, when set, makes this a node's host: every plugin is told it
+	// runs as a node plugin on this node (proto.Configuration.Node).
+	NodeName string
+	// Members, when set, is served to every plugin over go-plugin's broker
+	// (node hosts: the node's view of the gossip pool).
+	Members proto.MembersServer
+	// StoppedMessage is a stopped plugin's status message; default "stopped:
+	// this server is not the leader".
+	StoppedMessage string
+
 	// RunAs, when set, is the unprivileged identity third-party plugins run
 	// as (built-ins run as the host).
 	RunAs *RunAs
@@ -88,6 +98,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.Clock == nil {
 		c.Clock = d.Clock
+	}
+	if c.StoppedMessage == "" {
+		c.StoppedMessage = "stopped: this server is not the leader"
 	}
 	for _, f := range []struct{ v, def *time.Duration }{
 		{&c.PingInterval, &d.PingInterval}, {&c.PingTimeout, &d.PingTimeout},

@@ -145,13 +145,18 @@ func (s *Supervisor) connect(ctx context.Context, l *launch, term uint64) error 
 		return fmt.Errorf("plugin %s: issuing API credentials for term %d: %w", sp.Name, term, err)
 	}
 	l.renewAt = renewAt
-	err = pc.Configure(callCtx, proto.Configuration{
+	conf := proto.Configuration{
 		APIEndpoint: s.cfg.APIEndpoint,
 		CAPEM:       s.cfg.CAPEM,
 		Credentials: creds,
 		Term:        term,
 		Config:      sp.Config,
-	})
+		Node:        s.cfg.NodeName,
+	}
+	if s.cfg.Members != nil && pc.Broker() != nil {
+		conf.MembersBroker = proto.ServeMembers(pc.Broker(), s.cfg.Members)
+	}
+	err = pc.Configure(callCtx, conf)
 	if err != nil {
 		return fmt.Errorf("plugin %s: Configure: %s", sp.Name, status.Convert(err).Message())
 	}

@@ -225,7 +225,7 @@ func (s *Supervisor) supervise(ctx context.Context, sp Spec, term uint64) {
 func (s *Supervisor) markStopped(name string) {
 	s.update(name, func(st *PluginStatus) {
 		st.State, st.Ready, st.PID, st.Backoff = StateStopped, false, 0, 0
-		st.Message = "stopped: this server is not the leader"
+		st.Message = s.cfg.StoppedMessage
 	})
 }
 

@@ -35,18 +35,27 @@ type GRPCPlugin struct {
 	Impl Server
 }
 
+// BrokerUser is implemented by a plugin Server that dials services the
+// host offers over go-plugin's broker (a node's gossip members).
+type BrokerUser interface {
+	UseBroker(b *plugin.GRPCBroker)
+}
+
 // GRPCServer registers Impl on the plugin's gRPC server.
-func (p *GRPCPlugin) GRPCServer(_ *plugin.GRPCBroker, s *grpc.Server) error {
+func (p *GRPCPlugin) GRPCServer(b *plugin.GRPCBroker, s *grpc.Server) error {
 	if p.Impl == nil {
 		return fmt.Errorf("proto: GRPCPlugin has no Impl to serve")
+	}
+	if u, ok := p.Impl.(BrokerUser); ok {
+		u.UseBroker(b)
 	}
 	s.RegisterService(&serviceDesc, p.Impl)
 	return nil
 }
 
 // GRPCClient returns a *Client on the host side.
-func (p *GRPCPlugin) GRPCClient(_ context.Context, _ *plugin.GRPCBroker, cc *grpc.ClientConn) (any, error) {
-	return &Client{cc: cc}, nil
+func (p *GRPCPlugin) GRPCClient(_ context.Context, b *plugin.GRPCBroker, cc *grpc.ClientConn) (any, error) {
+	return &Client{cc: cc, broker: b}, nil
 }
 
 // serviceDesc is written by hand because no protoc runs in this build; every
@@ -124,8 +133,13 @@ func runHandler(srv any, stream grpc.ServerStream) error {
 
 // Client is the host's view of one plugin.
 type Client struct {
-	cc *grpc.ClientConn
+	cc     *grpc.ClientConn
+	broker *plugin.GRPCBroker
 }
+
+// Broker is the plugin connection's broker, on which the host serves
+// services to the plugin (ServeMembers).
+func (c *Client) Broker() *plugin.GRPCBroker { return c.broker }
 
 func (c *Client) method(name string) string { return "/" + ServiceName + "/" + name }
 

@@ -109,6 +109,12 @@ type Configuration struct {
 	Term uint64 `json:"term,string"`
 	// Config is the plugin's own section of the server configuration.
 	Config json.RawMessage `json:"config,omitempty"`
+	// Node, when set, says the plugin runs as a node plugin on this node,
+	// started by its agent with the node's own identity (Term is then 0).
+	Node string `json:"node,omitempty"`
+	// MembersBroker, when not 0, is the broker id of the host's Members
+	// service (node plugins only).
+	MembersBroker uint32 `json:"membersBroker,omitempty"`
 }
 
 // Validate checks the fields a plugin cannot work without.

@@ -3,6 +3,7 @@ package sdk
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"log/slog"
 
 	"k8s.io/client-go/rest"
@@ -22,6 +23,9 @@ type LocalOptions struct {
 	Logger *slog.Logger
 	// Status, when set, receives every health report the plugin makes.
 	Status func(ready bool, message, err string)
+	// Node, when set, runs the plugin's node part (RunNode) as on that node,
+	// without a gossip member view.
+	Node string
 }
 
 // RunLocal runs p's work in this process, without go-plugin, until ctx is
@@ -38,11 +42,18 @@ func RunLocal(ctx context.Context, p Plugin, o LocalOptions) error {
 		logger = slog.Default()
 	}
 	logger = logger.With("plugin", p.Name)
-	env := Env{RESTConfig: rest.CopyConfig(o.RESTConfig), Term: o.Term, Config: o.Config, Logger: logger}
+	env := Env{RESTConfig: rest.CopyConfig(o.RESTConfig), Term: o.Term, Config: o.Config, Logger: logger, Node: o.Node}
 	env.report = func(st proto.Status) {
 		if o.Status != nil {
 			o.Status(st.Ready, st.Message, st.Error)
 		}
 	}
-	return withConfigPrefix(p.Name, p.Run(ctx, env))
+	run := p.Run
+	if o.Node != "" {
+		run = p.RunNode
+	}
+	if run == nil {
+		return fmt.Errorf("sdk: plugin %q has no %s part", p.Name, map[bool]string{true: "node (RunNode)", false: "leader (Run)"}[o.Node != ""])
+	}
+	return withConfigPrefix(p.Name, run(ctx, env))
 }

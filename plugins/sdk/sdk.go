@@ -41,6 +41,11 @@ type Plugin struct {
 	// stop, or lost leadership) and returns nil; an error means the plugin
 	// failed, and the host restarts it with backoff.
 	Run func(ctx context.Context, env Env) error
+	// RunNode, when set, is the plugin's node part: what every node agent
+	// selected by the plugin's declaration (scope node) runs, with the
+	// node's own identity and Env.Node set. A product ships its leader part
+	// (Run) and node part in one binary this way; either may be nil.
+	RunNode func(ctx context.Context, env Env) error
 	// ManualReady makes the plugin call Env.Ready itself (e.g. after its
 	// caches synced). Otherwise it is reported ready as soon as Run starts.
 	ManualReady bool
@@ -57,8 +62,8 @@ func (p Plugin) validate() error {
 	if err := p.Kind.Validate(); err != nil {
 		return fmt.Errorf("sdk: plugin %q: %w", p.Name, err)
 	}
-	if p.Run == nil {
-		return fmt.Errorf("sdk: plugin %q has no Run func", p.Name)
+	if p.Run == nil && p.RunNode == nil {
+		return fmt.Errorf("sdk: plugin %q has neither a Run nor a RunNode func", p.Name)
 	}
 	return nil
 }
@@ -76,8 +81,42 @@ type Env struct {
 	Config json.RawMessage
 	// Logger writes to the host's log, tagged with the plugin's name.
 	Logger *slog.Logger
+	// Node is the node a node plugin runs on (RunNode); empty for the
+	// leader's plugins.
+	Node string
 
-	report func(proto.Status)
+	report  func(proto.Status)
+	members func() (*proto.MembersClient, error)
+}
+
+// Member is one member of the cluster's gossip pool; see proto.Member.
+type Member = proto.Member
+
+// The gossip member states, re-exported from proto.
+const (
+	MemberAlive   = proto.MemberAlive
+	MemberLeaving = proto.MemberLeaving
+	MemberLeft    = proto.MemberLeft
+	MemberFailed  = proto.MemberFailed
+)
+
+// WatchMembers calls fn with the node's view of the gossip pool, then after
+// every change, until ctx ends (nil) or the host's stream breaks. Only node
+// plugins get the view: the leader's plugins get an error.
+func (e Env) WatchMembers(ctx context.Context, fn func([]Member)) error {
+	if e.members == nil {
+		return fmt.Errorf("sdk: the host offers no gossip member view (only node plugins get one)")
+	}
+	c, err := e.members()
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	err = c.Watch(ctx, func(l proto.MemberList) { fn(l.Members) })
+	if ctx.Err() != nil {
+		return nil
+	}
+	return err
 }
 
 // Ready reports the plugin healthy on the host's Run stream.

@@ -8,6 +8,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/hashicorp/go-plugin"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
@@ -23,6 +24,7 @@ type server struct {
 	hostLost func(reason string)
 
 	mu       sync.Mutex
+	broker   *plugin.GRPCBroker
 	cfg      *proto.Configuration
 	running  bool
 	stopping bool
@@ -32,6 +34,14 @@ type server struct {
 
 func newServer(p Plugin, logger *slog.Logger) *server {
 	return &server{p: p, logger: logger, versions: []int{proto.ProtocolVersion}}
+}
+
+// UseBroker keeps the connection's broker, on which a node's host serves
+// its gossip member view.
+func (s *server) UseBroker(b *plugin.GRPCBroker) {
+	s.mu.Lock()
+	s.broker = b
+	s.mu.Unlock()
 }
 
 func (s *server) Describe(context.Context) (proto.Description, error) {
@@ -48,6 +58,12 @@ func (s *server) Configure(_ context.Context, c proto.Configuration) error {
 		// The identity and term are fixed for a run: a new term means a new
 		// leader, which restarts its plugins.
 		return status.Errorf(codes.FailedPrecondition, "plugin %s: already running; restart it to reconfigure", s.p.Name)
+	}
+	if c.Node != "" && s.p.RunNode == nil {
+		return status.Errorf(codes.FailedPrecondition, "plugin %s has no node part (RunNode); declare it with the leader's plugins, not with scope node", s.p.Name)
+	}
+	if c.Node == "" && s.p.Run == nil {
+		return status.Errorf(codes.FailedPrecondition, "plugin %s is a node plugin only (no Run); declare it with scope node", s.p.Name)
 	}
 	s.cfg = &c
 	return nil
@@ -117,6 +133,10 @@ func (s *server) start() (Env, context.Context, chan struct{}, error) {
 		Term:       s.cfg.Term,
 		Config:     s.cfg.Config,
 		Logger:     s.logger,
+		Node:       s.cfg.Node,
+	}
+	if id, b := s.cfg.MembersBroker, s.broker; id != 0 && b != nil {
+		env.members = func() (*proto.MembersClient, error) { return proto.DialMembers(b, id) }
 	}
 	return env, ctx, s.done, nil
 }
@@ -151,7 +171,11 @@ func (s *server) runPlugin(ctx context.Context, env Env) (err error) {
 			err = fmt.Errorf("plugin %s panicked: %v", s.p.Name, r)
 		}
 	}()
-	err = withConfigPrefix(s.p.Name, s.p.Run(ctx, env))
+	run := s.p.Run
+	if env.Node != "" {
+		run = s.p.RunNode
+	}
+	err = withConfigPrefix(s.p.Name, run(ctx, env))
 	if err == nil && ctx.Err() == nil {
 		err = errors.New("Run returned before the host asked the plugin to stop")
 	}

@@ -6,7 +6,9 @@
 //	{"mode": "hang", "after": "200ms"}   SIGSTOP itself: stops answering pings
 //	{"mode": "exit"}                     exit with status 3 at once
 //
-// With the argument "v2" it serves plugin protocol version 2 only.
+// With the argument "v2" it serves plugin protocol version 2 only. Run as
+// a node plugin (RunNode), it reports its node and the host's first gossip
+// member list as its ready message and runs until stopped.
 package main
 
 import (
@@ -15,6 +17,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"strings"
 	"syscall"
 	"time"
 
@@ -27,7 +30,7 @@ type config struct {
 }
 
 func main() {
-	p := sdk.Plugin{Name: "testplugin", Kind: sdk.KindController, Version: "0.0.1-test", Run: run}
+	p := sdk.Plugin{Name: "testplugin", Kind: sdk.KindController, Version: "0.0.1-test", Run: run, RunNode: runNode}
 	if len(os.Args) > 1 && os.Args[1] == "v2" {
 		sdk.ServeVersions(p, 2)
 		return
@@ -70,6 +73,30 @@ func run(ctx context.Context, env sdk.Env) error {
 		case <-time.After(after):
 			_ = syscall.Kill(os.Getpid(), syscall.SIGSTOP)
 		}
+	}
+	<-ctx.Done()
+	return nil
+}
+
+func runNode(ctx context.Context, env sdk.Env) error {
+	first := make(chan []sdk.Member, 1)
+	go func() {
+		_ = env.WatchMembers(ctx, func(ms []sdk.Member) {
+			select {
+			case first <- ms:
+			default:
+			}
+		})
+	}()
+	select {
+	case <-ctx.Done():
+		return nil
+	case ms := <-first:
+		var names []string
+		for _, m := range ms {
+			names = append(names, m.Name+":"+string(m.Status))
+		}
+		env.Ready(fmt.Sprintf("node=%s members=%s", env.Node, strings.Join(names, ",")))
 	}
 	<-ctx.Done()
 	return nil
