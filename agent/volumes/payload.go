@@ -144,8 +144,14 @@ func (m *Manager) projectedPayload(ctx context.Context, pod *v1.Pod, p *v1.Proje
 				tmode = defaultMode
 			}
 			out[path.Clean(s.ServiceAccountToken.Path)] = File{Data: []byte(tok), Mode: tmode}
+		case s.ClusterTrustBundle != nil:
+			anchors, err := m.trustBundlePayload(ctx, s.ClusterTrustBundle)
+			if err != nil {
+				return nil, err
+			}
+			out[path.Clean(s.ClusterTrustBundle.Path)] = File{Data: anchors, Mode: mode}
 		default:
-			return nil, fmt.Errorf("projected volume source not supported (configMap, secret, downwardAPI and serviceAccountToken are)")
+			return nil, fmt.Errorf("projected volume source not supported (configMap, secret, downwardAPI, serviceAccountToken and clusterTrustBundle are)")
 		}
 	}
 	return out, nil

@@ -1,7 +1,8 @@
 // Package volumes materializes a pod's volumes on the node: emptyDir
 // (on disk or tmpfs), hostPath (with its type checks), the projected
 // kinds kubelet keeps current (configMap, secret, downwardAPI, projected
-// with the pod's bound service-account token, rotated before it expires),
+// with the pod's bound service-account token, rotated before it expires,
+// and ClusterTrustBundles' certificates),
 // and claims (persistentVolumeClaim and generic ephemeral volumes) bound to
 // hostPath or local PersistentVolumes, in kubelet's directory layout under
 // the pod's directory. It also removes the directories of local-path
@@ -13,6 +14,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"sort"
@@ -38,6 +40,10 @@ type Options struct {
 	// StorageDir holds this node's local-path volumes (the agent's
 	// --storage-dir); empty: none are made or removed here.
 	StorageDir string
+	// TrustAnchorSeed keys the order of the certificates in a
+	// clusterTrustBundle file; zero picks a random one, so the order
+	// changes when the agent restarts, as kubelet's does.
+	TrustAnchorSeed uint64
 }
 
 // Manager sets up and tears down pods' volumes.
@@ -47,6 +53,7 @@ type Manager struct {
 	clock  clockwork.Clock
 
 	storageDir string
+	anchorSeed uint64
 
 	mu     sync.Mutex
 	tokens map[string]token // by pod UID, audience and lifetime
@@ -70,7 +77,10 @@ func New(opts Options) *Manager {
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
-	return &Manager{client: opts.Client, log: opts.Logger, clock: opts.Clock, storageDir: opts.StorageDir,
+	if opts.TrustAnchorSeed == 0 {
+		opts.TrustAnchorSeed = rand.Uint64()
+	}
+	return &Manager{client: opts.Client, log: opts.Logger, clock: opts.Clock, storageDir: opts.StorageDir, anchorSeed: opts.TrustAnchorSeed,
 		tokens: map[string]token{}, local: map[string]map[string]bool{}, claims: map[string]map[string]ClaimVolume{}}
 }
 
