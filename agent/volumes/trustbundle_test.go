@@ -112,7 +112,7 @@ func TestClusterTrustBundleProjection(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			src := tc.src
 			src.Path = "sub/../bundle.pem"
-			out, err := m.projectedPayload(context.Background(), pod, &v1.ProjectedVolumeSource{Sources: []v1.VolumeProjection{{ClusterTrustBundle: &src}}}, Env{})
+			out, err := m.projectedPayload(context.Background(), pod, "ca", &v1.ProjectedVolumeSource{Sources: []v1.VolumeProjection{{ClusterTrustBundle: &src}}}, Env{})
 			if tc.wantErr != "" {
 				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
 					t.Fatalf("error %v, want one containing %q", err, tc.wantErr)

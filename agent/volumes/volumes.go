@@ -2,7 +2,8 @@
 // (on disk or tmpfs), hostPath (with its type checks), the projected
 // kinds kubelet keeps current (configMap, secret, downwardAPI, projected
 // with the pod's bound service-account token, rotated before it expires,
-// and ClusterTrustBundles' certificates),
+// ClusterTrustBundles' certificates and pod certificates, requested with
+// PodCertificateRequests and renewed from their beginRefreshAt),
 // and claims (persistentVolumeClaim and generic ephemeral volumes) bound to
 // hostPath or local PersistentVolumes, in kubelet's directory layout under
 // the pod's directory. It also removes the directories of local-path
@@ -19,6 +20,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -57,6 +59,8 @@ type Manager struct {
 
 	mu     sync.Mutex
 	tokens map[string]token // by pod UID, audience and lifetime
+	// podCerts holds podCertificate sources' credentials by podCertKey.
+	podCerts map[string]podCert
 	// local maps a local volume to the pods it is mounted for; claims
 	// holds each pod's mounted local volumes by name.
 	local  map[string]map[string]bool
@@ -81,7 +85,7 @@ func New(opts Options) *Manager {
 		opts.TrustAnchorSeed = rand.Uint64()
 	}
 	return &Manager{client: opts.Client, log: opts.Logger, clock: opts.Clock, storageDir: opts.StorageDir, anchorSeed: opts.TrustAnchorSeed,
-		tokens: map[string]token{}, local: map[string]map[string]bool{}, claims: map[string]map[string]ClaimVolume{}}
+		tokens: map[string]token{}, podCerts: map[string]podCert{}, local: map[string]map[string]bool{}, claims: map[string]map[string]ClaimVolume{}}
 }
 
 // Volume is a set-up volume.
@@ -154,7 +158,7 @@ func (m *Manager) setup(ctx context.Context, pod *v1.Pod, vol *v1.Volume, podDir
 		}
 		return project(dir("downward-api"), payload, gid, false)
 	case src.Projected != nil:
-		payload, err := m.projectedPayload(ctx, pod, src.Projected, env)
+		payload, err := m.projectedPayload(ctx, pod, vol.Name, src.Projected, env)
 		if err != nil {
 			return Volume{}, err
 		}
@@ -229,7 +233,8 @@ func mountTmpfs(dir string, size int64) error {
 }
 
 // Teardown unmounts every mount under the pod's volume and subPath
-// directories (tmpfs volumes, subPath binds) and forgets the pod's tokens.
+// directories (tmpfs volumes, subPath binds) and forgets the pod's tokens
+// and pod certificates.
 // The caller removes the directory: a mount left there would let the
 // removal reach into a hostPath.
 func (m *Manager) Teardown(podUID, podDir string) error {
@@ -237,6 +242,11 @@ func (m *Manager) Teardown(podUID, podDir string) error {
 	for k := range m.tokens {
 		if len(k) > len(podUID) && k[:len(podUID)] == podUID {
 			delete(m.tokens, k)
+		}
+	}
+	for k := range m.podCerts {
+		if strings.HasPrefix(k, podUID+"/") {
+			delete(m.podCerts, k)
 		}
 	}
 	m.mu.Unlock()
