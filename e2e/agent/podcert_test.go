@@ -49,7 +49,7 @@ spec:
   containers:
   - name: reader
     image: `+c.busybox+`
-    command: ['sh', '-c', 'cat /tls/key.pem /tls/chain.pem; echo ---; cat /tls/bundle.pem']
+    command: ['sh', '-c', 'cat /tls/key.pem /tls/chain.pem; echo SEPARATOR; cat /tls/bundle.pem']
     volumeMounts: [{name: tls, mountPath: /tls}]
 `)
 	caPub, caKey, err := ed25519.GenerateKey(rand.Reader)
@@ -99,7 +99,7 @@ spec:
 	})
 	c.waitPod(t, ns, "certified", 3*time.Minute, "succeeded", func(p *v1.Pod) bool { return p.Status.Phase == v1.PodSucceeded })
 	out := c.server.Kubectl(t, "logs", "-n", ns, "certified").Stdout
-	files, bundle, ok := strings.Cut(out, "---\n")
+	files, bundle, ok := strings.Cut(out, "SEPARATOR\n")
 	if !ok || files != bundle {
 		t.Fatalf("bundle.pem is not key.pem followed by chain.pem:\n%s", out)
 	}
