@@ -99,7 +99,7 @@ func downwardPayload(pod *v1.Pod, items []v1.DownwardAPIVolumeFile, mode *int32,
 	return out, nil
 }
 
-func (m *Manager) projectedPayload(ctx context.Context, pod *v1.Pod, p *v1.ProjectedVolumeSource, env Env) (map[string]File, error) {
+func (m *Manager) projectedPayload(ctx context.Context, pod *v1.Pod, volume string, p *v1.ProjectedVolumeSource, env Env) (map[string]File, error) {
 	mode := modeOf(p.DefaultMode, defaultMode)
 	out := map[string]File{}
 	merge := func(part map[string]File) {
@@ -112,7 +112,7 @@ func (m *Manager) projectedPayload(ctx context.Context, pod *v1.Pod, p *v1.Proje
 			out[k] = part[k]
 		}
 	}
-	for _, s := range p.Sources {
+	for i, s := range p.Sources {
 		switch {
 		case s.ConfigMap != nil:
 			part, err := m.configMapPayload(ctx, pod.Namespace, s.ConfigMap.Name, s.ConfigMap.Items, int32Ptr(mode), s.ConfigMap.Optional)
@@ -144,8 +144,21 @@ func (m *Manager) projectedPayload(ctx context.Context, pod *v1.Pod, p *v1.Proje
 				tmode = defaultMode
 			}
 			out[path.Clean(s.ServiceAccountToken.Path)] = File{Data: []byte(tok), Mode: tmode}
+		case s.ClusterTrustBundle != nil:
+			anchors, err := m.trustBundlePayload(ctx, s.ClusterTrustBundle)
+			if err != nil {
+				return nil, err
+			}
+			out[path.Clean(s.ClusterTrustBundle.Path)] = File{Data: anchors, Mode: mode}
+		case s.PodCertificate != nil:
+			key, chain, err := m.podCertificate(ctx, pod, podCertKey(pod, volume, i), s.PodCertificate, env)
+			if err != nil {
+				return nil, err
+			}
+			fsGroup := pod.Spec.SecurityContext != nil && pod.Spec.SecurityContext.FSGroup != nil
+			merge(podCertificateFiles(s.PodCertificate, key, chain, mode, fsGroup))
 		default:
-			return nil, fmt.Errorf("projected volume source not supported (configMap, secret, downwardAPI and serviceAccountToken are)")
+			return nil, fmt.Errorf("projected volume source not supported (configMap, secret, downwardAPI, serviceAccountToken, clusterTrustBundle and podCertificate are)")
 		}
 	}
 	return out, nil

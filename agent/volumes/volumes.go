@@ -1,7 +1,9 @@
 // Package volumes materializes a pod's volumes on the node: emptyDir
 // (on disk or tmpfs), hostPath (with its type checks), the projected
 // kinds kubelet keeps current (configMap, secret, downwardAPI, projected
-// with the pod's bound service-account token, rotated before it expires),
+// with the pod's bound service-account token, rotated before it expires,
+// ClusterTrustBundles' certificates and pod certificates, requested with
+// PodCertificateRequests and renewed from their beginRefreshAt),
 // and claims (persistentVolumeClaim and generic ephemeral volumes) bound to
 // hostPath or local PersistentVolumes, in kubelet's directory layout under
 // the pod's directory. It also removes the directories of local-path
@@ -13,10 +15,12 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"sort"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -38,6 +42,10 @@ type Options struct {
 	// StorageDir holds this node's local-path volumes (the agent's
 	// --storage-dir); empty: none are made or removed here.
 	StorageDir string
+	// TrustAnchorSeed keys the order of the certificates in a
+	// clusterTrustBundle file; zero picks a random one, so the order
+	// changes when the agent restarts, as kubelet's does.
+	TrustAnchorSeed uint64
 }
 
 // Manager sets up and tears down pods' volumes.
@@ -47,9 +55,12 @@ type Manager struct {
 	clock  clockwork.Clock
 
 	storageDir string
+	anchorSeed uint64
 
 	mu     sync.Mutex
 	tokens map[string]token // by pod UID, audience and lifetime
+	// podCerts holds podCertificate sources' credentials by podCertKey.
+	podCerts map[string]podCert
 	// local maps a local volume to the pods it is mounted for; claims
 	// holds each pod's mounted local volumes by name.
 	local  map[string]map[string]bool
@@ -70,8 +81,11 @@ func New(opts Options) *Manager {
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
-	return &Manager{client: opts.Client, log: opts.Logger, clock: opts.Clock, storageDir: opts.StorageDir,
-		tokens: map[string]token{}, local: map[string]map[string]bool{}, claims: map[string]map[string]ClaimVolume{}}
+	if opts.TrustAnchorSeed == 0 {
+		opts.TrustAnchorSeed = rand.Uint64()
+	}
+	return &Manager{client: opts.Client, log: opts.Logger, clock: opts.Clock, storageDir: opts.StorageDir, anchorSeed: opts.TrustAnchorSeed,
+		tokens: map[string]token{}, podCerts: map[string]podCert{}, local: map[string]map[string]bool{}, claims: map[string]map[string]ClaimVolume{}}
 }
 
 // Volume is a set-up volume.
@@ -144,7 +158,7 @@ func (m *Manager) setup(ctx context.Context, pod *v1.Pod, vol *v1.Volume, podDir
 		}
 		return project(dir("downward-api"), payload, gid, false)
 	case src.Projected != nil:
-		payload, err := m.projectedPayload(ctx, pod, src.Projected, env)
+		payload, err := m.projectedPayload(ctx, pod, vol.Name, src.Projected, env)
 		if err != nil {
 			return Volume{}, err
 		}
@@ -219,7 +233,8 @@ func mountTmpfs(dir string, size int64) error {
 }
 
 // Teardown unmounts every mount under the pod's volume and subPath
-// directories (tmpfs volumes, subPath binds) and forgets the pod's tokens.
+// directories (tmpfs volumes, subPath binds) and forgets the pod's tokens
+// and pod certificates.
 // The caller removes the directory: a mount left there would let the
 // removal reach into a hostPath.
 func (m *Manager) Teardown(podUID, podDir string) error {
@@ -227,6 +242,11 @@ func (m *Manager) Teardown(podUID, podDir string) error {
 	for k := range m.tokens {
 		if len(k) > len(podUID) && k[:len(podUID)] == podUID {
 			delete(m.tokens, k)
+		}
+	}
+	for k := range m.podCerts {
+		if strings.HasPrefix(k, podUID+"/") {
+			delete(m.podCerts, k)
 		}
 	}
 	m.mu.Unlock()

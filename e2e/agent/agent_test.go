@@ -35,6 +35,8 @@ func TestAgent(t *testing.T) {
 	t.Run("PortForward", c.testPortForward)
 	t.Run("LogsOptions", c.testLogsOptions)
 	t.Run("VolumesAndEnv", c.testVolumesAndEnv)
+	t.Run("ClusterTrustBundleVolume", c.testClusterTrustBundleVolume)
+	t.Run("PodCertificateVolume", c.testPodCertificateVolume)
 	t.Run("ImagePullBackOff", c.testImagePullBackOff)
 	t.Run("SecurityContext", c.testSecurityContext)
 	t.Run("DeleteRunsPreStopAndRespectsGrace", c.testDeleteRunsPreStopAndRespectsGrace)
