@@ -24,6 +24,7 @@ import (
 	"github.com/keelson/keelson/plugins/builtin/endpointslicemirroring"
 	"github.com/keelson/keelson/plugins/builtin/garbagecollector"
 	"github.com/keelson/keelson/plugins/builtin/job"
+	"github.com/keelson/keelson/plugins/builtin/localcloud"
 	"github.com/keelson/keelson/plugins/builtin/localpath"
 	"github.com/keelson/keelson/plugins/builtin/namespace"
 	"github.com/keelson/keelson/plugins/builtin/nodeipam"
@@ -76,6 +77,8 @@ func All() []sdk.Plugin {
 		csrcleaner.Plugin(),
 		servicecidr.Plugin(),
 		vapstatus.Plugin(),
+		// The cloud provider: LoadBalancer addresses, node initialisation.
+		localcloud.Plugin(),
 	}
 }
 
