@@ -129,6 +129,8 @@ func TestAssign(t *testing.T) {
 				s.Spec.IPFamilyPolicy = ptr.To(v1.IPFamilyPolicyRequireDualStack)
 			}), wantErr: "RequireDualStack"},
 		{name: "a pool whose selector no eligible node matches is skipped", pools: []PoolConfig{edge, lan}, nodes: []*v1.Node{n1}, svc: svc("a", 0), want: "192.168.1.240"},
+		{name: "a pool without selector needs no node", pools: []PoolConfig{lan}, svc: svc("a", 0), want: "192.168.1.240"},
+		{name: "a pool with a selector needs a matching node", pools: []PoolConfig{edge}, nodes: []*v1.Node{n1}, svc: svc("a", 0), wantErr: "no eligible node matches"},
 		{name: "a pool whose selector a node matches is used", pools: []PoolConfig{edge, lan}, nodes: []*v1.Node{n1, n2}, svc: svc("a", 0), want: "10.9.0.0"},
 		{name: "pool annotation picks the pool", pools: []PoolConfig{edge, lan}, nodes: []*v1.Node{n1, n2}, svc: svc("a", 0, withAnnotation(AnnotationPool, "lan")), want: "192.168.1.240"},
 		{name: "unknown pool annotation", pools: []PoolConfig{lan}, nodes: []*v1.Node{n1}, svc: svc("a", 0, withAnnotation(AnnotationPool, "nope")), wantErr: `no pool is named "nope"`},

@@ -125,8 +125,13 @@ func (p pool) contains(a netip.Addr) bool {
 	return false
 }
 
-// servedBy reports whether any of nodes matches the pool's selector.
+// servedBy reports whether any of nodes matches the pool's selector. A
+// pool without one is always usable: handing out an address does not need
+// a node, as MetalLB's allocation does not; serving it does.
 func (p pool) servedBy(nodes []*v1.Node) bool {
+	if p.selector.Empty() {
+		return true
+	}
 	for _, n := range nodes {
 		if p.selector.Matches(labels.Set(n.Labels)) {
 			return true
