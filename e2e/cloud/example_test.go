@@ -48,8 +48,13 @@ func TestExampleProvider(t *testing.T) {
 	nodeagent.Require(t)
 	pluginDir, sum := buildExample(t)
 	node := "fc-" + strconv.FormatInt(time.Now().UnixNano()%1e6, 36)
-	// Third-party plugins run as nobody: the file must be readable by all.
-	cloudDir := t.TempDir()
+	// Third-party plugins run as nobody: the file must be readable by all,
+	// which t.TempDir's parent (0700) is not.
+	cloudDir, err := os.MkdirTemp("", "keelson-filecloud-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = os.RemoveAll(cloudDir) })
 	if err := os.Chmod(cloudDir, 0o755); err != nil {
 		t.Fatal(err)
 	}
