@@ -104,7 +104,7 @@ func TestAssign(t *testing.T) {
 			others: []*v1.Service{svc("o", 0, withStatus("192.168.1.240"))}, svc: svc("a", 1), want: "192.168.1.241"},
 		{name: "pool exhausted", pools: []PoolConfig{lan}, nodes: []*v1.Node{n1},
 			others: []*v1.Service{svc("o1", 0, withStatus("192.168.1.240")), svc("o2", 0, withStatus("192.168.1.241")), svc("o3", 0, withStatus("192.168.1.242"))},
-			svc: svc("a", 1), wantErr: "no IPv4 address is available"},
+			svc:    svc("a", 1), wantErr: "no IPv4 address is available"},
 		{name: "keeps the address its status holds", pools: []PoolConfig{lan}, nodes: []*v1.Node{n1}, svc: svc("a", 0, withStatus("192.168.1.242")), want: "192.168.1.242"},
 		{name: "the older service keeps a contested address", pools: []PoolConfig{lan}, nodes: []*v1.Node{n1},
 			others: []*v1.Service{svc("old", 0, withStatus("192.168.1.240"))}, svc: svc("new", 5, withStatus("192.168.1.240")), want: "192.168.1.241"},
