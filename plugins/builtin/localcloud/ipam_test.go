@@ -89,6 +89,8 @@ func TestAssign(t *testing.T) {
 	n1 := node("n1", true, nil, internal("192.168.1.10"))
 	n2 := node("n2", true, map[string]string{"edge": "true"}, internal("192.168.1.11"), external("203.0.113.7"))
 	down := node("n3", false, nil, internal("192.168.1.12"))
+	kubelet := node("n5", true, nil, internal("192.168.1.14"))
+	kubelet.Status.DaemonEndpoints.KubeletEndpoint.Port = 10250
 	excluded := node("n4", true, map[string]string{v1.LabelNodeExcludeBalancers: ""}, internal("192.168.1.13"))
 	cases := []struct {
 		name    string
@@ -143,6 +145,8 @@ func TestAssign(t *testing.T) {
 			svc:    svc("a", 1, func(s *v1.Service) { s.Spec.Ports[0].Port = 8080 }), want: "192.168.1.10"},
 		{name: "no pool: a requested address must be a ready node's", nodes: []*v1.Node{n1, down},
 			svc: svc("a", 0, withAnnotation(AnnotationIPs, "192.168.1.12")), wantErr: "not the address of a ready node"},
+		{name: "no pool: the kubelet port is refused", nodes: []*v1.Node{kubelet},
+			svc: svc("a", 0, func(s *v1.Service) { s.Spec.Ports[0].Port = 10250 }), wantErr: "kubelet API port"},
 		{name: "no pool and no ready node", nodes: []*v1.Node{down}, svc: svc("a", 0), wantErr: "no IPv4 address is available"},
 	}
 	for _, tc := range cases {

@@ -31,7 +31,25 @@ func (w world) nodeAddresses(svc *v1.Service, fams []v1.IPFamily, req []netip.Ad
 	if err := w.portConflict(svc, out); err != nil {
 		return nil, err
 	}
+	if err := kubeletConflict(svc, w.nodes); err != nil {
+		return nil, err
+	}
 	return out, nil
+}
+
+// kubeletConflict refuses a port that a node's kubelet API serves on its
+// address: the Service's rule would take the API server's connections to
+// the kubelet (logs, exec).
+func kubeletConflict(svc *v1.Service, nodes []*v1.Node) error {
+	for _, n := range nodes {
+		kp := n.Status.DaemonEndpoints.KubeletEndpoint.Port
+		for _, p := range svc.Spec.Ports {
+			if kp != 0 && p.Port == kp && p.Protocol == v1.ProtocolTCP {
+				return fmt.Errorf("port %d/TCP is node %s's kubelet API port; with no address pool the Service is served on node addresses, so choose another port", p.Port, n.Name)
+			}
+		}
+	}
+	return nil
 }
 
 // readyNodeAddrs are the ready nodes' addresses of one family, sorted.
