@@ -15,6 +15,8 @@ import (
 
 	v1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/watch"
+	"k8s.io/client-go/kubernetes"
 
 	"github.com/keelson/keelson/e2e/harness"
 	"github.com/keelson/keelson/e2e/nodeagent"
@@ -59,20 +61,21 @@ func TestExampleProvider(t *testing.T) {
 		t.Fatal(err)
 	}
 	cloudFile := filepath.Join(cloudDir, "cloud.json")
-	// The cloud does not know the machine yet: the node stays
-	// uninitialised until it does.
-	if err := os.WriteFile(cloudFile, []byte(`{"instances": []}`), 0o644); err != nil {
-		t.Fatal(err)
-	}
 	desc := fmt.Sprintf(`{"instances": [{"node": %q, "id": "i-0a1", "type": "m1.small", "zone": "zone-a", "region": "region-1",
 	  "addresses": [{"type": "InternalIP", "address": "127.0.0.1"}, {"type": "ExternalIP", "address": "203.0.113.9"}, {"type": "Hostname", "address": %q}]}],
 	  "loadBalancers": [{"service": "default/web", "ip": "203.0.113.80"}]}`, node, node)
+	if err := os.WriteFile(cloudFile, []byte(desc), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	s := harness.StartServer(t, harness.ServerOptions{Args: []string{
 		"--plugin-dir", pluginDir,
 		"--plugin", "filecloud=" + sum + ":cloud-provider",
 		"--plugin-config", `filecloud={"file":"` + cloudFile + `"}`,
 	}})
 	c := s.Clientset(t)
+	// The Node as it is created, seen by a watch started before the agent:
+	// the provider may initialise it a moment later.
+	created := watchCreation(t, c, node)
 	a := nodeagent.New(t, nodeagent.Options{Name: node, Args: []string{
 		"--server", "https://127.0.0.1:" + strconv.Itoa(s.APIPort),
 		"--token", s.JoinToken(t),
@@ -84,20 +87,13 @@ func TestExampleProvider(t *testing.T) {
 		"--cloud-provider", "external",
 	}})
 	a.Start(t)
-	harness.Eventually(t, waitTimeout, "node "+node+" registers with the uninitialized taint", func() (bool, string) {
-		n, err := c.CoreV1().Nodes().Get(context.Background(), node, metav1.GetOptions{})
-		if err != nil {
-			return false, err.Error()
+	select {
+	case n := <-created:
+		if !slices.ContainsFunc(n.Spec.Taints, isUninitialized) {
+			t.Errorf("node %s was created with taints %v, want the uninitialized one (--cloud-provider=external)", node, n.Spec.Taints)
 		}
-		return slices.ContainsFunc(n.Spec.Taints, isUninitialized), fmt.Sprintf("taints %v", n.Spec.Taints)
-	})
-	// The machine appears in the cloud (written whole, then renamed, as the
-	// plugin may read at any moment).
-	if err := os.WriteFile(cloudFile+".new", []byte(desc), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Rename(cloudFile+".new", cloudFile); err != nil {
-		t.Fatal(err)
+	case <-time.After(waitTimeout):
+		t.Fatalf("node %s was not created", node)
 	}
 
 	var n *v1.Node
@@ -120,6 +116,28 @@ func TestExampleProvider(t *testing.T) {
 
 	createService(t, c, "default", lbService("web"))
 	waitIngress(t, c, "default", "web", "203.0.113.80")
+}
+
+// watchCreation returns the Node named name as its creation left it.
+func watchCreation(t *testing.T, c kubernetes.Interface, name string) <-chan *v1.Node {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	w, err := c.CoreV1().Nodes().Watch(ctx, metav1.ListOptions{FieldSelector: "metadata.name=" + name})
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := make(chan *v1.Node, 1)
+	go func() {
+		defer w.Stop()
+		for ev := range w.ResultChan() {
+			if n, ok := ev.Object.(*v1.Node); ok && ev.Type == watch.Added {
+				out <- n
+				return
+			}
+		}
+	}()
+	return out
 }
 
 func isUninitialized(t v1.Taint) bool {
