@@ -123,6 +123,21 @@ func Run(ctx context.Context, cfg config.Agent, opts Options) error {
 	return a.serve(ctx)
 }
 
+// uninitializedTaint marks a Node a cloud-provider plugin has yet to
+// initialise (cloud-provider's api.TaintExternalCloudProvider): kubelet
+// registers with it under --cloud-provider=external, and the cloud-node
+// controller removes it.
+var uninitializedTaint = v1.Taint{Key: "node.cloudprovider.kubernetes.io/uninitialized", Value: "true", Effect: v1.TaintEffectNoSchedule}
+
+// registerTaints are the taints the Node is created with.
+func (a *Agent) registerTaints() []v1.Taint {
+	out := slices.Clone(a.opts.RegisterTaints)
+	if a.cfg.CloudProvider == config.CloudProviderExternal {
+		out = append(out, uninitializedTaint)
+	}
+	return out
+}
+
 // nodeIP is the configured node IP, else the local address this host uses
 // to reach the server.
 func nodeIP(cfg config.Agent) (net.IP, error) {
@@ -208,7 +223,7 @@ func (a *Agent) connect(ctx context.Context) error {
 		TokenFile:       a.cfg.TokenFile,
 		Supervisors:     a.supervisors,
 		ServingIPs:      []net.IP{a.ip},
-		RegisterTaints:  a.opts.RegisterTaints,
+		RegisterTaints:  a.registerTaints(),
 		ServingDNSNames: dns,
 		Logger:          a.log,
 		OnServers:       a.learnServers,

@@ -162,7 +162,11 @@ func (a *Agent) registerNode(ctx context.Context) error {
 		IP:          a.ip,
 		KubeletPort: a.cfg.Kubelet.Port,
 		Labels:      a.cfg.NodeLabels,
-		Taints:      a.opts.RegisterTaints,
+		Taints:      a.registerTaints(),
+		ExternalIPs: a.externalIPs(),
+		// Under an external cloud provider, the addresses are the cloud's
+		// once it set them, as kubelet leaves them.
+		KeepAddresses: a.cfg.CloudProvider == config.CloudProviderExternal,
 		// How this node's heartbeat is proven, and where its local-path
 		// volumes live (for the provisioner).
 		Annotations:    a.nodeAnnotations(),
@@ -182,6 +186,15 @@ func (a *Agent) registerNode(ctx context.Context) error {
 	}
 	a.node.SetNetworkReady(func() bool { return a.node.PodCIDR() != "" })
 	return retry(ctx, a.log, "registering the node", a.node.Register)
+}
+
+// externalIPs are the --node-external-ip addresses (validated by config).
+func (a *Agent) externalIPs() []net.IP {
+	var out []net.IP
+	for _, s := range a.cfg.NodeExternalIPs {
+		out = append(out, net.ParseIP(s))
+	}
+	return out
 }
 
 // nodeAnnotations are the annotations the agent keeps on its Node.

@@ -15,6 +15,10 @@ import (
 	"k8s.io/apimachinery/pkg/api/resource"
 )
 
+// CloudProviderExternal is Node.CloudProvider's one value: a
+// cloud-provider plugin initialises the node.
+const CloudProviderExternal = "external"
+
 // Default ports of a node agent.
 const (
 	// DefaultKubeletPort is the kubelet API port (logs, exec, port-forward).
@@ -113,6 +117,15 @@ type Node struct {
 	// NodeIP is the node's InternalIP. Empty: the local address this host
 	// uses to reach the server.
 	NodeIP string `json:"nodeIP"`
+	// NodeExternalIPs are added to the Node's addresses as ExternalIP (the
+	// addresses the node is reached by from outside, e.g. behind NAT).
+	NodeExternalIPs []string `json:"nodeExternalIPs"`
+	// CloudProvider is "" (none) or "external": the Node is registered with
+	// the node.cloudprovider.kubernetes.io/uninitialized taint, which a
+	// cloud-provider plugin removes once it initialised the node, and its
+	// addresses are left to that plugin once set (kubelet's
+	// --cloud-provider=external).
+	CloudProvider string `json:"cloudProvider"`
 	// NodeLabels are added to the Node at registration.
 	NodeLabels map[string]string `json:"nodeLabels"`
 	// StorageDir holds the directories of local-path volumes provisioned
@@ -362,6 +375,14 @@ func (n *Node) Validate(prefix string) []error {
 		if ip := net.ParseIP(n.NodeIP); ip == nil || ip.IsUnspecified() {
 			bad("nodeIP", "node-ip", "%q is not a usable IP address", n.NodeIP)
 		}
+	}
+	for _, e := range n.NodeExternalIPs {
+		if ip := net.ParseIP(e); ip == nil || ip.IsUnspecified() || ip.IsLoopback() {
+			bad("nodeExternalIPs", "node-external-ip", "%q is not a usable IP address", e)
+		}
+	}
+	if n.CloudProvider != "" && n.CloudProvider != CloudProviderExternal {
+		bad("cloudProvider", "cloud-provider", "%q is not a cloud provider setting; use %q (a cloud-provider plugin initialises the node) or leave it empty", n.CloudProvider, CloudProviderExternal)
 	}
 	if n.StorageDir != "" && !filepath.IsAbs(n.StorageDir) {
 		bad("storageDir", "storage-dir", "%q must be an absolute directory such as /var/lib/keelson/storage", n.StorageDir)

@@ -34,6 +34,8 @@ func AgentFlags(fs *pflag.FlagSet, c *Agent) {
 // for its embedded agent. No name collides with a server flag.
 func NodeFlags(fs *pflag.FlagSet, n *Node) {
 	fs.StringVar(&n.NodeIP, "node-ip", n.NodeIP, "InternalIP of this node (default: the address used to reach the server)")
+	fs.StringSliceVar(&n.NodeExternalIPs, "node-external-ip", n.NodeExternalIPs, "ExternalIP address of this node, reported in its Node's addresses (repeatable)")
+	fs.StringVar(&n.CloudProvider, "cloud-provider", n.CloudProvider, "\"external\": register the Node with the node.cloudprovider.kubernetes.io/uninitialized taint for a cloud-provider plugin to initialise, as kubelet does")
 	fs.StringToStringVar(&n.NodeLabels, "node-label", n.NodeLabels, "label added to the Node as key=value (repeatable)")
 	fs.StringVar(&n.StorageDir, "storage-dir", n.StorageDir, "directory of the local-path volumes on this node (default: DATA_DIR/storage)")
 	k := &n.Kubelet

@@ -39,6 +39,7 @@ func ServerFlags(fs *pflag.FlagSet, c *Server) {
 	fs.StringSliceVar(&c.Plugins.Disable, "disable-plugin", c.Plugins.Disable, "built-in plugin not to run, or '*' for all (repeatable)")
 	fs.Var(&externalPluginsValue{&c.Plugins.External}, "plugin", "third-party plugin NAME=SHA256[:PRESET]: runs the executable NAME in the plugin dir if its checksum matches, with at most the API permissions of PRESET (read-only, cloud-provider, ingress-controller) or of its rules in the config file (repeatable)")
 	fs.StringVar(&c.Plugins.RunAs, "plugin-run-as", c.Plugins.RunAs, "UID:GID third-party plugins run as when the server runs as root (default "+DefaultPluginRunAs+", nobody); \""+PluginRunAsServer+"\" runs them as the server")
+	fs.Var(&loadBalancerPoolValue{&c.LoadBalancer.Pools}, "load-balancer-pool", "address pool of LoadBalancer Services as NAME=ADDRESSES, comma-separated CIDRs or FIRST-LAST ranges (repeatable; none: Services get the ready nodes' addresses)")
 	fs.Var(&pluginConfigValue{&c.Plugins.Config}, "plugin-config", "a plugin's configuration as NAME=JSON (repeatable)")
 
 	fs.IntVar(&c.APIServer.Port, "api-port", c.APIServer.Port, "HTTPS port of the Kubernetes API")

@@ -89,6 +89,15 @@ func TestLoadServerErrorsNameTheField(t *testing.T) {
 		{"grace period in file", "nodeMonitorGracePeriod: soon\n", nil, []string{"nodeMonitorGracePeriod (--node-monitor-grace-period): invalid duration soon"}},
 		{"pod security level", "apiServer:\n  podSecurity:\n    warn: strict\n", nil, []string{`apiServer.podSecurity.warn (--pod-security-warn): "strict" is not a level; use privileged, baseline or restricted`}},
 		{"pod security flag", "", []string{"--pod-security-enforce", "Baseline"}, []string{"apiServer.podSecurity.enforce (--pod-security-enforce)"}},
+		{"pool overlaps the service cidr", "", []string{"--load-balancer-pool", "lan=10.43.0.0/24"}, []string{"loadBalancer.pools[0].addresses[0] (--load-balancer-pool)", "overlaps apiServer.serviceCIDR (--service-cidr) 10.43.0.0/16"}},
+		{"pool overlaps the cluster cidr", "", []string{"--load-balancer-pool", "lan=10.41.255.250-10.42.0.3"}, []string{"loadBalancer.pools[0].addresses[0]", "overlaps clusterCIDR (--cluster-cidr) 10.42.0.0/16"}},
+		{"pool holds the node address", "", []string{"--advertise-address", "192.168.5.9", "--load-balancer-pool", "lan=192.168.5.0/24"}, []string{"loadBalancer.pools[0].addresses[0]", "contains 192.168.5.9, an address of this server's node"}},
+		{"pool holds an external ip", "", []string{"--node-external-ip", "203.0.113.5", "--load-balancer-pool", "lan=203.0.113.0/28"}, []string{"contains 203.0.113.5"}},
+		{"pool not a range", "", []string{"--load-balancer-pool", "lan=192.168.9.9-192.168.9.1"}, []string{"loadBalancer.pools[0].addresses[0]", "lower to a higher"}},
+		{"pools overlap", "loadBalancer:\n  pools:\n  - {name: a, addresses: [192.168.9.0/28]}\n  - {name: a, addresses: [192.168.9.8/29]}\n", nil, []string{"loadBalancer.pools[1].name", "loadBalancer.pools[1].addresses[0]", "earlier pool"}},
+		{"pool without addresses", "loadBalancer:\n  pools:\n  - {name: a, nodeSelector: {\"bad key\": x}}\n", nil, []string{"loadBalancer.pools[0].addresses", "loadBalancer.pools[0].nodeSelector"}},
+		{"cloud provider", "", []string{"--cloud-provider", "aws"}, []string{"agent.cloudProvider (--cloud-provider)", `use "external"`}},
+		{"external ip", "", []string{"--node-external-ip", "nope"}, []string{"agent.nodeExternalIPs (--node-external-ip)"}},
 		{"pod security exemption", "", []string{"--pod-security-exempt-namespace", "Kube_System"}, []string{"apiServer.podSecurity.exemptNamespaces"}},
 	}
 	for _, tc := range cases {
@@ -107,6 +116,25 @@ func TestLoadServerErrorsNameTheField(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+func TestLoadBalancerPoolFlagReplacesTheFile(t *testing.T) {
+	file := writeFile(t, "loadBalancer:\n  pools:\n  - {name: file, addresses: [192.168.9.0/28], nodeSelector: {edge: \"true\"}}\n")
+	cfg, err := LoadServer(file, parse(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p := cfg.LoadBalancer.Pools; len(p) != 1 || p[0].NodeSelector["edge"] != "true" {
+		t.Fatalf("pools from the file: %+v", p)
+	}
+	cfg, err = LoadServer(file, parse(t, "--load-balancer-pool", "lan=192.168.7.240/28,fd00:7::10-fd00:7::20", "--load-balancer-pool", "dmz=198.51.100.0/30"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := cfg.LoadBalancer.Pools
+	if len(p) != 2 || p[0].Name != "lan" || len(p[0].Addresses) != 2 || p[0].Addresses[1] != "fd00:7::10-fd00:7::20" || p[1].Name != "dmz" {
+		t.Fatalf("pools from the flags: %+v", p)
 	}
 }
 

@@ -106,10 +106,12 @@ type Server struct {
 	Agent Node `json:"agent"`
 
 	APIServer APIServer `json:"apiServer"`
-	Plugins   Plugins   `json:"plugins"`
-	Raft      Raft      `json:"raft"`
-	Store     Store     `json:"store"`
-	Log       Log       `json:"log"`
+	// LoadBalancer holds the address pools of LoadBalancer Services.
+	LoadBalancer LoadBalancer `json:"loadBalancer"`
+	Plugins      Plugins      `json:"plugins"`
+	Raft         Raft         `json:"raft"`
+	Store        Store        `json:"store"`
+	Log          Log          `json:"log"`
 }
 
 // APIServer configures the embedded kube-apiserver.
@@ -319,6 +321,7 @@ func (c *Server) Validate() error {
 		bad("nodeMonitorGracePeriod (--node-monitor-grace-period)", "%s is too short; use at least 1s (the default is 40s)", c.NodeMonitorGracePeriod.Duration)
 	}
 	errs = append(errs, c.APIServer.validate()...)
+	errs = append(errs, c.LoadBalancer.validate(c.APIServer.ServiceCIDR, c.ClusterCIDR, c.nodeAddresses())...)
 	errs = append(errs, c.Raft.validate()...)
 	errs = append(errs, c.Store.validate(systemMemoryBytes())...)
 	if !c.DisableAgent {
@@ -394,6 +397,15 @@ func (c *Server) RaftAddr() string {
 func (c *Server) RaftAdvertise() string {
 	_, port, _ := net.SplitHostPort(c.RaftAddr())
 	return net.JoinHostPort(c.AdvertiseIP(), port)
+}
+
+// nodeAddresses are the addresses this server's node is known by.
+func (c *Server) nodeAddresses() []string {
+	out := []string{c.AdvertiseIP()}
+	if c.Agent.NodeIP != "" {
+		out = append(out, c.Agent.NodeIP)
+	}
+	return append(out, c.Agent.NodeExternalIPs...)
 }
 
 // AdvertiseIP is the address others reach this server by: the advertise

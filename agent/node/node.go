@@ -55,6 +55,12 @@ type Options struct {
 	// Taints are set when the Node is created, never changed afterwards
 	// (NodeRestriction forbids a node to change its own taints).
 	Taints []v1.Taint
+	// ExternalIPs are reported as ExternalIP addresses.
+	ExternalIPs []net.IP
+	// KeepAddresses leaves the Node's addresses as they are once set (a
+	// cloud provider owns them), as kubelet does under an external cloud
+	// provider.
+	KeepAddresses bool
 	// Annotations are kept on the Node (the node may write its own).
 	Annotations    map[string]string
 	MaxPods        int
@@ -254,10 +260,28 @@ func (n *Node) Register(ctx context.Context) error {
 	return n.writeStatus(ctx, existing, n.desiredStatus(ctx, existing))
 }
 
+// addresses are the node's InternalIP, ExternalIPs and Hostname, or cur's
+// when a cloud provider owns them.
+func (n *Node) addresses(cur *v1.Node) []v1.NodeAddress {
+	if n.opts.KeepAddresses && cur != nil && len(cur.Status.Addresses) > 0 {
+		return cur.Status.Addresses
+	}
+	out := []v1.NodeAddress{{Type: v1.NodeInternalIP, Address: n.opts.IP.String()}}
+	for _, ip := range n.opts.ExternalIPs {
+		out = append(out, v1.NodeAddress{Type: v1.NodeExternalIP, Address: ip.String()})
+	}
+	return append(out, v1.NodeAddress{Type: v1.NodeHostName, Address: n.opts.Name})
+}
+
 // warnMissingTaints says which registration taints an existing Node lacks:
-// the node may not add them itself, an administrator must.
+// the node may not add them itself, an administrator must. The
+// cloud provider's uninitialized taint is meant to go once the node is
+// initialised.
 func (n *Node) warnMissingTaints(existing *v1.Node) {
 	for _, want := range n.opts.Taints {
+		if want.Key == "node.cloudprovider.kubernetes.io/uninitialized" {
+			continue
+		}
 		found := false
 		for _, t := range existing.Spec.Taints {
 			found = found || t.MatchTaint(&want)
@@ -363,7 +387,7 @@ func (n *Node) desiredStatus(ctx context.Context, cur *v1.Node) v1.NodeStatus {
 	st := v1.NodeStatus{
 		Capacity:        n.capacity.DeepCopy(),
 		Allocatable:     n.allocatable.DeepCopy(),
-		Addresses:       []v1.NodeAddress{{Type: v1.NodeInternalIP, Address: n.opts.IP.String()}, {Type: v1.NodeHostName, Address: n.opts.Name}},
+		Addresses:       n.addresses(cur),
 		DaemonEndpoints: v1.NodeDaemonEndpoints{KubeletEndpoint: v1.DaemonEndpoint{Port: int32(n.opts.KubeletPort)}},
 		NodeInfo: v1.NodeSystemInfo{
 			MachineID:               n.machine.machineID,

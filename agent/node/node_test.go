@@ -1,6 +1,8 @@
 package node
 
 import (
+	"net"
+	"reflect"
 	"testing"
 	"time"
 
@@ -81,6 +83,23 @@ func TestAllocatable(t *testing.T) {
 		if got.Cmp(resource.MustParse(want)) != 0 {
 			t.Errorf("allocatable %s = %s, want %s", name, got.String(), want)
 		}
+	}
+}
+
+func TestAddresses(t *testing.T) {
+	base := Options{Name: "n1", IP: net.ParseIP("10.0.0.5"), ExternalIPs: []net.IP{net.ParseIP("203.0.113.5")}}
+	want := []v1.NodeAddress{{Type: v1.NodeInternalIP, Address: "10.0.0.5"}, {Type: v1.NodeExternalIP, Address: "203.0.113.5"}, {Type: v1.NodeHostName, Address: "n1"}}
+	cloudSet := &v1.Node{Status: v1.NodeStatus{Addresses: []v1.NodeAddress{{Type: v1.NodeInternalIP, Address: "10.0.0.5"}, {Type: v1.NodeExternalIP, Address: "198.51.100.7"}}}}
+	if got := (&Node{opts: base}).addresses(cloudSet); !reflect.DeepEqual(got, want) {
+		t.Errorf("without a cloud provider: %v, want the node's own %v", got, want)
+	}
+	keep := base
+	keep.KeepAddresses = true
+	if got := (&Node{opts: keep}).addresses(nil); !reflect.DeepEqual(got, want) {
+		t.Errorf("external, not yet initialised: %v, want the node's own %v", got, want)
+	}
+	if got := (&Node{opts: keep}).addresses(cloudSet); !reflect.DeepEqual(got, cloudSet.Status.Addresses) {
+		t.Errorf("external, initialised: %v, want the cloud's %v", got, cloudSet.Status.Addresses)
 	}
 }
 

@@ -13,7 +13,7 @@ import (
 // configuration, by plugin name and key of the plugin's section. The
 // operator's section wins key by key (see withDefaults).
 func derivedPluginConfig(cfg config.Server) map[string]map[string]any {
-	return map[string]map[string]any{
+	derived := map[string]map[string]any{
 		// The pod range is a cluster setting (--cluster-cidr), as is the
 		// service range the allocator keeps out of it.
 		"nodeipam": {"clusterCIDR": cfg.ClusterCIDR, "serviceCIDR": cfg.APIServer.ServiceCIDR},
@@ -24,6 +24,12 @@ func derivedPluginConfig(cfg config.Server) map[string]map[string]any {
 		// where the server is.
 		"metricsserver": {"bindAddress": cfg.BindAddress, "advertiseAddress": cfg.AdvertiseIP()},
 	}
+	// The built-in cloud provider's address pools (validated against the
+	// service and pod ranges with the rest of the configuration).
+	if len(cfg.LoadBalancer.Pools) > 0 {
+		derived["localcloud"] = map[string]any{"pools": cfg.LoadBalancer.Pools}
+	}
+	return derived
 }
 
 // withDefaults adds each of defaults' keys that section (a JSON object,

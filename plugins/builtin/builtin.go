@@ -26,6 +26,7 @@ import (
 	"github.com/keelson/keelson/plugins/builtin/garbagecollector"
 	"github.com/keelson/keelson/plugins/builtin/horizontalpodautoscaler"
 	"github.com/keelson/keelson/plugins/builtin/job"
+	"github.com/keelson/keelson/plugins/builtin/localcloud"
 	"github.com/keelson/keelson/plugins/builtin/localpath"
 	"github.com/keelson/keelson/plugins/builtin/metricsserver"
 	"github.com/keelson/keelson/plugins/builtin/namespace"
@@ -81,6 +82,8 @@ func All() []sdk.Plugin {
 		servicecidr.Plugin(),
 		vapstatus.Plugin(),
 		metricsserver.Plugin(),
+		// The cloud provider: LoadBalancer addresses, node initialisation.
+		localcloud.Plugin(),
 	}
 }
 

@@ -2,6 +2,17 @@
 // plugin to the host over go-plugin, hands it a ready rest.Config for the
 // API server, reports its health on the host's Run stream and makes the
 // process exit when the host dies.
+//
+// Cloud providers (ServeCloudProvider, cloud.go) reuse k8s.io/cloud-provider's
+// controller packages (controllers/node, nodelifecycle, service, route)
+// rather than Keelson's own loop: those controllers are the contract every
+// out-of-tree cloudprovider.Interface implementation is written and tested
+// against (call order, which nodes a load balancer is given, when a Node is
+// deleted, the cleanup finalizer, retries), so a ported provider behaves as
+// under upstream's cloud-controller-manager only if the same code drives it.
+// The SDK's own part is the process around them: identity and least-privilege
+// rules, one trimmed informer cache, readiness over the plugin protocol, klog
+// into the plugin's log, and no leader election (the host runs one instance).
 package sdk
 
 import (
