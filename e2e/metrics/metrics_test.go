@@ -37,9 +37,9 @@ func TestResourceMetrics(t *testing.T) {
 }
 
 // topRow waits until `kubectl top ARGS --no-headers` prints a row whose
-// first cells are key and whose CPU and memory cells (at cpu and cpu+1)
-// are not zero; it returns the row.
-func (c *cluster) topRow(t *testing.T, key []string, cpu int, args ...string) []string {
+// first cells are key and whose CPU and memory cells (at cpu and mem) are
+// not zero; it returns the row.
+func (c *cluster) topRow(t *testing.T, key []string, cpu, mem int, args ...string) []string {
 	t.Helper()
 	var row []string
 	args = append([]string{"top"}, append(args, "--no-headers")...)
@@ -50,9 +50,9 @@ func (c *cluster) topRow(t *testing.T, key []string, cpu int, args ...string) []
 		}
 		for _, line := range strings.Split(r.Stdout, "\n") {
 			f := strings.Fields(line)
-			if len(f) > cpu+1 && strings.Join(f[:len(key)], " ") == strings.Join(key, " ") {
+			if len(f) > mem && strings.Join(f[:len(key)], " ") == strings.Join(key, " ") {
 				row = f
-				return nonZero(f[cpu]) && nonZero(f[cpu+1]), r.Stdout
+				return nonZero(f[cpu]) && nonZero(f[mem]), r.Stdout
 			}
 		}
 		return false, r.Stdout
@@ -66,19 +66,20 @@ func nonZero(q string) bool {
 }
 
 func (c *cluster) topNodes(t *testing.T, running time.Time) {
-	row := c.topRow(t, []string{c.node}, 1, "nodes")
+	// NAME CPU(cores) CPU(%) MEMORY(bytes) MEMORY(%)
+	row := c.topRow(t, []string{c.node}, 1, 3, "nodes")
 	t.Logf("kubectl top nodes answered %v after the pods ran: %v", time.Since(running).Round(time.Second), row)
 }
 
 func (c *cluster) topPods(t *testing.T, ns string) {
-	c.topRow(t, []string{"busy"}, 1, "pods", "-n", ns, "-l", "app=busy")
+	c.topRow(t, []string{"busy"}, 1, 2, "pods", "-n", ns, "-l", "app=busy")
 	out := c.kubectl(t).Must(t, "top", "pods", "-n", ns, "-l", "app=busy", "--no-headers")
 	if strings.Contains(out, "quiet") {
 		t.Errorf("the label selector app=busy shows the quiet pod:\n%s", out)
 	}
-	row := c.topRow(t, []string{"busy", "loop"}, 2, "pods", "-n", ns, "-l", "app=busy", "--containers")
+	row := c.topRow(t, []string{"busy", "loop"}, 2, 3, "pods", "-n", ns, "-l", "app=busy", "--containers")
 	t.Logf("--containers: %v", row)
-	c.topRow(t, []string{ns, "busy"}, 2, "pods", "-A")
+	c.topRow(t, []string{ns, "busy"}, 2, 3, "pods", "-A")
 	all := c.kubectl(t).Must(t, "top", "pods", "-A", "--no-headers")
 	if !strings.Contains(all, "quiet") {
 		t.Errorf("kubectl top pods -A lacks the quiet pod:\n%s", all)
