@@ -180,3 +180,46 @@ func (c *cluster) kubeletMetrics(t *testing.T, ns string) {
 		}
 	}
 }
+
+// TestStoreMetrics: the server's /metrics (kube-apiserver's) carries the
+// store's metrics, and they move when the store is written.
+func TestStoreMetrics(t *testing.T) {
+	c := startCluster(t)
+	before := c.scrape(t)
+	for _, name := range []string{`keelson_raft_index{kind="applied"}`, "keelson_store_keys", "keelson_store_watchers",
+		`keelson_raft_state{state="Leader"}`, `keelson_cluster_members{role="server",status="alive"}`,
+		`keelson_cluster_members{role="agent",status="alive"}`, "keelson_raft_commit_duration_seconds_count",
+		"keelson_raft_apply_duration_seconds_count", "keelson_raft_leader_changes_total", "keelson_store_size_bytes"} {
+		if before[name] <= 0 {
+			t.Errorf("%s = %v, want > 0", name, before[name])
+		}
+	}
+	c.namespace(t, "written")
+	after := c.scrape(t)
+	for _, name := range []string{`keelson_raft_index{kind="applied"}`, "keelson_store_keys", "keelson_raft_commit_duration_seconds_count", "keelson_store_revision"} {
+		if after[name] <= before[name] {
+			t.Errorf("%s did not move with writes: %v then %v", name, before[name], after[name])
+		}
+	}
+}
+
+// scrape reads the server's /metrics as the admin: each sample by its
+// name and labels as written.
+func (c *cluster) scrape(t *testing.T) map[string]float64 {
+	t.Helper()
+	out := map[string]float64{}
+	for _, line := range strings.Split(c.kubectl(t).Must(t, "get", "--raw", "/metrics"), "\n") {
+		if strings.HasPrefix(line, "#") {
+			continue
+		}
+		name, value, ok := strings.Cut(line, " ")
+		if !ok {
+			continue
+		}
+		var v float64
+		if _, err := fmt.Sscan(value, &v); err == nil {
+			out[name] = v
+		}
+	}
+	return out
+}
