@@ -51,7 +51,7 @@ type Collector struct {
 func NewCollector(src Sources) *Collector {
 	return &Collector{src: src, leaderChanges: prometheus.NewCounter(prometheus.CounterOpts{
 		Name: "keelson_raft_leader_changes_total",
-		Help: "Leader changes this server has seen (a new leader, or none).",
+		Help: "Leader changes this server has seen (a new leader, or none), the first leader included.",
 	})}
 }
 
@@ -64,6 +64,11 @@ func (c *Collector) Run(ctx context.Context, r *raft.Raft) {
 	})
 	r.RegisterObserver(obs)
 	defer r.DeregisterObserver(obs)
+	// The leader known before the observer was registered counts, as
+	// etcd counts the first leader it sees.
+	if _, id := r.LeaderWithID(); id != "" {
+		c.leaderSeen(id)
+	}
 	for {
 		select {
 		case <-ctx.Done():
