@@ -22,6 +22,9 @@ type View struct {
 // Index is the last applied raft index.
 func (v *View) Index() uint64 { return v.index }
 
+// Keys is the number of live keys.
+func (v *View) Keys() int { return v.current.Len() }
+
 // Rev is the current revision: the index of the last command that wrote.
 func (v *View) Rev() int64 { return v.rev }
 

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -14,6 +15,7 @@ import (
 	"github.com/jonboulle/clockwork"
 	"github.com/keelson/keelson/agent/stats"
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	authnv1 "k8s.io/api/authentication/v1"
 	authzv1 "k8s.io/api/authorization/v1"
@@ -161,5 +163,22 @@ func TestCadvisorMetrics(t *testing.T) {
 		if !strings.Contains(body, want) {
 			t.Errorf("/metrics/cadvisor lacks %q:\n%s", want, body)
 		}
+	}
+}
+
+// BenchmarkResourceMetrics renders /metrics/resource for a node with 100
+// pods (the cgroup reads are not included: the usage is given).
+func BenchmarkResourceMetrics(b *testing.B) {
+	snap := stats.Snapshot{Node: stats.Usage{Time: readAt, CPUNanos: 1, WorkingSet: 1}}
+	for i := range 100 {
+		p := stats.PodUsage{Namespace: "default", Name: "pod-" + strconv.Itoa(i), UID: strconv.Itoa(i)}
+		p.Add(stats.ContainerUsage{Name: "app", ID: strconv.Itoa(i), StartedAt: started, Usage: stats.Usage{Time: readAt, CPUNanos: 5, WorkingSet: 7}})
+		snap.Pods = append(snap.Pods, p)
+	}
+	h := promhttp.HandlerFor(newResourceRegistry(usageBackend{snap: snap}), promhttp.HandlerOpts{})
+	b.ReportAllocs()
+	for b.Loop() {
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, httptest.NewRequest("GET", "/metrics/resource", nil))
 	}
 }

@@ -16,6 +16,7 @@ import (
 	"math"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/keelson/keelson/core/raftnode"
@@ -118,7 +119,13 @@ type Server struct {
 
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
+
+	// watchers counts the watches open on every stream (for metrics).
+	watchers atomic.Int64
 }
+
+// Watchers is the number of watches open on this server.
+func (s *Server) Watchers() int64 { return s.watchers.Load() }
 
 // New returns a server. Its leader duties (RunLessor, RunCompactor) run in
 // each term the caller's raft node leads: core/server starts them, Start

@@ -172,9 +172,11 @@ func (ws *watchStream) create(cr *pb.WatchCreateRequest) {
 	// The created response is queued before the watcher can queue events.
 	ws.queue(&pb.WatchResponse{Header: ws.s.header(rev), WatchId: id, Created: true})
 	ws.wg.Add(1)
+	ws.s.watchers.Add(1)
 	go func() {
 		defer ws.wg.Done()
 		defer close(w.done)
+		defer ws.s.watchers.Add(-1)
 		ws.run(ctx, w, start)
 	}()
 }

@@ -127,6 +127,7 @@ func Run(ctx context.Context, cfg config.Server, log *slog.Logger, opts Options)
 		apiDone = make(chan error, 1)
 		apiReady = make(chan struct{})
 		go func() { apiDone <- s.runAPIServer(ctx, start, apiReady) }()
+		run(func() error { return s.serveStoreMetrics(ctx) })
 		run(func() error { return s.ensureAgentToken(ctx, apiReady) })
 	}
 	run(func() error {

@@ -37,9 +37,9 @@ func TestResourceMetrics(t *testing.T) {
 }
 
 // topRow waits until `kubectl top ARGS --no-headers` prints a row whose
-// first cells are key and whose CPU and memory cells (at cpu and cpu+1)
-// are not zero; it returns the row.
-func (c *cluster) topRow(t *testing.T, key []string, cpu int, args ...string) []string {
+// first cells are key and whose CPU and memory cells (at cpu and mem) are
+// not zero; it returns the row.
+func (c *cluster) topRow(t *testing.T, key []string, cpu, mem int, args ...string) []string {
 	t.Helper()
 	var row []string
 	args = append([]string{"top"}, append(args, "--no-headers")...)
@@ -50,9 +50,9 @@ func (c *cluster) topRow(t *testing.T, key []string, cpu int, args ...string) []
 		}
 		for _, line := range strings.Split(r.Stdout, "\n") {
 			f := strings.Fields(line)
-			if len(f) > cpu+1 && strings.Join(f[:len(key)], " ") == strings.Join(key, " ") {
+			if len(f) > mem && strings.Join(f[:len(key)], " ") == strings.Join(key, " ") {
 				row = f
-				return nonZero(f[cpu]) && nonZero(f[cpu+1]), r.Stdout
+				return nonZero(f[cpu]) && nonZero(f[mem]), r.Stdout
 			}
 		}
 		return false, r.Stdout
@@ -66,19 +66,20 @@ func nonZero(q string) bool {
 }
 
 func (c *cluster) topNodes(t *testing.T, running time.Time) {
-	row := c.topRow(t, []string{c.node}, 1, "nodes")
+	// NAME CPU(cores) CPU(%) MEMORY(bytes) MEMORY(%)
+	row := c.topRow(t, []string{c.node}, 1, 3, "nodes")
 	t.Logf("kubectl top nodes answered %v after the pods ran: %v", time.Since(running).Round(time.Second), row)
 }
 
 func (c *cluster) topPods(t *testing.T, ns string) {
-	c.topRow(t, []string{"busy"}, 1, "pods", "-n", ns, "-l", "app=busy")
+	c.topRow(t, []string{"busy"}, 1, 2, "pods", "-n", ns, "-l", "app=busy")
 	out := c.kubectl(t).Must(t, "top", "pods", "-n", ns, "-l", "app=busy", "--no-headers")
 	if strings.Contains(out, "quiet") {
 		t.Errorf("the label selector app=busy shows the quiet pod:\n%s", out)
 	}
-	row := c.topRow(t, []string{"busy", "loop"}, 2, "pods", "-n", ns, "-l", "app=busy", "--containers")
+	row := c.topRow(t, []string{"busy", "loop"}, 2, 3, "pods", "-n", ns, "-l", "app=busy", "--containers")
 	t.Logf("--containers: %v", row)
-	c.topRow(t, []string{ns, "busy"}, 2, "pods", "-A")
+	c.topRow(t, []string{ns, "busy"}, 2, 3, "pods", "-A")
 	all := c.kubectl(t).Must(t, "top", "pods", "-A", "--no-headers")
 	if !strings.Contains(all, "quiet") {
 		t.Errorf("kubectl top pods -A lacks the quiet pod:\n%s", all)
@@ -178,4 +179,47 @@ func (c *cluster) kubeletMetrics(t *testing.T, ns string) {
 			t.Errorf("%s: %d, want 200 with %q:\n%s", path, code, want, body)
 		}
 	}
+}
+
+// TestStoreMetrics: the server's /metrics (kube-apiserver's) carries the
+// store's metrics, and they move when the store is written.
+func TestStoreMetrics(t *testing.T) {
+	c := startCluster(t)
+	before := c.scrape(t)
+	for _, name := range []string{`keelson_raft_index{kind="applied"}`, "keelson_store_keys", "keelson_store_watchers",
+		`keelson_raft_state{state="Leader"}`, `keelson_cluster_members{role="server",status="alive"}`,
+		`keelson_cluster_members{role="agent",status="alive"}`, "keelson_raft_commit_duration_seconds_count",
+		"keelson_raft_apply_duration_seconds_count", "keelson_raft_leader_changes_total", "keelson_store_size_bytes"} {
+		if before[name] <= 0 {
+			t.Errorf("%s = %v, want > 0", name, before[name])
+		}
+	}
+	c.namespace(t, "written")
+	after := c.scrape(t)
+	for _, name := range []string{`keelson_raft_index{kind="applied"}`, "keelson_store_keys", "keelson_raft_commit_duration_seconds_count", "keelson_store_revision"} {
+		if after[name] <= before[name] {
+			t.Errorf("%s did not move with writes: %v then %v", name, before[name], after[name])
+		}
+	}
+}
+
+// scrape reads the server's /metrics as the admin: each sample by its
+// name and labels as written.
+func (c *cluster) scrape(t *testing.T) map[string]float64 {
+	t.Helper()
+	out := map[string]float64{}
+	for _, line := range strings.Split(c.kubectl(t).Must(t, "get", "--raw", "/metrics"), "\n") {
+		if strings.HasPrefix(line, "#") {
+			continue
+		}
+		name, value, ok := strings.Cut(line, " ")
+		if !ok {
+			continue
+		}
+		var v float64
+		if _, err := fmt.Sscan(value, &v); err == nil {
+			out[name] = v
+		}
+	}
+	return out
 }

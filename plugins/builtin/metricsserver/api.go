@@ -62,6 +62,7 @@ func (a *api) handler() http.Handler {
 	}
 	authed := http.NewServeMux()
 	authed.HandleFunc("GET /apis", a.groupList)
+	authed.HandleFunc("GET /openapi/v2", openAPI)
 	authed.HandleFunc("GET /apis/"+group, a.group)
 	authed.HandleFunc("GET /apis/"+group+"/"+version, a.resources)
 	base := "/apis/" + group + "/" + version

@@ -218,6 +218,9 @@ func TestDiscovery(t *testing.T) {
 	if rl.APIResources[0].Kind != "NodeMetrics" || rl.APIResources[0].Namespaced || rl.APIResources[1].Kind != "PodMetrics" || !rl.APIResources[1].Namespaced {
 		t.Errorf("resources %+v", rl.APIResources)
 	}
+	if w := f.get("/openapi/v2", "system:kube-aggregator", "application/json", f.ca.client); w.Code != http.StatusOK || !strings.Contains(w.Body.String(), `"swagger":"2.0"`) {
+		t.Errorf("/openapi/v2: %d %s", w.Code, w.Body)
+	}
 	// The aggregator asks /apis for aggregated discovery first; a legacy
 	// answer makes it fall back to the group-version document.
 	if w := f.get("/apis", "system:kube-aggregator", "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList", f.ca.client); w.Code != http.StatusOK || strings.Contains(w.Header().Get("Content-Type"), "apidiscovery") {

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/url"
 	"slices"
 	"strings"
 	"sync"
@@ -125,9 +126,16 @@ func (f *frontProxy) authenticate(r *http.Request) (proxyUser, error) {
 	}
 	for _, prefix := range rh.extraPrefix {
 		for h, vs := range r.Header {
-			if k, ok := strings.CutPrefix(strings.ToLower(h), strings.ToLower(prefix)); ok && k != "" {
-				u.extra[k] = append(u.extra[k], vs...)
+			k, ok := strings.CutPrefix(strings.ToLower(h), strings.ToLower(prefix))
+			if !ok || k == "" {
+				continue
 			}
+			// Keys travel percent-encoded (a header name cannot hold
+			// every character a key may).
+			if dec, err := url.PathUnescape(k); err == nil {
+				k = dec
+			}
+			u.extra[k] = append(u.extra[k], vs...)
 		}
 	}
 	return u, nil

@@ -38,6 +38,17 @@ func (a *api) groupList(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, list)
 }
 
+// openAPIDocument is an OpenAPI v2 document without paths: kube-apiserver
+// merges every aggregated server's document into its own and logs an
+// error every few minutes for a server that has none.
+const openAPIDocument = `{"swagger":"2.0","info":{"title":"metrics.k8s.io (keelson metricsserver)","version":"v1beta1"},"paths":{}}`
+
+func openAPI(w http.ResponseWriter, _ *http.Request) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Etag", `"metricsserver-v1beta1-1"`)
+	_, _ = w.Write([]byte(openAPIDocument))
+}
+
 func (a *api) group(w http.ResponseWriter, r *http.Request) {
 	gv := metav1.GroupVersionForDiscovery{GroupVersion: groupVersion.String(), Version: version}
 	writeJSON(w, &metav1.APIGroup{TypeMeta: metav1.TypeMeta{Kind: "APIGroup", APIVersion: "v1"},

@@ -84,8 +84,8 @@ type store struct {
 	// than that before its first read is new.
 	resolution time.Duration
 	mu         sync.RWMutex
-	nodes map[string]series
-	pods  map[podRef]map[string]containerSeries
+	nodes      map[string]series
+	pods       map[podRef]map[string]containerSeries
 }
 
 func newStore(resolution time.Duration) *store {

@@ -1,6 +1,7 @@
 package metricsserver
 
 import (
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -129,5 +130,28 @@ func TestParseResource(t *testing.T) {
 	noNode, _ := parseResource(strings.NewReader("resource_scrape_error 1\n"), at(0))
 	if noNode.hasNode || len(noNode.containers) != 0 {
 		t.Errorf("an answer without samples gave %+v", noNode)
+	}
+}
+
+// BenchmarkStoreUpdate replaces the store with a scrape of 1,000 pods of
+// two containers each (the allocation per round is the store's steady
+// memory, held until the next round).
+func BenchmarkStoreUpdate(b *testing.B) {
+	s := newStore(15 * time.Second)
+	batches := [2]*batch{newBatch(), newBatch()}
+	for r, bt := range batches {
+		ts := at(15 * r)
+		for i := range 1000 {
+			bt.pods[podRef{"default", "pod-" + strconv.Itoa(i)}] = map[string]containerPoint{
+				"app":  {point: point{ts: ts, cpuNanos: uint64(r) * 1e9}, start: at(-100)},
+				"side": {point: point{ts: ts, cpuNanos: uint64(r) * 1e9}, start: at(-100)},
+			}
+		}
+	}
+	b.ReportAllocs()
+	i := 0
+	for b.Loop() {
+		s.update(batches[i%2])
+		i++
 	}
 }
