@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
+	"sync"
 
 	batchv1 "k8s.io/api/batch/v1"
 	v1 "k8s.io/api/core/v1"
@@ -38,6 +39,9 @@ type Controller struct {
 
 	queue   workqueue.TypedRateLimitingInterface[string]
 	orphans workqueue.TypedRateLimitingInterface[string]
+	// leavers are pods that left the pod cache's label selection but
+	// still exist (leavers.go).
+	leavers workqueue.TypedRateLimitingInterface[string]
 	exp     *expectations.Store
 	backoff *backoffStore
 	events  record.EventRecorder
@@ -65,6 +69,7 @@ func New(cfg Config, client kubernetes.Interface, factory informers.SharedInform
 		podFactory: podFactory,
 		queue:      sdk.NewQueue[string]("job"),
 		orphans:    sdk.NewQueue[string]("job-orphan-pods"),
+		leavers:    sdk.NewQueue[string]("job-unlabelled-pods"),
 		exp:        expectations.New(clk, expectations.DefaultTTL),
 		backoff:    newBackoffStore(),
 	}
@@ -96,13 +101,11 @@ func (c *Controller) Run(ctx context.Context) error {
 	}
 	c.events = sdk.NewEventRecorder(ctx, c.client, "job-controller")
 	c.logger.Info("controller started", "workers", c.cfg.Workers)
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		sdk.RunWorkers(ctx, c.orphans, 1, c.syncOrphanPod, c.logger)
-	}()
+	var wg sync.WaitGroup
+	wg.Go(func() { sdk.RunWorkers(ctx, c.orphans, 1, c.syncOrphanPod, c.logger) })
+	wg.Go(func() { sdk.RunWorkers(ctx, c.leavers, 1, c.syncLeaver, c.logger) })
 	sdk.RunWorkers(ctx, c.queue, c.cfg.Workers, c.sync, c.logger)
-	<-done
+	wg.Wait()
 	c.logger.Info("controller stopped")
 	return nil
 }
@@ -224,6 +227,9 @@ func (c *Controller) updatePod(oldObj, newObj any) {
 }
 
 func (c *Controller) deletePod(obj any) {
+	if p, left := leftSelection(obj); left {
+		c.leavers.Add(cache.MetaObjectToName(p).String())
+	}
 	pod, ok := tombstone.Object[*v1.Pod](obj)
 	if !ok {
 		return
