@@ -196,6 +196,16 @@ func TestSyncPods(t *testing.T) {
 		{"ordered scale down waits for an unhealthy pod", newSet(1, "v1"), func(s *appsv1.StatefulSet, r string) []*v1.Pod {
 			return []*v1.Pod{member(s, 0, r, v1.PodRunning, false), member(s, 1, r, v1.PodRunning, true)}
 		}, nil},
+		// The conformance spec "Scaling should happen in predictable order
+		// and halt if any stateful pod is unhealthy": every pod unready,
+		// scaled to 0; only the lowest unhealthy one could go, and it is
+		// not the highest ordinal, so nothing is deleted.
+		{"ordered scale down halts while lower pods are unhealthy too", newSet(0, "v1"), func(s *appsv1.StatefulSet, r string) []*v1.Pod {
+			return []*v1.Pod{member(s, 0, r, v1.PodRunning, false), member(s, 1, r, v1.PodRunning, false), member(s, 2, r, v1.PodRunning, false)}
+		}, nil},
+		{"ordered scale down removes the one unhealthy highest pod", newSet(1, "v1"), func(s *appsv1.StatefulSet, r string) []*v1.Pod {
+			return []*v1.Pod{member(s, 0, r, v1.PodRunning, true), member(s, 1, r, v1.PodRunning, false)}
+		}, []string{"delete pods/web-1"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

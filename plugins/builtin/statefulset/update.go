@@ -88,9 +88,16 @@ func (c *controller) scaleDown(ctx context.Context, set *appsv1.StatefulSet, rep
 		return false, sdk.Result{}, nil
 	}
 	minReady := set.Spec.MinReadySeconds
+	// The first unhealthy pod in ordinal order: replicas, then the
+	// condemned from the lowest ordinal (they are sorted highest first).
+	// Only it may be removed while any pod is unhealthy, as upstream.
 	var firstUnhealthy *v1.Pod
-	for _, p := range append(append([]*v1.Pod{}, replicas...), condemned...) {
-		if !isHealthy(p, minReady, now) {
+	ordered := append([]*v1.Pod{}, replicas...)
+	for i := len(condemned) - 1; i >= 0; i-- {
+		ordered = append(ordered, condemned[i])
+	}
+	for _, p := range ordered {
+		if p != nil && !isHealthy(p, minReady, now) {
 			firstUnhealthy = p
 			break
 		}
