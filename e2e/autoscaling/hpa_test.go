@@ -47,18 +47,24 @@ spec:
 `, apiVersion, kind, extra, image, deadline)
 }
 
-// TestHPADeployment: `kubectl autoscale --cpu-percent=50` on a Deployment
-// whose pod burns a CPU scales it to its maximum of 3, and back to 1 once
-// the load stops and the (shortened) downscale stabilization has passed.
-func TestHPADeployment(t *testing.T) {
+// TestHPA: `kubectl autoscale --cpu-percent=50` on a Deployment and on a
+// StatefulSet whose pods burn a CPU scales each to its maximum of 3, and
+// back to 1 once the load stops and the (shortened) downscale
+// stabilization has passed. Both run at once on one cluster.
+func TestHPA(t *testing.T) {
 	c := startCluster(t)
-	autoscale(t, c, "Deployment", schema.GroupResource{Group: "apps", Resource: "deployments"})
-}
-
-// TestHPAStatefulSet is TestHPADeployment on a StatefulSet.
-func TestHPAStatefulSet(t *testing.T) {
-	c := startCluster(t)
-	autoscale(t, c, "StatefulSet", schema.GroupResource{Group: "apps", Resource: "statefulsets"})
+	for _, tc := range []struct {
+		kind string
+		gr   schema.GroupResource
+	}{
+		{"Deployment", schema.GroupResource{Group: "apps", Resource: "deployments"}},
+		{"StatefulSet", schema.GroupResource{Group: "apps", Resource: "statefulsets"}},
+	} {
+		t.Run(tc.kind, func(t *testing.T) {
+			t.Parallel()
+			autoscale(t, c, tc.kind, tc.gr)
+		})
+	}
 }
 
 // The load lasts long enough for metrics to show it and the HPA to act.
