@@ -94,9 +94,11 @@ type Manager struct {
 	mu      sync.Mutex
 	pods    map[types.UID]*v1.Pod // latest seen; absent once deleted
 	workers map[types.UID]*worker
-	outputs map[string]*output // streams of the containers this agent copies
-	wg      sync.WaitGroup
-	ctx     context.Context
+	// hostPorts are the host ports of the pods admitted and not finished.
+	hostPorts map[types.UID][]hostPort
+	outputs   map[string]*output // streams of the containers this agent copies
+	wg        sync.WaitGroup
+	ctx       context.Context
 }
 
 // New returns a Manager; Run starts it.
@@ -111,15 +113,16 @@ func New(opts Options) *Manager {
 		opts.Security.Sysctls, _ = NewSysctlAllowlist(nil) // no pattern, no error
 	}
 	m := &Manager{
-		opts:     opts,
-		rt:       opts.Runtime,
-		log:      opts.Logger,
-		clock:    opts.Clock,
-		restarts: newBackoff(opts.Clock, backoffInitial, backoffMax),
-		pulls:    newBackoff(opts.Clock, backoffInitial, backoffMax),
-		pods:     map[types.UID]*v1.Pod{},
-		workers:  map[types.UID]*worker{},
-		outputs:  map[string]*output{},
+		opts:      opts,
+		rt:        opts.Runtime,
+		log:       opts.Logger,
+		clock:     opts.Clock,
+		restarts:  newBackoff(opts.Clock, backoffInitial, backoffMax),
+		pulls:     newBackoff(opts.Clock, backoffInitial, backoffMax),
+		pods:      map[types.UID]*v1.Pod{},
+		workers:   map[types.UID]*worker{},
+		hostPorts: map[types.UID][]hostPort{},
+		outputs:   map[string]*output{},
 	}
 	m.probes = newProber(m)
 	return m

@@ -211,29 +211,46 @@ func (m *Manager) checkRunAsNonRoot(ctx context.Context, pod *v1.Pod, c *v1.Cont
 }
 
 // admit runs the node's admission once for a pod that has not started:
-// a pod the node cannot run safely never gets a container.
+// a pod the node cannot run safely, or whose host port another pod holds,
+// never gets a container. A refusal is final for this worker, even if the
+// port frees up before the rejection is written.
 func (w *worker) admit(pod *v1.Pod) bool {
-	if w.admitted || pod.Status.Phase != "" && pod.Status.Phase != v1.PodPending {
+	switch {
+	case w.rejection != nil:
+		return false
+	case w.admitted:
+		return true
+	case pod.Status.Phase != "" && pod.Status.Phase != v1.PodPending:
+		w.m.holdHostPorts(pod) // it ran before this worker saw it
+		w.admitted = true
 		return true
 	}
-	if _, _, ok := w.m.opts.Security.admit(pod); !ok {
+	reason, msg, ok := w.m.opts.Security.admit(pod)
+	if ok && !w.m.takeHostPorts(pod) {
+		reason, msg, ok = reasonNodePorts, msgNodePorts, false
+	}
+	if !ok {
+		w.rejection = &rejection{reason: reason, message: msg}
 		return false
 	}
 	w.admitted = true
 	return true
 }
 
+// rejection is why the node refused a pod.
+type rejection struct{ reason, message string }
+
 // reject fails a pod the node refused, as kubelet reports it: phase
 // Failed, the admission's reason, "Pod was rejected: " and why.
 func (w *worker) reject(ctx context.Context, pod *v1.Pod) (time.Duration, error) {
-	reason, msg, _ := w.m.opts.Security.admit(pod)
+	r := w.rejection
 	if w.written == nil || w.written.Phase != v1.PodFailed {
-		w.m.event(pod, v1.EventTypeWarning, reason, "%s", msg)
+		w.m.event(pod, v1.EventTypeWarning, r.reason, "%s", r.message)
 	}
 	st := v1.PodStatus{
 		Phase:    v1.PodFailed,
-		Reason:   reason,
-		Message:  "Pod was rejected: " + msg,
+		Reason:   r.reason,
+		Message:  "Pod was rejected: " + r.message,
 		QOSClass: pod.Status.QOSClass,
 	}
 	return w.m.opts.SyncInterval, w.writeStatus(ctx, pod, st)
@@ -241,5 +258,5 @@ func (w *worker) reject(ctx context.Context, pod *v1.Pod) (time.Duration, error)
 
 // rejectedAtAdmission: the status says the node refused the pod.
 func rejectedAtAdmission(st *v1.PodStatus) bool {
-	return st != nil && st.Phase == v1.PodFailed && (st.Reason == reasonSysctlForbidden || st.Reason == reasonAppArmor)
+	return st != nil && st.Phase == v1.PodFailed && (st.Reason == reasonSysctlForbidden || st.Reason == reasonAppArmor || st.Reason == reasonNodePorts)
 }

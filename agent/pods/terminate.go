@@ -243,6 +243,7 @@ func (w *worker) terminating(ctx context.Context, pod *v1.Pod) (time.Duration, e
 	if err := w.stopAndReport(ctx, pod); err != nil {
 		return 0, err
 	}
+	w.m.releaseHostPorts(w.uid)
 	err := w.m.opts.Client.CoreV1().Pods(pod.Namespace).Delete(ctx, pod.Name, metav1.DeleteOptions{
 		GracePeriodSeconds: ptr.To[int64](0),
 		Preconditions:      &metav1.Preconditions{UID: &pod.UID},
@@ -266,7 +267,11 @@ func (w *worker) finished(ctx context.Context, pod *v1.Pod) (time.Duration, erro
 			return w.m.opts.SyncInterval, err
 		}
 	}
-	return w.m.opts.SyncInterval, w.stopAndReport(ctx, pod)
+	if err := w.stopAndReport(ctx, pod); err != nil {
+		return 0, err
+	}
+	w.m.releaseHostPorts(w.uid) // its containers stopped: a port it held is free
+	return w.m.opts.SyncInterval, nil
 }
 
 // stopAndReport stops the pod's running containers within its grace
@@ -323,6 +328,7 @@ func (w *worker) cleanup(ctx context.Context) error {
 	if err := w.stopAll(ctx, stopPod, cs, minGrace); err != nil {
 		return err
 	}
+	m.releaseHostPorts(w.uid)
 	for _, c := range list {
 		if err := m.removeContainer(ctx, c.ID); err != nil {
 			return err

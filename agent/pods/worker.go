@@ -42,8 +42,9 @@ type worker struct {
 	sandbox   *sandbox
 	volumesAt time.Time // when volumes were last refreshed
 	firstSeen time.Time
-	started   bool // all containers ran once (for the startup latency)
-	admitted  bool // the node accepted the pod (sysctls, AppArmor)
+	started   bool       // all containers ran once (for the startup latency)
+	admitted  bool       // the node accepted the pod (sysctls, AppArmor, host ports)
+	rejection *rejection // why the node refused the pod, once it did
 }
 
 func newWorker(m *Manager, uid types.UID) *worker {
