@@ -227,7 +227,7 @@ func (c *Controller) updatePod(oldObj, newObj any) {
 }
 
 func (c *Controller) deletePod(obj any) {
-	if p, left := leftSelection(obj); left {
+	if p, maybe := mayStillExist(obj); maybe {
 		c.leavers.Add(cache.MetaObjectToName(p).String())
 	}
 	pod, ok := tombstone.Object[*v1.Pod](obj)

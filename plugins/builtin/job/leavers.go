@@ -23,19 +23,22 @@ import (
 // removed, as upstream's claim does for a non-matching pod) and, with no
 // Job left to count it, loses its tracking finalizer.
 
-// leftSelection reports whether a pod deleted from the cache only left
-// the cache's label selection: the event's object lacks the label. A pod
-// really deleted keeps its labels to the end.
-func leftSelection(obj any) (*v1.Pod, bool) {
-	if _, tomb := obj.(cache.DeletedFinalStateUnknown); tomb {
-		return nil, false
+// mayStillExist reports whether a pod removed from the cache may only have
+// left the cache's label selection. The API server's delete event for an
+// object that stops matching a watch's selector carries the object's last
+// matching version, labels included, so the event cannot tell; a pod whose
+// deletion had begun (every graceful deletion, which is how the garbage
+// collector, the Job controller and kubectl delete pods) is really gone.
+// The others, and tombstones, are read afresh by syncLeaver.
+func mayStillExist(obj any) (*v1.Pod, bool) {
+	if tomb, ok := obj.(cache.DeletedFinalStateUnknown); ok {
+		obj = tomb.Obj
 	}
 	p, ok := obj.(*v1.Pod)
-	if !ok {
+	if !ok || p.DeletionTimestamp != nil {
 		return nil, false
 	}
-	_, labelled := p.Labels[batchv1.JobNameLabel]
-	return p, !labelled
+	return p, true
 }
 
 // syncLeaver releases the pod key, read afresh, from a Job whose selector

@@ -22,16 +22,22 @@ func TestPodWhoseLabelsAreRemovedIsReleased(t *testing.T) {
 		t.Fatalf("%d pods, want 2", len(pods))
 	}
 	p := pods[0]
+	// The delete event of a pod leaving the label selection carries its
+	// last matching version, labels included.
+	if gone, maybe := mayStillExist(p.DeepCopy()); !maybe || gone.Name != p.Name {
+		t.Fatal("a pod removed from the cache without a deletion timestamp is not checked")
+	}
+	if _, maybe := mayStillExist(cache.DeletedFinalStateUnknown{Key: "ns/" + p.Name, Obj: p.DeepCopy()}); !maybe {
+		t.Error("a tombstone's pod is not checked")
+	}
+	deleting := p.DeepCopy()
+	deleting.DeletionTimestamp = &metav1.Time{}
+	if _, maybe := mayStillExist(deleting); maybe {
+		t.Error("a pod whose deletion had begun is checked again")
+	}
 	p.Labels = nil
 	if _, err := f.client.CoreV1().Pods("ns").Update(context.Background(), p, metav1.UpdateOptions{}); err != nil {
 		t.Fatal(err)
-	}
-	gone, left := leftSelection(p)
-	if !left || gone.Name != p.Name {
-		t.Fatal("a pod without the job-name label is not seen as leaving the cache's selection")
-	}
-	if _, left := leftSelection(cache.DeletedFinalStateUnknown{Key: "ns/" + p.Name, Obj: p}); left {
-		t.Error("a tombstone is taken for a pod that left the selection")
 	}
 	f.refresh()
 	if _, err := f.c.syncLeaver(context.Background(), "ns/"+p.Name); err != nil {
