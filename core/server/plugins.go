@@ -242,6 +242,9 @@ func (h *pluginHost) prepare(ctx context.Context) error {
 	if err := ensurePluginCRD(ctx, h.crds); err != nil {
 		return err
 	}
+	if err := ensureNodePluginPolicy(ctx, h.kube); err != nil {
+		return err
+	}
 	if h.clusterDNS != "" {
 		if err := ensureClusterDNSService(ctx, h.kube, h.clusterDNS); err != nil {
 			// Not fatal for the plugins: pods still resolve through the
