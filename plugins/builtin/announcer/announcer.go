@@ -8,13 +8,15 @@
 //
 // Parts, from pure to effectful: plan.go (who announces what), arp.go (the
 // ARP wire format and a raw-socket responder), speaker.go (responders per
-// interface), healthcheck.go, and this file's loop.
+// interface), healthcheck.go, and this file's reconcile, one queue key for the whole plan, worked by
+// sdk.RunWorkers (loop.go).
 package announcer
 
 import (
 	"context"
 	"fmt"
 	"net/netip"
+	"sync"
 	"time"
 
 	v1 "k8s.io/api/core/v1"
@@ -23,6 +25,7 @@ import (
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/cache"
+	"k8s.io/client-go/util/workqueue"
 
 	"github.com/keelson/keelson/plugins/sdk"
 )
@@ -67,7 +70,7 @@ func runNode(ctx context.Context, env sdk.Env) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	a := &announcer{
-		env: env, cfg: cfg, kick: make(chan struct{}, 1), alive: make(chan map[string]bool),
+		env: env, cfg: cfg, queue: sdk.NewQueue[struct{}]("announcer"),
 		services: factory.Core().V1().Services().Lister(),
 		slices:   factory.Discovery().V1().EndpointSlices().Lister(),
 		nodes:    factory.Core().V1().Nodes().Lister(),
@@ -92,15 +95,18 @@ func runNode(ctx context.Context, env sdk.Env) error {
 			return fmt.Errorf("informer cache for %v did not sync", typ)
 		}
 	}
+	defer a.speaker.stop()
+	defer a.health.stop()
 	go a.watchMembers(ctx)
-	return a.loop(ctx)
+	sdk.RunWorkers(ctx, a.queue, 1, a.reconcile, env.Logger)
+	return nil
 }
 
 // announcer is one node's running announcer.
 type announcer struct {
 	env      sdk.Env
 	cfg      Config
-	kick     chan struct{}
+	queue    workqueue.TypedRateLimitingInterface[struct{}] // one key: the whole plan
 	services interface {
 		List(labels.Selector) ([]*v1.Service, error)
 	}
@@ -113,12 +119,10 @@ type announcer struct {
 	speaker *speaker
 	health  *healthChecks
 
-	alive chan map[string]bool // the gossip view's latest alive set
+	mu       sync.Mutex
+	alive    map[string]bool // the gossip view's latest alive set; nil: every Ready node
+	haveView bool            // a view (or its absence) was reported
 }
 
-func (a *announcer) poke() {
-	select {
-	case a.kick <- struct{}{}:
-	default:
-	}
-}
+// poke queues a sync of the whole plan.
+func (a *announcer) poke() { a.queue.Add(struct{}{}) }

@@ -12,8 +12,13 @@ import (
 	"github.com/keelson/keelson/plugins/sdk"
 )
 
-// watchMembers feeds the gossip view's alive set to the loop; without a
-// view (the stream fails at once) the loop keeps nil, every Ready node.
+// resyncPeriod re-applies the plan with no event, so an address taken off
+// an interface by hand, or an interface that came up, is noticed.
+const resyncPeriod = 5 * time.Second
+
+// watchMembers keeps the gossip view's alive set and queues a sync on every
+// change; without a view (the stream fails at once) it records nil, every
+// Ready node, until the view is back.
 func (a *announcer) watchMembers(ctx context.Context) {
 	for ctx.Err() == nil {
 		err := a.env.WatchMembers(ctx, func(ms []sdk.Member) {
@@ -23,20 +28,13 @@ func (a *announcer) watchMembers(ctx context.Context) {
 					alive[m.Name] = true
 				}
 			}
-			select {
-			case a.alive <- alive:
-			case <-ctx.Done():
-			}
+			a.setView(alive)
 		})
 		if err == nil {
 			return
 		}
 		a.env.Logger.Warn("no gossip member view; deciding from Node conditions alone until it is back", "err", err)
-		select {
-		case a.alive <- nil:
-		case <-ctx.Done():
-			return
-		}
+		a.setView(nil)
 		select {
 		case <-ctx.Done():
 		case <-time.After(time.Second):
@@ -44,33 +42,34 @@ func (a *announcer) watchMembers(ctx context.Context) {
 	}
 }
 
-// loop recomputes and applies the plan after every change until ctx ends.
-func (a *announcer) loop(ctx context.Context) error {
-	defer a.speaker.stop()
-	defer a.health.stop()
-	var alive map[string]bool
-	// Until the first member view arrives, announce nothing: a restarted
-	// node must not claim IPs from a view that does not know who is alive.
-	haveView := false
-	retry := time.NewTicker(5 * time.Second)
-	defer retry.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return nil
-		case alive = <-a.alive:
-			haveView = true
-		case <-a.kick:
-		case <-retry.C:
-		}
-		if !haveView {
-			continue
-		}
-		if err := a.sync(ctx, alive); err != nil {
-			a.env.NotReady("announcing", err)
-			continue
-		}
+// setView records the latest alive set and queues a sync.
+func (a *announcer) setView(alive map[string]bool) {
+	a.mu.Lock()
+	a.alive, a.haveView = alive, true
+	a.mu.Unlock()
+	a.poke()
+}
+
+// view is the latest alive set, and whether one arrived yet.
+func (a *announcer) view() (map[string]bool, bool) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.alive, a.haveView
+}
+
+// reconcile applies the plan for the whole world, the queue's one key.
+// Until the first member view arrives it announces nothing: a restarted
+// node must not claim IPs from a view that does not know who is alive.
+func (a *announcer) reconcile(ctx context.Context, _ struct{}) (sdk.Result, error) {
+	alive, ok := a.view()
+	if !ok {
+		return sdk.Result{}, nil // setView queues the first sync
 	}
+	if err := a.sync(ctx, alive); err != nil {
+		a.env.NotReady("announcing", err)
+		return sdk.Result{}, err
+	}
+	return sdk.Result{RequeueAfter: resyncPeriod}, nil
 }
 
 // sync applies one plan.
