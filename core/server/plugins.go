@@ -199,6 +199,9 @@ func (s *Server) newPluginHost(admin *rest.Config, url string) (*pluginHost, err
 			return proto.Credentials{ClientCertPEM: c.CertPEM, ClientKeyPEM: c.KeyPEM}, renew, nil
 		},
 	}, specs)
+	if err == nil {
+		servePluginMetrics(h.sup.Metrics, h.log)
+	}
 	return h, err
 }
 

@@ -58,6 +58,7 @@ func TestControllers(t *testing.T) {
 	t.Run("ServiceCIDR", func(t *testing.T) { testServiceCIDR(t, srv) })
 	t.Run("ValidatingAdmissionPolicyStatus", func(t *testing.T) { testPolicyStatus(t, srv) })
 	t.Run("TrustBundleAndCleaners", func(t *testing.T) { testTrustBundle(t, srv) })
+	t.Run("PluginMetrics", func(t *testing.T) { testPluginMetrics(t, srv) })
 }
 
 func testAggregation(t *testing.T, srv *harness.Server) {

@@ -58,6 +58,8 @@ func (s *Supervisor) runOnce(ctx context.Context, sp Spec, term uint64) (readyAt
 	if err := s.connect(ctx, l, term); err != nil {
 		return time.Time{}, err
 	}
+	s.setClient(sp.Name, l.pc)
+	defer s.setClient(sp.Name, nil)
 	return s.watch(ctx, l)
 }
 

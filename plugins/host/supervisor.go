@@ -70,6 +70,7 @@ type Supervisor struct {
 
 	mu      sync.Mutex
 	status  map[string]*PluginStatus
+	clients map[string]*proto.Client // of the plugins configured and running
 	cancel  context.CancelFunc
 	wg      sync.WaitGroup
 	running bool

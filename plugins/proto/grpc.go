@@ -8,10 +8,13 @@ import (
 
 	"github.com/hashicorp/go-plugin"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/emptypb"
 	"google.golang.org/protobuf/types/known/structpb"
+	"google.golang.org/protobuf/types/known/wrapperspb"
 )
 
 // ServiceName is the fully qualified gRPC service name of protocol version 1.
@@ -68,6 +71,7 @@ var serviceDesc = grpc.ServiceDesc{
 		{MethodName: "Describe", Handler: describeHandler},
 		{MethodName: "Configure", Handler: configureHandler},
 		{MethodName: "Stop", Handler: stopHandler},
+		{MethodName: "Metrics", Handler: metricsHandler},
 	},
 	Streams: []grpc.StreamDesc{
 		{StreamName: "Run", Handler: runHandler, ServerStreams: true},
@@ -115,6 +119,27 @@ func stopHandler(srv any, ctx context.Context, dec func(any) error, icpt grpc.Un
 			return nil, err
 		}
 		return &emptypb.Empty{}, nil
+	})
+}
+
+// MetricsSource is implemented by a plugin Server that exposes Prometheus
+// metrics (the SDK's does); the host reads them on its own scrapes.
+type MetricsSource interface {
+	// Metrics returns the process's metrics in the Prometheus text format.
+	Metrics(ctx context.Context) ([]byte, error)
+}
+
+func metricsHandler(srv any, ctx context.Context, dec func(any) error, icpt grpc.UnaryServerInterceptor) (any, error) {
+	return unary(srv, ctx, dec, icpt, "Metrics", &emptypb.Empty{}, func(ctx context.Context, _ *emptypb.Empty) (any, error) {
+		ms, ok := srv.(MetricsSource)
+		if !ok {
+			return nil, status.Error(codes.Unimplemented, "this plugin exposes no metrics")
+		}
+		b, err := ms.Metrics(ctx)
+		if err != nil {
+			return nil, err
+		}
+		return wrapperspb.Bytes(b), nil
 	})
 }
 
@@ -166,6 +191,16 @@ func (c *Client) Configure(ctx context.Context, cfg Configuration) error {
 // Stop asks the plugin to stop within grace.
 func (c *Client) Stop(ctx context.Context, grace time.Duration) error {
 	return c.cc.Invoke(ctx, c.method("Stop"), durationpb.New(grace), &emptypb.Empty{})
+}
+
+// Metrics reads the plugin's metrics in the Prometheus text format; a
+// plugin that exposes none answers codes.Unimplemented.
+func (c *Client) Metrics(ctx context.Context) ([]byte, error) {
+	out := &wrapperspb.BytesValue{}
+	if err := c.cc.Invoke(ctx, c.method("Metrics"), &emptypb.Empty{}, out); err != nil {
+		return nil, err
+	}
+	return out.GetValue(), nil
 }
 
 // Run starts the plugin; the stream carries its status until it stops.

@@ -10,7 +10,9 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
 )
 
 // fakeServer records what the host sent and replays statuses on Run.
@@ -154,5 +156,25 @@ func TestCredentialsValidate(t *testing.T) {
 		if err := tt.c.Validate(); (err == nil) != tt.ok {
 			t.Errorf("%s: Validate() = %v", tt.name, err)
 		}
+	}
+}
+
+type metricsServer struct{ fakeServer }
+
+func (m *metricsServer) Metrics(context.Context) ([]byte, error) {
+	return []byte("# TYPE up gauge\nup 1\n"), nil
+}
+
+// A plugin that exposes metrics hands them over as text; one that does
+// not (an older SDK) answers Unimplemented, which the host takes as none.
+func TestMetrics(t *testing.T) {
+	ctx := context.Background()
+	got, err := dial(t, &metricsServer{}).Metrics(ctx)
+	if err != nil || string(got) != "# TYPE up gauge\nup 1\n" {
+		t.Fatalf("Metrics = %q, %v", got, err)
+	}
+	_, err = dial(t, &fakeServer{}).Metrics(ctx)
+	if status.Code(err) != codes.Unimplemented {
+		t.Fatalf("Metrics of a plugin without them: %v, want Unimplemented", err)
 	}
 }
