@@ -129,8 +129,8 @@ func runPod(t *testing.T, client kubernetes.Interface, node string) {
 			NodeName: node,
 			Containers: []v1.Container{{
 				Name: "c", Image: nodeagent.BusyboxImage, ImagePullPolicy: v1.PullNever,
-				Command: []string{"sleep", "3600"},
-				Ports:   []v1.ContainerPort{{ContainerPort: 8080, HostPort: 18080}},
+				Command:      []string{"sleep", "3600"},
+				Ports:        []v1.ContainerPort{{ContainerPort: 8080, HostPort: 18080}},
 				VolumeMounts: []v1.VolumeMount{{Name: "mem", MountPath: "/mem"}, {Name: "secret", MountPath: "/secret"}},
 			}},
 			Volumes: []v1.Volume{
