@@ -73,8 +73,9 @@ func otherOwnerError(name, owner string) error {
 
 // deleteBridge deletes the pod bridge and every device enslaved to it (the
 // host ends of the pods' veths), if the bridge is this data dir's: named
-// so by its alias, or, without an alias, the bridge the record names.
-func deleteBridge(name, dataDir string) (deleted []string, err error) {
+// so by its alias, or, without an alias (an agent older than the alias),
+// when the data dir's own record names it (recorded).
+func deleteBridge(name, dataDir string, recorded bool) (deleted []string, err error) {
 	l, err := netlink.LinkByName(name)
 	var notFound netlink.LinkNotFoundError
 	if errors.As(err, &notFound) {
@@ -86,8 +87,11 @@ func deleteBridge(name, dataDir string) (deleted []string, err error) {
 	if l.Type() != "bridge" {
 		return nil, nil // a device of that name that no agent made
 	}
-	if owner := BridgeOwner(l.Attrs().Alias); owner != "" && owner != dataDir {
+	switch owner := BridgeOwner(l.Attrs().Alias); {
+	case owner != "" && owner != dataDir:
 		return nil, fmt.Errorf("pod bridge %s belongs to the agent of --data-dir %s, not %s: left in place", name, owner, dataDir)
+	case owner == "" && !recorded:
+		return nil, fmt.Errorf("bridge %s names no keelson data dir and %s has no record of it: left in place (delete it with `ip link del %s` if it is Keelson's)", name, dataDir, name)
 	}
 	links, err := netlink.LinkList()
 	if err != nil {

@@ -49,7 +49,10 @@ type Report struct {
 type cleanup struct {
 	dataDir, agentDir string
 	host              Host
-	log               *slog.Logger
+	// recorded: host is the agent's own record, not the configuration's
+	// guess.
+	recorded bool
+	log      *slog.Logger
 	report            Report
 }
 
@@ -74,7 +77,7 @@ func KillAll(ctx context.Context, opts Options) (Report, error) {
 	if h, ok, err := LoadHost(c.agentDir); err != nil {
 		c.log.Warn("the agent's host record is unreadable: using the configuration's values", "err", err)
 	} else if ok {
-		c.host = h
+		c.host, c.recorded = h, true
 	}
 	if opts.AgentGrace == 0 {
 		opts.AgentGrace = 30 * time.Second
@@ -184,7 +187,7 @@ func (c *cleanup) removeNetwork(ctx context.Context) error {
 	}
 	errs = append(errs, servicenet.Cleanup(ctx, nc))
 	if c.host.Bridge != "" {
-		links, err := deleteBridge(c.host.Bridge, c.dataDir)
+		links, err := deleteBridge(c.host.Bridge, c.dataDir, c.recorded)
 		c.report.Links = append(c.report.Links, links...)
 		errs = append(errs, err)
 	}

@@ -175,3 +175,20 @@ func mount(t *testing.T, dir string) {
 	}
 	t.Cleanup(func() { _ = unix.Unmount(dir, unix.MNT_DETACH) })
 }
+
+// TestKillAllWithoutRecordLeavesUnnamedBridge: without the agent's record,
+// a bridge of the configured name that no alias ties to the data dir is
+// not deleted, and KillAll says why.
+func TestKillAllWithoutRecordLeavesUnnamedBridge(t *testing.T) {
+	if !netnstest.Isolate(t) {
+		return
+	}
+	netnstest.Run(t, "ip", "link", "add", "keelson0", "type", "bridge")
+	_, err := KillAll(context.Background(), Options{DataDir: t.TempDir(), Host: Host{Bridge: "keelson0"}})
+	if err == nil || !strings.Contains(err.Error(), "left in place") {
+		t.Errorf("KillAll: %v", err)
+	}
+	if _, err := netlink.LinkByName("keelson0"); err != nil {
+		t.Errorf("the unnamed bridge was deleted: %v", err)
+	}
+}
