@@ -53,7 +53,7 @@ type cleanup struct {
 	// guess.
 	recorded bool
 	log      *slog.Logger
-	report            Report
+	report   Report
 }
 
 // KillAll stops the agent that ran on opts.DataDir, with every container it
