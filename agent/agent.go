@@ -96,9 +96,20 @@ func Run(ctx context.Context, cfg config.Agent, opts Options) error {
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
+	dataDir, err := filepath.Abs(cfg.DataDir)
+	if err != nil {
+		return fmt.Errorf("agent: data dir (dataDir, --data-dir): %w", err)
+	}
+	if resolved, err := filepath.EvalSymlinks(dataDir); err == nil {
+		dataDir = resolved
+	}
+	cfg.DataDir = dataDir
 	a := &Agent{cfg: cfg, opts: opts, log: opts.Logger, dir: config.AgentDir(cfg.DataDir)}
 	if err := os.MkdirAll(a.dir, 0o700); err != nil {
 		return fmt.Errorf("agent: data dir: %w", err)
+	}
+	if err := a.recordHost(); err != nil {
+		return err
 	}
 	// Traversable, not listable: volume directories inside are 0777 for
 	// the pods' users.

@@ -68,6 +68,9 @@ func ServerFlags(fs *pflag.FlagSet, c *Server) {
 	fs.Int64Var(&c.Store.HistoryRevisions, "history-revisions", c.Store.HistoryRevisions, "revisions of history kept for watches and past reads (0: until a client compacts)")
 	fs.Int64Var(&c.Store.QuotaBytes, "store-quota-bytes", c.Store.QuotaBytes, "store size in bytes past which writes are refused with \"mvcc: database space exceeded\" and the NOSPACE alarm is raised (etcd's --quota-backend-bytes)")
 	fs.DurationVar(&c.Store.LeaseMinTTL.Duration, "lease-min-ttl", c.Store.LeaseMinTTL.Duration, "shortest lease TTL granted")
+	fs.StringVar(&c.Snapshots.Schedule, "snapshot-schedule", c.Snapshots.Schedule, "take a snapshot of the store on this cron schedule (\"0 */12 * * *\", \"@daily\", \"@every 6h\"); empty: none")
+	fs.IntVar(&c.Snapshots.Retention, "snapshot-retention", c.Snapshots.Retention, "scheduled snapshots kept; older ones are deleted")
+	fs.StringVar(&c.Snapshots.Dir, "snapshot-dir", c.Snapshots.Dir, "directory of the scheduled snapshots (default DATA_DIR/snapshots), e.g. on another disk")
 
 	fs.StringVar(&c.Log.Level, "log-level", c.Log.Level, "log level: debug, info, warn or error")
 	fs.StringVar(&c.Log.Format, "log-format", c.Log.Format, "log format: text or json")

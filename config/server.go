@@ -111,6 +111,7 @@ type Server struct {
 	Plugins      Plugins      `json:"plugins"`
 	Raft         Raft         `json:"raft"`
 	Store        Store        `json:"store"`
+	Snapshots    Snapshots    `json:"snapshots"`
 	Log          Log          `json:"log"`
 }
 
@@ -249,8 +250,9 @@ func DefaultServer() Server {
 			LeaseMinTTL:      Duration{Duration: 5 * time.Second},
 			QuotaBytes:       DefaultStoreQuotaBytes,
 		},
-		Log:   Log{Level: "info", Format: "text"},
-		Agent: DefaultNode(),
+		Snapshots: Snapshots{Retention: DefaultSnapshotRetention},
+		Log:       Log{Level: "info", Format: "text"},
+		Agent:     DefaultNode(),
 	}
 }
 
@@ -324,6 +326,7 @@ func (c *Server) Validate() error {
 	errs = append(errs, c.LoadBalancer.validate(c.APIServer.ServiceCIDR, c.ClusterCIDR, c.nodeAddresses())...)
 	errs = append(errs, c.Raft.validate()...)
 	errs = append(errs, c.Store.validate(systemMemoryBytes())...)
+	errs = append(errs, c.Snapshots.validate()...)
 	if !c.DisableAgent {
 		errs = append(errs, c.Agent.Validate("agent.")...)
 	}

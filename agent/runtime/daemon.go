@@ -15,6 +15,7 @@ import (
 	"github.com/containerd/containerd"
 
 	"github.com/keelson/keelson/internal/forkthread"
+	"github.com/keelson/keelson/internal/pidfile"
 )
 
 // DaemonOptions says how to run the agent's own containerd.
@@ -51,7 +52,7 @@ func StartDaemon(ctx context.Context, opts DaemonOptions) (*Daemon, error) {
 			return nil, fmt.Errorf("runtime: %w", err)
 		}
 	}
-	socket := filepath.Join(opts.Dir, "containerd.sock")
+	socket := DaemonSocket(opts.Dir)
 	if len(socket) > 100 {
 		return nil, fmt.Errorf("runtime: containerd socket path %s is longer than a unix socket allows; use a shorter --data-dir", socket)
 	}
@@ -79,6 +80,11 @@ func StartDaemon(ctx context.Context, opts DaemonOptions) (*Daemon, error) {
 		return nil, fmt.Errorf("runtime: starting %s: %w", bin, err)
 	}
 	d.cmd = cmd
+	// Recorded so that `keelson killall` stops this very containerd if the
+	// agent died without taking it along.
+	if err := pidfile.Write(DaemonPIDFile(opts.Dir), cmd.Process.Pid); err != nil {
+		opts.Logger.Warn("recording containerd's PID", "err", err)
+	}
 	go func() {
 		defer logFile.Close()
 		d.err = cmd.Wait()
@@ -91,6 +97,12 @@ func StartDaemon(ctx context.Context, opts DaemonOptions) (*Daemon, error) {
 	}
 	return d, nil
 }
+
+// DaemonPIDFile is where the daemon run in dir records its PID.
+func DaemonPIDFile(dir string) string { return filepath.Join(dir, "containerd.pid") }
+
+// DaemonSocket is the socket of the daemon run in dir.
+func DaemonSocket(dir string) string { return filepath.Join(dir, "containerd.sock") }
 
 // Socket is the daemon's gRPC socket.
 func (d *Daemon) Socket() string { return d.socket }

@@ -7,6 +7,7 @@ package runtime
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -441,4 +442,24 @@ func (r *Runtime) Remove(ctx context.Context, id string) error {
 		return fmt.Errorf("runtime: deleting container %s: %w", id, err)
 	}
 	return nil
+}
+
+// RemoveAll kills and deletes every task and container in Keelson's
+// namespace, and only there (keelson killall). It returns the IDs of the
+// containers removed.
+func (r *Runtime) RemoveAll(ctx context.Context) ([]string, error) {
+	cs, err := r.client.Containers(r.ns(ctx))
+	if err != nil {
+		return nil, fmt.Errorf("runtime: listing containers: %w", err)
+	}
+	var ids []string
+	var errs []error
+	for _, c := range cs {
+		if err := r.Remove(ctx, c.ID()); err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		ids = append(ids, c.ID())
+	}
+	return ids, errors.Join(errs...)
 }

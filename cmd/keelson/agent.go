@@ -21,7 +21,7 @@ import (
 
 func newAgentCommand() *cobra.Command {
 	var configFile string
-	var cleanup bool
+	var cleanup, all bool
 	defaults := config.DefaultAgent()
 	defaults.DataDir = defaultDataDir(os.Getenv)
 	cmd := &cobra.Command{
@@ -31,6 +31,16 @@ func newAgentCommand() *cobra.Command {
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			base := config.DefaultAgent()
 			base.DataDir = defaultDataDir(os.Getenv)
+			if all && !cleanup {
+				return fmt.Errorf("--all goes with --cleanup: keelson agent --cleanup --all")
+			}
+			if cleanup && all {
+				cfg, err := config.LoadAgentUnvalidated(base, configFile, cmd.Flags())
+				if err != nil {
+					return err
+				}
+				return runTeardown(cmd.Context(), cmd.OutOrStdout(), cfg, false)
+			}
 			if cleanup {
 				return cleanupNetwork(cmd, base, configFile)
 			}
@@ -47,6 +57,7 @@ func newAgentCommand() *cobra.Command {
 	}
 	cmd.Flags().StringVar(&configFile, "config", "", "YAML configuration file (flags override it)")
 	cmd.Flags().BoolVar(&cleanup, "cleanup", false, "remove the service network's iptables rules, routes and cluster DNS address from this node, then exit")
+	cmd.Flags().BoolVar(&all, "all", false, "with --cleanup: also stop the agent and every container it started, and remove its mounts, pod bridge and cgroups (as keelson killall)")
 	config.AgentFlags(cmd.Flags(), &defaults)
 	return cmd
 }

@@ -7,6 +7,7 @@ import (
 
 	"github.com/keelson/keelson/config"
 	"github.com/keelson/keelson/core/ops"
+	"github.com/keelson/keelson/core/snapshots"
 	"github.com/spf13/cobra"
 )
 
@@ -15,7 +16,7 @@ func newSnapshotCommand() *cobra.Command {
 		Use:   "snapshot",
 		Short: "Save the cluster's store to a file, inspect one, or restore one into a new cluster",
 	}
-	cmd.AddCommand(newSnapshotSaveCommand(), newSnapshotInspectCommand(), newSnapshotRestoreCommand())
+	cmd.AddCommand(newSnapshotSaveCommand(), newSnapshotInspectCommand(), newSnapshotRestoreCommand(), newSnapshotListCommand())
 	return cmd
 }
 
@@ -104,5 +105,42 @@ snapshot's keys at their revisions. Other servers join it with fresh data dirs.`
 	}
 	dataDirFlag(cmd, &dataDir)
 	identityFlags(cmd, &id, def.RaftAdvertise(), "raft address other servers will dial to reach this server (host:port, as the server's --raft-bind/--advertise-address give it)")
+	return cmd
+}
+
+func newSnapshotListCommand() *cobra.Command {
+	var dataDir, dir string
+	cmd := &cobra.Command{
+		Use:   "list",
+		Short: "List the scheduled snapshots (--snapshot-schedule) in the snapshot dir, oldest first",
+		Long: `List the scheduled snapshots in --snapshot-dir (default DATA_DIR/snapshots),
+oldest first, each with what it holds. It reads the files only: no server
+needs to run. Restore one with ` + "`keelson snapshot restore FILE`" + `.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			d := config.SnapshotDir(dataDir, dir)
+			files, err := snapshots.List(d)
+			if err != nil {
+				return err
+			}
+			out := cmd.OutOrStdout()
+			if len(files) == 0 {
+				fmt.Fprintf(out, "no scheduled snapshots in %s\n", d)
+				return nil
+			}
+			for _, f := range files {
+				sf, err := ops.OpenSnapshotFile(f.Path)
+				if err != nil {
+					fmt.Fprintf(out, "%s: unreadable: %v\n", f.Path, err)
+					continue
+				}
+				fmt.Fprintf(out, "%s: %s\n", f.Path, sf.Describe())
+				sf.Close()
+			}
+			return nil
+		},
+	}
+	dataDirFlag(cmd, &dataDir)
+	cmd.Flags().StringVar(&dir, "snapshot-dir", "", "directory of the scheduled snapshots (default DATA_DIR/snapshots)")
 	return cmd
 }

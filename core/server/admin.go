@@ -4,11 +4,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"time"
 
+	"github.com/keelson/keelson/config"
 	"github.com/keelson/keelson/core/ops"
+	"github.com/keelson/keelson/core/snapshots"
 	"google.golang.org/grpc"
 )
 
@@ -32,6 +35,13 @@ func (s *Server) serveAdmin(ctx context.Context) error {
 	}
 	svc := ops.NewService(ops.ServiceConfig{Node: s.raft, Store: s.store, Gossip: s.gossipStatus})
 	defer svc.Close()
+	if s.cfg.Snapshots.Schedule != "" {
+		ctx, stop := context.WithCancel(ctx)
+		defer stop()
+		if err := s.scheduleSnapshots(ctx, svc); err != nil {
+			return err
+		}
+	}
 	g := ops.NewGRPCServer(svc)
 	errc := make(chan error, 1)
 	go func() { errc <- g.Serve(l) }()
@@ -66,4 +76,39 @@ func (s *Server) gossipStatus() map[string]string {
 		}
 	}
 	return out
+}
+
+// scheduleSnapshots takes the scheduled snapshots (--snapshot-schedule) in
+// the background until ctx ends: each is saved as `keelson snapshot save`
+// saves one, through the same admin service.
+func (s *Server) scheduleSnapshots(ctx context.Context, svc *ops.Service) error {
+	sched, err := config.ParseSnapshotSchedule(s.cfg.Snapshots.Schedule)
+	if err != nil {
+		return fmt.Errorf("snapshots.schedule (--snapshot-schedule): %w", err)
+	}
+	save := func(ctx context.Context, path string) error {
+		sf, err := ops.SaveSnapshotFile(path, func(w io.Writer) error {
+			return svc.SaveSnapshot(ctx, &ops.SaveSnapshotRequest{}, func(c *ops.SnapshotChunk) error {
+				_, err := w.Write(c.Data)
+				return err
+			})
+		})
+		if err != nil {
+			return err
+		}
+		return sf.Close()
+	}
+	dir := config.SnapshotDir(s.cfg.DataDir, s.cfg.Snapshots.Dir)
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return fmt.Errorf("snapshots.dir (--snapshot-dir): %w", err)
+	}
+	s.log.Info("scheduled snapshots", "schedule", s.cfg.Snapshots.Schedule, "retention", s.cfg.Snapshots.Retention, "dir", dir)
+	go func() {
+		err := snapshots.Run(ctx, snapshots.Options{Dir: dir, Node: s.cfg.NodeName, Schedule: sched,
+			Retention: s.cfg.Snapshots.Retention, Save: save, Logger: s.log.With("component", "snapshots")})
+		if err != nil {
+			s.log.Error("scheduled snapshots stopped", "err", err)
+		}
+	}()
+	return nil
 }

@@ -86,6 +86,16 @@ func StartServer(t testing.TB, opts ServerOptions) *Server {
 	return s
 }
 
+// NewServer prepares a server like StartServer without starting it, so that
+// a test can fill its data dir first (a restored snapshot); Start runs it.
+func NewServer(t testing.TB, opts ServerOptions) *Server {
+	t.Helper()
+	return newServer(t, opts)
+}
+
+// RaftAddr is the server's raft address (--raft-bind).
+func (s *Server) RaftAddr() string { return net.JoinHostPort(s.opts.IP, strconv.Itoa(s.raftPort)) }
+
 // newServer prepares a server on free ports and a fresh data dir without
 // starting it; its processes are killed when the test ends.
 func newServer(t testing.TB, opts ServerOptions) *Server {
