@@ -32,7 +32,7 @@ type volArgs struct {
 
 // qgroupLimitArgs is struct btrfs_ioctl_qgroup_limit_args.
 type qgroupLimitArgs struct {
-	QgroupID                                   uint64
+	QgroupID                                  uint64
 	Flags, MaxRfer, MaxExcl, RsvRfer, RsvExcl uint64
 }
 

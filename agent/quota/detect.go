@@ -72,7 +72,7 @@ type ifDQInfo struct {
 
 // ifDQBlk is struct if_dqblk.
 type ifDQBlk struct {
-	BHardLimit, BSoftLimit, CurSpace uint64
+	BHardLimit, BSoftLimit, CurSpace  uint64
 	IHardLimit, ISoftLimit, CurInodes uint64
 	BTime, ITime                      uint64
 	Valid                             uint32
