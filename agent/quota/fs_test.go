@@ -83,8 +83,18 @@ func TestBtrfsQgroup(t *testing.T) {
 	if err := write(file, 32); !errors.Is(err, unix.EDQUOT) {
 		t.Fatalf("writing 32 MiB into a 16 MiB volume: %v, want EDQUOT", err)
 	}
+	dir := filepath.Dir(file)
+	if st, err := os.Stat(dir); err != nil || st.Mode().Perm() != 0o777 {
+		t.Fatalf("a new volume's directory: %v %v, want mode 0777", st.Mode(), err)
+	}
+	if err := os.Chmod(dir, 0o770|os.ModeSetgid); err != nil {
+		t.Fatal(err)
+	}
 	if res, err := d.Ensure("pvc-1", 64<<20); err != nil || !res.Enforced() {
 		t.Fatalf("raising the limit: %+v %v", res, err)
+	}
+	if st, _ := os.Stat(dir); st.Mode()&os.ModeSetgid == 0 || st.Mode().Perm() != 0o770 {
+		t.Errorf("raising the limit changed the mode (an fsGroup's) to %v", st.Mode())
 	}
 	if err := write(file, 32); err != nil {
 		t.Fatalf("writing 32 MiB into a 64 MiB volume: %v", err)

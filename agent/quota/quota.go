@@ -87,6 +87,8 @@ func (d *Dir) Ensure(name string, capacity int64) (Result, error) {
 	path := filepath.Join(d.root, name)
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	_, err = os.Lstat(path)
+	made := errors.Is(err, fs.ErrNotExist)
 	var res Result
 	switch kind {
 	case BtrfsQgroup:
@@ -96,9 +98,12 @@ func (d *Dir) Ensure(name string, capacity int64) (Result, error) {
 	default:
 		res, err = Result{Reason: reason}, ensurePlain(path)
 	}
-	if err != nil {
-		return Result{}, err
+	if err != nil || !made {
+		return res, err
 	}
+	// Writable by every user, as the containers' users are unknown; an
+	// existing directory keeps its mode (a pod's fsGroup set its group
+	// bits and setgid).
 	return res, os.Chmod(path, 0o777)
 }
 
