@@ -34,9 +34,9 @@ const (
 	// holds its directory (its node affinity says the same in labels).
 	NodeAnnotation = "keelson.io/local-path-node"
 
-	// Subresource is the node subresource a client must be allowed to
-	// delete (RBAC: nodes/storage) to remove a volume's directory through
-	// the kubelet API.
+	// Subresource is the node subresource (RBAC: nodes/storage) a client
+	// must be allowed to update to make or resize a volume's directory
+	// through the kubelet API, and to delete to remove it.
 	Subresource = "storage"
 
 	// apiPrefix is the kubelet-API path under which volumes are addressed.
