@@ -10,6 +10,8 @@ command -v containerd >/dev/null || need+=(containerd)
 command -v runc >/dev/null || need+=(runc)
 [ -x /usr/lib/cni/bridge ] || need+=(containernetworking-plugins)
 [ -x /bin/busybox ] || command -v busybox >/dev/null || need+=(busybox-static)
+# e2e/storage's capacity test loop-mounts a btrfs filesystem with quotas.
+command -v mkfs.btrfs >/dev/null || need+=(btrfs-progs)
 if ! command -v go >/dev/null && [ ! -x /usr/local/go/bin/go ]; then
 	echo "install-deps: Go is missing; install go1.26.8 into /usr/local/go" >&2
 	exit 1

@@ -58,6 +58,7 @@ type Classifier struct {
 
 // LocalVolumes removes the directories of local-path volumes on this node.
 type LocalVolumes interface {
+	EnsureLocalVolume(name string, capacity int64) (localstorage.VolumeState, error)
 	RemoveLocalVolume(name string) error
 }
 
@@ -73,7 +74,8 @@ type Options struct {
 	// Client reviews tokens and access.
 	Client  kubernetes.Interface
 	Backend Backend
-	// Volumes serves DELETE /storage/local-path/NAME (nil: not served).
+	// Volumes serves PUT and DELETE /storage/local-path/NAME (nil: not
+	// served).
 	Volumes LocalVolumes
 	Errors  Classifier
 	// Registry serves /metrics (nil: not served).
@@ -124,6 +126,7 @@ func Listen(opts Options) (*Server, error) {
 	mux.HandleFunc("GET /stats/summary", s.summary)
 	if opts.Volumes != nil {
 		mux.HandleFunc("DELETE "+localstorage.VolumeAPIPath("{name}"), s.removeLocalVolume)
+		mux.HandleFunc("PUT "+localstorage.VolumeAPIPath("{name}"), s.ensureLocalVolume)
 	}
 	if opts.Registry != nil {
 		mux.Handle("GET /metrics", promhttp.HandlerFor(opts.Registry, promhttp.HandlerOpts{}))
@@ -248,6 +251,27 @@ func (s *Server) removeLocalVolume(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	w.WriteHeader(http.StatusNoContent)
+}
+
+// ensureLocalVolume makes (or resizes) a local-path volume's directory,
+// at the provisioner's request, and says whether its capacity is enforced.
+func (s *Server) ensureLocalVolume(w http.ResponseWriter, r *http.Request) {
+	var req localstorage.VolumeRequest
+	if err := json.NewDecoder(io.LimitReader(r.Body, 4096)).Decode(&req); err != nil {
+		http.Error(w, "the body is not a volume request ({\"capacityBytes\": N}): "+err.Error(), http.StatusBadRequest)
+		return
+	}
+	if req.CapacityBytes <= 0 {
+		http.Error(w, fmt.Sprintf("capacityBytes is %d: give the volume's capacity in bytes", req.CapacityBytes), http.StatusBadRequest)
+		return
+	}
+	state, err := s.opts.Volumes.EnsureLocalVolume(r.PathValue("name"), req.CapacityBytes)
+	if err != nil {
+		s.fail(w, err)
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	_ = json.NewEncoder(w).Encode(state)
 }
 
 func (s *Server) pods(w http.ResponseWriter, _ *http.Request) {

@@ -13,6 +13,7 @@ import (
 
 	"github.com/moby/sys/mountinfo"
 	v1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
@@ -130,6 +131,7 @@ func TestLocalPathVolumeLifecycle(t *testing.T) {
 	name := "pvc-0c6e2d3a"
 	pv := pinnedVolume(name, "n1", v1.PersistentVolumeSource{Local: &v1.LocalVolumeSource{Path: localstorage.VolumeDir(storage, name)}})
 	pv.Annotations = map[string]string{volume.AnnDynamicallyProvisioned: localstorage.Provisioner}
+	pv.Spec.Capacity = v1.ResourceList{v1.ResourceStorage: resource.MustParse("64Mi")}
 	m := newClaimManager(storage, boundClaim("data", name), pv)
 	podDir := t.TempDir()
 	pod := claimPod("1", claimSource("data", false), ptr.To[int64](1234))

@@ -84,14 +84,33 @@ func (m *Manager) ensureLocalDir(pv *v1.PersistentVolume, path string) error {
 	case !m.provisionedHere(pv, path):
 		return fmt.Errorf("path %s of local volume %q does not exist on this node", path, pv.Name)
 	}
-	if err := os.MkdirAll(filepath.Dir(path), 0o711); err != nil {
-		return err
+	capacity := pv.Spec.Capacity[v1.ResourceStorage]
+	_, err = m.EnsureLocalVolume(pv.Name, capacity.Value())
+	return err
+}
+
+// EnsureLocalVolume makes the directory of local-path volume name in this
+// node's storage directory if it is missing, bounded to capacity bytes
+// where the filesystem can, and raises the bound of an existing one; the
+// answer says whether the capacity is enforced, and how or why not.
+func (m *Manager) EnsureLocalVolume(name string, capacity int64) (localstorage.VolumeState, error) {
+	if err := localstorage.CheckVolumeName(name); err != nil {
+		return localstorage.VolumeState{}, fmt.Errorf("%w: %v", ErrBadVolumeName, err)
 	}
-	if err := os.Mkdir(path, 0o777); err != nil && !errors.Is(err, fs.ErrExist) {
-		return fmt.Errorf("creating the directory of volume %q: %w", pv.Name, err)
+	if m.quota == nil {
+		return localstorage.VolumeState{}, fmt.Errorf("this agent has no storage directory")
 	}
-	m.log.Info("created the directory of a local-path volume", "volume", pv.Name, "path", path)
-	return os.Chmod(path, 0o777)
+	res, err := m.quota.Ensure(name, capacity)
+	if err != nil {
+		return localstorage.VolumeState{}, fmt.Errorf("the directory of volume %s: %w", name, err)
+	}
+	path := localstorage.VolumeDir(m.storageDir, name)
+	if res.Enforced() {
+		m.log.Info("local-path volume ready, capacity enforced", "volume", name, "path", path, "bytes", capacity, "enforcement", string(res.Kind))
+	} else {
+		m.log.Warn("local-path volume ready, capacity NOT enforced", "volume", name, "path", path, "bytes", capacity, "reason", res.Reason)
+	}
+	return localstorage.VolumeState{CapacityEnforced: res.Enforced(), Enforcement: string(res.Kind), Reason: res.Reason}, nil
 }
 
 // provisionedHere: the local-path provisioner made the volume for this
@@ -154,7 +173,7 @@ func (m *Manager) RemoveLocalVolume(name string) error {
 	if err := localstorage.CheckVolumeName(name); err != nil {
 		return fmt.Errorf("%w: %v", ErrBadVolumeName, err)
 	}
-	if m.storageDir == "" {
+	if m.quota == nil {
 		return fmt.Errorf("this agent has no storage directory")
 	}
 	m.mu.Lock()
@@ -173,8 +192,8 @@ func (m *Manager) RemoveLocalVolume(name string) error {
 	} else if len(mounts) > 0 {
 		return fmt.Errorf("%w: volume %s is mounted at %s", ErrVolumeInUse, name, strings.Join(mounts, ", "))
 	}
-	if err := os.RemoveAll(dir); err != nil {
-		return fmt.Errorf("removing %s: %w", dir, err)
+	if err := m.quota.Remove(name); err != nil {
+		return err
 	}
 	m.log.Info("removed the directory of a local-path volume", "volume", name, "path", dir)
 	return nil

@@ -6,8 +6,8 @@
 // PodCertificateRequests and renewed from their beginRefreshAt),
 // and claims (persistentVolumeClaim and generic ephemeral volumes) bound to
 // hostPath or local PersistentVolumes, in kubelet's directory layout under
-// the pod's directory. It also removes the directories of local-path
-// volumes released on this node.
+// the pod's directory. It also makes, bounds (agent/quota) and removes the
+// directories of local-path volumes on this node.
 package volumes
 
 import (
@@ -32,6 +32,8 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
+
+	"github.com/keelson/keelson/agent/quota"
 )
 
 // Options configures a Manager.
@@ -55,6 +57,9 @@ type Manager struct {
 	clock  clockwork.Clock
 
 	storageDir string
+	// quota makes, bounds and removes local-path volume directories
+	// (nil without a storage directory).
+	quota      *quota.Dir
 	anchorSeed uint64
 
 	mu     sync.Mutex
@@ -84,8 +89,12 @@ func New(opts Options) *Manager {
 	if opts.TrustAnchorSeed == 0 {
 		opts.TrustAnchorSeed = rand.Uint64()
 	}
-	return &Manager{client: opts.Client, log: opts.Logger, clock: opts.Clock, storageDir: opts.StorageDir, anchorSeed: opts.TrustAnchorSeed,
+	m := &Manager{client: opts.Client, log: opts.Logger, clock: opts.Clock, storageDir: opts.StorageDir, anchorSeed: opts.TrustAnchorSeed,
 		tokens: map[string]token{}, podCerts: map[string]podCert{}, local: map[string]map[string]bool{}, claims: map[string]map[string]ClaimVolume{}}
+	if opts.StorageDir != "" {
+		m.quota = quota.New(opts.StorageDir, opts.Logger)
+	}
+	return m
 }
 
 // Volume is a set-up volume.

@@ -44,14 +44,18 @@ type cluster struct {
 	client kubernetes.Interface
 	agent  *nodeagent.Agent
 	node   string
+	// storage is the agent's --storage-dir when the test set one.
+	storage string
 }
 
-func startCluster(t testing.TB) *cluster {
+// startCluster starts the server and the agent; storageDir, when set, is
+// the agent's --storage-dir.
+func startCluster(t testing.TB, storageDir ...string) *cluster {
 	t.Helper()
 	nodeagent.Require(t)
 	s := harness.StartServer(t, harness.ServerOptions{Plugins: plugins})
 	c := &cluster{server: s, client: s.Clientset(t), node: "storage-" + strconv.FormatInt(time.Now().UnixNano()%1e6, 36)}
-	c.agent = nodeagent.New(t, nodeagent.Options{Name: c.node, Args: []string{
+	args := []string{
 		"--server", "https://127.0.0.1:" + strconv.Itoa(s.APIPort),
 		// The server token: this agent's kubelet serves on 127.0.0.1,
 		// which only a server's own agent may claim.
@@ -63,7 +67,12 @@ func startCluster(t testing.TB) *cluster {
 		"--cni-masquerade=false",
 		"--disable-service-network",
 		"--sync-frequency", "10s",
-	}})
+	}
+	if len(storageDir) > 0 {
+		c.storage = storageDir[0]
+		args = append(args, "--storage-dir", c.storage)
+	}
+	c.agent = nodeagent.New(t, nodeagent.Options{Name: c.node, Args: args})
 	c.agent.Start(t)
 	t.Cleanup(func() { c.deleteAllPods() })
 	c.waitForNode(t)
@@ -121,8 +130,13 @@ func (c *cluster) waitForNode(t testing.TB) {
 	})
 }
 
-// storageDir is the agent's default --storage-dir.
-func (c *cluster) storageDir() string { return filepath.Join(c.agent.DataDir, "storage") }
+// storageDir is the agent's --storage-dir.
+func (c *cluster) storageDir() string {
+	if c.storage != "" {
+		return c.storage
+	}
+	return filepath.Join(c.agent.DataDir, "storage")
+}
 
 // namespace creates a namespace and waits for its default ServiceAccount.
 func (c *cluster) namespace(t testing.TB, name string) string {

@@ -122,7 +122,7 @@ func (c *cluster) testDataOutlivesItsPods(t *testing.T) {
 }
 
 // expand asks for size and waits for the claim's status and its volume to
-// have it (the local-path class allows expansion; the size is not enforced).
+// have it (the local-path class allows expansion).
 func (c *cluster) expand(t *testing.T, ns, name, size string) {
 	t.Helper()
 	ctx := context.Background()

@@ -1,7 +1,8 @@
 // Package localstorage is what the local-path provisioner (a plugin) and
 // the node agents share about node-local volumes: the provisioner's name,
 // how a node tells where its volumes live, where a volume's directory is,
-// and the kubelet-API call that removes one. Plugins reach it through
+// and the kubelet-API calls that make (with its capacity bound) and
+// remove one. Plugins reach it through
 // plugins/sdk/localstorage, which re-exports it.
 //
 // The directory of a provisioned volume is made by the agent of its node
@@ -33,9 +34,9 @@ const (
 	// holds its directory (its node affinity says the same in labels).
 	NodeAnnotation = "keelson.io/local-path-node"
 
-	// Subresource is the node subresource a client must be allowed to
-	// delete (RBAC: nodes/storage) to remove a volume's directory through
-	// the kubelet API.
+	// Subresource is the node subresource (RBAC: nodes/storage) a client
+	// must be allowed to update to make or resize a volume's directory
+	// through the kubelet API, and to delete to remove it.
 	Subresource = "storage"
 
 	// apiPrefix is the kubelet-API path under which volumes are addressed.
@@ -45,8 +46,8 @@ const (
 // VolumeDir is the directory of volume name under storageDir.
 func VolumeDir(storageDir, name string) string { return filepath.Join(storageDir, name) }
 
-// VolumeAPIPath is the kubelet-API path of volume name: DELETE removes its
-// directory.
+// VolumeAPIPath is the kubelet-API path of volume name: PUT (a
+// VolumeRequest) makes or resizes its directory, DELETE removes it.
 func VolumeAPIPath(name string) string { return apiPrefix + name }
 
 // VolumeFromAPIPath returns the volume a kubelet-API path names.
@@ -65,4 +66,42 @@ func CheckVolumeName(name string) error {
 		return fmt.Errorf("%q is not a PersistentVolume name: %s", name, strings.Join(errs, "; "))
 	}
 	return nil
+}
+
+// Annotations a provisioned PersistentVolume carries about its capacity.
+const (
+	// AnnCapacityEnforced is "true" when writes past the volume's capacity
+	// fail (EDQUOT) on its node, "false" when the volume may grow until
+	// the node's disk is full.
+	AnnCapacityEnforced = "keelson.io/capacity-enforced"
+	// AnnCapacityEnforcement names the mechanism that enforces the
+	// capacity (btrfs-qgroup, project-quota), or says why none does.
+	AnnCapacityEnforcement = "keelson.io/capacity-enforcement"
+)
+
+// VolumeRequest is the body of a PUT to VolumeAPIPath(name): the agent
+// makes the volume's directory if it is missing and bounds it to
+// CapacityBytes where its filesystem can (a larger capacity raises the
+// bound; the bound is never lowered by the provisioner, which only
+// expands).
+type VolumeRequest struct {
+	CapacityBytes int64 `json:"capacityBytes"`
+}
+
+// VolumeState is the agent's answer to a VolumeRequest.
+type VolumeState struct {
+	// CapacityEnforced: writes past the capacity fail.
+	CapacityEnforced bool `json:"capacityEnforced"`
+	// Enforcement is the mechanism when enforced (btrfs-qgroup,
+	// project-quota); Reason says why not otherwise.
+	Enforcement string `json:"enforcement,omitempty"`
+	Reason      string `json:"reason,omitempty"`
+}
+
+// Annotation is the AnnCapacityEnforcement value of the state.
+func (s VolumeState) Annotation() string {
+	if s.CapacityEnforced {
+		return s.Enforcement
+	}
+	return s.Reason
 }

@@ -1,7 +1,9 @@
 package localpath
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net"
@@ -16,8 +18,9 @@ import (
 	"github.com/keelson/keelson/plugins/sdk/localstorage"
 )
 
-// nodeStorage removes volume directories on nodes.
+// nodeStorage makes, resizes and removes volume directories on nodes.
 type nodeStorage interface {
+	EnsureVolume(ctx context.Context, node *v1.Node, name string, capacity int64) (localstorage.VolumeState, error)
 	RemoveVolume(ctx context.Context, node *v1.Node, name string) error
 }
 
@@ -62,25 +65,54 @@ func kubeletURL(node *v1.Node) (string, error) {
 }
 
 func (k *kubeletStorage) RemoveVolume(ctx context.Context, node *v1.Node, name string) error {
+	_, err := k.call(ctx, node, http.MethodDelete, name, nil, "remove")
+	return err
+}
+
+// EnsureVolume has the node make the volume's directory (or raise its
+// bound) with capacity bytes, and returns whether the node enforces it.
+func (k *kubeletStorage) EnsureVolume(ctx context.Context, node *v1.Node, name string, capacity int64) (localstorage.VolumeState, error) {
+	body, err := json.Marshal(localstorage.VolumeRequest{CapacityBytes: capacity})
+	if err != nil {
+		return localstorage.VolumeState{}, err
+	}
+	answer, err := k.call(ctx, node, http.MethodPut, name, body, "make")
+	if err != nil {
+		return localstorage.VolumeState{}, err
+	}
+	var state localstorage.VolumeState
+	if err := json.Unmarshal(answer, &state); err != nil {
+		return localstorage.VolumeState{}, fmt.Errorf("node %q answered the directory of volume %s with %q: %w", node.Name, name, answer, err)
+	}
+	return state, nil
+}
+
+// call sends method with body to the volume's path on the node's kubelet
+// API and returns the answer's body; what (make, remove) names the call
+// in errors.
+func (k *kubeletStorage) call(ctx context.Context, node *v1.Node, method, name string, body []byte, what string) ([]byte, error) {
 	if err := localstorage.CheckVolumeName(name); err != nil {
-		return err
+		return nil, err
 	}
 	base, err := kubeletURL(node)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodDelete, base+localstorage.VolumeAPIPath(name), nil)
+	req, err := http.NewRequestWithContext(ctx, method, base+localstorage.VolumeAPIPath(name), bytes.NewReader(body))
 	if err != nil {
-		return err
+		return nil, err
+	}
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
 	}
 	resp, err := k.client.Do(req)
 	if err != nil {
-		return fmt.Errorf("asking node %q to remove the directory of volume %s: %w", node.Name, name, err)
+		return nil, fmt.Errorf("asking node %q to %s the directory of volume %s: %w", node.Name, what, name, err)
 	}
 	defer resp.Body.Close()
-	body, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
+	answer, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
 	if resp.StatusCode/100 == 2 {
-		return nil
+		return answer, nil
 	}
-	return fmt.Errorf("node %q did not remove the directory of volume %s: %s: %s", node.Name, name, resp.Status, strings.TrimSpace(string(body)))
+	return nil, fmt.Errorf("node %q did not %s the directory of volume %s: %s: %s", node.Name, what, name, resp.Status, strings.TrimSpace(string(answer)))
 }

@@ -3,6 +3,7 @@ package localpath
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"slices"
@@ -25,10 +26,21 @@ import (
 	"github.com/keelson/keelson/plugins/sdk/localstorage"
 )
 
-// fakeStorage records the directories it was asked to remove.
+// fakeStorage records the directories it was asked to make (with their
+// capacity in bytes) and remove, and answers state for the made ones.
 type fakeStorage struct {
+	ensured []string
 	removed []string
+	state   localstorage.VolumeState
 	err     error
+}
+
+func (f *fakeStorage) EnsureVolume(_ context.Context, node *v1.Node, name string, capacity int64) (localstorage.VolumeState, error) {
+	if f.err != nil {
+		return localstorage.VolumeState{}, f.err
+	}
+	f.ensured = append(f.ensured, fmt.Sprintf("%s:%s=%d", node.Name, name, capacity))
+	return f.state, nil
 }
 
 func (f *fakeStorage) RemoveVolume(_ context.Context, node *v1.Node, name string) error {
@@ -115,8 +127,12 @@ func claim(opts ...func(*v1.PersistentVolumeClaim)) *v1.PersistentVolumeClaim {
 // TestProvision: the volume made for a claim once its node is known.
 func TestProvision(t *testing.T) {
 	f := newFixture(t, DefaultClass(), node("n1", "/var/lib/keelson/storage"), claim())
+	f.storage.state = localstorage.VolumeState{CapacityEnforced: true, Enforcement: "btrfs-qgroup"}
 	if _, err := f.c.syncClaim(context.Background(), "ns/data"); err != nil {
 		t.Fatal(err)
+	}
+	if want := []string{"n1:pvc-1234=67108864"}; !slices.Equal(f.storage.ensured, want) {
+		t.Errorf("node asked for %v, want %v", f.storage.ensured, want)
 	}
 	pv, err := f.client.CoreV1().PersistentVolumes().Get(context.Background(), "pvc-1234", metav1.GetOptions{})
 	if err != nil {
@@ -139,7 +155,8 @@ func TestProvision(t *testing.T) {
 	if q.String() != "64Mi" || pv.Spec.StorageClassName != ClassName || pv.Spec.PersistentVolumeReclaimPolicy != v1.PersistentVolumeReclaimDelete {
 		t.Errorf("capacity %s class %q reclaim %s", q.String(), pv.Spec.StorageClassName, pv.Spec.PersistentVolumeReclaimPolicy)
 	}
-	if pv.Annotations[volume.AnnDynamicallyProvisioned] != localstorage.Provisioner || pv.Annotations[localstorage.NodeAnnotation] != "n1" {
+	if pv.Annotations[volume.AnnDynamicallyProvisioned] != localstorage.Provisioner || pv.Annotations[localstorage.NodeAnnotation] != "n1" ||
+		pv.Annotations[localstorage.AnnCapacityEnforced] != "true" || pv.Annotations[localstorage.AnnCapacityEnforcement] != "btrfs-qgroup" {
 		t.Errorf("annotations %v", pv.Annotations)
 	}
 	if !slices.Contains(pv.Finalizers, finalizer) {
@@ -206,8 +223,12 @@ func TestProvisionWaitsOrRefuses(t *testing.T) {
 	}
 }
 
+// unenforced is what a node whose filesystem cannot bound a directory
+// answers.
+var unenforced = localstorage.VolumeState{Reason: "the storage directory's filesystem offers no per-directory limit"}
+
 func provisioned(phase v1.PersistentVolumePhase, opts ...func(*v1.PersistentVolume)) *v1.PersistentVolume {
-	pv := newVolume(claim(), DefaultClass(), node("n1", "/s"), "/s")
+	pv := newVolume(claim(), DefaultClass(), node("n1", "/s"), "/s", unenforced)
 	pv.UID = "pv-uid"
 	pv.Status.Phase = phase
 	for _, o := range opts {
@@ -312,9 +333,25 @@ func TestResize(t *testing.T) {
 			c.Status.Capacity = v1.ResourceList{v1.ResourceStorage: resource.MustParse("64Mi")}
 		})
 	}
+	// The node cannot raise the bound: the claim waits, with a warning.
 	f := newFixture(t, bound("pvc-1234"), provisioned(v1.VolumeBound))
+	if _, err := f.c.syncClaim(context.Background(), "ns/data"); err == nil {
+		t.Fatal("resized without the volume's node")
+	}
+	if ev := f.drainEvents(); !strings.Contains(ev, `VolumeResizeFailed resize volume "pvc-1234"`) || !strings.Contains(ev, `"n1"`) {
+		t.Errorf("events %q, want VolumeResizeFailed naming the node", ev)
+	}
+	if pv, _ := f.client.CoreV1().PersistentVolumes().Get(context.Background(), "pvc-1234", metav1.GetOptions{}); pv.Spec.Capacity.Storage().String() != "64Mi" {
+		t.Errorf("volume capacity %s before the node raised the bound", pv.Spec.Capacity.Storage())
+	}
+
+	f = newFixture(t, bound("pvc-1234"), provisioned(v1.VolumeBound), node("n1", "/s"))
+	f.storage.state = localstorage.VolumeState{CapacityEnforced: true, Enforcement: "btrfs-qgroup"}
 	if _, err := f.c.syncClaim(context.Background(), "ns/data"); err != nil {
 		t.Fatal(err)
+	}
+	if want := []string{"n1:pvc-1234=134217728"}; !slices.Equal(f.storage.ensured, want) {
+		t.Errorf("node asked for %v, want %v", f.storage.ensured, want)
 	}
 	pv, _ := f.client.CoreV1().PersistentVolumes().Get(context.Background(), "pvc-1234", metav1.GetOptions{})
 	if q := pv.Spec.Capacity[v1.ResourceStorage]; q.String() != "128Mi" {
@@ -330,11 +367,11 @@ func TestResize(t *testing.T) {
 	if ev := f.drainEvents(); !strings.Contains(ev, "Resizing External resizer is resizing volume pvc-1234") || !strings.Contains(ev, "VolumeResizeSuccessful") {
 		t.Errorf("events %q", ev)
 	}
-	if pv.Annotations[AnnCapacityEnforced] != "false" {
-		t.Errorf("volume annotations %v: the unenforced capacity must be said", pv.Annotations)
+	if pv.Annotations[localstorage.AnnCapacityEnforced] != "true" || pv.Annotations[localstorage.AnnCapacityEnforcement] != "btrfs-qgroup" {
+		t.Errorf("volume annotations %v: the node's answer must be said", pv.Annotations)
 	}
 
-	foreign := newVolume(claim(), DefaultClass(), node("n1", "/s"), "/s")
+	foreign := newVolume(claim(), DefaultClass(), node("n1", "/s"), "/s", unenforced)
 	foreign.Name, foreign.Annotations = "static", nil
 	f = newFixture(t, bound("static"), foreign)
 	if _, err := f.c.syncClaim(context.Background(), "ns/data"); err != nil {

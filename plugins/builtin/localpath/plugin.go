@@ -8,9 +8,12 @@
 // when a pod mounts the volume and removes it when this plugin asks, after
 // the volume was released with reclaim Delete; the volume object goes
 // only after its directory did (the external-provisioner finalizer holds
-// it). A larger request on a bound claim is applied to the volume's
-// capacity and the claim's status, as an external resizer does (the
-// capacity is not enforced: the volume says so). It follows the semantics
+// it). The node bounds the directory to the claim's size where its
+// filesystem can (a btrfs subvolume with a qgroup limit, or a project
+// quota on xfs/ext4) and the volume says whether it does
+// (keelson.io/capacity-enforced). A larger request on a bound claim raises
+// the bound on the node, then the volume's capacity and the claim's
+// status, as an external resizer does. It follows the semantics
 // of sig-storage's external provisioner and resizer.
 package localpath
 
@@ -63,8 +66,9 @@ func Plugin() sdk.Plugin {
 		{APIGroups: []string{""}, Resources: []string{"persistentvolumeclaims/status"}, Verbs: []string{"update", "patch"}},
 		{APIGroups: []string{""}, Resources: []string{"persistentvolumes"}, Verbs: []string{"get", "list", "watch", "create", "update", "patch", "delete"}},
 		{APIGroups: []string{""}, Resources: []string{"nodes"}, Verbs: []string{"get", "list", "watch"}},
-		// The agents' kubelet API removes a volume's directory for this.
-		{APIGroups: []string{""}, Resources: []string{"nodes/" + localstorage.Subresource}, Verbs: []string{"delete"}},
+		// The agents' kubelet API makes (update) and removes (delete) a
+		// volume's directory for this.
+		{APIGroups: []string{""}, Resources: []string{"nodes/" + localstorage.Subresource}, Verbs: []string{"update", "delete"}},
 		{APIGroups: []string{"storage.k8s.io"}, Resources: []string{"storageclasses"}, Verbs: []string{"get", "list", "watch", "create"}},
 		sdk.EventRule,
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
 
 	v1 "k8s.io/api/core/v1"
 	storagev1 "k8s.io/api/storage/v1"
@@ -36,11 +37,6 @@ const (
 )
 
 var claimKind = schema.GroupVersionKind{Version: "v1", Kind: "PersistentVolumeClaim"}
-
-// AnnCapacityEnforced on a provisioned volume says whether its capacity is
-// a limit. A local-path volume is a plain directory: it may grow past its
-// capacity until the node's disk is full, and says so ("false").
-const AnnCapacityEnforced = "keelson.io/capacity-enforced"
 
 // errFinal marks a provisioning failure that retrying on the same node
 // cannot fix: the scheduler is asked to choose again. errUnsupported marks
@@ -133,14 +129,37 @@ func (c *controller) provision(ctx context.Context, claim *v1.PersistentVolumeCl
 		return fmt.Errorf("%w: node %q has no %s annotation: it runs no Keelson agent that could hold the volume", errFinal, node, localstorage.StorageDirAnnotation)
 	}
 	c.events.Event(claim, v1.EventTypeNormal, reasonProvisioning, fmt.Sprintf("External provisioner is provisioning volume for claim %q", claim.Namespace+"/"+claim.Name))
-	pv := newVolume(claim, class, n, dir)
+	size := claim.Spec.Resources.Requests[v1.ResourceStorage]
+	// The node makes the directory first, bounded where its filesystem
+	// can: the volume's annotations then say what the node answered.
+	state, err := c.storage.EnsureVolume(ctx, n, volumeName(claim), size.Value())
+	if err != nil {
+		return err
+	}
+	pv := newVolume(claim, class, n, dir, state)
 	if _, err := c.client.CoreV1().PersistentVolumes().Create(ctx, pv, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
 		return fmt.Errorf("creating PersistentVolume %s: %w", pv.Name, err)
 	}
 	c.events.Event(claim, v1.EventTypeNormal, reasonProvisioningSucceeded, fmt.Sprintf("Successfully provisioned volume %s", pv.Name))
-	c.logger.Info("provisioned volume", "claim", claim.Namespace+"/"+claim.Name, "volume", pv.Name, "node", node,
-		"path", pv.Spec.Local.Path, "capacityEnforced", false)
+	c.logCapacity("provisioned volume", claim, pv.Name, size.String(), state, "node", node, "path", pv.Spec.Local.Path)
 	return nil
+}
+
+// logCapacity logs a provisioned or resized volume with whether its node
+// enforces its capacity (a warning when it does not, with the reason).
+func (c *controller) logCapacity(msg string, claim *v1.PersistentVolumeClaim, volume, size string, state localstorage.VolumeState, more ...any) {
+	args := append([]any{"claim", claim.Namespace + "/" + claim.Name, "volume", volume, "size", size, "capacityEnforced", state.CapacityEnforced}, more...)
+	if state.CapacityEnforced {
+		c.logger.Info(msg, append(args, "enforcement", state.Enforcement)...)
+		return
+	}
+	c.logger.Warn(msg+": capacity NOT enforced, the volume may grow until the node's disk is full", append(args, "reason", state.Reason)...)
+}
+
+// capacityAnnotations says on a volume what its node answered.
+func capacityAnnotations(ann map[string]string, state localstorage.VolumeState) {
+	ann[localstorage.AnnCapacityEnforced] = strconv.FormatBool(state.CapacityEnforced)
+	ann[localstorage.AnnCapacityEnforcement] = state.Annotation()
 }
 
 // checkClaim refuses what a directory cannot be.
@@ -160,8 +179,8 @@ func checkClaim(claim *v1.PersistentVolumeClaim) error {
 }
 
 // newVolume is the local volume provisioned for claim on node n, whose
-// agent keeps its volumes under dir.
-func newVolume(claim *v1.PersistentVolumeClaim, class *storagev1.StorageClass, n *v1.Node, dir string) *v1.PersistentVolume {
+// agent keeps its volumes under dir and answered state for its directory.
+func newVolume(claim *v1.PersistentVolumeClaim, class *storagev1.StorageClass, n *v1.Node, dir string, state localstorage.VolumeState) *v1.PersistentVolume {
 	name := volumeName(claim)
 	reclaim := ptr.Deref(class.ReclaimPolicy, v1.PersistentVolumeReclaimDelete)
 	hostname := n.Labels[v1.LabelHostname]
@@ -170,9 +189,8 @@ func newVolume(claim *v1.PersistentVolumeClaim, class *storagev1.StorageClass, n
 	}
 	pv := &v1.PersistentVolume{
 		ObjectMeta: metav1.ObjectMeta{
-			Name: name,
-			Annotations: map[string]string{annProvisionedBy: localstorage.Provisioner, localstorage.NodeAnnotation: n.Name,
-				AnnCapacityEnforced: "false"},
+			Name:        name,
+			Annotations: map[string]string{annProvisionedBy: localstorage.Provisioner, localstorage.NodeAnnotation: n.Name},
 		},
 		Spec: v1.PersistentVolumeSpec{
 			Capacity:    v1.ResourceList{v1.ResourceStorage: claim.Spec.Resources.Requests[v1.ResourceStorage]},
@@ -190,6 +208,7 @@ func newVolume(claim *v1.PersistentVolumeClaim, class *storagev1.StorageClass, n
 			}}}},
 		},
 	}
+	capacityAnnotations(pv.Annotations, state)
 	if reclaim == v1.PersistentVolumeReclaimDelete {
 		pv.Finalizers = []string{finalizer}
 	}

@@ -17,15 +17,16 @@ import (
 const (
 	reasonResizing               = "Resizing"
 	reasonVolumeResizeSuccessful = "VolumeResizeSuccessful"
+	reasonVolumeResizeFailed     = "VolumeResizeFailed"
 )
 
 // resize applies a larger request of a bound claim to its volume, as an
 // external resizer does for a volume that needs no work on the node: the
 // claim's allocatedResources and ControllerResizeInProgress status with a
 // Resizing condition first, then the volume's capacity, then the claim's
-// capacity with the resize status cleared. A directory has no size to
-// change: the new capacity is what the claim may count on, not a limit
-// (see AnnCapacityEnforced).
+// capacity with the resize status cleared. The node raises the bound of
+// the volume's directory before the volume's capacity grows (its answer
+// refreshes the volume's capacity annotations).
 func (c *controller) resize(ctx context.Context, claim *v1.PersistentVolumeClaim) error {
 	if claim.Status.Phase != v1.ClaimBound || claim.DeletionTimestamp != nil {
 		return nil
@@ -49,9 +50,14 @@ func (c *controller) resize(ctx context.Context, claim *v1.PersistentVolumeClaim
 	if err != nil {
 		return err
 	}
+	state, err := c.expandOnNode(ctx, claim, pv, want)
+	if err != nil {
+		return err
+	}
 	if cur := pv.Spec.Capacity[v1.ResourceStorage]; cur.Cmp(want) < 0 {
 		clone := pv.DeepCopy()
 		clone.Spec.Capacity[v1.ResourceStorage] = want
+		capacityAnnotations(clone.Annotations, state)
 		if _, err := c.client.CoreV1().PersistentVolumes().Update(ctx, clone, metav1.UpdateOptions{}); err != nil {
 			return fmt.Errorf("setting the capacity of volume %s to %s: %w", pv.Name, want.String(), err)
 		}
@@ -66,8 +72,26 @@ func (c *controller) resize(ctx context.Context, claim *v1.PersistentVolumeClaim
 		return fmt.Errorf("finishing the resize of claim %s/%s: %w", claim.Namespace, claim.Name, err)
 	}
 	c.events.Event(claim, v1.EventTypeNormal, reasonVolumeResizeSuccessful, "Resize volume succeeded")
-	c.logger.Info("resized volume (capacity not enforced: a directory has no size)", "claim", claim.Namespace+"/"+claim.Name, "volume", pv.Name, "size", want.String())
+	c.logCapacity("resized volume", claim, pv.Name, want.String(), state)
 	return nil
+}
+
+// expandOnNode has the volume's node raise the bound of its directory to
+// want. A failure is a VolumeResizeFailed warning on the claim and is
+// retried.
+func (c *controller) expandOnNode(ctx context.Context, claim *v1.PersistentVolumeClaim, pv *v1.PersistentVolume, want resource.Quantity) (localstorage.VolumeState, error) {
+	nodeName := pv.Annotations[localstorage.NodeAnnotation]
+	node, err := c.nodes.Get(nodeName)
+	if err != nil {
+		err = fmt.Errorf("the node %q of volume %s: %w", nodeName, pv.Name, err)
+	} else {
+		var state localstorage.VolumeState
+		if state, err = c.storage.EnsureVolume(ctx, node, pv.Name, want.Value()); err == nil {
+			return state, nil
+		}
+	}
+	c.events.Event(claim, v1.EventTypeWarning, reasonVolumeResizeFailed, fmt.Sprintf("resize volume %q by resizer %q failed: %v", pv.Name, localstorage.Provisioner, err))
+	return localstorage.VolumeState{}, err
 }
 
 // startResize records on the claim that its volume is being resized to want.

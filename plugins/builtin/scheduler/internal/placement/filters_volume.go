@@ -58,7 +58,7 @@ func (c *cycle) preFilterVolumes() (Status, error) {
 			return st, err
 		}
 		if pvc.Spec.VolumeName != "" && metav1.HasAnnotation(pvc.ObjectMeta, AnnBindCompleted) {
-			if st, err := c.boundVolume(pvc.Spec.VolumeName, &s); err != nil || !st.OK() {
+			if st, err := c.boundVolume(pvc, &s); err != nil || !st.OK() {
 				return st, err
 			}
 			continue
@@ -121,7 +121,8 @@ func (c *cycle) claimOf(vol *v1.Volume) (*v1.PersistentVolumeClaim, Status, erro
 
 // boundVolume records the node affinity and zones of a bound claim's
 // volume.
-func (c *cycle) boundVolume(pvName string, s *volumeState) (Status, error) {
+func (c *cycle) boundVolume(pvc *v1.PersistentVolumeClaim, s *volumeState) (Status, error) {
+	pvName := pvc.Spec.VolumeName
 	if c.e.listers.PVs == nil {
 		return Status{}, fmt.Errorf("no PersistentVolume lister for volume %q", pvName)
 	}
@@ -136,6 +137,9 @@ func (c *cycle) boundVolume(pvName string, s *volumeState) (Status, error) {
 		sel, err := nodeaffinity.NewNodeSelector(na.Required)
 		if err != nil {
 			return Status{}, fmt.Errorf("PersistentVolume %s: parsing nodeAffinity: %w", pvName, err)
+		}
+		if st := c.lostLocalVolume(pvc, pv, sel); !st.OK() {
+			return st, nil
 		}
 		s.affinities = append(s.affinities, sel)
 	}
