@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"time"
 
 	"github.com/hashicorp/raft"
 	"google.golang.org/grpc"
@@ -109,9 +110,33 @@ func (s *Service) TransferLeader(ctx context.Context, req *TransferLeaderRequest
 	if err := waitFuture(ctx, f); err != nil {
 		return nil, status.Errorf(codes.Unavailable, "transferring leadership from %s: %v (the leader stays %s unless `keelson raft peers` says otherwise)", self, err, self)
 	}
-	_, leader := s.cfg.Node.Raft().LeaderWithID()
-	return &TransferLeaderResponse{From: self, To: string(leader), Term: s.cfg.Node.Raft().CurrentTerm()}, nil
+	leader := s.awaitNewLeader(ctx, self)
+	return &TransferLeaderResponse{From: self, To: leader, Term: s.cfg.Node.Raft().CurrentTerm()}, nil
 }
+
+// awaitNewLeader waits, up to transferSettle, until this server knows a
+// leader other than old; "" if none is known by then (the election is
+// still running, which `keelson raft peers` shows).
+func (s *Service) awaitNewLeader(ctx context.Context, old string) string {
+	deadline := time.Now().Add(transferSettle)
+	for {
+		if _, id := s.cfg.Node.Raft().LeaderWithID(); id != "" && string(id) != old {
+			return string(id)
+		}
+		if time.Now().After(deadline) {
+			return ""
+		}
+		select {
+		case <-ctx.Done():
+			return ""
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
+
+// transferSettle bounds how long TransferLeader waits to name the new
+// leader after raft completed the transfer.
+const transferSettle = 5 * time.Second
 
 // transferTarget checks the requested target: a voter of conf other than
 // the leader self. It returns nil for "any follower".

@@ -36,6 +36,9 @@ type ServiceConfig struct {
 	Version string
 	// QuotaBytes is the store's quota (--store-quota-bytes).
 	QuotaBytes int64
+	// Members lists every gossip member (servers and agents) the server's
+	// pool knows. Nil when there is no pool (tests).
+	Members func() []GossipMember
 }
 
 // Service answers the admin protocol for one server.

@@ -71,6 +71,16 @@ type ClusterStatus struct {
 	LeaderID string         `json:"leaderId,omitempty"`
 	Term     uint64         `json:"term"`
 	Servers  []ServerReport `json:"servers"`
+	// Members is the gossip pool as the answering server sees it.
+	Members []GossipMember `json:"members,omitempty"`
+}
+
+// GossipMember is one node of the gossip pool.
+type GossipMember struct {
+	Name    string `json:"name"`
+	Role    string `json:"role"`
+	Status  string `json:"status"`
+	Address string `json:"address"`
 }
 
 // ServerStatus reports this server's raft state, store size, newest raft
@@ -152,6 +162,9 @@ func (s *Service) ClusterStatus(ctx context.Context, _ *ClusterStatusRequest) (*
 	}
 	wg.Wait()
 	fillLag(out)
+	if s.cfg.Members != nil {
+		out.Members = s.cfg.Members()
+	}
 	return out, nil
 }
 
