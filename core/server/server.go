@@ -362,7 +362,8 @@ func (s *Server) waitForLeader(ctx context.Context, errc <-chan error) error {
 			return fmt.Errorf("waiting for a raft leader: %w", ctx.Err())
 		}
 		if time.Now().After(next) {
-			s.log.Warn("still waiting for a raft leader", "err", err)
+			s.log.Warn("still waiting for a raft leader", "err", err, "raft_address", s.raft.Addr(),
+				"check", "a joining server waits until the leader reaches it: check that the other servers can reach this raft address (--advertise-address and the raft port) and that --bootstrap-expect servers run; `keelson raft peers` on a server of the cluster shows whom it lists")
 			next = time.Now().Add(30 * time.Second)
 		}
 		select {
