@@ -77,6 +77,9 @@ func TestClusterStatusWithAServerDown(t *testing.T) {
 		if st, err = clients[followers[0].id].ClusterStatus(ctx); err != nil {
 			t.Fatal(err)
 		}
+		if len(st.Servers) != 3 {
+			return false // the follower has yet to learn the configuration
+		}
 		for _, r := range st.Servers {
 			if r.Status == nil || r.Status.StoreBytes == 0 {
 				return false
