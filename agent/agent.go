@@ -30,6 +30,7 @@ import (
 	"github.com/keelson/keelson/agent/runtime"
 	"github.com/keelson/keelson/agent/volumes"
 	"github.com/keelson/keelson/config"
+	"github.com/keelson/keelson/internal/dirlock"
 	"github.com/keelson/keelson/internal/join"
 	"github.com/keelson/keelson/internal/statefile"
 	"github.com/keelson/keelson/plugins/proto"
@@ -108,6 +109,11 @@ func Run(ctx context.Context, cfg config.Agent, opts Options) error {
 	if err := os.MkdirAll(a.dir, 0o700); err != nil {
 		return fmt.Errorf("agent: data dir: %w", err)
 	}
+	lock, err := dirlock.Acquire(a.dir, "--data-dir")
+	if err != nil {
+		return fmt.Errorf("agent: %w", err)
+	}
+	defer lock.Release()
 	if err := a.recordHost(); err != nil {
 		return err
 	}

@@ -105,6 +105,14 @@ func (a *Agent) serve(ctx context.Context) error {
 		if err := a.joinGossip(ctx); err != nil {
 			return err
 		}
+		member := a.member()
+		wg.Go(func() {
+			select {
+			case <-ctx.Done():
+			case err := <-member.Fatal():
+				fail("gossip")(err)
+			}
+		})
 		wg.Go(func() { a.followServers(ctx) })
 		wg.Go(func() { a.watchAPI(ctx, apiProbeInterval, apiUnreachableAfter) })
 	}

@@ -128,10 +128,10 @@ func Ensure(ctx context.Context, opts Options) (*Store, error) {
 		if err == nil {
 			return s, nil
 		}
-		if errors.Is(err, join.ErrWrongCluster) {
+		if join.Refused(err) {
 			return nil, err
 		}
-		opts.Logger.Warn("waiting for a server to issue node credentials", "err", err)
+		opts.Logger.Warn("waiting for a server to issue node credentials; retrying", "servers", opts.Supervisors(), "retry_in", wait, "err", err, "check", join.UnreachableHint(err, "--server"))
 		select {
 		case <-ctx.Done():
 			return nil, fmt.Errorf("credentials: %w (last error: %v)", ctx.Err(), err)
@@ -249,7 +249,7 @@ func (s *Store) request(ctx context.Context) error {
 	for _, addr := range s.opts.Supervisors() {
 		var got join.NodeCredentials
 		err := join.Call(ctx, client, addr, http.MethodPost, join.NodeCredentialsPath, tok, req, &got)
-		if errors.Is(err, join.ErrWrongCluster) {
+		if join.Refused(err) {
 			return err
 		}
 		if err != nil {

@@ -140,6 +140,10 @@ func Join(ctx context.Context, cfg Config) (*Member, error) {
 	return m, nil
 }
 
+// Fatal yields the error that must stop the agent: its join found another
+// live member using its node name.
+func (m *Member) Fatal() <-chan error { return m.pool.Fatal() }
+
 // Addr is the host:port the member gossips on.
 func (m *Member) Addr() string { return m.pool.Addr() }
 

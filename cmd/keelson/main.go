@@ -28,7 +28,7 @@ func main() {
 	}
 	root.AddCommand(newServerCommand(), newAgentCommand(), newImagesCommand(), newVersionCommand(), newKubectlCommand())
 	root.AddCommand(newRaftCommand(), newSnapshotCommand(), newClusterResetCommand(), newPluginCommand(), newPluginsCommand(), newTokenCommand())
-	root.AddCommand(newCertificateCommand(), newKillallCommand(), newUninstallCommand())
+	root.AddCommand(newCertificateCommand(), newClusterCommand(), newKillallCommand(), newUninstallCommand())
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	if err := root.ExecuteContext(ctx); err != nil {

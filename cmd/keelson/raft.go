@@ -37,7 +37,7 @@ func newRaftCommand() *cobra.Command {
 		Use:   "raft",
 		Short: "Inspect and change the raft configuration of a running cluster",
 	}
-	cmd.AddCommand(newRaftPeersCommand(), newRaftRemovePeerCommand())
+	cmd.AddCommand(newRaftPeersCommand(), newRaftRemovePeerCommand(), newRaftTransferLeaderCommand())
 	return cmd
 }
 
@@ -137,13 +137,15 @@ func newRaftRemovePeerCommand() *cobra.Command {
 	var dataDir string
 	cmd := &cobra.Command{
 		Use:   "remove-peer ID",
-		Short: "Remove a stopped server from the raft configuration (run on the leader)",
-		Long: `Remove server ID from the raft configuration. Run it against the leader.
+		Short: "Remove a stopped server from the raft configuration (run on any server)",
+		Long: `Remove server ID from the raft configuration. Run it on any server: a
+follower forwards the request to the leader.
 
-It refuses to remove the leader it runs on (stop that server first: it hands
-leadership over as it stops), a server still alive in the gossip pool (the
-leader would add it back; stop it first), and a removal after which the voters
-the leader reaches would not be a quorum of the remaining voters.`,
+It refuses to remove the leader (move leadership first with
+` + "`keelson raft transfer-leader`" + `, or stop that server: it hands leadership over
+as it stops), a server still alive in the gossip pool (the leader would add
+it back; stop it first), and a removal after which the voters the leader
+reaches would not be a quorum of the remaining voters.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			c, err := ops.Dial(dataDir)
@@ -162,6 +164,44 @@ the leader reaches would not be a quorum of the remaining voters.`,
 				left = append(left, p.ID)
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "removed %s from the raft configuration; servers now: %s\n", resp.Removed, strings.Join(left, ", "))
+			return nil
+		},
+	}
+	dataDirFlag(cmd, &dataDir)
+	return cmd
+}
+
+func newRaftTransferLeaderCommand() *cobra.Command {
+	var dataDir string
+	cmd := &cobra.Command{
+		Use:   "transfer-leader [ID]",
+		Short: "Hand raft leadership to server ID, or to the most up-to-date follower (run on any server)",
+		Long: `Hand raft leadership over, before maintenance of the leader's host for
+example. With ID, leadership goes to that voter; without, raft picks the
+follower most up to date. Run it on any server: a follower forwards the
+request to the leader. The plugins move with leadership.`,
+		Args: cobra.MaximumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := ops.Dial(dataDir)
+			if err != nil {
+				return err
+			}
+			defer c.Close()
+			ctx, cancel := context.WithTimeout(cmd.Context(), adminTimeout)
+			defer cancel()
+			var id string
+			if len(args) == 1 {
+				id = args[0]
+			}
+			resp, err := c.TransferLeader(ctx, id)
+			if err != nil {
+				return err
+			}
+			to := resp.To
+			if to == "" {
+				to = "(election in progress)"
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "leadership moved from %s to %s (term %d)\n", resp.From, to, resp.Term)
 			return nil
 		},
 	}

@@ -81,6 +81,8 @@ type PeersResponse struct {
 // RemovePeerRequest names the server to remove from the raft configuration.
 type RemovePeerRequest struct {
 	ID string `json:"id"`
+	// Forwarded marks a request a follower passed to the leader.
+	Forwarded bool `json:"forwarded,omitempty"`
 }
 
 // RemovePeerResponse is the configuration after the removal.
@@ -109,6 +111,9 @@ func (jsonCodec) Name() string                       { return "json" }
 type adminHandler interface {
 	Peers(context.Context, *PeersRequest) (*PeersResponse, error)
 	RemovePeer(context.Context, *RemovePeerRequest) (*RemovePeerResponse, error)
+	TransferLeader(context.Context, *TransferLeaderRequest) (*TransferLeaderResponse, error)
+	ServerStatus(context.Context, *ServerStatusRequest) (*ServerStatus, error)
+	ClusterStatus(context.Context, *ClusterStatusRequest) (*ClusterStatus, error)
 	SaveSnapshot(context.Context, *SaveSnapshotRequest, func(*SnapshotChunk) error) error
 }
 
@@ -138,6 +143,9 @@ var adminServiceDesc = grpc.ServiceDesc{
 	Methods: []grpc.MethodDesc{
 		unary(adminHandler.Peers, "Peers"),
 		unary(adminHandler.RemovePeer, "RemovePeer"),
+		unary(adminHandler.TransferLeader, "TransferLeader"),
+		unary(adminHandler.ServerStatus, "ServerStatus"),
+		unary(adminHandler.ClusterStatus, "ClusterStatus"),
 	},
 	Streams: []grpc.StreamDesc{{
 		StreamName:    "SaveSnapshot",
@@ -208,23 +216,35 @@ func (c *Client) err(err error) error {
 	}
 }
 
-// Peers returns the raft configuration as the server sees it.
-func (c *Client) Peers(ctx context.Context) (*PeersResponse, error) {
-	out := new(PeersResponse)
-	if err := c.conn.Invoke(ctx, "/"+adminService+"/Peers", &PeersRequest{}, out); err != nil {
+func invoke[Resp any](ctx context.Context, c *Client, method string, req any) (*Resp, error) {
+	out := new(Resp)
+	if err := c.conn.Invoke(ctx, "/"+adminService+"/"+method, req, out); err != nil {
 		return nil, c.err(err)
 	}
 	return out, nil
 }
 
+// Peers returns the raft configuration as the server sees it.
+func (c *Client) Peers(ctx context.Context) (*PeersResponse, error) {
+	return invoke[PeersResponse](ctx, c, "Peers", &PeersRequest{})
+}
+
 // RemovePeer removes server id from the raft configuration; see
 // Service.RemovePeer for what it refuses.
 func (c *Client) RemovePeer(ctx context.Context, id string) (*RemovePeerResponse, error) {
-	out := new(RemovePeerResponse)
-	if err := c.conn.Invoke(ctx, "/"+adminService+"/RemovePeer", &RemovePeerRequest{ID: id}, out); err != nil {
-		return nil, c.err(err)
-	}
-	return out, nil
+	return invoke[RemovePeerResponse](ctx, c, "RemovePeer", &RemovePeerRequest{ID: id})
+}
+
+// TransferLeader hands leadership to server id, or to the follower raft
+// picks when id is empty.
+func (c *Client) TransferLeader(ctx context.Context, id string) (*TransferLeaderResponse, error) {
+	return invoke[TransferLeaderResponse](ctx, c, "TransferLeader", &TransferLeaderRequest{ID: id})
+}
+
+// ClusterStatus returns every raft server's own report, gathered by the
+// server the client talks to.
+func (c *Client) ClusterStatus(ctx context.Context) (*ClusterStatus, error) {
+	return invoke[ClusterStatus](ctx, c, "ClusterStatus", &ClusterStatusRequest{})
 }
 
 // SaveSnapshot streams a snapshot file of the server's current

@@ -29,6 +29,16 @@ type ServiceConfig struct {
 	Gossip func() map[string]string
 	// Now is the clock; default time.Now.
 	Now func() time.Time
+	// DataDir is the server's data dir (its newest raft snapshot is read
+	// there); PKIDir its certificates. Either may be empty (tests).
+	DataDir, PKIDir string
+	// Version is the keelson version the server runs.
+	Version string
+	// QuotaBytes is the store's quota (--store-quota-bytes).
+	QuotaBytes int64
+	// Members lists every gossip member (servers and agents) the server's
+	// pool knows. Nil when there is no pool (tests).
+	Members func() []GossipMember
 }
 
 // Service answers the admin protocol for one server.
@@ -131,13 +141,16 @@ func since(now, t time.Time) *time.Duration {
 	return &d
 }
 
-// RemovePeer removes a server from the raft configuration, on the leader
-// only. It refuses an unknown ID, the leader itself (the operator stops it
+// RemovePeer removes a server from the raft configuration; a follower
+// forwards the request to the leader. It refuses an unknown ID, the leader itself (the operator stops it
 // first: a stopping server hands leadership over), a server still alive in
 // the gossip pool (the leader's reconciler would add it straight back), and
 // a removal after which the voters this leader can reach are no longer a
 // quorum of the remaining voters.
 func (s *Service) RemovePeer(ctx context.Context, req *RemovePeerRequest) (*RemovePeerResponse, error) {
+	if resp, forwarded, err := s.removeOnLeader(ctx, req); forwarded || err != nil {
+		return resp, err
+	}
 	conf, err := s.configuration(ctx)
 	if err != nil {
 		return nil, err
@@ -173,13 +186,8 @@ func (s *Service) checkRemoval(conf raft.Configuration, id string) error {
 	if target == nil {
 		return status.Errorf(codes.NotFound, "no server %q in the raft configuration (servers: %s)", id, strings.Join(ids, ", "))
 	}
-	r := s.cfg.Node.Raft()
-	if r.State() != raft.Leader {
-		addr, leader := r.LeaderWithID()
-		if leader == "" {
-			return status.Errorf(codes.FailedPrecondition, "this server (%s) is not the raft leader and knows no leader: removing a peer needs one. If quorum is lost for good, stop the surviving server and run `keelson cluster-reset` on it", self)
-		}
-		return status.Errorf(codes.FailedPrecondition, "this server (%s) is not the raft leader: run remove-peer on the leader, %s (raft address %s)", self, leader, addr)
+	if s.cfg.Node.Raft().State() != raft.Leader {
+		return status.Errorf(codes.Unavailable, "%s lost the raft leadership during remove-peer: run the command again", self)
 	}
 	if id == self {
 		return status.Errorf(codes.FailedPrecondition, "%s is the leader this command runs on: stop it first (a stopping server hands leadership over), then run remove-peer on the new leader", id)

@@ -21,6 +21,8 @@ func serveAdmin(t *testing.T, n *testNode, gossip func() map[string]string) *Cli
 	}
 	g := NewGRPCServer(svc)
 	go g.Serve(l)
+	// Other servers forward leader-only requests over the raft port.
+	go g.Serve(n.node.AdminListener())
 	c, err := Dial(n.dir)
 	if err != nil {
 		t.Fatal(err)
@@ -70,7 +72,7 @@ func TestPeersAndRemovePeer(t *testing.T) {
 	}
 	waitFor(t, "the follower to hear from the leader", func() bool {
 		resp, err := fc.Peers(ctx)
-		return err == nil && peerByID(resp.Peers, leader.id).Contact == ContactHeard
+		return err == nil && len(resp.Peers) == 3 && peerByID(resp.Peers, leader.id).Contact == ContactHeard
 	})
 	resp, _ = fc.Peers(ctx)
 	if p := peerByID(resp.Peers, followers[1].id); p.Contact != ContactUnknown {
@@ -84,7 +86,8 @@ func TestPeersAndRemovePeer(t *testing.T) {
 		want   string
 	}{
 		{"unknown id", lc, "nope", "servers: n0, n1, n2"},
-		{"not on the leader", fc, followers[1].id, "run remove-peer on the leader, " + leader.id},
+		{"forwarded from a follower: alive", fc, followers[1].id, "forwarded to the leader at " + leader.node.Addr() + ": " + followers[1].id + " is alive in the gossip pool"},
+		{"forwarded from a follower: the leader", fc, leader.id, "stop it first"},
 		{"the leader itself", lc, leader.id, "stop it first"},
 		{"alive in gossip", lc, followers[0].id, "alive in the gossip pool"},
 	}
@@ -106,9 +109,11 @@ func TestPeersAndRemovePeer(t *testing.T) {
 	if _, err := lc.RemovePeer(ctx, healthy.id); err == nil || !strings.Contains(err.Error(), "remove the unreachable voters ("+dead.id+") first") {
 		t.Errorf("removing a healthy voter while another is dead: %v; want a quorum refusal", err)
 	}
-	out, err := lc.RemovePeer(ctx, dead.id)
+	// Run on the healthy follower: it forwards to the leader.
+	hc := serveAdmin(t, healthy, nil)
+	out, err := hc.RemovePeer(ctx, dead.id)
 	if err != nil {
-		t.Fatalf("removing the dead voter: %v", err)
+		t.Fatalf("removing the dead voter from a follower: %v", err)
 	}
 	if len(out.Peers) != 2 || peerByID(out.Peers, dead.id).ID != "" {
 		t.Errorf("after removal: %+v; want %s gone", out.Peers, dead.id)

@@ -376,7 +376,21 @@ func (n *Node) ID() string { return n.cfg.NodeID }
 // raft port, behind the same mutual TLS as raft. Closing it stops only it.
 // Call it at most once.
 func (n *Node) PeerListener() net.Listener {
-	return &peerListener{m: n.mux, done: make(chan struct{})}
+	return &peerListener{m: n.mux, ch: n.mux.peer, done: make(chan struct{})}
+}
+
+// AdminListener yields the connections other servers open with DialAdmin:
+// the operator service (core/ops), so an operator command run on any server
+// reaches the leader. It sits behind the same mutual TLS as raft. Call it at
+// most once.
+func (n *Node) AdminListener() net.Listener {
+	return &peerListener{m: n.mux, ch: n.mux.admin, done: make(chan struct{})}
+}
+
+// DialAdmin connects to the AdminListener of the server whose raft address
+// is address.
+func (n *Node) DialAdmin(ctx context.Context, address string) (net.Conn, error) {
+	return dialKind(ctx, address, n.cfg.TLS, connAdmin)
 }
 
 // DialPeer connects to the PeerListener of the server whose raft address is

@@ -18,9 +18,10 @@ import (
 // choose a kind). The values are part of the wire protocol between servers;
 // never renumber them.
 const (
-	connRaft byte = 1 // hashicorp/raft NetworkTransport
-	connRPC  byte = 2 // keelson's forwarding RPC (forward.go)
-	connPeer byte = 3 // a caller's own service between servers (PeerListener)
+	connRaft  byte = 1 // hashicorp/raft NetworkTransport
+	connRPC   byte = 2 // keelson's forwarding RPC (forward.go)
+	connPeer  byte = 3 // a caller's own service between servers (PeerListener)
+	connAdmin byte = 4 // the operator service between servers (AdminListener)
 )
 
 // muxLimits bound what connections that have not finished their TLS
@@ -56,11 +57,11 @@ type mux struct {
 	// pending holds a token per connection in its handshake (route).
 	pending chan struct{}
 
-	raft, rpc, peer chan net.Conn
-	done            chan struct{}
-	closeOnce       sync.Once
-	closeErr        error
-	wg              sync.WaitGroup
+	raft, rpc, peer, admin chan net.Conn
+	done                   chan struct{}
+	closeOnce              sync.Once
+	closeErr               error
+	wg                     sync.WaitGroup
 }
 
 // newMux listens on bind and starts accepting. advertise may be empty, in
@@ -86,7 +87,7 @@ func newMux(bind, advertise string, tlsCfg *tls.Config, log *slog.Logger, limits
 	m := &mux{
 		ln: ln, advertise: adv, tls: tlsCfg, log: log,
 		limits: limits, pending: make(chan struct{}, limits.maxPending),
-		raft: make(chan net.Conn), rpc: make(chan net.Conn), peer: make(chan net.Conn),
+		raft: make(chan net.Conn), rpc: make(chan net.Conn), peer: make(chan net.Conn), admin: make(chan net.Conn),
 		done: make(chan struct{}),
 	}
 	m.wg.Add(1)
@@ -153,6 +154,8 @@ func (m *mux) route(conn net.Conn) {
 		to = m.rpc
 	case connPeer:
 		to = m.peer
+	case connAdmin:
+		to = m.admin
 	default:
 		m.log.Warn("raft port: unknown connection kind", "remote", conn.RemoteAddr(), "kind", kind.kind)
 		conn.Close()
@@ -228,18 +231,19 @@ func (l *muxListener) Accept() (net.Conn, error) {
 func (l *muxListener) Close() error   { return l.m.Close() }
 func (l *muxListener) Addr() net.Addr { return l.m.advertise }
 
-// peerListener yields the connPeer connections. Unlike muxListener, closing
-// it stops only this listener: its server (gRPC) may be stopped while raft
-// keeps running.
+// peerListener yields the connections of one caller-served kind (connPeer,
+// connAdmin). Unlike muxListener, closing it stops only this listener: its
+// server (gRPC) may be stopped while raft keeps running.
 type peerListener struct {
 	m         *mux
+	ch        chan net.Conn
 	done      chan struct{}
 	closeOnce sync.Once
 }
 
 func (l *peerListener) Accept() (net.Conn, error) {
 	select {
-	case c := <-l.m.peer:
+	case c := <-l.ch:
 		return c, nil
 	case <-l.done:
 		return nil, net.ErrClosed

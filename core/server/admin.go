@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"path/filepath"
 	"time"
 
 	"github.com/keelson/keelson/config"
@@ -33,7 +34,11 @@ func (s *Server) serveAdmin(ctx context.Context) error {
 		l.Close()
 		return fmt.Errorf("restricting admin socket %s: %w", sock, err)
 	}
-	svc := ops.NewService(ops.ServiceConfig{Node: s.raft, Store: s.store, Gossip: s.gossipStatus})
+	svc := ops.NewService(ops.ServiceConfig{
+		Node: s.raft, Store: s.store, Gossip: s.gossipStatus,
+		DataDir: s.cfg.DataDir, PKIDir: filepath.Join(s.cfg.DataDir, "pki"),
+		Version: s.opts.Version, QuotaBytes: s.cfg.Store.QuotaBytes, Members: s.gossipMembers,
+	})
 	defer svc.Close()
 	if s.cfg.Snapshots.Schedule != "" {
 		ctx, stop := context.WithCancel(ctx)
@@ -43,12 +48,18 @@ func (s *Server) serveAdmin(ctx context.Context) error {
 		}
 	}
 	g := ops.NewGRPCServer(svc)
-	errc := make(chan error, 1)
+	errc := make(chan error, 2)
 	go func() { errc <- g.Serve(l) }()
+	// Other servers reach this one over the raft port (mutual TLS between
+	// servers): a follower forwards leader-only commands, and `keelson
+	// cluster status` gathers every server's own report.
+	go func() { errc <- g.Serve(s.raft.AdminListener()) }()
 	select {
 	case err := <-errc:
+		g.Stop()
+		<-errc
 		if err != nil && !errors.Is(err, grpc.ErrServerStopped) {
-			return fmt.Errorf("serving admin socket %s: %w", sock, err)
+			return fmt.Errorf("serving the admin service (%s and the raft port): %w", sock, err)
 		}
 		return nil
 	case <-ctx.Done():
@@ -60,6 +71,7 @@ func (s *Server) serveAdmin(ctx context.Context) error {
 	case <-time.After(5 * time.Second):
 		g.Stop() // a snapshot being streamed to a stuck client
 	}
+	<-errc
 	<-errc
 	return nil
 }
@@ -111,4 +123,16 @@ func (s *Server) scheduleSnapshots(ctx context.Context, svc *ops.Service) error 
 		}
 	}()
 	return nil
+}
+
+// gossipMembers is the pool's view of every member, servers and agents.
+func (s *Server) gossipMembers() []ops.GossipMember {
+	if s.pool == nil {
+		return nil
+	}
+	var out []ops.GossipMember
+	for _, m := range s.pool.Members() {
+		out = append(out, ops.GossipMember{Name: m.Name, Role: string(m.Role), Status: string(m.Status), Address: m.SerfAddr})
+	}
+	return out
 }

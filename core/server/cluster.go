@@ -138,10 +138,12 @@ func (s *Server) fetchSecretsWithRetry(ctx context.Context, tok join.Token) (*pk
 		if err == nil {
 			return secrets, nil
 		}
-		if tok.CAHash == "" || errors.Is(err, join.ErrWrongCluster) {
+		if tok.CAHash == "" || join.Refused(err) {
 			return nil, err
 		}
-		s.log.Warn("waiting for a server to join", "servers", addrs, "err", err)
+		// Like k3s, Consul and Nomad, keep trying: the first server may
+		// still be starting. Each attempt says what to check.
+		s.log.Warn("waiting for a server to join: none of the --join servers answered; retrying", "servers", addrs, "retry_in", wait, "err", err, "check", join.UnreachableHint(err, "--join"))
 		select {
 		case <-ctx.Done():
 			return nil, fmt.Errorf("joining %v: %w", addrs, err)

@@ -21,6 +21,7 @@ import (
 	"github.com/keelson/keelson/core/pki"
 	"github.com/keelson/keelson/core/raftnode"
 	"github.com/keelson/keelson/fsm"
+	"github.com/keelson/keelson/internal/dirlock"
 	"github.com/keelson/keelson/internal/serfpool"
 	"google.golang.org/grpc"
 	rbacv1 "k8s.io/api/rbac/v1"
@@ -85,6 +86,11 @@ func Run(ctx context.Context, cfg config.Server, log *slog.Logger, opts Options)
 	if err := cfg.Plugins.ValidatePlugins(append(slices.Clone(opts.BuiltinPlugins), opts.BuiltinNodePlugins...)); err != nil {
 		return fmt.Errorf("invalid configuration:\n%w", err)
 	}
+	lock, err := dirlock.Acquire(cfg.DataDir, "--data-dir")
+	if err != nil {
+		return err
+	}
+	defer lock.Release()
 	s, err := open(ctx, cfg, log, opts)
 	if err != nil {
 		return err
@@ -109,7 +115,8 @@ func Run(ctx context.Context, cfg config.Server, log *slog.Logger, opts Options)
 		return err
 	}
 	run(func() error { return s.watchHalt(ctx) })
-	if err := s.waitForLeader(ctx); err != nil {
+	run(func() error { return s.watchGossip(ctx) })
+	if err := s.waitForLeader(ctx, errc); err != nil {
 		return err
 	}
 	log.Info("store ready", "elapsed", time.Since(start).Round(time.Millisecond), "raft_address", s.raft.Addr())
@@ -337,8 +344,9 @@ func removeStaleSocket(path string) error {
 
 // waitForLeader returns once a linearizable read succeeds: this server is in
 // a cluster with a leader and has caught up. A joining server may wait here
-// until the leader adds it; it says so every half minute.
-func (s *Server) waitForLeader(ctx context.Context) error {
+// until the leader adds it; it says so every half minute. A component's
+// fatal error on errc (a node name conflict) ends the wait.
+func (s *Server) waitForLeader(ctx context.Context, errc <-chan error) error {
 	next := time.Now().Add(30 * time.Second)
 	for {
 		rctx, cancel := context.WithTimeout(ctx, 5*time.Second)
@@ -354,13 +362,28 @@ func (s *Server) waitForLeader(ctx context.Context) error {
 			return fmt.Errorf("waiting for a raft leader: %w", ctx.Err())
 		}
 		if time.Now().After(next) {
-			s.log.Warn("still waiting for a raft leader", "err", err)
+			s.log.Warn("still waiting for a raft leader", "err", err, "raft_address", s.raft.Addr(),
+				"check", "a joining server waits until the leader reaches it: check that the other servers can reach this raft address (--advertise-address and the raft port) and that --bootstrap-expect servers run; `keelson raft peers` on a server of the cluster shows whom it lists")
 			next = time.Now().Add(30 * time.Second)
 		}
 		select {
 		case <-ctx.Done():
+		case err := <-errc:
+			return err
 		case <-time.After(50 * time.Millisecond):
 		}
+	}
+}
+
+// watchGossip ends the server when its gossip membership cannot go on: its
+// join found another live member with its node name.
+func (s *Server) watchGossip(ctx context.Context) error {
+	select {
+	case <-ctx.Done():
+		return nil
+	case err := <-s.pool.Fatal():
+		s.log.Error("stopping: the gossip pool refused this server", "err", err)
+		return err
 	}
 }
 

@@ -77,6 +77,22 @@ func CAHash(der []byte) string {
 // token's secret or CA hash does not match the cluster.
 var ErrWrongCluster = errors.New("wrong token or wrong cluster")
 
+// ErrClockSkew marks a join refused because this host's clock and the
+// server's differ too much for certificates to work: certificates are
+// checked against each side's own clock.
+var ErrClockSkew = errors.New("clock skew")
+
+// MaxClockSkew is the largest difference between a joiner's clock and a
+// server's that certificates tolerate: servers backdate a certificate's
+// start by this much (core/pki), so a joiner further behind finds the
+// certificates it is issued not yet valid.
+const MaxClockSkew = 5 * time.Minute
+
+// Refused reports whether err is a join refusal retrying cannot fix.
+func Refused(err error) bool {
+	return errors.Is(err, ErrWrongCluster) || errors.Is(err, ErrClockSkew)
+}
+
 // Paths served on the supervisor port.
 const (
 	ClusterSecretsPath  = "/v1/cluster-secrets"
@@ -131,8 +147,9 @@ func PinnedClient(tok Token) (*http.Client, error) {
 		if len(raw) < 2 {
 			return errors.New("server sent no CA certificate")
 		}
-		if CAHash(raw[len(raw)-1]) != tok.CAHash {
-			return fmt.Errorf("server's CA does not match the token's CA hash: %w", ErrWrongCluster)
+		if got := CAHash(raw[len(raw)-1]); got != tok.CAHash {
+			return fmt.Errorf("%w: the server's cluster CA hash is %s but the token (--token) expects %s: the token is from a different cluster; copy it from a server of the cluster being joined (DATA_DIR/join-token for servers, DATA_DIR/agent-token for agents)",
+				ErrWrongCluster, got, tok.CAHash)
 		}
 		ca, err := x509.ParseCertificate(raw[len(raw)-1])
 		if err != nil {
@@ -144,7 +161,12 @@ func PinnedClient(tok Token) (*http.Client, error) {
 		}
 		pool := x509.NewCertPool()
 		pool.AddCert(ca)
-		_, err = leaf.Verify(x509.VerifyOptions{Roots: pool})
+		now := time.Now()
+		_, err = leaf.Verify(x509.VerifyOptions{Roots: pool, CurrentTime: now})
+		var inv x509.CertificateInvalidError
+		if errors.As(err, &inv) && inv.Reason == x509.Expired {
+			return validityError(leaf, now)
+		}
 		return err
 	}
 	return &http.Client{
@@ -179,9 +201,16 @@ func Call(ctx context.Context, client *http.Client, addr, method, path string, t
 	}
 	resp, err := client.Do(req)
 	if err != nil {
-		if errors.Is(err, ErrWrongCluster) || strings.Contains(err.Error(), ErrWrongCluster.Error()) {
-			return fmt.Errorf("%s: %w: %v", addr, ErrWrongCluster, err)
+		// The TLS stack flattens the verifier's error to text.
+		for _, sentinel := range []error{ErrWrongCluster, ErrClockSkew} {
+			if errors.Is(err, sentinel) || strings.Contains(err.Error(), sentinel.Error()+": ") {
+				return fmt.Errorf("%s: %w: %v", addr, sentinel, err)
+			}
 		}
+		return fmt.Errorf("%s: %w", addr, err)
+	}
+	if err := checkSkew(resp.Header.Get("Date"), time.Now()); err != nil {
+		resp.Body.Close()
 		return fmt.Errorf("%s: %w", addr, err)
 	}
 	data, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
@@ -199,4 +228,56 @@ func Call(ctx context.Context, client *http.Client, addr, method, path string, t
 		return fmt.Errorf("%s: bad answer: %w", addr, err)
 	}
 	return nil
+}
+
+// validityError explains a server certificate that is not valid at this
+// host's now: before its start, this host's clock is behind the server's;
+// past its end, either the certificate expired or this clock is ahead.
+func validityError(leaf *x509.Certificate, now time.Time) error {
+	if now.Before(leaf.NotBefore) {
+		return fmt.Errorf("%w: the server's certificate is valid from %s, but this host's clock reads %s: this clock is at least %s behind the server's; set it right (NTP: chronyd, systemd-timesyncd) and start again",
+			ErrClockSkew, leaf.NotBefore.UTC().Format(time.RFC3339), now.UTC().Format(time.RFC3339), leaf.NotBefore.Sub(now).Round(time.Second))
+	}
+	return fmt.Errorf("%w: the server's certificate expired at %s by this host's clock, which reads %s: either this clock is at least %s ahead (set it right: NTP) or the server's certificate expired (run `keelson certificate check` on the server)",
+		ErrClockSkew, leaf.NotAfter.UTC().Format(time.RFC3339), now.UTC().Format(time.RFC3339), now.Sub(leaf.NotAfter).Round(time.Second))
+}
+
+// checkSkew compares a server's HTTP Date header with this host's clock and
+// refuses a difference beyond MaxClockSkew. A missing or malformed header
+// is no evidence either way.
+func checkSkew(date string, now time.Time) error {
+	server, err := http.ParseTime(date)
+	if err != nil {
+		return nil
+	}
+	skew := now.Sub(server)
+	dir := "ahead of"
+	if skew < 0 {
+		skew, dir = -skew, "behind"
+	}
+	if skew <= MaxClockSkew {
+		return nil
+	}
+	return fmt.Errorf("%w: this host's clock is %s %s the server's (server: %s, here: %s), more than the %s certificates tolerate; set it right (NTP: chronyd, systemd-timesyncd) and start again",
+		ErrClockSkew, skew.Round(time.Second), dir, server.UTC().Format(time.RFC3339), now.UTC().Format(time.RFC3339), MaxClockSkew)
+}
+
+// UnreachableHint says what to check when no supervisor at addrs answered
+// with err: nothing listening, no route, or a name that does not resolve.
+// flag names where the addresses came from (--join, --server). It returns
+// "" for errors that are not about reaching the server.
+func UnreachableHint(err error, flag string) string {
+	if err == nil {
+		return ""
+	}
+	s := err.Error()
+	switch {
+	case strings.Contains(s, "connection refused"):
+		return "nothing listens there: check that a keelson server runs at the " + flag + " address and serves its supervisor port (--supervisor-port) on it"
+	case strings.Contains(s, "no such host"):
+		return "the " + flag + " host name does not resolve: check its spelling and DNS, or give an IP address"
+	case strings.Contains(s, "i/o timeout"), strings.Contains(s, "no route to host"), strings.Contains(s, "network is unreachable"), strings.Contains(s, "deadline exceeded"):
+		return "no answer: check the " + flag + " address, the route to it, and firewalls between the hosts (the supervisor port, --supervisor-port)"
+	}
+	return ""
 }

@@ -27,6 +27,9 @@ type Pool struct {
 	log    *slog.Logger
 	serf   *serf.Serf
 	events chan serf.Event
+	guard  *conflictGuard
+	// fatal carries the error that must stop this node (a name conflict).
+	fatal chan error
 
 	mu           sync.Mutex
 	since        map[string]statusSince // member name -> when its status was first seen
@@ -65,6 +68,8 @@ func Start(ctx context.Context, cfg Config) (*Pool, error) {
 		changed:      make(chan struct{}),
 		bootstrapped: cfg.Bootstrapped,
 		stop:         make(chan struct{}),
+		guard:        newConflictGuard(cfg.NodeName),
+		fatal:        make(chan error, 1),
 	}
 	sc, err := p.serfConfig()
 	if err != nil {
@@ -84,6 +89,7 @@ func Start(ctx context.Context, cfg Config) (*Pool, error) {
 	// With port 0 the real port is known only now; publish it.
 	ln := s.Memberlist().LocalNode()
 	p.serfAddr = net.JoinHostPort(ln.Addr.String(), strconv.Itoa(int(ln.Port)))
+	p.guard.setLocal(p.serfAddr)
 	if cfg.Proof != nil {
 		if p.cfg.proof, err = cfg.Proof(p.serfAddr); err != nil {
 			_ = p.Shutdown()
@@ -146,6 +152,7 @@ func (p *Pool) serfConfig() (*serf.Config, error) {
 	sc.LeavePropagateDelay = cfg.LeavePropagateDelay
 	sc.BroadcastTimeout = max(sc.BroadcastTimeout, 2*cfg.LeavePropagateDelay)
 	sc.ValidateNodeNames = true
+	sc.Merge = p.guard
 	if cfg.DataDir != "" {
 		dir := filepath.Join(cfg.DataDir, "serf")
 		if err := os.MkdirAll(dir, 0o700); err != nil {
@@ -234,11 +241,17 @@ func (p *Pool) retryJoin(ctx context.Context) {
 	defer p.wg.Done()
 	wait := p.cfg.RetryJoinInterval
 	for attempt := 1; ; attempt++ {
-		if err := p.Join(p.cfg.Join...); err == nil {
+		err := p.Join(p.cfg.Join...)
+		if err == nil {
 			return
-		} else {
-			p.log.Warn("join failed, retrying", "attempt", attempt, "retry_in", wait, "error", err)
 		}
+		if nce, ok := asConflict(err); ok {
+			p.log.Error("node name conflict; this node must stop", "other", nce.OtherAddr, "error", err)
+			p.fatal <- nce
+			return
+		}
+		p.log.Warn("join failed, retrying", "attempt", attempt, "retry_in", wait, "error", err,
+			"check", "that a server runs at each --join address and that its gossip port (TCP and UDP) is reachable from here")
 		t := time.NewTimer(wait)
 		select {
 		case <-t.C:
@@ -265,10 +278,14 @@ func (p *Pool) Join(addrs ...string) error {
 		}
 		norm = append(norm, hp.String())
 	}
+	p.guard.take() // a conflict seen before this join is not its outcome
 	n, err := p.serf.Join(norm, true)
 	if n > 0 {
 		p.log.Info("joined pool", "contacted", n, "join", norm)
 		return nil
+	}
+	if nce := p.guard.take(); nce != nil {
+		return fmt.Errorf("membership: join %v: %w", norm, nce)
 	}
 	if err == nil {
 		err = errors.New("no member answered")
@@ -342,6 +359,10 @@ func (p *Pool) Config() Config { return p.cfg }
 
 // Logger returns the pool's logger.
 func (p *Pool) Logger() *slog.Logger { return p.log }
+
+// Fatal yields the error that must stop this node: its own join found
+// another live member using its name (a *NameConflictError).
+func (p *Pool) Fatal() <-chan error { return p.fatal }
 
 // Done is closed when the pool shuts down.
 func (p *Pool) Done() <-chan struct{} { return p.stop }
