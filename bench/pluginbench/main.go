@@ -5,6 +5,12 @@
 //     (process exec, go-plugin handshake with AutoMTLS, Describe, Configure,
 //     and for the echo controller its informer sync), for a minimal plugin
 //     and for an informer-based controller;
+//   - a built-in plugin process (-builtins, default ttlafterfinished and
+//     podgc): its start time and, after idling, its private memory
+//     (smaps_rollup Private_Clean+Private_Dirty), anonymous memory and PSS,
+//     run from the keelson binary (`keelson plugin NAME`, how built-ins ran
+//     before) and from the keelson-plugins binary (how they run now), with
+//     -copies processes of one binary running at once as in a cluster;
 //   - reconcile round trip: from creating a ConfigMap to seeing the echo
 //     controller's annotation on it through a watch, with the controller in
 //     the bench process (sdk.RunLocal) and as a plugin process.
