@@ -30,9 +30,20 @@ TEST_TIMEOUT  ?= 25m
 
 all: build
 
+# build writes bin/keelson-plugins (the built-in plugins' multicall binary:
+# client-go, the SDK and the controllers only), embeds it gzip-compressed
+# with its SHA-256 in bin/keelson (tag keelson_embedplugins), and keelson
+# extracts it into its data dir. Stripped (-s -w): it is 80 MB unstripped
+# and only panics' function names matter, which Go keeps anyway.
+PLUGINS_BIN   := $(BIN)/keelson-plugins
+PLUGINS_EMBED := internal/pluginbin
 build:
 	@mkdir -p $(BIN)
-	$(GO) build $(GOFLAGS_BUILD) -o $(KEELSON) ./cmd/keelson
+	$(GO) build -trimpath -ldflags "-s -w $(VERSION_LDFLAGS)" -o $(PLUGINS_BIN) ./cmd/keelson-plugins
+	gzip -1 -n -c $(PLUGINS_BIN) > $(PLUGINS_EMBED)/keelson-plugins.gz.tmp
+	mv $(PLUGINS_EMBED)/keelson-plugins.gz.tmp $(PLUGINS_EMBED)/keelson-plugins.gz
+	sha256sum $(PLUGINS_BIN) | cut -d' ' -f1 > $(PLUGINS_EMBED)/keelson-plugins.sha256
+	$(GO) build -tags keelson_embedplugins $(GOFLAGS_BUILD) -o $(KEELSON) ./cmd/keelson
 
 # deps installs what a fresh Debian machine lacks to run a cluster.
 deps:
@@ -60,7 +71,7 @@ bench: build
 	scripts/bench-kv.sh
 	scripts/bench-api.sh
 	scripts/bench-ha.sh
-	$(GO) run ./bench/pluginbench -keelson-bin $(KEELSON)
+	$(GO) run ./bench/pluginbench -keelson-bin $(KEELSON) -keelson-plugins-bin $(PLUGINS_BIN)
 	scripts/bench-workloads.sh
 	scripts/bench-controllers.sh
 	scripts/bench-sched.sh

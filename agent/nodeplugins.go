@@ -29,7 +29,10 @@ type NodePluginEnv struct {
 	Members proto.MembersServer
 	// PluginDir holds the third-party node plugin executables.
 	PluginDir string
-	Logger    *slog.Logger
+	// DataDir is the agent's data directory, where the built-in plugins
+	// executable embedded in keelson is extracted.
+	DataDir string
+	Logger  *slog.Logger
 }
 
 // runNodePlugins runs the node plugin host until ctx ends; its failure is
@@ -60,6 +63,7 @@ func (a *Agent) runNodePlugins(ctx context.Context) {
 		},
 		Members:   a.opts.Members,
 		PluginDir: a.cfg.PluginDir(),
+		DataDir:   a.cfg.DataDir,
 		Logger:    a.log.With("component", "node-plugins"),
 	}
 	if env.Members == nil && !a.opts.Embedded {

@@ -38,6 +38,10 @@ type Plugins struct {
 	// directory. "server" runs them as the server itself. Default
 	// DefaultPluginRunAs (nobody:nogroup).
 	RunAs string `json:"runAs"`
+	// Runtime sets the Go runtime's memory knobs (GOMEMLIMIT, GOGC) of
+	// plugin processes, by plugin name; the "*" entry applies to every
+	// plugin, field by field, where its own entry leaves a field unset.
+	Runtime map[string]PluginRuntime `json:"runtime"`
 }
 
 // DefaultPluginRunAs is nobody:nogroup on Debian.
@@ -186,6 +190,7 @@ func (p *Plugins) ValidatePlugins(builtins []string) error {
 			bad("plugins.config.%s (--plugin-config): not valid JSON", name)
 		}
 	}
+	errs = append(errs, p.validateRuntime(func(name string) bool { return slices.Contains(builtins, name) || seen[name] })...)
 	if len(errs) > 0 {
 		return fmt.Errorf("%s", strings.Join(errs, "\n"))
 	}

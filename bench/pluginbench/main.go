@@ -5,6 +5,12 @@
 //     (process exec, go-plugin handshake with AutoMTLS, Describe, Configure,
 //     and for the echo controller its informer sync), for a minimal plugin
 //     and for an informer-based controller;
+//   - a built-in plugin process (-builtins, default ttlafterfinished and
+//     podgc): its start time and, after idling, its private memory
+//     (smaps_rollup Private_Clean+Private_Dirty), anonymous memory and PSS,
+//     run from the keelson binary (`keelson plugin NAME`, how built-ins ran
+//     before) and from the keelson-plugins binary (how they run now), with
+//     -copies processes of one binary running at once as in a cluster;
 //   - reconcile round trip: from creating a ConfigMap to seeing the echo
 //     controller's annotation on it through a watch, with the controller in
 //     the bench process (sdk.RunLocal) and as a plugin process.
@@ -20,6 +26,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -39,17 +46,33 @@ import (
 
 func main() {
 	keelsonBin := flag.String("keelson-bin", "bin/keelson", "keelson binary")
+	pluginsBin := flag.String("keelson-plugins-bin", "bin/keelson-plugins", "the built-in plugins' multicall binary (make build writes it beside keelson)")
+	builtins := flag.String("builtins", "ttlafterfinished,podgc", "built-in plugins whose process footprint to measure (comma-separated; empty: skip)")
+	idle := flag.Duration("idle", 3*time.Second, "how long a built-in plugin idles before its memory is read")
+	copies := flag.Int("copies", 8, "built-in plugin processes of one binary running at once while measured")
 	starts := flag.Int("starts", 10, "plugin starts to time, per plugin")
 	reconciles := flag.Int("reconciles", 300, "sequential reconcile round trips per mode")
 	workDir := flag.String("work-dir", os.TempDir(), "where temp dirs go")
 	flag.Parse()
-	if err := run(*keelsonBin, *workDir, *starts, *reconciles); err != nil {
+	b := builtinOptions{launchers: builtinLaunchers(*keelsonBin, *pluginsBin), idle: *idle, copies: *copies}
+	if *builtins != "" {
+		b.names = strings.Split(*builtins, ",")
+	}
+	if err := run(*keelsonBin, *workDir, *starts, *reconciles, b); err != nil {
 		fmt.Fprintln(os.Stderr, "pluginbench:", err)
 		os.Exit(1)
 	}
 }
 
-func run(keelsonBin, workDir string, starts, reconciles int) error {
+// builtinOptions says which built-in plugin processes to measure.
+type builtinOptions struct {
+	launchers []launcher
+	names     []string
+	idle      time.Duration
+	copies    int
+}
+
+func run(keelsonBin, workDir string, starts, reconciles int, b builtinOptions) error {
 	ctx := context.Background()
 	dir, err := os.MkdirTemp(workDir, "pluginbench-")
 	if err != nil {
@@ -93,6 +116,12 @@ func run(keelsonBin, workDir string, starts, reconciles int) error {
 	}
 	tw.Flush()
 	fmt.Println()
+	if len(b.names) > 0 {
+		if err := builtinFootprint(ctx, os.Stdout, hostCfg, b.launchers, b.names, b.copies, b.idle); err != nil {
+			return err
+		}
+		fmt.Println()
+	}
 
 	cs, err := kubernetes.NewForConfig(srv.REST)
 	if err != nil {
@@ -139,15 +168,25 @@ func adminHostConfig(srv *keelsonproc.Server) (host.Config, error) {
 // startPlugin starts bin under a new supervisor and returns when it is
 // ready, with how long that took and a stop function.
 func startPlugin(ctx context.Context, cfg host.Config, bin, config string) (time.Duration, func(), error) {
-	ready := make(chan struct{})
+	sp := host.Spec{Name: "bench", Path: bin, Builtin: true}
+	if config != "" {
+		sp.Config = []byte(config)
+	}
+	d, _, stop, err := startSpec(ctx, cfg, sp)
+	return d, stop, err
+}
+
+// startSpec starts sp under a new supervisor and returns when it is ready,
+// with how long that took, its process id and a stop function.
+func startSpec(ctx context.Context, cfg host.Config, sp host.Spec) (time.Duration, int, func(), error) {
+	ready := make(chan int, 1)
 	failed := make(chan string, 1)
 	cfg.OnChange = func(st host.PluginStatus) {
 		switch {
 		case st.State == host.StateRunning && st.Ready:
 			select {
-			case <-ready:
+			case ready <- st.PID:
 			default:
-				close(ready)
 			}
 		case st.State == host.StateCrashLooping || st.State == host.StateRefused:
 			select {
@@ -156,27 +195,23 @@ func startPlugin(ctx context.Context, cfg host.Config, bin, config string) (time
 			}
 		}
 	}
-	sp := host.Spec{Name: "bench", Path: bin, Builtin: true}
-	if config != "" {
-		sp.Config = []byte(config)
-	}
 	sup, err := host.New(cfg, []host.Spec{sp})
 	if err != nil {
-		return 0, nil, err
+		return 0, 0, nil, err
 	}
 	start := time.Now()
 	if err := sup.Start(ctx, 1); err != nil {
-		return 0, nil, err
+		return 0, 0, nil, err
 	}
 	select {
-	case <-ready:
-		return time.Since(start), sup.Stop, nil
+	case pid := <-ready:
+		return time.Since(start), pid, sup.Stop, nil
 	case msg := <-failed:
 		sup.Stop()
-		return 0, nil, fmt.Errorf("plugin %s failed: %s", bin, msg)
+		return 0, 0, nil, fmt.Errorf("plugin %s (%s) failed: %s", sp.Name, sp.Path, msg)
 	case <-time.After(time.Minute):
 		sup.Stop()
-		return 0, nil, fmt.Errorf("plugin %s not ready within a minute", bin)
+		return 0, 0, nil, fmt.Errorf("plugin %s (%s) not ready within a minute", sp.Name, sp.Path)
 	}
 }
 

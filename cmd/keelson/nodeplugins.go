@@ -9,6 +9,7 @@ import (
 	"k8s.io/client-go/rest"
 
 	"github.com/keelson/keelson/agent"
+	"github.com/keelson/keelson/plugins/host"
 	"github.com/keelson/keelson/plugins/host/nodehost"
 )
 
@@ -24,6 +25,10 @@ func runNodePlugins(ctx context.Context, env agent.NodePluginEnv) error {
 		TLSClientConfig: rest.TLSClientConfig{CAData: env.CAPEM, CertData: cert, KeyData: key},
 		UserAgent:       "keelson-node-plugins/" + env.NodeName,
 	}
+	builtins, err := host.ResolveBuiltinBinary(env.DataDir)
+	if err != nil {
+		return fmt.Errorf("node plugins: %w", err)
+	}
 	kube, err := kubernetes.NewForConfig(rc)
 	if err != nil {
 		return fmt.Errorf("node plugins: API client: %w", err)
@@ -35,6 +40,7 @@ func runNodePlugins(ctx context.Context, env agent.NodePluginEnv) error {
 	return nodehost.Run(ctx, nodehost.Config{
 		NodeName:        env.NodeName,
 		PluginDir:       env.PluginDir,
+		Builtins:        builtins,
 		APIEndpoint:     env.APIEndpoint,
 		CAPEM:           env.CAPEM,
 		NodeCredentials: env.Credentials,

@@ -11,7 +11,9 @@ import (
 )
 
 // newPluginCommand serves a built-in plugin over go-plugin. The server's
-// plugin host runs it; run by hand it explains that and exits.
+// plugin host runs it when this keelson has no keelson-plugins binary
+// embedded (built without make build's keelson_embedplugins tag); run by
+// hand it explains that and exits.
 func newPluginCommand() *cobra.Command {
 	return &cobra.Command{
 		Use:    "plugin NAME",

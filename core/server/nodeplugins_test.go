@@ -45,7 +45,7 @@ func TestNodePluginDecls(t *testing.T) {
 	if d := decls[1]; d.File != "edge-bin" || d.SHA256 != sum || d.NodeSelector["edge"] != "true" || d.Builtin {
 		t.Errorf("edge declared as %+v", d)
 	}
-	specs, err := pluginSpecs(cfg, nil)
+	specs, err := pluginSpecs(cfg, host.BuiltinBinary{}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

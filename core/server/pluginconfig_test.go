@@ -2,13 +2,18 @@ package server
 
 import (
 	"encoding/json"
+	"slices"
 	"strings"
 	"testing"
 
 	rbacv1 "k8s.io/api/rbac/v1"
 
 	"github.com/keelson/keelson/config"
+	"github.com/keelson/keelson/plugins/host"
 )
+
+// testBuiltins stands for the extracted keelson-plugins executable.
+var testBuiltins = host.BuiltinBinary{Path: "/data/bin/cdcd/keelson-plugins", SHA256: strings.Repeat("cd", 32)}
 
 func TestPluginSectionsGetServerDefaults(t *testing.T) {
 	cfg := config.DefaultServer()
@@ -18,12 +23,16 @@ func TestPluginSectionsGetServerDefaults(t *testing.T) {
 		"nodeipam":      json.RawMessage(`{"clusterCIDR":"10.60.0.0/16","nodeCIDRMaskSize":26}`),
 		"nodelifecycle": json.RawMessage(`{"nodeEvictionRate":0.5}`),
 	}
-	specs, err := pluginSpecs(cfg, []string{"nodeipam", "nodelifecycle", "other"})
+	specs, err := pluginSpecs(cfg, testBuiltins, []string{"nodeipam", "nodelifecycle", "other"})
 	if err != nil {
 		t.Fatal(err)
 	}
 	got := map[string]map[string]any{}
 	for _, sp := range specs {
+		if !sp.Builtin || sp.Path != testBuiltins.Path || !slices.Equal(sp.Args, []string{sp.Name}) || sp.SHA256 != testBuiltins.SHA256 {
+			t.Errorf("%s: runs %s %v (builtin %v, sha256 %q); want %s %s pinned to %s", sp.Name, sp.Path, sp.Args, sp.Builtin, sp.SHA256,
+				testBuiltins.Path, sp.Name, testBuiltins.SHA256)
+		}
 		m := map[string]any{}
 		if len(sp.Config) > 0 {
 			if err := json.Unmarshal(sp.Config, &m); err != nil {
@@ -44,7 +53,7 @@ func TestPluginSectionsGetServerDefaults(t *testing.T) {
 	}
 
 	cfg.Plugins.Config = map[string]json.RawMessage{"nodeipam": json.RawMessage(`[1]`)}
-	if _, err := pluginSpecs(cfg, []string{"nodeipam"}); err == nil {
+	if _, err := pluginSpecs(cfg, testBuiltins, []string{"nodeipam"}); err == nil {
 		t.Error("a nodeipam section that is not an object was accepted")
 	}
 }

@@ -86,7 +86,8 @@ func withKeyFiles(plugin string, section json.RawMessage, files map[string]strin
 
 // pluginSpecs turns the configuration into launch specs: every built-in
 // (disabled ones listed so their state shows), then the third-party ones.
-func pluginSpecs(cfg config.Server, builtins []string) ([]host.Spec, error) {
+// Built-ins run from bin.
+func pluginSpecs(cfg config.Server, bin host.BuiltinBinary, builtins []string) ([]host.Spec, error) {
 	var specs []host.Spec
 	derived := derivedPluginConfig(cfg)
 	for _, name := range builtins {
@@ -94,16 +95,16 @@ func pluginSpecs(cfg config.Server, builtins []string) ([]host.Spec, error) {
 		if err != nil {
 			return nil, fmt.Errorf("plugins.config.%s (--plugin-config): %w", name, err)
 		}
-		sp, err := host.BuiltinSpec(name, section)
-		if err != nil {
-			return nil, err
-		}
+		sp := host.BuiltinSpec(bin, name, section)
+		sp.Env = cfg.Plugins.PluginRuntimeFor(name).Env()
 		sp.Disabled = cfg.Plugins.BuiltinDisabled(name)
 		specs = append(specs, sp)
 	}
 	for _, e := range cfg.Plugins.External {
 		if e.RunsOnLeader() {
-			specs = append(specs, host.ThirdPartySpec(e.Name, cfg.PluginDir(), e.FileName(), e.SHA256, cfg.Plugins.Config[e.Name]))
+			sp := host.ThirdPartySpec(e.Name, cfg.PluginDir(), e.FileName(), e.SHA256, cfg.Plugins.Config[e.Name])
+			sp.Env = cfg.Plugins.PluginRuntimeFor(e.Name).Env()
+			specs = append(specs, sp)
 		}
 	}
 	return specs, nil
@@ -127,18 +128,24 @@ func nodePluginDecls(cfg config.Server, builtins []string) ([]host.NodePlugin, e
 				return nil, fmt.Errorf("plugins.config.%s (--plugin-config): %w", name, err)
 			}
 		}
-		out = append(out, host.NodePlugin{Name: name, Builtin: true, NodeSelector: sel, Config: section})
+		out = append(out, host.NodePlugin{Name: name, Builtin: true, NodeSelector: sel, Config: section, Env: cfg.Plugins.PluginRuntimeFor(name).Env()})
 	}
 	for _, e := range cfg.Plugins.External {
 		if e.RunsOnNodes() {
-			out = append(out, host.NodePlugin{Name: e.Name, File: e.FileName(), SHA256: e.SHA256, NodeSelector: e.NodeSelector, Config: cfg.Plugins.Config[e.Name]})
+			out = append(out, host.NodePlugin{Name: e.Name, File: e.FileName(), SHA256: e.SHA256, NodeSelector: e.NodeSelector, Config: cfg.Plugins.Config[e.Name],
+				Env: cfg.Plugins.PluginRuntimeFor(e.Name).Env()})
 		}
 	}
 	return out, nil
 }
 
 func (s *Server) newPluginHost(admin *rest.Config, url string) (*pluginHost, error) {
-	specs, err := pluginSpecs(s.cfg, s.opts.BuiltinPlugins)
+	bin, err := host.ResolveBuiltinBinary(s.cfg.DataDir)
+	if err != nil {
+		return nil, err
+	}
+	s.log.Info("built-in plugins run from "+bin.Path, "sha256", bin.SHA256)
+	specs, err := pluginSpecs(s.cfg, bin, s.opts.BuiltinPlugins)
 	if err != nil {
 		return nil, err
 	}

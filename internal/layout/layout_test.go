@@ -82,6 +82,10 @@ func check(importer, imported string) string {
 		if !under(imported, "plugins/sdk", "plugins/builtin/internal", builtinPlugin(importer)) {
 			return "a built-in plugin imports only plugins/sdk, plugins/builtin/internal/* and its own subpackages (never core or agent)"
 		}
+	case importer == "cmd/keelson-plugins":
+		if !under(imported, "plugins/builtin", "plugins/sdk") {
+			return "cmd/keelson-plugins (the built-in plugins' binary) imports only plugins/builtin and plugins/sdk: whatever else it links every plugin process pays for"
+		}
 	case under(importer, "examples"):
 		if !under(imported, "plugins/sdk") {
 			return "examples import only plugins/sdk, as a third-party plugin would"
@@ -184,7 +188,7 @@ func TestCheckRefuses(t *testing.T) {
 		{"plugins/builtin/deployment", "core/kvserver"}, {"plugins/builtin/deployment", "internal/nodehealth"},
 		{"plugins/builtin/deployment", "plugins/builtin/replicaset"}, {"plugins/builtin/scheduler/internal/queue", "agent"},
 		{"plugins/sdk", "core/pki"}, {"plugins/host", "core/raftnode"}, {"cmd/keelson", "e2e/harness"},
-		{"examples/plugins/x", "plugins/host"},
+		{"examples/plugins/x", "plugins/host"}, {"cmd/keelson-plugins", "plugins/host"}, {"cmd/keelson-plugins", "internal/pluginbin"},
 	}
 	for _, p := range refused {
 		if check(p[0], p[1]) == "" {
@@ -197,6 +201,7 @@ func TestCheckRefuses(t *testing.T) {
 		{"plugins/builtin/nodelifecycle", "plugins/sdk/nodehealth"}, {"plugins/builtin/replicaset", "plugins/builtin/internal/replication"},
 		{"plugins/builtin/scheduler", "plugins/builtin/scheduler/internal/queue"}, {"plugins/builtin", "plugins/builtin/deployment"},
 		{"plugins/sdk/nodehealth", "internal/nodehealth"}, {"cmd/keelson", "core/server"}, {"e2e/ha", "core/kvserver"},
+		{"cmd/keelson-plugins", "plugins/builtin"}, {"cmd/keelson-plugins", "plugins/sdk"},
 	}
 	for _, p := range allowed {
 		if why := check(p[0], p[1]); why != "" {

@@ -19,8 +19,8 @@ const (
 // NodePlugin declares a plugin that node agents run (scope node): the
 // server configuration says which, and each agent starts the ones whose
 // NodeSelector matches its Node's labels. The executable is the agent's
-// own: the keelson binary for a built-in, the file in the agent's plugin
-// directory for a third-party one, which must match SHA256.
+// own: its built-in plugins executable for a built-in, the file in the
+// agent's plugin directory for a third-party one, which must match SHA256.
 type NodePlugin struct {
 	Name    string `json:"name"`
 	Builtin bool   `json:"builtin,omitempty"`
@@ -33,6 +33,8 @@ type NodePlugin struct {
 	// Config is the plugin's configuration section. Every node may read
 	// it: it must hold no secret.
 	Config json.RawMessage `json:"config,omitempty"`
+	// Env is the plugin process's environment (GOMEMLIMIT, GOGC).
+	Env []string `json:"env,omitempty"`
 }
 
 // Selects reports whether a node with these labels runs the plugin.
@@ -45,15 +47,19 @@ func (n NodePlugin) Selects(labels map[string]string) bool {
 	return true
 }
 
-// Spec is how an agent launches the plugin from its plugin directory.
-func (n NodePlugin) Spec(pluginDir string) (Spec, error) {
+// Spec is how an agent launches the plugin: a built-in from builtins, a
+// third-party one from its plugin directory.
+func (n NodePlugin) Spec(builtins BuiltinBinary, pluginDir string) (Spec, error) {
 	if n.Builtin {
-		return BuiltinSpec(n.Name, n.Config)
+		sp := BuiltinSpec(builtins, n.Name, n.Config)
+		sp.Env = n.Env
+		return sp, sp.validate()
 	}
 	if n.File == "" || strings.Contains(n.File, "/") {
 		return Spec{}, fmt.Errorf("node plugin %s: file %q must be a file name inside the agent's plugin dir", n.Name, n.File)
 	}
 	sp := ThirdPartySpec(n.Name, pluginDir, n.File, n.SHA256, n.Config)
+	sp.Env = n.Env
 	if err := sp.validate(); err != nil {
 		return Spec{}, err
 	}

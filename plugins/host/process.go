@@ -71,7 +71,7 @@ func (s *Supervisor) launch(sp Spec) (*launch, error) {
 	}
 	log := s.cfg.Logger.With("plugin", sp.Name)
 	cmd := exec.Command(sp.Path, sp.Args...)
-	cmd.Env = []string{} // SkipHostEnv: the host's environment holds its secrets
+	cmd.Env = append([]string{}, sp.Env...) // SkipHostEnv: the host's environment holds its secrets
 	if !s.noParentDeathSignal {
 		setParentDeathSignal(cmd)
 	}
@@ -172,6 +172,10 @@ func (s *Supervisor) startError(sp Spec, err error) error {
 		got, herr := fileSHA256(sp.Path)
 		if herr != nil {
 			got = "unreadable: " + herr.Error()
+		}
+		if sp.Builtin {
+			return refusef("plugin %s: refused %s: its sha256 is %s but this keelson embedded %s; "+
+				"the extracted built-in plugins executable was modified: restart keelson to extract it again", sp.Name, sp.Path, got, sp.SHA256)
 		}
 		return refusef("plugin %s: refused %s: its sha256 is %s but the configuration expects %s; "+
 			"reinstall the plugin or update its checksum", sp.Name, sp.Path, got, strings.ToLower(sp.SHA256))

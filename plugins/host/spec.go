@@ -5,9 +5,12 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
+	"slices"
+	"strings"
+
+	"github.com/keelson/keelson/internal/pluginbin"
 )
 
 // Spec says how to launch one plugin.
@@ -17,26 +20,67 @@ type Spec struct {
 	// Path is the executable; Args follow it.
 	Path string
 	Args []string
-	// Builtin marks a plugin compiled into the keelson binary itself, which
-	// is trusted like the host and needs no checksum.
+	// Builtin marks a plugin built with keelson (served by the keelson
+	// binary itself or by the keelson-plugins executable embedded in it),
+	// trusted like the host.
 	Builtin bool
-	// SHA256 is the hex checksum a third-party executable must match; the
-	// host refuses to start it otherwise.
+	// SHA256 is the hex checksum the executable must match; the host
+	// refuses to start it otherwise. Required for a third-party plugin;
+	// for a built-in, set when it runs from the extracted keelson-plugins
+	// executable (empty: the running keelson binary).
 	SHA256 string
 	// Config is the plugin's section of the server configuration (JSON).
 	Config json.RawMessage
+	// Env is the plugin process's environment, KEY=VALUE (the Go
+	// runtime's GOMEMLIMIT and GOGC); nothing of the host's is inherited.
+	Env []string
 	// Disabled plugins are listed in Status but never started.
 	Disabled bool
 }
 
-// BuiltinSpec launches a built-in plugin by re-executing the running binary
-// as `keelson plugin NAME`, so it is still a separate process.
-func BuiltinSpec(name string, config json.RawMessage) (Spec, error) {
+// BuiltinBinary is the executable that serves built-in plugins: the host
+// runs `Path Prefix... NAME` for built-in plugin NAME.
+type BuiltinBinary struct {
+	Path   string
+	Prefix []string
+	// SHA256 pins Path: the host checks it before every start. Empty for
+	// the running keelson binary, which is trusted as the host is.
+	SHA256 string
+}
+
+// SelfBinary serves built-in plugins by re-executing the running binary as
+// `keelson plugin NAME`: every plugin process then carries all of keelson.
+func SelfBinary() (BuiltinBinary, error) {
 	exe, err := os.Executable()
 	if err != nil {
-		return Spec{}, fmt.Errorf("built-in plugin %s: locating the keelson binary: %w", name, err)
+		return BuiltinBinary{}, fmt.Errorf("built-in plugins: locating the keelson binary: %w", err)
 	}
-	return Spec{Name: name, Path: exe, Args: []string{"plugin", name}, Builtin: true, Config: config}, nil
+	return BuiltinBinary{Path: exe, Prefix: []string{"plugin"}}, nil
+}
+
+// ResolveBuiltinBinary picks the executable for built-in plugins: the
+// keelson-plugins executable embedded by `make build`, extracted under
+// dataDir/bin, or, in a keelson built without it, the running binary.
+func ResolveBuiltinBinary(dataDir string) (BuiltinBinary, error) {
+	return resolveBuiltinBinary(dataDir, pluginbin.Embedded)
+}
+
+func resolveBuiltinBinary(dataDir string, embedded func() (pluginbin.Archive, bool)) (BuiltinBinary, error) {
+	a, ok := embedded()
+	if !ok {
+		return SelfBinary()
+	}
+	path, err := pluginbin.Extract(filepath.Join(dataDir, "bin"), a)
+	if err != nil {
+		return BuiltinBinary{}, err
+	}
+	return BuiltinBinary{Path: path, SHA256: a.SHA256}, nil
+}
+
+// BuiltinSpec launches built-in plugin name from b, as a process of its own.
+func BuiltinSpec(b BuiltinBinary, name string, config json.RawMessage) Spec {
+	args := append(slices.Clone(b.Prefix), name)
+	return Spec{Name: name, Path: b.Path, Args: args, Builtin: true, SHA256: b.SHA256, Config: config}
 }
 
 // ThirdPartySpec launches the executable file in dir, which must have the
@@ -46,6 +90,11 @@ func ThirdPartySpec(name, dir, file, sha256Hex string, config json.RawMessage) S
 }
 
 func (s Spec) validate() error {
+	for _, kv := range s.Env {
+		if k, _, ok := strings.Cut(kv, "="); !ok || k == "" {
+			return fmt.Errorf("plugin %s: environment entry %q is not KEY=VALUE", s.Name, kv)
+		}
+	}
 	switch {
 	case s.Name == "":
 		return fmt.Errorf("plugin spec with path %q has no name", s.Path)
@@ -60,7 +109,7 @@ func (s Spec) validate() error {
 // checksum returns the expected digest, refusing a third-party plugin
 // without one: running unverified code as the leader is never a default.
 func (s Spec) checksum() ([]byte, error) {
-	if s.Builtin {
+	if s.Builtin && s.SHA256 == "" {
 		return nil, nil
 	}
 	if s.SHA256 == "" {
@@ -75,15 +124,4 @@ func (s Spec) checksum() ([]byte, error) {
 }
 
 // fileSHA256 hashes path for the refusal message.
-func fileSHA256(path string) (string, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return "", err
-	}
-	defer f.Close()
-	h := sha256.New()
-	if _, err := io.Copy(h, f); err != nil {
-		return "", err
-	}
-	return hex.EncodeToString(h.Sum(nil)), nil
-}
+func fileSHA256(path string) (string, error) { return pluginbin.FileSHA256(path) }

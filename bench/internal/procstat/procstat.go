@@ -187,3 +187,64 @@ func ParseStatCPU(stat string) (float64, error) {
 	}
 	return float64(ticks) / userHZ, nil
 }
+
+// Rollup is a process's memory from /proc/PID/smaps_rollup, in KiB.
+type Rollup struct {
+	RssKiB int64
+	PssKiB int64
+	// PrivateKiB is Private_Clean + Private_Dirty: the pages only this
+	// process maps, which is what one more such process costs the machine.
+	PrivateKiB int64
+	// AnonKiB is the anonymous memory (heap, stacks, runtime): never
+	// shared with a sibling process running the same binary.
+	AnonKiB int64
+}
+
+// ReadRollup reads process pid's smaps_rollup.
+func ReadRollup(pid int) (Rollup, error) {
+	path := fmt.Sprintf("/proc/%d/smaps_rollup", pid)
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return Rollup{}, fmt.Errorf("read %s: %w", path, err)
+	}
+	r, err := ParseRollup(string(b))
+	if err != nil {
+		return Rollup{}, fmt.Errorf("parse %s: %w", path, err)
+	}
+	return r, nil
+}
+
+// ParseRollup extracts Rss, Pss, Anonymous and the private pages from
+// smaps_rollup.
+func ParseRollup(s string) (Rollup, error) {
+	var r Rollup
+	fields := map[string]*int64{"Rss": &r.RssKiB, "Pss": &r.PssKiB, "Anonymous": &r.AnonKiB, "Private_Clean": nil, "Private_Dirty": nil}
+	seen := map[string]bool{}
+	for _, line := range strings.Split(s, "\n") {
+		name, rest, ok := strings.Cut(line, ":")
+		dst, known := fields[name]
+		if !ok || !known {
+			continue
+		}
+		f := strings.Fields(rest)
+		if len(f) != 2 || f[1] != "kB" {
+			return r, fmt.Errorf("unexpected %s line %q", name, line)
+		}
+		v, err := strconv.ParseInt(f[0], 10, 64)
+		if err != nil {
+			return r, fmt.Errorf("%s value %q: %w", name, f[0], err)
+		}
+		seen[name] = true
+		if dst != nil {
+			*dst = v
+		} else {
+			r.PrivateKiB += v
+		}
+	}
+	for name := range fields {
+		if !seen[name] {
+			return r, fmt.Errorf("no %s line", name)
+		}
+	}
+	return r, nil
+}

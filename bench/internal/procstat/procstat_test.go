@@ -100,3 +100,36 @@ func TestCPUSecondsOfThisProcess(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+func TestParseRollup(t *testing.T) {
+	in := `55d0c0a5e000-7ffd9b3f1000 ---p 00000000 00:00 0                          [rollup]
+Rss:               21504 kB
+Pss:               12001 kB
+Pss_Anon:           8000 kB
+Shared_Clean:       9000 kB
+Private_Clean:      3000 kB
+Private_Dirty:      8200 kB
+Anonymous:          8100 kB
+`
+	got, err := ParseRollup(in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := Rollup{RssKiB: 21504, PssKiB: 12001, PrivateKiB: 11200, AnonKiB: 8100}
+	if got != want {
+		t.Fatalf("ParseRollup = %+v, want %+v", got, want)
+	}
+	if _, err := ParseRollup("Rss: 1 kB\nPss: 1 kB\nAnonymous: 1 kB\n"); err == nil || !strings.Contains(err.Error(), "Private_") {
+		t.Fatalf("missing private lines: err = %v, want one naming the line", err)
+	}
+}
+
+func TestReadRollupOfSelf(t *testing.T) {
+	r, err := ReadRollup(os.Getpid())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.PrivateKiB <= 0 || r.PssKiB <= 0 || r.RssKiB < r.PssKiB {
+		t.Fatalf("ReadRollup(self) = %+v: want positive private and Pss <= Rss", r)
+	}
+}

@@ -26,6 +26,8 @@ import (
 type Config struct {
 	NodeName  string
 	PluginDir string
+	// Builtins serves the built-in node plugins (host.ResolveBuiltinBinary).
+	Builtins host.BuiltinBinary
 	// APIEndpoint and CAPEM are handed to the plugins.
 	APIEndpoint string
 	CAPEM       []byte

@@ -54,18 +54,18 @@ func (r *runner) desired(cms, nodes cache.Store) selection {
 		// Selectors need the labels: wait for the Node.
 		return selection{}
 	}
-	return selectFor(decls, labels, r.cfg.PluginDir)
+	return selectFor(decls, labels, r.cfg.Builtins, r.cfg.PluginDir)
 }
 
 // selectFor is the pure part of desired.
-func selectFor(decls []host.NodePlugin, labels map[string]string, dir string) selection {
+func selectFor(decls []host.NodePlugin, labels map[string]string, builtins host.BuiltinBinary, dir string) selection {
 	sel := selection{skipped: map[string]string{}, refused: map[string]string{}}
 	for _, d := range decls {
 		if !d.Selects(labels) {
 			sel.skipped[d.Name] = fmt.Sprintf("not run on this node: its labels do not match the node selector %v", d.NodeSelector)
 			continue
 		}
-		sp, err := d.Spec(dir)
+		sp, err := d.Spec(builtins, dir)
 		if err != nil {
 			sel.refused[d.Name] = err.Error()
 			continue

@@ -25,15 +25,16 @@ func TestSelectFor(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			sel := selectFor(decls, tt.labels, "/var/lib/keelson/plugins")
+			builtins := host.BuiltinBinary{Path: "/var/lib/keelson/bin/abab/keelson-plugins", SHA256: strings.Repeat("cd", 32)}
+			sel := selectFor(decls, tt.labels, builtins, "/var/lib/keelson/plugins")
 			var run []string
 			for _, sp := range sel.specs {
 				run = append(run, sp.Name)
 				if sp.Name == "edge-proxy" && (sp.Path != "/var/lib/keelson/plugins/edge-proxy" || sp.SHA256 == "" || sp.Builtin) {
 					t.Errorf("edge-proxy spec %+v: want the file in the agent's plugin dir, pinned by its checksum", sp)
 				}
-				if sp.Name == "announcer" && (!sp.Builtin || len(sp.Args) != 2 || sp.Args[1] != "announcer") {
-					t.Errorf("announcer spec %+v: want `keelson plugin announcer`", sp)
+				if sp.Name == "announcer" && (!sp.Builtin || sp.Path != builtins.Path || len(sp.Args) != 1 || sp.Args[0] != "announcer" || sp.SHA256 != builtins.SHA256) {
+					t.Errorf("announcer spec %+v: want `%s announcer` pinned to its checksum", sp, builtins.Path)
 				}
 			}
 			if strings.Join(run, ",") != strings.Join(tt.run, ",") {

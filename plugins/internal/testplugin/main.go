@@ -5,6 +5,8 @@
 //	{"mode": "crash", "after": "200ms"}  Run fails with an error after a while
 //	{"mode": "hang", "after": "200ms"}   SIGSTOP itself: stops answering pings
 //	{"mode": "exit"}                     exit with status 3 at once
+//	{"mode": "runtime"}                  report the Go runtime's memory
+//	                                     limit and GC percent as ready message
 //
 // With the argument "v2" it serves plugin protocol version 2 only. Run as
 // a node plugin (RunNode), it reports its node and the host's first gossip
@@ -17,6 +19,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"runtime/debug"
 	"strings"
 	"syscall"
 	"time"
@@ -57,7 +60,15 @@ func run(ctx context.Context, env sdk.Env) error {
 		os.Exit(3)
 	}
 	env.Logger.Info("testplugin running", "mode", c.Mode, "term", env.Term)
-	env.Ready(fmt.Sprintf("term=%d host=%s", env.Term, env.RESTConfig.Host))
+	if c.Mode == "runtime" {
+		// What GOMEMLIMIT and GOGC made of the runtime: reading the GC
+		// percent means setting it, so set it straight back.
+		gogc := debug.SetGCPercent(100)
+		debug.SetGCPercent(gogc)
+		env.Ready(fmt.Sprintf("memlimit=%d gogc=%d", debug.SetMemoryLimit(-1), gogc))
+	} else {
+		env.Ready(fmt.Sprintf("term=%d host=%s", env.Term, env.RESTConfig.Host))
+	}
 	switch c.Mode {
 	case "crash":
 		select {
