@@ -2,6 +2,7 @@ package ingress
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"maps"
@@ -119,10 +120,10 @@ func (l *leader) sync(ctx context.Context, key string) (sdk.Result, error) {
 	if err != nil {
 		return sdk.Result{}, err
 	}
+	// Each step is independent: one failing (and retried) holds up no other.
+	var errs []error
 	for _, step := range []func(context.Context, []*networkingv1.IngressClass) error{l.ensureClass, l.ensureService, l.ensureSlice, l.ensureBundle} {
-		if err := step(ctx, classes); err != nil {
-			return sdk.Result{}, err
-		}
+		errs = append(errs, step(ctx, classes))
 	}
 	// The address may have changed: every Ingress of ours rechecks.
 	ings, err := l.ings.List(labels.Everything())
@@ -134,7 +135,7 @@ func (l *leader) sync(ctx context.Context, key string) (sdk.Result, error) {
 			l.queue.Add(ing.Namespace + "/" + ing.Name)
 		}
 	}
-	return sdk.Result{}, nil
+	return sdk.Result{}, errors.Join(errs...)
 }
 
 // ensureClass creates the class when missing; a class that exists is the

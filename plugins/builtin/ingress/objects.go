@@ -13,8 +13,11 @@ import (
 	"k8s.io/utils/ptr"
 )
 
-// managedBy labels the objects the leader part owns.
-var managedBy = map[string]string{"app.kubernetes.io/managed-by": ControllerName}
+// managerLabel is the label value (no '/' allowed) naming the plugin as
+// the manager of the objects the leader part owns.
+const managerLabel = "keelson-ingress"
+
+var managedBy = map[string]string{"app.kubernetes.io/managed-by": managerLabel}
 
 // desiredClass is the IngressClass the plugin creates when it is missing,
 // marked default so that an Ingress without a class is served.
@@ -71,7 +74,7 @@ func portsMatch(got []v1.ServicePort, cfg Config) bool {
 func desiredSlice(cfg Config, nodes []*v1.Node) *discoveryv1.EndpointSlice {
 	s := &discoveryv1.EndpointSlice{
 		ObjectMeta: metav1.ObjectMeta{Name: ServiceName, Namespace: Namespace, Labels: map[string]string{
-			discoveryv1.LabelServiceName: ServiceName, discoveryv1.LabelManagedBy: ControllerName}},
+			discoveryv1.LabelServiceName: ServiceName, discoveryv1.LabelManagedBy: managerLabel}},
 		AddressType: discoveryv1.AddressTypeIPv4,
 		Ports: []discoveryv1.EndpointPort{
 			{Name: ptr.To("http"), Protocol: ptr.To(v1.ProtocolTCP), Port: ptr.To(int32(cfg.HTTPPort))},
