@@ -228,7 +228,9 @@ func (c *cluster) expect(t testing.TB, scheme, host, path string, code int, pref
 	t.Helper()
 	var last response
 	start := time.Now()
-	defer func() { t.Logf("%s://%s%s answered %s after %v", scheme, host, path, last, time.Since(start).Round(time.Millisecond)) }()
+	defer func() {
+		t.Logf("%s://%s%s answered %s after %v", scheme, host, path, last, time.Since(start).Round(time.Millisecond))
+	}()
 	harness.Eventually(t, deadline, fmt.Sprintf("%s://%s%s answers %d %s...", scheme, host, path, code, prefix), func() (bool, string) {
 		r, err := c.get(scheme, host, path, extra...)
 		if err != nil {
