@@ -258,11 +258,19 @@ func (l *leader) syncStatus(ctx context.Context, key string) error {
 		return err
 	}
 	classes, err := l.classes.List(labels.Everything())
-	if err != nil || !Ours(ing, classes) {
+	if err != nil {
 		return err
 	}
 	svc, _ := l.services.Services(Namespace).Get(ServiceName)
 	want := ingressStatus(svc)
+	if !Ours(ing, classes) {
+		// An Ingress moved to another class loses the address we wrote;
+		// another controller's address is left alone.
+		if len(want.Ingress) == 0 || !reflect.DeepEqual(ing.Status.LoadBalancer, want) {
+			return nil
+		}
+		want = networkingv1.IngressLoadBalancerStatus{}
+	}
 	if reflect.DeepEqual(ing.Status.LoadBalancer, want) || (len(want.Ingress) == 0 && len(ing.Status.LoadBalancer.Ingress) == 0) {
 		return nil
 	}

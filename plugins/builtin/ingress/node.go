@@ -118,7 +118,7 @@ func (d *dataPlane) run(ctx context.Context) error {
 		case listenErr != nil:
 			d.env.NotReady("listening", listenErr)
 		case len(problems) > 0:
-			d.env.Ready(fmt.Sprintf("serving %d Ingresses on ports %d and %d; %d problems: %s", n, d.cfg.HTTPPort, d.cfg.HTTPSPort, len(problems), strings.Join(problems, "; ")))
+			d.env.Ready(fmt.Sprintf("serving %d Ingresses on ports %d and %d; %d problems: %s", n, d.cfg.HTTPPort, d.cfg.HTTPSPort, len(problems), strings.Join(problems[:min(len(problems), 5)], "; ")))
 		default:
 			d.env.Ready(fmt.Sprintf("serving %d Ingresses on ports %d and %d", n, d.cfg.HTTPPort, d.cfg.HTTPSPort))
 		}
