@@ -67,7 +67,7 @@ test: build
 	$(GO_TEST) -p 1 ./e2e/...
 
 bench: build
-	$(GO) test -run '^$$' -bench . -benchmem ./fsm/ ./core/raftnode/ ./core/kvserver/ ./plugins/builtin/endpoints/ ./plugins/builtin/endpointslice/ ./plugins/builtin/garbagecollector/ ./plugins/builtin/internal/servicepods/ ./plugins/builtin/scheduler/internal/placement/
+	$(GO) test -run '^$$' -bench . -benchmem ./fsm/ ./core/raftnode/ ./core/kvserver/ ./plugins/builtin/endpoints/ ./plugins/builtin/endpointslice/ ./plugins/builtin/garbagecollector/ ./plugins/builtin/internal/servicepods/ ./plugins/builtin/scheduler/internal/placement/ ./plugins/builtin/ingress/
 	scripts/bench-kv.sh
 	scripts/bench-api.sh
 	scripts/bench-ha.sh

@@ -37,8 +37,10 @@ func TestLoadBalancerNodeAddresses(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// The built-in ingress's own LoadBalancer Service would hold port 80
+	// of the node addresses this test gives its Services.
 	cl := ha.NewCluster(t, ha.Options{Servers: 1, APIServer: true, Hosts: append([]string{"client"}, agentNames...),
-		Args: []string{"--cluster-cidr", cidr}})
+		Args: []string{"--cluster-cidr", cidr, "--disable-plugin", "ingress"}})
 	srv := cl.Servers[0]
 	c := srv.Clientset(t)
 	tokenFile := cl.AgentTokenFile(t)

@@ -33,6 +33,9 @@ type Options struct {
 	RaftProxy bool
 	// Args are extra `keelson server` flags for every server.
 	Args []string
+	// NetArgs, when set, are more flags computed from the test's network
+	// once it exists (e.g. a LoadBalancer pool on the bridge's subnet).
+	NetArgs func(*Network) []string
 	// Hosts are more namespaces on the same bridge that run no server
 	// (node agents, clients), named as given; Net.Host finds them.
 	Hosts []string
@@ -128,6 +131,9 @@ func NewCluster(t testing.TB, opts Options) *Cluster {
 			s.args = append(s.args, "--join", first.IP, "--token", first.JoinToken(t))
 		}
 		s.args = append(s.args, opts.Args...)
+		if opts.NetArgs != nil {
+			s.args = append(s.args, opts.NetArgs(c.Net)...)
+		}
 		s.newClient(t)
 		s.launch(t)
 	}

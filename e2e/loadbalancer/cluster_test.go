@@ -49,7 +49,10 @@ func startCluster(t testing.TB) *lbCluster {
 	c := &lbCluster{agents: map[string]*nodeagent.Agent{}}
 	c.Cluster = ha.NewCluster(t, ha.Options{
 		Servers: 1, APIServer: true, Hosts: append(append([]string{}, agentNames...), "client"),
-		Args: []string{"--cluster-cidr", cidr, "--node-monitor-grace-period", "20s",
+		// --disable-plugin ingress: the built-in ingress's own LoadBalancer
+		// Service would hold port 80 of the node addresses, which the
+		// cloud provider then refuses this test's Services.
+		Args: []string{"--cluster-cidr", cidr, "--node-monitor-grace-period", "20s", "--disable-plugin", "ingress",
 			"--plugin-config", `nodelifecycle={"nodeMonitorPeriod":"1s"}`},
 	})
 	c.server = c.Servers[0]

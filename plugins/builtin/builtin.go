@@ -11,6 +11,8 @@ package builtin
 import (
 	"slices"
 
+	rbacv1 "k8s.io/api/rbac/v1"
+
 	"github.com/keelson/keelson/plugins/builtin/announcer"
 	"github.com/keelson/keelson/plugins/builtin/clusterroleaggregation"
 	"github.com/keelson/keelson/plugins/builtin/cronjob"
@@ -25,6 +27,7 @@ import (
 	"github.com/keelson/keelson/plugins/builtin/endpointslicemirroring"
 	"github.com/keelson/keelson/plugins/builtin/garbagecollector"
 	"github.com/keelson/keelson/plugins/builtin/horizontalpodautoscaler"
+	"github.com/keelson/keelson/plugins/builtin/ingress"
 	"github.com/keelson/keelson/plugins/builtin/job"
 	"github.com/keelson/keelson/plugins/builtin/localcloud"
 	"github.com/keelson/keelson/plugins/builtin/localpath"
@@ -84,14 +87,21 @@ func All() []sdk.Plugin {
 		metricsserver.Plugin(),
 		// The cloud provider: LoadBalancer addresses, node initialisation.
 		localcloud.Plugin(),
+		// Ingress: the class, the address, the status (the data plane is
+		// its node part, in NodePlugins).
+		ingress.Plugin(),
 	}
 }
 
 // NodePlugins returns every built-in node plugin: node agents run them
 // (scope node), never the leader.
 func NodePlugins() []sdk.Plugin {
-	return []sdk.Plugin{announcer.Plugin()}
+	return []sdk.Plugin{announcer.Plugin(), ingress.Plugin()}
 }
+
+// NodeRules are the API permissions the built-in node plugins need beyond
+// what every node agent reads; the server grants them to every node.
+func NodeRules() []rbacv1.PolicyRule { return ingress.NodeRules() }
 
 // NodeNames returns the names of NodePlugins, sorted.
 func NodeNames() []string {

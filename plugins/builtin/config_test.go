@@ -19,9 +19,21 @@ import (
 // sdk.DecodeConfig does (encoding/json alone would take "clusterCidr" for
 // nodeipam's clusterCIDR).
 func TestEveryPluginRefusesMiscasedKeys(t *testing.T) {
-	for _, p := range append(All(), NodePlugins()...) {
+	type part struct {
+		p    sdk.Plugin
+		node string // the node a node part runs on; "" for a leader part
+	}
+	var parts []part
+	for _, p := range All() {
+		parts = append(parts, part{p, ""})
+	}
+	for _, p := range NodePlugins() {
+		parts = append(parts, part{p, "node-1"})
+	}
+	for _, pt := range parts {
+		p := pt.p
 		for _, key := range []string{"clusterCidr", "Workers"} {
-			t.Run(p.Name+"/"+key, func(t *testing.T) {
+			t.Run(p.Name+"/"+pt.node+"/"+key, func(t *testing.T) {
 				ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 				defer cancel()
 				err := sdk.RunLocal(ctx, p, sdk.LocalOptions{
@@ -30,7 +42,7 @@ func TestEveryPluginRefusesMiscasedKeys(t *testing.T) {
 					RESTConfig: &rest.Config{Host: "https://127.0.0.1:1"},
 					Config:     json.RawMessage(`{"` + key + `": "10.42.0.0/16"}`),
 					Logger:     slog.New(slog.DiscardHandler),
-					Node:       nodeName(p),
+					Node:       pt.node,
 				})
 				want := "plugins.config." + p.Name + ": "
 				if err == nil || !strings.HasPrefix(err.Error(), want) || !strings.Contains(err.Error(), `unknown field "`+key+`"`) {
@@ -39,12 +51,4 @@ func TestEveryPluginRefusesMiscasedKeys(t *testing.T) {
 			})
 		}
 	}
-}
-
-// nodeName is the node a node-only plugin runs as in these tests.
-func nodeName(p sdk.Plugin) string {
-	if p.Run == nil {
-		return "node-1"
-	}
-	return ""
 }

@@ -1,0 +1,256 @@
+package ingress
+
+import (
+	"archive/tar"
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-containerregistry/pkg/v1/mutate"
+	"github.com/google/go-containerregistry/pkg/v1/tarball"
+	v1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+
+	"github.com/keelson/keelson/e2e/ha"
+	"github.com/keelson/keelson/e2e/harness"
+	"github.com/keelson/keelson/e2e/nodeagent"
+	"github.com/keelson/keelson/internal/testimage"
+	"github.com/keelson/keelson/internal/testnet"
+	"github.com/keelson/keelson/plugins/builtin/ingress"
+)
+
+// deadline bounds every wait: a hang guard on a shared machine, not a
+// timing claim.
+const deadline = 3 * time.Minute
+
+// echoImage is the backends' image: busybox with testdata/echo at /echo.
+const echoImage = "keelson.test/echo:e2e"
+
+type cluster struct {
+	*ha.Cluster
+	kube   kubernetes.Interface
+	client *ha.Host
+	// lbIP is the pool's one address, the ingress Service's.
+	lbIP string
+}
+
+func startCluster(t *testing.T) *cluster {
+	t.Helper()
+	nodeagent.Require(t)
+	ha.RequireNetns(t)
+	if _, err := exec.LookPath("curl"); err != nil {
+		t.Skip("needs curl")
+	}
+	cidr, err := testnet.ClusterCIDR()
+	if err != nil {
+		t.Fatal(err)
+	}
+	image := echoTarball(t)
+	c := &cluster{}
+	c.Cluster = ha.NewCluster(t, ha.Options{Servers: 1, APIServer: true, Hosts: []string{"a1", "a2", "client"},
+		Args: []string{"--cluster-cidr", cidr},
+		NetArgs: func(n *ha.Network) []string {
+			// An address of the bridge's subnet no host uses (hosts
+			// take .11 upwards, the bridge .1).
+			b := n.BridgeIP()
+			c.lbIP = b[:strings.LastIndex(b, ".")+1] + "200"
+			return []string{"--load-balancer-pool", "lan=" + c.lbIP + "/32"}
+		}})
+	c.kube = c.Servers[0].Clientset(t)
+	c.client = c.Net.Host("client")
+	c.StartAgents(t, cidr, []string{"a1", "a2"}, ha.AgentOptions{Prepare: func(a *nodeagent.Agent) {
+		if err := os.WriteFile(filepath.Join(a.DataDir, "images", "echo.tar"), image, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}})
+	return c
+}
+
+// echoTarball builds testdata/echo and returns the image tarball.
+func echoTarball(t *testing.T) []byte {
+	t.Helper()
+	dir := t.TempDir()
+	bin := filepath.Join(dir, "echo")
+	build := exec.Command("go", "build", "-o", bin, ".")
+	build.Dir = filepath.Join("testdata", "echo")
+	build.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("building testdata/echo: %v: %s", err, out)
+	}
+	exe, err := os.ReadFile(bin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var layer bytes.Buffer
+	tw := tar.NewWriter(&layer)
+	if err := tw.WriteHeader(&tar.Header{Name: "echo", Mode: 0o755, Size: int64(len(exe)), Typeflag: tar.TypeReg}); err != nil {
+		t.Fatal(err)
+	}
+	tw.Write(exe)
+	tw.Close()
+	l, err := tarball.LayerFromOpener(func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(layer.Bytes())), nil })
+	if err != nil {
+		t.Fatal(err)
+	}
+	base, err := testimage.Busybox()
+	if err != nil {
+		t.Fatal(err)
+	}
+	img, err := mutate.AppendLayers(base, l)
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(dir, "echo.tar")
+	if err := testimage.WriteTarball(path, echoImage, img); err != nil {
+		t.Fatal(err)
+	}
+	out, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// backend is a Deployment of echo pods and its Service (port 80, named
+// http, to the pods' 8080).
+func backend(name string, replicas int) string {
+	return fmt.Sprintf(`apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: %[1]s
+spec:
+  selector:
+    matchLabels: {app: %[1]s}
+  replicas: %[2]d
+  template:
+    metadata:
+      labels: {app: %[1]s}
+    spec:
+      terminationGracePeriodSeconds: 1
+      containers:
+      - name: echo
+        image: %[3]s
+        imagePullPolicy: Never
+        command: [/echo]
+        env:
+        - name: POD_NAME
+          valueFrom: {fieldRef: {fieldPath: metadata.name}}
+        readinessProbe:
+          httpGet: {path: /ready, port: 8080}
+          periodSeconds: 1
+---
+apiVersion: v1
+kind: Service
+metadata:
+  name: %[1]s
+spec:
+  selector: {app: %[1]s}
+  ports:
+  - name: http
+    port: 80
+    targetPort: 8080
+`, name, replicas, echoImage)
+}
+
+func (c *cluster) kubectl(t testing.TB) harness.Kubectl {
+	return harness.Kubectl{Bin: harness.KeelsonBin(t), Kubeconfig: filepath.Join(c.Servers[0].DataDir(), "admin.kubeconfig")}
+}
+
+func (c *cluster) apply(t testing.TB, yaml string) {
+	t.Helper()
+	c.kubectl(t).MustIn(t, yaml, "apply", "-n", "default", "-f", "-")
+}
+
+// readyPods waits for n ready pods of app and returns their names.
+func (c *cluster) readyPods(t testing.TB, app string, n int) []string {
+	t.Helper()
+	var names []string
+	harness.Eventually(t, deadline, fmt.Sprintf("%d ready %s pods", n, app), func() (bool, string) {
+		pods, err := c.kube.CoreV1().Pods("default").List(context.Background(), metav1.ListOptions{LabelSelector: "app=" + app})
+		if err != nil {
+			return false, err.Error()
+		}
+		names = nil
+		var states []string
+		for _, p := range pods.Items {
+			states = append(states, p.Name+":"+string(p.Status.Phase))
+			for _, cond := range p.Status.Conditions {
+				if cond.Type == v1.PodReady && cond.Status == v1.ConditionTrue && p.DeletionTimestamp == nil {
+					names = append(names, p.Name)
+				}
+			}
+		}
+		return len(names) == n, strings.Join(states, " ")
+	})
+	return names
+}
+
+// response is what the client got.
+type response struct {
+	code int
+	body string
+}
+
+func (r response) String() string { return fmt.Sprintf("%d %q", r.code, r.body) }
+
+// get asks scheme://host/path from the client namespace, resolving host to
+// the ingress address; extra are further curl flags.
+func (c *cluster) get(scheme, host, path string, extra ...string) (response, error) {
+	port := map[string]string{"http": "80", "https": "443"}[scheme]
+	args := append([]string{"curl", "-sS", "--max-time", "5", "--resolve", host + ":" + port + ":" + c.lbIP,
+		"-w", "\n%{http_code}"}, extra...)
+	out, err := c.client.Exec(append(args, scheme+"://"+host+path)...)
+	if err != nil {
+		return response{}, err
+	}
+	out = strings.TrimSpace(out)
+	i := strings.LastIndexByte(out, '\n')
+	var r response
+	fmt.Sscan(out[i+1:], &r.code)
+	if i > 0 {
+		r.body = out[:i]
+	}
+	return r, nil
+}
+
+// expect waits until host/path answers code with a body starting with
+// prefix (a backend's pod name prefix, or the 404 text): routes reach the
+// data plane through watches, so the first requests may predate them.
+func (c *cluster) expect(t testing.TB, scheme, host, path string, code int, prefix string, extra ...string) response {
+	t.Helper()
+	var last response
+	start := time.Now()
+	defer func() {
+		t.Logf("%s://%s%s answered %s after %v", scheme, host, path, last, time.Since(start).Round(time.Millisecond))
+	}()
+	harness.Eventually(t, deadline, fmt.Sprintf("%s://%s%s answers %d %s...", scheme, host, path, code, prefix), func() (bool, string) {
+		r, err := c.get(scheme, host, path, extra...)
+		if err != nil {
+			return false, err.Error()
+		}
+		last = r
+		return r.code == code && strings.HasPrefix(r.body, prefix), r.String()
+	})
+	return last
+}
+
+// waitAddress waits for the ingress Service's address from the pool.
+func (c *cluster) waitAddress(t testing.TB) {
+	t.Helper()
+	harness.Eventually(t, deadline, "the ingress Service gets "+c.lbIP, func() (bool, string) {
+		s, err := c.kube.CoreV1().Services(ingress.Namespace).Get(context.Background(), ingress.ServiceName, metav1.GetOptions{})
+		if err != nil {
+			return false, err.Error()
+		}
+		ing := s.Status.LoadBalancer.Ingress
+		return len(ing) == 1 && ing[0].IP == c.lbIP, fmt.Sprint(ing)
+	})
+}

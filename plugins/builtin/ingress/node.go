@@ -1,0 +1,239 @@
+package ingress
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"slices"
+	"strings"
+	"time"
+
+	v1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
+	networkingv1 "k8s.io/api/networking/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/informers"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/cache"
+
+	"github.com/keelson/keelson/plugins/sdk"
+)
+
+// dataPlane is one node's running data plane.
+type dataPlane struct {
+	env     sdk.Env
+	cfg     Config
+	proxy   *Proxy
+	kick    chan struct{}
+	certs   certCache
+	ings    cache.SharedIndexInformer
+	classes cache.SharedIndexInformer
+	svcs    cache.SharedIndexInformer
+	slices  cache.SharedIndexInformer
+	bundle  cache.SharedIndexInformer
+}
+
+const bySliceService = "service"
+
+func runNode(ctx context.Context, env sdk.Env) error {
+	cfg, err := decodeConfig(env.Config)
+	if err != nil {
+		return err
+	}
+	client, err := kubernetes.NewForConfig(env.RESTConfig)
+	if err != nil {
+		return fmt.Errorf("building API client: %w", err)
+	}
+	all := informers.NewSharedInformerFactoryWithOptions(client, 0, informers.WithTransform(trimForNode))
+	bundle := informers.NewSharedInformerFactoryWithOptions(client, 0, informers.WithNamespace(Namespace),
+		informers.WithTweakListOptions(func(o *metav1.ListOptions) { o.FieldSelector = "metadata.name=" + BundleName }))
+	defer all.Shutdown()
+	defer bundle.Shutdown()
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	d := &dataPlane{env: env, cfg: cfg, proxy: NewProxy(env.Logger, cfg.HTTPSRedirect), kick: make(chan struct{}, 1),
+		ings: all.Networking().V1().Ingresses().Informer(), classes: all.Networking().V1().IngressClasses().Informer(),
+		svcs: all.Core().V1().Services().Informer(), slices: all.Discovery().V1().EndpointSlices().Informer(),
+		bundle: bundle.Core().V1().Secrets().Informer()}
+	if err := d.slices.AddIndexers(cache.Indexers{bySliceService: sliceService}); err != nil {
+		return err
+	}
+	for _, inf := range []cache.SharedIndexInformer{d.ings, d.classes, d.svcs, d.slices, d.bundle} {
+		if _, err := inf.AddEventHandler(cache.ResourceEventHandlerFuncs{
+			AddFunc: func(any) { d.poke() }, UpdateFunc: func(any, any) { d.poke() }, DeleteFunc: func(any) { d.poke() },
+		}); err != nil {
+			return err
+		}
+	}
+	env.NotReady("waiting for informer caches to sync", nil)
+	all.Start(ctx.Done())
+	bundle.Start(ctx.Done())
+	for _, f := range []informers.SharedInformerFactory{all, bundle} {
+		for typ, ok := range f.WaitForCacheSync(ctx.Done()) {
+			if !ok {
+				if ctx.Err() != nil {
+					return nil
+				}
+				return fmt.Errorf("informer cache for %v did not sync", typ)
+			}
+		}
+	}
+	return d.run(ctx)
+}
+
+func (d *dataPlane) poke() {
+	select {
+	case d.kick <- struct{}{}:
+	default:
+	}
+}
+
+// run serves until ctx ends, rebuilding the table after every change.
+func (d *dataPlane) run(ctx context.Context) error {
+	listening := make(chan error, 2)
+	httpSrv := &http.Server{Handler: d.proxy, ReadHeaderTimeout: 30 * time.Second, Protocols: new(http.Protocols)}
+	httpSrv.Protocols.SetHTTP1(true)
+	httpSrv.Protocols.SetUnencryptedHTTP2(true) // h2c with prior knowledge (gRPC without TLS)
+	tlsSrv := &http.Server{Handler: d.proxy, ReadHeaderTimeout: 30 * time.Second,
+		TLSConfig: &tls.Config{GetCertificate: d.proxy.GetCertificate, MinVersion: tls.VersionTLS12}}
+	// The first table is in place before the first connection.
+	d.rebuild()
+	go d.serve(ctx, httpSrv, d.cfg.HTTPPort, false, listening)
+	go d.serve(ctx, tlsSrv, d.cfg.HTTPSPort, true, listening)
+	defer shutdown(httpSrv, tlsSrv)
+	d.poke()
+	var listenErr error
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case listenErr = <-listening:
+		case <-d.kick:
+		}
+		n, problems := d.rebuild()
+		switch {
+		case listenErr != nil:
+			d.env.NotReady("listening", listenErr)
+		case len(problems) > 0:
+			d.env.Ready(fmt.Sprintf("serving %d Ingresses on ports %d and %d; %d problems: %s", n, d.cfg.HTTPPort, d.cfg.HTTPSPort, len(problems), strings.Join(problems[:min(len(problems), 5)], "; ")))
+		default:
+			d.env.Ready(fmt.Sprintf("serving %d Ingresses on ports %d and %d", n, d.cfg.HTTPPort, d.cfg.HTTPSPort))
+		}
+	}
+}
+
+func shutdown(srvs ...*http.Server) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	for _, s := range srvs {
+		_ = s.Shutdown(ctx)
+	}
+}
+
+// serve listens on port until ctx ends, retrying every few seconds while
+// the port is taken; it reports each listen error (nil once listening).
+func (d *dataPlane) serve(ctx context.Context, srv *http.Server, port int, withTLS bool, report chan<- error) {
+	addr := net.JoinHostPort(d.cfg.BindAddress, portString(port))
+	for ctx.Err() == nil {
+		l, err := (&net.ListenConfig{}).Listen(ctx, "tcp", addr)
+		if err != nil {
+			report <- fmt.Errorf("listening on %s (httpPort/httpsPort in plugins.config.ingress): %w", addr, err)
+			select {
+			case <-ctx.Done():
+			case <-time.After(5 * time.Second):
+			}
+			continue
+		}
+		if withTLS {
+			err = srv.ServeTLS(l, "", "")
+		} else {
+			err = srv.Serve(l)
+		}
+		if errors.Is(err, http.ErrServerClosed) {
+			return
+		}
+		report <- fmt.Errorf("serving on %s: %w", addr, err)
+	}
+}
+
+// rebuild builds and installs a new table from the caches.
+func (d *dataPlane) rebuild() (int, []string) {
+	var classes []*networkingv1.IngressClass
+	for _, o := range d.classes.GetStore().List() {
+		classes = append(classes, o.(*networkingv1.IngressClass))
+	}
+	var ours []*networkingv1.Ingress
+	for _, o := range d.ings.GetStore().List() {
+		if ing := o.(*networkingv1.Ingress); Ours(ing, classes) {
+			ours = append(ours, ing)
+		}
+	}
+	var bundle map[string][]byte
+	if o, ok, _ := d.bundle.GetStore().GetByKey(Namespace + "/" + BundleName); ok {
+		bundle = o.(*v1.Secret).Data
+	}
+	used := map[[32]byte]bool{}
+	t := Build(World{
+		Ingresses: ours,
+		Service: func(ns, name string) *v1.Service {
+			o, ok, _ := d.svcs.GetStore().GetByKey(ns + "/" + name)
+			if !ok {
+				return nil
+			}
+			return o.(*v1.Service)
+		},
+		Slices: func(ns, name string) []*discoveryv1.EndpointSlice {
+			objs, _ := d.slices.GetIndexer().ByIndex(bySliceService, ns+"/"+name)
+			out := make([]*discoveryv1.EndpointSlice, 0, len(objs))
+			for _, o := range objs {
+				out = append(out, o.(*discoveryv1.EndpointSlice))
+			}
+			return out
+		},
+		Cert: func(ns, name string) (*tls.Certificate, error) {
+			c, k, err := bundleCert(bundle, ns, name)
+			if err != nil {
+				return nil, err
+			}
+			return d.certs.get(c, k, used)
+		},
+	})
+	d.certs.prune(used)
+	d.proxy.Set(t)
+	slices.Sort(t.Problems)
+	return len(ours), slices.Compact(t.Problems)
+}
+
+func sliceService(obj any) ([]string, error) {
+	s, ok := obj.(*discoveryv1.EndpointSlice)
+	if !ok {
+		return nil, nil
+	}
+	if name := s.Labels[discoveryv1.LabelServiceName]; name != "" {
+		return []string{s.Namespace + "/" + name}, nil
+	}
+	return nil, nil
+}
+
+// trimForNode keeps of each object what the data plane reads.
+func trimForNode(obj any) (any, error) {
+	switch o := obj.(type) {
+	case *networkingv1.Ingress:
+		o.ManagedFields, o.Status = nil, networkingv1.IngressStatus{}
+	case *v1.Service:
+		o.ObjectMeta = metav1.ObjectMeta{Name: o.Name, Namespace: o.Namespace, ResourceVersion: o.ResourceVersion}
+		o.Spec = v1.ServiceSpec{Ports: o.Spec.Ports, Type: o.Spec.Type}
+		o.Status = v1.ServiceStatus{}
+	case *discoveryv1.EndpointSlice:
+		o.ManagedFields, o.Annotations = nil, nil
+		for i := range o.Endpoints {
+			o.Endpoints[i].Hints, o.Endpoints[i].TargetRef, o.Endpoints[i].DeprecatedTopology = nil, nil, nil
+		}
+	default:
+		return sdk.StripManagedFields(obj)
+	}
+	return obj, nil
+}
