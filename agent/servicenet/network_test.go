@@ -64,7 +64,7 @@ func TestAgentProcess(t *testing.T) {
 	n, err := New(client, Config{
 		NodeName: ac.NodeName, ClusterCIDRs: []netip.Prefix{netip.MustParsePrefix(clusterCIDR)},
 		ClusterDNS: []netip.Addr{netip.MustParseAddr(clusterDNS)}, ResolvConf: ac.ResolvConf,
-		MinSyncPeriod: 200 * time.Millisecond,
+		MinSyncPeriod: 200 * time.Millisecond, ProxyMode: os.Getenv("KEELSON_PROXY_MODE"),
 	}, nil)
 	if err != nil {
 		t.Fatal(err)
