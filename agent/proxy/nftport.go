@@ -60,6 +60,7 @@ func (g *nftgen) port(sp *ServicePort) {
 		g.balance(svl, sp, localEps)
 	}
 	g.endpointChains(sp, proto, usesSVC, clusterEps, usesSVL, localEps)
+	clear(g.epNames)
 }
 
 func externalAddrs(sp *ServicePort) []netip.Addr {

@@ -76,7 +76,7 @@ func (t *NFTTable) Rules() int {
 // (NoComments and RandomFully aside: the table carries no comments, and
 // masquerade is always fully random).
 func NFTRules(ports []ServicePort, cfg RulesConfig) *NFTTable {
-	g := &nftgen{cfg: cfg, t: &NFTTable{Family: cfg.Family, Base: map[string]string{}, Chains: map[string][]string{},
+	g := &nftgen{cfg: cfg, epNames: map[netip.AddrPort]string{}, t: &NFTTable{Family: cfg.Family, Base: map[string]string{}, Chains: map[string][]string{},
 		MapTypes: map[string]string{}, Maps: map[string]map[string]string{}, Sets: map[string]string{}}}
 	g.ip, g.addrType, g.loopback = "ip", "ipv4_addr", nftLoopback4
 	if cfg.Family == v1.IPv6Protocol {
@@ -93,6 +93,7 @@ type nftgen struct {
 	cfg                    RulesConfig
 	t                      *NFTTable
 	ip, addrType, loopback string
+	epNames                map[netip.AddrPort]string // the current port's endpoint chains
 }
 
 func (g *nftgen) add(chain string, rule ...string) {
@@ -189,8 +190,12 @@ func nftName(prefix, id, readable string) string {
 	if readable == "" {
 		return name
 	}
-	return name + "-" + strings.NewReplacer(":", ".", "[", "", "]", "").Replace(readable)
+	return name + "-" + nftUnsafe.Replace(readable)
 }
+
+// nftUnsafe maps the characters of addresses that nft identifiers do not
+// take; read-only, so shared.
+var nftUnsafe = strings.NewReplacer(":", ".", "[", "", "]", "")
 
 func (sp *ServicePort) nftReadable() string {
 	return sp.Namespace + "/" + sp.Name + "/" + strings.ToLower(string(sp.Protocol)) + "/" + cmpString(sp.PortName, "-")
@@ -203,7 +208,17 @@ func cmpString(s, def string) string {
 	return s
 }
 
+// epChain names the chain of one endpoint of sp, hashed once per port.
 func (g *nftgen) epChain(sp *ServicePort, ep Endpoint) string {
+	if name, ok := g.epNames[ep.Addr]; ok {
+		return name
+	}
+	name := g.epChainName(sp, ep)
+	g.epNames[ep.Addr] = name
+	return name
+}
+
+func (g *nftgen) epChainName(sp *ServicePort, ep Endpoint) string {
 	return nftName(nftEpPrefix, sp.id()+"|"+ep.Addr.String(), sp.nftReadable()+"__"+ep.Addr.Addr().String()+"/"+strconv.Itoa(int(ep.Addr.Port())))
 }
 
