@@ -42,6 +42,7 @@ func NetworkConfig(cfg config.Agent) (servicenet.Config, error) {
 		NoPodMasquerade:      !cfg.Network.Masquerade,
 		DisableNetworkPolicy: cfg.Network.DisableNetworkPolicy,
 		KeepRulesOnShutdown:  cfg.Network.KeepRulesOnShutdown,
+		ProxyMode:            cfg.Network.ProxyMode,
 	}
 	for _, s := range ClusterDNS(cfg) {
 		a, err := netip.ParseAddr(s)

@@ -4,6 +4,7 @@
 set -euo pipefail
 need=()
 command -v iptables >/dev/null || need+=(iptables)
+command -v nft >/dev/null || need+=(nftables) # the proxy's nftables mode (--proxy-mode=nftables)
 command -v ip >/dev/null || need+=(iproute2)
 command -v unshare >/dev/null || need+=(util-linux)
 command -v containerd >/dev/null || need+=(containerd)

@@ -1,22 +1,43 @@
-// Package proxy is the node's service proxy: it programs iptables so that
-// traffic to a Service's cluster IP, node ports, external IPs and
-// load-balancer IPs reaches the Service's ready endpoints, in the iptables
-// mode of kube-proxy (services, per-port and per-endpoint chains in the nat
-// table, random balancing, ClientIP affinity with the recent match,
-// masquerade through a mark, rejects for services without endpoints in the
-// filter table).
+// Package proxy is the node's service proxy: it programs the kernel so
+// that traffic to a Service's cluster IP, node ports, external IPs and
+// load-balancer IPs reaches the Service's ready endpoints, in one of two
+// modes (Config.Mode):
+//
+//   - iptables, kube-proxy's iptables mode: services, per-port and
+//     per-endpoint chains in the nat table, random balancing, ClientIP
+//     affinity with the recent match, masquerade through a mark, rejects
+//     for services without endpoints in the filter table;
+//   - nftables, kube-proxy's nftables mode: one table per family ("ip
+//     keelson", "ip6 keelson") whose service lookups are verdict maps
+//     (address . protocol . port -> the service's chain; node ports and
+//     services without endpoints likewise), numgen-random balancing over
+//     per-endpoint chains, ClientIP affinity in dynamic sets, masquerade
+//     through the same mark. A change rewrites only the map elements and
+//     chains of the services that changed.
 //
 // The pieces, from pure to effectful:
 //
 //   - Snapshot turns Services and EndpointSlices into ServicePorts for one
-//     IP family and node (which endpoints serve, which are local);
-//   - Rules turns ServicePorts into the proxy's chains (a ruleset.Ruleset);
+//     IP family and node (which endpoints serve, which are local), for
+//     both modes;
+//   - Rules turns ServicePorts into the iptables mode's chains (a
+//     ruleset.Ruleset); NFTRules into the nftables mode's table (an
+//     NFTTable), and NFTDiff two tables into one `nft -f` transaction;
 //   - Proxier syncs on every informer event, at most once per
-//     MinSyncPeriod, writing only the chains that changed with one
-//     iptables-restore --noflush per family, and cleans UDP/SCTP conntrack
-//     entries that the new rules would not reach;
-//   - Cleanup removes everything the proxy installed (keelson agent
+//     MinSyncPeriod, through its mode's dataplane: one iptables-restore
+//     --noflush or one `nft -f -` per family writing only what changed,
+//     and cleans UDP/SCTP conntrack entries that the new rules would not
+//     reach;
+//   - Cleanup removes everything either mode installed (keelson agent
 //     --cleanup).
+//
+// NetworkPolicy (agent/netpol) stays in iptables' filter table in both
+// modes. It uses its own mark bit (16; the proxy's is 14), and runs at
+// the filter hooks after the proxy's DNAT (priority -100), so it sees
+// pods' addresses either way. In the nftables mode the proxy accepts
+// nothing in other tables' chains: a host whose iptables FORWARD policy
+// is DROP must accept the pod and service traffic itself, as with
+// kube-proxy's nftables mode.
 //
 // Wiring, in the agent:
 //

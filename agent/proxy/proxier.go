@@ -23,6 +23,8 @@ import (
 
 // Config configures the proxy of one node.
 type Config struct {
+	// Mode is ModeIPTables (default) or ModeNFTables.
+	Mode string
 	// NodeName is this node's name: endpoints on it are local.
 	NodeName string
 	// Families are the IP families to program (default IPv4 only).
@@ -68,6 +70,9 @@ type SyncStats struct {
 
 // ApplyDefaults fills zero fields with defaults.
 func (c *Config) ApplyDefaults() {
+	if c.Mode == "" {
+		c.Mode = ModeIPTables
+	}
 	if len(c.Families) == 0 {
 		c.Families = []v1.IPFamily{v1.IPv4Protocol}
 	}
@@ -90,6 +95,9 @@ func (c *Config) Validate() error {
 	var errs []error
 	if c.NodeName == "" {
 		errs = append(errs, errors.New("proxy: nodeName is empty; set the node's name"))
+	}
+	if c.Mode != ModeIPTables && c.Mode != ModeNFTables {
+		errs = append(errs, fmt.Errorf("proxy: mode %q is unknown; use %s or %s", c.Mode, ModeIPTables, ModeNFTables))
 	}
 	if c.MasqueradeBit < 0 || c.MasqueradeBit > 31 {
 		errs = append(errs, fmt.Errorf("proxy: masqueradeBit %d is out of range; use 0-31", c.MasqueradeBit))
@@ -135,14 +143,11 @@ type Proxier struct {
 // familyProxier is the state of one IP family's tables.
 type familyProxier struct {
 	family    v1.IPFamily
-	ipt       *ruleset.IPTables
-	applier   *ruleset.Applier
-	rules     RulesConfig
+	dp        dataplane
 	lastFull  time.Time
 	forceFull atomic.Bool // set by the canary check
 	installed atomic.Bool // a sync has succeeded
 	conntrack *conntrackCleaner
-	jumps     []ruleset.Jump
 }
 
 // New returns a proxier fed by the given informers (of Services and of
@@ -164,23 +169,26 @@ func New(cfg Config, services, slices cache.SharedIndexInformer, log *slog.Logge
 		log:      log.With("component", "proxy"),
 	}
 	for _, f := range cfg.Families {
-		ipt, err := ruleset.NewIPTables(ruleset.FamilyOf(f))
-		if err != nil {
-			return nil, fmt.Errorf("proxy: %w", err)
-		}
 		rc := RulesConfig{
 			Family: f, MasqueradeAll: cfg.MasqueradeAll, MasqueradeMark: 1 << cfg.MasqueradeBit,
-			NodePortAddresses: cfg.NodePortAddresses, Exempt: cfg.Exempt, RandomFully: ipt.HasRandomFully(),
+			NodePortAddresses: cfg.NodePortAddresses, Exempt: cfg.Exempt,
 		}
 		for _, c := range cfg.ClusterCIDRs {
 			if familyOf(c.Addr()) == f {
 				rc.ClusterCIDR = c
 			}
 		}
-		p.families = append(p.families, &familyProxier{
-			family: f, ipt: ipt, applier: ruleset.NewApplier(ipt, []string{"nat", "filter"}, Owned), rules: rc,
-			conntrack: newConntrackCleaner(f), jumps: Jumps(),
-		})
+		var dp dataplane
+		var err error
+		if cfg.Mode == ModeNFTables {
+			dp, err = newNFTDataplane(f, rc)
+		} else {
+			dp, err = newIPTablesDataplane(f, rc)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("proxy: %w", err)
+		}
+		p.families = append(p.families, &familyProxier{family: f, dp: dp, conntrack: newConntrackCleaner(f)})
 	}
 	p.loop = syncloop.New(p.Sync, syncloop.Options{Name: "proxy", MinInterval: cfg.MinSyncPeriod, MaxInterval: cfg.SyncPeriod, Logger: p.log})
 	handler := cache.ResourceEventHandlerFuncs{
@@ -202,7 +210,8 @@ func (p *Proxier) Run(ctx context.Context) error {
 	if !cache.WaitForCacheSync(ctx.Done(), p.synced...) {
 		return fmt.Errorf("proxy: caches did not sync: %w", ctx.Err())
 	}
-	p.log.Info("proxy started", "node", p.cfg.NodeName, "families", p.cfg.Families)
+	p.log.Info("proxy started", "node", p.cfg.NodeName, "families", p.cfg.Families, "mode", p.cfg.Mode)
+	p.removeOtherMode(ctx)
 	var wg sync.WaitGroup
 	wg.Add(1)
 	go func() {
@@ -227,7 +236,7 @@ func (p *Proxier) canary(ctx context.Context) {
 		case <-t.C:
 		}
 		for _, f := range p.families {
-			ok, err := f.ipt.ChainExists("nat", chainServices)
+			ok, err := f.dp.present(ctx)
 			if err == nil && !ok && f.installed.Load() {
 				p.log.Warn("the proxy's chains are gone; resyncing in full", "family", f.family)
 				f.forceFull.Store(true)
@@ -262,25 +271,18 @@ func (p *Proxier) syncFamily(ctx context.Context, f *familyProxier, services []*
 	for _, e := range problems {
 		p.log.Warn("skipping an invalid address", "err", e)
 	}
-	full := f.forceFull.Swap(false) || !f.applier.Known() || time.Since(f.lastFull) >= p.cfg.SyncPeriod
-	cfg := f.rules
-	cfg.NoComments = countEndpoints(ports) > LargeClusterEndpoints
-	rs := Rules(ports, cfg)
-	payload, err := f.applier.Apply(ctx, rs, full)
+	full := f.forceFull.Swap(false) || !f.dp.known() || time.Since(f.lastFull) >= p.cfg.SyncPeriod
+	written, err := f.dp.sync(ctx, ports, full)
 	if err != nil {
-		return fmt.Errorf("proxy: %s rules: %w", f.family, err)
+		return fmt.Errorf("proxy: %s %s rules: %w", f.family, p.cfg.Mode, err)
 	}
 	f.installed.Store(true)
 	if full {
-		if err := ensureJumps(f.ipt, f.jumps); err != nil {
-			f.applier.Forget()
-			return fmt.Errorf("proxy: %w", err)
-		}
 		f.lastFull = start
 	}
 	f.conntrack.afterSync(ports, p.log)
 	stats := SyncStats{Family: f.family, Start: start, Duration: time.Since(start), Full: full,
-		Ports: len(ports), Rules: rs.Rules(), Chains: payload.Chains}
+		Ports: len(ports), Rules: written.rules, Chains: written.chains}
 	p.log.Debug("synced", "family", f.family, "ports", stats.Ports, "rules", stats.Rules, "chainsWritten", stats.Chains, "full", full, "took", stats.Duration)
 	if p.cfg.OnSync != nil {
 		p.cfg.OnSync(stats)
@@ -323,12 +325,30 @@ func ensureJumps(ipt *ruleset.IPTables, jumps []ruleset.Jump) error {
 	return nil
 }
 
-// Cleanup removes every rule and chain the proxy installs, for each family
-// whose iptables is installed (keelson agent --cleanup, and shutdown); all
+// Cleanup removes every rule, chain and table the proxy installs in either
+// mode, for each family (keelson agent --cleanup, and shutdown); all
 // families when families is empty.
 func Cleanup(ctx context.Context, families []v1.IPFamily) error {
+	var errs []error
 	if err := ruleset.CleanupFamilies(ctx, families, Jumps(), []string{"nat", "filter"}, Owned); err != nil {
-		return fmt.Errorf("proxy cleanup: %w", err)
+		errs = append(errs, fmt.Errorf("proxy cleanup (iptables): %w", err))
 	}
-	return nil
+	if err := CleanupNFT(ctx, families); err != nil {
+		errs = append(errs, fmt.Errorf("proxy cleanup (nftables): %w", err))
+	}
+	return errors.Join(errs...)
+}
+
+// removeOtherMode removes what the other mode left (the agent ran in it
+// before): two proxies' DNAT rules must not both see a packet.
+func (p *Proxier) removeOtherMode(ctx context.Context) {
+	var err error
+	if p.cfg.Mode == ModeNFTables {
+		err = ruleset.CleanupFamilies(ctx, p.cfg.Families, Jumps(), []string{"nat", "filter"}, Owned)
+	} else {
+		err = CleanupNFT(ctx, p.cfg.Families)
+	}
+	if err != nil {
+		p.log.Warn("removing the other proxy mode's rules", "err", err)
+	}
 }

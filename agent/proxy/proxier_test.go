@@ -22,6 +22,36 @@ func TestProxierFollowsTheAPIAndRepairsFlushedTables(t *testing.T) {
 	if !netnstest.Isolate(t) {
 		return
 	}
+	proxierFollowsTheAPI(t, proxierMode{
+		mode: ModeIPTables, dump: []string{"iptables-save"}, newService: "-d 10.96.0.21/32",
+		flush:    [][]string{{"iptables", "-t", "nat", "-F"}, {"iptables", "-t", "nat", "-X"}},
+		restored: "-A PREROUTING -m comment --comment keelson-service-portals -j KEELSON-SERVICES",
+	})
+}
+
+// TestNFTProxierFollowsTheAPIAndRepairsADeletedTable is the same in the
+// nftables mode.
+func TestNFTProxierFollowsTheAPIAndRepairsADeletedTable(t *testing.T) {
+	if !netnstest.Isolate(t) {
+		return
+	}
+	proxierFollowsTheAPI(t, proxierMode{
+		mode: ModeNFTables, dump: []string{"nft", "list", "ruleset"}, newService: "10.96.0.21 . tcp . 80 : goto svc-",
+		flush:    [][]string{{"nft", "delete", "table", "ip", NFTTableName}},
+		restored: "type nat hook prerouting priority dstnat",
+	})
+}
+
+// proxierMode is what differs between the modes in proxierFollowsTheAPI.
+type proxierMode struct {
+	mode       string
+	dump       []string   // the command that lists the rules
+	newService string     // in the dump once 10.96.0.21:80 is programmed
+	flush      [][]string // commands that remove the rules behind the proxy's back
+	restored   string     // in the dump once the proxy repaired its rules
+}
+
+func proxierFollowsTheAPI(t *testing.T, m proxierMode) {
 	ctx, cancel := context.WithCancel(context.Background())
 	client := fake.NewClientset(svc("default", "web", "10.96.0.20"), twoEndpoints())
 	factory := informers.NewSharedInformerFactory(client, 0)
@@ -29,7 +59,7 @@ func TestProxierFollowsTheAPIAndRepairsFlushedTables(t *testing.T) {
 	// The first sync is kept apart: waitRules drains syncs.
 	first := make(chan SyncStats, 1)
 	var once sync.Once
-	p, err := New(Config{NodeName: "n1", ClusterCIDRs: []netip.Prefix{netip.MustParsePrefix("10.244.0.0/16")},
+	p, err := New(Config{Mode: m.mode, NodeName: "n1", ClusterCIDRs: []netip.Prefix{netip.MustParsePrefix("10.244.0.0/16")},
 		MinSyncPeriod: 50 * time.Millisecond, CanaryPeriod: 200 * time.Millisecond,
 		OnSync: func(s SyncStats) {
 			once.Do(func() { first <- s })
@@ -58,7 +88,7 @@ func TestProxierFollowsTheAPIAndRepairsFlushedTables(t *testing.T) {
 		t.Helper()
 		deadline := time.After(60 * time.Second)
 		for {
-			save := netnstest.Run(t, "iptables-save")
+			save := netnstest.Run(t, m.dump[0], m.dump[1:]...)
 			if ok(save) {
 				return
 			}
@@ -90,12 +120,13 @@ func TestProxierFollowsTheAPIAndRepairsFlushedTables(t *testing.T) {
 	if _, err := client.CoreV1().Services("default").Create(ctx, svc("default", "web", "10.96.0.21"), metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	waitRules("the new service programmed", func(s string) bool { return strings.Contains(s, "-d 10.96.0.21/32") })
+	waitRules("the new service programmed", func(s string) bool { return strings.Contains(s, m.newService) })
 	// Someone flushes everything: the canary notices and the proxy
 	// rewrites every chain and jump.
-	netnstest.Run(t, "iptables", "-t", "nat", "-F")
-	netnstest.Run(t, "iptables", "-t", "nat", "-X")
+	for _, c := range m.flush {
+		netnstest.Run(t, c[0], c[1:]...)
+	}
 	waitRules("rules restored after a flush", func(s string) bool {
-		return strings.Contains(s, "-d 10.96.0.21/32") && strings.Contains(s, "-A PREROUTING -m comment --comment keelson-service-portals -j KEELSON-SERVICES")
+		return strings.Contains(s, m.newService) && strings.Contains(s, m.restored)
 	})
 }

@@ -8,6 +8,8 @@ import (
 	"time"
 
 	v1 "k8s.io/api/core/v1"
+
+	"github.com/keelson/keelson/agent/proxy"
 )
 
 // Config configures a node's service networking. Every field maps to an
@@ -48,6 +50,9 @@ type Config struct {
 	// restarts; by default Run removes them ("keelson agent --cleanup"
 	// always does).
 	KeepRulesOnShutdown bool
+	// ProxyMode is the service proxy's mode [--proxy-mode]: proxy.ModeIPTables
+	// (default) or proxy.ModeNFTables.
+	ProxyMode string
 	// DNSLink is the device that holds the cluster DNS addresses as /32s
 	// (default "lo": an address there is local to the node and reached by
 	// its pods through their gateway, so every node answers its own pods).
@@ -64,6 +69,9 @@ func (c *Config) ApplyDefaults() {
 	}
 	if c.ResolvConf == "" {
 		c.ResolvConf = "/etc/resolv.conf"
+	}
+	if c.ProxyMode == "" {
+		c.ProxyMode = proxy.ModeIPTables
 	}
 	if c.DNSLink == "" {
 		c.DNSLink = "lo"
@@ -100,6 +108,9 @@ func (c *Config) Validate() error {
 	}
 	if strings.Trim(c.ClusterDomain, ".") == "" {
 		errs = append(errs, errors.New("network: clusterDomain is empty; use e.g. cluster.local"))
+	}
+	if c.ProxyMode != proxy.ModeIPTables && c.ProxyMode != proxy.ModeNFTables {
+		errs = append(errs, fmt.Errorf("network: proxyMode %q is unknown; use %s or %s", c.ProxyMode, proxy.ModeIPTables, proxy.ModeNFTables))
 	}
 	if c.SyncPeriod < c.MinSyncPeriod {
 		errs = append(errs, fmt.Errorf("network: syncPeriod %s must be at least minSyncPeriod %s", c.SyncPeriod, c.MinSyncPeriod))

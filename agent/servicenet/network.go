@@ -61,7 +61,7 @@ func New(client kubernetes.Interface, cfg Config, log *slog.Logger) (*Network, e
 	proxySynced := make(chan struct{})
 	var once sync.Once
 	p, err := proxy.New(proxy.Config{
-		NodeName: cfg.NodeName, Families: cfg.Families(), ClusterCIDRs: cfg.ClusterCIDRs,
+		Mode: cfg.ProxyMode, NodeName: cfg.NodeName, Families: cfg.Families(), ClusterCIDRs: cfg.ClusterCIDRs,
 		NodePortAddresses: cfg.NodePortAddresses, MasqueradeAll: cfg.MasqueradeAll, Exempt: cfg.ClusterDNS,
 		MinSyncPeriod: cfg.MinSyncPeriod, SyncPeriod: cfg.SyncPeriod,
 		OnSync: func(proxy.SyncStats) { once.Do(func() { close(proxySynced) }) },

@@ -64,7 +64,7 @@ func TestAgentProcess(t *testing.T) {
 	n, err := New(client, Config{
 		NodeName: ac.NodeName, ClusterCIDRs: []netip.Prefix{netip.MustParsePrefix(clusterCIDR)},
 		ClusterDNS: []netip.Addr{netip.MustParseAddr(clusterDNS)}, ResolvConf: ac.ResolvConf,
-		MinSyncPeriod: 200 * time.Millisecond,
+		MinSyncPeriod: 200 * time.Millisecond, ProxyMode: os.Getenv("KEELSON_PROXY_MODE"),
 	}, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -476,6 +476,17 @@ func TestServiceNetworking(t *testing.T) {
 
 	t.Run("network policies", func(t *testing.T) { testPolicies(t, cl, tb) })
 
+	t.Run("the proxy runs in the selected mode", func(t *testing.T) {
+		nftMode := os.Getenv("KEELSON_PROXY_MODE") == "nftables"
+		for _, n := range tb.nodes {
+			ipt := strings.Contains(run(t, "ip", "netns", "exec", n.ns, "iptables-save"), "KEELSON-SERVICES")
+			nft := strings.Contains(run(t, "ip", "netns", "exec", n.ns, "nft", "list", "tables"), "table ip keelson")
+			if ipt == nftMode || nft != nftMode {
+				t.Errorf("%s: iptables chains %v, nftables table %v; KEELSON_PROXY_MODE=%q", n.name, ipt, nft, os.Getenv("KEELSON_PROXY_MODE"))
+			}
+		}
+	})
+
 	t.Run("everything is removed on shutdown", func(t *testing.T) {
 		for _, a := range agents {
 			a.stop(t)
@@ -483,6 +494,9 @@ func TestServiceNetworking(t *testing.T) {
 		for _, n := range tb.nodes {
 			if out := run(t, "ip", "netns", "exec", n.ns, "iptables-save"); strings.Contains(out, "KEELSON") {
 				t.Errorf("%s keeps rules:\n%s", n.name, out)
+			}
+			if out := run(t, "ip", "netns", "exec", n.ns, "nft", "list", "tables"); strings.Contains(out, "keelson") {
+				t.Errorf("%s keeps the proxy's nftables table:\n%s", n.name, out)
 			}
 			if out := run(t, "ip", "-n", n.ns, "route", "show", "proto", "75"); strings.TrimSpace(out) != "" {
 				t.Errorf("%s keeps routes:\n%s", n.name, out)

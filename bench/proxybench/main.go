@@ -2,7 +2,8 @@
 //
 //   - time to program N Services with E ready endpoints each (ClusterIP,
 //     one TCP port) on one node: from the proxier's start with synced caches
-//     to all rules installed with iptables-restore, for N = 1,000 and 10,000;
+//     to all rules installed, for N = 1,000 and 10,000, in each proxy mode
+//     (iptables: one iptables-restore; nftables: one `nft -f -` batch);
 //   - time from an EndpointSlice change (one endpoint replaced) to the
 //     rules in place, with N services installed;
 //   - the same rules installed the naive way, one iptables command per
@@ -40,6 +41,7 @@ type results struct {
 
 func main() {
 	sizes := flag.String("services", "1000,10000", "service counts to program")
+	modes := flag.String("modes", "iptables,nftables", "proxy modes to measure, side by side")
 	endpoints := flag.Int("endpoints", 5, "ready endpoints per service")
 	changes := flag.Int("changes", 10, "endpoint changes to time per size")
 	naiveBudget := flag.Duration("naive-budget", 2*time.Minute, "time allowed to the naive approach per size (0: skip it)")
@@ -68,23 +70,13 @@ func main() {
 	}
 	var naiveRate float64 // rules per second of the naive approach at the largest size run
 	for _, n := range ns {
-		fmt.Fprintf(os.Stderr, "proxybench: programming %d services with %d endpoints each\n", n, *endpoints)
-		r, err := benchProgram(ctx, n, *endpoints, *changes)
-		if err != nil {
-			fail(err)
-		}
-		if *naiveBudget > 0 && n <= *naiveMax {
-			fmt.Fprintf(os.Stderr, "proxybench: the same rules one iptables call at a time (budget %s)\n", *naiveBudget)
-			r.Naive, err = benchNaive(ctx, n, *endpoints, *naiveBudget)
+		for _, mode := range strings.Split(*modes, ",") {
+			r, err := measure(ctx, strings.TrimSpace(mode), n, *endpoints, *changes, &naiveRate, *naiveBudget, *naiveMax)
 			if err != nil {
 				fail(err)
 			}
-			naiveRate = r.Naive.RulesPerSec
-		} else if naiveRate > 0 {
-			r.Naive = naiveResult{Extrapolated: true, RulesPerSec: naiveRate,
-				EstimatedSec: float64(r.Rules+r.Chains) / naiveRate}
+			res.Program = append(res.Program, r)
 		}
-		res.Program = append(res.Program, r)
 	}
 	fmt.Fprintf(os.Stderr, "proxybench: DNS queries for %d services for %s\n", ns[len(ns)-1], *dnsDuration)
 	d, err := benchDNS(ctx, ns[len(ns)-1], *dnsDuration, *dnsClients)
@@ -98,6 +90,29 @@ func main() {
 			fail(err)
 		}
 	}
+}
+
+// measure programs n services in mode and, in the iptables mode, the
+// same rules one iptables call at a time (extrapolated past naiveMax from
+// the rate at the largest size run).
+func measure(ctx context.Context, mode string, n, e, changes int, naiveRate *float64, naiveBudget time.Duration, naiveMax int) (programResult, error) {
+	fmt.Fprintf(os.Stderr, "proxybench: %s: programming %d services with %d endpoints each\n", mode, n, e)
+	r, err := benchProgram(ctx, mode, n, e, changes)
+	if err != nil || mode != "iptables" {
+		return r, err
+	}
+	if naiveBudget > 0 && n <= naiveMax {
+		fmt.Fprintf(os.Stderr, "proxybench: the same rules one iptables call at a time (budget %s)\n", naiveBudget)
+		r.Naive, err = benchNaive(ctx, n, e, naiveBudget)
+		if err != nil {
+			return r, err
+		}
+		*naiveRate = r.Naive.RulesPerSec
+	} else if *naiveRate > 0 {
+		r.Naive = naiveResult{Extrapolated: true, RulesPerSec: *naiveRate,
+			EstimatedSec: float64(r.Rules+r.Chains) / *naiveRate}
+	}
+	return r, nil
 }
 
 func fail(err error) {
@@ -127,9 +142,12 @@ func reexec() int {
 func print(res results) {
 	fmt.Printf("proxybench: %s, %d CPUs\n\n", res.Platform, res.CPUs)
 	w := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(w, "services\tendpoints\trules\tchains\tprogram (one restore)\tendpoint change p50 / p99\tnaive (one iptables call per rule)")
+	fmt.Fprintln(w, "mode\tservices\tendpoints\trules\tchains\tprogram (one transaction)\tendpoint change p50 / p99\tnaive (one iptables call per rule)")
 	for _, r := range res.Program {
 		naive := "not run"
+		if r.Mode != "iptables" {
+			naive = "-"
+		}
 		switch {
 		case r.Naive.Extrapolated:
 			naive = fmt.Sprintf("~%s (extrapolated at %.0f rules/s)", secs(r.Naive.EstimatedSec), r.Naive.RulesPerSec)
@@ -138,7 +156,7 @@ func print(res results) {
 		case r.Naive.Applied > 0:
 			naive = fmt.Sprintf("%d of %d in %s (%.0f rules/s), ~%s in all", r.Naive.Applied, r.Rules+r.Chains, secs(r.Naive.Sec), r.Naive.RulesPerSec, secs(r.Naive.EstimatedSec))
 		}
-		fmt.Fprintf(w, "%d\t%d\t%d\t%d\t%s\t%.0f / %.0f ms\t%s\n", r.Services, r.Endpoints, r.Rules, r.Chains, secs(r.ProgramSec),
+		fmt.Fprintf(w, "%s\t%d\t%d\t%d\t%d\t%s\t%.0f / %.0f ms\t%s\n", r.Mode, r.Services, r.Endpoints, r.Rules, r.Chains, secs(r.ProgramSec),
 			r.Change.P50Ms, r.Change.P99Ms, naive)
 	}
 	w.Flush()

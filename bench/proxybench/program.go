@@ -24,6 +24,7 @@ import (
 )
 
 type programResult struct {
+	Mode       string          `json:"mode"`
 	Services   int             `json:"services"`
 	Endpoints  int             `json:"endpoints_per_service"`
 	Rules      int             `json:"rules"`
@@ -77,8 +78,8 @@ func endpoint(i, j int) discovery.Endpoint {
 
 // benchProgram runs a proxier over n services, times the first full sync
 // and then `changes` endpoint replacements.
-func benchProgram(ctx context.Context, n, e, changes int) (programResult, error) {
-	res := programResult{Services: n, Endpoints: e}
+func benchProgram(ctx context.Context, mode string, n, e, changes int) (programResult, error) {
+	res := programResult{Mode: mode, Services: n, Endpoints: e}
 	svcs, slices := cluster(n, e)
 	client, err := fakeAPI(ctx, svcs, slices)
 	if err != nil {
@@ -88,7 +89,7 @@ func benchProgram(ctx context.Context, n, e, changes int) (programResult, error)
 	svcInf, sliceInf := factory.Core().V1().Services().Informer(), factory.Discovery().V1().EndpointSlices().Informer()
 	syncs := make(chan proxy.SyncStats, 100)
 	quiet := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	p, err := proxy.New(proxy.Config{NodeName: "bench-node", ClusterCIDRs: []netip.Prefix{netip.MustParsePrefix("10.128.0.0/9")},
+	p, err := proxy.New(proxy.Config{Mode: mode, NodeName: "bench-node", ClusterCIDRs: []netip.Prefix{netip.MustParsePrefix("10.128.0.0/9")},
 		SyncPeriod: time.Hour, OnSync: func(s proxy.SyncStats) { syncs <- s }}, svcInf, sliceInf, quiet)
 	if err != nil {
 		return res, err

@@ -47,6 +47,7 @@ func TestCluster(t *testing.T) {
 
 	svc := &serviceScenario{c: c}
 	if t.Run("Expose", svc.testExpose) {
+		t.Run("ProxyMode", svc.testProxyMode)
 		t.Run("PodsWithoutNAT", svc.testPodsWithoutNAT)
 		t.Run("ClusterIP", svc.testClusterIP)
 		t.Run("DNS", svc.testDNS)

@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"os"
 	"slices"
 	"strings"
 	"testing"
@@ -133,6 +134,29 @@ func (s *serviceScenario) nginxPods(t *testing.T) []v1.Pod {
 
 // testExpose: the Deployment's pods run on both nodes; `kubectl expose`
 // makes the Service, and `kubectl get ep` lists both pods.
+// testProxyMode checks that the agents' proxies run in the mode the
+// harness asked for (KEELSON_PROXY_MODE; iptables when unset), so that a
+// CI run in either mode tests that mode.
+func (s *serviceScenario) testProxyMode(t *testing.T) {
+	want := cmpOr(os.Getenv(nodeagent.ProxyModeEnv), "iptables")
+	for name, a := range s.c.agents {
+		log, err := os.ReadFile(a.LogPath())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !strings.Contains(string(log), "proxy started") || !strings.Contains(string(log), "mode="+want) {
+			t.Errorf("agent %s: no \"proxy started ... mode=%s\" in its log", name, want)
+		}
+	}
+}
+
+func cmpOr(s, def string) string {
+	if s == "" {
+		return def
+	}
+	return s
+}
+
 func (s *serviceScenario) testExpose(t *testing.T) {
 	s.ns = "default"
 	k := s.c.kubectl(t)

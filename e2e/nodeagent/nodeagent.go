@@ -54,6 +54,19 @@ func Require(t testing.TB) {
 	}
 }
 
+// ProxyModeEnv selects the service proxy mode of every agent the tests
+// start (--proxy-mode), so that CI runs the service tests in both:
+// KEELSON_PROXY_MODE=nftables. Unset, agents use their default.
+const ProxyModeEnv = "KEELSON_PROXY_MODE"
+
+// ProxyModeArgs are the agent flags ProxyModeEnv asks for.
+func ProxyModeArgs() []string {
+	if m := os.Getenv(ProxyModeEnv); m != "" {
+		return []string{"--proxy-mode", m}
+	}
+	return nil
+}
+
 // Options describe one agent.
 type Options struct {
 	// Name is the node name (--node-name).
@@ -144,12 +157,12 @@ func (a *Agent) Start(t testing.TB) {
 	// if the test binary dies without running its cleanups.
 	p, err := testproc.Start(testproc.Spec{
 		Name: "agent " + a.Name, Bin: a.bin, NetNS: a.opts.NetNS, LogPath: a.logPath,
-		Args: append([]string{"agent",
+		Args: append(append([]string{"agent",
 			"--data-dir", a.DataDir,
 			"--node-name", a.Name,
 			"--cni-bridge", a.Bridge,
 			"--cgroup-root", a.CgroupRoot,
-		}, a.opts.Args...),
+		}, ProxyModeArgs()...), a.opts.Args...),
 	})
 	if err != nil {
 		t.Fatal(err)

@@ -1,0 +1,128 @@
+package proxy
+
+import (
+	"context"
+	"fmt"
+
+	v1 "k8s.io/api/core/v1"
+
+	"github.com/keelson/keelson/agent/internal/ruleset"
+)
+
+// Proxy modes: how the rules reach the kernel.
+const (
+	// ModeIPTables writes chains with iptables-restore (kube-proxy's
+	// iptables mode).
+	ModeIPTables = "iptables"
+	// ModeNFTables writes one nftables table per family with verdict maps
+	// through `nft -f -` (kube-proxy's nftables mode).
+	ModeNFTables = "nftables"
+)
+
+// dataplane programs one family's ServicePorts into the kernel. Both
+// modes share the snapshot and the proxier; only this differs.
+type dataplane interface {
+	// sync installs the rules of ports; full rewrites everything instead
+	// of what changed since the last sync.
+	sync(ctx context.Context, ports []ServicePort, full bool) (dataplaneStats, error)
+	// known is false until a sync succeeded, and after a failed one: the
+	// next sync must then be full.
+	known() bool
+	// present reports whether the proxy's rules are still installed
+	// (false after someone flushed them).
+	present(ctx context.Context) (bool, error)
+}
+
+type dataplaneStats struct {
+	rules  int // rules (and, in nftables mode, map elements) installed
+	chains int // chains written or deleted
+}
+
+// iptablesDataplane is the iptables mode: chains in the nat and filter
+// tables, written with iptables-restore --noflush, and jumps to them from
+// the built-in chains.
+type iptablesDataplane struct {
+	ipt     *ruleset.IPTables
+	applier *ruleset.Applier
+	rules   RulesConfig
+	jumps   []ruleset.Jump
+}
+
+func newIPTablesDataplane(f v1.IPFamily, rc RulesConfig) (*iptablesDataplane, error) {
+	ipt, err := ruleset.NewIPTables(ruleset.FamilyOf(f))
+	if err != nil {
+		return nil, err
+	}
+	rc.RandomFully = ipt.HasRandomFully()
+	return &iptablesDataplane{ipt: ipt, applier: ruleset.NewApplier(ipt, []string{"nat", "filter"}, Owned), rules: rc, jumps: Jumps()}, nil
+}
+
+func (d *iptablesDataplane) sync(ctx context.Context, ports []ServicePort, full bool) (dataplaneStats, error) {
+	cfg := d.rules
+	cfg.NoComments = countEndpoints(ports) > LargeClusterEndpoints
+	rs := Rules(ports, cfg)
+	payload, err := d.applier.Apply(ctx, rs, full)
+	if err != nil {
+		return dataplaneStats{}, err
+	}
+	if full {
+		if err := ensureJumps(d.ipt, d.jumps); err != nil {
+			d.applier.Forget()
+			return dataplaneStats{}, err
+		}
+	}
+	return dataplaneStats{rules: rs.Rules(), chains: payload.Chains}, nil
+}
+
+func (d *iptablesDataplane) known() bool { return d.applier.Known() }
+
+func (d *iptablesDataplane) present(context.Context) (bool, error) {
+	return d.ipt.ChainExists("nat", chainServices)
+}
+
+// nftDataplane is the nftables mode: one table per family, rewritten in
+// full on a full sync and by difference otherwise, one transaction each.
+type nftDataplane struct {
+	nft    *nft
+	family v1.IPFamily
+	rules  RulesConfig
+	// prev is the table as the last successful sync left it; nil when
+	// unknown.
+	prev *NFTTable
+}
+
+func newNFTDataplane(f v1.IPFamily, rc RulesConfig) (*nftDataplane, error) {
+	n, err := newNFT()
+	if err != nil {
+		return nil, err
+	}
+	return &nftDataplane{nft: n, family: f, rules: rc}, nil
+}
+
+func (d *nftDataplane) sync(ctx context.Context, ports []ServicePort, full bool) (dataplaneStats, error) {
+	cur := NFTRules(ports, d.rules)
+	prev := d.prev
+	var existing NFTObjects
+	if full || prev == nil {
+		prev = nil
+		objs, err := d.nft.Objects(ctx, d.family)
+		if err != nil {
+			d.prev = nil
+			return dataplaneStats{}, err
+		}
+		existing = objs
+	}
+	batch := NFTDiff(prev, cur, existing)
+	if err := d.nft.Apply(ctx, batch.Data); err != nil {
+		d.prev = nil
+		return dataplaneStats{}, fmt.Errorf("%w (%d bytes, %d chains, %d elements)", err, len(batch.Data), batch.Chains, batch.Elements)
+	}
+	d.prev = cur
+	return dataplaneStats{rules: cur.Rules(), chains: batch.Chains}, nil
+}
+
+func (d *nftDataplane) known() bool { return d.prev != nil }
+
+func (d *nftDataplane) present(ctx context.Context) (bool, error) {
+	return d.nft.HasTable(ctx, d.family)
+}

@@ -1,0 +1,207 @@
+package proxy
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os/exec"
+	"runtime"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/vishvananda/netns"
+	v1 "k8s.io/api/core/v1"
+	discovery "k8s.io/api/discovery/v1"
+
+	"github.com/keelson/keelson/agent/internal/netnstest"
+)
+
+// TestNFTablesConnectivity programs the nftables mode in a private network
+// namespace (the node) with two veth-attached namespaces: a pod
+// (10.244.1.2, serving HTTP on 8080) and an outside client (192.168.5.2).
+// Real connections reach the pod through a cluster IP from the node and
+// through a node port from outside; a service without endpoints refuses;
+// an endpoint change, a restart with leftovers and the cleanup behave.
+func TestNFTablesConnectivity(t *testing.T) {
+	if !netnstest.Isolate(t) {
+		return
+	}
+	if _, err := exec.LookPath("nft"); err != nil {
+		t.Skip("needs nft (scripts/install-deps.sh installs nftables)")
+	}
+	ctx := context.Background()
+	netnstest.Run(t, "ip", "link", "set", "lo", "up")
+	netnstest.Run(t, "sysctl", "-qw", "net.ipv4.ip_forward=1")
+	// The node's own connections need a route to cluster IPs before DNAT.
+	attach(t, "up", "198.18.0.1", "198.18.0.2")
+	netnstest.Run(t, "ip", "route", "add", "default", "via", "198.18.0.2")
+	pod := attach(t, "pod", "10.244.1.1", "10.244.1.2")
+	outside := attach(t, "out", "192.168.5.1", "192.168.5.2")
+	serveIn(t, pod, "10.244.1.2:8080")
+
+	services := []*v1.Service{
+		svc("default", "web", "10.96.0.20", nodePort(30080)),
+		svc("default", "empty", "10.96.0.21"),
+		svc("default", "sticky", "10.96.0.22", func(s *v1.Service) { s.Spec.SessionAffinity = v1.ServiceAffinityClientIP }),
+	}
+	slices := []*discovery.EndpointSlice{
+		slice("default", "web", "web-1", 8080, readyEP("10.244.1.2", "n1")),
+		slice("default", "sticky", "sticky-1", 8080, readyEP("10.244.1.2", "n1")),
+	}
+	dp, err := newNFTDataplane(v1.IPv4Protocol, testConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	sync := func(full bool) dataplaneStats {
+		t.Helper()
+		ports, _ := Snapshot(services, slices, "n1", v1.IPv4Protocol)
+		st, err := dp.sync(ctx, ports, full)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return st
+	}
+	sync(true)
+
+	for _, c := range []struct{ what, ns, addr, want string }{
+		{"the node to a cluster IP", "", "10.96.0.20:80", "10.244.1.1"}, // masqueraded: the node is not a pod
+		{"outside to a node port", outside, "192.168.5.1:30080", "10.244.1.1"},
+		{"the node to an affinity service", "", "10.96.0.22:80", "10.244.1.1"},
+	} {
+		if got, err := httpGet(c.ns, c.addr); err != nil || got != c.want {
+			t.Errorf("%s (%s): %q, %v; want the pod to answer and see %s", c.what, c.addr, got, err, c.want)
+		}
+	}
+	if _, err := httpGet("", "10.96.0.21:80"); !errors.Is(err, syscall.ECONNREFUSED) {
+		t.Errorf("a service without endpoints: %v, want connection refused", err)
+	}
+
+	// The endpoint moves to a port nothing listens on: the service now
+	// refuses, and only its chains were written.
+	slices[0] = slice("default", "web", "web-1", 8081, readyEP("10.244.1.2", "n1"))
+	if st := sync(false); st.chains != 3 {
+		t.Errorf("an endpoint change wrote %d chains, want 3 (service, new and old endpoint)", st.chains)
+	}
+	if _, err := httpGet("", "10.96.0.20:80"); !errors.Is(err, syscall.ECONNREFUSED) {
+		t.Errorf("after the change: %v, want refused by the pod (port 8081)", err)
+	}
+	slices[0] = slice("default", "web", "web-1", 8080, readyEP("10.244.1.2", "n1"))
+	sync(false)
+	if got, err := httpGet(outside, "192.168.5.1:30080"); err != nil || got != "10.244.1.1" {
+		t.Errorf("back to 8080, node port: %q, %v", got, err)
+	}
+
+	// A restarted agent (nothing known) finds the table and replaces it:
+	// the deleted services are gone, the kept one still works.
+	dp, err = newNFTDataplane(v1.IPv4Protocol, testConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	services, slices = services[:1], slices[:1]
+	sync(false)
+	if out := netnstest.Run(t, "nft", "list", "table", "ip", NFTTableName); strings.Contains(out, "10.96.0.22") || strings.Contains(out, "aff-") {
+		t.Errorf("a restarted proxy left a deleted service:\n%s", out)
+	}
+	if got, err := httpGet("", "10.96.0.20:80"); err != nil || got != "10.244.1.1" {
+		t.Errorf("after the restart: %q, %v", got, err)
+	}
+
+	if err := Cleanup(ctx, []v1.IPFamily{v1.IPv4Protocol}); err != nil {
+		t.Fatal(err)
+	}
+	if out := netnstest.Run(t, "nft", "list", "tables"); strings.Contains(out, NFTTableName) {
+		t.Errorf("cleanup left the table:\n%s", out)
+	}
+	if err := Cleanup(ctx, []v1.IPFamily{v1.IPv4Protocol}); err != nil {
+		t.Errorf("second cleanup: %v", err)
+	}
+}
+
+// attach creates a named network namespace joined to this one by a veth
+// pair, hostIP here and nsIP there (both /24, default route via hostIP).
+func attach(t *testing.T, role, hostIP, nsIP string) string {
+	t.Helper()
+	b := make([]byte, 3)
+	_, _ = rand.Read(b)
+	ns, here := "kpx-"+role+"-"+hex.EncodeToString(b), "kpx"+role+hex.EncodeToString(b)
+	netnstest.Run(t, "ip", "netns", "add", ns)
+	t.Cleanup(func() { _ = exec.Command("ip", "netns", "del", ns).Run() })
+	netnstest.Run(t, "ip", "link", "add", here, "type", "veth", "peer", "name", "eth0", "netns", ns)
+	netnstest.Run(t, "ip", "addr", "add", hostIP+"/24", "dev", here)
+	netnstest.Run(t, "ip", "link", "set", here, "up")
+	for _, args := range [][]string{
+		{"addr", "add", nsIP + "/24", "dev", "eth0"}, {"link", "set", "eth0", "up"}, {"link", "set", "lo", "up"},
+		{"route", "add", "default", "via", hostIP},
+	} {
+		netnstest.Run(t, "ip", append([]string{"-n", ns}, args...)...)
+	}
+	return ns
+}
+
+// inNS runs f on a thread in named namespace ns ("" for this one):
+// sockets made there belong to ns.
+func inNS(ns string, f func() error) error {
+	if ns == "" {
+		return f()
+	}
+	runtime.LockOSThread()
+	orig, err := netns.Get()
+	if err != nil {
+		runtime.UnlockOSThread()
+		return err
+	}
+	defer orig.Close()
+	target, err := netns.GetFromName(ns)
+	if err != nil {
+		runtime.UnlockOSThread()
+		return err
+	}
+	defer target.Close()
+	if err := netns.Set(target); err != nil {
+		runtime.UnlockOSThread()
+		return err
+	}
+	ferr := f()
+	if err := netns.Set(orig); err != nil {
+		return err // the thread stays locked and dies with the goroutine
+	}
+	runtime.UnlockOSThread()
+	return ferr
+}
+
+// serveIn answers HTTP on addr in ns with the client's address.
+func serveIn(t *testing.T, ns, addr string) {
+	var l net.Listener
+	if err := inNS(ns, func() (err error) { l, err = net.Listen("tcp", addr); return err }); err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{ReadHeaderTimeout: 5 * time.Second, Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		host, _, _ := net.SplitHostPort(r.RemoteAddr)
+		fmt.Fprint(w, host)
+	})}
+	go func() { _ = srv.Serve(l) }()
+	t.Cleanup(func() { _ = srv.Close() })
+}
+
+// httpGet fetches http://addr/ from ns.
+func httpGet(ns, addr string) (string, error) {
+	client := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{DisableKeepAlives: true,
+		DialContext: func(ctx context.Context, network, a string) (c net.Conn, err error) {
+			err = inNS(ns, func() error { c, err = net.DialTimeout(network, a, 3*time.Second); return err })
+			return c, err
+		}}}
+	resp, err := client.Get("http://" + addr + "/")
+	if err != nil {
+		return "", err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	return string(b), err
+}

@@ -1,0 +1,233 @@
+package proxy
+
+import (
+	"regexp"
+	"slices"
+	"strings"
+	"testing"
+
+	v1 "k8s.io/api/core/v1"
+	discovery "k8s.io/api/discovery/v1"
+)
+
+func nftTable(t *testing.T, services []*v1.Service, slices ...*discovery.EndpointSlice) *NFTTable {
+	t.Helper()
+	ports, problems := Snapshot(services, slices, "n1", v1.IPv4Protocol)
+	if len(problems) > 0 {
+		t.Fatal(problems)
+	}
+	return NFTRules(ports, testConfig())
+}
+
+// chainOf finds the one chain whose name starts with prefix and mentions
+// readable.
+func chainOf(t *testing.T, tb *NFTTable, prefix, readable string) string {
+	t.Helper()
+	var found []string
+	for name := range tb.Chains {
+		if strings.HasPrefix(name, prefix) && strings.Contains(name, readable) {
+			found = append(found, name)
+		}
+	}
+	if len(found) != 1 {
+		t.Fatalf("chains %s*%s*: %v, want exactly one", prefix, readable, found)
+	}
+	return found[0]
+}
+
+func threeServices() ([]*v1.Service, []*discovery.EndpointSlice) {
+	return []*v1.Service{
+			svc("default", "web", "10.96.0.20", nodePort(30080)),
+			svc("default", "api", "10.96.0.21"),
+			svc("other", "db", "10.96.0.22"),
+		}, []*discovery.EndpointSlice{
+			twoEndpoints(),
+			slice("default", "api", "api-1", 9000, readyEP("10.244.1.5", "n1")),
+			slice("other", "db", "db-1", 5432, readyEP("10.244.2.6", "n2"), readyEP("10.244.2.7", "n2")),
+		}
+}
+
+func TestNFTServiceLookupsAreMapElements(t *testing.T) {
+	services, eps := threeServices()
+	tb := nftTable(t, services, eps...)
+	web := chainOf(t, tb, nftSvcPrefix, "default/web/tcp/-")
+	ext := chainOf(t, tb, nftExtPrefix, "default/web/tcp/-")
+	if got := tb.Maps[nftServiceIPs]["10.96.0.20 . tcp . 80"]; got != "goto "+web {
+		t.Errorf("service-ips[10.96.0.20 . tcp . 80] = %q, want goto %s", got, web)
+	}
+	if got := tb.Maps[nftServiceNodePorts]["tcp . 30080"]; got != "goto "+ext {
+		t.Errorf("service-nodeports[tcp . 30080] = %q, want goto %s", got, ext)
+	}
+	if n := len(tb.Maps[nftServiceIPs]); n != 3 {
+		t.Errorf("service-ips has %d elements, want one per service: %v", n, tb.Maps[nftServiceIPs])
+	}
+	// The services chain is a lookup, not a rule per service.
+	if n := len(tb.Chains[nftServices]); n != 2 {
+		t.Errorf("services chain has %d rules: %v", n, tb.Chains[nftServices])
+	}
+	// Pods keep their address, others are masqueraded; one random pick
+	// over both endpoints.
+	rules := tb.Chains[web]
+	if len(rules) != 2 || !strings.Contains(rules[0], "ip saddr != 10.244.0.0/16 jump mark-for-masquerade") ||
+		!regexp.MustCompile(`^numgen random mod 2 vmap \{ 0 : goto ep-\S+10\.244\.1\.2/8080, 1 : goto ep-\S+10\.244\.2\.2/8080 \}$`).MatchString(rules[1]) {
+		t.Errorf("service chain %s:\n%s", web, strings.Join(rules, "\n"))
+	}
+	ep := chainOf(t, tb, nftEpPrefix, "default/web/tcp/-__10.244.1.2/8080")
+	want := []string{"ip saddr 10.244.1.2 jump mark-for-masquerade", "meta l4proto tcp dnat to 10.244.1.2:8080"}
+	if !slices.Equal(tb.Chains[ep], want) {
+		t.Errorf("endpoint chain: %q, want %q (hairpin masquerade, then DNAT)", tb.Chains[ep], want)
+	}
+	// Node-port traffic is masqueraded (cluster policy) and takes the
+	// service chain.
+	if !slices.Equal(tb.Chains[ext], []string{"jump mark-for-masquerade", "goto " + web}) {
+		t.Errorf("external chain: %q", tb.Chains[ext])
+	}
+}
+
+func TestNFTEndpointChangeRewritesOnlyThatService(t *testing.T) {
+	services, eps := threeServices()
+	before := nftTable(t, services, eps...)
+	eps[0] = slice("default", "web", "web-1", 8080, readyEP("10.244.1.2", "n1"), readyEP("10.244.2.9", "n2"))
+	after := nftTable(t, services, eps...)
+
+	b := NFTDiff(before, after, NFTObjects{})
+	batch := string(b.Data)
+	var touched []string
+	for _, l := range strings.Split(strings.TrimSpace(batch), "\n")[1:] { // after "add table"
+		f := strings.Fields(l)
+		touched = append(touched, f[0]+" "+f[1]+" "+f[4])
+	}
+	web := chainOf(t, after, nftSvcPrefix, "default/web/tcp/-")
+	newEP := chainOf(t, after, nftEpPrefix, "__10.244.2.9/8080")
+	oldEP := chainOf(t, before, nftEpPrefix, "__10.244.2.2/8080")
+	want := []string{
+		"add chain " + newEP,
+		"flush chain " + web, "add rule " + web, "add rule " + web,
+		"add rule " + newEP, "add rule " + newEP,
+		"flush chain " + oldEP, "delete chain " + oldEP,
+	}
+	slices.Sort(touched)
+	slices.Sort(want)
+	if !slices.Equal(touched, want) {
+		t.Errorf("batch for one endpoint replaced:\n%s\nwant the commands\n%s", batch, strings.Join(want, "\n"))
+	}
+	if b.Elements != 0 || b.Chains != 3 {
+		t.Errorf("batch changes %d elements and %d chains, want 0 and 3", b.Elements, b.Chains)
+	}
+	// Nothing changed: nothing but the table's presence is asserted.
+	if b := NFTDiff(after, after, NFTObjects{}); strings.Count(string(b.Data), "\n") != 1 {
+		t.Errorf("an unchanged table writes:\n%s", b.Data)
+	}
+}
+
+func TestNFTServiceAddedAndRemovedChangeItsElementsOnly(t *testing.T) {
+	services, eps := threeServices()
+	before := nftTable(t, services[:2], eps[:2]...)
+	after := nftTable(t, services, eps...)
+	add := string(NFTDiff(before, after, NFTObjects{}).Data)
+	if !strings.Contains(add, "add element ip keelson service-ips { 10.96.0.22 . tcp . 80 : goto svc-") ||
+		strings.Contains(add, "10.96.0.20") || strings.Contains(add, "delete") || strings.Contains(add, "flush") {
+		t.Errorf("adding other/db:\n%s", add)
+	}
+	del := string(NFTDiff(after, before, NFTObjects{}).Data)
+	if !strings.Contains(del, "delete element ip keelson service-ips { 10.96.0.22 . tcp . 80 }") ||
+		strings.Count(del, "delete chain") != 3 || strings.Contains(del, "add ") != strings.HasPrefix(del, "add table") {
+		t.Errorf("removing other/db (service chain and two endpoint chains):\n%s", del)
+	}
+	// The element goes before the chain it jumps to.
+	if strings.Index(del, "delete element") > strings.Index(del, "delete chain") {
+		t.Errorf("a chain is deleted before the element referring to it:\n%s", del)
+	}
+}
+
+func TestNFTNoEndpointsAndLocalPolicy(t *testing.T) {
+	notReady := slice("default", "empty", "e-1", 8080, ep{ip: "10.244.1.9", node: "n1", ready: new(bool), serving: new(bool)})
+	tb := nftTable(t, []*v1.Service{
+		svc("default", "empty", "10.96.0.30", nodePort(30090)),
+		svc("default", "local", "10.96.0.31", nodePort(30091), externalLocal),
+	}, notReady, slice("default", "local", "l-1", 8080, readyEP("10.244.2.2", "n2")))
+	for key, want := range map[string]string{
+		"10.96.0.30 . tcp . 80": "goto reject-chain", // no endpoints: clients fail fast
+	} {
+		if got := tb.Maps[nftNoEndpoints][key]; got != want {
+			t.Errorf("no-endpoint-services[%s] = %q, want %q", key, got, want)
+		}
+	}
+	if got := tb.Maps[nftNoEndpointPorts]["tcp . 30090"]; got != "goto reject-chain" {
+		t.Errorf("no-endpoint-nodeports[tcp . 30090] = %q, want reject", got)
+	}
+	// Local policy and the only endpoint elsewhere: outside clients are
+	// dropped, the cluster IP still serves.
+	if got := tb.Maps[nftNoEndpointPorts]["tcp . 30091"]; got != "drop" {
+		t.Errorf("no-endpoint-nodeports[tcp . 30091] = %q, want drop", got)
+	}
+	if _, ok := tb.Maps[nftNoEndpoints]["10.96.0.31 . tcp . 80"]; ok {
+		t.Errorf("the local-policy service's cluster IP is refused")
+	}
+	if _, ok := tb.Maps[nftServiceIPs]["10.96.0.30 . tcp . 80"]; ok {
+		t.Errorf("a service without endpoints is DNATed")
+	}
+	ext := chainOf(t, tb, nftExtPrefix, "default/local/")
+	svcChain := chainOf(t, tb, nftSvcPrefix, "default/local/")
+	want := []string{"ip saddr 10.244.0.0/16 goto " + svcChain, "fib saddr type local jump mark-for-masquerade", "fib saddr type local goto " + svcChain}
+	if !slices.Equal(tb.Chains[ext], want) {
+		t.Errorf("local-policy external chain: %q, want %q (pods and the node use the cluster policy, no local endpoint for others)", tb.Chains[ext], want)
+	}
+}
+
+func TestNFTSessionAffinity(t *testing.T) {
+	s := svc("default", "web", "10.96.0.20", func(s *v1.Service) { s.Spec.SessionAffinity = v1.ServiceAffinityClientIP })
+	tb := nftTable(t, []*v1.Service{s}, twoEndpoints())
+	if len(tb.Sets) != 2 {
+		t.Fatalf("affinity sets: %v, want one per endpoint", tb.Sets)
+	}
+	for name, spec := range tb.Sets {
+		if spec != "{ type ipv4_addr ; flags dynamic,timeout ; timeout 10800s ; }" {
+			t.Errorf("set %s: %s", name, spec)
+		}
+	}
+	rules := tb.Chains[chainOf(t, tb, nftSvcPrefix, "default/web/")]
+	if len(rules) != 4 || !strings.HasPrefix(rules[1], "ip saddr @aff-") || !strings.HasPrefix(rules[3], "numgen random mod 2") {
+		t.Errorf("service chain: recent clients first, then the random pick:\n%s", strings.Join(rules, "\n"))
+	}
+	ep := tb.Chains[chainOf(t, tb, nftEpPrefix, "__10.244.1.2/8080")]
+	if len(ep) != 3 || !strings.HasPrefix(ep[1], "update @aff-") || !strings.Contains(ep[2], "dnat") {
+		t.Errorf("endpoint chain records the client before DNAT: %q", ep)
+	}
+}
+
+func TestNFTFullSyncReplacesWhatItFinds(t *testing.T) {
+	services, eps := threeServices()
+	tb := nftTable(t, services, eps...)
+	web := chainOf(t, tb, nftSvcPrefix, "default/web/")
+	listed := NFTObjects{Chains: []string{"svc-OLD-gone/svc/tcp/-", web, "nat-prerouting"}, Sets: []string{nftServiceIPs, "aff-OLD"}}
+	batch := string(NFTDiff(nil, tb, listed).Data)
+	for _, want := range []string{
+		"flush map ip keelson service-ips\n",
+		"flush chain ip keelson " + web + "\n",
+		"flush chain ip keelson nat-prerouting\n",
+		"delete chain ip keelson svc-OLD-gone/svc/tcp/-\n",
+		"delete set ip keelson aff-OLD\n",
+		"add element ip keelson service-ips { ",
+	} {
+		if !strings.Contains(batch, want) {
+			t.Errorf("full sync lacks %q:\n%s", want, batch)
+		}
+	}
+	if strings.Contains(batch, "add chain ip keelson "+web) {
+		t.Errorf("a listed chain is created again")
+	}
+}
+
+func TestNFTChangedVerdictIsDeletedThenAdded(t *testing.T) {
+	services, eps := threeServices()
+	before := nftTable(t, services, eps...)
+	eps[1] = slice("default", "api", "api-1", 9000) // no endpoints left
+	after := nftTable(t, services, eps...)
+	batch := string(NFTDiff(before, after, NFTObjects{}).Data)
+	del := strings.Index(batch, "delete element ip keelson service-ips { 10.96.0.21 . tcp . 80 }")
+	add := strings.Index(batch, "add element ip keelson no-endpoint-services { 10.96.0.21 . tcp . 80 : goto reject-chain }")
+	if del < 0 || add < 0 {
+		t.Errorf("the last endpoint gone: the service lookup must go and a reject come:\n%s", batch)
+	}
+}
