@@ -140,19 +140,7 @@ func (g *nftgen) balance(chain string, sp *ServicePort, eps []Endpoint) {
 
 // endpointChains writes one DNAT chain per endpoint in use.
 func (g *nftgen) endpointChains(sp *ServicePort, proto string, cluster bool, clusterEps []Endpoint, local bool, localEps []Endpoint) {
-	seen := map[netip.AddrPort]bool{}
-	var eps []Endpoint
-	if cluster {
-		eps = append(eps, clusterEps...)
-	}
-	if local {
-		eps = append(eps, localEps...)
-	}
-	for _, ep := range eps {
-		if seen[ep.Addr] {
-			continue
-		}
-		seen[ep.Addr] = true
+	for _, ep := range endpointsInUse(cluster, clusterEps, local, localEps) {
 		c := g.epChain(sp, ep)
 		// A pod reaching itself through the service (hairpin) must see
 		// the reply come from the service address.

@@ -302,21 +302,31 @@ func (g *rulegen) balance(c *ruleset.Chain, sp *ServicePort, eps []Endpoint) {
 	}
 }
 
-// endpointChains writes one DNAT chain per endpoint in use.
-func (g *rulegen) endpointChains(sp *ServicePort, proto string, cluster bool, clusterEps []Endpoint, local bool, localEps []Endpoint) {
+// endpointsInUse are the endpoints the cluster and local policies send to,
+// each once.
+func endpointsInUse(cluster bool, clusterEps []Endpoint, local bool, localEps []Endpoint) []Endpoint {
 	seen := map[netip.AddrPort]bool{}
-	var eps []Endpoint
+	var out []Endpoint
+	add := func(eps []Endpoint) {
+		for _, ep := range eps {
+			if !seen[ep.Addr] {
+				seen[ep.Addr] = true
+				out = append(out, ep)
+			}
+		}
+	}
 	if cluster {
-		eps = append(eps, clusterEps...)
+		add(clusterEps)
 	}
 	if local {
-		eps = append(eps, localEps...)
+		add(localEps)
 	}
-	for _, ep := range eps {
-		if seen[ep.Addr] {
-			continue
-		}
-		seen[ep.Addr] = true
+	return out
+}
+
+// endpointChains writes one DNAT chain per endpoint in use.
+func (g *rulegen) endpointChains(sp *ServicePort, proto string, cluster bool, clusterEps []Endpoint, local bool, localEps []Endpoint) {
+	for _, ep := range endpointsInUse(cluster, clusterEps, local, localEps) {
 		sep := ruleset.ChainName(prefixSEP, sp.id()+ep.Addr.String())
 		c := g.nat(sep)
 		comment := g.comment(sp.String())

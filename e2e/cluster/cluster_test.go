@@ -54,6 +54,7 @@ func TestCluster(t *testing.T) {
 		t.Run("Environment", svc.testEnvironment)
 		t.Run("NodePort", svc.testNodePort)
 		t.Run("Headless", svc.testHeadless)
+		t.Run("StatefulSetDNS", svc.testStatefulSetDNS)
 		t.Run("SessionAffinity", svc.testSessionAffinity)
 		t.Run("RemovedEndpoint", svc.testRemovedEndpoint)
 		t.Run("NetworkPolicy", svc.testNetworkPolicy)
