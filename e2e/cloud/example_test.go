@@ -103,8 +103,11 @@ func TestExampleProvider(t *testing.T) {
 		if err != nil {
 			return false, err.Error()
 		}
-		return n.Spec.ProviderID != "" && !slices.ContainsFunc(n.Spec.Taints, isUninitialized),
-			fmt.Sprintf("providerID %q taints %v", n.Spec.ProviderID, n.Spec.Taints)
+		// The cloud node controller removes the taint first and sets the
+		// addresses in a second write, as upstream's does.
+		return n.Spec.ProviderID != "" && !slices.ContainsFunc(n.Spec.Taints, isUninitialized) &&
+				slices.ContainsFunc(n.Status.Addresses, func(a v1.NodeAddress) bool { return a.Type == v1.NodeExternalIP }),
+			fmt.Sprintf("providerID %q taints %v addresses %v", n.Spec.ProviderID, n.Spec.Taints, n.Status.Addresses)
 	})
 	if n.Spec.ProviderID != "filecloud://i-0a1" || n.Labels[v1.LabelInstanceTypeStable] != "m1.small" ||
 		n.Labels[v1.LabelTopologyZone] != "zone-a" || n.Labels[v1.LabelTopologyRegion] != "region-1" {
