@@ -71,14 +71,14 @@ func TestKillallAfterCrash(t *testing.T) {
 
 	t.Run("AnotherAgentRefusesTheLeftovers", func(t *testing.T) {
 		other := t.TempDir()
-		out, err := keelson(t, h, append([]string{"agent", "--data-dir", other, "--node-name", "n2", "--cni-bridge", a.Bridge}, args...)...)
+		out, err := keelsonIn(t, h, append([]string{"agent", "--data-dir", other, "--node-name", "n2", "--cni-bridge", a.Bridge}, args...)...)
 		want := "keelson agent --cleanup --all --data-dir " + a.DataDir
 		if err == nil || !strings.Contains(out, want) {
 			t.Fatalf("a second agent on the first one's bridge: err %v, output does not say %q:\n%s", err, want, out)
 		}
 	})
 
-	out, err := keelson(t, h, "killall", "--data-dir", a.DataDir)
+	out, err := keelsonIn(t, h, "killall", "--data-dir", a.DataDir)
 	t.Logf("keelson killall:\n%s", out)
 	if err != nil {
 		t.Fatal(err)
@@ -95,7 +95,7 @@ func TestKillallAfterCrash(t *testing.T) {
 	after := readHostState(t, h)
 	after.compare(t, before)
 
-	out, err = keelson(t, h, "uninstall", "--data-dir", a.DataDir)
+	out, err = keelsonIn(t, h, "uninstall", "--data-dir", a.DataDir)
 	t.Logf("keelson uninstall:\n%s", out)
 	if err != nil {
 		t.Fatal(err)
@@ -151,9 +151,9 @@ func runPod(t *testing.T, client kubernetes.Interface, node string) {
 	})
 }
 
-// keelson runs the binary in h's network namespace (nsenter --net: the
+// keelsonIn runs the binary in h's network namespace (nsenter --net: the
 // host's mounts and cgroups stay visible).
-func keelson(t *testing.T, h *ha.Host, args ...string) (string, error) {
+func keelsonIn(t *testing.T, h *ha.Host, args ...string) (string, error) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
