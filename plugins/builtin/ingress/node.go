@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	v1 "k8s.io/api/core/v1"
@@ -18,6 +19,7 @@ import (
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/cache"
+	"k8s.io/client-go/util/workqueue"
 
 	"github.com/keelson/keelson/plugins/sdk"
 )
@@ -27,13 +29,16 @@ type dataPlane struct {
 	env     sdk.Env
 	cfg     Config
 	proxy   *Proxy
-	kick    chan struct{}
+	queue   workqueue.TypedRateLimitingInterface[struct{}] // one key: the whole table
 	certs   certCache
 	ings    cache.SharedIndexInformer
 	classes cache.SharedIndexInformer
 	svcs    cache.SharedIndexInformer
 	slices  cache.SharedIndexInformer
 	bundle  cache.SharedIndexInformer
+
+	mu         sync.Mutex
+	listenErrs map[int]error // by port, while it cannot be listened on
 }
 
 const bySliceService = "service"
@@ -54,7 +59,7 @@ func runNode(ctx context.Context, env sdk.Env) error {
 	defer bundle.Shutdown()
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	d := &dataPlane{env: env, cfg: cfg, proxy: NewProxy(env.Logger, cfg.HTTPSRedirect), kick: make(chan struct{}, 1),
+	d := &dataPlane{env: env, cfg: cfg, proxy: NewProxy(env.Logger, cfg.HTTPSRedirect), queue: sdk.NewQueue[struct{}]("ingress-data-plane"), listenErrs: map[int]error{},
 		ings: all.Networking().V1().Ingresses().Informer(), classes: all.Networking().V1().IngressClasses().Informer(),
 		svcs: all.Core().V1().Services().Informer(), slices: all.Discovery().V1().EndpointSlices().Informer(),
 		bundle: bundle.Core().V1().Secrets().Informer()}
@@ -84,16 +89,12 @@ func runNode(ctx context.Context, env sdk.Env) error {
 	return d.run(ctx)
 }
 
-func (d *dataPlane) poke() {
-	select {
-	case d.kick <- struct{}{}:
-	default:
-	}
-}
+// poke queues a rebuild of the whole table.
+func (d *dataPlane) poke() { d.queue.Add(struct{}{}) }
 
-// run serves until ctx ends, rebuilding the table after every change.
+// run serves until ctx ends; sdk.RunWorkers rebuilds the table after every
+// change, one rebuild at a time.
 func (d *dataPlane) run(ctx context.Context) error {
-	listening := make(chan error, 2)
 	httpSrv := &http.Server{Handler: d.proxy, ReadHeaderTimeout: 30 * time.Second, Protocols: new(http.Protocols)}
 	httpSrv.Protocols.SetHTTP1(true)
 	httpSrv.Protocols.SetUnencryptedHTTP2(true) // h2c with prior knowledge (gRPC without TLS)
@@ -101,28 +102,52 @@ func (d *dataPlane) run(ctx context.Context) error {
 		TLSConfig: &tls.Config{GetCertificate: d.proxy.GetCertificate, MinVersion: tls.VersionTLS12}}
 	// The first table is in place before the first connection.
 	d.rebuild()
-	go d.serve(ctx, httpSrv, d.cfg.HTTPPort, false, listening)
-	go d.serve(ctx, tlsSrv, d.cfg.HTTPSPort, true, listening)
+	go d.serve(ctx, httpSrv, d.cfg.HTTPPort, false)
+	go d.serve(ctx, tlsSrv, d.cfg.HTTPSPort, true)
 	defer shutdown(httpSrv, tlsSrv)
 	d.poke()
-	var listenErr error
-	for {
-		select {
-		case <-ctx.Done():
-			return nil
-		case listenErr = <-listening:
-		case <-d.kick:
-		}
-		n, problems := d.rebuild()
-		switch {
-		case listenErr != nil:
-			d.env.NotReady("listening", listenErr)
-		case len(problems) > 0:
-			d.env.Ready(fmt.Sprintf("serving %d Ingresses on ports %d and %d; %d problems: %s", n, d.cfg.HTTPPort, d.cfg.HTTPSPort, len(problems), strings.Join(problems[:min(len(problems), 5)], "; ")))
-		default:
-			d.env.Ready(fmt.Sprintf("serving %d Ingresses on ports %d and %d", n, d.cfg.HTTPPort, d.cfg.HTTPSPort))
+	sdk.RunWorkers(ctx, d.queue, 1, d.reconcile, d.env.Logger)
+	return nil
+}
+
+// reconcile rebuilds the table and reports the data plane's state.
+func (d *dataPlane) reconcile(context.Context, struct{}) (sdk.Result, error) {
+	n, problems := d.rebuild()
+	if err := d.listenError(); err != nil {
+		d.env.NotReady("listening", err)
+		return sdk.Result{}, nil
+	}
+	msg := fmt.Sprintf("serving %d Ingresses on ports %d and %d", n, d.cfg.HTTPPort, d.cfg.HTTPSPort)
+	if len(problems) > 0 {
+		msg += fmt.Sprintf("; %d problems: %s", len(problems), strings.Join(problems[:min(len(problems), 5)], "; "))
+	}
+	d.env.Ready(msg)
+	return sdk.Result{}, nil
+}
+
+// setListenError records (nil: clears) why a port cannot be served and
+// queues a status report.
+func (d *dataPlane) setListenError(port int, err error) {
+	d.mu.Lock()
+	if err == nil {
+		delete(d.listenErrs, port)
+	} else {
+		d.listenErrs[port] = err
+	}
+	d.mu.Unlock()
+	d.poke()
+}
+
+func (d *dataPlane) listenError() error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	var errs []error
+	for _, port := range []int{d.cfg.HTTPPort, d.cfg.HTTPSPort} {
+		if err := d.listenErrs[port]; err != nil {
+			errs = append(errs, err)
 		}
 	}
+	return errors.Join(errs...)
 }
 
 func shutdown(srvs ...*http.Server) {
@@ -135,18 +160,19 @@ func shutdown(srvs ...*http.Server) {
 
 // serve listens on port until ctx ends, retrying every few seconds while
 // the port is taken; it reports each listen error (nil once listening).
-func (d *dataPlane) serve(ctx context.Context, srv *http.Server, port int, withTLS bool, report chan<- error) {
+func (d *dataPlane) serve(ctx context.Context, srv *http.Server, port int, withTLS bool) {
 	addr := net.JoinHostPort(d.cfg.BindAddress, portString(port))
 	for ctx.Err() == nil {
 		l, err := (&net.ListenConfig{}).Listen(ctx, "tcp", addr)
 		if err != nil {
-			report <- fmt.Errorf("listening on %s (httpPort/httpsPort in plugins.config.ingress): %w", addr, err)
+			d.setListenError(port, fmt.Errorf("listening on %s (httpPort/httpsPort in plugins.config.ingress): %w", addr, err))
 			select {
 			case <-ctx.Done():
 			case <-time.After(5 * time.Second):
 			}
 			continue
 		}
+		d.setListenError(port, nil)
 		if withTLS {
 			err = srv.ServeTLS(l, "", "")
 		} else {
@@ -155,7 +181,7 @@ func (d *dataPlane) serve(ctx context.Context, srv *http.Server, port int, withT
 		if errors.Is(err, http.ErrServerClosed) {
 			return
 		}
-		report <- fmt.Errorf("serving on %s: %w", addr, err)
+		d.setListenError(port, fmt.Errorf("serving on %s: %w", addr, err))
 	}
 }
 
