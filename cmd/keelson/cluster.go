@@ -78,13 +78,11 @@ kubeconfig); when the API does not answer, the raft part is still shown.`,
 }
 
 func gatherClusterReport(ctx context.Context, dataDir, kubeconfig string) (*clusterReport, error) {
-	c, err := ops.Dial(dataDir)
+	c, ctx, done, err := dialAdmin(ctx, dataDir)
 	if err != nil {
 		return nil, err
 	}
-	defer c.Close()
-	ctx, cancel := context.WithTimeout(ctx, adminTimeout)
-	defer cancel()
+	defer done()
 	raft, err := c.ClusterStatus(ctx)
 	if err != nil {
 		return nil, err

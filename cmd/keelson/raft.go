@@ -57,13 +57,11 @@ it last heard from the leader; run the command on the leader to see the others.`
 			if output != "table" && output != "json" {
 				return fmt.Errorf("--output %q: use table or json", output)
 			}
-			c, err := ops.Dial(dataDir)
+			c, ctx, done, err := dialAdmin(cmd.Context(), dataDir)
 			if err != nil {
 				return err
 			}
-			defer c.Close()
-			ctx, cancel := context.WithTimeout(cmd.Context(), adminTimeout)
-			defer cancel()
+			defer done()
 			resp, err := c.Peers(ctx)
 			if err != nil {
 				return err
@@ -148,13 +146,11 @@ it back; stop it first), and a removal after which the voters the leader
 reaches would not be a quorum of the remaining voters.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := ops.Dial(dataDir)
+			c, ctx, done, err := dialAdmin(cmd.Context(), dataDir)
 			if err != nil {
 				return err
 			}
-			defer c.Close()
-			ctx, cancel := context.WithTimeout(cmd.Context(), adminTimeout)
-			defer cancel()
+			defer done()
 			resp, err := c.RemovePeer(ctx, args[0])
 			if err != nil {
 				return err
@@ -182,13 +178,11 @@ follower most up to date. Run it on any server: a follower forwards the
 request to the leader. The plugins move with leadership.`,
 		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := ops.Dial(dataDir)
+			c, ctx, done, err := dialAdmin(cmd.Context(), dataDir)
 			if err != nil {
 				return err
 			}
-			defer c.Close()
-			ctx, cancel := context.WithTimeout(cmd.Context(), adminTimeout)
-			defer cancel()
+			defer done()
 			var id string
 			if len(args) == 1 {
 				id = args[0]
@@ -207,4 +201,15 @@ request to the leader. The plugins move with leadership.`,
 	}
 	dataDirFlag(cmd, &dataDir)
 	return cmd
+}
+
+// dialAdmin opens the local server's admin socket for one call bounded by
+// adminTimeout; done closes both.
+func dialAdmin(ctx context.Context, dataDir string) (*ops.Client, context.Context, func(), error) {
+	c, err := ops.Dial(dataDir)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	ctx, cancel := context.WithTimeout(ctx, adminTimeout)
+	return c, ctx, func() { cancel(); c.Close() }, nil
 }
