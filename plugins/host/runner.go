@@ -39,8 +39,7 @@ func (l *launch) runnerFunc(sum []byte, newHash func() hash.Hash) func(hclog.Log
 				return nil, err
 			}
 		} else if sum != nil {
-			sc := plugin.SecureConfig{Checksum: sum, Hash: newHash()}
-			ok, err := sc.Check(l.cmd.Path)
+			ok, err := checkChecksum(l.cmd.Path, sum, newHash)
 			if err != nil {
 				return nil, fmt.Errorf("verifying the checksum of %s: %w", l.cmd.Path, err)
 			}
