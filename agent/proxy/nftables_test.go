@@ -10,17 +10,16 @@ import (
 	"net"
 	"net/http"
 	"os/exec"
-	"runtime"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
 
-	"github.com/vishvananda/netns"
 	v1 "k8s.io/api/core/v1"
 	discovery "k8s.io/api/discovery/v1"
 
 	"github.com/keelson/keelson/agent/internal/netnstest"
+	"github.com/keelson/keelson/internal/testnet"
 )
 
 // TestNFTablesConnectivity programs the nftables mode in a private network
@@ -145,41 +144,10 @@ func attach(t *testing.T, role, hostIP, nsIP string) string {
 	return ns
 }
 
-// inNS runs f on a thread in named namespace ns ("" for this one):
-// sockets made there belong to ns.
-func inNS(ns string, f func() error) error {
-	if ns == "" {
-		return f()
-	}
-	runtime.LockOSThread()
-	orig, err := netns.Get()
-	if err != nil {
-		runtime.UnlockOSThread()
-		return err
-	}
-	defer orig.Close()
-	target, err := netns.GetFromName(ns)
-	if err != nil {
-		runtime.UnlockOSThread()
-		return err
-	}
-	defer target.Close()
-	if err := netns.Set(target); err != nil {
-		runtime.UnlockOSThread()
-		return err
-	}
-	ferr := f()
-	if err := netns.Set(orig); err != nil {
-		return err // the thread stays locked and dies with the goroutine
-	}
-	runtime.UnlockOSThread()
-	return ferr
-}
-
 // serveIn answers HTTP on addr in ns with the client's address.
 func serveIn(t *testing.T, ns, addr string) {
 	var l net.Listener
-	if err := inNS(ns, func() (err error) { l, err = net.Listen("tcp", addr); return err }); err != nil {
+	if err := testnet.InNamespace(ns, func() (err error) { l, err = net.Listen("tcp", addr); return err }); err != nil {
 		t.Fatal(err)
 	}
 	srv := &http.Server{ReadHeaderTimeout: 5 * time.Second, Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -194,7 +162,7 @@ func serveIn(t *testing.T, ns, addr string) {
 func httpGet(ns, addr string) (string, error) {
 	client := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{DisableKeepAlives: true,
 		DialContext: func(ctx context.Context, network, a string) (c net.Conn, err error) {
-			err = inNS(ns, func() error { c, err = net.DialTimeout(network, a, 3*time.Second); return err })
+			err = testnet.InNamespace(ns, func() error { c, err = net.DialTimeout(network, a, 3*time.Second); return err })
 			return c, err
 		}}}
 	resp, err := client.Get("http://" + addr + "/")

@@ -10,12 +10,11 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
-	"runtime"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/vishvananda/netns"
+	"github.com/keelson/keelson/internal/testnet"
 )
 
 // testbed is a small cluster network made of network namespaces: a bridge
@@ -154,40 +153,10 @@ func (tb *testbed) destroy() {
 	}
 }
 
-// in runs f with the calling goroutine's thread in network namespace ns:
-// sockets f creates belong to ns and keep working from any goroutine.
-func in(ns string, f func() error) error {
-	runtime.LockOSThread()
-	orig, err := netns.Get()
-	if err != nil {
-		runtime.UnlockOSThread()
-		return err
-	}
-	defer orig.Close()
-	target, err := netns.GetFromName(ns)
-	if err != nil {
-		runtime.UnlockOSThread()
-		return fmt.Errorf("namespace %s: %w", ns, err)
-	}
-	defer target.Close()
-	if err := netns.Set(target); err != nil {
-		runtime.UnlockOSThread()
-		return err
-	}
-	ferr := f()
-	if err := netns.Set(orig); err != nil {
-		// The thread is in the wrong namespace: keep it locked, so the
-		// runtime discards it with this goroutine.
-		return fmt.Errorf("returning to the test's namespace: %w", err)
-	}
-	runtime.UnlockOSThread()
-	return ferr
-}
-
 // serveHTTP runs an HTTP server in the pod answering "<pod> <client ip>".
 func (p *tbPod) serveHTTP(t *testing.T, port int) {
 	var l net.Listener
-	if err := in(p.ns, func() (err error) {
+	if err := testnet.InNamespace(p.ns, func() (err error) {
 		l, err = net.Listen("tcp", fmt.Sprintf(":%d", port))
 		return err
 	}); err != nil {
@@ -205,7 +174,7 @@ func (p *tbPod) serveHTTP(t *testing.T, port int) {
 // pod's name.
 func (p *tbPod) serveUDP(t *testing.T, port int) {
 	var pc net.PacketConn
-	if err := in(p.ns, func() (err error) {
+	if err := testnet.InNamespace(p.ns, func() (err error) {
 		pc, err = net.ListenPacket("udp", fmt.Sprintf(":%d", port))
 		return err
 	}); err != nil {
@@ -227,7 +196,7 @@ func (p *tbPod) serveUDP(t *testing.T, port int) {
 // dial connects from inside network namespace ns.
 func dial(ns, network, addr string) (net.Conn, error) {
 	var c net.Conn
-	err := in(ns, func() (err error) {
+	err := testnet.InNamespace(ns, func() (err error) {
 		c, err = net.DialTimeout(network, addr, 3*time.Second)
 		return err
 	})
