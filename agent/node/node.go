@@ -402,6 +402,7 @@ func (n *Node) desiredStatus(ctx context.Context, cur *v1.Node) v1.NodeStatus {
 		},
 	}
 	if cur != nil {
+		keepExtendedResources(&st, cur)
 		st.Phase = cur.Status.Phase
 		st.VolumesInUse, st.VolumesAttached = cur.Status.VolumesInUse, cur.Status.VolumesAttached
 		st.Config = cur.Status.Config
