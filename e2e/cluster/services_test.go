@@ -341,8 +341,8 @@ func (s *serviceScenario) testNetworkPolicy(t *testing.T) {
 func (s *serviceScenario) cleanup(t *testing.T) {
 	k := s.c.kubectl(t)
 	for _, args := range [][]string{
-		{"delete", "-n", "default", "deployment/my-nginx", "pod/client", "--wait=false", "--ignore-not-found"},
-		{"delete", "-n", "default", "svc", "my-nginx", "my-nginx-np", "my-nginx-headless", "my-nginx-sticky", "--ignore-not-found"},
+		{"delete", "-n", "default", "deployment/my-nginx", "statefulset/web", "pod/client", "--wait=false", "--ignore-not-found"},
+		{"delete", "-n", "default", "svc", "my-nginx", "my-nginx-np", "my-nginx-headless", "my-nginx-sticky", "web", "--ignore-not-found"},
 	} {
 		if r := k.RunIn(t, "", args...); r.ExitCode != 0 {
 			t.Logf("cleaning up after the walkthrough: %s", r)
