@@ -13,6 +13,7 @@ import (
 	"github.com/keelson/keelson/e2e/nodeagent"
 	"github.com/keelson/keelson/internal/testimage"
 	"github.com/keelson/keelson/internal/testnet"
+	"github.com/keelson/keelson/internal/testproc"
 	v1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -41,6 +42,12 @@ func startEmbedded(t *testing.T, plugins []string, extra ...string) *cluster {
 	if c.busybox, err = c.registry.Push("busybox:test", img); err != nil {
 		t.Fatal(err)
 	}
+	// A server that fails to start may have made the bridge and cgroups
+	// already; the full cleanup below is registered only once it runs.
+	t.Cleanup(func() {
+		_ = testnet.DeleteLink(c.bridge)
+		testproc.RemoveCgroupTree(c.cgroupRoot)
+	})
 	c.server = harness.StartServer(t, harness.ServerOptions{Plugins: plugins, Args: append([]string{
 		"--disable-agent=false",
 		"--schedulable-control-plane", // its own agent is the only node

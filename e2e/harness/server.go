@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -30,15 +31,38 @@ const (
 	StopTimeout        = 30 * time.Second
 )
 
-// FreePort returns a loopback TCP port that was free a moment ago.
+// handedOut remembers every port FreePort returned in this test binary: the
+// kernel readily hands a port just closed to the next bind(0), so two calls
+// in a row could return the same port (CI saw a server started with its API
+// and supervisor ports equal).
+var handedOut struct {
+	sync.Mutex
+	ports map[int]bool
+}
+
+// FreePort returns a loopback TCP port that was free a moment ago and that
+// no earlier call in this process returned.
 func FreePort(t testing.TB) int {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatalf("finding a free port: %v", err)
+	handedOut.Lock()
+	defer handedOut.Unlock()
+	if handedOut.ports == nil {
+		handedOut.ports = map[int]bool{}
 	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
+	for range 1000 {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatalf("finding a free port: %v", err)
+		}
+		p := l.Addr().(*net.TCPAddr).Port
+		l.Close()
+		if !handedOut.ports[p] {
+			handedOut.ports[p] = true
+			return p
+		}
+	}
+	t.Fatalf("finding a free port: every port the kernel offered was handed out before")
+	return 0
 }
 
 // ServerOptions are what differs between the servers tests start.

@@ -64,6 +64,12 @@ func startCluster(t *testing.T) *cluster {
 	if c.busybox, err = c.registry.Push("busybox:test", img); err != nil {
 		t.Fatal(err)
 	}
+	// A server that fails to start may have made the bridge and cgroups
+	// already; the full cleanup below is registered only once it runs.
+	t.Cleanup(func() {
+		_ = testnet.DeleteLink(c.bridge)
+		testproc.RemoveCgroupTree(c.cgroupRoot)
+	})
 	c.server = harness.StartServer(t, harness.ServerOptions{
 		NodeName: c.node,
 		Plugins:  []string{"job", "cronjob", "ttlafterfinished", "scheduler", "garbagecollector", "nodelifecycle"},

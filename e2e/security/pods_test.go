@@ -31,7 +31,7 @@ func startServerNode(t *testing.T, extra ...string) (*harness.Server, kubernetes
 	nodeagent.Require(t)
 	bridge := testnet.BridgeName()
 	cgroupRoot := "/keelson-e2e-security-" + strconv.FormatInt(time.Now().UnixNano()%1e9, 36)
-	srv := harness.StartServer(t, harness.ServerOptions{Plugins: []string{"scheduler", "nodelifecycle", "nodeipam"}, Args: append([]string{
+	srv := harness.NewServer(t, harness.ServerOptions{Plugins: []string{"scheduler", "nodelifecycle", "nodeipam"}, Args: append([]string{
 		"--disable-agent=false",
 		"--kubelet-address", "127.0.0.1",
 		"--kubelet-port", strconv.Itoa(harness.FreePort(t)),
@@ -40,13 +40,17 @@ func startServerNode(t *testing.T, extra ...string) (*harness.Server, kubernetes
 		"--disable-service-network",
 		"--cgroup-root", cgroupRoot,
 	}, extra...)})
-	client := srv.Clientset(t)
+	// Registered before the start: a server that fails to start may have
+	// made the bridge and the cgroups already.
+	var client kubernetes.Interface
 	t.Cleanup(func() {
-		ctx := context.Background()
-		zero := int64(0)
-		if list, err := client.CoreV1().Pods("").List(ctx, metav1.ListOptions{}); err == nil {
-			for _, p := range list.Items {
-				_ = client.CoreV1().Pods(p.Namespace).Delete(ctx, p.Name, metav1.DeleteOptions{GracePeriodSeconds: &zero})
+		if client != nil {
+			ctx := context.Background()
+			zero := int64(0)
+			if list, err := client.CoreV1().Pods("").List(ctx, metav1.ListOptions{}); err == nil {
+				for _, p := range list.Items {
+					_ = client.CoreV1().Pods(p.Namespace).Delete(ctx, p.Name, metav1.DeleteOptions{GracePeriodSeconds: &zero})
+				}
 			}
 		}
 		srv.Kill()
@@ -57,6 +61,8 @@ func startServerNode(t *testing.T, extra ...string) (*harness.Server, kubernetes
 		}
 		testproc.RemoveCgroupTree(cgroupRoot)
 	})
+	srv.Start(t)
+	client = srv.Clientset(t)
 	harness.Eventually(t, 3*time.Minute, "the server registers its node", func() (bool, string) {
 		_, err := client.CoreV1().Nodes().Get(context.Background(), "e2e-0", metav1.GetOptions{})
 		return err == nil, fmt.Sprint(err)
