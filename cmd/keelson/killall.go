@@ -14,6 +14,7 @@ import (
 	"github.com/keelson/keelson/agent/teardown"
 	"github.com/keelson/keelson/config"
 	"github.com/keelson/keelson/core/ops"
+	"github.com/keelson/keelson/plugins/host"
 )
 
 // newKillallCommand is k3s-killall.sh's counterpart.
@@ -74,6 +75,13 @@ func runTeardown(ctx context.Context, out io.Writer, cfg config.Agent, uninstall
 	}
 	r, err := run(context.WithoutCancel(ctx), opts)
 	printReport(out, r)
+	// The plugins' socket directories (host.PrepareSocketDir) of the
+	// server and of its agent, or of the agent, once their hosts are gone.
+	for _, d := range []string{cfg.DataDir, config.AgentDir(cfg.DataDir)} {
+		if dir, derr := host.SocketDir(d); derr == nil {
+			_ = os.RemoveAll(dir)
+		}
+	}
 	if err != nil {
 		return err
 	}

@@ -9,6 +9,7 @@ import (
 	"k8s.io/client-go/rest"
 
 	"github.com/keelson/keelson/agent"
+	"github.com/keelson/keelson/config"
 	"github.com/keelson/keelson/plugins/host"
 	"github.com/keelson/keelson/plugins/host/nodehost"
 )
@@ -37,7 +38,14 @@ func runNodePlugins(ctx context.Context, env agent.NodePluginEnv) error {
 	if err != nil {
 		return fmt.Errorf("node plugins: API client: %w", err)
 	}
+	// The agent's own directory: a server's embedded agent shares the
+	// server's data dir, whose socket directory is the server's plugins'.
+	sockets, err := host.PrepareSocketDir(config.AgentDir(env.DataDir))
+	if err != nil {
+		return fmt.Errorf("node plugins: %w", err)
+	}
 	return nodehost.Run(ctx, nodehost.Config{
+		SocketDir:       sockets,
 		NodeName:        env.NodeName,
 		PluginDir:       env.PluginDir,
 		Builtins:        builtins,

@@ -191,6 +191,7 @@ func (s *Server) newPluginHost(admin *rest.Config, url string) (*pluginHost, err
 	bundle := s.bundle
 	h.sup, err = host.New(host.Config{
 		RunAs:       runAs,
+		SocketDir:   s.pluginSockets,
 		APIEndpoint: url,
 		CAPEM:       caPEM,
 		Logger:      h.log,

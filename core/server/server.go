@@ -23,6 +23,7 @@ import (
 	"github.com/keelson/keelson/fsm"
 	"github.com/keelson/keelson/internal/dirlock"
 	"github.com/keelson/keelson/internal/serfpool"
+	"github.com/keelson/keelson/plugins/host"
 	"google.golang.org/grpc"
 	rbacv1 "k8s.io/api/rbac/v1"
 )
@@ -75,6 +76,9 @@ type Server struct {
 	kv          *kvserver.Server
 	grpc        *grpc.Server
 	pool        *serfpool.Pool
+	// pluginSockets is where the plugins' go-plugin sockets live
+	// (host.PrepareSocketDir), emptied at every start.
+	pluginSockets string
 }
 
 // Run starts a control node and blocks until ctx is canceled, then shuts it
@@ -221,6 +225,9 @@ func open(ctx context.Context, cfg config.Server, log *slog.Logger, opts Options
 		return nil, err
 	}
 	s := &Server{cfg: cfg, opts: opts, log: log, store: fsm.New(), agentSecret: agentSecret}
+	if s.pluginSockets, err = host.PrepareSocketDir(cfg.DataDir); err != nil {
+		return nil, err
+	}
 	id, err := s.ensureIdentity(ctx)
 	if err != nil {
 		return nil, err

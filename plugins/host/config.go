@@ -55,6 +55,9 @@ type Config struct {
 	// RunAs, when set, is the unprivileged identity third-party plugins run
 	// as (built-ins run as the host).
 	RunAs *RunAs
+	// SocketDir, when set, is where each plugin's go-plugin socket
+	// directory is made (PrepareSocketDir); empty: the system temp dir.
+	SocketDir string
 
 	// PingInterval is how often a running plugin is health-checked.
 	PingInterval time.Duration

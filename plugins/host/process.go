@@ -92,10 +92,11 @@ func (s *Supervisor) launch(sp Spec) (*launch, error) {
 		StartTimeout: s.cfg.StartTimeout,
 		SyncStderr:   l.stderr,
 	}
+	cc.UnixSocketConfig = &plugin.UnixSocketConfig{TempDir: s.cfg.SocketDir}
 	if l.runAs != nil {
 		// go-plugin's socket directory is the host's; the plugin's group
 		// may create its socket there.
-		cc.UnixSocketConfig = &plugin.UnixSocketConfig{Group: strconv.FormatUint(uint64(l.runAs.GID), 10)}
+		cc.UnixSocketConfig.Group = strconv.FormatUint(uint64(l.runAs.GID), 10)
 	}
 	cc.RunnerFunc = l.runnerFunc(sum, sha256.New)
 	l.client = plugin.NewClient(cc)

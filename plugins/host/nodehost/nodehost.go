@@ -41,6 +41,8 @@ type Config struct {
 	Kube   kubernetes.Interface
 	Dyn    dynamic.Interface
 	Logger *slog.Logger
+	// SocketDir is host.Config.SocketDir (host.PrepareSocketDir).
+	SocketDir string
 }
 
 // Run runs the selected node plugins until ctx ends, restarting the set

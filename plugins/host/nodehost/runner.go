@@ -103,6 +103,7 @@ func (r *runner) apply(ctx context.Context, sel selection) {
 		Members:        r.cfg.Members,
 		Logger:         r.cfg.Logger,
 		StoppedMessage: "stopped by its node's agent",
+		SocketDir:      r.cfg.SocketDir,
 		Credentials:    r.credentials,
 		OnChange:       func(st host.PluginStatus) { r.status.set(st, specs[st.Name]) },
 	}, sel.specs)

@@ -1,0 +1,78 @@
+package host
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"syscall"
+)
+
+// PrepareSocketDir makes the directory under which go-plugin creates each
+// plugin's socket directory ("plugin-dir…", removed when the plugin is
+// stopped) for the host whose data dir is dataDir, and empties it: a host
+// that was killed (SIGKILL, a power cut) leaves its plugins' directories
+// behind, and without one directory per data dir they pile up in the system
+// temp dir where nothing can tell whose they are.
+//
+// It lives in the temp dir, named after the data dir, rather than inside the
+// data dir: a Unix socket path must stay under 108 bytes, and a plugin that
+// runs as another user (Config.RunAs) must be able to reach its socket
+// through the parent, which a private data dir does not allow. Because the
+// name is predictable it is made fresh with Mkdir (never followed if it is a
+// link) and checked to be this user's own directory.
+func PrepareSocketDir(dataDir string) (string, error) {
+	dir, err := SocketDir(dataDir)
+	if err != nil {
+		return "", err
+	}
+	if err := os.RemoveAll(dir); err != nil {
+		return "", fmt.Errorf("plugin socket directory: removing what a previous run left in %s: %w", dir, err)
+	}
+	// 0711: a plugin running as another user may traverse it to the
+	// directory go-plugin makes group-writable for it, and list nothing.
+	if err := os.Mkdir(dir, 0o711); err != nil {
+		return "", fmt.Errorf("plugin socket directory %s: %w", dir, err)
+	}
+	if err := os.Chmod(dir, 0o711); err != nil { // the umask applies to Mkdir
+		return "", fmt.Errorf("plugin socket directory %s: %w", dir, err)
+	}
+	fi, err := os.Lstat(dir)
+	if err != nil {
+		return "", fmt.Errorf("plugin socket directory %s: %w", dir, err)
+	}
+	if err := ownDirectory(fi); err != nil {
+		return "", fmt.Errorf("plugin socket directory %s: %w", dir, err)
+	}
+	return dir, nil
+}
+
+// SocketDir is the plugin socket directory of the host whose data dir is
+// dataDir (see PrepareSocketDir).
+func SocketDir(dataDir string) (string, error) {
+	abs, err := filepath.Abs(dataDir)
+	if err != nil {
+		return "", fmt.Errorf("plugin socket directory: %w", err)
+	}
+	sum := sha256.Sum256([]byte(abs))
+	return filepath.Join(os.TempDir(), "keelson-plugins-"+hex.EncodeToString(sum[:6])), nil
+}
+
+// ownDirectory checks that fi is a real directory owned by this process's
+// user, as one it just made must be.
+func ownDirectory(fi fs.FileInfo) error {
+	if !fi.IsDir() || fi.Mode()&fs.ModeSymlink != 0 {
+		return errors.New("not a directory")
+	}
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	if !ok {
+		return nil
+	}
+	if int(st.Uid) != os.Geteuid() {
+		return fmt.Errorf("owned by uid %d, not by this process (uid %d): another user made it; remove it", st.Uid, os.Geteuid())
+	}
+	return nil
+}
