@@ -41,9 +41,16 @@ type Assignment struct {
 // serves to exactly one eligible node, by rendezvous hashing over
 // service and IP: every node computes the same owner from the same view,
 // and a node leaving moves only the IPs it held.
+//
+// An IP that is some Node's own address is left out: its node already
+// answers for it (the built-in provider gives LoadBalancer Services the
+// nodes' addresses when it has no pool), and another node answering ARP
+// for it would take that node's traffic — its kubelet port, its API
+// connections — and drop it.
 func Plan(w World) []Assignment {
 	base := w.baseEligible()
 	local := localEndpointNodes(w.Slices)
+	nodeIPs := nodeAddresses(w.Nodes)
 	var out []Assignment
 	for _, svc := range w.Services {
 		if !Announced(svc) {
@@ -60,6 +67,9 @@ func Plan(w World) []Assignment {
 			}
 		}
 		for _, ip := range ingressIPs(svc) {
+			if nodeIPs[ip] {
+				continue
+			}
 			out = append(out, Assignment{Service: key, IP: ip, Node: owner(key+"/"+ip.String(), nodes)})
 		}
 	}
@@ -89,6 +99,22 @@ func ingressIPs(svc *v1.Service) []netip.Addr {
 		}
 		if a, err := netip.ParseAddr(ing.IP); err == nil && !slices.Contains(out, a.Unmap()) {
 			out = append(out, a.Unmap())
+		}
+	}
+	return out
+}
+
+// nodeAddresses are every Node's own IP addresses, whatever its state.
+func nodeAddresses(nodes []*v1.Node) map[netip.Addr]bool {
+	out := map[netip.Addr]bool{}
+	for _, n := range nodes {
+		for _, a := range n.Status.Addresses {
+			if a.Type != v1.NodeInternalIP && a.Type != v1.NodeExternalIP {
+				continue
+			}
+			if ip, err := netip.ParseAddr(a.Address); err == nil {
+				out[ip.Unmap()] = true
+			}
 		}
 	}
 	return out

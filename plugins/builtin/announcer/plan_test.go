@@ -111,6 +111,22 @@ func TestPlanSkipsOtherClassesPendingAndProxyMode(t *testing.T) {
 	}
 }
 
+// TestPlanLeavesNodeAddressesToTheirNodes: with no pool the built-in
+// provider gives a LoadBalancer Service the nodes' own addresses. Another
+// node answering ARP for one of them took that node's traffic (e2e/cluster:
+// `kubectl exec` to a pod on agent a2 hung, its kubelet port's handshake
+// routed through a1, whose conntrack dropped the stray ACKs).
+func TestPlanLeavesNodeAddressesToTheirNodes(t *testing.T) {
+	a, b := node("a", true, nil), node("b", false, nil)
+	a.Status.Addresses = []v1.NodeAddress{{Type: v1.NodeInternalIP, Address: "10.0.0.11"}, {Type: v1.NodeHostName, Address: "a"}}
+	b.Status.Addresses = []v1.NodeAddress{{Type: v1.NodeExternalIP, Address: "10.0.0.12"}}
+	svc := lbService("ingress", false, "10.0.0.11", "10.0.0.12", "10.0.0.200")
+	got := owners(Plan(World{Services: []*v1.Service{svc}, Nodes: []*v1.Node{a, b}}))
+	if len(got) != 1 || got["ns/ingress/10.0.0.200"] != "a" {
+		t.Errorf("Plan = %v; want only 10.0.0.200 (announced by a): 10.0.0.11 and 10.0.0.12 are nodes' own addresses", got)
+	}
+}
+
 // Every node computing the plan from the same view must agree, whatever
 // order its caches list objects in, and a node leaving must move only the
 // IPs it held.
