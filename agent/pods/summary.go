@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/keelson/keelson/agent/runtime"
+	"github.com/keelson/keelson/agent/quota"
 	"github.com/keelson/keelson/agent/stats"
 	v1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -110,13 +111,18 @@ func (m *Manager) Summary(ctx context.Context) (*statsv1alpha1.Summary, error) {
 
 // claimVolumeStats are the filesystem statistics of the pod's local
 // volumes, with their claims, as kubelet reports them (statfs of the
-// mount: the filesystem holding the volume).
+// mount: the filesystem holding the volume), except that a volume bounded
+// by a quota (agent/quota) reports its bound as capacity and its own
+// usage, as a volume of its own filesystem would.
 func (m *Manager) claimVolumeStats(now metav1.Time, pod *v1.Pod) []statsv1alpha1.VolumeStats {
 	var out []statsv1alpha1.VolumeStats
 	for _, cv := range m.opts.Volumes.ClaimVolumes(string(pod.UID)) {
 		fs, err := stats.Filesystem(cv.Path)
 		if err != nil {
 			continue
+		}
+		if u, ok, err := quota.VolumeUsage(cv.Path); err == nil && ok {
+			fs = boundedFS(fs, u)
 		}
 		out = append(out, statsv1alpha1.VolumeStats{Name: cv.Name, FsStats: *fsStats(now, fs),
 			PVCRef: &statsv1alpha1.PVCReference{Name: cv.Claim, Namespace: cv.Namespace}})
@@ -141,6 +147,15 @@ func memStats(u stats.Usage) *statsv1alpha1.MemoryStats {
 		s.AvailableBytes = &avail
 	}
 	return s
+}
+
+// boundedFS is the statistics of a quota-bounded volume on filesystem fs:
+// its bound as capacity, its usage, and what it may still write (no more
+// than the filesystem has left).
+func boundedFS(fs stats.FS, u quota.Usage) stats.FS {
+	fs.Capacity, fs.Used = uint64(u.Limit), uint64(min(u.Used, u.Limit))
+	fs.Available = min(fs.Available, fs.Capacity-fs.Used)
+	return fs
 }
 
 func fsStats(now metav1.Time, fs stats.FS) *statsv1alpha1.FsStats {

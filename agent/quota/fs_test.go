@@ -99,6 +99,15 @@ func TestBtrfsQgroup(t *testing.T) {
 	if err := write(file, 32); err != nil {
 		t.Fatalf("writing 32 MiB into a 64 MiB volume: %v", err)
 	}
+	// The qgroup's count is updated at commit: sync first.
+	unix.Sync()
+	u, ok, err := VolumeUsage(dir)
+	if err != nil || !ok || u.Limit != 64<<20 || u.Used < 32<<20 || u.Used > 40<<20 {
+		t.Errorf("VolumeUsage = %+v, %v, %v; want 32-40 MiB used of 64 MiB", u, ok, err)
+	}
+	if _, ok, err := VolumeUsage(mnt); ok || err != nil {
+		t.Errorf("VolumeUsage of the filesystem's root (not a volume) = %v, %v; want not bounded", ok, err)
+	}
 	if err := d.Remove("pvc-1"); err != nil {
 		t.Fatal(err)
 	}

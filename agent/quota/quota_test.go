@@ -17,6 +17,8 @@ func TestKernelStructSizes(t *testing.T) {
 	}{
 		{"btrfs_ioctl_vol_args", unsafe.Sizeof(volArgs{}), 4096},
 		{"btrfs_ioctl_qgroup_limit_args", unsafe.Sizeof(qgroupLimitArgs{}), 48},
+		{"btrfs_ioctl_fs_info_args", unsafe.Sizeof(fsInfoArgs{}), 1024},
+		{"btrfs_ioctl_ino_lookup_args", unsafe.Sizeof(inoLookupArgs{}), 4096},
 		{"fsxattr", unsafe.Sizeof(fsxattr{}), 28},
 		{"if_dqblk", unsafe.Sizeof(ifDQBlk{}), 72},
 		{"if_dqinfo", unsafe.Sizeof(ifDQInfo{}), 24},

@@ -12,6 +12,7 @@ import (
 	"golang.org/x/sys/unix"
 	v1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	statsv1alpha1 "k8s.io/kubelet/pkg/apis/stats/v1alpha1"
 
 	"github.com/keelson/keelson/e2e/nodeagent"
 	"github.com/keelson/keelson/internal/localstorage"
@@ -62,6 +63,16 @@ func TestCapacityEnforced(t *testing.T) {
 			t.Errorf("writing 100Mi into the volume expanded to 128Mi printed %q", out)
 		}
 		c.deletePod(t, ns, "large")
+	})
+	t.Run("SummaryReportsTheBound", func(t *testing.T) {
+		// The summary API reports a bounded volume as a filesystem of its
+		// own: the claim's size as capacity, what it holds as used.
+		c.shellPod(t, ns, "holder", "data", "dd if=/dev/zero of=/data/held bs=1M count=20 conv=fsync && sync && sleep 3600")
+		c.waitVolumeStats(t, ns, "holder", "data", func(v statsv1alpha1.VolumeStats) bool {
+			return v.CapacityBytes != nil && *v.CapacityBytes == 128<<20 && v.UsedBytes != nil && *v.UsedBytes >= 20<<20 &&
+				v.AvailableBytes != nil && *v.AvailableBytes <= 108<<20
+		})
+		c.deletePod(t, ns, "holder")
 	})
 	t.Run("DeletionDestroysTheSubvolume", func(t *testing.T) {
 		if pvName == "" {

@@ -176,6 +176,15 @@ func (c *cluster) testNamespaceDeletion(t *testing.T) {
 // its claim.
 func (c *cluster) checkVolumeStats(t *testing.T, ns, pod, claim string) {
 	t.Helper()
+	c.waitVolumeStats(t, ns, pod, claim, func(v statsv1alpha1.VolumeStats) bool {
+		return v.CapacityBytes != nil && *v.CapacityBytes > 0 && v.UsedBytes != nil
+	})
+}
+
+// waitVolumeStats waits until the node's summary API reports the pod's
+// volume of claim as ok says.
+func (c *cluster) waitVolumeStats(t *testing.T, ns, pod, claim string, ok func(statsv1alpha1.VolumeStats) bool) {
+	t.Helper()
 	harness.Eventually(t, waitTimeout, "the summary API reports the volume of "+pod, func() (bool, string) {
 		raw, err := c.kubeletGet(t, "/stats/summary")
 		if err != nil {
@@ -190,11 +199,11 @@ func (c *cluster) checkVolumeStats(t *testing.T, ns, pod, claim string) {
 				continue
 			}
 			for _, v := range p.VolumeStats {
-				if v.PVCRef != nil && v.PVCRef.Name == claim && v.CapacityBytes != nil && *v.CapacityBytes > 0 && v.UsedBytes != nil {
+				if v.PVCRef != nil && v.PVCRef.Name == claim && ok(v) {
 					return true, ""
 				}
 			}
-			return false, fmt.Sprintf("volume stats %+v", p.VolumeStats)
+			return false, "volume stats " + describeVolumeStats(p.VolumeStats)
 		}
 		return false, "pod not in the summary"
 	})
@@ -404,4 +413,19 @@ func (c *cluster) testStatefulSet(t *testing.T) {
 		out := c.logs(t, ns, "web-0")
 		return out == "found first\n", out
 	})
+}
+
+func describeVolumeStats(vs []statsv1alpha1.VolumeStats) string {
+	var out []string
+	for _, v := range vs {
+		out = append(out, fmt.Sprintf("%s: capacity %v used %v available %v", v.Name, deref(v.CapacityBytes), deref(v.UsedBytes), deref(v.AvailableBytes)))
+	}
+	return strings.Join(out, "; ")
+}
+
+func deref(p *uint64) any {
+	if p == nil {
+		return "unset"
+	}
+	return *p
 }
