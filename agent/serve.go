@@ -338,6 +338,8 @@ func (a *Agent) newPods(services func() []*v1.Service, recorder record.EventReco
 		},
 		ProbeMetrics: a.metrics.probes,
 	})
+	// kubelet_volume_stats_* on /metrics, from the summary's volumes.
+	a.metrics.registry.MustRegister(kubeletapi.NewVolumeStatsCollector(a.pods))
 	return nil
 }
 

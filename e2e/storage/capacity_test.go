@@ -3,6 +3,7 @@ package storage
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -72,6 +73,12 @@ func TestCapacityEnforced(t *testing.T) {
 			return v.CapacityBytes != nil && *v.CapacityBytes == 128<<20 && v.UsedBytes != nil && *v.UsedBytes >= 20<<20 &&
 				v.AvailableBytes != nil && *v.AvailableBytes <= 108<<20
 		})
+		// And so do kubelet's volume metrics on the agent's /metrics.
+		raw, err := c.kubeletGet(t, "/metrics")
+		want := fmt.Sprintf(`kubelet_volume_stats_capacity_bytes{namespace=%q,persistentvolumeclaim="data"} 1.34217728e+08`, ns)
+		if err != nil || !strings.Contains(string(raw), want) {
+			t.Errorf("the agent's /metrics (%v) lacks %s", err, want)
+		}
 		c.deletePod(t, ns, "holder")
 	})
 	t.Run("DeletionDestroysTheSubvolume", func(t *testing.T) {
