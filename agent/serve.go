@@ -335,6 +335,7 @@ func (a *Agent) newPods(services func() []*v1.Service, recorder record.EventReco
 		Services:      services,
 		Recorder:      recorder,
 		Logger:        a.log,
+		ImagePulled:   a.metrics.imagePulled,
 		PodStarted: func(_ *v1.Pod, d time.Duration) {
 			a.metrics.podStartup.Observe(d.Seconds())
 		},
