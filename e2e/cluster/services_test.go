@@ -225,13 +225,11 @@ func (s *serviceScenario) testDNS(t *testing.T) {
 		}
 	}
 	// The client's node answered those queries; its agent counts them
-	// under CoreDNS's names, its proxy's syncs under kube-proxy's, and the
-	// pull of the client's image under kubelet's.
+	// under CoreDNS's names, and its proxy's syncs under kube-proxy's.
 	node := strings.TrimSpace(s.c.kubectl(t).Must(t, "get", "pod", "-n", s.ns, s.client.Name, "-o", "jsonpath={.spec.nodeName}"))
 	metrics := s.c.kubectl(t).Must(t, "get", "--raw", "/api/v1/nodes/"+node+"/proxy/metrics")
 	for _, want := range []string{`coredns_dns_requests_total{family="1",proto="udp"`, `coredns_dns_responses_total{plugin="kubernetes",rcode="NOERROR"`,
-		"kubeproxy_sync_proxy_rules_duration_seconds_count", "kubeproxy_sync_proxy_rules_last_timestamp_seconds",
-		`kubelet_image_pull_duration_seconds_count{image_size_in_bytes="0-10MB"}`} {
+		"kubeproxy_sync_proxy_rules_duration_seconds_count", "kubeproxy_sync_proxy_rules_last_timestamp_seconds"} {
 		if !strings.Contains(metrics, want) {
 			t.Errorf("node %s's /metrics lacks %s", node, want)
 		}
