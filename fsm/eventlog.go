@@ -5,10 +5,12 @@ import "sort"
 // logChunk is the number of events in one chunk of the event log.
 const logChunk = 256
 
-// logEntry is one event with the revision that made it.
+// logEntry is one event with the revision that made it. before is the
+// accounted size of every event appended to the log before this one.
 type logEntry struct {
-	rev int64
-	ev  Event
+	rev    int64
+	before int64
+	ev     Event
 }
 
 // eventLog is the retained event history: every event in revision order
@@ -26,6 +28,10 @@ type eventLog struct {
 	base   int // absolute position of chunks[0][0]
 	start  int // absolute position of the first retained event
 	end    int // absolute position one past the last event
+	// total is the accounted size of every event ever appended (its
+	// version's size); total minus the first retained entry's before is
+	// what the retained history accounts for.
+	total int64
 }
 
 // Len is the number of retained events.
@@ -43,8 +49,34 @@ func (l *eventLog) append(rev int64, ev Event) {
 	if i/logChunk == len(l.chunks) {
 		l.chunks = append(l.chunks, new([logChunk]logEntry))
 	}
-	l.chunks[i/logChunk][i%logChunk] = logEntry{rev: rev, ev: ev}
+	l.chunks[i/logChunk][i%logChunk] = logEntry{rev: rev, before: l.total, ev: ev}
+	l.total += versionSize(ev.Kv)
 	l.end++
+}
+
+// bytes is the accounted size of the retained events: each event's
+// version (key, value and overhead); previous values are versions of
+// their own, retained or not.
+func (l *eventLog) bytes() int64 {
+	if l.start == l.end {
+		return 0
+	}
+	return l.total - l.at(l.start).before
+}
+
+// keepWithin returns the lowest retained revision from which the retained
+// events account for at most limit bytes, or 0 when all of them do. The
+// newest revision is always kept, and so is every event of the revision
+// returned: the history may pass limit by the one revision.
+func (l *eventLog) keepWithin(limit int64) int64 {
+	if l.bytes() <= limit {
+		return 0
+	}
+	i := sort.Search(l.Len(), func(i int) bool { return l.total-l.at(l.start+i).before <= limit })
+	if i == l.Len() {
+		return l.at(l.end - 1).rev
+	}
+	return l.at(l.start + i).rev
 }
 
 // search returns the position of the first retained event with revision

@@ -32,6 +32,15 @@ func (v *View) Rev() int64 { return v.rev }
 // watches below it fail with ErrCompacted.
 func (v *View) CompactRev() int64 { return v.compactRev }
 
+// HistoryBytes is the accounted size of the retained event history (each
+// event's version: key, value and overhead).
+func (v *View) HistoryBytes() int64 { return v.events.bytes() }
+
+// HistoryKeepWithin returns the revision to compact to so that the retained
+// history accounts for at most limit bytes (plus at most one revision), or
+// 0 when it already does.
+func (v *View) HistoryKeepWithin(limit int64) int64 { return v.events.keepWithin(limit) }
+
 // Next returns a channel closed once a newer view than v is published.
 func (v *View) Next() <-chan struct{} { return v.next }
 

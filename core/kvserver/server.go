@@ -66,6 +66,10 @@ type Config struct {
 	// HistoryRevisions is the history window the leader keeps by compacting
 	// older revisions; 0 disables automatic compaction.
 	HistoryRevisions int64
+	// HistoryBytes bounds the same history by its accounted size (every
+	// retained event's key, value and overhead): the leader also compacts
+	// the oldest revisions past it. 0 leaves the size unbounded.
+	HistoryBytes int64
 	// QuotaBytes is the store size past which this server raises the
 	// NOSPACE alarm (etcd's --quota-backend-bytes); 0 disables the check.
 	QuotaBytes int64
@@ -104,6 +108,7 @@ func DefaultConfig() Config {
 		MaxRequestBytes:        1536 * 1024,
 		MaxTxnOps:              128,
 		HistoryRevisions:       100000,
+		HistoryBytes:           128 << 20,
 		LeaseMinTTL:            5 * time.Second,
 		ProgressNotifyInterval: 10 * time.Minute,
 		WatchQueueEvents:       4096,
@@ -151,6 +156,9 @@ func (s *Server) WatchQueue() WatchQueueStats { return s.watchCounters.snapshot(
 func (s *Server) WatchLimits() (watchEvents, watchBytes, streamBytes int64) {
 	return s.cfg.WatchQueueEvents, s.cfg.WatchQueueBytes, s.cfg.WatchStreamQueueBytes
 }
+
+// HistoryLimit is the size past which the leader compacts history (0: none).
+func (s *Server) HistoryLimit() int64 { return s.cfg.HistoryBytes }
 
 func (s *Server) watchLimits() watchLimits {
 	return watchLimits{

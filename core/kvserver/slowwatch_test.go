@@ -23,7 +23,7 @@ const (
 
 func startCappedNode(t *testing.T, watchEvents int64) *node {
 	return startNode(t, t.TempDir(), func(c *Config) {
-		c.HistoryRevisions = 0 // the tests compact, as kube-apiserver does
+		c.HistoryRevisions, c.HistoryBytes = 0, 0 // the tests compact, as kube-apiserver does
 		c.WatchQueueEvents = watchEvents
 		c.WatchQueueBytes = testWatchBytes
 		c.WatchStreamQueueBytes = testStreamBytes
