@@ -65,7 +65,7 @@ func (v *View) Events(from int64, key, end []byte, fn func(rev int64, ev Event) 
 	sp := newSpan(key, end)
 	for pos := v.events.search(from); pos < v.events.end; pos++ {
 		e := v.events.at(pos)
-		if sp.contains(e.ev.Kv.Key) && !fn(e.rev, e.ev) {
+		if sp.contains(e.kv.Key) && !fn(e.rev, e.event()) {
 			return nil
 		}
 	}
@@ -121,7 +121,7 @@ func (v *View) Hash() uint64 {
 		h.bytes(kbuf)
 		h.u64(uint64(hi - lo))
 		for pos := lo; pos < hi; pos++ {
-			ev := v.events.at(pos).ev
+			ev := v.events.at(pos).event()
 			h.i64(int64(ev.Type))
 			h.kv(ev.Kv)
 			h.kv(ev.PrevKv)
