@@ -61,7 +61,7 @@ type watchStream struct {
 	ob  *outbox
 	wg  sync.WaitGroup
 
-	// mu serialises queueing on out with the bookkeeping progress
+	// mu serialises queueing on ob with the bookkeeping progress
 	// notifications depend on (watcher.sent, watcher.lastEvent).
 	mu       sync.Mutex
 	watchers map[int64]*watcher
