@@ -276,3 +276,32 @@ func TestReadingWatcherNeverCanceledByCaps(t *testing.T) {
 		t.Fatalf("%d watches canceled as compacted", c)
 	}
 }
+
+// Several watches on one stream that is not read share the stream's cap:
+// together they queue no more than it allows, and every one of them stalls.
+func TestSlowStreamCapSharedByItsWatches(t *testing.T) {
+	n := startCappedNode(t, testWatchEvents)
+	cli := n.client()
+	const prefix, writes, watches = "/registry/secrets/", 200, 3
+	start := n.kv.store.View().Rev() + 1
+	stuck := stuckWatch(t, n, prefix, start)
+	for i := 1; i < watches; i++ {
+		err := stuck.Send(&pb.WatchRequest{RequestUnion: &pb.WatchRequest_CreateRequest{CreateRequest: &pb.WatchCreateRequest{
+			Key: []byte(prefix), RangeEnd: []byte(clientv3.GetPrefixRangeEnd(prefix)), StartRevision: start}}})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	eventually(t, "every watch open", func() bool { return n.kv.Watchers() == watches })
+	// The stream's cap, passed by at most one revision's event per watch.
+	maxBytes := int64(testStreamBytes + watches*(testValueBytes+256))
+	putN(t, n, cli, prefix, writes, func() {
+		if q := n.kv.WatchQueue(); q.Bytes > maxBytes {
+			t.Fatalf("one stream holds %d queued bytes; its cap allows %d", q.Bytes, maxBytes)
+		}
+	})
+	eventually(t, "every watch of the stream stalls", func() bool { return n.kv.WatchQueue().Stalled == watches })
+	if q := n.kv.WatchQueue(); q.Bytes > maxBytes || q.Bytes < testWatchBytes {
+		t.Fatalf("stream holds %d queued bytes, want between one watch's cap %d and the stream's %d", q.Bytes, testWatchBytes, maxBytes)
+	}
+}
