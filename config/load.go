@@ -68,6 +68,7 @@ func ServerFlags(fs *pflag.FlagSet, c *Server) {
 	fs.IntVar(&c.Store.MaxRequestBytes, "max-request-bytes", c.Store.MaxRequestBytes, "largest etcd request accepted, in bytes")
 	fs.IntVar(&c.Store.MaxTxnOps, "max-txn-ops", c.Store.MaxTxnOps, "most operations in one transaction")
 	fs.Int64Var(&c.Store.HistoryRevisions, "history-revisions", c.Store.HistoryRevisions, "revisions of history kept for watches and past reads (0: until a client compacts)")
+	fs.Int64Var(&c.Store.HistoryBytes, "history-bytes", c.Store.HistoryBytes, "bytes of history (retained events' keys and values) kept for watches and past reads; older revisions are compacted past it (0: no size bound)")
 	fs.Int64Var(&c.Store.QuotaBytes, "store-quota-bytes", c.Store.QuotaBytes, "store size in bytes past which writes are refused with \"mvcc: database space exceeded\" and the NOSPACE alarm is raised (etcd's --quota-backend-bytes)")
 	fs.DurationVar(&c.Store.LeaseMinTTL.Duration, "lease-min-ttl", c.Store.LeaseMinTTL.Duration, "shortest lease TTL granted")
 	fs.StringVar(&c.Snapshots.Schedule, "snapshot-schedule", c.Snapshots.Schedule, "take a snapshot of the store on this cron schedule (\"0 */12 * * *\", \"@daily\", \"@every 6h\"); empty: none")

@@ -87,6 +87,7 @@ func TestLoadServerErrorsNameTheField(t *testing.T) {
 		{"snapshot schedule", "", []string{"--snapshot-schedule", "every day"}, []string{`snapshots.schedule (--snapshot-schedule): "every day"`, "@daily"}},
 		{"snapshot schedule in file", "snapshots:\n  schedule: \"61 * * * *\"\n", nil, []string{`snapshots.schedule (--snapshot-schedule): "61 * * * *"`}},
 		{"snapshot retention", "", []string{"--snapshot-retention", "0"}, []string{"snapshots.retention (--snapshot-retention): 0 keeps no snapshot"}},
+		{"history bytes", "", []string{"--history-bytes", "-1"}, []string{"store.historyBytes (--history-bytes): -1 must be 0 (no size bound) or positive"}},
 		{"store quota flag", "", []string{"--store-quota-bytes", "512"}, []string{"store.quotaBytes (--store-quota-bytes): 512 is below the minimum"}},
 		{"store quota in file", "store:\n  quotaBytes: 1099511627776000\n", nil, []string{"store.quotaBytes (--store-quota-bytes)", "memory"}},
 		{"grace period in file", "nodeMonitorGracePeriod: soon\n", nil, []string{"nodeMonitorGracePeriod (--node-monitor-grace-period): invalid duration soon"}},

@@ -56,6 +56,9 @@ func (s *Store) validate(memBytes int64) []error {
 	if s.HistoryRevisions < 0 {
 		errs = append(errs, fmt.Errorf("store.historyRevisions (--history-revisions): %d must be 0 (keep all) or positive", s.HistoryRevisions))
 	}
+	if s.HistoryBytes < 0 {
+		errs = append(errs, fmt.Errorf("store.historyBytes (--history-bytes): %d must be 0 (no size bound) or positive", s.HistoryBytes))
+	}
 	if err := s.LeaseMinTTL.check(); err != nil {
 		errs = append(errs, fmt.Errorf("store.leaseMinTTL (--lease-min-ttl): %w", err))
 	} else if s.LeaseMinTTL.Duration < time.Second {

@@ -185,6 +185,10 @@ type Store struct {
 	// the leader compacts everything older than this many revisions. 0 keeps
 	// everything until a client compacts (kube-apiserver compacts every 5m).
 	HistoryRevisions int64 `json:"historyRevisions"`
+	// HistoryBytes bounds the same history by size: the leader also
+	// compacts the oldest revisions while the retained events (key, value
+	// and overhead each) account for more. 0 leaves the size unbounded.
+	HistoryBytes int64 `json:"historyBytes"`
 	// LeaseMinTTL is the shortest lease granted; shorter requests are raised
 	// to it, as etcd does, so leases survive a leader election.
 	LeaseMinTTL Duration `json:"leaseMinTTL"`
@@ -194,6 +198,10 @@ type Store struct {
 	// raised (etcd's --quota-backend-bytes). It must fit in memory.
 	QuotaBytes int64 `json:"quotaBytes"`
 }
+
+// DefaultHistoryBytes bounds the store's event history, held in memory on
+// every server, to 128 MiB.
+const DefaultHistoryBytes = 128 << 20
 
 // DefaultStoreQuotaBytes is etcd's default backend quota, 2 GiB.
 const DefaultStoreQuotaBytes = 2 << 30
@@ -247,6 +255,7 @@ func DefaultServer() Server {
 			MaxRequestBytes:  1536 * 1024,
 			MaxTxnOps:        128,
 			HistoryRevisions: 100000,
+			HistoryBytes:     DefaultHistoryBytes,
 			LeaseMinTTL:      Duration{Duration: 5 * time.Second},
 			QuotaBytes:       DefaultStoreQuotaBytes,
 		},

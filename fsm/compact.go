@@ -41,9 +41,9 @@ func (w *writer) compactVersions(rev int64) {
 		if e.rev > rev {
 			break
 		}
-		if _, ok := seen[string(e.ev.Kv.Key)]; !ok {
-			seen[string(e.ev.Kv.Key)] = struct{}{}
-			keys = append(keys, e.ev.Kv.Key)
+		if _, ok := seen[string(e.kv.Key)]; !ok {
+			seen[string(e.kv.Key)] = struct{}{}
+			keys = append(keys, e.kv.Key)
 		}
 	}
 	var drop []*mvccpb.KeyValue

@@ -1,14 +1,29 @@
 package fsm
 
-import "sort"
+import (
+	"sort"
+
+	"go.etcd.io/etcd/api/v3/mvccpb"
+)
 
 // logChunk is the number of events in one chunk of the event log.
 const logChunk = 256
 
-// logEntry is one event with the revision that made it.
+// logEntry is one event with the revision that made it, in 24 bytes: the
+// event's type is not stored, a delete's Kv being its tombstone (Version
+// 0) and a put's never.
 type logEntry struct {
-	rev int64
-	ev  Event
+	rev      int64
+	kv, prev *mvccpb.KeyValue
+}
+
+// event is the entry as a watcher sees it.
+func (e *logEntry) event() Event {
+	ev := Event{Type: mvccpb.PUT, Kv: e.kv, PrevKv: e.prev}
+	if isTombstone(e.kv) {
+		ev.Type = mvccpb.DELETE
+	}
+	return ev
 }
 
 // eventLog is the retained event history: every event in revision order
@@ -26,6 +41,10 @@ type eventLog struct {
 	base   int // absolute position of chunks[0][0]
 	start  int // absolute position of the first retained event
 	end    int // absolute position one past the last event
+	// bytes is the accounted size of the retained events (each one its
+	// version's size), kept up to date by append and dropBefore so that no
+	// entry carries it.
+	size int64
 }
 
 // Len is the number of retained events.
@@ -43,8 +62,34 @@ func (l *eventLog) append(rev int64, ev Event) {
 	if i/logChunk == len(l.chunks) {
 		l.chunks = append(l.chunks, new([logChunk]logEntry))
 	}
-	l.chunks[i/logChunk][i%logChunk] = logEntry{rev: rev, ev: ev}
+	l.chunks[i/logChunk][i%logChunk] = logEntry{rev: rev, kv: ev.Kv, prev: ev.PrevKv}
+	l.size += versionSize(ev.Kv)
 	l.end++
+}
+
+// bytes is the accounted size of the retained events: each event's
+// version (key, value and overhead); previous values are versions of
+// their own, retained or not.
+func (l *eventLog) bytes() int64 { return l.size }
+
+// keepWithin returns the lowest retained revision from which the retained
+// events account for at most limit bytes, or 0 when all of them do. The
+// newest revision is always kept, and so is every event of the revision
+// returned: the history may pass limit by the one revision.
+//
+// It walks the events it would drop, as compaction to the answer does.
+func (l *eventLog) keepWithin(limit int64) int64 {
+	if l.size <= limit {
+		return 0
+	}
+	left := l.size
+	for pos := l.start; pos < l.end-1; pos++ {
+		left -= versionSize(l.at(pos).kv)
+		if left <= limit {
+			return l.at(pos + 1).rev
+		}
+	}
+	return l.at(l.end - 1).rev
 }
 
 // search returns the position of the first retained event with revision
@@ -56,7 +101,11 @@ func (l *eventLog) search(rev int64) int {
 // dropBefore returns the log without events below rev. Whole chunks that
 // fall out are released from a fresh chunks slice; older copies keep theirs.
 func (l eventLog) dropBefore(rev int64) eventLog {
-	l.start = l.search(rev)
+	start := l.search(rev)
+	for pos := l.start; pos < start; pos++ {
+		l.size -= versionSize(l.at(pos).kv)
+	}
+	l.start = start
 	if drop := (l.start - l.base) / logChunk; drop > 0 {
 		l.chunks = append([]*[logChunk]logEntry(nil), l.chunks[drop:]...)
 		l.base += drop * logChunk

@@ -67,7 +67,7 @@ func (v *View) WriteSnapshot(w io.Writer) error {
 		e.i64(rev)
 		e.u64(uint64(hi - lo))
 		for pos := lo; pos < hi; pos++ {
-			ev := v.events.at(pos).ev
+			ev := v.events.at(pos).event()
 			e.i64(int64(ev.Type))
 			e.kv(ev.Kv)
 			e.kv(ev.PrevKv)

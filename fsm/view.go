@@ -32,6 +32,15 @@ func (v *View) Rev() int64 { return v.rev }
 // watches below it fail with ErrCompacted.
 func (v *View) CompactRev() int64 { return v.compactRev }
 
+// HistoryBytes is the accounted size of the retained event history (each
+// event's version: key, value and overhead).
+func (v *View) HistoryBytes() int64 { return v.events.bytes() }
+
+// HistoryKeepWithin returns the revision to compact to so that the retained
+// history accounts for at most limit bytes (plus at most one revision), or
+// 0 when it already does.
+func (v *View) HistoryKeepWithin(limit int64) int64 { return v.events.keepWithin(limit) }
+
 // Next returns a channel closed once a newer view than v is published.
 func (v *View) Next() <-chan struct{} { return v.next }
 
@@ -56,7 +65,7 @@ func (v *View) Events(from int64, key, end []byte, fn func(rev int64, ev Event) 
 	sp := newSpan(key, end)
 	for pos := v.events.search(from); pos < v.events.end; pos++ {
 		e := v.events.at(pos)
-		if sp.contains(e.ev.Kv.Key) && !fn(e.rev, e.ev) {
+		if sp.contains(e.kv.Key) && !fn(e.rev, e.event()) {
 			return nil
 		}
 	}
@@ -112,7 +121,7 @@ func (v *View) Hash() uint64 {
 		h.bytes(kbuf)
 		h.u64(uint64(hi - lo))
 		for pos := lo; pos < hi; pos++ {
-			ev := v.events.at(pos).ev
+			ev := v.events.at(pos).event()
 			h.i64(int64(ev.Type))
 			h.kv(ev.Kv)
 			h.kv(ev.PrevKv)

@@ -20,12 +20,14 @@ func MemberID(serverID string) uint64 {
 	return h.Sum64()
 }
 
-// RunCompactor keeps the retained history within HistoryRevisions for one
-// raft term this server leads, until ctx ends, so a cluster without
-// kube-apiserver's compactor (etcdctl users) still has bounded memory;
-// core/server/leader.go starts it with the other leader duties.
+// RunCompactor keeps the retained history within HistoryRevisions and
+// HistoryBytes for one raft term this server leads, until ctx ends, so a
+// cluster without kube-apiserver's compactor (etcdctl users) still has
+// bounded memory; core/server/leader.go starts it with the other leader
+// duties. Between two checks the history may grow by what is written in
+// compactEvery.
 func (s *Server) RunCompactor(ctx context.Context, _ uint64) {
-	if s.cfg.HistoryRevisions <= 0 {
+	if s.cfg.HistoryRevisions <= 0 && s.cfg.HistoryBytes <= 0 {
 		return
 	}
 	t := time.NewTicker(compactEvery)
@@ -36,9 +38,8 @@ func (s *Server) RunCompactor(ctx context.Context, _ uint64) {
 			return
 		case <-t.C:
 		}
-		v := s.store.View()
-		target := v.Rev() - s.cfg.HistoryRevisions
-		if target <= v.CompactRev() {
+		target, ok := s.compactTarget(s.store.View())
+		if !ok {
 			continue
 		}
 		cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
@@ -50,6 +51,19 @@ func (s *Server) RunCompactor(ctx context.Context, _ uint64) {
 		}
 		s.log.Debug("compacted history", "revision", target)
 	}
+}
+
+// compactTarget is the revision to compact v to so that its history fits
+// both limits, if it does not already.
+func (s *Server) compactTarget(v *fsm.View) (int64, bool) {
+	var target int64
+	if s.cfg.HistoryRevisions > 0 {
+		target = v.Rev() - s.cfg.HistoryRevisions
+	}
+	if s.cfg.HistoryBytes > 0 {
+		target = max(target, v.HistoryKeepWithin(s.cfg.HistoryBytes))
+	}
+	return target, target > v.CompactRev()
 }
 
 // Status reports this member's state; kube-apiserver reads Version from it

@@ -66,6 +66,10 @@ type Config struct {
 	// HistoryRevisions is the history window the leader keeps by compacting
 	// older revisions; 0 disables automatic compaction.
 	HistoryRevisions int64
+	// HistoryBytes bounds the same history by its accounted size (every
+	// retained event's key, value and overhead): the leader also compacts
+	// the oldest revisions past it. 0 leaves the size unbounded.
+	HistoryBytes int64
 	// QuotaBytes is the store size past which this server raises the
 	// NOSPACE alarm (etcd's --quota-backend-bytes); 0 disables the check.
 	QuotaBytes int64
@@ -75,6 +79,15 @@ type Config struct {
 	CommandGate func(typ byte) error
 	// LeaseMinTTL is the shortest lease granted.
 	LeaseMinTTL time.Duration
+	// WatchQueueEvents and WatchQueueBytes cap the events (and their
+	// estimated bytes) one watch may have queued and not yet written to its
+	// client; a watch at its cap reads no further until the client reads
+	// (as etcd's unsynced watchers), and is canceled with etcd's compacted
+	// error once compaction passes it. WatchStreamQueueBytes caps the bytes
+	// queued on one stream for all its watches together.
+	WatchQueueEvents      int64
+	WatchQueueBytes       int64
+	WatchStreamQueueBytes int64
 	// ProgressNotifyInterval is how often watchers that asked for progress
 	// notifications get one (etcd: 10m).
 	ProgressNotifyInterval time.Duration
@@ -95,8 +108,12 @@ func DefaultConfig() Config {
 		MaxRequestBytes:        1536 * 1024,
 		MaxTxnOps:              128,
 		HistoryRevisions:       100000,
+		HistoryBytes:           128 << 20,
 		LeaseMinTTL:            5 * time.Second,
 		ProgressNotifyInterval: 10 * time.Minute,
+		WatchQueueEvents:       4096,
+		WatchQueueBytes:        8 << 20,
+		WatchStreamQueueBytes:  32 << 20,
 		Version:                EtcdVersion,
 		MemberName:             "default",
 	}
@@ -122,10 +139,34 @@ type Server struct {
 
 	// watchers counts the watches open on every stream (for metrics).
 	watchers atomic.Int64
+	// watchCounters accounts for what every stream has queued.
+	watchCounters watchCounters
 }
 
 // Watchers is the number of watches open on this server.
 func (s *Server) Watchers() int64 { return s.watchers.Load() }
+
+// WatchQueue reports what watch streams have queued and not yet written,
+// how many watchers wait at their cap, and how many were canceled as
+// compacted.
+func (s *Server) WatchQueue() WatchQueueStats { return s.watchCounters.snapshot() }
+
+// WatchLimits reports the watch queue caps in force: per watch (events,
+// bytes) and per stream (bytes).
+func (s *Server) WatchLimits() (watchEvents, watchBytes, streamBytes int64) {
+	return s.cfg.WatchQueueEvents, s.cfg.WatchQueueBytes, s.cfg.WatchStreamQueueBytes
+}
+
+// HistoryLimit is the size past which the leader compacts history (0: none).
+func (s *Server) HistoryLimit() int64 { return s.cfg.HistoryBytes }
+
+func (s *Server) watchLimits() watchLimits {
+	return watchLimits{
+		watchEvents: s.cfg.WatchQueueEvents,
+		watchBytes:  s.cfg.WatchQueueBytes,
+		streamBytes: s.cfg.WatchStreamQueueBytes,
+	}
+}
 
 // New returns a server. Its leader duties (RunLessor, RunCompactor) run in
 // each term the caller's raft node leads: core/server starts them, Start
@@ -149,6 +190,15 @@ func New(cfg Config, store *fsm.Store, r Raft) *Server {
 	}
 	if cfg.Version == "" {
 		cfg.Version = def.Version
+	}
+	if cfg.WatchQueueEvents <= 0 {
+		cfg.WatchQueueEvents = def.WatchQueueEvents
+	}
+	if cfg.WatchQueueBytes <= 0 {
+		cfg.WatchQueueBytes = def.WatchQueueBytes
+	}
+	if cfg.WatchStreamQueueBytes <= 0 {
+		cfg.WatchStreamQueueBytes = def.WatchStreamQueueBytes
 	}
 	s := &Server{cfg: cfg, store: store, raft: r, log: cfg.Logger.With("component", "kvserver")}
 	s.lessor = newLessor(s)

@@ -13,9 +13,12 @@ import (
 	"google.golang.org/grpc"
 )
 
-// maxEventsPerResponse bounds one WatchResponse; a response never splits the
-// events of one revision, as etcd.
-const maxEventsPerResponse = 1000
+// maxEventsPerResponse and maxResponseBytes bound one WatchResponse; a
+// response never splits the events of one revision, as etcd.
+const (
+	maxEventsPerResponse = 1000
+	maxResponseBytes     = 1 << 20
+)
 
 // Watch serves one bidirectional watch stream carrying many watchers.
 //
@@ -29,10 +32,11 @@ func (s *Server) Watch(stream grpc.BidiStreamingServer[pb.WatchRequest, pb.Watch
 	ws := &watchStream{
 		s:        s,
 		ctx:      ctx,
-		out:      make(chan *pb.WatchResponse, 64),
+		ob:       newOutbox(s.watchLimits(), &s.watchCounters),
 		watchers: make(map[int64]*watcher),
 		updated:  make(chan struct{}),
 	}
+	defer ws.ob.close()
 	sendErr := make(chan error, 1)
 	go func() { sendErr <- ws.sendLoop(stream) }()
 	recvErr := ws.recvLoop(stream)
@@ -54,10 +58,10 @@ func (s *Server) Watch(stream grpc.BidiStreamingServer[pb.WatchRequest, pb.Watch
 type watchStream struct {
 	s   *Server
 	ctx context.Context
-	out chan *pb.WatchResponse
+	ob  *outbox
 	wg  sync.WaitGroup
 
-	// mu serialises queueing on out with the bookkeeping progress
+	// mu serialises queueing on ob with the bookkeeping progress
 	// notifications depend on (watcher.sent, watcher.lastEvent).
 	mu       sync.Mutex
 	watchers map[int64]*watcher
@@ -78,30 +82,29 @@ type watcher struct {
 	// Guarded by watchStream.mu. sent: every event with revision <= sent has
 	// been queued. lastEvent: the revision of the last event queued.
 	sent, lastEvent int64
+	// Guarded by outbox.mu: what this watcher has queued and gRPC has not
+	// taken yet.
+	qEvents, qBytes int64
 }
 
 func (ws *watchStream) sendLoop(stream grpc.BidiStreamingServer[pb.WatchRequest, pb.WatchResponse]) error {
 	for {
-		select {
-		case <-ws.ctx.Done():
+		q, ok := ws.ob.pop(ws.ctx)
+		if !ok {
 			return ws.ctx.Err()
-		case resp := <-ws.out:
-			if err := stream.Send(resp); err != nil {
-				return err
-			}
+		}
+		err := stream.Send(q.resp)
+		ws.ob.done(q)
+		if err != nil {
+			return err
 		}
 	}
 }
 
-// queue hands a response to the sender. Callers hold ws.mu when ordering
-// matters relative to other watchers.
-func (ws *watchStream) queue(resp *pb.WatchResponse) bool {
-	select {
-	case ws.out <- resp:
-		return true
-	case <-ws.ctx.Done():
-		return false
-	}
+// queue hands a control response (no events) to the sender. Callers hold
+// ws.mu when ordering matters relative to other watchers.
+func (ws *watchStream) queue(resp *pb.WatchResponse) {
+	ws.ob.push(resp, nil)
 }
 
 func (ws *watchStream) recvLoop(stream grpc.BidiStreamingServer[pb.WatchRequest, pb.WatchResponse]) error {
@@ -109,6 +112,9 @@ func (ws *watchStream) recvLoop(stream grpc.BidiStreamingServer[pb.WatchRequest,
 		req, err := stream.Recv()
 		if err != nil {
 			return err
+		}
+		if !ws.ob.controlRoom(ws.ctx) {
+			return ws.ctx.Err()
 		}
 		switch r := req.RequestUnion.(type) {
 		case *pb.WatchRequest_CreateRequest:
@@ -200,6 +206,8 @@ func (ws *watchStream) cancelWatch(id int64) {
 }
 
 // run streams events to one watcher from revision next on, until canceled.
+// A watcher whose queue is full waits for the stream to drain holding only
+// next; compaction passing next while it waits cancels it.
 func (ws *watchStream) run(ctx context.Context, w *watcher, next int64) {
 	var tick <-chan time.Time
 	if w.progressNotify {
@@ -207,21 +215,37 @@ func (ws *watchStream) run(ctx context.Context, w *watcher, next int64) {
 		defer t.Stop()
 		tick = t.C
 	}
+	stalled := false
+	defer func() {
+		if stalled {
+			ws.s.watchCounters.stalled.Add(-1)
+		}
+	}()
 	quietSinceTick := true
 	for {
 		v := ws.s.store.View()
+		var drained <-chan struct{}
 		if v.Rev() >= next {
-			sentAny, ok := ws.deliver(w, v, next)
-			if !ok {
+			d := ws.deliver(w, v, next)
+			if !d.ok {
 				return
 			}
-			quietSinceTick = quietSinceTick && !sentAny
-			next = v.Rev() + 1
+			quietSinceTick = quietSinceTick && !d.sentAny
+			next, drained = d.next, d.drained
+		}
+		if (drained != nil) != stalled {
+			stalled = drained != nil
+			if stalled {
+				ws.s.watchCounters.stalled.Add(1)
+			} else {
+				ws.s.watchCounters.stalled.Add(-1)
+			}
 		}
 		select {
 		case <-ctx.Done():
 			return
 		case <-v.Next(): // closed once a newer view exists: no apply is missed
+		case <-drained:
 		case <-tick:
 			if quietSinceTick && next > v.Rev() {
 				ws.mu.Lock()
@@ -233,61 +257,98 @@ func (ws *watchStream) run(ctx context.Context, w *watcher, next int64) {
 	}
 }
 
-// deliver queues every matching event of v from revision from on. It returns
-// whether it sent events, and false in ok when the watcher is finished
-// (compacted or stream gone).
-func (ws *watchStream) deliver(w *watcher, v *fsm.View, from int64) (sentAny, ok bool) {
+// delivered is how far one deliver got.
+type delivered struct {
+	next    int64           // the first revision not yet delivered
+	drained <-chan struct{} // non-nil when the queue is full: closed when it drains
+	sentAny bool            // events were queued
+	ok      bool            // false: the watcher is finished (compacted or stream gone)
+}
+
+// deliver queues the matching events of v from revision from on, in
+// batches, while the watcher's queue has room.
+func (ws *watchStream) deliver(w *watcher, v *fsm.View, from int64) delivered {
+	d := delivered{next: from, ok: true}
 	for from <= v.Rev() {
-		var batch []*mvccpb.Event
-		batchRev, lastRev := int64(0), from-1
-		err := v.Events(from, w.key, w.end, func(rev int64, ev fsm.Event) bool {
-			if len(batch) >= maxEventsPerResponse && rev != batchRev {
-				return false
-			}
-			lastRev, batchRev = rev, rev
-			if (ev.Type == mvccpb.PUT && w.noPut) || (ev.Type == mvccpb.DELETE && w.noDel) {
-				return true
-			}
-			e := &mvccpb.Event{Type: ev.Type, Kv: ev.Kv}
-			if w.prevKV {
-				e.PrevKv = ev.PrevKv
-			}
-			batch = append(batch, e)
-			return true
-		})
+		if from < v.CompactRev() {
+			ws.cancelCompacted(w, v)
+			d.ok = false
+			return d
+		}
+		events, bytes, drained := ws.ob.room(w)
+		if drained != nil {
+			d.drained = drained
+			return d
+		}
+		batch, lastRev, err := ws.batch(w, v, from, min(events, maxEventsPerResponse), min(bytes, maxResponseBytes))
 		if errors.Is(err, fsm.ErrCompacted) {
-			ws.mu.Lock()
-			ws.queue(&pb.WatchResponse{Header: ws.s.header(v.Rev()), WatchId: w.id, CompactRevision: v.CompactRev(), Canceled: true,
-				CancelReason: "mvcc: required revision has been compacted"})
-			if ws.watchers[w.id] == w {
-				delete(ws.watchers, w.id)
-			}
-			ws.signalLocked()
-			ws.mu.Unlock()
-			return sentAny, false
+			ws.cancelCompacted(w, v)
+			d.ok = false
+			return d
 		}
 		if err != nil {
 			ws.s.log.Error("reading watch events", "watch", w.id, "from", from, "err", err)
-			return sentAny, false
-		}
-		if len(batch) < maxEventsPerResponse || lastRev >= v.Rev() {
-			lastRev = v.Rev() // the walk reached the end of the view
+			d.ok = false
+			return d
 		}
 		ws.mu.Lock()
 		if len(batch) > 0 {
-			if !ws.queue(&pb.WatchResponse{Header: ws.s.header(v.Rev()), WatchId: w.id, Events: batch}) {
-				ws.mu.Unlock()
-				return sentAny, false
-			}
+			ws.ob.push(&pb.WatchResponse{Header: ws.s.header(v.Rev()), WatchId: w.id, Events: batch}, w)
 			w.lastEvent = batch[len(batch)-1].Kv.ModRevision
-			sentAny = true
+			d.sentAny = true
 		}
 		w.sent = lastRev
 		ws.signalLocked()
 		ws.mu.Unlock()
 		from = lastRev + 1
+		d.next = from
 	}
-	return sentAny, true
+	return d
+}
+
+// batch reads the next response's events of v from revision from on: up to
+// maxEvents and maxBytes, never splitting the events of one revision (as
+// etcd). lastRev is the last revision the batch covers.
+func (ws *watchStream) batch(w *watcher, v *fsm.View, from, maxEvents, maxBytes int64) (batch []*mvccpb.Event, lastRev int64, err error) {
+	batchRev, bytes, full := int64(0), int64(0), false
+	lastRev = from - 1
+	err = v.Events(from, w.key, w.end, func(rev int64, ev fsm.Event) bool {
+		if batchRev != 0 && rev != batchRev && (int64(len(batch)) >= maxEvents || bytes >= maxBytes) {
+			full = true
+			return false
+		}
+		lastRev, batchRev = rev, rev
+		if (ev.Type == mvccpb.PUT && w.noPut) || (ev.Type == mvccpb.DELETE && w.noDel) {
+			return true
+		}
+		e := &mvccpb.Event{Type: ev.Type, Kv: ev.Kv}
+		if w.prevKV {
+			e.PrevKv = ev.PrevKv
+		}
+		batch = append(batch, e)
+		bytes += eventBytes(e)
+		return true
+	})
+	if !full {
+		lastRev = v.Rev() // the walk reached the end of the view
+	}
+	return batch, lastRev, err
+}
+
+// cancelCompacted cancels w because history it needs is compacted, with
+// etcd's response: Canceled and CompactRevision set, which clientv3 reports
+// as ErrCompacted and kube-apiserver turns into 410 Gone, so its watch cache
+// relists.
+func (ws *watchStream) cancelCompacted(w *watcher, v *fsm.View) {
+	ws.s.watchCounters.compacted.Add(1)
+	ws.mu.Lock()
+	defer ws.mu.Unlock()
+	ws.queue(&pb.WatchResponse{Header: ws.s.header(v.Rev()), WatchId: w.id, CompactRevision: v.CompactRev(), Canceled: true,
+		CancelReason: "mvcc: required revision has been compacted"})
+	if ws.watchers[w.id] == w {
+		delete(ws.watchers, w.id)
+	}
+	ws.signalLocked()
 }
 
 func (ws *watchStream) signalLocked() {

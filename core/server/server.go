@@ -273,6 +273,7 @@ func open(ctx context.Context, cfg config.Server, log *slog.Logger, opts Options
 	kc.MaxRequestBytes = cfg.Store.MaxRequestBytes
 	kc.MaxTxnOps = cfg.Store.MaxTxnOps
 	kc.HistoryRevisions = cfg.Store.HistoryRevisions
+	kc.HistoryBytes = cfg.Store.HistoryBytes
 	kc.LeaseMinTTL = cfg.Store.LeaseMinTTL.Duration
 	kc.QuotaBytes = cfg.Store.QuotaBytes
 	kc.CommandGate = s.commandGate

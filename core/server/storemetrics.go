@@ -19,6 +19,14 @@ func (s *Server) serveStoreMetrics(ctx context.Context) error {
 			return v.Keys(), v.Size(), v.Rev()
 		},
 		Watchers: s.kv.Watchers,
+		WatchQueue: func() storemetrics.WatchQueue {
+			q := s.kv.WatchQueue()
+			we, wb, sb := s.kv.WatchLimits()
+			return storemetrics.WatchQueue{Events: q.Events, Bytes: q.Bytes, Stalled: q.Stalled, Compacted: q.Compacted, WatchEvents: we, WatchBytes: wb, StreamBytes: sb}
+		},
+		History: func() storemetrics.History {
+			return storemetrics.History{Bytes: s.store.View().HistoryBytes(), Limit: s.kv.HistoryLimit()}
+		},
 		Members: func() []storemetrics.Member {
 			if s.pool == nil {
 				return nil

@@ -24,6 +24,10 @@ type Sources struct {
 	Watchers func() int64
 	// Members lists the gossip pool's members.
 	Members func() []Member
+	// WatchQueue is what watch streams have queued, and its caps.
+	WatchQueue func() WatchQueue
+	// History is the retained history's size and cap.
+	History func() History
 }
 
 var (
@@ -90,6 +94,9 @@ func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{indexDesc, termDesc, stateDesc, keysDesc, bytesDesc, revDesc, watchDesc, memDesc} {
 		ch <- d
 	}
+	for _, d := range watchDescs {
+		ch <- d
+	}
 	c.leaderChanges.Describe(ch)
 }
 
@@ -106,6 +113,12 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	}
 	if c.src.Watchers != nil {
 		ch <- prometheus.MustNewConstMetric(watchDesc, prometheus.GaugeValue, float64(c.src.Watchers()))
+	}
+	if c.src.WatchQueue != nil {
+		collectWatchQueue(ch, c.src.WatchQueue())
+	}
+	if c.src.History != nil {
+		collectHistory(ch, c.src.History())
 	}
 	if c.src.Members != nil {
 		counts := map[Member]int{}

@@ -3,7 +3,9 @@
 // snapshot), which hashicorp/raft reports through go-metrics and a Sink
 // turns into histograms, and, read at each scrape by a Collector, the
 // applied and commit index, term and role, leader changes, the FSM's keys
-// and bytes, open watches, and gossip members by role and status.
+// and bytes, open watches, what watch streams hold queued against their
+// caps, the event history's size against its cap, and gossip members by
+// role and status.
 package storemetrics
 
 import (

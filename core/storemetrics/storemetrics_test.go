@@ -22,6 +22,10 @@ func TestCollector(t *testing.T) {
 		Members: func() []Member {
 			return []Member{{"server", "alive"}, {"server", "alive"}, {"agent", "failed"}}
 		},
+		WatchQueue: func() WatchQueue {
+			return WatchQueue{Events: 7, Bytes: 9000, Stalled: 1, Compacted: 2, WatchEvents: 4096, WatchBytes: 8 << 20, StreamBytes: 32 << 20}
+		},
+		History: func() History { return History{Bytes: 1 << 20, Limit: 128 << 20} },
 	})
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(c)
@@ -45,9 +49,27 @@ keelson_raft_index{kind="last_snapshot"} 100
 	if err := testutil.GatherAndCompare(reg, strings.NewReader(want), "keelson_raft_state", "keelson_cluster_members", "keelson_raft_index"); err != nil {
 		t.Error(err)
 	}
+	wantWatch := `# HELP keelson_store_watch_compacted_total Watches canceled with etcd's compacted error because history they needed was compacted (started, or fell, behind the retained window).
+# TYPE keelson_store_watch_compacted_total counter
+keelson_store_watch_compacted_total 2
+# HELP keelson_store_watch_queue_limit_bytes Cap on the bytes one watch (scope=watch) or one stream of watches (scope=stream) may have queued.
+# TYPE keelson_store_watch_queue_limit_bytes gauge
+keelson_store_watch_queue_limit_bytes{scope="stream"} 3.3554432e+07
+keelson_store_watch_queue_limit_bytes{scope="watch"} 8.388608e+06
+# HELP keelson_store_watch_queued_events Watch events queued for clients and not yet written to their streams.
+# TYPE keelson_store_watch_queued_events gauge
+keelson_store_watch_queued_events 7
+# HELP keelson_store_history_limit_bytes Size past which the leader compacts the oldest history (0: no size bound).
+# TYPE keelson_store_history_limit_bytes gauge
+keelson_store_history_limit_bytes 1.34217728e+08
+`
+	if err := testutil.GatherAndCompare(reg, strings.NewReader(wantWatch), "keelson_store_watch_compacted_total", "keelson_store_watch_queue_limit_bytes", "keelson_store_watch_queued_events", "keelson_store_history_limit_bytes"); err != nil {
+		t.Error(err)
+	}
 	// The gauges move with the store.
 	state, keys, watchers = "Leader", 11, 5
-	for name, v := range map[string]float64{"keelson_store_keys": 11, "keelson_store_watchers": 5, "keelson_raft_term": 3, "keelson_store_size_bytes": 4096} {
+	for name, v := range map[string]float64{"keelson_store_keys": 11, "keelson_store_watchers": 5, "keelson_raft_term": 3, "keelson_store_size_bytes": 4096,
+		"keelson_store_watch_queued_bytes": 9000, "keelson_store_watch_stalled": 1, "keelson_store_watch_queue_limit_events": 4096, "keelson_store_history_bytes": 1 << 20} {
 		if got := gathered(t, reg, name); got != v {
 			t.Errorf("%s = %v, want %v", name, got, v)
 		}
