@@ -86,7 +86,9 @@ func TestCloudNodeInitialised(t *testing.T) {
 	err = wait.PollUntilContextCancel(ctx, 50*time.Millisecond, true, func(ctx context.Context) (bool, error) {
 		got, err = client.CoreV1().Nodes().Get(ctx, "n1", metav1.GetOptions{})
 		_, goneErr := client.CoreV1().Nodes().Get(ctx, "gone", metav1.GetOptions{})
-		return err == nil && got.Spec.ProviderID != "" && len(got.Spec.Taints) == 0 && goneErr != nil, nil
+		// k8s.io/cloud-provider's node controller writes the addresses
+		// in a second update, after the taint goes: wait for both.
+		return err == nil && got.Spec.ProviderID != "" && len(got.Spec.Taints) == 0 && len(got.Status.Addresses) > 0 && goneErr != nil, nil
 	})
 	if err != nil {
 		t.Fatalf("node %+v not initialised (or node gone not deleted): %v", got, err)
