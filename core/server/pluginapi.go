@@ -74,7 +74,7 @@ func pluginCRD() *apiextensionsv1.CustomResourceDefinition {
 							"sha256":  str("the checksum a third-party executable must match"),
 						}},
 						"status": {Type: "object", Properties: map[string]apiextensionsv1.JSONSchemaProps{
-							"state":     str("starting, running, crash-looping, refused, disabled or stopped"),
+							"state":     str("starting, running, crash-looping, refused, disabled, stopped or waiting (for its executable)"),
 							"ready":     {Type: "boolean", Description: "the plugin's latest health report"},
 							"message":   str("the plugin's latest health message"),
 							"lastError": str("why the plugin last failed or was refused"),
@@ -111,7 +111,11 @@ func pluginCRD() *apiextensionsv1.CustomResourceDefinition {
 // ensurePluginCRD creates or updates the Plugin CRD and waits until it is
 // served.
 func ensurePluginCRD(ctx context.Context, c apiextensions.Interface) error {
-	want := pluginCRD()
+	return ensureCRD(ctx, c, pluginCRD())
+}
+
+// ensureCRD creates or updates want and waits until it is served.
+func ensureCRD(ctx context.Context, c apiextensions.Interface, want *apiextensionsv1.CustomResourceDefinition) error {
 	crds := c.ApiextensionsV1().CustomResourceDefinitions()
 	got, err := crds.Get(ctx, want.Name, metav1.GetOptions{})
 	switch {
@@ -284,6 +288,14 @@ type statusWriter struct {
 	kick    chan struct{}
 }
 
+// setSpec records what the Plugin object of an installed plugin shows as
+// its spec.
+func (w *statusWriter) setSpec(sp host.Spec) {
+	w.mu.Lock()
+	w.specs[sp.Name] = sp
+	w.mu.Unlock()
+}
+
 func newStatusWriter(dyn dynamic.Interface, server string, specs []host.Spec, log *slog.Logger) *statusWriter {
 	w := &statusWriter{dyn: dyn, server: server, specs: map[string]host.Spec{}, log: log,
 		pending: map[string]host.PluginStatus{}, kick: make(chan struct{}, 1)}
@@ -358,7 +370,9 @@ func (w *statusWriter) write(ctx context.Context, st host.PluginStatus) error {
 			return nil
 		}
 	}
+	w.mu.Lock()
 	sp := w.specs[st.Name]
+	w.mu.Unlock()
 	spec := map[string]any{"builtin": sp.Builtin, "path": sp.Path}
 	if sp.SHA256 != "" {
 		spec["sha256"] = sp.SHA256
