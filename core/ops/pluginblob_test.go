@@ -43,6 +43,10 @@ func TestPluginBlobsTravelBetweenServers(t *testing.T) {
 		t.Fatal(err)
 	}
 	ctx := context.Background()
+	waitFor(t, "n2 to learn the configuration", func() bool {
+		f := nodes[2].node.Raft().GetConfiguration()
+		return f.Error() == nil && len(f.Configuration().Servers) == 3
+	})
 
 	// n2 lacks it; n0 does too, but n1 has it.
 	if err := FetchPluginBlobFromPeers(ctx, nodes[2].node, stores[2], sum); err != nil {
