@@ -42,17 +42,24 @@ type installedPlugins struct {
 	// prune deletes the Plugin objects and RBAC of plugins no longer
 	// configured or installed.
 	prune  func(ctx context.Context) error
-	status *statusWriter
+	status pluginStatusSink
 	dyn    dynamic.Interface
 
-	kick     chan struct{}
-	informer cache.SharedIndexInformer
+	kick chan struct{}
+	// list returns the PluginInstall objects (the informer's cache).
+	list func() []any
 
 	mu      sync.Mutex
 	term    uint64
 	leadCtx context.Context // nil while this server does not lead
 	running map[string]installedRun
 	waiting map[string]string // name -> why, as last published
+}
+
+// pluginStatusSink publishes plugin states (statusWriter).
+type pluginStatusSink interface {
+	set(host.PluginStatus)
+	setSpec(host.Spec)
 }
 
 type installedRun struct {
@@ -70,9 +77,10 @@ const fetchTimeout = 2 * time.Minute
 // run watches the PluginInstall objects and reconciles until ctx ends.
 func (p *installedPlugins) run(ctx context.Context) {
 	f := dynamicinformer.NewDynamicSharedInformerFactory(p.dyn, 0)
-	p.informer = f.ForResource(plugininstall.GVR).Informer()
+	informer := f.ForResource(plugininstall.GVR).Informer()
+	p.list = informer.GetStore().List
 	kick := func(any) { p.poke() }
-	_, _ = p.informer.AddEventHandler(cache.ResourceEventHandlerFuncs{
+	_, _ = informer.AddEventHandler(cache.ResourceEventHandlerFuncs{
 		AddFunc: kick, DeleteFunc: kick, UpdateFunc: func(_, n any) { p.poke() },
 	})
 	f.Start(ctx.Done())
@@ -87,7 +95,7 @@ func (p *installedPlugins) run(ctx context.Context) {
 		case <-p.kick:
 		case <-tick.C:
 		}
-		if p.informer.HasSynced() {
+		if informer.HasSynced() {
 			p.reconcile(ctx)
 		}
 	}
@@ -104,7 +112,7 @@ func (p *installedPlugins) poke() {
 // (and, on the leader, published as refused).
 func (p *installedPlugins) records() (valid []plugininstall.Record, refused map[string]string) {
 	refused = map[string]string{}
-	for _, obj := range p.informer.GetStore().List() {
+	for _, obj := range p.list() {
 		u, ok := obj.(*unstructured.Unstructured)
 		if !ok {
 			continue
