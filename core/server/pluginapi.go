@@ -405,7 +405,9 @@ func (w *statusWriter) write(ctx context.Context, st host.PluginStatus) error {
 // withinApproval checks a third-party plugin's declared rules against the
 // rules its operator approved, with the RBAC escalation check's comparison
 // (a declared rule must be covered verb by verb, resource by resource).
-func withinApproval(name string, approved, declared []rbacv1.PolicyRule) error {
+// approver names where the approval comes from: approvedByConfig or
+// approvedByInstall.
+func withinApproval(name, approver string, approved, declared []rbacv1.PolicyRule) error {
 	ok, uncovered := rbacvalidation.Covers(approved, declared)
 	if ok {
 		return nil
@@ -414,9 +416,15 @@ func withinApproval(name string, approved, declared []rbacv1.PolicyRule) error {
 	for _, r := range uncovered {
 		beyond = append(beyond, ruleString(r))
 	}
-	return fmt.Errorf("plugin %s declares API permissions beyond what plugins.external approves for it: %s; "+
-		"approve them in its rules (or a preset) if you trust it with them", name, strings.Join(beyond, ", "))
+	return fmt.Errorf("plugin %s declares API permissions beyond what %s approves for it: %s; "+
+		"approve them in its rules (or a preset) if you trust it with them", name, approver, strings.Join(beyond, ", "))
 }
+
+// Where a third-party plugin's approval comes from, for withinApproval.
+const (
+	approvedByConfig  = "plugins.external"
+	approvedByInstall = "its PluginInstall (keelson plugin install --rules/--preset)"
+)
 
 // ruleString renders a rule as kubectl describe clusterrole lists it:
 // resources (with group) or URLs, resource names, verbs.

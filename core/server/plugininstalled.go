@@ -290,7 +290,7 @@ func installedNames(ctx context.Context, dyn dynamic.Interface) ([]string, error
 // rules within what its PluginInstall approves, then granted.
 func (h *pluginHost) installedAuthorize(approved []rbacv1.PolicyRule) host.AuthorizeFunc {
 	return func(ctx context.Context, sp host.Spec, desc proto.Description) error {
-		if err := withinApproval(sp.Name, approved, desc.Rules); err != nil {
+		if err := withinApproval(sp.Name, approvedByInstall, approved, desc.Rules); err != nil {
 			return host.Refuse(err)
 		}
 		return grantRules(ctx, h.kube, sp.Name, desc.Rules)

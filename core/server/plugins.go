@@ -287,7 +287,7 @@ func (s *Server) pluginRunAs() (*host.RunAs, error) {
 // every rule beyond the approval, and gets nothing.
 func (h *pluginHost) authorize(ctx context.Context, sp host.Spec, desc proto.Description) error {
 	if approved, ok := h.rules[sp.Name]; ok {
-		if err := withinApproval(sp.Name, approved, desc.Rules); err != nil {
+		if err := withinApproval(sp.Name, approvedByConfig, approved, desc.Rules); err != nil {
 			return host.Refuse(err)
 		}
 	}
