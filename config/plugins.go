@@ -117,6 +117,10 @@ func (c *Server) PluginDir() string {
 	return filepath.Join(c.DataDir, "plugins")
 }
 
+// PluginStoreDir is where a server keeps the executables of the plugins
+// installed with `keelson plugin install`, by SHA-256.
+func PluginStoreDir(dataDir string) string { return filepath.Join(dataDir, "plugin-store") }
+
 // BuiltinDisabled reports whether built-in plugin name is disabled.
 func (p *Plugins) BuiltinDisabled(name string) bool {
 	return slices.Contains(p.Disable, AllBuiltinPlugins) || slices.Contains(p.Disable, name)
@@ -142,41 +146,11 @@ func (p *Plugins) ValidatePlugins(builtins []string) error {
 	seen := map[string]bool{}
 	for i, e := range p.External {
 		field := fmt.Sprintf("plugins.external[%d]", i)
-		if e.Name == "" {
-			bad("%s.name: must not be empty", field)
-			continue
-		}
-		switch err := validDNSLabelish(e.Name); {
-		case err != nil:
-			bad("%s.name: %q %v", field, e.Name, err)
-		case slices.Contains(builtins, e.Name):
-			bad("%s.name: %q is the name of a built-in plugin; choose another", field, e.Name)
-		case seen[e.Name]:
+		if seen[e.Name] && e.Name != "" {
 			bad("%s.name: %q is listed twice", field, e.Name)
 		}
 		seen[e.Name] = true
-		if e.File != "" && (strings.Contains(e.File, "/") || e.File == "." || e.File == "..") {
-			bad("%s.file: %q must be a file name inside plugins.dir, not a path", field, e.File)
-		}
-		if sum, err := hex.DecodeString(e.SHA256); err != nil || len(sum) != 32 {
-			hint := ""
-			if _, err := strconv.ParseFloat(e.SHA256, 64); err == nil && e.SHA256 != "" {
-				hint = ` (quote it in YAML: a checksum of digits reads as a number)`
-			}
-			bad("%s.sha256: %q is not a SHA-256 checksum%s; compute it with: sha256sum %s", field, e.SHA256, hint,
-				filepath.Join(p.Dir, e.FileName()))
-		}
-		switch e.Scope {
-		case "", ScopeLeader, ScopeNode, ScopeBoth:
-		default:
-			bad("%s.scope: %q is not a scope; use %s, %s or %s", field, e.Scope, ScopeLeader, ScopeNode, ScopeBoth)
-		}
-		if len(e.NodeSelector) > 0 && !e.RunsOnNodes() {
-			bad("%s.nodeSelector: only a plugin with scope %s or %s runs on nodes; set its scope or drop the selector", field, ScopeNode, ScopeBoth)
-		}
-		if e.RunsOnLeader() {
-			errs = append(errs, e.validateApproval(field)...)
-		}
+		errs = append(errs, e.Validate(field, p.Dir, builtins)...)
 	}
 	for name := range p.NodeSelector {
 		if !slices.Contains(builtins, name) {
@@ -195,6 +169,45 @@ func (p *Plugins) ValidatePlugins(builtins []string) error {
 		return fmt.Errorf("%s", strings.Join(errs, "\n"))
 	}
 	return nil
+}
+
+// Validate checks one third-party plugin, named field in the errors; dir
+// is the plugin directory the checksum hint names.
+func (e ExternalPlugin) Validate(field, dir string, builtins []string) []string {
+	var errs []string
+	bad := func(format string, args ...any) { errs = append(errs, fmt.Sprintf(format, args...)) }
+	if e.Name == "" {
+		return []string{field + ".name: must not be empty"}
+	}
+	switch err := validDNSLabelish(e.Name); {
+	case err != nil:
+		bad("%s.name: %q %v", field, e.Name, err)
+	case slices.Contains(builtins, e.Name):
+		bad("%s.name: %q is the name of a built-in plugin; choose another", field, e.Name)
+	}
+	if e.File != "" && (strings.Contains(e.File, "/") || e.File == "." || e.File == "..") {
+		bad("%s.file: %q must be a file name inside plugins.dir, not a path", field, e.File)
+	}
+	if sum, err := hex.DecodeString(e.SHA256); err != nil || len(sum) != 32 {
+		hint := ""
+		if _, err := strconv.ParseFloat(e.SHA256, 64); err == nil && e.SHA256 != "" {
+			hint = ` (quote it in YAML: a checksum of digits reads as a number)`
+		}
+		bad("%s.sha256: %q is not a SHA-256 checksum%s; compute it with: sha256sum %s", field, e.SHA256, hint,
+			filepath.Join(dir, e.FileName()))
+	}
+	switch e.Scope {
+	case "", ScopeLeader, ScopeNode, ScopeBoth:
+	default:
+		bad("%s.scope: %q is not a scope; use %s, %s or %s", field, e.Scope, ScopeLeader, ScopeNode, ScopeBoth)
+	}
+	if len(e.NodeSelector) > 0 && !e.RunsOnNodes() {
+		bad("%s.nodeSelector: only a plugin with scope %s or %s runs on nodes; set its scope or drop the selector", field, ScopeNode, ScopeBoth)
+	}
+	if e.RunsOnLeader() {
+		errs = append(errs, e.validateApproval(field)...)
+	}
+	return errs
 }
 
 // FileName is the executable's file name in the plugin directory.

@@ -115,6 +115,7 @@ type adminHandler interface {
 	ServerStatus(context.Context, *ServerStatusRequest) (*ServerStatus, error)
 	ClusterStatus(context.Context, *ClusterStatusRequest) (*ClusterStatus, error)
 	SaveSnapshot(context.Context, *SaveSnapshotRequest, func(*SnapshotChunk) error) error
+	PluginBlob(context.Context, *PluginBlobRequest, func(*PluginBlobChunk) error) error
 }
 
 func unary[Req, Resp any](call func(adminHandler, context.Context, *Req) (*Resp, error), method string) grpc.MethodDesc {
@@ -156,6 +157,16 @@ var adminServiceDesc = grpc.ServiceDesc{
 				return err
 			}
 			return srv.(adminHandler).SaveSnapshot(stream.Context(), req, func(c *SnapshotChunk) error { return stream.SendMsg(c) })
+		},
+	}, {
+		StreamName:    "PluginBlob",
+		ServerStreams: true,
+		Handler: func(srv any, stream grpc.ServerStream) error {
+			req := new(PluginBlobRequest)
+			if err := stream.RecvMsg(req); err != nil {
+				return err
+			}
+			return srv.(adminHandler).PluginBlob(stream.Context(), req, func(c *PluginBlobChunk) error { return stream.SendMsg(c) })
 		},
 	}},
 }

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/hashicorp/raft"
+	"github.com/keelson/keelson/core/pluginstore"
 	"github.com/keelson/keelson/core/raftnode"
 	"github.com/keelson/keelson/fsm"
 	"google.golang.org/grpc/codes"
@@ -39,6 +40,9 @@ type ServiceConfig struct {
 	// Members lists every gossip member (servers and agents) the server's
 	// pool knows. Nil when there is no pool (tests).
 	Members func() []GossipMember
+	// PluginStore holds the third-party plugin executables this server
+	// serves to the others (PluginBlob). Nil: it serves none.
+	PluginStore *pluginstore.Store
 }
 
 // Service answers the admin protocol for one server.

@@ -2,6 +2,7 @@ package raftnode
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -433,4 +434,11 @@ func (n *Node) waitConfigChange(ctx context.Context, f raft.Future, what string)
 	case <-n.stop:
 		return fmt.Errorf("raftnode: %s: %w: %w", what, ErrUnknownOutcome, ErrShutdown)
 	}
+}
+
+// DialAdminTLS connects to the AdminListener at address with the given TLS
+// configuration: what DialAdmin does with the node's own, for a client that
+// is not a node (a test showing which credentials the port refuses).
+func DialAdminTLS(ctx context.Context, address string, tlsCfg *tls.Config) (net.Conn, error) {
+	return dialKind(ctx, address, tlsCfg, connAdmin)
 }

@@ -38,6 +38,7 @@ func (s *Server) serveAdmin(ctx context.Context) error {
 		Node: s.raft, Store: s.store, Gossip: s.gossipStatus,
 		DataDir: s.cfg.DataDir, PKIDir: filepath.Join(s.cfg.DataDir, "pki"),
 		Version: s.opts.Version, QuotaBytes: s.cfg.Store.QuotaBytes, Members: s.gossipMembers,
+		PluginStore: s.pluginStore,
 	})
 	defer svc.Close()
 	if s.cfg.Snapshots.Schedule != "" {

@@ -145,6 +145,9 @@ func (s *Server) buildAPIDuties(ctx context.Context, api *apiDuties) error {
 		return fmt.Errorf("node liveness: API client: %w", err)
 	}
 	go h.status.run(ctx)
+	// Every server keeps the installed plugins' executables; the leader
+	// runs them (pluginHost.lead).
+	go h.installed.run(ctx)
 	if ra := h.sup.RunAs(); ra != nil {
 		go func() {
 			<-ctx.Done()

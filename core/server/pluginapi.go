@@ -74,7 +74,7 @@ func pluginCRD() *apiextensionsv1.CustomResourceDefinition {
 							"sha256":  str("the checksum a third-party executable must match"),
 						}},
 						"status": {Type: "object", Properties: map[string]apiextensionsv1.JSONSchemaProps{
-							"state":     str("starting, running, crash-looping, refused, disabled or stopped"),
+							"state":     str("starting, running, crash-looping, refused, disabled, stopped or waiting (for its executable)"),
 							"ready":     {Type: "boolean", Description: "the plugin's latest health report"},
 							"message":   str("the plugin's latest health message"),
 							"lastError": str("why the plugin last failed or was refused"),
@@ -111,7 +111,11 @@ func pluginCRD() *apiextensionsv1.CustomResourceDefinition {
 // ensurePluginCRD creates or updates the Plugin CRD and waits until it is
 // served.
 func ensurePluginCRD(ctx context.Context, c apiextensions.Interface) error {
-	want := pluginCRD()
+	return ensureCRD(ctx, c, pluginCRD())
+}
+
+// ensureCRD creates or updates want and waits until it is served.
+func ensureCRD(ctx context.Context, c apiextensions.Interface, want *apiextensionsv1.CustomResourceDefinition) error {
 	crds := c.ApiextensionsV1().CustomResourceDefinitions()
 	got, err := crds.Get(ctx, want.Name, metav1.GetOptions{})
 	switch {
@@ -284,6 +288,14 @@ type statusWriter struct {
 	kick    chan struct{}
 }
 
+// setSpec records what the Plugin object of an installed plugin shows as
+// its spec.
+func (w *statusWriter) setSpec(sp host.Spec) {
+	w.mu.Lock()
+	w.specs[sp.Name] = sp
+	w.mu.Unlock()
+}
+
 func newStatusWriter(dyn dynamic.Interface, server string, specs []host.Spec, log *slog.Logger) *statusWriter {
 	w := &statusWriter{dyn: dyn, server: server, specs: map[string]host.Spec{}, log: log,
 		pending: map[string]host.PluginStatus{}, kick: make(chan struct{}, 1)}
@@ -358,7 +370,9 @@ func (w *statusWriter) write(ctx context.Context, st host.PluginStatus) error {
 			return nil
 		}
 	}
+	w.mu.Lock()
 	sp := w.specs[st.Name]
+	w.mu.Unlock()
 	spec := map[string]any{"builtin": sp.Builtin, "path": sp.Path}
 	if sp.SHA256 != "" {
 		spec["sha256"] = sp.SHA256
@@ -391,7 +405,9 @@ func (w *statusWriter) write(ctx context.Context, st host.PluginStatus) error {
 // withinApproval checks a third-party plugin's declared rules against the
 // rules its operator approved, with the RBAC escalation check's comparison
 // (a declared rule must be covered verb by verb, resource by resource).
-func withinApproval(name string, approved, declared []rbacv1.PolicyRule) error {
+// approver names where the approval comes from: approvedByConfig or
+// approvedByInstall.
+func withinApproval(name, approver string, approved, declared []rbacv1.PolicyRule) error {
 	ok, uncovered := rbacvalidation.Covers(approved, declared)
 	if ok {
 		return nil
@@ -400,9 +416,15 @@ func withinApproval(name string, approved, declared []rbacv1.PolicyRule) error {
 	for _, r := range uncovered {
 		beyond = append(beyond, ruleString(r))
 	}
-	return fmt.Errorf("plugin %s declares API permissions beyond what plugins.external approves for it: %s; "+
-		"approve them in its rules (or a preset) if you trust it with them", name, strings.Join(beyond, ", "))
+	return fmt.Errorf("plugin %s declares API permissions beyond what %s approves for it: %s; "+
+		"approve them in its rules (or a preset) if you trust it with them", name, approver, strings.Join(beyond, ", "))
 }
+
+// Where a third-party plugin's approval comes from, for withinApproval.
+const (
+	approvedByConfig  = "plugins.external"
+	approvedByInstall = "its PluginInstall (keelson plugin install --rules/--preset)"
+)
 
 // ruleString renders a rule as kubectl describe clusterrole lists it:
 // resources (with group) or URLs, resource names, verbs.

@@ -67,7 +67,7 @@ func TestWithinApproval(t *testing.T) {
 		{APIGroups: []string{""}, Resources: []string{"namespaces"}, Verbs: []string{"get", "list", "watch"}},
 	}
 	within := []rbacv1.PolicyRule{{APIGroups: []string{""}, Resources: []string{"configmaps", "namespaces"}, Verbs: []string{"list", "watch"}}}
-	if err := withinApproval("p", approved, within); err != nil {
+	if err := withinApproval("p", approvedByConfig, approved, within); err != nil {
 		t.Errorf("covered rules refused: %v", err)
 	}
 	for _, tc := range []struct {
@@ -79,7 +79,7 @@ func TestWithinApproval(t *testing.T) {
 		{rbacv1.PolicyRule{APIGroups: []string{"rbac.authorization.k8s.io"}, Resources: []string{"clusterroles"}, Verbs: []string{"escalate"}}, "clusterroles.rbac.authorization.k8s.io verbs=[escalate]"},
 		{rbacv1.PolicyRule{APIGroups: []string{"*"}, Resources: []string{"*"}, Verbs: []string{"*"}}, "verbs=[*]"},
 	} {
-		err := withinApproval("p", approved, append(within, tc.declared))
+		err := withinApproval("p", approvedByConfig, approved, append(within, tc.declared))
 		if err == nil || !strings.Contains(err.Error(), tc.want) || !strings.Contains(err.Error(), "plugin p declares API permissions beyond") {
 			t.Errorf("declared %v: %v, want a refusal naming %q", tc.declared, err, tc.want)
 		}

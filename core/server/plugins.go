@@ -20,7 +20,9 @@ import (
 
 	"github.com/keelson/keelson/config"
 	"github.com/keelson/keelson/core/apiserver"
+	"github.com/keelson/keelson/core/ops"
 	"github.com/keelson/keelson/core/pki"
+	"github.com/keelson/keelson/core/plugininstall"
 	"github.com/keelson/keelson/plugins/host"
 	"github.com/keelson/keelson/plugins/proto"
 )
@@ -47,6 +49,10 @@ type pluginHost struct {
 	dyn        dynamic.Interface
 	crds       apiextensions.Interface
 	status     *statusWriter
+	// supCfg is the supervisors' configuration (without Authorize).
+	supCfg host.Config
+	// installed runs the plugins installed through the API.
+	installed *installedPlugins
 }
 
 // nodeRoleName names the ClusterRole (and its binding) of what every node
@@ -189,13 +195,12 @@ func (s *Server) newPluginHost(admin *rest.Config, url string) (*pluginHost, err
 		return nil, err
 	}
 	bundle := s.bundle
-	h.sup, err = host.New(host.Config{
+	h.supCfg = host.Config{
 		RunAs:       runAs,
 		SocketDir:   s.pluginSockets,
 		APIEndpoint: url,
 		CAPEM:       caPEM,
 		Logger:      h.log,
-		Authorize:   h.authorize,
 		OnChange:    h.status.set,
 		Credentials: func(_ context.Context, name string, term uint64) (proto.Credentials, time.Time, error) {
 			now := time.Now()
@@ -206,11 +211,52 @@ func (s *Server) newPluginHost(admin *rest.Config, url string) (*pluginHost, err
 			renew := now.Add(c.NotAfter.Sub(now) * 2 / 3)
 			return proto.Credentials{ClientCertPEM: c.CertPEM, ClientKeyPEM: c.KeyPEM}, renew, nil
 		},
-	}, specs)
-	if err == nil {
-		servePluginMetrics(h.sup.Metrics, h.log)
 	}
-	return h, err
+	cfg := h.supCfg
+	cfg.Authorize = h.authorize
+	if h.sup, err = host.New(cfg, specs); err != nil {
+		return nil, err
+	}
+	servePluginMetrics(h.sup.Metrics, h.log)
+	h.installed = s.newInstalledPlugins(h, specs)
+	return h, nil
+}
+
+// newInstalledPlugins is the host's runner of the plugins installed through
+// the API (PluginInstall objects), sharing its supervisors' configuration.
+func (s *Server) newInstalledPlugins(h *pluginHost, specs []host.Spec) *installedPlugins {
+	configured := map[string]bool{}
+	for _, sp := range specs {
+		configured[sp.Name] = true
+	}
+	for _, n := range s.opts.BuiltinNodePlugins {
+		configured[n] = true
+	}
+	for _, e := range s.cfg.Plugins.External {
+		configured[e.Name] = true
+	}
+	return &installedPlugins{
+		log: h.log.With("installed", true), store: s.pluginStore, dyn: h.dyn, status: h.status,
+		builtins: append(slices.Clone(s.opts.BuiltinPlugins), s.opts.BuiltinNodePlugins...),
+		fetch: func(ctx context.Context, sum string) error {
+			return ops.FetchPluginBlobFromPeers(ctx, s.raft, s.pluginStore, sum)
+		},
+		reserved: func(name string) string {
+			if configured[name] {
+				return "a built-in or plugins.external (--plugin) plugin of this server has that name"
+			}
+			return ""
+		},
+		supervise: func(sp host.Spec, approved []rbacv1.PolicyRule) (*host.Supervisor, error) {
+			cfg := h.supCfg
+			cfg.Authorize = h.installedAuthorize(approved)
+			return host.New(cfg, []host.Spec{sp})
+		},
+		prune:   h.prune,
+		kick:    make(chan struct{}, 1),
+		running: map[string]installedRun{},
+		waiting: map[string]string{},
+	}
 }
 
 // pluginRunAs is the identity third-party plugins run as (nil: as the
@@ -218,7 +264,7 @@ func (s *Server) newPluginHost(admin *rest.Config, url string) (*pluginHost, err
 // the verified copies of their executables.
 func (s *Server) pluginRunAs() (*host.RunAs, error) {
 	uid, gid, ok, err := s.cfg.Plugins.PluginIdentity()
-	if err != nil || !ok || len(s.cfg.Plugins.External) == 0 {
+	if err != nil || !ok {
 		return nil, err
 	}
 	if os.Geteuid() != 0 {
@@ -241,7 +287,7 @@ func (s *Server) pluginRunAs() (*host.RunAs, error) {
 // every rule beyond the approval, and gets nothing.
 func (h *pluginHost) authorize(ctx context.Context, sp host.Spec, desc proto.Description) error {
 	if approved, ok := h.rules[sp.Name]; ok {
-		if err := withinApproval(sp.Name, approved, desc.Rules); err != nil {
+		if err := withinApproval(sp.Name, approvedByConfig, approved, desc.Rules); err != nil {
 			return host.Refuse(err)
 		}
 	}
@@ -251,6 +297,9 @@ func (h *pluginHost) authorize(ctx context.Context, sp host.Spec, desc proto.Des
 // prepare makes the API ready for a new term's plugins.
 func (h *pluginHost) prepare(ctx context.Context) error {
 	if err := ensurePluginCRD(ctx, h.crds); err != nil {
+		return err
+	}
+	if err := ensureCRD(ctx, h.crds, plugininstall.CRD()); err != nil {
 		return err
 	}
 	if err := ensureNodePluginPolicy(ctx, h.kube); err != nil {
@@ -273,7 +322,17 @@ func (h *pluginHost) prepare(ctx context.Context) error {
 	if err := publishNodePlugins(ctx, h.kube, h.nodePlugins); err != nil {
 		return err
 	}
-	var names, nodeNames []string
+	return h.prune(ctx)
+}
+
+// prune deletes the Plugin objects and RBAC of every plugin neither
+// configured on this server nor installed (PluginInstall).
+func (h *pluginHost) prune(ctx context.Context) error {
+	names, err := installedNames(ctx, h.dyn)
+	if err != nil {
+		return err
+	}
+	var nodeNames []string
 	for _, sp := range h.specs {
 		names = append(names, sp.Name)
 	}
@@ -319,7 +378,7 @@ func (h *pluginHost) lead(ctx context.Context, term uint64) {
 		return
 	}
 	h.log.Info("started plugins as leader", "term", term, "plugins", len(h.specs), "prepare", time.Since(start).Round(time.Millisecond))
-	<-ctx.Done()
+	h.installed.lead(ctx, term)
 	h.log.Info("stopping plugins", "term", term)
 	h.sup.Stop()
 }

@@ -19,6 +19,7 @@ import (
 	"github.com/keelson/keelson/config"
 	"github.com/keelson/keelson/core/kvserver"
 	"github.com/keelson/keelson/core/pki"
+	"github.com/keelson/keelson/core/pluginstore"
 	"github.com/keelson/keelson/core/raftnode"
 	"github.com/keelson/keelson/fsm"
 	"github.com/keelson/keelson/internal/dirlock"
@@ -79,6 +80,9 @@ type Server struct {
 	// pluginSockets is where the plugins' go-plugin sockets live
 	// (host.PrepareSocketDir), emptied at every start.
 	pluginSockets string
+	// pluginStore holds the executables of installed plugins
+	// (DATA_DIR/plugin-store), served to the other servers.
+	pluginStore *pluginstore.Store
 }
 
 // Run starts a control node and blocks until ctx is canceled, then shuts it
@@ -226,6 +230,9 @@ func open(ctx context.Context, cfg config.Server, log *slog.Logger, opts Options
 	}
 	s := &Server{cfg: cfg, opts: opts, log: log, store: fsm.New(), agentSecret: agentSecret}
 	if s.pluginSockets, err = host.PrepareSocketDir(cfg.DataDir); err != nil {
+		return nil, err
+	}
+	if s.pluginStore, err = pluginstore.New(config.PluginStoreDir(cfg.DataDir), pluginstore.Options{}); err != nil {
 		return nil, err
 	}
 	id, err := s.ensureIdentity(ctx)

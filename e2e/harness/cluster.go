@@ -22,6 +22,9 @@ import (
 // test runs do not meet), sharing one set of free ports.
 type Cluster struct {
 	Servers []*Server
+	base    string // the addresses' common prefix, 127.R.R.
+	ports   []int  // API, raft, etcd, serf and supervisor port of every server
+	opts    ServerOptions
 }
 
 // StartCluster starts n servers with --bootstrap-expect n, the others
@@ -35,7 +38,7 @@ func StartCluster(t testing.TB, n int, opts ServerOptions) *Cluster {
 		ips = append(ips, base+strconv.Itoa(i))
 	}
 	ports := freePortsOn(t, ips, 5)
-	c := &Cluster{}
+	c := &Cluster{base: base, ports: ports, opts: opts}
 	for i, ip := range ips {
 		o := opts
 		o.IP, o.NodeName = ip, "s"+strconv.Itoa(i+1)
@@ -52,6 +55,41 @@ func StartCluster(t testing.TB, n int, opts ServerOptions) *Cluster {
 		s.WaitReady(t)
 	}
 	return c
+}
+
+// AddServer starts one more server, s<N+1> on the next address, joining the
+// first server with its token (no --bootstrap-expect: it joins an existing
+// cluster), and waits until it is ready.
+func (c *Cluster) AddServer(t testing.TB) *Server {
+	t.Helper()
+	n := len(c.Servers) + 1
+	ip := c.base + strconv.Itoa(n)
+	for _, p := range c.ports {
+		l, err := net.Listen("tcp", net.JoinHostPort(ip, strconv.Itoa(p)))
+		if err != nil {
+			t.Fatalf("the cluster's port %d is taken on %s, the new server's address: %v", p, ip, err)
+		}
+		l.Close()
+	}
+	o := c.opts
+	o.IP, o.NodeName = ip, "s"+strconv.Itoa(n)
+	var via *Server
+	for _, s := range c.Servers {
+		if s.Running() {
+			via = s
+			break
+		}
+	}
+	if via == nil {
+		t.Fatal("AddServer: no server of the cluster runs to join")
+	}
+	o.Args = append(append([]string{}, c.opts.Args...), "--join", via.opts.IP, "--token", c.joinToken(t))
+	s := newServer(t, o)
+	s.APIPort, s.raftPort, s.etcdPort, s.serfPort, s.supPort = c.ports[0], c.ports[1], c.ports[2], c.ports[3], c.ports[4]
+	s.launch(t)
+	c.Servers = append(c.Servers, s)
+	s.WaitReady(t)
+	return s
 }
 
 // joinToken waits for the first server to write its join token.

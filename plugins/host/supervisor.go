@@ -34,6 +34,10 @@ const (
 	// StateStopped: the supervisor is not running (this server is not the
 	// leader).
 	StateStopped State = "stopped"
+	// StateWaiting: the leader does not have the plugin's executable yet
+	// (an installed plugin whose executable is being fetched from the
+	// other servers); LastError says why it is still missing.
+	StateWaiting State = "waiting"
 )
 
 // PluginStatus is one plugin's state, for `keelson plugins` and the
