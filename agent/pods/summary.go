@@ -8,8 +8,8 @@ import (
 	"strings"
 	"time"
 
-	"github.com/keelson/keelson/agent/runtime"
 	"github.com/keelson/keelson/agent/quota"
+	"github.com/keelson/keelson/agent/runtime"
 	"github.com/keelson/keelson/agent/stats"
 	v1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"

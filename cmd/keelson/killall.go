@@ -75,11 +75,14 @@ func runTeardown(ctx context.Context, out io.Writer, cfg config.Agent, uninstall
 	}
 	r, err := run(context.WithoutCancel(ctx), opts)
 	printReport(out, r)
-	// The plugins' socket directories (host.PrepareSocketDir) of the
-	// server and of its agent, or of the agent, once their hosts are gone.
+	// The plugins' socket and executable directories (host.PrepareSocketDir,
+	// PrepareExecDir) of the server and of its agent, or of the agent, once
+	// their hosts are gone.
 	for _, d := range []string{cfg.DataDir, config.AgentDir(cfg.DataDir)} {
-		if dir, derr := host.SocketDir(d); derr == nil {
-			_ = os.RemoveAll(dir)
+		for _, name := range []func(string) (string, error){host.SocketDir, host.ExecDir} {
+			if dir, derr := name(d); derr == nil {
+				_ = os.RemoveAll(dir)
+			}
 		}
 	}
 	if err != nil {

@@ -260,8 +260,9 @@ func (s *Server) newInstalledPlugins(h *pluginHost, specs []host.Spec) *installe
 }
 
 // pluginRunAs is the identity third-party plugins run as (nil: as the
-// server), with a fresh directory, private to this run of the server, for
-// the verified copies of their executables.
+// server), with the directory for the verified copies of their executables
+// (host.PrepareExecDir: one per data dir, emptied for each term's plugins,
+// whose processes the previous term's Stop ended).
 func (s *Server) pluginRunAs() (*host.RunAs, error) {
 	uid, gid, ok, err := s.cfg.Plugins.PluginIdentity()
 	if err != nil || !ok {
@@ -271,12 +272,9 @@ func (s *Server) pluginRunAs() (*host.RunAs, error) {
 		s.log.Warn("third-party plugins run as the server's own user: changing their user needs root", "plugins.runAs", s.cfg.Plugins.RunAs)
 		return nil, nil
 	}
-	dir, err := os.MkdirTemp("", "keelson-plugins-")
+	dir, err := host.PrepareExecDir(s.cfg.DataDir)
 	if err != nil {
 		return nil, fmt.Errorf("plugin host: directory for third-party executables: %w", err)
-	}
-	if err := os.Chmod(dir, 0o755); err != nil {
-		return nil, fmt.Errorf("plugin host: %w", err)
 	}
 	return &host.RunAs{UID: uid, GID: gid, ExecDir: dir}, nil
 }

@@ -29,36 +29,61 @@ func PrepareSocketDir(dataDir string) (string, error) {
 	if err != nil {
 		return "", err
 	}
+	return dir, prepareRunDir(dir, 0o711)
+}
+
+// PrepareExecDir makes, empty, the directory where the host whose data dir
+// is dataDir keeps the verified copies of third-party executables that run
+// as another user (RunAs.ExecDir): in the temp dir, readable by that user,
+// one per data dir so that a killed server's copies go at its next start.
+func PrepareExecDir(dataDir string) (string, error) {
+	dir, err := ExecDir(dataDir)
+	if err != nil {
+		return "", err
+	}
+	return dir, prepareRunDir(dir, 0o755)
+}
+
+// prepareRunDir makes dir afresh with mode, refusing one it does not own.
+func prepareRunDir(dir string, mode os.FileMode) error {
+	if err := prepareRunDirOnce(dir, mode); err != nil {
+		return fmt.Errorf("plugin run directory %s: %w", dir, err)
+	}
+	return nil
+}
+
+func prepareRunDirOnce(dir string, mode os.FileMode) error {
 	if err := os.RemoveAll(dir); err != nil {
-		return "", fmt.Errorf("plugin socket directory: removing what a previous run left in %s: %w", dir, err)
+		return fmt.Errorf("removing what a previous run left: %w", err)
 	}
-	// 0711: a plugin running as another user may traverse it to the
-	// directory go-plugin makes group-writable for it, and list nothing.
-	if err := os.Mkdir(dir, 0o711); err != nil {
-		return "", fmt.Errorf("plugin socket directory %s: %w", dir, err)
+	if err := os.Mkdir(dir, mode); err != nil {
+		return err
 	}
-	if err := os.Chmod(dir, 0o711); err != nil { // the umask applies to Mkdir
-		return "", fmt.Errorf("plugin socket directory %s: %w", dir, err)
+	if err := os.Chmod(dir, mode); err != nil { // the umask applies to Mkdir
+		return err
 	}
 	fi, err := os.Lstat(dir)
 	if err != nil {
-		return "", fmt.Errorf("plugin socket directory %s: %w", dir, err)
+		return err
 	}
-	if err := ownDirectory(fi); err != nil {
-		return "", fmt.Errorf("plugin socket directory %s: %w", dir, err)
-	}
-	return dir, nil
+	return ownDirectory(fi)
 }
 
 // SocketDir is the plugin socket directory of the host whose data dir is
 // dataDir (see PrepareSocketDir).
-func SocketDir(dataDir string) (string, error) {
+func SocketDir(dataDir string) (string, error) { return runDir(dataDir, "keelson-sockets-") }
+
+// ExecDir is PrepareExecDir's directory for dataDir.
+func ExecDir(dataDir string) (string, error) { return runDir(dataDir, "keelson-exec-") }
+
+// runDir names a host's directory in the temp dir after its data dir.
+func runDir(dataDir, prefix string) (string, error) {
 	abs, err := filepath.Abs(dataDir)
 	if err != nil {
-		return "", fmt.Errorf("plugin socket directory: %w", err)
+		return "", fmt.Errorf("plugin run directory: %w", err)
 	}
 	sum := sha256.Sum256([]byte(abs))
-	return filepath.Join(os.TempDir(), "keelson-plugins-"+hex.EncodeToString(sum[:6])), nil
+	return filepath.Join(os.TempDir(), prefix+hex.EncodeToString(sum[:6])), nil
 }
 
 // ownDirectory checks that fi is a real directory owned by this process's

@@ -82,3 +82,30 @@ func TestPluginSocketsLiveInTheSocketDir(t *testing.T) {
 		t.Fatalf("socket dir still holds %v after Stop", entries)
 	}
 }
+
+// TestPrepareExecDir: the executables' directory is the data dir's own,
+// readable by a plugin's user, and emptied at every prepare.
+func TestPrepareExecDir(t *testing.T) {
+	t.Setenv("TMPDIR", t.TempDir())
+	dataDir := t.TempDir()
+	dir, err := PrepareExecDir(dataDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fi, err := os.Stat(dir); err != nil || fi.Mode().Perm() != 0o755 {
+		t.Fatalf("exec dir %s: %v, want mode 0755", dir, err)
+	}
+	if sockets, _ := SocketDir(dataDir); sockets == dir {
+		t.Fatalf("exec and socket directories are one: %s", dir)
+	}
+	copyOf := filepath.Join(dir, "plugin-copy")
+	if err := os.WriteFile(copyOf, []byte("x"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if again, err := PrepareExecDir(dataDir); err != nil || again != dir {
+		t.Fatalf("second prepare: %s, %v", again, err)
+	}
+	if _, err := os.Stat(copyOf); !os.IsNotExist(err) {
+		t.Fatalf("a previous run's copy survived: %v", err)
+	}
+}
