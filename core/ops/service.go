@@ -39,6 +39,9 @@ type ServiceConfig struct {
 	// Members lists every gossip member (servers and agents) the server's
 	// pool knows. Nil when there is no pool (tests).
 	Members func() []GossipMember
+	// FeatureLevel is the store feature level the servers' feature gate
+	// allows now. Nil in tests.
+	FeatureLevel func() (int, error)
 }
 
 // Service answers the admin protocol for one server.
