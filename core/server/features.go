@@ -33,13 +33,18 @@ func (s *Server) storeFeatureLevel() (int, error) {
 	if err != nil {
 		return 0, err
 	}
+	return lowestLevel(servers, members), nil
+}
+
+// lowestLevel is the lowest level of the raft servers (0 with none).
+func lowestLevel(servers []membership.RaftServer, members []serfpool.Member) int {
 	lowest := 0
 	for _, l := range serverLevels(servers, members) {
 		if lowest == 0 || l.level < lowest {
 			lowest = l.level
 		}
 	}
-	return lowest, nil
+	return lowest
 }
 
 func (s *Server) featureInputs() ([]membership.RaftServer, []serfpool.Member, error) {
