@@ -57,8 +57,8 @@ func TestRollingUpgrade(t *testing.T) {
 	defer stop()
 	traffic := u.startTraffic(ctx, port)
 
-	for _, s := range u.serverOrder() {
-		u.upgradeServer(s)
+	for len(u.upgraded) < len(u.c.Servers) {
+		u.upgradeServer(u.nextServer())
 	}
 	for _, name := range agentNames {
 		u.upgradeAgent(name)
@@ -88,12 +88,21 @@ type rollout struct {
 	agentUpgraded map[string]bool
 }
 
-// serverOrder is the followers first and the leader last, so leadership
-// moves once, to an upgraded server, and a server never follows a leader
-// older than itself for more than one step.
-func (u *rollout) serverOrder() []*ha.Server {
+// nextServer is a server not yet upgraded that does not lead, or the
+// leader when it is the last: followers first and the leader last, so
+// leadership moves once, to an upgraded server.
+func (u *rollout) nextServer() *ha.Server {
 	leader, _ := u.c.WaitLeader(u.t, time.Minute, nil)
-	return append(u.c.Followers(leader), leader)
+	var next *ha.Server
+	for _, s := range u.c.Servers {
+		if s.Bin() == u.cur {
+			continue
+		}
+		if next == nil || next == leader {
+			next = s
+		}
+	}
+	return next
 }
 
 // upgradeServer stops s gracefully, swaps its binary, starts it, waits
