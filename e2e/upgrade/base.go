@@ -34,9 +34,9 @@ type Base struct {
 }
 
 // BuildBase returns the previous release's binary, building it on first
-// use into the repository's .cache/upgrade/<commit>/ with that commit's
-// Makefile (its ldflags, its embedded plugins), under a file lock so two
-// test binaries never build it twice.
+// use into cacheDir()/<commit>/ with that commit's Makefile (its ldflags,
+// its embedded plugins), under a file lock so two test binaries never
+// build it twice.
 func BuildBase(t testing.TB) Base {
 	t.Helper()
 	root := strings.TrimSpace(mustGit(t, "", "rev-parse", "--show-toplevel"))
@@ -44,10 +44,14 @@ func BuildBase(t testing.TB) Base {
 	if v := os.Getenv(BaseFromEnv); v != "" {
 		rev = v
 	}
-	commit := strings.TrimSpace(mustGit(t, root, "rev-parse", "--verify", rev+"^{commit}"))
+	out, err := git(root, "rev-parse", "--verify", rev+"^{commit}")
+	if err != nil {
+		t.Fatalf("the previous release %s is not in this clone's history (a shallow clone? `git fetch --unshallow`): %v", rev, err)
+	}
+	commit := strings.TrimSpace(out)
 	b := Base{Commit: commit, Version: "0.1.0-base." + commit[:8]}
 	b.FeatureLevel = featureLevelAt(t, root, commit)
-	dir := filepath.Join(root, ".cache", "upgrade", commit)
+	dir := filepath.Join(cacheDir(t), commit)
 	b.Bin = filepath.Join(dir, "keelson")
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		t.Fatal(err)
@@ -64,6 +68,24 @@ func BuildBase(t testing.TB) Base {
 	}
 	t.Logf("previous release %s: built %s in %s (cached for later runs)", commit[:12], b.Bin, time.Since(start).Round(time.Second))
 	return b
+}
+
+// CacheEnv names the directory previous releases are built into.
+const CacheEnv = "KEELSON_UPGRADE_CACHE"
+
+// cacheDir is CacheEnv, or keelson-upgrade beside Go's build cache (the
+// user cache dir, ~/.cache): outside the clone, so CI, which tests a clean
+// clone each time, builds a given previous release once per machine.
+func cacheDir(t testing.TB) string {
+	t.Helper()
+	if d := os.Getenv(CacheEnv); d != "" {
+		return d
+	}
+	d, err := os.UserCacheDir()
+	if err != nil {
+		t.Fatalf("no cache directory for the previous release's binary (set %s): %v", CacheEnv, err)
+	}
+	return filepath.Join(d, "keelson-upgrade")
 }
 
 // buildAt extracts commit into a scratch directory under dir, runs its

@@ -13,9 +13,10 @@
 //
 // The previous release is built from the commit BaseCommit names (or
 // KEELSON_UPGRADE_FROM) with that commit's own Makefile, once: it is cached
-// in .cache/upgrade/<commit>/ at the repository root (ignored by git). The
-// first run pays for that build (a few minutes with a warm Go build cache,
-// longer with a cold one); later runs reuse the binary.
+// in keelson-upgrade/<commit>/ under the user cache directory (~/.cache,
+// beside Go's build cache; KEELSON_UPGRADE_CACHE overrides it), outside the
+// clone, so CI's clean clones share it. The first run pays for that build
+// (about as long as a `make build`); later runs reuse the binary.
 //
 // It needs root, `ip netns` and what node agents need; it skips without
 // them.
