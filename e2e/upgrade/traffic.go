@@ -60,9 +60,11 @@ func (o *outage) String() string {
 	return s
 }
 
-// writer creates ConfigMaps through the servers in turn (skipping any that
-// is stopped, as a client with every server's address would), one at a
-// time, and remembers which creates were acknowledged.
+// writer creates ConfigMaps through every server at once, one client per
+// server writing one at a time (a client that lost its server waits for
+// it, as one behind a load balancer would fail over), and remembers which
+// creates were acknowledged. Its outage is the longest stretch in which no
+// server acknowledged a write: how long the API was down for clients.
 type writer struct {
 	servers []*ha.Server
 	clients []kubernetes.Interface
@@ -73,23 +75,35 @@ type writer struct {
 }
 
 func (w *writer) run(ctx context.Context) {
-	for n, i := 0, 0; ctx.Err() == nil; i++ {
-		k := i % len(w.servers)
-		if !w.servers[k].Serving() {
+	var wg sync.WaitGroup
+	for k := range w.servers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			w.writeThrough(ctx, k)
+		}()
+	}
+	wg.Wait()
+}
+
+func (w *writer) writeThrough(ctx context.Context, k int) {
+	s := w.servers[k]
+	for n := 0; ctx.Err() == nil; {
+		if !s.Serving() {
 			time.Sleep(20 * time.Millisecond)
 			continue
 		}
-		name := fmt.Sprintf("w-%06d", n)
+		name := fmt.Sprintf("w-%s-%06d", s.Name, n)
 		n++
 		cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 		_, err := w.clients[k].CoreV1().ConfigMaps(w.ns).Create(cctx,
-			&corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: name}, Data: map[string]string{"via": w.servers[k].Name}}, metav1.CreateOptions{})
+			&corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: name}}, metav1.CreateOptions{})
 		cancel()
 		if ctx.Err() != nil {
 			return
 		}
 		if err != nil {
-			err = fmt.Errorf("%s via %s: %w", name, w.servers[k].Name, err)
+			err = fmt.Errorf("%s via %s: %w", name, s.Name, err)
 		}
 		w.record(time.Now(), err)
 		if err == nil {
@@ -97,7 +111,7 @@ func (w *writer) run(ctx context.Context) {
 			w.acked = append(w.acked, name)
 			w.mu.Unlock()
 		}
-		time.Sleep(50 * time.Millisecond)
+		time.Sleep(100 * time.Millisecond)
 	}
 }
 

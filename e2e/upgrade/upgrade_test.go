@@ -91,9 +91,9 @@ type rollout struct {
 // nextServer is a server not yet upgraded that does not lead, or the
 // leader when it is the last: followers first and the leader last, so
 // leadership moves once, to an upgraded server.
-func (u *rollout) nextServer() *ha.Server {
-	leader, _ := u.c.WaitLeader(u.t, time.Minute, nil)
-	var next *ha.Server
+func (u *rollout) nextServer() (next *ha.Server) {
+	leader, term := u.c.WaitLeader(u.t, time.Minute, nil)
+	defer func() { u.t.Logf("leader %s, term %d: upgrading %s next", leader.Name, term, next.Name) }()
 	for _, s := range u.c.Servers {
 		if s.Bin() == u.cur {
 			continue
@@ -113,11 +113,16 @@ func (u *rollout) upgradeServer(s *ha.Server) {
 	t.Helper()
 	began := time.Now()
 	s.Stop(t, time.Minute)
+	stopped := time.Now()
 	s.SetBin(u.cur)
 	s.Start(t)
+	ready := time.Now()
 	u.upgraded = append(u.upgraded, s)
 	u.waitHealthy(s)
-	t.Logf("upgraded server %s in %s (%d of %d)", s.Name, time.Since(began).Round(time.Second), len(u.upgraded), len(u.c.Servers))
+	leader, term := u.c.WaitLeader(t, time.Minute, nil)
+	t.Logf("upgraded server %s (%d of %d): stopped in %s, ready in %s, cluster healthy %s later; leader %s, term %d",
+		s.Name, len(u.upgraded), len(u.c.Servers), stopped.Sub(began).Round(time.Millisecond),
+		ready.Sub(stopped).Round(time.Millisecond), time.Since(ready).Round(time.Millisecond), leader.Name, term)
 	u.checkGate(len(u.upgraded) == len(u.c.Servers))
 }
 
