@@ -187,6 +187,13 @@ func (s *Server) SetBin(bin string) {
 	s.bin = bin
 }
 
+// LogPath is the log of the current (or last) process.
+func (s *Server) LogPath() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.logPath
+}
+
 // Bin is the binary the server runs (or will run at its next start).
 func (s *Server) Bin() string {
 	s.mu.Lock()
