@@ -61,9 +61,8 @@ func (o *outage) String() string {
 }
 
 // writer creates ConfigMaps through every server at once, one client per
-// server writing one at a time (a client that lost its server waits for
-// it, as one behind a load balancer would fail over), and remembers which
-// creates were acknowledged. Its outage is the longest stretch in which no
+// server writing one at a time (the client of a stopped server pauses
+// until it runs again), and remembers which creates were acknowledged. Its outage is the longest stretch in which no
 // server acknowledged a write: how long the API was down for clients.
 type writer struct {
 	servers []*ha.Server
