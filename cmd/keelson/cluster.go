@@ -134,9 +134,15 @@ func printServers(w io.Writer, cs *ops.ClusterStatus) {
 	if leader == "" {
 		leader = "none (no quorum? see `keelson raft peers`)"
 	}
-	fmt.Fprintf(w, "SERVERS (leader %s, term %d; last contact as %s sees it)\n", leader, cs.Term, cs.View)
+	fmt.Fprintf(w, "SERVERS (leader %s, term %d, store feature level %s; last contact as %s sees it)\n", leader, cs.Term, clusterLevel(cs.FeatureLevel), cs.View)
+	levels := map[string]int{}
+	for _, m := range cs.Members {
+		if m.Role == "server" {
+			levels[m.Name] = m.FeatureLevel
+		}
+	}
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "ID\tADDRESS\tROLE\tVOTER\tTERM\tAPPLIED\tLAG\tLAST CONTACT\tGOSSIP\tVERSION")
+	fmt.Fprintln(tw, "ID\tADDRESS\tROLE\tVOTER\tTERM\tAPPLIED\tLAG\tLAST CONTACT\tGOSSIP\tVERSION\tLEVEL")
 	for _, s := range cs.Servers {
 		role, term, applied, lag, version := "down", "-", "-", "-", "-"
 		if st := s.Status; st != nil {
@@ -149,7 +155,7 @@ func printServers(w io.Writer, cs *ops.ClusterStatus) {
 		if s.Contact == ops.ContactSelf {
 			last = "(reporting)"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", s.ID, s.Address, role, yesNo(s.Voter), term, applied, lag, last, orDash(s.Gossip), version)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", s.ID, s.Address, role, yesNo(s.Voter), term, applied, lag, last, orDash(s.Gossip), version, levelText(levels[s.ID]))
 	}
 	tw.Flush()
 	for _, s := range cs.Servers {
@@ -157,6 +163,25 @@ func printServers(w io.Writer, cs *ops.ClusterStatus) {
 			fmt.Fprintf(w, "  %s: %s\n", s.ID, s.Error)
 		}
 	}
+	if cs.FeatureLevelError != "" {
+		fmt.Fprintf(w, "  store feature level: %s\n", cs.FeatureLevelError)
+	}
+}
+
+func clusterLevel(l int) string {
+	if l <= 0 {
+		return "unknown"
+	}
+	return fmt.Sprint(l)
+}
+
+// levelText is a store feature level; a server that advertises none (a
+// version before levels) is at level 1 for the feature gate.
+func levelText(l int) string {
+	if l <= 0 {
+		return "1 (none advertised)"
+	}
+	return fmt.Sprint(l)
 }
 
 func printNodes(w io.Writer, k *ops.KubeStatus, members []ops.GossipMember) {

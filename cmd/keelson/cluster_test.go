@@ -27,7 +27,9 @@ func TestPrintClusterReportWithAServerDown(t *testing.T) {
 				Lag: &lag3},
 			{Peer: ops.Peer{ID: "s3", Address: "10.0.0.3:7000", Voter: true, Contact: ops.ContactFailing, SinceContact: &failing, Gossip: "failed"},
 				Error: "no answer from 10.0.0.3:7000: connection refused"},
-		}, Members: []ops.GossipMember{{Name: "w9", Role: "agent", Status: "alive"}}},
+		}, Members: []ops.GossipMember{{Name: "w9", Role: "agent", Status: "alive"},
+			{Name: "s1", Role: "server", Status: "alive", FeatureLevel: 2}, {Name: "s2", Role: "server", Status: "alive"}},
+			FeatureLevel: 1},
 		Kubernetes: &ops.KubeStatus{
 			Nodes:   []ops.NodeStatus{{Name: "s3", Ready: "Unknown", Reason: "NodeStatusUnknown", Gossip: "failed", Version: "v1.37.2"}},
 			Plugins: []ops.PluginState{{Name: "scheduler", State: "crash-looping", Restarts: 4, LastError: "exit status 2\nstack"}},
@@ -37,8 +39,9 @@ func TestPrintClusterReportWithAServerDown(t *testing.T) {
 	printClusterReport(&buf, rep, now)
 	out := buf.String()
 	for _, want := range []string{
-		"SERVERS (leader s1, term 4; last contact as s1 sees it)",
-		"s2  10.0.0.2:7000  follower  yes    4     117      3    ok",
+		"SERVERS (leader s1, term 4, store feature level 1; last contact as s1 sees it)",
+		"s2  10.0.0.2:7000  follower  yes    4     117      3    ok                     alive   v0.9     1 (none advertised)",
+		"(reporting)            alive   v0.9     2",
 		"s3  10.0.0.3:7000  down      yes    -     -        -    failing, last 12s ago  failed",
 		"s3: no answer from 10.0.0.3:7000: connection refused",
 		"s3    Unknown (NodeStatusUnknown)  failed",

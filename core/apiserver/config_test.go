@@ -34,6 +34,7 @@ func TestArgs(t *testing.T) {
 				"--service-node-port-range=30000-32767", "--etcd-servers=unix:///d/etcd.sock", "--storage-backend=etcd3",
 				"--authorization-mode=Node,RBAC", "--anonymous-auth=false", "--enable-admission-plugins=NodeRestriction",
 				"--allow-privileged=true", "--profiling=false", "--enable-bootstrap-token-auth=false",
+				"--shutdown-send-retry-after=true",
 				"--service-account-issuer=https://kubernetes.default.svc.cluster.local",
 				"--api-audiences=https://kubernetes.default.svc.cluster.local",
 				"--service-account-key-file=/d/tls/sa.pub", "--service-account-signing-key-file=/d/tls/sa.key",

@@ -43,6 +43,9 @@ type ServiceConfig struct {
 	// PluginStore holds the third-party plugin executables this server
 	// serves to the others (PluginBlob). Nil: it serves none.
 	PluginStore *pluginstore.Store
+	// FeatureLevel is the store feature level the servers' feature gate
+	// allows now. Nil in tests.
+	FeatureLevel func() (int, error)
 }
 
 // Service answers the admin protocol for one server.

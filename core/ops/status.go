@@ -73,6 +73,12 @@ type ClusterStatus struct {
 	Servers  []ServerReport `json:"servers"`
 	// Members is the gossip pool as the answering server sees it.
 	Members []GossipMember `json:"members,omitempty"`
+	// FeatureLevel is the store feature level every raft server
+	// advertises (the lowest of theirs): raft commands of a higher level
+	// are refused until the servers behind are upgraded.
+	FeatureLevel int `json:"featureLevel,omitempty"`
+	// FeatureLevelError says why FeatureLevel is missing.
+	FeatureLevelError string `json:"featureLevelError,omitempty"`
 }
 
 // GossipMember is one node of the gossip pool.
@@ -81,6 +87,10 @@ type GossipMember struct {
 	Role    string `json:"role"`
 	Status  string `json:"status"`
 	Address string `json:"address"`
+	// FeatureLevel is the store feature level a server advertises (the
+	// newest raft command level its build applies); 0 for agents and for
+	// servers of a version that advertises none.
+	FeatureLevel int `json:"featureLevel,omitempty"`
 }
 
 // ServerStatus reports this server's raft state, store size, newest raft
@@ -164,6 +174,11 @@ func (s *Service) ClusterStatus(ctx context.Context, _ *ClusterStatusRequest) (*
 	fillLag(out)
 	if s.cfg.Members != nil {
 		out.Members = s.cfg.Members()
+	}
+	if s.cfg.FeatureLevel != nil {
+		if out.FeatureLevel, err = s.cfg.FeatureLevel(); err != nil {
+			out.FeatureLevelError = err.Error()
+		}
 	}
 	return out, nil
 }

@@ -38,7 +38,8 @@ func (s *Server) serveAdmin(ctx context.Context) error {
 		Node: s.raft, Store: s.store, Gossip: s.gossipStatus,
 		DataDir: s.cfg.DataDir, PKIDir: filepath.Join(s.cfg.DataDir, "pki"),
 		Version: s.opts.Version, QuotaBytes: s.cfg.Store.QuotaBytes, Members: s.gossipMembers,
-		PluginStore: s.pluginStore,
+		PluginStore:  s.pluginStore,
+		FeatureLevel: s.storeFeatureLevel,
 	})
 	defer svc.Close()
 	if s.cfg.Snapshots.Schedule != "" {
@@ -133,7 +134,7 @@ func (s *Server) gossipMembers() []ops.GossipMember {
 	}
 	var out []ops.GossipMember
 	for _, m := range s.pool.Members() {
-		out = append(out, ops.GossipMember{Name: m.Name, Role: string(m.Role), Status: string(m.Status), Address: m.SerfAddr})
+		out = append(out, ops.GossipMember{Name: m.Name, Role: string(m.Role), Status: string(m.Status), Address: m.SerfAddr, FeatureLevel: m.FeatureLevel})
 	}
 	return out
 }

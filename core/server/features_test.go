@@ -40,3 +40,30 @@ func TestCheckFeatureLevel(t *testing.T) {
 		})
 	}
 }
+
+func TestLowestLevel(t *testing.T) {
+	servers := []membership.RaftServer{{ID: "s1", Voter: true}, {ID: "s2", Voter: true}}
+	member := func(name string, level int) serfpool.Member {
+		return serfpool.Member{Name: name, Role: serfpool.RoleServer, FeatureLevel: level}
+	}
+	tests := []struct {
+		name    string
+		servers []membership.RaftServer
+		members []serfpool.Member
+		want    int
+	}{
+		{"all at 2", servers, []serfpool.Member{member("s1", 2), member("s2", 2)}, 2},
+		{"one behind", servers, []serfpool.Member{member("s1", 3), member("s2", 2)}, 2},
+		{"one advertising nothing counts as 1", servers, []serfpool.Member{member("s1", 2), member("s2", 0)}, 1},
+		{"one not in the pool counts as 1", servers, []serfpool.Member{member("s1", 2)}, 1},
+		{"a member outside the raft configuration does not count", servers[:1], []serfpool.Member{member("s1", 2), member("s2", 1)}, 2},
+		{"no servers", nil, nil, 0},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := lowestLevel(tc.servers, tc.members); got != tc.want {
+				t.Fatalf("lowestLevel = %d, want %d", got, tc.want)
+			}
+		})
+	}
+}

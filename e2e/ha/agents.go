@@ -21,6 +21,9 @@ type AgentOptions struct {
 	// Prepare, when set, runs before the agent starts (e.g. to put image
 	// tarballs in its images directory).
 	Prepare func(a *nodeagent.Agent)
+	// Bin is the keelson binary the agents start with (default: the binary
+	// under test); Agent.SetBin swaps it for an upgrade.
+	Bin string
 }
 
 // StartAgents runs a `keelson agent` in each named host's namespace,
@@ -39,7 +42,7 @@ func (c *Cluster) StartAgents(t testing.TB, cidr string, names []string, opts Ag
 		if opts.Args != nil {
 			args = append(args, opts.Args(name)...)
 		}
-		a := nodeagent.New(t, nodeagent.Options{Name: name, NetNS: h.NS, Args: args})
+		a := nodeagent.New(t, nodeagent.Options{Name: name, NetNS: h.NS, Args: args, Bin: opts.Bin})
 		if opts.Prepare != nil {
 			opts.Prepare(a)
 		}

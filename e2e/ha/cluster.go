@@ -43,6 +43,10 @@ type Options struct {
 	// server is a node: its kube-apiserver reaches pods (proxy, webhooks,
 	// aggregated APIs) through the routes the agent programs.
 	Agent bool
+	// Bin is the keelson binary the servers start with (default: the
+	// binary under test). An upgrade test starts an older build and swaps
+	// it server by server with Server.SetBin.
+	Bin string
 }
 
 // raftPort is the servers' default raft port.
@@ -65,7 +69,10 @@ type Cluster struct {
 // test ends.
 func NewCluster(t testing.TB, opts Options) *Cluster {
 	t.Helper()
-	bin := harness.KeelsonBin(t)
+	bin := opts.Bin
+	if bin == "" {
+		bin = harness.KeelsonBin(t)
+	}
 	if opts.Servers == 0 {
 		opts.Servers = 3
 	}

@@ -161,6 +161,46 @@ func (s *Server) Kill() {
 	}
 }
 
+// Stop ends the current process, if any, as an operator would: SIGTERM,
+// SIGKILL only after grace. It fails the test if the server had to be
+// killed or exited with an error.
+func (s *Server) Stop(t testing.TB, grace time.Duration) {
+	t.Helper()
+	s.mu.Lock()
+	p := s.proc
+	s.proc = nil
+	s.paused = false
+	s.mu.Unlock()
+	if p == nil {
+		return
+	}
+	if err := p.Stop(grace); err != nil {
+		t.Errorf("%s: stopping pid %d: %v; log tail:\n%s", s.Name, p.PID(), err, p.LogTail(30))
+	}
+}
+
+// SetBin makes the next start run bin: a rolling upgrade stops the server,
+// swaps its binary and starts it again on the same data dir.
+func (s *Server) SetBin(bin string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.bin = bin
+}
+
+// LogPath is the log of the current (or last) process.
+func (s *Server) LogPath() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.logPath
+}
+
+// Bin is the binary the server runs (or will run at its next start).
+func (s *Server) Bin() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.bin
+}
+
 // Restart is a crash and a restart on the same data dir and address.
 func (s *Server) Restart(t testing.TB) {
 	t.Helper()

@@ -78,6 +78,8 @@ type Options struct {
 	// Args are further `keelson agent` flags: --server, --token, addresses.
 	// --data-dir, --node-name, --cni-bridge and --cgroup-root are set here.
 	Args []string
+	// Bin is the keelson binary (default: the binary under test).
+	Bin string
 }
 
 // Agent is one node agent whose data dir outlives its processes, so it can
@@ -116,8 +118,11 @@ func New(t testing.TB, opts Options) *Agent {
 		DataDir:    dir,
 		Bridge:     testnet.BridgeName(),
 		CgroupRoot: "/keelson-e2e-" + opts.Name + "-" + randomHex(3),
-		bin:        harness.KeelsonBin(t),
+		bin:        opts.Bin,
 		opts:       opts,
+	}
+	if a.bin == "" {
+		a.bin = harness.KeelsonBin(t)
 	}
 	t.Cleanup(func() { a.cleanup(t) })
 	img, err := testimage.Busybox()
@@ -169,6 +174,14 @@ func (a *Agent) Start(t testing.TB) {
 	}
 	t.Logf("agent %s: started pid %d (run %d), log %s", a.Name, p.PID(), a.runs, a.logPath)
 	a.proc = p
+}
+
+// SetBin makes the next Start run bin (a rolling upgrade: Stop, SetBin,
+// Start on the same data dir).
+func (a *Agent) SetBin(bin string) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.bin = bin
 }
 
 // Running reports whether the agent process is alive.
