@@ -1,4 +1,4 @@
-package server
+package host
 
 import (
 	"context"
@@ -9,8 +9,6 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
-
-	"github.com/keelson/keelson/plugins/host"
 )
 
 func TestPluginMetricsRelabelled(t *testing.T) {
@@ -27,14 +25,14 @@ workqueue_work_duration_seconds_count{name="job"} 5
 	own := `# TYPE requests_total counter
 requests_total{plugin="x"} 7
 `
-	c := &pluginMetrics{log: slog.New(slog.DiscardHandler), read: func(context.Context) []host.PluginMetrics {
-		return []host.PluginMetrics{
+	c := NewMetricsCollector(func(context.Context) []PluginMetrics {
+		return []PluginMetrics{
 			{Name: "job", Text: []byte(job)},
 			{Name: "ingress", Text: []byte(own)},
 			{Name: "broken", Text: []byte("this is { not metrics\n")},
 			{Name: "hung", Err: errors.New("context deadline exceeded")},
 		}
-	}}
+	}, slog.New(slog.DiscardHandler))
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(c)
 	want := `# HELP keelson_plugin_requests_total 
