@@ -2,11 +2,8 @@ package ingress
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -27,23 +24,13 @@ const tinyPort = "8880"
 // configuration file.
 func examplePlugin(t *testing.T) (bin, config string) {
 	t.Helper()
-	dir := t.TempDir()
-	bin = filepath.Join(dir, "tinyingress")
-	build := exec.Command("go", "build", "-trimpath", "-o", bin, "github.com/keelson/keelson/examples/plugins/tinyingress")
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("building the example ingress plugin: %v\n%s", err, out)
-	}
-	b, err := os.ReadFile(bin)
-	if err != nil {
-		t.Fatal(err)
-	}
-	sum := sha256.Sum256(b)
+	bin, sum := harness.BuildPlugin(t, "github.com/keelson/keelson/examples/plugins/tinyingress", "tinyingress")
 	config = filepath.Join(t.TempDir(), "server.yaml")
 	yaml := fmt.Sprintf(`plugins:
   dir: %s
   external:
   - {name: tinyingress, sha256: %s, preset: ingress-controller, scope: both}
-`, dir, hex.EncodeToString(sum[:]))
+`, filepath.Dir(bin), sum)
 	if err := os.WriteFile(config, []byte(yaml), 0o644); err != nil {
 		t.Fatal(err)
 	}

@@ -45,19 +45,12 @@ func runLeader(ctx context.Context, env sdk.Env) error {
 			q.Add(key)
 		}
 	}
-	for _, inf := range []cache.SharedIndexInformer{l.classes, l.nodes} {
-		if _, err := inf.AddEventHandler(cache.ResourceEventHandlerFuncs{
-			AddFunc: func(any) { all() }, UpdateFunc: func(any, any) { all() }, DeleteFunc: func(any) { all() },
-		}); err != nil {
-			return err
-		}
+	if err := onChange(all, l.classes, l.nodes); err != nil {
+		return err
 	}
-	f.Start(ctx.Done())
 	defer f.Shutdown()
-	for typ, ok := range f.WaitForCacheSync(ctx.Done()) {
-		if !ok {
-			return fmt.Errorf("informer cache for %v did not sync", typ)
-		}
+	if err := startAndSync(ctx, f); err != nil || ctx.Err() != nil {
+		return err // nil: asked to stop while syncing
 	}
 	env.Ready("writing the status of Ingresses of controller " + ControllerName)
 	sdk.RunWorkers(ctx, q, 1, l.reconcile, env.Logger)
@@ -107,4 +100,27 @@ func (l *leader) addresses() []networkingv1.IngressLoadBalancerIngress {
 		out = append(out, networkingv1.IngressLoadBalancerIngress{IP: ip})
 	}
 	return out
+}
+
+// onChange calls fn after every event of the informers.
+func onChange(fn func(), infs ...cache.SharedIndexInformer) error {
+	for _, inf := range infs {
+		if _, err := inf.AddEventHandler(cache.ResourceEventHandlerFuncs{
+			AddFunc: func(any) { fn() }, UpdateFunc: func(any, any) { fn() }, DeleteFunc: func(any) { fn() },
+		}); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// startAndSync starts the factory's informers and waits for their caches.
+func startAndSync(ctx context.Context, f informers.SharedInformerFactory) error {
+	f.Start(ctx.Done())
+	for typ, ok := range f.WaitForCacheSync(ctx.Done()) {
+		if !ok && ctx.Err() == nil {
+			return fmt.Errorf("informer cache for %v did not sync", typ)
+		}
+	}
+	return nil
 }

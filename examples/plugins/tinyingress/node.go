@@ -45,19 +45,12 @@ func runNode(ctx context.Context, env sdk.Env) error {
 		svcs: f.Core().V1().Services().Informer(), slices: f.Discovery().V1().EndpointSlices().Informer(), rp: reverseProxy()}
 	d.table.Store(&table{})
 	q := sdk.NewQueue[struct{}]("tinyingress-table")
-	for _, inf := range []cache.SharedIndexInformer{d.ings, d.classes, d.svcs, d.slices} {
-		if _, err := inf.AddEventHandler(cache.ResourceEventHandlerFuncs{
-			AddFunc: func(any) { q.Add(struct{}{}) }, UpdateFunc: func(any, any) { q.Add(struct{}{}) }, DeleteFunc: func(any) { q.Add(struct{}{}) },
-		}); err != nil {
-			return err
-		}
+	if err := onChange(func() { q.Add(struct{}{}) }, d.ings, d.classes, d.svcs, d.slices); err != nil {
+		return err
 	}
-	f.Start(ctx.Done())
 	defer f.Shutdown()
-	for typ, ok := range f.WaitForCacheSync(ctx.Done()) {
-		if !ok {
-			return fmt.Errorf("informer cache for %v did not sync", typ)
-		}
+	if err := startAndSync(ctx, f); err != nil || ctx.Err() != nil {
+		return err // nil: asked to stop while syncing
 	}
 	l, err := net.Listen("tcp", ":"+strconv.Itoa(cfg.Port))
 	if err != nil {
