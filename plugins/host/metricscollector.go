@@ -41,8 +41,21 @@ type metricsCollector struct {
 // Describe sends nothing: the families are only known when read.
 func (c *metricsCollector) Describe(chan<- *prometheus.Desc) {}
 
+// Collect re-emits every plugin's families. Plugins built with other
+// client versions may describe one family differently (help text, type);
+// a registry refuses a scrape whose family is inconsistent, so the first
+// plugin's (by name) description of a family is used for all, and a plugin's
+// family of another type is left out rather than failing the scrape.
 func (c *metricsCollector) Collect(ch chan<- prometheus.Metric) {
-	for _, pm := range c.read(context.Background()) {
+	type family struct {
+		desc *prometheus.Desc
+		typ  dto.MetricType
+	}
+	seen := map[string]family{}
+	read := c.read(context.Background())
+	// In name order, so the same plugin's description wins every scrape.
+	slices.SortFunc(read, func(a, b PluginMetrics) int { return strings.Compare(a.Name, b.Name) })
+	for _, pm := range read {
 		if pm.Err != nil {
 			c.log.Debug("reading a plugin's metrics", "plugin", pm.Name, "err", pm.Err)
 			continue
@@ -54,9 +67,18 @@ func (c *metricsCollector) Collect(ch chan<- prometheus.Metric) {
 			continue
 		}
 		for _, mf := range families {
-			desc := prometheus.NewDesc(MetricPrefix+mf.GetName(), mf.GetHelp(), nil, nil)
+			name := MetricPrefix + mf.GetName()
+			f, ok := seen[name]
+			if !ok {
+				f = family{desc: prometheus.NewDesc(name, mf.GetHelp(), nil, nil), typ: mf.GetType()}
+				seen[name] = f
+			} else if f.typ != mf.GetType() {
+				c.log.Debug("a plugin's metric has another type than another plugin's of the same name; left out",
+					"plugin", pm.Name, "metric", name, "type", mf.GetType(), "first", f.typ)
+				continue
+			}
 			for _, m := range mf.GetMetric() {
-				ch <- &relabelled{desc: desc, m: withPluginLabel(m, pm.Name)}
+				ch <- &relabelled{desc: f.desc, m: withPluginLabel(m, pm.Name)}
 			}
 		}
 	}
