@@ -355,6 +355,7 @@ func maxLogSize(s string) int64 {
 type metrics struct {
 	registry    *prometheus.Registry
 	podStartup  prometheus.Histogram
+	imagePulls  *prometheus.HistogramVec
 	runningPods prometheus.GaugeFunc
 	// probes are served at /metrics/probes, apart, as kubelet does.
 	probes *pods.ProbeMetrics
@@ -371,8 +372,39 @@ func newMetrics(running func() float64) *metrics {
 		Name: "keelson_agent_pods",
 		Help: "Pods bound to this node that the agent knows.",
 	}, running)
-	m.registry.MustRegister(m.podStartup, m.runningPods, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	// kubelet's name, buckets and size label (pkg/kubelet/metrics).
+	m.imagePulls = prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name:    "kubelet_image_pull_duration_seconds",
+		Help:    "[ALPHA] Duration in seconds to pull an image.",
+		Buckets: []float64{1, 5, 10, 20, 30, 60, 120, 180, 240, 300, 360, 480, 600, 900, 1200, 1800, 2700, 3600},
+	}, []string{"image_size_in_bytes"})
+	m.registry.MustRegister(m.podStartup, m.runningPods, m.imagePulls, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
+}
+
+// imagePulled records a pull under kubelet's image size buckets.
+func (m *metrics) imagePulled(size int64, took time.Duration) {
+	m.imagePulls.WithLabelValues(imageSizeBucket(size)).Observe(took.Seconds())
+}
+
+// imageSizeBucket is kubelet's label for an image of size bytes.
+func imageSizeBucket(size int64) string {
+	const mb, gb = 1 << 20, 1 << 30
+	buckets := []struct {
+		above int64
+		label string
+	}{{100 * gb, "GT100GB"}, {60 * gb, "60GB-100GB"}, {40 * gb, "40GB-60GB"}, {30 * gb, "30GB-40GB"}, {20 * gb, "20GB-30GB"},
+		{10 * gb, "10GB-20GB"}, {5 * gb, "5GB-10GB"}, {gb, "1GB-5GB"}, {500 * mb, "500MB-1GB"}, {100 * mb, "100MB-500MB"},
+		{10 * mb, "10MB-100MB"}, {0, "0-10MB"}}
+	if size <= 0 {
+		return "N/A"
+	}
+	for _, b := range buckets {
+		if size > b.above {
+			return b.label
+		}
+	}
+	return "N/A"
 }
 
 // errStopped ends serve when the agent's own containerd dies.

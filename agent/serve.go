@@ -64,6 +64,9 @@ func (a *Agent) serve(ctx context.Context) error {
 			}
 		}
 	}
+	// Made first: the service network registers its metrics there. Its
+	// pod count reads a.pods only when scraped, once the API serves.
+	a.metrics = newMetrics(func() float64 { return float64(len(a.pods.Pods())) })
 	// The service network, when it runs, caches every Service: the pods
 	// read theirs from it rather than from a second watch.
 	svcnet, err := a.startServiceNetwork(ctx, &wg, fail("service network"))
@@ -312,7 +315,6 @@ func (a *Agent) newPods(services func() []*v1.Service, recorder record.EventReco
 	if err != nil {
 		return err
 	}
-	a.metrics = newMetrics(func() float64 { return float64(len(a.pods.Pods())) })
 	a.volumes = volumes.New(volumes.Options{Client: a.client, Logger: a.log, StorageDir: a.storageDir()})
 	a.pods = pods.New(pods.Options{
 		NodeName:      a.cfg.NodeName,
@@ -333,6 +335,7 @@ func (a *Agent) newPods(services func() []*v1.Service, recorder record.EventReco
 		Services:      services,
 		Recorder:      recorder,
 		Logger:        a.log,
+		ImagePulled:   a.metrics.imagePulled,
 		PodStarted: func(_ *v1.Pod, d time.Duration) {
 			a.metrics.podStartup.Observe(d.Seconds())
 		},
@@ -382,6 +385,7 @@ func (a *Agent) startServiceNetwork(ctx context.Context, wg *sync.WaitGroup, fai
 	if err != nil {
 		return nil, fmt.Errorf("agent: %w", err)
 	}
+	netCfg.Metrics = a.metrics.registry
 	n, err := servicenet.New(a.client, netCfg, a.log.With("component", "network"))
 	if err != nil {
 		return nil, fmt.Errorf("agent: %w", err)

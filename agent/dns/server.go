@@ -32,6 +32,8 @@ type Options struct {
 	TTL uint32
 	// UpstreamTimeout bounds one query to one upstream server (default 2s).
 	UpstreamTimeout time.Duration
+	// Metrics, when set, counts queries (NewMetrics).
+	Metrics *Metrics
 }
 
 // ApplyDefaults fills zero fields with defaults.
@@ -157,7 +159,8 @@ func shutdown(servers []*dns.Server) {
 
 // ServeDNS answers one query.
 func (s *Server) ServeDNS(w dns.ResponseWriter, req *dns.Msg) {
-	resp := s.handle(w, req)
+	start := time.Now()
+	resp, plugin := s.handle(w, req)
 	size := dns.MinMsgSize
 	if opt := req.IsEdns0(); opt != nil {
 		size = int(max(opt.UDPSize(), dns.MinMsgSize))
@@ -172,18 +175,20 @@ func (s *Server) ServeDNS(w dns.ResponseWriter, req *dns.Msg) {
 	if err := w.WriteMsg(resp); err != nil {
 		s.log.Debug("writing a DNS response", "client", w.RemoteAddr(), "err", err)
 	}
+	s.opts.Metrics.observe(w, req, resp, plugin, time.Since(start))
 }
 
-func (s *Server) handle(w dns.ResponseWriter, req *dns.Msg) *dns.Msg {
+// handle answers req and names the part that answered (a metrics label).
+func (s *Server) handle(w dns.ResponseWriter, req *dns.Msg) (*dns.Msg, string) {
 	resp := new(dns.Msg)
 	if req.Opcode != dns.OpcodeQuery || len(req.Question) != 1 {
-		return resp.SetRcode(req, dns.RcodeNotImplemented)
+		return resp.SetRcode(req, dns.RcodeNotImplemented), pluginNone
 	}
 	q := req.Question[0]
 	_, overTCP := w.RemoteAddr().(*net.TCPAddr)
 	a := s.resolver.Resolve(q)
 	if a.Forward {
-		return s.forward(req, overTCP)
+		return s.forward(req, overTCP), pluginForward
 	}
 	resp.SetReply(req)
 	resp.Authoritative = true
@@ -193,7 +198,7 @@ func (s *Server) handle(w dns.ResponseWriter, req *dns.Msg) *dns.Msg {
 	if a.Chase != "" {
 		s.chase(resp, q, a.Chase, overTCP)
 	}
-	return resp
+	return resp, pluginKubernetes
 }
 
 // forward relays a query for a name outside the cluster.

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/miekg/dns"
+	"github.com/prometheus/client_golang/prometheus"
 	v1 "k8s.io/api/core/v1"
 	discovery "k8s.io/api/discovery/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -27,6 +28,7 @@ import (
 type fixture struct {
 	addr     string
 	upstream *fakeUpstream
+	metrics  *prometheus.Registry
 }
 
 func service(ns, name, clusterIP string, ports ...v1.ServicePort) *v1.Service {
@@ -116,7 +118,8 @@ func newFixture(t *testing.T, objs ...any) *fixture {
 	if err := os.WriteFile(resolv, []byte("nameserver 127.0.0.1\nsearch example.org\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	srv, err := New(Options{Addresses: []netip.Addr{netip.MustParseAddr("127.0.0.1")}, ResolvConf: resolv}, catalog, nil)
+	reg := prometheus.NewRegistry()
+	srv, err := New(Options{Addresses: []netip.Addr{netip.MustParseAddr("127.0.0.1")}, ResolvConf: resolv, Metrics: NewMetrics(reg)}, catalog, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -135,7 +138,7 @@ func newFixture(t *testing.T, objs ...any) *fixture {
 			t.Error("Serve did not return after its context was cancelled")
 		}
 	})
-	return &fixture{addr: pc.LocalAddr().String(), upstream: up}
+	return &fixture{addr: pc.LocalAddr().String(), upstream: up, metrics: reg}
 }
 
 // fakeUpstream answers www.example.com and example.org names with fixed

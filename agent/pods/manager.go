@@ -73,6 +73,9 @@ type Options struct {
 	Recorder record.EventRecorder
 	Logger   *slog.Logger
 	Clock    clockwork.Clock
+	// ImagePulled, when set, is called after each successful pull with the
+	// image's size in bytes (0 if unknown) and how long the pull took.
+	ImagePulled func(size int64, took time.Duration)
 	// PodStarted, when set, is called once per pod when all its
 	// containers run, with the time since the agent first saw the pod.
 	PodStarted func(pod *v1.Pod, latency time.Duration)

@@ -134,14 +134,19 @@ func (m *Manager) ensureImage(ctx context.Context, pod *v1.Pod, c *v1.Container)
 	}
 	m.event(pod, v1.EventTypeNormal, "Pulling", "Pulling image %q", c.Image)
 	start := m.clock.Now()
-	if err := m.rt.Pull(ctx, ref, m.pullCredentials(ctx, pod)); err != nil {
+	size, err := m.rt.Pull(ctx, ref, m.pullCredentials(ctx, pod))
+	if err != nil {
 		now := m.clock.Now()
 		m.pulls.next(key, now)
 		msg := fmt.Sprintf("Failed to pull image %q: %v", c.Image, err)
 		m.event(pod, v1.EventTypeWarning, "Failed", "%s", msg)
 		return "", &v1.ContainerStateWaiting{Reason: reasonErrImagePull, Message: msg}, m.pulls.waitSinceUpdate(key)
 	}
-	m.event(pod, v1.EventTypeNormal, "Pulled", "Successfully pulled image %q in %s", c.Image, m.clock.Since(start).Round(time.Millisecond))
+	took := m.clock.Since(start)
+	if m.opts.ImagePulled != nil {
+		m.opts.ImagePulled(size, took)
+	}
+	m.event(pod, v1.EventTypeNormal, "Pulled", "Successfully pulled image %q in %s", c.Image, took.Round(time.Millisecond))
 	return ref, nil, 0
 }
 

@@ -55,6 +55,9 @@ type Config struct {
 	CanaryPeriod time.Duration
 	// OnSync, if set, is called after each successful sync.
 	OnSync func(SyncStats)
+	// OnSyncError, if set, is called after each failed sync of a family
+	// (the sync is retried).
+	OnSyncError func(v1.IPFamily, error)
 }
 
 // SyncStats describe one sync.
@@ -274,6 +277,9 @@ func (p *Proxier) syncFamily(ctx context.Context, f *familyProxier, services []*
 	full := f.forceFull.Swap(false) || !f.dp.known() || time.Since(f.lastFull) >= p.cfg.SyncPeriod
 	written, err := f.dp.sync(ctx, ports, full)
 	if err != nil {
+		if p.cfg.OnSyncError != nil {
+			p.cfg.OnSyncError(f.family, err)
+		}
 		return fmt.Errorf("proxy: %s %s rules: %w", f.family, p.cfg.Mode, err)
 	}
 	f.installed.Store(true)

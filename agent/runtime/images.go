@@ -59,8 +59,9 @@ func (r *Runtime) HasImage(ctx context.Context, ref string) (bool, error) {
 }
 
 // Pull fetches ref (normalized) from its registry or a configured mirror
-// and unpacks it.
-func (r *Runtime) Pull(ctx context.Context, ref string, creds Credentials) error {
+// and unpacks it. It returns the image's size (its compressed content, as
+// the CRI reports an image's size; 0 if unknown).
+func (r *Runtime) Pull(ctx context.Context, ref string, creds Credentials) (int64, error) {
 	ctx = r.ns(ctx)
 	resolver := dockerremote.NewResolver(dockerremote.ResolverOptions{Hosts: r.registryHosts(creds)})
 	start := time.Now()
@@ -70,10 +71,14 @@ func (r *Runtime) Pull(ctx context.Context, ref string, creds Credentials) error
 		containerd.WithResolver(resolver),
 	)
 	if err != nil {
-		return fmt.Errorf("pulling %s: %w", ref, err)
+		return 0, fmt.Errorf("pulling %s: %w", ref, err)
 	}
 	r.log.Info("pulled image", "image", ref, "digest", img.Target().Digest, "elapsed", time.Since(start).Round(time.Millisecond))
-	return nil
+	size, err := img.Size(ctx)
+	if err != nil {
+		return 0, nil // pulled; its size is only for metrics
+	}
+	return size, nil
 }
 
 // Import loads every image of a tarball (docker save or OCI layout, possibly

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	v1 "k8s.io/api/core/v1"
 
 	"github.com/keelson/keelson/agent/proxy"
@@ -50,6 +51,9 @@ type Config struct {
 	// restarts; by default Run removes them ("keelson agent --cleanup"
 	// always does).
 	KeepRulesOnShutdown bool
+	// Metrics, when set, registers the proxy's and DNS server's metrics
+	// (kube-proxy's and CoreDNS's names); nil: not exported.
+	Metrics prometheus.Registerer
 	// ProxyMode is the service proxy's mode [--proxy-mode]: proxy.ModeIPTables
 	// (default) or proxy.ModeNFTables.
 	ProxyMode string
@@ -132,4 +136,12 @@ func familyOf(a netip.Addr) v1.IPFamily {
 		return v1.IPv4Protocol
 	}
 	return v1.IPv6Protocol
+}
+
+// metricsRegisterer is Metrics, or a registry nobody reads.
+func (c Config) metricsRegisterer() prometheus.Registerer {
+	if c.Metrics == nil {
+		return prometheus.NewRegistry()
+	}
+	return c.Metrics
 }

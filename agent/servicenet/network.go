@@ -60,11 +60,16 @@ func New(client kubernetes.Interface, cfg Config, log *slog.Logger) (*Network, e
 	// inserted its jumps, and then inserts its own above them.
 	proxySynced := make(chan struct{})
 	var once sync.Once
+	pm := newProxyMetrics(cfg.metricsRegisterer())
 	p, err := proxy.New(proxy.Config{
 		Mode: cfg.ProxyMode, NodeName: cfg.NodeName, Families: cfg.Families(), ClusterCIDRs: cfg.ClusterCIDRs,
 		NodePortAddresses: cfg.NodePortAddresses, MasqueradeAll: cfg.MasqueradeAll, Exempt: cfg.ClusterDNS,
 		MinSyncPeriod: cfg.MinSyncPeriod, SyncPeriod: cfg.SyncPeriod,
-		OnSync: func(proxy.SyncStats) { once.Do(func() { close(proxySynced) }) },
+		OnSync: func(s proxy.SyncStats) {
+			pm.synced(s)
+			once.Do(func() { close(proxySynced) })
+		},
+		OnSyncError: pm.failed,
 	}, services, slices, log)
 	if err != nil {
 		return nil, err
@@ -76,7 +81,8 @@ func New(client kubernetes.Interface, cfg Config, log *slog.Logger) (*Network, e
 		if err != nil {
 			return nil, err
 		}
-		d, err := dns.New(dns.Options{Addresses: cfg.ClusterDNS, ClusterDomain: cfg.ClusterDomain, ResolvConf: cfg.ResolvConf}, catalog, log)
+		d, err := dns.New(dns.Options{Addresses: cfg.ClusterDNS, ClusterDomain: cfg.ClusterDomain, ResolvConf: cfg.ResolvConf,
+			Metrics: dns.NewMetrics(cfg.metricsRegisterer())}, catalog, log)
 		if err != nil {
 			return nil, err
 		}

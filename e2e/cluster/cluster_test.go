@@ -51,6 +51,7 @@ func TestCluster(t *testing.T) {
 		t.Run("PodsWithoutNAT", svc.testPodsWithoutNAT)
 		t.Run("ClusterIP", svc.testClusterIP)
 		t.Run("DNS", svc.testDNS)
+		t.Run("Dashboard", svc.testDashboard)
 		t.Run("Environment", svc.testEnvironment)
 		t.Run("NodePort", svc.testNodePort)
 		t.Run("Headless", svc.testHeadless)

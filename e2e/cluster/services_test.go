@@ -224,6 +224,16 @@ func (s *serviceScenario) testDNS(t *testing.T) {
 			t.Errorf("fetching http://%s/: %q", name, body)
 		}
 	}
+	// The client's node answered those queries; its agent counts them
+	// under CoreDNS's names, and its proxy's syncs under kube-proxy's.
+	node := strings.TrimSpace(s.c.kubectl(t).Must(t, "get", "pod", "-n", s.ns, s.client.Name, "-o", "jsonpath={.spec.nodeName}"))
+	metrics := s.c.kubectl(t).Must(t, "get", "--raw", "/api/v1/nodes/"+node+"/proxy/metrics")
+	for _, want := range []string{`coredns_dns_requests_total{family="1",proto="udp"`, `coredns_dns_responses_total{plugin="kubernetes",rcode="NOERROR"`,
+		"kubeproxy_sync_proxy_rules_duration_seconds_count", "kubeproxy_sync_proxy_rules_last_timestamp_seconds"} {
+		if !strings.Contains(metrics, want) {
+			t.Errorf("node %s's /metrics lacks %s", node, want)
+		}
+	}
 }
 
 // testEnvironment: pods started after the Service have its variables, as

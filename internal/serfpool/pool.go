@@ -37,6 +37,12 @@ type Pool struct {
 	bootstrapped bool
 	serfAddr     string
 
+	// joining is closed when the background join (cfg.Join) ends; nil
+	// without one. Leave waits for it: a leave intent broadcast before the
+	// pool knows another member reaches nobody, and the others then see
+	// the node fail instead of leave.
+	joining chan struct{}
+
 	stop         chan struct{}
 	wg           sync.WaitGroup
 	shutdownOnce sync.Once
@@ -102,6 +108,7 @@ func Start(ctx context.Context, cfg Config) (*Pool, error) {
 	}
 	p.log.Info("serf pool started", "addr", p.serfAddr, "role", cfg.Role, "raft_addr", cfg.RaftAddr)
 	if len(cfg.Join) > 0 {
+		p.joining = make(chan struct{})
 		p.wg.Add(1)
 		go p.retryJoin(ctx)
 	}
@@ -239,6 +246,7 @@ func (p *Pool) Changes() <-chan struct{} {
 // restart) keeps the membership.
 func (p *Pool) retryJoin(ctx context.Context) {
 	defer p.wg.Done()
+	defer close(p.joining)
 	wait := p.cfg.RetryJoinInterval
 	for attempt := 1; ; attempt++ {
 		err := p.Join(p.cfg.Join...)
@@ -395,12 +403,23 @@ func (p *Pool) SetBootstrapped() error {
 // to spread; other members then see this node as left, not failed, and the
 // leader removes it from raft at once. Call Shutdown afterwards.
 func (p *Pool) Leave() error {
+	if p.joining != nil {
+		select {
+		case <-p.joining:
+		case <-time.After(leaveJoinWait):
+			p.log.Warn("leaving while still joining: the other members may see this node fail rather than leave", "waited", leaveJoinWait)
+		}
+	}
 	if err := p.serf.Leave(); err != nil {
 		return fmt.Errorf("membership: leave pool as %q: %w", p.cfg.NodeName, err)
 	}
 	p.log.Info("left pool")
 	return nil
 }
+
+// leaveJoinWait bounds how long Leave waits for a join in flight: a pool
+// whose servers cannot be reached has nobody to tell anyway.
+const leaveJoinWait = 5 * time.Second
 
 // Shutdown stops serf without leaving (others will see this node fail) and
 // stops the pool's goroutines. Safe to call more than once.
