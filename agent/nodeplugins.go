@@ -9,6 +9,8 @@ import (
 	"slices"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/keelson/keelson/plugins/proto"
 )
 
@@ -33,6 +35,9 @@ type NodePluginEnv struct {
 	// executable embedded in keelson is extracted.
 	DataDir string
 	Logger  *slog.Logger
+	// Metrics is the agent's registry, served on its /metrics: the host
+	// relays its node plugins' metrics there.
+	Metrics prometheus.Registerer
 }
 
 // runNodePlugins runs the node plugin host until ctx ends; its failure is
@@ -65,6 +70,7 @@ func (a *Agent) runNodePlugins(ctx context.Context) {
 		PluginDir: a.cfg.PluginDir(),
 		DataDir:   a.cfg.DataDir,
 		Logger:    a.log.With("component", "node-plugins"),
+		Metrics:   a.metrics.registry,
 	}
 	if env.Members == nil && !a.opts.Embedded {
 		env.Members = &gossipView{agent: a, poll: time.Second}

@@ -37,16 +37,19 @@ var pluginPresets = map[string][]rbacv1.PolicyRule{
 		{APIGroups: []string{"discovery.k8s.io"}, Resources: []string{"endpointslices"}, Verbs: readVerbs},
 		{APIGroups: []string{"coordination.k8s.io"}, Resources: []string{"leases"}, Verbs: []string{"get", "create", "update"}},
 	},
-	// ingress-controller: read what routes traffic (Ingresses and their
-	// classes, Services, endpoints, TLS Secrets) and report status.
+	// ingress-controller: the leader part of an ingress plugin: read what
+	// routes traffic (Ingresses and their classes, Services, endpoints, TLS
+	// Secrets, namespaces for selectors, Nodes for addresses) and report
+	// status. No leases (the host runs one instance, so there is no leader
+	// election), no pods (backends are EndpointSlices) and no ConfigMaps
+	// (a plugin's configuration is plugins.config.NAME).
 	"ingress-controller": {
 		{APIGroups: []string{"networking.k8s.io"}, Resources: []string{"ingresses", "ingressclasses"}, Verbs: readVerbs},
 		{APIGroups: []string{"networking.k8s.io"}, Resources: []string{"ingresses/status"}, Verbs: []string{"update", "patch"}},
-		{APIGroups: []string{""}, Resources: []string{"services", "endpoints", "secrets", "configmaps", "namespaces", "pods", "nodes"}, Verbs: readVerbs},
+		{APIGroups: []string{""}, Resources: []string{"services", "endpoints", "secrets", "namespaces", "nodes"}, Verbs: readVerbs},
 		{APIGroups: []string{"discovery.k8s.io"}, Resources: []string{"endpointslices"}, Verbs: readVerbs},
 		{APIGroups: []string{""}, Resources: []string{"events"}, Verbs: []string{"create", "patch", "update"}},
 		{APIGroups: []string{"events.k8s.io"}, Resources: []string{"events"}, Verbs: []string{"create", "patch", "update"}},
-		{APIGroups: []string{"coordination.k8s.io"}, Resources: []string{"leases"}, Verbs: []string{"get", "create", "update"}},
 	},
 }
 

@@ -151,3 +151,38 @@ func TestPluginPresetsHoldNoEscalation(t *testing.T) {
 		}
 	}
 }
+
+// TestIngressControllerPresetIsLeaderPartOnly: the ingress-controller
+// preset approves what an ingress plugin's leader part reads and writes,
+// and nothing an ingress controller on Keelson has no use for: leases (the
+// host runs one instance: no leader election), pods (backends are
+// EndpointSlices), ConfigMaps (its configuration is plugins.config.NAME),
+// and no write beyond Ingress status and Events.
+func TestIngressControllerPresetIsLeaderPartOnly(t *testing.T) {
+	granted := map[string]bool{}
+	for _, r := range pluginPresets["ingress-controller"] {
+		for _, g := range r.APIGroups {
+			for _, res := range r.Resources {
+				for _, v := range r.Verbs {
+					granted[g+"/"+res+":"+v] = true
+				}
+			}
+		}
+	}
+	for _, need := range []string{"networking.k8s.io/ingresses:watch", "networking.k8s.io/ingressclasses:list",
+		"networking.k8s.io/ingresses/status:update", "/services:watch", "discovery.k8s.io/endpointslices:watch",
+		"/secrets:get", "/nodes:list", "/events:create"} {
+		if !granted[need] {
+			t.Errorf("the ingress-controller preset lacks %s, which an ingress plugin's leader part needs", need)
+		}
+	}
+	for key := range granted {
+		res, verb, _ := strings.Cut(key, ":")
+		switch {
+		case strings.HasPrefix(res, "coordination.k8s.io/"), res == "/pods", res == "/configmaps":
+			t.Errorf("the ingress-controller preset grants %s, which an ingress plugin on Keelson has no use for", key)
+		case verb != "get" && verb != "list" && verb != "watch" && res != "networking.k8s.io/ingresses/status" && !strings.HasSuffix(res, "/events"):
+			t.Errorf("the ingress-controller preset grants the write %s", key)
+		}
+	}
+}

@@ -56,5 +56,6 @@ func runNodePlugins(ctx context.Context, env agent.NodePluginEnv) error {
 		Kube:            kube,
 		Dyn:             dyn,
 		Logger:          env.Logger,
+		Metrics:         env.Metrics,
 	})
 }

@@ -2,11 +2,8 @@ package cloud
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -26,18 +23,8 @@ import (
 // and returns the directory and the binary's checksum.
 func buildExample(t *testing.T) (dir, sum string) {
 	t.Helper()
-	dir = t.TempDir()
-	bin := filepath.Join(dir, "filecloud")
-	build := exec.Command("go", "build", "-trimpath", "-o", bin, "github.com/keelson/keelson/examples/plugins/filecloud")
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("building the example provider: %v\n%s", err, out)
-	}
-	b, err := os.ReadFile(bin)
-	if err != nil {
-		t.Fatal(err)
-	}
-	h := sha256.Sum256(b)
-	return dir, hex.EncodeToString(h[:])
+	bin, sum := harness.BuildPlugin(t, "github.com/keelson/keelson/examples/plugins/filecloud", "filecloud")
+	return filepath.Dir(bin), sum
 }
 
 // TestExampleProvider: the example third-party provider, loaded from the

@@ -54,9 +54,14 @@ func startCluster(t *testing.T) *cluster {
 		t.Fatal(err)
 	}
 	image := echoTarball(t)
+	tiny, serverConfig := examplePlugin(t)
+	tinyBin, err := os.ReadFile(tiny)
+	if err != nil {
+		t.Fatal(err)
+	}
 	c := &cluster{}
 	c.Cluster = ha.NewCluster(t, ha.Options{Servers: 1, APIServer: true, Hosts: []string{"a1", "a2", "client"},
-		Args: []string{"--cluster-cidr", cidr},
+		Args: []string{"--cluster-cidr", cidr, "--config", serverConfig},
 		NetArgs: func(n *ha.Network) []string {
 			// An address of the bridge's subnet no host uses (hosts
 			// take .11 upwards, the bridge .1).
@@ -68,6 +73,13 @@ func startCluster(t *testing.T) *cluster {
 	c.client = c.Net.Host("client")
 	c.StartAgents(t, cidr, []string{"a1", "a2"}, ha.AgentOptions{Prepare: func(a *nodeagent.Agent) {
 		if err := os.WriteFile(filepath.Join(a.DataDir, "images", "echo.tar"), image, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		// The example ingress plugin's node part, in the agent's plugin dir.
+		if err := os.MkdirAll(filepath.Join(a.DataDir, "plugins"), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(a.DataDir, "plugins", "tinyingress"), tinyBin, 0o755); err != nil {
 			t.Fatal(err)
 		}
 	}})

@@ -12,6 +12,12 @@
 // on top of the test busybox) that answers on every path with its pod's
 // name and the forwarding headers it received.
 //
+// The same cluster loads the example third-party ingress plugin
+// (examples/plugins/tinyingress, scope both: its leader part on the server,
+// its node part on both agents), which serves its own IngressClass on port
+// 8880 of every node beside the built-in plugin; and the route metrics case
+// scrapes the agents' /metrics through the API server's node proxy.
+//
 // One cluster serves every case as a subtest of TestIngress, to keep the
 // wall time small. It needs root, containerd, runc, iptables, the CNI
 // plugins and curl; it skips without them.

@@ -39,6 +39,8 @@ func TestIngress(t *testing.T) {
 		c.expect(t, "http", "fanout.example", "/baz", 404, "404 no Ingress rule matches")
 		c.expect(t, "http", "unknown.example", "/foo", 404, "404 no Ingress rule matches")
 	})
+	t.Run("route metrics", func(t *testing.T) { testRouteMetrics(t, c) })
+	t.Run("third-party ingress plugin", func(t *testing.T) { testThirdParty(t, c) })
 	t.Run("status", func(t *testing.T) {
 		harness.Eventually(t, deadline, "Ingress fanout's status holds "+c.lbIP, func() (bool, string) {
 			ing, err := c.kube.NetworkingV1().Ingresses("default").Get(context.Background(), "fanout", metav1.GetOptions{})

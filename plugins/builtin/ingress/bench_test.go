@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	networkingv1 "k8s.io/api/networking/v1"
 )
 
@@ -22,7 +23,11 @@ import (
 func BenchmarkProxy(b *testing.B) {
 	backend := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok") }))
 	defer backend.Close()
-	p := NewProxy(slog.New(slog.DiscardHandler), false)
+	m, err := NewMetrics(prometheus.NewRegistry()) // as the node part runs it
+	if err != nil {
+		b.Fatal(err)
+	}
+	p := NewProxy(slog.New(slog.DiscardHandler), false, m)
 	p.Set(Build(endpointsWorld(map[string][]string{"b": {addr(backend)}}, nil,
 		ing("i", 0, rule("bench.example", path{"/", prefix, "b"})))))
 	front := httptest.NewServer(p)

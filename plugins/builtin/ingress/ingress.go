@@ -95,7 +95,7 @@ func decodeConfig(raw []byte) (Config, error) {
 // Plugin returns the ingress plugin: its leader part (Run) and its data
 // plane (RunNode).
 func Plugin() sdk.Plugin {
-	return sdk.Plugin{Name: Name, Kind: sdk.KindController, Version: version, ManualReady: true,
+	return sdk.Plugin{Name: Name, Kind: sdk.KindIngress, Version: version, ManualReady: true,
 		Run: runLeader, RunNode: runNode, Rules: leaderRules()}
 }
 

@@ -9,34 +9,36 @@ import (
 // first. A prefix is kept without its trailing slash ("" is "/", every
 // path), since Prefix matching ignores a trailing slash.
 type pathRoutes struct {
-	exact    map[string]*Backend
+	exact    map[string]*Route
 	prefixes []prefixRoute
 }
 
 type prefixRoute struct {
-	path    string
-	backend *Backend
+	path  string
+	route *Route
 }
 
-func newPathRoutes() *pathRoutes { return &pathRoutes{exact: map[string]*Backend{}} }
+func newPathRoutes() *pathRoutes { return &pathRoutes{exact: map[string]*Route{}} }
 
 // add registers a path unless an earlier one of the same type holds it (the
-// oldest Ingress wins a conflict). exact is pathType Exact; Prefix and
-// ImplementationSpecific are prefixes.
-func (p *pathRoutes) add(path string, exact bool, b *Backend) {
+// oldest Ingress wins a conflict), and reports whether it did. exact is
+// pathType Exact; Prefix and ImplementationSpecific are prefixes.
+func (p *pathRoutes) add(path string, exact bool, r *Route) bool {
 	if exact {
-		if _, ok := p.exact[path]; !ok {
-			p.exact[path] = b
+		if _, ok := p.exact[path]; ok {
+			return false
 		}
-		return
+		p.exact[path] = r
+		return true
 	}
 	norm := strings.TrimRight(path, "/")
-	for _, r := range p.prefixes {
-		if r.path == norm {
-			return
+	for _, pr := range p.prefixes {
+		if pr.path == norm {
+			return false
 		}
 	}
-	p.prefixes = append(p.prefixes, prefixRoute{path: norm, backend: b})
+	p.prefixes = append(p.prefixes, prefixRoute{path: norm, route: r})
+	return true
 }
 
 // seal orders the prefixes longest first, so the first match is the
@@ -45,17 +47,17 @@ func (p *pathRoutes) seal() {
 	slices.SortStableFunc(p.prefixes, func(a, b prefixRoute) int { return len(b.path) - len(a.path) })
 }
 
-// match finds the backend for a request path. An Exact match is the whole
+// match finds the route of a request path. An Exact match is the whole
 // request path, so it is at least as long as any matching prefix and wins
 // (also on a tie, as the Ingress rules ask). A prefix matches element-wise
 // on '/': "/foo" matches "/foo" and "/foo/bar", never "/foobar".
-func (p *pathRoutes) match(path string) *Backend {
-	if b, ok := p.exact[path]; ok {
-		return b
+func (p *pathRoutes) match(path string) *Route {
+	if r, ok := p.exact[path]; ok {
+		return r
 	}
-	for _, r := range p.prefixes {
-		if prefixMatches(r.path, path) {
-			return r.backend
+	for _, pr := range p.prefixes {
+		if prefixMatches(pr.path, path) {
+			return pr.route
 		}
 	}
 	return nil

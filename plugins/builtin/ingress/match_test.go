@@ -58,10 +58,11 @@ func world(ings ...*networkingv1.Ingress) World {
 }
 
 func routed(t *Table, host, p string) string {
-	b := t.Route(host, p)
-	if b == nil {
+	r := t.Route(host, p)
+	if r == nil {
 		return "404"
 	}
+	b := r.Backend
 	if len(b.Endpoints) == 0 {
 		return "503"
 	}

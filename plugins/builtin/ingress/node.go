@@ -59,7 +59,11 @@ func runNode(ctx context.Context, env sdk.Env) error {
 	defer bundle.Shutdown()
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	d := &dataPlane{env: env, cfg: cfg, proxy: NewProxy(env.Logger, cfg.HTTPSRedirect), queue: sdk.NewQueue[struct{}]("ingress-data-plane"), listenErrs: map[int]error{},
+	metrics, err := NewMetrics(sdk.MetricsRegisterer())
+	if err != nil {
+		return fmt.Errorf("registering the data plane's metrics: %w", err)
+	}
+	d := &dataPlane{env: env, cfg: cfg, proxy: NewProxy(env.Logger, cfg.HTTPSRedirect, metrics), queue: sdk.NewQueue[struct{}]("ingress-data-plane"), listenErrs: map[int]error{},
 		ings: all.Networking().V1().Ingresses().Informer(), classes: all.Networking().V1().IngressClasses().Informer(),
 		svcs: all.Core().V1().Services().Informer(), slices: all.Discovery().V1().EndpointSlices().Informer(),
 		bundle: bundle.Core().V1().Secrets().Informer()}

@@ -21,13 +21,14 @@ type Proxy struct {
 	redirect bool
 	log      *slog.Logger
 	rp       *httputil.ReverseProxy
+	metrics  *Metrics
 }
 
 // NewProxy returns a proxy serving an empty table (every request 404).
 // With redirect, a plain HTTP request for a host that has TLS is
-// redirected to https.
-func NewProxy(log *slog.Logger, redirect bool) *Proxy {
-	p := &Proxy{redirect: redirect, log: log}
+// redirected to https. Its routes are observed in m (nil: no metrics).
+func NewProxy(log *slog.Logger, redirect bool, m *Metrics) *Proxy {
+	p := &Proxy{redirect: redirect, log: log, metrics: m}
 	p.table.Store(Build(World{}))
 	p.rp = &httputil.ReverseProxy{
 		Rewrite: func(pr *httputil.ProxyRequest) {
@@ -46,9 +47,13 @@ func NewProxy(log *slog.Logger, redirect bool) *Proxy {
 }
 
 // Set makes t the table new requests are routed by.
-func (p *Proxy) Set(t *Table) { p.table.Store(t) }
+func (p *Proxy) Set(t *Table) {
+	p.metrics.bind(t)
+	p.table.Store(t)
+}
 
-type backendKeyT struct{}
+// routeKeyT keys the request's *Route in its context.
+type routeKeyT struct{}
 
 func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	t := p.table.Load()
@@ -56,12 +61,20 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Redirect(w, r, "https://"+requestHost(r.Host)+r.URL.RequestURI(), http.StatusPermanentRedirect)
 		return
 	}
-	b := t.Route(r.Host, r.URL.Path)
-	if b == nil {
+	rt := t.Route(r.Host, r.URL.Path)
+	if rt == nil {
+		p.metrics.unmatchedRequest()
 		http.Error(w, fmt.Sprintf("404 no Ingress rule matches host %q path %q, and there is no default backend", requestHost(r.Host), r.URL.Path), http.StatusNotFound)
 		return
 	}
+	if rt.obs != nil {
+		rec := &statusRecorder{ResponseWriter: w}
+		defer rt.obs.done(rec, time.Now())
+		w = rec
+	}
+	b := rt.Backend
 	if len(b.Endpoints) == 0 {
+		rt.obs.upstreamError(reasonNoEndpoints)
 		msg := "503 backend " + b.Name + " has no ready endpoints"
 		if b.Problem != "" {
 			msg = "503 " + b.Problem
@@ -69,17 +82,20 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, msg, http.StatusServiceUnavailable)
 		return
 	}
-	p.rp.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), backendKeyT{}, b)))
+	p.rp.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), routeKeyT{}, rt)))
 }
 
 func (p *Proxy) upstreamError(w http.ResponseWriter, r *http.Request, err error) {
 	if errors.Is(err, context.Canceled) {
 		return // the client went away
 	}
-	b, _ := r.Context().Value(backendKeyT{}).(*Backend)
+	rt, _ := r.Context().Value(routeKeyT{}).(*Route)
 	name := ""
-	if b != nil {
-		name = b.Name
+	if rt != nil {
+		name = rt.Backend.Name
+		if !isDialError(err) { // a failed connect was counted when it happened
+			rt.obs.upstreamError(reasonResponse)
+		}
 	}
 	p.log.Debug("upstream error", "backend", name, "host", r.Host, "path", r.URL.Path, "err", err)
 	http.Error(w, "502 backend "+name+" failed: "+err.Error(), http.StatusBadGateway)
@@ -108,13 +124,14 @@ func newTransport() *transport {
 }
 
 func (t *transport) RoundTrip(req *http.Request) (*http.Response, error) {
-	b, ok := req.Context().Value(backendKeyT{}).(*Backend)
-	if !ok || len(b.Endpoints) == 0 {
+	rt, ok := req.Context().Value(routeKeyT{}).(*Route)
+	if !ok || len(rt.Backend.Endpoints) == 0 {
 		return nil, errors.New("no backend chosen for the request")
 	}
-	rt := t.h1
+	b := rt.Backend
+	tr := t.h1
 	if b.H2C {
-		rt = t.h2c
+		tr = t.h2c
 	}
 	attempts := 1
 	if retriable(req) {
@@ -128,15 +145,23 @@ func (t *transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		u.Host = b.Endpoints[(start+uint64(i))%uint64(len(b.Endpoints))]
 		out.URL = &u
 		var resp *http.Response
-		if resp, err = rt.RoundTrip(&out); err == nil {
+		if resp, err = tr.RoundTrip(&out); err == nil {
 			return resp, nil
 		}
-		var op *net.OpError
-		if !errors.As(err, &op) || op.Op != "dial" || req.Context().Err() != nil {
+		if !isDialError(err) || req.Context().Err() != nil {
 			return nil, err
+		}
+		rt.obs.upstreamError(reasonConnect)
+		if i+1 < attempts {
+			rt.obs.upstreamError(reasonRetry)
 		}
 	}
 	return nil, err
+}
+
+func isDialError(err error) bool {
+	var op *net.OpError
+	return errors.As(err, &op) && op.Op == "dial"
 }
 
 // retriable: an idempotent method without a body, which a failed connect

@@ -13,7 +13,10 @@ import (
 	"net/http/httptest"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	v1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 	networkingv1 "k8s.io/api/networking/v1"
@@ -73,7 +76,7 @@ func TestProxyRoutesAndForwards(t *testing.T) {
 	foo, bar := httptest.NewServer(echo("foo")), httptest.NewServer(echo("bar"))
 	defer foo.Close()
 	defer bar.Close()
-	p := NewProxy(slog.New(slog.DiscardHandler), false)
+	p := newTestProxy(t, false)
 	p.Set(Build(endpointsWorld(map[string][]string{"foo": {addr(foo)}, "bar": {addr(bar)}}, nil,
 		ing("fanout", 0, rule("example.com", path{"/foo", prefix, "foo"}, path{"/bar", prefix, "bar"})))))
 	front := httptest.NewServer(p)
@@ -100,7 +103,7 @@ func TestProxyRetriesOnlyIdempotentRequestsOnConnectFailure(t *testing.T) {
 	}
 	dead := l.Addr().String()
 	l.Close()
-	p := NewProxy(slog.New(slog.DiscardHandler), false)
+	p := newTestProxy(t, false)
 	p.Set(Build(endpointsWorld(map[string][]string{"s": {dead, addr(live)}}, nil, ing("i", 0, rule("", path{"/", prefix, "s"})))))
 	front := httptest.NewServer(p)
 	defer front.Close()
@@ -135,7 +138,7 @@ func TestProxyTableSwapLetsInFlightRequestsFinish(t *testing.T) {
 	defer slow.Close()
 	fresh := httptest.NewServer(echo("new"))
 	defer fresh.Close()
-	p := NewProxy(slog.New(slog.DiscardHandler), false)
+	p := newTestProxy(t, false)
 	p.Set(Build(endpointsWorld(map[string][]string{"old": {addr(slow)}}, nil, ing("i", 0, rule("", path{"/", prefix, "old"})))))
 	front := httptest.NewServer(p)
 	defer front.Close()
@@ -163,7 +166,7 @@ func TestProxyTLSBySNIAndRedirect(t *testing.T) {
 	w, _ := tlsWorld(t, []*v1.Secret{sec}, i)
 	eps := endpointsWorld(map[string][]string{"b": {addr(backend)}}, nil)
 	w.Service, w.Slices = eps.Service, eps.Slices
-	p := NewProxy(slog.New(slog.DiscardHandler), true)
+	p := newTestProxy(t, true)
 	p.Set(Build(w))
 	front := httptest.NewUnstartedServer(p)
 	front.TLS = &tls.Config{GetCertificate: p.GetCertificate}
@@ -217,7 +220,8 @@ func TestProxyH2CAndUpgrade(t *testing.T) {
 		rw.Flush()
 	}))
 	defer ws.Close()
-	p := NewProxy(slog.New(slog.DiscardHandler), false)
+	p := newTestProxy(t, false)
+	routed := p.metrics.requests
 	p.Set(Build(endpointsWorld(map[string][]string{"grpc": {addr(h2)}, "ws": {addr(ws)}}, map[string]string{"grpc": "kubernetes.io/h2c"},
 		ing("i", 0, rule("", path{"/grpc", prefix, "grpc"}, path{"/ws", prefix, "ws"})))))
 	front := httptest.NewUnstartedServer(p)
@@ -247,4 +251,30 @@ func TestProxyH2CAndUpgrade(t *testing.T) {
 	if line, _ := r.ReadString('\n'); line != "echo hello\n" {
 		t.Errorf("through the upgraded connection: %q", line)
 	}
+	conn.Close()
+	// An upgraded connection's handler ends after both sides closed, and
+	// counts then; the deadline is a hang guard, not a timing claim.
+	count := func(path, code string) float64 {
+		return testutil.ToFloat64(routed.WithLabelValues("default", "i", "*", path, path[1:]+":80", code))
+	}
+	for deadline := time.Now().Add(30 * time.Second); count("/ws", "1xx") == 0 && time.Now().Before(deadline); {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if n := count("/ws", "1xx"); n != 1 {
+		t.Errorf("ingress_requests_total of the upgraded /ws with code 1xx: %v, want 1", n)
+	}
+	if n := count("/grpc", "2xx"); n != 1 {
+		t.Errorf("ingress_requests_total of /grpc with code 2xx: %v, want 1", n)
+	}
+}
+
+// newTestProxy is a proxy whose metrics go to a registry of the test's
+// own, so every test also runs the metrics' response writer.
+func newTestProxy(t *testing.T, redirect bool) *Proxy {
+	t.Helper()
+	m, err := NewMetrics(prometheus.NewRegistry())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return NewProxy(slog.New(slog.DiscardHandler), redirect, m)
 }

@@ -31,26 +31,44 @@ type Backend struct {
 	next atomic.Uint64
 }
 
+// Route is one Ingress rule's path (or an Ingress's default backend) as
+// served: what a request matched, and the unit the data plane's metrics
+// are labelled by, so their number is bounded by the rules, never by the
+// requests' paths.
+type Route struct {
+	// Namespace and Ingress name the Ingress the rule is in.
+	Namespace, Ingress string
+	// Host is the rule's host ("*" for a rule without one, and for the
+	// default backend); Path is the rule's path ("*": the default backend).
+	Host, Path string
+	Backend    *Backend
+	// service is the backend's Service and port, as the rule names them.
+	service string
+	obs     *routeObservers // nil: no metrics
+}
+
 // Table is one immutable routing configuration: the data plane serves
 // from the latest one and replaces it whole, so a request sees either
 // the old or the new configuration, never a mix.
 type Table struct {
-	hosts          hostRoutes
-	defaultBackend *Backend
-	certs          certSet
+	hosts        hostRoutes
+	defaultRoute *Route
+	certs        certSet
+	// routes are all the table's routes, for the metrics.
+	routes []*Route
 	// Problems are the configuration errors met while building.
 	Problems []string
 }
 
-// Route returns the backend for a request's Host header and path, nil
-// when nothing matches and there is no default backend.
-func (t *Table) Route(host, path string) *Backend {
+// Route returns the route of a request's Host header and path, nil when
+// nothing matches and there is no default backend.
+func (t *Table) Route(host, path string) *Route {
 	if p := t.hosts.lookup(requestHost(host)); p != nil {
-		if b := p.match(path); b != nil {
-			return b
+		if r := p.match(path); r != nil {
+			return r
 		}
 	}
-	return t.defaultBackend
+	return t.defaultRoute
 }
 
 // World is what a table is built from: the Ingresses the plugin serves and
@@ -90,9 +108,14 @@ func Build(w World) *Table {
 		}
 		return b
 	}
+	route := func(ing *networkingv1.Ingress, host, path string, ib networkingv1.IngressBackend) *Route {
+		return &Route{Namespace: ing.Namespace, Ingress: ing.Name, Host: cmp.Or(host, "*"), Path: path,
+			Backend: backend(ing.Namespace, ib), service: backendKey(ib)}
+	}
 	for _, ing := range ings {
-		if d := ing.Spec.DefaultBackend; d != nil && t.defaultBackend == nil {
-			t.defaultBackend = backend(ing.Namespace, *d)
+		if d := ing.Spec.DefaultBackend; d != nil && t.defaultRoute == nil {
+			t.defaultRoute = route(ing, "", "*", *d)
+			t.routes = append(t.routes, t.defaultRoute)
 		}
 		for _, r := range ing.Spec.Rules {
 			if r.HTTP == nil {
@@ -101,7 +124,9 @@ func Build(w World) *Table {
 			routes := t.hosts.forRule(r.Host)
 			for _, p := range r.HTTP.Paths {
 				exact := p.PathType != nil && *p.PathType == networkingv1.PathTypeExact
-				routes.add(p.Path, exact, backend(ing.Namespace, p.Backend))
+				if rt := route(ing, r.Host, p.Path, p.Backend); routes.add(p.Path, exact, rt) {
+					t.routes = append(t.routes, rt)
+				}
 			}
 		}
 		t.addTLS(w, ing)

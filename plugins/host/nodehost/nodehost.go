@@ -9,7 +9,10 @@ package nodehost
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
+
+	"github.com/prometheus/client_golang/prometheus"
 
 	v1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/fields"
@@ -43,6 +46,12 @@ type Config struct {
 	Logger *slog.Logger
 	// SocketDir is host.Config.SocketDir (host.PrepareSocketDir).
 	SocketDir string
+	// Metrics, when set, gets a collector that relays the running node
+	// plugins' metrics (host.NewMetricsCollector: keelson_plugin_*,
+	// labelled with the plugin) at each scrape: the agent's /metrics. Once
+	// Run returns it reports nothing (a registry cannot unregister an
+	// unchecked collector).
+	Metrics prometheus.Registerer
 }
 
 // Run runs the selected node plugins until ctx ends, restarting the set
@@ -70,6 +79,12 @@ func Run(ctx context.Context, cfg Config) error {
 	go w.run(ctx)
 	r := &runner{cfg: cfg, status: w}
 	defer r.stop()
+	if cfg.Metrics != nil {
+		c := host.NewMetricsCollector(r.metrics, cfg.Logger)
+		if err := cfg.Metrics.Register(c); err != nil {
+			return fmt.Errorf("node plugins: registering their metrics: %w", err)
+		}
+	}
 	for {
 		select {
 		case <-ctx.Done():

@@ -7,6 +7,7 @@ import (
 	"encoding/pem"
 	"fmt"
 	"slices"
+	"sync"
 	"time"
 
 	v1 "k8s.io/api/core/v1"
@@ -21,6 +22,8 @@ type runner struct {
 	cfg    Config
 	status *statusWriter
 
+	// mu guards sup, which a metrics scrape reads while apply replaces it.
+	mu      sync.Mutex
 	sup     *host.Supervisor
 	current string // the running set's specs, encoded
 	names   []string
@@ -115,7 +118,9 @@ func (r *runner) apply(ctx context.Context, sel selection) {
 		r.cfg.Logger.Error("node plugins not started", "err", err)
 		return
 	}
+	r.mu.Lock()
 	r.sup = sup
+	r.mu.Unlock()
 	r.names = nil
 	for _, sp := range sel.specs {
 		r.names = append(r.names, sp.Name)
@@ -125,11 +130,26 @@ func (r *runner) apply(ctx context.Context, sel selection) {
 }
 
 func (r *runner) stop() {
-	if r.sup != nil {
-		r.sup.Stop()
-		r.sup = nil
+	r.mu.Lock()
+	sup := r.sup
+	r.sup = nil
+	r.mu.Unlock()
+	if sup != nil {
+		sup.Stop()
 		r.current = ""
 	}
+}
+
+// metrics reads the running node plugins' metrics; none while the set is
+// being replaced.
+func (r *runner) metrics(ctx context.Context) []host.PluginMetrics {
+	r.mu.Lock()
+	sup := r.sup
+	r.mu.Unlock()
+	if sup == nil {
+		return nil
+	}
+	return sup.Metrics(ctx)
 }
 
 // credentials hands a node plugin the node's own client certificate, and

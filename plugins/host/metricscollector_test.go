@@ -1,4 +1,4 @@
-package server
+package host
 
 import (
 	"context"
@@ -9,8 +9,6 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
-
-	"github.com/keelson/keelson/plugins/host"
 )
 
 func TestPluginMetricsRelabelled(t *testing.T) {
@@ -27,14 +25,19 @@ workqueue_work_duration_seconds_count{name="job"} 5
 	own := `# TYPE requests_total counter
 requests_total{plugin="x"} 7
 `
-	c := &pluginMetrics{log: slog.New(slog.DiscardHandler), read: func(context.Context) []host.PluginMetrics {
-		return []host.PluginMetrics{
+	c := NewMetricsCollector(func(context.Context) []PluginMetrics {
+		return []PluginMetrics{
 			{Name: "job", Text: []byte(job)},
 			{Name: "ingress", Text: []byte(own)},
 			{Name: "broken", Text: []byte("this is { not metrics\n")},
 			{Name: "hung", Err: errors.New("context deadline exceeded")},
+			// Another client version: the same family with other help text
+			// (served under job's), and one of another type than ingress's
+			// (left out).
+			{Name: "other", Text: []byte("# HELP workqueue_depth Depth.\n# TYPE workqueue_depth gauge\nworkqueue_depth{name=\"o\"} 1\n" +
+				"# TYPE requests_total gauge\nrequests_total 2\n")},
 		}
-	}}
+	}, slog.New(slog.DiscardHandler))
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(c)
 	want := `# HELP keelson_plugin_requests_total 
@@ -43,6 +46,7 @@ keelson_plugin_requests_total{exported_plugin="x",plugin="ingress"} 7
 # HELP keelson_plugin_workqueue_depth Current depth of workqueue
 # TYPE keelson_plugin_workqueue_depth gauge
 keelson_plugin_workqueue_depth{name="job",plugin="job"} 3
+keelson_plugin_workqueue_depth{name="o",plugin="other"} 1
 # HELP keelson_plugin_workqueue_work_duration_seconds How long processing an item takes.
 # TYPE keelson_plugin_workqueue_work_duration_seconds histogram
 keelson_plugin_workqueue_work_duration_seconds_bucket{name="job",plugin="job",le="0.1"} 4
