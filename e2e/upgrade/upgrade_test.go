@@ -175,9 +175,31 @@ func (u *rollout) waitHealthy(s *ha.Server) {
 			return false, err.Error()
 		}
 		last = r
-		return healthy(r), describe(r)
+		// A server just restarted learns the others' feature levels from
+		// their gossip tags a moment after raft is healthy again; its
+		// feature gate counts an unknown level as 1 until then.
+		return healthy(r) && u.levelsKnown(s, r), describe(r)
 	})
 	u.checkStatus(s, last)
+}
+
+// levelsKnown reports whether cluster status through s (an upgraded
+// server; the old release shows no levels) shows every server's gossip
+// member with the store feature level its binary has.
+func (u *rollout) levelsKnown(s *ha.Server, r *report) bool {
+	if s.Bin() != u.cur {
+		return true
+	}
+	for _, srv := range u.c.Servers {
+		level := u.base.FeatureLevel
+		if srv.Bin() == u.cur {
+			level = fsm.FeatureLevel
+		}
+		if m := member(r, srv.Name); m == nil || m.FeatureLevel != level {
+			return false
+		}
+	}
+	return true
 }
 
 // checkGate proposes, through an upgraded server, one request per raft
