@@ -17,6 +17,7 @@ import (
 	"github.com/keelson/keelson/core/plugininstall"
 	"github.com/keelson/keelson/core/pluginstore"
 	"github.com/keelson/keelson/core/server"
+	"github.com/keelson/keelson/internal/pluginbin"
 	"github.com/keelson/keelson/plugins/builtin"
 	"github.com/keelson/keelson/plugins/sdk"
 )
@@ -98,14 +99,20 @@ func runPluginInstall(cmd *cobra.Command, file string, f installFlags) error {
 	if err != nil {
 		return fmt.Errorf("--data-dir %s: %w (run it on a server, as the user the server runs as)", f.dataDir, err)
 	}
-	// Validated before anything is stored, with a placeholder sum.
-	probe := rec
-	probe.SHA256 = strings.Repeat("0", 64)
-	if err := probe.Validate(builtin.Names()); err != nil {
+	// The record is validated, with the file's real checksum, before
+	// anything is stored; the store hashes what it copies and must agree.
+	if rec.SHA256, err = pluginbin.FileSHA256(file); err != nil {
+		return fmt.Errorf("reading %s: %w", file, err)
+	}
+	if err := rec.Validate(builtin.Names()); err != nil {
 		return err
 	}
-	if rec.SHA256, err = store.PutFile(file); err != nil {
+	stored, err := store.PutFile(file)
+	if err != nil {
 		return fmt.Errorf("storing %s: %w", file, err)
+	}
+	if stored != rec.SHA256 {
+		return fmt.Errorf("%s changed while it was installed (SHA-256 %s, then %s): install it again once it is written", file, rec.SHA256, stored)
 	}
 	dyn, err := adminDynamic(f.dataDir)
 	if err != nil {
