@@ -1,21 +1,18 @@
 package kubeletapi
 
 import (
-	"context"
-
 	"github.com/prometheus/client_golang/prometheus"
 	statsv1alpha1 "k8s.io/kubelet/pkg/apis/stats/v1alpha1"
 )
 
-// SummaryReader reads the node's summary (/stats/summary).
-type SummaryReader interface {
-	Summary(ctx context.Context) (*statsv1alpha1.Summary, error)
+// ClaimVolumes lists the statistics of the claims the node's pods mount.
+type ClaimVolumes interface {
+	ClaimVolumeStats() []statsv1alpha1.VolumeStats
 }
 
 // The claims' volume families kubelet serves on /metrics, named, labelled
 // and described as kubelet's (pkg/kubelet/metrics/collectors): one sample
-// per claim mounted by a pod of this node, from the summary's volume
-// statistics.
+// per claim mounted by a pod of this node.
 var volumeDescs = struct {
 	capacity, available, used, inodes, inodesFree, inodesUsed *prometheus.Desc
 }{
@@ -32,14 +29,14 @@ func volumeDesc(name, help string) *prometheus.Desc {
 		[]string{"namespace", "persistentvolumeclaim"}, nil)
 }
 
-// volumeStatsCollector serves kubelet_volume_stats_* from one summary read
-// per scrape.
-type volumeStatsCollector struct{ summary SummaryReader }
+// volumeStatsCollector serves kubelet_volume_stats_* from one read of the
+// claims' statistics per scrape.
+type volumeStatsCollector struct{ volumes ClaimVolumes }
 
 // NewVolumeStatsCollector returns the collector of the claims' volume
 // statistics, for the agent's /metrics registry.
-func NewVolumeStatsCollector(s SummaryReader) prometheus.Collector {
-	return volumeStatsCollector{summary: s}
+func NewVolumeStatsCollector(v ClaimVolumes) prometheus.Collector {
+	return volumeStatsCollector{volumes: v}
 }
 
 func (c volumeStatsCollector) Describe(ch chan<- *prometheus.Desc) {
@@ -50,32 +47,24 @@ func (c volumeStatsCollector) Describe(ch chan<- *prometheus.Desc) {
 }
 
 func (c volumeStatsCollector) Collect(ch chan<- prometheus.Metric) {
-	ctx, cancel := context.WithTimeout(context.Background(), scrapeTimeout)
-	defer cancel()
-	sum, err := c.summary.Summary(ctx)
-	if err != nil {
-		return // the scrape shows no samples; /stats/summary shows the error
-	}
 	seen := map[[2]string]bool{}
-	for _, p := range sum.Pods {
-		for _, v := range p.VolumeStats {
-			if v.PVCRef == nil {
-				continue
-			}
-			key := [2]string{v.PVCRef.Namespace, v.PVCRef.Name}
-			if seen[key] { // two pods mounting one claim: one sample
-				continue
-			}
-			seen[key] = true
-			d := volumeDescs
-			for _, s := range []struct {
-				desc *prometheus.Desc
-				v    *uint64
-			}{{d.capacity, v.CapacityBytes}, {d.available, v.AvailableBytes}, {d.used, v.UsedBytes},
-				{d.inodes, v.Inodes}, {d.inodesFree, v.InodesFree}, {d.inodesUsed, v.InodesUsed}} {
-				if s.v != nil {
-					ch <- prometheus.MustNewConstMetric(s.desc, prometheus.GaugeValue, float64(*s.v), key[0], key[1])
-				}
+	for _, v := range c.volumes.ClaimVolumeStats() {
+		if v.PVCRef == nil {
+			continue
+		}
+		key := [2]string{v.PVCRef.Namespace, v.PVCRef.Name}
+		if seen[key] { // two pods mounting one claim: one sample
+			continue
+		}
+		seen[key] = true
+		d := volumeDescs
+		for _, s := range []struct {
+			desc *prometheus.Desc
+			v    *uint64
+		}{{d.capacity, v.CapacityBytes}, {d.available, v.AvailableBytes}, {d.used, v.UsedBytes},
+			{d.inodes, v.Inodes}, {d.inodesFree, v.InodesFree}, {d.inodesUsed, v.InodesUsed}} {
+			if s.v != nil {
+				ch <- prometheus.MustNewConstMetric(s.desc, prometheus.GaugeValue, float64(*s.v), key[0], key[1])
 			}
 		}
 	}

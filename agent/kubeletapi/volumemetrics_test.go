@@ -1,7 +1,6 @@
 package kubeletapi
 
 import (
-	"context"
 	"strings"
 	"testing"
 
@@ -10,12 +9,9 @@ import (
 	statsv1alpha1 "k8s.io/kubelet/pkg/apis/stats/v1alpha1"
 )
 
-type fixedSummary statsv1alpha1.Summary
+type fixedVolumes []statsv1alpha1.VolumeStats
 
-func (f *fixedSummary) Summary(context.Context) (*statsv1alpha1.Summary, error) {
-	s := statsv1alpha1.Summary(*f)
-	return &s, nil
-}
+func (f fixedVolumes) ClaimVolumeStats() []statsv1alpha1.VolumeStats { return f }
 
 func u64(v uint64) *uint64 { return &v }
 
@@ -27,10 +23,7 @@ func TestVolumeStatsMetrics(t *testing.T) {
 		FsStats: statsv1alpha1.FsStats{CapacityBytes: u64(128 << 20), AvailableBytes: u64(100 << 20), UsedBytes: u64(28 << 20),
 			Inodes: u64(1000), InodesFree: u64(900), InodesUsed: u64(100)}}
 	scratch := statsv1alpha1.VolumeStats{Name: "tmp", FsStats: statsv1alpha1.FsStats{CapacityBytes: u64(1)}}
-	sum := &fixedSummary{Pods: []statsv1alpha1.PodStats{
-		{VolumeStats: []statsv1alpha1.VolumeStats{claim, scratch}},
-		{VolumeStats: []statsv1alpha1.VolumeStats{claim}}, // a second pod on the same claim
-	}}
+	sum := fixedVolumes{claim, scratch, claim} // a second pod on the same claim
 	r := prometheus.NewRegistry()
 	r.MustRegister(NewVolumeStatsCollector(sum))
 	want := `

@@ -109,6 +109,18 @@ func (m *Manager) Summary(ctx context.Context) (*statsv1alpha1.Summary, error) {
 	return sum, nil
 }
 
+// ClaimVolumeStats are the statistics of every claim mounted by a pod of
+// this node, as /stats/summary reports them, without the rest of the
+// summary (cgroup reads, CPU rates): what kubelet_volume_stats_* need.
+func (m *Manager) ClaimVolumeStats() []statsv1alpha1.VolumeStats {
+	now := metav1.NewTime(m.clock.Now())
+	var out []statsv1alpha1.VolumeStats
+	for _, p := range m.Pods() {
+		out = append(out, m.claimVolumeStats(now, p)...)
+	}
+	return out
+}
+
 // claimVolumeStats are the filesystem statistics of the pod's local
 // volumes, with their claims, as kubelet reports them (statfs of the
 // mount: the filesystem holding the volume), except that a volume bounded
