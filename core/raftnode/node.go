@@ -36,7 +36,7 @@ type Node struct {
 	log       *slog.Logger
 	raft      *raft.Raft
 	fsm       *fsmAdapter
-	transport *raft.NetworkTransport
+	transport *commitClamp
 	// bolt is raft.db, the stable store (and the log with LogStoreBoltDB);
 	// wal is the log with LogStoreWAL; logs is the log behind raft's cache.
 	bolt *raftboltdb.BoltStore
@@ -127,12 +127,12 @@ func (n *Node) open() error {
 		return err
 	}
 	n.mux = m
-	n.transport = raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
+	n.transport = newCommitClamp(raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
 		Stream:  &streamLayer{Listener: m.listener(connRaft), tls: cfg.TLS},
 		MaxPool: transportPool,
 		Timeout: transportTimeout,
 		Logger:  hl.Named("transport"),
-	})
+	}))
 
 	rc := n.raftConfig(hl)
 	if err := raft.ValidateConfig(rc); err != nil {

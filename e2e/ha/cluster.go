@@ -106,6 +106,7 @@ func NewCluster(t testing.TB, opts Options) *Cluster {
 			for _, s := range c.Servers {
 				s.dumpLogs(t)
 			}
+			keepArtifacts(t, c.Servers)
 		}
 	})
 
@@ -417,5 +418,28 @@ func (c *Cluster) CheckHashes(t testing.TB, timeout time.Duration) {
 			return
 		}
 		time.Sleep(300 * time.Millisecond)
+	}
+}
+
+// keepArtifacts copies every server's data and log directory under
+// $KEELSON_E2E_KEEP/<test>/<server> when that is set, so a failure that
+// does not reproduce can be read afterwards (raft log, snapshots, logs).
+func keepArtifacts(t testing.TB, servers []*Server) {
+	root := os.Getenv("KEELSON_E2E_KEEP")
+	if root == "" {
+		return
+	}
+	for _, s := range servers {
+		dst := filepath.Join(root, strings.ReplaceAll(t.Name(), "/", "_"), s.Name)
+		if err := os.MkdirAll(dst, 0o700); err != nil {
+			t.Logf("keep artifacts of %s: %v", s.Name, err)
+			continue
+		}
+		out, err := exec.Command("cp", "-a", s.logDir+"/.", dst).CombinedOutput()
+		if err != nil {
+			t.Logf("keep artifacts of %s: %v: %s", s.Name, err, out)
+			continue
+		}
+		t.Logf("kept %s's data and logs in %s", s.Name, dst)
 	}
 }
