@@ -361,7 +361,7 @@ type metrics struct {
 	probes *pods.ProbeMetrics
 }
 
-func newMetrics(running func() float64) *metrics {
+func newMetrics(bound func() []*v1.Pod) *metrics {
 	m := &metrics{registry: prometheus.NewRegistry(), probes: pods.NewProbeMetrics()}
 	m.podStartup = prometheus.NewHistogram(prometheus.HistogramOpts{
 		Name:    "keelson_agent_pod_start_duration_seconds",
@@ -371,14 +371,14 @@ func newMetrics(running func() float64) *metrics {
 	m.runningPods = prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "keelson_agent_pods",
 		Help: "Pods bound to this node that the agent knows.",
-	}, running)
+	}, func() float64 { return float64(len(bound())) })
 	// kubelet's name, buckets and size label (pkg/kubelet/metrics).
 	m.imagePulls = prometheus.NewHistogramVec(prometheus.HistogramOpts{
 		Name:    "kubelet_image_pull_duration_seconds",
 		Help:    "[ALPHA] Duration in seconds to pull an image.",
 		Buckets: []float64{1, 5, 10, 20, 30, 60, 120, 180, 240, 300, 360, 480, 600, 900, 1200, 1800, 2700, 3600},
 	}, []string{"image_size_in_bytes"})
-	m.registry.MustRegister(m.podStartup, m.runningPods, m.imagePulls, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	m.registry.MustRegister(m.podStartup, m.runningPods, m.imagePulls, newPodCounts(bound), collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
 

@@ -66,7 +66,7 @@ func (a *Agent) serve(ctx context.Context) error {
 	}
 	// Made first: the service network registers its metrics there. Its
 	// pod count reads a.pods only when scraped, once the API serves.
-	a.metrics = newMetrics(func() float64 { return float64(len(a.pods.Pods())) })
+	a.metrics = newMetrics(a.pods.Pods)
 	// The service network, when it runs, caches every Service: the pods
 	// read theirs from it rather than from a second watch.
 	svcnet, err := a.startServiceNetwork(ctx, &wg, fail("service network"))

@@ -72,10 +72,16 @@ spec:
 	// The earlier steps pulled busybox from the test registry: kubelet's
 	// pull histogram counts it.
 	for _, want := range []string{"keelson_agent_pod_start_duration_seconds_count", "keelson_agent_pods ", "go_goroutines",
-		`kubelet_image_pull_duration_seconds_count{image_size_in_bytes="0-10MB"}`} {
+		`kubelet_image_pull_duration_seconds_count{image_size_in_bytes="0-10MB"}`,
+		// The busy pod runs: kubelet's counts and the phases see it.
+		`kubelet_running_containers{container_state="running"}`, "kubelet_running_pods ",
+		`keelson_agent_pods_by_phase{phase="Running"}`} {
 		if !strings.Contains(metrics, want) {
 			t.Errorf("metrics lack %s", want)
 		}
+	}
+	if strings.Contains(metrics, "\nkubelet_running_pods 0\n") {
+		t.Errorf("kubelet_running_pods is 0 while the busy pod runs")
 	}
 }
 
