@@ -131,3 +131,4 @@ func TestDeposedLeaderNeverAppliesItsUncommittedTail(t *testing.T) {
 		t.Fatalf("the follower applied %q, want %q", got, want)
 	}
 }
+

@@ -101,6 +101,8 @@ func (n *Node) serveRPC(req rpcRequest) rpcResponse {
 	case opReadIndex:
 		index, err := n.readIndex(ctx)
 		return readStatus(index, err)
+	case opConfirm:
+		return n.answerConfirm()
 	default:
 		return rpcResponse{status: statusError, payload: []byte(fmt.Sprintf("unknown rpc op %d", req.op))}
 	}

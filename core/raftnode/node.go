@@ -50,6 +50,8 @@ type Node struct {
 	rpcc *rpcClient
 	// nudge limits the barriers the leader appends for forwarded writes.
 	nudge nudge
+	// confirm coalesces the leader's confirmations for reads (confirm.go).
+	confirm confirmer
 
 	notifyCh chan bool
 	stop     chan struct{}

@@ -13,7 +13,7 @@ import (
 // local state is linearizable. It can be called on any server. On the
 // leader it waits for the current term's barrier (so entries from earlier
 // terms are applied), takes the commit index, confirms leadership with a
-// quorum (VerifyLeader) and waits until the FSM has applied that index. A
+// quorum asked after that (confirmLeadership) and waits until the FSM has applied that index. A
 // follower asks the leader for that same confirmed index (read-index,
 // waiting up to LeaderWaitTimeout for a leader to be known) and waits until
 // its own FSM has applied it.
@@ -51,24 +51,12 @@ func (n *Node) readIndex(ctx context.Context) (uint64, error) {
 		return 0, err
 	}
 	index := n.raft.CommitIndex()
-	select {
-	case err := <-futureErr(n.raft.VerifyLeader()):
-		if err != nil {
-			if errors.Is(err, raft.ErrRaftShutdown) {
-				return 0, fmt.Errorf("raftnode: verify leadership: %w", ErrShutdown)
-			}
-			return 0, n.notLeader()
-		}
-	case <-ctx.Done():
-		return 0, fmt.Errorf("raftnode: verify leadership: %w", context.Cause(ctx))
-	case <-n.stop:
-		return 0, ErrShutdown
-	}
-	// VerifyLeader proves leadership now; an unchanged term proves it is the
-	// same leadership whose barrier we waited for, so index covers every
-	// earlier term.
-	if n.raft.CurrentTerm() != term {
-		return 0, n.notLeader()
+	// A majority asked after this point still follows this server in term
+	// (see confirm.go: VerifyLeader can be satisfied by answers older than
+	// the read); confirmLeadership also checks that the term is unchanged,
+	// so index covers every earlier term.
+	if err := n.confirmLeadership(ctx, term); err != nil {
+		return 0, err
 	}
 	return index, nil
 }

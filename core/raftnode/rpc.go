@@ -22,6 +22,7 @@ import (
 const (
 	opForward   byte = 1 // payload: the command; answer: its log index
 	opReadIndex byte = 2 // no payload; answer: the leader's confirmed commit index
+	opConfirm   byte = 3 // no payload; answer: the server's term (index) and the ID of the leader it follows
 )
 
 // Response statuses. Each says whether the command may have been proposed,
