@@ -131,4 +131,3 @@ func TestDeposedLeaderNeverAppliesItsUncommittedTail(t *testing.T) {
 		t.Fatalf("the follower applied %q, want %q", got, want)
 	}
 }
-
