@@ -110,17 +110,19 @@ func (n *Node) confirmRound() error {
 		return fmt.Errorf("raftnode: confirm leadership: read the configuration: %w", err)
 	}
 	var peers []string
-	voters := 0
+	voters, self := 0, 0
 	for _, s := range f.Configuration().Servers {
 		if s.Suffrage != raft.Voter {
 			continue
 		}
 		voters++
-		if string(s.ID) != n.cfg.NodeID {
+		if string(s.ID) == n.cfg.NodeID {
+			self = 1 // its own vote is given
+		} else {
 			peers = append(peers, string(s.Address))
 		}
 	}
-	need := voters/2 + 1 - 1 // this server's own vote is given
+	need := voters/2 + 1 - self
 	if need <= 0 {
 		return nil
 	}

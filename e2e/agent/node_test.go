@@ -87,7 +87,7 @@ spec:
 
 // kubeletClient returns a GET on the agent's kubelet API, with the admin's
 // client certificate or none, verifying the agent by the cluster CA.
-func (c *cluster) kubeletClient(t *testing.T) func(path string, withCert bool) (int, string) {
+func (c *cluster) kubeletClient(t testing.TB) func(path string, withCert bool) (int, string) {
 	t.Helper()
 	n, err := c.client.CoreV1().Nodes().Get(context.Background(), c.node, metav1.GetOptions{})
 	if err != nil {

@@ -348,6 +348,7 @@ func TestPluginsFollowTheLeader(t *testing.T) {
 			return st.Server == leader.Name() && st.State == "running" && st.Ready && st.Term == int64(term)
 		})
 	}
+	waitPluginMetrics(t, leader, "configmap-everywhere")
 
 	killed := time.Now()
 	leader.Kill()
@@ -361,6 +362,8 @@ func TestPluginsFollowTheLeader(t *testing.T) {
 	}
 	t.Logf("leader %s killed; every plugin running and ready on the new leader %s (term %d) after: %s",
 		leader.Name(), newLeader.Name(), newTerm, strings.Join(moved, ", "))
+	// A scraper of every server finds the plugins' metrics on whichever leads.
+	waitPluginMetrics(t, newLeader, "configmap-everywhere")
 
 	cs := follower.Clientset(t)
 	if _, err := cs.CoreV1().Namespaces().Create(context.Background(), &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "after-failover"}}, metav1.CreateOptions{}); err != nil {
@@ -368,6 +371,21 @@ func TestPluginsFollowTheLeader(t *testing.T) {
 	}
 	waitConfigMap(t, cs, "after-failover", "cluster-info")
 	checkFence(t, follower, newTerm)
+}
+
+// waitPluginMetrics waits until s's /metrics carries the plugin's own
+// metrics, relayed by the plugin host of the server that leads.
+func waitPluginMetrics(t *testing.T, s *harness.Server, plugin string) {
+	t.Helper()
+	want := fmt.Sprintf(`keelson_plugin_go_goroutines{plugin=%q}`, plugin)
+	client := s.Clientset(t)
+	harness.Eventually(t, time.Minute, want+" on "+s.Name()+"'s /metrics", func() (bool, string) {
+		body, err := client.RESTClient().Get().AbsPath("/metrics").DoRaw(context.Background())
+		if err != nil {
+			return false, err.Error()
+		}
+		return strings.Contains(string(body), want), "absent"
+	})
 }
 
 // operatorRules approves what examples/plugins/configmap-everywhere declares.
