@@ -15,16 +15,20 @@ import (
 
 // keelsonArgs is a single-server keelson on loopback with the embedded
 // kube-apiserver and no node agent; everything else is keelson's default.
-func keelsonArgs(dataDir string, apiPort, raftPort int) []string {
-	return []string{"server", "--data-dir", dataDir, "--node-name", "bench",
+func keelsonArgs(dataDir string, apiPort, raftPort int, debugListen string) []string {
+	args := []string{"server", "--data-dir", dataDir, "--node-name", "bench",
 		"--bind-address", "127.0.0.1", "--api-port", strconv.Itoa(apiPort),
 		"--raft-bind", loopback.HostPort(raftPort), "--disable-agent"}
+	if debugListen != "" {
+		args = append(args, "--debug-listen", debugListen)
+	}
+	return args
 }
 
 // startKeelson starts bin in a fresh temp dir under workDir and returns once
 // its Kubernetes API answers /readyz with 200, using the admin kubeconfig the
 // server writes into its data dir.
-func startKeelson(ctx context.Context, bin, workDir string, timeout time.Duration) (*stack, error) {
+func startKeelson(ctx context.Context, bin, workDir, debugListen string, timeout time.Duration) (*stack, error) {
 	dir, err := os.MkdirTemp(workDir, "apibench-keelson-")
 	if err != nil {
 		return nil, fmt.Errorf("create temp dir for keelson under %s: %w", workDir, err)
@@ -36,7 +40,7 @@ func startKeelson(ctx context.Context, bin, workDir string, timeout time.Duratio
 		return nil, err
 	}
 	dataDir := filepath.Join(dir, "data")
-	p, err := testproc.Start(testproc.Spec{Name: "keelson", Bin: bin, Args: keelsonArgs(dataDir, ports[0], ports[1]), LogPath: filepath.Join(dir, "keelson.log"), ProcessGroup: true})
+	p, err := testproc.Start(testproc.Spec{Name: "keelson", Bin: bin, Args: keelsonArgs(dataDir, ports[0], ports[1], debugListen), LogPath: filepath.Join(dir, "keelson.log"), ProcessGroup: true})
 	if err != nil {
 		s.stop()
 		return nil, err

@@ -38,6 +38,8 @@ type options struct {
 	readyTimeout time.Duration
 	workDir      string
 	jsonPath     string
+	// keelsonDebug is the keelson server's --debug-listen (pprof), if set.
+	keelsonDebug string
 }
 
 var allSides = []string{"upstream", "keelson"}
@@ -61,6 +63,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.DurationVar(&o.readyTimeout, "ready-timeout", 3*time.Minute, "give up on a server that is not ready after this long")
 	fs.StringVar(&o.workDir, "work-dir", os.TempDir(), "parent of the servers' temporary data dirs")
 	fs.StringVar(&o.jsonPath, "json", "", "also write the figures as JSON to this file")
+	fs.StringVar(&o.keelsonDebug, "keelson-debug-listen", "", "serve the keelson server's pprof profiles here (its --debug-listen), to profile the API path under the load")
 	if err := fs.Parse(args); err != nil {
 		return o, err
 	}
@@ -106,7 +109,7 @@ func run(ctx context.Context, log *slog.Logger, o options, out io.Writer) error 
 		round := []sideReport{}
 		for _, side := range sideOrder(o.sides, r) {
 			start := func() (*stack, error) {
-				return startKeelson(ctx, abs(o.keelsonBin), o.workDir, o.readyTimeout)
+				return startKeelson(ctx, abs(o.keelsonBin), o.workDir, o.keelsonDebug, o.readyTimeout)
 			}
 			if side == "upstream" {
 				start = func() (*stack, error) {
