@@ -2,6 +2,8 @@ package dns
 
 import (
 	"net"
+	"net/netip"
+	"sync"
 	"time"
 
 	"github.com/miekg/dns"
@@ -16,6 +18,25 @@ type Metrics struct {
 	requests  *prometheus.CounterVec
 	responses *prometheus.CounterVec
 	duration  *prometheus.HistogramVec
+
+	// series caches each label combination's counters and histogram, and
+	// servers each listener's server label, so a query costs map lookups
+	// instead of building label strings and hashing them in the vectors.
+	// Both stay small: a few listeners, and types folded into a fixed set.
+	series  sync.Map // seriesKey -> *querySeries
+	servers sync.Map // netip.AddrPort -> string
+}
+
+type seriesKey struct {
+	server       string
+	tcp, ipv6    bool
+	qtype, rcode string
+	plugin       string
+}
+
+type querySeries struct {
+	request, response prometheus.Counter
+	duration          prometheus.Observer
 }
 
 // NewMetrics registers the DNS families with reg.
@@ -46,25 +67,63 @@ func (m *Metrics) observe(w dns.ResponseWriter, req, resp *dns.Msg, plugin strin
 	if m == nil {
 		return
 	}
-	server := "dns://" + w.LocalAddr().String()
-	proto, family := "udp", "1"
-	var ip net.IP
+	k := seriesKey{server: m.serverLabel(w.LocalAddr()), qtype: "other", rcode: rcodeName(resp.Rcode), plugin: plugin}
+	var ip netip.Addr
 	switch a := w.RemoteAddr().(type) {
 	case *net.TCPAddr:
-		proto, ip = "tcp", a.IP
+		k.tcp, ip = true, a.AddrPort().Addr()
 	case *net.UDPAddr:
-		ip = a.IP
+		ip = a.AddrPort().Addr()
 	}
-	if ip != nil && ip.To4() == nil {
+	k.ipv6 = ip.IsValid() && !ip.Unmap().Is4()
+	if len(req.Question) == 1 {
+		k.qtype = queryType(req.Question[0].Qtype)
+	}
+	s := m.seriesFor(k)
+	s.request.Inc()
+	s.response.Inc()
+	s.duration.Observe(took.Seconds())
+}
+
+// serverLabel is CoreDNS's server label ("dns://" and the listening
+// address) of a listener, made once per address.
+func (m *Metrics) serverLabel(local net.Addr) string {
+	var ap netip.AddrPort
+	switch a := local.(type) {
+	case *net.UDPAddr:
+		ap = a.AddrPort()
+	case *net.TCPAddr:
+		ap = a.AddrPort()
+	default:
+		return "dns://" + local.String()
+	}
+	if v, ok := m.servers.Load(ap); ok {
+		return v.(string)
+	}
+	label := "dns://" + local.String()
+	m.servers.Store(ap, label)
+	return label
+}
+
+// seriesFor returns the series of a label combination, made on first use.
+func (m *Metrics) seriesFor(k seriesKey) *querySeries {
+	if v, ok := m.series.Load(k); ok {
+		return v.(*querySeries)
+	}
+	proto, family := "udp", "1"
+	if k.tcp {
+		proto = "tcp"
+	}
+	if k.ipv6 {
 		family = "2"
 	}
-	qtype := "other"
-	if len(req.Question) == 1 {
-		qtype = queryType(req.Question[0].Qtype)
+	s := &querySeries{
+		request:  m.requests.WithLabelValues(k.server, ".", "", proto, family, k.qtype),
+		response: m.responses.WithLabelValues(k.server, ".", "", k.rcode, k.plugin),
+		duration: m.duration.WithLabelValues(k.server, ".", "", k.qtype),
 	}
-	m.requests.WithLabelValues(server, ".", "", proto, family, qtype).Inc()
-	m.responses.WithLabelValues(server, ".", "", rcodeName(resp.Rcode), plugin).Inc()
-	m.duration.WithLabelValues(server, ".", "", qtype).Observe(took.Seconds())
+	v, _ := m.series.LoadOrStore(k, s)
+	return v.(*querySeries)
 }
 
 // queryType names the common query types and folds the rest into "other",
