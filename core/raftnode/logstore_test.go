@@ -215,6 +215,7 @@ func TestOpenLogInterruptedMoves(t *testing.T) {
 
 		logs, bolt, _ = mustOpenTestLog(t, dir, LogStoreBoltDB)
 		want.checkAgainst(t, logs, "moved back to raft.db")
+		closeAll(t, logs, bolt)
 	})
 }
 
