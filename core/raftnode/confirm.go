@@ -34,6 +34,12 @@ type confirmer struct {
 	mu      sync.Mutex
 	running bool
 	next    *confirmRound // the round callers join; starts once the running one ends
+	// asking holds the peers with a question still unanswered. A round does
+	// not wait for a slow peer (a majority suffices) and does not cancel its
+	// question either: cancelling mid-handshake, round after round, would
+	// pile half-open connections on a peer that is slow to accept them. A
+	// later round skips the peer until it answers.
+	asking map[string]bool
 }
 
 type confirmRound struct {
@@ -126,14 +132,16 @@ func (n *Node) confirmRound() error {
 	if need <= 0 {
 		return nil
 	}
-	ctx, cancel := context.WithTimeout(n.stopCtx, n.cfg.ApplyTimeout)
-	defer cancel()
 	answers := make(chan peerAnswer, len(peers))
+	asked := 0
 	for _, addr := range peers {
-		go func() { answers <- n.askPeer(ctx, addr, term) }()
+		if n.startAsking(addr) {
+			asked++
+			go func() { answers <- n.askPeer(addr, term) }()
+		}
 	}
 	yes, legacy := 0, 0
-	for range peers {
+	for range asked {
 		a := <-answers
 		switch {
 		case a.term > term:
@@ -155,8 +163,31 @@ func (n *Node) confirmRound() error {
 	return n.notLeader()
 }
 
-// askPeer sends opConfirm to the voter at addr.
-func (n *Node) askPeer(ctx context.Context, addr string, term uint64) peerAnswer {
+// startAsking marks addr as asked, unless a question to it is unanswered.
+func (n *Node) startAsking(addr string) bool {
+	c := &n.confirm
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.asking[addr] {
+		return false
+	}
+	if c.asking == nil {
+		c.asking = map[string]bool{}
+	}
+	c.asking[addr] = true
+	return true
+}
+
+// askPeer sends opConfirm to the voter at addr, waiting at most
+// ApplyTimeout, and clears its mark once answered.
+func (n *Node) askPeer(addr string, term uint64) peerAnswer {
+	defer func() {
+		n.confirm.mu.Lock()
+		delete(n.confirm.asking, addr)
+		n.confirm.mu.Unlock()
+	}()
+	ctx, cancel := context.WithTimeout(n.stopCtx, n.cfg.ApplyTimeout)
+	defer cancel()
 	resp, err := n.rpcc.call(ctx, addr, opConfirm, nil)
 	switch {
 	case err != nil:
