@@ -64,9 +64,15 @@ func (a *Agent) serve(ctx context.Context) error {
 			}
 		}
 	}
-	// Made first: the service network registers its metrics there. Its
-	// pod count reads a.pods only when scraped, once the API serves.
-	a.metrics = newMetrics(a.pods.Pods)
+	// Made first: the service network registers its metrics there. The pod
+	// counts read a.pods only when scraped (a.pods is made later: a method
+	// value a.pods.Pods would bind the nil it is now).
+	a.metrics = newMetrics(func() []*v1.Pod {
+		if a.pods == nil {
+			return nil
+		}
+		return a.pods.Pods()
+	})
 	// The service network, when it runs, caches every Service: the pods
 	// read theirs from it rather than from a second watch.
 	svcnet, err := a.startServiceNetwork(ctx, &wg, fail("service network"))
