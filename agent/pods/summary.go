@@ -25,16 +25,23 @@ func (m *Manager) Usage(ctx context.Context) (stats.Snapshot, error) {
 		return stats.Snapshot{}, err
 	}
 	snap := stats.Snapshot{Node: node}
+	// One listing for every pod: containerd filters labels by scanning all
+	// its containers, so a listing per pod made a scrape quadratic.
+	all, err := m.rt.List(ctx, map[string]string{labelManaged: "true"})
+	if err != nil {
+		return stats.Snapshot{}, err
+	}
+	byPod := map[string][]runtime.Container{}
+	for _, c := range all {
+		uid := c.Labels[labelPodUID]
+		byPod[uid] = append(byPod[uid], c)
+	}
 	for _, pod := range m.Pods() {
-		list, err := m.rt.List(ctx, map[string]string{labelPodUID: string(pod.UID)})
-		if err != nil {
-			return stats.Snapshot{}, err
-		}
 		pu := stats.PodUsage{Namespace: pod.Namespace, Name: pod.Name, UID: string(pod.UID)}
 		if pod.Status.StartTime != nil {
 			pu.StartTime = pod.Status.StartTime.Time
 		}
-		for _, c := range list {
+		for _, c := range byPod[string(pod.UID)] {
 			if c.State != runtime.StateRunning {
 				continue
 			}
