@@ -1,0 +1,262 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"path/filepath"
+	"time"
+
+	appsv1 "k8s.io/api/apps/v1"
+	autoscalingv1 "k8s.io/api/autoscaling/v1"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/intstr"
+	"k8s.io/client-go/kubernetes"
+
+	"github.com/keelson/keelson/internal/testproc"
+)
+
+// kwokAnnotation marks the nodes kwok manages (its
+// --manage-nodes-with-annotation-selector).
+const kwokAnnotation = "kwok.x-k8s.io/node"
+
+// startKwok runs kwok against the side's API with kwok's default stages
+// and Lease heartbeats in kube-node-lease.
+func startKwok(o options, s *side) (*testproc.Process, error) {
+	return testproc.Start(testproc.Spec{Name: "kwok", Bin: o.kwokBin, LogPath: filepath.Join(s.dir, "kwok.log"), ProcessGroup: true,
+		Args: []string{"--kubeconfig", s.kubeconfig, "--config", o.kwokConfig,
+			"--manage-nodes-with-annotation-selector", kwokAnnotation + "=fake",
+			"--node-lease-duration-seconds", "40",
+			"--cidr", "10.128.0.1/10", "--node-ip", "10.127.0.1"}})
+}
+
+// kwokNode is a fake node as kwok's documentation writes one: no taint
+// (no real node shares the cluster), room for 110 pods.
+func kwokNode(name string) *corev1.Node {
+	capacity := corev1.ResourceList{
+		corev1.ResourceCPU:    resource.MustParse("32"),
+		corev1.ResourceMemory: resource.MustParse("256Gi"),
+		corev1.ResourcePods:   resource.MustParse("110"),
+	}
+	return &corev1.Node{
+		ObjectMeta: metav1.ObjectMeta{Name: name,
+			Annotations: map[string]string{kwokAnnotation: "fake", "node.alpha.kubernetes.io/ttl": "0"},
+			Labels:      map[string]string{"type": "kwok", "kubernetes.io/hostname": name, "kubernetes.io/os": "linux", "kubernetes.io/arch": "amd64"}},
+		Status: corev1.NodeStatus{Capacity: capacity, Allocatable: capacity},
+	}
+}
+
+// createNodes creates n kwok nodes at nodeRate per second and waits until
+// every one is Ready.
+func createNodes(ctx context.Context, log *slog.Logger, cs kubernetes.Interface, n int, nodeRate float64, timeout time.Duration) error {
+	p := newPacer(nodeRate, time.Now())
+	for i := range n {
+		if err := p.wait(ctx, 1); err != nil {
+			return err
+		}
+		if _, err := cs.CoreV1().Nodes().Create(ctx, kwokNode(fmt.Sprintf("kwok-node-%04d", i)), metav1.CreateOptions{}); err != nil {
+			return fmt.Errorf("create node %d: %w", i, err)
+		}
+	}
+	return poll(ctx, timeout, "every kwok node Ready", func() (bool, string) {
+		list, err := cs.CoreV1().Nodes().List(ctx, metav1.ListOptions{LabelSelector: "type=kwok"})
+		if err != nil {
+			return false, err.Error()
+		}
+		ready := 0
+		for _, node := range list.Items {
+			for _, c := range node.Status.Conditions {
+				if c.Type == corev1.NodeReady && c.Status == corev1.ConditionTrue {
+					ready++
+				}
+			}
+		}
+		log.Debug("nodes", "ready", ready, "want", n)
+		return ready == n, fmt.Sprintf("%d of %d Ready", ready, n)
+	})
+}
+
+// pacer spaces out work at rate units per second from its start: the k-th
+// unit is due at start + k/rate.
+type pacer struct {
+	rate float64
+	next time.Time
+}
+
+func newPacer(rate float64, start time.Time) *pacer { return &pacer{rate: rate, next: start} }
+
+// due returns when n more units may start and books them.
+func (p *pacer) due(n int) time.Time {
+	at := p.next
+	p.next = p.next.Add(time.Duration(float64(n) / p.rate * float64(time.Second)))
+	return at
+}
+
+func (p *pacer) wait(ctx context.Context, n int) error {
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-time.After(time.Until(p.due(n))):
+		return nil
+	}
+}
+
+func podLabels(d deployment) map[string]string {
+	return map[string]string{loadLabel: "load", "scalebench-deployment": d.Name}
+}
+
+func deploymentObject(d deployment) *appsv1.Deployment {
+	replicas := d.Replicas
+	return &appsv1.Deployment{
+		ObjectMeta: metav1.ObjectMeta{Name: d.Name, Namespace: d.Namespace, Labels: map[string]string{loadLabel: "load"}},
+		Spec: appsv1.DeploymentSpec{
+			Replicas: &replicas,
+			Selector: &metav1.LabelSelector{MatchLabels: podLabels(d)},
+			Template: corev1.PodTemplateSpec{
+				ObjectMeta: metav1.ObjectMeta{Labels: podLabels(d)},
+				Spec: corev1.PodSpec{
+					Containers: []corev1.Container{{Name: "pause", Image: "registry.k8s.io/pause:3.10",
+						Resources: corev1.ResourceRequirements{Requests: corev1.ResourceList{
+							corev1.ResourceCPU: resource.MustParse("10m"), corev1.ResourceMemory: resource.MustParse("10Mi")}}}},
+					AutomountServiceAccountToken: new(false),
+				},
+			},
+		},
+	}
+}
+
+func serviceObject(d deployment) *corev1.Service {
+	return &corev1.Service{
+		ObjectMeta: metav1.ObjectMeta{Name: d.Name, Namespace: d.Namespace, Labels: map[string]string{loadLabel: "load"}},
+		Spec: corev1.ServiceSpec{Selector: podLabels(d),
+			Ports: []corev1.ServicePort{{Port: 80, TargetPort: intstr.FromInt32(8080)}}},
+	}
+}
+
+// phase is one step of the load and when it ran.
+type phase struct {
+	Name       string
+	Start, End time.Time
+	Err        string `json:",omitempty"`
+}
+
+// runLoad creates the plan's namespaces, then its Services and
+// Deployments at rate pods per second, waits for every pod Running, scales
+// each Deployment, waits again, deletes them, and waits until no pod is
+// left. Each step is a phase; the first failure ends the load.
+func runLoad(ctx context.Context, log *slog.Logger, cs kubernetes.Interface, t *tracker, p plan, o options) ([]phase, error) {
+	created, scaled := p.Pods()
+	steps := []struct {
+		name string
+		act  func(context.Context) error
+		want func(live, running int) bool
+	}{
+		{"create", func(ctx context.Context) error { return createAll(ctx, cs, p, o.rate) },
+			func(live, running int) bool { return live == created && running == created }},
+		{"scale", func(ctx context.Context) error { return scaleAll(ctx, cs, p, o.rate) },
+			func(live, running int) bool { return live == scaled && running == scaled }},
+		{"delete", func(ctx context.Context) error { return deleteAll(ctx, cs, p, o.rate) },
+			func(live, _ int) bool { return live == 0 }},
+	}
+	for _, ns := range p.Namespaces {
+		if _, err := cs.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{}); err != nil {
+			return nil, fmt.Errorf("create namespace %s: %w", ns, err)
+		}
+	}
+	var phases []phase
+	for _, st := range steps {
+		ph := phase{Name: st.name, Start: time.Now()}
+		log.Info("phase", "name", st.name, "pods created", created, "pods scaled", scaled)
+		err := st.act(ctx)
+		if err == nil {
+			err = poll(ctx, o.phaseTimeout, st.name+": pods settled", func() (bool, string) {
+				live, running := t.counts()
+				return st.want(live, running), fmt.Sprintf("%d live, %d Running", live, running)
+			})
+		}
+		ph.End = time.Now()
+		log.Info("phase done", "name", st.name, "seconds", ph.End.Sub(ph.Start).Seconds(), "err", err)
+		if err != nil {
+			ph.Err = err.Error()
+			return append(phases, ph), err
+		}
+		phases = append(phases, ph)
+	}
+	return phases, nil
+}
+
+func createAll(ctx context.Context, cs kubernetes.Interface, p plan, rate float64) error {
+	pc := newPacer(rate, time.Now())
+	for _, d := range p.Deployments {
+		if err := pc.wait(ctx, int(d.Replicas)); err != nil {
+			return err
+		}
+		if _, err := cs.CoreV1().Services(d.Namespace).Create(ctx, serviceObject(d), metav1.CreateOptions{}); err != nil {
+			return fmt.Errorf("create service %s/%s: %w", d.Namespace, d.Name, err)
+		}
+		if _, err := cs.AppsV1().Deployments(d.Namespace).Create(ctx, deploymentObject(d), metav1.CreateOptions{}); err != nil {
+			return fmt.Errorf("create deployment %s/%s: %w", d.Namespace, d.Name, err)
+		}
+	}
+	return nil
+}
+
+func scaleAll(ctx context.Context, cs kubernetes.Interface, p plan, rate float64) error {
+	pc := newPacer(rate, time.Now())
+	for _, d := range p.Deployments {
+		if err := pc.wait(ctx, max(1, abs(int(d.Scaled-d.Replicas)))); err != nil {
+			return err
+		}
+		sc := &autoscalingv1.Scale{ObjectMeta: metav1.ObjectMeta{Name: d.Name, Namespace: d.Namespace}, Spec: autoscalingv1.ScaleSpec{Replicas: d.Scaled}}
+		if _, err := cs.AppsV1().Deployments(d.Namespace).UpdateScale(ctx, d.Name, sc, metav1.UpdateOptions{}); err != nil {
+			return fmt.Errorf("scale deployment %s/%s to %d: %w", d.Namespace, d.Name, d.Scaled, err)
+		}
+	}
+	return nil
+}
+
+func deleteAll(ctx context.Context, cs kubernetes.Interface, p plan, rate float64) error {
+	pc := newPacer(rate, time.Now())
+	bg := metav1.DeletePropagationBackground
+	for _, d := range p.Deployments {
+		if err := pc.wait(ctx, int(d.Scaled)); err != nil {
+			return err
+		}
+		if err := cs.AppsV1().Deployments(d.Namespace).Delete(ctx, d.Name, metav1.DeleteOptions{PropagationPolicy: &bg}); err != nil {
+			return fmt.Errorf("delete deployment %s/%s: %w", d.Namespace, d.Name, err)
+		}
+		if err := cs.CoreV1().Services(d.Namespace).Delete(ctx, d.Name, metav1.DeleteOptions{}); err != nil {
+			return fmt.Errorf("delete service %s/%s: %w", d.Namespace, d.Name, err)
+		}
+	}
+	return nil
+}
+
+func abs(n int) int {
+	if n < 0 {
+		return -n
+	}
+	return n
+}
+
+// poll calls cond every second until it holds, ctx ends or timeout
+// passes; the error carries cond's last word.
+func poll(ctx context.Context, timeout time.Duration, what string, cond func() (bool, string)) error {
+	deadline := time.Now().Add(timeout)
+	for {
+		ok, detail := cond()
+		if ok {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("%s: not within %v (%s)", what, timeout, detail)
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("%s: %w (%s)", what, ctx.Err(), detail)
+		case <-time.After(time.Second):
+		}
+	}
+}
