@@ -10,6 +10,7 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	autoscalingv1 "k8s.io/api/autoscaling/v1"
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
@@ -50,14 +51,18 @@ func kwokNode(name string) *corev1.Node {
 
 // createNodes creates n kwok nodes at nodeRate per second and waits until
 // every one is Ready.
-func createNodes(ctx context.Context, log *slog.Logger, cs kubernetes.Interface, n int, nodeRate float64, timeout time.Duration) error {
+func createNodes(ctx context.Context, log *slog.Logger, cs kubernetes.Interface, n int, nodeRate float64, timeout time.Duration, r *retrier) error {
 	p := newPacer(nodeRate, time.Now())
 	for i := range n {
 		if err := p.wait(ctx, 1); err != nil {
 			return err
 		}
-		if _, err := cs.CoreV1().Nodes().Create(ctx, kwokNode(fmt.Sprintf("kwok-node-%04d", i)), metav1.CreateOptions{}); err != nil {
-			return fmt.Errorf("create node %d: %w", i, err)
+		name := fmt.Sprintf("kwok-node-%04d", i)
+		if err := r.do(ctx, "create node "+name, func() error {
+			_, err := cs.CoreV1().Nodes().Create(ctx, kwokNode(name), metav1.CreateOptions{})
+			return ignore(err, apierrors.IsAlreadyExists)
+		}); err != nil {
+			return err
 		}
 	}
 	return poll(ctx, timeout, "every kwok node Ready", func() (bool, string) {
@@ -119,7 +124,12 @@ func deploymentObject(d deployment) *appsv1.Deployment {
 				Spec: corev1.PodSpec{
 					Containers: []corev1.Container{{Name: "pause", Image: "registry.k8s.io/pause:3.10",
 						Resources: corev1.ResourceRequirements{Requests: corev1.ResourceList{
-							corev1.ResourceCPU: resource.MustParse("10m"), corev1.ResourceMemory: resource.MustParse("10Mi")}}}},
+							corev1.ResourceCPU: resource.MustParse("10m"), corev1.ResourceMemory: resource.MustParse("10Mi")}},
+						// Restricted, so Pod Security admission has nothing to warn about.
+						SecurityContext: &corev1.SecurityContext{AllowPrivilegeEscalation: new(false),
+							Capabilities: &corev1.Capabilities{Drop: []corev1.Capability{"ALL"}}}}},
+					SecurityContext: &corev1.PodSecurityContext{RunAsNonRoot: new(true), RunAsUser: new(int64(65535)),
+						SeccompProfile: &corev1.SeccompProfile{Type: corev1.SeccompProfileTypeRuntimeDefault}},
 					AutomountServiceAccountToken: new(false),
 				},
 			},
@@ -146,23 +156,26 @@ type phase struct {
 // Deployments at rate pods per second, waits for every pod Running, scales
 // each Deployment, waits again, deletes them, and waits until no pod is
 // left. Each step is a phase; the first failure ends the load.
-func runLoad(ctx context.Context, log *slog.Logger, cs kubernetes.Interface, t *tracker, p plan, o options) ([]phase, error) {
+func runLoad(ctx context.Context, log *slog.Logger, cs kubernetes.Interface, t *tracker, p plan, o options, r *retrier) ([]phase, error) {
 	created, scaled := p.Pods()
 	steps := []struct {
 		name string
 		act  func(context.Context) error
 		want func(live, running int) bool
 	}{
-		{"create", func(ctx context.Context) error { return createAll(ctx, cs, p, o.rate) },
+		{"create", func(ctx context.Context) error { return createAll(ctx, cs, p, o.rate, r) },
 			func(live, running int) bool { return live == created && running == created }},
-		{"scale", func(ctx context.Context) error { return scaleAll(ctx, cs, p, o.rate) },
+		{"scale", func(ctx context.Context) error { return scaleAll(ctx, cs, p, o.rate, r) },
 			func(live, running int) bool { return live == scaled && running == scaled }},
-		{"delete", func(ctx context.Context) error { return deleteAll(ctx, cs, p, o.rate) },
+		{"delete", func(ctx context.Context) error { return deleteAll(ctx, cs, p, o.rate, r) },
 			func(live, _ int) bool { return live == 0 }},
 	}
 	for _, ns := range p.Namespaces {
-		if _, err := cs.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{}); err != nil {
-			return nil, fmt.Errorf("create namespace %s: %w", ns, err)
+		if err := r.do(ctx, "create namespace "+ns, func() error {
+			_, err := cs.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{})
+			return ignore(err, apierrors.IsAlreadyExists)
+		}); err != nil {
+			return nil, err
 		}
 	}
 	var phases []phase
@@ -187,51 +200,98 @@ func runLoad(ctx context.Context, log *slog.Logger, cs kubernetes.Interface, t *
 	return phases, nil
 }
 
-func createAll(ctx context.Context, cs kubernetes.Interface, p plan, rate float64) error {
+func createAll(ctx context.Context, cs kubernetes.Interface, p plan, rate float64, r *retrier) error {
 	pc := newPacer(rate, time.Now())
 	for _, d := range p.Deployments {
 		if err := pc.wait(ctx, int(d.Replicas)); err != nil {
 			return err
 		}
-		if _, err := cs.CoreV1().Services(d.Namespace).Create(ctx, serviceObject(d), metav1.CreateOptions{}); err != nil {
-			return fmt.Errorf("create service %s/%s: %w", d.Namespace, d.Name, err)
+		if err := r.do(ctx, "create service "+d.Namespace+"/"+d.Name, func() error {
+			_, err := cs.CoreV1().Services(d.Namespace).Create(ctx, serviceObject(d), metav1.CreateOptions{})
+			return ignore(err, apierrors.IsAlreadyExists)
+		}); err != nil {
+			return err
 		}
-		if _, err := cs.AppsV1().Deployments(d.Namespace).Create(ctx, deploymentObject(d), metav1.CreateOptions{}); err != nil {
-			return fmt.Errorf("create deployment %s/%s: %w", d.Namespace, d.Name, err)
+		if err := r.do(ctx, "create deployment "+d.Namespace+"/"+d.Name, func() error {
+			_, err := cs.AppsV1().Deployments(d.Namespace).Create(ctx, deploymentObject(d), metav1.CreateOptions{})
+			return ignore(err, apierrors.IsAlreadyExists)
+		}); err != nil {
+			return err
 		}
 	}
 	return nil
 }
 
-func scaleAll(ctx context.Context, cs kubernetes.Interface, p plan, rate float64) error {
+func scaleAll(ctx context.Context, cs kubernetes.Interface, p plan, rate float64, r *retrier) error {
 	pc := newPacer(rate, time.Now())
 	for _, d := range p.Deployments {
 		if err := pc.wait(ctx, max(1, abs(int(d.Scaled-d.Replicas)))); err != nil {
 			return err
 		}
 		sc := &autoscalingv1.Scale{ObjectMeta: metav1.ObjectMeta{Name: d.Name, Namespace: d.Namespace}, Spec: autoscalingv1.ScaleSpec{Replicas: d.Scaled}}
-		if _, err := cs.AppsV1().Deployments(d.Namespace).UpdateScale(ctx, d.Name, sc, metav1.UpdateOptions{}); err != nil {
-			return fmt.Errorf("scale deployment %s/%s to %d: %w", d.Namespace, d.Name, d.Scaled, err)
+		if err := r.do(ctx, fmt.Sprintf("scale deployment %s/%s to %d", d.Namespace, d.Name, d.Scaled), func() error {
+			_, err := cs.AppsV1().Deployments(d.Namespace).UpdateScale(ctx, d.Name, sc, metav1.UpdateOptions{})
+			return err
+		}); err != nil {
+			return err
 		}
 	}
 	return nil
 }
 
-func deleteAll(ctx context.Context, cs kubernetes.Interface, p plan, rate float64) error {
+func deleteAll(ctx context.Context, cs kubernetes.Interface, p plan, rate float64, r *retrier) error {
 	pc := newPacer(rate, time.Now())
 	bg := metav1.DeletePropagationBackground
 	for _, d := range p.Deployments {
 		if err := pc.wait(ctx, int(d.Scaled)); err != nil {
 			return err
 		}
-		if err := cs.AppsV1().Deployments(d.Namespace).Delete(ctx, d.Name, metav1.DeleteOptions{PropagationPolicy: &bg}); err != nil {
-			return fmt.Errorf("delete deployment %s/%s: %w", d.Namespace, d.Name, err)
+		if err := r.do(ctx, "delete deployment "+d.Namespace+"/"+d.Name, func() error {
+			return ignore(cs.AppsV1().Deployments(d.Namespace).Delete(ctx, d.Name, metav1.DeleteOptions{PropagationPolicy: &bg}), apierrors.IsNotFound)
+		}); err != nil {
+			return err
 		}
-		if err := cs.CoreV1().Services(d.Namespace).Delete(ctx, d.Name, metav1.DeleteOptions{}); err != nil {
-			return fmt.Errorf("delete service %s/%s: %w", d.Namespace, d.Name, err)
+		if err := r.do(ctx, "delete service "+d.Namespace+"/"+d.Name, func() error {
+			return ignore(cs.CoreV1().Services(d.Namespace).Delete(ctx, d.Name, metav1.DeleteOptions{}), apierrors.IsNotFound)
+		}); err != nil {
+			return err
 		}
 	}
 	return nil
+}
+
+// ignore is nil for an error is says is the retried call's own success
+// (an AlreadyExists after a create whose answer was lost).
+func ignore(err error, is func(error) bool) error {
+	if err != nil && is(err) {
+		return nil
+	}
+	return err
+}
+
+// retrier retries a failed call of the load a few times, as a controller
+// would, and counts the failures: the report prints them, and the load
+// only stops when one call keeps failing.
+type retrier struct {
+	attempts int
+	backoff  time.Duration
+	failures []string
+}
+
+func (r *retrier) do(ctx context.Context, what string, call func() error) error {
+	var err error
+	for i := range r.attempts {
+		if err = call(); err == nil {
+			return nil
+		}
+		r.failures = append(r.failures, fmt.Sprintf("%s: %v", what, err))
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(r.backoff << i):
+		}
+	}
+	return fmt.Errorf("%s: %d attempts failed, the last: %w", what, r.attempts, err)
 }
 
 func abs(n int) int {

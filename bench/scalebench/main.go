@@ -36,6 +36,7 @@ type options struct {
 	phaseTimeout                                                                 time.Duration
 	workDir, jsonPath                                                            string
 	verbose                                                                      bool
+	keelsonArgs                                                                  []string
 }
 
 func parseFlags(args []string, stderr io.Writer) (options, error) {
@@ -55,6 +56,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.Float64Var(&o.rate, "rate", 10, "pods per second the create, scale and delete steps go at")
 	fs.Float64Var(&o.nodeRate, "node-rate", 50, "nodes created per second")
 	fs.Uint64Var(&o.seed, "seed", 1, "seed of the creation order and scale factors")
+	keelsonArgs := fs.String("keelson-args", "", "extra flags for every keelson server, space-separated (e.g. raft timeouts)")
 	sides := fs.String("sides", "keelson,upstream", "sides to run, in order: keelson, upstream")
 	fs.DurationVar(&o.phaseTimeout, "phase-timeout", 30*time.Minute, "longest wait for the pods to settle after a step")
 	fs.StringVar(&o.workDir, "work-dir", os.TempDir(), "where data dirs and logs go")
@@ -69,6 +71,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	if o.rate <= 0 || o.nodeRate <= 0 {
 		return o, fmt.Errorf("-rate %g and -node-rate %g: want both above 0", o.rate, o.nodeRate)
 	}
+	o.keelsonArgs = strings.Fields(*keelsonArgs)
 	for _, s := range strings.Split(*sides, ",") {
 		if s != "keelson" && s != "upstream" {
 			return o, fmt.Errorf("-sides %q: %q is neither keelson nor upstream", *sides, s)
@@ -84,9 +87,11 @@ func main() {
 
 // result is one side's figures.
 type result struct {
-	Label          string
-	Phases         []phase
-	Err            string `json:",omitempty"`
+	Label  string
+	Phases []phase
+	Err    string `json:",omitempty"`
+	// Failures are the load's API calls that failed (and were retried).
+	Failures       []string
 	Calls          []call
 	Startup        startup
 	Scheduler      throughput
@@ -174,7 +179,8 @@ func runSide(ctx context.Context, log *slog.Logger, o options, name string, p pl
 	if err != nil {
 		return result{}, err
 	}
-	if err := createNodes(ctx, log, cs, o.nodes, o.nodeRate, o.phaseTimeout); err != nil {
+	retries := &retrier{attempts: 6, backoff: time.Second}
+	if err := createNodes(ctx, log, cs, o.nodes, o.nodeRate, o.phaseTimeout, retries); err != nil {
 		return result{}, kwok.Failure(err)
 	}
 	lctx, stopSampling := context.WithCancel(ctx)
@@ -191,10 +197,11 @@ func runSide(ctx context.Context, log *slog.Logger, o options, name string, p pl
 		return result{}, err
 	}
 	r := result{Label: s.label}
-	r.Phases, err = runLoad(ctx, log, cs, t, p, o)
+	r.Phases, err = runLoad(ctx, log, cs, t, p, o, retries)
 	if err != nil {
 		r.Err = err.Error()
 	}
+	r.Failures = retries.failures
 	after, err := takeSnapshot(ctx, s)
 	if err != nil {
 		return r, err

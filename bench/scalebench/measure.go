@@ -33,6 +33,10 @@ const (
 )
 
 func takeSnapshot(ctx context.Context, s *side) (snapshot, error) {
+	// A server that cannot answer in a minute fails the bench rather than
+	// hangs it.
+	ctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
 	snap := snapshot{cpu: map[int]float64{}}
 	add := func(sc scrape, commitMetric, leadersMetric string) error {
 		h, err := sc.histograms(commitMetric)

@@ -67,6 +67,9 @@ func printReport(out io.Writer, f figures) {
 		if r.Err != "" {
 			fmt.Fprintf(out, "\n%s: the load failed: %s\n", r.Label, r.Err)
 		}
+		if n := len(r.Failures); n > 0 {
+			fmt.Fprintf(out, "%s: %d API calls of the load failed and were retried; the first: %s\n", r.Label, n, r.Failures[0])
+		}
 		if r.Commit.Source != "" {
 			fmt.Fprintf(out, "%s: raft commit from %s\n", r.Label, r.Commit.Source)
 		}

@@ -61,11 +61,15 @@ const readyTimeout = 3 * time.Minute
 // agents (bench/internal/hacluster, as habench does).
 func startKeelson(ctx context.Context, log *slog.Logger, o options) (*side, error) {
 	c, err := hacluster.Start(ctx, log, hacluster.Spec{Label: "scale", Bin: o.keelsonBin, WorkDir: o.workDir,
-		Addrs: []string{"127.0.0.1", "127.0.0.2", "127.0.0.3"}, APIServer: true}, readyTimeout)
+		Addrs: []string{"127.0.0.1", "127.0.0.2", "127.0.0.3"}, APIServer: true, ExtraArgs: o.keelsonArgs}, readyTimeout)
 	if err != nil {
 		return nil, fmt.Errorf("keelson cluster: %w", err)
 	}
-	s := &side{label: "keelson (3 servers)", dir: c.Dir, stop: c.Stop,
+	label := "keelson (3 servers)"
+	if len(o.keelsonArgs) > 0 {
+		label = "keelson (3 servers, " + strings.Join(o.keelsonArgs, " ") + ")"
+	}
+	s := &side{label: label, dir: c.Dir, stop: c.Stop,
 		kubeconfig: filepath.Join(c.Servers[0].DataDir, "admin.kubeconfig")}
 	for _, srv := range c.Servers {
 		cfg, err := c.RESTConfig(srv)
@@ -75,8 +79,7 @@ func startKeelson(ctx context.Context, log *slog.Logger, o options) (*side, erro
 		}
 		s.apiservers = append(s.apiservers, cfg)
 	}
-	s.bench = rest.CopyConfig(s.apiservers[1])
-	configmapload.Tune(s.bench, "scalebench")
+	s.bench = benchConfig(s.apiservers[1])
 	s.procs = func() []namedPID {
 		var out []namedPID
 		for _, srv := range c.Servers {
@@ -103,6 +106,15 @@ func startKeelson(ctx context.Context, log *slog.Logger, o options) (*side, erro
 	}
 	s.pluginRestarts = func(ctx context.Context) (int, error) { return pluginRestarts(ctx, dyn) }
 	return s, nil
+}
+
+// benchConfig is the load's client: high limits, protobuf, and no
+// printed API warnings.
+func benchConfig(cfg *rest.Config) *rest.Config {
+	c := rest.CopyConfig(cfg)
+	configmapload.Tune(c, "scalebench")
+	c.WarningHandler = rest.NoWarnings{}
+	return c
 }
 
 // pluginName is NAME from a plugin's command line `keelson plugin NAME ...`.
@@ -201,8 +213,7 @@ func (s *side) startUpstream(ctx context.Context, o options, start startFunc) er
 		return err
 	}
 	s.apiservers = []*rest.Config{cfg}
-	s.bench = rest.CopyConfig(cfg)
-	configmapload.Tune(s.bench, "scalebench")
+	s.bench = benchConfig(cfg)
 
 	s.etcdURL = "http://" + loopback.HostPort(ports[0])
 	peer := "http://" + loopback.HostPort(ports[1])
