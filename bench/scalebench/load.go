@@ -65,7 +65,7 @@ func createNodes(ctx context.Context, log *slog.Logger, cs kubernetes.Interface,
 			return err
 		}
 	}
-	return poll(ctx, timeout, "every kwok node Ready", func() (bool, string) {
+	return poll(ctx, log, timeout, "every kwok node Ready", func() (bool, string) {
 		list, err := cs.CoreV1().Nodes().List(ctx, metav1.ListOptions{LabelSelector: "type=kwok"})
 		if err != nil {
 			return false, err.Error()
@@ -184,7 +184,7 @@ func runLoad(ctx context.Context, log *slog.Logger, cs kubernetes.Interface, t *
 		log.Info("phase", "name", st.name, "pods created", created, "pods scaled", scaled)
 		err := st.act(ctx)
 		if err == nil {
-			err = poll(ctx, o.phaseTimeout, st.name+": pods settled", func() (bool, string) {
+			err = poll(ctx, log, o.phaseTimeout, st.name+": pods settled", func() (bool, string) {
 				live, running := t.counts()
 				return st.want(live, running), fmt.Sprintf("%d live, %d Running", live, running)
 			})
@@ -303,12 +303,17 @@ func abs(n int) int {
 
 // poll calls cond every second until it holds, ctx ends or timeout
 // passes; the error carries cond's last word.
-func poll(ctx context.Context, timeout time.Duration, what string, cond func() (bool, string)) error {
+func poll(ctx context.Context, log *slog.Logger, timeout time.Duration, what string, cond func() (bool, string)) error {
 	deadline := time.Now().Add(timeout)
+	lastLog := time.Now()
 	for {
 		ok, detail := cond()
 		if ok {
 			return nil
+		}
+		if time.Since(lastLog) >= 30*time.Second {
+			log.Info("waiting", "for", what, "now", detail)
+			lastLog = time.Now()
 		}
 		if time.Now().After(deadline) {
 			return fmt.Errorf("%s: not within %v (%s)", what, timeout, detail)

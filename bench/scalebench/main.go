@@ -98,10 +98,13 @@ type result struct {
 	Commit         commitFigures
 	LeaderChanges  float64
 	PluginRestarts int
-	Alive          bool
-	Procs          []procUse
-	LoadMean       float64
-	LoadPeak       float64
+	// PluginsRelaunched counts plugins whose process changed during the
+	// load (keelson only).
+	PluginsRelaunched int
+	Alive             bool
+	Procs             []procUse
+	LoadMean          float64
+	LoadPeak          float64
 }
 
 // commitFigures is the raft commit latency over the load, in seconds.
@@ -112,7 +115,7 @@ type commitFigures struct {
 }
 
 func (r result) facts() sloFacts {
-	return sloFacts{Calls: r.Calls, Startup: r.Startup, LeaderChanges: r.LeaderChanges, PluginRestarts: r.PluginRestarts, ProcessesAlive: r.Alive}
+	return sloFacts{Calls: r.Calls, Startup: r.Startup, LeaderChanges: r.LeaderChanges, PluginRestarts: r.PluginRestarts, PluginsRelaunched: r.PluginsRelaunched, ProcessesAlive: r.Alive}
 }
 
 type figures struct {
@@ -192,7 +195,7 @@ func runSide(ctx context.Context, log *slog.Logger, o options, name string, p pl
 	var loads loadSampler
 	go loads.run(lctx, 10*time.Second)
 
-	before, err := takeSnapshot(ctx, s)
+	before, err := takeSnapshot(ctx, s, procs())
 	if err != nil {
 		return result{}, err
 	}
@@ -202,7 +205,7 @@ func runSide(ctx context.Context, log *slog.Logger, o options, name string, p pl
 		r.Err = err.Error()
 	}
 	r.Failures = retries.failures
-	after, err := takeSnapshot(ctx, s)
+	after, err := takeSnapshot(ctx, s, procs())
 	if err != nil {
 		return r, err
 	}
@@ -238,6 +241,7 @@ func (r *result) fill(ctx context.Context, s *side, t *tracker, before, after sn
 			return err
 		}
 	}
+	r.PluginsRelaunched = relaunched(before.plugins, after.plugins)
 	r.Alive = s.alive()
 	r.Procs = processUse(procs(), before.cpu, after.cpu)
 	return nil

@@ -6,6 +6,7 @@ import (
 	"math"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -21,6 +22,7 @@ type snapshot struct {
 	commit        []map[string]histogram // per server (keelson) or etcd
 	leaderChanges []float64              // per server (keelson) or etcd
 	cpu           map[int]float64        // CPU seconds by pid
+	plugins       map[string]int         // plugin processes: pid by name
 }
 
 // The metrics each side's raft commit latency and leader changes come
@@ -32,12 +34,12 @@ const (
 	etcdLeaders    = "etcd_server_leader_changes_seen_total"
 )
 
-func takeSnapshot(ctx context.Context, s *side) (snapshot, error) {
+func takeSnapshot(ctx context.Context, s *side, procs []namedPID) (snapshot, error) {
 	// A server that cannot answer in a minute fails the bench rather than
 	// hangs it.
 	ctx, cancel := context.WithTimeout(ctx, time.Minute)
 	defer cancel()
-	snap := snapshot{cpu: map[int]float64{}}
+	snap := snapshot{cpu: map[int]float64{}, plugins: map[string]int{}}
 	add := func(sc scrape, commitMetric, leadersMetric string) error {
 		h, err := sc.histograms(commitMetric)
 		if err != nil {
@@ -76,9 +78,12 @@ func takeSnapshot(ctx context.Context, s *side) (snapshot, error) {
 			return snap, err
 		}
 	}
-	for _, p := range s.procs() {
+	for _, p := range procs {
 		if c, err := procstat.CPUSeconds(p.PID); err == nil {
 			snap.cpu[p.PID] = c
+		}
+		if name, ok := strings.CutPrefix(p.Name, "plugin "); ok {
+			snap.plugins[name] = p.PID
 		}
 	}
 	return snap, nil
@@ -94,6 +99,19 @@ func scrapeAPIServer(ctx context.Context, cfg *rest.Config) (scrape, error) {
 		return nil, fmt.Errorf("GET %s/metrics: %w", cfg.Host, err)
 	}
 	return parseScrape(bytesReader(body))
+}
+
+// relaunched counts the plugins of before that run under another process
+// (or not at all) in after: restarted by their supervisor or launched
+// again on a new leader.
+func relaunched(before, after map[string]int) int {
+	n := 0
+	for name, pid := range before {
+		if after[name] != pid {
+			n++
+		}
+	}
+	return n
 }
 
 // procUse is one process's resource use over the load.

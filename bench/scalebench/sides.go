@@ -117,11 +117,12 @@ func benchConfig(cfg *rest.Config) *rest.Config {
 	return c
 }
 
-// pluginName is NAME from a plugin's command line `keelson plugin NAME ...`.
+// pluginName is NAME from a plugin's command line: `keelson plugin NAME
+// ...` or `.../keelson-plugins NAME ...` (the built-ins' binary).
 func pluginName(cmdline string) string {
 	f := strings.Fields(cmdline)
 	for i, a := range f {
-		if a == "plugin" && i+1 < len(f) {
+		if (a == "plugin" || strings.HasSuffix(a, "/keelson-plugins")) && i+1 < len(f) {
 			return f[i+1]
 		}
 	}

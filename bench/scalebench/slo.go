@@ -112,7 +112,10 @@ type sloFacts struct {
 	// PluginRestarts is the sum of the plugins' restarts; negative where
 	// the side has no plugins (upstream), then ProcessesAlive speaks.
 	PluginRestarts int
-	ProcessesAlive bool
+	// PluginsRelaunched counts plugins whose process changed (a restart,
+	// or a launch on a new leader).
+	PluginsRelaunched int
+	ProcessesAlive    bool
 }
 
 // worst is the call of class with the highest p99, ok false if none.
@@ -155,7 +158,8 @@ func sloVerdicts(f sloFacts) []verdict {
 		{Value: fmt.Sprintf("%g changes", f.LeaderChanges), OK: f.LeaderChanges == 0},
 	}
 	if f.PluginRestarts >= 0 {
-		v = append(v, verdict{Value: fmt.Sprintf("%d restarts", f.PluginRestarts), OK: f.PluginRestarts == 0})
+		v = append(v, verdict{Value: fmt.Sprintf("%d restarts, %d processes replaced", f.PluginRestarts, f.PluginsRelaunched),
+			OK: f.PluginRestarts == 0 && f.PluginsRelaunched == 0})
 	} else {
 		v = append(v, verdict{Value: fmt.Sprintf("n/a (no plugins; controllers alive: %v)", f.ProcessesAlive), OK: f.ProcessesAlive})
 	}

@@ -147,3 +147,23 @@ func TestPacerSpacesUnitsAtRate(t *testing.T) {
 		}
 	}
 }
+
+func TestPluginProcessesReplaced(t *testing.T) {
+	before := map[string]int{"scheduler": 10, "deployment": 11, "replicaset": 12}
+	after := map[string]int{"scheduler": 10, "deployment": 21}
+	if got := relaunched(before, after); got != 2 {
+		t.Errorf("relaunched = %d, want 2 (deployment replaced, replicaset gone)", got)
+	}
+	for cmd, want := range map[string]string{
+		"/tmp/x/s2/bin/abc/keelson-plugins endpointslice --config x": "endpointslice",
+		"/usr/bin/keelson plugin scheduler":                          "scheduler",
+	} {
+		if got := pluginName(cmd); got != want {
+			t.Errorf("pluginName(%q) = %q, want %q", cmd, got, want)
+		}
+	}
+	v := sloVerdicts(sloFacts{PluginRestarts: 0, PluginsRelaunched: 3})
+	if last := v[len(v)-1]; last.OK || !strings.Contains(last.Value, "3 processes replaced") {
+		t.Errorf("plugin verdict with 3 replaced = %+v, want missed", last)
+	}
+}
