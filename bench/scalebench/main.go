@@ -186,6 +186,11 @@ func runSide(ctx context.Context, log *slog.Logger, o options, name string, p pl
 	if err := createNodes(ctx, log, cs, o.nodes, o.nodeRate, o.phaseTimeout, retries); err != nil {
 		return result{}, kwok.Failure(err)
 	}
+	if s.settled != nil {
+		if err := poll(ctx, log, o.phaseTimeout, "controllers started", func() (bool, string) { return s.settled(ctx) }); err != nil {
+			return result{}, err
+		}
+	}
 	lctx, stopSampling := context.WithCancel(ctx)
 	defer stopSampling()
 	t := newTracker()

@@ -50,6 +50,9 @@ type side struct {
 	procs func() []namedPID
 	// pluginRestarts sums the plugins' restarts; nil on upstream.
 	pluginRestarts func(ctx context.Context) (int, error)
+	// settled says whether the side finished starting its controllers;
+	// nil where there is nothing to wait for.
+	settled func(ctx context.Context) (bool, string)
 	// alive says whether every process of the side still runs.
 	alive func() bool
 	stop  func()
@@ -105,7 +108,25 @@ func startKeelson(ctx context.Context, log *slog.Logger, o options) (*side, erro
 		return nil, err
 	}
 	s.pluginRestarts = func(ctx context.Context) (int, error) { return pluginRestarts(ctx, dyn) }
+	s.settled = func(ctx context.Context) (bool, string) { return pluginsRunning(ctx, dyn) }
 	return s, nil
+}
+
+// pluginsRunning says whether every Plugin object reports state running:
+// the leader has launched them all, so the load does not measure their
+// start (RBAC set-up, first lists).
+func pluginsRunning(ctx context.Context, dyn dynamic.Interface) (bool, string) {
+	list, err := dyn.Resource(pluginGVR).List(ctx, metav1.ListOptions{})
+	if err != nil {
+		return false, err.Error()
+	}
+	running := 0
+	for _, p := range list.Items {
+		if st, _, _ := unstructured.NestedString(p.Object, "status", "state"); st == "running" {
+			running++
+		}
+	}
+	return len(list.Items) > 0 && running == len(list.Items), fmt.Sprintf("%d of %d plugins running", running, len(list.Items))
 }
 
 // benchConfig is the load's client: high limits, protobuf, and no
