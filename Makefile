@@ -2,6 +2,8 @@
 #   make run    build and run a single-node cluster in the foreground (data in .run/)
 #   make test   every test (unit, integration; as root also the e2e suite)
 #   make bench  benchmarks side by side with upstream (etcd, kube-apiserver, kube-scheduler, ...)
+#   make bench-scale  kwok nodes + clusterloader2-style load, keelson (3 servers) vs upstream
+#                     (SCALE_ARGS="-nodes 50 -pods-per-node 10" for a small run; not in make bench)
 #   make conformance        upstream [Conformance] specs against a real cluster, offline
 #                           (FOCUS=regexp SKIP=regexp HA=1; as root)
 #   make conformance-smoke  the ~30 specs of conformance/smoke.txt
@@ -26,7 +28,7 @@ VERSION_LDFLAGS := -X main.keelsonVersion=$(KEELSON_VERSION) \
 GOFLAGS_BUILD := -trimpath -ldflags "$(VERSION_LDFLAGS)"
 TEST_TIMEOUT  ?= 25m
 
-.PHONY: all build run test bench soak lint deps clean conformance conformance-smoke conformance-bins
+.PHONY: all build run test bench bench-scale soak lint deps clean conformance conformance-smoke conformance-bins
 
 all: build
 
@@ -89,6 +91,9 @@ bench: build
 # soak runs the HA fault-injection scenarios in random order for SOAK_TIME
 # (as root: network namespaces, iptables).
 SOAK_TIME ?= 30m
+bench-scale: build
+	KEELSON_BIN=$(KEELSON) scripts/bench-scale.sh $(SCALE_ARGS)
+
 soak: build
 	KEELSON_BIN=$(KEELSON) KEELSON_SOAK=$(SOAK_TIME) $(GO) test -run Soak -timeout 0 -count=1 -v ./e2e/ha/
 

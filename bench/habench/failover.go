@@ -7,6 +7,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/keelson/keelson/bench/internal/hacluster"
 	"github.com/keelson/keelson/bench/internal/latency"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -123,7 +124,7 @@ func (w *writer) waitSuccessAfter(ctx context.Context, t time.Time, timeout time
 		case <-deadline:
 			return fmt.Errorf("no write issued after %s succeeded within %v", t.Format("15:04:05.000"), timeout)
 		case <-w.okSince:
-		case <-time.After(pollInterval):
+		case <-time.After(hacluster.PollInterval):
 		}
 	}
 	return nil

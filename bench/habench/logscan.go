@@ -5,6 +5,8 @@ import (
 	"os"
 	"strings"
 	"time"
+
+	"github.com/keelson/keelson/bench/internal/hacluster"
 )
 
 // Raft's log lines (hashicorp/raft through keelson's slog bridge) that mark
@@ -43,17 +45,17 @@ func firstLogAfter(path, msg string, after time.Time) (time.Time, bool) {
 
 // raftSteps reads from the survivors' logs when, after t0, the first of them
 // started an election and when newLeader took over; a missing step is -1.
-func raftSteps(survivors []*server, newLeader *server, t0 time.Time) (detectSec, electedSec float64) {
+func raftSteps(survivors []*hacluster.Server, newLeader *hacluster.Server, t0 time.Time) (detectSec, electedSec float64) {
 	detectSec, electedSec = -1, -1
 	for _, s := range survivors {
-		if t, ok := firstLogAfter(s.proc.LogPath, msgElectionStart, t0); ok {
+		if t, ok := firstLogAfter(s.Proc.LogPath, msgElectionStart, t0); ok {
 			if d := t.Sub(t0).Seconds(); detectSec < 0 || d < detectSec {
 				detectSec = d
 			}
 		}
 	}
 	if newLeader != nil {
-		if t, ok := firstLogAfter(newLeader.proc.LogPath, msgLeader, t0); ok {
+		if t, ok := firstLogAfter(newLeader.Proc.LogPath, msgLeader, t0); ok {
 			electedSec = t.Sub(t0).Seconds()
 		}
 	}

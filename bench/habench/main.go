@@ -23,6 +23,7 @@ import (
 
 	"github.com/keelson/keelson/bench/internal/command"
 	"github.com/keelson/keelson/bench/internal/configmapload"
+	"github.com/keelson/keelson/bench/internal/hacluster"
 	"github.com/keelson/keelson/bench/internal/procstat"
 	"github.com/keelson/keelson/bench/internal/report"
 	"k8s.io/klog/v2"
@@ -135,8 +136,8 @@ func run(ctx context.Context, log *slog.Logger, o options, out io.Writer) error 
 		rep.Throughput = rows
 	}
 	for _, name := range o.rows {
-		spec := clusterSpec{label: name, bin: bin, workDir: o.workDir, addrs: o.addrs, apiServer: name == "api", extraArgs: o.serverArgs}
-		row, err := withCluster(ctx, log, spec, o.readyTimeout, func(c *cluster) (failoverRow, error) {
+		spec := hacluster.Spec{Label: name, Bin: bin, WorkDir: o.workDir, Addrs: o.addrs, APIServer: name == "api", ExtraArgs: o.serverArgs}
+		row, err := withCluster(ctx, log, spec, o.readyTimeout, func(c *hacluster.Cluster) (failoverRow, error) {
 			return runFailover(ctx, log, c, name, o)
 		})
 		if err != nil {
@@ -156,25 +157,25 @@ func run(ctx context.Context, log *slog.Logger, o options, out io.Writer) error 
 // through a follower and through the leader of a 3-server cluster, one
 // cluster at a time.
 func throughputRows(ctx context.Context, log *slog.Logger, bin string, o options) ([]throughputRow, error) {
-	single := clusterSpec{label: "single", bin: bin, workDir: o.workDir, addrs: o.addrs[:1], apiServer: true, extraArgs: o.serverArgs}
-	one, err := withCluster(ctx, log, single, o.readyTimeout, func(c *cluster) (throughputRow, error) {
-		return runThroughput(ctx, log, c, c.servers[0], "1 server", "habench-single", o.workload)
+	single := hacluster.Spec{Label: "single", Bin: bin, WorkDir: o.workDir, Addrs: o.addrs[:1], APIServer: true, ExtraArgs: o.serverArgs}
+	one, err := withCluster(ctx, log, single, o.readyTimeout, func(c *hacluster.Cluster) (throughputRow, error) {
+		return runThroughput(ctx, log, c, c.Servers[0], "1 server", "habench-single", o.workload)
 	})
 	if err != nil {
 		return nil, err
 	}
-	three := clusterSpec{label: "three", bin: bin, workDir: o.workDir, addrs: o.addrs, apiServer: true, extraArgs: o.serverArgs}
-	rows, err := withCluster(ctx, log, three, o.readyTimeout, func(c *cluster) ([]throughputRow, error) {
-		leader, _, err := c.waitHealthy(ctx, o.readyTimeout)
+	three := hacluster.Spec{Label: "three", Bin: bin, WorkDir: o.workDir, Addrs: o.addrs, APIServer: true, ExtraArgs: o.serverArgs}
+	rows, err := withCluster(ctx, log, three, o.readyTimeout, func(c *hacluster.Cluster) ([]throughputRow, error) {
+		leader, _, err := c.WaitHealthy(ctx, o.readyTimeout)
 		if err != nil {
 			return nil, err
 		}
-		f, err := runThroughput(ctx, log, c, c.followers(leader)[0], "3 servers, via a follower", "habench-follower", o.workload)
+		f, err := runThroughput(ctx, log, c, c.Followers(leader)[0], "3 servers, via a follower", "habench-follower", o.workload)
 		if err != nil {
 			return nil, err
 		}
 		// The follower's run may have moved the leadership.
-		if leader, _, err = c.waitHealthy(ctx, o.readyTimeout); err != nil {
+		if leader, _, err = c.WaitHealthy(ctx, o.readyTimeout); err != nil {
 			return nil, err
 		}
 		l, err := runThroughput(ctx, log, c, leader, "3 servers, via the leader", "habench-leader", o.workload)
@@ -185,19 +186,19 @@ func throughputRows(ctx context.Context, log *slog.Logger, bin string, o options
 
 // withCluster starts the cluster spec describes, runs f on it, and always
 // stops it.
-func withCluster[T any](ctx context.Context, log *slog.Logger, spec clusterSpec, timeout time.Duration, f func(*cluster) (T, error)) (T, error) {
+func withCluster[T any](ctx context.Context, log *slog.Logger, spec hacluster.Spec, timeout time.Duration, f func(*hacluster.Cluster) (T, error)) (T, error) {
 	var zero T
-	log.Info("starting cluster", "cluster", spec.label, "servers", len(spec.addrs), "kube_apiserver", spec.apiServer)
+	log.Info("starting cluster", "cluster", spec.Label, "servers", len(spec.Addrs), "kube_apiserver", spec.APIServer)
 	start := time.Now()
-	c, err := startCluster(ctx, log, spec, timeout)
+	c, err := hacluster.Start(ctx, log, spec, timeout)
 	if err != nil {
-		return zero, fmt.Errorf("start %s cluster: %w", spec.label, err)
+		return zero, fmt.Errorf("start %s cluster: %w", spec.Label, err)
 	}
 	defer func() {
-		c.stop()
-		log.Info("stopped cluster", "cluster", spec.label)
+		c.Stop()
+		log.Info("stopped cluster", "cluster", spec.Label)
 	}()
-	log.Info("cluster healthy", "cluster", spec.label, "seconds", round3(time.Since(start).Seconds()), "dir", c.dir)
+	log.Info("cluster healthy", "cluster", spec.Label, "seconds", round3(time.Since(start).Seconds()), "dir", c.Dir)
 	return f(c)
 }
 

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/keelson/keelson/bench/internal/configmapload"
+	"github.com/keelson/keelson/bench/internal/hacluster"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -52,9 +53,9 @@ type failoverRow struct {
 // runFailover kills the leader of c o.reps times, each time writing through
 // a follower (the two followers in turn) and restarting the killed server
 // after the first successful write.
-func runFailover(ctx context.Context, log *slog.Logger, c *cluster, name string, o options) (failoverRow, error) {
+func runFailover(ctx context.Context, log *slog.Logger, c *hacluster.Cluster, name string, o options) (failoverRow, error) {
 	row := failoverRow{Name: name}
-	if c.apiOn {
+	if c.APIOn {
 		row.Description = "ConfigMap create through a follower's Kubernetes API (client-go)"
 	} else {
 		row.Description = "etcd Put through a follower's etcd API, store only (--disable-apiserver)"
@@ -79,17 +80,17 @@ func runFailover(ctx context.Context, log *slog.Logger, c *cluster, name string,
 	return row, nil
 }
 
-func oneFailover(ctx context.Context, log *slog.Logger, c *cluster, rep int, o options) (repetition, error) {
-	leader, _, err := c.waitHealthy(ctx, o.readyTimeout)
+func oneFailover(ctx context.Context, log *slog.Logger, c *hacluster.Cluster, rep int, o options) (repetition, error) {
+	leader, _, err := c.WaitHealthy(ctx, o.readyTimeout)
 	if err != nil {
 		return repetition{}, err
 	}
-	if err := sleep(ctx, o.settle); err != nil {
+	if err := hacluster.Sleep(ctx, o.settle); err != nil {
 		return repetition{}, err
 	}
-	target := c.followers(leader)[rep%2]
-	r := repetition{Rep: rep + 1, Killed: leader.name, Target: target.name}
-	write, err := c.writeFunc(target, rep)
+	target := c.Followers(leader)[rep%2]
+	r := repetition{Rep: rep + 1, Killed: leader.Name, Target: target.Name}
+	write, err := failoverWrite(c, target, rep)
 	if err != nil {
 		return r, err
 	}
@@ -98,9 +99,9 @@ func oneFailover(ctx context.Context, log *slog.Logger, c *cluster, rep int, o o
 	// the writer's own start.
 	if err := w.waitSuccessAfter(ctx, time.Now().Add(o.writer.Interval), 10*time.Second); err != nil {
 		stop()
-		return r, target.proc.Failure(fmt.Errorf("writes through %s before the kill: %w", target.name, err))
+		return r, target.Proc.Failure(fmt.Errorf("writes through %s before the kill: %w", target.Name, err))
 	}
-	t0, err := c.kill(leader)
+	t0, err := c.Kill(leader)
 	if err != nil {
 		stop()
 		return r, err
@@ -113,46 +114,46 @@ func oneFailover(ctx context.Context, log *slog.Logger, c *cluster, rep int, o o
 	out, ok := measure(attempts, t0)
 	r.outcome = out
 	if !ok {
-		log.Warn("no write succeeded after the kill", "through", target.name, "err", waitErr)
+		log.Warn("no write succeeded after the kill", "through", target.Name, "err", waitErr)
 		r.TimedOut, r.FailoverSec, r.FirstAckSec = true, o.failoverTimeout.Seconds(), o.failoverTimeout.Seconds()
 	}
-	sctx, cancel := context.WithTimeout(ctx, probeTimeout)
-	if st, err := target.etcd.Status(sctx, target.etcdAddr(c.ports)); err == nil {
+	sctx, cancel := context.WithTimeout(ctx, hacluster.ProbeTimeout)
+	if st, err := target.Etcd.Status(sctx, target.EtcdAddr(c.Ports)); err == nil {
 		r.TermAfter = st.RaftTerm
-		if s := c.byID(st.Leader); s != nil {
-			r.NewLeader = s.name
+		if s := c.ByID(st.Leader); s != nil {
+			r.NewLeader = s.Name
 		}
 	}
 	cancel()
-	var newLeader *server
-	for _, s := range c.servers {
-		if s.name == r.NewLeader {
+	var newLeader *hacluster.Server
+	for _, s := range c.Servers {
+		if s.Name == r.NewLeader {
 			newLeader = s
 		}
 	}
-	r.DetectSec, r.ElectedSec = raftSteps(c.followers(leader), newLeader, t0)
+	r.DetectSec, r.ElectedSec = raftSteps(c.Followers(leader), newLeader, t0)
 
 	rejoinStart := time.Now()
-	if err := c.launch(leader); err != nil {
+	if err := c.Launch(leader); err != nil {
 		return r, err
 	}
-	if _, _, err := c.waitHealthy(ctx, o.readyTimeout); err != nil {
-		return r, fmt.Errorf("after restarting %s: %w", leader.name, err)
+	if _, _, err := c.WaitHealthy(ctx, o.readyTimeout); err != nil {
+		return r, fmt.Errorf("after restarting %s: %w", leader.Name, err)
 	}
 	r.RejoinSec = time.Since(rejoinStart).Seconds()
 	return r, nil
 }
 
-// writeFunc is the failover write through target: a ConfigMap create when
+// failoverWrite is the failover write through target: a ConfigMap create when
 // the servers run kube-apiserver, else an etcd Put of a new key.
-func (c *cluster) writeFunc(target *server, rep int) (writeFunc, error) {
-	if !c.apiOn {
+func failoverWrite(c *hacluster.Cluster, target *hacluster.Server, rep int) (writeFunc, error) {
+	if !c.APIOn {
 		return func(ctx context.Context, seq int) error {
-			_, err := target.etcd.Put(ctx, fmt.Sprintf("/habench/failover/%02d/%06d", rep, seq), "x")
+			_, err := target.Etcd.Put(ctx, fmt.Sprintf("/habench/failover/%02d/%06d", rep, seq), "x")
 			return err
 		}, nil
 	}
-	cfg, err := c.restConfig(target)
+	cfg, err := c.RESTConfig(target)
 	if err != nil {
 		return nil, err
 	}
@@ -162,7 +163,7 @@ func (c *cluster) writeFunc(target *server, rep int) (writeFunc, error) {
 	}
 	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: failoverNamespace}}
 	if _, err := cs.CoreV1().Namespaces().Create(context.Background(), ns, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
-		return nil, fmt.Errorf("create namespace %s through %s: %w", failoverNamespace, target.name, err)
+		return nil, fmt.Errorf("create namespace %s through %s: %w", failoverNamespace, target.Name, err)
 	}
 	return apiWrite(cs, failoverNamespace, rep), nil
 }
@@ -174,18 +175,18 @@ type throughputRow struct {
 }
 
 // runThroughput runs the create workload against s in its own namespace.
-func runThroughput(ctx context.Context, log *slog.Logger, c *cluster, s *server, name, namespace string, w configmapload.Workload) (throughputRow, error) {
-	cfg, err := c.restConfig(s)
+func runThroughput(ctx context.Context, log *slog.Logger, c *hacluster.Cluster, s *hacluster.Server, name, namespace string, w configmapload.Workload) (throughputRow, error) {
+	cfg, err := c.RESTConfig(s)
 	if err != nil {
 		return throughputRow{}, err
 	}
-	log.Info("creating", "row", name, "server", s.name, "configmaps", w.Total, "workers", w.Workers)
+	log.Info("creating", "row", name, "server", s.Name, "configmaps", w.Total, "workers", w.Workers)
 	res, err := configmapload.Run(ctx, cfg, namespace, w)
 	if err != nil {
 		if ctx.Err() != nil {
 			return throughputRow{}, ctx.Err()
 		}
-		return throughputRow{}, s.proc.Failure(fmt.Errorf("%s: %w", name, err))
+		return throughputRow{}, s.Proc.Failure(fmt.Errorf("%s: %w", name, err))
 	}
 	log.Info("created", "row", name, "configmaps", res.Creates, "per_second", int(res.CreatesPerSec),
 		"p50_ms", round3(res.P50Ms), "p99_ms", round3(res.P99Ms))

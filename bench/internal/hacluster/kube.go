@@ -1,4 +1,4 @@
-package main
+package hacluster
 
 import (
 	"context"
@@ -14,13 +14,13 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 )
 
-// restConfig is s's admin kubeconfig (which every server writes into its
+// RESTConfig is s's admin kubeconfig (which every server writes into its
 // data dir once its PKI exists), aimed at s's own API port.
-func (c *cluster) restConfig(s *server) (*rest.Config, error) {
+func (c *Cluster) RESTConfig(s *Server) (*rest.Config, error) {
 	if s.rest != nil {
 		return s.rest, nil
 	}
-	path := filepath.Join(s.dataDir, "admin.kubeconfig")
+	path := filepath.Join(s.DataDir, "admin.kubeconfig")
 	if _, err := os.Stat(path); err != nil {
 		return nil, fmt.Errorf("admin kubeconfig not written yet: %w", err)
 	}
@@ -28,15 +28,15 @@ func (c *cluster) restConfig(s *server) (*rest.Config, error) {
 	if err != nil {
 		return nil, fmt.Errorf("load kubeconfig %s: %w", path, err)
 	}
-	cfg.Host = "https://" + net.JoinHostPort(s.ip, strconv.Itoa(c.ports.API))
+	cfg.Host = "https://" + net.JoinHostPort(s.IP, strconv.Itoa(c.Ports.API))
 	configmapload.Tune(cfg, "habench")
 	s.rest = cfg
 	return cfg, nil
 }
 
-// readyz GETs s's /readyz with the admin identity and wants 200.
-func (c *cluster) readyz(ctx context.Context, s *server) error {
-	cfg, err := c.restConfig(s)
+// Readyz GETs s's /readyz with the admin identity and wants 200.
+func (c *Cluster) Readyz(ctx context.Context, s *Server) error {
+	cfg, err := c.RESTConfig(s)
 	if err != nil {
 		return err
 	}
@@ -45,7 +45,7 @@ func (c *cluster) readyz(ctx context.Context, s *server) error {
 		return fmt.Errorf("HTTP client for %s: %w", cfg.Host, err)
 	}
 	defer hc.CloseIdleConnections()
-	ctx, cancel := context.WithTimeout(ctx, probeTimeout)
+	ctx, cancel := context.WithTimeout(ctx, ProbeTimeout)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, cfg.Host+"/readyz", nil)
 	if err != nil {
