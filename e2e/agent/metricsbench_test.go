@@ -1,0 +1,70 @@
+package agent
+
+import (
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+)
+
+// BenchmarkMetricsScrape measures what one scrape of each of the agent's
+// metrics and stats endpoints costs the agent, with KEELSON_BENCH_PODS
+// (default 100) pods running on its node: the agent's CPU time per scrape
+// (user + system, from /proc) and the size of the answer. Run it as root:
+//
+//	go test -run '^$' -bench MetricsScrape -benchtime 20x ./e2e/agent/
+func BenchmarkMetricsScrape(b *testing.B) {
+	pods := 100
+	if s := os.Getenv("KEELSON_BENCH_PODS"); s != "" {
+		n, err := strconv.Atoi(s)
+		if err != nil || n < 1 {
+			b.Fatalf("KEELSON_BENCH_PODS=%q: want a positive number of pods", s)
+		}
+		pods = n
+	}
+	c := startCluster(b)
+	ns := c.namespace(b, "scrape")
+	for started := 0; started < pods; started += 25 {
+		c.startPods(b, ns, min(25, pods-started), started)
+	}
+	get := c.kubeletClient(b)
+	pid := c.agent.PID()
+	for _, path := range []string{"/metrics", "/metrics/resource", "/metrics/cadvisor", "/metrics/probes", "/stats/summary"} {
+		b.Run(strings.TrimPrefix(path, "/"), func(b *testing.B) {
+			if code, body := get(path, true); code != 200 {
+				b.Fatalf("GET %s: %d %s", path, code, body)
+			}
+			cpu0 := cpuSeconds(b, pid)
+			size := 0
+			b.ResetTimer()
+			for range b.N {
+				code, body := get(path, true)
+				if code != 200 {
+					b.Fatalf("GET %s: %d", path, code)
+				}
+				size = len(body)
+			}
+			b.StopTimer()
+			spent := time.Duration((cpuSeconds(b, pid) - cpu0) * float64(time.Second))
+			b.ReportMetric(float64(spent.Microseconds())/1000/float64(b.N), "agent-cpu-ms/scrape")
+			b.ReportMetric(float64(size)/1024, "KiB/scrape")
+			b.ReportMetric(float64(pods), "pods")
+		})
+	}
+}
+
+// cpuSeconds is the user plus system CPU time pid has used, from
+// /proc/PID/stat (clock ticks of 1/100 s, Linux's USER_HZ).
+func cpuSeconds(b *testing.B, pid int) float64 {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		b.Fatal(err)
+	}
+	// The command name may hold spaces: fields are counted after its ')'.
+	f := strings.Fields(string(data)[strings.LastIndexByte(string(data), ')')+2:])
+	utime, _ := strconv.ParseFloat(f[11], 64)
+	stime, _ := strconv.ParseFloat(f[12], 64)
+	return (utime + stime) / 100
+}
