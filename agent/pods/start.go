@@ -44,6 +44,8 @@ func (m *Manager) startContainer(ctx context.Context, pod *v1.Pod, c *v1.Contain
 		return nil, 0, err
 	}
 	spec.Image = ref
+	// One shim per pod, as a CRI sandbox has.
+	spec.ShimGroup = string(pod.UID)
 	id := runtime.NewID()
 	spec.Labels = map[string]string{
 		labelManaged:       "true",
@@ -70,24 +72,17 @@ func (m *Manager) startContainer(ctx context.Context, pod *v1.Pod, c *v1.Contain
 		tmPath = v1.TerminationMessagePathDefault
 	}
 	spec.Mounts = append(spec.Mounts, runtime.Mount{Source: termPath, Destination: tmPath})
-	if err := m.rt.Create(ctx, id, spec); err != nil {
-		m.event(pod, v1.EventTypeWarning, "Failed", "Error: %v", err)
-		return &v1.ContainerStateWaiting{Reason: reasonCreateContainerError, Message: err.Error()}, retryInterval * 5, nil
-	}
-	m.event(pod, v1.EventTypeNormal, "Created", "Created container: %s", c.Name)
-	out, err := m.openOutput(pod.UID, c, number, id)
-	if err != nil {
+	if err := m.startSlots.acquire(ctx); err != nil {
 		return nil, 0, err
 	}
-	if err := m.rt.Start(ctx, id, out.io(c)); err != nil {
-		m.closeOutput(id)
-		m.event(pod, v1.EventTypeWarning, "Failed", "Error: %v", err)
-		if rerr := m.rt.RecordExit(ctx, id, 128, reasonStartError, err.Error()); rerr != nil {
-			return nil, 0, rerr
-		}
-		return nil, 0, nil
+	waiting, started, err := m.createAndStart(ctx, pod, c, number, id, spec)
+	m.startSlots.release()
+	if waiting != nil {
+		return waiting, retryInterval * 5, nil
 	}
-	m.event(pod, v1.EventTypeNormal, "Started", "Started container %s", c.Name)
+	if err != nil || !started {
+		return nil, 0, err
+	}
 	if c.Lifecycle != nil && c.Lifecycle.PostStart != nil {
 		if err := m.runHook(ctx, pod, c, id, sb.podIP, c.Lifecycle.PostStart); err != nil {
 			m.event(pod, v1.EventTypeWarning, "FailedPostStartHook", "PostStartHook failed: %v", err)
@@ -97,6 +92,32 @@ func (m *Manager) startContainer(ctx context.Context, pod *v1.Pod, c *v1.Contain
 		}
 	}
 	return nil, 0, nil
+}
+
+// createAndStart creates the container and starts it. It returns why the
+// container waits if containerd refused to create it, and whether it
+// started: a failed start is recorded as the attempt's exit (StartError).
+func (m *Manager) createAndStart(ctx context.Context, pod *v1.Pod, c *v1.Container, number int32, id string, spec runtime.ContainerSpec) (*v1.ContainerStateWaiting, bool, error) {
+	created := m.clock.Now()
+	if err := m.rt.Create(ctx, id, spec); err != nil {
+		m.event(pod, v1.EventTypeWarning, "Failed", "Error: %v", err)
+		return &v1.ContainerStateWaiting{Reason: reasonCreateContainerError, Message: err.Error()}, false, nil
+	}
+	m.event(pod, v1.EventTypeNormal, "Created", "Created container: %s", c.Name)
+	out, err := m.openOutput(pod.UID, c, number, id)
+	if err != nil {
+		return nil, false, err
+	}
+	started := m.clock.Now()
+	if err := m.rt.Start(ctx, id, out.io(c)); err != nil {
+		m.closeOutput(id)
+		m.event(pod, v1.EventTypeWarning, "Failed", "Error: %v", err)
+		return nil, false, m.rt.RecordExit(ctx, id, 128, reasonStartError, err.Error())
+	}
+	m.event(pod, v1.EventTypeNormal, "Started", "Started container %s", c.Name)
+	m.log.Debug("container started", "pod", podKey(pod), "container", c.Name, "id", id,
+		"create", started.Sub(created), "start", m.clock.Since(started))
+	return nil, true, nil
 }
 
 // ensureImage makes the container's image present by its pull policy. It

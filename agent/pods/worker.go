@@ -89,6 +89,7 @@ func (w *worker) sync(ctx context.Context) (time.Duration, bool) {
 		w.lastPod = pod
 		if w.firstSeen.IsZero() {
 			w.firstSeen = w.m.clock.Now()
+			w.m.log.Debug("pod seen", "pod", podKey(pod), "sinceCreated", w.firstSeen.Sub(pod.CreationTimestamp.Time))
 		}
 	}
 	var next time.Duration
