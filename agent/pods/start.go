@@ -15,6 +15,7 @@ import (
 	"github.com/keelson/keelson/agent/volumes"
 	v1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/component-helpers/node/util/sysctl"
 )
 
@@ -44,10 +45,12 @@ func (m *Manager) startContainer(ctx context.Context, pod *v1.Pod, c *v1.Contain
 		return nil, 0, err
 	}
 	spec.Image = ref
-	// One shim per pod, as a CRI sandbox has.
-	spec.ShimGroup = string(pod.UID)
 	id := runtime.NewID()
+	if spec.ShimGroup, err = m.shimGroup(ctx, pod.UID, id); err != nil {
+		return nil, 0, err
+	}
 	spec.Labels = map[string]string{
+		labelShimGroup:     spec.ShimGroup,
 		labelManaged:       "true",
 		labelPodUID:        string(pod.UID),
 		labelPodName:       pod.Name,
@@ -92,6 +95,26 @@ func (m *Manager) startContainer(ctx context.Context, pod *v1.Pod, c *v1.Contain
 		}
 	}
 	return nil, 0, nil
+}
+
+// shimGroup is the shim group a new container id of the pod joins: that of
+// a container of the pod whose task runs, so that the pod's containers share
+// one shim as a CRI sandbox's do; else a group of its own. A group whose
+// containers are all gone is never reused: its shim may be exiting (it
+// removes its socket asynchronously), and a container handed to an exiting
+// shim would be lost. Only the pod's worker deletes the pod's tasks, so a
+// task seen running here outlives the start.
+func (m *Manager) shimGroup(ctx context.Context, uid types.UID, id string) (string, error) {
+	cs, err := m.rt.List(ctx, map[string]string{labelPodUID: string(uid)})
+	if err != nil {
+		return "", err
+	}
+	for _, c := range cs {
+		if g := c.Labels[labelShimGroup]; g != "" && c.State == runtime.StateRunning {
+			return g, nil
+		}
+	}
+	return id, nil
 }
 
 // createAndStart creates the container and starts it. It returns why the

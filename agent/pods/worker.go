@@ -24,6 +24,9 @@ const (
 	labelContainerName = "io.kubernetes.container.name"
 	labelAttempt       = "keelson.io/attempt"
 	labelInit          = "keelson.io/init-container"
+	// labelShimGroup is the shim group the container joined (see
+	// Manager.shimGroup).
+	labelShimGroup = "keelson.io/shim-group"
 )
 
 // retryInterval is how soon a sync that failed (the API or the runtime

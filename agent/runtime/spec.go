@@ -20,7 +20,9 @@ type ContainerSpec struct {
 	// ShimGroup, when set, makes every container of the group share one
 	// runc shim process (containerd's io.containerd.runc.v2.group
 	// annotation), as CRI does for the containers of one pod sandbox: the
-	// second container of a group starts no shim of its own.
+	// second container of a group starts no shim of its own. The shim
+	// exits once the group has no task left; a container must not join a
+	// group whose shim may be exiting.
 	ShimGroup string
 	// Command replaces the image's entrypoint and Args its cmd, with
 	// Kubernetes' rule: a Command without Args drops the image's cmd.
