@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/keelson/keelson/internal/debugserver"
 	"maps"
 	"net"
 	"os"
@@ -64,6 +65,7 @@ func (a *Agent) serve(ctx context.Context) error {
 			}
 		}
 	}
+	wg.Go(func() { fail("debug server")(debugserver.Serve(ctx, a.log, "--debug-listen", a.cfg.DebugListen)) })
 	// Made first: the service network registers its metrics there. The pod
 	// counts read a.pods only when scraped (a.pods is made later: a method
 	// value a.pods.Pods would bind the nil it is now).

@@ -60,6 +60,9 @@ type Agent struct {
 	// the servers declare (plugins.external with scope node) and pin by
 	// SHA-256; default DATA_DIR/plugins.
 	PluginDirectory string `json:"pluginDir"`
+	// DebugListen, when set, serves Go's pprof profiles of the agent on
+	// this host:port (unauthenticated: keep it on loopback).
+	DebugListen string `json:"debugListen"`
 	// Gossip tunes how fast this agent's member of the gossip pool detects
 	// a failed member. A member this agent declares failed is failed for the
 	// whole pool, and the LoadBalancer announcer moves IPs when it is.
@@ -331,6 +334,11 @@ func (c *Agent) Validate() error {
 	c.Gossip.validate(bad)
 	if c.PluginDirectory != "" && !filepath.IsAbs(c.PluginDirectory) {
 		bad("pluginDir (--plugin-dir)", "%q must be an absolute path", c.PluginDirectory)
+	}
+	if c.DebugListen != "" {
+		if err := validHostPort(c.DebugListen); err != nil {
+			bad("debugListen (--debug-listen)", "%q %v", c.DebugListen, err)
+		}
 	}
 	if c.NodeName == "" {
 		bad("nodeName (--node-name)", "must not be empty; the hostname could not be read, so set it")

@@ -25,6 +25,7 @@ func AgentFlags(fs *pflag.FlagSet, c *Agent) {
 	fs.DurationVar(&c.Gossip.ProbeTimeout.Duration, "gossip-probe-timeout", c.Gossip.ProbeTimeout.Duration, "how long a gossip probe waits for its ack before indirect probes (at most --gossip-probe-interval)")
 	fs.IntVar(&c.Gossip.SuspicionMult, "gossip-suspicion-mult", c.Gossip.SuspicionMult, "how many probe intervals (at least) a suspected member has to refute before this agent declares it failed")
 	fs.StringVar(&c.PluginDirectory, "plugin-dir", c.PluginDirectory, "directory of third-party node plugin executables (default DATA_DIR/plugins)")
+	fs.StringVar(&c.DebugListen, "debug-listen", c.DebugListen, "serve Go pprof profiles of the agent on this host:port (keep it on loopback)")
 	fs.StringVar(&c.Log.Level, "log-level", c.Log.Level, "log level: debug, info, warn or error")
 	fs.StringVar(&c.Log.Format, "log-format", c.Log.Format, "log format: text or json")
 	NodeFlags(fs, &c.Node)

@@ -1,6 +1,7 @@
 // Package cni gives each pod its own network namespace and an address from
 // the node's pod CIDR, through the standard CNI plugins (bridge with
-// host-local IPAM, loopback, and portmap for host ports) driven by libcni.
+// host-local IPAM, and portmap for host ports) driven by libcni, one plugin
+// chain call per pod; the namespace's loopback is set up in-process.
 package cni
 
 import (
@@ -61,7 +62,7 @@ type Network struct {
 
 // New checks the plugins are installed and prepares the directories.
 func New(opts Options) (*Network, error) {
-	for _, p := range []string{"bridge", "host-local", "loopback", "portmap"} {
+	for _, p := range []string{"bridge", "host-local", "portmap"} {
 		if _, err := os.Stat(filepath.Join(opts.BinDir, p)); err != nil {
 			return nil, fmt.Errorf("cni: plugin %s not found in %s (install containernetworking-plugins or set network.cniBinDir): %w", p, opts.BinDir, err)
 		}
@@ -135,10 +136,6 @@ func (n *Network) conflist(cidr string, portmap bool) ([]byte, error) {
 	return json.MarshalIndent(map[string]any{"cniVersion": "1.0.0", "name": networkName, "plugins": plugins}, "", "  ")
 }
 
-func loopbackList() (*libcni.NetworkConfigList, error) {
-	return libcni.ConfListFromBytes([]byte(`{"cniVersion":"1.0.0","name":"` + networkName + `-lo","plugins":[{"type":"loopback"}]}`))
-}
-
 // NetNSPath is where a pod's network namespace is mounted.
 func (n *Network) NetNSPath(uid string) string { return filepath.Join(n.opts.netnsDir(), uid) }
 
@@ -191,11 +188,9 @@ func (n *Network) Setup(ctx context.Context, pod Pod, ports []PortMapping) (stri
 	} else if err := createNetNS(nsPath); err != nil {
 		return "", nil, err
 	}
-	lo, err := loopbackList()
-	if err != nil {
-		return "", nil, err
-	}
-	if _, err := n.cni.AddNetworkList(ctx, lo, &libcni.RuntimeConf{ContainerID: pod.UID, NetNS: nsPath, IfName: "lo"}); err != nil {
+	// The loopback plugin would only set lo up: done in-process, it saves
+	// a plugin execution per pod, so the pod costs one CNI call.
+	if err := InNetNS(nsPath, loopbackUp); err != nil {
 		return "", nil, fmt.Errorf("cni: loopback of pod %s/%s: %w", pod.Namespace, pod.Name, err)
 	}
 	res, err := n.cni.AddNetworkList(ctx, list, rt)

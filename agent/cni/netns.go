@@ -6,6 +6,7 @@ import (
 	"os"
 	"runtime"
 
+	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 )
 
@@ -97,4 +98,22 @@ func InNetNS(path string, fn func() error) error {
 		errc <- ferr
 	}()
 	return <-errc
+}
+
+// loopbackUp sets the current network namespace's lo up, which is all the
+// CNI loopback plugin does on ADD. Run it inside the pod's namespace.
+func loopbackUp() error {
+	h, err := netlink.NewHandle()
+	if err != nil {
+		return fmt.Errorf("netlink: %w", err)
+	}
+	defer h.Close()
+	lo, err := h.LinkByName("lo")
+	if err != nil {
+		return fmt.Errorf("finding lo: %w", err)
+	}
+	if err := h.LinkSetUp(lo); err != nil {
+		return fmt.Errorf("setting lo up: %w", err)
+	}
+	return nil
 }

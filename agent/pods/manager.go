@@ -81,6 +81,10 @@ type Options struct {
 	PodStarted func(pod *v1.Pod, latency time.Duration)
 	// ProbeMetrics, when set, counts and times every probe.
 	ProbeMetrics *ProbeMetrics
+	// ParallelStarts bounds how many pods set up their network at once,
+	// and how many create and start a container at once; 0 is twice the
+	// CPUs. Pulls, hooks and running containers are not bounded by it.
+	ParallelStarts int
 }
 
 // Manager runs the pods of this node.
@@ -93,6 +97,10 @@ type Manager struct {
 	pulls    *backoff
 	probes   *prober
 	rates    stats.Rates // CPU rates for the summary API
+	// netSlots and startSlots pipeline a batch of starting pods: network
+	// set-ups and container starts are bounded separately, so one pod's
+	// container starts while the next one's network is wired.
+	netSlots, startSlots slots
 
 	mu      sync.Mutex
 	pods    map[types.UID]*v1.Pod // latest seen; absent once deleted
@@ -116,16 +124,18 @@ func New(opts Options) *Manager {
 		opts.Security.Sysctls, _ = NewSysctlAllowlist(nil) // no pattern, no error
 	}
 	m := &Manager{
-		opts:      opts,
-		rt:        opts.Runtime,
-		log:       opts.Logger,
-		clock:     opts.Clock,
-		restarts:  newBackoff(opts.Clock, backoffInitial, backoffMax),
-		pulls:     newBackoff(opts.Clock, backoffInitial, backoffMax),
-		pods:      map[types.UID]*v1.Pod{},
-		workers:   map[types.UID]*worker{},
-		hostPorts: map[types.UID][]hostPort{},
-		outputs:   map[string]*output{},
+		opts:       opts,
+		rt:         opts.Runtime,
+		log:        opts.Logger,
+		clock:      opts.Clock,
+		restarts:   newBackoff(opts.Clock, backoffInitial, backoffMax),
+		pulls:      newBackoff(opts.Clock, backoffInitial, backoffMax),
+		pods:       map[types.UID]*v1.Pod{},
+		workers:    map[types.UID]*worker{},
+		hostPorts:  map[types.UID][]hostPort{},
+		outputs:    map[string]*output{},
+		netSlots:   newSlots(opts.ParallelStarts),
+		startSlots: newSlots(opts.ParallelStarts),
 	}
 	m.probes = newProber(m)
 	return m

@@ -51,7 +51,12 @@ func (w *worker) ensureSandbox(ctx context.Context, pod *v1.Pod) (*sandbox, erro
 				}
 			}
 		}
+		if err := m.netSlots.acquire(ctx); err != nil {
+			return nil, err
+		}
+		start := m.clock.Now()
 		path, ip, err := m.opts.Network.Setup(ctx, podRef(pod, pod.UID), hostPorts(pod))
+		m.netSlots.release()
 		if err != nil {
 			if errors.Is(err, cni.ErrNoPodCIDR) {
 				return nil, err
@@ -59,6 +64,7 @@ func (w *worker) ensureSandbox(ctx context.Context, pod *v1.Pod) (*sandbox, erro
 			return nil, fmt.Errorf("setting up the pod network: %w", err)
 		}
 		sb.netns, sb.podIP = path, ip.String()
+		m.log.Debug("pod network set up", "pod", podKey(pod), "ip", sb.podIP, "took", m.clock.Since(start))
 	}
 	if sb.volumes == nil || m.clock.Since(w.volumesAt) >= max(m.opts.SyncInterval, m.opts.Node.ObjectTTL()) {
 		vols, err := m.opts.Volumes.Setup(ctx, pod, sb.dir, volumes.Env{PodIPs: []string{sb.podIP}, HostIPs: hostIPs,

@@ -15,6 +15,7 @@ import (
 	"github.com/keelson/keelson/agent/volumes"
 	v1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/component-helpers/node/util/sysctl"
 )
 
@@ -45,7 +46,11 @@ func (m *Manager) startContainer(ctx context.Context, pod *v1.Pod, c *v1.Contain
 	}
 	spec.Image = ref
 	id := runtime.NewID()
+	if spec.ShimGroup, err = m.shimGroup(ctx, pod.UID, id); err != nil {
+		return nil, 0, err
+	}
 	spec.Labels = map[string]string{
+		labelShimGroup:     spec.ShimGroup,
 		labelManaged:       "true",
 		labelPodUID:        string(pod.UID),
 		labelPodName:       pod.Name,
@@ -70,24 +75,17 @@ func (m *Manager) startContainer(ctx context.Context, pod *v1.Pod, c *v1.Contain
 		tmPath = v1.TerminationMessagePathDefault
 	}
 	spec.Mounts = append(spec.Mounts, runtime.Mount{Source: termPath, Destination: tmPath})
-	if err := m.rt.Create(ctx, id, spec); err != nil {
-		m.event(pod, v1.EventTypeWarning, "Failed", "Error: %v", err)
-		return &v1.ContainerStateWaiting{Reason: reasonCreateContainerError, Message: err.Error()}, retryInterval * 5, nil
-	}
-	m.event(pod, v1.EventTypeNormal, "Created", "Created container: %s", c.Name)
-	out, err := m.openOutput(pod.UID, c, number, id)
-	if err != nil {
+	if err := m.startSlots.acquire(ctx); err != nil {
 		return nil, 0, err
 	}
-	if err := m.rt.Start(ctx, id, out.io(c)); err != nil {
-		m.closeOutput(id)
-		m.event(pod, v1.EventTypeWarning, "Failed", "Error: %v", err)
-		if rerr := m.rt.RecordExit(ctx, id, 128, reasonStartError, err.Error()); rerr != nil {
-			return nil, 0, rerr
-		}
-		return nil, 0, nil
+	waiting, started, err := m.createAndStart(ctx, pod, c, number, id, spec)
+	m.startSlots.release()
+	if waiting != nil {
+		return waiting, retryInterval * 5, nil
 	}
-	m.event(pod, v1.EventTypeNormal, "Started", "Started container %s", c.Name)
+	if err != nil || !started {
+		return nil, 0, err
+	}
 	if c.Lifecycle != nil && c.Lifecycle.PostStart != nil {
 		if err := m.runHook(ctx, pod, c, id, sb.podIP, c.Lifecycle.PostStart); err != nil {
 			m.event(pod, v1.EventTypeWarning, "FailedPostStartHook", "PostStartHook failed: %v", err)
@@ -97,6 +95,52 @@ func (m *Manager) startContainer(ctx context.Context, pod *v1.Pod, c *v1.Contain
 		}
 	}
 	return nil, 0, nil
+}
+
+// shimGroup is the shim group a new container id of the pod joins: that of
+// a container of the pod whose task runs, so that the pod's containers share
+// one shim as a CRI sandbox's do; else a group of its own. A group whose
+// containers are all gone is never reused: its shim may be exiting (it
+// removes its socket asynchronously), and a container handed to an exiting
+// shim would be lost. Only the pod's worker deletes the pod's tasks, so a
+// task seen running here outlives the start.
+func (m *Manager) shimGroup(ctx context.Context, uid types.UID, id string) (string, error) {
+	cs, err := m.rt.List(ctx, map[string]string{labelPodUID: string(uid)})
+	if err != nil {
+		return "", err
+	}
+	for _, c := range cs {
+		if g := c.Labels[labelShimGroup]; g != "" && c.State == runtime.StateRunning {
+			return g, nil
+		}
+	}
+	return id, nil
+}
+
+// createAndStart creates the container and starts it. It returns why the
+// container waits if containerd refused to create it, and whether it
+// started: a failed start is recorded as the attempt's exit (StartError).
+func (m *Manager) createAndStart(ctx context.Context, pod *v1.Pod, c *v1.Container, number int32, id string, spec runtime.ContainerSpec) (*v1.ContainerStateWaiting, bool, error) {
+	created := m.clock.Now()
+	if err := m.rt.Create(ctx, id, spec); err != nil {
+		m.event(pod, v1.EventTypeWarning, "Failed", "Error: %v", err)
+		return &v1.ContainerStateWaiting{Reason: reasonCreateContainerError, Message: err.Error()}, false, nil
+	}
+	m.event(pod, v1.EventTypeNormal, "Created", "Created container: %s", c.Name)
+	out, err := m.openOutput(pod.UID, c, number, id)
+	if err != nil {
+		return nil, false, err
+	}
+	started := m.clock.Now()
+	if err := m.rt.Start(ctx, id, out.io(c)); err != nil {
+		m.closeOutput(id)
+		m.event(pod, v1.EventTypeWarning, "Failed", "Error: %v", err)
+		return nil, false, m.rt.RecordExit(ctx, id, 128, reasonStartError, err.Error())
+	}
+	m.event(pod, v1.EventTypeNormal, "Started", "Started container %s", c.Name)
+	m.log.Debug("container started", "pod", podKey(pod), "container", c.Name, "id", id,
+		"create", started.Sub(created), "start", m.clock.Since(started))
+	return nil, true, nil
 }
 
 // ensureImage makes the container's image present by its pull policy. It

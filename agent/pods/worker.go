@@ -24,6 +24,9 @@ const (
 	labelContainerName = "io.kubernetes.container.name"
 	labelAttempt       = "keelson.io/attempt"
 	labelInit          = "keelson.io/init-container"
+	// labelShimGroup is the shim group the container joined (see
+	// Manager.shimGroup).
+	labelShimGroup = "keelson.io/shim-group"
 )
 
 // retryInterval is how soon a sync that failed (the API or the runtime
@@ -89,6 +92,7 @@ func (w *worker) sync(ctx context.Context) (time.Duration, bool) {
 		w.lastPod = pod
 		if w.firstSeen.IsZero() {
 			w.firstSeen = w.m.clock.Now()
+			w.m.log.Debug("pod seen", "pod", podKey(pod), "sinceCreated", w.firstSeen.Sub(pod.CreationTimestamp.Time))
 		}
 	}
 	var next time.Duration

@@ -29,7 +29,9 @@ func (w *worker) status(pod *v1.Pod, cs podContainers, sandboxReady, terminal bo
 		EphemeralContainerStatuses: ephemeral,
 		QOSClass:                   pod.Status.QOSClass,
 		ObservedGeneration:         pod.Generation,
-		StartTime:                  pod.Status.StartTime,
+		// Set once, when the agent first reports the pod; the informer's
+		// copy may not show it yet.
+		StartTime: old.StartTime,
 	}
 	switch {
 	case old.Phase == v1.PodSucceeded || old.Phase == v1.PodFailed:
@@ -71,7 +73,41 @@ func (w *worker) status(pod *v1.Pod, cs podContainers, sandboxReady, terminal bo
 	}
 	st.Conditions = append(append([]v1.PodCondition{}, others...), podConditions(pod, st.Phase, initStatuses, statuses, sandboxReady && !terminal, others)...)
 	keepTransitionTimes(st.Conditions, old.Conditions, metav1.NewTime(w.m.clock.Now()))
+	normalizeTimes(&st)
 	return st
+}
+
+// normalizeTimes truncates the status's times to the second, as the API
+// stores them (RFC 3339), like kubelet's status manager does: a status
+// compared with what the API echoes back must not differ by nanoseconds,
+// or every echo would cause another write.
+func normalizeTimes(st *v1.PodStatus) {
+	trunc := func(t *metav1.Time) {
+		if t != nil && !t.IsZero() {
+			*t = t.Rfc3339Copy()
+		}
+	}
+	if st.StartTime != nil {
+		t := st.StartTime.Rfc3339Copy()
+		st.StartTime = &t
+	}
+	for i := range st.Conditions {
+		trunc(&st.Conditions[i].LastProbeTime)
+		trunc(&st.Conditions[i].LastTransitionTime)
+	}
+	for _, l := range [][]v1.ContainerStatus{st.InitContainerStatuses, st.ContainerStatuses, st.EphemeralContainerStatuses} {
+		for i := range l {
+			for _, cs := range []*v1.ContainerState{&l[i].State, &l[i].LastTerminationState} {
+				if cs.Running != nil {
+					trunc(&cs.Running.StartedAt)
+				}
+				if cs.Terminated != nil {
+					trunc(&cs.Terminated.StartedAt)
+					trunc(&cs.Terminated.FinishedAt)
+				}
+			}
+		}
+	}
 }
 
 // containerStatuses are the statuses of the pod's init, regular and
@@ -130,8 +166,10 @@ func (w *worker) writeStatus(ctx context.Context, pod *v1.Pod, st v1.PodStatus) 
 	cur := pod.DeepCopy()
 	for attempt := 0; ; attempt++ {
 		cur.Status = st
+		start := w.m.clock.Now()
 		_, err := w.m.opts.Client.CoreV1().Pods(pod.Namespace).UpdateStatus(ctx, cur, metav1.UpdateOptions{})
 		if err == nil {
+			w.m.log.Debug("pod status written", "pod", podKey(pod), "phase", st.Phase, "took", w.m.clock.Since(start))
 			w.written = &st
 			return nil
 		}

@@ -131,7 +131,12 @@ func (c *cluster) agentArgs(t testing.TB) []string {
 func (c *cluster) startAgent(t testing.TB) {
 	t.Helper()
 	c.agentLog = filepath.Join(c.server.DataDir, "agent.log")
-	p, err := testproc.Start(testproc.Spec{Name: "keelson agent", Bin: c.server.Bin, Args: c.agentArgs(t),
+	args := c.agentArgs(t)
+	// For profiling a run: the agent serves pprof there.
+	if addr := os.Getenv("KEELSON_E2E_AGENT_DEBUG_LISTEN"); addr != "" {
+		args = append(args, "--debug-listen", addr)
+	}
+	p, err := testproc.Start(testproc.Spec{Name: "keelson agent", Bin: c.server.Bin, Args: args,
 		LogPath: c.agentLog, AppendLog: true})
 	if err != nil {
 		t.Fatal(err)
