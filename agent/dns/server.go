@@ -172,10 +172,12 @@ func (s *Server) ServeDNS(w dns.ResponseWriter, req *dns.Msg) {
 		size = dns.MaxMsgSize
 	}
 	resp.Truncate(size)
+	// Counted before the answer leaves, so a client that has its answer
+	// finds it counted.
+	s.opts.Metrics.observe(w, req, resp, plugin, time.Since(start))
 	if err := w.WriteMsg(resp); err != nil {
 		s.log.Debug("writing a DNS response", "client", w.RemoteAddr(), "err", err)
 	}
-	s.opts.Metrics.observe(w, req, resp, plugin, time.Since(start))
 }
 
 // handle answers req and names the part that answered (a metrics label).
