@@ -228,10 +228,11 @@ type Network struct {
 	// services across an agent restart (kube-proxy's behaviour); by default
 	// a stopping agent removes them, as `keelson agent --cleanup` does.
 	KeepRulesOnShutdown bool `json:"keepRulesOnShutdown"`
-	// ProxyMode is how the service proxy programs the kernel: "iptables"
-	// (default: chains written with iptables-restore) or "nftables" (one
-	// nftables table with verdict maps, changes written by difference;
-	// needs the nft binary).
+	// ProxyMode is how the service proxy programs the kernel: "nftables"
+	// (one nftables table with verdict maps, changes written by difference
+	// over netlink) or "iptables" (chains written with iptables-restore).
+	// Empty (the default) picks nftables where the kernel supports it and
+	// falls back to iptables, with a log line, where it does not.
 	ProxyMode string `json:"proxyMode"`
 }
 
@@ -278,7 +279,7 @@ func DefaultNode() Node {
 			NodeStatusUpdateFrequency: Duration{Duration: 10 * time.Second},
 		},
 		Runtime: Runtime{ContainerdBin: "containerd", Snapshotter: "overlayfs"},
-		Network: Network{CNIBinDir: "/usr/lib/cni", Bridge: "keelson0", Masquerade: true, ProxyMode: "iptables"},
+		Network: Network{CNIBinDir: "/usr/lib/cni", Bridge: "keelson0", Masquerade: true},
 	}
 }
 
@@ -495,8 +496,8 @@ func (n *Node) validateRuntimeAndNetwork(bad fieldError) {
 	if n.Network.MTU != 0 && (n.Network.MTU < 576 || n.Network.MTU > 65535) {
 		bad("network.mtu", "cni-mtu", "%d must be 0 (default) or between 576 and 65535", n.Network.MTU)
 	}
-	if m := n.Network.ProxyMode; m != "iptables" && m != "nftables" {
-		bad("network.proxyMode", "proxy-mode", "%q must be iptables or nftables", m)
+	if m := n.Network.ProxyMode; m != "" && m != "iptables" && m != "nftables" {
+		bad("network.proxyMode", "proxy-mode", "%q must be nftables, iptables, or empty for nftables where the kernel supports it", m)
 	}
 	for _, a := range n.Network.NodePortAddresses {
 		if _, err := netip.ParsePrefix(a); err != nil {

@@ -66,7 +66,7 @@ func NodeFlags(fs *pflag.FlagSet, n *Node) {
 	fs.BoolVar(&n.Network.DisableServiceNetwork, "disable-service-network", n.Network.DisableServiceNetwork, "run no service proxy, cluster DNS, NetworkPolicy enforcement nor routes to other nodes' pods here")
 	fs.BoolVar(&n.Network.DisableNetworkPolicy, "disable-network-policy", n.Network.DisableNetworkPolicy, "do not enforce NetworkPolicies on this node")
 	fs.BoolVar(&n.Network.KeepRulesOnShutdown, "keep-rules-on-shutdown", n.Network.KeepRulesOnShutdown, "leave the service network's rules, routes and DNS address in place when the agent stops (pods keep their services across a restart)")
-	fs.StringVar(&n.Network.ProxyMode, "proxy-mode", n.Network.ProxyMode, "how the service proxy programs the kernel: iptables, or nftables (one table with verdict maps; needs the nft binary)")
+	fs.StringVar(&n.Network.ProxyMode, "proxy-mode", n.Network.ProxyMode, "how the service proxy programs the kernel: nftables (one table with verdict maps, written over netlink) or iptables; empty: nftables where the kernel supports it, iptables otherwise")
 	fs.StringSliceVar(&n.Network.NodePortAddresses, "nodeport-addresses", n.Network.NodePortAddresses, "serve node ports only on local addresses in these CIDRs (default: every non-loopback address)")
 	fs.Var(&registryMirrorFlag{m: &n.Registries}, "registry-mirror", "mirror of a registry as HOST=URL, tried before HOST (repeatable)")
 	fs.Var(&insecureRegistryFlag{m: &n.Registries}, "insecure-registry", "registry HOST reached over plain HTTP or unverified TLS (repeatable)")

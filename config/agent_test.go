@@ -47,7 +47,7 @@ registries:
 	if !cfg.Registries["quay.io"].Insecure || !cfg.Registries["reg.local:5000"].Insecure {
 		t.Errorf("insecure registries %v", cfg.Registries)
 	}
-	if cfg.Kubelet.MaxPods != 110 || cfg.Network.Bridge != "keelson0" {
+	if cfg.Kubelet.MaxPods != 110 || cfg.Network.Bridge != "keelson0" || cfg.Network.ProxyMode != "" {
 		t.Errorf("defaults lost: %+v", cfg.Node)
 	}
 }
@@ -61,6 +61,7 @@ func TestAgentValidationNamesTheField(t *testing.T) {
 		{"server: https://a:6443\n", "token (--token)"},
 		{"server: https://a:6443\ntoken: x\nkubelet: {evictionHard: {memory.available: lots}}\n", "kubelet.evictionHard (--eviction-hard)"},
 		{"server: https://a:6443\ntoken: x\nnetwork: {bridge: a-name-far-too-long}\n", "network.bridge (--cni-bridge)"},
+		{"server: https://a:6443\ntoken: x\nnetwork: {proxyMode: ipvs}\n", "network.proxyMode (--proxy-mode)"},
 		{"server: https://a:6443\ntoken: x\nregistries: {docker.io: {mirrors: [ftp://x]}}\n", "registries.docker.io.mirrors"},
 		{"server: https://a:6443\ntoken: x\nkubelet: {clusterDNS: [not-an-ip]}\n", "kubelet.clusterDNS (--cluster-dns)"},
 		{"server: https://a:6443\ntoken: x\nkubelet: {bogus: 1}\n", `unknown field "bogus"`},

@@ -2,7 +2,6 @@ package proxy
 
 import (
 	"context"
-	"fmt"
 
 	v1 "k8s.io/api/core/v1"
 
@@ -15,9 +14,22 @@ const (
 	// iptables mode).
 	ModeIPTables = "iptables"
 	// ModeNFTables writes one nftables table per family with verdict maps
-	// through `nft -f -` (kube-proxy's nftables mode).
+	// over netlink (kube-proxy's nftables mode).
 	ModeNFTables = "nftables"
 )
+
+// ResolveMode picks the mode when none was asked for: nftables when the
+// kernel speaks nf_tables (supported returns nil), iptables otherwise,
+// with the reason. An explicit mode is kept as it is.
+func ResolveMode(mode string, supported func() error) (chosen, reason string) {
+	if mode != "" {
+		return mode, "configured"
+	}
+	if err := supported(); err != nil {
+		return ModeIPTables, "the kernel does not support nftables (" + err.Error() + ")"
+	}
+	return ModeNFTables, "default"
+}
 
 // dataplane programs one family's ServicePorts into the kernel. Both
 // modes share the snapshot and the proxier; only this differs.
@@ -78,51 +90,4 @@ func (d *iptablesDataplane) known() bool { return d.applier.Known() }
 
 func (d *iptablesDataplane) present(context.Context) (bool, error) {
 	return d.ipt.ChainExists("nat", chainServices)
-}
-
-// nftDataplane is the nftables mode: one table per family, rewritten in
-// full on a full sync and by difference otherwise, one transaction each.
-type nftDataplane struct {
-	nft    *nft
-	family v1.IPFamily
-	rules  RulesConfig
-	// prev is the table as the last successful sync left it; nil when
-	// unknown.
-	prev *NFTTable
-}
-
-func newNFTDataplane(f v1.IPFamily, rc RulesConfig) (*nftDataplane, error) {
-	n, err := newNFT()
-	if err != nil {
-		return nil, err
-	}
-	return &nftDataplane{nft: n, family: f, rules: rc}, nil
-}
-
-func (d *nftDataplane) sync(ctx context.Context, ports []ServicePort, full bool) (dataplaneStats, error) {
-	cur := NFTRules(ports, d.rules)
-	prev := d.prev
-	var existing NFTObjects
-	if full || prev == nil {
-		prev = nil
-		objs, err := d.nft.Objects(ctx, d.family)
-		if err != nil {
-			d.prev = nil
-			return dataplaneStats{}, err
-		}
-		existing = objs
-	}
-	batch := NFTDiff(prev, cur, existing)
-	if err := d.nft.Apply(ctx, batch.Data); err != nil {
-		d.prev = nil
-		return dataplaneStats{}, fmt.Errorf("%w (%d bytes, %d chains, %d elements)", err, len(batch.Data), batch.Chains, batch.Elements)
-	}
-	d.prev = cur
-	return dataplaneStats{rules: cur.Rules(), chains: batch.Chains}, nil
-}
-
-func (d *nftDataplane) known() bool { return d.prev != nil }
-
-func (d *nftDataplane) present(ctx context.Context) (bool, error) {
-	return d.nft.HasTable(ctx, d.family)
 }

@@ -7,13 +7,15 @@
 //     per-endpoint chains in the nat table, random balancing, ClientIP
 //     affinity with the recent match, masquerade through a mark, rejects
 //     for services without endpoints in the filter table;
-//   - nftables, kube-proxy's nftables mode: one table per family ("ip
-//     keelson", "ip6 keelson") whose service lookups are verdict maps
-//     (address . protocol . port -> the service's chain; node ports and
-//     services without endpoints likewise), numgen-random balancing over
-//     per-endpoint chains, ClientIP affinity in dynamic sets, masquerade
-//     through the same mark. A change rewrites only the map elements and
-//     chains of the services that changed.
+//   - nftables (the default where the kernel supports it), kube-proxy's
+//     nftables mode: one table per family ("ip keelson", "ip6 keelson")
+//     whose service lookups are verdict maps (address . protocol . port ->
+//     the service's chain; node ports and services without endpoints
+//     likewise), numgen-random balancing over per-endpoint chains, ClientIP
+//     affinity in dynamic sets, masquerade through the same mark, written
+//     over netlink (github.com/google/nftables). A change regenerates and
+//     rewrites only the map elements and chains of the service ports that
+//     changed.
 //
 // The pieces, from pure to effectful:
 //
@@ -21,13 +23,15 @@
 //     IP family and node (which endpoints serve, which are local), for
 //     both modes;
 //   - Rules turns ServicePorts into the iptables mode's chains (a
-//     ruleset.Ruleset); NFTRules into the nftables mode's table (an
-//     NFTTable), and NFTDiff two tables into one `nft -f` transaction;
+//     ruleset.Ruleset); NFTFixed and NFTPort into the nftables mode's
+//     table (NFTTables whose rules carry their nft text and netlink
+//     expressions, built together), planNFTChanges the parts of the ports
+//     that changed, and NFTDiff two tables into one transaction;
 //   - Proxier syncs on every informer event, at most once per
 //     MinSyncPeriod, through its mode's dataplane: one iptables-restore
-//     --noflush or one `nft -f -` per family writing only what changed,
-//     and cleans UDP/SCTP conntrack entries that the new rules would not
-//     reach;
+//     --noflush or one netlink transaction per family writing only what
+//     changed, and cleans UDP/SCTP conntrack entries that the new rules
+//     would not reach;
 //   - Cleanup removes everything either mode installed (keelson agent
 //     --cleanup).
 //

@@ -1,110 +1,242 @@
 package proxy
 
 import (
-	"bufio"
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
-	"os/exec"
-	"strings"
+	"syscall"
+	"time"
 
+	"github.com/google/nftables"
+	"github.com/mdlayher/netlink"
+	"golang.org/x/sys/unix"
 	v1 "k8s.io/api/core/v1"
 )
 
-// nft runs the nft binary (Debian's nftables package). Batches go through
-// `nft -f -`: one transaction per sync, which the kernel applies
-// atomically or not at all.
-type nft struct {
-	bin string
+// nftLink talks to the kernel's nf_tables over netlink
+// (github.com/google/nftables) rather than through the nft binary: nft
+// loads its cache of the table's chains from the kernel before every
+// transaction, which costs as much as the table is large; here a
+// transaction costs what it changes. Each transaction is one netlink
+// batch, applied atomically or not at all.
+type nftLink struct {
+	family v1.IPFamily
 }
 
-func newNFT() (*nft, error) {
-	bin, err := exec.LookPath("nft")
+func (l nftLink) table() *nftables.Table {
+	fam := nftables.TableFamilyIPv4
+	if l.family == v1.IPv6Protocol {
+		fam = nftables.TableFamilyIPv6
+	}
+	return &nftables.Table{Name: NFTTableName, Family: fam}
+}
+
+// conn opens a netlink connection whose buffers hold a batch of ops
+// messages and the kernel's acknowledgement of each: the kernel refuses a
+// batch larger than the send buffer and drops acknowledgements that do not
+// fit the receive buffer (nft sizes its buffers the same way).
+func (l nftLink) conn(ops int) (*nftables.Conn, error) {
+	size := max(ops*1024, 1<<20)
+	return nftables.New(nftables.WithSockOptions(func(c *netlink.Conn) error {
+		raw, err := c.SyscallConn()
+		if err != nil {
+			return err
+		}
+		var serr error
+		err = raw.Control(func(fd uintptr) {
+			serr = errors.Join(unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_SNDBUFFORCE, size),
+				unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, size))
+		})
+		return errors.Join(err, serr)
+	}))
+}
+
+// Apply runs b as one transaction; maps gives the key type of every map
+// whose elements b changes.
+func (l nftLink) Apply(_ context.Context, b NFTBatch, maps map[string]nftMapKind) error {
+	c, err := l.conn(len(b.Ops))
 	if err != nil {
-		return nil, fmt.Errorf("the nftables proxy mode needs the nft binary (apt-get install nftables, or use --proxy-mode=iptables): %w", err)
+		return fmt.Errorf("nftables: netlink: %w", err)
 	}
-	return &nft{bin: bin}, nil
+	t := l.table()
+	for _, o := range b.Ops {
+		if err := l.queue(c, t, o, maps); err != nil {
+			return err
+		}
+	}
+	if err := c.Flush(); err != nil {
+		return fmt.Errorf("nftables: transaction of %d commands: %w", len(b.Ops), err)
+	}
+	return nil
 }
 
-func (n *nft) run(ctx context.Context, stdin []byte, args ...string) ([]byte, error) {
-	cmd := exec.CommandContext(ctx, n.bin, args...)
-	var out, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &stderr
-	if stdin != nil {
-		cmd.Stdin = bytes.NewReader(stdin)
+// queue adds one command to the connection's batch.
+func (l nftLink) queue(c *nftables.Conn, t *nftables.Table, o nftOp, maps map[string]nftMapKind) error {
+	switch o.kind + " " + o.verb {
+	case "table add":
+		c.AddTable(t)
+	case "chain add":
+		c.AddChain(l.chain(t, o))
+	case "chain flush":
+		c.FlushChain(&nftables.Chain{Name: o.name, Table: t})
+	case "chain delete":
+		c.DelChain(&nftables.Chain{Name: o.name, Table: t})
+	case "rule add":
+		c.AddRule(&nftables.Rule{Table: t, Chain: &nftables.Chain{Name: o.name, Table: t}, Exprs: o.rule.Exprs})
+	case "map add", "set add":
+		return c.AddSet(l.set(t, o), nil)
+	case "map flush":
+		c.FlushSet(l.mapOf(t, o.name, maps[o.name]))
+	case "set delete":
+		c.DelSet(&nftables.Set{Name: o.name, Table: t})
+	case "element add", "element delete":
+		return l.elements(c, t, o, maps)
+	default:
+		return fmt.Errorf("nftables: unknown command %s %s", o.verb, o.kind)
 	}
-	if err := cmd.Run(); err != nil {
-		return nil, fmt.Errorf("nft %s: %w: %s", strings.Join(args, " "), err, firstLines(stderr.String(), 6))
-	}
-	return out.Bytes(), nil
+	return nil
 }
 
-// Apply runs one batch as a transaction.
-func (n *nft) Apply(ctx context.Context, batch []byte) error {
-	_, err := n.run(ctx, batch, "-f", "-")
-	return err
+func (l nftLink) chain(t *nftables.Table, o nftOp) *nftables.Chain {
+	ch := &nftables.Chain{Name: o.name, Table: t}
+	if o.base == nil {
+		return ch
+	}
+	hooks := map[string]*nftables.ChainHook{"prerouting": nftables.ChainHookPrerouting, "input": nftables.ChainHookInput,
+		"forward": nftables.ChainHookForward, "output": nftables.ChainHookOutput, "postrouting": nftables.ChainHookPostrouting}
+	ch.Hooknum, ch.Priority = hooks[o.base.Hook], nftables.ChainPriorityRef(nftables.ChainPriority(o.base.Priority))
+	ch.Type = nftables.ChainType(o.base.Type)
+	accept := nftables.ChainPolicyAccept
+	ch.Policy = &accept
+	return ch
 }
 
-// HasTable reports whether the proxy's table of family exists.
-func (n *nft) HasTable(ctx context.Context, family v1.IPFamily) (bool, error) {
-	out, err := n.run(ctx, nil, "list", "tables", nftFamily(family))
+func (l nftLink) addrType() nftables.SetDatatype {
+	if l.family == v1.IPv6Protocol {
+		return nftables.TypeIP6Addr
+	}
+	return nftables.TypeIPAddr
+}
+
+func (l nftLink) mapOf(t *nftables.Table, name string, kind nftMapKind) *nftables.Set {
+	key := nftables.MustConcatSetType(nftables.TypeInetProto, nftables.TypeInetService)
+	if kind == mapAddrProtoPort {
+		key = nftables.MustConcatSetType(l.addrType(), nftables.TypeInetProto, nftables.TypeInetService)
+	}
+	return &nftables.Set{Name: name, Table: t, IsMap: true, Concatenation: true, KeyType: key, DataType: nftables.TypeVerdict}
+}
+
+func (l nftLink) set(t *nftables.Table, o nftOp) *nftables.Set {
+	if o.kind == "map" {
+		return l.mapOf(t, o.name, o.mapKind)
+	}
+	return &nftables.Set{Name: o.name, Table: t, KeyType: l.addrType(), HasTimeout: true, Dynamic: true,
+		Timeout: time.Duration(o.timeout) * time.Second}
+}
+
+func (l nftLink) elements(c *nftables.Conn, t *nftables.Table, o nftOp, maps map[string]nftMapKind) error {
+	kind, ok := maps[o.name]
+	if !ok {
+		return fmt.Errorf("nftables: elements of unknown map %s", o.name)
+	}
+	m := l.mapOf(t, o.name, kind)
+	elems := make([]nftables.SetElement, len(o.elems))
+	for i, e := range o.elems {
+		elems[i] = nftables.SetElement{Key: e.key.bytes()}
+		if o.verb == "add" {
+			elems[i].VerdictData = e.v.expr()
+		}
+	}
+	if o.verb == "add" {
+		return c.SetAddElements(m, elems)
+	}
+	return c.SetDeleteElements(m, elems)
+}
+
+// HasTable reports whether the proxy's table exists.
+func (l nftLink) HasTable() (bool, error) {
+	c, err := nftables.New()
 	if err != nil {
 		return false, err
 	}
-	return bytes.Contains(out, []byte("table "+nftFamily(family)+" "+NFTTableName+"\n")), nil
+	ts, err := c.ListTablesOfFamily(l.table().Family)
+	if err != nil {
+		return false, fmt.Errorf("nftables: listing tables: %w", err)
+	}
+	for _, t := range ts {
+		if t.Name == NFTTableName {
+			return true, nil
+		}
+	}
+	return false, nil
 }
 
-// Objects lists the chains and sets of the proxy's table of family (none
-// when it does not exist); -t leaves the elements out.
-func (n *nft) Objects(ctx context.Context, family v1.IPFamily) (NFTObjects, error) {
+// Objects lists the chains and sets of the proxy's table (none when it
+// does not exist).
+func (l nftLink) Objects() (NFTObjects, error) {
 	var objs NFTObjects
-	if ok, err := n.HasTable(ctx, family); err != nil || !ok {
+	if ok, err := l.HasTable(); err != nil || !ok {
 		return objs, err
 	}
-	out, err := n.run(ctx, nil, "-t", "list", "table", nftFamily(family), NFTTableName)
+	c, err := nftables.New()
 	if err != nil {
 		return objs, err
 	}
-	return parseNFTObjects(out), nil
-}
-
-// parseNFTObjects reads the chain, set and map names of `nft -t list
-// table` output.
-func parseNFTObjects(out []byte) NFTObjects {
-	var objs NFTObjects
-	sc := bufio.NewScanner(bytes.NewReader(out))
-	sc.Buffer(make([]byte, 1<<16), 1<<24)
-	for sc.Scan() {
-		f := strings.Fields(sc.Text())
-		if len(f) != 3 || f[2] != "{" {
-			continue
-		}
-		switch f[0] {
-		case "chain":
-			objs.Chains = append(objs.Chains, f[1])
-		case "set", "map":
-			objs.Sets = append(objs.Sets, f[1])
+	chains, err := c.ListChainsOfTableFamily(l.table().Family)
+	if err != nil {
+		return objs, fmt.Errorf("nftables: listing chains: %w", err)
+	}
+	for _, ch := range chains {
+		if ch.Table.Name == NFTTableName {
+			objs.Chains = append(objs.Chains, ch.Name)
 		}
 	}
-	return objs
+	sets, err := c.GetSets(l.table())
+	if err != nil {
+		return objs, fmt.Errorf("nftables: listing sets: %w", err)
+	}
+	for _, s := range sets {
+		if !s.Anonymous {
+			objs.Sets = append(objs.Sets, s.Name)
+		}
+	}
+	return objs, nil
 }
 
-// DeleteTable removes the proxy's table of family if it exists.
-func (n *nft) DeleteTable(ctx context.Context, family v1.IPFamily) error {
-	ok, err := n.HasTable(ctx, family)
+// DeleteTable removes the proxy's table if it exists.
+func (l nftLink) DeleteTable() error {
+	ok, err := l.HasTable()
 	if err != nil || !ok {
 		return err
 	}
-	_, err = n.run(ctx, nil, "delete", "table", nftFamily(family), NFTTableName)
-	return err
+	c, err := nftables.New()
+	if err != nil {
+		return err
+	}
+	c.DelTable(l.table())
+	if err := c.Flush(); err != nil && !errors.Is(err, syscall.ENOENT) {
+		return fmt.Errorf("nftables: deleting table %s %s: %w", nftFamily(l.family), NFTTableName, err)
+	}
+	return nil
+}
+
+// NFTSupported reports whether the kernel speaks nf_tables: the
+// nftables mode needs nothing else (no nft binary).
+func NFTSupported() error {
+	c, err := nftables.New()
+	if err != nil {
+		return err
+	}
+	if _, err := c.ListTablesOfFamily(nftables.TableFamilyIPv4); err != nil {
+		return fmt.Errorf("the kernel does not answer nf_tables requests: %w", err)
+	}
+	return nil
 }
 
 // CleanupNFT deletes the proxy's nftables tables of families (all when
-// empty); without the nft binary there is nothing it could have made.
-func CleanupNFT(ctx context.Context, families []v1.IPFamily) error {
-	n, err := newNFT()
-	if err != nil {
+// empty); a kernel without nf_tables has none.
+func CleanupNFT(_ context.Context, families []v1.IPFamily) error {
+	if NFTSupported() != nil {
 		return nil
 	}
 	if len(families) == 0 {
@@ -112,17 +244,9 @@ func CleanupNFT(ctx context.Context, families []v1.IPFamily) error {
 	}
 	var errs []error
 	for _, f := range families {
-		if err := n.DeleteTable(ctx, f); err != nil {
+		if err := (nftLink{family: f}).DeleteTable(); err != nil {
 			errs = append(errs, fmt.Errorf("%s: %w", f, err))
 		}
 	}
 	return errors.Join(errs...)
-}
-
-func firstLines(s string, n int) string {
-	lines := strings.SplitN(strings.TrimSpace(s), "\n", n+1)
-	if len(lines) > n {
-		lines = append(lines[:n], "...")
-	}
-	return strings.Join(lines, "\n")
 }

@@ -173,3 +173,39 @@ func httpGet(ns, addr string) (string, error) {
 	b, err := io.ReadAll(resp.Body)
 	return string(b), err
 }
+
+// TestNFTablesProgramsAThousandServices installs 1,000 services in one
+// transaction (their map elements take several netlink messages: one
+// attribute holds at most 64 KiB), then changes one endpoint by
+// difference.
+func TestNFTablesProgramsAThousandServices(t *testing.T) {
+	if !netnstest.Isolate(t) {
+		return
+	}
+	ctx := context.Background()
+	svcs, sl := benchCluster(1000)
+	dp, err := newNFTDataplane(v1.IPv4Protocol, testConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ports, _ := Snapshot(svcs, sl, "n1", v1.IPv4Protocol)
+	if _, err := dp.sync(ctx, ports, true); err != nil {
+		t.Fatal(err)
+	}
+	out := netnstest.Run(t, "nft", "list", "map", "ip", NFTTableName, nftServiceIPs)
+	if n := strings.Count(out, ": goto svc-"); n != 1000 {
+		t.Errorf("service-ips holds %d elements, want 1000", n)
+	}
+	sl[500].Endpoints[0].Addresses = []string{"10.250.0.1"}
+	ports, _ = Snapshot(svcs, sl, "n1", v1.IPv4Protocol)
+	st, err := dp.sync(ctx, ports, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.chains != 3 {
+		t.Errorf("one endpoint replaced wrote %d chains, want 3 (the service's, the new and the old endpoint's)", st.chains)
+	}
+	if out := netnstest.Run(t, "nft", "list", "table", "ip", NFTTableName); !strings.Contains(out, "dnat to 10.250.0.1:8080") {
+		t.Errorf("the new endpoint is not in the table")
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"maps"
 	"slices"
+	"strconv"
 	"strings"
 
 	v1 "k8s.io/api/core/v1"
@@ -15,18 +16,40 @@ type NFTObjects struct {
 	Chains, Sets []string
 }
 
-// NFTBatch is one `nft -f` transaction and what it touches.
+// NFTBatch is one transaction and what it touches.
 type NFTBatch struct {
-	Data []byte
+	Family v1.IPFamily
+	Ops    []nftOp
 	// Chains counts the chains created, rewritten or deleted.
 	Chains int
 	// Elements counts the map elements added or deleted.
 	Elements int
 }
 
-// nftElementsPerCommand bounds one "add element" line: nft parses a line
-// at a time, and a few thousand elements per line is fastest.
-const nftElementsPerCommand = 2000
+// nftOp is one command of a transaction: verb ("add", "flush",
+// "delete") on an object kind ("table", "chain", "map", "set", "rule",
+// "element") named name.
+type nftOp struct {
+	verb, kind, name string
+	base             *nftBase   // add chain: a base chain's hook
+	mapKind          nftMapKind // add map
+	timeout          int32      // add set: affinity timeout in seconds
+	rule             NFTRule    // add rule
+	elems            []nftElem  // add or delete element
+}
+
+type nftElem struct {
+	key nftKey
+	v   nftVerdict
+}
+
+// nftElementBytes bounds the elements of one element command: they
+// travel in one netlink attribute, whose length field has 16 bits.
+const nftElementBytes = 48 << 10
+
+// elementSize is an element's share of that attribute, generously: the
+// key, the verdict and its chain name, and the attributes' headers.
+func elementSize(e nftElem) int { return 96 + len(e.v.Chain) }
 
 // nftFamily is the nft family keyword of f.
 func nftFamily(f v1.IPFamily) string {
@@ -36,139 +59,200 @@ func nftFamily(f v1.IPFamily) string {
 	return "ip"
 }
 
-// NFTDiff writes the transaction that turns the table from prev into cur.
-// With prev nil (first sync, periodic full sync, or after a failure) every
-// chain and map of cur is rewritten and whatever existing lists that cur
-// does not hold is deleted; otherwise only the chains whose rules changed
-// are flushed and rewritten and only changed map elements are deleted and
-// added. Affinity sets are never flushed: they hold the clients' state.
-// Order matters within a transaction: chains exist before anything jumps
-// to them, and a chain is deleted only after the rules and elements that
-// referred to it.
+// NFTDiff computes the transaction that turns the table from prev into
+// cur. With prev nil (first sync, periodic full sync, or after a failure)
+// every chain and map of cur is rewritten and whatever existing lists that
+// cur does not hold is deleted; otherwise only the chains whose rules
+// changed are flushed and rewritten and only changed map elements are
+// deleted and added (prev and cur may then be the parts of the table that
+// some services make). Affinity sets are never flushed: they hold the
+// clients' state. Order matters within a transaction: chains exist before
+// anything jumps to them, and a chain is deleted only after the rules and
+// elements that referred to it.
 func NFTDiff(prev, cur *NFTTable, existing NFTObjects) NFTBatch {
-	b := &nftWriter{prefix: nftFamily(cur.Family) + " " + NFTTableName}
-	b.line("add table " + b.prefix)
+	b := &NFTBatch{Family: cur.Family}
+	b.op(nftOp{verb: "add", kind: "table"})
 	if prev == nil {
-		prev = &NFTTable{Chains: map[string][]string{}, Maps: map[string]map[string]string{}, Sets: map[string]string{}}
-		for _, c := range existing.Chains {
-			prev.Chains[c] = []string{"(listed)"} // forces a flush and rewrite, or a deletion
-		}
-		for _, s := range existing.Sets {
-			if _, isMap := cur.MapTypes[s]; isMap {
-				b.cmd("flush map", s) // rewritten in full below
-			} else if _, keep := cur.Sets[s]; keep {
-				prev.Sets[s] = cur.Sets[s]
-			} else {
-				prev.Sets[s] = "(stale)"
-			}
-		}
+		prev = b.listed(cur, existing)
 	}
 	for _, name := range sortedKeys(cur.Chains) {
 		if _, ok := prev.Chains[name]; !ok {
-			b.cmd("add chain", name, cur.Base[name])
+			op := nftOp{verb: "add", kind: "chain", name: name}
+			if base, ok := cur.Base[name]; ok {
+				op.base = &base
+			}
+			b.op(op)
 		}
 	}
 	for _, name := range sortedKeys(cur.MapTypes) {
-		if _, ok := prev.Maps[name]; !ok && prev.MapTypes[name] == "" {
-			b.cmd("add map", name, "{ type "+cur.MapTypes[name]+" ; }")
+		if _, ok := prev.MapTypes[name]; !ok {
+			b.op(nftOp{verb: "add", kind: "map", name: name, mapKind: cur.MapTypes[name]})
 		}
 	}
 	for _, name := range sortedKeys(cur.Sets) {
 		if _, ok := prev.Sets[name]; !ok {
-			b.cmd("add set", name, cur.Sets[name])
+			b.op(nftOp{verb: "add", kind: "set", name: name, timeout: cur.Sets[name]})
 		}
 	}
+	b.rules(prev, cur)
+	b.elements(prev, cur)
+	b.stale(prev, cur)
+	return *b
+}
+
+// listed stands for what a full sync finds: existing chains and stale
+// sets to rewrite or delete, maps flushed and filled again.
+func (b *NFTBatch) listed(cur *NFTTable, existing NFTObjects) *NFTTable {
+	prev := newNFTTable(cur.Family)
+	for _, c := range existing.Chains {
+		prev.Chains[c] = []NFTRule{{Text: "(listed)"}} // forces a flush and rewrite, or a deletion
+	}
+	for _, s := range existing.Sets {
+		if kind, isMap := cur.MapTypes[s]; isMap {
+			prev.MapTypes[s] = kind
+			b.op(nftOp{verb: "flush", kind: "map", name: s}) // filled in full below
+		} else {
+			prev.Sets[s] = -1 // kept when cur holds it, deleted otherwise
+		}
+	}
+	return prev
+}
+
+func (b *NFTBatch) rules(prev, cur *NFTTable) {
 	for _, name := range sortedKeys(cur.Chains) {
 		old, known := prev.Chains[name]
 		rules := cur.Chains[name]
-		if known && slices.Equal(old, rules) {
+		if known && slices.EqualFunc(old, rules, func(a, b NFTRule) bool { return a.Text == b.Text }) {
 			continue
 		}
-		b.chains++
+		b.Chains++
 		if known {
-			b.cmd("flush chain", name)
+			b.op(nftOp{verb: "flush", kind: "chain", name: name})
 		}
 		for _, r := range rules {
-			b.cmd("add rule", name, r)
+			b.op(nftOp{verb: "add", kind: "rule", name: name, rule: r})
 		}
 	}
-	b.elements(prev, cur)
-	// A stale chain may jump to another stale chain, which cannot be
-	// deleted while referred to: empty them all first.
-	var stale []string
-	for _, name := range sortedKeys(prev.Chains) {
-		if _, ok := cur.Chains[name]; !ok {
-			stale = append(stale, name)
-			b.cmd("flush chain", name)
-		}
-	}
-	for _, name := range stale {
-		b.chains++
-		b.cmd("delete chain", name)
-	}
-	for _, name := range sortedKeys(prev.Sets) {
-		if _, ok := cur.Sets[name]; !ok {
-			b.cmd("delete set", name)
-		}
-	}
-	return NFTBatch{Data: b.buf.Bytes(), Chains: b.chains, Elements: b.elems}
 }
 
 // elements deletes the elements that went away or changed verdict, then
-// adds the new and changed ones.
-func (b *nftWriter) elements(prev, cur *NFTTable) {
-	for _, m := range sortedKeys(cur.Maps) {
+// adds the new and changed ones, in every map either table has.
+func (b *NFTBatch) elements(prev, cur *NFTTable) {
+	names := slices.Sorted(maps.Keys(cur.Maps))
+	for m := range prev.Maps {
+		if _, ok := cur.Maps[m]; !ok {
+			names = append(names, m)
+		}
+	}
+	for _, m := range names {
 		old, now := prev.Maps[m], cur.Maps[m]
-		var del, add []string
-		for _, k := range sortedKeys(old) {
-			if v, ok := now[k]; !ok || v != old[k] {
-				del = append(del, k)
+		var del, add []nftElem
+		for k, v := range old {
+			if nv, ok := now[k]; !ok || nv != v {
+				del = append(del, nftElem{key: k})
 			}
 		}
-		for _, k := range sortedKeys(now) {
-			if v, ok := old[k]; !ok || v != now[k] {
-				add = append(add, k+" : "+now[k])
+		for k, v := range now {
+			if ov, ok := old[k]; !ok || ov != v {
+				add = append(add, nftElem{key: k, v: v})
 			}
 		}
-		b.elementCmds("delete element", m, del)
-		b.elementCmds("add element", m, add)
+		b.elementOps("delete", m, del)
+		b.elementOps("add", m, add)
 	}
 }
 
-func (b *nftWriter) elementCmds(verb, m string, elems []string) {
-	b.elems += len(elems)
+func (b *NFTBatch) elementOps(verb, m string, elems []nftElem) {
+	slices.SortFunc(elems, func(x, y nftElem) int { return strings.Compare(x.key.String(), y.key.String()) })
+	b.Elements += len(elems)
 	for len(elems) > 0 {
-		n := min(len(elems), nftElementsPerCommand)
-		b.cmd(verb, m, "{ "+strings.Join(elems[:n], ", ")+" }")
+		n, size := 0, 0
+		for n < len(elems) && size+elementSize(elems[n]) <= nftElementBytes {
+			size += elementSize(elems[n])
+			n++
+		}
+		b.op(nftOp{verb: verb, kind: "element", name: m, elems: elems[:n]})
 		elems = elems[n:]
 	}
 }
 
-type nftWriter struct {
-	buf           bytes.Buffer
-	prefix        string
-	chains, elems int
-}
-
-func (b *nftWriter) line(s string) {
-	b.buf.WriteString(s)
-	b.buf.WriteByte('\n')
-}
-
-// cmd writes "verb <family> keelson obj args".
-func (b *nftWriter) cmd(verb, obj string, args ...string) {
-	b.buf.WriteString(verb)
-	b.buf.WriteByte(' ')
-	b.buf.WriteString(b.prefix)
-	b.buf.WriteByte(' ')
-	b.buf.WriteString(obj)
-	for _, a := range args {
-		if a != "" {
-			b.buf.WriteByte(' ')
-			b.buf.WriteString(a)
+// stale deletes the chains and sets cur no longer has. A stale chain may
+// jump to another stale chain, which cannot be deleted while referred to:
+// empty them all first.
+func (b *NFTBatch) stale(prev, cur *NFTTable) {
+	var stale []string
+	for _, name := range sortedKeys(prev.Chains) {
+		if _, ok := cur.Chains[name]; !ok {
+			stale = append(stale, name)
+			b.op(nftOp{verb: "flush", kind: "chain", name: name})
 		}
 	}
-	b.buf.WriteByte('\n')
+	for _, name := range stale {
+		b.Chains++
+		b.op(nftOp{verb: "delete", kind: "chain", name: name})
+	}
+	for _, name := range sortedKeys(prev.Sets) {
+		if _, ok := cur.Sets[name]; !ok {
+			b.op(nftOp{verb: "delete", kind: "set", name: name})
+		}
+	}
+}
+
+func (b *NFTBatch) op(o nftOp) { b.Ops = append(b.Ops, o) }
+
+// Text is the transaction in nft's syntax (what `nft -f` would take), for
+// tests and error messages.
+func (b NFTBatch) Text() string {
+	var buf bytes.Buffer
+	prefix := nftFamily(b.Family) + " " + NFTTableName
+	for _, o := range b.Ops {
+		buf.WriteString(o.verb + " " + o.kind + " " + prefix)
+		if o.name != "" {
+			buf.WriteString(" " + o.name)
+		}
+		if args := o.args(b.Family); args != "" {
+			buf.WriteString(" " + args)
+		}
+		buf.WriteByte('\n')
+	}
+	return buf.String()
+}
+
+func (o nftOp) args(f v1.IPFamily) string {
+	switch {
+	case o.kind == "chain" && o.base != nil:
+		return o.base.String()
+	case o.verb == "add" && o.kind == "map":
+		return "{ type " + mapTypeText(f, o.mapKind) + " : verdict ; }"
+	case o.verb == "add" && o.kind == "set":
+		return "{ type " + addrType(f) + " ; flags dynamic,timeout ; timeout " + strconv.Itoa(int(o.timeout)) + "s ; }"
+	case o.kind == "rule":
+		return o.rule.Text
+	case o.kind == "element":
+		parts := make([]string, len(o.elems))
+		for i, e := range o.elems {
+			parts[i] = e.key.String()
+			if o.verb == "add" {
+				parts[i] += " : " + e.v.String()
+			}
+		}
+		return "{ " + strings.Join(parts, ", ") + " }"
+	}
+	return ""
+}
+
+func addrType(f v1.IPFamily) string {
+	if f == v1.IPv6Protocol {
+		return "ipv6_addr"
+	}
+	return "ipv4_addr"
+}
+
+func mapTypeText(f v1.IPFamily, k nftMapKind) string {
+	if k == mapProtoPort {
+		return "inet_proto . inet_service"
+	}
+	return addrType(f) + " . inet_proto . inet_service"
 }
 
 func sortedKeys[V any](m map[string]V) []string {

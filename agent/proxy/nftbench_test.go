@@ -8,8 +8,8 @@ import (
 	discovery "k8s.io/api/discovery/v1"
 )
 
-// benchPorts are n ClusterIP services with 5 endpoints each.
-func benchPorts(b *testing.B, n int) []ServicePort {
+// benchCluster is n ClusterIP services with 5 endpoints each.
+func benchCluster(n int) ([]*v1.Service, []*discovery.EndpointSlice) {
 	var svcs []*v1.Service
 	var sl []*discovery.EndpointSlice
 	for i := range n {
@@ -22,18 +22,45 @@ func benchPorts(b *testing.B, n int) []ServicePort {
 		}
 		sl = append(sl, slice("b", name, name+"-1", 8080, eps...))
 	}
+	return svcs, sl
+}
+
+func benchPorts(n int) []ServicePort {
+	svcs, sl := benchCluster(n)
 	ports, _ := Snapshot(svcs, sl, "n1", v1.IPv4Protocol)
 	return ports
 }
 
-// BenchmarkNFTRulesAndDiff is the Go side of one nftables sync of 10,000
-// services: the table computed and compared with the previous one.
+// BenchmarkNFTRulesAndDiff is the Go side of one full nftables sync of
+// 10,000 services: the whole table computed and compared with the
+// previous one.
 func BenchmarkNFTRulesAndDiff(b *testing.B) {
-	ports := benchPorts(b, 10000)
+	ports := benchPorts(10000)
 	prev := NFTRules(ports, testConfig())
 	b.ResetTimer()
 	for range b.N {
 		cur := NFTRules(ports, testConfig())
 		NFTDiff(prev, cur, NFTObjects{})
+	}
+}
+
+// BenchmarkNFTEndpointChange is the Go side of the sync after one
+// endpoint of one of 10,000 services changed: the snapshot, then only
+// that service regenerated and diffed.
+func BenchmarkNFTEndpointChange(b *testing.B) {
+	svcs, sl := benchCluster(10000)
+	ports, _ := Snapshot(svcs, sl, "n1", v1.IPv4Protocol)
+	installed := planNFTChanges(nil, 0, ports, testConfig())
+	b.ResetTimer()
+	for i := range b.N {
+		s := sl[(i*7919)%len(sl)].DeepCopy()
+		s.Endpoints[0].Addresses = []string{fmt.Sprintf("10.200.%d.%d", (i/256)%256, i%256)}
+		changed := append(append([]*discovery.EndpointSlice{}, sl[:(i*7919)%len(sl)]...), s)
+		changed = append(changed, sl[(i*7919)%len(sl)+1:]...)
+		ports, _ := Snapshot(svcs, changed, "n1", v1.IPv4Protocol)
+		p := planNFTChanges(installed.ports, installed.count, ports, testConfig())
+		if p.batch.Chains != 3 {
+			b.Fatalf("an endpoint change wrote %d chains, want 3", p.batch.Chains)
+		}
 	}
 }

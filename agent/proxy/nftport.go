@@ -1,9 +1,7 @@
 package proxy
 
 import (
-	"fmt"
 	"net/netip"
-	"strconv"
 	"strings"
 )
 
@@ -35,24 +33,23 @@ func (g *nftgen) port(sp *ServicePort) {
 	}
 	clusterKey := addrKey(sp.ClusterIP, proto, sp.Port)
 	if len(internalEps) > 0 {
-		g.elem(nftServiceIPs, clusterKey, "goto "+internalChain)
+		g.elem(nftServiceIPs, clusterKey, gotoTo(internalChain))
 	}
 	if usesExt {
 		for _, a := range externalAddrs(sp) {
-			g.elem(nftServiceIPs, addrKey(a, proto, sp.Port), "goto "+ext)
+			g.elem(nftServiceIPs, addrKey(a, proto, sp.Port), gotoTo(ext))
 		}
 		if sp.NodePort != 0 {
-			g.elem(nftServiceNodePorts, proto+" . "+strconv.Itoa(int(sp.NodePort)), "goto "+ext)
+			g.elem(nftServiceNodePorts, nftKey{Proto: proto, Port: sp.NodePort}, gotoTo(ext))
 		}
 		g.extChain(sp, ext, svc, svl, len(localEps) > 0)
 	}
 	g.noEndpoints(sp, proto, clusterKey, len(clusterEps), len(internalEps), len(externalEps))
 	if usesSVC {
 		if g.cfg.MasqueradeAll {
-			g.add(svc, g.ip, "daddr", sp.ClusterIP.Unmap().String(), proto, "dport", strconv.Itoa(int(sp.Port)), "jump", nftMarkForMasquerade)
+			g.add(svc, g.r().addrIs(false, sp.ClusterIP).dport(proto, sp.Port).verdict(jumpTo(nftMarkForMasquerade)))
 		} else if g.cfg.ClusterCIDR.IsValid() {
-			g.add(svc, g.ip, "daddr", sp.ClusterIP.Unmap().String(), proto, "dport", strconv.Itoa(int(sp.Port)),
-				g.ip, "saddr !=", g.cfg.ClusterCIDR.Masked().String(), "jump", nftMarkForMasquerade)
+			g.add(svc, g.r().addrIs(false, sp.ClusterIP).dport(proto, sp.Port).addr(true, g.cfg.ClusterCIDR, true).verdict(jumpTo(nftMarkForMasquerade)))
 		}
 		g.balance(svc, sp, clusterEps)
 	}
@@ -73,20 +70,20 @@ func (g *nftgen) extChain(sp *ServicePort, ext, svc, svl string, hasLocal bool) 
 	g.chain(ext)
 	if !sp.ExternalLocal {
 		// Replies must come back through this node to be un-DNATed.
-		g.add(ext, "jump", nftMarkForMasquerade)
-		g.add(ext, "goto", svc)
+		g.add(ext, g.r().verdict(jumpTo(nftMarkForMasquerade)))
+		g.add(ext, g.r().verdict(gotoTo(svc)))
 		return
 	}
 	// Local policy keeps the client's address, so only this node's
 	// endpoints may answer; pods and the node itself are not external
 	// clients and get the cluster policy.
 	if g.cfg.ClusterCIDR.IsValid() {
-		g.add(ext, g.ip, "saddr", g.cfg.ClusterCIDR.Masked().String(), "goto", svc)
+		g.add(ext, g.r().addr(true, g.cfg.ClusterCIDR, false).verdict(gotoTo(svc)))
 	}
-	g.add(ext, "fib saddr type local jump", nftMarkForMasquerade)
-	g.add(ext, "fib saddr type local goto", svc)
+	g.add(ext, g.r().fibLocal(true).verdict(jumpTo(nftMarkForMasquerade)))
+	g.add(ext, g.r().fibLocal(true).verdict(gotoTo(svc)))
 	if hasLocal {
-		g.add(ext, "goto", svl)
+		g.add(ext, g.r().verdict(gotoTo(svl)))
 	}
 }
 
@@ -94,48 +91,53 @@ func (g *nftgen) extChain(sp *ServicePort, ext, svc, svl string, hasLocal bool) 
 // fast instead of timing out) and drops traffic a Local policy has no
 // local endpoint for. The filter chains look these up after DNAT, so only
 // traffic that no service chain translated matches.
-func (g *nftgen) noEndpoints(sp *ServicePort, proto, clusterKey string, cluster, internal, external int) {
-	internalVerdict, externalVerdict := "", ""
+func (g *nftgen) noEndpoints(sp *ServicePort, proto string, clusterKey nftKey, cluster, internal, external int) {
+	var internalVerdict, externalVerdict *nftVerdict // nil: no element
 	switch {
 	case cluster == 0:
-		internalVerdict, externalVerdict = "goto "+nftRejectChain, "goto "+nftRejectChain
+		reject := gotoTo(nftRejectChain)
+		internalVerdict, externalVerdict = &reject, &reject
 	default:
 		if internal == 0 {
-			internalVerdict = "drop"
+			internalVerdict = &verdictDrop
 		}
 		if external == 0 && sp.HasExternal() {
-			externalVerdict = "drop"
+			externalVerdict = &verdictDrop
 		}
 	}
-	if internalVerdict != "" {
-		g.elem(nftNoEndpoints, clusterKey, internalVerdict)
+	if internalVerdict != nil {
+		g.elem(nftNoEndpoints, clusterKey, *internalVerdict)
 	}
-	if externalVerdict == "" {
+	if externalVerdict == nil {
 		return
 	}
 	for _, a := range externalAddrs(sp) {
-		g.elem(nftNoEndpoints, addrKey(a, proto, sp.Port), externalVerdict)
+		g.elem(nftNoEndpoints, addrKey(a, proto, sp.Port), *externalVerdict)
 	}
 	if sp.NodePort != 0 {
-		g.elem(nftNoEndpointPorts, proto+" . "+strconv.Itoa(int(sp.NodePort)), externalVerdict)
+		g.elem(nftNoEndpointPorts, nftKey{Proto: proto, Port: sp.NodePort}, *externalVerdict)
 	}
 }
 
-// balance spreads new connections over eps with one random number per
-// connection and a verdict map over it, which gives each endpoint 1/n
-// with one rule however many endpoints there are. With ClientIP affinity
-// a client seen recently goes back to its endpoint first.
+// balance spreads new connections over eps: the i-th of n rules matches
+// with probability 1/(n-i), which gives each endpoint 1/n, as the iptables
+// mode's statistic rules. (A numgen vmap would take one rule, but each is
+// an anonymous set, and the kernel names a new one by scanning all the
+// table's sets: quadratic in services.) With ClientIP affinity a client
+// seen recently goes back to its endpoint first.
 func (g *nftgen) balance(chain string, sp *ServicePort, eps []Endpoint) {
 	if sp.AffinitySeconds > 0 {
 		for _, ep := range eps {
-			g.add(chain, g.ip, "saddr", "@"+g.affinitySet(sp, ep), "goto", g.epChain(sp, ep))
+			g.add(chain, g.r().saddrInSet(g.affinitySet(sp, ep)).verdict(gotoTo(g.epChain(sp, ep))))
 		}
 	}
-	arms := make([]string, len(eps))
 	for i, ep := range eps {
-		arms[i] = strconv.Itoa(i) + " : goto " + g.epChain(sp, ep)
+		r := g.r()
+		if n := len(eps) - i; n > 1 {
+			r.random(n)
+		}
+		g.add(chain, r.verdict(gotoTo(g.epChain(sp, ep))))
 	}
-	g.add(chain, "numgen random mod", strconv.Itoa(len(eps)), "vmap {", strings.Join(arms, ", "), "}")
 }
 
 // endpointChains writes one DNAT chain per endpoint in use.
@@ -144,13 +146,12 @@ func (g *nftgen) endpointChains(sp *ServicePort, proto string, cluster bool, clu
 		c := g.epChain(sp, ep)
 		// A pod reaching itself through the service (hairpin) must see
 		// the reply come from the service address.
-		g.add(c, g.ip, "saddr", ep.Addr.Addr().Unmap().String(), "jump", nftMarkForMasquerade)
+		g.add(c, g.r().addrIs(true, ep.Addr.Addr()).verdict(jumpTo(nftMarkForMasquerade)))
 		if sp.AffinitySeconds > 0 {
 			set := g.affinitySet(sp, ep)
-			g.t.Sets[set] = fmt.Sprintf("{ type %s ; flags dynamic,timeout ; timeout %ds ; }", g.addrType, sp.AffinitySeconds)
-			g.add(c, "update", "@"+set, "{", g.ip, "saddr }")
+			g.t.Sets[set] = sp.AffinitySeconds
+			g.add(c, g.r().updateSet(set).done())
 		}
-		dst := ep.Addr.String() // a.b.c.d:port, [x::y]:port
-		g.add(c, "meta l4proto", proto, "dnat to", dst)
+		g.add(c, g.r().l4proto(proto).dnat(ep.Addr).done())
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"crypto/sha256"
 	"encoding/base32"
 	"fmt"
+	"maps"
 	"net/netip"
 	"strconv"
 	"strings"
@@ -40,24 +41,72 @@ const (
 	nftBasePriorityNAT         = -100                       // dstnat, as iptables' nat table
 	nftBasePriorityFiltr       = -10                        // before iptables' filter table (0)
 	nftPriorityPostNAT         = 100                        // srcnat
-	nftLoopback4, nftLoopback6 = "127.0.0.0/8", "::1"       // node ports are not served on loopback
+	nftLoopback4, nftLoopback6 = "127.0.0.0/8", "::1/128"   // node ports are not served on loopback
 )
 
-// NFTTable is the content of the proxy's table for one family: a pure
-// value, so that a sync is the difference of two of them.
+// NFTTable is the content of the proxy's table for one family (or, in
+// the dataplane's bookkeeping, the part of it one service port makes): a
+// pure value, so that a sync is the difference of two of them.
 type NFTTable struct {
 	Family v1.IPFamily
 	// Base are the chains hooked into netfilter, with their hook spec.
-	Base map[string]string
-	// Chains holds every chain's rules (base chains included), each rule
-	// as written after "add rule <family> keelson <chain>".
-	Chains map[string][]string
-	// Maps are the verdict maps' types and elements (key -> verdict).
-	MapTypes map[string]string
-	Maps     map[string]map[string]string
-	// Sets are the ClientIP affinity sets and their spec; the kernel fills
-	// them, so a sync never rewrites one that exists.
-	Sets map[string]string
+	Base map[string]nftBase
+	// Chains holds every chain's rules (base chains included).
+	Chains map[string][]NFTRule
+	// MapTypes are the verdict maps' key types; Maps their elements.
+	MapTypes map[string]nftMapKind
+	Maps     map[string]map[nftKey]nftVerdict
+	// Sets are the ClientIP affinity sets and their timeouts in seconds;
+	// the kernel fills them, so a sync never rewrites one that exists.
+	Sets map[string]int32
+}
+
+// nftBase is a base chain's hook.
+type nftBase struct {
+	Type, Hook string
+	Priority   int
+}
+
+func (b nftBase) String() string {
+	return fmt.Sprintf("{ type %s hook %s priority %d ; policy accept ; }", b.Type, b.Hook, b.Priority)
+}
+
+// nftMapKind is a verdict map's key: address . protocol . port, or
+// protocol . port (node ports).
+type nftMapKind int
+
+const (
+	mapAddrProtoPort nftMapKind = iota
+	mapProtoPort
+)
+
+// nftKey is a verdict map's key; Addr is invalid in protocol . port keys.
+type nftKey struct {
+	Addr  netip.Addr
+	Proto string
+	Port  int32
+}
+
+func (k nftKey) String() string {
+	s := k.Proto + " . " + strconv.Itoa(int(k.Port))
+	if k.Addr.IsValid() {
+		s = k.Addr.String() + " . " + s
+	}
+	return s
+}
+
+// bytes is the key as the kernel stores it: each field padded to 32 bits.
+func (k nftKey) bytes() []byte {
+	var b []byte
+	if k.Addr.IsValid() {
+		b = append(b, k.Addr.AsSlice()...)
+	}
+	return append(b, l4Number(k.Proto), 0, 0, 0, byte(k.Port>>8), byte(k.Port), 0, 0)
+}
+
+func newNFTTable(f v1.IPFamily) *NFTTable {
+	return &NFTTable{Family: f, Base: map[string]nftBase{}, Chains: map[string][]NFTRule{},
+		MapTypes: map[string]nftMapKind{}, Maps: map[string]map[nftKey]nftVerdict{}, Sets: map[string]int32{}}
 }
 
 // Rules counts the rules and map elements of the table.
@@ -72,32 +121,68 @@ func (t *NFTTable) Rules() int {
 	return n
 }
 
+// merge adds o's chains, elements and sets to t (o's take precedence).
+func (t *NFTTable) merge(o *NFTTable) {
+	maps.Copy(t.Base, o.Base)
+	maps.Copy(t.Chains, o.Chains)
+	maps.Copy(t.MapTypes, o.MapTypes)
+	maps.Copy(t.Sets, o.Sets)
+	for m, elems := range o.Maps {
+		if t.Maps[m] == nil {
+			t.Maps[m] = map[nftKey]nftVerdict{}
+		}
+		maps.Copy(t.Maps[m], elems)
+	}
+}
+
 // NFTRules computes the proxy's table for ports; cfg as for Rules
 // (NoComments and RandomFully aside: the table carries no comments, and
 // masquerade is always fully random).
 func NFTRules(ports []ServicePort, cfg RulesConfig) *NFTTable {
-	g := &nftgen{cfg: cfg, epNames: map[netip.AddrPort]string{}, t: &NFTTable{Family: cfg.Family, Base: map[string]string{}, Chains: map[string][]string{},
-		MapTypes: map[string]string{}, Maps: map[string]map[string]string{}, Sets: map[string]string{}}}
-	g.ip, g.addrType, g.loopback = "ip", "ipv4_addr", nftLoopback4
-	if cfg.Family == v1.IPv6Protocol {
-		g.ip, g.addrType, g.loopback = "ip6", "ipv6_addr", nftLoopback6
-	}
-	g.fixed()
+	t := NFTFixed(cfg)
+	g := newNFTGen(cfg, t)
 	for i := range ports {
 		g.port(&ports[i])
 	}
-	return g.t
+	return t
+}
+
+// NFTFixed is the part of the table that does not depend on services.
+func NFTFixed(cfg RulesConfig) *NFTTable {
+	t := newNFTTable(cfg.Family)
+	newNFTGen(cfg, t).fixed()
+	return t
+}
+
+// NFTPort is the part of the table that one service port makes: its
+// chains, map elements and affinity sets.
+func NFTPort(sp *ServicePort, cfg RulesConfig) *NFTTable {
+	t := newNFTTable(cfg.Family)
+	newNFTGen(cfg, t).port(sp)
+	return t
+}
+
+func newNFTGen(cfg RulesConfig, t *NFTTable) *nftgen {
+	g := &nftgen{cfg: cfg, epNames: map[netip.AddrPort]string{}, t: t}
+	g.ip, g.loopback = "ip", netip.MustParsePrefix(nftLoopback4)
+	if cfg.Family == v1.IPv6Protocol {
+		g.ip, g.loopback = "ip6", netip.MustParsePrefix(nftLoopback6)
+	}
+	return g
 }
 
 type nftgen struct {
-	cfg                    RulesConfig
-	t                      *NFTTable
-	ip, addrType, loopback string
-	epNames                map[netip.AddrPort]string // the current port's endpoint chains
+	cfg      RulesConfig
+	t        *NFTTable
+	ip       string
+	loopback netip.Prefix
+	epNames  map[netip.AddrPort]string // the current port's endpoint chains
 }
 
-func (g *nftgen) add(chain string, rule ...string) {
-	g.t.Chains[chain] = append(g.t.Chains[chain], strings.Join(rule, " "))
+func (g *nftgen) r() *rule { return newRule(g.cfg.Family) }
+
+func (g *nftgen) add(chain string, r NFTRule) {
+	g.t.Chains[chain] = append(g.t.Chains[chain], r)
 }
 
 func (g *nftgen) chain(name string) { // an empty chain exists too
@@ -106,76 +191,75 @@ func (g *nftgen) chain(name string) { // an empty chain exists too
 	}
 }
 
-func (g *nftgen) elem(m, key, verdict string) { g.t.Maps[m][key] = verdict }
+func (g *nftgen) elem(m string, key nftKey, v nftVerdict) {
+	if g.t.Maps[m] == nil {
+		g.t.Maps[m] = map[nftKey]nftVerdict{}
+	}
+	g.t.Maps[m][key] = v
+}
 
 // fixed writes the chains and maps every node has.
 func (g *nftgen) fixed() {
-	base := func(name, kind, hook string, prio int, rules ...string) {
-		g.t.Base[name] = fmt.Sprintf("{ type %s hook %s priority %d ; policy accept ; }", kind, hook, prio)
+	base := func(name, kind, hook string, prio int, rules ...NFTRule) {
+		g.t.Base[name] = nftBase{Type: kind, Hook: hook, Priority: prio}
 		g.chain(name)
 		for _, r := range rules {
 			g.add(name, r)
 		}
 	}
-	newConn := "ct state new jump "
-	base("nat-prerouting", "nat", "prerouting", nftBasePriorityNAT, "jump "+nftServices)
-	base("nat-output", "nat", "output", nftBasePriorityNAT, "jump "+nftServices)
-	base("nat-postrouting", "nat", "postrouting", nftPriorityPostNAT, "jump "+nftMasquerading)
+	newConn := func(c string) NFTRule { return g.r().ctState("new").verdict(jumpTo(c)) }
+	base("nat-prerouting", "nat", "prerouting", nftBasePriorityNAT, g.r().verdict(jumpTo(nftServices)))
+	base("nat-output", "nat", "output", nftBasePriorityNAT, g.r().verdict(jumpTo(nftServices)))
+	base("nat-postrouting", "nat", "postrouting", nftPriorityPostNAT, g.r().verdict(jumpTo(nftMasquerading)))
 	// Packets conntrack cannot place would bypass DNAT's reverse
 	// translation and reach clients with a pod's address: drop them.
 	base("filter-forward", "filter", "forward", nftBasePriorityFiltr,
-		"ct state invalid drop", newConn+nftEndpointsCheck, newConn+nftNodePortsCheck)
-	base("filter-input", "filter", "input", nftBasePriorityFiltr, newConn+nftNodePortsCheck, newConn+nftEndpointsCheck)
-	base("filter-output", "filter", "output", nftBasePriorityFiltr, newConn+nftEndpointsCheck)
+		g.r().ctState("invalid").verdict(verdictDrop), newConn(nftEndpointsCheck), newConn(nftNodePortsCheck))
+	base("filter-input", "filter", "input", nftBasePriorityFiltr, newConn(nftNodePortsCheck), newConn(nftEndpointsCheck))
+	base("filter-output", "filter", "output", nftBasePriorityFiltr, newConn(nftEndpointsCheck))
 
-	addrKey := g.addrType + " . inet_proto . inet_service : verdict"
-	portKey := "inet_proto . inet_service : verdict"
-	for name, typ := range map[string]string{nftServiceIPs: addrKey, nftNoEndpoints: addrKey, nftServiceNodePorts: portKey, nftNoEndpointPorts: portKey} {
-		g.t.MapTypes[name] = typ
-		g.t.Maps[name] = map[string]string{}
+	for name, kind := range map[string]nftMapKind{nftServiceIPs: mapAddrProtoPort, nftNoEndpoints: mapAddrProtoPort,
+		nftServiceNodePorts: mapProtoPort, nftNoEndpointPorts: mapProtoPort} {
+		g.t.MapTypes[name] = kind
+		g.t.Maps[name] = map[nftKey]nftVerdict{}
 	}
 	for _, c := range []string{nftServices, nftEndpointsCheck, nftNodePortsCheck} {
 		g.chain(c)
 	}
-	var exempt []string
-	for _, a := range g.cfg.Exempt {
+	for _, a := range g.cfg.Exempt { // served by the node itself
 		if ruleset.IsFamily(a, g.cfg.Family) {
-			exempt = append(exempt, a.Unmap().String())
+			g.add(nftServices, g.r().addrIs(false, a).verdict(verdictReturn))
+			g.add(nftEndpointsCheck, g.r().addrIs(false, a).verdict(verdictReturn))
 		}
 	}
-	if len(exempt) > 0 { // served by the node itself
-		ret := g.ip + " daddr { " + strings.Join(exempt, ", ") + " } return"
-		g.add(nftServices, ret)
-		g.add(nftEndpointsCheck, ret)
-	}
-	g.add(nftServices, g.ip+" daddr . meta l4proto . th dport vmap @"+nftServiceIPs)
-	g.add(nftEndpointsCheck, g.ip+" daddr . meta l4proto . th dport vmap @"+nftNoEndpoints)
+	g.add(nftServices, g.r().vmapAddrProtoPort(nftServiceIPs).done())
+	g.add(nftEndpointsCheck, g.r().vmapAddrProtoPort(nftNoEndpoints).done())
 	for _, dst := range g.nodePortDests() {
-		g.add(nftServices, dst+" meta l4proto . th dport vmap @"+nftServiceNodePorts)
-		g.add(nftNodePortsCheck, dst+" meta l4proto . th dport vmap @"+nftNoEndpointPorts)
+		g.add(nftServices, dst().vmapProtoPort(nftServiceNodePorts).done())
+		g.add(nftNodePortsCheck, dst().vmapProtoPort(nftNoEndpointPorts).done())
 	}
 
-	mark := fmt.Sprintf("%#x", g.cfg.MasqueradeMark)
-	g.add(nftMasquerading, "meta mark &", mark, "== 0 return")
+	mark := g.cfg.MasqueradeMark
+	g.add(nftMasquerading, g.r().markUnset(mark).verdict(verdictReturn))
 	// Clear the bit so that a packet re-entering the stack (e.g. over a
 	// tunnel or a bridge) is not masqueraded twice.
-	g.add(nftMasquerading, "meta mark set meta mark ^", mark)
-	g.add(nftMasquerading, "masquerade fully-random")
-	g.add(nftMarkForMasquerade, "meta mark set meta mark |", mark)
-	g.add(nftRejectChain, "reject")
+	g.add(nftMasquerading, g.r().markSet(mark, true).done())
+	g.add(nftMasquerading, g.r().masquerade().done())
+	g.add(nftMarkForMasquerade, g.r().markSet(mark, false).done())
+	g.add(nftRejectChain, g.r().reject().done())
 }
 
-// nodePortDests are the destination matches under which node ports are
-// looked up: local addresses but loopback (reaching it would need
-// route_localnet), or the configured ranges.
-func (g *nftgen) nodePortDests() []string {
+// nodePortDests start the rules under which node ports are looked up:
+// local addresses but loopback (reaching it would need route_localnet),
+// or the configured ranges.
+func (g *nftgen) nodePortDests() []func() *rule {
 	if len(g.cfg.NodePortAddresses) == 0 {
-		return []string{"fib daddr type local " + g.ip + " daddr != " + g.loopback}
+		return []func() *rule{func() *rule { return g.r().fibLocal(false).addr(false, g.loopback, true) }}
 	}
-	var out []string
+	var out []func() *rule
 	for _, p := range g.cfg.NodePortAddresses {
 		if ruleset.IsFamily(p.Addr(), g.cfg.Family) {
-			out = append(out, g.ip+" daddr "+p.Masked().String())
+			out = append(out, func() *rule { return g.r().addr(false, p, false) })
 		}
 	}
 	return out
@@ -229,6 +313,6 @@ func (g *nftgen) affinitySet(sp *ServicePort, ep Endpoint) string {
 }
 
 // addrKey is a service-ips key: address . protocol . port.
-func addrKey(a netip.Addr, proto string, port int32) string {
-	return a.Unmap().String() + " . " + proto + " . " + strconv.Itoa(int(port))
+func addrKey(a netip.Addr, proto string, port int32) nftKey {
+	return nftKey{Addr: a.Unmap(), Proto: proto, Port: port}
 }

@@ -23,7 +23,8 @@ import (
 
 // Config configures the proxy of one node.
 type Config struct {
-	// Mode is ModeIPTables (default) or ModeNFTables.
+	// Mode is ModeIPTables or ModeNFTables; empty: nftables where the
+	// kernel supports it, iptables otherwise (ResolveMode).
 	Mode string
 	// NodeName is this node's name: endpoints on it are local.
 	NodeName string
@@ -73,9 +74,6 @@ type SyncStats struct {
 
 // ApplyDefaults fills zero fields with defaults.
 func (c *Config) ApplyDefaults() {
-	if c.Mode == "" {
-		c.Mode = ModeIPTables
-	}
 	if len(c.Families) == 0 {
 		c.Families = []v1.IPFamily{v1.IPv4Protocol}
 	}
@@ -99,8 +97,8 @@ func (c *Config) Validate() error {
 	if c.NodeName == "" {
 		errs = append(errs, errors.New("proxy: nodeName is empty; set the node's name"))
 	}
-	if c.Mode != ModeIPTables && c.Mode != ModeNFTables {
-		errs = append(errs, fmt.Errorf("proxy: mode %q is unknown; use %s or %s", c.Mode, ModeIPTables, ModeNFTables))
+	if c.Mode != "" && c.Mode != ModeIPTables && c.Mode != ModeNFTables {
+		errs = append(errs, fmt.Errorf("proxy: mode %q is unknown; use %s, %s, or nothing for the default", c.Mode, ModeIPTables, ModeNFTables))
 	}
 	if c.MasqueradeBit < 0 || c.MasqueradeBit > 31 {
 		errs = append(errs, fmt.Errorf("proxy: masqueradeBit %d is out of range; use 0-31", c.MasqueradeBit))
@@ -164,6 +162,11 @@ func New(cfg Config, services, slices cache.SharedIndexInformer, log *slog.Logge
 	if log == nil {
 		log = slog.Default()
 	}
+	mode, why := ResolveMode(cfg.Mode, NFTSupported)
+	if cfg.Mode == "" && mode != ModeNFTables {
+		log.Warn("proxy: falling back to the iptables mode", "reason", why)
+	}
+	cfg.Mode = mode
 	p := &Proxier{
 		cfg:      cfg,
 		services: corelisters.NewServiceLister(services.GetIndexer()),

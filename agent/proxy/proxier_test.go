@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"context"
+	"errors"
 	"net/netip"
 	"strings"
 	"sync"
@@ -129,4 +130,24 @@ func proxierFollowsTheAPI(t *testing.T, m proxierMode) {
 	waitRules("rules restored after a flush", func(s string) bool {
 		return strings.Contains(s, m.newService) && strings.Contains(s, m.restored)
 	})
+}
+
+func TestResolveModePrefersNFTablesAndFallsBack(t *testing.T) {
+	ok := func() error { return nil }
+	noNFT := func() error { return errors.New("protocol not supported") }
+	for _, c := range []struct {
+		asked     string
+		supported func() error
+		want      string
+		why       string
+	}{
+		{"", ok, ModeNFTables, "default"},
+		{"", noNFT, ModeIPTables, "the kernel does not support nftables (protocol not supported)"},
+		{ModeIPTables, ok, ModeIPTables, "configured"},
+		{ModeNFTables, noNFT, ModeNFTables, "configured"}, // New then fails, naming the cause
+	} {
+		if got, why := ResolveMode(c.asked, c.supported); got != c.want || why != c.why {
+			t.Errorf("ResolveMode(%q) = %s (%s), want %s (%s)", c.asked, got, why, c.want, c.why)
+		}
+	}
 }

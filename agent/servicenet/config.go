@@ -54,8 +54,9 @@ type Config struct {
 	// Metrics, when set, registers the proxy's and DNS server's metrics
 	// (kube-proxy's and CoreDNS's names); nil: not exported.
 	Metrics prometheus.Registerer
-	// ProxyMode is the service proxy's mode [--proxy-mode]: proxy.ModeIPTables
-	// (default) or proxy.ModeNFTables.
+	// ProxyMode is the service proxy's mode [--proxy-mode]: proxy.ModeNFTables
+	// or proxy.ModeIPTables; empty: nftables where the kernel supports it
+	// (proxy.ResolveMode).
 	ProxyMode string
 	// DNSLink is the device that holds the cluster DNS addresses as /32s
 	// (default "lo": an address there is local to the node and reached by
@@ -73,9 +74,6 @@ func (c *Config) ApplyDefaults() {
 	}
 	if c.ResolvConf == "" {
 		c.ResolvConf = "/etc/resolv.conf"
-	}
-	if c.ProxyMode == "" {
-		c.ProxyMode = proxy.ModeIPTables
 	}
 	if c.DNSLink == "" {
 		c.DNSLink = "lo"
@@ -113,8 +111,8 @@ func (c *Config) Validate() error {
 	if strings.Trim(c.ClusterDomain, ".") == "" {
 		errs = append(errs, errors.New("network: clusterDomain is empty; use e.g. cluster.local"))
 	}
-	if c.ProxyMode != proxy.ModeIPTables && c.ProxyMode != proxy.ModeNFTables {
-		errs = append(errs, fmt.Errorf("network: proxyMode %q is unknown; use %s or %s", c.ProxyMode, proxy.ModeIPTables, proxy.ModeNFTables))
+	if c.ProxyMode != "" && c.ProxyMode != proxy.ModeIPTables && c.ProxyMode != proxy.ModeNFTables {
+		errs = append(errs, fmt.Errorf("network: proxyMode %q is unknown; use %s, %s, or nothing for nftables where the kernel supports it", c.ProxyMode, proxy.ModeNFTables, proxy.ModeIPTables))
 	}
 	if c.SyncPeriod < c.MinSyncPeriod {
 		errs = append(errs, fmt.Errorf("network: syncPeriod %s must be at least minSyncPeriod %s", c.SyncPeriod, c.MinSyncPeriod))

@@ -477,7 +477,7 @@ func TestServiceNetworking(t *testing.T) {
 	t.Run("network policies", func(t *testing.T) { testPolicies(t, cl, tb) })
 
 	t.Run("the proxy runs in the selected mode", func(t *testing.T) {
-		nftMode := os.Getenv("KEELSON_PROXY_MODE") == "nftables"
+		nftMode := os.Getenv("KEELSON_PROXY_MODE") != "iptables" // nftables by default
 		for _, n := range tb.nodes {
 			ipt := strings.Contains(run(t, "ip", "netns", "exec", n.ns, "iptables-save"), "KEELSON-SERVICES")
 			nft := strings.Contains(run(t, "ip", "netns", "exec", n.ns, "nft", "list", "tables"), "table ip keelson")

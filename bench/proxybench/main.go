@@ -75,6 +75,10 @@ func main() {
 			if err != nil {
 				fail(err)
 			}
+			// Each result as it comes: a long run that is cut short keeps
+			// what it measured.
+			fmt.Fprintf(os.Stderr, "proxybench: %s, %d services: %d rules, %d chains, program %s, endpoint change p50 %.0f ms, p99 %.0f ms\n",
+				r.Mode, r.Services, r.Rules, r.Chains, secs(r.ProgramSec), r.Change.P50Ms, r.Change.P99Ms)
 			res.Program = append(res.Program, r)
 		}
 	}

@@ -135,10 +135,10 @@ func (s *serviceScenario) nginxPods(t *testing.T) []v1.Pod {
 // testExpose: the Deployment's pods run on both nodes; `kubectl expose`
 // makes the Service, and `kubectl get ep` lists both pods.
 // testProxyMode checks that the agents' proxies run in the mode the
-// harness asked for (KEELSON_PROXY_MODE; iptables when unset), so that a
-// CI run in either mode tests that mode.
+// harness asked for (KEELSON_PROXY_MODE; nftables, the default on this
+// kernel, when unset), so that a CI run in either mode tests that mode.
 func (s *serviceScenario) testProxyMode(t *testing.T) {
-	want := cmpOr(os.Getenv(nodeagent.ProxyModeEnv), "iptables")
+	want := cmpOr(os.Getenv(nodeagent.ProxyModeEnv), "nftables")
 	for name, a := range s.c.agents {
 		log, err := os.ReadFile(a.LogPath())
 		if err != nil {

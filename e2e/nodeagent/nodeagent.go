@@ -56,7 +56,8 @@ func Require(t testing.TB) {
 
 // ProxyModeEnv selects the service proxy mode of every agent the tests
 // start (--proxy-mode), so that CI runs the service tests in both:
-// KEELSON_PROXY_MODE=nftables. Unset, agents use their default.
+// KEELSON_PROXY_MODE=iptables. Unset, agents use their default (nftables
+// where the kernel supports it).
 const ProxyModeEnv = "KEELSON_PROXY_MODE"
 
 // ProxyModeArgs are the agent flags ProxyModeEnv asks for.
