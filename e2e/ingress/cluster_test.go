@@ -42,7 +42,11 @@ type cluster struct {
 	lbIP string
 }
 
-func startCluster(t *testing.T) *cluster {
+func startCluster(t *testing.T) *cluster { t.Helper(); return startClusterPool(t, 1) }
+
+// startClusterPool starts the cluster with a LoadBalancer pool of n
+// addresses from .200 of the bridge's subnet; lbIP is the first.
+func startClusterPool(t *testing.T, n int) *cluster {
 	t.Helper()
 	nodeagent.Require(t)
 	ha.RequireNetns(t)
@@ -66,8 +70,13 @@ func startCluster(t *testing.T) *cluster {
 			// An address of the bridge's subnet no host uses (hosts
 			// take .11 upwards, the bridge .1).
 			b := n.BridgeIP()
-			c.lbIP = b[:strings.LastIndex(b, ".")+1] + "200"
-			return []string{"--load-balancer-pool", "lan=" + c.lbIP + "/32"}
+			prefix := b[:strings.LastIndex(b, ".")+1]
+			c.lbIP = prefix + "200"
+			pool := c.lbIP + "/32"
+			if n > 1 {
+				pool = fmt.Sprintf("%s-%s%d", c.lbIP, prefix, 200+n-1)
+			}
+			return []string{"--load-balancer-pool", "lan=" + pool}
 		}})
 	c.kube = c.Servers[0].Clientset(t)
 	c.client = c.Net.Host("client")
@@ -216,8 +225,13 @@ func (r response) String() string { return fmt.Sprintf("%d %q", r.code, r.body) 
 // get asks scheme://host/path from the client namespace, resolving host to
 // the ingress address; extra are further curl flags.
 func (c *cluster) get(scheme, host, path string, extra ...string) (response, error) {
+	return c.getAt(c.lbIP, scheme, host, path, extra...)
+}
+
+// getAt is get through the address addr.
+func (c *cluster) getAt(addr, scheme, host, path string, extra ...string) (response, error) {
 	port := map[string]string{"http": "80", "https": "443"}[scheme]
-	args := append([]string{"curl", "-sS", "--max-time", "5", "--resolve", host + ":" + port + ":" + c.lbIP,
+	args := append([]string{"curl", "-sS", "--max-time", "5", "--resolve", host + ":" + port + ":" + addr,
 		"-w", "\n%{http_code}"}, extra...)
 	out, err := c.client.Exec(append(args, scheme+"://"+host+path)...)
 	if err != nil {
@@ -238,13 +252,19 @@ func (c *cluster) get(scheme, host, path string, extra ...string) (response, err
 // data plane through watches, so the first requests may predate them.
 func (c *cluster) expect(t testing.TB, scheme, host, path string, code int, prefix string, extra ...string) response {
 	t.Helper()
+	return c.expectAt(t, c.lbIP, scheme, host, path, code, prefix, extra...)
+}
+
+// expectAt is expect through the address addr.
+func (c *cluster) expectAt(t testing.TB, addr, scheme, host, path string, code int, prefix string, extra ...string) response {
+	t.Helper()
 	var last response
 	start := time.Now()
 	defer func() {
 		t.Logf("%s://%s%s answered %s after %v", scheme, host, path, last, time.Since(start).Round(time.Millisecond))
 	}()
 	harness.Eventually(t, deadline, fmt.Sprintf("%s://%s%s answers %d %s...", scheme, host, path, code, prefix), func() (bool, string) {
-		r, err := c.get(scheme, host, path, extra...)
+		r, err := c.getAt(addr, scheme, host, path, extra...)
 		if err != nil {
 			return false, err.Error()
 		}
