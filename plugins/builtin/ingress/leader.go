@@ -34,14 +34,14 @@ const infraKey = ""
 // leader keeps the class, the Service, its slice, the TLS bundle and the
 // Ingresses' status.
 type leader struct {
-	client   kubernetes.Interface
-	cfg      Config
-	log      *slog.Logger
-	queue    workqueue.TypedRateLimitingInterface[string]
-	ings     networkinglisters.IngressLister
-	classes  networkinglisters.IngressClassLister
-	nodes    corelisters.NodeLister
-	secrets  corelisters.SecretLister
+	client  kubernetes.Interface
+	cfg     Config
+	log     *slog.Logger
+	queue   workqueue.TypedRateLimitingInterface[string]
+	ings    networkinglisters.IngressLister
+	classes networkinglisters.IngressClassLister
+	nodes   corelisters.NodeLister
+	secrets corelisters.SecretLister
 	// services are the plugin's own Services in Namespace (the ingress
 	// one and one per Gateway); allServices every Service, for backends.
 	services    corelisters.ServiceLister

@@ -44,7 +44,7 @@ func NewProxy(log *slog.Logger, redirect bool, m *Metrics) *Proxy {
 		Transport:      newTransport(),
 		ErrorHandler:   p.upstreamError,
 		ModifyResponse: modifyResponse,
-		ErrorLog:     slog.NewLogLogger(log.Handler(), slog.LevelDebug),
+		ErrorLog:       slog.NewLogLogger(log.Handler(), slog.LevelDebug),
 	}
 	return p
 }

@@ -59,7 +59,7 @@ type Table struct {
 	gateways map[netip.AddrPort]*gwPort
 	// Gateways is the compiled Gateway API configuration (nil without).
 	Gateways *GatewayPlan
-	certs        certSet
+	certs    certSet
 	// routes are all the table's routes, for the metrics.
 	routes []*Route
 	// Problems are the configuration errors met while building.
