@@ -42,11 +42,12 @@ type cluster struct {
 	lbIP string
 }
 
-func startCluster(t *testing.T) *cluster { t.Helper(); return startClusterPool(t, 1) }
+func startCluster(t *testing.T) *cluster { t.Helper(); return startClusterPool(t, 1, nil) }
 
 // startClusterPool starts the cluster with a LoadBalancer pool of n
-// addresses from .200 of the bridge's subnet; lbIP is the first.
-func startClusterPool(t *testing.T, n int) *cluster {
+// addresses from .200 of the bridge's subnet (lbIP is the first) and
+// images, by file name, in every agent's images directory.
+func startClusterPool(t *testing.T, n int, images map[string][]byte) *cluster {
 	t.Helper()
 	nodeagent.Require(t)
 	ha.RequireNetns(t)
@@ -84,6 +85,11 @@ func startClusterPool(t *testing.T, n int) *cluster {
 		if err := os.WriteFile(filepath.Join(a.DataDir, "images", "echo.tar"), image, 0o644); err != nil {
 			t.Fatal(err)
 		}
+		for name, data := range images {
+			if err := os.WriteFile(filepath.Join(a.DataDir, "images", name), data, 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
 		// The example ingress plugin's node part, in the agent's plugin dir.
 		if err := os.MkdirAll(filepath.Join(a.DataDir, "plugins"), 0o755); err != nil {
 			t.Fatal(err)
@@ -98,13 +104,20 @@ func startClusterPool(t *testing.T, n int) *cluster {
 // echoTarball builds testdata/echo and returns the image tarball.
 func echoTarball(t *testing.T) []byte {
 	t.Helper()
-	dir := t.TempDir()
-	bin := filepath.Join(dir, "echo")
-	build := exec.Command("go", "build", "-o", bin, ".")
-	build.Dir = filepath.Join("testdata", "echo")
+	return binaryImage(t, filepath.Join("testdata", "echo"), ".", "echo", echoImage)
+}
+
+// binaryImage builds the Go package pkg (from dir) into /name of a
+// busybox image tagged ref, and returns the image tarball.
+func binaryImage(t *testing.T, dir, pkg, name, ref string) []byte {
+	t.Helper()
+	out := t.TempDir()
+	bin := filepath.Join(out, name)
+	build := exec.Command("go", "build", "-o", bin, pkg)
+	build.Dir = dir
 	build.Env = append(os.Environ(), "CGO_ENABLED=0")
 	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("building testdata/echo: %v: %s", err, out)
+		t.Fatalf("building %s: %v: %s", pkg, err, out)
 	}
 	exe, err := os.ReadFile(bin)
 	if err != nil {
@@ -112,7 +125,7 @@ func echoTarball(t *testing.T) []byte {
 	}
 	var layer bytes.Buffer
 	tw := tar.NewWriter(&layer)
-	if err := tw.WriteHeader(&tar.Header{Name: "echo", Mode: 0o755, Size: int64(len(exe)), Typeflag: tar.TypeReg}); err != nil {
+	if err := tw.WriteHeader(&tar.Header{Name: name, Mode: 0o755, Size: int64(len(exe)), Typeflag: tar.TypeReg}); err != nil {
 		t.Fatal(err)
 	}
 	tw.Write(exe)
@@ -129,15 +142,24 @@ func echoTarball(t *testing.T) []byte {
 	if err != nil {
 		t.Fatal(err)
 	}
-	path := filepath.Join(dir, "echo.tar")
-	if err := testimage.WriteTarball(path, echoImage, img); err != nil {
-		t.Fatal(err)
-	}
-	out, err := os.ReadFile(path)
+	cfg, err := img.ConfigFile()
 	if err != nil {
 		t.Fatal(err)
 	}
-	return out
+	cfg = cfg.DeepCopy()
+	cfg.Config.Entrypoint, cfg.Config.Cmd = []string{"/" + name}, nil
+	if img, err = mutate.ConfigFile(img, cfg); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(out, name+".tar")
+	if err := testimage.WriteTarball(path, ref, img); err != nil {
+		t.Fatal(err)
+	}
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return data
 }
 
 // backend is a Deployment of echo pods and its Service (port 80, named

@@ -23,7 +23,7 @@ var (
 // address of its own and serves an HTTPRoute routing two paths to two
 // Services, reached from a client that is not a node.
 func TestGateway(t *testing.T) {
-	c := startClusterPool(t, 4)
+	c := startClusterPool(t, 4, nil)
 	dyn, err := dynamic.NewForConfig(c.Servers[0].RESTConfig(t))
 	if err != nil {
 		t.Fatal(err)
