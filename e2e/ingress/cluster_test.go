@@ -44,10 +44,10 @@ type cluster struct {
 
 func startCluster(t *testing.T) *cluster { t.Helper(); return startClusterPool(t, 1, nil) }
 
-// startClusterPool starts the cluster with a LoadBalancer pool of n
+// startClusterPool starts the cluster with a LoadBalancer pool of poolSize
 // addresses from .200 of the bridge's subnet (lbIP is the first) and
 // images, by file name, in every agent's images directory.
-func startClusterPool(t *testing.T, n int, images map[string][]byte) *cluster {
+func startClusterPool(t *testing.T, poolSize int, images map[string][]byte) *cluster {
 	t.Helper()
 	nodeagent.Require(t)
 	ha.RequireNetns(t)
@@ -74,8 +74,8 @@ func startClusterPool(t *testing.T, n int, images map[string][]byte) *cluster {
 			prefix := b[:strings.LastIndex(b, ".")+1]
 			c.lbIP = prefix + "200"
 			pool := c.lbIP + "/32"
-			if n > 1 {
-				pool = fmt.Sprintf("%s-%s%d", c.lbIP, prefix, 200+n-1)
+			if poolSize > 1 {
+				pool = fmt.Sprintf("%s-%s%d", c.lbIP, prefix, 200+poolSize-1)
 			}
 			return []string{"--load-balancer-pool", "lan=" + pool}
 		}})
