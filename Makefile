@@ -7,6 +7,8 @@
 #   make conformance        upstream [Conformance] specs against a real cluster, offline
 #                           (FOCUS=regexp SKIP=regexp HA=1; as root)
 #   make conformance-smoke  the ~30 specs of conformance/smoke.txt
+#   make conformance-gateway  Gateway API conformance, profile GATEWAY-HTTP (core features;
+#                           GATEWAY_FEATURES=a,b adds extended ones, GATEWAY_TEST=Name runs one)
 
 SHELL         := /bin/bash
 GO            ?= go
@@ -28,7 +30,7 @@ VERSION_LDFLAGS := -X main.keelsonVersion=$(KEELSON_VERSION) \
 GOFLAGS_BUILD := -trimpath -ldflags "$(VERSION_LDFLAGS)"
 TEST_TIMEOUT  ?= 25m
 
-.PHONY: all build run test bench bench-scale soak lint deps clean conformance conformance-smoke conformance-bins
+.PHONY: all build run test bench bench-scale soak lint deps clean conformance conformance-smoke conformance-bins conformance-gateway
 
 all: build
 
@@ -138,6 +140,18 @@ conformance: build conformance-bins
 
 conformance-smoke:
 	$(MAKE) conformance SMOKE_LIST=$(CURDIR)/conformance/smoke.txt
+
+# conformance-gateway runs sigs.k8s.io/gateway-api/conformance (the version
+# go.mod pins) against a cluster of real agents, with echo-basic built from
+# the module's source; the suite's report goes to .conformance/gateway-report.yaml.
+GATEWAY_REPORT ?= $(CONFORMANCE_DIR)/gateway-report.yaml
+conformance-gateway: build
+	@mkdir -p $(dir $(GATEWAY_REPORT))
+	set -o pipefail; flock /tmp/keelson-e2e.lock env KEELSON_BIN=$(KEELSON) KEELSON_GATEWAY_REPORT=$(GATEWAY_REPORT) \
+		KEELSON_GATEWAY_FEATURES=$(GATEWAY_FEATURES) KEELSON_GATEWAY_TEST=$(GATEWAY_TEST) \
+		$(GO) test -trimpath -ldflags "$(VERSION_LDFLAGS)" -timeout 0 -count=1 -v -run '^TestGatewayConformance$$' ./e2e/ingress/ \
+		| tee $(dir $(GATEWAY_REPORT))/gateway-run.log
+	@cat $(GATEWAY_REPORT)
 
 STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 

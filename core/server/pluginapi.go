@@ -26,6 +26,7 @@ import (
 	"k8s.io/utils/ptr"
 
 	"github.com/keelson/keelson/core/pki"
+	"github.com/keelson/keelson/internal/gatewaycrds"
 	"github.com/keelson/keelson/plugins/host"
 )
 
@@ -112,6 +113,21 @@ func pluginCRD() *apiextensionsv1.CustomResourceDefinition {
 // served.
 func ensurePluginCRD(ctx context.Context, c apiextensions.Interface) error {
 	return ensureCRD(ctx, c, pluginCRD())
+}
+
+// ensureGatewayCRDs installs the Gateway API standard channel, which the
+// built-in ingress plugin (and any other Gateway controller) serves.
+func ensureGatewayCRDs(ctx context.Context, c apiextensions.Interface) error {
+	crds, err := gatewaycrds.CRDs()
+	if err != nil {
+		return err
+	}
+	for _, crd := range crds {
+		if err := ensureCRD(ctx, c, crd); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // ensureCRD creates or updates want and waits until it is served.

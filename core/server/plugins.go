@@ -300,6 +300,9 @@ func (h *pluginHost) prepare(ctx context.Context) error {
 	if err := ensureCRD(ctx, h.crds, plugininstall.CRD()); err != nil {
 		return err
 	}
+	if err := ensureGatewayCRDs(ctx, h.crds); err != nil {
+		return err
+	}
 	if err := ensureNodePluginPolicy(ctx, h.kube); err != nil {
 		return err
 	}

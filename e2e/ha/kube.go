@@ -13,15 +13,16 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 	typedcorev1 "k8s.io/client-go/kubernetes/typed/core/v1"
+	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 )
 
 // kubeNamespace holds the workload's ConfigMaps.
 const kubeNamespace = "default"
 
-// Clientset is an admin client of this server's own Kubernetes API (on its
-// bridge address), without client-side rate limits.
-func (s *Server) Clientset(t testing.TB) *kubernetes.Clientset {
+// RESTConfig is the admin configuration of this server's own Kubernetes
+// API (on its bridge address), without client-side rate limits.
+func (s *Server) RESTConfig(t testing.TB) *rest.Config {
 	t.Helper()
 	cfg, err := clientcmd.BuildConfigFromFlags("", filepath.Join(s.dataDir, "admin.kubeconfig"))
 	if err != nil {
@@ -30,7 +31,14 @@ func (s *Server) Clientset(t testing.TB) *kubernetes.Clientset {
 	cfg.Host = "https://" + s.IP + ":6443"
 	cfg.QPS, cfg.Burst = -1, 0
 	cfg.Timeout = 30 * time.Second
-	cs, err := kubernetes.NewForConfig(cfg)
+	return cfg
+}
+
+// Clientset is an admin client of this server's own Kubernetes API (on its
+// bridge address), without client-side rate limits.
+func (s *Server) Clientset(t testing.TB) *kubernetes.Clientset {
+	t.Helper()
+	cs, err := kubernetes.NewForConfig(s.RESTConfig(t))
 	if err != nil {
 		t.Fatalf("clientset for %s: %v", s.Name, err)
 	}

@@ -42,7 +42,12 @@ type cluster struct {
 	lbIP string
 }
 
-func startCluster(t *testing.T) *cluster {
+func startCluster(t *testing.T) *cluster { t.Helper(); return startClusterPool(t, 1, nil) }
+
+// startClusterPool starts the cluster with a LoadBalancer pool of poolSize
+// addresses from .200 of the bridge's subnet (lbIP is the first) and
+// images, by file name, in every agent's images directory.
+func startClusterPool(t *testing.T, poolSize int, images map[string][]byte) *cluster {
 	t.Helper()
 	nodeagent.Require(t)
 	ha.RequireNetns(t)
@@ -66,14 +71,24 @@ func startCluster(t *testing.T) *cluster {
 			// An address of the bridge's subnet no host uses (hosts
 			// take .11 upwards, the bridge .1).
 			b := n.BridgeIP()
-			c.lbIP = b[:strings.LastIndex(b, ".")+1] + "200"
-			return []string{"--load-balancer-pool", "lan=" + c.lbIP + "/32"}
+			prefix := b[:strings.LastIndex(b, ".")+1]
+			c.lbIP = prefix + "200"
+			pool := c.lbIP + "/32"
+			if poolSize > 1 {
+				pool = fmt.Sprintf("%s-%s%d", c.lbIP, prefix, 200+poolSize-1)
+			}
+			return []string{"--load-balancer-pool", "lan=" + pool}
 		}})
 	c.kube = c.Servers[0].Clientset(t)
 	c.client = c.Net.Host("client")
 	c.StartAgents(t, cidr, []string{"a1", "a2"}, ha.AgentOptions{Prepare: func(a *nodeagent.Agent) {
 		if err := os.WriteFile(filepath.Join(a.DataDir, "images", "echo.tar"), image, 0o644); err != nil {
 			t.Fatal(err)
+		}
+		for name, data := range images {
+			if err := os.WriteFile(filepath.Join(a.DataDir, "images", name), data, 0o644); err != nil {
+				t.Fatal(err)
+			}
 		}
 		// The example ingress plugin's node part, in the agent's plugin dir.
 		if err := os.MkdirAll(filepath.Join(a.DataDir, "plugins"), 0o755); err != nil {
@@ -89,13 +104,20 @@ func startCluster(t *testing.T) *cluster {
 // echoTarball builds testdata/echo and returns the image tarball.
 func echoTarball(t *testing.T) []byte {
 	t.Helper()
-	dir := t.TempDir()
-	bin := filepath.Join(dir, "echo")
-	build := exec.Command("go", "build", "-o", bin, ".")
-	build.Dir = filepath.Join("testdata", "echo")
+	return binaryImage(t, filepath.Join("testdata", "echo"), ".", "echo", echoImage)
+}
+
+// binaryImage builds the Go package pkg (from dir) into /name of a
+// busybox image tagged ref, and returns the image tarball.
+func binaryImage(t *testing.T, dir, pkg, name, ref string) []byte {
+	t.Helper()
+	out := t.TempDir()
+	bin := filepath.Join(out, name)
+	build := exec.Command("go", "build", "-o", bin, pkg)
+	build.Dir = dir
 	build.Env = append(os.Environ(), "CGO_ENABLED=0")
 	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("building testdata/echo: %v: %s", err, out)
+		t.Fatalf("building %s: %v: %s", pkg, err, out)
 	}
 	exe, err := os.ReadFile(bin)
 	if err != nil {
@@ -103,7 +125,7 @@ func echoTarball(t *testing.T) []byte {
 	}
 	var layer bytes.Buffer
 	tw := tar.NewWriter(&layer)
-	if err := tw.WriteHeader(&tar.Header{Name: "echo", Mode: 0o755, Size: int64(len(exe)), Typeflag: tar.TypeReg}); err != nil {
+	if err := tw.WriteHeader(&tar.Header{Name: name, Mode: 0o755, Size: int64(len(exe)), Typeflag: tar.TypeReg}); err != nil {
 		t.Fatal(err)
 	}
 	tw.Write(exe)
@@ -120,15 +142,24 @@ func echoTarball(t *testing.T) []byte {
 	if err != nil {
 		t.Fatal(err)
 	}
-	path := filepath.Join(dir, "echo.tar")
-	if err := testimage.WriteTarball(path, echoImage, img); err != nil {
-		t.Fatal(err)
-	}
-	out, err := os.ReadFile(path)
+	cfg, err := img.ConfigFile()
 	if err != nil {
 		t.Fatal(err)
 	}
-	return out
+	cfg = cfg.DeepCopy()
+	cfg.Config.Entrypoint, cfg.Config.Cmd = []string{"/" + name}, nil
+	if img, err = mutate.ConfigFile(img, cfg); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(out, name+".tar")
+	if err := testimage.WriteTarball(path, ref, img); err != nil {
+		t.Fatal(err)
+	}
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return data
 }
 
 // backend is a Deployment of echo pods and its Service (port 80, named
@@ -216,8 +247,13 @@ func (r response) String() string { return fmt.Sprintf("%d %q", r.code, r.body) 
 // get asks scheme://host/path from the client namespace, resolving host to
 // the ingress address; extra are further curl flags.
 func (c *cluster) get(scheme, host, path string, extra ...string) (response, error) {
+	return c.getAt(c.lbIP, scheme, host, path, extra...)
+}
+
+// getAt is get through the address addr.
+func (c *cluster) getAt(addr, scheme, host, path string, extra ...string) (response, error) {
 	port := map[string]string{"http": "80", "https": "443"}[scheme]
-	args := append([]string{"curl", "-sS", "--max-time", "5", "--resolve", host + ":" + port + ":" + c.lbIP,
+	args := append([]string{"curl", "-sS", "--max-time", "5", "--resolve", host + ":" + port + ":" + addr,
 		"-w", "\n%{http_code}"}, extra...)
 	out, err := c.client.Exec(append(args, scheme+"://"+host+path)...)
 	if err != nil {
@@ -238,13 +274,19 @@ func (c *cluster) get(scheme, host, path string, extra ...string) (response, err
 // data plane through watches, so the first requests may predate them.
 func (c *cluster) expect(t testing.TB, scheme, host, path string, code int, prefix string, extra ...string) response {
 	t.Helper()
+	return c.expectAt(t, c.lbIP, scheme, host, path, code, prefix, extra...)
+}
+
+// expectAt is expect through the address addr.
+func (c *cluster) expectAt(t testing.TB, addr, scheme, host, path string, code int, prefix string, extra ...string) response {
+	t.Helper()
 	var last response
 	start := time.Now()
 	defer func() {
 		t.Logf("%s://%s%s answered %s after %v", scheme, host, path, last, time.Since(start).Round(time.Millisecond))
 	}()
 	harness.Eventually(t, deadline, fmt.Sprintf("%s://%s%s answers %d %s...", scheme, host, path, code, prefix), func() (bool, string) {
-		r, err := c.get(scheme, host, path, extra...)
+		r, err := c.getAt(addr, scheme, host, path, extra...)
 		if err != nil {
 			return false, err.Error()
 		}

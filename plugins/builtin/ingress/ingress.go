@@ -107,8 +107,13 @@ func leaderRules() []rbacv1.PolicyRule {
 		{APIGroups: []string{"networking.k8s.io"}, Resources: []string{"ingresses/status"}, Verbs: []string{"update", "patch"}},
 		{APIGroups: []string{"networking.k8s.io"}, Resources: []string{"ingressclasses"}, Verbs: []string{"get", "list", "watch", "create"}},
 		{APIGroups: []string{""}, Resources: []string{"nodes"}, Verbs: read},
-		{APIGroups: []string{""}, Resources: []string{"services", "secrets"}, Verbs: write},
-		{APIGroups: []string{"discovery.k8s.io"}, Resources: []string{"endpointslices"}, Verbs: write},
+		{APIGroups: []string{""}, Resources: []string{"services"}, Verbs: []string{"get", "list", "watch", "create", "update", "delete"}},
+		{APIGroups: []string{""}, Resources: []string{"secrets"}, Verbs: write},
+		{APIGroups: []string{""}, Resources: []string{"namespaces"}, Verbs: read},
+		{APIGroups: []string{"discovery.k8s.io"}, Resources: []string{"endpointslices"}, Verbs: []string{"get", "list", "watch", "create", "update", "delete"}},
+		{APIGroups: []string{gatewayGroup}, Resources: []string{"gatewayclasses"}, Verbs: []string{"get", "list", "watch", "create"}},
+		{APIGroups: []string{gatewayGroup}, Resources: []string{"gateways", "httproutes", "referencegrants"}, Verbs: read},
+		{APIGroups: []string{gatewayGroup}, Resources: []string{"gatewayclasses/status", "gateways/status", "httproutes/status"}, Verbs: []string{"update", "patch"}},
 		sdk.EventRule,
 	}
 }
@@ -123,7 +128,12 @@ func NodeRules() []rbacv1.PolicyRule {
 	return []rbacv1.PolicyRule{
 		{APIGroups: []string{"networking.k8s.io"}, Resources: []string{"ingresses", "ingressclasses"}, Verbs: read},
 		{APIGroups: []string{""}, Resources: []string{"secrets"}, ResourceNames: []string{BundleName}, Verbs: read},
+		{APIGroups: []string{""}, Resources: []string{"namespaces"}, Verbs: read},
+		{APIGroups: []string{gatewayGroup}, Resources: []string{"gatewayclasses", "gateways", "httproutes", "referencegrants"}, Verbs: read},
 	}
 }
+
+// gatewayGroup is the Gateway API's API group.
+const gatewayGroup = "gateway.networking.k8s.io"
 
 func portString(p int) string { return fmt.Sprint(p) }

@@ -21,6 +21,9 @@ import (
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/util/workqueue"
 
+	gwclient "sigs.k8s.io/gateway-api/pkg/client/clientset/versioned"
+	gwlisters "sigs.k8s.io/gateway-api/pkg/client/listers/apis/v1"
+
 	"github.com/keelson/keelson/plugins/sdk"
 )
 
@@ -31,15 +34,22 @@ const infraKey = ""
 // leader keeps the class, the Service, its slice, the TLS bundle and the
 // Ingresses' status.
 type leader struct {
-	client   kubernetes.Interface
-	cfg      Config
-	log      *slog.Logger
-	queue    workqueue.TypedRateLimitingInterface[string]
-	ings     networkinglisters.IngressLister
-	classes  networkinglisters.IngressClassLister
-	nodes    corelisters.NodeLister
-	secrets  corelisters.SecretLister
-	services corelisters.ServiceLister
+	client  kubernetes.Interface
+	cfg     Config
+	log     *slog.Logger
+	queue   workqueue.TypedRateLimitingInterface[string]
+	ings    networkinglisters.IngressLister
+	classes networkinglisters.IngressClassLister
+	nodes   corelisters.NodeLister
+	secrets corelisters.SecretLister
+	// services are the plugin's own Services in Namespace (the ingress
+	// one and one per Gateway); allServices every Service, for backends.
+	services    corelisters.ServiceLister
+	allServices corelisters.ServiceLister
+	gw          gatewayInformers
+	gwClient    gwclient.Interface
+	gwClasses   gwlisters.GatewayClassLister
+	gwGateways  gwlisters.GatewayLister
 }
 
 func runLeader(ctx context.Context, env sdk.Env) error {
@@ -54,19 +64,36 @@ func runLeader(ctx context.Context, env sdk.Env) error {
 			informers.WithTweakListOptions(func(o *metav1.ListOptions) { o.FieldSelector = "type=" + string(v1.SecretTypeTLS) }))
 		of := informers.NewSharedInformerFactoryWithOptions(client, 0, informers.WithTransform(sdk.StripManagedFields),
 			informers.WithNamespace(Namespace),
-			informers.WithTweakListOptions(func(o *metav1.ListOptions) { o.FieldSelector = "metadata.name=" + ServiceName }))
+			informers.WithTweakListOptions(func(o *metav1.ListOptions) { o.LabelSelector = labels.SelectorFromSet(managedBy).String() }))
+		gwf, err := newGatewayFactory(env)
+		if err != nil {
+			return nil, err
+		}
+		gwc, err := newGatewayClient(env)
+		if err != nil {
+			return nil, err
+		}
 		l := &leader{client: client, cfg: cfg, log: env.Logger, queue: sdk.NewQueue[string](Name),
 			ings: f.Networking().V1().Ingresses().Lister(), classes: f.Networking().V1().IngressClasses().Lister(),
 			nodes: f.Core().V1().Nodes().Lister(), secrets: sf.Core().V1().Secrets().Lister(),
-			services: of.Core().V1().Services().Lister()}
+			services: of.Core().V1().Services().Lister(), allServices: f.Core().V1().Services().Lister(),
+			gw: newGatewayInformers(gwf, f), gwClient: gwc,
+			gwClasses: gwf.Gateway().V1().GatewayClasses().Lister(), gwGateways: gwf.Gateway().V1().Gateways().Lister()}
 		if err := l.watch(f, sf, of); err != nil {
 			return nil, err
 		}
 		sf.Start(ctx.Done())
 		of.Start(ctx.Done())
+		gwf.Start(ctx.Done())
 		return func(ctx context.Context) error {
 			defer sf.Shutdown()
 			defer of.Shutdown()
+			defer gwf.Shutdown()
+			for typ, ok := range gwf.WaitForCacheSync(ctx.Done()) {
+				if !ok && ctx.Err() == nil {
+					return fmt.Errorf("informer cache for %v did not sync", typ)
+				}
+			}
 			for _, x := range []informers.SharedInformerFactory{sf, of} {
 				for typ, ok := range x.WaitForCacheSync(ctx.Done()) {
 					if !ok && ctx.Err() == nil {
@@ -75,6 +102,7 @@ func runLeader(ctx context.Context, env sdk.Env) error {
 				}
 			}
 			l.queue.Add(infraKey)
+			l.queue.Add(gatewayKey)
 			sdk.RunWorkers(ctx, l.queue, 2, l.sync, env.Logger)
 			return nil
 		}, nil
@@ -85,7 +113,9 @@ func runLeader(ctx context.Context, env sdk.Env) error {
 // watch registers the event handlers: any change may alter the plugin's
 // own objects; an Ingress change also its status.
 func (l *leader) watch(f, sf, of informers.SharedInformerFactory) error {
-	infra := func(any) { l.queue.Add(infraKey) }
+	infra := func(any) { l.queue.Add(infraKey); l.queue.Add(gatewayKey) }
+	gw := func(any) { l.queue.Add(gatewayKey) }
+	onGateway := cache.ResourceEventHandlerFuncs{AddFunc: gw, UpdateFunc: func(_, o any) { gw(o) }, DeleteFunc: gw}
 	handlers := map[cache.SharedIndexInformer]cache.ResourceEventHandler{
 		f.Networking().V1().IngressClasses().Informer(): cache.ResourceEventHandlerFuncs{AddFunc: infra, UpdateFunc: func(_, o any) { infra(o) }, DeleteFunc: infra},
 		f.Core().V1().Nodes().Informer():                cache.ResourceEventHandlerFuncs{AddFunc: infra, UpdateFunc: func(_, o any) { infra(o) }, DeleteFunc: infra},
@@ -96,6 +126,9 @@ func (l *leader) watch(f, sf, of informers.SharedInformerFactory) error {
 			UpdateFunc: func(_, o any) { l.ingressChanged(o) },
 			DeleteFunc: infra,
 		},
+	}
+	for _, inf := range append(l.gw.all(), f.Core().V1().Services().Informer()) {
+		handlers[inf] = onGateway
 	}
 	for inf, h := range handlers {
 		if _, err := inf.AddEventHandler(h); err != nil {
@@ -113,7 +146,11 @@ func (l *leader) ingressChanged(o any) {
 }
 
 func (l *leader) sync(ctx context.Context, key string) (sdk.Result, error) {
-	if key != infraKey {
+	switch key {
+	case gatewayKey:
+		return sdk.Result{}, l.syncGateways(ctx)
+	case infraKey:
+	default:
 		return sdk.Result{}, l.syncStatus(ctx, key)
 	}
 	classes, err := l.classes.List(labels.Everything())
@@ -222,6 +259,15 @@ func (l *leader) ensureBundle(ctx context.Context, classes []*networkingv1.Ingre
 	for _, p := range problems {
 		l.log.Warn("TLS section not served", "problem", p)
 	}
+	if l.gw.classes != nil {
+		gatewayBundle(data, l.gw.world(nil), func(ns, name string) *v1.Secret {
+			s, err := l.secrets.Secrets(ns).Get(name)
+			if err != nil {
+				return nil
+			}
+			return s
+		})
+	}
 	c := l.client.CoreV1().Secrets(Namespace)
 	got, err := c.Get(ctx, BundleName, metav1.GetOptions{})
 	switch {
@@ -284,6 +330,13 @@ func (l *leader) syncStatus(ctx context.Context, key string) error {
 
 // trimForLeader keeps of a Node what the slice is made of.
 func trimForLeader(obj any) (any, error) {
+	if s, ok := obj.(*v1.Service); ok {
+		return &v1.Service{ObjectMeta: metav1.ObjectMeta{Name: s.Name, Namespace: s.Namespace, ResourceVersion: s.ResourceVersion},
+			Spec: v1.ServiceSpec{Ports: s.Spec.Ports, Type: s.Spec.Type}}, nil
+	}
+	if ns, ok := obj.(*v1.Namespace); ok {
+		return &v1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns.Name, Labels: ns.Labels, ResourceVersion: ns.ResourceVersion}}, nil
+	}
 	n, ok := obj.(*v1.Node)
 	if !ok {
 		return sdk.StripManagedFields(obj)

@@ -36,6 +36,7 @@ type dataPlane struct {
 	svcs    cache.SharedIndexInformer
 	slices  cache.SharedIndexInformer
 	bundle  cache.SharedIndexInformer
+	gw      gatewayInformers
 
 	mu         sync.Mutex
 	listenErrs map[int]error // by port, while it cannot be listened on
@@ -55,8 +56,13 @@ func runNode(ctx context.Context, env sdk.Env) error {
 	all := informers.NewSharedInformerFactoryWithOptions(client, 0, informers.WithTransform(trimForNode))
 	bundle := informers.NewSharedInformerFactoryWithOptions(client, 0, informers.WithNamespace(Namespace),
 		informers.WithTweakListOptions(func(o *metav1.ListOptions) { o.FieldSelector = "metadata.name=" + BundleName }))
+	gwf, err := newGatewayFactory(env)
+	if err != nil {
+		return err
+	}
 	defer all.Shutdown()
 	defer bundle.Shutdown()
+	defer gwf.Shutdown()
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	metrics, err := NewMetrics(sdk.MetricsRegisterer())
@@ -66,11 +72,11 @@ func runNode(ctx context.Context, env sdk.Env) error {
 	d := &dataPlane{env: env, cfg: cfg, proxy: NewProxy(env.Logger, cfg.HTTPSRedirect, metrics), queue: sdk.NewQueue[struct{}]("ingress-data-plane"), listenErrs: map[int]error{},
 		ings: all.Networking().V1().Ingresses().Informer(), classes: all.Networking().V1().IngressClasses().Informer(),
 		svcs: all.Core().V1().Services().Informer(), slices: all.Discovery().V1().EndpointSlices().Informer(),
-		bundle: bundle.Core().V1().Secrets().Informer()}
+		bundle: bundle.Core().V1().Secrets().Informer(), gw: newGatewayInformers(gwf, all)}
 	if err := d.slices.AddIndexers(cache.Indexers{bySliceService: sliceService}); err != nil {
 		return err
 	}
-	for _, inf := range []cache.SharedIndexInformer{d.ings, d.classes, d.svcs, d.slices, d.bundle} {
+	for _, inf := range append([]cache.SharedIndexInformer{d.ings, d.classes, d.svcs, d.slices, d.bundle}, d.gw.all()...) {
 		if _, err := inf.AddEventHandler(cache.ResourceEventHandlerFuncs{
 			AddFunc: func(any) { d.poke() }, UpdateFunc: func(any, any) { d.poke() }, DeleteFunc: func(any) { d.poke() },
 		}); err != nil {
@@ -80,6 +86,12 @@ func runNode(ctx context.Context, env sdk.Env) error {
 	env.NotReady("waiting for informer caches to sync", nil)
 	all.Start(ctx.Done())
 	bundle.Start(ctx.Done())
+	gwf.Start(ctx.Done())
+	for typ, ok := range gwf.WaitForCacheSync(ctx.Done()) {
+		if !ok && ctx.Err() == nil {
+			return fmt.Errorf("informer cache for %v did not sync", typ)
+		}
+	}
 	for _, f := range []informers.SharedInformerFactory{all, bundle} {
 		for typ, ok := range f.WaitForCacheSync(ctx.Done()) {
 			if !ok {
@@ -99,10 +111,10 @@ func (d *dataPlane) poke() { d.queue.Add(struct{}{}) }
 // run serves until ctx ends; sdk.RunWorkers rebuilds the table after every
 // change, one rebuild at a time.
 func (d *dataPlane) run(ctx context.Context) error {
-	httpSrv := &http.Server{Handler: d.proxy, ReadHeaderTimeout: 30 * time.Second, Protocols: new(http.Protocols)}
+	httpSrv := &http.Server{Handler: d.proxy, ReadHeaderTimeout: 30 * time.Second, Protocols: new(http.Protocols), ConnContext: connContext}
 	httpSrv.Protocols.SetHTTP1(true)
 	httpSrv.Protocols.SetUnencryptedHTTP2(true) // h2c with prior knowledge (gRPC without TLS)
-	tlsSrv := &http.Server{Handler: d.proxy, ReadHeaderTimeout: 30 * time.Second,
+	tlsSrv := &http.Server{Handler: d.proxy, ReadHeaderTimeout: 30 * time.Second, ConnContext: connContext,
 		TLSConfig: &tls.Config{GetCertificate: d.proxy.GetCertificate, MinVersion: tls.VersionTLS12}}
 	// The first table is in place before the first connection.
 	d.rebuild()
@@ -230,6 +242,7 @@ func (d *dataPlane) rebuild() (int, []string) {
 			}
 			return d.certs.get(c, k, used)
 		},
+		Gateway: d.gw.world(statusAddress),
 	})
 	d.certs.prune(used)
 	d.proxy.Set(t)
@@ -253,6 +266,9 @@ func trimForNode(obj any) (any, error) {
 	switch o := obj.(type) {
 	case *networkingv1.Ingress:
 		o.ManagedFields, o.Status = nil, networkingv1.IngressStatus{}
+	case *v1.Namespace:
+		o.ObjectMeta = metav1.ObjectMeta{Name: o.Name, Labels: o.Labels, ResourceVersion: o.ResourceVersion}
+		o.Spec, o.Status = v1.NamespaceSpec{}, v1.NamespaceStatus{}
 	case *v1.Service:
 		o.ObjectMeta = metav1.ObjectMeta{Name: o.Name, Namespace: o.Namespace, ResourceVersion: o.ResourceVersion}
 		o.Spec = v1.ServiceSpec{Ports: o.Spec.Ports, Type: o.Spec.Type}

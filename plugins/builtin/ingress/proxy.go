@@ -11,6 +11,8 @@ import (
 	"net/http/httputil"
 	"sync/atomic"
 	"time"
+
+	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
 )
 
 // Proxy serves requests from the current Table. Set swaps the table in
@@ -39,9 +41,10 @@ func NewProxy(log *slog.Logger, redirect bool, m *Metrics) *Proxy {
 			pr.Out.URL.Host = "backend"
 			pr.Out.Host = pr.In.Host
 		},
-		Transport:    newTransport(),
-		ErrorHandler: p.upstreamError,
-		ErrorLog:     slog.NewLogLogger(log.Handler(), slog.LevelDebug),
+		Transport:      newTransport(),
+		ErrorHandler:   p.upstreamError,
+		ModifyResponse: modifyResponse,
+		ErrorLog:       slog.NewLogLogger(log.Handler(), slog.LevelDebug),
 	}
 	return p
 }
@@ -52,11 +55,35 @@ func (p *Proxy) Set(t *Table) {
 	p.table.Store(t)
 }
 
-// routeKeyT keys the request's *Route in its context.
+// routeKeyT keys the request's *selection in its context.
 type routeKeyT struct{}
+
+// selection is what a request was routed to: its route (the metrics
+// unit), the backend chosen and, from a Gateway route, the response
+// header filter.
+type selection struct {
+	route       *Route
+	backend     *Backend
+	respHeaders *gatewayv1.HTTPHeaderFilter
+}
+
+func withSelection(ctx context.Context, s *selection) context.Context {
+	return context.WithValue(ctx, routeKeyT{}, s)
+}
+
+func modifyResponse(resp *http.Response) error {
+	if s, ok := resp.Request.Context().Value(routeKeyT{}).(*selection); ok {
+		modifyHeaders(resp.Header, s.respHeaders)
+	}
+	return nil
+}
 
 func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	t := p.table.Load()
+	if gp := t.gatewayPort(connDst(r.Context())); gp != nil {
+		p.serveGateway(w, r, gp)
+		return
+	}
 	if p.redirect && r.TLS == nil && t.certs.forHost(requestHost(r.Host)) != nil {
 		http.Redirect(w, r, "https://"+requestHost(r.Host)+r.URL.RequestURI(), http.StatusPermanentRedirect)
 		return
@@ -82,19 +109,19 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, msg, http.StatusServiceUnavailable)
 		return
 	}
-	p.rp.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), routeKeyT{}, rt)))
+	p.rp.ServeHTTP(w, r.WithContext(withSelection(r.Context(), &selection{route: rt, backend: b})))
 }
 
 func (p *Proxy) upstreamError(w http.ResponseWriter, r *http.Request, err error) {
 	if errors.Is(err, context.Canceled) {
 		return // the client went away
 	}
-	rt, _ := r.Context().Value(routeKeyT{}).(*Route)
+	sel, _ := r.Context().Value(routeKeyT{}).(*selection)
 	name := ""
-	if rt != nil {
-		name = rt.Backend.Name
+	if sel != nil {
+		name = sel.backend.Name
 		if !isDialError(err) { // a failed connect was counted when it happened
-			rt.obs.upstreamError(reasonResponse)
+			sel.route.obs.upstreamError(reasonResponse)
 		}
 	}
 	p.log.Debug("upstream error", "backend", name, "host", r.Host, "path", r.URL.Path, "err", err)
@@ -103,7 +130,16 @@ func (p *Proxy) upstreamError(w http.ResponseWriter, r *http.Request, err error)
 
 // GetCertificate answers a TLS handshake from the current table.
 func (p *Proxy) GetCertificate(hello *tls.ClientHelloInfo) (*tls.Certificate, error) {
-	return p.table.Load().certs.choose(hello.ServerName)
+	t := p.table.Load()
+	if hello.Conn != nil {
+		if gp := t.gatewayPort(originalDst(hello.Conn)); gp != nil {
+			if c := gp.certificate(hello.ServerName); c != nil {
+				return c, nil
+			}
+			return nil, fmt.Errorf("no certificate for %q on Gateway port %d", hello.ServerName, gp.port)
+		}
+	}
+	return t.certs.choose(hello.ServerName)
 }
 
 // transport sends a request to one of its backend's endpoints, round
@@ -124,11 +160,11 @@ func newTransport() *transport {
 }
 
 func (t *transport) RoundTrip(req *http.Request) (*http.Response, error) {
-	rt, ok := req.Context().Value(routeKeyT{}).(*Route)
-	if !ok || len(rt.Backend.Endpoints) == 0 {
+	sel, ok := req.Context().Value(routeKeyT{}).(*selection)
+	if !ok || len(sel.backend.Endpoints) == 0 {
 		return nil, errors.New("no backend chosen for the request")
 	}
-	b := rt.Backend
+	rt, b := sel.route, sel.backend
 	tr := t.h1
 	if b.H2C {
 		tr = t.h2c

@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"fmt"
 	"net"
+	"net/netip"
 	"slices"
 	"strconv"
 	"sync/atomic"
@@ -53,7 +54,12 @@ type Route struct {
 type Table struct {
 	hosts        hostRoutes
 	defaultRoute *Route
-	certs        certSet
+	// gateways are the Gateway listener ports, by Gateway address and
+	// listener port.
+	gateways map[netip.AddrPort]*gwPort
+	// Gateways is the compiled Gateway API configuration (nil without).
+	Gateways *GatewayPlan
+	certs    certSet
 	// routes are all the table's routes, for the metrics.
 	routes []*Route
 	// Problems are the configuration errors met while building.
@@ -81,6 +87,8 @@ type World struct {
 	// Cert returns the parsed certificate of a kubernetes.io/tls Secret, or
 	// an error saying why there is none.
 	Cert func(namespace, secret string) (*tls.Certificate, error)
+	// Gateway is the Gateway API part (nil: none).
+	Gateway *GatewayWorld
 }
 
 // Build makes the table for w. Of conflicting rules (the same host, path
@@ -95,22 +103,10 @@ func Build(w World) *Table {
 		}
 		return cmp.Or(cmp.Compare(a.Namespace, b.Namespace), cmp.Compare(a.Name, b.Name))
 	})
-	backends := map[string]*Backend{}
-	backend := func(ns string, ib networkingv1.IngressBackend) *Backend {
-		key := ns + "/" + backendKey(ib)
-		if b, ok := backends[key]; ok {
-			return b
-		}
-		b := resolve(w, ns, ib)
-		backends[key] = b
-		if b.Problem != "" {
-			t.Problems = append(t.Problems, b.Problem)
-		}
-		return b
-	}
+	backends := newBackendSet(w)
 	route := func(ing *networkingv1.Ingress, host, path string, ib networkingv1.IngressBackend) *Route {
 		return &Route{Namespace: ing.Namespace, Ingress: ing.Name, Host: cmp.Or(host, "*"), Path: path,
-			Backend: backend(ing.Namespace, ib), service: backendKey(ib)}
+			Backend: backends.get(ing.Namespace, ib), service: backendKey(ib)}
 	}
 	for _, ing := range ings {
 		if d := ing.Spec.DefaultBackend; d != nil && t.defaultRoute == nil {
@@ -140,7 +136,28 @@ func Build(w World) *Table {
 	if t.hosts.any != nil {
 		t.hosts.any.seal()
 	}
+	if w.Gateway != nil {
+		t.addGateways(*w.Gateway, backends, w.Cert)
+	}
+	t.Problems = append(t.Problems, backends.problems...)
 	return t
+}
+
+// addGateways compiles the Gateway API part into the table.
+func (t *Table) addGateways(gw GatewayWorld, backends *backendSet, cert func(string, string) (*tls.Certificate, error)) {
+	t.Gateways = CompileGateways(gw, backends, cert)
+	t.gateways = t.Gateways.ports
+	seen := map[*Route]bool{}
+	for _, gp := range t.gateways {
+		for _, v := range gp.vhosts() {
+			for _, r := range v.rules {
+				if !seen[r.route] {
+					seen[r.route] = true
+					t.routes = append(t.routes, r.route)
+				}
+			}
+		}
+	}
 }
 
 func (t *Table) addTLS(w World, ing *networkingv1.Ingress) {
