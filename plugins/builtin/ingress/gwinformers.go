@@ -6,6 +6,7 @@ import (
 
 	v1 "k8s.io/api/core/v1"
 	"k8s.io/client-go/informers"
+	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/cache"
 	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
 	gwclient "sigs.k8s.io/gateway-api/pkg/client/clientset/versioned"
@@ -20,7 +21,11 @@ type gatewayInformers struct {
 }
 
 func newGatewayClient(env sdk.Env) (gwclient.Interface, error) {
-	c, err := gwclient.NewForConfig(env.RESTConfig)
+	// The plugin's configuration asks for protobuf, which CRDs do not
+	// speak: the Gateway API client uses JSON.
+	cfg := rest.CopyConfig(env.RESTConfig)
+	cfg.ContentType, cfg.AcceptContentTypes = "application/json", "application/json"
+	c, err := gwclient.NewForConfig(cfg)
 	if err != nil {
 		return nil, fmt.Errorf("building the Gateway API client: %w", err)
 	}
