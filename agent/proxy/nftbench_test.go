@@ -50,7 +50,9 @@ func BenchmarkNFTRulesAndDiff(b *testing.B) {
 func BenchmarkNFTEndpointChange(b *testing.B) {
 	svcs, sl := benchCluster(10000)
 	ports, _ := Snapshot(svcs, sl, "n1", v1.IPv4Protocol)
-	installed := planNFTChanges(nil, 0, ports, testConfig())
+	claims := nftClaims{}
+	installed := planNFTChanges(nil, claims, 0, ports, testConfig())
+	installed.commit(claims)
 	b.ResetTimer()
 	for i := range b.N {
 		s := sl[(i*7919)%len(sl)].DeepCopy()
@@ -58,7 +60,7 @@ func BenchmarkNFTEndpointChange(b *testing.B) {
 		changed := append(append([]*discovery.EndpointSlice{}, sl[:(i*7919)%len(sl)]...), s)
 		changed = append(changed, sl[(i*7919)%len(sl)+1:]...)
 		ports, _ := Snapshot(svcs, changed, "n1", v1.IPv4Protocol)
-		p := planNFTChanges(installed.ports, installed.count, ports, testConfig())
+		p := planNFTChanges(installed.ports, claims, installed.count, ports, testConfig())
 		if p.batch.Chains != 3 {
 			b.Fatalf("an endpoint change wrote %d chains, want 3", p.batch.Chains)
 		}

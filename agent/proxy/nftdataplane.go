@@ -21,6 +21,8 @@ type nftDataplane struct {
 	ports map[string]*nftPortState
 	// count is the number of rules and elements installed.
 	count int
+	// claims counts, per map element, the installed ports that write it.
+	claims nftClaims
 }
 
 // nftPortState is one service port as installed: its snapshot entry and
@@ -41,7 +43,10 @@ func (d *nftDataplane) sync(ctx context.Context, ports []ServicePort, full bool)
 	if full || d.ports == nil {
 		return d.syncFull(ctx, ports)
 	}
-	p := planNFTChanges(d.ports, d.count, ports, d.rules)
+	p := planNFTChanges(d.ports, d.claims, d.count, ports, d.rules)
+	if p.shared {
+		return d.syncFull(ctx, ports)
+	}
 	if len(p.batch.Ops) > 1 { // more than "add table"
 		if err := d.link.Apply(ctx, p.batch, d.fixed.MapTypes); err != nil {
 			d.ports = nil
@@ -49,6 +54,7 @@ func (d *nftDataplane) sync(ctx context.Context, ports []ServicePort, full bool)
 		}
 	}
 	d.ports, d.count = p.ports, p.count
+	p.commit(d.claims)
 	return dataplaneStats{rules: p.count, chains: p.batch.Chains}, nil
 }
 
@@ -57,38 +63,104 @@ type nftChanges struct {
 	batch NFTBatch
 	ports map[string]*nftPortState
 	count int
+	// removed and added are the parts the change takes out and puts in.
+	removed, added []*NFTTable
+	// shared is set when a map element the change writes or deletes is
+	// claimed by two ports (the same external IP and port, say): which one
+	// the map holds is then decided for the whole table, by a full sync.
+	shared bool
 }
 
 // planNFTChanges regenerates only the ports whose snapshot entry differs
-// from what installed holds (count rules and elements) and computes the
-// transaction over their parts alone.
-func planNFTChanges(installed map[string]*nftPortState, count int, ports []ServicePort, rc RulesConfig) nftChanges {
+// from what installed holds (count rules and elements; claims its map
+// elements) and computes the transaction over their parts alone.
+func planNFTChanges(installed map[string]*nftPortState, claims nftClaims, count int, ports []ServicePort, rc RulesConfig) nftChanges {
 	prev, cur := newNFTTable(rc.Family), newNFTTable(rc.Family)
-	next := make(map[string]*nftPortState, len(ports))
+	c := nftChanges{ports: make(map[string]*nftPortState, len(ports))}
 	for i := range ports {
 		sp := &ports[i]
 		id := sp.id()
 		old := installed[id]
 		if old != nil && old.port.equal(sp) {
-			next[id] = old
+			c.ports[id] = old
 			continue
 		}
 		st := &nftPortState{port: *sp, part: NFTPort(sp, rc)}
-		next[id] = st
+		c.ports[id] = st
 		cur.merge(st.part)
+		c.added = append(c.added, st.part)
 		count += st.part.Rules()
 		if old != nil {
 			prev.merge(old.part)
+			c.removed = append(c.removed, old.part)
 			count -= old.part.Rules()
 		}
 	}
 	for id, old := range installed {
-		if _, ok := next[id]; !ok {
+		if _, ok := c.ports[id]; !ok {
 			prev.merge(old.part)
+			c.removed = append(c.removed, old.part)
 			count -= old.part.Rules()
 		}
 	}
-	return nftChanges{batch: NFTDiff(prev, cur, NFTObjects{}), ports: next, count: count}
+	c.count = count
+	c.shared = claims.shared(c.removed, c.added)
+	c.batch = NFTDiff(prev, cur, NFTObjects{})
+	return c
+}
+
+// commit moves claims to the state after the change.
+func (c nftChanges) commit(claims nftClaims) {
+	for _, t := range c.removed {
+		claims.add(t, -1)
+	}
+	for _, t := range c.added {
+		claims.add(t, 1)
+	}
+}
+
+// nftClaims counts, per verdict-map element, the ports that write it.
+type nftClaims map[nftClaim]int
+
+type nftClaim struct {
+	m string
+	k nftKey
+}
+
+func (cl nftClaims) add(t *NFTTable, n int) {
+	t.eachElement(func(c nftClaim) {
+		if cl[c] += n; cl[c] == 0 {
+			delete(cl, c)
+		}
+	})
+}
+
+func (t *NFTTable) eachElement(f func(nftClaim)) {
+	for m, elems := range t.Maps {
+		for k := range elems {
+			f(nftClaim{m, k})
+		}
+	}
+}
+
+// shared reports whether an element of removed or added has another
+// claimer, before the change or after it.
+func (cl nftClaims) shared(removed, added []*NFTTable) bool {
+	delta := nftClaims{} // may go negative: not a count of claimers
+	for _, t := range removed {
+		delta.add(t, -1)
+	}
+	for _, t := range added {
+		delta.add(t, 1)
+	}
+	shared := false
+	check := func(c nftClaim) { shared = shared || cl[c] > 1 || cl[c]+delta[c] > 1 }
+	for _, list := range [][]*NFTTable{removed, added} {
+		for _, t := range list {
+			t.eachElement(check)
+		}
+	}
+	return shared
 }
 
 // syncFull lists what the table holds and replaces it with the whole
@@ -102,16 +174,18 @@ func (d *nftDataplane) syncFull(ctx context.Context, ports []ServicePort) (datap
 	whole := newNFTTable(d.rules.Family)
 	whole.merge(d.fixed)
 	next := make(map[string]*nftPortState, len(ports))
+	claims := nftClaims{}
 	for i := range ports {
 		st := &nftPortState{port: ports[i], part: NFTPort(&ports[i], d.rules)}
 		next[ports[i].id()] = st
 		whole.merge(st.part)
+		claims.add(st.part, 1)
 	}
 	batch := NFTDiff(nil, whole, existing)
 	if err := d.link.Apply(ctx, batch, d.fixed.MapTypes); err != nil {
 		return dataplaneStats{}, err
 	}
-	d.ports, d.count = next, whole.Rules()
+	d.ports, d.count, d.claims = next, whole.Rules(), claims
 	return dataplaneStats{rules: d.count, chains: batch.Chains}, nil
 }
 

@@ -250,3 +250,37 @@ func TestNFTChangedVerdictIsDeletedThenAdded(t *testing.T) {
 		t.Errorf("the last endpoint gone: the service lookup must go and a reject come:\n%s", batch)
 	}
 }
+
+// Two services claiming the same external IP and port write one map
+// element: removing one by difference would delete the element the other
+// still needs, so such a change is planned as a full sync.
+func TestNFTSharedElementForcesAFullSync(t *testing.T) {
+	ext := func(s *v1.Service) { s.Spec.ExternalIPs = []string{"192.0.2.10"} }
+	services := []*v1.Service{svc("default", "a", "10.96.0.30", ext), svc("default", "b", "10.96.0.31", ext)}
+	eps := []*discovery.EndpointSlice{slice("default", "a", "a-1", 8080, readyEP("10.42.0.5", "n1")),
+		slice("default", "b", "b-1", 8080, readyEP("10.42.0.6", "n1"))}
+	both, _ := Snapshot(services, eps, "n1", v1.IPv4Protocol)
+	claims := nftClaims{}
+	installed := planNFTChanges(nil, claims, 0, both, testConfig())
+	installed.commit(claims)
+	onlyA, _ := Snapshot(services[:1], eps[:1], "n1", v1.IPv4Protocol)
+	if p := planNFTChanges(installed.ports, claims, installed.count, onlyA, testConfig()); !p.shared {
+		t.Errorf("removing b, whose external IP element a also claims, was planned by difference:\n%s", p.batch.Text())
+	}
+	// A change touching only elements of one claimer stays incremental.
+	other := []*v1.Service{services[0], svc("default", "c", "10.96.0.32")}
+	otherEPs := []*discovery.EndpointSlice{eps[0], slice("default", "c", "c-1", 8080, readyEP("10.42.0.7", "n1"))}
+	ac, _ := Snapshot(other, otherEPs, "n1", v1.IPv4Protocol)
+	claims = nftClaims{}
+	installed = planNFTChanges(nil, claims, 0, ac, testConfig())
+	installed.commit(claims)
+	if p := planNFTChanges(installed.ports, claims, installed.count, onlyA, testConfig()); p.shared {
+		t.Errorf("removing c, which shares nothing, forced a full sync")
+	}
+	// An endpoint change rewrites a port's own elements: not shared.
+	movedEPs := []*discovery.EndpointSlice{slice("default", "a", "a-1", 8080, readyEP("10.42.0.9", "n1")), otherEPs[1]}
+	moved, _ := Snapshot(other, movedEPs, "n1", v1.IPv4Protocol)
+	if p := planNFTChanges(installed.ports, claims, installed.count, moved, testConfig()); p.shared {
+		t.Errorf("an endpoint change of a, which shares nothing, forced a full sync")
+	}
+}
