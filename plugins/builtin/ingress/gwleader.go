@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"maps"
 	"net/netip"
-	"reflect"
 	"slices"
 
 	v1 "k8s.io/api/core/v1"
@@ -275,23 +274,5 @@ func (l *leader) ensureGatewaySlice(ctx context.Context, svc *v1.Service, nodes 
 	for _, p := range svc.Spec.Ports {
 		want.Ports = append(want.Ports, discoveryv1.EndpointPort{Name: &p.Name, Protocol: &p.Protocol, Port: &p.TargetPort.IntVal})
 	}
-	c := l.client.DiscoveryV1().EndpointSlices(Namespace)
-	got, err := c.Get(ctx, want.Name, metav1.GetOptions{})
-	switch {
-	case apierrors.IsNotFound(err):
-		if _, err := c.Create(ctx, want, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
-			return fmt.Errorf("creating EndpointSlice %s/%s: %w", Namespace, want.Name, err)
-		}
-		return nil
-	case err != nil:
-		return err
-	case reflect.DeepEqual(got.Endpoints, want.Endpoints) && reflect.DeepEqual(got.Ports, want.Ports) && maps.Equal(got.Labels, want.Labels):
-		return nil
-	}
-	upd := got.DeepCopy()
-	upd.Labels, upd.Endpoints, upd.Ports, upd.AddressType = want.Labels, want.Endpoints, want.Ports, want.AddressType
-	if _, err := c.Update(ctx, upd, metav1.UpdateOptions{}); err != nil {
-		return fmt.Errorf("updating EndpointSlice %s/%s: %w", Namespace, want.Name, err)
-	}
-	return nil
+	return l.applySlice(ctx, want)
 }

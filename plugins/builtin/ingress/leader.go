@@ -10,6 +10,7 @@ import (
 	"slices"
 
 	v1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
 	networkingv1 "k8s.io/api/networking/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -220,13 +221,18 @@ func (l *leader) ensureSlice(ctx context.Context, _ []*networkingv1.IngressClass
 	if err != nil {
 		return err
 	}
-	want := desiredSlice(l.cfg, nodes)
+	return l.applySlice(ctx, desiredSlice(l.cfg, nodes))
+}
+
+// applySlice creates want (in Namespace) or updates the slice of its name
+// to its labels, endpoints and ports, when they differ.
+func (l *leader) applySlice(ctx context.Context, want *discoveryv1.EndpointSlice) error {
 	c := l.client.DiscoveryV1().EndpointSlices(Namespace)
-	got, err := c.Get(ctx, ServiceName, metav1.GetOptions{})
+	got, err := c.Get(ctx, want.Name, metav1.GetOptions{})
 	switch {
 	case apierrors.IsNotFound(err):
 		if _, err := c.Create(ctx, want, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
-			return fmt.Errorf("creating EndpointSlice %s/%s: %w", Namespace, ServiceName, err)
+			return fmt.Errorf("creating EndpointSlice %s/%s: %w", Namespace, want.Name, err)
 		}
 		return nil
 	case err != nil:
@@ -237,7 +243,7 @@ func (l *leader) ensureSlice(ctx context.Context, _ []*networkingv1.IngressClass
 	upd := got.DeepCopy()
 	upd.Labels, upd.Endpoints, upd.Ports, upd.AddressType = want.Labels, want.Endpoints, want.Ports, want.AddressType
 	if _, err := c.Update(ctx, upd, metav1.UpdateOptions{}); err != nil {
-		return fmt.Errorf("updating EndpointSlice %s/%s: %w", Namespace, ServiceName, err)
+		return fmt.Errorf("updating EndpointSlice %s/%s: %w", Namespace, want.Name, err)
 	}
 	return nil
 }
