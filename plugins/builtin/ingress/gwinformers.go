@@ -32,12 +32,28 @@ func newGatewayClient(env sdk.Env) (gwclient.Interface, error) {
 	return c, nil
 }
 
-func newGatewayFactory(env sdk.Env) (gwinformers.SharedInformerFactory, error) {
+// newGatewayFactory makes the Gateway API informers' factory; trim is
+// their cache transform.
+func newGatewayFactory(env sdk.Env, trim cache.TransformFunc) (gwinformers.SharedInformerFactory, error) {
 	c, err := newGatewayClient(env)
 	if err != nil {
 		return nil, err
 	}
-	return gwinformers.NewSharedInformerFactoryWithOptions(c, 0, gwinformers.WithTransform(sdk.StripManagedFields)), nil
+	return gwinformers.NewSharedInformerFactoryWithOptions(c, 0, gwinformers.WithTransform(trim)), nil
+}
+
+// trimGatewayForNode keeps what the data plane compiles from: the nodes
+// write no status, and read of a Gateway's only its addresses.
+func trimGatewayForNode(obj any) (any, error) {
+	switch o := obj.(type) {
+	case *gatewayv1.GatewayClass:
+		o.Status = gatewayv1.GatewayClassStatus{}
+	case *gatewayv1.Gateway:
+		o.Status = gatewayv1.GatewayStatus{Addresses: o.Status.Addresses}
+	case *gatewayv1.HTTPRoute:
+		o.Status = gatewayv1.HTTPRouteStatus{}
+	}
+	return sdk.StripManagedFields(obj)
 }
 
 // newGatewayInformers registers the informers in gwf and, for the

@@ -66,7 +66,7 @@ func runLeader(ctx context.Context, env sdk.Env) error {
 		of := informers.NewSharedInformerFactoryWithOptions(client, 0, informers.WithTransform(sdk.StripManagedFields),
 			informers.WithNamespace(Namespace),
 			informers.WithTweakListOptions(func(o *metav1.ListOptions) { o.LabelSelector = labels.SelectorFromSet(managedBy).String() }))
-		gwf, err := newGatewayFactory(env)
+		gwf, err := newGatewayFactory(env, sdk.StripManagedFields)
 		if err != nil {
 			return nil, err
 		}

@@ -56,7 +56,7 @@ func runNode(ctx context.Context, env sdk.Env) error {
 	all := informers.NewSharedInformerFactoryWithOptions(client, 0, informers.WithTransform(trimForNode))
 	bundle := informers.NewSharedInformerFactoryWithOptions(client, 0, informers.WithNamespace(Namespace),
 		informers.WithTweakListOptions(func(o *metav1.ListOptions) { o.FieldSelector = "metadata.name=" + BundleName }))
-	gwf, err := newGatewayFactory(env)
+	gwf, err := newGatewayFactory(env, trimGatewayForNode)
 	if err != nil {
 		return err
 	}
