@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/keelson/keelson/bench/internal/loopback"
+	"github.com/keelson/keelson/bench/internal/probe"
 	"github.com/keelson/keelson/internal/testproc"
 	"k8s.io/client-go/rest"
 )
@@ -61,7 +62,7 @@ func startKeelson(ctx context.Context, bin, workDir, debugListen string, timeout
 			if err != nil {
 				return err
 			}
-			if readyz, err = readyzProbe(c); err != nil {
+			if readyz, _, err = probe.Readyz(c); err != nil {
 				return err
 			}
 			cfg = c

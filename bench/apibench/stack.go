@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"fmt"
-	"net/http"
 	"os"
 	"slices"
 	"time"
@@ -98,30 +97,4 @@ func loadKubeconfig(path string) (*rest.Config, error) {
 	}
 	configmapload.Tune(cfg, "apibench")
 	return cfg, nil
-}
-
-// readyzProbe returns a probe that GETs /readyz with cfg's identity and wants 200.
-func readyzProbe(cfg *rest.Config) (func(context.Context) error, error) {
-	hc, err := rest.HTTPClientFor(cfg)
-	if err != nil {
-		return nil, fmt.Errorf("HTTP client for %s: %w", cfg.Host, err)
-	}
-	url := cfg.Host + "/readyz"
-	return func(ctx context.Context) error { return httpOK(ctx, hc, url) }, nil
-}
-
-func httpOK(ctx context.Context, hc *http.Client, url string) error {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
-	if err != nil {
-		return err
-	}
-	resp, err := hc.Do(req)
-	if err != nil {
-		return err
-	}
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("GET %s: %s", url, resp.Status)
-	}
-	return nil
 }

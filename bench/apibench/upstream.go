@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/keelson/keelson/bench/internal/loopback"
+	"github.com/keelson/keelson/bench/internal/probe"
 	"github.com/keelson/keelson/config"
 	"github.com/keelson/keelson/core/apiserver"
 	"github.com/keelson/keelson/core/pki"
@@ -87,7 +88,7 @@ func (s *stack) startUpstream(ctx context.Context, log *slog.Logger, apiserverBi
 	if s.cfg, err = loadKubeconfig(kubeconfig); err != nil {
 		return err
 	}
-	readyz, err := readyzProbe(s.cfg)
+	readyz, _, err := probe.Readyz(s.cfg)
 	if err != nil {
 		return err
 	}
@@ -101,7 +102,7 @@ func (s *stack) startUpstream(ctx context.Context, log *slog.Logger, apiserverBi
 	health := "http://" + loopback.HostPort(etcdClient) + "/health"
 	plain := &http.Client{Transport: &http.Transport{Proxy: nil}}
 	etcdAt, err := s.waitFor(ctx, etcd, "etcd /health", timeout, func(ctx context.Context) error {
-		return httpOK(ctx, plain, health)
+		return probe.HTTPOK(ctx, plain, health)
 	})
 	if err != nil {
 		return err

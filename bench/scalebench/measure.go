@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"math"
@@ -133,18 +134,8 @@ func processUse(procs []namedPID, before, after map[int]float64) []procUse {
 		}
 		out = append(out, procUse{Name: p.Name, PID: p.PID, CPUSeconds: after[p.PID] - before[p.PID], PeakRSSMiB: procstat.MiB(m.VmHWMKiB)})
 	}
-	slices.SortFunc(out, func(a, b procUse) int { return -cmpFloat(a.CPUSeconds, b.CPUSeconds) })
+	slices.SortFunc(out, func(a, b procUse) int { return cmp.Compare(b.CPUSeconds, a.CPUSeconds) })
 	return out
-}
-
-func cmpFloat(a, b float64) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }
 
 // maxDelta is the largest after-before over servers: a leader change

@@ -4,12 +4,12 @@ import (
 	"context"
 	"fmt"
 	"net"
-	"net/http"
 	"os"
 	"path/filepath"
 	"strconv"
 
 	"github.com/keelson/keelson/bench/internal/configmapload"
+	"github.com/keelson/keelson/bench/internal/probe"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 )
@@ -40,24 +40,12 @@ func (c *Cluster) Readyz(ctx context.Context, s *Server) error {
 	if err != nil {
 		return err
 	}
-	hc, err := rest.HTTPClientFor(cfg)
+	check, closeIdle, err := probe.Readyz(cfg)
 	if err != nil {
-		return fmt.Errorf("HTTP client for %s: %w", cfg.Host, err)
+		return err
 	}
-	defer hc.CloseIdleConnections()
+	defer closeIdle()
 	ctx, cancel := context.WithTimeout(ctx, ProbeTimeout)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, cfg.Host+"/readyz", nil)
-	if err != nil {
-		return err
-	}
-	resp, err := hc.Do(req)
-	if err != nil {
-		return err
-	}
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("GET %s/readyz: %s", cfg.Host, resp.Status)
-	}
-	return nil
+	return check(ctx)
 }
