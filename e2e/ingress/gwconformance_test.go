@@ -2,11 +2,14 @@ package ingress
 
 import (
 	"bytes"
+	"context"
+	"fmt"
 	"io/fs"
 	"os"
 	"strings"
 	"testing"
 	"testing/fstest"
+	"time"
 
 	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -25,6 +28,7 @@ import (
 	"sigs.k8s.io/gateway-api/pkg/features"
 	"sigs.k8s.io/yaml"
 
+	"github.com/keelson/keelson/e2e/harness"
 	"github.com/keelson/keelson/plugins/builtin/ingress"
 )
 
@@ -63,6 +67,12 @@ func TestGatewayConformance(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// The suite fails at once on a GatewayClass it cannot fetch: wait for
+	// the plugin to have made it.
+	harness.Eventually(t, 3*time.Minute, "GatewayClass "+ingress.GatewayClassName, func() (bool, string) {
+		err := cl.Get(context.Background(), client.ObjectKey{Name: ingress.GatewayClassName}, &gatewayv1.GatewayClass{})
+		return err == nil, fmt.Sprint(err)
+	})
 	supported := []features.FeatureName{features.SupportGateway, features.SupportHTTPRoute, features.SupportReferenceGrant}
 	if extra := os.Getenv("KEELSON_GATEWAY_FEATURES"); extra != "" {
 		for _, f := range strings.Split(extra, ",") {

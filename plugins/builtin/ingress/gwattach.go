@@ -72,7 +72,7 @@ func (p *GatewayPlan) attachParent(w GatewayWorld, st *gatewayState, r *gatewayv
 			continue
 		}
 		selected++
-		if !ls.usable() || !kindAllowed(ls) || !namespaceAllowed(w, st.gw, ls.l, r.Namespace) {
+		if !ls.attachable() || !kindAllowed(ls) || !namespaceAllowed(w, st.gw, ls.l, r.Namespace) {
 			continue
 		}
 		allowed++

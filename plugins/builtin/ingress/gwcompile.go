@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/netip"
 	"slices"
+	"strings"
 
 	v1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -87,7 +88,14 @@ type listenerState struct {
 
 // usable: routes attach to the listener and it is served.
 func (ls *listenerState) usable() bool {
-	return ls.accepted.ok && ls.resolved.ok && !ls.conflicted.ok
+	return ls.attachable() && ls.resolved.ok
+}
+
+// attachable: routes attach to (and are counted on) an accepted listener
+// without conflicts even while its references are unresolved; it serves
+// them once it is usable.
+func (ls *listenerState) attachable() bool {
+	return ls.accepted.ok && !ls.conflicted.ok
 }
 
 // OursClass reports whether a GatewayClass belongs to the plugin.
@@ -150,13 +158,27 @@ func CompileGateways(w GatewayWorld, backends *backendSet, cert func(namespace, 
 }
 
 // gatewayConditions: a Gateway of ours is accepted unless it asks for
-// addresses of its own (the address is the cloud provider's choice), and
-// programmed once it has an address.
+// addresses of its own (the address is the cloud provider's choice) or
+// none of its listeners is accepted; accepted with reason ListenersNotValid
+// when only some are. It is programmed once it has an address.
 func gatewayConditions(st *gatewayState) []condition {
 	acc := condition{typ: string(gatewayv1.GatewayConditionAccepted), ok: true, reason: string(gatewayv1.GatewayReasonAccepted), msg: "served by " + string(GatewayControllerName)}
-	if len(st.gw.Spec.Addresses) > 0 {
+	var refused []string
+	for _, ls := range st.listeners {
+		if !ls.accepted.ok {
+			refused = append(refused, string(ls.l.Name))
+		}
+	}
+	switch {
+	case len(st.gw.Spec.Addresses) > 0:
 		acc = condition{typ: acc.typ, reason: string(gatewayv1.GatewayReasonUnsupportedAddress),
 			msg: "spec.addresses is not supported: the address comes from the cluster's LoadBalancer pool; remove spec.addresses"}
+	case len(refused) > 0 && len(refused) == len(st.listeners):
+		acc = condition{typ: acc.typ, reason: string(gatewayv1.GatewayReasonListenersNotValid),
+			msg: fmt.Sprintf("no listener is accepted (%s): see each listener's Accepted condition", strings.Join(refused, ", "))}
+	case len(refused) > 0:
+		acc = condition{typ: acc.typ, ok: true, reason: string(gatewayv1.GatewayReasonListenersNotValid),
+			msg: fmt.Sprintf("served by %s; listeners %s are not accepted: see their Accepted conditions", GatewayControllerName, strings.Join(refused, ", "))}
 	}
 	prog := condition{typ: string(gatewayv1.GatewayConditionProgrammed), ok: true, reason: string(gatewayv1.GatewayReasonProgrammed), msg: "served on " + st.addr.String()}
 	switch {

@@ -2,6 +2,7 @@ package ingress
 
 import (
 	"context"
+	"crypto/tls"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -283,4 +284,68 @@ func serveReq(t *testing.T, p *Proxy, method, host, target string, h http.Header
 	rec := httptest.NewRecorder()
 	p.ServeHTTP(rec, req)
 	return rec
+}
+
+// TestGatewayListenersNotValid: a Gateway is refused when none of its
+// listeners is accepted and accepted with reason ListenersNotValid when
+// some are not; a route still attaches to (and is counted on) a listener
+// whose certificate is missing, but nothing is served there.
+func TestGatewayListenersNotValid(t *testing.T) {
+	gwConds := func(p *GatewayPlan, name string) string {
+		st := p.Gateways[types.NamespacedName{Namespace: "default", Name: name}]
+		var out []string
+		for _, c := range st.conds {
+			out = append(out, fmt.Sprintf("%s=%v/%s", c.typ, c.ok, c.reason))
+		}
+		return strings.Join(out, " ")
+	}
+	_, gw := gwWorld(t, `kind: Gateway
+metadata: {name: none}
+spec:
+  gatewayClassName: keelson
+  listeners: [{name: bad, port: 1111, protocol: INVALID}]
+`, `kind: Gateway
+metadata: {name: some}
+spec:
+  gatewayClassName: keelson
+  listeners:
+  - {name: http, port: 80, protocol: HTTP}
+  - {name: bad, port: 1111, protocol: INVALID}
+`, `kind: Gateway
+metadata: {name: nocert}
+spec:
+  gatewayClassName: keelson
+  listeners:
+  - {name: tls, port: 443, protocol: HTTPS, tls: {certificateRefs: [{name: does-not-exist}]}}
+`, `kind: HTTPRoute
+metadata: {name: r}
+spec:
+  parentRefs: [{name: nocert, sectionName: tls}]
+  rules: [{backendRefs: [{name: svc, port: 80}]}]
+`)
+	w, _ := gwWorld(t)
+	p := CompileGateways(gw, newBackendSet(w), func(ns, name string) (*tls.Certificate, error) {
+		return nil, fmt.Errorf("secret %s/%s not found", ns, name)
+	})
+	for name, want := range map[string]string{
+		"none":   "Accepted=false/ListenersNotValid Programmed=false/Invalid",
+		"some":   "Accepted=true/ListenersNotValid Programmed=true/Programmed",
+		"nocert": "Accepted=true/Accepted Programmed=true/Programmed",
+	} {
+		if got := gwConds(p, name); got != want {
+			t.Errorf("Gateway %s: %s; want %s", name, got, want)
+		}
+	}
+	st := p.Gateways[types.NamespacedName{Namespace: "default", Name: "nocert"}]
+	if ls := st.listeners[0]; ls.attached != 1 || ls.resolved.ok {
+		t.Errorf("listener tls: attached %d, resolvedRefs %v; want 1 route attached and unresolved refs", ls.attached, ls.resolved.ok)
+	}
+	if got := parentConds(t, p, "default", "r"); len(got) != 1 || !strings.HasPrefix(got[0], "Accepted=True/Accepted") {
+		t.Errorf("route conditions %q; want Accepted", got)
+	}
+	for key := range p.ports {
+		if key.Port() == 443 || key.Port() == 1111 {
+			t.Errorf("port %d is served; a listener without its certificate or with an unsupported protocol must not be", key.Port())
+		}
+	}
 }
