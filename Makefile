@@ -7,8 +7,8 @@
 #   make conformance        upstream [Conformance] specs against a real cluster, offline
 #                           (FOCUS=regexp SKIP=regexp HA=1; as root)
 #   make conformance-smoke  the ~30 specs of conformance/smoke.txt
-#   make conformance-gateway  Gateway API conformance, profile GATEWAY-HTTP (core features;
-#                           GATEWAY_FEATURES=a,b adds extended ones, GATEWAY_TEST=Name runs one)
+#   make conformance-gateway  Gateway API conformance, profile GATEWAY-HTTP (core and the extended
+#                           features the plugin claims; GATEWAY_FEATURES=a,b adds more, GATEWAY_TEST=Name runs one)
 
 SHELL         := /bin/bash
 GO            ?= go

@@ -49,6 +49,21 @@ func startCluster(t *testing.T) *cluster { t.Helper(); return startClusterPool(t
 // images, by file name, in every agent's images directory.
 func startClusterPool(t *testing.T, poolSize int, images map[string][]byte) *cluster {
 	t.Helper()
+	return startClusterWith(t, clusterOptions{poolSize: poolSize, images: images, tinyPort: tinyPort})
+}
+
+// clusterOptions: the pool's size, images for the agents, the example
+// plugin's port and whether the built-in ingress plugin is left out.
+type clusterOptions struct {
+	poolSize       int
+	images         map[string][]byte
+	tinyPort       string
+	disableIngress bool
+}
+
+func startClusterWith(t *testing.T, o clusterOptions) *cluster {
+	t.Helper()
+	poolSize, images := o.poolSize, o.images
 	nodeagent.Require(t)
 	ha.RequireNetns(t)
 	if _, err := exec.LookPath("curl"); err != nil {
@@ -59,14 +74,14 @@ func startClusterPool(t *testing.T, poolSize int, images map[string][]byte) *clu
 		t.Fatal(err)
 	}
 	image := echoTarball(t)
-	tiny, serverConfig := examplePlugin(t)
+	tiny, serverConfig := examplePlugin(t, o.tinyPort)
 	tinyBin, err := os.ReadFile(tiny)
 	if err != nil {
 		t.Fatal(err)
 	}
 	c := &cluster{}
 	c.Cluster = ha.NewCluster(t, ha.Options{Servers: 1, APIServer: true, Hosts: []string{"a1", "a2", "client"},
-		Args: []string{"--cluster-cidr", cidr, "--config", serverConfig},
+		Args: append([]string{"--cluster-cidr", cidr, "--config", serverConfig}, disable(o.disableIngress)...),
 		NetArgs: func(n *ha.Network) []string {
 			// An address of the bridge's subnet no host uses (hosts
 			// take .11 upwards, the bridge .1).
@@ -99,6 +114,13 @@ func startClusterPool(t *testing.T, poolSize int, images map[string][]byte) *clu
 		}
 	}})
 	return c
+}
+
+func disable(ingress bool) []string {
+	if ingress {
+		return []string{"--disable-plugin", "ingress"}
+	}
+	return nil
 }
 
 // echoTarball builds testdata/echo and returns the image tarball.

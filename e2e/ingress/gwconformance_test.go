@@ -73,7 +73,12 @@ func TestGatewayConformance(t *testing.T) {
 		err := cl.Get(context.Background(), client.ObjectKey{Name: ingress.GatewayClassName}, &gatewayv1.GatewayClass{})
 		return err == nil, fmt.Sprint(err)
 	})
-	supported := []features.FeatureName{features.SupportGateway, features.SupportHTTPRoute, features.SupportReferenceGrant}
+	// The features the plugin publishes in its GatewayClass's status are
+	// the ones claimed, so the suite runs a test for each.
+	var supported []features.FeatureName
+	for _, f := range ingress.SupportedFeatures {
+		supported = append(supported, features.FeatureName(f))
+	}
 	if extra := os.Getenv("KEELSON_GATEWAY_FEATURES"); extra != "" {
 		for _, f := range strings.Split(extra, ",") {
 			supported = append(supported, features.FeatureName(f))

@@ -116,11 +116,15 @@ func (l *leader) ensureGatewayClass(ctx context.Context) error {
 }
 
 // SupportedFeatures are the Gateway API features the plugin implements,
-// published in the status of its GatewayClasses.
+// published in the status of its GatewayClasses and claimed by the
+// conformance run (e2e/ingress TestGatewayConformance), which checks each.
 var SupportedFeatures = []gatewayv1.FeatureName{
-	"Gateway", "HTTPRoute", "ReferenceGrant",
+	"Gateway", "HTTPRoute", "ReferenceGrant", "GatewayPort8080",
 	"HTTPRouteHostRewrite", "HTTPRouteMethodMatching", "HTTPRoutePathRedirect", "HTTPRoutePathRewrite",
 	"HTTPRoutePortRedirect", "HTTPRouteQueryParamMatching", "HTTPRouteResponseHeaderModification", "HTTPRouteSchemeRedirect",
+	"HTTPRoute303RedirectStatusCode", "HTTPRoute307RedirectStatusCode", "HTTPRoute308RedirectStatusCode",
+	"HTTPRouteBackendProtocolH2C", "HTTPRouteBackendProtocolWebSocket", "HTTPRouteDestinationPortMatching",
+	"HTTPRouteParentRefPort",
 }
 
 func (l *leader) writeClassStatuses(ctx context.Context, classes []*gatewayv1.GatewayClass) error {
