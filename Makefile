@@ -74,7 +74,7 @@ test: build
 	$(GO_TEST) -p $(E2E_PARALLEL) ./e2e/...
 
 bench: build
-	$(GO) test -run '^$$' -bench . -benchmem ./fsm/ ./core/raftnode/ ./core/kvserver/ ./plugins/builtin/endpoints/ ./plugins/builtin/endpointslice/ ./plugins/builtin/garbagecollector/ ./plugins/builtin/internal/servicepods/ ./plugins/builtin/scheduler/internal/placement/ ./plugins/builtin/ingress/
+	$(GO) test -run '^$$' -bench . -benchmem ./fsm/ ./core/raftnode/ ./core/kvserver/ ./plugins/builtin/endpoints/ ./plugins/builtin/endpointslice/ ./plugins/builtin/garbagecollector/ ./plugins/builtin/internal/servicepods/ ./plugins/builtin/scheduler/internal/placement/ ./plugins/builtin/ingress/ ./plugins/builtin/metricsserver/
 	scripts/bench-kv.sh
 	scripts/bench-api.sh
 	scripts/bench-ha.sh

@@ -25,9 +25,11 @@ func (m *Manager) Usage(ctx context.Context) (stats.Snapshot, error) {
 		return stats.Snapshot{}, err
 	}
 	snap := stats.Snapshot{Node: node}
-	// One listing for every pod: containerd filters labels by scanning all
-	// its containers, so a listing per pod made a scrape quadratic.
-	all, err := m.rt.List(ctx, map[string]string{labelManaged: "true"})
+	// One listing of the records for every pod, no call per container: a
+	// started, unreaped container runs while its cgroup holds a process.
+	// (containerd filters labels by scanning all its containers, so a
+	// listing per pod made a scrape quadratic.)
+	all, err := m.rt.ListRecords(ctx, map[string]string{labelManaged: "true"})
 	if err != nil {
 		return stats.Snapshot{}, err
 	}
@@ -42,10 +44,13 @@ func (m *Manager) Usage(ctx context.Context) (stats.Snapshot, error) {
 			pu.StartTime = pod.Status.StartTime.Time
 		}
 		for _, c := range byPod[string(pod.UID)] {
-			if c.State != runtime.StateRunning {
+			if c.Reaped || c.StartedAt.IsZero() {
 				continue
 			}
 			cg := m.cgroupPath(pod.UID, c.ID)
+			if !stats.Populated(cg) {
+				continue // exited, not reaped yet
+			}
 			u, err := stats.Cgroup(cg)
 			if err != nil {
 				continue // exited meanwhile

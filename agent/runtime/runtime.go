@@ -13,12 +13,14 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
 	"github.com/containerd/containerd"
 	"github.com/containerd/containerd/api/types/runc/options"
 	"github.com/containerd/containerd/cio"
+	"github.com/containerd/containerd/containers"
 	"github.com/containerd/containerd/errdefs"
 	"github.com/containerd/containerd/namespaces"
 	"github.com/keelson/keelson/config"
@@ -139,19 +141,7 @@ type Container struct {
 // List returns the containers whose labels include every pair in match.
 func (r *Runtime) List(ctx context.Context, match map[string]string) ([]Container, error) {
 	ctx = r.ns(ctx)
-	var filters []string
-	for k, v := range match {
-		filters = append(filters, fmt.Sprintf("labels.%q==%s", k, strconv.Quote(v)))
-	}
-	var filter []string
-	if len(filters) > 0 {
-		f := filters[0]
-		for _, x := range filters[1:] {
-			f += "," + x
-		}
-		filter = []string{f}
-	}
-	cs, err := r.client.Containers(ctx, filter...)
+	cs, err := r.client.Containers(ctx, labelFilter(match)...)
 	if err != nil {
 		return nil, fmt.Errorf("runtime: listing containers: %w", err)
 	}
@@ -182,13 +172,48 @@ func (r *Runtime) Inspect(ctx context.Context, id string) (Container, error) {
 // IsNotFound reports whether err says a container or image does not exist.
 func IsNotFound(err error) bool { return errdefs.IsNotFound(err) }
 
-func (r *Runtime) inspect(ctx context.Context, c containerd.Container) (Container, error) {
-	info, err := c.Info(ctx)
+// ListRecords returns the containers whose labels include every pair in
+// match as containerd's records say, in one call, without asking for
+// their tasks: a reaped one is StateExited with its exit, any other is
+// StateUnknown (running or not), with StartedAt once it was started. For
+// readers that learn the rest elsewhere (the stats read the cgroups).
+func (r *Runtime) ListRecords(ctx context.Context, match map[string]string) ([]Container, error) {
+	ctx = r.ns(ctx)
+	cs, err := r.client.Containers(ctx, labelFilter(match)...)
 	if err != nil {
-		return Container{}, err
+		return nil, fmt.Errorf("runtime: listing containers: %w", err)
 	}
-	out := Container{
-		ID:        c.ID(),
+	out := make([]Container, 0, len(cs))
+	for _, c := range cs {
+		info, err := c.Info(ctx, containerd.WithoutRefreshedMetadata)
+		if err != nil {
+			return nil, err
+		}
+		rec, _ := record(c.ID(), info)
+		if !rec.Reaped {
+			rec.State = StateUnknown
+		}
+		out = append(out, rec)
+	}
+	return out, nil
+}
+
+func labelFilter(match map[string]string) []string {
+	var filters []string
+	for k, v := range match {
+		filters = append(filters, fmt.Sprintf("labels.%q==%s", k, strconv.Quote(v)))
+	}
+	if len(filters) == 0 {
+		return nil
+	}
+	return []string{strings.Join(filters, ",")}
+}
+
+// record is what a container's record (its labels) says; reaped reports
+// that it says everything, the exit included.
+func record(id string, info containers.Container) (out Container, reaped bool) {
+	out = Container{
+		ID:        id,
 		Labels:    info.Labels,
 		Image:     info.Image,
 		ImageRef:  info.Labels[labelImageRef],
@@ -196,15 +221,30 @@ func (r *Runtime) inspect(ctx context.Context, c containerd.Container) (Containe
 		State:     StateCreated,
 	}
 	out.StartedAt = parseTime(info.Labels[labelStartedAt])
-	if fin, ok := info.Labels[labelFinishedAt]; ok {
-		// The task was reaped: everything is in the labels.
-		out.State = StateExited
-		out.Reaped = true
-		out.FinishedAt = parseTime(fin)
-		code, _ := strconv.Atoi(info.Labels[labelExitCode])
-		out.ExitCode = int32(code)
-		out.OOMKilled = info.Labels[labelOOM] == "true"
-		out.Reason, out.Message = info.Labels[labelReason], info.Labels[labelMessage]
+	fin, ok := info.Labels[labelFinishedAt]
+	if !ok {
+		return out, false
+	}
+	// The task was reaped: everything is in the labels.
+	out.State = StateExited
+	out.Reaped = true
+	out.FinishedAt = parseTime(fin)
+	code, _ := strconv.Atoi(info.Labels[labelExitCode])
+	out.ExitCode = int32(code)
+	out.OOMKilled = info.Labels[labelOOM] == "true"
+	out.Reason, out.Message = info.Labels[labelReason], info.Labels[labelMessage]
+	return out, true
+}
+
+// inspect completes c's record with its task's state. c was just listed
+// or loaded, so its metadata is fresh: no second fetch.
+func (r *Runtime) inspect(ctx context.Context, c containerd.Container) (Container, error) {
+	info, err := c.Info(ctx, containerd.WithoutRefreshedMetadata)
+	if err != nil {
+		return Container{}, err
+	}
+	out, reaped := record(c.ID(), info)
+	if reaped {
 		return out, nil
 	}
 	task, err := c.Task(ctx, nil)

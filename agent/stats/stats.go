@@ -72,6 +72,18 @@ func Cgroup(path string) (Usage, error) {
 	return u, nil
 }
 
+// Populated reports whether a process runs in the cgroup at path (as for
+// Cgroup): false once its container's process exited, even while the
+// cgroup itself is still there.
+func Populated(path string) bool {
+	if unified() {
+		ev, err := keyValues(filepath.Join(cgroupRoot, path, "cgroup.events"))
+		return err == nil && ev["populated"] == 1
+	}
+	b, err := os.ReadFile(filepath.Join(cgroupRoot, "cpuacct", path, "cgroup.procs"))
+	return err == nil && len(strings.TrimSpace(string(b))) > 0
+}
+
 // Node reads the whole machine's usage.
 func Node() (Usage, error) {
 	u := Usage{Time: time.Now()}

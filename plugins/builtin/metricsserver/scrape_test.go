@@ -20,7 +20,7 @@ type fakeReader map[string]func() (nodeReads, error)
 
 func (f fakeReader) read(_ context.Context, n *v1.Node) (nodeReads, error) { return f[n.Name]() }
 
-func nodeLister(t *testing.T, names ...string) corelisters.NodeLister {
+func nodeLister(t testing.TB, names ...string) corelisters.NodeLister {
 	idx := cache.NewIndexer(cache.MetaNamespaceKeyFunc, cache.Indexers{})
 	for _, n := range names {
 		if err := idx.Add(&v1.Node{ObjectMeta: metav1.ObjectMeta{Name: n}}); err != nil {
