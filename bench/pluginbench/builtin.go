@@ -48,12 +48,16 @@ type footprint struct {
 // timed (Start to ready), then the processes idle for idle before their
 // smaps_rollup is read. The plugins run with the admin's credentials and
 // no objects to act on: this is their floor.
-func builtinFootprint(ctx context.Context, w io.Writer, cfg host.Config, launchers []launcher, names []string, copies int, idle time.Duration) error {
+func builtinFootprint(ctx context.Context, w io.Writer, cfg host.Config, b builtinOptions) error {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintf(tw, "built-in plugin process (%d at once, idle %s)\tbinary\tstart p50 ms\tstart max ms\tprivate MiB\tanon MiB\tPSS MiB\tRSS MiB\n", copies, idle)
-	for _, name := range names {
-		for _, l := range launchers {
-			f, err := measureBuiltin(ctx, cfg, l.spec(name), copies, idle)
+	fmt.Fprintf(tw, "built-in plugin process (%d at once, idle %s)\tbinary\tstart p50 ms\tstart max ms\tprivate MiB\tanon MiB\tPSS MiB\tRSS MiB\n", b.copies, b.idle)
+	for _, name := range b.names {
+		for _, l := range b.launchers {
+			sp := l.spec(name)
+			if c, ok := b.configs[name]; ok {
+				sp.Config = []byte(c)
+			}
+			f, err := measureBuiltin(ctx, cfg, sp, b.copies, b.idle)
 			if err != nil {
 				return fmt.Errorf("%s via %s: %w", name, l.label, err)
 			}

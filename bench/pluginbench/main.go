@@ -20,6 +20,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"flag"
 	"fmt"
 	"log/slog"
@@ -53,8 +54,17 @@ func main() {
 	starts := flag.Int("starts", 10, "plugin starts to time, per plugin")
 	reconciles := flag.Int("reconciles", 300, "sequential reconcile round trips per mode")
 	workDir := flag.String("work-dir", os.TempDir(), "where temp dirs go")
+	configs := map[string]string{}
+	flag.Func("builtin-config", "NAME=JSON: the config section a built-in plugin of -builtins gets (repeatable; e.g. metricsserver's advertiseAddress)", func(v string) error {
+		name, cfg, ok := strings.Cut(v, "=")
+		if !ok || name == "" || !json.Valid([]byte(cfg)) {
+			return fmt.Errorf("%q: want NAME=JSON, e.g. metricsserver={\"advertiseAddress\":\"127.0.0.1\"}", v)
+		}
+		configs[name] = cfg
+		return nil
+	})
 	flag.Parse()
-	b := builtinOptions{launchers: builtinLaunchers(*keelsonBin, *pluginsBin), idle: *idle, copies: *copies}
+	b := builtinOptions{launchers: builtinLaunchers(*keelsonBin, *pluginsBin), idle: *idle, copies: *copies, configs: configs}
 	if *builtins != "" {
 		b.names = strings.Split(*builtins, ",")
 	}
@@ -70,6 +80,7 @@ type builtinOptions struct {
 	names     []string
 	idle      time.Duration
 	copies    int
+	configs   map[string]string // config sections by plugin name
 }
 
 func run(keelsonBin, workDir string, starts, reconciles int, b builtinOptions) error {
@@ -117,7 +128,7 @@ func run(keelsonBin, workDir string, starts, reconciles int, b builtinOptions) e
 	tw.Flush()
 	fmt.Println()
 	if len(b.names) > 0 {
-		if err := builtinFootprint(ctx, os.Stdout, hostCfg, b.launchers, b.names, b.copies, b.idle); err != nil {
+		if err := builtinFootprint(ctx, os.Stdout, hostCfg, b); err != nil {
 			return err
 		}
 		fmt.Println()
