@@ -78,6 +78,8 @@ func TestLoadServerErrorsNameTheField(t *testing.T) {
 		{"node name", "", []string{"--node-name", "Upper"}, []string{"nodeName (--node-name)"}},
 		{"raft log store flag", "", []string{"--raft-log-store", "bolt"}, []string{`raft.logStore (--raft-log-store): "bolt" is not a log store; use wal or boltdb`}},
 		{"raft log store in file", "raft:\n  logStore: WAL\n", nil, []string{`raft.logStore (--raft-log-store): "WAL"`}},
+		{"timeout multiplier", "", []string{"--raft-max-timeout-multiplier", "0"}, []string{"raft.maxTimeoutMultiplier (--raft-max-timeout-multiplier): 0 is out of range; use 1 (off) to 10"}},
+		{"plugin start concurrency", "", []string{"--plugin-start-concurrency", "0"}, []string{"plugins.startConcurrency (--plugin-start-concurrency): 0"}},
 		{"lease over heartbeat", "", []string{"--raft-leader-lease-timeout", "5s"}, []string{"raft.leaderLeaseTimeout"}},
 		{"two errors at once", "", []string{"--max-txn-ops", "0", "--api-port", "0"}, []string{"store.maxTxnOps", "apiServer.port"}},
 		{"etcd listen", "", []string{"--etcd-listen", "nohost"}, []string{"etcdListen (--etcd-listen)"}},

@@ -42,7 +42,17 @@ type Plugins struct {
 	// plugin processes, by plugin name; the "*" entry applies to every
 	// plugin, field by field, where its own entry leaves a field unset.
 	Runtime map[string]PluginRuntime `json:"runtime"`
+	// StartConcurrency is how many plugins a new leader starts at a time:
+	// a plugin holds its turn from launch until it first reports ready (or
+	// its start fails, or StartHold passes), so a leader does not spend its
+	// first seconds launching every plugin at once. Default
+	// DefaultPluginStartConcurrency.
+	StartConcurrency int `json:"startConcurrency"`
 }
+
+// DefaultPluginStartConcurrency is Plugins.StartConcurrency's default: two
+// plugins per core of the 2-core machines keelson is measured on.
+const DefaultPluginStartConcurrency = 4
 
 // DefaultPluginRunAs is nobody:nogroup on Debian.
 const DefaultPluginRunAs = "65534:65534"

@@ -150,6 +150,12 @@ type Raft struct {
 	HeartbeatTimeout   Duration `json:"heartbeatTimeout"`
 	ElectionTimeout    Duration `json:"electionTimeout"`
 	LeaderLeaseTimeout Duration `json:"leaderLeaseTimeout"`
+	// MaxTimeoutMultiplier bounds how far a server raises its own heartbeat
+	// and election timeouts while it is starved of CPU (it measures how late
+	// its goroutines run): a follower waits up to this many times longer
+	// before it takes a silent leader for dead, and lowers the factor again
+	// step by step once it runs on time. 1 turns this off; at most 10.
+	MaxTimeoutMultiplier int `json:"maxTimeoutMultiplier"`
 	// SnapshotThreshold is how many log entries since the last snapshot
 	// trigger a new one; SnapshotInterval how often that is checked.
 	SnapshotThreshold uint64   `json:"snapshotThreshold"`
@@ -238,18 +244,20 @@ func DefaultServer() Server {
 			ClusterDomain: "cluster.local",
 			PodSecurity:   DefaultPodSecurity(),
 		},
+		Plugins: Plugins{StartConcurrency: DefaultPluginStartConcurrency},
 		Raft: Raft{
 			// raftnode.DefaultConfig's figures, explained there; config
 			// does not import core, and core/server's TestRaftDefaultsAgree
 			// keeps the two equal.
-			HeartbeatTimeout:   Duration{Duration: 500 * time.Millisecond},
-			ElectionTimeout:    Duration{Duration: 500 * time.Millisecond},
-			LeaderLeaseTimeout: Duration{Duration: 250 * time.Millisecond},
-			SnapshotThreshold:  8192,
-			SnapshotInterval:   Duration{Duration: 30 * time.Second},
-			TrailingLogs:       10240,
-			ApplyTimeout:       Duration{Duration: 10 * time.Second},
-			LogStore:           RaftLogStoreWAL,
+			HeartbeatTimeout:     Duration{Duration: 500 * time.Millisecond},
+			ElectionTimeout:      Duration{Duration: 500 * time.Millisecond},
+			LeaderLeaseTimeout:   Duration{Duration: 250 * time.Millisecond},
+			MaxTimeoutMultiplier: 4,
+			SnapshotThreshold:    8192,
+			SnapshotInterval:     Duration{Duration: 30 * time.Second},
+			TrailingLogs:         10240,
+			ApplyTimeout:         Duration{Duration: 10 * time.Second},
+			LogStore:             RaftLogStoreWAL,
 		},
 		Store: Store{
 			MaxRequestBytes:  1536 * 1024,
@@ -334,6 +342,9 @@ func (c *Server) Validate() error {
 	errs = append(errs, c.APIServer.validate()...)
 	errs = append(errs, c.LoadBalancer.validate(c.APIServer.ServiceCIDR, c.ClusterCIDR, c.nodeAddresses())...)
 	errs = append(errs, c.Raft.validate()...)
+	if c.Plugins.StartConcurrency < 1 {
+		bad("plugins.startConcurrency (--plugin-start-concurrency)", "%d: at least 1 plugin must be allowed to start at a time (the default is %d)", c.Plugins.StartConcurrency, DefaultPluginStartConcurrency)
+	}
 	errs = append(errs, c.Store.validate(systemMemoryBytes())...)
 	errs = append(errs, c.Snapshots.validate()...)
 	if !c.DisableAgent {
@@ -387,6 +398,9 @@ func (r *Raft) validate() []error {
 	}
 	if r.LeaderLeaseTimeout.Duration > r.HeartbeatTimeout.Duration {
 		errs = append(errs, fmt.Errorf("raft.leaderLeaseTimeout (--raft-leader-lease-timeout): %s must not exceed raft.heartbeatTimeout (%s)", r.LeaderLeaseTimeout.Duration, r.HeartbeatTimeout.Duration))
+	}
+	if r.MaxTimeoutMultiplier < 1 || r.MaxTimeoutMultiplier > 10 {
+		errs = append(errs, fmt.Errorf("raft.maxTimeoutMultiplier (--raft-max-timeout-multiplier): %d is out of range; use 1 (off) to 10", r.MaxTimeoutMultiplier))
 	}
 	if r.SnapshotThreshold == 0 {
 		errs = append(errs, errors.New("raft.snapshotThreshold (--raft-snapshot-threshold): must be at least 1"))

@@ -77,6 +77,14 @@ type Config struct {
 	// from a quorum. It must not exceed HeartbeatTimeout. Default 250ms.
 	LeaderLeaseTimeout time.Duration
 
+	// MaxTimeoutMultiplier bounds how far this server raises its own
+	// HeartbeatTimeout and ElectionTimeout while it is starved of CPU: it
+	// measures how late its goroutines run and, while it follows, waits up
+	// to this many times longer before it takes a silent leader for dead,
+	// lowering the factor again step by step once it runs on time (see
+	// health.go). 1 turns this off. Default 4.
+	MaxTimeoutMultiplier int
+
 	// CommitTimeout bounds how long the leader waits before sending an
 	// AppendEntries without new entries, which is what propagates the commit
 	// index to followers when the cluster is idle. Default 50ms.
@@ -113,6 +121,10 @@ type Config struct {
 	Logger *slog.Logger
 }
 
+// maxTimeoutMultiplier bounds MaxTimeoutMultiplier: past it a starved
+// follower would take minutes to notice a dead leader.
+const maxTimeoutMultiplier = 10
+
 // WALSegmentSize bounds: a page, and raft-wal's largest file.
 const (
 	minWALSegmentSize = 4 << 10
@@ -125,16 +137,17 @@ const (
 // and core/server's TestRaftDefaultsAgree keeps the two equal.
 func DefaultConfig() Config {
 	return Config{
-		LogStore:           LogStoreWAL,
-		WALSegmentSize:     16 << 20,
-		SnapshotThreshold:  8192,
-		SnapshotInterval:   30 * time.Second,
-		TrailingLogs:       10240,
-		HeartbeatTimeout:   500 * time.Millisecond,
-		ElectionTimeout:    500 * time.Millisecond,
-		LeaderLeaseTimeout: 250 * time.Millisecond,
-		CommitTimeout:      50 * time.Millisecond,
-		ApplyTimeout:       10 * time.Second,
+		LogStore:             LogStoreWAL,
+		WALSegmentSize:       16 << 20,
+		SnapshotThreshold:    8192,
+		SnapshotInterval:     30 * time.Second,
+		TrailingLogs:         10240,
+		HeartbeatTimeout:     500 * time.Millisecond,
+		ElectionTimeout:      500 * time.Millisecond,
+		LeaderLeaseTimeout:   250 * time.Millisecond,
+		MaxTimeoutMultiplier: 4,
+		CommitTimeout:        50 * time.Millisecond,
+		ApplyTimeout:         10 * time.Second,
 	}
 }
 
@@ -185,6 +198,9 @@ func (c Config) Validate() error {
 	}
 	if c.WALSegmentSize < minWALSegmentSize || c.WALSegmentSize > maxWALSegmentSize {
 		errs = append(errs, fmt.Errorf("WALSegmentSize must be between %d and %d bytes, got %d", minWALSegmentSize, maxWALSegmentSize, c.WALSegmentSize))
+	}
+	if c.MaxTimeoutMultiplier < 1 || c.MaxTimeoutMultiplier > maxTimeoutMultiplier {
+		errs = append(errs, fmt.Errorf("MaxTimeoutMultiplier must be between 1 (off) and %d, got %d", maxTimeoutMultiplier, c.MaxTimeoutMultiplier))
 	}
 	if c.SnapshotThreshold == 0 {
 		errs = append(errs, errors.New("SnapshotThreshold must be > 0"))

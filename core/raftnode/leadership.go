@@ -128,6 +128,11 @@ func (n *Node) onLeadership(isLeader bool) {
 	l.fanOutLocked(ev)
 	l.signalLocked()
 	l.mu.Unlock()
+	if n.cfg.MaxTimeoutMultiplier > 1 {
+		// A new leader heartbeats at its configured cadence at once; a
+		// deposed one waits as long as its starvation calls for.
+		n.applyTimeouts()
+	}
 	if isLeader {
 		n.wg.Add(1)
 		go n.establishTerm(term)

@@ -69,6 +69,10 @@ type Node struct {
 	shutdownErr  error
 
 	leadership leadership
+
+	// multiplier scales the heartbeat and election timeouts while this
+	// server is starved of CPU (health.go).
+	multiplier timeoutMultiplier
 }
 
 // New opens (or creates) the raft state in cfg.DataDir, starts the transport
@@ -106,6 +110,10 @@ func New(cfg Config, sm StateMachine) (*Node, error) {
 	}
 	n.wg.Add(1)
 	go n.observeLeadership()
+	if cfg.MaxTimeoutMultiplier > 1 {
+		n.wg.Add(1)
+		go n.watchHealth()
+	}
 	return n, nil
 }
 
@@ -402,10 +410,13 @@ func (n *Node) DialPeer(ctx context.Context, address string) (net.Conn, error) {
 	return dialKind(ctx, address, n.cfg.TLS, connPeer)
 }
 
-// Stats returns raft's stats plus fsm_applied_index.
+// Stats returns raft's stats plus fsm_applied_index and
+// timeout_multiplier (what this server's heartbeat and election timeouts
+// are scaled by while it follows, for its own scheduling delay; health.go).
 func (n *Node) Stats() map[string]string {
 	s := n.raft.Stats()
 	s["fsm_applied_index"] = strconv.FormatUint(n.fsm.appliedIndex(), 10)
+	s["timeout_multiplier"] = strconv.Itoa(n.multiplier.get())
 	return s
 }
 

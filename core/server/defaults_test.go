@@ -19,6 +19,7 @@ func TestRaftDefaultsAgree(t *testing.T) {
 		{"heartbeatTimeout", c.HeartbeatTimeout.Duration, r.HeartbeatTimeout},
 		{"electionTimeout", c.ElectionTimeout.Duration, r.ElectionTimeout},
 		{"leaderLeaseTimeout", c.LeaderLeaseTimeout.Duration, r.LeaderLeaseTimeout},
+		{"maxTimeoutMultiplier", c.MaxTimeoutMultiplier, r.MaxTimeoutMultiplier},
 		{"snapshotThreshold", c.SnapshotThreshold, r.SnapshotThreshold},
 		{"snapshotInterval", c.SnapshotInterval.Duration, r.SnapshotInterval},
 		{"trailingLogs", c.TrailingLogs, r.TrailingLogs},

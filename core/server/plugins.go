@@ -202,6 +202,8 @@ func (s *Server) newPluginHost(admin *rest.Config, url string) (*pluginHost, err
 		CAPEM:       caPEM,
 		Logger:      h.log,
 		OnChange:    h.status.set,
+		// A new leader starts its plugins a few at a time (issue 24).
+		StartConcurrency: s.cfg.Plugins.StartConcurrency,
 		Credentials: func(_ context.Context, name string, term uint64) (proto.Credentials, time.Time, error) {
 			now := time.Now()
 			c, err := bundle.IssuePlugin(name, term, PluginCredentialLifetime, now)

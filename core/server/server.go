@@ -260,6 +260,7 @@ func open(ctx context.Context, cfg config.Server, log *slog.Logger, opts Options
 	rc.HeartbeatTimeout = cfg.Raft.HeartbeatTimeout.Duration
 	rc.ElectionTimeout = cfg.Raft.ElectionTimeout.Duration
 	rc.LeaderLeaseTimeout = cfg.Raft.LeaderLeaseTimeout.Duration
+	rc.MaxTimeoutMultiplier = cfg.Raft.MaxTimeoutMultiplier
 	rc.SnapshotThreshold = cfg.Raft.SnapshotThreshold
 	rc.SnapshotInterval = cfg.Raft.SnapshotInterval.Duration
 	rc.TrailingLogs = cfg.Raft.TrailingLogs

@@ -33,6 +33,7 @@ type Sources struct {
 var (
 	indexDesc = prometheus.NewDesc("keelson_raft_index", "Raft log indexes of this server, by kind (applied, commit, last_log, last_snapshot).", []string{"kind"}, nil)
 	termDesc  = prometheus.NewDesc("keelson_raft_term", "This server's current raft term.", nil, nil)
+	multDesc  = prometheus.NewDesc("keelson_raft_timeout_multiplier", "What this server's raft heartbeat and election timeouts are multiplied by while it follows, for its own scheduling delay (1: on time).", nil, nil)
 	stateDesc = prometheus.NewDesc("keelson_raft_state", "1 for this server's raft state (Leader, Follower, Candidate, Shutdown), 0 for the others.", []string{"state"}, nil)
 	keysDesc  = prometheus.NewDesc("keelson_store_keys", "Live keys in the state machine.", nil, nil)
 	bytesDesc = prometheus.NewDesc("keelson_store_size_bytes", "The state machine's accounted size (every retained version and lease), which the quota is checked against.", nil, nil)
@@ -91,7 +92,7 @@ func (c *Collector) leaderSeen(id raft.ServerID) {
 }
 
 func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{indexDesc, termDesc, stateDesc, keysDesc, bytesDesc, revDesc, watchDesc, memDesc} {
+	for _, d := range []*prometheus.Desc{indexDesc, termDesc, multDesc, stateDesc, keysDesc, bytesDesc, revDesc, watchDesc, memDesc} {
 		ch <- d
 	}
 	for _, d := range watchDescs {
@@ -139,6 +140,9 @@ func collectRaft(ch chan<- prometheus.Metric, st map[string]string) {
 	}
 	if v, err := strconv.ParseUint(st["term"], 10, 64); err == nil {
 		ch <- prometheus.MustNewConstMetric(termDesc, prometheus.GaugeValue, float64(v))
+	}
+	if v, err := strconv.ParseUint(st["timeout_multiplier"], 10, 64); err == nil {
+		ch <- prometheus.MustNewConstMetric(multDesc, prometheus.GaugeValue, float64(v))
 	}
 	for _, s := range raftStates {
 		v := 0.0

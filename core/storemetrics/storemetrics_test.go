@@ -15,7 +15,7 @@ func TestCollector(t *testing.T) {
 	state, keys, watchers := "Follower", 10, int64(2)
 	c := NewCollector(Sources{
 		Raft: func() map[string]string {
-			return map[string]string{"state": state, "term": "3", "applied_index": "120", "commit_index": "121", "last_log_index": "121", "last_snapshot_index": "100"}
+			return map[string]string{"state": state, "term": "3", "applied_index": "120", "commit_index": "121", "last_log_index": "121", "last_snapshot_index": "100", "timeout_multiplier": "3"}
 		},
 		Store:    func() (int, int64, int64) { return keys, 4096, 120 },
 		Watchers: func() int64 { return watchers },
@@ -45,8 +45,11 @@ keelson_raft_index{kind="applied"} 120
 keelson_raft_index{kind="commit"} 121
 keelson_raft_index{kind="last_log"} 121
 keelson_raft_index{kind="last_snapshot"} 100
+# HELP keelson_raft_timeout_multiplier What this server's raft heartbeat and election timeouts are multiplied by while it follows, for its own scheduling delay (1: on time).
+# TYPE keelson_raft_timeout_multiplier gauge
+keelson_raft_timeout_multiplier 3
 `
-	if err := testutil.GatherAndCompare(reg, strings.NewReader(want), "keelson_raft_state", "keelson_cluster_members", "keelson_raft_index"); err != nil {
+	if err := testutil.GatherAndCompare(reg, strings.NewReader(want), "keelson_raft_state", "keelson_cluster_members", "keelson_raft_index", "keelson_raft_timeout_multiplier"); err != nil {
 		t.Error(err)
 	}
 	wantWatch := `# HELP keelson_store_watch_compacted_total Watches canceled with etcd's compacted error because history they needed was compacted (started, or fell, behind the retained window).

@@ -75,21 +75,31 @@ type Config struct {
 	// BackoffReset is how long a plugin must have been ready for its next
 	// failure to start again from InitialBackoff.
 	BackoffReset time.Duration
+	// StartConcurrency is how many plugins may be starting at once: a
+	// plugin takes a turn before its process is launched and gives it back
+	// when it first reports ready, when that run ends, or after StartHold,
+	// whichever comes first (so one that never gets ready holds up the
+	// others for StartHold only). Zero takes DefaultConfig's.
+	StartConcurrency int
+	// StartHold is the longest a starting plugin keeps its turn.
+	StartHold time.Duration
 }
 
 // DefaultConfig returns the production tuning (without endpoint, CA and
 // credentials, which only the server knows).
 func DefaultConfig() Config {
 	return Config{
-		Logger:         slog.Default(),
-		Clock:          clockwork.NewRealClock(),
-		PingInterval:   5 * time.Second,
-		PingTimeout:    5 * time.Second,
-		StartTimeout:   30 * time.Second,
-		StopGrace:      10 * time.Second,
-		InitialBackoff: time.Second,
-		MaxBackoff:     time.Minute,
-		BackoffReset:   5 * time.Minute,
+		Logger:           slog.Default(),
+		Clock:            clockwork.NewRealClock(),
+		PingInterval:     5 * time.Second,
+		PingTimeout:      5 * time.Second,
+		StartTimeout:     30 * time.Second,
+		StopGrace:        10 * time.Second,
+		InitialBackoff:   time.Second,
+		MaxBackoff:       time.Minute,
+		BackoffReset:     5 * time.Minute,
+		StartConcurrency: 4,
+		StartHold:        10 * time.Second,
 	}
 }
 
@@ -102,6 +112,9 @@ func (c Config) withDefaults() Config {
 	if c.Clock == nil {
 		c.Clock = d.Clock
 	}
+	if c.StartConcurrency == 0 {
+		c.StartConcurrency = d.StartConcurrency
+	}
 	if c.StoppedMessage == "" {
 		c.StoppedMessage = "stopped: this server is not the leader"
 	}
@@ -109,7 +122,7 @@ func (c Config) withDefaults() Config {
 		{&c.PingInterval, &d.PingInterval}, {&c.PingTimeout, &d.PingTimeout},
 		{&c.StartTimeout, &d.StartTimeout}, {&c.StopGrace, &d.StopGrace},
 		{&c.InitialBackoff, &d.InitialBackoff}, {&c.MaxBackoff, &d.MaxBackoff},
-		{&c.BackoffReset, &d.BackoffReset},
+		{&c.BackoffReset, &d.BackoffReset}, {&c.StartHold, &d.StartHold},
 	} {
 		if *f.v == 0 {
 			*f.v = *f.def
@@ -127,6 +140,8 @@ func (c Config) Validate() error {
 		return fmt.Errorf("plugin host: Credentials is nil; every plugin needs its own API identity")
 	case c.PingInterval < 0 || c.PingTimeout < 0 || c.StartTimeout < 0 || c.StopGrace < 0:
 		return fmt.Errorf("plugin host: negative ping, start or stop timeout")
+	case c.StartConcurrency < 0 || c.StartHold < 0:
+		return fmt.Errorf("plugin host: StartConcurrency (%d) and StartHold (%s) must not be negative", c.StartConcurrency, c.StartHold)
 	case c.InitialBackoff < 0 || c.MaxBackoff < c.InitialBackoff:
 		return fmt.Errorf("plugin host: backoff must satisfy 0 <= InitialBackoff (%s) <= MaxBackoff (%s)", c.InitialBackoff, c.MaxBackoff)
 	}

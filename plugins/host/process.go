@@ -38,16 +38,25 @@ type launch struct {
 	// renewAt is when the plugin's credentials must be replaced: it is
 	// stopped gracefully and started again with new ones (zero: never).
 	renewAt time.Time
+	// turn is the plugin's start turn (startgate.go), given back when it
+	// first reports ready or this run ends.
+	turn *startTurn
 }
 
 // runOnce starts the plugin, configures it and watches it until it fails or
 // ctx ends (then it stops the plugin gracefully). It returns when the
 // process is gone, with when the plugin first reported ready (zero if never).
 func (s *Supervisor) runOnce(ctx context.Context, sp Spec, term uint64) (readyAt time.Time, err error) {
+	turn, err := s.gate.acquire(ctx)
+	if err != nil {
+		return time.Time{}, err
+	}
+	defer turn.release()
 	l, err := s.launch(sp)
 	if err != nil {
 		return time.Time{}, err
 	}
+	l.turn = turn
 	defer func() {
 		s.cleanup(l)
 		var ref *refusal

@@ -72,6 +72,9 @@ type Supervisor struct {
 	// orphaned plugins.
 	noParentDeathSignal bool
 
+	// gate bounds the plugins starting at once (Config.StartConcurrency).
+	gate *startGate
+
 	mu      sync.Mutex
 	status  map[string]*PluginStatus
 	clients map[string]*proto.Client // of the plugins configured and running
@@ -86,7 +89,8 @@ func New(cfg Config, specs []Spec) (*Supervisor, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	s := &Supervisor{cfg: cfg, specs: slices.Clone(specs), status: make(map[string]*PluginStatus)}
+	s := &Supervisor{cfg: cfg, specs: slices.Clone(specs), status: make(map[string]*PluginStatus),
+		gate: newStartGate(cfg.StartConcurrency, cfg.Clock, cfg.StartHold)}
 	for _, sp := range specs {
 		if err := sp.validate(); err != nil {
 			return nil, err

@@ -57,7 +57,8 @@ func (s *Supervisor) watch(ctx context.Context, l *launch) (readyAt time.Time, e
 			s.stopPlugin(l)
 			return readyAt, errRenew
 		case st := <-updates:
-			if st.Ready && readyAt.IsZero() {
+			first := st.Ready && readyAt.IsZero()
+			if first {
 				readyAt = s.cfg.Clock.Now()
 				l.log.Info("plugin ready", "message", st.Message)
 			}
@@ -70,6 +71,11 @@ func (s *Supervisor) watch(ctx context.Context, l *launch) (readyAt time.Time, e
 					ps.State = StateRunning
 				}
 			})
+			if first {
+				// After the status says running: the next plugin's launch
+				// follows this one's ready.
+				l.turn.release()
+			}
 		case err := <-ended:
 			return readyAt, streamEndError(sp.Name, err)
 		case <-ping.Chan():

@@ -7,8 +7,13 @@
 //	{"mode": "exit"}                     exit with status 3 at once
 //	{"mode": "runtime"}                  report the Go runtime's memory
 //	                                     limit and GC percent as ready message
+//	{"mode": "slow", "after": "300ms"}   report ready only after a while
+//	                                     (with the argument "manual")
+//	{"mode": "never"}                    never report ready ("manual")
 //
-// With the argument "v2" it serves plugin protocol version 2 only. Run as
+// With the argument "v2" it serves plugin protocol version 2 only; with
+// "manual" it reports ready itself (sdk.Plugin.ManualReady), so only the
+// modes that call Ready become ready. Run as
 // a node plugin (RunNode), it reports its node and the host's first gossip
 // member list as its ready message and runs until stopped.
 package main
@@ -34,6 +39,9 @@ type config struct {
 
 func main() {
 	p := sdk.Plugin{Name: "testplugin", Kind: sdk.KindController, Version: "0.0.1-test", Run: run, RunNode: runNode}
+	if len(os.Args) > 1 && os.Args[1] == "manual" {
+		p.ManualReady = true
+	}
 	if len(os.Args) > 1 && os.Args[1] == "v2" {
 		sdk.ServeVersions(p, 2)
 		return
@@ -60,6 +68,17 @@ func run(ctx context.Context, env sdk.Env) error {
 		os.Exit(3)
 	}
 	env.Logger.Info("testplugin running", "mode", c.Mode, "term", env.Term)
+	switch c.Mode {
+	case "never":
+		<-ctx.Done()
+		return nil
+	case "slow":
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(after):
+		}
+	}
 	if c.Mode == "runtime" {
 		// What GOMEMLIMIT and GOGC made of the runtime: reading the GC
 		// percent means setting it, so set it straight back.
