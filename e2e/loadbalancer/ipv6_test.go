@@ -27,9 +27,11 @@ var v6Backends = []string{"a1", "a2"}
 // IPv4 addresses of the bridge), and a RequireDualStack LoadBalancer
 // Service with externalTrafficPolicy: Local and a backend on a1 and a2
 // gets one address of each family. The client's neighbour solicitation is
-// answered by exactly one node; when that node dies (agent kill -9, cable
-// pulled), the other sends an unsolicited neighbour advertisement that
-// moves the client's neighbour entry to it without the client asking.
+// answered by exactly one node, and http://[ADDR]/ reaches the pod there
+// (pods are dual-stack, the agents' proxies program their ip6 tables);
+// when that node dies (agent kill -9, cable pulled), the other sends an
+// unsolicited neighbour advertisement that moves the client's neighbour
+// entry to it without the client asking, and its pod answers.
 func TestAnnouncerIPv6(t *testing.T) {
 	ula := randomULA(t)
 	v6pool := netip.PrefixFrom(addrAt(ula, 0x100), 120)
