@@ -410,7 +410,7 @@ func (a *Agent) observeNode(obj any) {
 		return
 	}
 	a.node.Observe(n)
-	if cidr := n.Spec.PodCIDR; cidr != "" && cidr != a.network.PodCIDR() {
+	if cidr := node.PodCIDRs(n); cidr != "" && cidr != a.network.PodCIDR() {
 		if err := a.network.SetPodCIDR(cidr); err != nil {
 			a.log.Error("configuring the pod network", "podCIDR", cidr, "err", err)
 			return

@@ -10,8 +10,31 @@ import (
 // an IPv6 one separated by a comma (dual-stack), each a network address
 // (no host bits set).
 func ParseClusterCIDRs(s string) ([]netip.Prefix, error) {
+	return parseCIDRPair(s, DefaultClusterCIDR)
+}
+
+// ParseServiceCIDRs parses the service range: one CIDR, or one IPv4 and one
+// IPv6 CIDR separated by a comma (dual-stack Services); the first is the
+// primary family. kube-apiserver takes an IPv6 range of /108 or longer
+// only, so a wider one is refused here, before it fails to start.
+func ParseServiceCIDRs(s string) ([]netip.Prefix, error) {
+	out, err := parseCIDRPair(s, "10.43.0.0/16")
+	if err != nil {
+		return nil, err
+	}
+	for _, p := range out {
+		if p.Addr().Is6() && p.Bits() < 108 {
+			return nil, fmt.Errorf("%q is wider than /108, the widest IPv6 service range kube-apiserver allocates from; use a /108 to /120 such as fd43::/108", p)
+		}
+	}
+	return out, nil
+}
+
+// parseCIDRPair parses one CIDR or an IPv4 and an IPv6 CIDR separated by
+// a comma; example is shown in errors.
+func parseCIDRPair(s, example string) ([]netip.Prefix, error) {
 	if strings.TrimSpace(s) == "" {
-		return nil, fmt.Errorf("must not be empty; the default is %s", DefaultClusterCIDR)
+		return nil, fmt.Errorf("must not be empty; the default is %s", example)
 	}
 	parts := strings.Split(s, ",")
 	if len(parts) > 2 {
@@ -22,7 +45,7 @@ func ParseClusterCIDRs(s string) ([]netip.Prefix, error) {
 		part = strings.TrimSpace(part)
 		p, err := netip.ParsePrefix(part)
 		if err != nil {
-			return nil, fmt.Errorf("%q is not a CIDR such as %s", part, DefaultClusterCIDR)
+			return nil, fmt.Errorf("%q is not a CIDR such as %s", part, example)
 		}
 		if p != p.Masked() {
 			return nil, fmt.Errorf("%q has host bits set; use the network address %s", part, p.Masked())

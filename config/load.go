@@ -46,7 +46,7 @@ func ServerFlags(fs *pflag.FlagSet, c *Server) {
 	fs.Var(newGOGCValue(&c.Plugins.Runtime), "plugin-gogc", "a plugin process's garbage collection target (GOGC) as NAME=PERCENT; -1 for off, which needs a memory limit; NAME * for every plugin (repeatable; default Go's 100)")
 
 	fs.IntVar(&c.APIServer.Port, "api-port", c.APIServer.Port, "HTTPS port of the Kubernetes API")
-	fs.StringVar(&c.APIServer.ServiceCIDR, "service-cidr", c.APIServer.ServiceCIDR, "range ClusterIPs are allocated from")
+	fs.StringVar(&c.APIServer.ServiceCIDR, "service-cidr", c.APIServer.ServiceCIDR, "range ClusterIPs are allocated from; an IPv4 and an IPv6 CIDR (/108 or longer) separated by a comma for dual-stack Services")
 	fs.StringVar(&c.APIServer.NodePortRange, "service-node-port-range", c.APIServer.NodePortRange, "range NodePorts are allocated from")
 	fs.StringVar(&c.APIServer.ClusterDomain, "cluster-domain", c.APIServer.ClusterDomain, "DNS domain of the cluster")
 	fs.StringVar(&c.APIServer.PodSecurity.Enforce, "pod-security-enforce", c.APIServer.PodSecurity.Enforce, "Pod Security level enforced in namespaces without their own label: privileged, baseline or restricted")

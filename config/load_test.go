@@ -74,6 +74,8 @@ func TestLoadServerErrorsNameTheField(t *testing.T) {
 		{"relative data dir", "", []string{"--data-dir", "rel"}, []string{"dataDir (--data-dir)", "absolute"}},
 		{"bad bind", "", []string{"--bind-address", "localhost"}, []string{"bindAddress (--bind-address)"}},
 		{"bad cidr", "", []string{"--service-cidr", "10.0.0.0"}, []string{"apiServer.serviceCIDR (--service-cidr)"}},
+		{"service cidr of one family twice", "", []string{"--service-cidr", "10.43.0.0/16,10.44.0.0/16"}, []string{"apiServer.serviceCIDR (--service-cidr)", "same IP family"}},
+		{"ipv6 service cidr too wide", "", []string{"--service-cidr", "10.43.0.0/16,fd43::/64"}, []string{"apiServer.serviceCIDR (--service-cidr)", "wider than /108"}},
 		{"bad port range", "", []string{"--service-node-port-range", "5-1"}, []string{"apiServer.nodePortRange"}},
 		{"node name", "", []string{"--node-name", "Upper"}, []string{"nodeName (--node-name)"}},
 		{"raft log store flag", "", []string{"--raft-log-store", "bolt"}, []string{`raft.logStore (--raft-log-store): "bolt" is not a log store; use wal or boltdb`}},
@@ -161,6 +163,23 @@ func TestDefaultServerIsValid(t *testing.T) {
 	c.NodeName = "node-1"
 	if err := c.Validate(); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// A dual-stack service range is taken (dual-stack Services), and a pool
+// overlapping its IPv6 half is refused.
+func TestLoadServerDualStackServiceCIDR(t *testing.T) {
+	args := []string{"--service-cidr", "10.43.0.0/16,fd43::/108", "--cluster-cidr", "10.42.0.0/16,fd42::/56", "--node-name", "n1"}
+	cfg, err := LoadServer("", parse(t, args...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.APIServer.ServiceCIDR != "10.43.0.0/16,fd43::/108" {
+		t.Errorf("serviceCIDR = %q", cfg.APIServer.ServiceCIDR)
+	}
+	_, err = LoadServer("", parse(t, append(args, "--load-balancer-pool", "v6=fd43::/120")...))
+	if err == nil || !strings.Contains(err.Error(), "overlaps apiServer.serviceCIDR (--service-cidr) fd43::/108") {
+		t.Errorf("a pool inside the IPv6 service range: %v", err)
 	}
 }
 

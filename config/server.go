@@ -364,8 +364,8 @@ func (a *APIServer) validate() []error {
 	if a.Port < 1 || a.Port > 65535 {
 		errs = append(errs, fmt.Errorf("apiServer.port (--api-port): %d is not a port (1-65535)", a.Port))
 	}
-	if _, _, err := net.ParseCIDR(a.ServiceCIDR); err != nil {
-		errs = append(errs, fmt.Errorf("apiServer.serviceCIDR (--service-cidr): %q is not a CIDR such as 10.43.0.0/16", a.ServiceCIDR))
+	if _, err := ParseServiceCIDRs(a.ServiceCIDR); err != nil {
+		errs = append(errs, fmt.Errorf("apiServer.serviceCIDR (--service-cidr): %w", err))
 	}
 	if _, _, err := ParsePortRange(a.NodePortRange); err != nil {
 		errs = append(errs, fmt.Errorf("apiServer.nodePortRange (--service-node-port-range): %w", err))

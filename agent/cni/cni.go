@@ -12,6 +12,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 
 	"github.com/containernetworking/cni/libcni"
@@ -80,11 +81,15 @@ func (o Options) cacheDir() string { return filepath.Join(o.Dir, "cache") }
 func (o Options) ipamDir() string  { return filepath.Join(o.Dir, "ipam") }
 func (o Options) netnsDir() string { return filepath.Join(o.Dir, "netns") }
 
-// SetPodCIDR configures the network for the node's pod CIDR. Pods can be
-// wired only once it is set.
+// SetPodCIDR configures the network for the node's pod CIDR: one CIDR, or
+// the node's spec.podCIDRs joined by a comma (dual-stack: each pod gets
+// an address of each, the first family's first). Pods can be wired only
+// once it is set.
 func (n *Network) SetPodCIDR(cidr string) error {
-	if _, _, err := net.ParseCIDR(cidr); err != nil {
-		return fmt.Errorf("cni: pod CIDR %q: %w", cidr, err)
+	for _, c := range strings.Split(cidr, ",") {
+		if _, _, err := net.ParseCIDR(c); err != nil {
+			return fmt.Errorf("cni: pod CIDR %q: %w", cidr, err)
+		}
 	}
 	n.mu.Lock()
 	defer n.mu.Unlock()
@@ -110,9 +115,20 @@ func (n *Network) PodCIDR() string {
 	return n.podCIDR
 }
 
-// conflist is the CNI configuration for cidr; portmap is chained only for
-// pods with host ports, so that the others touch no iptables chain.
+// conflist is the CNI configuration for cidr (one range per CIDR, with a
+// default route of its family); portmap is chained only for pods with host
+// ports, so that the others touch no iptables chain.
 func (n *Network) conflist(cidr string, portmap bool) ([]byte, error) {
+	var ranges [][]map[string]string
+	var routes []map[string]string
+	for _, c := range strings.Split(cidr, ",") {
+		ranges = append(ranges, []map[string]string{{"subnet": c}})
+		dst := "0.0.0.0/0"
+		if strings.Contains(c, ":") {
+			dst = "::/0"
+		}
+		routes = append(routes, map[string]string{"dst": dst})
+	}
 	bridge := map[string]any{
 		"type":        "bridge",
 		"bridge":      n.opts.Bridge,
@@ -121,8 +137,8 @@ func (n *Network) conflist(cidr string, portmap bool) ([]byte, error) {
 		"hairpinMode": true,
 		"ipam": map[string]any{
 			"type":    "host-local",
-			"ranges":  [][]map[string]string{{{"subnet": cidr}}},
-			"routes":  []map[string]string{{"dst": "0.0.0.0/0"}},
+			"ranges":  ranges,
+			"routes":  routes,
 			"dataDir": n.opts.ipamDir(),
 		},
 	}
@@ -162,9 +178,9 @@ func (n *Network) runtimeConf(pod Pod, ports []PortMapping) *libcni.RuntimeConf 
 }
 
 // Setup creates the pod's network namespace and wires it, or returns its
-// address if that was done before. It returns the namespace's path and the
-// pod's IP.
-func (n *Network) Setup(ctx context.Context, pod Pod, ports []PortMapping) (string, net.IP, error) {
+// addresses if that was done before. It returns the namespace's path and
+// the pod's IPs, one per pod CIDR in their order.
+func (n *Network) Setup(ctx context.Context, pod Pod, ports []PortMapping) (string, []net.IP, error) {
 	cidr := n.PodCIDR()
 	if cidr == "" {
 		return "", nil, ErrNoPodCIDR
@@ -181,8 +197,8 @@ func (n *Network) Setup(ctx context.Context, pod Pod, ports []PortMapping) (stri
 	}
 	if isNetNS(nsPath) {
 		if res, err := n.cni.GetNetworkListCachedResult(list, rt); err == nil && res != nil {
-			if ip, err := podIP(res); err == nil {
-				return nsPath, ip, nil
+			if ips, err := podIPs(res, cidr); err == nil {
+				return nsPath, ips, nil
 			}
 		}
 	} else if err := createNetNS(nsPath); err != nil {
@@ -199,11 +215,11 @@ func (n *Network) Setup(ctx context.Context, pod Pod, ports []PortMapping) (stri
 		_ = n.cni.DelNetworkList(context.WithoutCancel(ctx), list, rt)
 		return "", nil, fmt.Errorf("cni: wiring pod %s/%s: %w", pod.Namespace, pod.Name, err)
 	}
-	ip, err := podIP(res)
+	ips, err := podIPs(res, cidr)
 	if err != nil {
 		return "", nil, fmt.Errorf("cni: pod %s/%s: %w", pod.Namespace, pod.Name, err)
 	}
-	return nsPath, ip, nil
+	return nsPath, ips, nil
 }
 
 // Teardown releases the pod's address, port mappings and network
@@ -245,18 +261,25 @@ func (n *Network) NetNSes() ([]string, error) {
 	return uids, nil
 }
 
-func podIP(res types.Result) (net.IP, error) {
+// podIPs are the addresses the plugin assigned, one per family of cidr
+// (comma-separated), in cidr's order.
+func podIPs(res types.Result, cidr string) ([]net.IP, error) {
 	r, err := types100.NewResultFromResult(res)
 	if err != nil {
 		return nil, fmt.Errorf("reading the plugin's result: %w", err)
 	}
-	for _, ip := range r.IPs {
-		if ip.Address.IP.To4() != nil {
-			return ip.Address.IP, nil
+	var out []net.IP
+	for _, c := range strings.Split(cidr, ",") {
+		v4 := !strings.Contains(c, ":")
+		for _, ip := range r.IPs {
+			if (ip.Address.IP.To4() != nil) == v4 {
+				out = append(out, ip.Address.IP)
+				break
+			}
 		}
 	}
-	if len(r.IPs) > 0 {
-		return r.IPs[0].Address.IP, nil
+	if len(out) == 0 {
+		return nil, errors.New("the plugin assigned no address")
 	}
-	return nil, errors.New("the plugin assigned no address")
+	return out, nil
 }

@@ -2,6 +2,8 @@ package cni
 
 import (
 	"context"
+	"crypto/rand"
+	"fmt"
 	"net"
 	"os"
 	"testing"
@@ -44,19 +46,23 @@ func TestSetupAndTeardown(t *testing.T) {
 	if err := n.SetPodCIDR(cidr); err != nil {
 		t.Fatal(err)
 	}
-	path, ip, err := n.Setup(ctx, pod, nil)
+	path, ips, err := n.Setup(ctx, pod, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
+	if len(ips) != 1 {
+		t.Fatalf("pod IPs %v for one pod CIDR", ips)
+	}
+	ip := ips[0]
 	t.Cleanup(func() { n.Teardown(context.Background(), pod) })
 	_, subnet, _ := net.ParseCIDR(cidr)
 	if !subnet.Contains(ip) {
 		t.Fatalf("pod IP %s not in %s", ip, cidr)
 	}
 	// Set up again: the same namespace and address.
-	path2, ip2, err := n.Setup(ctx, pod, nil)
-	if err != nil || path2 != path || !ip2.Equal(ip) {
-		t.Fatalf("second setup: %s %s %v, want %s %s", path2, ip2, err, path, ip)
+	path2, ips2, err := n.Setup(ctx, pod, nil)
+	if err != nil || path2 != path || len(ips2) != 1 || !ips2[0].Equal(ip) {
+		t.Fatalf("second setup: %s %v %v, want %s %s", path2, ips2, err, path, ip)
 	}
 	// Inside the namespace: lo is up and eth0 has the address.
 	err = InNetNS(path, func() error {
@@ -122,4 +128,51 @@ func listenIn(path string, ip net.IP) (net.Listener, error) {
 		return err
 	})
 	return l, err
+}
+
+// TestDualStackPodGetsAnAddressPerFamily: with an IPv4 and an IPv6 pod
+// CIDR, a pod gets one address of each, IPv4 first as the CIDRs are
+// listed, and the host reaches it over IPv6 through the bridge.
+func TestDualStackPodGetsAnAddressPerFamily(t *testing.T) {
+	n, cidr := newTestNetwork(t)
+	var id [6]byte
+	if _, err := rand.Read(id[:]); err != nil {
+		t.Fatal(err)
+	}
+	v6 := fmt.Sprintf("fd%02x:%02x%02x:%02x%02x:%02x%02x::/64", id[0], id[1], id[2], id[3], id[4], id[5], id[0])
+	if err := n.SetPodCIDR(cidr + "," + v6); err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	pod := Pod{Namespace: "default", Name: "dual", UID: "5d0b3a7e-6a55-4a8c-8f0e-3b9d5c1e7f21"}
+	path, ips, err := n.Setup(ctx, pod, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { n.Teardown(context.Background(), pod) })
+	_, sub4, _ := net.ParseCIDR(cidr)
+	_, sub6, _ := net.ParseCIDR(v6)
+	if len(ips) != 2 || !sub4.Contains(ips[0]) || !sub6.Contains(ips[1]) {
+		t.Fatalf("pod IPs %v; want one of %s, then one of %s", ips, cidr, v6)
+	}
+	l, err := listenIn(path, ips[1])
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	go func() {
+		if c, err := l.Accept(); err == nil {
+			c.Write([]byte("v6"))
+			c.Close()
+		}
+	}()
+	c, err := net.Dial("tcp", l.Addr().String())
+	if err != nil {
+		t.Fatalf("dialing the pod's IPv6 address from the host: %v", err)
+	}
+	defer c.Close()
+	buf := make([]byte, 2)
+	if _, err := c.Read(buf); err != nil || string(buf) != "v6" {
+		t.Errorf("read %q %v", buf, err)
+	}
 }

@@ -15,6 +15,7 @@ import (
 	"slices"
 	"sort"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -168,14 +169,24 @@ func (n *Node) HostIPs() []string { return []string{n.opts.IP.String()} }
 // Allocatable is what pods may use.
 func (n *Node) Allocatable() v1.ResourceList { return n.allocatable.DeepCopy() }
 
-// PodCIDR is the node's pod CIDR as last seen, empty until assigned.
+// PodCIDR is the node's pod CIDR as last seen, empty until assigned: its
+// spec.podCIDRs joined by a comma (two for dual-stack), as the pod
+// network takes them.
 func (n *Node) PodCIDR() string {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	if n.current == nil {
 		return ""
 	}
-	return n.current.Spec.PodCIDR
+	return PodCIDRs(n.current)
+}
+
+// PodCIDRs is n's spec.podCIDRs joined by a comma, or spec.podCIDR.
+func PodCIDRs(n *v1.Node) string {
+	if len(n.Spec.PodCIDRs) > 0 {
+		return strings.Join(n.Spec.PodCIDRs, ",")
+	}
+	return n.Spec.PodCIDR
 }
 
 // Labels are the node's labels as last seen (those it registers with until

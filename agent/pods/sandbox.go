@@ -18,8 +18,9 @@ import (
 // namespace and address, volumes and the hosts, resolver and hostname files.
 type sandbox struct {
 	dir      string
-	netns    string // empty for hostNetwork
-	podIP    string
+	netns    string   // empty for hostNetwork
+	podIP    string   // the primary address, podIPs[0]
+	podIPs   []string // one per family of the node's pod CIDRs
 	hostname string
 	hosts    string
 	resolv   string
@@ -41,7 +42,7 @@ func (w *worker) ensureSandbox(ctx context.Context, pod *v1.Pod) (*sandbox, erro
 	hostIPs := m.opts.Node.HostIPs()
 	if pod.Spec.HostNetwork {
 		if len(hostIPs) > 0 {
-			sb.podIP = hostIPs[0]
+			sb.podIP, sb.podIPs = hostIPs[0], hostIPs
 		}
 	} else if sb.netns == "" {
 		if m.opts.Network.PodCIDR() == "" {
@@ -55,7 +56,7 @@ func (w *worker) ensureSandbox(ctx context.Context, pod *v1.Pod) (*sandbox, erro
 			return nil, err
 		}
 		start := m.clock.Now()
-		path, ip, err := m.opts.Network.Setup(ctx, podRef(pod, pod.UID), hostPorts(pod))
+		path, ips, err := m.opts.Network.Setup(ctx, podRef(pod, pod.UID), hostPorts(pod))
 		m.netSlots.release()
 		if err != nil {
 			if errors.Is(err, cni.ErrNoPodCIDR) {
@@ -63,11 +64,15 @@ func (w *worker) ensureSandbox(ctx context.Context, pod *v1.Pod) (*sandbox, erro
 			}
 			return nil, fmt.Errorf("setting up the pod network: %w", err)
 		}
-		sb.netns, sb.podIP = path, ip.String()
-		m.log.Debug("pod network set up", "pod", podKey(pod), "ip", sb.podIP, "took", m.clock.Since(start))
+		sb.netns, sb.podIPs = path, nil
+		for _, ip := range ips {
+			sb.podIPs = append(sb.podIPs, ip.String())
+		}
+		sb.podIP = sb.podIPs[0]
+		m.log.Debug("pod network set up", "pod", podKey(pod), "ips", sb.podIPs, "took", m.clock.Since(start))
 	}
 	if sb.volumes == nil || m.clock.Since(w.volumesAt) >= max(m.opts.SyncInterval, m.opts.Node.ObjectTTL()) {
-		vols, err := m.opts.Volumes.Setup(ctx, pod, sb.dir, volumes.Env{PodIPs: []string{sb.podIP}, HostIPs: hostIPs,
+		vols, err := m.opts.Volumes.Setup(ctx, pod, sb.dir, volumes.Env{PodIPs: sb.podIPs, HostIPs: hostIPs,
 			Allocatable: m.opts.Node.Allocatable(), NodeName: m.opts.NodeName, NodeLabels: m.opts.Node.Labels()})
 		if err != nil {
 			m.event(pod, v1.EventTypeWarning, "FailedMount", "MountVolume.SetUp failed for %v", err)
@@ -98,7 +103,7 @@ func (m *Manager) writePodFiles(pod *v1.Pod, sb *sandbox) error {
 		}
 		hosts = hostNetworkHostsFile(node, pod.Spec.HostAliases)
 	} else {
-		hosts = hostsFile([]string{sb.podIP}, hostname, domain, pod.Spec.HostAliases)
+		hosts = hostsFile(sb.podIPs, hostname, domain, pod.Spec.HostAliases)
 	}
 	hostConf, err := os.ReadFile(m.opts.ResolvConf)
 	if err != nil && !errors.Is(err, os.ErrNotExist) {

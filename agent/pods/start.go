@@ -367,7 +367,7 @@ func (m *Manager) envSources(ctx context.Context, pod *v1.Pod, sb *sandbox) envS
 		},
 		services:    services,
 		allocatable: m.opts.Node.Allocatable(),
-		podIPs:      []string{sb.podIP},
+		podIPs:      sb.podIPs,
 		hostIPs:     m.opts.Node.HostIPs(),
 	}
 }

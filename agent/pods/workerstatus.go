@@ -55,15 +55,18 @@ func (w *worker) status(pod *v1.Pod, cs podContainers, sandboxReady, terminal bo
 			st.HostIPs = append(st.HostIPs, v1.HostIP{IP: ip})
 		}
 	}
-	podIP := ""
 	if w.sandbox != nil {
-		podIP = w.sandbox.podIP
+		if w.sandbox.podIP != "" {
+			st.PodIP = w.sandbox.podIP
+			for _, ip := range w.sandbox.podIPs {
+				st.PodIPs = append(st.PodIPs, v1.PodIP{IP: ip})
+			}
+		}
 	} else if old.PodIP != "" {
-		podIP = old.PodIP
-	}
-	if podIP != "" {
-		st.PodIP = podIP
-		st.PodIPs = []v1.PodIP{{IP: podIP}}
+		st.PodIP, st.PodIPs = old.PodIP, old.PodIPs
+		if len(st.PodIPs) == 0 {
+			st.PodIPs = []v1.PodIP{{IP: old.PodIP}}
+		}
 	}
 	var others []v1.PodCondition
 	for _, c := range pod.Status.Conditions {

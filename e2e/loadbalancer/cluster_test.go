@@ -39,6 +39,23 @@ type lbCluster struct {
 }
 
 func startCluster(t testing.TB) *lbCluster {
+	return startClusterWith(t, clusterOptions{})
+}
+
+// clusterOptions vary the cluster of startClusterWith.
+type clusterOptions struct {
+	// extraClusterCIDR is appended to the IPv4 cluster CIDR (",fd42::/56"
+	// for dual-stack), on the server and every agent.
+	extraClusterCIDR string
+	// serverArgs are more `keelson server` flags; netArgs more still,
+	// computed from the test's network.
+	serverArgs []string
+	netArgs    func(*ha.Network) []string
+	// beforeAgents runs once the network and the server exist.
+	beforeAgents func(*lbCluster)
+}
+
+func startClusterWith(t testing.TB, o clusterOptions) *lbCluster {
 	t.Helper()
 	nodeagent.Require(t)
 	ha.RequireNetns(t)
@@ -46,16 +63,21 @@ func startCluster(t testing.TB) *lbCluster {
 	if err != nil {
 		t.Fatal(err)
 	}
+	cidr += o.extraClusterCIDR
 	c := &lbCluster{agents: map[string]*nodeagent.Agent{}}
 	c.Cluster = ha.NewCluster(t, ha.Options{
 		Servers: 1, APIServer: true, Hosts: append(append([]string{}, agentNames...), "client"),
 		// --disable-plugin ingress: the built-in ingress's own LoadBalancer
 		// Service would hold port 80 of the node addresses, which the
 		// cloud provider then refuses this test's Services.
-		Args: []string{"--cluster-cidr", cidr, "--node-monitor-grace-period", "20s", "--disable-plugin", "ingress",
-			"--plugin-config", `nodelifecycle={"nodeMonitorPeriod":"1s"}`},
+		Args: append([]string{"--cluster-cidr", cidr, "--node-monitor-grace-period", "20s", "--disable-plugin", "ingress",
+			"--plugin-config", `nodelifecycle={"nodeMonitorPeriod":"1s"}`}, o.serverArgs...),
+		NetArgs: o.netArgs,
 	})
 	c.server = c.Servers[0]
+	if o.beforeAgents != nil {
+		o.beforeAgents(c)
+	}
 	c.client = c.Net.Host("client")
 	c.kube = c.server.Clientset(t)
 	tokenFile := c.AgentTokenFile(t)

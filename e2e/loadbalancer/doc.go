@@ -12,6 +12,11 @@
 // and the backend sees the client's own address, that healthCheckNodePort
 // answers, and that `kubectl get plugins` shows the announcer per node.
 //
+// TestAnnouncerIPv6 does the same for IPv6 on a dual-stack cluster: a
+// pool address of a ULA prefix the test puts on the bridge, resolved by
+// NDP (exactly one node answers, seen from a raw socket in the client's
+// namespace) and moved by an unsolicited neighbour advertisement.
+//
 // Node a3 carries node.kubernetes.io/exclude-from-external-load-balancers
 // and runs the Cluster-policy backends, so killing an announcing node never
 // takes a backend with it.

@@ -12,6 +12,7 @@ import (
 	"sync"
 	"time"
 
+	"golang.org/x/net/bpf"
 	"golang.org/x/sys/unix"
 )
 
@@ -83,10 +84,17 @@ type rawSocket struct {
 
 func htons(v uint16) uint16 { return v<<8 | v>>8 }
 
-func openRawSocket(ifc *net.Interface, ethType uint16, log *slog.Logger) (*rawSocket, error) {
-	fd, err := unix.Socket(unix.AF_PACKET, unix.SOCK_RAW|unix.SOCK_CLOEXEC, int(htons(ethType)))
+// openRawSocket opens the socket with no protocol (it receives nothing),
+// attaches filter (if any), and only then binds it to ethType on ifc, so
+// that no frame reaches it unfiltered.
+func openRawSocket(ifc *net.Interface, ethType uint16, filter []bpf.RawInstruction, log *slog.Logger) (*rawSocket, error) {
+	fd, err := unix.Socket(unix.AF_PACKET, unix.SOCK_RAW|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
 		return nil, fmt.Errorf("opening a raw socket on %s (needs CAP_NET_RAW): %w", ifc.Name, err)
+	}
+	if err := attachFilter(fd, filter); err != nil {
+		unix.Close(fd)
+		return nil, fmt.Errorf("raw socket on %s: %w", ifc.Name, err)
 	}
 	if err := unix.Bind(fd, &unix.SockaddrLinklayer{Protocol: htons(ethType), Ifindex: ifc.Index}); err != nil {
 		unix.Close(fd)
@@ -99,6 +107,22 @@ func openRawSocket(ifc *net.Interface, ethType uint16, log *slog.Logger) (*rawSo
 		return nil, fmt.Errorf("raw socket on %s: %w", ifc.Name, err)
 	}
 	return &rawSocket{ifc: ifc, fd: fd, log: log, ips: map[netip.Addr]bool{}}, nil
+}
+
+// attachFilter sets a classic BPF program on the socket fd (none: nil).
+func attachFilter(fd int, filter []bpf.RawInstruction) error {
+	if len(filter) == 0 {
+		return nil
+	}
+	ins := make([]unix.SockFilter, len(filter))
+	for i, r := range filter {
+		ins[i] = unix.SockFilter{Code: r.Op, Jt: r.Jt, Jf: r.Jf, K: r.K}
+	}
+	prog := unix.SockFprog{Len: uint16(len(ins)), Filter: &ins[0]}
+	if err := unix.SetsockoptSockFprog(fd, unix.SOL_SOCKET, unix.SO_ATTACH_FILTER, &prog); err != nil {
+		return fmt.Errorf("attaching a socket filter: %w", err)
+	}
+	return nil
 }
 
 // set replaces the addresses answered for and returns the new ones.
@@ -153,7 +177,7 @@ func (r *rawSocket) send(ethType uint16, dst net.HardwareAddr, frame []byte) err
 type arpResponder struct{ *rawSocket }
 
 func newARPResponder(ifc *net.Interface, log *slog.Logger) (*arpResponder, error) {
-	rs, err := openRawSocket(ifc, unix.ETH_P_ARP, log)
+	rs, err := openRawSocket(ifc, unix.ETH_P_ARP, nil, log)
 	if err != nil {
 		return nil, err
 	}

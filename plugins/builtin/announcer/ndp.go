@@ -143,14 +143,20 @@ func unsolicitedNA(mac net.HardwareAddr, ll, target netip.Addr) []byte {
 // ndpResponder answers neighbour solicitations for a set of IPv6 addresses
 // on one interface from a raw AF_PACKET socket, as arpResponder does ARP.
 // The socket takes the interface's multicast (the solicitations go to each
-// address's solicited-node group, which no local address joined).
+// address's solicited-node group, which no local address joined) and
+// carries a BPF filter (nsFilter) so that it receives neighbour
+// solicitations only.
 type ndpResponder struct {
 	*rawSocket
 	ll netip.Addr // the interface's link-local address, the answers' source
 }
 
 func newNDPResponder(ifc *net.Interface, ll netip.Addr, log *slog.Logger) (*ndpResponder, error) {
-	rs, err := openRawSocket(ifc, ethTypeIPv6, log)
+	filter, err := nsFilter()
+	if err != nil {
+		return nil, err
+	}
+	rs, err := openRawSocket(ifc, ethTypeIPv6, filter, log)
 	if err != nil {
 		return nil, err
 	}
