@@ -29,6 +29,7 @@ func ServerFlags(fs *pflag.FlagSet, c *Server) {
 	fs.IntVar(&c.SerfPort, "serf-port", c.SerfPort, "gossip (membership) port")
 	fs.IntVar(&c.SupervisorPort, "supervisor-port", c.SupervisorPort, "port serving cluster secrets to joining servers")
 	fs.StringVar(&c.DebugListen, "debug-listen", c.DebugListen, "serve Go pprof profiles on this host:port (keep it on loopback)")
+	fs.IntVar(&c.GOGC, "gogc", c.GOGC, "garbage collection target of the server process in percent of the live heap (Go's GOGC; the store lives in the heap, so 100 keeps up to twice it resident); a GOGC environment variable wins")
 	fs.BoolVar(&c.DisableAPIServer, "disable-apiserver", c.DisableAPIServer, "run only the replicated store, without kube-apiserver")
 	fs.StringVar(&c.ClusterCIDR, "cluster-cidr", c.ClusterCIDR, "pod IP range each node gets a slice of (spec.podCIDRs); an IPv4 and an IPv6 CIDR separated by a comma for dual-stack")
 	fs.DurationVar(&c.NodeMonitorGracePeriod.Duration, "node-monitor-grace-period", c.NodeMonitorGracePeriod.Duration, "how long a node may go without contact before its Ready condition becomes Unknown")

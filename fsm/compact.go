@@ -5,7 +5,6 @@ import (
 	"math"
 
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
-	"go.etcd.io/etcd/api/v3/mvccpb"
 )
 
 // applyCompact drops history below r. Reads and watches at r itself stay
@@ -41,39 +40,39 @@ func (w *writer) compactVersions(rev int64) {
 		if e.rev > rev {
 			break
 		}
-		if _, ok := seen[string(e.kv.Key)]; !ok {
-			seen[string(e.kv.Key)] = struct{}{}
-			keys = append(keys, e.kv.Key)
+		key := e.kv.key()
+		if _, ok := seen[string(key)]; !ok {
+			seen[string(key)] = struct{}{}
+			keys = append(keys, key)
 		}
 	}
-	var drop []*mvccpb.KeyValue
+	var drop []*record
 	for _, key := range keys {
 		drop = appendDroppable(drop, w.versions.w, &w.probe, key, rev)
 	}
 	if len(drop) == 0 {
 		return
 	}
-	for _, kv := range drop {
-		w.deleteVersion(kv)
+	for _, r := range drop {
+		w.deleteVersion(r)
 	}
 }
 
 // appendDroppable appends the versions of key that compacting to rev drops.
-func appendDroppable(drop []*mvccpb.KeyValue, t *kvTree, probe *mvccpb.KeyValue, key []byte, rev int64) []*mvccpb.KeyValue {
-	var keep *mvccpb.KeyValue // newest version <= rev so far
-	probe.Key, probe.ModRevision = key, math.MinInt64
-	defer func() { probe.Key, probe.ModRevision = nil, 0 }()
-	t.Ascend(probe, func(kv *mvccpb.KeyValue) bool {
-		if kv.ModRevision > rev || string(kv.Key) != string(key) {
+func appendDroppable(drop []*record, t *kvTree, probe *record, key []byte, rev int64) []*record {
+	var keep *record // newest version <= rev so far
+	probe.setProbe(key, math.MinInt64)
+	t.Ascend(probe, func(r *record) bool {
+		if r.mod() > rev || string(r.key()) != string(key) {
 			return false
 		}
 		if keep != nil {
 			drop = append(drop, keep)
 		}
-		keep = kv
+		keep = r
 		return true
 	})
-	if keep != nil && isTombstone(keep) {
+	if keep != nil && keep.isTombstone() {
 		drop = append(drop, keep) // a key deleted at or before rev leaves nothing
 	}
 	return drop

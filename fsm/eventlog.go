@@ -11,19 +11,22 @@ const logChunk = 256
 
 // logEntry is one event with the revision that made it, in 24 bytes: the
 // event's type is not stored, a delete's Kv being its tombstone (Version
-// 0) and a put's never.
+// 0) and a put's never. prev is nil when the key did not exist.
 type logEntry struct {
 	rev      int64
-	kv, prev *mvccpb.KeyValue
+	kv, prev *record
 }
 
-// event is the entry as a watcher sees it.
+// event is the entry as a watcher sees it, in fresh KeyValues.
 func (e *logEntry) event() Event {
-	ev := Event{Type: mvccpb.PUT, Kv: e.kv, PrevKv: e.prev}
-	if isTombstone(e.kv) {
-		ev.Type = mvccpb.DELETE
+	return Event{Type: e.eventType(), Kv: e.kv.kv(), PrevKv: e.prev.kv()}
+}
+
+func (e *logEntry) eventType() mvccpb.Event_EventType {
+	if e.kv.isTombstone() {
+		return mvccpb.DELETE
 	}
-	return ev
+	return mvccpb.PUT
 }
 
 // eventLog is the retained event history: every event in revision order
@@ -57,13 +60,13 @@ func (l *eventLog) at(pos int) *logEntry {
 
 // append adds an event at the end. Writer only; see the type comment for
 // why this cannot disturb published copies.
-func (l *eventLog) append(rev int64, ev Event) {
+func (l *eventLog) append(rev int64, kv, prev *record) {
 	i := l.end - l.base
 	if i/logChunk == len(l.chunks) {
 		l.chunks = append(l.chunks, new([logChunk]logEntry))
 	}
-	l.chunks[i/logChunk][i%logChunk] = logEntry{rev: rev, kv: ev.Kv, prev: ev.PrevKv}
-	l.size += versionSize(ev.Kv)
+	l.chunks[i/logChunk][i%logChunk] = logEntry{rev: rev, kv: kv, prev: prev}
+	l.size += kv.decode().size()
 	l.end++
 }
 
@@ -84,7 +87,7 @@ func (l *eventLog) keepWithin(limit int64) int64 {
 	}
 	left := l.size
 	for pos := l.start; pos < l.end-1; pos++ {
-		left -= versionSize(l.at(pos).kv)
+		left -= l.at(pos).kv.decode().size()
 		if left <= limit {
 			return l.at(pos + 1).rev
 		}
@@ -103,7 +106,7 @@ func (l *eventLog) search(rev int64) int {
 func (l eventLog) dropBefore(rev int64) eventLog {
 	start := l.search(rev)
 	for pos := l.start; pos < start; pos++ {
-		l.size -= versionSize(l.at(pos).kv)
+		l.size -= l.at(pos).kv.decode().size()
 	}
 	l.start = start
 	if drop := (l.start - l.base) / logChunk; drop > 0 {

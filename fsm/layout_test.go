@@ -7,7 +7,6 @@ import (
 	"testing"
 
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
-	"go.etcd.io/etcd/api/v3/mvccpb"
 	"google.golang.org/protobuf/proto"
 )
 
@@ -117,22 +116,22 @@ func TestCompactionDropsExactly(t *testing.T) {
 // naiveCompact applies the compaction rule to every key of a full history:
 // of the versions <= rev keep only the newest, and not even that one when
 // it is a delete.
-func naiveCompact(all []*mvccpb.KeyValue, rev int64) []string {
-	var kept []*mvccpb.KeyValue
-	for i, kv := range all {
-		newer := i+1 < len(all) && bytes.Equal(all[i+1].Key, kv.Key) && all[i+1].ModRevision <= rev
-		if kv.ModRevision <= rev && (newer || isTombstone(kv)) {
+func naiveCompact(all []*record, rev int64) []string {
+	var kept []*record
+	for i, r := range all {
+		newer := i+1 < len(all) && bytes.Equal(all[i+1].key(), r.key()) && all[i+1].mod() <= rev
+		if r.mod() <= rev && (newer || r.isTombstone()) {
 			continue
 		}
-		kept = append(kept, kv)
+		kept = append(kept, r)
 	}
 	return versionStrings(kept)
 }
 
-func versionStrings(kvs []*mvccpb.KeyValue) []string {
-	out := make([]string, len(kvs))
-	for i, kv := range kvs {
-		out[i] = fmt.Sprintf("%q@%d live=%v", kv.Key, kv.ModRevision, !isTombstone(kv))
+func versionStrings(rs []*record) []string {
+	out := make([]string, len(rs))
+	for i, r := range rs {
+		out[i] = fmt.Sprintf("%q@%d live=%v", r.key(), r.mod(), !r.isTombstone())
 	}
 	return out
 }

@@ -119,7 +119,7 @@ func (m *model) rangeIn(kvs map[string]*mvccpb.KeyValue, r *pb.RangeRequest) *pb
 		resp.More = true
 	}
 	for _, kv := range list {
-		c := cloneKV(kv)
+		c := proto.Clone(kv).(*mvccpb.KeyValue)
 		if r.KeysOnly {
 			c.Value = nil
 		}
@@ -234,7 +234,8 @@ func (m *model) holds(c *pb.Compare) bool {
 		kvs = []*mvccpb.KeyValue{{}}
 	}
 	for _, kv := range kvs {
-		if !compareKV(c, kv) {
+		f := fields{key: kv.Key, value: kv.Value, create: kv.CreateRevision, mod: kv.ModRevision, ver: kv.Version, lease: kv.Lease}
+		if !compareKV(c, f) {
 			return false
 		}
 	}

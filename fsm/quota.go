@@ -5,7 +5,6 @@ import (
 	"slices"
 
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
-	"go.etcd.io/etcd/api/v3/mvccpb"
 )
 
 // The storage quota works as etcd's does. The store's size (View.Size) is a
@@ -36,8 +35,6 @@ func VersionCost(key, value []byte) int64 {
 
 // LeaseCost is the size a lease grant adds to the store.
 const LeaseCost = leaseOverhead
-
-func versionSize(kv *mvccpb.KeyValue) int64 { return VersionCost(kv.Key, kv.Value) }
 
 // Alarm is a raised alarm: which member raised it, and its type.
 type Alarm struct {
@@ -78,18 +75,18 @@ func alarmLess(a, b Alarm) int {
 	return 0
 }
 
-// setVersion stores kv in the versions tree and accounts for its size.
-func (w *writer) setVersion(kv *mvccpb.KeyValue) {
-	if old, replaced := w.versions.mut().Set(kv); replaced {
-		w.size -= versionSize(old)
+// setVersion stores r in the versions tree and accounts for its size.
+func (w *writer) setVersion(r *record) {
+	if old, replaced := w.versions.mut().Set(r); replaced {
+		w.size -= old.decode().size()
 	}
-	w.size += versionSize(kv)
+	w.size += r.decode().size()
 }
 
-// deleteVersion removes kv from the versions tree and its size.
-func (w *writer) deleteVersion(kv *mvccpb.KeyValue) {
-	if old, ok := w.versions.mut().Delete(kv); ok {
-		w.size -= versionSize(old)
+// deleteVersion removes r from the versions tree and its size.
+func (w *writer) deleteVersion(r *record) {
+	if old, ok := w.versions.mut().Delete(r); ok {
+		w.size -= old.decode().size()
 	}
 }
 
@@ -97,8 +94,8 @@ func (w *writer) deleteVersion(kv *mvccpb.KeyValue) {
 // restore), the same sum Apply keeps incrementally.
 func (w *writer) recomputeSize() {
 	w.size = int64(w.leases.w.Len()) * leaseOverhead
-	w.versions.w.Scan(func(kv *mvccpb.KeyValue) bool {
-		w.size += versionSize(kv)
+	w.versions.w.Scan(func(r *record) bool {
+		w.size += r.decode().size()
 		return true
 	})
 }

@@ -8,15 +8,15 @@ import (
 	"testing"
 
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
-	"go.etcd.io/etcd/api/v3/mvccpb"
 )
 
 // sizeFromScratch sums what Size accounts for, independently of the
 // incremental bookkeeping in Apply.
 func sizeFromScratch(v *View) int64 {
 	n := int64(v.leases.Len()) * leaseOverhead
-	v.versions.Scan(func(kv *mvccpb.KeyValue) bool {
-		n += int64(len(kv.Key)+len(kv.Value)) + versionOverhead
+	v.versions.Scan(func(r *record) bool {
+		f := r.decode()
+		n += int64(len(f.key)+len(f.value)) + versionOverhead
 		return true
 	})
 	return n

@@ -20,26 +20,24 @@ type reader struct {
 	compactRev int64
 	// probe is the search item for lookups; owned by whoever made the
 	// reader, and never held across a call to a visitor.
-	probe *mvccpb.KeyValue
+	probe *record
 }
 
 // scanCurrent calls fn for every live key in sp in key order until fn
 // returns false.
-func (rd reader) scanCurrent(sp span, fn func(kv *mvccpb.KeyValue) bool) {
+func (rd reader) scanCurrent(sp span, fn func(r *record) bool) {
 	if sp.single {
-		if kv, ok := getKV(rd.cur, rd.probe, sp.key); ok {
-			fn(kv)
+		if r, ok := getKV(rd.cur, rd.probe, sp.key); ok {
+			fn(r)
 		}
 		return
 	}
 	it := rd.cur.Iter()
 	defer it.Release()
-	rd.probe.Key = sp.key
-	ok := it.Seek(rd.probe)
-	rd.probe.Key = nil
-	for ; ok; ok = it.Next() {
-		kv := it.Item()
-		if sp.beyond(kv.Key) || !fn(kv) {
+	rd.probe.setProbe(sp.key, 0)
+	for ok := it.Seek(rd.probe); ok; ok = it.Next() {
+		r := it.Item()
+		if sp.beyond(r.key()) || !fn(r) {
 			return
 		}
 	}
@@ -54,19 +52,16 @@ const linearSteps = 8
 // its value at rev, in key order until fn returns false. Per key it finds
 // the newest version <= rev by stepping through a few versions and seeking
 // past long histories.
-func (rd reader) scanAt(sp span, rev int64, fn func(kv *mvccpb.KeyValue) bool) {
+func (rd reader) scanAt(sp span, rev int64, fn func(r *record) bool) {
 	it := rd.ver.Iter()
 	defer it.Release()
 	seek := func(key []byte, r int64) bool {
-		rd.probe.Key, rd.probe.ModRevision = key, r
-		ok := it.Seek(rd.probe)
-		rd.probe.Key, rd.probe.ModRevision = nil, 0
-		return ok
+		rd.probe.setProbe(key, r)
+		return it.Seek(rd.probe)
 	}
 	ok := seek(sp.key, math.MinInt64)
 	for ok {
-		first := it.Item()
-		key := first.Key
+		key := it.Item().key()
 		if !sp.contains(key) {
 			if sp.beyond(key) {
 				return
@@ -74,10 +69,10 @@ func (rd reader) scanAt(sp span, rev int64, fn func(kv *mvccpb.KeyValue) bool) {
 			ok = it.Next() // unreachable: the seek starts inside the span
 			continue
 		}
-		var best *mvccpb.KeyValue
+		var best *record
 		for steps := 0; ok; steps++ {
-			kv := it.Item()
-			if !bytes.Equal(kv.Key, key) || kv.ModRevision > rev {
+			r := it.Item()
+			if !bytes.Equal(r.key(), key) || r.mod() > rev {
 				break
 			}
 			if steps == linearSteps {
@@ -87,16 +82,16 @@ func (rd reader) scanAt(sp span, rev int64, fn func(kv *mvccpb.KeyValue) bool) {
 				} else {
 					it.Last()
 				}
-				kv = it.Item()
+				r = it.Item()
 			}
-			best = kv
+			best = r
 			ok = it.Next()
 		}
-		if best != nil && !isTombstone(best) && !fn(best) {
+		if best != nil && !best.isTombstone() && !fn(best) {
 			return
 		}
 		// Skip the rest of this key's versions (newer than rev).
-		for steps := 0; ok && bytes.Equal(it.Item().Key, key); steps++ {
+		for steps := 0; ok && bytes.Equal(it.Item().key(), key); steps++ {
 			if steps == linearSteps {
 				ok = seek(key, math.MaxInt64)
 				break
@@ -107,7 +102,7 @@ func (rd reader) scanAt(sp span, rev int64, fn func(kv *mvccpb.KeyValue) bool) {
 }
 
 // scan visits sp at revision rev (0 = current).
-func (rd reader) scan(sp span, rev int64, fn func(kv *mvccpb.KeyValue) bool) {
+func (rd reader) scan(sp span, rev int64, fn func(r *record) bool) {
 	if rev <= 0 || rev >= rd.rev {
 		rd.scanCurrent(sp, fn)
 		return
@@ -156,10 +151,10 @@ func (rd reader) rangeKVs(r *pb.RangeRequest) (*pb.RangeResponse, error) {
 	}
 	var kvs []*mvccpb.KeyValue
 	var count int64
-	rd.scan(newSpan(r.GetKey(), r.GetRangeEnd()), r.GetRevision(), func(kv *mvccpb.KeyValue) bool {
+	rd.scan(newSpan(r.GetKey(), r.GetRangeEnd()), r.GetRevision(), func(rec *record) bool {
 		count++
 		if !r.GetCountOnly() && (limit <= 0 || int64(len(kvs)) < limit) {
-			kvs = append(kvs, kv)
+			kvs = append(kvs, rec.kv())
 		}
 		return true
 	})
@@ -171,11 +166,10 @@ func (rd reader) rangeKVs(r *pb.RangeRequest) (*pb.RangeResponse, error) {
 		resp.More = true
 	}
 	if len(kvs) > 0 {
-		resp.Kvs = make([]*mvccpb.KeyValue, len(kvs))
-		for i, kv := range kvs {
-			resp.Kvs[i] = cloneKV(kv)
-			if r.GetKeysOnly() {
-				resp.Kvs[i].Value = nil
+		resp.Kvs = kvs // fresh KeyValues, made by the scan
+		if r.GetKeysOnly() {
+			for _, kv := range kvs {
+				kv.Value = nil
 			}
 		}
 	}
@@ -246,19 +240,3 @@ type kvSort struct {
 func (s kvSort) Len() int           { return len(s.kvs) }
 func (s kvSort) Swap(i, j int)      { s.kvs[i], s.kvs[j] = s.kvs[j], s.kvs[i] }
 func (s kvSort) Less(i, j int) bool { return s.less(s.kvs[i], s.kvs[j]) }
-
-// cloneKV copies a stored KeyValue so callers can change the copy (the
-// byte slices are shared and must stay read-only).
-func cloneKV(kv *mvccpb.KeyValue) *mvccpb.KeyValue {
-	if kv == nil {
-		return nil
-	}
-	return &mvccpb.KeyValue{
-		Key:            kv.Key,
-		CreateRevision: kv.CreateRevision,
-		ModRevision:    kv.ModRevision,
-		Version:        kv.Version,
-		Value:          kv.Value,
-		Lease:          kv.Lease,
-	}
-}

@@ -56,10 +56,10 @@ func (v *View) WriteSnapshot(w io.Writer) error {
 		e.i64(l.TTL)
 	}
 	e.u64(uint64(v.versions.Len()))
-	v.versions.Scan(func(kv *mvccpb.KeyValue) bool {
-		e.bytes(kv.Key)
-		e.i64(kv.ModRevision)
-		e.kv(liveOrNil(kv))
+	v.versions.Scan(func(r *record) bool {
+		e.bytes(r.key())
+		e.i64(r.mod())
+		e.kv(liveOrNil(r))
 		return e.err == nil
 	})
 	e.u64(uint64(v.events.revisionCount()))
@@ -67,10 +67,10 @@ func (v *View) WriteSnapshot(w io.Writer) error {
 		e.i64(rev)
 		e.u64(uint64(hi - lo))
 		for pos := lo; pos < hi; pos++ {
-			ev := v.events.at(pos).event()
-			e.i64(int64(ev.Type))
-			e.kv(ev.Kv)
-			e.kv(ev.PrevKv)
+			ev := v.events.at(pos)
+			e.i64(int64(ev.eventType()))
+			e.kv(ev.kv)
+			e.kv(ev.prev)
 		}
 		return e.err == nil
 	})
@@ -120,18 +120,19 @@ func (e *snapEncoder) bytes(b []byte) {
 	e.maybeFlush()
 }
 
-func (e *snapEncoder) kv(kv *mvccpb.KeyValue) {
-	if kv == nil {
+func (e *snapEncoder) kv(r *record) {
+	if r == nil {
 		e.buf = append(e.buf, 0)
 		return
 	}
+	f := r.decode()
 	e.buf = append(e.buf, 1)
-	e.bytes(kv.Key)
-	e.i64(kv.CreateRevision)
-	e.i64(kv.ModRevision)
-	e.i64(kv.Version)
-	e.bytes(kv.Value)
-	e.i64(kv.Lease)
+	e.bytes(f.key)
+	e.i64(f.create)
+	e.i64(f.mod)
+	e.i64(f.ver)
+	e.bytes(f.value)
+	e.i64(f.lease)
 }
 
 // Restore replaces the whole state with a snapshot written by
@@ -221,38 +222,38 @@ func (d *snapDecoder) bytes(what string) ([]byte, error) {
 	return d.full(int(n), what)
 }
 
-func (d *snapDecoder) kv(what string) (*mvccpb.KeyValue, error) {
+// kv reads a KeyValue as snapEncoder.kv writes it; ok is false for an
+// absent one.
+func (d *snapDecoder) kv(what string) (f fields, ok bool, err error) {
 	flag, err := d.ReadByte()
 	if err != nil {
-		return nil, fmt.Errorf("reading %s: %w", what, eofIsUnexpected(err))
+		return f, false, fmt.Errorf("reading %s: %w", what, eofIsUnexpected(err))
 	}
 	switch flag {
 	case 0:
-		return nil, nil
+		return f, false, nil
 	case 1:
 	default:
-		return nil, fmt.Errorf("reading %s: bad presence flag %d", what, flag)
+		return f, false, fmt.Errorf("reading %s: bad presence flag %d", what, flag)
 	}
-	kv := &mvccpb.KeyValue{}
-	if kv.Key, err = d.bytes(what + " key"); err != nil {
-		return nil, err
+	if f.key, err = d.bytes(what + " key"); err != nil {
+		return f, false, err
 	}
-	if kv.CreateRevision, err = d.i64(what + " create revision"); err != nil {
-		return nil, err
+	for _, fld := range []struct {
+		name string
+		p    *int64
+	}{{"create revision", &f.create}, {"mod revision", &f.mod}, {"version", &f.ver}} {
+		if *fld.p, err = d.i64(what + " " + fld.name); err != nil {
+			return f, false, err
+		}
 	}
-	if kv.ModRevision, err = d.i64(what + " mod revision"); err != nil {
-		return nil, err
+	if f.value, err = d.bytes(what + " value"); err != nil {
+		return f, false, err
 	}
-	if kv.Version, err = d.i64(what + " version"); err != nil {
-		return nil, err
+	if f.lease, err = d.i64(what + " lease"); err != nil {
+		return f, false, err
 	}
-	if kv.Value, err = d.bytes(what + " value"); err != nil {
-		return nil, err
-	}
-	if kv.Lease, err = d.i64(what + " lease"); err != nil {
-		return nil, err
-	}
-	return kv, nil
+	return f, true, nil
 }
 
 func eofIsUnexpected(err error) error {
@@ -359,19 +360,19 @@ func (d *snapDecoder) versions(t *kvTree) error {
 		if err != nil {
 			return err
 		}
-		kv, err := d.kv(fmt.Sprintf("version %q@%d", key, rev))
+		f, ok, err := d.kv(fmt.Sprintf("version %q@%d", key, rev))
 		if err != nil {
 			return err
 		}
 		switch {
-		case kv == nil:
-			kv = &mvccpb.KeyValue{Key: key, ModRevision: rev} // tombstone
-		case !bytes.Equal(kv.Key, key):
-			return fmt.Errorf("version %q@%d holds key %q", key, rev, kv.Key)
-		case kv.ModRevision != rev || kv.Version < 1:
-			return fmt.Errorf("version %q@%d has mod revision %d and version %d", key, rev, kv.ModRevision, kv.Version)
+		case !ok:
+			f = fields{key: key, mod: rev} // tombstone
+		case !bytes.Equal(f.key, key):
+			return fmt.Errorf("version %q@%d holds key %q", key, rev, f.key)
+		case f.mod != rev || f.ver < 1:
+			return fmt.Errorf("version %q@%d has mod revision %d and version %d", key, rev, f.mod, f.ver)
 		}
-		t.Load(kv) // appends in O(1) when the input is in order, as written
+		t.Load(newRecord(f)) // appends in O(1) when the input is in order, as written
 	}
 	return nil
 }
@@ -399,65 +400,80 @@ func (d *snapDecoder) events(w *writer) error {
 			return fmt.Errorf("revision %d has no events", rev)
 		}
 		for j := uint64(0); j < m; j++ {
-			what := fmt.Sprintf("event %d at revision %d", j, rev)
-			typ, err := d.i64(what + " type")
-			if err != nil {
+			if err := d.event(w, rev, fmt.Sprintf("event %d at revision %d", j, rev)); err != nil {
 				return err
 			}
-			ev := Event{Type: mvccpb.Event_EventType(typ)}
-			if ev.Kv, err = d.kv(what + " kv"); err != nil {
-				return err
-			}
-			if ev.Kv == nil {
-				return fmt.Errorf("%s has no kv", what)
-			}
-			if ev.PrevKv, err = d.kv(what + " prev kv"); err != nil {
-				return err
-			}
-			ev.Kv = w.shared(ev.Kv)
-			ev.PrevKv = w.shared(ev.PrevKv)
-			w.events.append(rev, ev)
 		}
 	}
 	return nil
 }
 
-// shared returns the retained version equal to kv if there is one, so that
-// a restored store holds each KeyValue once, as a live one does.
-func (w *writer) shared(kv *mvccpb.KeyValue) *mvccpb.KeyValue {
-	if kv == nil {
-		return nil
+// event reads one event and appends it to w's log. Its type is read and
+// checked but not kept: the log derives it from the Kv (a tombstone is a
+// delete), as it always has.
+func (d *snapDecoder) event(w *writer, rev int64, what string) error {
+	typ, err := d.i64(what + " type")
+	if err != nil {
+		return err
 	}
-	v, ok := w.versions.w.Get(kv)
-	if !ok || !sameKV(v, kv) {
-		return kv
+	kv, ok, err := d.kv(what + " kv")
+	if err != nil {
+		return err
 	}
-	return v
+	if !ok {
+		return fmt.Errorf("%s has no kv", what)
+	}
+	if want := int64(mvccpb.PUT); kv.ver == 0 {
+		want = int64(mvccpb.DELETE)
+		if typ != want {
+			return fmt.Errorf("%s has type %d and a tombstone kv", what, typ)
+		}
+	} else if typ != want {
+		return fmt.Errorf("%s has type %d and a live kv (version %d)", what, typ, kv.ver)
+	}
+	prev, hasPrev, err := d.kv(what + " prev kv")
+	if err != nil {
+		return err
+	}
+	var prevRec *record
+	if hasPrev {
+		prevRec = w.shared(prev)
+	}
+	w.events.append(rev, w.shared(kv), prevRec)
+	return nil
 }
 
-func sameKV(a, b *mvccpb.KeyValue) bool {
-	return bytes.Equal(a.Key, b.Key) && bytes.Equal(a.Value, b.Value) && a.CreateRevision == b.CreateRevision &&
-		a.ModRevision == b.ModRevision && a.Version == b.Version && a.Lease == b.Lease
+// shared returns the retained version equal to f if there is one, so that
+// a restored store holds each version once, as a live one does.
+func (w *writer) shared(f fields) *record {
+	r := newRecord(f)
+	if v, ok := w.versions.w.Get(r); ok && bytes.Equal(v.b, r.b) {
+		return v // records encode their fields canonically
+	}
+	return r
 }
 
 // deriveCurrent rebuilds the live keys (each key's newest version unless it
 // is a tombstone) and the lease index from the versions.
 func (w *writer) deriveCurrent() {
 	cur, lk := w.current.mut(), w.leaseKeys.mut()
-	var last *mvccpb.KeyValue
+	var last *record
 	finish := func() {
-		if last != nil && !isTombstone(last) {
+		if last == nil {
+			return
+		}
+		if f := last.decode(); f.ver != 0 {
 			cur.Load(last)
-			if last.Lease != 0 {
-				lk.Set(leaseKey{last.Lease, last.Key})
+			if f.lease != 0 {
+				lk.Set(leaseKey{f.lease, f.key})
 			}
 		}
 	}
-	w.versions.w.Scan(func(kv *mvccpb.KeyValue) bool {
-		if last != nil && !bytes.Equal(last.Key, kv.Key) {
+	w.versions.w.Scan(func(r *record) bool {
+		if last != nil && !bytes.Equal(last.key(), r.key()) {
 			finish()
 		}
-		last = kv
+		last = r
 		return true
 	})
 	finish()

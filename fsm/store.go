@@ -7,7 +7,6 @@ import (
 
 	"github.com/tidwall/btree"
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
-	"go.etcd.io/etcd/api/v3/mvccpb"
 	"google.golang.org/protobuf/proto"
 )
 
@@ -18,10 +17,10 @@ type state struct {
 	index      uint64
 	rev        int64
 	compactRev int64
-	// current holds the live KeyValues ordered by key.
+	// current holds the live keys' newest records ordered by key.
 	current *kvTree
 	// versions holds every retained version ordered by (key, revision): the
-	// KeyValue written at that revision, or a tombstone for a delete. Only
+	// record written at that revision, or a tombstone for a delete. Only
 	// the final value of a key in a revision is kept; events keep every step.
 	versions *kvTree
 	// events is the retained history in revision order.
@@ -38,12 +37,12 @@ type state struct {
 
 // probes recycles the search items of view readers: a probe handed to the
 // trees' comparator escapes, so a fresh one per read would be an allocation.
-var probes = sync.Pool{New: func() any { return new(mvccpb.KeyValue) }}
+var probes = sync.Pool{New: func() any { return new(record) }}
 
 // reader returns a reader of the state; put its probe back in probes
 // when done.
 func (st *state) reader() reader {
-	p := probes.Get().(*mvccpb.KeyValue)
+	p := probes.Get().(*record)
 	return reader{cur: st.current, ver: st.versions, rev: st.rev, compactRev: st.compactRev, probe: p}
 }
 
@@ -53,15 +52,15 @@ type writer struct {
 	index      uint64
 	rev        int64
 	compactRev int64
-	current    cow[*mvccpb.KeyValue]
-	versions   cow[*mvccpb.KeyValue]
+	current    cow[*record]
+	versions   cow[*record]
 	events     eventLog
 	leases     cow[Lease]
 	leaseKeys  cow[leaseKey]
 	size       int64
 	alarms     []Alarm
 	// probe is the search item of the writer's own lookups.
-	probe mvccpb.KeyValue
+	probe record
 }
 
 // newWriter is the store before any write. Its revision is 1, as in etcd:
@@ -95,7 +94,7 @@ func (w *writer) freeze() state {
 }
 
 // get returns key's live value in the writer's state.
-func (w *writer) get(key []byte) (*mvccpb.KeyValue, bool) {
+func (w *writer) get(key []byte) (*record, bool) {
 	return getKV(w.current.w, &w.probe, key)
 }
 

@@ -4,7 +4,6 @@ import (
 	"bytes"
 
 	"github.com/tidwall/btree"
-	"go.etcd.io/etcd/api/v3/mvccpb"
 )
 
 // The keyed state lives in copy-on-write B-trees (github.com/tidwall/btree).
@@ -53,33 +52,10 @@ func (c *cow[T]) frozen() *btree.BTreeG[T] {
 	return c.r
 }
 
-// kvTree holds *mvccpb.KeyValue ordered by key (current) or by key then
-// ModRevision (versions).
-type kvTree = btree.BTreeG[*mvccpb.KeyValue]
-
-func byKey(a, b *mvccpb.KeyValue) bool { return bytes.Compare(a.Key, b.Key) < 0 }
-
-// byKeyRev orders versions by (key, revision). A version's revision is the
-// ModRevision of its KeyValue; a tombstone (a delete) is a KeyValue with
+// kvTree holds records ordered by key (current, byKey) or by key then
+// revision (versions, byKeyRev). A tombstone (a delete) is a record with
 // Version 0, exactly the delete event's Kv, which it shares.
-func byKeyRev(a, b *mvccpb.KeyValue) bool {
-	if c := bytes.Compare(a.Key, b.Key); c != 0 {
-		return c < 0
-	}
-	return a.ModRevision < b.ModRevision
-}
-
-// isTombstone reports whether a version records a delete. Every put makes
-// Version >= 1, so Version 0 only appears on tombstones.
-func isTombstone(kv *mvccpb.KeyValue) bool { return kv.Version == 0 }
-
-// liveOrNil maps a tombstone to nil, the "no value" of the read paths.
-func liveOrNil(kv *mvccpb.KeyValue) *mvccpb.KeyValue {
-	if isTombstone(kv) {
-		return nil
-	}
-	return kv
-}
+type kvTree = btree.BTreeG[*record]
 
 // leaseKey attaches key to lease id in the lease index.
 type leaseKey struct {
@@ -98,9 +74,7 @@ func byLeaseID(a, b Lease) bool { return a.ID < b.ID }
 
 // getKV looks key up in a tree ordered by key, using probe (owned by the
 // caller) as the search item so the lookup does not allocate.
-func getKV(t *kvTree, probe *mvccpb.KeyValue, key []byte) (*mvccpb.KeyValue, bool) {
-	probe.Key = key
-	kv, ok := t.Get(probe)
-	probe.Key = nil
-	return kv, ok
+func getKV(t *kvTree, probe *record, key []byte) (*record, bool) {
+	probe.setProbe(key, 0)
+	return t.Get(probe)
 }

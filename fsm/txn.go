@@ -123,17 +123,18 @@ func (b *batch) execute(p *plan) *pb.TxnResponse {
 func (b *batch) execPut(r *pb.PutRequest) *pb.PutResponse {
 	value, lease := r.GetValue(), r.GetLease()
 	if old, ok := b.w.get(r.GetKey()); ok {
+		f := old.decode()
 		if r.GetIgnoreValue() {
-			value = old.Value
+			value = f.value
 		}
 		if r.GetIgnoreLease() {
-			lease = old.Lease
+			lease = f.lease
 		}
 	}
 	prev := b.put(r.GetKey(), value, lease)
 	resp := &pb.PutResponse{}
 	if r.GetPrevKv() && prev != nil {
-		resp.PrevKv = cloneKV(prev)
+		resp.PrevKv = prev.kv()
 	}
 	return resp
 }
@@ -143,8 +144,8 @@ func (b *batch) execDelete(r *pb.DeleteRangeRequest) *pb.DeleteRangeResponse {
 	resp := &pb.DeleteRangeResponse{Deleted: int64(len(prevs))}
 	if r.GetPrevKv() && len(prevs) > 0 {
 		resp.PrevKvs = make([]*mvccpb.KeyValue, len(prevs))
-		for i, kv := range prevs {
-			resp.PrevKvs[i] = cloneKV(kv)
+		for i, prev := range prevs {
+			resp.PrevKvs[i] = prev.kv()
 		}
 	}
 	return resp
@@ -156,13 +157,13 @@ func (b *batch) execDelete(r *pb.DeleteRangeRequest) *pb.DeleteRangeResponse {
 func compareAll(rd reader, cs []*pb.Compare) bool {
 	for _, c := range cs {
 		ok, seen := true, false
-		rd.scanCurrent(newSpan(c.GetKey(), c.GetRangeEnd()), func(kv *mvccpb.KeyValue) bool {
+		rd.scanCurrent(newSpan(c.GetKey(), c.GetRangeEnd()), func(r *record) bool {
 			seen = true
-			ok = compareKV(c, kv)
+			ok = compareKV(c, r.decode())
 			return ok
 		})
 		if !seen {
-			ok = c.GetTarget() != pb.Compare_VALUE && compareKV(c, &mvccpb.KeyValue{})
+			ok = c.GetTarget() != pb.Compare_VALUE && compareKV(c, fields{})
 		}
 		if !ok {
 			return false
@@ -173,7 +174,7 @@ func compareAll(rd reader, cs []*pb.Compare) bool {
 
 // compareKV is etcd's compareKV: unset targets compare against zero values
 // and an unknown result operator holds.
-func compareKV(c *pb.Compare, kv *mvccpb.KeyValue) bool {
+func compareKV(c *pb.Compare, kv fields) bool {
 	var res int
 	switch c.GetTarget() {
 	case pb.Compare_VALUE:
@@ -181,15 +182,15 @@ func compareKV(c *pb.Compare, kv *mvccpb.KeyValue) bool {
 		if v == nil {
 			v = []byte{}
 		}
-		res = bytes.Compare(kv.Value, v)
+		res = bytes.Compare(kv.value, v)
 	case pb.Compare_CREATE:
-		res = cmpInt(kv.CreateRevision, c.GetCreateRevision())
+		res = cmpInt(kv.create, c.GetCreateRevision())
 	case pb.Compare_MOD:
-		res = cmpInt(kv.ModRevision, c.GetModRevision())
+		res = cmpInt(kv.mod, c.GetModRevision())
 	case pb.Compare_VERSION:
-		res = cmpInt(kv.Version, c.GetVersion())
+		res = cmpInt(kv.ver, c.GetVersion())
 	case pb.Compare_LEASE:
-		res = cmpInt(kv.Lease, c.GetLease())
+		res = cmpInt(kv.lease, c.GetLease())
 	}
 	switch c.GetResult() {
 	case pb.Compare_EQUAL:

@@ -7,13 +7,13 @@ import (
 	"hash/fnv"
 
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
-	"go.etcd.io/etcd/api/v3/mvccpb"
 )
 
 // View is the immutable state at one applied index. It is safe for
 // concurrent use and stays valid (and unchanged) after newer views are
-// published. KeyValues inside Events are shared with the store and must be
-// treated as read-only; Range returns copies.
+// published. KeyValues it returns (Range, Events) are fresh, but their Key
+// and Value bytes are shared with the store and must be treated as
+// read-only.
 type View struct {
 	state
 	next chan struct{} // closed when a newer view is published
@@ -65,7 +65,7 @@ func (v *View) Events(from int64, key, end []byte, fn func(rev int64, ev Event) 
 	sp := newSpan(key, end)
 	for pos := v.events.search(from); pos < v.events.end; pos++ {
 		e := v.events.at(pos)
-		if sp.contains(e.kv.Key) && !fn(e.rev, e.event()) {
+		if sp.contains(e.kv.key()) && !fn(e.rev, e.event()) {
 			return nil
 		}
 	}
@@ -102,17 +102,17 @@ func (v *View) Hash() uint64 {
 	h.i64(v.rev)
 	h.i64(v.compactRev)
 	h.section('c', v.current.Len())
-	v.current.Scan(func(kv *mvccpb.KeyValue) bool {
-		h.bytes(kv.Key)
-		h.kv(kv)
+	v.current.Scan(func(r *record) bool {
+		h.bytes(r.key())
+		h.kv(r)
 		return true
 	})
 	h.section('v', v.versions.Len())
 	var kbuf []byte
-	v.versions.Scan(func(kv *mvccpb.KeyValue) bool {
-		kbuf = appendVersionKey(kbuf[:0], kv.Key, kv.ModRevision)
+	v.versions.Scan(func(r *record) bool {
+		kbuf = appendVersionKey(kbuf[:0], r.key(), r.mod())
 		h.bytes(kbuf)
-		h.kv(liveOrNil(kv))
+		h.kv(liveOrNil(r))
 		return true
 	})
 	h.section('e', v.events.revisionCount())
@@ -121,10 +121,10 @@ func (v *View) Hash() uint64 {
 		h.bytes(kbuf)
 		h.u64(uint64(hi - lo))
 		for pos := lo; pos < hi; pos++ {
-			ev := v.events.at(pos).event()
-			h.i64(int64(ev.Type))
-			h.kv(ev.Kv)
-			h.kv(ev.PrevKv)
+			e := v.events.at(pos)
+			h.i64(int64(e.eventType()))
+			h.kv(e.kv)
+			h.kv(e.prev)
 		}
 		return true
 	})
@@ -167,9 +167,9 @@ func (v *View) HashKV(rev int64) (uint64, error) {
 	h := hasher{h: fnv.New64a()}
 	h.i64(rev)
 	h.i64(v.compactRev)
-	v.versions.Scan(func(kv *mvccpb.KeyValue) bool {
-		if kv.ModRevision <= rev {
-			h.kv(kv)
+	v.versions.Scan(func(r *record) bool {
+		if r.mod() <= rev {
+			h.kv(r)
 		}
 		return true
 	})
@@ -194,16 +194,17 @@ func (h *hasher) section(tag byte, n int) {
 	h.u64(uint64(n))
 }
 
-func (h *hasher) kv(kv *mvccpb.KeyValue) {
-	if kv == nil {
+func (h *hasher) kv(r *record) {
+	if r == nil {
 		h.h.Write([]byte{0})
 		return
 	}
+	f := r.decode()
 	h.h.Write([]byte{1})
-	h.bytes(kv.Key)
-	h.i64(kv.CreateRevision)
-	h.i64(kv.ModRevision)
-	h.i64(kv.Version)
-	h.bytes(kv.Value)
-	h.i64(kv.Lease)
+	h.bytes(f.key)
+	h.i64(f.create)
+	h.i64(f.mod)
+	h.i64(f.ver)
+	h.bytes(f.value)
+	h.i64(f.lease)
 }

@@ -1,9 +1,5 @@
 package fsm
 
-import (
-	"go.etcd.io/etcd/api/v3/mvccpb"
-)
-
 // batch makes the writes of one command in the writer's state. All writes
 // share the revision index; nothing is visible to readers until the Store
 // publishes the writer's state after the command.
@@ -28,56 +24,61 @@ func (b *batch) reader() reader {
 }
 
 // put writes key=value attached to lease and returns the previous value.
-func (b *batch) put(key, value []byte, lease int64) (prev *mvccpb.KeyValue) {
+func (b *batch) put(key, value []byte, lease int64) (prev *record) {
 	w := b.w
 	prev, _ = w.get(key)
-	kv := &mvccpb.KeyValue{Key: key, Value: value, Lease: lease, CreateRevision: b.rev, ModRevision: b.rev, Version: 1}
+	f := fields{key: key, value: value, lease: lease, create: b.rev, mod: b.rev, ver: 1}
+	var prevLease int64
 	if prev != nil {
-		kv.CreateRevision = prev.CreateRevision
-		kv.Version = prev.Version + 1
-		if prev.Lease != 0 && prev.Lease != lease {
-			w.leaseKeys.mut().Delete(leaseKey{prev.Lease, key})
-		}
+		p := prev.decode()
+		f.create, f.ver, prevLease = p.create, p.ver+1, p.lease
 	}
-	if lease != 0 && (prev == nil || prev.Lease != lease) {
-		w.leaseKeys.mut().Set(leaseKey{lease, key})
+	rec := newRecord(f)
+	// The lease index holds the record's own key, so nothing retains the
+	// command's bytes.
+	if prevLease != 0 && prevLease != lease {
+		w.leaseKeys.mut().Delete(leaseKey{prevLease, rec.key()})
 	}
-	w.current.mut().Set(kv)
-	w.setVersion(kv)
-	w.events.append(b.rev, Event{Type: mvccpb.PUT, Kv: kv, PrevKv: prev})
+	if lease != 0 && prevLease != lease {
+		w.leaseKeys.mut().Set(leaseKey{lease, rec.key()})
+	}
+	w.current.mut().Set(rec)
+	w.setVersion(rec)
+	w.events.append(b.rev, rec, prev)
 	b.wrote = true
 	return prev
 }
 
 // del deletes key if it exists and returns its previous value.
-func (b *batch) del(key []byte) (prev *mvccpb.KeyValue) {
+func (b *batch) del(key []byte) (prev *record) {
 	w := b.w
 	prev, ok := w.get(key)
 	if !ok {
 		return nil
 	}
 	w.current.mut().Delete(prev)
-	if prev.Lease != 0 {
-		w.leaseKeys.mut().Delete(leaseKey{prev.Lease, prev.Key})
+	p := prev.decode()
+	if p.lease != 0 {
+		w.leaseKeys.mut().Delete(leaseKey{p.lease, p.key})
 	}
 	// Like etcd, a delete event's Kv is the key with the delete's revision.
 	// It doubles as the tombstone version (Version 0).
-	tomb := &mvccpb.KeyValue{Key: prev.Key, ModRevision: b.rev}
+	tomb := tombstone(p.key, b.rev)
 	w.setVersion(tomb)
-	w.events.append(b.rev, Event{Type: mvccpb.DELETE, Kv: tomb, PrevKv: prev})
+	w.events.append(b.rev, tomb, prev)
 	b.wrote = true
 	return prev
 }
 
 // deleteSpan deletes every live key in sp in key order and returns the
 // previous values.
-func (b *batch) deleteSpan(sp span) []*mvccpb.KeyValue {
+func (b *batch) deleteSpan(sp span) []*record {
 	var keys [][]byte
-	b.reader().scanCurrent(sp, func(kv *mvccpb.KeyValue) bool {
-		keys = append(keys, kv.Key)
+	b.reader().scanCurrent(sp, func(r *record) bool {
+		keys = append(keys, r.key())
 		return true
 	})
-	prevs := make([]*mvccpb.KeyValue, 0, len(keys))
+	prevs := make([]*record, 0, len(keys))
 	for _, k := range keys {
 		prevs = append(prevs, b.del(k))
 	}

@@ -31,6 +31,10 @@ type serverReport struct {
 	Fill     result          `json:"fill"`
 	Memory   procstat.Memory `json:"memory_after_fill"`
 	FillKeys int             `json:"fill_keys"`
+	// FillCPUSeconds is the CPU time (user + system) the server process
+	// spent during the fill: what a change to its garbage collection costs,
+	// less disturbed by the machine's other load than puts/s.
+	FillCPUSeconds float64 `json:"fill_cpu_seconds"`
 }
 
 // compare measures servers a and b: the runs with both instances up and the
@@ -103,10 +107,19 @@ func interleave(ctx context.Context, log *slog.Logger, s [2]*server, p plan) ([2
 // fillAndMeasure writes p.Fill's distinct keys into s, waits p.Settle, and
 // records its resident memory.
 func fillAndMeasure(ctx context.Context, log *slog.Logger, s *server, p plan, rep *serverReport) error {
+	cpu0, err := procstat.CPUSeconds(s.pid())
+	if err != nil {
+		return s.failure(err)
+	}
 	smp, err := runWorkload(ctx, []string{s.endpoint}, p.Fill)
 	if err != nil {
 		return s.failure(err)
 	}
+	cpu1, err := procstat.CPUSeconds(s.pid())
+	if err != nil {
+		return s.failure(err)
+	}
+	rep.FillCPUSeconds = cpu1 - cpu0
 	rep.Fill = summarize(p.Fill, smp)
 	log.Info("fill done", "server", s.spec.Label, "keys", rep.Fill.Puts, "puts_per_s", int(rep.Fill.PutsPerSec))
 	select {

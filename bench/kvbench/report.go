@@ -55,8 +55,8 @@ func printTable(out io.Writer, rep fullReport) {
 		procstat.MiB(a.Memory.VmRSSKiB), procstat.MiB(a.Memory.VmHWMKiB), procstat.MiB(a.Memory.RssAnonKiB),
 		procstat.MiB(b.Memory.VmRSSKiB), procstat.MiB(b.Memory.VmHWMKiB), procstat.MiB(b.Memory.RssAnonKiB))
 	tw.Flush()
-	fmt.Fprintf(out, "(fill at %d clients: %s %s puts/s, %s %s puts/s; RSS read after the settle time)\n",
-		a.Fill.Clients, a.Label, rate(a.Fill), b.Label, rate(b.Fill))
+	fmt.Fprintf(out, "(fill at %d clients: %s %s puts/s and %.1f CPU s, %s %s puts/s and %.1f CPU s; RSS read after the settle time)\n",
+		a.Fill.Clients, a.Label, rate(a.Fill), a.FillCPUSeconds, b.Label, rate(b.Fill), b.FillCPUSeconds)
 	if last := len(a.Results) - 1; last >= 0 && a.Results[last].PutsPerSec > 0 {
 		fmt.Fprintf(out, "\n%s / %s throughput at %d clients: %.2fx (aim: >= 1.00x)\n", b.Label, a.Label,
 			a.Results[last].Clients, b.Results[last].PutsPerSec/a.Results[last].PutsPerSec)

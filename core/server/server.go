@@ -91,6 +91,7 @@ func Run(ctx context.Context, cfg config.Server, log *slog.Logger, opts Options)
 	start := time.Now()
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	applyGCPercent(cfg.GOGC, log)
 	if err := cfg.Plugins.ValidatePlugins(append(slices.Clone(opts.BuiltinPlugins), opts.BuiltinNodePlugins...)); err != nil {
 		return fmt.Errorf("invalid configuration:\n%w", err)
 	}
