@@ -2,9 +2,13 @@
 // all processes together, with upstream kube-controller-manager running the
 // same controllers, each against its own keelson server holding the same
 // workload (by default 10,000 pods from 100 Deployments, with a Service per
-// Deployment).
+// Deployment). The controllers compared are every one keelson has an
+// upstream counterpart for (controllers.go); with -keelson-only (the
+// default) the built-in plugins kube-controller-manager has no counterpart
+// for (scheduler, local-path provisioner, metrics server, cloud provider,
+// ingress) are measured too and printed apart from the totals.
 //
-// Plugins are separate processes mapping the same keelson binary, so their
+// Plugins are separate processes mapping the same binary, so their
 // plain RSS would count the binary's shared pages once per process: the
 // figures are PSS (shared pages divided among the processes sharing them)
 // and RssAnon (private memory only).
@@ -14,9 +18,9 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
-	"slices"
 	"sort"
 	"strings"
 	"text/tabwriter"
@@ -28,26 +32,6 @@ import (
 	"github.com/keelson/keelson/bench/internal/procstat"
 	"github.com/keelson/keelson/internal/testproc"
 )
-
-// upstreamControllers maps keelson's built-in controller plugins to the
-// kube-controller-manager controllers doing the same work. Plugins not
-// listed (the scheduler, ingress, cloud provider) are not controllers of
-// kube-controller-manager and are left out of both sides.
-var upstreamControllers = map[string]string{
-	"replicaset":             "replicaset-controller",
-	"replicationcontroller":  "replicationcontroller-controller",
-	"deployment":             "deployment-controller",
-	"garbagecollector":       "garbage-collector-controller",
-	"namespace":              "namespace-controller",
-	"serviceaccount":         "serviceaccount-controller",
-	"token":                  "serviceaccount-token-controller",
-	"endpoints":              "endpoints-controller",
-	"endpointslice":          "endpointslice-controller",
-	"endpointslicemirroring": "endpointslice-mirroring-controller",
-	"nodeipam":               "node-ipam-controller",
-	"nodelifecycle":          "node-lifecycle-controller",
-	"rootcacertpublisher":    "root-ca-certificate-publisher-controller",
-}
 
 type side struct {
 	label     string
@@ -62,11 +46,12 @@ func main() {
 	replicas := flag.Int("replicas", 100, "replicas per Deployment")
 	settle := flag.Duration("settle", 30*time.Second, "wait after the last pod exists before measuring")
 	workDir := flag.String("work-dir", os.TempDir(), "where temp dirs go")
+	withKeelsonOnly := flag.Bool("keelson-only", true, "also measure the built-in plugins kube-controller-manager has no counterpart for (scheduler, localpath, metricsserver, localcloud, ingress), printed apart from the totals")
 	flag.Parse()
 	w := workload{deployments: *deployments, replicas: *replicas}
 	var sides []side
 	for _, upstream := range []bool{false, true} {
-		s, err := measure(*keelsonBin, *kcmBin, *workDir, w, upstream, *settle)
+		s, err := measure(*keelsonBin, *kcmBin, *workDir, w, upstream, *settle, *withKeelsonOnly)
 		if err != nil {
 			fmt.Fprintln(os.Stderr, "ctrlmembench:", err)
 			os.Exit(1)
@@ -77,7 +62,7 @@ func main() {
 }
 
 // measure runs one side: keelson's plugins, or kube-controller-manager.
-func measure(keelsonBin, kcmBin, workDir string, w workload, upstream bool, settle time.Duration) (side, error) {
+func measure(keelsonBin, kcmBin, workDir string, w workload, upstream bool, settle time.Duration, withKeelsonOnly bool) (side, error) {
 	ctx := context.Background()
 	args := []string{}
 	if upstream {
@@ -117,11 +102,8 @@ func measure(keelsonBin, kcmBin, workDir string, w workload, upstream bool, sett
 		if err != nil {
 			return s, err
 		}
-		for pid, cmd := range children {
-			f := strings.Fields(cmd)
-			if len(f) >= 3 && f[1] == "plugin" && upstreamControllers[f[2]] != "" {
-				pids[f[2]] = pid
-			}
+		if pids, err = pluginPIDs(children, withKeelsonOnly); err != nil {
+			return s, err
 		}
 	}
 	for name, pid := range pids {
@@ -144,17 +126,16 @@ func startKCM(bin string, srv *keelsonproc.Server) (*testproc.Process, error) {
 	if _, err := os.Stat(bin); err != nil {
 		return nil, fmt.Errorf("%s: %w (scripts/bench-controllers.sh builds it)", bin, err)
 	}
-	var ctrls []string
-	for _, c := range upstreamControllers {
-		ctrls = append(ctrls, c)
-	}
-	slices.Sort(ctrls)
 	pki := filepath.Join(srv.DataDir, "pki")
 	args := []string{
 		"--kubeconfig", srv.Kubeconfig, "--leader-elect=false", "--secure-port=0",
-		"--controllers", strings.Join(ctrls, ","), "--use-service-account-credentials=false",
+		"--controllers", strings.Join(kcmControllers(), ","), "--use-service-account-credentials=false",
 		"--service-account-private-key-file", filepath.Join(pki, "sa.key"),
 		"--root-ca-file", filepath.Join(pki, "ca.crt"),
+		// The CSR signer signs with the cluster CA, upstream's usual setup
+		// (keelson's csrsigning plugin has its own signer CA; same work).
+		"--cluster-signing-cert-file", filepath.Join(pki, "ca.crt"),
+		"--cluster-signing-key-file", filepath.Join(pki, "ca.key"),
 		"--allocate-node-cidrs", "--cluster-cidr", "10.42.0.0/16",
 		"--kube-api-qps", "50", "--kube-api-burst", "100",
 	}
@@ -164,21 +145,42 @@ func startKCM(bin string, srv *keelsonproc.Server) (*testproc.Process, error) {
 func report(sides []side, w workload) {
 	fmt.Printf("\nController memory with %d pods (%d Deployments x %d replicas, a Service each); load %s\n",
 		w.pods(), w.deployments, w.replicas, procstat.LoadAvg())
+	fmt.Printf("kube-controller-manager --controllers (%d): %s\n", len(kcmControllers()), strings.Join(kcmControllers(), ","))
 	tw := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "side\tprocess\tPSS MiB\tRssAnon MiB\tVmRSS MiB")
 	for _, s := range sides {
-		names := make([]string, 0, len(s.pss))
-		for n := range s.pss {
-			names = append(names, n)
+		compared, apart := s.split()
+		s.rows(tw, compared, "TOTAL")
+		if len(apart) > 0 {
+			s.rows(tw, apart, "keelson-only plugins, no kcm counterpart")
 		}
-		sort.Strings(names)
-		var pss, anon, rss int64
-		for _, n := range names {
-			m := s.processes[n]
-			fmt.Fprintf(tw, "%s\t%s\t%.1f\t%.1f\t%.1f\n", s.label, n, procstat.MiB(s.pss[n]), procstat.MiB(m.RssAnonKiB), procstat.MiB(m.VmRSSKiB))
-			pss, anon, rss = pss+s.pss[n], anon+m.RssAnonKiB, rss+m.VmRSSKiB
-		}
-		fmt.Fprintf(tw, "%s\tTOTAL (%d processes)\t%.1f\t%.1f\t%.1f\n", s.label, len(names), procstat.MiB(pss), procstat.MiB(anon), procstat.MiB(rss))
 	}
 	tw.Flush()
+}
+
+// split returns the side's processes doing kube-controller-manager's work
+// and the keelson-only plugins, each sorted by name.
+func (s side) split() (compared, apart []string) {
+	for n := range s.pss {
+		if _, ok := keelsonOnly[n]; ok {
+			apart = append(apart, n)
+		} else {
+			compared = append(compared, n)
+		}
+	}
+	sort.Strings(compared)
+	sort.Strings(apart)
+	return compared, apart
+}
+
+// rows prints one line per process of names and a line labelled total
+// adding them up.
+func (s side) rows(tw io.Writer, names []string, total string) {
+	var pss, anon, rss int64
+	for _, n := range names {
+		m := s.processes[n]
+		fmt.Fprintf(tw, "%s\t%s\t%.1f\t%.1f\t%.1f\n", s.label, n, procstat.MiB(s.pss[n]), procstat.MiB(m.RssAnonKiB), procstat.MiB(m.VmRSSKiB))
+		pss, anon, rss = pss+s.pss[n], anon+m.RssAnonKiB, rss+m.VmRSSKiB
+	}
+	fmt.Fprintf(tw, "%s\t%s (%d processes)\t%.1f\t%.1f\t%.1f\n", s.label, total, len(names), procstat.MiB(pss), procstat.MiB(anon), procstat.MiB(rss))
 }

@@ -1,0 +1,125 @@
+package main
+
+import (
+	"fmt"
+	"path/filepath"
+	"slices"
+	"strings"
+)
+
+// upstreamControllers maps keelson's built-in controller plugins to the
+// kube-controller-manager controllers doing the same work (the README's
+// table "Upstream controllers and the plugins that do their work"): both
+// sides run every controller keelson has an upstream counterpart for. One
+// plugin may do the work of several controllers.
+var upstreamControllers = map[string][]string{
+	"clusterroleaggregation":  {"clusterrole-aggregation-controller"},
+	"cronjob":                 {"cronjob-controller"},
+	"csrapproving":            {"certificatesigningrequest-approving-controller"},
+	"csrcleaner":              {"certificatesigningrequest-cleaner-controller", "podcertificaterequest-cleaner-controller"},
+	"csrsigning":              {"certificatesigningrequest-signing-controller"},
+	"daemonset":               {"daemonset-controller"},
+	"deployment":              {"deployment-controller"},
+	"disruption":              {"disruption-controller"},
+	"endpoints":               {"endpoints-controller"},
+	"endpointslice":           {"endpointslice-controller"},
+	"endpointslicemirroring":  {"endpointslice-mirroring-controller"},
+	"garbagecollector":        {"garbage-collector-controller"},
+	"horizontalpodautoscaler": {"horizontal-pod-autoscaler-controller"},
+	"job":                     {"job-controller"},
+	"namespace":               {"namespace-controller"},
+	"nodeipam":                {"node-ipam-controller"},
+	"nodelifecycle":           {"node-lifecycle-controller", "taint-eviction-controller", "ttl-controller"},
+	"persistentvolume": {
+		"persistentvolume-binder-controller", "persistentvolume-protection-controller",
+		"persistentvolumeclaim-protection-controller", "ephemeral-volume-controller",
+		"persistentvolume-expander-controller",
+	},
+	"podgc":                 {"pod-garbage-collector-controller"},
+	"replicaset":            {"replicaset-controller"},
+	"replicationcontroller": {"replicationcontroller-controller"},
+	"resourcequota":         {"resourcequota-controller"},
+	"serviceaccount": {
+		"serviceaccount-controller", "root-ca-certificate-publisher-controller",
+		"kube-apiserver-serving-clustertrustbundle-publisher-controller",
+	},
+	"servicecidr":      {"service-cidr-controller"},
+	"statefulset":      {"statefulset-controller"},
+	"token":            {"serviceaccount-token-controller", "legacy-serviceaccount-token-cleaner-controller"},
+	"ttlafterfinished": {"ttl-after-finished-controller"},
+	"vapstatus":        {"validatingadmissionpolicy-status-controller"},
+}
+
+// keelsonOnly are the built-in plugins the server runs that have no
+// kube-controller-manager counterpart, with what does their work upstream.
+// With -keelson-only they are measured on the keelson side and printed
+// apart, outside the totals, so the totals still compare the same work.
+var keelsonOnly = map[string]string{
+	"localpath":     "rancher's local-path-provisioner",
+	"metricsserver": "metrics-server",
+	"scheduler":     "kube-scheduler",
+	"localcloud":    "cloud-controller-manager",
+	"ingress":       "an ingress controller",
+}
+
+// kcmControllers returns the --controllers list of kube-controller-manager:
+// every controller of upstreamControllers, sorted.
+func kcmControllers() []string {
+	var ctrls []string
+	for _, cs := range upstreamControllers {
+		ctrls = append(ctrls, cs...)
+	}
+	slices.Sort(ctrls)
+	return ctrls
+}
+
+// pluginName returns the built-in plugin a process runs, from its command
+// line: `keelson-plugins NAME` (the multicall binary the host runs) or
+// `keelson plugin NAME` (the host re-executing keelson, as before).
+func pluginName(cmdline string) (string, bool) {
+	f := strings.Fields(cmdline)
+	switch {
+	case len(f) >= 2 && filepath.Base(f[0]) == "keelson-plugins":
+		return f[1], true
+	case len(f) >= 3 && f[1] == "plugin":
+		return f[2], true
+	}
+	return "", false
+}
+
+// measured says whether the keelson side counts plugin name.
+func measured(name string, withKeelsonOnly bool) bool {
+	if _, ok := upstreamControllers[name]; ok {
+		return true
+	}
+	_, ok := keelsonOnly[name]
+	return ok && withKeelsonOnly
+}
+
+// pluginPIDs picks the measured plugins out of the server's children (PID
+// to command line) and fails naming any measured plugin that is not
+// running, so that a side is never compared with a part of it missing.
+func pluginPIDs(children map[int]string, withKeelsonOnly bool) (map[string]int, error) {
+	pids := map[string]int{}
+	for pid, cmd := range children {
+		if name, ok := pluginName(cmd); ok && measured(name, withKeelsonOnly) {
+			pids[name] = pid
+		}
+	}
+	var missing []string
+	for name := range upstreamControllers {
+		if _, ok := pids[name]; !ok {
+			missing = append(missing, name)
+		}
+	}
+	for name := range keelsonOnly {
+		if _, ok := pids[name]; !ok && withKeelsonOnly {
+			missing = append(missing, name)
+		}
+	}
+	if len(missing) > 0 {
+		slices.Sort(missing)
+		return nil, fmt.Errorf("keelson server runs no plugin process for %s (is the plugin disabled, or renamed? the bench maps plugins in bench/ctrlmembench/controllers.go)", strings.Join(missing, ", "))
+	}
+	return pids, nil
+}
