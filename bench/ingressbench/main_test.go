@@ -118,3 +118,33 @@ func TestRunWithoutTraefik(t *testing.T) {
 		}
 	}
 }
+
+// TestTraefikRoutesBenchHost starts the Traefik binary, when there is one,
+// with the bench's configuration and wants the backend's answer for
+// benchHost and Traefik's 404 for another host.
+func TestTraefikRoutesBenchHost(t *testing.T) {
+	bin := "../../bin/traefik-ref"
+	if _, err := os.Stat(bin); err != nil {
+		t.Skipf("no Traefik binary (scripts/bench-ingress.sh builds %s): %v", bin, err)
+	}
+	backend := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "from backend") }))
+	defer backend.Close()
+	addr, cleanup, err := startTraefik(context.Background(), bin, strings.TrimPrefix(backend.URL, "http://"), []string{"GOMAXPROCS=1"})
+	defer cleanup()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := waitRouted(context.Background(), target{"traefik", "http://" + addr}); err != nil {
+		t.Fatal(err)
+	}
+	req, _ := http.NewRequest(http.MethodGet, "http://"+addr+"/x", nil)
+	req.Host = "other.example"
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusNotFound {
+		t.Errorf("Host other.example: %s, want 404", resp.Status)
+	}
+}
