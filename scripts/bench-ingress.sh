@@ -16,7 +16,7 @@ cd "$root"
 traefik_bin="${TRAEFIK_BIN:-$root/bin/traefik-ref}"
 
 if [[ ! -x "$traefik_bin" ]]; then
-	echo "bench-ingress: building $traefik_bin (Traefik v3.6.12 from the module proxy; ~10 min once on 2 cores)" >&2
+	echo "bench-ingress: building $traefik_bin (Traefik v3.6.12 from the module proxy; ~15 min of CPU once, far longer on a loaded machine)" >&2
 	mkdir -p "$(dirname "$traefik_bin")"
 	if ! go build -C bench/traefikref -trimpath -o "$traefik_bin" github.com/traefik/traefik/v3/cmd/traefik; then
 		echo "bench-ingress: building Traefik failed (above); running without the Traefik column" >&2
