@@ -1,7 +1,7 @@
 # Keelson: one binary, everything through make.
 #   make run    build and run a single-node cluster in the foreground (data in .run/)
 #   make test   every test (unit, integration; as root also the e2e suite)
-#   make bench  benchmarks side by side with upstream (etcd, kube-apiserver, kube-scheduler, ...)
+#   make bench  benchmarks side by side with upstream (etcd, kube-apiserver, kube-scheduler, Traefik, ...)
 #   make bench-scale  kwok nodes + clusterloader2-style load, keelson (3 servers) vs upstream
 #                     (SCALE_ARGS="-nodes 50 -pods-per-node 10" for a small run; not in make bench)
 #   make conformance        upstream [Conformance] specs against a real cluster, offline
@@ -75,6 +75,7 @@ test: build
 
 bench: build
 	$(GO) test -run '^$$' -bench . -benchmem ./fsm/ ./core/raftnode/ ./core/kvserver/ ./plugins/builtin/endpoints/ ./plugins/builtin/endpointslice/ ./plugins/builtin/garbagecollector/ ./plugins/builtin/internal/servicepods/ ./plugins/builtin/scheduler/internal/placement/ ./plugins/builtin/ingress/ ./plugins/builtin/metricsserver/
+	scripts/bench-ingress.sh
 	scripts/bench-kv.sh
 	scripts/bench-api.sh
 	scripts/bench-ha.sh
