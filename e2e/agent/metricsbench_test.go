@@ -33,8 +33,12 @@ func BenchmarkMetricsScrape(b *testing.B) {
 	pid := c.agent.PID()
 	for _, path := range []string{"/metrics", "/metrics/resource", "/metrics/cadvisor", "/metrics/probes", "/stats/summary"} {
 		b.Run(strings.TrimPrefix(path, "/"), func(b *testing.B) {
-			if code, body := get(path, true); code != 200 {
+			code, body := get(path, true)
+			if code != 200 {
 				b.Fatalf("GET %s: %d %s", path, code, body)
+			}
+			if n := strings.Count(string(body), "\ncontainer_cpu_usage_seconds_total{"); path == "/metrics/resource" && n != pods {
+				b.Fatalf("GET %s: %d containers' CPU; want one per pod, %d", path, n, pods)
 			}
 			cpu0 := cpuSeconds(b, pid)
 			size := 0
