@@ -109,9 +109,13 @@ func (c *cluster) startPods(b *testing.B, ns string, n, round int) []time.Durati
 		start, ok := created[p.Name]
 		mu.Unlock()
 		if !ok {
-			// The watch was faster than the Create call's return.
+			// The watch was faster than the Create call's return, or the
+			// pod is an earlier round's (the watch sees the namespace):
+			// only this round's pods count.
 			wg.Wait()
-			start = created[p.Name]
+			if start, ok = created[p.Name]; !ok {
+				return
+			}
 		}
 		out = append(out, now.Sub(start))
 	}

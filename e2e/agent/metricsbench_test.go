@@ -1,12 +1,15 @@
 package agent
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
 // BenchmarkMetricsScrape measures what one scrape of each of the agent's
@@ -38,7 +41,7 @@ func BenchmarkMetricsScrape(b *testing.B) {
 				b.Fatalf("GET %s: %d %s", path, code, body)
 			}
 			if n := strings.Count(string(body), "\ncontainer_cpu_usage_seconds_total{"); path == "/metrics/resource" && n != pods {
-				b.Fatalf("GET %s: %d containers' CPU; want one per pod, %d", path, n, pods)
+				b.Fatalf("GET %s: %d containers' CPU; want one per pod, %d; missing: %s", path, n, pods, c.missingPods(b, ns, body))
 			}
 			cpu0 := cpuSeconds(b, pid)
 			size := 0
@@ -71,4 +74,26 @@ func cpuSeconds(b *testing.B, pid int) float64 {
 	utime, _ := strconv.ParseFloat(f[11], 64)
 	stime, _ := strconv.ParseFloat(f[12], 64)
 	return (utime + stime) / 100
+}
+
+// missingPods describes the pods of ns that body names no container of:
+// their phase and their containers' states and restarts.
+func (c *cluster) missingPods(b *testing.B, ns, body string) string {
+	l, err := c.client.CoreV1().Pods(ns).List(context.Background(), metav1.ListOptions{})
+	if err != nil {
+		return err.Error()
+	}
+	var out []string
+	for _, p := range l.Items {
+		if strings.Contains(body, `pod="`+p.Name+`"`) {
+			continue
+		}
+		d := p.Name + " " + string(p.Status.Phase)
+		for _, cs := range p.Status.ContainerStatuses {
+			d += fmt.Sprintf(" %s(restarts %d, running %v, waiting %v, terminated %v)", cs.Name, cs.RestartCount,
+				cs.State.Running != nil, cs.State.Waiting, cs.State.Terminated)
+		}
+		out = append(out, d)
+	}
+	return strings.Join(out, "; ")
 }
