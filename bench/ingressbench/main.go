@@ -37,6 +37,7 @@ type options struct {
 	duration   time.Duration
 	rounds     int
 	procs      int
+	proxyGOGC  int // GOGC of the proxies (0: Go's default)
 	jsonOut    string
 }
 
@@ -58,9 +59,13 @@ func parse(args []string, stderr io.Writer) (options, error) {
 	fs.DurationVar(&o.duration, "duration", 3*time.Second, "time each load runs per round against each target")
 	fs.IntVar(&o.rounds, "rounds", 3, "interleaved rounds; a column's figures pool its rounds")
 	fs.IntVar(&o.procs, "procs", 1, "GOMAXPROCS of the backend and of each proxy")
+	fs.IntVar(&o.proxyGOGC, "proxy-gogc", 0, "GOGC of each proxy, not of the backend or the client (0: Go's default, 100)")
 	fs.StringVar(&o.jsonOut, "json", "", "also write the figures to this JSON file")
 	if err := fs.Parse(args); err != nil {
 		return o, err
+	}
+	if o.proxyGOGC < 0 {
+		return o, fmt.Errorf("-proxy-gogc: %d is not a percentage; use a positive number, or 0 for Go's default", o.proxyGOGC)
 	}
 	for _, s := range strings.Split(*conns, ",") {
 		n, err := strconv.Atoi(strings.TrimSpace(s))

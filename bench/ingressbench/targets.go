@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -41,7 +42,11 @@ func startTargets(ctx context.Context, o options) (ts []target, stop func(), err
 	if err != nil {
 		return nil, stop, err
 	}
-	keelson, cmd, err := startChild(ctx, "keelson", append(env, backendEnv+"="+backend))
+	proxyEnv := slices.Clone(env)
+	if o.proxyGOGC > 0 {
+		proxyEnv = append(proxyEnv, "GOGC="+strconv.Itoa(o.proxyGOGC))
+	}
+	keelson, cmd, err := startChild(ctx, "keelson", append(slices.Clone(proxyEnv), backendEnv+"="+backend))
 	if cmd != nil {
 		cleanups = append(cleanups, kill(cmd))
 	}
@@ -52,7 +57,7 @@ func startTargets(ctx context.Context, o options) (ts []target, stop func(), err
 	if _, err := os.Stat(o.traefikBin); errors.Is(err, fs.ErrNotExist) {
 		fmt.Fprintf(os.Stderr, "ingressbench: no Traefik binary at %s, its column is skipped (build it: scripts/bench-ingress.sh, or go build -C bench/traefikref -o $PWD/bin/traefik-ref github.com/traefik/traefik/v3/cmd/traefik)\n", o.traefikBin)
 	} else {
-		traefik, cleanup, err := startTraefik(ctx, o.traefikBin, backend, env)
+		traefik, cleanup, err := startTraefik(ctx, o.traefikBin, backend, proxyEnv)
 		cleanups = append(cleanups, cleanup)
 		if err != nil {
 			return nil, stop, err
