@@ -334,15 +334,6 @@ func (s *Server) listen() ([]net.Listener, error) {
 	return ls, nil
 }
 
-// warnIfExposed logs when an unauthenticated listener is reachable from
-// beyond this host.
-func warnIfExposed(log *slog.Logger, flag, addr, why string) {
-	host, _, err := net.SplitHostPort(addr)
-	if ip := net.ParseIP(host); err == nil && ip != nil && !ip.IsLoopback() {
-		log.Warn(flag+" is not a loopback address: "+why+"; keep it on 127.0.0.1 or firewall it", "address", addr)
-	}
-}
-
 // removeStaleSocket removes a socket file left by a crashed process, but
 // refuses to steal one that a live server still answers on.
 func removeStaleSocket(path string) error {

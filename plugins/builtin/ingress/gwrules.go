@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"net/http"
 	"regexp"
-	"strconv"
 	"strings"
 	"sync/atomic"
 
@@ -327,5 +326,3 @@ func (s *backendSet) get(ns string, ib networkingv1.IngressBackend) *Backend {
 	}
 	return b
 }
-
-func portLabel(p int32) string { return strconv.Itoa(int(p)) }
