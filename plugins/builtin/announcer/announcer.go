@@ -65,7 +65,7 @@ func runNode(ctx context.Context, env sdk.Env) error {
 	if err != nil {
 		return fmt.Errorf("building API client: %w", err)
 	}
-	factory := informers.NewSharedInformerFactoryWithOptions(client, 0, informers.WithTransform(sdk.StripManagedFields))
+	factory := informers.NewSharedInformerFactoryWithOptions(client, 0, informers.WithTransform(trimNode))
 	defer factory.Shutdown()
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()

@@ -6,8 +6,10 @@ import (
 	"slices"
 	"sort"
 
+	"github.com/keelson/keelson/plugins/sdk"
 	v1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
 // LabelExcludeFromLB keeps a node out of every load balancer (upstream's
@@ -218,4 +220,22 @@ func mix(x uint64) uint64 {
 	x ^= x >> 27
 	x *= 0x94d049bb133111eb
 	return x ^ (x >> 31)
+}
+
+// trimNode keeps of a Node what the plan reads: name, labels, addresses
+// and the Ready condition's status (not its heartbeat times, images or
+// capacity), so the cache holds a few hundred bytes a node.
+func trimNode(obj any) (any, error) {
+	n, ok := obj.(*v1.Node)
+	if !ok {
+		return sdk.StripManagedFields(obj)
+	}
+	out := &v1.Node{ObjectMeta: metav1.ObjectMeta{Name: n.Name, Labels: n.Labels, ResourceVersion: n.ResourceVersion},
+		Status: v1.NodeStatus{Addresses: n.Status.Addresses}}
+	for _, c := range n.Status.Conditions {
+		if c.Type == v1.NodeReady {
+			out.Status.Conditions = []v1.NodeCondition{{Type: c.Type, Status: c.Status}}
+		}
+	}
+	return out, nil
 }

@@ -189,3 +189,25 @@ func TestByInterface(t *testing.T) {
 		t.Errorf("link-local of eth0 = %v", ll)
 	}
 }
+
+// TestTrimNodeKeepsWhatThePlanReads: the trimmed Node plans like the
+// whole one, and drops the rest.
+func TestTrimNodeKeepsWhatThePlanReads(t *testing.T) {
+	n := &v1.Node{ObjectMeta: metav1.ObjectMeta{Name: "a1", Labels: map[string]string{"zone": "z1"}},
+		Status: v1.NodeStatus{
+			Addresses:  []v1.NodeAddress{{Type: v1.NodeInternalIP, Address: "10.0.0.1"}},
+			Conditions: []v1.NodeCondition{{Type: v1.NodeMemoryPressure, Status: v1.ConditionFalse}, {Type: v1.NodeReady, Status: v1.ConditionTrue, LastHeartbeatTime: metav1.Now()}},
+			Images:     []v1.ContainerImage{{Names: []string{"busybox"}, SizeBytes: 1}},
+		}}
+	obj, err := trimNode(n)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := obj.(*v1.Node)
+	if !ready(got) || got.Labels["zone"] != "z1" || len(got.Status.Addresses) != 1 || got.Name != "a1" {
+		t.Errorf("trimmed node %+v lost what the plan reads", got)
+	}
+	if len(got.Status.Images) != 0 || len(got.Status.Conditions) != 1 || !got.Status.Conditions[0].LastHeartbeatTime.IsZero() {
+		t.Errorf("trimmed node kept images, other conditions or heartbeat times: %+v", got.Status)
+	}
+}
