@@ -30,10 +30,12 @@ type Usage struct {
 	MemoryFailcnt uint64
 }
 
-func unified() bool {
+// unified reports whether the host mounts cgroup v2, asked once: every
+// container read of every scrape needs it.
+var unified = sync.OnceValue(func() bool {
 	_, err := os.Stat(filepath.Join(cgroupRoot, "cgroup.controllers"))
 	return err == nil
-}
+})
 
 // Cgroup reads the usage of the cgroup at path (cgroupfs path, e.g.
 // /keelson/pod<uid>/<id>).
