@@ -162,6 +162,9 @@ func printServers(w io.Writer, cs *ops.ClusterStatus) {
 		if s.Error != "" {
 			fmt.Fprintf(w, "  %s: %s\n", s.ID, s.Error)
 		}
+		if st := s.Status; st != nil && st.TimeoutMultiplier > 1 {
+			fmt.Fprintf(w, "  %s: raft timeouts scaled x%d: its own scheduling runs late (CPU starved?), so it waits longer before calling an election\n", s.ID, st.TimeoutMultiplier)
+		}
 	}
 	if cs.FeatureLevelError != "" {
 		fmt.Fprintf(w, "  store feature level: %s\n", cs.FeatureLevelError)

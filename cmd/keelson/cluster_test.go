@@ -22,7 +22,7 @@ func TestPrintClusterReportWithAServerDown(t *testing.T) {
 					Certificates: []pki.CertStatus{{Name: "cluster CA", NotAfter: now.Add(3650 * 24 * time.Hour)}, {Name: "API serving", NotAfter: now.Add(200 * 24 * time.Hour)}}},
 				Lag: &lag0},
 			{Peer: ops.Peer{ID: "s2", Address: "10.0.0.2:7000", Voter: true, Contact: ops.ContactOK, Gossip: "alive"},
-				Status: &ops.ServerStatus{State: "Follower", Term: 4, AppliedIndex: 117, Version: "v0.9", StoreBytes: 3 << 20,
+				Status: &ops.ServerStatus{State: "Follower", Term: 4, AppliedIndex: 117, Version: "v0.9", StoreBytes: 3 << 20, TimeoutMultiplier: 3,
 					Certificates: []pki.CertStatus{{Name: "server peer", NotAfter: now.Add(-time.Hour), Warning: "expired"}}},
 				Lag: &lag3},
 			{Peer: ops.Peer{ID: "s3", Address: "10.0.0.3:7000", Voter: true, Contact: ops.ContactFailing, SinceContact: &failing, Gossip: "failed"},
@@ -50,9 +50,13 @@ func TestPrintClusterReportWithAServerDown(t *testing.T) {
 		"3.0 MiB     2.0 GiB (0.1% used)  index 100, 1m30s ago  API serving in 200d (2026-07-20)",
 		"server peer EXPIRED 1h0m0s ago",
 		"s2: server peer (): expired",
+		"s2: raft timeouts scaled x3: its own scheduling runs late",
 	} {
 		if !strings.Contains(out, want) {
 			t.Errorf("cluster status output lacks %q:\n%s", want, out)
 		}
+	}
+	if strings.Contains(out, "s1: raft timeouts") {
+		t.Errorf("cluster status reports scaled timeouts for s1, whose multiplier is not above 1:\n%s", out)
 	}
 }

@@ -46,6 +46,10 @@ type ServerStatus struct {
 	Certificates       []pki.CertStatus `json:"certificates,omitempty"`
 	// CertificatesError says why Certificates is missing.
 	CertificatesError string `json:"certificatesError,omitempty"`
+	// TimeoutMultiplier is what this server's raft heartbeat and election
+	// timeouts are scaled by while it follows, because its own scheduling
+	// runs late (a starved machine); 1 when it is healthy or leads.
+	TimeoutMultiplier int `json:"timeoutMultiplier,omitempty"`
 }
 
 // ClusterStatusRequest asks a server to gather every raft server's report.
@@ -103,6 +107,7 @@ func (s *Service) ServerStatus(ctx context.Context, _ *ServerStatusRequest) (*Se
 		State: r.State().String(), Term: r.CurrentTerm(), CommitIndex: r.CommitIndex(),
 		AppliedIndex: s.cfg.Node.AppliedIndex(), LeaderID: string(leader),
 		StoreBytes: s.cfg.Store.View().Size(), QuotaBytes: s.cfg.QuotaBytes,
+		TimeoutMultiplier: s.cfg.Node.TimeoutMultiplier(),
 	}
 	if r.State() != raft.Leader {
 		if last := r.LastContact(); !last.IsZero() {

@@ -416,9 +416,13 @@ func (n *Node) DialPeer(ctx context.Context, address string) (net.Conn, error) {
 func (n *Node) Stats() map[string]string {
 	s := n.raft.Stats()
 	s["fsm_applied_index"] = strconv.FormatUint(n.fsm.appliedIndex(), 10)
-	s["timeout_multiplier"] = strconv.Itoa(n.multiplier.get())
+	s["timeout_multiplier"] = strconv.Itoa(n.TimeoutMultiplier())
 	return s
 }
+
+// TimeoutMultiplier is what this server's heartbeat and election timeouts
+// are scaled by while it follows or campaigns (1: not scaled; health.go).
+func (n *Node) TimeoutMultiplier() int { return n.multiplier.get() }
 
 // Raft is the escape hatch for operator commands (peers, snapshot restore).
 func (n *Node) Raft() *raft.Raft { return n.raft }
