@@ -43,6 +43,12 @@ const (
 	// CmdAlarm carries a pb.AlarmRequest (ACTIVATE or DEACTIVATE) that
 	// raises or clears an alarm; see quota.go.
 	CmdAlarm byte = 6
+	// CmdFenced wraps another command with the raft term it must commit in
+	// (8 bytes, big-endian, then the inner command): it is applied only from
+	// a log entry of exactly that term, and refused (ErrFenced) from any
+	// other. A deposed leader's plugin writes carry its term, so one that a
+	// follower forwards to the new leader cannot commit there. See fence.go.
+	CmdFenced byte = 7
 )
 
 // Errors returned in Result.Err or by reads. kvserver maps them to etcd's gRPC
@@ -59,6 +65,8 @@ var (
 	ErrNoSpace        = errors.New("fsm: database space exceeded")
 	ErrUnknownCommand = errors.New("fsm: unknown command type")
 	ErrBadCommand     = errors.New("fsm: malformed command")
+	// ErrFenced refuses a CmdFenced command from a log entry of another term.
+	ErrFenced = errors.New("fsm: write fenced: proposed for another raft term")
 	// ErrInvalidSortOption is returned by a Range whose sort order or target
 	// is not one etcd defines (etcd's API layer refuses these too).
 	ErrInvalidSortOption = errors.New("fsm: invalid sort option")

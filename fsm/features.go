@@ -11,7 +11,7 @@ package fsm
 // FeatureLevel is the highest command level this build applies. Raise it
 // whenever a command type is added, and give the new type that level in
 // CommandLevel.
-const FeatureLevel = 2
+const FeatureLevel = 3
 
 // CommandLevel is the feature level that introduced command type typ (0 for
 // a type this build does not know). Level 1 is every type that existed
@@ -22,6 +22,8 @@ func CommandLevel(typ byte) int {
 		return 1
 	case CmdAlarm:
 		return 2
+	case CmdFenced:
+		return 3
 	}
 	return 0
 }

@@ -128,15 +128,29 @@ func (s *Store) publish() {
 	close(old.next)
 }
 
-// Apply applies the command at raft index index. Every index, even one
-// whose command fails, advances View.Index; only writes advance Rev.
+// Apply applies the command at raft index index, from a log entry whose
+// term is unknown (tests, tools): a CmdFenced command is refused. Every
+// index, even one whose command fails, advances View.Index; only writes
+// advance Rev.
 func (s *Store) Apply(index uint64, cmd []byte) Result {
+	return s.ApplyEntry(index, 0, cmd)
+}
+
+// ApplyEntry applies the command of the raft log entry at index, of term
+// term.
+func (s *Store) ApplyEntry(index, term uint64, cmd []byte) Result {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if index <= s.w.index {
 		return Result{Rev: s.w.rev, Err: fmt.Errorf("%w: index %d after applied index %d", ErrStaleIndex, index, s.w.index)}
 	}
-	res := s.w.apply(index, cmd)
+	w := s.w
+	w.index = index
+	cmd, err := unfence(cmd, term)
+	res := Result{Rev: w.rev, Err: err}
+	if err == nil {
+		res = w.apply(index, cmd)
+	}
 	s.publish()
 	return res
 }

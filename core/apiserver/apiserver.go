@@ -11,6 +11,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"net/http"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -18,7 +19,9 @@ import (
 
 	"github.com/spf13/pflag"
 	utilerrors "k8s.io/apimachinery/pkg/util/errors"
+	genericapiserver "k8s.io/apiserver/pkg/server"
 	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/transport"
 	"k8s.io/component-base/featuregate"
 	"k8s.io/klog/v2"
@@ -84,13 +87,51 @@ func Run(ctx context.Context, cfg Config, ready func(elapsed time.Duration)) err
 			ready(elapsed)
 		}
 	})
-	err = app.Run(runCtx, completed)
+	err = runServerChain(runCtx, completed, cfg.CurrentTerm != nil)
 	cancel()
 	wg.Wait()
 	if err != nil {
 		return fmt.Errorf("apiserver: kube-apiserver: %w", err)
 	}
 	return nil
+}
+
+// runServerChain is kube-apiserver's app.Run with one change: with fenced
+// set, the handler of the aggregator (the outermost server, whose filters
+// authenticate every request) passes a plugin's raft term on to the store
+// (withFenceTerm).
+func runServerChain(ctx context.Context, opts options.CompletedOptions, fenced bool) error {
+	if opts.InformerName == nil {
+		name, err := cache.NewInformerName("kube-apiserver")
+		if err != nil {
+			return err
+		}
+		opts.InformerName = name
+	}
+	config, err := app.NewConfig(opts)
+	if err != nil {
+		return err
+	}
+	if fenced {
+		generic := &config.Aggregator.GenericConfig.Config
+		build := generic.BuildHandlerChainFunc
+		generic.BuildHandlerChainFunc = func(h http.Handler, c *genericapiserver.Config) http.Handler {
+			return build(withFenceTerm(h), c)
+		}
+	}
+	completed, err := config.Complete()
+	if err != nil {
+		return err
+	}
+	server, err := app.CreateServerChain(completed)
+	if err != nil {
+		return err
+	}
+	prepared, err := server.PrepareRun()
+	if err != nil {
+		return err
+	}
+	return prepared.Run(ctx)
 }
 
 // completedOptions parses cfg's flags into kube-apiserver's options, applies

@@ -4,11 +4,17 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"net/http"
 	"slices"
+	"strconv"
+
+	"google.golang.org/grpc/metadata"
+	"k8s.io/apiserver/pkg/endpoints/request"
 
 	"k8s.io/apiserver/pkg/admission"
 	"k8s.io/apiserver/pkg/authentication/user"
 
+	"github.com/keelson/keelson/core/kvserver"
 	"github.com/keelson/keelson/core/pki"
 )
 
@@ -53,15 +59,9 @@ func (f *termFence) Validate(_ context.Context, a admission.Attributes, _ admiss
 
 // check is Validate without the request plumbing.
 func (f *termFence) check(u user.Info, forbid func(error) error) error {
-	if u == nil || !slices.Contains(u.GetGroups(), pki.PluginsGroup) {
+	term, plugin, found := pluginTerm(u)
+	if !plugin {
 		return nil
-	}
-	var term uint64
-	found := false
-	for _, g := range u.GetGroups() {
-		if t, ok := pki.ParseTermGroup(g); ok {
-			term, found = t, true
-		}
 	}
 	if !found {
 		return forbid(fmt.Errorf("plugin identity %s carries no raft term (group %sN); only the plugin host issues plugin identities", u.GetName(), pki.TermGroupPrefix))
@@ -71,4 +71,40 @@ func (f *termFence) check(u user.Info, forbid func(error) error) error {
 			"that leader was deposed and the new leader runs its own copy of the plugin", u.GetName(), term, cur))
 	}
 	return nil
+}
+
+// pluginTerm returns the raft term a plugin identity carries: plugin says
+// whether u is a plugin identity at all, found whether it carries a term.
+func pluginTerm(u user.Info) (term uint64, plugin, found bool) {
+	if u == nil || !slices.Contains(u.GetGroups(), pki.PluginsGroup) {
+		return 0, false, false
+	}
+	for _, g := range u.GetGroups() {
+		if t, ok := pki.ParseTermGroup(g); ok {
+			term, found = t, true
+		}
+	}
+	return term, true, found
+}
+
+// withFenceTerm hands a plugin's term on to the store with each write the
+// plugin sends: the term travels in the gRPC metadata of kube-apiserver's
+// etcd requests, which are made with the request's context, and the store
+// commits the write only in that term (core/kvserver/fence.go). The
+// admission fence refuses a stale plugin early; this makes the refusal
+// exact where admission cannot be: for a write admitted an instant before
+// its server hears of a new leader. It wraps kube-apiserver's handler
+// inside authentication, so the user is known.
+func withFenceTerm(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method != http.MethodGet && r.Method != http.MethodHead {
+			if u, ok := request.UserFrom(r.Context()); ok {
+				if term, _, found := pluginTerm(u); found {
+					ctx := metadata.AppendToOutgoingContext(r.Context(), kvserver.FenceTermMetadata, strconv.FormatUint(term, 10))
+					r = r.WithContext(ctx)
+				}
+			}
+		}
+		h.ServeHTTP(w, r)
+	})
 }

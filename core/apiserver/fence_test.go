@@ -1,11 +1,17 @@
 package apiserver
 
 import (
+	"net/http"
+	"net/http/httptest"
+	"slices"
 	"strings"
 	"testing"
 
+	"google.golang.org/grpc/metadata"
 	"k8s.io/apiserver/pkg/authentication/user"
+	"k8s.io/apiserver/pkg/endpoints/request"
 
+	"github.com/keelson/keelson/core/kvserver"
 	"github.com/keelson/keelson/core/pki"
 )
 
@@ -52,5 +58,41 @@ func TestParseTermGroupRoundTrip(t *testing.T) {
 	}
 	if _, ok := pki.ParseTermGroup(pki.PluginsGroup); ok {
 		t.Error("the plugins group parsed as a term")
+	}
+}
+
+// A plugin's writes carry its term to the store in the etcd requests'
+// metadata; reads, and other users' writes, carry nothing.
+func TestWithFenceTermPassesThePluginTerm(t *testing.T) {
+	plugin := &user.DefaultInfo{Name: pki.PluginUser("replicaset"), Groups: []string{pki.PluginsGroup, pki.TermGroup(12)}}
+	admin := &user.DefaultInfo{Name: "keelson-admin", Groups: []string{pki.MastersGroup, pki.TermGroup(12)}}
+	tests := []struct {
+		name   string
+		method string
+		user   user.Info
+		want   []string
+	}{
+		{"plugin write", http.MethodPost, plugin, []string{"12"}},
+		{"plugin delete", http.MethodDelete, plugin, []string{"12"}},
+		{"plugin read", http.MethodGet, plugin, nil},
+		{"admin write", http.MethodPut, admin, nil},
+		{"anonymous write", http.MethodPatch, nil, nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var got []string
+			h := withFenceTerm(http.HandlerFunc(func(_ http.ResponseWriter, r *http.Request) {
+				md, _ := metadata.FromOutgoingContext(r.Context())
+				got = md.Get(kvserver.FenceTermMetadata)
+			}))
+			r := httptest.NewRequest(tt.method, "/api/v1/namespaces/default/pods", nil)
+			if tt.user != nil {
+				r = r.WithContext(request.WithUser(r.Context(), tt.user))
+			}
+			h.ServeHTTP(httptest.NewRecorder(), r)
+			if !slices.Equal(got, tt.want) {
+				t.Errorf("fence term metadata %q, want %q", got, tt.want)
+			}
+		})
 	}
 }

@@ -22,8 +22,8 @@ type Machine struct {
 // server can have proposed it, and skipping it would diverge from every
 // server that applied it. A malformed command of a known type is refused
 // the same way on every server, so it is only logged.
-func (m Machine) Apply(index uint64, cmd []byte) (any, error) {
-	res := m.Store.Apply(index, cmd)
+func (m Machine) Apply(index, term uint64, cmd []byte) (any, error) {
+	res := m.Store.ApplyEntry(index, term, cmd)
 	if errors.Is(res.Err, fsm.ErrUnknownCommand) {
 		return nil, res.Err
 	}

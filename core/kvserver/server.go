@@ -141,6 +141,8 @@ type Server struct {
 	watchers atomic.Int64
 	// watchCounters accounts for what every stream has queued.
 	watchCounters watchCounters
+	// fenceGate caches the feature gate's answer for fenced writes.
+	fenceGate fenceGate
 }
 
 // Watchers is the number of watches open on this server.
@@ -296,6 +298,11 @@ func (s *Server) propose(ctx context.Context, typ byte, msg proto.Message) (fsm.
 	if err != nil {
 		return fsm.Result{}, fmt.Errorf("encoding command type %d: %w", typ, err)
 	}
+	if typ == fsm.CmdTxn {
+		if cmd, err = s.fence(ctx, cmd); err != nil {
+			return fsm.Result{}, err
+		}
+	}
 	if len(cmd) > s.cfg.MaxRequestBytes {
 		return fsm.Result{}, rpctypes.ErrGRPCRequestTooLarge
 	}
@@ -344,6 +351,8 @@ func toGRPCError(err error) error {
 		return rpctypes.ErrGRPCKeyNotFound
 	case errors.Is(err, fsm.ErrNoSpace):
 		return rpctypes.ErrGRPCNoSpace
+	case errors.Is(err, fsm.ErrFenced):
+		return status.Error(codes.FailedPrecondition, err.Error())
 	case errors.Is(err, raftnode.ErrUnknownOutcome):
 		// The entry may still commit: etcd's "timed out, possibly due to
 		// previous leader failure" tells clients the outcome is unknown.

@@ -20,7 +20,9 @@ const testWait = 60 * time.Second
 // machine adapts fsm.Store to raftnode.StateMachine, as core/server does.
 type machine struct{ store *fsm.Store }
 
-func (m machine) Apply(index uint64, cmd []byte) (any, error) { return m.store.Apply(index, cmd), nil }
+func (m machine) Apply(index, term uint64, cmd []byte) (any, error) {
+	return m.store.ApplyEntry(index, term, cmd), nil
+}
 func (m machine) Snapshot() (raftnode.SnapshotWriter, error)  { return m.store.View(), nil }
 func (m machine) Restore(r io.Reader) error                   { return m.store.Restore(r) }
 

@@ -18,7 +18,8 @@ type StateMachine interface {
 	// type it does not know): the node then stops applying (Node.Halted)
 	// rather than skip the entry and diverge from the servers that can.
 	// Semantic failures of a known command belong in the result.
-	Apply(index uint64, cmd []byte) (any, error)
+	// term is the term of the log entry (the leader's that appended it).
+	Apply(index, term uint64, cmd []byte) (any, error)
 	// Snapshot returns an immutable view of the current state. It is called
 	// on raft's FSM goroutine and must be O(1); the write happens later,
 	// concurrently with further applies.
@@ -79,7 +80,7 @@ func (f *fsmAdapter) Apply(l *raft.Log) any {
 	var res any
 	if l.Type == raft.LogCommand {
 		var err error
-		if res, err = f.sm.Apply(l.Index, l.Data); err != nil {
+		if res, err = f.sm.Apply(l.Index, l.Term, l.Data); err != nil {
 			return f.halt(l, err)
 		}
 	}

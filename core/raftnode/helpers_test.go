@@ -31,7 +31,7 @@ func setCmd(k, v string) []byte { return []byte("set " + k + " " + v) }
 // Apply understands "set K V"; "new K V" is a command only a newer version
 // (knowsNew) knows, which halts an older node; anything else is a semantic
 // failure reported in the result.
-func (s *kvSM) Apply(index uint64, cmd []byte) (any, error) {
+func (s *kvSM) Apply(index, _ uint64, cmd []byte) (any, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if strings.HasPrefix(string(cmd), "new ") && !s.knowsNew {

@@ -183,6 +183,22 @@ func checkFence(t *testing.T, s *harness.Server, term uint64) {
 	if !apierrors.IsForbidden(err) || !strings.Contains(err.Error(), "carries no raft term") {
 		t.Errorf("a write without a term: got %v, want 403 saying it carries no raft term", err)
 	}
+	// A term newer than the server knows passes admission (its server may
+	// lag behind the leader), so the store's own fence decides: the write
+	// is proposed in the current term, not the one it carries, and no
+	// server commits it. This shows the term reaching the store.
+	future := fmt.Sprintf("fence-future-%d", term)
+	err = createConfigMap(pluginClient(t, s, "configmap-everywhere", term+1000, false), "default", future)
+	if err == nil || !strings.Contains(err.Error(), "write fenced") {
+		t.Errorf("a write with future term %d: got %v, want the store's refusal (write fenced)", term+1000, err)
+	}
+	admin, aerr := kubernetes.NewForConfig(s.RESTConfig(t))
+	if aerr != nil {
+		t.Fatal(aerr)
+	}
+	if _, err := admin.CoreV1().ConfigMaps("default").Get(context.Background(), future, metav1.GetOptions{}); !apierrors.IsNotFound(err) {
+		t.Errorf("the fenced write left ConfigMap %s: get says %v, want NotFound", future, err)
+	}
 }
 
 // processGone reports whether pid no longer runs (or is a zombie).
