@@ -23,8 +23,8 @@ type machine struct{ store *fsm.Store }
 func (m machine) Apply(index, term uint64, cmd []byte) (any, error) {
 	return m.store.ApplyEntry(index, term, cmd), nil
 }
-func (m machine) Snapshot() (raftnode.SnapshotWriter, error)  { return m.store.View(), nil }
-func (m machine) Restore(r io.Reader) error                   { return m.store.Restore(r) }
+func (m machine) Snapshot() (raftnode.SnapshotWriter, error) { return m.store.View(), nil }
+func (m machine) Restore(r io.Reader) error                  { return m.store.Restore(r) }
 
 // testNode is one in-process server: a store and raft on a loopback port.
 type testNode struct {
