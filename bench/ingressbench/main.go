@@ -39,6 +39,7 @@ type options struct {
 	procs      int
 	proxyGOGC  int // GOGC of the proxies (0: Go's default)
 	ingresses  int // extra Ingresses keelson's data plane holds
+	gcTrace    bool
 	jsonOut    string
 }
 
@@ -62,6 +63,7 @@ func parse(args []string, stderr io.Writer) (options, error) {
 	fs.IntVar(&o.procs, "procs", 1, "GOMAXPROCS of the backend and of each proxy")
 	fs.IntVar(&o.proxyGOGC, "proxy-gogc", 0, "GOGC of each proxy, not of the backend or the client (0: Go's default, 100)")
 	fs.IntVar(&o.ingresses, "ingresses", 0, "other Ingresses, each with a Service and an EndpointSlice, that keelson's data plane holds in its caches and table beside the bench route (its memory is reported)")
+	fs.BoolVar(&o.gcTrace, "gctrace", false, "keelson's data plane alone runs with GODEBUG=gctrace=1: a line on stderr per garbage collection")
 	fs.StringVar(&o.jsonOut, "json", "", "also write the figures to this JSON file")
 	if err := fs.Parse(args); err != nil {
 		return o, err

@@ -47,7 +47,11 @@ func startTargets(ctx context.Context, o options) (ts []target, stop func(), err
 	if o.proxyGOGC > 0 {
 		proxyEnv = append(proxyEnv, "GOGC="+strconv.Itoa(o.proxyGOGC))
 	}
-	keelson, cmd, err := startChild(ctx, "keelson", append(slices.Clone(proxyEnv), backendEnv+"="+backend, ingressesEnv+"="+strconv.Itoa(o.ingresses)))
+	keelsonEnv := append(slices.Clone(proxyEnv), backendEnv+"="+backend, ingressesEnv+"="+strconv.Itoa(o.ingresses))
+	if o.gcTrace {
+		keelsonEnv = append(keelsonEnv, "GODEBUG=gctrace=1")
+	}
+	keelson, cmd, err := startChild(ctx, "keelson", keelsonEnv)
 	if cmd != nil {
 		cleanups = append(cleanups, kill(cmd))
 	}
