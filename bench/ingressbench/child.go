@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"log/slog"
@@ -37,11 +38,20 @@ func child(role string) int {
 	case "backend":
 		h = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok") })
 	case "keelson":
-		p, err := dataPlane(os.Getenv(backendEnv))
+		n, err := ingressesFromEnv()
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "ingressbench keelson:", err)
+			return 2
+		}
+		p, err := dataPlane(os.Getenv(backendEnv), n)
 		if err != nil {
 			fmt.Fprintln(os.Stderr, "ingressbench keelson:", err)
 			return 1
 		}
+		// As the node part does once its caches are filled: its GC
+		// setting (gogc, heapLimit) at their defaults, unless GOGC
+		// (-proxy-gogc) or GOMEMLIMIT is in the environment.
+		go ingress.TuneGC(context.Background(), ingress.DefaultConfig(), slog.New(slog.DiscardHandler))
 		h = p
 	default:
 		fmt.Fprintf(os.Stderr, "ingressbench: %s=%q is not a role (backend, keelson)\n", childEnv, role)
@@ -61,8 +71,10 @@ func child(role string) int {
 
 // dataPlane is keelson's ingress proxy, with its metrics as the node part
 // runs it, serving one Ingress: benchHost, prefix /, to a Service whose
-// one ready endpoint is backend (host:port).
-func dataPlane(backend string) (*ingress.Proxy, error) {
+// one ready endpoint is backend (host:port); with n > 0 its table and
+// caches also hold n other Ingresses with their Services and
+// EndpointSlices (newCaches).
+func dataPlane(backend string, n int) (*ingress.Proxy, error) {
 	host, portStr, err := net.SplitHostPort(backend)
 	if err != nil {
 		return nil, fmt.Errorf("%s=%q: %w", backendEnv, backend, err)
@@ -75,33 +87,31 @@ func dataPlane(backend string) (*ingress.Proxy, error) {
 	if err != nil {
 		return nil, err
 	}
-	ing := &networkingv1.Ingress{
-		ObjectMeta: metav1.ObjectMeta{Name: "bench", Namespace: "default"},
-		Spec: networkingv1.IngressSpec{Rules: []networkingv1.IngressRule{{Host: benchHost,
-			IngressRuleValue: networkingv1.IngressRuleValue{HTTP: &networkingv1.HTTPIngressRuleValue{Paths: []networkingv1.HTTPIngressPath{{
-				Path: "/", PathType: ptr.To(networkingv1.PathTypePrefix),
-				Backend: networkingv1.IngressBackend{Service: &networkingv1.IngressServiceBackend{Name: "backend", Port: networkingv1.ServiceBackendPort{Number: 80}}},
-			}}}},
-		}}},
+	c, err := newCaches(n)
+	if err != nil {
+		return nil, err
 	}
-	w := ingress.World{
-		Ingresses: []*networkingv1.Ingress{ing},
-		Service: func(ns, name string) *v1.Service {
-			return &v1.Service{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns},
-				Spec: v1.ServiceSpec{Ports: []v1.ServicePort{{Name: "web", Port: 80, Protocol: v1.ProtocolTCP}}}}
-		},
-		Slices: func(ns, name string) []*discoveryv1.EndpointSlice {
-			return []*discoveryv1.EndpointSlice{{
-				Ports:     []discoveryv1.EndpointPort{{Name: ptr.To("web"), Port: ptr.To(int32(port))}},
-				Endpoints: []discoveryv1.Endpoint{{Addresses: []string{host}, Conditions: discoveryv1.EndpointConditions{Ready: ptr.To(true)}}},
-			}}
-		},
-	}
+	ing := &networkingv1.Ingress{ObjectMeta: metav1.ObjectMeta{Name: "bench", Namespace: "default"},
+		Spec: networkingv1.IngressSpec{Rules: []networkingv1.IngressRule{hostRule(benchHost, "backend", 80)}}}
+	w := c.world(ing, func(ns, name string) *v1.Service {
+		return &v1.Service{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns},
+			Spec: v1.ServiceSpec{Ports: []v1.ServicePort{{Name: "web", Port: 80, Protocol: v1.ProtocolTCP}}}}
+	}, func(ns, name string) []*discoveryv1.EndpointSlice {
+		return []*discoveryv1.EndpointSlice{{
+			Ports:     []discoveryv1.EndpointPort{{Name: ptr.To("web"), Port: ptr.To(int32(port))}},
+			Endpoints: []discoveryv1.Endpoint{{Addresses: []string{host}, Conditions: discoveryv1.EndpointConditions{Ready: ptr.To(true)}}},
+		}}
+	})
 	t := ingress.Build(w)
 	if len(t.Problems) > 0 {
 		return nil, fmt.Errorf("routing table: %v", t.Problems)
 	}
 	p := ingress.NewProxy(slog.New(slog.DiscardHandler), false, m)
 	p.Set(t)
+	keep = c
 	return p, nil
 }
+
+// keep holds the child's caches for its life, as the node part's
+// informers hold theirs.
+var keep *caches

@@ -38,6 +38,8 @@ type options struct {
 	rounds     int
 	procs      int
 	proxyGOGC  int // GOGC of the proxies (0: Go's default)
+	ingresses  int // extra Ingresses keelson's data plane holds
+	gcTrace    bool
 	jsonOut    string
 }
 
@@ -60,9 +62,14 @@ func parse(args []string, stderr io.Writer) (options, error) {
 	fs.IntVar(&o.rounds, "rounds", 3, "interleaved rounds; a column's figures pool its rounds")
 	fs.IntVar(&o.procs, "procs", 1, "GOMAXPROCS of the backend and of each proxy")
 	fs.IntVar(&o.proxyGOGC, "proxy-gogc", 0, "GOGC of each proxy, not of the backend or the client (0: Go's default, 100)")
+	fs.IntVar(&o.ingresses, "ingresses", 0, "other Ingresses, each with a Service and an EndpointSlice, that keelson's data plane holds in its caches and table beside the bench route (its memory is reported)")
+	fs.BoolVar(&o.gcTrace, "gctrace", false, "keelson's data plane alone runs with GODEBUG=gctrace=1: a line on stderr per garbage collection")
 	fs.StringVar(&o.jsonOut, "json", "", "also write the figures to this JSON file")
 	if err := fs.Parse(args); err != nil {
 		return o, err
+	}
+	if o.ingresses < 0 {
+		return o, fmt.Errorf("-ingresses: %d is not a count; use 0 or more", o.ingresses)
 	}
 	if o.proxyGOGC < 0 {
 		return o, fmt.Errorf("-proxy-gogc: %d is not a percentage; use a positive number, or 0 for Go's default", o.proxyGOGC)
@@ -121,5 +128,7 @@ func run(ctx context.Context, o options) error {
 	if err != nil {
 		return err
 	}
+	res.Ingresses, res.ProxyGOGC = o.ingresses, o.proxyGOGC
+	res.Memory = memories(ts)
 	return res.print(os.Stdout, o.jsonOut)
 }

@@ -29,6 +29,7 @@ func TestParseRejectsBadFlags(t *testing.T) {
 		"-procs 0":      "-procs must be at least 1",
 		"-rate -1":      "-rate must be 0",
 		"-rate-conns 0": "-rate-conns at least 1",
+		"-ingresses -1": "-ingresses: -1",
 		"-no-such-flag": "flag provided but not defined",
 	} {
 		_, err := parse(strings.Fields(args), io.Discard)
@@ -48,7 +49,7 @@ func TestParseRejectsBadFlags(t *testing.T) {
 func TestDataPlaneRoutesBenchHostToBackend(t *testing.T) {
 	backend := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "from backend "+r.Host) }))
 	defer backend.Close()
-	p, err := dataPlane(strings.TrimPrefix(backend.URL, "http://"))
+	p, err := dataPlane(strings.TrimPrefix(backend.URL, "http://"), 20)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -63,7 +64,7 @@ func TestDataPlaneRoutesBenchHostToBackend(t *testing.T) {
 			t.Errorf("Host %s: body %q, want the backend's answer with the Host kept", host, rec.Body)
 		}
 	}
-	if _, err := dataPlane("no-port"); err == nil || !strings.Contains(err.Error(), backendEnv) {
+	if _, err := dataPlane("no-port", 0); err == nil || !strings.Contains(err.Error(), backendEnv) {
 		t.Errorf("dataPlane(no-port) = %v, want an error naming %s", err, backendEnv)
 	}
 }
@@ -97,6 +98,7 @@ func TestRunWithoutTraefik(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	res.Memory = memories(ts)
 	if len(res.Columns) != 6 {
 		t.Fatalf("%d columns, want 3 loads x 2 targets: %+v", len(res.Columns), res.Columns)
 	}
@@ -112,7 +114,10 @@ func TestRunWithoutTraefik(t *testing.T) {
 	if err := res.print(&out, t.TempDir()+"/figures.json"); err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{"2@50/s", "keelson", "p99 added µs", "load average"} {
+	if len(res.Memory) != 1 || res.Memory[0].Target != "keelson" || res.Memory[0].RSSMiB <= 0 || res.Memory[0].PeakMiB < res.Memory[0].RSSMiB {
+		t.Errorf("memory %+v, want keelson's resident and peak memory", res.Memory)
+	}
+	for _, want := range []string{"2@50/s", "keelson", "p99 added µs", "load average", "resident memory"} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("report lacks %q:\n%s", want, out.String())
 		}
@@ -129,12 +134,12 @@ func TestTraefikRoutesBenchHost(t *testing.T) {
 	}
 	backend := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "from backend") }))
 	defer backend.Close()
-	addr, cleanup, err := startTraefik(context.Background(), bin, strings.TrimPrefix(backend.URL, "http://"), []string{"GOMAXPROCS=1"})
+	addr, _, cleanup, err := startTraefik(context.Background(), bin, strings.TrimPrefix(backend.URL, "http://"), []string{"GOMAXPROCS=1"})
 	defer cleanup()
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := waitRouted(context.Background(), target{"traefik", "http://" + addr}); err != nil {
+	if err := waitRouted(context.Background(), target{"traefik", "http://" + addr, 0}); err != nil {
 		t.Fatal(err)
 	}
 	req, _ := http.NewRequest(http.MethodGet, "http://"+addr+"/x", nil)

@@ -33,6 +33,36 @@ type results struct {
 	Duration string   `json:"duration_per_round"`
 	LoadAvg  string   `json:"loadavg_before"`
 	Columns  []column `json:"columns"`
+	// Ingresses are the extra Ingresses keelson's data plane held.
+	Ingresses int `json:"ingresses"`
+	// ProxyGOGC is -proxy-gogc (0: the proxies' own setting).
+	ProxyGOGC int          `json:"proxy_gogc"`
+	Memory    []procMemory `json:"memory_after"`
+}
+
+// procMemory is a proxy's resident memory after the loads.
+type procMemory struct {
+	Target  string  `json:"target"`
+	RSSMiB  float64 `json:"rss_mib"`
+	PeakMiB float64 `json:"peak_rss_mib"`
+}
+
+// memories reads each proxy's resident memory; a process that cannot be
+// read is left out, saying so.
+func memories(ts []target) []procMemory {
+	var out []procMemory
+	for _, t := range ts {
+		if t.pid == 0 {
+			continue
+		}
+		rss, peak, err := memory(t.pid)
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "ingressbench: memory of %s: %v\n", t.name, err)
+			continue
+		}
+		out = append(out, procMemory{Target: t.name, RSSMiB: rss, PeakMiB: peak})
+	}
+	return out
 }
 
 // measure runs every load against every target, in o.rounds interleaved
@@ -99,7 +129,16 @@ func (r results) print(out io.Writer, jsonOut string) error {
 	if err := tw.Flush(); err != nil {
 		return err
 	}
+	gc := "each proxy's own GC setting (keelson: its gogc/heapLimit defaults)"
+	if r.ProxyGOGC > 0 {
+		gc = fmt.Sprintf("GOGC=%d for each proxy", r.ProxyGOGC)
+	}
+	mem := fmt.Sprintf("%s; keelson's data plane holds %d other Ingresses (each with a Service and an EndpointSlice); resident memory after the loads (peak):", gc, r.Ingresses)
+	for _, m := range r.Memory {
+		mem += fmt.Sprintf(" %s %.1f MiB (%.1f MiB)", m.Target, m.RSSMiB, m.PeakMiB)
+	}
 	report.PrintNotes(out, []string{
+		mem,
 		"added: the proxy's p50/p99 minus direct's under the same load; the client, the backend and the proxy share this machine's cores",
 		fmt.Sprintf("paced load (N@R/s): N connections sending R requests/s together, latency counted from each request's scheduled time; load average after: %s", loadAvg()),
 	})

@@ -21,6 +21,7 @@ import (
 type target struct {
 	name string
 	url  string
+	pid  int // the proxy's process (0: none measured)
 }
 
 // startTargets starts the backend, keelson's data plane and, when its
@@ -46,23 +47,27 @@ func startTargets(ctx context.Context, o options) (ts []target, stop func(), err
 	if o.proxyGOGC > 0 {
 		proxyEnv = append(proxyEnv, "GOGC="+strconv.Itoa(o.proxyGOGC))
 	}
-	keelson, cmd, err := startChild(ctx, "keelson", append(slices.Clone(proxyEnv), backendEnv+"="+backend))
+	keelsonEnv := append(slices.Clone(proxyEnv), backendEnv+"="+backend, ingressesEnv+"="+strconv.Itoa(o.ingresses))
+	if o.gcTrace {
+		keelsonEnv = append(keelsonEnv, "GODEBUG=gctrace=1")
+	}
+	keelson, cmd, err := startChild(ctx, "keelson", keelsonEnv)
 	if cmd != nil {
 		cleanups = append(cleanups, kill(cmd))
 	}
 	if err != nil {
 		return nil, stop, err
 	}
-	ts = []target{{"direct", "http://" + backend}, {"keelson", "http://" + keelson}}
+	ts = []target{{"direct", "http://" + backend, 0}, {"keelson", "http://" + keelson, cmd.Process.Pid}}
 	if _, err := os.Stat(o.traefikBin); errors.Is(err, fs.ErrNotExist) {
 		fmt.Fprintf(os.Stderr, "ingressbench: no Traefik binary at %s, its column is skipped (build it: scripts/bench-ingress.sh, or go build -C bench/traefikref -o $PWD/bin/traefik-ref github.com/traefik/traefik/v3/cmd/traefik)\n", o.traefikBin)
 	} else {
-		traefik, cleanup, err := startTraefik(ctx, o.traefikBin, backend, proxyEnv)
+		traefik, pid, cleanup, err := startTraefik(ctx, o.traefikBin, backend, proxyEnv)
 		cleanups = append(cleanups, cleanup)
 		if err != nil {
 			return nil, stop, err
 		}
-		ts = append(ts, target{"traefik", "http://" + traefik})
+		ts = append(ts, target{"traefik", "http://" + traefik, pid})
 	}
 	for _, t := range ts {
 		if err := waitRouted(ctx, t); err != nil {
@@ -169,31 +174,31 @@ const traefikDynamic = "http:\n" +
 // startTraefik writes Traefik's configuration to a temporary directory and
 // starts bin with it; cleanup stops it and removes the directory, also
 // after an error.
-func startTraefik(ctx context.Context, bin, backend string, env []string) (addr string, cleanup func(), err error) {
+func startTraefik(ctx context.Context, bin, backend string, env []string) (addr string, pid int, cleanup func(), err error) {
 	cleanup = func() {}
 	dir, err := os.MkdirTemp("", "ingressbench-traefik-")
 	if err != nil {
-		return "", cleanup, err
+		return "", 0, cleanup, err
 	}
 	cleanup = func() { os.RemoveAll(dir) }
 	port, err := freePort()
 	if err != nil {
-		return "", cleanup, err
+		return "", 0, cleanup, err
 	}
 	dynamic := filepath.Join(dir, "dynamic.yml")
 	static := filepath.Join(dir, "traefik.yml")
 	if err := os.WriteFile(dynamic, fmt.Appendf(nil, traefikDynamic, backend), 0o644); err != nil {
-		return "", cleanup, err
+		return "", 0, cleanup, err
 	}
 	if err := os.WriteFile(static, fmt.Appendf(nil, traefikStatic, port, dynamic), 0o644); err != nil {
-		return "", cleanup, err
+		return "", 0, cleanup, err
 	}
 	cmd := exec.CommandContext(ctx, bin, "--configFile="+static)
 	cmd.Env = append(os.Environ(), env...)
 	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
 	if err := cmd.Start(); err != nil {
-		return "", cleanup, fmt.Errorf("start Traefik %s: %w", bin, err)
+		return "", 0, cleanup, fmt.Errorf("start Traefik %s: %w", bin, err)
 	}
 	cleanup = func() { cmd.Process.Kill(); cmd.Wait(); os.RemoveAll(dir) }
-	return fmt.Sprintf("127.0.0.1:%d", port), cleanup, nil
+	return fmt.Sprintf("127.0.0.1:%d", port), cmd.Process.Pid, cleanup, nil
 }

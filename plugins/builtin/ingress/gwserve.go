@@ -183,10 +183,10 @@ func (p *Proxy) serveGateway(w http.ResponseWriter, r *http.Request, gp *gwPort)
 		return
 	}
 	rt := rule.route
+	st := newInflight(r.Context(), rt)
 	if rt.obs != nil {
-		rec := &statusRecorder{ResponseWriter: w}
-		defer rt.obs.done(rec, time.Now())
-		w = rec
+		w = st.record(w)
+		defer st.done(time.Now())
 	}
 	if rd := rule.filters.redirect; rd != nil {
 		http.Redirect(w, r, redirectURL(r, rd, rule.match, gp), redirectCode(rd))
@@ -206,13 +206,13 @@ func (p *Proxy) serveGateway(w http.ResponseWriter, r *http.Request, gp *gwPort)
 		http.Error(w, "503 backend "+wb.b.Name+" has no ready endpoints", http.StatusServiceUnavailable)
 		return
 	}
-	r = r.Clone(r.Context())
+	st.sel.respHeaders = rule.filters.respHeaders
+	r = r.Clone(st.to(wb.b))
 	modifyHeaders(r.Header, rule.filters.reqHeaders)
 	if rw := rule.filters.rewrite; rw != nil {
 		rewrite(r, rw, rule.match)
 	}
-	sel := &selection{route: rt, backend: wb.b, respHeaders: rule.filters.respHeaders}
-	p.rp.ServeHTTP(w, r.WithContext(withSelection(r.Context(), sel)))
+	p.rp.ServeHTTP(w, r)
 }
 
 // modifyHeaders applies a header filter: set, add, then remove.

@@ -62,13 +62,23 @@ type Config struct {
 	// HTTPSRedirect answers plain HTTP requests for a host that has TLS
 	// with a 308 redirect to https (default false).
 	HTTPSRedirect bool `json:"httpsRedirect"`
+	// GOGC is the data plane's garbage collection target in percent of its
+	// live heap (default 400; Go's default is 100), applied while the heap
+	// it allows stays under HeapLimit; past that the target falls toward
+	// 100. A GOGC or GOMEMLIMIT from plugins.runtime.ingress wins over both.
+	GOGC int `json:"gogc"`
+	// HeapLimit is the heap size, a quantity such as 128Mi, up to which
+	// the data plane collects at GOGC (default 128Mi).
+	HeapLimit string `json:"heapLimit"`
 	// NodeSelector restricts the data plane to Nodes with these labels; the
 	// server sets it from plugins.nodeSelector.ingress.
 	NodeSelector map[string]string `json:"nodeSelector"`
 }
 
 // DefaultConfig is the configuration with every default.
-func DefaultConfig() Config { return Config{HTTPPort: 80, HTTPSPort: 443} }
+func DefaultConfig() Config {
+	return Config{HTTPPort: 80, HTTPSPort: 443, GOGC: defaultDataPlaneGOGC, HeapLimit: defaultHeapLimit}
+}
 
 // decodeConfig reads and validates the plugin's section.
 func decodeConfig(raw []byte) (Config, error) {
@@ -88,6 +98,9 @@ func decodeConfig(raw []byte) (Config, error) {
 		if _, err := netip.ParseAddr(a); err != nil {
 			return cfg, sdk.ConfigErrorf("bindAddress", "bindAddress %q is not an IP address: %v", a, err)
 		}
+	}
+	if _, err := validateGC(cfg); err != nil {
+		return cfg, err
 	}
 	return cfg, nil
 }

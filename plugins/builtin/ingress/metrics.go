@@ -5,7 +5,6 @@ import (
 	"errors"
 	"net"
 	"net/http"
-	"strconv"
 	"sync"
 	"time"
 
@@ -153,12 +152,14 @@ func (o *routeObservers) upstreamError(reason string) {
 	}
 }
 
+var codeClasses = [...]string{"1xx", "2xx", "3xx", "4xx", "5xx"}
+
 // codeClass is 2xx for 200-299 and so on; none when no answer was written.
 func codeClass(code int) string {
 	if code < 100 || code > 599 {
 		return "none"
 	}
-	return strconv.Itoa(code/100) + "xx"
+	return codeClasses[code/100-1]
 }
 
 // statusRecorder remembers the status code of the answer; the wrapped

@@ -102,6 +102,8 @@ func runNode(ctx context.Context, env sdk.Env) error {
 			}
 		}
 	}
+	// The caches are filled: from here the heap grows by requests.
+	go TuneGC(ctx, cfg, env.Logger)
 	return d.run(ctx)
 }
 

@@ -46,9 +46,15 @@ func TestDecodeConfig(t *testing.T) {
 	for raw, wantErr := range map[string]string{
 		``: "",
 		`{"httpPort": 8080, "httpsPort": 8443, "bindAddress": "10.0.0.1"}`: "",
-		`{"httpPort": 0}`:         "httpPort is 0",
-		`{"httpsPort": 80}`:       "httpsPort equals httpPort",
-		`{"bindAddress": "eth0"}`: `bindAddress "eth0" is not an IP address`,
+		`{"httpPort": 0}`:                   "httpPort is 0",
+		`{"httpsPort": 80}`:                 "httpsPort equals httpPort",
+		`{"bindAddress": "eth0"}`:           `bindAddress "eth0" is not an IP address`,
+		`{"gogc": 100, "heapLimit": "1Gi"}`: "",
+		`{"gogc": 5}`:                       "gogc is 5: set a percent between 10 and 10000",
+		`{"gogc": 20000}`:                   "gogc is 20000",
+		`{"heapLimit": "lots"}`:             `heapLimit "lots" is not a quantity`,
+		`{"heapLimit": "1Mi"}`:              "heapLimit 1Mi is below 16Mi",
+		`{"heapLimit": 128}`:                "heapLimit",
 	} {
 		_, err := decodeConfig([]byte(raw))
 		if (wantErr == "") != (err == nil) || (err != nil && !strings.Contains(err.Error(), wantErr)) {

@@ -11,8 +11,6 @@ import (
 	"net/http/httputil"
 	"sync/atomic"
 	"time"
-
-	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
 )
 
 // Proxy serves requests from the current Table. Set swaps the table in
@@ -36,11 +34,15 @@ func NewProxy(log *slog.Logger, redirect bool, m *Metrics) *Proxy {
 		Rewrite: func(pr *httputil.ProxyRequest) {
 			pr.SetXForwarded()
 			pr.Out.URL.Scheme = "http"
-			// The transport replaces the host with an endpoint; the Host
-			// header stays the client's.
+			// The first endpoint to try; the Host header stays the
+			// client's. The transport takes the next endpoints on a retry.
 			pr.Out.URL.Host = "backend"
+			if sel, ok := selectionOf(pr.In.Context()); ok && len(sel.backend.Endpoints) > 0 {
+				pr.Out.URL.Host = sel.endpoint(0)
+			}
 			pr.Out.Host = pr.In.Host
 		},
+		BufferPool:     &bufferPool{},
 		Transport:      newTransport(),
 		ErrorHandler:   p.upstreamError,
 		ModifyResponse: modifyResponse,
@@ -55,24 +57,8 @@ func (p *Proxy) Set(t *Table) {
 	p.table.Store(t)
 }
 
-// routeKeyT keys the request's *selection in its context.
-type routeKeyT struct{}
-
-// selection is what a request was routed to: its route (the metrics
-// unit), the backend chosen and, from a Gateway route, the response
-// header filter.
-type selection struct {
-	route       *Route
-	backend     *Backend
-	respHeaders *gatewayv1.HTTPHeaderFilter
-}
-
-func withSelection(ctx context.Context, s *selection) context.Context {
-	return context.WithValue(ctx, routeKeyT{}, s)
-}
-
 func modifyResponse(resp *http.Response) error {
-	if s, ok := resp.Request.Context().Value(routeKeyT{}).(*selection); ok {
+	if s, ok := selectionOf(resp.Request.Context()); ok {
 		modifyHeaders(resp.Header, s.respHeaders)
 	}
 	return nil
@@ -94,10 +80,10 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, fmt.Sprintf("404 no Ingress rule matches host %q path %q, and there is no default backend", requestHost(r.Host), r.URL.Path), http.StatusNotFound)
 		return
 	}
+	st := newInflight(r.Context(), rt)
 	if rt.obs != nil {
-		rec := &statusRecorder{ResponseWriter: w}
-		defer rt.obs.done(rec, time.Now())
-		w = rec
+		w = st.record(w)
+		defer st.done(time.Now())
 	}
 	b := rt.Backend
 	if len(b.Endpoints) == 0 {
@@ -109,16 +95,16 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, msg, http.StatusServiceUnavailable)
 		return
 	}
-	p.rp.ServeHTTP(w, r.WithContext(withSelection(r.Context(), &selection{route: rt, backend: b})))
+	p.rp.ServeHTTP(w, r.WithContext(st.to(b)))
 }
 
 func (p *Proxy) upstreamError(w http.ResponseWriter, r *http.Request, err error) {
 	if errors.Is(err, context.Canceled) {
 		return // the client went away
 	}
-	sel, _ := r.Context().Value(routeKeyT{}).(*selection)
+	sel, ok := selectionOf(r.Context())
 	name := ""
-	if sel != nil {
+	if ok {
 		name = sel.backend.Name
 		if !isDialError(err) { // a failed connect was counted when it happened
 			sel.route.obs.upstreamError(reasonResponse)
@@ -160,7 +146,7 @@ func newTransport() *transport {
 }
 
 func (t *transport) RoundTrip(req *http.Request) (*http.Response, error) {
-	sel, ok := req.Context().Value(routeKeyT{}).(*selection)
+	sel, ok := selectionOf(req.Context())
 	if !ok || len(sel.backend.Endpoints) == 0 {
 		return nil, errors.New("no backend chosen for the request")
 	}
@@ -173,15 +159,14 @@ func (t *transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	if retriable(req) {
 		attempts = min(len(b.Endpoints), 3)
 	}
-	start := b.next.Add(1)
 	var err error
 	for i := range attempts {
-		out := *req
-		u := *req.URL
-		u.Host = b.Endpoints[(start+uint64(i))%uint64(len(b.Endpoints))]
-		out.URL = &u
+		out := req // the reverse proxy's Rewrite set the first endpoint
+		if i > 0 || req.URL.Host != sel.endpoint(0) {
+			out = retryTo(req, sel.endpoint(i))
+		}
 		var resp *http.Response
-		if resp, err = tr.RoundTrip(&out); err == nil {
+		if resp, err = tr.RoundTrip(out); err == nil {
 			return resp, nil
 		}
 		if !isDialError(err) || req.Context().Err() != nil {
@@ -193,6 +178,16 @@ func (t *transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		}
 	}
 	return nil, err
+}
+
+// retryTo is req sent to another endpoint: a RoundTripper leaves the
+// request it was given as it was.
+func retryTo(req *http.Request, endpoint string) *http.Request {
+	out := *req
+	u := *req.URL
+	u.Host = endpoint
+	out.URL = &u
+	return &out
 }
 
 func isDialError(err error) bool {
