@@ -260,27 +260,30 @@ func TestNFTSharedElementForcesAFullSync(t *testing.T) {
 	eps := []*discovery.EndpointSlice{slice("default", "a", "a-1", 8080, readyEP("10.42.0.5", "n1")),
 		slice("default", "b", "b-1", 8080, readyEP("10.42.0.6", "n1"))}
 	both, _ := Snapshot(services, eps, "n1", v1.IPv4Protocol)
-	claims := nftClaims{}
-	installed := planNFTChanges(nil, claims, 0, both, testConfig())
-	installed.commit(claims)
+	claims, installed := installNFT(both)
 	onlyA, _ := Snapshot(services[:1], eps[:1], "n1", v1.IPv4Protocol)
-	if p := planNFTChanges(installed.ports, claims, installed.count, onlyA, testConfig()); !p.shared {
+	if p := planNFTChanges(installed, claims, viewOf(onlyA), testConfig()); !p.shared {
 		t.Errorf("removing b, whose external IP element a also claims, was planned by difference:\n%s", p.batch.Text())
 	}
 	// A change touching only elements of one claimer stays incremental.
 	other := []*v1.Service{services[0], svc("default", "c", "10.96.0.32")}
 	otherEPs := []*discovery.EndpointSlice{eps[0], slice("default", "c", "c-1", 8080, readyEP("10.42.0.7", "n1"))}
 	ac, _ := Snapshot(other, otherEPs, "n1", v1.IPv4Protocol)
-	claims = nftClaims{}
-	installed = planNFTChanges(nil, claims, 0, ac, testConfig())
-	installed.commit(claims)
-	if p := planNFTChanges(installed.ports, claims, installed.count, onlyA, testConfig()); p.shared {
+	claims, installed = installNFT(ac)
+	if p := planNFTChanges(installed, claims, viewOf(onlyA), testConfig()); p.shared {
 		t.Errorf("removing c, which shares nothing, forced a full sync")
 	}
 	// An endpoint change rewrites a port's own elements: not shared.
 	movedEPs := []*discovery.EndpointSlice{slice("default", "a", "a-1", 8080, readyEP("10.42.0.9", "n1")), otherEPs[1]}
 	moved, _ := Snapshot(other, movedEPs, "n1", v1.IPv4Protocol)
-	if p := planNFTChanges(installed.ports, claims, installed.count, moved, testConfig()); p.shared {
+	if p := planNFTChanges(installed, claims, viewOf(moved), testConfig()); p.shared {
 		t.Errorf("an endpoint change of a, which shares nothing, forced a full sync")
 	}
+}
+
+// installNFT is the bookkeeping of a table holding ports.
+func installNFT(ports []ServicePort) (nftClaims, *nftInstalled) {
+	claims, installed := nftClaims{}, newNFTInstalled()
+	planNFTChanges(installed, claims, viewOf(ports), testConfig()).commit(installed, claims)
+	return claims, installed
 }
