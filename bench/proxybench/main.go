@@ -3,7 +3,7 @@
 //   - time to program N Services with E ready endpoints each (ClusterIP,
 //     one TCP port) on one node: from the proxier's start with synced caches
 //     to all rules installed, for N = 1,000 and 10,000, in each proxy mode
-//     (iptables: one iptables-restore; nftables: one `nft -f -` batch);
+//     (iptables: one iptables-restore; nftables: one netlink transaction);
 //   - time from an EndpointSlice change (one endpoint replaced) to the
 //     rules in place, with N services installed;
 //   - the same rules installed the naive way, one iptables command per
