@@ -17,7 +17,8 @@ import (
 // the DNAT once endpoints appear.
 type conntrackCleaner struct {
 	family v1.IPFamily
-	prev   map[string]ctPort
+	// prev holds, per service (namespace/name), its ports as last seen.
+	prev   map[string]map[string]ctPort
 	delete func(f netlink.CustomConntrackFilter) (uint, error)
 }
 
@@ -34,7 +35,7 @@ func newConntrackCleaner(family v1.IPFamily) *conntrackCleaner {
 	if family == v1.IPv6Protocol {
 		fam = netlink.FAMILY_V6
 	}
-	return &conntrackCleaner{family: family, delete: func(f netlink.CustomConntrackFilter) (uint, error) {
+	return &conntrackCleaner{family: family, prev: map[string]map[string]ctPort{}, delete: func(f netlink.CustomConntrackFilter) (uint, error) {
 		return netlink.ConntrackDeleteFilters(netlink.ConntrackTable, netlink.InetFamily(fam), f)
 	}}
 }
@@ -78,47 +79,38 @@ func add[K comparable](m map[uint8]map[K]bool, proto uint8, k K) {
 	m[proto][k] = true
 }
 
-// afterSync compares the ports just programmed with the previous ones and
-// deletes what became stale. Failures are logged: stale entries expire by
-// themselves, so this is an improvement, not a condition of correctness.
-func (c *conntrackCleaner) afterSync(ports []ServicePort, log *slog.Logger) {
-	cur := map[string]ctPort{}
+// afterSync compares the ports of the services changed since it last ran
+// with what they were then and deletes what became stale. Failures are
+// logged: stale entries expire by themselves, so this is an improvement,
+// not a condition of correctness.
+func (c *conntrackCleaner) afterSync(v *portView, changed map[string]bool, log *slog.Logger) {
 	f := &ctFilter{staleEndpoints: map[uint8]map[netip.AddrPort]bool{},
 		revivedDests: map[uint8]map[netip.AddrPort]bool{}, revivedNodePorts: map[uint8]map[uint16]bool{}}
-	for i := range ports {
-		sp := &ports[i]
-		proto := protoNumber(sp.Protocol)
-		if proto == 0 {
-			continue
-		}
-		st := ctPort{proto: proto, nodePort: uint16(sp.NodePort), eps: map[netip.AddrPort]bool{}}
-		st.dests = append(st.dests, netip.AddrPortFrom(sp.ClusterIP, uint16(sp.Port)))
-		for _, a := range append(append([]netip.Addr{}, sp.ExternalIPs...), sp.LoadBalancerIPs...) {
-			st.dests = append(st.dests, netip.AddrPortFrom(a, uint16(sp.Port)))
-		}
-		for _, ep := range append(sp.ClusterEndpoints(), sp.LocalEndpoints()...) {
-			st.eps[ep.Addr] = true
-		}
-		id := sp.id()
-		cur[id] = st
-		prev, known := c.prev[id]
-		if len(st.eps) > 0 && (!known || len(prev.eps) == 0) {
-			for _, d := range st.dests {
-				add(f.revivedDests, proto, d)
+	for key := range changed {
+		prev, cur := c.prev[key], ctPorts(v.bySvc[key])
+		for id, st := range cur {
+			if p, known := prev[id]; len(st.eps) > 0 && (!known || len(p.eps) == 0) {
+				for _, d := range st.dests {
+					add(f.revivedDests, st.proto, d)
+				}
+				if st.nodePort != 0 {
+					add(f.revivedNodePorts, st.proto, st.nodePort)
+				}
 			}
-			if st.nodePort != 0 {
-				add(f.revivedNodePorts, proto, st.nodePort)
+		}
+		for id, p := range prev {
+			for ep := range p.eps {
+				if !cur[id].eps[ep] {
+					add(f.staleEndpoints, p.proto, ep)
+				}
 			}
+		}
+		if len(cur) == 0 {
+			delete(c.prev, key)
+		} else {
+			c.prev[key] = cur
 		}
 	}
-	for id, prev := range c.prev {
-		for ep := range prev.eps {
-			if !cur[id].eps[ep] {
-				add(f.staleEndpoints, prev.proto, ep)
-			}
-		}
-	}
-	c.prev = cur
 	if f.empty() {
 		return
 	}
@@ -130,6 +122,29 @@ func (c *conntrackCleaner) afterSync(ports []ServicePort, log *slog.Logger) {
 	if n > 0 {
 		log.Debug("deleted stale conntrack entries", "family", c.family, "entries", n)
 	}
+}
+
+// ctPorts is what the cleaner remembers of one service's ports, by port:
+// those of protocols whose entries need cleaning.
+func ctPorts(ports []ServicePort) map[string]ctPort {
+	out := map[string]ctPort{}
+	for i := range ports {
+		sp := &ports[i]
+		proto := protoNumber(sp.Protocol)
+		if proto == 0 {
+			continue
+		}
+		st := ctPort{proto: proto, nodePort: uint16(sp.NodePort), eps: map[netip.AddrPort]bool{}}
+		st.dests = append(st.dests, netip.AddrPortFrom(sp.ClusterIP, uint16(sp.Port)))
+		for _, a := range externalAddrs(sp) {
+			st.dests = append(st.dests, netip.AddrPortFrom(a, uint16(sp.Port)))
+		}
+		for _, ep := range append(sp.ClusterEndpoints(), sp.LocalEndpoints()...) {
+			st.eps[ep.Addr] = true
+		}
+		out[sp.id()] = st
+	}
+	return out
 }
 
 // protoNumber is the IP protocol number of protocols whose conntrack

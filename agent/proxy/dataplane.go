@@ -34,9 +34,9 @@ func ResolveMode(mode string, supported func() error) (chosen, reason string) {
 // dataplane programs one family's ServicePorts into the kernel. Both
 // modes share the snapshot and the proxier; only this differs.
 type dataplane interface {
-	// sync installs the rules of ports; full rewrites everything instead
-	// of what changed since the last sync.
-	sync(ctx context.Context, ports []ServicePort, full bool) (dataplaneStats, error)
+	// sync installs the rules of the view's ports; full rewrites
+	// everything instead of what changed since the last sync.
+	sync(ctx context.Context, v *portView, full bool) (dataplaneStats, error)
 	// known is false until a sync succeeded, and after a failed one: the
 	// next sync must then be full.
 	known() bool
@@ -69,7 +69,8 @@ func newIPTablesDataplane(f v1.IPFamily, rc RulesConfig) (*iptablesDataplane, er
 	return &iptablesDataplane{ipt: ipt, applier: ruleset.NewApplier(ipt, []string{"nat", "filter"}, Owned), rules: rc, jumps: Jumps()}, nil
 }
 
-func (d *iptablesDataplane) sync(ctx context.Context, ports []ServicePort, full bool) (dataplaneStats, error) {
+func (d *iptablesDataplane) sync(ctx context.Context, v *portView, full bool) (dataplaneStats, error) {
+	ports := v.all()
 	cfg := d.rules
 	cfg.NoComments = countEndpoints(ports) > LargeClusterEndpoints
 	rs := Rules(ports, cfg)

@@ -28,7 +28,10 @@
 //     expressions, built together), planNFTChanges the parts of the ports
 //     that changed, and NFTDiff two tables into one transaction;
 //   - Proxier syncs on every informer event, at most once per
-//     MinSyncPeriod, through its mode's dataplane: one iptables-restore
+//     MinSyncPeriod, recomputing only the services whose Service or
+//     EndpointSlices changed (a change tracker fed by the informers'
+//     events keeps each family's ports by service), through its mode's
+//     dataplane: one iptables-restore
 //     --noflush or one netlink transaction per family writing only what
 //     changed, and cleans UDP/SCTP conntrack entries that the new rules
 //     would not reach;

@@ -61,7 +61,7 @@ func TestNFTablesConnectivity(t *testing.T) {
 	sync := func(full bool) dataplaneStats {
 		t.Helper()
 		ports, _ := Snapshot(services, slices, "n1", v1.IPv4Protocol)
-		st, err := dp.sync(ctx, ports, full)
+		st, err := dp.sync(ctx, viewOf(ports), full)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -189,7 +189,7 @@ func TestNFTablesProgramsAThousandServices(t *testing.T) {
 		t.Fatal(err)
 	}
 	ports, _ := Snapshot(svcs, sl, "n1", v1.IPv4Protocol)
-	if _, err := dp.sync(ctx, ports, true); err != nil {
+	if _, err := dp.sync(ctx, viewOf(ports), true); err != nil {
 		t.Fatal(err)
 	}
 	out := netnstest.Run(t, "nft", "list", "map", "ip", NFTTableName, nftServiceIPs)
@@ -198,7 +198,7 @@ func TestNFTablesProgramsAThousandServices(t *testing.T) {
 	}
 	sl[500].Endpoints[0].Addresses = []string{"10.250.0.1"}
 	ports, _ = Snapshot(svcs, sl, "n1", v1.IPv4Protocol)
-	st, err := dp.sync(ctx, ports, false)
+	st, err := dp.sync(ctx, viewOf(ports), false)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -45,24 +45,33 @@ func BenchmarkNFTRulesAndDiff(b *testing.B) {
 }
 
 // BenchmarkNFTEndpointChange is the Go side of the sync after one
-// endpoint of one of 10,000 services changed: the snapshot, then only
-// that service regenerated and diffed.
+// endpoint of one of 10,000 services changed: the tracker hands over the
+// one changed service, whose ports alone are recomputed, regenerated and
+// diffed.
 func BenchmarkNFTEndpointChange(b *testing.B) {
 	svcs, sl := benchCluster(10000)
-	ports, _ := Snapshot(svcs, sl, "n1", v1.IPv4Protocol)
-	claims := nftClaims{}
-	installed := planNFTChanges(nil, claims, 0, ports, testConfig())
-	installed.commit(claims)
+	tr := newChangeTracker()
+	h := tr.handler(func() {})
+	for _, s := range svcs {
+		h.OnAdd(s, true)
+	}
+	for _, s := range sl {
+		h.OnAdd(s, true)
+	}
+	v := &portView{bySvc: map[string][]ServicePort{}}
+	v.update(tr.take(), "n1", v1.IPv4Protocol)
+	claims, installed := nftClaims{}, newNFTInstalled()
+	planNFTChanges(installed, claims, v, testConfig()).commit(installed, claims)
 	b.ResetTimer()
 	for i := range b.N {
 		s := sl[(i*7919)%len(sl)].DeepCopy()
 		s.Endpoints[0].Addresses = []string{fmt.Sprintf("10.200.%d.%d", (i/256)%256, i%256)}
-		changed := append(append([]*discovery.EndpointSlice{}, sl[:(i*7919)%len(sl)]...), s)
-		changed = append(changed, sl[(i*7919)%len(sl)+1:]...)
-		ports, _ := Snapshot(svcs, changed, "n1", v1.IPv4Protocol)
-		p := planNFTChanges(installed.ports, claims, installed.count, ports, testConfig())
+		h.OnUpdate(sl[(i*7919)%len(sl)], s)
+		v.update(tr.take(), "n1", v1.IPv4Protocol)
+		p := planNFTChanges(installed, claims, v, testConfig())
 		if p.batch.Chains != 3 {
 			b.Fatalf("an endpoint change wrote %d chains, want 3", p.batch.Chains)
 		}
+		p.commit(installed, claims)
 	}
 }

@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"context"
+	"maps"
 	"slices"
 
 	v1 "k8s.io/api/core/v1"
@@ -16,13 +17,23 @@ type nftDataplane struct {
 	link  nftLink
 	rules RulesConfig
 	fixed *NFTTable
-	// ports holds, per service port, what the last successful sync
-	// installed for it; nil when the table is unknown.
-	ports map[string]*nftPortState
-	// count is the number of rules and elements installed.
-	count int
+	// installed is what the last successful sync installed; nil when the
+	// table is unknown.
+	installed *nftInstalled
 	// claims counts, per map element, the installed ports that write it.
 	claims nftClaims
+}
+
+// nftInstalled is the table as the last successful sync left it, by
+// service port.
+type nftInstalled struct {
+	ports map[string]*nftPortState // by port id
+	bySvc map[string][]string      // port ids by service, namespace/name
+	count int                      // rules and elements, the fixed part's too
+}
+
+func newNFTInstalled() *nftInstalled {
+	return &nftInstalled{ports: map[string]*nftPortState{}, bySvc: map[string][]string{}}
 }
 
 // nftPortState is one service port as installed: its snapshot entry and
@@ -39,30 +50,32 @@ func newNFTDataplane(f v1.IPFamily, rc RulesConfig) (*nftDataplane, error) {
 	return &nftDataplane{link: nftLink{family: f}, rules: rc, fixed: NFTFixed(rc)}, nil
 }
 
-func (d *nftDataplane) sync(ctx context.Context, ports []ServicePort, full bool) (dataplaneStats, error) {
-	if full || d.ports == nil {
-		return d.syncFull(ctx, ports)
+func (d *nftDataplane) sync(ctx context.Context, v *portView, full bool) (dataplaneStats, error) {
+	if full || d.installed == nil {
+		return d.syncFull(ctx, v)
 	}
-	p := planNFTChanges(d.ports, d.claims, d.count, ports, d.rules)
+	p := planNFTChanges(d.installed, d.claims, v, d.rules)
 	if p.shared {
-		return d.syncFull(ctx, ports)
+		return d.syncFull(ctx, v)
 	}
 	if len(p.batch.Ops) > 1 { // more than "add table"
 		if err := d.link.Apply(ctx, p.batch, d.fixed.MapTypes); err != nil {
-			d.ports = nil
+			d.installed = nil
 			return dataplaneStats{}, err
 		}
 	}
-	d.ports, d.count = p.ports, p.count
-	p.commit(d.claims)
+	p.commit(d.installed, d.claims)
 	return dataplaneStats{rules: p.count, chains: p.batch.Chains}, nil
 }
 
 // nftChanges is what a sync by difference writes and what it leaves.
 type nftChanges struct {
 	batch NFTBatch
-	ports map[string]*nftPortState
-	count int
+	// updates are the ports regenerated (nil: removed), bySvc the port
+	// ids of each changed service.
+	updates map[string]*nftPortState
+	bySvc   map[string][]string
+	count   int
 	// removed and added are the parts the change takes out and puts in.
 	removed, added []*NFTTable
 	// shared is set when a map element the change writes or deletes is
@@ -71,46 +84,78 @@ type nftChanges struct {
 	shared bool
 }
 
-// planNFTChanges regenerates only the ports whose snapshot entry differs
-// from what installed holds (count rules and elements; claims its map
-// elements) and computes the transaction over their parts alone.
-func planNFTChanges(installed map[string]*nftPortState, claims nftClaims, count int, ports []ServicePort, rc RulesConfig) nftChanges {
+// planNFTChanges regenerates the ports of the view's changed services
+// whose snapshot entry differs from what installed holds (all services
+// when the view does not say) and computes the transaction over their
+// parts alone: its cost follows the change, not the table.
+func planNFTChanges(installed *nftInstalled, claims nftClaims, v *portView, rc RulesConfig) nftChanges {
 	prev, cur := newNFTTable(rc.Family), newNFTTable(rc.Family)
-	c := nftChanges{ports: make(map[string]*nftPortState, len(ports))}
-	for i := range ports {
-		sp := &ports[i]
-		id := sp.id()
-		old := installed[id]
-		if old != nil && old.port.equal(sp) {
-			c.ports[id] = old
-			continue
+	c := nftChanges{updates: map[string]*nftPortState{}, bySvc: map[string][]string{}, count: installed.count}
+	keys := v.changed
+	if keys == nil {
+		keys = slices.Sorted(maps.Keys(v.bySvc))
+		for key := range installed.bySvc {
+			if _, ok := v.bySvc[key]; !ok {
+				keys = append(keys, key)
+			}
 		}
-		st := &nftPortState{port: *sp, part: NFTPort(sp, rc)}
-		c.ports[id] = st
-		cur.merge(st.part)
-		c.added = append(c.added, st.part)
-		count += st.part.Rules()
+	}
+	regenerate := func(id string, sp *ServicePort) {
+		old := installed.ports[id]
+		if sp != nil && old != nil && old.port.equal(sp) {
+			return
+		}
+		if sp != nil {
+			st := &nftPortState{port: *sp, part: NFTPort(sp, rc)}
+			c.updates[id] = st
+			cur.merge(st.part)
+			c.added = append(c.added, st.part)
+			c.count += st.part.Rules()
+		} else {
+			c.updates[id] = nil
+		}
 		if old != nil {
 			prev.merge(old.part)
 			c.removed = append(c.removed, old.part)
-			count -= old.part.Rules()
+			c.count -= old.part.Rules()
 		}
 	}
-	for id, old := range installed {
-		if _, ok := c.ports[id]; !ok {
-			prev.merge(old.part)
-			c.removed = append(c.removed, old.part)
-			count -= old.part.Rules()
+	for _, key := range keys {
+		ids := []string{}
+		for i := range v.bySvc[key] {
+			sp := &v.bySvc[key][i]
+			ids = append(ids, sp.id())
+			regenerate(sp.id(), sp)
 		}
+		for _, id := range installed.bySvc[key] {
+			if !slices.Contains(ids, id) {
+				regenerate(id, nil)
+			}
+		}
+		c.bySvc[key] = ids
 	}
-	c.count = count
 	c.shared = claims.shared(c.removed, c.added)
 	c.batch = NFTDiff(prev, cur, NFTObjects{})
 	return c
 }
 
-// commit moves claims to the state after the change.
-func (c nftChanges) commit(claims nftClaims) {
+// commit moves installed and claims to the state after the change.
+func (c nftChanges) commit(installed *nftInstalled, claims nftClaims) {
+	for id, st := range c.updates {
+		if st == nil {
+			delete(installed.ports, id)
+		} else {
+			installed.ports[id] = st
+		}
+	}
+	for key, ids := range c.bySvc {
+		if len(ids) == 0 {
+			delete(installed.bySvc, key)
+		} else {
+			installed.bySvc[key] = ids
+		}
+	}
+	installed.count = c.count
 	for _, t := range c.removed {
 		claims.add(t, -1)
 	}
@@ -164,20 +209,23 @@ func (cl nftClaims) shared(removed, added []*NFTTable) bool {
 }
 
 // syncFull lists what the table holds and replaces it with the whole
-// table of ports.
-func (d *nftDataplane) syncFull(ctx context.Context, ports []ServicePort) (dataplaneStats, error) {
-	d.ports = nil
+// table of the view's ports.
+func (d *nftDataplane) syncFull(ctx context.Context, v *portView) (dataplaneStats, error) {
+	d.installed = nil
 	existing, err := d.link.Objects()
 	if err != nil {
 		return dataplaneStats{}, err
 	}
 	whole := newNFTTable(d.rules.Family)
 	whole.merge(d.fixed)
-	next := make(map[string]*nftPortState, len(ports))
+	next := newNFTInstalled()
 	claims := nftClaims{}
+	ports := v.all()
 	for i := range ports {
-		st := &nftPortState{port: ports[i], part: NFTPort(&ports[i], d.rules)}
-		next[ports[i].id()] = st
+		sp := &ports[i]
+		st := &nftPortState{port: *sp, part: NFTPort(sp, d.rules)}
+		next.ports[sp.id()] = st
+		next.bySvc[sp.svcKey()] = append(next.bySvc[sp.svcKey()], sp.id())
 		whole.merge(st.part)
 		claims.add(st.part, 1)
 	}
@@ -185,11 +233,12 @@ func (d *nftDataplane) syncFull(ctx context.Context, ports []ServicePort) (datap
 	if err := d.link.Apply(ctx, batch, d.fixed.MapTypes); err != nil {
 		return dataplaneStats{}, err
 	}
-	d.ports, d.count, d.claims = next, whole.Rules(), claims
-	return dataplaneStats{rules: d.count, chains: batch.Chains}, nil
+	next.count = whole.Rules()
+	d.installed, d.claims = next, claims
+	return dataplaneStats{rules: next.count, chains: batch.Chains}, nil
 }
 
-func (d *nftDataplane) known() bool { return d.ports != nil }
+func (d *nftDataplane) known() bool { return d.installed != nil }
 
 func (d *nftDataplane) present(context.Context) (bool, error) {
 	return d.link.HasTable()

@@ -208,6 +208,14 @@ func (r *rule) markSet(mark uint32, xor bool) *rule {
 		&expr.Meta{Key: expr.MetaKeyMARK, SourceRegister: true, Register: 1})
 }
 
+// markForMasquerade ends the rule by setting the masquerade bit in place
+// (not by a jump to a chain that sets it: the kernel validates every
+// chain a jump reaches at each transaction, once per path, so a shared
+// chain jumped to from every service made each change cost more).
+func (r *rule) markForMasquerade(mark uint32) NFTRule {
+	return r.markSet(mark, false).done()
+}
+
 func (r *rule) masquerade() *rule {
 	return r.add("masquerade fully-random", &expr.Masq{FullyRandom: true})
 }

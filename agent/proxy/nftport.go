@@ -47,9 +47,9 @@ func (g *nftgen) port(sp *ServicePort) {
 	g.noEndpoints(sp, proto, clusterKey, len(clusterEps), len(internalEps), len(externalEps))
 	if usesSVC {
 		if g.cfg.MasqueradeAll {
-			g.add(svc, g.r().addrIs(false, sp.ClusterIP).dport(proto, sp.Port).verdict(jumpTo(nftMarkForMasquerade)))
+			g.add(svc, g.r().addrIs(false, sp.ClusterIP).dport(proto, sp.Port).markForMasquerade(g.cfg.MasqueradeMark))
 		} else if g.cfg.ClusterCIDR.IsValid() {
-			g.add(svc, g.r().addrIs(false, sp.ClusterIP).dport(proto, sp.Port).addr(true, g.cfg.ClusterCIDR, true).verdict(jumpTo(nftMarkForMasquerade)))
+			g.add(svc, g.r().addrIs(false, sp.ClusterIP).dport(proto, sp.Port).addr(true, g.cfg.ClusterCIDR, true).markForMasquerade(g.cfg.MasqueradeMark))
 		}
 		g.balance(svc, sp, clusterEps)
 	}
@@ -70,7 +70,7 @@ func (g *nftgen) extChain(sp *ServicePort, ext, svc, svl string, hasLocal bool) 
 	g.chain(ext)
 	if !sp.ExternalLocal {
 		// Replies must come back through this node to be un-DNATed.
-		g.add(ext, g.r().verdict(jumpTo(nftMarkForMasquerade)))
+		g.add(ext, g.r().markForMasquerade(g.cfg.MasqueradeMark))
 		g.add(ext, g.r().verdict(gotoTo(svc)))
 		return
 	}
@@ -80,7 +80,7 @@ func (g *nftgen) extChain(sp *ServicePort, ext, svc, svl string, hasLocal bool) 
 	if g.cfg.ClusterCIDR.IsValid() {
 		g.add(ext, g.r().addr(true, g.cfg.ClusterCIDR, false).verdict(gotoTo(svc)))
 	}
-	g.add(ext, g.r().fibLocal(true).verdict(jumpTo(nftMarkForMasquerade)))
+	g.add(ext, g.r().fibLocal(true).markForMasquerade(g.cfg.MasqueradeMark))
 	g.add(ext, g.r().fibLocal(true).verdict(gotoTo(svc)))
 	if hasLocal {
 		g.add(ext, g.r().verdict(gotoTo(svl)))
@@ -146,7 +146,7 @@ func (g *nftgen) endpointChains(sp *ServicePort, proto string, cluster bool, clu
 		c := g.epChain(sp, ep)
 		// A pod reaching itself through the service (hairpin) must see
 		// the reply come from the service address.
-		g.add(c, g.r().addrIs(true, ep.Addr.Addr()).verdict(jumpTo(nftMarkForMasquerade)))
+		g.add(c, g.r().addrIs(true, ep.Addr.Addr()).markForMasquerade(g.cfg.MasqueradeMark))
 		if sp.AffinitySeconds > 0 {
 			set := g.affinitySet(sp, ep)
 			g.t.Sets[set] = sp.AffinitySeconds

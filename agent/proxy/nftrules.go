@@ -31,7 +31,6 @@ const (
 	nftEndpointsCheck          = "service-endpoints-check"  // filter: looks up no-endpoint-services
 	nftNodePortsCheck          = "nodeport-endpoints-check" // filter: looks up no-endpoint-nodeports
 	nftMasquerading            = "masquerading"             // nat: masquerade marked traffic
-	nftMarkForMasquerade       = "mark-for-masquerade"      // sets the masquerade bit
 	nftRejectChain             = "reject-chain"             // a verdict map's way to reject
 	nftSvcPrefix               = "svc-"                     // one per service port, cluster policy
 	nftSvlPrefix               = "svl-"                     // one per service port, local policy
@@ -245,7 +244,6 @@ func (g *nftgen) fixed() {
 	// tunnel or a bridge) is not masqueraded twice.
 	g.add(nftMasquerading, g.r().markSet(mark, true).done())
 	g.add(nftMasquerading, g.r().masquerade().done())
-	g.add(nftMarkForMasquerade, g.r().markSet(mark, false).done())
 	g.add(nftRejectChain, g.r().reject().done())
 }
 

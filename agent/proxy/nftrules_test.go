@@ -86,19 +86,19 @@ func TestNFTServiceLookupsAreMapElements(t *testing.T) {
 	// Pods keep their address, others are masqueraded; one random pick
 	// over both endpoints.
 	rules := texts(tb.Chains[web])
-	if len(rules) != 3 || !strings.Contains(rules[0], "ip saddr != 10.244.0.0/16 jump mark-for-masquerade") ||
+	if len(rules) != 3 || !strings.Contains(rules[0], "ip saddr != 10.244.0.0/16 meta mark set meta mark | 0x4000") ||
 		!regexp.MustCompile(`^numgen random mod 2 == 0 goto ep-\S+10\.244\.1\.2/8080$`).MatchString(rules[1]) ||
 		!regexp.MustCompile(`^goto ep-\S+10\.244\.2\.2/8080$`).MatchString(rules[2]) {
 		t.Errorf("service chain %s:\n%s", web, strings.Join(rules, "\n"))
 	}
 	ep := chainOf(t, tb, nftEpPrefix, "default/web/tcp/-__10.244.1.2/8080")
-	want := []string{"ip saddr 10.244.1.2 jump mark-for-masquerade", "meta l4proto tcp dnat to 10.244.1.2:8080"}
+	want := []string{"ip saddr 10.244.1.2 meta mark set meta mark | 0x4000", "meta l4proto tcp dnat to 10.244.1.2:8080"}
 	if !slices.Equal(texts(tb.Chains[ep]), want) {
 		t.Errorf("endpoint chain: %q, want %q (hairpin masquerade, then DNAT)", texts(tb.Chains[ep]), want)
 	}
 	// Node-port traffic is masqueraded (cluster policy) and takes the
 	// service chain.
-	if !slices.Equal(texts(tb.Chains[ext]), []string{"jump mark-for-masquerade", "goto " + web}) {
+	if !slices.Equal(texts(tb.Chains[ext]), []string{"meta mark set meta mark | 0x4000", "goto " + web}) {
 		t.Errorf("external chain: %q", texts(tb.Chains[ext]))
 	}
 }
@@ -188,7 +188,7 @@ func TestNFTNoEndpointsAndLocalPolicy(t *testing.T) {
 	}
 	ext := chainOf(t, tb, nftExtPrefix, "default/local/")
 	svcChain := chainOf(t, tb, nftSvcPrefix, "default/local/")
-	want := []string{"ip saddr 10.244.0.0/16 goto " + svcChain, "fib saddr type local jump mark-for-masquerade", "fib saddr type local goto " + svcChain}
+	want := []string{"ip saddr 10.244.0.0/16 goto " + svcChain, "fib saddr type local meta mark set meta mark | 0x4000", "fib saddr type local goto " + svcChain}
 	if !slices.Equal(texts(tb.Chains[ext]), want) {
 		t.Errorf("local-policy external chain: %q, want %q (pods and the node use the cluster policy, no local endpoint for others)", texts(tb.Chains[ext]), want)
 	}
@@ -260,27 +260,30 @@ func TestNFTSharedElementForcesAFullSync(t *testing.T) {
 	eps := []*discovery.EndpointSlice{slice("default", "a", "a-1", 8080, readyEP("10.42.0.5", "n1")),
 		slice("default", "b", "b-1", 8080, readyEP("10.42.0.6", "n1"))}
 	both, _ := Snapshot(services, eps, "n1", v1.IPv4Protocol)
-	claims := nftClaims{}
-	installed := planNFTChanges(nil, claims, 0, both, testConfig())
-	installed.commit(claims)
+	claims, installed := installNFT(both)
 	onlyA, _ := Snapshot(services[:1], eps[:1], "n1", v1.IPv4Protocol)
-	if p := planNFTChanges(installed.ports, claims, installed.count, onlyA, testConfig()); !p.shared {
+	if p := planNFTChanges(installed, claims, viewOf(onlyA), testConfig()); !p.shared {
 		t.Errorf("removing b, whose external IP element a also claims, was planned by difference:\n%s", p.batch.Text())
 	}
 	// A change touching only elements of one claimer stays incremental.
 	other := []*v1.Service{services[0], svc("default", "c", "10.96.0.32")}
 	otherEPs := []*discovery.EndpointSlice{eps[0], slice("default", "c", "c-1", 8080, readyEP("10.42.0.7", "n1"))}
 	ac, _ := Snapshot(other, otherEPs, "n1", v1.IPv4Protocol)
-	claims = nftClaims{}
-	installed = planNFTChanges(nil, claims, 0, ac, testConfig())
-	installed.commit(claims)
-	if p := planNFTChanges(installed.ports, claims, installed.count, onlyA, testConfig()); p.shared {
+	claims, installed = installNFT(ac)
+	if p := planNFTChanges(installed, claims, viewOf(onlyA), testConfig()); p.shared {
 		t.Errorf("removing c, which shares nothing, forced a full sync")
 	}
 	// An endpoint change rewrites a port's own elements: not shared.
 	movedEPs := []*discovery.EndpointSlice{slice("default", "a", "a-1", 8080, readyEP("10.42.0.9", "n1")), otherEPs[1]}
 	moved, _ := Snapshot(other, movedEPs, "n1", v1.IPv4Protocol)
-	if p := planNFTChanges(installed.ports, claims, installed.count, moved, testConfig()); p.shared {
+	if p := planNFTChanges(installed, claims, viewOf(moved), testConfig()); p.shared {
 		t.Errorf("an endpoint change of a, which shares nothing, forced a full sync")
 	}
+}
+
+// installNFT is the bookkeeping of a table holding ports.
+func installNFT(ports []ServicePort) (nftClaims, *nftInstalled) {
+	claims, installed := nftClaims{}, newNFTInstalled()
+	planNFTChanges(installed, claims, viewOf(ports), testConfig()).commit(installed, claims)
+	return claims, installed
 }

@@ -11,10 +11,6 @@ import (
 	"time"
 
 	v1 "k8s.io/api/core/v1"
-	discovery "k8s.io/api/discovery/v1"
-	"k8s.io/apimachinery/pkg/labels"
-	corelisters "k8s.io/client-go/listers/core/v1"
-	discoverylisters "k8s.io/client-go/listers/discovery/v1"
 	"k8s.io/client-go/tools/cache"
 
 	"github.com/keelson/keelson/agent/internal/ruleset"
@@ -133,8 +129,7 @@ func familyOf(a netip.Addr) v1.IPFamily {
 // EndpointSlices.
 type Proxier struct {
 	cfg      Config
-	services corelisters.ServiceLister
-	slices   discoverylisters.EndpointSliceLister
+	tracker  *changeTracker
 	synced   []cache.InformerSynced
 	families []*familyProxier
 	loop     *syncloop.Loop
@@ -149,6 +144,12 @@ type familyProxier struct {
 	forceFull atomic.Bool // set by the canary check
 	installed atomic.Bool // a sync has succeeded
 	conntrack *conntrackCleaner
+	// ports are this family's ServicePorts, updated by each sync for the
+	// services that changed.
+	ports *portView
+	// ctPending are the services changed since the conntrack cleaner last
+	// ran (it runs after successful syncs only).
+	ctPending map[string]bool
 }
 
 // New returns a proxier fed by the given informers (of Services and of
@@ -168,11 +169,9 @@ func New(cfg Config, services, slices cache.SharedIndexInformer, log *slog.Logge
 	}
 	cfg.Mode = mode
 	p := &Proxier{
-		cfg:      cfg,
-		services: corelisters.NewServiceLister(services.GetIndexer()),
-		slices:   discoverylisters.NewEndpointSliceLister(slices.GetIndexer()),
-		synced:   []cache.InformerSynced{services.HasSynced, slices.HasSynced},
-		log:      log.With("component", "proxy"),
+		cfg:     cfg,
+		tracker: newChangeTracker(),
+		log:     log.With("component", "proxy"),
 	}
 	for _, f := range cfg.Families {
 		rc := RulesConfig{
@@ -194,18 +193,19 @@ func New(cfg Config, services, slices cache.SharedIndexInformer, log *slog.Logge
 		if err != nil {
 			return nil, fmt.Errorf("proxy: %w", err)
 		}
-		p.families = append(p.families, &familyProxier{family: f, dp: dp, conntrack: newConntrackCleaner(f)})
+		p.families = append(p.families, &familyProxier{family: f, dp: dp, conntrack: newConntrackCleaner(f),
+			ports: &portView{bySvc: map[string][]ServicePort{}}, ctPending: map[string]bool{}})
 	}
 	p.loop = syncloop.New(p.Sync, syncloop.Options{Name: "proxy", MinInterval: cfg.MinSyncPeriod, MaxInterval: cfg.SyncPeriod, Logger: p.log})
-	handler := cache.ResourceEventHandlerFuncs{
-		AddFunc:    func(any) { p.loop.Trigger() },
-		UpdateFunc: func(old, cur any) { p.loop.Trigger() },
-		DeleteFunc: func(any) { p.loop.Trigger() },
-	}
+	// The first sync waits until the tracker has seen every object the
+	// informers listed, not merely until their caches hold them.
+	handler := p.tracker.handler(p.loop.Trigger)
 	for _, inf := range []cache.SharedIndexInformer{services, slices} {
-		if _, err := inf.AddEventHandler(handler); err != nil {
+		reg, err := inf.AddEventHandler(handler)
+		if err != nil {
 			return nil, fmt.Errorf("proxy: watching: %w", err)
 		}
+		p.synced = append(p.synced, inf.HasSynced, reg.HasSynced)
 	}
 	return p, nil
 }
@@ -252,33 +252,30 @@ func (p *Proxier) canary(ctx context.Context) {
 	}
 }
 
-// Sync programs the current state once: one iptables-restore per family.
+// Sync programs the current state once: one iptables-restore or netlink
+// transaction per family. Only the services that changed since the last
+// sync are recomputed.
 func (p *Proxier) Sync(ctx context.Context) error {
-	services, err := p.services.List(labels.Everything())
-	if err != nil {
-		return fmt.Errorf("proxy: listing services: %w", err)
-	}
-	slices, err := p.slices.List(labels.Everything())
-	if err != nil {
-		return fmt.Errorf("proxy: listing endpointslices: %w", err)
-	}
+	changes := p.tracker.take()
 	var errs []error
 	for _, f := range p.families {
-		if err := p.syncFamily(ctx, f, services, slices); err != nil {
+		if err := p.syncFamily(ctx, f, changes); err != nil {
 			errs = append(errs, err)
 		}
 	}
 	return errors.Join(errs...)
 }
 
-func (p *Proxier) syncFamily(ctx context.Context, f *familyProxier, services []*v1.Service, slices []*discovery.EndpointSlice) error {
+func (p *Proxier) syncFamily(ctx context.Context, f *familyProxier, changes []serviceChange) error {
 	start := time.Now()
-	ports, problems := Snapshot(services, slices, p.cfg.NodeName, f.family)
-	for _, e := range problems {
+	for _, e := range f.ports.update(changes, p.cfg.NodeName, f.family) {
 		p.log.Warn("skipping an invalid address", "err", e)
 	}
+	for _, key := range f.ports.changed {
+		f.ctPending[key] = true
+	}
 	full := f.forceFull.Swap(false) || !f.dp.known() || time.Since(f.lastFull) >= p.cfg.SyncPeriod
-	written, err := f.dp.sync(ctx, ports, full)
+	written, err := f.dp.sync(ctx, f.ports, full)
 	if err != nil {
 		if p.cfg.OnSyncError != nil {
 			p.cfg.OnSyncError(f.family, err)
@@ -289,9 +286,10 @@ func (p *Proxier) syncFamily(ctx context.Context, f *familyProxier, services []*
 	if full {
 		f.lastFull = start
 	}
-	f.conntrack.afterSync(ports, p.log)
+	f.conntrack.afterSync(f.ports, f.ctPending, p.log)
+	clear(f.ctPending)
 	stats := SyncStats{Family: f.family, Start: start, Duration: time.Since(start), Full: full,
-		Ports: len(ports), Rules: written.rules, Chains: written.chains}
+		Ports: f.ports.count(), Rules: written.rules, Chains: written.chains}
 	p.log.Debug("synced", "family", f.family, "ports", stats.Ports, "rules", stats.Rules, "chainsWritten", stats.Chains, "full", full, "took", stats.Duration)
 	if p.cfg.OnSync != nil {
 		p.cfg.OnSync(stats)

@@ -3,7 +3,7 @@
 //   - time to program N Services with E ready endpoints each (ClusterIP,
 //     one TCP port) on one node: from the proxier's start with synced caches
 //     to all rules installed, for N = 1,000 and 10,000, in each proxy mode
-//     (iptables: one iptables-restore; nftables: one `nft -f -` batch);
+//     (iptables: one iptables-restore; nftables: one netlink transaction);
 //   - time from an EndpointSlice change (one endpoint replaced) to the
 //     rules in place, with N services installed;
 //   - the same rules installed the naive way, one iptables command per
@@ -23,6 +23,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"runtime/pprof"
 	"strconv"
 	"strings"
 	"text/tabwriter"
@@ -49,6 +50,7 @@ func main() {
 	dnsDuration := flag.Duration("dns-duration", 10*time.Second, "how long to query the DNS server")
 	dnsClients := flag.Int("dns-clients", 16, "concurrent DNS clients")
 	jsonOut := flag.String("json", "", "also write the results to this JSON file")
+	cpuProfile := flag.String("cpuprofile", "", "write a Go CPU profile of the measurements (kernel time in system calls included) to this file")
 	flag.Parse()
 
 	if os.Getenv(childEnv) == "" {
@@ -65,6 +67,13 @@ func main() {
 	}
 	res := results{Machine: report.ThisMachine()}
 	ctx := context.Background()
+	if *cpuProfile != "" {
+		stop, err := startProfile(*cpuProfile)
+		if err != nil {
+			fail(err)
+		}
+		defer stop()
+	}
 	if err := exec.Command("ip", "link", "set", "lo", "up").Run(); err != nil {
 		fail(fmt.Errorf("bringing up lo in the private namespace: %w", err))
 	}
@@ -117,6 +126,19 @@ func measure(ctx context.Context, mode string, n, e, changes int, naiveRate *flo
 			EstimatedSec: float64(r.Rules+r.Chains) / *naiveRate}
 	}
 	return r, nil
+}
+
+// startProfile profiles this process's CPU time into path until stop.
+func startProfile(path string) (stop func(), err error) {
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, fmt.Errorf("-cpuprofile: %w", err)
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("-cpuprofile: %w", err)
+	}
+	return func() { pprof.StopCPUProfile(); f.Close() }, nil
 }
 
 func fail(err error) {
