@@ -8,6 +8,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/client-go/informers"
+	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/metadata"
 	"k8s.io/client-go/metadata/metadatainformer"
 	"k8s.io/client-go/tools/cache"
@@ -43,11 +44,31 @@ type Trigger struct {
 func LazyInformerPlugin(name, version string, trigger Trigger, setup InformerSetup, opts ...informers.SharedInformerOption) Plugin {
 	p := InformerPlugin(name, version, setup, opts...)
 	p.Run = func(ctx context.Context, env Env) error {
+		if err := checkSetup(env, setup); err != nil {
+			return err
+		}
 		return runLazy(ctx, env, trigger, func(ctx context.Context) error {
 			return runInformers(ctx, env, setup, opts)
 		})
 	}
 	return p
+}
+
+// checkSetup runs setup once on a factory that is never started, under a
+// cancelled context, so that what setup refuses (a bad configuration)
+// fails the plugin at once, as it does without laziness, instead of when
+// the first object appears.
+func checkSetup(env Env, setup InformerSetup) error {
+	client, err := kubernetes.NewForConfig(env.RESTConfig)
+	if err != nil {
+		return fmt.Errorf("building API client: %w", err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if _, err := setup(ctx, env, client, informers.NewSharedInformerFactory(client, 0)); err != nil {
+		return fmt.Errorf("setting up informers: %w", err)
+	}
+	return nil
 }
 
 func runLazy(ctx context.Context, env Env, t Trigger, active func(context.Context) error) error {
