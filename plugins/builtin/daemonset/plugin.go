@@ -210,3 +210,7 @@ func (c *controller) updateNode(oldObj, newObj any) {
 		c.enqueueAll(cur)
 	}
 }
+
+// PodTransform is the transform the plugin's informers run, pods among
+// them (BenchmarkPodCacheBytes in plugins/builtin measures it).
+var PodTransform = transform
