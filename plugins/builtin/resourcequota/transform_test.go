@@ -21,7 +21,9 @@ func TestTransformKeepsWhatTheEvaluatorReads(t *testing.T) {
 	p.Spec.Containers[0].Resources.Limits = v1.ResourceList{v1.ResourceMemory: resource.MustParse("256Mi")}
 	p.Spec.Affinity = &v1.Affinity{PodAffinity: &v1.PodAffinity{RequiredDuringSchedulingIgnoredDuringExecution: []v1.PodAffinityTerm{
 		{TopologyKey: "zone", NamespaceSelector: &metav1.LabelSelector{}}}}}
-	f := func(name string, get func(*v1.Pod) any) podfixture.Field { return podfixture.Field{Name: name, Get: get} }
+	f := func(name string, get func(*v1.Pod) any) podfixture.Field {
+		return podfixture.Field{Name: name, Get: get}
+	}
 	podfixture.Keeps(t, Transform, p,
 		f("namespace", func(p *v1.Pod) any { return p.Namespace }),
 		f("name", func(p *v1.Pod) any { return p.Name }),
