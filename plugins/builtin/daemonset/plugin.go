@@ -72,9 +72,9 @@ func parseConfig(raw []byte) (Config, error) {
 	return cfg, nil
 }
 
-// trigger is what the plugin's caches serve: without any DaemonSets it has
-// nothing to do, so it keeps no cache (of every pod among others) until
-// one is created.
+// trigger is what the plugin's caches serve: without any
+// DaemonSets it has nothing to do, so it keeps no cache (of every
+// pod among others) until one is created.
 var trigger = sdk.Trigger{Resource: appsv1.SchemeGroupVersion.WithResource("daemonsets"), What: "DaemonSets"}
 
 // Plugin returns the plugin.

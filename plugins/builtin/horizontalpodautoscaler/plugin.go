@@ -109,9 +109,9 @@ func (c Config) Validate() error {
 	return nil
 }
 
-// trigger is what the plugin's caches serve: without any HorizontalPodAutoscalers it has
-// nothing to do, so it keeps no cache (of every pod among others) until
-// one is created.
+// trigger is what the plugin's caches serve: without any
+// HorizontalPodAutoscalers it has nothing to do, so it keeps no cache (of every
+// pod among others) until one is created.
 var trigger = sdk.Trigger{Resource: autoscalingv2.SchemeGroupVersion.WithResource("horizontalpodautoscalers"), What: "HorizontalPodAutoscalers"}
 
 // Plugin returns the plugin.

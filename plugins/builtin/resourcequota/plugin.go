@@ -70,9 +70,9 @@ func (c Config) Validate() error {
 	return nil
 }
 
-// trigger is what the plugin's caches serve: without any ResourceQuotas it has
-// nothing to do, so it keeps no cache (of every pod among others) until
-// one is created.
+// trigger is what the plugin's caches serve: without any
+// ResourceQuotas it has nothing to do, so it keeps no cache (of every
+// pod among others) until one is created.
 var trigger = sdk.Trigger{Resource: corev1.SchemeGroupVersion.WithResource("resourcequotas"), What: "ResourceQuotas"}
 
 // Plugin returns the resourcequota plugin.

@@ -52,9 +52,9 @@ type Config struct {
 	Workers int `json:"workers"`
 }
 
-// trigger is what the plugin's caches serve: without any StatefulSets it has
-// nothing to do, so it keeps no cache (of every pod among others) until
-// one is created.
+// trigger is what the plugin's caches serve: without any
+// StatefulSets it has nothing to do, so it keeps no cache (of every
+// pod among others) until one is created.
 var trigger = sdk.Trigger{Resource: appsv1.SchemeGroupVersion.WithResource("statefulsets"), What: "StatefulSets"}
 
 // Plugin returns the plugin.
