@@ -47,11 +47,17 @@ func main() {
 	settle := flag.Duration("settle", 30*time.Second, "wait after the last pod exists before measuring")
 	workDir := flag.String("work-dir", os.TempDir(), "where temp dirs go")
 	withKeelsonOnly := flag.Bool("keelson-only", true, "also measure the built-in plugins kube-controller-manager has no counterpart for (scheduler, localpath, metricsserver, localcloud, ingress), printed apart from the totals")
+	withUpstream := flag.Bool("upstream", true, "also measure kube-controller-manager (false: keelson's plugins only)")
+	var keelsonArgs stringList
+	flag.Var(&keelsonArgs, "keelson-arg", "extra `keelson server` argument for the plugins' side, repeatable (e.g. -keelson-arg=--plugin-gogc=*=50)")
 	flag.Parse()
 	w := workload{deployments: *deployments, replicas: *replicas}
 	var sides []side
 	for _, upstream := range []bool{false, true} {
-		s, err := measure(*keelsonBin, *kcmBin, *workDir, w, upstream, *settle, *withKeelsonOnly)
+		if upstream && !*withUpstream {
+			continue
+		}
+		s, err := measure(*keelsonBin, *kcmBin, *workDir, w, upstream, *settle, *withKeelsonOnly, keelsonArgs...)
 		if err != nil {
 			fmt.Fprintln(os.Stderr, "ctrlmembench:", err)
 			os.Exit(1)
@@ -62,11 +68,13 @@ func main() {
 }
 
 // measure runs one side: keelson's plugins, or kube-controller-manager.
-func measure(keelsonBin, kcmBin, workDir string, w workload, upstream bool, settle time.Duration, withKeelsonOnly bool) (side, error) {
+func measure(keelsonBin, kcmBin, workDir string, w workload, upstream bool, settle time.Duration, withKeelsonOnly bool, keelsonArgs ...string) (side, error) {
 	ctx := context.Background()
 	args := []string{}
 	if upstream {
 		args = append(args, "--disable-plugin", "*")
+	} else {
+		args = append(args, keelsonArgs...)
 	}
 	srv, err := keelsonproc.Start(ctx, keelsonBin, workDir, 3*time.Minute, args...)
 	if err != nil {
@@ -119,6 +127,12 @@ func measure(keelsonBin, kcmBin, workDir string, w workload, upstream bool, sett
 	}
 	return s, nil
 }
+
+// stringList is a repeatable string flag.
+type stringList []string
+
+func (l *stringList) String() string     { return strings.Join(*l, " ") }
+func (l *stringList) Set(v string) error { *l = append(*l, v); return nil }
 
 // startKCM runs kube-controller-manager with the controllers keelson has as
 // plugins, against srv as the admin.

@@ -9,6 +9,8 @@ import (
 
 	v1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/client-go/dynamic"
 
 	"github.com/keelson/keelson/plugins/builtin/replicationcontroller"
 )
@@ -33,6 +35,26 @@ func (c *cluster) waitRCStatus(t *testing.T, namespace, name string, replicas, r
 	return rc
 }
 
+// waitPluginMessage waits until the plugin's status message starts with
+// prefix.
+func (c *cluster) waitPluginMessage(t *testing.T, name, prefix string) {
+	t.Helper()
+	dyn, err := dynamic.NewForConfig(c.RESTConfig(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, fmt.Sprintf("plugin %s status message %q...", name, prefix), func() error {
+		obj, err := dyn.Resource(pluginGVR).Get(context.Background(), name, metav1.GetOptions{})
+		if err != nil {
+			return err
+		}
+		if msg, _, _ := unstructured.NestedString(obj.Object, "status", "message"); !strings.HasPrefix(msg, prefix) {
+			return fmt.Errorf("message %q", msg)
+		}
+		return nil
+	})
+}
+
 // TestReplicationControllerNginx walks the seed's nginx
 // ReplicationController through chapter 3.2.2: create, scale, isolate a pod
 // (an equality-based selector), delete leaving the pods and adopt them
@@ -42,9 +64,13 @@ func TestReplicationControllerNginx(t *testing.T) {
 	const ns = "rc"
 	c.namespace(t, ns)
 	c.readyPods(t, ns, nil)
+	// No ReplicationController exists yet: the plugin keeps no pod cache
+	// and says so; the first one created starts its caches.
+	c.waitPluginMessage(t, replicationcontroller.Name, "idle: no ReplicationControllers exist")
 
 	c.kubectl(t, ns, "apply", "-f", "testdata/nginx-replicationcontroller.yaml")
 	rc := c.waitRCStatus(t, ns, "nginx", 3, 3, 3)
+	c.waitPluginMessage(t, replicationcontroller.Name, "informer caches synced")
 	checkControllerRefs(t, c.podsControlledBy(t, ns, rc.UID), "ReplicationController", "nginx")
 	c.waitEvent(t, ns, rc.UID, "SuccessfulCreate: Created pod: nginx-")
 	if out := c.kubectl(t, ns, "get", "rc", "nginx", "--no-headers"); !strings.HasPrefix(strings.Join(strings.Fields(out), " "), "nginx 3 3 3") {

@@ -51,15 +51,18 @@ type Config struct {
 	Workers int `json:"workers"`
 }
 
+// PodTransform is the transform the plugin's informers run: pods keep
+// what servicepods.SlimPod keeps, other objects lose their managedFields.
+func PodTransform(obj any) (any, error) {
+	if _, err := sdk.StripManagedFields(obj); err != nil {
+		return nil, err
+	}
+	return servicepods.SlimPod(obj)
+}
+
 // Plugin returns the endpoints plugin.
 func Plugin() sdk.Plugin {
-	p := sdk.InformerPlugin(Name, "0.1.0", setup,
-		informers.WithTransform(func(obj any) (any, error) {
-			if _, err := sdk.StripManagedFields(obj); err != nil {
-				return nil, err
-			}
-			return servicepods.SlimPod(obj)
-		}))
+	p := sdk.InformerPlugin(Name, "0.1.0", setup, informers.WithTransform(PodTransform))
 	p.Rules = []rbacv1.PolicyRule{
 		{APIGroups: []string{""}, Resources: []string{"services", "pods"}, Verbs: []string{"get", "list", "watch"}},
 		{APIGroups: []string{""}, Resources: []string{"endpoints"}, Verbs: []string{"get", "list", "watch", "create", "update", "delete"}},

@@ -162,3 +162,7 @@ func (c *controller) servicesSlices(ns, name string) ([]*discoveryv1.EndpointSli
 	}
 	return out, nil
 }
+
+// PodTransform is the transform the plugin's informers run, pods among
+// them (BenchmarkPodCacheBytes in plugins/builtin measures it).
+var PodTransform = transform

@@ -22,6 +22,7 @@ import (
 	"fmt"
 	"time"
 
+	autoscalingv2 "k8s.io/api/autoscaling/v2"
 	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/discovery"
@@ -108,9 +109,14 @@ func (c Config) Validate() error {
 	return nil
 }
 
+// trigger is what the plugin's caches serve: without any
+// HorizontalPodAutoscalers it has nothing to do, so it keeps no cache (of every
+// pod among others) until one is created.
+var trigger = sdk.Trigger{Resource: autoscalingv2.SchemeGroupVersion.WithResource("horizontalpodautoscalers"), What: "HorizontalPodAutoscalers"}
+
 // Plugin returns the plugin.
 func Plugin() sdk.Plugin {
-	p := sdk.InformerPlugin(Name, version, setup, informers.WithTransform(transform))
+	p := sdk.LazyInformerPlugin(Name, version, trigger, setup, informers.WithTransform(transform))
 	// Upstream's horizontal-pod-autoscaler role.
 	p.Rules = []rbacv1.PolicyRule{
 		{APIGroups: []string{"autoscaling"}, Resources: []string{"horizontalpodautoscalers"}, Verbs: []string{"get", "list", "watch"}},

@@ -250,3 +250,7 @@ func (c *Controller) deletePodOf(ctx context.Context, job *batchv1.Job, pod *v1.
 }
 
 func podKey(p *v1.Pod) string { return cache.MetaObjectToName(p).String() }
+
+// PodTransform is the transform the plugin's informers run, pods among
+// them (BenchmarkPodCacheBytes in plugins/builtin measures it).
+var PodTransform = slimPod

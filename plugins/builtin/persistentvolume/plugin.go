@@ -142,3 +142,7 @@ func containerStates(in []v1.ContainerStatus) []v1.ContainerStatus {
 	}
 	return out
 }
+
+// PodTransform is the transform the plugin's informers run, pods among
+// them (BenchmarkPodCacheBytes in plugins/builtin measures it).
+var PodTransform = transform

@@ -58,6 +58,8 @@ func Kind() replication.Kind {
 		},
 		// ReplicationControllerStatus has no terminatingReplicas.
 		TerminatingReplicas: false,
+		// Most clusters have none: no pod cache until one exists.
+		Lazy: true,
 	}
 }
 

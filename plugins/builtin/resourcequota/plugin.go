@@ -23,6 +23,7 @@ import (
 	"fmt"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/informers"
@@ -69,9 +70,14 @@ func (c Config) Validate() error {
 	return nil
 }
 
+// trigger is what the plugin's caches serve: without any
+// ResourceQuotas it has nothing to do, so it keeps no cache (of every
+// pod among others) until one is created.
+var trigger = sdk.Trigger{Resource: corev1.SchemeGroupVersion.WithResource("resourcequotas"), What: "ResourceQuotas"}
+
 // Plugin returns the resourcequota plugin.
 func Plugin() sdk.Plugin {
-	p := sdk.InformerPlugin(Name, "0.1.0", setup, informers.WithTransform(Transform))
+	p := sdk.LazyInformerPlugin(Name, "0.1.0", trigger, setup, informers.WithTransform(Transform))
 	p.Rules = []rbacv1.PolicyRule{
 		// Like upstream's resourcequota-controller role: usage of any
 		// resource is counted from a cache of it.

@@ -18,7 +18,10 @@ func Transform(obj any) (any, error) {
 		return obj, nil
 	}
 	slim := &corev1.Pod{TypeMeta: pod.TypeMeta, ObjectMeta: pod.ObjectMeta}
-	slim.Annotations = nil // last-applied-configuration can be large; no evaluator reads annotations
+	// No evaluator or scope reads annotations (last-applied-configuration
+	// can be large), labels, owners or finalizers: a pod's quota scopes are
+	// its priority class, deadline, QoS and cross-namespace affinity.
+	slim.Annotations, slim.Labels, slim.OwnerReferences, slim.Finalizers, slim.GenerateName = nil, nil, nil, nil, ""
 	slim.Spec = corev1.PodSpec{
 		Containers:            slimContainers(pod.Spec.Containers),
 		InitContainers:        slimContainers(pod.Spec.InitContainers),

@@ -45,6 +45,10 @@ type Kind struct {
 	// TerminatingReplicas makes status report pods being deleted
 	// (.status.terminatingReplicas exists for ReplicaSets only).
 	TerminatingReplicas bool
+	// Lazy keeps the plugin's caches (every pod) only while an owner of
+	// this kind exists (sdk.LazyInformerPlugin): for a kind most clusters
+	// never use.
+	Lazy bool
 }
 
 // Config is the plugin's configuration section.

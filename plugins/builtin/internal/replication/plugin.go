@@ -34,6 +34,10 @@ func Plugin(kind Kind, name, version string, kindRules ...rbacv1.PolicyRule) sdk
 				}
 				return c.Run, nil
 			}
+			if kind.Lazy {
+				t := sdk.Trigger{Resource: kind.GVK.GroupVersion().WithResource(kind.Resource.Resource), What: kind.GVK.Kind + "s"}
+				return sdk.LazyInformerPlugin(name, version, t, setup, informers.WithTransform(Transform)).Run(ctx, env)
+			}
 			return sdk.InformerPlugin(name, version, setup, informers.WithTransform(Transform)).Run(ctx, env)
 		},
 	}
