@@ -31,13 +31,11 @@ func newPluginCommand() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "plugin",
 		Short: "Install or remove a third-party plugin on every server (install, remove)",
-		Args:  cobra.ExactArgs(1),
+		Args:  cobra.MinimumNArgs(1),
 		RunE: func(_ *cobra.Command, args []string) error {
-			p, ok := builtin.Lookup(args[0])
-			if !ok {
-				return fmt.Errorf("no built-in plugin %q; built-in plugins are: %s (and the subcommands install and remove)", args[0], strings.Join(builtin.Names(), ", "))
+			if err := builtin.Serve(args); err != nil {
+				return fmt.Errorf("%w (and the subcommands install and remove)", err)
 			}
-			sdk.Serve(p)
 			return nil
 		},
 	}
