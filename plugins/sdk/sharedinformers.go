@@ -21,6 +21,7 @@ import (
 	"k8s.io/client-go/informers/events"
 	"k8s.io/client-go/informers/extensions"
 	"k8s.io/client-go/informers/flowcontrol"
+	"k8s.io/client-go/informers/internalinterfaces"
 	"k8s.io/client-go/informers/lifecycle"
 	"k8s.io/client-go/informers/networking"
 	"k8s.io/client-go/informers/node"
@@ -30,7 +31,6 @@ import (
 	"k8s.io/client-go/informers/scheduling"
 	"k8s.io/client-go/informers/storage"
 	"k8s.io/client-go/informers/storagemigration"
-	"k8s.io/client-go/informers/internalinterfaces"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/cache"
 )
@@ -162,24 +162,48 @@ func (t *trackedInformer) AddEventHandlerWithOptions(h cache.ResourceEventHandle
 // The API groups, each built on the view so that its typed informers ask
 // the view (InformerFor) for their caches.
 
-func (v *memberView) Admissionregistration() admissionregistration.Interface { return admissionregistration.New(v, metav1.NamespaceAll, nil) }
-func (v *memberView) Internal() apiserverinternal.Interface { return apiserverinternal.New(v, metav1.NamespaceAll, nil) }
+func (v *memberView) Admissionregistration() admissionregistration.Interface {
+	return admissionregistration.New(v, metav1.NamespaceAll, nil)
+}
+func (v *memberView) Internal() apiserverinternal.Interface {
+	return apiserverinternal.New(v, metav1.NamespaceAll, nil)
+}
 func (v *memberView) Apps() apps.Interface { return apps.New(v, metav1.NamespaceAll, nil) }
-func (v *memberView) Autoscaling() autoscaling.Interface { return autoscaling.New(v, metav1.NamespaceAll, nil) }
+func (v *memberView) Autoscaling() autoscaling.Interface {
+	return autoscaling.New(v, metav1.NamespaceAll, nil)
+}
 func (v *memberView) Batch() batch.Interface { return batch.New(v, metav1.NamespaceAll, nil) }
-func (v *memberView) Certificates() certificates.Interface { return certificates.New(v, metav1.NamespaceAll, nil) }
-func (v *memberView) Coordination() coordination.Interface { return coordination.New(v, metav1.NamespaceAll, nil) }
+func (v *memberView) Certificates() certificates.Interface {
+	return certificates.New(v, metav1.NamespaceAll, nil)
+}
+func (v *memberView) Coordination() coordination.Interface {
+	return coordination.New(v, metav1.NamespaceAll, nil)
+}
 func (v *memberView) Core() core.Interface { return core.New(v, metav1.NamespaceAll, nil) }
-func (v *memberView) Discovery() discovery.Interface { return discovery.New(v, metav1.NamespaceAll, nil) }
+func (v *memberView) Discovery() discovery.Interface {
+	return discovery.New(v, metav1.NamespaceAll, nil)
+}
 func (v *memberView) Events() events.Interface { return events.New(v, metav1.NamespaceAll, nil) }
-func (v *memberView) Extensions() extensions.Interface { return extensions.New(v, metav1.NamespaceAll, nil) }
-func (v *memberView) Flowcontrol() flowcontrol.Interface { return flowcontrol.New(v, metav1.NamespaceAll, nil) }
-func (v *memberView) Lifecycle() lifecycle.Interface { return lifecycle.New(v, metav1.NamespaceAll, nil) }
-func (v *memberView) Networking() networking.Interface { return networking.New(v, metav1.NamespaceAll, nil) }
-func (v *memberView) Node() node.Interface { return node.New(v, metav1.NamespaceAll, nil) }
-func (v *memberView) Policy() policy.Interface { return policy.New(v, metav1.NamespaceAll, nil) }
-func (v *memberView) Rbac() rbac.Interface { return rbac.New(v, metav1.NamespaceAll, nil) }
+func (v *memberView) Extensions() extensions.Interface {
+	return extensions.New(v, metav1.NamespaceAll, nil)
+}
+func (v *memberView) Flowcontrol() flowcontrol.Interface {
+	return flowcontrol.New(v, metav1.NamespaceAll, nil)
+}
+func (v *memberView) Lifecycle() lifecycle.Interface {
+	return lifecycle.New(v, metav1.NamespaceAll, nil)
+}
+func (v *memberView) Networking() networking.Interface {
+	return networking.New(v, metav1.NamespaceAll, nil)
+}
+func (v *memberView) Node() node.Interface         { return node.New(v, metav1.NamespaceAll, nil) }
+func (v *memberView) Policy() policy.Interface     { return policy.New(v, metav1.NamespaceAll, nil) }
+func (v *memberView) Rbac() rbac.Interface         { return rbac.New(v, metav1.NamespaceAll, nil) }
 func (v *memberView) Resource() resource.Interface { return resource.New(v, metav1.NamespaceAll, nil) }
-func (v *memberView) Scheduling() scheduling.Interface { return scheduling.New(v, metav1.NamespaceAll, nil) }
+func (v *memberView) Scheduling() scheduling.Interface {
+	return scheduling.New(v, metav1.NamespaceAll, nil)
+}
 func (v *memberView) Storage() storage.Interface { return storage.New(v, metav1.NamespaceAll, nil) }
-func (v *memberView) Storagemigration() storagemigration.Interface { return storagemigration.New(v, metav1.NamespaceAll, nil) }
+func (v *memberView) Storagemigration() storagemigration.Interface {
+	return storagemigration.New(v, metav1.NamespaceAll, nil)
+}
