@@ -41,7 +41,7 @@ type pluginHost struct {
 	// groups are the built-ins served together (plugins.groups); each
 	// group's name is also its read identity's.
 	groups []host.Group
-	rules map[string][]rbacv1.PolicyRule
+	rules  map[string][]rbacv1.PolicyRule
 	// nodeRules are Options.NodeRules, granted to every node.
 	nodeRules []rbacv1.PolicyRule
 	// nodePlugins are the node plugin declarations the leader publishes.
