@@ -19,7 +19,6 @@ import (
 	"github.com/keelson/keelson/core/server"
 	"github.com/keelson/keelson/internal/pluginbin"
 	"github.com/keelson/keelson/plugins/builtin"
-	"github.com/keelson/keelson/plugins/sdk"
 )
 
 // newPluginCommand installs and removes third-party plugins cluster-wide.
