@@ -47,11 +47,16 @@ func main() {
 	settle := flag.Duration("settle", 30*time.Second, "wait after the last pod exists before measuring")
 	workDir := flag.String("work-dir", os.TempDir(), "where temp dirs go")
 	withKeelsonOnly := flag.Bool("keelson-only", true, "also measure the built-in plugins kube-controller-manager has no counterpart for (scheduler, localpath, metricsserver, localcloud, ingress), printed apart from the totals")
+	shared := flag.Bool("shared", true, "also measure keelson in shared mode (--plugin-group "+sharedGroup+"=every plugin with a kube-controller-manager counterpart: one process), printed beside the isolated default")
 	flag.Parse()
 	w := workload{deployments: *deployments, replicas: *replicas}
+	modes := []mode{modeIsolated, modeUpstream}
+	if *shared {
+		modes = []mode{modeIsolated, modeShared, modeUpstream}
+	}
 	var sides []side
-	for _, upstream := range []bool{false, true} {
-		s, err := measure(*keelsonBin, *kcmBin, *workDir, w, upstream, *settle, *withKeelsonOnly)
+	for _, m := range modes {
+		s, err := measure(*keelsonBin, *kcmBin, *workDir, w, m, *settle, *withKeelsonOnly)
 		if err != nil {
 			fmt.Fprintln(os.Stderr, "ctrlmembench:", err)
 			os.Exit(1)
@@ -61,12 +66,25 @@ func main() {
 	report(sides, w)
 }
 
+// mode is what one side runs.
+type mode int
+
+const (
+	modeIsolated mode = iota // keelson's plugins, a process each (the default)
+	modeShared               // keelson's plugins, kcm's counterparts in one group process
+	modeUpstream             // kube-controller-manager
+)
+
 // measure runs one side: keelson's plugins, or kube-controller-manager.
-func measure(keelsonBin, kcmBin, workDir string, w workload, upstream bool, settle time.Duration, withKeelsonOnly bool) (side, error) {
+func measure(keelsonBin, kcmBin, workDir string, w workload, m mode, settle time.Duration, withKeelsonOnly bool) (side, error) {
 	ctx := context.Background()
+	upstream := m == modeUpstream
 	args := []string{}
 	if upstream {
 		args = append(args, "--disable-plugin", "*")
+	}
+	if m == modeShared {
+		args = append(args, "--plugin-group", sharedGroupFlag())
 	}
 	srv, err := keelsonproc.Start(ctx, keelsonBin, workDir, 3*time.Minute, args...)
 	if err != nil {
@@ -74,6 +92,9 @@ func measure(keelsonBin, kcmBin, workDir string, w workload, upstream bool, sett
 	}
 	defer srv.Stop()
 	s := side{label: "keelson plugins", processes: map[string]procstat.Memory{}, pss: map[string]int64{}}
+	if m == modeShared {
+		s.label = "keelson shared"
+	}
 	pids := map[string]int{}
 	if upstream {
 		s.label = "kube-controller-manager"
