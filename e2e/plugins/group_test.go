@@ -132,7 +132,12 @@ func checkRolloutAndEndpoints(t *testing.T, cs kubernetes.Interface) {
 	if _, err := cs.CoreV1().Services(ns).Create(ctx, svc, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	go playKubelet(ctx, cs, ns)
+	// The endpointslice controller reads each endpoint's node (its zone).
+	node := &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: "node-a", Labels: map[string]string{corev1.LabelTopologyZone: "zone-a"}}}
+	if _, err := cs.CoreV1().Nodes().Create(ctx, node, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	go playKubelet(ctx, cs, ns, node.Name)
 
 	var last string
 	for end := time.Now().Add(deadline); ; time.Sleep(200 * time.Millisecond) {
@@ -168,13 +173,19 @@ func checkRolloutAndEndpoints(t *testing.T, cs kubernetes.Interface) {
 	}
 }
 
-// playKubelet marks every pod of ns Running and Ready with an address of
-// its own, until ctx ends.
-func playKubelet(ctx context.Context, cs kubernetes.Interface, ns string) {
+// playKubelet binds every pod of ns to node and marks it Running and Ready
+// with an address of its own (no scheduler or agent runs here), until ctx
+// ends.
+func playKubelet(ctx context.Context, cs kubernetes.Interface, ns, node string) {
 	ips := map[types.UID]string{}
 	for ctx.Err() == nil {
 		pods, err := cs.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{})
 		for _, p := range podsOrNone(pods, err) {
+			if p.Spec.NodeName == "" {
+				_ = cs.CoreV1().Pods(ns).Bind(ctx, &corev1.Binding{ObjectMeta: metav1.ObjectMeta{Name: p.Name},
+					Target: corev1.ObjectReference{Kind: "Node", Name: node}}, metav1.CreateOptions{})
+				continue
+			}
 			if p.Status.PodIP != "" {
 				continue
 			}

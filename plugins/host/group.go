@@ -149,7 +149,7 @@ func (s *Supervisor) runGroupOnce(ctx context.Context, g Group, members []Spec, 
 		return time.Time{}, err
 	}
 	defer turn.release()
-	l, err := s.launch(g.Process)
+	l, err := s.launchTagged(g.Process, "group")
 	if err != nil {
 		return time.Time{}, err
 	}

@@ -80,12 +80,17 @@ func (s *Supervisor) runOnce(ctx context.Context, sp Spec, term uint64) (readyAt
 }
 
 // launch builds the go-plugin client for sp; the process starts in connect.
-func (s *Supervisor) launch(sp Spec) (*launch, error) {
+func (s *Supervisor) launch(sp Spec) (*launch, error) { return s.launchTagged(sp, "plugin") }
+
+// launchTagged is launch with the process's log lines tagged key=sp.Name
+// (a group's are tagged group=NAME, and its members' lines add their own
+// plugin=NAME).
+func (s *Supervisor) launchTagged(sp Spec, key string) (*launch, error) {
 	sum, err := sp.checksum()
 	if err != nil {
 		return nil, &refusal{msg: err.Error()}
 	}
-	log := s.cfg.Logger.With("plugin", sp.Name)
+	log := s.cfg.Logger.With(key, sp.Name)
 	cmd := exec.Command(sp.Path, sp.Args...)
 	cmd.Env = append([]string{}, sp.Env...) // SkipHostEnv: the host's environment holds its secrets
 	if !s.noParentDeathSignal {
