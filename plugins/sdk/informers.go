@@ -47,7 +47,7 @@ func runInformers(ctx context.Context, env Env, setup InformerSetup, opts []info
 		// group's, read with the group's identity; its writes (client)
 		// still carry its own. opts are the isolated plugin's trimming,
 		// which the shared cache does not apply (sharedinformers.go).
-		factory = env.shared.view()
+		factory = env.shared.view(env.member)
 	} else {
 		factory = informers.NewSharedInformerFactoryWithOptions(client, 0, opts...)
 	}

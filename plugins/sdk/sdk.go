@@ -98,8 +98,10 @@ type Env struct {
 
 	report  func(proto.Status)
 	members func() (*proto.MembersClient, error)
-	// shared, in a group process, is the group's informer factory.
+	// shared, in a group process, is the group's informer factory, and
+	// member the plugin's name in it.
 	shared *sharedInformers
+	member string
 }
 
 // Member is one member of the cluster's gossip pool; see proto.Member.

@@ -138,6 +138,7 @@ func (s *server) start() (Env, context.Context, chan struct{}, error) {
 		Logger:     s.logger,
 		Node:       s.cfg.Node,
 		shared:     s.shared,
+		member:     s.p.Name,
 	}
 	if id, b := s.cfg.MembersBroker, s.broker; id != 0 && b != nil {
 		env.members = func() (*proto.MembersClient, error) { return proto.DialMembers(b, id) }

@@ -3,6 +3,8 @@ package sdk
 import (
 	"context"
 	"reflect"
+	goruntime "runtime"
+	"strings"
 	"sync"
 	"time"
 
@@ -46,6 +48,7 @@ import (
 // is. One such copy is still far smaller than one trimmed copy per member.
 type sharedInformers struct {
 	factory informers.SharedInformerFactory
+	client  kubernetes.Interface
 	// stop is never closed: the informers live as long as the process, so
 	// a member restarted in it finds its caches warm.
 	stop chan struct{}
@@ -54,13 +57,14 @@ type sharedInformers struct {
 func newSharedInformers(client kubernetes.Interface) *sharedInformers {
 	return &sharedInformers{
 		factory: informers.NewSharedInformerFactoryWithOptions(client, 0, informers.WithTransform(StripManagedFields)),
+		client:  client,
 		stop:    make(chan struct{}),
 	}
 }
 
-// view is a member run's factory over the shared one.
-func (s *sharedInformers) view() *memberView {
-	return &memberView{SharedInformerFactory: s.factory, stop: s.stop}
+// view is a run of member's factory over the shared one.
+func (s *sharedInformers) view(member string) *memberView {
+	return &memberView{SharedInformerFactory: s.factory, stop: s.stop, member: member, client: s.client}
 }
 
 // memberView is the informers.SharedInformerFactory a member's
@@ -71,7 +75,13 @@ func (s *sharedInformers) view() *memberView {
 // process does not leave its old handlers running on the shared caches.
 type memberView struct {
 	informers.SharedInformerFactory
-	stop <-chan struct{}
+	stop   <-chan struct{}
+	member string
+	client kubernetes.Interface
+	// private are the informers a member built with its own newFunc (a
+	// label-selected cache, say): not shared, as another member asking
+	// for the same type may filter differently; they run with the run.
+	private map[reflect.Type]cache.SharedIndexInformer
 
 	mu   sync.Mutex
 	used map[reflect.Type]cache.SharedIndexInformer
@@ -85,6 +95,9 @@ type handlerRegistration struct {
 
 // InformerFor is what every typed informer of the view asks for its cache.
 func (v *memberView) InformerFor(obj runtime.Object, newFunc internalinterfaces.NewInformerFunc) cache.SharedIndexInformer {
+	if !isDefaultInformer(newFunc) {
+		return v.privateInformer(obj, newFunc)
+	}
 	inf := v.SharedInformerFactory.InformerFor(obj, newFunc)
 	v.mu.Lock()
 	defer v.mu.Unlock()
@@ -95,12 +108,45 @@ func (v *memberView) InformerFor(obj runtime.Object, newFunc internalinterfaces.
 	return &trackedInformer{SharedIndexInformer: inf, view: v}
 }
 
-// Start starts the shared informers for the process's lifetime: a member's
-// stop channel ends its run, not the caches other members read.
-func (v *memberView) Start(<-chan struct{}) { v.SharedInformerFactory.Start(v.stop) }
+// isDefaultInformer reports whether newFunc is a typed informer's own
+// (client-go's generated defaultInformer), which builds the same cache
+// for every member: only those are shared.
+func isDefaultInformer(newFunc internalinterfaces.NewInformerFunc) bool {
+	fn := goruntime.FuncForPC(reflect.ValueOf(newFunc).Pointer())
+	return fn != nil && strings.HasPrefix(fn.Name(), "k8s.io/client-go/informers/") && strings.HasSuffix(fn.Name(), ".defaultInformer-fm")
+}
+
+// privateInformer is the run's own informer for obj, from newFunc.
+func (v *memberView) privateInformer(obj runtime.Object, newFunc internalinterfaces.NewInformerFunc) cache.SharedIndexInformer {
+	typ := reflect.TypeOf(obj)
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	if inf, ok := v.private[typ]; ok {
+		return inf
+	}
+	inf := newFunc(v.client, 0)
+	_ = inf.SetTransform(StripManagedFields) // fails only once started
+	if v.private == nil {
+		v.private = map[reflect.Type]cache.SharedIndexInformer{}
+	}
+	v.private[typ] = inf
+	return inf
+}
+
+// Start starts the shared informers for the process's lifetime (a
+// member's stop channel ends its run, not the caches other members read),
+// and the run's private ones until stopCh closes.
+func (v *memberView) Start(stopCh <-chan struct{}) {
+	v.SharedInformerFactory.Start(v.stop)
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	for _, inf := range v.private {
+		go inf.Run(stopCh)
+	}
+}
 
 // StartWithContext is Start.
-func (v *memberView) StartWithContext(context.Context) { v.SharedInformerFactory.Start(v.stop) }
+func (v *memberView) StartWithContext(ctx context.Context) { v.Start(ctx.Done()) }
 
 // WaitForCacheSync waits for the informers this view handed out.
 func (v *memberView) WaitForCacheSync(stopCh <-chan struct{}) map[reflect.Type]bool {
@@ -110,6 +156,9 @@ func (v *memberView) WaitForCacheSync(stopCh <-chan struct{}) map[reflect.Type]b
 		used[typ] = inf
 	}
 	v.mu.Unlock()
+	for typ, inf := range v.private {
+		used[typ] = inf
+	}
 	res := make(map[reflect.Type]bool, len(used))
 	for typ, inf := range used {
 		res[typ] = cache.WaitForCacheSync(stopCh, inf.HasSynced)
@@ -138,11 +187,62 @@ func (v *memberView) track(inf cache.SharedIndexInformer, reg cache.ResourceEven
 	return reg, err
 }
 
-// trackedInformer records the handlers added through it in its view.
+// trackedInformer records the handlers added through it in its view, and
+// keeps the indexes its member adds apart from other members' (two members
+// may name different index functions alike): they are registered as
+// "MEMBER/NAME" and looked up under NAME through GetIndexer.
 type trackedInformer struct {
 	cache.SharedIndexInformer
 	view *memberView
 }
+
+func (t *trackedInformer) indexName(name string) string { return t.view.member + "/" + name }
+
+// AddIndexers adds the member's indexes once: a member restarted in the
+// process finds them there, built by the same functions.
+func (t *trackedInformer) AddIndexers(indexers cache.Indexers) error {
+	have := t.SharedIndexInformer.GetIndexer().GetIndexers()
+	add := cache.Indexers{}
+	for name, f := range indexers {
+		if _, ok := have[t.indexName(name)]; !ok {
+			add[t.indexName(name)] = f
+		}
+	}
+	if len(add) == 0 {
+		return nil
+	}
+	return t.SharedIndexInformer.AddIndexers(add)
+}
+
+func (t *trackedInformer) GetIndexer() cache.Indexer {
+	return &memberIndexer{Indexer: t.SharedIndexInformer.GetIndexer(), t: t}
+}
+
+// memberIndexer resolves an index name to the member's own index when it
+// added one by that name, else to the informer's (the namespace index).
+type memberIndexer struct {
+	cache.Indexer
+	t *trackedInformer
+}
+
+func (m *memberIndexer) name(n string) string {
+	if _, ok := m.Indexer.GetIndexers()[m.t.indexName(n)]; ok {
+		return m.t.indexName(n)
+	}
+	return n
+}
+
+func (m *memberIndexer) Index(n string, obj any) ([]any, error) {
+	return m.Indexer.Index(m.name(n), obj)
+}
+func (m *memberIndexer) IndexKeys(n, v string) ([]string, error) {
+	return m.Indexer.IndexKeys(m.name(n), v)
+}
+func (m *memberIndexer) ListIndexFuncValues(n string) []string {
+	return m.Indexer.ListIndexFuncValues(m.name(n))
+}
+func (m *memberIndexer) ByIndex(n, v string) ([]any, error)  { return m.Indexer.ByIndex(m.name(n), v) }
+func (m *memberIndexer) AddIndexers(ix cache.Indexers) error { return m.t.AddIndexers(ix) }
 
 func (t *trackedInformer) AddEventHandler(h cache.ResourceEventHandler) (cache.ResourceEventHandlerRegistration, error) {
 	reg, err := t.SharedIndexInformer.AddEventHandler(h)

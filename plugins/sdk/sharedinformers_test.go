@@ -9,6 +9,8 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	coreinformers "k8s.io/client-go/informers/core/v1"
+	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/kubernetes/fake"
 	"k8s.io/client-go/tools/cache"
 )
@@ -23,7 +25,7 @@ func pod(name string) *corev1.Pod {
 func TestMemberViewsShareOneCacheAndShutdownRemovesOnlyTheirHandlers(t *testing.T) {
 	client := fake.NewClientset(pod("a"))
 	shared := newSharedInformers(client)
-	first, second := shared.view(), shared.view()
+	first, second := shared.view("first"), shared.view("second")
 	var seenFirst, seenSecond atomic.Int32
 	count := func(n *atomic.Int32) cache.ResourceEventHandler {
 		return cache.ResourceEventHandlerFuncs{AddFunc: func(any) { n.Add(1) }}
@@ -74,5 +76,44 @@ func waitCount(t *testing.T, n *atomic.Int32, want int32) {
 		if time.Now().After(end) {
 			t.Fatalf("handler saw %d events, want %d", n.Load(), want)
 		}
+	}
+}
+
+// A member's own (filtered) informer is not handed to another member, and
+// two members' indexes of the same name stay apart.
+func TestMemberViewsKeepCustomInformersAndIndexesApart(t *testing.T) {
+	client := fake.NewClientset(pod("a"))
+	shared := newSharedInformers(client)
+	first, second := shared.view("first"), shared.view("second")
+	custom := func(c kubernetes.Interface, resync time.Duration) cache.SharedIndexInformer {
+		return coreinformers.NewPodInformer(c, "default", resync, cache.Indexers{})
+	}
+	if first.InformerFor(&corev1.Pod{}, custom).GetStore() == second.InformerFor(&corev1.Pod{}, custom).GetStore() {
+		t.Error("two members' own informers of one type share a cache")
+	}
+	inf1, inf2 := first.Core().V1().Pods().Informer(), second.Core().V1().Pods().Informer()
+	byName := func(obj any) ([]string, error) { return []string{obj.(*corev1.Pod).Name}, nil }
+	byNamespace := func(obj any) ([]string, error) { return []string{obj.(*corev1.Pod).Namespace}, nil }
+	if err := inf1.AddIndexers(cache.Indexers{"key": byName}); err != nil {
+		t.Fatal(err)
+	}
+	if err := inf2.AddIndexers(cache.Indexers{"key": byNamespace}); err != nil {
+		t.Fatalf("a second member's index of the same name: %v", err)
+	}
+	if err := inf1.AddIndexers(cache.Indexers{"key": byName}); err != nil {
+		t.Fatalf("a restarted member adding its index again: %v", err)
+	}
+	stop := make(chan struct{})
+	defer close(stop)
+	first.Start(stop)
+	first.WaitForCacheSync(stop)
+	if got, err := inf1.GetIndexer().ByIndex("key", "a"); err != nil || len(got) != 1 {
+		t.Errorf("first's index by name: %d objects, %v", len(got), err)
+	}
+	if got, err := inf2.GetIndexer().ByIndex("key", "default"); err != nil || len(got) != 1 {
+		t.Errorf("second's index by namespace: %d objects, %v", len(got), err)
+	}
+	if got, err := inf2.GetIndexer().ByIndex(cache.NamespaceIndex, "default"); err != nil || len(got) != 1 {
+		t.Errorf("the informer's own namespace index: %d objects, %v", len(got), err)
 	}
 }
