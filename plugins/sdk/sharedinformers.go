@@ -10,6 +10,7 @@ import (
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/informers/admissionregistration"
 	"k8s.io/client-go/informers/apiserverinternal"
@@ -131,6 +132,29 @@ func (v *memberView) privateInformer(obj runtime.Object, newFunc internalinterfa
 	}
 	v.private[typ] = inf
 	return inf
+}
+
+// ForResource is the shared generic informer for gvr, started at once for
+// the process's lifetime (a member that runs it itself, as the resource
+// quota's monitors do, then finds it running), its handlers tracked.
+func (v *memberView) ForResource(gvr schema.GroupVersionResource) (informers.GenericInformer, error) {
+	g, err := v.SharedInformerFactory.ForResource(gvr)
+	if err != nil {
+		return nil, err
+	}
+	inf := g.Informer()
+	v.SharedInformerFactory.Start(v.stop)
+	return &genericInformer{inf: &trackedInformer{SharedIndexInformer: inf, view: v}, resource: gvr.GroupResource()}, nil
+}
+
+type genericInformer struct {
+	inf      cache.SharedIndexInformer
+	resource schema.GroupResource
+}
+
+func (g *genericInformer) Informer() cache.SharedIndexInformer { return g.inf }
+func (g *genericInformer) Lister() cache.GenericLister {
+	return cache.NewGenericLister(g.inf.GetIndexer(), g.resource)
 }
 
 // Start starts the shared informers for the process's lifetime (a
