@@ -44,6 +44,7 @@ func ServerFlags(fs *pflag.FlagSet, c *Server) {
 	fs.Var(&loadBalancerPoolValue{&c.LoadBalancer.Pools}, "load-balancer-pool", "address pool of LoadBalancer Services as NAME=ADDRESSES, comma-separated CIDRs or FIRST-LAST ranges (repeatable; none: Services get the ready nodes' addresses)")
 	fs.Var(&pluginConfigValue{&c.Plugins.Config}, "plugin-config", "a plugin's configuration as NAME=JSON (repeatable)")
 	fs.Var(newMemoryLimitValue(&c.Plugins.Runtime), "plugin-memory-limit", "a plugin process's soft memory limit (GOMEMLIMIT) as NAME=QUANTITY, such as scheduler=256Mi; NAME * for every plugin (repeatable; default none)")
+	fs.Var(&pluginGroupValue{&c.Plugins.Groups}, "plugin-group", "serve several built-in plugins from one process sharing one informer cache, as NAME=MEMBER,MEMBER... or NAME=* for all (repeatable; opt-in for the smallest machines: one crash takes every member; default none, a process per plugin)")
 	fs.Var(newGOGCValue(&c.Plugins.Runtime), "plugin-gogc", "a plugin process's garbage collection target (GOGC) as NAME=PERCENT; -1 for off, which needs a memory limit; NAME * for every plugin (repeatable; default Go's 100)")
 
 	fs.IntVar(&c.APIServer.Port, "api-port", c.APIServer.Port, "HTTPS port of the Kubernetes API")

@@ -48,6 +48,10 @@ type Plugins struct {
 	// first seconds launching every plugin at once. Default
 	// DefaultPluginStartConcurrency.
 	StartConcurrency int `json:"startConcurrency"`
+	// Groups serves several built-in plugins from one process each, by
+	// group name (the opt-in shared mode; see PluginGroups). Default none:
+	// every plugin is a process of its own.
+	Groups PluginGroups `json:"groups"`
 }
 
 // DefaultPluginStartConcurrency is Plugins.StartConcurrency's default: two
@@ -174,7 +178,11 @@ func (p *Plugins) ValidatePlugins(builtins []string) error {
 			bad("plugins.config.%s (--plugin-config): not valid JSON", name)
 		}
 	}
-	errs = append(errs, p.validateRuntime(func(name string) bool { return slices.Contains(builtins, name) || seen[name] })...)
+	errs = append(errs, p.validateGroups(builtins, seen)...)
+	errs = append(errs, p.validateRuntime(func(name string) bool {
+		_, group := p.Groups[name]
+		return slices.Contains(builtins, name) || seen[name] || group
+	})...)
 	if len(errs) > 0 {
 		return fmt.Errorf("%s", strings.Join(errs, "\n"))
 	}

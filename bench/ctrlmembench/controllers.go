@@ -75,16 +75,37 @@ func kcmControllers() []string {
 
 // pluginName returns the built-in plugin a process runs, from its command
 // line: `keelson-plugins NAME` (the multicall binary the host runs) or
-// `keelson plugin NAME` (the host re-executing keelson, as before).
-func pluginName(cmdline string) (string, bool) {
+// `keelson plugin NAME` (the host re-executing keelson, as before). A group
+// process (`... group NAME MEMBER...`, the shared mode) is named
+// "group/NAME" and returns its members.
+func pluginName(cmdline string) (name string, members []string, ok bool) {
 	f := strings.Fields(cmdline)
 	switch {
 	case len(f) >= 2 && filepath.Base(f[0]) == "keelson-plugins":
-		return f[1], true
+		f = f[1:]
 	case len(f) >= 3 && f[1] == "plugin":
-		return f[2], true
+		f = f[2:]
+	default:
+		return "", nil, false
 	}
-	return "", false
+	if len(f) >= 3 && f[0] == "group" {
+		return "group/" + f[1], f[2:], true
+	}
+	return f[0], nil, true
+}
+
+// sharedGroup is the group the shared side (-shared) puts every plugin
+// with a kube-controller-manager counterpart in.
+const sharedGroup = "controllers"
+
+// sharedGroupFlag is the server flag of the shared side.
+func sharedGroupFlag() string {
+	var names []string
+	for n := range upstreamControllers {
+		names = append(names, n)
+	}
+	slices.Sort(names)
+	return sharedGroup + "=" + strings.Join(names, ",")
 }
 
 // measured says whether the keelson side counts plugin name.
@@ -101,19 +122,26 @@ func measured(name string, withKeelsonOnly bool) bool {
 // running, so that a side is never compared with a part of it missing.
 func pluginPIDs(children map[int]string, withKeelsonOnly bool) (map[string]int, error) {
 	pids := map[string]int{}
+	grouped := map[string]bool{}
 	for pid, cmd := range children {
-		if name, ok := pluginName(cmd); ok && measured(name, withKeelsonOnly) {
+		name, members, ok := pluginName(cmd)
+		if ok && members != nil {
+			pids[name] = pid
+			for _, m := range members {
+				grouped[m] = true
+			}
+		} else if ok && measured(name, withKeelsonOnly) {
 			pids[name] = pid
 		}
 	}
 	var missing []string
 	for name := range upstreamControllers {
-		if _, ok := pids[name]; !ok {
+		if _, ok := pids[name]; !ok && !grouped[name] {
 			missing = append(missing, name)
 		}
 	}
 	for name := range keelsonOnly {
-		if _, ok := pids[name]; !ok && withKeelsonOnly {
+		if _, ok := pids[name]; !ok && withKeelsonOnly && !grouped[name] {
 			missing = append(missing, name)
 		}
 	}

@@ -102,8 +102,8 @@ func TestPluginName(t *testing.T) {
 		{"/data/plugins/0a1b/keelson-plugins", "", false},
 		{"", "", false},
 	} {
-		got, ok := pluginName(tc.cmdline)
-		if got != tc.want || ok != tc.ok {
+		got, members, ok := pluginName(tc.cmdline)
+		if got != tc.want || ok != tc.ok || members != nil {
 			t.Errorf("pluginName(%q) = %q, %v; want %q, %v", tc.cmdline, got, ok, tc.want, tc.ok)
 		}
 	}
@@ -136,5 +136,23 @@ func TestPluginPIDs(t *testing.T) {
 	delete(children, 100)
 	if _, err := pluginPIDs(children, true); err == nil {
 		t.Error("a compared plugin missing: no error")
+	}
+}
+
+// The shared side's one group process stands for every member.
+func TestPluginPIDsOfAGroup(t *testing.T) {
+	cmdline := "/d/keelson-plugins group " + strings.ReplaceAll(strings.Replace(sharedGroupFlag(), "=", " ", 1), ",", " ")
+	name, members, ok := pluginName(cmdline)
+	if !ok || name != "group/"+sharedGroup || len(members) != len(upstreamControllers) {
+		t.Fatalf("pluginName of the group process = %q, %d members, %v", name, len(members), ok)
+	}
+	children := map[int]string{7: cmdline}
+	pids, err := pluginPIDs(children, false)
+	if err != nil || len(pids) != 1 || pids["group/"+sharedGroup] != 7 {
+		t.Errorf("group process: pids %v, err %v", pids, err)
+	}
+	children[7] = "/d/keelson-plugins group controllers replicaset"
+	if _, err := pluginPIDs(children, false); err == nil || !strings.Contains(err.Error(), "deployment") {
+		t.Errorf("a group missing members: err %v, want one naming deployment", err)
 	}
 }

@@ -50,14 +50,19 @@ func main() {
 	withUpstream := flag.Bool("upstream", true, "also measure kube-controller-manager (false: keelson's plugins only)")
 	var keelsonArgs stringList
 	flag.Var(&keelsonArgs, "keelson-arg", "extra `keelson server` argument for the plugins' side, repeatable (e.g. -keelson-arg=--plugin-gogc=*=50)")
+	shared := flag.Bool("shared", true, "also measure keelson in shared mode (--plugin-group "+sharedGroup+"=every plugin with a kube-controller-manager counterpart: one process), printed beside the isolated default")
 	flag.Parse()
 	w := workload{deployments: *deployments, replicas: *replicas}
+	modes := []mode{modeIsolated}
+	if *shared {
+		modes = append(modes, modeShared)
+	}
+	if *withUpstream {
+		modes = append(modes, modeUpstream)
+	}
 	var sides []side
-	for _, upstream := range []bool{false, true} {
-		if upstream && !*withUpstream {
-			continue
-		}
-		s, err := measure(*keelsonBin, *kcmBin, *workDir, w, upstream, *settle, *withKeelsonOnly, keelsonArgs...)
+	for _, m := range modes {
+		s, err := measure(*keelsonBin, *kcmBin, *workDir, w, m, *settle, *withKeelsonOnly, keelsonArgs...)
 		if err != nil {
 			fmt.Fprintln(os.Stderr, "ctrlmembench:", err)
 			os.Exit(1)
@@ -67,14 +72,27 @@ func main() {
 	report(sides, w)
 }
 
+// mode is what one side runs.
+type mode int
+
+const (
+	modeIsolated mode = iota // keelson's plugins, a process each (the default)
+	modeShared               // keelson's plugins, kcm's counterparts in one group process
+	modeUpstream             // kube-controller-manager
+)
+
 // measure runs one side: keelson's plugins, or kube-controller-manager.
-func measure(keelsonBin, kcmBin, workDir string, w workload, upstream bool, settle time.Duration, withKeelsonOnly bool, keelsonArgs ...string) (side, error) {
+func measure(keelsonBin, kcmBin, workDir string, w workload, m mode, settle time.Duration, withKeelsonOnly bool, keelsonArgs ...string) (side, error) {
 	ctx := context.Background()
+	upstream := m == modeUpstream
 	args := []string{}
 	if upstream {
 		args = append(args, "--disable-plugin", "*")
 	} else {
 		args = append(args, keelsonArgs...)
+	}
+	if m == modeShared {
+		args = append(args, "--plugin-group", sharedGroupFlag())
 	}
 	srv, err := keelsonproc.Start(ctx, keelsonBin, workDir, 3*time.Minute, args...)
 	if err != nil {
@@ -82,6 +100,9 @@ func measure(keelsonBin, kcmBin, workDir string, w workload, upstream bool, sett
 	}
 	defer srv.Stop()
 	s := side{label: "keelson plugins", processes: map[string]procstat.Memory{}, pss: map[string]int64{}}
+	if m == modeShared {
+		s.label = "keelson shared"
+	}
 	pids := map[string]int{}
 	if upstream {
 		s.label = "kube-controller-manager"

@@ -19,7 +19,6 @@ import (
 	"github.com/keelson/keelson/core/server"
 	"github.com/keelson/keelson/internal/pluginbin"
 	"github.com/keelson/keelson/plugins/builtin"
-	"github.com/keelson/keelson/plugins/sdk"
 )
 
 // newPluginCommand installs and removes third-party plugins cluster-wide.
@@ -31,13 +30,11 @@ func newPluginCommand() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "plugin",
 		Short: "Install or remove a third-party plugin on every server (install, remove)",
-		Args:  cobra.ExactArgs(1),
+		Args:  cobra.MinimumNArgs(1),
 		RunE: func(_ *cobra.Command, args []string) error {
-			p, ok := builtin.Lookup(args[0])
-			if !ok {
-				return fmt.Errorf("no built-in plugin %q; built-in plugins are: %s (and the subcommands install and remove)", args[0], strings.Join(builtin.Names(), ", "))
+			if err := builtin.Serve(args); err != nil {
+				return fmt.Errorf("%w (and the subcommands install and remove)", err)
 			}
-			sdk.Serve(p)
 			return nil
 		},
 	}

@@ -85,3 +85,27 @@ func TestWithinApproval(t *testing.T) {
 		}
 	}
 }
+
+// A group is one process of the embedded executable serving its members;
+// its runtime knobs are the group's entry.
+func TestPluginGroupsLaunchOneProcessEach(t *testing.T) {
+	cfg := config.DefaultServer()
+	cfg.Plugins.Groups = config.PluginGroups{"small": {"deployment", "replicaset"}}
+	cfg.Plugins.Runtime = map[string]config.PluginRuntime{"small": {GOGC: 50}}
+	groups := pluginGroups(cfg, testBuiltins, []string{"replicaset", "deployment", "scheduler"})
+	if len(groups) != 1 {
+		t.Fatalf("groups %+v, want one", groups)
+	}
+	g := groups[0]
+	if g.Name != "small" || !slices.Equal(g.Members, []string{"replicaset", "deployment"}) {
+		t.Errorf("group %s with members %v, want small with replicaset, deployment (in start order)", g.Name, g.Members)
+	}
+	sp := g.Process
+	if sp.Path != testBuiltins.Path || sp.SHA256 != testBuiltins.SHA256 || !sp.Builtin ||
+		!slices.Equal(sp.Args, []string{"group", "small", "replicaset", "deployment"}) || !slices.Contains(sp.Env, "GOGC=50") {
+		t.Errorf("group process spec %+v", sp)
+	}
+	if got := pluginGroups(config.DefaultServer(), testBuiltins, []string{"replicaset"}); len(got) != 0 {
+		t.Errorf("default configuration has groups %+v", got)
+	}
+}

@@ -38,7 +38,10 @@ type pluginHost struct {
 	log   *slog.Logger
 	sup   *host.Supervisor
 	specs []host.Spec
-	rules map[string][]rbacv1.PolicyRule
+	// groups are the built-ins served together (plugins.groups); each
+	// group's name is also its read identity's.
+	groups []host.Group
+	rules  map[string][]rbacv1.PolicyRule
 	// nodeRules are Options.NodeRules, granted to every node.
 	nodeRules []rbacv1.PolicyRule
 	// nodePlugins are the node plugin declarations the leader publishes.
@@ -116,6 +119,25 @@ func pluginSpecs(cfg config.Server, bin host.BuiltinBinary, builtins []string) (
 	return specs, nil
 }
 
+// pluginGroups are the configured groups of built-in plugins (the opt-in
+// shared mode), each launched as one process from bin, in name order.
+// None by default: every plugin then has a process of its own.
+func pluginGroups(cfg config.Server, bin host.BuiltinBinary, builtins []string) []host.Group {
+	resolved := cfg.Plugins.ResolvedGroups(builtins)
+	names := make([]string, 0, len(resolved))
+	for name := range resolved {
+		names = append(names, name)
+	}
+	slices.Sort(names)
+	var out []host.Group
+	for _, name := range names {
+		sp := host.BuiltinGroupSpec(bin, name, resolved[name])
+		sp.Env = cfg.Plugins.PluginRuntimeFor(name).Env()
+		out = append(out, host.Group{Name: name, Process: sp, Members: resolved[name]})
+	}
+	return out
+}
+
 // nodePluginDecls are the node plugins the agents run: the enabled
 // built-in node plugins, then the external plugins of scope node or both.
 // A built-in also gets its node selector in its config section
@@ -171,7 +193,8 @@ func (s *Server) newPluginHost(admin *rest.Config, url string) (*pluginHost, err
 	if err != nil {
 		return nil, err
 	}
-	h := &pluginHost{log: s.log.With("component", "plugin-host"), specs: specs, rules: map[string][]rbacv1.PolicyRule{},
+	groups := pluginGroups(s.cfg, bin, s.opts.BuiltinPlugins)
+	h := &pluginHost{log: s.log.With("component", "plugin-host"), specs: specs, groups: groups, rules: map[string][]rbacv1.PolicyRule{},
 		nodeRules:   append(slices.Clone(s.opts.NodeRules), nodePluginRules()...),
 		nodePlugins: nodePlugins}
 	if ip, err := config.ServiceIP(s.cfg.APIServer.ServiceCIDR, 10); err == nil {
@@ -216,6 +239,7 @@ func (s *Server) newPluginHost(admin *rest.Config, url string) (*pluginHost, err
 	}
 	cfg := h.supCfg
 	cfg.Authorize = h.authorize
+	cfg.Groups = groups // the installed plugins' supervisors run no group
 	if h.sup, err = host.New(cfg, specs); err != nil {
 		return nil, err
 	}
@@ -237,6 +261,9 @@ func (s *Server) newInstalledPlugins(h *pluginHost, specs []host.Spec) *installe
 	for _, e := range s.cfg.Plugins.External {
 		configured[e.Name] = true
 	}
+	for _, g := range h.groups {
+		configured[g.Name] = true
+	}
 	return &installedPlugins{
 		log: h.log.With("installed", true), store: s.pluginStore, dyn: h.dyn, status: h.status,
 		builtins: append(slices.Clone(s.opts.BuiltinPlugins), s.opts.BuiltinNodePlugins...),
@@ -245,7 +272,7 @@ func (s *Server) newInstalledPlugins(h *pluginHost, specs []host.Spec) *installe
 		},
 		reserved: func(name string) string {
 			if configured[name] {
-				return "a built-in or plugins.external (--plugin) plugin of this server has that name"
+				return "a built-in, plugins.external (--plugin) plugin or plugins.groups group of this server has that name"
 			}
 			return ""
 		},
@@ -338,6 +365,9 @@ func (h *pluginHost) prune(ctx context.Context) error {
 	var nodeNames []string
 	for _, sp := range h.specs {
 		names = append(names, sp.Name)
+	}
+	for _, g := range h.groups {
+		names = append(names, g.Name) // its read identity's RBAC
 	}
 	for _, d := range h.nodePlugins {
 		nodeNames = append(nodeNames, d.Name)

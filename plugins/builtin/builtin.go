@@ -9,7 +9,9 @@
 package builtin
 
 import (
+	"fmt"
 	"slices"
+	"strings"
 
 	rbacv1 "k8s.io/api/rbac/v1"
 
@@ -131,4 +133,40 @@ func Lookup(name string) (sdk.Plugin, bool) {
 		}
 	}
 	return sdk.Plugin{}, false
+}
+
+// GroupArg is the first argument that makes a built-in plugins process a
+// group: `keelson-plugins group NAME MEMBER...` serves the named built-ins
+// from one process (sdk.ServeGroup; the opt-in shared mode).
+const GroupArg = "group"
+
+// Serve serves what args name: one built-in plugin (NAME), or a group of
+// them (GroupArg NAME MEMBER...). It returns only on bad arguments.
+func Serve(args []string) error {
+	all := strings.Join(Names(), ", ")
+	if len(args) >= 1 && args[0] == GroupArg {
+		if len(args) < 3 {
+			return fmt.Errorf("usage: %s NAME MEMBER... (built-in plugins are: %s)", GroupArg, all)
+		}
+		var members []sdk.Plugin
+		for _, m := range args[2:] {
+			p, ok := Lookup(m)
+			if !ok || slices.Contains(NodeNames(), m) && p.Run == nil {
+				return fmt.Errorf("plugin group %s: no built-in leader plugin %q; built-in plugins are: %s", args[1], m, all)
+			}
+			members = append(members, p)
+		}
+		sdk.ServeGroup(args[1], members)
+		return nil
+	}
+	if len(args) != 1 {
+		return fmt.Errorf("usage: NAME, or %s NAME MEMBER... (started by the keelson plugin host, not by hand); built-in plugins are: %s, %s",
+			GroupArg, all, strings.Join(NodeNames(), ", "))
+	}
+	p, ok := Lookup(args[0])
+	if !ok {
+		return fmt.Errorf("no built-in plugin %q; built-in plugins are: %s, %s", args[0], all, strings.Join(NodeNames(), ", "))
+	}
+	sdk.Serve(p)
+	return nil
 }

@@ -83,6 +83,11 @@ type Config struct {
 	StartConcurrency int
 	// StartHold is the longest a starting plugin keeps its turn.
 	StartHold time.Duration
+
+	// Groups are the plugins served together by one process each (the
+	// opt-in shared mode, group.go); every other plugin has a process of
+	// its own. Empty by default.
+	Groups []Group
 }
 
 // DefaultConfig returns the production tuning (without endpoint, CA and

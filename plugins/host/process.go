@@ -41,6 +41,13 @@ type launch struct {
 	// turn is the plugin's start turn (startgate.go), given back when it
 	// first reports ready or this run ends.
 	turn *startTurn
+	// group marks the launch of a group process (group.go): sp is the
+	// group's, which has no status of its own.
+	group bool
+	// member marks one member's run inside a group process: pc addresses
+	// the member, and the group's loop, not the member's, pings the
+	// process.
+	member bool
 }
 
 // runOnce starts the plugin, configures it and watches it until it fails or
@@ -73,12 +80,17 @@ func (s *Supervisor) runOnce(ctx context.Context, sp Spec, term uint64) (readyAt
 }
 
 // launch builds the go-plugin client for sp; the process starts in connect.
-func (s *Supervisor) launch(sp Spec) (*launch, error) {
+func (s *Supervisor) launch(sp Spec) (*launch, error) { return s.launchTagged(sp, "plugin") }
+
+// launchTagged is launch with the process's log lines tagged key=sp.Name
+// (a group's are tagged group=NAME, and its members' lines add their own
+// plugin=NAME).
+func (s *Supervisor) launchTagged(sp Spec, key string) (*launch, error) {
 	sum, err := sp.checksum()
 	if err != nil {
 		return nil, &refusal{msg: err.Error()}
 	}
-	log := s.cfg.Logger.With("plugin", sp.Name)
+	log := s.cfg.Logger.With(key, sp.Name)
 	cmd := exec.Command(sp.Path, sp.Args...)
 	cmd.Env = append([]string{}, sp.Env...) // SkipHostEnv: the host's environment holds its secrets
 	if !s.noParentDeathSignal {
@@ -114,25 +126,44 @@ func (s *Supervisor) launch(sp Spec) (*launch, error) {
 
 // connect starts the process, checks who it is and configures it.
 func (s *Supervisor) connect(ctx context.Context, l *launch, term uint64) error {
+	pc, err := s.dial(l, []string{l.sp.Name})
+	if err != nil {
+		return err
+	}
+	l.pc = pc
+	return s.configure(ctx, l, term)
+}
+
+// dial starts l's process and dispenses its plugin client; the process's
+// PID goes into the status of each of plugins.
+func (s *Supervisor) dial(l *launch, plugins []string) (*proto.Client, error) {
 	sp := l.sp
 	rpc, err := l.client.Client()
 	if err != nil {
-		return s.startError(sp, err)
+		return nil, s.startError(sp, err)
 	}
 	l.rpc = rpc
 	if l.cmd.Process != nil {
-		s.update(sp.Name, func(st *PluginStatus) { st.PID = l.cmd.Process.Pid })
+		for _, name := range plugins {
+			s.update(name, func(st *PluginStatus) { st.PID = l.cmd.Process.Pid })
+		}
 	}
 	raw, err := rpc.Dispense(proto.PluginName)
 	if err != nil {
-		return fmt.Errorf("plugin %s: dispensing the plugin: %w", sp.Name, err)
+		return nil, fmt.Errorf("plugin %s: dispensing the plugin: %w", sp.Name, err)
 	}
 	pc, ok := raw.(*proto.Client)
 	if !ok {
-		return fmt.Errorf("plugin %s: dispensed %T, not a plugin client", sp.Name, raw)
+		return nil, fmt.Errorf("plugin %s: dispensed %T, not a plugin client", sp.Name, raw)
 	}
-	l.pc = pc
+	return pc, nil
+}
 
+// configure checks who l.pc is, grants its rules and hands it its
+// identity, term and config. l.sp names a plugin with a status, or, with
+// l.group set, a group process (which has none).
+func (s *Supervisor) configure(ctx context.Context, l *launch, term uint64) error {
+	sp, pc := l.sp, l.pc
 	callCtx, cancel := context.WithTimeout(ctx, s.cfg.StartTimeout)
 	defer cancel()
 	desc, err := pc.Describe(callCtx)
@@ -146,7 +177,9 @@ func (s *Supervisor) connect(ctx context.Context, l *launch, term uint64) error 
 		return refusef("plugin %s: refused %s: it negotiated protocol version %d but describes itself as speaking %v",
 			sp.Name, sp.Path, v, desc.ProtocolVersions)
 	}
-	s.update(sp.Name, func(st *PluginStatus) { st.Kind, st.Version = desc.Kind, desc.Version })
+	if !l.group {
+		s.update(sp.Name, func(st *PluginStatus) { st.Kind, st.Version = desc.Kind, desc.Version })
+	}
 	if s.cfg.Authorize != nil {
 		if err := s.cfg.Authorize(callCtx, sp, desc); err != nil {
 			return fmt.Errorf("plugin %s: granting its API permissions: %w", sp.Name, err)

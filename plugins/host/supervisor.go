@@ -104,6 +104,9 @@ func New(cfg Config, specs []Spec) (*Supervisor, error) {
 		}
 		s.status[sp.Name] = st
 	}
+	if err := validateGroups(cfg.Groups, specs); err != nil {
+		return nil, err
+	}
 	return s, nil
 }
 
@@ -135,11 +138,23 @@ func (s *Supervisor) Start(ctx context.Context, term uint64) error {
 			// must not overtake this one.
 			s.cfg.OnChange(*st)
 		}
+		if s.grouped(sp.Name) != "" {
+			continue // its group's process runs it (below)
+		}
 		s.wg.Add(1)
 		go func() {
 			defer s.wg.Done()
 			s.supervise(ctx, sp, term)
 		}()
+	}
+	for _, g := range s.cfg.Groups {
+		if members := s.enabledMembers(g); len(members) > 0 {
+			s.wg.Add(1)
+			go func() {
+				defer s.wg.Done()
+				s.superviseGroup(ctx, g, members, term)
+			}()
+		}
 	}
 	return nil
 }
@@ -190,25 +205,33 @@ func (s *Supervisor) update(name string, f func(st *PluginStatus)) {
 // supervise restarts one plugin with exponential backoff until ctx ends or
 // the plugin is refused.
 func (s *Supervisor) supervise(ctx context.Context, sp Spec, term uint64) {
-	log := s.cfg.Logger.With("plugin", sp.Name)
+	if s.restartLoop(ctx, sp.Name, func(ctx context.Context) (time.Time, error) { return s.runOnce(ctx, sp, term) }) {
+		s.markStopped(sp.Name)
+	}
+}
+
+// restartLoop calls run for plugin name again and again, with exponential
+// backoff after failures, until ctx ends (it returns true) or the plugin
+// is refused (false).
+func (s *Supervisor) restartLoop(ctx context.Context, name string, run func(context.Context) (time.Time, error)) (stopped bool) {
+	log := s.cfg.Logger.With("plugin", name)
 	bo := backoff{initial: s.cfg.InitialBackoff, max: s.cfg.MaxBackoff, reset: s.cfg.BackoffReset}
 	for {
-		readyAt, err := s.runOnce(ctx, sp, term)
+		readyAt, err := run(ctx)
 		if ctx.Err() != nil {
-			s.markStopped(sp.Name)
-			return
+			return true
 		}
 		if errors.Is(err, errRenew) {
-			s.update(sp.Name, func(st *PluginStatus) { st.State, st.Ready, st.PID = StateStarting, false, 0 })
+			s.update(name, func(st *PluginStatus) { st.State, st.Ready, st.PID = StateStarting, false, 0 })
 			continue
 		}
 		var ref *refusal
 		if errors.As(err, &ref) {
 			log.Error("plugin refused", "error", err)
-			s.update(sp.Name, func(st *PluginStatus) {
+			s.update(name, func(st *PluginStatus) {
 				st.State, st.Ready, st.PID, st.LastError = StateRefused, false, 0, err.Error()
 			})
-			return
+			return false
 		}
 		var healthyFor time.Duration
 		if !readyAt.IsZero() {
@@ -216,18 +239,17 @@ func (s *Supervisor) supervise(ctx context.Context, sp Spec, term uint64) {
 		}
 		wait := bo.failed(healthyFor)
 		log.Warn("plugin failed; restarting after backoff", "error", err, "backoff", wait)
-		s.update(sp.Name, func(st *PluginStatus) {
+		s.update(name, func(st *PluginStatus) {
 			st.State, st.Ready, st.PID = StateCrashLooping, false, 0
 			st.LastError, st.Backoff = err.Error(), wait
 			st.Restarts++
 		})
 		select {
 		case <-ctx.Done():
-			s.markStopped(sp.Name)
-			return
+			return true
 		case <-s.cfg.Clock.After(wait):
 		}
-		s.update(sp.Name, func(st *PluginStatus) { st.State, st.Backoff = StateStarting, 0 })
+		s.update(name, func(st *PluginStatus) { st.State, st.Backoff = StateStarting, 0 })
 	}
 }
 

@@ -41,8 +41,12 @@ func (s *Supervisor) watch(ctx context.Context, l *launch) (readyAt time.Time, e
 		}
 	}()
 
-	ping := s.cfg.Clock.NewTicker(s.cfg.PingInterval)
-	defer ping.Stop()
+	var pingC <-chan time.Time // nil for a group's member: its group pings
+	if !l.member {
+		ping := s.cfg.Clock.NewTicker(s.cfg.PingInterval)
+		defer ping.Stop()
+		pingC = ping.Chan()
+	}
 	var renew <-chan time.Time // nil: never
 	if !l.renewAt.IsZero() {
 		renew = s.cfg.Clock.After(l.renewAt.Sub(s.cfg.Clock.Now()))
@@ -78,7 +82,7 @@ func (s *Supervisor) watch(ctx context.Context, l *launch) (readyAt time.Time, e
 			}
 		case err := <-ended:
 			return readyAt, streamEndError(sp.Name, err)
-		case <-ping.Chan():
+		case <-pingC:
 			if err := s.ping(l); err != nil {
 				return readyAt, err
 			}

@@ -9,6 +9,7 @@ import (
 	"github.com/hashicorp/go-plugin"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/types/known/durationpb"
@@ -160,6 +161,40 @@ func runHandler(srv any, stream grpc.ServerStream) error {
 type Client struct {
 	cc     *grpc.ClientConn
 	broker *plugin.GRPCBroker
+	// member, when set, addresses one member of a group process (every
+	// call carries it as MemberHeader); empty: the process itself.
+	member string
+}
+
+// MemberHeader is the gRPC metadata key naming the member of a group
+// process a call is for. A group process serves one keelson.plugin.v1
+// service for all its members (gRPC has one service per name and
+// connection), and routes each call by this header.
+const MemberHeader = "keelson-member"
+
+// Member returns a client for member name of the group process c talks to,
+// over the same connection.
+func (c *Client) Member(name string) *Client {
+	m := *c
+	m.member = name
+	return &m
+}
+
+// MemberFromContext is the member a call is addressed to, on the plugin
+// side ("" when the call is for the process itself).
+func MemberFromContext(ctx context.Context) string {
+	md, _ := metadata.FromIncomingContext(ctx)
+	if v := md.Get(MemberHeader); len(v) > 0 {
+		return v[0]
+	}
+	return ""
+}
+
+func (c *Client) ctx(ctx context.Context) context.Context {
+	if c.member == "" {
+		return ctx
+	}
+	return metadata.AppendToOutgoingContext(ctx, MemberHeader, c.member)
 }
 
 // Broker is the plugin connection's broker, on which the host serves
@@ -171,7 +206,7 @@ func (c *Client) method(name string) string { return "/" + ServiceName + "/" + n
 // Describe asks the plugin who it is.
 func (c *Client) Describe(ctx context.Context) (Description, error) {
 	out := &structpb.Struct{}
-	if err := c.cc.Invoke(ctx, c.method("Describe"), &emptypb.Empty{}, out); err != nil {
+	if err := c.cc.Invoke(c.ctx(ctx), c.method("Describe"), &emptypb.Empty{}, out); err != nil {
 		return Description{}, err
 	}
 	var d Description
@@ -185,19 +220,19 @@ func (c *Client) Configure(ctx context.Context, cfg Configuration) error {
 	if err != nil {
 		return err
 	}
-	return c.cc.Invoke(ctx, c.method("Configure"), in, &emptypb.Empty{})
+	return c.cc.Invoke(c.ctx(ctx), c.method("Configure"), in, &emptypb.Empty{})
 }
 
 // Stop asks the plugin to stop within grace.
 func (c *Client) Stop(ctx context.Context, grace time.Duration) error {
-	return c.cc.Invoke(ctx, c.method("Stop"), durationpb.New(grace), &emptypb.Empty{})
+	return c.cc.Invoke(c.ctx(ctx), c.method("Stop"), durationpb.New(grace), &emptypb.Empty{})
 }
 
 // Metrics reads the plugin's metrics in the Prometheus text format; a
 // plugin that exposes none answers codes.Unimplemented.
 func (c *Client) Metrics(ctx context.Context) ([]byte, error) {
 	out := &wrapperspb.BytesValue{}
-	if err := c.cc.Invoke(ctx, c.method("Metrics"), &emptypb.Empty{}, out); err != nil {
+	if err := c.cc.Invoke(c.ctx(ctx), c.method("Metrics"), &emptypb.Empty{}, out); err != nil {
 		return nil, err
 	}
 	return out.GetValue(), nil
@@ -207,7 +242,7 @@ func (c *Client) Metrics(ctx context.Context) ([]byte, error) {
 // Cancelling ctx ends the stream, not the plugin.
 func (c *Client) Run(ctx context.Context) (*StatusStream, error) {
 	desc := &serviceDesc.Streams[0]
-	s, err := c.cc.NewStream(ctx, desc, c.method("Run"))
+	s, err := c.cc.NewStream(c.ctx(ctx), desc, c.method("Run"))
 	if err != nil {
 		return nil, err
 	}

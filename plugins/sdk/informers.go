@@ -41,9 +41,19 @@ func runInformers(ctx context.Context, env Env, setup InformerSetup, opts []info
 	if err != nil {
 		return fmt.Errorf("building API client: %w", err)
 	}
-	factory := informers.NewSharedInformerFactoryWithOptions(client, 0, opts...)
+	var factory informers.SharedInformerFactory
+	if env.shared != nil {
+		// A member of a group process (ServeGroup): its caches are the
+		// group's, read with the group's identity; its writes (client)
+		// still carry its own. opts are the isolated plugin's trimming,
+		// which the shared cache does not apply (sharedinformers.go).
+		factory = env.shared.view(env.member)
+	} else {
+		factory = informers.NewSharedInformerFactoryWithOptions(client, 0, opts...)
+	}
 	// Shutdown waits for the informers, which stop when ctx is cancelled:
-	// the deferred cancel must run first.
+	// the deferred cancel must run first. (A member view's Shutdown only
+	// removes the run's event handlers.)
 	defer factory.Shutdown()
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()

@@ -23,16 +23,18 @@ func MetricsRegisterer() prometheus.Registerer { return legacyregistry.Registere
 
 // Metrics gathers the process's metrics in the Prometheus text format, for
 // the host.
-func (s *server) Metrics(context.Context) ([]byte, error) {
+func (s *server) Metrics(context.Context) ([]byte, error) { return gatherMetrics(s.p.Name) }
+
+func gatherMetrics(name string) ([]byte, error) {
 	mfs, err := legacyregistry.DefaultGatherer.Gather()
 	if err != nil && len(mfs) == 0 {
-		return nil, fmt.Errorf("plugin %s: gathering metrics: %w", s.p.Name, err)
+		return nil, fmt.Errorf("plugin %s: gathering metrics: %w", name, err)
 	}
 	var buf bytes.Buffer
 	enc := expfmt.NewEncoder(&buf, expfmt.NewFormat(expfmt.TypeTextPlain))
 	for _, mf := range mfs {
 		if err := enc.Encode(mf); err != nil {
-			return nil, fmt.Errorf("plugin %s: encoding metric %s: %w", s.p.Name, mf.GetName(), err)
+			return nil, fmt.Errorf("plugin %s: encoding metric %s: %w", name, mf.GetName(), err)
 		}
 	}
 	return buf.Bytes(), nil

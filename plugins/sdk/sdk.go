@@ -98,6 +98,10 @@ type Env struct {
 
 	report  func(proto.Status)
 	members func() (*proto.MembersClient, error)
+	// shared, in a group process, is the group's informer factory, and
+	// member the plugin's name in it.
+	shared *sharedInformers
+	member string
 }
 
 // Member is one member of the cluster's gossip pool; see proto.Member.
@@ -164,7 +168,7 @@ func Serve(p Plugin) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	go wd.run(ctx)
-	serve(srv, stderr, proto.PluginSets(srv))
+	serve(p.Name, stderr, proto.PluginSets(srv))
 }
 
 // ServeVersions is Serve for a plugin that speaks only the given protocol
@@ -177,16 +181,16 @@ func ServeVersions(p Plugin, versions ...int) {
 	}
 	srv := newServer(p, NewLogger(stderr))
 	srv.versions = versions
-	serve(srv, stderr, proto.PluginSets(srv, versions...))
+	serve(p.Name, stderr, proto.PluginSets(srv, versions...))
 }
 
-func serve(srv *server, stderr io.Writer, sets map[int]plugin.PluginSet) {
+func serve(name string, stderr io.Writer, sets map[int]plugin.PluginSet) {
 	plugin.Serve(&plugin.ServeConfig{
 		HandshakeConfig:  proto.Handshake,
 		VersionedPlugins: sets,
 		GRPCServer:       plugin.DefaultGRPCServer,
 		Logger: hclog.New(&hclog.LoggerOptions{
-			Name: srv.p.Name, Output: stderr, JSONFormat: true, Level: hclog.Info,
+			Name: name, Output: stderr, JSONFormat: true, Level: hclog.Info,
 		}),
 	})
 }

@@ -22,6 +22,9 @@ type server struct {
 	versions []int
 	// hostLost ends the process; nil when no watchdog runs.
 	hostLost func(reason string)
+	// shared is the group's informer factory when the plugin is a member
+	// of a group process; nil otherwise.
+	shared *sharedInformers
 
 	mu       sync.Mutex
 	broker   *plugin.GRPCBroker
@@ -134,6 +137,8 @@ func (s *server) start() (Env, context.Context, chan struct{}, error) {
 		Config:     s.cfg.Config,
 		Logger:     s.logger,
 		Node:       s.cfg.Node,
+		shared:     s.shared,
+		member:     s.p.Name,
 	}
 	if id, b := s.cfg.MembersBroker, s.broker; id != 0 && b != nil {
 		env.members = func() (*proto.MembersClient, error) { return proto.DialMembers(b, id) }

@@ -11,6 +11,8 @@
 //	                                     (with the argument "manual")
 //	{"mode": "never"}                    never report ready ("manual")
 //
+// With the arguments "group NAME MEMBER..." it serves the members, each a
+// copy of this plugin named MEMBER, from one process (sdk.ServeGroup).
 // With the argument "v2" it serves plugin protocol version 2 only; with
 // "manual" it reports ready itself (sdk.Plugin.ManualReady), so only the
 // modes that call Ready become ready. Run as
@@ -41,6 +43,16 @@ func main() {
 	p := sdk.Plugin{Name: "testplugin", Kind: sdk.KindController, Version: "0.0.1-test", Run: run, RunNode: runNode}
 	if len(os.Args) > 1 && os.Args[1] == "manual" {
 		p.ManualReady = true
+	}
+	if len(os.Args) > 3 && os.Args[1] == "group" {
+		var members []sdk.Plugin
+		for _, name := range os.Args[3:] {
+			m := p
+			m.Name = name
+			members = append(members, m)
+		}
+		sdk.ServeGroup(os.Args[2], members)
+		return
 	}
 	if len(os.Args) > 1 && os.Args[1] == "v2" {
 		sdk.ServeVersions(p, 2)
