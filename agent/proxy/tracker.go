@@ -137,15 +137,6 @@ func (v *portView) all() []ServicePort {
 	return out
 }
 
-// each calls f for every port, in no particular order.
-func (v *portView) each(f func(*ServicePort)) {
-	for _, ports := range v.bySvc {
-		for i := range ports {
-			f(&ports[i])
-		}
-	}
-}
-
 // update recomputes the changed services' ports for family on node,
 // returning the problems Snapshot found in them.
 func (v *portView) update(changes []serviceChange, node string, family v1.IPFamily) []error {

@@ -74,7 +74,7 @@ func child(role string) int {
 // one ready endpoint is backend (host:port); with n > 0 its table and
 // caches also hold n other Ingresses with their Services and
 // EndpointSlices (newCaches).
-func dataPlane(backend string, n int) (*ingress.Proxy, error) {
+func dataPlane(backend string, n int) (*cachedProxy, error) {
 	host, portStr, err := net.SplitHostPort(backend)
 	if err != nil {
 		return nil, fmt.Errorf("%s=%q: %w", backendEnv, backend, err)
@@ -108,10 +108,12 @@ func dataPlane(backend string, n int) (*ingress.Proxy, error) {
 	}
 	p := ingress.NewProxy(slog.New(slog.DiscardHandler), false, m)
 	p.Set(t)
-	keep = c
-	return p, nil
+	return &cachedProxy{Proxy: p, caches: c}, nil
 }
 
-// keep holds the child's caches for its life, as the node part's
-// informers hold theirs.
-var keep *caches
+// cachedProxy is the proxy with the caches its table was built from, which
+// it holds for its life as the node part's informers hold theirs.
+type cachedProxy struct {
+	*ingress.Proxy
+	caches *caches
+}
