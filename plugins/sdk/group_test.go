@@ -5,14 +5,11 @@ import (
 	"errors"
 	"io"
 	"log/slog"
-	"net"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 	rbacv1 "k8s.io/api/rbac/v1"
 
 	"github.com/keelson/keelson/plugins/proto"
@@ -27,23 +24,7 @@ func serveGroupTest(t *testing.T, members ...Plugin) *proto.Client {
 		t.Fatal(err)
 	}
 	g.hostLost = func(reason string) { t.Errorf("the group decided its host is gone: %s", reason) }
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	gs := grpc.NewServer()
-	if err := (&proto.GRPCPlugin{Impl: g}).GRPCServer(nil, gs); err != nil {
-		t.Fatal(err)
-	}
-	go func() { _ = gs.Serve(lis) }()
-	t.Cleanup(gs.Stop)
-	cc, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = cc.Close() })
-	raw, _ := (&proto.GRPCPlugin{}).GRPCClient(context.Background(), nil, cc)
-	return raw.(*proto.Client)
+	return serveOverGRPC(t, g)
 }
 
 // runs records what each member's runs were given.

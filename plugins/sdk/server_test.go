@@ -33,12 +33,19 @@ func serveTest(t *testing.T, p Plugin) (*proto.Client, chan string) {
 	srv := newServer(p, slog.New(slog.DiscardHandler))
 	lost := make(chan string, 1)
 	srv.hostLost = func(reason string) { lost <- reason }
+	return serveOverGRPC(t, srv), lost
+}
+
+// serveOverGRPC serves impl on loopback gRPC, as go-plugin would, and
+// returns the host's client for it.
+func serveOverGRPC(t *testing.T, impl proto.Server) *proto.Client {
+	t.Helper()
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	gs := grpc.NewServer()
-	if err := (&proto.GRPCPlugin{Impl: srv}).GRPCServer(nil, gs); err != nil {
+	if err := (&proto.GRPCPlugin{Impl: impl}).GRPCServer(nil, gs); err != nil {
 		t.Fatal(err)
 	}
 	go func() { _ = gs.Serve(lis) }()
@@ -49,7 +56,7 @@ func serveTest(t *testing.T, p Plugin) (*proto.Client, chan string) {
 	}
 	t.Cleanup(func() { _ = cc.Close() })
 	raw, _ := (&proto.GRPCPlugin{}).GRPCClient(context.Background(), nil, cc)
-	return raw.(*proto.Client), lost
+	return raw.(*proto.Client)
 }
 
 func blockUntilStopped(ctx context.Context, env Env) error {
