@@ -49,15 +49,16 @@ func fenceTerm(ctx context.Context) (uint64, error) {
 	return term, nil
 }
 
-// fenceGate remembers for a while whether every server can apply fenced
-// writes.
+// fenceGate remembers for a while that every server can apply fenced
+// writes. A refusal is not remembered: the gate is asked again on the
+// next fenced write, so fencing starts as soon as the last server of a
+// rolling upgrade advertises it.
 type fenceGate struct {
-	until atomic.Int64 // unix nanoseconds the answer holds until
-	ok    atomic.Bool
+	until atomic.Int64 // unix nanoseconds the last yes holds until
 }
 
-// allowed asks gate, at most once per fenceGateRecheck. Until every server
-// of a rolling upgrade can apply CmdFenced, writes go unfenced, as before
+// allowed asks gate, at most once per fenceGateRecheck while it says yes.
+// Until every server can apply CmdFenced, writes go unfenced, as before
 // (the admission fence still refuses them once a server knows the new term).
 func (g *fenceGate) allowed(gate func(typ byte) error) bool {
 	if gate == nil {
@@ -65,12 +66,13 @@ func (g *fenceGate) allowed(gate func(typ byte) error) bool {
 	}
 	now := time.Now().UnixNano()
 	if now < g.until.Load() {
-		return g.ok.Load()
+		return true
 	}
-	ok := gate(fsm.CmdFenced) == nil
-	g.ok.Store(ok)
+	if gate(fsm.CmdFenced) != nil {
+		return false
+	}
 	g.until.Store(now + int64(fenceGateRecheck))
-	return ok
+	return true
 }
 
 // fence wraps cmd, a transaction, in the term ctx's metadata names, if any

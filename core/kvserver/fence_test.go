@@ -3,6 +3,7 @@ package kvserver
 import (
 	"context"
 	"strconv"
+	"sync/atomic"
 	"testing"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
@@ -91,26 +92,39 @@ func TestFenceMetadataErrors(t *testing.T) {
 }
 
 // Until every server can apply fenced commands (a rolling upgrade), writes
-// with a fence term go unfenced rather than fail.
+// with a fence term go unfenced rather than fail; the gate is asked again
+// on each such write until it says yes, and its yes is kept.
 func TestFenceFollowsTheFeatureGate(t *testing.T) {
-	refused := 0
+	var asked, allow atomic.Int32
 	gate := func(typ byte) error {
-		if typ == fsm.CmdFenced {
-			refused++
+		if typ != fsm.CmdFenced {
+			return nil
+		}
+		asked.Add(1)
+		if allow.Load() == 0 {
 			return status.Error(codes.FailedPrecondition, "a server is at level 2")
 		}
 		return nil
 	}
 	n := startNode(t, t.TempDir(), func(c *Config) { c.CommandGate = gate })
 	ctx := ctxT(t)
-	// A term that is surely not the current one: fenced, it would be refused.
+	// A term that is surely not the current one: fenced, it is refused.
 	stale := strconv.FormatUint(n.raft.Term()+100, 10)
-	for range 3 {
+	for range 2 {
 		if _, err := n.client().Put(fencedCtx(ctx, stale), "/k", "v", clientv3.WithPrevKV()); err != nil {
 			t.Fatalf("write while the gate refuses fencing: %v", err)
 		}
 	}
-	if refused != 1 {
-		t.Errorf("gate asked %d times for 3 writes; its answer is kept for %v", refused, fenceGateRecheck)
+	if got := asked.Load(); got != 2 {
+		t.Errorf("gate asked %d times for 2 writes while it refused; want every time", got)
+	}
+	allow.Store(1)
+	for range 3 {
+		if _, err := n.client().Put(fencedCtx(ctx, stale), "/k", "v"); status.Code(err) != codes.FailedPrecondition {
+			t.Fatalf("write fenced to another term once the gate allows fencing: err %v, want FailedPrecondition", err)
+		}
+	}
+	if got := asked.Load(); got != 3 {
+		t.Errorf("gate asked %d times in all; its yes is kept for %v, so want 3", got, fenceGateRecheck)
 	}
 }

@@ -144,6 +144,17 @@ func (s *naSniffer) advertisements() []naSeen {
 	return append([]naSeen(nil), s.seen...)
 }
 
+// since returns what was seen from t on.
+func (s *naSniffer) since(t time.Time) []naSeen {
+	var out []naSeen
+	for _, a := range s.advertisements() {
+		if !a.receivedAt.Before(t) {
+			out = append(out, a)
+		}
+	}
+	return out
+}
+
 func (a naSeen) String() string {
 	return fmt.Sprintf("{from %s solicited=%v override=%v all-nodes=%v}", a.mac, a.solicited, a.override, a.toAllNodes)
 }

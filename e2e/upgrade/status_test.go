@@ -3,14 +3,19 @@ package upgrade
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os/exec"
+	"strconv"
 	"strings"
 	"time"
 
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	clientv3 "go.etcd.io/etcd/client/v3"
 
+	"google.golang.org/grpc/metadata"
+
+	"github.com/keelson/keelson/core/kvserver"
 	"github.com/keelson/keelson/core/ops"
 	"github.com/keelson/keelson/e2e/ha"
 	"github.com/keelson/keelson/fsm"
@@ -24,7 +29,27 @@ var gatedRequests = map[byte]func(context.Context, *clientv3.Client) error{
 		_, err := c.AlarmDisarm(ctx, &clientv3.AlarmMember{MemberID: 1, Alarm: pb.AlarmType_NOSPACE})
 		return err
 	},
+	// A write fenced to a term the cluster is not in, as a plugin's write
+	// reaches the store: proposed as CmdFenced, every server refuses it
+	// (write fenced), which is the command applied. Below the level the
+	// kvserver does not refuse the write but sends it unfenced, so it
+	// succeeds: that is the gate's answer here.
+	fsm.CmdFenced: func(ctx context.Context, c *clientv3.Client) error {
+		ctx = metadata.AppendToOutgoingContext(ctx, kvserver.FenceTermMetadata, strconv.FormatUint(1<<40, 10))
+		_, err := c.Put(ctx, "/keelson-upgrade-test/fenced", "x")
+		switch {
+		case err == nil:
+			return errWentUnfenced
+		case strings.Contains(err.Error(), "write fenced"):
+			return nil
+		}
+		return err
+	},
 }
+
+// errWentUnfenced is the fenced write's gate refusal: below level 3 the
+// write is not refused but goes unfenced.
+var errWentUnfenced = errors.New("the write went unfenced: the store's feature gate refused CmdFenced (needs feature level 3)")
 
 // report mirrors `keelson cluster status -o json`.
 type report struct {
