@@ -27,6 +27,7 @@ import (
 	"time"
 
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
 
 	"github.com/keelson/keelson/bench/internal/keelsonproc"
 	"github.com/keelson/keelson/bench/internal/procstat"
@@ -113,7 +114,11 @@ func measure(keelsonBin, kcmBin, workDir string, w workload, m mode, settle time
 		defer kcm.Stop(20 * time.Second)
 		pids["kube-controller-manager"] = kcm.PID()
 	}
-	cs, err := kubernetes.NewForConfig(srv.REST)
+	// The workload's bare pods draw the restricted Pod Security warning on
+	// every create, which would bury the bench's own lines.
+	cfg := rest.CopyConfig(srv.REST)
+	cfg.WarningHandler = rest.NoWarnings{}
+	cs, err := kubernetes.NewForConfig(cfg)
 	if err != nil {
 		return s, err
 	}
