@@ -27,11 +27,9 @@ const fenceGateRecheck = 5 * time.Second
 
 // fenceTerm returns the term a write's metadata fences it to, 0 for none.
 func fenceTerm(ctx context.Context) (uint64, error) {
-	md, ok := metadata.FromIncomingContext(ctx)
-	if !ok {
-		return 0, nil
-	}
-	vals := md.Get(FenceTermMetadata)
+	// ValueFromIncomingContext reads the one key; FromIncomingContext
+	// would copy all of the request's metadata on every write.
+	vals := metadata.ValueFromIncomingContext(ctx, FenceTermMetadata)
 	if len(vals) == 0 {
 		return 0, nil
 	}
