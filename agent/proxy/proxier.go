@@ -134,6 +134,9 @@ type Proxier struct {
 	families []*familyProxier
 	loop     *syncloop.Loop
 	log      *slog.Logger
+	// otherModeRemoved is set once the other mode's leftovers were removed,
+	// after this mode's first successful sync.
+	otherModeRemoved atomic.Bool
 }
 
 // familyProxier is the state of one IP family's tables.
@@ -217,7 +220,6 @@ func (p *Proxier) Run(ctx context.Context) error {
 		return fmt.Errorf("proxy: caches did not sync: %w", ctx.Err())
 	}
 	p.log.Info("proxy started", "node", p.cfg.NodeName, "families", p.cfg.Families, "mode", p.cfg.Mode)
-	p.removeOtherMode(ctx)
 	var wg sync.WaitGroup
 	wg.Add(1)
 	go func() {
@@ -262,6 +264,12 @@ func (p *Proxier) Sync(ctx context.Context) error {
 		if err := p.syncFamily(ctx, f, changes); err != nil {
 			errs = append(errs, err)
 		}
+	}
+	if len(errs) == 0 && !p.otherModeRemoved.Load() {
+		// Only now: until this mode's rules are in, the other mode's (an
+		// agent upgraded from it kept them) keep serving the node.
+		p.removeOtherMode(ctx)
+		p.otherModeRemoved.Store(true)
 	}
 	return errors.Join(errs...)
 }
@@ -347,7 +355,8 @@ func Cleanup(ctx context.Context, families []v1.IPFamily) error {
 }
 
 // removeOtherMode removes what the other mode left (the agent ran in it
-// before): two proxies' DNAT rules must not both see a packet.
+// before, with --keep-rules-on-shutdown): stale rules of a proxy nothing
+// updates any more must not outlive the first sync of this one.
 func (p *Proxier) removeOtherMode(ctx context.Context) {
 	var err error
 	if p.cfg.Mode == ModeNFTables {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net/netip"
+	"os/exec"
 	"strings"
 	"sync"
 	"testing"
@@ -149,5 +150,84 @@ func TestResolveModePrefersNFTablesAndFallsBack(t *testing.T) {
 		if got, why := ResolveMode(c.asked, c.supported); got != c.want || why != c.why {
 			t.Errorf("ResolveMode(%q) = %s (%s), want %s (%s)", c.asked, got, why, c.want, c.why)
 		}
+	}
+}
+
+// TestSwitchingModeKeepsTheOldRulesUntilTheNewAreIn runs the iptables mode,
+// stops it with its rules left in place (an agent with
+// --keep-rules-on-shutdown), then runs the nftables mode over the same API:
+// the iptables rules still serve the node when the nftables table is first
+// written, and are gone right after, so the node's Services never go
+// without rules while an agent changes mode.
+func TestSwitchingModeKeepsTheOldRulesUntilTheNewAreIn(t *testing.T) {
+	if !netnstest.Isolate(t) {
+		return
+	}
+	if err := NFTSupported(); err != nil {
+		t.Skipf("no nftables: %v", err)
+	}
+	defer func() {
+		if err := Cleanup(context.Background(), nil); err != nil {
+			t.Error(err)
+		}
+	}()
+	client := fake.NewClientset(svc("default", "web", "10.96.0.20"), twoEndpoints())
+	natRules := func() (string, error) {
+		out, err := exec.Command("iptables-save", "-t", "nat").CombinedOutput()
+		return string(out), err
+	}
+	runUntilFirstSync(t, client, ModeIPTables, nil)
+	if s := netnstest.Run(t, "iptables-save", "-t", "nat"); !strings.Contains(s, "10.244.1.2:8080") {
+		t.Fatalf("the iptables mode left no rules for the service:\n%s", s)
+	}
+	var atFirstSync string
+	var atFirstSyncErr error
+	runUntilFirstSync(t, client, ModeNFTables, func() { atFirstSync, atFirstSyncErr = natRules() })
+	if atFirstSyncErr != nil {
+		t.Fatal(atFirstSyncErr)
+	}
+	if !strings.Contains(atFirstSync, "10.244.1.2:8080") {
+		t.Errorf("the iptables rules were gone before the nftables table was written:\n%s", atFirstSync)
+	}
+	if s := netnstest.Run(t, "nft", "list", "table", "ip", NFTTableName); !strings.Contains(s, "10.244.1.2") {
+		t.Errorf("the nftables table lacks the service's endpoint:\n%s", s)
+	}
+	if s := netnstest.Run(t, "iptables-save", "-t", "nat"); strings.Contains(s, "KEELSON") {
+		t.Errorf("the iptables mode's rules outlived the nftables mode's first sync:\n%s", s)
+	}
+}
+
+// runUntilFirstSync runs a Proxier in mode over client until its first
+// sync returned (onFirst, if set, runs inside that sync, once its rules are
+// written, before the other mode's are removed), then stops it; the rules
+// stay.
+func runUntilFirstSync(t *testing.T, client *fake.Clientset, mode string, onFirst func()) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	factory := informers.NewSharedInformerFactory(client, 0)
+	var once sync.Once
+	p, err := New(Config{Mode: mode, NodeName: "n1", ClusterCIDRs: []netip.Prefix{netip.MustParsePrefix("10.244.0.0/16")},
+		MinSyncPeriod: 50 * time.Millisecond,
+		OnSync: func(SyncStats) {
+			if onFirst != nil {
+				once.Do(onFirst)
+			}
+		}},
+		factory.Core().V1().Services().Informer(), factory.Discovery().V1().EndpointSlices().Informer(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	factory.Start(ctx.Done())
+	done := make(chan error, 1)
+	go func() { done <- p.Run(ctx) }()
+	for deadline := time.Now().Add(60 * time.Second); !p.otherModeRemoved.Load(); time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s mode: no successful first sync in 60 s", mode)
+		}
+	}
+	cancel()
+	factory.Shutdown()
+	if err := <-done; err != nil {
+		t.Error(err)
 	}
 }

@@ -14,10 +14,14 @@ import (
 	"time"
 )
 
-// BaseCommit is the previous release the upgrade starts from: the
-// integration of the last turn (Merge h-nft). Move it forward at each
-// release; KEELSON_UPGRADE_FROM (any git revision) overrides it.
-const BaseCommit = "fe9eef581bdcbdcc5b9c38dd6ea211d0051db894"
+// BaseCommit is the previous release the upgrade starts from: the last
+// commit of the seventh session (store feature level 2). It moved from
+// fe9eef58, whose announcer answered ARP for other nodes' own addresses
+// once a LoadBalancer Service carried them (fixed in 5f9ea69): in a mixed
+// cluster its agents cut a node off for up to half a minute. Move it
+// forward at each release; KEELSON_UPGRADE_FROM (any git revision)
+// overrides it.
+const BaseCommit = "65ed5bf49987e91be7b4e69ae2d8307ed2a33fde"
 
 // BaseFromEnv overrides BaseCommit.
 const BaseFromEnv = "KEELSON_UPGRADE_FROM"

@@ -22,8 +22,20 @@ type outage struct {
 	mu      sync.Mutex
 	lastOK  time.Time
 	longest time.Duration
-	ok, bad int
-	lastErr string
+	// longestFrom is when the longest stretch began (its last success).
+	longestFrom time.Time
+	ok, bad     int
+	lastErr     string
+}
+
+// stretch counts the stretch from the last success to now.
+func (o *outage) stretch(now time.Time) {
+	if o.lastOK.IsZero() {
+		return
+	}
+	if d := now.Sub(o.lastOK); d > o.longest {
+		o.longest, o.longestFrom = d, o.lastOK
+	}
 }
 
 func (o *outage) record(now time.Time, err error) {
@@ -35,9 +47,7 @@ func (o *outage) record(now time.Time, err error) {
 		return
 	}
 	o.ok++
-	if !o.lastOK.IsZero() {
-		o.longest = max(o.longest, now.Sub(o.lastOK))
-	}
+	o.stretch(now)
 	o.lastOK = now
 }
 
@@ -45,15 +55,16 @@ func (o *outage) record(now time.Time, err error) {
 func (o *outage) finish(now time.Time) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	if !o.lastOK.IsZero() {
-		o.longest = max(o.longest, now.Sub(o.lastOK))
-	}
+	o.stretch(now)
 }
 
 func (o *outage) String() string {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	s := fmt.Sprintf("%d answered, %d failed, longest gap %s", o.ok, o.bad, o.longest.Round(time.Millisecond))
+	if !o.longestFrom.IsZero() {
+		s += " from " + o.longestFrom.UTC().Format("15:04:05.000")
+	}
 	if o.lastErr != "" {
 		s += " (last error: " + o.lastErr + ")"
 	}

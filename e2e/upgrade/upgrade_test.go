@@ -158,7 +158,7 @@ func (u *rollout) upgradeAgent(name string) {
 		}
 		return false, "no node " + name
 	})
-	t.Logf("upgraded agent %s in %s", name, time.Since(began).Round(time.Second))
+	t.Logf("upgraded agent %s in %s (from %s)", name, time.Since(began).Round(time.Second), began.UTC().Format("15:04:05.000"))
 	u.checkStatus(s, nil)
 }
 
@@ -291,6 +291,6 @@ func (u *rollout) restartUpgraded() {
 	}
 	s.Start(t)
 	u.waitHealthy(s)
-	t.Logf("restarted %s on %s: stopped in %s, healthy %s later", s.Name, u.curVersion,
-		stopped.Sub(began).Round(time.Millisecond), time.Since(stopped).Round(time.Millisecond))
+	t.Logf("restarted %s on %s: stopped in %s, healthy %s later (from %s)", s.Name, u.curVersion,
+		stopped.Sub(began).Round(time.Millisecond), time.Since(stopped).Round(time.Millisecond), began.UTC().Format("15:04:05.000"))
 }
