@@ -54,32 +54,22 @@ type proxierMode struct {
 }
 
 func proxierFollowsTheAPI(t *testing.T, m proxierMode) {
-	ctx, cancel := context.WithCancel(context.Background())
+	ctx := context.Background()
 	client := fake.NewClientset(svc("default", "web", "10.96.0.20"), twoEndpoints())
-	factory := informers.NewSharedInformerFactory(client, 0)
 	syncs := make(chan SyncStats, 100)
 	// The first sync is kept apart: waitRules drains syncs.
 	first := make(chan SyncStats, 1)
 	var once sync.Once
-	p, err := New(Config{Mode: m.mode, NodeName: "n1", ClusterCIDRs: []netip.Prefix{netip.MustParsePrefix("10.244.0.0/16")},
-		MinSyncPeriod: 50 * time.Millisecond, CanaryPeriod: 200 * time.Millisecond,
+	_, stop := runTestProxier(t, client, Config{Mode: m.mode, CanaryPeriod: 200 * time.Millisecond,
 		OnSync: func(s SyncStats) {
 			once.Do(func() { first <- s })
 			select {
 			case syncs <- s:
 			default: // only a wake-up for waitRules
 			}
-		}},
-		factory.Core().V1().Services().Informer(), factory.Discovery().V1().EndpointSlices().Informer(), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	factory.Start(ctx.Done())
-	done := make(chan error, 1)
-	go func() { done <- p.Run(ctx) }()
+		}})
 	defer func() {
-		cancel()
-		if err := <-done; err != nil {
+		if err := stop(); err != nil {
 			t.Error(err)
 		}
 		if err := Cleanup(context.Background(), nil); err != nil {
@@ -203,31 +193,42 @@ func TestSwitchingModeKeepsTheOldRulesUntilTheNewAreIn(t *testing.T) {
 // stay.
 func runUntilFirstSync(t *testing.T, client *fake.Clientset, mode string, onFirst func()) {
 	t.Helper()
+	var once sync.Once
+	p, stop := runTestProxier(t, client, Config{Mode: mode, OnSync: func(SyncStats) {
+		if onFirst != nil {
+			once.Do(onFirst)
+		}
+	}})
+	for deadline := time.Now().Add(60 * time.Second); !p.otherModeRemoved.Load(); time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			_ = stop()
+			t.Fatalf("%s mode: no successful first sync in 60 s", mode)
+		}
+	}
+	if err := stop(); err != nil {
+		t.Error(err)
+	}
+}
+
+// runTestProxier runs a Proxier over client with cfg, as node n1 of a
+// cluster on 10.244.0.0/16 syncing at most every 50 ms; stop ends it and
+// returns Run's error.
+func runTestProxier(t *testing.T, client *fake.Clientset, cfg Config) (p *Proxier, stop func() error) {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	factory := informers.NewSharedInformerFactory(client, 0)
-	var once sync.Once
-	p, err := New(Config{Mode: mode, NodeName: "n1", ClusterCIDRs: []netip.Prefix{netip.MustParsePrefix("10.244.0.0/16")},
-		MinSyncPeriod: 50 * time.Millisecond,
-		OnSync: func(SyncStats) {
-			if onFirst != nil {
-				once.Do(onFirst)
-			}
-		}},
-		factory.Core().V1().Services().Informer(), factory.Discovery().V1().EndpointSlices().Informer(), nil)
+	cfg.NodeName, cfg.ClusterCIDRs, cfg.MinSyncPeriod = "n1", []netip.Prefix{netip.MustParsePrefix("10.244.0.0/16")}, 50*time.Millisecond
+	p, err := New(cfg, factory.Core().V1().Services().Informer(), factory.Discovery().V1().EndpointSlices().Informer(), nil)
 	if err != nil {
+		cancel()
 		t.Fatal(err)
 	}
 	factory.Start(ctx.Done())
 	done := make(chan error, 1)
 	go func() { done <- p.Run(ctx) }()
-	for deadline := time.Now().Add(60 * time.Second); !p.otherModeRemoved.Load(); time.Sleep(20 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatalf("%s mode: no successful first sync in 60 s", mode)
-		}
-	}
-	cancel()
-	factory.Shutdown()
-	if err := <-done; err != nil {
-		t.Error(err)
+	return p, func() error {
+		cancel()
+		factory.Shutdown()
+		return <-done
 	}
 }
