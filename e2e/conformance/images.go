@@ -93,6 +93,10 @@ func BuildImages(bins Binaries) ([]Image, error) {
 	if err != nil {
 		return nil, err
 	}
+	glibcDNS, err := glibcDNSImage(base)
+	if err != nil {
+		return nil, err
+	}
 	e2e := "promoterE2eRegistry"
 	return []Image{
 		{Registry: e2e, Path: "agnhost:2.66.1", Image: agnhost, StandIn: agnhostStandIn},
@@ -103,9 +107,36 @@ func BuildImages(bins Binaries) ([]Image, error) {
 		{Registry: e2e, Path: "sample-apiserver:1.29.2", Image: apiserver, StandIn: "k8s.io/sample-apiserver v0.37.2 on busybox-static"},
 		{Registry: e2e, Path: "nginx:1.27.0-2", Image: nginx, StandIn: nginxStandIn},
 		{Registry: e2e, Path: "nginx:1.28.0-2", Image: nginx, StandIn: nginxStandIn},
+		{Registry: e2e, Path: "glibc-dns-testing:2.1.1", Image: glibcDNS, StandIn: glibcDNSStandIn},
 		{Registry: "gcRegistry", Path: "pause:3.10.2", Image: pause, StandIn: "agnhost's pause subcommand"},
 	}, nil
 }
+
+const glibcDNSStandIn = "busybox-static with Debian's dash as /bin/sh, dig and glibc's getent with their libraries: no coredns (upstream: debian-base with dnsutils and coredns)"
+
+// glibcDNSImage is the DNS specs' glibc querier: they resolve every name
+// with dig and with getent through glibc's resolver (beside agnhost's,
+// which upstream builds on musl), from a shell loop.
+func glibcDNSImage(base v1.Image) (v1.Image, error) {
+	files := map[string]file{
+		"bin/sh": {src: hostShell, mode: 0o755},
+		// glibc reads the pod's /etc/hosts, then asks the cluster DNS.
+		"etc/nsswitch.conf": {data: []byte("hosts: files dns\n"), mode: 0o644},
+	}
+	for name, src := range glibcDNSTools {
+		if _, err := os.Stat(src); err != nil {
+			return nil, fmt.Errorf("glibc-dns-testing needs %s from this host: %w (apt-get install -y %s)", src, err, HostToolPackages)
+		}
+		files["usr/local/bin/"+name] = file{src: src, mode: 0o755}
+	}
+	return layered(base, []string{"usr/local", "usr/local/bin"}, files, func(c *v1.Config) {
+		c.Entrypoint, c.Cmd = nil, []string{"sh"}
+	})
+}
+
+// glibcDNSTools are the glibc querier's programs from this host (getent is
+// libc-bin's, an essential package).
+var glibcDNSTools = map[string]string{"dig": "/usr/bin/dig", "getent": "/usr/bin/getent"}
 
 const agnhostStandIn = "agnhost on busybox-static with Debian's dash as /bin/sh, curl, nc (OpenBSD) and dig: no iperf, socat, coredns or fake registry data (upstream: alpine with those)"
 

@@ -9,7 +9,13 @@ import (
 // A host tool goes into an image with every library it loads and the
 // dynamic loader, so it runs on the static busybox base.
 func TestHostToolsCarryTheirLibraries(t *testing.T) {
-	for name, src := range HostTools {
+	tools := map[string]string{}
+	for _, m := range []map[string]string{HostTools, glibcDNSTools} {
+		for name, src := range m {
+			tools[name] = src
+		}
+	}
+	for name, src := range tools {
 		if _, err := os.Stat(src); err != nil {
 			t.Skipf("%s not installed (apt-get install -y %s)", src, HostToolPackages)
 		}
