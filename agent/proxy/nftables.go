@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"syscall"
 	"time"
 
@@ -87,7 +88,8 @@ func (l nftLink) queue(c *nftables.Conn, t *nftables.Table, o nftOp, maps map[st
 	case "map add", "set add":
 		return c.AddSet(l.set(t, o, maps), nil)
 	case "map flush", "set flush":
-		c.FlushSet(l.mapOf(t, o.name, maps[o.name]))
+		kind, _ := mapKindOf(maps, o.name)
+		c.FlushSet(l.mapOf(t, o.name, kind))
 	case "set delete":
 		c.DelSet(&nftables.Set{Name: o.name, Table: t})
 	case "element add", "element delete":
@@ -138,7 +140,7 @@ func (l nftLink) mapOf(t *nftables.Table, name string, kind nftMapKind) *nftable
 }
 
 func (l nftLink) set(t *nftables.Table, o nftOp, maps map[string]nftMapKind) *nftables.Set {
-	if kind, fixed := maps[o.name]; fixed {
+	if kind, ok := mapKindOf(maps, o.name); ok {
 		return l.mapOf(t, o.name, kind)
 	}
 	return &nftables.Set{Name: o.name, Table: t, KeyType: l.addrType(), HasTimeout: true, Dynamic: true,
@@ -146,7 +148,7 @@ func (l nftLink) set(t *nftables.Table, o nftOp, maps map[string]nftMapKind) *nf
 }
 
 func (l nftLink) elements(c *nftables.Conn, t *nftables.Table, o nftOp, maps map[string]nftMapKind) error {
-	kind, ok := maps[o.name]
+	kind, ok := mapKindOf(maps, o.name)
 	if !ok {
 		return fmt.Errorf("nftables: elements of unknown map %s", o.name)
 	}
@@ -164,6 +166,16 @@ func (l nftLink) elements(c *nftables.Conn, t *nftables.Table, o nftOp, maps map
 		return c.SetAddElements(m, elems)
 	}
 	return c.SetDeleteElements(m, elems)
+}
+
+// mapKindOf is the type of map or fixed set name: the endpoints maps come
+// and go with the services, the others are in maps.
+func mapKindOf(maps map[string]nftMapKind, name string) (nftMapKind, bool) {
+	if strings.HasPrefix(name, nftEndpointsPrefix) {
+		return mapEndpoints, true
+	}
+	kind, ok := maps[name]
+	return kind, ok
 }
 
 // HasTable reports whether the proxy's table exists.

@@ -48,19 +48,21 @@ type nftElem struct {
 	keyBytes   []byte
 	valueBytes []byte
 	verdict    *nftVerdict
+	mapName    string // an endpoints map's element: its map
 }
 
 func verdictElem(k nftKey, v nftVerdict) nftElem {
 	return nftElem{key: k.String(), keyBytes: k.bytes(), value: v.String(), verdict: &v}
 }
 
-// endpointElem is the endpoints map's element at index i: the key as
+// endpointElem is an endpoints map's element at index i: the key as
 // numgen writes it (host byte order), the value address . port, each
 // field padded to 32 bits.
-func endpointElem(i uint32, a netip.AddrPort) nftElem {
+func endpointElem(i uint32, e nftEndpoint) nftElem {
+	a := e.Addr
 	return nftElem{key: strconv.FormatUint(uint64(i), 10), keyBytes: binaryutil.NativeEndian.PutUint32(i),
 		value:      a.Addr().Unmap().String() + " . " + strconv.Itoa(int(a.Port())),
-		valueBytes: append(a.Addr().Unmap().AsSlice(), byte(a.Port()>>8), byte(a.Port()), 0, 0)}
+		valueBytes: append(a.Addr().Unmap().AsSlice(), byte(a.Port()>>8), byte(a.Port()), 0, 0), mapName: e.Map}
 }
 
 // hairpinElem is the hairpin set's element "a . a".
@@ -177,11 +179,42 @@ func (b *NFTBatch) elements(prev, cur *NFTTable) {
 		b.elementOps("add", m, add)
 	}
 	del, add := diffElems(prev.Endpoints, cur.Endpoints, endpointElem)
-	b.elementOps("delete", nftEndpointsMap, del)
-	b.elementOps("add", nftEndpointsMap, add)
+	for _, m := range endpointMaps(del) {
+		b.elementOps("delete", m.name, m.elems)
+	}
+	for _, m := range endpointMaps(add) {
+		b.elementOps("add", m.name, m.elems)
+	}
 	del, add = diffElems(prev.Hairpin, cur.Hairpin, func(a netip.Addr, _ struct{}) nftElem { return hairpinElem(a) })
 	b.elementOps("delete", nftHairpin, del)
 	b.elementOps("add", nftHairpin, add)
+}
+
+// endpointMaps groups endpoints-map elements by map, in order.
+func endpointMaps(elems []nftElem) []struct {
+	name  string
+	elems []nftElem
+} {
+	by := map[string][]nftElem{}
+	for _, e := range elems {
+		by[e.mapName] = append(by[e.mapName], e)
+	}
+	out := make([]struct {
+		name  string
+		elems []nftElem
+	}, 0, len(by))
+	for _, name := range slices.SortedFunc(maps.Keys(by), func(a, b string) int {
+		if len(a) != len(b) {
+			return len(a) - len(b)
+		}
+		return strings.Compare(a, b)
+	}) {
+		out = append(out, struct {
+			name  string
+			elems []nftElem
+		}{name, by[name]})
+	}
+	return out
 }
 
 // diffElems are the elements of old that are gone from now or hold
@@ -202,7 +235,7 @@ func diffElems[K, V comparable](old, now map[K]V, elem func(K, V) nftElem) (del,
 
 func (b *NFTBatch) elementOps(verb, m string, elems []nftElem) {
 	slices.SortFunc(elems, func(x, y nftElem) int {
-		if len(x.key) != len(y.key) && m == nftEndpointsMap { // numbers in order
+		if len(x.key) != len(y.key) && strings.HasPrefix(m, nftEndpointsPrefix) { // numbers in order
 			return len(x.key) - len(y.key)
 		}
 		return strings.Compare(x.key, y.key)

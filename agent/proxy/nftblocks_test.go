@@ -138,16 +138,16 @@ func (m *nftModel) apply(t *testing.T, b NFTBatch) {
 		case "add element", "delete element":
 			for _, e := range o.elems {
 				switch {
-				case o.name == nftEndpointsMap && o.verb == "add":
-					if _, ok := m.endpoints[e.key]; ok {
-						t.Fatalf("endpoints[%s] added twice:\n%s", e.key, b.Text())
+				case strings.HasPrefix(o.name, nftEndpointsPrefix) && o.verb == "add":
+					if _, ok := m.endpoints[o.name+"/"+e.key]; ok {
+						t.Fatalf("%s[%s] added twice:\n%s", o.name, e.key, b.Text())
 					}
-					m.endpoints[e.key] = e.value
-				case o.name == nftEndpointsMap:
-					if _, ok := m.endpoints[e.key]; !ok {
-						t.Fatalf("endpoints[%s] deleted while absent:\n%s", e.key, b.Text())
+					m.endpoints[o.name+"/"+e.key] = e.value
+				case strings.HasPrefix(o.name, nftEndpointsPrefix):
+					if _, ok := m.endpoints[o.name+"/"+e.key]; !ok {
+						t.Fatalf("%s[%s] deleted while absent:\n%s", o.name, e.key, b.Text())
 					}
-					delete(m.endpoints, e.key)
+					delete(m.endpoints, o.name+"/"+e.key)
 				case o.name == nftHairpin:
 					if m.hairpin[e.key] == (o.verb == "add") {
 						t.Fatalf("hairpin %s: %s, but it is already (or is not)\n%s", e.key, o.verb, b.Text())
@@ -159,7 +159,7 @@ func (m *nftModel) apply(t *testing.T, b NFTBatch) {
 	}
 }
 
-var dnatMapRE = regexp.MustCompile(`numgen random mod (\d+) offset (\d+) map @endpoints$`)
+var dnatMapRE = regexp.MustCompile(`numgen random mod (\d+) offset (\d+) map @(endpoints-\d+)$`)
 
 // picks are the endpoints each chain's DNAT picks from, sorted.
 func (m *nftModel) picks(t *testing.T) map[string][]string {
@@ -173,9 +173,9 @@ func (m *nftModel) picks(t *testing.T) map[string][]string {
 			n, _ := strconv.Atoi(sm[1])
 			start, _ := strconv.Atoi(sm[2])
 			for i := range n {
-				v, ok := m.endpoints[strconv.Itoa(start+i)]
+				v, ok := m.endpoints[sm[3]+"/"+strconv.Itoa(start+i)]
 				if !ok {
-					t.Fatalf("chain %s picks index %d, which the endpoints map does not hold", c, start+i)
+					t.Fatalf("chain %s picks index %d, which map %s does not hold", c, start+i, sm[3])
 				}
 				out[c] = append(out[c], v)
 			}
@@ -257,7 +257,7 @@ func TestNFTSyncsKeepTheEndpointsMapRight(t *testing.T) {
 		p.commit(installed, claims)
 		if kind == "replace" {
 			for _, o := range p.batch.Ops[1:] {
-				if o.kind != "element" || o.name != nftEndpointsMap && o.name != nftHairpin {
+				if o.kind != "element" || !strings.HasPrefix(o.name, nftEndpointsPrefix) && o.name != nftHairpin {
 					t.Fatalf("round %d: replacing an endpoint of s%d wrote more than elements:\n%s", round, i, p.batch.Text())
 				}
 			}
@@ -326,18 +326,18 @@ func TestNFTEndpointCountChangeRewritesTheRule(t *testing.T) {
 	b, rule := sync("10.244.1.1", "10.244.1.2", "10.244.1.3")
 	// The block of 2 at 0, freed, merges with its free buddy: the block
 	// of 4 is at 0 again, and the two endpoints there are not rewritten.
-	if !strings.HasSuffix(rule, "mod 3 offset 0 map @endpoints") || b.Chains != 1 || b.Elements != 2 ||
-		!strings.Contains(b.Text(), "add element ip keelson endpoints { 2 : 10.244.1.3 . 8080 }") {
+	if !strings.HasSuffix(rule, "mod 3 offset 0 map @endpoints-0") || b.Chains != 1 || b.Elements != 2 ||
+		!strings.Contains(b.Text(), "add element ip keelson endpoints-0 { 2 : 10.244.1.3 . 8080 }") {
 		t.Errorf("two endpoints to three: %q (%d chains), want a block of 4 at 0, one element and its hairpin added\n%s", rule, b.Chains, b.Text())
 	}
 	b, rule = sync("10.244.1.1", "10.244.1.2", "10.244.1.3", "10.244.1.4")
-	if !strings.HasSuffix(rule, "mod 4 offset 0 map @endpoints") || b.Chains != 1 ||
-		!strings.Contains(b.Text(), "add element ip keelson endpoints { 3 : 10.244.1.4 . 8080 }") || strings.Contains(b.Text(), "delete element ip keelson endpoints") {
+	if !strings.HasSuffix(rule, "mod 4 offset 0 map @endpoints-0") || b.Chains != 1 ||
+		!strings.Contains(b.Text(), "add element ip keelson endpoints-0 { 3 : 10.244.1.4 . 8080 }") || strings.Contains(b.Text(), "delete element ip keelson endpoints") {
 		t.Errorf("three endpoints to four: %q, want the same block, one element added:\n%s", rule, b.Text())
 	}
-	if b, rule = sync("10.244.1.4"); !strings.HasSuffix(rule, "mod 1 offset 0 map @endpoints") ||
-		!strings.Contains(b.Text(), "delete element ip keelson endpoints { 0, 1, 2, 3 }") ||
-		!strings.Contains(b.Text(), "add element ip keelson endpoints { 0 : 10.244.1.4 . 8080 }") {
+	if b, rule = sync("10.244.1.4"); !strings.HasSuffix(rule, "mod 1 offset 0 map @endpoints-0") ||
+		!strings.Contains(b.Text(), "delete element ip keelson endpoints-0 { 0, 1, 2, 3 }") ||
+		!strings.Contains(b.Text(), "add element ip keelson endpoints-0 { 0 : 10.244.1.4 . 8080 }") {
 		t.Errorf("four endpoints to one: %q, want a block of 1 at 0 (space given back):\n%s", rule, b.Text())
 	}
 }

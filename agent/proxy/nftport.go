@@ -138,11 +138,11 @@ func (g *nftgen) noEndpoints(sp *ServicePort, proto string, clusterKey nftKey, c
 }
 
 // balance spreads new connections over eps, each 1/n. Without ClientIP
-// affinity one rule DNATs to the element of the endpoints map at a random
+// affinity one rule DNATs to the element of an endpoints map at a random
 // index of the port's block: replacing an endpoint then changes a map
 // element, not a rule. (Not an anonymous map per port: the kernel names a
 // new anonymous set by scanning all the table's sets, quadratic in
-// services; nor a named map per port, created by the same scan.) With
+// services; nor one map for all ports, see nftEndpointsShard.) With
 // affinity, whose endpoint chains record the client, a client seen
 // recently goes back to its endpoint first, and the i-th of n rules
 // matches with probability 1/(n-i), as the iptables mode's statistic
@@ -160,10 +160,12 @@ func (g *nftgen) balance(chain string, sp *ServicePort, proto string, eps []Endp
 			}
 			return
 		}
+		m := endpointsMap(start)
+		g.t.MapTypes[m] = mapEndpoints
 		for i, a := range slots {
-			g.t.Endpoints[start+uint32(i)] = a
+			g.t.Endpoints[start+uint32(i)] = nftEndpoint{Map: m, Addr: a}
 		}
-		g.add(chain, g.r().l4proto(proto).dnatMap(len(eps), start, nftEndpointsMap).done())
+		g.add(chain, g.r().l4proto(proto).dnatMap(len(eps), start, m).done())
 		return
 	}
 	for _, ep := range eps {

@@ -31,7 +31,7 @@ const (
 	nftEndpointsCheck          = "service-endpoints-check"  // filter: looks up no-endpoint-services
 	nftNodePortsCheck          = "nodeport-endpoints-check" // filter: looks up no-endpoint-nodeports
 	nftMasquerading            = "masquerading"             // nat: masquerade marked traffic
-	nftEndpointsMap            = "endpoints"                // map: index -> address . port, see nftBlocks
+	nftEndpointsPrefix         = "endpoints-"               // maps: index -> address . port, see nftBlocks
 	nftHairpin                 = "hairpin"                  // set: endpoint . endpoint, see endpointElements
 	nftRejectChain             = "reject-chain"             // a verdict map's way to reject
 	nftSvcPrefix               = "svc-"                     // one per service port, cluster policy
@@ -58,14 +58,35 @@ type NFTTable struct {
 	// maps' elements.
 	MapTypes map[string]nftMapKind
 	Maps     map[string]map[nftKey]nftVerdict
-	// Endpoints are the endpoints map's elements: index -> address . port.
-	Endpoints map[uint32]netip.AddrPort
+	// Endpoints are the endpoints maps' elements by index.
+	Endpoints map[uint32]nftEndpoint
 	// Hairpin are the endpoints whose traffic to themselves, DNATed, is
 	// masqueraded (elements "a . a" of the hairpin set).
 	Hairpin map[netip.Addr]struct{}
 	// Sets are the ClientIP affinity sets and their timeouts in seconds;
 	// the kernel fills them, so a sync never rewrites one that exists.
 	Sets map[string]int32
+}
+
+// nftEndpoint is an element of an endpoints map: the map, the endpoint.
+type nftEndpoint struct {
+	Map  string
+	Addr netip.AddrPort
+}
+
+// nftEndpointsShard is log2 of the indexes of one endpoints map. The
+// kernel checks every element of a map against every rule that looks it
+// up, when the rule is added and when an element is: one map for all
+// services would make programming them quadratic (seconds at 10,000
+// services), a map per service would cost a set lookup by name per
+// creation. A map per 256 indexes keeps both small.
+const nftEndpointsShard = 8
+
+// endpointsMap names the map of the block that starts at start. A block
+// larger than a shard is the only one in the shards it spans (blocks are
+// aligned to their size), so its elements all go to its first shard's map.
+func endpointsMap(start uint32) string {
+	return nftEndpointsPrefix + strconv.Itoa(int(start>>nftEndpointsShard))
 }
 
 // nftBase is a base chain's hook.
@@ -118,7 +139,7 @@ func (k nftKey) bytes() []byte {
 func newNFTTable(f v1.IPFamily) *NFTTable {
 	return &NFTTable{Family: f, Base: map[string]nftBase{}, Chains: map[string][]NFTRule{},
 		MapTypes: map[string]nftMapKind{}, Maps: map[string]map[nftKey]nftVerdict{}, Sets: map[string]int32{},
-		Endpoints: map[uint32]netip.AddrPort{}, Hairpin: map[netip.Addr]struct{}{}}
+		Endpoints: map[uint32]nftEndpoint{}, Hairpin: map[netip.Addr]struct{}{}}
 }
 
 // Rules counts the rules and map elements of the table (not the hairpin
@@ -243,7 +264,7 @@ func (g *nftgen) fixed() {
 		g.t.MapTypes[name] = kind
 		g.t.Maps[name] = map[nftKey]nftVerdict{}
 	}
-	g.t.MapTypes[nftEndpointsMap], g.t.MapTypes[nftHairpin] = mapEndpoints, setHairpin
+	g.t.MapTypes[nftHairpin] = setHairpin
 	for _, c := range []string{nftServices, nftEndpointsCheck, nftNodePortsCheck} {
 		g.chain(c)
 	}

@@ -103,7 +103,7 @@ func TestNFTServiceLookupsAreMapElements(t *testing.T) {
 	// over both endpoints, elements of the endpoints map.
 	rules := texts(tb.Chains[web])
 	if len(rules) != 2 || !strings.Contains(rules[0], "ip saddr != 10.244.0.0/16 meta mark set meta mark | 0x4000") ||
-		!regexp.MustCompile(`^meta l4proto tcp dnat ip addr \. port to numgen random mod 2 offset (\d+) map @endpoints$`).MatchString(rules[1]) {
+		!regexp.MustCompile(`^meta l4proto tcp dnat ip addr \. port to numgen random mod 2 offset (\d+) map @endpoints-0$`).MatchString(rules[1]) {
 		t.Errorf("service chain %s:\n%s", web, strings.Join(rules, "\n"))
 	}
 	if eps := endpointsOf(t, tb, web); !slices.Equal(eps, []string{"10.244.1.2:8080", "10.244.2.2:8080"}) {
@@ -145,7 +145,7 @@ func TestNFTEndpointChangeRewritesOnlyThatService(t *testing.T) {
 		touched = append(touched, f[0]+" "+f[1]+" "+f[4])
 	}
 	want := []string{
-		"delete element endpoints", "add element endpoints", // one index, new value
+		"delete element endpoints-0", "add element endpoints-0", // one index, new value
 		"delete element hairpin", "add element hairpin",
 	}
 	slices.Sort(touched)
@@ -153,7 +153,7 @@ func TestNFTEndpointChangeRewritesOnlyThatService(t *testing.T) {
 	if !slices.Equal(touched, want) {
 		t.Errorf("batch for one endpoint replaced:\n%s\nwant the commands\n%s", batch, strings.Join(want, "\n"))
 	}
-	if b.Elements != 4 || b.Chains != 0 || !strings.Contains(batch, "add element ip keelson endpoints { 3 : 10.244.2.9 . 8080 }") {
+	if b.Elements != 4 || b.Chains != 0 || !strings.Contains(batch, "add element ip keelson endpoints-0 { 3 : 10.244.2.9 . 8080 }") {
 		t.Errorf("batch changes %d elements and %d chains, want 4 and none:\n%s", b.Elements, b.Chains, batch)
 	}
 	// Nothing changed: nothing but the table's presence is asserted.
@@ -174,7 +174,7 @@ func TestNFTServiceAddedAndRemovedChangeItsElementsOnly(t *testing.T) {
 	del := NFTDiff(after, before, NFTObjects{}).Text()
 	if !strings.Contains(del, "delete element ip keelson service-ips { 10.96.0.22 . tcp . 80 }") ||
 		strings.Count(del, "delete chain") != 1 || strings.Contains(del, "add ") != strings.HasPrefix(del, "add table") ||
-		!strings.Contains(del, "delete element ip keelson endpoints { 4, 5 }") {
+		!strings.Contains(del, "delete element ip keelson endpoints-0 { 4, 5 }") {
 		t.Errorf("removing other/db (its service chain, its block of the endpoints map):\n%s", del)
 	}
 	// The element goes before the chain it jumps to.
@@ -310,7 +310,7 @@ func TestNFTSharedElementForcesAFullSync(t *testing.T) {
 func endpointsOf(t *testing.T, tb *NFTTable, chain string) []string {
 	t.Helper()
 	for _, r := range texts(tb.Chains[chain]) {
-		m := regexp.MustCompile(`numgen random mod (\d+) offset (\d+) map @endpoints$`).FindStringSubmatch(r)
+		m := dnatMapRE.FindStringSubmatch(r)
 		if m == nil {
 			continue
 		}
@@ -319,10 +319,10 @@ func endpointsOf(t *testing.T, tb *NFTTable, chain string) []string {
 		var out []string
 		for i := range n {
 			a, ok := tb.Endpoints[uint32(start+i)]
-			if !ok {
-				t.Fatalf("chain %s: index %d of its block is not in the endpoints map", chain, start+i)
+			if !ok || a.Map != m[3] {
+				t.Fatalf("chain %s: index %d of its block is not in its endpoints map %s: %+v", chain, start+i, m[3], a)
 			}
-			out = append(out, a.String())
+			out = append(out, a.Addr.String())
 		}
 		slices.Sort(out)
 		return out
