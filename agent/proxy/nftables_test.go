@@ -9,6 +9,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/netip"
 	"os/exec"
 	"strings"
 	"syscall"
@@ -217,5 +218,63 @@ func TestNFTablesProgramsAThousandServices(t *testing.T) {
 	// Blocks of 8 (5 endpoints), 256 indexes a map.
 	if n := strings.Count(out, "\tmap endpoints-"); n != (1000*8+255)/256 {
 		t.Errorf("%d endpoints maps, want %d", n, (1000*8+255)/256)
+	}
+}
+
+// TestNFTablesIPv6 programs an IPv6 table (the endpoints maps' values are
+// a 16-byte address and a port, in registers 1 and 12) and makes real
+// connections through a cluster IP: from the node, and from the pod to
+// itself (hairpin, masqueraded through the hairpin set).
+func TestNFTablesIPv6(t *testing.T) {
+	if !netnstest.Isolate(t) {
+		return
+	}
+	netnstest.Run(t, "ip", "link", "set", "lo", "up")
+	netnstest.Run(t, "sysctl", "-qw", "net.ipv6.conf.all.forwarding=1")
+	b := make([]byte, 3)
+	_, _ = rand.Read(b)
+	pod, here := "kpx-pod6-"+hex.EncodeToString(b), "kpxp6"+hex.EncodeToString(b)
+	netnstest.Run(t, "ip", "netns", "add", pod)
+	t.Cleanup(func() { _ = exec.Command("ip", "netns", "del", pod).Run() })
+	netnstest.Run(t, "ip", "link", "add", here, "type", "veth", "peer", "name", "eth0", "netns", pod)
+	netnstest.Run(t, "ip", "-6", "addr", "add", "fd00:244:1::1/64", "dev", here, "nodad")
+	netnstest.Run(t, "ip", "link", "set", here, "up")
+	for _, args := range [][]string{
+		{"-6", "addr", "add", "fd00:244:1::2/64", "dev", "eth0", "nodad"}, {"link", "set", "eth0", "up"}, {"link", "set", "lo", "up"},
+		{"-6", "route", "add", "default", "via", "fd00:244:1::1"},
+	} {
+		netnstest.Run(t, "ip", append([]string{"-n", pod}, args...)...)
+	}
+	// The node's own connections need a route to cluster IPs before DNAT.
+	netnstest.Run(t, "ip", "-6", "route", "add", "fd00:96::/64", "via", "fd00:244:1::2")
+	serveIn(t, pod, "[fd00:244:1::2]:8080")
+
+	cfg := testConfig()
+	cfg.Family, cfg.ClusterCIDR = v1.IPv6Protocol, netip.MustParsePrefix("fd00:244::/32")
+	dp, err := newNFTDataplane(v1.IPv6Protocol, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := svc("default", "web", "fd00:96::20", func(s *v1.Service) { s.Spec.IPFamilies = []v1.IPFamily{v1.IPv6Protocol} })
+	sl := slice("default", "web", "web-1", 8080, readyEP("fd00:244:1::2", "n1"))
+	sl.AddressType = discovery.AddressTypeIPv6
+	ports, problems := Snapshot([]*v1.Service{s}, []*discovery.EndpointSlice{sl}, "n1", v1.IPv6Protocol)
+	if len(ports) != 1 {
+		t.Fatalf("IPv6 snapshot: %v, %v", ports, problems)
+	}
+	if _, err := dp.sync(context.Background(), viewOf(ports), true); err != nil {
+		t.Fatal(err)
+	}
+	out := netnstest.Run(t, "nft", "list", "table", "ip6", NFTTableName)
+	if !strings.Contains(out, ": fd00:244:1::2 . 8080") {
+		t.Errorf("the endpoints map lacks the endpoint:\n%s", out)
+	}
+	for _, c := range []struct{ what, ns string }{{"the node", ""}, {"the pod itself (hairpin)", pod}} {
+		if got, err := httpGet(c.ns, "[fd00:96::20]:80"); err != nil || got != "fd00:244:1::1" {
+			t.Errorf("%s to the cluster IP: %q, %v; want the pod to answer and see fd00:244:1::1", c.what, got, err)
+		}
+	}
+	if err := Cleanup(context.Background(), []v1.IPFamily{v1.IPv6Protocol}); err != nil {
+		t.Fatal(err)
 	}
 }
