@@ -72,8 +72,8 @@ func BenchmarkNFTEndpointChange(b *testing.B) {
 		h.OnUpdate(sl[(i*7919)%len(sl)], s)
 		v.update(tr.take(), "n1", v1.IPv4Protocol)
 		p := mustPlan(b, installed, claims, v)
-		if p.batch.Chains != 0 || p.batch.Elements != 2 {
-			b.Fatalf("an endpoint change wrote %d chains and %d elements, want 0 and 2 (one endpoint element deleted and added)", p.batch.Chains, p.batch.Elements)
+		if p.batch.Chains != 0 || p.batch.Elements != 4 {
+			b.Fatalf("an endpoint change wrote %d chains and %d elements, want none and 4 (an endpoints-map and a hairpin element deleted and added)", p.batch.Chains, p.batch.Elements)
 		}
 		p.commit(installed, claims)
 	}

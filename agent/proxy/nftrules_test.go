@@ -337,3 +337,20 @@ func installNFT(t *testing.T, ports []ServicePort) (nftClaims, *nftInstalled) {
 	mustPlan(t, installed, claims, viewOf(ports)).commit(installed, claims)
 	return claims, installed
 }
+
+// A port with a local policy has two picks, each its own block of the
+// endpoints maps: the cluster chain over all endpoints, the local chain
+// over this node's.
+func TestNFTLocalPolicyHasItsOwnBlock(t *testing.T) {
+	tb := nftTable(t, []*v1.Service{svc("default", "local", "10.96.0.31", nodePort(30091), externalLocal)},
+		slice("default", "local", "l-1", 8080, readyEP("10.244.1.7", "n1"), readyEP("10.244.2.2", "n2")))
+	if got := endpointsOf(t, tb, chainOf(t, tb, nftSvcPrefix, "default/local/")); !slices.Equal(got, []string{"10.244.1.7:8080", "10.244.2.2:8080"}) {
+		t.Errorf("cluster pick: %v, want both endpoints", got)
+	}
+	if got := endpointsOf(t, tb, chainOf(t, tb, nftSvlPrefix, "default/local/")); !slices.Equal(got, []string{"10.244.1.7:8080"}) {
+		t.Errorf("local pick: %v, want this node's endpoint only", got)
+	}
+	if len(tb.Endpoints) != 3 {
+		t.Errorf("endpoints maps hold %v, want 3 elements (two blocks)", tb.Endpoints)
+	}
+}
