@@ -85,6 +85,8 @@ const nftEndpointsShard = 8
 // endpointsMap names the map of the block that starts at start. A block
 // larger than a shard is the only one in the shards it spans (blocks are
 // aligned to their size), so its elements all go to its first shard's map.
+// A sync creates the maps its ports need (adding a map that exists is a
+// no-op); an emptied map stays until the next full sync deletes it.
 func endpointsMap(start uint32) string {
 	return nftEndpointsPrefix + strconv.Itoa(int(start>>nftEndpointsShard))
 }
