@@ -11,11 +11,13 @@
 //     nftables mode: one table per family ("ip keelson", "ip6 keelson")
 //     whose service lookups are verdict maps (address . protocol . port ->
 //     the service's chain; node ports and services without endpoints
-//     likewise), numgen-random balancing over per-endpoint chains, ClientIP
-//     affinity in dynamic sets, masquerade through the same mark, written
-//     over netlink (github.com/google/nftables). A change regenerates and
-//     rewrites only the map elements and chains of the service ports that
-//     changed.
+//     likewise), numgen-random DNAT to the port's block of an endpoints
+//     data map (per-endpoint chains only under ClientIP affinity, kept in
+//     dynamic sets), masquerade through the same mark, hairpin through a
+//     set of endpoints, written over netlink (github.com/google/nftables).
+//     A change regenerates and rewrites only the map elements and chains
+//     of the service ports that changed; replacing an endpoint rewrites
+//     map elements alone.
 //
 // The pieces, from pure to effectful:
 //

@@ -4,10 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"syscall"
 	"time"
 
 	"github.com/google/nftables"
+	"github.com/google/nftables/binaryutil"
 	"github.com/mdlayher/netlink"
 	"golang.org/x/sys/unix"
 	v1 "k8s.io/api/core/v1"
@@ -84,9 +86,10 @@ func (l nftLink) queue(c *nftables.Conn, t *nftables.Table, o nftOp, maps map[st
 	case "rule add":
 		c.AddRule(&nftables.Rule{Table: t, Chain: &nftables.Chain{Name: o.name, Table: t}, Exprs: o.rule.Exprs})
 	case "map add", "set add":
-		return c.AddSet(l.set(t, o), nil)
-	case "map flush":
-		c.FlushSet(l.mapOf(t, o.name, maps[o.name]))
+		return c.AddSet(l.set(t, o, maps), nil)
+	case "map flush", "set flush":
+		kind, _ := mapKindOf(maps, o.name)
+		c.FlushSet(l.mapOf(t, o.name, kind))
 	case "set delete":
 		c.DelSet(&nftables.Set{Name: o.name, Table: t})
 	case "element add", "element delete":
@@ -118,7 +121,17 @@ func (l nftLink) addrType() nftables.SetDatatype {
 	return nftables.TypeIPAddr
 }
 
+// mapOf is a map or fixed set of the table. The endpoints map's keys are
+// numgen's numbers (host byte order: nft then lists them right); its
+// values concatenate an address and a port, each padded to 32 bits.
 func (l nftLink) mapOf(t *nftables.Table, name string, kind nftMapKind) *nftables.Set {
+	switch kind {
+	case mapEndpoints:
+		return &nftables.Set{Name: name, Table: t, IsMap: true, KeyType: nftables.TypeInteger, KeyByteOrder: binaryutil.NativeEndian,
+			DataType: nftables.MustConcatSetType(l.addrType(), nftables.TypeInetService)}
+	case setHairpin:
+		return &nftables.Set{Name: name, Table: t, Concatenation: true, KeyType: nftables.MustConcatSetType(l.addrType(), l.addrType())}
+	}
 	key := nftables.MustConcatSetType(nftables.TypeInetProto, nftables.TypeInetService)
 	if kind == mapAddrProtoPort {
 		key = nftables.MustConcatSetType(l.addrType(), nftables.TypeInetProto, nftables.TypeInetService)
@@ -126,31 +139,43 @@ func (l nftLink) mapOf(t *nftables.Table, name string, kind nftMapKind) *nftable
 	return &nftables.Set{Name: name, Table: t, IsMap: true, Concatenation: true, KeyType: key, DataType: nftables.TypeVerdict}
 }
 
-func (l nftLink) set(t *nftables.Table, o nftOp) *nftables.Set {
-	if o.kind == "map" {
-		return l.mapOf(t, o.name, o.mapKind)
+func (l nftLink) set(t *nftables.Table, o nftOp, maps map[string]nftMapKind) *nftables.Set {
+	if kind, ok := mapKindOf(maps, o.name); ok {
+		return l.mapOf(t, o.name, kind)
 	}
 	return &nftables.Set{Name: o.name, Table: t, KeyType: l.addrType(), HasTimeout: true, Dynamic: true,
 		Timeout: time.Duration(o.timeout) * time.Second}
 }
 
 func (l nftLink) elements(c *nftables.Conn, t *nftables.Table, o nftOp, maps map[string]nftMapKind) error {
-	kind, ok := maps[o.name]
+	kind, ok := mapKindOf(maps, o.name)
 	if !ok {
 		return fmt.Errorf("nftables: elements of unknown map %s", o.name)
 	}
 	m := l.mapOf(t, o.name, kind)
 	elems := make([]nftables.SetElement, len(o.elems))
 	for i, e := range o.elems {
-		elems[i] = nftables.SetElement{Key: e.key.bytes()}
-		if o.verb == "add" {
-			elems[i].VerdictData = e.v.expr()
+		elems[i] = nftables.SetElement{Key: e.keyBytes}
+		if o.verb == "add" && e.verdict != nil {
+			elems[i].VerdictData = e.verdict.expr()
+		} else if o.verb == "add" {
+			elems[i].Val = e.valueBytes
 		}
 	}
 	if o.verb == "add" {
 		return c.SetAddElements(m, elems)
 	}
 	return c.SetDeleteElements(m, elems)
+}
+
+// mapKindOf is the type of map or fixed set name: the endpoints maps come
+// and go with the services, the others are in maps.
+func mapKindOf(maps map[string]nftMapKind, name string) (nftMapKind, bool) {
+	if strings.HasPrefix(name, nftEndpointsPrefix) {
+		return mapEndpoints, true
+	}
+	kind, ok := maps[name]
+	return kind, ok
 }
 
 // HasTable reports whether the proxy's table exists.

@@ -9,6 +9,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/netip"
 	"os/exec"
 	"strings"
 	"syscall"
@@ -73,6 +74,11 @@ func TestNFTablesConnectivity(t *testing.T) {
 		{"the node to a cluster IP", "", "10.96.0.20:80", "10.244.1.1"}, // masqueraded: the node is not a pod
 		{"outside to a node port", outside, "192.168.5.1:30080", "10.244.1.1"},
 		{"the node to an affinity service", "", "10.96.0.22:80", "10.244.1.1"},
+		// Hairpin: the pod reaching itself is masqueraded (else its reply
+		// would go straight to itself, from the wrong address), through
+		// the hairpin set or, with affinity, its endpoint chain.
+		{"the pod to itself through its service", pod, "10.96.0.20:80", "10.244.1.1"},
+		{"the pod to itself through an affinity service", pod, "10.96.0.22:80", "10.244.1.1"},
 	} {
 		if got, err := httpGet(c.ns, c.addr); err != nil || got != c.want {
 			t.Errorf("%s (%s): %q, %v; want the pod to answer and see %s", c.what, c.addr, got, err, c.want)
@@ -83,10 +89,10 @@ func TestNFTablesConnectivity(t *testing.T) {
 	}
 
 	// The endpoint moves to a port nothing listens on: the service now
-	// refuses, and only its chains were written.
+	// refuses, and only an element of the endpoints map was written.
 	slices[0] = slice("default", "web", "web-1", 8081, readyEP("10.244.1.2", "n1"))
-	if st := sync(false); st.chains != 3 {
-		t.Errorf("an endpoint change wrote %d chains, want 3 (service, new and old endpoint)", st.chains)
+	if st := sync(false); st.chains != 0 {
+		t.Errorf("an endpoint change wrote %d chains, want none (an endpoints-map element)", st.chains)
 	}
 	if _, err := httpGet("", "10.96.0.20:80"); !errors.Is(err, syscall.ECONNREFUSED) {
 		t.Errorf("after the change: %v, want refused by the pod (port 8081)", err)
@@ -202,10 +208,73 @@ func TestNFTablesProgramsAThousandServices(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if st.chains != 3 {
-		t.Errorf("one endpoint replaced wrote %d chains, want 3 (the service's, the new and the old endpoint's)", st.chains)
+	if st.chains != 0 {
+		t.Errorf("one endpoint replaced wrote %d chains, want none (an endpoints-map element)", st.chains)
 	}
-	if out := netnstest.Run(t, "nft", "list", "table", "ip", NFTTableName); !strings.Contains(out, "dnat to 10.250.0.1:8080") {
-		t.Errorf("the new endpoint is not in the table")
+	out = netnstest.Run(t, "nft", "list", "table", "ip", NFTTableName)
+	if !strings.Contains(out, ": 10.250.0.1 . 8080") || strings.Count(out, " . 8080") != 5000 {
+		t.Errorf("the endpoints maps lack the new endpoint or do not hold 5,000 endpoints:\n%.2000s", out)
+	}
+	// Blocks of 8 (5 endpoints), 256 indexes a map.
+	if n := strings.Count(out, "\tmap endpoints-"); n != (1000*8+255)/256 {
+		t.Errorf("%d endpoints maps, want %d", n, (1000*8+255)/256)
+	}
+}
+
+// TestNFTablesIPv6 programs an IPv6 table (the endpoints maps' values are
+// a 16-byte address and a port, in registers 1 and 12) and makes real
+// connections through a cluster IP: from the node, and from the pod to
+// itself (hairpin, masqueraded through the hairpin set).
+func TestNFTablesIPv6(t *testing.T) {
+	if !netnstest.Isolate(t) {
+		return
+	}
+	netnstest.Run(t, "ip", "link", "set", "lo", "up")
+	netnstest.Run(t, "sysctl", "-qw", "net.ipv6.conf.all.forwarding=1")
+	b := make([]byte, 3)
+	_, _ = rand.Read(b)
+	pod, here := "kpx-pod6-"+hex.EncodeToString(b), "kpxp6"+hex.EncodeToString(b)
+	netnstest.Run(t, "ip", "netns", "add", pod)
+	t.Cleanup(func() { _ = exec.Command("ip", "netns", "del", pod).Run() })
+	netnstest.Run(t, "ip", "link", "add", here, "type", "veth", "peer", "name", "eth0", "netns", pod)
+	netnstest.Run(t, "ip", "-6", "addr", "add", "fd00:244:1::1/64", "dev", here, "nodad")
+	netnstest.Run(t, "ip", "link", "set", here, "up")
+	for _, args := range [][]string{
+		{"-6", "addr", "add", "fd00:244:1::2/64", "dev", "eth0", "nodad"}, {"link", "set", "eth0", "up"}, {"link", "set", "lo", "up"},
+		{"-6", "route", "add", "default", "via", "fd00:244:1::1"},
+	} {
+		netnstest.Run(t, "ip", append([]string{"-n", pod}, args...)...)
+	}
+	// The node's own connections need a route to cluster IPs before DNAT.
+	netnstest.Run(t, "ip", "-6", "route", "add", "fd00:96::/64", "via", "fd00:244:1::2")
+	serveIn(t, pod, "[fd00:244:1::2]:8080")
+
+	cfg := testConfig()
+	cfg.Family, cfg.ClusterCIDR = v1.IPv6Protocol, netip.MustParsePrefix("fd00:244::/32")
+	dp, err := newNFTDataplane(v1.IPv6Protocol, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := svc("default", "web", "fd00:96::20", func(s *v1.Service) { s.Spec.IPFamilies = []v1.IPFamily{v1.IPv6Protocol} })
+	sl := slice("default", "web", "web-1", 8080, readyEP("fd00:244:1::2", "n1"))
+	sl.AddressType = discovery.AddressTypeIPv6
+	ports, problems := Snapshot([]*v1.Service{s}, []*discovery.EndpointSlice{sl}, "n1", v1.IPv6Protocol)
+	if len(ports) != 1 {
+		t.Fatalf("IPv6 snapshot: %v, %v", ports, problems)
+	}
+	if _, err := dp.sync(context.Background(), viewOf(ports), true); err != nil {
+		t.Fatal(err)
+	}
+	out := netnstest.Run(t, "nft", "list", "table", "ip6", NFTTableName)
+	if !strings.Contains(out, ": fd00:244:1::2 . 8080") {
+		t.Errorf("the endpoints map lacks the endpoint:\n%s", out)
+	}
+	for _, c := range []struct{ what, ns string }{{"the node", ""}, {"the pod itself (hairpin)", pod}} {
+		if got, err := httpGet(c.ns, "[fd00:96::20]:80"); err != nil || got != "fd00:244:1::1" {
+			t.Errorf("%s to the cluster IP: %q, %v; want the pod to answer and see fd00:244:1::1", c.what, got, err)
+		}
+	}
+	if err := Cleanup(context.Background(), []v1.IPFamily{v1.IPv6Protocol}); err != nil {
+		t.Fatal(err)
 	}
 }

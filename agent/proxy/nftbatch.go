@@ -3,10 +3,12 @@ package proxy
 import (
 	"bytes"
 	"maps"
+	"net/netip"
 	"slices"
 	"strconv"
 	"strings"
 
+	"github.com/google/nftables/binaryutil"
 	v1 "k8s.io/api/core/v1"
 )
 
@@ -32,15 +34,40 @@ type NFTBatch struct {
 type nftOp struct {
 	verb, kind, name string
 	base             *nftBase   // add chain: a base chain's hook
-	mapKind          nftMapKind // add map
+	mapKind          nftMapKind // add map, or the hairpin set
 	timeout          int32      // add set: affinity timeout in seconds
 	rule             NFTRule    // add rule
 	elems            []nftElem  // add or delete element
 }
 
+// nftElem is a map or set element in both forms: nft's text and the
+// kernel's bytes. A verdict map's element has a verdict, the endpoints
+// map's a value, a set's neither.
 type nftElem struct {
-	key nftKey
-	v   nftVerdict
+	key, value string
+	keyBytes   []byte
+	valueBytes []byte
+	verdict    *nftVerdict
+	mapName    string // an endpoints map's element: its map
+}
+
+func verdictElem(k nftKey, v nftVerdict) nftElem {
+	return nftElem{key: k.String(), keyBytes: k.bytes(), value: v.String(), verdict: &v}
+}
+
+// endpointElem is an endpoints map's element at index i: the key as
+// numgen writes it (host byte order), the value address . port, each
+// field padded to 32 bits.
+func endpointElem(i uint32, e nftEndpoint) nftElem {
+	a := e.Addr
+	return nftElem{key: strconv.FormatUint(uint64(i), 10), keyBytes: binaryutil.NativeEndian.PutUint32(i),
+		value:      a.Addr().Unmap().String() + " . " + strconv.Itoa(int(a.Port())),
+		valueBytes: append(a.Addr().Unmap().AsSlice(), byte(a.Port()>>8), byte(a.Port()), 0, 0), mapName: e.Map}
+}
+
+// hairpinElem is the hairpin set's element "a . a".
+func hairpinElem(a netip.Addr) nftElem {
+	return nftElem{key: a.String() + " . " + a.String(), keyBytes: append(a.AsSlice(), a.AsSlice()...)}
 }
 
 // nftElementBytes bounds the elements of one element command: they
@@ -48,8 +75,9 @@ type nftElem struct {
 const nftElementBytes = 48 << 10
 
 // elementSize is an element's share of that attribute, generously: the
-// key, the verdict and its chain name, and the attributes' headers.
-func elementSize(e nftElem) int { return 96 + len(e.v.Chain) }
+// key, the value or the verdict and its chain name, and the attributes'
+// headers.
+func elementSize(e nftElem) int { return 96 + len(e.keyBytes) + len(e.value) }
 
 // nftFamily is the nft family keyword of f.
 func nftFamily(f v1.IPFamily) string {
@@ -86,7 +114,7 @@ func NFTDiff(prev, cur *NFTTable, existing NFTObjects) NFTBatch {
 	}
 	for _, name := range sortedKeys(cur.MapTypes) {
 		if _, ok := prev.MapTypes[name]; !ok {
-			b.op(nftOp{verb: "add", kind: "map", name: name, mapKind: cur.MapTypes[name]})
+			b.op(nftOp{verb: "add", kind: mapKindWord(cur.MapTypes[name]), name: name, mapKind: cur.MapTypes[name]})
 		}
 	}
 	for _, name := range sortedKeys(cur.Sets) {
@@ -110,7 +138,7 @@ func (b *NFTBatch) listed(cur *NFTTable, existing NFTObjects) *NFTTable {
 	for _, s := range existing.Sets {
 		if kind, isMap := cur.MapTypes[s]; isMap {
 			prev.MapTypes[s] = kind
-			b.op(nftOp{verb: "flush", kind: "map", name: s}) // filled in full below
+			b.op(nftOp{verb: "flush", kind: mapKindWord(kind), name: s, mapKind: kind}) // filled in full below
 		} else {
 			prev.Sets[s] = -1 // kept when cur holds it, deleted otherwise
 		}
@@ -135,8 +163,9 @@ func (b *NFTBatch) rules(prev, cur *NFTTable) {
 	}
 }
 
-// elements deletes the elements that went away or changed verdict, then
-// adds the new and changed ones, in every map either table has.
+// elements deletes the elements that went away or changed value, then
+// adds the new and changed ones, in every map either table has, the
+// endpoints map and the hairpin set.
 func (b *NFTBatch) elements(prev, cur *NFTTable) {
 	names := slices.Sorted(maps.Keys(cur.Maps))
 	for m := range prev.Maps {
@@ -145,25 +174,72 @@ func (b *NFTBatch) elements(prev, cur *NFTTable) {
 		}
 	}
 	for _, m := range names {
-		old, now := prev.Maps[m], cur.Maps[m]
-		var del, add []nftElem
-		for k, v := range old {
-			if nv, ok := now[k]; !ok || nv != v {
-				del = append(del, nftElem{key: k})
-			}
-		}
-		for k, v := range now {
-			if ov, ok := old[k]; !ok || ov != v {
-				add = append(add, nftElem{key: k, v: v})
-			}
-		}
+		del, add := diffElems(prev.Maps[m], cur.Maps[m], verdictElem)
 		b.elementOps("delete", m, del)
 		b.elementOps("add", m, add)
 	}
+	del, add := diffElems(prev.Endpoints, cur.Endpoints, endpointElem)
+	for _, m := range endpointMaps(del) {
+		b.elementOps("delete", m.name, m.elems)
+	}
+	for _, m := range endpointMaps(add) {
+		b.elementOps("add", m.name, m.elems)
+	}
+	del, add = diffElems(prev.Hairpin, cur.Hairpin, func(a netip.Addr, _ struct{}) nftElem { return hairpinElem(a) })
+	b.elementOps("delete", nftHairpin, del)
+	b.elementOps("add", nftHairpin, add)
+}
+
+// endpointMaps groups endpoints-map elements by map, in order.
+func endpointMaps(elems []nftElem) []struct {
+	name  string
+	elems []nftElem
+} {
+	by := map[string][]nftElem{}
+	for _, e := range elems {
+		by[e.mapName] = append(by[e.mapName], e)
+	}
+	out := make([]struct {
+		name  string
+		elems []nftElem
+	}, 0, len(by))
+	for _, name := range slices.SortedFunc(maps.Keys(by), func(a, b string) int {
+		if len(a) != len(b) {
+			return len(a) - len(b)
+		}
+		return strings.Compare(a, b)
+	}) {
+		out = append(out, struct {
+			name  string
+			elems []nftElem
+		}{name, by[name]})
+	}
+	return out
+}
+
+// diffElems are the elements of old that are gone from now or hold
+// another value there, and those of now that are new or changed.
+func diffElems[K, V comparable](old, now map[K]V, elem func(K, V) nftElem) (del, add []nftElem) {
+	for k, v := range old {
+		if nv, ok := now[k]; !ok || nv != v {
+			del = append(del, elem(k, v))
+		}
+	}
+	for k, v := range now {
+		if ov, ok := old[k]; !ok || ov != v {
+			add = append(add, elem(k, v))
+		}
+	}
+	return del, add
 }
 
 func (b *NFTBatch) elementOps(verb, m string, elems []nftElem) {
-	slices.SortFunc(elems, func(x, y nftElem) int { return strings.Compare(x.key.String(), y.key.String()) })
+	slices.SortFunc(elems, func(x, y nftElem) int {
+		if len(x.key) != len(y.key) && strings.HasPrefix(m, nftEndpointsPrefix) { // numbers in order
+			return len(x.key) - len(y.key)
+		}
+		return strings.Compare(x.key, y.key)
+	})
 	b.Elements += len(elems)
 	for len(elems) > 0 {
 		n, size := 0, 0
@@ -222,8 +298,12 @@ func (o nftOp) args(f v1.IPFamily) string {
 	switch {
 	case o.kind == "chain" && o.base != nil:
 		return o.base.String()
+	case o.verb == "add" && o.kind == "map" && o.mapKind == mapEndpoints:
+		return "{ type integer : " + addrType(f) + " . inet_service ; }"
 	case o.verb == "add" && o.kind == "map":
 		return "{ type " + mapTypeText(f, o.mapKind) + " : verdict ; }"
+	case o.verb == "add" && o.kind == "set" && o.mapKind == setHairpin:
+		return "{ type " + addrType(f) + " . " + addrType(f) + " ; }"
 	case o.verb == "add" && o.kind == "set":
 		return "{ type " + addrType(f) + " ; flags dynamic,timeout ; timeout " + strconv.Itoa(int(o.timeout)) + "s ; }"
 	case o.kind == "rule":
@@ -231,9 +311,9 @@ func (o nftOp) args(f v1.IPFamily) string {
 	case o.kind == "element":
 		parts := make([]string, len(o.elems))
 		for i, e := range o.elems {
-			parts[i] = e.key.String()
-			if o.verb == "add" {
-				parts[i] += " : " + e.v.String()
+			parts[i] = e.key
+			if o.verb == "add" && e.value != "" {
+				parts[i] += " : " + e.value
 			}
 		}
 		return "{ " + strings.Join(parts, ", ") + " }"
@@ -246,6 +326,14 @@ func addrType(f v1.IPFamily) string {
 		return "ipv6_addr"
 	}
 	return "ipv4_addr"
+}
+
+// mapKindWord is "set" for the hairpin set, "map" for the maps.
+func mapKindWord(k nftMapKind) string {
+	if k == setHairpin {
+		return "set"
+	}
+	return "map"
 }
 
 func mapTypeText(f v1.IPFamily, k nftMapKind) string {

@@ -36,10 +36,13 @@ func benchPorts(n int) []ServicePort {
 // previous one.
 func BenchmarkNFTRulesAndDiff(b *testing.B) {
 	ports := benchPorts(10000)
-	prev := NFTRules(ports, testConfig())
+	prev, err := NFTRules(ports, testConfig())
+	if err != nil {
+		b.Fatal(err)
+	}
 	b.ResetTimer()
 	for range b.N {
-		cur := NFTRules(ports, testConfig())
+		cur, _ := NFTRules(ports, testConfig())
 		NFTDiff(prev, cur, NFTObjects{})
 	}
 }
@@ -61,16 +64,16 @@ func BenchmarkNFTEndpointChange(b *testing.B) {
 	v := &portView{bySvc: map[string][]ServicePort{}}
 	v.update(tr.take(), "n1", v1.IPv4Protocol)
 	claims, installed := nftClaims{}, newNFTInstalled()
-	planNFTChanges(installed, claims, v, testConfig()).commit(installed, claims)
+	mustPlan(b, installed, claims, v).commit(installed, claims)
 	b.ResetTimer()
 	for i := range b.N {
 		s := sl[(i*7919)%len(sl)].DeepCopy()
 		s.Endpoints[0].Addresses = []string{fmt.Sprintf("10.200.%d.%d", (i/256)%256, i%256)}
 		h.OnUpdate(sl[(i*7919)%len(sl)], s)
 		v.update(tr.take(), "n1", v1.IPv4Protocol)
-		p := planNFTChanges(installed, claims, v, testConfig())
-		if p.batch.Chains != 3 {
-			b.Fatalf("an endpoint change wrote %d chains, want 3", p.batch.Chains)
+		p := mustPlan(b, installed, claims, v)
+		if p.batch.Chains != 0 || p.batch.Elements != 4 {
+			b.Fatalf("an endpoint change wrote %d chains and %d elements, want none and 4 (an endpoints-map and a hairpin element deleted and added)", p.batch.Chains, p.batch.Elements)
 		}
 		p.commit(installed, claims)
 	}

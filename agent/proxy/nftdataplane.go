@@ -2,7 +2,9 @@ package proxy
 
 import (
 	"context"
+	"errors"
 	"maps"
+	"net/netip"
 	"slices"
 
 	v1 "k8s.io/api/core/v1"
@@ -20,7 +22,8 @@ type nftDataplane struct {
 	// installed is what the last successful sync installed; nil when the
 	// table is unknown.
 	installed *nftInstalled
-	// claims counts, per map element, the installed ports that write it.
+	// claims counts, per verdict-map and hairpin element, the installed
+	// ports that write it.
 	claims nftClaims
 }
 
@@ -30,10 +33,14 @@ type nftInstalled struct {
 	ports map[string]*nftPortState // by port id
 	bySvc map[string][]string      // port ids by service, namespace/name
 	count int                      // rules and elements, the fixed part's too
+	// blocks are the endpoints map's blocks of the ports. A plan places
+	// them as it regenerates ports: a plan not committed leaves them
+	// ahead of the table, so the dataplane follows one with a full sync.
+	blocks *nftBlocks
 }
 
 func newNFTInstalled() *nftInstalled {
-	return &nftInstalled{ports: map[string]*nftPortState{}, bySvc: map[string][]string{}}
+	return &nftInstalled{ports: map[string]*nftPortState{}, bySvc: map[string][]string{}, blocks: newNFTBlocks()}
 }
 
 // nftPortState is one service port as installed: its snapshot entry and
@@ -54,8 +61,8 @@ func (d *nftDataplane) sync(ctx context.Context, v *portView, full bool) (datapl
 	if full || d.installed == nil {
 		return d.syncFull(ctx, v)
 	}
-	p := planNFTChanges(d.installed, d.claims, v, d.rules)
-	if p.shared {
+	p, err := planNFTChanges(d.installed, d.claims, v, d.rules)
+	if err != nil || p.shared {
 		return d.syncFull(ctx, v)
 	}
 	if len(p.batch.Ops) > 1 { // more than "add table"
@@ -88,7 +95,7 @@ type nftChanges struct {
 // whose snapshot entry differs from what installed holds (all services
 // when the view does not say) and computes the transaction over their
 // parts alone: its cost follows the change, not the table.
-func planNFTChanges(installed *nftInstalled, claims nftClaims, v *portView, rc RulesConfig) nftChanges {
+func planNFTChanges(installed *nftInstalled, claims nftClaims, v *portView, rc RulesConfig) (nftChanges, error) {
 	prev, cur := newNFTTable(rc.Family), newNFTTable(rc.Family)
 	c := nftChanges{updates: map[string]*nftPortState{}, bySvc: map[string][]string{}, count: installed.count}
 	keys := v.changed
@@ -100,19 +107,25 @@ func planNFTChanges(installed *nftInstalled, claims nftClaims, v *portView, rc R
 			}
 		}
 	}
+	var errs []error
 	regenerate := func(id string, sp *ServicePort) {
 		old := installed.ports[id]
 		if sp != nil && old != nil && old.port.equal(sp) {
 			return
 		}
 		if sp != nil {
-			st := &nftPortState{port: *sp, part: NFTPort(sp, rc)}
+			part, err := NFTPort(sp, rc, installed.blocks)
+			errs = append(errs, err)
+			st := &nftPortState{port: *sp, part: part}
 			c.updates[id] = st
 			cur.merge(st.part)
 			c.added = append(c.added, st.part)
 			c.count += st.part.Rules()
 		} else {
 			c.updates[id] = nil
+			for _, pick := range []string{"svc", "svl"} {
+				installed.blocks.release(id + "|" + pick)
+			}
 		}
 		if old != nil {
 			prev.merge(old.part)
@@ -135,8 +148,9 @@ func planNFTChanges(installed *nftInstalled, claims nftClaims, v *portView, rc R
 		c.bySvc[key] = ids
 	}
 	c.shared = claims.shared(c.removed, c.added)
+	prev.Hairpin, cur.Hairpin = claims.hairpin(c.removed, c.added)
 	c.batch = NFTDiff(prev, cur, NFTObjects{})
-	return c
+	return c, errors.Join(errs...)
 }
 
 // commit moves installed and claims to the state after the change.
@@ -164,7 +178,8 @@ func (c nftChanges) commit(installed *nftInstalled, claims nftClaims) {
 	}
 }
 
-// nftClaims counts, per verdict-map element, the ports that write it.
+// nftClaims counts, per verdict-map element and hairpin endpoint, the
+// ports that write it.
 type nftClaims map[nftClaim]int
 
 type nftClaim struct {
@@ -186,6 +201,38 @@ func (t *NFTTable) eachElement(f func(nftClaim)) {
 			f(nftClaim{m, k})
 		}
 	}
+	for a := range t.Hairpin {
+		f(nftClaim{nftHairpin, nftKey{Addr: a}})
+	}
+}
+
+// hairpin is the part of the hairpin set that a change touches, before
+// and after it: an endpoint is in the set while a port claims it (ports
+// of one pod share it), so the set changes only where a count goes from
+// or to zero.
+func (cl nftClaims) hairpin(removed, added []*NFTTable) (before, after map[netip.Addr]struct{}) {
+	delta := map[netip.Addr]int{}
+	for _, t := range removed {
+		for a := range t.Hairpin {
+			delta[a]--
+		}
+	}
+	for _, t := range added {
+		for a := range t.Hairpin {
+			delta[a]++
+		}
+	}
+	before, after = map[netip.Addr]struct{}{}, map[netip.Addr]struct{}{}
+	for a, d := range delta {
+		n := cl[nftClaim{nftHairpin, nftKey{Addr: a}}]
+		if n > 0 {
+			before[a] = struct{}{}
+		}
+		if n+d > 0 {
+			after[a] = struct{}{}
+		}
+	}
+	return before, after
 }
 
 // shared reports whether an element of removed or added has another
@@ -199,7 +246,7 @@ func (cl nftClaims) shared(removed, added []*NFTTable) bool {
 		delta.add(t, 1)
 	}
 	shared := false
-	check := func(c nftClaim) { shared = shared || cl[c] > 1 || cl[c]+delta[c] > 1 }
+	check := func(c nftClaim) { shared = shared || c.m != nftHairpin && (cl[c] > 1 || cl[c]+delta[c] > 1) }
 	for _, list := range [][]*NFTTable{removed, added} {
 		for _, t := range list {
 			t.eachElement(check)
@@ -223,7 +270,11 @@ func (d *nftDataplane) syncFull(ctx context.Context, v *portView) (dataplaneStat
 	ports := v.all()
 	for i := range ports {
 		sp := &ports[i]
-		st := &nftPortState{port: *sp, part: NFTPort(sp, d.rules)}
+		part, err := NFTPort(sp, d.rules, next.blocks)
+		if err != nil {
+			return dataplaneStats{}, err
+		}
+		st := &nftPortState{port: *sp, part: part}
 		next.ports[sp.id()] = st
 		next.bySvc[sp.svcKey()] = append(next.bySvc[sp.svcKey()], sp.id())
 		whole.merge(st.part)

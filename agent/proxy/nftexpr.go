@@ -154,10 +154,7 @@ func (r *rule) fibLocal(src bool) *rule {
 // Concatenated keys take 32-bit registers in turn (reg 1 is the first
 // four of them).
 func (r *rule) vmapAddrProtoPort(m string) *rule {
-	protoReg := uint32(9)
-	if r.family == v1.IPv6Protocol {
-		protoReg = 12
-	}
+	protoReg := r.nextReg()
 	return r.add(r.ip()+" daddr . meta l4proto . th dport vmap @"+m,
 		r.addrPayload(false, 1), &expr.Meta{Key: expr.MetaKeyL4PROTO, Register: protoReg}, thDport(protoReg+1),
 		&expr.Lookup{SourceRegister: 1, DestRegister: 0, IsDestRegSet: true, SetName: m})
@@ -231,14 +228,54 @@ func (r *rule) reject() *rule {
 
 // dnat translates the destination to ep.
 func (r *rule) dnat(ep netip.AddrPort) *rule {
-	fam := uint32(unix.NFPROTO_IPV4)
-	if r.family == v1.IPv6Protocol {
-		fam = unix.NFPROTO_IPV6
-	}
 	return r.add("dnat to "+ep.String(),
 		&expr.Immediate{Register: 1, Data: ep.Addr().Unmap().AsSlice()},
 		&expr.Immediate{Register: 2, Data: binaryutil.BigEndian.PutUint16(ep.Port())},
-		&expr.NAT{Type: expr.NATTypeDestNAT, Family: fam, RegAddrMin: 1, RegProtoMin: 2, Specified: true})
+		&expr.NAT{Type: expr.NATTypeDestNAT, Family: r.natFamily(), RegAddrMin: 1, RegProtoMin: 2, Specified: true})
+}
+
+// nextReg is the 32-bit register after a field of the family's address
+// in register 1 (NFT_REG_1 is NFT_REG32_00, 8): concatenations pad each
+// field to 32 bits and take the registers in turn.
+func (r *rule) nextReg() uint32 {
+	if r.family == v1.IPv6Protocol {
+		return 12
+	}
+	return 9
+}
+
+func (r *rule) natFamily() uint32 {
+	if r.family == v1.IPv6Protocol {
+		return unix.NFPROTO_IPV6
+	}
+	return unix.NFPROTO_IPV4
+}
+
+// dnatMap translates the destination to the address . port that map m
+// holds at a random index of [offset, offset+mod): the lookup writes the
+// element's data, address then port, to the registers from 1.
+func (r *rule) dnatMap(mod int, offset uint32, m string) *rule {
+	return r.add(fmt.Sprintf("dnat %s addr . port to numgen random mod %d offset %d map @%s", r.ip(), mod, offset, m),
+		&expr.Numgen{Register: 1, Modulus: uint32(mod), Offset: offset, Type: unix.NFT_NG_RANDOM},
+		&expr.Lookup{SourceRegister: 1, DestRegister: 1, IsDestRegSet: true, SetName: m},
+		&expr.NAT{Type: expr.NATTypeDestNAT, Family: r.natFamily(), RegAddrMin: 1, RegProtoMin: r.nextReg(), Specified: true})
+}
+
+// ctStatusDstNAT is IPS_DST_NAT, conntrack's "destination translated".
+const ctStatusDstNAT = 1 << 5
+
+// ctStatusDNAT matches connections whose destination was translated.
+func (r *rule) ctStatusDNAT() *rule {
+	return r.add("ct status dnat",
+		&expr.Ct{Register: 1, Key: expr.CtKeySTATUS},
+		&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 4, Mask: binaryutil.NativeEndian.PutUint32(ctStatusDstNAT), Xor: make([]byte, 4)},
+		&expr.Cmp{Op: expr.CmpOpNeq, Register: 1, Data: make([]byte, 4)})
+}
+
+// hairpinLookup matches "saddr . daddr" against set.
+func (r *rule) hairpinLookup(set string) *rule {
+	return r.add(r.ip()+" saddr . "+r.ip()+" daddr @"+set,
+		r.addrPayload(true, 1), r.addrPayload(false, r.nextReg()), &expr.Lookup{SourceRegister: 1, SetName: set})
 }
 
 // verdict ends the rule: "jump X", "goto X", "return", "drop".

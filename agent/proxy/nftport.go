@@ -51,14 +51,32 @@ func (g *nftgen) port(sp *ServicePort) {
 		} else if g.cfg.ClusterCIDR.IsValid() {
 			g.add(svc, g.r().addrIs(false, sp.ClusterIP).dport(proto, sp.Port).addr(true, g.cfg.ClusterCIDR, true).markForMasquerade(g.cfg.MasqueradeMark))
 		}
-		g.balance(svc, sp, clusterEps)
+		g.balance(svc, sp, proto, clusterEps, "svc")
 	}
 	if usesSVL {
-		g.balance(svl, sp, localEps)
+		g.balance(svl, sp, proto, localEps, "svl")
 	}
-	g.endpointChains(sp, proto, usesSVC, clusterEps, usesSVL, localEps)
+	if sp.AffinitySeconds > 0 {
+		g.endpointChains(sp, proto, usesSVC, clusterEps, usesSVL, localEps)
+	} else {
+		g.hairpin(usesSVC, clusterEps, usesSVL, localEps)
+	}
+	// A pick not made (policy, endpoints or affinity changed) gives its
+	// block back.
+	for _, pick := range []struct {
+		name string
+		used bool
+	}{{"svc", usesSVC}, {"svl", usesSVL}} {
+		if !pick.used || sp.AffinitySeconds > 0 {
+			g.blocks.release(blockOwner(sp, pick.name))
+		}
+	}
 	clear(g.epNames)
 }
+
+// blockOwner names a port's cluster ("svc") or local ("svl") pick in the
+// endpoints-map blocks.
+func blockOwner(sp *ServicePort, pick string) string { return sp.id() + "|" + pick }
 
 func externalAddrs(sp *ServicePort) []netip.Addr {
 	return append(append([]netip.Addr{}, sp.ExternalIPs...), sp.LoadBalancerIPs...)
@@ -119,17 +137,39 @@ func (g *nftgen) noEndpoints(sp *ServicePort, proto string, clusterKey nftKey, c
 	}
 }
 
-// balance spreads new connections over eps: the i-th of n rules matches
-// with probability 1/(n-i), which gives each endpoint 1/n, as the iptables
-// mode's statistic rules. (A numgen vmap would take one rule, but each is
-// an anonymous set, and the kernel names a new one by scanning all the
-// table's sets: quadratic in services.) With ClientIP affinity a client
-// seen recently goes back to its endpoint first.
-func (g *nftgen) balance(chain string, sp *ServicePort, eps []Endpoint) {
-	if sp.AffinitySeconds > 0 {
-		for _, ep := range eps {
-			g.add(chain, g.r().saddrInSet(g.affinitySet(sp, ep)).verdict(gotoTo(g.epChain(sp, ep))))
+// balance spreads new connections over eps, each 1/n. Without ClientIP
+// affinity one rule DNATs to the element of an endpoints map at a random
+// index of the port's block: replacing an endpoint then changes a map
+// element, not a rule. (Not an anonymous map per port: the kernel names a
+// new anonymous set by scanning all the table's sets, quadratic in
+// services; nor one map for all ports, see nftEndpointsShard.) With
+// affinity, whose endpoint chains record the client, a client seen
+// recently goes back to its endpoint first, and the i-th of n rules
+// matches with probability 1/(n-i), as the iptables mode's statistic
+// rules.
+func (g *nftgen) balance(chain string, sp *ServicePort, proto string, eps []Endpoint, pick string) {
+	if sp.AffinitySeconds == 0 {
+		addrs := make([]netip.AddrPort, len(eps))
+		for i, ep := range eps {
+			addrs[i] = ep.Addr
 		}
+		start, slots, err := g.blocks.place(blockOwner(sp, pick), addrs)
+		if err != nil {
+			if g.err == nil {
+				g.err = err
+			}
+			return
+		}
+		m := endpointsMap(start)
+		g.t.MapTypes[m] = mapEndpoints
+		for i, a := range slots {
+			g.t.Endpoints[start+uint32(i)] = nftEndpoint{Map: m, Addr: a}
+		}
+		g.add(chain, g.r().l4proto(proto).dnatMap(len(eps), start, m).done())
+		return
+	}
+	for _, ep := range eps {
+		g.add(chain, g.r().saddrInSet(g.affinitySet(sp, ep)).verdict(gotoTo(g.epChain(sp, ep))))
 	}
 	for i, ep := range eps {
 		r := g.r()
@@ -140,7 +180,16 @@ func (g *nftgen) balance(chain string, sp *ServicePort, eps []Endpoint) {
 	}
 }
 
-// endpointChains writes one DNAT chain per endpoint in use.
+// hairpin adds the endpoints in use to the hairpin set: the masquerading
+// chain masquerades DNATed traffic from one of them to itself.
+func (g *nftgen) hairpin(cluster bool, clusterEps []Endpoint, local bool, localEps []Endpoint) {
+	for _, ep := range endpointsInUse(cluster, clusterEps, local, localEps) {
+		g.t.Hairpin[ep.Addr.Addr().Unmap()] = struct{}{}
+	}
+}
+
+// endpointChains writes one DNAT chain per endpoint in use (ClientIP
+// affinity: each records its clients).
 func (g *nftgen) endpointChains(sp *ServicePort, proto string, cluster bool, clusterEps []Endpoint, local bool, localEps []Endpoint) {
 	for _, ep := range endpointsInUse(cluster, clusterEps, local, localEps) {
 		c := g.epChain(sp, ep)

@@ -31,11 +31,13 @@ const (
 	nftEndpointsCheck          = "service-endpoints-check"  // filter: looks up no-endpoint-services
 	nftNodePortsCheck          = "nodeport-endpoints-check" // filter: looks up no-endpoint-nodeports
 	nftMasquerading            = "masquerading"             // nat: masquerade marked traffic
+	nftEndpointsPrefix         = "endpoints-"               // maps: index -> address . port, see nftBlocks
+	nftHairpin                 = "hairpin"                  // set: endpoint . endpoint, see endpointElements
 	nftRejectChain             = "reject-chain"             // a verdict map's way to reject
 	nftSvcPrefix               = "svc-"                     // one per service port, cluster policy
 	nftSvlPrefix               = "svl-"                     // one per service port, local policy
 	nftExtPrefix               = "ext-"                     // one per service port reachable from outside
-	nftEpPrefix                = "ep-"                      // one per service port endpoint
+	nftEpPrefix                = "ep-"                      // one per endpoint of a ClientIP-affinity port
 	nftAffinityPrefix          = "aff-"                     // one set per endpoint under ClientIP affinity
 	nftBasePriorityNAT         = -100                       // dstnat, as iptables' nat table
 	nftBasePriorityFiltr       = -10                        // before iptables' filter table (0)
@@ -52,12 +54,41 @@ type NFTTable struct {
 	Base map[string]nftBase
 	// Chains holds every chain's rules (base chains included).
 	Chains map[string][]NFTRule
-	// MapTypes are the verdict maps' key types; Maps their elements.
+	// MapTypes are the maps' and fixed sets' types; Maps the verdict
+	// maps' elements.
 	MapTypes map[string]nftMapKind
 	Maps     map[string]map[nftKey]nftVerdict
+	// Endpoints are the endpoints maps' elements by index.
+	Endpoints map[uint32]nftEndpoint
+	// Hairpin are the endpoints whose traffic to themselves, DNATed, is
+	// masqueraded (elements "a . a" of the hairpin set).
+	Hairpin map[netip.Addr]struct{}
 	// Sets are the ClientIP affinity sets and their timeouts in seconds;
 	// the kernel fills them, so a sync never rewrites one that exists.
 	Sets map[string]int32
+}
+
+// nftEndpoint is an element of an endpoints map: the map, the endpoint.
+type nftEndpoint struct {
+	Map  string
+	Addr netip.AddrPort
+}
+
+// nftEndpointsShard is log2 of the indexes of one endpoints map. The
+// kernel checks every element of a map against every rule that looks it
+// up, when the rule is added and when an element is: one map for all
+// services would make programming them quadratic (seconds at 10,000
+// services), a map per service would cost a set lookup by name per
+// creation. A map per 256 indexes keeps both small.
+const nftEndpointsShard = 8
+
+// endpointsMap names the map of the block that starts at start. A block
+// larger than a shard is the only one in the shards it spans (blocks are
+// aligned to their size), so its elements all go to its first shard's map.
+// A sync creates the maps its ports need (adding a map that exists is a
+// no-op); an emptied map stays until the next full sync deletes it.
+func endpointsMap(start uint32) string {
+	return nftEndpointsPrefix + strconv.Itoa(int(start>>nftEndpointsShard))
 }
 
 // nftBase is a base chain's hook.
@@ -70,13 +101,17 @@ func (b nftBase) String() string {
 	return fmt.Sprintf("{ type %s hook %s priority %d ; policy accept ; }", b.Type, b.Hook, b.Priority)
 }
 
-// nftMapKind is a verdict map's key: address . protocol . port, or
-// protocol . port (node ports).
+// nftMapKind is a map's or fixed set's type: a verdict map keyed by
+// address . protocol . port or by protocol . port (node ports), the
+// endpoints data map (index : address . port) or the hairpin set
+// (address . address).
 type nftMapKind int
 
 const (
 	mapAddrProtoPort nftMapKind = iota
 	mapProtoPort
+	mapEndpoints
+	setHairpin
 )
 
 // nftKey is a verdict map's key; Addr is invalid in protocol . port keys.
@@ -105,12 +140,14 @@ func (k nftKey) bytes() []byte {
 
 func newNFTTable(f v1.IPFamily) *NFTTable {
 	return &NFTTable{Family: f, Base: map[string]nftBase{}, Chains: map[string][]NFTRule{},
-		MapTypes: map[string]nftMapKind{}, Maps: map[string]map[nftKey]nftVerdict{}, Sets: map[string]int32{}}
+		MapTypes: map[string]nftMapKind{}, Maps: map[string]map[nftKey]nftVerdict{}, Sets: map[string]int32{},
+		Endpoints: map[uint32]nftEndpoint{}, Hairpin: map[netip.Addr]struct{}{}}
 }
 
-// Rules counts the rules and map elements of the table.
+// Rules counts the rules and map elements of the table (not the hairpin
+// set's, which service ports share).
 func (t *NFTTable) Rules() int {
-	n := 0
+	n := len(t.Endpoints)
 	for _, rs := range t.Chains {
 		n += len(rs)
 	}
@@ -126,6 +163,8 @@ func (t *NFTTable) merge(o *NFTTable) {
 	maps.Copy(t.Chains, o.Chains)
 	maps.Copy(t.MapTypes, o.MapTypes)
 	maps.Copy(t.Sets, o.Sets)
+	maps.Copy(t.Endpoints, o.Endpoints)
+	maps.Copy(t.Hairpin, o.Hairpin)
 	for m, elems := range o.Maps {
 		if t.Maps[m] == nil {
 			t.Maps[m] = map[nftKey]nftVerdict{}
@@ -136,33 +175,36 @@ func (t *NFTTable) merge(o *NFTTable) {
 
 // NFTRules computes the proxy's table for ports; cfg as for Rules
 // (NoComments and RandomFully aside: the table carries no comments, and
-// masquerade is always fully random).
-func NFTRules(ports []ServicePort, cfg RulesConfig) *NFTTable {
+// masquerade is always fully random). Endpoints-map blocks are allocated
+// from zero, in the order of ports.
+func NFTRules(ports []ServicePort, cfg RulesConfig) (*NFTTable, error) {
 	t := NFTFixed(cfg)
-	g := newNFTGen(cfg, t)
+	g := newNFTGen(cfg, t, newNFTBlocks())
 	for i := range ports {
 		g.port(&ports[i])
 	}
-	return t
+	return t, g.err
 }
 
 // NFTFixed is the part of the table that does not depend on services.
 func NFTFixed(cfg RulesConfig) *NFTTable {
 	t := newNFTTable(cfg.Family)
-	newNFTGen(cfg, t).fixed()
+	newNFTGen(cfg, t, nil).fixed()
 	return t
 }
 
 // NFTPort is the part of the table that one service port makes: its
-// chains, map elements and affinity sets.
-func NFTPort(sp *ServicePort, cfg RulesConfig) *NFTTable {
+// chains, map elements and affinity sets. Its endpoints-map blocks come
+// from (and, when no longer used, go back to) blocks.
+func NFTPort(sp *ServicePort, cfg RulesConfig, blocks *nftBlocks) (*NFTTable, error) {
 	t := newNFTTable(cfg.Family)
-	newNFTGen(cfg, t).port(sp)
-	return t
+	g := newNFTGen(cfg, t, blocks)
+	g.port(sp)
+	return t, g.err
 }
 
-func newNFTGen(cfg RulesConfig, t *NFTTable) *nftgen {
-	g := &nftgen{cfg: cfg, epNames: map[netip.AddrPort]string{}, t: t}
+func newNFTGen(cfg RulesConfig, t *NFTTable, blocks *nftBlocks) *nftgen {
+	g := &nftgen{cfg: cfg, epNames: map[netip.AddrPort]string{}, t: t, blocks: blocks}
 	g.ip, g.loopback = "ip", netip.MustParsePrefix(nftLoopback4)
 	if cfg.Family == v1.IPv6Protocol {
 		g.ip, g.loopback = "ip6", netip.MustParsePrefix(nftLoopback6)
@@ -176,6 +218,8 @@ type nftgen struct {
 	ip       string
 	loopback netip.Prefix
 	epNames  map[netip.AddrPort]string // the current port's endpoint chains
+	blocks   *nftBlocks
+	err      error // the first block that could not be placed
 }
 
 func (g *nftgen) r() *rule { return newRule(g.cfg.Family) }
@@ -222,6 +266,7 @@ func (g *nftgen) fixed() {
 		g.t.MapTypes[name] = kind
 		g.t.Maps[name] = map[nftKey]nftVerdict{}
 	}
+	g.t.MapTypes[nftHairpin] = setHairpin
 	for _, c := range []string{nftServices, nftEndpointsCheck, nftNodePortsCheck} {
 		g.chain(c)
 	}
@@ -239,6 +284,11 @@ func (g *nftgen) fixed() {
 	}
 
 	mark := g.cfg.MasqueradeMark
+	// A pod reaching itself through a service must see the reply come
+	// from the service address (hairpin): DNATed traffic whose source is
+	// its destination, an endpoint of the hairpin set. (Endpoints of
+	// ClientIP-affinity ports are marked in their endpoint chains.)
+	g.add(nftMasquerading, g.r().ctStatusDNAT().hairpinLookup(nftHairpin).markForMasquerade(mark))
 	g.add(nftMasquerading, g.r().markUnset(mark).verdict(verdictReturn))
 	// Clear the bit so that a packet re-entering the stack (e.g. over a
 	// tunnel or a bridge) is not masqueraded twice.

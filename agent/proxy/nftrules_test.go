@@ -1,8 +1,10 @@
 package proxy
 
 import (
+	"net/netip"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -34,7 +36,21 @@ func nftTable(t *testing.T, services []*v1.Service, slices ...*discovery.Endpoin
 	if len(problems) > 0 {
 		t.Fatal(problems)
 	}
-	return NFTRules(ports, testConfig())
+	tb, err := NFTRules(ports, testConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tb
+}
+
+// mustPlan plans the sync of v over installed.
+func mustPlan(tb testing.TB, installed *nftInstalled, claims nftClaims, v *portView) nftChanges {
+	tb.Helper()
+	p, err := planNFTChanges(installed, claims, v, testConfig())
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return p
 }
 
 // chainOf finds the one chain whose name starts with prefix and mentions
@@ -84,17 +100,29 @@ func TestNFTServiceLookupsAreMapElements(t *testing.T) {
 		t.Errorf("services chain has %d rules: %v", n, texts(tb.Chains[nftServices]))
 	}
 	// Pods keep their address, others are masqueraded; one random pick
-	// over both endpoints.
+	// over both endpoints, elements of the endpoints map.
 	rules := texts(tb.Chains[web])
-	if len(rules) != 3 || !strings.Contains(rules[0], "ip saddr != 10.244.0.0/16 meta mark set meta mark | 0x4000") ||
-		!regexp.MustCompile(`^numgen random mod 2 == 0 goto ep-\S+10\.244\.1\.2/8080$`).MatchString(rules[1]) ||
-		!regexp.MustCompile(`^goto ep-\S+10\.244\.2\.2/8080$`).MatchString(rules[2]) {
+	if len(rules) != 2 || !strings.Contains(rules[0], "ip saddr != 10.244.0.0/16 meta mark set meta mark | 0x4000") ||
+		!regexp.MustCompile(`^meta l4proto tcp dnat ip addr \. port to numgen random mod 2 offset (\d+) map @endpoints-0$`).MatchString(rules[1]) {
 		t.Errorf("service chain %s:\n%s", web, strings.Join(rules, "\n"))
 	}
-	ep := chainOf(t, tb, nftEpPrefix, "default/web/tcp/-__10.244.1.2/8080")
-	want := []string{"ip saddr 10.244.1.2 meta mark set meta mark | 0x4000", "meta l4proto tcp dnat to 10.244.1.2:8080"}
-	if !slices.Equal(texts(tb.Chains[ep]), want) {
-		t.Errorf("endpoint chain: %q, want %q (hairpin masquerade, then DNAT)", texts(tb.Chains[ep]), want)
+	if eps := endpointsOf(t, tb, web); !slices.Equal(eps, []string{"10.244.1.2:8080", "10.244.2.2:8080"}) {
+		t.Errorf("the service's block of the endpoints map holds %v", eps)
+	}
+	for name := range tb.Chains {
+		if strings.HasPrefix(name, nftEpPrefix) {
+			t.Errorf("endpoint chain %s without ClientIP affinity", name)
+		}
+	}
+	// Hairpin: each endpoint is in the set the masquerading chain looks
+	// DNATed traffic up in.
+	for _, a := range []string{"10.244.1.2", "10.244.2.2", "10.244.1.5"} {
+		if _, ok := tb.Hairpin[netip.MustParseAddr(a)]; !ok {
+			t.Errorf("hairpin set lacks %s: %v", a, tb.Hairpin)
+		}
+	}
+	if got := texts(tb.Chains[nftMasquerading])[0]; got != "ct status dnat ip saddr . ip daddr @hairpin meta mark set meta mark | 0x4000" {
+		t.Errorf("masquerading chain starts with %q, want the hairpin lookup", got)
 	}
 	// Node-port traffic is masqueraded (cluster policy) and takes the
 	// service chain.
@@ -116,22 +144,17 @@ func TestNFTEndpointChangeRewritesOnlyThatService(t *testing.T) {
 		f := strings.Fields(l)
 		touched = append(touched, f[0]+" "+f[1]+" "+f[4])
 	}
-	web := chainOf(t, after, nftSvcPrefix, "default/web/tcp/-")
-	newEP := chainOf(t, after, nftEpPrefix, "__10.244.2.9/8080")
-	oldEP := chainOf(t, before, nftEpPrefix, "__10.244.2.2/8080")
 	want := []string{
-		"add chain " + newEP,
-		"flush chain " + web, "add rule " + web, "add rule " + web, "add rule " + web,
-		"add rule " + newEP, "add rule " + newEP,
-		"flush chain " + oldEP, "delete chain " + oldEP,
+		"delete element endpoints-0", "add element endpoints-0", // one index, new value
+		"delete element hairpin", "add element hairpin",
 	}
 	slices.Sort(touched)
 	slices.Sort(want)
 	if !slices.Equal(touched, want) {
 		t.Errorf("batch for one endpoint replaced:\n%s\nwant the commands\n%s", batch, strings.Join(want, "\n"))
 	}
-	if b.Elements != 0 || b.Chains != 3 {
-		t.Errorf("batch changes %d elements and %d chains, want 0 and 3", b.Elements, b.Chains)
+	if b.Elements != 4 || b.Chains != 0 || !strings.Contains(batch, "add element ip keelson endpoints-0 { 3 : 10.244.2.9 . 8080 }") {
+		t.Errorf("batch changes %d elements and %d chains, want 4 and none:\n%s", b.Elements, b.Chains, batch)
 	}
 	// Nothing changed: nothing but the table's presence is asserted.
 	if b := NFTDiff(after, after, NFTObjects{}); strings.Count(b.Text(), "\n") != 1 {
@@ -150,8 +173,9 @@ func TestNFTServiceAddedAndRemovedChangeItsElementsOnly(t *testing.T) {
 	}
 	del := NFTDiff(after, before, NFTObjects{}).Text()
 	if !strings.Contains(del, "delete element ip keelson service-ips { 10.96.0.22 . tcp . 80 }") ||
-		strings.Count(del, "delete chain") != 3 || strings.Contains(del, "add ") != strings.HasPrefix(del, "add table") {
-		t.Errorf("removing other/db (service chain and two endpoint chains):\n%s", del)
+		strings.Count(del, "delete chain") != 1 || strings.Contains(del, "add ") != strings.HasPrefix(del, "add table") ||
+		!strings.Contains(del, "delete element ip keelson endpoints-0 { 4, 5 }") {
+		t.Errorf("removing other/db (its service chain, its block of the endpoints map):\n%s", del)
 	}
 	// The element goes before the chain it jumps to.
 	if strings.Index(del, "delete element") > strings.Index(del, "delete chain") {
@@ -260,30 +284,73 @@ func TestNFTSharedElementForcesAFullSync(t *testing.T) {
 	eps := []*discovery.EndpointSlice{slice("default", "a", "a-1", 8080, readyEP("10.42.0.5", "n1")),
 		slice("default", "b", "b-1", 8080, readyEP("10.42.0.6", "n1"))}
 	both, _ := Snapshot(services, eps, "n1", v1.IPv4Protocol)
-	claims, installed := installNFT(both)
+	claims, installed := installNFT(t, both)
 	onlyA, _ := Snapshot(services[:1], eps[:1], "n1", v1.IPv4Protocol)
-	if p := planNFTChanges(installed, claims, viewOf(onlyA), testConfig()); !p.shared {
+	if p := mustPlan(t, installed, claims, viewOf(onlyA)); !p.shared {
 		t.Errorf("removing b, whose external IP element a also claims, was planned by difference:\n%s", p.batch.Text())
 	}
 	// A change touching only elements of one claimer stays incremental.
 	other := []*v1.Service{services[0], svc("default", "c", "10.96.0.32")}
 	otherEPs := []*discovery.EndpointSlice{eps[0], slice("default", "c", "c-1", 8080, readyEP("10.42.0.7", "n1"))}
 	ac, _ := Snapshot(other, otherEPs, "n1", v1.IPv4Protocol)
-	claims, installed = installNFT(ac)
-	if p := planNFTChanges(installed, claims, viewOf(onlyA), testConfig()); p.shared {
+	claims, installed = installNFT(t, ac)
+	if p := mustPlan(t, installed, claims, viewOf(onlyA)); p.shared {
 		t.Errorf("removing c, which shares nothing, forced a full sync")
 	}
 	// An endpoint change rewrites a port's own elements: not shared.
 	movedEPs := []*discovery.EndpointSlice{slice("default", "a", "a-1", 8080, readyEP("10.42.0.9", "n1")), otherEPs[1]}
 	moved, _ := Snapshot(other, movedEPs, "n1", v1.IPv4Protocol)
-	if p := planNFTChanges(installed, claims, viewOf(moved), testConfig()); p.shared {
+	if p := mustPlan(t, installed, claims, viewOf(moved)); p.shared {
 		t.Errorf("an endpoint change of a, which shares nothing, forced a full sync")
 	}
 }
 
+// endpointsOf reads the endpoints a service chain's DNAT picks from: the
+// elements of its block of the endpoints map, sorted.
+func endpointsOf(t *testing.T, tb *NFTTable, chain string) []string {
+	t.Helper()
+	for _, r := range texts(tb.Chains[chain]) {
+		m := dnatMapRE.FindStringSubmatch(r)
+		if m == nil {
+			continue
+		}
+		n, _ := strconv.Atoi(m[1])
+		start, _ := strconv.Atoi(m[2])
+		var out []string
+		for i := range n {
+			a, ok := tb.Endpoints[uint32(start+i)]
+			if !ok || a.Map != m[3] {
+				t.Fatalf("chain %s: index %d of its block is not in its endpoints map %s: %+v", chain, start+i, m[3], a)
+			}
+			out = append(out, a.Addr.String())
+		}
+		slices.Sort(out)
+		return out
+	}
+	t.Fatalf("chain %s has no DNAT through the endpoints map: %q", chain, texts(tb.Chains[chain]))
+	return nil
+}
+
 // installNFT is the bookkeeping of a table holding ports.
-func installNFT(ports []ServicePort) (nftClaims, *nftInstalled) {
+func installNFT(t *testing.T, ports []ServicePort) (nftClaims, *nftInstalled) {
 	claims, installed := nftClaims{}, newNFTInstalled()
-	planNFTChanges(installed, claims, viewOf(ports), testConfig()).commit(installed, claims)
+	mustPlan(t, installed, claims, viewOf(ports)).commit(installed, claims)
 	return claims, installed
+}
+
+// A port with a local policy has two picks, each its own block of the
+// endpoints maps: the cluster chain over all endpoints, the local chain
+// over this node's.
+func TestNFTLocalPolicyHasItsOwnBlock(t *testing.T) {
+	tb := nftTable(t, []*v1.Service{svc("default", "local", "10.96.0.31", nodePort(30091), externalLocal)},
+		slice("default", "local", "l-1", 8080, readyEP("10.244.1.7", "n1"), readyEP("10.244.2.2", "n2")))
+	if got := endpointsOf(t, tb, chainOf(t, tb, nftSvcPrefix, "default/local/")); !slices.Equal(got, []string{"10.244.1.7:8080", "10.244.2.2:8080"}) {
+		t.Errorf("cluster pick: %v, want both endpoints", got)
+	}
+	if got := endpointsOf(t, tb, chainOf(t, tb, nftSvlPrefix, "default/local/")); !slices.Equal(got, []string{"10.244.1.7:8080"}) {
+		t.Errorf("local pick: %v, want this node's endpoint only", got)
+	}
+	if len(tb.Endpoints) != 3 {
+		t.Errorf("endpoints maps hold %v, want 3 elements (two blocks)", tb.Endpoints)
+	}
 }

@@ -3,6 +3,7 @@ package proxy
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/netip"
 	"os/exec"
 	"strings"
@@ -28,6 +29,7 @@ func TestProxierFollowsTheAPIAndRepairsFlushedTables(t *testing.T) {
 		mode: ModeIPTables, dump: []string{"iptables-save"}, newService: "-d 10.96.0.21/32",
 		flush:    [][]string{{"iptables", "-t", "nat", "-F"}, {"iptables", "-t", "nat", "-X"}},
 		restored: "-A PREROUTING -m comment --comment keelson-service-portals -j KEELSON-SERVICES",
+		endpoint: "%s:%d",
 	})
 }
 
@@ -41,6 +43,7 @@ func TestNFTProxierFollowsTheAPIAndRepairsADeletedTable(t *testing.T) {
 		mode: ModeNFTables, dump: []string{"nft", "list", "ruleset"}, newService: "10.96.0.21 . tcp . 80 : goto svc-",
 		flush:    [][]string{{"nft", "delete", "table", "ip", NFTTableName}},
 		restored: "type nat hook prerouting priority dstnat",
+		endpoint: ": %s . %d", // an element of the endpoints map
 	})
 }
 
@@ -51,6 +54,7 @@ type proxierMode struct {
 	newService string     // in the dump once 10.96.0.21:80 is programmed
 	flush      [][]string // commands that remove the rules behind the proxy's back
 	restored   string     // in the dump once the proxy repaired its rules
+	endpoint   string     // an endpoint (address, port) as the dump shows it
 }
 
 func proxierFollowsTheAPI(t *testing.T, m proxierMode) {
@@ -92,8 +96,9 @@ func proxierFollowsTheAPI(t *testing.T, m proxierMode) {
 			}
 		}
 	}
+	ep1, ep2 := fmt.Sprintf(m.endpoint, "10.244.1.2", 8080), fmt.Sprintf(m.endpoint, "10.244.2.2", 8080)
 	waitRules("both endpoints programmed", func(s string) bool {
-		return strings.Contains(s, "10.244.1.2:8080") && strings.Contains(s, "10.244.2.2:8080")
+		return strings.Contains(s, ep1) && strings.Contains(s, ep2)
 	})
 	if first := <-first; !first.Full || first.Ports != 1 {
 		t.Errorf("first sync %+v, want a full sync of one port", first)
@@ -103,7 +108,7 @@ func proxierFollowsTheAPI(t *testing.T, m proxierMode) {
 		t.Fatal(err)
 	}
 	waitRules("the removed endpoint gone", func(s string) bool {
-		return strings.Contains(s, "10.244.1.2:8080") && !strings.Contains(s, "10.244.2.2:8080")
+		return strings.Contains(s, ep1) && !strings.Contains(s, ep2)
 	})
 	if err := client.CoreV1().Services("default").Delete(ctx, "web", metav1.DeleteOptions{}); err != nil {
 		t.Fatal(err)
