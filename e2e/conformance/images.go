@@ -119,9 +119,8 @@ const glibcDNSStandIn = "busybox-static with Debian's dash as /bin/sh, dig and g
 // which upstream builds on musl), from a shell loop.
 func glibcDNSImage(base v1.Image) (v1.Image, error) {
 	files := map[string]file{
-		"bin/sh": {src: hostShell, mode: 0o755},
-		// glibc reads the pod's /etc/hosts, then asks the cluster DNS.
-		"etc/nsswitch.conf": {data: []byte("hosts: files dns\n"), mode: 0o644},
+		"bin/sh":            {src: hostShell, mode: 0o755},
+		"etc/nsswitch.conf": {data: []byte(nsswitch), mode: 0o644},
 	}
 	for name, src := range glibcDNSTools {
 		if _, err := os.Stat(src); err != nil {
@@ -138,11 +137,14 @@ func glibcDNSImage(base v1.Image) (v1.Image, error) {
 // libc-bin's, an essential package).
 var glibcDNSTools = map[string]string{"dig": "/usr/bin/dig", "getent": "/usr/bin/getent"}
 
-const agnhostStandIn = "agnhost on busybox-static with Debian's dash as /bin/sh, curl, nc (OpenBSD) and dig: no iperf, socat, coredns or fake registry data (upstream: alpine with those)"
+// nsswitch makes glibc read the pod's /etc/hosts, then ask the cluster DNS.
+const nsswitch = "hosts: files dns\n"
+
+const agnhostStandIn = "agnhost on busybox-static with Debian's dash as /bin/sh, curl, nc (OpenBSD), dig and getent (glibc's, where upstream's is musl's): no iperf, socat, coredns or fake registry data (upstream: alpine with those)"
 
 // HostTools are the programs, by name in the image, that agnhost carries
 // from this host; HostToolPackages installs them.
-var HostTools = map[string]string{"curl": "/usr/bin/curl", "nc": "/bin/nc.openbsd", "dig": "/usr/bin/dig"}
+var HostTools = map[string]string{"curl": "/usr/bin/curl", "nc": "/bin/nc.openbsd", "dig": "/usr/bin/dig", "getent": "/usr/bin/getent"}
 
 // hostShell is agnhost's /bin/sh (Debian's dash, an essential package).
 const hostShell = "/bin/dash"
@@ -163,10 +165,14 @@ func agnhostImage(base v1.Image, bins Binaries) (v1.Image, error) {
 		"localhost.key": {src: filepath.Join(bins.PorterCerts, "localhost.key"), mode: 0o644},
 		"etc/passwd":    {data: []byte(passwd), mode: 0o644},
 		"etc/group":     {data: []byte(group), mode: 0o644},
+		// getent reads the pod's /etc/hosts, then asks the cluster DNS.
+		"etc/nsswitch.conf": {data: []byte(nsswitch), mode: 0o644},
 	}
-	// The network specs run curl, nc and dig inside agnhost (upstream's
-	// is alpine with those): Debian's, with the libraries ldd names, ahead
-	// of busybox's applets on PATH (busybox nc lacks -v, -z, -u, -W).
+	// The network specs run curl, nc, dig and getent inside agnhost
+	// (upstream's is alpine with those; the DNS specs' "musl" lookups
+	// use its getent): Debian's, with the libraries ldd names, ahead of
+	// busybox's applets on PATH (busybox nc lacks -v, -z, -u, -W; Debian's
+	// busybox has no getent). agnhost gets nsswitch.conf with them.
 	for name, src := range HostTools {
 		if _, err := os.Stat(src); err != nil {
 			return nil, fmt.Errorf("agnhost needs %s from this host: %w (apt-get install -y %s)", src, err, HostToolPackages)
