@@ -1,0 +1,276 @@
+package netpol
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"io"
+	"log/slog"
+	"net"
+	"os/exec"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	v1 "k8s.io/api/core/v1"
+	networking "k8s.io/api/networking/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/util/intstr"
+	"k8s.io/client-go/informers"
+	"k8s.io/client-go/kubernetes/fake"
+	"k8s.io/utils/ptr"
+
+	"github.com/keelson/keelson/agent/internal/netnstest"
+	"github.com/keelson/keelson/internal/testnet"
+)
+
+// TestNFTablesConnections checks the nftables mode with real connections
+// in a private network namespace (the node) routing between three pod
+// namespaces: what a policy allows connects, what it does not is refused,
+// the node reaches isolated pods, a peer pod's label change is a set
+// element and takes effect, an established connection outlives the policy
+// that allowed it, a restart replaces the table, and cleanup removes it.
+func TestNFTablesConnections(t *testing.T) {
+	if !netnstest.Isolate(t) {
+		return
+	}
+	if _, err := exec.LookPath("nft"); err != nil {
+		t.Skip("needs nft (scripts/install-deps.sh installs nftables)")
+	}
+	netnstest.Run(t, "ip", "link", "set", "lo", "up")
+	netnstest.Run(t, "sysctl", "-qw", "net.ipv4.ip_forward=1")
+	dbNS := attach(t, "db", "10.244.1.1", "10.244.1.2")
+	feNS := attach(t, "fe", "10.244.2.1", "10.244.2.2")
+	otherNS := attach(t, "ot", "10.244.3.1", "10.244.3.2")
+	for _, port := range []string{"6379", "6380"} {
+		echoIn(t, dbNS, "10.244.1.2:"+port)
+	}
+	echoIn(t, otherNS, "10.244.3.2:8080")
+	db := mkpod("default", "db", "10.244.1.2", node, map[string]string{"role": "db"})
+	fe := mkpod("default", "frontend", "10.244.2.2", node, map[string]string{"role": "frontend"})
+	oth := mkpod("default", "other", "10.244.3.2", node, map[string]string{"role": "other"})
+	pol := policy("db", networking.NetworkPolicySpec{
+		PodSelector: metav1.LabelSelector{MatchLabels: map[string]string{"role": "db"}},
+		Ingress: []networking.NetworkPolicyIngressRule{{
+			From:  []networking.NetworkPolicyPeer{{PodSelector: &metav1.LabelSelector{MatchLabels: map[string]string{"role": "frontend"}}}},
+			Ports: []networking.NetworkPolicyPort{tcpPort(6379)},
+		}},
+	})
+	link := nftLink{family: v1.IPv4Protocol}
+	var installed *NFTTable
+	sync := func(full bool, pols []*networking.NetworkPolicy, pods ...*v1.Pod) NFTBatch {
+		t.Helper()
+		nt, errs := CompileNFT(Input{Policies: pols, Pods: pods, Namespaces: allNamespaces, NodeName: node}, Config{Family: v1.IPv4Protocol})
+		if len(errs) > 0 {
+			t.Fatal(errs)
+		}
+		prev := installed
+		if full {
+			prev = nil
+		}
+		b := NFTDiff(prev, nt)
+		if err := link.Apply(b); err != nil {
+			t.Fatalf("%v\n%s", err, b.Text())
+		}
+		installed = nt
+		return b
+	}
+	expect := func(what, ns, addr string, allowed bool) {
+		t.Helper()
+		err := echo(ns, addr)
+		switch {
+		case allowed && err != nil:
+			t.Errorf("%s (%s): %v, want a connection", what, addr, err)
+		case !allowed && !errors.Is(err, syscall.ECONNREFUSED):
+			t.Errorf("%s (%s): %v, want the connection refused", what, addr, err)
+		}
+	}
+
+	sync(true, []*networking.NetworkPolicy{pol}, db, fe, oth)
+	expect("frontend to db, allowed port", feNS, "10.244.1.2:6379", true)
+	expect("frontend to db, other port", feNS, "10.244.1.2:6380", false)
+	expect("other to db", otherNS, "10.244.1.2:6379", false)
+	expect("the node to db (probes)", "", "10.244.1.2:6380", true)
+	expect("db to other (db is not isolated for egress)", dbNS, "10.244.3.2:8080", true)
+	if err := echo(feNS, "10.244.1.2:6379"); err != nil {
+		t.Fatal(err)
+	}
+
+	// An established connection outlives the policy that allowed it.
+	var kept net.Conn
+	if err := testnet.InNamespace(feNS, func() (err error) { kept, err = net.DialTimeout("tcp", "10.244.1.2:6379", 3*time.Second); return err }); err != nil {
+		t.Fatal(err)
+	}
+	defer kept.Close()
+
+	// other becomes a frontend: one set element, no chain.
+	oth2 := mkpod("default", "other", "10.244.3.2", node, map[string]string{"role": "frontend"})
+	if b := sync(false, []*networking.NetworkPolicy{pol}, db, fe, oth2); b.Chains != 0 || b.Elements != 1 {
+		t.Errorf("a label change wrote %d chains and %d elements, want one element:\n%s", b.Chains, b.Elements, b.Text())
+	}
+	expect("other, now a frontend, to db", otherNS, "10.244.1.2:6379", true)
+
+	// Deny everything: new connections are refused, the kept one works.
+	deny := policy("deny", networking.NetworkPolicySpec{})
+	sync(false, []*networking.NetworkPolicy{deny}, db, fe, oth2)
+	expect("frontend to db under deny-all", feNS, "10.244.1.2:6379", false)
+	if err := roundTrip(kept); err != nil {
+		t.Errorf("an established connection broke when its policy went: %v", err)
+	}
+
+	// A restarted agent (nothing known) replaces the table whole.
+	installed = nil
+	sync(false, []*networking.NetworkPolicy{pol}, db, fe, oth)
+	expect("after the restart, frontend to db", feNS, "10.244.1.2:6379", true)
+	expect("after the restart, other to db", otherNS, "10.244.1.2:6379", false)
+	if out := netnstest.Run(t, "nft", "list", "table", "ip", NFTTableName); !strings.Contains(out, "hook forward priority filter") || strings.Count(out, "chain ") != 4 {
+		t.Errorf("the table after the restart:\n%s\nwant forward, input, netpol and db's ingress chain", out)
+	}
+
+	// Egress: frontend reaches a port range of a block minus an exception.
+	egressFE := policy("fe-out", networking.NetworkPolicySpec{
+		PodSelector: metav1.LabelSelector{MatchLabels: map[string]string{"role": "frontend"}},
+		PolicyTypes: []networking.PolicyType{networking.PolicyTypeEgress},
+		Egress: []networking.NetworkPolicyEgressRule{{
+			To: []networking.NetworkPolicyPeer{{IPBlock: &networking.IPBlock{CIDR: "10.244.0.0/16", Except: []string{"10.244.3.0/24"}}}},
+			Ports: []networking.NetworkPolicyPort{{Protocol: ptr.To(v1.ProtocolTCP), Port: ptr.To(intstr.FromInt32(6380)),
+				EndPort: ptr.To[int32](8080)}},
+		}},
+	})
+	sync(false, []*networking.NetworkPolicy{egressFE}, db, fe, oth)
+	expect("frontend to db, in the range", feNS, "10.244.1.2:6380", true)
+	expect("frontend to db, below the range", feNS, "10.244.1.2:6379", false)
+	expect("frontend to other, excepted", feNS, "10.244.3.2:8080", false)
+	expect("other to db (nobody isolated)", otherNS, "10.244.1.2:6379", true)
+
+	if err := Cleanup(context.Background(), []v1.IPFamily{v1.IPv4Protocol}); err != nil {
+		t.Fatal(err)
+	}
+	if out := netnstest.Run(t, "nft", "list", "tables"); strings.Contains(out, NFTTableName) {
+		t.Errorf("cleanup left the table:\n%s", out)
+	}
+	expect("after cleanup, other to db", otherNS, "10.244.1.2:6379", true)
+	if err := Cleanup(context.Background(), []v1.IPFamily{v1.IPv4Protocol}); err != nil {
+		t.Errorf("second cleanup: %v", err)
+	}
+}
+
+// attach creates a named network namespace joined to this one by a veth
+// pair, hostIP here and nsIP there (both /24, default route via hostIP).
+func attach(t *testing.T, role, hostIP, nsIP string) string {
+	t.Helper()
+	b := make([]byte, 3)
+	_, _ = rand.Read(b)
+	ns, here := "knp-"+role+"-"+hex.EncodeToString(b), "knp"+role+hex.EncodeToString(b)
+	netnstest.Run(t, "ip", "netns", "add", ns)
+	t.Cleanup(func() { _ = exec.Command("ip", "netns", "del", ns).Run() })
+	netnstest.Run(t, "ip", "link", "add", here, "type", "veth", "peer", "name", "eth0", "netns", ns)
+	netnstest.Run(t, "ip", "addr", "add", hostIP+"/24", "dev", here)
+	netnstest.Run(t, "ip", "link", "set", here, "up")
+	for _, args := range [][]string{
+		{"addr", "add", nsIP + "/24", "dev", "eth0"}, {"link", "set", "eth0", "up"}, {"link", "set", "lo", "up"},
+		{"route", "add", "default", "via", hostIP},
+	} {
+		netnstest.Run(t, "ip", append([]string{"-n", ns}, args...)...)
+	}
+	return ns
+}
+
+// echoIn echoes on TCP addr in ns.
+func echoIn(t *testing.T, ns, addr string) {
+	var l net.Listener
+	if err := testnet.InNamespace(ns, func() (err error) { l, err = net.Listen("tcp", addr); return err }); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = l.Close() })
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			go func() { defer c.Close(); _, _ = io.Copy(c, c) }()
+		}
+	}()
+}
+
+// echo connects from ns (the node when empty) to addr and round-trips a
+// line.
+func echo(ns, addr string) error {
+	var c net.Conn
+	if err := testnet.InNamespace(ns, func() (err error) { c, err = net.DialTimeout("tcp", addr, 3*time.Second); return err }); err != nil {
+		return err
+	}
+	defer c.Close()
+	return roundTrip(c)
+}
+
+func roundTrip(c net.Conn) error {
+	_ = c.SetDeadline(time.Now().Add(3 * time.Second))
+	if _, err := c.Write([]byte("ping\n")); err != nil {
+		return err
+	}
+	buf := make([]byte, 5)
+	_, err := io.ReadFull(c, buf)
+	return err
+}
+
+// TestModeSwitchRemovesLeftovers runs the enforcer in one mode, then in
+// the other: after its first sync, each removes what the other left, and
+// Cleanup removes both.
+func TestModeSwitchRemovesLeftovers(t *testing.T) {
+	if !netnstest.Isolate(t) {
+		return
+	}
+	if _, err := exec.LookPath("nft"); err != nil {
+		t.Skip("needs nft (scripts/install-deps.sh installs nftables)")
+	}
+	ctx := context.Background()
+	objs := []runtime.Object{seedPolicy(), db, frontend}
+	for _, n := range allNamespaces {
+		objs = append(objs, n)
+	}
+	client := fake.NewClientset(objs...)
+	f := informers.NewSharedInformerFactory(client, 0)
+	pols, pods, nss := f.Networking().V1().NetworkPolicies().Informer(), f.Core().V1().Pods().Informer(), f.Core().V1().Namespaces().Informer()
+	stop := make(chan struct{})
+	defer close(stop)
+	f.Start(stop)
+	f.WaitForCacheSync(stop)
+	run := func(mode string) {
+		t.Helper()
+		e, err := New(Options{NodeName: node, Mode: mode}, pols, pods, nss, slog.New(slog.NewTextHandler(io.Discard, nil)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := e.Sync(ctx); err != nil {
+			t.Fatalf("%s: %v", mode, err)
+		}
+	}
+	state := func() (ipt, nft bool) {
+		return strings.Contains(netnstest.Run(t, "iptables-save"), chainNetpol),
+			strings.Contains(netnstest.Run(t, "nft", "list", "tables"), NFTTableName)
+	}
+	run(ModeIPTables)
+	if ipt, nft := state(); !ipt || nft {
+		t.Errorf("iptables mode: chains in iptables %v, nftables table %v; want only iptables", ipt, nft)
+	}
+	run(ModeNFTables)
+	if ipt, nft := state(); ipt || !nft {
+		t.Errorf("nftables mode after iptables: chains in iptables %v, nftables table %v; want only the table", ipt, nft)
+	}
+	run(ModeIPTables)
+	if ipt, nft := state(); !ipt || nft {
+		t.Errorf("iptables mode after nftables: chains in iptables %v, nftables table %v; want only iptables", ipt, nft)
+	}
+	run(ModeNFTables)
+	if err := Cleanup(ctx, nil); err != nil {
+		t.Fatal(err)
+	}
+	if ipt, nft := state(); ipt || nft {
+		t.Errorf("after cleanup: chains in iptables %v, nftables table %v", ipt, nft)
+	}
+}
