@@ -328,8 +328,22 @@ func (s *serviceScenario) testRemovedEndpoint(t *testing.T) {
 
 // testNetworkPolicy: the seed's default-deny policy blocks the client;
 // an allow policy for pods labelled access=true lets it through once it
-// carries the label.
+// carries the label. The enforcer runs in the proxy's mode.
 func (s *serviceScenario) testNetworkPolicy(t *testing.T) {
+	want := cmpOr(os.Getenv(nodeagent.ProxyModeEnv), "nftables")
+	for name, a := range s.c.agents {
+		log, err := os.ReadFile(a.LogPath())
+		if err != nil {
+			t.Fatal(err)
+		}
+		found := false
+		for _, line := range strings.Split(string(log), "\n") {
+			found = found || strings.Contains(line, "network policy enforcement started") && strings.Contains(line, "mode="+want)
+		}
+		if !found {
+			t.Errorf("agent %s: no \"network policy enforcement started ... mode=%s\" in its log", name, want)
+		}
+	}
 	k := s.c.kubectl(t)
 	url := "http://" + s.clusterIP + "/cgi-bin/who"
 	k.MustIn(t, defaultDeny, "apply", "-n", s.ns, "-f", "-")
