@@ -5,10 +5,13 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
+	"os"
 	"os/exec"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -24,6 +27,7 @@ import (
 	"k8s.io/utils/ptr"
 
 	"github.com/keelson/keelson/agent/internal/netnstest"
+	"github.com/keelson/keelson/agent/internal/ruleset"
 	"github.com/keelson/keelson/internal/testnet"
 )
 
@@ -272,5 +276,106 @@ func TestModeSwitchRemovesLeftovers(t *testing.T) {
 	}
 	if ipt, nft := state(); ipt || nft {
 		t.Errorf("after cleanup: chains in iptables %v, nftables table %v", ipt, nft)
+	}
+}
+
+// TestNFTablesAtScale programs a node with 100 local pods among 2,000 in
+// 20 namespaces, each namespace with a default deny and two allow
+// policies, then adds a peer pod: the table is written in one
+// transaction, and the new pod is set elements only. It logs the times.
+func TestNFTablesAtScale(t *testing.T) {
+	if !netnstest.Isolate(t) {
+		return
+	}
+	var pods []*v1.Pod
+	var pols []*networking.NetworkPolicy
+	nss := []*v1.Namespace{}
+	for n := range 20 {
+		name := "ns-" + strconv.Itoa(n)
+		nss = append(nss, ns(name, map[string]string{"team": strconv.Itoa(n % 4)}))
+		for i := range 100 {
+			nodeName := "other"
+			if i < 5 {
+				nodeName = node
+			}
+			role := []string{"frontend", "backend", "db", "cache"}[i%4]
+			pods = append(pods, mkpod(name, "p"+strconv.Itoa(i), fmt.Sprintf("10.%d.%d.%d", 100+n, i/250, 1+i%250), nodeName,
+				map[string]string{"role": role}, v1.ContainerPort{Name: "http", ContainerPort: 8080}))
+		}
+		np := func(pname string, spec networking.NetworkPolicySpec) {
+			p := policy(pname, spec)
+			p.Namespace = name
+			pols = append(pols, p)
+		}
+		np("default-deny", networking.NetworkPolicySpec{PolicyTypes: []networking.PolicyType{networking.PolicyTypeIngress, networking.PolicyTypeEgress}})
+		np("frontend-to-backend", networking.NetworkPolicySpec{
+			PodSelector: metav1.LabelSelector{MatchLabels: map[string]string{"role": "backend"}},
+			Ingress: []networking.NetworkPolicyIngressRule{{
+				From:  []networking.NetworkPolicyPeer{{PodSelector: &metav1.LabelSelector{MatchLabels: map[string]string{"role": "frontend"}}}},
+				Ports: []networking.NetworkPolicyPort{{Port: ptr.To(intstr.FromString("http"))}},
+			}}})
+		np("team-egress", networking.NetworkPolicySpec{
+			PolicyTypes: []networking.PolicyType{networking.PolicyTypeEgress},
+			Egress: []networking.NetworkPolicyEgressRule{{
+				To: []networking.NetworkPolicyPeer{{NamespaceSelector: &metav1.LabelSelector{MatchLabels: map[string]string{"team": strconv.Itoa(n % 4)}}},
+					{IPBlock: &networking.IPBlock{CIDR: "192.168.0.0/16", Except: []string{"192.168.1.0/24"}}}},
+				Ports: []networking.NetworkPolicyPort{tcpPort(8080), {Protocol: ptr.To(v1.ProtocolUDP), Port: ptr.To(intstr.FromInt32(5000)), EndPort: ptr.To[int32](5100)}},
+			}}})
+	}
+	link := nftLink{family: v1.IPv4Protocol}
+	compile := func(pods []*v1.Pod) (*NFTTable, time.Duration) {
+		start := time.Now()
+		nt, errs := CompileNFT(Input{Policies: pols, Pods: pods, Namespaces: nss, NodeName: node}, Config{Family: v1.IPv4Protocol})
+		if len(errs) > 0 {
+			t.Fatal(errs)
+		}
+		return nt, time.Since(start)
+	}
+	apply := func(b NFTBatch) time.Duration {
+		start := time.Now()
+		if err := link.Apply(b); err != nil {
+			t.Fatal(err)
+		}
+		return time.Since(start)
+	}
+	first, tc := compile(pods)
+	b := NFTDiff(nil, first)
+	ta := apply(b)
+	t.Logf("full: %d chains, %d sets, %d rules and elements; compile %v, transaction of %d commands %v",
+		len(first.Chains), len(first.Sets), first.Rules(), tc, len(b.Ops), ta)
+	newcomer := mkpod("ns-3", "new", "10.103.9.9", "other", map[string]string{"role": "frontend"}, v1.ContainerPort{Name: "http", ContainerPort: 8080})
+	second, tc := compile(append(pods, newcomer))
+	b = NFTDiff(first, second)
+	ta = apply(b)
+	t.Logf("a pod added: %d chains, %d elements written; compile %v, transaction %v", b.Chains, b.Elements, tc, ta)
+	if b.Chains != 0 || b.Elements == 0 {
+		t.Errorf("a new peer pod wrote %d chains and %d elements, want elements only:\n%s", b.Chains, b.Elements, b.Text())
+	}
+	b = NFTDiff(nil, second)
+	ta = apply(b)
+	t.Logf("full sync over the existing table: %v", ta)
+	if out := netnstest.Run(t, "nft", "list", "table", "ip", NFTTableName); !strings.Contains(out, "10.103.9.9") {
+		t.Errorf("the new pod is in no set after a full sync")
+	}
+
+	// The iptables mode on the same cluster, for comparison (seconds:
+	// only when asked).
+	if os.Getenv("KEELSON_NETPOL_COMPARE") == "" {
+		return
+	}
+	ipt, err := ruleset.NewIPTables(ruleset.IPv4)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, ps := range [][]*v1.Pod{pods, append(pods, newcomer)} {
+		start := time.Now()
+		rs, _ := Compile(Input{Policies: pols, Pods: ps, Namespaces: nss, NodeName: node}, Config{Family: v1.IPv4Protocol, AllowMark: 0x10000})
+		tc := time.Since(start)
+		p := ruleset.NewWriter(Owned).Payload(rs, nil)
+		start = time.Now()
+		if err := ipt.Restore(context.Background(), p.Data); err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("iptables, sync %d (all chains written): %d rules; compile %v, iptables-restore %v", i+1, rs.Rules(), tc, time.Since(start))
 	}
 }

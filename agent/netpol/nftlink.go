@@ -12,6 +12,7 @@ import (
 	"github.com/google/nftables"
 	"github.com/google/nftables/binaryutil"
 	"github.com/google/nftables/expr"
+	"github.com/mdlayher/netlink"
 	"golang.org/x/sys/unix"
 	v1 "k8s.io/api/core/v1"
 )
@@ -182,9 +183,29 @@ func (l nftLink) addrKey() nftables.SetDatatype {
 	return nftables.TypeIPAddr
 }
 
+// conn opens a netlink connection whose buffers hold a batch of ops
+// messages and the kernel's acknowledgement of each: the kernel refuses a
+// batch larger than the send buffer and drops acknowledgements that do not
+// fit the receive buffer (the proxy sizes its buffers the same way).
+func (l nftLink) conn(ops int) (*nftables.Conn, error) {
+	size := max(ops*1024, 1<<20)
+	return nftables.New(nftables.WithSockOptions(func(c *netlink.Conn) error {
+		raw, err := c.SyscallConn()
+		if err != nil {
+			return err
+		}
+		var serr error
+		err = raw.Control(func(fd uintptr) {
+			serr = errors.Join(unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_SNDBUFFORCE, size),
+				unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, size))
+		})
+		return errors.Join(err, serr)
+	}))
+}
+
 // Apply runs b as one transaction.
 func (l nftLink) Apply(b NFTBatch) error {
-	c, err := nftables.New()
+	c, err := l.conn(len(b.Ops))
 	if err != nil {
 		return fmt.Errorf("nftables: netlink: %w", err)
 	}
