@@ -89,7 +89,12 @@ func Compile(in Input, cfg Config) (*ruleset.Ruleset, []error) {
 // of their policies allows. The backends only spell it out.
 type policyPlan struct {
 	exempt []netip.Addr // of the family
-	pods   []podPlan    // per local pod address and direction: egress first
+	// neighborDiscovery: ICMPv6 router and neighbor solicitations and
+	// advertisements (types 133-136) pass whatever the policies say, as
+	// IPv6 does not work without them (ARP, its IPv4 counterpart, is not
+	// IP and never reaches these hooks).
+	neighborDiscovery bool
+	pods              []podPlan // per local pod address and direction: egress first
 }
 
 // podPlan is one local pod address isolated in one direction: a packet is
@@ -160,7 +165,7 @@ func plan(in Input, cfg Config) (*policyPlan, []error) {
 	slices.SortFunc(policies, func(a, b *networking.NetworkPolicy) int {
 		return cmp.Or(cmp.Compare(a.Namespace, b.Namespace), cmp.Compare(a.Name, b.Name))
 	})
-	pl := &policyPlan{}
+	pl := &policyPlan{neighborDiscovery: cfg.Family == v1.IPv6Protocol}
 	for _, a := range cfg.Exempt {
 		if ruleset.IsFamily(a, cfg.Family) {
 			pl.exempt = append(pl.exempt, a.Unmap())

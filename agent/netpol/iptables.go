@@ -18,6 +18,11 @@ func emitIPTables(pl *policyPlan, cfg Config) *ruleset.Ruleset {
 	set := []string{"-j", "MARK", "--set-xmark", markSet}
 	top := rs.Chain("filter", chainNetpol)
 	top.Add("-m", "conntrack", "--ctstate", "RELATED,ESTABLISHED", "-j", "RETURN")
+	if pl.neighborDiscovery {
+		for typ := ndFirst; typ <= ndLast; typ++ {
+			top.Add("-p", "ipv6-icmp", "-m", "icmp6", "--icmpv6-type", strconv.Itoa(typ), "-j", "RETURN")
+		}
+	}
 	for _, a := range pl.exempt {
 		top.Add(ruleset.Args([]string{"-d", ruleset.HostCIDR(a)}, ruleset.Comment("served by the node"), []string{"-j", "RETURN"})...)
 	}
@@ -63,6 +68,10 @@ func emitIPTables(pl *policyPlan, cfg Config) *ruleset.Ruleset {
 	}
 	return rs
 }
+
+// ICMPv6 neighbor discovery: router solicitation (133) to neighbor
+// advertisement (136).
+const ndFirst, ndLast = 133, 136
 
 // iptables is the port match's arguments.
 func (pm portMatch) iptables() []string {

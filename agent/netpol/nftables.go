@@ -67,6 +67,7 @@ const (
 	matchSet                             // address in a named set
 	matchProto                           // transport protocol
 	matchPorts                           // destination port range
+	matchICMPv6Type                      // ICMPv6 type range
 )
 
 // nftMatch is one term of a rule; src picks the source address (else the
@@ -111,6 +112,10 @@ func emitNFT(pl *policyPlan, family v1.IPFamily) *NFTTable {
 	t.Chains[nftForward] = []NFTRule{{Verdict: jumpTo(nftTop)}}
 	t.Chains[nftInput] = []NFTRule{{Verdict: jumpTo(nftTop)}}
 	top := []NFTRule{{Matches: []nftMatch{{kind: matchEstablished}}, Verdict: verdictReturn}}
+	if pl.neighborDiscovery {
+		top = append(top, NFTRule{Matches: []nftMatch{{kind: matchProto, proto: "ipv6-icmp"}, {kind: matchICMPv6Type, lo: ndFirst, hi: ndLast}},
+			Verdict: verdictReturn})
+	}
 	for _, a := range pl.exempt {
 		top = append(top, NFTRule{Matches: []nftMatch{addrMatch(false, hostPrefix(a), false)}, Verdict: verdictReturn})
 	}
@@ -266,6 +271,8 @@ func (m nftMatch) text(f v1.IPFamily) string {
 			return "th dport " + strconv.Itoa(int(m.lo))
 		}
 		return fmt.Sprintf("th dport %d-%d", m.lo, m.hi)
+	case matchICMPv6Type:
+		return fmt.Sprintf("icmpv6 type %d-%d", m.lo, m.hi)
 	}
 	return fmt.Sprintf("match(%d)", m.kind)
 }

@@ -379,3 +379,115 @@ func TestNFTablesAtScale(t *testing.T) {
 		t.Logf("iptables, sync %d (all chains written): %d rules; compile %v, iptables-restore %v", i+1, rs.Rules(), tc, time.Since(start))
 	}
 }
+
+// TestNFTablesIPv6 checks IPv6 with real connections, in both modes: a
+// peer set, a port, an ipBlock prefix with an exception, egress, the
+// node's own connections, and neighbor discovery (without it an
+// egress-isolated pod cannot reach its router at all).
+func TestNFTablesIPv6(t *testing.T) {
+	if !netnstest.Isolate(t) {
+		return
+	}
+	netnstest.Run(t, "ip", "link", "set", "lo", "up")
+	netnstest.Run(t, "sysctl", "-qw", "net.ipv6.conf.all.forwarding=1")
+	attach6 := func(role, hostIP, nsIP string) string {
+		b := make([]byte, 3)
+		_, _ = rand.Read(b)
+		ns, here := "knp6-"+role+"-"+hex.EncodeToString(b), "knp6"+role+hex.EncodeToString(b)
+		netnstest.Run(t, "ip", "netns", "add", ns)
+		t.Cleanup(func() { _ = exec.Command("ip", "netns", "del", ns).Run() })
+		netnstest.Run(t, "ip", "link", "add", here, "type", "veth", "peer", "name", "eth0", "netns", ns)
+		netnstest.Run(t, "ip", "-6", "addr", "add", hostIP+"/64", "dev", here, "nodad")
+		netnstest.Run(t, "ip", "link", "set", here, "up")
+		for _, args := range [][]string{
+			{"-6", "addr", "add", nsIP + "/64", "dev", "eth0", "nodad"}, {"link", "set", "eth0", "up"}, {"link", "set", "lo", "up"},
+			{"-6", "route", "add", "default", "via", hostIP},
+		} {
+			netnstest.Run(t, "ip", append([]string{"-n", ns}, args...)...)
+		}
+		return ns
+	}
+	dbNS := attach6("db", "fd00:244:1::1", "fd00:244:1::2")
+	feNS := attach6("fe", "fd00:244:2::1", "fd00:244:2::2")
+	otherNS := attach6("ot", "fd00:244:3::1", "fd00:244:3::2")
+	other2NS := attach6("o2", "fd00:244:4::1", "fd00:244:4::2")
+	for _, port := range []string{"6379", "6380"} {
+		echoIn(t, dbNS, "[fd00:244:1::2]:"+port)
+	}
+	echoIn(t, otherNS, "[fd00:244:3::2]:8080")
+	db := mkpod("default", "db", "fd00:244:1::2", node, map[string]string{"role": "db"})
+	fe := mkpod("default", "frontend", "fd00:244:2::2", node, map[string]string{"role": "frontend"})
+	pols := []*networking.NetworkPolicy{
+		policy("db", networking.NetworkPolicySpec{
+			PodSelector: metav1.LabelSelector{MatchLabels: map[string]string{"role": "db"}},
+			Ingress: []networking.NetworkPolicyIngressRule{
+				{From: []networking.NetworkPolicyPeer{{PodSelector: &metav1.LabelSelector{MatchLabels: map[string]string{"role": "frontend"}}}},
+					Ports: []networking.NetworkPolicyPort{tcpPort(6379)}},
+				{From: []networking.NetworkPolicyPeer{{IPBlock: &networking.IPBlock{CIDR: "fd00:244::/45", Except: []string{"fd00:244:3::/64"}}}},
+					Ports: []networking.NetworkPolicyPort{tcpPort(6380)}},
+			}}),
+		policy("fe", networking.NetworkPolicySpec{
+			PodSelector: metav1.LabelSelector{MatchLabels: map[string]string{"role": "frontend"}},
+			PolicyTypes: []networking.PolicyType{networking.PolicyTypeEgress},
+			Egress: []networking.NetworkPolicyEgressRule{{
+				To: []networking.NetworkPolicyPeer{{PodSelector: &metav1.LabelSelector{MatchLabels: map[string]string{"role": "db"}}}}}},
+		}),
+	}
+	in := Input{Policies: pols, Pods: []*v1.Pod{db, fe}, Namespaces: allNamespaces, NodeName: node}
+	for _, mode := range []string{ModeNFTables, ModeIPTables} {
+		t.Run(mode, func(t *testing.T) { checkIPv6(t, mode, in, dbNS, feNS, otherNS, other2NS) })
+	}
+}
+
+// checkIPv6 installs the rules of in in one mode, checks the connections
+// and cleans up.
+func checkIPv6(t *testing.T, mode string, in Input, dbNS, feNS, otherNS, other2NS string) {
+	if mode == ModeNFTables {
+		nt, errs := CompileNFT(in, Config{Family: v1.IPv6Protocol})
+		if len(errs) > 0 {
+			t.Fatal(errs)
+		}
+		if err := (nftLink{family: v1.IPv6Protocol}).Apply(NFTDiff(nil, nt)); err != nil {
+			t.Fatalf("%v\n%s", err, nt.Text())
+		}
+	} else {
+		rs, errs := Compile(in, Config{Family: v1.IPv6Protocol, AllowMark: 0x10000})
+		if len(errs) > 0 {
+			t.Fatal(errs)
+		}
+		ipt, err := ruleset.NewIPTables(ruleset.IPv6)
+		if err != nil {
+			t.Fatal(err)
+		}
+		p := ruleset.NewWriter(Owned).Payload(rs, nil)
+		if err := ipt.Restore(context.Background(), p.Data); err != nil {
+			t.Fatalf("%v\n%s", err, p.Data)
+		}
+		for _, j := range Jumps() {
+			if err := ipt.EnsureFirst(j); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	for _, c := range []struct {
+		what, ns, addr string
+		allowed        bool
+	}{
+		{"frontend to db", feNS, "[fd00:244:1::2]:6379", true},
+		{"frontend to db, the block's port (frontend is in the block)", feNS, "[fd00:244:1::2]:6380", true},
+		{"other to db, port of the peer set", otherNS, "[fd00:244:1::2]:6379", false},
+		{"other to db, excepted from the block", otherNS, "[fd00:244:1::2]:6380", false},
+		{"other2 to db, in the block", other2NS, "[fd00:244:1::2]:6380", true},
+		{"frontend to other (egress to db only)", feNS, "[fd00:244:3::2]:8080", false},
+		{"db to other (not isolated for egress)", dbNS, "[fd00:244:3::2]:8080", true},
+		{"the node to db", "", "[fd00:244:1::2]:6380", true},
+	} {
+		err := echo(c.ns, c.addr)
+		if c.allowed && err != nil || !c.allowed && !errors.Is(err, syscall.ECONNREFUSED) {
+			t.Errorf("%s (%s): %v, want allowed %v (refused otherwise)", c.what, c.addr, err, c.allowed)
+		}
+	}
+	if err := Cleanup(context.Background(), []v1.IPFamily{v1.IPv6Protocol}); err != nil {
+		t.Fatal(err)
+	}
+}

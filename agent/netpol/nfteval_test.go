@@ -79,6 +79,8 @@ func nftMatches(t *testing.T, tb *NFTTable, r NFTRule, p nftPacket) bool {
 			ok = p.proto == m.proto
 		case matchPorts:
 			ok = p.dport >= int(m.lo) && p.dport <= int(m.hi)
+		default:
+			t.Fatalf("rule %s: the evaluator does not know match %d", r.Text(tb.Family), m.kind)
 		}
 		if !ok {
 			return false

@@ -335,6 +335,10 @@ func (m nftMatch) exprs(f v1.IPFamily) []expr.Any {
 		}
 		return []expr.Any{dport, &expr.Cmp{Op: expr.CmpOpGte, Register: 1, Data: binaryutil.BigEndian.PutUint16(m.lo)},
 			&expr.Cmp{Op: expr.CmpOpLte, Register: 1, Data: binaryutil.BigEndian.PutUint16(m.hi)}}
+	case matchICMPv6Type:
+		typ := &expr.Payload{DestRegister: 1, Base: expr.PayloadBaseTransportHeader, Offset: 0, Len: 1}
+		return []expr.Any{typ, &expr.Cmp{Op: expr.CmpOpGte, Register: 1, Data: []byte{byte(m.lo)}},
+			&expr.Cmp{Op: expr.CmpOpLte, Register: 1, Data: []byte{byte(m.hi)}}}
 	}
 	return nil
 }
@@ -343,6 +347,8 @@ func protoNumber(proto string) byte {
 	switch proto {
 	case "udp":
 		return unix.IPPROTO_UDP
+	case "ipv6-icmp":
+		return unix.IPPROTO_ICMPV6
 	case "sctp":
 		return unix.IPPROTO_SCTP
 	}
