@@ -332,17 +332,24 @@ func (s *serviceScenario) testRemovedEndpoint(t *testing.T) {
 func (s *serviceScenario) testNetworkPolicy(t *testing.T) {
 	want := cmpOr(os.Getenv(nodeagent.ProxyModeEnv), "nftables")
 	for name, a := range s.c.agents {
-		log, err := os.ReadFile(a.LogPath())
-		if err != nil {
-			t.Fatal(err)
-		}
-		found := false
-		for _, line := range strings.Split(string(log), "\n") {
-			found = found || strings.Contains(line, "network policy enforcement started") && strings.Contains(line, "mode="+want)
-		}
-		if !found {
-			t.Errorf("agent %s: no \"network policy enforcement started ... mode=%s\" in its log", name, want)
-		}
+		// The enforcer starts once the proxy has synced and its caches
+		// have: a moment after the agent.
+		eventually(t, "agent "+name+" logs \"network policy enforcement started ... mode="+want+"\"", func() (bool, string) {
+			log, err := os.ReadFile(a.LogPath())
+			if err != nil {
+				return false, err.Error()
+			}
+			var seen []string
+			for _, line := range strings.Split(string(log), "\n") {
+				if strings.Contains(line, "network policy enforcement started") {
+					if strings.Contains(line, "mode="+want) {
+						return true, ""
+					}
+					seen = append(seen, line)
+				}
+			}
+			return false, fmt.Sprintf("start lines: %q", seen)
+		})
 	}
 	k := s.c.kubectl(t)
 	url := "http://" + s.clusterIP + "/cgi-bin/who"
