@@ -75,13 +75,81 @@ type pod struct {
 	local           bool
 }
 
-// Compile computes the enforcer's chains: a pure function of the cluster
-// state. Problems with single policies (an invalid selector or CIDR) are
-// returned and the rest is compiled; a broken peer allows nothing, so an
-// error never opens traffic.
+// Compile computes the enforcer's iptables chains: a pure function of the
+// cluster state. Problems with single policies (an invalid selector or
+// CIDR) are returned and the rest is compiled; a broken peer allows
+// nothing, so an error never opens traffic.
 func Compile(in Input, cfg Config) (*ruleset.Ruleset, []error) {
-	c := &compiler{cfg: cfg, rs: ruleset.New(), nsLabels: map[string]labels.Set{},
-		markSet: fmt.Sprintf("%#x/%#x", cfg.AllowMark, cfg.AllowMark), parsed: map[*metav1.LabelSelector]labels.Selector{}}
+	pl, errs := plan(in, cfg)
+	return emitIPTables(pl, cfg), errs
+}
+
+// policyPlan is what the compiler decides, for either backend: which pod
+// addresses are isolated in which direction and which packets each rule
+// of their policies allows. The backends only spell it out.
+type policyPlan struct {
+	exempt []netip.Addr // of the family
+	// neighborDiscovery: ICMPv6 router and neighbor solicitations and
+	// advertisements (types 133-136) pass whatever the policies say, as
+	// IPv6 does not work without them (ARP, its IPv4 counterpart, is not
+	// IP and never reaches these hooks).
+	neighborDiscovery bool
+	pods              []podPlan // per local pod address and direction: egress first
+}
+
+// podPlan is one local pod address isolated in one direction: a packet is
+// allowed when one allow of one of its rules matches.
+type podPlan struct {
+	pod   *pod
+	ip    netip.Addr
+	dir   direction
+	rules []rulePlan
+}
+
+// rulePlan is one rule of one policy as it applies to one pod.
+type rulePlan struct {
+	policy *networking.NetworkPolicy
+	index  int
+	allows []allow
+}
+
+// allow lets packets from (ingress) or to (egress) a peer on a port
+// through: the peer is a set of pod addresses, an ipBlock, or anyone when
+// both are nil.
+type allow struct {
+	pods  *podSet
+	block *ipBlock
+	port  portMatch
+}
+
+// podSet is the addresses of the pods a peer selects (on egress with
+// named ports: those whose port of that name is the allow's). key names it
+// for the policy rule, peer and port it comes from, so that every local
+// pod of the rule shares it.
+type podSet struct {
+	key   string
+	addrs []netip.Addr
+}
+
+// ipBlock is a CIDR minus its exceptions, all of the family.
+type ipBlock struct {
+	key    string
+	cidr   netip.Prefix
+	except []netip.Prefix
+}
+
+// portMatch is a protocol and a destination port range; proto "" is any
+// packet, lo 0 any port of proto.
+type portMatch struct {
+	proto  string
+	lo, hi int32
+}
+
+// plan decides, for the family, the isolated pod addresses and what their
+// policies allow.
+func plan(in Input, cfg Config) (*policyPlan, []error) {
+	c := &compiler{cfg: cfg, nsLabels: map[string]labels.Set{}, parsed: map[*metav1.LabelSelector]labels.Selector{},
+		sets: map[string]*podSet{}, blocks: map[string]*ipBlock{}}
 	for _, ns := range in.Namespaces {
 		c.nsLabels[ns.Name] = ns.Labels
 	}
@@ -97,29 +165,28 @@ func Compile(in Input, cfg Config) (*ruleset.Ruleset, []error) {
 	slices.SortFunc(policies, func(a, b *networking.NetworkPolicy) int {
 		return cmp.Or(cmp.Compare(a.Namespace, b.Namespace), cmp.Compare(a.Name, b.Name))
 	})
-	top := c.rs.Chain("filter", chainNetpol)
-	top.Add("-m", "conntrack", "--ctstate", "RELATED,ESTABLISHED", "-j", "RETURN")
+	pl := &policyPlan{neighborDiscovery: cfg.Family == v1.IPv6Protocol}
 	for _, a := range cfg.Exempt {
 		if ruleset.IsFamily(a, cfg.Family) {
-			top.Add(ruleset.Args([]string{"-d", ruleset.HostCIDR(a)}, ruleset.Comment("served by the node"), []string{"-j", "RETURN"})...)
+			pl.exempt = append(pl.exempt, a.Unmap())
 		}
 	}
 	for _, p := range c.pods {
 		if p.local {
-			c.podChains(p, policies)
+			pl.pods = append(pl.pods, c.podPlans(p, policies)...)
 		}
 	}
-	return c.rs, c.errs
+	return pl, c.errs
 }
 
 type compiler struct {
 	cfg      Config
-	rs       *ruleset.Ruleset
 	pods     []*pod
 	nsLabels map[string]labels.Set
-	markSet  string
 	errs     []error
 	parsed   map[*metav1.LabelSelector]labels.Selector // nil value: invalid
+	sets     map[string]*podSet                        // by key
+	blocks   map[string]*ipBlock                       // by key; nil value: invalid
 }
 
 func podOf(p *v1.Pod, node string, family v1.IPFamily) (*pod, bool) {
@@ -156,10 +223,11 @@ var (
 	egress  = direction{"egress", networking.PolicyTypeEgress, prefixOut, "-s", "-d"}
 )
 
-// podChains writes a local pod's chains for the directions it is isolated
-// in: egress jumps first, so traffic between two pods of this node is
-// checked leaving one and entering the other.
-func (c *compiler) podChains(p *pod, policies []*networking.NetworkPolicy) {
+// podPlans are a local pod's plans for the directions it is isolated in:
+// egress first, so traffic between two pods of this node is checked
+// leaving one and entering the other.
+func (c *compiler) podPlans(p *pod, policies []*networking.NetworkPolicy) []podPlan {
+	var out []podPlan
 	for _, dir := range []direction{egress, ingress} {
 		var applicable []*networking.NetworkPolicy
 		for _, pol := range policies {
@@ -171,38 +239,24 @@ func (c *compiler) podChains(p *pod, policies []*networking.NetworkPolicy) {
 			continue // not isolated in this direction
 		}
 		for _, ip := range p.ips {
-			c.podChain(p, ip, dir, applicable)
+			pp := podPlan{pod: p, ip: ip, dir: dir}
+			for _, pol := range applicable {
+				n := len(pol.Spec.Ingress)
+				if dir == egress {
+					n = len(pol.Spec.Egress)
+				}
+				for i := range n {
+					pp.rules = append(pp.rules, rulePlan{policy: pol, index: i, allows: c.allows(pol, dir, i, p)})
+				}
+			}
+			out = append(out, pp)
 		}
 	}
+	return out
 }
 
-func (c *compiler) podChain(p *pod, ip netip.Addr, dir direction, policies []*networking.NetworkPolicy) {
-	name := ruleset.ChainName(dir.prefix, ip.String())
-	c.rs.Chain("filter", chainNetpol).Add(ruleset.Args([]string{dir.podMatch, ruleset.HostCIDR(ip)},
-		ruleset.Comment(p.namespace+"/"+p.name+" "+dir.name), []string{"-j", name})...)
-	ch := c.rs.Chain("filter", name)
-	ch.Add("-j", "MARK", "--set-xmark", fmt.Sprintf("0x0/%#x", c.cfg.AllowMark))
-	allowed := []string{"-m", "mark", "--mark", c.markSet, "-j", "RETURN"}
-	for _, pol := range policies {
-		n := len(pol.Spec.Ingress)
-		if dir == egress {
-			n = len(pol.Spec.Egress)
-		}
-		for i := range n {
-			rule := ruleset.ChainName(prefixRule, fmt.Sprintf("%s/%s/%s/%s/%d", ip, pol.Namespace, pol.Name, dir.name, i))
-			c.ruleChain(rule, pol, dir, i, p)
-			ch.Add(ruleset.Args(ruleset.Comment(fmt.Sprintf("policy %s/%s %s rule %d", pol.Namespace, pol.Name, dir.name, i)), []string{"-j", rule})...)
-			ch.Add(allowed...)
-		}
-	}
-	ch.Add(ruleset.Args(ruleset.Comment(p.namespace+"/"+p.name+" "+dir.name+" not allowed by any policy"), []string{"-j", "REJECT"})...)
-}
-
-// ruleChain writes one policy rule as it applies to pod p: it sets the
-// allow bit for every packet from/to one of the rule's peers on one of its
-// ports.
-func (c *compiler) ruleChain(name string, pol *networking.NetworkPolicy, dir direction, i int, p *pod) {
-	ch := c.rs.Chain("filter", name)
+// allows are what one policy rule lets through as it applies to pod p.
+func (c *compiler) allows(pol *networking.NetworkPolicy, dir direction, i int, p *pod) []allow {
 	var peers []networking.NetworkPolicyPeer
 	var ports []networking.NetworkPolicyPort
 	if dir == ingress {
@@ -210,93 +264,128 @@ func (c *compiler) ruleChain(name string, pol *networking.NetworkPolicy, dir dir
 	} else {
 		peers, ports = pol.Spec.Egress[i].To, pol.Spec.Egress[i].Ports
 	}
-	set := []string{"-j", "MARK", "--set-xmark", c.markSet}
+	key := fmt.Sprintf("%s/%s/%s/%d", pol.Namespace, pol.Name, dir.name, i)
+	var out []allow
 	if len(peers) == 0 {
 		// Any peer: with named ports on egress, the port is resolved on
 		// every possible destination pod.
 		if dir == egress && hasNamedPort(ports) {
-			for _, q := range c.pods {
-				for _, ip := range q.ips {
-					for _, pm := range c.portMatches(ports, q) {
-						ch.Add(ruleset.Args([]string{"-d", ruleset.HostCIDR(ip)}, pm, set)...)
-					}
+			out = append(out, c.namedPortAllows(key+"/any", c.pods, ports)...)
+			if numeric := numericPorts(ports); len(numeric) > 0 { // none: not "all ports"
+				for _, pm := range c.portMatches(numeric, nil) {
+					out = append(out, allow{port: pm})
 				}
 			}
-			c.unnamedPorts(ch, ports, set)
-			return
+			return out
 		}
 		for _, pm := range c.portMatches(ports, p) {
-			ch.Add(ruleset.Args(pm, set)...)
+			out = append(out, allow{port: pm})
 		}
-		return
+		return out
 	}
 	for pi, peer := range peers {
+		pkey := fmt.Sprintf("%s/%d", key, pi)
 		if peer.IPBlock != nil {
-			c.ipBlock(ch, name, pi, peer.IPBlock, dir, ports, p, set, pol)
+			b := c.ipBlock(pkey, peer.IPBlock, pol)
+			if b == nil {
+				continue
+			}
+			target := p
+			if dir == egress {
+				target = nil // named ports cannot be resolved on addresses
+			}
+			for _, pm := range c.portMatches(ports, target) {
+				out = append(out, allow{block: b, port: pm})
+			}
 			continue
 		}
-		for _, q := range c.peerPods(pol, peer) {
-			target := p // ingress: named ports are the selected pod's
-			if dir == egress {
-				target = q // egress: the destination's
-			}
-			for _, ip := range q.ips {
-				for _, pm := range c.portMatches(ports, target) {
-					ch.Add(ruleset.Args([]string{dir.peerMatch, ruleset.HostCIDR(ip)}, pm, set)...)
-				}
-			}
+		selected := c.peerPods(pol, peer)
+		if dir == egress && hasNamedPort(ports) {
+			out = append(out, c.namedPortAllows(pkey, selected, ports)...) // the destination's port
+			continue
+		}
+		set := c.podSet(pkey, selected, nil)
+		for _, pm := range c.portMatches(ports, p) { // ingress: named ports are the selected pod's
+			out = append(out, allow{pods: set, port: pm})
 		}
 	}
+	return out
 }
 
-// unnamedPorts adds the numeric ports of an egress rule to any destination
-// (named ones were resolved per pod by the caller).
-func (c *compiler) unnamedPorts(ch *ruleset.Chain, ports []networking.NetworkPolicyPort, set []string) {
+// namedPortAllows resolves an egress rule's ports on each destination
+// pod: the pods are grouped by the port they resolve to.
+func (c *compiler) namedPortAllows(key string, pods []*pod, ports []networking.NetworkPolicyPort) []allow {
+	by := map[portMatch][]*pod{}
+	var order []portMatch
+	for _, q := range pods {
+		for _, pm := range c.portMatches(ports, q) {
+			if _, ok := by[pm]; !ok {
+				order = append(order, pm)
+			}
+			by[pm] = append(by[pm], q)
+		}
+	}
+	var out []allow
+	for _, pm := range order {
+		out = append(out, allow{pods: c.podSet(key, by[pm], &pm), port: pm})
+	}
+	return out
+}
+
+// podSet is the set of pods' addresses for a peer (and port).
+func (c *compiler) podSet(key string, pods []*pod, pm *portMatch) *podSet {
+	if pm != nil {
+		key += "/" + pm.String()
+	}
+	if s, ok := c.sets[key]; ok {
+		return s
+	}
+	s := &podSet{key: key}
+	for _, q := range pods {
+		s.addrs = append(s.addrs, q.ips...)
+	}
+	c.sets[key] = s
+	return s
+}
+
+func numericPorts(ports []networking.NetworkPolicyPort) []networking.NetworkPolicyPort {
 	var numeric []networking.NetworkPolicyPort
 	for _, pt := range ports {
 		if pt.Port == nil || pt.Port.Type != intstr.String {
 			numeric = append(numeric, pt)
 		}
 	}
-	if len(numeric) == 0 {
-		return
-	}
-	for _, pm := range c.portMatches(numeric, nil) {
-		ch.Add(ruleset.Args(pm, set)...)
-	}
+	return numeric
 }
 
-// ipBlock allows a CIDR minus its exceptions through a chain of its own:
-// the exceptions return before the CIDR sets the bit.
-func (c *compiler) ipBlock(ch *ruleset.Chain, rule string, i int, b *networking.IPBlock, dir direction, ports []networking.NetworkPolicyPort, p *pod, set []string, pol *networking.NetworkPolicy) {
+// ipBlock parses a peer's ipBlock; nil when it is of the other family or
+// invalid (an invalid exception makes the whole block allow nothing).
+func (c *compiler) ipBlock(key string, b *networking.IPBlock, pol *networking.NetworkPolicy) *ipBlock {
+	if ib, ok := c.blocks[key]; ok {
+		return ib
+	}
+	c.blocks[key] = nil
 	cidr, err := netip.ParsePrefix(b.CIDR)
 	if err != nil {
 		c.errs = append(c.errs, fmt.Errorf("networkpolicy %s/%s: ipBlock.cidr %q: %w", pol.Namespace, pol.Name, b.CIDR, err))
-		return
+		return nil
 	}
 	if !ruleset.IsFamily(cidr.Addr(), c.cfg.Family) {
-		return
+		return nil
 	}
-	block := ruleset.ChainName(prefixBlock, fmt.Sprintf("%s/%d", rule, i))
-	bc := c.rs.Chain("filter", block)
+	ib := &ipBlock{key: key, cidr: cidr.Masked()}
 	for _, e := range b.Except {
 		ex, err := netip.ParsePrefix(e)
 		if err != nil {
 			c.errs = append(c.errs, fmt.Errorf("networkpolicy %s/%s: ipBlock.except %q: %w", pol.Namespace, pol.Name, e, err))
-			continue
+			return nil
 		}
 		if ruleset.IsFamily(ex.Addr(), c.cfg.Family) {
-			bc.Add(dir.peerMatch, ex.Masked().String(), "-j", "RETURN")
+			ib.except = append(ib.except, ex.Masked())
 		}
 	}
-	bc.Add(ruleset.Args([]string{dir.peerMatch, cidr.Masked().String()}, set)...)
-	target := p
-	if dir == egress {
-		target = nil // named ports cannot be resolved on addresses
-	}
-	for _, pm := range c.portMatches(ports, target) {
-		ch.Add(ruleset.Args(pm, []string{"-j", block})...)
-	}
+	c.blocks[key] = ib
+	return ib
 }
 
 // peerPods are the pods a peer selects (podSelector and/or
@@ -337,24 +426,23 @@ func (c *compiler) matches(pol *networking.NetworkPolicy, sel *metav1.LabelSelec
 	return s != nil && s.Matches(set)
 }
 
-// portMatches turns a rule's ports into match arguments; one entry per
-// port, or a single empty match for "all ports". Named ports are resolved
+// portMatches turns a rule's ports into port matches; one per port, or a
+// single "any packet" match when there are none. Named ports are resolved
 // on target's containers (nil: unresolvable, matches nothing).
-func (c *compiler) portMatches(ports []networking.NetworkPolicyPort, target *pod) [][]string {
+func (c *compiler) portMatches(ports []networking.NetworkPolicyPort, target *pod) []portMatch {
 	if len(ports) == 0 {
-		return [][]string{nil}
+		return []portMatch{{}}
 	}
-	var out [][]string
+	var out []portMatch
 	for _, pt := range ports {
 		proto := v1.ProtocolTCP
 		if pt.Protocol != nil {
 			proto = *pt.Protocol
 		}
 		p := strings.ToLower(string(proto))
-		base := []string{"-p", p, "-m", p}
 		switch {
 		case pt.Port == nil:
-			out = append(out, []string{"-p", p})
+			out = append(out, portMatch{proto: p})
 		case pt.Port.Type == intstr.String: // a named port
 			if target == nil {
 				continue
@@ -362,16 +450,28 @@ func (c *compiler) portMatches(ports []networking.NetworkPolicyPort, target *pod
 			for _, cp := range target.ports {
 				cpProto := cmp.Or(cp.Protocol, v1.ProtocolTCP)
 				if cp.Name == pt.Port.StrVal && cpProto == proto {
-					out = append(out, ruleset.Args(base, []string{"--dport", strconv.Itoa(int(cp.ContainerPort))}))
+					out = append(out, portMatch{proto: p, lo: cp.ContainerPort, hi: cp.ContainerPort})
 				}
 			}
 		case pt.EndPort != nil && *pt.EndPort > pt.Port.IntVal:
-			out = append(out, ruleset.Args(base, []string{"--dport", fmt.Sprintf("%d:%d", pt.Port.IntVal, *pt.EndPort)}))
+			out = append(out, portMatch{proto: p, lo: pt.Port.IntVal, hi: *pt.EndPort})
 		default:
-			out = append(out, ruleset.Args(base, []string{"--dport", strconv.Itoa(int(pt.Port.IntVal))}))
+			out = append(out, portMatch{proto: p, lo: pt.Port.IntVal, hi: pt.Port.IntVal})
 		}
 	}
 	return out
+}
+
+func (pm portMatch) String() string {
+	switch {
+	case pm.proto == "":
+		return "any"
+	case pm.lo == 0:
+		return pm.proto
+	case pm.lo == pm.hi:
+		return pm.proto + ":" + strconv.Itoa(int(pm.lo))
+	}
+	return fmt.Sprintf("%s:%d-%d", pm.proto, pm.lo, pm.hi)
 }
 
 func hasNamedPort(ports []networking.NetworkPolicyPort) bool {

@@ -96,6 +96,9 @@ func check(t *testing.T, policies []*networking.NetworkPolicy, conns []conn) {
 	if len(errs) > 0 {
 		t.Fatal(errs)
 	}
+	// The same connections against the nftables table.
+	nt, _ := CompileNFT(Input{Policies: policies, Pods: allPods, Namespaces: allNamespaces, NodeName: node},
+		Config{Family: v1.IPv4Protocol, Exempt: []netip.Addr{netip.MustParseAddr("10.96.0.10")}})
 	tr := &iptrace.Tracer{T: t, Rules: rs}
 	for _, c := range conns {
 		proto := c.proto
@@ -105,7 +108,11 @@ func check(t *testing.T, policies []*networking.NetworkPolicy, conns []conn) {
 		v := iptrace.Verdicts(tr.Trace("filter", chainNetpol, iptrace.Packet{Src: c.from, Dst: c.to, Proto: proto, DPort: c.port}))
 		got := !strings.Contains(strings.Join(v, ","), "REJECT")
 		if got != c.allowed {
-			t.Errorf("%s -> %s:%d/%s allowed=%v, want %v", c.from, c.to, c.port, proto, got, c.allowed)
+			t.Errorf("iptables: %s -> %s:%d/%s allowed=%v, want %v", c.from, c.to, c.port, proto, got, c.allowed)
+		}
+		got = nftAllows(t, nt, nftPacket{src: c.from, dst: c.to, proto: proto, dport: c.port})
+		if got != c.allowed {
+			t.Errorf("nftables: %s -> %s:%d/%s allowed=%v, want %v\n%s", c.from, c.to, c.port, proto, got, c.allowed, nt.Text())
 		}
 	}
 }
@@ -223,6 +230,15 @@ func TestRepliesOfAllowedConnectionsPass(t *testing.T) {
 	v := iptrace.Verdicts(tr.Trace("filter", chainNetpol, iptrace.Packet{Src: internet, Dst: ip(db), Proto: "tcp", DPort: 40000, State: "ESTABLISHED"}))
 	if strings.Contains(strings.Join(v, ","), "REJECT") {
 		t.Errorf("an established connection's packet was rejected: %v", v)
+	}
+	nt, _ := CompileNFT(Input{Policies: []*networking.NetworkPolicy{policy("deny", networking.NetworkPolicySpec{
+		PolicyTypes: []networking.PolicyType{networking.PolicyTypeIngress, networking.PolicyTypeEgress}})},
+		Pods: allPods, Namespaces: allNamespaces, NodeName: node}, Config{Family: v1.IPv4Protocol})
+	if !nftAllows(t, nt, nftPacket{src: internet, dst: ip(db), proto: "tcp", dport: 40000, established: true}) {
+		t.Errorf("nftables: an established connection's packet was rejected:\n%s", nt.Text())
+	}
+	if nftAllows(t, nt, nftPacket{src: internet, dst: ip(db), proto: "tcp", dport: 40000}) {
+		t.Errorf("nftables: a new connection to an isolated pod was allowed:\n%s", nt.Text())
 	}
 }
 

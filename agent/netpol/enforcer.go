@@ -1,11 +1,13 @@
 package netpol
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net/netip"
+	"sync/atomic"
 	"time"
 
 	v1 "k8s.io/api/core/v1"
@@ -34,7 +36,18 @@ type Options struct {
 	// SyncPeriod is the most time between two syncs; each periodic sync
 	// rewrites every chain and puts the jumps first again (default 1m).
 	SyncPeriod time.Duration
+	// Mode is the service proxy's resolved mode: ModeNFTables keeps the
+	// rules in the nftables table NFTTableName, anything else (ModeIPTables,
+	// empty) in iptables' filter table. Whichever is used, the other's
+	// leftovers are removed after the first successful sync.
+	Mode string
 }
+
+// The enforcer's modes, named as the proxy's.
+const (
+	ModeIPTables = "iptables"
+	ModeNFTables = "nftables"
+)
 
 // ApplyDefaults fills zero fields.
 func (o *Options) ApplyDefaults() {
@@ -61,6 +74,9 @@ func (o *Options) Validate() error {
 	if o.AllowMarkBit < 0 || o.AllowMarkBit > 31 {
 		errs = append(errs, fmt.Errorf("netpol: allowMarkBit %d is out of range; use 0-31", o.AllowMarkBit))
 	}
+	if o.Mode != "" && o.Mode != ModeIPTables && o.Mode != ModeNFTables {
+		errs = append(errs, fmt.Errorf("netpol: mode %q is unknown; use %s or %s (the proxy's resolved mode)", o.Mode, ModeIPTables, ModeNFTables))
+	}
 	if o.SyncPeriod < o.MinSyncPeriod {
 		errs = append(errs, fmt.Errorf("netpol: syncPeriod %s must be at least minSyncPeriod %s", o.SyncPeriod, o.MinSyncPeriod))
 	}
@@ -78,12 +94,16 @@ type Enforcer struct {
 	families   []*familyEnforcer
 	loop       *syncloop.Loop
 	log        *slog.Logger
+	// otherModeRemoved is set once the other mode's leftovers are gone.
+	otherModeRemoved atomic.Bool
 }
 
 type familyEnforcer struct {
 	family   v1.IPFamily
-	ipt      *ruleset.IPTables
-	applier  *ruleset.Applier
+	ipt      *ruleset.IPTables // iptables mode
+	applier  *ruleset.Applier  // iptables mode
+	nft      *nftLink          // nftables mode
+	nftPrev  *NFTTable         // nftables mode: as installed; nil when unknown
 	lastFull time.Time
 }
 
@@ -106,6 +126,10 @@ func New(opts Options, policies, pods, namespaces cache.SharedIndexInformer, log
 		log:        log.With("component", "netpol"),
 	}
 	for _, f := range opts.Families {
+		if opts.Mode == ModeNFTables {
+			e.families = append(e.families, &familyEnforcer{family: f, nft: &nftLink{family: f}})
+			continue
+		}
 		ipt, err := ruleset.NewIPTables(ruleset.FamilyOf(f))
 		if err != nil {
 			return nil, fmt.Errorf("netpol: %w", err)
@@ -132,7 +156,7 @@ func (e *Enforcer) Run(ctx context.Context) error {
 	if !cache.WaitForCacheSync(ctx.Done(), e.synced...) {
 		return fmt.Errorf("netpol: caches did not sync: %w", ctx.Err())
 	}
-	e.log.Info("network policy enforcement started", "node", e.opts.NodeName)
+	e.log.Info("network policy enforcement started", "node", e.opts.NodeName, "mode", cmp.Or(e.opts.Mode, ModeIPTables))
 	e.loop.Run(ctx)
 	return nil
 }
@@ -162,16 +186,69 @@ func (e *Enforcer) Sync(ctx context.Context) error {
 	in := Input{Policies: policies, Pods: pods, Namespaces: namespaces, NodeName: e.opts.NodeName}
 	var errs []error
 	for _, f := range e.families {
-		if err := e.syncFamily(ctx, f, in); err != nil {
+		sync := e.syncFamily
+		if f.nft != nil {
+			sync = e.syncFamilyNFT
+		}
+		if err := sync(ctx, f, in); err != nil {
 			errs = append(errs, err)
 		}
+	}
+	if len(errs) == 0 && !e.otherModeRemoved.Load() {
+		e.removeOtherMode(ctx)
+		e.otherModeRemoved.Store(true)
 	}
 	return errors.Join(errs...)
 }
 
+// removeOtherMode removes what the other mode left (the agent ran in it
+// before, with --keep-rules-on-shutdown): a stale policy nothing updates
+// any more would keep rejecting what the policies now allow.
+func (e *Enforcer) removeOtherMode(ctx context.Context) {
+	var err error
+	if e.opts.Mode == ModeNFTables {
+		err = cleanupIPTables(ctx, e.opts.Families)
+	} else {
+		err = cleanupNFT(e.opts.Families)
+	}
+	if err != nil {
+		e.log.Warn("removing the other mode's network policy rules", "err", err)
+	}
+}
+
+func (e *Enforcer) config(f v1.IPFamily) Config {
+	return Config{Family: f, AllowMark: 1 << e.opts.AllowMarkBit, Exempt: e.opts.Exempt}
+}
+
+func (e *Enforcer) syncFamilyNFT(_ context.Context, f *familyEnforcer, in Input) error {
+	start := time.Now()
+	t, problems := CompileNFT(in, e.config(f.family))
+	for _, p := range problems {
+		e.log.Warn("ignoring part of a policy", "err", p)
+	}
+	full := f.nftPrev == nil || time.Since(f.lastFull) >= e.opts.SyncPeriod
+	prev := f.nftPrev
+	if full {
+		prev = nil
+	}
+	b := NFTDiff(prev, t)
+	f.nftPrev = nil
+	if len(b.Ops) > 1 { // more than "add table"
+		if err := f.nft.Apply(b); err != nil {
+			return fmt.Errorf("netpol: %s rules: %w", f.family, err)
+		}
+	}
+	f.nftPrev = t
+	if full {
+		f.lastFull = start
+	}
+	e.log.Debug("synced", "family", f.family, "rules", t.Rules(), "chainsWritten", b.Chains, "elementsWritten", b.Elements, "full", full, "took", time.Since(start))
+	return nil
+}
+
 func (e *Enforcer) syncFamily(ctx context.Context, f *familyEnforcer, in Input) error {
 	start := time.Now()
-	rs, problems := Compile(in, Config{Family: f.family, AllowMark: 1 << e.opts.AllowMarkBit, Exempt: e.opts.Exempt})
+	rs, problems := Compile(in, e.config(f.family))
 	for _, p := range problems {
 		e.log.Warn("ignoring part of a policy", "err", p)
 	}
@@ -193,11 +270,30 @@ func (e *Enforcer) syncFamily(ctx context.Context, f *familyEnforcer, in Input) 
 	return nil
 }
 
-// Cleanup removes every rule and chain the enforcer installs; all
-// families when families is empty.
+// Cleanup removes every rule, chain and table the enforcer installs, in
+// either mode; all families when families is empty.
 func Cleanup(ctx context.Context, families []v1.IPFamily) error {
+	return errors.Join(cleanupIPTables(ctx, families), cleanupNFT(families))
+}
+
+func cleanupIPTables(ctx context.Context, families []v1.IPFamily) error {
 	if err := ruleset.CleanupFamilies(ctx, families, Jumps(), []string{"filter"}, Owned); err != nil {
-		return fmt.Errorf("netpol cleanup: %w", err)
+		return fmt.Errorf("netpol cleanup (iptables): %w", err)
 	}
 	return nil
+}
+
+// cleanupNFT deletes the enforcer's nftables tables; a kernel without
+// nf_tables has none.
+func cleanupNFT(families []v1.IPFamily) error {
+	if len(families) == 0 {
+		families = []v1.IPFamily{v1.IPv4Protocol, v1.IPv6Protocol}
+	}
+	var errs []error
+	for _, f := range families {
+		if err := (nftLink{family: f}).deleteTable(); err != nil {
+			errs = append(errs, fmt.Errorf("netpol cleanup (nftables) %s: %w", f, err))
+		}
+	}
+	return errors.Join(errs...)
 }

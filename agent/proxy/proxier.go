@@ -213,6 +213,10 @@ func New(cfg Config, services, slices cache.SharedIndexInformer, log *slog.Logge
 	return p, nil
 }
 
+// Mode is the mode the proxy runs in, resolved (ModeIPTables or
+// ModeNFTables): the network policy enforcer follows it.
+func (p *Proxier) Mode() string { return p.cfg.Mode }
+
 // Run programs the rules until ctx ends; it waits for the caches first, so
 // that a restart never installs a partial view.
 func (p *Proxier) Run(ctx context.Context) error {

@@ -55,9 +55,11 @@ func New(client kubernetes.Interface, cfg Config, log *slog.Logger) (*Network, e
 	services := n.factory.Core().V1().Services().Informer()
 	slices := n.factory.Discovery().V1().EndpointSlices().Informer()
 
-	// The enforcer's jumps must come before the proxy's in FORWARD (the
-	// proxy accepts service traffic there): it starts once the proxy has
-	// inserted its jumps, and then inserts its own above them.
+	// The enforcer follows the proxy's mode: its own nftables table when
+	// the proxy runs in nftables, iptables' filter table otherwise. There
+	// its jumps must come before the proxy's in FORWARD (the proxy accepts
+	// service traffic there): it starts once the proxy has inserted its
+	// jumps, and then inserts its own above them.
 	proxySynced := make(chan struct{})
 	var once sync.Once
 	pm := newProxyMetrics(cfg.metricsRegisterer())
@@ -91,7 +93,7 @@ func New(client kubernetes.Interface, cfg Config, log *slog.Logger) (*Network, e
 
 	if !cfg.DisableNetworkPolicy {
 		e, err := netpol.New(netpol.Options{NodeName: cfg.NodeName, Families: cfg.Families(), Exempt: cfg.ClusterDNS,
-			MinSyncPeriod: cfg.MinSyncPeriod, SyncPeriod: cfg.SyncPeriod},
+			MinSyncPeriod: cfg.MinSyncPeriod, SyncPeriod: cfg.SyncPeriod, Mode: p.Mode()},
 			n.factory.Networking().V1().NetworkPolicies().Informer(), n.factory.Core().V1().Pods().Informer(),
 			n.factory.Core().V1().Namespaces().Informer(), log)
 		if err != nil {

@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -25,6 +26,8 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 	"k8s.io/utils/ptr"
 
+	"github.com/keelson/keelson/agent/netpol"
+	"github.com/keelson/keelson/agent/proxy"
 	"github.com/keelson/keelson/e2e/harness"
 )
 
@@ -476,13 +479,18 @@ func TestServiceNetworking(t *testing.T) {
 
 	t.Run("network policies", func(t *testing.T) { testPolicies(t, cl, tb) })
 
-	t.Run("the proxy runs in the selected mode", func(t *testing.T) {
+	t.Run("the proxy and the policies run in the selected mode", func(t *testing.T) {
 		nftMode := os.Getenv("KEELSON_PROXY_MODE") != "iptables" // nftables by default
 		for _, n := range tb.nodes {
-			ipt := strings.Contains(run(t, "ip", "netns", "exec", n.ns, "iptables-save"), "KEELSON-SERVICES")
-			nft := strings.Contains(run(t, "ip", "netns", "exec", n.ns, "nft", "list", "tables"), "table ip keelson")
+			save := run(t, "ip", "netns", "exec", n.ns, "iptables-save")
+			tables := strings.Split(run(t, "ip", "netns", "exec", n.ns, "nft", "list", "tables"), "\n")
+			ipt, nft := strings.Contains(save, "KEELSON-SERVICES"), slices.Contains(tables, "table ip "+proxy.NFTTableName)
 			if ipt == nftMode || nft != nftMode {
-				t.Errorf("%s: iptables chains %v, nftables table %v; KEELSON_PROXY_MODE=%q", n.name, ipt, nft, os.Getenv("KEELSON_PROXY_MODE"))
+				t.Errorf("%s: proxy chains in iptables %v, nftables table %v; KEELSON_PROXY_MODE=%q", n.name, ipt, nft, os.Getenv("KEELSON_PROXY_MODE"))
+			}
+			ipt, nft = strings.Contains(save, "KEELSON-NETPOL"), slices.Contains(tables, "table ip "+netpol.NFTTableName)
+			if ipt == nftMode || nft != nftMode {
+				t.Errorf("%s: policy chains in iptables %v, nftables table %v; KEELSON_PROXY_MODE=%q", n.name, ipt, nft, os.Getenv("KEELSON_PROXY_MODE"))
 			}
 		}
 	})
@@ -496,7 +504,7 @@ func TestServiceNetworking(t *testing.T) {
 				t.Errorf("%s keeps rules:\n%s", n.name, out)
 			}
 			if out := run(t, "ip", "netns", "exec", n.ns, "nft", "list", "tables"); strings.Contains(out, "keelson") {
-				t.Errorf("%s keeps the proxy's nftables table:\n%s", n.name, out)
+				t.Errorf("%s keeps an nftables table (the proxy's or the policies'):\n%s", n.name, out)
 			}
 			if out := run(t, "ip", "-n", n.ns, "route", "show", "proto", "75"); strings.TrimSpace(out) != "" {
 				t.Errorf("%s keeps routes:\n%s", n.name, out)

@@ -328,8 +328,29 @@ func (s *serviceScenario) testRemovedEndpoint(t *testing.T) {
 
 // testNetworkPolicy: the seed's default-deny policy blocks the client;
 // an allow policy for pods labelled access=true lets it through once it
-// carries the label.
+// carries the label. The enforcer runs in the proxy's mode.
 func (s *serviceScenario) testNetworkPolicy(t *testing.T) {
+	want := cmpOr(os.Getenv(nodeagent.ProxyModeEnv), "nftables")
+	for name, a := range s.c.agents {
+		// The enforcer starts once the proxy has synced and its caches
+		// have: a moment after the agent.
+		eventually(t, "agent "+name+" logs \"network policy enforcement started ... mode="+want+"\"", func() (bool, string) {
+			log, err := os.ReadFile(a.LogPath())
+			if err != nil {
+				return false, err.Error()
+			}
+			var seen []string
+			for _, line := range strings.Split(string(log), "\n") {
+				if strings.Contains(line, "network policy enforcement started") {
+					if strings.Contains(line, "mode="+want) {
+						return true, ""
+					}
+					seen = append(seen, line)
+				}
+			}
+			return false, fmt.Sprintf("start lines: %q", seen)
+		})
+	}
 	k := s.c.kubectl(t)
 	url := "http://" + s.clusterIP + "/cgi-bin/who"
 	k.MustIn(t, defaultDeny, "apply", "-n", s.ns, "-f", "-")
