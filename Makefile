@@ -1,7 +1,8 @@
 # Keelson: one binary, everything through make.
 #   make run    build and run a single-node cluster in the foreground (data in .run/)
 #   make test   every test (unit, integration; as root also the e2e suite)
-#   make bench  benchmarks side by side with upstream (etcd, kube-apiserver, kube-scheduler, Traefik, ...)
+#   make bench  benchmarks side by side with upstream (etcd, kube-apiserver, kube-scheduler, Traefik, ...),
+#               the whole control plane's memory among them (keelson vs etcd + kube-apiserver + kcm + kube-scheduler)
 #   make bench-scale  kwok nodes + clusterloader2-style load, keelson (3 servers) vs upstream
 #                     (SCALE_ARGS="-nodes 50 -pods-per-node 10" for a small run; not in make bench)
 #   make conformance        upstream [Conformance] specs against a real cluster, offline
@@ -82,6 +83,7 @@ bench: build
 	$(GO) run ./bench/pluginbench -keelson-bin $(KEELSON) -keelson-plugins-bin $(PLUGINS_BIN)
 	scripts/bench-workloads.sh
 	scripts/bench-controllers.sh
+	scripts/bench-controllers.sh -scope control-plane
 	scripts/bench-sched.sh
 	$(GO) run ./bench/nodebench -keelson-bin $(KEELSON)
 	@if [ "$$(id -u)" = 0 ]; then \

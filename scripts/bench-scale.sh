@@ -4,11 +4,10 @@
 # upstream etcd + kube-apiserver + kube-controller-manager + kube-scheduler,
 # and both sides' SLO tables side by side (see bench/README.md).
 #
-# Builds what is missing, once, into bin/: kube-apiserver-ref and
-# kube-scheduler-ref (k8s.io/kubernetes from keelson's module graph, with
-# the Makefile's version stamp), kube-controller-manager-ref (through the
-# bench/kcmref module), etcd-ref (bench/etcdref) and kwok-ref with its
-# stages file (sigs.k8s.io/kwok v0.8.0 through the bench/kwokref module).
+# Builds what is missing, once, into bin/ (scripts/build-refs.sh):
+# kube-apiserver-ref, kube-scheduler-ref, kube-controller-manager-ref,
+# etcd-ref and kwok-ref with its stages file (sigs.k8s.io/kwok v0.8.0
+# through the bench/kwokref module).
 # bin/keelson must already exist (`make build`). Root is not needed. Extra
 # arguments go to scalebench, e.g. a small run:
 #   scripts/bench-scale.sh -nodes 50 -pods-per-node 10 -rate 20
@@ -24,22 +23,7 @@ if [[ ! -x "$keelson_bin" ]]; then
 	echo "bench-scale: $keelson_bin not found; run 'make build' first (or set KEELSON_BIN)" >&2
 	exit 1
 fi
-ldflags="$(make -s --no-print-directory -f Makefile --eval='bench-scale-ldflags: ; @echo '"'"'$(VERSION_LDFLAGS)'"'"'' bench-scale-ldflags)"
-build() { # build OUTPUT MODULE-DIR PACKAGE [LDFLAGS]
-	local out="$1" dir="$2" pkg="$3" ld="${4:-}"
-	[[ -x "$out" ]] && return 0
-	echo "bench-scale: building $out ($pkg in the module graph of $dir; minutes the first time)" >&2
-	mkdir -p "$(dirname "$out")"
-	go build -C "$dir" -trimpath -ldflags "$ld" -o "$out" "$pkg"
-}
-build "$bin/kube-apiserver-ref" . k8s.io/kubernetes/cmd/kube-apiserver "$ldflags"
-build "$bin/kube-scheduler-ref" . k8s.io/kubernetes/cmd/kube-scheduler "$ldflags"
-build "$bin/kube-controller-manager-ref" bench/kcmref k8s.io/kubernetes/cmd/kube-controller-manager "$ldflags"
-build "$bin/etcd-ref" bench/etcdref .
-build "$bin/kwok-ref" bench/kwokref sigs.k8s.io/kwok/cmd/kwok
-if [[ ! -s "$bin/kwok-stages.yaml" ]]; then
-	go run -C bench/kwokref ./stages > "$bin/kwok-stages.yaml"
-fi
+scripts/build-refs.sh kube-apiserver kube-scheduler kube-controller-manager etcd kwok
 if [[ "${BENCH_SCALE_BUILD_ONLY:-}" != "" ]]; then
 	exit 0
 fi

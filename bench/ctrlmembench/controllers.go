@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 )
 
@@ -148,6 +149,33 @@ func pluginPIDs(children map[int]string, withKeelsonOnly bool) (map[string]int, 
 	if len(missing) > 0 {
 		slices.Sort(missing)
 		return nil, fmt.Errorf("keelson server runs no plugin process for %s (is the plugin disabled, or renamed? the bench maps plugins in bench/ctrlmembench/controllers.go)", strings.Join(missing, ", "))
+	}
+	return pids, nil
+}
+
+// everyChild names every child process of the server, the whole control
+// plane's share of it: each plugin or group as pluginPIDs does (failing
+// like it when a built-in plugin is not running), and any other child by
+// its executable's base name and PID, so nothing the server starts is left
+// out of its total.
+func everyChild(children map[int]string) (map[string]int, error) {
+	pids, err := pluginPIDs(children, true)
+	if err != nil {
+		return nil, err
+	}
+	named := map[int]bool{}
+	for _, pid := range pids {
+		named[pid] = true
+	}
+	for pid, cmd := range children {
+		if named[pid] {
+			continue
+		}
+		name := "?"
+		if f := strings.Fields(cmd); len(f) > 0 {
+			name = filepath.Base(f[0])
+		}
+		pids[name+" (pid "+strconv.Itoa(pid)+")"] = pid
 	}
 	return pids, nil
 }

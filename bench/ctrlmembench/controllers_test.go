@@ -156,3 +156,25 @@ func TestPluginPIDsOfAGroup(t *testing.T) {
 		t.Errorf("a group missing members: err %v, want one naming deployment", err)
 	}
 }
+
+// The control-plane scope counts every child of the server, a process the
+// bench does not know by name too, and still fails when a plugin is missing.
+func TestEveryChild(t *testing.T) {
+	children := map[int]string{1: "/usr/bin/helper --flag"}
+	pid := 100
+	for _, name := range builtin.Names() {
+		children[pid] = "/d/keelson-plugins " + name
+		pid++
+	}
+	pids, err := everyChild(children)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(pids) != len(children) || pids["helper (pid 1)"] != 1 || pids["replicaset"] == 0 {
+		t.Errorf("everyChild = %v, want every one of the %d children", pids, len(children))
+	}
+	delete(children, 100)
+	if _, err := everyChild(children); err == nil {
+		t.Error("a built-in plugin missing: no error")
+	}
+}

@@ -1,6 +1,6 @@
 // Package keelsonproc starts a single keelson server for a benchmark: on
 // loopback, in a fresh data dir, without a node agent, and returns once its
-// Kubernetes API is ready.
+// Kubernetes API is ready. PluginsRunning tells when its plugins are too.
 package keelsonproc
 
 import (
@@ -12,6 +12,10 @@ import (
 	"strings"
 	"time"
 
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
@@ -98,4 +102,25 @@ func (s *Server) Stop() {
 		s.Proc.Stop(stopTimeout)
 	}
 	_ = os.RemoveAll(s.Dir)
+}
+
+// PluginGVR is the resource of keelson's Plugin objects: one per plugin,
+// with the host's view of it in its status.
+var PluginGVR = schema.GroupVersionResource{Group: "keelson.io", Version: "v1alpha1", Resource: "plugins"}
+
+// PluginsRunning says whether every Plugin object reports state running
+// (the leader has launched them all and each answered its first health
+// check), with a progress line for the caller's log.
+func PluginsRunning(ctx context.Context, dyn dynamic.Interface) (bool, string) {
+	list, err := dyn.Resource(PluginGVR).List(ctx, metav1.ListOptions{})
+	if err != nil {
+		return false, err.Error()
+	}
+	running := 0
+	for _, p := range list.Items {
+		if st, _, _ := unstructured.NestedString(p.Object, "status", "state"); st == "running" {
+			running++
+		}
+	}
+	return len(list.Items) > 0 && running == len(list.Items), fmt.Sprintf("%d of %d plugins running", running, len(list.Items))
 }
