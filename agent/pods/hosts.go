@@ -72,10 +72,11 @@ func hostAliasEntries(aliases []v1.HostAlias) []byte {
 	}
 	var b bytes.Buffer
 	b.WriteString("# Entries added by HostAliases.\n")
+	// One line per alias, its hostnames tab-separated, as kubelet writes
+	// it (the conformance spec reads "IP\tfoo\tbar"; the seed's notes
+	// show one hostname per line, which no kubelet writes).
 	for _, a := range aliases {
-		for _, h := range a.Hostnames {
-			fmt.Fprintf(&b, "%s\t%s\n", a.IP, h)
-		}
+		fmt.Fprintf(&b, "%s\t%s\n", a.IP, strings.Join(a.Hostnames, "\t"))
 	}
 	return b.Bytes()
 }

@@ -29,7 +29,7 @@ fe00::1	ip6-allnodes
 fe00::2	ip6-allrouters
 10.244.2.50	nginx
 `},
-		{"host aliases, one hostname per line as in the concepts notes", "hostaliases-pod", "", aliases, `# Kubernetes-managed hosts file.
+		{"host aliases, one line per alias as kubelet writes it", "hostaliases-pod", "", aliases, `# Kubernetes-managed hosts file.
 127.0.0.1	localhost
 ::1	localhost ip6-localhost ip6-loopback
 fe00::0	ip6-localnet
@@ -38,10 +38,8 @@ fe00::1	ip6-allnodes
 fe00::2	ip6-allrouters
 10.244.2.50	hostaliases-pod
 # Entries added by HostAliases.
-127.0.0.1	foo.local
-127.0.0.1	bar.local
-10.1.2.3	foo.remote
-10.1.2.3	bar.remote
+127.0.0.1	foo.local	bar.local
+10.1.2.3	foo.remote	bar.remote
 `},
 		{"subdomain", "web-0", "web.prod.svc.cluster.local", nil, `# Kubernetes-managed hosts file.
 127.0.0.1	localhost

@@ -161,7 +161,10 @@ spec:
 	})
 }
 
-// seedHosts is the seed's /etc/hosts of hostaliases-pod, with its IP.
+// seedHosts is the seed's /etc/hosts of hostaliases-pod, with its IP, as
+// kubelet writes it: one line per alias, its hostnames tab-separated (the
+// seed's notes show one hostname per line; the conformance spec and
+// kubelet's code say otherwise).
 const seedHosts = `# Kubernetes-managed hosts file.
 127.0.0.1	localhost
 ::1	localhost ip6-localhost ip6-loopback
@@ -171,10 +174,8 @@ fe00::1	ip6-allnodes
 fe00::2	ip6-allrouters
 %s	hostaliases-pod
 # Entries added by HostAliases.
-127.0.0.1	foo.local
-127.0.0.1	bar.local
-10.1.2.3	foo.remote
-10.1.2.3	bar.remote
+127.0.0.1	foo.local	bar.local
+10.1.2.3	foo.remote	bar.remote
 `
 
 func (c *cluster) testHostAliases(t *testing.T) {
