@@ -272,10 +272,7 @@ func (m nftMatch) exprs(f v1.IPFamily) []expr.Any {
 		a := m.prefix.Addr()
 		es := []expr.Any{addrPayload(f, m.src)}
 		if !m.prefix.IsSingleIP() {
-			mask := make([]byte, a.BitLen()/8)
-			for i := range m.prefix.Bits() {
-				mask[i/8] |= 0x80 >> (i % 8)
-			}
+			mask := nftlink.PrefixMask(m.prefix)
 			es = append(es, &expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: uint32(len(mask)), Mask: mask, Xor: make([]byte, len(mask))})
 		}
 		op := expr.CmpOpEq
@@ -287,7 +284,7 @@ func (m nftMatch) exprs(f v1.IPFamily) []expr.Any {
 		return []expr.Any{addrPayload(f, m.src), &expr.Lookup{SourceRegister: 1, SetName: m.set}}
 	case matchProto:
 		return []expr.Any{&expr.Meta{Key: expr.MetaKeyL4PROTO, Register: 1},
-			&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{protoNumber(m.proto)}}}
+			&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{nftlink.ProtoNumber(m.proto)}}}
 	case matchPorts:
 		dport := &expr.Payload{DestRegister: 1, Base: expr.PayloadBaseTransportHeader, Offset: 2, Len: 2}
 		if m.lo == m.hi {
@@ -301,18 +298,6 @@ func (m nftMatch) exprs(f v1.IPFamily) []expr.Any {
 			&expr.Cmp{Op: expr.CmpOpLte, Register: 1, Data: []byte{byte(m.hi)}}}
 	}
 	return nil
-}
-
-func protoNumber(proto string) byte {
-	switch proto {
-	case "udp":
-		return unix.IPPROTO_UDP
-	case "ipv6-icmp":
-		return unix.IPPROTO_ICMPV6
-	case "sctp":
-		return unix.IPPROTO_SCTP
-	}
-	return unix.IPPROTO_TCP
 }
 
 // deleteTable removes the enforcer's table if it exists; a kernel that

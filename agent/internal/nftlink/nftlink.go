@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"net/netip"
 	"slices"
 	"syscall"
 
@@ -118,4 +119,27 @@ func Stale[C, S any](prevChains, curChains map[string]C, prevSets, curSets map[s
 		}
 	}
 	return len(stale)
+}
+
+// PrefixMask is the network mask of p, as many bytes as p's address.
+func PrefixMask(p netip.Prefix) []byte {
+	b := make([]byte, p.Addr().BitLen()/8)
+	for i := range p.Bits() {
+		b[i/8] |= 0x80 >> (i % 8)
+	}
+	return b
+}
+
+// ProtoNumber is the IP protocol number of a transport protocol as nft
+// names it ("tcp", "udp", "sctp", "ipv6-icmp"); tcp for any other name.
+func ProtoNumber(proto string) byte {
+	switch proto {
+	case "udp":
+		return unix.IPPROTO_UDP
+	case "ipv6-icmp":
+		return unix.IPPROTO_ICMPV6
+	case "sctp":
+		return unix.IPPROTO_SCTP
+	}
+	return unix.IPPROTO_TCP
 }

@@ -1,6 +1,7 @@
 package nftlink
 
 import (
+	"net/netip"
 	"slices"
 	"testing"
 
@@ -52,6 +53,28 @@ func TestTable(t *testing.T) {
 	} {
 		if got := Table(f, "keelson-x"); got.Family != want || got.Name != "keelson-x" {
 			t.Errorf("Table(%q) = %s family %d, want family %d", f, got.Name, got.Family, want)
+		}
+	}
+}
+
+func TestPrefixMask(t *testing.T) {
+	for p, want := range map[string][]byte{
+		"10.0.0.0/8":      {0xff, 0, 0, 0},
+		"10.244.1.0/23":   {0xff, 0xff, 0xfe, 0},
+		"10.244.1.2/32":   {0xff, 0xff, 0xff, 0xff},
+		"0.0.0.0/0":       {0, 0, 0, 0},
+		"fd00:244:1::/52": {0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xf0, 0, 0, 0, 0, 0, 0, 0, 0, 0},
+	} {
+		if got := PrefixMask(netip.MustParsePrefix(p)); !slices.Equal(got, want) {
+			t.Errorf("PrefixMask(%s) = %x, want %x", p, got, want)
+		}
+	}
+}
+
+func TestProtoNumber(t *testing.T) {
+	for proto, want := range map[string]byte{"tcp": 6, "udp": 17, "sctp": 132, "ipv6-icmp": 58, "": 6} {
+		if got := ProtoNumber(proto); got != want {
+			t.Errorf("ProtoNumber(%q) = %d, want %d", proto, got, want)
 		}
 	}
 }
