@@ -2,8 +2,6 @@ package netpol
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -162,25 +160,10 @@ func TestNFTablesConnections(t *testing.T) {
 	}
 }
 
-// attach creates a named network namespace joined to this one by a veth
-// pair, hostIP here and nsIP there (both /24, default route via hostIP).
+// attach creates a network namespace joined to this one by a veth pair,
+// hostIP here and nsIP there.
 func attach(t *testing.T, role, hostIP, nsIP string) string {
-	t.Helper()
-	b := make([]byte, 3)
-	_, _ = rand.Read(b)
-	ns, here := "knp-"+role+"-"+hex.EncodeToString(b), "knp"+role+hex.EncodeToString(b)
-	netnstest.Run(t, "ip", "netns", "add", ns)
-	t.Cleanup(func() { _ = exec.Command("ip", "netns", "del", ns).Run() })
-	netnstest.Run(t, "ip", "link", "add", here, "type", "veth", "peer", "name", "eth0", "netns", ns)
-	netnstest.Run(t, "ip", "addr", "add", hostIP+"/24", "dev", here)
-	netnstest.Run(t, "ip", "link", "set", here, "up")
-	for _, args := range [][]string{
-		{"addr", "add", nsIP + "/24", "dev", "eth0"}, {"link", "set", "eth0", "up"}, {"link", "set", "lo", "up"},
-		{"route", "add", "default", "via", hostIP},
-	} {
-		netnstest.Run(t, "ip", append([]string{"-n", ns}, args...)...)
-	}
-	return ns
+	return netnstest.Attach(t, "knp", role, hostIP, nsIP)
 }
 
 // echoIn echoes on TCP addr in ns.
@@ -390,23 +373,7 @@ func TestNFTablesIPv6(t *testing.T) {
 	}
 	netnstest.Run(t, "ip", "link", "set", "lo", "up")
 	netnstest.Run(t, "sysctl", "-qw", "net.ipv6.conf.all.forwarding=1")
-	attach6 := func(role, hostIP, nsIP string) string {
-		b := make([]byte, 3)
-		_, _ = rand.Read(b)
-		ns, here := "knp6-"+role+"-"+hex.EncodeToString(b), "knp6"+role+hex.EncodeToString(b)
-		netnstest.Run(t, "ip", "netns", "add", ns)
-		t.Cleanup(func() { _ = exec.Command("ip", "netns", "del", ns).Run() })
-		netnstest.Run(t, "ip", "link", "add", here, "type", "veth", "peer", "name", "eth0", "netns", ns)
-		netnstest.Run(t, "ip", "-6", "addr", "add", hostIP+"/64", "dev", here, "nodad")
-		netnstest.Run(t, "ip", "link", "set", here, "up")
-		for _, args := range [][]string{
-			{"-6", "addr", "add", nsIP + "/64", "dev", "eth0", "nodad"}, {"link", "set", "eth0", "up"}, {"link", "set", "lo", "up"},
-			{"-6", "route", "add", "default", "via", hostIP},
-		} {
-			netnstest.Run(t, "ip", append([]string{"-n", ns}, args...)...)
-		}
-		return ns
-	}
+	attach6 := func(role, hostIP, nsIP string) string { return netnstest.Attach(t, "knp6", role, hostIP, nsIP) }
 	dbNS := attach6("db", "fd00:244:1::1", "fd00:244:1::2")
 	feNS := attach6("fe", "fd00:244:2::1", "fd00:244:2::2")
 	otherNS := attach6("ot", "fd00:244:3::1", "fd00:244:3::2")

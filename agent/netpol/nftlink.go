@@ -1,20 +1,19 @@
 package netpol
 
 import (
-	"errors"
 	"fmt"
 	"maps"
 	"net/netip"
 	"slices"
 	"strings"
-	"syscall"
 
 	"github.com/google/nftables"
 	"github.com/google/nftables/binaryutil"
 	"github.com/google/nftables/expr"
-	"github.com/mdlayher/netlink"
 	"golang.org/x/sys/unix"
 	v1 "k8s.io/api/core/v1"
+
+	"github.com/keelson/keelson/agent/internal/nftlink"
 )
 
 // NFTBatch is one transaction on the enforcer's table.
@@ -77,22 +76,9 @@ func NFTDiff(prev, cur *NFTTable) NFTBatch {
 			b.op(nftOp{verb: "add", kind: "rule", name: name, rule: &rules[i]})
 		}
 	}
-	var stale []string
-	for _, name := range sortedKeys(prev.Chains) {
-		if _, ok := cur.Chains[name]; !ok {
-			stale = append(stale, name)
-			b.op(nftOp{verb: "flush", kind: "chain", name: name}) // may jump to another stale chain
-		}
-	}
-	for _, name := range stale {
-		b.Chains++
-		b.op(nftOp{verb: "delete", kind: "chain", name: name})
-	}
-	for _, name := range sortedKeys(prev.Sets) {
-		if _, ok := cur.Sets[name]; !ok {
-			b.op(nftOp{verb: "delete", kind: "set", name: name})
-		}
-	}
+	b.Chains += nftlink.Stale(prev.Chains, cur.Chains, prev.Sets, cur.Sets, func(verb, kind, name string) {
+		b.op(nftOp{verb: verb, kind: kind, name: name})
+	})
 	return *b
 }
 
@@ -168,13 +154,7 @@ type nftLink struct {
 	family v1.IPFamily
 }
 
-func (l nftLink) table() *nftables.Table {
-	fam := nftables.TableFamilyIPv4
-	if l.family == v1.IPv6Protocol {
-		fam = nftables.TableFamilyIPv6
-	}
-	return &nftables.Table{Name: NFTTableName, Family: fam}
-}
+func (l nftLink) table() *nftables.Table { return nftlink.Table(l.family, NFTTableName) }
 
 func (l nftLink) addrKey() nftables.SetDatatype {
 	if l.family == v1.IPv6Protocol {
@@ -183,29 +163,9 @@ func (l nftLink) addrKey() nftables.SetDatatype {
 	return nftables.TypeIPAddr
 }
 
-// conn opens a netlink connection whose buffers hold a batch of ops
-// messages and the kernel's acknowledgement of each: the kernel refuses a
-// batch larger than the send buffer and drops acknowledgements that do not
-// fit the receive buffer (the proxy sizes its buffers the same way).
-func (l nftLink) conn(ops int) (*nftables.Conn, error) {
-	size := max(ops*1024, 1<<20)
-	return nftables.New(nftables.WithSockOptions(func(c *netlink.Conn) error {
-		raw, err := c.SyscallConn()
-		if err != nil {
-			return err
-		}
-		var serr error
-		err = raw.Control(func(fd uintptr) {
-			serr = errors.Join(unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_SNDBUFFORCE, size),
-				unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, size))
-		})
-		return errors.Join(err, serr)
-	}))
-}
-
 // Apply runs b as one transaction.
 func (l nftLink) Apply(b NFTBatch) error {
-	c, err := l.conn(len(b.Ops))
+	c, err := nftlink.Conn(len(b.Ops))
 	if err != nil {
 		return fmt.Errorf("nftables: netlink: %w", err)
 	}
@@ -312,10 +272,7 @@ func (m nftMatch) exprs(f v1.IPFamily) []expr.Any {
 		a := m.prefix.Addr()
 		es := []expr.Any{addrPayload(f, m.src)}
 		if !m.prefix.IsSingleIP() {
-			mask := make([]byte, a.BitLen()/8)
-			for i := range m.prefix.Bits() {
-				mask[i/8] |= 0x80 >> (i % 8)
-			}
+			mask := nftlink.PrefixMask(m.prefix)
 			es = append(es, &expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: uint32(len(mask)), Mask: mask, Xor: make([]byte, len(mask))})
 		}
 		op := expr.CmpOpEq
@@ -327,7 +284,7 @@ func (m nftMatch) exprs(f v1.IPFamily) []expr.Any {
 		return []expr.Any{addrPayload(f, m.src), &expr.Lookup{SourceRegister: 1, SetName: m.set}}
 	case matchProto:
 		return []expr.Any{&expr.Meta{Key: expr.MetaKeyL4PROTO, Register: 1},
-			&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{protoNumber(m.proto)}}}
+			&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{nftlink.ProtoNumber(m.proto)}}}
 	case matchPorts:
 		dport := &expr.Payload{DestRegister: 1, Base: expr.PayloadBaseTransportHeader, Offset: 2, Len: 2}
 		if m.lo == m.hi {
@@ -343,50 +300,11 @@ func (m nftMatch) exprs(f v1.IPFamily) []expr.Any {
 	return nil
 }
 
-func protoNumber(proto string) byte {
-	switch proto {
-	case "udp":
-		return unix.IPPROTO_UDP
-	case "ipv6-icmp":
-		return unix.IPPROTO_ICMPV6
-	case "sctp":
-		return unix.IPPROTO_SCTP
-	}
-	return unix.IPPROTO_TCP
-}
-
-// hasTable reports whether the enforcer's table exists; false, without
-// error, when the kernel does not speak nf_tables.
-func (l nftLink) hasTable() (bool, error) {
-	c, err := nftables.New()
-	if err != nil {
-		return false, nil
-	}
-	ts, err := c.ListTablesOfFamily(l.table().Family)
-	if err != nil {
-		return false, nil // no nf_tables: no table
-	}
-	for _, t := range ts {
-		if t.Name == NFTTableName {
-			return true, nil
-		}
-	}
-	return false, nil
-}
-
-// deleteTable removes the enforcer's table if it exists.
+// deleteTable removes the enforcer's table if it exists; a kernel that
+// does not speak nf_tables has none.
 func (l nftLink) deleteTable() error {
-	ok, err := l.hasTable()
-	if err != nil || !ok {
-		return err
+	if ok, _ := nftlink.HasTable(l.table()); !ok {
+		return nil // no table, or no nf_tables to list it
 	}
-	c, err := nftables.New()
-	if err != nil {
-		return err
-	}
-	c.DelTable(l.table())
-	if err := c.Flush(); err != nil && !errors.Is(err, syscall.ENOENT) {
-		return fmt.Errorf("nftables: deleting table %s %s: %w", ipWord(l.family), NFTTableName, err)
-	}
-	return nil
+	return nftlink.DeleteExisting(l.table())
 }

@@ -5,14 +5,13 @@ import (
 	"errors"
 	"fmt"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/google/nftables"
 	"github.com/google/nftables/binaryutil"
-	"github.com/mdlayher/netlink"
-	"golang.org/x/sys/unix"
 	v1 "k8s.io/api/core/v1"
+
+	"github.com/keelson/keelson/agent/internal/nftlink"
 )
 
 // nftLink talks to the kernel's nf_tables over netlink
@@ -25,38 +24,12 @@ type nftLink struct {
 	family v1.IPFamily
 }
 
-func (l nftLink) table() *nftables.Table {
-	fam := nftables.TableFamilyIPv4
-	if l.family == v1.IPv6Protocol {
-		fam = nftables.TableFamilyIPv6
-	}
-	return &nftables.Table{Name: NFTTableName, Family: fam}
-}
-
-// conn opens a netlink connection whose buffers hold a batch of ops
-// messages and the kernel's acknowledgement of each: the kernel refuses a
-// batch larger than the send buffer and drops acknowledgements that do not
-// fit the receive buffer (nft sizes its buffers the same way).
-func (l nftLink) conn(ops int) (*nftables.Conn, error) {
-	size := max(ops*1024, 1<<20)
-	return nftables.New(nftables.WithSockOptions(func(c *netlink.Conn) error {
-		raw, err := c.SyscallConn()
-		if err != nil {
-			return err
-		}
-		var serr error
-		err = raw.Control(func(fd uintptr) {
-			serr = errors.Join(unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_SNDBUFFORCE, size),
-				unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, size))
-		})
-		return errors.Join(err, serr)
-	}))
-}
+func (l nftLink) table() *nftables.Table { return nftlink.Table(l.family, NFTTableName) }
 
 // Apply runs b as one transaction; maps gives the key type of every map
 // whose elements b changes.
 func (l nftLink) Apply(_ context.Context, b NFTBatch, maps map[string]nftMapKind) error {
-	c, err := l.conn(len(b.Ops))
+	c, err := nftlink.Conn(len(b.Ops))
 	if err != nil {
 		return fmt.Errorf("nftables: netlink: %w", err)
 	}
@@ -179,22 +152,7 @@ func mapKindOf(maps map[string]nftMapKind, name string) (nftMapKind, bool) {
 }
 
 // HasTable reports whether the proxy's table exists.
-func (l nftLink) HasTable() (bool, error) {
-	c, err := nftables.New()
-	if err != nil {
-		return false, err
-	}
-	ts, err := c.ListTablesOfFamily(l.table().Family)
-	if err != nil {
-		return false, fmt.Errorf("nftables: listing tables: %w", err)
-	}
-	for _, t := range ts {
-		if t.Name == NFTTableName {
-			return true, nil
-		}
-	}
-	return false, nil
-}
+func (l nftLink) HasTable() (bool, error) { return nftlink.HasTable(l.table()) }
 
 // Objects lists the chains and sets of the proxy's table (none when it
 // does not exist).
@@ -229,21 +187,7 @@ func (l nftLink) Objects() (NFTObjects, error) {
 }
 
 // DeleteTable removes the proxy's table if it exists.
-func (l nftLink) DeleteTable() error {
-	ok, err := l.HasTable()
-	if err != nil || !ok {
-		return err
-	}
-	c, err := nftables.New()
-	if err != nil {
-		return err
-	}
-	c.DelTable(l.table())
-	if err := c.Flush(); err != nil && !errors.Is(err, syscall.ENOENT) {
-		return fmt.Errorf("nftables: deleting table %s %s: %w", nftFamily(l.family), NFTTableName, err)
-	}
-	return nil
-}
+func (l nftLink) DeleteTable() error { return nftlink.DeleteTable(l.table()) }
 
 // NFTSupported reports whether the kernel speaks nf_tables: the
 // nftables mode needs nothing else (no nft binary).

@@ -129,25 +129,10 @@ func TestNFTablesConnectivity(t *testing.T) {
 	}
 }
 
-// attach creates a named network namespace joined to this one by a veth
-// pair, hostIP here and nsIP there (both /24, default route via hostIP).
+// attach creates a network namespace joined to this one by a veth pair,
+// hostIP here and nsIP there.
 func attach(t *testing.T, role, hostIP, nsIP string) string {
-	t.Helper()
-	b := make([]byte, 3)
-	_, _ = rand.Read(b)
-	ns, here := "kpx-"+role+"-"+hex.EncodeToString(b), "kpx"+role+hex.EncodeToString(b)
-	netnstest.Run(t, "ip", "netns", "add", ns)
-	t.Cleanup(func() { _ = exec.Command("ip", "netns", "del", ns).Run() })
-	netnstest.Run(t, "ip", "link", "add", here, "type", "veth", "peer", "name", "eth0", "netns", ns)
-	netnstest.Run(t, "ip", "addr", "add", hostIP+"/24", "dev", here)
-	netnstest.Run(t, "ip", "link", "set", here, "up")
-	for _, args := range [][]string{
-		{"addr", "add", nsIP + "/24", "dev", "eth0"}, {"link", "set", "eth0", "up"}, {"link", "set", "lo", "up"},
-		{"route", "add", "default", "via", hostIP},
-	} {
-		netnstest.Run(t, "ip", append([]string{"-n", ns}, args...)...)
-	}
-	return ns
+	return netnstest.Attach(t, "kpx", role, hostIP, nsIP)
 }
 
 // serveIn answers HTTP on addr in ns with the client's address.

@@ -10,6 +10,8 @@ import (
 
 	"github.com/google/nftables/binaryutil"
 	v1 "k8s.io/api/core/v1"
+
+	"github.com/keelson/keelson/agent/internal/nftlink"
 )
 
 // NFTObjects are the chains and sets (maps included) a table holds, as
@@ -252,26 +254,11 @@ func (b *NFTBatch) elementOps(verb, m string, elems []nftElem) {
 	}
 }
 
-// stale deletes the chains and sets cur no longer has. A stale chain may
-// jump to another stale chain, which cannot be deleted while referred to:
-// empty them all first.
+// stale deletes the chains and sets cur no longer has.
 func (b *NFTBatch) stale(prev, cur *NFTTable) {
-	var stale []string
-	for _, name := range sortedKeys(prev.Chains) {
-		if _, ok := cur.Chains[name]; !ok {
-			stale = append(stale, name)
-			b.op(nftOp{verb: "flush", kind: "chain", name: name})
-		}
-	}
-	for _, name := range stale {
-		b.Chains++
-		b.op(nftOp{verb: "delete", kind: "chain", name: name})
-	}
-	for _, name := range sortedKeys(prev.Sets) {
-		if _, ok := cur.Sets[name]; !ok {
-			b.op(nftOp{verb: "delete", kind: "set", name: name})
-		}
-	}
+	b.Chains += nftlink.Stale(prev.Chains, cur.Chains, prev.Sets, cur.Sets, func(verb, kind, name string) {
+		b.op(nftOp{verb: verb, kind: kind, name: name})
+	})
 }
 
 func (b *NFTBatch) op(o nftOp) { b.Ops = append(b.Ops, o) }

@@ -10,6 +10,8 @@ import (
 	"github.com/google/nftables/expr"
 	"golang.org/x/sys/unix"
 	v1 "k8s.io/api/core/v1"
+
+	"github.com/keelson/keelson/agent/internal/nftlink"
 )
 
 // NFTRule is one rule of the proxy's table in two forms built together:
@@ -87,7 +89,7 @@ func (r *rule) addr(src bool, p netip.Prefix, neg bool) *rule {
 		text = r.ip() + " " + dirWord(src) + sym + p.String()
 		mask := netip.PrefixFrom(a, p.Bits())
 		es = append(es, &expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: uint32(a.BitLen() / 8),
-			Mask: prefixMask(mask), Xor: make([]byte, a.BitLen()/8)})
+			Mask: nftlink.PrefixMask(mask), Xor: make([]byte, a.BitLen()/8)})
 	}
 	es = append(es, &expr.Cmp{Op: op, Register: 1, Data: a.AsSlice()})
 	return r.add(text, es...)
@@ -97,29 +99,11 @@ func (r *rule) addrIs(src bool, a netip.Addr) *rule {
 	return r.addr(src, netip.PrefixFrom(a.Unmap(), a.Unmap().BitLen()), false)
 }
 
-func prefixMask(p netip.Prefix) []byte {
-	b := make([]byte, p.Addr().BitLen()/8)
-	for i := range p.Bits() {
-		b[i/8] |= 0x80 >> (i % 8)
-	}
-	return b
-}
-
-func l4Number(proto string) byte {
-	switch proto {
-	case "udp":
-		return unix.IPPROTO_UDP
-	case "sctp":
-		return unix.IPPROTO_SCTP
-	}
-	return unix.IPPROTO_TCP
-}
-
 // l4proto matches the transport protocol.
 func (r *rule) l4proto(proto string) *rule {
 	return r.add("meta l4proto "+proto,
 		&expr.Meta{Key: expr.MetaKeyL4PROTO, Register: 1},
-		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{l4Number(proto)}})
+		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{nftlink.ProtoNumber(proto)}})
 }
 
 // dport matches the transport protocol and destination port.

@@ -11,6 +11,7 @@ import (
 
 	v1 "k8s.io/api/core/v1"
 
+	"github.com/keelson/keelson/agent/internal/nftlink"
 	"github.com/keelson/keelson/agent/internal/ruleset"
 )
 
@@ -135,7 +136,7 @@ func (k nftKey) bytes() []byte {
 	if k.Addr.IsValid() {
 		b = append(b, k.Addr.AsSlice()...)
 	}
-	return append(b, l4Number(k.Proto), 0, 0, 0, byte(k.Port>>8), byte(k.Port), 0, 0)
+	return append(b, nftlink.ProtoNumber(k.Proto), 0, 0, 0, byte(k.Port>>8), byte(k.Port), 0, 0)
 }
 
 func newNFTTable(f v1.IPFamily) *NFTTable {

@@ -6,8 +6,12 @@
 package netnstest
 
 import (
+	"crypto/rand"
+	"encoding/hex"
 	"os"
 	"os/exec"
+	"slices"
+	"strings"
 	"testing"
 )
 
@@ -57,4 +61,33 @@ func Run(t testing.TB, name string, args ...string) string {
 		t.Fatalf("%s %v: %v: %s", name, args, err, out)
 	}
 	return string(out)
+}
+
+// Attach creates a network namespace named prefix-role-<random> joined to
+// this one by a veth pair: hostIP on this side, nsIP as the namespace's
+// eth0, a default route there via hostIP. IPv4 addresses get a /24, IPv6
+// ones a /64 without duplicate address detection (so they are usable at
+// once). It returns the namespace's name, deleted when the test ends.
+func Attach(t testing.TB, prefix, role, hostIP, nsIP string) string {
+	t.Helper()
+	b := make([]byte, 3)
+	_, _ = rand.Read(b)
+	ns, here := prefix+"-"+role+"-"+hex.EncodeToString(b), prefix+role+hex.EncodeToString(b)
+	ip := []string{}
+	bits, dad := "/24", []string{}
+	if strings.Contains(hostIP, ":") {
+		ip, bits, dad = []string{"-6"}, "/64", []string{"nodad"}
+	}
+	Run(t, "ip", "netns", "add", ns)
+	t.Cleanup(func() { _ = exec.Command("ip", "netns", "del", ns).Run() })
+	Run(t, "ip", "link", "add", here, "type", "veth", "peer", "name", "eth0", "netns", ns)
+	Run(t, "ip", slices.Concat(ip, []string{"addr", "add", hostIP + bits, "dev", here}, dad)...)
+	Run(t, "ip", "link", "set", here, "up")
+	for _, args := range [][]string{
+		slices.Concat(ip, []string{"addr", "add", nsIP + bits, "dev", "eth0"}, dad), {"link", "set", "eth0", "up"}, {"link", "set", "lo", "up"},
+		slices.Concat(ip, []string{"route", "add", "default", "via", hostIP}),
+	} {
+		Run(t, "ip", append([]string{"-n", ns}, args...)...)
+	}
+	return ns
 }
