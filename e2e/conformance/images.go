@@ -122,11 +122,8 @@ func glibcDNSImage(base v1.Image) (v1.Image, error) {
 		"bin/sh":            {src: hostShell, mode: 0o755},
 		"etc/nsswitch.conf": {data: []byte(nsswitch), mode: 0o644},
 	}
-	for name, src := range glibcDNSTools {
-		if _, err := os.Stat(src); err != nil {
-			return nil, fmt.Errorf("glibc-dns-testing needs %s from this host: %w (apt-get install -y %s)", src, err, HostToolPackages)
-		}
-		files["usr/local/bin/"+name] = file{src: src, mode: 0o755}
+	if err := addHostTools(files, "glibc-dns-testing", glibcDNSTools); err != nil {
+		return nil, err
 	}
 	return layered(base, []string{"usr/local", "usr/local/bin"}, files, func(c *v1.Config) {
 		c.Entrypoint, c.Cmd = nil, []string{"sh"}
@@ -173,11 +170,8 @@ func agnhostImage(base v1.Image, bins Binaries) (v1.Image, error) {
 	// use its getent): Debian's, with the libraries ldd names, ahead of
 	// busybox's applets on PATH (busybox nc lacks -v, -z, -u, -W; Debian's
 	// busybox has no getent). agnhost gets nsswitch.conf with them.
-	for name, src := range HostTools {
-		if _, err := os.Stat(src); err != nil {
-			return nil, fmt.Errorf("agnhost needs %s from this host: %w (apt-get install -y %s)", src, err, HostToolPackages)
-		}
-		files["usr/local/bin/"+name] = file{src: src, mode: 0o755}
+	if err := addHostTools(files, "agnhost", HostTools); err != nil {
+		return nil, err
 	}
 	// busybox's sh runs its own applets before anything on PATH (a static
 	// build prefers applets), so the specs' `sh -c "nc -v ..."` would
@@ -188,6 +182,19 @@ func agnhostImage(base v1.Image, bins Binaries) (v1.Image, error) {
 		c.Entrypoint, c.Cmd = []string{"/agnhost"}, []string{"pause"}
 		c.ExposedPorts = map[string]struct{}{"80/tcp": {}, "8080/tcp": {}, "8081/tcp": {}, "9376/tcp": {}, "5000/tcp": {}}
 	})
+}
+
+// addHostTools puts this host's programs tools (name in the image: path
+// here) into files under /usr/local/bin of image; layered adds their
+// libraries.
+func addHostTools(files map[string]file, image string, tools map[string]string) error {
+	for name, src := range tools {
+		if _, err := os.Stat(src); err != nil {
+			return fmt.Errorf("%s needs %s from this host: %w (apt-get install -y %s)", image, src, err, HostToolPackages)
+		}
+		files["usr/local/bin/"+name] = file{src: src, mode: 0o755}
+	}
+	return nil
 }
 
 // file is one entry of a layer: a copy of src, literal data, or a symlink.
