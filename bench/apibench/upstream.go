@@ -12,41 +12,17 @@ import (
 
 	"github.com/keelson/keelson/bench/internal/loopback"
 	"github.com/keelson/keelson/bench/internal/probe"
+	"github.com/keelson/keelson/bench/internal/upstreamstack"
 	"github.com/keelson/keelson/config"
-	"github.com/keelson/keelson/core/apiserver"
 	"github.com/keelson/keelson/core/pki"
 	"github.com/keelson/keelson/internal/testproc"
 )
 
-// etcdArgs is a single-member etcd on loopback without TLS, as kvbench starts it.
-func etcdArgs(dataDir string, clientPort, peerPort int) []string {
-	client, peer := "http://"+loopback.HostPort(clientPort), "http://"+loopback.HostPort(peerPort)
-	return []string{"--name", "default", "--data-dir", dataDir,
-		"--listen-client-urls", client, "--advertise-client-urls", client,
-		"--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
-		"--initial-cluster", "default=" + peer}
-}
-
-// kubeAPIServerArgs is the command line keelson embeds kube-apiserver with
-// (core/apiserver), so both sides run the same admission, authorization and
-// authentication chain. Only the storage differs: etcd over TCP here, the
-// keelson store's unix socket there. dataDir/apiserver is the cert dir.
+// kubeAPIServerArgs is the upstream kube-apiserver's command line: keelson's
+// own (upstreamstack.APIServerConfig). Only the storage differs: etcd over
+// TCP here, the keelson store's unix socket there.
 func kubeAPIServerArgs(b *pki.Bundle, dataDir string, securePort int, etcdURL string) []string {
-	return upstreamConfig(b, dataDir, securePort, etcdURL).Args()
-}
-
-// upstreamConfig is keelson's kube-apiserver configuration for the upstream
-// binary: the same flags, and the same Pod Security admission default (its
-// file is written by startUpstream).
-func upstreamConfig(b *pki.Bundle, dataDir string, securePort int, etcdURL string) apiserver.Config {
-	return apiserver.Config{
-		DataDir:     dataDir,
-		BindAddress: "127.0.0.1",
-		SecurePort:  securePort,
-		EtcdServers: []string{etcdURL},
-		Bundle:      b,
-		PodSecurity: apiserver.DefaultPodSecurity(),
-	}
+	return upstreamstack.APIServerConfig(b, dataDir, securePort, etcdURL).Args()
 }
 
 // startUpstream makes the certificates, starts etcd, waits for its /health,
@@ -94,7 +70,7 @@ func (s *stack) startUpstream(ctx context.Context, log *slog.Logger, apiserverBi
 	}
 	log.Info("upstream certificates made (not counted in time to ready)", "seconds", time.Since(pkiStart).Seconds())
 
-	etcd, err := testproc.Start(testproc.Spec{Name: "etcd", Bin: etcdBin, Args: etcdArgs(filepath.Join(s.dir, "etcd"), etcdClient, etcdPeer), LogPath: filepath.Join(s.dir, "etcd.log"), ProcessGroup: true})
+	etcd, err := testproc.Start(testproc.Spec{Name: "etcd", Bin: etcdBin, Args: upstreamstack.EtcdArgs(filepath.Join(s.dir, "etcd"), "http://"+loopback.HostPort(etcdClient), "http://"+loopback.HostPort(etcdPeer)), LogPath: filepath.Join(s.dir, "etcd.log"), ProcessGroup: true})
 	if err != nil {
 		return err
 	}
@@ -108,7 +84,7 @@ func (s *stack) startUpstream(ctx context.Context, log *slog.Logger, apiserverBi
 		return err
 	}
 
-	kcfg := upstreamConfig(bundle, s.dir, apiPort, "http://"+loopback.HostPort(etcdClient))
+	kcfg := upstreamstack.APIServerConfig(bundle, s.dir, apiPort, "http://"+loopback.HostPort(etcdClient))
 	if err := kcfg.WriteAdmissionConfig(); err != nil {
 		return err
 	}

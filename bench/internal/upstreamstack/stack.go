@@ -145,9 +145,7 @@ func (s *Stack) start(ctx context.Context, spec Spec) error {
 
 	s.EtcdURL = "http://" + loopback.HostPort(ports[0])
 	peer := "http://" + loopback.HostPort(ports[1])
-	etcd, err := s.run("etcd", spec.EtcdBin, "--name", "default", "--data-dir", filepath.Join(s.Dir, "etcd"),
-		"--listen-client-urls", s.EtcdURL, "--advertise-client-urls", s.EtcdURL,
-		"--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer, "--initial-cluster", "default="+peer)
+	etcd, err := s.run("etcd", spec.EtcdBin, EtcdArgs(filepath.Join(s.Dir, "etcd"), s.EtcdURL, peer)...)
 	if err != nil {
 		return err
 	}
@@ -157,8 +155,7 @@ func (s *Stack) start(ctx context.Context, spec Spec) error {
 	}); err != nil {
 		return err
 	}
-	kcfg := apiserver.Config{DataDir: s.Dir, BindAddress: "127.0.0.1", SecurePort: ports[2],
-		EtcdServers: []string{s.EtcdURL}, Bundle: s.Bundle, PodSecurity: apiserver.DefaultPodSecurity()}
+	kcfg := APIServerConfig(s.Bundle, s.Dir, ports[2], s.EtcdURL)
 	if err := kcfg.WriteAdmissionConfig(); err != nil {
 		return err
 	}
@@ -183,6 +180,25 @@ func (s *Stack) start(ctx context.Context, spec Spec) error {
 	}
 	_, err = s.run("kube-scheduler", spec.SchedulerBin, "--kubeconfig", s.Kubeconfig, "--leader-elect=false", "--secure-port=0")
 	return err
+}
+
+// EtcdArgs is a single-member etcd on loopback without TLS, serving
+// clients at clientURL.
+func EtcdArgs(dataDir, clientURL, peerURL string) []string {
+	return []string{"--name", "default", "--data-dir", dataDir,
+		"--listen-client-urls", clientURL, "--advertise-client-urls", clientURL,
+		"--listen-peer-urls", peerURL, "--initial-advertise-peer-urls", peerURL,
+		"--initial-cluster", "default=" + peerURL}
+}
+
+// APIServerConfig is the configuration keelson embeds kube-apiserver with
+// (core/apiserver), for the upstream binary on etcdURL: the same flags and
+// Pod Security admission default (WriteAdmissionConfig writes its file),
+// so both sides run the same admission, authorization and authentication
+// chain. dataDir/apiserver is the cert dir.
+func APIServerConfig(b *pki.Bundle, dataDir string, securePort int, etcdURL string) apiserver.Config {
+	return apiserver.Config{DataDir: dataDir, BindAddress: "127.0.0.1", SecurePort: securePort,
+		EtcdServers: []string{etcdURL}, Bundle: b, PodSecurity: apiserver.DefaultPodSecurity()}
 }
 
 // waitFor polls check until it passes, p exits or spec.ReadyTimeout passes.
