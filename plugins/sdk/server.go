@@ -85,14 +85,16 @@ func (s *server) Run(streamCtx context.Context, send func(proto.Status) error) e
 			s.logger.Warn("status update dropped: host is not reading", "ready", st.Ready, "message", st.Message)
 		}
 	}
+	if !s.p.ManualReady {
+		// Reported before the plugin runs, so a message of its own cannot be
+		// overtaken by this default one.
+		env.Ready("running")
+	}
 	errc := make(chan error, 1)
 	go func() {
 		defer close(done)
 		errc <- s.runPlugin(runCtx, env)
 	}()
-	if !s.p.ManualReady {
-		env.Ready("running")
-	}
 	for {
 		select {
 		case st := <-updates:

@@ -107,6 +107,40 @@ func TestRunReportsReadyAndStopsCleanly(t *testing.T) {
 	}
 }
 
+// A plugin that reports its own ready message at once must not see it
+// overtaken by the SDK's default "running" (the host would show the default
+// for the whole run).
+func TestOwnReadyMessageIsNotOvertakenByTheDefault(t *testing.T) {
+	for i := range 50 {
+		c, _ := serveTest(t, Plugin{Name: "p", Kind: KindController, Version: "v1", Run: func(ctx context.Context, env Env) error {
+			env.Ready("mine")
+			return blockUntilStopped(ctx, env)
+		}})
+		ctx := context.Background()
+		if err := c.Configure(ctx, validConfig); err != nil {
+			t.Fatal(err)
+		}
+		stream, err := c.Run(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var msgs []string
+		for range 2 {
+			st, err := stream.Recv()
+			if err != nil {
+				t.Fatal(err)
+			}
+			msgs = append(msgs, st.Message)
+		}
+		if msgs[0] != "running" || msgs[1] != "mine" {
+			t.Fatalf("run %d: statuses %q, want the default first and the plugin's own last", i, msgs)
+		}
+		if err := c.Stop(ctx, 10*time.Second); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
 func TestRunBeforeConfigureFails(t *testing.T) {
 	c, _ := serveTest(t, Plugin{Name: "p", Kind: KindController, Run: blockUntilStopped})
 	stream, err := c.Run(context.Background())
