@@ -177,15 +177,30 @@ func (s *Supervisor) runGroupOnce(ctx context.Context, g Group, members []Spec, 
 	defer s.setClient(g.Name, nil)
 
 	mctx, stopMembers := context.WithCancel(ctx)
+	processGone := make(chan struct{}, 1)
 	var wg sync.WaitGroup
 	for _, m := range members {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			s.restartLoop(mctx, m.Name, func(ctx context.Context) (time.Time, error) { return s.runMember(ctx, l, m, term) })
+			s.restartLoop(mctx, m.Name, func(ctx context.Context) (time.Time, error) {
+				readyAt, err := s.runMember(ctx, l, m, term)
+				if errors.Is(err, errConnectionLost) && processExits(l) {
+					// The group's process died under this member: the group
+					// restarts every member and counts that once, so the
+					// member neither counts it nor retries on the dead
+					// process. Its ping is asked to look now.
+					select {
+					case processGone <- struct{}{}:
+					default:
+					}
+					<-ctx.Done()
+				}
+				return readyAt, err
+			})
 		}()
 	}
-	err = s.watchProcess(ctx, l)
+	err = s.watchProcess(ctx, l, processGone)
 	stopMembers() // each member is asked to Stop (watch) before the process is killed
 	wg.Wait()
 	return upAt, err
@@ -207,7 +222,7 @@ func (s *Supervisor) runMember(ctx context.Context, l *launch, sp Spec, term uin
 // watchProcess pings the group process until it fails, its group
 // credentials are due for renewal (errRenew: the whole process restarts,
 // as an isolated plugin does) or ctx ends (nil).
-func (s *Supervisor) watchProcess(ctx context.Context, l *launch) error {
+func (s *Supervisor) watchProcess(ctx context.Context, l *launch, processGone <-chan struct{}) error {
 	ping := s.cfg.Clock.NewTicker(s.cfg.PingInterval)
 	defer ping.Stop()
 	var renew <-chan time.Time
@@ -225,6 +240,23 @@ func (s *Supervisor) watchProcess(ctx context.Context, l *launch) error {
 			if err := s.ping(l); err != nil {
 				return err
 			}
+		case <-processGone:
+			if err := s.ping(l); err != nil {
+				return err
+			}
 		}
 	}
+}
+
+// processExits reports whether l's process has exited or does so within a
+// second: a process killed under its connection is reaped a moment after
+// the connection breaks.
+func processExits(l *launch) bool {
+	for range 50 {
+		if l.client.Exited() {
+			return true
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	return l.client.Exited()
 }

@@ -126,6 +126,9 @@ func TestKilledGroupProcessRestartsEveryMember(t *testing.T) {
 		if !strings.Contains(st.LastError, "group small process") {
 			t.Errorf("%s: last error %q does not say its group's process failed", name, st.LastError)
 		}
+		if st.Restarts != 1 {
+			t.Errorf("%s: %d restarts counted for one death of its group's process, want 1", name, st.Restarts)
+		}
 	}
 }
 

@@ -7,6 +7,7 @@ import (
 	"io"
 	"time"
 
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
 	"github.com/keelson/keelson/plugins/proto"
@@ -94,11 +95,23 @@ func (s *Supervisor) watch(ctx context.Context, l *launch) (readyAt time.Time, e
 // started again at once, which is not a failure.
 var errRenew = errors.New("credentials renewal")
 
+// errConnectionLost matches a run whose stream broke at the transport (the
+// plugin's process, or its group's, went away), not one the plugin ended.
+var errConnectionLost = errors.New("connection to the plugin process lost")
+
+type connectionLost struct{ error }
+
+func (connectionLost) Is(target error) bool { return target == errConnectionLost }
+
 func streamEndError(name string, err error) error {
 	if errors.Is(err, io.EOF) {
 		return fmt.Errorf("plugin %s stopped on its own", name)
 	}
-	return fmt.Errorf("plugin %s failed: %s", name, status.Convert(err).Message())
+	ended := fmt.Errorf("plugin %s failed: %s", name, status.Convert(err).Message())
+	if status.Code(err) == codes.Unavailable {
+		return connectionLost{ended}
+	}
+	return ended
 }
 
 // ping health-checks the plugin through go-plugin. A ping that does not
