@@ -91,7 +91,8 @@ bench: build
 		KEELSON_BIN=$(KEELSON) $(GO) test -run '^$$' -bench MetricsScrape -benchtime 20x -timeout 30m ./e2e/agent/; \
 		KEELSON_BIN=$(KEELSON) $(GO) test -run '^$$' -bench ProvisionAndBind -benchtime 1x -timeout 30m ./e2e/storage/; \
 		KEELSON_BIN=$(KEELSON) $(GO) test -run '^$$' -bench LoadBalancerFailover -benchtime 1x -timeout 60m ./e2e/loadbalancer/; \
-	else echo "bench: pod startup, metrics scrapes, volume provisioning and LoadBalancer failover need root (containers); skipped"; fi
+		KEELSON_BIN=$(KEELSON) $(GO) test -run '^$$' -bench IngressChangeToRoute -benchtime 1x -timeout 30m ./e2e/ingress/; \
+	else echo "bench: pod startup, metrics scrapes, volume provisioning, LoadBalancer failover and Ingress change-to-route need root (containers); skipped"; fi
 	$(GO) run ./bench/proxybench
 
 # soak runs the HA fault-injection scenarios in random order for SOAK_TIME

@@ -61,7 +61,7 @@ type clusterOptions struct {
 	disableIngress bool
 }
 
-func startClusterWith(t *testing.T, o clusterOptions) *cluster {
+func startClusterWith(t testing.TB, o clusterOptions) *cluster {
 	t.Helper()
 	poolSize, images := o.poolSize, o.images
 	nodeagent.Require(t)
@@ -124,14 +124,14 @@ func disable(ingress bool) []string {
 }
 
 // echoTarball builds testdata/echo and returns the image tarball.
-func echoTarball(t *testing.T) []byte {
+func echoTarball(t testing.TB) []byte {
 	t.Helper()
 	return binaryImage(t, filepath.Join("testdata", "echo"), ".", "echo", echoImage)
 }
 
 // binaryImage builds the Go package pkg (from dir) into /name of a
 // busybox image tagged ref, and returns the image tarball.
-func binaryImage(t *testing.T, dir, pkg, name, ref string) []byte {
+func binaryImage(t testing.TB, dir, pkg, name, ref string) []byte {
 	t.Helper()
 	out := t.TempDir()
 	bin := filepath.Join(out, name)

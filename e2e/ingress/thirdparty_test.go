@@ -23,7 +23,7 @@ const tinyPort = "8880"
 // both (its leader part on the leader, its node part on every agent)
 // under the ingress-controller preset, serving on port; it returns the
 // binary and the configuration file.
-func examplePlugin(t *testing.T, port string) (bin, config string) {
+func examplePlugin(t testing.TB, port string) (bin, config string) {
 	t.Helper()
 	bin, sum := harness.BuildPlugin(t, "github.com/keelson/keelson/examples/plugins/tinyingress", "tinyingress")
 	config = filepath.Join(t.TempDir(), "server.yaml")

@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"slices"
 	"testing"
 	"time"
 
@@ -45,10 +44,10 @@ func BenchmarkLoadBalancerFailover(b *testing.B) {
 		}
 	}
 	b.StopTimer()
-	b.ReportMetric(percentile(gaps, 50).Seconds(), "outage-p50-s")
-	b.ReportMetric(percentile(gaps, 99).Seconds(), "outage-p99-s")
-	b.ReportMetric(percentile(recoveries, 50).Seconds(), "kill-to-served-p50-s")
-	b.ReportMetric(percentile(recoveries, 99).Seconds(), "kill-to-served-p99-s")
+	b.ReportMetric(harness.Percentile(gaps, 50).Seconds(), "outage-p50-s")
+	b.ReportMetric(harness.Percentile(gaps, 99).Seconds(), "outage-p99-s")
+	b.ReportMetric(harness.Percentile(recoveries, 50).Seconds(), "kill-to-served-p50-s")
+	b.ReportMetric(harness.Percentile(recoveries, 99).Seconds(), "kill-to-served-p99-s")
 }
 
 // waitStableOwner waits until the client is served and names the node
@@ -94,15 +93,4 @@ func (c *lbCluster) waitAnnouncerRunning(t testing.TB, node string, oldPID int64
 		st := c.announcerStatus(t, node)
 		return st.State == "running" && st.Ready && st.PID != oldPID, fmt.Sprintf("%+v", st)
 	})
-}
-
-// percentile is the nearest-rank p-th percentile of d.
-func percentile(d []time.Duration, p int) time.Duration {
-	if len(d) == 0 {
-		return 0
-	}
-	s := slices.Clone(d)
-	slices.Sort(s)
-	i := (p*len(s)+99)/100 - 1
-	return s[max(0, min(i, len(s)-1))]
 }
