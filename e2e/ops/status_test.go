@@ -78,22 +78,28 @@ func healthy(r *report, plugin string) string {
 func TestClusterStatusAndRaftCommandsFromAFollower(t *testing.T) {
 	const plugin = "ttlafterfinished"
 	c := harness.StartCluster(t, 3, harness.ServerOptions{Plugins: []string{plugin}})
-	leader, _ := c.Leader(t)
-	var followers []*harness.Server
-	for _, s := range c.Servers {
-		if s != leader {
-			followers = append(followers, s)
-		}
-	}
-	asker, victim := followers[0], followers[1]
-
+	// The leader is read again on every try: on a starved machine the
+	// servers' first minute may see an election, and a status naming the
+	// new leader is as right as one naming the old.
+	var leader, asker, victim *harness.Server
 	harness.Eventually(t, converge, "a healthy cluster status from a follower", func() (bool, string) {
+		leader, _ = c.Leader(t)
+		var followers []*harness.Server
+		for _, s := range c.Servers {
+			if s != leader {
+				followers = append(followers, s)
+			}
+		}
+		asker, victim = followers[0], followers[1]
 		r, err := clusterStatus(t, asker)
 		if err != nil {
 			return false, err.Error()
 		}
-		why := healthy(r, plugin)
-		return why == "" && r.Raft.LeaderID == leader.Name() && r.Raft.View == leader.Name(), why
+		if why := healthy(r, plugin); why != "" {
+			return false, why
+		}
+		return r.Raft.LeaderID == leader.Name() && r.Raft.View == leader.Name(),
+			fmt.Sprintf("%s says leader %q (view %q), the servers say %s", asker.Name(), r.Raft.LeaderID, r.Raft.View, leader.Name())
 	})
 	table, err := keelson(t, "cluster", "status", "--data-dir", asker.DataDir)
 	if err != nil || !strings.Contains(table, "SERVERS (leader "+leader.Name()) || !strings.Contains(table, plugin) {
