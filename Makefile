@@ -115,7 +115,8 @@ E2EBIN_DEPS     := $(E2EBIN)/go.mod $(E2EBIN)/go.sum
 E2E_LDFLAGS     := -X k8s.io/component-base/version.gitVersion=$(K8S_VERSION) \
 	-X k8s.io/component-base/version.gitMajor=1 -X k8s.io/component-base/version.gitMinor=37
 CONFORMANCE_BINS := $(CONFORMANCE_DIR)/e2e.test $(CONFORMANCE_DIR)/bin/agnhost \
-	$(CONFORMANCE_DIR)/bin/sample-apiserver $(CONFORMANCE_DIR)/bin/nnp $(CONFORMANCE_DIR)/bin/porter/localhost.crt
+	$(CONFORMANCE_DIR)/bin/sample-apiserver $(CONFORMANCE_DIR)/bin/nnp $(CONFORMANCE_DIR)/bin/porter/localhost.crt \
+	$(CONFORMANCE_DIR)/bin/kitten/data.json
 export FOCUS SKIP HA E2E_TIMEOUT SMOKE_LIST
 
 conformance-bins: $(CONFORMANCE_BINS)
@@ -135,6 +136,10 @@ $(CONFORMANCE_DIR)/bin/nnp: $(E2EBIN_DEPS)
 $(CONFORMANCE_DIR)/bin/porter/localhost.crt: $(E2EBIN_DEPS)
 	@mkdir -p $(@D)
 	cd $(E2EBIN) && cp "$$($(GO) list -m -f '{{.Dir}}' k8s.io/kubernetes)"/test/images/agnhost/porter/localhost.{crt,key} $(@D)/ && chmod 644 $(@D)/localhost.*
+
+$(CONFORMANCE_DIR)/bin/kitten/data.json: $(E2EBIN_DEPS)
+	@mkdir -p $(@D)
+	cd $(E2EBIN) && cp "$$($(GO) list -m -f '{{.Dir}}' k8s.io/kubernetes)"/test/images/kitten/html/{kitten.jpg,data.json} $(@D)/ && chmod 644 $(@D)/*
 
 conformance: build conformance-bins
 	@command -v curl >/dev/null && command -v nc.openbsd >/dev/null && command -v dig >/dev/null || \

@@ -323,7 +323,7 @@ func (a *Agent) newPods(services func() []*v1.Service, recorder record.EventReco
 	if err != nil {
 		return err
 	}
-	a.volumes = volumes.New(volumes.Options{Client: a.client, Logger: a.log, StorageDir: a.storageDir()})
+	a.volumes = volumes.New(volumes.Options{Client: a.client, Logger: a.log, StorageDir: a.storageDir(), Images: a.rt})
 	a.pods = pods.New(pods.Options{
 		NodeName:      a.cfg.NodeName,
 		ClusterDomain: a.cfg.ClusterDomain,

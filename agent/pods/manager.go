@@ -87,10 +87,18 @@ type Options struct {
 	ParallelStarts int
 }
 
+// imageStore is what pulls need of the runtime: whether an image is
+// present, and a pull.
+type imageStore interface {
+	HasImage(ctx context.Context, ref string) (bool, error)
+	Pull(ctx context.Context, ref string, creds runtime.Credentials) (int64, error)
+}
+
 // Manager runs the pods of this node.
 type Manager struct {
 	opts     Options
 	rt       *runtime.Runtime
+	images   imageStore
 	log      *slog.Logger
 	clock    clockwork.Clock
 	restarts *backoff
@@ -136,6 +144,9 @@ func New(opts Options) *Manager {
 		outputs:    map[string]*output{},
 		netSlots:   newSlots(opts.ParallelStarts),
 		startSlots: newSlots(opts.ParallelStarts),
+	}
+	if opts.Runtime != nil {
+		m.images = opts.Runtime
 	}
 	m.probes = newProber(m)
 	return m
@@ -278,8 +289,8 @@ func (m *Manager) Run(ctx context.Context, current []*v1.Pod) error {
 }
 
 // recover re-attaches log copiers to the containers that run and wakes a
-// worker for every pod that has containers or a network namespace here, so
-// that pods deleted while the agent was away are cleaned up.
+// worker for every pod that has containers, a network namespace or image
+// views here, so that pods deleted while the agent was away are cleaned up.
 func (m *Manager) recover(ctx context.Context) error {
 	cs, err := m.rt.List(ctx, map[string]string{labelManaged: "true"})
 	if err != nil {
@@ -302,6 +313,13 @@ func (m *Manager) recover(ctx context.Context) error {
 		for _, uid := range netns {
 			uids[types.UID(uid)] = true
 		}
+	}
+	owners, err := m.rt.ImageViewOwners(ctx)
+	if err != nil {
+		return err
+	}
+	for _, uid := range owners {
+		uids[types.UID(uid)] = true
 	}
 	for uid := range uids {
 		m.kick(uid)

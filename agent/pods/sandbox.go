@@ -26,6 +26,9 @@ type sandbox struct {
 	resolv   string
 	hostFile string
 	volumes  map[string]volumes.Volume
+	// images are the image volumes as the latest sync that started
+	// containers readied them (Setup leaves them out).
+	images map[string]imageVolume
 }
 
 // ensureSandbox sets up (or finds) the pod's directory, network and

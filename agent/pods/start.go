@@ -25,6 +25,9 @@ import (
 // start is recorded as the attempt's exit (StartError), which the restart
 // policy then handles.
 func (m *Manager) startContainer(ctx context.Context, pod *v1.Pod, c *v1.Container, number int32, kind containerKind, sb *sandbox) (*v1.ContainerStateWaiting, time.Duration, error) {
+	if waiting, retry := m.imageVolumesWait(pod, c, sb.images); waiting != nil {
+		return waiting, retry, nil
+	}
 	ref, waiting, retry := m.ensureImage(ctx, pod, c)
 	if waiting != nil {
 		return waiting, retry, nil
@@ -41,6 +44,11 @@ func (m *Manager) startContainer(ctx context.Context, pod *v1.Pod, c *v1.Contain
 		if errors.As(err, &ce) {
 			m.event(pod, v1.EventTypeWarning, "Failed", "Error: %v", err)
 			return &v1.ContainerStateWaiting{Reason: reasonCreateConfigError, Message: err.Error()}, retryInterval * 5, nil
+		}
+		var cre createError
+		if errors.As(err, &cre) {
+			m.event(pod, v1.EventTypeWarning, "Failed", "Error: %v", err)
+			return &v1.ContainerStateWaiting{Reason: reasonCreateContainerError, Message: err.Error()}, retryInterval * 5, nil
 		}
 		return nil, 0, err
 	}
@@ -146,16 +154,23 @@ func (m *Manager) createAndStart(ctx context.Context, pod *v1.Pod, c *v1.Contain
 // ensureImage makes the container's image present by its pull policy. It
 // returns the image's full reference, or why the container waits.
 func (m *Manager) ensureImage(ctx context.Context, pod *v1.Pod, c *v1.Container) (string, *v1.ContainerStateWaiting, time.Duration) {
-	ref, err := runtime.NormalizeImage(c.Image)
+	return m.pullImage(ctx, pod, c.Image, c.ImagePullPolicy)
+}
+
+// pullImage makes an image (a container's or an image volume's) present by
+// its pull policy, with the pod's pull secrets and the pod's back-off per
+// image, and records kubelet's events. It returns the image's full
+// reference, or why the containers needing it wait and when to retry.
+func (m *Manager) pullImage(ctx context.Context, pod *v1.Pod, image string, policy v1.PullPolicy) (string, *v1.ContainerStateWaiting, time.Duration) {
+	ref, err := runtime.NormalizeImage(image)
 	if err != nil {
-		m.event(pod, v1.EventTypeWarning, reasonInvalidImageName, "Failed to apply default image tag %q: %v", c.Image, err)
+		m.event(pod, v1.EventTypeWarning, reasonInvalidImageName, "Failed to apply default image tag %q: %v", image, err)
 		return "", &v1.ContainerStateWaiting{Reason: reasonInvalidImageName, Message: err.Error()}, m.opts.SyncInterval
 	}
-	present, err := m.rt.HasImage(ctx, ref)
+	present, err := m.images.HasImage(ctx, ref)
 	if err != nil {
 		return "", &v1.ContainerStateWaiting{Reason: reasonErrImagePull, Message: err.Error()}, retryInterval
 	}
-	policy := c.ImagePullPolicy
 	if policy == "" {
 		policy = v1.PullIfNotPresent
 		if strings.HasSuffix(ref, ":latest") {
@@ -164,7 +179,7 @@ func (m *Manager) ensureImage(ctx context.Context, pod *v1.Pod, c *v1.Container)
 	}
 	switch {
 	case policy == v1.PullNever && !present:
-		msg := fmt.Sprintf("Container image %q is not present with pull policy of Never", c.Image)
+		msg := fmt.Sprintf("Container image %q is not present with pull policy of Never", image)
 		m.event(pod, v1.EventTypeWarning, reasonErrImageNeverPull, "%s", msg)
 		return "", &v1.ContainerStateWaiting{Reason: reasonErrImageNeverPull, Message: msg}, m.opts.SyncInterval
 	case policy == v1.PullNever, policy == v1.PullIfNotPresent && present:
@@ -172,17 +187,17 @@ func (m *Manager) ensureImage(ctx context.Context, pod *v1.Pod, c *v1.Container)
 	}
 	key := string(pod.UID) + "/image/" + ref
 	if wait := m.pulls.waitSinceUpdate(key); wait > 0 {
-		msg := fmt.Sprintf("Back-off pulling image %q", c.Image)
+		msg := fmt.Sprintf("Back-off pulling image %q", image)
 		m.event(pod, v1.EventTypeNormal, "BackOff", "%s", msg)
 		return "", &v1.ContainerStateWaiting{Reason: reasonImagePullBackOff, Message: msg}, wait
 	}
-	m.event(pod, v1.EventTypeNormal, "Pulling", "Pulling image %q", c.Image)
+	m.event(pod, v1.EventTypeNormal, "Pulling", "Pulling image %q", image)
 	start := m.clock.Now()
-	size, err := m.rt.Pull(ctx, ref, m.pullCredentials(ctx, pod))
+	size, err := m.images.Pull(ctx, ref, m.pullCredentials(ctx, pod))
 	if err != nil {
 		now := m.clock.Now()
 		m.pulls.next(key, now)
-		msg := fmt.Sprintf("Failed to pull image %q: %v", c.Image, err)
+		msg := fmt.Sprintf("Failed to pull image %q: %v", image, err)
 		m.event(pod, v1.EventTypeWarning, "Failed", "%s", msg)
 		return "", &v1.ContainerStateWaiting{Reason: reasonErrImagePull, Message: msg}, m.pulls.waitSinceUpdate(key)
 	}
@@ -190,7 +205,7 @@ func (m *Manager) ensureImage(ctx context.Context, pod *v1.Pod, c *v1.Container)
 	if m.opts.ImagePulled != nil {
 		m.opts.ImagePulled(size, took)
 	}
-	m.event(pod, v1.EventTypeNormal, "Pulled", "Successfully pulled image %q in %s", c.Image, took.Round(time.Millisecond))
+	m.event(pod, v1.EventTypeNormal, "Pulled", "Successfully pulled image %q in %s", image, took.Round(time.Millisecond))
 	return ref, nil, 0
 }
 
@@ -239,6 +254,9 @@ func (m *Manager) mounts(pod *v1.Pod, c *v1.Container, sb *sandbox, vars map[str
 	for i, vm := range c.VolumeMounts {
 		vol, ok := sb.volumes[vm.Name]
 		if !ok {
+			vol, ok = imageVolumeMount(sb.images, vm.Name)
+		}
+		if !ok {
 			return nil, configErrorf("volumeMount %q refers to no volume of the pod", vm.Name)
 		}
 		src := vol.Path
@@ -246,7 +264,14 @@ func (m *Manager) mounts(pod *v1.Pod, c *v1.Container, sb *sandbox, vars map[str
 		if vm.SubPathExpr != "" {
 			sub = expand(vm.SubPathExpr, vars)
 		}
-		if sub != "" {
+		switch {
+		case sub != "" && vol.Image:
+			p, err := volumes.ImageSubPath(sb.dir, vm.Name, vol.Path, c.Name, i, sub)
+			if err != nil {
+				return nil, createErrorf("%s: %v", imageVolumeMountFailed, err)
+			}
+			src = p
+		case sub != "":
 			// The container gets an agent-owned bind of the opened
 			// subPath, never a path a container could re-point.
 			p, err := volumes.SubPath(sb.dir, vm.Name, vol.Path, c.Name, i, sub)

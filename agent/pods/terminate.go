@@ -338,7 +338,7 @@ func (w *worker) cleanup(ctx context.Context) error {
 		return err
 	}
 	dir := m.PodDir(w.uid)
-	if err := m.opts.Volumes.Teardown(string(w.uid), dir); err != nil {
+	if err := m.opts.Volumes.Teardown(ctx, string(w.uid), dir); err != nil {
 		return err
 	}
 	if err := removeAll(dir); err != nil {

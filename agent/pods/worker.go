@@ -270,6 +270,10 @@ func (w *worker) step(ctx context.Context, pod *v1.Pod, sb *sandbox, cs podConta
 		}
 		wake(time.Millisecond) // restart it on the next pass
 	}
+	if len(plan.start) > 0 {
+		// Before any container starts, as kubelet pulls them.
+		sb.images = w.m.ensureImageVolumes(ctx, pod, sb)
+	}
 	for _, a := range plan.start {
 		d, err := w.startOrBackOff(ctx, pod, a.c, a.kind, sb, cs)
 		if err != nil {

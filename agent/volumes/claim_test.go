@@ -167,7 +167,7 @@ func TestLocalPathVolumeLifecycle(t *testing.T) {
 	if err := m.RemoveLocalVolume(name); !errors.Is(err, ErrVolumeInUse) {
 		t.Fatalf("removal while mounted: %v, want ErrVolumeInUse", err)
 	}
-	if err := m.Teardown(string(pod.UID), podDir); err != nil {
+	if err := m.Teardown(context.Background(), string(pod.UID), podDir); err != nil {
 		t.Fatal(err)
 	}
 	if cvs := m.ClaimVolumes(string(pod.UID)); len(cvs) != 0 {

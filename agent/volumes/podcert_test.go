@@ -173,7 +173,7 @@ func TestPodCertificateRequestAndRefresh(t *testing.T) {
 	checkCredential(t, files, csr2.PublicKey)
 
 	// Teardown forgets the pod: a new pod with the same volume asks again.
-	if err := m.Teardown("pod-uid", t.TempDir()); err != nil {
+	if err := m.Teardown(context.Background(), "pod-uid", t.TempDir()); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := payload(); err == nil || len(*names) != 3 {

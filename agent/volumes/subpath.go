@@ -29,6 +29,17 @@ func SubPathDir(podDir string) string { return filepath.Join(podDir, "volume-sub
 // path — is bind-mounted through /proc/self/fd. A swap after the check
 // makes the open fail; it can never redirect the mount.
 func SubPath(podDir, volume, volPath, container string, index int, sub string) (string, error) {
+	return subPath(podDir, volume, volPath, container, index, sub, false)
+}
+
+// ImageSubPath is SubPath for an image volume, which is read-only: the
+// subPath must exist in the image and be a directory, as containerd's CRI
+// requires (mounting a single file of an image is not supported).
+func ImageSubPath(podDir, volume, volPath, container string, index int, sub string) (string, error) {
+	return subPath(podDir, volume, volPath, container, index, sub, true)
+}
+
+func subPath(podDir, volume, volPath, container string, index int, sub string, image bool) (string, error) {
 	if filepath.IsAbs(sub) || slices.Contains(strings.Split(filepath.ToSlash(sub), "/"), "..") {
 		return "", fmt.Errorf("subPath %q must be a relative path without '..'", sub)
 	}
@@ -37,7 +48,7 @@ func SubPath(podDir, volume, volPath, container string, index int, sub string) (
 		return "", fmt.Errorf("subPath %q: opening volume %q: %w", sub, volume, err)
 	}
 	defer root.Close()
-	rel, err := resolveInVolume(root, volPath, volume, sub)
+	rel, err := resolveInVolume(root, volPath, volume, sub, !image)
 	if err != nil {
 		return "", err
 	}
@@ -46,6 +57,15 @@ func SubPath(podDir, volume, volPath, container string, index int, sub string) (
 		return "", fmt.Errorf("subPath %q of volume %q: %w (a path component changed while it was mounted; retried at the next sync)", sub, volume, err)
 	}
 	defer f.Close()
+	if image {
+		var st unix.Stat_t
+		if err := unix.Fstat(int(f.Fd()), &st); err != nil {
+			return "", fmt.Errorf("subPath %q of image volume %q: %w", sub, volume, err)
+		}
+		if st.Mode&unix.S_IFMT != unix.S_IFDIR {
+			return "", fmt.Errorf("subPath %q of image volume %q is not a directory: only a directory of an image can be mounted", sub, volume)
+		}
+	}
 	target := filepath.Join(SubPathDir(podDir), volume, container, strconv.Itoa(index))
 	if err := bindFD(f, target); err != nil {
 		return "", fmt.Errorf("subPath %q of volume %q: %w", sub, volume, err)
@@ -55,13 +75,17 @@ func SubPath(podDir, volume, volPath, container string, index int, sub string) (
 
 // resolveInVolume follows sub's symlinks and returns the resolved path
 // relative to the volume, creating missing directories inside the volume
-// as kubelet does. A subPath resolving outside the volume is refused.
-func resolveInVolume(root *os.File, volPath, volume, sub string) (string, error) {
+// as kubelet does if create is set. A subPath resolving outside the volume
+// is refused.
+func resolveInVolume(root *os.File, volPath, volume, sub string, create bool) (string, error) {
 	base, err := filepath.EvalSymlinks(volPath)
 	if err != nil {
 		return "", fmt.Errorf("subPath %q: volume %q: %w", sub, volume, err)
 	}
 	resolved, err := filepath.EvalSymlinks(filepath.Join(volPath, sub))
+	if errors.Is(err, os.ErrNotExist) && !create {
+		return "", fmt.Errorf("subPath %q does not exist in image volume %q: an image volume is read-only, so a subPath must name a directory of the image", sub, volume)
+	}
 	if errors.Is(err, os.ErrNotExist) {
 		d, merr := pathrs.MkdirAllHandle(root, sub, 0o777)
 		if merr != nil {

@@ -178,7 +178,7 @@ func TestClusterTrustBundleVolumeRefresh(t *testing.T) {
 	}
 	podDir := t.TempDir()
 	t.Cleanup(func() {
-		if err := m.Teardown(string(pod.UID), podDir); err != nil {
+		if err := m.Teardown(context.Background(), string(pod.UID), podDir); err != nil {
 			t.Error(err)
 		}
 	})

@@ -4,9 +4,10 @@
 // with the pod's bound service-account token, rotated before it expires,
 // ClusterTrustBundles' certificates and pod certificates, requested with
 // PodCertificateRequests and renewed from their beginRefreshAt),
-// and claims (persistentVolumeClaim and generic ephemeral volumes) bound to
-// hostPath or local PersistentVolumes, in kubelet's directory layout under
-// the pod's directory. It also makes, bounds (agent/quota) and removes the
+// claims (persistentVolumeClaim and generic ephemeral volumes) bound to
+// hostPath or local PersistentVolumes, and read-only views of images (image
+// volumes, mounted once the caller pulled their image), in kubelet's
+// directory layout under the pod's directory. It also makes, bounds (agent/quota) and removes the
 // directories of local-path volumes on this node.
 package volumes
 
@@ -48,6 +49,9 @@ type Options struct {
 	// clusterTrustBundle file; zero picks a random one, so the order
 	// changes when the agent restarts, as kubelet's does.
 	TrustAnchorSeed uint64
+	// Images mounts image volumes' views; nil: image volumes fail to
+	// mount with an error saying so.
+	Images ImageViews
 }
 
 // Manager sets up and tears down pods' volumes.
@@ -61,6 +65,7 @@ type Manager struct {
 	// (nil without a storage directory).
 	quota      *quota.Dir
 	anchorSeed uint64
+	images     ImageViews
 
 	mu     sync.Mutex
 	tokens map[string]token // by pod UID, audience and lifetime
@@ -89,7 +94,7 @@ func New(opts Options) *Manager {
 	if opts.TrustAnchorSeed == 0 {
 		opts.TrustAnchorSeed = rand.Uint64()
 	}
-	m := &Manager{client: opts.Client, log: opts.Logger, clock: opts.Clock, storageDir: opts.StorageDir, anchorSeed: opts.TrustAnchorSeed,
+	m := &Manager{client: opts.Client, log: opts.Logger, clock: opts.Clock, storageDir: opts.StorageDir, anchorSeed: opts.TrustAnchorSeed, images: opts.Images,
 		tokens: map[string]token{}, podCerts: map[string]podCert{}, local: map[string]map[string]bool{}, claims: map[string]map[string]ClaimVolume{}}
 	if opts.StorageDir != "" {
 		m.quota = quota.New(opts.StorageDir, opts.Logger)
@@ -102,8 +107,11 @@ type Volume struct {
 	// Path is the directory (or file, for a hostPath) on the node.
 	Path string
 	// ReadOnly volumes are mounted read-only whatever the mount says
-	// (configMap, secret, downwardAPI and projected, as in kubelet).
+	// (configMap, secret, downwardAPI, projected and image, as in kubelet).
 	ReadOnly bool
+	// Image: a view of an image, where a subPath must exist and be a
+	// directory (nothing can be created in it).
+	Image bool
 }
 
 // Env is what the downward API needs beyond the pod, and the node's name
@@ -119,8 +127,9 @@ type Env struct {
 func Dir(podDir string) string { return filepath.Join(podDir, "volumes") }
 
 // Setup materializes every volume of pod under podDir and returns them by
-// name. It is idempotent and refreshes what changed (a ConfigMap's data, a
-// token due for rotation); call it on every sync of the pod.
+// name, except image volumes (see MountImage). It is idempotent and
+// refreshes what changed (a ConfigMap's data, a token due for rotation);
+// call it on every sync of the pod.
 func (m *Manager) Setup(ctx context.Context, pod *v1.Pod, podDir string, env Env) (map[string]Volume, error) {
 	out := make(map[string]Volume, len(pod.Spec.Volumes))
 	gid := -1
@@ -129,6 +138,9 @@ func (m *Manager) Setup(ctx context.Context, pod *v1.Pod, podDir string, env Env
 	}
 	for i := range pod.Spec.Volumes {
 		vol := &pod.Spec.Volumes[i]
+		if vol.Image != nil {
+			continue
+		}
 		v, err := m.setup(ctx, pod, vol, podDir, env, gid)
 		if err != nil {
 			return nil, fmt.Errorf("volume %q: %w", vol.Name, err)
@@ -173,7 +185,7 @@ func (m *Manager) setup(ctx context.Context, pod *v1.Pod, vol *v1.Volume, podDir
 		}
 		return project(dir("projected"), payload, gid, true)
 	}
-	return Volume{}, errors.New("unsupported volume type: this agent supports emptyDir, hostPath, configMap, secret, downwardAPI, projected, persistentVolumeClaim and ephemeral")
+	return Volume{}, errors.New("unsupported volume type: this agent supports emptyDir, hostPath, configMap, secret, downwardAPI, projected, persistentVolumeClaim, ephemeral and image")
 }
 
 // project writes a payload atomically; on tmpfs when it holds secrets, so
@@ -242,11 +254,11 @@ func mountTmpfs(dir string, size int64) error {
 }
 
 // Teardown unmounts every mount under the pod's volume and subPath
-// directories (tmpfs volumes, subPath binds) and forgets the pod's tokens
-// and pod certificates.
+// directories (tmpfs volumes, subPath binds, image views), removes the
+// pod's image views and forgets its tokens and pod certificates.
 // The caller removes the directory: a mount left there would let the
 // removal reach into a hostPath.
-func (m *Manager) Teardown(podUID, podDir string) error {
+func (m *Manager) Teardown(ctx context.Context, podUID, podDir string) error {
 	m.mu.Lock()
 	for k := range m.tokens {
 		if len(k) > len(podUID) && k[:len(podUID)] == podUID {
@@ -260,6 +272,9 @@ func (m *Manager) Teardown(podUID, podDir string) error {
 	}
 	m.mu.Unlock()
 	err := errors.Join(UnmountAll(SubPathDir(podDir)), UnmountAll(Dir(podDir)))
+	if err == nil && m.images != nil {
+		err = m.images.RemoveImageViews(ctx, podUID)
+	}
 	if err == nil {
 		m.untrackLocal(podUID)
 	}

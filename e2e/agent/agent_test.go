@@ -38,6 +38,7 @@ func TestAgent(t *testing.T) {
 	t.Run("ClusterTrustBundleVolume", c.testClusterTrustBundleVolume)
 	t.Run("PodCertificateVolume", c.testPodCertificateVolume)
 	t.Run("ImagePullBackOff", c.testImagePullBackOff)
+	t.Run("ImageVolume", c.testImageVolume)
 	t.Run("SecurityContext", c.testSecurityContext)
 	t.Run("DeleteRunsPreStopAndRespectsGrace", c.testDeleteRunsPreStopAndRespectsGrace)
 	t.Run("KubeletEndpoints", c.testKubeletEndpoints)

@@ -103,6 +103,7 @@ func TestConformance(t *testing.T) {
 		SampleAPIServer: filepath.Join(cfg.dir, "bin", "sample-apiserver"),
 		Nonewprivs:      filepath.Join(cfg.dir, "bin", "nnp"),
 		PorterCerts:     filepath.Join(cfg.dir, "bin", "porter"),
+		KittenHTML:      filepath.Join(cfg.dir, "bin", "kitten"),
 	})
 	if err != nil {
 		t.Fatal(err)

@@ -29,6 +29,9 @@ type Binaries struct {
 	// PorterCerts is test/images/agnhost/porter, whose localhost.crt and
 	// localhost.key agnhost's image carries at /.
 	PorterCerts string
+	// KittenHTML is test/images/kitten/html, whose kitten.jpg and
+	// data.json the kitten image carries at /.
+	KittenHTML string
 }
 
 // Image is one image the specs ask for, by its repository path below a
@@ -97,6 +100,10 @@ func BuildImages(bins Binaries) ([]Image, error) {
 	if err != nil {
 		return nil, err
 	}
+	kitten, err := kittenImage(agnhost, bins.KittenHTML)
+	if err != nil {
+		return nil, err
+	}
 	e2e := "promoterE2eRegistry"
 	return []Image{
 		{Registry: e2e, Path: "agnhost:2.66.1", Image: agnhost, StandIn: agnhostStandIn},
@@ -108,6 +115,7 @@ func BuildImages(bins Binaries) ([]Image, error) {
 		{Registry: e2e, Path: "nginx:1.27.0-2", Image: nginx, StandIn: nginxStandIn},
 		{Registry: e2e, Path: "nginx:1.28.0-2", Image: nginx, StandIn: nginxStandIn},
 		{Registry: e2e, Path: "glibc-dns-testing:2.1.1", Image: glibcDNS, StandIn: glibcDNSStandIn},
+		{Registry: e2e, Path: kittenPath, Image: kitten, StandIn: kittenStandIn},
 		{Registry: "gcRegistry", Path: "pause:3.10.2", Image: pause, StandIn: "agnhost's pause subcommand"},
 	}, nil
 }
@@ -138,6 +146,34 @@ var glibcDNSTools = map[string]string{"dig": "/usr/bin/dig", "getent": "/usr/bin
 const nsswitch = "hosts: files dns\n"
 
 const agnhostStandIn = "agnhost on busybox-static with Debian's dash as /bin/sh, curl, nc (OpenBSD), dig and getent (glibc's, where upstream's is musl's): no iperf, socat, coredns or fake registry data (upstream: alpine with those)"
+
+// kittenPath is manifest.go's kitten (imageutils.Kitten).
+const kittenPath = "kitten:1.8"
+
+const kittenStandIn = "agnhost's stand-in with upstream's kitten.jpg and data.json (v1.37.2's test/images/kitten) and, since that base is busybox-static and not Alpine, Alpine 3.21's /etc/os-release text, which upstream's image has from its alpine base (the ImageVolume spec reads it)"
+
+// alpineOSRelease is the /etc/os-release of alpine:3.21, the base of
+// v1.37.2's agnhost and so of kitten, without its patch release.
+const alpineOSRelease = `NAME="Alpine Linux"
+ID=alpine
+VERSION_ID=3.21
+PRETTY_NAME="Alpine Linux v3.21"
+HOME_URL="https://alpinelinux.org/"
+BUG_REPORT_URL="https://gitlab.alpinelinux.org/alpine/aports/-/issues"
+`
+
+// kittenImage is test/images/kitten as its Dockerfile builds it: agnhost
+// with kitten.jpg and data.json at /, command test-webserver (agnhost's
+// entrypoint kept). Image volume specs mount it and read data.json and
+// etc/os-release.
+func kittenImage(agnhost v1.Image, html string) (v1.Image, error) {
+	files := map[string]file{
+		"kitten.jpg":     {src: filepath.Join(html, "kitten.jpg"), mode: 0o644},
+		"data.json":      {src: filepath.Join(html, "data.json"), mode: 0o644},
+		"etc/os-release": {data: []byte(alpineOSRelease), mode: 0o644},
+	}
+	return layered(agnhost, nil, files, func(c *v1.Config) { c.Cmd = []string{"test-webserver"} })
+}
 
 // HostTools are the programs, by name in the image, that agnhost carries
 // from this host; HostToolPackages installs them.

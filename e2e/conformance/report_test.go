@@ -91,13 +91,13 @@ func TestImages(t *testing.T) {
 		t.Skip("busybox-static is not installed")
 	}
 	dir := t.TempDir()
-	for _, f := range []string{"localhost.crt", "localhost.key"} {
+	for _, f := range []string{"localhost.crt", "localhost.key", "kitten.jpg", "data.json"} {
 		if err := os.WriteFile(filepath.Join(dir, f), []byte("x"), 0o644); err != nil {
 			t.Fatal(err)
 		}
 	}
 	bin := testimage.BusyboxPath
-	imgs, err := BuildImages(Binaries{Agnhost: bin, SampleAPIServer: bin, Nonewprivs: bin, PorterCerts: dir})
+	imgs, err := BuildImages(Binaries{Agnhost: bin, SampleAPIServer: bin, Nonewprivs: bin, PorterCerts: dir, KittenHTML: dir})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -111,6 +111,8 @@ func TestImages(t *testing.T) {
 		"registry.k8s.io/pause:3.10.2",
 		"10.99.1.1:5000/e2e-test-images/nginx:1.28.0-2",
 		"10.99.1.1:5000/pause:3.10.2",
+		"registry.k8s.io/e2e-test-images/kitten:1.8",
+		"10.99.1.1:5000/e2e-test-images/kitten:1.8",
 	} {
 		tag, err := name.NewTag(ref, name.Insecure)
 		if err != nil {

@@ -14,7 +14,9 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
+	"path"
 	goruntime "runtime"
+	"sort"
 	"strings"
 	"time"
 
@@ -89,6 +91,54 @@ func Busybox() (v1.Image, error) {
 	cf.Config.Cmd = []string{"sh"}
 	cf.Config.Env = []string{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"}
 	return mutate.ConfigFile(img, cf)
+}
+
+// WithFiles returns base with one more layer holding files (path in the
+// image: content, mode 0644) and their parent directories, e.g. an image
+// volume's content.
+func WithFiles(base v1.Image, files map[string]string) (v1.Image, error) {
+	var buf bytes.Buffer
+	tw := tar.NewWriter(&buf)
+	mtime := time.Unix(0, 0)
+	names := make([]string, 0, len(files))
+	for n := range files {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	dirs := map[string]bool{}
+	for _, n := range names {
+		for d := path.Dir(n); d != "." && d != "/" && !dirs[d]; d = path.Dir(d) {
+			dirs[d] = true
+		}
+	}
+	dirList := make([]string, 0, len(dirs))
+	for d := range dirs {
+		dirList = append(dirList, d)
+	}
+	sort.Strings(dirList) // parents first
+	for _, d := range dirList {
+		if err := tw.WriteHeader(&tar.Header{Typeflag: tar.TypeDir, Name: d + "/", Mode: 0o755, ModTime: mtime}); err != nil {
+			return nil, err
+		}
+	}
+	for _, n := range names {
+		data := files[n]
+		if err := tw.WriteHeader(&tar.Header{Typeflag: tar.TypeReg, Name: n, Mode: 0o644, Size: int64(len(data)), ModTime: mtime}); err != nil {
+			return nil, err
+		}
+		if _, err := io.WriteString(tw, data); err != nil {
+			return nil, err
+		}
+	}
+	if err := tw.Close(); err != nil {
+		return nil, err
+	}
+	data := buf.Bytes()
+	layer, err := tarball.LayerFromOpener(func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(data)), nil })
+	if err != nil {
+		return nil, fmt.Errorf("testimage: layer: %w", err)
+	}
+	return mutate.AppendLayers(base, layer)
 }
 
 // WriteTarball writes img, named ref, as a docker-save tarball at path.
