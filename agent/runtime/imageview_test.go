@@ -16,7 +16,8 @@ import (
 	"github.com/keelson/keelson/internal/testimage"
 )
 
-// importImage imports img as ref through a tarball.
+// importImage imports the test busybox as ref, with files (path: content)
+// added in a layer of their own if any, through a tarball.
 func importImage(t *testing.T, rt *Runtime, ref string, files map[string]string) {
 	t.Helper()
 	base, err := testimage.Busybox()
@@ -38,8 +39,12 @@ func importImage(t *testing.T, rt *Runtime, ref string, files map[string]string)
 		t.Fatal(err)
 	}
 	defer f.Close()
-	if _, err := rt.Import(context.Background(), f); err != nil {
+	names, err := rt.Import(context.Background(), f)
+	if err != nil {
 		t.Fatal(err)
+	}
+	if len(names) != 1 || names[0] != ref {
+		t.Fatalf("imported %v, want [%s]", names, ref)
 	}
 }
 

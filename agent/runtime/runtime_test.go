@@ -15,7 +15,6 @@ import (
 	"time"
 
 	"github.com/keelson/keelson/config"
-	"github.com/keelson/keelson/internal/testimage"
 )
 
 // startRuntime runs a private containerd for the test, as the agent does,
@@ -62,30 +61,6 @@ func testCgroup(t *testing.T, id string) string {
 	return parent + "/" + id
 }
 
-func importBusybox(t *testing.T, rt *Runtime, ref string) {
-	t.Helper()
-	img, err := testimage.Busybox()
-	if err != nil {
-		t.Fatal(err)
-	}
-	path := filepath.Join(t.TempDir(), "busybox.tar")
-	if err := testimage.WriteTarball(path, ref, img); err != nil {
-		t.Fatal(err)
-	}
-	f, err := os.Open(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	names, err := rt.Import(context.Background(), f)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(names) != 1 || names[0] != ref {
-		t.Fatalf("imported %v, want [%s]", names, ref)
-	}
-}
-
 // syncBuffer is a bytes.Buffer safe for the copier goroutines.
 type syncBuffer struct {
 	mu sync.Mutex
@@ -126,7 +101,7 @@ func TestContainerLifecycle(t *testing.T) {
 	rt := startRuntime(t, nil)
 	ctx := context.Background()
 	const ref = "docker.io/library/busybox:test"
-	importBusybox(t, rt, ref)
+	importImage(t, rt, ref, nil)
 	if ok, err := rt.HasImage(ctx, ref); err != nil || !ok {
 		t.Fatalf("imported image not present: %v %v", ok, err)
 	}
@@ -182,7 +157,7 @@ func TestExecAndSignal(t *testing.T) {
 	rt := startRuntime(t, nil)
 	ctx := context.Background()
 	const ref = "docker.io/library/busybox:test"
-	importBusybox(t, rt, ref)
+	importImage(t, rt, ref, nil)
 	id := NewID()
 	if err := rt.Create(ctx, id, ContainerSpec{Image: ref, Command: []string{"sleep", "600"}, CgroupsPath: testCgroup(t, id)}); err != nil {
 		t.Fatal(err)
@@ -218,7 +193,7 @@ func TestJoinPIDNamespace(t *testing.T) {
 	rt := startRuntime(t, nil)
 	ctx := context.Background()
 	const ref = "docker.io/library/busybox:test"
-	importBusybox(t, rt, ref)
+	importImage(t, rt, ref, nil)
 	target := NewID()
 	if err := rt.Create(ctx, target, ContainerSpec{Image: ref, Command: []string{"sleep", "600"}, CgroupsPath: testCgroup(t, target)}); err != nil {
 		t.Fatal(err)
