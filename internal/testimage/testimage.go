@@ -1,7 +1,7 @@
 // Package testimage builds container images for tests and benchmarks from
-// the host's static busybox (Debian's busybox-static, or another static
-// build), so that nothing is downloaded: as a docker-save tarball to import, or served by an in-process
-// registry to pull from.
+// a static busybox on the host (Debian's busybox-static, or another static
+// build), so that nothing is downloaded: as a docker-save tarball to
+// import, or served by an in-process registry to pull from.
 package testimage
 
 import (
