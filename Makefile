@@ -107,7 +107,9 @@ soak: build
 # conformance builds, once (cached in .conformance/, rebuilt when
 # conformance/e2ebin's go.mod changes), the upstream e2e.test v1.37.2 and the
 # test images' programs from their Go sources, in the module of their own
-# conformance/e2ebin; then runs e2e/conformance under the e2e lock. Its
+# conformance/e2ebin, and upstream busybox 1.37.0 from its source
+# (conformance/build-busybox.sh: curl, gcc, libc6-dev, make, bzip2); then
+# runs e2e/conformance under the e2e lock. Its
 # report is .conformance/report.md (each run's files in .conformance/runs/).
 CONFORMANCE_DIR ?= $(CURDIR)/.conformance
 E2EBIN          := $(CURDIR)/conformance/e2ebin
@@ -116,7 +118,8 @@ E2E_LDFLAGS     := -X k8s.io/component-base/version.gitVersion=$(K8S_VERSION) \
 	-X k8s.io/component-base/version.gitMajor=1 -X k8s.io/component-base/version.gitMinor=37
 CONFORMANCE_BINS := $(CONFORMANCE_DIR)/e2e.test $(CONFORMANCE_DIR)/bin/agnhost \
 	$(CONFORMANCE_DIR)/bin/sample-apiserver $(CONFORMANCE_DIR)/bin/nnp $(CONFORMANCE_DIR)/bin/porter/localhost.crt \
-	$(CONFORMANCE_DIR)/bin/kitten/data.json
+	$(CONFORMANCE_DIR)/bin/kitten/data.json \
+	$(CONFORMANCE_DIR)/bin/busybox
 export FOCUS SKIP HA E2E_TIMEOUT SMOKE_LIST
 
 conformance-bins: $(CONFORMANCE_BINS)
@@ -140,6 +143,11 @@ $(CONFORMANCE_DIR)/bin/porter/localhost.crt: $(E2EBIN_DEPS)
 $(CONFORMANCE_DIR)/bin/kitten/data.json: $(E2EBIN_DEPS)
 	@mkdir -p $(@D)
 	cd $(E2EBIN) && cp "$$($(GO) list -m -f '{{.Dir}}' k8s.io/kubernetes)"/test/images/kitten/html/{kitten.jpg,data.json} $(@D)/ && chmod 644 $(@D)/*
+
+# The busybox image's binary: upstream's source from the Debian archive,
+# sha256-checked, built static (see the script for why not Debian's).
+$(CONFORMANCE_DIR)/bin/busybox: conformance/build-busybox.sh
+	conformance/build-busybox.sh $@ $(CONFORMANCE_DIR)/src
 
 conformance: build conformance-bins
 	@command -v curl >/dev/null && command -v nc.openbsd >/dev/null && command -v dig >/dev/null || \

@@ -58,10 +58,15 @@ func containerEnv(pod *v1.Pod, c *v1.Container, src envSources) ([]string, error
 			keys = append(keys, k)
 		}
 		sort.Strings(keys)
+		// Every key goes in under its prefix, as kubelet does: since
+		// environment names were relaxed, "1-data-1" and "#@!data-1" are
+		// valid. Upstream's API server rejects a prefix that would make
+		// a name outside the relaxed rule (printable ASCII, no '='); such
+		// a name cannot be passed on intact, so it is left out.
 		for _, k := range keys {
 			name := from.Prefix + k
-			if len(validation.IsEnvVarName(name)) > 0 {
-				continue // kubelet skips invalid names (and reports them)
+			if len(validation.IsRelaxedEnvVarName(name)) > 0 {
+				continue
 			}
 			set(name, data[k])
 		}

@@ -3,6 +3,7 @@ package pods
 import (
 	"errors"
 	"slices"
+	"strings"
 	"testing"
 
 	v1 "k8s.io/api/core/v1"
@@ -105,6 +106,40 @@ func TestExpand(t *testing.T) {
 	} {
 		if got := expand(in, vars); got != want {
 			t.Errorf("expand(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
+
+// The ConfigMap and Secret "environment variable names with various
+// prefixes" specs: names that are not shell identifiers reach the
+// container, as kubelet passes them.
+func TestContainerEnvFromKeepsEveryPrefixedName(t *testing.T) {
+	pod := &v1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "p", Namespace: "ns"}, Spec: v1.PodSpec{EnableServiceLinks: ptr.To(false)}}
+	ref := func(prefix string) v1.EnvFromSource {
+		return v1.EnvFromSource{Prefix: prefix, ConfigMapRef: &v1.ConfigMapEnvSource{LocalObjectReference: v1.LocalObjectReference{Name: "cfg"}}}
+	}
+	c := &v1.Container{Name: "env-test", EnvFrom: []v1.EnvFromSource{ref(""), ref("1-"), ref("$_-"), ref("ABC_"), ref("#@!"), ref("a=b-"), ref("\x01"),
+		{Prefix: "p-", SecretRef: &v1.SecretEnvSource{LocalObjectReference: v1.LocalObjectReference{Name: "s"}}}}}
+	src := envSources{
+		configMap: func(string) (*v1.ConfigMap, error) {
+			return &v1.ConfigMap{Data: map[string]string{"data-1": "value-1"}}, nil
+		},
+		secret: func(string) (*v1.Secret, error) {
+			return &v1.Secret{Data: map[string][]byte{"data-1": []byte("value-1")}}, nil
+		},
+	}
+	env, err := containerEnv(pod, c, src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, w := range []string{"data-1=value-1", "1-data-1=value-1", "$_-data-1=value-1", "ABC_data-1=value-1", "#@!data-1=value-1", "p-data-1=value-1"} {
+		if !slices.Contains(env, w) {
+			t.Errorf("env lacks %s: %v", w, env)
+		}
+	}
+	for _, kv := range env {
+		if strings.HasPrefix(kv, "a=") || strings.HasPrefix(kv, "\x01") {
+			t.Errorf("env has %q, whose name is not a valid environment name", kv)
 		}
 	}
 }

@@ -99,6 +99,7 @@ func TestConformance(t *testing.T) {
 		t.Fatalf("%v (make conformance builds it)", err)
 	}
 	imgs, err := BuildImages(Binaries{
+		Busybox:         filepath.Join(cfg.dir, "bin", "busybox"),
 		Agnhost:         filepath.Join(cfg.dir, "bin", "agnhost"),
 		SampleAPIServer: filepath.Join(cfg.dir, "bin", "sample-apiserver"),
 		Nonewprivs:      filepath.Join(cfg.dir, "bin", "nnp"),

@@ -20,9 +20,15 @@ import (
 	"github.com/keelson/keelson/internal/testimage"
 )
 
-// Binaries are the programs built from Go sources (conformance/e2ebin) that
-// go into the images.
+// Binaries are the programs built from source that go into the images:
+// the Go ones in conformance/e2ebin, busybox by conformance/build-busybox.sh.
 type Binaries struct {
+	// Busybox is upstream busybox 1.37.0, static: every image's base.
+	// Debian's busybox-static will not do for the busybox image: its ash
+	// drops environment names that are not shell identifiers ("data-1"),
+	// which the ConfigMap and Secret environment specs print with
+	// `sh -c env`.
+	Busybox         string
 	Agnhost         string // k8s.io/kubernetes/test/images/agnhost
 	SampleAPIServer string // k8s.io/sample-apiserver
 	Nonewprivs      string // k8s.io/kubernetes/test/images/nonewprivs (nnp)
@@ -56,13 +62,18 @@ var registryDefaults = map[string]string{
 // nginxStandIn says what the nginx images are.
 const nginxStandIn = "busybox httpd serving /usr/share/nginx/html on port 80 (Debian's nginx needs its shared libraries assembled; not done yet)"
 
-// BuildImages assembles every image of the run from Debian's busybox-static
-// and the given binaries. Layers are shared, so the images together cost
-// little more than their largest binary.
+// BuildImages assembles every image of the run from the given binaries on
+// one busybox base. Layers are shared, so the images together cost little
+// more than their largest binary.
 func BuildImages(bins Binaries) ([]Image, error) {
-	base, err := testimage.Busybox()
+	if bins.Busybox == "" {
+		return nil, fmt.Errorf("conformance images: Binaries.Busybox is empty: give the busybox that make conformance-bins builds (.conformance/bin/busybox)")
+	}
+	// The busybox image is upstream's; agnhost and nonewprivs are alpine
+	// upstream, whose sh is busybox's ash too, so the rest share its base.
+	base, err := testimage.BusyboxFrom(bins.Busybox)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("conformance images: %w (make conformance-bins builds it)", err)
 	}
 	agnhost, err := agnhostImage(base, bins)
 	if err != nil {
@@ -108,10 +119,10 @@ func BuildImages(bins Binaries) ([]Image, error) {
 	return []Image{
 		{Registry: e2e, Path: "agnhost:2.66.1", Image: agnhost, StandIn: agnhostStandIn},
 		{Registry: e2e, Path: "agnhost:2.55", Image: agnhost, StandIn: "agnhost built from v1.37.2's sources (2.66.1), named 2.55; " + agnhostStandIn},
-		{Registry: e2e, Path: "busybox:1.37.0-2", Image: base, StandIn: "Debian's busybox-static (no printenv applet)"},
-		{Registry: e2e, Path: "nonroot:1.5", Image: nonroot, StandIn: "busybox-static with USER 1234 (upstream: debian-base)"},
+		{Registry: e2e, Path: "busybox:1.37.0-2", Image: base, StandIn: busyboxStandIn},
+		{Registry: e2e, Path: "nonroot:1.5", Image: nonroot, StandIn: "busybox with USER 1234 (upstream: debian-base)"},
 		{Registry: e2e, Path: "nonewprivs:1.4", Image: nnp},
-		{Registry: e2e, Path: "sample-apiserver:1.29.2", Image: apiserver, StandIn: "k8s.io/sample-apiserver v0.37.2 on busybox-static"},
+		{Registry: e2e, Path: "sample-apiserver:1.29.2", Image: apiserver, StandIn: "k8s.io/sample-apiserver v0.37.2 on busybox"},
 		{Registry: e2e, Path: "nginx:1.27.0-2", Image: nginx, StandIn: nginxStandIn},
 		{Registry: e2e, Path: "nginx:1.28.0-2", Image: nginx, StandIn: nginxStandIn},
 		{Registry: e2e, Path: "glibc-dns-testing:2.1.1", Image: glibcDNS, StandIn: glibcDNSStandIn},
@@ -120,7 +131,11 @@ func BuildImages(bins Binaries) ([]Image, error) {
 	}, nil
 }
 
-const glibcDNSStandIn = "busybox-static with Debian's dash as /bin/sh, dig and glibc's getent with their libraries: no coredns (upstream: debian-base with dnsutils and coredns)"
+// busyboxStandIn says how the busybox image differs from the docker
+// library's busybox:1.37.0 that upstream's is.
+const busyboxStandIn = "busybox 1.37.0 built from upstream's source like the docker library's (defconfig with its changes), but static, with this kit's /etc/passwd and /etc/group and applets as symlinks: no getconf, glibc libraries, /etc/localtime or /etc/shadow (upstream: the docker library's busybox:1.37.0)"
+
+const glibcDNSStandIn = "busybox with Debian's dash as /bin/sh, dig and glibc's getent with their libraries: no coredns (upstream: debian-base with dnsutils and coredns)"
 
 // glibcDNSImage is the DNS specs' glibc querier: they resolve every name
 // with dig and with getent through glibc's resolver (beside agnhost's,
@@ -145,7 +160,7 @@ var glibcDNSTools = map[string]string{"dig": "/usr/bin/dig", "getent": "/usr/bin
 // nsswitch makes glibc read the pod's /etc/hosts, then ask the cluster DNS.
 const nsswitch = "hosts: files dns\n"
 
-const agnhostStandIn = "agnhost on busybox-static with Debian's dash as /bin/sh, curl, nc (OpenBSD), dig and getent (glibc's, where upstream's is musl's): no iperf, socat, coredns or fake registry data (upstream: alpine with those)"
+const agnhostStandIn = "agnhost on busybox with Debian's dash as /bin/sh, curl, nc (OpenBSD), dig and getent (glibc's, where upstream's is musl's): no iperf, socat, coredns or fake registry data (upstream: alpine with those)"
 
 // kittenPath is manifest.go's kitten (imageutils.Kitten).
 const kittenPath = "kitten:1.8"
@@ -204,15 +219,17 @@ func agnhostImage(base v1.Image, bins Binaries) (v1.Image, error) {
 	// The network specs run curl, nc, dig and getent inside agnhost
 	// (upstream's is alpine with those; the DNS specs' "musl" lookups
 	// use its getent): Debian's, with the libraries ldd names, ahead of
-	// busybox's applets on PATH (busybox nc lacks -v, -z, -u, -W; Debian's
-	// busybox has no getent). agnhost gets nsswitch.conf with them.
+	// busybox's applets on PATH (busybox nc lacks -W, Debian's also -v, -z
+	// and -u; busybox has no getent). agnhost gets nsswitch.conf with them.
 	if err := addHostTools(files, "agnhost", HostTools); err != nil {
 		return nil, err
 	}
-	// busybox's sh runs its own applets before anything on PATH (a static
-	// build prefers applets), so the specs' `sh -c "nc -v ..."` would
-	// never reach the nc above: /bin/sh is Debian's dash, which looks on
-	// PATH and finds busybox's applets through their /bin links.
+	// The specs' `sh -c "nc -v ..."` must reach the nc above, so /bin/sh
+	// is Debian's dash, which looks on PATH and finds busybox's applets
+	// through their /bin links. (It came in when the base was Debian's
+	// busybox, whose sh ran its own applets first; upstream's defconfig
+	// sh looks on PATH too, but the network specs have passed with dash
+	// and have not been run with busybox's sh here.)
 	files["bin/sh"] = file{src: hostShell, mode: 0o755}
 	return layered(base, []string{"uploads", "home", "home/user-defined-in-image", "usr/local", "usr/local/bin"}, files, func(c *v1.Config) {
 		c.Entrypoint, c.Cmd = []string{"/agnhost"}, []string{"pause"}

@@ -4,7 +4,9 @@ import (
 	"archive/tar"
 	"io"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -49,6 +51,113 @@ func keys(m map[string]file) []string {
 		out = append(out, k)
 	}
 	return out
+}
+
+// builtBusybox is the busybox make conformance-bins builds, in
+// KEELSON_CONFORMANCE_DIR or this checkout's .conformance/; the test is
+// skipped when it has not been built.
+func builtBusybox(t *testing.T) string {
+	dir := os.Getenv("KEELSON_CONFORMANCE_DIR")
+	if dir == "" {
+		dir = filepath.Join("..", "..", ".conformance")
+	}
+	path, err := filepath.Abs(filepath.Join(dir, "bin", "busybox"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(path); err != nil {
+		t.Skipf("%s is absent: `make conformance-bins` builds it (set KEELSON_CONFORMANCE_DIR to use another .conformance)", path)
+	}
+	return path
+}
+
+// The ConfigMap and Secret environment specs give a container names that
+// are not shell identifiers and read them back with `sh -c env` in the
+// busybox image: its sh must pass every one on (Debian's drops them).
+func TestBusyboxImageShellKeepsEveryEnvName(t *testing.T) {
+	bb := builtBusybox(t)
+	dir := t.TempDir()
+	for _, f := range []string{"localhost.crt", "localhost.key", "kitten.jpg", "data.json"} {
+		if err := os.WriteFile(filepath.Join(dir, f), []byte("x"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	imgs, err := BuildImages(Binaries{Busybox: bb, Agnhost: bb, SampleAPIServer: bb, Nonewprivs: bb, PorterCerts: dir, KittenHTML: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var img v1.Image
+	for _, im := range imgs {
+		if im.Path == "busybox:1.37.0-2" {
+			img = im.Image
+		}
+	}
+	if img == nil {
+		t.Fatal("no busybox:1.37.0-2 among the images")
+	}
+	files := imageFiles(t, img, "bin/busybox")
+	for _, applet := range []string{"bin/sh", "bin/env", "bin/printenv"} {
+		if _, ok := files[applet]; !ok {
+			t.Errorf("the busybox image has no %s", applet)
+		}
+	}
+	inImage := filepath.Join(dir, "busybox")
+	if err := os.WriteFile(inImage, files["bin/busybox"], 0o755); err != nil {
+		t.Fatal(err)
+	}
+
+	// Names as the ConfigMap and Secret specs "should be consumable via
+	// the environment" and "... with various prefixes" make them.
+	env := []string{"data-1=value-1", "p-data-1=value-1", "1-data-1=value-2", "$_-data-1=value-3", "#@!data-1=value-4", "ABC_data-1=value-5", "CONFIG_DATA_1=value-6"}
+	cmd := exec.Command(inImage, "sh", "-c", "env")
+	cmd.Env = env
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("busybox sh -c env: %v: %s", err, out)
+	}
+	lines := map[string]bool{}
+	for _, l := range strings.Split(string(out), "\n") {
+		lines[l] = true
+	}
+	var missing []string
+	for _, kv := range env {
+		if !lines[kv] {
+			missing = append(missing, kv)
+		}
+	}
+	if len(missing) > 0 {
+		t.Errorf("sh -c env in the busybox image does not print %q; it printed:\n%s", missing, out)
+	}
+	cmd = exec.Command(inImage, "printenv", "1-data-1")
+	cmd.Env = env
+	if out, err := cmd.CombinedOutput(); err != nil || string(out) != "value-2\n" {
+		t.Errorf("busybox printenv 1-data-1 = %q, %v; want \"value-2\\n\"", out, err)
+	}
+}
+
+// imageFiles lists the paths in img's filesystem, with the contents of
+// those in read.
+func imageFiles(t *testing.T, img v1.Image, read ...string) map[string][]byte {
+	rc := mutate.Extract(img)
+	defer rc.Close()
+	tr := tar.NewReader(rc)
+	files := map[string][]byte{}
+	for {
+		h, err := tr.Next()
+		if err == io.EOF {
+			return files
+		}
+		if err != nil {
+			t.Fatalf("reading the image's filesystem: %v", err)
+		}
+		name := strings.TrimPrefix(h.Name, "/")
+		files[name] = nil
+		if slices.Contains(read, name) {
+			if files[name], err = io.ReadAll(tr); err != nil {
+				t.Fatalf("reading %s from the image: %v", name, err)
+			}
+		}
+	}
 }
 
 // The kitten image carries what the ImageVolume spec reads through the

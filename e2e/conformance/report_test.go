@@ -97,7 +97,7 @@ func TestImages(t *testing.T) {
 		}
 	}
 	bin := testimage.BusyboxPath
-	imgs, err := BuildImages(Binaries{Agnhost: bin, SampleAPIServer: bin, Nonewprivs: bin, PorterCerts: dir, KittenHTML: dir})
+	imgs, err := BuildImages(Binaries{Busybox: bin, Agnhost: bin, SampleAPIServer: bin, Nonewprivs: bin, PorterCerts: dir, KittenHTML: dir})
 	if err != nil {
 		t.Fatal(err)
 	}

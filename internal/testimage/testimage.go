@@ -1,7 +1,7 @@
 // Package testimage builds container images for tests and benchmarks from
-// the host's static busybox (Debian's busybox-static), so that nothing is
-// downloaded: as a docker-save tarball to import, or served by an in-process
-// registry to pull from.
+// a static busybox on the host (Debian's busybox-static, or another static
+// build), so that nothing is downloaded: as a docker-save tarball to
+// import, or served by an in-process registry to pull from.
 package testimage
 
 import (
@@ -36,13 +36,22 @@ const BusyboxPath = "/bin/busybox"
 // per applet in /bin, /etc/passwd and /etc/group (root and nobody), /tmp and
 // /root. Its command is "sh".
 func Busybox() (v1.Image, error) {
-	bin, err := os.ReadFile(BusyboxPath)
-	if err != nil {
+	if _, err := os.Stat(BusyboxPath); err != nil {
 		return nil, fmt.Errorf("testimage: %w (install busybox-static)", err)
 	}
-	out, err := exec.Command(BusyboxPath, "--list").Output()
+	return BusyboxFrom(BusyboxPath)
+}
+
+// BusyboxFrom is Busybox with the static busybox binary at path (one built
+// from upstream's source, say) in place of Debian's.
+func BusyboxFrom(path string) (v1.Image, error) {
+	bin, err := os.ReadFile(path)
 	if err != nil {
-		return nil, fmt.Errorf("testimage: listing busybox applets: %w", err)
+		return nil, fmt.Errorf("testimage: busybox: %w", err)
+	}
+	out, err := exec.Command(path, "--list").Output()
+	if err != nil {
+		return nil, fmt.Errorf("testimage: listing the applets of %s: %w", path, err)
 	}
 	var buf bytes.Buffer
 	tw := tar.NewWriter(&buf)
