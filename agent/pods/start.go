@@ -58,6 +58,7 @@ func (m *Manager) startContainer(ctx context.Context, pod *v1.Pod, c *v1.Contain
 		labelContainerName: c.Name,
 		labelAttempt:       strconv.Itoa(int(number)),
 		labelInit:          strconv.FormatBool(kind == kindInit || kind == kindSidecar),
+		labelResources:     encodeApplied(c.Resources),
 	}
 	spec.CgroupsPath = m.cgroupPath(pod.UID, id)
 	termPath := m.terminationFile(pod.UID, id)

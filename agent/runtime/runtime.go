@@ -445,6 +445,43 @@ func (r *Runtime) RecordExit(ctx context.Context, id string, code int, reason, m
 	return nil
 }
 
+// UpdateResources changes a running container's cgroup to res through
+// containerd's task update (what CRI's UpdateContainerResources does), then
+// records labels on the container. Settings res leaves zero keep their
+// current value.
+func (r *Runtime) UpdateResources(ctx context.Context, id string, res Resources, labels map[string]string) error {
+	ctx = r.ns(ctx)
+	c, err := r.client.LoadContainer(ctx, id)
+	if err != nil {
+		return fmt.Errorf("runtime: container %s: %w", id, err)
+	}
+	task, err := c.Task(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("runtime: task of %s: %w", id, err)
+	}
+	if err := task.Update(ctx, containerd.WithResources(res.linux())); err != nil {
+		return fmt.Errorf("runtime: updating the resources of %s: %w", id, err)
+	}
+	return r.SetLabels(ctx, id, labels)
+}
+
+// SetLabels adds labels to a container's record (replacing those of the
+// same key).
+func (r *Runtime) SetLabels(ctx context.Context, id string, labels map[string]string) error {
+	if len(labels) == 0 {
+		return nil
+	}
+	ctx = r.ns(ctx)
+	c, err := r.client.LoadContainer(ctx, id)
+	if err != nil {
+		return fmt.Errorf("runtime: container %s: %w", id, err)
+	}
+	if _, err := c.SetLabels(ctx, labels); err != nil {
+		return fmt.Errorf("runtime: labelling %s: %w", id, err)
+	}
+	return nil
+}
+
 // maxMessage bounds a recorded message: labels are small.
 const maxMessage = 1024
 
