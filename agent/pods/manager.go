@@ -37,6 +37,9 @@ type NodeInfo interface {
 	HostIPs() []string
 	// Allocatable is the node's allocatable resources.
 	Allocatable() v1.ResourceList
+	// Capacity is the node's capacity (its memory sets the containers'
+	// OOM score adjustments).
+	Capacity() v1.ResourceList
 	// PodCIDR is the node's pod CIDR, empty until assigned.
 	PodCIDR() string
 	// Labels are the node's labels.

@@ -261,8 +261,11 @@ func mergeCPUMemory(base, cm v1.ResourceRequirements) v1.ResourceRequirements {
 	return *reportedResources(base, &cm)
 }
 
-// allocatedPod is pod as the node granted it.
+// allocatedPod is pod as the node granted it: a container starts in it.
 func (w *worker) allocatedPod(pod *v1.Pod) *v1.Pod {
+	if w.resize.allocated == nil {
+		return pod
+	}
 	out := pod.DeepCopy()
 	for _, c := range resizable(out) {
 		if r, ok := w.resize.allocated[c.Name]; ok {

@@ -230,6 +230,8 @@ func (m *Manager) containerSpec(ctx context.Context, pod *v1.Pod, c *v1.Containe
 		return runtime.ContainerSpec{}, err
 	}
 	applyResources(&spec, c)
+	capacity := m.opts.Node.Capacity()
+	spec.OOMScoreAdj = oomScoreAdj(pod, c, capacity.Memory().Value())
 	return spec, nil
 }
 

@@ -376,7 +376,7 @@ func (w *worker) startOrBackOff(ctx context.Context, pod *v1.Pod, c *v1.Containe
 			w.m.restarts.next(key, cur.FinishedAt)
 		}
 	}
-	waiting, retry, err := w.m.startContainer(ctx, pod, w.allocatedContainer(c), number, kind, sb)
+	waiting, retry, err := w.m.startContainer(ctx, w.allocatedPod(pod), w.allocatedContainer(c), number, kind, sb)
 	if err != nil {
 		return 0, err
 	}

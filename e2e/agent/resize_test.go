@@ -136,5 +136,16 @@ spec:
 	if got, want := resizeStatusOf(after, "inplace").AllocatedResources[v1.ResourceCPU], resource.MustParse("150m"); !got.Equal(want) {
 		t.Errorf("inplace allocated cpu %v, want %v", &got, &want)
 	}
+	// The restarted container's OOM score follows its new memory request
+	// (kubelet's Burstable rule), as the upstream specs check.
+	node, err := c.client.CoreV1().Nodes().Get(context.Background(), c.node, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	capacity := node.Status.Capacity[v1.ResourceMemory]
+	want := 1000 - 1000*(24<<20)/capacity.Value()
+	if r := c.server.Kubectl(t, "exec", "-n", ns, "resizable", "-c", "restarts", "--", "cat", "/proc/1/oom_score_adj"); strings.TrimSpace(r.Stdout) != strconv.FormatInt(min(want, 999), 10) {
+		t.Errorf("restarts has oom_score_adj %s, want %d", r, min(want, 999))
+	}
 	c.expectEvent(t, ns, "resizable", "Killing", "Container restarts resize requires restart")
 }
