@@ -231,7 +231,8 @@ func (m *Manager) containerSpec(ctx context.Context, pod *v1.Pod, c *v1.Containe
 	}
 	applyResources(&spec, c)
 	capacity := m.opts.Node.Capacity()
-	spec.OOMScoreAdj = oomScoreAdj(pod, c, capacity.Memory().Value())
+	adj := oomScoreAdj(pod, c, capacity.Memory().Value())
+	spec.OOMScoreAdj = &adj
 	return spec, nil
 }
 

@@ -62,6 +62,9 @@ type Runtime struct {
 	opts   Options
 	log    *slog.Logger
 	ios    ioTable // the output copiers of started or re-attached tasks
+	// oomFloor is the lowest oom_score_adj a container can be given
+	// (see oomScoreAdjFloor).
+	oomFloor int
 }
 
 // New connects to containerd.
@@ -78,7 +81,7 @@ func New(ctx context.Context, opts Options) (*Runtime, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
-	return &Runtime{client: c, opts: opts, log: opts.Logger, ios: ioTable{m: map[string]cio.IO{}}}, nil
+	return &Runtime{client: c, opts: opts, log: opts.Logger, ios: ioTable{m: map[string]cio.IO{}}, oomFloor: oomScoreAdjFloor()}, nil
 }
 
 func (o Options) fifoDir() string  { return filepath.Join(o.Dir, "fifo") }
@@ -301,6 +304,10 @@ func (r *Runtime) Create(ctx context.Context, id string, spec ContainerSpec) err
 		labels[k] = v
 	}
 	labels[labelImageRef] = imageRef(img)
+	if spec.OOMScoreAdj != nil && *spec.OOMScoreAdj < r.oomFloor {
+		floor := r.oomFloor
+		spec.OOMScoreAdj = &floor
+	}
 	_, err = r.client.NewContainer(ctx, id,
 		containerd.WithImage(img),
 		containerd.WithImageName(spec.Image),

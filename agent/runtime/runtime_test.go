@@ -327,3 +327,28 @@ func TestUpdateResources(t *testing.T) {
 		t.Errorf("updating a container that does not exist: %v, want not found", err)
 	}
 }
+
+// TestGuaranteedOOMScoreAdjStarts: a container asked for kubelet's
+// Guaranteed oom_score_adj (-997) starts even where the agent may not go
+// below its own score (no CAP_SYS_RESOURCE), at the lowest score it may give.
+func TestGuaranteedOOMScoreAdjStarts(t *testing.T) {
+	rt := startRuntime(t, nil)
+	ctx := context.Background()
+	const ref = "docker.io/library/busybox:test"
+	importBusybox(t, rt, ref)
+	id := NewID()
+	spec := ContainerSpec{Image: ref, Command: []string{"sh", "-c", "cat /proc/self/oom_score_adj"}, CgroupsPath: testCgroup(t, id), OOMScoreAdj: ptr(-997)}
+	if err := rt.Create(ctx, id, spec); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { rt.Remove(ctx, id) })
+	var out syncBuffer
+	if err := rt.Start(ctx, id, IO{Stdout: &out, Stderr: &out}); err != nil {
+		t.Fatal(err)
+	}
+	c := waitState(t, rt, id, StateExited)
+	want := strconv.Itoa(max(-997, oomScoreAdjFloor()))
+	if c.ExitCode != 0 || strings.TrimSpace(out.String()) != want {
+		t.Errorf("exit %d, oom_score_adj %q, want %s", c.ExitCode, out.String(), want)
+	}
+}

@@ -61,7 +61,8 @@ type ContainerSpec struct {
 
 	// Resources are the container's cgroup settings.
 	Resources
-	OOMScoreAdj int
+	// OOMScoreAdj is the process's oom_score_adj; nil inherits the shim's.
+	OOMScoreAdj *int
 	// CgroupsPath is the container's cgroup (cgroupfs path).
 	CgroupsPath string
 }
@@ -210,8 +211,8 @@ func specOpts(img containerd.Image, spec ContainerSpec) []oci.SpecOpts {
 		opts = append(opts, withSysctls(spec.Sysctls))
 	}
 	opts = append(opts, withResources(spec.Resources))
-	if spec.OOMScoreAdj != 0 {
-		adj := spec.OOMScoreAdj
+	if spec.OOMScoreAdj != nil {
+		adj := *spec.OOMScoreAdj
 		opts = append(opts, func(_ context.Context, _ oci.Client, _ *containers.Container, s *oci.Spec) error {
 			s.Process.OOMScoreAdj = &adj
 			return nil
