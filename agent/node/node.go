@@ -166,6 +166,9 @@ func (n *Node) SetNetworkReady(f func() bool) { n.opts.NetworkReady = f }
 // HostIPs are the node's addresses.
 func (n *Node) HostIPs() []string { return []string{n.opts.IP.String()} }
 
+// Capacity is the machine's resources.
+func (n *Node) Capacity() v1.ResourceList { return n.capacity.DeepCopy() }
+
 // Allocatable is what pods may use.
 func (n *Node) Allocatable() v1.ResourceList { return n.allocatable.DeepCopy() }
 

@@ -39,6 +39,7 @@ type fakeNode struct{}
 
 func (fakeNode) HostIPs() []string            { return []string{"10.0.0.1"} }
 func (fakeNode) Allocatable() v1.ResourceList { return nil }
+func (fakeNode) Capacity() v1.ResourceList    { return nil }
 func (fakeNode) PodCIDR() string              { return "10.244.0.0/24" }
 func (fakeNode) Labels() map[string]string    { return nil }
 func (fakeNode) ObjectTTL() time.Duration     { return 0 }

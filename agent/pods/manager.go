@@ -37,6 +37,9 @@ type NodeInfo interface {
 	HostIPs() []string
 	// Allocatable is the node's allocatable resources.
 	Allocatable() v1.ResourceList
+	// Capacity is the node's capacity (its memory sets the containers'
+	// OOM score adjustments).
+	Capacity() v1.ResourceList
 	// PodCIDR is the node's pod CIDR, empty until assigned.
 	PodCIDR() string
 	// Labels are the node's labels.
@@ -116,8 +119,13 @@ type Manager struct {
 	// hostPorts are the host ports of the pods admitted and not finished.
 	hostPorts map[types.UID][]hostPort
 	outputs   map[string]*output // streams of the containers this agent copies
-	wg        sync.WaitGroup
-	ctx       context.Context
+	// allocations are the pod-level requests the node granted each pod a
+	// worker runs, for admitting the others' resizes.
+	allocations map[types.UID]v1.ResourceList
+	// memoryUsage reads a container cgroup's memory usage in bytes.
+	memoryUsage func(cgroup string) (uint64, error)
+	wg          sync.WaitGroup
+	ctx         context.Context
 }
 
 // New returns a Manager; Run starts it.
@@ -132,16 +140,21 @@ func New(opts Options) *Manager {
 		opts.Security.Sysctls, _ = NewSysctlAllowlist(nil) // no pattern, no error
 	}
 	m := &Manager{
-		opts:       opts,
-		rt:         opts.Runtime,
-		log:        opts.Logger,
-		clock:      opts.Clock,
-		restarts:   newBackoff(opts.Clock, backoffInitial, backoffMax),
-		pulls:      newBackoff(opts.Clock, backoffInitial, backoffMax),
-		pods:       map[types.UID]*v1.Pod{},
-		workers:    map[types.UID]*worker{},
-		hostPorts:  map[types.UID][]hostPort{},
-		outputs:    map[string]*output{},
+		opts:        opts,
+		rt:          opts.Runtime,
+		log:         opts.Logger,
+		clock:       opts.Clock,
+		restarts:    newBackoff(opts.Clock, backoffInitial, backoffMax),
+		pulls:       newBackoff(opts.Clock, backoffInitial, backoffMax),
+		pods:        map[types.UID]*v1.Pod{},
+		workers:     map[types.UID]*worker{},
+		hostPorts:   map[types.UID][]hostPort{},
+		outputs:     map[string]*output{},
+		allocations: map[types.UID]v1.ResourceList{},
+		memoryUsage: func(cgroup string) (uint64, error) {
+			u, err := stats.Cgroup(cgroup)
+			return u.MemoryUsage, err
+		},
 		netSlots:   newSlots(opts.ParallelStarts),
 		startSlots: newSlots(opts.ParallelStarts),
 	}
@@ -245,6 +258,7 @@ func (m *Manager) workerDone(uid types.UID, w *worker) bool {
 		return false
 	}
 	delete(m.workers, uid)
+	delete(m.allocations, uid)
 	return true
 }
 

@@ -36,6 +36,9 @@ type containerState struct {
 	// says why probes want the running attempt killed ("" if they do not).
 	started bool
 	kill    string
+	// resizeRestart: the attempt was killed for a resize that needs it
+	// restarted, which it is whatever the restart policy.
+	resizeRestart bool
 }
 
 // containerAction is one container to start or kill.
@@ -93,7 +96,7 @@ func planPod(pod *v1.Pod, state func(c *v1.Container) containerState) podPlan {
 		case st.running && st.kill != "":
 			p.kill = append(p.kill, containerAction{c: c, kind: kindRegular, why: st.kill, restart: restartOnFailure})
 		case st.running:
-		case st.exited && !shouldRestart(pod.Spec.RestartPolicy, st.exitCode):
+		case st.exited && !st.resizeRestart && !shouldRestart(pod.Spec.RestartPolicy, st.exitCode):
 		default:
 			p.start = append(p.start, containerAction{c: c, kind: kindRegular})
 		}
@@ -106,7 +109,7 @@ func planPod(pod *v1.Pod, state func(c *v1.Container) containerState) podPlan {
 func mainDone(pod *v1.Pod, state func(c *v1.Container) containerState) bool {
 	for i := range pod.Spec.Containers {
 		st := state(&pod.Spec.Containers[i])
-		if !st.exited || shouldRestart(pod.Spec.RestartPolicy, st.exitCode) {
+		if !st.exited || st.resizeRestart || shouldRestart(pod.Spec.RestartPolicy, st.exitCode) {
 			return false
 		}
 	}

@@ -66,6 +66,7 @@ func (m *Manager) startContainer(ctx context.Context, pod *v1.Pod, c *v1.Contain
 		labelContainerName: c.Name,
 		labelAttempt:       strconv.Itoa(int(number)),
 		labelInit:          strconv.FormatBool(kind == kindInit || kind == kindSidecar),
+		labelResources:     encodeApplied(c.Resources),
 	}
 	spec.CgroupsPath = m.cgroupPath(pod.UID, id)
 	termPath := m.terminationFile(pod.UID, id)
@@ -244,6 +245,9 @@ func (m *Manager) containerSpec(ctx context.Context, pod *v1.Pod, c *v1.Containe
 		return runtime.ContainerSpec{}, err
 	}
 	applyResources(&spec, c)
+	capacity := m.opts.Node.Capacity()
+	adj := oomScoreAdj(pod, c, capacity.Memory().Value())
+	spec.OOMScoreAdj = &adj
 	return spec, nil
 }
 

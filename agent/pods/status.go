@@ -397,7 +397,8 @@ func bracket(names []string) string { return "[" + strings.Join(names, " ") + "]
 // a pod belong to someone else and are kept.
 func ownedByAgent(t v1.PodConditionType) bool {
 	switch t {
-	case v1.PodReadyToStartContainers, v1.PodInitialized, v1.PodReady, v1.ContainersReady, v1.PodScheduled:
+	case v1.PodReadyToStartContainers, v1.PodInitialized, v1.PodReady, v1.ContainersReady, v1.PodScheduled,
+		v1.PodResizePending, v1.PodResizeInProgress:
 		return true
 	}
 	return false

@@ -48,6 +48,7 @@ type worker struct {
 	started   bool       // all containers ran once (for the startup latency)
 	admitted  bool       // the node accepted the pod (sysctls, AppArmor, host ports)
 	rejection *rejection // why the node refused the pod, once it did
+	resize    resizeState
 }
 
 func newWorker(m *Manager, uid types.UID) *worker {
@@ -210,7 +211,18 @@ func (w *worker) running(ctx context.Context, pod *v1.Pod) (time.Duration, error
 	}
 	sb, sbErr := w.ensureSandbox(ctx, pod)
 	var next time.Duration
+	w.allocate(pod, cs)
+	w.admitResize(pod)
 	if sbErr == nil {
+		killed, err := w.actuateResize(ctx, pod, cs)
+		if err != nil {
+			return 0, err
+		}
+		if killed {
+			if cs, err = w.containers(ctx); err != nil {
+				return 0, err
+			}
+		}
 		if next, err = w.step(ctx, pod, sb, cs); err != nil {
 			return 0, err
 		}
@@ -298,6 +310,7 @@ func (w *worker) stateOf(cs podContainers) func(c *v1.Container) containerState 
 			return containerState{}
 		}
 		st := containerState{exists: true, running: cur.State == runtime.StateRunning, exited: cur.State == runtime.StateExited, exitCode: cur.ExitCode}
+		st.resizeRestart = st.exited && cur.Labels[labelResizeRestart] == "true"
 		if st.running {
 			st.started, _, st.kill = w.m.probes.verdicts(c, cur.ID)
 		}
@@ -353,7 +366,8 @@ func (w *worker) startOrBackOff(ctx context.Context, pod *v1.Pod, c *v1.Containe
 				return 0, err
 			}
 			number--
-		} else {
+		} else if cur.Labels[labelResizeRestart] != "true" {
+			// A restart a resize asked for is no failure: no back-off.
 			key := string(pod.UID) + "/" + c.Name
 			if wait := w.m.restarts.wait(key, cur.FinishedAt); wait > 0 {
 				w.waiting[c.Name] = &v1.ContainerStateWaiting{
@@ -366,7 +380,7 @@ func (w *worker) startOrBackOff(ctx context.Context, pod *v1.Pod, c *v1.Containe
 			w.m.restarts.next(key, cur.FinishedAt)
 		}
 	}
-	waiting, retry, err := w.m.startContainer(ctx, pod, c, number, kind, sb)
+	waiting, retry, err := w.m.startContainer(ctx, w.allocatedPod(pod), w.allocatedContainer(c), number, kind, sb)
 	if err != nil {
 		return 0, err
 	}

@@ -74,7 +74,11 @@ func (w *worker) status(pod *v1.Pod, cs podContainers, sandboxReady, terminal bo
 			others = append(others, c)
 		}
 	}
-	st.Conditions = append(append([]v1.PodCondition{}, others...), podConditions(pod, st.Phase, initStatuses, statuses, sandboxReady && !terminal, others)...)
+	st.Conditions = append([]v1.PodCondition{}, others...)
+	if !terminal && st.Phase != v1.PodSucceeded && st.Phase != v1.PodFailed {
+		st.Conditions = append(st.Conditions, w.resizeConditions()...)
+	}
+	st.Conditions = append(st.Conditions, podConditions(pod, st.Phase, initStatuses, statuses, sandboxReady && !terminal, others)...)
 	keepTransitionTimes(st.Conditions, old.Conditions, metav1.NewTime(w.m.clock.Now()))
 	normalizeTimes(&st)
 	return st
@@ -123,17 +127,23 @@ func (w *worker) containerStatuses(pod *v1.Pod, cs podContainers) (initStatuses,
 		if isSidecar(c) {
 			kind = kindSidecar
 		}
-		initStatuses = append(initStatuses, containerStatus(c, w.observed(pod, c, cs), reasonPodInitializing, kind))
+		st := containerStatus(c, w.observed(pod, c, cs), reasonPodInitializing, kind)
+		w.resizeStatus(&st, c, cs.latest(c.Name))
+		initStatuses = append(initStatuses, st)
 		defaultWaiting = reasonPodInitializing
 	}
 	statuses = make([]v1.ContainerStatus, 0, len(pod.Spec.Containers))
 	for i := range pod.Spec.Containers {
 		c := &pod.Spec.Containers[i]
-		statuses = append(statuses, containerStatus(c, w.observed(pod, c, cs), defaultWaiting, kindRegular))
+		st := containerStatus(c, w.observed(pod, c, cs), defaultWaiting, kindRegular)
+		w.resizeStatus(&st, c, cs.latest(c.Name))
+		statuses = append(statuses, st)
 	}
 	for i := range pod.Spec.EphemeralContainers {
 		c := (*v1.Container)(&pod.Spec.EphemeralContainers[i].EphemeralContainerCommon)
-		ephemeral = append(ephemeral, containerStatus(c, w.observed(pod, c, cs), defaultWaiting, kindEphemeral))
+		st := containerStatus(c, w.observed(pod, c, cs), defaultWaiting, kindEphemeral)
+		w.resizeStatus(&st, c, cs.latest(c.Name))
+		ephemeral = append(ephemeral, st)
 	}
 	return initStatuses, statuses, ephemeral
 }

@@ -62,6 +62,9 @@ type Runtime struct {
 	opts   Options
 	log    *slog.Logger
 	ios    ioTable // the output copiers of started or re-attached tasks
+	// oomFloor is the lowest oom_score_adj a container can be given
+	// (see oomScoreAdjFloor).
+	oomFloor int
 }
 
 // New connects to containerd.
@@ -78,7 +81,7 @@ func New(ctx context.Context, opts Options) (*Runtime, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
-	return &Runtime{client: c, opts: opts, log: opts.Logger, ios: ioTable{m: map[string]cio.IO{}}}, nil
+	return &Runtime{client: c, opts: opts, log: opts.Logger, ios: ioTable{m: map[string]cio.IO{}}, oomFloor: oomScoreAdjFloor()}, nil
 }
 
 func (o Options) fifoDir() string  { return filepath.Join(o.Dir, "fifo") }
@@ -301,6 +304,10 @@ func (r *Runtime) Create(ctx context.Context, id string, spec ContainerSpec) err
 		labels[k] = v
 	}
 	labels[labelImageRef] = imageRef(img)
+	if spec.OOMScoreAdj != nil && *spec.OOMScoreAdj < r.oomFloor {
+		floor := r.oomFloor
+		spec.OOMScoreAdj = &floor
+	}
 	_, err = r.client.NewContainer(ctx, id,
 		containerd.WithImage(img),
 		containerd.WithImageName(spec.Image),
@@ -441,6 +448,43 @@ func (r *Runtime) RecordExit(ctx context.Context, id string, code int, reason, m
 	}
 	if _, err := c.SetLabels(ctx, labels); err != nil {
 		return fmt.Errorf("runtime: recording the exit of %s: %w", id, err)
+	}
+	return nil
+}
+
+// UpdateResources changes a running container's cgroup to res through
+// containerd's task update (what CRI's UpdateContainerResources does), then
+// records labels on the container. Settings res leaves zero keep their
+// current value.
+func (r *Runtime) UpdateResources(ctx context.Context, id string, res Resources, labels map[string]string) error {
+	ctx = r.ns(ctx)
+	c, err := r.client.LoadContainer(ctx, id)
+	if err != nil {
+		return fmt.Errorf("runtime: container %s: %w", id, err)
+	}
+	task, err := c.Task(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("runtime: task of %s: %w", id, err)
+	}
+	if err := task.Update(ctx, containerd.WithResources(res.linux())); err != nil {
+		return fmt.Errorf("runtime: updating the resources of %s: %w", id, err)
+	}
+	return r.SetLabels(ctx, id, labels)
+}
+
+// SetLabels adds labels to a container's record (replacing those of the
+// same key).
+func (r *Runtime) SetLabels(ctx context.Context, id string, labels map[string]string) error {
+	if len(labels) == 0 {
+		return nil
+	}
+	ctx = r.ns(ctx)
+	c, err := r.client.LoadContainer(ctx, id)
+	if err != nil {
+		return fmt.Errorf("runtime: container %s: %w", id, err)
+	}
+	if _, err := c.SetLabels(ctx, labels); err != nil {
+		return fmt.Errorf("runtime: labelling %s: %w", id, err)
 	}
 	return nil
 }

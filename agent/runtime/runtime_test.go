@@ -229,3 +229,101 @@ func TestJoinPIDNamespace(t *testing.T) {
 		}
 	}
 }
+
+// cgroupFiles reads, inside a running container, its CPU weight or
+// shares, CPU quota and memory limit, as the upstream resize specs do.
+func cgroupFiles(t *testing.T, rt *Runtime, id string) (shares, quota, memory string) {
+	t.Helper()
+	read := func(path string) string {
+		var out syncBuffer
+		if err := rt.Exec(context.Background(), id, ExecOptions{Cmd: []string{"head", "-n", "1", path}, Stdout: &out, Stderr: &out}); err != nil {
+			var ls syncBuffer
+			_ = rt.Exec(context.Background(), id, ExecOptions{Cmd: []string{"sh", "-c", "ls -la /sys/fs/cgroup /sys/fs/cgroup/*; cat /proc/self/mountinfo | grep cgroup"}, Stdout: &ls, Stderr: &ls})
+			t.Fatalf("reading %s in the container: %v: %s\n%s", path, err, out.String(), ls.String())
+		}
+		return strings.TrimSpace(out.String())
+	}
+	if _, err := os.Stat("/sys/fs/cgroup/cgroup.controllers"); err == nil {
+		return read("/sys/fs/cgroup/cpu.weight"), read("/sys/fs/cgroup/cpu.max"), read("/sys/fs/cgroup/memory.max")
+	}
+	return read("/sys/fs/cgroup/cpu/cpu.shares"), read("/sys/fs/cgroup/cpu/cpu.cfs_quota_us"), read("/sys/fs/cgroup/memory/memory.limit_in_bytes")
+}
+
+// TestUpdateResources: a running container's CPU shares, CPU quota and
+// memory limit change in place, a limit it had none of is added, and the
+// labels are recorded; the process keeps running.
+func TestUpdateResources(t *testing.T) {
+	rt := startRuntime(t, nil)
+	ctx := context.Background()
+	const ref = "docker.io/library/busybox:test"
+	importBusybox(t, rt, ref)
+	id := NewID()
+	spec := ContainerSpec{Image: ref, Command: []string{"sleep", "600"}, CgroupsPath: testCgroup(t, id),
+		Resources: Resources{CPUShares: 512, MemoryLimit: 64 << 20}}
+	if err := rt.Create(ctx, id, spec); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { rt.Remove(ctx, id) })
+	if err := rt.Start(ctx, id, IO{Stdout: io.Discard, Stderr: io.Discard}); err != nil {
+		t.Fatal(err)
+	}
+	before := waitState(t, rt, id, StateRunning)
+	v2 := false
+	if _, err := os.Stat("/sys/fs/cgroup/cgroup.controllers"); err == nil {
+		v2 = true
+	}
+	shares, quota, memory := cgroupFiles(t, rt, id)
+	wantQuota, wantShares := "-1", "512"
+	if v2 {
+		// runc's mapping of shares to cpu.weight.
+		wantQuota, wantShares = "max 100000", strconv.Itoa(1+((512-2)*9999)/262142)
+	}
+	if shares != wantShares || quota != wantQuota || memory != strconv.Itoa(64<<20) {
+		t.Fatalf("created with shares %s quota %q memory %s, want %s %q %d", shares, quota, memory, wantShares, wantQuota, 64<<20)
+	}
+
+	res := Resources{CPUShares: 1024, CPUQuota: 50000, CPUPeriod: 100000, MemoryLimit: 96 << 20}
+	if err := rt.UpdateResources(ctx, id, res, map[string]string{"resized": "yes"}); err != nil {
+		t.Fatal(err)
+	}
+	shares, quota, memory = cgroupFiles(t, rt, id)
+	wantQuota, wantShares = "50000", "1024"
+	if v2 {
+		wantQuota, wantShares = "50000 100000", strconv.Itoa(1+((1024-2)*9999)/262142)
+	}
+	if shares != wantShares || quota != wantQuota || memory != strconv.Itoa(96<<20) {
+		t.Errorf("updated to shares %s quota %q memory %s, want %s %q %d", shares, quota, memory, wantShares, wantQuota, 96<<20)
+	}
+	after := waitState(t, rt, id, StateRunning)
+	if after.Pid != before.Pid || after.Labels["resized"] != "yes" {
+		t.Errorf("after the update: pid %d (was %d), labels %v", after.Pid, before.Pid, after.Labels)
+	}
+	if err := rt.UpdateResources(ctx, NewID(), res, nil); !IsNotFound(err) {
+		t.Errorf("updating a container that does not exist: %v, want not found", err)
+	}
+}
+
+// TestGuaranteedOOMScoreAdjStarts: a container asked for kubelet's
+// Guaranteed oom_score_adj (-997) starts even where the agent may not go
+// below its own score (no CAP_SYS_RESOURCE), at the lowest score it may give.
+func TestGuaranteedOOMScoreAdjStarts(t *testing.T) {
+	rt := startRuntime(t, nil)
+	ctx := context.Background()
+	const ref = "docker.io/library/busybox:test"
+	importBusybox(t, rt, ref)
+	id := NewID()
+	spec := ContainerSpec{Image: ref, Command: []string{"sh", "-c", "cat /proc/self/oom_score_adj"}, CgroupsPath: testCgroup(t, id), OOMScoreAdj: ptr(-997)}
+	if err := rt.Create(ctx, id, spec); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { rt.Remove(ctx, id) })
+	var out syncBuffer
+	if err := rt.Start(ctx, id, IO{Stdout: &out, Stderr: &out}); err != nil {
+		t.Fatal(err)
+	}
+	c := waitState(t, rt, id, StateExited)
+	want := strconv.Itoa(max(-997, oomScoreAdjFloor()))
+	if c.ExitCode != 0 || strings.TrimSpace(out.String()) != want {
+		t.Errorf("exit %d, oom_score_adj %q, want %s", c.ExitCode, out.String(), want)
+	}
+}

@@ -59,14 +59,68 @@ type ContainerSpec struct {
 	Seccomp  SecurityProfile
 	AppArmor SecurityProfile
 
-	// Resources; zero values leave the runtime's defaults.
+	// Resources are the container's cgroup settings.
+	Resources
+	// OOMScoreAdj is the process's oom_score_adj; nil inherits the shim's.
+	OOMScoreAdj *int
+	// CgroupsPath is the container's cgroup (cgroupfs path).
+	CgroupsPath string
+}
+
+// Resources are a container's cgroup settings, as set when it is created
+// and changed on the running container by UpdateResources; zero values
+// leave the runtime's defaults (or, on an update, the current value).
+type Resources struct {
 	CPUShares   uint64
 	CPUQuota    int64
 	CPUPeriod   uint64
 	MemoryLimit int64
-	OOMScoreAdj int
-	// CgroupsPath is the container's cgroup (cgroupfs path).
-	CgroupsPath string
+}
+
+// apply writes r into lr. Create and UpdateResources both go through it,
+// so a resized container's cgroup holds what a new one would.
+func (r Resources) apply(lr *specs.LinuxResources) {
+	if r.CPUShares > 0 || r.CPUQuota > 0 {
+		if lr.CPU == nil {
+			lr.CPU = &specs.LinuxCPU{}
+		}
+	}
+	if r.CPUShares > 0 {
+		shares := r.CPUShares
+		lr.CPU.Shares = &shares
+	}
+	if r.CPUQuota > 0 {
+		quota, period := r.CPUQuota, r.CPUPeriod
+		lr.CPU.Quota, lr.CPU.Period = &quota, &period
+	}
+	if r.MemoryLimit > 0 {
+		if lr.Memory == nil {
+			lr.Memory = &specs.LinuxMemory{}
+		}
+		limit := r.MemoryLimit
+		lr.Memory.Limit = &limit
+	}
+}
+
+// linux is r as the OCI runtime's resources, for a task update.
+func (r Resources) linux() *specs.LinuxResources {
+	lr := &specs.LinuxResources{}
+	r.apply(lr)
+	return lr
+}
+
+// withResources applies r to a new container's spec.
+func withResources(r Resources) oci.SpecOpts {
+	return func(_ context.Context, _ oci.Client, _ *containers.Container, s *oci.Spec) error {
+		if s.Linux == nil {
+			s.Linux = &specs.Linux{}
+		}
+		if s.Linux.Resources == nil {
+			s.Linux.Resources = &specs.LinuxResources{}
+		}
+		r.apply(s.Linux.Resources)
+		return nil
+	}
 }
 
 // User is the identity a container's process runs as.
@@ -127,6 +181,10 @@ func specOpts(img containerd.Image, spec ContainerSpec) []oci.SpecOpts {
 	if spec.PIDNS != "" {
 		opts = append(opts, oci.WithLinuxNamespace(specs.LinuxNamespace{Type: specs.PIDNamespace, Path: spec.PIDNS}))
 	}
+	// The container's own cgroup, read-only, as CRI mounts it: what runs
+	// inside reads its limits there (a volume mounted at the same place
+	// replaces it).
+	opts = append(opts, withCgroupMount)
 	if len(spec.Mounts) > 0 {
 		opts = append(opts, withMounts(spec.Mounts))
 	}
@@ -134,7 +192,7 @@ func specOpts(img containerd.Image, spec ContainerSpec) []oci.SpecOpts {
 		opts = append(opts, oci.WithTTY)
 	}
 	if spec.Privileged {
-		opts = append(opts, oci.WithPrivileged, oci.WithAllDevicesAllowed, oci.WithHostDevices, withWritableSysfs)
+		opts = append(opts, oci.WithPrivileged, oci.WithAllDevicesAllowed, oci.WithHostDevices, withWritableSysfs, oci.WithWriteableCgroupfs)
 	}
 	if len(spec.CapAdd) > 0 {
 		opts = append(opts, oci.WithAddedCapabilities(capNames(spec.CapAdd)))
@@ -152,17 +210,9 @@ func specOpts(img containerd.Image, spec ContainerSpec) []oci.SpecOpts {
 	if len(spec.Sysctls) > 0 {
 		opts = append(opts, withSysctls(spec.Sysctls))
 	}
-	if spec.CPUShares > 0 {
-		opts = append(opts, oci.WithCPUShares(spec.CPUShares))
-	}
-	if spec.CPUQuota > 0 {
-		opts = append(opts, oci.WithCPUCFS(spec.CPUQuota, spec.CPUPeriod))
-	}
-	if spec.MemoryLimit > 0 {
-		opts = append(opts, oci.WithMemoryLimit(uint64(spec.MemoryLimit)))
-	}
-	if spec.OOMScoreAdj != 0 {
-		adj := spec.OOMScoreAdj
+	opts = append(opts, withResources(spec.Resources))
+	if spec.OOMScoreAdj != nil {
+		adj := *spec.OOMScoreAdj
 		opts = append(opts, func(_ context.Context, _ oci.Client, _ *containers.Container, s *oci.Spec) error {
 			s.Process.OOMScoreAdj = &adj
 			return nil
@@ -246,6 +296,23 @@ func withSysctls(sysctls map[string]string) oci.SpecOpts {
 		}
 		return nil
 	}
+}
+
+// withCgroupMount mounts the container's cgroup at /sys/fs/cgroup.
+func withCgroupMount(_ context.Context, _ oci.Client, _ *containers.Container, s *oci.Spec) error {
+	kept := s.Mounts[:0]
+	for _, m := range s.Mounts {
+		if m.Destination != "/sys/fs/cgroup" {
+			kept = append(kept, m)
+		}
+	}
+	s.Mounts = append(kept, specs.Mount{
+		Source:      "cgroup",
+		Destination: "/sys/fs/cgroup",
+		Type:        "cgroup",
+		Options:     []string{"nosuid", "noexec", "nodev", "relatime", "ro"},
+	})
+	return nil
 }
 
 // withWritableSysfs gives a privileged container a read-write /sys, as

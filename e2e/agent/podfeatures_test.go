@@ -14,14 +14,15 @@ import (
 )
 
 // TestAgentPodFeatures runs the pod features jobs and debugging lean on
-// (active deadlines, native sidecars, ephemeral containers) against one
-// server and one agent.
+// (active deadlines, native sidecars, ephemeral containers, in-place
+// resize) against one server and one agent.
 func TestAgentPodFeatures(t *testing.T) {
 	c := startCluster(t)
 	t.Run("ActiveDeadlineLowered", c.testActiveDeadlineLowered)
 	t.Run("Sidecar", c.testSidecar)
 	t.Run("SidecarJobCompletes", c.testSidecarJobCompletes)
 	t.Run("DebugEphemeralContainer", c.testDebugEphemeralContainer)
+	t.Run("InPlaceResize", c.testInPlaceResize)
 }
 
 // testActiveDeadlineLowered: a running pod whose activeDeadlineSeconds is
