@@ -256,7 +256,7 @@ func TestUpdateResources(t *testing.T) {
 	rt := startRuntime(t, nil)
 	ctx := context.Background()
 	const ref = "docker.io/library/busybox:test"
-	importBusybox(t, rt, ref)
+	importImage(t, rt, ref, nil)
 	id := NewID()
 	spec := ContainerSpec{Image: ref, Command: []string{"sleep", "600"}, CgroupsPath: testCgroup(t, id),
 		Resources: Resources{CPUShares: 512, MemoryLimit: 64 << 20}}
@@ -310,7 +310,7 @@ func TestGuaranteedOOMScoreAdjStarts(t *testing.T) {
 	rt := startRuntime(t, nil)
 	ctx := context.Background()
 	const ref = "docker.io/library/busybox:test"
-	importBusybox(t, rt, ref)
+	importImage(t, rt, ref, nil)
 	id := NewID()
 	spec := ContainerSpec{Image: ref, Command: []string{"sh", "-c", "cat /proc/self/oom_score_adj"}, CgroupsPath: testCgroup(t, id), OOMScoreAdj: ptr(-997)}
 	if err := rt.Create(ctx, id, spec); err != nil {
