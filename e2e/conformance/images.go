@@ -1,16 +1,12 @@
 package conformance
 
 import (
-	"archive/tar"
-	"bytes"
 	"fmt"
-	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"sort"
 	"strings"
-	"time"
 
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
@@ -267,27 +263,8 @@ func layered(base v1.Image, dirs []string, files map[string]file, edit func(*v1.
 	if err != nil {
 		return nil, err
 	}
-	var buf bytes.Buffer
-	tw := tar.NewWriter(&buf)
-	mtime := time.Unix(0, 0)
-	for _, d := range dirs {
-		if err := tw.WriteHeader(&tar.Header{Typeflag: tar.TypeDir, Name: d + "/", Mode: 0o755, ModTime: mtime}); err != nil {
-			return nil, err
-		}
-	}
-	names := make([]string, 0, len(files))
-	for n := range files {
-		names = append(names, n)
-	}
-	sort.Strings(names)
-	for _, n := range names {
-		f := files[n]
-		if f.link != "" {
-			if err := tw.WriteHeader(&tar.Header{Typeflag: tar.TypeSymlink, Name: n, Linkname: f.link, Mode: 0o777, ModTime: mtime}); err != nil {
-				return nil, err
-			}
-			continue
-		}
+	entries := make(map[string]testimage.File, len(files))
+	for n, f := range files {
 		data := f.data
 		if f.src != "" {
 			b, err := os.ReadFile(f.src)
@@ -296,24 +273,11 @@ func layered(base v1.Image, dirs []string, files map[string]file, edit func(*v1.
 			}
 			data = b
 		}
-		if err := tw.WriteHeader(&tar.Header{Typeflag: tar.TypeReg, Name: n, Mode: f.mode, Size: int64(len(data)), ModTime: mtime}); err != nil {
-			return nil, err
-		}
-		if _, err := tw.Write(data); err != nil {
-			return nil, err
-		}
+		entries[n] = testimage.File{Data: data, Link: f.link, Mode: f.mode}
 	}
-	if err := tw.Close(); err != nil {
-		return nil, err
-	}
-	data := buf.Bytes()
-	layer, err := tarball.LayerFromOpener(func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(data)), nil })
+	img, err := testimage.WithLayer(base, dirs, entries)
 	if err != nil {
 		return nil, fmt.Errorf("image layer: %w", err)
-	}
-	img, err := mutate.AppendLayers(base, layer)
-	if err != nil {
-		return nil, err
 	}
 	return mutateConfig(img, edit)
 }

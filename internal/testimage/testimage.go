@@ -10,13 +10,14 @@ import (
 	"fmt"
 	"io"
 	"log"
+	"maps"
 	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path"
 	goruntime "runtime"
-	"sort"
+	"slices"
 	"strings"
 	"time"
 
@@ -102,40 +103,39 @@ func BusyboxFrom(path string) (v1.Image, error) {
 	return mutate.ConfigFile(img, cf)
 }
 
-// WithFiles returns base with one more layer holding files (path in the
-// image: content, mode 0644) and their parent directories, e.g. an image
-// volume's content.
-func WithFiles(base v1.Image, files map[string]string) (v1.Image, error) {
+// File is one entry of a layer: a regular file of Data, or a symlink to
+// Link.
+type File struct {
+	Data []byte
+	Link string
+	Mode int64
+}
+
+// WithLayer returns base with one more layer: the directories dirs (in the
+// order given, parents first) and files, by path in the image, written in
+// path order with the epoch as their time, so the same input gives the
+// same layer.
+func WithLayer(base v1.Image, dirs []string, files map[string]File) (v1.Image, error) {
 	var buf bytes.Buffer
 	tw := tar.NewWriter(&buf)
 	mtime := time.Unix(0, 0)
-	names := make([]string, 0, len(files))
-	for n := range files {
-		names = append(names, n)
-	}
-	sort.Strings(names)
-	dirs := map[string]bool{}
-	for _, n := range names {
-		for d := path.Dir(n); d != "." && d != "/" && !dirs[d]; d = path.Dir(d) {
-			dirs[d] = true
-		}
-	}
-	dirList := make([]string, 0, len(dirs))
-	for d := range dirs {
-		dirList = append(dirList, d)
-	}
-	sort.Strings(dirList) // parents first
-	for _, d := range dirList {
+	for _, d := range dirs {
 		if err := tw.WriteHeader(&tar.Header{Typeflag: tar.TypeDir, Name: d + "/", Mode: 0o755, ModTime: mtime}); err != nil {
 			return nil, err
 		}
 	}
-	for _, n := range names {
-		data := files[n]
-		if err := tw.WriteHeader(&tar.Header{Typeflag: tar.TypeReg, Name: n, Mode: 0o644, Size: int64(len(data)), ModTime: mtime}); err != nil {
+	for _, n := range slices.Sorted(maps.Keys(files)) {
+		f := files[n]
+		if f.Link != "" {
+			if err := tw.WriteHeader(&tar.Header{Typeflag: tar.TypeSymlink, Name: n, Linkname: f.Link, Mode: 0o777, ModTime: mtime}); err != nil {
+				return nil, err
+			}
+			continue
+		}
+		if err := tw.WriteHeader(&tar.Header{Typeflag: tar.TypeReg, Name: n, Mode: f.Mode, Size: int64(len(f.Data)), ModTime: mtime}); err != nil {
 			return nil, err
 		}
-		if _, err := io.WriteString(tw, data); err != nil {
+		if _, err := tw.Write(f.Data); err != nil {
 			return nil, err
 		}
 	}
@@ -148,6 +148,22 @@ func WithFiles(base v1.Image, files map[string]string) (v1.Image, error) {
 		return nil, fmt.Errorf("testimage: layer: %w", err)
 	}
 	return mutate.AppendLayers(base, layer)
+}
+
+// WithFiles returns base with one more layer holding files (path in the
+// image: content, mode 0644) and their parent directories, e.g. an image
+// volume's content.
+func WithFiles(base v1.Image, files map[string]string) (v1.Image, error) {
+	dirs := map[string]bool{}
+	entries := make(map[string]File, len(files))
+	for n, data := range files {
+		entries[n] = File{Data: []byte(data), Mode: 0o644}
+		for d := path.Dir(n); d != "." && d != "/" && !dirs[d]; d = path.Dir(d) {
+			dirs[d] = true
+		}
+	}
+	// Sorted, a directory comes before those below it.
+	return WithLayer(base, slices.Sorted(maps.Keys(dirs)), entries)
 }
 
 // WriteTarball writes img, named ref, as a docker-save tarball at path.
