@@ -38,13 +38,9 @@ func (e ExitError) Error() string { return fmt.Sprintf("command terminated with 
 // ExitError. Canceling ctx kills the command.
 func (r *Runtime) Exec(ctx context.Context, id string, opts ExecOptions) error {
 	ctx = r.ns(ctx)
-	c, err := r.client.LoadContainer(ctx, id)
+	c, task, err := r.runningTask(ctx, id)
 	if err != nil {
-		return fmt.Errorf("runtime: container %s: %w", id, err)
-	}
-	task, err := c.Task(ctx, nil)
-	if err != nil {
-		return fmt.Errorf("runtime: container %s is not running: %w", id, err)
+		return err
 	}
 	spec, err := c.Spec(ctx)
 	if err != nil {

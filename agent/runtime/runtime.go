@@ -372,18 +372,28 @@ func (r *Runtime) Attach(ctx context.Context, id string, io IO) error {
 // Signal sends sig to a container's process.
 func (r *Runtime) Signal(ctx context.Context, id string, sig syscall.Signal) error {
 	ctx = r.ns(ctx)
-	c, err := r.client.LoadContainer(ctx, id)
+	_, task, err := r.runningTask(ctx, id)
 	if err != nil {
-		return fmt.Errorf("runtime: container %s: %w", id, err)
-	}
-	task, err := c.Task(ctx, nil)
-	if err != nil {
-		return fmt.Errorf("runtime: task of %s: %w", id, err)
+		return err
 	}
 	if err := task.Kill(ctx, sig); err != nil && !errdefs.IsNotFound(err) {
 		return fmt.Errorf("runtime: signalling %s: %w", id, err)
 	}
 	return nil
+}
+
+// runningTask loads container id and its task, for an operation on the
+// running process (ctx already in the runtime's namespace).
+func (r *Runtime) runningTask(ctx context.Context, id string) (containerd.Container, containerd.Task, error) {
+	c, err := r.client.LoadContainer(ctx, id)
+	if err != nil {
+		return nil, nil, fmt.Errorf("runtime: container %s: %w", id, err)
+	}
+	task, err := c.Task(ctx, nil)
+	if err != nil {
+		return nil, nil, fmt.Errorf("runtime: container %s is not running: %w", id, err)
+	}
+	return c, task, nil
 }
 
 // Reap records an exited container's exit in its labels and deletes its
@@ -458,13 +468,9 @@ func (r *Runtime) RecordExit(ctx context.Context, id string, code int, reason, m
 // current value.
 func (r *Runtime) UpdateResources(ctx context.Context, id string, res Resources, labels map[string]string) error {
 	ctx = r.ns(ctx)
-	c, err := r.client.LoadContainer(ctx, id)
+	_, task, err := r.runningTask(ctx, id)
 	if err != nil {
-		return fmt.Errorf("runtime: container %s: %w", id, err)
-	}
-	task, err := c.Task(ctx, nil)
-	if err != nil {
-		return fmt.Errorf("runtime: task of %s: %w", id, err)
+		return err
 	}
 	if err := task.Update(ctx, containerd.WithResources(res.linux())); err != nil {
 		return fmt.Errorf("runtime: updating the resources of %s: %w", id, err)
