@@ -28,7 +28,7 @@ func (m *Manager) startContainer(ctx context.Context, pod *v1.Pod, c *v1.Contain
 	if waiting, retry := m.imageVolumesWait(pod, c, sb.images); waiting != nil {
 		return waiting, retry, nil
 	}
-	ref, waiting, retry := m.ensureImage(ctx, pod, c)
+	ref, waiting, retry := m.pullImage(ctx, pod, c.Image, c.ImagePullPolicy)
 	if waiting != nil {
 		return waiting, retry, nil
 	}
@@ -150,12 +150,6 @@ func (m *Manager) createAndStart(ctx context.Context, pod *v1.Pod, c *v1.Contain
 	m.log.Debug("container started", "pod", podKey(pod), "container", c.Name, "id", id,
 		"create", started.Sub(created), "start", m.clock.Since(started))
 	return nil, true, nil
-}
-
-// ensureImage makes the container's image present by its pull policy. It
-// returns the image's full reference, or why the container waits.
-func (m *Manager) ensureImage(ctx context.Context, pod *v1.Pod, c *v1.Container) (string, *v1.ContainerStateWaiting, time.Duration) {
-	return m.pullImage(ctx, pod, c.Image, c.ImagePullPolicy)
 }
 
 // pullImage makes an image (a container's or an image volume's) present by
