@@ -123,16 +123,8 @@ spec:
     command: ['sleep', '3600']
 `)
 	c.waitPod(t, ns, "missing", 3*time.Minute, "ImagePullBackOff on mounts-it, does-not running", func(p *v1.Pod) bool {
-		var backOff, running bool
-		for _, s := range p.Status.ContainerStatuses {
-			switch {
-			case s.Name == "mounts-it":
-				backOff = s.State.Waiting != nil && s.State.Waiting.Reason == "ImagePullBackOff"
-			case s.Name == "does-not":
-				running = s.State.Running != nil
-			}
-		}
-		return backOff && running
+		waiting := containerStatusOf(p, "mounts-it").State.Waiting
+		return waiting != nil && waiting.Reason == "ImagePullBackOff" && containerStatusOf(p, "does-not").State.Running != nil
 	})
 	c.expectEvent(t, ns, "missing", "Failed", `image volume "art" (image "`+missing+`")`)
 	c.expectEvent(t, ns, "missing", "BackOff", `Back-off pulling image "`+missing+`"`)

@@ -41,7 +41,8 @@ func wantCgroup(v2 bool, cpuReq, cpuLim, mem int64) (string, string, string) {
 	return strconv.FormatInt(1+((shares-2)*9999)/262142, 10), fmt.Sprintf("%d 100000", quota), strconv.FormatInt(mem, 10)
 }
 
-func resizeStatusOf(p *v1.Pod, name string) v1.ContainerStatus {
+// containerStatusOf is the status of p's container name (zero if none).
+func containerStatusOf(p *v1.Pod, name string) v1.ContainerStatus {
 	for _, s := range p.Status.ContainerStatuses {
 		if s.Name == name {
 			return s
@@ -113,16 +114,16 @@ spec:
 				return false
 			}
 		}
-		s := resizeStatusOf(p, "inplace")
-		return s.Resources != nil && s.Resources.Limits.Memory().Value() == 96<<20 && resizeStatusOf(p, "restarts").RestartCount == 1
+		s := containerStatusOf(p, "inplace")
+		return s.Resources != nil && s.Resources.Limits.Memory().Value() == 96<<20 && containerStatusOf(p, "restarts").RestartCount == 1
 	})
-	for i, s := range []v1.ContainerStatus{resizeStatusOf(after, "inplace"), resizeStatusOf(after, "restarts")} {
+	for i, s := range []v1.ContainerStatus{containerStatusOf(after, "inplace"), containerStatusOf(after, "restarts")} {
 		spec := after.Spec.Containers[i].Resources
 		if !equality.Semantic.DeepEqual(*s.Resources, spec) || !equality.Semantic.DeepEqual(s.AllocatedResources, spec.Requests) {
 			t.Errorf("%s after the resize: resources %v allocated %v, want the new spec %v", s.Name, s.Resources, s.AllocatedResources, spec)
 		}
 	}
-	if old, now := resizeStatusOf(before, "inplace"), resizeStatusOf(after, "inplace"); now.RestartCount != 0 || now.ContainerID != old.ContainerID {
+	if old, now := containerStatusOf(before, "inplace"), containerStatusOf(after, "inplace"); now.RestartCount != 0 || now.ContainerID != old.ContainerID {
 		t.Errorf("inplace was restarted: %s restarts %d, was %s", now.ContainerID, now.RestartCount, old.ContainerID)
 	}
 	_, weight, quota, mem = c.cgroupLimits(t, ns, "resizable", "inplace")
@@ -133,7 +134,7 @@ spec:
 	if want := strconv.Itoa(48 << 20); mem != want {
 		t.Errorf("restarts has memory limit %s after its restart, want %s", mem, want)
 	}
-	if got, want := resizeStatusOf(after, "inplace").AllocatedResources[v1.ResourceCPU], resource.MustParse("150m"); !got.Equal(want) {
+	if got, want := containerStatusOf(after, "inplace").AllocatedResources[v1.ResourceCPU], resource.MustParse("150m"); !got.Equal(want) {
 		t.Errorf("inplace allocated cpu %v, want %v", &got, &want)
 	}
 	// The restarted container's OOM score follows its new memory request
