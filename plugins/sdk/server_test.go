@@ -59,6 +59,20 @@ func serveOverGRPC(t *testing.T, impl proto.Server) *proto.Client {
 	return raw.(*proto.Client)
 }
 
+// configureAndRun configures the plugin behind c with validConfig and
+// starts its run.
+func configureAndRun(t *testing.T, c *proto.Client) *proto.StatusStream {
+	t.Helper()
+	if err := c.Configure(context.Background(), validConfig); err != nil {
+		t.Fatal(err)
+	}
+	stream, err := c.Run(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return stream
+}
+
 func blockUntilStopped(ctx context.Context, env Env) error {
 	<-ctx.Done()
 	return nil
@@ -74,13 +88,7 @@ func TestRunReportsReadyAndStopsCleanly(t *testing.T) {
 		return blockUntilStopped(ctx, env)
 	}})
 	ctx := context.Background()
-	if err := c.Configure(ctx, validConfig); err != nil {
-		t.Fatal(err)
-	}
-	stream, err := c.Run(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
+	stream := configureAndRun(t, c)
 	st, err := stream.Recv()
 	if err != nil || !st.Ready {
 		t.Fatalf("first status = %+v, %v; want ready", st, err)
@@ -117,13 +125,7 @@ func TestOwnReadyMessageIsNotOvertakenByTheDefault(t *testing.T) {
 			return blockUntilStopped(ctx, env)
 		}})
 		ctx := context.Background()
-		if err := c.Configure(ctx, validConfig); err != nil {
-			t.Fatal(err)
-		}
-		stream, err := c.Run(ctx)
-		if err != nil {
-			t.Fatal(err)
-		}
+		stream := configureAndRun(t, c)
 		var msgs []string
 		for range 2 {
 			st, err := stream.Recv()
@@ -156,14 +158,7 @@ func TestFailingRunIsReportedToTheHost(t *testing.T) {
 	c, lost := serveTest(t, Plugin{Name: "p", Kind: KindController, Run: func(ctx context.Context, env Env) error {
 		return errors.New("cannot list nodes")
 	}})
-	ctx := context.Background()
-	if err := c.Configure(ctx, validConfig); err != nil {
-		t.Fatal(err)
-	}
-	stream, err := c.Run(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
+	stream := configureAndRun(t, c)
 	var last proto.Status
 	for {
 		st, err := stream.Recv()
