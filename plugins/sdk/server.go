@@ -25,6 +25,9 @@ type server struct {
 	// shared is the group's informer factory when the plugin is a member
 	// of a group process; nil otherwise.
 	shared *sharedInformers
+	// pluginStarted, if set (tests), runs right after the plugin's run is
+	// started: whatever Run reports of its own must be reported before it.
+	pluginStarted func()
 
 	mu       sync.Mutex
 	broker   *plugin.GRPCBroker
@@ -95,6 +98,9 @@ func (s *server) Run(streamCtx context.Context, send func(proto.Status) error) e
 		defer close(done)
 		errc <- s.runPlugin(runCtx, env)
 	}()
+	if s.pluginStarted != nil {
+		s.pluginStarted()
+	}
 	for {
 		select {
 		case st := <-updates:

@@ -117,29 +117,30 @@ func TestRunReportsReadyAndStopsCleanly(t *testing.T) {
 
 // A plugin that reports its own ready message at once must not see it
 // overtaken by the SDK's default "running" (the host would show the default
-// for the whole run).
+// for the whole run). The server is held right after it starts the plugin,
+// as a descheduled thread on a loaded machine holds it, so anything the
+// server reported after that point would come last.
 func TestOwnReadyMessageIsNotOvertakenByTheDefault(t *testing.T) {
-	for i := range 50 {
-		c, _ := serveTest(t, Plugin{Name: "p", Kind: KindController, Version: "v1", Run: func(ctx context.Context, env Env) error {
-			env.Ready("mine")
-			return blockUntilStopped(ctx, env)
-		}})
-		ctx := context.Background()
-		stream := configureAndRun(t, c)
-		var msgs []string
-		for range 2 {
-			st, err := stream.Recv()
-			if err != nil {
-				t.Fatal(err)
-			}
-			msgs = append(msgs, st.Message)
-		}
-		if msgs[0] != "running" || msgs[1] != "mine" {
-			t.Fatalf("run %d: statuses %q, want the default first and the plugin's own last", i, msgs)
-		}
-		if err := c.Stop(ctx, 10*time.Second); err != nil {
+	srv := newServer(Plugin{Name: "p", Kind: KindController, Version: "v1", Run: func(ctx context.Context, env Env) error {
+		env.Ready("mine")
+		return blockUntilStopped(ctx, env)
+	}}, slog.New(slog.DiscardHandler))
+	srv.pluginStarted = func() { time.Sleep(100 * time.Millisecond) }
+	c := serveOverGRPC(t, srv)
+	stream := configureAndRun(t, c)
+	var msgs []string
+	for range 2 {
+		st, err := stream.Recv()
+		if err != nil {
 			t.Fatal(err)
 		}
+		msgs = append(msgs, st.Message)
+	}
+	if msgs[0] != "running" || msgs[1] != "mine" {
+		t.Fatalf("statuses %q, want the default first and the plugin's own last", msgs)
+	}
+	if err := c.Stop(context.Background(), 10*time.Second); err != nil {
+		t.Fatal(err)
 	}
 }
 
