@@ -247,18 +247,13 @@ func (w *worker) allocate(pod *v1.Pod, cs podContainers) {
 		r := *c.Resources.DeepCopy()
 		if cur := cs.latest(c.Name); cur != nil {
 			if applied, ok := appliedOf(cur); ok {
-				r = mergeCPUMemory(r, applied)
+				r = *reportedResources(r, &applied) // the spec, with the CPU and memory in force
 			}
 		}
 		w.resize.allocated[c.Name] = r
 	}
 	w.resize.podResources = pod.Spec.Resources.DeepCopy()
 	w.publishAllocation(pod)
-}
-
-// mergeCPUMemory is base with the CPU and memory of cm.
-func mergeCPUMemory(base, cm v1.ResourceRequirements) v1.ResourceRequirements {
-	return *reportedResources(base, &cm)
 }
 
 // allocatedPod is pod as the node granted it: a container starts in it.
