@@ -118,7 +118,7 @@ E2E_LDFLAGS     := -X k8s.io/component-base/version.gitVersion=$(K8S_VERSION) \
 	-X k8s.io/component-base/version.gitMajor=1 -X k8s.io/component-base/version.gitMinor=37
 CONFORMANCE_BINS := $(CONFORMANCE_DIR)/e2e.test $(CONFORMANCE_DIR)/bin/agnhost \
 	$(CONFORMANCE_DIR)/bin/sample-apiserver $(CONFORMANCE_DIR)/bin/nnp $(CONFORMANCE_DIR)/bin/porter/localhost.crt \
-	$(CONFORMANCE_DIR)/bin/kitten/data.json \
+	$(CONFORMANCE_DIR)/bin/kitten/data.json $(CONFORMANCE_DIR)/bin/nautilus/data.json \
 	$(CONFORMANCE_DIR)/bin/busybox
 export FOCUS SKIP HA E2E_TIMEOUT SMOKE_LIST
 
@@ -140,9 +140,10 @@ $(CONFORMANCE_DIR)/bin/porter/localhost.crt: $(E2EBIN_DEPS)
 	@mkdir -p $(@D)
 	cd $(E2EBIN) && cp "$$($(GO) list -m -f '{{.Dir}}' k8s.io/kubernetes)"/test/images/agnhost/porter/localhost.{crt,key} $(@D)/ && chmod 644 $(@D)/localhost.*
 
-$(CONFORMANCE_DIR)/bin/kitten/data.json: $(E2EBIN_DEPS)
+# kitten and nautilus: upstream's pictures and data.json, for the images.
+$(CONFORMANCE_DIR)/bin/%/data.json: $(E2EBIN_DEPS)
 	@mkdir -p $(@D)
-	cd $(E2EBIN) && cp "$$($(GO) list -m -f '{{.Dir}}' k8s.io/kubernetes)"/test/images/kitten/html/{kitten.jpg,data.json} $(@D)/ && chmod 644 $(@D)/*
+	cd $(E2EBIN) && cp "$$($(GO) list -m -f '{{.Dir}}' k8s.io/kubernetes)"/test/images/$*/html/{$*.jpg,data.json} $(@D)/ && chmod 644 $(@D)/*
 
 # The busybox image's binary: upstream's source from the Debian archive,
 # sha256-checked, built static (see the script for why not Debian's).

@@ -3,6 +3,7 @@ package e2e
 import (
 	"crypto/tls"
 	"github.com/keelson/keelson/e2e/harness"
+	"github.com/keelson/keelson/plugins/host"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -309,6 +310,14 @@ func testRestart(t *testing.T, s *harness.Server) {
 	}
 	if err := s.Stop(); err != nil {
 		t.Errorf("SIGTERM: %v", err)
+	}
+	// A server stopped cleanly leaves no plugin directories in the temp dir.
+	for _, dir := range []func(string) (string, error){host.SocketDir, host.ExecDir} {
+		if d, err := dir(s.DataDir); err != nil {
+			t.Error(err)
+		} else if _, err := os.Stat(d); !os.IsNotExist(err) {
+			t.Errorf("plugin directory %s left after SIGTERM: %v", d, err)
+		}
 	}
 }
 

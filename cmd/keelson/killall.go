@@ -79,11 +79,7 @@ func runTeardown(ctx context.Context, out io.Writer, cfg config.Agent, uninstall
 	// PrepareExecDir) of the server and of its agent, or of the agent, once
 	// their hosts are gone.
 	for _, d := range []string{cfg.DataDir, config.AgentDir(cfg.DataDir)} {
-		for _, name := range []func(string) (string, error){host.SocketDir, host.ExecDir} {
-			if dir, derr := name(d); derr == nil {
-				_ = os.RemoveAll(dir)
-			}
-		}
+		_ = host.RemoveRunDirs(d)
 	}
 	if err != nil {
 		return err

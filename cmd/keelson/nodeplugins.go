@@ -44,6 +44,7 @@ func runNodePlugins(ctx context.Context, env agent.NodePluginEnv) error {
 	if err != nil {
 		return fmt.Errorf("node plugins: %w", err)
 	}
+	defer host.RemoveRunDirs(config.AgentDir(env.DataDir)) //nolint:errcheck // best effort: the next start empties it
 	return nodehost.Run(ctx, nodehost.Config{
 		SocketDir:       sockets,
 		NodeName:        env.NodeName,

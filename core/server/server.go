@@ -423,4 +423,7 @@ func (s *Server) close() {
 	if err := s.raft.Shutdown(); err != nil {
 		s.log.Error("raft shutdown", "err", err)
 	}
+	if err := host.RemoveRunDirs(s.cfg.DataDir); err != nil {
+		s.log.Warn("removing the plugins' socket and executable directories", "err", err)
+	}
 }

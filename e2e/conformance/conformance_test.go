@@ -105,6 +105,7 @@ func TestConformance(t *testing.T) {
 		Nonewprivs:      filepath.Join(cfg.dir, "bin", "nnp"),
 		PorterCerts:     filepath.Join(cfg.dir, "bin", "porter"),
 		KittenHTML:      filepath.Join(cfg.dir, "bin", "kitten"),
+		NautilusHTML:    filepath.Join(cfg.dir, "bin", "nautilus"),
 	})
 	if err != nil {
 		t.Fatal(err)

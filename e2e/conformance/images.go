@@ -34,6 +34,9 @@ type Binaries struct {
 	// KittenHTML is test/images/kitten/html, whose kitten.jpg and
 	// data.json the kitten image carries at /.
 	KittenHTML string
+	// NautilusHTML is test/images/nautilus/html (nautilus.jpg and
+	// data.json), for the nautilus image.
+	NautilusHTML string
 }
 
 // Image is one image the specs ask for, by its repository path below a
@@ -107,7 +110,11 @@ func BuildImages(bins Binaries) ([]Image, error) {
 	if err != nil {
 		return nil, err
 	}
-	kitten, err := kittenImage(agnhost, bins.KittenHTML)
+	kitten, err := pictureImage(agnhost, bins.KittenHTML, "kitten.jpg")
+	if err != nil {
+		return nil, err
+	}
+	nautilus, err := pictureImage(agnhost, bins.NautilusHTML, "nautilus.jpg")
 	if err != nil {
 		return nil, err
 	}
@@ -122,7 +129,8 @@ func BuildImages(bins Binaries) ([]Image, error) {
 		{Registry: e2e, Path: "nginx:1.27.0-2", Image: nginx, StandIn: nginxStandIn},
 		{Registry: e2e, Path: "nginx:1.28.0-2", Image: nginx, StandIn: nginxStandIn},
 		{Registry: e2e, Path: "glibc-dns-testing:2.1.1", Image: glibcDNS, StandIn: glibcDNSStandIn},
-		{Registry: e2e, Path: kittenPath, Image: kitten, StandIn: kittenStandIn},
+		{Registry: e2e, Path: kittenPath, Image: kitten, StandIn: pictureStandIn("kitten")},
+		{Registry: e2e, Path: nautilusPath, Image: nautilus, StandIn: pictureStandIn("nautilus")},
 		{Registry: "gcRegistry", Path: "pause:3.10.2", Image: pause, StandIn: "agnhost's pause subcommand"},
 	}, nil
 }
@@ -158,10 +166,18 @@ const nsswitch = "hosts: files dns\n"
 
 const agnhostStandIn = "agnhost on busybox with Debian's dash as /bin/sh, curl, nc (OpenBSD), dig and getent (glibc's, where upstream's is musl's): no iperf, socat, coredns or fake registry data (upstream: alpine with those)"
 
-// kittenPath is manifest.go's kitten (imageutils.Kitten).
-const kittenPath = "kitten:1.8"
+// kittenPath and nautilusPath are manifest.go's kitten and nautilus
+// (imageutils.Kitten, imageutils.Nautilus).
+const (
+	kittenPath   = "kitten:1.8"
+	nautilusPath = "nautilus:1.8"
+)
 
-const kittenStandIn = "agnhost's stand-in with upstream's kitten.jpg and data.json (v1.37.2's test/images/kitten) and, since that base is busybox-static and not Alpine, Alpine 3.21's /etc/os-release text, which upstream's image has from its alpine base (the ImageVolume spec reads it)"
+// pictureStandIn says how the kitten or nautilus image differs from
+// upstream's test/images/<name>.
+func pictureStandIn(name string) string {
+	return "agnhost's stand-in with upstream's " + name + ".jpg and data.json (v1.37.2's test/images/" + name + ") and, since that base is busybox-static and not Alpine, Alpine 3.21's /etc/os-release text, which upstream's image has from its alpine base (the ImageVolume spec reads kitten's)"
+}
 
 // alpineOSRelease is the /etc/os-release of alpine:3.21, the base of
 // v1.37.2's agnhost and so of kitten, without its patch release.
@@ -173,13 +189,14 @@ HOME_URL="https://alpinelinux.org/"
 BUG_REPORT_URL="https://gitlab.alpinelinux.org/alpine/aports/-/issues"
 `
 
-// kittenImage is test/images/kitten as its Dockerfile builds it: agnhost
-// with kitten.jpg and data.json at /, command test-webserver (agnhost's
-// entrypoint kept). Image volume specs mount it and read data.json and
-// etc/os-release.
-func kittenImage(agnhost v1.Image, html string) (v1.Image, error) {
+// pictureImage is test/images/kitten or nautilus as their Dockerfiles
+// build them: agnhost with the picture (jpg) and data.json from html at /,
+// command test-webserver (agnhost's entrypoint kept). Image volume specs
+// mount kitten and read data.json and etc/os-release; kubectl's Update
+// Demo serves nautilus's data.json.
+func pictureImage(agnhost v1.Image, html, jpg string) (v1.Image, error) {
 	files := map[string]file{
-		"kitten.jpg":     {src: filepath.Join(html, "kitten.jpg"), mode: 0o644},
+		jpg:              {src: filepath.Join(html, jpg), mode: 0o644},
 		"data.json":      {src: filepath.Join(html, "data.json"), mode: 0o644},
 		"etc/os-release": {data: []byte(alpineOSRelease), mode: 0o644},
 	}

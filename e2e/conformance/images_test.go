@@ -77,12 +77,12 @@ func builtBusybox(t *testing.T) string {
 func TestBusyboxImageShellKeepsEveryEnvName(t *testing.T) {
 	bb := builtBusybox(t)
 	dir := t.TempDir()
-	for _, f := range []string{"localhost.crt", "localhost.key", "kitten.jpg", "data.json"} {
+	for _, f := range []string{"localhost.crt", "localhost.key", "kitten.jpg", "nautilus.jpg", "data.json"} {
 		if err := os.WriteFile(filepath.Join(dir, f), []byte("x"), 0o644); err != nil {
 			t.Fatal(err)
 		}
 	}
-	imgs, err := BuildImages(Binaries{Busybox: bb, Agnhost: bb, SampleAPIServer: bb, Nonewprivs: bb, PorterCerts: dir, KittenHTML: dir})
+	imgs, err := BuildImages(Binaries{Busybox: bb, Agnhost: bb, SampleAPIServer: bb, Nonewprivs: bb, PorterCerts: dir, KittenHTML: dir, NautilusHTML: dir})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -180,7 +180,7 @@ func TestKittenImage(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	img, err := kittenImage(agnhost, html)
+	img, err := pictureImage(agnhost, html, "kitten.jpg")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -215,10 +215,13 @@ func TestKittenImage(t *testing.T) {
 	}
 }
 
-// The kitten image is named as manifest.go names imageutils.Kitten.
-func TestKittenNamedAsManifest(t *testing.T) {
-	im := Image{Registry: "promoterE2eRegistry", Path: kittenPath}
-	if got, want := im.Refs("registry.test")[0], imageutils.GetE2EImage(imageutils.Kitten); got != want {
-		t.Errorf("kitten is %s, manifest.go says %s", got, want)
+// The kitten and nautilus images are named as manifest.go names
+// imageutils.Kitten and imageutils.Nautilus.
+func TestPictureImagesNamedAsManifest(t *testing.T) {
+	for path, id := range map[string]imageutils.ImageID{kittenPath: imageutils.Kitten, nautilusPath: imageutils.Nautilus} {
+		im := Image{Registry: "promoterE2eRegistry", Path: path}
+		if got, want := im.Refs("registry.test")[0], imageutils.GetE2EImage(id); got != want {
+			t.Errorf("%s is %s, manifest.go says %s", path, got, want)
+		}
 	}
 }

@@ -76,6 +76,22 @@ func SocketDir(dataDir string) (string, error) { return runDir(dataDir, "keelson
 // ExecDir is PrepareExecDir's directory for dataDir.
 func ExecDir(dataDir string) (string, error) { return runDir(dataDir, "keelson-exec-") }
 
+// RemoveRunDirs removes the socket and executable directories of the host
+// whose data dir is dataDir, once its plugins have stopped: a stopped host
+// leaves nothing in the temp dir (a killed one's go at its next start, or
+// with `keelson killall`).
+func RemoveRunDirs(dataDir string) error {
+	var errs []error
+	for _, name := range []func(string) (string, error){SocketDir, ExecDir} {
+		dir, err := name(dataDir)
+		if err == nil {
+			err = os.RemoveAll(dir)
+		}
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
+}
+
 // runDir names a host's directory in the temp dir after its data dir.
 func runDir(dataDir, prefix string) (string, error) {
 	abs, err := filepath.Abs(dataDir)

@@ -109,3 +109,31 @@ func TestPrepareExecDir(t *testing.T) {
 		t.Fatalf("a previous run's copy survived: %v", err)
 	}
 }
+
+// TestRemoveRunDirs: a stopped host leaves neither of its directories in
+// the temp dir, and removing them again is not an error.
+func TestRemoveRunDirs(t *testing.T) {
+	t.Setenv("TMPDIR", t.TempDir())
+	dataDir := t.TempDir()
+	sockets, err := PrepareSocketDir(dataDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	execs, err := PrepareExecDir(dataDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(execs, "plugin-copy"), []byte("x"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for range 2 {
+		if err := RemoveRunDirs(dataDir); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, dir := range []string{sockets, execs} {
+		if _, err := os.Stat(dir); !os.IsNotExist(err) {
+			t.Errorf("%s is still there: %v", dir, err)
+		}
+	}
+}
