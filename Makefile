@@ -111,6 +111,8 @@ soak: build
 # (conformance/build-busybox.sh: curl, gcc, libc6-dev, make, bzip2); then
 # runs e2e/conformance under the e2e lock. Its
 # report is .conformance/report.md (each run's files in .conformance/runs/).
+# PARALLEL=N runs the specs not labelled Serial in N e2e.test processes
+# (the ginkgo CLI, built in conformance/ginkgocli), then the Serial ones.
 CONFORMANCE_DIR ?= $(CURDIR)/.conformance
 E2EBIN          := $(CURDIR)/conformance/e2ebin
 E2EBIN_DEPS     := $(E2EBIN)/go.mod $(E2EBIN)/go.sum
@@ -119,8 +121,8 @@ E2E_LDFLAGS     := -X k8s.io/component-base/version.gitVersion=$(K8S_VERSION) \
 CONFORMANCE_BINS := $(CONFORMANCE_DIR)/e2e.test $(CONFORMANCE_DIR)/bin/agnhost \
 	$(CONFORMANCE_DIR)/bin/sample-apiserver $(CONFORMANCE_DIR)/bin/nnp $(CONFORMANCE_DIR)/bin/porter/localhost.crt \
 	$(CONFORMANCE_DIR)/bin/kitten/data.json $(CONFORMANCE_DIR)/bin/nautilus/data.json \
-	$(CONFORMANCE_DIR)/bin/busybox
-export FOCUS SKIP HA E2E_TIMEOUT SMOKE_LIST
+	$(CONFORMANCE_DIR)/bin/busybox $(CONFORMANCE_DIR)/bin/ginkgo
+export FOCUS SKIP HA E2E_TIMEOUT SMOKE_LIST PARALLEL
 
 conformance-bins: $(CONFORMANCE_BINS)
 
@@ -144,6 +146,10 @@ $(CONFORMANCE_DIR)/bin/porter/localhost.crt: $(E2EBIN_DEPS)
 $(CONFORMANCE_DIR)/bin/%/data.json: $(E2EBIN_DEPS)
 	@mkdir -p $(@D)
 	cd $(E2EBIN) && cp "$$($(GO) list -m -f '{{.Dir}}' k8s.io/kubernetes)"/test/images/$*/html/{$*.jpg,data.json} $(@D)/ && chmod 644 $(@D)/*
+
+# The ginkgo CLI (PARALLEL=N), at e2e.test's ginkgo version.
+$(CONFORMANCE_DIR)/bin/ginkgo: conformance/ginkgocli/go.mod conformance/ginkgocli/go.sum
+	cd conformance/ginkgocli && $(GO) build -trimpath -o $@ github.com/onsi/ginkgo/v2/ginkgo
 
 # The busybox image's binary: upstream's source from the Debian archive,
 # sha256-checked, built static (see the script for why not Debian's).

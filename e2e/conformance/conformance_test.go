@@ -31,6 +31,10 @@ type settings struct {
 	focus, skip string
 	servers     int
 	timeout     string // ginkgo's whole-suite timeout
+	// parallel (PARALLEL) is how many e2e.test processes run the specs
+	// not labelled Serial, through the ginkgo CLI; the Serial ones run
+	// after them in one process. 1: one process runs every spec.
+	parallel int
 }
 
 func loadSettings(t *testing.T) settings {
@@ -60,7 +64,24 @@ func loadSettings(t *testing.T) settings {
 	if os.Getenv("HA") == "1" {
 		s.servers = 3
 	}
+	p, err := parallelSetting(os.Getenv("PARALLEL"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.parallel = p
 	return s
+}
+
+// parallelSetting reads PARALLEL: empty is 1.
+func parallelSetting(v string) (int, error) {
+	if v == "" {
+		return 1, nil
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 1 || n > 32 {
+		return 0, fmt.Errorf("PARALLEL=%q: want a number of e2e.test processes from 1 to 32 (e.g. PARALLEL=4), or unset for one", v)
+	}
+	return n, nil
 }
 
 // smokeFocus turns a file of spec names, one a line ('#' comments), into a
@@ -119,23 +140,25 @@ func TestConformance(t *testing.T) {
 	t.Logf("cluster ready after %s; running e2e.test, log %s", time.Since(start).Round(time.Second), filepath.Join(runDir, "e2e.log"))
 
 	runStart := time.Now()
-	runE2E(t, cfg, e2eBin, c, runDir)
+	passes := runE2E(t, cfg, e2eBin, c, runDir)
 	run := Run{
 		Commit: os.Getenv("KEELSON_COMMIT"), Focus: cfg.focus, Skip: cfg.skip, Machine: machine(),
-		Servers: cfg.servers, Agents: len(agentNames), Started: runStart, Duration: time.Since(runStart), Images: imgs,
+		Servers: cfg.servers, Agents: len(agentNames), Parallel: cfg.parallel,
+		Started: runStart, Duration: time.Since(runStart), Images: imgs,
 	}
-	f, err := os.Open(filepath.Join(runDir, "junit_01.xml"))
-	if err != nil {
-		t.Fatalf("e2e.test wrote no JUnit report (see %s): %v", filepath.Join(runDir, "e2e.log"), err)
-	}
-	defer f.Close()
 	focusRE, skipRE := regexp.MustCompile(cfg.focus), (*regexp.Regexp)(nil)
 	if cfg.skip != "" {
 		skipRE = regexp.MustCompile(cfg.skip)
 	}
-	if run.Specs, err = ParseJUnit(f, focusRE, skipRE); err != nil {
-		t.Fatal(err)
+	var reports [][]Spec
+	for _, p := range passes {
+		specs, err := readJUnit(filepath.Join(runDir, "junit_"+p.prefix+"01.xml"), focusRE, skipRE)
+		if err != nil {
+			t.Fatalf("%v (see %s)", err, filepath.Join(runDir, p.log))
+		}
+		reports = append(reports, specs)
 	}
+	run.Specs = MergeSpecs(reports...)
 	report := filepath.Join(runDir, "report.md")
 	if err := WriteReportFile(report, run); err != nil {
 		t.Fatal(err)
@@ -278,29 +301,68 @@ func writeKubeconfig(t *testing.T, s *ha.Server, dir string) string {
 	return path
 }
 
+func readJUnit(path string, focus, skip *regexp.Regexp) ([]Spec, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("e2e.test wrote no JUnit report: %w", err)
+	}
+	defer f.Close()
+	return ParseJUnit(f, focus, skip)
+}
+
+// pass is one e2e.test invocation of a run: its JUnit report is
+// junit_<prefix>01.xml, its output log, both in the run's directory.
+type pass struct{ prefix, log string }
+
 // runE2E runs e2e.test with the run's focus, writing its output and JUnit
-// report to runDir. A failing spec is the report's business, not an error.
-func runE2E(t *testing.T, cfg settings, bin string, c cluster, runDir string) {
+// report to runDir, and returns the passes it made. A failing spec is the
+// report's business, not an error. With cfg.parallel > 1 the ginkgo CLI
+// runs the specs not labelled Serial in that many processes, then
+// e2e.test runs the Serial ones alone, as upstream's CI does.
+func runE2E(t *testing.T, cfg settings, bin string, c cluster, runDir string) []pass {
 	kubectl := filepath.Join(runDir, "kubectl")
 	script := fmt.Sprintf("#!/bin/sh\nexec %s kubectl \"$@\"\n", strconv.Quote(harness.KeelsonBin(t)))
 	if err := os.WriteFile(kubectl, []byte(script), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	args := []string{
-		"--kubeconfig=" + c.kubeconfig,
-		"--provider=skeleton",
-		"--kubectl-path=" + kubectl,
-		"--report-dir=" + runDir,
-		"--ginkgo.focus=" + cfg.focus,
-		"--ginkgo.timeout=" + cfg.timeout,
-		"--ginkgo.no-color",
-		"--ginkgo.v",
-		"--dump-logs-on-failure=false",
+	e2eArgs := func(prefix string) []string {
+		return []string{
+			"--kubeconfig=" + c.kubeconfig,
+			"--provider=skeleton",
+			"--kubectl-path=" + kubectl,
+			"--report-dir=" + runDir,
+			"--report-prefix=" + prefix,
+			"--dump-logs-on-failure=false",
+		}
 	}
-	if cfg.skip != "" {
-		args = append(args, "--ginkgo.skip="+cfg.skip)
+	// ginkgo's own flags, as e2e.test takes them (prefix "ginkgo.") or as
+	// the ginkgo CLI does (prefix "").
+	ginkgoArgs := func(prefix, labels string) []string {
+		a := []string{"--" + prefix + "focus=" + cfg.focus, "--" + prefix + "timeout=" + cfg.timeout, "--" + prefix + "no-color", "--" + prefix + "v"}
+		if cfg.skip != "" {
+			a = append(a, "--"+prefix+"skip="+cfg.skip)
+		}
+		if labels != "" {
+			a = append(a, "--"+prefix+"label-filter="+labels)
+		}
+		return a
 	}
-	logf, err := os.Create(filepath.Join(runDir, "e2e.log"))
+	if cfg.parallel <= 1 {
+		runPass(t, c, runDir, "e2e.log", bin, append(e2eArgs(""), ginkgoArgs("ginkgo.", "")...))
+		return []pass{{prefix: "", log: "e2e.log"}}
+	}
+	ginkgoBin := filepath.Join(cfg.dir, "bin", "ginkgo")
+	args := append([]string{"run", "--procs=" + strconv.Itoa(cfg.parallel)}, ginkgoArgs("", "!Serial")...)
+	args = append(append(args, bin, "--"), e2eArgs("parallel_")...)
+	runPass(t, c, runDir, "e2e.log", ginkgoBin, args)
+	runPass(t, c, runDir, "e2e-serial.log", bin, append(e2eArgs("serial_"), ginkgoArgs("ginkgo.", "Serial")...))
+	return []pass{{prefix: "parallel_", log: "e2e.log"}, {prefix: "serial_", log: "e2e-serial.log"}}
+}
+
+// runPass runs one e2e.test invocation (bin is e2e.test or the ginkgo CLI)
+// with its output in runDir/log.
+func runPass(t *testing.T, c cluster, runDir, log, bin string, args []string) {
+	logf, err := os.Create(filepath.Join(runDir, log))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -310,7 +372,7 @@ func runE2E(t *testing.T, cfg settings, bin string, c cluster, runDir string) {
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.Env = append(os.Environ(), "KUBE_TEST_REPO_LIST="+c.repoList, "KUBECONFIG="+c.kubeconfig)
 	err = cmd.Run()
-	t.Logf("e2e.test exited: %v", err)
+	t.Logf("%s exited: %v (log %s)", filepath.Base(bin), err, log)
 }
 
 func copyLogs(t *testing.T, dir, pattern, to string) {

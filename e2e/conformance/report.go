@@ -84,6 +84,27 @@ func ParseJUnit(r io.Reader, focus, skip *regexp.Regexp) ([]Spec, error) {
 	return specs, nil
 }
 
+// MergeSpecs joins the reports of a run's passes (PARALLEL: the parallel
+// pass, then the serial one), in which each spec ran once and was skipped
+// in the other: a spec's outcome is the pass that ran it.
+func MergeSpecs(passes ...[]Spec) []Spec {
+	var out []Spec
+	at := map[string]int{}
+	for _, specs := range passes {
+		for _, sp := range specs {
+			i, seen := at[sp.Name]
+			switch {
+			case !seen || sp.SIG == "suite":
+				at[sp.Name] = len(out)
+				out = append(out, sp)
+			case out[i].Status == "skipped" && sp.Status != "skipped":
+				out[i] = sp
+			}
+		}
+	}
+	return out
+}
+
 func caseStatus(c junitCase) string {
 	switch {
 	case c.Status != "" && c.Status != "timedout" && c.Status != "panicked" && c.Status != "interrupted" && c.Status != "aborted":
@@ -137,10 +158,13 @@ var owners = []struct {
 type Run struct {
 	Commit, Focus, Skip, Machine string
 	Servers, Agents              int
-	Started                      time.Time
-	Duration                     time.Duration
-	Images                       []Image
-	Specs                        []Spec
+	// Parallel is the number of e2e.test processes of the parallel pass
+	// (1: one process ran every spec).
+	Parallel int
+	Started  time.Time
+	Duration time.Duration
+	Images   []Image
+	Specs    []Spec
 }
 
 // WriteReport writes the run's Markdown report: a table per SIG, then every
@@ -173,7 +197,11 @@ func WriteReport(w io.Writer, r Run) error {
 	p := func(format string, a ...any) { fmt.Fprintf(w, format, a...) }
 	p("# Conformance run %s\n\n", r.Started.UTC().Format("2006-01-02 15:04 UTC"))
 	p("- commit: %s\n- cluster: %d server(s), %d agent(s), each in its own network namespace\n", r.Commit, r.Servers, r.Agents)
-	p("- machine: %s\n- focus: `%s`\n- skip: `%s`\n- duration: %s\n\n", r.Machine, r.Focus, r.Skip, r.Duration.Round(time.Second))
+	p("- machine: %s\n- focus: `%s`\n- skip: `%s`\n- duration: %s\n", r.Machine, r.Focus, r.Skip, r.Duration.Round(time.Second))
+	if r.Parallel > 1 {
+		p("- e2e.test: %d processes for the specs not marked [Serial], then one process for those\n", r.Parallel)
+	}
+	p("\n")
 	p("| SIG | passed | failed | skipped |\n|---|---:|---:|---:|\n")
 	for _, s := range sigs {
 		p("| %s | %d | %d | %d |\n", s, rows[s].passed, rows[s].failed, rows[s].skipped)

@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 
@@ -133,5 +134,39 @@ func TestImages(t *testing.T) {
 	}
 	if got := RepoList("h:1"); !strings.Contains(got, "promoterE2eRegistry: h:1/e2e-test-images\n") || !strings.Contains(got, "gcRegistry: h:1\n") {
 		t.Errorf("repo list:\n%s", got)
+	}
+}
+
+// A parallel run's two passes each skip what the other ran: the merged
+// report has every spec once, with the outcome of the pass that ran it,
+// and keeps both passes' suite-level failures.
+func TestMergeSpecs(t *testing.T) {
+	parallel := []Spec{
+		{Name: "a", SIG: "sig-node", Status: "passed"},
+		{Name: "serial", SIG: "sig-apps", Status: "skipped"},
+		{Name: "[SynchronizedAfterSuite]", SIG: "suite", Status: "failed"},
+	}
+	serial := []Spec{
+		{Name: "a", SIG: "sig-node", Status: "skipped"},
+		{Name: "serial", SIG: "sig-apps", Status: "failed", FirstError: "boom"},
+		{Name: "[SynchronizedAfterSuite]", SIG: "suite", Status: "failed"},
+	}
+	got := MergeSpecs(parallel, serial)
+	want := []Spec{parallel[0], serial[1], parallel[2], serial[2]}
+	if !slices.Equal(got, want) {
+		t.Errorf("merged\n%+v\nwant\n%+v", got, want)
+	}
+}
+
+func TestParallelSetting(t *testing.T) {
+	for v, want := range map[string]int{"": 1, "1": 1, "4": 4} {
+		if got, err := parallelSetting(v); err != nil || got != want {
+			t.Errorf("PARALLEL=%q: %d, %v; want %d", v, got, err, want)
+		}
+	}
+	for _, v := range []string{"0", "-2", "four", "33"} {
+		if _, err := parallelSetting(v); err == nil || !strings.Contains(err.Error(), "PARALLEL") {
+			t.Errorf("PARALLEL=%q: %v, want an error naming PARALLEL", v, err)
+		}
 	}
 }
