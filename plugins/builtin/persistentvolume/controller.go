@@ -31,13 +31,15 @@ const (
 // (named, or the claim of an ephemeral volume).
 const byClaim = "claim"
 
-// controller runs the binder, the two protection controllers and the
-// ephemeral volume controller over one set of caches.
+// controller runs the binder, the three protection controllers (claims,
+// volumes, VolumeAttributesClasses) and the ephemeral volume controller
+// over one set of caches.
 type controller struct {
 	client  kubernetes.Interface
 	claims  cache.Indexer
 	volumes cache.Indexer
 	pods    cache.Indexer
+	vacs    cache.Indexer
 	classes storagelisters.StorageClassLister
 	logger  *slog.Logger
 	clock   clock.WithTicker
@@ -49,6 +51,7 @@ type controller struct {
 	claimQueue, volumeQueue       workqueue.TypedRateLimitingInterface[string]
 	claimProtection, volumeProtec workqueue.TypedRateLimitingInterface[string]
 	ephemeralQueue                workqueue.TypedRateLimitingInterface[string]
+	vacProtection                 workqueue.TypedRateLimitingInterface[string]
 
 	// events and ephemeralEvents are set before the workers start.
 	events, ephemeralEvents record.EventRecorder
@@ -60,14 +63,18 @@ func newController(client kubernetes.Interface, f informers.SharedInformerFactor
 	volumeInf := f.Core().V1().PersistentVolumes().Informer()
 	podInf := f.Core().V1().Pods().Informer()
 	classes := f.Storage().V1().StorageClasses()
-	if err := volumeInf.AddIndexers(cache.Indexers{byAccessModes: indexAccessModes}); err != nil {
-		return nil, fmt.Errorf("indexing volumes by access modes: %w", err)
+	vacInf := f.Storage().V1().VolumeAttributesClasses().Informer()
+	if err := volumeInf.AddIndexers(cache.Indexers{byAccessModes: indexAccessModes, byVAC: indexVACs}); err != nil {
+		return nil, fmt.Errorf("indexing volumes: %w", err)
+	}
+	if err := claimInf.AddIndexers(cache.Indexers{byVAC: indexVACs}); err != nil {
+		return nil, fmt.Errorf("indexing claims: %w", err)
 	}
 	if err := podInf.AddIndexers(cache.Indexers{byClaim: indexPodClaims}); err != nil {
 		return nil, fmt.Errorf("indexing pods by claim: %w", err)
 	}
 	c := &controller{
-		client: client, claims: claimInf.GetIndexer(), volumes: volumeInf.GetIndexer(), pods: podInf.GetIndexer(),
+		client: client, claims: claimInf.GetIndexer(), volumes: volumeInf.GetIndexer(), pods: podInf.GetIndexer(), vacs: vacInf.GetIndexer(),
 		classes: classes.Lister(), logger: logger, clock: clk,
 		newClaims: newOverlay[*v1.PersistentVolumeClaim](), newVolumes: newOverlay[*v1.PersistentVolume](),
 		claimQueue:      sdk.NewQueue[string]("persistentvolume-claims"),
@@ -75,6 +82,7 @@ func newController(client kubernetes.Interface, f informers.SharedInformerFactor
 		claimProtection: sdk.NewQueue[string]("pvc-protection"),
 		volumeProtec:    sdk.NewQueue[string]("pv-protection"),
 		ephemeralQueue:  sdk.NewQueue[string]("ephemeral-volume"),
+		vacProtection:   sdk.NewQueue[string]("vac-protection"),
 	}
 	handlers := []struct {
 		what string
@@ -87,6 +95,9 @@ func newController(client kubernetes.Interface, f informers.SharedInformerFactor
 		// Classes are read through the lister; a class created after its
 		// claims is found by the next resync, as upstream.
 		{"storageclasses", classes.Informer(), cache.ResourceEventHandlerFuncs{}},
+		{"volumeattributesclasses", vacInf, c.vacHandlers()},
+		{"persistentvolumeclaims", claimInf, c.vacWatchers()},
+		{"persistentvolumes", volumeInf, c.vacWatchers()},
 	}
 	for _, h := range handlers {
 		if _, err := h.inf.AddEventHandler(h.h); err != nil {
@@ -260,6 +271,7 @@ func (c *controller) run(ctx context.Context, workers int, resync time.Duration)
 	wg.Go(func() { sdk.RunWorkers(ctx, c.claimProtection, workers, c.syncClaimProtection, c.logger) })
 	wg.Go(func() { sdk.RunWorkers(ctx, c.volumeProtec, workers, c.syncVolumeProtection, c.logger) })
 	wg.Go(func() { sdk.RunWorkers(ctx, c.ephemeralQueue, workers, c.syncEphemeral, c.logger) })
+	wg.Go(func() { sdk.RunWorkers(ctx, c.vacProtection, workers, c.syncVACProtection, c.logger) })
 	wg.Go(func() { c.resyncLoop(ctx, resync) })
 	wg.Wait()
 }

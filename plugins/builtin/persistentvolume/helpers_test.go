@@ -53,6 +53,8 @@ func newFixture(t *testing.T, objs ...runtime.Object) *fixture {
 			err = c.pods.Add(o)
 		case *storagev1.StorageClass:
 			err = classes.Add(o)
+		case *storagev1.VolumeAttributesClass:
+			err = c.vacs.Add(o)
 		}
 		if err != nil {
 			t.Fatal(err)

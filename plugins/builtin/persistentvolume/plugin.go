@@ -4,9 +4,10 @@
 // access modes, class, selector, volumeMode and volumeName; pre-bound
 // claimRefs honoured; claims of a class handed to its provisioner, at once
 // or once the scheduler chose a node; phases, the bind annotations and
-// reclaim of released volumes), the pvc-protection and pv-protection
-// finalizers (and the claims' Unused condition), and the generic ephemeral
-// volume controller (a claim <pod>-<volume> owned by the pod). It follows
+// reclaim of released volumes), the pvc-protection, pv-protection and
+// vac-protection finalizers (and the claims' Unused condition), and the
+// generic ephemeral volume controller (a claim <pod>-<volume> owned by the
+// pod). It follows
 // upstream v1.37 and uses k8s.io/component-helpers/storage for the
 // matching rules the scheduler shares.
 package persistentvolume
@@ -56,6 +57,7 @@ func Plugin() sdk.Plugin {
 		// volume's claim.
 		{APIGroups: []string{""}, Resources: []string{"pods/finalizers"}, Verbs: []string{"update"}},
 		{APIGroups: []string{"storage.k8s.io"}, Resources: []string{"storageclasses"}, Verbs: []string{"get", "list", "watch"}},
+		{APIGroups: []string{"storage.k8s.io"}, Resources: []string{"volumeattributesclasses"}, Verbs: []string{"get", "list", "watch", "update"}},
 		sdk.EventRule,
 	}
 	return p

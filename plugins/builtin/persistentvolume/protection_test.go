@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	v1 "k8s.io/api/core/v1"
+	storagev1 "k8s.io/api/storage/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/utils/ptr"
@@ -131,5 +132,63 @@ func TestVolumeProtection(t *testing.T) {
 				t.Errorf("finalizer present %v, want %v", got, tc.finalizer)
 			}
 		})
+	}
+}
+
+// TestVACProtection: the vac-protection finalizer of a class being deleted
+// goes once no claim or volume names it, and a class without it gets it.
+func TestVACProtection(t *testing.T) {
+	deleting := func(name string) *storagev1.VolumeAttributesClass {
+		return &storagev1.VolumeAttributesClass{ObjectMeta: metav1.ObjectMeta{Name: name, Finalizers: []string{vacProtectionFinalizer},
+			DeletionTimestamp: ptr.To(metav1.NewTime(t0))}, DriverName: "d"}
+	}
+	modifying := newPVC("moving", "1Gi", func(c *v1.PersistentVolumeClaim) {
+		c.Status.ModifyVolumeStatus = &v1.ModifyVolumeStatus{TargetVolumeAttributesClassName: "gold"}
+	})
+	current := newPVC("cur", "1Gi", func(c *v1.PersistentVolumeClaim) { c.Status.CurrentVolumeAttributesClassName = ptr.To("gold") })
+	asked := newPVC("asks", "1Gi", func(c *v1.PersistentVolumeClaim) { c.Spec.VolumeAttributesClassName = ptr.To("gold") })
+	volume := newPV("pv", "1Gi", func(pv *v1.PersistentVolume) { pv.Spec.VolumeAttributesClassName = ptr.To("gold") })
+	other := newPVC("other", "1Gi", func(c *v1.PersistentVolumeClaim) { c.Spec.VolumeAttributesClassName = ptr.To("silver") })
+	cases := []struct {
+		name      string
+		vac       *storagev1.VolumeAttributesClass
+		objs      []runtime.Object
+		finalizer bool
+	}{
+		{"an unused class is freed", deleting("gold"), []runtime.Object{other}, false},
+		{"a claim asking for it keeps it", deleting("gold"), []runtime.Object{asked}, true},
+		{"a claim whose current class it is keeps it", deleting("gold"), []runtime.Object{current}, true},
+		{"a claim being modified to it keeps it", deleting("gold"), []runtime.Object{modifying}, true},
+		{"a volume naming it keeps it", deleting("gold"), []runtime.Object{volume}, true},
+		{"a class not being deleted gets the finalizer", &storagev1.VolumeAttributesClass{ObjectMeta: metav1.ObjectMeta{Name: "gold"}, DriverName: "d"}, nil, true},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			f := newFixture(t, append(tc.objs, tc.vac)...)
+			if _, err := f.c.syncVACProtection(context.Background(), tc.vac.Name); err != nil {
+				t.Fatal(err)
+			}
+			got, err := f.client.StorageV1().VolumeAttributesClasses().Get(context.Background(), tc.vac.Name, metav1.GetOptions{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if has := slices.Contains(got.Finalizers, vacProtectionFinalizer); has != tc.finalizer {
+				t.Errorf("finalizer present %v, want %v", has, tc.finalizer)
+			}
+		})
+	}
+}
+
+// TestVACQueuedWhenItsLastUserGoes: deleting the last claim that names a
+// class queues the class, so its deletion completes without a resync.
+func TestVACQueuedWhenItsLastUserGoes(t *testing.T) {
+	asked := newPVC("asks", "1Gi", func(c *v1.PersistentVolumeClaim) { c.Spec.VolumeAttributesClassName = ptr.To("gold") })
+	f := newFixture(t, asked)
+	f.c.vacWatchers().OnDelete(asked)
+	if f.c.vacProtection.Len() != 1 {
+		t.Fatalf("queue holds %d classes after the claim's deletion, want gold", f.c.vacProtection.Len())
+	}
+	if key, _ := f.c.vacProtection.Get(); key != "gold" {
+		t.Errorf("queued %q, want gold", key)
 	}
 }
