@@ -121,7 +121,7 @@ E2E_LDFLAGS     := -X k8s.io/component-base/version.gitVersion=$(K8S_VERSION) \
 CONFORMANCE_BINS := $(CONFORMANCE_DIR)/e2e.test $(CONFORMANCE_DIR)/bin/agnhost \
 	$(CONFORMANCE_DIR)/bin/sample-apiserver $(CONFORMANCE_DIR)/bin/nnp $(CONFORMANCE_DIR)/bin/porter/localhost.crt \
 	$(CONFORMANCE_DIR)/bin/kitten/data.json $(CONFORMANCE_DIR)/bin/nautilus/data.json \
-	$(CONFORMANCE_DIR)/bin/busybox $(CONFORMANCE_DIR)/bin/ginkgo
+	$(CONFORMANCE_DIR)/bin/busybox $(CONFORMANCE_DIR)/bin/ginkgo $(CONFORMANCE_DIR)/bin/etcd
 export FOCUS SKIP HA E2E_TIMEOUT SMOKE_LIST PARALLEL
 
 conformance-bins: $(CONFORMANCE_BINS)
@@ -146,6 +146,11 @@ $(CONFORMANCE_DIR)/bin/porter/localhost.crt: $(E2EBIN_DEPS)
 $(CONFORMANCE_DIR)/bin/%/data.json: $(E2EBIN_DEPS)
 	@mkdir -p $(@D)
 	cd $(E2EBIN) && cp "$$($(GO) list -m -f '{{.Dir}}' k8s.io/kubernetes)"/test/images/$*/html/{$*.jpg,data.json} $(@D)/ && chmod 644 $(@D)/*
+
+# The etcd image's server (the Aggregator spec's), static, from the module
+# the store benchmarks pin.
+$(CONFORMANCE_DIR)/bin/etcd: bench/etcdref/go.mod bench/etcdref/go.sum
+	CGO_ENABLED=0 $(GO) build -C bench/etcdref -trimpath -o $@ .
 
 # The ginkgo CLI (PARALLEL=N), at e2e.test's ginkgo version.
 $(CONFORMANCE_DIR)/bin/ginkgo: conformance/ginkgocli/go.mod conformance/ginkgocli/go.sum

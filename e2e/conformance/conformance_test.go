@@ -127,6 +127,7 @@ func TestConformance(t *testing.T) {
 		PorterCerts:     filepath.Join(cfg.dir, "bin", "porter"),
 		KittenHTML:      filepath.Join(cfg.dir, "bin", "kitten"),
 		NautilusHTML:    filepath.Join(cfg.dir, "bin", "nautilus"),
+		Etcd:            filepath.Join(cfg.dir, "bin", "etcd"),
 	})
 	if err != nil {
 		t.Fatal(err)

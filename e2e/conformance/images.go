@@ -37,6 +37,9 @@ type Binaries struct {
 	// NautilusHTML is test/images/nautilus/html (nautilus.jpg and
 	// data.json), for the nautilus image.
 	NautilusHTML string
+	// Etcd is the etcd 3.7.0 server (bench/etcdref), static: the
+	// Aggregator spec runs it beside sample-apiserver.
+	Etcd string
 }
 
 // Image is one image the specs ask for, by its repository path below a
@@ -56,6 +59,7 @@ type Image struct {
 var registryDefaults = map[string]string{
 	"promoterE2eRegistry": "registry.k8s.io/e2e-test-images",
 	"gcRegistry":          "registry.k8s.io",
+	"gcEtcdRegistry":      "registry.k8s.io",
 }
 
 // nginxStandIn says what the nginx images are.
@@ -97,6 +101,11 @@ func BuildImages(bins Binaries) ([]Image, error) {
 	if err != nil {
 		return nil, err
 	}
+	etcd, err := layered(base, []string{"usr/local", "usr/local/bin"}, map[string]file{"usr/local/bin/etcd": {src: bins.Etcd, mode: 0o755}},
+		func(c *v1.Config) { c.Entrypoint, c.Cmd = nil, []string{"/usr/local/bin/etcd"} })
+	if err != nil {
+		return nil, err
+	}
 	nginx, err := layered(base, []string{"usr/share", "usr/share/nginx", "usr/share/nginx/html"},
 		map[string]file{"usr/share/nginx/html/index.html": {data: []byte("<!DOCTYPE html>\n<html><head><title>Welcome to nginx!</title></head><body><h1>Welcome to nginx!</h1></body></html>\n"), mode: 0o644}},
 		func(c *v1.Config) {
@@ -132,6 +141,7 @@ func BuildImages(bins Binaries) ([]Image, error) {
 		{Registry: e2e, Path: kittenPath, Image: kitten, StandIn: pictureStandIn("kitten")},
 		{Registry: e2e, Path: nautilusPath, Image: nautilus, StandIn: pictureStandIn("nautilus")},
 		{Registry: "gcRegistry", Path: "pause:3.10.2", Image: pause, StandIn: "agnhost's pause subcommand"},
+		{Registry: "gcEtcdRegistry", Path: etcdPath, Image: etcd, StandIn: "the etcd 3.7.0 server from the Go module proxy (bench/etcdref) at /usr/local/bin/etcd on busybox: no etcdctl, etcdutl or migrate (upstream: distroless with those)"},
 	}, nil
 }
 
@@ -165,6 +175,9 @@ var glibcDNSTools = map[string]string{"dig": "/usr/bin/dig", "getent": "/usr/bin
 const nsswitch = "hosts: files dns\n"
 
 const agnhostStandIn = "agnhost on busybox with Debian's dash as /bin/sh, curl, nc (OpenBSD), dig and getent (glibc's, where upstream's is musl's): no iperf, socat, coredns or fake registry data (upstream: alpine with those)"
+
+// etcdPath is manifest.go's etcd (imageutils.Etcd).
+const etcdPath = "etcd:3.7.0-0"
 
 // kittenPath and nautilusPath are manifest.go's kitten and nautilus
 // (imageutils.Kitten, imageutils.Nautilus).

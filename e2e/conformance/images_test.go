@@ -82,7 +82,7 @@ func TestBusyboxImageShellKeepsEveryEnvName(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	imgs, err := BuildImages(Binaries{Busybox: bb, Agnhost: bb, SampleAPIServer: bb, Nonewprivs: bb, PorterCerts: dir, KittenHTML: dir, NautilusHTML: dir})
+	imgs, err := BuildImages(Binaries{Busybox: bb, Agnhost: bb, SampleAPIServer: bb, Nonewprivs: bb, PorterCerts: dir, KittenHTML: dir, NautilusHTML: dir, Etcd: bb})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -215,11 +215,15 @@ func TestKittenImage(t *testing.T) {
 	}
 }
 
-// The kitten and nautilus images are named as manifest.go names
-// imageutils.Kitten and imageutils.Nautilus.
-func TestPictureImagesNamedAsManifest(t *testing.T) {
-	for path, id := range map[string]imageutils.ImageID{kittenPath: imageutils.Kitten, nautilusPath: imageutils.Nautilus} {
-		im := Image{Registry: "promoterE2eRegistry", Path: path}
+// The kitten, nautilus and etcd images are named as manifest.go names
+// imageutils.Kitten, Nautilus and Etcd.
+func TestImageNamesAsManifest(t *testing.T) {
+	for path, id := range map[string]imageutils.ImageID{kittenPath: imageutils.Kitten, nautilusPath: imageutils.Nautilus, etcdPath: imageutils.Etcd} {
+		registry := "promoterE2eRegistry"
+		if path == etcdPath {
+			registry = "gcEtcdRegistry"
+		}
+		im := Image{Registry: registry, Path: path}
 		if got, want := im.Refs("registry.test")[0], imageutils.GetE2EImage(id); got != want {
 			t.Errorf("%s is %s, manifest.go says %s", path, got, want)
 		}

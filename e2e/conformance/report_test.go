@@ -92,13 +92,13 @@ func TestImages(t *testing.T) {
 		t.Skip("busybox-static is not installed")
 	}
 	dir := t.TempDir()
-	for _, f := range []string{"localhost.crt", "localhost.key", "kitten.jpg", "data.json"} {
+	for _, f := range []string{"localhost.crt", "localhost.key", "kitten.jpg", "nautilus.jpg", "data.json"} {
 		if err := os.WriteFile(filepath.Join(dir, f), []byte("x"), 0o644); err != nil {
 			t.Fatal(err)
 		}
 	}
 	bin := testimage.BusyboxPath
-	imgs, err := BuildImages(Binaries{Busybox: bin, Agnhost: bin, SampleAPIServer: bin, Nonewprivs: bin, PorterCerts: dir, KittenHTML: dir})
+	imgs, err := BuildImages(Binaries{Busybox: bin, Agnhost: bin, SampleAPIServer: bin, Nonewprivs: bin, PorterCerts: dir, KittenHTML: dir, NautilusHTML: dir, Etcd: bin})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -114,6 +114,9 @@ func TestImages(t *testing.T) {
 		"10.99.1.1:5000/pause:3.10.2",
 		"registry.k8s.io/e2e-test-images/kitten:1.8",
 		"10.99.1.1:5000/e2e-test-images/kitten:1.8",
+		"registry.k8s.io/e2e-test-images/nautilus:1.8",
+		"registry.k8s.io/etcd:3.7.0-0",
+		"10.99.1.1:5000/etcd:3.7.0-0",
 	} {
 		tag, err := name.NewTag(ref, name.Insecure)
 		if err != nil {
