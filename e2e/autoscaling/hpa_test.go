@@ -18,7 +18,10 @@ import (
 
 // workload is a Deployment or StatefulSet "burn" of one pod requesting
 // 100m CPU whose container spins until the Unix time deadline, then idles.
-// Every replica, including those the HPA adds, stops at the same time.
+// Every replica, including those the HPA adds, stops at the same time. Its
+// 200m limit keeps the utilization far above the 50% target (200%) while
+// the six pods of a scaled-up run take at most 1.2 of the machine's cores,
+// not six spinning ones.
 func workload(kind, image string, deadline int64) string {
 	apiVersion, extra := "apps/v1", ""
 	if kind == "StatefulSet" {
@@ -44,6 +47,7 @@ spec:
         command: ["sh", "-c", "while [ \"$(date +%%s)\" -lt %d ]; do :; done; exec sleep 100000"]
         resources:
           requests: {cpu: 100m}
+          limits: {cpu: 200m}
 `, apiVersion, kind, extra, image, deadline)
 }
 
