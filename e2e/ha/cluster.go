@@ -98,6 +98,7 @@ func NewCluster(t testing.TB, opts Options) *Cluster {
 	t.Cleanup(func() {
 		for _, s := range c.Servers {
 			s.Kill()
+			harness.RemovePluginRunDirs(t, s.DataDir())
 			if s.client != nil {
 				s.client.Close()
 			}

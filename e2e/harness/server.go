@@ -19,8 +19,10 @@ import (
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 
+	"github.com/keelson/keelson/config"
 	"github.com/keelson/keelson/internal/testproc"
 	"github.com/keelson/keelson/plugins/builtin"
+	"github.com/keelson/keelson/plugins/host"
 )
 
 // Generous deadlines: the machine is shared and slow at times. They bound
@@ -142,6 +144,7 @@ func newServer(t testing.TB, opts ServerOptions) *Server {
 	}
 	t.Cleanup(func() {
 		s.Kill()
+		RemovePluginRunDirs(t, s.DataDir)
 		if t.Failed() {
 			s.DumpLogs(t)
 		}
@@ -361,4 +364,17 @@ func (s *Server) Clientset(t testing.TB) *kubernetes.Clientset {
 		t.Fatalf("clientset: %v", err)
 	}
 	return cs
+}
+
+// RemovePluginRunDirs removes the plugin socket and executable directories
+// (in the temp dir) of a killed server or agent whose data dir is dataDir,
+// and of its agent's node plugins: a server stopped cleanly removes its
+// own, a killed one leaves them for its next start, which a test's never
+// comes.
+func RemovePluginRunDirs(t testing.TB, dataDir string) {
+	for _, d := range []string{dataDir, config.AgentDir(dataDir)} {
+		if err := host.RemoveRunDirs(d); err != nil {
+			t.Logf("cleanup: %v", err)
+		}
+	}
 }

@@ -225,6 +225,7 @@ func (a *Agent) cleanup(t testing.TB) {
 		t.Logf("---- agent %s: tail of %s ----\n%s", a.Name, a.LogPath(), testproc.Tail(a.LogPath(), 80))
 	}
 	a.Kill()
+	harness.RemovePluginRunDirs(t, a.DataDir)
 	KillShims(t, filepath.Join(a.DataDir, "agent", "containerd", "containerd.sock"))
 	UnmountUnder(t, a.DataDir)
 	if a.opts.NetNS == "" { // in a namespace, the bridge goes with it
