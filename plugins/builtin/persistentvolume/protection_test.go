@@ -191,4 +191,17 @@ func TestVACQueuedWhenItsLastUserGoes(t *testing.T) {
 	if key, _ := f.c.vacProtection.Get(); key != "gold" {
 		t.Errorf("queued %q, want gold", key)
 	}
+	f.c.vacProtection.Done("gold")
+	// A status write that keeps the class queues nothing; a change of
+	// class queues the class left.
+	f.c.vacWatchers().OnUpdate(asked, asked.DeepCopy())
+	if n := f.c.vacProtection.Len(); n != 0 {
+		t.Errorf("an update keeping the class queued %d classes", n)
+	}
+	silver := asked.DeepCopy()
+	silver.Spec.VolumeAttributesClassName = ptr.To("silver")
+	f.c.vacWatchers().OnUpdate(asked, silver)
+	if key, _ := f.c.vacProtection.Get(); key != "gold" || f.c.vacProtection.Len() != 0 {
+		t.Errorf("after a change of class queued %q (+%d), want gold alone", key, f.c.vacProtection.Len())
+	}
 }

@@ -64,13 +64,15 @@ func (c *controller) vacHandlers() cache.ResourceEventHandlerFuncs {
 	return cache.ResourceEventHandlerFuncs{AddFunc: changed, UpdateFunc: func(_, obj any) { changed(obj) }}
 }
 
-// enqueueVACs queues the classes that old and cur (a claim or a volume
-// changed or deleted; either may be nil) named: one being deleted may be
-// free now.
-func (c *controller) enqueueVACs(old, cur any) {
-	for _, obj := range []any{old, cur} {
-		names, _ := indexVACs(obj)
-		for _, name := range names {
+// enqueueFreedVACs queues the classes old named and cur (nil when the
+// claim or volume was deleted) no longer names: one being deleted may be
+// free now. An update that keeps the names (most: status writes) queues
+// nothing.
+func (c *controller) enqueueFreedVACs(old, cur any) {
+	before, _ := indexVACs(old)
+	after, _ := indexVACs(cur)
+	for _, name := range before {
+		if !slices.Contains(after, name) {
 			c.vacProtection.Add(name)
 		}
 	}
@@ -79,12 +81,12 @@ func (c *controller) enqueueVACs(old, cur any) {
 // vacWatchers feeds the class queue from the claims' and volumes' events.
 func (c *controller) vacWatchers() cache.ResourceEventHandlerFuncs {
 	return cache.ResourceEventHandlerFuncs{
-		UpdateFunc: c.enqueueVACs,
+		UpdateFunc: c.enqueueFreedVACs,
 		DeleteFunc: func(obj any) {
 			if claim, ok := tombstone.Object[*v1.PersistentVolumeClaim](obj); ok {
-				c.enqueueVACs(nil, claim)
+				c.enqueueFreedVACs(claim, nil)
 			} else if pv, ok := tombstone.Object[*v1.PersistentVolume](obj); ok {
-				c.enqueueVACs(nil, pv)
+				c.enqueueFreedVACs(pv, nil)
 			}
 		},
 	}
