@@ -170,6 +170,7 @@ func runLoad(ctx context.Context, log *slog.Logger, cs kubernetes.Interface, t *
 		{"delete", func(ctx context.Context) error { return deleteAll(ctx, cs, p, o.rate, r) },
 			func(live, _ int) bool { return live == 0 }},
 	}
+	steps = steps[:o.steps]
 	for _, ns := range p.Namespaces {
 		if err := r.do(ctx, "create namespace "+ns, func() error {
 			_, err := cs.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{})

@@ -18,6 +18,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"slices"
 	"strings"
 	"time"
 
@@ -33,6 +34,7 @@ type options struct {
 	rate, nodeRate                                                               float64
 	seed                                                                         uint64
 	sides                                                                        []string
+	steps                                                                        int // how many of create, scale, delete run
 	phaseTimeout                                                                 time.Duration
 	workDir, jsonPath                                                            string
 	verbose                                                                      bool
@@ -58,11 +60,13 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.Uint64Var(&o.seed, "seed", 1, "seed of the creation order and scale factors")
 	keelsonArgs := fs.String("keelson-args", "", "extra flags for every keelson server, space-separated (e.g. raft timeouts)")
 	sides := fs.String("sides", "keelson,upstream", "sides to run, in order: keelson, upstream")
+	steps := fs.String("steps", "create,scale,delete", "steps of the load to run, in order: create; create,scale; or create,scale,delete")
 	fs.DurationVar(&o.phaseTimeout, "phase-timeout", 30*time.Minute, "longest wait for the pods to settle after a step")
 	fs.StringVar(&o.workDir, "work-dir", os.TempDir(), "where data dirs and logs go")
 	fs.StringVar(&o.jsonPath, "json", "", "also write the figures to this file")
 	fs.BoolVar(&o.verbose, "v", false, "debug logs")
-	if err := fs.Parse(args); err != nil {
+	err := fs.Parse(args)
+	if err != nil {
 		return o, err
 	}
 	if fs.NArg() > 0 {
@@ -72,6 +76,9 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 		return o, fmt.Errorf("-rate %g and -node-rate %g: want both above 0", o.rate, o.nodeRate)
 	}
 	o.keelsonArgs = strings.Fields(*keelsonArgs)
+	if o.steps, err = parseSteps(*steps); err != nil {
+		return o, err
+	}
 	for _, s := range strings.Split(*sides, ",") {
 		if s != "keelson" && s != "upstream" {
 			return o, fmt.Errorf("-sides %q: %q is neither keelson nor upstream", *sides, s)
@@ -79,6 +86,22 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 		o.sides = append(o.sides, s)
 	}
 	return o, nil
+}
+
+// loadSteps are the load's steps in the order they run; each needs the
+// ones before it.
+var loadSteps = []string{"create", "scale", "delete"}
+
+// parseSteps returns how many of loadSteps the -steps value names: it must
+// be a prefix of them (a scale needs the Deployments created, a delete the
+// pods).
+func parseSteps(v string) (int, error) {
+	got := strings.Split(v, ",")
+	if len(got) > len(loadSteps) || !slices.Equal(got, loadSteps[:len(got)]) {
+		return 0, fmt.Errorf("-steps %q: want the steps in order from the first: %q, %q or %q",
+			v, loadSteps[0], strings.Join(loadSteps[:2], ","), strings.Join(loadSteps, ","))
+	}
+	return len(got), nil
 }
 
 func main() {

@@ -87,3 +87,16 @@ func TestMakePlanRejectsBadScale(t *testing.T) {
 		}
 	}
 }
+
+func TestParseSteps(t *testing.T) {
+	for v, want := range map[string]int{"create": 1, "create,scale": 2, "create,scale,delete": 3} {
+		if got, err := parseSteps(v); err != nil || got != want {
+			t.Errorf("parseSteps(%q) = %d, %v; want %d", v, got, err, want)
+		}
+	}
+	for _, v := range []string{"", "scale", "create,delete", "create,scale,delete,create", "delete,scale,create"} {
+		if _, err := parseSteps(v); err == nil || !strings.Contains(err.Error(), "-steps") {
+			t.Errorf("parseSteps(%q): error %v, want one naming -steps", v, err)
+		}
+	}
+}

@@ -32,7 +32,7 @@ func printReport(out io.Writer, f figures) {
 		row(w, cells...)
 	}
 	sideRows(w, f.Sides, "load average (1 min) mean / peak", func(r result) string { return fmt.Sprintf("%.1f / %.1f", r.LoadMean, r.LoadPeak) })
-	for i, name := range []string{"create", "scale", "delete"} {
+	for i, name := range loadSteps {
 		sideRows(w, f.Sides, name+" step, to pods settled", func(r result) string {
 			if i >= len(r.Phases) {
 				return "not run"

@@ -371,6 +371,7 @@ func (c *Cluster) WaitWritable(t testing.TB, timeout time.Duration) {
 				break
 			}
 			if time.Now().After(deadline) {
+				s.DumpGoroutines(t)
 				t.Fatalf("no write through %s succeeded within %s: %v", s.Name, timeout, err)
 			}
 			time.Sleep(200 * time.Millisecond)

@@ -3,7 +3,9 @@ package ha
 import (
 	"crypto/tls"
 	"fmt"
+	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -228,9 +230,52 @@ func (s *Server) signal(t testing.TB, sig syscall.Signal, paused bool) {
 	s.paused = paused
 }
 
+// DumpGoroutines makes a stuck server write every goroutine's stack to its
+// log (Go's SIGQUIT, which ends the process) and logs where the dump is, so
+// a hang can be read after the test; the server is not running afterwards.
+func (s *Server) DumpGoroutines(t testing.TB) {
+	t.Helper()
+	s.mu.Lock()
+	p := s.proc
+	s.mu.Unlock()
+	if p == nil || !p.Running() {
+		return
+	}
+	if err := p.Signal(syscall.SIGQUIT); err != nil {
+		t.Logf("%s: SIGQUIT for a goroutine dump: %v", s.Name, err)
+		return
+	}
+	select {
+	case <-p.Exited():
+		t.Logf("%s: goroutines in raft and bbolt at SIGQUIT (the whole dump is at the end of %s):\n%s",
+			s.Name, s.logPath, raftGoroutines(s.logPath))
+	case <-time.After(10 * time.Second):
+		t.Logf("%s: no exit within 10s of SIGQUIT; no goroutine dump", s.Name)
+	}
+}
+
 func (s *Server) dumpLogs(t testing.TB) {
 	for i := 1; i <= s.runs; i++ {
 		p := filepath.Join(s.logDir, fmt.Sprintf("server-%d.log", i))
 		t.Logf("---- %s: tail of %s ----\n%s", s.Name, p, testproc.Tail(p, 50))
 	}
+}
+
+// raftGoroutines returns the goroutine stacks of a Go crash dump in the log
+// at path that run hashicorp/raft or bbolt code, at most 60 of them.
+func raftGoroutines(path string) string {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return err.Error()
+	}
+	var out []string
+	for _, g := range strings.Split(string(b), "\n\n") {
+		if !strings.HasPrefix(g, "goroutine ") || !(strings.Contains(g, "hashicorp/raft") || strings.Contains(g, "bbolt")) {
+			continue
+		}
+		if out = append(out, g); len(out) == 60 {
+			break
+		}
+	}
+	return strings.Join(out, "\n\n")
 }
