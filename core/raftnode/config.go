@@ -7,6 +7,8 @@ import (
 	"log/slog"
 	"net"
 	"time"
+
+	"github.com/hashicorp/raft"
 )
 
 // Config configures one raft server. Start from DefaultConfig and set NodeID,
@@ -119,6 +121,10 @@ type Config struct {
 	// Logger receives raft's own log lines (bridged from hclog) and
 	// raftnode's. Default slog.Default().
 	Logger *slog.Logger
+
+	// wrapLogStore, set only by tests, wraps the raft log store (under
+	// raft's log cache) to inject its failures.
+	wrapLogStore func(raft.LogStore) raft.LogStore
 }
 
 // maxTimeoutMultiplier bounds MaxTimeoutMultiplier: past it a starved

@@ -56,6 +56,9 @@ func (n *Node) openStores(hl hclog.Logger) error {
 		return err
 	}
 	n.wal = w
+	if n.cfg.wrapLogStore != nil {
+		logs = n.cfg.wrapLogStore(logs)
+	}
 	if n.logs, err = raft.NewLogCache(logCacheSize, logs); err != nil {
 		return fmt.Errorf("raftnode: log cache: %w", err)
 	}

@@ -23,6 +23,19 @@ const (
 	snapshotsRetained = 2
 	transportPool     = 3
 	transportTimeout  = 10 * time.Second
+	// transportInFlight is how many AppendEntries a leader may have in
+	// flight to one follower: 1 turns hashicorp/raft's pipelined
+	// replication off. In v1.7.3 the pipeline can wedge for good once a
+	// follower answers one request with failure (its log store refused the
+	// entries: a full or failing disk) or the connection breaks: the
+	// decoder stops reading responses, and if the send loop picks another
+	// trigger before it notices, the next send blocks forever on the
+	// decoder's unbuffered hand-off (hashicorp/raft#612). Heartbeats go on
+	// from their own goroutine, so the follower never calls an election
+	// and never receives another entry. Without pipelining each follower
+	// gets one request at a time carrying every entry appended meanwhile,
+	// which raft's authors measured as no slower (hashicorp/raft#541).
+	transportInFlight = 1
 	// notifyBuffer decouples raft from our observer goroutine; raft blocks
 	// on NotifyCh, so it must never fill while we are busy.
 	notifyBuffer = 64
@@ -141,6 +154,8 @@ func (n *Node) open() error {
 		Stream:  &streamLayer{Listener: m.listener(connRaft), tls: cfg.TLS},
 		MaxPool: transportPool,
 		Timeout: transportTimeout,
+		// See transportInFlight.
+		MaxRPCsInFlight: transportInFlight,
 		Logger:  hl.Named("transport"),
 	}))
 
