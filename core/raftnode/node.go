@@ -156,7 +156,7 @@ func (n *Node) open() error {
 		Timeout: transportTimeout,
 		// See transportInFlight.
 		MaxRPCsInFlight: transportInFlight,
-		Logger:  hl.Named("transport"),
+		Logger:          hl.Named("transport"),
 	}))
 
 	rc := n.raftConfig(hl)
