@@ -263,7 +263,7 @@ func DefaultServer() Server {
 			// keeps the two equal.
 			HeartbeatTimeout:     Duration{Duration: 500 * time.Millisecond},
 			ElectionTimeout:      Duration{Duration: 500 * time.Millisecond},
-			LeaderLeaseTimeout:   Duration{Duration: 250 * time.Millisecond},
+			LeaderLeaseTimeout:   Duration{Duration: 500 * time.Millisecond},
 			MaxTimeoutMultiplier: 4,
 			SnapshotThreshold:    8192,
 			SnapshotInterval:     Duration{Duration: 30 * time.Second},

@@ -76,7 +76,11 @@ type Config struct {
 	ElectionTimeout time.Duration
 
 	// LeaderLeaseTimeout is how long a leader stays leader without contact
-	// from a quorum. It must not exceed HeartbeatTimeout. Default 250ms.
+	// from a quorum. It must not exceed HeartbeatTimeout. Default 500ms,
+	// the HeartbeatTimeout: keelson's reads do not trust the lease (a
+	// majority confirms each), so a shorter one only made a busy leader
+	// step down sooner (250ms let a new leader starting its plugins on a
+	// large cluster lose its lease every few seconds).
 	LeaderLeaseTimeout time.Duration
 
 	// MaxTimeoutMultiplier bounds how far this server raises its own
@@ -150,7 +154,7 @@ func DefaultConfig() Config {
 		TrailingLogs:         10240,
 		HeartbeatTimeout:     500 * time.Millisecond,
 		ElectionTimeout:      500 * time.Millisecond,
-		LeaderLeaseTimeout:   250 * time.Millisecond,
+		LeaderLeaseTimeout:   500 * time.Millisecond,
 		MaxTimeoutMultiplier: 4,
 		CommitTimeout:        50 * time.Millisecond,
 		ApplyTimeout:         10 * time.Second,

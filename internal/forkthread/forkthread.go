@@ -16,39 +16,55 @@ import (
 	"sync"
 )
 
-// request is one Start to run on the fork thread.
+// request is one Start to run on a fork thread.
 type request struct {
 	cmd  *exec.Cmd
 	done chan error
 }
 
-// The fork thread is process-wide state by nature: a parent-death signal is
-// bound to one thread, and one thread serves every caller.
+// The fork threads are process-wide state by nature: a parent-death signal
+// is bound to one thread. One thread serves every caller of a niceness.
 var (
-	once     sync.Once
-	requests chan request
+	mu      sync.Mutex
+	threads = map[int]chan request{}
 )
 
 // Start starts cmd (cmd.Start) on the fork thread and returns its error.
 // Waiting for the child (cmd.Wait) may happen on any goroutine.
-func Start(cmd *exec.Cmd) error {
-	once.Do(func() {
-		requests = make(chan request)
+func Start(cmd *exec.Cmd) error { return StartNice(cmd, 0) }
+
+// StartNice is Start for a child that runs nice steps below this process
+// (a higher nice value, so a smaller share of a busy CPU; 0 is this
+// process's own): it is forked from a thread of its own that lowered its
+// priority once, and a child and all its threads inherit the priority of
+// the thread that forked it. Raising a thread's nice value needs no
+// privilege; were it refused, the child runs at this process's priority.
+func StartNice(cmd *exec.Cmd, nice int) error {
+	mu.Lock()
+	reqs, ok := threads[nice]
+	if !ok {
+		reqs = make(chan request)
 		ready := make(chan struct{})
-		go loop(ready)
+		go loop(reqs, nice, ready)
 		<-ready
-	})
+		threads[nice] = reqs
+	}
+	mu.Unlock()
 	r := request{cmd: cmd, done: make(chan error, 1)}
-	requests <- r
+	reqs <- r
 	return <-r.done
 }
 
-// loop locks its thread and runs every Start on it, forever: returning
-// would end the thread and, with it, the parent-death signal's parent.
-func loop(ready chan<- struct{}) {
+// loop locks its thread, lowers its priority by nice, and runs every Start
+// sent to it on that thread, forever: returning would end the thread and,
+// with it, the parent-death signal's parent.
+func loop(reqs <-chan request, nice int, ready chan<- struct{}) {
 	runtime.LockOSThread()
+	if nice > 0 {
+		lowerThreadPriority(nice)
+	}
 	close(ready)
-	for r := range requests {
+	for r := range reqs {
 		r.done <- r.cmd.Start()
 	}
 }

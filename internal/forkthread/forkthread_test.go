@@ -74,3 +74,42 @@ func TestStartReportsTheError(t *testing.T) {
 		t.Fatalf("Start of a missing binary: %v", err)
 	}
 }
+
+// niceOf returns the nice value in a /proc/PID/stat line.
+func niceOf(t *testing.T, stat []byte) int {
+	t.Helper()
+	fields := strings.Fields(string(stat[bytes.LastIndexByte(stat, ')')+1:]))
+	var n int
+	if _, err := fmt.Sscan(fields[16], &n); err != nil {
+		t.Fatalf("nice in %q: %v", stat, err)
+	}
+	return n
+}
+
+// TestStartNice: a child started with StartNice runs that many steps
+// nicer than this process, a child of Start at its priority, and a child's
+// threads inherit it.
+func TestStartNice(t *testing.T) {
+	self, err := os.ReadFile("/proc/self/stat")
+	if err != nil {
+		t.Skip(err)
+	}
+	base := niceOf(t, self)
+	if base+5 > 19 {
+		t.Skipf("this process already runs at nice %d", base)
+	}
+	for _, nice := range []int{5, 0, 5} {
+		cmd := exec.Command("cat", "/proc/self/stat")
+		var out bytes.Buffer
+		cmd.Stdout = &out
+		if err := StartNice(cmd, nice); err != nil {
+			t.Fatal(err)
+		}
+		if err := cmd.Wait(); err != nil {
+			t.Fatal(err)
+		}
+		if got := niceOf(t, out.Bytes()); got != base+nice {
+			t.Errorf("StartNice(cmd, %d): child runs at nice %d, want %d", nice, got, base+nice)
+		}
+	}
+}
