@@ -169,11 +169,20 @@ func run(ctx context.Context, o options) error {
 			return fmt.Errorf("%s: %w", name, err)
 		}
 		f.Sides = append(f.Sides, r)
+		if ctx.Err() != nil {
+			log.Warn("interrupted: the report covers the sides run so far", "side", name)
+			break
+		}
 	}
 	f.Seconds = time.Since(start).Seconds()
 	printReport(os.Stdout, f)
 	if o.jsonPath != "" {
-		return report.WriteJSON(o.jsonPath, f)
+		if err := report.WriteJSON(o.jsonPath, f); err != nil {
+			return err
+		}
+	}
+	if ctx.Err() != nil {
+		return fmt.Errorf("interrupted after %s: %w", time.Since(start).Round(time.Second), context.Cause(ctx))
 	}
 	return nil
 }
@@ -233,12 +242,15 @@ func runSide(ctx context.Context, log *slog.Logger, o options, name string, p pl
 		r.Err = err.Error()
 	}
 	r.Failures = retries.failures
-	after, err := takeSnapshot(ctx, s, procs())
+	// An interrupted run (SIGINT cancels ctx) still measures what its load
+	// did so far and reports it.
+	mctx := context.WithoutCancel(ctx)
+	after, err := takeSnapshot(mctx, s, procs())
 	if err != nil {
 		return r, err
 	}
 	r.LoadMean, r.LoadPeak = loads.summary()
-	return r, r.fill(ctx, s, t, before, after, procs)
+	return r, r.fill(mctx, s, t, before, after, procs)
 }
 
 func (r *result) fill(ctx context.Context, s *side, t *tracker, before, after snapshot, procs func() []namedPID) error {
