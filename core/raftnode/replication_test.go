@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -53,14 +54,14 @@ func TestFollowerCatchesUpAfterItsLogStoreFailed(t *testing.T) {
 	for w := range 16 {
 		wg.Go(func() {
 			for i := 0; ctx.Err() == nil; i++ {
-				for _, n := range c.nodes {
-					if n.IsLeader() {
-						actx, acancel := context.WithTimeout(ctx, 2*time.Second)
-						_, _, _ = n.Apply(actx, setCmd(fmt.Sprintf("w%d-%d", w, i%50), "v"))
-						acancel()
-						break
-					}
+				li := slices.IndexFunc(c.nodes, (*Node).IsLeader)
+				if li < 0 {
+					time.Sleep(5 * time.Millisecond) // an election: do not spin
+					continue
 				}
+				actx, acancel := context.WithTimeout(ctx, 2*time.Second)
+				_, _, _ = c.nodes[li].Apply(actx, setCmd(fmt.Sprintf("w%d-%d", w, i%50), "v"))
+				acancel()
 			}
 		})
 	}

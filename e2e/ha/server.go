@@ -231,8 +231,9 @@ func (s *Server) signal(t testing.TB, sig syscall.Signal, paused bool) {
 }
 
 // DumpGoroutines makes a stuck server write every goroutine's stack to its
-// log (Go's SIGQUIT, which ends the process) and logs where the dump is, so
-// a hang can be read after the test; the server is not running afterwards.
+// log (Go's SIGQUIT, which ends the process) and logs the raft and bbolt
+// ones; the whole dump stays in the log when KEELSON_E2E_KEEP keeps the
+// data dirs. The server is not running afterwards.
 func (s *Server) DumpGoroutines(t testing.TB) {
 	t.Helper()
 	s.mu.Lock()
@@ -247,7 +248,7 @@ func (s *Server) DumpGoroutines(t testing.TB) {
 	}
 	select {
 	case <-p.Exited():
-		t.Logf("%s: goroutines in raft and bbolt at SIGQUIT (the whole dump is at the end of %s):\n%s",
+		t.Logf("%s: goroutines in raft and bbolt at SIGQUIT (the whole dump ends %s):\n%s",
 			s.Name, s.logPath, raftGoroutines(s.logPath))
 	case <-time.After(10 * time.Second):
 		t.Logf("%s: no exit within 10s of SIGQUIT; no goroutine dump", s.Name)

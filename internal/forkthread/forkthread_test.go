@@ -87,8 +87,8 @@ func niceOf(t *testing.T, stat []byte) int {
 }
 
 // TestStartNice: a child started with StartNice runs that many steps
-// nicer than this process, a child of Start at its priority, and a child's
-// threads inherit it.
+// nicer than this process, a child of Start at its priority (its threads'
+// inheritance: plugins/host TestPluginsRunBelowTheHost).
 func TestStartNice(t *testing.T) {
 	self, err := os.ReadFile("/proc/self/stat")
 	if err != nil {

@@ -63,11 +63,10 @@ func (l *launch) runnerFunc(sum []byte, newHash func() hash.Hash) func(hclog.Log
 
 // pluginNice is how many nice steps below the host every plugin process
 // runs (Linux's weight 335 against the host's 1024 at nice 0). On a busy
-// machine the server's raft heartbeats and API come first: a new leader
-// starting its plugins, each listing every pod of a large cluster, starved
-// its own heartbeats past the leader lease and stepped down, and the next
-// leader did the same, every few seconds for good (1,000 kwok nodes,
-// 18,000 pods). A plugin's work waits a little longer instead.
+// machine the server's raft heartbeats and API come first. At 1,000 kwok
+// nodes and 18,000 pods every new leader lost its lease while its plugins
+// started, each listing every pod, and the next did the same, every few
+// seconds for good; a plugin's work waits a little longer instead.
 const pluginNice = 5
 
 func (r *processRunner) Start(context.Context) error { return forkthread.StartNice(r.cmd, pluginNice) }

@@ -1,7 +1,13 @@
 package host
 
 import (
+	"bytes"
+	"fmt"
+	"os"
+	"path/filepath"
 	"runtime"
+	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -46,6 +52,42 @@ func TestPluginsSurviveRetiredThreads(t *testing.T) {
 		if st.Restarts != 0 || st.PID != pids[st.Name] || st.State != StateRunning {
 			t.Errorf("plugin %s: %d restarts, pid %d (was %d), state %s, last error %q",
 				st.Name, st.Restarts, st.PID, pids[st.Name], st.State, st.LastError)
+		}
+	}
+}
+
+// niceOfStat returns the nice value of a /proc/.../stat line.
+func niceOfStat(t *testing.T, path string) int {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fields := strings.Fields(string(b[bytes.LastIndexByte(b, ')')+1:]))
+	n, err := strconv.Atoi(fields[16])
+	if err != nil {
+		t.Fatalf("nice in %s: %v", path, err)
+	}
+	return n
+}
+
+// TestPluginsRunBelowTheHost: every thread of a plugin process runs
+// pluginNice steps nicer than the host, so a busy machine serves the
+// server's raft and API first.
+func TestPluginsRunBelowTheHost(t *testing.T) {
+	base := niceOfStat(t, "/proc/self/stat")
+	if base+pluginNice > 19 {
+		t.Skipf("the test already runs at nice %d", base)
+	}
+	s := startSupervisor(t, testConfig(&syncBuffer{}), spec("a", "healthy"))
+	pid := waitFor(t, s, "a", func(st PluginStatus) bool { return st.State == StateRunning && st.Ready }).PID
+	tasks, err := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/stat", pid))
+	if err != nil || len(tasks) < 2 {
+		t.Fatalf("threads of plugin pid %d: %v (%d found, a Go process has several)", pid, err, len(tasks))
+	}
+	for _, task := range tasks {
+		if got := niceOfStat(t, task); got != base+pluginNice {
+			t.Errorf("%s: nice %d, want %d (the host's %d + %d)", task, got, base+pluginNice, base, pluginNice)
 		}
 	}
 }
