@@ -19,6 +19,7 @@ import (
 
 	"github.com/keelson/keelson/core/kvserver"
 	"github.com/keelson/keelson/internal/testproc"
+	"github.com/keelson/keelson/plugins/host"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
 	"google.golang.org/grpc"
@@ -202,6 +203,9 @@ func (c *Cluster) Stop() {
 		if s.Etcd != nil {
 			_ = s.Etcd.Close()
 		}
+		// A server killed (Kill, or after StopTimeout) leaves its plugin
+		// socket and executable dirs in the system temp dir.
+		_ = host.RemoveRunDirs(s.DataDir)
 	}
 	_ = os.RemoveAll(c.Dir) // best effort; a leftover temp dir is harmless
 }
