@@ -72,6 +72,9 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	if fs.NArg() > 0 {
 		return o, fmt.Errorf("unexpected arguments %q", fs.Args())
 	}
+	if o.nodes < 1 || o.nodes > maxNodes {
+		return o, fmt.Errorf("-nodes %d: want 1 to %d (the servers' pod range, 10.64.0.0/10, holds a /24 for %d nodes)", o.nodes, maxNodes, maxNodes)
+	}
 	if o.rate <= 0 || o.nodeRate <= 0 {
 		return o, fmt.Errorf("-rate %g and -node-rate %g: want both above 0", o.rate, o.nodeRate)
 	}
@@ -87,6 +90,9 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	}
 	return o, nil
 }
+
+// maxNodes is how many nodes clusterCIDRArgs has room for.
+const maxNodes = 1 << 14
 
 // loadSteps are the load's steps in the order they run; each needs the
 // ones before it.

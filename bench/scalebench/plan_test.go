@@ -1,6 +1,7 @@
 package main
 
 import (
+	"io"
 	"strings"
 	"testing"
 )
@@ -97,6 +98,32 @@ func TestParseSteps(t *testing.T) {
 	for _, v := range []string{"", "scale", "create,delete", "create,scale,delete,create", "delete,scale,create"} {
 		if _, err := parseSteps(v); err == nil || !strings.Contains(err.Error(), "-steps") {
 			t.Errorf("parseSteps(%q): error %v, want one naming -steps", v, err)
+		}
+	}
+}
+
+func TestClusterCIDRArgs(t *testing.T) {
+	for _, c := range []struct {
+		nodes int
+		extra []string
+		want  string
+	}{
+		{100, nil, ""},
+		{256, nil, ""},
+		{257, nil, "--cluster-cidr 10.64.0.0/15"},
+		{1000, nil, "--cluster-cidr 10.64.0.0/14"},
+		{1024, nil, "--cluster-cidr 10.64.0.0/14"},
+		{maxNodes, nil, "--cluster-cidr 10.64.0.0/10"},
+		{1000, []string{"--cluster-cidr=10.0.0.0/12"}, ""},
+		{1000, []string{"--cluster-cidr", "10.0.0.0/12"}, ""},
+	} {
+		if got := strings.Join(clusterCIDRArgs(c.nodes, c.extra), " "); got != c.want {
+			t.Errorf("clusterCIDRArgs(%d, %q) = %q; want %q", c.nodes, c.extra, got, c.want)
+		}
+	}
+	for _, n := range []string{"0", "16385"} {
+		if _, err := parseFlags([]string{"-nodes", n}, io.Discard); err == nil || !strings.Contains(err.Error(), "-nodes") {
+			t.Errorf("-nodes %s: error %v, want one naming -nodes", n, err)
 		}
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net/http"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -55,8 +56,9 @@ const readyTimeout = 3 * time.Minute
 // startKeelson starts three keelson servers on 127.0.0.1-3 without node
 // agents (bench/internal/hacluster, as habench does).
 func startKeelson(ctx context.Context, log *slog.Logger, o options) (*side, error) {
+	args := append(clusterCIDRArgs(o.nodes, o.keelsonArgs), o.keelsonArgs...)
 	c, err := hacluster.Start(ctx, log, hacluster.Spec{Label: "scale", Bin: o.keelsonBin, WorkDir: o.workDir,
-		Addrs: []string{"127.0.0.1", "127.0.0.2", "127.0.0.3"}, APIServer: true, ExtraArgs: o.keelsonArgs}, readyTimeout)
+		Addrs: []string{"127.0.0.1", "127.0.0.2", "127.0.0.3"}, APIServer: true, ExtraArgs: args}, readyTimeout)
 	if err != nil {
 		return nil, fmt.Errorf("keelson cluster: %w", err)
 	}
@@ -102,6 +104,23 @@ func startKeelson(ctx context.Context, log *slog.Logger, o options) (*side, erro
 	s.pluginRestarts = func(ctx context.Context) (int, error) { return pluginRestarts(ctx, dyn) }
 	s.settled = func(ctx context.Context) (bool, string) { return keelsonproc.PluginsRunning(ctx, dyn) }
 	return s, nil
+}
+
+// clusterCIDRArgs gives the servers a pod range with a /24 for each of
+// nodes kwok nodes, as a cluster of that size would be configured: the
+// default 10.42.0.0/16 holds 256, and the node IPAM controller logs a
+// warning for every node left without one, on every leader change. None
+// when nodes fit the default or extra already sets --cluster-cidr.
+func clusterCIDRArgs(nodes int, extra []string) []string {
+	if nodes <= 256 || slices.ContainsFunc(extra, func(a string) bool { return strings.HasPrefix(a, "--cluster-cidr") }) {
+		return nil
+	}
+	bits := 0
+	for 1<<bits < nodes {
+		bits++
+	}
+	// 10.64.0.0/10 and narrower stay clear of the service range 10.43.0.0/16.
+	return []string{"--cluster-cidr", fmt.Sprintf("10.64.0.0/%d", 24-bits)}
 }
 
 // benchConfig is the load's client: high limits, protobuf, and no

@@ -38,8 +38,13 @@ type lbCluster struct {
 	server *ha.Server
 }
 
+// startCluster is the IPv4 cluster: the built-in cloud provider assigns
+// LoadBalancer addresses from a pool of the bridge's subnet (.200-.209),
+// which deploy asks for by address.
 func startCluster(t testing.TB) *lbCluster {
-	return startClusterWith(t, clusterOptions{})
+	return startClusterWith(t, clusterOptions{netArgs: func(n *ha.Network) []string {
+		return []string{"--load-balancer-pool", fmt.Sprintf("lan=%s-%s", lbIPOf(n, 200), lbIPOf(n, 209))}
+	}})
 }
 
 // clusterOptions vary the cluster of startClusterWith.
@@ -122,8 +127,10 @@ func (c *lbCluster) waitNodeReady(t testing.TB, name string) {
 
 // lbIP is an address of the bridge's subnet that no host uses (hosts take
 // .11 upwards, the bridge .1).
-func (c *lbCluster) lbIP(last int) string {
-	b := c.Net.BridgeIP()
+func (c *lbCluster) lbIP(last int) string { return lbIPOf(c.Net, last) }
+
+func lbIPOf(n *ha.Network, last int) string {
+	b := n.BridgeIP()
 	return b[:strings.LastIndex(b, ".")+1] + fmt.Sprint(last)
 }
 

@@ -1,9 +1,10 @@
 // Package loadbalancer runs the built-in LoadBalancer announcer end to end:
 // one `keelson server` (--disable-agent) and three `keelson agent`s, each in
 // its own network namespace on a bridge the test creates, plus a client
-// namespace on the same bridge that is not a node. The test gives a
-// LoadBalancer Service an unused address of the bridge's subnet by writing
-// the Service's status itself (no IP allocator is needed), and checks that
+// namespace on the same bridge that is not a node. The built-in cloud
+// provider gives each LoadBalancer Service the address of the bridge's
+// subnet it asks for, from a pool the server is configured with (.200 to
+// .209, no host uses them), and the test checks that
 // the client reaches it over HTTP, that exactly one node answers ARP for it,
 // that the IP moves to another node when the announcing node dies (its agent
 // killed with kill -9 and its cable pulled, measuring the gap between the

@@ -39,9 +39,7 @@ func TestAnnouncerIPv6(t *testing.T) {
 		extraClusterCIDR: ",fd42::/56",
 		serverArgs:       []string{"--service-cidr", "10.43.0.0/16,fd43::/108"},
 		netArgs: func(n *ha.Network) []string {
-			b := n.BridgeIP()
-			sub := b[:strings.LastIndex(b, ".")+1]
-			return []string{"--load-balancer-pool", fmt.Sprintf("lan=%s200-%s209,%s", sub, sub, v6pool)}
+			return []string{"--load-balancer-pool", fmt.Sprintf("lan=%s-%s,%s", lbIPOf(n, 200), lbIPOf(n, 209), v6pool)}
 		},
 		beforeAgents: func(c *lbCluster) { c.addIPv6(t, ula) },
 	})
@@ -136,7 +134,7 @@ func (c *lbCluster) deployDualStack(t *testing.T, name string) (v4, v6 netip.Add
 	ctx := context.Background()
 	var docs []string
 	for _, node := range v6Backends {
-		d := backend(name, node, 1, v1.ServiceExternalTrafficPolicyLocal)
+		d := backend(name, node, 1, v1.ServiceExternalTrafficPolicyLocal, "")
 		d = d[:strings.Index(d, "---")]
 		d = strings.Replace(d, "name: "+name+"\n", "name: "+name+"-"+node+"\n", 1)
 		docs = append(docs, d)

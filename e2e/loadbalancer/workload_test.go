@@ -12,12 +12,18 @@ import (
 
 	"github.com/keelson/keelson/e2e/harness"
 	"github.com/keelson/keelson/e2e/nodeagent"
+	"github.com/keelson/keelson/plugins/builtin/localcloud"
 )
 
 // backend is a Deployment of busybox httpd pods pinned to one node, each
 // answering /cgi-bin/who with its name and the address the request came
-// from, and its LoadBalancer Service.
-func backend(name, node string, replicas int, policy v1.ServiceExternalTrafficPolicy) string {
+// from, and its LoadBalancer Service, asking the cloud provider for the
+// address ip (none: any).
+func backend(name, node string, replicas int, policy v1.ServiceExternalTrafficPolicy, ip string) string {
+	annotations := "{}"
+	if ip != "" {
+		annotations = fmt.Sprintf("{%s: %q}", localcloud.AnnotationIPs, ip)
+	}
 	return fmt.Sprintf(`apiVersion: apps/v1
 kind: Deployment
 metadata:
@@ -58,22 +64,23 @@ apiVersion: v1
 kind: Service
 metadata:
   name: %[1]s
+  annotations: %[6]s
 spec:
   type: LoadBalancer
   externalTrafficPolicy: %[4]s
   selector: {app: %[1]s}
   ports:
   - port: 80
-`, name, node, replicas, policy, nodeagent.BusyboxImage)
+`, name, node, replicas, policy, nodeagent.BusyboxImage, annotations)
 }
 
-// deploy applies a backend, waits for its pods to be ready and gives its
-// Service the LoadBalancer IP ip by writing the status, as a cloud
-// provider's service controller would.
+// deploy applies a backend whose Service asks the built-in cloud
+// provider for the pool address ip, and waits for its pods to be ready
+// and for the Service's status to hold ip and nothing else.
 func (c *lbCluster) deploy(t testing.TB, name, node string, replicas int, policy v1.ServiceExternalTrafficPolicy, ip string) *v1.Service {
 	t.Helper()
 	ctx := context.Background()
-	c.kubectl(t).MustIn(t, backend(name, node, replicas, policy), "apply", "-n", "default", "-f", "-")
+	c.kubectl(t).MustIn(t, backend(name, node, replicas, policy, ip), "apply", "-n", "default", "-f", "-")
 	harness.Eventually(t, deadline, fmt.Sprintf("%d ready %s pods on %s", replicas, name, node), func() (bool, string) {
 		pods, err := c.kube.CoreV1().Pods("default").List(ctx, metav1.ListOptions{LabelSelector: "app=" + name})
 		if err != nil {
@@ -97,14 +104,12 @@ func (c *lbCluster) deploy(t testing.TB, name, node string, replicas int, policy
 		if err != nil {
 			return false, err.Error()
 		}
-		s.Status.LoadBalancer.Ingress = []v1.LoadBalancerIngress{{IP: ip, IPMode: ptrMode(v1.LoadBalancerIPModeVIP)}}
-		svc, err = c.kube.CoreV1().Services("default").UpdateStatus(ctx, s, metav1.UpdateOptions{})
-		return err == nil, fmt.Sprint(err)
+		svc = s
+		in := s.Status.LoadBalancer.Ingress
+		return len(in) == 1 && in[0].IP == ip, fmt.Sprintf("status %+v", s.Status.LoadBalancer)
 	})
 	return svc
 }
-
-func ptrMode(m v1.LoadBalancerIPMode) *v1.LoadBalancerIPMode { return &m }
 
 // pollUntilRecovered polls ip from the client with short requests, back
 // to back, from the fault at after on. It returns the gap between the
