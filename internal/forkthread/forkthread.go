@@ -58,8 +58,22 @@ func StartNice(cmd *exec.Cmd, nice int) error {
 // loop locks its thread, lowers its priority by nice, and runs every Start
 // sent to it on that thread, forever: returning would end the thread and,
 // with it, the parent-death signal's parent.
+//
+// A thread that lowers its priority must not be the main thread: ps, top
+// and /proc/PID/stat show the main thread's priority as the process's, so
+// the whole server would look reniced. On the main thread, loop hands its
+// work to a loop on another thread (which cannot start on the main thread
+// while this goroutine holds it) and then lets the main thread go.
 func loop(reqs <-chan request, nice int, ready chan<- struct{}) {
 	runtime.LockOSThread()
+	if nice > 0 && onMainThread() {
+		moved := make(chan struct{})
+		go loop(reqs, nice, moved)
+		<-moved
+		runtime.UnlockOSThread()
+		close(ready)
+		return
+	}
 	if nice > 0 {
 		lowerThreadPriority(nice)
 	}

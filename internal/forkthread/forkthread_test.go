@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"runtime"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -111,5 +112,70 @@ func TestStartNice(t *testing.T) {
 		if got := niceOf(t, out.Bytes()); got != base+nice {
 			t.Errorf("StartNice(cmd, %d): child runs at nice %d, want %d", nice, got, base+nice)
 		}
+	}
+}
+
+// mainThreadLoop serves a fork loop of nice 3 that TestMain started on
+// the main thread.
+var mainThreadLoop chan request
+
+// init keeps the main goroutine on the main thread (a LockOSThread in an
+// init function lasts into main), so TestMain runs there.
+func init() { runtime.LockOSThread() }
+
+// TestMain starts a fork loop on the main thread, as any goroutine may
+// find itself there, and fails the run if that lowered the main thread's
+// priority, which ps, top and /proc/PID/stat show as the process's.
+func TestMain(m *testing.M) {
+	base, err := mainThreadNice()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	reqs, ready := make(chan request), make(chan struct{})
+	go func() {
+		<-ready
+		if got, err := mainThreadNice(); err != nil || got != base {
+			fmt.Fprintf(os.Stderr, "a fork loop started on the main thread left it at nice %d (%v), want the process's %d\n", got, err, base)
+			os.Exit(1)
+		}
+	}()
+	loop(reqs, 3, ready)
+	mainThreadLoop = reqs
+	os.Exit(m.Run())
+}
+
+func mainThreadNice() (int, error) {
+	b, err := os.ReadFile("/proc/self/stat")
+	if err != nil {
+		return 0, err
+	}
+	fields := strings.Fields(string(b[bytes.LastIndexByte(b, ')')+1:]))
+	return strconv.Atoi(fields[16])
+}
+
+// TestLoopMovedOffTheMainThreadServes: the loop TestMain started on the
+// main thread still starts children, at its nice.
+func TestLoopMovedOffTheMainThreadServes(t *testing.T) {
+	base, err := mainThreadNice()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if base+3 > 19 {
+		t.Skipf("this process already runs at nice %d", base)
+	}
+	cmd := exec.Command("cat", "/proc/self/stat")
+	var out bytes.Buffer
+	cmd.Stdout = &out
+	r := request{cmd: cmd, done: make(chan error, 1)}
+	mainThreadLoop <- r
+	if err := <-r.done; err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Wait(); err != nil {
+		t.Fatal(err)
+	}
+	if got := niceOf(t, out.Bytes()); got != base+3 {
+		t.Errorf("child of the moved loop runs at nice %d, want %d", got, base+3)
 	}
 }

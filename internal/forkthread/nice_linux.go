@@ -13,3 +13,7 @@ func lowerThreadPriority(n int) {
 	// The raw getpriority system call returns 20 - nice.
 	_ = unix.Setpriority(unix.PRIO_PROCESS, tid, 20-cur+n)
 }
+
+// onMainThread reports whether the calling thread is the process's main
+// thread (its thread ID is the process ID).
+func onMainThread() bool { return unix.Gettid() == unix.Getpid() }
