@@ -5,17 +5,19 @@
 // a plugin process does not pay for the initialisation of kube-apiserver,
 // kubectl and the containerd client that the keelson binary carries.
 // `make build` embeds it in keelson, which extracts it into its data dir.
+// The few built-ins whose libraries would cost every process at start
+// (pluginbin.ServedByKeelson) are not here: the keelson binary serves them.
 package main
 
 import (
 	"fmt"
 	"os"
 
-	"github.com/keelson/keelson/plugins/builtin"
+	"github.com/keelson/keelson/plugins/builtin/multicall"
 )
 
 func main() {
-	if err := builtin.Serve(os.Args[1:]); err != nil {
+	if err := multicall.Lean().Serve(os.Args[1:]); err != nil {
 		fmt.Fprintln(os.Stderr, "keelson-plugins:", err)
 		os.Exit(2)
 	}

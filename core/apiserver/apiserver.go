@@ -59,6 +59,11 @@ func Run(ctx context.Context, cfg Config, ready func(elapsed time.Duration)) err
 	// and so loop the process's own logs through klog.
 	klog.SetSlogLogger(log.With("component", "kube-apiserver"))
 
+	if cfg.Identity != "" {
+		// The hook upstream's tests use is the only way to name the
+		// identity; its config reads the name when it is built (below).
+		genericapiserver.SetHostnameFuncForTests(cfg.Identity)
+	}
 	if cfg.ownsAdmissionConfig() {
 		if err := cfg.WriteAdmissionConfig(); err != nil {
 			return err

@@ -59,6 +59,13 @@ type Config struct {
 	// checks every 5 minutes, too rarely for a test's seconds-long
 	// certificates. It is process-wide client-go state.
 	CertReloadInterval time.Duration
+	// Identity tells this API server from the cluster's others: upstream
+	// derives its identity Lease (kube-system/apiserver-HASH) from the
+	// hostname, so servers sharing a host (tests, benches, a cluster tried
+	// on one machine) would share one Lease and fail each other's renewals.
+	// The server passes its node name, which is unique in the cluster and
+	// defaults to the hostname. Empty: the hostname. It is process-wide.
+	Identity string
 	// ExtraArgs are kube-apiserver flags (name without "--" to value) that are
 	// added to, or replace, the ones derived from the fields above.
 	ExtraArgs map[string]string

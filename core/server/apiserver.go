@@ -54,6 +54,7 @@ func (s *Server) runAPIServer(ctx context.Context, start time.Time, ready chan<-
 		Bundle:             bundle,
 		EncryptionConfig:   encryption,
 		CertReloadInterval: certReload,
+		Identity:           cfg.NodeName,
 		ExtraArgs:          cfg.APIServer.ExtraArgs,
 		PodSecurity: apiserver.PodSecurity{
 			Enforce: cfg.APIServer.PodSecurity.Enforce, Warn: cfg.APIServer.PodSecurity.Warn,

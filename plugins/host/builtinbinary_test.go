@@ -126,3 +126,33 @@ func TestSpecEnvMustBeKeyValue(t *testing.T) {
 		t.Fatalf("New err = %v; want one naming the bad entry", err)
 	}
 }
+
+// The built-ins the extracted executable lacks (pluginbin.ServedByKeelson),
+// and any group with one of them, run from the keelson binary itself.
+func TestBuiltinsTheExecutableLacksRunFromKeelson(t *testing.T) {
+	bin, err := resolveBuiltinBinary(t.TempDir(), testArchive(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(bin.Lacks, pluginbin.ServedByKeelson) || len(bin.Lacks) == 0 {
+		t.Fatalf("resolved binary lacks %q; want pluginbin.ServedByKeelson %q", bin.Lacks, pluginbin.ServedByKeelson)
+	}
+	self, err := SelfBinary()
+	if err != nil {
+		t.Fatal(err)
+	}
+	heavy := bin.Lacks[0]
+	sp := BuiltinSpec(bin, heavy, nil)
+	if sp.Path != self.Path || !slices.Equal(sp.Args, []string{"plugin", heavy}) || sp.SHA256 != "" || !sp.Builtin {
+		t.Errorf("spec of %s: %+v; want `%s plugin %s`, unpinned", heavy, sp, self.Path, heavy)
+	}
+	if sp := BuiltinSpec(bin, "alpha", nil); sp.Path != bin.Path || sp.SHA256 != bin.SHA256 {
+		t.Errorf("spec of alpha: %+v; want the extracted executable %s", sp, bin.Path)
+	}
+	if g := BuiltinGroupSpec(bin, "g", []string{"alpha", heavy}); g.Path != self.Path || !slices.Equal(g.Args, []string{"plugin", "group", "g", "alpha", heavy}) {
+		t.Errorf("group with %s: %+v; want it run by keelson", heavy, g)
+	}
+	if g := BuiltinGroupSpec(bin, "g", []string{"alpha", "beta"}); g.Path != bin.Path || g.SHA256 != bin.SHA256 {
+		t.Errorf("group of alpha and beta: %+v; want the extracted executable", g)
+	}
+}

@@ -29,6 +29,7 @@ type Group struct {
 // BuiltinGroupSpec launches the members of group name from b, as one
 // process.
 func BuiltinGroupSpec(b BuiltinBinary, name string, members []string) Spec {
+	b = b.serving(members...)
 	args := append(slices.Clone(b.Prefix), append([]string{"group", name}, members...)...)
 	return Spec{Name: name, Path: b.Path, Args: args, Builtin: true, SHA256: b.SHA256}
 }

@@ -46,6 +46,9 @@ type BuiltinBinary struct {
 	// SHA256 pins Path: the host checks it before every start. Empty for
 	// the running keelson binary, which is trusted as the host is.
 	SHA256 string
+	// Lacks are built-ins Path does not serve; they, and a group with one
+	// of them, run from the running keelson binary (SelfBinary).
+	Lacks []string
 }
 
 // SelfBinary serves built-in plugins by re-executing the running binary as
@@ -74,11 +77,25 @@ func resolveBuiltinBinary(dataDir string, embedded func() (pluginbin.Archive, bo
 	if err != nil {
 		return BuiltinBinary{}, err
 	}
-	return BuiltinBinary{Path: path, SHA256: a.SHA256}, nil
+	return BuiltinBinary{Path: path, SHA256: a.SHA256, Lacks: pluginbin.ServedByKeelson}, nil
+}
+
+// serving is the binary that serves every one of names: b, or the running
+// keelson binary when b lacks one of them.
+func (b BuiltinBinary) serving(names ...string) BuiltinBinary {
+	for _, n := range names {
+		if slices.Contains(b.Lacks, n) {
+			if self, err := SelfBinary(); err == nil {
+				return self
+			}
+		}
+	}
+	return b
 }
 
 // BuiltinSpec launches built-in plugin name from b, as a process of its own.
 func BuiltinSpec(b BuiltinBinary, name string, config json.RawMessage) Spec {
+	b = b.serving(name)
 	args := append(slices.Clone(b.Prefix), name)
 	return Spec{Name: name, Path: b.Path, Args: args, Builtin: true, SHA256: b.SHA256, Config: config}
 }
