@@ -24,7 +24,7 @@ func TestLinksNoServerKubectlOrContainerd(t *testing.T) {
 		"github.com/keelson/keelson/core/",
 		"github.com/keelson/keelson/agent",
 		// The keelson binary serves the plugins needing these
-		// (pluginbin.ServedByKeelson): kube-apiserver's quota evaluators
+		// (multicall.ServedByKeelson): kube-apiserver's quota evaluators
 		// and admission policy CEL, 2.6 MiB at every process's start.
 		"github.com/keelson/keelson/plugins/builtin/resourcequota",
 		"github.com/keelson/keelson/plugins/builtin/vapstatus",

@@ -6,7 +6,7 @@
 // kubectl and the containerd client that the keelson binary carries.
 // `make build` embeds it in keelson, which extracts it into its data dir.
 // The few built-ins whose libraries would cost every process at start
-// (pluginbin.ServedByKeelson) are not here: the keelson binary serves them.
+// (multicall.ServedByKeelson) are not here: the keelson binary serves them.
 package main
 
 import (

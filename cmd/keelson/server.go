@@ -11,6 +11,7 @@ import (
 	"github.com/keelson/keelson/config"
 	"github.com/keelson/keelson/core/server"
 	"github.com/keelson/keelson/plugins/builtin"
+	"github.com/keelson/keelson/plugins/builtin/multicall"
 	"github.com/spf13/cobra"
 )
 
@@ -66,7 +67,7 @@ const minLeafLifetime = 10 * time.Second
 // serverOptions are what the server binary adds to its configuration: the
 // built-in plugins compiled into it and what its node agents read.
 func serverOptions() server.Options {
-	return server.Options{BuiltinPlugins: builtin.Names(), BuiltinNodePlugins: builtin.NodeNames(), NodeRules: append(servicenet.RBACRules(), builtin.NodeRules()...), Version: keelsonVersion}
+	return server.Options{BuiltinPlugins: builtin.Names(), BuiltinNodePlugins: builtin.NodeNames(), ServedByKeelson: multicall.ServedByKeelson, NodeRules: append(servicenet.RBACRules(), builtin.NodeRules()...), Version: keelsonVersion}
 }
 
 // runServerWithAgent runs the server and its node agent; either failing

@@ -172,6 +172,7 @@ func (s *Server) newPluginHost(admin *rest.Config, url string) (*pluginHost, err
 	if err != nil {
 		return nil, err
 	}
+	bin.Lacks = s.opts.ServedByKeelson
 	s.log.Info("built-in plugins run from "+bin.Path, "sha256", bin.SHA256, "served_by_keelson", bin.Lacks)
 	specs, err := pluginSpecs(s.cfg, bin, s.opts.BuiltinPlugins)
 	if err != nil {

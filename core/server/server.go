@@ -38,6 +38,9 @@ type Options struct {
 	// each (unless disabled, on the Nodes plugins.nodeSelector selects) as
 	// `keelson plugin NAME`; the leader only publishes their declarations.
 	BuiltinNodePlugins []string
+	// ServedByKeelson are the built-ins the embedded keelson-plugins
+	// executable does not serve: they run as `keelson plugin NAME`.
+	ServedByKeelson []string
 	// Version is the keelson version, recorded with every raft entry this
 	// server appends as leader and advertised to the other servers.
 	Version string

@@ -70,9 +70,9 @@ func check(importer, imported string) string {
 		if !under(imported, "plugins/sdk", "plugins/proto", "internal") {
 			return "plugins/sdk imports only plugins/proto and internal/*"
 		}
-	case importer == "plugins/builtin":
+	case importer == "plugins/builtin" || importer == "plugins/builtin/multicall":
 		if !under(imported, "plugins/builtin", "plugins/sdk") {
-			return "the built-in plugin registry imports only the plugins and plugins/sdk"
+			return "the built-in plugin registries (plugins/builtin, and plugins/builtin/multicall for keelson-plugins) import only the plugins and plugins/sdk"
 		}
 	case under(importer, "plugins/builtin/internal"):
 		if !under(imported, "plugins/sdk", "plugins/builtin/internal") {
@@ -189,6 +189,7 @@ func TestCheckRefuses(t *testing.T) {
 		{"plugins/builtin/deployment", "plugins/builtin/replicaset"}, {"plugins/builtin/scheduler/internal/queue", "agent"},
 		{"plugins/sdk", "core/pki"}, {"plugins/host", "core/raftnode"}, {"cmd/keelson", "e2e/harness"},
 		{"examples/plugins/x", "plugins/host"}, {"cmd/keelson-plugins", "plugins/host"}, {"cmd/keelson-plugins", "internal/pluginbin"},
+		{"plugins/builtin/multicall", "internal/pluginbin"}, {"plugins/builtin/multicall", "core/server"},
 	}
 	for _, p := range refused {
 		if check(p[0], p[1]) == "" {
@@ -202,6 +203,7 @@ func TestCheckRefuses(t *testing.T) {
 		{"plugins/builtin/scheduler", "plugins/builtin/scheduler/internal/queue"}, {"plugins/builtin", "plugins/builtin/deployment"},
 		{"plugins/sdk/nodehealth", "internal/nodehealth"}, {"cmd/keelson", "core/server"}, {"e2e/ha", "core/kvserver"},
 		{"cmd/keelson-plugins", "plugins/builtin"}, {"cmd/keelson-plugins", "plugins/sdk"},
+		{"plugins/builtin/multicall", "plugins/builtin/podgc"}, {"plugins/builtin", "plugins/builtin/multicall"},
 	}
 	for _, p := range allowed {
 		if why := check(p[0], p[1]); why != "" {

@@ -23,15 +23,6 @@ import (
 // FileName is the executable's name inside its checksum directory.
 const FileName = "keelson-plugins"
 
-// ServedByKeelson are the built-in plugins the executable does not serve:
-// the keelson binary does (`keelson plugin NAME`). Their libraries,
-// kube-apiserver's quota evaluators (with the internal core API, its
-// feature gates and image-reference parsing) and its admission policy CEL
-// type checker, allocate about 2.6 MiB at start that stays: linked into
-// the executable, every one of the 30-odd built-in processes would carry
-// it; run from keelson, two processes start at its larger size instead.
-var ServedByKeelson = []string{"resourcequota", "vapstatus"}
-
 // Archive is the embedded executable.
 type Archive struct {
 	// Gzip is the executable, gzip-compressed.

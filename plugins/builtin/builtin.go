@@ -2,7 +2,7 @@
 // host runs each of them as its own process, exactly like a third-party
 // plugin, so a crash or a leak in one controller never takes the control
 // node or another controller with it: most from the keelson-plugins binary
-// (package multicall), the few of pluginbin.ServedByKeelson as `keelson
+// (package multicall), the few of multicall.ServedByKeelson as `keelson
 // plugin NAME`.
 //
 // Each built-in lives in its own package under plugins/builtin/ and exports

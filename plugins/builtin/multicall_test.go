@@ -5,21 +5,20 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/keelson/keelson/internal/pluginbin"
 	"github.com/keelson/keelson/plugins/builtin/multicall"
 )
 
 // The keelson-plugins binary serves every built-in but
-// pluginbin.ServedByKeelson, and keelson serves those in their start
+// multicall.ServedByKeelson, and keelson serves those in their start
 // places.
 func TestMulticallServesAllButServedByKeelson(t *testing.T) {
 	lean := multicall.Lean().Names()
-	want := append(slices.Clone(lean), pluginbin.ServedByKeelson...)
+	want := append(slices.Clone(lean), multicall.ServedByKeelson...)
 	slices.Sort(want)
 	if got := Names(); !slices.Equal(got, want) {
-		t.Errorf("builtin.Names() = %q; want multicall's %q and pluginbin.ServedByKeelson", got, want)
+		t.Errorf("builtin.Names() = %q; want multicall's %q and multicall.ServedByKeelson", got, want)
 	}
-	for _, n := range pluginbin.ServedByKeelson {
+	for _, n := range multicall.ServedByKeelson {
 		if slices.Contains(lean, n) {
 			t.Errorf("%s is in multicall.Leader(), which keelson-plugins serves", n)
 		}

@@ -47,7 +47,8 @@ type BuiltinBinary struct {
 	// the running keelson binary, which is trusted as the host is.
 	SHA256 string
 	// Lacks are built-ins Path does not serve; they, and a group with one
-	// of them, run from the running keelson binary (SelfBinary).
+	// of them, run from the running keelson binary (SelfBinary). The
+	// server sets it (multicall.ServedByKeelson).
 	Lacks []string
 }
 
@@ -77,7 +78,7 @@ func resolveBuiltinBinary(dataDir string, embedded func() (pluginbin.Archive, bo
 	if err != nil {
 		return BuiltinBinary{}, err
 	}
-	return BuiltinBinary{Path: path, SHA256: a.SHA256, Lacks: pluginbin.ServedByKeelson}, nil
+	return BuiltinBinary{Path: path, SHA256: a.SHA256}, nil
 }
 
 // serving is the binary that serves every one of names: b, or the running
