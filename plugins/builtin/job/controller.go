@@ -45,6 +45,7 @@ type Controller struct {
 	exp     *expectations.Store
 	backoff *backoffStore
 	events  record.EventRecorder
+	written writtenStatuses
 }
 
 // New registers the Job informer on factory and a pod informer of its own
@@ -132,6 +133,7 @@ func (c *Controller) deleteJob(obj any) {
 	key := cache.MetaObjectToName(job).String()
 	c.exp.Delete(key)
 	c.backoff.forget(key)
+	c.written.forget(key)
 	c.queue.Add(key)
 	// Its pods keep their tracking finalizer until someone removes it.
 	pods, _ := c.pods.GetIndexer().ByIndex(cache.NamespaceIndex, job.Namespace)

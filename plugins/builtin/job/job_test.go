@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"slices"
 	"testing"
 	"time"
@@ -236,5 +237,75 @@ func TestIndexedJobRunsEachIndexOnce(t *testing.T) {
 	}
 	if r := f.eventReasons(); slices.Index(r, "Completed") < 0 || slices.Index(r, "SuccessfulCreate") < 0 {
 		t.Errorf("events %v, want SuccessfulCreate and Completed", r)
+	}
+}
+
+// TestStaleJobCacheCreatesNoDuplicate: the pod cache shows a counted pod's
+// finalizer removed while the Job cache still holds the status from before
+// the write that counted it (separate watches, no order between them); the
+// sync must not take the pod's index for pending and run it again.
+func TestStaleJobCacheCreatesNoDuplicate(t *testing.T) {
+	f := newFixture(t, newJob("ix", indexed(4, 2)))
+	fakeNames(f.client)
+	rv := 1
+	f.client.PrependReactor("update", "jobs", func(a k8stesting.Action) (bool, runtime.Object, error) {
+		rv++
+		a.(k8stesting.UpdateAction).GetObject().(*batchv1.Job).ResourceVersion = fmt.Sprint(rv)
+		return false, nil, nil
+	})
+	f.sync("ix") // indexes 0 and 1
+	byIndex := func(ix string) *v1.Pod {
+		for _, p := range f.pods() {
+			if p.Annotations[batchv1.JobCompletionIndexAnnotation] == ix {
+				return p
+			}
+		}
+		t.Fatalf("no pod for index %s", ix)
+		return nil
+	}
+	f.finish(byIndex("0"), 0)
+	stale, _, _ := f.c.jobs.GetIndexer().GetByKey("ns/ix")
+	f.sync("ix") // counts index 0, releases its pod, starts index 2
+	if got := f.job("ix").Status.CompletedIndexes; got != "0" {
+		t.Fatalf("completedIndexes %q after counting index 0, want \"0\"", got)
+	}
+	// Index 1 finishes; the Job cache lags behind the write that counted 0.
+	p1 := byIndex("1")
+	p1.Status.Phase = v1.PodSucceeded
+	if _, err := f.client.CoreV1().Pods("ns").UpdateStatus(context.Background(), p1, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	f.refresh()
+	if err := f.c.jobs.GetIndexer().Update(stale); err != nil {
+		t.Fatal(err)
+	}
+	f.c.exp.Delete("ns/ix") // the informer would have seen index 2's pod
+	res, err := f.c.sync(context.Background(), "ns/ix")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.RequeueAfter <= 0 {
+		t.Errorf("a sync on a stale Job cache asked for no requeue")
+	}
+	count := map[string]int{}
+	for _, p := range f.pods() {
+		count[p.Annotations[batchv1.JobCompletionIndexAnnotation]]++
+	}
+	if count["0"] != 1 {
+		t.Fatalf("index 0 has %d pods after a sync on a stale Job cache, want 1", count["0"])
+	}
+	// Once the cache has the write, the Job goes on: index 1 counted, 3 started.
+	f.refresh()
+	f.sync("ix")
+	j := f.job("ix")
+	if j.Status.CompletedIndexes != "0-1" {
+		t.Errorf("completedIndexes %q, want \"0-1\"", j.Status.CompletedIndexes)
+	}
+	count = map[string]int{}
+	for _, p := range f.pods() {
+		count[p.Annotations[batchv1.JobCompletionIndexAnnotation]]++
+	}
+	if want := map[string]int{"0": 1, "1": 1, "2": 1, "3": 1}; !maps.Equal(count, want) {
+		t.Errorf("pods per index %v, want %v", count, want)
 	}
 }

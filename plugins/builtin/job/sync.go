@@ -70,7 +70,13 @@ func (c *Controller) sync(ctx context.Context, key string) (sdk.Result, error) {
 	if !exists {
 		c.exp.Delete(key)
 		c.backoff.forget(key)
+		c.written.forget(key)
 		return sdk.Result{}, nil
+	}
+	if c.written.behind(key, obj.(*batchv1.Job)) {
+		// The Job's update event queues it again; the requeue is for a
+		// watch that never delivers it.
+		return sdk.Result{RequeueAfter: time.Second}, nil
 	}
 	job := obj.(*batchv1.Job).DeepCopy()
 	if job.Spec.ManagedBy != nil && *job.Spec.ManagedBy != jobControllerName {
@@ -412,11 +418,12 @@ func (c *Controller) updateSuspended(st *state) bool {
 
 // updateStatus writes job's status with the resourceVersion it was read
 // at: a stale cache makes it fail with a conflict, never double-count.
-func (c *Controller) updateStatus(ctx context.Context, job *batchv1.Job) (*batchv1.Job, error) {
+func (c *Controller) updateStatus(ctx context.Context, key string, job *batchv1.Job) (*batchv1.Job, error) {
 	out, err := c.client.BatchV1().Jobs(job.Namespace).UpdateStatus(ctx, job, metav1.UpdateOptions{})
 	if err != nil {
 		return job, fmt.Errorf("updating the status of job %s/%s: %w", job.Namespace, job.Name, err)
 	}
+	c.written.wroteOver(key, job)
 	return out, nil
 }
 
