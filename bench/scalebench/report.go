@@ -48,6 +48,8 @@ func printReport(out io.Writer, f figures) {
 	sideRows(w, f.Sides, "pod startup p50 / p90 / p99", func(r result) string {
 		return fmt.Sprintf("%.2f / %.2f / %.2f s", r.Startup.P50.Seconds(), r.Startup.P90.Seconds(), r.Startup.P99.Seconds())
 	})
+	sideRows(w, f.Sides, "  of which seen to bound", func(r result) string { return r.Startup.ToBound.String() })
+	sideRows(w, f.Sides, "  of which bound to Running", func(r result) string { return r.Startup.ToRunning.String() })
 	sideRows(w, f.Sides, "scheduler: pods bound, avg / peak per s", func(r result) string {
 		return fmt.Sprintf("%d, %.1f / %d", r.Scheduler.Pods, r.Scheduler.AvgPerSec, r.Scheduler.PeakPerSec)
 	})

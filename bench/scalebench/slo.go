@@ -81,15 +81,30 @@ func calls(delta map[string]histogram) []call {
 	return out
 }
 
-// startup summarizes pod startup latencies.
+// startup summarizes pod startup latencies, and the two parts of each:
+// waiting to be bound (the scheduler and the API path before it) and bound
+// to Running (the node's side, kwok's status patch here).
 type startup struct {
-	Pods          int
-	P50, P90, P99 time.Duration
+	Pods               int
+	P50, P90, P99      time.Duration
+	ToBound, ToRunning percentiles
 }
 
-func summarizeStartup(lat []time.Duration) startup {
+// percentiles are p50, p90 and p99 of some latencies.
+type percentiles struct{ P50, P90, P99 time.Duration }
+
+func (p percentiles) String() string {
+	return fmt.Sprintf("%.2f / %.2f / %.2f s", p.P50.Seconds(), p.P90.Seconds(), p.P99.Seconds())
+}
+
+func percentilesOf(lat []time.Duration) percentiles {
 	slices.Sort(lat)
-	return startup{Pods: len(lat), P50: latency.Percentile(lat, 0.5), P90: latency.Percentile(lat, 0.9), P99: latency.Percentile(lat, 0.99)}
+	return percentiles{latency.Percentile(lat, 0.5), latency.Percentile(lat, 0.9), latency.Percentile(lat, 0.99)}
+}
+
+func summarizeStartup(total, toBound, toRunning []time.Duration) startup {
+	p := percentilesOf(total)
+	return startup{Pods: len(total), P50: p.P50, P90: p.P90, P99: p.P99, ToBound: percentilesOf(toBound), ToRunning: percentilesOf(toRunning)}
 }
 
 // verdict is one SLO row of one side.

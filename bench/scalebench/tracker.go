@@ -94,18 +94,26 @@ func (t *tracker) counts() (live, running int) {
 	return live, running
 }
 
-// startups are seen-to-Running latencies of the pods first seen in
-// [from, to).
-func (t *tracker) startups(from, to time.Time) []time.Duration {
+// startups are the latencies of the pods first seen in [from, to) that
+// reached Running: seen to Running (pod startup), and its two parts, seen
+// to bound and bound to Running (clusterloader2's create_to_schedule and
+// schedule_to_run). A pod seen already bound counts zero for the first.
+func (t *tracker) startups(from, to time.Time) (total, toBound, toRunning []time.Duration) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	var out []time.Duration
 	for _, p := range t.pods {
-		if !p.seen.Before(from) && p.seen.Before(to) && !p.running.IsZero() {
-			out = append(out, p.running.Sub(p.seen))
+		if p.seen.Before(from) || !p.seen.Before(to) || p.running.IsZero() {
+			continue
 		}
+		total = append(total, p.running.Sub(p.seen))
+		bound := p.scheduled
+		if bound.IsZero() || bound.After(p.running) {
+			bound = p.running // Running in the first event that showed a node
+		}
+		toBound = append(toBound, bound.Sub(p.seen))
+		toRunning = append(toRunning, p.running.Sub(bound))
 	}
-	return out
+	return total, toBound, toRunning
 }
 
 // binds are the times pods got a node in [from, to).

@@ -22,6 +22,7 @@ import (
 
 	"github.com/keelson/keelson/bench/internal/loopback"
 	"github.com/keelson/keelson/internal/testproc"
+	"github.com/keelson/keelson/plugins/host"
 )
 
 // stopTimeout is how long the server gets to exit after SIGTERM.
@@ -101,6 +102,9 @@ func (s *Server) Stop() {
 	if s.Proc != nil {
 		s.Proc.Stop(stopTimeout)
 	}
+	// A server stopped in time removes its plugins' socket and executable
+	// directories itself; one killed after stopTimeout leaves them.
+	_ = host.RemoveRunDirs(s.DataDir)
 	_ = os.RemoveAll(s.Dir)
 }
 
