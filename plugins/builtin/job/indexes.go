@@ -84,7 +84,13 @@ func (oi intervals) String() string {
 		}
 		b.WriteString(strconv.Itoa(iv.first))
 		if iv.last > iv.first {
-			b.WriteByte('-')
+			// As upstream: a run of two is written as a list ("0,1"), a
+			// longer one as a range ("0-2").
+			sep := byte('-')
+			if iv.last == iv.first+1 {
+				sep = ','
+			}
+			b.WriteByte(sep)
 			b.WriteString(strconv.Itoa(iv.last))
 		}
 	}

@@ -298,8 +298,8 @@ func TestStaleJobCacheCreatesNoDuplicate(t *testing.T) {
 	f.refresh()
 	f.sync("ix")
 	j := f.job("ix")
-	if j.Status.CompletedIndexes != "0-1" {
-		t.Errorf("completedIndexes %q, want \"0-1\"", j.Status.CompletedIndexes)
+	if j.Status.CompletedIndexes != "0,1" {
+		t.Errorf("completedIndexes %q, want \"0,1\"", j.Status.CompletedIndexes)
 	}
 	count = map[string]int{}
 	for _, p := range f.pods() {

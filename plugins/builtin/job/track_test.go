@@ -331,6 +331,10 @@ func TestIntervals(t *testing.T) {
 		{"1,3-5", 10, []int{2}, "1-5", 5},
 		{"0-2,7", 5, []int{9, 4}, "0-2,4,9", 5}, // with adds what it is given
 		{"x,3-1,2", 10, []int{2, 2}, "2", 1},
+		// Two in a row are listed, three or more a range (upstream's form).
+		{"", 10, []int{1, 0}, "0,1", 2},
+		{"0,1", 10, []int{5, 6, 8}, "0,1,5,6,8", 5},
+		{"0,1,5,6", 10, []int{2, 7}, "0-2,5-7", 6},
 	} {
 		got := parseIntervals(tc.in, tc.completions).with(tc.add)
 		if got.String() != tc.want || got.total() != tc.total {
