@@ -88,15 +88,14 @@ func planPod(pod *v1.Pod, state func(c *v1.Container) containerState) podPlan {
 	if !p.initialized {
 		return p
 	}
-	restartOnFailure := pod.Spec.RestartPolicy != v1.RestartPolicyNever
 	for i := range pod.Spec.Containers {
 		c := &pod.Spec.Containers[i]
 		st := state(c)
 		switch {
 		case st.running && st.kill != "":
-			p.kill = append(p.kill, containerAction{c: c, kind: kindRegular, why: st.kill, restart: restartOnFailure})
+			p.kill = append(p.kill, containerAction{c: c, kind: kindRegular, why: st.kill, restart: restartsAfterKill(&pod.Spec, c)})
 		case st.running:
-		case st.exited && !st.resizeRestart && !shouldRestart(pod.Spec.RestartPolicy, st.exitCode):
+		case st.exited && !st.resizeRestart && !shouldRestart(&pod.Spec, c, st.exitCode):
 		default:
 			p.start = append(p.start, containerAction{c: c, kind: kindRegular})
 		}
@@ -108,8 +107,9 @@ func planPod(pod *v1.Pod, state func(c *v1.Container) containerState) podPlan {
 // restart policy.
 func mainDone(pod *v1.Pod, state func(c *v1.Container) containerState) bool {
 	for i := range pod.Spec.Containers {
-		st := state(&pod.Spec.Containers[i])
-		if !st.exited || st.resizeRestart || shouldRestart(pod.Spec.RestartPolicy, st.exitCode) {
+		c := &pod.Spec.Containers[i]
+		st := state(c)
+		if !st.exited || st.resizeRestart || shouldRestart(&pod.Spec, c, st.exitCode) {
 			return false
 		}
 	}
@@ -156,7 +156,7 @@ func (p *podPlan) planInit(pod *v1.Pod, state func(c *v1.Container) containerSta
 		case st.exited && st.exitCode == 0:
 			passed = true
 		case st.running:
-		case st.exited && pod.Spec.RestartPolicy == v1.RestartPolicyNever:
+		case st.exited && !shouldRestart(&pod.Spec, c, st.exitCode):
 			// Failed for good: the pod fails.
 		default:
 			p.start = append(p.start, containerAction{c: c, kind: kindInit})

@@ -2,6 +2,7 @@ package pods
 
 import (
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 	"testing"
@@ -175,5 +176,71 @@ func TestStopOrder(t *testing.T) {
 	}
 	if stopOrder(nil, map[string]string{"x": "y"}) != nil {
 		t.Error("a pod gone from the API has no order")
+	}
+}
+
+// withPolicy gives the container called name of pod a restartPolicy and
+// restartPolicyRules (ContainerRestartRules).
+func withPolicy(pod *v1.Pod, name string, policy v1.ContainerRestartPolicy, rules ...v1.ContainerRestartRule) *v1.Pod {
+	for _, list := range [][]v1.Container{pod.Spec.InitContainers, pod.Spec.Containers} {
+		for i := range list {
+			if list[i].Name == name {
+				list[i].RestartPolicy = &policy
+				list[i].RestartPolicyRules = rules
+			}
+		}
+	}
+	return pod
+}
+
+func restartOn(op v1.ContainerRestartRuleOnExitCodesOperator, codes ...int32) v1.ContainerRestartRule {
+	return v1.ContainerRestartRule{Action: v1.ContainerRestartRuleActionRestart,
+		ExitCodes: &v1.ContainerRestartRuleOnExitCodes{Operator: op, Values: codes}}
+}
+
+func TestPlanPodContainerRestartRules(t *testing.T) {
+	exited := func(code int32) containerState { return containerState{exists: true, exited: true, exitCode: code} }
+	initDone := map[string]containerState{"proxy": runs, "setup": succeeded, "log": runs}
+	with := func(app containerState) map[string]containerState {
+		m := maps.Clone(initDone)
+		m["app"] = app
+		return m
+	}
+	cases := []struct {
+		name   string
+		pod    *v1.Pod
+		states map[string]containerState
+		want   string
+	}{
+		{"container OnFailure in a Never pod: a failure restarts it",
+			withPolicy(sidecarPod(v1.RestartPolicyNever), "app", v1.ContainerRestartPolicyOnFailure), with(failed), "start app, initialized"},
+		{"container OnFailure in a Never pod: success ends the pod",
+			withPolicy(sidecarPod(v1.RestartPolicyNever), "app", v1.ContainerRestartPolicyOnFailure), with(succeeded), "stop all, initialized"},
+		{"container Never in an Always pod: exit ends it",
+			withPolicy(sidecarPod(v1.RestartPolicyAlways), "app", v1.ContainerRestartPolicyNever), with(succeeded), "stop all, initialized"},
+		{"container Always in a Never pod: success restarts it",
+			withPolicy(sidecarPod(v1.RestartPolicyNever), "app", v1.ContainerRestartPolicyAlways), with(succeeded), "start app, initialized"},
+		{"a rule In matching the exit code restarts a Never container",
+			withPolicy(sidecarPod(v1.RestartPolicyNever), "app", v1.ContainerRestartPolicyNever, restartOn(v1.ContainerRestartRuleOnExitCodesOpIn, 42)), with(exited(42)), "start app, initialized"},
+		{"a rule In not matching falls back to the container's Never",
+			withPolicy(sidecarPod(v1.RestartPolicyNever), "app", v1.ContainerRestartPolicyNever, restartOn(v1.ContainerRestartRuleOnExitCodesOpIn, 42)), with(exited(1)), "stop all, initialized"},
+		{"a rule NotIn restarts on any other code",
+			withPolicy(sidecarPod(v1.RestartPolicyNever), "app", v1.ContainerRestartPolicyNever, restartOn(v1.ContainerRestartRuleOnExitCodesOpNotIn, 0)), with(exited(3)), "start app, initialized"},
+		{"a rule NotIn does not restart on its codes",
+			withPolicy(sidecarPod(v1.RestartPolicyNever), "app", v1.ContainerRestartPolicyNever, restartOn(v1.ContainerRestartRuleOnExitCodesOpNotIn, 0)), with(succeeded), "stop all, initialized"},
+		{"an unhealthy container OnFailure in a Never pod is killed and restarted",
+			withPolicy(sidecarPod(v1.RestartPolicyNever), "app", v1.ContainerRestartPolicyOnFailure), with(unhealthy), "kill app (restart true), initialized"},
+		{"an init container OnFailure in a Never pod restarts on failure",
+			withPolicy(sidecarPod(v1.RestartPolicyNever), "setup", v1.ContainerRestartPolicyOnFailure), map[string]containerState{"proxy": runs, "setup": failed}, "start setup"},
+		{"an init container Never in an OnFailure pod fails it",
+			withPolicy(sidecarPod(v1.RestartPolicyOnFailure), "setup", v1.ContainerRestartPolicyNever), map[string]containerState{"proxy": runs, "setup": failed}, ""},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			got := describePlan(planPod(tc.pod, func(c *v1.Container) containerState { return tc.states[c.Name] }))
+			if got != tc.want {
+				t.Errorf("plan %q, want %q", got, tc.want)
+			}
+		})
 	}
 }

@@ -142,16 +142,19 @@ func containerStatusOf(c *v1.Container, obs observed, defaultWaiting string, kin
 	return st
 }
 
-// podPhase follows kubelet's rules: failed init containers with restart
-// policy Never fail the pod; pending init work or waiting containers keep it
-// Pending; a running container (a sidecar too) makes it Running; all regular
-// containers terminated makes it Succeeded or Failed unless they restart.
-// Exited sidecars never count: they restart, or were stopped after the
-// regular containers. initialized says a regular container was created, so
-// that a restarting sidecar does not put the pod back to Pending.
+// podPhase follows kubelet's rules: an init container failed for good
+// (one its restart policy does not run again) fails the pod; pending init
+// work or waiting containers keep it Pending; a running container (a
+// sidecar too) makes it Running; all regular containers terminated makes it
+// Running while one of them restarts by its restart policy (the
+// container's rules and restartPolicy, else the pod's: ContainerRestartRules),
+// else Succeeded or Failed. Exited sidecars never count: they restart, or
+// were stopped after the regular containers. initialized says a regular
+// container was created, so that a restarting sidecar does not put the pod
+// back to Pending.
 func podPhase(spec *v1.PodSpec, initStatuses, statuses []v1.ContainerStatus, terminal, initialized bool) v1.PodPhase {
 	n := countContainers(spec, initStatuses, statuses)
-	if n.failedInit > 0 && spec.RestartPolicy == v1.RestartPolicyNever {
+	if n.failedInitForGood > 0 {
 		return v1.PodFailed
 	}
 	switch {
@@ -160,22 +163,13 @@ func podPhase(spec *v1.PodSpec, initStatuses, statuses []v1.ContainerStatus, ter
 	case n.running > 0 && n.unknown == 0:
 		return v1.PodRunning
 	case n.running == 0 && n.stopped > 0 && n.unknown == 0:
-		if terminal {
-			if n.stopped == n.succeeded {
-				return v1.PodSucceeded
-			}
-			return v1.PodFailed
-		}
-		if spec.RestartPolicy == v1.RestartPolicyAlways {
+		if !terminal && n.stoppedRestarting > 0 {
 			return v1.PodRunning
 		}
 		if n.stopped == n.succeeded {
 			return v1.PodSucceeded
 		}
-		if spec.RestartPolicy == v1.RestartPolicyNever {
-			return v1.PodFailed
-		}
-		return v1.PodRunning
+		return v1.PodFailed
 	default:
 		return v1.PodPending
 	}
@@ -183,8 +177,10 @@ func podPhase(spec *v1.PodSpec, initStatuses, statuses []v1.ContainerStatus, ter
 
 // phaseCounts classifies a pod's containers for its phase.
 type phaseCounts struct {
-	pendingInit, failedInit, pendingSidecars      int
-	unknown, running, waiting, stopped, succeeded int
+	pendingInit, failedInitForGood, pendingSidecars int
+	unknown, running, waiting, stopped, succeeded   int
+	// stoppedRestarting are the stopped regular containers that run again.
+	stoppedRestarting int
 }
 
 func countContainers(spec *v1.PodSpec, initStatuses, statuses []v1.ContainerStatus) phaseCounts {
@@ -198,18 +194,19 @@ func countContainers(spec *v1.PodSpec, initStatuses, statuses []v1.ContainerStat
 		case !ok, s.State.Running != nil:
 			n.pendingInit++
 		case s.State.Terminated != nil:
-			if s.State.Terminated.ExitCode != 0 {
-				n.failedInit++
+			if code := s.State.Terminated.ExitCode; code != 0 && !shouldRestart(spec, c, code) {
+				n.failedInitForGood++
 			}
 		case s.State.Waiting != nil && s.LastTerminationState.Terminated != nil:
-			if s.LastTerminationState.Terminated.ExitCode != 0 {
-				n.failedInit++
+			if code := s.LastTerminationState.Terminated.ExitCode; code != 0 && !shouldRestart(spec, c, code) {
+				n.failedInitForGood++
 			}
 		default:
 			n.pendingInit++
 		}
 	}
-	for _, c := range spec.Containers {
+	for i := range spec.Containers {
+		c := &spec.Containers[i]
 		s, ok := findStatus(statuses, c.Name)
 		switch {
 		case !ok:
@@ -218,11 +215,18 @@ func countContainers(spec *v1.PodSpec, initStatuses, statuses []v1.ContainerStat
 			n.running++
 		case s.State.Terminated != nil:
 			n.stopped++
-			if s.State.Terminated.ExitCode == 0 {
+			code := s.State.Terminated.ExitCode
+			if code == 0 {
 				n.succeeded++
+			}
+			if shouldRestart(spec, c, code) {
+				n.stoppedRestarting++
 			}
 		case s.State.Waiting != nil && s.LastTerminationState.Terminated != nil:
 			n.stopped++
+			if shouldRestart(spec, c, s.LastTerminationState.Terminated.ExitCode) {
+				n.stoppedRestarting++
+			}
 		case s.State.Waiting != nil:
 			n.waiting++
 		default:

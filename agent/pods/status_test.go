@@ -295,3 +295,36 @@ func TestPodConditionsSidecars(t *testing.T) {
 		t.Errorf("Ready with sidecar and app ready: %+v", c)
 	}
 }
+
+func TestPodPhaseContainerRestartRules(t *testing.T) {
+	onFailure := v1.ContainerRestartPolicyOnFailure
+	never := v1.ContainerRestartPolicyNever
+	rule42 := []v1.ContainerRestartRule{{Action: v1.ContainerRestartRuleActionRestart,
+		ExitCodes: &v1.ContainerRestartRuleOnExitCodes{Operator: v1.ContainerRestartRuleOnExitCodesOpIn, Values: []int32{42}}}}
+	spec := func(pod v1.RestartPolicy, app *v1.ContainerRestartPolicy, rules []v1.ContainerRestartRule, init *v1.ContainerRestartPolicy) *v1.PodSpec {
+		return &v1.PodSpec{RestartPolicy: pod,
+			InitContainers: []v1.Container{{Name: "init0", RestartPolicy: init}},
+			Containers:     []v1.Container{{Name: "a", RestartPolicy: app, RestartPolicyRules: rules}}}
+	}
+	initOK := []v1.ContainerStatus{named(terminated(0), "init0")}
+	cases := []struct {
+		name       string
+		spec       *v1.PodSpec
+		init, apps []v1.ContainerStatus
+		want       v1.PodPhase
+	}{
+		{"Never pod, container OnFailure, failed: restarting", spec(v1.RestartPolicyNever, &onFailure, nil, nil), initOK, []v1.ContainerStatus{named(terminated(1), "a")}, v1.PodRunning},
+		{"Never pod, container OnFailure, crash-looping: restarting", spec(v1.RestartPolicyNever, &onFailure, nil, nil), initOK, []v1.ContainerStatus{named(waitingAfter(1), "a")}, v1.PodRunning},
+		{"Never pod, container OnFailure, succeeded", spec(v1.RestartPolicyNever, &onFailure, nil, nil), initOK, []v1.ContainerStatus{named(terminated(0), "a")}, v1.PodSucceeded},
+		{"Always pod, container Never, failed", spec(v1.RestartPolicyAlways, &never, nil, nil), initOK, []v1.ContainerStatus{named(terminated(1), "a")}, v1.PodFailed},
+		{"Never pod, rule on 42, exit 42: restarting", spec(v1.RestartPolicyNever, &never, rule42, nil), initOK, []v1.ContainerStatus{named(terminated(42), "a")}, v1.PodRunning},
+		{"Never pod, rule on 42, exit 1", spec(v1.RestartPolicyNever, &never, rule42, nil), initOK, []v1.ContainerStatus{named(terminated(1), "a")}, v1.PodFailed},
+		{"Never pod, init OnFailure failed: retried, pending", spec(v1.RestartPolicyNever, nil, nil, &onFailure), []v1.ContainerStatus{named(waitingAfter(1), "init0")}, []v1.ContainerStatus{named(waiting(), "a")}, v1.PodPending},
+		{"OnFailure pod, init Never failed", spec(v1.RestartPolicyOnFailure, nil, nil, &never), []v1.ContainerStatus{named(terminated(1), "init0")}, []v1.ContainerStatus{named(waiting(), "a")}, v1.PodFailed},
+	}
+	for _, tc := range cases {
+		if got := podPhase(tc.spec, tc.init, tc.apps, false, true); got != tc.want {
+			t.Errorf("%s: phase %s, want %s", tc.name, got, tc.want)
+		}
+	}
+}

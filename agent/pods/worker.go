@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"slices"
 	"sort"
 	"strconv"
 	"time"
@@ -318,14 +319,58 @@ func (w *worker) stateOf(cs podContainers) func(c *v1.Container) containerState 
 	}
 }
 
-func shouldRestart(policy v1.RestartPolicy, exitCode int32) bool {
-	switch policy {
+// shouldRestart says whether container c of a pod with spec, exited with
+// exitCode, runs again, as kubelet decides with ContainerRestartRules (beta,
+// on by default since 1.35): the container's first matching
+// restartPolicyRule with action Restart; else the container's own
+// restartPolicy; else the pod's.
+func shouldRestart(spec *v1.PodSpec, c *v1.Container, exitCode int32) bool {
+	if c.RestartPolicy != nil {
+		if rule, ok := matchingRestartRule(c, exitCode); ok && rule.Action == v1.ContainerRestartRuleActionRestart {
+			return true
+		}
+		switch *c.RestartPolicy {
+		case v1.ContainerRestartPolicyAlways:
+			return true
+		case v1.ContainerRestartPolicyOnFailure:
+			return exitCode != 0
+		case v1.ContainerRestartPolicyNever:
+			return false
+		}
+	}
+	switch spec.RestartPolicy {
 	case v1.RestartPolicyNever:
 		return false
 	case v1.RestartPolicyOnFailure:
 		return exitCode != 0
 	}
 	return true
+}
+
+// matchingRestartRule is c's first restartPolicyRule whose exit codes
+// match exitCode.
+func matchingRestartRule(c *v1.Container, exitCode int32) (v1.ContainerRestartRule, bool) {
+	for _, r := range c.RestartPolicyRules {
+		if r.ExitCodes == nil {
+			continue
+		}
+		in := slices.Contains(r.ExitCodes.Values, exitCode)
+		if r.ExitCodes.Operator == v1.ContainerRestartRuleOnExitCodesOpIn && in ||
+			r.ExitCodes.Operator == v1.ContainerRestartRuleOnExitCodesOpNotIn && !in {
+			return r, true
+		}
+	}
+	return v1.ContainerRestartRule{}, false
+}
+
+// restartsAfterKill says whether a running container killed by its probes
+// starts again: no exit code to match rules against, so the container's
+// restartPolicy, else the pod's, decides (as kubelet).
+func restartsAfterKill(spec *v1.PodSpec, c *v1.Container) bool {
+	if c.RestartPolicy != nil {
+		return *c.RestartPolicy != v1.ContainerRestartPolicyNever
+	}
+	return spec.RestartPolicy != v1.RestartPolicyNever
 }
 
 // probeGrace is the grace period of a kill for a failed probe: the probe's
