@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"os"
 	"path/filepath"
 	"time"
 
@@ -23,14 +24,40 @@ import (
 // --manage-nodes-with-annotation-selector).
 const kwokAnnotation = "kwok.x-k8s.io/node"
 
-// startKwok runs kwok against the side's API with kwok's default stages
-// and Lease heartbeats in kube-node-lease.
+// defaultKwokPodWorkers is how many pod stages kwok plays at once. kwok's
+// own default, 4, makes every pod's Running wait in one queue of four
+// writers for the whole cluster, where each real node's kubelet writes its
+// own pods' status: a Deployment of 250 appearing at once then waits for
+// 63 writes in a row, which measures the simulator, not the control plane.
+const defaultKwokPodWorkers = 16
+
+// startKwok runs kwok against the side's API with kwok's default stages,
+// Lease heartbeats in kube-node-lease and o.kwokPodWorkers pod workers.
 func startKwok(o options, s *side) (*testproc.Process, error) {
+	config, err := kwokConfigFile(o, s.dir)
+	if err != nil {
+		return nil, err
+	}
 	return testproc.Start(testproc.Spec{Name: "kwok", Bin: o.kwokBin, LogPath: filepath.Join(s.dir, "kwok.log"), ProcessGroup: true,
-		Args: []string{"--kubeconfig", s.kubeconfig, "--config", o.kwokConfig,
+		Args: []string{"--kubeconfig", s.kubeconfig, "--config", config,
 			"--manage-nodes-with-annotation-selector", kwokAnnotation + "=fake",
 			"--node-lease-duration-seconds", "40",
 			"--cidr", "10.128.0.1/10", "--node-ip", "10.127.0.1"}})
+}
+
+// kwokConfigFile writes dir/kwok.yaml: the stages of o.kwokConfig and a
+// KwokConfiguration with the pod workers.
+func kwokConfigFile(o options, dir string) (string, error) {
+	stages, err := os.ReadFile(o.kwokConfig)
+	if err != nil {
+		return "", fmt.Errorf("kwok stages (make them with scripts/build-refs.sh kwok): %w", err)
+	}
+	path := filepath.Join(dir, "kwok.yaml")
+	doc := fmt.Sprintf("---\napiVersion: config.kwok.x-k8s.io/v1alpha1\nkind: KwokConfiguration\noptions:\n  podPlayStageParallelism: %d\n", o.kwokPodWorkers)
+	if err := os.WriteFile(path, append(append(stages, '\n'), doc...), 0o644); err != nil {
+		return "", err
+	}
+	return path, nil
 }
 
 // kwokNode is a fake node as kwok's documentation writes one: no taint

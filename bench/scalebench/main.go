@@ -30,7 +30,7 @@ import (
 
 type options struct {
 	keelsonBin, apiserverBin, etcdBin, kcmBin, schedulerBin, kwokBin, kwokConfig string
-	nodes, podsPerNode, nodesPerNamespace                                        int
+	nodes, podsPerNode, nodesPerNamespace, kwokPodWorkers                        int
 	rate, nodeRate                                                               float64
 	seed                                                                         uint64
 	sides                                                                        []string
@@ -55,6 +55,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.IntVar(&o.nodes, "nodes", 1000, "kwok nodes")
 	fs.IntVar(&o.podsPerNode, "pods-per-node", 30, "pods per node the load creates")
 	fs.IntVar(&o.nodesPerNamespace, "nodes-per-namespace", 100, "nodes' worth of pods per namespace")
+	fs.IntVar(&o.kwokPodWorkers, "kwok-pod-workers", defaultKwokPodWorkers, "pod stages kwok plays at once, on both sides (its podPlayStageParallelism; kwok's default is 4)")
 	fs.Float64Var(&o.rate, "rate", 10, "pods per second the create, scale and delete steps go at")
 	fs.Float64Var(&o.nodeRate, "node-rate", 50, "nodes created per second")
 	fs.Uint64Var(&o.seed, "seed", 1, "seed of the creation order and scale factors")
@@ -74,6 +75,9 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	}
 	if o.nodes < 1 || o.nodes > maxNodes {
 		return o, fmt.Errorf("-nodes %d: want 1 to %d (the servers' pod range, 10.64.0.0/10, holds a /24 for %d nodes)", o.nodes, maxNodes, maxNodes)
+	}
+	if o.kwokPodWorkers < 1 || o.kwokPodWorkers > 1024 {
+		return o, fmt.Errorf("-kwok-pod-workers %d: want 1 to 1024", o.kwokPodWorkers)
 	}
 	if o.rate <= 0 || o.nodeRate <= 0 {
 		return o, fmt.Errorf("-rate %g and -node-rate %g: want both above 0", o.rate, o.nodeRate)
