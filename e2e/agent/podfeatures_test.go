@@ -21,6 +21,7 @@ func TestAgentPodFeatures(t *testing.T) {
 	t.Run("ActiveDeadlineLowered", c.testActiveDeadlineLowered)
 	t.Run("Sidecar", c.testSidecar)
 	t.Run("SidecarJobCompletes", c.testSidecarJobCompletes)
+	t.Run("ContainerRestartRules", c.testContainerRestartRules)
 	t.Run("DebugEphemeralContainer", c.testDebugEphemeralContainer)
 	t.Run("InPlaceResize", c.testInPlaceResize)
 }
@@ -188,6 +189,56 @@ spec:
 	out := c.server.MustKubectl(t, "get", "pod", "-n", ns, "job-like", "--no-headers")
 	if f := strings.Fields(out); len(f) < 3 || f[2] != "Completed" {
 		t.Errorf("kubectl get pod: %q, want STATUS Completed", out)
+	}
+}
+
+// testContainerRestartRules: in a pod with restartPolicy Never, a
+// container whose rule restarts it on exit code 42 runs again after exiting
+// 42 (the pod stays Running meanwhile) and the pod succeeds when it exits
+// 0; in a second such pod, whose container exits 3 on its second run, no
+// rule matches, the container's own Never holds and the pod fails.
+func (c *cluster) testContainerRestartRules(t *testing.T) {
+	ns := c.namespace(t, "restartrules")
+	pod := func(name, secondCode string) string {
+		return `apiVersion: v1
+kind: Pod
+metadata:
+  name: ` + name + `
+spec:
+  nodeName: ` + c.node + `
+  restartPolicy: Never
+  volumes:
+  - name: state
+    emptyDir: {}
+  containers:
+  - name: retry
+    image: ` + c.busybox + `
+    restartPolicy: Never
+    restartPolicyRules:
+    - action: Restart
+      exitCodes: {operator: In, values: [42]}
+    volumeMounts: [{name: state, mountPath: /state}]
+    command: ['sh', '-c', 'if [ -e /state/ran ]; then echo second; exit ` + secondCode + `; fi; touch /state/ran; echo first; exit 42']
+`
+	}
+	c.apply(t, ns, pod("retried", "0"))
+	p := c.waitPod(t, ns, "retried", 3*time.Minute, "succeeded", func(p *v1.Pod) bool { return p.Status.Phase == v1.PodSucceeded || p.Status.Phase == v1.PodFailed })
+	if p.Status.Phase != v1.PodSucceeded {
+		t.Fatalf("pod phase %s, want Succeeded after the rule restarted its container once", p.Status.Phase)
+	}
+	s := p.Status.ContainerStatuses[0]
+	if s.RestartCount != 1 || s.State.Terminated == nil || s.State.Terminated.ExitCode != 0 ||
+		s.LastTerminationState.Terminated == nil || s.LastTerminationState.Terminated.ExitCode != 42 {
+		t.Errorf("container status %+v: want one restart, last exit 42, then 0", s)
+	}
+	// Exit 3 matches no rule: the container's own Never holds.
+	c.apply(t, ns, pod("not-retried", "3"))
+	p = c.waitPod(t, ns, "not-retried", 3*time.Minute, "failed", func(p *v1.Pod) bool { return p.Status.Phase == v1.PodFailed || p.Status.Phase == v1.PodSucceeded })
+	if p.Status.Phase != v1.PodFailed {
+		t.Fatalf("pod phase %s, want Failed (exit 3 matches no rule)", p.Status.Phase)
+	}
+	if s := p.Status.ContainerStatuses[0]; s.RestartCount != 1 || s.State.Terminated == nil || s.State.Terminated.ExitCode != 3 {
+		t.Errorf("container status %+v: want one restart (on 42), then exit 3 for good", s)
 	}
 }
 
