@@ -2,6 +2,7 @@ package job
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"slices"
@@ -20,11 +21,33 @@ import (
 	"k8s.io/utils/clock"
 
 	"github.com/keelson/keelson/plugins/builtin/internal/expectations"
+	"github.com/keelson/keelson/plugins/builtin/internal/freshness"
 	"github.com/keelson/keelson/plugins/builtin/internal/tombstone"
 	"github.com/keelson/keelson/plugins/sdk"
 )
 
 var jobKind = batchv1.SchemeGroupVersion.WithKind("Job")
+
+// Names of the caches the freshness guard watches.
+const (
+	podsCache = "pods"
+	jobsCache = "jobs"
+)
+
+// stale: the guard holding a sync back while the controller writes faster
+// than its watches deliver, part of normal operation.
+func stale(err error) bool {
+	var s *freshness.StaleError
+	return errors.As(err, &s)
+}
+
+// wrotePod records a write to pod (its created or patched version) for
+// the Job that controls it.
+func (c *Controller) wrotePod(p *v1.Pod) {
+	if ref := metav1.GetControllerOfNoCopy(p); ref != nil && ref.Kind == jobKind.Kind {
+		c.fresh.Wrote(p.Namespace+"/"+ref.Name, ref.UID, podsCache, p.ResourceVersion)
+	}
+}
 
 // Controller reconciles Jobs.
 type Controller struct {
@@ -45,7 +68,10 @@ type Controller struct {
 	exp     *expectations.Store
 	backoff *backoffStore
 	events  record.EventRecorder
-	written writtenStatuses
+	// fresh holds a Job's sync back until the caches have seen this
+	// controller's own writes for it (upstream's stale-controller
+	// consistency guard, StaleControllerConsistencyJob, on since 1.36).
+	fresh *freshness.Guard
 }
 
 // New registers the Job informer on factory and a pod informer of its own
@@ -74,6 +100,7 @@ func New(cfg Config, client kubernetes.Interface, factory informers.SharedInform
 		exp:        expectations.New(clk, expectations.DefaultTTL),
 		backoff:    newBackoffStore(),
 	}
+	c.fresh = freshness.New(map[string]freshness.Cache{podsCache: c.pods.GetStore(), jobsCache: c.jobs.GetStore()})
 	if _, err := c.jobs.AddEventHandler(cache.ResourceEventHandlerFuncs{
 		AddFunc: c.enqueueJob, UpdateFunc: c.updateJob, DeleteFunc: c.deleteJob,
 	}); err != nil {
@@ -105,7 +132,7 @@ func (c *Controller) Run(ctx context.Context) error {
 	var wg sync.WaitGroup
 	wg.Go(func() { sdk.RunWorkers(ctx, c.orphans, 1, c.syncOrphanPod, c.logger) })
 	wg.Go(func() { sdk.RunWorkers(ctx, c.leavers, 1, c.syncLeaver, c.logger) })
-	sdk.RunWorkers(ctx, c.queue, c.cfg.Workers, c.sync, c.logger)
+	sdk.RunWorkers(ctx, c.queue, c.cfg.Workers, c.sync, c.logger, sdk.WithExpectedErrors(stale))
 	wg.Wait()
 	c.logger.Info("controller stopped")
 	return nil
@@ -133,7 +160,7 @@ func (c *Controller) deleteJob(obj any) {
 	key := cache.MetaObjectToName(job).String()
 	c.exp.Delete(key)
 	c.backoff.forget(key)
-	c.written.forget(key)
+	c.fresh.Forget(key)
 	c.queue.Add(key)
 	// Its pods keep their tracking finalizer until someone removes it.
 	pods, _ := c.pods.GetIndexer().ByIndex(cache.NamespaceIndex, job.Namespace)

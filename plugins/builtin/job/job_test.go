@@ -243,7 +243,8 @@ func TestIndexedJobRunsEachIndexOnce(t *testing.T) {
 // TestStaleJobCacheCreatesNoDuplicate: the pod cache shows a counted pod's
 // finalizer removed while the Job cache still holds the status from before
 // the write that counted it (separate watches, no order between them); the
-// sync must not take the pod's index for pending and run it again.
+// sync must not take the pod's index for pending and run it again: the
+// freshness guard holds it back until the Job cache has the write.
 func TestStaleJobCacheCreatesNoDuplicate(t *testing.T) {
 	f := newFixture(t, newJob("ix", indexed(4, 2)))
 	fakeNames(f.client)
@@ -264,7 +265,7 @@ func TestStaleJobCacheCreatesNoDuplicate(t *testing.T) {
 		return nil
 	}
 	f.finish(byIndex("0"), 0)
-	stale, _, _ := f.c.jobs.GetIndexer().GetByKey("ns/ix")
+	staleJob, _, _ := f.c.jobs.GetIndexer().GetByKey("ns/ix")
 	f.sync("ix") // counts index 0, releases its pod, starts index 2
 	if got := f.job("ix").Status.CompletedIndexes; got != "0" {
 		t.Fatalf("completedIndexes %q after counting index 0, want \"0\"", got)
@@ -276,16 +277,13 @@ func TestStaleJobCacheCreatesNoDuplicate(t *testing.T) {
 		t.Fatal(err)
 	}
 	f.refresh()
-	if err := f.c.jobs.GetIndexer().Update(stale); err != nil {
+	if err := f.c.jobs.GetIndexer().Update(staleJob); err != nil {
 		t.Fatal(err)
 	}
 	f.c.exp.Delete("ns/ix") // the informer would have seen index 2's pod
-	res, err := f.c.sync(context.Background(), "ns/ix")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if res.RequeueAfter <= 0 {
-		t.Errorf("a sync on a stale Job cache asked for no requeue")
+	_, err := f.c.sync(context.Background(), "ns/ix")
+	if !stale(err) {
+		t.Errorf("a sync on a Job cache older than the controller's write returned %v, want a freshness.StaleError (retried)", err)
 	}
 	count := map[string]int{}
 	for _, p := range f.pods() {

@@ -62,7 +62,10 @@ func (c *Controller) patchPodForClaim(ctx context.Context, namespace, name strin
 			}
 		}
 	}
-	_, err := c.client.CoreV1().Pods(namespace).Patch(ctx, name, types.StrategicMergePatchType, patch, metav1.PatchOptions{})
+	patched, err := c.client.CoreV1().Pods(namespace).Patch(ctx, name, types.StrategicMergePatchType, patch, metav1.PatchOptions{})
+	if err == nil {
+		c.wrotePod(patched)
+	}
 	return err
 }
 

@@ -92,8 +92,12 @@ func (c *Controller) removeFinalizer(ctx context.Context, p *v1.Pod) error {
 	if !ok {
 		return nil
 	}
-	_, err := c.client.CoreV1().Pods(p.Namespace).Patch(ctx, p.Name, types.JSONPatchType, patch, metav1.PatchOptions{})
-	if err == nil || apierrors.IsNotFound(err) {
+	patched, err := c.client.CoreV1().Pods(p.Namespace).Patch(ctx, p.Name, types.JSONPatchType, patch, metav1.PatchOptions{})
+	if err == nil {
+		c.wrotePod(patched)
+		return nil
+	}
+	if apierrors.IsNotFound(err) {
 		return nil
 	}
 	if !apierrors.IsInvalid(err) && !apierrors.IsConflict(err) {
@@ -109,8 +113,12 @@ func (c *Controller) removeFinalizer(ctx context.Context, p *v1.Pod) error {
 	if patch, ok = removeFinalizerPatch(fresh); !ok {
 		return nil
 	}
-	if _, err = c.client.CoreV1().Pods(p.Namespace).Patch(ctx, p.Name, types.JSONPatchType, patch, metav1.PatchOptions{}); err != nil && !apierrors.IsNotFound(err) {
+	patched, err = c.client.CoreV1().Pods(p.Namespace).Patch(ctx, p.Name, types.JSONPatchType, patch, metav1.PatchOptions{})
+	if err != nil && !apierrors.IsNotFound(err) {
 		return fmt.Errorf("removing the tracking finalizer of pod %s/%s: %w", p.Namespace, p.Name, err)
+	}
+	if err == nil {
+		c.wrotePod(patched)
 	}
 	return nil
 }
@@ -224,6 +232,7 @@ func (c *Controller) createPod(ctx context.Context, job *batchv1.Job, pod *v1.Po
 		}
 		return fmt.Errorf("creating a pod for job %s/%s: %w", job.Namespace, job.Name, err)
 	}
+	c.wrotePod(created)
 	c.events.Eventf(job, v1.EventTypeNormal, "SuccessfulCreate", "Created pod: %v", created.Name)
 	return nil
 }

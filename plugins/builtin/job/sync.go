@@ -63,6 +63,13 @@ func suspended(job *batchv1.Job) bool { return job.Spec.Suspend != nil && *job.S
 // sync reconciles the Job key: count its finished pods, decide whether it
 // has failed or succeeded, create or delete pods, and write its status.
 func (c *Controller) sync(ctx context.Context, key string) (sdk.Result, error) {
+	// The caches must have seen this controller's own writes for the Job
+	// first. The pod and Job caches come from separate watches: a counted
+	// pod's finalizer removal may arrive before the status write that
+	// counted it, and its index would look pending, run a second time.
+	if err := c.fresh.Ready(key); err != nil {
+		return sdk.Result{}, err
+	}
 	obj, exists, err := c.jobs.GetIndexer().GetByKey(key)
 	if err != nil {
 		return sdk.Result{}, err
@@ -70,13 +77,8 @@ func (c *Controller) sync(ctx context.Context, key string) (sdk.Result, error) {
 	if !exists {
 		c.exp.Delete(key)
 		c.backoff.forget(key)
-		c.written.forget(key)
+		c.fresh.Forget(key)
 		return sdk.Result{}, nil
-	}
-	if c.written.behind(key, obj.(*batchv1.Job)) {
-		// The Job's update event queues it again; the requeue is for a
-		// watch that never delivers it.
-		return sdk.Result{RequeueAfter: time.Second}, nil
 	}
 	job := obj.(*batchv1.Job).DeepCopy()
 	if job.Spec.ManagedBy != nil && *job.Spec.ManagedBy != jobControllerName {
@@ -423,7 +425,7 @@ func (c *Controller) updateStatus(ctx context.Context, key string, job *batchv1.
 	if err != nil {
 		return job, fmt.Errorf("updating the status of job %s/%s: %w", job.Namespace, job.Name, err)
 	}
-	c.written.wroteOver(key, job)
+	c.fresh.Wrote(key, out.UID, jobsCache, out.ResourceVersion)
 	return out, nil
 }
 
