@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"slices"
 	"sort"
+	"strconv"
 	"testing"
 	"time"
 
@@ -23,6 +24,7 @@ import (
 	clocktesting "k8s.io/utils/clock/testing"
 
 	"github.com/keelson/keelson/plugins/builtin/internal/expectations"
+	"github.com/keelson/keelson/plugins/builtin/internal/freshness"
 	"github.com/keelson/keelson/plugins/builtin/internal/history"
 	"github.com/keelson/keelson/plugins/builtin/internal/ownedpods"
 )
@@ -109,6 +111,7 @@ func newFixture(ds *appsv1.DaemonSet, objs ...any) *fixture {
 		exp: expectations.New(clk, expectations.DefaultTTL), events: record.NewFakeRecorder(100),
 		clock: clk, logger: slog.New(slog.NewTextHandler(io.Discard, nil)), burst: 250,
 	}
+	c.fresh = freshness.New(map[string]freshness.Cache{podsCache: c.pods, setsCache: c.sets})
 	client := fake.NewClientset(ds)
 	// The fake API does not generate names.
 	n := 0
@@ -325,3 +328,36 @@ func TestExpectationsHoldBackDuplicates(t *testing.T) {
 }
 
 func ptr[T any](v T) *T { return &v }
+
+// TestSyncWaitsForItsOwnWrites: once the controller created pods, a sync
+// on a pod cache older than those creations is held back (a retried
+// freshness.StaleError, as upstream's StaleControllerConsistencyDaemonSet)
+// and goes on once the cache has them.
+func TestSyncWaitsForItsOwnWrites(t *testing.T) {
+	f := newFixture(newDS("v1"), node("a"), node("b"))
+	rv := 10
+	f.client.PrependReactor("create", "pods", func(a k8stesting.Action) (bool, runtime.Object, error) {
+		rv++
+		a.(k8stesting.CreateAction).GetObject().(*v1.Pod).ResourceVersion = strconv.Itoa(rv)
+		return false, nil, nil
+	})
+	f.sync(t)
+	if got := f.writes(t); len(got) != 2 {
+		t.Fatalf("writes %v, want a pod created on each node", got)
+	}
+	// The pod cache has seen some pod, older than the creations.
+	_ = f.c.pods.Add(&v1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "other", ResourceVersion: "5"}})
+	if _, err := f.c.reconcile(context.Background(), "ns/agent"); !freshness.IsStale(err) {
+		t.Fatalf("reconcile on a pod cache behind the controller's creations: %v, want a freshness.StaleError", err)
+	}
+	list, err := f.client.CoreV1().Pods("ns").List(context.Background(), metav1.ListOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range list.Items {
+		_ = f.c.pods.Add(&list.Items[i])
+	}
+	if _, err := f.c.reconcile(context.Background(), "ns/agent"); err != nil {
+		t.Fatalf("reconcile once the cache has the creations: %v", err)
+	}
+}

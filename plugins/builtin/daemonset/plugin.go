@@ -27,6 +27,7 @@ import (
 	"k8s.io/utils/clock"
 
 	"github.com/keelson/keelson/plugins/builtin/internal/expectations"
+	"github.com/keelson/keelson/plugins/builtin/internal/freshness"
 	"github.com/keelson/keelson/plugins/builtin/internal/ownedpods"
 	"github.com/keelson/keelson/plugins/builtin/internal/pods"
 	"github.com/keelson/keelson/plugins/sdk"
@@ -115,7 +116,17 @@ type controller struct {
 	clock  clock.Clock
 	logger *slog.Logger
 	burst  int
+	// fresh holds a sync back until the caches have seen this controller's
+	// own writes for the DaemonSet (upstream's
+	// StaleControllerConsistencyDaemonSet, on since 1.36).
+	fresh *freshness.Guard
 }
+
+// Names of the caches the freshness guard watches.
+const (
+	podsCache = "pods"
+	setsCache = "daemonsets"
+)
 
 func setup(ctx context.Context, env sdk.Env, client kubernetes.Interface, f informers.SharedInformerFactory) (func(context.Context) error, error) {
 	cfg, err := parseConfig(env.Config)
@@ -136,6 +147,7 @@ func setup(ctx context.Context, env sdk.Env, client kubernetes.Interface, f info
 		client: client, sets: sets.GetIndexer(), pods: podInf.GetIndexer(), revs: revInf.GetIndexer(), nodes: nodeInf.GetIndexer(),
 		queue: sdk.NewQueue[string](Name), exp: expectations.New(clk, expectations.DefaultTTL),
 		clock: clk, logger: env.Logger, burst: cfg.BurstReplicas,
+		fresh: freshness.New(map[string]freshness.Cache{podsCache: podInf.GetStore(), setsCache: sets.GetStore()}),
 	}
 	c.owned = &ownedpods.Handlers[*appsv1.DaemonSet]{Kind: kind.Kind, Owners: c.sets, Queue: c.queue, Exp: c.exp,
 		Selector:        func(o *appsv1.DaemonSet) *metav1.LabelSelector { return o.Spec.Selector },
@@ -159,7 +171,7 @@ func setup(ctx context.Context, env sdk.Env, client kubernetes.Interface, f info
 	return func(ctx context.Context) error {
 		c.events = sdk.NewEventRecorder(ctx, client, component)
 		c.logger.Info("controller started", "workers", cfg.Workers)
-		sdk.RunWorkers(ctx, c.queue, cfg.Workers, c.reconcile, c.logger)
+		sdk.RunWorkers(ctx, c.queue, cfg.Workers, c.reconcile, c.logger, sdk.WithExpectedErrors(freshness.IsStale))
 		return nil
 	}, nil
 }

@@ -172,9 +172,12 @@ func (c *controller) writeStatus(ctx context.Context, ds *appsv1.DaemonSet, st a
 	}
 	upd := ds.DeepCopy()
 	upd.Status = st
-	_, err := c.client.AppsV1().DaemonSets(ds.Namespace).UpdateStatus(ctx, upd, metav1.UpdateOptions{})
+	out, err := c.client.AppsV1().DaemonSets(ds.Namespace).UpdateStatus(ctx, upd, metav1.UpdateOptions{})
 	if err != nil && !apierrors.IsNotFound(err) {
 		return fmt.Errorf("updating status of daemonset %s/%s: %w", ds.Namespace, ds.Name, err)
+	}
+	if err == nil {
+		c.fresh.Wrote(ds.Namespace+"/"+ds.Name, out.UID, setsCache, out.ResourceVersion)
 	}
 	return nil
 }

@@ -21,12 +21,16 @@ import (
 )
 
 func (c *controller) reconcile(ctx context.Context, key string) (sdk.Result, error) {
+	if err := c.fresh.Ready(key); err != nil {
+		return sdk.Result{}, err
+	}
 	obj, exists, err := c.sets.GetByKey(key)
 	if err != nil {
 		return sdk.Result{}, fmt.Errorf("reading daemonset %s from the cache: %w", key, err)
 	}
 	if !exists {
 		c.exp.Delete(key)
+		c.fresh.Forget(key)
 		return sdk.Result{}, nil
 	}
 	ds := obj.(*appsv1.DaemonSet)
@@ -91,7 +95,10 @@ func (c *controller) claimPods(ctx context.Context, ds *appsv1.DaemonSet, sel la
 		}
 	}
 	patch := func(ctx context.Context, ns, name string, data []byte) error {
-		_, err := c.client.CoreV1().Pods(ns).Patch(ctx, name, types.StrategicMergePatchType, data, metav1.PatchOptions{})
+		p, err := c.client.CoreV1().Pods(ns).Patch(ctx, name, types.StrategicMergePatchType, data, metav1.PatchOptions{})
+		if err == nil {
+			c.fresh.Wrote(ds.Namespace+"/"+ds.Name, ds.UID, podsCache, p.ResourceVersion)
+		}
 		return err
 	}
 	return ownership.Claim(ctx, ownership.NewClaimer(ds, kind, c.recheck(ds), patch), all,
@@ -268,6 +275,7 @@ func (c *controller) createPod(ctx context.Context, ds *appsv1.DaemonSet, key, n
 		c.events.Eventf(ds, v1.EventTypeWarning, "FailedCreate", "Error creating: %v", err)
 		return fmt.Errorf("creating a pod for node %s: %w", node, err)
 	}
+	c.fresh.Wrote(key, ds.UID, podsCache, got.ResourceVersion)
 	c.events.Eventf(ds, v1.EventTypeNormal, "SuccessfulCreate", "Created pod: %s", got.Name)
 	return nil
 }

@@ -2,7 +2,6 @@ package job
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"slices"
@@ -34,16 +33,14 @@ const (
 	jobsCache = "jobs"
 )
 
-// stale: the guard holding a sync back while the controller writes faster
-// than its watches deliver, part of normal operation.
-func stale(err error) bool {
-	var s *freshness.StaleError
-	return errors.As(err, &s)
-}
-
 // wrotePod records a write to pod (its created or patched version) for
-// the Job that controls it.
+// the Job that controls it. A pod without the job-name label is outside
+// the pod cache's selection: the cache would never show the write, and the
+// Job's syncs would wait for it for good.
 func (c *Controller) wrotePod(p *v1.Pod) {
+	if _, seen := p.Labels[batchv1.JobNameLabel]; !seen {
+		return
+	}
 	if ref := metav1.GetControllerOfNoCopy(p); ref != nil && ref.Kind == jobKind.Kind {
 		c.fresh.Wrote(p.Namespace+"/"+ref.Name, ref.UID, podsCache, p.ResourceVersion)
 	}
@@ -132,7 +129,7 @@ func (c *Controller) Run(ctx context.Context) error {
 	var wg sync.WaitGroup
 	wg.Go(func() { sdk.RunWorkers(ctx, c.orphans, 1, c.syncOrphanPod, c.logger) })
 	wg.Go(func() { sdk.RunWorkers(ctx, c.leavers, 1, c.syncLeaver, c.logger) })
-	sdk.RunWorkers(ctx, c.queue, c.cfg.Workers, c.sync, c.logger, sdk.WithExpectedErrors(stale))
+	sdk.RunWorkers(ctx, c.queue, c.cfg.Workers, c.sync, c.logger, sdk.WithExpectedErrors(freshness.IsStale))
 	wg.Wait()
 	c.logger.Info("controller stopped")
 	return nil

@@ -21,6 +21,8 @@ import (
 	"k8s.io/client-go/tools/record"
 	clocktesting "k8s.io/utils/clock/testing"
 	"k8s.io/utils/ptr"
+
+	"github.com/keelson/keelson/plugins/builtin/internal/freshness"
 )
 
 // fixture is a controller over a fake clientset whose caches are refreshed
@@ -282,7 +284,7 @@ func TestStaleJobCacheCreatesNoDuplicate(t *testing.T) {
 	}
 	f.c.exp.Delete("ns/ix") // the informer would have seen index 2's pod
 	_, err := f.c.sync(context.Background(), "ns/ix")
-	if !stale(err) {
+	if !freshness.IsStale(err) {
 		t.Errorf("a sync on a Job cache older than the controller's write returned %v, want a freshness.StaleError (retried)", err)
 	}
 	count := map[string]int{}

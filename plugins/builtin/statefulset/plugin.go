@@ -27,6 +27,7 @@ import (
 	"k8s.io/utils/clock"
 
 	"github.com/keelson/keelson/plugins/builtin/internal/expectations"
+	"github.com/keelson/keelson/plugins/builtin/internal/freshness"
 	"github.com/keelson/keelson/plugins/builtin/internal/ownedpods"
 	"github.com/keelson/keelson/plugins/builtin/internal/pods"
 	"github.com/keelson/keelson/plugins/sdk"
@@ -85,6 +86,23 @@ type controller struct {
 	events record.EventRecorder
 	clock  clock.Clock
 	logger *slog.Logger
+	// fresh holds a sync back until the caches have seen this controller's
+	// own writes for the StatefulSet (upstream's
+	// StaleControllerConsistencyStatefulSet, on since 1.36).
+	fresh *freshness.Guard
+}
+
+// Names of the caches the freshness guard watches.
+const (
+	podsCache   = "pods"
+	setsCache   = "statefulsets"
+	claimsCache = "persistentvolumeclaims"
+)
+
+// wrote records a write made for set, read back at rv, to the resource
+// the cache named cache holds.
+func (c *controller) wrote(set *appsv1.StatefulSet, cache, rv string) {
+	c.fresh.Wrote(set.Namespace+"/"+set.Name, set.UID, cache, rv)
 }
 
 func setup(ctx context.Context, env sdk.Env, client kubernetes.Interface, f informers.SharedInformerFactory) (func(context.Context) error, error) {
@@ -109,6 +127,7 @@ func setup(ctx context.Context, env sdk.Env, client kubernetes.Interface, f info
 		client: client, sets: sets.GetIndexer(), pods: podInf.GetIndexer(), revs: revInf.GetIndexer(), claims: claimInf.GetIndexer(),
 		queue: sdk.NewQueue[string](Name), exp: expectations.New(clk, expectations.DefaultTTL),
 		clock: clk, logger: env.Logger,
+		fresh: freshness.New(map[string]freshness.Cache{podsCache: podInf.GetStore(), setsCache: sets.GetStore(), claimsCache: claimInf.GetStore()}),
 	}
 	c.owned = &ownedpods.Handlers[*appsv1.StatefulSet]{Kind: kind.Kind, Owners: c.sets, Queue: c.queue, Exp: c.exp,
 		Selector:        func(o *appsv1.StatefulSet) *metav1.LabelSelector { return o.Spec.Selector },
@@ -131,7 +150,7 @@ func setup(ctx context.Context, env sdk.Env, client kubernetes.Interface, f info
 	return func(ctx context.Context) error {
 		c.events = sdk.NewEventRecorder(ctx, client, component)
 		c.logger.Info("controller started", "workers", cfg.Workers)
-		sdk.RunWorkers(ctx, c.queue, cfg.Workers, c.reconcile, c.logger)
+		sdk.RunWorkers(ctx, c.queue, cfg.Workers, c.reconcile, c.logger, sdk.WithExpectedErrors(freshness.IsStale))
 		return nil
 	}, nil
 }

@@ -6,12 +6,14 @@ import (
 	"io"
 	"log/slog"
 	"slices"
+	"strconv"
 	"testing"
 	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
 	v1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/client-go/kubernetes/fake"
@@ -21,6 +23,7 @@ import (
 	clocktesting "k8s.io/utils/clock/testing"
 
 	"github.com/keelson/keelson/plugins/builtin/internal/expectations"
+	"github.com/keelson/keelson/plugins/builtin/internal/freshness"
 	"github.com/keelson/keelson/plugins/builtin/internal/history"
 	"github.com/keelson/keelson/plugins/builtin/internal/ownedpods"
 )
@@ -72,6 +75,7 @@ func newFixture(t *testing.T, set *appsv1.StatefulSet, objs ...any) *fixture {
 		exp: expectations.New(clk, expectations.DefaultTTL), events: record.NewFakeRecorder(100),
 		clock: clk, logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
 	}
+	c.fresh = freshness.New(map[string]freshness.Cache{podsCache: c.pods, setsCache: c.sets, claimsCache: c.claims})
 	client := fake.NewClientset(set)
 	_ = c.sets.Add(set)
 	for _, o := range objs {
@@ -372,3 +376,34 @@ func TestExpectationsHoldBackDuplicates(t *testing.T) {
 }
 
 func ptr[T any](v T) *T { return &v }
+
+// TestSyncWaitsForItsOwnWrites: once the controller created a member and
+// its claim, a sync on a claim cache older than that creation is held back
+// (a retried freshness.StaleError, as upstream's
+// StaleControllerConsistencyStatefulSet) and goes on once the cache has it.
+func TestSyncWaitsForItsOwnWrites(t *testing.T) {
+	f := newFixture(t, newSet(1, "v1"))
+	rv := 10
+	f.client.PrependReactor("create", "*", func(a k8stesting.Action) (bool, runtime.Object, error) {
+		rv++
+		a.(k8stesting.CreateAction).GetObject().(metav1.Object).SetResourceVersion(strconv.Itoa(rv))
+		return false, nil, nil
+	})
+	f.sync(t)
+	if got := f.actions(); !slices.Contains(got, "create persistentvolumeclaims/www-web-0") || !slices.Contains(got, "create pods/web-0") {
+		t.Fatalf("writes %v, want web-0 and its claim created", got)
+	}
+	// The claim cache has seen some claim, older than the creation.
+	_ = f.c.claims.Add(&v1.PersistentVolumeClaim{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "other", ResourceVersion: "5"}})
+	if _, err := f.c.reconcile(context.Background(), "ns/web"); !freshness.IsStale(err) {
+		t.Fatalf("reconcile on a claim cache behind the controller's creation: %v, want a freshness.StaleError", err)
+	}
+	claim, err := f.client.CoreV1().PersistentVolumeClaims("ns").Get(context.Background(), "www-web-0", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = f.c.claims.Add(claim)
+	if _, err := f.c.reconcile(context.Background(), "ns/web"); freshness.IsStale(err) {
+		t.Fatalf("reconcile once the claim cache has the creation: %v", err)
+	}
+}

@@ -27,12 +27,16 @@ type revisions struct {
 }
 
 func (c *controller) reconcile(ctx context.Context, key string) (sdk.Result, error) {
+	if err := c.fresh.Ready(key); err != nil {
+		return sdk.Result{}, err
+	}
 	obj, exists, err := c.sets.GetByKey(key)
 	if err != nil {
 		return sdk.Result{}, fmt.Errorf("reading statefulset %s from the cache: %w", key, err)
 	}
 	if !exists {
 		c.exp.Delete(key)
+		c.fresh.Forget(key)
 		return sdk.Result{}, nil
 	}
 	set := obj.(*appsv1.StatefulSet)
@@ -81,7 +85,10 @@ func (c *controller) claimPods(ctx context.Context, set *appsv1.StatefulSet, sel
 		}
 	}
 	patch := func(ctx context.Context, ns, name string, data []byte) error {
-		_, err := c.client.CoreV1().Pods(ns).Patch(ctx, name, types.StrategicMergePatchType, data, metav1.PatchOptions{})
+		p, err := c.client.CoreV1().Pods(ns).Patch(ctx, name, types.StrategicMergePatchType, data, metav1.PatchOptions{})
+		if err == nil {
+			c.wrote(set, podsCache, p.ResourceVersion)
+		}
 		return err
 	}
 	claimer := ownership.NewClaimer(set, kind, c.recheck(set), patch)
@@ -183,13 +190,14 @@ func (c *controller) writeStatus(ctx context.Context, set *appsv1.StatefulSet, s
 	}
 	upd := set.DeepCopy()
 	upd.Status = st
-	_, err := c.client.AppsV1().StatefulSets(set.Namespace).UpdateStatus(ctx, upd, metav1.UpdateOptions{})
+	out, err := c.client.AppsV1().StatefulSets(set.Namespace).UpdateStatus(ctx, upd, metav1.UpdateOptions{})
 	if apierrors.IsNotFound(err) {
 		return nil
 	}
 	if err != nil {
 		return fmt.Errorf("updating status of statefulset %s/%s: %w", set.Namespace, set.Name, err)
 	}
+	c.wrote(set, setsCache, out.ResourceVersion)
 	return nil
 }
 

@@ -177,7 +177,10 @@ func (c *controller) createPods(ctx context.Context, set *appsv1.StatefulSet, re
 			c.failCreations(key, len(ordinals)-i)
 			return err
 		}
-		_, err := c.client.CoreV1().Pods(set.Namespace).Create(ctx, pod, metav1.CreateOptions{})
+		created, err := c.client.CoreV1().Pods(set.Namespace).Create(ctx, pod, metav1.CreateOptions{})
+		if err == nil {
+			c.wrote(set, podsCache, created.ResourceVersion)
+		}
 		if err != nil && !apierrors.IsAlreadyExists(err) {
 			c.failCreations(key, len(ordinals)-i)
 			c.events.Eventf(set, v1.EventTypeWarning, "FailedCreate", "create Pod %s in StatefulSet %s failed error: %v", pod.Name, set.Name, err)
@@ -207,7 +210,10 @@ func (c *controller) createClaims(ctx context.Context, set *appsv1.StatefulSet, 
 			continue
 		}
 		claim.OwnerReferences = wantOwners(set, claim, nil, false)
-		_, err := c.client.CoreV1().PersistentVolumeClaims(set.Namespace).Create(ctx, claim, metav1.CreateOptions{})
+		created, err := c.client.CoreV1().PersistentVolumeClaims(set.Namespace).Create(ctx, claim, metav1.CreateOptions{})
+		if err == nil {
+			c.wrote(set, claimsCache, created.ResourceVersion)
+		}
 		if apierrors.IsAlreadyExists(err) {
 			continue
 		}
@@ -233,8 +239,12 @@ func (c *controller) fixIdentity(ctx context.Context, set *appsv1.StatefulSet, p
 	}
 	if missing {
 		patch := fmt.Sprintf(`{"metadata":{"labels":{%q:%q,%q:%q}}}`, podNameLabel, p.Name, podIndexLabel, strconv.Itoa(ordinal))
-		if _, err := c.client.CoreV1().Pods(p.Namespace).Patch(ctx, p.Name, "application/merge-patch+json", []byte(patch), metav1.PatchOptions{}); err != nil && !apierrors.IsNotFound(err) {
+		patched, err := c.client.CoreV1().Pods(p.Namespace).Patch(ctx, p.Name, "application/merge-patch+json", []byte(patch), metav1.PatchOptions{})
+		if err != nil && !apierrors.IsNotFound(err) {
 			return fmt.Errorf("restoring the identity labels of pod %s/%s: %w", p.Namespace, p.Name, err)
+		}
+		if err == nil {
+			c.wrote(set, podsCache, patched.ResourceVersion)
 		}
 	}
 	for i := range set.Spec.VolumeClaimTemplates {
@@ -255,8 +265,12 @@ func (c *controller) fixIdentity(ctx context.Context, set *appsv1.StatefulSet, p
 		}
 		upd := claim.DeepCopy()
 		upd.OwnerReferences = refs
-		if _, err := c.client.CoreV1().PersistentVolumeClaims(claim.Namespace).Update(ctx, upd, metav1.UpdateOptions{}); err != nil && !apierrors.IsNotFound(err) {
+		updated, err := c.client.CoreV1().PersistentVolumeClaims(claim.Namespace).Update(ctx, upd, metav1.UpdateOptions{})
+		if err != nil && !apierrors.IsNotFound(err) {
 			return fmt.Errorf("updating the owners of claim %s/%s: %w", claim.Namespace, claim.Name, err)
+		}
+		if err == nil {
+			c.wrote(set, claimsCache, updated.ResourceVersion)
 		}
 	}
 	return nil

@@ -9,6 +9,7 @@
 package freshness
 
 import (
+	"errors"
 	"fmt"
 	"sync"
 
@@ -97,6 +98,14 @@ func (g *Guard) Ready(key string) error {
 	}
 	delete(g.owners, key)
 	return nil
+}
+
+// IsStale reports whether err is (or wraps) a *StaleError: the guard
+// holding a sync back while the controller writes faster than its watches
+// deliver, part of normal operation, not a failure to report.
+func IsStale(err error) bool {
+	var s *StaleError
+	return errors.As(err, &s)
 }
 
 // Forget drops what was recorded for key (the owner was deleted).

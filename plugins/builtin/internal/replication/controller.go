@@ -2,7 +2,6 @@ package replication
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"reflect"
@@ -102,10 +101,7 @@ func (c *Controller) Run(ctx context.Context) error {
 // guard holding a sync back while the controller writes faster than its
 // watch delivers. (A write that lost a race with another writer, a
 // conflict, is one for every SDK loop: the retry reads the newer object.)
-func routine(err error) bool {
-	var stale *freshness.StaleError
-	return errors.As(err, &stale)
-}
+func routine(err error) bool { return freshness.IsStale(err) }
 
 func (c *Controller) enqueue(obj any) {
 	key, err := cache.DeletionHandlingMetaNamespaceKeyFunc(obj)
