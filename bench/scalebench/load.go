@@ -53,7 +53,24 @@ func kwokConfigFile(o options, dir string) (string, error) {
 		return "", fmt.Errorf("kwok stages (make them with scripts/build-refs.sh kwok): %w", err)
 	}
 	path := filepath.Join(dir, "kwok.yaml")
-	doc := fmt.Sprintf("---\napiVersion: config.kwok.x-k8s.io/v1alpha1\nkind: KwokConfiguration\noptions:\n  podPlayStageParallelism: %d\n", o.kwokPodWorkers)
+	// A KwokConfiguration given is taken as it is, without kwok's defaults
+	// (a missing nodeLeaseParallelism is 0, which kwok refuses): every
+	// option that has a default is written with it.
+	doc := fmt.Sprintf(`---
+apiVersion: config.kwok.x-k8s.io/v1alpha1
+kind: KwokConfiguration
+options:
+  podPlayStageParallelism: %d
+  nodePlayStageParallelism: 4
+  nodeLeaseParallelism: 4
+  podsOnNodeSyncParallelism: 1
+  enablePodsOnNodeSyncListPager: true
+  enablePodsOnNodeSyncStreamWatch: false
+  enableDebuggingHandlers: true
+  enableProfilingHandler: true
+  enableContentionProfiling: false
+  manageAllNodes: false
+`, o.kwokPodWorkers)
 	if err := os.WriteFile(path, append(append(stages, '\n'), doc...), 0o644); err != nil {
 		return "", err
 	}
@@ -348,7 +365,7 @@ func poll(ctx context.Context, log *slog.Logger, timeout time.Duration, what str
 		}
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("%s: %w (%s)", what, ctx.Err(), detail)
+			return fmt.Errorf("%s: %w (%s)", what, context.Cause(ctx), detail)
 		case <-time.After(time.Second):
 		}
 	}

@@ -13,6 +13,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -218,6 +219,17 @@ func runSide(ctx context.Context, log *slog.Logger, o options, name string, p pl
 		return result{}, err
 	}
 	defer kwok.Stop(10 * time.Second)
+	// A kwok that exits ends the side at once: the steps would otherwise
+	// wait their whole timeouts for nodes and pods nobody plays.
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	go func() {
+		select {
+		case <-kwok.Exited():
+			cancel(kwok.Failure(errors.New("kwok exited during the run")))
+		case <-ctx.Done():
+		}
+	}()
 	procs := func() []namedPID { return append(s.procs(), namedPID{"kwok", kwok.PID()}) }
 
 	cs, err := kubernetes.NewForConfig(s.bench)
