@@ -17,6 +17,7 @@ import (
 	"k8s.io/client-go/util/workqueue"
 	"k8s.io/utils/clock"
 
+	"github.com/keelson/keelson/plugins/builtin/internal/freshness"
 	"github.com/keelson/keelson/plugins/sdk"
 )
 
@@ -34,7 +35,14 @@ type controller struct {
 	events    record.EventRecorder
 	clock     clock.Clock
 	logger    *slog.Logger
+	// fresh holds a sync back until the HPA cache has seen this
+	// controller's own status write (upstream's
+	// StaleControllerConsistencyHPA, on since 1.37).
+	fresh *freshness.Guard
 }
+
+// hpasCache names the cache the freshness guard watches.
+const hpasCache = "horizontalpodautoscalers"
 
 // newController registers the HPA and pod informers on f.
 func newController(cfg Config, client kubernetes.Interface, f informers.SharedInformerFactory, targets *scaleTargets,
@@ -48,6 +56,7 @@ func newController(cfg Config, client kubernetes.Interface, f informers.SharedIn
 		history: newHistory(clk), selectors: newSelectors(),
 		queue:  sdk.NewQueue[string](Name, sdk.WithClock(clk)),
 		events: events, clock: clk, logger: logger,
+		fresh: freshness.New(map[string]freshness.Cache{hpasCache: hpaInf.Informer().GetStore()}),
 	}
 	if _, err := hpaInf.Informer().AddEventHandler(c.hpaEvents()); err != nil {
 		return nil, fmt.Errorf("watching horizontalpodautoscalers: %w", err)
@@ -95,7 +104,7 @@ func (c *controller) hpaEvents() cache.ResourceEventHandlerFuncs {
 func (c *controller) run(ctx context.Context, workers int) {
 	c.logger.Info("controller started", "workers", workers, "syncPeriod", c.cfg.SyncPeriod.Duration,
 		"downscaleStabilization", c.cfg.DownscaleStabilization.Duration, "tolerance", c.cfg.Tolerance)
-	sdk.RunWorkers(ctx, c.queue, workers, c.sync, c.logger)
+	sdk.RunWorkers(ctx, c.queue, workers, c.sync, c.logger, sdk.WithExpectedErrors(freshness.IsStale))
 }
 
 // sync reconciles one HPA and schedules its next sync; a failed sync is
@@ -106,11 +115,15 @@ func (c *controller) sync(ctx context.Context, key string) (sdk.Result, error) {
 	if err != nil {
 		return sdk.Result{}, sdk.TerminalError(err)
 	}
+	if err := c.fresh.Ready(key); err != nil {
+		return sdk.Result{}, err // retried once the cache has the status write
+	}
 	hpa, err := c.hpas.HorizontalPodAutoscalers(ns).Get(name)
 	if err != nil {
 		// Gone (or not yet in the cache, whose add event brings it back).
 		c.history.forget(key)
 		c.selectors.forget(ns, name)
+		c.fresh.Forget(key)
 		return sdk.Result{}, nil
 	}
 	if err := c.reconcile(ctx, hpa.DeepCopy(), key); err != nil {

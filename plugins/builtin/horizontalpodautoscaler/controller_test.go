@@ -19,11 +19,14 @@ import (
 	"k8s.io/client-go/kubernetes/fake"
 	scalefake "k8s.io/client-go/scale/fake"
 	core "k8s.io/client-go/testing"
+	"k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/tools/record"
 	metricsapi "k8s.io/metrics/pkg/apis/metrics/v1beta1"
 	metricsfake "k8s.io/metrics/pkg/client/clientset/versioned/fake"
 	clocktesting "k8s.io/utils/clock/testing"
 	"k8s.io/utils/ptr"
+
+	"github.com/keelson/keelson/plugins/builtin/internal/freshness"
 )
 
 // harness is a controller over fakes: the Deployment "web"'s scale, the
@@ -37,6 +40,7 @@ type harness struct {
 	writes  []int32 // spec.replicas written to the scale
 	usage   int64   // each container's CPU usage, milli-cores
 	metrErr error
+	hpas    cache.Indexer // the HPA informer's store
 }
 
 func newHarness(t *testing.T, replicas int32, hpa *autoscalingv2.HorizontalPodAutoscaler) *harness {
@@ -66,7 +70,8 @@ func newHarness(t *testing.T, replicas int32, hpa *autoscalingv2.HorizontalPodAu
 	}
 	h.c = c
 	h.setPods(t, replicas)
-	if err := f.Autoscaling().V2().HorizontalPodAutoscalers().Informer().GetIndexer().Add(hpa); err != nil {
+	h.hpas = f.Autoscaling().V2().HorizontalPodAutoscalers().Informer().GetIndexer()
+	if err := h.hpas.Add(hpa); err != nil {
 		t.Fatal(err)
 	}
 	return h
@@ -314,5 +319,36 @@ func TestAmbiguousSelector(t *testing.T) {
 	wantCondition(t, hpa, autoscalingv2.ScalingActive, corev1.ConditionFalse, "AmbiguousSelector", msg)
 	if len(h.writes) != 0 {
 		t.Errorf("writes = %v; want none", h.writes)
+	}
+}
+
+// TestSyncWaitsForItsOwnStatusWrite: after a sync wrote the HPA's status, a
+// sync on an HPA cache that has not seen that write is held back (a retried
+// freshness.StaleError, as upstream's StaleControllerConsistencyHPA) and
+// goes on once the cache has it.
+func TestSyncWaitsForItsOwnStatusWrite(t *testing.T) {
+	hpa := cpuHPA(func(h *autoscalingv2.HorizontalPodAutoscaler) { h.ResourceVersion = "5" })
+	h := newHarness(t, 2, hpa)
+	h.usage = 150
+	h.client.PrependReactor("update", "horizontalpodautoscalers", func(a core.Action) (bool, runtime.Object, error) {
+		a.(core.UpdateAction).GetObject().(*autoscalingv2.HorizontalPodAutoscaler).ResourceVersion = "9"
+		return false, nil, nil
+	})
+	key := testNS + "/web"
+	if _, err := h.c.sync(context.Background(), key); err != nil {
+		t.Fatalf("first sync: %v", err)
+	}
+	stored, err := h.client.AutoscalingV2().HorizontalPodAutoscalers(testNS).Get(context.Background(), "web", metav1.GetOptions{})
+	if err != nil || stored.ResourceVersion != "9" {
+		t.Fatalf("the first sync wrote no status (resourceVersion %q, %v)", stored.ResourceVersion, err)
+	}
+	if _, err := h.c.sync(context.Background(), key); !freshness.IsStale(err) {
+		t.Fatalf("sync on a cache behind the status write: %v, want a freshness.StaleError", err)
+	}
+	if err := h.hpas.Update(stored); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := h.c.sync(context.Background(), key); err != nil {
+		t.Fatalf("sync once the cache has the write: %v", err)
 	}
 }

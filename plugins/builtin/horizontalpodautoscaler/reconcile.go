@@ -184,9 +184,11 @@ func (c *controller) updateStatusIfNeeded(ctx context.Context, original *autosca
 	if equality.Semantic.DeepEqual(original, &hpa.Status) {
 		return nil
 	}
-	if _, err := c.client.AutoscalingV2().HorizontalPodAutoscalers(hpa.Namespace).UpdateStatus(ctx, hpa, metav1.UpdateOptions{}); err != nil {
+	out, err := c.client.AutoscalingV2().HorizontalPodAutoscalers(hpa.Namespace).UpdateStatus(ctx, hpa, metav1.UpdateOptions{})
+	if err != nil {
 		c.events.Event(hpa, corev1.EventTypeWarning, "FailedUpdateStatus", err.Error())
 		return fmt.Errorf("failed to update status for %s: %w", hpa.Name, err)
 	}
+	c.fresh.Wrote(hpa.Namespace+"/"+hpa.Name, out.UID, hpasCache, out.ResourceVersion)
 	return nil
 }
