@@ -31,7 +31,9 @@ for name in "$@"; do
 		build "$bin/etcd-ref" bench/etcdref . ;;
 	kwok)
 		build "$bin/kwok-ref" bench/kwokref sigs.k8s.io/kwok/cmd/kwok
-		if [[ ! -s "$bin/kwok-stages.yaml" ]]; then
+		# Written anew if missing or from before it carried kwok's defaulted
+		# KwokConfiguration (the scale bench sets its pod workers there).
+		if [[ ! -s "$bin/kwok-stages.yaml" ]] || ! grep -q '^kind: KwokConfiguration$' "$bin/kwok-stages.yaml"; then
 			go run -C bench/kwokref ./stages > "$bin/kwok-stages.yaml"
 		fi ;;
 	*)

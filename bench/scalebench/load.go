@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
@@ -16,6 +17,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/client-go/kubernetes"
+	"sigs.k8s.io/yaml"
 
 	"github.com/keelson/keelson/internal/testproc"
 )
@@ -45,36 +47,49 @@ func startKwok(o options, s *side) (*testproc.Process, error) {
 			"--cidr", "10.128.0.1/10", "--node-ip", "10.127.0.1"}})
 }
 
-// kwokConfigFile writes dir/kwok.yaml: the stages of o.kwokConfig and a
-// KwokConfiguration with the pod workers.
+// kwokConfigFile writes dir/kwok.yaml: o.kwokConfig (kwok's stages and its
+// defaulted KwokConfiguration, as bench/kwokref/stages writes them) with
+// the pod workers set to o.kwokPodWorkers.
 func kwokConfigFile(o options, dir string) (string, error) {
-	stages, err := os.ReadFile(o.kwokConfig)
+	in, err := os.ReadFile(o.kwokConfig)
 	if err != nil {
 		return "", fmt.Errorf("kwok stages (make them with scripts/build-refs.sh kwok): %w", err)
 	}
-	path := filepath.Join(dir, "kwok.yaml")
-	// A KwokConfiguration given is taken as it is, without kwok's defaults
-	// (a missing nodeLeaseParallelism is 0, which kwok refuses): every
-	// option that has a default is written with it.
-	doc := fmt.Sprintf(`---
-apiVersion: config.kwok.x-k8s.io/v1alpha1
-kind: KwokConfiguration
-options:
-  podPlayStageParallelism: %d
-  nodePlayStageParallelism: 4
-  nodeLeaseParallelism: 4
-  podsOnNodeSyncParallelism: 1
-  enablePodsOnNodeSyncListPager: true
-  enablePodsOnNodeSyncStreamWatch: false
-  enableDebuggingHandlers: true
-  enableProfilingHandler: true
-  enableContentionProfiling: false
-  manageAllNodes: false
-`, o.kwokPodWorkers)
-	if err := os.WriteFile(path, append(append(stages, '\n'), doc...), 0o644); err != nil {
-		return "", err
+	out, err := setKwokPodWorkers(in, o.kwokPodWorkers)
+	if err != nil {
+		return "", fmt.Errorf("%s: %w", o.kwokConfig, err)
 	}
-	return path, nil
+	path := filepath.Join(dir, "kwok.yaml")
+	return path, os.WriteFile(path, out, 0o644)
+}
+
+// setKwokPodWorkers sets options.podPlayStageParallelism in the config's
+// KwokConfiguration document. kwok does not default a configuration it is
+// given, so the document must be the complete one the stages command
+// writes; a file without it is refused, not completed by hand.
+func setKwokPodWorkers(config []byte, workers int) ([]byte, error) {
+	docs := strings.Split(string(config), "\n---\n")
+	for i, d := range docs {
+		var m map[string]any
+		if err := yaml.Unmarshal([]byte(d), &m); err != nil {
+			return nil, fmt.Errorf("document %d: %w", i+1, err)
+		}
+		if m["kind"] != "KwokConfiguration" {
+			continue
+		}
+		opts, ok := m["options"].(map[string]any)
+		if !ok {
+			return nil, fmt.Errorf("its KwokConfiguration has no options")
+		}
+		opts["podPlayStageParallelism"] = workers
+		b, err := yaml.Marshal(m)
+		if err != nil {
+			return nil, err
+		}
+		docs[i] = strings.TrimSpace(string(b))
+		return []byte(strings.Join(docs, "\n---\n") + "\n"), nil
+	}
+	return nil, fmt.Errorf("no KwokConfiguration with kwok's defaults in it: run scripts/build-refs.sh kwok to write it anew")
 }
 
 // kwokNode is a fake node as kwok's documentation writes one: no taint

@@ -127,3 +127,21 @@ func TestClusterCIDRArgs(t *testing.T) {
 		}
 	}
 }
+
+func TestSetKwokPodWorkers(t *testing.T) {
+	config := "kind: Stage\nmetadata:\n  name: pod-ready\n---\napiVersion: config.kwok.x-k8s.io/v1alpha1\nkind: KwokConfiguration\noptions:\n  nodeLeaseParallelism: 4\n  podPlayStageParallelism: 4\n"
+	out, err := setKwokPodWorkers([]byte(config), 16)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := string(out)
+	if !strings.HasPrefix(got, "kind: Stage\nmetadata:\n  name: pod-ready\n---\n") {
+		t.Errorf("the stages changed:\n%s", got)
+	}
+	if !strings.Contains(got, "podPlayStageParallelism: 16") || !strings.Contains(got, "nodeLeaseParallelism: 4") {
+		t.Errorf("want the pod workers set and kwok's other defaults kept:\n%s", got)
+	}
+	if _, err := setKwokPodWorkers([]byte("kind: Stage\n"), 16); err == nil || !strings.Contains(err.Error(), "build-refs.sh kwok") {
+		t.Errorf("stages without kwok's configuration: %v, want an error naming build-refs.sh", err)
+	}
+}

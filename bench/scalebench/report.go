@@ -46,7 +46,7 @@ func printReport(out io.Writer, f figures) {
 		})
 	}
 	sideRows(w, f.Sides, "pod startup p50 / p90 / p99", func(r result) string {
-		return fmt.Sprintf("%.2f / %.2f / %.2f s", r.Startup.P50.Seconds(), r.Startup.P90.Seconds(), r.Startup.P99.Seconds())
+		return r.Startup.Total.String()
 	})
 	sideRows(w, f.Sides, "  of which seen to bound", func(r result) string { return r.Startup.ToBound.String() })
 	sideRows(w, f.Sides, "  of which bound to Running", func(r result) string { return r.Startup.ToRunning.String() })

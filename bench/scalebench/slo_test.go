@@ -83,7 +83,7 @@ func TestSLOTableJudgesEachSide(t *testing.T) {
 			{Verb: "GET", Resource: "pods", Scope: "resource", Class: classRead, Count: 10, P99: 0.05},
 			{Verb: "LIST", Resource: "pods", Scope: "cluster", Class: classList, Count: 3, P99: 2},
 		},
-		Startup: startup{Pods: 100, P99: 2 * time.Second}, PluginRestarts: 0,
+		Startup: startup{Pods: 100, Total: percentiles{P99: 2 * time.Second}}, PluginRestarts: 0,
 	}
 	bad := sloFacts{
 		Calls: []call{
@@ -91,7 +91,7 @@ func TestSLOTableJudgesEachSide(t *testing.T) {
 			{Verb: "PATCH", Resource: "pods/status", Scope: "resource", Class: classMutating, Count: 10, P99: 1.5},
 			{Verb: "LIST", Resource: "pods", Scope: "cluster", Class: classList, Count: 3, P99: 31},
 		},
-		Startup: startup{Pods: 100, P99: 6 * time.Second}, LeaderChanges: 1, PluginRestarts: -1, ProcessesAlive: false,
+		Startup: startup{Pods: 100, Total: percentiles{P99: 6 * time.Second}}, LeaderChanges: 1, PluginRestarts: -1, ProcessesAlive: false,
 	}
 	rows := sloTable([]sloFacts{good, bad})
 	if len(rows) != len(sloNames) {
