@@ -177,7 +177,7 @@ func (c *controller) writeStatus(ctx context.Context, ds *appsv1.DaemonSet, st a
 		return fmt.Errorf("updating status of daemonset %s/%s: %w", ds.Namespace, ds.Name, err)
 	}
 	if err == nil {
-		c.fresh.Wrote(ds.Namespace+"/"+ds.Name, out.UID, setsCache, out.ResourceVersion)
+		c.fresh.WroteFor(out, setsCache, out.ResourceVersion)
 	}
 	return nil
 }

@@ -97,7 +97,7 @@ func (c *controller) claimPods(ctx context.Context, ds *appsv1.DaemonSet, sel la
 	patch := func(ctx context.Context, ns, name string, data []byte) error {
 		p, err := c.client.CoreV1().Pods(ns).Patch(ctx, name, types.StrategicMergePatchType, data, metav1.PatchOptions{})
 		if err == nil {
-			c.fresh.Wrote(ds.Namespace+"/"+ds.Name, ds.UID, podsCache, p.ResourceVersion)
+			c.fresh.WroteFor(ds, podsCache, p.ResourceVersion)
 		}
 		return err
 	}
@@ -275,7 +275,7 @@ func (c *controller) createPod(ctx context.Context, ds *appsv1.DaemonSet, key, n
 		c.events.Eventf(ds, v1.EventTypeWarning, "FailedCreate", "Error creating: %v", err)
 		return fmt.Errorf("creating a pod for node %s: %w", node, err)
 	}
-	c.fresh.Wrote(key, ds.UID, podsCache, got.ResourceVersion)
+	c.fresh.WroteFor(ds, podsCache, got.ResourceVersion)
 	c.events.Eventf(ds, v1.EventTypeNormal, "SuccessfulCreate", "Created pod: %s", got.Name)
 	return nil
 }

@@ -189,6 +189,6 @@ func (c *controller) updateStatusIfNeeded(ctx context.Context, original *autosca
 		c.events.Event(hpa, corev1.EventTypeWarning, "FailedUpdateStatus", err.Error())
 		return fmt.Errorf("failed to update status for %s: %w", hpa.Name, err)
 	}
-	c.fresh.Wrote(hpa.Namespace+"/"+hpa.Name, out.UID, hpasCache, out.ResourceVersion)
+	c.fresh.WroteFor(out, hpasCache, out.ResourceVersion)
 	return nil
 }

@@ -420,12 +420,12 @@ func (c *Controller) updateSuspended(st *state) bool {
 
 // updateStatus writes job's status with the resourceVersion it was read
 // at: a stale cache makes it fail with a conflict, never double-count.
-func (c *Controller) updateStatus(ctx context.Context, key string, job *batchv1.Job) (*batchv1.Job, error) {
+func (c *Controller) updateStatus(ctx context.Context, job *batchv1.Job) (*batchv1.Job, error) {
 	out, err := c.client.BatchV1().Jobs(job.Namespace).UpdateStatus(ctx, job, metav1.UpdateOptions{})
 	if err != nil {
 		return job, fmt.Errorf("updating the status of job %s/%s: %w", job.Namespace, job.Name, err)
 	}
-	c.fresh.Wrote(key, out.UID, jobsCache, out.ResourceVersion)
+	c.fresh.WroteFor(out, jobsCache, out.ResourceVersion)
 	return out, nil
 }
 

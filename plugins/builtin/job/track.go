@@ -72,7 +72,7 @@ func (c *Controller) track(ctx context.Context, st *state, needsFlush bool) erro
 	}
 	var err error
 	if needsFlush {
-		if job, err = c.updateStatus(ctx, st.key, job); err != nil {
+		if job, err = c.updateStatus(ctx, job); err != nil {
 			return err
 		}
 		st.job = job
@@ -91,7 +91,7 @@ func (c *Controller) track(ctx context.Context, st *state, needsFlush bool) erro
 		needsFlush = true
 	}
 	if needsFlush {
-		if job, err = c.updateStatus(ctx, st.key, job); err != nil {
+		if job, err = c.updateStatus(ctx, job); err != nil {
 			return errors.Join(err, rmErr)
 		}
 		if done {

@@ -99,12 +99,6 @@ const (
 	claimsCache = "persistentvolumeclaims"
 )
 
-// wrote records a write made for set, read back at rv, to the resource
-// the cache named cache holds.
-func (c *controller) wrote(set *appsv1.StatefulSet, cache, rv string) {
-	c.fresh.Wrote(set.Namespace+"/"+set.Name, set.UID, cache, rv)
-}
-
 func setup(ctx context.Context, env sdk.Env, client kubernetes.Interface, f informers.SharedInformerFactory) (func(context.Context) error, error) {
 	cfg := Config{Workers: 5}
 	if err := sdk.DecodeConfig(env.Config, &cfg); err != nil {

@@ -87,7 +87,7 @@ func (c *controller) claimPods(ctx context.Context, set *appsv1.StatefulSet, sel
 	patch := func(ctx context.Context, ns, name string, data []byte) error {
 		p, err := c.client.CoreV1().Pods(ns).Patch(ctx, name, types.StrategicMergePatchType, data, metav1.PatchOptions{})
 		if err == nil {
-			c.wrote(set, podsCache, p.ResourceVersion)
+			c.fresh.WroteFor(set, podsCache, p.ResourceVersion)
 		}
 		return err
 	}
@@ -197,7 +197,7 @@ func (c *controller) writeStatus(ctx context.Context, set *appsv1.StatefulSet, s
 	if err != nil {
 		return fmt.Errorf("updating status of statefulset %s/%s: %w", set.Namespace, set.Name, err)
 	}
-	c.wrote(set, setsCache, out.ResourceVersion)
+	c.fresh.WroteFor(set, setsCache, out.ResourceVersion)
 	return nil
 }
 

@@ -179,7 +179,7 @@ func (c *controller) createPods(ctx context.Context, set *appsv1.StatefulSet, re
 		}
 		created, err := c.client.CoreV1().Pods(set.Namespace).Create(ctx, pod, metav1.CreateOptions{})
 		if err == nil {
-			c.wrote(set, podsCache, created.ResourceVersion)
+			c.fresh.WroteFor(set, podsCache, created.ResourceVersion)
 		}
 		if err != nil && !apierrors.IsAlreadyExists(err) {
 			c.failCreations(key, len(ordinals)-i)
@@ -212,7 +212,7 @@ func (c *controller) createClaims(ctx context.Context, set *appsv1.StatefulSet, 
 		claim.OwnerReferences = wantOwners(set, claim, nil, false)
 		created, err := c.client.CoreV1().PersistentVolumeClaims(set.Namespace).Create(ctx, claim, metav1.CreateOptions{})
 		if err == nil {
-			c.wrote(set, claimsCache, created.ResourceVersion)
+			c.fresh.WroteFor(set, claimsCache, created.ResourceVersion)
 		}
 		if apierrors.IsAlreadyExists(err) {
 			continue
@@ -244,7 +244,7 @@ func (c *controller) fixIdentity(ctx context.Context, set *appsv1.StatefulSet, p
 			return fmt.Errorf("restoring the identity labels of pod %s/%s: %w", p.Namespace, p.Name, err)
 		}
 		if err == nil {
-			c.wrote(set, podsCache, patched.ResourceVersion)
+			c.fresh.WroteFor(set, podsCache, patched.ResourceVersion)
 		}
 	}
 	for i := range set.Spec.VolumeClaimTemplates {
@@ -270,7 +270,7 @@ func (c *controller) fixIdentity(ctx context.Context, set *appsv1.StatefulSet, p
 			return fmt.Errorf("updating the owners of claim %s/%s: %w", claim.Namespace, claim.Name, err)
 		}
 		if err == nil {
-			c.wrote(set, claimsCache, updated.ResourceVersion)
+			c.fresh.WroteFor(set, claimsCache, updated.ResourceVersion)
 		}
 	}
 	return nil

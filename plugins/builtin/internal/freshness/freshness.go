@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"sync"
 
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/resourceversion"
 )
@@ -71,6 +72,16 @@ func (g *Guard) Wrote(key string, uid types.UID, cache, rv string) {
 		}
 	}
 	w.rv[cache] = rv
+}
+
+// WroteFor is Wrote for a write made on behalf of owner, keyed as its
+// work queue keys it (namespace/name) with its UID.
+func (g *Guard) WroteFor(owner metav1.Object, cache, rv string) {
+	key := owner.GetName()
+	if ns := owner.GetNamespace(); ns != "" {
+		key = ns + "/" + key
+	}
+	g.Wrote(key, owner.GetUID(), cache, rv)
 }
 
 // Ready returns nil once every cache has seen the writes recorded for key

@@ -3,6 +3,8 @@ package freshness
 import (
 	"errors"
 	"testing"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
 type fakeCache struct{ rv string }
@@ -55,5 +57,17 @@ func TestGuardNeverHoldsBackOnUnknownVersions(t *testing.T) {
 	g.Wrote("ns/a", "u", "unwatched", "9")
 	if err := g.Ready("ns/a"); err != nil {
 		t.Errorf("err = %v", err)
+	}
+}
+
+// WroteFor keys a write as the work queue keys its owner.
+func TestWroteForKeysByOwner(t *testing.T) {
+	g := New(map[string]Cache{"pods": &fakeCache{rv: "1"}})
+	g.WroteFor(&metav1.ObjectMeta{Namespace: "ns", Name: "a", UID: "uid-a"}, "pods", "7")
+	g.WroteFor(&metav1.ObjectMeta{Name: "cluster-wide", UID: "uid-c"}, "pods", "8")
+	for _, key := range []string{"ns/a", "cluster-wide"} {
+		if err := g.Ready(key); !IsStale(err) {
+			t.Errorf("Ready(%q) = %v, want a StaleError", key, err)
+		}
 	}
 }
